@@ -1,0 +1,44 @@
+// The contract between the sitter and the two ways of copying data from another peer:
+// `zfs` (send/receive of snapshots) and `basebackup` (pg_basebackup, pg_rewind).
+
+export type BackendKind = 'zfs' | 'basebackup';
+
+/** Progress of a long copy, for logs and for the status API. */
+export interface RestoreProgress {
+  readonly phase: string; // e.g. "isolating", "receiving", "rewinding", "snapshotting", "done"
+  readonly percent: number | null;
+  readonly bytesDone: number;
+  readonly bytesTotal: number | null;
+  readonly rateBytesPerSec: number | null;
+  readonly etaSec: number | null;
+}
+
+/** The peer to copy from. */
+export interface RestoreSource {
+  readonly peerId: string;
+  /** Connection URL of the source's PostgreSQL (replication user), for pg_basebackup/pg_rewind. */
+  readonly pgUrl: string;
+  /** Base URL of the source's backup server (zfs send streams). */
+  readonly backupUrl: string;
+}
+
+export interface RestoreResult {
+  /** How the data was obtained: an increment/rewind (cheap) or a full copy. */
+  readonly method: 'full' | 'incremental' | 'rewind';
+  readonly bytes: number;
+  readonly durationMs: number;
+}
+
+export interface RestoreOptions {
+  readonly source: RestoreSource;
+  /** bootstrap: a new peer with no data; rebuild: a deposed peer whose data diverged. */
+  readonly reason: 'bootstrap' | 'rebuild';
+  readonly onProgress?: (p: RestoreProgress) => void;
+  readonly signal?: AbortSignal;
+}
+
+export interface BackupBackend {
+  readonly kind: BackendKind;
+  /** Make the local data directory a copy of the source's, ready to start as its standby. */
+  restore(opts: RestoreOptions): Promise<RestoreResult>;
+}

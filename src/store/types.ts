@@ -1,0 +1,62 @@
+// The cluster state (DESIGN.md, "The cluster state and its rules") and the store's records.
+// Pure data. Peers are compared by `id` alone.
+
+export type PeerId = string;
+
+/** One member of the shard as the cluster state names it. */
+export interface PeerInfo {
+  readonly id: PeerId;
+  /** postgres://user@host:port/db of this peer's PostgreSQL. */
+  readonly pgUrl: string;
+  /** http://host:port of this peer's HTTP API (status, backup server). */
+  readonly apiUrl: string;
+  readonly host: string;
+}
+
+/** A PostgreSQL WAL position as PostgreSQL prints it: two hex numbers, "0/16B3748". */
+export type Lsn = string;
+
+export interface FreezeInfo {
+  readonly date: string; // ISO 8601
+  readonly reason: string;
+}
+
+/** An operator's planned switchover (manatee-adm promote). Ignored once expired or stale. */
+export interface PromoteRequest {
+  readonly id: PeerId;
+  readonly role: 'sync' | 'async';
+  /** For role async: the index in `async` that the operator saw the peer at. */
+  readonly asyncIndex?: number;
+  /** The generation that the request was made for; ignored in any other. */
+  readonly generation: number;
+  readonly expireTime: string; // ISO 8601
+}
+
+export interface ClusterState {
+  readonly generation: number;
+  readonly primary: PeerInfo;
+  /** null only in one-node-write mode. */
+  readonly sync: PeerInfo | null;
+  readonly async: readonly PeerInfo[];
+  readonly deposed: readonly PeerInfo[];
+  readonly initWal: Lsn;
+  readonly freeze?: FreezeInfo;
+  readonly oneNodeWriteMode?: boolean;
+  readonly promote?: PromoteRequest;
+}
+
+/** A peer's liveness record. While it exists, the peer is active. */
+export interface Session {
+  readonly peer: PeerInfo;
+  /** The Raft index at which the session was opened: distinguishes incarnations of a peer. */
+  readonly openedIndex: number;
+}
+
+/** One accepted change of the cluster state. */
+export interface HistoryEntry {
+  readonly version: number;
+  readonly time: string; // ISO 8601, as proposed by the writer
+  readonly generation: number;
+  readonly summary: string;
+  readonly state: ClusterState;
+}
