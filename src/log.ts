@@ -1,6 +1,6 @@
 // pino JSON logs, one line per decision, with the reason. Every room takes a Logger
 // (a pino child with its room bound) instead of creating its own.
-import { pino, type Logger } from 'pino';
+import { pino, destination, type Logger } from 'pino';
 
 export type { Logger };
 
@@ -12,7 +12,7 @@ export interface LoggerOptions {
 }
 
 export function createLogger(opts: LoggerOptions = {}): Logger {
-  const dest = pino.destination({ dest: opts.destination ?? 1, sync: true, mkdir: true });
+  const dest = destination({ dest: opts.destination ?? 1, sync: true, mkdir: true });
   return pino({ level: opts.level ?? process.env['MANATEE_LOG_LEVEL'] ?? 'info', name: opts.name ?? 'manatee' }, dest);
 }
 
