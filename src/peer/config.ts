@@ -1,0 +1,255 @@
+// The sitter's configuration file (one JSON file per peer). Validated at start-up against a
+// JSON schema; an error names the field, what was wrong and what is expected, and the
+// process exits non-zero (src/cli/manatee-sitter.ts).
+import { readFile } from 'node:fs/promises';
+import { Ajv, type ErrorObject } from 'ajv';
+import { ManateeError } from '../errors.js';
+
+export type BackendKind = 'zfs' | 'basebackup';
+
+export interface RaftMember {
+  readonly id: string;
+  /** host:port of the member's Raft transport. */
+  readonly address: string;
+}
+
+export interface SitterConfig {
+  /** This peer's id: unique in the shard and never reused. */
+  readonly peerId: string;
+  /** The address other peers and clients reach this peer at. */
+  readonly host: string;
+  /** Root of everything this peer keeps on disk (Raft log, PostgreSQL data unless dataset is used, logs). */
+  readonly dataDir: string;
+  readonly backend: BackendKind;
+  readonly postgres: {
+    readonly port: number;
+    /** Directory of PostgreSQL's binaries; found automatically when absent. */
+    readonly bindir?: string;
+    /** The unprivileged OS user PostgreSQL runs as when the sitter runs as root. */
+    readonly user: string;
+    readonly database: string;
+    /** Password of the replication role (scram); defaults to the shard secret. */
+    readonly replicationPassword?: string;
+  };
+  readonly zfs?: {
+    /** The dataset that holds this peer's PostgreSQL data, e.g. "pool/manatee/a". */
+    readonly dataset: string;
+    readonly snapshotIntervalMs: number;
+    readonly snapshotRetention: number;
+  };
+  readonly api: { readonly port: number; readonly listen: string };
+  readonly raft: {
+    readonly port: number;
+    readonly listen: string;
+    /** The initial voters, this peer included. Used only when the Raft log is new. */
+    readonly members: readonly RaftMember[];
+    readonly tickMs: number;
+    readonly electionTicks: number;
+    readonly heartbeatTicks: number;
+  };
+  readonly timeouts: {
+    readonly sessionTimeoutMs: number;
+    readonly keepaliveIntervalMs: number;
+    readonly pgHealthIntervalMs: number;
+    readonly pgHealthTimeoutMs: number;
+    readonly pgUnhealthyTimeoutMs: number;
+    readonly pgStartTimeoutMs: number;
+  };
+  readonly rebuild: { readonly automatic: boolean };
+  /** Start (or stay) in one-node-write mode: a writable primary with no sync. */
+  readonly oneNodeWriteMode: boolean;
+  /** The shard's shared secret: required on all peer-to-peer traffic (Raft, backup streams). */
+  readonly secret: string;
+  /** Required on mutating API calls. */
+  readonly adminToken: string;
+  readonly log: { readonly level: string; readonly file?: string };
+}
+
+export class ConfigError extends ManateeError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('MANATEE_ERR_CONFIG', message, options);
+  }
+}
+
+const port = { type: 'integer', minimum: 1, maximum: 65535 } as const;
+const positiveMs = { type: 'integer', minimum: 1, maximum: 86_400_000 } as const;
+const idPattern = '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$';
+
+// additionalProperties:false everywhere: a misspelt key is an error, not a silently ignored setting.
+const schema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['peerId', 'host', 'dataDir', 'postgres', 'api', 'raft', 'secret', 'adminToken'],
+  properties: {
+    peerId: { type: 'string', pattern: idPattern },
+    host: { type: 'string', minLength: 1, maxLength: 253, pattern: '^[A-Za-z0-9.:-]+$' },
+    dataDir: { type: 'string', minLength: 1, pattern: '^/' },
+    backend: { enum: ['zfs', 'basebackup'], default: 'basebackup' },
+    postgres: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['port'],
+      properties: {
+        port,
+        bindir: { type: 'string', pattern: '^/' },
+        user: { type: 'string', pattern: '^[a-z_][a-z0-9_-]{0,31}$', default: 'postgres' },
+        database: { type: 'string', pattern: '^[A-Za-z_][A-Za-z0-9_]{0,62}$', default: 'postgres' },
+        replicationPassword: { type: 'string', minLength: 8 },
+      },
+    },
+    zfs: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['dataset'],
+      properties: {
+        dataset: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_.:/-]*$' },
+        snapshotIntervalMs: { ...positiveMs, default: 3_600_000 },
+        snapshotRetention: { type: 'integer', minimum: 1, maximum: 10_000, default: 50 },
+      },
+    },
+    api: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['port'],
+      properties: { port, listen: { type: 'string', minLength: 1, default: '0.0.0.0' } },
+    },
+    raft: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['port', 'members'],
+      properties: {
+        port,
+        listen: { type: 'string', minLength: 1, default: '0.0.0.0' },
+        members: {
+          type: 'array',
+          minItems: 1,
+          maxItems: 15,
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['id', 'address'],
+            properties: {
+              id: { type: 'string', pattern: idPattern },
+              address: { type: 'string', pattern: '^[A-Za-z0-9.:-]+:[0-9]{1,5}$' },
+            },
+          },
+        },
+        tickMs: { type: 'integer', minimum: 5, maximum: 10_000, default: 50 },
+        electionTicks: { type: 'integer', minimum: 2, maximum: 1000, default: 10 },
+        heartbeatTicks: { type: 'integer', minimum: 1, maximum: 1000, default: 1 },
+      },
+    },
+    timeouts: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        sessionTimeoutMs: { ...positiveMs, default: 2000 },
+        keepaliveIntervalMs: { ...positiveMs, default: 400 },
+        pgHealthIntervalMs: { ...positiveMs, default: 1000 },
+        pgHealthTimeoutMs: { ...positiveMs, default: 3000 },
+        pgUnhealthyTimeoutMs: { ...positiveMs, default: 15_000 },
+        pgStartTimeoutMs: { ...positiveMs, default: 120_000 },
+      },
+    },
+    rebuild: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: { automatic: { type: 'boolean', default: true } },
+    },
+    oneNodeWriteMode: { type: 'boolean', default: false },
+    secret: { type: 'string', minLength: 16, maxLength: 1024 },
+    adminToken: { type: 'string', minLength: 16, maxLength: 1024 },
+    log: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        level: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace'], default: 'info' },
+        file: { type: 'string', pattern: '^/' },
+      },
+    },
+  },
+} as const;
+
+const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true });
+const validate = ajv.compile(schema);
+
+/** "raft.members[1].address" from ajv's "/raft/members/1/address". */
+function fieldName(err: ErrorObject): string {
+  const parts = err.instancePath.split('/').slice(1);
+  let name = '';
+  for (const p of parts) name += /^\d+$/.test(p) ? `[${p}]` : name === '' ? p : `.${p}`;
+  if (err.keyword === 'required') {
+    const missing = (err.params as { missingProperty: string }).missingProperty;
+    return name === '' ? missing : `${name}.${missing}`;
+  }
+  if (err.keyword === 'additionalProperties') {
+    const extra = (err.params as { additionalProperty: string }).additionalProperty;
+    return name === '' ? extra : `${name}.${extra}`;
+  }
+  return name === '' ? '(root)' : name;
+}
+
+function describe(err: ErrorObject): string {
+  const field = fieldName(err);
+  switch (err.keyword) {
+    case 'required':
+      return `${field}: is missing (required)`;
+    case 'additionalProperties':
+      return `${field}: is not a known setting`;
+    case 'enum':
+      return `${field}: must be one of ${JSON.stringify((err.params as { allowedValues: unknown[] }).allowedValues)}`;
+    default:
+      return `${field}: ${err.message ?? 'is invalid'}`;
+  }
+}
+
+/** Rules that a schema cannot say: relations between fields. */
+function crossCheck(c: SitterConfig): string[] {
+  const problems: string[] = [];
+  const ids = c.raft.members.map((m) => m.id);
+  if (!ids.includes(c.peerId)) problems.push(`raft.members: must include this peer (peerId "${c.peerId}")`);
+  if (new Set(ids).size !== ids.length) problems.push('raft.members: ids must be unique');
+  if (c.backend === 'zfs' && c.zfs === undefined) problems.push('zfs: is missing (required when backend is "zfs")');
+  const ports = [c.postgres.port, c.api.port, c.raft.port];
+  if (new Set(ports).size !== ports.length) problems.push('postgres.port, api.port, raft.port: must be different ports');
+  const t = c.timeouts;
+  if (t.keepaliveIntervalMs * 2 > t.sessionTimeoutMs) {
+    problems.push(`timeouts.keepaliveIntervalMs: must be at most half of timeouts.sessionTimeoutMs (${t.sessionTimeoutMs})`);
+  }
+  if (c.raft.heartbeatTicks >= c.raft.electionTicks) problems.push('raft.heartbeatTicks: must be less than raft.electionTicks');
+  return problems;
+}
+
+/** Validates a parsed configuration object and fills in defaults. Throws ConfigError naming every bad field. */
+export function parseConfig(input: unknown, source = 'configuration'): SitterConfig {
+  // ajv fills defaults in place: validate a copy so the caller's object is left alone.
+  const copy: unknown = structuredClone(input);
+  if (!validate(copy)) {
+    const lines = (validate.errors ?? []).map(describe);
+    throw new ConfigError(`invalid ${source}:\n  ${[...new Set(lines)].join('\n  ')}`);
+  }
+  const config = copy as unknown as SitterConfig;
+  const problems = crossCheck(config);
+  if (problems.length > 0) throw new ConfigError(`invalid ${source}:\n  ${problems.join('\n  ')}`);
+  return config;
+}
+
+/** Reads and validates a configuration file. */
+export async function loadConfig(path: string): Promise<SitterConfig> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read configuration file ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(`configuration file ${path} is not valid JSON: ${(err as Error).message}`, { cause: err });
+  }
+  return parseConfig(parsed, `configuration file ${path}`);
+}

@@ -1,0 +1,115 @@
+import { describe, expect, it } from 'vitest';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ConfigError, loadConfig, parseConfig } from '../../src/peer/config.js';
+import { makeTmpDir } from '../helpers/tmp.js';
+
+function minimal(): Record<string, unknown> {
+  return {
+    peerId: 'a',
+    host: '127.0.0.1',
+    dataDir: '/var/lib/manatee/a',
+    postgres: { port: 5432 },
+    api: { port: 5433 },
+    raft: { port: 5434, members: [{ id: 'a', address: '127.0.0.1:5434' }, { id: 'b', address: '127.0.0.1:5444' }] },
+    secret: 'a-shard-secret-of-16+',
+    adminToken: 'an-admin-token-16+',
+  };
+}
+
+function errorOf(input: unknown): string {
+  try {
+    parseConfig(input);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).code).toBe('MANATEE_ERR_CONFIG');
+    return (err as Error).message;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('sitter configuration', () => {
+  it('fills in defaults for a minimal valid file', () => {
+    const c = parseConfig(minimal());
+    expect(c.backend).toBe('basebackup');
+    expect(c.postgres.user).toBe('postgres');
+    expect(c.timeouts.sessionTimeoutMs).toBe(2000);
+    expect(c.rebuild.automatic).toBe(true);
+    expect(c.raft.electionTicks).toBe(10);
+  });
+
+  it('does not modify the object it was given', () => {
+    const input = minimal();
+    parseConfig(input);
+    expect(input).not.toHaveProperty('backend');
+  });
+
+  it('names a missing required field', () => {
+    const input = minimal();
+    delete input['secret'];
+    expect(errorOf(input)).toContain('secret: is missing');
+  });
+
+  it('names a nested field of the wrong type', () => {
+    const input = minimal();
+    input['postgres'] = { port: 'five' };
+    expect(errorOf(input)).toContain('postgres.port: must be integer');
+  });
+
+  it('names an array element by index', () => {
+    const input = minimal();
+    input['raft'] = { port: 5434, members: [{ id: 'a', address: '127.0.0.1:5434' }, { id: 'b', address: 'nope' }] };
+    expect(errorOf(input)).toContain('raft.members[1].address');
+  });
+
+  it('rejects an unknown (misspelt) setting', () => {
+    const input = minimal();
+    input['timeouts'] = { sesionTimeoutMs: 5 };
+    expect(errorOf(input)).toContain('timeouts.sesionTimeoutMs: is not a known setting');
+  });
+
+  it('lists the allowed values of an enum', () => {
+    const input = minimal();
+    input['backend'] = 'btrfs';
+    expect(errorOf(input)).toContain('backend: must be one of ["zfs","basebackup"]');
+  });
+
+  it('requires this peer among the Raft members', () => {
+    const input = minimal();
+    input['peerId'] = 'c';
+    expect(errorOf(input)).toContain('raft.members: must include this peer (peerId "c")');
+  });
+
+  it('requires the zfs section with the zfs backend', () => {
+    const input = minimal();
+    input['backend'] = 'zfs';
+    expect(errorOf(input)).toContain('zfs: is missing');
+  });
+
+  it('rejects a keepalive interval too long for the session timeout', () => {
+    const input = minimal();
+    input['timeouts'] = { sessionTimeoutMs: 1000, keepaliveIntervalMs: 800 };
+    expect(errorOf(input)).toContain('timeouts.keepaliveIntervalMs');
+  });
+
+  it('rejects colliding ports', () => {
+    const input = minimal();
+    input['api'] = { port: 5432 };
+    expect(errorOf(input)).toContain('must be different ports');
+  });
+
+  it('reports a file that is not JSON with its path', async () => {
+    const tmp = await makeTmpDir('config');
+    try {
+      const path = join(tmp.path, 'bad.json');
+      await writeFile(path, '{ "peerId": ');
+      await expect(loadConfig(path)).rejects.toThrow(`configuration file ${path} is not valid JSON`);
+      await expect(loadConfig(join(tmp.path, 'missing.json'))).rejects.toThrow('cannot read configuration file');
+      const good = join(tmp.path, 'good.json');
+      await writeFile(good, JSON.stringify(minimal()));
+      expect((await loadConfig(good)).peerId).toBe('a');
+    } finally {
+      await tmp.cleanup();
+    }
+  });
+});
