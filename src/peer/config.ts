@@ -28,8 +28,10 @@ export interface SitterConfig {
     /** The unprivileged OS user PostgreSQL runs as when the sitter runs as root. */
     readonly user: string;
     readonly database: string;
-    /** Password of the replication role (scram); defaults to the shard secret. */
+    /** Password of the replication role (scram); defaults to one derived from the shard secret. */
     readonly replicationPassword?: string;
+    /** Password of the superuser for network connections (pg_rewind's source, operators); derived from the secret when absent. */
+    readonly superuserPassword?: string;
   };
   readonly zfs?: {
     /** The dataset that holds this peer's PostgreSQL data, e.g. "pool/manatee/a". */
@@ -95,6 +97,7 @@ const schema = {
         user: { type: 'string', pattern: '^[a-z_][a-z0-9_-]{0,31}$', default: 'postgres' },
         database: { type: 'string', pattern: '^[A-Za-z_][A-Za-z0-9_]{0,62}$', default: 'postgres' },
         replicationPassword: { type: 'string', minLength: 8 },
+        superuserPassword: { type: 'string', minLength: 8 },
       },
     },
     zfs: {
