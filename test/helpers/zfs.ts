@@ -1,0 +1,57 @@
+// A real ZFS pool for tests: starts zfs-fuse if needed (and leaves it running, other test runs
+// share it), creates a file-backed pool with a unique name in a temporary directory, and
+// destroys the pool and its file afterwards even when the test failed.
+import { execa } from 'execa';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { makeTmpDir } from './tmp.js';
+
+export interface TestPool {
+  /** Pool name, e.g. "mt12345ab12" (also the root dataset). */
+  readonly name: string;
+  /** Where the pool's root dataset is mounted. */
+  readonly mountpoint: string;
+  /** A directory next to the pool for the test's other files. */
+  readonly dir: string;
+  destroy(): Promise<void>;
+}
+
+const daemonScript = fileURLToPath(new URL('../../tools/zfs-daemon.sh', import.meta.url));
+
+export async function ensureZfsDaemon(): Promise<void> {
+  await execa('bash', [daemonScript], { timeout: 30_000 });
+}
+
+/** Creates a pool of `sizeMb` on a sparse file. zfs-fuse keeps a large reserve: a 64 MB pool holds ~27 MB. */
+export async function createTestPool(opts: { sizeMb?: number; prefix?: string } = {}): Promise<TestPool> {
+  await ensureZfsDaemon();
+  const tmp = await makeTmpDir(opts.prefix ?? 'zfs');
+  const name = `mt${process.pid}${randomBytes(3).toString('hex')}`;
+  const file = join(tmp.path, 'pool.img');
+  const mountpoint = join(tmp.path, 'mnt');
+  await execa('truncate', ['-s', `${opts.sizeMb ?? 512}M`, file]);
+  try {
+    await execa('zpool', ['create', '-m', mountpoint, name, file], { timeout: 60_000 });
+  } catch (err) {
+    await tmp.cleanup();
+    throw err;
+  }
+  let destroyed = false;
+  return {
+    name,
+    mountpoint,
+    dir: tmp.path,
+    destroy: async () => {
+      if (destroyed) return;
+      destroyed = true;
+      // -f: a test that failed may have left a mount busy (e.g. a PostgreSQL it did not stop).
+      const r = await execa('zpool', ['destroy', '-f', name], { reject: false, timeout: 60_000 });
+      if (r.failed && !/no such pool/.test(r.stderr)) {
+        await new Promise((res) => setTimeout(res, 1000));
+        await execa('zpool', ['destroy', '-f', name], { reject: false, timeout: 60_000 });
+      }
+      await tmp.cleanup();
+    },
+  };
+}
