@@ -1,0 +1,13 @@
+// Manatee's rules as pure functions (DESIGN.md, "The cluster state and its rules").
+export { decide } from './decide.js';
+export { checkPromote, describePromote, type PromoteCheck } from './promote.js';
+export { compareIds, sortById, ActivePeers } from './peers.js';
+export type {
+  Decision,
+  DecisionKind,
+  PgRole,
+  RulesConfig,
+  RulesInput,
+  RulesPgStatus,
+  StateWrite,
+} from './types.js';

@@ -1,0 +1,184 @@
+// Rule 2, the primary: it keeps the async chain in step with the sessions (same generation),
+// replaces a failed sync with the first active async (generation+1), acts on promote requests
+// for asyncs and clears stale ones, and leaves one-node-write mode when configured to.
+import type { ClusterState, PeerInfo } from '../../store/types.js';
+import { outcome } from './outcome.js';
+import { frozenBecause, name, names, placedIds, sortById, type ActivePeers } from './peers.js';
+import { checkPromote, describePromote } from './promote.js';
+import type { Decision, DecisionKind, RulesInput } from './types.js';
+
+/** The state with `promote` removed (a request is acted on at most once). */
+function withoutPromote(state: ClusterState): ClusterState {
+  const { promote: _promote, ...rest } = state;
+  return rest;
+}
+
+export function decideAsPrimary(input: RulesInput, state: ClusterState, active: ActivePeers): Decision {
+  if (state.oneNodeWriteMode === true) return decideOnwmPrimary(input, state, active);
+
+  const g = state.generation;
+  const sync = state.sync;
+  // A wait that blocks replacing the sync. The primary still keeps the asyncs in step
+  // meanwhile: a newly active peer may be the async that unblocks the replacement.
+  let blocked: { kind: DecisionKind; reason: string } | null = null;
+
+  if (sync === null || !active.has(sync)) {
+    const gone = sync === null ? 'there is no sync' : `sync ${name(sync)} has no session`;
+    const next = state.async.find((p) => active.has(p));
+    if (state.freeze !== undefined) {
+      blocked = { kind: 'frozen', reason: `${gone}, but ${frozenBecause(state)}; not replacing it` };
+    } else if (next === undefined) {
+      blocked = {
+        kind: 'waitForAsync',
+        reason: `${gone} and no async is active; keeping it as sync until an async can replace it`,
+      };
+    } else if (!input.pg.online || input.pg.currentLsn === null) {
+      blocked = {
+        kind: 'waitForPostgres',
+        reason: `${gone}; replacing it with ${name(next)} needs my PostgreSQL online to record initWal`,
+      };
+    } else {
+      const rest = state.async.filter((p) => p.id !== next.id && active.has(p));
+      const newState: ClusterState = {
+        ...withoutPromote(state),
+        generation: g + 1,
+        sync: next,
+        async: rest,
+        initWal: input.pg.currentLsn,
+      };
+      return outcome(
+        input,
+        'replaceSync',
+        `${gone}; I am the primary and ${name(next)} is the first active async; declaring generation ${g + 1} with it as sync and initWal ${input.pg.currentLsn}`,
+        {
+          write: {
+            newState,
+            summary: `primary (${state.primary.id}) selected new sync (was ${sync?.id ?? 'none'}, now ${next.id})`,
+          },
+        },
+      );
+    }
+  } else {
+    const promoted = decidePromoteAsPrimary(input, state, active, sync);
+    if (promoted !== null) return promoted;
+  }
+
+  const maintained = maintainAsyncs(input, state, active);
+  if (maintained !== null) return maintained;
+  if (blocked !== null) return outcome(input, blocked.kind, blocked.reason);
+
+  const pending = state.promote === undefined ? '' : `; ${describePromote(state.promote)} is for the sync to act on`;
+  return outcome(
+    input,
+    'none',
+    `no action: I am the primary of generation ${g} with sync ${name(sync!)} and asyncs ${names(state.async)}, all active${pending}`,
+  );
+}
+
+/** Promote requests: act on one for an async, clear a stale one, or return null. */
+function decidePromoteAsPrimary(input: RulesInput, state: ClusterState, active: ActivePeers, sync: PeerInfo): Decision | null {
+  const check = checkPromote(state, active, input.nowMs);
+  if (check === null) return null;
+  const what = describePromote(check.request);
+  if (check.kind === 'invalid') {
+    if (!check.clear) return null; // it may still become valid; it is cleared once it expires
+    return outcome(input, 'clearPromote', `ignoring ${what} because ${check.why}; clearing it`, {
+      write: { newState: withoutPromote(state), summary: `promote request cleared: ${check.why}` },
+    });
+  }
+  if (check.target === 'sync') return null; // the sync acts on it
+
+  const i = check.asyncIndex;
+  const target = state.async[i]!;
+  const g = state.generation;
+  if (i === 0) {
+    // async[0] becomes the sync: a new generation. The old sync goes to the end of the chain.
+    if (!input.pg.online || input.pg.currentLsn === null) {
+      return outcome(input, 'waitForPostgres', `${what} makes ${name(target)} the sync; that needs my PostgreSQL online to record initWal`);
+    }
+    const newState: ClusterState = {
+      ...withoutPromote(state),
+      generation: g + 1,
+      sync: target,
+      async: [...state.async.slice(1), sync],
+      initWal: input.pg.currentLsn,
+    };
+    return outcome(
+      input,
+      'promoteAsync',
+      `acting on ${what}: declaring generation ${g + 1} with ${name(target)} as sync, ${name(sync)} moved to the end of the async chain, and initWal ${input.pg.currentLsn}`,
+      { write: { newState, summary: `primary (${state.primary.id}) promoted async ${name(target)} to sync (was ${sync.id})` } },
+    );
+  }
+  // async[i] moves up one place; the peer it displaces goes to the end of the chain (as Joyent's).
+  const displaced = state.async[i - 1]!;
+  const chain = [...state.async.slice(0, i - 1), target, ...state.async.slice(i + 1), displaced];
+  const newState: ClusterState = { ...withoutPromote(state), async: chain };
+  return outcome(
+    input,
+    'promoteAsync',
+    `acting on ${what}: moving ${name(target)} from async ${i} to async ${i - 1}, and ${name(displaced)} to the end of the chain`,
+    { write: { newState, summary: `async ${name(target)} promoted to position ${i - 1} (${displaced.id} moved to the end)` } },
+  );
+}
+
+/**
+ * Append newly active peers (neither placed nor deposed) to the async chain, in id order, and
+ * remove asyncs whose sessions ended. Same generation. Returns null when nothing changes.
+ */
+function maintainAsyncs(input: RulesInput, state: ClusterState, active: ActivePeers): Decision | null {
+  const kept = state.async.filter((p) => active.has(p));
+  const removed = state.async.filter((p) => !active.has(p));
+  const placed = placedIds(state);
+  const added = active.sorted().filter((p) => !placed.has(p.id));
+  if (kept.length === state.async.length && added.length === 0) return null;
+
+  const newState: ClusterState = { ...state, async: [...kept, ...added] };
+  const parts = [
+    ...added.map((p) => `async ${name(p)} added`),
+    ...removed.map((p) => `async ${name(p)} removed`),
+  ];
+  const kind: DecisionKind = added.length === 0 ? 'removeAsyncs' : removed.length === 0 ? 'appendAsyncs' : 'updateAsyncs';
+  const seen = [
+    added.length > 0 ? `${names(added)} became active` : '',
+    removed.length > 0 ? `asyncs ${names(removed)} have no session` : '',
+  ].filter((s) => s !== '');
+  return outcome(input, kind, `${seen.join(' and ')}; I am the primary, so the async chain becomes ${names(newState.async)}`, {
+    write: { newState, summary: parts.join(', ') },
+  });
+}
+
+/** The primary of a one-node-write-mode cluster. */
+function decideOnwmPrimary(input: RulesInput, state: ClusterState, active: ActivePeers): Decision {
+  const deposed = new Set(state.deposed.map((p) => p.id));
+  const others = active.sorted().filter((p) => p.id !== input.self.id && !deposed.has(p.id));
+  if (input.config.oneNodeWriteMode) {
+    const ignored = others.length === 0 ? '' : `; ignoring the other active peers ${names(others)}`;
+    return outcome(input, 'none', `no action: I am the primary in one-node-write mode${ignored}`);
+  }
+  if (state.freeze !== undefined) {
+    return outcome(input, 'frozen', `one-node-write mode is off in my configuration, but ${frozenBecause(state)}; staying in one-node-write mode`);
+  }
+  const sync = others[0];
+  if (sync === undefined) {
+    return outcome(input, 'waitForPeers', 'one-node-write mode is off in my configuration; waiting for another peer to become my sync');
+  }
+  if (!input.pg.online || input.pg.currentLsn === null) {
+    return outcome(input, 'waitForPostgres', `one-node-write mode is off; leaving it with ${name(sync)} as sync needs my PostgreSQL online to record initWal`);
+  }
+  const { oneNodeWriteMode: _onwm, promote: _promote, ...rest } = state;
+  const asyncs = sortById(others.slice(1));
+  const newState: ClusterState = {
+    ...rest,
+    generation: state.generation + 1,
+    sync,
+    async: asyncs,
+    initWal: input.pg.currentLsn,
+  };
+  return outcome(
+    input,
+    'onwmUpgrade',
+    `one-node-write mode is off in my configuration and ${name(sync)} is active; declaring generation ${newState.generation} in normal mode with it as sync, asyncs ${names(asyncs)} and initWal ${input.pg.currentLsn}`,
+    { write: { newState, summary: `primary (${state.primary.id}) left one-node-write mode with sync (${sync.id})` } },
+  );
+}
