@@ -1,0 +1,255 @@
+// Operators' changes to the cluster state (DESIGN.md, rule 5): freeze, unfreeze, promote,
+// clear-promote, reap and one-node-write mode, after Joyent's manatee-adm (lib/adm.js).
+//
+// Pure functions: the current state (and the time, where it matters) in, the new state and a
+// one-line summary for the history out, or an AdminError whose stable code names the problem.
+// None of them changes the generation: an operator never moves the primary or the sync by
+// writing the state. A planned switchover only *asks* for one (state.promote); the primary or
+// the sync acts on it under Manatee's rules, at generation+1.
+import { ManateeError } from '../errors.js';
+import type { ClusterState, PeerId, PeerInfo, PromoteRequest } from '../store/types.js';
+
+export type AdminErrorCode =
+  | 'MANATEE_ERR_NO_STATE'
+  | 'MANATEE_ERR_INVALID_ARGUMENT'
+  | 'MANATEE_ERR_FROZEN'
+  | 'MANATEE_ERR_ALREADY_FROZEN'
+  | 'MANATEE_ERR_NOT_FROZEN'
+  | 'MANATEE_ERR_PEER_NOT_FOUND'
+  | 'MANATEE_ERR_BAD_PROMOTE'
+  | 'MANATEE_ERR_PROMOTE_PENDING'
+  | 'MANATEE_ERR_NO_PROMOTE'
+  | 'MANATEE_ERR_PEER_IN_CHAIN'
+  | 'MANATEE_ERR_PEER_ACTIVE'
+  | 'MANATEE_ERR_ONWM_UNCHANGED'
+  | 'MANATEE_ERR_BAD_ONWM'
+  | 'MANATEE_ERR_BAD_REBUILD';
+
+export class AdminError extends ManateeError {
+  declare readonly code: AdminErrorCode;
+
+  // Not useless: it narrows `code` to the codes listed above, so a typo does not compile.
+  // eslint-disable-next-line @typescript-eslint/no-useless-constructor
+  constructor(code: AdminErrorCode, message: string) {
+    super(code, message);
+  }
+}
+
+/** A new state for the store's compare-and-set, with the line that its history entry will carry. */
+export interface AdminChange {
+  readonly state: ClusterState;
+  readonly summary: string;
+}
+
+/** Joyent's manatee-adm promote gave the primary and the sync 60 s to act on a request. */
+export const PROMOTE_EXPIRE_MS_DEFAULT = 60_000;
+/** Shorter than a second cannot reach the sitters through the store; longer than an hour is a forgotten request. */
+export const PROMOTE_EXPIRE_MS_MIN = 1_000;
+export const PROMOTE_EXPIRE_MS_MAX = 3_600_000;
+/** A freeze reason is a note for operators, shown in status tables: one line, bounded. */
+export const FREEZE_REASON_LENGTH_MAX = 512;
+
+function requireState(state: ClusterState | null): ClusterState {
+  if (state === null) {
+    throw new AdminError('MANATEE_ERR_NO_STATE', 'the shard has no cluster state yet (initial setup has not happened)');
+  }
+  return state;
+}
+
+function freezeText(state: ClusterState): string {
+  return state.freeze === undefined ? 'not frozen' : `frozen since ${state.freeze.date}: ${state.freeze.reason}`;
+}
+
+/** Stop all generation changes (takeover, sync replacement, promotion) until unfreeze. */
+export function freeze(current: ClusterState | null, reason: string, now: Date): AdminChange {
+  const state = requireState(current);
+  const trimmed = reason.trim();
+  if (trimmed.length === 0 || trimmed.length > FREEZE_REASON_LENGTH_MAX || /[\r\n]/.test(trimmed)) {
+    throw new AdminError(
+      'MANATEE_ERR_INVALID_ARGUMENT',
+      `freeze reason must be one line of 1 to ${FREEZE_REASON_LENGTH_MAX} characters`,
+    );
+  }
+  if (state.freeze !== undefined) {
+    // Joyent refused too: a second freeze would overwrite the first operator's reason.
+    throw new AdminError('MANATEE_ERR_ALREADY_FROZEN', `the shard is already ${freezeText(state)}`);
+  }
+  return {
+    state: { ...state, freeze: { date: now.toISOString(), reason: trimmed } },
+    summary: `frozen by operator: ${trimmed}`,
+  };
+}
+
+export function unfreeze(current: ClusterState | null): AdminChange {
+  const state = requireState(current);
+  if (state.freeze === undefined) {
+    throw new AdminError('MANATEE_ERR_NOT_FROZEN', 'the shard is not frozen');
+  }
+  const { freeze: _was, ...rest } = state;
+  return { state: rest, summary: `unfrozen by operator (was frozen: ${state.freeze.reason})` };
+}
+
+/** A request that the primary or the sync would still act on at `now`. */
+export function isPromotePending(state: ClusterState, now: Date): boolean {
+  const p = state.promote;
+  if (p === undefined) return false;
+  return p.generation === state.generation && Date.parse(p.expireTime) > now.getTime();
+}
+
+export interface PromoteArgs {
+  readonly peerId: PeerId;
+  readonly expireMs?: number;
+  readonly now: Date;
+}
+
+/**
+ * Ask for a planned switchover: the sync to take over as primary, or an async to move one
+ * place up the chain (the peer it passes moves one place down). The request names the role and
+ * async index that the operator saw and the generation it was made in, so that the sitters
+ * ignore it once the topology has moved on; and it expires.
+ */
+export function promote(current: ClusterState | null, args: PromoteArgs): AdminChange {
+  const state = requireState(current);
+  const expireMs = args.expireMs ?? PROMOTE_EXPIRE_MS_DEFAULT;
+  if (!Number.isInteger(expireMs) || expireMs < PROMOTE_EXPIRE_MS_MIN || expireMs > PROMOTE_EXPIRE_MS_MAX) {
+    throw new AdminError(
+      'MANATEE_ERR_INVALID_ARGUMENT',
+      `promote expiry must be a whole number of milliseconds from ${PROMOTE_EXPIRE_MS_MIN} to ${PROMOTE_EXPIRE_MS_MAX}, got ${expireMs}`,
+    );
+  }
+  if (state.freeze !== undefined) {
+    // A frozen shard makes no generation change, so the request could only expire.
+    throw new AdminError('MANATEE_ERR_FROZEN', `cannot promote: the shard is ${freezeText(state)}`);
+  }
+  if (isPromotePending(state, args.now)) {
+    const p = state.promote!;
+    throw new AdminError(
+      'MANATEE_ERR_PROMOTE_PENDING',
+      `a promotion of ${p.id} (${p.role}) is already pending until ${p.expireTime}; clear it first (clear-promote)`,
+    );
+  }
+  const expireTime = new Date(args.now.getTime() + expireMs).toISOString();
+  let request: PromoteRequest;
+  if (state.primary.id === args.peerId) {
+    throw new AdminError('MANATEE_ERR_BAD_PROMOTE', `cannot promote ${args.peerId}: it is already the primary`);
+  } else if (state.sync?.id === args.peerId) {
+    request = { id: args.peerId, role: 'sync', generation: state.generation, expireTime };
+  } else {
+    const asyncIndex = state.async.findIndex((p) => p.id === args.peerId);
+    if (asyncIndex >= 0) {
+      request = { id: args.peerId, role: 'async', asyncIndex, generation: state.generation, expireTime };
+    } else if (state.deposed.some((p) => p.id === args.peerId)) {
+      throw new AdminError(
+        'MANATEE_ERR_BAD_PROMOTE',
+        `cannot promote ${args.peerId}: it is deposed and must be rebuilt before it serves again`,
+      );
+    } else {
+      throw new AdminError(
+        'MANATEE_ERR_PEER_NOT_FOUND',
+        `cannot promote ${args.peerId}: it is not in the replication chain (primary ${state.primary.id}, sync ${state.sync?.id ?? 'none'}, asyncs ${state.async.map((p) => p.id).join(', ') || 'none'})`,
+      );
+    }
+  }
+  const where = request.role === 'sync' ? 'sync → primary' : `async[${request.asyncIndex ?? 0}] → one place up`;
+  return {
+    state: { ...state, promote: request },
+    summary: `operator asked to promote ${request.id} (${where}) in generation ${state.generation}, expires ${expireTime}`,
+  };
+}
+
+/** Withdraw a promotion request (pending, expired or stale alike). */
+export function clearPromote(current: ClusterState | null): AdminChange {
+  const state = requireState(current);
+  if (state.promote === undefined) {
+    throw new AdminError('MANATEE_ERR_NO_PROMOTE', 'there is no promotion request to clear');
+  }
+  const { promote: _was, ...rest } = state;
+  return { state: rest, summary: `operator cleared the promotion request for ${state.promote.id}` };
+}
+
+export interface ReapOptions {
+  /** Ids of the peers whose sessions exist now. A deposed peer that is still alive is not "gone for good". */
+  readonly activePeerIds?: readonly PeerId[];
+}
+
+/**
+ * Forget a deposed peer that will never come back (its machine is gone). Only deposed peers stay
+ * in the state while absent; the others leave the chain by themselves when their sessions end,
+ * so reaping a peer in the chain is refused (as Joyent's reap did). A live deposed peer is refused
+ * too: once forgotten it would rejoin as an unassigned peer without the rebuild it needs.
+ */
+export function reap(current: ClusterState | null, peerId: PeerId, opts: ReapOptions = {}): AdminChange {
+  const state = requireState(current);
+  const role =
+    state.primary.id === peerId ? 'primary' : state.sync?.id === peerId ? 'sync' : state.async.some((p) => p.id === peerId) ? 'async' : null;
+  if (role !== null) {
+    throw new AdminError(
+      'MANATEE_ERR_PEER_IN_CHAIN',
+      `cannot reap ${peerId}: it is the ${role}; only deposed peers can be reaped (a peer in the chain leaves it when its session ends)`,
+    );
+  }
+  if (!state.deposed.some((p) => p.id === peerId)) {
+    throw new AdminError('MANATEE_ERR_PEER_NOT_FOUND', `cannot reap ${peerId}: it is not in the deposed list`);
+  }
+  if (opts.activePeerIds?.includes(peerId) === true) {
+    throw new AdminError(
+      'MANATEE_ERR_PEER_ACTIVE',
+      `cannot reap ${peerId}: its session is alive; rebuild it instead, or stop its sitter first if it is to be decommissioned`,
+    );
+  }
+  return {
+    state: { ...state, deposed: state.deposed.filter((p) => p.id !== peerId) },
+    summary: `operator reaped deposed peer ${peerId}`,
+  };
+}
+
+/**
+ * One-node-write mode in the state. Turning it on is allowed only when the shard has its primary
+ * alone (no sync, no asyncs, no deposed peers): dropping a sync would be a generation change, which
+ * no operator write makes. Turning it off needs a sync already in place: without one the state
+ * would be invalid, and the way out of ONWM is the primary's own upgrade (restart it with
+ * oneNodeWriteMode off in its configuration: it picks a sync at generation+1).
+ */
+export function setOnwm(current: ClusterState | null, on: boolean): AdminChange {
+  const state = requireState(current);
+  const isOn = state.oneNodeWriteMode === true;
+  if (on === isOn) {
+    throw new AdminError('MANATEE_ERR_ONWM_UNCHANGED', `one-node-write mode is already ${on ? 'on' : 'off'}`);
+  }
+  if (on) {
+    const others: PeerInfo[] = [...(state.sync === null ? [] : [state.sync]), ...state.async, ...state.deposed];
+    if (others.length > 0) {
+      throw new AdminError(
+        'MANATEE_ERR_BAD_ONWM',
+        `cannot turn one-node-write mode on: the shard has peers besides its primary (${others.map((p) => p.id).join(', ')})`,
+      );
+    }
+    return { state: { ...state, oneNodeWriteMode: true }, summary: 'operator turned one-node-write mode on' };
+  }
+  if (state.sync === null) {
+    throw new AdminError(
+      'MANATEE_ERR_BAD_ONWM',
+      'cannot turn one-node-write mode off: there is no sync; restart the primary with oneNodeWriteMode off in its configuration and it will choose one',
+    );
+  }
+  const { oneNodeWriteMode: _was, ...rest } = state;
+  return { state: rest, summary: 'operator turned one-node-write mode off' };
+}
+
+/**
+ * Whether `peerId` may throw its data away and copy it again from its upstream. Never the
+ * primary (Joyent: "This node is the primary. Will not rebuild."), and never the sync: the
+ * primary's commits wait for it, so writes would stop for the whole copy.
+ */
+export function checkRebuild(state: ClusterState | null, peerId: PeerId): void {
+  if (state === null) return; // no state: a peer that has not joined yet may always start over
+  if (state.primary.id === peerId) {
+    throw new AdminError('MANATEE_ERR_BAD_REBUILD', `will not rebuild ${peerId}: it is the primary`);
+  }
+  if (state.sync?.id === peerId) {
+    throw new AdminError(
+      'MANATEE_ERR_BAD_REBUILD',
+      `will not rebuild ${peerId}: it is the sync, and the primary's writes would stop for the whole copy; stop its sitter so that the primary picks another sync, then rebuild it`,
+    );
+  }
+}

@@ -1,0 +1,237 @@
+// The operators' changes to the cluster state (src/peer/admin.ts): each one's new state,
+// and each refusal with its stable code.
+import { describe, expect, it } from 'vitest';
+import {
+  AdminError,
+  checkRebuild,
+  clearPromote,
+  freeze,
+  isPromotePending,
+  promote,
+  PROMOTE_EXPIRE_MS_DEFAULT,
+  reap,
+  setOnwm,
+  unfreeze,
+} from '../../src/peer/admin.js';
+import type { ClusterState, PeerInfo } from '../../src/store/types.js';
+
+function peer(id: string): PeerInfo {
+  return { id, pgUrl: `postgres://postgres@${id}:5432/postgres`, apiUrl: `http://${id}:5433`, host: id };
+}
+
+const NOW = new Date('2026-11-24T07:00:00.000Z');
+
+function shard(overrides: Partial<ClusterState> = {}): ClusterState {
+  return {
+    generation: 4,
+    primary: peer('a'),
+    sync: peer('b'),
+    async: [peer('c'), peer('d')],
+    deposed: [peer('z')],
+    initWal: '0/3000060',
+    ...overrides,
+  };
+}
+
+function codeOf(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(AdminError);
+    return (err as AdminError).code;
+  }
+  throw new Error('expected an AdminError');
+}
+
+describe('every operation', () => {
+  it('refuses when the shard has no state yet', () => {
+    expect(codeOf(() => freeze(null, 'x', NOW))).toBe('MANATEE_ERR_NO_STATE');
+    expect(codeOf(() => unfreeze(null))).toBe('MANATEE_ERR_NO_STATE');
+    expect(codeOf(() => promote(null, { peerId: 'b', now: NOW }))).toBe('MANATEE_ERR_NO_STATE');
+    expect(codeOf(() => clearPromote(null))).toBe('MANATEE_ERR_NO_STATE');
+    expect(codeOf(() => reap(null, 'z'))).toBe('MANATEE_ERR_NO_STATE');
+    expect(codeOf(() => setOnwm(null, true))).toBe('MANATEE_ERR_NO_STATE');
+  });
+
+  it('never changes the generation, the primary or the sync', () => {
+    const s = shard();
+    const frozen = freeze(s, 'maintenance', NOW).state;
+    const promoted = promote(s, { peerId: 'b', now: NOW }).state;
+    const changes = [
+      frozen,
+      unfreeze(frozen).state,
+      promoted,
+      clearPromote(promoted).state,
+      reap(s, 'z').state,
+    ];
+    for (const c of changes) {
+      expect(c.generation).toBe(4);
+      expect(c.primary.id).toBe('a');
+      expect(c.sync?.id).toBe('b');
+    }
+  });
+});
+
+describe('freeze', () => {
+  it('records the reason and the time, and says so in the summary', () => {
+    const { state, summary } = freeze(shard(), '  upgrading PostgreSQL  ', NOW);
+    expect(state.freeze).toEqual({ date: '2026-11-24T07:00:00.000Z', reason: 'upgrading PostgreSQL' });
+    expect(summary).toBe('frozen by operator: upgrading PostgreSQL');
+  });
+
+  it('refuses a shard that is already frozen, naming the first reason', () => {
+    const s = shard({ freeze: { date: NOW.toISOString(), reason: 'first' } });
+    expect(codeOf(() => freeze(s, 'second', NOW))).toBe('MANATEE_ERR_ALREADY_FROZEN');
+    expect(() => freeze(s, 'second', NOW)).toThrow(/first/);
+  });
+
+  it('refuses an empty, multi-line or overlong reason', () => {
+    expect(codeOf(() => freeze(shard(), '   ', NOW))).toBe('MANATEE_ERR_INVALID_ARGUMENT');
+    expect(codeOf(() => freeze(shard(), 'a\nb', NOW))).toBe('MANATEE_ERR_INVALID_ARGUMENT');
+    expect(codeOf(() => freeze(shard(), 'x'.repeat(513), NOW))).toBe('MANATEE_ERR_INVALID_ARGUMENT');
+  });
+});
+
+describe('unfreeze', () => {
+  it('removes the freeze field entirely', () => {
+    const { state, summary } = unfreeze(shard({ freeze: { date: NOW.toISOString(), reason: 'r' } }));
+    expect('freeze' in state).toBe(false);
+    expect(summary).toContain('unfrozen');
+  });
+
+  it('refuses a shard that is not frozen', () => {
+    expect(codeOf(() => unfreeze(shard()))).toBe('MANATEE_ERR_NOT_FROZEN');
+  });
+});
+
+describe('promote', () => {
+  it('asks for the sync to take over, for this generation, expiring in 60 s by default', () => {
+    const { state, summary } = promote(shard(), { peerId: 'b', now: NOW });
+    expect(state.promote).toEqual({
+      id: 'b',
+      role: 'sync',
+      generation: 4,
+      expireTime: new Date(NOW.getTime() + PROMOTE_EXPIRE_MS_DEFAULT).toISOString(),
+    });
+    expect(summary).toContain('promote b');
+  });
+
+  it('names an async by its role and its index in the chain', () => {
+    const { state } = promote(shard(), { peerId: 'd', expireMs: 5_000, now: NOW });
+    expect(state.promote).toEqual({
+      id: 'd',
+      role: 'async',
+      asyncIndex: 1,
+      generation: 4,
+      expireTime: '2026-11-24T07:00:05.000Z',
+    });
+  });
+
+  it('refuses the primary, a deposed peer, and a peer not in the chain', () => {
+    expect(codeOf(() => promote(shard(), { peerId: 'a', now: NOW }))).toBe('MANATEE_ERR_BAD_PROMOTE');
+    expect(codeOf(() => promote(shard(), { peerId: 'z', now: NOW }))).toBe('MANATEE_ERR_BAD_PROMOTE');
+    expect(codeOf(() => promote(shard(), { peerId: 'nobody', now: NOW }))).toBe('MANATEE_ERR_PEER_NOT_FOUND');
+  });
+
+  it('refuses a frozen shard', () => {
+    const s = shard({ freeze: { date: NOW.toISOString(), reason: 'maintenance' } });
+    expect(codeOf(() => promote(s, { peerId: 'b', now: NOW }))).toBe('MANATEE_ERR_FROZEN');
+  });
+
+  it('refuses while another request is pending, but replaces an expired or stale one', () => {
+    const pending = promote(shard(), { peerId: 'b', now: NOW }).state;
+    expect(isPromotePending(pending, NOW)).toBe(true);
+    expect(codeOf(() => promote(pending, { peerId: 'c', now: NOW }))).toBe('MANATEE_ERR_PROMOTE_PENDING');
+
+    const later = new Date(NOW.getTime() + PROMOTE_EXPIRE_MS_DEFAULT);
+    expect(isPromotePending(pending, later)).toBe(false);
+    expect(promote(pending, { peerId: 'c', now: later }).state.promote?.id).toBe('c');
+
+    const stale = { ...pending, generation: 5 };
+    expect(isPromotePending(stale, NOW)).toBe(false);
+    expect(promote(stale, { peerId: 'c', now: NOW }).state.promote).toMatchObject({ id: 'c', generation: 5 });
+  });
+
+  it('refuses an expiry outside 1 s .. 1 h or not a whole number', () => {
+    for (const expireMs of [999, 3_600_001, 1500.5, Number.NaN]) {
+      expect(codeOf(() => promote(shard(), { peerId: 'b', expireMs, now: NOW }))).toBe('MANATEE_ERR_INVALID_ARGUMENT');
+    }
+  });
+});
+
+describe('clearPromote', () => {
+  it('removes the request', () => {
+    const { state, summary } = clearPromote(promote(shard(), { peerId: 'c', now: NOW }).state);
+    expect('promote' in state).toBe(false);
+    expect(summary).toContain('c');
+  });
+
+  it('refuses when there is no request', () => {
+    expect(codeOf(() => clearPromote(shard()))).toBe('MANATEE_ERR_NO_PROMOTE');
+  });
+});
+
+describe('reap', () => {
+  it('forgets a deposed peer', () => {
+    const { state, summary } = reap(shard({ deposed: [peer('y'), peer('z')] }), 'z');
+    expect(state.deposed.map((p) => p.id)).toEqual(['y']);
+    expect(summary).toBe('operator reaped deposed peer z');
+  });
+
+  it('refuses a peer in the chain (primary, sync or async)', () => {
+    for (const id of ['a', 'b', 'c']) expect(codeOf(() => reap(shard(), id))).toBe('MANATEE_ERR_PEER_IN_CHAIN');
+  });
+
+  it('refuses a peer that is nowhere in the state', () => {
+    expect(codeOf(() => reap(shard(), 'nobody'))).toBe('MANATEE_ERR_PEER_NOT_FOUND');
+  });
+
+  it('refuses a deposed peer whose session is alive', () => {
+    expect(codeOf(() => reap(shard(), 'z', { activePeerIds: ['a', 'z'] }))).toBe('MANATEE_ERR_PEER_ACTIVE');
+    expect(reap(shard(), 'z', { activePeerIds: ['a', 'b'] }).state.deposed).toEqual([]);
+  });
+});
+
+describe('setOnwm', () => {
+  const alone = shard({ sync: null, async: [], deposed: [], oneNodeWriteMode: true });
+
+  it('turns ONWM off when a sync is in place', () => {
+    const s = shard({ oneNodeWriteMode: true });
+    const { state } = setOnwm(s, false);
+    expect('oneNodeWriteMode' in state).toBe(false);
+    expect(state.sync?.id).toBe('b');
+  });
+
+  it('refuses to turn ONWM off without a sync (the state would be invalid)', () => {
+    expect(codeOf(() => setOnwm(alone, false))).toBe('MANATEE_ERR_BAD_ONWM');
+  });
+
+  it('refuses to turn ONWM on while the shard has peers besides its primary', () => {
+    expect(codeOf(() => setOnwm(shard(), true))).toBe('MANATEE_ERR_BAD_ONWM');
+    expect(codeOf(() => setOnwm(shard({ sync: null, async: [], deposed: [peer('z')] }), true))).toBe('MANATEE_ERR_BAD_ONWM');
+  });
+
+  it('turns ONWM on for a primary alone', () => {
+    const { state } = setOnwm(shard({ sync: null, async: [], deposed: [] }), true);
+    expect(state.oneNodeWriteMode).toBe(true);
+  });
+
+  it('refuses a change to the mode it is already in', () => {
+    expect(codeOf(() => setOnwm(alone, true))).toBe('MANATEE_ERR_ONWM_UNCHANGED');
+    expect(codeOf(() => setOnwm(shard(), false))).toBe('MANATEE_ERR_ONWM_UNCHANGED');
+  });
+});
+
+describe('checkRebuild', () => {
+  it('allows an async, a deposed or an unassigned peer, and any peer before the first state', () => {
+    expect(() => { checkRebuild(shard(), 'c'); }).not.toThrow();
+    expect(() => { checkRebuild(shard(), 'z'); }).not.toThrow();
+    expect(() => { checkRebuild(shard(), 'new'); }).not.toThrow();
+    expect(() => { checkRebuild(null, 'a'); }).not.toThrow();
+  });
+
+  it('refuses the primary and the sync', () => {
+    expect(codeOf(() => { checkRebuild(shard(), 'a'); })).toBe('MANATEE_ERR_BAD_REBUILD');
+    expect(codeOf(() => { checkRebuild(shard(), 'b'); })).toBe('MANATEE_ERR_BAD_REBUILD');
+  });
+});
