@@ -1,0 +1,2 @@
+export { TcpTransport, helloMac, parseAddress, type TransportOptions, type TransportStats, type TransportHandlers } from './tcp-transport.js';
+export { FrameDecoder, encodeFrame, FRAME_CHALLENGE, FRAME_HELLO, FRAME_MESSAGES } from './frame.js';

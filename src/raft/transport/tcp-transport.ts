@@ -1,0 +1,448 @@
+// Raft messages between peers: one persistent TCP connection per destination (outbound only;
+// replies come back over the peer's own connection to us, as in etcd's stream transport).
+//
+// Authentication: the server sends a random nonce; the client answers with
+// HMAC-SHA256(secret, nonce, from, to). A wrong or late answer is refused, logged with the remote
+// address and the reason, counted, and the connection is closed. After that, every frame must
+// carry messages from the authenticated peer to this node, or the connection is closed.
+//
+// Batching: send() only queues; one flush per event-loop turn writes everything queued for a
+// destination as few frames as maxFrameBytes allows. The queue is bounded: past the limit the
+// oldest messages are dropped (Raft retransmits) and counted.
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createServer, connect, type Server, type Socket } from 'node:net';
+import type { Logger } from '../../log.js';
+import type { Message, NodeId } from '../core/types.js';
+import { RaftConfigError } from '../errors.js';
+import { FRAME_CHALLENGE, FRAME_HELLO, FRAME_MESSAGES, FrameDecoder, FrameTooLargeError, encodeFrame, type Frame } from './frame.js';
+import { parseMessages } from './validate.js';
+
+export interface TransportStats {
+  /** Inbound connections accepted at the TCP level (before authentication). */
+  connectionsAccepted: number;
+  /** Inbound connections that authenticated. */
+  connectionsAuthenticated: number;
+  /** Inbound connections refused for a wrong, missing or late secret proof. */
+  authFailures: number;
+  /** Inbound frames refused for exceeding maxFrameBytes. */
+  oversizedFrames: number;
+  /** Inbound frames refused as malformed (bad JSON, bad message shape, wrong sender). */
+  malformedFrames: number;
+  framesReceived: number;
+  messagesReceived: number;
+  framesSent: number;
+  messagesSent: number;
+  /** Outbound messages dropped: queue full, unknown destination, or larger than a frame. */
+  messagesDropped: number;
+  /** Outbound connection attempts after the first one to a destination. */
+  reconnects: number;
+}
+
+export interface TransportHandlers {
+  /** Messages received for this node, already validated. */
+  onMessages(messages: Message[]): void;
+  /** A destination could not be reached (connection failed or was lost). */
+  onUnreachable?(to: NodeId): void;
+  /** A snapshot message was written to the socket (ok) or dropped (not ok). */
+  onSnapshotSent?(to: NodeId, ok: boolean): void;
+}
+
+export interface TransportOptions {
+  readonly id: NodeId;
+  readonly secret: string;
+  readonly listen: { readonly host: string; readonly port: number };
+  /** NodeId -> "host:port". May be changed later with setPeer/removePeer. */
+  readonly peers: Readonly<Record<NodeId, string>>;
+  readonly logger: Logger;
+  readonly handlers: TransportHandlers;
+  /** Largest frame accepted or sent; a snapshot must fit in one. Default 64 MiB. */
+  readonly maxFrameBytes?: number;
+  /** Most messages queued per destination before the oldest are dropped. Default 10000. */
+  readonly maxQueueMessages?: number;
+  /** Time an inbound connection has to authenticate. Default 5000 ms. */
+  readonly helloTimeoutMs?: number;
+  readonly reconnectMinMs?: number;
+  readonly reconnectMaxMs?: number;
+  /** Most inbound connections at once (authenticated or not). Default 256. */
+  readonly maxInboundConnections?: number;
+}
+
+const HELLO_DOMAIN = 'manatee-raft-hello-v1';
+const NONCE_BYTES = 32;
+const HELLO_MAX_BYTES = 4096;
+
+export function helloMac(secret: string, nonce: Buffer, from: NodeId, to: NodeId): Buffer {
+  return createHmac('sha256', secret).update(HELLO_DOMAIN).update('\0').update(nonce).update('\0').update(from).update('\0').update(to).digest();
+}
+
+export function parseAddress(addr: string): { host: string; port: number } {
+  const m = /^\[?([^\]]*)\]?:(\d+)$/.exec(addr);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || !Number.isInteger(port) || port <= 0 || port > 65535 || m[1] === '') {
+    throw new RaftConfigError(`peer address ${JSON.stringify(addr)} is not host:port`);
+  }
+  return { host: m[1]!, port };
+}
+
+function errMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** The outbound side for one destination: queue, connection, backoff. */
+class PeerLink {
+  queue: Message[] = [];
+  socket: Socket | null = null;
+  state: 'idle' | 'connecting' | 'ready' | 'closed' = 'idle';
+  attempts = 0;
+  backoffMs: number;
+  reconnectTimer: NodeJS.Timeout | null = null;
+  flushScheduled = false;
+  everConnected = false;
+  reportedDown = false;
+
+  constructor(readonly id: NodeId, public address: string, minBackoffMs: number) {
+    this.backoffMs = minBackoffMs;
+  }
+}
+
+export class TcpTransport {
+  private readonly opts: TransportOptions;
+  private readonly log: Logger;
+  private readonly maxFrameBytes: number;
+  private readonly maxQueueMessages: number;
+  private readonly helloTimeoutMs: number;
+  private readonly reconnectMinMs: number;
+  private readonly reconnectMaxMs: number;
+  private readonly maxInbound: number;
+  private readonly links = new Map<NodeId, PeerLink>();
+  private readonly inbound = new Set<Socket>();
+  private server: Server | null = null;
+  private closed = false;
+  private readonly counters: TransportStats = {
+    connectionsAccepted: 0, connectionsAuthenticated: 0, authFailures: 0, oversizedFrames: 0, malformedFrames: 0,
+    framesReceived: 0, messagesReceived: 0, framesSent: 0, messagesSent: 0, messagesDropped: 0, reconnects: 0,
+  };
+
+  constructor(opts: TransportOptions) {
+    if (opts.secret.length < 16) throw new RaftConfigError('the shard secret must be at least 16 characters');
+    this.opts = opts;
+    this.log = opts.logger;
+    this.maxFrameBytes = opts.maxFrameBytes ?? 64 * 1024 * 1024;
+    this.maxQueueMessages = opts.maxQueueMessages ?? 10_000;
+    this.helloTimeoutMs = opts.helloTimeoutMs ?? 5000;
+    this.reconnectMinMs = opts.reconnectMinMs ?? 50;
+    this.reconnectMaxMs = opts.reconnectMaxMs ?? 2000;
+    this.maxInbound = opts.maxInboundConnections ?? 256;
+    for (const [id, addr] of Object.entries(opts.peers)) this.setPeer(id, addr);
+  }
+
+  /** Binds the listening socket. */
+  async start(): Promise<void> {
+    const server = createServer({ noDelay: true }, (s) => { this.accept(s); });
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.opts.listen.port, this.opts.listen.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    server.on('error', (err) => { this.log.error({ err: errMessage(err) }, 'raft transport server error'); });
+  }
+
+  /** The bound address (useful with port 0). */
+  address(): { host: string; port: number } {
+    const a = this.server?.address();
+    if (a === null || a === undefined || typeof a === 'string') throw new RaftConfigError('transport is not listening');
+    return { host: a.address, port: a.port };
+  }
+
+  stats(): TransportStats {
+    return { ...this.counters };
+  }
+
+  peers(): Record<NodeId, string> {
+    const out: Record<NodeId, string> = {};
+    for (const [id, l] of this.links) out[id] = l.address;
+    return out;
+  }
+
+  /** Adds a destination or changes its address (the old connection is dropped). */
+  setPeer(id: NodeId, address: string): void {
+    if (id === this.opts.id) return;
+    parseAddress(address);
+    const link = this.links.get(id);
+    if (link === undefined) {
+      this.links.set(id, new PeerLink(id, address, this.reconnectMinMs));
+      return;
+    }
+    if (link.address === address) return;
+    this.log.info({ peer: id, from: link.address, to: address }, 'raft transport: peer address changed, reconnecting');
+    link.address = address;
+    this.dropConnection(link);
+  }
+
+  removePeer(id: NodeId): void {
+    const link = this.links.get(id);
+    if (link === undefined) return;
+    this.links.delete(id);
+    link.state = 'closed';
+    this.counters.messagesDropped += link.queue.length;
+    link.queue = [];
+    if (link.reconnectTimer !== null) clearTimeout(link.reconnectTimer);
+    link.socket?.destroy();
+  }
+
+  /** Queues messages for their destinations; they are written on the next event-loop turn. */
+  send(messages: readonly Message[]): void {
+    if (this.closed) return;
+    for (const m of messages) {
+      const link = this.links.get(m.to);
+      if (link === undefined) {
+        this.counters.messagesDropped++;
+        if (m.type === 'snapshot') this.opts.handlers.onSnapshotSent?.(m.to, false);
+        continue;
+      }
+      link.queue.push(m);
+      if (link.queue.length > this.maxQueueMessages) {
+        const dropped = link.queue.splice(0, link.queue.length - this.maxQueueMessages);
+        this.counters.messagesDropped += dropped.length;
+        for (const d of dropped) if (d.type === 'snapshot') this.opts.handlers.onSnapshotSent?.(d.to, false);
+      }
+      this.scheduleFlush(link);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const id of [...this.links.keys()]) this.removePeer(id);
+    for (const s of this.inbound) s.destroy();
+    this.inbound.clear();
+    const server = this.server;
+    if (server !== null) await new Promise<void>((resolve) => { server.close(() => { resolve(); }); });
+  }
+
+  // ---- outbound ----
+
+  private scheduleFlush(link: PeerLink): void {
+    if (link.state === 'idle') {
+      this.connectLink(link);
+      return;
+    }
+    if (link.state !== 'ready' || link.flushScheduled) return;
+    link.flushScheduled = true;
+    setImmediate(() => {
+      link.flushScheduled = false;
+      this.flush(link);
+    });
+  }
+
+  private connectLink(link: PeerLink): void {
+    if (this.closed || link.state === 'closed') return;
+    const { host, port } = parseAddress(link.address);
+    if (link.attempts > 0) this.counters.reconnects++;
+    link.attempts++;
+    link.state = 'connecting';
+    const sock = connect({ host, port, noDelay: true });
+    link.socket = sock;
+    const decoder = new FrameDecoder(1024);
+    sock.on('data', (chunk: Buffer) => {
+      if (link.socket !== sock || link.state !== 'connecting') return;
+      let frames: Frame[];
+      try {
+        frames = decoder.push(chunk);
+      } catch (err) {
+        this.log.warn({ peer: link.id, address: link.address, reason: errMessage(err) }, 'raft transport: bad challenge from peer');
+        sock.destroy();
+        return;
+      }
+      const ch = frames[0];
+      if (ch === undefined) return;
+      if (ch.kind !== FRAME_CHALLENGE || ch.payload.length !== NONCE_BYTES) {
+        this.log.warn({ peer: link.id, address: link.address }, 'raft transport: peer did not send a challenge');
+        sock.destroy();
+        return;
+      }
+      const mac = helloMac(this.opts.secret, ch.payload, this.opts.id, link.id).toString('hex');
+      sock.write(encodeFrame(FRAME_HELLO, JSON.stringify({ from: this.opts.id, to: link.id, mac })));
+      link.state = 'ready';
+      link.backoffMs = this.reconnectMinMs;
+      if (link.reportedDown) this.log.info({ peer: link.id, address: link.address }, 'raft transport: connected to peer');
+      link.everConnected = true;
+      link.reportedDown = false;
+      this.flush(link);
+    });
+    sock.on('drain', () => { if (link.socket === sock) this.flush(link); });
+    sock.on('error', () => { /* reported through 'close' */ });
+    sock.on('close', () => {
+      if (link.socket !== sock) return;
+      link.socket = null;
+      if (link.state === 'closed' || this.closed) return;
+      if (!link.reportedDown) {
+        this.log.warn({ peer: link.id, address: link.address }, 'raft transport: connection to peer lost or refused, retrying with backoff');
+        link.reportedDown = true;
+      }
+      link.state = 'idle';
+      this.opts.handlers.onUnreachable?.(link.id);
+      this.scheduleReconnect(link);
+    });
+  }
+
+  private scheduleReconnect(link: PeerLink): void {
+    if (link.reconnectTimer !== null || this.closed) return;
+    const delayMs = link.backoffMs;
+    link.backoffMs = Math.min(this.reconnectMaxMs, link.backoffMs * 2);
+    link.reconnectTimer = setTimeout(() => {
+      link.reconnectTimer = null;
+      if (link.state === 'idle' && !this.closed) this.connectLink(link);
+    }, delayMs);
+    link.reconnectTimer.unref();
+  }
+
+  private dropConnection(link: PeerLink): void {
+    const s = link.socket;
+    link.socket = null;
+    link.state = 'idle';
+    s?.destroy();
+    if (link.queue.length > 0) this.connectLink(link);
+  }
+
+  /** Writes everything queued for `link`, packing as many messages per frame as fit. */
+  private flush(link: PeerLink): void {
+    const sock = link.socket;
+    if (link.state !== 'ready' || sock === null || link.queue.length === 0) return;
+    if (sock.writableNeedDrain) return; // the 'drain' handler comes back here
+    const batch = link.queue;
+    link.queue = [];
+    let parts: string[] = [];
+    let sizeBytes = 2;
+    let snapshots: Message[] = [];
+    const writeFrame = (): void => {
+      if (parts.length === 0) return;
+      const sent = snapshots;
+      const n = parts.length;
+      sock.write(encodeFrame(FRAME_MESSAGES, `[${parts.join(',')}]`), (err) => {
+        for (const m of sent) this.opts.handlers.onSnapshotSent?.(m.to, err === undefined || err === null);
+      });
+      this.counters.framesSent++;
+      this.counters.messagesSent += n;
+      parts = [];
+      snapshots = [];
+      sizeBytes = 2;
+    };
+    for (const m of batch) {
+      const json = JSON.stringify(m);
+      const len = Buffer.byteLength(json) + 1;
+      if (len + 2 > this.maxFrameBytes - 1) {
+        this.counters.messagesDropped++;
+        this.log.warn({ peer: link.id, type: m.type, sizeBytes: len, maxFrameBytes: this.maxFrameBytes }, 'raft transport: message larger than maxFrameBytes dropped');
+        if (m.type === 'snapshot') this.opts.handlers.onSnapshotSent?.(m.to, false);
+        continue;
+      }
+      if (sizeBytes + len > this.maxFrameBytes - 1) writeFrame();
+      parts.push(json);
+      sizeBytes += len;
+      if (m.type === 'snapshot') snapshots.push(m);
+    }
+    writeFrame();
+  }
+
+  // ---- inbound ----
+
+  private accept(sock: Socket): void {
+    this.counters.connectionsAccepted++;
+    const remote = `${sock.remoteAddress ?? '?'}:${sock.remotePort ?? '?'}`;
+    if (this.closed || this.inbound.size >= this.maxInbound) {
+      this.log.warn({ remote, reason: 'too many inbound connections' }, 'raft transport refused connection');
+      sock.destroy();
+      return;
+    }
+    this.inbound.add(sock);
+    const nonce = randomBytes(NONCE_BYTES);
+    let peer: NodeId | null = null;
+    let done = false;
+    // Until the peer proves it knows the secret, only a small hello frame is accepted.
+    const decoder = new FrameDecoder(HELLO_MAX_BYTES);
+    const refuse = (kind: 'auth' | 'oversized' | 'malformed', reason: string): void => {
+      if (done) return;
+      done = true;
+      if (kind === 'auth') this.counters.authFailures++;
+      else if (kind === 'oversized') this.counters.oversizedFrames++;
+      else this.counters.malformedFrames++;
+      this.log.warn({ remote, peer, reason }, kind === 'auth' ? 'raft transport refused connection' : 'raft transport refused frame, closing connection');
+      sock.destroy();
+    };
+    const helloTimer = setTimeout(() => { refuse('auth', `no hello within ${this.helloTimeoutMs} ms`); }, this.helloTimeoutMs);
+    helloTimer.unref();
+    sock.on('error', () => { /* 'close' follows */ });
+    sock.on('close', () => {
+      clearTimeout(helloTimer);
+      this.inbound.delete(sock);
+    });
+    sock.write(encodeFrame(FRAME_CHALLENGE, nonce));
+    sock.on('data', (chunk: Buffer) => {
+      if (done) return;
+      decoder.append(chunk);
+      for (;;) {
+        let f: Frame | null;
+        try {
+          f = decoder.next();
+        } catch (err) {
+          if (peer === null) refuse('auth', `bad hello: ${errMessage(err)}`);
+          else if (err instanceof FrameTooLargeError) refuse('oversized', err.message);
+          else refuse('malformed', errMessage(err));
+          return;
+        }
+        if (f === null) return;
+        if (peer === null) {
+          const who = this.checkHello(f, nonce);
+          if (who.startsWith('!')) {
+            refuse('auth', who.slice(1));
+            return;
+          }
+          peer = who;
+          clearTimeout(helloTimer);
+          decoder.maxFrameBytes = this.maxFrameBytes;
+          this.counters.connectionsAuthenticated++;
+          continue;
+        }
+        if (f.kind !== FRAME_MESSAGES) {
+          refuse('malformed', `unexpected frame kind ${f.kind}`);
+          return;
+        }
+        const msgs = parseMessages(f.payload, peer, this.opts.id);
+        if (typeof msgs === 'string') {
+          refuse('malformed', msgs);
+          return;
+        }
+        this.counters.framesReceived++;
+        this.counters.messagesReceived += msgs.length;
+        try {
+          this.opts.handlers.onMessages(msgs);
+        } catch (err) {
+          this.log.error({ peer, err: errMessage(err) }, 'raft transport: message handler failed');
+        }
+      }
+    });
+  }
+
+  /** The authenticated peer id, or "!" + the reason for refusal. */
+  private checkHello(f: Frame, nonce: Buffer): string {
+    if (f.kind !== FRAME_HELLO) return `!first frame is kind ${f.kind}, expected a hello`;
+    let v: unknown;
+    try {
+      v = JSON.parse(f.payload.toString('utf8'));
+    } catch {
+      return '!hello is not JSON';
+    }
+    if (typeof v !== 'object' || v === null) return '!hello is not an object';
+    const { from, to, mac } = v as Record<string, unknown>;
+    if (typeof from !== 'string' || from === '' || typeof to !== 'string' || typeof mac !== 'string') return '!hello lacks from/to/mac';
+    if (to !== this.opts.id) return `!hello is addressed to ${to}, this node is ${this.opts.id}`;
+    const expected = helloMac(this.opts.secret, nonce, from, to);
+    const given = Buffer.from(mac, 'hex');
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) return `!wrong secret (hello from ${from} failed HMAC check)`;
+    return from;
+  }
+}

@@ -1,0 +1,218 @@
+// The peer-to-peer transport on real sockets: authentication, refusal of bad frames, batching,
+// bounded queues and reconnection.
+import { afterEach, describe, expect, it } from 'vitest';
+import { connect, type Socket } from 'node:net';
+import { pino } from 'pino';
+import { TcpTransport, helloMac, encodeFrame, FrameDecoder, FRAME_CHALLENGE, FRAME_HELLO, FRAME_MESSAGES } from '../../src/raft/transport/index.js';
+import type { Message } from '../../src/raft/core/types.js';
+import { freePort, waitFor } from '../helpers/wait.js';
+
+const SECRET = 'shard-secret-0123456789';
+const open: TcpTransport[] = [];
+const sockets: Socket[] = [];
+afterEach(async () => {
+  for (const s of sockets.splice(0)) s.destroy();
+  for (const t of open.splice(0)) await t.close();
+});
+
+function capture() {
+  const lines: Record<string, unknown>[] = [];
+  const logger = pino({ level: 'info' }, { write: (s: string) => { lines.push(JSON.parse(s)); } });
+  return { lines, logger };
+}
+
+async function node(id: string, port: number, peers: Record<string, string>, extra: Partial<ConstructorParameters<typeof TcpTransport>[0]> = {}) {
+  const got: Message[] = [];
+  const unreachable: string[] = [];
+  const cap = capture();
+  const t = new TcpTransport({
+    id, secret: SECRET, listen: { host: '127.0.0.1', port }, peers, logger: cap.logger,
+    handlers: { onMessages: (ms) => { got.push(...ms); }, onUnreachable: (to) => { unreachable.push(to); } },
+    reconnectMinMs: 20, reconnectMaxMs: 200, ...extra,
+  });
+  await t.start();
+  open.push(t);
+  return { t, got, unreachable, lines: cap.lines };
+}
+
+function hb(from: string, to: string, term: number): Message {
+  return { type: 'heartbeat', from, to, term, commit: term };
+}
+
+/** A raw client that speaks the protocol by hand, to send what a well-behaved transport never would. */
+async function rawClient(port: number, opts: { from: string; to: string; secret: string | null }): Promise<{ sock: Socket; closed: Promise<void> }> {
+  const sock = connect({ host: '127.0.0.1', port });
+  sockets.push(sock);
+  const closed = new Promise<void>((r) => { sock.on('close', () => { r(); }); });
+  sock.on('error', () => {});
+  const dec = new FrameDecoder(1024);
+  const challenge = await new Promise<Buffer>((resolve) => {
+    sock.on('data', (c: Buffer) => {
+      const f = dec.push(c)[0];
+      if (f?.kind === FRAME_CHALLENGE) resolve(f.payload);
+    });
+  });
+  if (opts.secret !== null) {
+    const mac = helloMac(opts.secret, challenge, opts.from, opts.to).toString('hex');
+    sock.write(encodeFrame(FRAME_HELLO, JSON.stringify({ from: opts.from, to: opts.to, mac })));
+  }
+  return { sock, closed };
+}
+
+describe('TcpTransport', () => {
+  it('delivers messages both ways and batches a burst into few frames', async () => {
+    const [pa, pb] = [await freePort(), await freePort()];
+    const a = await node('a', pa, { b: `127.0.0.1:${pb}` });
+    const b = await node('b', pb, { a: `127.0.0.1:${pa}` });
+    a.t.send([hb('a', 'b', 1)]);
+    await waitFor('first message', () => b.got.length === 1);
+    const burst: Message[] = [];
+    for (let i = 0; i < 200; i++) burst.push({ type: 'append', from: 'a', to: 'b', term: 2, index: i, logTerm: 1, commit: 0, entries: [{ term: 2, index: i + 1, type: 'normal', data: `x${i}` }] });
+    a.t.send(burst);
+    await waitFor('burst', () => b.got.length === 201);
+    expect(b.got.slice(1).map((m) => m.index)).toEqual(burst.map((m) => m.index));
+    // 200 messages queued in one turn go out as one frame (plus the first message's frame).
+    expect(a.t.stats().framesSent).toBe(2);
+    expect(b.t.stats().framesReceived).toBe(2);
+    b.t.send([hb('b', 'a', 3)]);
+    await waitFor('reply', () => a.got.length === 1);
+    expect(a.got[0]).toEqual(hb('b', 'a', 3));
+    expect(b.t.stats().authFailures).toBe(0);
+  });
+
+  it('refuses, logs and counts a peer with the wrong secret', async () => {
+    const [pa, pb] = [await freePort(), await freePort()];
+    const b = await node('b', pb, {});
+    const a = await node('a', pa, { b: `127.0.0.1:${pb}` }, { secret: 'another-secret-9876543210' });
+    a.t.send([hb('a', 'b', 1)]);
+    await waitFor('auth failure counted', () => b.t.stats().authFailures >= 1);
+    const line = b.lines.find((l) => l['msg'] === 'raft transport refused connection');
+    expect(line).toBeDefined();
+    expect(String(line!['remote'])).toMatch(/^127\.0\.0\.1:\d+$/);
+    expect(String(line!['reason'])).toMatch(/wrong secret/);
+    expect(b.got).toEqual([]);
+    expect(b.t.stats().connectionsAuthenticated).toBe(0);
+    // The refused side keeps retrying with backoff and is told the peer is unreachable.
+    await waitFor('unreachable reported', () => a.unreachable.includes('b'));
+  });
+
+  it('closes a connection that never says hello', async () => {
+    const pb = await freePort();
+    const b = await node('b', pb, {}, { helloTimeoutMs: 200 });
+    const { closed } = await rawClient(pb, { from: 'x', to: 'b', secret: null });
+    await closed;
+    expect(b.t.stats().authFailures).toBe(1);
+    expect(b.lines.some((l) => String(l['reason']).includes('no hello within 200 ms'))).toBe(true);
+  });
+
+  it('refuses a hello addressed to another node', async () => {
+    const pb = await freePort();
+    const b = await node('b', pb, {});
+    const { closed } = await rawClient(pb, { from: 'a', to: 'c', secret: SECRET });
+    await closed;
+    expect(b.t.stats().authFailures).toBe(1);
+    expect(b.lines.some((l) => String(l['reason']).includes('addressed to c'))).toBe(true);
+  });
+
+  it('refuses a huge frame before authentication without buffering it', async () => {
+    const pb = await freePort();
+    const b = await node('b', pb, {});
+    const { sock, closed } = await rawClient(pb, { from: 'a', to: 'b', secret: null });
+    const head = Buffer.alloc(5);
+    head.writeUInt32BE(500_000_000, 0);
+    head.writeUInt8(FRAME_HELLO, 4);
+    sock.write(head);
+    await closed;
+    expect(b.t.stats().authFailures).toBe(1);
+  });
+
+  it('refuses an oversized frame from an authenticated peer, and keeps serving others', async () => {
+    const [pa, pb] = [await freePort(), await freePort()];
+    const b = await node('b', pb, {}, { maxFrameBytes: 10_000 });
+    const { sock, closed } = await rawClient(pb, { from: 'a', to: 'b', secret: SECRET });
+    sock.write(encodeFrame(FRAME_MESSAGES, JSON.stringify([{ type: 'heartbeat', from: 'a', to: 'b', term: 1, context: 'x'.repeat(20_000) }])));
+    await closed;
+    expect(b.t.stats().oversizedFrames).toBe(1);
+    expect(b.lines.some((l) => String(l['reason']).includes('exceeds maxFrameBytes 10000'))).toBe(true);
+    const a = await node('a', pa, { b: `127.0.0.1:${pb}` });
+    a.t.send([hb('a', 'b', 4)]);
+    await waitFor('a normal peer is still served', () => b.got.length === 1);
+  });
+
+  it('a sender drops (and counts) a message larger than a frame instead of sending it', async () => {
+    const [pa, pb] = [await freePort(), await freePort()];
+    const b = await node('b', pb, {}, { maxFrameBytes: 10_000 });
+    const a = await node('a', pa, { b: `127.0.0.1:${pb}` }, { maxFrameBytes: 10_000 });
+    a.t.send([{ type: 'heartbeat', from: 'a', to: 'b', term: 1, context: 'x'.repeat(20_000) }, hb('a', 'b', 2)]);
+    await waitFor('the small one arrives', () => b.got.length === 1);
+    expect(b.got[0]!.term).toBe(2);
+    expect(a.t.stats().messagesDropped).toBe(1);
+    expect(b.t.stats().oversizedFrames).toBe(0);
+  });
+
+  it.each([
+    ['not JSON', Buffer.from('{nope'), /not JSON/],
+    ['not an array', Buffer.from('{"a":1}'), /not an array/],
+    ['unknown message type', Buffer.from(JSON.stringify([{ type: 'explode', from: 'a', to: 'b', term: 1 }])), /unknown message type/],
+    ['a forged sender', Buffer.from(JSON.stringify([{ type: 'vote', from: 'c', to: 'b', term: 9 }])), /authenticated as a/],
+    ['a bad entry', Buffer.from(JSON.stringify([{ type: 'append', from: 'a', to: 'b', term: 1, entries: [{ term: 1, index: 'x', type: 'normal', data: '' }] }])), /entry/],
+  ])('refuses a malformed frame (%s) without crashing', async (_name, payload, reason) => {
+    const pb = await freePort();
+    const b = await node('b', pb, {});
+    const { sock, closed } = await rawClient(pb, { from: 'a', to: 'b', secret: SECRET });
+    sock.write(encodeFrame(FRAME_MESSAGES, payload));
+    await closed;
+    expect(b.t.stats().malformedFrames).toBe(1);
+    expect(b.got).toEqual([]);
+    const line = b.lines.find((l) => l['msg'] === 'raft transport refused frame, closing connection');
+    expect(String(line?.['reason'])).toMatch(reason);
+    // Still serving: a well-formed frame on a new connection is delivered.
+    const again = await rawClient(pb, { from: 'a', to: 'b', secret: SECRET });
+    again.sock.write(encodeFrame(FRAME_MESSAGES, JSON.stringify([hb('a', 'b', 1)])));
+    await waitFor('delivery after refusal', () => b.got.length === 1);
+  });
+
+  it('bounds the queue to an unreachable peer, dropping the oldest', async () => {
+    const [pa, pdead] = [await freePort(), await freePort()];
+    const a = await node('a', pa, { dead: `127.0.0.1:${pdead}` }, { maxQueueMessages: 5 });
+    const ms: Message[] = [];
+    for (let i = 0; i < 20; i++) ms.push(hb('a', 'dead', i));
+    a.t.send(ms);
+    expect(a.t.stats().messagesDropped).toBe(15);
+    a.t.send([hb('a', 'nobody', 1)]);
+    expect(a.t.stats().messagesDropped).toBe(16);
+  });
+
+  it('reconnects after the peer restarts, and delivers what was queued', async () => {
+    const [pa, pb] = [await freePort(), await freePort()];
+    const a = await node('a', pa, { b: `127.0.0.1:${pb}` });
+    let b = await node('b', pb, {});
+    a.t.send([hb('a', 'b', 1)]);
+    await waitFor('first delivery', () => b.got.length === 1);
+    await b.t.close();
+    open.splice(open.indexOf(b.t), 1);
+    await waitFor('loss noticed', () => a.unreachable.includes('b'));
+    a.t.send([hb('a', 'b', 2)]);
+    b = await node('b', pb, {});
+    // Keep sending, as Raft does with heartbeats, until the new instance hears one.
+    await waitFor('delivery after restart', () => {
+      a.t.send([hb('a', 'b', 3)]);
+      return b.got.some((m) => m.term >= 2);
+    });
+    expect(a.t.stats().reconnects).toBeGreaterThanOrEqual(1);
+  });
+
+  it('follows an address change of a peer', async () => {
+    const [pa, pb1, pb2] = [await freePort(), await freePort(), await freePort()];
+    const a = await node('a', pa, { b: `127.0.0.1:${pb1}` });
+    const b1 = await node('b', pb1, {});
+    a.t.send([hb('a', 'b', 1)]);
+    await waitFor('old address', () => b1.got.length === 1);
+    const b2 = await node('b', pb2, {});
+    a.t.setPeer('b', `127.0.0.1:${pb2}`);
+    a.t.send([hb('a', 'b', 2)]);
+    await waitFor('new address', () => b2.got.length === 1);
+    expect(a.t.peers()).toEqual({ b: `127.0.0.1:${pb2}` });
+    expect(() => { a.t.setPeer('c', 'nonsense'); }).toThrow(/host:port/);
+  });
+});
