@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { pino } from 'pino';
 import { Writable } from 'node:stream';
-import { silentLogger } from '../../src/log.js';
+import { silentLogger, type Logger } from '../../src/log.js';
 import { Snapshotter, Zfs } from '../../src/zfs/index.js';
 import { parseSnapshotterConfig } from '../../src/zfs/snapshotter-config.js';
 import { createTestPool, type TestPool } from '../helpers/zfs.js';
@@ -23,7 +23,7 @@ afterAll(async () => {
   await pool.destroy();
 });
 
-function captureLogger(): { log: ReturnType<typeof pino>; lines: Record<string, unknown>[] } {
+function captureLogger(): { log: Logger; lines: Record<string, unknown>[] } {
   const lines: Record<string, unknown>[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {
