@@ -50,6 +50,8 @@ export interface Session {
   readonly peer: PeerInfo;
   /** The Raft index at which the session was opened: distinguishes incarnations of a peer. */
   readonly openedIndex: number;
+  /** When the session was opened (ISO 8601, as proposed by its owner). */
+  readonly openedTime?: string;
 }
 
 /** One accepted change of the cluster state. */

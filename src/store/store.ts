@@ -1,0 +1,465 @@
+// ClusterStore: the client API that the sitter uses, on top of a Consensus (a RaftNode, or the
+// in-process group in tests) and the ClusterStateMachine that the consensus applies entries to.
+//   - reads: getState() (local, possibly stale), readState() (linearizable, ReadIndex);
+//   - writes: putState() (compare-and-set; rejections become typed errors);
+//   - this peer's session: openSession(), keepalive() (sent on a timer once started),
+//     closeSession(); if the session expires anyway, 'sessionExpired' fires and it is reopened;
+//   - the leader's expiry loop (see sessions.ts for the design);
+//   - watches: 'state', 'peers', 'sessionExpired'.
+// Time comes from an injected clock (`now`), so tests drive it.
+import type { Logger } from '../log.js';
+import { silentLogger } from '../log.js';
+import { hasCode } from '../errors.js';
+import {
+  COMMAND_BYTES_MAX,
+  encodeCommand,
+  isStoreResult,
+  type StoreCommand,
+  type StoreRejection,
+  type StoreResult,
+} from './commands.js';
+import type { Consensus, LeaderChange } from './consensus.js';
+import {
+  InvalidStateError,
+  STORE_ERR,
+  StoreError,
+  VersionMismatchError,
+} from './errors.js';
+import { Listeners } from './listeners.js';
+import { SessionLiveness } from './sessions.js';
+import type { ClusterStateMachine, PeersChange, StateChange } from './state-machine.js';
+import type { ClusterState, HistoryEntry, PeerInfo, Session } from './types.js';
+
+export interface ClusterStoreOptions {
+  readonly machine: ClusterStateMachine;
+  readonly consensus: Consensus;
+  /** A session silent this long is expired by the leader. */
+  readonly sessionTimeoutMs: number;
+  /** How often this peer sends a keepalive; default sessionTimeoutMs/3, at most sessionTimeoutMs/2. */
+  readonly keepaliveIntervalMs?: number;
+  /** How often the leader looks for silent sessions; default sessionTimeoutMs/10, between 10 and 100 ms. */
+  readonly expiryCheckIntervalMs?: number;
+  /** Timeout of state writes and session opens; default max(2 * sessionTimeoutMs, 5000). */
+  readonly proposeTimeoutMs?: number;
+  /** Reopen this peer's session when it expires (default true): a partitioned peer rejoins when healed. */
+  readonly reopenExpiredSession?: boolean;
+  /** Milliseconds since the epoch; default Date.now. */
+  readonly now?: () => number;
+  readonly log?: Logger;
+}
+
+export interface VersionedState {
+  readonly state: ClusterState | null;
+  readonly version: number;
+}
+
+export interface SessionExpiredEvent {
+  readonly session: Session;
+  /** Why this peer learned it: the leader's expiry reason, or a rejected keepalive. */
+  readonly reason: string;
+}
+
+export interface StoreEvents {
+  state: StateChange;
+  peers: PeersChange;
+  sessionExpired: SessionExpiredEvent;
+}
+
+export class ClusterStore {
+  readonly machine: ClusterStateMachine;
+  readonly consensus: Consensus;
+  readonly sessionTimeoutMs: number;
+  readonly keepaliveIntervalMs: number;
+  readonly expiryCheckIntervalMs: number;
+  readonly proposeTimeoutMs: number;
+
+  private readonly now: () => number;
+  private readonly log: Logger;
+  private readonly reopenExpired: boolean;
+  private readonly liveness: SessionLiveness;
+  private readonly sessionExpiredListeners: Listeners<SessionExpiredEvent>;
+  private readonly unsubscribe: (() => void)[] = [];
+
+  /** The term in which this node last granted grace as leader; null while not leader. */
+  private graceTerm: number | null = null;
+  private readonly expiring = new Set<string>();
+  private own: Session | null = null;
+  /** The peer whose session this store keeps open (kept across an expiry, for the reopen). */
+  private ownPeer: PeerInfo | null = null;
+  private keepaliveInFlight = false;
+  private reopening = false;
+  private checkInFlight = false;
+  private running = false;
+  private stopped = false;
+  private expiryTimer: NodeJS.Timeout | null = null;
+  private keepaliveTimer: NodeJS.Timeout | null = null;
+
+  constructor(opts: ClusterStoreOptions) {
+    const t = opts.sessionTimeoutMs;
+    if (!(Number.isFinite(t) && t >= 10)) throw new RangeError(`sessionTimeoutMs must be >= 10 (got ${t})`);
+    const keepaliveIntervalMs = opts.keepaliveIntervalMs ?? Math.floor(t / 3);
+    if (!(keepaliveIntervalMs > 0 && keepaliveIntervalMs * 2 <= t)) {
+      throw new RangeError(`keepaliveIntervalMs must be > 0 and at most half of sessionTimeoutMs ${t} (got ${keepaliveIntervalMs})`);
+    }
+    const expiryCheckIntervalMs = opts.expiryCheckIntervalMs ?? Math.min(100, Math.max(10, Math.floor(t / 10)));
+    if (!(expiryCheckIntervalMs > 0 && expiryCheckIntervalMs <= t)) {
+      throw new RangeError(`expiryCheckIntervalMs must be in (0, sessionTimeoutMs] (got ${expiryCheckIntervalMs})`);
+    }
+    this.machine = opts.machine;
+    this.consensus = opts.consensus;
+    this.sessionTimeoutMs = t;
+    this.keepaliveIntervalMs = keepaliveIntervalMs;
+    this.expiryCheckIntervalMs = expiryCheckIntervalMs;
+    this.proposeTimeoutMs = opts.proposeTimeoutMs ?? Math.max(2 * t, 5000);
+    this.reopenExpired = opts.reopenExpiredSession ?? true;
+    this.now = opts.now ?? Date.now;
+    this.log = opts.log ?? silentLogger();
+    this.liveness = new SessionLiveness(t);
+    this.sessionExpiredListeners = new Listeners('sessionExpired', this.log);
+
+    // Liveness is fed by what this node applies, on every node, so that a new leader's tracker
+    // knows every session (its times are reset anyway: grace).
+    this.unsubscribe.push(
+      this.machine.onKeepalive((e) => {
+        this.liveness.seen(e.peerId, e.openedIndex, this.now());
+      }),
+      this.machine.onPeers((c) => {
+        this.onPeersChange(c);
+      }),
+      this.consensus.onLeaderChange((c) => {
+        this.onLeaderChange(c);
+      }),
+    );
+    const now = this.now();
+    for (const s of this.machine.sessions()) this.liveness.seen(s.peer.id, s.openedIndex, now);
+  }
+
+  // ---- lifecycle ----
+
+  /** Starts the timers: the leader's expiry loop, and keepalives for this peer's session. */
+  start(): void {
+    if (this.stopped) throw new StoreError(STORE_ERR.stopped, 'the cluster store is stopped');
+    if (this.running) return;
+    this.running = true;
+    this.expiryTimer = setInterval(() => {
+      if (this.checkInFlight) return;
+      this.checkInFlight = true;
+      this.checkSessions()
+        .catch((err: unknown) => {
+          this.log.warn({ err }, 'session expiry check failed; retrying at the next interval');
+        })
+        .finally(() => {
+          this.checkInFlight = false;
+        });
+    }, this.expiryCheckIntervalMs);
+    this.expiryTimer.unref();
+    if (this.own !== null) this.startKeepalives();
+    this.log.info(
+      { sessionTimeoutMs: this.sessionTimeoutMs, keepaliveIntervalMs: this.keepaliveIntervalMs, expiryCheckIntervalMs: this.expiryCheckIntervalMs },
+      'cluster store started',
+    );
+  }
+
+  /** Stops the timers and detaches from the machine and consensus. The session is left to expire (or closed by the caller first). */
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.running = false;
+    if (this.expiryTimer !== null) clearInterval(this.expiryTimer);
+    if (this.keepaliveTimer !== null) clearInterval(this.keepaliveTimer);
+    this.expiryTimer = null;
+    this.keepaliveTimer = null;
+    for (const u of this.unsubscribe.splice(0)) u();
+  }
+
+  // ---- reads ----
+
+  /** The state as this node has applied it: fast, possibly stale. */
+  getState(): VersionedState {
+    return { state: this.machine.state, version: this.machine.version };
+  }
+
+  /** The state as of now for the whole shard (linearizable: a ReadIndex round through the leader). */
+  async readState(): Promise<VersionedState> {
+    this.assertNotStopped();
+    await this.consensus.read();
+    return this.getState();
+  }
+
+  /** The active peers (those with a session), in the order their sessions were opened. */
+  activePeers(): PeerInfo[] {
+    return this.machine.activePeers();
+  }
+
+  sessions(): Session[] {
+    return this.machine.sessions().map((s) => ({ peer: s.peer, openedIndex: s.openedIndex, openedTime: s.openedTime }));
+  }
+
+  /** The last `limit` accepted state changes, oldest first. */
+  history(limit?: number): HistoryEntry[] {
+    return this.machine.history(limit);
+  }
+
+  /** This peer's open session, or null. */
+  session(): Session | null {
+    return this.own;
+  }
+
+  leaderInfo(): { readonly leader: string | null; readonly term: number; readonly isLeader: boolean } {
+    return { leader: this.consensus.leader(), term: this.consensus.term(), isLeader: this.consensus.isLeader() };
+  }
+
+  // ---- writes ----
+
+  /**
+   * Compare-and-set: writes `state` if the store's version is still `expectVersion` (0 when there
+   * is no state yet). Resolves with the new version. Rejects with VersionMismatchError
+   * (MANATEE_ERR_STORE_VERSION_MISMATCH, carrying currentVersion) or InvalidStateError
+   * (MANATEE_ERR_STORE_INVALID_STATE, naming each problem), or a Raft error (no leader, timeout).
+   */
+  async putState(state: ClusterState, expectVersion: number, summary?: string): Promise<{ version: number }> {
+    const time = this.isoNow();
+    const cmd: StoreCommand =
+      summary === undefined ? { op: 'putState', expectVersion, state, time } : { op: 'putState', expectVersion, state, summary, time };
+    const res = await this.propose(cmd, this.proposeTimeoutMs);
+    if (res.op !== 'putState') throw unexpected(res);
+    this.log.info({ version: res.version, generation: state.generation, expectVersion }, 'cluster state written');
+    return { version: res.version };
+  }
+
+  // ---- this peer's session ----
+
+  /**
+   * Opens this peer's session (replacing an older one of the same peer id, e.g. from before a
+   * restart). Once start() has been called, keepalives are sent every keepaliveIntervalMs.
+   */
+  async openSession(peer: PeerInfo): Promise<Session> {
+    this.ownPeer = peer;
+    const res = await this.propose({ op: 'openSession', peer, time: this.isoNow() }, this.proposeTimeoutMs);
+    if (res.op !== 'openSession') throw unexpected(res);
+    this.own = res.session;
+    this.log.info({ peerId: peer.id, openedIndex: res.session.openedIndex }, 'session opened');
+    if (this.running) this.startKeepalives();
+    return res.session;
+  }
+
+  /**
+   * One keepalive for this peer's session. Rejects with MANATEE_ERR_STORE_SESSION_EXPIRED if the
+   * session no longer exists (then 'sessionExpired' has fired, and the session is being reopened
+   * when reopenExpiredSession is on), MANATEE_ERR_STORE_NO_SESSION if none was opened.
+   */
+  async keepalive(): Promise<void> {
+    const own = this.own;
+    if (own === null) throw new StoreError(STORE_ERR.noSession, 'no session is open: call openSession() first');
+    try {
+      await this.propose({ op: 'keepalive', peerId: own.peer.id, openedIndex: own.openedIndex }, this.keepaliveIntervalMs * 2);
+    } catch (err) {
+      if (hasCode(err, STORE_ERR.sessionExpired)) this.ownSessionEnded(own, (err as Error).message);
+      throw err;
+    }
+  }
+
+  /** Closes this peer's session: the peer stops being active at once (no wait for expiry). */
+  async closeSession(): Promise<void> {
+    const own = this.own;
+    this.ownPeer = null;
+    this.stopKeepalives();
+    if (own === null) throw new StoreError(STORE_ERR.noSession, 'no session is open');
+    this.own = null;
+    await this.propose({ op: 'closeSession', peerId: own.peer.id, openedIndex: own.openedIndex, time: this.isoNow() }, this.proposeTimeoutMs);
+    this.log.info({ peerId: own.peer.id, openedIndex: own.openedIndex }, 'session closed');
+  }
+
+  // ---- watches ----
+
+  on<K extends keyof StoreEvents>(event: K, listener: (e: StoreEvents[K]) => void): () => void {
+    switch (event) {
+      case 'state':
+        return this.machine.onState(listener as (e: StateChange) => void);
+      case 'peers':
+        return this.machine.onPeers(listener as (e: PeersChange) => void);
+      case 'sessionExpired':
+        return this.sessionExpiredListeners.add(listener as (e: SessionExpiredEvent) => void);
+      default:
+        throw new TypeError(`unknown store event ${String(event)}`);
+    }
+  }
+
+  // ---- the leader's expiry loop ----
+
+  /**
+   * One pass of the leader's expiry loop (the timer calls it every expiryCheckIntervalMs; tests
+   * call it directly). On a node that is not the leader it does nothing. On the first pass of a
+   * new term it grants grace. Resolves with the peer ids whose sessions it expired.
+   */
+  async checkSessions(): Promise<string[]> {
+    if (!this.consensus.isLeader()) {
+      this.graceTerm = null;
+      return [];
+    }
+    const term = this.consensus.term();
+    const nowMs = this.now();
+    if (this.graceTerm !== term) {
+      this.grantGrace(term, nowMs);
+      return [];
+    }
+    const overdue = this.liveness.overdue(this.machine.sessions(), nowMs).filter((o) => !this.expiring.has(o.session.peer.id));
+    const expired = await Promise.all(
+      overdue.map(async ({ session, silentMs }) => {
+        const peerId = session.peer.id;
+        const reason = `no keepalive for ${silentMs} ms (sessionTimeoutMs ${this.sessionTimeoutMs})`;
+        this.expiring.add(peerId);
+        try {
+          const res = await this.propose(
+            {
+              op: 'expireSession',
+              peerId,
+              openedIndex: session.openedIndex,
+              keepaliveIndex: session.keepaliveIndex,
+              reason,
+              time: new Date(nowMs).toISOString(),
+            },
+            this.proposeTimeoutMs,
+          );
+          if (res.op !== 'expireSession') throw unexpected(res);
+          if (res.expired) {
+            this.log.info({ decision: 'expireSession', peerId, openedIndex: session.openedIndex, silentMs, term }, `expired the session of ${peerId}: ${reason}`);
+            return peerId;
+          }
+          this.log.info({ decision: 'keepSession', peerId, openedIndex: session.openedIndex, term }, `did not expire the session of ${peerId}: ${res.why ?? 'void'}`);
+          return null;
+        } catch (err) {
+          this.log.warn({ err, peerId, term }, `could not expire the session of ${peerId}; retrying at the next check`);
+          return null;
+        } finally {
+          this.expiring.delete(peerId);
+        }
+      }),
+    );
+    return expired.filter((id): id is string => id !== null);
+  }
+
+  private grantGrace(term: number, nowMs: number): void {
+    this.graceTerm = term;
+    const sessions = this.machine.sessions();
+    this.liveness.graceAll(sessions, nowMs);
+    this.log.info(
+      { decision: 'grace', term, sessions: sessions.map((s) => s.peer.id), sessionTimeoutMs: this.sessionTimeoutMs },
+      `became Raft leader in term ${term}: every session gets a full ${this.sessionTimeoutMs} ms of grace before any expiry`,
+    );
+  }
+
+  private onLeaderChange(c: LeaderChange): void {
+    if (c.leader === this.consensus.id) {
+      if (this.graceTerm !== c.term) this.grantGrace(c.term, this.now());
+    } else {
+      this.graceTerm = null;
+    }
+  }
+
+  private onPeersChange(c: PeersChange): void {
+    const nowMs = this.now();
+    if (c.cause === 'restore') {
+      this.liveness.graceAll(this.machine.sessions(), nowMs);
+    } else if (c.cause === 'open' && c.peerId !== undefined) {
+      const s = this.machine.session(c.peerId);
+      if (s !== undefined) this.liveness.seen(c.peerId, s.openedIndex, nowMs);
+    } else if (c.peerId !== undefined) {
+      this.liveness.forget(c.peerId);
+    }
+    // Did this peer's own session end without closeSession()? ('open' is skipped: a re-open of
+    // our own id is our own openSession() in flight.)
+    const own = this.own;
+    if (own !== null && c.cause !== 'open' && this.machine.session(own.peer.id)?.openedIndex !== own.openedIndex) {
+      this.ownSessionEnded(own, c.reason ?? `session ${c.cause === 'restore' ? 'absent after a snapshot restore' : `${c.cause}d`}`);
+    }
+  }
+
+  private ownSessionEnded(session: Session, reason: string): void {
+    if (this.own?.openedIndex !== session.openedIndex) return; // already handled
+    this.own = null;
+    this.stopKeepalives();
+    this.log.warn({ peerId: session.peer.id, openedIndex: session.openedIndex, reason }, 'this peer\'s session expired');
+    this.sessionExpiredListeners.emit({ session, reason });
+    if (this.reopenExpired && this.running) void this.reopen();
+  }
+
+  /** Reopens this peer's session after an expiry, retrying every keepalive interval until it works. */
+  private async reopen(): Promise<void> {
+    if (this.reopening) return;
+    this.reopening = true;
+    try {
+      while (this.running && this.own === null && this.ownPeer !== null) {
+        try {
+          await this.openSession(this.ownPeer);
+          return;
+        } catch (err) {
+          this.log.warn({ err }, 'could not reopen this peer\'s session; retrying');
+          await new Promise((r) => setTimeout(r, this.keepaliveIntervalMs).unref());
+        }
+      }
+    } finally {
+      this.reopening = false;
+    }
+  }
+
+  private startKeepalives(): void {
+    if (this.keepaliveTimer !== null) return;
+    this.keepaliveTimer = setInterval(() => {
+      if (this.keepaliveInFlight || this.own === null) return;
+      this.keepaliveInFlight = true;
+      this.keepalive()
+        .catch((err: unknown) => {
+          // No leader or a timeout during an election: the next beat retries, and the new
+          // leader's grace covers the gap. An expiry is handled by ownSessionEnded().
+          this.log.debug({ err }, 'keepalive failed');
+        })
+        .finally(() => {
+          this.keepaliveInFlight = false;
+        });
+    }, this.keepaliveIntervalMs);
+    this.keepaliveTimer.unref();
+  }
+
+  private stopKeepalives(): void {
+    if (this.keepaliveTimer !== null) clearInterval(this.keepaliveTimer);
+    this.keepaliveTimer = null;
+  }
+
+  // ---- plumbing ----
+
+  private async propose(cmd: StoreCommand, timeoutMs: number): Promise<Exclude<StoreResult, StoreRejection>> {
+    this.assertNotStopped();
+    const data = encodeCommand(cmd);
+    if (data.length > COMMAND_BYTES_MAX) {
+      throw new StoreError(STORE_ERR.invalidCommand, `${cmd.op} command is ${data.length} bytes, more than the limit of ${COMMAND_BYTES_MAX}`);
+    }
+    const res = await this.consensus.propose(data, { timeoutMs });
+    if (!isStoreResult(res)) throw unexpected(res);
+    if (!res.ok) throw rejectionToError(res, cmd);
+    return res;
+  }
+
+  private assertNotStopped(): void {
+    if (this.stopped) throw new StoreError(STORE_ERR.stopped, 'the cluster store is stopped');
+  }
+
+  private isoNow(): string {
+    return new Date(this.now()).toISOString();
+  }
+}
+
+function rejectionToError(r: StoreRejection, cmd: StoreCommand): StoreError {
+  switch (r.code) {
+    case STORE_ERR.versionMismatch:
+      return new VersionMismatchError(cmd.op === 'putState' ? cmd.expectVersion : -1, r.currentVersion ?? -1);
+    case STORE_ERR.invalidState:
+      return new InvalidStateError(r.problems ?? [r.message]);
+    default:
+      return new StoreError(r.code, r.message);
+  }
+}
+
+function unexpected(res: unknown): StoreError {
+  return new StoreError(STORE_ERR.unexpectedResult, `unexpected result from the state machine: ${(JSON.stringify(res) as string | undefined ?? String(res)).slice(0, 200)}`);
+}
