@@ -108,6 +108,8 @@ export interface ReadState {
  *   2. send `messages` (only after step 1: a vote or an ack must not outrun its persistence);
  *   3. apply `committedEntries` to the state machine, in order;
  *   4. call `advance(ready)`.
+ * Only one Ready is outstanding at a time: `hasReady()` is false until `advance`. The driver may keep
+ * calling `step`/`tick` between `ready()` and `advance()`; what they produce comes in the next Ready.
  */
 export interface Ready {
   readonly softState: SoftState | null;
@@ -135,6 +137,11 @@ export interface RaftConfig {
   readonly maxUncommittedEntries: number;
   /** Seeded random source in [0, 1). The core never calls Math.random. */
   readonly random: () => number;
+  /**
+   * Optional: the last index the state machine has already applied (e.g. restored from its own
+   * snapshot). Defaults to the stored snapshot's index; committed entries after it are handed out again.
+   */
+  readonly applied?: number;
 }
 
 /**
