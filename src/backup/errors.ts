@@ -1,0 +1,33 @@
+// Errors of the backup room (the basebackup backend may define its own in its file).
+import { ManateeError } from '../errors.js';
+
+export const BACKUP_ERR_RESTORE_FAILED = 'MANATEE_ERR_BACKUP_RESTORE_FAILED';
+export const BACKUP_ERR_HTTP = 'MANATEE_ERR_BACKUP_HTTP';
+export const BACKUP_ERR_NO_SNAPSHOT = 'MANATEE_ERR_BACKUP_NO_SNAPSHOT';
+export const BACKUP_ERR_UNAUTHORIZED = 'MANATEE_ERR_BACKUP_UNAUTHORIZED';
+export const BACKUP_ERR_FORBIDDEN = 'MANATEE_ERR_BACKUP_FORBIDDEN';
+export const BACKUP_ERR_JOB_NOT_FOUND = 'MANATEE_ERR_BACKUP_JOB_NOT_FOUND';
+export const BACKUP_ERR_JOB_CONFLICT = 'MANATEE_ERR_BACKUP_JOB_CONFLICT';
+export const BACKUP_ERR_TOO_MANY_JOBS = 'MANATEE_ERR_BACKUP_TOO_MANY_JOBS';
+export const BACKUP_ERR_ABORTED = 'MANATEE_ERR_BACKUP_ABORTED';
+
+export class BackupError extends ManateeError {
+  /** HTTP status the server answers with for this error (500 unless set). */
+  readonly statusCode: number;
+  constructor(code: string, message: string, opts: { cause?: unknown; statusCode?: number } = {}) {
+    super(code, message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.statusCode = opts.statusCode ?? 500;
+  }
+}
+
+/**
+ * A restore that failed. `restoredOld` says whether the previous data was put back
+ * (isolated dataset renamed back, or the dataset left at the common snapshot).
+ */
+export class RestoreFailedError extends BackupError {
+  readonly restoredOld: boolean;
+  constructor(message: string, opts: { cause?: unknown; restoredOld: boolean }) {
+    super(BACKUP_ERR_RESTORE_FAILED, message, { cause: opts.cause });
+    this.restoredOld = opts.restoredOld;
+  }
+}

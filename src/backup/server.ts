@@ -1,0 +1,343 @@
+// The backup server: routes that let a peer copy this peer's dataset by `zfs send`.
+//
+// Design (pull): the restoring peer POSTs /backup/jobs naming the snapshots it already has;
+// the server picks the newest snapshot (taking one if needed) and, when the peer shares an
+// older one, an incremental base; the peer then GETs /backup/jobs/:id/stream and pipes the
+// response into its own `zfs recv`. Pulling keeps every connection initiated by the peer
+// that needs the data (no listener on the restoring side, no callback address to trust), and
+// a cut connection is seen at once by both ends. The server kills `zfs send` when the peer
+// goes away, and ends the HTTP response with an error (not a clean end) when `zfs send`
+// fails, so the peer never mistakes a truncated stream for a complete one.
+//
+// The routes are a fastify plugin (registered by the sitter's API or by a standalone server),
+// authenticated by the shard's secret in the `x-manatee-secret` header (constant-time compare).
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
+import { Transform, type TransformCallback } from 'node:stream';
+import type { FastifyInstance, FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
+import type { Logger } from '../log.js';
+import type { Zfs } from '../zfs/index.js';
+import { ByteProgress } from './rate.js';
+import {
+  BackupError,
+  BACKUP_ERR_FORBIDDEN,
+  BACKUP_ERR_JOB_CONFLICT,
+  BACKUP_ERR_JOB_NOT_FOUND,
+  BACKUP_ERR_NO_SNAPSHOT,
+  BACKUP_ERR_TOO_MANY_JOBS,
+  BACKUP_ERR_UNAUTHORIZED,
+} from './errors.js';
+
+export const SECRET_HEADER = 'x-manatee-secret';
+
+export type BackupJobState = 'pending' | 'sending' | 'done' | 'failed';
+
+export interface BackupJobStatus {
+  readonly jobId: string;
+  readonly peerId: string;
+  readonly state: BackupJobState;
+  readonly method: 'full' | 'incremental';
+  readonly snapshot: string;
+  readonly fromSnapshot: string | null;
+  readonly bytesSent: number;
+  /** Estimated total (zfs-fuse has no `zfs send -nP`: see Zfs.estimateSendBytes). */
+  readonly bytesTotal: number | null;
+  readonly percent: number | null;
+  readonly rateBytesPerSec: number | null;
+  readonly error: string | null;
+  readonly createdAt: string;
+  readonly finishedAt: string | null;
+  /** pid of the running `zfs send`, for operators (and tests that cut a stream). */
+  readonly sendPid: number | null;
+}
+
+export interface BackupRoutesOptions {
+  readonly zfs: Zfs;
+  /** The dataset this peer serves (its PostgreSQL data). */
+  readonly dataset: string;
+  /** The shard's secret; requests must carry it in `x-manatee-secret`. */
+  readonly secret: string;
+  readonly log: Logger;
+  /** Jobs kept for status queries; the oldest finished ones are forgotten first. */
+  readonly jobsMax?: number;
+  /** A job whose stream nobody fetched within this time is failed. */
+  readonly pendingTimeoutMs?: number;
+}
+
+interface Job {
+  readonly id: string;
+  readonly peerId: string;
+  readonly method: 'full' | 'incremental';
+  readonly snapshot: string;
+  readonly fromSnapshot: string | null;
+  readonly createdMs: number;
+  state: BackupJobState;
+  progress: ByteProgress;
+  error: string | null;
+  finishedMs: number | null;
+  sendPid: number | null;
+  pendingTimer: NodeJS.Timeout | null;
+}
+
+const SECRET_HEADER_CHARS_MAX = 4096;
+const SNAPSHOT_SHORT = '^[0-9]{13}$';
+const FROM_SNAPSHOTS_MAX = 1000;
+
+const errorSchema = {
+  type: 'object',
+  properties: { code: { type: 'string' }, message: { type: 'string' } },
+  required: ['code', 'message'],
+} as const;
+
+const jobStatusSchema = {
+  type: 'object',
+  properties: {
+    jobId: { type: 'string' },
+    peerId: { type: 'string' },
+    state: { type: 'string', enum: ['pending', 'sending', 'done', 'failed'] },
+    method: { type: 'string', enum: ['full', 'incremental'] },
+    snapshot: { type: 'string' },
+    fromSnapshot: { type: ['string', 'null'] },
+    bytesSent: { type: 'integer' },
+    bytesTotal: { type: ['integer', 'null'] },
+    percent: { type: ['number', 'null'] },
+    rateBytesPerSec: { type: ['integer', 'null'] },
+    error: { type: ['string', 'null'] },
+    createdAt: { type: 'string' },
+    finishedAt: { type: ['string', 'null'] },
+    sendPid: { type: ['integer', 'null'] },
+  },
+  required: ['jobId', 'state', 'bytesSent'],
+} as const;
+
+const jobParams = {
+  type: 'object',
+  required: ['id'],
+  properties: { id: { type: 'string', format: 'uuid' } },
+  additionalProperties: false,
+} as const;
+
+interface CreateJobBody {
+  peerId: string;
+  /** Short names (13 digits) of the snapshots the peer has, for an incremental send. */
+  fromSnapshots?: string[];
+  /** Take a new snapshot first, instead of sending the newest existing one. */
+  fresh?: boolean;
+}
+
+function digest(s: string): Buffer {
+  return createHash('sha256').update(s, 'utf8').digest();
+}
+
+function sendError(reply: FastifyReply, err: BackupError): FastifyReply {
+  return reply.code(err.statusCode).send({ code: err.code, message: err.message });
+}
+
+/** Counts bytes on their way to the peer and holds back the end until `zfs send` exited 0. */
+class CountingStream extends Transform {
+  constructor(
+    private readonly onBytes: (n: number) => void,
+    private readonly sendDone: Promise<void>,
+  ) {
+    super();
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.onBytes(chunk.length);
+    cb(null, chunk);
+  }
+  override _flush(cb: TransformCallback): void {
+    // zfs send that dies mid-way closes stdout like a finished one: only its exit status tells.
+    this.sendDone.then(() => { cb(); }, (err: unknown) => { cb(err instanceof Error ? err : new Error(String(err))); });
+  }
+}
+
+export const backupRoutes: FastifyPluginCallback<BackupRoutesOptions> = (app: FastifyInstance, opts: BackupRoutesOptions, done: (err?: Error) => void) => {
+  const { zfs, dataset, log } = opts;
+  if (opts.secret.length === 0) {
+    done(new Error('backup server: the shard secret must not be empty'));
+    return;
+  }
+  const expected = digest(opts.secret);
+  const jobsMax = opts.jobsMax ?? 32;
+  const pendingTimeoutMs = opts.pendingTimeoutMs ?? 10 * 60_000;
+  const jobs = new Map<string, Job>();
+
+  app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
+    const given = req.headers[SECRET_HEADER];
+    if (typeof given !== 'string' || given.length === 0) {
+      return sendError(reply, new BackupError(BACKUP_ERR_UNAUTHORIZED, `backup routes need the shard secret in the ${SECRET_HEADER} header`, { statusCode: 401 }));
+    }
+    if (given.length > SECRET_HEADER_CHARS_MAX || !timingSafeEqual(digest(given), expected)) {
+      log.warn({ ip: req.ip, url: req.url }, 'backup: refused request with a wrong shard secret');
+      return sendError(reply, new BackupError(BACKUP_ERR_FORBIDDEN, 'the shard secret is wrong', { statusCode: 403 }));
+    }
+    return undefined;
+  });
+
+  function status(job: Job): BackupJobStatus {
+    const p = job.progress.snapshot(job.state, job.state === 'done');
+    return {
+      jobId: job.id,
+      peerId: job.peerId,
+      state: job.state,
+      method: job.method,
+      snapshot: job.snapshot,
+      fromSnapshot: job.fromSnapshot,
+      bytesSent: p.bytesDone,
+      bytesTotal: p.bytesTotal,
+      percent: p.percent,
+      rateBytesPerSec: p.rateBytesPerSec,
+      error: job.error,
+      createdAt: new Date(job.createdMs).toISOString(),
+      finishedAt: job.finishedMs === null ? null : new Date(job.finishedMs).toISOString(),
+      sendPid: job.sendPid,
+    };
+  }
+
+  function finish(job: Job, state: 'done' | 'failed', error: string | null): void {
+    if (job.state === 'done' || job.state === 'failed') return;
+    job.state = state;
+    job.error = error;
+    job.finishedMs = Date.now();
+    job.sendPid = null;
+    if (job.pendingTimer !== null) clearTimeout(job.pendingTimer);
+    const s = status(job);
+    log.info({ jobId: job.id, peerId: job.peerId, state, reason: error, bytesSent: s.bytesSent, rateBytesPerSec: s.rateBytesPerSec }, `backup: job ${state}`);
+  }
+
+  /** Makes room for one job: forgets the oldest finished one, or refuses when all are active. */
+  function admit(): void {
+    if (jobs.size < jobsMax) return;
+    for (const [id, j] of jobs) {
+      if (j.state === 'done' || j.state === 'failed') {
+        jobs.delete(id);
+        return;
+      }
+    }
+    throw new BackupError(BACKUP_ERR_TOO_MANY_JOBS, `backup server has ${jobsMax} active jobs; try again later`, { statusCode: 503 });
+  }
+
+  app.post<{ Body: CreateJobBody }>('/backup/jobs', {
+    schema: {
+      body: {
+        type: 'object',
+        required: ['peerId'],
+        additionalProperties: false,
+        properties: {
+          peerId: { type: 'string', minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9_.:-]+$' },
+          fromSnapshots: { type: 'array', maxItems: FROM_SNAPSHOTS_MAX, items: { type: 'string', pattern: SNAPSHOT_SHORT } },
+          fresh: { type: 'boolean' },
+        },
+      },
+      response: {
+        201: {
+          type: 'object',
+          properties: {
+            jobId: { type: 'string' },
+            method: { type: 'string', enum: ['full', 'incremental'] },
+            snapshot: { type: 'string' },
+            fromSnapshot: { type: ['string', 'null'] },
+            sizeEstimateBytes: { type: 'integer' },
+            streamPath: { type: 'string' },
+          },
+          required: ['jobId', 'method', 'snapshot', 'fromSnapshot', 'sizeEstimateBytes', 'streamPath'],
+        },
+        '4xx': errorSchema,
+        '5xx': errorSchema,
+      },
+    },
+  }, async (req, reply) => {
+    const body = req.body;
+    try {
+      admit();
+      const peerHas = new Set(body.fromSnapshots ?? []);
+      let snaps = await zfs.listSnapshots(dataset);
+      let newest = snaps.at(-1);
+      // A fresh snapshot when asked, when there is none, or when the peer already has the
+      // newest (it is catching up: it wants what changed since).
+      if (body.fresh === true || newest === undefined || peerHas.has(newest.short)) {
+        await zfs.createSnapshot(dataset);
+        snaps = await zfs.listSnapshots(dataset);
+        newest = snaps.at(-1);
+      }
+      if (newest === undefined) throw new BackupError(BACKUP_ERR_NO_SNAPSHOT, `no snapshot of ${dataset} to send`);
+      const common = [...snaps].reverse().find((s) => s.name !== newest.name && peerHas.has(s.short));
+      const fromSnapshot = common?.name ?? null;
+      const sizeEstimateBytes = Math.round(await zfs.estimateSendBytes(newest.name, fromSnapshot ?? undefined));
+      const job: Job = {
+        id: randomUUID(),
+        peerId: body.peerId,
+        method: fromSnapshot === null ? 'full' : 'incremental',
+        snapshot: newest.name,
+        fromSnapshot,
+        createdMs: Date.now(),
+        state: 'pending',
+        progress: new ByteProgress(sizeEstimateBytes),
+        error: null,
+        finishedMs: null,
+        sendPid: null,
+        pendingTimer: null,
+      };
+      job.pendingTimer = setTimeout(() => {
+        if (job.state === 'pending') finish(job, 'failed', `stream not fetched within ${pendingTimeoutMs} ms`);
+      }, pendingTimeoutMs);
+      job.pendingTimer.unref();
+      jobs.set(job.id, job);
+      log.info({ jobId: job.id, peerId: job.peerId, method: job.method, snapshot: job.snapshot, fromSnapshot, sizeEstimateBytes, reason: fromSnapshot === null ? 'peer shares no snapshot with us' : `peer has ${common?.short ?? ''}` }, 'backup: job created');
+      return await reply.code(201).send({ jobId: job.id, method: job.method, snapshot: job.snapshot, fromSnapshot, sizeEstimateBytes, streamPath: `/backup/jobs/${job.id}/stream` });
+    } catch (err) {
+      if (err instanceof BackupError) return sendError(reply, err);
+      throw err;
+    }
+  });
+
+  app.get<{ Params: { id: string } }>('/backup/jobs/:id', {
+    schema: { params: jobParams, response: { 200: jobStatusSchema, '4xx': errorSchema } },
+  }, async (req, reply) => {
+    const job = jobs.get(req.params.id);
+    if (job === undefined) return sendError(reply, new BackupError(BACKUP_ERR_JOB_NOT_FOUND, `no backup job ${req.params.id}`, { statusCode: 404 }));
+    return reply.send(status(job));
+  });
+
+  app.get<{ Params: { id: string } }>('/backup/jobs/:id/stream', {
+    schema: { params: jobParams, response: { '4xx': errorSchema } },
+  }, async (req, reply) => {
+    const job = jobs.get(req.params.id);
+    if (job === undefined) return sendError(reply, new BackupError(BACKUP_ERR_JOB_NOT_FOUND, `no backup job ${req.params.id}`, { statusCode: 404 }));
+    if (job.state !== 'pending') {
+      return sendError(reply, new BackupError(BACKUP_ERR_JOB_CONFLICT, `backup job ${job.id} is ${job.state}; its stream can be fetched once`, { statusCode: 409 }));
+    }
+    job.state = 'sending';
+    if (job.pendingTimer !== null) clearTimeout(job.pendingTimer);
+    const send = zfs.send(job.snapshot, job.fromSnapshot === null ? {} : { fromSnapshot: job.fromSnapshot });
+    job.sendPid = send.pid ?? null;
+    job.progress = new ByteProgress(job.progress.snapshot('sending').bytesTotal);
+    const counting = new CountingStream((n) => { job.progress.add(n); }, send.done);
+    send.stdout.pipe(counting);
+    send.stdout.on('error', (err: Error) => counting.destroy(err));
+    send.done.then(
+      () => undefined,
+      (err: unknown) => {
+        const reason = `zfs send failed: ${err instanceof Error ? err.message : String(err)}`;
+        finish(job, 'failed', reason);
+        counting.destroy(new Error(reason));
+      },
+    );
+    reply.raw.on('close', () => {
+      if (reply.raw.writableFinished) {
+        finish(job, 'done', null);
+        return;
+      }
+      // The peer went away (or the send failed and we cut the connection): stop zfs send.
+      send.abort();
+      finish(job, 'failed', 'the connection to the peer closed before the stream ended');
+    });
+    log.info({ jobId: job.id, peerId: job.peerId, snapshot: job.snapshot, fromSnapshot: job.fromSnapshot, pid: send.pid }, 'backup: streaming');
+    return reply.header('content-type', 'application/octet-stream').header('cache-control', 'no-store').send(counting);
+  });
+
+  app.addHook('onClose', (_instance, next) => {
+    for (const job of jobs.values()) if (job.pendingTimer !== null) clearTimeout(job.pendingTimer);
+    next();
+  });
+  done();
+};

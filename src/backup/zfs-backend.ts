@@ -1,0 +1,252 @@
+// The zfs restore client (BackupBackend kind 'zfs'): makes the local dataset a copy of the
+// source peer's newest snapshot through the source's backup server (see server.ts).
+//
+// Full copy:   isolate the old dataset (moved aside, not destroyed) → zfs recv the stream →
+//              set the mountpoint, mount, chown to the PostgreSQL user, snapshot → destroy
+//              the isolated copy. On any failure the partial dataset is destroyed and the
+//              isolated one is put back.
+// Incremental: when the local dataset shares a snapshot with the source, roll back to the
+//              newest common snapshot and receive only `send -i common newest`. A failed
+//              incremental receive is atomic in ZFS: the dataset stays at the common snapshot
+//              (the changes made after it were already discarded by the rollback; they are
+//              the diverged part that a rebuild replaces anyway).
+// PostgreSQL must be stopped on this peer while a restore runs (the sitter's job).
+import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { execa } from 'execa';
+import type { Logger } from '../log.js';
+import { type Zfs, parentOf, validateDatasetName, ZfsError } from '../zfs/index.js';
+import type { BackupBackend, RestoreOptions, RestoreProgress, RestoreResult } from './types.js';
+import { ByteProgress } from './rate.js';
+import { BackupError, BACKUP_ERR_ABORTED, BACKUP_ERR_HTTP, RestoreFailedError } from './errors.js';
+import { SECRET_HEADER } from './server.js';
+
+export interface ZfsBackendOptions {
+  readonly zfs: Zfs;
+  /** The local dataset that holds PostgreSQL's data, e.g. "pool/manatee/b". */
+  readonly dataset: string;
+  /** Where that dataset is mounted (PostgreSQL's data lives there). */
+  readonly mountpoint: string;
+  /** This peer's id, sent to the source for its logs. */
+  readonly peerId: string;
+  /** The shard's secret, for the source's backup server. */
+  readonly secret: string;
+  readonly log: Logger;
+  /** OS user that owns the data (chown -R after a receive); null to skip. Default "postgres". */
+  readonly pgUser?: string | null;
+  /** Limit for the job request (not for the stream, which may take hours). */
+  readonly requestTimeoutMs?: number;
+  /** A stream that delivers no byte for this long is considered dead. */
+  readonly streamIdleTimeoutMs?: number;
+  /** How often progress goes to the log and the callback. */
+  readonly progressIntervalMs?: number;
+}
+
+interface JobCreated {
+  readonly jobId: string;
+  readonly method: 'full' | 'incremental';
+  readonly snapshot: string;
+  readonly fromSnapshot: string | null;
+  readonly sizeEstimateBytes: number;
+  readonly streamPath: string;
+}
+
+/** Snapshots offered to the source as incremental bases: the newest ones are the useful ones. */
+const OFFERED_SNAPSHOTS_MAX = 100;
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+export class ZfsBackupBackend implements BackupBackend {
+  readonly kind = 'zfs' as const;
+  private readonly o: ZfsBackendOptions;
+  private current: RestoreProgress | null = null;
+
+  constructor(opts: ZfsBackendOptions) {
+    validateDatasetName(opts.dataset);
+    if (parentOf(opts.dataset) === null) throw new Error(`the restore dataset must not be a pool root: ${opts.dataset}`);
+    this.o = opts;
+  }
+
+  /** The latest progress (null before the first restore), for the status API. */
+  get status(): RestoreProgress | null {
+    return this.current;
+  }
+
+  async restore(opts: RestoreOptions): Promise<RestoreResult> {
+    const { zfs, dataset, log } = this.o;
+    const startedMs = Date.now();
+    const base = opts.source.backupUrl.replace(/\/+$/, '');
+    this.report(opts, { phase: 'preparing', percent: 0, bytesDone: 0, bytesTotal: null, rateBytesPerSec: null, etaSec: null });
+    const existed = await zfs.exists(dataset);
+    const local = existed ? await zfs.listSnapshots(dataset) : [];
+    const job = await this.createJob(base, local.slice(-OFFERED_SNAPSHOTS_MAX).map((s) => s.short), opts.signal);
+    log.info({ source: opts.source.peerId, dataset, jobId: job.jobId, method: job.method, snapshot: job.snapshot, fromSnapshot: job.fromSnapshot, sizeEstimateBytes: job.sizeEstimateBytes, reason: opts.reason }, `restore: ${job.method} receive from ${opts.source.peerId}`);
+
+    let bytes: number;
+    if (job.method === 'incremental' && job.fromSnapshot !== null) {
+      bytes = await this.receiveIncremental(base, job, opts);
+    } else {
+      bytes = await this.receiveFull(base, job, opts, existed);
+    }
+    const durationMs = Date.now() - startedMs;
+    this.report(opts, { phase: 'done', percent: 100, bytesDone: bytes, bytesTotal: bytes, rateBytesPerSec: durationMs > 0 ? Math.round((bytes * 1000) / durationMs) : null, etaSec: 0 });
+    log.info({ dataset, method: job.method, bytes, durationMs }, 'restore: done');
+    return { method: job.method, bytes, durationMs };
+  }
+
+  private async receiveFull(base: string, job: JobCreated, opts: RestoreOptions, existed: boolean): Promise<number> {
+    const { zfs, dataset, log } = this.o;
+    let isolated: string | null = null;
+    if (existed) {
+      this.report(opts, { phase: 'isolating', percent: 0, bytesDone: 0, bytesTotal: job.sizeEstimateBytes, rateBytesPerSec: null, etaSec: null });
+      isolated = await zfs.isolate(dataset, opts.reason);
+    } else {
+      const parent = parentOf(dataset)!;
+      if (!(await zfs.exists(parent))) await zfs.createDataset(parent, { parents: true });
+    }
+    let bytes: number;
+    try {
+      bytes = await this.receive(base, job, opts, false);
+      await this.finishReceived(opts);
+    } catch (err) {
+      const restoredOld = await this.putBack(isolated);
+      const old = isolated === null ? 'there was no previous dataset' : restoredOld ? `the previous dataset was put back at ${dataset}` : `the previous dataset could NOT be put back; it is at ${isolated}`;
+      log.error({ dataset, jobId: job.jobId, err: message(err), isolated, restoredOld }, 'restore: full receive failed');
+      throw new RestoreFailedError(`full restore of ${dataset} from ${opts.source.peerId} failed: ${message(err)}; ${old}`, { cause: err, restoredOld });
+    }
+    if (isolated !== null) {
+      try {
+        await zfs.destroy(isolated, { recursive: true });
+      } catch (err) {
+        // The new data is good; a leftover isolated copy only costs space and is listed by listIsolated().
+        log.warn({ isolated, err: message(err) }, 'restore: could not destroy the isolated copy; left in place');
+      }
+    }
+    return bytes;
+  }
+
+  private async receiveIncremental(base: string, job: JobCreated, opts: RestoreOptions): Promise<number> {
+    const { zfs, dataset, log } = this.o;
+    const from = `${dataset}@${job.fromSnapshot!.slice(job.fromSnapshot!.indexOf('@') + 1)}`;
+    this.report(opts, { phase: 'rolling back', percent: 0, bytesDone: 0, bytesTotal: job.sizeEstimateBytes, rateBytesPerSec: null, etaSec: null });
+    await zfs.unmount(dataset);
+    await zfs.rollback(from, { destroyLater: true });
+    let bytes: number;
+    try {
+      bytes = await this.receive(base, job, opts, true);
+    } catch (err) {
+      const mounted = await zfs.mount(dataset).then(() => true, () => false);
+      log.error({ dataset, jobId: job.jobId, err: message(err), at: from }, 'restore: incremental receive failed');
+      throw new RestoreFailedError(`incremental restore of ${dataset} from ${opts.source.peerId} failed: ${message(err)}; the dataset was left at the common snapshot ${from}${mounted ? '' : ' (not mounted)'}`, { cause: err, restoredOld: true });
+    }
+    await this.finishReceived(opts);
+    return bytes;
+  }
+
+  /** Mount at the configured place, give the data to the PostgreSQL user, and snapshot it. */
+  private async finishReceived(opts: RestoreOptions): Promise<void> {
+    const { zfs, dataset, mountpoint, log } = this.o;
+    this.report(opts, { ...(this.current ?? { percent: 100, bytesDone: 0, bytesTotal: null, rateBytesPerSec: null, etaSec: null }), phase: 'mounting' });
+    if ((await zfs.getProperty(dataset, 'mountpoint')) !== mountpoint) await zfs.setProperty(dataset, 'mountpoint', mountpoint);
+    await zfs.mount(dataset);
+    const user = this.o.pgUser === undefined ? 'postgres' : this.o.pgUser;
+    if (user !== null && process.getuid?.() === 0) {
+      await execa('chown', ['-R', `${user}:`, mountpoint], { timeout: 600_000 });
+      log.info({ mountpoint, user }, 'restore: data ownership given to the PostgreSQL user');
+    }
+    this.report(opts, { ...(this.current ?? { percent: 100, bytesDone: 0, bytesTotal: null, rateBytesPerSec: null, etaSec: null }), phase: 'snapshotting' });
+    await zfs.createSnapshot(dataset);
+  }
+
+  private async putBack(isolated: string | null): Promise<boolean> {
+    const { zfs, dataset, log } = this.o;
+    try {
+      if (await zfs.exists(dataset)) await zfs.destroy(dataset, { recursive: true });
+      if (isolated !== null) await zfs.unisolate(isolated, dataset);
+      return true;
+    } catch (err) {
+      log.error({ dataset, isolated, err: message(err) }, 'restore: could not put the previous dataset back');
+      return false;
+    }
+  }
+
+  private headers(): Record<string, string> {
+    return { [SECRET_HEADER]: this.o.secret };
+  }
+
+  private async createJob(base: string, fromSnapshots: string[], signal?: AbortSignal): Promise<JobCreated> {
+    const timeout = AbortSignal.timeout(this.o.requestTimeoutMs ?? 60_000);
+    const res = await fetch(`${base}/backup/jobs`, {
+      method: 'POST',
+      headers: { ...this.headers(), 'content-type': 'application/json' },
+      body: JSON.stringify({ peerId: this.o.peerId, fromSnapshots }),
+      signal: signal === undefined ? timeout : AbortSignal.any([signal, timeout]),
+    }).catch((err: unknown) => {
+      throw new BackupError(BACKUP_ERR_HTTP, `cannot reach the backup server at ${base}: ${message(err)}`, { cause: err });
+    });
+    const body = (await res.json().catch(() => null)) as (Partial<JobCreated> & { code?: string; message?: string }) | null;
+    if (res.status !== 201 || body === null || typeof body.jobId !== 'string') {
+      throw new BackupError(BACKUP_ERR_HTTP, `backup server at ${base} refused the job (HTTP ${res.status}): ${body?.code ?? ''} ${body?.message ?? ''}`.trim());
+    }
+    return body as JobCreated;
+  }
+
+  /** GETs the stream and pipes it into zfs recv, counting bytes. Returns the bytes received. */
+  private async receive(base: string, job: JobCreated, opts: RestoreOptions, force: boolean): Promise<number> {
+    const { zfs, dataset, log } = this.o;
+    const idle = new AbortController();
+    const signal = opts.signal === undefined ? idle.signal : AbortSignal.any([opts.signal, idle.signal]);
+    if (opts.signal?.aborted === true) throw new BackupError(BACKUP_ERR_ABORTED, 'restore aborted');
+    const res = await fetch(`${base}${job.streamPath}`, { headers: this.headers(), signal }).catch((err: unknown) => {
+      throw new BackupError(BACKUP_ERR_HTTP, `cannot fetch the stream of job ${job.jobId}: ${message(err)}`, { cause: err });
+    });
+    if (res.status !== 200 || res.body === null) {
+      const text = await res.text().catch(() => '');
+      throw new BackupError(BACKUP_ERR_HTTP, `backup server refused the stream of job ${job.jobId} (HTTP ${res.status}): ${text.slice(0, 300)}`);
+    }
+    const progress = new ByteProgress(job.sizeEstimateBytes);
+    const idleMs = this.o.streamIdleTimeoutMs ?? 120_000;
+    const idleTimer = setTimeout(() => { idle.abort(new Error(`no data for ${idleMs} ms`)); }, idleMs);
+    const intervalMs = this.o.progressIntervalMs ?? 1000;
+    const ticker = setInterval(() => {
+      const p = progress.snapshot('receiving');
+      this.report(opts, p);
+      log.info({ dataset, jobId: job.jobId, ...p }, 'restore: receiving');
+    }, intervalMs);
+    const counter = new Transform({
+      transform: (chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback) => {
+        progress.add(chunk.length);
+        idleTimer.refresh();
+        cb(null, chunk);
+      },
+    });
+    const body = Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>);
+    body.on('error', (err) => counter.destroy(signal.aborted ? new Error(`stream aborted: ${message(signal.reason)}`, { cause: err }) : err));
+    body.pipe(counter);
+    this.report(opts, progress.snapshot('receiving'));
+    try {
+      await zfs.receive(dataset, counter, { force });
+    } catch (err) {
+      if (err instanceof ZfsError) throw err;
+      throw new BackupError(BACKUP_ERR_HTTP, `receive of job ${job.jobId} failed: ${message(err)}`, { cause: err });
+    } finally {
+      clearTimeout(idleTimer);
+      clearInterval(ticker);
+      body.destroy();
+    }
+    this.report(opts, progress.snapshot('received', true));
+    return progress.bytesDone;
+  }
+
+  private report(opts: RestoreOptions, p: RestoreProgress): void {
+    this.current = p;
+    if (opts.onProgress !== undefined) {
+      try {
+        opts.onProgress(p);
+      } catch (err) {
+        this.o.log.warn({ err: message(err) }, 'restore: onProgress callback threw; ignored');
+      }
+    }
+  }
+}
