@@ -6,6 +6,7 @@ import { expect } from 'vitest';
 import type { ClusterState, PeerInfo, PromoteRequest } from '../../src/store/types.js';
 import { decide, type Decision, type RulesConfig, type RulesPgStatus } from '../../src/peer/rules/index.js';
 import { formatLsn, parseLsn } from '../../src/postgres/lsn.js';
+import { stateShapeProblems, transitionProblems } from '../../src/store/validate.js';
 import { stateProblems } from './state-check.js';
 
 export function peerInfo(id: string): PeerInfo {
@@ -168,6 +169,8 @@ export class Shard {
     if (d.write === null) return d;
     expect(d.write.expectVersion, `${id}'s ${d.kind} is based on the current version`).toBe(this.version);
     expect(stateProblems(this.state, d.write.newState), `${id}'s ${d.kind} writes a valid state`).toEqual([]);
+    expect(stateShapeProblems(d.write.newState), `the store accepts the shape of ${id}'s ${d.kind}`).toEqual([]);
+    expect(transitionProblems(this.state, d.write.newState), `the store accepts ${id}'s ${d.kind} as a transition`).toEqual([]);
     const before = this.state;
     this.state = d.write.newState;
     this.version += 1;

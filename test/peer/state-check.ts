@@ -2,8 +2,8 @@
 // two places, a missing sync outside ONWM, a generation that is not equal to or one more than
 // the current one, and a malformed LSN"), plus what "generation" means: it changes exactly when
 // the primary or the sync changes, and initWal changes only with it.
-// Written here because src/store did not yet export a validator when these tests were written;
-// once it does, the property test should call it as well.
+// The tests check every write both with this (written from DESIGN.md, independently of the
+// store) and with the store's own validator (src/store/validate.ts).
 import type { ClusterState } from '../../src/store/types.js';
 import { isLsn } from '../../src/postgres/lsn.js';
 

@@ -1,9 +1,9 @@
 // Rule 2, the primary: it keeps the async chain in step with the sessions (same generation),
 // replaces a failed sync with the first active async (generation+1), acts on promote requests
 // for asyncs and clears stale ones, and leaves one-node-write mode when configured to.
-import type { ClusterState, PeerInfo } from '../../store/types.js';
+import type { ClusterState, Lsn, PeerInfo } from '../../store/types.js';
 import { outcome } from './outcome.js';
-import { frozenBecause, name, names, placedIds, sortById, type ActivePeers } from './peers.js';
+import { frozenBecause, lsnAtLeast, name, names, placedIds, sortById, type ActivePeers } from './peers.js';
 import { checkPromote, describePromote } from './promote.js';
 import type { Decision, DecisionKind, RulesInput } from './types.js';
 
@@ -11,6 +11,18 @@ import type { Decision, DecisionKind, RulesInput } from './types.js';
 function withoutPromote(state: ClusterState): ClusterState {
   const { promote: _promote, ...rest } = state;
   return rest;
+}
+
+/**
+ * The primary's WAL position for the initWal of a generation it declares, or why there is none:
+ * its PostgreSQL must be online, and its position cannot be behind the current initWal (the
+ * store rejects an initWal that goes backwards; such a position means the data went back).
+ */
+function newInitWal(input: RulesInput, state: ClusterState): { lsn: Lsn } | { why: string } {
+  const at = input.pg.currentLsn;
+  if (!input.pg.online || at === null) return { why: 'my PostgreSQL is not online' };
+  if (!lsnAtLeast(at, state.initWal)) return { why: `my WAL position ${at} is behind initWal ${state.initWal}` };
+  return { lsn: at };
 }
 
 export function decideAsPrimary(input: RulesInput, state: ClusterState, active: ActivePeers): Decision {
@@ -21,6 +33,7 @@ export function decideAsPrimary(input: RulesInput, state: ClusterState, active: 
   // A wait that blocks replacing the sync. The primary still keeps the asyncs in step
   // meanwhile: a newly active peer may be the async that unblocks the replacement.
   let blocked: { kind: DecisionKind; reason: string } | null = null;
+  let wal: { lsn: Lsn } | { why: string };
 
   if (sync === null || !active.has(sync)) {
     const gone = sync === null ? 'there is no sync' : `sync ${name(sync)} has no session`;
@@ -32,10 +45,10 @@ export function decideAsPrimary(input: RulesInput, state: ClusterState, active: 
         kind: 'waitForAsync',
         reason: `${gone} and no async is active; keeping it as sync until an async can replace it`,
       };
-    } else if (!input.pg.online || input.pg.currentLsn === null) {
+    } else if ('why' in (wal = newInitWal(input, state))) {
       blocked = {
         kind: 'waitForPostgres',
-        reason: `${gone}; replacing it with ${name(next)} needs my PostgreSQL online to record initWal`,
+        reason: `${gone}; replacing it with ${name(next)} records my WAL position as initWal, but ${wal.why}`,
       };
     } else {
       const rest = state.async.filter((p) => p.id !== next.id && active.has(p));
@@ -44,12 +57,12 @@ export function decideAsPrimary(input: RulesInput, state: ClusterState, active: 
         generation: g + 1,
         sync: next,
         async: rest,
-        initWal: input.pg.currentLsn,
+        initWal: wal.lsn,
       };
       return outcome(
         input,
         'replaceSync',
-        `${gone}; I am the primary and ${name(next)} is the first active async; declaring generation ${g + 1} with it as sync and initWal ${input.pg.currentLsn}`,
+        `${gone}; I am the primary and ${name(next)} is the first active async; declaring generation ${g + 1} with it as sync and initWal ${wal.lsn}`,
         {
           write: {
             newState,
@@ -93,20 +106,21 @@ function decidePromoteAsPrimary(input: RulesInput, state: ClusterState, active: 
   const g = state.generation;
   if (i === 0) {
     // async[0] becomes the sync: a new generation. The old sync goes to the end of the chain.
-    if (!input.pg.online || input.pg.currentLsn === null) {
-      return outcome(input, 'waitForPostgres', `${what} makes ${name(target)} the sync; that needs my PostgreSQL online to record initWal`);
+    const wal = newInitWal(input, state);
+    if ('why' in wal) {
+      return outcome(input, 'waitForPostgres', `${what} makes ${name(target)} the sync and records my WAL position as initWal, but ${wal.why}`);
     }
     const newState: ClusterState = {
       ...withoutPromote(state),
       generation: g + 1,
       sync: target,
       async: [...state.async.slice(1), sync],
-      initWal: input.pg.currentLsn,
+      initWal: wal.lsn,
     };
     return outcome(
       input,
       'promoteAsync',
-      `acting on ${what}: declaring generation ${g + 1} with ${name(target)} as sync, ${name(sync)} moved to the end of the async chain, and initWal ${input.pg.currentLsn}`,
+      `acting on ${what}: declaring generation ${g + 1} with ${name(target)} as sync, ${name(sync)} moved to the end of the async chain, and initWal ${wal.lsn}`,
       { write: { newState, summary: `primary (${state.primary.id}) promoted async ${name(target)} to sync (was ${sync.id})` } },
     );
   }
@@ -163,8 +177,9 @@ function decideOnwmPrimary(input: RulesInput, state: ClusterState, active: Activ
   if (sync === undefined) {
     return outcome(input, 'waitForPeers', 'one-node-write mode is off in my configuration; waiting for another peer to become my sync');
   }
-  if (!input.pg.online || input.pg.currentLsn === null) {
-    return outcome(input, 'waitForPostgres', `one-node-write mode is off; leaving it with ${name(sync)} as sync needs my PostgreSQL online to record initWal`);
+  const wal = newInitWal(input, state);
+  if ('why' in wal) {
+    return outcome(input, 'waitForPostgres', `one-node-write mode is off; leaving it with ${name(sync)} as sync records my WAL position as initWal, but ${wal.why}`);
   }
   const { oneNodeWriteMode: _onwm, promote: _promote, ...rest } = state;
   const asyncs = sortById(others.slice(1));
@@ -173,12 +188,12 @@ function decideOnwmPrimary(input: RulesInput, state: ClusterState, active: Activ
     generation: state.generation + 1,
     sync,
     async: asyncs,
-    initWal: input.pg.currentLsn,
+    initWal: wal.lsn,
   };
   return outcome(
     input,
     'onwmUpgrade',
-    `one-node-write mode is off in my configuration and ${name(sync)} is active; declaring generation ${newState.generation} in normal mode with it as sync, asyncs ${names(asyncs)} and initWal ${input.pg.currentLsn}`,
+    `one-node-write mode is off in my configuration and ${name(sync)} is active; declaring generation ${newState.generation} in normal mode with it as sync, asyncs ${names(asyncs)} and initWal ${wal.lsn}`,
     { write: { newState, summary: `primary (${state.primary.id}) left one-node-write mode with sync (${sync.id})` } },
   );
 }
