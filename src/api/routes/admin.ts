@@ -1,0 +1,107 @@
+// Admin routes: POST /admin/*, each behind the admin token, each logged in one line that says
+// who asked for what and what came of it.
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import { ManateeError } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import { tokenChecker } from '../auth.js';
+import { statusForCode } from '../errors.js';
+import type { AdminResult, ApiDeps, RebuildResult } from '../types.js';
+import {
+  adminResultSchema,
+  emptyBodySchema,
+  emptyQuerySchema,
+  errorBodySchema,
+  freezeBodySchema,
+  onwmBodySchema,
+  promoteBodySchema,
+  reapBodySchema,
+  rebuildResultSchema,
+} from '../schemas.js';
+
+/** The header manatee-adm sets to "user@host", so that the log says which operator acted. */
+export const OPERATOR_HEADER = 'x-manatee-operator';
+const OPERATOR_CHARS_MAX = 128;
+
+const errors = { '4xx': errorBodySchema, '5xx': errorBodySchema } as const;
+
+function who(req: FastifyRequest): { from: string; operator: string | null } {
+  const raw = req.headers[OPERATOR_HEADER];
+  const operator = typeof raw === 'string' ? raw.slice(0, OPERATOR_CHARS_MAX).replace(/[^\x20-\x7e]/g, '?') : null;
+  return { from: req.ip, operator };
+}
+
+async function logged<T extends AdminResult | RebuildResult>(
+  log: Logger,
+  req: FastifyRequest,
+  action: string,
+  args: Record<string, unknown>,
+  run: () => Promise<T>,
+): Promise<T> {
+  const base = { admin: action, args, ...who(req) };
+  try {
+    const result = await run();
+    if ('summary' in result) {
+      log.info({ ...base, result: 'ok', version: result.version, generation: result.state.generation }, `admin ${action}: ${result.summary}`);
+    } else {
+      log.info({ ...base, result: result.started ? 'started' : 'not started' }, `admin ${action}: ${result.message}`);
+    }
+    return result;
+  } catch (err) {
+    const code = err instanceof ManateeError ? err.code : 'MANATEE_ERR_INTERNAL';
+    const message = err instanceof Error ? err.message : String(err);
+    const refused = statusForCode(code) < 500;
+    log[refused ? 'warn' : 'error']({ ...base, result: refused ? 'refused' : 'failed', code, err: refused ? undefined : err }, `admin ${action}: ${code}: ${message}`);
+    throw err;
+  }
+}
+
+export function adminRoutes(deps: ApiDeps): FastifyPluginAsync {
+  const checker = tokenChecker(deps.adminToken);
+  // eslint-disable-next-line @typescript-eslint/require-await -- fastify plugins are async functions
+  return async (app) => {
+    const log = deps.logger;
+
+    // onRequest: before the body is read, so that nobody without the token gets it parsed.
+    app.addHook('onRequest', (req, _reply, done) => {
+      try {
+        checker.check(req.headers.authorization);
+        done();
+      } catch (err) {
+        const code = err instanceof ManateeError ? err.code : 'MANATEE_ERR_INTERNAL';
+        log.warn({ admin: req.url, ...who(req), result: 'denied', code }, `admin request denied: ${code}`);
+        done(err as Error);
+      }
+    });
+
+    const write = { querystring: emptyQuerySchema, response: { 200: adminResultSchema, ...errors } } as const;
+
+    app.post<{ Body: { reason: string } }>('/freeze', { schema: { ...write, body: freezeBodySchema } }, (req) =>
+      logged(log, req, 'freeze', { reason: req.body.reason }, () => deps.admin.freeze(req.body.reason)),
+    );
+
+    app.post('/unfreeze', { schema: { ...write, body: emptyBodySchema } }, (req) =>
+      logged(log, req, 'unfreeze', {}, () => deps.admin.unfreeze()),
+    );
+
+    app.post<{ Body: { peerId: string; expireMs?: number } }>('/promote', { schema: { ...write, body: promoteBodySchema } }, (req) => {
+      const input = req.body.expireMs === undefined ? { peerId: req.body.peerId } : { peerId: req.body.peerId, expireMs: req.body.expireMs };
+      return logged(log, req, 'promote', input, () => deps.admin.promote(input));
+    });
+
+    app.post('/clear-promote', { schema: { ...write, body: emptyBodySchema } }, (req) =>
+      logged(log, req, 'clear-promote', {}, () => deps.admin.clearPromote()),
+    );
+
+    app.post<{ Body: { peerId: string } }>('/reap', { schema: { ...write, body: reapBodySchema } }, (req) =>
+      logged(log, req, 'reap', { peerId: req.body.peerId }, () => deps.admin.reap(req.body.peerId)),
+    );
+
+    app.post<{ Body: { on: boolean } }>('/onwm', { schema: { ...write, body: onwmBodySchema } }, (req) =>
+      logged(log, req, 'onwm', { on: req.body.on }, () => deps.admin.setOnwm(req.body.on)),
+    );
+
+    app.post('/rebuild', {
+      schema: { querystring: emptyQuerySchema, body: emptyBodySchema, response: { 200: rebuildResultSchema, ...errors } },
+    }, (req) => logged(log, req, 'rebuild', {}, () => deps.admin.rebuild()));
+  };
+}

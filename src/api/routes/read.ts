@@ -1,0 +1,53 @@
+// Read-only routes: no token needed (DESIGN.md: "Read-only status endpoints do not").
+import type { FastifyPluginAsync } from 'fastify';
+import type { ApiDeps, ApiLimits } from '../types.js';
+import {
+  emptyQuerySchema,
+  errorBodySchema,
+  historyEntrySchema,
+  historyQuerySchema,
+  peerInfoSchema,
+  sitterStatusSchema,
+  versionedStateSchema,
+} from '../schemas.js';
+
+const errors = { '4xx': errorBodySchema, '5xx': errorBodySchema } as const;
+
+export function readRoutes(deps: ApiDeps, limits: ApiLimits): FastifyPluginAsync {
+  // eslint-disable-next-line @typescript-eslint/require-await -- fastify plugins are async functions
+  return async (app) => {
+    app.get('/ping', {
+      schema: {
+        querystring: emptyQuerySchema,
+        response: {
+          200: { type: 'object', required: ['ok', 'peerId'], properties: { ok: { type: 'boolean' }, peerId: { type: 'string' } } },
+          ...errors,
+        },
+      },
+    }, () => ({ ok: true, peerId: deps.peerId }));
+
+    app.get('/status', { schema: { querystring: emptyQuerySchema, response: { 200: sitterStatusSchema, ...errors } } }, () => deps.status());
+
+    app.get('/state', { schema: { querystring: emptyQuerySchema, response: { 200: versionedStateSchema, ...errors } } }, () => deps.state());
+
+    app.get<{ Querystring: { limit: number } }>('/history', {
+      schema: {
+        querystring: historyQuerySchema(limits.historyLimitMax, limits.historyLimitDefault),
+        response: {
+          200: { type: 'object', required: ['history'], properties: { history: { type: 'array', items: historyEntrySchema } } },
+          ...errors,
+        },
+      },
+    }, async (req) => ({ history: await deps.history(req.query.limit) }));
+
+    app.get('/peers', {
+      schema: {
+        querystring: emptyQuerySchema,
+        response: {
+          200: { type: 'object', required: ['peers'], properties: { peers: { type: 'array', items: peerInfoSchema } } },
+          ...errors,
+        },
+      },
+    }, async () => ({ peers: await deps.activePeers() }));
+  };
+}

@@ -1,0 +1,211 @@
+// JSON schemas of every route's input and output. Inputs are strict (unknown fields are an
+// error); outputs are the contract that manatee-adm and outside tools read. They follow
+// src/store/types.ts and src/peer/status.ts field for field.
+import { FREEZE_REASON_LENGTH_MAX, PROMOTE_EXPIRE_MS_MAX, PROMOTE_EXPIRE_MS_MIN } from '../peer/admin.js';
+
+const str = { type: 'string' } as const;
+const nullableStr = { type: ['string', 'null'] } as const;
+const nullableNum = { type: ['number', 'null'] } as const;
+const int = { type: 'integer' } as const;
+
+/** Peer ids as the configuration allows them (src/peer/config.ts). */
+export const peerIdSchema = { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$' } as const;
+
+export const peerInfoSchema = {
+  type: 'object',
+  required: ['id', 'pgUrl', 'apiUrl', 'host'],
+  properties: { id: str, pgUrl: str, apiUrl: str, host: str },
+} as const;
+
+export const clusterStateSchema = {
+  type: 'object',
+  required: ['generation', 'primary', 'sync', 'async', 'deposed', 'initWal'],
+  properties: {
+    generation: int,
+    primary: peerInfoSchema,
+    sync: { anyOf: [peerInfoSchema, { type: 'null' }] },
+    async: { type: 'array', items: peerInfoSchema },
+    deposed: { type: 'array', items: peerInfoSchema },
+    initWal: str,
+    freeze: { type: 'object', required: ['date', 'reason'], properties: { date: str, reason: str } },
+    oneNodeWriteMode: { type: 'boolean' },
+    promote: {
+      type: 'object',
+      required: ['id', 'role', 'generation', 'expireTime'],
+      properties: { id: str, role: { enum: ['sync', 'async'] }, asyncIndex: int, generation: int, expireTime: str },
+    },
+  },
+} as const;
+
+const nullableState = { anyOf: [clusterStateSchema, { type: 'null' }] } as const;
+
+export const versionedStateSchema = {
+  type: 'object',
+  required: ['state', 'version'],
+  properties: { state: nullableState, version: int },
+} as const;
+
+export const historyEntrySchema = {
+  type: 'object',
+  required: ['version', 'time', 'generation', 'summary', 'state'],
+  properties: { version: int, time: str, generation: int, summary: str, state: clusterStateSchema },
+} as const;
+
+const decisionSchema = {
+  type: 'object',
+  required: ['kind', 'reason', 'generation', 'at'],
+  properties: { kind: str, reason: str, generation: { type: ['integer', 'null'] }, at: str },
+} as const;
+
+const replicationRowSchema = {
+  type: 'object',
+  required: ['applicationName', 'clientAddr', 'state', 'syncState', 'sentLsn', 'writeLsn', 'flushLsn', 'replayLsn', 'replayLagBytes'],
+  properties: {
+    applicationName: str,
+    clientAddr: nullableStr,
+    state: str,
+    syncState: str,
+    sentLsn: nullableStr,
+    writeLsn: nullableStr,
+    flushLsn: nullableStr,
+    replayLsn: nullableStr,
+    replayLagBytes: nullableNum,
+  },
+} as const;
+
+const postgresStatusSchema = {
+  type: 'object',
+  required: ['online', 'healthy', 'error', 'inRecovery', 'writable', 'currentLsn', 'receiveLsn', 'replayLsn', 'lastCheckAt', 'checkLatencyMs'],
+  properties: {
+    online: { type: 'boolean' },
+    healthy: { type: 'boolean' },
+    error: nullableStr,
+    inRecovery: { type: ['boolean', 'null'] },
+    writable: { type: 'boolean' },
+    currentLsn: nullableStr,
+    receiveLsn: nullableStr,
+    replayLsn: nullableStr,
+    lastCheckAt: nullableStr,
+    checkLatencyMs: nullableNum,
+  },
+} as const;
+
+const raftStatusSchema = {
+  type: 'object',
+  required: ['id', 'term', 'leader', 'role', 'commit', 'applied'],
+  properties: { id: str, term: int, leader: nullableStr, role: str, commit: int, applied: int },
+} as const;
+
+const restoreProgressSchema = {
+  type: 'object',
+  required: ['phase', 'percent', 'bytesDone', 'bytesTotal', 'rateBytesPerSec', 'etaSec'],
+  properties: {
+    phase: str,
+    percent: nullableNum,
+    bytesDone: { type: 'number' },
+    bytesTotal: nullableNum,
+    rateBytesPerSec: nullableNum,
+    etaSec: nullableNum,
+  },
+} as const;
+
+const rebuildStatusSchema = {
+  type: 'object',
+  required: ['running', 'reason', 'source', 'progress', 'lastError', 'lastResult'],
+  properties: {
+    running: { type: 'boolean' },
+    reason: nullableStr,
+    source: nullableStr,
+    progress: { anyOf: [restoreProgressSchema, { type: 'null' }] },
+    lastError: nullableStr,
+    lastResult: nullableStr,
+  },
+} as const;
+
+export const sitterStatusSchema = {
+  type: 'object',
+  required: [
+    'peer', 'role', 'sitterPid', 'postgresPid', 'backend', 'postgres', 'replication', 'raft',
+    'state', 'stateVersion', 'activePeers', 'lastDecision', 'rebuild', 'startedAt',
+  ],
+  properties: {
+    peer: peerInfoSchema,
+    role: { enum: ['primary', 'sync', 'async', 'deposed', 'unassigned'] },
+    sitterPid: int,
+    postgresPid: { type: ['integer', 'null'] },
+    backend: { enum: ['zfs', 'basebackup'] },
+    postgres: postgresStatusSchema,
+    replication: { type: 'array', items: replicationRowSchema },
+    raft: raftStatusSchema,
+    state: nullableState,
+    stateVersion: int,
+    activePeers: { type: 'array', items: peerInfoSchema },
+    lastDecision: { anyOf: [decisionSchema, { type: 'null' }] },
+    rebuild: rebuildStatusSchema,
+    startedAt: str,
+  },
+} as const;
+
+export const errorBodySchema = {
+  type: 'object',
+  required: ['error'],
+  properties: { error: { type: 'object', required: ['code', 'message'], properties: { code: str, message: str } } },
+} as const;
+
+export const adminResultSchema = {
+  type: 'object',
+  required: ['summary', 'state', 'version'],
+  properties: { summary: str, state: clusterStateSchema, version: int },
+} as const;
+
+export const rebuildResultSchema = {
+  type: 'object',
+  required: ['peerId', 'started', 'message'],
+  properties: { peerId: str, started: { type: 'boolean' }, message: str },
+} as const;
+
+// ---- inputs -------------------------------------------------------------------------------
+
+/** Routes that take no arguments still get a strict (empty) object, so that a typo is an error. */
+export const emptyBodySchema = { type: 'object', additionalProperties: false, properties: {} } as const;
+
+export const freezeBodySchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['reason'],
+  properties: { reason: { type: 'string', minLength: 1, maxLength: FREEZE_REASON_LENGTH_MAX, pattern: '^[^\\r\\n]*\\S[^\\r\\n]*$' } },
+} as const;
+
+export const promoteBodySchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['peerId'],
+  properties: {
+    peerId: peerIdSchema,
+    expireMs: { type: 'integer', minimum: PROMOTE_EXPIRE_MS_MIN, maximum: PROMOTE_EXPIRE_MS_MAX },
+  },
+} as const;
+
+export const reapBodySchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['peerId'],
+  properties: { peerId: peerIdSchema },
+} as const;
+
+export const onwmBodySchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['on'],
+  properties: { on: { type: 'boolean' } },
+} as const;
+
+export function historyQuerySchema(limitMax: number, limitDefault: number) {
+  return {
+    type: 'object',
+    additionalProperties: false,
+    properties: { limit: { type: 'integer', minimum: 1, maximum: limitMax, default: limitDefault } },
+  } as const;
+}
+
+export const emptyQuerySchema = { type: 'object', additionalProperties: false, properties: {} } as const;

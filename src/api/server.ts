@@ -1,0 +1,74 @@
+// The sitter's HTTP API (fastify). createApi() builds the server without listening: the sitter
+// calls listen() on its configured address, and tests on an ephemeral port.
+//
+// Layout, meant to grow (issue 6): one plugin per group of routes under src/api/routes/, schemas
+// in schemas.ts, one error handler that turns every failure into {error: {code, message}}.
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import { ManateeError } from '../errors.js';
+import { ApiError, errorBody, statusForCode } from './errors.js';
+import { adminRoutes } from './routes/admin.js';
+import { readRoutes } from './routes/read.js';
+import { API_LIMITS_DEFAULT, type ApiDeps, type ApiLimits } from './types.js';
+import { createValidatorCompiler } from './validation.js';
+
+/** Receiving one request may take this long; answers (backup streams) are not limited by it. */
+const REQUEST_TIMEOUT_MS = 60_000;
+
+function isFastifyError(err: unknown): err is FastifyError {
+  return err instanceof Error && typeof (err as Partial<FastifyError>).code === 'string' && (err as Partial<FastifyError>).code!.startsWith('FST_');
+}
+
+/** Any thrown value as an ApiError-like pair of code and message. */
+function classify(err: unknown): { code: string; message: string } {
+  if (err instanceof ManateeError) return { code: err.code, message: err.message };
+  if (isFastifyError(err)) {
+    switch (err.code) {
+      case 'FST_ERR_CTP_BODY_TOO_LARGE':
+        return { code: 'MANATEE_ERR_BODY_TOO_LARGE', message: err.message };
+      case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+        return { code: 'MANATEE_ERR_UNSUPPORTED_MEDIA_TYPE', message: `${err.message}; send application/json` };
+      default:
+        // Malformed JSON, an empty JSON body, a bad header...: the client's mistake, said by fastify.
+        if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500) {
+          return { code: 'MANATEE_ERR_BAD_REQUEST', message: err.message };
+        }
+    }
+  }
+  return { code: 'MANATEE_ERR_INTERNAL', message: 'internal error (see the sitter log)' };
+}
+
+export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
+  const limits: ApiLimits = { ...API_LIMITS_DEFAULT, ...deps.limits };
+  const log = deps.logger.child({ room: 'api' });
+  // The pino Logger is a FastifyBaseLogger; typed as such, so that callers and plugins see the
+  // plain FastifyInstance rather than one parameterised by pino's Logger.
+  const fastifyLog: FastifyBaseLogger = log;
+  const app = Fastify({
+    loggerInstance: fastifyLog,
+    // Admin actions and failures are logged by the routes; a line per request would drown them.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: limits.bodyLimitBytes,
+    requestTimeout: REQUEST_TIMEOUT_MS,
+    return503OnClosing: true,
+  });
+  app.setValidatorCompiler(createValidatorCompiler());
+
+  app.setErrorHandler((err, req, reply) => {
+    const { code, message } = classify(err);
+    const status = statusForCode(code);
+    if (status >= 500 && code === 'MANATEE_ERR_INTERNAL') {
+      log.error({ err, method: req.method, url: req.url }, `request failed: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    void reply.code(status).send(errorBody(code, message));
+  });
+
+  app.setNotFoundHandler((req, reply) => {
+    const err = new ApiError('MANATEE_ERR_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0] ?? ''}`);
+    void reply.code(404).send(errorBody(err.code, err.message));
+  });
+
+  await app.register(readRoutes({ ...deps, logger: log }, limits));
+  await app.register(adminRoutes({ ...deps, logger: log }), { prefix: '/admin' });
+  for (const plugin of deps.extraPlugins ?? []) await app.register(plugin);
+  return app;
+}

@@ -1,0 +1,197 @@
+// The reference implementation of the API's dependencies for tests: an in-memory cluster
+// state with a compare-and-set version and a history, the real admin operations
+// (src/api/admin-ops.ts over src/peer/admin.ts) on top, and a status shaped as a sitter's.
+// Not a mock of an outside system: it is the ApiDeps interface implemented over plain data.
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
+import { storeAdminOperations, type AdminStateStore } from '../../src/api/admin-ops.js';
+import type { ApiDeps, RebuildResult, VersionedState } from '../../src/api/types.js';
+import { ManateeError } from '../../src/errors.js';
+import type { Logger } from '../../src/log.js';
+import { roleIn, type SitterStatus } from '../../src/peer/status.js';
+import type { ClusterState, HistoryEntry, PeerInfo } from '../../src/store/types.js';
+
+export const ADMIN_TOKEN = 'test-admin-token-0123456789';
+
+export function peer(id: string, apiUrl = `http://127.0.0.1:1/${id}`): PeerInfo {
+  return { id, pgUrl: `postgres://postgres@127.0.0.1:5432/${id}`, apiUrl, host: '127.0.0.1' };
+}
+
+export function threePeerState(peers: readonly PeerInfo[], deposed: readonly PeerInfo[] = []): ClusterState {
+  return {
+    generation: 3,
+    primary: peers[0]!,
+    sync: peers[1]!,
+    async: peers.slice(2),
+    deposed,
+    initWal: '0/3000060',
+  };
+}
+
+/** A cluster store in memory: versions, compare-and-set, history, sessions, and a switch to make it unavailable. */
+export class MemoryStore implements AdminStateStore {
+  state: ClusterState | null;
+  version = 0;
+  readonly entries: HistoryEntry[] = [];
+  active: PeerInfo[];
+  /** When set, every call fails as a store without a Raft leader does. */
+  unavailable = false;
+  /** Called before a compare-and-set is checked: lets a test write "concurrently". */
+  beforePut: (() => void) | null = null;
+
+  constructor(state: ClusterState | null, active: readonly PeerInfo[]) {
+    this.state = state;
+    this.active = [...active];
+    if (state !== null) this.commit(state, 'cluster setup for normal (multi-peer) mode');
+  }
+
+  private check(): void {
+    if (this.unavailable) throw new ManateeError('MANATEE_ERR_RAFT_NO_LEADER', 'no Raft leader is known');
+  }
+
+  commit(state: ClusterState, summary: string): number {
+    this.state = state;
+    this.version += 1;
+    this.entries.push({ version: this.version, time: new Date().toISOString(), generation: state.generation, summary, state });
+    return this.version;
+  }
+
+  readState(): Promise<VersionedState> {
+    this.check();
+    return Promise.resolve({ state: this.state, version: this.version });
+  }
+
+  putState(state: ClusterState, expectVersion: number, summary: string): Promise<number> {
+    this.check();
+    this.beforePut?.();
+    if (expectVersion !== this.version) {
+      return Promise.reject(
+        new ManateeError('MANATEE_ERR_STORE_VERSION_MISMATCH', `cluster state version mismatch: expected version ${expectVersion}, current version is ${this.version}`),
+      );
+    }
+    return Promise.resolve(this.commit(state, summary));
+  }
+
+  activePeers(): Promise<readonly PeerInfo[]> {
+    this.check();
+    return Promise.resolve(this.active);
+  }
+
+  history(limit: number): Promise<readonly HistoryEntry[]> {
+    this.check();
+    return Promise.resolve(this.entries.slice(-limit));
+  }
+}
+
+/** What one sitter would report, computed from the store's state. */
+export function statusOf(self: PeerInfo, store: MemoryStore): SitterStatus {
+  const { role, upstream } = roleIn(store.state, self.id);
+  const state = store.state;
+  const downstream =
+    state === null
+      ? null
+      : role === 'primary'
+        ? state.sync
+        : role === 'sync'
+          ? (state.async[0] ?? null)
+          : role === 'async'
+            ? (state.async[state.async.findIndex((p) => p.id === self.id) + 1] ?? null)
+            : null;
+  const online = role !== 'deposed' && role !== 'unassigned';
+  return {
+    peer: self,
+    role,
+    sitterPid: process.pid,
+    postgresPid: online ? 4242 : null,
+    backend: 'basebackup',
+    postgres: {
+      online,
+      healthy: online,
+      error: online ? null : 'not running',
+      inRecovery: online ? role !== 'primary' : null,
+      writable: role === 'primary',
+      currentLsn: online ? '0/3000148' : null,
+      receiveLsn: upstream === null ? null : '0/3000148',
+      replayLsn: upstream === null ? null : '0/3000148',
+      lastCheckAt: new Date().toISOString(),
+      checkLatencyMs: 2,
+    },
+    replication:
+      downstream === null
+        ? []
+        : [
+            {
+              applicationName: downstream.id,
+              clientAddr: '127.0.0.1',
+              state: 'streaming',
+              syncState: role === 'primary' ? 'sync' : 'async',
+              sentLsn: '0/3000148',
+              writeLsn: '0/3000148',
+              flushLsn: '0/3000148',
+              replayLsn: '0/3000100',
+              replayLagBytes: 72,
+            },
+          ],
+    raft: { id: self.id, term: 2, leader: state?.primary.id ?? null, role: 'follower', commit: 10, applied: 10 },
+    state,
+    stateVersion: store.version,
+    activePeers: store.active,
+    lastDecision: {
+      kind: 'none',
+      reason: `no action: I am the ${role}`,
+      generation: state?.generation ?? null,
+      at: new Date().toISOString(),
+    },
+    rebuild: { running: false, reason: null, source: null, progress: null, lastError: null, lastResult: null },
+    startedAt: new Date().toISOString(),
+  };
+}
+
+export interface MemoryDepsOptions {
+  readonly self: PeerInfo;
+  readonly store: MemoryStore;
+  readonly logger?: Logger;
+  readonly startRebuild?: () => Promise<RebuildResult>;
+}
+
+export function memoryDeps(opts: MemoryDepsOptions): ApiDeps {
+  const { self, store } = opts;
+  return {
+    peerId: self.id,
+    status: async () => {
+      await store.readState(); // fails like the real status when the store is unavailable
+      return statusOf(self, store);
+    },
+    state: () => store.readState(),
+    history: (limit) => store.history(limit),
+    activePeers: () => store.activePeers(),
+    admin: storeAdminOperations({
+      store,
+      peerId: self.id,
+      startRebuild: opts.startRebuild ?? (() => Promise.resolve({ peerId: self.id, started: true, message: `rebuild of ${self.id} started` })),
+    }),
+    adminToken: ADMIN_TOKEN,
+    logger: opts.logger ?? pino({ level: 'silent' }),
+  };
+}
+
+/** A logger whose JSON lines a test can read back. */
+export function capturingLogger(): { logger: Logger; lines: () => Record<string, unknown>[] } {
+  const chunks: string[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      chunks.push(chunk.toString('utf8'));
+      cb();
+    },
+  });
+  const logger = pino({ level: 'info' }, sink);
+  return {
+    logger,
+    lines: () =>
+      chunks
+        .join('')
+        .split('\n')
+        .filter((l) => l.trim() !== '')
+        .map((l) => JSON.parse(l) as Record<string, unknown>),
+  };
+}
