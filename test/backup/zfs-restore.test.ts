@@ -1,0 +1,268 @@
+// The zfs backup server and restore client on a real zfs-fuse pool, over real HTTP on
+// 127.0.0.1: full and incremental restores, progress, isolation and put-back on failure
+// (sender killed, peer aborts, corrupt stream, full pool), auth and input errors.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readFile, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { Transform } from 'node:stream';
+import { execa } from 'execa';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { silentLogger } from '../../src/log.js';
+import { Zfs, type ZfsSendStream } from '../../src/zfs/index.js';
+import { backupRoutes, ZfsBackupBackend, RestoreFailedError, type BackupJobStatus } from '../../src/backup/index.js';
+import type { RestoreProgress } from '../../src/backup/types.js';
+import { createTestPool, type TestPool } from '../helpers/zfs.js';
+import { waitFor } from '../helpers/wait.js';
+
+const SECRET = 'shard-secret-for-tests';
+const log = silentLogger();
+let pool: TestPool;
+let zfs: Zfs;
+let srcDs: string;
+let srcMp: string;
+
+/** Zfs whose send streams are changed on the way out, to simulate failures on the source. */
+class FaultyZfs extends Zfs {
+  fault: 'none' | 'kill' | 'slow' | 'corrupt' = 'none';
+  override send(snapshot: string, opts: { fromSnapshot?: string } = {}): ZfsSendStream {
+    const s = super.send(snapshot, opts);
+    if (this.fault === 'kill') {
+      // Kill the real zfs send process once it has produced its first bytes.
+      s.stdout.once('data', () => { process.kill(s.pid!, 'SIGKILL'); });
+      return s;
+    }
+    if (this.fault === 'slow') {
+      const slow = new Transform({ transform(chunk, _e, cb) { setTimeout(() => { cb(null, chunk); }, 20); } });
+      s.stdout.pipe(slow);
+      return { ...s, stdout: slow };
+    }
+    if (this.fault === 'corrupt') {
+      let seen = 0;
+      const corrupt = new Transform({
+        transform(chunk: Buffer, _e, cb) {
+          const out = Buffer.from(chunk);
+          // Flip bytes well inside the stream (past the headers), in the file data.
+          if (seen > 256 * 1024 && seen < 512 * 1024) for (let i = 0; i < out.length; i += 97) out[i] = out[i]! ^ 0xff;
+          seen += chunk.length;
+          cb(null, out);
+        },
+      });
+      s.stdout.pipe(corrupt);
+      return { ...s, stdout: corrupt };
+    }
+    return s;
+  }
+}
+
+let serverZfs: FaultyZfs;
+let app: FastifyInstance;
+let baseUrl: string;
+
+async function startServer(): Promise<void> {
+  app = Fastify({ logger: false });
+  await app.register(backupRoutes, { zfs: serverZfs, dataset: srcDs, secret: SECRET, log });
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  const addr = app.server.address();
+  baseUrl = `http://127.0.0.1:${typeof addr === 'object' && addr !== null ? addr.port : 0}`;
+}
+
+function backend(dataset: string, mountpoint: string, extra: Partial<ConstructorParameters<typeof ZfsBackupBackend>[0]> = {}): ZfsBackupBackend {
+  return new ZfsBackupBackend({ zfs, dataset, mountpoint, peerId: 'b', secret: SECRET, log, pgUser: null, progressIntervalMs: 20, ...extra });
+}
+
+const source = (): { peerId: string; pgUrl: string; backupUrl: string } => ({ peerId: 'a', pgUrl: 'postgres://unused', backupUrl: baseUrl });
+
+async function jobStatus(id: string): Promise<BackupJobStatus> {
+  const r = await fetch(`${baseUrl}/backup/jobs/${id}`, { headers: { 'x-manatee-secret': SECRET } });
+  return (await r.json()) as BackupJobStatus;
+}
+
+beforeAll(async () => {
+  pool = await createTestPool({ sizeMb: 384 });
+  zfs = new Zfs({ log });
+  serverZfs = new FaultyZfs({ log });
+  srcDs = `${pool.name}/a`;
+  srcMp = join(pool.dir, 'a-mnt');
+  await zfs.createDataset(srcDs, { mountpoint: srcMp });
+  // Random data so that the stream is large (no compression) and failures land mid-stream.
+  await writeFile(join(srcMp, 'big'), randomBytes(24 * 1024 * 1024));
+  await writeFile(join(srcMp, 'marker'), 'v1');
+  await zfs.createSnapshot(srcDs);
+  await startServer();
+});
+afterAll(async () => {
+  await app.close();
+  await pool.destroy();
+});
+
+describe('backup server input and auth', () => {
+  it('answers 401 without the secret and 403 with a wrong one', async () => {
+    const none = await fetch(`${baseUrl}/backup/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"peerId":"b"}' });
+    expect(none.status).toBe(401);
+    expect(await none.json()).toMatchObject({ code: 'MANATEE_ERR_BACKUP_UNAUTHORIZED' });
+    const wrong = await fetch(`${baseUrl}/backup/jobs/00000000-0000-4000-8000-000000000000`, { headers: { 'x-manatee-secret': 'nope' } });
+    expect(wrong.status).toBe(403);
+    expect(await wrong.json()).toMatchObject({ code: 'MANATEE_ERR_BACKUP_FORBIDDEN' });
+  });
+
+  it('answers 400 naming the field for bad job input, 404 for an unknown job', async () => {
+    const post = (body: unknown): Promise<Response> =>
+      fetch(`${baseUrl}/backup/jobs`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-manatee-secret': SECRET }, body: JSON.stringify(body) });
+    const missing = await post({});
+    expect(missing.status).toBe(400);
+    expect(JSON.stringify(await missing.json())).toMatch(/peerId/);
+    const badSnap = await post({ peerId: 'b', fromSnapshots: ['123; rm -rf /'] });
+    expect(badSnap.status).toBe(400);
+    expect(JSON.stringify(await badSnap.json())).toMatch(/fromSnapshots/);
+    const badPeer = await post({ peerId: 'b c' });
+    expect(badPeer.status).toBe(400);
+    expect(JSON.stringify(await badPeer.json())).toMatch(/peerId/);
+    const badId = await fetch(`${baseUrl}/backup/jobs/not-a-uuid`, { headers: { 'x-manatee-secret': SECRET } });
+    expect(badId.status).toBe(400);
+    const unknown = await fetch(`${baseUrl}/backup/jobs/00000000-0000-4000-8000-000000000000/stream`, { headers: { 'x-manatee-secret': SECRET } });
+    expect(unknown.status).toBe(404);
+    expect(await unknown.json()).toMatchObject({ code: 'MANATEE_ERR_BACKUP_JOB_NOT_FOUND' });
+  });
+
+  it('serves a job stream once (409 the second time)', async () => {
+    const r = await fetch(`${baseUrl}/backup/jobs`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-manatee-secret': SECRET }, body: '{"peerId":"x"}' });
+    expect(r.status).toBe(201);
+    const job = (await r.json()) as { jobId: string; streamPath: string; method: string };
+    expect(job.method).toBe('full');
+    const first = await fetch(`${baseUrl}${job.streamPath}`, { headers: { 'x-manatee-secret': SECRET } });
+    expect(first.status).toBe(200);
+    const second = await fetch(`${baseUrl}${job.streamPath}`, { headers: { 'x-manatee-secret': SECRET } });
+    expect(second.status).toBe(409);
+    const bytes = (await first.arrayBuffer()).byteLength;
+    const st = await waitFor('job done', async () => { const s = await jobStatus(job.jobId); return s.state === 'done' ? s : null; });
+    expect(st.bytesSent).toBe(bytes);
+    expect(st.percent).toBe(100);
+  });
+});
+
+describe('restore client', () => {
+  it('bootstraps a new dataset by a full receive, with progress, then catches up incrementally', async () => {
+    const ds = `${pool.name}/peers/b`;
+    const mp = join(pool.dir, 'b-mnt');
+    const seen: RestoreProgress[] = [];
+    const b = backend(ds, mp);
+    const full = await b.restore({ source: source(), reason: 'bootstrap', onProgress: (p) => seen.push(p) });
+    expect(full.method).toBe('full');
+    expect(full.bytes).toBeGreaterThan(24 * 1024 * 1024);
+    expect(await readFile(join(mp, 'marker'), 'utf8')).toBe('v1');
+    expect(await zfs.getProperty(ds, 'mountpoint')).toBe(mp);
+    expect(seen.some((p) => p.phase === 'receiving' && p.bytesDone > 0 && p.percent !== null && p.percent < 100)).toBe(true);
+    expect(seen.at(-1)).toMatchObject({ phase: 'done', percent: 100, etaSec: 0 });
+    expect(b.status?.phase).toBe('done');
+    // The received snapshot plus the restore's own snapshot.
+    expect((await zfs.listSnapshots(ds)).length).toBe(2);
+
+    await writeFile(join(srcMp, 'marker'), 'v2');
+    const inc = await b.restore({ source: source(), reason: 'rebuild' });
+    expect(inc.method).toBe('incremental');
+    expect(inc.bytes).toBeLessThan(full.bytes / 20);
+    expect(await readFile(join(mp, 'marker'), 'utf8')).toBe('v2');
+    expect(await zfs.listIsolated(`${pool.name}/peers`)).toEqual([]);
+  });
+
+  it('replaces an unrelated dataset by a full receive, isolating it first and destroying it after success', async () => {
+    const ds = `${pool.name}/peers/c`;
+    const mp = join(pool.dir, 'c-mnt');
+    await zfs.createDataset(ds, { mountpoint: mp, parents: true });
+    await writeFile(join(mp, 'marker'), 'old');
+    await zfs.createSnapshot(ds, 1_600_000_000_000);
+    const r = await backend(ds, mp).restore({ source: source(), reason: 'rebuild' });
+    expect(r.method).toBe('full');
+    expect(await readFile(join(mp, 'marker'), 'utf8')).toBe('v2');
+    expect(await zfs.listIsolated(`${pool.name}/peers`)).toEqual([]);
+  });
+
+  async function oldPeer(name: string, poolName = pool.name, dir = pool.dir): Promise<{ ds: string; mp: string }> {
+    const ds = `${poolName}/peers/${name}`;
+    const mp = join(dir, `${name}-mnt`);
+    await zfs.createDataset(ds, { mountpoint: mp, parents: true });
+    await writeFile(join(mp, 'marker'), 'old data');
+    await zfs.createSnapshot(ds, 1_600_000_000_000);
+    return { ds, mp };
+  }
+
+  async function expectOldBack(ds: string, mp: string, parent: string): Promise<void> {
+    expect(await zfs.getProperty(ds, 'mountpoint')).toBe(mp);
+    expect(await readFile(join(mp, 'marker'), 'utf8')).toBe('old data');
+    expect((await zfs.listSnapshots(ds)).map((s) => s.short)).toEqual(['1600000000000']);
+    expect(await zfs.listIsolated(parent)).toEqual([]);
+  }
+
+  it('puts the old dataset back when the source zfs send is killed mid-stream', async () => {
+    const { ds, mp } = await oldPeer('killed');
+    serverZfs.fault = 'kill';
+    try {
+      const err = await backend(ds, mp).restore({ source: source(), reason: 'rebuild' }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(RestoreFailedError);
+      expect((err as RestoreFailedError).code).toBe('MANATEE_ERR_BACKUP_RESTORE_FAILED');
+      expect((err as RestoreFailedError).restoredOld).toBe(true);
+      expect((err as Error).message).toMatch(/previous dataset was put back/);
+    } finally {
+      serverZfs.fault = 'none';
+    }
+    await expectOldBack(ds, mp, `${pool.name}/peers`);
+  });
+
+  it('puts the old dataset back when the restoring peer aborts, and the server stops zfs send', async () => {
+    const { ds, mp } = await oldPeer('aborted');
+    serverZfs.fault = 'slow';
+    const ac = new AbortController();
+    try {
+      const err = await backend(ds, mp).restore({
+        source: source(), reason: 'rebuild', signal: ac.signal,
+        onProgress: (p) => { if (p.phase === 'receiving' && p.bytesDone > 0) ac.abort(new Error('operator cancelled')); },
+      }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(RestoreFailedError);
+      expect((err as Error).message).toMatch(/operator cancelled|aborted|interrupted/);
+    } finally {
+      serverZfs.fault = 'none';
+    }
+    await expectOldBack(ds, mp, `${pool.name}/peers`);
+    // The server saw the connection close and stopped its zfs send (found by its command line, not killed by name).
+    const snap = (await zfs.newestSnapshot(srcDs))!.name;
+    await waitFor('zfs send to exit', async () => (await execa('pgrep', ['-f', `zfs send ${snap}`], { reject: false })).exitCode === 1, { timeoutMs: 30_000 });
+  });
+
+  it('puts the old dataset back when the stream is corrupt', async () => {
+    const { ds, mp } = await oldPeer('corrupt');
+    serverZfs.fault = 'corrupt';
+    try {
+      const err = await backend(ds, mp).restore({ source: source(), reason: 'rebuild' }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(RestoreFailedError);
+    } finally {
+      serverZfs.fault = 'none';
+    }
+    await expectOldBack(ds, mp, `${pool.name}/peers`);
+  });
+
+  it('puts the old dataset back when the pool fills up during the receive', async () => {
+    const small = await createTestPool({ sizeMb: 64, prefix: 'zfsfullrecv' });
+    try {
+      const { ds, mp } = await oldPeer('full', small.name, small.dir);
+      // zfs-fuse leaves ~27 MB usable in a 64 MB pool: take 10 MB so the 24 MB stream cannot fit.
+      const fillMp = join(small.dir, 'fill-mnt');
+      await zfs.createDataset(`${small.name}/fill`, { mountpoint: fillMp });
+      await writeFile(join(fillMp, 'f'), randomBytes(10 * 1024 * 1024));
+      const err = await backend(ds, mp).restore({ source: source(), reason: 'rebuild' }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(RestoreFailedError);
+      expect(((err as Error).cause as { code?: string }).code).toBe('MANATEE_ERR_ZFS_NO_SPACE');
+      expect((err as Error).message).toMatch(/out of space/);
+      await expectOldBack(ds, mp, `${small.name}/peers`);
+    } finally {
+      await small.destroy();
+    }
+  });
+
+  it('reports a clear error when the source refuses the secret', async () => {
+    const ds = `${pool.name}/peers/nosecret`;
+    const b = new ZfsBackupBackend({ zfs, dataset: ds, mountpoint: join(pool.dir, 'ns'), peerId: 'b', secret: 'wrong', log, pgUser: null });
+    await expect(b.restore({ source: source(), reason: 'bootstrap' })).rejects.toMatchObject({ code: 'MANATEE_ERR_BACKUP_HTTP', message: expect.stringMatching(/HTTP 403.*MANATEE_ERR_BACKUP_FORBIDDEN/) });
+    expect(await zfs.exists(ds)).toBe(false);
+  });
+});
