@@ -81,6 +81,10 @@ export class Shard {
     return this.sessions.includes(id);
   }
 
+  knows(id: string): boolean {
+    return this.peers.has(id);
+  }
+
   peer(id: string): SimPeer {
     const p = this.peers.get(id);
     if (p === undefined) throw new Error(`no peer ${id}`);
