@@ -1,0 +1,18 @@
+// src/postgres: PostgreSQL 15 as a managed child process. The sitter uses PostgresServer
+// (start/stop/configure/promote/enableWrites/WAL positions), PgHealthChecker and pgRewind.
+export * from './errors.js';
+export * from './lsn.js';
+export * from './binaries.js';
+export type { OsUser } from './os-user.js';
+export { resolveOsUser } from './os-user.js';
+export type { PgRole, RenderedRole } from './config.js';
+export {
+  FILE_ENFORCED_CONF, FILE_MANATEE_CONF, FILE_OVERRIDES_CONF, FILE_HBA_CONF, FILE_STANDBY_SIGNAL, NO_SYNC_PLACEHOLDER,
+} from './config.js';
+export type { WalPositions, ReplicationRow, SyncCatchUp } from './replication.js';
+export { PostgresServer, type PostgresServerOptions, type PgExit, type ConfigureResult, type ShutdownMode } from './server.js';
+export { PgHealthChecker, type HealthResult, type HealthCheckerOptions } from './health.js';
+export { pgRewind, type RewindOptions, type RewindResult } from './rewind.js';
+export { parsePgUrl, endpointConninfo, type PgEndpoint } from './url.js';
+export { parseProgressLine, ProgressTracker, type CopyProgress } from './progress.js';
+export { checkPostmaster, readPostmasterPid } from './postmaster-pid.js';

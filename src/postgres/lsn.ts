@@ -1,0 +1,48 @@
+// PostgreSQL WAL positions ("LSN"). PostgreSQL prints them as two hex numbers "X/Y": the high
+// and low 32 bits of a 64-bit byte position. We compare and subtract them as bigint, because a
+// 64-bit position does not fit in a JavaScript number.
+import { PgError } from './errors.js';
+
+const LSN_RE = /^([0-9A-Fa-f]{1,8})\/([0-9A-Fa-f]{1,8})$/;
+
+/** The smallest position, as Manatee's cluster state writes it before any WAL exists. */
+export const LSN_ZERO = '0/0';
+
+export function isLsn(text: string): boolean {
+  return LSN_RE.test(text);
+}
+
+/** "16/B374D848" -> 0x16B374D848n. Throws MANATEE_ERR_PG_LSN_MALFORMED. */
+export function parseLsn(text: string): bigint {
+  const m = LSN_RE.exec(text);
+  if (m === null) {
+    throw new PgError('MANATEE_ERR_PG_LSN_MALFORMED', `malformed LSN ${JSON.stringify(text)}: expected two hex numbers of at most 8 digits, "X/Y"`);
+  }
+  return (BigInt(`0x${m[1]!}`) << 32n) | BigInt(`0x${m[2]!}`);
+}
+
+/** 0x16B374D848n -> "16/B374D848" (upper case, as PostgreSQL prints it). */
+export function formatLsn(pos: bigint): string {
+  if (pos < 0n || pos > 0xffffffffffffffffn) {
+    throw new PgError('MANATEE_ERR_PG_LSN_MALFORMED', `LSN position ${pos} is outside 0 .. 2^64-1`);
+  }
+  const hi = pos >> 32n;
+  const lo = pos & 0xffffffffn;
+  return `${hi.toString(16).toUpperCase()}/${lo.toString(16).toUpperCase()}`;
+}
+
+/** -1, 0 or 1, as for Array.prototype.sort. */
+export function compareLsn(a: string, b: string): -1 | 0 | 1 {
+  const x = parseLsn(a);
+  const y = parseLsn(b);
+  return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/** a - b in bytes (negative when a is behind b). */
+export function lsnDiffBytes(a: string, b: string): bigint {
+  return parseLsn(a) - parseLsn(b);
+}
+
+export function lsnAtLeast(a: string, b: string): boolean {
+  return parseLsn(a) >= parseLsn(b);
+}

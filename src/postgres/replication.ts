@@ -1,0 +1,129 @@
+// WAL positions and replication status, read with SQL. Each function takes a query function so
+// that it works on any connection (the sitter's socket connection in practice).
+import type { Lsn } from '../store/types.js';
+import { lsnAtLeast, lsnDiffBytes } from './lsn.js';
+
+export type QueryFn = <R extends Record<string, unknown>>(sql: string, params?: readonly unknown[]) => Promise<R[]>;
+
+export interface WalPositions {
+  readonly inRecovery: boolean;
+  readonly timeline: number | null;
+  /** Primary: pg_current_wal_lsn() (write position). Null on a standby. */
+  readonly currentLsn: Lsn | null;
+  /** Primary: pg_current_wal_flush_lsn(). Null on a standby. */
+  readonly flushLsn: Lsn | null;
+  /** Standby: pg_last_wal_receive_lsn(). Null on a primary, or before anything was streamed. */
+  readonly receiveLsn: Lsn | null;
+  /** Standby: pg_last_wal_replay_lsn(). Null on a primary. */
+  readonly replayLsn: Lsn | null;
+  /** The position this server has: currentLsn on a primary, replayLsn on a standby. */
+  readonly lastLsn: Lsn | null;
+}
+
+export async function readWalPositions(query: QueryFn): Promise<WalPositions> {
+  const [row] = await query<{ rec: boolean }>('SELECT pg_is_in_recovery() AS rec');
+  if (row?.rec === false) {
+    const [p] = await query<{ cur: string; flush: string; tli: number }>(
+      'SELECT pg_current_wal_lsn()::text AS cur, pg_current_wal_flush_lsn()::text AS flush, ' +
+      '(SELECT timeline_id FROM pg_control_checkpoint()) AS tli');
+    return {
+      inRecovery: false, timeline: p?.tli ?? null, currentLsn: p?.cur ?? null, flushLsn: p?.flush ?? null,
+      receiveLsn: null, replayLsn: null, lastLsn: p?.cur ?? null,
+    };
+  }
+  // On a standby the timeline being received is the live one; the checkpoint's may lag behind.
+  const [s] = await query<{ recv: string | null; replay: string | null; tli: number | null; cptli: number | null }>(
+    'SELECT pg_last_wal_receive_lsn()::text AS recv, pg_last_wal_replay_lsn()::text AS replay, ' +
+    '(SELECT received_tli FROM pg_stat_wal_receiver) AS tli, (SELECT timeline_id FROM pg_control_checkpoint()) AS cptli');
+  return {
+    inRecovery: true, timeline: s?.tli ?? s?.cptli ?? null, currentLsn: null, flushLsn: null,
+    receiveLsn: s?.recv ?? null, replayLsn: s?.replay ?? null, lastLsn: s?.replay ?? null,
+  };
+}
+
+/** One row of pg_stat_replication: a standby streaming from this server. */
+export interface ReplicationRow {
+  readonly pid: number;
+  readonly applicationName: string;
+  readonly clientAddr: string | null;
+  readonly state: string;
+  readonly sentLsn: Lsn | null;
+  readonly writeLsn: Lsn | null;
+  readonly flushLsn: Lsn | null;
+  readonly replayLsn: Lsn | null;
+  readonly syncState: string;
+  readonly writeLagMs: number | null;
+  readonly flushLagMs: number | null;
+  readonly replayLagMs: number | null;
+  /** This server's WAL position minus the standby's replay position, in bytes. */
+  readonly replayLagBytes: number | null;
+}
+
+interface RawReplicationRow extends Record<string, unknown> {
+  pid: number; application_name: string; client_addr: string | null; state: string;
+  sent_lsn: string | null; write_lsn: string | null; flush_lsn: string | null; replay_lsn: string | null;
+  sync_state: string; write_lag_ms: number | null; flush_lag_ms: number | null; replay_lag_ms: number | null; here: string;
+}
+
+export async function readReplication(query: QueryFn): Promise<ReplicationRow[]> {
+  const rows = await query<RawReplicationRow>(
+    'SELECT pid, application_name, host(client_addr) AS client_addr, state, sent_lsn::text, write_lsn::text, ' +
+    'flush_lsn::text, replay_lsn::text, sync_state, ' +
+    '(extract(epoch FROM write_lag) * 1000)::float8 AS write_lag_ms, (extract(epoch FROM flush_lag) * 1000)::float8 AS flush_lag_ms, ' +
+    '(extract(epoch FROM replay_lag) * 1000)::float8 AS replay_lag_ms, ' +
+    '(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text AS here ' +
+    'FROM pg_stat_replication ORDER BY application_name');
+  return rows.map((r) => ({
+    pid: r.pid,
+    applicationName: r.application_name,
+    clientAddr: r.client_addr,
+    state: r.state,
+    sentLsn: r.sent_lsn,
+    writeLsn: r.write_lsn,
+    flushLsn: r.flush_lsn,
+    replayLsn: r.replay_lsn,
+    syncState: r.sync_state,
+    writeLagMs: r.write_lag_ms,
+    flushLagMs: r.flush_lag_ms,
+    replayLagMs: r.replay_lag_ms,
+    replayLagBytes: r.replay_lsn === null ? null : Number(lsnDiffBytes(r.here, r.replay_lsn)),
+  }));
+}
+
+export interface SyncCatchUp {
+  readonly caughtUp: boolean;
+  /** One sentence for the sitter's decision log. */
+  readonly reason: string;
+  readonly primaryFlushLsn: Lsn | null;
+  readonly syncFlushLsn: Lsn | null;
+  readonly state: string | null;
+}
+
+/**
+ * Has the sync (application_name = syncId) connected and caught up? True when it is streaming
+ * and its flush position is at least this primary's flushed WAL position.
+ */
+export async function checkSyncCaughtUp(query: QueryFn, syncId: string): Promise<SyncCatchUp> {
+  const rows = await query<{ state: string; flush: string | null; here: string; rec: boolean }>(
+    'SELECT r.state, r.flush_lsn::text AS flush, pg_current_wal_flush_lsn()::text AS here, false AS rec ' +
+    'FROM pg_stat_replication r WHERE r.application_name = $1 ' +
+    'UNION ALL SELECT NULL, NULL, NULL, pg_is_in_recovery() WHERE pg_is_in_recovery()',
+    [syncId]);
+  if (rows.some((r) => r.rec)) {
+    return { caughtUp: false, reason: 'this server is in recovery, not a primary', primaryFlushLsn: null, syncFlushLsn: null, state: null };
+  }
+  const [first] = rows;
+  if (first === undefined) {
+    return { caughtUp: false, reason: `sync ${syncId} is not connected`, primaryFlushLsn: null, syncFlushLsn: null, state: null };
+  }
+  // Several rows can exist for a moment when the sync reconnects; any streaming, caught-up one counts.
+  for (const r of rows) {
+    if (r.state === 'streaming' && r.flush !== null && lsnAtLeast(r.flush, r.here)) {
+      return { caughtUp: true, reason: `sync ${syncId} is streaming with flush ${r.flush} >= primary ${r.here}`, primaryFlushLsn: r.here, syncFlushLsn: r.flush, state: r.state };
+    }
+  }
+  const reason = first.state !== 'streaming'
+    ? `sync ${syncId} is ${first.state}, not streaming`
+    : `sync ${syncId} flushed ${first.flush ?? 'nothing'}, behind primary ${first.here}`;
+  return { caughtUp: false, reason, primaryFlushLsn: first.here, syncFlushLsn: first.flush, state: first.state };
+}

@@ -1,0 +1,768 @@
+// PostgreSQL 15 as a managed child process of the sitter.
+//
+// One PostgresServer owns one data directory. It renders the configuration (config.ts), runs
+// initdb, starts the postmaster as a child (as the unprivileged OS user when we are root),
+// tells the caller when it exits, adopts or stops a postmaster left behind by a sitter that
+// died, and switches roles. See configure() for which changes reload and which restart.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import { chown, mkdir, open, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import pg from 'pg';
+import type { Logger } from '../log.js';
+import { silentLogger } from '../log.js';
+import { findPgBinaries, type PgBinaries } from './binaries.js';
+import {
+  ENFORCED_KEYS, FILE_ENFORCED_CONF, FILE_HBA_CONF, FILE_MANATEE_CONF, FILE_OVERRIDES_CONF, FILE_POSTGRESQL_CONF,
+  FILE_STANDBY_SIGNAL, NO_SYNC_PLACEHOLDER, OVERRIDES_TEMPLATE, passfileLine, quoteStandbyName, renderEnforcedConf,
+  renderHba, renderManateeConf, renderPostgresqlConf, validatePeerId, type ConfValue, type PgRole, type RenderedRole,
+} from './config.js';
+import { PgError } from './errors.js';
+import { describeRun, runTool } from './exec.js';
+import { ensureOwnedDir, resolveOsUser, spawnIdentity, type OsUser } from './os-user.js';
+import { checkPostmaster, processAlive } from './postmaster-pid.js';
+import { LineRing, lineSplitter } from './progress.js';
+import {
+  checkSyncCaughtUp, readReplication, readWalPositions, type QueryFn, type ReplicationRow, type SyncCatchUp, type WalPositions,
+} from './replication.js';
+
+export type ShutdownMode = 'smart' | 'fast' | 'immediate';
+
+export interface PostgresServerOptions {
+  /** The data directory (PGDATA). Created by initdb() if missing; must belong to osUser. */
+  readonly dataDir: string;
+  /** Sockets, logs and the replication password file. Default `<dataDir>.run`. Kept short: socket paths are limited to 107 bytes. */
+  readonly runDir?: string;
+  /** Directory of the PostgreSQL 15 programs; default: pg_config --bindir, then /usr/lib/postgresql/15/bin. */
+  readonly bindir?: string;
+  /** OS user that runs PostgreSQL when the sitter runs as root. Default `postgres`. */
+  readonly osUser?: string;
+  /** listen_addresses, e.g. "127.0.0.1" or "*". */
+  readonly listenAddress: string;
+  readonly port: number;
+  /** The database superuser that the sitter uses over the unix socket. Default `postgres`. */
+  readonly superuser?: string;
+  /** Optional password of the superuser (for network logins); the socket needs none. */
+  readonly superuserPassword?: string;
+  /** The role that standbys, pg_basebackup and pg_rewind use. Default `replicator`. */
+  readonly replicationUser?: string;
+  readonly replicationPassword: string;
+  /** Networks allowed to connect (scram-sha-256 always). Default: any IPv4 and IPv6 address. */
+  readonly clientCidrs?: readonly string[];
+  /** Default 1GB: how much WAL a primary keeps for standbys that fall behind. */
+  readonly walKeepSize?: string;
+  readonly maxWalSenders?: number;
+  /** Extra defaults rendered into manatee.conf (the operator's overrides still win). */
+  readonly settings?: Readonly<Record<string, ConfValue>>;
+  /** What to do with a postmaster found running on this data directory at start. Default `adopt`. */
+  readonly orphanPolicy?: 'adopt' | 'stop';
+  readonly startTimeoutMs?: number;
+  readonly stopTimeoutMs?: number;
+  /** statement_timeout and connect timeout of the sitter's own queries. Default 10 s. */
+  readonly queryTimeoutMs?: number;
+  /** How often an adopted postmaster (not our child, so no exit event) is checked. Default 500 ms. */
+  readonly adoptedPollMs?: number;
+  readonly logger?: Logger;
+}
+
+export interface PgExit {
+  readonly pid: number;
+  readonly code: number | null;
+  readonly signal: string | null;
+  /** True when we asked it to stop. */
+  readonly expected: boolean;
+  /** True for a postmaster that we adopted (no exit code is known then). */
+  readonly adopted: boolean;
+}
+
+export interface ConfigureResult {
+  readonly action: 'started' | 'reloaded' | 'restarted' | 'promoted' | 'stopped' | 'none';
+  readonly role: RenderedRole;
+  /** postmaster-context settings that changed and forced a restart. */
+  readonly restartedFor: readonly string[];
+}
+
+interface PgEvents {
+  exit: [PgExit];
+  started: [{ pid: number; adopted: boolean }];
+}
+
+const SIGNAL_FOR: Record<ShutdownMode, NodeJS.Signals> = { smart: 'SIGTERM', fast: 'SIGINT', immediate: 'SIGQUIT' };
+const IDENT_RE = /^[a-z_][a-z0-9_]{0,62}$/;
+const SOCKET_PATH_MAX = 100;
+
+function errText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+export class PostgresServer extends EventEmitter<PgEvents> {
+  readonly dataDir: string;
+  readonly runDir: string;
+  readonly logDir: string;
+  readonly passfile: string;
+  readonly superuser: string;
+  readonly replicationUser: string;
+  private readonly log: Logger;
+  private readonly startTimeoutMs: number;
+  private readonly stopTimeoutMs: number;
+  private readonly queryTimeoutMs: number;
+  private child: ChildProcess | null = null;
+  private childExit: Promise<PgExit> | null = null;
+  private adoptedPid: number | null = null;
+  private adoptedPoll: NodeJS.Timeout | null = null;
+  private stopping = false;
+  private rendered: RenderedRole | null = null;
+  private readonly stderrTail = new LineRing(40);
+
+  private constructor(
+    private readonly opts: PostgresServerOptions,
+    readonly binaries: PgBinaries,
+    readonly user: OsUser,
+  ) {
+    super();
+    this.dataDir = opts.dataDir;
+    this.runDir = opts.runDir ?? `${opts.dataDir}.run`;
+    this.logDir = join(this.runDir, 'log');
+    this.passfile = join(this.runDir, 'pgpass');
+    this.superuser = opts.superuser ?? 'postgres';
+    this.replicationUser = opts.replicationUser ?? 'replicator';
+    this.log = (opts.logger ?? silentLogger()).child({ room: 'postgres', dataDir: opts.dataDir, port: opts.port });
+    this.startTimeoutMs = opts.startTimeoutMs ?? 60_000;
+    this.stopTimeoutMs = opts.stopTimeoutMs ?? 60_000;
+    this.queryTimeoutMs = opts.queryTimeoutMs ?? 10_000;
+  }
+
+  /**
+   * Validate the options, find the binaries and the OS user. Touches nothing on disk.
+   * Throws MANATEE_ERR_PG_BINARIES_NOT_FOUND, MANATEE_ERR_PG_OS_USER, MANATEE_ERR_PG_INVALID_OPTION.
+   */
+  static async open(opts: PostgresServerOptions): Promise<PostgresServer> {
+    const superuser = opts.superuser ?? 'postgres';
+    const repl = opts.replicationUser ?? 'replicator';
+    for (const [what, v] of [['superuser', superuser], ['replicationUser', repl]] as const) {
+      if (!IDENT_RE.test(v)) throw new PgError('MANATEE_ERR_PG_INVALID_OPTION', `${what} ${JSON.stringify(v)}: expected a lower-case identifier`);
+    }
+    if (!Number.isInteger(opts.port) || opts.port < 1 || opts.port > 65535) {
+      throw new PgError('MANATEE_ERR_PG_INVALID_OPTION', `port ${opts.port}: expected an integer 1-65535`);
+    }
+    if (opts.replicationPassword.length === 0 || /[\n\r\0]/.test(opts.replicationPassword)) {
+      throw new PgError('MANATEE_ERR_PG_INVALID_OPTION', 'replicationPassword: expected a non-empty single line');
+    }
+    if (opts.superuserPassword !== undefined && /[\n\r\0]/.test(opts.superuserPassword)) {
+      throw new PgError('MANATEE_ERR_PG_INVALID_OPTION', 'superuserPassword: expected a single line');
+    }
+    const runDir = opts.runDir ?? `${opts.dataDir}.run`;
+    const socketPath = join(runDir, `.s.PGSQL.${opts.port}`);
+    if (Buffer.byteLength(socketPath) > SOCKET_PATH_MAX) {
+      throw new PgError('MANATEE_ERR_PG_INVALID_OPTION', `runDir ${runDir}: the socket path ${socketPath} is longer than ${SOCKET_PATH_MAX} bytes`);
+    }
+    const binaries = await findPgBinaries({ bindir: opts.bindir, logger: opts.logger });
+    const user = await resolveOsUser(opts.osUser);
+    return new PostgresServer(opts, binaries, user);
+  }
+
+  get port(): number {
+    return this.opts.port;
+  }
+
+  /** The postmaster's pid (our child or an adopted one), or null when none is running. */
+  get postgresPid(): number | null {
+    return this.child?.pid ?? this.adoptedPid;
+  }
+
+  get running(): boolean {
+    return this.postgresPid !== null;
+  }
+
+  /** The role last rendered, or null before configure(). */
+  get role(): RenderedRole | null {
+    return this.rendered;
+  }
+
+  /** Connection settings of the sitter's own superuser connection over the unix socket. */
+  clientConfig(database = 'postgres'): pg.ClientConfig {
+    return {
+      host: this.runDir,
+      port: this.opts.port,
+      user: this.superuser,
+      database,
+      connectionTimeoutMillis: this.queryTimeoutMs,
+      statement_timeout: this.queryTimeoutMs,
+      query_timeout: this.queryTimeoutMs + 1000,
+      application_name: 'manatee-sitter',
+    };
+  }
+
+  /** libpq conninfo that another peer uses to reach this server as the replication role. */
+  get replicationConninfo(): { host: string; port: number; user: string } {
+    return { host: this.opts.listenAddress, port: this.opts.port, user: this.replicationUser };
+  }
+
+  /** One query on a fresh socket connection (so a hung or restarted server never wedges a pool). */
+  readonly query: QueryFn = async <R extends Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<R[]> =>
+    this.queryWithTimeout<R>(sql, params, this.queryTimeoutMs);
+
+  async queryWithTimeout<R extends Record<string, unknown>>(sql: string, params: readonly unknown[] | undefined, timeoutMs: number): Promise<R[]> {
+    const client = new pg.Client({ ...this.clientConfig(), statement_timeout: timeoutMs, query_timeout: timeoutMs + 1000 });
+    client.on('error', () => { /* reported by the failing query */ });
+    try {
+      await client.connect();
+      const res = await client.query<R>(sql, params === undefined ? undefined : [...params]);
+      return res.rows;
+    } catch (err) {
+      throw new PgError('MANATEE_ERR_PG_QUERY', `query failed (${sql.slice(0, 60)}): ${errText(err)}`, { cause: err });
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
+
+  async hasData(): Promise<boolean> {
+    try {
+      await stat(join(this.dataDir, 'PG_VERSION'));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  // ---------------------------------------------------------------- files
+
+  private async writeOwned(path: string, content: string, mode = 0o600): Promise<void> {
+    const tmp = `${path}.manatee-tmp`;
+    await writeFile(tmp, content, { mode });
+    if (this.user.switchUser) await chown(tmp, this.user.uid, this.user.gid);
+    await rename(tmp, path);
+  }
+
+  private async ensureRunDir(): Promise<void> {
+    await ensureOwnedDir(this.runDir, this.user, 'run directory');
+    await ensureOwnedDir(this.logDir, this.user, 'log directory');
+    await this.writeOwned(this.passfile, passfileLine(this.replicationUser, this.opts.replicationPassword));
+  }
+
+  /** The data directory exists, belongs to the OS user and holds a cluster. */
+  private async checkDataDir(): Promise<void> {
+    try {
+      await stat(this.dataDir);
+    } catch {
+      throw new PgError('MANATEE_ERR_PG_NO_DATA', `data directory ${this.dataDir} does not exist: run initdb or restore from a peer`);
+    }
+    await ensureOwnedDir(this.dataDir, this.user, 'data directory');
+    if (!(await this.hasData())) {
+      throw new PgError('MANATEE_ERR_PG_NO_DATA', `data directory ${this.dataDir} holds no PostgreSQL cluster (no PG_VERSION)`);
+    }
+  }
+
+  private async renderFiles(role: RenderedRole): Promise<void> {
+    const d = this.dataDir;
+    await this.writeOwned(join(d, FILE_POSTGRESQL_CONF), renderPostgresqlConf());
+    await this.writeOwned(join(d, FILE_MANATEE_CONF), renderManateeConf({
+      runDir: this.runDir,
+      logDir: this.logDir,
+      walKeepSize: this.opts.walKeepSize ?? '1GB',
+      maxWalSenders: this.opts.maxWalSenders ?? 10,
+      extra: this.opts.settings ?? {},
+    }));
+    try {
+      await writeFile(join(d, FILE_OVERRIDES_CONF), OVERRIDES_TEMPLATE, { flag: 'wx', mode: 0o600 });
+      if (this.user.switchUser) await chown(join(d, FILE_OVERRIDES_CONF), this.user.uid, this.user.gid);
+      this.log.info({ decision: 'create-overrides', file: FILE_OVERRIDES_CONF }, 'created the empty operator overrides file');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    await this.writeOwned(join(d, FILE_ENFORCED_CONF), renderEnforcedConf({
+      listenAddress: this.opts.listenAddress,
+      port: this.opts.port,
+      runDir: this.runDir,
+      passfile: this.passfile,
+      replicationUser: this.replicationUser,
+      role,
+    }));
+    await this.writeOwned(join(d, FILE_HBA_CONF), renderHba({
+      superuser: this.superuser,
+      replicationUser: this.replicationUser,
+      clientCidrs: this.opts.clientCidrs ?? ['0.0.0.0/0', '::/0'],
+    }));
+    const signal = join(d, FILE_STANDBY_SIGNAL);
+    if (role.role === 'standby') await this.writeOwned(signal, '');
+    else await rm(signal, { force: true });
+    await this.warnAboutAutoConf();
+    this.rendered = role;
+  }
+
+  private async warnAboutAutoConf(): Promise<void> {
+    let text = '';
+    try {
+      text = await readFile(join(this.dataDir, 'postgresql.auto.conf'), 'utf8');
+    } catch {
+      return;
+    }
+    const keys = ENFORCED_KEYS.filter((k) => new RegExp(`^\\s*${k}\\s*=`, 'm').test(text));
+    if (keys.length > 0) {
+      this.log.warn({ keys }, 'postgresql.auto.conf (ALTER SYSTEM) overrides settings that Manatee enforces; remove them');
+    }
+  }
+
+  // ---------------------------------------------------------------- initdb
+
+  /**
+   * Create a new cluster: initdb with data checksums, the superuser, scram for the network, then
+   * the replication role (with the grants that pg_rewind needs, so that one role serves
+   * pg_basebackup, streaming and pg_rewind). The data directory must be missing or empty.
+   */
+  async initdb(): Promise<void> {
+    await ensureOwnedDir(this.dataDir, this.user, 'data directory');
+    const entries = await readdir(this.dataDir);
+    if (entries.length > 0) {
+      throw new PgError('MANATEE_ERR_PG_DATADIR_NOT_EMPTY', `initdb refused: data directory ${this.dataDir} is not empty (${entries.length} entries); nothing was changed`);
+    }
+    await this.ensureRunDir();
+    const args = ['-D', this.dataDir, '-U', this.superuser, '--data-checksums', '--auth-local=trust',
+      '--auth-host=scram-sha-256', '--encoding=UTF8', '--locale=C', '--no-instructions'];
+    const pwfile = join(this.runDir, 'initdb-pw');
+    if (this.opts.superuserPassword !== undefined) {
+      await this.writeOwned(pwfile, `${this.opts.superuserPassword}\n`);
+      args.push(`--pwfile=${pwfile}`);
+    }
+    const started = Date.now();
+    const r = await runTool(this.binaries.initdb, args, { user: this.user, timeoutMs: 300_000 });
+    await rm(pwfile, { force: true });
+    if (r.exitCode !== 0) {
+      throw new PgError('MANATEE_ERR_PG_COMMAND_FAILED', `initdb ${describeRun(r)}:\n${r.outputTail}`);
+    }
+    await this.renderFiles({ role: 'stopped' });
+    await this.createRoles();
+    this.log.info({ decision: 'initdb', durationMs: Date.now() - started, superuser: this.superuser }, 'initialized a new cluster');
+  }
+
+  private async createRoles(): Promise<void> {
+    const repl = this.replicationUser;
+    const pw = this.opts.replicationPassword.replace(/'/g, "''");
+    // Single-user mode: one statement per line, before any network listener exists.
+    const sql = [
+      `CREATE ROLE ${repl} WITH LOGIN REPLICATION PASSWORD '${pw}';`,
+      `GRANT EXECUTE ON FUNCTION pg_catalog.pg_ls_dir(text, boolean, boolean) TO ${repl};`,
+      `GRANT EXECUTE ON FUNCTION pg_catalog.pg_stat_file(text, boolean) TO ${repl};`,
+      `GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text) TO ${repl};`,
+      `GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean) TO ${repl};`,
+      '',
+    ].join('\n');
+    const r = await runTool(this.binaries.postgres, ['--single', '-D', this.dataDir, '-c', 'log_min_messages=warning', '-c', 'default_transaction_read_only=off', '-c', 'synchronous_commit=local', 'postgres'], {
+      user: this.user, input: sql, timeoutMs: 120_000,
+    });
+    if (r.exitCode !== 0 || /\b(ERROR|FATAL):/.test(r.outputTail)) {
+      throw new PgError('MANATEE_ERR_PG_COMMAND_FAILED', `creating the replication role ${describeRun(r)}:\n${r.outputTail}`);
+    }
+  }
+
+  // ---------------------------------------------------------------- start / stop
+
+  /**
+   * Start the postmaster with the configuration last rendered (or as it is on disk), and wait
+   * until it accepts connections. A postmaster already running on this data directory (left by
+   * a sitter that died) is adopted or stopped, per orphanPolicy: a second one is never started.
+   */
+  async start(): Promise<void> {
+    if (this.running) {
+      this.log.debug({ pid: this.postgresPid }, 'start: already running');
+      return;
+    }
+    await this.checkDataDir();
+    await this.ensureRunDir();
+    if (await this.handleOrphan()) return;
+
+    this.stopping = false;
+    const child = spawn(this.binaries.postgres, ['-D', this.dataDir], {
+      ...spawnIdentity(this.user),
+      cwd: '/',
+      // Its own process group: a signal to the sitter's group (Ctrl-C) does not reach PostgreSQL.
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', LANG: 'C', LC_ALL: 'C' },
+    });
+    const split = lineSplitter((line) => { this.stderrTail.push(line); });
+    child.stdout.on('data', split);
+    child.stderr.on('data', split);
+    const spawnError = new Promise<Error>((resolve) => child.once('error', resolve));
+    this.child = child;
+    this.childExit = new Promise<PgExit>((resolve) => {
+      child.once('exit', (code, signal) => {
+        const exit: PgExit = { pid: child.pid ?? -1, code, signal, expected: this.stopping, adopted: false };
+        if (this.child === child) { this.child = null; }
+        this.log[exit.expected ? 'info' : 'warn']({ ...exit, decision: 'postgres-exited' },
+          exit.expected ? 'PostgreSQL stopped' : 'PostgreSQL exited unexpectedly');
+        this.emit('exit', exit);
+        resolve(exit);
+      });
+    });
+    const first = await Promise.race([spawnError, sleep(50).then(() => null)]);
+    if (first !== null || child.pid === undefined) {
+      this.child = null;
+      throw new PgError('MANATEE_ERR_PG_START_FAILED', `cannot spawn ${this.binaries.postgres}: ${first?.message ?? 'no pid'}`);
+    }
+    this.log.info({ decision: 'start', pid: child.pid, role: this.rendered?.role ?? 'as-on-disk' }, 'started PostgreSQL');
+    await this.waitReady(child.pid);
+    this.emit('started', { pid: child.pid, adopted: false });
+  }
+
+  /** Returns true if a running postmaster was adopted (and nothing more must be started). */
+  private async handleOrphan(): Promise<boolean> {
+    const found = await checkPostmaster(this.dataDir);
+    if (found.kind === 'none') return false;
+    if (found.kind === 'stale') {
+      // PostgreSQL would refuse to start if the stale pid now belongs to a live process.
+      this.log.info({ decision: 'remove-stale-pid-file', pid: found.pid, reason: found.reason }, 'removing a stale postmaster.pid');
+      await rm(join(this.dataDir, 'postmaster.pid'), { force: true });
+      return false;
+    }
+    if ((this.opts.orphanPolicy ?? 'adopt') === 'adopt') {
+      this.adopt(found.pid);
+      this.log.info({ decision: 'adopt-orphan', pid: found.pid, reason: 'postmaster.pid names a live postgres in this data directory' },
+        'adopted a running PostgreSQL left by a previous sitter');
+      await this.waitReady(found.pid);
+      this.emit('started', { pid: found.pid, adopted: true });
+      return true;
+    }
+    this.log.info({ decision: 'stop-orphan', pid: found.pid, reason: 'orphanPolicy is stop' }, 'stopping a PostgreSQL left by a previous sitter');
+    this.adopt(found.pid);
+    await this.stop('fast');
+    return false;
+  }
+
+  private adopt(pid: number): void {
+    this.adoptedPid = pid;
+    this.stopping = false;
+    const pollMs = this.opts.adoptedPollMs ?? 500;
+    // Not our child: no exit event from the kernel, so poll its liveness.
+    this.adoptedPoll = setInterval(() => {
+      void processAlive(pid).then((alive) => {
+        if (alive || this.adoptedPid !== pid) return;
+        this.clearAdopted();
+        const exit: PgExit = { pid, code: null, signal: null, expected: this.stopping, adopted: true };
+        this.log[exit.expected ? 'info' : 'warn']({ ...exit, decision: 'postgres-exited' },
+          exit.expected ? 'adopted PostgreSQL stopped' : 'adopted PostgreSQL exited unexpectedly');
+        this.emit('exit', exit);
+      });
+    }, pollMs);
+    this.adoptedPoll.unref();
+  }
+
+  private clearAdopted(): void {
+    if (this.adoptedPoll !== null) clearInterval(this.adoptedPoll);
+    this.adoptedPoll = null;
+    this.adoptedPid = null;
+  }
+
+  private async waitReady(pid: number): Promise<void> {
+    const deadline = Date.now() + this.startTimeoutMs;
+    let last = '';
+    while (Date.now() < deadline) {
+      if (this.postgresPid !== pid) {
+        const logTail = await this.serverLogTail();
+        throw new PgError('MANATEE_ERR_PG_START_FAILED',
+          `PostgreSQL (pid ${pid}) exited during start-up:\n${this.stderrTail.text()}${logTail === '' ? '' : `\n--- server log ---\n${logTail}`}`);
+      }
+      try {
+        await this.query('SELECT 1');
+        this.log.info({ decision: 'ready', pid }, 'PostgreSQL accepts connections');
+        return;
+      } catch (err) {
+        last = errText(err);
+      }
+      await sleep(100);
+    }
+    throw new PgError('MANATEE_ERR_PG_START_TIMEOUT', `PostgreSQL (pid ${pid}) did not accept connections within ${this.startTimeoutMs} ms; last error: ${last}`);
+  }
+
+  /** The end of the newest server log file (bounded), for error messages. */
+  async serverLogTail(maxBytes = 4096): Promise<string> {
+    try {
+      const files = await readdir(this.logDir);
+      let newest: { path: string; mtimeMs: number } | null = null;
+      for (const f of files) {
+        const p = join(this.logDir, f);
+        const s = await stat(p);
+        if (newest === null || s.mtimeMs > newest.mtimeMs) newest = { path: p, mtimeMs: s.mtimeMs };
+      }
+      if (newest === null) return '';
+      const fh = await open(newest.path, 'r');
+      try {
+        const size = (await fh.stat()).size;
+        const len = Math.min(size, maxBytes);
+        const buf = Buffer.alloc(len);
+        await fh.read(buf, 0, len, size - len);
+        return buf.toString('utf8');
+      } finally {
+        await fh.close();
+      }
+    } catch {
+      return '';
+    }
+  }
+
+  /**
+   * Stop PostgreSQL: smart (wait for clients), fast (disconnect clients, clean shutdown with a
+   * checkpoint), or immediate (no checkpoint: used for a primary being deposed, so that it writes
+   * no WAL that its sync never receives). A fast stop that outlasts stopTimeoutMs is escalated
+   * to immediate. Also stops a postmaster left running on this data directory by a dead sitter.
+   */
+  async stop(mode: ShutdownMode = 'fast'): Promise<void> {
+    let pid = this.postgresPid;
+    if (pid === null) {
+      const found = await checkPostmaster(this.dataDir).catch(() => ({ kind: 'none' as const }));
+      if (found.kind !== 'running') return;
+      this.log.info({ decision: 'adopt-to-stop', pid: found.pid }, 'stop: found a running postmaster on this data directory');
+      this.adopt(found.pid);
+      pid = found.pid;
+    }
+    this.stopping = true;
+    const started = Date.now();
+    this.log.info({ decision: 'stop', mode, pid }, `stopping PostgreSQL (${mode})`);
+    const modes: ShutdownMode[] = mode === 'immediate' ? ['immediate'] : [mode, 'immediate'];
+    for (const m of modes) {
+      try {
+        process.kill(pid, SIGNAL_FOR[m]);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+      }
+      if (await this.waitGone(pid, this.stopTimeoutMs)) {
+        this.log.info({ decision: 'stopped', mode: m, pid, durationMs: Date.now() - started }, 'PostgreSQL is stopped');
+        return;
+      }
+      this.log.warn({ decision: 'escalate-stop', mode: m, pid }, `PostgreSQL did not stop (${m}) within ${this.stopTimeoutMs} ms`);
+    }
+    throw new PgError('MANATEE_ERR_PG_STOP_TIMEOUT', `PostgreSQL (pid ${pid}) did not stop within ${this.stopTimeoutMs} ms even with an immediate shutdown`);
+  }
+
+  private async waitGone(pid: number, timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    if (this.child?.pid === pid && this.childExit !== null) {
+      let timer: NodeJS.Timeout | undefined;
+      const exited = await Promise.race([
+        this.childExit.then(() => true),
+        new Promise<boolean>((resolve) => { timer = setTimeout(() => { resolve(false); }, timeoutMs); }),
+      ]);
+      clearTimeout(timer);
+      return exited;
+    }
+    while (Date.now() < deadline) {
+      if (!(await processAlive(pid))) {
+        if (this.adoptedPid === pid) {
+          this.clearAdopted();
+          const exit: PgExit = { pid, code: null, signal: null, expected: true, adopted: true };
+          this.emit('exit', exit);
+        }
+        return true;
+      }
+      await sleep(100);
+    }
+    return false;
+  }
+
+  async restart(mode: ShutdownMode = 'fast'): Promise<void> {
+    await this.stop(mode);
+    await this.start();
+  }
+
+  /**
+   * Reload the configuration files and wait until new connections see it (pg_conf_load_time
+   * moves), so that a caller's next query runs with the new settings. Returns the names of
+   * settings that need a restart to take effect (pending_restart).
+   */
+  async reload(): Promise<string[]> {
+    const pid = this.postgresPid;
+    if (pid === null) throw new PgError('MANATEE_ERR_PG_NOT_RUNNING', 'reload: PostgreSQL is not running');
+    const [before] = await this.query<{ t: number }>('SELECT extract(epoch FROM pg_conf_load_time())::float8 AS t');
+    process.kill(pid, 'SIGHUP');
+    const deadline = Date.now() + this.queryTimeoutMs;
+    for (;;) {
+      const [now] = await this.query<{ t: number }>('SELECT extract(epoch FROM pg_conf_load_time())::float8 AS t');
+      if (before === undefined || now === undefined || now.t > before.t) break;
+      if (Date.now() > deadline) throw new PgError('MANATEE_ERR_PG_QUERY', `reload: the configuration was not reloaded within ${this.queryTimeoutMs} ms`);
+      await sleep(50);
+    }
+    const errors = await this.query<{ sourcefile: string; sourceline: number; error: string }>(
+      'SELECT sourcefile, sourceline, error FROM pg_file_settings WHERE error IS NOT NULL');
+    if (errors.length > 0) this.log.warn({ errors }, 'configuration files have errors; PostgreSQL ignored those lines');
+    const pending = await this.query<{ name: string }>('SELECT name FROM pg_settings WHERE pending_restart ORDER BY name');
+    this.log.info({ decision: 'reload', pendingRestart: pending.map((p) => p.name) }, 'reloaded the configuration');
+    return pending.map((p) => p.name);
+  }
+
+  async inRecovery(): Promise<boolean> {
+    const [r] = await this.query<{ rec: boolean }>('SELECT pg_is_in_recovery() AS rec');
+    return r?.rec === true;
+  }
+
+  // ---------------------------------------------------------------- roles
+
+  /**
+   * Make PostgreSQL match `role`, and return what was done. Which changes need what:
+   * - stopped: a fast shutdown (or `shutdown: 'immediate'`).
+   * - not running: render, start.
+   * - primary on a running standby: render the read-only primary configuration, reload (so
+   *   the server is read-only and waits for a sync from its first moment as a primary), then
+   *   pg_promote and wait until recovery has ended. No restart.
+   * - standby on a running primary: render, immediate restart (a clean shutdown would write a
+   *   checkpoint that its new upstream never had; the sitter normally runs pg_rewind first).
+   * - same role: render and reload. synchronous_standby_names, default_transaction_read_only,
+   *   primary_conninfo and pg_hba.conf take effect on reload; if a postmaster-only setting changed
+   *   (listen address, port, wal_level, max_wal_senders, an operator override of such a setting),
+   *   pending_restart says so and we restart (fast).
+   * A primary is rendered read-only unless it is in ONWM or it already was a writable primary in
+   * this process (then only the named sync changes, and commits wait for the new one).
+   * Writes are turned on by enableWrites() once the sync has caught up.
+   */
+  async configure(role: PgRole): Promise<ConfigureResult> {
+    if (role.role === 'stopped') {
+      const was = this.running;
+      await this.stop(role.shutdown ?? 'fast');
+      this.rendered = { role: 'stopped' };
+      this.log.info({ decision: 'configure', role: 'stopped', action: was ? 'stopped' : 'none' }, 'PostgreSQL configured stopped');
+      return { action: was ? 'stopped' : 'none', role: this.rendered, restartedFor: [] };
+    }
+    await this.checkDataDir();
+    if (!this.running) {
+      await this.ensureRunDir();
+      await this.handleOrphan();
+    }
+    const running = this.running;
+    const recovering = running ? await this.inRecovery() : null;
+    let next: RenderedRole;
+    if (role.role === 'primary') {
+      const onwm = role.oneNodeWriteMode === true;
+      const syncId = role.syncId ?? null;
+      if (syncId !== null) validatePeerId(syncId, 'syncId');
+      if (!onwm && syncId === null) {
+        this.log.warn({ decision: 'primary-without-sync' }, 'primary has no sync and is not in ONWM: it stays read-only');
+      }
+      const prev = this.rendered;
+      const stayWritable = running && recovering === false && prev?.role === 'primary' && prev.writable && syncId !== null;
+      const writable = onwm || stayWritable;
+      const syncNames = onwm ? '' : writable && syncId !== null ? quoteStandbyName(syncId) : quoteStandbyName(NO_SYNC_PLACEHOLDER);
+      next = { role: 'primary', writable, syncNames, oneNodeWriteMode: onwm, syncId };
+    } else {
+      validatePeerId(role.applicationName, 'applicationName');
+      if (role.upstream.host.length === 0 || !Number.isInteger(role.upstream.port)) {
+        throw new PgError('MANATEE_ERR_PG_INVALID_OPTION', `standby upstream ${JSON.stringify(role.upstream)}: expected a host and an integer port`);
+      }
+      next = { role: 'standby', upstreamHost: role.upstream.host, upstreamPort: role.upstream.port, applicationName: role.applicationName };
+    }
+    await this.renderFiles(next);
+
+    let action: ConfigureResult['action'];
+    let restartedFor: string[] = [];
+    if (!running) {
+      await this.start();
+      action = 'started';
+    } else if (next.role === 'primary' && recovering === true) {
+      await this.reload();
+      await this.promote();
+      action = 'promoted';
+    } else if (next.role === 'standby' && recovering === false) {
+      await this.restart('immediate');
+      action = 'restarted';
+    } else {
+      restartedFor = await this.reload();
+      if (restartedFor.length > 0) {
+        await this.restart('fast');
+        action = 'restarted';
+      } else {
+        action = 'reloaded';
+      }
+    }
+    this.log.info({ decision: 'configure', role: next, action, restartedFor }, `PostgreSQL configured as ${next.role} (${action})`);
+    return { action, role: next, restartedFor };
+  }
+
+  /**
+   * Promote this standby: pg_promote(wait => true), then wait until pg_is_in_recovery() is false.
+   * The standby configuration already makes a promoted server read-only with commits waiting for
+   * a sync; configure({role:'primary'}) promotes and renders the primary configuration in one go.
+   */
+  async promote(timeoutMs = 60_000): Promise<void> {
+    if (!this.running) throw new PgError('MANATEE_ERR_PG_NOT_RUNNING', 'promote: PostgreSQL is not running');
+    if (!(await this.inRecovery())) {
+      throw new PgError('MANATEE_ERR_PG_WRONG_ROLE', 'promote: this server is not a standby (not in recovery)');
+    }
+    const started = Date.now();
+    const waitSec = Math.max(1, Math.floor(timeoutMs / 1000));
+    const [r] = await this.queryWithTimeout<{ ok: boolean }>('SELECT pg_promote(true, $1) AS ok', [waitSec], timeoutMs + 5000);
+    if (r?.ok !== true) {
+      throw new PgError('MANATEE_ERR_PG_PROMOTE_FAILED', `pg_promote did not finish within ${waitSec} s`);
+    }
+    const deadline = Date.now() + timeoutMs;
+    while (await this.inRecovery()) {
+      if (Date.now() > deadline) throw new PgError('MANATEE_ERR_PG_PROMOTE_FAILED', `still in recovery ${timeoutMs} ms after pg_promote`);
+      await sleep(100);
+    }
+    if (this.rendered?.role === 'standby') {
+      this.rendered = { role: 'primary', writable: false, syncNames: quoteStandbyName(NO_SYNC_PLACEHOLDER), oneNodeWriteMode: false, syncId: null };
+    }
+    this.log.info({ decision: 'promoted', durationMs: Date.now() - started }, 'promoted to primary');
+  }
+
+  /** Has the sync (application_name = syncId) connected and caught up with this primary? */
+  async syncCaughtUp(syncId: string): Promise<SyncCatchUp> {
+    validatePeerId(syncId, 'syncId');
+    return checkSyncCaughtUp(this.query, syncId);
+  }
+
+  /**
+   * Name the sync in synchronous_standby_names and turn read-only off (reload). Refuses
+   * (MANATEE_ERR_PG_SYNC_NOT_CAUGHT_UP) unless the sync is streaming and caught up, so that a
+   * primary never takes writes before its sync has everything it has.
+   */
+  async enableWrites(syncId: string): Promise<SyncCatchUp> {
+    validatePeerId(syncId, 'syncId');
+    const cur = this.rendered;
+    if (cur?.role !== 'primary' || !this.running) {
+      throw new PgError('MANATEE_ERR_PG_WRONG_ROLE', `enableWrites: PostgreSQL is not running as a primary (role ${cur?.role ?? 'unknown'})`);
+    }
+    const check = await this.syncCaughtUp(syncId);
+    if (!check.caughtUp) {
+      this.log.info({ decision: 'keep-read-only', syncId, reason: check.reason }, 'not enabling writes: sync has not caught up');
+      throw new PgError('MANATEE_ERR_PG_SYNC_NOT_CAUGHT_UP', `enableWrites refused: ${check.reason}`);
+    }
+    const next: RenderedRole = { role: 'primary', writable: true, syncNames: quoteStandbyName(syncId), oneNodeWriteMode: false, syncId };
+    await this.renderFiles(next);
+    await this.reload();
+    this.log.info({ decision: 'enable-writes', syncId, reason: check.reason }, 'writes enabled: commits wait for the sync');
+    return check;
+  }
+
+  async walPositions(): Promise<WalPositions> {
+    return readWalPositions(this.query);
+  }
+
+  async replicationStatus(): Promise<ReplicationRow[]> {
+    return readReplication(this.query);
+  }
+
+  /** SHOW a setting over the sitter's connection. */
+  async show(name: string): Promise<string> {
+    const [r] = await this.query<{ setting: string }>('SELECT current_setting($1) AS setting', [name]);
+    return r?.setting ?? '';
+  }
+
+  /** Stop the adopted-process poller (the postmaster itself keeps running). For shutdown of the sitter. */
+  detach(): void {
+    this.clearAdopted();
+    this.child = null;
+  }
+
+  /** Siblings of the data directory used by the restore code: `<parent>/<base>.<suffix>`. */
+  siblingPath(suffix: string): string {
+    return join(dirname(this.dataDir), `${basename(this.dataDir)}.${suffix}`);
+  }
+
+  /** Make a directory for the PostgreSQL OS user (mode 0700). */
+  async makeOwnedDir(path: string): Promise<void> {
+    await mkdir(dirname(path), { recursive: true });
+    await ensureOwnedDir(path, this.user, 'directory');
+  }
+}
