@@ -1,0 +1,143 @@
+// The randomized workload: proposals, ReadIndex reads, crashes (also in the middle of a Ready),
+// restarts, partitions, compaction, membership changes and leadership transfers, over a faulty
+// network. Safety is checked after every event (cluster.ts); liveness at the end, after healing.
+import { ConfChangeInvalidError, ProposalDroppedError, type NodeId } from '../../../src/raft/core/index.js';
+import { SimCluster } from './cluster.js';
+import { Prng } from './prng.js';
+
+export interface WorkloadOptions {
+  /** Ticks of chaos before healing. */
+  ticks?: number;
+  trace?: boolean;
+}
+
+export interface WorkloadResult {
+  readonly seed: number;
+  readonly cluster: SimCluster;
+  readonly proposed: number;
+  readonly committed: number;
+  readonly confChanges: number;
+}
+
+const MAX_NODES = 7;
+/** After healing, how long a healthy cluster may take to elect a leader and catch everyone up. */
+const LIVENESS_TICKS = 400;
+
+export function runWorkload(seed: number, opts: WorkloadOptions = {}): WorkloadResult {
+  const w = new Prng(seed ^ 0x5bd1e995);
+  const n = w.int(3, 5);
+  const ids = Array.from({ length: n }, (_, k) => `n${k + 1}`);
+  const c = new SimCluster({
+    seed,
+    ids,
+    trace: opts.trace === true,
+    faults: {
+      drop: w.next() * 0.1,
+      duplicate: w.next() * 0.05,
+      maxDelay: w.int(1, 8),
+      slowDisk: w.next() * 0.3,
+    },
+    raft: {
+      preVote: w.chance(0.8),
+      checkQuorum: w.chance(0.8),
+      maxEntriesPerMessage: w.int(1, 8),
+      maxInflightMessages: w.int(1, 4),
+      maxUncommittedEntries: w.int(8, 64),
+    },
+  });
+  let nextId = n + 1;
+  let proposed = 0;
+  let confChanges = 0;
+  let partitioned = false;
+  const ticks = opts.ticks ?? 150;
+
+  const up = (): NodeId[] => c.upIds();
+  const members = (): NodeId[] => {
+    const l = c.leader();
+    if (l === null) return [];
+    const cs = l.core!.status().confState;
+    return [...cs.voters, ...cs.learners];
+  };
+
+  for (let t = 0; t < ticks; t++) {
+    let live = up();
+    let leader = c.leader();
+    if (w.chance(0.6) && live.length > 0) {
+      const at = leader !== null && w.chance(0.5) ? leader.id : w.pick(live);
+      if (c.propose(at, `v${seed}-${proposed}`)) proposed++;
+    }
+    if (w.chance(0.15) && live.length > 0) c.readIndex(w.pick(live));
+    if (w.chance(0.03) && live.length > 0) {
+      const victim = w.pick(live);
+      if (w.chance(0.3)) c.node(victim).crashAfterPersist = true;
+      else c.crash(victim);
+    }
+    for (const id of c.nodes.keys()) if (!c.node(id).up && w.chance(0.08)) c.restart(id);
+    if (!partitioned && w.chance(0.03)) {
+      const all = [...c.nodes.keys()];
+      const side = all.filter(() => w.chance(0.4));
+      c.partition(side, all.filter((id) => !side.includes(id)));
+      partitioned = true;
+    } else if (partitioned && w.chance(0.06)) {
+      c.heal();
+      partitioned = false;
+    }
+    if (w.chance(0.06) && live.length > 0) c.compact(w.pick(live), w.int(0, 6));
+    // Earlier events may have crashed the leader (a crash in the middle of a Ready).
+    live = up();
+    leader = c.leader();
+    if (w.chance(0.04) && leader !== null) {
+      const cs = leader.core!.status().confState;
+      const roll = w.next();
+      try {
+        if (roll < 0.4 && c.nodes.size < MAX_NODES) {
+          const id = `n${nextId++}`;
+          c.addNode(id);
+          c.proposeConfChange(leader.id, { type: 'addLearner', nodeId: id });
+          confChanges++;
+        } else if (roll < 0.7 && cs.learners.length > 0) {
+          c.proposeConfChange(leader.id, { type: 'promote', nodeId: w.pick(cs.learners) });
+          confChanges++;
+        } else if (cs.voters.length > 3 || (cs.learners.length > 0 && roll < 0.85)) {
+          const pool = cs.voters.length > 3 ? [...cs.voters, ...cs.learners] : cs.learners;
+          c.proposeConfChange(leader.id, { type: 'remove', nodeId: w.pick(pool) });
+          confChanges++;
+        }
+      } catch (err) {
+        if (!(err instanceof ProposalDroppedError) && !(err instanceof ConfChangeInvalidError)) throw err;
+      }
+    }
+    leader = c.leader();
+    if (w.chance(0.02) && leader !== null) {
+      const voters = leader.core!.status().confState.voters.filter((id) => id !== leader.id);
+      if (voters.length > 0) c.transferLeadership(leader.id, w.pick(voters));
+    }
+    c.ticks(1);
+  }
+
+  // Liveness: heal everything; a leader is elected and every member applies everything committed.
+  c.heal();
+  c.faults = { drop: 0, duplicate: 0, maxDelay: c.faults.maxDelay, slowDisk: 0 };
+  for (const id of c.nodes.keys()) c.restart(id);
+  const committedAtHeal = c.checker.maxCommitted;
+  let finalProposed = false;
+  c.runUntil('liveness after healing: a leader, and every member caught up', () => {
+    const l = c.stableLeader();
+    if (l === null) return false;
+    // Nodes no longer in the configuration are shut down, as a removed Manatee peer would be.
+    const mem = members();
+    for (const id of c.nodes.keys()) {
+      if (!mem.includes(id) && c.node(id).up) c.crash(id);
+      if (mem.includes(id) && !c.node(id).up) c.restart(id);
+    }
+    if (!finalProposed) {
+      finalProposed = c.propose(l.id, `final-${seed}`);
+      return false;
+    }
+    return mem.every((id) => {
+      const node = c.node(id);
+      return node.sm.values.includes(`final-${seed}`) && node.sm.index >= committedAtHeal;
+    });
+  }, LIVENESS_TICKS);
+  return { seed, cluster: c, proposed, committed: c.checker.maxCommitted, confChanges };
+}
