@@ -94,6 +94,10 @@ describe('promotion of asyncs (the primary acts)', () => {
     shard.promote({ id: 'node3', role: 'async', asyncIndex: 0, generation: 1, expireInMs: 5_000 });
     expect(shard.settle()).toEqual([]);
     expect(shard.topology()).toMatchObject({ generation: 1, sync: 'node2', promote: true });
+    expect(shard.peer('node1').last?.kind).toBe('ignoredPromote');
+    expect(shard.peer('node1').last?.reason).toMatch(
+      /^ignoring the promote request for "node3" \(async 0\) for now because the cluster is frozen .*; it is cleared when it expires$/,
+    );
 
     shard.nowMs += 5_000;
     const d = shard.step('node1');

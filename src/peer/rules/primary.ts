@@ -28,80 +28,73 @@ function newInitWal(input: RulesInput, state: ClusterState): { lsn: Lsn } | { wh
 export function decideAsPrimary(input: RulesInput, state: ClusterState, active: ActivePeers): Decision {
   if (state.oneNodeWriteMode === true) return decideOnwmPrimary(input, state, active);
 
-  const g = state.generation;
   const sync = state.sync;
-  // A wait that blocks replacing the sync. The primary still keeps the asyncs in step
+  // A wait that blocks replacing a failed sync. The primary still keeps the asyncs in step
   // meanwhile: a newly active peer may be the async that unblocks the replacement.
-  let blocked: { kind: DecisionKind; reason: string } | null = null;
-  let wal: { lsn: Lsn } | { why: string };
-
+  let blocked: Decision | null = null;
   if (sync === null || !active.has(sync)) {
-    const gone = sync === null ? 'there is no sync' : `sync ${name(sync)} has no session`;
-    const next = state.async.find((p) => active.has(p));
-    if (state.freeze !== undefined) {
-      blocked = { kind: 'frozen', reason: `${gone}, but ${frozenBecause(state)}; not replacing it` };
-    } else if (next === undefined) {
-      blocked = {
-        kind: 'waitForAsync',
-        reason: `${gone} and no async is active; keeping it as sync until an async can replace it`,
-      };
-    } else if ('why' in (wal = newInitWal(input, state))) {
-      blocked = {
-        kind: 'waitForPostgres',
-        reason: `${gone}; replacing it with ${name(next)} records my WAL position as initWal, but ${wal.why}`,
-      };
-    } else {
-      const rest = state.async.filter((p) => p.id !== next.id && active.has(p));
-      const newState: ClusterState = {
-        ...withoutPromote(state),
-        generation: g + 1,
-        sync: next,
-        async: rest,
-        initWal: wal.lsn,
-      };
-      return outcome(
-        input,
-        'replaceSync',
-        `${gone}; I am the primary and ${name(next)} is the first active async; declaring generation ${g + 1} with it as sync and initWal ${wal.lsn}`,
-        {
-          write: {
-            newState,
-            summary: `primary (${state.primary.id}) selected new sync (was ${sync?.id ?? 'none'}, now ${next.id})`,
-          },
-        },
-      );
-    }
-  } else {
-    const promoted = decidePromoteAsPrimary(input, state, active, sync);
-    if (promoted !== null) return promoted;
+    const replaced = replaceSync(input, state, active, sync);
+    if (replaced.write !== null) return replaced;
+    blocked = replaced;
   }
 
-  const maintained = maintainAsyncs(input, state, active);
-  if (maintained !== null) return maintained;
-  if (blocked !== null) return outcome(input, blocked.kind, blocked.reason);
-
-  const pending = state.promote === undefined ? '' : `; ${describePromote(state.promote)} is for the sync to act on`;
-  return outcome(
-    input,
-    'none',
-    `no action: I am the primary of generation ${g} with sync ${name(sync!)} and asyncs ${names(state.async)}, all active${pending}`,
-  );
-}
-
-/** Promote requests: act on one for an async, clear a stale one, or return null. */
-function decidePromoteAsPrimary(input: RulesInput, state: ClusterState, active: ActivePeers, sync: PeerInfo): Decision | null {
   const check = checkPromote(state, active, input.nowMs);
-  if (check === null) return null;
-  const what = describePromote(check.request);
-  if (check.kind === 'invalid') {
-    if (!check.clear) return null; // it may still become valid; it is cleared once it expires
+  if (check?.kind === 'invalid' && check.clear) {
+    const what = describePromote(check.request);
     return outcome(input, 'clearPromote', `ignoring ${what} because ${check.why}; clearing it`, {
       write: { newState: withoutPromote(state), summary: `promote request cleared: ${check.why}` },
     });
   }
-  if (check.target === 'sync') return null; // the sync acts on it
+  if (check?.kind === 'valid' && check.target === 'async' && blocked === null && sync !== null) {
+    return promoteAsync(input, state, sync, check.asyncIndex, describePromote(check.request));
+  }
 
-  const i = check.asyncIndex;
+  const maintained = maintainAsyncs(input, state, active);
+  if (maintained !== null) return maintained;
+  if (blocked !== null) return blocked;
+
+  if (check?.kind === 'invalid') {
+    return outcome(
+      input,
+      'ignoredPromote',
+      `ignoring ${describePromote(check.request)} for now because ${check.why}; it is cleared when it expires`,
+    );
+  }
+  const pending = check?.kind === 'valid' ? `; ${describePromote(check.request)} is for the sync to act on` : '';
+  return outcome(
+    input,
+    'none',
+    `no action: I am the primary of generation ${state.generation} with sync ${name(sync!)} and asyncs ${names(state.async)}, all active${pending}`,
+  );
+}
+
+/** The sync has no session: replace it with the first active async (generation+1), or say why not. */
+function replaceSync(input: RulesInput, state: ClusterState, active: ActivePeers, sync: PeerInfo | null): Decision {
+  const g = state.generation;
+  const gone = sync === null ? 'there is no sync' : `sync ${name(sync)} has no session`;
+  if (state.freeze !== undefined) {
+    return outcome(input, 'frozen', `${gone}, but ${frozenBecause(state)}; not replacing it`);
+  }
+  const next = state.async.find((p) => active.has(p));
+  if (next === undefined) {
+    return outcome(input, 'waitForAsync', `${gone} and no async is active; keeping it as sync until an async can replace it`);
+  }
+  const wal = newInitWal(input, state);
+  if ('why' in wal) {
+    return outcome(input, 'waitForPostgres', `${gone}; replacing it with ${name(next)} records my WAL position as initWal, but ${wal.why}`);
+  }
+  const rest = state.async.filter((p) => p.id !== next.id && active.has(p));
+  const newState: ClusterState = { ...withoutPromote(state), generation: g + 1, sync: next, async: rest, initWal: wal.lsn };
+  return outcome(
+    input,
+    'replaceSync',
+    `${gone}; I am the primary and ${name(next)} is the first active async; declaring generation ${g + 1} with it as sync and initWal ${wal.lsn}`,
+    { write: { newState, summary: `primary (${state.primary.id}) selected new sync (was ${sync?.id ?? 'none'}, now ${next.id})` } },
+  );
+}
+
+/** Act on a current promote request for async[i]. */
+function promoteAsync(input: RulesInput, state: ClusterState, sync: PeerInfo, i: number, what: string): Decision {
   const target = state.async[i]!;
   const g = state.generation;
   if (i === 0) {
