@@ -1,0 +1,137 @@
+// manatee-adm's HTTP client for a peer's API. Every failure becomes an AdmError with a stable
+// code: the server's own code when it answered {error: {code, message}}, or one of ours when
+// it could not be reached or answered something that is not the API.
+import { ManateeError } from '../../errors.js';
+import type { SitterStatus } from '../../peer/status.js';
+import type { HistoryEntry, PeerInfo } from '../../store/types.js';
+import type { AdminResult, RebuildResult, VersionedState } from '../../api/types.js';
+
+export class AdmError extends ManateeError {}
+
+/** Largest answer read from a peer: a status or a full history page is far below it. */
+const RESPONSE_CHARS_MAX = 16 * 1024 * 1024;
+
+export interface ClientOptions {
+  readonly url: string;
+  readonly token?: string;
+  readonly timeoutMs: number;
+  /** Sent as X-Manatee-Operator, so that the sitter's log says who acted. */
+  readonly operator?: string;
+}
+
+/** The base URL without a trailing slash; refuses what is not http(s). */
+export function normalizeUrl(raw: string): string {
+  let u: URL;
+  try {
+    u = new URL(raw);
+  } catch {
+    throw new AdmError('MANATEE_ERR_USAGE', `bad URL ${JSON.stringify(raw)}: expected http://host:port`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') {
+    throw new AdmError('MANATEE_ERR_USAGE', `bad URL ${JSON.stringify(raw)}: expected http://host:port`);
+  }
+  return u.toString().replace(/\/+$/, '');
+}
+
+function causeText(err: unknown): string {
+  // fetch() wraps the socket error: "fetch failed" with cause ECONNREFUSED and the like.
+  const cause = err instanceof Error ? (err.cause as { code?: unknown; message?: unknown } | undefined) : undefined;
+  if (cause !== undefined && typeof cause.code === 'string') return cause.code;
+  if (cause !== undefined && typeof cause.message === 'string') return cause.message;
+  return err instanceof Error ? err.message : String(err);
+}
+
+export class AdmClient {
+  readonly url: string;
+
+  constructor(private readonly opts: ClientOptions) {
+    this.url = normalizeUrl(opts.url);
+  }
+
+  private async request<T>(method: 'GET' | 'POST', path: string, body?: unknown, admin = false): Promise<T> {
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (admin) {
+      if (this.opts.token === undefined || this.opts.token === '') {
+        throw new AdmError('MANATEE_ERR_NO_TOKEN', 'this command needs the admin token: pass --token or set MANATEE_ADMIN_TOKEN');
+      }
+      headers['authorization'] = `Bearer ${this.opts.token}`;
+      if (this.opts.operator !== undefined) headers['x-manatee-operator'] = this.opts.operator;
+    }
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    const target = `${this.url}${path}`;
+    let res: Response;
+    try {
+      res = await fetch(target, {
+        method,
+        headers,
+        signal: AbortSignal.timeout(this.opts.timeoutMs),
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+    } catch (err) {
+      if (err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError')) {
+        throw new AdmError('MANATEE_ERR_TIMEOUT', `no answer from ${this.url} within ${this.opts.timeoutMs} ms (${method} ${path})`);
+      }
+      throw new AdmError('MANATEE_ERR_UNREACHABLE', `cannot reach the Manatee API at ${this.url}: ${causeText(err)}`);
+    }
+    const text = await res.text();
+    if (text.length > RESPONSE_CHARS_MAX) {
+      throw new AdmError('MANATEE_ERR_BAD_RESPONSE', `the answer from ${target} is larger than ${RESPONSE_CHARS_MAX} characters`);
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      throw new AdmError('MANATEE_ERR_BAD_RESPONSE', `${target} answered HTTP ${res.status} with something that is not JSON: is this a Manatee API?`);
+    }
+    if (!res.ok) {
+      const e = (parsed as { error?: { code?: unknown; message?: unknown } } | null)?.error;
+      if (typeof e?.code === 'string' && typeof e.message === 'string') throw new AdmError(e.code, e.message);
+      throw new AdmError('MANATEE_ERR_BAD_RESPONSE', `${target} answered HTTP ${res.status} without an error code`);
+    }
+    return parsed as T;
+  }
+
+  status(): Promise<SitterStatus> {
+    return this.request('GET', '/status');
+  }
+
+  state(): Promise<VersionedState> {
+    return this.request('GET', '/state');
+  }
+
+  async history(limit: number): Promise<readonly HistoryEntry[]> {
+    return (await this.request<{ history: HistoryEntry[] }>('GET', `/history?limit=${limit}`)).history;
+  }
+
+  async peers(): Promise<readonly PeerInfo[]> {
+    return (await this.request<{ peers: PeerInfo[] }>('GET', '/peers')).peers;
+  }
+
+  freeze(reason: string): Promise<AdminResult> {
+    return this.request('POST', '/admin/freeze', { reason }, true);
+  }
+
+  unfreeze(): Promise<AdminResult> {
+    return this.request('POST', '/admin/unfreeze', {}, true);
+  }
+
+  promote(peerId: string, expireMs?: number): Promise<AdminResult> {
+    return this.request('POST', '/admin/promote', expireMs === undefined ? { peerId } : { peerId, expireMs }, true);
+  }
+
+  clearPromote(): Promise<AdminResult> {
+    return this.request('POST', '/admin/clear-promote', {}, true);
+  }
+
+  reap(peerId: string): Promise<AdminResult> {
+    return this.request('POST', '/admin/reap', { peerId }, true);
+  }
+
+  rebuild(): Promise<RebuildResult> {
+    return this.request('POST', '/admin/rebuild', {}, true);
+  }
+
+  setOnwm(on: boolean): Promise<AdminResult> {
+    return this.request('POST', '/admin/onwm', { on }, true);
+  }
+}

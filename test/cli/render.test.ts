@@ -1,0 +1,116 @@
+// manatee-adm's output as pure functions: the shard view and tables, pinned exactly.
+import { describe, expect, it } from 'vitest';
+import { buildShardView, cell, formatBytes, peersInOrder, renderHistory, renderStatus, renderTable } from '../../src/cli/adm/render.js';
+import type { HistoryEntry } from '../../src/store/types.js';
+import { MemoryStore, peer, statusOf, threePeerState } from '../api/memory.js';
+
+const NOW = new Date('2026-11-24T07:00:00.000Z');
+const A = peer('a');
+const B = peer('b');
+const C = peer('c');
+const Z = peer('z');
+const U = peer('u');
+
+function fixture() {
+  const store = new MemoryStore(threePeerState([A, B, C], [Z]), [A, B, C, U]);
+  return { store, a: statusOf(A, store), b: statusOf(B, store), c: statusOf(C, store) };
+}
+
+describe('renderTable', () => {
+  it('pads columns to the widest cell and trims trailing blanks', () => {
+    expect(renderTable(['A', 'LONG'], [['xxx', 'y'], ['z', '']])).toBe('A    LONG\nxxx  y\nz');
+  });
+});
+
+describe('cell and formatBytes', () => {
+  it('replaces control characters and bounds the length', () => {
+    expect(cell('a\u001b[31mred\nb')).toBe('a?[31mred?b');
+    expect(cell('x'.repeat(10), 5)).toBe('xxxx…');
+  });
+
+  it('prints bytes in binary units', () => {
+    expect(formatBytes(72)).toBe('72 B');
+    expect(formatBytes(1536)).toBe('1.5 KiB');
+    expect(formatBytes(5 * 1024 * 1024 * 1024)).toBe('5.0 GiB');
+  });
+});
+
+describe('buildShardView', () => {
+  it('orders peers primary, sync, asyncs, deposed, then unassigned active peers', () => {
+    const { store } = fixture();
+    expect(peersInOrder(store.state, store.active).map((p) => p.id)).toEqual(['a', 'b', 'c', 'z', 'u']);
+  });
+
+  it("takes each peer's health from its own status and its lag from its upstream's replication rows", () => {
+    const { a, b, c } = fixture();
+    const view = buildShardView(c, new Map([
+      ['a', { ok: true, status: a }],
+      ['b', { ok: true, status: b }],
+      ['z', { ok: false, error: 'cannot reach the Manatee API at http://z: ECONNREFUSED' }],
+    ] as const));
+    const byId = new Map(view.peers.map((r) => [r.id, r]));
+    expect(byId.get('a')).toMatchObject({ role: 'primary', reachable: true, pgOnline: true, writable: true, lagBytes: null });
+    expect(byId.get('b')).toMatchObject({ role: 'sync', writable: false, lagBytes: 72 });
+    expect(byId.get('c')).toMatchObject({ role: 'async', lagBytes: 72 });
+    expect(byId.get('z')).toMatchObject({ role: 'deposed', reachable: false, pgOnline: null, error: expect.stringContaining('ECONNREFUSED') });
+    expect(byId.get('u')).toMatchObject({ role: 'unassigned', reachable: false, error: 'not asked' });
+    expect(view).toMatchObject({ answeredBy: 'c', generation: 3, freeze: null, promote: null, raftLeader: 'a' });
+  });
+});
+
+describe('renderStatus', () => {
+  it('prints the shard header, one row per peer and the notes', () => {
+    const { store, a, b, c } = fixture();
+    store.state = { ...store.state!, freeze: { date: '2026-11-24T06:00:00.000Z', reason: 'upgrade' } };
+    const asked = { ...a, state: store.state };
+    const view = buildShardView(asked, new Map([
+      ['b', { ok: true, status: b }],
+      ['c', { ok: true, status: { ...c, lastDecision: { kind: 'none', reason: 'no action: I am an async', generation: 3, at: '2026-11-24T06:59:00.000Z' } } }],
+      ['z', { ok: false, error: 'ECONNREFUSED' }],
+      ['u', { ok: false, error: 'ECONNREFUSED' }],
+    ] as const));
+    const text = renderStatus(view, NOW);
+    const lines = text.split('\n');
+    expect(lines[0]).toBe('shard: generation 3, initWal 0/3000060, state version 1, mode normal');
+    expect(lines[1]).toBe('freeze: FROZEN since 2026-11-24T06:00:00.000Z: upgrade');
+    expect(lines[2]).toBe('raft: leader a, term 2 (answered by a)');
+    expect(lines[4]).toMatch(/^ROLE\s+PEER\s+HOST\s+PG\s+WRITABLE\s+LAG\s+SITTER\s+POSTGRES$/);
+    expect(lines[5]).toMatch(/^primary\s+a\s+127\.0\.0\.1\s+ok\s+yes\s+-\s+\d+\s+4242$/);
+    expect(lines[6]).toMatch(/^sync\s+b\s+127\.0\.0\.1\s+ok\s+no\s+72 B\s+\d+\s+4242$/);
+    expect(lines[7]).toMatch(/^async\s+c\s+127\.0\.0\.1\s+ok\s+no\s+72 B/);
+    expect(lines[8]).toMatch(/^deposed\s+z\s+127\.0\.0\.1\s+\?\s+-\s+-\s+-\s+-$/);
+    expect(lines[9]).toMatch(/^unassigned\s+u\s/);
+    expect(text).toContain('  z: sitter unreachable at http://127.0.0.1:1/z: ECONNREFUSED');
+    expect(text).toContain('  c: last decision none at 2026-11-24T06:59:00.000Z: no action: I am an async');
+  });
+
+  it('shows a promotion request and whether it is still pending', () => {
+    const { store, a } = fixture();
+    const promote = { id: 'b', role: 'sync' as const, generation: 3, expireTime: '2026-11-24T07:01:00.000Z' };
+    const view = buildShardView({ ...a, state: { ...store.state!, promote } }, new Map());
+    expect(renderStatus(view, NOW)).toContain('promote: b (sync) for generation 3, expires 2026-11-24T07:01:00.000Z: pending');
+    expect(renderStatus(view, new Date('2026-11-24T07:02:00.000Z'))).toContain(': expired');
+  });
+
+  it('says when there is no state yet', () => {
+    const store = new MemoryStore(null, [A]);
+    const text = renderStatus(buildShardView(statusOf(A, store), new Map()), NOW);
+    expect(text.split('\n')[0]).toBe('shard: no cluster state yet (initial setup has not happened)');
+    expect(text).toMatch(/unassigned\s+a/);
+  });
+});
+
+describe('renderHistory', () => {
+  it('prints one row per change with the chain and the summary', () => {
+    const state = threePeerState([A, B, C], [Z]);
+    const entries: HistoryEntry[] = [
+      { version: 1, time: '2026-11-24T06:00:00.000Z', generation: 1, summary: 'cluster setup', state: { ...state, generation: 1, deposed: [] } },
+      { version: 2, time: '2026-11-24T06:10:00.000Z', generation: 3, summary: 'frozen by operator: x', state: { ...state, freeze: { date: 'd', reason: 'x' } } },
+    ];
+    const lines = renderHistory(entries).split('\n');
+    expect(lines[0]).toMatch(/^TIME\s+G#\s+VER\s+MODE\s+FRZ\s+PRIMARY\s+SYNC\s+ASYNC\s+DEPOSED\s+SUMMARY$/);
+    expect(lines[1]).toMatch(/^2026-11-24T06:00:00\.000Z\s+1\s+1\s+multi\s+-\s+a\s+b\s+c\s+-\s+cluster setup$/);
+    expect(lines[2]).toMatch(/^2026-11-24T06:10:00\.000Z\s+3\s+2\s+multi\s+frozen\s+a\s+b\s+c\s+z\s+frozen by operator: x$/);
+    expect(renderHistory([])).toBe('no history yet');
+  });
+});
