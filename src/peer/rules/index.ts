@@ -11,3 +11,4 @@ export type {
   RulesPgStatus,
   StateWrite,
 } from './types.js';
+export { rulesPgStatus, decisionLogFields, decisionRecord } from './report.js';
