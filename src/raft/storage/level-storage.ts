@@ -209,6 +209,25 @@ export class RaftStorage {
   }
 
   /**
+   * Writes the initial state of a new group (the core's bootstrap snapshot and hard state), so
+   * that a restart finds it. Only on an empty directory: a restarted node uses what is on disk.
+   */
+  async bootstrap(snap: Snapshot, hardState: HardState): Promise<void> {
+    this.assertOpen();
+    if (!(await this.isEmpty())) throw new RaftStorageError(`cannot bootstrap ${this.dir}: it already holds Raft state`);
+    await this.db.batch([
+      { type: 'put', key: FORMAT_KEY, value: encodeRecord(FORMAT_KEY, FORMAT_VERSION) },
+      { type: 'put', key: SNAPSHOT_KEY, value: encodeRecord(SNAPSHOT_KEY, snap) },
+      { type: 'put', key: HARD_STATE_KEY, value: encodeRecord(HARD_STATE_KEY, hardState) },
+    ], { sync: true });
+    this.formatOnDisk = true;
+    this.lastHardState = hardState;
+    this.snapshotIndex = snap.metadata.index;
+    this.firstIndex = snap.metadata.index + 1;
+    this.lastIndex = snap.metadata.index;
+  }
+
+  /**
    * Persists a snapshot taken locally (the state machine at an applied index). The log is kept:
    * `compact` removes old entries afterwards, leaving some for followers that lag a little.
    */

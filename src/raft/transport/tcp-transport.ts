@@ -63,6 +63,8 @@ export interface TransportOptions {
   readonly helloTimeoutMs?: number;
   readonly reconnectMinMs?: number;
   readonly reconnectMaxMs?: number;
+  /** How long start() retries a listen port that is in use. Default 5000 ms. */
+  readonly listenRetryMs?: number;
   /** Most inbound connections at once (authenticated or not). Default 256. */
   readonly maxInboundConnections?: number;
 }
@@ -136,18 +138,33 @@ export class TcpTransport {
     for (const [id, addr] of Object.entries(opts.peers)) this.setPeer(id, addr);
   }
 
-  /** Binds the listening socket. */
+  /**
+   * Binds the listening socket. A port still held for a moment (by a previous instance, or by an
+   * outbound connection that the OS gave that ephemeral port) is retried for up to listenRetryMs.
+   */
   async start(): Promise<void> {
-    const server = createServer({ noDelay: true }, (s) => { this.accept(s); });
-    this.server = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.opts.listen.port, this.opts.listen.host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    server.on('error', (err) => { this.log.error({ err: errMessage(err) }, 'raft transport server error'); });
+    const deadline = Date.now() + (this.opts.listenRetryMs ?? 5000);
+    for (let attempt = 1; ; attempt++) {
+      const server = createServer({ noDelay: true }, (s) => { this.accept(s); });
+      try {
+        await new Promise<void>((resolve, reject) => {
+          server.once('error', reject);
+          server.listen(this.opts.listen.port, this.opts.listen.host, () => {
+            server.off('error', reject);
+            resolve();
+          });
+        });
+      } catch (err) {
+        const code = (err as { code?: unknown }).code;
+        if (code !== 'EADDRINUSE' || Date.now() > deadline) throw err;
+        this.log.warn({ listen: this.opts.listen, attempt }, 'raft transport: listen address in use, retrying');
+        await new Promise((r) => setTimeout(r, Math.min(500, 50 * attempt)));
+        continue;
+      }
+      this.server = server;
+      server.on('error', (err) => { this.log.error({ err: errMessage(err) }, 'raft transport server error'); });
+      return;
+    }
   }
 
   /** The bound address (useful with port 0). */

@@ -1,0 +1,708 @@
+// The running Raft node: the pure core (core/) driven by timers, fed by the transport, made
+// durable by the storage, and applied to a StateMachine.
+//
+// The Ready loop (one iteration at a time, as etcd's raft node):
+//   1. take core.ready();
+//   2. as leader, send appends/heartbeats at once: the leader may replicate entries before its
+//      own fsync (Raft thesis §10.2.1) because nothing it sends here claims its own durability;
+//   3. persist snapshot + entries + hard state in one synced batch (storage.save);
+//   4. publish them to the MemoryLog the core reads, then send the remaining messages
+//      (votes and acks must never outrun their persistence);
+//   5. install a received snapshot; apply committed entries (conf changes via the core);
+//      resolve proposals and reads; advance; take a snapshot and compact when due.
+// Proposals that arrive while a batch is being fsynced wait in the core and go out together
+// in the next Ready: that is the group commit.
+import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { mkdir } from 'node:fs/promises';
+import type { Logger } from '../log.js';
+import { ManateeError } from '../errors.js';
+import { RaftCore } from './core/raft.js';
+import { MemoryLog } from './core/memory-log.js';
+import { ConfChangeInvalidError, ProposalDroppedError, RaftInvariantError } from './core/errors.js';
+import { decodeConfChange } from './core/confchange.js';
+import { bootstrapSnapshot } from './core/bootstrap.js';
+import type { ConfChange, ConfState, Entry, Message, NodeId, RaftRole, Ready, Snapshot } from './core/types.js';
+import type { AppliedEntry, StateMachine } from './state-machine.js';
+import { RaftStorage } from './storage/level-storage.js';
+import { TcpTransport, type TransportStats } from './transport/tcp-transport.js';
+import { RaftConfigError, RaftNoLeaderError, RaftStoppedError, RaftTimeoutError } from './errors.js';
+
+export interface RaftNodeOptions {
+  readonly id: NodeId;
+  /** LevelDB directory of this node's Raft state (created if missing). */
+  readonly dataDir: string;
+  /** NodeId -> "host:port" of the other members (this node's own entry is ignored). */
+  readonly peers: Readonly<Record<NodeId, string>>;
+  /** The voters of a new group. Used only when dataDir is empty; a restart uses what is on disk. */
+  readonly initialVoters?: readonly NodeId[];
+  /** The shard's shared secret; peers without it are refused. */
+  readonly secret: string;
+  readonly listen: { readonly host: string; readonly port: number };
+  readonly stateMachine: StateMachine;
+  readonly logger: Logger;
+  /** Length of one tick. Default 100 ms. */
+  readonly tickMs?: number;
+  /** Election timeout in ticks (randomized in [n, 2n)). Default 10. */
+  readonly electionTicks?: number;
+  /** Heartbeat interval in ticks. Default 1. */
+  readonly heartbeatTicks?: number;
+  /** Take a snapshot after this many applied entries. Default 10000. */
+  readonly snapshotEveryEntries?: number;
+  /** Entries kept behind a snapshot for followers that lag a little. Default 1000. */
+  readonly keepEntriesAfterSnapshot?: number;
+  /** Default timeout of propose() and read(). Default 10000 ms. */
+  readonly requestTimeoutMs?: number;
+  /** Most proposals and reads waiting at once; past it, new ones are refused. Default 10000. */
+  readonly maxPendingRequests?: number;
+  readonly maxEntriesPerMessage?: number;
+  readonly maxInflightMessages?: number;
+  readonly maxUncommittedEntries?: number;
+  /** Transport limits. */
+  readonly maxFrameBytes?: number;
+  readonly maxQueueMessages?: number;
+  /** Random source for election timeouts; defaults to Math.random (the node is not the pure part). */
+  readonly random?: () => number;
+}
+
+export interface RaftNodeStatus {
+  readonly id: NodeId;
+  readonly term: number;
+  readonly leader: NodeId | null;
+  readonly role: RaftRole;
+  readonly commit: number;
+  readonly applied: number;
+  readonly lastIndex: number;
+  readonly snapshotIndex: number;
+  readonly members: ConfState;
+  readonly addresses: Record<NodeId, string>;
+  readonly pendingProposals: number;
+  readonly pendingReads: number;
+  readonly transport: TransportStats;
+}
+
+export interface RaftNodeEvents {
+  leaderChange: [{ leader: NodeId | null; term: number }];
+  applied: [AppliedEntry];
+  confChange: [{ change: ConfChange; members: ConfState; index: number }];
+  error: [Error];
+}
+
+/** The node refused a request because too many are already waiting. */
+export class RaftOverloadedError extends ManateeError {
+  constructor(limit: number) {
+    super('MANATEE_ERR_RAFT_OVERLOADED', `more than ${limit} proposals and reads are waiting; retry later`);
+  }
+}
+
+interface Pending {
+  resolve(v: unknown): void;
+  reject(err: Error): void;
+  timer: NodeJS.Timeout;
+}
+
+interface PendingRead extends Pending {
+  /** The read index once the leader confirmed it; null until then. */
+  index: number | null;
+}
+
+/** What a snapshot's data holds: the state machine's data and the members' addresses. */
+interface SnapshotEnvelope {
+  readonly v: 1;
+  readonly peers: Record<NodeId, string>;
+  readonly sm: string;
+}
+
+// Proposed data is wrapped so that the proposer recognizes its own command when it is applied
+// (it may have been forwarded to the leader): "m1~<request id>~<data>".
+const ENVELOPE_PREFIX = 'm1~';
+
+export function wrapCommand(rid: string, data: string): string {
+  return `${ENVELOPE_PREFIX}${rid}~${data}`;
+}
+
+export function unwrapCommand(raw: string): { rid: string | null; data: string } {
+  if (!raw.startsWith(ENVELOPE_PREFIX)) return { rid: null, data: raw };
+  const end = raw.indexOf('~', ENVELOPE_PREFIX.length);
+  if (end < 0) return { rid: null, data: raw };
+  return { rid: raw.slice(ENVELOPE_PREFIX.length, end), data: raw.slice(end + 1) };
+}
+
+function errMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+export class RaftNode extends EventEmitter<RaftNodeEvents> {
+  readonly id: NodeId;
+  private readonly opts: RaftNodeOptions;
+  private readonly log: Logger;
+  private readonly core: RaftCore;
+  private readonly memLog: MemoryLog;
+  private readonly storage: RaftStorage;
+  private readonly transport: TcpTransport;
+  private readonly sm: StateMachine;
+  private readonly addresses = new Map<NodeId, string>();
+  private readonly pending = new Map<string, Pending>();
+  private readonly pendingReads = new Map<string, PendingRead>();
+  private readonly bootId = randomBytes(6).toString('hex');
+  private ridCounter = 0;
+  private applied: number;
+  private snapshotIndex: number;
+  private members: ConfState;
+  private leader: NodeId | null = null;
+  private term = 0;
+  private state: 'new' | 'running' | 'closing' | 'closed' = 'new';
+  private loopRunning = false;
+  private loopScheduled = false;
+  private loopIdle: Promise<void> = Promise.resolve();
+  private ticker: NodeJS.Timeout | null = null;
+  private readonly tickMs: number;
+  private readonly electionTicks: number;
+  private readonly snapshotEvery: number;
+  private readonly keepEntries: number;
+  private readonly requestTimeoutMs: number;
+  private readonly maxPending: number;
+
+  private constructor(opts: RaftNodeOptions, storage: RaftStorage, memLog: MemoryLog, snapshot: Snapshot) {
+    super();
+    this.id = opts.id;
+    this.opts = opts;
+    this.log = opts.logger;
+    this.storage = storage;
+    this.memLog = memLog;
+    this.sm = opts.stateMachine;
+    this.tickMs = opts.tickMs ?? 100;
+    this.electionTicks = opts.electionTicks ?? 10;
+    this.snapshotEvery = opts.snapshotEveryEntries ?? 10_000;
+    this.keepEntries = opts.keepEntriesAfterSnapshot ?? 1000;
+    this.requestTimeoutMs = opts.requestTimeoutMs ?? 10_000;
+    this.maxPending = opts.maxPendingRequests ?? 10_000;
+    this.applied = snapshot.metadata.index;
+    this.snapshotIndex = snapshot.metadata.index;
+    this.members = snapshot.metadata.confState;
+
+    // Addresses: those remembered in the snapshot, overridden by the configuration.
+    const env = snapshot.data === '' ? null : RaftNode.parseSnapshotData(snapshot.data);
+    for (const [id, a] of Object.entries(env?.peers ?? {})) this.addresses.set(id, a);
+    for (const [id, a] of Object.entries(opts.peers)) this.addresses.set(id, a);
+    if (opts.listen.port !== 0) this.addresses.set(opts.id, `${opts.listen.host}:${opts.listen.port}`);
+    if (env !== null) this.sm.restore(env.sm);
+
+    this.core = new RaftCore({
+      id: opts.id,
+      electionTicks: this.electionTicks,
+      heartbeatTicks: opts.heartbeatTicks ?? 1,
+      preVote: true,
+      checkQuorum: true,
+      maxEntriesPerMessage: opts.maxEntriesPerMessage ?? 512,
+      maxInflightMessages: opts.maxInflightMessages ?? 256,
+      maxUncommittedEntries: opts.maxUncommittedEntries ?? 10_000,
+      random: opts.random ?? Math.random,
+    }, memLog);
+    const peers: Record<NodeId, string> = {};
+    for (const [id, a] of this.addresses) if (id !== opts.id) peers[id] = a;
+    this.transport = new TcpTransport({
+      id: opts.id,
+      secret: opts.secret,
+      listen: opts.listen,
+      peers,
+      logger: opts.logger,
+      ...(opts.maxFrameBytes !== undefined ? { maxFrameBytes: opts.maxFrameBytes } : {}),
+      ...(opts.maxQueueMessages !== undefined ? { maxQueueMessages: opts.maxQueueMessages } : {}),
+      handlers: {
+        onMessages: (ms) => { this.onMessages(ms); },
+        onUnreachable: (to) => { if (this.state === 'running') this.core.reportUnreachable(to); },
+        onSnapshotSent: (to, ok) => {
+          if (this.state !== 'running') return;
+          this.core.reportSnapshot(to, ok);
+          this.kick();
+        },
+      },
+    });
+  }
+
+  /**
+   * Opens (or creates) the node's storage and checks it. Throws RaftStorageCorruptError if any
+   * record is damaged: the node never starts on silently wrong state. Call start() to run.
+   */
+  static async open(opts: RaftNodeOptions): Promise<RaftNode> {
+    if (opts.id === '') throw new RaftConfigError('node id must not be empty');
+    if ((opts.tickMs ?? 100) <= 0) throw new RaftConfigError('tickMs must be positive');
+    if ((opts.heartbeatTicks ?? 1) >= (opts.electionTicks ?? 10)) throw new RaftConfigError('heartbeatTicks must be below electionTicks');
+    await mkdir(opts.dataDir, { recursive: true });
+    const storage = await RaftStorage.open(opts.dataDir);
+    try {
+      const fresh = await storage.isEmpty();
+      let memLog: MemoryLog;
+      if (fresh && opts.initialVoters !== undefined && opts.initialVoters.length > 0) {
+        // Every initial member starts from the same configuration; the snapshot's data carries the
+        // empty state machine and the members' addresses, so that a member added later learns them.
+        const peers: Record<NodeId, string> = { ...opts.peers, [opts.id]: `${opts.listen.host}:${opts.listen.port}` };
+        const env: SnapshotEnvelope = { v: 1, peers, sm: opts.stateMachine.snapshot() };
+        const { snapshot, hardState } = bootstrapSnapshot(opts.initialVoters, JSON.stringify(env));
+        await storage.bootstrap(snapshot, hardState);
+        opts.logger.info({ id: opts.id, voters: snapshot.metadata.confState.voters, dataDir: opts.dataDir }, 'raft: bootstrapped a new group');
+        memLog = new MemoryLog({ snapshot, hardState });
+      } else {
+        const st = await storage.load();
+        memLog = new MemoryLog({
+          ...(st.hardState !== null ? { hardState: st.hardState } : {}),
+          ...(st.snapshot !== null ? { snapshot: st.snapshot } : {}),
+          entries: st.entries,
+        });
+        opts.logger.info({
+          id: opts.id, dataDir: opts.dataDir, fresh, hardState: st.hardState,
+          snapshotIndex: st.snapshot?.metadata.index ?? 0, lastIndex: memLog.lastIndex(),
+        }, fresh ? 'raft: starting with an empty log, waiting to be added to a group' : 'raft: restarting from disk');
+      }
+      return new RaftNode(opts, storage, memLog, memLog.snapshot());
+    } catch (err) {
+      await storage.close();
+      throw err;
+    }
+  }
+
+  /** Binds the transport and starts the clock. */
+  async start(): Promise<void> {
+    if (this.state !== 'new') throw new RaftStoppedError(`node ${this.id} cannot start: it is ${this.state}`);
+    await this.transport.start();
+    this.state = 'running';
+    this.ticker = setInterval(() => {
+      this.core.tick();
+      this.kick();
+    }, this.tickMs);
+    this.kick();
+  }
+
+  /** The transport's bound address (useful when listening on port 0). */
+  address(): { host: string; port: number } {
+    return this.transport.address();
+  }
+
+  /** Starts an election now (tests and operators; normally the election timer does it). */
+  campaign(): void {
+    this.assertRunning();
+    this.core.campaign();
+    this.kick();
+  }
+
+  status(): RaftNodeStatus {
+    const st = this.core.status();
+    return {
+      id: this.id,
+      term: st.term,
+      leader: st.leader,
+      role: st.role,
+      commit: st.commit,
+      applied: this.applied,
+      lastIndex: st.lastIndex,
+      snapshotIndex: this.snapshotIndex,
+      members: this.members,
+      addresses: Object.fromEntries(this.addresses),
+      pendingProposals: this.pending.size,
+      pendingReads: this.pendingReads.size,
+      transport: this.transport.stats(),
+    };
+  }
+
+  /**
+   * Proposes a command. Resolves with the state machine's result once it is committed and
+   * applied on this node. Rejects with RaftNoLeaderError, RaftTimeoutError (the command may
+   * still be applied later), RaftStoppedError, RaftOverloadedError or the core's ProposalDroppedError.
+   */
+  propose(data: string, opts: { timeoutMs?: number } = {}): Promise<unknown> {
+    return this.request('proposal', (rid) => { this.core.propose(wrapCommand(rid, data)); }, opts.timeoutMs);
+  }
+
+  /** Resolves once this node has applied everything committed before the call (ReadIndex). */
+  async read(opts: { timeoutMs?: number } = {}): Promise<void> {
+    this.assertRunning();
+    if (this.pending.size + this.pendingReads.size >= this.maxPending) throw new RaftOverloadedError(this.maxPending);
+    this.assertLeaderKnown();
+    const rid = this.nextRid();
+    const timeoutMs = opts.timeoutMs ?? this.requestTimeoutMs;
+    await new Promise<unknown>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pendingReads.delete(rid);
+        reject(new RaftTimeoutError(`read not confirmed within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.pendingReads.set(rid, { resolve, reject, timer, index: null });
+      try {
+        this.core.readIndex(rid);
+      } catch (err) {
+        clearTimeout(timer);
+        this.pendingReads.delete(rid);
+        reject(this.mapDropped(err));
+        return;
+      }
+      this.kick();
+    });
+  }
+
+  /** Adds a non-voting member that will receive the log. Resolves when the change is applied. */
+  async addLearner(nodeId: NodeId, address: string, opts: { timeoutMs?: number } = {}): Promise<ConfState> {
+    this.setAddress(nodeId, address);
+    return this.changeMembers({ type: 'addLearner', nodeId }, address, opts.timeoutMs);
+  }
+
+  /** Makes a learner a voter. */
+  async promote(nodeId: NodeId, opts: { timeoutMs?: number } = {}): Promise<ConfState> {
+    return this.changeMembers({ type: 'promote', nodeId }, undefined, opts.timeoutMs);
+  }
+
+  /** Removes a member (voter or learner), possibly the leader itself. */
+  async remove(nodeId: NodeId, opts: { timeoutMs?: number } = {}): Promise<ConfState> {
+    return this.changeMembers({ type: 'remove', nodeId }, undefined, opts.timeoutMs);
+  }
+
+  /**
+   * Asks the leader to hand leadership to `to`. Resolves when `to` is the leader this node knows.
+   * The request is repeated every election timeout: the core aborts a transfer that did not finish
+   * in one (e.g. the target had not yet applied its own promotion and ignored TimeoutNow).
+   */
+  async transferLeadership(to: NodeId, opts: { timeoutMs?: number } = {}): Promise<void> {
+    this.assertRunning();
+    this.assertLeaderKnown();
+    const timeoutMs = opts.timeoutMs ?? this.requestTimeoutMs;
+    const ask = (): void => {
+      if (this.state !== 'running' || this.leader === to) return;
+      try {
+        this.core.transferLeadership(to);
+        this.kick();
+      } catch (err) {
+        this.log.debug({ id: this.id, to, reason: errMessage(err) }, 'raft: leadership transfer request not sent');
+      }
+    };
+    ask();
+    if (this.leader === to) return;
+    await new Promise<void>((resolve, reject) => {
+      const retry = setInterval(ask, this.electionTicks * this.tickMs);
+      const done = (): void => {
+        clearTimeout(timer);
+        clearInterval(retry);
+        this.off('leaderChange', onChange);
+      };
+      const onChange = (e: { leader: NodeId | null }): void => {
+        if (e.leader !== to) return;
+        done();
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(new RaftTimeoutError(`leadership did not move to ${to} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.on('leaderChange', onChange);
+    });
+  }
+
+  /**
+   * Graceful shutdown: a leader first hands leadership to another voter (bounded by about two
+   * election timeouts) so that the group does not wait for an election, then the node closes.
+   */
+  async stop(): Promise<void> {
+    if (this.state === 'running' && this.leader === this.id) {
+      const other = this.members.voters.find((v) => v !== this.id);
+      if (other !== undefined) {
+        this.log.info({ id: this.id, to: other }, 'raft: stopping, handing leadership over first');
+        try {
+          await this.transferLeadership(other, { timeoutMs: 2 * this.electionTicks * this.tickMs });
+        } catch (err) {
+          this.log.warn({ id: this.id, to: other, reason: errMessage(err) }, 'raft: leadership hand-over before stop failed, closing anyway');
+        }
+      }
+    }
+    await this.close();
+  }
+
+  /** Stops at once: pending requests fail with RaftStoppedError, the transport and storage close. */
+  async close(): Promise<void> {
+    if (this.state === 'closing' || this.state === 'closed') return;
+    const wasRunning = this.state === 'running';
+    this.state = 'closing';
+    if (this.ticker !== null) clearInterval(this.ticker);
+    this.failAll(new RaftStoppedError(`node ${this.id} is shutting down`));
+    await this.loopIdle;
+    await this.transport.close().catch(() => undefined);
+    await this.storage.close().catch(() => undefined);
+    this.state = 'closed';
+    if (wasRunning) this.log.info({ id: this.id, applied: this.applied }, 'raft: node closed');
+  }
+
+  // ---- requests ----
+
+  private nextRid(): string {
+    this.ridCounter++;
+    return `${this.bootId}${this.ridCounter.toString(36)}`;
+  }
+
+  private assertRunning(): void {
+    if (this.state !== 'running') throw new RaftStoppedError(`node ${this.id} is ${this.state === 'new' ? 'not started' : 'stopped'}`);
+  }
+
+  private assertLeaderKnown(): void {
+    if (this.core.status().leader === null) throw new RaftNoLeaderError(`node ${this.id} knows no leader (term ${this.core.status().term})`);
+  }
+
+  private mapDropped(err: unknown): Error {
+    if (err instanceof ProposalDroppedError && err.reason === 'noLeader') return new RaftNoLeaderError(err.message);
+    return err instanceof Error ? err : new Error(String(err));
+  }
+
+  private request(what: string, submit: (rid: string) => void, timeoutMsOpt: number | undefined): Promise<unknown> {
+    try {
+      this.assertRunning();
+      if (this.pending.size + this.pendingReads.size >= this.maxPending) throw new RaftOverloadedError(this.maxPending);
+      this.assertLeaderKnown();
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+    const rid = this.nextRid();
+    const timeoutMs = timeoutMsOpt ?? this.requestTimeoutMs;
+    return new Promise<unknown>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(rid);
+        reject(new RaftTimeoutError(`${what} not applied within ${timeoutMs} ms (it may still be applied later)`));
+      }, timeoutMs);
+      this.pending.set(rid, { resolve, reject, timer });
+      try {
+        submit(rid);
+      } catch (err) {
+        clearTimeout(timer);
+        this.pending.delete(rid);
+        reject(this.mapDropped(err));
+        return;
+      }
+      this.kick();
+    });
+  }
+
+  private async changeMembers(cc: ConfChange, address: string | undefined, timeoutMs: number | undefined): Promise<ConfState> {
+    const result = await this.request(`membership change ${cc.type} ${cc.nodeId}`, (rid) => {
+      const context = JSON.stringify(address === undefined ? { rid } : { rid, address });
+      this.core.proposeConfChange({ ...cc, context });
+    }, timeoutMs);
+    return result as ConfState;
+  }
+
+  private setAddress(nodeId: NodeId, address: string): void {
+    this.addresses.set(nodeId, address);
+    if (nodeId !== this.id) this.transport.setPeer(nodeId, address);
+  }
+
+  private failAll(err: Error): void {
+    for (const p of this.pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(err);
+    }
+    this.pending.clear();
+    for (const p of this.pendingReads.values()) {
+      clearTimeout(p.timer);
+      p.reject(err);
+    }
+    this.pendingReads.clear();
+  }
+
+  // ---- the Ready loop ----
+
+  private onMessages(ms: readonly Message[]): void {
+    if (this.state !== 'running') return;
+    for (const m of ms) {
+      if (m.to !== this.id) continue;
+      try {
+        this.core.step(m);
+      } catch (err) {
+        // A message the core refuses (e.g. from a removed node) must not stop the node.
+        this.log.debug({ id: this.id, from: m.from, type: m.type, reason: errMessage(err) }, 'raft: message ignored');
+      }
+    }
+    this.kick();
+  }
+
+  /** Runs the Ready loop soon, once; further kicks while it runs are absorbed by its while-loop. */
+  private kick(): void {
+    if (this.loopRunning || this.loopScheduled || this.state !== 'running') return;
+    this.loopScheduled = true;
+    // setImmediate (not a microtask) lets the proposals and messages of this event-loop turn
+    // join the same Ready, hence the same fsync.
+    setImmediate(() => {
+      this.loopScheduled = false;
+      if (this.loopRunning || this.state !== 'running') return;
+      this.loopRunning = true;
+      this.loopIdle = this.runLoop().finally(() => { this.loopRunning = false; });
+    });
+  }
+
+  private async runLoop(): Promise<void> {
+    try {
+      while (this.state === 'running' && this.core.hasReady()) {
+        await this.handleReady(this.core.ready());
+      }
+    } catch (err) {
+      await this.fatal(err);
+    }
+  }
+
+  private async handleReady(rd: Ready): Promise<void> {
+    if (rd.softState !== null) this.noteSoftState(rd.softState.leader, rd.softState.role);
+    if (rd.hardState !== null && rd.hardState.term !== this.term) {
+      this.term = rd.hardState.term;
+    }
+
+    const isLeader = this.leader === this.id;
+    const early: Message[] = [];
+    const late: Message[] = [];
+    for (const m of rd.messages) {
+      if (isLeader && (m.type === 'append' || m.type === 'heartbeat' || m.type === 'snapshot')) early.push(m);
+      else late.push(m);
+    }
+    if (early.length > 0) this.transport.send(early);
+
+    await this.storage.save({ snapshot: rd.snapshot, entries: rd.entries, hardState: rd.hardState });
+    if (rd.snapshot !== null) this.memLog.applySnapshot(rd.snapshot);
+    if (rd.entries.length > 0) this.memLog.append(rd.entries);
+    if (rd.hardState !== null) this.memLog.setHardState(rd.hardState);
+    if (late.length > 0) this.transport.send(late);
+
+    if (rd.snapshot !== null) this.installSnapshot(rd.snapshot);
+    for (const e of rd.committedEntries) this.applyEntry(e);
+    for (const rs of rd.readStates) {
+      const p = this.pendingReads.get(rs.context);
+      if (p !== undefined) p.index = rs.index;
+    }
+    this.resolveReads();
+    this.core.advance(rd);
+    await this.maybeSnapshot();
+  }
+
+  private noteSoftState(leader: NodeId | null, role: RaftRole): void {
+    const term = this.core.status().term;
+    if (leader === this.leader) return;
+    this.log.info({ id: this.id, leader, previous: this.leader, term, role }, leader === null ? 'raft: leader lost' : 'raft: leader changed');
+    this.leader = leader;
+    this.emit('leaderChange', { leader, term });
+  }
+
+  private installSnapshot(snap: Snapshot): void {
+    const env = snap.data === '' ? null : RaftNode.parseSnapshotData(snap.data);
+    this.sm.restore(env?.sm ?? '');
+    for (const [id, a] of Object.entries(env?.peers ?? {})) if (!this.addresses.has(id)) this.setAddress(id, a);
+    this.applied = snap.metadata.index;
+    this.snapshotIndex = snap.metadata.index;
+    this.members = snap.metadata.confState;
+    this.log.info({ id: this.id, index: snap.metadata.index, term: snap.metadata.term, sizeBytes: snap.data.length, members: this.members }, 'raft: installed a snapshot from the leader');
+  }
+
+  private applyEntry(e: Entry): void {
+    if (e.index <= this.applied) return; // covered by a snapshot installed in this Ready
+    if (e.index !== this.applied + 1) {
+      throw new RaftInvariantError(`applied index would jump from ${this.applied} to ${e.index}`);
+    }
+    this.applied = e.index;
+    if (e.type === 'confChange') {
+      this.applyConfEntry(e);
+      return;
+    }
+    if (e.data === '') return; // a new leader's empty entry
+    const { rid, data } = unwrapCommand(e.data);
+    const entry: AppliedEntry = { index: e.index, term: e.term, data };
+    let result: unknown;
+    let failure: Error | null = null;
+    try {
+      result = this.sm.apply(entry);
+    } catch (err) {
+      // The state machine must be deterministic, so every node fails the same way: report, go on.
+      failure = err instanceof Error ? err : new Error(String(err));
+      this.log.error({ id: this.id, index: e.index, err: failure.message }, 'raft: state machine apply threw');
+    }
+    this.emit('applied', entry);
+    if (rid === null) return;
+    const p = this.pending.get(rid);
+    if (p === undefined) return;
+    this.pending.delete(rid);
+    clearTimeout(p.timer);
+    if (failure !== null) p.reject(failure);
+    else p.resolve(result);
+  }
+
+  private applyConfEntry(e: Entry): void {
+    let cc: ConfChange;
+    try {
+      cc = decodeConfChange(e.data);
+    } catch (err) {
+      this.log.error({ id: this.id, index: e.index, err: errMessage(err) }, 'raft: undecodable conf change entry skipped');
+      return;
+    }
+    let ctx: { rid?: unknown; address?: unknown } = {};
+    try {
+      ctx = cc.context !== undefined ? (JSON.parse(cc.context) as { rid?: unknown; address?: unknown }) : {};
+    } catch {
+      // A context that is not ours: no proposer to answer, no address to learn.
+    }
+    const before = this.members;
+    const after = this.core.applyConfChange(cc);
+    this.members = after;
+    const changed = JSON.stringify(before) !== JSON.stringify(after);
+    if (changed) {
+      if (cc.type === 'addLearner' && typeof ctx.address === 'string') this.setAddress(cc.nodeId, ctx.address);
+      if (cc.type === 'remove' && cc.nodeId !== this.id) {
+        this.transport.removePeer(cc.nodeId);
+        this.addresses.delete(cc.nodeId);
+      }
+      this.log.info({ id: this.id, index: e.index, change: cc.type, nodeId: cc.nodeId, members: after }, 'raft: membership changed');
+      this.emit('confChange', { change: cc, members: after, index: e.index });
+    } else {
+      this.log.warn({ id: this.id, index: e.index, change: cc.type, nodeId: cc.nodeId }, 'raft: conf change had no effect (invalid against the members at apply time)');
+    }
+    const rid = typeof ctx.rid === 'string' ? ctx.rid : null;
+    const p = rid === null ? undefined : this.pending.get(rid);
+    if (p === undefined || rid === null) return;
+    this.pending.delete(rid);
+    clearTimeout(p.timer);
+    if (changed) p.resolve(after);
+    else p.reject(new ConfChangeInvalidError(`${cc.type} ${cc.nodeId} did not apply to voters [${before.voters.join(',')}] learners [${before.learners.join(',')}]`));
+  }
+
+  private resolveReads(): void {
+    for (const [rid, p] of this.pendingReads) {
+      if (p.index === null || p.index > this.applied) continue;
+      this.pendingReads.delete(rid);
+      clearTimeout(p.timer);
+      p.resolve(undefined);
+    }
+  }
+
+  private async maybeSnapshot(): Promise<void> {
+    if (this.applied - this.snapshotIndex < this.snapshotEvery) return;
+    const env: SnapshotEnvelope = { v: 1, peers: Object.fromEntries(this.addresses), sm: this.sm.snapshot() };
+    const snap = this.memLog.createSnapshot(this.applied, this.members, JSON.stringify(env));
+    await this.storage.saveSnapshot(snap);
+    this.snapshotIndex = this.applied;
+    const compactTo = this.applied - this.keepEntries;
+    let removed = 0;
+    if (compactTo >= this.memLog.firstIndex()) {
+      this.memLog.compact(compactTo);
+      removed = await this.storage.compact(compactTo);
+    }
+    this.log.info({ id: this.id, index: this.applied, sizeBytes: snap.data.length, compactedThrough: compactTo, removedEntries: removed }, 'raft: snapshot taken, log compacted');
+  }
+
+  private async fatal(err: unknown): Promise<void> {
+    const e = err instanceof Error ? err : new Error(String(err));
+    this.log.fatal({ id: this.id, err: e.message, code: (e as { code?: unknown }).code }, 'raft: node stopped after a fatal error');
+    if (this.listenerCount('error') > 0) this.emit('error', e);
+    this.state = 'closing';
+    if (this.ticker !== null) clearInterval(this.ticker);
+    this.failAll(new RaftStoppedError(`node ${this.id} stopped after a fatal error: ${e.message}`));
+    await this.transport.close().catch(() => undefined);
+    await this.storage.close().catch(() => undefined);
+    this.state = 'closed';
+  }
+
+  private static parseSnapshotData(data: string): SnapshotEnvelope {
+    const v = JSON.parse(data) as Partial<SnapshotEnvelope>;
+    if (v.v !== 1 || typeof v.sm !== 'string' || typeof v.peers !== 'object') {
+      throw new RaftConfigError('snapshot data is not a Raft node snapshot envelope');
+    }
+    return v as SnapshotEnvelope;
+  }
+}

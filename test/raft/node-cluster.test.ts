@@ -1,0 +1,233 @@
+// RaftNode in-process: three nodes on loopback with level storage in temp dirs.
+import { afterEach, describe, expect, it } from 'vitest';
+import { pino } from 'pino';
+import { RaftNode } from '../../src/raft/node.js';
+import type { AppliedEntry, StateMachine } from '../../src/raft/state-machine.js';
+import { hasCode } from '../../src/errors.js';
+import { freePort, waitFor } from '../helpers/wait.js';
+import { makeTmpDir } from '../helpers/tmp.js';
+
+const SECRET = 'node-test-secret-0123456789';
+
+/** A state machine that records every command in order (so nodes can be compared). */
+class ListMachine implements StateMachine {
+  items: string[] = [];
+  apply(e: AppliedEntry): unknown {
+    if (e.data === 'boom') throw new Error('boom refused');
+    this.items.push(e.data);
+    return { n: this.items.length, index: e.index };
+  }
+  snapshot(): string {
+    return JSON.stringify(this.items);
+  }
+  restore(data: string): void {
+    this.items = JSON.parse(data) as string[];
+  }
+}
+
+interface Member {
+  id: string;
+  dir: string;
+  port: number;
+  sm: ListMachine;
+  node: RaftNode | null;
+}
+
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c().catch(() => undefined);
+});
+
+const logger = pino({ level: process.env['RAFT_TEST_LOG'] ?? 'silent' });
+
+async function makeCluster(ids: string[], opts: { snapshotEveryEntries?: number; keepEntriesAfterSnapshot?: number; voters?: string[] } = {}) {
+  const tmp = await makeTmpDir('raft-node');
+  cleanups.push(tmp.cleanup);
+  const members = new Map<string, Member>();
+  for (const id of ids) members.set(id, { id, dir: `${tmp.path}/${id}`, port: await freePort(), sm: new ListMachine(), node: null });
+  const addr = (m: Member) => `127.0.0.1:${m.port}`;
+  const peers = () => Object.fromEntries([...members.values()].map((m) => [m.id, addr(m)]));
+  const voters = opts.voters ?? ids;
+
+  async function start(id: string, fresh = false): Promise<RaftNode> {
+    const m = members.get(id)!;
+    if (fresh) m.sm = new ListMachine();
+    const node = await RaftNode.open({
+      id, dataDir: m.dir, peers: peers(), ...(voters.includes(id) ? { initialVoters: voters } : {}),
+      secret: SECRET, listen: { host: '127.0.0.1', port: m.port }, stateMachine: m.sm, logger,
+      tickMs: 25, electionTicks: 10, heartbeatTicks: 1, requestTimeoutMs: 8000,
+      snapshotEveryEntries: opts.snapshotEveryEntries ?? 10_000, keepEntriesAfterSnapshot: opts.keepEntriesAfterSnapshot ?? 1000,
+    });
+    await node.start();
+    m.node = node;
+    return node;
+  }
+  async function stop(id: string): Promise<void> {
+    const m = members.get(id)!;
+    const n = m.node;
+    m.node = null;
+    await n?.close();
+  }
+  cleanups.push(async () => { for (const m of members.values()) await m.node?.close(); });
+  async function leader(among = [...members.keys()]): Promise<RaftNode> {
+    return waitFor('a leader', () => {
+      const live = among.map((id) => members.get(id)!.node).filter((n): n is RaftNode => n !== null);
+      const l = live.find((n) => n.status().role === 'leader');
+      if (!l) return null;
+      // Everybody alive agrees on it.
+      return live.every((n) => n.status().leader === l.id) ? l : null;
+    }, { timeoutMs: 30_000, intervalMs: 20 });
+  }
+  return { members, start, stop, leader, addr, tmp: tmp.path };
+}
+
+async function expectCode(p: Promise<unknown>, code: string): Promise<Error> {
+  const err = await p.then(() => null, (e: unknown) => e);
+  expect(err, `expected ${code}`).not.toBeNull();
+  expect((err as { code?: string }).code).toBe(code);
+  expect(hasCode(err, code)).toBe(true);
+  return err as Error;
+}
+
+describe('RaftNode with three nodes on loopback', () => {
+  it('elects a leader, commits proposals on every node, forwards from followers, reads linearizably', async () => {
+    const c = await makeCluster(['a', 'b', 'c']);
+    for (const id of ['a', 'b', 'c']) await c.start(id);
+    const leader = await c.leader();
+    const changes: unknown[] = [];
+    leader.on('leaderChange', (e) => changes.push(e));
+    await expect(leader.propose('x1')).resolves.toEqual({ n: 1, index: expect.any(Number) });
+    const follower = [...c.members.values()].find((m) => m.id !== leader.id)!;
+    // A follower's proposal goes through the leader and resolves on the follower when applied there.
+    const r = (await follower.node!.propose('x2')) as { n: number };
+    expect(r.n).toBe(2);
+    expect(follower.sm.items).toEqual(['x1', 'x2']);
+    // Concurrent proposals from all nodes.
+    const all = await Promise.all([...c.members.values()].flatMap((m) => [1, 2, 3].map((k) => m.node!.propose(`${m.id}-${k}`))));
+    expect(all).toHaveLength(9);
+    // Linearizable read on a follower: once it resolves, everything committed before is applied there.
+    const last = await leader.propose('x-last');
+    expect(last).toBeDefined();
+    for (const m of c.members.values()) {
+      await m.node!.read();
+      expect(m.sm.items).toContain('x-last');
+    }
+    await waitFor('all applied the same sequence', () => {
+      const seqs = [...c.members.values()].map((m) => JSON.stringify(m.sm.items));
+      return seqs.every((s) => s === seqs[0]) && c.members.get('a')!.sm.items.length === 12;
+    });
+    const st = leader.status();
+    expect(st.role).toBe('leader');
+    expect(st.members.voters).toEqual(['a', 'b', 'c']);
+    expect(st.applied).toBeGreaterThanOrEqual(st.commit - 0);
+    expect(st.transport.authFailures).toBe(0);
+  });
+
+  it('survives the leader being closed, and the old leader catches up after restarting from disk', async () => {
+    const c = await makeCluster(['a', 'b', 'c']);
+    for (const id of ['a', 'b', 'c']) await c.start(id);
+    const first = await c.leader();
+    for (let i = 0; i < 10; i++) await first.propose(`before-${i}`);
+    const oldId = first.id;
+    await c.stop(oldId);
+    const rest = ['a', 'b', 'c'].filter((id) => id !== oldId);
+    const second = await c.leader(rest);
+    expect(second.id).not.toBe(oldId);
+    for (let i = 0; i < 10; i++) await second.propose(`after-${i}`);
+    await c.start(oldId, true);
+    const back = c.members.get(oldId)!;
+    await waitFor('old leader caught up', () => back.sm.items.length === 20);
+    expect(back.sm.items).toEqual(c.members.get(second.id)!.sm.items);
+    expect(back.sm.items.slice(0, 10)).toEqual([...Array(10).keys()].map((i) => `before-${i}`));
+  });
+
+  it('rejects with typed errors: no leader, timeout, stopped, and a failing command', async () => {
+    const c = await makeCluster(['a', 'b', 'c']);
+    // Alone, a voter of a three-node group never learns of a leader.
+    const a = await c.start('a');
+    await expectCode(a.propose('x'), 'MANATEE_ERR_RAFT_NO_LEADER');
+    await expectCode(a.read(), 'MANATEE_ERR_RAFT_NO_LEADER');
+    await c.start('b');
+    await c.start('c');
+    const leader = await c.leader();
+    // The state machine's error reaches the proposer.
+    await expect(leader.propose('boom')).rejects.toThrow('boom refused');
+    // Cut the leader off: its proposals cannot commit and time out.
+    for (const id of ['a', 'b', 'c']) if (id !== leader.id) await c.stop(id);
+    await expectCode(leader.propose('lost', { timeoutMs: 150 }), 'MANATEE_ERR_RAFT_TIMEOUT');
+    // CheckQuorum: a leader that hears from no majority steps down, and then knows no leader.
+    await waitFor('leader stepped down', () => leader.status().leader === null, { timeoutMs: 20_000 });
+    await expectCode(leader.propose('x'), 'MANATEE_ERR_RAFT_NO_LEADER');
+    // Shutting down fails what is pending, and everything after.
+    const b = await c.start([...c.members.keys()].find((id) => id !== leader.id)!);
+    await waitFor('a leader again', () => leader.status().leader !== null, { timeoutMs: 20_000 });
+    const pendingWhenClosed = leader.propose('in-flight', { timeoutMs: 20_000 }).then(() => null, (e: unknown) => e);
+    const pendingRead = leader.read({ timeoutMs: 20_000 }).then(() => null, (e: unknown) => e);
+    await c.stop(leader.id);
+    const [e1, e2] = await Promise.all([pendingWhenClosed, pendingRead]);
+    // The proposal may have been applied just before the close; if not, it failed as "stopped".
+    if (e1 !== null) expect((e1 as { code: string }).code).toBe('MANATEE_ERR_RAFT_STOPPED');
+    if (e2 !== null) expect((e2 as { code: string }).code).toBe('MANATEE_ERR_RAFT_STOPPED');
+    await expectCode(leader.propose('after close'), 'MANATEE_ERR_RAFT_STOPPED');
+    await expectCode(leader.read(), 'MANATEE_ERR_RAFT_STOPPED');
+    expect(b).toBeDefined();
+  });
+
+  it('installs a snapshot on a node that was down while the log was compacted', async () => {
+    const c = await makeCluster(['a', 'b', 'c'], { snapshotEveryEntries: 20, keepEntriesAfterSnapshot: 5 });
+    for (const id of ['a', 'b', 'c']) await c.start(id);
+    const leader = await c.leader();
+    const down = ['a', 'b', 'c'].find((id) => id !== leader.id)!;
+    await leader.propose('first');
+    await waitFor('down node has first', () => c.members.get(down)!.sm.items.length === 1);
+    await c.stop(down);
+    for (let i = 0; i < 120; i++) await leader.propose(`v${i}`);
+    const st = leader.status();
+    expect(st.snapshotIndex).toBeGreaterThan(100);
+    await c.start(down, true);
+    const m = c.members.get(down)!;
+    await waitFor('restarted node caught up through a snapshot', () => m.sm.items.length === 121);
+    expect(m.sm.items).toEqual(c.members.get(leader.id)!.sm.items);
+    expect(m.node!.status().snapshotIndex).toBeGreaterThan(100);
+    // And it keeps following afterwards.
+    await leader.propose('after-snap');
+    await waitFor('follows after snapshot', () => m.sm.items.at(-1) === 'after-snap');
+  });
+
+  it('adds a learner, promotes it, removes the old leader, and transfers leadership', async () => {
+    const c = await makeCluster(['a', 'b', 'c', 'd'], { voters: ['a', 'b', 'c'] });
+    for (const id of ['a', 'b', 'c', 'd']) await c.start(id);
+    const leader = await c.leader(['a', 'b', 'c']);
+    await leader.propose('one');
+    const d = c.members.get('d')!;
+    const afterAdd = await leader.addLearner('d', c.addr(d));
+    expect(afterAdd.learners).toEqual(['d']);
+    await waitFor('learner caught up', () => d.sm.items.length === 1);
+    expect(d.node!.status().members.learners).toEqual(['d']);
+    const afterPromote = await leader.promote('d');
+    expect(afterPromote.voters).toEqual(['a', 'b', 'c', 'd']);
+    await expect(leader.promote('d')).rejects.toMatchObject({ code: expect.stringMatching(/CONF_CHANGE_INVALID|PROPOSAL_DROPPED/) });
+    await leader.transferLeadership('d');
+    const newLeader = await c.leader(['a', 'b', 'c', 'd']);
+    expect(newLeader.id).toBe('d');
+    const afterRemove = await newLeader.remove(leader.id);
+    expect(afterRemove.voters).not.toContain(leader.id);
+    await newLeader.propose('two');
+    const remaining = ['a', 'b', 'c', 'd'].filter((id) => id !== leader.id);
+    await waitFor('remaining members applied', () => remaining.every((id) => c.members.get(id)!.sm.items.at(-1) === 'two'));
+  });
+
+  it('restarts from disk without initialVoters mattering, keeping its applied state', async () => {
+    const c = await makeCluster(['a', 'b', 'c']);
+    for (const id of ['a', 'b', 'c']) await c.start(id);
+    const leader = await c.leader();
+    for (let i = 0; i < 5; i++) await leader.propose(`k${i}`);
+    await waitFor('all have 5', () => [...c.members.values()].every((m) => m.sm.items.length === 5));
+    for (const id of ['a', 'b', 'c']) await c.stop(id);
+    for (const id of ['a', 'b', 'c']) await c.start(id, true);
+    const l2 = await c.leader();
+    await l2.propose('k5');
+    await waitFor('replayed and extended', () => [...c.members.values()].every((m) => m.sm.items.length === 6));
+    expect(c.members.get('a')!.sm.items).toEqual(['k0', 'k1', 'k2', 'k3', 'k4', 'k5']);
+  });
+});
