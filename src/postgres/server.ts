@@ -238,7 +238,8 @@ export class PostgresServer extends EventEmitter<PgEvents> {
     await rename(tmp, path);
   }
 
-  private async ensureRunDir(): Promise<void> {
+  /** Create the run directory (sockets, logs, passfile) owned by the OS user. Idempotent. */
+  async prepareRunDir(): Promise<void> {
     await ensureOwnedDir(this.runDir, this.user, 'run directory');
     await ensureOwnedDir(this.logDir, this.user, 'log directory');
     await this.writeOwned(this.passfile, passfileLine(this.replicationUser, this.opts.replicationPassword));
@@ -320,7 +321,7 @@ export class PostgresServer extends EventEmitter<PgEvents> {
     if (entries.length > 0) {
       throw new PgError('MANATEE_ERR_PG_DATADIR_NOT_EMPTY', `initdb refused: data directory ${this.dataDir} is not empty (${entries.length} entries); nothing was changed`);
     }
-    await this.ensureRunDir();
+    await this.prepareRunDir();
     const args = ['-D', this.dataDir, '-U', this.superuser, '--data-checksums', '--auth-local=trust',
       '--auth-host=scram-sha-256', '--encoding=UTF8', '--locale=C', '--no-instructions'];
     const pwfile = join(this.runDir, 'initdb-pw');
@@ -372,7 +373,7 @@ export class PostgresServer extends EventEmitter<PgEvents> {
       return;
     }
     await this.checkDataDir();
-    await this.ensureRunDir();
+    await this.prepareRunDir();
     if (await this.handleOrphan()) return;
 
     this.stopping = false;
@@ -627,7 +628,7 @@ export class PostgresServer extends EventEmitter<PgEvents> {
     }
     await this.checkDataDir();
     if (!this.running) {
-      await this.ensureRunDir();
+      await this.prepareRunDir();
       await this.handleOrphan();
     }
     const running = this.running;

@@ -1,0 +1,87 @@
+import { describe, expect, it } from 'vitest';
+import {
+  confValue, conninfo, passfileLine, renderEnforcedConf, renderHba, renderPostgresqlConf, validatePeerId, NO_SYNC_PLACEHOLDER,
+} from '../../src/postgres/config.js';
+import { parseProgressLine, ProgressTracker, lineSplitter } from '../../src/postgres/progress.js';
+import { parsePgUrl } from '../../src/postgres/url.js';
+import { hasCode } from '../../src/errors.js';
+
+const base = { listenAddress: '127.0.0.1', port: 6000, runDir: '/run/m', passfile: '/run/m/pgpass', replicationUser: 'replicator' };
+
+describe('configuration rendering', () => {
+  it('postgresql.conf includes Manatee defaults, then the operator overrides, then the enforced settings', () => {
+    const text = renderPostgresqlConf();
+    const order = ['manatee.conf', 'manatee-overrides.conf', 'manatee-enforced.conf'].map((f) => text.indexOf(`'${f}'`));
+    expect(order.every((i) => i >= 0)).toBe(true);
+    expect([...order].sort((a, b) => a - b)).toEqual(order);
+  });
+
+  it('a read-only primary names no real standby, so a commit that bypasses read-only waits', () => {
+    const t = renderEnforcedConf({ ...base, role: { role: 'primary', writable: false, syncNames: `"${NO_SYNC_PLACEHOLDER}"`, oneNodeWriteMode: false, syncId: 'b' } });
+    expect(t).toContain("default_transaction_read_only = on");
+    expect(t).toContain(`synchronous_standby_names = '"${NO_SYNC_PLACEHOLDER}"'`);
+  });
+
+  it('a standby points primary_conninfo at its upstream with its id as application_name and a passfile', () => {
+    const t = renderEnforcedConf({ ...base, role: { role: 'standby', upstreamHost: '10.0.0.2', upstreamPort: 6010, applicationName: 'peer-b' } });
+    expect(t).toContain("primary_conninfo = 'host=''10.0.0.2'' port=''6010'' user=''replicator'' passfile=''/run/m/pgpass'' application_name=''peer-b''");
+    expect(t).toContain("default_transaction_read_only = on");
+  });
+
+  it('pg_hba.conf never trusts the network', () => {
+    const t = renderHba({ superuser: 'postgres', replicationUser: 'replicator', clientCidrs: ['0.0.0.0/0', '::/0'] });
+    for (const line of t.split('\n').filter((l) => l.startsWith('host'))) expect(line).toMatch(/scram-sha-256$/);
+    expect(t).toMatch(/host\s+replication\s+replicator\s+0\.0\.0\.0\/0\s+scram-sha-256/);
+  });
+
+  it('quotes values for postgresql.conf, conninfo and passfiles', () => {
+    expect(confValue("it's")).toBe("'it''s'");
+    expect(confValue(true)).toBe('on');
+    expect(conninfo({ password: "a'b\\c", port: 5 })).toBe("password='a\\'b\\\\c' port='5'");
+    expect(passfileLine('u', 'p:w\\')).toBe('*:*:*:u:p\\:w\\\\\n');
+  });
+
+  it('rejects peer ids that cannot be an application_name', () => {
+    for (const bad of ['', '!x', 'a b', 'a"b', "a'b", 'x'.repeat(64)]) {
+      let caught: unknown = null;
+      try { validatePeerId(bad, 'id'); } catch (err) { caught = err; }
+      expect(hasCode(caught, 'MANATEE_ERR_PG_INVALID_OPTION'), bad).toBe(true);
+    }
+    expect(() => { validatePeerId('peer-1.example@2', 'id'); }).not.toThrow();
+  });
+});
+
+describe('progress parsing', () => {
+  it('reads pg_basebackup and pg_rewind progress lines', () => {
+    expect(parseProgressLine('  12345/67890 kB (18%), 0/1 tablespace')).toEqual({ doneKb: 12345, totalKb: 67890, percent: 18 });
+    expect(parseProgressLine('1024/2048 kB (50%) copied')).toEqual({ doneKb: 1024, totalKb: 2048, percent: 50 });
+    expect(parseProgressLine('pg_basebackup: checkpoint completed')).toBeNull();
+  });
+
+  it('computes rate and ETA from successive lines', () => {
+    let now = 1000;
+    const t = new ProgressTracker(() => now);
+    now = 3000;
+    const p = t.feed('1000/3000 kB (33%), 0/1 tablespace')!;
+    expect(p.bytesDone).toBe(1000 * 1024);
+    expect(p.rateBytesPerSec).toBe(512_000);
+    expect(p.etaSec).toBe(4);
+  });
+
+  it('splits \\r-terminated progress output into lines', () => {
+    const lines: string[] = [];
+    const feed = lineSplitter((l) => lines.push(l));
+    feed('1/2 kB (50%)\r2/2 k');
+    feed('B (100%)\n');
+    expect(lines).toEqual(['1/2 kB (50%)', '2/2 kB (100%)']);
+  });
+
+  it('parses a peer pgUrl, filling the shard credentials', () => {
+    expect(parsePgUrl('postgres://replicator@10.0.0.1:6001/postgres', { user: 'x' })).toEqual({
+      host: '10.0.0.1', port: 6001, user: 'replicator', password: null, dbname: 'postgres',
+    });
+    expect(parsePgUrl('postgres://127.0.0.1:7', { user: 'r', password: 'p' })).toMatchObject({ user: 'r', password: 'p', dbname: 'postgres' });
+    expect(() => parsePgUrl('http://x:1/', { user: 'r' })).toThrow(/postgres:\/\//);
+    expect(() => parsePgUrl('not a url', { user: 'r' })).toThrow(/not a URL/);
+  });
+});
