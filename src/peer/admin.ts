@@ -117,17 +117,6 @@ export function promote(current: ClusterState | null, args: PromoteArgs): AdminC
       `promote expiry must be a whole number of milliseconds from ${PROMOTE_EXPIRE_MS_MIN} to ${PROMOTE_EXPIRE_MS_MAX}, got ${expireMs}`,
     );
   }
-  if (state.freeze !== undefined) {
-    // A frozen shard makes no generation change, so the request could only expire.
-    throw new AdminError('MANATEE_ERR_FROZEN', `cannot promote: the shard is ${freezeText(state)}`);
-  }
-  if (isPromotePending(state, args.now)) {
-    const p = state.promote!;
-    throw new AdminError(
-      'MANATEE_ERR_PROMOTE_PENDING',
-      `a promotion of ${p.id} (${p.role}) is already pending until ${p.expireTime}; clear it first (clear-promote)`,
-    );
-  }
   const expireTime = new Date(args.now.getTime() + expireMs).toISOString();
   let request: PromoteRequest;
   if (state.primary.id === args.peerId) {
@@ -149,6 +138,18 @@ export function promote(current: ClusterState | null, args: PromoteArgs): AdminC
         `cannot promote ${args.peerId}: it is not in the replication chain (primary ${state.primary.id}, sync ${state.sync?.id ?? 'none'}, asyncs ${state.async.map((p) => p.id).join(', ') || 'none'})`,
       );
     }
+  }
+  // The target is checked first: a request for the wrong peer is wrong whatever else holds.
+  if (state.freeze !== undefined) {
+    // A frozen shard makes no generation change, so the request could only expire.
+    throw new AdminError('MANATEE_ERR_FROZEN', `cannot promote: the shard is ${freezeText(state)}`);
+  }
+  if (isPromotePending(state, args.now)) {
+    const p = state.promote!;
+    throw new AdminError(
+      'MANATEE_ERR_PROMOTE_PENDING',
+      `a promotion of ${p.id} (${p.role}) is already pending until ${p.expireTime}; clear it first (clear-promote)`,
+    );
   }
   const where = request.role === 'sync' ? 'sync → primary' : `async[${request.asyncIndex ?? 0}] → one place up`;
   return {

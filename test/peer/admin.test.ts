@@ -138,6 +138,13 @@ describe('promote', () => {
     expect(codeOf(() => promote(s, { peerId: 'b', now: NOW }))).toBe('MANATEE_ERR_FROZEN');
   });
 
+  it('names a wrong target before a frozen shard or a pending request', () => {
+    const frozen = shard({ freeze: { date: NOW.toISOString(), reason: 'maintenance' } });
+    expect(codeOf(() => promote(frozen, { peerId: 'a', now: NOW }))).toBe('MANATEE_ERR_BAD_PROMOTE');
+    const pending = promote(shard(), { peerId: 'b', now: NOW }).state;
+    expect(codeOf(() => promote(pending, { peerId: 'nobody', now: NOW }))).toBe('MANATEE_ERR_PEER_NOT_FOUND');
+  });
+
   it('refuses while another request is pending, but replaces an expired or stale one', () => {
     const pending = promote(shard(), { peerId: 'b', now: NOW }).state;
     expect(isPromotePending(pending, NOW)).toBe(true);

@@ -1,0 +1,195 @@
+// manatee-adm as operators run it: a child process (node --import tsx) against real API servers
+// of three peers on 127.0.0.1, over one in-memory cluster state. The remaining subcommands run
+// in-process through runAdm(), the same code without the process start-up cost.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import type { FastifyInstance } from 'fastify';
+import { createApi } from '../../src/api/server.js';
+import { runAdm } from '../../src/cli/adm/program.js';
+import type { PeerInfo } from '../../src/store/types.js';
+import { freePort } from '../helpers/wait.js';
+import { ADMIN_TOKEN, MemoryStore, memoryDeps, peer, threePeerState } from '../api/memory.js';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+let servers: FastifyInstance[] = [];
+let store: MemoryStore;
+let peers: PeerInfo[];
+let deadUrl: string;
+
+beforeAll(async () => {
+  const ports = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+  peers = ['a', 'b', 'c'].map((id, i) => peer(id, `http://127.0.0.1:${ports[i]!}`));
+  // z is deposed and its machine is gone: nothing listens on its port.
+  deadUrl = `http://127.0.0.1:${ports[3]}`;
+  const z = peer('z', deadUrl);
+  store = new MemoryStore(threePeerState(peers, [z]), peers);
+  for (const [i, self] of peers.entries()) {
+    const app = await createApi(memoryDeps({ self, store }));
+    servers.push(app);
+    await app.listen({ host: '127.0.0.1', port: ports[i]! });
+  }
+});
+
+afterAll(async () => {
+  await Promise.all(servers.map((s) => s.close()));
+  servers = [];
+});
+
+async function adm(args: string[], env: Record<string, string> = {}) {
+  const r = await execa('node', ['--import', 'tsx', 'src/cli/manatee-adm.ts', ...args], {
+    cwd: ROOT,
+    reject: false,
+    timeout: 60_000,
+    env: { MANATEE_URL: '', MANATEE_ADMIN_TOKEN: '', ...env },
+  });
+  return { code: r.exitCode, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** The same commands in this process, for the subcommands that the child-process tests do not cover. */
+async function admInProcess(args: string[]) {
+  let stdout = '';
+  let stderr = '';
+  const code = await runAdm(args, {
+    out: (t) => { stdout += t; },
+    err: (t) => { stderr += t; },
+    env: { MANATEE_URL: peers[0]!.apiUrl, MANATEE_ADMIN_TOKEN: ADMIN_TOKEN },
+    now: () => new Date(),
+  });
+  return { code, stdout, stderr };
+}
+
+const url = () => peers[2]!.apiUrl; // ask the async: any peer's API answers for the shard
+
+describe('manatee-adm (child process)', () => {
+  it('status prints the table of every peer, from any peer', async () => {
+    const r = await adm(['status', '--url', url()]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('shard: generation 3, initWal 0/3000060');
+    expect(r.stdout).toContain('freeze: not frozen');
+    expect(r.stdout).toMatch(/^primary\s+a\s+127\.0\.0\.1\s+ok\s+yes\s+-/m);
+    expect(r.stdout).toMatch(/^sync\s+b\s+127\.0\.0\.1\s+ok\s+no\s+72 B/m);
+    expect(r.stdout).toMatch(/^async\s+c\s+127\.0\.0\.1\s+ok\s+no\s+72 B/m);
+    expect(r.stdout).toMatch(/^deposed\s+z\s+127\.0\.0\.1\s+\?/m);
+    expect(r.stdout).toContain(`z: sitter unreachable at ${deadUrl}`);
+    expect(r.stdout).toContain('a: last decision none');
+  });
+
+  it('status --json prints the same view for scripts (URL and token from the environment)', async () => {
+    const r = await adm(['status', '--json'], { MANATEE_URL: peers[1]!.apiUrl });
+    expect(r.code).toBe(0);
+    const view = JSON.parse(r.stdout);
+    expect(view.answeredBy).toBe('b');
+    expect(view.generation).toBe(3);
+    expect(view.peers.map((p: { id: string; role: string }) => `${p.role}:${p.id}`)).toEqual(['primary:a', 'sync:b', 'async:c', 'deposed:z']);
+    expect(view.peers[0]).toMatchObject({ reachable: true, pgOnline: true, writable: true });
+    expect(view.peers[3]).toMatchObject({ reachable: false, pgOnline: null });
+  });
+
+  it('freeze, then status shows the shard frozen with the reason', async () => {
+    const f = await adm(['freeze', '-r', 'kernel upgrade', '--url', url()], { MANATEE_ADMIN_TOKEN: ADMIN_TOKEN });
+    expect(f.stderr).toBe('');
+    expect(f.code).toBe(0);
+    expect(f.stdout).toMatch(/^frozen by operator: kernel upgrade \(generation 3, state version \d+\)$/m);
+    const s = await adm(['status', '--url', url()]);
+    expect(s.stdout).toMatch(/^freeze: FROZEN since \S+: kernel upgrade$/m);
+  });
+
+  it('promote refused: prints the code and the reason on stderr and exits 1', async () => {
+    const r = await adm(['promote', '-p', 'a', '--url', url(), '--token', ADMIN_TOKEN]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(r.stderr.trim()).toBe('manatee-adm: MANATEE_ERR_BAD_PROMOTE: cannot promote a: it is already the primary');
+  });
+
+  it('a wrong token exits 1 with MANATEE_ERR_FORBIDDEN, and changes nothing', async () => {
+    const before = store.version;
+    const r = await adm(['unfreeze', '--url', url(), '--token', 'not-the-token']);
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim()).toBe('manatee-adm: MANATEE_ERR_FORBIDDEN: the admin token is wrong');
+    expect(store.version).toBe(before);
+  });
+
+  it('an unreachable peer is a clear error naming the URL', async () => {
+    const r = await adm(['status', '--url', deadUrl]);
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim()).toBe(`manatee-adm: MANATEE_ERR_UNREACHABLE: cannot reach the Manatee API at ${deadUrl}: ECONNREFUSED`);
+  });
+
+  it('history prints the changes as a table and as JSON', async () => {
+    const t = await adm(['history', '--url', url()]);
+    expect(t.code).toBe(0);
+    expect(t.stdout).toMatch(/^TIME\s+G#\s+VER\s+MODE\s+FRZ\s+PRIMARY\s+SYNC\s+ASYNC\s+DEPOSED\s+SUMMARY$/m);
+    expect(t.stdout).toMatch(/\s3\s+1\s+multi\s+-\s+a\s+b\s+c\s+z\s+cluster setup for normal \(multi-peer\) mode$/m);
+    const j = await adm(['history', '--json', '-n', '1', '--url', url()]);
+    const entries = JSON.parse(j.stdout);
+    expect(entries).toHaveLength(1);
+    expect(entries[0].version).toBe(store.version);
+  });
+
+  it('a usage error exits 1 with MANATEE_ERR_USAGE', async () => {
+    const r = await adm(['set-onwm', 'maybe']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^manatee-adm: MANATEE_ERR_USAGE: .*must be "on" or "off"/);
+  });
+});
+
+describe('manatee-adm (in process)', () => {
+  it('unfreeze, promote and clear-promote change the state and say so', async () => {
+    if (store.state!.freeze === undefined) await admInProcess(['freeze', '-r', 'x']);
+    const u = await admInProcess(['unfreeze']);
+    expect(u).toMatchObject({ code: 0, stderr: '' });
+    expect(u.stdout).toMatch(/^unfrozen by operator/);
+
+    const p = await admInProcess(['promote', '-p', 'c', '--expire', '30', '--json']);
+    expect(p.code).toBe(0);
+    expect(JSON.parse(p.stdout).state.promote).toMatchObject({ id: 'c', role: 'async', asyncIndex: 0, generation: 3 });
+    expect(store.state!.promote?.id).toBe('c');
+
+    const again = await admInProcess(['promote', '-p', 'b']);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/^manatee-adm: MANATEE_ERR_PROMOTE_PENDING: /);
+
+    const c = await admInProcess(['clear-promote']);
+    expect(c.code).toBe(0);
+    expect(store.state!.promote).toBeUndefined();
+  });
+
+  it('reap forgets the gone deposed peer, and refuses a peer in the chain', async () => {
+    const refused = await admInProcess(['reap', '-p', 'b']);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/^manatee-adm: MANATEE_ERR_PEER_IN_CHAIN: cannot reap b: it is the sync/);
+    const r = await admInProcess(['reap', '-p', 'z']);
+    expect(r).toMatchObject({ code: 0, stdout: expect.stringMatching(/^operator reaped deposed peer z/) });
+    expect(store.state!.deposed).toEqual([]);
+  });
+
+  it('rebuild asks the peer at --url, and is refused on the primary', async () => {
+    const ok = await admInProcess(['rebuild', '--url', peers[2]!.apiUrl]);
+    expect(ok).toMatchObject({ code: 0, stdout: 'rebuild of c started (follow it with manatee-adm status)\n' });
+    const refused = await admInProcess(['rebuild']);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/^manatee-adm: MANATEE_ERR_BAD_REBUILD: will not rebuild a: it is the primary/);
+  });
+
+  it('set-onwm is refused while the shard has a sync', async () => {
+    const r = await admInProcess(['set-onwm', 'on']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^manatee-adm: MANATEE_ERR_BAD_ONWM: /);
+  });
+
+  it('an admin command without any token fails before calling the API', async () => {
+    let stderr = '';
+    const code = await runAdm(['unfreeze'], { out: () => undefined, err: (t) => { stderr += t; }, env: { MANATEE_URL: url() }, now: () => new Date() });
+    expect(code).toBe(1);
+    expect(stderr).toMatch(/^manatee-adm: MANATEE_ERR_NO_TOKEN: /);
+  });
+
+  it('a bad --url is a usage error', async () => {
+    const r = await admInProcess(['status', '--url', 'ftp://x']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^manatee-adm: MANATEE_ERR_USAGE: bad URL "ftp:\/\/x"/);
+  });
+});
