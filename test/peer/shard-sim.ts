@@ -44,6 +44,8 @@ export class Shard {
   state: ClusterState | null = null;
   version = 0;
   readonly history: string[] = [];
+  /** Every write applied: who wrote it, the decision's kind and the history summary. */
+  readonly writes: { peer: string; kind: string; summary: string }[] = [];
   /** Ids of peers with a session, in the order the sessions were opened. */
   private readonly sessions: string[] = [];
   private readonly peers = new Map<string, SimPeer>();
@@ -179,6 +181,7 @@ export class Shard {
     this.state = d.write.newState;
     this.version += 1;
     this.history.push(d.write.summary);
+    this.writes.push({ peer: id, kind: d.kind, summary: d.write.summary });
     // A new primary's WAL moves on from where its generation began.
     if (before === null || before.generation !== this.state.generation) {
       const primary = this.peer(this.state.primary.id);
