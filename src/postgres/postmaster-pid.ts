@@ -4,7 +4,7 @@
 // rebooted and the pid now belongs to another process), so the pid only counts as our postmaster
 // when the process is alive, is a postgres, and its working directory is this data directory
 // (the postmaster chdirs into its data directory).
-import { readFile, readlink, realpath } from 'node:fs/promises';
+import { readdir, readFile, readlink, realpath } from 'node:fs/promises';
 import { join } from 'node:path';
 
 export interface PostmasterPidFile {
@@ -72,4 +72,23 @@ export async function checkPostmaster(dataDir: string): Promise<OrphanCheck> {
     return { kind: 'stale', pid: pf.pid, reason: `pid ${pf.pid} is a postgres in ${cwd}, not in ${want}` };
   }
   return { kind: 'running', pid: pf.pid, port: pf.port, socketDir: pf.socketDir };
+}
+
+/**
+ * Pids of live processes whose working directory is `dataDir`: after a postmaster is killed
+ * (SIGKILL), its backends linger for a moment, holding the shared memory; a new postmaster
+ * started before they exit fails with "pre-existing shared memory block is still in use".
+ */
+export async function processesInDataDir(dataDir: string): Promise<number[]> {
+  const want = await realpath(dataDir);
+  const pids: number[] = [];
+  for (const e of await readdir('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      if ((await readlink(`/proc/${e}/cwd`)) === want && (await processAlive(Number(e)))) pids.push(Number(e));
+    } catch {
+      // gone, or not ours to inspect
+    }
+  }
+  return pids;
 }

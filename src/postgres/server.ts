@@ -20,7 +20,7 @@ import {
 import { PgError } from './errors.js';
 import { describeRun, runTool } from './exec.js';
 import { ensureOwnedDir, resolveOsUser, spawnIdentity, type OsUser } from './os-user.js';
-import { checkPostmaster, processAlive } from './postmaster-pid.js';
+import { checkPostmaster, processAlive, processesInDataDir } from './postmaster-pid.js';
 import { LineRing, lineSplitter } from './progress.js';
 import {
   checkSyncCaughtUp, readReplication, readWalPositions, type QueryFn, type ReplicationRow, type SyncCatchUp, type WalPositions,
@@ -375,6 +375,7 @@ export class PostgresServer extends EventEmitter<PgEvents> {
     await this.checkDataDir();
     await this.prepareRunDir();
     if (await this.handleOrphan()) return;
+    await this.waitForLingeringBackends();
 
     this.stopping = false;
     const child = spawn(this.binaries.postgres, ['-D', this.dataDir], {
@@ -432,6 +433,20 @@ export class PostgresServer extends EventEmitter<PgEvents> {
     this.adopt(found.pid);
     await this.stop('fast');
     return false;
+  }
+
+  private async waitForLingeringBackends(): Promise<void> {
+    const deadline = Date.now() + this.stopTimeoutMs;
+    let pids = await processesInDataDir(this.dataDir);
+    if (pids.length === 0) return;
+    this.log.info({ decision: 'wait-lingering-backends', pids }, 'waiting for backends of a dead postmaster to exit before starting');
+    while (pids.length > 0) {
+      if (Date.now() > deadline) {
+        throw new PgError('MANATEE_ERR_PG_ALREADY_RUNNING', `processes ${pids.join(', ')} still run in ${this.dataDir} without a postmaster; not starting a second server over them`);
+      }
+      await sleep(100);
+      pids = await processesInDataDir(this.dataDir);
+    }
   }
 
   private adopt(pid: number): void {
@@ -614,8 +629,9 @@ export class PostgresServer extends EventEmitter<PgEvents> {
    *   primary_conninfo and pg_hba.conf take effect on reload; if a postmaster-only setting changed
    *   (listen address, port, wal_level, max_wal_senders, an operator override of such a setting),
    *   pending_restart says so and we restart (fast).
-   * A primary is rendered read-only unless it is in ONWM or it already was a writable primary in
-   * this process (then only the named sync changes, and commits wait for the new one).
+   * A primary is rendered read-only unless it is in ONWM or it already was a writable primary
+   * with a sync in this process (then only the named sync changes, and commits wait for the new
+   * one). Leaving ONWM makes it read-only until enableWrites().
    * Writes are turned on by enableWrites() once the sync has caught up.
    */
   async configure(role: PgRole): Promise<ConfigureResult> {
@@ -642,7 +658,7 @@ export class PostgresServer extends EventEmitter<PgEvents> {
         this.log.warn({ decision: 'primary-without-sync' }, 'primary has no sync and is not in ONWM: it stays read-only');
       }
       const prev = this.rendered;
-      const stayWritable = running && recovering === false && prev?.role === 'primary' && prev.writable && syncId !== null;
+      const stayWritable = running && recovering === false && prev?.role === 'primary' && prev.writable && !prev.oneNodeWriteMode && syncId !== null;
       const writable = onwm || stayWritable;
       const syncNames = onwm ? '' : writable && syncId !== null ? quoteStandbyName(syncId) : quoteStandbyName(NO_SYNC_PLACEHOLDER);
       next = { role: 'primary', writable, syncNames, oneNodeWriteMode: onwm, syncId };

@@ -1,0 +1,205 @@
+// One real PostgreSQL 15 cluster, reused across the tests of this file: lifecycle, rendered
+// configuration per role, the operator overrides file, health checks and exit events.
+import { readFile, writeFile, appendFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makePgSandbox, connect, type PgSandbox } from '../helpers/pg.js';
+import { waitFor } from '../helpers/wait.js';
+import { PgHealthChecker, PostgresServer, type PgExit, NO_SYNC_PLACEHOLDER } from '../../src/postgres/index.js';
+import { hasCode } from '../../src/errors.js';
+
+let sb: PgSandbox;
+let pg: PostgresServer;
+
+beforeAll(async () => {
+  sb = await makePgSandbox('pgserver');
+  pg = await sb.server('data');
+  await pg.initdb();
+});
+
+afterAll(async () => {
+  await sb.cleanup();
+});
+
+describe('PostgresServer lifecycle', () => {
+  it('initdb creates a cluster with data checksums owned by the postgres user, mode 0700', async () => {
+    expect(await pg.hasData()).toBe(true);
+    const { stat } = await import('node:fs/promises');
+    const st = await stat(pg.dataDir);
+    expect(st.mode & 0o777).toBe(0o700);
+    expect(st.uid).toBe(pg.user.uid);
+    await pg.configure({ role: 'primary', oneNodeWriteMode: true });
+    expect(await pg.show('data_checksums')).toBe('on');
+    expect(await pg.show('wal_level')).toBe('replica');
+    expect(await pg.show('wal_log_hints')).toBe('on');
+    expect(await pg.show('hot_standby')).toBe('on');
+    const [who] = await pg.query<{ u: string }>('SELECT current_user AS u');
+    expect(who?.u).toBe('postgres');
+    const roles = await pg.query<{ rolreplication: boolean }>("SELECT rolreplication FROM pg_roles WHERE rolname = 'replicator'");
+    expect(roles[0]?.rolreplication).toBe(true);
+  });
+
+  it('initdb refuses a non-empty data directory and changes nothing', async () => {
+    let caught: unknown = null;
+    try { await pg.initdb(); } catch (err) { caught = err; }
+    expect(hasCode(caught, 'MANATEE_ERR_PG_DATADIR_NOT_EMPTY')).toBe(true);
+    expect(await pg.hasData()).toBe(true);
+  });
+
+  it('stops, starts and restarts; the pid changes and an exit event reports each stop', async () => {
+    const exits: PgExit[] = [];
+    pg.on('exit', (e) => exits.push(e));
+    const pid1 = pg.postgresPid;
+    expect(pid1).not.toBeNull();
+    await pg.restart('fast');
+    const pid2 = pg.postgresPid;
+    expect(pid2).not.toBeNull();
+    expect(pid2).not.toBe(pid1);
+    await pg.stop('fast');
+    expect(pg.postgresPid).toBeNull();
+    await expect(pg.query('SELECT 1')).rejects.toThrow();
+    await pg.start();
+    expect((await pg.query<{ one: number }>('SELECT 1 AS one'))[0]?.one).toBe(1);
+    expect(exits.map((e) => [e.pid, e.expected, e.code])).toEqual([[pid1, true, 0], [pid2, true, 0]]);
+    pg.removeAllListeners('exit');
+  });
+
+  it('reports an unexpected death of PostgreSQL as an exit event with the signal', async () => {
+    const pid = pg.postgresPid!;
+    const exited = new Promise<PgExit>((resolve) => pg.once('exit', resolve));
+    process.kill(pid, 'SIGKILL');
+    const e = await exited;
+    expect(e).toMatchObject({ pid, signal: 'SIGKILL', expected: false, adopted: false });
+    expect(pg.postgresPid).toBeNull();
+    await pg.start(); // crash recovery
+    expect(await pg.inRecovery()).toBe(false);
+  });
+
+  it('renders the primary role read-only with a placeholder sync, then ONWM writable, and SHOW agrees', async () => {
+    const r1 = await pg.configure({ role: 'primary', syncId: 'peer-b' });
+    expect(r1.action).toBe('reloaded');
+    expect(await pg.show('default_transaction_read_only')).toBe('on');
+    expect(await pg.show('synchronous_standby_names')).toBe(`"${NO_SYNC_PLACEHOLDER}"`);
+    const c = await connect(pg);
+    try {
+      await expect(c.query('CREATE TABLE t (x int)')).rejects.toThrow(/read-only transaction/);
+    } finally {
+      await c.end();
+    }
+    const r2 = await pg.configure({ role: 'primary', oneNodeWriteMode: true });
+    expect(r2.action).toBe('reloaded');
+    expect(await pg.show('default_transaction_read_only')).toBe('off');
+    expect(await pg.show('synchronous_standby_names')).toBe('');
+    await pg.query('CREATE TABLE t (x int)');
+  });
+
+  it('enableWrites refuses while the sync is not connected', async () => {
+    await pg.configure({ role: 'primary', syncId: 'peer-b' });
+    const check = await pg.syncCaughtUp('peer-b');
+    expect(check).toMatchObject({ caughtUp: false, reason: 'sync peer-b is not connected' });
+    let caught: unknown = null;
+    try { await pg.enableWrites('peer-b'); } catch (err) { caught = err; }
+    expect(hasCode(caught, 'MANATEE_ERR_PG_SYNC_NOT_CAUGHT_UP')).toBe(true);
+    expect(await pg.show('default_transaction_read_only')).toBe('on');
+  });
+
+  it('keeps the operator overrides file across re-renders, and overrides win over manatee.conf but not over the enforced role settings', async () => {
+    const overrides = join(pg.dataDir, 'manatee-overrides.conf');
+    const initial = await readFile(overrides, 'utf8');
+    expect(initial).toMatch(/never edits it/);
+    await appendFile(overrides, "work_mem = '7MB'\nwal_keep_size = '300MB'\ndefault_transaction_read_only = off\n");
+    const r = await pg.configure({ role: 'primary', oneNodeWriteMode: true });
+    expect(r.action).toBe('reloaded');
+    await pg.configure({ role: 'primary', syncId: 'peer-b' });
+    expect(await readFile(overrides, 'utf8')).toContain("work_mem = '7MB'");
+    expect(await pg.show('work_mem')).toBe('7MB');
+    expect(await pg.show('wal_keep_size')).toBe('300MB');
+    // The operator's read-only override loses to the enforced file.
+    expect(await pg.show('default_transaction_read_only')).toBe('on');
+    await writeFile(overrides, initial);
+  });
+
+  it('restarts when a postmaster-only setting changes (pending_restart), and reloads otherwise', async () => {
+    const overrides = join(pg.dataDir, 'manatee-overrides.conf');
+    const initial = await readFile(overrides, 'utf8');
+    const pidBefore = pg.postgresPid;
+    await appendFile(overrides, 'max_wal_senders = 7\n');
+    const r = await pg.configure({ role: 'primary', oneNodeWriteMode: true });
+    expect(r.action).toBe('restarted');
+    expect(r.restartedFor).toContain('max_wal_senders');
+    expect(pg.postgresPid).not.toBe(pidBefore);
+    expect(await pg.show('max_wal_senders')).toBe('7');
+    await writeFile(overrides, initial);
+    const r2 = await pg.configure({ role: 'primary', oneNodeWriteMode: true });
+    expect(r2.action).toBe('restarted');
+    expect(await pg.show('max_wal_senders')).toBe('10');
+  });
+
+  it('configure stopped stops it; configure primary starts it again', async () => {
+    const r = await pg.configure({ role: 'stopped' });
+    expect(r.action).toBe('stopped');
+    expect(pg.running).toBe(false);
+    expect((await pg.configure({ role: 'stopped' })).action).toBe('none');
+    const r2 = await pg.configure({ role: 'primary', oneNodeWriteMode: true });
+    expect(r2.action).toBe('started');
+    expect(await pg.show('default_transaction_read_only')).toBe('off');
+  });
+
+  it('a primary started fresh (not ONWM) is read-only', async () => {
+    await pg.stop('fast');
+    const r = await pg.configure({ role: 'primary', syncId: 'peer-b' });
+    expect(r.action).toBe('started');
+    expect(await pg.show('default_transaction_read_only')).toBe('on');
+    await pg.configure({ role: 'primary', oneNodeWriteMode: true });
+  });
+
+  it('WAL positions of a primary move forward with writes', async () => {
+    const a = await pg.walPositions();
+    expect(a.inRecovery).toBe(false);
+    expect(a.timeline).toBe(1);
+    await pg.query('INSERT INTO t SELECT generate_series(1, 1000)');
+    const b = await pg.walPositions();
+    const { lsnDiffBytes } = await import('../../src/postgres/lsn.js');
+    expect(lsnDiffBytes(b.currentLsn!, a.currentLsn!) > 0n).toBe(true);
+    expect(await pg.replicationStatus()).toEqual([]);
+  });
+
+  it('promote refuses on a primary', async () => {
+    let caught: unknown = null;
+    try { await pg.promote(); } catch (err) { caught = err; }
+    expect(hasCode(caught, 'MANATEE_ERR_PG_WRONG_ROLE')).toBe(true);
+  });
+});
+
+describe('health checker', () => {
+  it('emits healthy with latency, then unhealthy with the reason when PostgreSQL is stopped, then healthy again', async () => {
+    const checker = new PgHealthChecker({
+      probe: (timeoutMs) => pg.queryWithTimeout('SELECT 1', undefined, timeoutMs),
+      intervalMs: 200,
+      timeoutMs: 2000,
+    });
+    const seen: { healthy: boolean; reason: string | null; latencyMs: number }[] = [];
+    checker.on('healthy', (r) => seen.push(r));
+    checker.on('unhealthy', (r) => seen.push(r));
+    checker.start();
+    try {
+      await waitFor('a healthy check', () => seen.some((r) => r.healthy));
+      expect(seen[0]!.latencyMs).toBeGreaterThanOrEqual(0);
+      await pg.stop('fast');
+      const bad = await waitFor('an unhealthy check', () => seen.find((r) => !r.healthy));
+      expect(bad.reason).toMatch(/ENOENT|ECONNREFUSED|connect/);
+      seen.length = 0;
+      await pg.start();
+      await waitFor('healthy again', () => seen.some((r) => r.healthy));
+      expect(checker.last?.healthy).toBe(true);
+    } finally {
+      checker.stop();
+    }
+  });
+
+  it('reports a hung server as unhealthy by the timeout', async () => {
+    const checker = new PgHealthChecker({ probe: () => pg.queryWithTimeout('SELECT pg_sleep(5)', undefined, 10_000), timeoutMs: 300 });
+    const r = await checker.checkOnce();
+    expect(r).toMatchObject({ healthy: false, reason: 'health check timed out after 300 ms' });
+  });
+});
