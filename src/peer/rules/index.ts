@@ -12,3 +12,4 @@ export type {
   StateWrite,
 } from './types.js';
 export { rulesPgStatus, decisionLogFields, decisionRecord } from './report.js';
+export { assertWritable, RulesInvariantError } from './invariants.js';

@@ -2,6 +2,7 @@
 // should run there. Every branch of the rules ends here, so the role derivation is in one place.
 import type { ClusterState } from '../../store/types.js';
 import { roleIn } from '../status.js';
+import { assertWritable } from './invariants.js';
 import type { Decision, DecisionKind, PgRole, RulesInput } from './types.js';
 
 export interface OutcomeOptions {
@@ -12,6 +13,7 @@ export interface OutcomeOptions {
 
 export function outcome(input: RulesInput, kind: DecisionKind, reason: string, opts: OutcomeOptions = {}): Decision {
   const write = opts.write ?? null;
+  if (write !== null) assertWritable(input.state, write.newState);
   const state = write !== null ? write.newState : input.state;
   const where = roleIn(state, input.self.id);
   let role: PgRole;
