@@ -1,8 +1,8 @@
 // AdminOperations over any compare-and-set store of the cluster state: read the state, compute
 // the operator's change with src/peer/admin.ts, and write it if nobody wrote in between. A lost
 // race (the primary added an async meanwhile) is retried on the new state, because the change
-// is recomputed from scratch and its checks run again. The sitter passes its ClusterStore
-// (through a three-line adapter); the tests pass an in-memory store.
+// is recomputed from scratch and its checks run again. The sitter passes its ClusterStore as it
+// is (src/store/store.ts has these three methods); the tests pass an in-memory store.
 import { ManateeError } from '../errors.js';
 import * as admin from '../peer/admin.js';
 import type { AdminChange } from '../peer/admin.js';
@@ -14,12 +14,12 @@ export interface AdminStateStore {
   /** The committed state and its version (linearizable where possible). */
   readState(): Promise<VersionedState>;
   /**
-   * Write `state` if the store's version is still `expectVersion`, and resolve to the new
+   * Write `state` if the store's version is still `expectVersion`, and resolve with the new
    * version. Rejects with a ManateeError (a version mismatch is recognised by `isVersionMismatch`,
    * an invalid state, no leader...).
    */
-  putState(state: ClusterState, expectVersion: number, summary: string): Promise<number>;
-  activePeers(): Promise<readonly PeerInfo[]>;
+  putState(state: ClusterState, expectVersion: number, summary: string): Promise<{ readonly version: number }>;
+  activePeers(): readonly PeerInfo[] | Promise<readonly PeerInfo[]>;
 }
 
 export interface StoreAdminOptions {
@@ -47,8 +47,8 @@ export function storeAdminOperations(opts: StoreAdminOptions): AdminOperations {
       const { state, version } = await opts.store.readState();
       const next = await change(state);
       try {
-        const newVersion = await opts.store.putState(next.state, version, next.summary);
-        return { summary: next.summary, state: next.state, version: newVersion };
+        const written = await opts.store.putState(next.state, version, next.summary);
+        return { summary: next.summary, state: next.state, version: written.version };
       } catch (err) {
         if (!isMismatch(err) || attempt >= attemptsMax) throw err;
       }

@@ -61,7 +61,7 @@ export class MemoryStore implements AdminStateStore {
     return Promise.resolve({ state: this.state, version: this.version });
   }
 
-  putState(state: ClusterState, expectVersion: number, summary: string): Promise<number> {
+  putState(state: ClusterState, expectVersion: number, summary: string): Promise<{ version: number }> {
     this.check();
     this.beforePut?.();
     if (expectVersion !== this.version) {
@@ -69,7 +69,7 @@ export class MemoryStore implements AdminStateStore {
         new ManateeError('MANATEE_ERR_STORE_VERSION_MISMATCH', `cluster state version mismatch: expected version ${expectVersion}, current version is ${this.version}`),
       );
     }
-    return Promise.resolve(this.commit(state, summary));
+    return Promise.resolve({ version: this.commit(state, summary) });
   }
 
   activePeers(): Promise<readonly PeerInfo[]> {
