@@ -16,7 +16,7 @@ const B = peer('b');
 const C = peer('c');
 const Z = peer('z');
 
-let stores: ClusterStore[] = [];
+const stores: ClusterStore[] = [];
 let app: FastifyInstance | null = null;
 
 afterEach(async () => {
