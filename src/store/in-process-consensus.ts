@@ -20,10 +20,17 @@ const LOG_ENTRIES_MAX = 1_000_000;
 
 export class InProcessGroup {
   private readonly log: LogEntry[] = [];
+  /** Index of the last entry before the log (a snapshot's index when members start from one). */
+  readonly startIndex: number;
   private readonly members = new Map<NodeId, InProcessMember>();
   private leaderId: NodeId | null = null;
   private currentTerm = 0;
   private applyScheduled = false;
+
+  /** `startIndex`: members start with machines restored from a snapshot taken at that index. */
+  constructor(opts: { startIndex?: number } = {}) {
+    this.startIndex = opts.startIndex ?? 0;
+  }
 
   /** Adds a member that applies the log to `machine`. */
   add(id: NodeId, machine: StateMachine): InProcessMember {
@@ -48,7 +55,7 @@ export class InProcessGroup {
   }
 
   get lastIndex(): number {
-    return this.log.length;
+    return this.startIndex + this.log.length;
   }
 
   /** Makes `id` the leader in a new term (or leaves the group without one), and tells every running member. */
@@ -79,7 +86,7 @@ export class InProcessGroup {
   /** Resolves once every running member has applied the whole log. */
   async settle(): Promise<void> {
     for (let i = 0; i < 1000; i++) {
-      const behind = [...this.members.values()].some((m) => m.running && m.applied < this.log.length);
+      const behind = [...this.members.values()].some((m) => m.running && m.applied < this.lastIndex);
       if (!behind && !this.applyScheduled) return;
       await new Promise<void>((r) => setImmediate(r));
     }
@@ -89,7 +96,7 @@ export class InProcessGroup {
   append(data: string): number {
     if (this.leaderId === null) throw new RaftNoLeaderError();
     if (this.log.length >= LOG_ENTRIES_MAX) throw new Error('in-process log is full');
-    const entry: LogEntry = { index: this.log.length + 1, term: this.currentTerm, data };
+    const entry: LogEntry = { index: this.lastIndex + 1, term: this.currentTerm, data };
     this.log.push(entry);
     this.scheduleApply();
     return entry.index;
@@ -100,14 +107,14 @@ export class InProcessGroup {
     this.applyScheduled = true;
     queueMicrotask(() => {
       this.applyScheduled = false;
-      for (const m of this.members.values()) if (m.running) m.catchUp(this.log);
+      for (const m of this.members.values()) if (m.running) m.catchUp(this.log, this.startIndex);
     });
   }
 }
 
 export class InProcessMember implements Consensus {
   running = true;
-  applied = 0;
+  applied: number;
   private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: unknown) => void }>();
   private readonly leaderListeners = new Set<(c: LeaderChange) => void>();
   private leaderValue: NodeId | null;
@@ -118,6 +125,7 @@ export class InProcessMember implements Consensus {
     readonly id: NodeId,
     private readonly machine: StateMachine,
   ) {
+    this.applied = group.startIndex;
     this.leaderValue = group.leader;
     this.termValue = group.term;
   }
@@ -169,9 +177,9 @@ export class InProcessMember implements Consensus {
     for (const l of [...this.leaderListeners]) l(change);
   }
 
-  catchUp(log: readonly LogEntry[]): void {
-    while (this.running && this.applied < log.length) {
-      const e = log[this.applied]!;
+  catchUp(log: readonly LogEntry[], startIndex: number): void {
+    while (this.running && this.applied < startIndex + log.length) {
+      const e = log[this.applied - startIndex]!;
       const result = this.machine.apply({ index: e.index, term: e.term, data: e.data });
       this.applied = e.index;
       const p = this.pending.get(e.index);

@@ -10,3 +10,4 @@ export * from './sessions.js';
 export * from './consensus.js';
 export * from './in-process-consensus.js';
 export * from './store.js';
+export * from './raft-consensus.js';

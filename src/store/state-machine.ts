@@ -367,7 +367,8 @@ export class ClusterStateMachine implements StateMachine {
    */
   restore(data: string): void {
     invariant(!this.applying, 'restore called during apply');
-    const snap = parseSnapshot(data);
+    // An empty string is the snapshot of a group that has none yet: the empty store.
+    const snap = data === '' ? emptySnapshot() : parseSnapshot(data);
     const history = snap.history.slice(-this.historyLimit).map((h) => deepFreeze(h));
     if (snap.sessions.length > this.sessionsMax) {
       throw new InvalidSnapshotError(`sessions: ${snap.sessions.length} sessions, more than the limit of ${this.sessionsMax}`);
@@ -427,6 +428,10 @@ export class ClusterStateMachine implements StateMachine {
       seen.add(id);
     }
   }
+}
+
+function emptySnapshot(): SnapshotData {
+  return { format: SNAPSHOT_FORMAT, formatVersion: SNAPSHOT_FORMAT_VERSION, appliedIndex: 0, version: 0, state: null, history: [], sessions: [] };
 }
 
 function toSession(r: SessionRecord): Session {
