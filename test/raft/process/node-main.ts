@@ -1,0 +1,127 @@
+// A Raft node as its own OS process, for the real-process tests and tools/bench/raft.ts.
+// Usage: node --import tsx test/raft/process/node-main.ts '<json config>'
+// It serves a tiny HTTP interface on 127.0.0.1:<httpPort>:
+//   POST /propose  (body: the command)  -> 200 {result} | 503 {code, message}
+//   GET  /read                           -> linearizable read: 200 {count, chain}
+//   GET  /status                         -> the node's status
+//   GET  /applied                        -> every applied command in order (mode "list")
+// A start-up failure (e.g. corrupt storage) is printed on stderr as "<code>: <message>" and the
+// process exits with status 2.
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { RaftNode } from '../../../src/raft/node.js';
+import type { AppliedEntry, StateMachine } from '../../../src/raft/state-machine.js';
+import { createLogger } from '../../../src/log.js';
+import { crc32c } from '../../../src/raft/storage/crc32c.js';
+
+interface Config {
+  id: string;
+  dataDir: string;
+  logFile: string;
+  peers: Record<string, string>;
+  initialVoters?: string[];
+  secret: string;
+  raftPort: number;
+  httpPort: number;
+  tickMs?: number;
+  electionTicks?: number;
+  snapshotEveryEntries?: number;
+  keepEntriesAfterSnapshot?: number;
+  /** "list" keeps every command (for agreement checks); "count" keeps a count and a hash chain. */
+  mode?: 'list' | 'count';
+}
+
+/** Applied commands in order, a count, and a CRC chain over them (equal chains = equal sequences). */
+class RecordingMachine implements StateMachine {
+  items: string[] = [];
+  count = 0;
+  chain = 0;
+  constructor(private readonly keepItems: boolean) {}
+  apply(e: AppliedEntry): unknown {
+    this.count++;
+    this.chain = crc32c(Buffer.from(`${this.chain}:${e.data}`));
+    if (this.keepItems) this.items.push(e.data);
+    return { count: this.count, index: e.index };
+  }
+  snapshot(): string {
+    return JSON.stringify({ items: this.items, count: this.count, chain: this.chain });
+  }
+  restore(data: string): void {
+    const v = JSON.parse(data) as { items: string[]; count: number; chain: number };
+    this.items = v.items;
+    this.count = v.count;
+    this.chain = v.chain;
+  }
+}
+
+function reply(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+async function body(req: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of req) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function failure(err: unknown): { code: string; message: string } {
+  const e = err as { code?: unknown; message?: unknown };
+  return { code: typeof e.code === 'string' ? e.code : 'ERROR', message: String(e.message ?? err) };
+}
+
+async function main(): Promise<void> {
+  const cfg = JSON.parse(process.argv[2] ?? '{}') as Config;
+  const logger = createLogger({ destination: cfg.logFile, name: `raft-${cfg.id}` });
+  const sm = new RecordingMachine((cfg.mode ?? 'list') === 'list');
+  let node: RaftNode;
+  try {
+    node = await RaftNode.open({
+      id: cfg.id, dataDir: cfg.dataDir, peers: cfg.peers, secret: cfg.secret,
+      ...(cfg.initialVoters ? { initialVoters: cfg.initialVoters } : {}),
+      listen: { host: '127.0.0.1', port: cfg.raftPort }, stateMachine: sm, logger,
+      tickMs: cfg.tickMs ?? 50, electionTicks: cfg.electionTicks ?? 10, heartbeatTicks: 1,
+      snapshotEveryEntries: cfg.snapshotEveryEntries ?? 10_000, keepEntriesAfterSnapshot: cfg.keepEntriesAfterSnapshot ?? 1000,
+    });
+    await node.start();
+  } catch (err) {
+    const f = failure(err);
+    process.stderr.write(`raft node ${cfg.id} failed to start: ${f.code}: ${f.message}\n`);
+    process.exit(2);
+  }
+
+  const server = createServer((req, res) => {
+    void (async () => {
+      try {
+        if (req.method === 'POST' && req.url === '/propose') {
+          const result = await node.propose(await body(req));
+          reply(res, 200, { result });
+        } else if (req.url === '/read') {
+          await node.read();
+          reply(res, 200, { count: sm.count, chain: sm.chain });
+        } else if (req.url === '/status') {
+          reply(res, 200, { ...node.status(), count: sm.count, chain: sm.chain });
+        } else if (req.url === '/applied') {
+          reply(res, 200, { items: sm.items, count: sm.count, chain: sm.chain });
+        } else {
+          reply(res, 404, { code: 'NOT_FOUND', message: req.url ?? '' });
+        }
+      } catch (err) {
+        reply(res, 503, failure(err));
+      }
+    })();
+  });
+  server.keepAliveTimeout = 60_000;
+  await new Promise<void>((resolve) => server.listen(cfg.httpPort, '127.0.0.1', resolve));
+
+  const shutdown = (): void => {
+    void node.stop().finally(() => {
+      server.close();
+      process.exit(0);
+    });
+  };
+  process.on('SIGTERM', shutdown);
+  process.on('SIGINT', shutdown);
+}
+
+void main();
