@@ -27,6 +27,8 @@ export interface BasebackupBackendOptions {
   readonly tryRewind?: boolean;
   /** Upper bound of one pg_basebackup or pg_rewind run. Default 6 h. */
   readonly timeoutMs?: number;
+  /** Throttle pg_basebackup (its --max-rate, in kB/s) so a copy does not starve the source's disk. */
+  readonly maxRateKbPerSec?: number;
 }
 
 const OLD_SUFFIX = 'old-';
@@ -125,6 +127,7 @@ export class BasebackupBackend implements BackupBackend {
     this.log.info({ decision: 'basebackup', source: `${endpoint.host}:${endpoint.port}`, into: tmp, reason: opts.reason }, 'running pg_basebackup');
     const r = await runTool(this.pg.binaries.pgBasebackup, [
       '-D', tmp, '-X', 'stream', '--progress', '--checkpoint=fast', '--no-password',
+      ...(this.opts.maxRateKbPerSec !== undefined ? [`--max-rate=${this.opts.maxRateKbPerSec}k`] : []),
       '-d', endpointConninfo(endpoint, { ...this.passfileField(endpoint), application_name: 'manatee-basebackup' }),
     ], {
       user: this.pg.user,

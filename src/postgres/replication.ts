@@ -25,7 +25,9 @@ export async function readWalPositions(query: QueryFn): Promise<WalPositions> {
   if (row?.rec === false) {
     const [p] = await query<{ cur: string; flush: string; tli: number }>(
       'SELECT pg_current_wal_lsn()::text AS cur, pg_current_wal_flush_lsn()::text AS flush, ' +
-      '(SELECT timeline_id FROM pg_control_checkpoint()) AS tli');
+      // The WAL file name starts with the timeline being written; pg_control's checkpoint
+      // timeline lags behind a promotion until the next checkpoint.
+      "('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int AS tli");
     return {
       inRecovery: false, timeline: p?.tli ?? null, currentLsn: p?.cur ?? null, flushLsn: p?.flush ?? null,
       receiveLsn: null, replayLsn: null, lastLsn: p?.cur ?? null,

@@ -258,7 +258,11 @@ export class PostgresServer extends EventEmitter<PgEvents> {
     }
   }
 
-  private async renderFiles(role: RenderedRole): Promise<void> {
+  /**
+   * keepStandbySignal: when a running standby is about to be promoted, standby.signal must stay:
+   * PostgreSQL removes it itself at promotion and fails (FATAL) if it is already gone.
+   */
+  private async renderFiles(role: RenderedRole, keepStandbySignal = false): Promise<void> {
     const d = this.dataDir;
     await this.writeOwned(join(d, FILE_POSTGRESQL_CONF), renderPostgresqlConf());
     await this.writeOwned(join(d, FILE_MANATEE_CONF), renderManateeConf({
@@ -290,7 +294,7 @@ export class PostgresServer extends EventEmitter<PgEvents> {
     }));
     const signal = join(d, FILE_STANDBY_SIGNAL);
     if (role.role === 'standby') await this.writeOwned(signal, '');
-    else await rm(signal, { force: true });
+    else if (!keepStandbySignal) await rm(signal, { force: true });
     await this.warnAboutAutoConf();
     this.rendered = role;
   }
@@ -669,7 +673,7 @@ export class PostgresServer extends EventEmitter<PgEvents> {
       }
       next = { role: 'standby', upstreamHost: role.upstream.host, upstreamPort: role.upstream.port, applicationName: role.applicationName };
     }
-    await this.renderFiles(next);
+    await this.renderFiles(next, next.role === 'primary' && recovering === true);
 
     let action: ConfigureResult['action'];
     let restartedFor: string[] = [];

@@ -1,0 +1,124 @@
+// Two real PostgreSQL 15 servers, a (peer-a) and b (peer-b), through a whole Manatee story:
+// b bootstraps from a; a stays read-only until b has caught up; synchronous replication holds
+// while b is down; b is promoted; a diverges, is rewound, and then follows b.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makePgSandbox, connect, pgUrlOf, waitCaughtUp, type PgSandbox } from '../helpers/pg.js';
+import { waitFor } from '../helpers/wait.js';
+import { PostgresServer } from '../../src/postgres/index.js';
+import { BasebackupBackend } from '../../src/backup/basebackup.js';
+import { hasCode } from '../../src/errors.js';
+
+let sb: PgSandbox;
+let a: PostgresServer;
+let b: PostgresServer;
+
+beforeAll(async () => {
+  sb = await makePgSandbox('pgrepl');
+  a = await sb.primary('a');
+  await a.query('CREATE TABLE t (id int PRIMARY KEY, note text)');
+  await a.query("INSERT INTO t VALUES (1, 'before b')");
+  b = await sb.server('b');
+});
+
+afterAll(async () => {
+  await sb.cleanup();
+});
+
+function source(s: PostgresServer, id: string): { peerId: string; pgUrl: string; backupUrl: string } {
+  return { peerId: id, pgUrl: pgUrlOf(s), backupUrl: 'http://unused' };
+}
+
+describe('replication between two peers', () => {
+  it('a new primary is read-only until its sync has caught up, then enableWrites turns writes on', async () => {
+    const r = await a.configure({ role: 'primary', syncId: 'peer-b' });
+    expect(r.action).toBe('reloaded');
+    await expect(a.query("INSERT INTO t VALUES (2, 'too early')")).rejects.toThrow(/read-only transaction/);
+
+    const restored = await new BasebackupBackend({ postgres: b }).restore({ source: source(a, 'peer-a'), reason: 'bootstrap' });
+    expect(restored.method).toBe('full');
+    const rb = await b.configure({ role: 'standby', upstream: { host: '127.0.0.1', port: a.port }, applicationName: 'peer-b' });
+    expect(rb.action).toBe('started');
+    expect(await b.inRecovery()).toBe(true);
+    expect(await b.show('primary_conninfo')).toMatch(/application_name='?peer-b/);
+
+    const caught = await waitFor('peer-b to catch up', async () => {
+      const c = await a.syncCaughtUp('peer-b');
+      return c.caughtUp ? c : null;
+    });
+    expect(caught.reason).toMatch(/streaming/);
+    await a.enableWrites('peer-b');
+    expect(await a.show('synchronous_standby_names')).toBe('"peer-b"');
+    expect(await a.show('default_transaction_read_only')).toBe('off');
+    await a.query("INSERT INTO t VALUES (2, 'after catch-up')");
+    await waitFor('row 2 on b', async () => (await b.query('SELECT 1 FROM t WHERE id = 2')).length === 1);
+
+    const rows = await a.replicationStatus();
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({ applicationName: 'peer-b', state: 'streaming', syncState: 'sync' });
+    const pos = await b.walPositions();
+    expect(pos.inRecovery).toBe(true);
+    expect(pos.receiveLsn).not.toBeNull();
+    expect(pos.replayLsn).not.toBeNull();
+    expect(pos.timeline).toBe(1);
+  });
+
+  it('a commit waits while the sync is down and returns once it is back', async () => {
+    await b.stop('fast');
+    const c = await connect(a);
+    try {
+      let settled = false;
+      const commit = c.query("INSERT INTO t VALUES (3, 'waits for b')").then(() => { settled = true; });
+      // Still pending after a few seconds: the commit is local but not acknowledged.
+      await new Promise((r) => setTimeout(r, 3000));
+      expect(settled).toBe(false);
+      const waiting = await a.query<{ n: string }>("SELECT count(*)::text AS n FROM pg_stat_activity WHERE wait_event = 'SyncRep'");
+      expect(waiting[0]?.n).toBe('1');
+      await b.start();
+      await commit;
+      expect(settled).toBe(true);
+    } finally {
+      await c.end();
+    }
+    await waitFor('row 3 on b', async () => (await b.query('SELECT 1 FROM t WHERE id = 3')).length === 1);
+  });
+
+  it('promotes the standby: it leaves recovery on a new timeline, read-only until told otherwise', async () => {
+    await waitCaughtUp(a, b);
+    const r = await b.configure({ role: 'primary', syncId: 'peer-a' });
+    expect(r.action).toBe('promoted');
+    expect(await b.inRecovery()).toBe(false);
+    const pos = await b.walPositions();
+    expect(pos.timeline).toBe(2);
+    expect(await b.show('default_transaction_read_only')).toBe('on');
+    let caught: unknown = null;
+    try { await b.promote(); } catch (err) { caught = err; }
+    expect(hasCode(caught, 'MANATEE_ERR_PG_WRONG_ROLE')).toBe(true);
+    await b.configure({ role: 'primary', oneNodeWriteMode: true });
+    await b.query("INSERT INTO t VALUES (10, 'b as primary')");
+  });
+
+  it('rewinds the diverged former primary, which then replicates from the new primary', async () => {
+    // a did not see the takeover: it writes on its own timeline (ONWM so that commits return).
+    await a.configure({ role: 'primary', oneNodeWriteMode: true });
+    await a.query("INSERT INTO t SELECT g, 'diverged on a' FROM generate_series(100, 2000) g");
+    await a.stop('immediate');
+
+    const progress: string[] = [];
+    const restored = await new BasebackupBackend({ postgres: a }).restore({
+      source: source(b, 'peer-b'), reason: 'rebuild', onProgress: (p) => progress.push(p.phase),
+    });
+    expect(restored.method).toBe('rewind');
+    expect(progress[0]).toBe('rewinding');
+    expect(progress.at(-1)).toBe('done');
+
+    const r = await a.configure({ role: 'standby', upstream: { host: '127.0.0.1', port: b.port }, applicationName: 'peer-a' });
+    expect(r.action).toBe('started');
+    expect(await a.inRecovery()).toBe(true);
+    await b.query("INSERT INTO t VALUES (11, 'after rewind')");
+    await waitFor('row 11 on a', async () => (await a.query('SELECT 1 FROM t WHERE id = 11')).length === 1);
+    // The diverged rows are gone: a now has b's history.
+    expect((await a.query<{ n: string }>('SELECT count(*)::text AS n FROM t WHERE id >= 100'))[0]?.n).toBe('0');
+    expect((await a.walPositions()).timeline).toBe(2);
+    await waitFor('peer-a to be caught up on b', async () => (await b.syncCaughtUp('peer-a')).caughtUp);
+  });
+});
