@@ -23,7 +23,22 @@ const MAX_NODES = 7;
 /** After healing, how long a healthy cluster may take to elect a leader and catch everyone up. */
 const LIVENESS_TICKS = 400;
 
+/** Runs one seed. On failure, the error message ends with the tail of the trace (when tracing). */
 export function runWorkload(seed: number, opts: WorkloadOptions = {}): WorkloadResult {
+  let cluster: SimCluster | null = null;
+  try {
+    return runWorkloadInner(seed, opts, (c) => { cluster = c; });
+  } catch (err) {
+    const trace = (cluster as SimCluster | null)?.trace ?? null;
+    if (trace === null || !(err instanceof Error)) throw err;
+    const tail = trace.slice(-TRACE_TAIL_LINES).join('\n');
+    throw new Error(`${err.message}\n--- last ${TRACE_TAIL_LINES} events of seed ${seed} ---\n${tail}`, { cause: err });
+  }
+}
+
+const TRACE_TAIL_LINES = 80;
+
+function runWorkloadInner(seed: number, opts: WorkloadOptions, expose: (c: SimCluster) => void): WorkloadResult {
   const w = new Prng(seed ^ 0x5bd1e995);
   const n = w.int(3, 5);
   const ids = Array.from({ length: n }, (_, k) => `n${k + 1}`);
@@ -45,11 +60,13 @@ export function runWorkload(seed: number, opts: WorkloadOptions = {}): WorkloadR
       maxUncommittedEntries: w.int(8, 64),
     },
   });
+  const crashRate = w.chance(0.3) ? 0.1 : 0.03;
+  expose(c);
   let nextId = n + 1;
   let proposed = 0;
   let confChanges = 0;
   let partitioned = false;
-  const ticks = opts.ticks ?? 150;
+  const ticks = opts.ticks ?? 250;
 
   const up = (): NodeId[] => c.upIds();
   const members = (): NodeId[] => {
@@ -67,8 +84,9 @@ export function runWorkload(seed: number, opts: WorkloadOptions = {}): WorkloadR
       if (c.propose(at, `v${seed}-${proposed}`)) proposed++;
     }
     if (w.chance(0.15) && live.length > 0) c.readIndex(w.pick(live));
-    if (w.chance(0.03) && live.length > 0) {
-      const victim = w.pick(live);
+    if (w.chance(crashRate) && live.length > 0) {
+      // Leaders crash more often than others: that is where Raft's hardest cases are (Figure 8).
+      const victim = leader !== null && w.chance(0.5) ? leader.id : w.pick(live);
       if (w.chance(0.3)) c.node(victim).crashAfterPersist = true;
       else c.crash(victim);
     }
@@ -118,9 +136,12 @@ export function runWorkload(seed: number, opts: WorkloadOptions = {}): WorkloadR
   // Liveness: heal everything; a leader is elected and every member applies everything committed.
   c.heal();
   c.faults = { drop: 0, duplicate: 0, maxDelay: c.faults.maxDelay, slowDisk: 0 };
-  for (const id of c.nodes.keys()) c.restart(id);
+  for (const id of c.nodes.keys()) {
+    c.node(id).crashAfterPersist = false;
+    c.restart(id);
+  }
   const committedAtHeal = c.checker.maxCommitted;
-  let finalProposed = false;
+  let lastFinalProposal = -Infinity;
   c.runUntil('liveness after healing: a leader, and every member caught up', () => {
     const l = c.stableLeader();
     if (l === null) return false;
@@ -130,8 +151,9 @@ export function runWorkload(seed: number, opts: WorkloadOptions = {}): WorkloadR
       if (!mem.includes(id) && c.node(id).up) c.crash(id);
       if (mem.includes(id) && !c.node(id).up) c.restart(id);
     }
-    if (!finalProposed) {
-      finalProposed = c.propose(l.id, `final-${seed}`);
+    // A proposal may be lost with its leader (e.g. a crash before its append went out): retry.
+    if (c.now - lastFinalProposal > 30 * c.unitsPerTick && !l.sm.values.includes(`final-${seed}`)) {
+      if (c.propose(l.id, `final-${seed}`)) lastFinalProposal = c.now;
       return false;
     }
     return mem.every((id) => {
