@@ -25,7 +25,7 @@ export function tokenChecker(adminToken: string): TokenChecker {
       if (header === undefined || header.length === 0) {
         throw new ApiError('MANATEE_ERR_UNAUTHORIZED', 'admin routes need an "Authorization: Bearer <admin token>" header');
       }
-      const m = header.length <= AUTH_HEADER_CHARS_MAX ? /^Bearer +(\S+) *$/i.exec(header) : null;
+      const m = header.length <= AUTH_HEADER_CHARS_MAX ? /^Bearer +(.*\S) *$/i.exec(header) : null;
       if (m === null) {
         throw new ApiError('MANATEE_ERR_UNAUTHORIZED', 'the Authorization header must be "Bearer <admin token>"');
       }

@@ -173,7 +173,7 @@ export const freezeBodySchema = {
   type: 'object',
   additionalProperties: false,
   required: ['reason'],
-  properties: { reason: { type: 'string', minLength: 1, maxLength: FREEZE_REASON_LENGTH_MAX, pattern: '^[^\\r\\n]*\\S[^\\r\\n]*$' } },
+  properties: { reason: { type: 'string', minLength: 1, maxLength: FREEZE_REASON_LENGTH_MAX, pattern: '^[^\\u0000-\\u001f\\u007f]*\\S[^\\u0000-\\u001f\\u007f]*$' } },
 } as const;
 
 export const promoteBodySchema = {

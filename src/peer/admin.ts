@@ -64,10 +64,11 @@ function freezeText(state: ClusterState): string {
 export function freeze(current: ClusterState | null, reason: string, now: Date): AdminChange {
   const state = requireState(current);
   const trimmed = reason.trim();
-  if (trimmed.length === 0 || trimmed.length > FREEZE_REASON_LENGTH_MAX || /[\r\n]/.test(trimmed)) {
+  // eslint-disable-next-line no-control-regex -- control characters are what is refused
+  if (trimmed.length === 0 || trimmed.length > FREEZE_REASON_LENGTH_MAX || /[\x00-\x1f\x7f]/.test(trimmed)) {
     throw new AdminError(
       'MANATEE_ERR_INVALID_ARGUMENT',
-      `freeze reason must be one line of 1 to ${FREEZE_REASON_LENGTH_MAX} characters`,
+      `freeze reason must be one line of 1 to ${FREEZE_REASON_LENGTH_MAX} printable characters`,
     );
   }
   if (state.freeze !== undefined) {

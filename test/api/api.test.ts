@@ -321,3 +321,41 @@ describe('admin routes', () => {
     expectError(await call('POST', '/admin/unfreeze'), 500, 'MANATEE_ERR_SOMETHING_NEW', /new failure/);
   });
 });
+
+describe('malformed input', () => {
+  // Deterministic junk for every admin route that takes arguments: every answer is a clear 4xx
+  // with a code, nothing is written, and the server keeps answering.
+  const junk: string[] = [
+    '',
+    '[]',
+    '"reason"',
+    '42',
+    'true',
+    '{',
+    '{"reason": 5}',
+    '{"peerId": 5}',
+    '{"peerId": ""}',
+    '{"on": null}',
+    '{"__proto__": {"admin": true}}',
+    '{"constructor": {"prototype": {"x": 1}}}',
+    `{"reason": "${'\\u0000'.repeat(10)}"}`,
+    `${'['.repeat(5000)}${']'.repeat(5000)}`,
+    `{"peerId": "${'a'.repeat(100)}"}`,
+    '{"reason": "x", "reason": {"nested": 1}}',
+  ];
+  const routes = ['/admin/freeze', '/admin/promote', '/admin/reap', '/admin/onwm'];
+  const codes = new Set(['MANATEE_ERR_BAD_REQUEST', 'MANATEE_ERR_BODY_TOO_LARGE', 'MANATEE_ERR_INVALID_ARGUMENT']);
+
+  it('answers every malformed body with a 4xx and a code, and writes nothing', async () => {
+    for (const route of routes) {
+      for (const raw of junk) {
+        const a = await call('POST', route, { raw, headers: { 'content-type': 'application/json' } });
+        expect({ route, raw: raw.slice(0, 40), status: a.status >= 400 && a.status < 500 }).toEqual({ route, raw: raw.slice(0, 40), status: true });
+        expect(codes.has(a.body.error.code)).toBe(true);
+      }
+    }
+    expect(store.version).toBe(1);
+    expect(({} as Record<string, unknown>)['admin']).toBeUndefined();
+    expect((await call('GET', '/ping')).status).toBe(200);
+  });
+});

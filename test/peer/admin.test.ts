@@ -85,9 +85,10 @@ describe('freeze', () => {
     expect(() => freeze(s, 'second', NOW)).toThrow(/first/);
   });
 
-  it('refuses an empty, multi-line or overlong reason', () => {
+  it('refuses an empty, multi-line, control-character or overlong reason', () => {
     expect(codeOf(() => freeze(shard(), '   ', NOW))).toBe('MANATEE_ERR_INVALID_ARGUMENT');
     expect(codeOf(() => freeze(shard(), 'a\nb', NOW))).toBe('MANATEE_ERR_INVALID_ARGUMENT');
+    expect(codeOf(() => freeze(shard(), 'a\u0000b', NOW))).toBe('MANATEE_ERR_INVALID_ARGUMENT');
     expect(codeOf(() => freeze(shard(), 'x'.repeat(513), NOW))).toBe('MANATEE_ERR_INVALID_ARGUMENT');
   });
 });
