@@ -1,0 +1,186 @@
+// Benchmark: committed proposals per second and commit latency (p50/p99) of three Manatee Raft
+// node processes on loopback with real fsync, against Debian's etcd (three members on loopback,
+// default fsync) on the same work: small puts over HTTP/1.1 keep-alive, at concurrency 1 and 64.
+//
+//   npx tsx tools/bench/raft.ts [--seconds 5] [--concurrency 1,64] [--skip-etcd]
+//
+// Both systems get requests sent to their current leader through the same HTTP client (node:http
+// with a keep-alive pool), so the difference is the replication path, not the client.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { Agent, request } from 'node:http';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ProcCluster } from '../../test/raft/process/cluster.js';
+import { freePort, waitFor } from '../../test/helpers/wait.js';
+
+interface Args { seconds: number; warmupSeconds: number; concurrency: number[]; skipEtcd: boolean }
+
+function parseArgs(argv: string[]): Args {
+  const a: Args = { seconds: 5, warmupSeconds: 1, concurrency: [1, 64], skipEtcd: false };
+  for (let i = 0; i < argv.length; i++) {
+    const k = argv[i];
+    if (k === '--seconds') a.seconds = Number(argv[++i]);
+    else if (k === '--warmup') a.warmupSeconds = Number(argv[++i]);
+    else if (k === '--concurrency') a.concurrency = (argv[++i] ?? '').split(',').map(Number);
+    else if (k === '--skip-etcd') a.skipEtcd = true;
+  }
+  return a;
+}
+
+const agent = new Agent({ keepAlive: true, maxSockets: 256 });
+
+function post(url: string, body: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const u = new URL(url);
+    const req = request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => { resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }); });
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+interface Result { system: string; concurrency: number; ops: number; errors: number; opsPerSec: number; p50Ms: number; p99Ms: number }
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+/** Runs `concurrency` closed-loop workers for warmup + seconds; counts only the measured window. */
+async function measure(system: string, concurrency: number, args: Args, op: (n: number) => Promise<boolean>): Promise<Result> {
+  let seq = 0;
+  let phase: 'warmup' | 'measure' | 'done' = 'warmup';
+  const lat: number[] = [];
+  let errors = 0;
+  const workers = Array.from({ length: concurrency }, async () => {
+    while (phase !== 'done') {
+      const t0 = performance.now();
+      const ok = await op(seq++).catch(() => false);
+      const dt = performance.now() - t0;
+      if (phase !== 'measure') continue;
+      if (ok) lat.push(dt);
+      else errors++;
+    }
+  });
+  await new Promise((r) => setTimeout(r, args.warmupSeconds * 1000));
+  phase = 'measure';
+  const t0 = performance.now();
+  await new Promise((r) => setTimeout(r, args.seconds * 1000));
+  const elapsedS = (performance.now() - t0) / 1000;
+  phase = 'done';
+  const ops = lat.length;
+  await Promise.all(workers);
+  lat.sort((x, y) => x - y);
+  return { system, concurrency, ops, errors, opsPerSec: ops / elapsedS, p50Ms: percentile(lat, 50), p99Ms: percentile(lat, 99) };
+}
+
+function value16(n: number): string {
+  return `v${String(n).padStart(15, '0')}`;
+}
+
+async function benchManatee(args: Args): Promise<Result[]> {
+  const c = await ProcCluster.create(['m1', 'm2', 'm3'], { mode: 'count', tickMs: 100, electionTicks: 10, snapshotEveryEntries: 10_000, keepEntriesAfterSnapshot: 1000 });
+  try {
+    await Promise.all(['m1', 'm2', 'm3'].map((id) => c.start(id)));
+    const leader = await c.leader();
+    const url = c.url(leader, '/propose');
+    const out: Result[] = [];
+    for (const conc of args.concurrency) {
+      out.push(await measure('manatee', conc, args, async (n) => {
+        const r = await post(url, JSON.stringify({ op: 'put', key: `k${n % 1000}`, value: value16(n) }));
+        return r.status === 200;
+      }));
+    }
+    return out;
+  } finally {
+    await c.close();
+  }
+}
+
+async function benchEtcd(args: Args): Promise<Result[]> {
+  const dir = await mkdtemp(join(tmpdir(), 'manatee-bench-etcd-'));
+  const names = ['e1', 'e2', 'e3'];
+  const ports = new Map<string, { client: number; peer: number }>();
+  for (const n of names) ports.set(n, { client: await freePort(), peer: await freePort() });
+  const initialCluster = names.map((n) => `${n}=http://127.0.0.1:${ports.get(n)!.peer}`).join(',');
+  const children: ChildProcess[] = [];
+  try {
+    for (const n of names) {
+      const p = ports.get(n)!;
+      const child = spawn('/usr/bin/etcd', [
+        '--name', n, '--data-dir', join(dir, n),
+        '--listen-client-urls', `http://127.0.0.1:${p.client}`, '--advertise-client-urls', `http://127.0.0.1:${p.client}`,
+        '--listen-peer-urls', `http://127.0.0.1:${p.peer}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${p.peer}`,
+        '--initial-cluster', initialCluster, '--initial-cluster-state', 'new', '--initial-cluster-token', 'manatee-bench',
+        '--log-level', 'error',
+      ], { stdio: ['ignore', 'ignore', 'ignore'] });
+      children.push(child);
+    }
+    const clientUrl = (n: string): string => `http://127.0.0.1:${ports.get(n)!.client}`;
+    // Find the leader: the member whose own id equals the leader id in its status.
+    const leader = await waitFor('etcd leader', async () => {
+      for (const n of names) {
+        try {
+          const r = await post(`${clientUrl(n)}/v3/maintenance/status`, '{}');
+          const v = JSON.parse(r.body) as { header?: { member_id?: string }; leader?: string };
+          if (v.leader !== undefined && v.leader !== '0' && v.leader === v.header?.member_id) return n;
+        } catch {
+          // not up yet
+        }
+      }
+      return null;
+    }, { timeoutMs: 60_000, intervalMs: 200 });
+    const url = `${clientUrl(leader)}/v3/kv/put`;
+    const out: Result[] = [];
+    for (const conc of args.concurrency) {
+      out.push(await measure('etcd', conc, args, async (n) => {
+        const body = JSON.stringify({ key: Buffer.from(`k${n % 1000}`).toString('base64'), value: Buffer.from(value16(n)).toString('base64') });
+        const r = await post(url, body);
+        return r.status === 200;
+      }));
+    }
+    return out;
+  } finally {
+    for (const ch of children) {
+      if (ch.exitCode === null && ch.signalCode === null) {
+        const exited = new Promise((r) => ch.on('exit', r));
+        ch.kill('SIGKILL');
+        await exited;
+      }
+    }
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+function fmt(r: Result): string {
+  return `${r.system.padEnd(8)} c=${String(r.concurrency).padStart(3)}  ${r.opsPerSec.toFixed(0).padStart(7)} ops/s  p50 ${r.p50Ms.toFixed(2).padStart(7)} ms  p99 ${r.p99Ms.toFixed(2).padStart(7)} ms  (${r.ops} ok, ${r.errors} errors)`;
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  console.log(`raft bench: 3 nodes on loopback, fsync on, small puts, ${args.seconds}s per run after ${args.warmupSeconds}s warm-up`);
+  const ours = await benchManatee(args);
+  for (const r of ours) console.log(fmt(r));
+  if (args.skipEtcd) return;
+  const etcd = await benchEtcd(args);
+  for (const r of etcd) console.log(fmt(r));
+  console.log('ratios (manatee / etcd): throughput goal >= 0.5, p50 latency goal <= 2.0');
+  for (const r of ours) {
+    const e = etcd.find((x) => x.concurrency === r.concurrency);
+    if (e === undefined) continue;
+    const tp = r.opsPerSec / e.opsPerSec;
+    const p50 = r.p50Ms / e.p50Ms;
+    console.log(`c=${String(r.concurrency).padStart(3)}  throughput ${tp.toFixed(2)}x ${tp >= 0.5 ? 'OK' : 'BELOW GOAL'}   p50 ${p50.toFixed(2)}x ${p50 <= 2 ? 'OK' : 'ABOVE GOAL'}   p99 ${(r.p99Ms / e.p99Ms).toFixed(2)}x`);
+  }
+  agent.destroy();
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
