@@ -3,6 +3,7 @@
 // in-process through runAdm(), the same code without the process start-up cost.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fileURLToPath } from 'node:url';
+import { createServer, type Server } from 'node:http';
 import { execa } from 'execa';
 import type { FastifyInstance } from 'fastify';
 import { createApi } from '../../src/api/server.js';
@@ -191,5 +192,34 @@ describe('manatee-adm (in process)', () => {
     const r = await admInProcess(['status', '--url', 'ftp://x']);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^manatee-adm: MANATEE_ERR_USAGE: bad URL "ftp:\/\/x"/);
+  });
+
+  it('a peer that never answers is MANATEE_ERR_TIMEOUT after --timeout', async () => {
+    const silent: Server = createServer(() => { /* never answers */ });
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    try {
+      const addr = silent.address();
+      const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
+      const r = await admInProcess(['status', '--url', `http://127.0.0.1:${port}`, '--timeout', '1']);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/^manatee-adm: MANATEE_ERR_TIMEOUT: no answer from http:\/\/127\.0\.0\.1:\d+ within 1000 ms/);
+    } finally {
+      silent.closeAllConnections();
+      await new Promise((r) => silent.close(r));
+    }
+  });
+
+  it('something that is not a Manatee API is MANATEE_ERR_BAD_RESPONSE', async () => {
+    const other: Server = createServer((_req, res) => { res.writeHead(200, { 'content-type': 'text/html' }).end('<html>hi</html>'); });
+    await new Promise<void>((r) => other.listen(0, '127.0.0.1', r));
+    try {
+      const addr = other.address();
+      const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
+      const r = await admInProcess(['history', '--url', `http://127.0.0.1:${port}`]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/^manatee-adm: MANATEE_ERR_BAD_RESPONSE: .* is not JSON: is this a Manatee API\?/);
+    } finally {
+      await new Promise((r) => other.close(r));
+    }
   });
 });
