@@ -32,7 +32,7 @@ async function orphanPostgres(): Promise<number> {
   });
   stubs.push(stub);
   let out = '';
-  stub.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+  stub.stdout.on('data', (d: Buffer) => { out += d.toString(); });
   const pid = await waitFor('the stub sitter to start PostgreSQL', () => {
     const m = /READY (\d+)/.exec(out);
     return m === null ? null : Number(m[1]);
