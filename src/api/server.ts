@@ -13,6 +13,8 @@ import { createValidatorCompiler } from './validation.js';
 
 /** Receiving one request may take this long; answers (backup streams) are not limited by it. */
 const REQUEST_TIMEOUT_MS = 60_000;
+/** An election takes about a second: a caller told 503 may retry after this. */
+const RETRY_AFTER_S = 1;
 
 function isFastifyError(err: unknown): err is FastifyError {
   return err instanceof Error && typeof (err as Partial<FastifyError>).code === 'string' && (err as Partial<FastifyError>).code!.startsWith('FST_');
@@ -56,9 +58,12 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
   app.setErrorHandler((err, req, reply) => {
     const { code, message } = classify(err);
     const status = statusForCode(code);
-    if (status >= 500 && code === 'MANATEE_ERR_INTERNAL') {
-      log.error({ err, method: req.method, url: req.url }, `request failed: ${err instanceof Error ? err.message : String(err)}`);
+    if (status >= 500 && status !== 503) {
+      // A bug or an unlisted failure: the caller gets the code, the log gets the details.
+      log.error({ err, code, method: req.method, url: req.url }, `request failed: ${err instanceof Error ? err.message : String(err)}`);
     }
+    // 503 is temporary (no Raft leader, an election in progress): say when to come back.
+    if (status === 503) void reply.header('retry-after', String(RETRY_AFTER_S));
     void reply.code(status).send(errorBody(code, message));
   });
 

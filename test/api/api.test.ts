@@ -130,6 +130,7 @@ describe('read routes', () => {
     for (const path of ['/status', '/state', '/history', '/peers']) {
       expectError(await call('GET', path), 503, 'MANATEE_ERR_RAFT_NO_LEADER');
     }
+    expect((await fetch(`${base}/state`)).headers.get('retry-after')).toBe('1');
     expect((await call('GET', '/ping')).status).toBe(200); // the sitter itself is alive
   });
 
