@@ -124,6 +124,9 @@ export class RaftCore {
 
   proposeConfChange(cc: ConfChange): void {
     if (this.role === 'leader') {
+      if (this.leadTransferee !== null) {
+        throw new ProposalDroppedError('leadershipTransfer', `leadership is being transferred to ${this.leadTransferee}`);
+      }
       if (this.pendingConfIndex > this.raftLog.applied) {
         throw new ProposalDroppedError('confChangePending',
           `conf change at index ${this.pendingConfIndex} is not applied yet (applied ${this.raftLog.applied})`);
@@ -403,11 +406,13 @@ export class RaftCore {
       self.becomeReplicate();
       self.recentActive = true;
     }
-    // Conf changes in the uncommitted tail may be pending: be conservative (etcd does the same).
-    this.pendingConfIndex = this.raftLog.lastIndex();
     // Raft §8: a new leader appends an empty entry of its term, to commit what earlier terms left.
     const ok = this.appendEntries([{ term: 0, index: 0, type: 'normal', data: '' }], true);
     invariant(ok, 'the empty entry of a new leader was refused');
+    // No conf change until that entry is applied: conf changes left uncommitted by earlier terms are
+    // then settled, and the leader has committed an entry of its own term (the fix to the
+    // single-server membership change bug, Ongaro 2015). Stricter than etcd, which waits for the tail before it.
+    this.pendingConfIndex = this.raftLog.lastIndex();
   }
 
   private setVote(id: NodeId): void {
