@@ -53,6 +53,10 @@ export function sendStream(cmd: ZfsCommand, snapshot: string, fromSnapshot?: str
     abort: () => {
       aborted = true;
       sub.kill('SIGTERM');
+      // With zfs-fuse the daemon, not the zfs process, writes the stream into the pipe: killing
+      // zfs does not stop it. Closing our end of the pipe does (EPIPE); until then the daemon
+      // blocks on the full pipe and the pool stays busy.
+      sub.stdout.destroy();
     },
   };
 }

@@ -46,11 +46,18 @@ export async function createTestPool(opts: { sizeMb?: number; prefix?: string } 
       if (destroyed) return;
       destroyed = true;
       // -f: a test that failed may have left a mount busy (e.g. a PostgreSQL it did not stop).
-      const r = await execa('zpool', ['destroy', '-f', name], { reject: false, timeout: 60_000 });
-      if (r.failed && !/no such pool/.test(r.stderr)) {
-        await new Promise((res) => setTimeout(res, 1000));
-        await execa('zpool', ['destroy', '-f', name], { reject: false, timeout: 60_000 });
+      // A mount can stay busy for a moment after the last process left it (zfs-fuse): retry.
+      let lastErr = '';
+      for (let attempt = 1; attempt <= 10; attempt++) {
+        const r = await execa('zpool', ['destroy', '-f', name], { reject: false, timeout: 60_000 });
+        if (!r.failed || /no such pool/.test(r.stderr)) {
+          lastErr = '';
+          break;
+        }
+        lastErr = r.stderr;
+        await new Promise((res) => setTimeout(res, 500 * attempt));
       }
+      if (lastErr !== '') throw new Error(`could not destroy test pool ${name} (its file is kept at ${file}): ${lastErr}`);
       await tmp.cleanup();
     },
   };
