@@ -88,12 +88,14 @@ export class BasebackupBackend implements BackupBackend {
 
   private async stopLocal(): Promise<void> {
     const found = await checkPostmaster(this.pg.dataDir).catch(() => ({ kind: 'none' as const }));
-    if (this.pg.running || found.kind === 'running') {
-      // The data is about to be replaced: nothing it would write still matters, and a clean
-      // shutdown checkpoint of a deposed primary would only diverge it further.
-      this.log.info({ decision: 'stop-before-restore', mode: 'immediate' }, 'stopping local PostgreSQL before restoring its data');
-      await this.pg.stop('immediate');
-    }
+    if (!this.pg.running && found.kind !== 'running') return;
+    // A primary (a deposed one) stops immediately: a clean shutdown checkpoint would only diverge
+    // it further. A standby stops fast: pg_rewind cannot crash-recover a standby (single-user
+    // mode does not support standby mode), and its clean shutdown writes no new WAL.
+    const standby = await this.pg.inRecovery().catch(() => false);
+    const mode = standby ? 'fast' : 'immediate';
+    this.log.info({ decision: 'stop-before-restore', mode, standby }, 'stopping local PostgreSQL before restoring its data');
+    await this.pg.stop(mode);
   }
 
   /**

@@ -1,0 +1,140 @@
+// The basebackup backend against real PostgreSQL 15 servers: bootstrap with progress, failed
+// restores that leave the old data directory in place, the rewind-or-full-copy rebuild, and
+// recovery of a swap interrupted by a crash.
+import { readFile, readdir, rename, writeFile, appendFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makePgSandbox, pgUrlOf, type PgSandbox } from '../helpers/pg.js';
+import { freePort, waitFor } from '../helpers/wait.js';
+import { PostgresServer } from '../../src/postgres/index.js';
+import { BasebackupBackend } from '../../src/backup/basebackup.js';
+import type { RestoreProgress } from '../../src/backup/types.js';
+import { hasCode } from '../../src/errors.js';
+
+let sb: PgSandbox;
+let a: PostgresServer;
+let b: PostgresServer;
+
+beforeAll(async () => {
+  sb = await makePgSandbox('bbackup');
+  a = await sb.primary('a');
+  // About 40 MB, so that a throttled copy takes a few seconds and reports progress along the way.
+  await a.query("CREATE TABLE big AS SELECT g AS id, repeat('x', 200) AS pad FROM generate_series(1, 150000) g");
+  b = await sb.server('b');
+});
+
+afterAll(async () => {
+  await sb.cleanup();
+});
+
+function src(pgUrl: string): { peerId: string; pgUrl: string; backupUrl: string } {
+  return { peerId: 'peer-a', pgUrl, backupUrl: 'http://unused' };
+}
+
+async function siblings(s: PostgresServer): Promise<string[]> {
+  const base = basename(s.dataDir);
+  return (await readdir(dirname(s.dataDir))).filter((e) => e.startsWith(`${base}.`) && e !== `${base}.run`);
+}
+
+async function caught(p: Promise<unknown>): Promise<unknown> {
+  try {
+    await p;
+  } catch (err) {
+    return err;
+  }
+  throw new Error('expected a rejection');
+}
+
+describe('basebackup backend', () => {
+  it('bootstraps a standby with increasing progress, and it then streams from its source', async () => {
+    const progress: RestoreProgress[] = [];
+    const backend = new BasebackupBackend({ postgres: b, maxRateKbPerSec: 8192 });
+    expect(backend.kind).toBe('basebackup');
+    const r = await backend.restore({ source: src(pgUrlOf(a)), reason: 'bootstrap', onProgress: (p) => progress.push(p) });
+    expect(r.method).toBe('full');
+    expect(r.bytes).toBeGreaterThan(30 * 1024 * 1024);
+
+    const receiving = progress.filter((p) => p.phase === 'receiving' && p.percent !== null);
+    const percents = receiving.map((p) => p.percent!);
+    expect(new Set(percents).size).toBeGreaterThanOrEqual(3);
+    expect([...percents].sort((x, y) => x - y)).toEqual(percents);
+    const mid = receiving.find((p) => p.percent! > 0 && p.percent! < 100);
+    expect(mid?.rateBytesPerSec).toBeGreaterThan(0);
+    expect(mid?.etaSec).not.toBeNull();
+    expect(mid?.bytesTotal).toBeGreaterThan(0);
+    expect(progress.at(-1)?.phase).toBe('done');
+    expect(await siblings(b)).toEqual([]);
+
+    await b.configure({ role: 'standby', upstream: { host: '127.0.0.1', port: a.port }, applicationName: 'peer-b' });
+    await waitFor('peer-b streaming', async () => (await a.replicationStatus()).some((row) => row.applicationName === 'peer-b' && row.state === 'streaming'));
+    await a.query('INSERT INTO big VALUES (-1, $1)', ['streamed']);
+    await waitFor('the new row on b', async () => (await b.query("SELECT 1 FROM big WHERE pad = 'streamed'")).length === 1);
+  });
+
+  it('a wrong password fails clearly and leaves the old data directory (and the operator overrides) in place', async () => {
+    await b.stop('fast');
+    await writeFile(join(b.dataDir, 'marker'), 'old data');
+    await appendFile(join(b.dataDir, 'manatee-overrides.conf'), "work_mem = '9MB'\n");
+    const bad = `postgres://replicator:wrong-password@127.0.0.1:${a.port}/postgres`;
+    const err = await caught(new BasebackupBackend({ postgres: b }).restore({ source: src(bad), reason: 'bootstrap' }));
+    expect(hasCode(err, 'MANATEE_ERR_PG_BASEBACKUP_FAILED')).toBe(true);
+    expect((err as Error).message).toMatch(/password authentication failed/);
+    expect((err as Error).message).toMatch(/old data directory was left in place/);
+    expect(await readFile(join(b.dataDir, 'marker'), 'utf8')).toBe('old data');
+    expect(await siblings(b)).toEqual([]);
+  });
+
+  it('an unreachable source fails clearly and leaves the old data directory in place', async () => {
+    const nobody = await freePort();
+    const err = await caught(new BasebackupBackend({ postgres: b }).restore({ source: src(`postgres://replicator@127.0.0.1:${nobody}/postgres`), reason: 'bootstrap' }));
+    expect(hasCode(err, 'MANATEE_ERR_PG_BASEBACKUP_FAILED')).toBe(true);
+    expect((err as Error).message).toMatch(/Connection refused/);
+    expect(await readFile(join(b.dataDir, 'marker'), 'utf8')).toBe('old data');
+    expect(await siblings(b)).toEqual([]);
+  });
+
+  it('puts the old data directory back after a crash in the middle of a swap', async () => {
+    // The state a sitter leaves if it dies between its two renames: no data dir, an ".old-" copy.
+    const aside = `${b.dataDir}.old-1700000000000`;
+    await rename(b.dataDir, aside);
+    const nobody = await freePort();
+    const err = await caught(new BasebackupBackend({ postgres: b }).restore({ source: src(`postgres://replicator@127.0.0.1:${nobody}/postgres`), reason: 'bootstrap' }));
+    expect(hasCode(err, 'MANATEE_ERR_PG_BASEBACKUP_FAILED')).toBe(true);
+    expect(await readFile(join(b.dataDir, 'marker'), 'utf8')).toBe('old data');
+    expect(await siblings(b)).toEqual([]);
+  });
+
+  it('a full copy replaces the old data, deletes the old copy, and keeps the operator overrides', async () => {
+    const r = await new BasebackupBackend({ postgres: b }).restore({ source: src(pgUrlOf(a)), reason: 'bootstrap' });
+    expect(r.method).toBe('full');
+    await expect(readFile(join(b.dataDir, 'marker'), 'utf8')).rejects.toThrow(/ENOENT/);
+    expect(await readFile(join(b.dataDir, 'manatee-overrides.conf'), 'utf8')).toContain("work_mem = '9MB'");
+    expect(await siblings(b)).toEqual([]);
+    await b.configure({ role: 'standby', upstream: { host: '127.0.0.1', port: a.port }, applicationName: 'peer-b' });
+    expect(await b.show('work_mem')).toBe('9MB');
+    await b.stop('fast');
+  });
+
+  it('rebuild falls back to a full copy when pg_rewind cannot work (a different cluster)', async () => {
+    const c = await sb.server('c');
+    await c.initdb(); // an unrelated cluster: pg_rewind refuses it
+    const phases: string[] = [];
+    const r = await new BasebackupBackend({ postgres: c }).restore({
+      source: src(pgUrlOf(a)), reason: 'rebuild', onProgress: (p) => { if (phases.at(-1) !== p.phase) phases.push(p.phase); },
+    });
+    expect(r.method).toBe('full');
+    expect(phases).toEqual(['rewinding', 'receiving', 'swapping', 'done']);
+    await c.configure({ role: 'standby', upstream: { host: '127.0.0.1', port: a.port }, applicationName: 'peer-c' });
+    expect((await c.query<{ n: string }>('SELECT count(*)::text AS n FROM big'))[0]?.n).toBe('150001');
+  });
+
+  it('rebuild of a standby that has not diverged is a cheap rewind', async () => {
+    const c2 = await sb.server('c2');
+    await new BasebackupBackend({ postgres: c2 }).restore({ source: src(pgUrlOf(a)), reason: 'bootstrap' });
+    await c2.configure({ role: 'standby', upstream: { host: '127.0.0.1', port: a.port }, applicationName: 'peer-c2' });
+    // restore() stops the running standby itself before replacing its data.
+    const r = await new BasebackupBackend({ postgres: c2 }).restore({ source: src(pgUrlOf(a)), reason: 'rebuild' });
+    expect(r.method).toBe('rewind');
+    expect(c2.running).toBe(false);
+  });
+});
