@@ -1,6 +1,8 @@
 // manatee-adm's HTTP client for a peer's API. Every failure becomes an AdmError with a stable
 // code: the server's own code when it answered {error: {code, message}}, or one of ours when
 // it could not be reached or answered something that is not the API.
+import http from 'node:http';
+import https from 'node:https';
 import { ManateeError } from '../../errors.js';
 import type { SitterStatus } from '../../peer/status.js';
 import type { HistoryEntry, PeerInfo } from '../../store/types.js';
@@ -9,7 +11,7 @@ import type { AdminResult, RebuildResult, VersionedState } from '../../api/types
 export class AdmError extends ManateeError {}
 
 /** Largest answer read from a peer: a status or a full history page is far below it. */
-const RESPONSE_CHARS_MAX = 16 * 1024 * 1024;
+const RESPONSE_BYTES_MAX = 16 * 1024 * 1024;
 
 export interface ClientOptions {
   readonly url: string;
@@ -34,11 +36,58 @@ export function normalizeUrl(raw: string): string {
 }
 
 function causeText(err: unknown): string {
-  // fetch() wraps the socket error: "fetch failed" with cause ECONNREFUSED and the like.
-  const cause = err instanceof Error ? (err.cause as { code?: unknown; message?: unknown } | undefined) : undefined;
-  if (cause !== undefined && typeof cause.code === 'string') return cause.code;
-  if (cause !== undefined && typeof cause.message === 'string') return cause.message;
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code === 'string') return code; // ECONNREFUSED, ENOTFOUND, ECONNRESET...
   return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * One HTTP exchange with node:http rather than fetch(): fetch refuses the "bad ports" of the
+ * browser world (6000, 6665-6669, 10080...), which a peer's API may well listen on.
+ */
+function send(
+  method: string,
+  target: string,
+  headers: Record<string, string>,
+  payload: string | undefined,
+  timeoutMs: number,
+): Promise<{ status: number; text: string } | 'timeout'> {
+  return new Promise((resolve, reject) => {
+    const u = new URL(target);
+    const lib = u.protocol === 'https:' ? https : http;
+    const req = lib.request(u, { method, headers: payload === undefined ? headers : { ...headers, 'content-length': String(Buffer.byteLength(payload)) } });
+    const timer = setTimeout(() => {
+      req.destroy();
+      resolve('timeout');
+    }, timeoutMs);
+    req.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    req.on('response', (res) => {
+      const chunks: Buffer[] = [];
+      let sizeBytes = 0;
+      res.on('data', (chunk: Buffer) => {
+        sizeBytes += chunk.length;
+        if (sizeBytes > RESPONSE_BYTES_MAX) {
+          clearTimeout(timer);
+          req.destroy();
+          reject(new AdmError('MANATEE_ERR_BAD_RESPONSE', `the answer from ${target} is larger than ${RESPONSE_BYTES_MAX} bytes`));
+          return;
+        }
+        chunks.push(chunk);
+      });
+      res.on('end', () => {
+        clearTimeout(timer);
+        resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') });
+      });
+      res.on('error', (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+    });
+    req.end(payload);
+  });
 }
 
 export class AdmClient {
@@ -57,33 +106,23 @@ export class AdmClient {
       headers['authorization'] = `Bearer ${this.opts.token}`;
       if (this.opts.operator !== undefined) headers['x-manatee-operator'] = this.opts.operator;
     }
-    if (body !== undefined) headers['content-type'] = 'application/json';
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    if (payload !== undefined) headers['content-type'] = 'application/json';
     const target = `${this.url}${path}`;
-    let res: Response;
-    try {
-      res = await fetch(target, {
-        method,
-        headers,
-        signal: AbortSignal.timeout(this.opts.timeoutMs),
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      });
-    } catch (err) {
-      if (err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError')) {
-        throw new AdmError('MANATEE_ERR_TIMEOUT', `no answer from ${this.url} within ${this.opts.timeoutMs} ms (${method} ${path})`);
-      }
+    const res = await send(method, target, headers, payload, this.opts.timeoutMs).catch((err: unknown) => {
+      if (err instanceof AdmError) throw err;
       throw new AdmError('MANATEE_ERR_UNREACHABLE', `cannot reach the Manatee API at ${this.url}: ${causeText(err)}`);
-    }
-    const text = await res.text();
-    if (text.length > RESPONSE_CHARS_MAX) {
-      throw new AdmError('MANATEE_ERR_BAD_RESPONSE', `the answer from ${target} is larger than ${RESPONSE_CHARS_MAX} characters`);
+    });
+    if (res === 'timeout') {
+      throw new AdmError('MANATEE_ERR_TIMEOUT', `no answer from ${this.url} within ${this.opts.timeoutMs} ms (${method} ${path})`);
     }
     let parsed: unknown;
     try {
-      parsed = JSON.parse(text);
+      parsed = JSON.parse(res.text);
     } catch {
       throw new AdmError('MANATEE_ERR_BAD_RESPONSE', `${target} answered HTTP ${res.status} with something that is not JSON: is this a Manatee API?`);
     }
-    if (!res.ok) {
+    if (res.status < 200 || res.status > 299) {
       const e = (parsed as { error?: { code?: unknown; message?: unknown } } | null)?.error;
       if (typeof e?.code === 'string' && typeof e.message === 'string') throw new AdmError(e.code, e.message);
       throw new AdmError('MANATEE_ERR_BAD_RESPONSE', `${target} answered HTTP ${res.status} without an error code`);
