@@ -1,0 +1,51 @@
+#!/usr/bin/env node
+// manatee-sitter -f <config.json>: runs one peer (Raft node, cluster store, PostgreSQL, API).
+// A bad configuration exits with status 2 and a message that names the field.
+import { Command } from 'commander';
+import { createLogger } from '../log.js';
+import { ConfigError, loadConfig } from '../peer/config.js';
+import { Sitter } from '../peer/sitter.js';
+
+async function main(): Promise<void> {
+  const program = new Command()
+    .name('manatee-sitter')
+    .description('Run one Manatee peer: its Raft node, its PostgreSQL and its HTTP API')
+    .requiredOption('-f, --file <config.json>', 'the peer configuration file')
+    .parse(process.argv);
+  const { file } = program.opts<{ file: string }>();
+
+  let config;
+  try {
+    config = await loadConfig(file);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`manatee-sitter: ${err.code}: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const log = createLogger({ level: config.log.level, name: `sitter-${config.peerId}`, ...(config.log.file !== undefined ? { destination: config.log.file } : {}) });
+  const sitter = await Sitter.open(config, log);
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ decision: 'shutdown', reason: `received ${signal}` }, `stopping on ${signal}`);
+    sitter.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err: String(err) }, 'stop failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => { stop('SIGTERM'); });
+  process.on('SIGINT', () => { stop('SIGINT'); });
+  await sitter.start();
+}
+
+main().catch((err: unknown) => {
+  const e = err as { code?: string; message?: string; stack?: string };
+  process.stderr.write(`manatee-sitter: ${e.code ?? 'error'}: ${e.message ?? String(err)}\n${e.stack ?? ''}\n`);
+  process.exit(1);
+});

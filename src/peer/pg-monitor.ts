@@ -1,0 +1,134 @@
+// Watches this peer's PostgreSQL: a health check on an interval (which also reads the WAL
+// positions and the replication rows), turned into the PostgresStatus that the rules, the
+// status API and the unhealthy-timeout rule read. It only observes; the reconciler acts.
+import { EventEmitter } from 'node:events';
+import type { Logger } from '../log.js';
+import { PgHealthChecker, type HealthResult, type PostgresServer, type WalPositions } from '../postgres/index.js';
+import type { PostgresStatus, ReplicationRow } from './status.js';
+
+export interface PgMonitorOptions {
+  readonly postgres: PostgresServer;
+  readonly intervalMs: number;
+  readonly timeoutMs: number;
+  readonly log: Logger;
+}
+
+interface MonitorEvents {
+  /** online or healthy flipped. */
+  change: [PostgresStatus];
+}
+
+const OFFLINE: PostgresStatus = {
+  online: false,
+  healthy: false,
+  error: 'not running',
+  inRecovery: null,
+  writable: false,
+  currentLsn: null,
+  receiveLsn: null,
+  replayLsn: null,
+  lastCheckAt: null,
+  checkLatencyMs: null,
+};
+
+export class PgMonitor extends EventEmitter<MonitorEvents> {
+  private readonly pg: PostgresServer;
+  private readonly checker: PgHealthChecker;
+  private positions: WalPositions | null = null;
+  private rows: ReplicationRow[] = [];
+  private current: PostgresStatus = OFFLINE;
+  /** Since when PostgreSQL has been unhealthy while it was meant to run (null: healthy or not meant to run). */
+  private unhealthySinceMs: number | null = null;
+
+  constructor(opts: PgMonitorOptions) {
+    super();
+    this.pg = opts.postgres;
+    this.checker = new PgHealthChecker({
+      intervalMs: opts.intervalMs,
+      timeoutMs: opts.timeoutMs,
+      logger: opts.log,
+      probe: async () => {
+        if (!this.pg.running) throw new Error('PostgreSQL is not running');
+        const positions = await this.pg.walPositions();
+        this.positions = positions;
+        this.rows = positions.inRecovery ? [] : await this.readReplication();
+      },
+    });
+    this.checker.on('healthy', (r) => { this.update(r); });
+    this.checker.on('unhealthy', (r) => { this.update(r); });
+  }
+
+  start(): void {
+    this.checker.start();
+  }
+
+  stop(): void {
+    this.checker.stop();
+  }
+
+  /** Check now (after a start, a promote, a reconfiguration) instead of waiting for the interval. */
+  async checkNow(): Promise<PostgresStatus> {
+    await this.checker.checkOnce();
+    return this.current;
+  }
+
+  status(): PostgresStatus {
+    return this.current;
+  }
+
+  replication(): readonly ReplicationRow[] {
+    return this.rows;
+  }
+
+  /**
+   * How long PostgreSQL has been unhealthy although it should be running, in ms (0 when healthy).
+   * `shouldRun` is the reconciler's view: a stopped server of an unassigned peer is not unhealthy.
+   */
+  unhealthyForMs(nowMs: number, shouldRun: boolean): number {
+    if (!shouldRun || this.current.healthy) {
+      this.unhealthySinceMs = null;
+      return 0;
+    }
+    this.unhealthySinceMs ??= nowMs;
+    return nowMs - this.unhealthySinceMs;
+  }
+
+  private async readReplication(): Promise<ReplicationRow[]> {
+    const rows = await this.pg.replicationStatus();
+    return rows.map((r) => ({
+      applicationName: r.applicationName,
+      clientAddr: r.clientAddr,
+      state: r.state,
+      syncState: r.syncState,
+      sentLsn: r.sentLsn,
+      writeLsn: r.writeLsn,
+      flushLsn: r.flushLsn,
+      replayLsn: r.replayLsn,
+      replayLagBytes: r.replayLagBytes,
+    }));
+  }
+
+  private update(r: HealthResult): void {
+    const p = r.healthy ? this.positions : null;
+    const role = this.pg.role;
+    const next: PostgresStatus = r.healthy
+      ? {
+          online: true,
+          healthy: true,
+          error: null,
+          inRecovery: p?.inRecovery ?? null,
+          writable: role?.role === 'primary' && role.writable && p?.inRecovery === false,
+          currentLsn: p?.currentLsn ?? null,
+          receiveLsn: p?.receiveLsn ?? null,
+          replayLsn: p?.replayLsn ?? null,
+          lastCheckAt: new Date(r.at).toISOString(),
+          checkLatencyMs: r.latencyMs,
+        }
+      : { ...OFFLINE, online: this.pg.running, error: r.reason, lastCheckAt: new Date(r.at).toISOString(), checkLatencyMs: r.latencyMs };
+    if (!r.healthy) this.rows = [];
+    const flipped = next.online !== this.current.online || next.healthy !== this.current.healthy;
+    this.current = next;
+    // The checker already logs each flip of health; here the reconciler is woken up.
+    if (flipped) this.emit('change', next);
+  }
+}

@@ -1,0 +1,165 @@
+// The reconciler: makes this peer's PostgreSQL match a Decision of the rules (role, upstream,
+// downstream), through src/postgres and src/backup. It never writes the cluster state; the
+// sitter does that before it asks for the matching role.
+//
+// What each role means (DESIGN.md, "PostgreSQL per role"):
+//   primary   configured read-only with commits waiting for a sync; writes are enabled once the
+//             sync streams and has flushed everything the primary has (or at once in ONWM);
+//   sync/async standby.signal and primary_conninfo → the upstream, application_name = our id;
+//             a peer without data first copies it from the upstream (bootstrap);
+//   none      stopped (fast);
+//   deposed   stopped with an immediate shutdown (a clean one writes a checkpoint that the new
+//             primary never had), then rebuilt from the new primary when automatic.
+import type { Logger } from '../log.js';
+import type { BackupBackend, RestoreProgress, RestoreResult } from '../backup/types.js';
+import { parsePgUrl, type PgRole as PgServerRole, type PostgresServer } from '../postgres/index.js';
+import type { PeerInfo } from '../store/types.js';
+import type { Decision } from './rules/index.js';
+import type { RebuildStatus } from './status.js';
+
+export interface ReconcilerOptions {
+  readonly self: PeerInfo;
+  readonly postgres: PostgresServer;
+  readonly backend: BackupBackend;
+  readonly log: Logger;
+  /** Make sure the storage for a new data directory exists (the zfs dataset), before initdb or a restore. */
+  readonly prepareStorage: () => Promise<void>;
+  /** Called after a restore completed, with where the data came from. */
+  readonly onRebuilt: (from: PeerInfo, generation: number | null, result: RestoreResult) => Promise<void>;
+}
+
+/** What one reconcile step did, for the sitter's log line and its next wake-up. */
+export interface ReconcileOutcome {
+  readonly action: string;
+  /** Wake the loop again soon (waiting for the sync to catch up, or a restart in progress). */
+  readonly retrySoon: boolean;
+}
+
+export class Reconciler {
+  private readonly o: ReconcilerOptions;
+  private readonly pg: PostgresServer;
+  /** The last role handed to PostgresServer.configure, as JSON: unchanged roles are not re-rendered. */
+  private applied: string | null = null;
+  private rebuildState: RebuildStatus = { running: false, reason: null, source: null, progress: null, lastError: null, lastResult: null };
+  /** An operator asked for a rebuild of this peer (manatee-adm rebuild). */
+  private rebuildRequested = false;
+
+  constructor(opts: ReconcilerOptions) {
+    this.o = opts;
+    this.pg = opts.postgres;
+  }
+
+  rebuildStatus(): RebuildStatus {
+    return this.rebuildState;
+  }
+
+  requestRebuild(): void {
+    this.rebuildRequested = true;
+  }
+
+  /** Forget what was applied, so that the next step re-renders (after PostgreSQL exited, say). */
+  invalidate(): void {
+    this.applied = null;
+  }
+
+  async reconcile(d: Decision): Promise<ReconcileOutcome> {
+    switch (d.role) {
+      case 'primary':
+        return this.asPrimary(d);
+      case 'sync':
+      case 'async':
+        return this.asStandby(d);
+      case 'deposed':
+        return this.asDeposed(d);
+      case 'none':
+        return this.configure({ role: 'stopped', shutdown: 'fast' });
+    }
+  }
+
+  private async configure(role: PgServerRole, force = false): Promise<ReconcileOutcome> {
+    const key = JSON.stringify(role);
+    const stopped = role.role === 'stopped';
+    if (!force && key === this.applied && (stopped || this.pg.running)) return { action: 'none', retrySoon: false };
+    const r = await this.pg.configure(role);
+    this.applied = key;
+    return { action: `configure ${r.role.role}: ${r.action}`, retrySoon: false };
+  }
+
+  private async asPrimary(d: Decision): Promise<ReconcileOutcome> {
+    if (!(await this.pg.hasData())) {
+      // Only the peer that set the cluster up (or an ONWM primary) starts from an empty directory.
+      await this.o.prepareStorage();
+      await this.pg.initdb();
+      this.o.log.info({ decision: 'initdb', reason: 'primary with no data: a new cluster' }, 'initialized a new database');
+    }
+    const syncId = d.downstream?.id ?? null;
+    const configured = await this.configure({ role: 'primary', syncId, oneNodeWriteMode: d.writableWithoutSync });
+    const role = this.pg.role;
+    if (role?.role === 'primary' && !role.writable && syncId !== null && !d.writableWithoutSync) {
+      const check = await this.pg.syncCaughtUp(syncId);
+      if (!check.caughtUp) return { action: `${configured.action}; waiting for sync ${syncId}: ${check.reason}`, retrySoon: true };
+      await this.pg.enableWrites(syncId);
+      return { action: `writes enabled: sync ${syncId} caught up (${check.reason})`, retrySoon: false };
+    }
+    return configured;
+  }
+
+  private upstreamOf(d: Decision): { host: string; port: number } {
+    if (d.upstream === null) throw new Error(`decision ${d.kind} for role ${d.role} has no upstream`);
+    const e = parsePgUrl(d.upstream.pgUrl, { user: this.pg.replicationUser });
+    return { host: e.host, port: e.port };
+  }
+
+  private async asStandby(d: Decision): Promise<ReconcileOutcome> {
+    const upstream = d.upstream;
+    if (upstream === null) return { action: 'no upstream yet', retrySoon: true };
+    if (this.rebuildRequested || !(await this.pg.hasData())) {
+      const reason = this.rebuildRequested ? 'rebuild' : 'bootstrap';
+      await this.restore(upstream, d.generation, reason);
+    }
+    return this.configure({ role: 'standby', upstream: this.upstreamOf(d), applicationName: this.o.self.id });
+  }
+
+  private async asDeposed(d: Decision): Promise<ReconcileOutcome> {
+    // Immediate: a clean shutdown of a former primary writes a checkpoint the new primary lacks.
+    await this.configure({ role: 'stopped', shutdown: 'immediate' });
+    if (!(d.needsRebuild || this.rebuildRequested) || d.upstream === null) return { action: 'deposed: waiting', retrySoon: false };
+    await this.restore(d.upstream, d.generation, 'rebuild');
+    return { action: `rebuilt from ${d.upstream.id}`, retrySoon: true };
+  }
+
+  private async restore(source: PeerInfo, generation: number | null, reason: 'bootstrap' | 'rebuild'): Promise<void> {
+    const log = this.o.log;
+    this.rebuildState = { running: true, reason, source: source.id, progress: null, lastError: null, lastResult: this.rebuildState.lastResult };
+    log.info({ decision: reason, source: source.id, backend: this.o.backend.kind }, `${reason}: copying data from ${source.id}`);
+    let lastLoggedPercent = -10;
+    const onProgress = (p: RestoreProgress): void => {
+      this.rebuildState = { ...this.rebuildState, progress: p };
+      const pct = p.percent ?? 0;
+      if (pct >= lastLoggedPercent + 10 || p.phase === 'done') {
+        lastLoggedPercent = pct;
+        log.info({ progress: p }, `${reason}: ${p.phase} ${p.percent ?? '?'}% (${p.bytesDone} bytes)`);
+      }
+    };
+    try {
+      await this.pg.configure({ role: 'stopped', shutdown: 'immediate' });
+      this.applied = null;
+      await this.o.prepareStorage();
+      const result = await this.o.backend.restore({
+        source: { peerId: source.id, pgUrl: source.pgUrl, backupUrl: source.apiUrl },
+        reason,
+        onProgress,
+      });
+      this.rebuildRequested = false;
+      const summary = `${result.method} copy of ${result.bytes} bytes from ${source.id} in ${result.durationMs} ms`;
+      this.rebuildState = { ...this.rebuildState, running: false, lastResult: summary };
+      log.info({ decision: `${reason}-done`, source: source.id, ...result }, `${reason} done: ${summary}`);
+      await this.o.onRebuilt(source, generation, result);
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      this.rebuildState = { ...this.rebuildState, running: false, lastError: message };
+      log.error({ decision: `${reason}-failed`, source: source.id, err: message }, `${reason} from ${source.id} failed`);
+      throw err;
+    }
+  }
+}

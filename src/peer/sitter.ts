@@ -1,0 +1,445 @@
+// The sitter: one per peer. It wires this peer's Raft node, cluster store, PostgreSQL, backup
+// backend and HTTP API together, and runs the loop that evaluates Manatee's rules on the
+// committed state and acts on the decision:
+//   - a decision with a state write is written (compare-and-set) and nothing else is done:
+//     the role it gives this peer is applied once the write has committed and is seen;
+//   - otherwise the reconciler makes PostgreSQL match the decision's role.
+// The loop runs one evaluation at a time, woken by state and session changes, by PostgreSQL's
+// health flips and exits, and by a timer.
+import { createHmac } from 'node:crypto';
+import { chmod, chown, mkdir, readFile, writeFile, rename } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from '../log.js';
+import { hasCode } from '../errors.js';
+import { createApi, storeAdminOperations, type AdminOperations } from '../api/index.js';
+import { backupRoutes } from '../backup/index.js';
+import { BasebackupBackend } from '../backup/basebackup.js';
+import { ZfsBackupBackend } from '../backup/zfs-backend.js';
+import type { BackupBackend, RestoreResult } from '../backup/types.js';
+import { PostgresServer, resolveOsUser } from '../postgres/index.js';
+import { RaftNode } from '../raft/node.js';
+import { ClusterStateMachine, ClusterStore, raftConsensus } from '../store/index.js';
+import type { PeerInfo } from '../store/types.js';
+import { Snapshotter, Zfs } from '../zfs/index.js';
+import type { SitterConfig } from './config.js';
+import { PgMonitor } from './pg-monitor.js';
+import { Reconciler } from './reconciler.js';
+import { decide, decisionLogFields, decisionRecord, rulesPgStatus, type Decision } from './rules/index.js';
+import { roleIn, type DecisionRecord, type SitterStatus } from './status.js';
+
+/** What this peer remembers across restarts, beside its PostgreSQL data. */
+interface LocalFacts {
+  /** Set after a rebuild: a deposed peer leaves `deposed` when this names the current primary. */
+  rebuiltFrom: { primaryId: string; generation: number } | null;
+}
+
+const EVALUATE_INTERVAL_MS = 1000;
+const RETRY_SOON_MS = 200;
+
+/** Passwords that all peers derive alike from the shard secret, when the configuration names none. */
+export function derivedPassword(secret: string, purpose: string): string {
+  return createHmac('sha256', secret).update(`manatee:${purpose}`).digest('hex').slice(0, 32);
+}
+
+export function peerInfoOf(config: SitterConfig): PeerInfo {
+  return {
+    id: config.peerId,
+    host: config.host,
+    pgUrl: `postgres://${config.host}:${config.postgres.port}/${config.postgres.database}`,
+    apiUrl: `http://${config.host}:${config.api.port}`,
+  };
+}
+
+export class Sitter {
+  readonly config: SitterConfig;
+  readonly self: PeerInfo;
+  readonly log: Logger;
+  readonly node: RaftNode;
+  readonly store: ClusterStore;
+  readonly postgres: PostgresServer;
+  readonly monitor: PgMonitor;
+  readonly backend: BackupBackend;
+  readonly reconciler: Reconciler;
+  readonly api: FastifyInstance;
+  private readonly snapshotter: Snapshotter | null;
+  private readonly factsPath: string;
+  private facts: LocalFacts;
+  private readonly hasPreviousData: boolean;
+  private readonly startedAt = new Date().toISOString();
+
+  private lastDecision: Decision | null = null;
+  private lastRecord: DecisionRecord | null = null;
+  private lastError: string | null = null;
+  private sessionClosedForHealth = false;
+  private evaluating = false;
+  private dirty = false;
+  private stopping = false;
+  private timer: NodeJS.Timeout | null = null;
+  private soonTimer: NodeJS.Timeout | null = null;
+  private readonly unsubscribe: (() => void)[] = [];
+
+  private constructor(parts: {
+    config: SitterConfig;
+    log: Logger;
+    node: RaftNode;
+    store: ClusterStore;
+    postgres: PostgresServer;
+    backend: BackupBackend;
+    zfs: Zfs | null;
+    facts: LocalFacts;
+    hasPreviousData: boolean;
+    api: FastifyInstance;
+  }) {
+    this.config = parts.config;
+    this.self = peerInfoOf(parts.config);
+    this.log = parts.log;
+    this.node = parts.node;
+    this.store = parts.store;
+    this.postgres = parts.postgres;
+    this.backend = parts.backend;
+    this.facts = parts.facts;
+    this.hasPreviousData = parts.hasPreviousData;
+    this.factsPath = join(parts.config.dataDir, 'sitter-facts.json');
+    this.api = parts.api;
+    const t = parts.config.timeouts;
+    this.monitor = new PgMonitor({ postgres: parts.postgres, intervalMs: t.pgHealthIntervalMs, timeoutMs: t.pgHealthTimeoutMs, log: parts.log });
+    const zfsConfig = parts.config.zfs;
+    this.snapshotter =
+      parts.zfs !== null && zfsConfig !== undefined
+        ? new Snapshotter({
+            zfs: parts.zfs,
+            dataset: zfsConfig.dataset,
+            intervalMs: zfsConfig.snapshotIntervalMs,
+            retentionCount: zfsConfig.snapshotRetention,
+            isHealthy: () => this.monitor.status().healthy,
+            log: parts.log,
+          })
+        : null;
+    this.reconciler = new Reconciler({
+      self: this.self,
+      postgres: parts.postgres,
+      backend: parts.backend,
+      log: parts.log,
+      prepareStorage: () => this.prepareStorage(parts.zfs),
+      onRebuilt: (from, generation, result) => this.onRebuilt(from, generation, result),
+    });
+  }
+
+  /** Opens every part (nothing runs until start()). */
+  static async open(config: SitterConfig, log: Logger): Promise<Sitter> {
+    await mkdir(config.dataDir, { recursive: true, mode: 0o755 });
+    const self = peerInfoOf(config);
+    const secret = config.secret;
+    const pgDataDir = join(config.dataDir, 'pgdata');
+    const postgres = await PostgresServer.open({
+      dataDir: pgDataDir,
+      runDir: join(config.dataDir, 'pgrun'),
+      ...(config.postgres.bindir !== undefined ? { bindir: config.postgres.bindir } : {}),
+      osUser: config.postgres.user,
+      listenAddress: config.host,
+      port: config.postgres.port,
+      superuserPassword: config.postgres.superuserPassword ?? derivedPassword(secret, 'superuser'),
+      replicationPassword: config.postgres.replicationPassword ?? derivedPassword(secret, 'replication'),
+      startTimeoutMs: config.timeouts.pgStartTimeoutMs,
+      logger: log,
+    });
+    let zfs: Zfs | null = null;
+    let backend: BackupBackend;
+    if (config.backend === 'zfs' && config.zfs !== undefined) {
+      zfs = new Zfs({ log });
+      backend = new ZfsBackupBackend({ zfs, dataset: config.zfs.dataset, mountpoint: pgDataDir, peerId: config.peerId, secret, log, pgUser: config.postgres.user });
+    } else {
+      backend = new BasebackupBackend({ postgres, logger: log });
+    }
+    const hasPreviousData = await postgres.hasData();
+    const facts = await readFacts(join(config.dataDir, 'sitter-facts.json'));
+
+    const machine = new ClusterStateMachine();
+    const peers: Record<string, string> = {};
+    for (const m of config.raft.members) peers[m.id] = m.address;
+    const node = await RaftNode.open({
+      id: config.peerId,
+      dataDir: join(config.dataDir, 'raft'),
+      peers,
+      initialVoters: config.raft.members.map((m) => m.id),
+      secret,
+      listen: { host: config.raft.listen, port: config.raft.port },
+      stateMachine: machine,
+      logger: log.child({ room: 'raft' }),
+      tickMs: config.raft.tickMs,
+      electionTicks: config.raft.electionTicks,
+      heartbeatTicks: config.raft.heartbeatTicks,
+    });
+    const store = new ClusterStore({
+      machine,
+      consensus: raftConsensus(node),
+      sessionTimeoutMs: config.timeouts.sessionTimeoutMs,
+      keepaliveIntervalMs: config.timeouts.keepaliveIntervalMs,
+      log: log.child({ room: 'store' }),
+    });
+
+    // The API needs the sitter (status, rebuild); the sitter needs the API: bind late.
+    let sitter: Sitter | null = null;
+    const admin: AdminOperations = storeAdminOperations({
+      store,
+      peerId: config.peerId,
+      startRebuild: () => {
+        if (sitter === null) throw new Error('the sitter is starting');
+        return Promise.resolve(sitter.requestRebuild());
+      },
+    });
+    const extraPlugins =
+      zfs !== null && config.zfs !== undefined
+        ? [
+            async (app: FastifyInstance): Promise<void> => {
+              await app.register(backupRoutes, { zfs: zfs, dataset: config.zfs?.dataset ?? '', secret, log });
+            },
+          ]
+        : [];
+    const api = await createApi({
+      peerId: config.peerId,
+      status: () => {
+        if (sitter === null) throw new Error('the sitter is starting');
+        return Promise.resolve(sitter.status());
+      },
+      state: () => store.readState(),
+      history: (limit) => Promise.resolve(store.history(limit)),
+      activePeers: () => Promise.resolve(store.activePeers()),
+      admin,
+      adminToken: config.adminToken,
+      logger: log,
+      extraPlugins,
+    });
+    sitter = new Sitter({ config, log, node, store, postgres, backend, zfs, facts, hasPreviousData, api });
+    log.info({ peer: self, backend: config.backend, hasPreviousData, rebuiltFrom: facts.rebuiltFrom }, 'sitter opened');
+    return sitter;
+  }
+
+  async start(): Promise<void> {
+    await this.node.start();
+    this.store.start();
+    await this.api.listen({ host: this.config.api.listen, port: this.config.api.port });
+    this.monitor.start();
+    this.snapshotter?.start();
+    this.unsubscribe.push(
+      this.store.on('state', () => { this.kick(); }),
+      this.store.on('peers', () => { this.kick(); }),
+    );
+    this.monitor.on('change', () => { this.kick(); });
+    this.postgres.on('exit', (e) => {
+      if (!e.expected) {
+        this.log.warn({ decision: 'pg-exited', pid: e.pid, code: e.code, signal: e.signal }, 'PostgreSQL exited unexpectedly; it will be restarted if its role needs it');
+        this.reconciler.invalidate();
+      }
+      this.kick();
+    });
+    this.timer = setInterval(() => { this.kick(); }, EVALUATE_INTERVAL_MS);
+    this.log.info({ api: this.self.apiUrl, raft: `${this.config.raft.listen}:${this.config.raft.port}` }, 'sitter started');
+    this.kick();
+  }
+
+  /** Stops everything: the session first (so that the others act at once), then PostgreSQL, then Raft. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    if (this.timer !== null) clearInterval(this.timer);
+    if (this.soonTimer !== null) clearTimeout(this.soonTimer);
+    for (const u of this.unsubscribe) u();
+    const deadline = Date.now() + 60_000;
+    while (this.evaluating && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    await this.snapshotter?.stop();
+    this.monitor.stop();
+    const wasPrimary = roleIn(this.store.getState().state, this.self.id).role === 'primary';
+    await Promise.race([this.store.closeSession().catch(() => undefined), new Promise((r) => setTimeout(r, 2000))]);
+    this.store.stop();
+    await this.api.close().catch(() => undefined);
+    // A primary stops at once: a clean shutdown would write a checkpoint that its sync never receives.
+    await this.postgres.stop(wasPrimary ? 'immediate' : 'fast').catch((err: unknown) => {
+      this.log.error({ err: String(err) }, 'stopping PostgreSQL failed');
+    });
+    await this.node.stop().catch(() => undefined);
+    await this.node.close().catch(() => undefined);
+    this.log.info({ decision: 'stopped' }, 'sitter stopped');
+  }
+
+  requestRebuild(): { peerId: string; started: boolean; message: string } {
+    this.reconciler.requestRebuild();
+    this.kick();
+    return { peerId: this.self.id, started: true, message: `rebuild of ${this.self.id} requested; GET /status shows its progress` };
+  }
+
+  status(): SitterStatus {
+    const { state, version } = this.store.getState();
+    const raft = this.node.status();
+    return {
+      peer: this.self,
+      role: roleIn(state, this.self.id).role,
+      sitterPid: process.pid,
+      postgresPid: this.postgres.postgresPid,
+      backend: this.config.backend,
+      postgres: this.monitor.status(),
+      replication: this.monitor.replication(),
+      raft: { id: raft.id, term: raft.term, leader: raft.leader, role: raft.role, commit: raft.commit, applied: raft.applied },
+      state,
+      stateVersion: version,
+      activePeers: this.store.activePeers(),
+      lastDecision: this.lastRecord,
+      rebuild: this.reconciler.rebuildStatus(),
+      startedAt: this.startedAt,
+    };
+  }
+
+  // ---------------------------------------------------------------- the loop
+
+  private kick(): void {
+    if (this.stopping) return;
+    this.dirty = true;
+    if (!this.evaluating) void this.loop();
+  }
+
+  private kickSoon(): void {
+    if (this.soonTimer !== null || this.stopping) return;
+    this.soonTimer = setTimeout(() => {
+      this.soonTimer = null;
+      this.kick();
+    }, RETRY_SOON_MS);
+  }
+
+  private async loop(): Promise<void> {
+    this.evaluating = true;
+    try {
+      while (this.dirty && !this.stopping) {
+        this.dirty = false;
+        try {
+          await this.evaluate();
+          this.lastError = null;
+        } catch (err) {
+          const message = err instanceof Error ? `${(err as { code?: string }).code ?? err.name}: ${err.message}` : String(err);
+          if (message !== this.lastError) this.log.error({ decision: 'error', err: message }, `evaluation failed: ${message}`);
+          this.lastError = message;
+        }
+      }
+    } finally {
+      this.evaluating = false;
+    }
+  }
+
+  private async evaluate(): Promise<void> {
+    await this.keepSession();
+    const { state, version } = this.store.getState();
+    const nowMs = Date.now();
+    const input = {
+      state,
+      version,
+      active: this.store.activePeers(),
+      self: this.self,
+      pg: rulesPgStatus(this.monitor.status(), { hasPreviousData: this.hasPreviousData, rebuiltFrom: this.facts.rebuiltFrom }),
+      nowMs,
+      config: { oneNodeWriteMode: this.config.oneNodeWriteMode, autoRebuild: this.config.rebuild.automatic },
+    };
+    const d = decide(input);
+    this.record(d, nowMs);
+    if (d.write !== null) {
+      try {
+        await this.store.putState(d.write.newState, d.write.expectVersion, d.write.summary);
+        this.log.info({ decision: `${d.kind}-committed`, generation: d.write.newState.generation, summary: d.write.summary }, `wrote: ${d.write.summary}`);
+      } catch (err) {
+        if (hasCode(err, 'MANATEE_ERR_STORE_VERSION_MISMATCH')) {
+          this.log.info({ decision: `${d.kind}-lost-race`, reason: (err as Error).message }, 'the state changed meanwhile; evaluating again');
+          this.kickSoon();
+          return;
+        }
+        throw err;
+      }
+      this.kick();
+      return;
+    }
+    const outcome = await this.reconciler.reconcile(d);
+    if (outcome.action !== 'none') this.log.info({ decision: 'reconcile', role: d.role, action: outcome.action, generation: d.generation }, outcome.action);
+    if (outcome.retrySoon) this.kickSoon();
+  }
+
+  /** One log line per distinct decision (the loop re-evaluates every second; repeats are not news). */
+  private record(d: Decision, nowMs: number): void {
+    const prev = this.lastDecision;
+    this.lastDecision = d;
+    if (prev?.kind === d.kind && prev.reason === d.reason && prev.generation === d.generation) return;
+    this.lastRecord = decisionRecord(d, nowMs);
+    this.log.info(decisionLogFields(d), d.reason);
+  }
+
+  /**
+   * This peer's session: open while this peer can serve. A peer whose PostgreSQL has been
+   * unhealthy for pgUnhealthyTimeoutMs while its role needs it closes its session, so that a
+   * hung primary fails over (Joyent's Manatee never did); it reopens once healthy again.
+   */
+  private async keepSession(): Promise<void> {
+    const role = this.lastDecision?.role;
+    const shouldRun = role === 'primary' || role === 'sync' || role === 'async';
+    const unhealthyForMs = this.monitor.unhealthyForMs(Date.now(), shouldRun && !this.reconciler.rebuildStatus().running);
+    const open = this.store.session() !== null;
+    if (open && unhealthyForMs > this.config.timeouts.pgUnhealthyTimeoutMs) {
+      this.log.warn({ decision: 'closeSession', reason: `PostgreSQL unhealthy for ${unhealthyForMs} ms`, role }, `closing this peer's session: PostgreSQL unhealthy for ${unhealthyForMs} ms (limit ${this.config.timeouts.pgUnhealthyTimeoutMs} ms)`);
+      await this.store.closeSession();
+      this.sessionClosedForHealth = true;
+      return;
+    }
+    if (!open && (!this.sessionClosedForHealth || unhealthyForMs === 0)) {
+      try {
+        await this.store.openSession(this.self);
+        this.sessionClosedForHealth = false;
+        this.log.info({ decision: 'openSession', reason: 'this peer can serve' }, 'opened this peer\'s session');
+      } catch (err) {
+        // No leader yet (start-up, election): the loop tries again.
+        this.log.debug({ err: String(err) }, 'could not open the session yet');
+        this.kickSoon();
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- storage and facts
+
+  private async prepareStorage(zfs: Zfs | null): Promise<void> {
+    const pgDataDir = this.postgres.dataDir;
+    if (zfs === null || this.config.zfs === undefined) return;
+    const dataset = this.config.zfs.dataset;
+    if (!(await zfs.exists(dataset))) {
+      await zfs.createDataset(dataset, { mountpoint: pgDataDir, parents: true });
+      const user = await resolveOsUser(this.config.postgres.user);
+      if (user.switchUser) await chown(pgDataDir, user.uid, user.gid);
+      await chmod(pgDataDir, 0o700);
+      this.log.info({ decision: 'createDataset', dataset, mountpoint: pgDataDir }, 'created the dataset for PostgreSQL data');
+    }
+  }
+
+  private async onRebuilt(from: PeerInfo, generation: number | null, result: RestoreResult): Promise<void> {
+    if (generation !== null) {
+      this.facts = { rebuiltFrom: { primaryId: from.id, generation } };
+      await writeFacts(this.factsPath, this.facts);
+    }
+    this.log.info({ decision: 'rebuilt', from: from.id, generation, method: result.method }, `data rebuilt from ${from.id}`);
+  }
+}
+
+async function readFacts(path: string): Promise<LocalFacts> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch {
+    return { rebuiltFrom: null };
+  }
+  const parsed = JSON.parse(text) as Partial<LocalFacts>;
+  const r = parsed.rebuiltFrom;
+  if (r === null || r === undefined) return { rebuiltFrom: null };
+  if (typeof r.primaryId !== 'string' || typeof r.generation !== 'number') {
+    throw new Error(`${path}: rebuiltFrom must be {primaryId: string, generation: number}`);
+  }
+  return { rebuiltFrom: { primaryId: r.primaryId, generation: r.generation } };
+}
+
+async function writeFacts(path: string, facts: LocalFacts): Promise<void> {
+  const tmp = `${path}.tmp`;
+  await writeFile(tmp, JSON.stringify(facts));
+  await rename(tmp, path);
+}
