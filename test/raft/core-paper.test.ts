@@ -427,8 +427,10 @@ describe('§6.4 ReadIndex', () => {
     const old = c.waitForLeader();
     proposeOk(c, 'before');
     c.runUntil('applied', () => appliedEverywhere(c, FIVE, 'before'));
-    c.isolate(old.id);
-    const majority = FIVE.filter((id) => id !== old.id);
+    // The old leader keeps one follower: two of five, one short of a quorum.
+    const minority = [old.id, FIVE.find((id) => id !== old.id)!];
+    const majority = FIVE.filter((id) => !minority.includes(id));
+    c.partition(minority, majority);
     c.runUntil('new leader', () => {
       const l = c.leader();
       return l !== null && l.id !== old.id && majority.includes(l.id);

@@ -83,7 +83,11 @@ function runWorkloadInner(seed: number, opts: WorkloadOptions, expose: (c: SimCl
       const at = leader !== null && w.chance(0.5) ? leader.id : w.pick(live);
       if (c.propose(at, `v${seed}-${proposed}`)) proposed++;
     }
-    if (w.chance(0.15) && live.length > 0) c.readIndex(w.pick(live));
+    if (w.chance(0.2) && live.length > 0) {
+      // Reads at a (possibly deposed) leader are where staleness would show.
+      const leaders = live.filter((id) => c.node(id).core?.status().role === 'leader');
+      c.readIndex(leaders.length > 0 && w.chance(0.5) ? w.pick(leaders) : w.pick(live));
+    }
     if (w.chance(crashRate) && live.length > 0) {
       // Leaders crash more often than others: that is where Raft's hardest cases are (Figure 8).
       const victim = leader !== null && w.chance(0.5) ? leader.id : w.pick(live);
