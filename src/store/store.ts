@@ -87,6 +87,7 @@ export class ClusterStore {
   /** The peer whose session this store keeps open (kept across an expiry, for the reopen). */
   private ownPeer: PeerInfo | null = null;
   private keepaliveInFlight = false;
+  private opening: { readonly peerId: string; readonly promise: Promise<Session> } | null = null;
   private reopening = false;
   private checkInFlight = false;
   private running = false;
@@ -205,6 +206,18 @@ export class ClusterStore {
     return this.own;
   }
 
+  /**
+   * How long since this node last heard from each session (for status pages). Only the leader's
+   * figures decide expiries; a follower's are its own applies, reset to now on becoming leader.
+   */
+  sessionsLiveness(): { readonly peerId: string; readonly openedIndex: number; readonly silentMs: number | null }[] {
+    const nowMs = this.now();
+    return this.machine.sessions().map((s) => {
+      const seen = this.liveness.lastSeenMs(s.peer.id);
+      return { peerId: s.peer.id, openedIndex: s.openedIndex, silentMs: seen === null ? null : nowMs - seen };
+    });
+  }
+
   leaderInfo(): { readonly leader: string | null; readonly term: number; readonly isLeader: boolean } {
     return { leader: this.consensus.leader(), term: this.consensus.term(), isLeader: this.consensus.isLeader() };
   }
@@ -234,9 +247,37 @@ export class ClusterStore {
    * restart). Once start() has been called, keepalives are sent every keepaliveIntervalMs.
    */
   async openSession(peer: PeerInfo): Promise<Session> {
+    // One open at a time: the sitter's loop and the reopen after an expiry may both ask; the
+    // second caller shares the first one's result instead of replacing the session it opens.
+    const inFlight = this.opening;
+    if (inFlight !== null && inFlight.peerId === peer.id) return inFlight.promise;
+    const promise = this.doOpenSession(peer);
+    const entry = { peerId: peer.id, promise };
+    this.opening = entry;
+    try {
+      return await promise;
+    } finally {
+      if (this.opening === entry) this.opening = null;
+    }
+  }
+
+  /** False once closeSession() was called (read after an await: it may change meanwhile). */
+  private sessionWanted(): boolean {
+    return this.ownPeer !== null;
+  }
+
+  private async doOpenSession(peer: PeerInfo): Promise<Session> {
     this.ownPeer = peer;
     const res = await this.propose({ op: 'openSession', peer, time: this.isoNow() }, this.proposeTimeoutMs);
     if (res.op !== 'openSession') throw unexpected(res);
+    if (!this.sessionWanted()) {
+      // closeSession() was called while this open was in flight: the caller wants no session.
+      await this.propose(
+        { op: 'closeSession', peerId: peer.id, openedIndex: res.session.openedIndex, time: this.isoNow() },
+        this.proposeTimeoutMs,
+      ).catch(() => undefined); // if this fails, the leader expires it after sessionTimeoutMs
+      throw new StoreError(STORE_ERR.noSession, `the session of ${peer.id} was closed while it was being opened`);
+    }
     this.own = res.session;
     this.log.info({ peerId: peer.id, openedIndex: res.session.openedIndex }, 'session opened');
     if (this.running) this.startKeepalives();
@@ -262,9 +303,13 @@ export class ClusterStore {
   /** Closes this peer's session: the peer stops being active at once (no wait for expiry). */
   async closeSession(): Promise<void> {
     const own = this.own;
+    const wasOpening = this.opening !== null;
     this.ownPeer = null;
     this.stopKeepalives();
-    if (own === null) throw new StoreError(STORE_ERR.noSession, 'no session is open');
+    if (own === null) {
+      if (wasOpening) return; // the open in flight closes what it opens (see doOpenSession)
+      throw new StoreError(STORE_ERR.noSession, 'no session is open');
+    }
     this.own = null;
     await this.propose({ op: 'closeSession', peerId: own.peer.id, openedIndex: own.openedIndex, time: this.isoNow() }, this.proposeTimeoutMs);
     this.log.info({ peerId: own.peer.id, openedIndex: own.openedIndex }, 'session closed');

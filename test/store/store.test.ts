@@ -361,3 +361,37 @@ describe('timers (real time, short timeouts)', () => {
     expect(ids(sa.activePeers()).sort()).toEqual(['a', 'c']);
   });
 });
+
+describe('concurrent session calls', () => {
+  it('two opens at once share one session instead of replacing each other', async () => {
+    const sh = shard(['a']);
+    const [x, y] = await Promise.all([sh.s('a').openSession(a), sh.s('a').openSession(a)]);
+    expect(x).toEqual(y);
+    await sh.group.settle();
+    expect(sh.s('a').sessions()).toHaveLength(1);
+    expect(sh.s('a').session()).toEqual(x);
+    await expect(sh.s('a').keepalive()).resolves.toBeUndefined();
+  });
+
+  it('a close while the open is in flight leaves no session', async () => {
+    const sh = shard(['a']);
+    const opening = sh.s('a').openSession(a);
+    await sh.s('a').closeSession();
+    await expect(opening).rejects.toMatchObject({ code: STORE_ERR.noSession, message: /closed while it was being opened/ });
+    await sh.group.settle();
+    expect(sh.s('a').activePeers()).toEqual([]);
+    expect(sh.s('a').session()).toBeNull();
+  });
+
+  it('reports how long each session has been silent', async () => {
+    const sh = shard(['a', 'b']);
+    await openAll(sh, [a, b]);
+    sh.clock.advance(300);
+    await beat(sh, ['a']);
+    sh.clock.advance(200);
+    expect(sh.s('a').sessionsLiveness()).toEqual([
+      { peerId: 'a', openedIndex: 1, silentMs: 200 },
+      { peerId: 'b', openedIndex: 2, silentMs: 500 },
+    ]);
+  });
+});
