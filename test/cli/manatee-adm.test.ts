@@ -113,6 +113,15 @@ describe('manatee-adm (child process)', () => {
     expect(store.version).toBe(before);
   });
 
+  it('with several URLs, a peer that cannot be reached is skipped for the next', async () => {
+    if (store.state!.freeze !== undefined) await admInProcess(['unfreeze']);
+    const r = await adm(['freeze', '-r', 'via the second url', '--url', `${deadUrl},${url()}`], { MANATEE_ADMIN_TOKEN: ADMIN_TOKEN });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(store.state!.freeze?.reason).toBe('via the second url');
+    await admInProcess(['unfreeze']);
+  });
+
   it('an unreachable peer is a clear error naming the URL', async () => {
     const r = await adm(['status', '--url', deadUrl]);
     expect(r.code).toBe(1);

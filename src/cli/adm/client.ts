@@ -12,8 +12,13 @@ export class AdmError extends ManateeError {}
 
 /** Largest answer read from a peer: a status or a full history page is far below it. */
 const RESPONSE_BYTES_MAX = 16 * 1024 * 1024;
+/** Errors that happen before anything is sent. */
+const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'EADDRNOTAVAIL']);
+/** A shard has a handful of peers; more URLs than this is a mistake. */
+const URLS_MAX = 16;
 
 export interface ClientOptions {
+  /** One peer's API, or several separated by commas: the next is tried when one cannot be reached. */
   readonly url: string;
   readonly token?: string;
   readonly timeoutMs: number;
@@ -90,11 +95,36 @@ function send(
   });
 }
 
+/** The body of an answer, or the AdmError it carries. */
+function answer(target: string, res: { status: number; text: string }): unknown {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(res.text);
+  } catch {
+    throw new AdmError('MANATEE_ERR_BAD_RESPONSE', `${target} answered HTTP ${res.status} with something that is not JSON: is this a Manatee API?`);
+  }
+  if (res.status < 200 || res.status > 299) {
+    const e = (parsed as { error?: { code?: unknown; message?: unknown } } | null)?.error;
+    if (typeof e?.code === 'string' && typeof e.message === 'string') throw new AdmError(e.code, e.message);
+    throw new AdmError('MANATEE_ERR_BAD_RESPONSE', `${target} answered HTTP ${res.status} without an error code`);
+  }
+  return parsed;
+}
+
 export class AdmClient {
-  readonly url: string;
+  /** The peers' APIs in the order they are tried. */
+  readonly urls: readonly string[];
 
   constructor(private readonly opts: ClientOptions) {
-    this.url = normalizeUrl(opts.url);
+    const parts = opts.url.split(',').map((u) => u.trim()).filter((u) => u !== '');
+    if (parts.length === 0) throw new AdmError('MANATEE_ERR_USAGE', 'no URL given: expected http://host:port');
+    if (parts.length > URLS_MAX) throw new AdmError('MANATEE_ERR_USAGE', `at most ${URLS_MAX} URLs`);
+    this.urls = parts.map(normalizeUrl);
+  }
+
+  /** The first URL, which answers unless it cannot be reached. */
+  get url(): string {
+    return this.urls[0]!;
   }
 
   private async request<T>(method: 'GET' | 'POST', path: string, body?: unknown, admin = false): Promise<T> {
@@ -108,26 +138,27 @@ export class AdmClient {
     }
     const payload = body === undefined ? undefined : JSON.stringify(body);
     if (payload !== undefined) headers['content-type'] = 'application/json';
-    const target = `${this.url}${path}`;
-    const res = await send(method, target, headers, payload, this.opts.timeoutMs).catch((err: unknown) => {
-      if (err instanceof AdmError) throw err;
-      throw new AdmError('MANATEE_ERR_UNREACHABLE', `cannot reach the Manatee API at ${this.url}: ${causeText(err)}`);
-    });
-    if (res === 'timeout') {
-      throw new AdmError('MANATEE_ERR_TIMEOUT', `no answer from ${this.url} within ${this.opts.timeoutMs} ms (${method} ${path})`);
+    const unreachable: string[] = [];
+    for (const base of this.urls) {
+      const target = `${base}${path}`;
+      let res: Awaited<ReturnType<typeof send>>;
+      try {
+        res = await send(method, target, headers, payload, this.opts.timeoutMs);
+      } catch (err) {
+        if (err instanceof AdmError) throw err;
+        unreachable.push(`${base}: ${causeText(err)}`);
+        // Only a failure to connect proves that the request was never delivered, so that another
+        // peer may safely get it; after a reset, the change may have been made.
+        if (CONNECT_ERRORS.has(causeText(err))) continue;
+        break;
+      }
+      if (res === 'timeout') {
+        // Delivered, maybe acted on: asking another peer could apply a change twice.
+        throw new AdmError('MANATEE_ERR_TIMEOUT', `no answer from ${base} within ${this.opts.timeoutMs} ms (${method} ${path})`);
+      }
+      return answer(target, res) as T;
     }
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(res.text);
-    } catch {
-      throw new AdmError('MANATEE_ERR_BAD_RESPONSE', `${target} answered HTTP ${res.status} with something that is not JSON: is this a Manatee API?`);
-    }
-    if (res.status < 200 || res.status > 299) {
-      const e = (parsed as { error?: { code?: unknown; message?: unknown } } | null)?.error;
-      if (typeof e?.code === 'string' && typeof e.message === 'string') throw new AdmError(e.code, e.message);
-      throw new AdmError('MANATEE_ERR_BAD_RESPONSE', `${target} answered HTTP ${res.status} without an error code`);
-    }
-    return parsed as T;
+    throw new AdmError('MANATEE_ERR_UNREACHABLE', `cannot reach the Manatee API at ${unreachable.join('; ')}`);
   }
 
   status(): Promise<SitterStatus> {

@@ -62,7 +62,7 @@ function buildProgram(io: AdmIo): Command {
   const program = new Command('manatee-adm');
   program
     .description("Inspect and administer a Manatee shard through any peer's HTTP API")
-    .addOption(new Option('-u, --url <url>', `a peer's API (env MANATEE_URL, default ${DEFAULT_URL})`))
+    .addOption(new Option('-u, --url <url>', `a peer's API, or several separated by commas, tried in turn (env MANATEE_URL, default ${DEFAULT_URL})`))
     .addOption(new Option('-t, --token <token>', 'the admin token, for changes (env MANATEE_ADMIN_TOKEN)'))
     .addOption(new Option('--timeout <seconds>', 'how long to wait for the API').argParser(positiveInt('--timeout', 600)).default(TIMEOUT_S_DEFAULT))
     .showHelpAfterError(false)
