@@ -1,7 +1,7 @@
 // The building blocks of the core, one concept each: the log (with its unstable tail), progress and
 // inflights, quorum arithmetic, ReadIndex bookkeeping and conf change validation.
 import { describe, expect, test } from 'vitest';
-import { MemoryLog, bootstrapSnapshot, type Entry } from '../../src/raft/core/index.js';
+import { MemoryLog, bootstrapSnapshot, type ConfState, type Entry } from '../../src/raft/core/index.js';
 import { RaftLog } from '../../src/raft/core/log.js';
 import { Progress } from '../../src/raft/core/progress.js';
 import { Inflights } from '../../src/raft/core/inflights.js';
@@ -188,7 +188,7 @@ describe('ReadOnly', () => {
 
 describe('conf changes', () => {
   test('add a learner, promote it, remove a voter', () => {
-    let cs = { voters: ['a', 'b', 'c'], learners: [] as string[] };
+    let cs: ConfState = { voters: ['a', 'b', 'c'], learners: [] };
     cs = applyConfChangeTo(cs, { type: 'addLearner', nodeId: 'd' });
     expect(cs).toEqual({ voters: ['a', 'b', 'c'], learners: ['d'] });
     cs = applyConfChangeTo(cs, { type: 'promote', nodeId: 'd' });
