@@ -476,12 +476,26 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     });
   }
 
+  /**
+   * Membership changes go one at a time: while the previous one is not applied (including the
+   * one a new leader conservatively assumes until it applied its first entry), the core refuses
+   * with confChangePending, and this retries every tick until the timeout.
+   */
   private async changeMembers(cc: ConfChange, address: string | undefined, timeoutMs: number | undefined): Promise<ConfState> {
-    const result = await this.request(`membership change ${cc.type} ${cc.nodeId}`, (rid) => {
-      const context = JSON.stringify(address === undefined ? { rid } : { rid, address });
-      this.core.proposeConfChange({ ...cc, context });
-    }, timeoutMs);
-    return result as ConfState;
+    const deadline = Date.now() + (timeoutMs ?? this.requestTimeoutMs);
+    for (;;) {
+      try {
+        const result = await this.request(`membership change ${cc.type} ${cc.nodeId}`, (rid) => {
+          const context = JSON.stringify(address === undefined ? { rid } : { rid, address });
+          this.core.proposeConfChange({ ...cc, context });
+        }, Math.max(1, deadline - Date.now()));
+        return result as ConfState;
+      } catch (err) {
+        const pendingChange = err instanceof ProposalDroppedError && err.reason === 'confChangePending';
+        if (!pendingChange || Date.now() + this.tickMs > deadline) throw err;
+        await new Promise((r) => setTimeout(r, this.tickMs));
+      }
+    }
   }
 
   private setAddress(nodeId: NodeId, address: string): void {
@@ -557,7 +571,11 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     }
     if (early.length > 0) this.transport.send(early);
 
-    await this.storage.save({ snapshot: rd.snapshot, entries: rd.entries, hardState: rd.hardState });
+    // A Ready whose only durable change is the commit index needs no fsync, and nothing waits
+    // on it: apply first and write it afterwards, which keeps a storage round trip off the
+    // commit path of every proposal. Anything else is persisted before it is acted upon.
+    const commitOnly = rd.snapshot === null && rd.entries.length === 0 && rd.hardState !== null && !this.storage.hardStateNeedsSync(rd.hardState);
+    if (!commitOnly) await this.storage.save({ snapshot: rd.snapshot, entries: rd.entries, hardState: rd.hardState });
     if (rd.snapshot !== null) this.memLog.applySnapshot(rd.snapshot);
     if (rd.entries.length > 0) this.memLog.append(rd.entries);
     if (rd.hardState !== null) this.memLog.setHardState(rd.hardState);
@@ -570,7 +588,10 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
       if (p !== undefined) p.index = rs.index;
     }
     this.resolveReads();
+    // Advance before the next await: proposers resumed by the resolutions above must see the
+    // core with these entries applied (e.g. a conf change right after another one).
     this.core.advance(rd);
+    if (commitOnly) await this.storage.save({ snapshot: null, entries: [], hardState: rd.hardState });
     await this.maybeSnapshot();
   }
 

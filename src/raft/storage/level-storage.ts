@@ -150,6 +150,12 @@ export class RaftStorage {
     return { firstIndex: this.firstIndex, lastIndex: this.lastIndex, snapshotIndex: this.snapshotIndex };
   }
 
+  /** True when writing `hs` needs an fsync: its term or vote differs from what is on disk. */
+  hardStateNeedsSync(hs: HardState): boolean {
+    const prev = this.lastHardState;
+    return prev === null || prev.term !== hs.term || prev.vote !== hs.vote;
+  }
+
   /**
    * Persists one Ready in one batch: the snapshot (replacing the whole log), then the entries
    * (truncating any conflicting tail), then the hard state. Fsyncs unless only the commit index moved.
@@ -190,8 +196,7 @@ export class RaftStorage {
     }
     if (update.hardState !== null) {
       const hs = update.hardState;
-      const prev = this.lastHardState;
-      if (prev === null || prev.term !== hs.term || prev.vote !== hs.vote) mustSync = true;
+      if (this.hardStateNeedsSync(hs)) mustSync = true;
       ops.push({ type: 'put', key: HARD_STATE_KEY, value: encodeRecord(HARD_STATE_KEY, hs) });
     }
     if (ops.length === 0) return;
