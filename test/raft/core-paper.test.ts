@@ -257,7 +257,7 @@ describe('§5.4 safety', () => {
 
 describe('unreliable network', () => {
   test('churn: with loss, duplication, reordering and crashes, every committed proposal is applied everywhere once healed', () => {
-    const c = new SimCluster({ seed: 11, ids: FIVE, faults: { drop: 0.2, duplicate: 0.1, maxDelay: 8, slowDisk: 0.2 } });
+    const c = new SimCluster({ seed: 11, ids: FIVE, faults: { drop: 0.2, duplicate: 0.1, maxDelay: 8, slowDisk: 0.2, asyncDisk: 0.3 } });
     const proposed: string[] = [];
     for (let t = 0; t < 300; t++) {
       const up = c.upIds();
@@ -267,7 +267,7 @@ describe('unreliable network', () => {
       if (t % 60 === 50) for (const id of FIVE) c.restart(id);
       c.ticks(1);
     }
-    c.faults = { drop: 0, duplicate: 0, maxDelay: 1, slowDisk: 0 };
+    c.faults = { drop: 0, duplicate: 0, maxDelay: 1, slowDisk: 0, asyncDisk: 0 };
     for (const id of FIVE) c.restart(id);
     const committed = c.checker.maxCommitted;
     c.runUntil('all caught up', () => FIVE.every((id) => c.node(id).sm.index >= committed));

@@ -30,9 +30,14 @@ export interface Faults {
   maxDelay: number;
   /** Probability that a node leaves its Ready unhandled for a while (a slow disk). */
   slowDisk: number;
+  /**
+   * Probability that a node takes a Ready and persists it later, stepping messages and ticks into
+   * its core meanwhile (as node.ts does while it waits for fsync). A crash loses the whole Ready.
+   */
+  asyncDisk: number;
 }
 
-export const NO_FAULTS: Faults = { drop: 0, duplicate: 0, maxDelay: 1, slowDisk: 0 };
+export const NO_FAULTS: Faults = { drop: 0, duplicate: 0, maxDelay: 1, slowDisk: 0, asyncDisk: 0 };
 
 export interface SimOptions {
   seed: number;
@@ -71,6 +76,8 @@ export class SimNode {
   /** Crash right after persisting the next Ready, before sending its messages. */
   crashAfterPersist = false;
   readStates: ReadState[] = [];
+  /** A Ready taken from the core whose persistence is still "in progress" (asyncDisk). */
+  pendingReady: Ready | null = null;
 
   constructor(id: NodeId, disk: MemoryLog) {
     this.id = id;
@@ -204,6 +211,7 @@ export class SimCluster {
     if (!node.up) return;
     node.core = null;
     node.crashAfterPersist = false;
+    node.pendingReady = null;
     for (const [ctx, r] of this.reads) if (r.node === id && r.result === null) this.reads.delete(ctx);
     this.log(`${id} crashes`);
   }
@@ -307,15 +315,33 @@ export class SimCluster {
 
   /** Handles a node's Ready batches as node.ts does: persist, send, apply, advance. */
   processReady(node: SimNode, force: boolean): void {
+    if (node.pendingReady !== null) {
+      if (!force && !this.rng.chance(0.3)) return;
+      const rd = node.pendingReady;
+      node.pendingReady = null;
+      if (!this.completeReady(node, rd)) return;
+    }
     for (let rounds = 0; node.core?.hasReady() === true; rounds++) {
       if (rounds > 1000) throw new Error(`${node.id}: Ready loop does not settle`);
       if (!force && this.rng.chance(this.faults.slowDisk)) return; // the disk is slow: handle it later
-      const core = node.core;
-      const rd = core.ready();
+      const rd = node.core.ready();
+      if (!force && this.rng.chance(this.faults.asyncDisk)) {
+        node.pendingReady = rd; // fsync in progress: the core goes on meanwhile
+        return;
+      }
+      if (!this.completeReady(node, rd)) return;
+    }
+  }
+
+  /** Persist, send, apply, advance. Returns false if the node crashed on the way. */
+  private completeReady(node: SimNode, rd: Ready): boolean {
+    const core = node.core;
+    if (core === null) return false;
+    {
       this.persist(node, rd);
       if (node.crashAfterPersist) {
         this.crash(node.id);
-        return;
+        return false;
       }
       for (const m of rd.messages) this.send(m);
       this.apply(node, core, rd);
@@ -325,6 +351,7 @@ export class SimCluster {
         this.log(`${node.id} is leader of term ${core.status().term}`);
       }
     }
+    return true;
   }
 
   private persist(node: SimNode, rd: Ready): void {
@@ -440,14 +467,13 @@ export class SimCluster {
     for (let k = 0; k < maxUnits; k++) {
       if (this.inflight.length === 0) {
         let pending = false;
-        for (const node of this.nodes.values()) if (node.core?.hasReady() === true) pending = true;
+        for (const node of this.nodes.values()) if (node.core?.hasReady() === true || node.pendingReady !== null) pending = true;
         if (!pending) return;
         for (const node of this.nodes.values()) this.processReady(node, true);
         this.afterEvent();
         continue;
       }
       this.now++;
-      // Keep tick boundaries aligned: settle never crosses one (ticks are what it leaves out).
       this.deliverDue();
     }
     throw new Error(`seed ${this.seed}: network did not settle in ${maxUnits} units`);

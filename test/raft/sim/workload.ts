@@ -51,6 +51,7 @@ function runWorkloadInner(seed: number, opts: WorkloadOptions, expose: (c: SimCl
       duplicate: w.next() * 0.05,
       maxDelay: w.int(1, 8),
       slowDisk: w.next() * 0.3,
+      asyncDisk: w.chance(0.5) ? w.next() * 0.5 : 0,
     },
     raft: {
       preVote: w.chance(0.8),
@@ -139,7 +140,7 @@ function runWorkloadInner(seed: number, opts: WorkloadOptions, expose: (c: SimCl
 
   // Liveness: heal everything; a leader is elected and every member applies everything committed.
   c.heal();
-  c.faults = { drop: 0, duplicate: 0, maxDelay: c.faults.maxDelay, slowDisk: 0 };
+  c.faults = { drop: 0, duplicate: 0, maxDelay: c.faults.maxDelay, slowDisk: 0, asyncDisk: 0 };
   for (const id of c.nodes.keys()) {
     c.node(id).crashAfterPersist = false;
     c.restart(id);
