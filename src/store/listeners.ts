@@ -8,7 +8,8 @@ export class Listeners<T> {
 
   constructor(
     private readonly name: string,
-    private readonly log: Logger | null,
+    /** Where a throwing listener is reported; without one, a process warning (stderr) says it. */
+    public log: Logger | null,
   ) {}
 
   /** Adds a listener; returns the function that removes it. */
@@ -33,7 +34,8 @@ export class Listeners<T> {
       try {
         listener(event);
       } catch (err) {
-        this.log?.error({ err, event: this.name }, `a ${this.name} listener threw; ignored`);
+        if (this.log !== null) this.log.error({ err, event: this.name }, `a ${this.name} listener threw; ignored`);
+        else process.emitWarning(`a ${this.name} listener threw; ignored: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
       }
     }
   }

@@ -145,6 +145,11 @@ export class ClusterStateMachine implements StateMachine {
     this.keepaliveListeners = new Listeners('keepalive', log);
   }
 
+  /** Where listener errors go, when the machine was made without a logger (ClusterStore sets its own). */
+  setLogger(log: Logger): void {
+    for (const l of [this.stateListeners, this.peersListeners, this.keepaliveListeners]) l.log ??= log;
+  }
+
   // ---- queries (local, as of the last applied entry) ----
 
   get state(): ClusterState | null {

@@ -117,6 +117,7 @@ export class ClusterStore {
     this.log = opts.log ?? silentLogger();
     this.liveness = new SessionLiveness(t);
     this.sessionExpiredListeners = new Listeners('sessionExpired', this.log);
+    if (opts.log !== undefined) this.machine.setLogger(opts.log);
 
     // Liveness is fed by what this node applies, on every node, so that a new leader's tracker
     // knows every session (its times are reset anyway: grace).

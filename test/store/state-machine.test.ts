@@ -1,6 +1,7 @@
 // The replicated state machine on its own: compare-and-set, history, sessions, watches,
 // snapshots, determinism and its invariants. Entries are applied as Raft would apply them.
 import { describe, expect, it } from 'vitest';
+import { pino } from 'pino';
 import { STORE_ERR, StoreInvariantError } from '../../src/store/errors.js';
 import { ClusterStateMachine, type PeersChange, type StateChange } from '../../src/store/state-machine.js';
 import { summarizeChange } from '../../src/store/summary.js';
@@ -248,8 +249,10 @@ describe('watches', () => {
     expect(keepalives).toEqual(['a']);
   });
 
-  it('keeps applying when a listener throws, and unsubscribes', () => {
-    const drv = new Driver();
+  it('keeps applying when a listener throws (and logs it), and unsubscribes', () => {
+    const lines: string[] = [];
+    const log = pino({ level: 'info' }, { write: (l: string) => { lines.push(l); } });
+    const drv = Driver.with({ log });
     let calls = 0;
     drv.machine.onState(() => {
       throw new Error('observer bug');
@@ -262,6 +265,8 @@ describe('watches', () => {
     drv.ok(gen1({ async: [] }));
     expect(calls).toBe(1);
     expect(drv.machine.version).toBe(2);
+    expect(lines).toHaveLength(2);
+    expect(JSON.parse(lines[0]!)).toMatchObject({ level: 50, event: 'state', msg: 'a state listener threw; ignored', err: { message: 'observer bug' } });
   });
 });
 
