@@ -136,6 +136,32 @@ describe('§5.3 log replication', () => {
     for (const id of FIVE) expect(c.values(id)).toEqual(order);
   });
 
+  test('batching: an append carries at most maxEntriesPerMessage entries and maxBytesPerMessage bytes (one entry always fits)', () => {
+    const c = new SimCluster({ seed: 21, ids: THREE, raft: { maxEntriesPerMessage: 3, maxBytesPerMessage: 10, maxInflightMessages: 2 } });
+    const leader = c.waitForLeader();
+    proposeOk(c, 'warm');
+    c.runUntil('warm applied', () => appliedEverywhere(c, THREE, 'warm'));
+    const sizes: number[][] = [];
+    c.filter = (m: Message) => {
+      if (m.type === 'append' && (m.entries ?? []).length > 0) sizes.push(m.entries!.map((e) => e.data.length));
+      return true;
+    };
+    const follower = THREE.find((id) => id !== leader.id)!;
+    c.crash(follower);
+    const values = ['aaaa', 'bbbb', 'cccc', 'dd', 'e', 'f', 'a-very-long-value', 'g'];
+    for (const v of values) expect(c.propose(leader.id, v)).toBe(true);
+    sizes.length = 0;
+    c.restart(follower);
+    c.runUntil('follower caught up', () => appliedEverywhere(c, [follower], 'g'));
+    const toFollower = sizes.filter((s) => s.length > 0);
+    expect(toFollower.length).toBeGreaterThan(2);
+    for (const s of toFollower) {
+      expect(s.length).toBeLessThanOrEqual(3);
+      if (s.length > 1) expect(s.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(10);
+    }
+    expect(toFollower.some((s) => s.length === 1 && s[0]! > 10)).toBe(true);
+  });
+
   test('fast backtracking (§5.3 optimization): a follower with many conflicting entries is repaired in a few round trips', () => {
     const c = new SimCluster({ seed: 8, ids: FIVE, raft: { checkQuorum: false, maxUncommittedEntries: 1000, maxEntriesPerMessage: 64 } });
     const old = c.waitForLeader();

@@ -29,6 +29,8 @@ const TRANSFER_CONTEXT = 'transfer';
 const MAX_COMMITTED_ENTRIES_PER_READY = 1024;
 /** Most ReadIndex requests pending at once on a leader (including those waiting for its first commit). */
 const MAX_PENDING_READS = 4096;
+/** Default bound on entry data in one append message (see RaftConfig.maxBytesPerMessage). */
+const DEFAULT_MAX_BYTES_PER_MESSAGE = 8 * 1024 * 1024;
 /** Most messages buffered between two Ready batches; beyond this the core is being misdriven. */
 const MAX_BUFFERED_MESSAGES = 100_000;
 
@@ -55,6 +57,7 @@ function validateConfig(c: RaftConfig): void {
   invariant(c.maxEntriesPerMessage > 0, 'config: maxEntriesPerMessage must be positive');
   invariant(c.maxInflightMessages > 0, 'config: maxInflightMessages must be positive');
   invariant(c.maxUncommittedEntries > 0, 'config: maxUncommittedEntries must be positive');
+  invariant(c.maxBytesPerMessage === undefined || c.maxBytesPerMessage > 0, 'config: maxBytesPerMessage must be positive');
 }
 
 export class RaftCore {
@@ -717,7 +720,7 @@ export class RaftCore {
     let ents: Entry[] | null = null;
     if (prevTerm !== null && pr.next >= this.raftLog.firstIndex()) {
       const hi = Math.min(last + 1, pr.next + this.config.maxEntriesPerMessage);
-      ents = this.raftLog.slice(pr.next, hi);
+      ents = limitBytes(this.raftLog.slice(pr.next, hi), this.config.maxBytesPerMessage ?? DEFAULT_MAX_BYTES_PER_MESSAGE);
     }
     if (prevTerm === null || ents === null) return this.sendSnapshot(to, pr);
     if (ents.length === 0 && !sendIfEmpty) return false;
@@ -926,6 +929,17 @@ export class RaftCore {
     invariant(this.msgs.length < MAX_BUFFERED_MESSAGES, 'too many messages buffered: is the driver calling ready()?');
     this.msgs.push(m);
   }
+}
+
+/** The longest prefix of `ents` whose data fits in `maxBytes` (at least one entry). */
+function limitBytes(ents: Entry[], maxBytes: number): Entry[] {
+  let bytes = 0;
+  for (let k = 0; k < ents.length; k++) {
+    // Length in UTF-16 units: a cheap bound that is close to bytes for the JSON the store writes.
+    bytes += ents[k]!.data.length;
+    if (bytes > maxBytes && k > 0) return ents.slice(0, k);
+  }
+  return ents;
 }
 
 function hardStateEqual(a: HardState, b: HardState): boolean {

@@ -131,6 +131,11 @@ export interface RaftConfig {
   readonly checkQuorum: boolean;
   /** Most entries in one append message. */
   readonly maxEntriesPerMessage: number;
+  /**
+   * Optional: most bytes of entry data in one append message (one entry is always sent, whatever
+   * its size). Default 8 MiB, so that a batch stays well under the transport's frame limit.
+   */
+  readonly maxBytesPerMessage?: number;
   /** Most append messages in flight (unacknowledged) to one follower. */
   readonly maxInflightMessages: number;
   /** Most entries kept in the proposal queue of a leader before proposals are refused. */
@@ -140,6 +145,8 @@ export interface RaftConfig {
   /**
    * Optional: the last index the state machine has already applied (e.g. restored from its own
    * snapshot). Defaults to the stored snapshot's index; committed entries after it are handed out again.
+   * If set beyond the snapshot, `LogReader.initialState().confState` must be the configuration as of
+   * this index (conf change entries up to it are not handed out again).
    */
   readonly applied?: number;
 }

@@ -57,6 +57,7 @@ function runWorkloadInner(seed: number, opts: WorkloadOptions, expose: (c: SimCl
       preVote: w.chance(0.8),
       checkQuorum: w.chance(0.8),
       maxEntriesPerMessage: w.int(1, 8),
+      maxBytesPerMessage: w.chance(0.3) ? w.int(1, 30) : 8 * 1024 * 1024,
       maxInflightMessages: w.int(1, 4),
       maxUncommittedEntries: w.int(8, 64),
     },
