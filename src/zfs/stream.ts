@@ -63,7 +63,7 @@ export function sendStream(cmd: ZfsCommand, snapshot: string, fromSnapshot?: str
 
 function isPipeError(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
-  return code === 'EPIPE' || code === 'ERR_STREAM_DESTROYED' || code === 'ECONNRESET';
+  return code === 'EPIPE' || code === 'ERR_STREAM_DESTROYED';
 }
 
 export async function receiveStream(cmd: ZfsCommand, dataset: string, input: Readable, opts: ZfsReceiveOptions): Promise<void> {

@@ -1,0 +1,179 @@
+// Bootstrap benchmark: how fast a new standby gets its data, by ZFS send/receive through the
+// backup server and by pg_basebackup, next to raw baselines measured on the same disk in the
+// same run (`zfs send > /dev/null`, `zfs send | zfs recv`, and reading the data directory with
+// tar). Prints times, MB/s and ratios. Run as root (zfs-fuse, PostgreSQL as `postgres`):
+//
+//   npx tsx tools/bench/bootstrap.ts [--size-mb 1024] [--runs 1]
+//
+// PostgreSQL is driven with its binaries directly; the ZFS path is the real Manatee code
+// (backupRoutes + ZfsBackupBackend) over HTTP on 127.0.0.1.
+import { parseArgs } from 'node:util';
+import { appendFile, mkdir, chmod } from 'node:fs/promises';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { execa } from 'execa';
+import Fastify from 'fastify';
+import { silentLogger } from '../../src/log.js';
+import { Zfs } from '../../src/zfs/index.js';
+import { backupRoutes, ZfsBackupBackend } from '../../src/backup/index.js';
+import { createTestPool, type TestPool } from '../../test/helpers/zfs.js';
+import { freePort } from '../../test/helpers/wait.js';
+
+const BIN = '/usr/lib/postgresql/15/bin';
+const SECRET = 'bench-secret';
+const MB = 1024 * 1024;
+
+const { values } = parseArgs({
+  options: {
+    'size-mb': { type: 'string', default: '1024' },
+    runs: { type: 'string', default: '1' },
+  },
+});
+const sizeMb = Number(values['size-mb']);
+const runs = Number(values.runs);
+if (!Number.isFinite(sizeMb) || sizeMb < 16) throw new Error('--size-mb must be a number >= 16');
+if (!Number.isInteger(runs) || runs < 1 || runs > 9) throw new Error('--runs must be 1..9');
+
+function say(msg: string): void {
+  process.stderr.write(`[bench] ${msg}\n`);
+}
+
+async function asPostgres(cmd: string, args: string[], timeoutMs = 3_600_000): Promise<string> {
+  const r = await execa('runuser', ['-u', 'postgres', '--', cmd, ...args], { timeout: timeoutMs });
+  return r.stdout;
+}
+
+async function timed<T>(fn: () => Promise<T>): Promise<{ ms: number; value: T }> {
+  const t0 = performance.now();
+  const value = await fn();
+  return { ms: performance.now() - t0, value };
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+async function dirBytes(path: string): Promise<number> {
+  const { stdout } = await execa('du', ['-sb', path]);
+  return Number(stdout.split('\t')[0]);
+}
+
+async function main(): Promise<void> {
+  const log = silentLogger();
+  const zfs = new Zfs({ log, commandTimeoutMs: 600_000 });
+  // A, the ZFS copy and the pg_basebackup copy, plus zfs-fuse's reserve and WAL.
+  const poolMb = Math.ceil(sizeMb * 3.6 + 768);
+  say(`creating a ${poolMb} MB file-backed pool`);
+  const pool: TestPool = await createTestPool({ sizeMb: poolMb, prefix: 'bench' });
+  const dsA = `${pool.name}/a`;
+  const mpA = join(pool.dir, 'a');
+  const runDir = join(pool.dir, 'run');
+  const port = await freePort();
+  const dataA = join(mpA, 'pgdata');
+  let pgStarted = false;
+  const app = Fastify({ logger: false });
+  try {
+    await zfs.createDataset(dsA, { mountpoint: mpA });
+    await execa('chown', ['postgres:', mpA]);
+    await mkdir(runDir, { recursive: true });
+    await execa('chown', ['postgres:', runDir]);
+    await chmod(runDir, 0o700);
+    await asPostgres(`${BIN}/initdb`, ['-D', dataA, '-U', 'postgres', '--auth=trust', '--no-sync']);
+    await appendFile(join(dataA, 'postgresql.conf'), "wal_level = replica\nmax_wal_senders = 5\nfsync = off\nsynchronous_commit = off\nmax_wal_size = '2GB'\n");
+    await asPostgres(`${BIN}/pg_ctl`, ['-D', dataA, '-w', '-l', join(runDir, 'log'), '-o', `-p ${port} -k ${runDir} -c listen_addresses=127.0.0.1`, 'start']);
+    pgStarted = true;
+
+    // pgbench scale 1 is ~15 MB on disk (tables + indexes).
+    const scale = Math.max(1, Math.round(sizeMb / 15));
+    say(`pgbench -i -s ${scale} (about ${sizeMb} MB)`);
+    const init = await timed(() => asPostgres(`${BIN}/pgbench`, ['-i', '-s', String(scale), '-q', '-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', 'postgres']));
+    await asPostgres(`${BIN}/psql`, ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', '-c', 'CHECKPOINT', 'postgres']);
+    const dataBytes = await dirBytes(dataA);
+    say(`database built in ${(init.ms / 1000).toFixed(1)} s; data directory ${(dataBytes / MB).toFixed(0)} MB`);
+    const snap = await zfs.createSnapshot(dsA);
+
+    await app.register(backupRoutes, { zfs, dataset: dsA, secret: SECRET, log });
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const addr = app.server.address();
+    const backupUrl = `http://127.0.0.1:${typeof addr === 'object' && addr !== null ? addr.port : 0}`;
+
+    const rows: { name: string; ms: number[]; bytes: number }[] = [];
+    const add = (name: string, bytes: number): { name: string; ms: number[]; bytes: number } => {
+      const r = { name, ms: [] as number[], bytes };
+      rows.push(r);
+      return r;
+    };
+
+    // Raw baselines. tar's archive goes through a pipe to wc: GNU tar skips reading file data
+    // when its archive is literally /dev/null.
+    const tarRow = add('raw: tar of the data directory | wc -c', dataBytes);
+    const sendRow = add('raw: zfs send > /dev/null', 0);
+    const sendRecvRow = add('raw: zfs send | zfs recv (same pool)', 0);
+    const zfsRow = add('bootstrap: ZFS send/recv via backup server (HTTP)', 0);
+    const bbRow = add('bootstrap: pg_basebackup -X stream', 0);
+
+    for (let run = 1; run <= runs; run++) {
+      say(`run ${run}/${runs}`);
+      const tar = await timed(() => execa('tar', ['-cf', '-', '-C', dataA, '.'], { buffer: false }).pipe('wc', ['-c']));
+      tarRow.ms.push(tar.ms);
+      tarRow.bytes = Number(tar.value.stdout.trim());
+
+      const raw = await timed(() => execa(zfs.cmd.zfsPath, ['send', snap.name], { stdout: 'ignore' }));
+      sendRow.ms.push(raw.ms);
+
+      const dsRaw = `${pool.name}/raw`;
+      const sr = await timed(async () => {
+        const send = zfs.send(snap.name);
+        let n = 0;
+        send.stdout.on('data', (c: Buffer) => (n += c.length));
+        await Promise.all([zfs.receive(dsRaw, send.stdout), send.done]);
+        return n;
+      });
+      sendRecvRow.ms.push(sr.ms);
+      sendRecvRow.bytes = sr.value;
+      sendRow.bytes = sr.value;
+      await zfs.destroy(dsRaw, { recursive: true });
+
+      const dsB = `${pool.name}/peers/b`;
+      const mpB = join(pool.dir, 'b');
+      const backend = new ZfsBackupBackend({ zfs, dataset: dsB, mountpoint: mpB, peerId: 'b', secret: SECRET, log, pgUser: 'postgres' });
+      const z = await timed(() => backend.restore({ source: { peerId: 'a', pgUrl: '', backupUrl }, reason: 'bootstrap' }));
+      zfsRow.ms.push(z.ms);
+      zfsRow.bytes = z.value.bytes;
+      await zfs.destroy(dsB, { recursive: true });
+
+      const dsC = `${pool.name}/c`;
+      const mpC = join(pool.dir, 'c');
+      await zfs.createDataset(dsC, { mountpoint: mpC });
+      await execa('chown', ['postgres:', mpC]);
+      const target = join(mpC, 'pgdata');
+      const bb = await timed(() => asPostgres(`${BIN}/pg_basebackup`, ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', '-D', target, '-X', 'stream', '-c', 'fast', '--no-sync']));
+      bbRow.ms.push(bb.ms);
+      bbRow.bytes = await dirBytes(target);
+      await zfs.destroy(dsC, { recursive: true });
+    }
+
+    const rate = (r: { ms: number[]; bytes: number }): number => r.bytes / MB / (median(r.ms) / 1000);
+    const out: string[] = [];
+    out.push(`bootstrap benchmark: data directory ${(dataBytes / MB).toFixed(0)} MB (pgbench scale ${scale}), ${runs} run(s), medians; zfs-fuse pool on a file, 127.0.0.1`);
+    out.push(`${'what'.padEnd(52)} ${'MB'.padStart(8)} ${'seconds'.padStart(9)} ${'MB/s'.padStart(8)}`);
+    for (const r of rows) {
+      out.push(`${r.name.padEnd(52)} ${(r.bytes / MB).toFixed(0).padStart(8)} ${(median(r.ms) / 1000).toFixed(2).padStart(9)} ${rate(r).toFixed(1).padStart(8)}`);
+    }
+    out.push(`ratio ZFS bootstrap / zfs send > /dev/null:      ${(rate(zfsRow) / rate(sendRow)).toFixed(2)}`);
+    out.push(`ratio ZFS bootstrap / zfs send | zfs recv:       ${(rate(zfsRow) / rate(sendRecvRow)).toFixed(2)}`);
+    out.push(`ratio pg_basebackup / tar read of data dir:      ${(rate(bbRow) / rate(tarRow)).toFixed(2)}`);
+    out.push(`ratio ZFS bootstrap time / pg_basebackup time:   ${(median(zfsRow.ms) / median(bbRow.ms)).toFixed(2)}`);
+    process.stdout.write(`${out.join('\n')}\n`);
+  } finally {
+    await app.close().catch(() => undefined);
+    if (pgStarted) {
+      await execa('runuser', ['-u', 'postgres', '--', `${BIN}/pg_ctl`, '-D', dataA, '-w', '-m', 'fast', 'stop'], { reject: false, timeout: 120_000 });
+    }
+    await pool.destroy();
+  }
+}
+
+await main();
