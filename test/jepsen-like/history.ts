@@ -1,0 +1,91 @@
+// The records a chaos run writes: operations (history.jsonl), faults (faults.jsonl) and
+// status samples. Plain data, shared by the workload, the nemesis, the checker and the picture.
+
+/** How an operation ended. `unknown`: a timeout or a broken connection; it may or may not have taken effect. */
+export type Outcome = 'ok' | 'fail' | 'unknown';
+
+/** One write: an insert of a unique id through the peer that a status API named primary. */
+export interface WriteOp {
+  readonly f: 'write';
+  readonly client: number;
+  /** Unique across the run: the key of the inserted row. */
+  readonly id: number;
+  /** The peer the client sent the write to. */
+  readonly peer: string;
+  /** The generation that the peer's status reported when it named itself primary. */
+  readonly generation: number;
+  readonly invokedAtMs: number;
+  readonly completedAtMs: number;
+  readonly outcome: Outcome;
+  /** Read inside the same transaction on the server: its current WAL timeline (a promotion starts a new one). */
+  readonly timeline?: number;
+  /** Why it failed or is unknown; notices the server sent (e.g. a cancelled synchronous-replication wait). */
+  readonly error?: string;
+  readonly notice?: string;
+}
+
+/** One read on a replica: which of the asked ids it found. */
+export interface ReadOp {
+  readonly f: 'read';
+  readonly client: number;
+  readonly peer: string;
+  readonly asked: readonly number[];
+  readonly invokedAtMs: number;
+  readonly completedAtMs: number;
+  readonly outcome: Outcome;
+  readonly found?: readonly number[];
+  readonly error?: string;
+}
+
+export type Op = WriteOp | ReadOp;
+
+export type FaultKind =
+  | 'kill-peer'
+  | 'kill-sitter'
+  | 'kill-postgres'
+  | 'pause-short'
+  | 'pause-long'
+  | 'partition-primary'
+  | 'partition-sync'
+  | 'partition-minority'
+  | 'partition-oneway'
+  | 'restart-all';
+
+export const FAULT_KINDS: readonly FaultKind[] = [
+  'kill-peer',
+  'kill-sitter',
+  'kill-postgres',
+  'pause-short',
+  'pause-long',
+  'partition-primary',
+  'partition-sync',
+  'partition-minority',
+  'partition-oneway',
+  'restart-all',
+];
+
+/** One injected fault, from its start to its heal. */
+export interface FaultRecord {
+  readonly seq: number;
+  readonly kind: FaultKind;
+  /** The peers it hit (for a one-way partition: [from, to], the direction that is cut). */
+  readonly targets: readonly string[];
+  readonly startedAtMs: number;
+  readonly healedAtMs: number;
+  readonly detail: string;
+}
+
+/** What the status monitor saw at one moment: who claimed to be primary, in which generation. */
+export interface StatusSample {
+  readonly atMs: number;
+  readonly peers: readonly { readonly id: string; readonly role: string | null; readonly generation: number | null; readonly writable: boolean }[];
+}
+
+/** The final contents read from one peer after healing. */
+export interface FinalRead {
+  readonly peer: string;
+  readonly role: string;
+  /** Its replay (or, for the primary, current) LSN reached the primary's final LSN before the read. */
+  readonly caughtUp: boolean;
+  readonly ids: ReadonlySet<number>;
+}
