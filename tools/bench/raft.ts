@@ -2,7 +2,7 @@
 // node processes on loopback with real fsync, against Debian's etcd (three members on loopback,
 // default fsync) on the same work: small puts over HTTP/1.1 keep-alive, at concurrency 1 and 64.
 //
-//   npx tsx tools/bench/raft.ts [--seconds 5] [--concurrency 1,64] [--skip-etcd]
+//   npx tsx tools/bench/raft.ts [--seconds 4] [--rounds 3] [--concurrency 1,64] [--skip-etcd]
 //
 // Both systems get requests sent to their current leader through the same HTTP client (node:http
 // with a keep-alive pool), so the difference is the replication path, not the client.
@@ -14,14 +14,15 @@ import { join } from 'node:path';
 import { ProcCluster } from '../../test/raft/process/cluster.js';
 import { freePort, waitFor } from '../../test/helpers/wait.js';
 
-interface Args { seconds: number; warmupSeconds: number; concurrency: number[]; skipEtcd: boolean }
+interface Args { seconds: number; warmupSeconds: number; rounds: number; concurrency: number[]; skipEtcd: boolean }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { seconds: 5, warmupSeconds: 1, concurrency: [1, 64], skipEtcd: false };
+  const a: Args = { seconds: 4, warmupSeconds: 1, rounds: 3, concurrency: [1, 64], skipEtcd: false };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     if (k === '--seconds') a.seconds = Number(argv[++i]);
     else if (k === '--warmup') a.warmupSeconds = Number(argv[++i]);
+    else if (k === '--rounds') a.rounds = Number(argv[++i]);
     else if (k === '--concurrency') a.concurrency = (argv[++i] ?? '').split(',').map(Number);
     else if (k === '--skip-etcd') a.skipEtcd = true;
   }
@@ -83,46 +84,59 @@ function value16(n: number): string {
   return `v${String(n).padStart(15, '0')}`;
 }
 
-async function benchManatee(args: Args): Promise<Result[]> {
+interface System {
+  readonly name: string;
+  op(n: number): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+async function startManatee(): Promise<System> {
   const c = await ProcCluster.create(['m1', 'm2', 'm3'], { mode: 'count', tickMs: 100, electionTicks: 10, snapshotEveryEntries: 10_000, keepEntriesAfterSnapshot: 1000 });
   try {
     await Promise.all(['m1', 'm2', 'm3'].map((id) => c.start(id)));
     const leader = await c.leader();
     const url = c.url(leader, '/propose');
-    const out: Result[] = [];
-    for (const conc of args.concurrency) {
-      out.push(await measure('manatee', conc, args, async (n) => {
-        const r = await post(url, JSON.stringify({ op: 'put', key: `k${n % 1000}`, value: value16(n) }));
-        return r.status === 200;
-      }));
-    }
-    return out;
-  } finally {
+    return {
+      name: 'manatee',
+      op: async (n) => (await post(url, JSON.stringify({ op: 'put', key: `k${n % 1000}`, value: value16(n) }))).status === 200,
+      close: () => c.close(),
+    };
+  } catch (err) {
     await c.close();
+    throw err;
   }
 }
 
-async function benchEtcd(args: Args): Promise<Result[]> {
+async function startEtcd(): Promise<System> {
   const dir = await mkdtemp(join(tmpdir(), 'manatee-bench-etcd-'));
   const names = ['e1', 'e2', 'e3'];
   const ports = new Map<string, { client: number; peer: number }>();
   for (const n of names) ports.set(n, { client: await freePort(), peer: await freePort() });
   const initialCluster = names.map((n) => `${n}=http://127.0.0.1:${ports.get(n)!.peer}`).join(',');
   const children: ChildProcess[] = [];
+  const close = async (): Promise<void> => {
+    for (const ch of children) {
+      if (ch.exitCode === null && ch.signalCode === null) {
+        const exited = new Promise((r) => ch.on('exit', r));
+        ch.kill('SIGKILL');
+        await exited;
+      }
+    }
+    await rm(dir, { recursive: true, force: true });
+  };
   try {
     for (const n of names) {
       const p = ports.get(n)!;
-      const child = spawn('/usr/bin/etcd', [
+      children.push(spawn('/usr/bin/etcd', [
         '--name', n, '--data-dir', join(dir, n),
         '--listen-client-urls', `http://127.0.0.1:${p.client}`, '--advertise-client-urls', `http://127.0.0.1:${p.client}`,
         '--listen-peer-urls', `http://127.0.0.1:${p.peer}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${p.peer}`,
         '--initial-cluster', initialCluster, '--initial-cluster-state', 'new', '--initial-cluster-token', 'manatee-bench',
         '--log-level', 'error',
-      ], { stdio: ['ignore', 'ignore', 'ignore'] });
-      children.push(child);
+      ], { stdio: ['ignore', 'ignore', 'ignore'] }));
     }
     const clientUrl = (n: string): string => `http://127.0.0.1:${ports.get(n)!.client}`;
-    // Find the leader: the member whose own id equals the leader id in its status.
+    // The leader is the member whose own id equals the leader id in its status.
     const leader = await waitFor('etcd leader', async () => {
       for (const n of names) {
         try {
@@ -136,25 +150,33 @@ async function benchEtcd(args: Args): Promise<Result[]> {
       return null;
     }, { timeoutMs: 60_000, intervalMs: 200 });
     const url = `${clientUrl(leader)}/v3/kv/put`;
-    const out: Result[] = [];
-    for (const conc of args.concurrency) {
-      out.push(await measure('etcd', conc, args, async (n) => {
+    return {
+      name: 'etcd',
+      op: async (n) => {
         const body = JSON.stringify({ key: Buffer.from(`k${n % 1000}`).toString('base64'), value: Buffer.from(value16(n)).toString('base64') });
-        const r = await post(url, body);
-        return r.status === 200;
-      }));
-    }
-    return out;
-  } finally {
-    for (const ch of children) {
-      if (ch.exitCode === null && ch.signalCode === null) {
-        const exited = new Promise((r) => ch.on('exit', r));
-        ch.kill('SIGKILL');
-        await exited;
-      }
-    }
-    await rm(dir, { recursive: true, force: true });
+        return (await post(url, body)).status === 200;
+      },
+      close,
+    };
+  } catch (err) {
+    await close();
+    throw err;
   }
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] ?? NaN;
+}
+
+/** The median of each figure over the rounds. */
+function summarize(rs: Result[]): Result {
+  const r0 = rs[0]!;
+  return {
+    system: r0.system, concurrency: r0.concurrency,
+    ops: rs.reduce((a, r) => a + r.ops, 0), errors: rs.reduce((a, r) => a + r.errors, 0),
+    opsPerSec: median(rs.map((r) => r.opsPerSec)), p50Ms: median(rs.map((r) => r.p50Ms)), p99Ms: median(rs.map((r) => r.p99Ms)),
+  };
 }
 
 function fmt(r: Result): string {
@@ -163,21 +185,41 @@ function fmt(r: Result): string {
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
-  console.log(`raft bench: 3 nodes on loopback, fsync on, small puts, ${args.seconds}s per run after ${args.warmupSeconds}s warm-up`);
-  const ours = await benchManatee(args);
-  for (const r of ours) console.log(fmt(r));
-  if (args.skipEtcd) return;
-  const etcd = await benchEtcd(args);
-  for (const r of etcd) console.log(fmt(r));
-  console.log('ratios (manatee / etcd): throughput goal >= 0.5, p50 latency goal <= 2.0');
-  for (const r of ours) {
-    const e = etcd.find((x) => x.concurrency === r.concurrency);
-    if (e === undefined) continue;
-    const tp = r.opsPerSec / e.opsPerSec;
-    const p50 = r.p50Ms / e.p50Ms;
-    console.log(`c=${String(r.concurrency).padStart(3)}  throughput ${tp.toFixed(2)}x ${tp >= 0.5 ? 'OK' : 'BELOW GOAL'}   p50 ${p50.toFixed(2)}x ${p50 <= 2 ? 'OK' : 'ABOVE GOAL'}   p99 ${(r.p99Ms / e.p99Ms).toFixed(2)}x`);
+  console.log(`raft bench: 3 nodes on loopback, fsync on, small puts; ${args.rounds} interleaved rounds of ${args.seconds}s (after ${args.warmupSeconds}s warm-up) per system and concurrency; medians over rounds`);
+  const systems: System[] = [];
+  try {
+    systems.push(await startManatee());
+    if (!args.skipEtcd) systems.push(await startEtcd());
+    const results = new Map<string, Result[]>();
+    // Interleaved, so that both systems see the same share of the machine's (shared) load.
+    for (let round = 0; round < args.rounds; round++) {
+      for (const conc of args.concurrency) {
+        for (const sys of systems) {
+          const r = await measure(sys.name, conc, args, (n) => sys.op(n));
+          console.log(`  round ${round + 1}: ${fmt(r)}`);
+          const key = `${sys.name}/${conc}`;
+          results.set(key, [...(results.get(key) ?? []), r]);
+        }
+      }
+    }
+    console.log('medians:');
+    const med = new Map<string, Result>();
+    for (const [k, rs] of results) med.set(k, summarize(rs));
+    for (const r of med.values()) console.log(fmt(r));
+    if (args.skipEtcd) return;
+    console.log('ratios (manatee / etcd): throughput goal >= 0.5, p50 latency goal <= 2.0');
+    for (const conc of args.concurrency) {
+      const r = med.get(`manatee/${conc}`);
+      const e = med.get(`etcd/${conc}`);
+      if (r === undefined || e === undefined) continue;
+      const tp = r.opsPerSec / e.opsPerSec;
+      const p50 = r.p50Ms / e.p50Ms;
+      console.log(`c=${String(conc).padStart(3)}  throughput ${tp.toFixed(2)}x ${tp >= 0.5 ? 'OK' : 'BELOW GOAL'}   p50 ${p50.toFixed(2)}x ${p50 <= 2 ? 'OK' : 'ABOVE GOAL'}   p99 ${(r.p99Ms / e.p99Ms).toFixed(2)}x`);
+    }
+  } finally {
+    for (const sys of systems) await sys.close();
+    agent.destroy();
   }
-  agent.destroy();
 }
 
 main().catch((err: unknown) => {
