@@ -156,8 +156,9 @@ export class SimCluster {
     }
   }
 
-  log(line: string): void {
-    if (this.trace !== null) this.trace.push(`[${this.now}] ${line}`);
+  /** Adds a line to the trace (built only when tracing). */
+  log(line: () => string): void {
+    if (this.trace !== null) this.trace.push(`[${this.now}] ${line()}`);
   }
 
   configFor(id: NodeId): RaftConfig {
@@ -203,7 +204,8 @@ export class SimCluster {
     node.core = new RaftCore({ ...this.configFor(node.id), applied: node.sm.index }, node.disk);
     node.lastCommit = node.core.status().commit;
     node.readStates = [];
-    this.log(`${node.id} starts: term ${node.core.status().term}, commit ${node.lastCommit}, applied ${node.sm.index}`);
+    const term = node.core.status().term;
+    this.log(() => `${node.id} starts: term ${term}, commit ${node.lastCommit}, applied ${node.sm.index}`);
   }
 
   crash(id: NodeId): void {
@@ -213,7 +215,7 @@ export class SimCluster {
     node.crashAfterPersist = false;
     node.pendingReady = null;
     for (const [ctx, r] of this.reads) if (r.node === id && r.result === null) this.reads.delete(ctx);
-    this.log(`${id} crashes`);
+    this.log(() => `${id} crashes`);
   }
 
   restart(id: NodeId): void {
@@ -247,7 +249,7 @@ export class SimCluster {
   partition(...groups: NodeId[][]): void {
     this.groups = new Map();
     groups.forEach((g, k) => { for (const id of g) this.groups.set(id, k + 1); });
-    this.log(`partition ${groups.map((g) => `[${g.join(',')}]`).join(' ')}`);
+    this.log(() => `partition ${groups.map((g) => `[${g.join(',')}]`).join(' ')}`);
   }
 
   isolate(id: NodeId): void {
@@ -262,7 +264,7 @@ export class SimCluster {
   heal(): void {
     this.groups = new Map();
     this.cutLinks.clear();
-    this.log('network healed');
+    this.log(() => 'network healed');
   }
 
   canTalk(a: NodeId, b: NodeId): boolean {
@@ -275,6 +277,7 @@ export class SimCluster {
     if (m.type === 'snapshot') this.stats.snapshotsSent++;
     if (lost) {
       this.stats.dropped++;
+      this.log(() => `${m.from}->${m.to} ${describe(m)} DROPPED`);
       // The transport tells the leader that a snapshot did not go through.
       if (m.type === 'snapshot') this.nodes.get(m.from)?.core?.reportSnapshot(m.to, false);
       return;
@@ -304,7 +307,7 @@ export class SimCluster {
       return;
     }
     this.stats.delivered++;
-    this.log(`${m.from}->${m.to} ${describe(m)}`);
+    this.log(() => `${m.from}->${m.to} ${describe(m)}`);
     to.core.step(m);
     if (m.type === 'snapshot') this.nodes.get(m.from)?.core?.reportSnapshot(m.to, true);
     this.processReady(to, false);
@@ -346,9 +349,10 @@ export class SimCluster {
       for (const m of rd.messages) this.send(m);
       this.apply(node, core, rd);
       core.advance(rd);
-      if (rd.softState?.role === 'leader') {
-        this.stats.elections++;
-        this.log(`${node.id} is leader of term ${core.status().term}`);
+      if (rd.softState !== null) {
+        if (rd.softState.role === 'leader') this.stats.elections++;
+        const { role, leader } = rd.softState;
+        this.log(() => `${node.id} is ${role} in term ${core.status().term}, leader ${leader ?? 'unknown'}`);
       }
     }
     return true;
@@ -381,16 +385,20 @@ export class SimCluster {
       if (e.type === 'confChange') {
         const cc = decodeConfChange(e.data);
         node.sm.conf = core.applyConfChange(cc);
-        this.log(`${node.id} applies conf change ${cc.type} ${cc.nodeId} -> voters [${node.sm.conf.voters.join(',')}] learners [${node.sm.conf.learners.join(',')}]`);
+        this.log(() => `${node.id} applies conf change ${cc.type} ${cc.nodeId} -> voters [${node.sm.conf.voters.join(',')}] learners [${node.sm.conf.learners.join(',')}]`);
       } else if (e.data !== '') {
         node.sm.values.push(e.data);
+        this.log(() => `${node.id} applies ${e.index}@${e.term} ${e.data}`);
       }
       node.sm.index = e.index;
       node.sm.hash = fnv(`${node.sm.hash}|${entryKey(e)}`);
       this.checker.onApplied(node.id, e.index, node.sm.hash);
       this.stats.applied++;
     }
-    for (const rs of rd.readStates) node.readStates.push(rs);
+    for (const rs of rd.readStates) {
+      node.readStates.push(rs);
+      this.log(() => `${node.id} gets ReadState ${rs.context} at index ${rs.index}`);
+    }
   }
 
   // --- checks ----------------------------------------------------------------------------------
@@ -435,6 +443,7 @@ export class SimCluster {
       }
       if (node.sm.index >= rs.index) {
         r.result = { appliedIndex: node.sm.index, values: node.sm.values.slice() };
+        this.log(() => `${node.id} serves read ${rs.context} at applied index ${node.sm.index}`);
         this.stats.readsDone++;
       } else keep.push(rs);
     }
@@ -477,6 +486,16 @@ export class SimCluster {
       this.deliverDue();
     }
     throw new Error(`seed ${this.seed}: network did not settle in ${maxUnits} units`);
+  }
+
+  /** Ticks one node's clock only (the others' stand still); handles its Ready. */
+  tickNode(id: NodeId, n = 1): void {
+    const node = this.node(id);
+    for (let k = 0; k < n && node.core !== null; k++) {
+      node.core.tick();
+      this.processReady(node, true);
+      this.afterEvent();
+    }
   }
 
   ticks(n: number): void {
@@ -571,7 +590,7 @@ export class SimCluster {
     if (node.sm.index <= snapIndex || node.sm.index > node.disk.lastIndex()) return false;
     node.disk.createSnapshot(node.sm.index, node.sm.conf, encodeSm(node.sm));
     node.disk.compact(Math.max(node.disk.firstIndex() - 1, node.sm.index - keep));
-    this.log(`${id} snapshots at ${node.sm.index}, log starts at ${node.disk.firstIndex()}`);
+    this.log(() => `${id} snapshots at ${node.sm.index}, log starts at ${node.disk.firstIndex()}`);
     return true;
   }
 
