@@ -40,7 +40,7 @@ afterEach(async () => {
 
 const logger = pino({ level: process.env['RAFT_TEST_LOG'] ?? 'silent' });
 
-async function makeCluster(ids: string[], opts: { snapshotEveryEntries?: number; keepEntriesAfterSnapshot?: number; voters?: string[] } = {}) {
+async function makeCluster(ids: string[], opts: { snapshotEveryEntries?: number; keepEntriesAfterSnapshot?: number; voters?: string[]; maxPendingRequests?: number } = {}) {
   const tmp = await makeTmpDir('raft-node');
   cleanups.push(tmp.cleanup);
   const members = new Map<string, Member>();
@@ -57,6 +57,7 @@ async function makeCluster(ids: string[], opts: { snapshotEveryEntries?: number;
       secret: SECRET, listen: { host: '127.0.0.1', port: m.port }, stateMachine: m.sm, logger,
       tickMs: 25, electionTicks: 10, heartbeatTicks: 1, requestTimeoutMs: 8000,
       snapshotEveryEntries: opts.snapshotEveryEntries ?? 10_000, keepEntriesAfterSnapshot: opts.keepEntriesAfterSnapshot ?? 1000,
+      ...(opts.maxPendingRequests !== undefined ? { maxPendingRequests: opts.maxPendingRequests } : {}),
     });
     await node.start();
     m.node = node;
@@ -229,5 +230,72 @@ describe('RaftNode with three nodes on loopback', () => {
     await l2.propose('k5');
     await waitFor('replayed and extended', () => [...c.members.values()].every((m) => m.sm.items.length === 6));
     expect(c.members.get('a')!.sm.items).toEqual(['k0', 'k1', 'k2', 'k3', 'k4', 'k5']);
+  });
+
+  it('emits leaderChange and applied events', async () => {
+    const c = await makeCluster(['a', 'b', 'c']);
+    const changes: { id: string; leader: string | null; term: number }[] = [];
+    const applied: { id: string; index: number; data: string }[] = [];
+    for (const id of ['a', 'b', 'c']) {
+      const n = await c.start(id);
+      n.on('leaderChange', (e) => changes.push({ id, ...e }));
+      n.on('applied', (e) => applied.push({ id, index: e.index, data: e.data }));
+    }
+    const leader = await c.leader();
+    await waitFor('every node reported the leader', () => changes.filter((e) => e.leader === leader.id).map((e) => e.id).sort().join() === 'a,b,c');
+    expect(changes.every((e) => e.term >= 1)).toBe(true);
+    const r = (await leader.propose('evt')) as { index: number };
+    await waitFor('applied everywhere', () => applied.filter((e) => e.data === 'evt').length === 3);
+    // The envelope that carries the request id is stripped before the state machine and listeners see it.
+    expect(applied.filter((e) => e.data === 'evt').map((e) => e.index)).toEqual([r.index, r.index, r.index]);
+  });
+
+  it('a graceful stop of the leader hands leadership over before closing', async () => {
+    const c = await makeCluster(['a', 'b', 'c']);
+    for (const id of ['a', 'b', 'c']) await c.start(id);
+    const leader = await c.leader();
+    await leader.propose('x');
+    const others = ['a', 'b', 'c'].filter((id) => id !== leader.id);
+    const t0 = Date.now();
+    await leader.stop();
+    // The transfer completed inside stop(): another node was already leader when it returned.
+    const now = others.map((id) => c.members.get(id)!.node!.status());
+    const newLeader = now.find((s) => s.role === 'leader');
+    expect(newLeader, `no leader right after stop() (took ${Date.now() - t0} ms)`).toBeDefined();
+    expect(newLeader!.term).toBeGreaterThan(0);
+    await expectCode(leader.propose('y'), 'MANATEE_ERR_RAFT_STOPPED');
+  });
+
+  it('refuses requests past maxPendingRequests', async () => {
+    const c = await makeCluster(['a', 'b', 'c'], { maxPendingRequests: 2 });
+    for (const id of ['a', 'b', 'c']) await c.start(id);
+    const leader = await c.leader();
+    for (const id of ['a', 'b', 'c']) if (id !== leader.id) await c.stop(id);
+    // Cut off from its followers, the leader cannot commit: its proposals stay pending.
+    const p1 = leader.propose('p1', { timeoutMs: 200 }).catch((e: unknown) => e);
+    const p2 = leader.propose('p2', { timeoutMs: 200 }).catch((e: unknown) => e);
+    await expectCode(leader.propose('p3'), 'MANATEE_ERR_RAFT_OVERLOADED');
+    await expectCode(leader.read(), 'MANATEE_ERR_RAFT_OVERLOADED');
+    expect(((await p1) as { code: string }).code).toBe('MANATEE_ERR_RAFT_TIMEOUT');
+    expect(((await p2) as { code: string }).code).toBe('MANATEE_ERR_RAFT_TIMEOUT');
+  });
+
+  it('stops with an error event when its storage fails, failing pending requests', async () => {
+    const c = await makeCluster(['a', 'b', 'c']);
+    for (const id of ['a', 'b', 'c']) await c.start(id);
+    const leader = await c.leader();
+    const errors: Error[] = [];
+    leader.on('error', (e) => errors.push(e));
+    // Pull the disk out from under the node (its level database closes).
+    await (leader as unknown as { storage: { close(): Promise<void> } }).storage.close();
+    const p = leader.propose('doomed').then(() => null, (e: unknown) => e);
+    await waitFor('error event', () => errors.length === 1);
+    expect(errors[0]!.message).toMatch(/closed/);
+    expect(((await p) as { code: string }).code).toBe('MANATEE_ERR_RAFT_STOPPED');
+    await expectCode(leader.propose('after'), 'MANATEE_ERR_RAFT_STOPPED');
+    // The other two carry on.
+    const rest = ['a', 'b', 'c'].filter((id) => id !== leader.id);
+    const l2 = await c.leader(rest);
+    await expect(l2.propose('still')).resolves.toBeDefined();
   });
 });
