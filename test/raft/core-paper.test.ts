@@ -281,6 +281,27 @@ describe('§5.4 safety', () => {
   });
 });
 
+describe('§5.4.2 Figure 8, randomized (as MIT 6.824\'s Figure8 test)', () => {
+  test('leaders crash right after proposing, again and again: no committed entry is ever lost', () => {
+    for (let seed = 100; seed < 110; seed++) {
+      const c = new SimCluster({ seed, ids: FIVE, raft: { maxEntriesPerMessage: 1 }, faults: { maxDelay: 3 } });
+      const rng = c.rng.fork();
+      for (let iter = 0; iter < 150; iter++) {
+        for (const id of c.upIds()) c.propose(id, `f${seed}-${iter}-${id}`);
+        const units = rng.chance(0.1) ? rng.int(0, 20 * c.unitsPerTick) : rng.int(0, 5 * c.unitsPerTick);
+        for (let u = 0; u < units; u++) c.stepUnit();
+        const leader = c.leader();
+        if (leader !== null) c.crash(leader.id);
+        if (c.upIds().length < 3) c.restart(rng.pick(FIVE.filter((id) => !c.node(id).up)));
+      }
+      for (const id of FIVE) c.restart(id);
+      const committed = c.checker.maxCommitted;
+      expect(committed).toBeGreaterThan(5);
+      c.runUntil('all caught up', () => FIVE.every((id) => c.node(id).sm.index >= committed), 300);
+    }
+  });
+});
+
 describe('unreliable network', () => {
   test('churn: with loss, duplication, reordering and crashes, every committed proposal is applied everywhere once healed', () => {
     const c = new SimCluster({ seed: 11, ids: FIVE, faults: { drop: 0.2, duplicate: 0.1, maxDelay: 8, slowDisk: 0.2, asyncDisk: 0.3 } });
