@@ -261,4 +261,53 @@ describe('RaftStorage refuses damaged records at start-up', () => {
     await db.close();
     await expectCorrupt(dir, entryKey(6), 6, /entry.type/);
   });
+
+  it('a flipped byte in LevelDB\'s own write-ahead log file is found, named, and refused on every later start', async () => {
+    const dir = await tmp();
+    await writeLog(dir); // entries 1..10, one synced batch
+    const s = await RaftStorage.open(dir);
+    await s.load();
+    for (let i = 11; i <= 20; i++) await s.save({ snapshot: null, entries: ents(i, i, 1), hardState: { term: 1, vote: 'a', commit: i - 1 } });
+    await s.close();
+    const { readdir, readFile, writeFile } = await import('node:fs/promises');
+    const logFile = (await readdir(dir)).find((f) => f.endsWith('.log'))!;
+    const raw = await readFile(`${dir}/${logFile}`);
+    const at = raw.indexOf(Buffer.from('cmd-15-t1'));
+    expect(at).toBeGreaterThan(0);
+    raw[at + 4] = raw[at + 4]! ^ 0x01;
+    await writeFile(`${dir}/${logFile}`, raw);
+    // LevelDB alone would drop records 15..20 silently and carry on; the storage refuses.
+    const err = await RaftStorage.open(dir).then(() => null, (e: unknown) => e);
+    expect(err).toBeInstanceOf(RaftStorageCorruptError);
+    const c = err as RaftStorageCorruptError;
+    expect(c.file).toBe(dir);
+    expect(c.key).toBe(logFile);
+    expect(c.index).toBe(15);
+    expect(c.message).toMatch(/dropped damaged records/);
+    // LevelDB deleted the damaged log during that recovery; the refusal must still hold next time.
+    const again = await RaftStorage.open(dir).then(() => null, (e: unknown) => e);
+    expect(again).toBeInstanceOf(RaftStorageCorruptError);
+    expect((again as Error).message).toContain('index 15');
+    expect((again as Error).message).toContain(logFile);
+  });
+
+  it('a flipped byte in a LevelDB table file is refused', async () => {
+    const dir = await tmp();
+    const s = await RaftStorage.open(dir);
+    await s.load();
+    await s.save({ snapshot: null, entries: ents(1, 200, 1), hardState: { term: 1, vote: 'a', commit: 150 } });
+    await s.close();
+    // A reopen turns the write-ahead log into a table (.ldb) file.
+    await reopen(dir);
+    const { readdir, readFile, writeFile } = await import('node:fs/promises');
+    const table = (await readdir(dir)).find((f) => f.endsWith('.ldb'));
+    expect(table).toBeDefined();
+    const raw = await readFile(`${dir}/${table!}`);
+    const mid = Math.floor(raw.length / 3);
+    raw[mid] = raw[mid]! ^ 0xff;
+    await writeFile(`${dir}/${table!}`, raw);
+    const err = await reopen(dir).then(() => null, (e: unknown) => e);
+    expect(err).toBeInstanceOf(RaftStorageCorruptError);
+    expect((err as Error).message).toContain(dir);
+  });
 });

@@ -10,11 +10,13 @@
 // Integrity: every record carries a CRC32C over its key and value (records.ts). `load` checks
 // every record and the invariants that tie them together, and throws RaftStorageCorruptError
 // naming the directory and the key/index on the first violation.
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { ClassicLevel } from 'classic-level';
 import type { Entry, HardState, Snapshot } from '../core/types.js';
 import { RaftStorageCorruptError, RaftStorageError } from '../errors.js';
 import {
-  FORMAT_KEY, FORMAT_VERSION, HARD_STATE_KEY, SNAPSHOT_KEY,
+  ENTRY_PREFIX, FORMAT_KEY, FORMAT_VERSION, HARD_STATE_KEY, SNAPSHOT_KEY,
   decodeRecord, encodeRecord, entryKey, indexOfEntryKey, parseEntry, parseHardState, parseSnapshot,
 } from './records.js';
 
@@ -30,6 +32,25 @@ export interface StorageUpdate {
   readonly snapshot: Snapshot | null;
   readonly entries: readonly Entry[];
   readonly hardState: HardState | null;
+}
+
+/** Written when damage is found, so that later starts refuse too. */
+export const CORRUPT_MARKER = 'RAFT_STORAGE_CORRUPT';
+const REBUILD_HINT = 'remove this directory and let the node rejoin from its peers (add it back as a learner)';
+
+/**
+ * LevelDB writes what its recovery did to <dir>/LOG (renewed at every open). Without paranoid
+ * checks (which classic-level does not expose), a checksum failure in its write-ahead log is
+ * "ignored" there: the damaged records are dropped and the log file deleted.
+ */
+async function droppedByRecovery(dir: string): Promise<{ file: string; line: string } | null> {
+  const text = await readFile(join(dir, 'LOG'), 'utf8').catch(() => '');
+  for (const line of text.split('\n')) {
+    if (!/dropping \d+ bytes|corruption/i.test(line)) continue;
+    const file = /([0-9]+\.(?:log|ldb|sst))/.exec(line)?.[1] ?? 'LOG';
+    return { file, line: line.replace(/^\S+ \S+ /, '').trim() };
+  }
+  return null;
 }
 
 type BatchOp = { type: 'put'; key: string; value: Buffer } | { type: 'del'; key: string };
@@ -50,12 +71,37 @@ export class RaftStorage {
     this.db = db;
   }
 
+  /**
+   * Opens the LevelDB directory. Refuses (RaftStorageCorruptError) when LevelDB's own recovery
+   * dropped damaged records of its write-ahead log: LevelDB then carries on with what came before
+   * the damage, which for Raft would be a silently lost vote or acknowledged entry. The finding
+   * is made sticky with a marker file, because LevelDB deletes the damaged log during that recovery.
+   */
   static async open(dir: string): Promise<RaftStorage> {
+    const marker = join(dir, CORRUPT_MARKER);
+    const previous = await readFile(marker, 'utf8').catch(() => null);
+    if (previous !== null) {
+      const m = JSON.parse(previous) as { key?: string; index?: number | null; reason?: string };
+      throw new RaftStorageCorruptError(dir, m.key ?? '?', m.index ?? null, `${m.reason ?? 'marked corrupt'} (recorded in ${marker}; ${REBUILD_HINT})`);
+    }
     const db = new ClassicLevel<string, Buffer>(dir, { keyEncoding: 'utf8', valueEncoding: 'buffer' });
     try {
       await db.open();
     } catch (err) {
-      throw new RaftStorageError(`cannot open Raft storage ${dir}: ${(err as Error).message}`, { cause: err });
+      const msg = (err as Error).message;
+      if (/corrupt/i.test(msg)) throw new RaftStorageCorruptError(dir, '?', null, `LevelDB refused to open: ${msg}`);
+      throw new RaftStorageError(`cannot open Raft storage ${dir}: ${msg}`, { cause: err });
+    }
+    const dropped = await droppedByRecovery(dir);
+    if (dropped !== null) {
+      // Name the first index that may be missing: the one after the last entry that survived.
+      let lastIntact = 0;
+      for await (const k of db.keys({ gte: ENTRY_PREFIX, lt: ENTRY_PREFIX + '\uffff', reverse: true, limit: 1 })) lastIntact = indexOfEntryKey(k) ?? 0;
+      await db.close();
+      const index = lastIntact + 1;
+      const reason = `LevelDB recovery dropped damaged records of its log ${dropped.file} ("${dropped.line}"); entries from index ${index} on, and hard state changes, may be lost`;
+      await writeFile(marker, JSON.stringify({ key: dropped.file, index, reason, detectedAt: new Date().toISOString() }) + '\n', { flush: true });
+      throw new RaftStorageCorruptError(dir, dropped.file, index, `${reason}; ${REBUILD_HINT}`);
     }
     return new RaftStorage(dir, db);
   }
@@ -76,33 +122,41 @@ export class RaftStorage {
     let format: unknown = null;
     const entries: Entry[] = [];
 
-    for await (const [key, raw] of this.db.iterator()) {
-      const entryIndex = indexOfEntryKey(key);
-      const rec = decodeRecord(key, raw);
-      if (!rec.ok) throw corrupt(key, entryIndex, rec.reason);
-      if (entryIndex !== null) {
-        const e = parseEntry(rec.value);
-        if (typeof e === 'string') throw corrupt(key, entryIndex, e);
-        if (e.index !== entryIndex) throw corrupt(key, entryIndex, `record holds entry ${e.index} under the key of entry ${entryIndex}`);
-        const prev = entries[entries.length - 1];
-        if (prev !== undefined) {
-          if (e.index !== prev.index + 1) throw corrupt(key, entryIndex, `gap in the log: entry ${prev.index} is followed by entry ${e.index}`);
-          if (e.term < prev.term) throw corrupt(key, entryIndex, `entry term ${e.term} is below the previous entry's term ${prev.term}`);
+    let lastKey = '?';
+    try {
+      for await (const [key, raw] of this.db.iterator()) {
+        lastKey = key;
+        const entryIndex = indexOfEntryKey(key);
+        const rec = decodeRecord(key, raw);
+        if (!rec.ok) throw corrupt(key, entryIndex, rec.reason);
+        if (entryIndex !== null) {
+          const e = parseEntry(rec.value);
+          if (typeof e === 'string') throw corrupt(key, entryIndex, e);
+          if (e.index !== entryIndex) throw corrupt(key, entryIndex, `record holds entry ${e.index} under the key of entry ${entryIndex}`);
+          const prev = entries[entries.length - 1];
+          if (prev !== undefined) {
+            if (e.index !== prev.index + 1) throw corrupt(key, entryIndex, `gap in the log: entry ${prev.index} is followed by entry ${e.index}`);
+            if (e.term < prev.term) throw corrupt(key, entryIndex, `entry term ${e.term} is below the previous entry's term ${prev.term}`);
+          }
+          entries.push(e);
+        } else if (key === HARD_STATE_KEY) {
+          const hs = parseHardState(rec.value);
+          if (typeof hs === 'string') throw corrupt(key, null, hs);
+          hardState = hs;
+        } else if (key === SNAPSHOT_KEY) {
+          const s = parseSnapshot(rec.value);
+          if (typeof s === 'string') throw corrupt(key, null, s);
+          snapshot = s;
+        } else if (key === FORMAT_KEY) {
+          format = rec.value;
+        } else {
+          throw corrupt(key, null, 'unknown key');
         }
-        entries.push(e);
-      } else if (key === HARD_STATE_KEY) {
-        const hs = parseHardState(rec.value);
-        if (typeof hs === 'string') throw corrupt(key, null, hs);
-        hardState = hs;
-      } else if (key === SNAPSHOT_KEY) {
-        const s = parseSnapshot(rec.value);
-        if (typeof s === 'string') throw corrupt(key, null, s);
-        snapshot = s;
-      } else if (key === FORMAT_KEY) {
-        format = rec.value;
-      } else {
-        throw corrupt(key, null, 'unknown key');
       }
+    } catch (err) {
+      if (err instanceof RaftStorageCorruptError) throw err;
+      // LevelDB could not read a block (bad compression, damaged table file): as damaging as a bad record.
+      throw corrupt(lastKey, indexOfEntryKey(lastKey), `LevelDB could not read past this key: ${(err as Error).message}`);
     }
 
     const anything = hardState !== null || snapshot !== null || entries.length > 0;
