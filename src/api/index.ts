@@ -16,7 +16,11 @@
 //   ... on shutdown: await api.close();
 // startRebuild() resolves with a RebuildResult (started or not, and why) or throws a ManateeError,
 // e.g. MANATEE_ERR_REBUILD_RUNNING (409) when one is already running.
-export { createApi } from './server.js';
+export { createApi, API_VERSION } from './server.js';
+export { ApiMetrics } from './metrics.js';
+export { raftMembership, type MembershipNode } from './membership.js';
+export { buildShardReport, chainLinks, fetchPeerStatusHttp, lsnDiffBytes, type ShardLink, type ShardPeer, type ShardReport } from './shard.js';
+export { evaluateHealth, parseLag, type HealthBody, type HealthCheck, type LagLimit } from './routes/health.js';
 export { storeAdminOperations, VERSION_MISMATCH_CODE, type AdminStateStore, type StoreAdminOptions } from './admin-ops.js';
 export { ApiError, errorBody, statusForCode, type ApiErrorCode, type ErrorBody } from './errors.js';
 export { OPERATOR_HEADER } from './routes/admin.js';
@@ -26,6 +30,10 @@ export {
   type AdminResult,
   type ApiDeps,
   type ApiLimits,
+  type MembershipOperations,
+  type MembershipResult,
+  type RaftMembers,
+  type WatchEvent,
   type PromoteInput,
   type RebuildResult,
   type VersionedState,

@@ -122,6 +122,19 @@ const rebuildStatusSchema = {
   },
 } as const;
 
+const heartbeatStatusSchema = {
+  type: 'object',
+  required: ['primaryId', 'generation', 'writtenAt', 'lagSeconds', 'checkedAt', 'error'],
+  properties: {
+    primaryId: nullableStr,
+    generation: { type: ['integer', 'null'] },
+    writtenAt: nullableStr,
+    lagSeconds: nullableNum,
+    checkedAt: nullableStr,
+    error: nullableStr,
+  },
+} as const;
+
 export const sitterStatusSchema = {
   type: 'object',
   required: [
@@ -143,7 +156,92 @@ export const sitterStatusSchema = {
     lastDecision: { anyOf: [decisionSchema, { type: 'null' }] },
     rebuild: rebuildStatusSchema,
     startedAt: str,
+    heartbeat: heartbeatStatusSchema,
   },
+} as const;
+
+const nullableBool = { type: ['boolean', 'null'] } as const;
+const roleSchema = { enum: ['primary', 'sync', 'async', 'deposed', 'unassigned'] } as const;
+
+export const shardReportSchema = {
+  type: 'object',
+  required: ['answeredBy', 'stateVersion', 'generation', 'initWal', 'oneNodeWriteMode', 'freeze', 'promote', 'raftLeader', 'raftTerm', 'state', 'peers', 'links'],
+  properties: {
+    answeredBy: str,
+    stateVersion: int,
+    generation: { type: ['integer', 'null'] },
+    initWal: nullableStr,
+    oneNodeWriteMode: { type: 'boolean' },
+    freeze: { anyOf: [clusterStateSchema.properties.freeze, { type: 'null' }] },
+    promote: { anyOf: [clusterStateSchema.properties.promote, { type: 'null' }] },
+    raftLeader: nullableStr,
+    raftTerm: int,
+    state: nullableState,
+    peers: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['id', 'host', 'pgUrl', 'apiUrl', 'role', 'upstream', 'active', 'reachable', 'error'],
+        properties: {
+          id: str, host: str, pgUrl: str, apiUrl: str, role: roleSchema, upstream: nullableStr,
+          active: { type: 'boolean' }, reachable: { type: 'boolean' }, error: nullableStr,
+          sitterPid: { type: ['integer', 'null'] }, postgresPid: { type: ['integer', 'null'] },
+          pgOnline: nullableBool, pgHealthy: nullableBool, writable: nullableBool, inRecovery: nullableBool,
+          currentLsn: nullableStr, receiveLsn: nullableStr, replayLsn: nullableStr,
+          lagSeconds: nullableNum, checkLatencyMs: nullableNum,
+          lastDecision: { anyOf: [decisionSchema, { type: 'null' }] },
+          rebuild: { anyOf: [rebuildStatusSchema, { type: 'null' }] },
+        },
+      },
+    },
+    links: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['upstream', 'downstream', 'expected', 'state', 'syncState', 'streaming', 'lagBytes', 'lagSeconds'],
+        properties: {
+          upstream: str, downstream: str, expected: { enum: ['sync', 'async'] }, state: nullableStr, syncState: nullableStr,
+          streaming: { type: 'boolean' }, lagBytes: nullableNum, lagSeconds: nullableNum,
+        },
+      },
+    },
+  },
+} as const;
+
+/** The body of every health-check answer, 200 or 503 alike (Patroni's convention). */
+export const healthBodySchema = {
+  type: 'object',
+  required: ['peerId', 'role', 'check', 'ok', 'reason', 'pgOnline', 'pgHealthy', 'writable', 'inRecovery', 'generation', 'lagBytes', 'lagSeconds'],
+  properties: {
+    peerId: str,
+    role: roleSchema,
+    check: str,
+    ok: { type: 'boolean' },
+    reason: str,
+    pgOnline: { type: 'boolean' },
+    pgHealthy: { type: 'boolean' },
+    writable: { type: 'boolean' },
+    inRecovery: nullableBool,
+    generation: { type: ['integer', 'null'] },
+    lagBytes: nullableNum,
+    lagSeconds: nullableNum,
+  },
+} as const;
+
+export const raftMembersSchema = {
+  type: 'object',
+  required: ['voters', 'learners', 'addresses'],
+  properties: {
+    voters: { type: 'array', items: str },
+    learners: { type: 'array', items: str },
+    addresses: { type: 'object', additionalProperties: str },
+  },
+} as const;
+
+export const membershipResultSchema = {
+  type: 'object',
+  required: ['summary', 'members'],
+  properties: { summary: str, members: raftMembersSchema },
 } as const;
 
 export const errorBodySchema = {
@@ -198,6 +296,37 @@ export const onwmBodySchema = {
   additionalProperties: false,
   required: ['on'],
   properties: { on: { type: 'boolean' } },
+} as const;
+
+/** A Raft transport address: host:port, or [v6]:port. */
+export const raftAddressSchema = { type: 'string', maxLength: 261, pattern: '^(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9][A-Za-z0-9.-]*):[0-9]{1,5}$' } as const;
+
+export const addPeerBodySchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['id', 'address'],
+  properties: { id: peerIdSchema, address: raftAddressSchema },
+} as const;
+
+export const removePeerBodySchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['id'],
+  properties: { id: peerIdSchema },
+} as const;
+
+export const peerIdParamsSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['id'],
+  properties: { id: peerIdSchema },
+} as const;
+
+/** ?lag=<bytes or duration>: 1048576, 10MB, 16MiB, 500ms, 5s, 2m. */
+export const healthQuerySchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { lag: { type: 'string', maxLength: 32, pattern: '^[0-9]+(\\.[0-9]+)?\\s*([kKMGT]i?B|B|ms|s|m|h)?$' } },
 } as const;
 
 export function historyQuerySchema(limitMax: number, limitDefault: number) {

@@ -6,11 +6,17 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import { ManateeError } from '../errors.js';
 import { ApiError, errorBody, statusForCode } from './errors.js';
+import { ApiMetrics } from './metrics.js';
+import { OpenApiCollector } from './openapi.js';
 import { adminRoutes } from './routes/admin.js';
+import { healthRoutes } from './routes/health.js';
 import { readRoutes } from './routes/read.js';
+import { watchRoutes } from './routes/watch.js';
 import { API_LIMITS_DEFAULT, type ApiDeps, type ApiLimits } from './types.js';
 import { createValidatorCompiler } from './validation.js';
 
+/** The version of the API's contract in /openapi.json. */
+export const API_VERSION = '1.0.0';
 /** Receiving one request may take this long; answers (backup streams) are not limited by it. */
 const REQUEST_TIMEOUT_MS = 60_000;
 /** An election takes about a second: a caller told 503 may retry after this. */
@@ -72,8 +78,23 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
     void reply.code(404).send(errorBody(err.code, err.message));
   });
 
-  await app.register(readRoutes({ ...deps, logger: log }, limits));
-  await app.register(adminRoutes({ ...deps, logger: log }), { prefix: '/admin' });
+  const openapi = new OpenApiCollector();
+  app.addHook('onRoute', openapi.onRoute);
+  const metrics = deps.metrics ?? new ApiMetrics();
+  // Primary changes are counted as they commit, not only when a scrape happens to see one.
+  const unwatch = deps.watch((e) => { if (e.type === 'state') metrics.observeState(e.state); });
+  app.addHook('onClose', (_app, done) => {
+    unwatch();
+    done();
+  });
+
+  const routeDeps = { ...deps, logger: log };
+  await app.register(readRoutes(routeDeps, limits, metrics));
+  await app.register(healthRoutes(routeDeps));
+  await app.register(watchRoutes(routeDeps, limits));
+  await app.register(adminRoutes(routeDeps), { prefix: '/admin' });
   for (const plugin of deps.extraPlugins ?? []) await app.register(plugin);
+  const doc = openapi.document({ title: 'Manatee sitter API', version: API_VERSION });
+  app.get('/openapi.json', () => doc);
   return app;
 }

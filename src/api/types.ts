@@ -3,6 +3,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { Logger } from '../log.js';
 import type { SitterStatus } from '../peer/status.js';
+import type { ApiMetrics } from './metrics.js';
 import type { ClusterState, HistoryEntry, PeerId, PeerInfo } from '../store/types.js';
 
 /** The committed cluster state with the store's version of it (the compare-and-set token). */
@@ -50,6 +51,36 @@ export interface AdminOperations {
   setOnwm(on: boolean): Promise<AdminResult>;
 }
 
+/** The Raft group's members: voters decide, learners only receive the log. */
+export interface RaftMembers {
+  readonly voters: readonly string[];
+  readonly learners: readonly string[];
+  /** id → "host:port" of each member's Raft transport, as this peer knows them. */
+  readonly addresses: Readonly<Record<string, string>>;
+}
+
+export interface MembershipResult {
+  /** One line for the operator: what changed. */
+  readonly summary: string;
+  readonly members: RaftMembers;
+}
+
+/**
+ * Raft membership changes, one server at a time (DESIGN.md). Each throws a ManateeError
+ * (MANATEE_ERR_RAFT_CONF_CHANGE_INVALID, MANATEE_ERR_RAFT_NO_LEADER...) when it cannot be made.
+ */
+export interface MembershipOperations {
+  members(): Promise<RaftMembers>;
+  /** Adds `id` as a learner at `address` ("host:port"), then promotes it to voter. */
+  add(id: PeerId, address: string): Promise<MembershipResult>;
+  remove(id: PeerId): Promise<MembershipResult>;
+}
+
+/** What GET /watch streams: each committed state change, and each change of the active peers. */
+export type WatchEvent =
+  | { readonly type: 'state'; readonly state: ClusterState | null; readonly version: number }
+  | { readonly type: 'peers'; readonly peers: readonly PeerInfo[] };
+
 /** Bounds on what a caller may ask for (TIGER_STYLE: everything that grows has a limit). */
 export interface ApiLimits {
   /** Largest accepted request body. */
@@ -57,12 +88,24 @@ export interface ApiLimits {
   /** Most history entries in one GET /history. */
   readonly historyLimitMax: number;
   readonly historyLimitDefault: number;
+  /** Most GET /watch streams open at once; one more is answered 503. */
+  readonly watchersMax: number;
+  /** A comment line on each /watch stream this often, so that proxies and clients see it alive. */
+  readonly watchKeepaliveMs: number;
+  /** A watcher that does not read and has this much unsent is dropped (it reconnects and re-reads). */
+  readonly watchBufferBytesMax: number;
+  /** GET /shard asks each other peer's /status with this deadline. */
+  readonly peerStatusTimeoutMs: number;
 }
 
 export const API_LIMITS_DEFAULT: ApiLimits = {
   bodyLimitBytes: 16 * 1024,
   historyLimitMax: 1000,
   historyLimitDefault: 100,
+  watchersMax: 64,
+  watchKeepaliveMs: 5000,
+  watchBufferBytesMax: 1024 * 1024,
+  peerStatusTimeoutMs: 1500,
 };
 
 export interface ApiDeps {
@@ -76,6 +119,13 @@ export interface ApiDeps {
   /** Peers whose sessions exist now. */
   activePeers(): Promise<readonly PeerInfo[]>;
   readonly admin: AdminOperations;
+  readonly membership: MembershipOperations;
+  /** Subscribes to committed changes (GET /watch); returns the unsubscribe function. */
+  watch(listener: (e: WatchEvent) => void): () => void;
+  /** Another peer's GET /status (GET /shard); default: HTTP with limits.peerStatusTimeoutMs. */
+  readonly fetchPeerStatus?: (apiUrl: string, timeoutMs: number) => Promise<SitterStatus>;
+  /** The sitter's metrics (it counts decisions into them); a fresh set when absent. */
+  readonly metrics?: ApiMetrics;
   /** Required as `Authorization: Bearer <adminToken>` on every /admin route. Must not be empty. */
   readonly adminToken: string;
   readonly logger: Logger;

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from '../log.js';
 import { hasCode } from '../errors.js';
-import { createApi, storeAdminOperations, type AdminOperations } from '../api/index.js';
+import { ApiMetrics, createApi, raftMembership, storeAdminOperations, type AdminOperations, type WatchEvent } from '../api/index.js';
 import { backupRoutes } from '../backup/index.js';
 import { BasebackupBackend } from '../backup/basebackup.js';
 import { ZfsBackupBackend } from '../backup/zfs-backend.js';
@@ -23,6 +23,7 @@ import { ClusterStateMachine, ClusterStore, raftConsensus } from '../store/index
 import type { PeerInfo } from '../store/types.js';
 import { Snapshotter, Zfs } from '../zfs/index.js';
 import type { SitterConfig } from './config.js';
+import { Heartbeat } from './heartbeat.js';
 import { PgMonitor } from './pg-monitor.js';
 import { Reconciler } from './reconciler.js';
 import { decide, decisionLogFields, decisionRecord, rulesPgStatus, type Decision } from './rules/index.js';
@@ -62,6 +63,10 @@ export class Sitter {
   readonly backend: BackupBackend;
   readonly reconciler: Reconciler;
   readonly api: FastifyInstance;
+  /** The API's metrics: the loop counts its decisions into them. */
+  readonly metrics: ApiMetrics;
+  /** The replication heartbeat: written on the writable primary, read on standbys. */
+  readonly heartbeat: Heartbeat;
   private readonly snapshotter: Snapshotter | null;
   private readonly factsPath: string;
   private facts: LocalFacts;
@@ -90,6 +95,7 @@ export class Sitter {
     facts: LocalFacts;
     hasPreviousData: boolean;
     api: FastifyInstance;
+    metrics: ApiMetrics;
   }) {
     this.config = parts.config;
     this.self = peerInfoOf(parts.config);
@@ -102,8 +108,23 @@ export class Sitter {
     this.hasPreviousData = parts.hasPreviousData;
     this.factsPath = join(parts.config.dataDir, 'sitter-facts.json');
     this.api = parts.api;
+    this.metrics = parts.metrics;
     const t = parts.config.timeouts;
     this.monitor = new PgMonitor({ postgres: parts.postgres, intervalMs: t.pgHealthIntervalMs, timeoutMs: t.pgHealthTimeoutMs, log: parts.log });
+    this.heartbeat = new Heartbeat({
+      selfId: this.self.id,
+      query: (sql, params, timeoutMs) => parts.postgres.queryWithTimeout(sql, params, timeoutMs),
+      role: () => {
+        const state = this.store.getState().state;
+        const pg = this.monitor.status();
+        return {
+          writablePrimary: roleIn(state, this.self.id).role === 'primary' && pg.writable,
+          online: pg.online && pg.healthy,
+          generation: state?.generation ?? null,
+        };
+      },
+      log: parts.log,
+    });
     const zfsConfig = parts.config.zfs;
     this.snapshotter =
       parts.zfs !== null && zfsConfig !== undefined
@@ -197,6 +218,7 @@ export class Sitter {
             },
           ]
         : [];
+    const metrics = new ApiMetrics();
     const api = await createApi({
       peerId: config.peerId,
       status: () => {
@@ -207,11 +229,21 @@ export class Sitter {
       history: (limit) => Promise.resolve(store.history(limit)),
       activePeers: () => Promise.resolve(store.activePeers()),
       admin,
+      membership: raftMembership(node),
+      watch: (listener: (e: WatchEvent) => void) => {
+        const offState = store.on('state', (c) => { listener({ type: 'state', state: c.state, version: c.version }); });
+        const offPeers = store.on('peers', (c) => { listener({ type: 'peers', peers: c.peers }); });
+        return () => {
+          offState();
+          offPeers();
+        };
+      },
+      metrics,
       adminToken: config.adminToken,
       logger: log,
       extraPlugins,
     });
-    sitter = new Sitter({ config, log, node, store, postgres, backend, zfs, facts, hasPreviousData, api });
+    sitter = new Sitter({ config, log, node, store, postgres, backend, zfs, facts, hasPreviousData, api, metrics });
     log.info({ peer: self, backend: config.backend, hasPreviousData, rebuiltFrom: facts.rebuiltFrom }, 'sitter opened');
     return sitter;
   }
@@ -221,6 +253,7 @@ export class Sitter {
     this.store.start();
     await this.api.listen({ host: this.config.api.listen, port: this.config.api.port });
     this.monitor.start();
+    this.heartbeat.start();
     this.snapshotter?.start();
     this.unsubscribe.push(
       this.store.on('state', () => { this.kick(); }),
@@ -249,6 +282,7 @@ export class Sitter {
     const deadline = Date.now() + 60_000;
     while (this.evaluating && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     await this.snapshotter?.stop();
+    this.heartbeat.stop();
     this.monitor.stop();
     const wasPrimary = roleIn(this.store.getState().state, this.self.id).role === 'primary';
     await Promise.race([this.store.closeSession().catch(() => undefined), new Promise((r) => setTimeout(r, 2000))]);
@@ -287,6 +321,7 @@ export class Sitter {
       lastDecision: this.lastRecord,
       rebuild: this.reconciler.rebuildStatus(),
       startedAt: this.startedAt,
+      heartbeat: this.heartbeat.status(),
     };
   }
 
@@ -364,6 +399,7 @@ export class Sitter {
   private record(d: Decision, nowMs: number): void {
     const prev = this.lastDecision;
     this.lastDecision = d;
+    this.metrics.recordDecision(d.kind);
     if (prev?.kind === d.kind && prev.reason === d.reason && prev.generation === d.generation) return;
     this.lastRecord = decisionRecord(d, nowMs);
     this.log.info(decisionLogFields(d), d.reason);

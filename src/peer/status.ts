@@ -62,6 +62,24 @@ export interface RebuildStatus {
   readonly lastResult: string | null;
 }
 
+/**
+ * The heartbeat row (src/peer/heartbeat.ts) as this peer last saw it. The primary writes it every
+ * second; a standby reads it back, so `lagSeconds` is how old the newest replayed data is, which
+ * stays meaningful on an idle primary (where the replay timestamp alone would grow forever).
+ */
+export interface HeartbeatStatus {
+  /** The primary that wrote the row, in its generation, at `writtenAt` (ISO 8601). */
+  readonly primaryId: string | null;
+  readonly generation: number | null;
+  readonly writtenAt: string | null;
+  /** now() − writtenAt on this peer's clock; 0 on the primary that writes it; null when unknown. */
+  readonly lagSeconds: number | null;
+  /** When this peer last wrote or read the row. */
+  readonly checkedAt: string | null;
+  /** Why the last write or read failed (no row yet, PostgreSQL down...), or null. */
+  readonly error: string | null;
+}
+
 export interface SitterStatus {
   readonly peer: PeerInfo;
   readonly role: PeerRole;
@@ -77,6 +95,8 @@ export interface SitterStatus {
   readonly lastDecision: DecisionRecord | null;
   readonly rebuild: RebuildStatus;
   readonly startedAt: string;
+  /** Absent from sitters built before the heartbeat existed. */
+  readonly heartbeat?: HeartbeatStatus;
 }
 
 /** Where a peer stands in a state: its role, and the peer it replicates from. */

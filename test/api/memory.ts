@@ -5,7 +5,8 @@
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { storeAdminOperations, type AdminStateStore } from '../../src/api/admin-ops.js';
-import type { ApiDeps, RebuildResult, VersionedState } from '../../src/api/types.js';
+import { raftMembership, type MembershipNode } from '../../src/api/membership.js';
+import type { ApiDeps, MembershipOperations, RebuildResult, VersionedState, WatchEvent } from '../../src/api/types.js';
 import { ManateeError } from '../../src/errors.js';
 import type { Logger } from '../../src/log.js';
 import { roleIn, type SitterStatus } from '../../src/peer/status.js';
@@ -38,6 +39,8 @@ export class MemoryStore implements AdminStateStore {
   unavailable = false;
   /** Called before a compare-and-set is checked: lets a test write "concurrently". */
   beforePut: (() => void) | null = null;
+  /** GET /watch's subscribers: each commit and each setActive() is delivered to them. */
+  readonly watchers = new Set<(e: WatchEvent) => void>();
 
   constructor(state: ClusterState | null, active: readonly PeerInfo[]) {
     this.state = state;
@@ -53,7 +56,18 @@ export class MemoryStore implements AdminStateStore {
     this.state = state;
     this.version += 1;
     this.entries.push({ version: this.version, time: new Date().toISOString(), generation: state.generation, summary, state });
+    for (const w of this.watchers) w({ type: 'state', state, version: this.version });
     return this.version;
+  }
+
+  setActive(peers: readonly PeerInfo[]): void {
+    this.active = [...peers];
+    for (const w of this.watchers) w({ type: 'peers', peers: this.active });
+  }
+
+  watch(listener: (e: WatchEvent) => void): () => void {
+    this.watchers.add(listener);
+    return () => { this.watchers.delete(listener); };
   }
 
   readState(): Promise<VersionedState> {
@@ -147,11 +161,67 @@ export function statusOf(self: PeerInfo, store: MemoryStore): SitterStatus {
   };
 }
 
+/**
+ * A Raft configuration in memory with the node's membership methods and its validation rules
+ * (no duplicate, no removal of the last voter, promote only a learner), under the real
+ * raftMembership() adapter.
+ */
+export class MemoryRaftNode implements MembershipNode {
+  voters: string[];
+  learners: string[] = [];
+  addresses: Record<string, string> = {};
+  /** When set, every change fails as a node without a leader does. */
+  noLeader = false;
+
+  constructor(voters: readonly string[]) {
+    this.voters = [...voters];
+    for (const v of voters) this.addresses[v] = `127.0.0.1:${7000 + this.voters.indexOf(v)}`;
+  }
+
+  status() {
+    return { members: { voters: this.voters, learners: this.learners }, addresses: this.addresses };
+  }
+
+  private check(): void {
+    if (this.noLeader) throw new ManateeError('MANATEE_ERR_RAFT_NO_LEADER', 'node a knows no leader (term 3)');
+  }
+
+  addLearner(id: string, address: string): Promise<unknown> {
+    this.check();
+    if (this.voters.includes(id) || this.learners.includes(id)) return Promise.reject(new ManateeError('MANATEE_ERR_RAFT_CONF_CHANGE_INVALID', `invalid conf change: ${id} is already a member`));
+    this.learners.push(id);
+    this.addresses[id] = address;
+    return Promise.resolve(this.status().members);
+  }
+
+  promote(id: string): Promise<unknown> {
+    this.check();
+    if (!this.learners.includes(id)) return Promise.reject(new ManateeError('MANATEE_ERR_RAFT_CONF_CHANGE_INVALID', `invalid conf change: ${id} is not a learner`));
+    this.learners = this.learners.filter((l) => l !== id);
+    this.voters.push(id);
+    return Promise.resolve(this.status().members);
+  }
+
+  remove(id: string): Promise<unknown> {
+    this.check();
+    if (this.voters.length === 1 && this.voters[0] === id) return Promise.reject(new ManateeError('MANATEE_ERR_RAFT_CONF_CHANGE_INVALID', 'invalid conf change: removing the last voter'));
+    this.voters = this.voters.filter((v) => v !== id);
+    this.learners = this.learners.filter((v) => v !== id);
+    return Promise.resolve(this.status().members);
+  }
+}
+
+export function memoryMembership(voters: readonly string[], node = new MemoryRaftNode(voters)): MembershipOperations {
+  return raftMembership(node);
+}
+
 export interface MemoryDepsOptions {
   readonly self: PeerInfo;
   readonly store: MemoryStore;
   readonly logger?: Logger;
   readonly startRebuild?: () => Promise<RebuildResult>;
+  readonly raft?: MemoryRaftNode;
+  readonly limits?: ApiDeps['limits'];
 }
 
 export function memoryDeps(opts: MemoryDepsOptions): ApiDeps {
@@ -170,8 +240,11 @@ export function memoryDeps(opts: MemoryDepsOptions): ApiDeps {
       peerId: self.id,
       startRebuild: opts.startRebuild ?? (() => Promise.resolve({ peerId: self.id, started: true, message: `rebuild of ${self.id} started` })),
     }),
+    membership: memoryMembership(['a', 'b', 'c'], opts.raft),
+    watch: (listener) => store.watch(listener),
     adminToken: ADMIN_TOKEN,
     logger: opts.logger ?? pino({ level: 'silent' }),
+    ...(opts.limits === undefined ? {} : { limits: opts.limits }),
   };
 }
 

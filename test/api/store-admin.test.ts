@@ -9,7 +9,7 @@ import { ClusterStateMachine } from '../../src/store/state-machine.js';
 import { InProcessGroup } from '../../src/store/in-process-consensus.js';
 import { ClusterStore } from '../../src/store/store.js';
 import type { ClusterState } from '../../src/store/types.js';
-import { ADMIN_TOKEN, MemoryStore, peer, statusOf } from './memory.js';
+import { ADMIN_TOKEN, memoryMembership, MemoryStore, peer, statusOf } from './memory.js';
 
 const A = peer('a');
 const B = peer('b');
@@ -63,6 +63,8 @@ async function shardWithApiOn(self: 'a' | 'b' | 'c') {
       peerId: self,
       startRebuild: () => Promise.resolve({ peerId: self, started: true, message: 'started' }),
     }),
+    membership: memoryMembership(['a', 'b', 'c']),
+    watch: (listener) => store.on('state', (c) => { listener({ type: 'state', state: c.state, version: c.version }); }),
     adminToken: ADMIN_TOKEN,
     logger: (await import('pino')).pino({ level: 'silent' }),
   });

@@ -5,9 +5,13 @@ import { ManateeError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { tokenChecker } from '../auth.js';
 import { statusForCode } from '../errors.js';
-import type { AdminResult, ApiDeps, RebuildResult } from '../types.js';
+import type { AdminResult, ApiDeps, MembershipResult, RebuildResult } from '../types.js';
 import {
+  addPeerBodySchema,
   adminResultSchema,
+  membershipResultSchema,
+  peerIdParamsSchema,
+  removePeerBodySchema,
   emptyBodySchema,
   emptyQuerySchema,
   errorBodySchema,
@@ -30,7 +34,7 @@ function who(req: FastifyRequest): { from: string; operator: string | null } {
   return { from: req.ip, operator };
 }
 
-async function logged<T extends AdminResult | RebuildResult>(
+async function logged<T extends AdminResult | RebuildResult | MembershipResult>(
   log: Logger,
   req: FastifyRequest,
   action: string,
@@ -40,7 +44,9 @@ async function logged<T extends AdminResult | RebuildResult>(
   const base = { admin: action, args, ...who(req) };
   try {
     const result = await run();
-    if ('summary' in result) {
+    if ('members' in result) {
+      log.info({ ...base, result: 'ok', voters: result.members.voters, learners: result.members.learners }, `admin ${action}: ${result.summary}`);
+    } else if ('summary' in result) {
       log.info({ ...base, result: 'ok', version: result.version, generation: result.state.generation }, `admin ${action}: ${result.summary}`);
     } else {
       log.info({ ...base, result: result.started ? 'started' : 'not started' }, `admin ${action}: ${result.message}`);
@@ -99,6 +105,22 @@ export function adminRoutes(deps: ApiDeps): FastifyPluginAsync {
     app.post<{ Body: { on: boolean } }>('/onwm', { schema: { ...write, body: onwmBodySchema } }, (req) =>
       logged(log, req, 'onwm', { on: req.body.on }, () => deps.admin.setOnwm(req.body.on)),
     );
+
+    const membership = { response: { 200: membershipResultSchema, ...errors } } as const;
+
+    // Raft membership: add a learner and promote it to voter; remove a member. The node forwards
+    // the change to the Raft leader, so that any peer's API takes it.
+    app.post<{ Body: { id: string; address: string } }>('/peers', {
+      schema: { ...membership, querystring: emptyQuerySchema, body: addPeerBodySchema },
+    }, (req) => logged(log, req, 'add-peer', { id: req.body.id, address: req.body.address }, () => deps.membership.add(req.body.id, req.body.address)));
+
+    app.delete<{ Params: { id: string } }>('/peers/:id', {
+      schema: { ...membership, querystring: emptyQuerySchema, params: peerIdParamsSchema },
+    }, (req) => logged(log, req, 'remove-peer', { id: req.params.id }, () => deps.membership.remove(req.params.id)));
+
+    app.post<{ Body: { id: string } }>('/peers/remove', {
+      schema: { ...membership, querystring: emptyQuerySchema, body: removePeerBodySchema },
+    }, (req) => logged(log, req, 'remove-peer', { id: req.body.id }, () => deps.membership.remove(req.body.id)));
 
     app.post('/rebuild', {
       schema: { querystring: emptyQuerySchema, body: emptyBodySchema, response: { 200: rebuildResultSchema, ...errors } },

@@ -1,8 +1,12 @@
 // Read-only routes: no token needed (DESIGN.md: "Read-only status endpoints do not").
 import type { FastifyPluginAsync } from 'fastify';
+import type { ApiMetrics } from '../metrics.js';
+import { buildShardReport, fetchPeerStatusHttp, otherPeerStatuses } from '../shard.js';
 import type { ApiDeps, ApiLimits } from '../types.js';
 import {
   emptyQuerySchema,
+  raftMembersSchema,
+  shardReportSchema,
   errorBodySchema,
   historyEntrySchema,
   historyQuerySchema,
@@ -13,7 +17,8 @@ import {
 
 const errors = { '4xx': errorBodySchema, '5xx': errorBodySchema } as const;
 
-export function readRoutes(deps: ApiDeps, limits: ApiLimits): FastifyPluginAsync {
+export function readRoutes(deps: ApiDeps, limits: ApiLimits, metrics: ApiMetrics): FastifyPluginAsync {
+  const fetchStatus = deps.fetchPeerStatus ?? fetchPeerStatusHttp;
   // eslint-disable-next-line @typescript-eslint/require-await -- fastify plugins are async functions
   return async (app) => {
     app.get('/ping', {
@@ -49,5 +54,19 @@ export function readRoutes(deps: ApiDeps, limits: ApiLimits): FastifyPluginAsync
         },
       },
     }, async () => ({ peers: await deps.activePeers() }));
+
+    app.get('/shard', { schema: { querystring: emptyQuerySchema, response: { 200: shardReportSchema, ...errors } } }, async () => {
+      const asked = await deps.status();
+      return buildShardReport(asked, await otherPeerStatuses(asked, fetchStatus, limits.peerStatusTimeoutMs));
+    });
+
+    app.get('/members', { schema: { querystring: emptyQuerySchema, response: { 200: raftMembersSchema, ...errors } } }, () => deps.membership.members());
+
+    app.get('/metrics', {
+      schema: { querystring: emptyQuerySchema, response: { '4xx': errorBodySchema, '5xx': errorBodySchema } },
+    }, async (_req, reply) => {
+      const text = await metrics.render(await deps.status());
+      return reply.type(metrics.contentType).send(text);
+    });
   };
 }

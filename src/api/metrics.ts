@@ -1,0 +1,109 @@
+// Prometheus metrics of one sitter (GET /metrics), in a Registry of its own: several sitters in
+// one process (tests) must not mix their figures, as they would in prom-client's global registry.
+// Gauges are set from the sitter's status at each scrape (collect); counters count events as they
+// happen (decisions from the sitter's loop, primary changes seen on the committed state).
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { roleIn, type PeerRole, type SitterStatus } from '../peer/status.js';
+import type { ClusterState } from '../store/types.js';
+
+const ROLES: readonly PeerRole[] = ['primary', 'sync', 'async', 'deposed', 'unassigned'];
+/** Decision kinds are a closed set in the rules; a bound anyway, so that a bug cannot grow the label set without limit. */
+const DECISION_KINDS_MAX = 64;
+
+export class ApiMetrics {
+  readonly registry = new Registry();
+  private readonly role = new Gauge({ name: 'manatee_role', help: 'This peer\'s role in the committed state (1 for the current role, 0 for the others)', labelNames: ['role'] as const, registers: [this.registry] });
+  private readonly generation = new Gauge({ name: 'manatee_generation', help: 'The committed generation (-1 before initial setup)', registers: [this.registry] });
+  private readonly stateVersion = new Gauge({ name: 'manatee_state_version', help: 'The store version of the committed cluster state', registers: [this.registry] });
+  private readonly frozen = new Gauge({ name: 'manatee_frozen', help: '1 when the shard is frozen', registers: [this.registry] });
+  private readonly raftTerm = new Gauge({ name: 'manatee_raft_term', help: 'Raft term as this peer knows it', registers: [this.registry] });
+  private readonly raftCommit = new Gauge({ name: 'manatee_raft_commit_index', help: 'Raft commit index on this peer', registers: [this.registry] });
+  private readonly raftApplied = new Gauge({ name: 'manatee_raft_applied_index', help: 'Raft applied index on this peer', registers: [this.registry] });
+  private readonly raftLeader = new Gauge({ name: 'manatee_raft_is_leader', help: '1 when this peer is the Raft leader', registers: [this.registry] });
+  private readonly raftHasLeader = new Gauge({ name: 'manatee_raft_has_leader', help: '1 when this peer knows a Raft leader', registers: [this.registry] });
+  private readonly sessions = new Gauge({ name: 'manatee_sessions', help: 'Active peers (open sessions) in the store', registers: [this.registry] });
+  private readonly pgUp = new Gauge({ name: 'manatee_postgres_up', help: '1 when this peer\'s PostgreSQL is online', registers: [this.registry] });
+  private readonly pgHealthy = new Gauge({ name: 'manatee_postgres_healthy', help: '1 when this peer\'s PostgreSQL passed its last health check', registers: [this.registry] });
+  private readonly pgWritable = new Gauge({ name: 'manatee_postgres_writable', help: '1 when this peer\'s PostgreSQL accepts writes', registers: [this.registry] });
+  private readonly checkLatency = new Gauge({ name: 'manatee_health_check_latency_seconds', help: 'Duration of the last PostgreSQL health check', registers: [this.registry] });
+  private readonly checkLatencyHist = new Histogram({
+    name: 'manatee_health_check_duration_seconds',
+    help: 'PostgreSQL health check durations (one observation per check seen at a scrape)',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [this.registry],
+  });
+  private readonly lagBytes = new Gauge({ name: 'manatee_replication_lag_bytes', help: 'Replay lag of each standby that replicates from this peer (pg_stat_replication)', labelNames: ['upstream', 'downstream', 'state'] as const, registers: [this.registry] });
+  private readonly lagSeconds = new Gauge({ name: 'manatee_replication_lag_seconds', help: 'Age of this peer\'s newest replayed data, from the heartbeat row (0 on the primary)', labelNames: ['peer', 'upstream'] as const, registers: [this.registry] });
+  private readonly decisions = new Counter({ name: 'manatee_decisions_total', help: 'Evaluations of Manatee\'s rules on this peer, by decision kind', labelNames: ['kind'] as const, registers: [this.registry] });
+  private readonly failovers = new Counter({ name: 'manatee_failovers_total', help: 'Primary changes seen in the committed state since this sitter started (takeovers and switchovers)', registers: [this.registry] });
+  private readonly rebuildRunning = new Gauge({ name: 'manatee_rebuild_running', help: '1 while this peer rebuilds its data', registers: [this.registry] });
+  private readonly rebuildPercent = new Gauge({ name: 'manatee_rebuild_progress_percent', help: 'Progress of the running rebuild (-1 when unknown or none)', registers: [this.registry] });
+  private readonly rebuildBytes = new Gauge({ name: 'manatee_rebuild_bytes_done', help: 'Bytes copied by the running rebuild', registers: [this.registry] });
+
+  private readonly kinds = new Set<string>();
+  private lastPrimaryId: string | null = null;
+  private lastCheckAt: string | null = null;
+
+  /** One evaluation of the rules ended in this decision kind. */
+  recordDecision(kind: string): void {
+    if (!this.kinds.has(kind)) {
+      if (this.kinds.size >= DECISION_KINDS_MAX) return;
+      this.kinds.add(kind);
+    }
+    this.decisions.inc({ kind });
+  }
+
+  /** A committed state was seen: a change of primary counts as a failover. */
+  observeState(state: ClusterState | null): void {
+    if (state === null) return;
+    if (this.lastPrimaryId !== null && state.primary.id !== this.lastPrimaryId) this.failovers.inc();
+    this.lastPrimaryId = state.primary.id;
+  }
+
+  failoverCount(): Promise<number> {
+    return this.failovers.get().then((m) => m.values[0]?.value ?? 0);
+  }
+
+  /** Sets every gauge from a fresh status, then renders the registry. */
+  async render(status: SitterStatus): Promise<string> {
+    this.collect(status);
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  collect(s: SitterStatus): void {
+    this.observeState(s.state);
+    for (const r of ROLES) this.role.set({ role: r }, r === s.role ? 1 : 0);
+    this.generation.set(s.state?.generation ?? -1);
+    this.stateVersion.set(s.stateVersion);
+    this.frozen.set(s.state?.freeze !== undefined ? 1 : 0);
+    this.raftTerm.set(s.raft.term);
+    this.raftCommit.set(s.raft.commit);
+    this.raftApplied.set(s.raft.applied);
+    this.raftLeader.set(s.raft.leader === s.raft.id ? 1 : 0);
+    this.raftHasLeader.set(s.raft.leader === null ? 0 : 1);
+    this.sessions.set(s.activePeers.length);
+    this.pgUp.set(s.postgres.online ? 1 : 0);
+    this.pgHealthy.set(s.postgres.healthy ? 1 : 0);
+    this.pgWritable.set(s.postgres.writable ? 1 : 0);
+    if (s.postgres.checkLatencyMs !== null) {
+      this.checkLatency.set(s.postgres.checkLatencyMs / 1000);
+      if (s.postgres.lastCheckAt !== this.lastCheckAt) this.checkLatencyHist.observe(s.postgres.checkLatencyMs / 1000);
+      this.lastCheckAt = s.postgres.lastCheckAt;
+    }
+    // Links come and go with the topology: only the current ones are exported.
+    this.lagBytes.reset();
+    for (const r of s.replication) {
+      if (r.replayLagBytes !== null) this.lagBytes.set({ upstream: s.peer.id, downstream: r.applicationName, state: r.state }, r.replayLagBytes);
+    }
+    this.lagSeconds.reset();
+    const lag = s.heartbeat?.lagSeconds ?? null;
+    if (lag !== null) this.lagSeconds.set({ peer: s.peer.id, upstream: roleIn(s.state, s.peer.id).upstream?.id ?? '' }, lag);
+    this.rebuildRunning.set(s.rebuild.running ? 1 : 0);
+    this.rebuildPercent.set(s.rebuild.running ? (s.rebuild.progress?.percent ?? -1) : -1);
+    this.rebuildBytes.set(s.rebuild.running ? (s.rebuild.progress?.bytesDone ?? 0) : 0);
+  }
+}
