@@ -562,11 +562,13 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
       this.term = rd.hardState.term;
     }
 
-    const isLeader = this.leader === this.id;
+    // Early sending is only for a leader whose term and vote are already on disk: its appends
+    // then claim nothing that a crash could take back.
+    const earlyOk = this.leader === this.id && (rd.hardState === null || !this.storage.hardStateNeedsSync(rd.hardState));
     const early: Message[] = [];
     const late: Message[] = [];
     for (const m of rd.messages) {
-      if (isLeader && (m.type === 'append' || m.type === 'heartbeat' || m.type === 'snapshot')) early.push(m);
+      if (earlyOk && (m.type === 'append' || m.type === 'heartbeat' || m.type === 'snapshot')) early.push(m);
       else late.push(m);
     }
     if (early.length > 0) this.transport.send(early);

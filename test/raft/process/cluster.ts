@@ -84,7 +84,9 @@ export class ProcCluster {
     const n = this.node(id);
     if (n.child !== null && n.child.exitCode === null && n.child.signalCode === null) throw new Error(`node ${id} is running`);
     n.stderr = '';
-    const child = spawn(process.execPath, ['--import', 'tsx', ENTRY, JSON.stringify(n.cfg)], {
+    // MANATEE_RAFT_NODE_ARGS adds node flags (e.g. --cpu-prof) when profiling the benchmark.
+    const extra = (process.env['MANATEE_RAFT_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '');
+    const child = spawn(process.execPath, [...extra, '--import', 'tsx', ENTRY, JSON.stringify(n.cfg)], {
       cwd: REPO_ROOT, stdio: ['ignore', 'ignore', 'pipe'],
     });
     child.stderr.setEncoding('utf8');
