@@ -41,13 +41,17 @@ export async function runTool(file: string, args: readonly string[], opts: ToolO
     ring.push(line);
     opts.onLine?.(line);
   });
+  if (opts.signal?.aborted === true) {
+    return { exitCode: null, signal: null, timedOut: false, aborted: true, outputTail: '' };
+  }
   const child = execa(file, args, {
     ...spawnIdentity(opts.user),
     env: toolEnv(opts.user, opts.env),
     extendEnv: false,
     cwd: opts.cwd ?? '/',
-    timeout: opts.timeoutMs,
-    cancelSignal: opts.signal,
+    // Its own process group: pg_basebackup forks a WAL-streaming child that holds our pipes,
+    // so a cancel or a timeout signals the whole group, not only the parent.
+    detached: true,
     reject: false,
     buffer: false,
     ...(opts.input !== undefined ? { input: opts.input } : { stdin: 'ignore' as const }),
@@ -56,14 +60,32 @@ export async function runTool(file: string, args: readonly string[], opts: ToolO
   });
   child.stdout.on('data', split);
   child.stderr.on('data', split);
-  const r = await child;
-  return {
-    exitCode: r.exitCode ?? null,
-    signal: r.signal ?? null,
-    timedOut: r.timedOut,
-    aborted: r.isCanceled,
-    outputTail: ring.text(),
+  let timedOut = false;
+  let aborted = false;
+  const killGroup = (): void => {
+    if (child.pid === undefined) return;
+    try {
+      process.kill(-child.pid, 'SIGTERM');
+    } catch {
+      // already gone
+    }
   };
+  const timer = setTimeout(() => { timedOut = true; killGroup(); }, opts.timeoutMs);
+  const onAbort = (): void => { aborted = true; killGroup(); };
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    const r = await child;
+    return {
+      exitCode: r.exitCode ?? null,
+      signal: r.signal ?? null,
+      timedOut,
+      aborted,
+      outputTail: ring.text(),
+    };
+  } finally {
+    clearTimeout(timer);
+    opts.signal?.removeEventListener('abort', onAbort);
+  }
 }
 
 export function describeRun(r: ToolRun): string {

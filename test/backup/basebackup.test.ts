@@ -115,6 +115,19 @@ describe('basebackup backend', () => {
     await b.stop('fast');
   });
 
+  it('a cancelled restore stops pg_basebackup, deletes the partial copy and keeps the old data directory', async () => {
+    await writeFile(join(b.dataDir, 'marker'), 'still old');
+    const ac = new AbortController();
+    const err = await caught(new BasebackupBackend({ postgres: b, maxRateKbPerSec: 4096 }).restore({
+      source: src(pgUrlOf(a)), reason: 'bootstrap', signal: ac.signal,
+      onProgress: (p) => { if (p.phase === 'receiving' && (p.percent ?? 0) > 0) ac.abort(); },
+    }));
+    expect(hasCode(err, 'MANATEE_ERR_PG_BASEBACKUP_FAILED')).toBe(true);
+    expect((err as Error).message).toMatch(/cancelled/);
+    expect(await readFile(join(b.dataDir, 'marker'), 'utf8')).toBe('still old');
+    expect(await siblings(b)).toEqual([]);
+  });
+
   it('rebuild falls back to a full copy when pg_rewind cannot work (a different cluster)', async () => {
     const c = await sb.server('c');
     await c.initdb(); // an unrelated cluster: pg_rewind refuses it

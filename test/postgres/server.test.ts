@@ -153,6 +153,52 @@ describe('PostgresServer lifecycle', () => {
     await pg.configure({ role: 'primary', oneNodeWriteMode: true });
   });
 
+  it('a start that fails (a bad operator override) is MANATEE_ERR_PG_START_FAILED with the server log', async () => {
+    const overrides = join(pg.dataDir, 'manatee-overrides.conf');
+    const initial = await readFile(overrides, 'utf8');
+    await pg.stop('fast');
+    await appendFile(overrides, "shared_buffers = 'lots'\n");
+    try {
+      let caught: unknown = null;
+      try { await pg.start(); } catch (err) { caught = err; }
+      expect(hasCode(caught, 'MANATEE_ERR_PG_START_FAILED')).toBe(true);
+      expect((caught as Error).message).toMatch(/shared_buffers/);
+      expect(pg.running).toBe(false);
+    } finally {
+      await writeFile(overrides, initial);
+    }
+    await pg.start();
+  });
+
+  it('a stop that does not finish is escalated to immediate, then MANATEE_ERR_PG_STOP_TIMEOUT', async () => {
+    const impatient = await sb.server('data', { port: pg.port, stopTimeoutMs: 300 });
+    await impatient.start(); // adopts the running postmaster
+    const pid = pg.postgresPid!;
+    expect(impatient.postgresPid).toBe(pid);
+    process.kill(pid, 'SIGSTOP');
+    let caught: unknown = null;
+    try {
+      await impatient.stop('fast');
+    } catch (err) {
+      caught = err;
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+    expect(hasCode(caught, 'MANATEE_ERR_PG_STOP_TIMEOUT')).toBe(true);
+    impatient.detach();
+    // The pending shutdown signals are delivered once it runs again.
+    await waitFor('the postmaster to exit', () => !pg.running);
+    await pg.start();
+  });
+
+  it('pg_rewind refuses to run on a running server', async () => {
+    const { pgRewind } = await import('../../src/postgres/index.js');
+    const { silentLogger } = await import('../../src/log.js');
+    let caught: unknown = null;
+    try { await pgRewind(pg, { sourceConninfo: 'host=127.0.0.1', logger: silentLogger() }); } catch (err) { caught = err; }
+    expect(hasCode(caught, 'MANATEE_ERR_PG_ALREADY_RUNNING')).toBe(true);
+  });
+
   it('WAL positions of a primary move forward with writes', async () => {
     const a = await pg.walPositions();
     expect(a.inRecovery).toBe(false);
