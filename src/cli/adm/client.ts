@@ -6,7 +6,8 @@ import https from 'node:https';
 import { ManateeError } from '../../errors.js';
 import type { SitterStatus } from '../../peer/status.js';
 import type { HistoryEntry, PeerInfo } from '../../store/types.js';
-import type { AdminResult, RebuildResult, VersionedState } from '../../api/types.js';
+import type { AdminResult, MembershipResult, RaftMembers, RebuildResult, VersionedState } from '../../api/types.js';
+import type { ShardReport } from '../../api/shard.js';
 
 export class AdmError extends ManateeError {}
 
@@ -163,6 +164,22 @@ export class AdmClient {
 
   status(): Promise<SitterStatus> {
     return this.request('GET', '/status');
+  }
+
+  shard(): Promise<ShardReport> {
+    return this.request('GET', '/shard');
+  }
+
+  members(): Promise<RaftMembers> {
+    return this.request('GET', '/members');
+  }
+
+  addPeer(id: string, address: string): Promise<MembershipResult> {
+    return this.request('POST', '/admin/peers', { id, address }, true);
+  }
+
+  removePeer(id: string): Promise<MembershipResult> {
+    return this.request('POST', '/admin/peers/remove', { id }, true);
   }
 
   state(): Promise<VersionedState> {

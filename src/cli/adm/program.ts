@@ -4,14 +4,22 @@ import { hostname, userInfo } from 'node:os';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { ManateeError } from '../../errors.js';
 import { PROMOTE_EXPIRE_MS_MAX, PROMOTE_EXPIRE_MS_MIN } from '../../peer/admin.js';
-import type { SitterStatus } from '../../peer/status.js';
 import { AdmClient, AdmError } from './client.js';
-import { buildShardView, peersInOrder, renderHistory, renderStatus, type PeerStatusResult } from './render.js';
+import {
+  historyColumns,
+  HISTORY_COLUMNS,
+  peerColumns,
+  PEERS_COLUMNS,
+  pickColumns,
+  renderPgStatus,
+  renderShow,
+  renderVerify,
+  table,
+  verifyShard,
+} from './views.js';
 
 export const DEFAULT_URL = 'http://127.0.0.1:5433';
 const TIMEOUT_S_DEFAULT = 10;
-/** Each other peer's /status gets this long: a dead peer must not hold the whole table. */
-const PEER_TIMEOUT_MS = 3_000;
 const HISTORY_LIMIT_MAX = 1000;
 
 export interface AdmIo {
@@ -42,21 +50,22 @@ function operatorName(): string {
   }
 }
 
-/** The other peers' statuses, asked in parallel, each with its own short deadline. */
-async function otherStatuses(asked: SitterStatus): Promise<Map<string, PeerStatusResult>> {
-  const others = peersInOrder(asked.state, asked.activePeers).filter((p) => p.id !== asked.peer.id);
-  const results = await Promise.all(
-    others.map(async (p): Promise<[string, PeerStatusResult]> => {
-      try {
-        const status = await new AdmClient({ url: p.apiUrl, timeoutMs: PEER_TIMEOUT_MS }).status();
-        return [p.id, { ok: true, status }];
-      } catch (err) {
-        return [p.id, { ok: false, error: err instanceof Error ? err.message : String(err) }];
-      }
-    }),
-  );
-  return new Map(results);
+/** A positive number of seconds (pg-status PERIOD). */
+function positiveSeconds(what: string, max: number) {
+  return (v: string): number => {
+    if (!/^\d+(\.\d+)?$/.test(v) || Number(v) <= 0 || Number(v) > max) throw new InvalidArgumentError(`${what} must be a number of seconds above 0, at most ${max}`);
+    return Number(v);
+  };
 }
+
+/** verify found problems: the report is on stdout, this one line on stderr, exit status 1. */
+export class VerifyFailedError extends AdmError {
+  constructor(count: number) {
+    super('MANATEE_ERR_VERIFY_FAILED', `${count} problem${count === 1 ? '' : 's'} found`);
+  }
+}
+
+const COLUMNS_HELP = 'columns to print, separated by commas (see --help of the command for names)';
 
 function buildProgram(io: AdmIo): Command {
   const program = new Command('manatee-adm');
@@ -82,26 +91,112 @@ function buildProgram(io: AdmIo): Command {
   const json = (v: unknown): void => { io.out(`${JSON.stringify(v, null, 2)}\n`); };
 
   program
-    .command('status')
-    .alias('show')
-    .description("the shard: each peer's role, PostgreSQL health, writability and lag; generation, freeze, last decisions")
+    .command('show')
+    .alias('status')
+    .description("the shard: each peer's role, PostgreSQL health, writability and lag (bytes and seconds); generation, freeze, last decisions")
+    .option('-v, --verbose', 'also the replication links, upstreams, LSNs, decisions and rebuilds')
+    .option('-j, --json', 'print JSON for scripts (the API\'s GET /shard)')
+    .option('-o, --columns <names>', `${COLUMNS_HELP}: role,peer,host,pg,writable,lag,lag_s,sitter,postgres,upstream,repl,active,lsn,pgurl,apiurl,decision`)
+    .action(async (opts: { verbose?: boolean; json?: boolean; columns?: string }, cmd: Command) => {
+      const report = await client(cmd).shard();
+      if (opts.json === true) json(report);
+      else io.out(`${renderShow(report, io.now(), { verbose: opts.verbose === true, columns: opts.columns })}\n`);
+    });
+
+  program
+    .command('peers')
+    .description('every peer: role, session, Raft membership, URLs')
     .option('-j, --json', 'print JSON for scripts')
-    .action(async (opts: { json?: boolean }, cmd: Command) => {
-      const asked = await client(cmd).status();
-      const view = buildShardView(asked, await otherStatuses(asked));
-      if (opts.json === true) json(view);
-      else io.out(`${renderStatus(view, io.now())}\n`);
+    .option('-o, --columns <names>', `${COLUMNS_HELP}: role,peer,host,active,raft,pgurl,apiurl,pg,writable,...`)
+    .action(async (opts: { json?: boolean; columns?: string }, cmd: Command) => {
+      const c = client(cmd);
+      const [report, members] = await Promise.all([c.shard(), c.members()]);
+      if (opts.json === true) {
+        json({ peers: report.peers, members });
+        return;
+      }
+      const columns = pickColumns(peerColumns(report, members), PEERS_COLUMNS, opts.columns);
+      const outside = [...members.voters, ...members.learners].filter((id) => !report.peers.some((p) => p.id === id));
+      const extra = outside.length === 0 ? '' : `\nRaft members with no place in the state and no session: ${outside.join(', ')}`;
+      io.out(`${report.peers.length === 0 ? 'no peers' : table(columns, report.peers)}${extra}\n`);
+    });
+
+  program
+    .command('pg-status')
+    .description('the replication links of the chain with their state and lag; every PERIOD seconds, COUNT times')
+    .argument('[period]', 'repeat every PERIOD seconds', positiveSeconds('PERIOD', 3600))
+    .argument('[count]', 'stop after COUNT reports (default: until interrupted)', positiveInt('COUNT', 1_000_000))
+    .option('-j, --json', 'print JSON for scripts (one line per report when repeating)')
+    .option('-o, --columns <names>', `${COLUMNS_HELP}: upstream,downstream,expected,state,sync_state,lag,lag_s`)
+    .action(async (period: number | undefined, count: number | undefined, opts: { json?: boolean; columns?: string }, cmd: Command) => {
+      const c = client(cmd);
+      const times = period === undefined ? 1 : (count ?? Infinity);
+      for (let i = 0; i < times; i++) {
+        if (i > 0) await new Promise((r) => setTimeout(r, (period ?? 0) * 1000));
+        const report = await c.shard();
+        if (opts.json === true) {
+          io.out(period === undefined ? `${JSON.stringify(report.links, null, 2)}\n` : `${JSON.stringify({ time: io.now().toISOString(), links: report.links })}\n`);
+        } else {
+          io.out(`${period === undefined ? '' : `${io.now().toISOString()}\n`}${renderPgStatus(report, opts.columns)}\n${period === undefined ? '' : '\n'}`);
+        }
+      }
     });
 
   program
     .command('history')
     .description('the cluster state changes, oldest first, with their summaries')
     .option('-j, --json', 'print JSON for scripts')
+    .option('-o, --columns <names>', `${COLUMNS_HELP}: time,g#,ver,mode,frz,primary,sync,async,deposed,initwal,summary`)
     .addOption(new Option('-n, --limit <count>', 'the newest COUNT changes').argParser(positiveInt('--limit', HISTORY_LIMIT_MAX)).default(100))
-    .action(async (opts: { json?: boolean; limit: number }, cmd: Command) => {
+    .action(async (opts: { json?: boolean; limit: number; columns?: string }, cmd: Command) => {
       const entries = await client(cmd).history(opts.limit);
       if (opts.json === true) json(entries);
-      else io.out(`${renderHistory(entries)}\n`);
+      else io.out(`${entries.length === 0 ? 'no history yet' : table(pickColumns(historyColumns(), HISTORY_COLUMNS, opts.columns), entries)}\n`);
+    });
+
+  program
+    .command('verify')
+    .description('check the shard (exit status 1 on problems): primary and sync serving, no deposed peer, an async, every link streaming')
+    .option('-j, --json', 'print JSON for scripts: {ok, issues}')
+    .action(async (opts: { json?: boolean }, cmd: Command) => {
+      const issues = verifyShard(await client(cmd).shard());
+      const errors = issues.filter((i) => i.severity === 'error').length;
+      if (opts.json === true) json({ ok: errors === 0, issues });
+      else io.out(`${renderVerify(issues)}\n`);
+      if (errors > 0) throw new VerifyFailedError(errors);
+    });
+
+  program
+    .command('state')
+    .description('the committed cluster state and its version, as JSON')
+    .action(async (_opts: unknown, cmd: Command) => { json(await client(cmd).state()); });
+
+  program
+    .command('active')
+    .description('the active peers (those with a session), as JSON')
+    .action(async (_opts: unknown, cmd: Command) => { json(await client(cmd).peers()); });
+
+  program
+    .command('add-peer')
+    .description('add a peer to the Raft group (as a learner, then a voter); start its sitter with the same members first')
+    .argument('<id>', 'the new peer\'s id')
+    .argument('<address>', 'its Raft address, host:port')
+    .option('-j, --json', 'print JSON for scripts')
+    .action(async (id: string, address: string, opts: { json?: boolean }, cmd: Command) => {
+      const r = await client(cmd).addPeer(id, address);
+      if (opts.json === true) json(r);
+      else io.out(`${r.summary} (voters: ${r.members.voters.join(', ')}; learners: ${r.members.learners.join(', ') || '-'})\n`);
+    });
+
+  program
+    .command('remove-peer')
+    .description('remove a peer from the Raft group (reap it from the state too, if it is deposed)')
+    .argument('<id>', 'the peer\'s id')
+    .option('-j, --json', 'print JSON for scripts')
+    .action(async (id: string, opts: { json?: boolean }, cmd: Command) => {
+      const r = await client(cmd).removePeer(id);
+      if (opts.json === true) json(r);
+      else io.out(`${r.summary} (voters: ${r.members.voters.join(', ')}; learners: ${r.members.learners.join(', ') || '-'})\n`);
     });
 
   const changed = (r: { summary: string; version: number; state: { generation: number } }, asJson: boolean | undefined): void => {

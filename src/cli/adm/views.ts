@@ -1,0 +1,220 @@
+// What manatee-adm prints from GET /shard, GET /members and GET /history: tables whose columns an
+// operator picks with -o (as `ps -o`), and the checks of `verify` (Joyent's rules). Pure
+// functions of what the API answered and of the `now` passed in, so that tests pin the output.
+import type { RaftMembers } from '../../api/types.js';
+import type { ShardLink, ShardPeer, ShardReport } from '../../api/shard.js';
+import type { HistoryEntry, PeerInfo, PromoteRequest } from '../../store/types.js';
+import { AdmError } from './client.js';
+import { cell, formatBytes, renderTable } from './render.js';
+
+/** One column of a table: its header, and its cell for a row. */
+export interface Column<R> {
+  readonly name: string;
+  readonly help: string;
+  readonly cell: (row: R) => string;
+}
+
+/** The columns named by `-o a,b,c` (any case), or the defaults; an unknown name is a usage error. */
+export function pickColumns<R>(all: readonly Column<R>[], defaults: readonly string[], spec: string | undefined): Column<R>[] {
+  const names = spec === undefined ? defaults : spec.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  if (names.length === 0) throw new AdmError('MANATEE_ERR_USAGE', `-o: name at least one column of ${all.map((c) => c.name.toLowerCase()).join(',')}`);
+  return names.map((n) => {
+    const c = all.find((x) => x.name.toLowerCase() === n.toLowerCase());
+    if (c === undefined) throw new AdmError('MANATEE_ERR_USAGE', `-o: unknown column ${JSON.stringify(n)}; columns: ${all.map((x) => x.name.toLowerCase()).join(',')}`);
+    return c;
+  });
+}
+
+export function table<R>(columns: readonly Column<R>[], rows: readonly R[]): string {
+  return renderTable(columns.map((c) => c.name), rows.map((r) => columns.map((c) => c.cell(r))));
+}
+
+const dash = (v: string | number | null | undefined): string => (v === null || v === undefined ? '-' : String(v));
+const yesNo = (v: boolean | null): string => (v === null ? '-' : v ? 'yes' : 'no');
+const bytes = (v: number | null): string => (v === null ? '-' : formatBytes(v));
+const seconds = (v: number | null): string => (v === null ? '-' : `${v < 10 ? v.toFixed(1) : Math.round(v)}s`);
+
+function pgText(p: ShardPeer): string {
+  if (!p.reachable) return '?';
+  if (p.pgOnline !== true) return 'down';
+  return p.pgHealthy === true ? 'ok' : 'sick';
+}
+
+/** The link into `peer` (from its upstream), if the chain has one. */
+function linkInto(report: ShardReport, id: string): ShardLink | undefined {
+  return report.links.find((l) => l.downstream === id);
+}
+
+export function peerColumns(report: ShardReport, members: RaftMembers | null = null): Column<ShardPeer>[] {
+  const link = (p: ShardPeer): ShardLink | undefined => linkInto(report, p.id);
+  return [
+    { name: 'ROLE', help: 'place in the committed state', cell: (p) => p.role },
+    { name: 'PEER', help: 'peer id', cell: (p) => cell(p.id) },
+    { name: 'HOST', help: 'host', cell: (p) => cell(p.host) },
+    { name: 'PG', help: 'PostgreSQL: ok, sick, down, ? (sitter unreachable)', cell: pgText },
+    { name: 'WRITABLE', help: 'accepts writes', cell: (p) => yesNo(p.writable) },
+    { name: 'LAG', help: 'replay lag behind its upstream, in bytes', cell: (p) => bytes(link(p)?.lagBytes ?? null) },
+    { name: 'LAG_S', help: 'age of its newest replayed data (heartbeat), seconds', cell: (p) => (p.role === 'primary' ? '-' : seconds(p.lagSeconds)) },
+    { name: 'SITTER', help: 'sitter pid', cell: (p) => dash(p.sitterPid) },
+    { name: 'POSTGRES', help: 'postmaster pid', cell: (p) => dash(p.postgresPid) },
+    { name: 'UPSTREAM', help: 'the peer it replicates from', cell: (p) => dash(p.upstream) },
+    { name: 'REPL', help: 'state of the link into it (pg_stat_replication on the upstream)', cell: (p) => dash(link(p)?.state) },
+    { name: 'ACTIVE', help: 'its session exists', cell: (p) => yesNo(p.active) },
+    { name: 'RAFT', help: 'Raft membership: voter, learner, -', cell: (p) => (members === null ? '?' : members.voters.includes(p.id) ? 'voter' : members.learners.includes(p.id) ? 'learner' : '-') },
+    { name: 'LSN', help: 'current (primary) or replay (standby) WAL position', cell: (p) => dash(p.role === 'primary' ? p.currentLsn : (p.replayLsn ?? p.currentLsn)) },
+    { name: 'PGURL', help: 'PostgreSQL URL', cell: (p) => cell(p.pgUrl, 80) },
+    { name: 'APIURL', help: 'sitter API URL', cell: (p) => cell(p.apiUrl, 80) },
+    { name: 'DECISION', help: 'the last decision of its rules', cell: (p) => dash(p.lastDecision?.kind) },
+  ];
+}
+
+export const SHOW_COLUMNS = ['ROLE', 'PEER', 'HOST', 'PG', 'WRITABLE', 'LAG', 'LAG_S', 'SITTER', 'POSTGRES'];
+export const PEERS_COLUMNS = ['ROLE', 'PEER', 'HOST', 'ACTIVE', 'RAFT', 'PGURL', 'APIURL'];
+
+function promoteText(p: PromoteRequest, generation: number | null, now: Date): string {
+  const where = p.role === 'sync' ? 'sync' : `async[${p.asyncIndex ?? '?'}]`;
+  const live = p.generation !== generation ? 'stale (other generation)' : Date.parse(p.expireTime) <= now.getTime() ? 'expired' : 'pending';
+  return `${p.id} (${where}) for generation ${p.generation}, expires ${p.expireTime}: ${live}`;
+}
+
+export function linkColumns(): Column<ShardLink>[] {
+  return [
+    { name: 'UPSTREAM', help: 'sending peer', cell: (l) => cell(l.upstream) },
+    { name: 'DOWNSTREAM', help: 'receiving peer', cell: (l) => cell(l.downstream) },
+    { name: 'EXPECTED', help: 'what the state makes the link: sync or async', cell: (l) => l.expected },
+    { name: 'STATE', help: 'pg_stat_replication.state on the upstream (- when absent)', cell: (l) => dash(l.state) },
+    { name: 'SYNC_STATE', help: 'pg_stat_replication.sync_state', cell: (l) => dash(l.syncState) },
+    { name: 'LAG', help: 'replay lag in bytes', cell: (l) => bytes(l.lagBytes) },
+    { name: 'LAG_S', help: 'heartbeat lag of the downstream, seconds', cell: (l) => seconds(l.lagSeconds) },
+  ];
+}
+
+export const PG_STATUS_COLUMNS = ['UPSTREAM', 'DOWNSTREAM', 'EXPECTED', 'STATE', 'SYNC_STATE', 'LAG', 'LAG_S'];
+
+export function renderShow(report: ShardReport, now: Date, opts: { verbose: boolean; columns?: string | undefined }): string {
+  const out: string[] = [];
+  if (report.generation === null) {
+    out.push('shard: no cluster state yet (initial setup has not happened)');
+  } else {
+    out.push(
+      `shard: generation ${report.generation}, initWal ${report.initWal ?? '-'}, state version ${report.stateVersion}, ` +
+        `mode ${report.oneNodeWriteMode ? 'one-node-write' : 'normal'}`,
+    );
+    out.push(`freeze: ${report.freeze === null ? 'not frozen' : `FROZEN since ${report.freeze.date}: ${cell(report.freeze.reason, 200)}`}`);
+    if (report.promote !== null) out.push(`promote: ${promoteText(report.promote, report.generation, now)}`);
+  }
+  out.push(`raft: leader ${report.raftLeader ?? 'none'}, term ${report.raftTerm} (answered by ${report.answeredBy})`);
+  out.push('');
+  const defaults = opts.verbose ? [...SHOW_COLUMNS, 'UPSTREAM', 'REPL', 'LSN', 'DECISION'] : SHOW_COLUMNS;
+  const columns = pickColumns(peerColumns(report), defaults, opts.columns);
+  out.push(report.peers.length === 0 ? 'no peers' : table(columns, report.peers));
+  if (opts.verbose && report.links.length > 0) out.push('', table(linkColumns(), report.links));
+  const notes = report.peers.flatMap((p) => {
+    const lines: string[] = [];
+    if (!p.reachable) lines.push(`  ${p.id}: sitter unreachable at ${p.apiUrl}: ${cell(p.error ?? 'unknown', 200)}`);
+    else if (p.pgOnline !== true || p.pgHealthy !== true) lines.push(`  ${p.id}: postgres: ${cell(p.error ?? 'not online', 200)}`);
+    if (p.lastDecision !== null) lines.push(`  ${p.id}: last decision ${p.lastDecision.kind} at ${p.lastDecision.at}: ${cell(p.lastDecision.reason, 300)}`);
+    if (opts.verbose && p.rebuild !== null && (p.rebuild.running || p.rebuild.lastError !== null)) {
+      const pr = p.rebuild.progress;
+      lines.push(
+        p.rebuild.running
+          ? `  ${p.id}: rebuilding from ${p.rebuild.source ?? '?'}: ${pr === null ? 'starting' : `${pr.phase} ${pr.percent === null ? '' : `${pr.percent.toFixed(1)}% `}${formatBytes(pr.bytesDone)}`}`
+          : `  ${p.id}: last rebuild failed: ${cell(p.rebuild.lastError ?? '', 200)}`,
+      );
+    }
+    return lines;
+  });
+  if (notes.length > 0) out.push('', ...notes);
+  return out.join('\n');
+}
+
+export function renderPgStatus(report: ShardReport, columns: string | undefined): string {
+  const primary = report.peers.find((p) => p.role === 'primary');
+  const head = `primary ${primary?.id ?? '-'} at ${primary?.currentLsn ?? '-'} (generation ${dash(report.generation)})`;
+  const body = report.links.length === 0 ? 'no replication links' : table(pickColumns(linkColumns(), PG_STATUS_COLUMNS, columns), report.links);
+  return `${head}\n${body}`;
+}
+
+export function historyColumns(): Column<HistoryEntry>[] {
+  const ids = (peers: readonly PeerInfo[]): string => (peers.length === 0 ? '-' : peers.map((p) => cell(p.id, 20)).join(','));
+  return [
+    { name: 'TIME', help: 'when it committed', cell: (e) => e.time },
+    { name: 'G#', help: 'generation', cell: (e) => String(e.generation) },
+    { name: 'VER', help: 'state version', cell: (e) => String(e.version) },
+    { name: 'MODE', help: 'onwm or multi', cell: (e) => (e.state.oneNodeWriteMode === true ? 'onwm' : 'multi') },
+    { name: 'FRZ', help: 'frozen', cell: (e) => (e.state.freeze === undefined ? '-' : 'frozen') },
+    { name: 'PRIMARY', help: 'primary', cell: (e) => cell(e.state.primary.id, 20) },
+    { name: 'SYNC', help: 'sync', cell: (e) => (e.state.sync === null ? '-' : cell(e.state.sync.id, 20)) },
+    { name: 'ASYNC', help: 'asyncs', cell: (e) => ids(e.state.async) },
+    { name: 'DEPOSED', help: 'deposed', cell: (e) => ids(e.state.deposed) },
+    { name: 'INITWAL', help: 'initWal', cell: (e) => e.state.initWal },
+    { name: 'SUMMARY', help: 'what changed', cell: (e) => cell(e.summary, 200) },
+  ];
+}
+
+export const HISTORY_COLUMNS = ['TIME', 'G#', 'VER', 'MODE', 'FRZ', 'PRIMARY', 'SYNC', 'ASYNC', 'DEPOSED', 'SUMMARY'];
+
+// ---- verify ------------------------------------------------------------------------------
+
+export interface VerifyIssue {
+  /** error: the shard is not safe or not serving as configured; warning: an operator should know. */
+  readonly severity: 'error' | 'warning';
+  readonly code: string;
+  readonly peer: string | null;
+  readonly message: string;
+}
+
+/**
+ * Joyent's `manatee-adm verify` rules on a /shard report: the primary and the sync must be
+ * reachable and serving, no peer may be deposed, there must be an async (outside ONWM), and every
+ * link of the chain must be streaming. A freeze is a warning (it is deliberate, but blocks failover).
+ */
+export function verifyShard(report: ShardReport): VerifyIssue[] {
+  const issues: VerifyIssue[] = [];
+  const state = report.state;
+  if (state === null) {
+    return [{ severity: 'error', code: 'NO_STATE', peer: null, message: 'the shard has no cluster state (initial setup has not happened)' }];
+  }
+  const peer = (id: string): ShardPeer | undefined => report.peers.find((p) => p.id === id);
+  const serving = (role: string, id: string): void => {
+    const p = peer(id);
+    if (p === undefined || !p.reachable) {
+      issues.push({ severity: 'error', code: `${role.toUpperCase()}_UNREACHABLE`, peer: id, message: `the ${role} ${id} is unreachable${p?.error === null || p?.error === undefined ? '' : `: ${p.error}`}` });
+    } else if (p.pgOnline !== true || p.pgHealthy !== true) {
+      issues.push({ severity: 'error', code: `${role.toUpperCase()}_PG_DOWN`, peer: id, message: `the ${role} ${id}'s PostgreSQL is not serving: ${p.error ?? 'down'}` });
+    }
+    if (p !== undefined && !p.active) issues.push({ severity: 'error', code: `${role.toUpperCase()}_NO_SESSION`, peer: id, message: `the ${role} ${id} has no session (it is not active)` });
+  };
+  serving('primary', state.primary.id);
+  const primary = peer(state.primary.id);
+  if (primary?.reachable === true && primary.pgOnline === true && primary.writable !== true) {
+    issues.push({ severity: 'error', code: 'PRIMARY_READ_ONLY', peer: state.primary.id, message: `the primary ${state.primary.id} does not accept writes (waiting for its sync?)` });
+  }
+  if (state.sync !== null) serving('sync', state.sync.id);
+  else if (state.oneNodeWriteMode !== true) issues.push({ severity: 'error', code: 'NO_SYNC', peer: null, message: 'the shard has no sync' });
+  for (const d of state.deposed) {
+    issues.push({ severity: 'error', code: 'DEPOSED', peer: d.id, message: `${d.id} is deposed: it must be rebuilt (manatee-adm rebuild on it) or reaped` });
+  }
+  if (state.async.length === 0 && state.oneNodeWriteMode !== true) {
+    issues.push({ severity: 'error', code: 'NO_ASYNC', peer: null, message: 'the shard has no async: one more failure and it cannot take over' });
+  }
+  for (const a of state.async) {
+    const p = peer(a.id);
+    if (p === undefined || !p.reachable) issues.push({ severity: 'error', code: 'ASYNC_UNREACHABLE', peer: a.id, message: `the async ${a.id} is unreachable` });
+  }
+  for (const l of report.links) {
+    if (!l.streaming) {
+      issues.push({ severity: 'error', code: 'NOT_STREAMING', peer: l.downstream, message: `${l.downstream} is not streaming from ${l.upstream} (${l.state === null ? 'no replication connection' : `state ${l.state}`})` });
+    } else if (l.expected === 'sync' && l.syncState !== 'sync') {
+      issues.push({ severity: 'error', code: 'SYNC_NOT_SYNCHRONOUS', peer: l.downstream, message: `the sync ${l.downstream} streams from ${l.upstream} as ${l.syncState ?? '?'}, not sync` });
+    }
+  }
+  if (report.freeze !== null) issues.push({ severity: 'warning', code: 'FROZEN', peer: null, message: `the shard is frozen: ${report.freeze.reason}` });
+  if (report.raftLeader === null) issues.push({ severity: 'error', code: 'NO_RAFT_LEADER', peer: null, message: 'the answering peer knows no Raft leader' });
+  return issues;
+}
+
+export function renderVerify(issues: readonly VerifyIssue[]): string {
+  if (issues.length === 0) return 'no problems found';
+  return issues.map((i) => `${i.severity}: ${i.code}${i.peer === null ? '' : ` (${i.peer})`}: ${i.message}`).join('\n');
+}

@@ -1,0 +1,137 @@
+// The API and manatee-adm against a real three-peer shard (real sitters, real PostgreSQL 15 on
+// 127.0.0.1, ephemeral ports; test/helpers/shard.ts): health checks per role, /shard with lag in
+// bytes and in seconds from the heartbeat row, /metrics, /watch, and `manatee-adm verify`, which
+// passes on a healthy shard and fails once the async is stopped.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fileURLToPath } from 'node:url';
+import { request } from 'node:http';
+import { execa } from 'execa';
+import { Shard, httpJson, type ShardPeer } from '../helpers/shard.js';
+import type { ShardReport } from '../../src/api/shard.js';
+import type { SitterStatus } from '../../src/peer/status.js';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+let shard: Shard;
+let primary: ShardPeer;
+let sync: ShardPeer;
+let async0: ShardPeer;
+
+async function adm(args: string[], url: string) {
+  const r = await execa('node', ['--import', 'tsx', 'src/cli/manatee-adm.ts', ...args], {
+    cwd: ROOT,
+    reject: false,
+    timeout: 60_000,
+    env: { MANATEE_URL: url, MANATEE_ADMIN_TOKEN: shard.adminToken },
+  });
+  return { code: r.exitCode, stdout: r.stdout, stderr: r.stderr };
+}
+
+function rawGet(url: string, method = 'GET'): Promise<{ status: number; text: string; type: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method, timeout: 5000 }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => { resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8'), type: String(res.headers['content-type']) }); });
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+beforeAll(async () => {
+  shard = await Shard.create({ prefix: 'adm' });
+  const st = await shard.waitFor('a three-peer chain', async () => {
+    const s = await shard.statusOf(shard.peers[0]!);
+    return s?.state !== null && s?.state !== undefined && s.state.async.length === 1 ? s.state : null;
+  }, 180_000);
+  primary = shard.peer(st.primary.id);
+  sync = shard.peer(st.sync!.id);
+  async0 = shard.peer(st.async[0]!.id);
+  await shard.waitForTopology({ primary: primary.id, sync: sync.id, async: [async0.id] }, 180_000);
+}, 240_000);
+
+afterAll(async () => {
+  await shard?.teardown();
+}, 60_000);
+
+describe('the API on a real shard', () => {
+  it('health checks answer 200 only on the peer that serves the role (GET and HEAD)', async () => {
+    const code = async (p: ShardPeer, path: string, method = 'GET') => (await rawGet(`${p.apiUrl}${path}`, method)).status;
+    expect(await code(primary, '/primary')).toBe(200);
+    expect(await code(primary, '/primary', 'HEAD')).toBe(200);
+    expect(await code(sync, '/primary')).toBe(503);
+    expect(await code(sync, '/sync')).toBe(200);
+    expect(await code(async0, '/sync')).toBe(503);
+    expect(await code(async0, '/async')).toBe(200);
+    expect(await code(async0, '/replica', 'HEAD')).toBe(200);
+    expect(await code(primary, '/replica')).toBe(503);
+    for (const p of [primary, sync, async0]) expect(await code(p, '/health')).toBe(200);
+    const body = await httpJson(`${sync.apiUrl}/primary`);
+    expect(body).toMatchObject({ status: 503, body: { peerId: sync.id, role: 'sync', ok: false } });
+  });
+
+  it('the standbys read the heartbeat row: lag in seconds per link in /shard, and /replica?lag= within it', async () => {
+    const report = await shard.waitFor('both links with a lag in seconds', async () => {
+      const r = await httpJson(`${async0.apiUrl}/shard`);
+      const rep = r.body as ShardReport;
+      return rep.links.length === 2 && rep.links.every((l) => l.streaming && l.lagSeconds !== null && l.lagBytes !== null) ? rep : null;
+    }, 60_000);
+    expect(report.links.map((l) => `${l.upstream}->${l.downstream}:${l.expected}`)).toEqual([`${primary.id}->${sync.id}:sync`, `${sync.id}->${async0.id}:async`]);
+    for (const l of report.links) expect(l.lagSeconds!).toBeLessThan(30);
+    expect(report.peers.map((p) => [p.id, p.role, p.reachable])).toEqual([[primary.id, 'primary', true], [sync.id, 'sync', true], [async0.id, 'async', true]]);
+    const st = (await httpJson(`${sync.apiUrl}/status`)).body as SitterStatus;
+    expect(st.heartbeat?.primaryId).toBe(primary.id);
+    expect((await rawGet(`${sync.apiUrl}/replica?lag=30s`)).status).toBe(200);
+    // Nothing is ever 0 ms behind a heartbeat written a moment ago.
+    expect((await rawGet(`${sync.apiUrl}/replica?lag=0ms`)).status).toBe(503);
+    // The heartbeat lives in Manatee's own schema.
+    const rows = await shard.query<{ primary_id: string }>(sync, 'SELECT primary_id FROM manatee.heartbeat');
+    expect(rows.map((r) => r.primary_id)).toEqual([primary.id]);
+  });
+
+  it('/metrics serves Prometheus text with role, generation, Raft and lag figures', async () => {
+    const r = await rawGet(`${primary.apiUrl}/metrics`);
+    expect(r.status).toBe(200);
+    expect(r.type).toMatch(/text\/plain/);
+    expect(r.text).toMatch(/manatee_role\{role="primary"\} 1/);
+    expect(r.text).toMatch(/manatee_generation [1-9]/);
+    expect(r.text).toMatch(/manatee_raft_term [1-9]/);
+    expect(r.text).toMatch(new RegExp(`manatee_replication_lag_bytes\\{upstream="${primary.id}",downstream="${sync.id}",state="streaming"\\} \\d+`));
+    expect(r.text).toMatch(/manatee_decisions_total\{kind="[a-z-]+"\} [1-9]/);
+    expect(r.text).toMatch(/manatee_sessions 3/);
+  });
+});
+
+describe('manatee-adm on a real shard', () => {
+  it('show, peers and pg-status print every peer', async () => {
+    const show = await adm(['show', '-v'], async0.apiUrl);
+    expect(show.stderr).toBe('');
+    expect(show.code).toBe(0);
+    for (const p of [primary, sync, async0]) expect(show.stdout).toContain(p.id);
+    expect(show.stdout).toMatch(/primary/);
+    const pgs = await adm(['pg-status', '--json'], primary.apiUrl);
+    expect(pgs.code).toBe(0);
+    const links = JSON.parse(pgs.stdout) as { upstream: string; downstream: string }[];
+    expect(links.map((l) => l.downstream)).toEqual([sync.id, async0.id]);
+  });
+
+  it('verify passes on the healthy shard, and fails (exit 1) once the async is stopped', async () => {
+    const ok = await adm(['verify'], primary.apiUrl);
+    expect({ code: ok.code, stderr: ok.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(ok.stdout).toMatch(/no problems/);
+    // Stop the async peer (its sitter stops its PostgreSQL): the link to it stops streaming, its
+    // session ends, and the primary drops it from the chain; whichever verify sees first, it fails.
+    await shard.stopPeer(async0);
+    const bad = await shard.waitFor('verify to report the stopped async', async () => {
+      const r = await adm(['verify', '--json'], primary.apiUrl);
+      return r.code !== 0 ? r : null;
+    }, 60_000);
+    expect(bad.code).toBe(1);
+    const issues = JSON.parse(bad.stdout) as { ok: boolean; issues: { code: string; peer: string | null }[] };
+    expect(issues.ok).toBe(false);
+    expect(issues.issues.some((i) => i.peer === async0.id || i.code === 'NO_ASYNC')).toBe(true);
+    expect(bad.stderr).toMatch(/^manatee-adm: MANATEE_ERR_VERIFY_FAILED: \d+ problems? found/);
+  });
+});
