@@ -1,0 +1,349 @@
+// One chaos run from start to verdict: hosts, peers, workload, nemesis, healing, final reads,
+// the checker, and the results directory. Used by run.ts (npm run chaos) and by chaos-short.test.ts.
+import { randomBytes } from 'node:crypto';
+import { createWriteStream, mkdirSync, rmSync, writeFileSync, type WriteStream } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { check, type CheckResult } from './checker.js';
+import { Cluster } from './cluster.js';
+import { FAULT_KINDS, type FaultKind, type FaultRecord, type FinalRead, type Op, type StatusSample } from './history.js';
+import { createNetwork, destroyNetwork, NAME_PREFIX } from './net.js';
+import { Nemesis, shardWhole } from './nemesis.js';
+import { Rng } from './rng.js';
+import { renderTimeline } from './timeline.js';
+import { TABLE, Workload } from './workload.js';
+
+export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+
+export interface ChaosOptions {
+  /** How long faults are injected, in seconds. */
+  readonly timeS: number;
+  readonly seed: number;
+  readonly faults: readonly FaultKind[];
+  readonly peers: number;
+  readonly writers: number;
+  readonly readers: number;
+  /** Results go to <resultsDir>/<timestamp>-seed<seed>/. */
+  readonly resultsDir: string;
+  readonly sessionTimeoutMs: number;
+  /** A gap between successful writes at least this long is reported as unavailability. */
+  readonly gapMs: number;
+  /** Go on past timeS (by at most extraS) until every chosen kind of fault was injected once. */
+  readonly eachKind: boolean;
+  readonly extraS: number;
+  /** Keep the peers' data directories after the run (for debugging). */
+  readonly keepData: boolean;
+  readonly log: (line: string) => void;
+}
+
+export const DEFAULT_OPTIONS: Omit<ChaosOptions, 'seed' | 'log'> = {
+  timeS: 300,
+  faults: FAULT_KINDS,
+  peers: 3,
+  writers: 4,
+  readers: 1,
+  resultsDir: join(REPO_ROOT, 'results'),
+  sessionTimeoutMs: 3000,
+  gapMs: 1000,
+  eachKind: true,
+  extraS: 600,
+  keepData: false,
+};
+
+export interface ChaosSummary {
+  readonly valid: boolean;
+  readonly problems: readonly string[];
+  readonly seed: number;
+  readonly replay: string;
+  readonly resultsDir: string;
+  readonly durationS: number;
+  readonly faults: { readonly total: number; readonly byKind: Record<string, number>; readonly missingKinds: readonly string[] };
+  readonly stuck: number;
+  readonly sitterExitsWithoutFault: number;
+  readonly finalPrimary: string | null;
+  readonly check: CheckResult;
+}
+
+const MAX_OPS = 2_000_000;
+const MAX_SAMPLES = 50_000;
+const MAX_OBSERVATIONS = 500_000;
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
+  const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000, query_timeout: 30_000 });
+  await c.connect();
+  try {
+    return await fn(c);
+  } finally {
+    await c.end().catch(() => undefined);
+  }
+}
+
+class Jsonl {
+  private readonly stream: WriteStream;
+  constructor(path: string) {
+    this.stream = createWriteStream(path, { flags: 'a' });
+  }
+  write(o: unknown): void {
+    this.stream.write(`${JSON.stringify(o)}\n`);
+  }
+  close(): Promise<void> {
+    return new Promise((r) => this.stream.end(r));
+  }
+}
+
+export function replayCommand(o: ChaosOptions): string {
+  const faults = o.faults.length === FAULT_KINDS.length ? '' : ` --faults ${o.faults.join(',')}`;
+  return `npm run chaos -- --seed ${o.seed} --time ${o.timeS}${faults} --peers ${o.peers} --writers ${o.writers} --readers ${o.readers} --session-timeout-ms ${o.sessionTimeoutMs}`;
+}
+
+/** Removes what crashed runs left behind: processes in their namespaces, the namespaces, bridges and data directories. */
+export async function cleanupLeftovers(prefixes: readonly string[], log: (l: string) => void): Promise<void> {
+  for (const prefix of prefixes) {
+    for (const line of await destroyNetwork(prefix)) log(`cleanup: ${line}`);
+    const work = join('/tmp', `manatee-chaos-${prefix}`);
+    rmSync(work, { recursive: true, force: true });
+    log(`cleanup: removed ${work}`);
+  }
+}
+
+export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
+  const prefix = `${NAME_PREFIX}${randomBytes(3).toString('hex').slice(0, 5)}`;
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  const dir = join(o.resultsDir, `${stamp}-seed${o.seed}`);
+  const workDir = join('/tmp', `manatee-chaos-${prefix}`);
+  mkdirSync(join(dir, 'peers'), { recursive: true });
+  const rng = new Rng(o.seed);
+  const nemesisRng = rng.fork(1000);
+  const netRng = rng.fork(2000);
+  const clientSeeds = Array.from({ length: o.writers + o.readers }, (_, i) => rng.fork(i));
+  const now = (): number => Date.now();
+  const started = now();
+  o.log(`chaos: seed ${o.seed}, results in ${dir}`);
+  writeFileSync(join(dir, 'seed'), `${o.seed}\n`);
+
+  const history = new Jsonl(join(dir, 'history.jsonl'));
+  const faultLog = new Jsonl(join(dir, 'faults.jsonl'));
+  const nemesisLog = new Jsonl(join(dir, 'nemesis.jsonl'));
+  const statusLog = new Jsonl(join(dir, 'status.jsonl'));
+  const ops: Op[] = [];
+  const faults: FaultRecord[] = [];
+  const samples: StatusSample[] = [];
+  const observations: { client: number; atMs: number; generation: number }[] = [];
+  let sitterExits = 0;
+
+  let cleaned = false;
+  let cluster: Cluster | null = null;
+  const cleanup = async (): Promise<void> => {
+    if (cleaned) return;
+    cleaned = true;
+    if (cluster !== null) await cluster.stopAll(10_000).catch(() => undefined);
+    await destroyNetwork(prefix).catch((err: unknown) => { o.log(`chaos: cleanup of ${prefix} failed: ${String(err)}`); });
+    if (!o.keepData) rmSync(workDir, { recursive: true, force: true });
+  };
+  const onSignal = (sig: NodeJS.Signals): void => {
+    o.log(`chaos: ${sig}: removing the peers, namespaces and data of ${prefix}`);
+    void cleanup().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+
+  try {
+    const ids = Array.from({ length: o.peers }, (_, i) => `peer${i + 1}`);
+    const net = await createNetwork(prefix, ids, () => netRng.int(0, 1_000_000));
+    o.log(`chaos: network ${net.cidr}, namespaces ${net.hosts.map((h) => `${h.ns}=${h.address}`).join(' ')}`);
+    cluster = new Cluster(net, {
+      repoRoot: REPO_ROOT,
+      workDir,
+      logsDir: join(dir, 'peers'),
+      secret: randomBytes(24).toString('hex'),
+      adminToken: randomBytes(24).toString('hex'),
+      superuserPassword: randomBytes(12).toString('hex'),
+      sessionTimeoutMs: o.sessionTimeoutMs,
+      raftTickMs: 50,
+      raftElectionTicks: 20,
+    });
+    const c = cluster;
+    const peerConfigs = c.writeConfigs().map((cfg) => ({ ...cfg, secret: '(random per run)', adminToken: '(random per run)', postgres: { ...(cfg['postgres'] as object), superuserPassword: '(random per run)' } }));
+    const { log: _log, ...printable } = o;
+    writeFileSync(join(dir, 'config.json'), JSON.stringify({ options: printable, prefix, network: net, peers: peerConfigs, replay: replayCommand(o) }, null, 2));
+    for (const p of c.peers) c.start(p.id);
+
+    const nemesis = new Nemesis(c, {
+      kinds: o.faults,
+      sessionTimeoutMs: o.sessionTimeoutMs,
+      quietMs: [2000, 5000],
+      holdMs: [Math.max(2000, o.sessionTimeoutMs), o.sessionTimeoutMs * 4],
+      recoveryTimeoutMs: 180_000,
+    }, nemesisRng, {
+      fault: (f) => {
+        faults.push(f);
+        faultLog.write(f);
+        o.log(`chaos: fault #${f.seq} ${f.kind} [${f.targets.join(', ')}] ${((f.healedAtMs - f.startedAtMs) / 1000).toFixed(1)} s: ${f.detail}`);
+      },
+      note: (e) => {
+        nemesisLog.write({ atMs: now(), ...e });
+        if (e['event'] === 'sitter-exited') sitterExits++;
+        if (e['event'] === 'stuck' || e['event'] === 'sitter-exited') o.log(`chaos: ${JSON.stringify(e)}`);
+      },
+    }, now);
+
+    o.log('chaos: waiting for the shard to be whole (writable primary, sync, async)');
+    if (!(await nemesis.awaitWhole(300_000))) throw new Error('the shard never became whole at start-up; see the peers\' logs');
+    const first = await shardWhole(c);
+    await withClient(c.pgUrl(first.primary!), (pgc) => pgc.query(`CREATE TABLE IF NOT EXISTS ${TABLE} (id bigint PRIMARY KEY, client int NOT NULL, peer text NOT NULL, generation int NOT NULL)`));
+    o.log(`chaos: shard whole after ${((now() - started) / 1000).toFixed(0)} s; primary ${first.primary}; workload and nemesis start`);
+
+    // The status monitor: what every peer said, once a second (the picture's primary lane).
+    let monitoring = true;
+    const monitor = (async () => {
+      while (monitoring) {
+        const all = await c.statuses(900);
+        const sample: StatusSample = {
+          atMs: now(),
+          peers: c.peers.map((p) => {
+            const s = all.get(p.id) ?? null;
+            return { id: p.id, role: s?.role ?? null, generation: s?.state?.generation ?? null, writable: s?.postgres.writable ?? false };
+          }),
+        };
+        if (samples.length < MAX_SAMPLES) samples.push(sample);
+        statusLog.write(sample);
+        await sleep(1000);
+      }
+    })();
+
+    const workload = new Workload(c, {
+      writers: o.writers,
+      readers: o.readers,
+      intervalMs: 40,
+      opTimeoutMs: 5000,
+      connectTimeoutMs: 2000,
+      topologyMaxAgeMs: 1000,
+      maxOps: MAX_OPS,
+    }, (client) => clientSeeds[client]!, {
+      event: (e) => { history.write(e); },
+      complete: (op) => { if (ops.length < MAX_OPS) ops.push(op); },
+      observeStatus: (client, generation) => { if (observations.length < MAX_OBSERVATIONS) observations.push({ client, atMs: now(), generation }); },
+      get full() { return ops.length >= MAX_OPS; },
+    }, now);
+    const workloadStartMs = now();
+    workload.start();
+
+    const progress = setInterval(() => {
+      const w = ops.filter((x) => x.f === 'write');
+      o.log(`chaos: ${((now() - workloadStartMs) / 1000).toFixed(0)} s: ${faults.length} faults, ${w.length} writes (${w.filter((x) => x.outcome === 'ok').length} ok, ${w.filter((x) => x.outcome === 'fail').length} fail, ${w.filter((x) => x.outcome === 'unknown').length} unknown)`);
+    }, 30_000);
+    const deadline = workloadStartMs + o.timeS * 1000;
+    const hardDeadline = deadline + o.extraS * 1000;
+    const allKindsDone = (): boolean => o.faults.every((k) => nemesis.done.includes(k));
+    try {
+      await nemesis.run(() => now() >= hardDeadline || (now() >= deadline && (!o.eachKind || allKindsDone())));
+    } finally {
+      clearInterval(progress);
+    }
+
+    // Heal, let the shard recover while the clients go on, then stop them and read everything.
+    await nemesis.healAll();
+    o.log('chaos: every fault healed; waiting for the shard to be whole');
+    const recovered = await nemesis.awaitWhole(300_000);
+    await sleep(3000);
+    await workload.halt();
+    const workloadEndMs = now();
+    monitoring = false;
+    await monitor;
+
+    const reads: FinalRead[] = [];
+    let finalPrimary: string | null = null;
+    if (recovered && (await nemesis.awaitWhole(120_000))) {
+      finalPrimary = (await shardWhole(c)).primary;
+    }
+    if (finalPrimary !== null) {
+      const primaryIds = await withClient(c.pgUrl(finalPrimary), async (pgc) => {
+        const rows = await pgc.query<{ id: string }>(`SELECT id FROM ${TABLE}`);
+        const lsn = await pgc.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
+        return { ids: new Set(rows.rows.map((r) => Number(r.id))), lsn: lsn.rows[0]!.lsn };
+      });
+      reads.push({ peer: finalPrimary, role: 'primary', caughtUp: true, ids: primaryIds.ids });
+      for (const p of c.peers.filter((x) => x.id !== finalPrimary)) {
+        const r = await withClient(c.pgUrl(p.id), async (pgc) => {
+          let caughtUp = false;
+          for (let i = 0; i < 120 && !caughtUp; i++) {
+            const q = await pgc.query<{ ok: boolean | null }>('SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS ok', [primaryIds.lsn]);
+            caughtUp = q.rows[0]?.ok === true;
+            if (!caughtUp) await sleep(500);
+          }
+          const rows = await pgc.query<{ id: string }>(`SELECT id FROM ${TABLE}`);
+          return { caughtUp, ids: new Set(rows.rows.map((x) => Number(x.id))) };
+        }).catch((err: unknown) => {
+          o.log(`chaos: final read on ${p.id} failed: ${String(err)}`);
+          return { caughtUp: false, ids: new Set<number>() };
+        });
+        reads.push({ peer: p.id, role: 'replica', ...r });
+      }
+    }
+
+    const result = check({
+      ops,
+      faults,
+      final: { primary: finalPrimary, reads },
+      workloadStartMs,
+      workloadEndMs,
+      gapThresholdMs: o.gapMs,
+      statusObservations: observations,
+    });
+    const byKind: Record<string, number> = {};
+    for (const f of faults) byKind[f.kind] = (byKind[f.kind] ?? 0) + 1;
+    const missingKinds = o.faults.filter((k) => byKind[k] === undefined);
+    const problems = [...result.problems];
+    if (nemesis.stuck > 0) problems.push(`the shard was stuck (not whole within the recovery timeout) ${nemesis.stuck} times; see nemesis.jsonl`);
+    const summary: ChaosSummary = {
+      valid: problems.length === 0,
+      problems,
+      seed: o.seed,
+      replay: replayCommand(o),
+      resultsDir: dir,
+      durationS: Math.round((workloadEndMs - workloadStartMs) / 1000),
+      faults: { total: faults.length, byKind, missingKinds },
+      stuck: nemesis.stuck,
+      sitterExitsWithoutFault: sitterExits,
+      finalPrimary,
+      check: result,
+    };
+    writeFileSync(join(dir, 'summary.json'), JSON.stringify(summary, null, 2));
+    writeFileSync(join(dir, 'timeline.svg'), renderTimeline({
+      title: `Manatee chaos run, seed ${o.seed}: ${summary.valid ? 'valid' : 'INVALID'} — ${result.counts.writes.ok} acknowledged writes, ${result.lost.count} lost, ${faults.length} faults`,
+      startMs: workloadStartMs,
+      endMs: workloadEndMs,
+      ops,
+      faults,
+      samples,
+      windows: result.unavailability.windows,
+      peers: ids,
+    }));
+    return summary;
+  } finally {
+    await Promise.all([history.close(), faultLog.close(), nemesisLog.close(), statusLog.close()]);
+    await cleanup();
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
+  }
+}
+
+/** The verdict in a few lines, as `npm run chaos` prints it. */
+export function verdictLines(s: ChaosSummary): string[] {
+  const c = s.check;
+  const lines = [
+    `${s.valid ? 'VALID' : 'INVALID'}: seed ${s.seed}, ${s.durationS} s, ${s.faults.total} faults (${Object.entries(s.faults.byKind).map(([k, n]) => `${k} ${n}`).join(', ')})`,
+    `  writes: ${c.counts.writes.invoked} invoked, ${c.counts.writes.ok} acknowledged, ${c.counts.writes.fail} failed, ${c.counts.writes.unknown} unknown (${c.unknown.committed} committed, ${c.unknown.notCommitted} not)`,
+    `  reads: ${c.counts.reads.invoked} (${c.counts.reads.ok} ok)`,
+    `  lost acknowledged writes: ${c.lost.count}; failed writes present: ${c.failedPresent.count}; two-primary evidence: ${c.doublePrimary.count}; generation regressions: ${c.generationRegressions.count}; stuck: ${s.stuck}`,
+    `  unavailability: ${c.unavailability.windows.length} windows without a successful write, longest ${(c.unavailability.longestMs / 1000).toFixed(1)} s, total ${(c.unavailability.totalMs / 1000).toFixed(1)} s`,
+  ];
+  for (const p of s.problems) lines.push(`  problem: ${p}`);
+  lines.push(`  results: ${s.resultsDir}`, `  replay: ${s.replay}`);
+  return lines;
+}
