@@ -275,8 +275,15 @@ export class Zfs {
     const { value, source } = await this.mountpointWithSource(dataset);
     const remembered = source === 'local' ? value : INHERITED;
     await this.setProperty(dataset, ISOLATED_MOUNTPOINT_PROPERTY, remembered);
-    // Setting mountpoint=none unmounts: if the data is in use this fails (busy) before anything moved.
-    await this.retryBusy(() => this.cmd.run(['set', 'mountpoint=none', dataset]));
+    // Setting mountpoint=none unmounts: if the data is in use this fails (busy) before anything
+    // moved. No retry here: with zfs-fuse a failed unmount can leave the dataset held, so the
+    // caller must stop what uses it (PostgreSQL) first.
+    try {
+      await this.cmd.run(['set', 'mountpoint=none', dataset]);
+    } catch (err) {
+      await this.inheritProperty(dataset, ISOLATED_MOUNTPOINT_PROPERTY).catch(() => undefined);
+      throw err;
+    }
     const container = `${parent}/isolated`;
     if (!(await this.exists(container))) {
       try {
