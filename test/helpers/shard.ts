@@ -1,0 +1,613 @@
+// A shard of real `manatee-sitter` processes on 127.0.0.1 for integration tests and benchmarks:
+// N peers with ephemeral ports (freePort), each with its own config file, data directory and log
+// in one temporary directory. Helpers read each peer's GET /status, wait for topologies, kill
+// parts of a peer with SIGKILL (sitter, PostgreSQL, or both), restart a peer, call the admin
+// API, and run a writer that records the rows whose commit was acknowledged.
+// teardown() stops every process this fixture started (by pid: sitters, and the postmasters they
+// started, which outlive a SIGKILLed sitter) and removes the temporary directory, even after a
+// failed test.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, openSync, closeSync, readFileSync } from 'node:fs';
+import { mkdir, writeFile, chmod, readFile, rm } from 'node:fs/promises';
+import { join, resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { request } from 'node:http';
+import pg from 'pg';
+import type { SitterStatus } from '../../src/peer/status.js';
+import { makeTmpDir } from './tmp.js';
+import { freePort, waitFor } from './wait.js';
+
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const sitterScript = join(repoRoot, 'src/cli/manatee-sitter.ts');
+
+export interface ShardTimeouts {
+  sessionTimeoutMs: number;
+  keepaliveIntervalMs: number;
+  pgHealthIntervalMs: number;
+  pgHealthTimeoutMs: number;
+  pgUnhealthyTimeoutMs: number;
+  pgStartTimeoutMs: number;
+}
+
+export interface ShardRaft {
+  tickMs: number;
+  electionTicks: number;
+  heartbeatTicks: number;
+}
+
+export interface ShardOptions {
+  /** Number of peers (default 3). */
+  readonly peers?: number;
+  readonly backend?: 'basebackup' | 'zfs';
+  /** With backend zfs: the pool; each peer gets the dataset `<pool>/manatee/<peer>`. */
+  readonly zfsPool?: string;
+  /** Overrides of the sitter's timeouts (defaults: the sitter's own, unless given). */
+  readonly timeouts?: Partial<ShardTimeouts>;
+  readonly raft?: Partial<ShardRaft>;
+  /** Prefix of the temp directory and of the peer ids. */
+  readonly prefix?: string;
+  /** Start the sitters at once (default true). */
+  readonly start?: boolean;
+  readonly logLevel?: 'debug' | 'info' | 'warn';
+}
+
+export interface ShardPeer {
+  readonly id: string;
+  readonly index: number;
+  readonly pgPort: number;
+  readonly apiPort: number;
+  readonly raftPort: number;
+  readonly dataDir: string;
+  readonly configPath: string;
+  readonly logPath: string;
+  readonly apiUrl: string;
+  /** The running sitter process, or null when it is not running (killed, exited, or not started). */
+  child: ChildProcess | null;
+}
+
+export const SHARD_SUPERUSER_PASSWORD = 'shard-superuser-pw';
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Whether pid is a PostgreSQL process (guards against a recycled pid before a kill). */
+function isPostgres(pid: number): boolean {
+  try {
+    const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    return /postgres/.test(cmd);
+  } catch {
+    return false;
+  }
+}
+
+async function sleep(ms: number): Promise<void> {
+  await new Promise((r) => setTimeout(r, ms));
+}
+
+async function waitGone(pids: readonly number[], timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (pids.some(alive)) {
+    if (Date.now() > deadline) return false;
+    await sleep(50);
+  }
+  return true;
+}
+
+/** One HTTP call to a peer's API; node:http (fetch refuses some ports). Rejects on any failure. */
+export function httpJson(
+  url: string,
+  opts: { method?: string; body?: unknown; token?: string; timeoutMs?: number } = {},
+): Promise<{ status: number; body: unknown }> {
+  return new Promise((resolvePromise, reject) => {
+    const payload = opts.body === undefined ? undefined : JSON.stringify(opts.body);
+    const headers: Record<string, string> = {};
+    if (payload !== undefined) headers['content-type'] = 'application/json';
+    if (opts.token !== undefined) headers['authorization'] = `Bearer ${opts.token}`;
+    const req = request(url, { method: opts.method ?? 'GET', headers, timeout: opts.timeoutMs ?? 3000 }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        let body: unknown = text;
+        try {
+          body = JSON.parse(text);
+        } catch {
+          // not JSON: keep the text
+        }
+        resolvePromise({ status: res.statusCode ?? 0, body });
+      });
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`timeout calling ${url}`)));
+    req.on('error', reject);
+    if (payload !== undefined) req.write(payload);
+    req.end();
+  });
+}
+
+export class Shard {
+  readonly dir: string;
+  readonly peers: ShardPeer[];
+  readonly secret = randomBytes(16).toString('hex');
+  readonly adminToken = randomBytes(16).toString('hex');
+  readonly timeouts: ShardTimeouts;
+  readonly raft: ShardRaft;
+  private readonly cleanupDir: () => Promise<void>;
+  /** Every postmaster pid seen: teardown stops those still running. */
+  private readonly postgresPids = new Set<number>();
+  private readonly writers: Writer[] = [];
+  private tornDown = false;
+
+  private constructor(dir: string, cleanup: () => Promise<void>, peers: ShardPeer[], timeouts: ShardTimeouts, raft: ShardRaft) {
+    this.dir = dir;
+    this.cleanupDir = cleanup;
+    this.peers = peers;
+    this.timeouts = timeouts;
+    this.raft = raft;
+  }
+
+  static async create(opts: ShardOptions = {}): Promise<Shard> {
+    const n = opts.peers ?? 3;
+    const tmp = await makeTmpDir(opts.prefix ?? 'shard');
+    const timeouts: ShardTimeouts = {
+      sessionTimeoutMs: 2000,
+      keepaliveIntervalMs: 400,
+      pgHealthIntervalMs: 1000,
+      pgHealthTimeoutMs: 3000,
+      pgUnhealthyTimeoutMs: 15_000,
+      pgStartTimeoutMs: 120_000,
+      ...opts.timeouts,
+    };
+    const raft: ShardRaft = { tickMs: 50, electionTicks: 10, heartbeatTicks: 1, ...opts.raft };
+    const peers: ShardPeer[] = [];
+    const used = new Set<number>();
+    const port = async (): Promise<number> => {
+      for (;;) {
+        const p = await freePort();
+        if (!used.has(p)) {
+          used.add(p);
+          return p;
+        }
+      }
+    };
+    for (let i = 0; i < n; i++) {
+      const id = `${opts.prefix ?? 'p'}${i + 1}`;
+      const dataDir = join(tmp.path, id);
+      peers.push({
+        id,
+        index: i,
+        pgPort: await port(),
+        apiPort: await port(),
+        raftPort: await port(),
+        dataDir,
+        configPath: join(tmp.path, `${id}.json`),
+        logPath: join(tmp.path, `${id}.log`),
+        apiUrl: '',
+        child: null,
+      });
+    }
+    for (const p of peers) (p as { apiUrl: string }).apiUrl = `http://127.0.0.1:${p.apiPort}`;
+    const shard = new Shard(tmp.path, tmp.cleanup, peers, timeouts, raft);
+    try {
+      const members = peers.map((p) => ({ id: p.id, address: `127.0.0.1:${p.raftPort}` }));
+      for (const p of peers) {
+        await mkdir(p.dataDir, { recursive: true });
+        await chmod(p.dataDir, 0o755);
+        const config = {
+          peerId: p.id,
+          host: '127.0.0.1',
+          dataDir: p.dataDir,
+          backend: opts.backend ?? 'basebackup',
+          postgres: { port: p.pgPort, superuserPassword: SHARD_SUPERUSER_PASSWORD },
+          ...(opts.backend === 'zfs'
+            ? { zfs: { dataset: `${opts.zfsPool ?? 'missing-pool'}/manatee/${p.id}`, snapshotIntervalMs: 600_000, snapshotRetention: 5 } }
+            : {}),
+          api: { port: p.apiPort, listen: '127.0.0.1' },
+          raft: { port: p.raftPort, listen: '127.0.0.1', members, ...raft },
+          timeouts,
+          secret: shard.secret,
+          adminToken: shard.adminToken,
+          log: { level: opts.logLevel ?? 'info' },
+        };
+        await writeFile(p.configPath, JSON.stringify(config, null, 2));
+        await chmod(p.configPath, 0o600);
+      }
+      if (opts.start ?? true) for (const p of peers) shard.startSitter(p);
+    } catch (err) {
+      await shard.teardown();
+      throw err;
+    }
+    return shard;
+  }
+
+  peer(id: string): ShardPeer {
+    const p = this.peers.find((x) => x.id === id);
+    if (p === undefined) throw new Error(`no peer ${id} in this shard`);
+    return p;
+  }
+
+  // ------------------------------------------------------------ processes
+
+  /** Starts the sitter of `peer` (its log is appended to peer.logPath). */
+  startSitter(peer: ShardPeer): ChildProcess {
+    if (this.tornDown) throw new Error('the shard was torn down');
+    if (peer.child !== null && peer.child.exitCode === null && peer.child.signalCode === null) {
+      throw new Error(`the sitter of ${peer.id} is already running (pid ${peer.child.pid ?? '?'})`);
+    }
+    const log = openSync(peer.logPath, 'a');
+    const child = spawn(process.execPath, ['--import', 'tsx', sitterScript, '-f', peer.configPath], {
+      cwd: repoRoot,
+      stdio: ['ignore', log, log],
+      env: { ...process.env, NODE_OPTIONS: '' },
+    });
+    closeSync(log);
+    child.on('exit', () => {
+      if (peer.child === child) peer.child = null;
+    });
+    peer.child = child;
+    return child;
+  }
+
+  sitterPid(peer: ShardPeer): number | null {
+    const c = peer.child;
+    return c !== null && c.pid !== undefined && c.exitCode === null && c.signalCode === null ? c.pid : null;
+  }
+
+  /** The postmaster's pid: from the peer's postmaster.pid (fresh), else null. */
+  postgresPid(peer: ShardPeer): number | null {
+    const file = join(peer.dataDir, 'pgdata', 'postmaster.pid');
+    if (!existsSync(file)) return null;
+    try {
+      const pid = Number(readFileSync(file, 'utf8').split('\n')[0]);
+      if (Number.isInteger(pid) && pid > 0 && alive(pid) && isPostgres(pid)) {
+        this.postgresPids.add(pid);
+        return pid;
+      }
+    } catch {
+      // being rewritten: no pid now
+    }
+    return null;
+  }
+
+  /** SIGKILL of the sitter only (its PostgreSQL keeps running). Resolves once it is gone. */
+  async killSitter(peer: ShardPeer): Promise<void> {
+    const child = peer.child;
+    const pid = this.sitterPid(peer);
+    if (child === null || pid === null) return;
+    const exited = new Promise<void>((r) => child.once('exit', () => { r(); }));
+    process.kill(pid, 'SIGKILL');
+    await exited;
+    peer.child = null;
+  }
+
+  /** SIGKILL of the postmaster only. Returns the pid killed (null when none ran). */
+  async killPostgres(peer: ShardPeer, knownPid?: number | null): Promise<number | null> {
+    const pid = knownPid ?? this.postgresPid(peer);
+    if (pid === null || !alive(pid) || !isPostgres(pid)) return null;
+    process.kill(pid, 'SIGKILL');
+    await waitGone([pid], 10_000);
+    return pid;
+  }
+
+  /**
+   * SIGKILL of the whole peer: the sitter and its PostgreSQL, as close together as possible
+   * (the postmaster's pid is read first, so that both signals leave back to back).
+   */
+  async killPeer(peer: ShardPeer): Promise<{ atMs: number; sitterPid: number | null; postgresPid: number | null }> {
+    const pgPid = this.postgresPid(peer);
+    const sitterPid = this.sitterPid(peer);
+    const child = peer.child;
+    const exited = child !== null && sitterPid !== null ? new Promise<void>((r) => child.once('exit', () => { r(); })) : Promise.resolve();
+    const atMs = Date.now();
+    if (sitterPid !== null) process.kill(sitterPid, 'SIGKILL');
+    if (pgPid !== null) process.kill(pgPid, 'SIGKILL');
+    await exited;
+    peer.child = null;
+    if (pgPid !== null) await waitGone([pgPid], 10_000);
+    // Backends of a killed postmaster exit by themselves once they notice; wait for the port's holders.
+    return { atMs, sitterPid, postgresPid: pgPid };
+  }
+
+  /** Starts a killed peer again (its PostgreSQL is started by its sitter). */
+  restartPeer(peer: ShardPeer): ChildProcess {
+    return this.startSitter(peer);
+  }
+
+  /** SIGTERM to the sitter (it stops its PostgreSQL), SIGKILL after `timeoutMs`. */
+  async stopPeer(peer: ShardPeer, timeoutMs = 30_000): Promise<void> {
+    const child = peer.child;
+    const pid = this.sitterPid(peer);
+    if (child === null || pid === null) return;
+    const exited = new Promise<void>((r) => child.once('exit', () => { r(); }));
+    process.kill(pid, 'SIGTERM');
+    const done = await Promise.race([exited.then(() => true), sleep(timeoutMs).then(() => false)]);
+    if (!done) {
+      process.kill(pid, 'SIGKILL');
+      await exited;
+    }
+    peer.child = null;
+  }
+
+  // ------------------------------------------------------------ status and waits
+
+  async statusOf(peer: ShardPeer): Promise<SitterStatus | null> {
+    try {
+      const r = await httpJson(`${peer.apiUrl}/status`, { timeoutMs: 3000 });
+      if (r.status !== 200) return null;
+      const s = r.body as SitterStatus;
+      if (s.postgresPid !== null) this.postgresPids.add(s.postgresPid);
+      return s;
+    } catch {
+      return null;
+    }
+  }
+
+  async statuses(): Promise<Map<string, SitterStatus | null>> {
+    const all = await Promise.all(this.peers.map(async (p) => [p.id, await this.statusOf(p)] as const));
+    return new Map(all);
+  }
+
+  /** A one-line summary of the shard, for failure messages and progress logs. */
+  async describe(): Promise<string> {
+    const st = await this.statuses();
+    return this.peers
+      .map((p) => {
+        const s = st.get(p.id) ?? null;
+        if (s === null) return `${p.id}=${this.sitterPid(p) === null ? 'down' : 'no-api'}`;
+        return `${p.id}=${s.role}${s.postgres.online ? '' : '(pg-off)'}${s.postgres.writable ? '(w)' : ''}@g${s.state?.generation ?? '-'}:${s.lastDecision?.kind ?? '-'}`;
+      })
+      .join(' ');
+  }
+
+  /** Waits until some peer is a primary whose PostgreSQL accepts writes; returns it and its status. */
+  async waitForPrimaryWritable(opts: { timeoutMs?: number; not?: string } = {}): Promise<{ peer: ShardPeer; status: SitterStatus }> {
+    return this.waitFor('a writable primary', async () => {
+      for (const p of this.peers) {
+        if (p.id === opts.not) continue;
+        const s = await this.statusOf(p);
+        if (s !== null && s.role === 'primary' && s.postgres.writable && s.state?.primary.id === p.id) return { peer: p, status: s };
+      }
+      return null;
+    }, opts.timeoutMs ?? 120_000);
+  }
+
+  /**
+   * Waits until the committed state (as `via` sees it, or any peer) has this primary, sync and
+   * asyncs (in order; `async` undefined: not checked), and every named peer's PostgreSQL is online.
+   */
+  async waitForTopology(
+    want: { primary: string; sync: string | null; async?: readonly string[]; deposed?: readonly string[] },
+    timeoutMs = 120_000,
+  ): Promise<SitterStatus> {
+    const what = `topology primary=${want.primary} sync=${want.sync ?? '-'} async=[${(want.async ?? ['?']).join(',')}]`;
+    return this.waitFor(what, async () => {
+      const ps = await this.statusOf(this.peer(want.primary));
+      const st = ps?.state;
+      if (ps === null || st === null || st === undefined) return null;
+      if (st.primary.id !== want.primary || (st.sync?.id ?? null) !== want.sync) return null;
+      if (want.async !== undefined && st.async.map((a) => a.id).join(',') !== want.async.join(',')) return null;
+      if (want.deposed !== undefined && st.deposed.map((a) => a.id).join(',') !== want.deposed.join(',')) return null;
+      if (!ps.postgres.writable) return null;
+      // The sync streams to the primary with sync_state 'sync'.
+      if (want.sync !== null && !ps.replication.some((r) => r.applicationName === want.sync && r.state === 'streaming' && r.syncState === 'sync')) return null;
+      // Each async streams from its upstream.
+      for (const [i, a] of (want.async ?? []).entries()) {
+        const upstreamId = i === 0 ? (want.sync ?? want.primary) : want.async?.[i - 1];
+        if (upstreamId === undefined) return null;
+        // Read on PostgreSQL: a standby's /status carries no replication rows.
+        const rows = await this.query<{ application_name: string; state: string }>(this.peer(upstreamId), 'SELECT application_name, state FROM pg_stat_replication');
+        if (!rows.some((r) => r.application_name === a && r.state === 'streaming')) return null;
+        const as = await this.statusOf(this.peer(a));
+        if (as === null || as.role !== 'async' || !as.postgres.online) return null;
+      }
+      return ps;
+    }, timeoutMs);
+  }
+
+  /** waitFor with the shard's state in the timeout message. */
+  async waitFor<T>(what: string, probe: () => Promise<T | null | undefined | false>, timeoutMs = 120_000): Promise<T> {
+    try {
+      return await waitFor(what, probe, { timeoutMs, intervalMs: 200 });
+    } catch (err) {
+      const d = await this.describe().catch(() => '?');
+      throw new Error(`${(err as Error).message}; shard: ${d}; logs in ${this.dir}`, { cause: err });
+    }
+  }
+
+  /** POST /admin/<op> on `peer` with the admin token. */
+  async admin(peer: ShardPeer, op: string, body: unknown = {}): Promise<{ status: number; body: unknown }> {
+    return httpJson(`${peer.apiUrl}/admin/${op}`, { method: 'POST', body, token: this.adminToken, timeoutMs: 10_000 });
+  }
+
+  /** A superuser client on `peer`'s PostgreSQL over TCP. Caller ends it. */
+  async client(peer: ShardPeer, timeoutMs = 5000, queryTimeoutMs = timeoutMs * 2): Promise<pg.Client> {
+    const c = new pg.Client({
+      host: '127.0.0.1',
+      port: peer.pgPort,
+      user: 'postgres',
+      password: SHARD_SUPERUSER_PASSWORD,
+      database: 'postgres',
+      connectionTimeoutMillis: timeoutMs,
+      query_timeout: queryTimeoutMs,
+    });
+    c.on('error', () => undefined);
+    await c.connect();
+    return c;
+  }
+
+  async query<R extends pg.QueryResultRow>(peer: ShardPeer, sql: string, params: unknown[] = []): Promise<R[]> {
+    const c = await this.client(peer);
+    try {
+      return (await c.query<R>(sql, params)).rows;
+    } finally {
+      await c.end().catch(() => undefined);
+    }
+  }
+
+  /** Lines of a peer's sitter log (pino JSON) that parse, newest last. */
+  async logLines(peer: ShardPeer): Promise<Record<string, unknown>[]> {
+    const text = await readFile(peer.logPath, 'utf8').catch(() => '');
+    const out: Record<string, unknown>[] = [];
+    for (const line of text.split('\n')) {
+      if (!line.startsWith('{')) continue;
+      try {
+        out.push(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        // a partial last line
+      }
+    }
+    return out;
+  }
+
+  writer(opts: { intervalMs?: number; table?: string } = {}): Writer {
+    const w = new Writer(this, opts.intervalMs ?? 5, opts.table ?? 'acked');
+    this.writers.push(w);
+    return w;
+  }
+
+  /** Stops every writer and process this fixture started, and removes the temp directory. */
+  async teardown(opts: { keepDir?: boolean } = {}): Promise<void> {
+    if (this.tornDown) return;
+    this.tornDown = true;
+    for (const w of this.writers) await w.stop().catch(() => undefined);
+    for (const p of this.peers) this.postgresPid(p);
+    // SIGKILL: a test shard's data is thrown away, so no clean shutdown is owed to anyone.
+    const sitters: number[] = [];
+    for (const p of this.peers) {
+      const pid = this.sitterPid(p);
+      if (pid !== null) {
+        sitters.push(pid);
+        process.kill(pid, 'SIGKILL');
+      }
+    }
+    await waitGone(sitters, 10_000);
+    const pgs = [...this.postgresPids].filter((pid) => alive(pid) && isPostgres(pid));
+    for (const pid of pgs) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone meanwhile
+      }
+    }
+    await waitGone(pgs, 10_000);
+    // Backends of a killed postmaster exit by themselves; give them a moment before removing files.
+    await sleep(200);
+    // MANATEE_KEEP_SHARD=1 keeps the directory (logs, data) for a post-mortem.
+    if (opts.keepDir !== true && process.env['MANATEE_KEEP_SHARD'] !== '1') {
+      await this.cleanupDir().catch(async () => {
+        await sleep(1000);
+        await rm(this.dir, { recursive: true, force: true });
+      });
+    }
+  }
+}
+
+/** A row writer: one INSERT per commit, through whichever peer is the writable primary. */
+export class Writer {
+  /** ids whose COMMIT returned success, with the time of the acknowledgement. */
+  readonly acked: { id: number; atMs: number; peer: string }[] = [];
+  readonly errors: string[] = [];
+  private nextId = 1;
+  private running = false;
+  private loopDone: Promise<void> = Promise.resolve();
+  private client: pg.Client | null = null;
+  private clientPeer: string | null = null;
+
+  constructor(
+    private readonly shard: Shard,
+    private readonly intervalMs: number,
+    readonly table: string,
+  ) {}
+
+  get lastAck(): { id: number; atMs: number; peer: string } | undefined {
+    return this.acked[this.acked.length - 1];
+  }
+
+  /** Creates the table on the current primary and starts writing. */
+  async start(): Promise<void> {
+    const { peer } = await this.shard.waitForPrimaryWritable();
+    await this.shard.query(peer, `CREATE TABLE IF NOT EXISTS ${this.table} (id bigint PRIMARY KEY, peer text NOT NULL, at timestamptz NOT NULL DEFAULT now())`);
+    this.running = true;
+    this.loopDone = this.loop();
+  }
+
+  /** The first acknowledgement at or after `sinceMs`. */
+  firstAckAfter(sinceMs: number): { id: number; atMs: number; peer: string } | undefined {
+    return this.acked.find((a) => a.atMs >= sinceMs);
+  }
+
+  async waitForAckAfter(sinceMs: number, timeoutMs = 120_000, onPeer?: string): Promise<{ id: number; atMs: number; peer: string }> {
+    return this.shard.waitFor(`a commit acknowledged after ${new Date(sinceMs).toISOString()}${onPeer !== undefined ? ` on ${onPeer}` : ''}`, () => {
+      const a = this.acked.find((x) => x.atMs >= sinceMs && (onPeer === undefined || x.peer === onPeer));
+      return Promise.resolve(a ?? null);
+    }, timeoutMs);
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    await this.loopDone;
+    await this.dropClient();
+  }
+
+  /** Ids of acknowledged rows missing on `peer` (which must be readable: a primary or a standby). */
+  async missingOn(peer: ShardPeer): Promise<number[]> {
+    const rows = await this.shard.query<{ id: string }>(peer, `SELECT id FROM ${this.table}`);
+    const found = new Set(rows.map((r) => Number(r.id)));
+    return this.acked.filter((a) => !found.has(a.id)).map((a) => a.id);
+  }
+
+  async countOn(peer: ShardPeer): Promise<number> {
+    const rows = await this.shard.query<{ n: string }>(peer, `SELECT count(*) AS n FROM ${this.table}`);
+    return Number(rows[0]?.n ?? 0);
+  }
+
+  private async dropClient(): Promise<void> {
+    const c = this.client;
+    this.client = null;
+    this.clientPeer = null;
+    if (c !== null) await c.end().catch(() => undefined);
+  }
+
+  /** The current writable primary as the peers report it, or null. */
+  private async findPrimary(): Promise<ShardPeer | null> {
+    const all = await this.shard.statuses();
+    for (const p of this.shard.peers) {
+      const s = all.get(p.id);
+      if (s?.role === 'primary' && s.postgres.writable && s.state?.primary.id === p.id) return p;
+    }
+    return null;
+  }
+
+  private async loop(): Promise<void> {
+    while (this.running) {
+      try {
+        if (this.client === null) {
+          const p = await this.findPrimary();
+          if (p === null) {
+            await sleep(50);
+            continue;
+          }
+          this.client = await this.shard.client(p, 2000, 30_000);
+          this.clientPeer = p.id;
+        }
+        const id = this.nextId++;
+        const peer = this.clientPeer ?? '?';
+        await this.client.query(`INSERT INTO ${this.table} (id, peer) VALUES ($1, $2)`, [id, peer]);
+        this.acked.push({ id, atMs: Date.now(), peer });
+        if (this.intervalMs > 0) await sleep(this.intervalMs);
+      } catch (err) {
+        const msg = (err as Error).message;
+        if (this.errors.length < 1000) this.errors.push(msg);
+        await this.dropClient();
+        await sleep(20);
+      }
+    }
+  }
+}

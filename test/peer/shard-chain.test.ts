@@ -1,0 +1,128 @@
+// A real three-peer shard (basebackup backend) of manatee-sitter processes on loopback, driven
+// through one chain of failures in order: setup, SIGKILL of the async, of the sync, of the whole
+// primary peer, and all peers killed and restarted together. A writer commits rows throughout
+// from the failover on; every acknowledged row must be found on the final primary.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Shard, type ShardPeer, type Writer } from '../helpers/shard.js';
+
+describe('a three-peer shard through a chain of failures (basebackup)', () => {
+  let shard: Shard;
+  let writer: Writer;
+  // Roles as they stand after each step (set by the setup test, updated by each failure).
+  let primary: ShardPeer;
+  let sync: ShardPeer;
+  let async1: ShardPeer;
+  let generation: number;
+
+  beforeAll(async () => {
+    shard = await Shard.create({ prefix: 'ch', timeouts: { sessionTimeoutMs: 2000, keepaliveIntervalMs: 400 } });
+  });
+
+  afterAll(async () => {
+    await shard.teardown();
+  });
+
+  const stateOf = async (p: ShardPeer) => {
+    const s = await shard.statusOf(p);
+    if (s?.state === null || s?.state === undefined) throw new Error(`${p.id} has no state`);
+    return s.state;
+  };
+
+  /** Count of log lines of `peer` whose decision is one of `kinds`. */
+  const decisions = async (p: ShardPeer, kinds: readonly string[]) => (await shard.logLines(p)).filter((l) => kinds.includes(String(l['decision']))).length;
+
+  it('sets up a writable primary with a streaming sync and an async streaming from the sync', async () => {
+    const { peer } = await shard.waitForPrimaryWritable({ timeoutMs: 150_000 });
+    const st = await stateOf(peer);
+    expect(st.generation).toBe(1);
+    expect(st.sync).not.toBeNull();
+    expect(st.async).toHaveLength(1);
+    primary = peer;
+    sync = shard.peer(st.sync?.id ?? '');
+    async1 = shard.peer(st.async[0]?.id ?? '');
+    generation = st.generation;
+    await shard.waitForTopology({ primary: primary.id, sync: sync.id, async: [async1.id] });
+
+    // pg_stat_replication, read directly on PostgreSQL: the sync streams with sync_state 'sync'
+    // to the primary, and the async streams from the sync (not from the primary).
+    const onPrimary = await shard.query<{ application_name: string; state: string; sync_state: string }>(primary, 'SELECT application_name, state, sync_state FROM pg_stat_replication');
+    expect(onPrimary).toEqual([{ application_name: sync.id, state: 'streaming', sync_state: 'sync' }]);
+    const onSync = await shard.query<{ application_name: string; state: string }>(sync, 'SELECT application_name, state FROM pg_stat_replication');
+    expect(onSync).toEqual([expect.objectContaining({ application_name: async1.id, state: 'streaming' })]);
+    expect((await shard.query<{ r: boolean }>(sync, 'SELECT pg_is_in_recovery() AS r'))[0]?.r).toBe(true);
+    expect((await shard.query<{ r: boolean }>(async1, 'SELECT pg_is_in_recovery() AS r'))[0]?.r).toBe(true);
+
+    writer = shard.writer({ intervalMs: 5 });
+    await writer.start();
+    await writer.waitForAckAfter(Date.now(), 30_000);
+  });
+
+  it('SIGKILL of the async: it is removed from the chain and rejoins', async () => {
+    await shard.killPeer(async1);
+    await shard.waitFor(`${async1.id} removed from the async chain`, async () => (await stateOf(primary)).async.length === 0, 60_000);
+    expect((await stateOf(primary)).generation).toBe(generation);
+    shard.restartPeer(async1);
+    await shard.waitForTopology({ primary: primary.id, sync: sync.id, async: [async1.id] });
+    expect((await stateOf(primary)).generation).toBe(generation);
+    await writer.waitForAckAfter(Date.now(), 30_000);
+  });
+
+  it('SIGKILL of the sync: the primary takes the async as its sync; the old sync rejoins as an async without a rebuild', async () => {
+    const oldSync = sync;
+    const rebuildsBefore = await decisions(oldSync, ['rebuild', 'bootstrap']);
+    await shard.killPeer(oldSync);
+    await shard.waitForTopology({ primary: primary.id, sync: async1.id, async: [] }, 90_000);
+    const st = await stateOf(primary);
+    expect(st.generation).toBe(generation + 1);
+    generation = st.generation;
+    const since = Date.now();
+    await writer.waitForAckAfter(since, 60_000, primary.id);
+
+    shard.restartPeer(oldSync);
+    await shard.waitForTopology({ primary: primary.id, sync: async1.id, async: [oldSync.id] }, 120_000);
+    expect((await stateOf(primary)).generation).toBe(generation);
+    expect(await decisions(oldSync, ['rebuild', 'bootstrap'])).toBe(rebuildsBefore);
+    sync = async1;
+    async1 = oldSync;
+  });
+
+  it('SIGKILL of the whole primary peer: the sync takes over, the async becomes sync, no acknowledged row is lost, the old primary is rebuilt and rejoins as an async', async () => {
+    const oldPrimary = primary;
+    const rebuildsBefore = await decisions(oldPrimary, ['rebuild-done']);
+    const killed = await shard.killPeer(oldPrimary);
+    await shard.waitForTopology({ primary: sync.id, sync: async1.id, async: [], deposed: [oldPrimary.id] }, 90_000);
+    const st = await stateOf(sync);
+    expect(st.generation).toBe(generation + 1);
+    generation = st.generation;
+    const first = await writer.waitForAckAfter(killed.atMs, 60_000, sync.id);
+    expect(first.peer).toBe(sync.id);
+    primary = sync;
+    sync = async1;
+
+    // Nothing acknowledged by the old primary is missing on the new one.
+    expect(writer.acked.some((a) => a.peer === oldPrimary.id)).toBe(true);
+    expect(await writer.missingOn(primary)).toEqual([]);
+
+    shard.restartPeer(oldPrimary);
+    await shard.waitForTopology({ primary: primary.id, sync: sync.id, async: [oldPrimary.id], deposed: [] }, 150_000);
+    expect(await decisions(oldPrimary, ['rebuild-done'])).toBe(rebuildsBefore + 1);
+    expect((await stateOf(primary)).generation).toBe(generation);
+    async1 = oldPrimary;
+    await writer.waitForAckAfter(Date.now(), 30_000, primary.id);
+  });
+
+  it('all peers killed and restarted together come back with the same primary and no acknowledged row lost', async () => {
+    await writer.stop();
+    const acked = writer.acked.length;
+    expect(acked).toBeGreaterThan(0);
+    expect(await writer.missingOn(primary)).toEqual([]);
+    await Promise.all(shard.peers.map((p) => shard.killPeer(p)));
+    for (const p of shard.peers) shard.restartPeer(p);
+    const { peer } = await shard.waitForPrimaryWritable({ timeoutMs: 150_000 });
+    expect(peer.id).toBe(primary.id);
+    expect((await stateOf(peer)).generation).toBe(generation);
+    expect(await writer.missingOn(peer)).toEqual([]);
+    // The shard is whole again: the same sync and async stream.
+    await shard.waitForTopology({ primary: primary.id, sync: sync.id, async: [async1.id] }, 120_000);
+  });
+});
