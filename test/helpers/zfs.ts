@@ -57,7 +57,12 @@ export async function createTestPool(opts: { sizeMb?: number; prefix?: string } 
         lastErr = r.stderr;
         await new Promise((res) => setTimeout(res, 500 * attempt));
       }
-      if (lastErr !== '') throw new Error(`could not destroy test pool ${name} (its file is kept at ${file}): ${lastErr}`);
+      if (lastErr !== '') {
+        // zfs-fuse can keep a dataset held for ever (e.g. after a failed unmount): a forced
+        // export still detaches the pool from the shared daemon, so its file can go.
+        const exp = await execa('zpool', ['export', '-f', name], { reject: false, timeout: 60_000 });
+        if (exp.failed) throw new Error(`could not destroy test pool ${name} (its file is kept at ${file}): ${lastErr}`);
+      }
       await tmp.cleanup();
     },
   };
