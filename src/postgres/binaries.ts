@@ -19,6 +19,7 @@ export interface PgBinaries {
   readonly pgBasebackup: string;
   readonly pgRewind: string;
   readonly pgControldata: string;
+  readonly psql: string;
 }
 
 const PROGRAMS = {
@@ -28,6 +29,7 @@ const PROGRAMS = {
   pgBasebackup: 'pg_basebackup',
   pgRewind: 'pg_rewind',
   pgControldata: 'pg_controldata',
+  psql: 'psql',
 } as const;
 
 async function isExecutable(path: string): Promise<boolean> {

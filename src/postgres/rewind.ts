@@ -53,6 +53,7 @@ export async function pgRewind(server: PostgresServer, opts: RewindOptions): Pro
   const seen = { noRewind: false };
   let lastPercentLogged = -10;
   const overrides = await saveOverrides(server.dataDir);
+  await checkpointSource(server, opts, log);
   log.info({ decision: 'rewind', dataDir: server.dataDir }, 'running pg_rewind from the new primary');
   const r = await runTool(server.binaries.pgRewind, ['-D', server.dataDir, `--source-server=${opts.sourceConninfo}`, '--progress'], {
     user: server.user,
@@ -78,4 +79,20 @@ export async function pgRewind(server: PostgresServer, opts: RewindOptions): Pro
   const result = { rewound: !seen.noRewind, bytes: tracker.latest?.bytesDone ?? 0, durationMs: Date.now() - started };
   log.info({ decision: 'rewound', ...result }, seen.noRewind ? 'pg_rewind: no rewind required' : 'pg_rewind done');
   return result;
+}
+
+/**
+ * Ask the source for a CHECKPOINT (the replication role holds pg_checkpoint): a just-promoted
+ * source shows its new timeline in pg_control only after one, and pg_rewind reads it there.
+ * Best effort: a failure is logged and pg_rewind runs anyway.
+ */
+async function checkpointSource(server: PostgresServer, opts: RewindOptions, log: Logger): Promise<void> {
+  const r = await runTool(server.binaries.psql, ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-c', 'CHECKPOINT', '-d', opts.sourceConninfo], {
+    user: server.user,
+    env: opts.password !== undefined ? { PGPASSWORD: opts.password } : {},
+    timeoutMs: 120_000,
+    signal: opts.signal,
+  });
+  if (r.exitCode === 0) log.info({ decision: 'checkpoint-source' }, 'the source wrote a checkpoint before pg_rewind');
+  else log.warn({ decision: 'checkpoint-source-failed', outcome: describeRun(r), output: r.outputTail }, 'could not ask the source for a checkpoint; running pg_rewind anyway');
 }

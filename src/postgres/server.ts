@@ -354,6 +354,9 @@ export class PostgresServer extends EventEmitter<PgEvents> {
       `GRANT EXECUTE ON FUNCTION pg_catalog.pg_stat_file(text, boolean) TO ${repl};`,
       `GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text) TO ${repl};`,
       `GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean) TO ${repl};`,
+      // pg_rewind reads the source's timeline from its control file, which a just-promoted
+      // server updates only at its next checkpoint: the rebuilding peer asks for one first.
+      `GRANT pg_checkpoint TO ${repl};`,
       '',
     ].join('\n');
     const r = await runTool(this.binaries.postgres, ['--single', '-D', this.dataDir, '-c', 'log_min_messages=warning', '-c', 'default_transaction_read_only=off', '-c', 'synchronous_commit=local', 'postgres'], {
@@ -721,6 +724,10 @@ export class PostgresServer extends EventEmitter<PgEvents> {
       if (Date.now() > deadline) throw new PgError('MANATEE_ERR_PG_PROMOTE_FAILED', `still in recovery ${timeoutMs} ms after pg_promote`);
       await sleep(100);
     }
+    // A checkpoint now writes the new timeline into pg_control, where pg_rewind (run by the
+    // deposed peer against us) reads it; without it pg_rewind may see the old timeline and
+    // wrongly answer "no rewind required".
+    await this.queryWithTimeout('CHECKPOINT', undefined, timeoutMs);
     if (this.rendered?.role === 'standby') {
       this.rendered = { role: 'primary', writable: false, syncNames: quoteStandbyName(NO_SYNC_PLACEHOLDER), oneNodeWriteMode: false, syncId: null };
     }

@@ -1,6 +1,7 @@
 // Two real PostgreSQL 15 servers, a (peer-a) and b (peer-b), through a whole Manatee story:
 // b bootstraps from a; a stays read-only until b has caught up; synchronous replication holds
 // while b is down; b is promoted; a diverges, is rewound, and then follows b.
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makePgSandbox, connect, pgUrlOf, waitCaughtUp, type PgSandbox } from '../helpers/pg.js';
 import { waitFor } from '../helpers/wait.js';
@@ -104,10 +105,15 @@ describe('replication between two peers', () => {
     await a.stop('immediate');
 
     const progress: string[] = [];
-    const restored = await new BasebackupBackend({ postgres: a }).restore({
+    const logLines: string[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => { logLines.push(line); } });
+    const restored = await new BasebackupBackend({ postgres: a, logger }).restore({
       source: source(b, 'peer-b'), reason: 'rebuild', onProgress: (p) => progress.push(p.phase),
     });
     expect(restored.method).toBe('rewind');
+    // The source was asked for a checkpoint first, and pg_rewind really rewound (diverged WAL).
+    expect(logLines.some((l) => l.includes('"decision":"checkpoint-source"'))).toBe(true);
+    expect(logLines.some((l) => l.includes('"decision":"rewound"') && l.includes('"rewound":true'))).toBe(true);
     expect(progress[0]).toBe('rewinding');
     expect(progress.at(-1)).toBe('done');
 
