@@ -141,6 +141,35 @@ describe('backup server input and auth', () => {
   });
 });
 
+describe('backup server limits', () => {
+  it('fails a job whose stream is not fetched in time, and refuses new jobs (503) while all slots are active', async () => {
+    const small = Fastify({ logger: false });
+    await small.register(backupRoutes, { zfs: serverZfs, dataset: srcDs, secret: SECRET, log, jobsMax: 1, pendingTimeoutMs: 300 });
+    await small.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      const addr = small.server.address();
+      const url = `http://127.0.0.1:${typeof addr === 'object' && addr !== null ? addr.port : 0}`;
+      const post = (): Promise<Response> => fetch(`${url}/backup/jobs`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-manatee-secret': SECRET }, body: '{"peerId":"x"}' });
+      const first = await post();
+      expect(first.status).toBe(201);
+      const { jobId } = (await first.json()) as { jobId: string };
+      const busy = await post();
+      expect(busy.status).toBe(503);
+      expect(await busy.json()).toMatchObject({ code: 'MANATEE_ERR_BACKUP_TOO_MANY_JOBS' });
+      const failed = await waitFor('job to expire', async () => {
+        const r = await fetch(`${url}/backup/jobs/${jobId}`, { headers: { 'x-manatee-secret': SECRET } });
+        const st = (await r.json()) as BackupJobStatus;
+        return st.state === 'failed' ? st : null;
+      });
+      expect(failed.error).toMatch(/not fetched within 300 ms/);
+      // A finished job makes room for a new one.
+      expect((await post()).status).toBe(201);
+    } finally {
+      await small.close();
+    }
+  });
+});
+
 describe('restore client', () => {
   it('bootstraps a new dataset by a full receive, with progress, then catches up incrementally', async () => {
     const ds = `${pool.name}/peers/b`;
