@@ -63,6 +63,18 @@ describe('replication between two peers', () => {
     expect(pos.timeline).toBe(1);
   });
 
+  it('a standby picks up a changed primary_conninfo by reload, without a restart', async () => {
+    const pid = b.postgresPid;
+    const r = await b.configure({ role: 'standby', upstream: { host: '127.0.0.1', port: a.port }, applicationName: 'peer-b-renamed' });
+    expect(r.action).toBe('reloaded');
+    expect(b.postgresPid).toBe(pid);
+    await waitFor('the walreceiver to reconnect under its new name', async () =>
+      (await a.replicationStatus()).some((row) => row.applicationName === 'peer-b-renamed' && row.state === 'streaming'));
+    // Commits named "peer-b" as their sync: with peer-b gone they would wait. Name it back.
+    await b.configure({ role: 'standby', upstream: { host: '127.0.0.1', port: a.port }, applicationName: 'peer-b' });
+    await waitFor('peer-b streaming again', async () => (await a.syncCaughtUp('peer-b')).caughtUp);
+  });
+
   it('a commit waits while the sync is down and returns once it is back', async () => {
     await b.stop('fast');
     const c = await connect(a);
