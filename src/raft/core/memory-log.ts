@@ -92,7 +92,9 @@ export class MemoryLog implements LogReader {
     const kept = entries[0]!.index < first ? entries.slice(first - entries[0]!.index) : entries;
     const start = kept[0]!.index;
     invariant(start <= this.lastIndex() + 1, () => `append leaves a gap: last index ${this.lastIndex()}, got ${start}`);
-    this.ents = this.ents.slice(0, start - first).concat(kept);
+    // In place: appending is the hot path (no copy of the whole log per append).
+    this.ents.length = start - first;
+    for (const e of kept) this.ents.push(e);
   }
 
   /** Replace everything with a snapshot received from the leader. */

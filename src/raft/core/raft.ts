@@ -313,7 +313,8 @@ export class RaftCore {
     this.releasePendingReadRequests();
   }
 
-  status(): RaftStatus {
+  /** What the node knows now. `withProgress` (default true) adds the leader's view of each follower. */
+  status(withProgress = true): RaftStatus {
     const base = {
       id: this.id,
       term: this.term,
@@ -326,7 +327,7 @@ export class RaftCore {
       confState: this.tracker.confState(),
       leadTransferee: this.leadTransferee,
     };
-    if (this.role !== 'leader') return base;
+    if (this.role !== 'leader' || !withProgress) return base;
     const progress: Record<NodeId, { match: number; next: number; state: ProgressState }> = {};
     for (const [id, pr] of this.tracker.progress) progress[id] = { match: pr.match, next: pr.next, state: pr.state };
     return { ...base, progress };

@@ -15,15 +15,19 @@ export class ProgressTracker {
     this.maxInflight = maxInflight;
   }
 
+  /** The current configuration (a frozen value, rebuilt only when the configuration changes). */
   confState(): ConfState {
-    return { voters: this.voters.slice(), learners: this.learners.slice() };
+    return this.conf;
   }
+
+  private conf: ConfState = Object.freeze({ voters: Object.freeze([]), learners: Object.freeze([]) });
 
   /** Replace the configuration (restart, snapshot). Progress is reset for every member. */
   setConf(cs: ConfState, nextIndex: number): void {
     for (const id of cs.voters) invariant(!cs.learners.includes(id), () => `${id} is both voter and learner`);
     this.voters = [...new Set(cs.voters)].sort();
     this.learners = [...new Set(cs.learners)].sort();
+    this.conf = Object.freeze({ voters: Object.freeze(this.voters.slice()), learners: Object.freeze(this.learners.slice()) });
     this.progress.clear();
     for (const id of this.voters) this.progress.set(id, new Progress(nextIndex, this.maxInflight, false));
     for (const id of this.learners) this.progress.set(id, new Progress(nextIndex, this.maxInflight, true));

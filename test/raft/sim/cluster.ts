@@ -202,9 +202,9 @@ export class SimCluster {
   private start(node: SimNode): void {
     node.sm = decodeSm(node.disk.snapshot());
     node.core = new RaftCore({ ...this.configFor(node.id), applied: node.sm.index }, node.disk);
-    node.lastCommit = node.core.status().commit;
+    node.lastCommit = node.core.status(false).commit;
     node.readStates = [];
-    const term = node.core.status().term;
+    const term = node.core.status(false).term;
     this.log(() => `${node.id} starts: term ${term}, commit ${node.lastCommit}, applied ${node.sm.index}`);
   }
 
@@ -235,7 +235,7 @@ export class SimCluster {
     let bestTerm = -1;
     for (const n of this.nodes.values()) {
       if (n.core === null) continue;
-      const st = n.core.status();
+      const st = n.core.status(false);
       if (st.role === 'leader' && st.term > bestTerm) {
         best = n;
         bestTerm = st.term;
@@ -352,7 +352,7 @@ export class SimCluster {
       if (rd.softState !== null) {
         if (rd.softState.role === 'leader') this.stats.elections++;
         const { role, leader } = rd.softState;
-        this.log(() => `${node.id} is ${role} in term ${core.status().term}, leader ${leader ?? 'unknown'}`);
+        this.log(() => `${node.id} is ${role} in term ${core.status(false).term}, leader ${leader ?? 'unknown'}`);
       }
     }
     return true;
@@ -408,7 +408,7 @@ export class SimCluster {
     for (const node of this.nodes.values()) {
       const core = node.core;
       if (core === null) continue;
-      const st = core.status();
+      const st = core.status(false);
       if (st.commit < node.lastCommit) this.checker.fail(`${node.id}: commit went back from ${node.lastCommit} to ${st.commit}`);
       for (let i = Math.max(node.lastCommit + 1, core.raftLog.firstIndex()); i <= st.commit; i++) {
         const t = core.raftLog.term(i);
@@ -521,11 +521,11 @@ export class SimCluster {
   stableLeader(): SimNode | null {
     const l = this.leader();
     if (l === null) return null;
-    const { term, confState } = l.core!.status();
+    const { term, confState } = l.core!.status(false);
     for (const id of confState.voters) {
       const n = this.nodes.get(id);
       if (n?.core == null || n === l || !this.canTalk(l.id, n.id)) continue;
-      const st = n.core.status();
+      const st = n.core.status(false);
       if (st.term !== term || st.leader !== l.id) return null;
     }
     return l;
@@ -606,7 +606,7 @@ export class SimCluster {
         parts.push(`${n.id}: down`);
         continue;
       }
-      const st = n.core.status();
+      const st = n.core.status(false);
       parts.push(`${n.id}: ${st.role} t${st.term} lead=${st.leader} commit=${st.commit} applied=${n.sm.index} last=${st.lastIndex} voters=[${st.confState.voters.join(',')}] learners=[${st.confState.learners.join(',')}]`);
     }
     return parts.join('; ');

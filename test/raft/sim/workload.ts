@@ -74,7 +74,7 @@ function runWorkloadInner(seed: number, opts: WorkloadOptions, expose: (c: SimCl
   const members = (): NodeId[] => {
     const l = c.leader();
     if (l === null) return [];
-    const cs = l.core!.status().confState;
+    const cs = l.core!.status(false).confState;
     return [...cs.voters, ...cs.learners];
   };
 
@@ -87,7 +87,7 @@ function runWorkloadInner(seed: number, opts: WorkloadOptions, expose: (c: SimCl
     }
     if (w.chance(0.2) && live.length > 0) {
       // Reads at a (possibly deposed) leader are where staleness would show.
-      const leaders = live.filter((id) => c.node(id).core?.status().role === 'leader');
+      const leaders = live.filter((id) => c.node(id).core?.status(false).role === 'leader');
       c.readIndex(leaders.length > 0 && w.chance(0.5) ? w.pick(leaders) : w.pick(live));
     }
     if (w.chance(crashRate) && live.length > 0) {
@@ -111,7 +111,7 @@ function runWorkloadInner(seed: number, opts: WorkloadOptions, expose: (c: SimCl
     live = up();
     leader = c.leader();
     if (w.chance(0.04) && leader !== null) {
-      const cs = leader.core!.status().confState;
+      const cs = leader.core!.status(false).confState;
       const roll = w.next();
       try {
         if (roll < 0.4 && c.nodes.size < MAX_NODES) {
@@ -133,7 +133,7 @@ function runWorkloadInner(seed: number, opts: WorkloadOptions, expose: (c: SimCl
     }
     leader = c.leader();
     if (w.chance(0.02) && leader !== null) {
-      const voters = leader.core!.status().confState.voters.filter((id) => id !== leader.id);
+      const voters = leader.core!.status(false).confState.voters.filter((id) => id !== leader.id);
       if (voters.length > 0) c.transferLeadership(leader.id, w.pick(voters));
     }
     c.ticks(1);
