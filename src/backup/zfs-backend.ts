@@ -225,7 +225,12 @@ export class ZfsBackupBackend implements BackupBackend {
         cb(null, chunk);
       },
     });
-    body.on('error', (err) => counter.destroy(signal.aborted ? new Error(`stream aborted: ${message(signal.reason)}`, { cause: err }) : err));
+    body.on('error', (err) => {
+      const why = signal.aborted
+        ? `stream aborted: ${message(signal.reason)}`
+        : `the connection to ${base} broke before the end of the stream (${err.message})`;
+      counter.destroy(new Error(why, { cause: err }));
+    });
     body.pipe(counter);
     this.report(opts, progress.snapshot('receiving'));
     try {

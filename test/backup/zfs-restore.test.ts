@@ -231,6 +231,7 @@ describe('restore client', () => {
       expect(err).toBeInstanceOf(RestoreFailedError);
       expect((err as RestoreFailedError).code).toBe('MANATEE_ERR_BACKUP_RESTORE_FAILED');
       expect((err as RestoreFailedError).restoredOld).toBe(true);
+      expect((err as Error).message).toMatch(/connection to http:\/\/127\.0\.0\.1:\d+ broke before the end of the stream/);
       expect((err as Error).message).toMatch(/previous dataset was put back/);
     } finally {
       serverZfs.fault = 'none';
