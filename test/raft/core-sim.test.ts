@@ -40,8 +40,10 @@ if (single !== undefined) {
     const first = Number(process.env['RAFT_SIM_FIRST_SEED'] ?? 1);
     for (let start = first; start < first + count; start += SEEDS_PER_TEST) {
       const end = Math.min(first + count - 1, start + SEEDS_PER_TEST - 1);
-      test(`seeds ${start}..${end}: safety after every step, liveness after healing`, () => {
+      test(`seeds ${start}..${end}: safety after every step, liveness after healing`, async () => {
         for (let seed = start; seed <= end; seed++) {
+          // Let the worker's event loop breathe (vitest's RPC times out if a test never yields).
+          await new Promise((resolve) => setImmediate(resolve));
           const r = runSeed(seed);
           totals.committed += r.committed;
           totals.elections += r.cluster.stats.elections;
