@@ -3,7 +3,7 @@
 //
 // Layout, meant to grow (issue 6): one plugin per group of routes under src/api/routes/, schemas
 // in schemas.ts, one error handler that turns every failure into {error: {code, message}}.
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import { ManateeError } from '../errors.js';
 import { ApiError, errorBody, statusForCode } from './errors.js';
 import { ApiMetrics } from './metrics.js';
@@ -58,6 +58,14 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
     bodyLimit: limits.bodyLimitBytes,
     requestTimeout: REQUEST_TIMEOUT_MS,
     return503OnClosing: true,
+    // Errors fastify meets before routing (a URL that does not decode, a bad header) get our body too.
+    frameworkErrors: (err, _req, res) => {
+      const reply = res as FastifyReply;
+      const known = classify(err);
+      // Whatever fastify meets before routing is the request's fault (a URL that does not decode...).
+      const { code, message } = known.code === 'MANATEE_ERR_INTERNAL' ? { code: 'MANATEE_ERR_BAD_REQUEST', message: err.message } : known;
+      void reply.code(statusForCode(code)).send(errorBody(code, message));
+    },
   });
   app.setValidatorCompiler(createValidatorCompiler());
 

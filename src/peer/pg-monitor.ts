@@ -51,7 +51,8 @@ export class PgMonitor extends EventEmitter<MonitorEvents> {
         if (!this.pg.running) throw new Error('PostgreSQL is not running');
         const positions = await this.pg.walPositions();
         this.positions = positions;
-        this.rows = positions.inRecovery ? [] : await this.readReplication();
+        // A standby has rows too: the cascading asyncs that replicate from it (GET /shard's links).
+        this.rows = await this.readReplication();
       },
     });
     this.checker.on('healthy', (r) => { this.update(r); });

@@ -158,6 +158,16 @@ export function statusOf(self: PeerInfo, store: MemoryStore): SitterStatus {
     },
     rebuild: { running: false, reason: null, source: null, progress: null, lastError: null, lastResult: null },
     startedAt: new Date().toISOString(),
+    heartbeat: online
+      ? {
+          primaryId: state?.primary.id ?? null,
+          generation: state?.generation ?? null,
+          writtenAt: new Date().toISOString(),
+          lagSeconds: role === 'primary' ? 0 : 0.5,
+          checkedAt: new Date().toISOString(),
+          error: null,
+        }
+      : { primaryId: null, generation: null, writtenAt: null, lagSeconds: null, checkedAt: null, error: 'PostgreSQL is not serving' },
   };
 }
 

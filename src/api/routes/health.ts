@@ -105,7 +105,8 @@ export function healthRoutes(deps: ApiDeps): FastifyPluginAsync {
       app.get<{ Querystring: { lag?: string } }>(`/${check}`, {
         schema: {
           querystring: healthQuerySchema,
-          response: { 200: healthBodySchema, 503: healthBodySchema, '4xx': errorBodySchema, '5xx': errorBodySchema },
+          // 503 is this check's answer, or the error body when the status itself cannot be had.
+          response: { 200: healthBodySchema, 503: { anyOf: [healthBodySchema, errorBodySchema] }, '4xx': errorBodySchema, '5xx': errorBodySchema },
         },
       }, async (req, reply: FastifyReply) => {
         const lag = req.query.lag === undefined ? null : parseLag(req.query.lag);
