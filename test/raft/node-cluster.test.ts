@@ -298,4 +298,26 @@ describe('RaftNode with three nodes on loopback', () => {
     const l2 = await c.leader(rest);
     await expect(l2.propose('still')).resolves.toBeDefined();
   });
+
+  it('refuses an invalid configuration at open', async () => {
+    const tmp = await makeTmpDir('raft-node-cfg');
+    cleanups.push(tmp.cleanup);
+    const base = { id: 'a', dataDir: `${tmp.path}/a`, peers: {}, secret: SECRET, listen: { host: '127.0.0.1', port: 0 }, stateMachine: new ListMachine(), logger };
+    await expect(RaftNode.open({ ...base, id: '' })).rejects.toMatchObject({ code: 'MANATEE_ERR_RAFT_CONFIG' });
+    await expect(RaftNode.open({ ...base, heartbeatTicks: 10, electionTicks: 10 })).rejects.toMatchObject({ code: 'MANATEE_ERR_RAFT_CONFIG' });
+    await expect(RaftNode.open({ ...base, tickMs: 0 })).rejects.toMatchObject({ code: 'MANATEE_ERR_RAFT_CONFIG' });
+    // A node that is not started refuses requests as stopped.
+    const n = await RaftNode.open({ ...base, initialVoters: ['a'] });
+    cleanups.push(() => n.close());
+    await expectCode(n.propose('x'), 'MANATEE_ERR_RAFT_STOPPED');
+  });
+
+  it('a single-voter group commits on its own', async () => {
+    const c = await makeCluster(['solo']);
+    const n = await c.start('solo');
+    await waitFor('solo leader', () => n.status().role === 'leader', { timeoutMs: 20_000 });
+    await expect(n.propose('only')).resolves.toMatchObject({ n: 1 });
+    await n.read();
+    expect(c.members.get('solo')!.sm.items).toEqual(['only']);
+  });
 });

@@ -142,6 +142,18 @@ describe('RaftStorage', () => {
     await s.close();
   });
 
+  it('refuses entries already covered by the snapshot, and a second bootstrap', async () => {
+    const dir = await tmp();
+    const s = await RaftStorage.open(dir);
+    const snap = { metadata: { index: 5, term: 1, confState: { voters: ['a'], learners: [] } }, data: '' };
+    await s.bootstrap(snap, { term: 1, vote: null, commit: 5 });
+    await expect(s.save({ snapshot: null, entries: ents(5, 6, 1), hardState: null })).rejects.toThrow(/covered by the snapshot at 5/);
+    await expect(s.bootstrap(snap, { term: 1, vote: null, commit: 5 })).rejects.toThrow(/already holds Raft state/);
+    await s.close();
+    await expect(s.save({ snapshot: null, entries: ents(6, 6, 1), hardState: null })).rejects.toThrow(/closed/);
+    expect((await reopen(dir)).snapshot).toEqual(snap);
+  });
+
   it('a process killed after a synced save finds that save on restart (crash consistency)', async () => {
     const dir = await tmp();
     // A child process writes and is killed with SIGKILL right after its synced batch resolved.
@@ -309,5 +321,20 @@ describe('RaftStorage refuses damaged records at start-up', () => {
     const err = await reopen(dir).then(() => null, (e: unknown) => e);
     expect(err).toBeInstanceOf(RaftStorageCorruptError);
     expect((err as Error).message).toContain(dir);
+  });
+
+  it('an unknown key or a wrong format version is refused', async () => {
+    const { encodeRecord } = await import('../../src/raft/storage/records.js');
+    const dir = await tmp();
+    await writeLog(dir);
+    let db = new ClassicLevel<string, Buffer>(dir, { keyEncoding: 'utf8', valueEncoding: 'buffer' });
+    await db.put('zzz', encodeRecord('zzz', 1));
+    await db.close();
+    await expectCorrupt(dir, 'zzz', null, /unknown key/);
+    db = new ClassicLevel<string, Buffer>(dir, { keyEncoding: 'utf8', valueEncoding: 'buffer' });
+    await db.del('zzz');
+    await db.put('v', encodeRecord('v', 99));
+    await db.close();
+    await expectCorrupt(dir, 'v', null, /format version is 99/);
   });
 });

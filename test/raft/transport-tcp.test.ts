@@ -215,4 +215,47 @@ describe('TcpTransport', () => {
     expect(a.t.peers()).toEqual({ b: `127.0.0.1:${pb2}` });
     expect(() => { a.t.setPeer('c', 'nonsense'); }).toThrow(/host:port/);
   });
+
+  it('refuses connections past maxInboundConnections', async () => {
+    const pb = await freePort();
+    const b = await node('b', pb, {}, { maxInboundConnections: 1 });
+    await rawClient(pb, { from: 'a', to: 'b', secret: SECRET });
+    const sock = connect({ host: '127.0.0.1', port: pb });
+    sockets.push(sock);
+    sock.on('error', () => {});
+    await new Promise<void>((r) => { sock.on('close', () => { r(); }); });
+    expect(b.lines.some((l) => l['reason'] === 'too many inbound connections')).toBe(true);
+    expect(b.t.stats().connectionsAccepted).toBe(2);
+  });
+
+  it('refuses an unexpected frame kind after authentication', async () => {
+    const pb = await freePort();
+    const b = await node('b', pb, {});
+    const { sock, closed } = await rawClient(pb, { from: 'a', to: 'b', secret: SECRET });
+    sock.write(encodeFrame(FRAME_HELLO, '{}'));
+    await closed;
+    expect(b.t.stats().malformedFrames).toBe(1);
+    expect(b.lines.some((l) => String(l['reason']).includes('unexpected frame kind 2'))).toBe(true);
+  });
+
+  it('a client drops a server that does not send a proper challenge', async () => {
+    const { createServer } = await import('node:net');
+    const pb = await freePort();
+    const fake = createServer((s) => { s.on('error', () => {}); s.write(encodeFrame(FRAME_MESSAGES, '[]')); });
+    await new Promise<void>((r) => fake.listen(pb, '127.0.0.1', r));
+    try {
+      const pa = await freePort();
+      const a = await node('a', pa, { b: `127.0.0.1:${pb}` });
+      a.t.send([hb('a', 'b', 1)]);
+      await waitFor('client gave up on the fake server', () => a.lines.some((l) => l['msg'] === 'raft transport: peer did not send a challenge'));
+      expect(a.t.stats().messagesSent).toBe(0);
+    } finally {
+      await new Promise<void>((r) => { fake.close(() => { r(); }); });
+    }
+  });
+
+  it('rejects a short secret and a malformed peer address', () => {
+    expect(() => new TcpTransport({ id: 'a', secret: 'short', listen: { host: '127.0.0.1', port: 0 }, peers: {}, logger: capture().logger, handlers: { onMessages: () => {} } })).toThrow(/at least 16/);
+    expect(() => new TcpTransport({ id: 'a', secret: SECRET, listen: { host: '127.0.0.1', port: 0 }, peers: { b: 'nohost' }, logger: capture().logger, handlers: { onMessages: () => {} } })).toThrow(/host:port/);
+  });
 });
