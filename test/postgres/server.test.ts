@@ -93,6 +93,26 @@ describe('PostgresServer lifecycle', () => {
     await pg.query('CREATE TABLE t (x int)');
   });
 
+  it('a client that bypasses read-only on a primary without a caught-up sync does not get its commit acknowledged', async () => {
+    await pg.configure({ role: 'primary', syncId: 'peer-b' });
+    const c = await connect(pg);
+    try {
+      await c.query('BEGIN READ WRITE');
+      await c.query('INSERT INTO t VALUES (42)');
+      let settled = false;
+      const commit = c.query('COMMIT').then(() => { settled = true; });
+      await waitFor('the commit to wait for a sync', async () =>
+        (await pg.query("SELECT 1 FROM pg_stat_activity WHERE wait_event = 'SyncRep'")).length === 1);
+      expect(settled).toBe(false);
+      // Leaving the sync requirement (ONWM) releases it.
+      await pg.configure({ role: 'primary', oneNodeWriteMode: true });
+      await commit;
+      expect(settled).toBe(true);
+    } finally {
+      await c.end();
+    }
+  });
+
   it('enableWrites refuses while the sync is not connected', async () => {
     await pg.configure({ role: 'primary', syncId: 'peer-b' });
     const check = await pg.syncCaughtUp('peer-b');
