@@ -373,6 +373,9 @@ export class PostgresServer extends EventEmitter<PgEvents> {
    * Start the postmaster with the configuration last rendered (or as it is on disk), and wait
    * until it accepts connections. A postmaster already running on this data directory (left by
    * a sitter that died) is adopted or stopped, per orphanPolicy: a second one is never started.
+   * Throws MANATEE_ERR_PG_START_FAILED (it exited; the message holds its output and the end of
+   * the server log) or MANATEE_ERR_PG_START_TIMEOUT (it runs but refuses connections, e.g. a
+   * standby not yet consistent: it is left running and tracked, and the caller decides).
    */
   async start(): Promise<void> {
     if (this.running) {
