@@ -140,6 +140,57 @@ describe('proposals that the core refuses (ProposalDroppedError, MANATEE_ERR_RAF
   });
 });
 
+describe('reads and driver reports', () => {
+  test('more than 4096 pending reads on a leader are refused (tooManyPendingReads)', () => {
+    const c = new SimCluster({ seed: 36, ids: ['a', 'b', 'c'], raft: { checkQuorum: false } });
+    const leader = c.waitForLeader();
+    c.ticks(5);
+    c.isolate(leader.id); // no heartbeat answers: every read stays pending
+    const core = c.core(leader.id);
+    for (let k = 0; k < 4096; k++) core.readIndex(`r${k}`);
+    const err = thrown(() => { core.readIndex('one-too-many'); });
+    expect((err as ProposalDroppedError).reason).toBe('tooManyPendingReads');
+  });
+
+  test('reportUnreachable moves a replicating follower back to probing', () => {
+    const c = new SimCluster({ seed: 37, ids: ['a', 'b', 'c'] });
+    const leader = c.waitForLeader();
+    proposeAndSettle(c, leader.id);
+    const follower = ['a', 'b', 'c'].find((id) => id !== leader.id)!;
+    expect(c.core(leader.id).status().progress![follower]!.state).toBe('replicate');
+    c.core(leader.id).reportUnreachable(follower);
+    expect(c.core(leader.id).status().progress![follower]!.state).toBe('probe');
+    // A follower's core ignores the report.
+    expect(() => { c.core(follower).reportUnreachable(leader.id); }).not.toThrow();
+  });
+
+  test('a failed snapshot is retried after the next heartbeat answer', () => {
+    const c = new SimCluster({ seed: 38, ids: ['a', 'b', 'c'] });
+    const leader = c.waitForLeader();
+    const lagging = ['a', 'b', 'c'].find((id) => id !== leader.id)!;
+    c.crash(lagging);
+    for (let k = 0; k < 5; k++) proposeAndSettle(c, leader.id);
+    expect(c.compact(leader.id)).toBe(true);
+    let failed = 0;
+    c.filter = (m) => {
+      if (m.type !== 'snapshot' || failed > 0) return true;
+      failed++;
+      return false; // the sim reports reportSnapshot(to, false) for a lost snapshot
+    };
+    c.restart(lagging);
+    c.runUntil('snapshot installed despite a first failure', () => c.node(lagging).disk.snapshot().metadata.index > 1);
+    expect(failed).toBe(1);
+    expect(c.stats.snapshotsSent).toBeGreaterThanOrEqual(2);
+  });
+});
+
+function proposeAndSettle(c: SimCluster, leader: string): void {
+  c.runUntil('leader applied its first entry', () => c.core(leader).status().applied >= 2);
+  c.core(leader).propose('x');
+  c.processReady(c.node(leader), true);
+  c.ticks(3);
+}
+
 describe('invalid conf changes (ConfChangeInvalidError, MANATEE_ERR_RAFT_CONF_CHANGE_INVALID)', () => {
   const cases: { name: string; cc: { type: 'addLearner' | 'promote' | 'remove'; nodeId: string } }[] = [
     { name: 'adding a member that exists', cc: { type: 'addLearner', nodeId: 'b' } },
