@@ -52,6 +52,9 @@ interface JobCreated {
   readonly streamPath: string;
 }
 
+/** zfs recv's words when an increment does not start from the local snapshot's data. */
+const LINEAGE_MISMATCH_RE = /does not[\s;]+match incremental source|destination has been modified|incremental source .* does not exist/;
+
 /** Snapshots offered to the source as incremental bases: the newest ones are the useful ones. */
 const OFFERED_SNAPSHOTS_MAX = 100;
 
@@ -86,15 +89,26 @@ export class ZfsBackupBackend implements BackupBackend {
     log.info({ source: opts.source.peerId, dataset, jobId: job.jobId, method: job.method, snapshot: job.snapshot, fromSnapshot: job.fromSnapshot, sizeEstimateBytes: job.sizeEstimateBytes, reason: opts.reason }, `restore: ${job.method} receive from ${opts.source.peerId}`);
 
     let bytes: number;
+    let method = job.method;
     if (job.method === 'incremental' && job.fromSnapshot !== null) {
-      bytes = await this.receiveIncremental(base, job, opts);
+      try {
+        bytes = await this.receiveIncremental(base, job, opts);
+      } catch (err) {
+        // Same snapshot name but another lineage (the names are only timestamps): no increment
+        // can ever apply, so retrying would fail for ever. A full copy is the way out.
+        if (!(err instanceof RestoreFailedError) || !LINEAGE_MISMATCH_RE.test(message(err))) throw err;
+        log.warn({ dataset, jobId: job.jobId, fromSnapshot: job.fromSnapshot, reason: 'local snapshot has the same name but not the same data as the source' }, 'restore: incremental impossible, falling back to a full receive');
+        const full = await this.createJob(base, [], opts.signal);
+        method = full.method;
+        bytes = await this.receiveFull(base, full, opts, await zfs.exists(dataset));
+      }
     } else {
       bytes = await this.receiveFull(base, job, opts, existed);
     }
     const durationMs = Date.now() - startedMs;
     this.report(opts, { phase: 'done', percent: 100, bytesDone: bytes, bytesTotal: bytes, rateBytesPerSec: durationMs > 0 ? Math.round((bytes * 1000) / durationMs) : null, etaSec: 0 });
-    log.info({ dataset, method: job.method, bytes, durationMs }, 'restore: done');
-    return { method: job.method, bytes, durationMs };
+    log.info({ dataset, method, bytes, durationMs }, 'restore: done');
+    return { method, bytes, durationMs };
   }
 
   private async receiveFull(base: string, job: JobCreated, opts: RestoreOptions, existed: boolean): Promise<number> {

@@ -207,6 +207,20 @@ describe('restore client', () => {
     expect(await zfs.listIsolated(`${pool.name}/peers`)).toEqual([]);
   });
 
+  it('falls back to a full receive when a local snapshot has the source snapshot\'s name but other data', async () => {
+    const ds = `${pool.name}/peers/twin`;
+    const mp = join(pool.dir, 'twin-mnt');
+    await zfs.createDataset(ds, { mountpoint: mp, parents: true });
+    await writeFile(join(mp, 'marker'), 'unrelated');
+    // Same 13-digit name as the source's newest snapshot, different lineage.
+    const newest = (await zfs.newestSnapshot(srcDs))!;
+    await zfs.createSnapshot(ds, newest.epochMs);
+    const r = await backend(ds, mp).restore({ source: source(), reason: 'rebuild' });
+    expect(r.method).toBe('full');
+    expect(await readFile(join(mp, 'marker'), 'utf8')).toBe('v2');
+    expect(await zfs.listIsolated(`${pool.name}/peers`)).toEqual([]);
+  });
+
   async function oldPeer(name: string, poolName = pool.name, dir = pool.dir): Promise<{ ds: string; mp: string }> {
     const ds = `${poolName}/peers/${name}`;
     const mp = join(dir, `${name}-mnt`);
