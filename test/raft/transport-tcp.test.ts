@@ -258,4 +258,18 @@ describe('TcpTransport', () => {
     expect(() => new TcpTransport({ id: 'a', secret: 'short', listen: { host: '127.0.0.1', port: 0 }, peers: {}, logger: capture().logger, handlers: { onMessages: () => {} } })).toThrow(/at least 16/);
     expect(() => new TcpTransport({ id: 'a', secret: SECRET, listen: { host: '127.0.0.1', port: 0 }, peers: { b: 'nohost' }, logger: capture().logger, handlers: { onMessages: () => {} } })).toThrow(/host:port/);
   });
+
+  it('backs off between reconnects to a dead peer even while messages keep coming', async () => {
+    const [pa, pdead] = [await freePort(), await freePort()];
+    const a = await node('a', pa, { dead: `127.0.0.1:${pdead}` }, { reconnectMinMs: 100, reconnectMaxMs: 400 });
+    const t0 = Date.now();
+    // A heartbeat every 10 ms for a second, as a busy leader would.
+    while (Date.now() - t0 < 1000) {
+      a.t.send([hb('a', 'dead', 1)]);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    // 100 + 200 + 400 + 400 ms of backoff fit about 4-5 attempts in a second, not 100.
+    expect(a.t.stats().reconnects).toBeLessThanOrEqual(6);
+    expect(a.t.stats().reconnects).toBeGreaterThanOrEqual(2);
+  });
 });

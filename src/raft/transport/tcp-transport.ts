@@ -133,7 +133,7 @@ export class TcpTransport {
     this.maxQueueMessages = opts.maxQueueMessages ?? 10_000;
     this.helloTimeoutMs = opts.helloTimeoutMs ?? 5000;
     this.reconnectMinMs = opts.reconnectMinMs ?? 50;
-    this.reconnectMaxMs = opts.reconnectMaxMs ?? 2000;
+    this.reconnectMaxMs = opts.reconnectMaxMs ?? 1000;
     this.maxInbound = opts.maxInboundConnections ?? 256;
     for (const [id, addr] of Object.entries(opts.peers)) this.setPeer(id, addr);
   }
@@ -244,7 +244,9 @@ export class TcpTransport {
 
   private scheduleFlush(link: PeerLink): void {
     if (link.state === 'idle') {
-      this.connectLink(link);
+      // While a reconnect waits out its backoff, messages only queue: Raft sends every tick,
+      // and must not turn the backoff into a reconnect per heartbeat.
+      if (link.reconnectTimer === null) this.connectLink(link);
       return;
     }
     if (link.state !== 'ready' || link.flushScheduled) return;
