@@ -232,3 +232,81 @@ describe('manatee-adm (in process)', () => {
     }
   });
 });
+
+describe('manatee-adm: show -v, peers, pg-status, verify, state, active, add-peer, remove-peer (in process)', () => {
+  it('show -v adds the links table and per-peer upstream, replication state, LSN and decision', async () => {
+    const r = await admInProcess(['show', '-v']);
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+    expect(r.stdout).toMatch(/^ROLE\s+PEER\s+HOST\s+PG\s+WRITABLE\s+LAG\s+LAG_S\s+SITTER\s+POSTGRES\s+UPSTREAM\s+REPL\s+LSN\s+DECISION$/m);
+    expect(r.stdout).toMatch(/^async\s+c\s+127\.0\.0\.1\s+ok\s+no\s+72 B\s+0\.5s\s+\d+\s+4242\s+b\s+streaming\s+0\/3000148\s+none$/m);
+    expect(r.stdout).toMatch(/^UPSTREAM\s+DOWNSTREAM\s+EXPECTED\s+STATE\s+SYNC_STATE\s+LAG\s+LAG_S$/m);
+    expect(r.stdout).toMatch(/^a\s+b\s+sync\s+streaming\s+sync\s+72 B\s+0\.5s$/m);
+  });
+
+  it('-o picks the columns, and an unknown column is a usage error naming the valid ones', async () => {
+    const r = await admInProcess(['show', '-o', 'peer,role,lag_s']);
+    expect(r.stdout).toMatch(/^PEER\s+ROLE\s+LAG_S\n/m);
+    expect(r.stdout).toMatch(/^c\s+async\s+0\.5s$/m);
+    const bad = await admInProcess(['show', '-o', 'peer,colour']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/^manatee-adm: MANATEE_ERR_USAGE: -o: unknown column "colour"; columns: role,peer,/);
+    const h = await admInProcess(['history', '-o', 'g#,primary,summary', '-n', '1']);
+    expect(h.stdout).toMatch(/^G#\s+PRIMARY\s+SUMMARY\n\d+\s+a\s+/);
+  });
+
+  it('peers lists every peer with its session and Raft membership', async () => {
+    const r = await admInProcess(['peers']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^ROLE\s+PEER\s+HOST\s+ACTIVE\s+RAFT\s+PGURL\s+APIURL$/m);
+    expect(r.stdout).toMatch(/^sync\s+b\s+127\.0\.0\.1\s+yes\s+voter\s+/m);
+    expect(r.stdout).toMatch(/^deposed\s+z\s+127\.0\.0\.1\s+no\s+-\s+/m);
+    const j = JSON.parse((await admInProcess(['peers', '--json'])).stdout);
+    expect(j.members.voters).toEqual(['a', 'b', 'c']);
+    expect(j.peers.map((p: { id: string }) => p.id)).toEqual(['a', 'b', 'c', 'z']);
+  });
+
+  it('pg-status prints the links, and with PERIOD COUNT repeats COUNT times', async () => {
+    const once = await admInProcess(['pg-status']);
+    expect(once.stdout).toMatch(/^primary a at 0\/3000148 \(generation \d+\)$/m);
+    expect(once.stdout).toMatch(/^b\s+c\s+async\s+streaming\s+async\s+72 B\s+0\.5s$/m);
+    const rep = await admInProcess(['pg-status', '0.05', '3', '--json']);
+    expect(rep.code).toBe(0);
+    const lines = rep.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines).toHaveLength(3);
+    expect(lines[2].links.map((l: { downstream: string }) => l.downstream)).toEqual(['b', 'c']);
+    const bad = await admInProcess(['pg-status', '0']);
+    expect(bad.stderr).toMatch(/^manatee-adm: MANATEE_ERR_USAGE: .*PERIOD must be a number of seconds above 0/);
+  });
+
+  it('verify reports the deposed peer and exits 1; --json says the same for scripts', async () => {
+    if (store.state!.deposed.length === 0) store.commit({ ...store.state!, deposed: [peer('z', deadUrl)] }, 'z deposed again for verify');
+    const r = await admInProcess(['verify']);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/^error: DEPOSED \(z\): z is deposed/m);
+    expect(r.stderr).toBe('manatee-adm: MANATEE_ERR_VERIFY_FAILED: 1 problem found\n');
+    const j = await admInProcess(['verify', '--json']);
+    expect(JSON.parse(j.stdout)).toEqual({ ok: false, issues: [expect.objectContaining({ severity: 'error', code: 'DEPOSED', peer: 'z' })] });
+  });
+
+  it('state and active print JSON', async () => {
+    const s = JSON.parse((await admInProcess(['state'])).stdout);
+    expect(s.version).toBe(store.version);
+    expect(s.state.primary.id).toBe('a');
+    const a = JSON.parse((await admInProcess(['active'])).stdout);
+    expect(a.map((p: { id: string }) => p.id)).toEqual(['a', 'b', 'c']);
+  });
+
+  it('add-peer and remove-peer change the Raft membership, with clear errors', async () => {
+    const add = await admInProcess(['add-peer', 'd', '127.0.0.1:7103']);
+    expect(add).toMatchObject({ code: 0, stderr: '' });
+    expect(add.stdout).toBe('added d (127.0.0.1:7103) to the Raft group as a voter (voters: a, b, c, d; learners: -)\n');
+    const again = await admInProcess(['add-peer', 'd', '127.0.0.1:7103']);
+    expect(again.stderr).toMatch(/^manatee-adm: MANATEE_ERR_PEER_ALREADY_MEMBER: d is already a voting member/);
+    const bad = await admInProcess(['add-peer', 'e', 'nowhere']);
+    expect(bad.stderr).toMatch(/^manatee-adm: MANATEE_ERR_BAD_REQUEST: body\.address: has a bad format/);
+    const rm = await admInProcess(['remove-peer', 'd', '--json']);
+    expect(JSON.parse(rm.stdout).members.voters).toEqual(['a', 'b', 'c']);
+    const gone = await admInProcess(['remove-peer', 'd']);
+    expect(gone.stderr).toMatch(/^manatee-adm: MANATEE_ERR_PEER_NOT_FOUND: d is not a member/);
+  });
+});
