@@ -127,8 +127,10 @@ export class BasebackupBackend implements BackupBackend {
     let lastLoggedPercent = -10;
     report({ phase: 'receiving', percent: 0, bytesDone: 0, bytesTotal: null, rateBytesPerSec: null, etaSec: null });
     this.log.info({ decision: 'basebackup', source: `${endpoint.host}:${endpoint.port}`, into: tmp, reason: opts.reason }, 'running pg_basebackup');
+    // --no-manifest: nothing verifies the manifest, and its per-file checksums cost CPU on
+    // both ends. -X stream: the copy holds all the WAL it needs to start on its own.
     const r = await runTool(this.pg.binaries.pgBasebackup, [
-      '-D', tmp, '-X', 'stream', '--progress', '--checkpoint=fast', '--no-password',
+      '-D', tmp, '-X', 'stream', '--progress', '--checkpoint=fast', '--no-password', '--no-manifest',
       ...(this.opts.maxRateKbPerSec !== undefined ? [`--max-rate=${this.opts.maxRateKbPerSec}k`] : []),
       '-d', endpointConninfo(endpoint, { ...this.passfileField(endpoint), application_name: 'manatee-basebackup' }),
     ], {
