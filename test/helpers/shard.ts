@@ -558,9 +558,12 @@ export class Writer {
 
   /** Ids of acknowledged rows missing on `peer` (which must be readable: a primary or a standby). */
   async missingOn(peer: ShardPeer): Promise<number[]> {
+    // The acknowledgements known before the query: a row acknowledged while the SELECT runs may
+    // be newer than its snapshot.
+    const acked = [...this.acked];
     const rows = await this.shard.query<{ id: string }>(peer, `SELECT id FROM ${this.table}`);
     const found = new Set(rows.map((r) => Number(r.id)));
-    return this.acked.filter((a) => !found.has(a.id)).map((a) => a.id);
+    return acked.filter((a) => !found.has(a.id)).map((a) => a.id);
   }
 
   async countOn(peer: ShardPeer): Promise<number> {
