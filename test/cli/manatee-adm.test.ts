@@ -271,9 +271,9 @@ describe('manatee-adm: show -v, peers, pg-status, verify, state, active, add-pee
     expect(once.stdout).toMatch(/^b\s+c\s+async\s+streaming\s+async\s+72 B\s+0\.5s$/m);
     const rep = await admInProcess(['pg-status', '0.05', '3', '--json']);
     expect(rep.code).toBe(0);
-    const lines = rep.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    const lines = rep.stdout.trim().split('\n').map((l) => JSON.parse(l) as { links: { downstream: string }[] });
     expect(lines).toHaveLength(3);
-    expect(lines[2].links.map((l: { downstream: string }) => l.downstream)).toEqual(['b', 'c']);
+    expect(lines[2]!.links.map((l) => l.downstream)).toEqual(['b', 'c']);
     const bad = await admInProcess(['pg-status', '0']);
     expect(bad.stderr).toMatch(/^manatee-adm: MANATEE_ERR_USAGE: .*PERIOD must be a number of seconds above 0/);
   });
