@@ -75,7 +75,7 @@ export async function checkPostmaster(dataDir: string): Promise<OrphanCheck> {
 }
 
 /**
- * Pids of live processes whose working directory is `dataDir`: after a postmaster is killed
+ * Pids of live postgres processes whose working directory is `dataDir`: after a postmaster is killed
  * (SIGKILL), its backends linger for a moment, holding the shared memory; a new postmaster
  * started before they exit fails with "pre-existing shared memory block is still in use".
  */
@@ -85,7 +85,10 @@ export async function processesInDataDir(dataDir: string): Promise<number[]> {
   for (const e of await readdir('/proc')) {
     if (!/^\d+$/.test(e)) continue;
     try {
-      if ((await readlink(`/proc/${e}/cwd`)) === want && (await processAlive(Number(e)))) pids.push(Number(e));
+      if ((await readlink(`/proc/${e}/cwd`)) !== want) continue;
+      // Only PostgreSQL processes: an operator's shell sitting in the data directory is no reason to wait.
+      if ((await readFile(`/proc/${e}/comm`, 'utf8')).trim() !== 'postgres') continue;
+      if (await processAlive(Number(e))) pids.push(Number(e));
     } catch {
       // gone, or not ours to inspect
     }
