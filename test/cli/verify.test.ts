@@ -1,0 +1,78 @@
+// `manatee-adm verify`'s rules (Joyent's) on /shard reports built from sitter statuses: each rule
+// on a shard that breaks it, and a healthy shard that passes. Pure: no servers.
+import { describe, expect, it } from 'vitest';
+import { buildShardReport, type PeerStatusResult } from '../../src/api/shard.js';
+import type { SitterStatus } from '../../src/peer/status.js';
+import type { ClusterState } from '../../src/store/types.js';
+import { verifyShard } from '../../src/cli/adm/views.js';
+import { MemoryStore, peer, statusOf, threePeerState } from '../api/memory.js';
+
+const A = peer('a');
+const B = peer('b');
+const C = peer('c');
+const Z = peer('z');
+
+/** The report that peer `asked` would give, with `unreachable` peers not answering. */
+function report(state: ClusterState, opts: { unreachable?: string[]; edit?: (id: string, s: SitterStatus) => SitterStatus; active?: string[] } = {}) {
+  const all = [A, B, C, Z];
+  const active = all.filter((p) => (opts.active ?? ['a', 'b', 'c']).includes(p.id));
+  const store = new MemoryStore(state, active);
+  const edit = opts.edit ?? ((_id: string, s: SitterStatus) => s);
+  const asked = edit('a', statusOf(A, store));
+  const others = new Map<string, PeerStatusResult>();
+  for (const p of all.slice(1)) {
+    others.set(p.id, (opts.unreachable ?? []).includes(p.id) ? { ok: false, error: 'ECONNREFUSED' } : { ok: true, status: edit(p.id, statusOf(p, store)) });
+  }
+  return buildShardReport(asked, others);
+}
+
+const codes = (r: ReturnType<typeof report>) => verifyShard(r).map((i) => `${i.severity}:${i.code}:${i.peer ?? '-'}`);
+
+describe('verify', () => {
+  it('a healthy chain has no problems', () => {
+    expect(codes(report(threePeerState([A, B, C])))).toEqual([]);
+  });
+
+  it('the sync unreachable is an error, and so is its link not streaming', () => {
+    expect(codes(report(threePeerState([A, B, C]), { unreachable: ['b'] }))).toEqual([
+      'error:SYNC_UNREACHABLE:b',
+      'error:NOT_STREAMING:c',
+    ]);
+  });
+
+  it('the primary\'s PostgreSQL down is an error', () => {
+    const r = report(threePeerState([A, B, C]), {
+      edit: (id, s) => (id === 'a' ? { ...s, postgres: { ...s.postgres, online: false, healthy: false, writable: false, error: 'connection refused' } } : s),
+    });
+    expect(codes(r)).toContain('error:PRIMARY_PG_DOWN:a');
+  });
+
+  it('a deposed peer is an error until it is rebuilt or reaped', () => {
+    expect(codes(report(threePeerState([A, B, C], [Z])))).toEqual(['error:DEPOSED:z']);
+  });
+
+  it('no async is an error outside one-node-write mode, not in it', () => {
+    expect(codes(report(threePeerState([A, B])))).toEqual(['error:NO_ASYNC:-']);
+    const onwm: ClusterState = { generation: 1, primary: A, sync: null, async: [], deposed: [], initWal: '0/0', oneNodeWriteMode: true };
+    expect(codes(report(onwm, { active: ['a'] }))).toEqual([]);
+  });
+
+  it('a link that is not streaming (catchup) and a sync that is not synchronous are errors', () => {
+    const r = report(threePeerState([A, B, C]), {
+      edit: (id, s) =>
+        id === 'a' ? { ...s, replication: s.replication.map((row) => ({ ...row, syncState: 'async' })) }
+          : id === 'b' ? { ...s, replication: s.replication.map((row) => ({ ...row, state: 'catchup' })) }
+            : s,
+    });
+    expect(codes(r)).toEqual(['error:SYNC_NOT_SYNCHRONOUS:b', 'error:NOT_STREAMING:c']);
+  });
+
+  it('a primary that does not accept writes, a peer in the chain without a session, and no Raft leader are errors; a freeze a warning', () => {
+    const frozen = { ...threePeerState([A, B, C]), freeze: { date: '2026-01-01T00:00:00Z', reason: 'upgrade' } };
+    const r = report(frozen, {
+      active: ['a', 'c'],
+      edit: (id, s) => (id === 'a' ? { ...s, postgres: { ...s.postgres, writable: false }, raft: { ...s.raft, leader: null } } : s),
+    });
+    expect(codes(r)).toEqual(['error:PRIMARY_READ_ONLY:a', 'error:SYNC_NO_SESSION:b', 'warning:FROZEN:-', 'error:NO_RAFT_LEADER:-']);
+  });
+});
