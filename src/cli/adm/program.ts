@@ -258,7 +258,7 @@ function buildProgram(io: AdmIo): Command {
 
   program
     .command('set-onwm')
-    .description('turn one-node-write mode on or off in the cluster state')
+    .description('one-node-write mode in the cluster state: refused while the shard has a sync; to leave ONWM, restart the primary with oneNodeWriteMode false in its configuration')
     .argument('<mode>', 'on | off', (v: string) => {
       if (v !== 'on' && v !== 'off') throw new InvalidArgumentError('must be "on" or "off"');
       return v;
