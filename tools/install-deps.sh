@@ -13,6 +13,7 @@ have etcd || need+=(etcd-server)
 have etcdctl || need+=(etcd-client)
 have psql || need+=(postgresql-client-15)
 have runuser || need+=(util-linux)
+[ -x /usr/bin/chromium ] || need+=(chromium)  # the status page's browser test (large: only when missing)
 
 if [ "${#need[@]}" -eq 0 ]; then
   echo "install-deps: all Debian packages present"
