@@ -11,12 +11,11 @@
 //              (the changes made after it were already discarded by the rollback; they are
 //              the diverged part that a rebuild replaces anyway).
 // PostgreSQL must be stopped on this peer while a restore runs (the sitter's job).
-import { Transform, type TransformCallback } from 'node:stream';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { execa } from 'execa';
 import type { Logger } from '../log.js';
-import { type Zfs, parentOf, validateDatasetName, ZfsError } from '../zfs/index.js';
+import { type Zfs, parentOf, validateDatasetName, ZfsError, ZfsStreamInterruptedError } from '../zfs/index.js';
 import type { BackupBackend, RestoreOptions, RestoreProgress, RestoreResult } from './types.js';
 import { ByteProgress } from './rate.js';
 import { BackupError, BACKUP_ERR_ABORTED, BACKUP_ERR_HTTP, RestoreFailedError } from './errors.js';
@@ -232,24 +231,27 @@ export class ZfsBackupBackend implements BackupBackend {
       this.report(opts, p);
       log.info({ dataset, jobId: job.jobId, ...p }, 'restore: receiving');
     }, intervalMs);
-    const counter = new Transform({
-      transform: (chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback) => {
-        progress.add(chunk.length);
-        idleTimer.refresh();
-        cb(null, chunk);
-      },
+    // Counting with a 'data' listener next to the pipe, not a Transform in the path: a Transform
+    // with its 16 KiB buffer between 64 KiB socket reads and the recv pipe halves the throughput.
+    body.on('data', (chunk: Buffer) => {
+      progress.add(chunk.length);
+      idleTimer.refresh();
     });
+    // pipeline() in zfs.receive sees this error as the input's failure.
+    const failure: { err: Error | null } = { err: null };
     body.on('error', (err) => {
       const why = signal.aborted
         ? `stream aborted: ${message(signal.reason)}`
         : `the connection to ${base} broke before the end of the stream (${err.message})`;
-      counter.destroy(new Error(why, { cause: err }));
+      failure.err = new Error(why, { cause: err });
     });
-    body.pipe(counter);
     this.report(opts, progress.snapshot('receiving'));
     try {
-      await zfs.receive(dataset, counter, { force });
+      await zfs.receive(dataset, body, { force });
     } catch (err) {
+      if (err instanceof ZfsStreamInterruptedError && failure.err !== null) {
+        throw new ZfsStreamInterruptedError(err.code, `stream into zfs recv ${dataset} was interrupted: ${failure.err.message} (zfs recv: ${err.stderr.trim() || 'no output'})`, { args: err.args, stderr: err.stderr, cause: failure.err });
+      }
       if (err instanceof ZfsError) throw err;
       throw new BackupError(BACKUP_ERR_HTTP, `receive of job ${job.jobId} failed: ${message(err)}`, { cause: err });
     } finally {
