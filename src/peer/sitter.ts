@@ -390,6 +390,15 @@ export class Sitter {
       this.kick();
       return;
     }
+    if (d.role === 'primary' && this.facts.rebuiltFrom !== null) {
+      // A rebuild made before this peer serves as primary says nothing about its data afterwards: as
+      // primary it writes WAL that a later primary may never have had. Forget it before PostgreSQL is
+      // promoted, so that a deposition means a new rebuild, not a rejoin with diverged WAL (found by the
+      // chaos harness: a deposed primary left `deposed` on its bootstrap's fact and stalled as sync).
+      this.log.info({ decision: 'forget-rebuild', rebuiltFrom: this.facts.rebuiltFrom }, 'serving as primary: the last rebuild no longer vouches for this data');
+      this.facts = { rebuiltFrom: null };
+      await writeFacts(this.factsPath, this.facts);
+    }
     const outcome = await this.reconciler.reconcile(d);
     if (outcome.action !== 'none') this.log.info({ decision: 'reconcile', role: d.role, action: outcome.action, generation: d.generation }, outcome.action);
     if (outcome.retrySoon) this.kickSoon();
