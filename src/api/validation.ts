@@ -42,9 +42,14 @@ export function describeErrors(part: string, errors: readonly ErrorObject[]): st
   return `${[...new Set(lines)].join('; ')}${more}`;
 }
 
+const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
 export function createValidatorCompiler(): FastifySchemaCompiler<unknown> {
   const strict = new Ajv({ allErrors: true, coerceTypes: false, useDefaults: true, removeAdditional: false, strict: true });
   const coercing = new Ajv({ allErrors: true, coerceTypes: true, useDefaults: true, removeAdditional: false, strict: true });
+  // Formats used by routes that plugins add (the backup server's job ids): strict Ajv refuses
+  // to compile a schema with an unknown format, which would stop the API from starting.
+  for (const ajv of [strict, coercing]) ajv.addFormat('uuid', UUID_PATTERN);
   return ({ schema, httpPart }) => {
     const part = httpPart ?? 'body';
     const ajv = part === 'body' ? strict : coercing;
