@@ -190,6 +190,15 @@ export async function otherPeerStatuses(
   return new Map(results);
 }
 
+/** Enough of a SitterStatus's shape for the report to read it without tripping. */
+function looksLikeStatus(v: unknown): v is SitterStatus {
+  const s = v as Partial<Record<keyof SitterStatus, unknown>> | null;
+  if (typeof s !== 'object' || s === null) return false;
+  const peer = s.peer as { id?: unknown } | null | undefined;
+  const pg = s.postgres as { online?: unknown } | null | undefined;
+  return typeof peer?.id === 'string' && typeof pg?.online === 'boolean' && Array.isArray(s.replication) && typeof s.rebuild === 'object' && s.rebuild !== null;
+}
+
 /** GET <apiUrl>/status over node:http (fetch refuses some ports), bounded in time and size. */
 export function fetchPeerStatusHttp(apiUrl: string, timeoutMs: number): Promise<SitterStatus> {
   return new Promise((resolve, reject) => {
@@ -224,11 +233,18 @@ export function fetchPeerStatusHttp(apiUrl: string, timeoutMs: number): Promise<
           reject(new Error(`HTTP ${res.statusCode ?? '?'} from ${apiUrl}/status`));
           return;
         }
+        let parsed: unknown;
         try {
-          resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')) as SitterStatus);
+          parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'));
         } catch {
           reject(new Error(`${apiUrl}/status answered something that is not JSON`));
+          return;
         }
+        if (!looksLikeStatus(parsed)) {
+          reject(new Error(`${apiUrl}/status answered JSON that is not a sitter status`));
+          return;
+        }
+        resolve(parsed);
       });
     });
     req.end();
