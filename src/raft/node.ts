@@ -143,7 +143,12 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
   private readonly sm: StateMachine;
   private readonly addresses = new Map<NodeId, string>();
   private readonly pending = new Map<string, Pending>();
-  private readonly pendingReads = new Map<string, PendingRead>();
+  /** Every read still waiting, whatever its stage. */
+  private readonly pendingReads = new Set<PendingRead>();
+  /** Reads that arrived while a ReadIndex request was in flight: they share the next one. */
+  private readQueue: PendingRead[] = [];
+  /** The one ReadIndex request in flight, and the reads it serves (etcd's linearizableReadLoop). */
+  private readInflight: { ctx: string; waiters: PendingRead[]; sentAtMs: number } | null = null;
   private readonly bootId = randomBytes(6).toString('hex');
   private ridCounter = 0;
   private applied: number;
@@ -269,6 +274,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     this.state = 'running';
     this.ticker = setInterval(() => {
       this.core.tick();
+      this.retryLostRead();
       this.kick();
     }, this.tickMs);
     this.kick();
@@ -314,29 +320,60 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     return this.request('proposal', (rid) => { this.core.propose(wrapCommand(rid, data)); }, opts.timeoutMs);
   }
 
-  /** Resolves once this node has applied everything committed before the call (ReadIndex). */
+  /**
+   * Resolves once this node has applied everything committed before the call (ReadIndex).
+   * Concurrent reads share one ReadIndex round: a read joins the next request issued after it
+   * arrived (never one already in flight, which could predate it). A request lost on the way
+   * (leader change, dropped message) is re-issued after an election timeout.
+   */
   async read(opts: { timeoutMs?: number } = {}): Promise<void> {
     this.assertRunning();
     if (this.pending.size + this.pendingReads.size >= this.maxPending) throw new RaftOverloadedError(this.maxPending);
     this.assertLeaderKnown();
-    const rid = this.nextRid();
     const timeoutMs = opts.timeoutMs ?? this.requestTimeoutMs;
     await new Promise<unknown>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pendingReads.delete(rid);
-        reject(new RaftTimeoutError(`read not confirmed within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.pendingReads.set(rid, { resolve, reject, timer, index: null });
-      try {
-        this.core.readIndex(rid);
-      } catch (err) {
-        clearTimeout(timer);
-        this.pendingReads.delete(rid);
-        reject(this.mapDropped(err));
-        return;
-      }
-      this.kick();
+      const p: PendingRead = {
+        resolve, reject, index: null,
+        timer: setTimeout(() => {
+          this.pendingReads.delete(p);
+          reject(new RaftTimeoutError(`read not confirmed within ${timeoutMs} ms`));
+        }, timeoutMs),
+      };
+      this.pendingReads.add(p);
+      this.readQueue.push(p);
+      if (this.readInflight === null) this.issueReadIndex();
     });
+  }
+
+  private issueReadIndex(): void {
+    const waiters = this.readQueue.filter((p) => this.pendingReads.has(p));
+    this.readQueue = [];
+    if (waiters.length === 0) return;
+    const ctx = this.nextRid();
+    try {
+      this.core.readIndex(ctx);
+    } catch (err) {
+      const e = this.mapDropped(err);
+      for (const p of waiters) {
+        this.pendingReads.delete(p);
+        clearTimeout(p.timer);
+        p.reject(e);
+      }
+      return;
+    }
+    this.readInflight = { ctx, waiters, sentAtMs: Date.now() };
+    this.kick();
+  }
+
+  /** On every tick: re-issue a ReadIndex request that got no answer within an election timeout. */
+  private retryLostRead(): void {
+    const inflight = this.readInflight;
+    if (inflight === null || Date.now() - inflight.sentAtMs < this.electionTicks * this.tickMs) return;
+    if (this.core.status().leader === null) return; // wait for the election to end
+    this.readInflight = null;
+    this.readQueue = [...inflight.waiters, ...this.readQueue];
+    this.log.debug({ id: this.id, waiters: inflight.waiters.length }, 'raft: ReadIndex request unanswered, re-issuing');
+    this.issueReadIndex();
   }
 
   /** Adds a non-voting member that will receive the log. Resolves when the change is applied. */
@@ -509,11 +546,13 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
       p.reject(err);
     }
     this.pending.clear();
-    for (const p of this.pendingReads.values()) {
+    for (const p of this.pendingReads) {
       clearTimeout(p.timer);
       p.reject(err);
     }
     this.pendingReads.clear();
+    this.readQueue = [];
+    this.readInflight = null;
   }
 
   // ---- the Ready loop ----
@@ -586,10 +625,13 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     if (rd.snapshot !== null) this.installSnapshot(rd.snapshot);
     for (const e of rd.committedEntries) this.applyEntry(e);
     for (const rs of rd.readStates) {
-      const p = this.pendingReads.get(rs.context);
-      if (p !== undefined) p.index = rs.index;
+      const inflight = this.readInflight;
+      if (inflight === null || rs.context !== inflight.ctx) continue; // an abandoned request's answer
+      for (const p of inflight.waiters) p.index = rs.index;
+      this.readInflight = null;
     }
     this.resolveReads();
+    if (this.readInflight === null && this.readQueue.length > 0) this.issueReadIndex();
     // Advance before the next await: proposers resumed by the resolutions above must see the
     // core with these entries applied (e.g. a conf change right after another one).
     this.core.advance(rd);
@@ -686,9 +728,9 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
   }
 
   private resolveReads(): void {
-    for (const [rid, p] of this.pendingReads) {
+    for (const p of this.pendingReads) {
       if (p.index === null || p.index > this.applied) continue;
-      this.pendingReads.delete(rid);
+      this.pendingReads.delete(p);
       clearTimeout(p.timer);
       p.resolve(undefined);
     }

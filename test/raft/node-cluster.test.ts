@@ -320,4 +320,23 @@ describe('RaftNode with three nodes on loopback', () => {
     await n.read();
     expect(c.members.get('solo')!.sm.items).toEqual(['only']);
   });
+
+  it('concurrent reads share ReadIndex rounds, and a read whose request was lost is re-issued', async () => {
+    const c = await makeCluster(['a', 'b', 'c']);
+    for (const id of ['a', 'b', 'c']) await c.start(id);
+    const leader = await c.leader();
+    const f = [...c.members.values()].find((m) => m.id !== leader.id)!;
+    await leader.propose('v1');
+    const sentBefore = leader.status().transport.messagesSent;
+    await Promise.all(Array.from({ length: 200 }, () => f.node!.read()));
+    expect(f.sm.items).toContain('v1');
+    // 200 reads, far fewer heartbeat rounds than 200 (each round is 2 heartbeats from the leader).
+    expect(leader.status().transport.messagesSent - sentBefore).toBeLessThan(200);
+    // The leader is gone, but the follower does not know yet: its ReadIndex request is lost,
+    // and re-issued to the next leader.
+    await c.stop(leader.id);
+    expect(f.node!.status().leader).toBe(leader.id);
+    await f.node!.read({ timeoutMs: 20_000 });
+    expect(f.node!.status().leader).not.toBe(leader.id);
+  });
 });
