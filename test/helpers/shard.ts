@@ -16,7 +16,7 @@ import { request } from 'node:http';
 import pg from 'pg';
 import type { SitterStatus } from '../../src/peer/status.js';
 import { makeTmpDir } from './tmp.js';
-import { freePort, waitFor } from './wait.js';
+import { freePort } from './wait.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const sitterScript = join(repoRoot, 'src/cli/manatee-sitter.ts');
@@ -144,6 +144,9 @@ export class Shard {
   private readonly postgresPids = new Set<number>();
   private readonly writers: Writer[] = [];
   private tornDown = false;
+  /** Sitters that exited by themselves (not killed by this fixture). */
+  readonly crashes: string[] = [];
+  private readonly stoppingPeers = new Set<string>();
 
   private constructor(dir: string, cleanup: () => Promise<void>, peers: ShardPeer[], timeouts: ShardTimeouts, raft: ShardRaft) {
     this.dir = dir;
@@ -248,8 +251,12 @@ export class Shard {
       env: { ...process.env, NODE_OPTIONS: '' },
     });
     closeSync(log);
-    child.on('exit', () => {
+    child.on('exit', (code, signal) => {
       if (peer.child === child) peer.child = null;
+      // Our kills are SIGKILL/SIGTERM; any other end (a crash at start-up) fails the next wait at once.
+      if (signal !== 'SIGKILL' && signal !== 'SIGTERM' && !(code === 0 && this.stoppingPeers.has(peer.id))) {
+        this.crashes.push(`the sitter of ${peer.id} (pid ${child.pid ?? '?'}) exited with ${signal ?? `code ${code ?? '?'}`}; see ${peer.logPath}`);
+      }
     });
     peer.child = child;
     return child;
@@ -326,6 +333,7 @@ export class Shard {
     const pid = this.sitterPid(peer);
     if (child === null || pid === null) return;
     const exited = new Promise<void>((r) => child.once('exit', () => { r(); }));
+    this.stoppingPeers.add(peer.id);
     process.kill(pid, 'SIGTERM');
     const done = await Promise.race([exited.then(() => true), sleep(timeoutMs).then(() => false)]);
     if (!done) {
@@ -411,13 +419,26 @@ export class Shard {
     }, timeoutMs);
   }
 
-  /** waitFor with the shard's state in the timeout message. */
+  /**
+   * waitFor with the shard's state in the timeout message, which also fails at once when a
+   * sitter exited by itself (a crash would otherwise look like a slow shard until the deadline).
+   */
   async waitFor<T>(what: string, probe: () => Promise<T | null | undefined | false>, timeoutMs = 120_000): Promise<T> {
-    try {
-      return await waitFor(what, probe, { timeoutMs, intervalMs: 200 });
-    } catch (err) {
-      const d = await this.describe().catch(() => '?');
-      throw new Error(`${(err as Error).message}; shard: ${d}; logs in ${this.dir}`, { cause: err });
+    const deadline = Date.now() + timeoutMs;
+    let lastError = '';
+    for (;;) {
+      if (this.crashes.length > 0) throw new Error(`while waiting for ${what}: ${this.crashes.join('; ')}`);
+      try {
+        const v = await probe();
+        if (v !== undefined && v !== null && v !== false) return v;
+      } catch (err) {
+        lastError = `; last error: ${(err as Error).message}`;
+      }
+      if (Date.now() > deadline) {
+        const d = await this.describe().catch(() => '?');
+        throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError}; shard: ${d}; logs in ${this.dir}`);
+      }
+      await sleep(200);
     }
   }
 
