@@ -3,7 +3,7 @@
 // Signals go to whole process groups: the sitter's (it and any pg_basebackup/pg_rewind it runs)
 // and the postmaster's (PostgreSQL starts the postmaster in a process group of its own).
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { SitterStatus } from '../../src/peer/status.js';
 import type { Network } from './net.js';
@@ -55,6 +55,39 @@ function signal(pid: number, sig: NodeJS.Signals): boolean {
   } catch {
     return false;
   }
+}
+
+/** Every process below `root` (PostgreSQL's backends call setsid(), so process groups do not cover them). */
+export function descendants(root: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      // The command name may contain spaces and parentheses: the fields after the last ')' are fixed.
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      const list = children.get(ppid) ?? [];
+      list.push(Number(name));
+      children.set(ppid, list);
+    } catch {
+      // exited while we looked
+    }
+  }
+  const out: number[] = [];
+  const queue = [root];
+  while (queue.length > 0 && out.length < 10_000) {
+    for (const c of children.get(queue.shift()!) ?? []) {
+      out.push(c);
+      queue.push(c);
+    }
+  }
+  return out;
+}
+
+function signalAll(roots: readonly number[], sig: NodeJS.Signals): void {
+  const first = [...roots, ...roots.flatMap(descendants)];
+  for (const pid of first) signal(pid, sig);
+  for (const pid of roots.flatMap(descendants)) if (!first.includes(pid)) signal(pid, sig);
 }
 
 export class Cluster {
@@ -157,35 +190,40 @@ export class Cluster {
     p.sitterPid = null;
   }
 
-  /** A signal to every process of the peer's PostgreSQL (the postmaster's process group). */
+  /**
+   * A signal to every process of the peer's PostgreSQL. The processes are listed before any is
+   * signalled (a killed postmaster's children are re-parented at once), the postmaster goes first
+   * (so that it forks no more), and a second listing catches a fork in between.
+   */
   signalPostgres(id: string, sig: NodeJS.Signals): number | null {
     const pm = this.postmasterPid(id);
-    if (pm !== null) signal(-pm, sig);
+    if (pm === null) return null;
+    signalAll([pm], sig);
     return pm;
   }
 
-  /** SIGKILL of everything the peer runs: the sitter's group and PostgreSQL's group. */
+  /** A signal to everything the peer runs: the sitter, its children (pg_basebackup, pg_rewind), and PostgreSQL. */
+  private signalPeer(id: string, sig: NodeJS.Signals): void {
+    const roots = [this.peer(id).sitterPid, this.postmasterPid(id)].filter((x): x is number => x !== null);
+    signalAll(roots, sig);
+  }
+
+  /** SIGKILL of everything the peer runs. */
   killPeer(id: string): void {
     const p = this.peer(id);
-    const pm = this.postmasterPid(id);
-    if (p.sitterPid !== null) signal(-p.sitterPid, 'SIGKILL');
-    if (pm !== null) signal(-pm, 'SIGKILL');
+    this.signalPeer(id, 'SIGKILL');
     p.sitterPid = null;
     p.paused = false;
   }
 
   pause(id: string): void {
-    const p = this.peer(id);
-    if (p.sitterPid !== null) signal(-p.sitterPid, 'SIGSTOP');
-    this.signalPostgres(id, 'SIGSTOP');
-    p.paused = true;
+    this.signalPeer(id, 'SIGSTOP');
+    this.peer(id).paused = true;
   }
 
   resume(id: string): void {
-    const p = this.peer(id);
-    this.signalPostgres(id, 'SIGCONT');
-    if (p.sitterPid !== null) signal(-p.sitterPid, 'SIGCONT');
-    p.paused = false;
+    this.signalPeer(id, 'SIGCONT');
+    this.peer(id).paused = false;
   }
 
   sitterAlive(id: string): boolean {

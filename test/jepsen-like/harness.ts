@@ -1,7 +1,7 @@
 // One chaos run from start to verdict: hosts, peers, workload, nemesis, healing, final reads,
 // the checker, and the results directory. Used by run.ts (npm run chaos) and by chaos-short.test.ts.
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, mkdirSync, rmSync, writeFileSync, type WriteStream } from 'node:fs';
+import { createWriteStream, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, type WriteStream } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
@@ -101,11 +101,37 @@ export function replayCommand(o: ChaosOptions): string {
   return `npm run chaos -- --seed ${o.seed} --time ${o.timeS}${faults} --peers ${o.peers} --writers ${o.writers} --readers ${o.readers} --session-timeout-ms ${o.sessionTimeoutMs}`;
 }
 
+function workDirOf(prefix: string): string {
+  return join('/tmp', `manatee-chaos-${prefix}`);
+}
+
+/** The pid of the harness that owns a run's prefix, while it is alive. */
+function ownerPid(prefix: string): number | null {
+  try {
+    const pid = Number(readFileSync(join(workDirOf(prefix), 'harness.pid'), 'utf8').trim());
+    if (!Number.isInteger(pid) || pid <= 1) return null;
+    process.kill(pid, 0);
+    return pid;
+  } catch {
+    return null;
+  }
+}
+
+/** Prefixes of data directories in /tmp left by runs (a crashed run may leave one without namespaces). */
+export function leftoverWorkDirs(): string[] {
+  return readdirSync('/tmp').map((n) => /^manatee-chaos-(mjc[0-9a-f]{5})$/.exec(n)?.[1]).filter((p): p is string => p !== undefined);
+}
+
 /** Removes what crashed runs left behind: processes in their namespaces, the namespaces, bridges and data directories. */
 export async function cleanupLeftovers(prefixes: readonly string[], log: (l: string) => void): Promise<void> {
   for (const prefix of prefixes) {
+    const owner = ownerPid(prefix);
+    if (owner !== null && owner !== process.pid) {
+      log(`cleanup: ${prefix} belongs to a chaos run that is still going (pid ${owner}); left alone`);
+      continue;
+    }
     for (const line of await destroyNetwork(prefix)) log(`cleanup: ${line}`);
-    const work = join('/tmp', `manatee-chaos-${prefix}`);
+    const work = workDirOf(prefix);
     rmSync(work, { recursive: true, force: true });
     log(`cleanup: removed ${work}`);
   }
@@ -115,8 +141,10 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
   const prefix = `${NAME_PREFIX}${randomBytes(3).toString('hex').slice(0, 5)}`;
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const dir = join(o.resultsDir, `${stamp}-seed${o.seed}`);
-  const workDir = join('/tmp', `manatee-chaos-${prefix}`);
+  const workDir = workDirOf(prefix);
   mkdirSync(join(dir, 'peers'), { recursive: true });
+  mkdirSync(workDir, { recursive: true, mode: 0o755 });
+  writeFileSync(join(workDir, 'harness.pid'), `${process.pid}\n`);
   const rng = new Rng(o.seed);
   const nemesisRng = rng.fork(1000);
   const netRng = rng.fork(2000);

@@ -4,7 +4,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { randomInt } from 'node:crypto';
 import { resolve } from 'node:path';
-import { cleanupLeftovers, DEFAULT_OPTIONS, runChaos, verdictLines } from './harness.js';
+import { cleanupLeftovers, DEFAULT_OPTIONS, leftoverWorkDirs, runChaos, verdictLines } from './harness.js';
 import { FAULT_KINDS } from './history.js';
 import { leftoverPrefixes } from './net.js';
 import { parseFaultKinds } from './nemesis.js';
@@ -39,7 +39,7 @@ async function main(): Promise<number> {
     .addHelpText('after', '\nnpm run chaos -- cleanup   removes the namespaces, processes and data that a crashed run left behind');
 
   if (process.argv[2] === 'cleanup') {
-    const prefixes = await leftoverPrefixes();
+    const prefixes = [...new Set([...(await leftoverPrefixes()), ...leftoverWorkDirs()])].sort();
     if (prefixes.length === 0) log('cleanup: nothing left behind');
     await cleanupLeftovers(prefixes, log);
     return 0;
