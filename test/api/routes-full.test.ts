@@ -9,7 +9,7 @@ import { createApi } from '../../src/api/server.js';
 import { evaluateHealth, parseLag } from '../../src/api/routes/health.js';
 import type { ShardReport } from '../../src/api/shard.js';
 import type { PeerInfo } from '../../src/store/types.js';
-import { freePort } from '../helpers/wait.js';
+import { freePort, waitFor } from '../helpers/wait.js';
 import { ADMIN_TOKEN, MemoryRaftNode, MemoryStore, memoryDeps, peer, statusOf, threePeerState } from './memory.js';
 
 let servers: FastifyInstance[] = [];
@@ -260,6 +260,54 @@ describe('GET /watch (server-sent events)', () => {
       store.unavailable = false;
     }
     expectError(await call('GET', `${C()}/watch?since=3`), 400, 'MANATEE_ERR_BAD_REQUEST', /querystring\.since/);
+  });
+});
+
+describe('GET /watch and shutdown', () => {
+  it('closing the server ends open streams instead of waiting for them, and unsubscribes them', async () => {
+    const own = new MemoryStore(threePeerState(peers), peers);
+    const server = await createApi(memoryDeps({ self: peers[0]!, store: own }));
+    const url = await server.listen({ host: '127.0.0.1', port: 0 });
+    const ended = new Promise<string>((resolve, reject) => {
+      const req = request(`${url}/watch`, { method: 'GET' }, (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => { text += c; });
+        res.on('end', () => { resolve(text); });
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    await waitFor('the stream to subscribe', () => own.watchers.size >= 2 || null);
+    const t0 = Date.now();
+    await server.close();
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(await ended).toMatch(/^retry: 1000\nid: 1\nevent: state\n/);
+    expect(own.watchers.size).toBe(0);
+  });
+
+  it('a client that does not read is dropped once its unsent data passes the limit', async () => {
+    const own = new MemoryStore(threePeerState(peers), peers);
+    const server = await createApi(memoryDeps({ self: peers[0]!, store: own, limits: { watchBufferBytesMax: 64 * 1024, watchKeepaliveMs: 60_000 } }));
+    const url = await server.listen({ host: '127.0.0.1', port: 0 });
+    try {
+      const req = request(`${url}/watch`, { method: 'GET' }, (res) => {
+        res.pause(); // never reads
+      });
+      req.on('error', () => undefined);
+      req.end();
+      await waitFor('the stream to subscribe', () => own.watchers.size >= 2 || null);
+      // Big states until the socket buffers fill and the server gives up on this client.
+      const big = { ...own.state!, freeze: { date: new Date().toISOString(), reason: 'x'.repeat(200_000) } };
+      for (let i = 0; i < 200 && own.watchers.size >= 2; i++) {
+        own.commit(big, `big ${i}`);
+        await new Promise((r) => setImmediate(r));
+      }
+      expect(own.watchers.size).toBe(1); // only the server's own metrics subscription is left
+      req.destroy();
+    } finally {
+      await server.close();
+    }
   });
 });
 
