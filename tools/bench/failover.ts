@@ -1,0 +1,177 @@
+// Failover benchmark: a three-peer shard of real manatee-sitter processes on 127.0.0.1 (the
+// fixture of the integration tests: ephemeral ports, a temp directory, basebackup backend) with a
+// writer that commits one row every few milliseconds through whichever peer is the primary.
+//
+//   npx tsx tools/bench/failover.ts [--rounds 10] [--promotions 5] [--write-interval-ms 5]
+//        [--session-timeout-ms N] [--keepalive-ms N] [--tick-ms N] [--election-ticks N]
+//        [--health-interval-ms N]
+//
+// Unplanned: SIGKILL of the whole primary peer (sitter and PostgreSQL), `--rounds` times; the time
+// is from the kill to the first commit acknowledged by the new primary. Between rounds the shard
+// heals: the old primary is restarted, rebuilt, and back as an async.
+// Planned: POST /admin/promote of the sync, `--promotions` times; the write unavailability is
+// from the last commit acknowledged by the old primary to the first by the new one.
+// At the end every acknowledged row must be on the final primary: rows acknowledged and found
+// are printed (lost must be 0). Timeouts default to the sitter's own configuration defaults.
+import { parseArgs } from 'node:util';
+import { parseConfig } from '../../src/peer/config.js';
+import { Shard, type ShardPeer, type Writer } from '../../test/helpers/shard.js';
+
+const { values } = parseArgs({
+  options: {
+    rounds: { type: 'string', default: '10' },
+    promotions: { type: 'string', default: '5' },
+    'write-interval-ms': { type: 'string', default: '5' },
+    'session-timeout-ms': { type: 'string' },
+    'keepalive-ms': { type: 'string' },
+    'tick-ms': { type: 'string' },
+    'election-ticks': { type: 'string' },
+    'health-interval-ms': { type: 'string' },
+    keep: { type: 'boolean', default: false },
+  },
+});
+
+function intArg(name: string, v: string | undefined, min: number, max: number): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`--${name} must be an integer in ${min}..${max}`);
+  return n;
+}
+
+// The sitter's defaults, from its own schema (a minimal valid configuration filled in).
+const defaults = parseConfig({
+  peerId: 'a',
+  host: '127.0.0.1',
+  dataDir: '/x',
+  postgres: { port: 1 },
+  api: { port: 2 },
+  raft: { port: 3, members: [{ id: 'a', address: '127.0.0.1:3' }] },
+  secret: 'x'.repeat(16),
+  adminToken: 'y'.repeat(16),
+});
+
+const rounds = intArg('rounds', values.rounds, 0, 100) ?? 10;
+const promotions = intArg('promotions', values.promotions, 0, 100) ?? 5;
+const writeIntervalMs = intArg('write-interval-ms', values['write-interval-ms'], 0, 1000) ?? 5;
+const timeouts = {
+  ...defaults.timeouts,
+  sessionTimeoutMs: intArg('session-timeout-ms', values['session-timeout-ms'], 200, 600_000) ?? defaults.timeouts.sessionTimeoutMs,
+  keepaliveIntervalMs: intArg('keepalive-ms', values['keepalive-ms'], 50, 300_000) ?? defaults.timeouts.keepaliveIntervalMs,
+  pgHealthIntervalMs: intArg('health-interval-ms', values['health-interval-ms'], 50, 60_000) ?? defaults.timeouts.pgHealthIntervalMs,
+};
+const raft = {
+  tickMs: intArg('tick-ms', values['tick-ms'], 5, 10_000) ?? defaults.raft.tickMs,
+  electionTicks: intArg('election-ticks', values['election-ticks'], 2, 1000) ?? defaults.raft.electionTicks,
+  heartbeatTicks: defaults.raft.heartbeatTicks,
+};
+
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? (s[mid] ?? NaN) : ((s[mid - 1] ?? 0) + (s[mid] ?? 0)) / 2;
+}
+
+function fmt(ms: number): string {
+  return `${(ms / 1000).toFixed(2)} s`;
+}
+
+interface Roles {
+  primary: ShardPeer;
+  sync: ShardPeer;
+  async: ShardPeer;
+}
+
+async function roles(shard: Shard): Promise<Roles> {
+  const { peer, status } = await shard.waitForPrimaryWritable({ timeoutMs: 180_000 });
+  const st = status.state;
+  const syncId = st?.sync?.id;
+  const asyncId = st?.async[0]?.id;
+  if (syncId === undefined || asyncId === undefined) throw new Error(`no sync or async in ${JSON.stringify(st)}`);
+  return { primary: peer, sync: shard.peer(syncId), async: shard.peer(asyncId) };
+}
+
+async function healed(shard: Shard, r: Roles): Promise<void> {
+  await shard.waitForTopology({ primary: r.primary.id, sync: r.sync.id, async: [r.async.id], deposed: [] }, 300_000);
+}
+
+async function unplanned(shard: Shard, writer: Writer, r: Roles, i: number): Promise<{ ms: number; next: Roles }> {
+  await writer.waitForAckAfter(Date.now(), 60_000, r.primary.id);
+  const killed = await shard.killPeer(r.primary);
+  const first = await writer.waitForAckAfter(killed.atMs, 120_000, r.sync.id);
+  const ms = first.atMs - killed.atMs;
+  console.log(`  unplanned ${i + 1}: killed ${r.primary.id}; first commit on ${r.sync.id} after ${fmt(ms)}`);
+  const next: Roles = { primary: r.sync, sync: r.async, async: r.primary };
+  shard.restartPeer(r.primary);
+  await healed(shard, next);
+  return { ms, next };
+}
+
+async function planned(shard: Shard, writer: Writer, r: Roles, i: number): Promise<{ gapMs: number; requestMs: number; next: Roles }> {
+  await writer.waitForAckAfter(Date.now(), 60_000, r.primary.id);
+  const requestedAt = Date.now();
+  const res = await shard.admin(r.sync, 'promote', { peerId: r.sync.id });
+  if (res.status !== 200) throw new Error(`promote answered ${res.status}: ${JSON.stringify(res.body)}`);
+  const first = await writer.waitForAckAfter(requestedAt, 120_000, r.sync.id);
+  const lastOld = [...writer.acked].reverse().find((a) => a.peer === r.primary.id && a.atMs <= first.atMs);
+  const gapMs = first.atMs - (lastOld?.atMs ?? requestedAt);
+  const requestMs = first.atMs - requestedAt;
+  console.log(`  planned ${i + 1}: promoted ${r.sync.id}; writes unavailable ${fmt(gapMs)} (request to first commit ${fmt(requestMs)})`);
+  const next: Roles = { primary: r.sync, sync: r.async, async: r.primary };
+  await healed(shard, next);
+  return { gapMs, requestMs, next };
+}
+
+async function main(): Promise<void> {
+  console.log('failover benchmark: 3 peers (manatee-sitter processes) on 127.0.0.1, basebackup backend');
+  console.log(`timeouts: sessionTimeoutMs ${timeouts.sessionTimeoutMs}, keepaliveIntervalMs ${timeouts.keepaliveIntervalMs}, ` +
+    `pgHealthIntervalMs ${timeouts.pgHealthIntervalMs}, pgHealthTimeoutMs ${timeouts.pgHealthTimeoutMs}, ` +
+    `pgUnhealthyTimeoutMs ${timeouts.pgUnhealthyTimeoutMs}; raft tickMs ${raft.tickMs}, electionTicks ${raft.electionTicks} ` +
+    `(election timeout ${raft.tickMs * raft.electionTicks}-${2 * raft.tickMs * raft.electionTicks} ms), heartbeatTicks ${raft.heartbeatTicks}`);
+  console.log(`writer: one INSERT per commit, ${writeIntervalMs} ms between commits; rounds: ${rounds} unplanned, ${promotions} planned`);
+  const shard = await Shard.create({ prefix: 'fo', timeouts, raft, logLevel: 'info' });
+  try {
+    let r = await roles(shard);
+    await healed(shard, r);
+    const writer = shard.writer({ intervalMs: writeIntervalMs });
+    await writer.start();
+    const unplannedMs: number[] = [];
+    for (let i = 0; i < rounds; i++) {
+      const out = await unplanned(shard, writer, r, i);
+      unplannedMs.push(out.ms);
+      r = out.next;
+    }
+    const gaps: number[] = [];
+    const requests: number[] = [];
+    for (let i = 0; i < promotions; i++) {
+      const out = await planned(shard, writer, r, i);
+      gaps.push(out.gapMs);
+      requests.push(out.requestMs);
+      r = out.next;
+    }
+    await writer.stop();
+    const acked = writer.acked.length;
+    const missing = await writer.missingOn(r.primary);
+    console.log('');
+    if (rounds > 0) {
+      console.log(`unplanned failover (SIGKILL of the primary peer → first commit on the new primary), ${rounds} rounds: ` +
+        `median ${fmt(median(unplannedMs))}, max ${fmt(Math.max(...unplannedMs))}, min ${fmt(Math.min(...unplannedMs))}`);
+    }
+    if (promotions > 0) {
+      console.log(`planned switchover (write unavailability: last commit on the old primary → first on the new), ${promotions} rounds: ` +
+        `median ${fmt(median(gaps))}, max ${fmt(Math.max(...gaps))}; promote request → first commit: median ${fmt(median(requests))}, max ${fmt(Math.max(...requests))}`);
+    }
+    console.log(`rows acknowledged ${acked}, found on the final primary ${r.primary.id}: ${acked - missing.length}, lost ${missing.length}` +
+      (missing.length > 0 ? ` (ids ${missing.slice(0, 20).join(', ')})` : ''));
+    console.log(`writer errors while no primary took writes: ${writer.errors.length}`);
+    if (missing.length > 0) process.exitCode = 1;
+  } finally {
+    await shard.teardown({ keepDir: values.keep });
+    if (values.keep) console.log(`kept ${shard.dir}`);
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(`failover benchmark failed: ${(err as Error).message}`);
+  process.exitCode = 1;
+});
