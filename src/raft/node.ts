@@ -88,6 +88,16 @@ export interface RaftNodeEvents {
   error: [Error];
 }
 
+/**
+ * The proposal was appended by this node as leader, but a later leader replaced that log entry:
+ * it was not applied and never will be. Safe to retry.
+ */
+export class RaftProposalLostError extends ManateeError {
+  constructor(index: number) {
+    super('MANATEE_ERR_RAFT_PROPOSAL_LOST', `the proposal at log index ${index} was replaced by a new leader's entry; it was not applied`);
+  }
+}
+
 /** The node refused a request because too many are already waiting. */
 export class RaftOverloadedError extends ManateeError {
   constructor(limit: number) {
@@ -143,6 +153,8 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
   private readonly sm: StateMachine;
   private readonly addresses = new Map<NodeId, string>();
   private readonly pending = new Map<string, Pending>();
+  /** Log index -> request id of proposals appended by this node as leader (to detect overwrites). */
+  private readonly proposedAt = new Map<number, string>();
   /** Every read still waiting, whatever its stage. */
   private readonly pendingReads = new Set<PendingRead>();
   /** Reads that arrived while a ReadIndex request was in flight: they share the next one. */
@@ -509,8 +521,26 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
         reject(this.mapDropped(err));
         return;
       }
+      // As leader, the core appended the entry at once: remember where, so that if another
+      // leader's entry is applied there instead, the proposer hears so now, not at its timeout.
+      const st = this.core.status();
+      if (st.role === 'leader') this.proposedAt.set(st.lastIndex, rid);
       this.kick();
     });
+  }
+
+  /** Called for every applied index: fails a local proposal whose entry was replaced at `index`. */
+  private checkReplaced(index: number, rid: string | null): void {
+    if (this.proposedAt.size === 0) return;
+    const mine = this.proposedAt.get(index);
+    if (mine === undefined) return;
+    this.proposedAt.delete(index);
+    if (mine === rid) return;
+    const p = this.pending.get(mine);
+    if (p === undefined) return;
+    this.pending.delete(mine);
+    clearTimeout(p.timer);
+    p.reject(new RaftProposalLostError(index));
   }
 
   /**
@@ -546,6 +576,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
       p.reject(err);
     }
     this.pending.clear();
+    this.proposedAt.clear();
     for (const p of this.pendingReads) {
       clearTimeout(p.timer);
       p.reject(err);
@@ -654,6 +685,8 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     this.applied = snap.metadata.index;
     this.snapshotIndex = snap.metadata.index;
     this.members = snap.metadata.confState;
+    // Whether proposals at the indexes it covers made it is unknown here: they time out instead.
+    for (const i of this.proposedAt.keys()) if (i <= snap.metadata.index) this.proposedAt.delete(i);
     this.log.info({ id: this.id, index: snap.metadata.index, term: snap.metadata.term, sizeBytes: snap.data.length, members: this.members }, 'raft: installed a snapshot from the leader');
   }
 
@@ -667,8 +700,9 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
       this.applyConfEntry(e);
       return;
     }
-    if (e.data === '') return; // a new leader's empty entry
     const { rid, data } = unwrapCommand(e.data);
+    this.checkReplaced(e.index, rid);
+    if (e.data === '') return; // a new leader's empty entry
     const entry: AppliedEntry = { index: e.index, term: e.term, data };
     let result: unknown;
     let failure: Error | null = null;
@@ -719,6 +753,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
       this.log.warn({ id: this.id, index: e.index, change: cc.type, nodeId: cc.nodeId }, 'raft: conf change had no effect (invalid against the members at apply time)');
     }
     const rid = typeof ctx.rid === 'string' ? ctx.rid : null;
+    this.checkReplaced(e.index, rid);
     const p = rid === null ? undefined : this.pending.get(rid);
     if (p === undefined || rid === null) return;
     this.pending.delete(rid);

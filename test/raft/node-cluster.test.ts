@@ -339,4 +339,29 @@ describe('RaftNode with three nodes on loopback', () => {
     await f.node!.read({ timeoutMs: 20_000 });
     expect(f.node!.status().leader).not.toBe(leader.id);
   });
+
+  it('a proposal whose entry a new leader replaced fails at once with PROPOSAL_LOST', async () => {
+    const c = await makeCluster(['a', 'b', 'c']);
+    for (const id of ['a', 'b', 'c']) await c.start(id);
+    const old = await c.leader();
+    await old.propose('ok');
+    const others = ['a', 'b', 'c'].filter((id) => id !== old.id);
+    // Cut the leader's outbound links: it still hears the others, but nothing it sends arrives.
+    const transport = (old as unknown as { transport: { setPeer(id: string, addr: string): void } }).transport;
+    const deadPort = await freePort();
+    for (const id of others) transport.setPeer(id, `127.0.0.1:${deadPort}`);
+    const lost = old.propose('doomed', { timeoutMs: 60_000 }).then(() => null, (e: unknown) => e);
+    // The others elect a new leader and commit their own entry at the same index.
+    const next = await c.leader(others);
+    expect(next.id).not.toBe(old.id);
+    await next.propose('winner');
+    // Heal: the old leader learns the new term and its uncommitted entry is replaced.
+    const t0 = Date.now();
+    for (const id of others) transport.setPeer(id, c.addr(c.members.get(id)!));
+    const err = await lost;
+    expect((err as { code?: string }).code).toBe('MANATEE_ERR_RAFT_PROPOSAL_LOST');
+    expect(Date.now() - t0).toBeLessThan(30_000);
+    await waitFor('old leader caught up', () => c.members.get(old.id)!.sm.items.includes('winner'));
+    expect(c.members.get(old.id)!.sm.items).not.toContain('doomed');
+  });
 });
