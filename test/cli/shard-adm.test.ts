@@ -61,15 +61,20 @@ afterAll(async () => {
 describe('the API on a real shard', () => {
   it('health checks answer 200 only on the peer that serves the role (GET and HEAD)', async () => {
     const code = async (p: ShardPeer, path: string, method = 'GET') => (await rawGet(`${p.apiUrl}${path}`, method)).status;
-    expect(await code(primary, '/primary')).toBe(200);
-    expect(await code(primary, '/primary', 'HEAD')).toBe(200);
-    expect(await code(sync, '/primary')).toBe(503);
-    expect(await code(sync, '/sync')).toBe(200);
-    expect(await code(async0, '/sync')).toBe(503);
-    expect(await code(async0, '/async')).toBe(200);
-    expect(await code(async0, '/replica', 'HEAD')).toBe(200);
-    expect(await code(primary, '/replica')).toBe(503);
-    for (const p of [primary, sync, async0]) expect(await code(p, '/health')).toBe(200);
+    const probes: [ShardPeer, string, string, number][] = [
+      [primary, '/primary', 'GET', 200], [primary, '/primary', 'HEAD', 200], [sync, '/primary', 'GET', 503],
+      [sync, '/sync', 'GET', 200], [async0, '/sync', 'GET', 503], [async0, '/async', 'GET', 200],
+      [async0, '/replica', 'HEAD', 200], [primary, '/replica', 'GET', 503],
+      [primary, '/health', 'GET', 200], [sync, '/health', 'GET', 200], [async0, '/health', 'GET', 200],
+    ];
+    const want = probes.map(([p, path, method, status]) => `${p.id} ${method} ${path} ${status}`);
+    // The async may still be restarting to follow the sync when the topology is first seen.
+    let got: string[] = [];
+    await shard.waitFor('every health check as expected', async () => {
+      got = await Promise.all(probes.map(async ([p, path, method]) => `${p.id} ${method} ${path} ${await code(p, path, method)}`));
+      return got.join() === want.join() || null;
+    }, 60_000).catch(() => undefined);
+    expect(got).toEqual(want);
     const body = await httpJson(`${sync.apiUrl}/primary`);
     expect(body).toMatchObject({ status: 503, body: { peerId: sync.id, role: 'sync', ok: false } });
   });
@@ -117,6 +122,39 @@ describe('manatee-adm on a real shard', () => {
     expect(pgs.code).toBe(0);
     const links = JSON.parse(pgs.stdout) as { upstream: string; downstream: string }[];
     expect(links.map((l) => l.downstream)).toEqual([sync.id, async0.id]);
+  });
+
+  it('freeze through one peer is streamed by /watch on another, and unfreeze after it', async () => {
+    const events: { state: { freeze?: { reason: string } } | null; version: number }[] = [];
+    let buf = '';
+    const req = request(`${async0.apiUrl}/watch`, { method: 'GET' }, (res) => {
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        buf += chunk;
+        let i: number;
+        while ((i = buf.indexOf('\n\n')) >= 0) {
+          const block = buf.slice(0, i);
+          buf = buf.slice(i + 2);
+          const data = /^event: state\ndata: (.*)$/m.exec(block)?.[1];
+          if (data !== undefined) events.push(JSON.parse(data) as (typeof events)[number]);
+        }
+      });
+    });
+    req.on('error', () => undefined);
+    req.end();
+    try {
+      await shard.waitFor('the first event', () => Promise.resolve(events.length >= 1 || null), 10_000);
+      const f = await adm(['freeze', '-r', 'watch me'], primary.apiUrl);
+      expect({ code: f.code, stderr: f.stderr }).toEqual({ code: 0, stderr: '' });
+      await shard.waitFor('the freeze event', () => Promise.resolve(events.some((e) => e.state?.freeze?.reason === 'watch me') || null), 20_000);
+      const u = await adm(['unfreeze'], sync.apiUrl);
+      expect(u.code).toBe(0);
+      await shard.waitFor('the unfreeze event', () => Promise.resolve(events.at(-1)?.state?.freeze === undefined || null), 20_000);
+      const versions = events.map((e) => e.version);
+      expect([...versions].sort((x, y) => x - y)).toEqual(versions);
+    } finally {
+      req.destroy();
+    }
   });
 
   it('verify passes on the healthy shard, and fails (exit 1) once the async is stopped', async () => {
