@@ -10,6 +10,7 @@ import { ApiMetrics } from './metrics.js';
 import { OpenApiCollector } from './openapi.js';
 import { adminRoutes } from './routes/admin.js';
 import { healthRoutes } from './routes/health.js';
+import { pageRoutes } from './routes/page.js';
 import { readRoutes } from './routes/read.js';
 import { watchRoutes } from './routes/watch.js';
 import { API_LIMITS_DEFAULT, type ApiDeps, type ApiLimits } from './types.js';
@@ -100,6 +101,7 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
   await app.register(readRoutes(routeDeps, limits, metrics));
   await app.register(healthRoutes(routeDeps));
   await app.register(watchRoutes(routeDeps, limits));
+  await app.register(pageRoutes());
   await app.register(adminRoutes(routeDeps), { prefix: '/admin' });
   for (const plugin of deps.extraPlugins ?? []) await app.register(plugin);
   const doc = openapi.document({ title: 'Manatee sitter API', version: API_VERSION });

@@ -1,0 +1,51 @@
+// Headless Chromium for the status page's tests: Debian's `chromium` package driven by
+// playwright-core (which downloads no browser of its own). The flags keep Chromium off the
+// network: this machine refuses outside connections, and a test must not depend on them.
+import { mkdir } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium, type Browser, type Page } from 'playwright-core';
+
+export const CHROMIUM_PATH = '/usr/bin/chromium';
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+/** Screenshots go here (in .gitignore). */
+export const SCREENSHOT_DIR = join(repoRoot, 'test-results', 'status-page');
+
+export async function launchChromium(): Promise<Browser> {
+  if (!existsSync(CHROMIUM_PATH)) {
+    throw new Error(`${CHROMIUM_PATH} is missing: install Debian's chromium package (tools/install-deps.sh does)`);
+  }
+  return chromium.launch({
+    executablePath: CHROMIUM_PATH,
+    headless: true,
+    timeout: 120_000,
+    // playwright-core gives the browser a new, empty user data directory of its own.
+    args: [
+      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    ],
+  });
+}
+
+/**
+ * Records what a page does that a test checks afterwards: every request URL, every navigation of
+ * the main frame, console errors and uncaught exceptions.
+ */
+export function watchPage(page: Page): { requests: string[]; navigations: string[]; errors: string[] } {
+  const seen = { requests: [] as string[], navigations: [] as string[], errors: [] as string[] };
+  page.on('request', (r) => { seen.requests.push(r.url()); });
+  page.on('framenavigated', (f) => { if (f === page.mainFrame()) seen.navigations.push(f.url()); });
+  page.on('pageerror', (e) => { seen.errors.push(`pageerror: ${e.message}`); });
+  page.on('console', (m) => { if (m.type() === 'error') seen.errors.push(`console: ${m.text()}`); });
+  return seen;
+}
+
+/** Saves a full-page screenshot under SCREENSHOT_DIR and prints its path. */
+export async function screenshot(page: Page, name: string): Promise<string> {
+  await mkdir(SCREENSHOT_DIR, { recursive: true });
+  const path = join(SCREENSHOT_DIR, `${name}-${new Date().toISOString().replace(/[:.]/g, '-')}.png`);
+  await page.screenshot({ path, fullPage: true });
+  console.log(`status page screenshot: ${path}`);
+  return path;
+}
