@@ -155,6 +155,8 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
   private readonly pending = new Map<string, Pending>();
   /** Log index -> request id of proposals appended by this node as leader (to detect overwrites). */
   private readonly proposedAt = new Map<number, string>();
+  /** Snapshots being sent, for the progress log (one per destination at most). */
+  private readonly snapshotSends = new Map<NodeId, { index: number; sizeBytes: number; atMs: number }>();
   /** Every read still waiting, whatever its stage. */
   private readonly pendingReads = new Set<PendingRead>();
   /** Reads that arrived while a ReadIndex request was in flight: they share the next one. */
@@ -230,6 +232,13 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
         onMessages: (ms) => { this.onMessages(ms); },
         onUnreachable: (to) => { if (this.state === 'running') this.core.reportUnreachable(to); },
         onSnapshotSent: (to, ok) => {
+          const started = this.snapshotSends.get(to);
+          this.snapshotSends.delete(to);
+          if (started !== undefined) {
+            const elapsedMs = Date.now() - started.atMs;
+            const rateBytesPerSec = elapsedMs > 0 ? Math.round((started.sizeBytes * 1000) / elapsedMs) : null;
+            this.log.info({ id: this.id, to, ok, index: started.index, sizeBytes: started.sizeBytes, elapsedMs, rateBytesPerSec }, ok ? 'raft: snapshot sent' : 'raft: snapshot send failed');
+          }
           if (this.state !== 'running') return;
           this.core.reportSnapshot(to, ok);
           this.kick();
@@ -638,6 +647,11 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     const early: Message[] = [];
     const late: Message[] = [];
     for (const m of rd.messages) {
+      if (m.type === 'snapshot' && m.snapshot !== undefined) {
+        const sizeBytes = m.snapshot.data.length;
+        this.snapshotSends.set(m.to, { index: m.snapshot.metadata.index, sizeBytes, atMs: Date.now() });
+        this.log.info({ id: this.id, to: m.to, index: m.snapshot.metadata.index, sizeBytes }, 'raft: sending a snapshot to a lagging follower');
+      }
       if (earlyOk && (m.type === 'append' || m.type === 'heartbeat' || m.type === 'snapshot')) early.push(m);
       else late.push(m);
     }
