@@ -4,6 +4,7 @@
 import { readFile } from 'node:fs/promises';
 import { Ajv, type ErrorObject } from 'ajv';
 import { ManateeError } from '../errors.js';
+import { HOOK_EVENTS, type HooksConfig } from './hooks.js';
 
 export type BackendKind = 'zfs' | 'basebackup';
 
@@ -65,6 +66,8 @@ export interface SitterConfig {
   /** Required on mutating API calls. */
   readonly adminToken: string;
   readonly log: { readonly level: string; readonly file?: string };
+  /** Executables run on shard events (src/peer/hooks.ts); filled with defaults by parseConfig. */
+  readonly hooks?: HooksConfig;
 }
 
 export class ConfigError extends ManateeError {
@@ -173,6 +176,26 @@ const schema = {
         file: { type: 'string', pattern: '^/' },
       },
     },
+    hooks: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        events: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          properties: Object.fromEntries(
+            HOOK_EVENTS.map((e) => [e, { type: 'array', maxItems: 16, items: { type: 'string', minLength: 2, maxLength: 4096, pattern: '^/' } }]),
+          ),
+        },
+        timeoutMs: { ...positiveMs, default: 10_000 },
+        killGraceMs: { type: 'integer', minimum: 0, maximum: 60_000, default: 1000 },
+        queueMax: { type: 'integer', minimum: 0, maximum: 10_000, default: 16 },
+        outputBytesMax: { type: 'integer', minimum: 0, maximum: 1_048_576, default: 4096 },
+        heartbeatIntervalMs: { type: 'integer', minimum: 100, maximum: 86_400_000, default: 60_000 },
+      },
+    },
   },
 } as const;
 
@@ -223,6 +246,16 @@ function crossCheck(c: SitterConfig): string[] {
     problems.push(`timeouts.keepaliveIntervalMs: must be at most half of timeouts.sessionTimeoutMs (${t.sessionTimeoutMs})`);
   }
   if (c.raft.heartbeatTicks >= c.raft.electionTicks) problems.push('raft.heartbeatTicks: must be less than raft.electionTicks');
+  const h = c.hooks;
+  if (h !== undefined) {
+    // Heartbeat runs faster than they may take would only fill the queue and drop runs.
+    if ((h.events.heartbeat?.length ?? 0) > 0 && h.heartbeatIntervalMs < h.timeoutMs) {
+      problems.push(`hooks.heartbeatIntervalMs: must be at least hooks.timeoutMs (${h.timeoutMs}) when heartbeat hooks are configured`);
+    }
+    for (const [event, commands] of Object.entries(h.events)) {
+      if (new Set(commands).size !== commands.length) problems.push(`hooks.events.${event}: lists the same executable twice`);
+    }
+  }
   return problems;
 }
 

@@ -24,6 +24,7 @@ import type { PeerInfo } from '../store/types.js';
 import { Snapshotter, Zfs } from '../zfs/index.js';
 import type { SitterConfig } from './config.js';
 import { Heartbeat } from './heartbeat.js';
+import { HOOKS_CONFIG_DEFAULT, HookRunner, SitterHooks } from './hooks.js';
 import { PgMonitor } from './pg-monitor.js';
 import { Reconciler } from './reconciler.js';
 import { decide, decisionLogFields, decisionRecord, rulesPgStatus, type Decision } from './rules/index.js';
@@ -67,6 +68,8 @@ export class Sitter {
   readonly metrics: ApiMetrics;
   /** The replication heartbeat: written on the writable primary, read on standbys. */
   readonly heartbeat: Heartbeat;
+  /** Operators' executables run on shard events (src/peer/hooks.ts); they never block the loop. */
+  readonly hooks: SitterHooks;
   private readonly snapshotter: Snapshotter | null;
   private readonly factsPath: string;
   private facts: LocalFacts;
@@ -144,6 +147,17 @@ export class Sitter {
       log: parts.log,
       prepareStorage: () => this.prepareStorage(parts.zfs),
       onRebuilt: (from, generation, result) => this.onRebuilt(from, generation, result),
+    });
+    const hooksConfig = parts.config.hooks ?? HOOKS_CONFIG_DEFAULT;
+    this.hooks = new SitterHooks({
+      runner: new HookRunner({ config: hooksConfig, log: parts.log }),
+      self: this.self,
+      observe: () => {
+        const { state, version } = this.store.getState();
+        return { state, version, activePeers: this.store.activePeers(), role: roleIn(state, this.self.id).role };
+      },
+      heartbeatIntervalMs: hooksConfig.heartbeatIntervalMs,
+      log: parts.log,
     });
   }
 
@@ -259,6 +273,10 @@ export class Sitter {
       this.store.on('state', () => { this.kick(); }),
       this.store.on('peers', () => { this.kick(); }),
     );
+    this.unsubscribe.push(
+      this.store.on('state', () => { this.hooks.changed(); }),
+      this.store.on('peers', () => { this.hooks.changed(); }),
+    );
     this.monitor.on('change', () => { this.kick(); });
     this.postgres.on('exit', (e) => {
       if (!e.expected) {
@@ -269,6 +287,7 @@ export class Sitter {
     });
     this.timer = setInterval(() => { this.kick(); }, EVALUATE_INTERVAL_MS);
     this.log.info({ api: this.self.apiUrl, raft: `${this.config.raft.listen}:${this.config.raft.port}` }, 'sitter started');
+    this.hooks.start();
     this.kick();
   }
 
@@ -283,6 +302,7 @@ export class Sitter {
     while (this.evaluating && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     await this.snapshotter?.stop();
     this.heartbeat.stop();
+    await this.hooks.stop();
     this.monitor.stop();
     const wasPrimary = roleIn(this.store.getState().state, this.self.id).role === 'primary';
     await Promise.race([this.store.closeSession().catch(() => undefined), new Promise((r) => setTimeout(r, 2000))]);
@@ -464,6 +484,7 @@ export class Sitter {
       await writeFacts(this.factsPath, this.facts);
     }
     this.log.info({ decision: 'rebuilt', from: from.id, generation, method: result.method }, `data rebuilt from ${from.id}`);
+    this.hooks.rebuildDone({ source: from, generation, method: result.method });
   }
 }
 

@@ -1,0 +1,433 @@
+// Hooks, plusmoin's triggers: operator-configured executables that the sitter runs when something
+// happens to the shard (the primary or the sync changed, a peer came or went, this peer was
+// deposed or rebuilt, the sitter started, and a periodic heartbeat). Each run gets one JSON
+// document on stdin: the event, this peer, the committed shard state and the event's details.
+//
+// A hook is the operator's code, so it must never hold the sitter back: runs are asynchronous,
+// each event has its own bounded queue (a full queue drops the newest run with a log line), each
+// run has a timeout after which its whole process group is killed, and its output is logged,
+// truncated to a bound. Runs of one event are in order (one at a time per event), so that a
+// hook sees primary_changed events in the order they were committed.
+//
+// Two parts: detectHookEvents() is pure (previous observation + new observation → events), and
+// HookRunner runs executables. SitterHooks wires both to what a sitter observes.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import type { Logger } from '../log.js';
+import type { ClusterState, PeerInfo } from '../store/types.js';
+
+export const HOOK_EVENTS = ['primary_changed', 'sync_changed', 'peer_up', 'peer_down', 'deposed', 'rebuild_done', 'sitter_up', 'heartbeat'] as const;
+export type HookEvent = (typeof HOOK_EVENTS)[number];
+
+/** The `hooks` section of the sitter's configuration (src/peer/config.ts). */
+export interface HooksConfig {
+  /** Absolute paths of the executables to run for each event (run directly, no shell, no arguments). */
+  readonly events: Partial<Readonly<Record<HookEvent, readonly string[]>>>;
+  /** A run still going after this long has its process group killed (SIGTERM, then SIGKILL after killGraceMs). */
+  readonly timeoutMs: number;
+  readonly killGraceMs: number;
+  /** Runs of one event waiting behind the running one; one more is dropped with a log line. */
+  readonly queueMax: number;
+  /** Bytes of each of stdout and stderr kept for the log; the rest is counted, not kept. */
+  readonly outputBytesMax: number;
+  /** How often the heartbeat event fires. */
+  readonly heartbeatIntervalMs: number;
+}
+
+export const HOOKS_CONFIG_DEFAULT: HooksConfig = {
+  events: {},
+  timeoutMs: 10_000,
+  killGraceMs: 1000,
+  queueMax: 16,
+  outputBytesMax: 4096,
+  heartbeatIntervalMs: 60_000,
+};
+
+/** What every hook reads on stdin. */
+export interface HookDocument {
+  readonly event: HookEvent;
+  /** ISO 8601, when the sitter saw the event. */
+  readonly time: string;
+  /** This peer. */
+  readonly peer: PeerInfo;
+  /** This peer's place in the state ('primary', 'sync', 'async', 'deposed', 'unassigned'). */
+  readonly role: string;
+  /** The committed shard state as this peer has it, with its store version. */
+  readonly state: ClusterState | null;
+  readonly version: number;
+  readonly activePeers: readonly PeerInfo[];
+  /** Event-specific: {previous, current} for *_changed, {peer} for peer_up/down, the rebuild's source... */
+  readonly details: Readonly<Record<string, unknown>>;
+}
+
+/** One event found by detectHookEvents(), before the shared fields are added. */
+export interface DetectedEvent {
+  readonly event: HookEvent;
+  readonly details: Readonly<Record<string, unknown>>;
+}
+
+/** What the sitter has observed at one moment: the committed state and the active peers. */
+export interface Observation {
+  readonly state: ClusterState | null;
+  readonly version: number;
+  readonly activePeers: readonly PeerInfo[];
+}
+
+function sameId(a: PeerInfo | null | undefined, b: PeerInfo | null | undefined): boolean {
+  return (a?.id ?? null) === (b?.id ?? null);
+}
+
+/**
+ * The events between two observations. `previous` null means nothing was observed before (the
+ * sitter just started): the first observation is the baseline and yields no events (sitter_up
+ * carries it). An observed empty state (no shard yet) is a baseline too, so that the initial
+ * setup reports primary_changed and sync_changed.
+ */
+export function detectHookEvents(previous: Observation | null, next: Observation, selfId: string): DetectedEvent[] {
+  if (previous === null) return [];
+  const out: DetectedEvent[] = [];
+  const before = previous.state;
+  const after = next.state;
+  if (after !== null && next.version !== previous.version) {
+    const generation = after.generation;
+    if (!sameId(before?.primary, after.primary)) {
+      out.push({ event: 'primary_changed', details: { previous: before?.primary ?? null, current: after.primary, generation } });
+    }
+    if (before === null || !sameId(before.sync, after.sync)) {
+      out.push({ event: 'sync_changed', details: { previous: before?.sync ?? null, current: after.sync, generation } });
+    }
+    const wasDeposed = before?.deposed.some((p) => p.id === selfId) ?? false;
+    if (!wasDeposed && after.deposed.some((p) => p.id === selfId)) {
+      out.push({ event: 'deposed', details: { generation, primary: after.primary } });
+    }
+  }
+  const was = new Set(previous.activePeers.map((p) => p.id));
+  const now = new Set(next.activePeers.map((p) => p.id));
+  for (const p of next.activePeers) if (!was.has(p.id)) out.push({ event: 'peer_up', details: { peer: p } });
+  for (const p of previous.activePeers) if (!now.has(p.id)) out.push({ event: 'peer_down', details: { peer: p } });
+  return out;
+}
+
+/** The outcome of one executable's run. */
+export interface HookResult {
+  readonly event: HookEvent;
+  readonly command: string;
+  readonly pid: number | null;
+  /** null when it was killed by a signal or could not be started. */
+  readonly exitCode: number | null;
+  readonly signal: string | null;
+  readonly timedOut: boolean;
+  /** It could not be started (missing, not executable): the error, else null. */
+  readonly spawnError: string | null;
+  readonly ok: boolean;
+  readonly durationMs: number;
+  readonly stdout: string;
+  readonly stderr: string;
+  /** Bytes written beyond outputBytesMax (not kept). */
+  readonly outputBytesDropped: number;
+}
+
+export interface HookCounters {
+  runs: number;
+  failures: number;
+  timeouts: number;
+  dropped: number;
+}
+
+interface Job {
+  readonly doc: HookDocument;
+}
+
+interface EventQueue {
+  running: boolean;
+  readonly waiting: Job[];
+}
+
+/** A bounded buffer: the first `max` bytes, and a count of the rest. */
+class Capture {
+  private readonly chunks: Buffer[] = [];
+  private kept = 0;
+  dropped = 0;
+  constructor(private readonly max: number) {}
+  add(chunk: Buffer): void {
+    const room = this.max - this.kept;
+    if (room > 0) {
+      const part = chunk.length <= room ? chunk : chunk.subarray(0, room);
+      this.chunks.push(part);
+      this.kept += part.length;
+    }
+    this.dropped += Math.max(0, chunk.length - Math.max(0, room));
+  }
+  text(): string {
+    return Buffer.concat(this.chunks).toString('utf8');
+  }
+}
+
+export interface HookRunnerOptions {
+  readonly config: HooksConfig;
+  readonly log: Logger;
+}
+
+/**
+ * Runs the configured executables for an event. submit() never throws and never waits; 'result'
+ * is emitted after each run, 'dropped' when a queue was full, 'idle' when nothing runs or waits.
+ */
+export class HookRunner extends EventEmitter<{ result: [HookResult]; dropped: [HookEvent]; idle: [] }> {
+  readonly counters: HookCounters = { runs: 0, failures: 0, timeouts: 0, dropped: 0 };
+  private readonly queues = new Map<HookEvent, EventQueue>();
+  private readonly running = new Set<ChildProcess>();
+  private stopped = false;
+  private readonly config: HooksConfig;
+  private readonly log: Logger;
+
+  constructor(opts: HookRunnerOptions) {
+    super();
+    this.config = opts.config;
+    this.log = opts.log.child({ room: 'hooks' });
+  }
+
+  /** Whether any executable is configured for `event` (the caller may skip building the document). */
+  has(event: HookEvent): boolean {
+    return (this.config.events[event]?.length ?? 0) > 0;
+  }
+
+  /** Queues the runs of `doc.event`'s executables. Returns false when nothing was queued (none configured, stopped, or the queue was full). */
+  submit(doc: HookDocument): boolean {
+    return this.enqueue(doc);
+  }
+
+  /** Nothing running or waiting. */
+  get idle(): boolean {
+    for (const q of this.queues.values()) if (q.running || q.waiting.length > 0) return false;
+    return true;
+  }
+
+  /** Resolves once nothing runs or waits. */
+  async whenIdle(): Promise<void> {
+    if (this.idle) return;
+    await new Promise<void>((resolve) => this.once('idle', () => { resolve(); }));
+  }
+
+  /**
+   * Stops accepting runs, forgets waiting ones, and gives running ones `graceMs` before their
+   * process groups are killed. Resolves when every run has ended.
+   */
+  async stop(graceMs = 2000): Promise<void> {
+    this.stopped = true;
+    let forgotten = 0;
+    for (const q of this.queues.values()) {
+      forgotten += q.waiting.length;
+      q.waiting.length = 0;
+    }
+    if (forgotten > 0) this.log.info({ hooks: 'stop', forgotten }, `stopping: ${forgotten} queued hook runs not started`);
+    if (this.idle) return;
+    const done = this.whenIdle();
+    const timer = setTimeout(() => {
+      for (const child of this.running) killGroup(child, 'SIGKILL');
+    }, graceMs);
+    await done;
+    clearTimeout(timer);
+  }
+
+  private enqueue(doc: HookDocument): boolean {
+    if (this.stopped || !this.has(doc.event)) return false;
+    let q = this.queues.get(doc.event);
+    if (q === undefined) {
+      q = { running: false, waiting: [] };
+      this.queues.set(doc.event, q);
+    }
+    if (q.waiting.length >= this.config.queueMax) {
+      this.counters.dropped += 1;
+      this.log.warn({ hooks: 'dropped', event: doc.event, queued: q.waiting.length, queueMax: this.config.queueMax }, `hook run for ${doc.event} dropped: ${q.waiting.length} runs already wait (limit ${this.config.queueMax})`);
+      this.emit('dropped', doc.event);
+      return false;
+    }
+    q.waiting.push({ doc });
+    if (!q.running) void this.drain(q);
+    return true;
+  }
+
+  private async drain(q: EventQueue): Promise<void> {
+    q.running = true;
+    try {
+      for (let job = q.waiting.shift(); job !== undefined; job = q.waiting.shift()) {
+        const commands = this.config.events[job.doc.event] ?? [];
+        const input = `${JSON.stringify(job.doc)}\n`;
+        const results = await Promise.all(commands.map((c) => this.runOne(job.doc.event, c, input)));
+        for (const r of results) this.report(r);
+      }
+    } finally {
+      q.running = false;
+      if (this.idle) this.emit('idle');
+    }
+  }
+
+  private report(r: HookResult): void {
+    this.counters.runs += 1;
+    if (r.timedOut) this.counters.timeouts += 1;
+    if (!r.ok) this.counters.failures += 1;
+    const fields = {
+      hooks: r.ok ? 'ok' : 'failed',
+      event: r.event,
+      command: r.command,
+      pid: r.pid,
+      exitCode: r.exitCode,
+      signal: r.signal,
+      timedOut: r.timedOut,
+      durationMs: r.durationMs,
+      stdout: r.stdout,
+      stderr: r.stderr,
+      outputBytesDropped: r.outputBytesDropped,
+    };
+    if (r.ok) {
+      this.log.info(fields, `hook ${r.command} for ${r.event} succeeded in ${r.durationMs} ms`);
+    } else {
+      const why = r.spawnError !== null
+        ? `could not start: ${r.spawnError}`
+        : r.timedOut
+          ? `timed out after ${this.config.timeoutMs} ms and was killed`
+          : r.signal !== null
+            ? `was killed by ${r.signal}`
+            : `exited with status ${r.exitCode ?? '?'}`;
+      this.log.warn(fields, `hook ${r.command} for ${r.event} ${why}`);
+    }
+    try {
+      this.emit('result', r);
+    } catch (err) {
+      // A listener's bug must not break the queue.
+      this.log.error({ err: String(err) }, 'a hook result listener threw; ignored');
+    }
+  }
+
+  private runOne(event: HookEvent, command: string, input: string): Promise<HookResult> {
+    const started = Date.now();
+    const stdout = new Capture(this.config.outputBytesMax);
+    const stderr = new Capture(this.config.outputBytesMax);
+    return new Promise<HookResult>((resolve) => {
+      // detached: the hook leads its own process group, so that a timeout kills what it started too.
+      const child = spawn(command, [], { detached: true, stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, MANATEE_HOOK_EVENT: event } });
+      let timedOut = false;
+      let spawnError: string | null = null;
+      let settled = false;
+      const finish = (exitCode: number | null, signal: string | null): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        clearTimeout(killTimer);
+        this.running.delete(child);
+        const ok = spawnError === null && !timedOut && exitCode === 0;
+        resolve({
+          event,
+          command,
+          pid: child.pid ?? null,
+          exitCode,
+          signal,
+          timedOut,
+          spawnError,
+          ok,
+          durationMs: Date.now() - started,
+          stdout: stdout.text(),
+          stderr: stderr.text(),
+          outputBytesDropped: stdout.dropped + stderr.dropped,
+        });
+      };
+      let killTimer: NodeJS.Timeout | undefined;
+      this.running.add(child);
+      const timer = setTimeout(() => {
+        timedOut = true;
+        killGroup(child, 'SIGTERM');
+        killTimer = setTimeout(() => { killGroup(child, 'SIGKILL'); }, this.config.killGraceMs);
+      }, this.config.timeoutMs);
+      child.stdout.on('data', (c: Buffer) => { stdout.add(c); });
+      child.stderr.on('data', (c: Buffer) => { stderr.add(c); });
+      // A hook that does not read its stdin (or exits first) breaks the pipe: not an error of ours.
+      child.stdin.on('error', () => undefined);
+      child.on('error', (err) => {
+        spawnError = err.message;
+        finish(null, null);
+      });
+      // 'close' waits for the pipes, which a grandchild may hold open after the hook exits;
+      // 'exit' is the hook itself. Output that arrives after 'exit' is not waited for.
+      child.on('exit', (code, signal) => { finish(code, signal); });
+      child.stdin.end(input);
+    });
+  }
+}
+
+function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  const pid = child.pid;
+  if (pid === undefined) return;
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    // The group is gone already.
+  }
+}
+
+export interface SitterHooksOptions {
+  readonly runner: HookRunner;
+  readonly self: PeerInfo;
+  /** What the sitter sees now. */
+  readonly observe: () => Observation & { readonly role: string };
+  readonly heartbeatIntervalMs: number;
+  readonly log: Logger;
+  /** Milliseconds since the epoch; default Date.now. */
+  readonly now?: () => number;
+}
+
+/**
+ * The sitter's side: remembers the last observation, turns each new one into events, and fires
+ * sitter_up, heartbeat and rebuild_done. Every method returns at once.
+ */
+export class SitterHooks {
+  private last: Observation | null = null;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(private readonly o: SitterHooksOptions) {}
+
+  start(): void {
+    const now = this.o.observe();
+    this.last = now;
+    this.fire('sitter_up', {}, now);
+    this.timer = setInterval(() => { this.fire('heartbeat', {}, this.o.observe()); }, this.o.heartbeatIntervalMs);
+    this.timer.unref();
+  }
+
+  /** Call on each committed state change and each change of the active peers. */
+  changed(): void {
+    if (this.last === null) return;
+    const now = this.o.observe();
+    const events = detectHookEvents(this.last, now, this.o.self.id);
+    this.last = now;
+    for (const e of events) this.fire(e.event, e.details, now);
+  }
+
+  rebuildDone(details: Readonly<Record<string, unknown>>): void {
+    this.fire('rebuild_done', details, this.o.observe());
+  }
+
+  async stop(graceMs?: number): Promise<void> {
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+    await this.o.runner.stop(graceMs);
+  }
+
+  private fire(event: HookEvent, details: Readonly<Record<string, unknown>>, now: Observation & { readonly role: string }): void {
+    if (!this.o.runner.has(event)) return;
+    try {
+      this.o.runner.submit({
+        event,
+        time: new Date((this.o.now ?? Date.now)()).toISOString(),
+        peer: this.o.self,
+        role: now.role,
+        state: now.state,
+        version: now.version,
+        activePeers: now.activePeers,
+        details,
+      });
+    } catch (err) {
+      // Hooks never break the sitter.
+      this.o.log.error({ err: String(err), event }, 'queuing a hook run failed; ignored');
+    }
+  }
+}
