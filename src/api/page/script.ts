@@ -16,6 +16,7 @@ export const PAGE_SCRIPT = String.raw`
   var HISTORY_ROWS_MAX = 60;
   var FETCH_TIMEOUT_MS = 5000;
   var WATCH_RETRY_MS = 2000;
+  var KNOWN_PEERS_MAX = 100;
   // The namespace of SVG elements, taken from the inline <svg> in the document rather than spelled out.
   var SVG_NS = document.getElementById('svg-ns').namespaceURI;
 
@@ -91,7 +92,7 @@ export const PAGE_SCRIPT = String.raw`
   function fmtTime(iso) {
     var d = new Date(iso);
     if (isNaN(d.getTime())) return String(iso);
-    return d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false });
+    return d.toISOString().slice(11, 19);
   }
   function fmtDateTime(iso) {
     var d = new Date(iso);
@@ -142,7 +143,12 @@ export const PAGE_SCRIPT = String.raw`
     return null;
   }
   function remember(peers) {
-    for (var i = 0; i < peers.length; i++) if (peers[i] && peers[i].id) model.known[peers[i].id] = peers[i];
+    for (var i = 0; i < peers.length; i++) {
+      var p = peers[i];
+      if (!p || !p.id) continue;
+      if (!model.known[p.id] && Object.keys(model.known).length >= KNOWN_PEERS_MAX) continue;
+      model.known[p.id] = p;
+    }
   }
   function rememberState(st) {
     if (!st) return;
@@ -194,6 +200,7 @@ export const PAGE_SCRIPT = String.raw`
       if (d.checkLatencyMs !== null && d.checkLatencyMs !== undefined) row('check', Math.round(d.checkLatencyMs) + ' ms');
     }
     row('session', active === null ? '?' : active ? 'active' : 'ended');
+    if (model.shard && model.shard.raftLeader === info.id) row('raft', 'leader (term ' + model.shard.raftTerm + ')');
     var extra = [];
     if (d && d.rebuild && (d.rebuild.running || d.rebuild.lastError)) {
       var r = d.rebuild;
@@ -322,13 +329,14 @@ export const PAGE_SCRIPT = String.raw`
       replace('history', null);
       return;
     }
-    var W = 1000, H = 118, X0 = 8, X1 = W - 8, Y = 34, BAND = 40;
+    // Drawn at the width of its box (in CSS pixels), so that its text is never stretched.
+    var W = Math.max(320, Math.round(document.getElementById('timeline').clientWidth || 1000)), H = 118, X0 = 8, X1 = W - 8, Y = 34, BAND = 40;
     var t0 = new Date(hist[0].time).getTime();
     var now = Date.now();
     var tEnd = Math.max(now, new Date(hist[hist.length - 1].time).getTime());
     var span = Math.max(1000, tEnd - t0);
     function x(t) { return X0 + (X1 - X0) * (t - t0) / span; }
-    var svg = s('svg', { viewBox: '0 0 ' + W + ' ' + H, preserveAspectRatio: 'none', role: 'img', 'aria-label': 'generation timeline' });
+    var svg = s('svg', { viewBox: '0 0 ' + W + ' ' + H, width: W, height: H, role: 'img', 'aria-label': 'generation timeline' });
     // Bands: one per run of entries with the same generation.
     var bands = [];
     hist.forEach(function (e) {
@@ -353,9 +361,12 @@ export const PAGE_SCRIPT = String.raw`
       append(svg, [g]);
     }
     // A tick per state change, with its summary as a tooltip.
-    hist.forEach(function (e) {
+    // A change of primary (a takeover or a switchover) is a red tick with a triangle over it.
+    hist.forEach(function (e, i) {
       var tx = x(new Date(e.time).getTime());
-      var tick = s('line', { x1: tx, y1: Y - 6, x2: tx, y2: Y + BAND + 6, stroke: '#16202c', 'stroke-width': 1, 'stroke-opacity': 0.45 });
+      var failover = i > 0 && hist[i - 1].state.primary.id !== e.state.primary.id;
+      var tick = s('line', { x1: tx, y1: Y - 6, x2: tx, y2: Y + BAND + 6, stroke: failover ? '#c53030' : '#16202c', 'stroke-width': failover ? 2 : 1, 'stroke-opacity': failover ? 1 : 0.45 });
+      if (failover) append(svg, [s('path', { d: 'M' + (tx - 6) + ' ' + (Y - 13) + ' L' + (tx + 6) + ' ' + (Y - 13) + ' L' + tx + ' ' + (Y - 4) + ' Z', fill: '#c53030' })]);
       var t = s('title'); t.textContent = fmtDateTime(e.time) + ' g' + e.generation + ': ' + e.summary;
       tick.appendChild(t);
       append(svg, [tick]);
@@ -454,7 +465,7 @@ export const PAGE_SCRIPT = String.raw`
     renderPeers(cur);
     renderTimeline(cur);
     var upd = document.getElementById('updated');
-    upd.textContent = model.shardAt ? 'shard read at ' + fmtTime(model.shardAt) + ' (every ' + POLL_MS / 1000 + ' s) \u00b7 ' + model.watchEvents + ' watch events' : '';
+    upd.textContent = model.shardAt ? 'shard read at ' + fmtTime(model.shardAt) + ' UTC (every ' + POLL_MS / 1000 + ' s) \u00b7 ' + model.watchEvents + ' watch events' : '';
   }
 
   // ---------------------------------------------------------------- data
@@ -545,6 +556,12 @@ export const PAGE_SCRIPT = String.raw`
       render();
     };
   }
+
+  var resizeTimer = null;
+  window.addEventListener('resize', function () {
+    if (resizeTimer !== null) clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(function () { resizeTimer = null; render(); }, 100);
+  });
 
   render();
   refreshShard();

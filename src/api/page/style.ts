@@ -36,7 +36,7 @@ section.panel > h2 .note { text-transform: none; letter-spacing: 0; font-weight:
 .alert.info { background: #eaf2fd; border-color: #bfd5f5; color: #1e4f9a; }
 .alert a { color: inherit; }
 .chain { display: flex; flex-wrap: wrap; align-items: stretch; gap: 10px 0; }
-.card { width: 250px; border: 1px solid var(--line); border-top: 5px solid var(--unassigned); border-radius: 9px; background: #fff; padding: 10px 12px 10px; box-shadow: 0 1px 2px rgba(20,30,45,.06); }
+.card { width: 270px; border: 1px solid var(--line); border-top: 5px solid var(--unassigned); border-radius: 9px; background: #fff; padding: 10px 12px 10px; box-shadow: 0 1px 2px rgba(20,30,45,.06); }
 .card.role-primary { border-top-color: var(--primary); }
 .card.role-sync { border-top-color: var(--sync); }
 .card.role-async { border-top-color: var(--async); }
@@ -82,7 +82,7 @@ tr.gen-change td { background: #f7faff; }
 .badge.newsync { background: #e6effc; color: var(--sync); }
 .badge.frozen { background: #fdf0d5; color: #8a5a00; }
 .badge.onwm { background: #efe7fb; color: var(--async); }
-.timeline svg { width: 100%; height: 118px; display: block; }
+.timeline svg { display: block; max-width: 100%; }
 .timeline .legend { font-size: 12px; color: var(--muted); margin-top: 4px; }
 .scroll { max-height: 340px; overflow-y: auto; }
 footer { color: var(--muted); font-size: 12px; padding: 0 24px 24px; }
