@@ -76,7 +76,8 @@ describe('checker', () => {
     const r = check(input(ops, final('p1', [1, 3])));
     expect(r.valid).toBe(true);
     expect(r.lost.count).toBe(0);
-    expect(r.unknown).toEqual({ total: 3, committed: 1, notCommitted: 2, committedIds: [3] });
+    expect(r.unknown).toMatchObject({ total: 3, committed: 1, notCommitted: 2, committedIds: [3] });
+    expect(r.unknown.resolutions.map((u) => [u.id, u.resolved])).toEqual([[2, 'not committed'], [3, 'committed'], [4, 'not committed']]);
   });
 
   it('catches a write acknowledged by a deposed primary after the new primary acknowledged one', () => {

@@ -64,7 +64,14 @@ export interface CheckResult {
   readonly generationRegressions: { readonly count: number; readonly cases: readonly { client: number; from: number; to: number; id: number; atMs: number }[] };
   /** Status rounds in which a client saw a lower generation than it had seen before (stale status; informational). */
   readonly statusRegressions: number;
-  readonly unknown: { readonly total: number; readonly committed: number; readonly notCommitted: number; readonly committedIds: readonly number[] };
+  readonly unknown: {
+    readonly total: number;
+    readonly committed: number;
+    readonly notCommitted: number;
+    readonly committedIds: readonly number[];
+    /** Each unknown write (up to LIST_LIMIT) and how it resolved: present on the final primary or not. */
+    readonly resolutions: readonly (WriteRef & { readonly error: string | null; readonly resolved: 'committed' | 'not committed' | 'no final read' })[];
+  };
   readonly unavailability: { readonly windows: readonly UnavailabilityWindow[]; readonly longestMs: number; readonly totalMs: number };
 }
 
@@ -238,6 +245,11 @@ export function check(input: CheckInput): CheckResult {
       committed: committedUnknown.length,
       notCommitted: primaryRead === null ? 0 : unknown.length - committedUnknown.length,
       committedIds: committedUnknown.slice(0, LIST_LIMIT).map((w) => w.id),
+      resolutions: unknown.slice(0, LIST_LIMIT).map((w) => ({
+        ...ref(w),
+        error: w.error ?? null,
+        resolved: primaryRead === null ? 'no final read' : primaryRead.ids.has(w.id) ? 'committed' : 'not committed',
+      })),
     },
     unavailability: {
       windows: windows.slice(0, LIST_LIMIT * 5),

@@ -58,6 +58,7 @@ export interface ChaosSummary {
   readonly replay: string;
   readonly resultsDir: string;
   readonly durationS: number;
+  readonly workloadStartMs: number;
   readonly faults: { readonly total: number; readonly byKind: Record<string, number>; readonly missingKinds: readonly string[] };
   readonly stuck: number;
   readonly sitterExitsWithoutFault: number;
@@ -335,6 +336,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
       replay: replayCommand(o),
       resultsDir: dir,
       durationS: Math.round((workloadEndMs - workloadStartMs) / 1000),
+      workloadStartMs,
       faults: { total: faults.length, byKind, missingKinds },
       stuck: nemesis.stuck,
       sitterExitsWithoutFault: sitterExits,
@@ -371,6 +373,8 @@ export function verdictLines(s: ChaosSummary): string[] {
     `  lost acknowledged writes: ${c.lost.count}; failed writes present: ${c.failedPresent.count}; two-primary evidence: ${c.doublePrimary.count}; generation regressions: ${c.generationRegressions.count}; stuck: ${s.stuck}`,
     `  unavailability: ${c.unavailability.windows.length} windows without a successful write, longest ${(c.unavailability.longestMs / 1000).toFixed(1)} s, total ${(c.unavailability.totalMs / 1000).toFixed(1)} s`,
   ];
+  const longest = [...c.unavailability.windows].sort((a, b) => b.durationMs - a.durationMs).slice(0, 3);
+  for (const w of longest) lines.push(`    ${(w.durationMs / 1000).toFixed(1)} s from +${((w.startMs - s.workloadStartMs) / 1000).toFixed(1)} s, after ${w.cause ?? 'no fault'}`);
   for (const p of s.problems) lines.push(`  problem: ${p}`);
   lines.push(`  results: ${s.resultsDir}`, `  replay: ${s.replay}`);
   return lines;

@@ -52,11 +52,12 @@ export function renderTimeline(input: TimelineInput): string {
     const x0 = x(f.startedAtMs);
     const w = Math.max(2, x(f.healedAtMs) - x0);
     out.push(`<rect x="${x0.toFixed(1)}" y="${y}" width="${w.toFixed(1)}" height="${LANE - 4}" fill="${faultColor(f.kind)}" opacity="0.85"><title>${esc(`#${f.seq} ${f.kind} ${f.targets.join(',')}: ${f.detail}`)}</title></rect>`);
-    out.push(`<text x="${(x0 + 2).toFixed(1)}" y="${y + LANE + 8}" font-size="9" fill="#333">${esc(`#${f.seq} ${f.kind}`)}</text>`);
+    // Labels alternate between two rows, so that neighbours do not overprint each other.
+    out.push(`<text x="${(x0 + 2).toFixed(1)}" y="${y + LANE + 6 + (f.seq % 2) * 9}" font-size="9" fill="#333">${esc(`#${f.seq} ${f.kind}`)}</text>`);
     // A faint band over the lanes below, so that effects line up with causes.
-    out.push(`<rect x="${x0.toFixed(1)}" y="${y + LANE + 12}" width="${w.toFixed(1)}" height="__BAND__" fill="${faultColor(f.kind)}" opacity="0.08"/>`);
+    out.push(`<rect x="${x0.toFixed(1)}" y="${y + LANE + 20}" width="${w.toFixed(1)}" height="__BAND__" fill="${faultColor(f.kind)}" opacity="0.08"/>`);
   }
-  y += LANE + 16;
+  y += LANE + 24;
 
   // The primary of each generation, as the peers' status reported it (the claim with the highest generation).
   label('primary (gen)', y);
@@ -133,7 +134,7 @@ export function renderTimeline(input: TimelineInput): string {
     lx += 24 + name.length * 7;
   }
   y += 20;
-  const bandHeight = Math.max(0, y - 24 - 20 - (40 + LANE + 28));
+  const bandHeight = Math.max(0, y - 24 - 20 - (40 + LANE + 20));
   const body = out.join('\n').replaceAll('__BAND__', bandHeight.toFixed(0));
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${y}" font-family="sans-serif">
 <rect width="100%" height="100%" fill="#fff"/>
