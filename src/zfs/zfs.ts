@@ -4,7 +4,9 @@
 // and because zfs-fuse's `creation` property has one-second resolution).
 import type { Logger } from '../log.js';
 import { ZfsCommand, type ZfsCommandOptions } from './command.js';
-import { ZfsBusyError, ZfsCommandError, ZfsNotFoundError, ZFS_ERR_COMMAND } from './errors.js';
+import { classifyZfsFailure, ZfsBusyError, ZfsCommandError, ZfsNotFoundError, ZFS_ERR_COMMAND } from './errors.js';
+import { execa } from 'execa';
+import { readFile } from 'node:fs/promises';
 import {
   isManateeSnapshot,
   isolatedName,
@@ -53,6 +55,22 @@ function validateProperty(prop: string, value?: string): void {
   if (value !== undefined && !PROPERTY_VALUE_RE.test(value)) {
     throw new ZfsCommandError(ZFS_ERR_COMMAND, `invalid value for ZFS property ${prop}: no tabs, newlines or NULs, at most 1024 characters`);
   }
+}
+
+/** Where zfs-fuse mounted a dataset (from /proc/mounts), or null (not mounted, or not zfs-fuse). */
+async function fuseMountpointOf(dataset: string): Promise<string | null> {
+  let mounts: string;
+  try {
+    mounts = await readFile('/proc/mounts', 'utf8');
+  } catch {
+    return null;
+  }
+  for (const line of mounts.split('\n')) {
+    const [source, target, fstype] = line.split(' ');
+    // /proc/mounts escapes spaces as \040; Manatee's names and mountpoints have none.
+    if (source === dataset && fstype === 'fuse.zfs' && target !== undefined) return target;
+  }
+  return null;
 }
 
 async function delay(ms: number): Promise<void> {
@@ -156,8 +174,25 @@ export class Zfs {
   async unmount(dataset: string, opts: { force?: boolean } = {}): Promise<void> {
     validateDatasetName(dataset);
     if (!(await this.isMounted(dataset))) return;
-    await this.retryBusy(() => this.cmd.run(opts.force === true ? ['unmount', '-f', dataset] : ['unmount', dataset]));
+    const fuseMount = await fuseMountpointOf(dataset);
+    if (fuseMount !== null && opts.force !== true) {
+      // zfs-fuse: a `zfs unmount` that fails because the mount is in use leaves the dataset held
+      // by the daemon for good (busy until it restarts). The kernel's umount fails harmlessly
+      // instead, so it goes first; zfs then sees the dataset unmounted.
+      await this.retryBusy(async () => {
+        const r = await execa('umount', [fuseMount], { reject: false, timeout: 60_000 });
+        if (r.failed) throw classifyZfsFailure(['unmount', dataset], r.stderr, r.exitCode);
+      });
+    } else {
+      await this.retryBusy(() => this.cmd.run(opts.force === true ? ['unmount', '-f', dataset] : ['unmount', dataset]));
+    }
     this.log.info({ dataset }, 'zfs: unmounted');
+  }
+
+  /** Every filesystem below a dataset (not itself), parents before children. */
+  private async listDescendants(dataset: string): Promise<string[]> {
+    const out = await this.cmd.run(['list', '-H', '-o', 'name', '-t', 'filesystem', '-r', dataset]);
+    return out.split('\n').filter((n) => n !== '' && n !== dataset).sort();
   }
 
   /** The direct child filesystems of a dataset (not itself, not snapshots). */
@@ -169,7 +204,14 @@ export class Zfs {
 
   async destroy(name: string, opts: { recursive?: boolean } = {}): Promise<void> {
     if (name.includes('@')) validateSnapshotName(name);
-    else validateDatasetName(name);
+    else {
+      validateDatasetName(name);
+      // Unmount through the safe path first (see unmount()), children before parents.
+      if (opts.recursive === true) {
+        for (const child of (await this.listDescendants(name)).reverse()) await this.unmount(child);
+      }
+      if (await this.exists(name)) await this.unmount(name);
+    }
     const args = opts.recursive === true ? ['destroy', '-r', name] : ['destroy', name];
     await this.retryBusy(() => this.cmd.run(args));
     this.log.info({ name, recursive: opts.recursive === true }, 'zfs: destroyed');
@@ -275,10 +317,10 @@ export class Zfs {
     const { value, source } = await this.mountpointWithSource(dataset);
     const remembered = source === 'local' ? value : INHERITED;
     await this.setProperty(dataset, ISOLATED_MOUNTPOINT_PROPERTY, remembered);
-    // Setting mountpoint=none unmounts: if the data is in use this fails (busy) before anything
-    // moved. No retry here: with zfs-fuse a failed unmount can leave the dataset held, so the
-    // caller must stop what uses it (PostgreSQL) first.
+    // Unmount through the safe path first: if the data is in use this fails (busy) before
+    // anything moved. mountpoint=none then keeps the copy from mounting over the new dataset.
     try {
+      await this.unmount(dataset);
       await this.cmd.run(['set', 'mountpoint=none', dataset]);
     } catch (err) {
       await this.inheritProperty(dataset, ISOLATED_MOUNTPOINT_PROPERTY).catch(() => undefined);

@@ -4,6 +4,7 @@
 import { execa } from 'execa';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
+import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { makeTmpDir } from './tmp.js';
 
@@ -15,6 +16,23 @@ export interface TestPool {
   /** A directory next to the pool for the test's other files. */
   readonly dir: string;
   destroy(): Promise<void>;
+}
+
+/** Kernel-unmounts every zfs-fuse mount of a pool, deepest first, retrying "busy" for up to ~30 s. */
+async function unmountPoolMounts(pool: string): Promise<void> {
+  const mounts = (await readFile('/proc/mounts', 'utf8'))
+    .split('\n')
+    .map((l) => l.split(' '))
+    .filter(([src, , fstype]) => fstype === 'fuse.zfs' && src !== undefined && (src === pool || src.startsWith(`${pool}/`)))
+    .map(([, target]) => target!)
+    .sort((a, b) => b.length - a.length);
+  for (const target of mounts) {
+    for (let attempt = 1; attempt <= 30; attempt++) {
+      const r = await execa('umount', [target], { reject: false, timeout: 60_000 });
+      if (!r.failed || !/busy/.test(r.stderr)) break;
+      await new Promise((res) => setTimeout(res, 1000));
+    }
+  }
 }
 
 const daemonScript = fileURLToPath(new URL('../../tools/zfs-daemon.sh', import.meta.url));
@@ -46,6 +64,10 @@ export async function createTestPool(opts: { sizeMb?: number; prefix?: string } 
       if (destroyed) return;
       destroyed = true;
       // -f: a test that failed may have left a mount busy (e.g. a PostgreSQL it did not stop).
+      // Unmount with the kernel's umount first: a failed `zfs unmount` (what `zpool destroy`
+      // does) on a busy mount makes zfs-fuse hold the dataset until it restarts, while a failed
+      // umount is harmless and can be retried until the last user (a PostgreSQL) has gone.
+      await unmountPoolMounts(name);
       // A mount can stay busy for a moment after the last process left it (zfs-fuse): retry.
       let lastErr = '';
       for (let attempt = 1; attempt <= 10; attempt++) {
