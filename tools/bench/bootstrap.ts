@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { execa } from 'execa';
 import Fastify from 'fastify';
-import { silentLogger } from '../../src/log.js';
+import { createLogger, silentLogger } from '../../src/log.js';
 import { Zfs } from '../../src/zfs/index.js';
 import { backupRoutes, ZfsBackupBackend } from '../../src/backup/index.js';
 import { BasebackupBackend } from '../../src/backup/basebackup.js';
@@ -32,6 +32,8 @@ const { values } = parseArgs({
   options: {
     'size-mb': { type: 'string', default: '1024' },
     runs: { type: 'string', default: '1' },
+    // Manatee's JSON log lines (restore progress, phases) to stderr.
+    log: { type: 'boolean', default: false },
   },
 });
 const sizeMb = Number(values['size-mb']);
@@ -61,7 +63,7 @@ async function dirBytes(path: string): Promise<number> {
 }
 
 async function main(): Promise<void> {
-  const log = silentLogger();
+  const log = values.log === true ? createLogger({ level: 'debug', destination: 2, name: 'bench' }) : silentLogger();
   const zfs = new Zfs({ log, commandTimeoutMs: 600_000 });
   // A, the ZFS copy and the pg_basebackup copy, plus zfs-fuse's reserve and WAL.
   const poolMb = Math.ceil(sizeMb * 3.6 + 768);
