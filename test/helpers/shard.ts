@@ -493,8 +493,12 @@ export class Shard {
     return w;
   }
 
-  /** Stops every writer and process this fixture started, and removes the temp directory. */
-  async teardown(opts: { keepDir?: boolean } = {}): Promise<void> {
+  /**
+   * Stops every writer and process this fixture started, and removes the temp directory.
+   * `beforeRemove` runs once nothing runs any more and before the directory goes: a zfs test
+   * destroys its pool there, since the peers' datasets are mounted inside the directory.
+   */
+  async teardown(opts: { keepDir?: boolean; beforeRemove?: () => Promise<void> } = {}): Promise<void> {
     if (this.tornDown) return;
     this.tornDown = true;
     for (const w of this.writers) await w.stop().catch(() => undefined);
@@ -520,6 +524,14 @@ export class Shard {
     await waitGone(pgs, 10_000);
     // Backends of a killed postmaster exit by themselves; give them a moment before removing files.
     await sleep(200);
+    let beforeRemoveError: Error | null = null;
+    if (opts.beforeRemove !== undefined) {
+      try {
+        await opts.beforeRemove();
+      } catch (err) {
+        beforeRemoveError = err instanceof Error ? err : new Error(String(err));
+      }
+    }
     // MANATEE_KEEP_SHARD=1 keeps the directory (logs, data) for a post-mortem.
     if (opts.keepDir !== true && process.env['MANATEE_KEEP_SHARD'] !== '1') {
       await this.cleanupDir().catch(async () => {
@@ -527,6 +539,7 @@ export class Shard {
         await rm(this.dir, { recursive: true, force: true });
       });
     }
+    if (beforeRemoveError !== null) throw beforeRemoveError;
   }
 }
 
@@ -599,21 +612,28 @@ export class Writer {
     if (c !== null) await c.end().catch(() => undefined);
   }
 
-  /** The current writable primary as the peers report it, or null. */
+  /**
+   * The primary of the newest committed state any peer reports (not its `writable` flag, which
+   * the sitter refreshes on a health-check interval): the writer then learns from PostgreSQL
+   * itself when writes are enabled, so the times it measures are PostgreSQL's.
+   */
   private async findPrimary(): Promise<ShardPeer | null> {
     const all = await this.shard.statuses();
-    for (const p of this.shard.peers) {
-      const s = all.get(p.id);
-      if (s?.role === 'primary' && s.postgres.writable && s.state?.primary.id === p.id) return p;
+    let best: { version: number; id: string } | null = null;
+    for (const s of all.values()) {
+      if (s?.state === null || s?.state === undefined) continue;
+      if (best === null || s.stateVersion > best.version) best = { version: s.stateVersion, id: s.state.primary.id };
     }
-    return null;
+    return best === null ? null : (this.shard.peers.find((p) => p.id === best.id) ?? null);
   }
 
   private async loop(): Promise<void> {
+    let lastLookupMs = 0;
     while (this.running) {
       try {
         if (this.client === null) {
           const p = await this.findPrimary();
+          lastLookupMs = Date.now();
           if (p === null) {
             await sleep(50);
             continue;
@@ -629,6 +649,18 @@ export class Writer {
       } catch (err) {
         const msg = (err as Error).message;
         if (this.errors.length < 1000) this.errors.push(msg);
+        // Read-only (writes not enabled yet): keep the connection while the state still names
+        // this peer as primary, and look again at most every 200 ms.
+        const readOnly = (err as { code?: string }).code === '25006';
+        if (readOnly && Date.now() - lastLookupMs < 200) {
+          await sleep(10);
+          continue;
+        }
+        if (readOnly) {
+          const p = await this.findPrimary().catch(() => null);
+          lastLookupMs = Date.now();
+          if (p !== null && p.id === this.clientPeer) continue;
+        }
         await this.dropClient();
         await sleep(20);
       }

@@ -15,8 +15,8 @@ describe('a three-peer shard on zfs (zfs-fuse)', () => {
   });
 
   afterAll(async () => {
-    await shard.teardown();
-    await pool.destroy();
+    // The datasets are mounted in the shard's directory: the pool goes before the directory.
+    await shard.teardown({ beforeRemove: () => pool.destroy() });
   });
 
   it('SIGKILL of the whole primary peer: the sync takes over, no acknowledged row is lost, the old primary is rebuilt and rejoins as an async', async () => {
