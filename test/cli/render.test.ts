@@ -1,6 +1,9 @@
-// manatee-adm's output as pure functions: the shard view and tables, pinned exactly.
+// manatee-adm's output as pure functions: the shard report (GET /shard) and tables, pinned exactly.
 import { describe, expect, it } from 'vitest';
-import { buildShardView, cell, formatBytes, peersInOrder, renderHistory, renderStatus, renderTable } from '../../src/cli/adm/render.js';
+import { buildShardReport, peersInOrder, type PeerStatusResult } from '../../src/api/shard.js';
+import { cell, formatBytes, renderTable } from '../../src/cli/adm/render.js';
+import { historyColumns, HISTORY_COLUMNS, pickColumns, renderShow, table } from '../../src/cli/adm/views.js';
+import type { SitterStatus } from '../../src/peer/status.js';
 import type { HistoryEntry } from '../../src/store/types.js';
 import { MemoryStore, peer, statusOf, threePeerState } from '../api/memory.js';
 
@@ -10,6 +13,10 @@ const B = peer('b');
 const C = peer('c');
 const Z = peer('z');
 const U = peer('u');
+
+const buildShardView = (asked: SitterStatus, others: ReadonlyMap<string, PeerStatusResult>) => buildShardReport(asked, others);
+const renderStatus = (view: ReturnType<typeof buildShardReport>, now: Date) => renderShow(view, now, { verbose: false });
+const renderHistory = (entries: readonly HistoryEntry[]) => (entries.length === 0 ? 'no history yet' : table(pickColumns(historyColumns(), HISTORY_COLUMNS, undefined), entries));
 
 function fixture() {
   const store = new MemoryStore(threePeerState([A, B, C], [Z]), [A, B, C, U]);
@@ -35,7 +42,7 @@ describe('cell and formatBytes', () => {
   });
 });
 
-describe('buildShardView', () => {
+describe('buildShardReport', () => {
   it('orders peers primary, sync, asyncs, deposed, then unassigned active peers', () => {
     const { store } = fixture();
     expect(peersInOrder(store.state, store.active).map((p) => p.id)).toEqual(['a', 'b', 'c', 'z', 'u']);
@@ -49,16 +56,17 @@ describe('buildShardView', () => {
       ['z', { ok: false, error: 'cannot reach the Manatee API at http://z: ECONNREFUSED' }],
     ] as const));
     const byId = new Map(view.peers.map((r) => [r.id, r]));
-    expect(byId.get('a')).toMatchObject({ role: 'primary', reachable: true, pgOnline: true, writable: true, lagBytes: null });
-    expect(byId.get('b')).toMatchObject({ role: 'sync', writable: false, lagBytes: 72 });
-    expect(byId.get('c')).toMatchObject({ role: 'async', lagBytes: 72 });
+    expect(byId.get('a')).toMatchObject({ role: 'primary', reachable: true, pgOnline: true, writable: true, upstream: null });
+    expect(byId.get('b')).toMatchObject({ role: 'sync', writable: false, upstream: 'a', lagSeconds: 0.5 });
+    expect(byId.get('c')).toMatchObject({ role: 'async', upstream: 'b' });
+    expect(view.links.map((l) => [l.upstream, l.downstream, l.lagBytes])).toEqual([['a', 'b', 72], ['b', 'c', 72]]);
     expect(byId.get('z')).toMatchObject({ role: 'deposed', reachable: false, pgOnline: null, error: expect.stringContaining('ECONNREFUSED') });
     expect(byId.get('u')).toMatchObject({ role: 'unassigned', reachable: false, error: 'not asked' });
     expect(view).toMatchObject({ answeredBy: 'c', generation: 3, freeze: null, promote: null, raftLeader: 'a' });
   });
 });
 
-describe('renderStatus', () => {
+describe('renderShow', () => {
   it('prints the shard header, one row per peer and the notes', () => {
     const { store, a, b, c } = fixture();
     store.state = { ...store.state!, freeze: { date: '2026-11-24T06:00:00.000Z', reason: 'upgrade' } };
@@ -74,11 +82,11 @@ describe('renderStatus', () => {
     expect(lines[0]).toBe('shard: generation 3, initWal 0/3000060, state version 1, mode normal');
     expect(lines[1]).toBe('freeze: FROZEN since 2026-11-24T06:00:00.000Z: upgrade');
     expect(lines[2]).toBe('raft: leader a, term 2 (answered by a)');
-    expect(lines[4]).toMatch(/^ROLE\s+PEER\s+HOST\s+PG\s+WRITABLE\s+LAG\s+SITTER\s+POSTGRES$/);
-    expect(lines[5]).toMatch(/^primary\s+a\s+127\.0\.0\.1\s+ok\s+yes\s+-\s+\d+\s+4242$/);
-    expect(lines[6]).toMatch(/^sync\s+b\s+127\.0\.0\.1\s+ok\s+no\s+72 B\s+\d+\s+4242$/);
+    expect(lines[4]).toMatch(/^ROLE\s+PEER\s+HOST\s+PG\s+WRITABLE\s+LAG\s+LAG_S\s+SITTER\s+POSTGRES$/);
+    expect(lines[5]).toMatch(/^primary\s+a\s+127\.0\.0\.1\s+ok\s+yes\s+-\s+-\s+\d+\s+4242$/);
+    expect(lines[6]).toMatch(/^sync\s+b\s+127\.0\.0\.1\s+ok\s+no\s+72 B\s+0\.5s\s+\d+\s+4242$/);
     expect(lines[7]).toMatch(/^async\s+c\s+127\.0\.0\.1\s+ok\s+no\s+72 B/);
-    expect(lines[8]).toMatch(/^deposed\s+z\s+127\.0\.0\.1\s+\?\s+-\s+-\s+-\s+-$/);
+    expect(lines[8]).toMatch(/^deposed\s+z\s+127\.0\.0\.1\s+\?\s+-\s+-\s+-\s+-\s+-$/);
     expect(lines[9]).toMatch(/^unassigned\s+u\s/);
     expect(text).toContain('  z: sitter unreachable at http://127.0.0.1:1/z: ECONNREFUSED');
     expect(text).toContain('  c: last decision none at 2026-11-24T06:59:00.000Z: no action: I am an async');
@@ -100,7 +108,7 @@ describe('renderStatus', () => {
   });
 });
 
-describe('renderHistory', () => {
+describe('the history table', () => {
   it('prints one row per change with the chain and the summary', () => {
     const state = threePeerState([A, B, C], [Z]);
     const entries: HistoryEntry[] = [
