@@ -6,6 +6,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import type { Browser, Page } from 'playwright-core';
 import { createApi } from '../../src/api/server.js';
+import type { ApiDeps } from '../../src/api/types.js';
 import type { ClusterState } from '../../src/store/types.js';
 import { MemoryStore, memoryDeps, peer, statusOf, threePeerState } from './memory.js';
 import { launchChromium, screenshot, watchPage } from './page-browser.js';
@@ -19,11 +20,11 @@ let app: FastifyInstance | null = null;
 let base = '';
 let store: MemoryStore;
 
-async function start(): Promise<void> {
+async function start(limits?: ApiDeps['limits']): Promise<void> {
   store = new MemoryStore(threePeerState([A, B, C, D]), [A, B, C, D]);
   const all = [A, B, C, D];
   app = await createApi({
-    ...memoryDeps({ self: C, store }),
+    ...memoryDeps({ self: C, store, ...(limits === undefined ? {} : { limits }) }),
     // Every peer's /status is computed from the same store, as four sitters in agreement would answer.
     fetchPeerStatus: (apiUrl) => {
       const p = all.find((x) => x.apiUrl === apiUrl);
@@ -140,6 +141,34 @@ describe('GET / in headless Chromium (in-memory shard)', () => {
     for (const url of seen.requests) expect(url.startsWith(`${base}/`), url).toBe(true);
     expect(seen.errors).toEqual([]);
     await screenshot(page, 'in-memory-takeover');
+  });
+
+  it('without a Raft leader, /shard fails: the page says why and keeps the state from the watch stream', async () => {
+    await start();
+    page = await browser!.newPage({ viewport: { width: 1200, height: 800 } });
+    await page.goto(`${base}/`);
+    await page.locator('[data-role="primary"] .peer-id').filter({ hasText: 'a' }).waitFor({ timeout: 30_000 });
+    await page.locator('#live.is-live').waitFor({ timeout: 30_000 });
+    store.unavailable = true;
+    await page.locator('#alerts .alert.warn').filter({ hasText: 'Cannot read /shard (MANATEE_ERR_RAFT_NO_LEADER)' }).waitFor({ timeout: 30_000 });
+    expect(await page.locator('[data-role="primary"] .peer-id').textContent()).toBe('a');
+    // Back to normal once the store answers again.
+    store.unavailable = false;
+    await expect.poll(async () => page!.locator('#alerts').textContent(), { timeout: 30_000 }).not.toContain('Cannot read /shard');
+  });
+
+  it('when /watch refuses it (too many watchers), the page says it is not connected and still draws from /shard', async () => {
+    await start({ watchersMax: 0 });
+    page = await browser!.newPage({ viewport: { width: 1200, height: 800 } });
+    await page.goto(`${base}/`);
+    await page.locator('#live.is-down').waitFor({ timeout: 30_000 });
+    expect(await page.locator('#live-text').textContent()).toBe('not connected');
+    await page.locator('[data-role="primary"] .peer-id').filter({ hasText: 'a' }).waitFor({ timeout: 30_000 });
+    // A committed change still shows, by the next read of /shard.
+    const s = store.state!;
+    store.commit({ ...s, generation: s.generation + 1, primary: B, sync: C, async: [D], deposed: [A], initWal: '0/4000000' }, 'sync b took over from a');
+    await page.locator('[data-role="primary"] .peer-id').filter({ hasText: 'b' }).waitFor({ timeout: 30_000 });
+    expect(await page.locator('body').getAttribute('data-watch-events')).toBe('0');
   });
 
   it('says so when the peer that served it stops answering, and links the other peers', async () => {
