@@ -255,6 +255,8 @@ describe('manatee-adm: show -v, peers, pg-status, verify, state, active, add-pee
   });
 
   it('peers lists every peer with its session and Raft membership', async () => {
+    // An earlier test reaped z: put it back as deposed.
+    if (store.state!.deposed.length === 0) store.commit({ ...store.state!, deposed: [peer('z', deadUrl)] }, 'z deposed again for peers');
     const r = await admInProcess(['peers']);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/^ROLE\s+PEER\s+HOST\s+ACTIVE\s+RAFT\s+PGURL\s+APIURL$/m);
