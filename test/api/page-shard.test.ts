@@ -43,7 +43,7 @@ describe('status page on a real shard', () => {
     const primaryCard = page.locator('[data-role="primary"] .peer-id');
     await primaryCard.filter({ hasText: primary.id }).waitFor({ timeout: WAIT_MS });
     await page.locator('[data-role="sync"] .peer-id').filter({ hasText: syncId }).waitFor({ timeout: WAIT_MS });
-    await page.locator(`[data-link="${primary.id}>${syncId}"]`).filter({ hasText: 'streaming' }).waitFor({ timeout: WAIT_MS });
+    await page.locator(`.link.ok[data-link="${primary.id}>${syncId}"]`).filter({ hasText: 'streaming · sync' }).waitFor({ timeout: WAIT_MS });
     await page.locator('#live.is-live').waitFor({ timeout: WAIT_MS });
     const generationBefore = Number(await page.locator('body').getAttribute('data-generation'));
     const eventsBefore = Number(await page.locator('body').getAttribute('data-watch-events'));
@@ -62,7 +62,8 @@ describe('status page on a real shard', () => {
     expect(newPrimary.id).toBe(syncId);
     await sh.waitForTopology({ primary: syncId, sync: asyncId, async: [] }, WAIT_MS);
     // Drawn as it settles: the new sync link streams and the new primary is writable.
-    await page.locator(`[data-link="${syncId}>${asyncId}"]`).filter({ hasText: 'streaming' }).waitFor({ timeout: WAIT_MS });
+    // (Right after the promotion the link streams as 'async' until the primary names its sync: amber.)
+    await page.locator(`.link.ok[data-link="${syncId}>${asyncId}"]`).filter({ hasText: 'streaming · sync' }).waitFor({ timeout: WAIT_MS });
     await page.locator(`[data-role="primary"][data-peer="${syncId}"] [data-health="ok"]`).waitFor({ timeout: WAIT_MS });
     await page.locator('#history .badge.failover').filter({ hasText: `new primary ${syncId}` }).waitFor({ timeout: WAIT_MS });
     const path = await screenshot(page, 'shard-after-failover');

@@ -109,7 +109,8 @@ export const PAGE_SCRIPT = String.raw`
     return m ? m[1] : (pgUrl || '?');
   }
   // A stable colour for each peer id (the timeline's bands are coloured by their primary).
-  var PALETTE = ['#1f8a4c', '#2563c9', '#7c4dcc', '#c2410c', '#0f766e', '#a21caf', '#4d7c0f', '#b45309', '#be123c', '#0369a1'];
+  // (Not the role colours: a band's colour names a peer, not a role.)
+  var PALETTE = ['#0f766e', '#c2410c', '#a21caf', '#4d7c0f', '#b45309', '#0e7490', '#be185d', '#57534e', '#9a3412', '#3f6212'];
   function colourOf(id) {
     var hsh = 0;
     for (var i = 0; i < id.length; i++) hsh = (hsh * 31 + id.charCodeAt(i)) >>> 0;
