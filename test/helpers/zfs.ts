@@ -80,6 +80,17 @@ export async function createTestPool(opts: { sizeMb?: number; prefix?: string } 
         await new Promise((res) => setTimeout(res, 500 * attempt));
       }
       if (lastErr !== '') {
+        // zfs-fuse sometimes reports a pool busy although nothing uses it; mounting its datasets
+        // and unmounting them with the kernel's umount clears that (seen on this machine).
+        const list = await execa('zfs', ['list', '-H', '-o', 'name', '-r', name], { reject: false });
+        for (const ds of list.stdout.split('\n').filter((d) => d !== '')) {
+          await execa('zfs', ['mount', ds], { reject: false, timeout: 60_000 });
+        }
+        await unmountPoolMounts(name);
+        const again = await execa('zpool', ['destroy', '-f', name], { reject: false, timeout: 60_000 });
+        if (!again.failed) lastErr = '';
+      }
+      if (lastErr !== '') {
         // zfs-fuse can keep a dataset held for ever (e.g. after a failed unmount): a forced
         // export still detaches the pool from the shared daemon, so its file can go.
         const exp = await execa('zpool', ['export', '-f', name], { reject: false, timeout: 60_000 });
