@@ -63,7 +63,7 @@ async function dirBytes(path: string): Promise<number> {
 }
 
 async function main(): Promise<void> {
-  const log = values.log === true ? createLogger({ level: 'debug', destination: 2, name: 'bench' }) : silentLogger();
+  const log = values.log ? createLogger({ level: 'debug', destination: 2, name: 'bench' }) : silentLogger();
   const zfs = new Zfs({ log, commandTimeoutMs: 600_000 });
   // A, the ZFS copy and the pg_basebackup copy, plus zfs-fuse's reserve and WAL.
   const poolMb = Math.ceil(sizeMb * 3.6 + 768);
