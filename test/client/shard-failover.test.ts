@@ -1,0 +1,121 @@
+// The client and its Pool on a real three-peer shard (real manatee-sitter processes and
+// PostgreSQL, test/helpers/shard.ts): after the primary is killed, the client emits the new
+// topology, the Pool's writes succeed on the new primary, and no acknowledged write is lost.
+// The sitters run with hooks configured, so the same failover checks the hooks end to end:
+// sitter_up on start, primary_changed and peer_down on the survivors, each with its JSON.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { chmod, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createClient, type ManateeClient, type PrimaryPool, type Topology } from '../../src/client/index.js';
+import type { HookDocument } from '../../src/peer/hooks.js';
+import { Shard, SHARD_SUPERUSER_PASSWORD, type ShardPeer } from '../helpers/shard.js';
+import { waitFor } from '../helpers/wait.js';
+
+let shard: Shard;
+let client: ManateeClient | null = null;
+let pool: PrimaryPool | null = null;
+
+function pgUrlOf(p: ShardPeer): string {
+  return `postgres://127.0.0.1:${p.pgPort}/postgres`;
+}
+
+function hookLog(p: ShardPeer): string {
+  return join(shard.dir, `hooks-${p.id}.log`);
+}
+
+async function hookDocs(p: ShardPeer): Promise<HookDocument[]> {
+  const text = await readFile(hookLog(p), 'utf8').catch(() => '');
+  return text.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as HookDocument);
+}
+
+beforeAll(async () => {
+  shard = await Shard.create({ prefix: 'cl', start: false, timeouts: { sessionTimeoutMs: 2000, keepaliveIntervalMs: 400 } });
+  // One hook for the events this test checks: it appends its JSON document to a per-peer file.
+  for (const p of shard.peers) {
+    const script = join(shard.dir, `hook-${p.id}.sh`);
+    await writeFile(script, `#!/bin/sh\ncat >> '${hookLog(p)}'\n`);
+    await chmod(script, 0o755);
+    const config = JSON.parse(await readFile(p.configPath, 'utf8')) as Record<string, unknown>;
+    config['hooks'] = { events: { sitter_up: [script], primary_changed: [script], peer_down: [script] }, timeoutMs: 5000 };
+    await writeFile(p.configPath, JSON.stringify(config, null, 2));
+  }
+  for (const p of shard.peers) shard.startSitter(p);
+}, 180_000);
+
+afterAll(async () => {
+  await pool?.end().catch(() => undefined);
+  await client?.close();
+  await shard.teardown();
+}, 60_000);
+
+describe('client on a real shard', () => {
+  it('follows a failover: a new topology, and the Pool writes on the new primary without losing acknowledged writes', async () => {
+    const { peer: primary, status } = await shard.waitForPrimaryWritable();
+    const syncId = status.state?.sync?.id;
+    expect(syncId).toBeDefined();
+    const sync = shard.peer(syncId!);
+
+    const c = createClient({ peers: shard.peers.map((p) => p.apiUrl), backoff: { initialMs: 50, maxMs: 500 } });
+    client = c;
+    const topologies: Topology[] = [];
+    c.on('topology', (t) => topologies.push(t));
+    const first = await c.whenReady(30_000);
+    expect(first[0]).toBe(pgUrlOf(primary));
+    expect(first[1]).toBe(pgUrlOf(sync));
+
+    const p = c.pool({ user: 'postgres', password: SHARD_SUPERUSER_PASSWORD, max: 2, connectionTimeoutMillis: 2000, retry: { attempts: 40, initialDelayMs: 100, maxDelayMs: 1000 } });
+    pool = p;
+    await p.query('CREATE TABLE IF NOT EXISTS client_acked (id int PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())');
+
+    // A writer through the Pool: the ids whose INSERT was acknowledged.
+    const acked: number[] = [];
+    const errors: string[] = [];
+    let running = true;
+    const writer = (async () => {
+      for (let id = 1; running; id++) {
+        try {
+          await p.query('INSERT INTO client_acked (id) VALUES ($1)', [id]);
+          acked.push(id);
+        } catch (err) {
+          if (errors.length < 100) errors.push((err as Error).message);
+        }
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })();
+    await waitFor('some writes before the failover', () => acked.length >= 10, { timeoutMs: 30_000 });
+
+    await shard.killPeer(primary);
+    const ackedBefore = acked.length;
+    const next = await shard.waitFor('a topology without the killed primary', () => Promise.resolve(topologies.find((t) => t[0] !== pgUrlOf(primary)) ?? null), 120_000);
+    expect(next[0]).toBe(pgUrlOf(sync));
+    expect(next).not.toContain(pgUrlOf(primary));
+    await shard.waitFor('writes acknowledged by the new primary', () => Promise.resolve(acked.length >= ackedBefore + 10), 120_000);
+    expect(p.primaryUrl).toBe(pgUrlOf(sync));
+    running = false;
+    await writer;
+
+    // Every acknowledged write is on the new primary.
+    const rows = await shard.query<{ id: number }>(sync, 'SELECT id FROM client_acked');
+    const found = new Set(rows.map((r) => Number(r.id)));
+    expect(acked.filter((id) => !found.has(id))).toEqual([]);
+
+    // Hooks: every peer reported sitter_up; the survivors saw the new primary and the killed peer go.
+    const survivors = shard.peers.filter((x) => x.id !== primary.id);
+    for (const x of shard.peers) {
+      const docs = await hookDocs(x);
+      expect(docs.some((d) => d.event === 'sitter_up' && d.peer.id === x.id)).toBe(true);
+    }
+    for (const x of survivors) {
+      await shard.waitFor(`hooks on ${x.id}`, async () => {
+        const docs = await hookDocs(x);
+        const changed = docs.find((d) => d.event === 'primary_changed' && (d.details['current'] as { id: string } | null)?.id === sync.id);
+        const down = docs.find((d) => d.event === 'peer_down' && (d.details['peer'] as { id: string } | null)?.id === primary.id);
+        if (changed === undefined || down === undefined) return null;
+        expect(changed.state?.primary.id).toBe(sync.id);
+        expect((changed.details['previous'] as { id: string }).id).toBe(primary.id);
+        expect(changed.peer.id).toBe(x.id);
+        return true;
+      }, 30_000);
+    }
+  });
+});
