@@ -96,7 +96,7 @@ describe('client on a real shard', () => {
 
     // Every acknowledged write is on the new primary.
     const rows = await shard.query<{ id: number }>(sync, 'SELECT id FROM client_acked');
-    const found = new Set(rows.map((r) => Number(r.id)));
+    const found = new Set(rows.map((r) => r.id));
     expect(acked.filter((id) => !found.has(id))).toEqual([]);
 
     // Hooks: every peer reported sitter_up; the survivors saw the new primary and the killed peer go.
