@@ -2,9 +2,10 @@
 // PostgreSQL, test/helpers/shard.ts): after the primary is killed, the client emits the new
 // topology, the Pool's writes succeed on the new primary, and no acknowledged write is lost.
 // The sitters run with hooks configured, so the same failover checks the hooks end to end:
-// sitter_up on start, primary_changed and peer_down on the survivors, each with its JSON.
+// sitter_up on start, primary_changed and peer_down on the survivors, each with its JSON; a
+// heartbeat hook that hangs and a peer_up hook that fails are logged and hold nothing back.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chmod, readFile, writeFile } from 'node:fs/promises';
+import { chmod, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createClient, type ManateeClient, type PrimaryPool, type Topology } from '../../src/client/index.js';
 import type { HookDocument } from '../../src/peer/hooks.js';
@@ -31,21 +32,50 @@ async function hookDocs(p: ShardPeer): Promise<HookDocument[]> {
 beforeAll(async () => {
   shard = await Shard.create({ prefix: 'cl', start: false, timeouts: { sessionTimeoutMs: 2000, keepaliveIntervalMs: 400 } });
   // One hook for the events this test checks: it appends its JSON document to a per-peer file.
+  const hang = join(shard.dir, 'hook-hang.sh');
+  await writeFile(hang, '#!/bin/sh\nsleep 20\n');
+  const fail = join(shard.dir, 'hook-fail.sh');
+  await writeFile(fail, '#!/bin/sh\necho "no pager" >&2\nexit 1\n');
+  for (const f of [hang, fail]) await chmod(f, 0o755);
   for (const p of shard.peers) {
     const script = join(shard.dir, `hook-${p.id}.sh`);
     await writeFile(script, `#!/bin/sh\ncat >> '${hookLog(p)}'\n`);
     await chmod(script, 0o755);
     const config = JSON.parse(await readFile(p.configPath, 'utf8')) as Record<string, unknown>;
-    config['hooks'] = { events: { sitter_up: [script], primary_changed: [script], peer_down: [script] }, timeoutMs: 5000 };
+    config['hooks'] = {
+      events: { sitter_up: [script], primary_changed: [script], peer_down: [script], heartbeat: [hang], peer_up: [fail] },
+      timeoutMs: 1500,
+      killGraceMs: 200,
+      heartbeatIntervalMs: 1500,
+    };
     await writeFile(p.configPath, JSON.stringify(config, null, 2));
   }
   for (const p of shard.peers) shard.startSitter(p);
 }, 180_000);
 
+/**
+ * Hooks lead their own process groups, so a SIGKILLed sitter leaves its running hooks behind
+ * (they end at their own pace): stop this test's hanging ones, by the process groups they lead.
+ */
+async function killLeftoverHooks(dir: string): Promise<void> {
+  for (const name of await readdir('/proc').catch(() => [])) {
+    if (!/^\d+$/.test(name)) continue;
+    const cmd = await readFile(`/proc/${name}/cmdline`, 'utf8').catch(() => '');
+    if (!cmd.includes(`${dir}/hook-`)) continue;
+    try {
+      process.kill(-Number(name), 'SIGKILL');
+    } catch {
+      // gone, or not a group leader
+    }
+  }
+}
+
 afterAll(async () => {
   await pool?.end().catch(() => undefined);
   await client?.close();
+  const dir = shard.dir;
   await shard.teardown();
+  await killLeftoverHooks(dir);
 }, 60_000);
 
 describe('client on a real shard', () => {
@@ -115,6 +145,13 @@ describe('client on a real shard', () => {
         expect((changed.details['previous'] as { id: string }).id).toBe(primary.id);
         expect(changed.peer.id).toBe(x.id);
         return true;
+      }, 30_000);
+      // The hanging heartbeat was killed after its timeout and the failing peer_up was logged.
+      await shard.waitFor(`hook failures logged on ${x.id}`, async () => {
+        const lines = await shard.logLines(x);
+        const hung = lines.some((l) => l['hooks'] === 'failed' && l['event'] === 'heartbeat' && l['timedOut'] === true);
+        const failed = lines.some((l) => l['hooks'] === 'failed' && l['event'] === 'peer_up' && l['exitCode'] === 1 && l['stderr'] === 'no pager\n');
+        return hung && failed;
       }, 30_000);
     }
   });
