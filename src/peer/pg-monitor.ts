@@ -74,7 +74,13 @@ export class PgMonitor extends EventEmitter<MonitorEvents> {
   }
 
   status(): PostgresStatus {
-    return this.current;
+    // `writable` follows the server's role as it is now, not as it was at the last check: writes
+    // are enabled right after a check, and the status would otherwise say read-only for up to
+    // intervalMs (clients and tools that wait for a writable primary waited that much longer).
+    const role = this.pg.role;
+    // A primary role with writes enabled implies the promotion is done (configure promotes first).
+    const writable = this.current.healthy && this.pg.running && role?.role === 'primary' && role.writable;
+    return writable === this.current.writable ? this.current : { ...this.current, writable };
   }
 
   replication(): readonly ReplicationRow[] {

@@ -26,6 +26,13 @@ export interface ReconcilerOptions {
   readonly prepareStorage: () => Promise<void>;
   /** Called after a restore completed, with where the data came from. */
   readonly onRebuilt: (from: PeerInfo, generation: number | null, result: RestoreResult) => Promise<void>;
+  /**
+   * Whether `source`'s PostgreSQL is out of recovery (promoted), or why not. A deposed peer
+   * rebuilds only from a promoted source: pg_rewind against a standby that has not finished its
+   * promotion still sees the old timeline, answers "no rewind required", and leaves the deposed
+   * peer's diverged WAL in place (it then never streams from the new timeline).
+   */
+  readonly sourcePromoted: (source: PeerInfo) => Promise<true | string>;
 }
 
 /** What one reconcile step did, for the sitter's log line and its next wake-up. */
@@ -124,6 +131,8 @@ export class Reconciler {
     // Immediate: a clean shutdown of a former primary writes a checkpoint the new primary lacks.
     await this.configure({ role: 'stopped', shutdown: 'immediate' });
     if (!(d.needsRebuild || this.rebuildRequested) || d.upstream === null) return { action: 'deposed: waiting', retrySoon: false };
+    const promoted = await this.o.sourcePromoted(d.upstream).catch((err: unknown) => `cannot ask it: ${err instanceof Error ? err.message : String(err)}`);
+    if (promoted !== true) return { action: `deposed: waiting for ${d.upstream.id} to finish its promotion before rebuilding (${promoted})`, retrySoon: true };
     await this.restore(d.upstream, d.generation, 'rebuild');
     return { action: `rebuilt from ${d.upstream.id}`, retrySoon: true };
   }

@@ -17,10 +17,11 @@ import { backupRoutes } from '../backup/index.js';
 import { BasebackupBackend } from '../backup/basebackup.js';
 import { ZfsBackupBackend } from '../backup/zfs-backend.js';
 import type { BackupBackend, RestoreResult } from '../backup/types.js';
-import { PostgresServer, resolveOsUser } from '../postgres/index.js';
+import pg from 'pg';
+import { parsePgUrl, PostgresServer, resolveOsUser } from '../postgres/index.js';
 import { RaftNode } from '../raft/node.js';
 import { ClusterStateMachine, ClusterStore, raftConsensus } from '../store/index.js';
-import type { PeerInfo } from '../store/types.js';
+import type { ClusterState, PeerInfo } from '../store/types.js';
 import { Snapshotter, Zfs } from '../zfs/index.js';
 import type { SitterConfig } from './config.js';
 import { Heartbeat } from './heartbeat.js';
@@ -38,6 +39,8 @@ interface LocalFacts {
 
 const EVALUATE_INTERVAL_MS = 1000;
 const RETRY_SOON_MS = 200;
+/** At most one Raft leadership move per this interval from one peer (no ping-pong). */
+const LEADERSHIP_MOVE_INTERVAL_MS = 5000;
 
 /** Passwords that all peers derive alike from the shard secret, when the configuration names none. */
 export function derivedPassword(secret: string, purpose: string): string {
@@ -81,6 +84,7 @@ export class Sitter {
   private lastError: string | null = null;
   private sessionClosedForHealth = false;
   private evaluating = false;
+  private lastLeadershipMoveMs = 0;
   private dirty = false;
   private stopping = false;
   private timer: NodeJS.Timeout | null = null;
@@ -147,6 +151,7 @@ export class Sitter {
       log: parts.log,
       prepareStorage: () => this.prepareStorage(parts.zfs),
       onRebuilt: (from, generation, result) => this.onRebuilt(from, generation, result),
+      sourcePromoted: (source) => this.sourcePromoted(source),
     });
     const hooksConfig = parts.config.hooks ?? HOOKS_CONFIG_DEFAULT;
     this.hooks = new SitterHooks({
@@ -393,6 +398,7 @@ export class Sitter {
       nowMs,
       config: { oneNodeWriteMode: this.config.oneNodeWriteMode, autoRebuild: this.config.rebuild.automatic },
     };
+    this.moveRaftLeadershipOffWritePath(state, input.active, nowMs);
     const d = decide(input);
     this.record(d, nowMs);
     if (d.write !== null) {
@@ -422,6 +428,30 @@ export class Sitter {
     const outcome = await this.reconciler.reconcile(d);
     if (outcome.action !== 'none') this.log.info({ decision: 'reconcile', role: d.role, action: outcome.action, generation: d.generation }, outcome.action);
     if (outcome.retrySoon) this.kickSoon();
+  }
+
+  /**
+   * Keeps the Raft leader on an async when this peer (the leader) is the primary or the sync.
+   * When the leader dies, the others first elect a new one, which then gives every session a
+   * full sessionTimeoutMs of grace: a primary or sync that is also the leader fails over an
+   * election plus a session timeout later (measured: ~4 s instead of ~2.5 s with the defaults).
+   * An async's death blocks no commit, so it is the cheapest place for the leader.
+   */
+  private moveRaftLeadershipOffWritePath(state: ClusterState | null, active: readonly PeerInfo[], nowMs: number): void {
+    if (state === null || nowMs - this.lastLeadershipMoveMs < LEADERSHIP_MOVE_INTERVAL_MS) return;
+    const raft = this.node.status();
+    if (raft.leader !== this.self.id || raft.role !== 'leader') return;
+    if (state.primary.id !== this.self.id && state.sync?.id !== this.self.id) return;
+    const target = state.async.find((a) => raft.members.voters.includes(a.id) && active.some((p) => p.id === a.id));
+    if (target === undefined) return;
+    this.lastLeadershipMoveMs = nowMs;
+    const role = state.primary.id === this.self.id ? 'primary' : 'sync';
+    this.log.info({ decision: 'moveRaftLeader', to: target.id, reason: `I am the ${role} and the Raft leader` },
+      `moving Raft leadership to async ${target.id}: I am the ${role}, and a leader in the write path would add an election and a session grace to its failover`);
+    const electionMs = this.config.raft.electionTicks * this.config.raft.tickMs;
+    this.node.transferLeadership(target.id, { timeoutMs: 4 * electionMs }).catch((err: unknown) => {
+      this.log.warn({ decision: 'moveRaftLeader-failed', to: target.id, err: String(err) }, `Raft leadership did not move to ${target.id}`);
+    });
   }
 
   /** One log line per distinct decision (the loop re-evaluates every second; repeats are not news). */
@@ -475,6 +505,29 @@ export class Sitter {
       if (user.switchUser) await chown(pgDataDir, user.uid, user.gid);
       await chmod(pgDataDir, 0o700);
       this.log.info({ decision: 'createDataset', dataset, mountpoint: pgDataDir }, 'created the dataset for PostgreSQL data');
+    }
+  }
+
+  /** Asks `source`'s PostgreSQL (as the replication role, which pg_rewind uses too) whether it is out of recovery. */
+  private async sourcePromoted(source: PeerInfo): Promise<true | string> {
+    const e = parsePgUrl(source.pgUrl, { user: this.postgres.replicationUser });
+    const timeoutMs = this.config.timeouts.pgHealthTimeoutMs;
+    const client = new pg.Client({
+      host: e.host,
+      port: e.port,
+      user: this.postgres.replicationUser,
+      password: this.config.postgres.replicationPassword ?? derivedPassword(this.config.secret, 'replication'),
+      database: 'postgres',
+      connectionTimeoutMillis: timeoutMs,
+      query_timeout: timeoutMs,
+    });
+    client.on('error', () => undefined);
+    try {
+      await client.connect();
+      const r = await client.query<{ rec: boolean }>('SELECT pg_is_in_recovery() AS rec');
+      return r.rows[0]?.rec === false ? true : `${source.id} is still in recovery`;
+    } finally {
+      await client.end().catch(() => undefined);
     }
   }
 

@@ -600,6 +600,18 @@ export class Writer {
     return acked.filter((a) => !found.has(a.id)).map((a) => a.id);
   }
 
+  /**
+   * Waits until every row acknowledged so far is on `peer` (a standby replays them): proves that
+   * replication to it works end to end, which a 'streaming' row alone does not.
+   */
+  async waitReplicatedTo(peer: ShardPeer, timeoutMs = 60_000): Promise<void> {
+    const want = new Set(this.acked.map((a) => a.id));
+    await this.shard.waitFor(`${peer.id} to replay the ${want.size} rows acknowledged so far`, async () => {
+      const missing = await this.missingOn(peer);
+      return !missing.some((id) => want.has(id));
+    }, timeoutMs);
+  }
+
   async countOn(peer: ShardPeer): Promise<number> {
     const rows = await this.shard.query<{ n: string }>(peer, `SELECT count(*) AS n FROM ${this.table}`);
     return Number(rows[0]?.n ?? 0);

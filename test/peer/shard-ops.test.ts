@@ -96,6 +96,29 @@ describe('a three-peer shard: single-process failures and operator actions (base
     expect(await writer.missingOn(primary)).toEqual([]);
     await shard.waitForTopology({ primary: primary.id, sync: sync.id, async: [async1.id], deposed: [] }, 150_000);
     expect((await stateOf(primary)).generation).toBe(generation);
+    // The deposed primary was rewound onto the new timeline: it replays new rows as an async.
+    await writer.waitReplicatedTo(async1);
+  });
+
+  it('planned promotions in a row: every deposed primary is rewound onto the new timeline and replicates', async () => {
+    // Each promotion deposes the primary while its sync is still promoting: a rebuild that ran
+    // before the promotion finished once left the deposed peer on the old timeline, stuck.
+    for (let round = 0; round < 2; round++) {
+      const requestedAt = Date.now();
+      const r = await shard.admin(primary, 'promote', { peerId: sync.id });
+      expect(r.status).toBe(200);
+      await writer.waitForAckAfter(requestedAt, 60_000, sync.id);
+      generation++;
+      const oldPrimary = primary;
+      primary = sync;
+      sync = async1;
+      async1 = oldPrimary;
+      await shard.waitForTopology({ primary: primary.id, sync: sync.id, async: [async1.id], deposed: [] }, 150_000);
+      expect((await stateOf(primary)).generation).toBe(generation);
+      await writer.waitReplicatedTo(sync);
+      await writer.waitReplicatedTo(async1);
+    }
+    expect(await writer.missingOn(primary)).toEqual([]);
   });
 
   it('freeze blocks a takeover, and unfreeze lets it happen', async () => {
