@@ -84,6 +84,7 @@ describe('a three-peer shard through a chain of failures (basebackup)', () => {
     expect(await decisions(oldSync, ['rebuild', 'bootstrap'])).toBe(rebuildsBefore);
     sync = async1;
     async1 = oldSync;
+    await writer.waitReplicatedTo(async1);
   });
 
   it('SIGKILL of the whole primary peer: the sync takes over, the async becomes sync, no acknowledged row is lost, the old primary is rebuilt and rejoins as an async', async () => {
@@ -109,6 +110,8 @@ describe('a three-peer shard through a chain of failures (basebackup)', () => {
     expect((await stateOf(primary)).generation).toBe(generation);
     async1 = oldPrimary;
     await writer.waitForAckAfter(Date.now(), 30_000, primary.id);
+    // The rebuilt old primary replays new rows as an async (it is on the new timeline).
+    await writer.waitReplicatedTo(async1);
   });
 
   it('all peers killed and restarted together come back with the same primary and no acknowledged row lost', async () => {

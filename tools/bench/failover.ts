@@ -133,6 +133,7 @@ async function main(): Promise<void> {
   try {
     let r = await roles(shard);
     await healed(shard, r);
+    const startGeneration = (await shard.statusOf(r.primary))?.state?.generation ?? NaN;
     const writer = shard.writer({ intervalMs: writeIntervalMs });
     await writer.start();
     const unplannedMs: number[] = [];
@@ -164,6 +165,11 @@ async function main(): Promise<void> {
     console.log(`rows acknowledged ${acked}, found on the final primary ${r.primary.id}: ${acked - missing.length}, lost ${missing.length}` +
       (missing.length > 0 ? ` (ids ${missing.slice(0, 20).join(', ')})` : ''));
     console.log(`writer errors while no primary took writes: ${writer.errors.length}`);
+    // Each round changes the generation once; more means takeovers nobody asked for (a session
+    // that expired under load: the timeouts are too tight for this machine).
+    const finalGeneration = (await shard.statusOf(r.primary))?.state?.generation ?? NaN;
+    const expected = startGeneration + rounds + promotions;
+    console.log(`generation ${startGeneration} → ${finalGeneration} (expected ${expected}): ${finalGeneration - expected} unrequested generation changes`);
     if (missing.length > 0) process.exitCode = 1;
   } finally {
     await shard.teardown({ keepDir: values.keep });
