@@ -197,5 +197,25 @@ describe('operators across a failover', () => {
     const entries = JSON.parse(hist.stdout) as { summary: string; state: { primary: { id: string } } }[];
     expect(entries.at(-1)?.state.primary.id).toBe(sync.id);
   }, 300_000);
+
+  it('a planned switchover with manatee-adm promote: the sync becomes the primary', async () => {
+    // The old primary's peer comes back: it is deposed, rebuilt, and rejoins the chain as an async.
+    if (shard.sitterPid(primary) === null) shard.restartPeer(primary);
+    const st = await shard.waitFor('a full chain again', async () => {
+      const r = await shard.statusOf(sync);
+      return r?.state?.sync !== null && r?.state?.sync !== undefined && r.state.async.length === 1 && r.state.deposed.length === 0 ? r.state : null;
+    }, 240_000);
+    const newSync = shard.peer(st.sync!.id);
+    await shard.waitForTopology({ primary: sync.id, sync: newSync.id, async: [st.async[0]!.id] }, 180_000);
+    const p = await adm(['promote', '-p', newSync.id, '-e', '120'], async0.apiUrl);
+    expect({ code: p.code, stderr: p.stderr }).toEqual({ code: 0, stderr: '' });
+    const { peer: now } = await shard.waitForPrimaryWritable({ not: sync.id, timeoutMs: 120_000 });
+    expect(now.id).toBe(newSync.id);
+    const v = await shard.waitFor('verify to pass after the switchover', async () => {
+      const r = await adm(['verify'], now.apiUrl);
+      return r.code === 0 ? r : null;
+    }, 240_000);
+    expect(v.stdout).toMatch(/no problems found/);
+  }, 600_000);
 });
 
