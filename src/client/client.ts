@@ -63,6 +63,8 @@ interface Settings {
 }
 
 const PEERS_MAX = 64;
+/** A stream that delivered a state and lasted this long was healthy: its end is followed by an immediate move. */
+const STREAM_HEALTHY_MS = 1000;
 /** Most bytes of an error answer's body read (for its message). */
 const ERROR_BODY_BYTES_MAX = 16 * 1024;
 
@@ -238,6 +240,7 @@ export class ManateeClient extends EventEmitter<ClientEvents> {
     while (!this.closed) {
       const url = this.s.peers[this.peerIndex % this.s.peers.length]!;
       let delivered = false;
+      const startedMs = Date.now();
       try {
         delivered = await this.follow(url);
         if (this.isClosed) break;
@@ -252,13 +255,18 @@ export class ManateeClient extends EventEmitter<ClientEvents> {
       }
       this.following = null;
       this.peerIndex = (this.peerIndex + 1) % this.s.peers.length;
-      if (delivered) {
+      // A peer that delivers and then drops the stream at once counts as a failure (no tight loop).
+      if (delivered && Date.now() - startedMs >= STREAM_HEALTHY_MS) {
         // It worked for a while: try the next peer at once, with a fresh backoff.
         failures = 0;
         backoffMs = this.s.backoffInitialMs;
         continue;
       }
       failures += 1;
+      if (delivered) {
+        lastErrors.push(`${url}: the stream ended after ${Date.now() - startedMs} ms`);
+        if (lastErrors.length > this.s.peers.length) lastErrors.shift();
+      }
       if (failures % this.s.peers.length === 0) {
         const err = new ClientError(CLIENT_ERR.noPeer, `no peer could be followed (${failures} attempts in a row); retrying in ${backoffMs} ms: ${lastErrors.join('; ')}`);
         if (this.listenerCount('error') > 0) this.emit('error', err);

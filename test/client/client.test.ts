@@ -2,6 +2,7 @@
 // the in-process consensus group: ready/topology, deduplication, failover between peers,
 // reconnect with backoff, leaving a peer that lost the leader, close().
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createServer } from 'node:http';
 import { createClient, type ManateeClient } from '../../src/client/index.js';
 import { CLIENT_ERR, ClientError } from '../../src/client/errors.js';
 import type { ClusterState } from '../../src/store/types.js';
@@ -172,6 +173,30 @@ describe('client', () => {
     const waiting = expect(late.whenReady(10_000)).rejects.toMatchObject({ code: CLIENT_ERR.closed });
     await late.close();
     await waiting;
+  });
+
+  it('backs off from a peer that delivers a state and drops the stream at once, instead of looping', async () => {
+    let requests = 0;
+    const server = createServer((_req, res) => {
+      requests += 1;
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.end(`event: state\ndata: ${JSON.stringify({ state: G1, version: 1 })}\n\n`);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const addr = server.address();
+    const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
+    try {
+      const { c, errors } = client([`http://127.0.0.1:${port}`], { backoff: { initialMs: 100, maxMs: 400 }, checkIntervalMs: 0 });
+      await c.whenReady(10_000);
+      await new Promise((r) => setTimeout(r, 1500));
+      // Without backoff this would be hundreds of requests; with 100..400 ms waits, about a handful.
+      expect(requests).toBeLessThan(15);
+      expect(errors[0]?.message).toMatch(/the stream ended after \d+ ms/);
+      await c.close();
+    } finally {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
   });
 
   it('rejects unusable options with MANATEE_ERR_CLIENT_BAD_OPTIONS naming the option', () => {
