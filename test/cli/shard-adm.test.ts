@@ -217,5 +217,29 @@ describe('operators across a failover', () => {
     }, 240_000);
     expect(v.stdout).toMatch(/no problems found/);
   }, 600_000);
+
+  it('manatee-adm rebuild on an async: it copies its data again and the shard verifies clean after', async () => {
+    const st = await shard.waitFor('an async in the chain', async () => {
+      for (const p of shard.peers) {
+        const r = await shard.statusOf(p);
+        if (r?.role === 'primary' && r.state !== null && r.state.async.length === 1) return r.state;
+      }
+      return null;
+    }, 120_000);
+    const target = shard.peer(st.async[0]!.id);
+    const before = (await httpJson(`${target.apiUrl}/status`)).body as SitterStatus;
+    const r = await adm(['rebuild', '--json'], target.apiUrl);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ peerId: target.id, started: true });
+    // It finished: the reconciler reports a result newer than before, and the shard is whole again.
+    await shard.waitFor('the rebuild to finish', async () => {
+      const s = (await httpJson(`${target.apiUrl}/status`)).body as SitterStatus;
+      return !s.rebuild.running && s.rebuild.lastResult !== null && s.rebuild.lastResult !== before.rebuild.lastResult ? s : null;
+    }, 240_000);
+    await shard.waitFor('verify to pass after the rebuild', async () => {
+      const v = await adm(['verify'], target.apiUrl);
+      return v.code === 0 ? v : null;
+    }, 240_000);
+  }, 600_000);
 });
 
