@@ -416,6 +416,13 @@ export class Sitter {
       this.kick();
       return;
     }
+    if (d.kind === 'noSession' && state === null) {
+      // Start-up: the store has not caught up with the shard yet, so the state is unknown rather
+      // than empty. The rules make no change; neither does PostgreSQL: a postmaster left running by
+      // the previous sitter (a sitter restart) keeps serving and is adopted once the role is known,
+      // instead of being stopped as if this peer were unassigned.
+      return;
+    }
     if (d.role === 'primary' && this.facts.rebuiltFrom !== null) {
       // A rebuild made before this peer serves as primary says nothing about its data afterwards: as
       // primary it writes WAL that a later primary may never have had. Forget it before PostgreSQL is

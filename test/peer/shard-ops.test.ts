@@ -53,6 +53,8 @@ describe('a three-peer shard: single-process failures and operator actions (base
     expect(s.state?.generation).toBe(generation);
     expect(s.state?.primary.id).toBe(primary.id);
     expect(s.state?.sync?.id).toBe(sync.id);
+    // The new sitter adopted the running postmaster instead of restarting it.
+    expect(s.postgresPid).toBe(pgPid);
     // Writes go on through the same primary, and the history saw no new generation.
     await writer.waitForAckAfter(restartedAt, 60_000, primary.id);
     expect((await stateOf(sync)).generation).toBe(generation);
