@@ -84,6 +84,8 @@ export class Sitter {
   private lastError: string | null = null;
   private sessionClosedForHealth = false;
   private evaluating = false;
+  /** False until one linearizable read succeeded since start-up (see evaluate). */
+  private storeCaughtUp = false;
   private lastLeadershipMoveMs = 0;
   private dirty = false;
   private stopping = false;
@@ -387,6 +389,21 @@ export class Sitter {
 
   private async evaluate(): Promise<void> {
     await this.keepSession();
+    if (!this.storeCaughtUp) {
+      // After a restart the store holds the state replayed from the local log, possibly many
+      // generations old, with sessions that look alive. Acting on it once made a restarted former
+      // primary start as a writable primary of a stale generation, diverge, and stall the shard as
+      // its sync (chaos harness, restart-all). One linearizable read first brings the applied state up
+      // to everything the shard has committed.
+      try {
+        await this.store.readState();
+      } catch (err) {
+        this.kickSoon();
+        throw new Error(`the store has not caught up with the shard yet: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      }
+      this.storeCaughtUp = true;
+      this.log.info({ decision: 'store-caught-up' }, 'the store has applied everything the shard committed; acting on its state from now on');
+    }
     const { state, version } = this.store.getState();
     const nowMs = Date.now();
     const input = {
