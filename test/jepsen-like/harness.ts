@@ -167,9 +167,11 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
 
   let cleaned = false;
   let cluster: Cluster | null = null;
+  let nemesisRef: Nemesis | null = null;
   const cleanup = async (): Promise<void> => {
     if (cleaned) return;
     cleaned = true;
+    nemesisRef?.halt();
     if (cluster !== null) await cluster.stopAll(10_000).catch(() => undefined);
     await destroyNetwork(prefix).catch((err: unknown) => { o.log(`chaos: cleanup of ${prefix} failed: ${String(err)}`); });
     if (!o.keepData) rmSync(workDir, { recursive: true, force: true });
@@ -221,6 +223,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
       },
     }, now);
 
+    nemesisRef = nemesis;
     o.log('chaos: waiting for the shard to be whole (writable primary, sync, async)');
     if (!(await nemesis.awaitWhole(300_000))) throw new Error('the shard never became whole at start-up; see the peers\' logs');
     const first = await shardWhole(c);

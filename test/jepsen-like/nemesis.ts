@@ -66,6 +66,7 @@ export class Nemesis {
   private readonly down = new Set<string>();
   private readonly paused = new Set<string>();
   private partitioned = false;
+  private halted = false;
   readonly done: FaultKind[] = [];
   stuck = 0;
 
@@ -83,6 +84,12 @@ export class Nemesis {
 
   /** Asks the loop to end after the current fault (which is healed). */
   stop(): void {
+    this.stopping.abort();
+  }
+
+  /** The run is being torn down: no more waiting, and no more restarts of sitters. */
+  halt(): void {
+    this.halted = true;
     this.stopping.abort();
   }
 
@@ -105,6 +112,7 @@ export class Nemesis {
     const started = this.now();
     let last = '';
     while (this.now() - started < timeoutMs) {
+      if (this.halted) return false;
       const w = await shardWhole(this.cluster);
       if (w.whole) {
         if (this.now() - started > 1000) this.events.note({ event: 'recovered', afterMs: this.now() - started });
@@ -114,7 +122,7 @@ export class Nemesis {
       last = w.why;
       // A sitter may have died on its own (a crash is a finding): start it again, and say so.
       for (const p of this.cluster.peers) {
-        if (!this.cluster.sitterAlive(p.id) && !this.down.has(p.id)) {
+        if (!this.halted && !this.cluster.sitterAlive(p.id) && !this.down.has(p.id)) {
           this.events.note({ event: 'sitter-exited', peer: p.id, note: 'exited without a fault; restarted (see its log)' });
           this.cluster.start(p.id);
         }
@@ -132,6 +140,7 @@ export class Nemesis {
 
   /** Heals whatever is still broken: network, pauses, stopped sitters. Safe to call at any time. */
   async healAll(): Promise<void> {
+    if (this.halted) return;
     if (this.partitioned) await healNetwork(this.cluster.net);
     this.partitioned = false;
     for (const id of this.paused) this.cluster.resume(id);
