@@ -87,6 +87,10 @@ export class Nemesis {
     this.stopping.abort();
   }
 
+  private isHalted(): boolean {
+    return this.halted;
+  }
+
   /** The run is being torn down: no more waiting, and no more restarts of sitters. */
   halt(): void {
     this.halted = true;
@@ -112,7 +116,7 @@ export class Nemesis {
     const started = this.now();
     let last = '';
     while (this.now() - started < timeoutMs) {
-      if (this.halted) return false;
+      if (this.isHalted()) return false;
       const w = await shardWhole(this.cluster);
       if (w.whole) {
         if (this.now() - started > 1000) this.events.note({ event: 'recovered', afterMs: this.now() - started });
@@ -122,7 +126,7 @@ export class Nemesis {
       last = w.why;
       // A sitter may have died on its own (a crash is a finding): start it again, and say so.
       for (const p of this.cluster.peers) {
-        if (!this.halted && !this.cluster.sitterAlive(p.id) && !this.down.has(p.id)) {
+        if (!this.isHalted() && !this.cluster.sitterAlive(p.id) && !this.down.has(p.id)) {
           this.events.note({ event: 'sitter-exited', peer: p.id, note: 'exited without a fault; restarted (see its log)' });
           this.cluster.start(p.id);
         }
@@ -140,7 +144,7 @@ export class Nemesis {
 
   /** Heals whatever is still broken: network, pauses, stopped sitters. Safe to call at any time. */
   async healAll(): Promise<void> {
-    if (this.halted) return;
+    if (this.isHalted()) return;
     if (this.partitioned) await healNetwork(this.cluster.net);
     this.partitioned = false;
     for (const id of this.paused) this.cluster.resume(id);
