@@ -679,11 +679,24 @@ export class PostgresServer extends EventEmitter<PgEvents> {
       }
       next = { role: 'standby', upstreamHost: role.upstream.host, upstreamPort: role.upstream.port, applicationName: role.applicationName };
     }
-    await this.renderFiles(next, next.role === 'primary' && recovering === true);
+    // A stopped standby's data directory asked to be a primary (the sync committed its takeover,
+    // then died before promoting): starting it without standby.signal would end recovery by crash
+    // recovery on the SAME timeline, with no promotion. The deposed primary's pg_rewind would then
+    // say "no rewind required" and it would rejoin with diverged WAL. Start it as a standby with
+    // no upstream (the primary rendering has primary_conninfo empty) and promote it.
+    const standbyData = !running && next.role === 'primary' ? await this.standbyDataDir() : null;
+    await this.renderFiles(next, next.role === 'primary' && (recovering === true || standbyData !== null));
+    if (standbyData !== null) await this.writeOwned(join(this.dataDir, FILE_STANDBY_SIGNAL), '');
 
     let action: ConfigureResult['action'];
     let restartedFor: string[] = [];
-    if (!running) {
+    if (!running && standbyData !== null) {
+      this.log.info({ decision: 'start-standby-to-promote', reason: standbyData },
+        `the data directory is a standby's (${standbyData}): starting it in recovery, then promoting it to a new timeline`);
+      await this.start();
+      if (await this.inRecovery()) await this.promote();
+      action = 'promoted';
+    } else if (!running) {
       await this.start();
       action = 'started';
     } else if (next.role === 'primary' && recovering === true) {
@@ -704,6 +717,32 @@ export class PostgresServer extends EventEmitter<PgEvents> {
     }
     this.log.info({ decision: 'configure', role: next, action, restartedFor }, `PostgreSQL configured as ${next.role} (${action})`);
     return { action, role: next, restartedFor };
+  }
+
+  /**
+   * Why the (stopped) data directory is a standby's, or null when it is not: standby.signal is
+   * there, or pg_control says it was in recovery (a signal lost by an earlier render).
+   */
+  async standbyDataDir(): Promise<string | null> {
+    try {
+      await stat(join(this.dataDir, FILE_STANDBY_SIGNAL));
+      return `${FILE_STANDBY_SIGNAL} exists`;
+    } catch {
+      // fall through to pg_control
+    }
+    let state = '';
+    const r = await runTool(this.binaries.pgControldata, ['-D', this.dataDir], {
+      user: this.user,
+      timeoutMs: 60_000,
+      onLine: (line) => {
+        const m = /^Database cluster state:\s*(.+)$/.exec(line);
+        if (m?.[1] !== undefined) state = m[1].trim();
+      },
+    });
+    if (r.exitCode !== 0) {
+      throw new PgError('MANATEE_ERR_PG_COMMAND_FAILED', `pg_controldata ${describeRun(r)}:\n${r.outputTail}`);
+    }
+    return /recovery/.test(state) ? `pg_control says "${state}"` : null;
   }
 
   /**

@@ -1,0 +1,78 @@
+// A stopped standby's data directory configured as a primary must come up promoted, on a NEW
+// timeline. Starting it without standby.signal would end recovery by crash recovery on the same
+// timeline: the deposed primary's pg_rewind would then find "no rewind required" and rejoin with
+// diverged WAL (safety review, finding 1).
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makePgSandbox, pgUrlOf, waitCaughtUp, type PgSandbox } from '../helpers/pg.js';
+import { waitFor } from '../helpers/wait.js';
+import { PostgresServer } from '../../src/postgres/index.js';
+import { BasebackupBackend } from '../../src/backup/basebackup.js';
+
+let sb: PgSandbox;
+let a: PostgresServer;
+
+beforeAll(async () => {
+  sb = await makePgSandbox('pgpromstop');
+  a = await sb.primary('a');
+  await a.query('CREATE TABLE t (id int PRIMARY KEY)');
+  await a.query('INSERT INTO t VALUES (1)');
+});
+
+afterAll(async () => {
+  await sb.cleanup();
+});
+
+async function standbyOfA(name: string): Promise<PostgresServer> {
+  const s = await sb.server(name);
+  await new BasebackupBackend({ postgres: s }).restore({ source: { peerId: 'peer-a', pgUrl: pgUrlOf(a), backupUrl: 'http://unused' }, reason: 'bootstrap' });
+  await s.configure({ role: 'standby', upstream: { host: '127.0.0.1', port: a.port }, applicationName: `peer-${name}` });
+  await a.query(`INSERT INTO t VALUES (${String(Math.floor(Math.random() * 1e6) + 10)})`);
+  await waitCaughtUp(a, s);
+  return s;
+}
+
+async function checkpointTimeline(s: PostgresServer): Promise<number> {
+  const [r] = await s.query<{ tli: number }>('SELECT timeline_id AS tli FROM pg_control_checkpoint()');
+  return Number(r?.tli);
+}
+
+describe('configure primary on a stopped standby', () => {
+  it('a standby killed -9 (standby.signal present) comes up promoted on a new timeline', async () => {
+    const b = await standbyOfA('b');
+    expect(await checkpointTimeline(b)).toBe(1);
+    const pid = b.postgresPid;
+    expect(pid).not.toBeNull();
+    process.kill(pid!, 'SIGKILL');
+    await waitFor('b to be gone', () => !b.running);
+    expect(await b.standbyDataDir()).toMatch(/standby.signal/);
+
+    const r = await b.configure({ role: 'primary', syncId: 'peer-a' });
+    expect(r.action).toBe('promoted');
+    expect(await b.inRecovery()).toBe(false);
+    expect(await checkpointTimeline(b)).toBe(2);
+    expect((await b.walPositions()).timeline).toBe(2);
+    // Still the safe primary: read-only until its sync has caught up.
+    expect(await b.show('default_transaction_read_only')).toBe('on');
+    expect((await b.query('SELECT count(*)::int AS n FROM t'))[0]).toEqual({ n: 2 });
+    // A primary's own data directory is not a standby's.
+    await b.stop('fast');
+    expect(await b.standbyDataDir()).toBeNull();
+    const again = await b.configure({ role: 'primary', syncId: 'peer-a' });
+    expect(again.action).toBe('started');
+    expect(await checkpointTimeline(b)).toBe(2);
+  });
+
+  it('a standby whose standby.signal was lost (pg_control: in recovery) is promoted too', async () => {
+    const c = await standbyOfA('c');
+    await c.stop('immediate');
+    await rm(join(c.dataDir, 'standby.signal'));
+    expect(await c.standbyDataDir()).toMatch(/pg_control says "in archive recovery"/);
+
+    const r = await c.configure({ role: 'primary', syncId: 'peer-a' });
+    expect(r.action).toBe('promoted');
+    expect(await c.inRecovery()).toBe(false);
+    expect(await checkpointTimeline(c)).toBe(2);
+  });
+});
