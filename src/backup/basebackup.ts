@@ -55,6 +55,10 @@ export class BasebackupBackend implements BackupBackend {
     if (opts.reason === 'rebuild' && (this.opts.tryRewind ?? true) && (await this.pg.hasData())) {
       report({ phase: 'rewinding', percent: 0, bytesDone: 0, bytesTotal: null, rateBytesPerSec: null, etaSec: null });
       try {
+        // A former primary's data directory (not a standby's) that pg_rewind finds "no rewind
+        // required" for is suspect: the source may sit on the same timeline without a promotion
+        // (a standby started as primary by crash recovery), and the target's diverged WAL would stay.
+        const formerPrimary = (await this.pg.standbyDataDir()) === null;
         const r = await pgRewind(this.pg, {
           sourceConninfo: endpointConninfo(endpoint, this.passfileField(endpoint)),
           ...(endpoint.password !== null ? { password: endpoint.password } : {}),
@@ -63,6 +67,9 @@ export class BasebackupBackend implements BackupBackend {
           timeoutMs: this.opts.timeoutMs,
           onProgress: (p) => { report({ phase: 'rewinding', ...p }); },
         });
+        if (!r.rewound && formerPrimary) {
+          throw new Error('pg_rewind found no rewind required for a former primary: its WAL may have diverged on the same timeline');
+        }
         const result: RestoreResult = { method: 'rewind', bytes: r.bytes, durationMs: Date.now() - started };
         report({ phase: 'done', percent: 100, bytesDone: r.bytes, bytesTotal: r.bytes, rateBytesPerSec: null, etaSec: 0 });
         this.log.info({ decision: 'restored', reason: opts.reason, source: opts.source.peerId, ...result }, 'rebuilt by pg_rewind');

@@ -3,8 +3,9 @@
 // recovery of a swap interrupted by a crash.
 import { readFile, readdir, rename, writeFile, appendFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { makePgSandbox, pgUrlOf, type PgSandbox } from '../helpers/pg.js';
+import { makePgSandbox, pgUrlOf, waitCaughtUp, type PgSandbox } from '../helpers/pg.js';
 import { freePort, waitFor } from '../helpers/wait.js';
 import { PostgresServer } from '../../src/postgres/index.js';
 import { BasebackupBackend } from '../../src/backup/basebackup.js';
@@ -139,6 +140,32 @@ describe('basebackup backend', () => {
     expect(phases).toEqual(['rewinding', 'receiving', 'swapping', 'done']);
     await c.configure({ role: 'standby', upstream: { host: '127.0.0.1', port: a.port }, applicationName: 'peer-c' });
     expect((await c.query<{ n: string }>('SELECT count(*)::text AS n FROM big'))[0]?.n).toBe('150001');
+  });
+
+  it('rebuild of a former primary that pg_rewind finds "no rewind required" for is a full copy', async () => {
+    // x is a primary; y its standby on the same timeline (never promoted). pg_rewind of x from y
+    // says "no rewind required", which for a former primary may hide diverged WAL: copy it all.
+    const x = await sb.server('x');
+    await x.initdb();
+    await x.configure({ role: 'primary', oneNodeWriteMode: true });
+    await x.query('CREATE TABLE small AS SELECT 1 AS id');
+    const y = await sb.server('y');
+    await new BasebackupBackend({ postgres: y }).restore({ source: src(pgUrlOf(x)), reason: 'bootstrap' });
+    await y.configure({ role: 'standby', upstream: { host: '127.0.0.1', port: x.port }, applicationName: 'peer-y' });
+    await waitCaughtUp(x, y);
+    await x.stop('immediate');
+    const phases: string[] = [];
+    const logLines: string[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => { logLines.push(line); } });
+    const r = await new BasebackupBackend({ postgres: x, logger }).restore({
+      source: src(pgUrlOf(y)), reason: 'rebuild', onProgress: (p) => { if (phases.at(-1) !== p.phase) phases.push(p.phase); },
+    });
+    expect(r.method).toBe('full');
+    expect(phases[0]).toBe('rewinding');
+    expect(phases).toContain('receiving');
+    expect(logLines.filter((l) => l.includes('rewind-fallback')).join('\n')).toMatch(/no rewind required for a former primary/);
+    expect(await x.standbyDataDir()).not.toBeNull();
+    await y.stop('fast');
   });
 
   it('rebuild of a standby that has not diverged is a cheap rewind', async () => {
