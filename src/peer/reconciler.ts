@@ -70,6 +70,13 @@ export class Reconciler {
   }
 
   async reconcile(d: Decision): Promise<ReconcileOutcome> {
+    if (this.rebuildRequested && (d.role === 'sync' || d.role === 'primary')) {
+      // A full copy stops PostgreSQL: as the sync it would stop the primary's commits, and a
+      // primary has nobody to copy from. The request was meant for an async or deposed peer.
+      this.rebuildRequested = false;
+      this.o.log.warn({ decision: 'drop-rebuild-request', role: d.role, reason: `this peer is now the ${d.role}` },
+        `dropping the requested rebuild: this peer is now the ${d.role}, and a rebuild would stop writes`);
+    }
     switch (d.role) {
       case 'primary':
         return this.asPrimary(d);
@@ -120,8 +127,9 @@ export class Reconciler {
   private async asStandby(d: Decision): Promise<ReconcileOutcome> {
     const upstream = d.upstream;
     if (upstream === null) return { action: 'no upstream yet', retrySoon: true };
-    if (this.rebuildRequested || !(await this.pg.hasData())) {
-      const reason = this.rebuildRequested ? 'rebuild' : 'bootstrap';
+    const rebuild = this.rebuildRequested && d.role === 'async';
+    if (rebuild || !(await this.pg.hasData())) {
+      const reason = rebuild ? 'rebuild' : 'bootstrap';
       await this.restore(upstream, d.generation, reason);
     }
     return this.configure({ role: 'standby', upstream: this.upstreamOf(d), applicationName: this.o.self.id });

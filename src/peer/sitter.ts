@@ -500,8 +500,10 @@ export class Sitter {
     const open = this.store.session() !== null;
     if (open && unhealthyForMs > this.config.timeouts.pgUnhealthyTimeoutMs) {
       this.log.warn({ decision: 'closeSession', reason: `PostgreSQL unhealthy for ${unhealthyForMs} ms`, role }, `closing this peer's session: PostgreSQL unhealthy for ${unhealthyForMs} ms (limit ${this.config.timeouts.pgUnhealthyTimeoutMs} ms)`);
-      await this.store.closeSession();
+      // Set first: if closeSession throws (no leader), the flag still keeps the next evaluation
+      // from reopening the session while PostgreSQL is hung (flapping).
       this.sessionClosedForHealth = true;
+      await this.store.closeSession();
       return;
     }
     if (!open && (!this.sessionClosedForHealth || unhealthyForMs === 0)) {
