@@ -294,4 +294,20 @@ describe('roles and upstreams', () => {
     shard.addPeer('node1').setPg('node1', { rebuiltFrom: { primaryId: 'node1', generation: 1 } });
     expect(shard.step('node1')).toMatchObject({ kind: 'deposed', write: null });
   });
+
+  it('a deposed peer rebuilt from the current primary in an earlier generation rebuilds again', () => {
+    const shard = new Shard().addPeer('node1').addPeer('node2').addPeer('node3').addPeer('node4');
+    shard.settle();
+    shard.catchUp('node2').rmPeer('node1').settle();
+    expect(shard.mustState()).toMatchObject({ generation: 2, primary: { id: 'node2' } });
+    // The sync fails: the primary (still node2) replaces it, generation 3.
+    shard.rmPeer('node3').settle();
+    const g = shard.mustState().generation;
+    expect(g).toBe(3);
+    expect(shard.mustState().primary.id).toBe('node2');
+    shard.addPeer('node1').setPg('node1', { rebuiltFrom: { primaryId: 'node2', generation: 2 } });
+    expect(shard.step('node1')).toMatchObject({ kind: 'deposed', needsRebuild: true, write: null });
+    shard.setPg('node1', { rebuiltFrom: { primaryId: 'node2', generation: 3 } });
+    expect(shard.step('node1')).toMatchObject({ kind: 'removeFromDeposed' });
+  });
 });

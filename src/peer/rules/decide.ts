@@ -69,7 +69,12 @@ function decideAsAsync(input: RulesInput, state: ClusterState): Decision {
 function decideAsDeposed(input: RulesInput, state: ClusterState, active: ActivePeers): Decision {
   const primary = state.primary;
   const rebuilt = input.pg.rebuiltFrom;
-  if (rebuilt !== null && rebuilt.primaryId === primary.id) {
+  // The rebuild vouches for this data only if it was made in this very generation: the primary's
+  // id alone is not enough, since the same peer may be primary again after other failovers (its
+  // timeline then differs from the one the rebuild followed). A generation changes with every
+  // primary or sync change, so a rebuild of an older generation is simply done again (cheap:
+  // pg_rewind or an incremental zfs receive).
+  if (rebuilt !== null && rebuilt.primaryId === primary.id && rebuilt.generation === state.generation) {
     const newState: ClusterState = { ...state, deposed: state.deposed.filter((p) => p.id !== input.self.id) };
     return outcome(
       input,
