@@ -8,7 +8,7 @@
 // failed test.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, openSync, closeSync, readFileSync } from 'node:fs';
+import { existsSync, openSync, closeSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { mkdir, writeFile, chmod, readFile, rm } from 'node:fs/promises';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -493,6 +493,28 @@ export class Shard {
     return w;
   }
 
+  /** Pids of processes (other than this one) whose working directory or command line is in this shard's directory. */
+  private processesInDir(): number[] {
+    const pids: number[] = [];
+    let entries: string[] = [];
+    try {
+      entries = readdirSync('/proc');
+    } catch {
+      return pids;
+    }
+    for (const e of entries) {
+      if (!/^\d+$/.test(e) || Number(e) === process.pid) continue;
+      try {
+        const cwd = readlinkSync(`/proc/${e}/cwd`);
+        const cmd = readFileSync(`/proc/${e}/cmdline`, 'utf8');
+        if ((cwd === this.dir || cwd.startsWith(`${this.dir}/`) || cmd.includes(`${this.dir}/`)) && alive(Number(e))) pids.push(Number(e));
+      } catch {
+        // gone, or not readable
+      }
+    }
+    return pids;
+  }
+
   /**
    * Stops every writer and process this fixture started, and removes the temp directory.
    * `beforeRemove` runs once nothing runs any more and before the directory goes: a zfs test
@@ -522,8 +544,22 @@ export class Shard {
       }
     }
     await waitGone(pgs, 10_000);
-    // Backends of a killed postmaster exit by themselves; give them a moment before removing files.
-    await sleep(200);
+    // Then whatever else still runs in or on this shard's directory: a postmaster started between
+    // the reads above and the sitters' end, backends of a killed postmaster, pg_basebackup or
+    // pg_rewind children (they run in their own process groups and outlive a SIGKILLed sitter).
+    // The directory is unique to this fixture, so these processes are its own.
+    for (let attempt = 0; attempt < 50; attempt++) {
+      const left = this.processesInDir();
+      if (left.length === 0) break;
+      for (const pid of left) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // gone meanwhile
+        }
+      }
+      await sleep(200);
+    }
     let beforeRemoveError: Error | null = null;
     if (opts.beforeRemove !== undefined) {
       try {
