@@ -10,6 +10,7 @@
 //   none      stopped (fast);
 //   deposed   stopped with an immediate shutdown (a clean one writes a checkpoint that the new
 //             primary never had), then rebuilt from the new primary when automatic.
+import { ManateeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { BackupBackend, RestoreProgress, RestoreResult } from '../backup/types.js';
 import { parsePgUrl, type PgRole as PgServerRole, type PostgresServer } from '../postgres/index.js';
@@ -33,7 +34,18 @@ export interface ReconcilerOptions {
    * peer's diverged WAL in place (it then never streams from the new timeline).
    */
   readonly sourcePromoted: (source: PeerInfo) => Promise<true | string>;
+  /**
+   * Whether a primary with an empty data directory may create a new database (initdb), or why
+   * not. Only the setup of a new cluster may: anything else would serve an empty database in
+   * place of data that the sync still holds. Absent: never.
+   */
+  readonly mayInitdb?: () => true | string;
+  /** Called once initdb has created a new database (the sitter remembers it). */
+  readonly onInitdb?: () => Promise<void>;
 }
+
+/** A primary without data that must not initdb: the sitter closes its session so that the sync takes over. */
+export const INITDB_REFUSED = 'MANATEE_ERR_PEER_INITDB_REFUSED';
 
 /** What one reconcile step did, for the sitter's log line and its next wake-up. */
 export interface ReconcileOutcome {
@@ -101,9 +113,18 @@ export class Reconciler {
 
   private async asPrimary(d: Decision): Promise<ReconcileOutcome> {
     if (!(await this.pg.hasData())) {
-      // Only the peer that set the cluster up (or an ONWM primary) starts from an empty directory.
+      // prepareStorage first: an unmounted zfs dataset looks like an empty directory.
       await this.o.prepareStorage();
+    }
+    if (!(await this.pg.hasData())) {
+      // Only the peer that set the cluster up (or an ONWM primary) starts from an empty directory.
+      const may = this.o.mayInitdb?.() ?? 'no initdb policy was given';
+      if (may !== true) {
+        this.o.log.error({ decision: 'initdb-refused', reason: may }, `I am the primary but my data directory holds no database, and I will not create an empty one: ${may}`);
+        throw new ManateeError(INITDB_REFUSED, `primary without data: initdb refused (${may})`);
+      }
       await this.pg.initdb();
+      await this.o.onInitdb?.();
       this.o.log.info({ decision: 'initdb', reason: 'primary with no data: a new cluster' }, 'initialized a new database');
     }
     const syncId = d.downstream?.id ?? null;

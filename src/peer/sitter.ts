@@ -18,7 +18,7 @@ import { BasebackupBackend } from '../backup/basebackup.js';
 import { ZfsBackupBackend } from '../backup/zfs-backend.js';
 import type { BackupBackend, RestoreResult } from '../backup/types.js';
 import pg from 'pg';
-import { parsePgUrl, PostgresServer, resolveOsUser } from '../postgres/index.js';
+import { LSN_ZERO, parsePgUrl, PostgresServer, resolveOsUser } from '../postgres/index.js';
 import { RaftNode } from '../raft/node.js';
 import { ClusterStateMachine, ClusterStore, raftConsensus } from '../store/index.js';
 import type { ClusterState, PeerInfo } from '../store/types.js';
@@ -27,7 +27,7 @@ import type { SitterConfig } from './config.js';
 import { Heartbeat } from './heartbeat.js';
 import { HOOKS_CONFIG_DEFAULT, HookRunner, SitterHooks } from './hooks.js';
 import { PgMonitor } from './pg-monitor.js';
-import { Reconciler } from './reconciler.js';
+import { INITDB_REFUSED, Reconciler } from './reconciler.js';
 import { decide, decisionLogFields, decisionRecord, rulesPgStatus, type Decision } from './rules/index.js';
 import { roleIn, type DecisionRecord, type SitterStatus } from './status.js';
 
@@ -35,6 +35,8 @@ import { roleIn, type DecisionRecord, type SitterStatus } from './status.js';
 interface LocalFacts {
   /** Set after a rebuild: a deposed peer leaves `deposed` when this names the current primary. */
   rebuiltFrom: { primaryId: string; generation: number } | null;
+  /** Set once this peer ran initdb: it never creates a second, empty database in place of the first. */
+  initdbDone: boolean;
 }
 
 const EVALUATE_INTERVAL_MS = 1000;
@@ -154,6 +156,11 @@ export class Sitter {
       prepareStorage: () => this.prepareStorage(parts.zfs),
       onRebuilt: (from, generation, result) => this.onRebuilt(from, generation, result),
       sourcePromoted: (source) => this.sourcePromoted(source),
+      mayInitdb: () => this.mayInitdb(),
+      onInitdb: async () => {
+        this.facts = { ...this.facts, initdbDone: true };
+        await writeFacts(this.factsPath, this.facts);
+      },
     });
     const hooksConfig = parts.config.hooks ?? HOOKS_CONFIG_DEFAULT;
     this.hooks = new SitterHooks({
@@ -446,10 +453,22 @@ export class Sitter {
       // promoted, so that a deposition means a new rebuild, not a rejoin with diverged WAL (found by the
       // chaos harness: a deposed primary left `deposed` on its bootstrap's fact and stalled as sync).
       this.log.info({ decision: 'forget-rebuild', rebuiltFrom: this.facts.rebuiltFrom }, 'serving as primary: the last rebuild no longer vouches for this data');
-      this.facts = { rebuiltFrom: null };
+      this.facts = { ...this.facts, rebuiltFrom: null };
       await writeFacts(this.factsPath, this.facts);
     }
-    const outcome = await this.reconciler.reconcile(d);
+    let outcome;
+    try {
+      outcome = await this.reconciler.reconcile(d);
+    } catch (err) {
+      if (hasCode(err, INITDB_REFUSED) && this.store.session() !== null) {
+        // A primary that lost its data must not serve an empty database: give up the session so
+        // that the sync (which has the data) takes over. It stays closed while the role is primary.
+        this.sessionClosedForHealth = true;
+        this.log.error({ decision: 'closeSession', reason: 'primary without data' }, 'closing this peer\'s session: I am the primary but have no data; the sync takes over');
+        await this.store.closeSession();
+      }
+      throw err;
+    }
     if (outcome.action !== 'none') this.log.info({ decision: 'reconcile', role: d.role, action: outcome.action, generation: d.generation }, outcome.action);
     if (outcome.retrySoon) this.kickSoon();
   }
@@ -521,6 +540,23 @@ export class Sitter {
 
   // ---------------------------------------------------------------- storage and facts
 
+  /**
+   * A primary with an empty data directory creates a database only at the cluster's setup:
+   * generation 1, initWal 0/0, this peer its primary, no data before, and no initdb before.
+   * Otherwise its data is lost, and the sync holds it.
+   */
+  private mayInitdb(): true | string {
+    const state = this.store.getState().state;
+    if (state === null) return 'the cluster state is unknown';
+    if (state.primary.id !== this.self.id) return `${state.primary.id} is the primary, not me`;
+    if (state.generation !== 1 || state.initWal !== LSN_ZERO) {
+      return `generation ${state.generation} (initWal ${state.initWal}) is not the cluster's setup: my data was lost and the sync holds it`;
+    }
+    if (this.hasPreviousData) return 'this peer had a database when the sitter started, and it is gone';
+    if (this.facts.initdbDone) return `this peer created its database before (${this.factsPath}), and it is gone`;
+    return true;
+  }
+
   private async prepareStorage(zfs: Zfs | null): Promise<void> {
     const pgDataDir = this.postgres.dataDir;
     if (zfs === null || this.config.zfs === undefined) return;
@@ -531,6 +567,10 @@ export class Sitter {
       if (user.switchUser) await chown(pgDataDir, user.uid, user.gid);
       await chmod(pgDataDir, 0o700);
       this.log.info({ decision: 'createDataset', dataset, mountpoint: pgDataDir }, 'created the dataset for PostgreSQL data');
+    } else if (!(await zfs.isMounted(dataset))) {
+      // An unmounted dataset shows its empty mountpoint: mount it before anyone calls the data missing.
+      this.log.warn({ decision: 'mountDataset', dataset, mountpoint: pgDataDir }, 'the dataset for PostgreSQL data is not mounted; mounting it');
+      await zfs.mount(dataset);
     }
   }
 
@@ -559,7 +599,7 @@ export class Sitter {
 
   private async onRebuilt(from: PeerInfo, generation: number | null, result: RestoreResult): Promise<void> {
     if (generation !== null) {
-      this.facts = { rebuiltFrom: { primaryId: from.id, generation } };
+      this.facts = { ...this.facts, rebuiltFrom: { primaryId: from.id, generation } };
       await writeFacts(this.factsPath, this.facts);
     }
     this.log.info({ decision: 'rebuilt', from: from.id, generation, method: result.method }, `data rebuilt from ${from.id}`);
@@ -572,15 +612,16 @@ async function readFacts(path: string): Promise<LocalFacts> {
   try {
     text = await readFile(path, 'utf8');
   } catch {
-    return { rebuiltFrom: null };
+    return { rebuiltFrom: null, initdbDone: false };
   }
   const parsed = JSON.parse(text) as Partial<LocalFacts>;
+  const initdbDone = parsed.initdbDone === true;
   const r = parsed.rebuiltFrom;
-  if (r === null || r === undefined) return { rebuiltFrom: null };
+  if (r === null || r === undefined) return { rebuiltFrom: null, initdbDone };
   if (typeof r.primaryId !== 'string' || typeof r.generation !== 'number') {
     throw new Error(`${path}: rebuiltFrom must be {primaryId: string, generation: number}`);
   }
-  return { rebuiltFrom: { primaryId: r.primaryId, generation: r.generation } };
+  return { rebuiltFrom: { primaryId: r.primaryId, generation: r.generation }, initdbDone };
 }
 
 async function writeFacts(path: string, facts: LocalFacts): Promise<void> {

@@ -2,7 +2,8 @@
 // full copy would stop PostgreSQL and with it the primary's commits (safety review, finding 4).
 // Real PostgresServer with data, a backend that records restores.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Reconciler } from '../../src/peer/reconciler.js';
+import { INITDB_REFUSED, Reconciler } from '../../src/peer/reconciler.js';
+import { hasCode } from '../../src/errors.js';
 import type { Decision } from '../../src/peer/rules/index.js';
 import type { BackupBackend, RestoreOptions, RestoreResult } from '../../src/backup/types.js';
 import type { PeerInfo } from '../../src/store/types.js';
@@ -63,5 +64,56 @@ describe('Reconciler: a requested rebuild', () => {
     r.requestRebuild();
     await r.reconcile(standby('async'));
     expect(restores.map((o) => [o.source.peerId, o.reason])).toEqual([['b', 'rebuild']]);
+  });
+});
+
+describe('Reconciler: a primary without data', () => {
+  let sandbox: PgSandbox;
+  const primaryDecision: Decision = {
+    kind: 'none', reason: 'test', position: 'primary', role: 'primary', upstream: null, downstream: null,
+    writableWithoutSync: true, needsRebuild: false, generation: 4, write: null,
+  };
+  const backend = { kind: 'basebackup', restore: () => Promise.reject(new Error('unused')) } as unknown as BackupBackend;
+
+  beforeEach(async () => {
+    sandbox = await makePgSandbox('reconinit');
+  });
+  afterEach(async () => {
+    await sandbox.cleanup();
+  });
+
+  async function reconciler(mayInitdb: (() => true | string) | undefined, inits: string[]): Promise<{ r: Reconciler; pg: PostgresServer }> {
+    const pg = await sandbox.server('p');
+    const r = new Reconciler({
+      self, postgres: pg, backend, log: silentLogger(),
+      prepareStorage: () => Promise.resolve(),
+      onRebuilt: () => Promise.resolve(),
+      sourcePromoted: () => Promise.resolve(true),
+      ...(mayInitdb === undefined ? {} : { mayInitdb }),
+      onInitdb: () => { inits.push('initdb'); return Promise.resolve(); },
+    });
+    return { r, pg };
+  }
+
+  it('refuses initdb unless told it is the setup, with a stable code and the reason', async () => {
+    const inits: string[] = [];
+    for (const may of [undefined, (): string => 'generation 4 is not the setup']) {
+      const { r, pg } = await reconciler(may, inits);
+      const err = await r.reconcile(primaryDecision).then(() => null, (e: unknown) => e);
+      expect(hasCode(err, INITDB_REFUSED)).toBe(true);
+      expect((err as Error).message).toMatch(may === undefined ? /no initdb policy/ : /generation 4 is not the setup/);
+      expect(await pg.hasData()).toBe(false);
+      expect(pg.running).toBe(false);
+    }
+    expect(inits).toEqual([]);
+  });
+
+  it('runs initdb at setup and records it', async () => {
+    const inits: string[] = [];
+    const { r, pg } = await reconciler(() => true, inits);
+    await r.reconcile(primaryDecision);
+    expect(inits).toEqual(['initdb']);
+    expect(await pg.hasData()).toBe(true);
+    expect(await pg.inRecovery()).toBe(false);
   });
 });
