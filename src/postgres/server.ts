@@ -776,6 +776,47 @@ export class PostgresServer extends EventEmitter<PgEvents> {
     this.log.info({ decision: 'promoted', durationMs: Date.now() - started }, 'promoted to primary');
   }
 
+  /**
+   * Cut this standby off its upstream before it records its WAL position for a new generation
+   * (the fence of a takeover): render the read-only primary settings (primary_conninfo empty)
+   * while keeping standby.signal, reload, and wait until the WAL receiver is gone. It stays in
+   * recovery: configure({role:'primary'}) then promotes it, and configure({role:'standby'})
+   * undoes the fence. After this, pg_last_wal_receive_lsn() no longer moves.
+   */
+  async detachFromUpstream(timeoutMs = this.queryTimeoutMs): Promise<void> {
+    if (!this.running) throw new PgError('MANATEE_ERR_PG_NOT_RUNNING', 'detachFromUpstream: PostgreSQL is not running');
+    if (!(await this.inRecovery())) {
+      throw new PgError('MANATEE_ERR_PG_WRONG_ROLE', 'detachFromUpstream: this server is not a standby (not in recovery)');
+    }
+    await this.renderFiles({ role: 'primary', writable: false, syncNames: quoteStandbyName(NO_SYNC_PLACEHOLDER), oneNodeWriteMode: false, syncId: null }, true);
+    await this.reload();
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const rows = await this.query<{ pid: number | null }>('SELECT pid FROM pg_stat_wal_receiver WHERE pid IS NOT NULL');
+      if (rows.length === 0) break;
+      if (Date.now() > deadline) {
+        throw new PgError('MANATEE_ERR_PG_QUERY', `detachFromUpstream: the WAL receiver (pid ${String(rows[0]?.pid)}) still runs ${timeoutMs} ms after the reload`);
+      }
+      await sleep(50);
+    }
+    this.log.info({ decision: 'detach-from-upstream' }, 'cut off from the upstream: no more WAL is received');
+  }
+
+  /**
+   * Stop acknowledging commits on this primary before it records its WAL position for a new
+   * generation (the fence of a sync replacement or an ONWM upgrade): read-only, and
+   * synchronous_standby_names naming the placeholder, so that no commit returns until the new
+   * sync is named by enableWrites(). After this, pg_current_wal_flush_lsn() bounds every
+   * acknowledged commit.
+   */
+  async fenceWrites(): Promise<void> {
+    if (!this.running) throw new PgError('MANATEE_ERR_PG_NOT_RUNNING', 'fenceWrites: PostgreSQL is not running');
+    if (await this.inRecovery()) throw new PgError('MANATEE_ERR_PG_WRONG_ROLE', 'fenceWrites: this server is a standby (in recovery)');
+    await this.renderFiles({ role: 'primary', writable: false, syncNames: quoteStandbyName(NO_SYNC_PLACEHOLDER), oneNodeWriteMode: false, syncId: null });
+    await this.reload();
+    this.log.info({ decision: 'fence-writes' }, 'fenced: read-only, and commits wait for a sync that is not named yet');
+  }
+
   /** Has the sync (application_name = syncId) connected and caught up with this primary? */
   async syncCaughtUp(syncId: string): Promise<SyncCatchUp> {
     validatePeerId(syncId, 'syncId');

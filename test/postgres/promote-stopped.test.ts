@@ -76,3 +76,49 @@ describe('configure primary on a stopped standby', () => {
     expect(await checkpointTimeline(c)).toBe(2);
   });
 });
+
+describe('fences before a new generation records its WAL position', () => {
+  it('detachFromUpstream stops the WAL receiver; configure standby undoes it, configure primary promotes it', async () => {
+    const d = await standbyOfA('d');
+    await d.detachFromUpstream();
+    expect(await d.query('SELECT pid FROM pg_stat_wal_receiver WHERE pid IS NOT NULL')).toEqual([]);
+    expect(await d.inRecovery()).toBe(true);
+    await waitFor('a to see d gone', async () => !(await a.replicationStatus()).some((r) => r.applicationName === 'peer-d'));
+    const before = (await d.walPositions()).receiveLsn;
+    await a.query('INSERT INTO t VALUES (-1)');
+    const { lsnAtLeast } = await import('../../src/postgres/lsn.js');
+    const aFlush = (await a.walPositions()).flushLsn;
+    expect(lsnAtLeast(before!, aFlush!)).toBe(false);
+    expect((await d.walPositions()).receiveLsn).toBe(before);
+
+    // Undo (the write of the new generation failed): the standby configuration reconnects it.
+    await d.configure({ role: 'standby', upstream: { host: '127.0.0.1', port: a.port }, applicationName: 'peer-d' });
+    await waitCaughtUp(a, d);
+
+    // Fence again, then promote (the takeover committed).
+    await d.detachFromUpstream();
+    const r = await d.configure({ role: 'primary', syncId: 'peer-a' });
+    expect(r.action).toBe('promoted');
+    expect(await checkpointTimeline(d)).toBe(2);
+  });
+
+  it('detachFromUpstream refuses on a primary, fenceWrites on a standby', async () => {
+    const e = await standbyOfA('e');
+    await expect(a.detachFromUpstream()).rejects.toMatchObject({ code: 'MANATEE_ERR_PG_WRONG_ROLE' });
+    await expect(e.fenceWrites()).rejects.toMatchObject({ code: 'MANATEE_ERR_PG_WRONG_ROLE' });
+    await e.stop('fast');
+    await expect(e.fenceWrites()).rejects.toMatchObject({ code: 'MANATEE_ERR_PG_NOT_RUNNING' });
+    await expect(e.detachFromUpstream()).rejects.toMatchObject({ code: 'MANATEE_ERR_PG_NOT_RUNNING' });
+  });
+
+  it('fenceWrites makes a writable primary read-only with commits waiting for an unnamed sync', async () => {
+    expect(await a.show('default_transaction_read_only')).toBe('off');
+    await a.fenceWrites();
+    expect(await a.show('default_transaction_read_only')).toBe('on');
+    expect(await a.show('synchronous_standby_names')).toBe('"!manatee-no-sync"');
+    await expect(a.query('INSERT INTO t VALUES (-2)')).rejects.toThrow(/read-only transaction/);
+    // Undo: the ONWM configuration makes it writable again.
+    await a.configure({ role: 'primary', oneNodeWriteMode: true });
+    await a.query('INSERT INTO t VALUES (-2)');
+  });
+});
