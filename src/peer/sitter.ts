@@ -28,7 +28,7 @@ import { Heartbeat } from './heartbeat.js';
 import { HOOKS_CONFIG_DEFAULT, HookRunner, SitterHooks } from './hooks.js';
 import { PgMonitor } from './pg-monitor.js';
 import { INITDB_REFUSED, Reconciler } from './reconciler.js';
-import { decide, decisionLogFields, decisionRecord, rulesPgStatus, type Decision } from './rules/index.js';
+import { decide, decisionLogFields, decisionRecord, rulesPgStatus, type Decision, type DecisionKind, type RulesInput } from './rules/index.js';
 import { roleIn, type DecisionRecord, type SitterStatus } from './status.js';
 
 /** What this peer remembers across restarts, beside its PostgreSQL data. */
@@ -40,6 +40,8 @@ interface LocalFacts {
 }
 
 const EVALUATE_INTERVAL_MS = 1000;
+/** Decisions that change the generation and record initWal: they fence first (fenceAndDecideAgain). */
+const FENCED_KINDS: ReadonlySet<DecisionKind> = new Set<DecisionKind>(['takeover', 'promoteSync', 'replaceSync', 'promoteAsync', 'onwmUpgrade']);
 const RETRY_SOON_MS = 200;
 /** At most one Raft leadership move per this interval from one peer (no ping-pong). */
 const LEADERSHIP_MOVE_INTERVAL_MS = 5000;
@@ -423,13 +425,23 @@ export class Sitter {
       config: { oneNodeWriteMode: this.config.oneNodeWriteMode, autoRebuild: this.config.rebuild.automatic },
     };
     this.moveRaftLeadershipOffWritePath(state, input.active, nowMs);
-    const d = decide(input);
+    let d = decide(input);
     this.record(d, nowMs);
+    let fenced = false;
+    if (d.write !== null && FENCED_KINDS.has(d.kind)) {
+      const again = await this.fenceAndDecideAgain(d, input);
+      if (again === null) return;
+      d = again;
+      fenced = true;
+    }
     if (d.write !== null) {
       try {
         await this.store.putState(d.write.newState, d.write.expectVersion, d.write.summary);
         this.log.info({ decision: `${d.kind}-committed`, generation: d.write.newState.generation, summary: d.write.summary }, `wrote: ${d.write.summary}`);
       } catch (err) {
+        // Not committed (or not known to be): the next reconcile renders this peer's configuration
+        // again, which lifts the fence if the role did not change after all.
+        if (fenced) this.reconciler.invalidate();
         if (hasCode(err, 'MANATEE_ERR_STORE_VERSION_MISMATCH')) {
           this.log.info({ decision: `${d.kind}-lost-race`, reason: (err as Error).message }, 'the state changed meanwhile; evaluating again');
           this.kickSoon();
@@ -471,6 +483,47 @@ export class Sitter {
     }
     if (outcome.action !== 'none') this.log.info({ decision: 'reconcile', role: d.role, action: outcome.action, generation: d.generation }, outcome.action);
     if (outcome.retrySoon) this.kickSoon();
+  }
+
+  /**
+   * The fence before a generation change (safety review): initWal must bound every commit that
+   * the old generation acknowledged, but the health check's LSN is up to an interval old and the
+   * old path keeps acknowledging commits until the new state is applied. So cut the old path
+   * first (the sync detaches from its upstream; the primary stops acknowledging commits), read
+   * a fresh LSN, and decide again with it. Returns the decision to write, or null when it is no
+   * longer the same (the fence is then undone by the next reconcile).
+   */
+  private async fenceAndDecideAgain(d: Decision, input: RulesInput): Promise<Decision | null> {
+    const asSync = d.kind === 'takeover' || d.kind === 'promoteSync';
+    const before = input.pg.currentLsn;
+    try {
+      if (asSync) await this.postgres.detachFromUpstream();
+      else await this.postgres.fenceWrites();
+      const pos = await this.postgres.walPositions();
+      const { state, version } = this.store.getState();
+      const fresh = decide({
+        ...input,
+        state,
+        version,
+        active: this.store.activePeers(),
+        pg: { ...input.pg, online: true, replayLsn: pos.replayLsn, currentLsn: pos.inRecovery ? (pos.receiveLsn ?? pos.replayLsn) : pos.currentLsn },
+      });
+      if (fresh.kind !== d.kind || fresh.write === null) {
+        this.log.warn({ decision: `${d.kind}-abandoned`, now: fresh.kind, reason: fresh.reason },
+          `fenced for ${d.kind}, but with a fresh WAL position the decision is ${fresh.kind}; lifting the fence`);
+        this.reconciler.invalidate();
+        this.kickSoon();
+        return null;
+      }
+      this.log.info({ decision: `${d.kind}-fenced`, lsnBefore: before, lsnFenced: fresh.write.newState.initWal, how: asSync ? 'detached from upstream' : 'commits stopped' },
+        `fenced for ${d.kind} (${asSync ? 'detached from the upstream' : 'commits no longer acknowledged'}); initWal ${fresh.write.newState.initWal}`);
+      this.record(fresh, input.nowMs);
+      return fresh;
+    } catch (err) {
+      this.reconciler.invalidate();
+      this.kickSoon();
+      throw err;
+    }
   }
 
   /**
