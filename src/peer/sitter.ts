@@ -28,6 +28,7 @@ import { Heartbeat } from './heartbeat.js';
 import { HOOKS_CONFIG_DEFAULT, HookRunner, SitterHooks } from './hooks.js';
 import { PgMonitor } from './pg-monitor.js';
 import { INITDB_REFUSED, Reconciler } from './reconciler.js';
+import { StreamWatch } from './rules/stream-watch.js';
 import { decide, decisionLogFields, decisionRecord, rulesPgStatus, type Decision, type DecisionKind, type RulesInput } from './rules/index.js';
 import { roleIn, type DecisionRecord, type SitterStatus } from './status.js';
 
@@ -91,6 +92,8 @@ export class Sitter {
   /** False until one linearizable read succeeded since start-up (see evaluate). */
   private storeCaughtUp = false;
   private lastLeadershipMoveMs = 0;
+  /** Standbys that cannot stream (see watchStreaming); limit: 10 session timeouts. */
+  private readonly streamWatch: StreamWatch;
   private dirty = false;
   private stopping = false;
   private timer: NodeJS.Timeout | null = null;
@@ -120,6 +123,7 @@ export class Sitter {
     this.facts = parts.facts;
     this.hasPreviousData = parts.hasPreviousData;
     this.factsPath = join(parts.config.dataDir, 'sitter-facts.json');
+    this.streamWatch = new StreamWatch(10 * parts.config.timeouts.sessionTimeoutMs);
     this.api = parts.api;
     this.metrics = parts.metrics;
     const t = parts.config.timeouts;
@@ -483,6 +487,34 @@ export class Sitter {
     }
     if (outcome.action !== 'none') this.log.info({ decision: 'reconcile', role: d.role, action: outcome.action, generation: d.generation }, outcome.action);
     if (outcome.retrySoon) this.kickSoon();
+    await this.watchStreaming(d, nowMs);
+  }
+
+  /** A standby that cannot stream from its active upstream for long (StreamWatch): say so; an async rebuilds. */
+  private async watchStreaming(d: Decision, nowMs: number): Promise<void> {
+    const standby = (d.role === 'sync' || d.role === 'async') && this.postgres.running;
+    let streaming: boolean | null = null;
+    if (standby) {
+      streaming = await this.postgres.query<{ status: string }>('SELECT status FROM pg_stat_wal_receiver')
+        .then((rows) => rows[0]?.status === 'streaming', () => null);
+    }
+    const upstream = d.upstream;
+    const verdict = this.streamWatch.observe({
+      role: d.role,
+      upstreamId: upstream?.id ?? null,
+      upstreamActive: upstream !== null && this.store.activePeers().some((p) => p.id === upstream.id),
+      streaming,
+      nowMs,
+    });
+    if (verdict.action === 'none' || upstream === null) return;
+    const why = `my WAL receiver has not streamed from ${upstream.id} for ${verdict.stalledForMs} ms while its session is active (a diverged timeline, or WAL it no longer has)`;
+    if (verdict.action === 'rebuild') {
+      this.log.warn({ decision: 'stream-stalled-rebuild', upstream: upstream.id, stalledForMs: verdict.stalledForMs }, `${why}; I am an async: rebuilding from it`);
+      this.reconciler.requestRebuild();
+      this.kickSoon();
+    } else {
+      this.log.error({ decision: 'stream-stalled', upstream: upstream.id, stalledForMs: verdict.stalledForMs }, `${why}; I am the sync, so only an operator's rebuild or a sync replacement helps`);
+    }
   }
 
   /**

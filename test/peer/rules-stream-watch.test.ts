@@ -1,0 +1,38 @@
+// A standby that cannot stream from an active upstream for the stall limit: an async asks for its
+// own rebuild, a sync reports it; any streaming, a role change, or an upstream without a session
+// starts the clock again (safety review, finding 6).
+import { describe, expect, it } from 'vitest';
+import { StreamWatch, type StreamObservation } from '../../src/peer/rules/stream-watch.js';
+
+const base: StreamObservation = { role: 'async', upstreamId: 'b', upstreamActive: true, streaming: false, nowMs: 0 };
+
+describe('StreamWatch', () => {
+  it('an async not streaming from an active upstream for the limit asks for a rebuild, once per limit', () => {
+    const w = new StreamWatch(10_000);
+    expect(w.observe({ ...base, nowMs: 0 }).action).toBe('none');
+    expect(w.observe({ ...base, nowMs: 9_999 })).toEqual({ stalledForMs: 9_999, action: 'none' });
+    expect(w.observe({ ...base, nowMs: 10_000 })).toEqual({ stalledForMs: 10_000, action: 'rebuild' });
+    expect(w.observe({ ...base, nowMs: 15_000 }).action).toBe('none');
+    expect(w.observe({ ...base, nowMs: 20_000 }).action).toBe('rebuild');
+  });
+
+  it('a sync only reports', () => {
+    const w = new StreamWatch(1_000);
+    w.observe({ ...base, role: 'sync', nowMs: 0 });
+    expect(w.observe({ ...base, role: 'sync', nowMs: 1_000 }).action).toBe('report');
+  });
+
+  it('streaming, an inactive upstream, an unknown status, a new upstream or another role restart the clock', () => {
+    const cases: Partial<StreamObservation>[] = [
+      { streaming: true }, { upstreamActive: false }, { streaming: null }, { upstreamId: 'c' }, { role: 'primary' }, { role: 'sync' },
+    ];
+    for (const c of cases) {
+      const w = new StreamWatch(10_000);
+      w.observe({ ...base, nowMs: 0 });
+      w.observe({ ...base, ...c, nowMs: 5_000 });
+      // After the interruption the clock starts again (at 5 s, or at the next stalled sample).
+      expect(w.observe({ ...base, nowMs: 12_000 }).action).toBe('none');
+      expect(w.observe({ ...base, nowMs: 23_000 }).action).toBe('rebuild');
+    }
+  });
+});
