@@ -11,7 +11,7 @@ import { silentLogger } from '../../src/log.js';
 import { Zfs } from '../../src/zfs/index.js';
 import { backupRoutes, ZfsBackupBackend } from '../../src/backup/index.js';
 import { PostgresServer, type PostgresServerOptions } from '../../src/postgres/index.js';
-import { createTestPool, type TestPool } from '../helpers/zfs.js';
+import { createTestPool, ZFS_HOOK_TIMEOUT_MS, type TestPool } from '../helpers/zfs.js';
 import { freePort, waitFor } from '../helpers/wait.js';
 
 const SECRET = 'e2e-secret';
@@ -78,7 +78,7 @@ beforeAll(async () => {
   dsB = `${pool.name}/peers/b`;
   mpB = join(pool.dir, 'b');
   portB = await freePort();
-});
+}, ZFS_HOOK_TIMEOUT_MS);
 
 afterAll(async () => {
   for (const s of servers.reverse()) {

@@ -12,7 +12,7 @@ import { silentLogger } from '../../src/log.js';
 import { Zfs, type ZfsSendStream } from '../../src/zfs/index.js';
 import { backupRoutes, ZfsBackupBackend, RestoreFailedError, type BackupJobStatus } from '../../src/backup/index.js';
 import type { RestoreProgress } from '../../src/backup/types.js';
-import { createTestPool, type TestPool } from '../helpers/zfs.js';
+import { createTestPool, ZFS_HOOK_TIMEOUT_MS, type TestPool } from '../helpers/zfs.js';
 import { waitFor } from '../helpers/wait.js';
 
 const SECRET = 'shard-secret-for-tests';
@@ -90,7 +90,7 @@ beforeAll(async () => {
   await writeFile(join(srcMp, 'marker'), 'v1');
   await zfs.createSnapshot(srcDs);
   await startServer();
-});
+}, ZFS_HOOK_TIMEOUT_MS);
 afterAll(async () => {
   await app.close();
   await pool.destroy();

@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execa } from 'execa';
 import { Shard } from '../helpers/shard.js';
-import { createTestPool, type TestPool } from '../helpers/zfs.js';
+import { createTestPool, ZFS_HOOK_TIMEOUT_MS, type TestPool } from '../helpers/zfs.js';
 
 describe('a three-peer shard on zfs (zfs-fuse)', () => {
   let pool: TestPool;
@@ -12,7 +12,7 @@ describe('a three-peer shard on zfs (zfs-fuse)', () => {
   beforeAll(async () => {
     pool = await createTestPool({ sizeMb: 2048, prefix: 'shardzfs' });
     shard = await Shard.create({ prefix: 'zf', backend: 'zfs', zfsPool: pool.name, timeouts: { sessionTimeoutMs: 2000, keepaliveIntervalMs: 400 } });
-  });
+  }, ZFS_HOOK_TIMEOUT_MS);
 
   afterAll(async () => {
     // The datasets are mounted in the shard's directory: the pool goes before the directory.

@@ -9,7 +9,7 @@ import { Writable } from 'node:stream';
 import { silentLogger, type Logger } from '../../src/log.js';
 import { Snapshotter, Zfs } from '../../src/zfs/index.js';
 import { parseSnapshotterConfig } from '../../src/zfs/snapshotter-config.js';
-import { createTestPool, type TestPool } from '../helpers/zfs.js';
+import { createTestPool, ZFS_HOOK_TIMEOUT_MS, type TestPool } from '../helpers/zfs.js';
 import { waitFor } from '../helpers/wait.js';
 
 let pool: TestPool;
@@ -18,7 +18,7 @@ let zfs: Zfs;
 beforeAll(async () => {
   pool = await createTestPool({ sizeMb: 128 });
   zfs = new Zfs({ log: silentLogger() });
-});
+}, ZFS_HOOK_TIMEOUT_MS);
 afterAll(async () => {
   await pool.destroy();
 });

@@ -18,7 +18,7 @@ import {
   validateSnapshotName,
   snapshotShortName,
 } from '../../src/zfs/index.js';
-import { createTestPool, type TestPool } from '../helpers/zfs.js';
+import { createTestPool, ZFS_HOOK_TIMEOUT_MS, type TestPool } from '../helpers/zfs.js';
 
 let pool: TestPool;
 let zfs: Zfs;
@@ -26,7 +26,7 @@ let zfs: Zfs;
 beforeAll(async () => {
   pool = await createTestPool({ sizeMb: 256 });
   zfs = new Zfs({ log: silentLogger() });
-});
+}, ZFS_HOOK_TIMEOUT_MS);
 afterAll(async () => {
   await pool.destroy();
 });
