@@ -87,6 +87,26 @@ function isPostgres(pid: number): boolean {
   }
 }
 
+/** The running postmaster started as `postgres -D <pgdata>` (read from /proc only), or null. */
+function postmasterOf(pgdata: string): number | null {
+  let entries: string[] = [];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return null;
+  }
+  for (const e of entries) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const argv = readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0');
+      if (argv[0]?.endsWith('postgres') === true && argv[1] === '-D' && argv[2] === pgdata && argv.length <= 4) return Number(e);
+    } catch {
+      // gone, or not readable
+    }
+  }
+  return null;
+}
+
 async function sleep(ms: number): Promise<void> {
   await new Promise((r) => setTimeout(r, ms));
 }
@@ -147,6 +167,8 @@ export class Shard {
   /** Sitters that exited by themselves (not killed by this fixture). */
   readonly crashes: string[] = [];
   private readonly stoppingPeers = new Set<string>();
+  /** Data directories are zfs-fuse mounts: never read them synchronously (a hung mount would freeze the worker). */
+  private dataOnZfs = false;
 
   private constructor(dir: string, cleanup: () => Promise<void>, peers: ShardPeer[], timeouts: ShardTimeouts, raft: ShardRaft) {
     this.dir = dir;
@@ -198,6 +220,7 @@ export class Shard {
     }
     for (const p of peers) (p as { apiUrl: string }).apiUrl = `http://127.0.0.1:${p.apiPort}`;
     const shard = new Shard(tmp.path, tmp.cleanup, peers, timeouts, raft);
+    shard.dataOnZfs = opts.backend === 'zfs';
     try {
       const members = peers.map((p) => ({ id: p.id, address: `127.0.0.1:${p.raftPort}` }));
       for (const p of peers) {
@@ -270,6 +293,12 @@ export class Shard {
   /** The postmaster's pid: from the peer's postmaster.pid (fresh), else null. */
   postgresPid(peer: ShardPeer): number | null {
     const file = join(peer.dataDir, 'pgdata', 'postmaster.pid');
+    if (this.dataOnZfs) {
+      // From /proc, not from the zfs mount: the postmaster runs as `postgres -D <pgdata>`.
+      const pid = postmasterOf(join(peer.dataDir, 'pgdata'));
+      if (pid !== null) this.postgresPids.add(pid);
+      return pid;
+    }
     if (!existsSync(file)) return null;
     try {
       const pid = Number(readFileSync(file, 'utf8').split('\n')[0]);
