@@ -261,27 +261,36 @@ async function daemonAnswers(): Promise<boolean> {
   return !r.failed;
 }
 
-/** Makes sure zfs-fuse runs and answers; kills and restarts a hung one. Call with the lock held. */
-export async function ensureZfsDaemon(): Promise<void> {
-  if ((await daemonPids()).length > 0 && (await daemonAnswers())) return;
+async function stopDaemon(reason: string): Promise<void> {
   const pids = await daemonPids();
   if (pids.length > 0) {
-    warn(`zfs-fuse (pids ${pids.join(',')}) does not answer zpool list within ${HEALTH_TIMEOUT_MS} ms: killing it`);
-    for (const pid of pids) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // gone meanwhile
+    warn(`zfs-fuse (pids ${pids.join(',')}) ${reason}: stopping it`);
+    // TERM first (it closes its pools), KILL when it does not go (a hung daemon).
+    for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
+      for (const pid of pids) {
+        try {
+          process.kill(pid, signal);
+        } catch {
+          // gone meanwhile
+        }
       }
+      const deadline = Date.now() + 15_000;
+      while ((await daemonPids()).length > 0 && Date.now() < deadline) await sleep(200);
+      if ((await daemonPids()).length === 0) break;
     }
-    const deadline = Date.now() + 15_000;
-    while ((await daemonPids()).length > 0 && Date.now() < deadline) await sleep(200);
     // Its mounts now answer nothing ("transport endpoint is not connected"): detach ours.
     for (const [src, target] of await zfsMounts()) {
       const pool = src.split('/')[0] ?? '';
       if (POOL_NAME_RE.test(pool)) await run('umount', ['-l', target], 20_000);
     }
   }
+}
+
+/** Makes sure zfs-fuse runs and answers; kills and restarts a hung one. Call with the lock held. */
+export async function ensureZfsDaemon(restartReason?: string): Promise<void> {
+  if (restartReason !== undefined) await stopDaemon(restartReason);
+  else if ((await daemonPids()).length > 0 && (await daemonAnswers())) return;
+  else await stopDaemon(`does not answer zpool list within ${HEALTH_TIMEOUT_MS} ms`);
   const r = await run('bash', [daemonScript], 40_000);
   if (r.failed) throw new Error(`could not start zfs-fuse: ${r.stderr}`);
   if (!(await daemonAnswers())) throw new Error(`zfs-fuse does not answer zpool list within ${HEALTH_TIMEOUT_MS} ms after a restart`);
@@ -300,7 +309,7 @@ async function creatorAlive(pid: number): Promise<boolean> {
 
 /** The backing files of a pool (absolute paths from `zpool status -P`). */
 async function poolFiles(pool: string): Promise<string[]> {
-  const r = await run('zpool', ['status', '-P', pool], 20_000);
+  const r = await run('zpool', ['status', pool], 20_000);
   return [...r.stdout.matchAll(/^\s+(\/\S+)\s/gm)].map((m) => m[1] ?? '').filter((f) => f !== '');
 }
 
@@ -308,10 +317,12 @@ async function poolFiles(pool: string): Promise<string[]> {
  * Destroys pools of this fixture's naming whose creator is gone (a crashed or killed run).
  * Pools of live processes are left alone: an older fixture without the lock may be using them.
  */
-export async function cleanupLeftoverPools(): Promise<string[]> {
+export async function cleanupLeftoverPools(): Promise<{ removed: string[]; failed: string[]; inUse: string[] }> {
   const list = await run('zpool', ['list', '-H', '-o', 'name'], 20_000);
-  if (list.failed) return [];
   const removed: string[] = [];
+  const failed: string[] = [];
+  const inUse: string[] = [];
+  if (list.failed) return { removed, failed, inUse };
   for (const pool of list.stdout.split('\n').filter((n) => n !== '')) {
     const m = POOL_NAME_RE.exec(pool);
     if (m === null) continue;
@@ -319,13 +330,17 @@ export async function cleanupLeftoverPools(): Promise<string[]> {
     if (pid === process.pid) continue;
     const files = await poolFiles(pool);
     const filesGone = files.length > 0 && (await Promise.all(files.map((f) => bounded(stat(f).then(() => false, () => true), 5000, false)))).every(Boolean);
-    if ((await creatorAlive(pid)) && !filesGone) continue;
+    if ((await creatorAlive(pid)) && !filesGone) {
+      inUse.push(pool);
+      continue;
+    }
     warn(`removing leftover pool ${pool} (creator pid ${pid} ${filesGone ? 'backing file gone' : 'not running'})`);
     await lazyUnmountPool(pool);
     let r = await run('zpool', ['destroy', '-f', pool]);
     if (r.failed && !/no such pool/.test(r.stderr)) r = await run('zpool', ['export', '-f', pool]);
     if (r.failed && !/no such pool/.test(r.stderr)) {
       warn(`could not remove leftover pool ${pool}: ${r.stderr.trim()}`);
+      failed.push(pool);
       continue;
     }
     removed.push(pool);
@@ -338,7 +353,7 @@ export async function cleanupLeftoverPools(): Promise<string[]> {
       }
     }
   }
-  return removed;
+  return { removed, failed, inUse };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -397,7 +412,16 @@ export async function createTestPool(opts: { sizeMb?: number; prefix?: string } 
   let tmp: Awaited<ReturnType<typeof makeTmpDir>> | null = null;
   try {
     await ensureZfsDaemon();
-    if (lockDepth === 1) await cleanupLeftoverPools();
+    if (lockDepth === 1) {
+      const left = await cleanupLeftoverPools();
+      // zfs-fuse keeps some pools "busy" for ever (after a failed unmount); only a restart of the
+      // daemon clears that. Safe only when no live process has a pool (we hold the lock, but an
+      // older fixture without it could be running).
+      if (left.failed.length > 0 && left.inUse.length === 0) {
+        await ensureZfsDaemon(`keeps leftover pools ${left.failed.join(', ')} busy`);
+        await cleanupLeftoverPools();
+      }
+    }
     tmp = await makeTmpDir(opts.prefix ?? 'zfs');
     const name = `mt${process.pid}${randomBytes(3).toString('hex')}`;
     const file = join(tmp.path, 'pool.img');
