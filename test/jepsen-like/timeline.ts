@@ -48,12 +48,19 @@ export function renderTimeline(input: TimelineInput): string {
 
   // Faults: one lane, each fault a bar from its start to its heal, labelled.
   label('faults', y);
+  const labelEnds = [0, 0];
   for (const f of input.faults) {
     const x0 = x(f.startedAtMs);
     const w = Math.max(2, x(f.healedAtMs) - x0);
     out.push(`<rect x="${x0.toFixed(1)}" y="${y}" width="${w.toFixed(1)}" height="${LANE - 4}" fill="${faultColor(f.kind)}" opacity="0.85"><title>${esc(`#${f.seq} ${f.kind} ${f.targets.join(',')}: ${f.detail}`)}</title></rect>`);
-    // Labels alternate between two rows, so that neighbours do not overprint each other.
-    out.push(`<text x="${(x0 + 2).toFixed(1)}" y="${y + LANE + 6 + (f.seq % 2) * 9}" font-size="9" fill="#333">${esc(`#${f.seq} ${f.kind}`)}</text>`);
+    // Labels go on two rows, each label only where it does not overprint the previous one of its row
+    // (the bar's tooltip names every fault).
+    const text = `#${f.seq} ${f.kind}`;
+    const row = labelEnds[0]! <= x0 ? 0 : labelEnds[1]! <= x0 ? 1 : -1;
+    if (row >= 0) {
+      out.push(`<text x="${(x0 + 2).toFixed(1)}" y="${y + LANE + 6 + row * 9}" font-size="9" fill="#333">${esc(text)}</text>`);
+      labelEnds[row] = x0 + 4 + text.length * 5;
+    }
     // A faint band over the lanes below, so that effects line up with causes.
     out.push(`<rect x="${x0.toFixed(1)}" y="${y + LANE + 20}" width="${w.toFixed(1)}" height="__BAND__" fill="${faultColor(f.kind)}" opacity="0.08"/>`);
   }
