@@ -195,7 +195,9 @@ export class ZfsBackupBackend implements BackupBackend {
     const res = await fetch(`${base}/backup/jobs`, {
       method: 'POST',
       headers: { ...this.headers(), 'content-type': 'application/json' },
-      body: JSON.stringify({ peerId: this.o.peerId, fromSnapshots }),
+      // Always a fresh snapshot: an older one may predate the source's initdb, or need WAL that
+      // the source has since recycled, and the standby could then never start or stream.
+      body: JSON.stringify({ peerId: this.o.peerId, fromSnapshots, fresh: true }),
       signal: signal === undefined ? timeout : AbortSignal.any([signal, timeout]),
     }).catch((err: unknown) => {
       throw new BackupError(BACKUP_ERR_HTTP, `cannot reach the backup server at ${base}: ${message(err)}`, { cause: err });
