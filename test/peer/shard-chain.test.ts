@@ -2,6 +2,7 @@
 // through one chain of failures in order: setup, SIGKILL of the async, of the sync, of the whole
 // primary peer, and all peers killed and restarted together. A writer commits rows throughout
 // from the failover on; every acknowledged row must be found on the final primary.
+import { readFile, writeFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Shard, type ShardPeer, type Writer } from '../helpers/shard.js';
 
@@ -120,6 +121,15 @@ describe('a three-peer shard through a chain of failures (basebackup)', () => {
     expect(acked).toBeGreaterThan(0);
     expect(await writer.missingOn(primary)).toEqual([]);
     await Promise.all(shard.peers.map((p) => shard.killPeer(p)));
+    // "Together" means within the session timeout: the peers come back with a session timeout
+    // longer than a sitter's start-up on a loaded 2-core machine (tsx compiles each sitter), so
+    // that a peer slower than the others is not expired (which would be a legitimate new
+    // generation) before it has reopened its session.
+    for (const p of shard.peers) {
+      const config = JSON.parse(await readFile(p.configPath, 'utf8')) as { timeouts: Record<string, number> };
+      config.timeouts = { ...config.timeouts, sessionTimeoutMs: 20_000, keepaliveIntervalMs: 1000 };
+      await writeFile(p.configPath, JSON.stringify(config, null, 2));
+    }
     for (const p of shard.peers) shard.restartPeer(p);
     const { peer } = await shard.waitForPrimaryWritable({ timeoutMs: 150_000 });
     expect(peer.id).toBe(primary.id);
