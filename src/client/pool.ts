@@ -52,6 +52,7 @@ export function connectionOf(pgUrl: string): { host: string; port: number; datab
 
 export class PrimaryPool extends EventEmitter<PrimaryPoolEvents> {
   private pool: pg.Pool | null = null;
+  private readonly guarded = new WeakSet<pg.PoolClient>();
   private poolUrl: string | null = null;
   private readonly draining = new Set<Promise<void>>();
   private ended = false;
@@ -155,7 +156,9 @@ export class PrimaryPool extends EventEmitter<PrimaryPoolEvents> {
     const url = this.poolUrl;
     if (pool === null) throw new ClientError(CLIENT_ERR.noPrimary, 'no primary known');
     try {
-      return await pool.connect();
+      const conn = await pool.connect();
+      this.guard(conn, url);
+      return conn;
     } catch (err) {
       const state = sqlState(err);
       if (state !== null && FATAL_CONNECT_CLASSES.some((c) => state.startsWith(c))) throw err;
@@ -165,6 +168,19 @@ export class PrimaryPool extends EventEmitter<PrimaryPoolEvents> {
       this.log?.info({ pool: 'retry', attempt, primary: url, err: (err as Error).message }, `connecting to the primary ${url ?? '?'} failed; retrying in ${delayMs} ms`);
       return null;
     }
+  }
+
+  /**
+   * pg-pool listens for errors on idle connections only. A checked-out connection whose server
+   * dies (a failover) emits 'error' as well as failing its query; without a listener that
+   * 'error' would crash the application. The query's own failure is what the caller sees.
+   */
+  private guard(conn: pg.PoolClient, url: string | null): void {
+    if (this.guarded.has(conn)) return;
+    this.guarded.add(conn);
+    conn.on('error', (err: Error) => {
+      this.log?.warn({ pool: 'connection-error', primary: url, err: err.message }, `a connection to ${url ?? '?'} failed: ${err.message}`);
+    });
   }
 
   private switchTo(pgUrl: string | null): void {
