@@ -35,6 +35,11 @@ export interface ReconcilerOptions {
    */
   readonly sourcePromoted: (source: PeerInfo) => Promise<true | string>;
   /**
+   * Whether `source`'s PostgreSQL answers, or why not. A new standby copies its data only from a
+   * running upstream: a zfs snapshot of a primary still running initdb holds no database.
+   */
+  readonly sourceOnline?: (source: PeerInfo) => Promise<true | string>;
+  /**
    * Whether a primary with an empty data directory may create a new database (initdb), or why
    * not. Only the setup of a new cluster may: anything else would serve an empty database in
    * place of data that the sync still holds. Absent: never.
@@ -151,6 +156,8 @@ export class Reconciler {
     const rebuild = this.rebuildRequested && d.role === 'async';
     if (rebuild || !(await this.pg.hasData())) {
       const reason = rebuild ? 'rebuild' : 'bootstrap';
+      const online = this.o.sourceOnline === undefined ? true : await this.o.sourceOnline(upstream).catch((err: unknown) => `cannot ask it: ${err instanceof Error ? err.message : String(err)}`);
+      if (online !== true) return { action: `${reason}: waiting for ${upstream.id}'s PostgreSQL to answer before copying its data (${online})`, retrySoon: true };
       await this.restore(upstream, d.generation, reason);
     }
     return this.configure({ role: 'standby', upstream: this.upstreamOf(d), applicationName: this.o.self.id });

@@ -162,6 +162,7 @@ export class Sitter {
       prepareStorage: () => this.prepareStorage(parts.zfs),
       onRebuilt: (from, generation, result) => this.onRebuilt(from, generation, result),
       sourcePromoted: (source) => this.sourcePromoted(source),
+      sourceOnline: (source) => this.sourceOnline(source),
       mayInitdb: () => this.mayInitdb(),
       onInitdb: async () => {
         this.facts = { ...this.facts, initdbDone: true };
@@ -661,6 +662,17 @@ export class Sitter {
 
   /** Asks `source`'s PostgreSQL (as the replication role, which pg_rewind uses too) whether it is out of recovery. */
   private async sourcePromoted(source: PeerInfo): Promise<true | string> {
+    const rec = await this.askSource(source);
+    return rec === false ? true : `${source.id} is still in recovery`;
+  }
+
+  private async sourceOnline(source: PeerInfo): Promise<true | string> {
+    await this.askSource(source);
+    return true;
+  }
+
+  /** pg_is_in_recovery() on `source`'s PostgreSQL; throws when it does not answer. */
+  private async askSource(source: PeerInfo): Promise<boolean | undefined> {
     const e = parsePgUrl(source.pgUrl, { user: this.postgres.replicationUser });
     const timeoutMs = this.config.timeouts.pgHealthTimeoutMs;
     const client = new pg.Client({
@@ -676,7 +688,7 @@ export class Sitter {
     try {
       await client.connect();
       const r = await client.query<{ rec: boolean }>('SELECT pg_is_in_recovery() AS rec');
-      return r.rows[0]?.rec === false ? true : `${source.id} is still in recovery`;
+      return r.rows[0]?.rec;
     } finally {
       await client.end().catch(() => undefined);
     }
