@@ -47,7 +47,7 @@ export interface PostgresServerOptions {
   /** The role that standbys, pg_basebackup and pg_rewind use. Default `replicator`. */
   readonly replicationUser?: string;
   readonly replicationPassword: string;
-  /** Networks allowed to connect (scram-sha-256 always). Default: any IPv4 and IPv6 address. */
+  /** Networks allowed to connect (scram-sha-256 always). Default: every IPv4 and IPv6 address. */
   readonly clientCidrs?: readonly string[];
   /** Default 1GB: how much WAL a primary keeps for standbys that fall behind. */
   readonly walKeepSize?: string;
