@@ -7,6 +7,7 @@ import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, c
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { SitterStatus } from '../src/peer/status.js';
+import { pidAlive } from '../test/helpers/process.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), process.argv[1]?.includes('/dist/') === true ? '../..' : '..');
 const clusterDir = join(root, '.dev-cluster');
@@ -27,15 +28,6 @@ interface ClusterRecord {
 
 function ports(i: number): { pg: number; api: number; raft: number } {
   return { pg: 5432 + 10 * i, api: 5433 + 10 * i, raft: 5434 + 10 * i };
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 function readRecord(): ClusterRecord | null {
@@ -163,7 +155,7 @@ async function up(useZfs: boolean): Promise<void> {
     if (line !== said) console.log(`dev-cluster: waiting for a writable primary: ${line}`);
     said = line;
     for (const [id, pid] of Object.entries(record.sitterPids)) {
-      if (!alive(pid)) throw new Error(`the sitter of ${id} exited; see ${join(clusterDir, id, 'sitter.log')}`);
+      if (!pidAlive(pid)) throw new Error(`the sitter of ${id} exited; see ${join(clusterDir, id, 'sitter.log')}`);
     }
     if (Date.now() > deadline) throw new Error('no writable primary after 180 s; see the sitter logs in .dev-cluster/*/sitter.log');
     await sleep(500);
@@ -187,7 +179,7 @@ async function status(json: boolean): Promise<void> {
         role: s?.role ?? 'unknown',
         pgUrl: `postgres://postgres@${host}:${p.pgPort}/postgres`,
         apiUrl: p.apiUrl,
-        sitterPid: sitterPid !== null && alive(sitterPid) ? sitterPid : null,
+        sitterPid: sitterPid !== null && pidAlive(sitterPid) ? sitterPid : null,
         postgresPid: s?.postgresPid ?? null,
         online: s?.postgres.online ?? false,
         writable: s?.postgres.writable ?? false,
@@ -238,7 +230,7 @@ async function down(): Promise<void> {
   for (const pid of sitters) process.kill(pid, 'SIGTERM');
   await waitGone(sitters, 30_000);
   for (const pid of sitters.filter(alive)) process.kill(pid, 'SIGKILL');
-  const postmasters = record.peers.map((p) => postmasterPid(p.dataDir)).filter((pid): pid is number => pid !== null && alive(pid));
+  const postmasters = record.peers.map((p) => postmasterPid(p.dataDir)).filter((pid): pid is number => pid !== null && pidAlive(pid));
   for (const pid of postmasters) process.kill(pid, 'SIGQUIT');
   await waitGone(postmasters, 15_000);
   for (const pid of postmasters.filter(alive)) process.kill(pid, 'SIGKILL');
@@ -248,7 +240,7 @@ async function down(): Promise<void> {
     } catch (err) {
       console.error(`dev-cluster: zpool destroy ${record.zfs.pool} failed: ${(err as Error).message}`);
     }
-    if (record.zfs.startedDaemonPid !== null && alive(record.zfs.startedDaemonPid)) process.kill(record.zfs.startedDaemonPid, 'SIGTERM');
+    if (record.zfs.startedDaemonPid !== null && pidAlive(record.zfs.startedDaemonPid)) process.kill(record.zfs.startedDaemonPid, 'SIGTERM');
   }
   rmSync(clusterDir, { recursive: true, force: true });
   console.log(`dev-cluster: stopped ${sitters.length} sitters and removed ${clusterDir}`);

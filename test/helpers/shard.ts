@@ -17,6 +17,7 @@ import pg from 'pg';
 import type { SitterStatus } from '../../src/peer/status.js';
 import { makeTmpDir } from './tmp.js';
 import { freePort } from './wait.js';
+import { pidAlive } from './process.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const sitterScript = join(repoRoot, 'src/cli/manatee-sitter.ts');
@@ -67,15 +68,6 @@ export interface ShardPeer {
 }
 
 export const SHARD_SUPERUSER_PASSWORD = 'shard-superuser-pw';
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Whether pid is a PostgreSQL process (guards against a recycled pid before a kill). */
 function isPostgres(pid: number): boolean {
@@ -302,7 +294,7 @@ export class Shard {
     if (!existsSync(file)) return null;
     try {
       const pid = Number(readFileSync(file, 'utf8').split('\n')[0]);
-      if (Number.isInteger(pid) && pid > 0 && alive(pid) && isPostgres(pid)) {
+      if (Number.isInteger(pid) && pid > 0 && pidAlive(pid) && isPostgres(pid)) {
         this.postgresPids.add(pid);
         return pid;
       }
@@ -326,7 +318,7 @@ export class Shard {
   /** SIGKILL of the postmaster only. Returns the pid killed (null when none ran). */
   async killPostgres(peer: ShardPeer, knownPid?: number | null): Promise<number | null> {
     const pid = knownPid ?? this.postgresPid(peer);
-    if (pid === null || !alive(pid) || !isPostgres(pid)) return null;
+    if (pid === null || !pidAlive(pid) || !isPostgres(pid)) return null;
     process.kill(pid, 'SIGKILL');
     await waitGone([pid], 10_000);
     return pid;
@@ -536,7 +528,7 @@ export class Shard {
       try {
         const cwd = readlinkSync(`/proc/${e}/cwd`);
         const cmd = readFileSync(`/proc/${e}/cmdline`, 'utf8');
-        if ((cwd === this.dir || cwd.startsWith(`${this.dir}/`) || cmd.includes(`${this.dir}/`)) && alive(Number(e))) pids.push(Number(e));
+        if ((cwd === this.dir || cwd.startsWith(`${this.dir}/`) || cmd.includes(`${this.dir}/`)) && pidAlive(Number(e))) pids.push(Number(e));
       } catch {
         // gone, or not readable
       }
@@ -564,7 +556,7 @@ export class Shard {
       }
     }
     await waitGone(sitters, 10_000);
-    const pgs = [...this.postgresPids].filter((pid) => alive(pid) && isPostgres(pid));
+    const pgs = [...this.postgresPids].filter((pid) => pidAlive(pid) && isPostgres(pid));
     for (const pid of pgs) {
       try {
         process.kill(pid, 'SIGKILL');

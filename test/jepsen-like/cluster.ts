@@ -7,6 +7,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, 
 import { join } from 'node:path';
 import type { SitterStatus } from '../../src/peer/status.js';
 import type { Network } from './net.js';
+import { pidAlive } from '../helpers/process.js';
 
 export const PG_PORT = 25432;
 export const API_PORT = 28080;
@@ -37,15 +38,6 @@ export interface Peer {
   sitterPid: number | null;
   /** SIGSTOPped by the nemesis: resumed before anything else is done to it. */
   paused: boolean;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 function signal(pid: number, sig: NodeJS.Signals): boolean {
@@ -152,7 +144,7 @@ export class Cluster {
   /** Starts the peer's sitter inside its namespace (a process group of its own). */
   start(id: string): void {
     const p = this.peer(id);
-    if (p.sitterPid !== null && alive(p.sitterPid)) return;
+    if (p.sitterPid !== null && pidAlive(p.sitterPid)) return;
     const fd = openSync(p.logPath, 'a');
     writeFileSync(fd, `${JSON.stringify({ harness: 'start', at: new Date().toISOString() })}\n`);
     // `ip netns exec` execs the command in place: the child's pid is the sitter's.
@@ -175,7 +167,7 @@ export class Cluster {
     if (!existsSync(file)) return null;
     try {
       const pid = Number(readFileSync(file, 'utf8').split('\n')[0]);
-      if (!Number.isInteger(pid) || pid <= 1 || !alive(pid)) return null;
+      if (!Number.isInteger(pid) || pid <= 1 || !pidAlive(pid)) return null;
       const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
       return cmdline.includes('postgres') ? pid : null;
     } catch {
@@ -228,7 +220,7 @@ export class Cluster {
 
   sitterAlive(id: string): boolean {
     const pid = this.peer(id).sitterPid;
-    return pid !== null && alive(pid);
+    return pid !== null && pidAlive(pid);
   }
 
   async status(id: string, timeoutMs = 1500): Promise<SitterStatus | null> {
@@ -251,7 +243,7 @@ export class Cluster {
     for (const p of this.peers) this.resume(p.id);
     for (const p of this.peers) if (p.sitterPid !== null) signal(p.sitterPid, 'SIGTERM');
     const deadline = Date.now() + graceMs;
-    while (Date.now() < deadline && this.peers.some((p) => p.sitterPid !== null && alive(p.sitterPid))) {
+    while (Date.now() < deadline && this.peers.some((p) => p.sitterPid !== null && pidAlive(p.sitterPid))) {
       await new Promise((r) => setTimeout(r, 200));
     }
     for (const p of this.peers) this.killPeer(p.id);

@@ -12,6 +12,7 @@ import { HOOKS_CONFIG_DEFAULT, HookRunner, SitterHooks, type HookDocument, type 
 import type { ClusterState, PeerInfo } from '../../src/store/types.js';
 import { makeTmpDir } from '../helpers/tmp.js';
 import { waitFor } from '../helpers/wait.js';
+import { pidAlive } from '../helpers/process.js';
 
 function peer(id: string): PeerInfo {
   return { id, pgUrl: `postgres://127.0.0.1:1/${id}`, apiUrl: `http://127.0.0.1:1/${id}`, host: '127.0.0.1' };
@@ -35,15 +36,6 @@ function capturingLogger(): { log: Logger; lines: Record<string, unknown>[] } {
     },
   });
   return { log: pino({ level: 'debug' }, stream), lines };
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 let dir: { path: string; cleanup: () => Promise<void> };
@@ -134,7 +126,7 @@ describe('HookRunner', () => {
     expect(r.counters.timeouts).toBe(1);
     expect(lines.some((l) => l['hooks'] === 'failed' && /timed out after 500 ms/.test(String(l['msg'])))).toBe(true);
     const grandchild = Number(await readFile(pidFile, 'utf8'));
-    await waitFor('the grandchild to be killed with the group', () => !alive(grandchild), { timeoutMs: 10_000 });
+    await waitFor('the grandchild to be killed with the group', () => !pidAlive(grandchild), { timeoutMs: 10_000 });
     // The same event runs again afterwards.
     const again = new Promise<HookResult>((resolve) => r.on('result', (x) => { if (x.event === 'heartbeat' && x !== result) resolve(x); }));
     r.submit(doc('heartbeat'));
@@ -148,7 +140,7 @@ describe('HookRunner', () => {
     r.submit(doc('heartbeat'));
     const result = await done;
     expect(result).toMatchObject({ timedOut: true, signal: 'SIGKILL', ok: false });
-    expect(alive(result.pid!)).toBe(false);
+    expect(pidAlive(result.pid!)).toBe(false);
   });
 
   it('reports a hook that cannot be started, without throwing', async () => {
