@@ -94,7 +94,7 @@ function startSitter(configPath: string, logPath: string): number {
 
 async function up(useZfs: boolean): Promise<void> {
   const existing = readRecord();
-  if (existing !== null && Object.values(existing.sitterPids).some(alive)) {
+  if (existing !== null && Object.values(existing.sitterPids).some(pidAlive)) {
     console.log('dev-cluster: already up');
     await status(false);
     return;
@@ -216,7 +216,7 @@ function postmasterPid(dataDir: string): number | null {
 
 async function waitGone(pids: number[], timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (pids.some(alive) && Date.now() < deadline) await sleep(100);
+  while (pids.some(pidAlive) && Date.now() < deadline) await sleep(100);
 }
 
 async function down(): Promise<void> {
@@ -226,14 +226,14 @@ async function down(): Promise<void> {
     return;
   }
   // Sitters first (SIGTERM: they stop their PostgreSQL), then any postmaster a sitter left behind.
-  const sitters = Object.values(record.sitterPids).filter(alive);
+  const sitters = Object.values(record.sitterPids).filter(pidAlive);
   for (const pid of sitters) process.kill(pid, 'SIGTERM');
   await waitGone(sitters, 30_000);
-  for (const pid of sitters.filter(alive)) process.kill(pid, 'SIGKILL');
+  for (const pid of sitters.filter(pidAlive)) process.kill(pid, 'SIGKILL');
   const postmasters = record.peers.map((p) => postmasterPid(p.dataDir)).filter((pid): pid is number => pid !== null && pidAlive(pid));
   for (const pid of postmasters) process.kill(pid, 'SIGQUIT');
   await waitGone(postmasters, 15_000);
-  for (const pid of postmasters.filter(alive)) process.kill(pid, 'SIGKILL');
+  for (const pid of postmasters.filter(pidAlive)) process.kill(pid, 'SIGKILL');
   if (record.zfs !== undefined) {
     try {
       execFileSync('zpool', ['destroy', '-f', record.zfs.pool], { stdio: 'inherit' });

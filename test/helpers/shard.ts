@@ -15,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { request } from 'node:http';
 import pg from 'pg';
 import type { SitterStatus } from '../../src/peer/status.js';
+import type { ClusterState } from '../../src/store/types.js';
 import { makeTmpDir } from './tmp.js';
 import { freePort } from './wait.js';
 import { pidAlive } from './process.js';
@@ -105,7 +106,7 @@ async function sleep(ms: number): Promise<void> {
 
 async function waitGone(pids: readonly number[], timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
-  while (pids.some(alive)) {
+  while (pids.some(pidAlive)) {
     if (Date.now() > deadline) return false;
     await sleep(50);
   }
@@ -376,6 +377,13 @@ export class Shard {
     } catch {
       return null;
     }
+  }
+
+  /** The committed cluster state as `peer` reports it; throws when it answers none. */
+  async stateOf(peer: ShardPeer): Promise<ClusterState> {
+    const s = await this.statusOf(peer);
+    if (s?.state === null || s?.state === undefined) throw new Error(`${peer.id} has no state`);
+    return s.state;
   }
 
   async statuses(): Promise<Map<string, SitterStatus | null>> {

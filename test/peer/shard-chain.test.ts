@@ -23,11 +23,7 @@ describe('a three-peer shard through a chain of failures (basebackup)', () => {
     await shard.teardown();
   });
 
-  const stateOf = async (p: ShardPeer) => {
-    const s = await shard.statusOf(p);
-    if (s?.state === null || s?.state === undefined) throw new Error(`${p.id} has no state`);
-    return s.state;
-  };
+  const stateOf = (p: ShardPeer) => shard.stateOf(p);
 
   /** Count of log lines of `peer` whose decision is one of `kinds`. */
   const decisions = async (p: ShardPeer, kinds: readonly string[]) => (await shard.logLines(p)).filter((l) => kinds.includes(String(l['decision']))).length;

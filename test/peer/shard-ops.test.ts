@@ -21,11 +21,7 @@ describe('a three-peer shard: single-process failures and operator actions (base
     await shard.teardown();
   });
 
-  const stateOf = async (p: ShardPeer) => {
-    const s = await shard.statusOf(p);
-    if (s?.state === null || s?.state === undefined) throw new Error(`${p.id} has no state`);
-    return s.state;
-  };
+  const stateOf = (p: ShardPeer) => shard.stateOf(p);
 
   it('comes up with a writable primary, a sync and an async', async () => {
     const { peer } = await shard.waitForPrimaryWritable({ timeoutMs: 150_000 });
