@@ -25,6 +25,7 @@ export interface ProcNodeConfig {
   electionTicks?: number;
   snapshotEveryEntries?: number;
   keepEntriesAfterSnapshot?: number;
+  /** "list" keeps every command (for agreement checks); "count" keeps a count and a hash chain. */
   mode?: 'list' | 'count';
 }
 

@@ -12,23 +12,7 @@ import { RaftNode } from '../../../src/raft/node.js';
 import type { AppliedEntry, StateMachine } from '../../../src/raft/state-machine.js';
 import { createLogger } from '../../../src/log.js';
 import { crc32c } from '../../../src/raft/storage/crc32c.js';
-
-interface Config {
-  id: string;
-  dataDir: string;
-  logFile: string;
-  peers: Record<string, string>;
-  initialVoters?: string[];
-  secret: string;
-  raftPort: number;
-  httpPort: number;
-  tickMs?: number;
-  electionTicks?: number;
-  snapshotEveryEntries?: number;
-  keepEntriesAfterSnapshot?: number;
-  /** "list" keeps every command (for agreement checks); "count" keeps a count and a hash chain. */
-  mode?: 'list' | 'count';
-}
+import type { ProcNodeConfig } from './cluster.js';
 
 /** Applied commands in order, a count, and a CRC chain over them (equal chains = equal sequences). */
 class RecordingMachine implements StateMachine {
@@ -71,7 +55,7 @@ function failure(err: unknown): { code: string; message: string } {
 }
 
 async function main(): Promise<void> {
-  const cfg = JSON.parse(process.argv[2] ?? '{}') as Config;
+  const cfg = JSON.parse(process.argv[2] ?? '{}') as ProcNodeConfig;
   const logger = createLogger({ destination: cfg.logFile, name: `raft-${cfg.id}` });
   const sm = new RecordingMachine((cfg.mode ?? 'list') === 'list');
   let node: RaftNode;
