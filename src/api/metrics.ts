@@ -3,6 +3,7 @@
 // Gauges are set from the sitter's status at each scrape (collect); counters count events as they
 // happen (decisions from the sitter's loop, primary changes seen on the committed state).
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { HOOK_EVENTS, HOOK_OUTCOMES, type HookEvent, type HookObserver, type HookOutcome } from '../peer/hooks.js';
 import { roleIn, type PeerRole, type SitterStatus } from '../peer/status.js';
 import type { ClusterState } from '../store/types.js';
 
@@ -10,7 +11,7 @@ const ROLES: readonly PeerRole[] = ['primary', 'sync', 'async', 'deposed', 'unas
 /** Decision kinds are a closed set in the rules; a bound anyway, so that a bug cannot grow the label set without limit. */
 const DECISION_KINDS_MAX = 64;
 
-export class ApiMetrics {
+export class ApiMetrics implements HookObserver {
   readonly registry = new Registry();
   private readonly role = new Gauge({ name: 'manatee_role', help: 'This peer\'s role in the committed state (1 for the current role, 0 for the others)', labelNames: ['role'] as const, registers: [this.registry] });
   private readonly generation = new Gauge({ name: 'manatee_generation', help: 'The committed generation (-1 before initial setup)', registers: [this.registry] });
@@ -20,6 +21,7 @@ export class ApiMetrics {
   private readonly raftCommit = new Gauge({ name: 'manatee_raft_commit_index', help: 'Raft commit index on this peer', registers: [this.registry] });
   private readonly raftApplied = new Gauge({ name: 'manatee_raft_applied_index', help: 'Raft applied index on this peer', registers: [this.registry] });
   private readonly raftLeader = new Gauge({ name: 'manatee_raft_is_leader', help: '1 when this peer is the Raft leader', registers: [this.registry] });
+  private readonly raftLeaderInfo = new Gauge({ name: 'manatee_raft_leader', help: 'The Raft leader this peer knows (one series, value 1, labelled with its id; none when no leader is known)', labelNames: ['leader'] as const, registers: [this.registry] });
   private readonly raftHasLeader = new Gauge({ name: 'manatee_raft_has_leader', help: '1 when this peer knows a Raft leader', registers: [this.registry] });
   private readonly sessions = new Gauge({ name: 'manatee_sessions', help: 'Active peers (open sessions) in the store', registers: [this.registry] });
   private readonly pgUp = new Gauge({ name: 'manatee_postgres_up', help: '1 when this peer\'s PostgreSQL is online', registers: [this.registry] });
@@ -40,6 +42,16 @@ export class ApiMetrics {
   private readonly rebuildPercent = new Gauge({ name: 'manatee_rebuild_progress_percent', help: 'Progress of the running rebuild (-1 when unknown or none)', registers: [this.registry] });
   private readonly rebuildBytes = new Gauge({ name: 'manatee_rebuild_bytes_done', help: 'Bytes copied by the running rebuild', registers: [this.registry] });
 
+  // Hooks: event and outcome are closed sets (HOOK_EVENTS × HOOK_OUTCOMES), so the label set is bounded.
+  private readonly hookRuns = new Counter({ name: 'manatee_hook_runs_total', help: 'Hook runs on this peer by event and outcome (ok, failed, timedOut, dropped: not run because its queue was full or the sitter stopped)', labelNames: ['event', 'outcome'] as const, registers: [this.registry] });
+  private readonly hookDuration = new Histogram({
+    name: 'manatee_hook_duration_seconds',
+    help: 'Duration of hook runs that started (timed-out runs included), by event',
+    labelNames: ['event'] as const,
+    buckets: [0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60],
+    registers: [this.registry],
+  });
+
   private readonly kinds = new Set<string>();
   private lastPrimaryId: string | null = null;
   private lastCheckAt: string | null = null;
@@ -51,6 +63,14 @@ export class ApiMetrics {
       this.kinds.add(kind);
     }
     this.decisions.inc({ kind });
+  }
+
+  /** HookObserver: one hook run ended (or was dropped, with no duration). */
+  hookOutcome(event: HookEvent, outcome: HookOutcome, durationMs: number | null): void {
+    // The hook module's closed sets; a check anyway, since the labels come from outside this file.
+    if (!HOOK_EVENTS.includes(event) || !HOOK_OUTCOMES.includes(outcome)) return;
+    this.hookRuns.inc({ event, outcome });
+    if (durationMs !== null) this.hookDuration.observe({ event }, durationMs / 1000);
   }
 
   /** A committed state was seen: a change of primary counts as a failover. */
@@ -85,6 +105,9 @@ export class ApiMetrics {
     this.raftApplied.set(s.raft.applied);
     this.raftLeader.set(s.raft.leader === s.raft.id ? 1 : 0);
     this.raftHasLeader.set(s.raft.leader === null ? 0 : 1);
+    // One series at most: the old leader's goes when the leader changes.
+    this.raftLeaderInfo.reset();
+    if (s.raft.leader !== null) this.raftLeaderInfo.set({ leader: s.raft.leader }, 1);
     this.sessions.set(s.activePeers.length);
     this.pgUp.set(s.postgres.online ? 1 : 0);
     this.pgHealthy.set(s.postgres.healthy ? 1 : 0);
@@ -102,6 +125,11 @@ export class ApiMetrics {
     this.lagSeconds.reset();
     const lag = s.heartbeat?.lagSeconds ?? null;
     if (lag !== null) this.lagSeconds.set({ peer: s.peer.id, upstream: roleIn(s.state, s.peer.id).upstream?.id ?? '' }, lag);
+    // Configured events show zeros before their first run, so that rate() and alerts see them from the start.
+    for (const event of Object.keys(s.hooks?.events ?? {})) {
+      if (!(HOOK_EVENTS as readonly string[]).includes(event)) continue;
+      for (const outcome of HOOK_OUTCOMES) this.hookRuns.inc({ event, outcome }, 0);
+    }
     this.rebuildRunning.set(s.rebuild.running ? 1 : 0);
     this.rebuildPercent.set(s.rebuild.running ? (s.rebuild.progress?.percent ?? -1) : -1);
     this.rebuildBytes.set(s.rebuild.running ? (s.rebuild.progress?.bytesDone ?? 0) : 0);

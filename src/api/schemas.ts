@@ -135,6 +135,36 @@ const heartbeatStatusSchema = {
   },
 } as const;
 
+const hookCountsSchema = {
+  type: 'object',
+  required: ['ok', 'failed', 'timedOut', 'dropped'],
+  properties: { ok: int, failed: int, timedOut: int, dropped: int },
+} as const;
+
+/** src/peer/hooks.ts HooksStatus: counts per configured event (keys from HOOK_EVENTS) and the last failure. */
+const hooksStatusSchema = {
+  type: 'object',
+  required: ['events', 'running', 'queued', 'lastFailure'],
+  properties: {
+    events: { type: 'object', additionalProperties: hookCountsSchema },
+    running: int,
+    queued: int,
+    lastFailure: {
+      anyOf: [
+        {
+          type: 'object',
+          required: ['event', 'command', 'at', 'outcome', 'reason', 'exitCode', 'signal', 'durationMs'],
+          properties: {
+            event: str, command: str, at: str, outcome: { enum: ['failed', 'timedOut'] }, reason: str,
+            exitCode: { type: ['integer', 'null'] }, signal: nullableStr, durationMs: { type: 'number' },
+          },
+        },
+        { type: 'null' },
+      ],
+    },
+  },
+} as const;
+
 export const sitterStatusSchema = {
   type: 'object',
   required: [
@@ -157,6 +187,7 @@ export const sitterStatusSchema = {
     rebuild: rebuildStatusSchema,
     startedAt: str,
     heartbeat: heartbeatStatusSchema,
+    hooks: hooksStatusSchema,
   },
 } as const;
 

@@ -134,6 +134,46 @@ export interface HookCounters {
   dropped: number;
 }
 
+/** What became of one run: it exited 0, failed (non-zero exit, killed by a signal, not started), timed out, or was dropped unrun (full queue, or queued when the runner stopped). */
+export const HOOK_OUTCOMES = ['ok', 'failed', 'timedOut', 'dropped'] as const;
+export type HookOutcome = (typeof HOOK_OUTCOMES)[number];
+
+export type HookOutcomeCounts = Record<HookOutcome, number>;
+
+/** The last run that did not succeed: what an operator looks at first. */
+export interface HookFailure {
+  readonly event: HookEvent;
+  readonly command: string;
+  /** ISO 8601, when the run ended. */
+  readonly at: string;
+  readonly outcome: 'failed' | 'timedOut';
+  /** One line: why (the same words as the log line). */
+  readonly reason: string;
+  readonly exitCode: number | null;
+  readonly signal: string | null;
+  readonly durationMs: number;
+}
+
+/** The hooks part of GET /status: counts per configured event and outcome since the sitter started. */
+export interface HooksStatus {
+  /** One entry per configured event (the label set is the closed list HOOK_EVENTS). */
+  readonly events: Partial<Readonly<Record<HookEvent, Readonly<HookOutcomeCounts>>>>;
+  /** Processes running now, and runs waiting in the queues. */
+  readonly running: number;
+  readonly queued: number;
+  readonly lastFailure: HookFailure | null;
+}
+
+/** Told of every outcome as it happens (ApiMetrics implements it: manatee_hook_runs_total, manatee_hook_duration_seconds). */
+export interface HookObserver {
+  hookOutcome(event: HookEvent, outcome: HookOutcome, durationMs: number | null): void;
+}
+
+/** The outcome of a finished run. */
+export function outcomeOf(r: HookResult): 'ok' | 'failed' | 'timedOut' {
+  return r.ok ? 'ok' : r.timedOut ? 'timedOut' : 'failed';
+}
+
 interface Job {
   readonly doc: HookDocument;
 }
@@ -166,6 +206,10 @@ class Capture {
 export interface HookRunnerOptions {
   readonly config: HooksConfig;
   readonly log: Logger;
+  /** Told of each outcome (metrics); its errors are logged and ignored. */
+  readonly observer?: HookObserver;
+  /** Milliseconds since the epoch, for lastFailure.at; default Date.now. */
+  readonly now?: () => number;
 }
 
 /**
@@ -179,11 +223,45 @@ export class HookRunner extends EventEmitter<{ result: [HookResult]; dropped: [H
   private stopped = false;
   private readonly config: HooksConfig;
   private readonly log: Logger;
+  private readonly observer: HookObserver | null;
+  private readonly now: () => number;
+  /** Keyed by configured events only: HOOK_EVENTS bounds it. */
+  private readonly outcomes = new Map<HookEvent, HookOutcomeCounts>();
+  private lastFailure: HookFailure | null = null;
 
   constructor(opts: HookRunnerOptions) {
     super();
     this.config = opts.config;
     this.log = opts.log.child({ room: 'hooks' });
+    this.observer = opts.observer ?? null;
+    this.now = opts.now ?? Date.now;
+    for (const e of HOOK_EVENTS) if (this.has(e)) this.outcomes.set(e, { ok: 0, failed: 0, timedOut: 0, dropped: 0 });
+  }
+
+  /** Counts per configured event and outcome, what runs and waits now, and the last failure. */
+  status(): HooksStatus {
+    const events: Partial<Record<HookEvent, HookOutcomeCounts>> = {};
+    for (const [e, c] of this.outcomes) events[e] = { ...c };
+    let queued = 0;
+    for (const q of this.queues.values()) queued += q.waiting.length;
+    return { events, running: this.running.size, queued, lastFailure: this.lastFailure };
+  }
+
+  /** The configured events (each has a counts entry from the start, so that metrics show zeros before the first run). */
+  configuredEvents(): HookEvent[] {
+    return [...this.outcomes.keys()];
+  }
+
+  private count(event: HookEvent, outcome: HookOutcome, durationMs: number | null): void {
+    const c = this.outcomes.get(event);
+    if (c !== undefined) c[outcome] += 1;
+    if (this.observer === null) return;
+    try {
+      this.observer.hookOutcome(event, outcome, durationMs);
+    } catch (err) {
+      // Counting is not worth breaking the queue for.
+      this.log.error({ err: String(err), event, outcome }, 'a hook outcome observer threw; ignored');
+    }
   }
 
   /** Whether any executable is configured for `event` (the caller may skip building the document). */
@@ -217,6 +295,7 @@ export class HookRunner extends EventEmitter<{ result: [HookResult]; dropped: [H
     let forgotten = 0;
     for (const q of this.queues.values()) {
       forgotten += q.waiting.length;
+      for (const job of q.waiting) this.count(job.doc.event, 'dropped', null);
       q.waiting.length = 0;
     }
     if (forgotten > 0) this.log.info({ hooks: 'stop', forgotten }, `stopping: ${forgotten} queued hook runs not started`);
@@ -238,6 +317,7 @@ export class HookRunner extends EventEmitter<{ result: [HookResult]; dropped: [H
     }
     if (q.waiting.length >= this.config.queueMax) {
       this.counters.dropped += 1;
+      this.count(doc.event, 'dropped', null);
       this.log.warn({ hooks: 'dropped', event: doc.event, queued: q.waiting.length, queueMax: this.config.queueMax }, `hook run for ${doc.event} dropped: ${q.waiting.length} runs already wait (limit ${this.config.queueMax})`);
       this.emit('dropped', doc.event);
       return false;
@@ -279,7 +359,8 @@ export class HookRunner extends EventEmitter<{ result: [HookResult]; dropped: [H
       stderr: r.stderr,
       outputBytesDropped: r.outputBytesDropped,
     };
-    if (r.ok) {
+    const outcome = outcomeOf(r);
+    if (outcome === 'ok') {
       this.log.info(fields, `hook ${r.command} for ${r.event} succeeded in ${r.durationMs} ms`);
     } else {
       const why = r.spawnError !== null
@@ -289,8 +370,19 @@ export class HookRunner extends EventEmitter<{ result: [HookResult]; dropped: [H
           : r.signal !== null
             ? `was killed by ${r.signal}`
             : `exited with status ${r.exitCode ?? '?'}`;
+      this.lastFailure = {
+        event: r.event,
+        command: r.command,
+        at: new Date(this.now()).toISOString(),
+        outcome,
+        reason: why,
+        exitCode: r.exitCode,
+        signal: r.signal,
+        durationMs: r.durationMs,
+      };
       this.log.warn(fields, `hook ${r.command} for ${r.event} ${why}`);
     }
+    this.count(r.event, outcome, r.durationMs);
     try {
       this.emit('result', r);
     } catch (err) {
@@ -400,6 +492,11 @@ export class SitterHooks {
     const events = detectHookEvents(this.last, now, this.o.self.id);
     this.last = now;
     for (const e of events) this.fire(e.event, e.details, now);
+  }
+
+  /** The runner's counts and last failure (GET /status). */
+  status(): HooksStatus {
+    return this.o.runner.status();
   }
 
   rebuildDone(details: Readonly<Record<string, unknown>>): void {

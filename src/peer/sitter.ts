@@ -171,7 +171,7 @@ export class Sitter {
     });
     const hooksConfig = parts.config.hooks ?? HOOKS_CONFIG_DEFAULT;
     this.hooks = new SitterHooks({
-      runner: new HookRunner({ config: hooksConfig, log: parts.log }),
+      runner: new HookRunner({ config: hooksConfig, log: parts.log, observer: parts.metrics }),
       self: this.self,
       observe: () => {
         const { state, version } = this.store.getState();
@@ -363,6 +363,7 @@ export class Sitter {
       rebuild: this.reconciler.rebuildStatus(),
       startedAt: this.startedAt,
       heartbeat: this.heartbeat.status(),
+      hooks: this.hooks.status(),
     };
   }
 

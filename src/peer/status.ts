@@ -2,6 +2,7 @@
 // tools/dev-cluster read. Pure data, shared by src/peer (producer) and src/api, src/cli (consumers).
 import type { ClusterState, Lsn, PeerInfo } from '../store/types.js';
 import type { RestoreProgress } from '../backup/types.js';
+import type { HooksStatus } from './hooks.js';
 
 /** Where this peer stands in the committed state. */
 export type PeerRole = 'primary' | 'sync' | 'async' | 'deposed' | 'unassigned';
@@ -97,6 +98,8 @@ export interface SitterStatus {
   readonly startedAt: string;
   /** Absent from sitters built before the heartbeat existed. */
   readonly heartbeat?: HeartbeatStatus;
+  /** Hook runs by event and outcome, and the last failure (src/peer/hooks.ts). Absent where no hook runner exists (older sitters, tests' in-memory peers). */
+  readonly hooks?: HooksStatus;
 }
 
 /** Where a peer stands in a state: its role, and the peer it replicates from. */
