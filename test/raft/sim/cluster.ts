@@ -19,7 +19,7 @@ import {
   type Snapshot,
 } from '../../../src/raft/core/index.js';
 import { SafetyChecker } from './checker.js';
-import { Prng } from './prng.js';
+import { Rng } from '../../helpers/rng.js';
 
 export interface Faults {
   /** Probability that a message is lost. */
@@ -117,7 +117,7 @@ interface InFlight {
 
 export class SimCluster {
   readonly seed: number;
-  readonly rng: Prng;
+  readonly rng: Rng;
   readonly checker: SafetyChecker;
   readonly nodes = new Map<NodeId, SimNode>();
   faults: Faults;
@@ -140,7 +140,7 @@ export class SimCluster {
 
   constructor(opts: SimOptions) {
     this.seed = opts.seed;
-    this.rng = new Prng(opts.seed);
+    this.rng = new Rng(opts.seed);
     this.checker = new SafetyChecker(opts.seed);
     this.faults = { ...NO_FAULTS, ...opts.faults };
     this.unitsPerTick = opts.unitsPerTick ?? 4;

@@ -3,7 +3,7 @@
 // network. Safety is checked after every event (cluster.ts); liveness at the end, after healing.
 import { ConfChangeInvalidError, ProposalDroppedError, type NodeId } from '../../../src/raft/core/index.js';
 import { SimCluster } from './cluster.js';
-import { Prng } from './prng.js';
+import { Rng } from '../../helpers/rng.js';
 
 export interface WorkloadOptions {
   /** Ticks of chaos before healing. */
@@ -39,7 +39,7 @@ export function runWorkload(seed: number, opts: WorkloadOptions = {}): WorkloadR
 const TRACE_TAIL_LINES = 80;
 
 function runWorkloadInner(seed: number, opts: WorkloadOptions, expose: (c: SimCluster) => void): WorkloadResult {
-  const w = new Prng(seed ^ 0x5bd1e995);
+  const w = new Rng(seed ^ 0x5bd1e995);
   const n = w.int(3, 5);
   const ids = Array.from({ length: n }, (_, k) => `n${k + 1}`);
   const c = new SimCluster({
