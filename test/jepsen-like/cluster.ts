@@ -115,6 +115,16 @@ export class Cluster {
     return `postgres://postgres:${encodeURIComponent(this.opts.superuserPassword)}@${this.peer(id).address}:${PG_PORT}/postgres`;
   }
 
+  /** The superuser's credentials: the client library's pool takes host and port from the topology, and these from here. */
+  pgCredentials(): { user: string; password: string } {
+    return { user: 'postgres', password: this.opts.superuserPassword };
+  }
+
+  /** The peer whose PostgreSQL a pgUrl (or a bare host address) names, or null when none does. */
+  peerOfPgHost(host: string): string | null {
+    return this.peers.find((p) => p.address === host)?.id ?? null;
+  }
+
   /** The configuration of each peer (the secrets are the run's own random ones). */
   writeConfigs(): Record<string, unknown>[] {
     mkdirSync(this.opts.workDir, { recursive: true, mode: 0o755 });

@@ -168,10 +168,23 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
   let cleaned = false;
   let cluster: Cluster | null = null;
   let nemesisRef: Nemesis | null = null;
+  let workloadRef: Workload | null = null;
+  let monitorRef: Promise<void> | null = null;
+  let monitoring = true;
+  /**
+   * Stops the clients (each closes its client library and pool) and the status monitor, on success
+   * and on failure alike: nothing of theirs may go on writing to the closed logs or keep the process alive.
+   */
+  const stopClients = async (): Promise<void> => {
+    monitoring = false;
+    await workloadRef?.halt();
+    await monitorRef;
+  };
   const cleanup = async (): Promise<void> => {
     if (cleaned) return;
     cleaned = true;
     nemesisRef?.halt();
+    await stopClients().catch((err: unknown) => { o.log(`chaos: stopping the clients failed: ${String(err)}`); });
     if (cluster !== null) await cluster.stopAll(10_000).catch(() => undefined);
     await destroyNetwork(prefix).catch((err: unknown) => { o.log(`chaos: cleanup of ${prefix} failed: ${String(err)}`); });
     if (!o.keepData) rmSync(workDir, { recursive: true, force: true });
@@ -231,7 +244,6 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
     o.log(`chaos: shard whole after ${((now() - started) / 1000).toFixed(0)} s; primary ${first.primary}; workload and nemesis start`);
 
     // The status monitor: what every peer said, once a second (the picture's primary lane).
-    let monitoring = true;
     const monitor = (async () => {
       while (monitoring) {
         const all = await c.statuses(900);
@@ -247,6 +259,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
         await sleep(1000);
       }
     })();
+    monitorRef = monitor;
 
     const workload = new Workload(c, {
       writers: o.writers,
@@ -254,7 +267,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
       intervalMs: 40,
       opTimeoutMs: 5000,
       connectTimeoutMs: 2000,
-      topologyMaxAgeMs: 1000,
+      connectAttempts: 3,
+      checkIntervalMs: 1000,
       maxOps: MAX_OPS,
     }, (client) => clientSeeds[client]!, {
       event: (e) => { history.write(e); },
@@ -262,6 +276,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
       observeStatus: (client, generation) => { if (observations.length < MAX_OBSERVATIONS) observations.push({ client, atMs: now(), generation }); },
       get full() { return ops.length >= MAX_OPS; },
     }, now);
+    workloadRef = workload;
     const workloadStartMs = now();
     workload.start();
 
@@ -359,6 +374,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
     }));
     return summary;
   } finally {
+    await stopClients().catch((err: unknown) => { o.log(`chaos: stopping the clients failed: ${String(err)}`); });
     await Promise.all([history.close(), faultLog.close(), nemesisLog.close(), statusLog.close()]);
     await cleanup();
     process.removeListener('SIGINT', onSignal);

@@ -4,15 +4,15 @@
 /** How an operation ended. `unknown`: a timeout or a broken connection; it may or may not have taken effect. */
 export type Outcome = 'ok' | 'fail' | 'unknown';
 
-/** One write: an insert of a unique id through the peer that a status API named primary. */
+/** One write: an insert of a unique id through the peer that the client library named primary. */
 export interface WriteOp {
   readonly f: 'write';
   readonly client: number;
   /** Unique across the run: the key of the inserted row. */
   readonly id: number;
-  /** The peer the client sent the write to. */
+  /** The peer the client sent the write to (for a write that got no connection: the one it tried). */
   readonly peer: string;
-  /** The generation that the peer's status reported when it named itself primary. */
+  /** The generation of the newest committed state the client library had delivered when the write was sent; that state named `peer` primary. */
   readonly generation: number;
   readonly invokedAtMs: number;
   readonly completedAtMs: number;

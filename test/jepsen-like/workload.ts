@@ -1,8 +1,21 @@
-// The workload: concurrent clients that find the primary as an application would (through the
-// status API of the peers), insert unique ids, and record every operation as invoke and then
-// ok / fail / unknown. A timeout or a broken connection is unknown: the write may have committed.
-// Reader clients read recent ids (failed ones included) from replicas.
+// The workload: concurrent clients that find the primary as an application would, through the
+// project's client library (src/client: createClient follows the peers' /watch, and its pool's
+// connections go to the current primary), insert unique ids, and record every operation as invoke
+// and then ok / fail / unknown. A timeout or a broken connection is unknown: the write may have
+// committed. Only a definite server ERROR is fail, and so is a write that was never sent (no
+// connection could be made). Reader clients read recent ids (failed ones included) from replicas.
+//
+// Each writer has its own client and its own pool (max: 1), as separate application instances
+// would: its view of the topology is its own (the checker asks that each client's generations never
+// go back, which says something only when the clients' views are independent), and one client
+// following a stale or partitioned peer does not hold up every writer.
+//
+// The pool is used for connections only (pool.connect(), whose retries are of connecting: nothing
+// has been sent then), never pool.query(): the workload must know which server a statement went
+// to, and must time a statement out itself (an unanswered statement is unknown, and its connection
+// is destroyed, not handed back).
 import pg from 'pg';
+import { connectionOf, createClient, type ManateeClient, type PrimaryPool } from '../../src/client/index.js';
 import type { ClusterState } from '../../src/store/types.js';
 import type { Cluster } from './cluster.js';
 import type { Op, Outcome, ReadOp, WriteOp } from './history.js';
@@ -22,9 +35,12 @@ export interface WorkloadOptions {
   readonly intervalMs: number;
   /** After this long without an answer, an operation is unknown and its connection is dropped. */
   readonly opTimeoutMs: number;
+  /** Deadline of one connection attempt to PostgreSQL, and of a peer's API answering the client library. */
   readonly connectTimeoutMs: number;
-  /** A client re-reads the topology at least this often. */
-  readonly topologyMaxAgeMs: number;
+  /** Connection attempts per write (the pool's retry.attempts); a write that got no connection is a fail. */
+  readonly connectAttempts: number;
+  /** How often each client library asks the peer it follows for a linearizable read of the state. */
+  readonly checkIntervalMs: number;
   /** The run stops recording (and the clients stop) beyond this many operations. */
   readonly maxOps: number;
 }
@@ -49,7 +65,7 @@ function topologyOf(state: ClusterState): Topology {
 }
 
 /**
- * The topology as a client learns it: ask every peer's status API, and believe the committed state
+ * The topology as the nemesis learns it (the workload's clients use the client library instead): ask every peer's status API, and believe the committed state
  * with the highest generation (a peer cut off from the majority can only report an older one).
  */
 export async function discover(cluster: Cluster, timeoutMs: number): Promise<Topology | null> {
@@ -141,6 +157,24 @@ function destroy(client: pg.Client): void {
   client.end().catch(() => undefined);
 }
 
+/** A connection checked out of a writer's pool, and what the client library said when it was taken. */
+interface Checkout {
+  readonly conn: pg.PoolClient;
+  readonly peer: string;
+  /** The generation of the newest committed state this client had seen, which names `peer` primary. */
+  readonly generation: number;
+}
+
+/** How many times a writer takes a fresh connection when the topology moved while it connected. */
+const CHECKOUT_ROUNDS = 3;
+
+/** Destroys a pool connection's socket and takes it out of the pool (never given back after any doubt). */
+function discard(conn: pg.PoolClient, why: string): void {
+  const stream = (conn as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream;
+  stream?.destroy();
+  conn.release(new Error(why));
+}
+
 export class Workload {
   private readonly stop = new AbortController();
   private readonly recentIds: number[] = [];
@@ -164,21 +198,53 @@ export class Workload {
     for (let r = 0; r < this.opts.readers; r++) this.running.push(this.reader(this.opts.writers + r));
   }
 
-  /** Stops every client; an operation in flight ends (ok, fail, or unknown at its timeout) first. */
+  /**
+   * Stops every client; an operation in flight ends (ok, fail, or unknown at its timeout) first,
+   * and every client library and pool is closed. Safe to call more than once.
+   */
   async halt(): Promise<void> {
     this.stop.abort();
     await Promise.all(this.running);
     this.running = [];
   }
 
-  private async topology(client: number, known: { generation: number }): Promise<Topology | null> {
-    const t = await discover(this.cluster, 1000);
-    if (t === null) return null;
-    this.recorder.observeStatus(client, t.generation);
-    // A client never follows an older topology than one it has seen (a restarted peer may report a stale one).
-    if (t.generation < known.generation) return null;
-    known.generation = t.generation;
-    return t;
+  /** A client library instance following every peer's API; each committed state it delivers is an observation. */
+  private follow(client: number): ManateeClient {
+    const mc = createClient({
+      peers: this.cluster.peers.map((p) => p.apiUrl),
+      connectTimeoutMs: this.opts.connectTimeoutMs,
+      checkIntervalMs: this.opts.checkIntervalMs,
+      backoff: { initialMs: 100, maxMs: 1000 },
+    });
+    // A round of unreachable peers: the writes' own outcomes record what it meant.
+    mc.on('error', () => undefined);
+    mc.on('state', (state) => { this.recorder.observeStatus(client, state.generation); });
+    return mc;
+  }
+
+  /** The peer id of the server a pgUrl names (the topology's URLs carry the peers' addresses). */
+  private peerOfUrl(pgUrl: string): string | null {
+    return this.cluster.peerOfPgHost(connectionOf(pgUrl).host);
+  }
+
+  /**
+   * A connection to the primary, taken when the client library's newest state names the server it
+   * goes to, so that the recorded peer and generation are what the client knew when it sent the
+   * write. Throws when no connection could be made: nothing was sent.
+   */
+  private async checkout(mc: ManateeClient, pool: PrimaryPool): Promise<Checkout> {
+    for (let round = 1; ; round++) {
+      const conn = await pool.connect();
+      const host = (conn as unknown as { host?: string }).host ?? '';
+      const peer = this.cluster.peerOfPgHost(host);
+      const st = mc.state()?.state ?? null;
+      if (peer !== null && st !== null && connectionOf(st.primary.pgUrl).host === host) {
+        return { conn, peer, generation: st.generation };
+      }
+      // The topology moved while the connection was made (it came from the old primary's pool).
+      conn.release();
+      if (round >= CHECKOUT_ROUNDS) throw new Error(`the primary changed ${round} times while connecting (last connection to ${peer ?? host})`);
+    }
   }
 
   private remember(list: number[], id: number): void {
@@ -188,113 +254,145 @@ export class Workload {
 
   private async writer(client: number): Promise<void> {
     const rng = this.rngFor(client);
-    const conn = new Conn(this.cluster, this.opts);
-    const known = { generation: 0 };
-    let topo: Topology | null = null;
-    let topoAt = 0;
+    const mc = this.follow(client);
+    const pool = mc.pool({
+      ...this.cluster.pgCredentials(),
+      max: 1,
+      connectionTimeoutMillis: this.opts.connectTimeoutMs,
+      keepAlive: true,
+      // Retries of connecting only: PrimaryPool.connect() never sends a statement. A write that got
+      // no connection after these attempts is recorded as fail (it was never sent).
+      retry: { attempts: this.opts.connectAttempts, initialDelayMs: 100, maxDelayMs: 500 },
+      waitForPrimaryMs: this.opts.opTimeoutMs,
+    });
+    // An idle connection whose server went away: the next checkout makes a new one.
+    pool.on('error', () => undefined);
+    const notices: string[] = [];
+    const listening = new WeakSet<pg.PoolClient>();
     let seq = 0;
-    while (!this.stop.signal.aborted && !this.recorder.full) {
-      if (topo === null || this.now() - topoAt > this.opts.topologyMaxAgeMs) {
-        topo = await this.topology(client, known);
-        topoAt = this.now();
-        if (topo === null) {
+    try {
+      while (!this.isStopped() && !this.recorder.full) {
+        const named = mc.state()?.state ?? null;
+        if (named === null) {
+          // No topology yet: nothing to write to (as before, no operation is recorded).
           await sleep(250, this.stop.signal);
           continue;
         }
-      }
-      const id = client * ID_STRIDE + ++seq;
-      const peer = topo.primary;
-      const generation = topo.generation;
-      const invokedAtMs = this.now();
-      this.recorder.event({ type: 'invoke', f: 'write', client, id, peer, generation, atMs: invokedAtMs });
-      this.remember(this.recentIds, id);
-      let outcome: Outcome;
-      let timeline: number | undefined;
-      let error: string | undefined;
-      conn.notices = [];
-      let c: pg.Client | null = null;
-      try {
-        c = await conn.to(peer);
-      } catch (err) {
-        // No connection, so nothing was sent: the write cannot have happened.
-        outcome = 'fail';
-        error = `connect: ${describeError(err)}`;
-      }
-      if (c !== null) {
+        const id = client * ID_STRIDE + ++seq;
+        const startedAtMs = this.now();
+        let checkout: Checkout | null = null;
+        let connectError: string | null = null;
         try {
-          const res = await withTimeout(
-            c.query<{ timeline: number }>(
-              `INSERT INTO ${TABLE} (id, client, peer, generation) VALUES ($1, $2, $3, $4)
-               RETURNING ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int AS timeline`,
-              [id, client, peer, generation],
-            ),
-            this.opts.opTimeoutMs,
-          );
+          checkout = await this.checkout(mc, pool);
+        } catch (err) {
+          connectError = `connect: ${describeError(err)}`;
+        }
+        // Invoked when the statement is sent (or, when no connection came, when the client started
+        // trying): the checker's evidence of two primaries rests on when each write was sent.
+        const invokedAtMs = checkout !== null ? this.now() : startedAtMs;
+        const peer = checkout?.peer ?? this.peerOfUrl(named.primary.pgUrl) ?? named.primary.id;
+        const generation = checkout?.generation ?? named.generation;
+        this.recorder.event({ type: 'invoke', f: 'write', client, id, peer, generation, atMs: invokedAtMs });
+        this.remember(this.recentIds, id);
+        let outcome: Outcome;
+        let timeline: number | undefined;
+        let error: string | undefined;
+        notices.length = 0;
+        if (checkout === null) {
+          // No connection, so nothing was sent: the write cannot have happened.
+          outcome = 'fail';
+          error = connectError ?? 'connect: no connection';
+        } else {
+          const { conn } = checkout;
+          if (!listening.has(conn)) {
+            listening.add(conn);
+            conn.on('notice', (n) => { if (notices.length < 8) notices.push(String(n.message)); });
+          }
+          try {
+            const res = await withTimeout(
+              conn.query<{ timeline: number }>(
+                `INSERT INTO ${TABLE} (id, client, peer, generation) VALUES ($1, $2, $3, $4)
+                 RETURNING ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int AS timeline`,
+                [id, client, peer, generation],
+              ),
+              this.opts.opTimeoutMs,
+            );
+            outcome = 'ok';
+            timeline = res.rows[0]?.timeline;
+            conn.release();
+          } catch (err) {
+            outcome = isDefiniteFailure(err) ? 'fail' : 'unknown';
+            error = describeError(err);
+            // After an ERROR the session is fine; after a timeout or a broken connection it is not.
+            if (outcome === 'fail') conn.release();
+            else discard(conn, error);
+          }
+        }
+        const notice = notices.length > 0 ? notices.join(' | ').slice(0, 300) : undefined;
+        const op: WriteOp = {
+          f: 'write', client, id, peer, generation, invokedAtMs, completedAtMs: this.now(), outcome,
+          ...(timeline !== undefined ? { timeline } : {}),
+          ...(error !== undefined ? { error } : {}),
+          ...(notice !== undefined ? { notice } : {}),
+        };
+        this.recorder.event({ type: outcome, ...op, atMs: op.completedAtMs });
+        this.recorder.complete(op);
+        if (outcome === 'fail') this.remember(this.recentFailed, id);
+        if (outcome !== 'ok') {
+          await sleep(100 + rng.int(0, 200), this.stop.signal);
+        } else {
+          await sleep(this.opts.intervalMs + rng.int(0, this.opts.intervalMs), this.stop.signal);
+        }
+      }
+    } finally {
+      await pool.end().catch(() => undefined);
+      await mc.close();
+    }
+  }
+
+  /**
+   * Reads on replicas. The client library has no replica pool, but its topology names the
+   * replicas ([primary, sync, ...asyncs]): the reader follows the shard with its own client
+   * library instance and connects to a replica it names with a plain pg connection.
+   */
+  private async reader(client: number): Promise<void> {
+    const rng = this.rngFor(client);
+    const mc = this.follow(client);
+    const conn = new Conn(this.cluster, this.opts);
+    try {
+      while (!this.isStopped() && !this.recorder.full) {
+        await sleep(this.opts.intervalMs * 4 + rng.int(0, this.opts.intervalMs * 4), this.stop.signal);
+        if (this.isStopped()) break;
+        const replicas = (mc.topology() ?? []).slice(1).map((u) => this.peerOfUrl(u)).filter((x): x is string => x !== null);
+        if (replicas.length === 0 || this.recentIds.length === 0) continue;
+        const peer = rng.pick(replicas);
+        const asked = [...new Set([...this.recentIds.slice(-10), ...this.recentFailed.slice(-10)])];
+        const invokedAtMs = this.now();
+        this.recorder.event({ type: 'invoke', f: 'read', client, peer, asked, atMs: invokedAtMs });
+        let outcome: Outcome = 'unknown';
+        let found: number[] | undefined;
+        let error: string | undefined;
+        try {
+          const c = await conn.to(peer);
+          const res = await withTimeout(c.query<{ id: string }>(`SELECT id FROM ${TABLE} WHERE id = ANY($1::bigint[])`, [asked]), this.opts.opTimeoutMs);
           outcome = 'ok';
-          timeline = res.rows[0]?.timeline;
+          found = res.rows.map((r) => Number(r.id));
         } catch (err) {
           outcome = isDefiniteFailure(err) ? 'fail' : 'unknown';
           error = describeError(err);
-          if (outcome === 'unknown') conn.drop();
+          conn.drop();
         }
-      } else {
-        outcome = 'fail';
+        const op: ReadOp = {
+          f: 'read', client, peer, asked, invokedAtMs, completedAtMs: this.now(), outcome,
+          ...(found !== undefined ? { found } : {}),
+          ...(error !== undefined ? { error } : {}),
+        };
+        this.recorder.event({ type: outcome, ...op, atMs: op.completedAtMs });
+        this.recorder.complete(op);
       }
-      const notice = conn.notices.length > 0 ? conn.notices.join(' | ').slice(0, 300) : undefined;
-      const op: WriteOp = {
-        f: 'write', client, id, peer, generation, invokedAtMs, completedAtMs: this.now(), outcome,
-        ...(timeline !== undefined ? { timeline } : {}),
-        ...(error !== undefined ? { error } : {}),
-        ...(notice !== undefined ? { notice } : {}),
-      };
-      this.recorder.event({ type: outcome, ...op, atMs: op.completedAtMs });
-      this.recorder.complete(op);
-      if (outcome === 'fail') this.remember(this.recentFailed, id);
-      if (outcome !== 'ok') {
-        topo = null; // look again: the primary may have changed
-        await sleep(100 + rng.int(0, 200), this.stop.signal);
-      } else {
-        await sleep(this.opts.intervalMs + rng.int(0, this.opts.intervalMs), this.stop.signal);
-      }
+    } finally {
+      conn.drop();
+      await mc.close();
     }
-    conn.drop();
-  }
-
-  private async reader(client: number): Promise<void> {
-    const rng = this.rngFor(client);
-    const conn = new Conn(this.cluster, this.opts);
-    const known = { generation: 0 };
-    while (!this.stop.signal.aborted && !this.recorder.full) {
-      await sleep(this.opts.intervalMs * 4 + rng.int(0, this.opts.intervalMs * 4), this.stop.signal);
-      if (this.isStopped()) break;
-      const topo = await this.topology(client, known);
-      const replicas = topo === null ? [] : [topo.sync, ...topo.asyncs].filter((x): x is string => x !== null);
-      if (replicas.length === 0 || this.recentIds.length === 0) continue;
-      const peer = rng.pick(replicas);
-      const asked = [...new Set([...this.recentIds.slice(-10), ...this.recentFailed.slice(-10)])];
-      const invokedAtMs = this.now();
-      this.recorder.event({ type: 'invoke', f: 'read', client, peer, asked, atMs: invokedAtMs });
-      let outcome: Outcome = 'unknown';
-      let found: number[] | undefined;
-      let error: string | undefined;
-      try {
-        const c = await conn.to(peer);
-        const res = await withTimeout(c.query<{ id: string }>(`SELECT id FROM ${TABLE} WHERE id = ANY($1::bigint[])`, [asked]), this.opts.opTimeoutMs);
-        outcome = 'ok';
-        found = res.rows.map((r) => Number(r.id));
-      } catch (err) {
-        outcome = isDefiniteFailure(err) ? 'fail' : 'unknown';
-        error = describeError(err);
-        conn.drop();
-      }
-      const op: ReadOp = {
-        f: 'read', client, peer, asked, invokedAtMs, completedAtMs: this.now(), outcome,
-        ...(found !== undefined ? { found } : {}),
-        ...(error !== undefined ? { error } : {}),
-      };
-      this.recorder.event({ type: outcome, ...op, atMs: op.completedAtMs });
-      this.recorder.complete(op);
-    }
-    conn.drop();
   }
 }
