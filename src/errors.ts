@@ -15,3 +15,9 @@ export class ManateeError extends Error {
 export function hasCode(err: unknown, code: string): boolean {
   return err instanceof ManateeError && err.code === code;
 }
+
+/**
+ * A restored copy (zfs receive, pg_basebackup) that does not hold a usable PostgreSQL data
+ * directory. Shared by both restore backends (src/backup) and matched by the sitter.
+ */
+export const ERR_RESTORE_INVALID = 'MANATEE_ERR_RESTORE_INVALID';

@@ -3,8 +3,9 @@
 //   that fails, a full copy;
 // - bootstrap (a new peer), or the fallback: pg_basebackup of the source into a directory beside
 //   the data directory. The old data directory stays where it is, untouched, until the new copy
-//   is complete; then it is renamed aside, the copy renamed into place, and the old one deleted.
-//   On failure the partial copy is deleted and the old data directory is left as it was.
+//   is complete and verified to be a PostgreSQL data directory (verify.ts); then it is renamed
+//   aside, the copy renamed into place, and the old one deleted. On failure (a copy that fails
+//   verification included) the copy is deleted and the old data directory is left as it was.
 // Afterwards the data directory is ready to start as a standby of the source (the caller runs
 // PostgresServer.configure({role: 'standby', ...}), which renders standby.signal/primary_conninfo).
 import { readdir, rename, rm, stat } from 'node:fs/promises';
@@ -19,6 +20,8 @@ import { pgRewind, restoreOverrides, saveOverrides } from '../postgres/rewind.js
 import type { PostgresServer } from '../postgres/server.js';
 import { endpointConninfo, parsePgUrl, type PgEndpoint } from '../postgres/url.js';
 import type { BackupBackend, RestoreOptions, RestoreProgress, RestoreResult } from './types.js';
+import { RestoreInvalidError } from './errors.js';
+import { verifyDataDir } from './verify.js';
 
 export interface BasebackupBackendOptions {
   readonly postgres: PostgresServer;
@@ -162,10 +165,29 @@ export class BasebackupBackend implements BackupBackend {
       throw new PgError('MANATEE_ERR_PG_BASEBACKUP_FAILED',
         `pg_basebackup from ${endpoint.host}:${endpoint.port} ${describeRun(r)}; the old data directory was left in place:\n${r.outputTail}`);
     }
+    report({ phase: 'verifying', percent: 100, bytesDone: tracker.latest?.bytesDone ?? 0, bytesTotal: tracker.latest?.bytesTotal ?? null, rateBytesPerSec: null, etaSec: 0 });
+    await this.verifyCopy(tmp);
     await restoreOverrides(this.pg, tmp, overrides);
     report({ phase: 'swapping', percent: 100, bytesDone: tracker.latest?.bytesDone ?? 0, bytesTotal: tracker.latest?.bytesTotal ?? null, rateBytesPerSec: null, etaSec: 0 });
     await this.swapIn(tmp);
     return tracker.latest?.bytesDone ?? 0;
+  }
+
+  /** The copy must be a PostgreSQL data directory before it replaces the old one; else it goes. */
+  private async verifyCopy(tmp: string): Promise<void> {
+    try {
+      const v = await verifyDataDir(tmp, { pgControldata: this.pg.binaries.pgControldata, user: this.pg.user, timeoutMs: 60_000 });
+      this.log.info({ decision: 'restore-accepted', reason: `a PostgreSQL ${v.pgVersion} data directory in state "${v.clusterState}"`, ...v },
+        `the copy is a PostgreSQL ${v.pgVersion} data directory ("${v.clusterState}")`);
+    } catch (err) {
+      if (!(err instanceof RestoreInvalidError)) throw err;
+      await rm(tmp, { recursive: true, force: true });
+      this.log.error({ decision: 'restore-rejected', reason: err.problems.join('; '), path: tmp, kept: this.pg.dataDir, badCopy: 'deleted' },
+        `rejected the pg_basebackup copy: ${err.problems.join('; ')}; the old data directory is kept`);
+      throw new RestoreInvalidError(`${err.message}; the bad copy was deleted and the old data directory ${this.pg.dataDir} was left in place`, {
+        path: tmp, problems: err.problems, restoredOld: true, cause: err,
+      });
+    }
   }
 
   private async swapIn(tmp: string): Promise<void> {

@@ -1,5 +1,5 @@
 // Errors of the backup room (the basebackup backend may define its own in its file).
-import { ManateeError } from '../errors.js';
+import { ERR_RESTORE_INVALID, ManateeError } from '../errors.js';
 
 export const BACKUP_ERR_RESTORE_FAILED = 'MANATEE_ERR_BACKUP_RESTORE_FAILED';
 export const BACKUP_ERR_HTTP = 'MANATEE_ERR_BACKUP_HTTP';
@@ -10,6 +10,7 @@ export const BACKUP_ERR_JOB_NOT_FOUND = 'MANATEE_ERR_BACKUP_JOB_NOT_FOUND';
 export const BACKUP_ERR_JOB_CONFLICT = 'MANATEE_ERR_BACKUP_JOB_CONFLICT';
 export const BACKUP_ERR_TOO_MANY_JOBS = 'MANATEE_ERR_BACKUP_TOO_MANY_JOBS';
 export const BACKUP_ERR_ABORTED = 'MANATEE_ERR_BACKUP_ABORTED';
+export const BACKUP_ERR_RESTORE_INVALID = ERR_RESTORE_INVALID;
 
 export class BackupError extends ManateeError {
   /** HTTP status the server answers with for this error (500 unless set). */
@@ -28,6 +29,26 @@ export class RestoreFailedError extends BackupError {
   readonly restoredOld: boolean;
   constructor(message: string, opts: { cause?: unknown; restoredOld: boolean }) {
     super(BACKUP_ERR_RESTORE_FAILED, message, { cause: opts.cause });
+    this.restoredOld = opts.restoredOld;
+  }
+}
+
+/**
+ * A copy that was received completely but is not a PostgreSQL data directory this peer can start
+ * as a standby (no pg_control, another major version, a cluster state no standby starts from).
+ * `path` is the checked directory, `dataset` the zfs dataset when there is one, `problems` what
+ * is missing or wrong. `restoredOld` says whether the previous data was put back.
+ */
+export class RestoreInvalidError extends BackupError {
+  readonly path: string;
+  readonly dataset: string | null;
+  readonly problems: readonly string[];
+  readonly restoredOld: boolean;
+  constructor(message: string, opts: { path: string; dataset?: string | null; problems: readonly string[]; restoredOld: boolean; cause?: unknown }) {
+    super(BACKUP_ERR_RESTORE_INVALID, message, opts.cause === undefined ? {} : { cause: opts.cause });
+    this.path = opts.path;
+    this.dataset = opts.dataset ?? null;
+    this.problems = opts.problems;
     this.restoredOld = opts.restoredOld;
   }
 }

@@ -2,14 +2,16 @@
 // source peer's newest snapshot through the source's backup server (see server.ts).
 //
 // Full copy:   isolate the old dataset (moved aside, not destroyed) → zfs recv the stream →
-//              set the mountpoint, mount, chown to the PostgreSQL user, snapshot → destroy
-//              the isolated copy. On any failure the partial dataset is destroyed and the
-//              isolated one is put back.
+//              set the mountpoint, mount, chown to the PostgreSQL user, verify it holds a
+//              PostgreSQL data directory (verify.ts), snapshot → destroy the isolated copy. On any
+//              failure (an invalid copy included) the new dataset is destroyed and the isolated
+//              one is put back.
 // Incremental: when the local dataset shares a snapshot with the source, roll back to the
 //              newest common snapshot and receive only `send -i common newest`. A failed
 //              incremental receive is atomic in ZFS: the dataset stays at the common snapshot
 //              (the changes made after it were already discarded by the rollback; they are
-//              the diverged part that a rebuild replaces anyway).
+//              the diverged part that a rebuild replaces anyway). A received increment that
+//              fails verification is rolled back to the common snapshot the same way.
 // PostgreSQL must be stopped on this peer while a restore runs (the sitter's job).
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
@@ -18,8 +20,17 @@ import type { Logger } from '../log.js';
 import { type Zfs, parentOf, validateDatasetName, ZfsError, ZfsStreamInterruptedError } from '../zfs/index.js';
 import type { BackupBackend, RestoreOptions, RestoreProgress, RestoreResult } from './types.js';
 import { ByteProgress } from './rate.js';
-import { BackupError, BACKUP_ERR_ABORTED, BACKUP_ERR_HTTP, RestoreFailedError } from './errors.js';
+import { BackupError, BACKUP_ERR_ABORTED, BACKUP_ERR_HTTP, RestoreFailedError, RestoreInvalidError } from './errors.js';
 import { SECRET_HEADER } from './server.js';
+import { findPgBinaries } from '../postgres/binaries.js';
+import { resolveOsUser, type OsUser } from '../postgres/os-user.js';
+import { verifyDataDir, type DataDirReport } from './verify.js';
+
+/** How a received copy is checked: the local pg_controldata, run as the PostgreSQL OS user. */
+export interface ZfsVerifyConfig {
+  readonly pgControldata: string;
+  readonly user: OsUser;
+}
 
 export interface ZfsBackendOptions {
   readonly zfs: Zfs;
@@ -27,6 +38,8 @@ export interface ZfsBackendOptions {
   readonly dataset: string;
   /** Where that dataset is mounted (PostgreSQL's data lives there). */
   readonly mountpoint: string;
+  /** PostgreSQL's data directory inside the mount, checked after a receive. Default: the mountpoint itself. */
+  readonly dataDir?: string;
   /** This peer's id, sent to the source for its logs. */
   readonly peerId: string;
   /** The shard's secret, for the source's backup server. */
@@ -40,6 +53,12 @@ export interface ZfsBackendOptions {
   readonly streamIdleTimeoutMs?: number;
   /** How often progress goes to the log and the callback. */
   readonly progressIntervalMs?: number;
+  /**
+   * How to check that a received copy holds a PostgreSQL data directory before the old data
+   * goes. Default: the local PostgreSQL 15 installation (findPgBinaries) run as `pgUser`.
+   * false only for datasets that hold no PostgreSQL (tests of the transport).
+   */
+  readonly verify?: ZfsVerifyConfig | false;
 }
 
 interface JobCreated {
@@ -65,6 +84,7 @@ export class ZfsBackupBackend implements BackupBackend {
   readonly kind = 'zfs' as const;
   private readonly o: ZfsBackendOptions;
   private current: RestoreProgress | null = null;
+  private verifyConfig: ZfsVerifyConfig | null = null;
 
   constructor(opts: ZfsBackendOptions) {
     validateDatasetName(opts.dataset);
@@ -127,6 +147,11 @@ export class ZfsBackupBackend implements BackupBackend {
     } catch (err) {
       const restoredOld = await this.putBack(isolated);
       const old = isolated === null ? 'there was no previous dataset' : restoredOld ? `the previous dataset was put back at ${dataset}` : `the previous dataset could NOT be put back; it is at ${isolated}`;
+      if (err instanceof RestoreInvalidError) {
+        log.error({ decision: 'restore-rejected', reason: err.problems.join('; '), dataset, jobId: job.jobId, isolated, restoredOld, badCopy: 'destroyed' },
+          `restore: rejected the received copy of ${dataset}: ${err.problems.join('; ')}; ${old}`);
+        throw new RestoreInvalidError(`${err.message}; the bad copy was destroyed; ${old}`, { path: err.path, dataset, problems: err.problems, restoredOld, cause: err });
+      }
       log.error({ dataset, jobId: job.jobId, err: message(err), isolated, restoredOld }, 'restore: full receive failed');
       throw new RestoreFailedError(`full restore of ${dataset} from ${opts.source.peerId} failed: ${message(err)}; ${old}`, { cause: err, restoredOld });
     }
@@ -155,7 +180,20 @@ export class ZfsBackupBackend implements BackupBackend {
       log.error({ dataset, jobId: job.jobId, err: message(err), at: from }, 'restore: incremental receive failed');
       throw new RestoreFailedError(`incremental restore of ${dataset} from ${opts.source.peerId} failed: ${message(err)}; the dataset was left at the common snapshot ${from}${mounted ? '' : ' (not mounted)'}`, { cause: err, restoredOld: true });
     }
-    await this.finishReceived(opts);
+    try {
+      await this.finishReceived(opts);
+    } catch (err) {
+      if (!(err instanceof RestoreInvalidError)) throw err;
+      // The increment is the bad copy: back to the common snapshot, as a failed receive leaves it.
+      const restoredOld = await zfs.unmount(dataset)
+        .then(() => zfs.rollback(from, { destroyLater: true }))
+        .then(() => zfs.mount(dataset))
+        .then(() => true, (e: unknown) => { log.error({ dataset, at: from, err: message(e) }, 'restore: could not roll the rejected increment back'); return false; });
+      const old = restoredOld ? `the increment was rolled back: the dataset is at the common snapshot ${from}` : `the increment could NOT be rolled back to ${from}`;
+      log.error({ decision: 'restore-rejected', reason: err.problems.join('; '), dataset, jobId: job.jobId, at: from, restoredOld },
+        `restore: rejected the received increment of ${dataset}: ${err.problems.join('; ')}; ${old}`);
+      throw new RestoreInvalidError(`${err.message}; ${old}`, { path: err.path, dataset, problems: err.problems, restoredOld, cause: err });
+    }
     return bytes;
   }
 
@@ -170,8 +208,36 @@ export class ZfsBackupBackend implements BackupBackend {
       await execa('chown', ['-R', `${user}:`, mountpoint], { timeout: 600_000 });
       log.info({ mountpoint, user }, 'restore: data ownership given to the PostgreSQL user');
     }
+    const verified = await this.verify(opts);
+    if (verified !== null) {
+      log.info({ decision: 'restore-accepted', reason: `a PostgreSQL ${verified.pgVersion} data directory in state "${verified.clusterState}"`, dataset, ...verified },
+        `restore: the received copy is a PostgreSQL ${verified.pgVersion} data directory ("${verified.clusterState}")`);
+    }
     this.report(opts, { ...(this.current ?? { percent: 100, bytesDone: 0, bytesTotal: null, rateBytesPerSec: null, etaSec: null }), phase: 'snapshotting' });
     await zfs.createSnapshot(dataset);
+  }
+
+  /** Checks the mounted copy (verify.ts); null when verification is off. Throws RestoreInvalidError. */
+  private async verify(opts: RestoreOptions): Promise<DataDirReport | null> {
+    const { dataset, mountpoint } = this.o;
+    if (this.o.verify === false) return null;
+    const dataDir = this.o.dataDir ?? mountpoint;
+    this.report(opts, { ...(this.current ?? { percent: 100, bytesDone: 0, bytesTotal: null, rateBytesPerSec: null, etaSec: null }), phase: 'verifying' });
+    return verifyDataDir(dataDir, { ...(await this.verifyWith()), dataset });
+  }
+
+  private async verifyWith(): Promise<ZfsVerifyConfig> {
+    if (this.o.verify !== undefined && this.o.verify !== false) return this.o.verify;
+    if (this.verifyConfig === null) {
+      const user = this.o.pgUser === undefined ? 'postgres' : this.o.pgUser;
+      const binaries = await findPgBinaries();
+      // No PostgreSQL user (no chown): the data stays ours, and pg_controldata reads it as us.
+      const osUser: OsUser = user === null
+        ? { name: 'self', uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0, switchUser: false }
+        : await resolveOsUser(user);
+      this.verifyConfig = { pgControldata: binaries.pgControldata, user: osUser };
+    }
+    return this.verifyConfig;
   }
 
   private async putBack(isolated: string | null): Promise<boolean> {

@@ -204,7 +204,11 @@ export class Sitter {
     let backend: BackupBackend;
     if (config.backend === 'zfs' && config.zfs !== undefined) {
       zfs = new Zfs({ log });
-      backend = new ZfsBackupBackend({ zfs, dataset: config.zfs.dataset, mountpoint: pgDataDir, peerId: config.peerId, secret, log, pgUser: config.postgres.user });
+      // A received copy is checked with this peer's own pg_controldata, as its PostgreSQL user.
+      backend = new ZfsBackupBackend({
+        zfs, dataset: config.zfs.dataset, mountpoint: pgDataDir, peerId: config.peerId, secret, log, pgUser: config.postgres.user,
+        verify: { pgControldata: postgres.binaries.pgControldata, user: postgres.user },
+      });
     } else {
       backend = new BasebackupBackend({ postgres, logger: log });
     }

@@ -137,7 +137,7 @@ describe('basebackup backend', () => {
       source: src(pgUrlOf(a)), reason: 'rebuild', onProgress: (p) => { if (phases.at(-1) !== p.phase) phases.push(p.phase); },
     });
     expect(r.method).toBe('full');
-    expect(phases).toEqual(['rewinding', 'receiving', 'swapping', 'done']);
+    expect(phases).toEqual(['rewinding', 'receiving', 'verifying', 'swapping', 'done']);
     await c.configure({ role: 'standby', upstream: { host: '127.0.0.1', port: a.port }, applicationName: 'peer-c' });
     expect((await c.query<{ n: string }>('SELECT count(*)::text AS n FROM big'))[0]?.n).toBe('150001');
   });

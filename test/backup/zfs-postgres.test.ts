@@ -92,7 +92,7 @@ afterAll(async () => {
 describe('ZFS bootstrap of a PostgreSQL standby', () => {
   let fullBytes = 0;
   let b: PostgresServer;
-  const backend = (): ZfsBackupBackend => new ZfsBackupBackend({ zfs, dataset: dsB, mountpoint: mpB, peerId: 'b', secret: SECRET, log });
+  const backend = (): ZfsBackupBackend => new ZfsBackupBackend({ zfs, dataset: dsB, mountpoint: mpB, dataDir: join(mpB, 'pgdata'), peerId: 'b', secret: SECRET, log });
   const source = (): { peerId: string; pgUrl: string; backupUrl: string } => ({ peerId: 'a', pgUrl: `postgres://replicator@127.0.0.1:${a.port}/postgres`, backupUrl: baseUrl });
 
   it('restores A into B over HTTP, and B streams from A: a row written on A afterwards arrives on B', async () => {

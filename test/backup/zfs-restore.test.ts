@@ -68,7 +68,8 @@ async function startServer(): Promise<void> {
 }
 
 function backend(dataset: string, mountpoint: string, extra: Partial<ConstructorParameters<typeof ZfsBackupBackend>[0]> = {}): ZfsBackupBackend {
-  return new ZfsBackupBackend({ zfs, dataset, mountpoint, peerId: 'b', secret: SECRET, log, pgUser: null, progressIntervalMs: 20, ...extra });
+  // verify: false: these datasets hold files, not PostgreSQL (verification has its own tests).
+  return new ZfsBackupBackend({ zfs, dataset, mountpoint, peerId: 'b', secret: SECRET, log, pgUser: null, progressIntervalMs: 20, verify: false, ...extra });
 }
 
 const source = (): { peerId: string; pgUrl: string; backupUrl: string } => ({ peerId: 'a', pgUrl: 'postgres://unused', backupUrl: baseUrl });
@@ -305,7 +306,7 @@ describe('restore client', () => {
 
   it('reports a clear error when the source refuses the secret', async () => {
     const ds = `${pool.name}/peers/nosecret`;
-    const b = new ZfsBackupBackend({ zfs, dataset: ds, mountpoint: join(pool.dir, 'ns'), peerId: 'b', secret: 'wrong', log, pgUser: null });
+    const b = new ZfsBackupBackend({ zfs, dataset: ds, mountpoint: join(pool.dir, 'ns'), peerId: 'b', secret: 'wrong', log, pgUser: null, verify: false });
     await expect(b.restore({ source: source(), reason: 'bootstrap' })).rejects.toMatchObject({ code: 'MANATEE_ERR_BACKUP_HTTP', message: expect.stringMatching(/HTTP 403.*MANATEE_ERR_BACKUP_FORBIDDEN/) });
     expect(await zfs.exists(ds)).toBe(false);
   });

@@ -151,7 +151,7 @@ async function main(): Promise<void> {
 
       const dsB = `${pool.name}/peers/b`;
       const mpB = join(pool.dir, 'b');
-      const backend = new ZfsBackupBackend({ zfs, dataset: dsB, mountpoint: mpB, peerId: 'b', secret: SECRET, log, pgUser: 'postgres' });
+      const backend = new ZfsBackupBackend({ zfs, dataset: dsB, mountpoint: mpB, dataDir: join(mpB, 'pgdata'), peerId: 'b', secret: SECRET, log, pgUser: 'postgres' });
       const z = await timed(() => backend.restore({ source: { peerId: 'a', pgUrl: '', backupUrl }, reason: 'bootstrap' }));
       zfsRow.ms.push(z.ms);
       zfsRow.bytes = z.value.bytes;
