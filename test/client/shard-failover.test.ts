@@ -9,6 +9,7 @@ import { chmod, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createClient, type ManateeClient, type PrimaryPool, type Topology } from '../../src/client/index.js';
 import type { HookDocument } from '../../src/peer/hooks.js';
+import type { SitterStatus } from '../../src/peer/status.js';
 import { Shard, SHARD_SUPERUSER_PASSWORD, type ShardPeer } from '../helpers/shard.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -153,6 +154,16 @@ describe('client on a real shard', () => {
         const failed = lines.some((l) => l['hooks'] === 'failed' && l['event'] === 'peer_up' && l['exitCode'] === 1 && l['stderr'] === 'no pager\n');
         return hung && failed;
       }, 30_000);
+      // And an operator sees them without the logs: counts and the last failure in /status, counters in /metrics.
+      const hooks = (await (await fetch(`${x.apiUrl}/status`)).json() as SitterStatus).hooks;
+      expect(hooks?.events.heartbeat?.timedOut).toBeGreaterThanOrEqual(1);
+      expect(hooks?.events.peer_up?.failed).toBeGreaterThanOrEqual(1);
+      expect(hooks?.events.sitter_up?.ok).toBe(1);
+      expect(hooks?.lastFailure?.outcome).toMatch(/^(failed|timedOut)$/);
+      const metrics = await (await fetch(`${x.apiUrl}/metrics`)).text();
+      expect(metrics).toMatch(/^manatee_hook_runs_total\{event="heartbeat",outcome="timedOut"\} [1-9]\d*$/m);
+      expect(metrics).toMatch(/^manatee_hook_runs_total\{event="peer_up",outcome="failed"\} [1-9]\d*$/m);
+      expect(metrics).toMatch(/^manatee_hook_duration_seconds_count\{event="heartbeat"\} [1-9]\d*$/m);
     }
   });
 });
