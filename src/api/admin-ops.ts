@@ -66,7 +66,7 @@ export function storeAdminOperations(opts: StoreAdminOptions): AdminOperations {
         const active = await opts.store.activePeers();
         return admin.reap(s, peerId, { activePeerIds: active.map((p) => p.id) });
       }),
-    setOnwm: (on) => apply((s) => admin.setOnwm(s, on)),
+    setOnwm: (mode) => apply((s) => admin.setOnwm(s, mode)),
     async rebuild() {
       const { state } = await opts.store.readState();
       admin.checkRebuild(state, opts.peerId);

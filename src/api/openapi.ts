@@ -33,7 +33,7 @@ const SUMMARIES: Readonly<Record<string, string>> = {
   'POST /admin/promote': 'Planned switchover to a named peer, with an expiry',
   'POST /admin/clear-promote': 'Withdraw a promotion request',
   'POST /admin/reap': 'Forget a deposed peer that is gone for good',
-  'POST /admin/onwm': 'One-node-write mode on or off',
+  'POST /admin/onwm': 'One-node-write mode on or off by operator, or back to the peers\' configuration',
   'POST /admin/rebuild': 'Rebuild this peer from its upstream',
   'POST /admin/peers': 'Add a peer to the Raft group (learner, then voter)',
   'DELETE /admin/peers/{id}': 'Remove a peer from the Raft group',

@@ -29,6 +29,8 @@ export const clusterStateSchema = {
     initWal: str,
     freeze: { type: 'object', required: ['date', 'reason'], properties: { date: str, reason: str } },
     oneNodeWriteMode: { type: 'boolean' },
+    /** The operator's one-node-write mode (set-onwm), overriding the peers' configuration; absent: none. */
+    onwmOverride: { type: 'boolean' },
     promote: {
       type: 'object',
       required: ['id', 'role', 'generation', 'expireTime'],
@@ -322,11 +324,16 @@ export const reapBodySchema = {
   properties: { peerId: peerIdSchema },
 } as const;
 
+/**
+ * `{on: boolean}`, or `{mode: "on" | "off" | "config"}` where "config" removes the operator's
+ * override (each sitter follows its configured oneNodeWriteMode again). Exactly one of the two.
+ */
 export const onwmBodySchema = {
   type: 'object',
   additionalProperties: false,
-  required: ['on'],
-  properties: { on: { type: 'boolean' } },
+  minProperties: 1,
+  maxProperties: 1,
+  properties: { on: { type: 'boolean' }, mode: { enum: ['on', 'off', 'config'] } },
 } as const;
 
 /** A Raft transport address: host:port, or [v6]:port. */

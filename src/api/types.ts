@@ -5,6 +5,7 @@ import type { Logger } from '../log.js';
 import type { SitterStatus } from '../peer/status.js';
 import type { ApiMetrics } from './metrics.js';
 import type { ClusterState, HistoryEntry, PeerId, PeerInfo } from '../store/types.js';
+import type { OnwmMode } from '../peer/admin.js';
 
 /** The committed cluster state with the store's version of it (the compare-and-set token). */
 export interface VersionedState {
@@ -48,7 +49,8 @@ export interface AdminOperations {
   reap(peerId: PeerId): Promise<AdminResult>;
   /** Rebuild *this* peer (the one whose API was called) from its upstream. */
   rebuild(): Promise<RebuildResult>;
-  setOnwm(on: boolean): Promise<AdminResult>;
+  /** One-node-write mode by operator: on, off, or 'config' (remove the override). */
+  setOnwm(mode: OnwmMode): Promise<AdminResult>;
 }
 
 /** The Raft group's members: voters decide, learners only receive the log. */

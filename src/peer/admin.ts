@@ -7,7 +7,7 @@
 // writing the state. A planned switchover only *asks* for one (state.promote); the primary or
 // the sync acts on it under Manatee's rules, at generation+1.
 import { ManateeError } from '../errors.js';
-import type { ClusterState, PeerId, PeerInfo, PromoteRequest } from '../store/types.js';
+import type { ClusterState, PeerId, PromoteRequest } from '../store/types.js';
 
 export type AdminErrorCode =
   | 'MANATEE_ERR_NO_STATE'
@@ -206,36 +206,52 @@ export function reap(current: ClusterState | null, peerId: PeerId, opts: ReapOpt
 }
 
 /**
- * One-node-write mode in the state. Turning it on is allowed only when the shard has its primary
- * alone (no sync, no asyncs, no deposed peers): dropping a sync would be a generation change, which
- * no operator write makes. Turning it off needs a sync already in place: without one the state
- * would be invalid, and the way out of ONWM is the primary's own upgrade (restart it with
- * oneNodeWriteMode off in its configuration: it picks a sync at generation+1).
+ * What an operator asks of one-node-write mode: on, off, or back to each sitter's configured
+ * oneNodeWriteMode ('config': the override is removed).
  */
-export function setOnwm(current: ClusterState | null, on: boolean): AdminChange {
+export type OnwmMode = 'on' | 'off' | 'config';
+
+/**
+ * One-node-write mode by operator: an override held in the state (`onwmOverride`), which the
+ * peers follow instead of their configured oneNodeWriteMode. The write changes no generation
+ * itself (no operator write moves the primary or the sync); the primary acts on it at the next
+ * generation: 'onwmDowngrade' drops its sync and asyncs, 'onwmUpgrade' picks a sync once another
+ * peer is active. A freeze blocks both, so turning the mode to what the shard is not in is
+ * refused while frozen (it could only wait, and would surprise whoever unfreezes).
+ */
+export function setOnwm(current: ClusterState | null, mode: OnwmMode): AdminChange {
   const state = requireState(current);
   const isOn = state.oneNodeWriteMode === true;
-  if (on === isOn) {
-    throw new AdminError('MANATEE_ERR_ONWM_UNCHANGED', `one-node-write mode is already ${on ? 'on' : 'off'}`);
-  }
-  if (on) {
-    const others: PeerInfo[] = [...(state.sync === null ? [] : [state.sync]), ...state.async, ...state.deposed];
-    if (others.length > 0) {
-      throw new AdminError(
-        'MANATEE_ERR_BAD_ONWM',
-        `cannot turn one-node-write mode on: the shard has peers besides its primary (${others.map((p) => p.id).join(', ')})`,
-      );
+  const inMode = isOn ? 'the shard is in one-node-write mode' : 'the shard is in normal mode';
+  if (mode === 'config') {
+    if (state.onwmOverride === undefined) {
+      throw new AdminError('MANATEE_ERR_ONWM_UNCHANGED', `there is no operator override of one-node-write mode to clear (${inMode})`);
     }
-    return { state: { ...state, oneNodeWriteMode: true }, summary: 'operator turned one-node-write mode on' };
+    const { onwmOverride: _was, ...rest } = state;
+    return {
+      state: rest,
+      summary: `operator cleared the one-node-write mode override (was ${state.onwmOverride ? 'on' : 'off'}): the peers follow their configured oneNodeWriteMode again (${inMode})`,
+    };
   }
-  if (state.sync === null) {
+  const on = mode === 'on';
+  if (state.onwmOverride === on) {
+    const pending = on === isOn ? '' : `; the primary has not acted on it yet (${freezeText(state)})`;
+    throw new AdminError('MANATEE_ERR_ONWM_UNCHANGED', `one-node-write mode is already set ${mode} by operator (${inMode}${pending})`);
+  }
+  if (on !== isOn && state.freeze !== undefined) {
     throw new AdminError(
-      'MANATEE_ERR_BAD_ONWM',
-      'cannot turn one-node-write mode off: there is no sync; restart the primary with oneNodeWriteMode off in its configuration and it will choose one',
+      'MANATEE_ERR_FROZEN',
+      `cannot turn one-node-write mode ${mode}: it takes a new generation, and the shard is ${freezeText(state)}; unfreeze it first`,
     );
   }
-  const { oneNodeWriteMode: _was, ...rest } = state;
-  return { state: rest, summary: 'operator turned one-node-write mode off' };
+  let next: string;
+  if (on === isOn) next = `${inMode} already; it stays so whatever the peers' configuration says`;
+  else if (on) next = 'the primary drops its sync and asyncs at the next generation, and then commits writes alone';
+  else next = 'the primary picks a sync at the next generation once another peer is active';
+  return {
+    state: { ...state, onwmOverride: on },
+    summary: `operator turned one-node-write mode ${mode}: ${next}`,
+  };
 }
 
 /**

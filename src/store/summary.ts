@@ -31,6 +31,11 @@ export function summarizeChange(previous: ClusterState | null, next: ClusterStat
   const wasOnwm = previous?.oneNodeWriteMode === true;
   if (onwm && (previous === null || !wasOnwm)) extras.push('one-node-write mode on');
   if (!onwm && wasOnwm) extras.push('one-node-write mode off');
+  const override = next.onwmOverride;
+  const wasOverride = previous?.onwmOverride;
+  if (override !== wasOverride) {
+    extras.push(override === undefined ? 'operator override of one-node-write mode cleared' : `operator override: one-node-write mode ${override ? 'on' : 'off'}`);
+  }
   const p = next.promote;
   const pp = previous?.promote;
   if (p !== undefined && JSON.stringify(p) !== JSON.stringify(pp)) {

@@ -42,6 +42,12 @@ export interface ClusterState {
   readonly initWal: Lsn;
   readonly freeze?: FreezeInfo;
   readonly oneNodeWriteMode?: boolean;
+  /**
+   * The operator's one-node-write mode (manatee-adm set-onwm), which overrides the peers'
+   * configured oneNodeWriteMode. Absent: each sitter follows its configuration. The primary
+   * brings `oneNodeWriteMode` in line with it at the next generation.
+   */
+  readonly onwmOverride?: boolean;
   readonly promote?: PromoteRequest;
 }
 

@@ -147,6 +147,7 @@ const STATE_KEYS = [
   'initWal',
   'freeze',
   'oneNodeWriteMode',
+  'onwmOverride',
   'promote',
 ] as const;
 
@@ -176,6 +177,10 @@ export function stateShapeProblems(value: unknown): string[] {
   const onwm = value['oneNodeWriteMode'];
   if (onwm !== undefined && typeof onwm !== 'boolean') {
     problems.push(`oneNodeWriteMode: must be a boolean (got ${describe(onwm)})`);
+  }
+  const override = value['onwmOverride'];
+  if (override !== undefined && typeof override !== 'boolean') {
+    problems.push(`onwmOverride: must be a boolean, or absent to follow each peer's configuration (got ${describe(override)})`);
   }
   if (value['promote'] !== undefined) promoteProblems(value['promote'], problems);
   if (problems.length > 0) return problems;
@@ -222,6 +227,7 @@ export function canonicalState(s: ClusterState): ClusterState {
     initWal: Lsn;
     freeze?: FreezeInfo;
     oneNodeWriteMode?: boolean;
+    onwmOverride?: boolean;
     promote?: PromoteRequest;
   } = {
     generation: s.generation,
@@ -233,6 +239,7 @@ export function canonicalState(s: ClusterState): ClusterState {
   };
   if (s.freeze !== undefined) out.freeze = { date: s.freeze.date, reason: s.freeze.reason };
   if (s.oneNodeWriteMode !== undefined) out.oneNodeWriteMode = s.oneNodeWriteMode;
+  if (s.onwmOverride !== undefined) out.onwmOverride = s.onwmOverride;
   if (s.promote !== undefined) {
     const p = s.promote;
     out.promote =

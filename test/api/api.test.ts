@@ -6,7 +6,6 @@ import type { FastifyInstance } from 'fastify';
 import { createApi } from '../../src/api/server.js';
 import type { ApiDeps } from '../../src/api/types.js';
 import { ManateeError } from '../../src/errors.js';
-import type { ClusterState } from '../../src/store/types.js';
 import { ADMIN_TOKEN, capturingLogger, MemoryStore, memoryDeps, peer, threePeerState } from './memory.js';
 
 const A = peer('a');
@@ -277,14 +276,30 @@ describe('admin routes', () => {
     expectError(await call('POST', '/admin/rebuild'), 409, 'MANATEE_ERR_BAD_REBUILD', /primary/);
   });
 
-  it('onwm: 409 when unchanged or not possible; 200 for a primary alone', async () => {
-    expectError(await call('POST', '/admin/onwm', { body: { on: false } }), 409, 'MANATEE_ERR_ONWM_UNCHANGED');
-    expectError(await call('POST', '/admin/onwm', { body: { on: true } }), 409, 'MANATEE_ERR_BAD_ONWM');
-    const alone: ClusterState = { ...store.state!, sync: null, async: [], deposed: [] };
-    store.commit(alone, 'test: primary alone');
-    const a = await call('POST', '/admin/onwm', { body: { on: true } });
-    expect(a.status).toBe(200);
-    expect(a.body.state.oneNodeWriteMode).toBe(true);
+  it("onwm: the operator's override on, refused when unchanged, off, and cleared with mode config", async () => {
+    const on = await call('POST', '/admin/onwm', { body: { on: true } });
+    expect(on.status).toBe(200);
+    expect(on.body.state.onwmOverride).toBe(true);
+    expect(on.body.state.sync.id).toBe('b'); // the primary drops it at the next generation, not the API
+    expect(on.body.summary).toMatch(/the primary drops its sync and asyncs at the next generation/);
+    expectError(await call('POST', '/admin/onwm', { body: { mode: 'on' } }), 409, 'MANATEE_ERR_ONWM_UNCHANGED');
+    const off = await call('POST', '/admin/onwm', { body: { mode: 'off' } });
+    expect(off.status).toBe(200);
+    expect(off.body.state.onwmOverride).toBe(false);
+    const clear = await call('POST', '/admin/onwm', { body: { mode: 'config' } });
+    expect(clear.status).toBe(200);
+    expect('onwmOverride' in clear.body.state).toBe(false);
+    expect(store.state!.onwmOverride).toBeUndefined();
+    expectError(await call('POST', '/admin/onwm', { body: { mode: 'config' } }), 409, 'MANATEE_ERR_ONWM_UNCHANGED');
+  });
+
+  it('onwm: 409 MANATEE_ERR_FROZEN on a frozen shard; 400 for a bad mode, both fields, or neither', async () => {
+    store.commit({ ...store.state!, freeze: { date: '2026-01-01T00:00:00.000Z', reason: 'r' } }, 'test: frozen');
+    expectError(await call('POST', '/admin/onwm', { body: { on: true } }), 409, 'MANATEE_ERR_FROZEN', /unfreeze it first/);
+    expectError(await call('POST', '/admin/onwm', { body: { mode: 'maybe' } }), 400, 'MANATEE_ERR_BAD_REQUEST', /body\.mode: must be equal to one of the allowed values/);
+    expectError(await call('POST', '/admin/onwm', { body: { on: true, mode: 'on' } }), 400, 'MANATEE_ERR_BAD_REQUEST', /body: must NOT have more than 1 properties/);
+    expectError(await call('POST', '/admin/onwm', { body: {} }), 400, 'MANATEE_ERR_BAD_REQUEST', /body: must NOT have fewer than 1 properties/);
+    expect(store.state!.onwmOverride).toBeUndefined();
   });
 
   it('answers 409 when there is no state yet', async () => {

@@ -142,7 +142,7 @@ describe('manatee-adm (child process)', () => {
   it('a usage error exits 1 with MANATEE_ERR_USAGE', async () => {
     const r = await adm(['set-onwm', 'maybe']);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/^manatee-adm: MANATEE_ERR_USAGE: .*must be "on" or "off"/);
+    expect(r.stderr).toMatch(/^manatee-adm: MANATEE_ERR_USAGE: .*must be "on", "off" or "config"/);
   });
 });
 
@@ -184,10 +184,28 @@ describe('manatee-adm (in process)', () => {
     expect(refused.stderr).toMatch(/^manatee-adm: MANATEE_ERR_BAD_REBUILD: will not rebuild a: it is the primary/);
   });
 
-  it('set-onwm is refused while the shard has a sync', async () => {
-    const r = await admInProcess(['set-onwm', 'on']);
-    expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/^manatee-adm: MANATEE_ERR_BAD_ONWM: /);
+  it("set-onwm sets the operator's override (Joyent's -m form too), refuses it unchanged, and --clear removes it", async () => {
+    const on = await admInProcess(['set-onwm', '-m', 'on', '-y']);
+    expect(on).toMatchObject({ code: 0, stderr: '' });
+    expect(on.stdout).toMatch(/^operator turned one-node-write mode on: the primary drops its sync and asyncs at the next generation/);
+    expect(store.state!.onwmOverride).toBe(true);
+    const again = await admInProcess(['set-onwm', 'on']);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/^manatee-adm: MANATEE_ERR_ONWM_UNCHANGED: one-node-write mode is already set on by operator/);
+    const off = await admInProcess(['set-onwm', 'off', '--json']);
+    expect(off.code).toBe(0);
+    expect(JSON.parse(off.stdout).state.onwmOverride).toBe(false);
+    const clear = await admInProcess(['set-onwm', '--clear']);
+    expect(clear).toMatchObject({ code: 0, stdout: expect.stringMatching(/^operator cleared the one-node-write mode override \(was off\)/) });
+    expect(store.state!.onwmOverride).toBeUndefined();
+  });
+
+  it('set-onwm needs exactly one mode', async () => {
+    for (const args of [['set-onwm'], ['set-onwm', 'on', '-m', 'off'], ['set-onwm', 'off', '--clear']]) {
+      const r = await admInProcess(args);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/^manatee-adm: MANATEE_ERR_USAGE: set-onwm needs one mode/);
+    }
   });
 
   it('an admin command without any token fails before calling the API', async () => {

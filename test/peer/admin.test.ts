@@ -50,7 +50,7 @@ describe('every operation', () => {
     expect(codeOf(() => promote(null, { peerId: 'b', now: NOW }))).toBe('MANATEE_ERR_NO_STATE');
     expect(codeOf(() => clearPromote(null))).toBe('MANATEE_ERR_NO_STATE');
     expect(codeOf(() => reap(null, 'z'))).toBe('MANATEE_ERR_NO_STATE');
-    expect(codeOf(() => setOnwm(null, true))).toBe('MANATEE_ERR_NO_STATE');
+    expect(codeOf(() => setOnwm(null, 'on'))).toBe('MANATEE_ERR_NO_STATE');
   });
 
   it('never changes the generation, the primary or the sync', () => {
@@ -63,6 +63,7 @@ describe('every operation', () => {
       promoted,
       clearPromote(promoted).state,
       reap(s, 'z').state,
+      setOnwm(s, 'on').state,
     ];
     for (const c of changes) {
       expect(c.generation).toBe(4);
@@ -202,31 +203,54 @@ describe('reap', () => {
 
 describe('setOnwm', () => {
   const alone = shard({ sync: null, async: [], deposed: [], oneNodeWriteMode: true });
+  const frozenAt = { date: NOW.toISOString(), reason: 'maintenance' };
 
-  it('turns ONWM off when a sync is in place', () => {
-    const s = shard({ oneNodeWriteMode: true });
-    const { state } = setOnwm(s, false);
-    expect('oneNodeWriteMode' in state).toBe(false);
-    expect(state.sync?.id).toBe('b');
+  it('on: records the override in a normal shard, and says the primary drops its sync next', () => {
+    const s = shard();
+    const { state, summary } = setOnwm(s, 'on');
+    // Only the override: the generation change is the primary's (onwmDowngrade).
+    expect(state).toEqual({ ...s, onwmOverride: true });
+    expect(summary).toBe(
+      'operator turned one-node-write mode on: the primary drops its sync and asyncs at the next generation, and then commits writes alone',
+    );
   });
 
-  it('refuses to turn ONWM off without a sync (the state would be invalid)', () => {
-    expect(codeOf(() => setOnwm(alone, false))).toBe('MANATEE_ERR_BAD_ONWM');
-  });
-
-  it('refuses to turn ONWM on while the shard has peers besides its primary', () => {
-    expect(codeOf(() => setOnwm(shard(), true))).toBe('MANATEE_ERR_BAD_ONWM');
-    expect(codeOf(() => setOnwm(shard({ sync: null, async: [], deposed: [peer('z')] }), true))).toBe('MANATEE_ERR_BAD_ONWM');
-  });
-
-  it('turns ONWM on for a primary alone', () => {
-    const { state } = setOnwm(shard({ sync: null, async: [], deposed: [] }), true);
+  it('off: records the override in an ONWM shard, and says the primary picks a sync next', () => {
+    const { state, summary } = setOnwm(alone, 'off');
+    expect(state).toEqual({ ...alone, onwmOverride: false });
     expect(state.oneNodeWriteMode).toBe(true);
+    expect(summary).toBe('operator turned one-node-write mode off: the primary picks a sync at the next generation once another peer is active');
   });
 
-  it('refuses a change to the mode it is already in', () => {
-    expect(codeOf(() => setOnwm(alone, true))).toBe('MANATEE_ERR_ONWM_UNCHANGED');
-    expect(codeOf(() => setOnwm(shard(), false))).toBe('MANATEE_ERR_ONWM_UNCHANGED');
+  it('replaces an override in the other direction, and pins the mode the shard is already in', () => {
+    expect(setOnwm({ ...shard(), onwmOverride: true }, 'off').state.onwmOverride).toBe(false);
+    expect(setOnwm({ ...alone, onwmOverride: false }, 'on').state.onwmOverride).toBe(true);
+    const pinned = setOnwm(alone, 'on');
+    expect(pinned.state.onwmOverride).toBe(true);
+    expect(pinned.summary).toMatch(/one-node-write mode on: the shard is in one-node-write mode already/);
+    expect(setOnwm(shard(), 'off').state.onwmOverride).toBe(false);
+  });
+
+  it('refuses an override that is already set, whether or not the primary acted on it yet', () => {
+    expect(codeOf(() => setOnwm({ ...alone, onwmOverride: true }, 'on'))).toBe('MANATEE_ERR_ONWM_UNCHANGED');
+    expect(codeOf(() => setOnwm({ ...shard(), onwmOverride: false }, 'off'))).toBe('MANATEE_ERR_ONWM_UNCHANGED');
+    expect(() => setOnwm({ ...shard(), onwmOverride: true }, 'on')).toThrow(/already set on by operator .*has not acted on it yet/);
+    expect(codeOf(() => setOnwm(shard(), 'config'))).toBe('MANATEE_ERR_ONWM_UNCHANGED');
+  });
+
+  it('config: removes the override, so that each sitter follows its configuration again', () => {
+    const { state, summary } = setOnwm({ ...alone, onwmOverride: false }, 'config');
+    expect(state).toEqual(alone);
+    expect('onwmOverride' in state).toBe(false);
+    expect(summary).toMatch(/^operator cleared the one-node-write mode override \(was off\)/);
+  });
+
+  it('refuses a change of mode while frozen (a freeze blocks the generation it takes), but not a pin or a clear', () => {
+    expect(codeOf(() => setOnwm(shard({ freeze: frozenAt }), 'on'))).toBe('MANATEE_ERR_FROZEN');
+    expect(codeOf(() => setOnwm({ ...alone, freeze: frozenAt }, 'off'))).toBe('MANATEE_ERR_FROZEN');
+    expect(() => setOnwm({ ...alone, freeze: frozenAt }, 'off')).toThrow(/unfreeze it first/);
+    expect(setOnwm({ ...alone, freeze: frozenAt }, 'on').state.onwmOverride).toBe(true);
+    expect(setOnwm(shard({ freeze: frozenAt, onwmOverride: true }), 'config').state.onwmOverride).toBeUndefined();
   });
 });
 

@@ -53,6 +53,7 @@ const WRITE_KINDS: ReadonlySet<DecisionKind> = new Set<DecisionKind>([
   'promoteAsync',
   'clearPromote',
   'onwmUpgrade',
+  'onwmDowngrade',
   'takeover',
   'promoteSync',
   'removeFromDeposed',
@@ -83,6 +84,8 @@ function randomState(g: Gen, ids: readonly string[]): ClusterState {
     initWal: lsn(g.int(0, 1000)),
   };
   if (onwm) state.oneNodeWriteMode = true;
+  // The operator's override (set-onwm): absent mostly, else either way, in either mode.
+  if (g.chance(0.25)) state.onwmOverride = g.chance(0.5);
   if (g.chance(0.2)) state.freeze = { date: new Date(NOW_MS - 1000).toISOString(), reason: 'test' };
   if (g.chance(0.4)) {
     const role = g.pick(['sync', 'async'] as const);
@@ -235,6 +238,13 @@ describe('rules property: random event sequences on a shard', () => {
             if (s !== null) {
               if (s.freeze === undefined) shard.freeze();
               else shard.unfreeze();
+            }
+          } else if (r < 0.84) {
+            const mode = g.pick([true, false, undefined] as const);
+            log.push(`set-onwm ${String(mode)}`);
+            if (s !== null) {
+              const { onwmOverride: _was, ...rest } = s;
+              shard.setState(mode === undefined ? rest : { ...rest, onwmOverride: mode });
             }
           } else if (r < 0.9 && s !== null) {
             const role = g.pick(['sync', 'async'] as const);

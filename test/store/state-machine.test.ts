@@ -108,6 +108,11 @@ describe('history', () => {
     const promote = gen1({ promote: { id: 'c', role: 'async', asyncIndex: 0, generation: 1, expireTime: T0 } });
     expect(summarizeChange(gen1(), promote)).toMatch(/promote c \(async at async\[0\]\) requested for generation 1 until/);
     expect(summarizeChange(promote, gen1())).toMatch(/promote of c cleared$/);
+    const pinned = gen1({ onwmOverride: true });
+    expect(summarizeChange(gen1(), pinned)).toMatch(/; operator override: one-node-write mode on$/);
+    expect(summarizeChange(pinned, gen1({ onwmOverride: false }))).toMatch(/; operator override: one-node-write mode off$/);
+    expect(summarizeChange(pinned, gen1())).toMatch(/; operator override of one-node-write mode cleared$/);
+    expect(summarizeChange(pinned, pinned)).not.toMatch(/override/);
   });
 
   it('keeps only the last historyLimit entries, in order', () => {

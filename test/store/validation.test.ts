@@ -59,6 +59,8 @@ describe('validation of one state (shape)', () => {
     ['freeze with a bad date', { ...gen1(), freeze: { date: 'yesterday', reason: 'r' } }, /freeze\.date: must be an ISO 8601 time/],
     ['freeze without a reason', { ...gen1(), freeze: { date: '2026-01-01T00:00:00Z' } }, /freeze\.reason: must be a string/],
     ['oneNodeWriteMode not a boolean', { ...gen1(), oneNodeWriteMode: 'yes' }, /oneNodeWriteMode: must be a boolean/],
+    ['onwmOverride not a boolean', { ...gen1(), onwmOverride: 'on' }, /onwmOverride: must be a boolean, or absent to follow each peer's configuration \(got the string "on"\)/],
+    ['onwmOverride null', { ...gen1(), onwmOverride: null }, /onwmOverride: must be a boolean.*\(got null\)/],
     ['promote with a bad role', { ...gen1(), promote: { id: 'b', role: 'primary', generation: 1, expireTime: '2026-01-01T00:01:00Z' } }, /promote\.role: must be "sync" or "async"/],
     ['promote of an async without asyncIndex', { ...gen1(), promote: { id: 'c', role: 'async', generation: 1, expireTime: '2026-01-01T00:01:00Z' } }, /promote\.asyncIndex: is required when promote\.role is "async"/],
     ['promote with a negative asyncIndex', { ...gen1(), promote: { id: 'c', role: 'async', asyncIndex: -1, generation: 1, expireTime: '2026-01-01T00:01:00Z' } }, /promote\.asyncIndex: must be an integer >= 0/],
@@ -91,6 +93,18 @@ describe('validation of one state (shape)', () => {
       promote: { id: 'c', role: 'async', asyncIndex: 0, generation: 7, expireTime: '2026-01-01T00:01:00.000Z' },
     });
     expect(stateShapeProblems(full)).toEqual([]);
+  });
+
+  it("keeps the operator's onwmOverride in the stored state, in either mode, and within a generation", () => {
+    const drv = new Driver();
+    drv.ok(gen1());
+    drv.ok(gen1({ onwmOverride: true }));
+    expect(drv.machine.state?.onwmOverride).toBe(true);
+    // The primary's downgrade: generation+1, no sync, the override kept.
+    drv.ok(gen1({ generation: 2, sync: null, async: [], oneNodeWriteMode: true, onwmOverride: true }));
+    expect(drv.machine.state).toMatchObject({ generation: 2, sync: null, oneNodeWriteMode: true, onwmOverride: true });
+    drv.ok(gen1({ generation: 2, sync: null, async: [], oneNodeWriteMode: true, onwmOverride: false }));
+    expect(drv.machine.state?.onwmOverride).toBe(false);
   });
 });
 

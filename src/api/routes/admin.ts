@@ -6,6 +6,7 @@ import type { Logger } from '../../log.js';
 import { tokenChecker } from '../auth.js';
 import { statusForCode } from '../errors.js';
 import type { AdminResult, ApiDeps, MembershipResult, RebuildResult } from '../types.js';
+import type { OnwmMode } from '../../peer/admin.js';
 import {
   addPeerBodySchema,
   adminResultSchema,
@@ -102,9 +103,11 @@ export function adminRoutes(deps: ApiDeps): FastifyPluginAsync {
       logged(log, req, 'reap', { peerId: req.body.peerId }, () => deps.admin.reap(req.body.peerId)),
     );
 
-    app.post<{ Body: { on: boolean } }>('/onwm', { schema: { ...write, body: onwmBodySchema } }, (req) =>
-      logged(log, req, 'onwm', { on: req.body.on }, () => deps.admin.setOnwm(req.body.on)),
-    );
+    app.post<{ Body: { on?: boolean; mode?: OnwmMode } }>('/onwm', { schema: { ...write, body: onwmBodySchema } }, (req) => {
+      // The schema lets exactly one of the two through.
+      const mode: OnwmMode = req.body.mode ?? (req.body.on === true ? 'on' : 'off');
+      return logged(log, req, 'onwm', { mode }, () => deps.admin.setOnwm(mode));
+    });
 
     const membership = { response: { 200: membershipResultSchema, ...errors } } as const;
 

@@ -8,6 +8,7 @@ import type { SitterStatus } from '../../peer/status.js';
 import type { HistoryEntry, PeerInfo } from '../../store/types.js';
 import type { AdminResult, MembershipResult, RaftMembers, RebuildResult, VersionedState } from '../../api/types.js';
 import type { ShardReport } from '../../api/shard.js';
+import type { OnwmMode } from '../../peer/admin.js';
 
 export class AdmError extends ManateeError {}
 
@@ -218,7 +219,7 @@ export class AdmClient {
     return this.request('POST', '/admin/rebuild', {}, true);
   }
 
-  setOnwm(on: boolean): Promise<AdminResult> {
-    return this.request('POST', '/admin/onwm', { on }, true);
+  setOnwm(mode: OnwmMode): Promise<AdminResult> {
+    return this.request('POST', '/admin/onwm', { mode }, true);
   }
 }

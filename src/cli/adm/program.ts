@@ -3,7 +3,7 @@
 import { hostname, userInfo } from 'node:os';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { ManateeError } from '../../errors.js';
-import { PROMOTE_EXPIRE_MS_MAX, PROMOTE_EXPIRE_MS_MIN } from '../../peer/admin.js';
+import { PROMOTE_EXPIRE_MS_MAX, PROMOTE_EXPIRE_MS_MIN, type OnwmMode } from '../../peer/admin.js';
 import { AdmClient, AdmError } from './client.js';
 import {
   historyColumns,
@@ -256,16 +256,29 @@ function buildProgram(io: AdmIo): Command {
       else io.out(`${r.message}${r.started ? ' (follow it with manatee-adm status)' : ''}\n`);
     });
 
+  const onwmMode = (v: string): OnwmMode => {
+    if (v !== 'on' && v !== 'off' && v !== 'config') throw new InvalidArgumentError('must be "on", "off" or "config"');
+    return v;
+  };
   program
     .command('set-onwm')
-    .description('one-node-write mode in the cluster state: refused while the shard has a sync; to leave ONWM, restart the primary with oneNodeWriteMode false in its configuration')
-    .argument('<mode>', 'on | off', (v: string) => {
-      if (v !== 'on' && v !== 'off') throw new InvalidArgumentError('must be "on" or "off"');
-      return v;
-    })
+    .description(
+      "one-node-write mode by operator, overriding the peers' configured oneNodeWriteMode: on (the primary drops its sync and asyncs at the next generation " +
+        'and commits alone), off (it picks a sync at the next generation once another peer is active), or config (remove the override). ' +
+        "Joyent's form set-onwm -m on|off [-y] works too",
+    )
+    .argument('[mode]', 'on | off | config', onwmMode)
+    .option('-m, --mode <mode>', 'on | off | config (as the argument)', onwmMode)
+    .option('--clear', 'remove the override: each sitter follows its configuration again (same as mode config)')
+    .option('-y, --yes', "accepted for Joyent's command line; manatee-adm does not ask for confirmation")
     .option('-j, --json', 'print JSON for scripts')
-    .action(async (mode: 'on' | 'off', opts: { json?: boolean }, cmd: Command) => {
-      changed(await client(cmd).setOnwm(mode === 'on'), opts.json);
+    .action(async (arg: OnwmMode | undefined, opts: { mode?: OnwmMode; clear?: boolean; yes?: boolean; json?: boolean }, cmd: Command) => {
+      const given = [arg, opts.mode, opts.clear === true ? 'config' : undefined].filter((m): m is OnwmMode => m !== undefined);
+      const mode = given[0];
+      if (mode === undefined || given.some((m) => m !== mode)) {
+        throw new InvalidArgumentError('set-onwm needs one mode: on, off or config (as an argument, with -m, or --clear for config)');
+      }
+      changed(await client(cmd).setOnwm(mode), opts.json);
     });
 
   return program;

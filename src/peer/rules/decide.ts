@@ -5,7 +5,7 @@ import type { ClusterState } from '../../store/types.js';
 import { roleIn } from '../status.js';
 import { outcome } from './outcome.js';
 import { ActivePeers, name } from './peers.js';
-import { decideAsPrimary } from './primary.js';
+import { decideAsPrimary, effectiveOnwm } from './primary.js';
 import { decideSetup } from './setup.js';
 import { decideAsSync } from './sync.js';
 import type { Decision, RulesInput } from './types.js';
@@ -21,9 +21,12 @@ export function decide(input: RulesInput): Decision {
   }
   if (state === null) return decideSetup(input, active);
 
-  if (input.config.oneNodeWriteMode && state.oneNodeWriteMode !== true) {
+  if (state.onwmOverride === undefined && effectiveOnwm(input, state) && state.oneNodeWriteMode !== true) {
     // Joyent's Manatee stopped here with a fatal error. We make no writes and keep the role,
     // so that a configuration mistake on a running primary does not also stop the database.
+    // With the operator's override in the state, the same mismatch is no mistake but a request:
+    // the primary acts on it (onwmDowngrade), and the other peers keep their roles meanwhile
+    // (the sync may still take over a dead primary; the new primary then acts on it).
     return outcome(
       input,
       'onwmMismatch',

@@ -1,6 +1,7 @@
 // Rule 2, the primary: it keeps the async chain in step with the sessions (same generation),
 // replaces a failed sync with the first active async (generation+1), acts on promote requests
-// for asyncs and clears stale ones, and leaves one-node-write mode when configured to.
+// for asyncs and clears stale ones, and enters or leaves one-node-write mode as its effective
+// mode says (the operator's override in the state, else its configuration).
 import type { ClusterState, Lsn, PeerInfo } from '../../store/types.js';
 import { outcome } from './outcome.js';
 import { frozenBecause, lsnAtLeast, name, names, placedIds, sortById, type ActivePeers } from './peers.js';
@@ -25,8 +26,23 @@ function newInitWal(input: RulesInput, state: ClusterState): { lsn: Lsn } | { wh
   return { lsn: at };
 }
 
+/**
+ * Whether this peer wants one-node-write mode: the operator's override in the state
+ * (manatee-adm set-onwm) when there is one, else its own configuration.
+ */
+export function effectiveOnwm(input: RulesInput, state: ClusterState): boolean {
+  return state.onwmOverride ?? input.config.oneNodeWriteMode;
+}
+
+/** Where the effective mode comes from, for reasons. */
+function onwmSource(state: ClusterState): string {
+  return state.onwmOverride === undefined ? 'in my configuration' : "by the operator's override";
+}
+
 export function decideAsPrimary(input: RulesInput, state: ClusterState, active: ActivePeers): Decision {
   if (state.oneNodeWriteMode === true) return decideOnwmPrimary(input, state, active);
+  // Normal mode wanted on: only through the override (a configuration alone is onwmMismatch, in decide()).
+  if (effectiveOnwm(input, state)) return onwmDowngrade(input, state);
 
   const sync = state.sync;
   // A wait that blocks replacing a failed sync. The primary still keeps the asyncs in step
@@ -155,24 +171,71 @@ function maintainAsyncs(input: RulesInput, state: ClusterState, active: ActivePe
   });
 }
 
+/**
+ * The primary of a normal-mode cluster whose effective mode is one-node-write (the operator's
+ * override): generation+1 with no sync and no asyncs. The former sync and asyncs become
+ * unassigned peers, which in ONWM stop their PostgreSQL and never take over (decide(): an
+ * unassigned peer makes no write; a sync's takeover that raced with this write is a
+ * compare-and-set on the older version and loses).
+ *
+ * Not fenced (not in the sitter's FENCED_KINDS), because no peer can take over from this state:
+ * the fence exists so that initWal bounds every acknowledged commit for a sync that may take
+ * over, and in ONWM there is no sync. This primary keeps all its data and its timeline; every
+ * commit acknowledged so far was also flushed by the old sync, and those after are on this
+ * primary alone, which is what ONWM means. initWal is kept (it may not go backwards, and
+ * nobody compares with it until the next onwmUpgrade, which fences and records a fresh one).
+ * Deposed peers stay deposed: their data still diverges from this primary's.
+ */
+function onwmDowngrade(input: RulesInput, state: ClusterState): Decision {
+  const g = state.generation;
+  if (state.freeze !== undefined) {
+    return outcome(input, 'frozen', `one-node-write mode is on ${onwmSource(state)}, but ${frozenBecause(state)}; keeping my sync`);
+  }
+  // Its own database must answer before the only other copy of the data is let go: a primary
+  // whose PostgreSQL is down keeps its sync (a takeover stays possible if the sitter dies too).
+  if (!input.pg.online) {
+    return outcome(input, 'waitForPostgres', `one-node-write mode is on ${onwmSource(state)}, but my PostgreSQL is not online; keeping my sync until it is`);
+  }
+  const dropped = [...(state.sync === null ? [] : [state.sync]), ...state.async];
+  const newState: ClusterState = {
+    ...withoutPromote(state),
+    generation: g + 1,
+    sync: null,
+    async: [],
+    oneNodeWriteMode: true,
+  };
+  return outcome(
+    input,
+    'onwmDowngrade',
+    `one-node-write mode is on ${onwmSource(state)}; declaring generation ${g + 1} in one-node-write mode without sync ${state.sync === null ? 'none' : name(state.sync)} and asyncs ${names(state.async)}, initWal kept at ${state.initWal}`,
+    {
+      write: {
+        newState,
+        summary: `primary (${state.primary.id}) entered one-node-write mode, dropping ${dropped.map((p) => p.id).join(', ') || 'no peer'}`,
+      },
+    },
+  );
+}
+
 /** The primary of a one-node-write-mode cluster. */
 function decideOnwmPrimary(input: RulesInput, state: ClusterState, active: ActivePeers): Decision {
   const deposed = new Set(state.deposed.map((p) => p.id));
   const others = active.sorted().filter((p) => p.id !== input.self.id && !deposed.has(p.id));
-  if (input.config.oneNodeWriteMode) {
+  if (effectiveOnwm(input, state)) {
     const ignored = others.length === 0 ? '' : `; ignoring the other active peers ${names(others)}`;
     return outcome(input, 'none', `no action: I am the primary in one-node-write mode${ignored}`);
   }
+  const off = `one-node-write mode is off ${onwmSource(state)}`;
   if (state.freeze !== undefined) {
-    return outcome(input, 'frozen', `one-node-write mode is off in my configuration, but ${frozenBecause(state)}; staying in one-node-write mode`);
+    return outcome(input, 'frozen', `${off}, but ${frozenBecause(state)}; staying in one-node-write mode`);
   }
   const sync = others[0];
   if (sync === undefined) {
-    return outcome(input, 'waitForPeers', 'one-node-write mode is off in my configuration; waiting for another peer to become my sync');
+    return outcome(input, 'waitForPeers', `${off}; waiting for another peer to become my sync`);
   }
   const wal = newInitWal(input, state);
   if ('why' in wal) {
-    return outcome(input, 'waitForPostgres', `one-node-write mode is off; leaving it with ${name(sync)} as sync records my WAL position as initWal, but ${wal.why}`);
+    return outcome(input, 'waitForPostgres', `${off}; leaving it with ${name(sync)} as sync records my WAL position as initWal, but ${wal.why}`);
   }
   const { oneNodeWriteMode: _onwm, promote: _promote, ...rest } = state;
   const asyncs = sortById(others.slice(1));
@@ -186,7 +249,7 @@ function decideOnwmPrimary(input: RulesInput, state: ClusterState, active: Activ
   return outcome(
     input,
     'onwmUpgrade',
-    `one-node-write mode is off in my configuration and ${name(sync)} is active; declaring generation ${newState.generation} in normal mode with it as sync, asyncs ${names(asyncs)} and initWal ${wal.lsn}`,
+    `${off} and ${name(sync)} is active; declaring generation ${newState.generation} in normal mode with it as sync, asyncs ${names(asyncs)} and initWal ${wal.lsn}`,
     { write: { newState, summary: `primary (${state.primary.id}) left one-node-write mode with sync (${sync.id})` } },
   );
 }

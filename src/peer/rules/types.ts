@@ -70,7 +70,7 @@ export type DecisionKind =
   // Any peer.
   | 'none' // nothing to do: the state matches what this peer sees
   | 'noSession' // this peer's own session is not active: it must not write
-  | 'onwmMismatch' // configured for ONWM but the cluster is in normal mode: no writes
+  | 'onwmMismatch' // configured for ONWM (no operator override) but the cluster is in normal mode: no writes
   // The primary.
   | 'appendAsyncs' // (write) newly active peers appended to the async chain
   | 'removeAsyncs' // (write) asyncs whose sessions ended removed from the chain
@@ -79,6 +79,7 @@ export type DecisionKind =
   | 'promoteAsync' // (write) an operator's promote request for an async
   | 'clearPromote' // (write) an expired or invalid promote request removed from the state
   | 'onwmUpgrade' // (write) generation+1: out of one-node-write mode, with a sync
+  | 'onwmDowngrade' // (write) generation+1: into one-node-write mode (the operator's override), sync and asyncs dropped
   // The sync.
   | 'takeover' // (write) generation+1: the primary's session ended; this sync becomes primary
   | 'promoteSync' // (write) generation+1: an operator's promote request; the primary is deposed
