@@ -8,6 +8,8 @@
 // run has a timeout after which its whole process group is killed, and its output is logged,
 // truncated to a bound. Runs of one event are in order (one at a time per event), so that a
 // hook sees primary_changed events in the order they were committed.
+// Every outcome (ok, failed, timedOut, dropped) is counted per event, and the last failure kept,
+// so that an operator sees them in GET /status and /metrics, not only in the logs.
 //
 // Two parts: detectHookEvents() is pure (previous observation + new observation → events), and
 // HookRunner runs executables. SitterHooks wires both to what a sitter observes.
