@@ -92,6 +92,17 @@ describe('renderShow', () => {
     expect(text).toContain('  c: last decision none at 2026-11-24T06:59:00.000Z: no action: I am an async');
   });
 
+  it("shows the operator's one-node-write mode override, and whether the primary acted on it", () => {
+    const { store, a } = fixture();
+    const pending = buildShardView({ ...a, state: { ...store.state!, onwmOverride: true } }, new Map());
+    expect(renderStatus(pending, NOW).split('\n')[0]).toBe(
+      'shard: generation 3, initWal 0/3000060, state version 1, mode normal (set on by operator, not acted on yet: the primary changes the mode at the next generation)',
+    );
+    const onwm = { ...store.state!, generation: 4, sync: null, async: [], oneNodeWriteMode: true, onwmOverride: true };
+    const done = buildShardView({ ...a, state: onwm }, new Map());
+    expect(renderStatus(done, NOW).split('\n')[0]).toBe('shard: generation 4, initWal 0/3000060, state version 1, mode one-node-write (set on by operator)');
+  });
+
   it('shows a promotion request and whether it is still pending', () => {
     const { store, a } = fixture();
     const promote = { id: 'b', role: 'sync' as const, generation: 3, expireTime: '2026-11-24T07:01:00.000Z' };

@@ -91,6 +91,14 @@ export function linkColumns(): Column<ShardLink>[] {
 
 export const PG_STATUS_COLUMNS = ['UPSTREAM', 'DOWNSTREAM', 'EXPECTED', 'STATE', 'SYNC_STATE', 'LAG', 'LAG_S'];
 
+/** The operator's set-onwm override, and whether the primary has acted on it yet. */
+function onwmOverrideText(report: ShardReport): string {
+  const o = report.state?.onwmOverride;
+  if (o === undefined) return '';
+  const pending = o !== report.oneNodeWriteMode ? ', not acted on yet: the primary changes the mode at the next generation' : '';
+  return ` (set ${o ? 'on' : 'off'} by operator${pending})`;
+}
+
 export function renderShow(report: ShardReport, now: Date, opts: { verbose: boolean; columns?: string | undefined }): string {
   const out: string[] = [];
   if (report.generation === null) {
@@ -98,7 +106,7 @@ export function renderShow(report: ShardReport, now: Date, opts: { verbose: bool
   } else {
     out.push(
       `shard: generation ${report.generation}, initWal ${report.initWal ?? '-'}, state version ${report.stateVersion}, ` +
-        `mode ${report.oneNodeWriteMode ? 'one-node-write' : 'normal'}`,
+        `mode ${report.oneNodeWriteMode ? 'one-node-write' : 'normal'}${onwmOverrideText(report)}`,
     );
     out.push(`freeze: ${report.freeze === null ? 'not frozen' : `FROZEN since ${report.freeze.date}: ${cell(report.freeze.reason, 200)}`}`);
     if (report.promote !== null) out.push(`promote: ${promoteText(report.promote, report.generation, now)}`);
