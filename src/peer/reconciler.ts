@@ -47,6 +47,12 @@ export interface ReconcilerOptions {
   readonly mayInitdb?: () => true | string;
   /** Called once initdb has created a new database (the sitter remembers it). */
   readonly onInitdb?: () => Promise<void>;
+  /**
+   * Waits between failed restores: the first retry after initialMs, doubling up to maxMs. A
+   * restore that keeps failing (a source whose copies fail verification) would otherwise copy the
+   * whole database again on every evaluation (each second). Default 1 s up to 2 min.
+   */
+  readonly restoreBackoff?: { readonly initialMs: number; readonly maxMs: number };
 }
 
 /** A primary without data that must not initdb: the sitter closes its session so that the sync takes over. */
@@ -67,6 +73,9 @@ export class Reconciler {
   private rebuildState: RebuildStatus = { running: false, reason: null, source: null, progress: null, lastError: null, lastResult: null };
   /** An operator asked for a rebuild of this peer (manatee-adm rebuild). */
   private rebuildRequested = false;
+  /** Restores failed in a row, and when the next may start (epoch ms); reset by a success. */
+  private restoreFailures = 0;
+  private restoreRetryAtMs = 0;
 
   constructor(opts: ReconcilerOptions) {
     this.o = opts;
@@ -79,6 +88,8 @@ export class Reconciler {
 
   requestRebuild(): void {
     this.rebuildRequested = true;
+    // An operator's request is a reason to try now, not after the backoff of earlier failures.
+    this.restoreRetryAtMs = 0;
   }
 
   /** Forget what was applied, so that the next step re-renders (after PostgreSQL exited, say). */
@@ -158,6 +169,8 @@ export class Reconciler {
       const reason = rebuild ? 'rebuild' : 'bootstrap';
       const online = this.o.sourceOnline === undefined ? true : await this.o.sourceOnline(upstream).catch((err: unknown) => `cannot ask it: ${err instanceof Error ? err.message : String(err)}`);
       if (online !== true) return { action: `${reason}: waiting for ${upstream.id}'s PostgreSQL to answer before copying its data (${online})`, retrySoon: true };
+      const wait = this.restoreBackoffWait(reason, upstream);
+      if (wait !== null) return { action: wait, retrySoon: false };
       await this.restore(upstream, d.generation, reason);
     }
     return this.configure({ role: 'standby', upstream: this.upstreamOf(d), applicationName: this.o.self.id });
@@ -169,8 +182,17 @@ export class Reconciler {
     if (!(d.needsRebuild || this.rebuildRequested) || d.upstream === null) return { action: 'deposed: waiting', retrySoon: false };
     const promoted = await this.o.sourcePromoted(d.upstream).catch((err: unknown) => `cannot ask it: ${err instanceof Error ? err.message : String(err)}`);
     if (promoted !== true) return { action: `deposed: waiting for ${d.upstream.id} to finish its promotion before rebuilding (${promoted})`, retrySoon: true };
+    const wait = this.restoreBackoffWait('rebuild', d.upstream);
+    if (wait !== null) return { action: wait, retrySoon: false };
     await this.restore(d.upstream, d.generation, 'rebuild');
     return { action: `rebuilt from ${d.upstream.id}`, retrySoon: true };
+  }
+
+  /** Why the next restore must wait (the backoff after failures), or null when it may start. */
+  private restoreBackoffWait(reason: 'bootstrap' | 'rebuild', source: PeerInfo): string | null {
+    if (this.restoreFailures === 0 || Date.now() >= this.restoreRetryAtMs) return null;
+    // A stable sentence (no countdown): the sitter logs every reconcile action.
+    return `${reason}: waiting until ${new Date(this.restoreRetryAtMs).toISOString()} before copying from ${source.id} again (${this.restoreFailures} failed in a row)`;
   }
 
   private async restore(source: PeerInfo, generation: number | null, reason: 'bootstrap' | 'rebuild'): Promise<void> {
@@ -196,14 +218,26 @@ export class Reconciler {
         onProgress,
       });
       this.rebuildRequested = false;
+      this.restoreFailures = 0;
+      this.restoreRetryAtMs = 0;
       const summary = `${result.method} copy of ${result.bytes} bytes from ${source.id} in ${result.durationMs} ms`;
       this.rebuildState = { ...this.rebuildState, running: false, lastResult: summary };
       log.info({ decision: `${reason}-done`, source: source.id, ...result }, `${reason} done: ${summary}`);
       await this.o.onRebuilt(source, generation, result);
     } catch (err) {
+      const code = err instanceof ManateeError ? err.code : null;
       const message = err instanceof Error ? err.message : String(err);
-      this.rebuildState = { ...this.rebuildState, running: false, lastError: message };
-      log.error({ decision: `${reason}-failed`, source: source.id, err: message }, `${reason} from ${source.id} failed`);
+      const backoff = this.o.restoreBackoff ?? { initialMs: 1000, maxMs: 120_000 };
+      this.restoreFailures++;
+      const waitMs = Math.min(backoff.maxMs, backoff.initialMs * 2 ** Math.min(this.restoreFailures - 1, 30));
+      this.restoreRetryAtMs = Date.now() + waitMs;
+      const retryAt = new Date(this.restoreRetryAtMs).toISOString();
+      this.rebuildState = {
+        ...this.rebuildState, running: false,
+        lastError: `${code === null ? '' : `${code}: `}${message} [failure ${this.restoreFailures} in a row; next attempt not before ${retryAt}]`,
+      };
+      log.error({ decision: `${reason}-failed`, source: source.id, code, err: message, failuresInARow: this.restoreFailures, retryInMs: waitMs },
+        `${reason} from ${source.id} failed; retrying in ${waitMs} ms`);
       throw err;
     }
   }

@@ -1,15 +1,18 @@
 // End to end on a real pool with real PostgreSQL 15 run by src/postgres: a primary on dataset
 // A, its snapshot restored into dataset B through the HTTP backup server and the zfs restore
 // client, B configured as a standby of A, and a row written on A afterwards arriving on B.
-// Then an incremental catch-up of B that sends only the increment.
+// Then an incremental catch-up of B that sends only the increment. And the check of a received
+// copy: a snapshot holding no data directory is rejected (MANATEE_ERR_RESTORE_INVALID) with the
+// old dataset put back, and so is an increment that removes pg_control.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { silentLogger } from '../../src/log.js';
 import { Zfs } from '../../src/zfs/index.js';
-import { backupRoutes, ZfsBackupBackend } from '../../src/backup/index.js';
+import { backupRoutes, RestoreInvalidError, ZfsBackupBackend } from '../../src/backup/index.js';
+import { pino } from 'pino';
 import { PostgresServer, type PostgresServerOptions } from '../../src/postgres/index.js';
 import { createTestPool, ZFS_HOOK_TIMEOUT_MS, type TestPool } from '../helpers/zfs.js';
 import { freePort, waitFor } from '../helpers/wait.js';
@@ -20,6 +23,7 @@ const log = silentLogger();
 let pool: TestPool;
 let zfs: Zfs;
 let app: FastifyInstance | null = null;
+let appS: FastifyInstance | null = null;
 const servers: PostgresServer[] = [];
 let a: PostgresServer;
 let dsA: string;
@@ -86,6 +90,7 @@ afterAll(async () => {
     s.detach();
   }
   if (app !== null) await app.close();
+  if (appS !== null) await appS.close();
   await pool.destroy();
 });
 
@@ -127,5 +132,87 @@ describe('ZFS bootstrap of a PostgreSQL standby', () => {
       const n = await b.query<{ n: string }>('SELECT count(*) AS n FROM t');
       return n[0]!.n === '1003' ? true : null;
     }, { timeoutMs: 90_000 });
+  });
+});
+
+describe('a received copy that is not a PostgreSQL data directory', () => {
+  // S: a source dataset that starts empty (as a primary still running initdb), later holds a
+  // stopped cluster. T: the restoring peer, whose old dataset must survive a rejected copy.
+  let dsS: string;
+  let mpS: string;
+  let urlS: string;
+  const dsT = (): string => `${pool.name}/peers/t`;
+  const mpT = (): string => join(pool.dir, 't');
+  const logLines: string[] = [];
+  const tLog = pino({ level: 'info' }, { write: (line: string) => { logLines.push(line); } });
+  const backendT = (): ZfsBackupBackend => new ZfsBackupBackend({ zfs, dataset: dsT(), mountpoint: mpT(), dataDir: join(mpT(), 'pgdata'), peerId: 't', secret: SECRET, log: tLog });
+  const sourceS = (): { peerId: string; pgUrl: string; backupUrl: string } => ({ peerId: 's', pgUrl: 'postgres://unused', backupUrl: urlS });
+
+  beforeAll(async () => {
+    dsS = `${pool.name}/s`;
+    mpS = join(pool.dir, 's');
+    await zfs.createDataset(dsS, { mountpoint: mpS });
+    await mkdir(join(mpS, 'pgdata'));
+    await writeFile(join(mpS, 'pgdata', 'not-postgres'), 'initdb has not written anything yet');
+    appS = Fastify({ logger: false });
+    await appS.register(backupRoutes, { zfs, dataset: dsS, secret: SECRET, log });
+    await appS.listen({ port: 0, host: '127.0.0.1' });
+    const addr = appS.server.address();
+    urlS = `http://127.0.0.1:${typeof addr === 'object' && addr !== null ? addr.port : 0}`;
+    await zfs.createDataset(dsT(), { mountpoint: mpT(), parents: true });
+    await mkdir(join(mpT(), 'pgdata'));
+    await writeFile(join(mpT(), 'pgdata', 'marker'), 'old data');
+    await zfs.createSnapshot(dsT(), 1_600_000_000_000);
+  });
+
+  it('rejects a snapshot holding no data directory, destroys the copy and puts the old dataset back', async () => {
+    logLines.length = 0;
+    const err = await backendT().restore({ source: sourceS(), reason: 'rebuild' }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RestoreInvalidError);
+    const e = err as RestoreInvalidError;
+    expect(e.code).toBe('MANATEE_ERR_RESTORE_INVALID');
+    expect(e.restoredOld).toBe(true);
+    expect(e.dataset).toBe(dsT());
+    expect(e.problems).toEqual(['global/pg_control is missing', 'PG_VERSION is missing']);
+    expect(e.message).toContain(`dataset ${dsT()}`);
+    expect(e.message).toMatch(/the bad copy was destroyed; the previous dataset was put back/);
+    // The old dataset, its data and its snapshots, as they were; nothing left aside.
+    expect(await readFile(join(mpT(), 'pgdata', 'marker'), 'utf8')).toBe('old data');
+    await expect(stat(join(mpT(), 'pgdata', 'not-postgres'))).rejects.toThrow(/ENOENT/);
+    expect((await zfs.listSnapshots(dsT())).map((x) => x.short)).toEqual(['1600000000000']);
+    expect(await zfs.listIsolated(`${pool.name}/peers`)).toEqual([]);
+    expect(await zfs.getProperty(dsT(), 'mountpoint')).toBe(mpT());
+    // One line says what was decided and why.
+    const rejected = logLines.map((l) => JSON.parse(l) as { decision?: string; reason?: string }).filter((l) => l.decision === 'restore-rejected');
+    expect(rejected).toHaveLength(1);
+    expect(rejected[0]?.reason).toBe('global/pg_control is missing; PG_VERSION is missing');
+  });
+
+  it('accepts the copy once the source holds a cluster, and rejects an increment that removes pg_control, rolling it back', async () => {
+    await rm(join(mpS, 'pgdata'), { recursive: true });
+    await execa('chown', ['postgres:', mpS]);
+    const s = await open('s', join(mpS, 'pgdata'), await freePort());
+    await s.initdb();
+    logLines.length = 0;
+    const full = await backendT().restore({ source: sourceS(), reason: 'rebuild' });
+    expect(full.method).toBe('full');
+    const accepted = logLines.map((l) => JSON.parse(l) as { decision?: string; clusterState?: string }).filter((l) => l.decision === 'restore-accepted');
+    expect(accepted.map((l) => l.clusterState)).toEqual(['shut down']);
+    const before = (await zfs.listSnapshots(dsT())).map((x) => x.short);
+
+    await unlink(join(mpS, 'pgdata', 'global', 'pg_control'));
+    const err = await backendT().restore({ source: sourceS(), reason: 'rebuild' }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RestoreInvalidError);
+    const e = err as RestoreInvalidError;
+    expect(e.code).toBe('MANATEE_ERR_RESTORE_INVALID');
+    expect(e.problems).toEqual(['global/pg_control is missing']);
+    expect(e.restoredOld).toBe(true);
+    expect(e.message).toMatch(/increment was rolled back/);
+    // Back at the common snapshot (the one received from S; T's own later snapshot went with the
+    // rollback that precedes every increment): the full copy's pg_control is there again.
+    expect(before).toHaveLength(2);
+    expect((await stat(join(mpT(), 'pgdata', 'global', 'pg_control'))).size).toBe(8192);
+    expect((await zfs.listSnapshots(dsT())).map((x) => x.short)).toEqual(before.slice(0, 1));
+    expect(await zfs.listSnapshots(dsS)).toSatisfy((snaps: { short: string }[]) => snaps.some((x) => x.short === before[0]));
   });
 });
