@@ -152,6 +152,30 @@ describe('PrimaryPool', () => {
     }
   });
 
+  it('never sends a statement again after its connection broke: the caller gets the error (the write may have committed)', async () => {
+    await start(peerOn('a', pg1.port), peerOn('b', pg2.port));
+    const admin = await connect(pg1);
+    try {
+      // nextval() is not transactional: it counts how many times the statement was executed.
+      await admin.query('DROP SEQUENCE IF EXISTS pool_calls');
+      await admin.query('CREATE SEQUENCE pool_calls');
+      const write = pool.query('SELECT nextval(\'pool_calls\') AS n, pg_sleep(30)').then(() => null, (e: unknown) => e);
+      const running = `SELECT pid FROM pg_stat_activity WHERE application_name = '${APP}' AND state = 'active' AND query LIKE '%pool_calls%'`;
+      await waitFor('the statement to run', async () => (await admin.query(running)).rowCount === 1, { timeoutMs: 10_000 });
+      await admin.query(`SELECT pg_terminate_backend(pid) FROM (${running}) AS r`);
+      const err = await write;
+      expect(err).toBeInstanceOf(Error);
+      // query() settles only after its retries: one execution means it was not sent again.
+      const calls = await admin.query<{ last_value: string; is_called: boolean }>('SELECT last_value, is_called FROM pool_calls');
+      expect(calls.rows[0]).toEqual({ last_value: '1', is_called: true });
+      // The pool is usable again: a new connection replaces the broken one.
+      await expect(pool.query('SELECT 1 AS one')).resolves.toMatchObject({ rows: [{ one: 1 }] });
+    } finally {
+      await admin.query('DROP SEQUENCE IF EXISTS pool_calls');
+      await admin.end();
+    }
+  });
+
   it('does not retry wrong credentials', async () => {
     await start(peerOn('a', pg1.port), peerOn('b', pg2.port), { password: 'wrong-password' });
     const t0 = Date.now();
