@@ -143,6 +143,20 @@ describe('GET / in headless Chromium (in-memory shard)', () => {
     await screenshot(page, 'in-memory-takeover');
   });
 
+  it("shows the operator's set-onwm while pending, then the one-node-write mode it led to", async () => {
+    await start();
+    page = await browser!.newPage({ viewport: { width: 1400, height: 900 } });
+    await page.goto(`${base}/`);
+    await page.locator('[data-role="primary"] .peer-id').filter({ hasText: 'a' }).waitFor({ timeout: 30_000 });
+    expect(await page.locator('.badge.onwm').count()).toBe(0);
+    const s = store.state!;
+    store.commit({ ...s, onwmOverride: true }, 'operator turned one-node-write mode on');
+    await page.locator('.badge.onwm').filter({ hasText: 'one-node-write mode on requested by operator' }).waitFor({ timeout: 30_000 });
+    store.commit({ ...s, onwmOverride: true, generation: s.generation + 1, sync: null, async: [], oneNodeWriteMode: true }, 'primary (a) entered one-node-write mode');
+    await page.locator('.badge.onwm').filter({ hasText: 'one-node-write mode (set by operator)' }).waitFor({ timeout: 30_000 });
+    expect(await page.locator('.badge.onwm').allTextContents()).toEqual(['one-node-write mode (set by operator)']);
+  });
+
   it('without a Raft leader, /shard fails: the page says why and keeps the state from the watch stream', async () => {
     await start();
     page = await browser!.newPage({ viewport: { width: 1200, height: 800 } });

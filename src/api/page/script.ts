@@ -416,7 +416,11 @@ export const PAGE_SCRIPT = String.raw`
       fact('page served by', sh.answeredBy);
     }
     if (st && st.freeze) facts.push(h('span', { className: 'badge frozen', title: st.freeze.reason + ' (' + st.freeze.date + ')', text: 'frozen: ' + st.freeze.reason }));
-    if (st && st.oneNodeWriteMode) facts.push(h('span', { className: 'badge onwm', text: 'one-node-write mode' }));
+    if (st && st.oneNodeWriteMode) facts.push(h('span', { className: 'badge onwm', text: 'one-node-write mode' + (st.onwmOverride === true ? ' (set by operator)' : '') }));
+    // The operator's set-onwm before the primary acted on it (a freeze or a primary without PostgreSQL holds it).
+    if (st && typeof st.onwmOverride === 'boolean' && st.onwmOverride !== (st.oneNodeWriteMode === true)) {
+      facts.push(h('span', { className: 'badge onwm', text: 'one-node-write mode ' + (st.onwmOverride ? 'on' : 'off') + ' requested by operator' }));
+    }
     replace('facts', h('div', { className: 'facts' }, facts));
     var live = document.getElementById('live');
     live.className = 'live is-' + model.live;
