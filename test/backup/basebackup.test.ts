@@ -1,13 +1,14 @@
 // The basebackup backend against real PostgreSQL 15 servers: bootstrap with progress, failed
 // restores that leave the old data directory in place, the rewind-or-full-copy rebuild, and
-// recovery of a swap interrupted by a crash.
-import { readFile, readdir, rename, writeFile, appendFile } from 'node:fs/promises';
+// recovery of a swap interrupted by a crash; a copy that is not a data directory is rejected.
+import { chmod, mkdir, readFile, readdir, rename, symlink, writeFile, appendFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makePgSandbox, pgUrlOf, waitCaughtUp, type PgSandbox } from '../helpers/pg.js';
 import { freePort, waitFor } from '../helpers/wait.js';
-import { PostgresServer } from '../../src/postgres/index.js';
+import { DEBIAN_BINDIR, PostgresServer } from '../../src/postgres/index.js';
+import { RestoreInvalidError } from '../../src/backup/index.js';
 import { BasebackupBackend } from '../../src/backup/basebackup.js';
 import type { RestoreProgress } from '../../src/backup/types.js';
 import { hasCode } from '../../src/errors.js';
@@ -103,6 +104,41 @@ describe('basebackup backend', () => {
     expect(hasCode(err, 'MANATEE_ERR_PG_BASEBACKUP_FAILED')).toBe(true);
     expect(await readFile(join(b.dataDir, 'marker'), 'utf8')).toBe('old data');
     expect(await siblings(b)).toEqual([]);
+  });
+
+  it('rejects a copy without pg_control (the real pg_basebackup, with pg_control removed after it), keeping the old data directory', async () => {
+    // A bindir of links to the real programs, where pg_basebackup removes global/pg_control from
+    // the copy after a successful run: an unusable copy made by the real tool.
+    const bindir = join(sb.dir, 'bad-bin');
+    await mkdir(bindir);
+    await chmod(bindir, 0o755);
+    for (const prog of ['postgres', 'initdb', 'pg_ctl', 'pg_rewind', 'pg_controldata', 'psql']) await symlink(join(DEBIAN_BINDIR, prog), join(bindir, prog));
+    await writeFile(join(bindir, 'pg_basebackup'), [
+      '#!/bin/sh',
+      `${join(DEBIAN_BINDIR, 'pg_basebackup')} "$@" || exit $?`,
+      'while [ $# -gt 0 ]; do if [ "$1" = "-D" ]; then dir="$2"; fi; shift; done',
+      'rm -f "$dir/global/pg_control"',
+      '',
+    ].join('\n'), { mode: 0o755 });
+    const d = await sb.server('d', { bindir });
+    await d.initdb();
+    await writeFile(join(d.dataDir, 'marker'), 'old data of d');
+    const phases: string[] = [];
+    const err = await caught(new BasebackupBackend({ postgres: d }).restore({
+      source: src(pgUrlOf(a)), reason: 'bootstrap', onProgress: (p) => { if (phases.at(-1) !== p.phase) phases.push(p.phase); },
+    }));
+    expect(err).toBeInstanceOf(RestoreInvalidError);
+    const e = err as RestoreInvalidError;
+    expect(e.code).toBe('MANATEE_ERR_RESTORE_INVALID');
+    expect(e.problems).toEqual(['global/pg_control is missing']);
+    expect(e.restoredOld).toBe(true);
+    expect(e.path).toBe(`${d.dataDir}.restore`);
+    expect(e.message).toContain(`${d.dataDir}.restore`);
+    expect(e.message).toMatch(/bad copy was deleted and the old data directory .* was left in place/);
+    expect(phases).toEqual(['receiving', 'verifying']);
+    expect(await readFile(join(d.dataDir, 'marker'), 'utf8')).toBe('old data of d');
+    expect((await readFile(join(d.dataDir, 'PG_VERSION'), 'utf8')).trim()).toBe('15');
+    expect(await siblings(d)).toEqual([]);
   });
 
   it('a full copy replaces the old data, deletes the old copy, and keeps the operator overrides', async () => {

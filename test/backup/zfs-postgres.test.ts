@@ -13,6 +13,8 @@ import { silentLogger } from '../../src/log.js';
 import { Zfs } from '../../src/zfs/index.js';
 import { backupRoutes, RestoreInvalidError, ZfsBackupBackend } from '../../src/backup/index.js';
 import { pino } from 'pino';
+import { Reconciler } from '../../src/peer/reconciler.js';
+import type { Decision } from '../../src/peer/rules/index.js';
 import { PostgresServer, type PostgresServerOptions } from '../../src/postgres/index.js';
 import { createTestPool, ZFS_HOOK_TIMEOUT_MS, type TestPool } from '../helpers/zfs.js';
 import { freePort, waitFor } from '../helpers/wait.js';
@@ -186,6 +188,39 @@ describe('a received copy that is not a PostgreSQL data directory', () => {
     const rejected = logLines.map((l) => JSON.parse(l) as { decision?: string; reason?: string }).filter((l) => l.decision === 'restore-rejected');
     expect(rejected).toHaveLength(1);
     expect(rejected[0]?.reason).toBe('global/pg_control is missing; PG_VERSION is missing');
+  });
+
+  it('a standby whose bootstrap copy is rejected backs off before copying again, and /status says why and when', async () => {
+    logLines.length = 0;
+    const t = await open('t', join(mpT(), 'pgdata'), await freePort());
+    const r = new Reconciler({
+      self: { id: 't', host: '127.0.0.1', pgUrl: `postgres://127.0.0.1:${t.port}/postgres`, apiUrl: 'http://127.0.0.1:1' },
+      postgres: t, backend: backendT(), log: tLog,
+      prepareStorage: () => Promise.resolve(),
+      onRebuilt: () => Promise.resolve(),
+      sourcePromoted: () => Promise.resolve(true),
+      restoreBackoff: { initialMs: 500, maxMs: 1000 },
+    });
+    const upstream = { id: 's', host: '127.0.0.1', pgUrl: 'postgres://127.0.0.1:1/postgres', apiUrl: urlS };
+    const asAsync: Decision = { kind: 'none', reason: 'test', position: 'async', role: 'async', upstream, downstream: null, writableWithoutSync: false, needsRebuild: false, generation: 2, write: null };
+    const rejections = (): number => logLines.filter((l) => l.includes('"decision":"restore-rejected"')).length;
+
+    await expect(r.reconcile(asAsync)).rejects.toMatchObject({ code: 'MANATEE_ERR_RESTORE_INVALID' });
+    expect(rejections()).toBe(1);
+    expect(r.rebuildStatus()).toMatchObject({ running: false, reason: 'bootstrap', source: 's' });
+    expect(r.rebuildStatus().lastError).toMatch(/^MANATEE_ERR_RESTORE_INVALID: .*global\/pg_control is missing.*\[failure 1 in a row; next attempt not before \d{4}-.*Z\]$/);
+    // Evaluated again at once (the sitter does, every second): no new copy, a sentence that says until when.
+    const waiting = await r.reconcile(asAsync);
+    expect(waiting.action).toMatch(/^bootstrap: waiting until \d{4}-.*Z before copying from s again \(1 failed in a row\)$/);
+    expect(rejections()).toBe(1);
+    // After the backoff it copies again, fails again, and waits longer.
+    await waitFor('a second attempt', () => r.reconcile(asAsync).then(() => null, (e: unknown) => e), { timeoutMs: 60_000 });
+    expect(rejections()).toBe(2);
+    expect(r.rebuildStatus().lastError).toMatch(/\[failure 2 in a row;/);
+    expect((await r.reconcile(asAsync)).action).toMatch(/\(2 failed in a row\)/);
+    // The old data was put back every time.
+    expect(await readFile(join(mpT(), 'pgdata', 'marker'), 'utf8')).toBe('old data');
+    expect(t.running).toBe(false);
   });
 
   it('accepts the copy once the source holds a cluster, and rejects an increment that removes pg_control, rolling it back', async () => {
