@@ -41,10 +41,15 @@ export function watchPage(page: Page): { requests: string[]; navigations: string
   return seen;
 }
 
-/** Saves a full-page screenshot under SCREENSHOT_DIR and prints its path. */
+/**
+ * Saves a full-page screenshot under SCREENSHOT_DIR as `<name>.png` and prints its path. One
+ * file per kind, overwritten by each run: a timestamped name would pile up a new file on every
+ * `npm test`, without bound.
+ */
 export async function screenshot(page: Page, name: string): Promise<string> {
+  if (!/^[a-z0-9-]+$/.test(name)) throw new Error(`screenshot name ${JSON.stringify(name)}: use a-z, 0-9 and -`);
   await mkdir(SCREENSHOT_DIR, { recursive: true });
-  const path = join(SCREENSHOT_DIR, `${name}-${new Date().toISOString().replace(/[:.]/g, '-')}.png`);
+  const path = join(SCREENSHOT_DIR, `${name}.png`);
   await page.screenshot({ path, fullPage: true });
   console.log(`status page screenshot: ${path}`);
   return path;
