@@ -28,6 +28,8 @@ const SUMMARIES: Readonly<Record<string, string>> = {
   'GET /async': 'Health: 200 on an async (within ?lag=), else 503',
   'GET /read-only': 'Health: 200 on a peer that serves reads, else 503',
   'GET /health': 'Health: 200 when PostgreSQL is up, else 503',
+  'OPTIONS /': 'Health: as GET /primary (HAProxy\'s bare "option httpchk" sends OPTIONS /; GET / is the status page)',
+  'GET /openapi.json': 'This document',
   'POST /admin/freeze': 'Freeze: no generation change until unfreeze',
   'POST /admin/unfreeze': 'Unfreeze',
   'POST /admin/promote': 'Planned switchover to a named peer, with an expiry',
@@ -84,7 +86,8 @@ export class OpenApiCollector {
     for (const r of this.routes) {
       const url = r.url.replace(/:([A-Za-z0-9_]+)/g, '{$1}');
       const op: Record<string, unknown> = {
-        summary: SUMMARIES[`${r.method} ${url}`] ?? `${r.method} ${url}`,
+        // OPTIONS on a health check answers as its GET (Patroni's convention, for HAProxy).
+        summary: SUMMARIES[`${r.method} ${url}`] ?? (r.method === 'OPTIONS' ? SUMMARIES[`GET ${url}`] : undefined) ?? `${r.method} ${url}`,
         parameters: [...parametersOf('query', r.schema['querystring']), ...parametersOf('path', r.schema['params'])],
         responses: responsesOf(r.schema['response'], url),
       };

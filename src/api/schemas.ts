@@ -244,7 +244,7 @@ export const shardReportSchema = {
 /** The body of every health-check answer, 200 or 503 alike (Patroni's convention). */
 export const healthBodySchema = {
   type: 'object',
-  required: ['peerId', 'role', 'check', 'ok', 'reason', 'pgOnline', 'pgHealthy', 'writable', 'inRecovery', 'generation', 'lagBytes', 'lagSeconds'],
+  required: ['peerId', 'role', 'check', 'ok', 'reason', 'pgOnline', 'pgHealthy', 'writable', 'inRecovery', 'generation', 'lagBytes', 'lagSeconds', 'primaryLsn', 'primaryLsnAgeMs'],
   properties: {
     peerId: str,
     role: roleSchema,
@@ -258,6 +258,8 @@ export const healthBodySchema = {
     generation: { type: ['integer', 'null'] },
     lagBytes: nullableNum,
     lagSeconds: nullableNum,
+    primaryLsn: nullableStr,
+    primaryLsnAgeMs: nullableNum,
   },
 } as const;
 
@@ -360,11 +362,19 @@ export const peerIdParamsSchema = {
   properties: { id: peerIdSchema },
 } as const;
 
-/** ?lag=<bytes or duration>: 1048576, 10MB, 16MiB, 500ms, 5s, 2m. */
+/**
+ * ?lag=<bytes or duration>: 1048576, 1024kB, 10MB, 16MiB (kB, MB, GB, TB are 1024-based, as in
+ * PostgreSQL and Patroni), or 500ms, 5s, 2min (the heartbeat lag, our extension).
+ */
 export const healthQuerySchema = {
   type: 'object',
   additionalProperties: false,
-  properties: { lag: { type: 'string', maxLength: 32, pattern: '^[0-9]+(\\.[0-9]+)?\\s*([kKMGT]i?B|B|ms|s|m|h)?$' } },
+  properties: {
+    lag: {
+      type: 'string', maxLength: 32, pattern: '^[0-9]+(\\.[0-9]+)?\\s*([kKMGT]i?B|B|ms|s|min|m|h)?$',
+      description: 'bytes behind the primary (1048576, 1024kB, 10MB, 16MiB; 1024-based units) or heartbeat lag (500ms, 5s, 2min)',
+    },
+  },
 } as const;
 
 export function historyQuerySchema(limitMax: number, limitDefault: number) {

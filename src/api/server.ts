@@ -11,6 +11,7 @@ import { OpenApiCollector } from './openapi.js';
 import { adminRoutes } from './routes/admin.js';
 import { healthRoutes } from './routes/health.js';
 import { pageRoutes } from './routes/page.js';
+import { emptyQuerySchema, errorBodySchema } from './schemas.js';
 import { readRoutes } from './routes/read.js';
 import { watchRoutes } from './routes/watch.js';
 import { API_LIMITS_DEFAULT, type ApiDeps, type ApiLimits } from './types.js';
@@ -99,12 +100,16 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
 
   const routeDeps = { ...deps, logger: log };
   await app.register(readRoutes(routeDeps, limits, metrics));
-  await app.register(healthRoutes(routeDeps));
+  await app.register(healthRoutes(routeDeps, limits));
   await app.register(watchRoutes(routeDeps, limits));
   await app.register(pageRoutes());
   await app.register(adminRoutes(routeDeps), { prefix: '/admin' });
+  // Registered before the document is made, so that it lists itself; made at the first request,
+  // when every route (the plugins' too) is known.
+  let doc: Record<string, unknown> | null = null;
+  app.get('/openapi.json', {
+    schema: { querystring: emptyQuerySchema, response: { '4xx': errorBodySchema, '5xx': errorBodySchema } },
+  }, () => (doc ??= openapi.document({ title: 'Manatee sitter API', version: API_VERSION })));
   for (const plugin of deps.extraPlugins ?? []) await app.register(plugin);
-  const doc = openapi.document({ title: 'Manatee sitter API', version: API_VERSION });
-  app.get('/openapi.json', () => doc);
   return app;
 }

@@ -108,8 +108,9 @@ describe('health checks (Patroni convention)', () => {
     expect(await codes(C())).toEqual({ replica: 200, sync: 503, async: 200, 'read-only': 200, health: 200 });
   });
 
-  it('?lag= in bytes compares the replay backlog, in time the heartbeat lag', async () => {
-    // c: received 0/3000148, replayed 0/3000148 → 0 bytes; heartbeat lag 0.5 s.
+  it('?lag= in bytes compares the primary\'s WAL position with the replayed one, in time the heartbeat lag', async () => {
+    // a (primary) at 0/3000148 (asked over HTTP), c replayed 0/3000148 → 0 bytes; heartbeat lag 0.5 s.
+    // test/api/health-patroni.test.ts has the standbys that are behind.
     expect((await call('GET', `${C()}/replica?lag=10MB`)).status).toBe(200);
     expect((await call('GET', `${C()}/replica?lag=0`)).status).toBe(200);
     expect((await call('GET', `${C()}/async?lag=5s`)).status).toBe(200);
@@ -138,9 +139,10 @@ describe('health checks (Patroni convention)', () => {
   it('parseLag reads bytes and durations, and evaluateHealth fails a limit on an unknown lag', () => {
     expect(parseLag('1048576')).toEqual({ kind: 'bytes', bytes: 1048576 });
     expect(parseLag('16MiB')).toEqual({ kind: 'bytes', bytes: 16 * 1024 * 1024 });
-    expect(parseLag('10MB')).toEqual({ kind: 'bytes', bytes: 10_000_000 });
+    expect(parseLag('10MB')).toEqual({ kind: 'bytes', bytes: 10 * 1024 * 1024 }); // PostgreSQL's units, as Patroni
     expect(parseLag('500ms')).toEqual({ kind: 'seconds', seconds: 0.5 });
     expect(parseLag('2m')).toEqual({ kind: 'seconds', seconds: 120 });
+    expect(parseLag('2min')).toEqual({ kind: 'seconds', seconds: 120 });
     expect(() => parseLag('2 weeks')).toThrow(/querystring\.lag/);
     const s = statusOf(peers[2]!, store);
     const blind = { ...s, heartbeat: { ...s.heartbeat!, lagSeconds: null } };
@@ -416,6 +418,14 @@ describe('GET /openapi.json', () => {
     expect(paths['/admin/freeze']!['post'].security).toEqual([{ adminToken: [] }]);
     expect(paths['/primary']!['get'].responses['503']).toBeDefined();
     expect(paths['/history']!['head']).toBeUndefined();
+    // It lists itself, and OPTIONS on the health checks (HAProxy's default method).
+    expect(paths['/openapi.json']!['get'].summary).toBe('This document');
+    expect(paths['/replica']!['options'].summary).toBe(paths['/replica']!['get'].summary);
+    expect(Object.keys(paths['/']!).sort()).toEqual(['get', 'options']);
+  });
+
+  it('is strict about its query string, as the other routes', async () => {
+    expectError(await call('GET', `${A()}/openapi.json?x=1`), 400, 'MANATEE_ERR_BAD_REQUEST', /querystring\.x: is not a known field/);
   });
 });
 

@@ -1,34 +1,43 @@
 // Health checks for load balancers, in Patroni's convention: each route answers 200 when this
 // peer serves that role now, and 503 otherwise, with the same JSON body either way (HAProxy looks
-// at the status; a person looks at the body). GET and HEAD both work (HAProxy's httpchk uses
-// either; fastify adds HEAD to every GET route).
+// at the status; a person looks at the body). GET, HEAD and OPTIONS all work and answer the same
+// status (HAProxy's httpchk sends any of them; fastify adds HEAD to every GET route). OPTIONS / is
+// the primary check, as in Patroni, for HAProxy's bare `option httpchk`; GET / is the status page.
 //
 //   /primary, /read-write   the writable primary
 //   /replica                a streaming standby (sync or async), optionally ?lag=<bytes|duration>
 //   /sync, /async           that standby role (also with ?lag=)
-//   /read-only              any peer that serves reads: the primary or a standby
+//   /read-only              the primary, or a standby (within ?lag=)
 //   /health                 PostgreSQL is up, whatever the role
 //
-// A byte limit compares the standby's replay backlog (WAL received but not yet replayed), which
-// it knows locally; a duration limit compares its heartbeat lag (src/peer/heartbeat.ts). A limit
-// on an unknown lag fails: a load balancer must not send reads to a standby of unknown freshness.
-import type { FastifyPluginAsync, FastifyReply } from 'fastify';
+// ?lag= in bytes, as Patroni: the primary's current WAL position minus this standby's replayed
+// position, so that a standby whose WAL receiver stalled or disconnected shows how far behind it
+// is (its own received-minus-replayed backlog would be 0). The primary's position is asked from
+// the primary's sitter (src/api/primary-position.ts); when it cannot be asked, the last value read
+// is used and its age is in the body; when none was ever read, the lag is unknown. Units are
+// PostgreSQL's (and Patroni's): kB, MB, GB, TB are 1024-based; KiB, MiB... are accepted too.
+// ?lag= as a duration (500ms, 5s, 2min, our extension) compares the heartbeat lag (src/peer/
+// heartbeat.ts). A limit on an unknown lag fails: a load balancer must not send reads to a standby
+// of unknown freshness. Without ?lag=, the standby checks pass whatever the lag, as Patroni's do.
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { SitterStatus } from '../../peer/status.js';
 import { ApiError } from '../errors.js';
-import { lsnDiffBytes } from '../shard.js';
+import { PrimaryPositionCache, type PrimaryPosition } from '../primary-position.js';
+import { fetchPeerStatusHttp, lsnDiffBytes } from '../shard.js';
 import { errorBodySchema, healthBodySchema, healthQuerySchema } from '../schemas.js';
-import type { ApiDeps } from '../types.js';
+import type { ApiDeps, ApiLimits } from '../types.js';
 
 export type HealthCheck = 'primary' | 'read-write' | 'replica' | 'sync' | 'async' | 'read-only' | 'health';
 
 export type LagLimit = { readonly kind: 'bytes'; readonly bytes: number } | { readonly kind: 'seconds'; readonly seconds: number };
 
+/** PostgreSQL's memory units (1024-based, as Patroni reads ?lag=), and the IEC spellings. */
 const BYTE_UNITS: Readonly<Record<string, number>> = {
-  b: 1, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3, tib: 1024 ** 4,
+  b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3, tb: 1024 ** 4, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3, tib: 1024 ** 4,
 };
-const SECOND_UNITS: Readonly<Record<string, number>> = { ms: 0.001, s: 1, m: 60, h: 3600 };
+const SECOND_UNITS: Readonly<Record<string, number>> = { ms: 0.001, s: 1, m: 60, min: 60, h: 3600 };
 
-/** "10MB", "16MiB", "1048576" (bytes), "500ms", "5s", "2m" → a lag limit. Throws ApiError 400 otherwise. */
+/** "1048576" (bytes), "1024kB", "10MB", "16MiB", "500ms", "5s", "2min" → a lag limit. Throws ApiError 400 otherwise. */
 export function parseLag(text: string): LagLimit {
   const m = /^([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)$/.exec(text.trim());
   const value = m === null ? NaN : Number(m[1]);
@@ -38,7 +47,7 @@ export function parseLag(text: string): LagLimit {
     const s = SECOND_UNITS[unit];
     if (s !== undefined) return { kind: 'seconds', seconds: value * s };
   }
-  throw new ApiError('MANATEE_ERR_BAD_REQUEST', `querystring.lag: expected bytes (1048576, 10MB, 16MiB) or a duration (500ms, 5s, 2m), got ${JSON.stringify(text.slice(0, 32))}`);
+  throw new ApiError('MANATEE_ERR_BAD_REQUEST', `querystring.lag: expected bytes (1048576, 1024kB, 10MB, 16MiB) or a duration (500ms, 5s, 2min), got ${JSON.stringify(text.slice(0, 32))}`);
 }
 
 export interface HealthBody {
@@ -52,28 +61,55 @@ export interface HealthBody {
   readonly writable: boolean;
   readonly inRecovery: boolean | null;
   readonly generation: number | null;
-  /** Replay backlog on a standby (received − replayed), 0 on the primary. */
+  /** The primary's WAL position minus this standby's replayed one (Patroni's lag); 0 on the primary. */
   readonly lagBytes: number | null;
   readonly lagSeconds: number | null;
+  /** The primary's WAL position that lagBytes was measured from (this peer's own on the primary). */
+  readonly primaryLsn: string | null;
+  /** How long ago primaryLsn was read from the primary (0 on the primary itself). */
+  readonly primaryLsnAgeMs: number | null;
 }
 
-/** The answer of one health check on a status: pure, so that every rule is tested without a server. */
-export function evaluateHealth(s: SitterStatus, check: HealthCheck, lag: LagLimit | null): HealthBody {
+function article(role: string): string {
+  return /^[aeiou]/.test(role) ? 'an' : 'a';
+}
+
+function describeAge(ms: number): string {
+  return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`;
+}
+
+/**
+ * The answer of one health check on a status: pure, so that every rule is tested without a
+ * server. `primary`: what is known of the primary's WAL position (null: nothing).
+ */
+export function evaluateHealth(s: SitterStatus, check: HealthCheck, lag: LagLimit | null, primary: PrimaryPosition | null = null): HealthBody {
   const pg = s.postgres;
   const up = pg.online && pg.healthy;
   const standby = (s.role === 'sync' || s.role === 'async') && pg.inRecovery === true;
-  const lagBytes = s.role === 'primary' ? 0 : lsnDiffBytes(pg.receiveLsn, pg.replayLsn);
+  const isPrimary = s.role === 'primary';
+  const primaryLsn = isPrimary ? pg.currentLsn : (primary?.lsn ?? null);
+  const primaryLsnAgeMs = isPrimary ? (pg.currentLsn === null ? null : 0) : primary?.lsn == null ? null : primary.ageMs;
+  const lagBytes = isPrimary ? 0 : lsnDiffBytes(primaryLsn, pg.replayLsn);
   const lagSeconds = s.heartbeat?.lagSeconds ?? null;
   const body = (ok: boolean, reason: string): HealthBody => ({
     peerId: s.peer.id, role: s.role, check, ok, reason, pgOnline: pg.online, pgHealthy: pg.healthy, writable: pg.writable,
-    inRecovery: pg.inRecovery, generation: s.state?.generation ?? null, lagBytes, lagSeconds,
+    inRecovery: pg.inRecovery, generation: s.state?.generation ?? null, lagBytes, lagSeconds, primaryLsn, primaryLsnAgeMs,
   });
   if (!up) return body(false, `PostgreSQL is not serving: ${pg.error ?? 'down'}`);
   const withinLag = (what: string): HealthBody => {
     if (lag === null) return body(true, what);
     if (lag.kind === 'bytes') {
-      if (lagBytes === null) return body(false, `${what}, but its lag in bytes is unknown`);
-      return lagBytes <= lag.bytes ? body(true, `${what}, ${lagBytes} bytes behind (limit ${lag.bytes})`) : body(false, `${what}, but ${lagBytes} bytes behind (limit ${lag.bytes})`);
+      if (lagBytes === null) {
+        const why = pg.replayLsn === null
+          ? 'its replayed WAL position is unknown'
+          : `the primary's WAL position is unknown (${primary === null ? 'no primary in the state' : `${primary.primaryId}: ${primary.error ?? 'never read'}`})`;
+        return body(false, `${what}, but its lag in bytes is unknown: ${why}`);
+      }
+      // A position read from the primary before its latest failed ask: say how old it is.
+      const stale = primary?.error != null && primaryLsnAgeMs !== null ? `, measured from the primary's position of ${describeAge(primaryLsnAgeMs)} ago (${primary.error})` : '';
+      return lagBytes <= lag.bytes
+        ? body(true, `${what}, ${lagBytes} bytes behind the primary (limit ${lag.bytes})${stale}`)
+        : body(false, `${what}, but ${lagBytes} bytes behind the primary (limit ${lag.bytes})${stale}`);
     }
     if (lagSeconds === null) return body(false, `${what}, but its lag in seconds is unknown (no heartbeat read yet)`);
     return lagSeconds <= lag.seconds ? body(true, `${what}, ${lagSeconds} s behind (limit ${lag.seconds} s)`) : body(false, `${what}, but ${lagSeconds} s behind (limit ${lag.seconds} s)`);
@@ -81,16 +117,17 @@ export function evaluateHealth(s: SitterStatus, check: HealthCheck, lag: LagLimi
   switch (check) {
     case 'primary':
     case 'read-write':
-      if (s.role !== 'primary') return body(false, `this peer is ${s.role === 'async' ? 'an' : 'a'} ${s.role}, not the primary`);
+      if (!isPrimary) return body(false, `this peer is ${article(s.role)} ${s.role}, not the primary`);
       return pg.writable ? body(true, 'the writable primary') : body(false, 'the primary, but read-only (waiting for its sync)');
     case 'replica':
-      return standby ? withinLag(`a ${s.role} standby`) : body(false, `this peer is not a standby (role ${s.role})`);
+      return standby ? withinLag(`${article(s.role)} ${s.role} standby`) : body(false, `this peer is not a standby (role ${s.role})`);
     case 'sync':
     case 'async':
       return standby && s.role === check ? withinLag(check === 'sync' ? 'the sync standby' : 'an async standby') : body(false, `this peer is not ${check === 'sync' ? 'the sync' : 'an async'} (role ${s.role})`);
     case 'read-only':
-      if (s.role === 'primary') return body(true, 'the primary (serves reads)');
-      return standby ? withinLag(`a ${s.role} standby`) : body(false, `this peer serves no reads (role ${s.role})`);
+      // Patroni: 200 on the primary whatever ?lag= says (it is never behind itself).
+      if (isPrimary) return body(true, 'the primary (serves reads)');
+      return standby ? withinLag(`${article(s.role)} ${s.role} standby`) : body(false, `this peer serves no reads (role ${s.role})`);
     case 'health':
       return body(true, 'PostgreSQL is up');
   }
@@ -98,21 +135,46 @@ export function evaluateHealth(s: SitterStatus, check: HealthCheck, lag: LagLimi
 
 const CHECKS: readonly HealthCheck[] = ['primary', 'read-write', 'replica', 'sync', 'async', 'read-only', 'health'];
 
-export function healthRoutes(deps: ApiDeps): FastifyPluginAsync {
+/** Checks whose answer on a standby depends on how far behind it is. */
+const LAG_CHECKS: ReadonlySet<HealthCheck> = new Set(['replica', 'sync', 'async', 'read-only']);
+
+/** Deadline of one ask of the primary's position: below HAProxy's usual check timeouts (1-2 s). */
+export const PRIMARY_POSITION_TIMEOUT_MS_MAX = 500;
+/** The primary is asked at most this often by one peer's health checks. */
+export const PRIMARY_POSITION_FRESH_MS = 1000;
+
+export function healthRoutes(deps: ApiDeps, limits: Pick<ApiLimits, 'peerStatusTimeoutMs'>): FastifyPluginAsync {
+  const positions = new PrimaryPositionCache({
+    fetchStatus: deps.fetchPeerStatus ?? fetchPeerStatusHttp,
+    timeoutMs: Math.min(limits.peerStatusTimeoutMs, PRIMARY_POSITION_TIMEOUT_MS_MAX),
+    freshMs: PRIMARY_POSITION_FRESH_MS,
+  });
+
+  const answer = async (check: HealthCheck, req: FastifyRequest<{ Querystring: { lag?: string } }>, reply: FastifyReply): Promise<FastifyReply> => {
+    const lag = req.query.lag === undefined ? null : parseLag(req.query.lag);
+    const s = await deps.status();
+    const primary = s.state?.primary ?? null;
+    // Only a standby's lag needs the primary; only a byte limit waits for the answer.
+    const position = primary !== null && s.role !== 'primary' && primary.id !== s.peer.id && LAG_CHECKS.has(check)
+      ? await positions.get(primary, lag?.kind === 'bytes')
+      : null;
+    const body = evaluateHealth(s, check, lag, position);
+    return reply.code(body.ok ? 200 : 503).send(body);
+  };
+
+  const schema = {
+    querystring: healthQuerySchema,
+    // 503 is this check's answer, or the error body when the status itself cannot be had.
+    response: { 200: healthBodySchema, 503: { anyOf: [healthBodySchema, errorBodySchema] }, '4xx': errorBodySchema, '5xx': errorBodySchema },
+  };
+
   // eslint-disable-next-line @typescript-eslint/require-await -- fastify plugins are async functions
   return async (app) => {
     for (const check of CHECKS) {
-      app.get<{ Querystring: { lag?: string } }>(`/${check}`, {
-        schema: {
-          querystring: healthQuerySchema,
-          // 503 is this check's answer, or the error body when the status itself cannot be had.
-          response: { 200: healthBodySchema, 503: { anyOf: [healthBodySchema, errorBodySchema] }, '4xx': errorBodySchema, '5xx': errorBodySchema },
-        },
-      }, async (req, reply: FastifyReply) => {
-        const lag = req.query.lag === undefined ? null : parseLag(req.query.lag);
-        const body = evaluateHealth(await deps.status(), check, lag);
-        return reply.code(body.ok ? 200 : 503).send(body);
-      });
+      app.route<{ Querystring: { lag?: string } }>({ method: ['GET', 'OPTIONS'], url: `/${check}`, schema, handler: (req, reply) => answer(check, req, reply) });
     }
+    // HAProxy's bare `option httpchk` sends OPTIONS /: Patroni's / is its primary check. GET / is
+    // the status page here, so GET checks must name their path.
+    app.route<{ Querystring: { lag?: string } }>({ method: 'OPTIONS', url: '/', schema, handler: (req, reply) => answer('primary', req, reply) });
   };
 }
