@@ -169,11 +169,14 @@ function buildProgram(io: AdmIo): Command {
   program
     .command('state')
     .description('the committed cluster state and its version, as JSON')
+    // Always JSON; -j is accepted as on every other command, so that scripts may pass it throughout.
+    .option('-j, --json', 'print JSON (the only output of this command)')
     .action(async (_opts: unknown, cmd: Command) => { json(await client(cmd).state()); });
 
   program
     .command('active')
     .description('the active peers (those with a session), as JSON')
+    .option('-j, --json', 'print JSON (the only output of this command)')
     .action(async (_opts: unknown, cmd: Command) => { json(await client(cmd).peers()); });
 
   program
