@@ -26,6 +26,7 @@ export { ApiMetrics } from './metrics.js';
 export { raftMembership, type MembershipNode } from './membership.js';
 export { buildShardReport, chainLinks, fetchPeerStatusHttp, lsnDiffBytes, type ShardLink, type ShardPeer, type ShardReport } from './shard.js';
 export { evaluateHealth, parseLag, type HealthBody, type HealthCheck, type LagLimit } from './routes/health.js';
+export { PrimaryPositionCache, type PrimaryPosition } from './primary-position.js';
 export { storeAdminOperations, VERSION_MISMATCH_CODE, type AdminStateStore, type StoreAdminOptions } from './admin-ops.js';
 export { ApiError, errorBody, statusForCode, type ApiErrorCode, type ErrorBody } from './errors.js';
 export { OPERATOR_HEADER } from './routes/admin.js';

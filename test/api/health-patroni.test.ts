@@ -1,0 +1,357 @@
+// The health checks against Patroni's convention, over real HTTP on 127.0.0.1: real fastify
+// servers for a primary (a), its sync (b) and an async (c) over one in-memory cluster state
+// (test/api/memory.ts), where a test changes what one peer's status says (its WAL position, its
+// PostgreSQL down). A standby asks the primary's sitter for the primary's WAL position over HTTP,
+// as in production; the servers that stand for an unreachable primary are real sockets too.
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { createServer, request, type IncomingMessage, type Server } from 'node:http';
+import type { FastifyInstance } from 'fastify';
+import { createApi } from '../../src/api/server.js';
+import { evaluateHealth, parseLag } from '../../src/api/routes/health.js';
+import { PrimaryPositionCache } from '../../src/api/primary-position.js';
+import type { SitterStatus } from '../../src/peer/status.js';
+import type { PeerInfo } from '../../src/store/types.js';
+import { freePort, waitFor } from '../helpers/wait.js';
+import { MemoryStore, memoryDeps, peer, statusOf, threePeerState } from './memory.js';
+
+/** What each peer's status says on top of statusOf(): a test sets it, beforeEach clears it. */
+const tweaks = new Map<string, (s: SitterStatus) => SitterStatus>();
+/** How many times each peer's status was read (the primary's, by the standbys' lag checks). */
+const statusReads = new Map<string, number>();
+
+let servers: FastifyInstance[] = [];
+let rawServers: Server[] = [];
+let store: MemoryStore;
+let peers: PeerInfo[];
+
+async function startApi(self: PeerInfo, on: MemoryStore): Promise<FastifyInstance> {
+  const base = memoryDeps({ self, store: on });
+  const app = await createApi({
+    ...base,
+    status: async () => {
+      const s = await base.status();
+      statusReads.set(self.id, (statusReads.get(self.id) ?? 0) + 1);
+      return (tweaks.get(self.id) ?? ((x: SitterStatus) => x))(s);
+    },
+  });
+  servers.push(app);
+  await app.listen({ host: '127.0.0.1', port: Number(new URL(self.apiUrl).port) });
+  return app;
+}
+
+/** A primary whose PostgreSQL is at `lsn` (its sitter answers /status with it). */
+function primaryAt(lsn: string): void {
+  tweaks.set('a', (s) => ({ ...s, postgres: { ...s.postgres, currentLsn: lsn } }));
+}
+
+beforeAll(async () => {
+  const ports = await Promise.all([freePort(), freePort(), freePort()]);
+  peers = ['a', 'b', 'c'].map((id, i) => peer(id, `http://127.0.0.1:${ports[i] ?? 0}`));
+  store = new MemoryStore(threePeerState(peers), peers);
+  for (const p of peers) await startApi(p, store);
+});
+
+afterAll(async () => {
+  await Promise.all(servers.map((s) => s.close()));
+  for (const s of rawServers) s.closeAllConnections();
+  await Promise.all(rawServers.map((s) => new Promise((r) => s.close(r))));
+  servers = [];
+  rawServers = [];
+});
+
+beforeEach(() => {
+  tweaks.clear();
+  statusReads.clear();
+});
+
+const A = () => peers[0]!.apiUrl;
+const B = () => peers[1]!.apiUrl;
+const C = () => peers[2]!.apiUrl;
+
+interface Answer {
+  status: number;
+  body: any;
+  text: string;
+  headers: IncomingMessage['headers'];
+}
+
+function call(method: string, url: string): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method, timeout: 10_000 }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        let body: unknown = null;
+        try {
+          body = text === '' ? null : JSON.parse(text);
+        } catch {
+          body = null;
+        }
+        resolve({ status: res.statusCode ?? 0, body, text, headers: res.headers });
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** The standbys replayed 0/3000148 (test/api/memory.ts); these are that plus 1024 and 1048576 bytes. */
+const PLUS_1KIB = '0/3000548';
+const PLUS_1MIB = '0/3100148';
+const FAR_AHEAD = '5/0';
+
+/** Waits until the standby's cached view of the primary is the one the test set (it is kept ~1 s). */
+async function untilPrimaryLsn(url: string, lsn: string): Promise<void> {
+  await waitFor(`${url} to see the primary at ${lsn}`, async () => (await call('GET', `${url}/replica?lag=1TB`)).body?.primaryLsn === lsn, { timeoutMs: 20_000, intervalMs: 50 });
+}
+
+const HEALTH_BODY_KEYS = ['check', 'generation', 'inRecovery', 'lagBytes', 'lagSeconds', 'ok', 'peerId', 'pgHealthy', 'pgOnline',
+  'primaryLsn', 'primaryLsnAgeMs', 'reason', 'role', 'writable'];
+
+describe('?lag= in bytes: the primary\'s WAL position minus the standby\'s replayed one (Patroni)', () => {
+  it('a standby with nothing left to replay but far behind the primary (its WAL receiver stalled) fails; within the bound it passes', async () => {
+    primaryAt(FAR_AHEAD);
+    await untilPrimaryLsn(C(), FAR_AHEAD);
+    // c received and replayed 0/3000148: by its own numbers it is caught up.
+    const far = await call('GET', `${C()}/replica?lag=1GB`);
+    expect(far.status).toBe(503);
+    const behind = 5 * 2 ** 32 - 0x3000148;
+    expect(far.body).toMatchObject({ peerId: 'c', role: 'async', ok: false, lagBytes: behind, primaryLsn: FAR_AHEAD });
+    expect(far.body.reason).toBe(`an async standby, but ${behind} bytes behind the primary (limit ${1024 ** 3})`);
+    expect(far.body.primaryLsnAgeMs).toBeGreaterThanOrEqual(0);
+    expect(far.body.primaryLsnAgeMs).toBeLessThan(5000);
+    expect((await call('GET', `${C()}/replica?lag=21GB`)).status).toBe(200);
+    expect((await call('GET', `${C()}/async?lag=1TB`)).status).toBe(200);
+    expect((await call('GET', `${C()}/async?lag=100MB`)).status).toBe(503);
+    // Without a limit the check passes whatever the lag (Patroni's /replica), with the lag in the body.
+    const plain = await call('GET', `${C()}/replica`);
+    expect(plain.status).toBe(200);
+    expect(plain.body.lagBytes).toBe(behind);
+  });
+
+  it('units are PostgreSQL\'s, 1024-based: 1kB = 1024 bytes, 1MB = 1048576', async () => {
+    primaryAt(PLUS_1KIB);
+    await untilPrimaryLsn(C(), PLUS_1KIB);
+    const codes = async (lag: string) => (await call('GET', `${C()}/replica?lag=${lag}`)).status;
+    expect(await codes('1kB')).toBe(200);
+    expect(await codes('1KiB')).toBe(200);
+    expect(await codes('1024')).toBe(200);
+    expect(await codes('1023')).toBe(503); // a bare number is bytes
+    expect(await codes('1000')).toBe(503); // what a 1000-based kB would have let through
+    primaryAt(PLUS_1MIB);
+    await untilPrimaryLsn(C(), PLUS_1MIB);
+    expect(await codes('1MB')).toBe(200);
+    expect(await codes('1MiB')).toBe(200);
+    expect(await codes('1024kB')).toBe(200);
+    expect(await codes('1048575')).toBe(503);
+    expect(await codes('1000kB')).toBe(503);
+    expect(parseLag('1kB')).toEqual({ kind: 'bytes', bytes: 1024 });
+    expect(parseLag('1MB')).toEqual({ kind: 'bytes', bytes: 1048576 });
+    expect(parseLag('1GB')).toEqual({ kind: 'bytes', bytes: 1024 ** 3 });
+    expect(parseLag('2TB')).toEqual({ kind: 'bytes', bytes: 2 * 1024 ** 4 });
+  });
+
+  it('a bad unit is a 400 that names lag', async () => {
+    for (const lag of ['5XB', '10mb', '1kb', '3 parsecs', '1e6', '-1', '0x10']) {
+      const a = await call('GET', `${C()}/replica?lag=${encodeURIComponent(lag)}`);
+      expect({ lag, status: a.status, code: a.body?.error?.code }).toEqual({ lag, status: 400, code: 'MANATEE_ERR_BAD_REQUEST' });
+      expect(a.body.error.message).toMatch(/querystring\.lag/);
+    }
+  });
+
+  it('/sync?lag=: 200 within the bound, 503 past it; /read-only?lag= is 200 on the primary, bounded on a standby', async () => {
+    primaryAt(PLUS_1MIB);
+    await untilPrimaryLsn(B(), PLUS_1MIB);
+    const ok = await call('GET', `${B()}/sync?lag=1MB`);
+    expect(ok.status).toBe(200);
+    expect(ok.body).toMatchObject({ peerId: 'b', role: 'sync', ok: true, lagBytes: 1048576, reason: 'the sync standby, 1048576 bytes behind the primary (limit 1048576)' });
+    const no = await call('GET', `${B()}/sync?lag=512kB`);
+    expect(no.status).toBe(503);
+    expect(no.body).toMatchObject({ ok: false, lagBytes: 1048576, reason: 'the sync standby, but 1048576 bytes behind the primary (limit 524288)' });
+    expect(Object.keys(ok.body).sort()).toEqual(HEALTH_BODY_KEYS);
+    expect(Object.keys(no.body).sort()).toEqual(HEALTH_BODY_KEYS);
+    expect((await call('GET', `${B()}/read-only?lag=2MB`)).status).toBe(200);
+    expect((await call('GET', `${B()}/read-only?lag=1023kB`)).status).toBe(503);
+    // The primary is never behind itself: 0 bytes, its own position, no ask.
+    const primary = await call('GET', `${A()}/read-only?lag=0`);
+    expect(primary.status).toBe(200);
+    expect(primary.body).toMatchObject({ role: 'primary', lagBytes: 0, primaryLsn: PLUS_1MIB, primaryLsnAgeMs: 0 });
+  });
+
+  it('asks the primary at most about once a second, whatever the number of checks', async () => {
+    primaryAt(PLUS_1KIB);
+    await untilPrimaryLsn(C(), PLUS_1KIB);
+    statusReads.set('a', 0);
+    const t0 = Date.now();
+    const answers = await Promise.all(Array.from({ length: 30 }, () => call('GET', `${C()}/replica?lag=1MB`)));
+    const elapsedMs = Date.now() - t0;
+    expect(answers.every((x) => x.status === 200)).toBe(true);
+    // 30 checks at once: one ask per started second (plus the one in flight), not one per check.
+    expect(statusReads.get('a') ?? 0).toBeLessThanOrEqual(2 + Math.floor(elapsedMs / 1000));
+  });
+});
+
+describe('the primary\'s position unknown or old', () => {
+  it('a primary that cannot be asked, and was never read: a byte limit fails with a reason that says so', async () => {
+    // A second shard whose primary x is a refused port; e is its async, with a real API.
+    const [deadPort, ePort, hungPort, gPort] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+    const e = peer('e', `http://127.0.0.1:${ePort}`);
+    const refused = new MemoryStore(threePeerState([peer('x', `http://127.0.0.1:${deadPort}`), peer('d'), e]), [e]);
+    await startApi(e, refused);
+    const a = await call('GET', `${e.apiUrl}/replica?lag=1GB`);
+    expect(a.status).toBe(503);
+    expect(a.body).toMatchObject({ peerId: 'e', ok: false, lagBytes: null, primaryLsn: null, primaryLsnAgeMs: null });
+    expect(a.body.reason).toMatch(/^an async standby, but its lag in bytes is unknown: the primary's WAL position is unknown \(x: ECONNREFUSED/);
+    expect(Object.keys(a.body).sort()).toEqual(HEALTH_BODY_KEYS);
+    // Without a limit, or with a limit in time (the heartbeat), the lag in bytes does not matter.
+    expect((await call('GET', `${e.apiUrl}/replica`)).status).toBe(200);
+    expect((await call('GET', `${e.apiUrl}/replica?lag=5s`)).status).toBe(200);
+    expect((await call('OPTIONS', `${e.apiUrl}/replica?lag=1GB`)).status).toBe(503);
+
+    // A primary whose sitter accepts the connection and never answers: the check still answers,
+    // after the short deadline of the ask, not after the load balancer gave up.
+    const hung = createServer(() => { /* never answers */ });
+    rawServers.push(hung);
+    await new Promise<void>((r) => hung.listen(hungPort, '127.0.0.1', r));
+    const g = peer('g', `http://127.0.0.1:${gPort}`);
+    await startApi(g, new MemoryStore(threePeerState([peer('y', `http://127.0.0.1:${hungPort}`), peer('f'), g]), [g]));
+    const t0 = Date.now();
+    const h = await call('GET', `${g.apiUrl}/async?lag=1MB`);
+    expect(h.status).toBe(503);
+    expect(h.body.reason).toMatch(/the primary's WAL position is unknown \(y: no answer within 500 ms/);
+    expect(Date.now() - t0).toBeLessThan(5000);
+  });
+
+  it('a primary that was read and then cannot be asked: its last position is used, and the reason gives its age', async () => {
+    primaryAt(PLUS_1KIB);
+    await untilPrimaryLsn(C(), PLUS_1KIB);
+    // a's sitter now fails its /status (503): c keeps the last position it read.
+    tweaks.set('a', () => { throw new Error('status unavailable'); });
+    const stale = await waitFor('c to use an old position of the primary', async () => {
+      const r = await call('GET', `${C()}/replica?lag=1kB`);
+      return typeof r.body?.reason === 'string' && r.body.reason.includes(' ago ') ? r : null;
+    }, { timeoutMs: 20_000, intervalMs: 100 });
+    expect(stale.status).toBe(200);
+    expect(stale.body).toMatchObject({ lagBytes: 1024, primaryLsn: PLUS_1KIB });
+    expect(stale.body.primaryLsnAgeMs).toBeGreaterThanOrEqual(900);
+    expect(stale.body.reason).toMatch(/^an async standby, 1024 bytes behind the primary \(limit 1024\), measured from the primary's position of [0-9.]+ (s|ms) ago \(HTTP 5\d\d from /);
+    expect((await call('GET', `${C()}/replica?lag=1000`)).status).toBe(503);
+  });
+
+  it('evaluateHealth: no primary in the state, or no replayed position, is an unknown lag', () => {
+    const s = statusOf(peers[2]!, store);
+    expect(evaluateHealth(s, 'replica', { kind: 'bytes', bytes: 1 << 30 }, null)).toMatchObject({
+      ok: false, lagBytes: null, reason: 'an async standby, but its lag in bytes is unknown: the primary\'s WAL position is unknown (no primary in the state)',
+    });
+    const blind = { ...s, postgres: { ...s.postgres, replayLsn: null } };
+    const known = { primaryId: 'a', lsn: PLUS_1KIB, ageMs: 10, error: null };
+    expect(evaluateHealth(blind, 'async', { kind: 'bytes', bytes: 1 << 30 }, known)).toMatchObject({
+      ok: false, lagBytes: null, reason: 'an async standby, but its lag in bytes is unknown: its replayed WAL position is unknown',
+    });
+    expect(evaluateHealth(s, 'async', { kind: 'bytes', bytes: 1024 }, known)).toMatchObject({ ok: true, lagBytes: 1024, primaryLsn: PLUS_1KIB, primaryLsnAgeMs: 10 });
+  });
+});
+
+describe('PrimaryPositionCache', () => {
+  const a = peer('a', 'http://127.0.0.1:1');
+
+  it('refuses an answer from another peer, a primary in recovery, or one with no WAL position', async () => {
+    const s = statusOf(peers[0]!, store);
+    const answers: SitterStatus[] = [
+      { ...s, peer: peer('b') },
+      { ...s, postgres: { ...s.postgres, inRecovery: true } },
+      { ...s, postgres: { ...s.postgres, currentLsn: null } },
+      { ...s, postgres: { ...s.postgres, currentLsn: 'garbage' } },
+    ];
+    const expected = [/answered as b, not a/, /not a running primary \(in recovery\)/, /reported no WAL position/, /reported no WAL position/];
+    for (const [i, answer] of answers.entries()) {
+      let nowMs = 0;
+      const cache = new PrimaryPositionCache({ fetchStatus: () => Promise.resolve(answer), timeoutMs: 100, freshMs: 1000, nowMs: () => nowMs });
+      const got = await cache.get(a, true);
+      expect(got.lsn).toBeNull();
+      expect(got.error).toMatch(expected[i]!);
+      nowMs += 10;
+    }
+  });
+
+  it('a new primary starts from nothing; without waiting, the ask finishes in the background', async () => {
+    let nowMs = 0;
+    let lsn = '0/10';
+    const cache = new PrimaryPositionCache({
+      fetchStatus: (url) => Promise.resolve({ ...statusOf(peers[0]!, store), peer: url.endsWith(':1') ? a : peer('b', url), postgres: { ...statusOf(peers[0]!, store).postgres, currentLsn: lsn } }),
+      timeoutMs: 100, freshMs: 1000, nowMs: () => nowMs,
+    });
+    expect(await cache.get(a, false)).toMatchObject({ lsn: null, error: 'not asked yet' });
+    await waitFor('the background ask', async () => (await cache.get(a, false)).lsn === '0/10', { timeoutMs: 5000, intervalMs: 5 });
+    lsn = '0/20';
+    nowMs = 500;
+    expect((await cache.get(a, true)).lsn).toBe('0/10'); // fresh: not asked again
+    nowMs = 1000;
+    expect(await cache.get(a, true)).toMatchObject({ lsn: '0/20', ageMs: 0, error: null });
+    const b = peer('b', 'http://127.0.0.1:2');
+    expect(await cache.get(b, false)).toMatchObject({ primaryId: 'b', lsn: null, ageMs: null });
+  });
+});
+
+describe('PostgreSQL down, OPTIONS and HEAD', () => {
+  it('/read-only and /health are 503 when PostgreSQL is down, with the same body as a 200', async () => {
+    const up = await call('GET', `${C()}/health`);
+    expect(up.status).toBe(200);
+    tweaks.set('c', (s) => ({ ...s, postgres: { ...s.postgres, online: false, healthy: false, error: 'connection refused', inRecovery: null, replayLsn: null } }));
+    for (const check of ['health', 'read-only', 'replica', 'async']) {
+      const down = await call('GET', `${C()}/${check}`);
+      expect(down.status, check).toBe(503);
+      expect(down.body, check).toMatchObject({ peerId: 'c', check, ok: false, pgOnline: false, reason: 'PostgreSQL is not serving: connection refused' });
+      expect(Object.keys(down.body).sort()).toEqual(Object.keys(up.body).sort());
+    }
+    // The primary's: its /read-only and /health too.
+    tweaks.set('a', (s) => ({ ...s, postgres: { ...s.postgres, online: false, healthy: false, error: 'the server is starting up', writable: false } }));
+    expect((await call('GET', `${A()}/read-only`)).status).toBe(503);
+    expect((await call('GET', `${A()}/health`)).status).toBe(503);
+    expect((await call('OPTIONS', `${A()}/primary`)).status).toBe(503);
+  });
+
+  it('OPTIONS answers the status GET answers, on every check; OPTIONS / is the primary check (GET / is the page)', async () => {
+    for (const check of ['primary', 'read-write', 'replica', 'sync', 'async', 'read-only', 'health']) {
+      for (const url of [A(), B(), C()]) {
+        const get = await call('GET', `${url}/${check}`);
+        const options = await call('OPTIONS', `${url}/${check}`);
+        expect({ check, url, status: options.status }).toEqual({ check, url, status: get.status });
+      }
+    }
+    expect((await call('OPTIONS', `${A()}/primary`)).status).toBe(200);
+    expect((await call('OPTIONS', `${C()}/primary`)).status).toBe(503);
+    const root = await call('OPTIONS', `${A()}/`);
+    expect(root.status).toBe(200);
+    expect(root.body).toMatchObject({ check: 'primary', ok: true });
+    expect((await call('OPTIONS', `${B()}/`)).status).toBe(503);
+    expect((await call('OPTIONS', `${C()}/`)).status).toBe(503);
+    const page = await call('GET', `${C()}/`);
+    expect(page.status).toBe(200);
+    expect(page.headers['content-type']).toMatch(/text\/html/);
+    // Bad input on OPTIONS is a 400 as on GET.
+    expect((await call('OPTIONS', `${C()}/replica?lag=fast`)).status).toBe(400);
+    expect((await call('OPTIONS', `${C()}/primary?x=1`)).status).toBe(400);
+  });
+
+  it('HEAD answers the same status with no body, lag bound included', async () => {
+    primaryAt(FAR_AHEAD);
+    await untilPrimaryLsn(C(), FAR_AHEAD);
+    const far = await call('HEAD', `${C()}/replica?lag=1MB`);
+    expect(far.status).toBe(503);
+    expect(far.text).toBe('');
+    expect((await call('HEAD', `${C()}/replica?lag=100GB`)).status).toBe(200);
+    expect((await call('HEAD', `${A()}/primary`)).status).toBe(200);
+    expect((await call('HEAD', `${B()}/primary`)).status).toBe(503);
+    expect((await call('HEAD', `${C()}/replica?lag=5XB`)).status).toBe(400);
+  });
+
+  it('reason strings use the right article', async () => {
+    expect((await call('GET', `${C()}/replica`)).body.reason).toBe('an async standby');
+    expect((await call('GET', `${B()}/replica`)).body.reason).toBe('a sync standby');
+    expect((await call('GET', `${C()}/primary`)).body.reason).toBe('this peer is an async, not the primary');
+    expect((await call('GET', `${B()}/primary`)).body.reason).toBe('this peer is a sync, not the primary');
+  });
+});
