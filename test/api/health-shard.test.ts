@@ -1,0 +1,71 @@
+// ?lag= in bytes on a real three-peer shard (real sitters and PostgreSQL 15 on 127.0.0.1,
+// test/helpers/shard.ts): an async whose WAL receiver is stopped (SIGSTOP of the walreceiver
+// process of the PostgreSQL this test started) has nothing left to replay, so by its own numbers
+// it is caught up; measured from the primary's WAL position, as Patroni does, it is behind and
+// fails /async?lag=1MB until its receiver runs again.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Shard, httpJson, type ShardPeer } from '../helpers/shard.js';
+import type { SitterStatus } from '../../src/peer/status.js';
+
+let shard: Shard;
+let primary: ShardPeer;
+let async0: ShardPeer;
+let stoppedPid: number | null = null;
+
+beforeAll(async () => {
+  shard = await Shard.create({ prefix: 'hl' });
+  const st = await shard.waitFor('a three-peer chain', async () => {
+    const s = await shard.statusOf(shard.peers[0]!);
+    return s?.state !== null && s?.state !== undefined && s.state.async.length === 1 ? s.state : null;
+  }, 180_000);
+  primary = shard.peer(st.primary.id);
+  async0 = shard.peer(st.async[0]!.id);
+  await shard.waitForTopology({ primary: primary.id, sync: st.sync!.id, async: [async0.id] }, 180_000);
+}, 240_000);
+
+afterAll(async () => {
+  // The receiver must never stay stopped: teardown stops PostgreSQL, which waits for it.
+  if (stoppedPid !== null) {
+    try {
+      process.kill(stoppedPid, 'SIGCONT');
+    } catch {
+      // already gone
+    }
+  }
+  // Unset when Shard.create() itself failed (it cleans up after itself then).
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
+  await shard?.teardown();
+}, 120_000);
+
+interface Health { status: number; body: { ok: boolean; reason: string; lagBytes: number | null; primaryLsn: string | null } }
+
+describe('?lag= in bytes on a real shard', () => {
+  it('an async with a stopped WAL receiver is behind the primary, and passes again once it runs', async () => {
+    await shard.waitFor('the async within 1MB', async () => ((await httpJson(`${async0.apiUrl}/async?lag=1MB`)) as Health).status === 200, 60_000);
+    const rows = await shard.query<{ pid: number }>(async0, 'SELECT pid FROM pg_stat_wal_receiver');
+    const receiverPid = rows[0]?.pid;
+    expect(receiverPid).toBeGreaterThan(0);
+    stoppedPid = receiverPid!;
+    process.kill(stoppedPid, 'SIGSTOP');
+    // About 4 MB of WAL on the primary (the sync acknowledges it; the async never receives it).
+    await shard.query(primary, "CREATE TABLE health_lag AS SELECT g, repeat('x', 1000) AS pad FROM generate_series(1, 4000) g");
+    const behind = await shard.waitFor('the async failing /async?lag=1MB', async () => {
+      const r = (await httpJson(`${async0.apiUrl}/async?lag=1MB`)) as Health;
+      return r.status === 503 ? r : null;
+    }, 60_000);
+    expect(behind.body.lagBytes).toBeGreaterThan(1024 * 1024);
+    expect(behind.body.reason).toMatch(/^an async standby, but [0-9]+ bytes behind the primary \(limit 1048576\)$/);
+    // Its own numbers: everything it received is replayed (what ?lag= used to compare).
+    const own = (await httpJson(`${async0.apiUrl}/status`)).body as SitterStatus;
+    expect(own.postgres.receiveLsn).toBe(own.postgres.replayLsn);
+    expect((await httpJson(`${async0.apiUrl}/replica?lag=1GB`)).status).toBe(200);
+
+    process.kill(stoppedPid, 'SIGCONT');
+    stoppedPid = null;
+    const back = await shard.waitFor('the async within 1MB again', async () => {
+      const r = (await httpJson(`${async0.apiUrl}/async?lag=1MB`)) as Health;
+      return r.status === 200 ? r : null;
+    }, 90_000);
+    expect(back.body.lagBytes).toBeLessThanOrEqual(1024 * 1024);
+  }, 240_000);
+});
