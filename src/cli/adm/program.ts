@@ -193,7 +193,7 @@ function buildProgram(io: AdmIo): Command {
 
   program
     .command('remove-peer')
-    .description('remove a peer from the Raft group (reap it from the state too, if it is deposed)')
+    .description('remove a peer from the Raft group (its place in the state is not touched: reap it too if it was left deposed)')
     .argument('<id>', 'the peer\'s id')
     .option('-j, --json', 'print JSON for scripts')
     .action(async (id: string, opts: { json?: boolean }, cmd: Command) => {
