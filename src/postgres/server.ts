@@ -90,6 +90,8 @@ interface PgEvents {
 const SIGNAL_FOR: Record<ShutdownMode, NodeJS.Signals> = { smart: 'SIGTERM', fast: 'SIGINT', immediate: 'SIGQUIT' };
 const IDENT_RE = /^[a-z_][a-z0-9_]{0,62}$/;
 const SOCKET_PATH_MAX = 100;
+/** A fence's checkpoint (see fenceWrites) flushes every dirty buffer: allow a large database time for it. */
+const FENCE_CHECKPOINT_TIMEOUT_MS = 300_000;
 
 function errText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
@@ -808,12 +810,29 @@ export class PostgresServer extends EventEmitter<PgEvents> {
    * synchronous_standby_names naming the placeholder, so that no commit returns until the new
    * sync is named by enableWrites(). After this, pg_current_wal_flush_lsn() bounds every
    * acknowledged commit.
+   *
+   * Coming from one-node-write mode (synchronous_standby_names empty), the reload is not enough:
+   * whether a commit waits for a standby is decided by a shared flag that only the checkpointer
+   * sets when it processes the reload, and a busy checkpointer can be late. Until then, a commit
+   * (of a transaction opened before the fence) is still acknowledged on this primary alone, past
+   * the position the new generation records. A CHECKPOINT is the barrier: the checkpointer
+   * handles a pending reload before it starts a requested checkpoint.
    */
   async fenceWrites(): Promise<void> {
     if (!this.running) throw new PgError('MANATEE_ERR_PG_NOT_RUNNING', 'fenceWrites: PostgreSQL is not running');
     if (await this.inRecovery()) throw new PgError('MANATEE_ERR_PG_WRONG_ROLE', 'fenceWrites: this server is a standby (in recovery)');
+    const prev = this.rendered;
+    const commitsWaited = prev?.role === 'primary' && prev.syncNames !== '';
     await this.renderFiles({ role: 'primary', writable: false, syncNames: quoteStandbyName(NO_SYNC_PLACEHOLDER), oneNodeWriteMode: false, syncId: null });
     await this.reload();
+    if (!commitsWaited) {
+      const started = Date.now();
+      await this.queryWithTimeout('CHECKPOINT', undefined, FENCE_CHECKPOINT_TIMEOUT_MS);
+      this.log.info(
+        { decision: 'fence-barrier', durationMs: Date.now() - started },
+        'commits did not wait for a standby before the fence: a checkpoint made the checkpointer apply the reload, so every commit from now on waits',
+      );
+    }
     this.log.info({ decision: 'fence-writes' }, 'fenced: read-only, and commits wait for a sync that is not named yet');
   }
 
