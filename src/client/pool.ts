@@ -42,6 +42,17 @@ function sqlState(err: unknown): string | null {
   return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : null;
 }
 
+/**
+ * Whether an error from the server also ended the session: FATAL or PANIC (e.g. 57P01 when the
+ * backend was terminated, or the server shutting down), or a connection exception (class 08).
+ * The socket closes right after, so such a connection must not go back to the pool, where the
+ * next caller would get it before its close is noticed.
+ */
+function endsSession(err: unknown): boolean {
+  const e = err as { severity?: unknown; code?: unknown } | null;
+  return e?.severity === 'FATAL' || e?.severity === 'PANIC' || (typeof e?.code === 'string' && e.code.startsWith('08'));
+}
+
 /** host, port and database of a pgUrl (postgres://host:port/db) as pg's options. */
 export function connectionOf(pgUrl: string): { host: string; port: number; database: string | undefined } {
   const u = new URL(pgUrl);
@@ -106,7 +117,7 @@ export class PrimaryPool extends EventEmitter<PrimaryPoolEvents> {
       } catch (err) {
         const state = sqlState(err);
         // A connection that broke is not given back to the pool; one with an SQL error is fine.
-        conn.release(state === null ? (err as Error) : undefined);
+        conn.release(state === null || endsSession(err) ? (err as Error) : undefined);
         if (state !== null && RETRY_AFTER_STATEMENT.has(state) && attempt < this.attempts) {
           this.log?.info({ pool: 'retry', attempt, sqlState: state, primary: this.poolUrl }, `statement refused (${(err as Error).message}); retrying in ${delayMs} ms`);
           await sleep(delayMs);

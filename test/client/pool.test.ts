@@ -165,6 +165,9 @@ describe('PrimaryPool', () => {
       await admin.query(`SELECT pg_terminate_backend(pid) FROM (${running}) AS r`);
       const err = await write;
       expect(err).toBeInstanceOf(Error);
+      // The terminated session (FATAL 57P01) was not given back to the pool: the next caller
+      // would have got it before its close was noticed ("Connection terminated unexpectedly").
+      expect(pool.counts.idle).toBe(0);
       // query() settles only after its retries: one execution means it was not sent again.
       const calls = await admin.query<{ last_value: string; is_called: boolean }>('SELECT last_value, is_called FROM pool_calls');
       expect(calls.rows[0]).toEqual({ last_value: '1', is_called: true });
