@@ -2,8 +2,12 @@
 // through one chain of failures in order: setup, SIGKILL of the async, of the sync, of the whole
 // primary peer, and all peers killed and restarted together. A writer commits rows throughout
 // from the failover on; every acknowledged row must be found on the final primary.
-import { readFile, writeFile } from 'node:fs/promises';
+// A hook on each peer appends its JSON document to a file, so the chain also checks end to end
+// the hooks that only these failures fire: sync_changed, deposed and rebuild_done.
+import { chmod, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { HookDocument, HookEvent } from '../../src/peer/hooks.js';
 import { Shard, type ShardPeer, type Writer } from '../helpers/shard.js';
 
 describe('a three-peer shard through a chain of failures (basebackup)', () => {
@@ -16,8 +20,25 @@ describe('a three-peer shard through a chain of failures (basebackup)', () => {
   let generation: number;
 
   beforeAll(async () => {
-    shard = await Shard.create({ prefix: 'ch', timeouts: { sessionTimeoutMs: 2000, keepaliveIntervalMs: 400 } });
-  });
+    shard = await Shard.create({ prefix: 'ch', start: false, timeouts: { sessionTimeoutMs: 2000, keepaliveIntervalMs: 400 } });
+    for (const p of shard.peers) {
+      const script = join(shard.dir, `hook-${p.id}.sh`);
+      await writeFile(script, `#!/bin/sh\ncat >> '${hookLog(p)}'\necho >> '${hookLog(p)}'\n`);
+      await chmod(script, 0o755);
+      const config = JSON.parse(await readFile(p.configPath, 'utf8')) as Record<string, unknown>;
+      config['hooks'] = { events: { sync_changed: [script], deposed: [script], rebuild_done: [script] }, timeoutMs: 10_000 };
+      await writeFile(p.configPath, JSON.stringify(config, null, 2));
+    }
+    for (const p of shard.peers) shard.startSitter(p);
+  }, 180_000);
+
+  const hookLog = (p: ShardPeer) => join(shard.dir, `hooks-${p.id}.log`);
+  /** The hook documents `p` has received for `event`, oldest first. */
+  const hookDocs = async (p: ShardPeer, event: HookEvent): Promise<HookDocument[]> => {
+    const text = await readFile(hookLog(p), 'utf8').catch(() => '');
+    return text.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as HookDocument).filter((d) => d.event === event);
+  };
+  const idOf = (v: unknown): string | undefined => (v as { id?: string } | null)?.id;
 
   afterAll(async () => {
     await shard.teardown();
@@ -79,6 +100,13 @@ describe('a three-peer shard through a chain of failures (basebackup)', () => {
     await shard.waitForTopology({ primary: primary.id, sync: async1.id, async: [oldSync.id] }, 120_000);
     expect((await stateOf(primary)).generation).toBe(generation);
     expect(await decisions(oldSync, ['rebuild', 'bootstrap'])).toBe(rebuildsBefore);
+    // The primary's sync_changed hook received the change, with the state it was made in.
+    const changed = await shard.waitFor('the sync_changed hook on the primary', async () =>
+      (await hookDocs(primary, 'sync_changed')).find((d) => idOf(d.details['previous']) === oldSync.id) ?? null, 30_000);
+    expect(idOf(changed.details['current'])).toBe(async1.id);
+    expect(changed.peer.id).toBe(primary.id);
+    expect(changed.role).toBe('primary');
+    expect(changed.state?.sync?.id).toBe(async1.id);
     sync = async1;
     async1 = oldSync;
     await writer.waitReplicatedTo(async1);
@@ -104,6 +132,14 @@ describe('a three-peer shard through a chain of failures (basebackup)', () => {
     shard.restartPeer(oldPrimary);
     await shard.waitForTopology({ primary: primary.id, sync: sync.id, async: [oldPrimary.id], deposed: [] }, 150_000);
     expect(await decisions(oldPrimary, ['rebuild-done'])).toBe(rebuildsBefore + 1);
+    // The old primary's hooks: deposed when it came back, then rebuild_done from the new primary.
+    const deposed = await shard.waitFor('the deposed hook on the old primary', async () => (await hookDocs(oldPrimary, 'deposed'))[0] ?? null, 30_000);
+    expect(idOf(deposed.details['primary'])).toBe(primary.id);
+    expect(deposed.peer.id).toBe(oldPrimary.id);
+    const rebuilt = await shard.waitFor('the rebuild_done hook on the old primary', async () => (await hookDocs(oldPrimary, 'rebuild_done'))[0] ?? null, 30_000);
+    expect([primary.id, sync.id]).toContain(idOf(rebuilt.details['source']));
+    expect(['rewind', 'full', 'incremental']).toContain(rebuilt.details['method']);
+    expect(Date.parse(rebuilt.time)).toBeGreaterThanOrEqual(Date.parse(deposed.time));
     expect((await stateOf(primary)).generation).toBe(generation);
     async1 = oldPrimary;
     await writer.waitForAckAfter(Date.now(), 30_000, primary.id);
