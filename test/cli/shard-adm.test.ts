@@ -85,14 +85,7 @@ beforeAll(async () => {
     await writeFile(p.configPath, JSON.stringify({ ...config, rebuild: { automatic: false } }, null, 2));
   }
   for (const p of shard.peers) shard.startSitter(p);
-  const st = await shard.waitFor('a three-peer chain', async () => {
-    const s = await shard.statusOf(shard.peers[0]!);
-    return s?.state !== null && s?.state !== undefined && s.state.async.length === 1 ? s.state : null;
-  }, 180_000);
-  primary = shard.peer(st.primary.id);
-  sync = shard.peer(st.sync!.id);
-  async0 = shard.peer(st.async[0]!.id);
-  await shard.waitForTopology({ primary: primary.id, sync: sync.id, async: [async0.id] }, 180_000);
+  ({ primary, sync, async0 } = await shard.waitForChain());
 }, 240_000);
 
 afterAll(async () => {

@@ -41,14 +41,7 @@ beforeAll(async () => {
   // Sessions a little longer than the fixture's default: a slow keepalive on a loaded machine
   // would otherwise end the sync's session, a legitimate generation change this test does not want.
   shard = await Shard.create({ prefix: 'onwm', timeouts: { sessionTimeoutMs: 5000, keepaliveIntervalMs: 1000 } });
-  const st = await shard.waitFor('a three-peer chain', async () => {
-    const s = await shard.statusOf(shard.peers[0]!);
-    return s?.state !== null && s?.state !== undefined && s.state.async.length === 1 ? s.state : null;
-  }, 180_000);
-  primary = shard.peer(st.primary.id);
-  sync = shard.peer(st.sync!.id);
-  async0 = shard.peer(st.async[0]!.id);
-  await shard.waitForTopology({ primary: primary.id, sync: sync.id, async: [async0.id] }, 180_000);
+  ({ primary, sync, async0 } = await shard.waitForChain());
 }, 240_000);
 
 afterAll(async () => {

@@ -416,6 +416,22 @@ export class Shard {
   }
 
   /**
+   * Waits for the first peer to see a chain of a primary, a sync and one async, and for that
+   * topology to be in place (every PostgreSQL online); returns the three peers by role.
+   */
+  async waitForChain(timeoutMs = 180_000): Promise<{ primary: ShardPeer; sync: ShardPeer; async0: ShardPeer }> {
+    const first = this.peers[0];
+    if (first === undefined) throw new Error('the shard has no peers');
+    const st = await this.waitFor('a three-peer chain', async () => {
+      const s = await this.statusOf(first);
+      return s?.state !== null && s?.state !== undefined && s.state.sync !== null && s.state.async.length === 1 ? s.state : null;
+    }, timeoutMs);
+    const chain = { primary: this.peer(st.primary.id), sync: this.peer(st.sync?.id ?? ''), async0: this.peer(st.async[0]?.id ?? '') };
+    await this.waitForTopology({ primary: chain.primary.id, sync: chain.sync.id, async: [chain.async0.id] }, timeoutMs);
+    return chain;
+  }
+
+  /**
    * Waits until the committed state (as `via` sees it, or any peer) has this primary, sync and
    * asyncs (in order; `async` undefined: not checked), and every named peer's PostgreSQL is online.
    */
