@@ -7,6 +7,7 @@ import { createApi } from '../../src/api/server.js';
 import type { ApiDeps } from '../../src/api/types.js';
 import { ManateeError } from '../../src/errors.js';
 import { ADMIN_TOKEN, capturingLogger, MemoryStore, memoryDeps, peer, threePeerState } from './memory.js';
+import { expectApiError } from '../helpers/http.js';
 
 const A = peer('a');
 const B = peer('b');
@@ -56,11 +57,7 @@ async function call(
   return { status: res.status, body: text === '' ? null : JSON.parse(text) };
 }
 
-function expectError(a: Answer, status: number, code: string, message?: RegExp): void {
-  expect({ status: a.status, code: a.body?.error?.code }).toEqual({ status, code });
-  expect(typeof a.body.error.message).toBe('string');
-  if (message !== undefined) expect(a.body.error.message).toMatch(message);
-}
+const expectError = expectApiError;
 
 describe('read routes', () => {
   it('GET /ping answers with this peer id', async () => {

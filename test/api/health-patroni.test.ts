@@ -4,7 +4,7 @@
 // PostgreSQL down). A standby asks the primary's sitter for the primary's WAL position over HTTP,
 // as in production; the servers that stand for an unreachable primary are real sockets too.
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createServer, request, type IncomingMessage, type Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { FastifyInstance } from 'fastify';
 import { createApi } from '../../src/api/server.js';
 import { evaluateHealth, parseLag } from '../../src/api/routes/health.js';
@@ -13,6 +13,7 @@ import type { SitterStatus } from '../../src/peer/status.js';
 import type { PeerInfo } from '../../src/store/types.js';
 import { freePort, waitFor } from '../helpers/wait.js';
 import { MemoryStore, memoryDeps, peer, statusOf, threePeerState } from './memory.js';
+import { httpCall, type HttpAnswer } from '../helpers/http.js';
 
 /** What each peer's status says on top of statusOf(): a test sets it, beforeEach clears it. */
 const tweaks = new Map<string, (s: SitterStatus) => SitterStatus>();
@@ -68,36 +69,12 @@ const A = () => peers[0]!.apiUrl;
 const B = () => peers[1]!.apiUrl;
 const C = () => peers[2]!.apiUrl;
 
-interface Answer {
-  status: number;
-  body: any;
-  text: string;
-  headers: IncomingMessage['headers'];
-}
 
-function call(method: string, url: string): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = request(url, { method, timeout: 10_000 }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        let body: unknown = null;
-        try {
-          body = text === '' ? null : JSON.parse(text);
-        } catch {
-          body = null;
-        }
-        resolve({ status: res.statusCode ?? 0, body, text, headers: res.headers });
-      });
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-    req.end();
-  });
-}
 
 /** The standbys replayed 0/3000148 (test/api/memory.ts); these are that plus 1024 and 1048576 bytes. */
+type Answer = HttpAnswer;
+const call = (method: string, url: string): Promise<Answer> => httpCall(method, url);
+
 const PLUS_1KIB = '0/3000548';
 const PLUS_1MIB = '0/3100148';
 const FAR_AHEAD = '5/0';

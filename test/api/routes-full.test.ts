@@ -11,6 +11,7 @@ import type { ShardReport } from '../../src/api/shard.js';
 import type { PeerInfo } from '../../src/store/types.js';
 import { freePort, waitFor } from '../helpers/wait.js';
 import { ADMIN_TOKEN, MemoryRaftNode, MemoryStore, memoryDeps, peer, statusOf, threePeerState } from './memory.js';
+import { expectApiError, httpCall, type HttpAnswer, type HttpCallOptions } from '../helpers/http.js';
 
 let servers: FastifyInstance[] = [];
 let store: MemoryStore;
@@ -40,45 +41,17 @@ const A = () => peers[0]!.apiUrl;
 const B = () => peers[1]!.apiUrl;
 const C = () => peers[2]!.apiUrl;
 
-interface Answer {
-  status: number;
-  body: any;
-  headers: IncomingMessage['headers'];
-  text: string;
+
+
+
+type Answer = HttpAnswer;
+
+/** One exchange; admin routes get the admin token unless `token` says otherwise (null: none). */
+function call(method: string, url: string, opts: HttpCallOptions = {}): Promise<Answer> {
+  return httpCall(method, url, { ...opts, token: opts.token === undefined ? ADMIN_TOKEN : opts.token });
 }
 
-/** One exchange over node:http (HEAD and raw bodies included). */
-function call(method: string, url: string, opts: { body?: unknown; raw?: string | Buffer; token?: string | null; headers?: Record<string, string> } = {}): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const headers: Record<string, string> = { ...opts.headers };
-    const token = opts.token === undefined ? ADMIN_TOKEN : opts.token;
-    if (token !== null) headers['authorization'] = `Bearer ${token}`;
-    const payload = opts.raw ?? (opts.body === undefined ? undefined : JSON.stringify(opts.body));
-    if (payload !== undefined) headers['content-type'] ??= 'application/json';
-    const req = request(url, { method, headers, timeout: 10_000 }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        let body: unknown = null;
-        try {
-          body = text === '' ? null : JSON.parse(text);
-        } catch {
-          body = null;
-        }
-        resolve({ status: res.statusCode ?? 0, body, headers: res.headers, text });
-      });
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-    req.end(payload);
-  });
-}
-
-function expectError(a: Answer, status: number, code: string, message?: RegExp): void {
-  expect({ status: a.status, code: a.body?.error?.code }).toEqual({ status, code });
-  if (message !== undefined) expect(a.body.error.message).toMatch(message);
-}
+const expectError = expectApiError;
 
 describe('health checks (Patroni convention)', () => {
   it('/primary and /read-write: 200 on the writable primary only, the same body on 503', async () => {
