@@ -2,25 +2,14 @@
 // voter; its sitter then starts (its configuration lists all four members) and the primary
 // appends it to the async chain. `remove-peer` then takes it out of the Raft group again.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fileURLToPath } from 'node:url';
 import { readFile, writeFile } from 'node:fs/promises';
-import { execa } from 'execa';
 import { Shard, httpJson } from '../helpers/shard.js';
 import type { RaftMembers } from '../../src/api/types.js';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
 let shard: Shard | null = null;
 
-async function adm(args: string[], url: string) {
-  const r = await execa('node', ['--import', 'tsx', 'src/cli/manatee-adm.ts', ...args], {
-    cwd: ROOT,
-    reject: false,
-    timeout: 60_000,
-    env: { MANATEE_URL: url, MANATEE_ADMIN_TOKEN: shard?.adminToken ?? '' },
-  });
-  return { code: r.exitCode, stdout: r.stdout, stderr: r.stderr };
-}
+const adm = (args: string[], url: string) => shard!.adm(args, url);
 
 beforeAll(async () => {
   shard = await Shard.create({ prefix: 'grow', peers: 4, start: false });

@@ -10,32 +10,21 @@
 // deposed, alive, until an operator's rebuild, so that `reap` of a live deposed peer is refused
 // every time rather than only when it comes before an automatic rebuild.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fileURLToPath } from 'node:url';
 import { readFile, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
-import { execa } from 'execa';
 import { Shard, httpJson, type ShardPeer } from '../helpers/shard.js';
 import type { ShardReport } from '../../src/api/shard.js';
 import type { SitterStatus } from '../../src/peer/status.js';
 import type { ClusterState, PeerInfo } from '../../src/store/types.js';
 import type { VersionedState } from '../../src/api/types.js';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
 let shard: Shard;
 let primary: ShardPeer;
 let sync: ShardPeer;
 let async0: ShardPeer;
 
-async function adm(args: string[], url: string) {
-  const r = await execa('node', ['--import', 'tsx', 'src/cli/manatee-adm.ts', ...args], {
-    cwd: ROOT,
-    reject: false,
-    timeout: 60_000,
-    env: { MANATEE_URL: url, MANATEE_ADMIN_TOKEN: shard.adminToken },
-  });
-  return { code: r.exitCode, stdout: r.stdout, stderr: r.stderr };
-}
+const adm = (args: string[], url: string) => shard.adm(args, url);
 
 function rawGet(url: string, method = 'GET'): Promise<{ status: number; text: string; type: string }> {
   return new Promise((resolve, reject) => {

@@ -4,27 +4,16 @@
 // former sync is stopped); `set-onwm off` makes it pick a sync again at the next generation
 // (onwmUpgrade), and writes commit through it.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fileURLToPath } from 'node:url';
-import { execa } from 'execa';
 import { Shard, type ShardPeer } from '../helpers/shard.js';
 import type { ClusterState } from '../../src/store/types.js';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
 let shard: Shard;
 let primary: ShardPeer;
 let sync: ShardPeer;
 let async0: ShardPeer;
 
-async function adm(args: string[], url: string) {
-  const r = await execa('node', ['--import', 'tsx', 'src/cli/manatee-adm.ts', ...args], {
-    cwd: ROOT,
-    reject: false,
-    timeout: 60_000,
-    env: { MANATEE_URL: url, MANATEE_ADMIN_TOKEN: shard.adminToken },
-  });
-  return { code: r.exitCode, stdout: r.stdout, stderr: r.stderr };
-}
+const adm = (args: string[], url: string) => shard.adm(args, url);
 
 /** One INSERT on the primary; it fails (query_timeout) rather than hang when commits wait for a missing sync. */
 async function insert(value: string): Promise<void> {

@@ -14,6 +14,7 @@ import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request } from 'node:http';
 import pg from 'pg';
+import { execa } from 'execa';
 import type { SitterStatus } from '../../src/peer/status.js';
 import type { ClusterState } from '../../src/store/types.js';
 import { makeTmpDir } from './tmp.js';
@@ -413,6 +414,17 @@ export class Shard {
       }
       return null;
     }, opts.timeoutMs ?? 120_000);
+  }
+
+  /** Runs the manatee-adm CLI (a real process) against the peer API at `url`, with this shard's admin token. */
+  async adm(args: readonly string[], url: string): Promise<{ code: number | undefined; stdout: string; stderr: string }> {
+    const r = await execa('node', ['--import', 'tsx', 'src/cli/manatee-adm.ts', ...args], {
+      cwd: repoRoot,
+      reject: false,
+      timeout: 60_000,
+      env: { MANATEE_URL: url, MANATEE_ADMIN_TOKEN: this.adminToken },
+    });
+    return { code: r.exitCode, stdout: r.stdout, stderr: r.stderr };
   }
 
   /**
