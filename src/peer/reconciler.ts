@@ -55,6 +55,14 @@ export interface ReconcilerOptions {
   readonly restoreBackoff?: { readonly initialMs: number; readonly maxMs: number };
 }
 
+/** What a sync's own rebuild was checked against (the generation and upstream of that check). */
+export interface SyncRebuildRequest {
+  readonly generation: number;
+  readonly upstreamId: string;
+  /** Why (logged with the rebuild). */
+  readonly reason: string;
+}
+
 /** A primary without data that must not initdb: the sitter closes its session so that the sync takes over. */
 export const INITDB_REFUSED = 'MANATEE_ERR_PEER_INITDB_REFUSED';
 
@@ -71,8 +79,13 @@ export class Reconciler {
   /** The last role handed to PostgresServer.configure, as JSON: unchanged roles are not re-rendered. */
   private applied: string | null = null;
   private rebuildState: RebuildStatus = { running: false, reason: null, source: null, progress: null, lastError: null, lastResult: null };
-  /** An operator asked for a rebuild of this peer (manatee-adm rebuild). */
+  /** An operator asked for a rebuild of this peer (manatee-adm rebuild), or a stalled async did. */
   private rebuildRequested = false;
+  /**
+   * A rebuild of this peer as the sync (see SyncRebuildRequest), or null. Honoured only while the
+   * decision is still the sync of that generation with that upstream; dropped otherwise.
+   */
+  private syncRebuild: SyncRebuildRequest | null = null;
   /** Restores failed in a row, and when the next may start (epoch ms); reset by a success. */
   private restoreFailures = 0;
   private restoreRetryAtMs = 0;
@@ -86,10 +99,23 @@ export class Reconciler {
     return this.rebuildState;
   }
 
-  requestRebuild(): void {
-    this.rebuildRequested = true;
-    // An operator's request is a reason to try now, not after the backoff of earlier failures.
+  /**
+   * Ask for a rebuild of this peer. Without `asSync`: an async's or deposed peer's rebuild (an
+   * operator's, or a stalled async's); dropped when this peer is (or becomes) the sync or primary.
+   * With `asSync`: the sync's own rebuild, which the caller has checked is safe
+   * (rules/stream-watch.ts syncCannotTakeOver); carried out only while this peer is the sync of
+   * `asSync.generation` replicating from `asSync.upstreamId`, and dropped as soon as it is not.
+   */
+  requestRebuild(opts: { asSync?: SyncRebuildRequest } = {}): void {
+    if (opts.asSync === undefined) this.rebuildRequested = true;
+    else this.syncRebuild = opts.asSync;
+    // A request is a reason to try now, not after the backoff of earlier failures.
     this.restoreRetryAtMs = 0;
+  }
+
+  /** The sync rebuild asked for and not yet done or dropped (for tests and status). */
+  pendingSyncRebuild(): SyncRebuildRequest | null {
+    return this.syncRebuild;
   }
 
   /** Forget what was applied, so that the next step re-renders (after PostgreSQL exited, say). */
@@ -104,6 +130,14 @@ export class Reconciler {
       this.rebuildRequested = false;
       this.o.log.warn({ decision: 'drop-rebuild-request', role: d.role, reason: `this peer is now the ${d.role}` },
         `dropping the requested rebuild: this peer is now the ${d.role}, and a rebuild would stop writes`);
+    }
+    const sr = this.syncRebuild;
+    if (sr !== null && (d.role !== 'sync' || d.generation !== sr.generation || d.upstream?.id !== sr.upstreamId)) {
+      // It was checked against one generation's initWal and one upstream: anything else needs a new check.
+      this.syncRebuild = null;
+      const now = d.role === 'sync' ? `the sync of generation ${d.generation ?? 'none'} replicating from ${d.upstream?.id ?? 'nobody'}` : `the ${d.role}`;
+      this.o.log.warn({ decision: 'drop-sync-rebuild', role: d.role, generation: d.generation, requestedFor: sr, reason: `this peer is now ${now}` },
+        `dropping the sync's rebuild asked for generation ${sr.generation} from ${sr.upstreamId}: this peer is now ${now}`);
     }
     switch (d.role) {
       case 'primary':
@@ -164,7 +198,7 @@ export class Reconciler {
   private async asStandby(d: Decision): Promise<ReconcileOutcome> {
     const upstream = d.upstream;
     if (upstream === null) return { action: 'no upstream yet', retrySoon: true };
-    const rebuild = this.rebuildRequested && d.role === 'async';
+    const rebuild = (this.rebuildRequested && d.role === 'async') || (this.syncRebuild !== null && d.role === 'sync');
     if (rebuild || !(await this.pg.hasData())) {
       const reason = rebuild ? 'rebuild' : 'bootstrap';
       const online = this.o.sourceOnline === undefined ? true : await this.o.sourceOnline(upstream).catch((err: unknown) => `cannot ask it: ${err instanceof Error ? err.message : String(err)}`);
@@ -218,6 +252,7 @@ export class Reconciler {
         onProgress,
       });
       this.rebuildRequested = false;
+      this.syncRebuild = null;
       this.restoreFailures = 0;
       this.restoreRetryAtMs = 0;
       const summary = `${result.method} copy of ${result.bytes} bytes from ${source.id} in ${result.durationMs} ms`;

@@ -28,7 +28,7 @@ import { Heartbeat } from './heartbeat.js';
 import { HOOKS_CONFIG_DEFAULT, HookRunner, SitterHooks } from './hooks.js';
 import { PgMonitor } from './pg-monitor.js';
 import { INITDB_REFUSED, Reconciler } from './reconciler.js';
-import { StreamWatch } from './rules/stream-watch.js';
+import { StreamWatch, syncCannotTakeOver } from './rules/stream-watch.js';
 import { decide, decisionLogFields, decisionRecord, rulesPgStatus, type Decision, type DecisionKind, type RulesInput } from './rules/index.js';
 import { roleIn, type DecisionRecord, type SitterStatus } from './status.js';
 
@@ -518,9 +518,38 @@ export class Sitter {
       this.log.warn({ decision: 'stream-stalled-rebuild', upstream: upstream.id, stalledForMs: verdict.stalledForMs }, `${why}; I am an async: rebuilding from it`);
       this.reconciler.requestRebuild();
       this.kickSoon();
-    } else {
-      this.log.error({ decision: 'stream-stalled', upstream: upstream.id, stalledForMs: verdict.stalledForMs }, `${why}; I am the sync, so only an operator's rebuild or a sync replacement helps`);
+      return;
     }
+    // The sync. It rebuilds itself only when it could not take over anyway (its replayed and received
+    // WAL are below this generation's initWal): then its data holds nothing the primary lacks, and
+    // a fresh copy loses no failover ability (the reasoning is at syncCannotTakeOver). Without this,
+    // a sync that needs WAL the primary no longer keeps (after a long one-node-write period, or an
+    // async promoted to sync far behind) never streams, and the primary stays read-only forever.
+    const state = this.store.getState().state;
+    // initWal of the generation this decision was made for (a newer state is judged at its own verdict).
+    const initWal = state !== null && d.generation !== null && state.generation === d.generation ? state.initWal : null;
+    let readError: string | null = null;
+    const own = await this.postgres.walPositions().then(
+      (p) => ({ replayLsn: p.inRecovery ? p.replayLsn : null, receiveLsn: p.inRecovery ? p.receiveLsn : null }),
+      (err: unknown) => {
+        readError = err instanceof Error ? err.message : String(err);
+        return { replayLsn: null, receiveLsn: null };
+      },
+    );
+    const may = initWal === null
+      ? `the committed state is not of generation ${d.generation ?? 'none'} any more`
+      : readError !== null ? `my WAL positions could not be read (${readError})` : syncCannotTakeOver(initWal, own);
+    const fields = { upstream: upstream.id, stalledForMs: verdict.stalledForMs, replayLsn: own.replayLsn, receiveLsn: own.receiveLsn, initWal };
+    if (may !== true || d.generation === null) {
+      const reason = may === true ? 'the generation is unknown' : may;
+      this.log.error({ decision: 'stream-stalled', ...fields, reason },
+        `${why}; I am the sync and keep my data (${reason}), so only an operator's action or a sync replacement helps`);
+      return;
+    }
+    const reason = `replayed ${own.replayLsn ?? '?'} (received ${own.receiveLsn ?? 'nothing'}) is below initWal ${initWal ?? '?'}: I could not take over, and the primary has every acknowledged write`;
+    this.log.warn({ decision: 'stream-stalled-rebuild-sync', ...fields, reason }, `${why}; I am the sync and ${reason}: rebuilding from it`);
+    this.reconciler.requestRebuild({ asSync: { generation: d.generation, upstreamId: upstream.id, reason } });
+    this.kickSoon();
   }
 
   /**

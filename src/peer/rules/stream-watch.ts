@@ -1,8 +1,9 @@
 // Notices a standby that cannot stream (a diverged timeline, WAL its upstream no longer has): its
 // WAL receiver is not 'streaming' for a long time while its upstream's session is active. Nothing
 // else would: PostgreSQL retries forever and the peer looks alive. An async then asks for its own
-// rebuild (it is not in the write path); a sync only says so (a copy would stop the primary's
-// commits; the operator decides). Pure: the time comes in with each observation.
+// rebuild (it is not in the write path); a sync gets a 'report' verdict, and the sitter rebuilds it
+// only when syncCannotTakeOver() says so (below). Pure: the time comes in with each observation.
+import { lsnAtLeast } from '../../postgres/lsn.js';
 import type { PeerId } from '../../store/types.js';
 import type { PgRole } from './types.js';
 
@@ -45,4 +46,35 @@ export class StreamWatch {
     this.sinceMs = o.nowMs; // at most one verdict per stall limit
     return { stalledForMs, action: o.role === 'async' ? 'rebuild' : 'report' };
   }
+}
+
+/** A standby's own WAL positions, read fresh from its PostgreSQL (pg_last_wal_replay_lsn / _receive_lsn). */
+export interface OwnWal {
+  readonly replayLsn: string | null;
+  readonly receiveLsn: string | null;
+}
+
+/**
+ * Whether a sync may copy its data afresh from the primary (a stalled sync's own rebuild, or an
+ * operator's `manatee-adm rebuild` of the sync): true when neither its replayed nor its received
+ * WAL reaches the state's initWal, else why not.
+ *
+ * Why that is safe: the takeover rule (rules/sync.ts) requires the sync to have replayed at least
+ * initWal, so such a sync could not take over if the primary died — its data gives the shard no
+ * failover ability that a fresh copy would lose. And its data holds no acknowledged write the
+ * primary lacks: in this generation the primary's commits are acknowledged only once the sync has
+ * flushed them, and every one of them lies past initWal (the primary's position when the
+ * generation began), which this sync has not even received; before that, the primary is read-only
+ * until the sync catches up. The received position counts too (not only the replayed one): WAL
+ * that was flushed but not yet replayed past initWal could still be replayed locally and make the
+ * sync eligible for a takeover, and then it must keep it. A sync at or past initWal keeps its data
+ * whatever happens: it is the shard's only way to survive the primary's loss.
+ */
+export function syncCannotTakeOver(initWal: string, own: OwnWal): true | string {
+  if (own.replayLsn === null) return 'my replay position is unknown (PostgreSQL is not in recovery or did not answer)';
+  if (lsnAtLeast(own.replayLsn, initWal)) return `I have replayed ${own.replayLsn}, at or past initWal ${initWal}: I can take over if the primary fails, so my data stays`;
+  if (own.receiveLsn !== null && lsnAtLeast(own.receiveLsn, initWal)) {
+    return `I have received WAL up to ${own.receiveLsn}, at or past initWal ${initWal}: once replayed I can take over, so my data stays`;
+  }
+  return true;
 }
