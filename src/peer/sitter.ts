@@ -528,17 +528,14 @@ export class Sitter {
     const state = this.store.getState().state;
     // initWal of the generation this decision was made for (a newer state is judged at its own verdict).
     const initWal = state !== null && d.generation !== null && state.generation === d.generation ? state.initWal : null;
-    let readError: string | null = null;
-    const own = await this.postgres.walPositions().then(
-      (p) => ({ replayLsn: p.inRecovery ? p.replayLsn : null, receiveLsn: p.inRecovery ? p.receiveLsn : null }),
-      (err: unknown) => {
-        readError = err instanceof Error ? err.message : String(err);
-        return { replayLsn: null, receiveLsn: null };
-      },
+    const read = await this.postgres.walPositions().then(
+      (p) => ({ replayLsn: p.inRecovery ? p.replayLsn : null, receiveLsn: p.inRecovery ? p.receiveLsn : null, error: null }),
+      (err: unknown) => ({ replayLsn: null, receiveLsn: null, error: err instanceof Error ? err.message : String(err) }),
     );
+    const own = { replayLsn: read.replayLsn, receiveLsn: read.receiveLsn };
     const may = initWal === null
       ? `the committed state is not of generation ${d.generation ?? 'none'} any more`
-      : readError !== null ? `my WAL positions could not be read (${readError})` : syncCannotTakeOver(initWal, own);
+      : read.error !== null ? `my WAL positions could not be read (${read.error})` : syncCannotTakeOver(initWal, own);
     const fields = { upstream: upstream.id, stalledForMs: verdict.stalledForMs, replayLsn: own.replayLsn, receiveLsn: own.receiveLsn, initWal };
     if (may !== true || d.generation === null) {
       const reason = may === true ? 'the generation is unknown' : may;

@@ -1,5 +1,7 @@
 // An operator's rebuild request is honoured by an async (or a deposed peer) only: as the sync, a
 // full copy would stop PostgreSQL and with it the primary's commits (safety review, finding 4).
+// The sync's own rebuild (asked for by its sitter once it is stalled below initWal) is honoured by
+// the sync of the generation and upstream it was checked for, and by nothing else.
 // Real PostgresServer with data, a backend that records restores.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { INITDB_REFUSED, Reconciler } from '../../src/peer/reconciler.js';
@@ -57,6 +59,69 @@ describe('Reconciler: a requested rebuild', () => {
     expect(server.running).toBe(true);
     await r.reconcile(standby('async'));
     expect(restores).toHaveLength(0);
+  });
+
+  it("a sync's own rebuild is carried out by the sync, while an ordinary request is still dropped", async () => {
+    const r = reconciler();
+    r.requestRebuild();
+    r.requestRebuild({ asSync: { generation: 3, upstreamId: 'b', reason: 'below initWal' } });
+    await r.reconcile(standby('sync'));
+    expect(restores.map((o) => [o.source.peerId, o.reason])).toEqual([['b', 'rebuild']]);
+    expect(r.pendingSyncRebuild()).toBeNull();
+    expect(server.running).toBe(true);
+    // The ordinary request was dropped (as the sync), and the sync's one was done: nothing more.
+    await r.reconcile(standby('async'));
+    await r.reconcile(standby('sync'));
+    expect(restores).toHaveLength(1);
+  });
+
+  it("a sync's own rebuild is dropped for another role, generation or upstream", async () => {
+    const asSync = { generation: 3, upstreamId: 'b', reason: 'below initWal' };
+    const other: Decision[] = [
+      standby('async'),
+      { ...standby('sync'), generation: 4 },
+      { ...standby('sync'), upstream: { ...up, id: 'c' } },
+      { ...standby('sync'), kind: 'none', role: 'none', position: 'unassigned', upstream: null },
+    ];
+    for (const d of other) {
+      const r = reconciler();
+      r.requestRebuild({ asSync });
+      await r.reconcile(d);
+      expect(r.pendingSyncRebuild()).toBeNull();
+      // Not carried over to the sync of the generation it was checked for.
+      await r.reconcile(standby('sync'));
+    }
+    expect(restores).toHaveLength(0);
+  });
+
+  it("a failed sync rebuild is retried after the backoff, and stays asked for", async () => {
+    let fail = true;
+    const failing = {
+      kind: 'basebackup',
+      restore: (o: RestoreOptions): Promise<RestoreResult> => {
+        restores.push(o);
+        return fail ? Promise.reject(new Error('source refused')) : Promise.resolve({ method: 'rewind', bytes: 0, durationMs: 1 });
+      },
+    } as unknown as BackupBackend;
+    const r = new Reconciler({
+      self, postgres: server, backend: failing, log: silentLogger(),
+      prepareStorage: () => Promise.resolve(),
+      onRebuilt: () => Promise.resolve(),
+      sourcePromoted: () => Promise.resolve(true),
+      restoreBackoff: { initialMs: 60_000, maxMs: 60_000 },
+    });
+    r.requestRebuild({ asSync: { generation: 3, upstreamId: 'b', reason: 'below initWal' } });
+    await expect(r.reconcile(standby('sync'))).rejects.toThrow(/source refused/);
+    const waiting = await r.reconcile(standby('sync'));
+    expect(waiting.action).toMatch(/waiting until .* before copying from b again \(1 failed in a row\)/);
+    expect(restores).toHaveLength(1);
+    expect(r.rebuildStatus().lastError).toMatch(/source refused/);
+    // A new check's request tries again at once.
+    fail = false;
+    r.requestRebuild({ asSync: { generation: 3, upstreamId: 'b', reason: 'below initWal' } });
+    await r.reconcile(standby('sync'));
+    expect(restores).toHaveLength(2);
+    expect(r.pendingSyncRebuild()).toBeNull();
   });
 
   it('is carried out by an async', async () => {

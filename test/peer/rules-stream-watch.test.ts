@@ -2,7 +2,7 @@
 // own rebuild, a sync reports it; any streaming, a role change, or an upstream without a session
 // starts the clock again (safety review, finding 6).
 import { describe, expect, it } from 'vitest';
-import { StreamWatch, type StreamObservation } from '../../src/peer/rules/stream-watch.js';
+import { StreamWatch, syncCannotTakeOver, type StreamObservation } from '../../src/peer/rules/stream-watch.js';
 
 const base: StreamObservation = { role: 'async', upstreamId: 'b', upstreamActive: true, streaming: false, nowMs: 0 };
 
@@ -34,5 +34,21 @@ describe('StreamWatch', () => {
       expect(w.observe({ ...base, nowMs: 12_000 }).action).toBe('none');
       expect(w.observe({ ...base, nowMs: 23_000 }).action).toBe('rebuild');
     }
+  });
+});
+
+describe('syncCannotTakeOver', () => {
+  it('is true only when neither the replayed nor the received WAL reaches initWal', () => {
+    expect(syncCannotTakeOver('0/5000000', { replayLsn: '0/3000000', receiveLsn: null })).toBe(true);
+    expect(syncCannotTakeOver('0/5000000', { replayLsn: '0/3000000', receiveLsn: '0/4FFFFFF' })).toBe(true);
+    expect(syncCannotTakeOver('1/0', { replayLsn: '0/FFFFFFFF', receiveLsn: '0/FFFFFFFF' })).toBe(true);
+  });
+
+  it('keeps the data of a sync that can (or once replayed, could) take over, or whose position is unknown', () => {
+    expect(syncCannotTakeOver('0/5000000', { replayLsn: '0/5000000', receiveLsn: null })).toMatch(/replayed 0\/5000000, at or past initWal 0\/5000000: I can take over/);
+    expect(syncCannotTakeOver('0/5000000', { replayLsn: '0/6000000', receiveLsn: '0/6000000' })).toMatch(/I can take over/);
+    expect(syncCannotTakeOver('0/5000000', { replayLsn: '0/3000000', receiveLsn: '0/5000001' })).toMatch(/received WAL up to 0\/5000001, at or past initWal/);
+    expect(syncCannotTakeOver('0/5000000', { replayLsn: null, receiveLsn: null })).toMatch(/replay position is unknown/);
+    expect(syncCannotTakeOver('0/0', { replayLsn: '0/0', receiveLsn: null })).toMatch(/I can take over/);
   });
 });
