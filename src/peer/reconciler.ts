@@ -16,6 +16,7 @@ import type { BackupBackend, RestoreProgress, RestoreResult } from '../backup/ty
 import { parsePgUrl, type PgRole as PgServerRole, type PostgresServer } from '../postgres/index.js';
 import type { PeerInfo } from '../store/types.js';
 import type { Decision } from './rules/index.js';
+import { syncCannotTakeOver } from './rules/stream-watch.js';
 import type { RebuildStatus } from './status.js';
 
 export interface ReconcilerOptions {
@@ -59,6 +60,8 @@ export interface ReconcilerOptions {
 export interface SyncRebuildRequest {
   readonly generation: number;
   readonly upstreamId: string;
+  /** That generation's initWal: checked again against this peer's WAL once it is cut off from the upstream. */
+  readonly initWal: string;
   /** Why (logged with the rebuild). */
   readonly reason: string;
 }
@@ -86,6 +89,8 @@ export class Reconciler {
    * decision is still the sync of that generation with that upstream; dropped otherwise.
    */
   private syncRebuild: SyncRebuildRequest | null = null;
+  /** The sync rebuild's final check passed (see verifySyncRebuild); later attempts (retries) need none. */
+  private syncRebuildVerified = false;
   /** Restores failed in a row, and when the next may start (epoch ms); reset by a success. */
   private restoreFailures = 0;
   private restoreRetryAtMs = 0;
@@ -108,7 +113,10 @@ export class Reconciler {
    */
   requestRebuild(opts: { asSync?: SyncRebuildRequest } = {}): void {
     if (opts.asSync === undefined) this.rebuildRequested = true;
-    else this.syncRebuild = opts.asSync;
+    else {
+      this.syncRebuild = opts.asSync;
+      this.syncRebuildVerified = false;
+    }
     // A request is a reason to try now, not after the backoff of earlier failures.
     this.restoreRetryAtMs = 0;
   }
@@ -198,7 +206,16 @@ export class Reconciler {
   private async asStandby(d: Decision): Promise<ReconcileOutcome> {
     const upstream = d.upstream;
     if (upstream === null) return { action: 'no upstream yet', retrySoon: true };
-    const rebuild = (this.rebuildRequested && d.role === 'async') || (this.syncRebuild !== null && d.role === 'sync');
+    let rebuild = (this.rebuildRequested && d.role === 'async') || (this.syncRebuild !== null && d.role === 'sync');
+    if (rebuild && d.role === 'sync' && this.syncRebuild !== null && !this.syncRebuildVerified) {
+      const ok = await this.verifySyncRebuild(this.syncRebuild);
+      if (ok !== true) {
+        this.o.log.warn({ decision: 'drop-sync-rebuild', requestedFor: this.syncRebuild, reason: ok }, `not rebuilding the sync after all: ${ok}`);
+        this.syncRebuild = null;
+        this.applied = null; // re-render the standby role: it attaches to the upstream again
+        rebuild = false;
+      }
+    }
     if (rebuild || !(await this.pg.hasData())) {
       const reason = rebuild ? 'rebuild' : 'bootstrap';
       const online = this.o.sourceOnline === undefined ? true : await this.o.sourceOnline(upstream).catch((err: unknown) => `cannot ask it: ${err instanceof Error ? err.message : String(err)}`);
@@ -208,6 +225,30 @@ export class Reconciler {
       await this.restore(upstream, d.generation, reason);
     }
     return this.configure({ role: 'standby', upstream: this.upstreamOf(d), applicationName: this.o.self.id });
+  }
+
+  /**
+   * The last check before a sync's own rebuild, with no race left: cut PostgreSQL off from its
+   * upstream (no more WAL arrives, so nothing more can be acknowledged through it), then read its
+   * WAL positions, which now bound everything it holds, and check them against initWal again
+   * (rules/stream-watch.ts syncCannotTakeOver has the reasoning). Between the sitter's check and
+   * this step the sync may have started streaming and passed initWal; it must then keep its data.
+   */
+  private async verifySyncRebuild(req: SyncRebuildRequest): Promise<true | string> {
+    if (!this.pg.running) return 'PostgreSQL is not running, so my WAL position cannot be checked';
+    try {
+      await this.pg.detachFromUpstream();
+      const p = await this.pg.walPositions();
+      const may = syncCannotTakeOver(req.initWal, { replayLsn: p.inRecovery ? p.replayLsn : null, receiveLsn: p.inRecovery ? p.receiveLsn : null });
+      if (may === true) {
+        this.syncRebuildVerified = true;
+        this.o.log.info({ decision: 'sync-rebuild-checked', replayLsn: p.replayLsn, receiveLsn: p.receiveLsn, initWal: req.initWal, reason: req.reason },
+          `cut off from ${req.upstreamId}: replayed ${p.replayLsn ?? '?'} and received ${p.receiveLsn ?? 'nothing'}, below initWal ${req.initWal}; rebuilding`);
+      }
+      return may;
+    } catch (err) {
+      return `the check before the rebuild failed: ${err instanceof Error ? err.message : String(err)}`;
+    }
   }
 
   private async asDeposed(d: Decision): Promise<ReconcileOutcome> {
@@ -253,6 +294,7 @@ export class Reconciler {
       });
       this.rebuildRequested = false;
       this.syncRebuild = null;
+      this.syncRebuildVerified = false;
       this.restoreFailures = 0;
       this.restoreRetryAtMs = 0;
       const summary = `${result.method} copy of ${result.bytes} bytes from ${source.id} in ${result.durationMs} ms`;

@@ -545,7 +545,7 @@ export class Sitter {
     }
     const reason = `replayed ${own.replayLsn ?? '?'} (received ${own.receiveLsn ?? 'nothing'}) is below initWal ${initWal ?? '?'}: I could not take over, and the primary has every acknowledged write`;
     this.log.warn({ decision: 'stream-stalled-rebuild-sync', ...fields, reason }, `${why}; I am the sync and ${reason}: rebuilding from it`);
-    this.reconciler.requestRebuild({ asSync: { generation: d.generation, upstreamId: upstream.id, reason } });
+    this.reconciler.requestRebuild({ asSync: { generation: d.generation, upstreamId: upstream.id, initWal: initWal ?? LSN_ZERO, reason } });
     this.kickSoon();
   }
 

@@ -75,9 +75,13 @@ describe('a new sync whose WAL the primary removed', () => {
 
     const off = await adm(['set-onwm', 'off'], primary.apiUrl);
     expect({ code: off.code, stderr: off.stderr }).toEqual({ code: 0, stderr: '' });
-    const normal = await shard.waitForTopology({ primary: primary.id, sync: async0.id, async: [] }, 120_000);
-    const initWal = normal.state!.initWal;
-    const generation = normal.state!.generation;
+    // The former async is the new sync at generation+1, with the primary's position as initWal.
+    const normal = await shard.waitFor('the new sync in the state', async () => {
+      const st = (await shard.statusOf(primary))?.state;
+      return st !== undefined && st !== null && st.sync?.id === async0.id && st.oneNodeWriteMode !== true ? st : null;
+    }, 60_000);
+    expect(normal).toMatchObject({ primary: { id: primary.id }, async: [] });
+    const { initWal, generation } = normal;
 
     // The new sync cannot stream: its sitter rebuilds it after the stall limit, then logs `rebuilt`.
     const lines = await shard.waitFor('the sync to rebuild itself', async () => {
@@ -108,7 +112,7 @@ describe('a new sync whose WAL the primary removed', () => {
     expect(pgLogs).toBe(true);
 
     // The primary becomes writable with it as sync, and a commit waits for it.
-    await shard.waitFor('the primary writable', async () => (await shard.statusOf(primary))?.postgres.writable === true, 120_000);
+    await shard.waitForTopology({ primary: primary.id, sync: async0.id, async: [] }, 120_000);
     await onPrimary(["INSERT INTO wal_fill VALUES (-1, 'after')"]);
     const repl = await shard.query<{ application_name: string; sync_state: string }>(primary, 'SELECT application_name, sync_state FROM pg_stat_replication');
     expect(repl).toContainEqual({ application_name: async0.id, sync_state: 'sync' });

@@ -12,6 +12,7 @@ import type { PeerInfo } from '../../src/store/types.js';
 import type { PostgresServer } from '../../src/postgres/index.js';
 import { silentLogger } from '../../src/log.js';
 import { makePgSandbox, type PgSandbox } from '../helpers/pg.js';
+import { waitFor } from '../helpers/wait.js';
 
 const self: PeerInfo = { id: 'a', host: '127.0.0.1', pgUrl: 'postgres://127.0.0.1:1/postgres', apiUrl: 'http://127.0.0.1:2' };
 const up: PeerInfo = { id: 'b', host: '127.0.0.1', pgUrl: 'postgres://127.0.0.1:3/postgres', apiUrl: 'http://127.0.0.1:4' };
@@ -61,10 +62,21 @@ describe('Reconciler: a requested rebuild', () => {
     expect(restores).toHaveLength(0);
   });
 
+  // A sync request checked against initWal 1/0: far past the replay position of a fresh initdb.
+  const asSync = { generation: 3, upstreamId: 'b', initWal: '1/0', reason: 'below initWal' };
+
+  /** Runs the sandbox server as the sync (a standby of an upstream that never answers): in recovery, replaying nothing more. */
+  async function runningSync(r: Reconciler): Promise<void> {
+    await r.reconcile(standby('sync'));
+    expect(server.running).toBe(true);
+    expect(await server.inRecovery()).toBe(true);
+  }
+
   it("a sync's own rebuild is carried out by the sync, while an ordinary request is still dropped", async () => {
     const r = reconciler();
+    await runningSync(r);
     r.requestRebuild();
-    r.requestRebuild({ asSync: { generation: 3, upstreamId: 'b', reason: 'below initWal' } });
+    r.requestRebuild({ asSync });
     await r.reconcile(standby('sync'));
     expect(restores.map((o) => [o.source.peerId, o.reason])).toEqual([['b', 'rebuild']]);
     expect(r.pendingSyncRebuild()).toBeNull();
@@ -75,8 +87,29 @@ describe('Reconciler: a requested rebuild', () => {
     expect(restores).toHaveLength(1);
   });
 
+  it("is dropped at the last check when the sync's WAL reaches initWal, and the sync attaches again", async () => {
+    const r = reconciler();
+    await runningSync(r);
+    const [pos] = await server.query<{ lsn: string }>('SELECT pg_last_wal_replay_lsn()::text AS lsn');
+    r.requestRebuild({ asSync: { ...asSync, initWal: pos!.lsn } });
+    await r.reconcile(standby('sync'));
+    expect(restores).toHaveLength(0);
+    expect(r.pendingSyncRebuild()).toBeNull();
+    // Detached for the check, then configured as a standby of b again.
+    expect(server.running).toBe(true);
+    const [conninfo] = await server.query<{ c: string }>("SELECT current_setting('primary_conninfo') AS c");
+    expect(conninfo!.c).toMatch(/port='3'/);
+  });
+
+  it('is dropped when PostgreSQL is not running (its position cannot be checked)', async () => {
+    const r = reconciler();
+    r.requestRebuild({ asSync });
+    await r.reconcile(standby('sync'));
+    expect(restores).toHaveLength(0);
+    expect(r.pendingSyncRebuild()).toBeNull();
+  });
+
   it("a sync's own rebuild is dropped for another role, generation or upstream", async () => {
-    const asSync = { generation: 3, upstreamId: 'b', reason: 'below initWal' };
     const other: Decision[] = [
       standby('async'),
       { ...standby('sync'), generation: 4 },
@@ -94,7 +127,7 @@ describe('Reconciler: a requested rebuild', () => {
     expect(restores).toHaveLength(0);
   });
 
-  it("a failed sync rebuild is retried after the backoff, and stays asked for", async () => {
+  it('a failed sync rebuild waits for the backoff and is retried without a new check', async () => {
     let fail = true;
     const failing = {
       kind: 'basebackup',
@@ -103,25 +136,35 @@ describe('Reconciler: a requested rebuild', () => {
         return fail ? Promise.reject(new Error('source refused')) : Promise.resolve({ method: 'rewind', bytes: 0, durationMs: 1 });
       },
     } as unknown as BackupBackend;
-    const r = new Reconciler({
+    const make = (initialMs: number): Reconciler => new Reconciler({
       self, postgres: server, backend: failing, log: silentLogger(),
       prepareStorage: () => Promise.resolve(),
       onRebuilt: () => Promise.resolve(),
       sourcePromoted: () => Promise.resolve(true),
-      restoreBackoff: { initialMs: 60_000, maxMs: 60_000 },
+      restoreBackoff: { initialMs, maxMs: initialMs },
     });
-    r.requestRebuild({ asSync: { generation: 3, upstreamId: 'b', reason: 'below initWal' } });
-    await expect(r.reconcile(standby('sync'))).rejects.toThrow(/source refused/);
-    const waiting = await r.reconcile(standby('sync'));
+    const slow = make(60_000);
+    await runningSync(slow);
+    slow.requestRebuild({ asSync });
+    await expect(slow.reconcile(standby('sync'))).rejects.toThrow(/source refused/);
+    const waiting = await slow.reconcile(standby('sync'));
     expect(waiting.action).toMatch(/waiting until .* before copying from b again \(1 failed in a row\)/);
+    expect(slow.rebuildStatus().lastError).toMatch(/source refused/);
+    expect(slow.pendingSyncRebuild()).toEqual(asSync);
     expect(restores).toHaveLength(1);
-    expect(r.rebuildStatus().lastError).toMatch(/source refused/);
-    // A new check's request tries again at once.
+
+    const quick = make(1);
+    await runningSync(quick);
+    quick.requestRebuild({ asSync });
+    await expect(quick.reconcile(standby('sync'))).rejects.toThrow(/source refused/);
+    expect(server.running).toBe(false); // stopped for the copy: the retry cannot check again, and needs not
     fail = false;
-    r.requestRebuild({ asSync: { generation: 3, upstreamId: 'b', reason: 'below initWal' } });
-    await r.reconcile(standby('sync'));
-    expect(restores).toHaveLength(2);
-    expect(r.pendingSyncRebuild()).toBeNull();
+    await waitFor('the retry after the backoff', async () => {
+      await quick.reconcile(standby('sync'));
+      return restores.length === 3 || null;
+    }, { timeoutMs: 30_000 });
+    expect(quick.pendingSyncRebuild()).toBeNull();
+    expect(server.running).toBe(true);
   });
 
   it('is carried out by an async', async () => {
