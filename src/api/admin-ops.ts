@@ -26,8 +26,16 @@ export interface StoreAdminOptions {
   readonly store: AdminStateStore;
   /** This peer: the one that rebuild() rebuilds. */
   readonly peerId: PeerId;
-  /** Start this peer's rebuild (the sitter's reconciler). Called after checkRebuild() passed. */
-  readonly startRebuild: () => Promise<RebuildResult>;
+  /**
+   * Start this peer's rebuild (the sitter's reconciler). Called after checkRebuild() passed;
+   * `asSync` when this peer is the sync and checkRebuild allowed it (below initWal).
+   */
+  readonly startRebuild: (opts: { asSync?: { generation: number; upstreamId: PeerId; initWal: string } }) => Promise<RebuildResult>;
+  /**
+   * This peer's own WAL positions, read fresh from its PostgreSQL (replay and receive LSN; null
+   * when not a standby). Needed to allow a rebuild of the sync; absent: the sync is always refused.
+   */
+  readonly ownWal?: () => Promise<admin.OwnWal>;
   readonly now?: () => Date;
   /** Compare-and-set attempts before giving up; each lost race means someone else wrote. */
   readonly attemptsMax?: number;
@@ -69,8 +77,14 @@ export function storeAdminOperations(opts: StoreAdminOptions): AdminOperations {
     setOnwm: (mode) => apply((s) => admin.setOnwm(s, mode)),
     async rebuild() {
       const { state } = await opts.store.readState();
-      admin.checkRebuild(state, opts.peerId);
-      return opts.startRebuild();
+      const isSync = state?.sync?.id === opts.peerId;
+      // A failed read leaves `own` null: checkRebuild then refuses the sync (its position is unknown).
+      const own = isSync && opts.ownWal !== undefined ? await opts.ownWal().catch(() => null) : null;
+      const kind = admin.checkRebuild(state, opts.peerId, own);
+      if (kind === 'sync' && state !== null) {
+        return opts.startRebuild({ asSync: { generation: state.generation, upstreamId: state.primary.id, initWal: state.initWal } });
+      }
+      return opts.startRebuild({});
     },
   };
 }

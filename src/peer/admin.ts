@@ -8,6 +8,9 @@
 // the sync acts on it under Manatee's rules, at generation+1.
 import { ManateeError } from '../errors.js';
 import type { ClusterState, PeerId, PromoteRequest } from '../store/types.js';
+import { syncCannotTakeOver, type OwnWal } from './rules/stream-watch.js';
+
+export type { OwnWal } from './rules/stream-watch.js';
 
 export type AdminErrorCode =
   | 'MANATEE_ERR_NO_STATE'
@@ -255,19 +258,26 @@ export function setOnwm(current: ClusterState | null, mode: OnwmMode): AdminChan
 }
 
 /**
- * Whether `peerId` may throw its data away and copy it again from its upstream. Never the
- * primary (Joyent: "This node is the primary. Will not rebuild."), and never the sync: the
- * primary's commits wait for it, so writes would stop for the whole copy.
+ * Whether `peerId` may throw its data away and copy it again from its upstream, and as what.
+ * Never the primary (Joyent: "This node is the primary. Will not rebuild."). The sync only when
+ * it could not take over anyway: `own` (its WAL positions, read by the sync's own sitter) shows
+ * that neither its replayed nor its received WAL reaches initWal (rules/stream-watch.ts
+ * syncCannotTakeOver has the reasoning); then the primary's commits cannot be waiting on anything
+ * it holds. Otherwise a sync is refused: the primary's commits wait for it, and it is the only
+ * peer that can take over. Returns 'sync' for an allowed sync rebuild, else 'standby'.
  */
-export function checkRebuild(state: ClusterState | null, peerId: PeerId): void {
-  if (state === null) return; // no state: a peer that has not joined yet may always start over
+export function checkRebuild(state: ClusterState | null, peerId: PeerId, own: OwnWal | null = null): 'standby' | 'sync' {
+  if (state === null) return 'standby'; // no state: a peer that has not joined yet may always start over
   if (state.primary.id === peerId) {
     throw new AdminError('MANATEE_ERR_BAD_REBUILD', `will not rebuild ${peerId}: it is the primary`);
   }
   if (state.sync?.id === peerId) {
+    const may = own === null ? 'its WAL position is unknown here' : syncCannotTakeOver(state.initWal, own);
+    if (may === true) return 'sync';
     throw new AdminError(
       'MANATEE_ERR_BAD_REBUILD',
-      `will not rebuild ${peerId}: it is the sync, and the primary's writes would stop for the whole copy; stop its sitter so that the primary picks another sync, then rebuild it`,
+      `will not rebuild ${peerId}: it is the sync (${may}); the primary's writes would stop for the whole copy, and it is the only peer that can take over. Stop its sitter so that the primary picks another sync, then rebuild it`,
     );
   }
+  return 'standby';
 }

@@ -244,9 +244,13 @@ export class Sitter {
     const admin: AdminOperations = storeAdminOperations({
       store,
       peerId: config.peerId,
-      startRebuild: () => {
+      startRebuild: (o) => {
         if (sitter === null) throw new Error('the sitter is starting');
-        return Promise.resolve(sitter.requestRebuild());
+        return Promise.resolve(sitter.requestRebuild(o));
+      },
+      ownWal: async () => {
+        const p = await postgres.walPositions();
+        return { replayLsn: p.inRecovery ? p.replayLsn : null, receiveLsn: p.inRecovery ? p.receiveLsn : null };
       },
     });
     const extraPlugins =
@@ -342,8 +346,17 @@ export class Sitter {
     this.log.info({ decision: 'stopped' }, 'sitter stopped');
   }
 
-  requestRebuild(): { peerId: string; started: boolean; message: string } {
-    this.reconciler.requestRebuild();
+  /**
+   * An operator's rebuild of this peer (manatee-adm rebuild, after checkRebuild). `asSync`: this
+   * peer is the sync below initWal (checked again by the reconciler once cut off from the upstream).
+   */
+  requestRebuild(o: { asSync?: { generation: number; upstreamId: string; initWal: string } } = {}): { peerId: string; started: boolean; message: string } {
+    if (o.asSync === undefined) this.reconciler.requestRebuild();
+    else {
+      const reason = `an operator's rebuild of the sync, below initWal ${o.asSync.initWal}`;
+      this.log.warn({ decision: 'operator-rebuild-sync', ...o.asSync, reason }, `${reason}: it could not take over, so it copies the primary's data afresh`);
+      this.reconciler.requestRebuild({ asSync: { ...o.asSync, reason } });
+    }
     this.kick();
     return { peerId: this.self.id, started: true, message: `rebuild of ${this.self.id} requested; GET /status shows its progress` };
   }

@@ -265,5 +265,30 @@ describe('checkRebuild', () => {
   it('refuses the primary and the sync', () => {
     expect(codeOf(() => { checkRebuild(shard(), 'a'); })).toBe('MANATEE_ERR_BAD_REBUILD');
     expect(codeOf(() => { checkRebuild(shard(), 'b'); })).toBe('MANATEE_ERR_BAD_REBUILD');
+    // The primary even with WAL positions given.
+    expect(codeOf(() => { checkRebuild(shard(), 'a', { replayLsn: '0/1000000', receiveLsn: null }); })).toBe('MANATEE_ERR_BAD_REBUILD');
+  });
+
+  it('allows the sync only when its replayed and received WAL are below initWal (it could not take over)', () => {
+    expect(checkRebuild(shard(), 'c')).toBe('standby');
+    expect(checkRebuild(shard(), 'b', { replayLsn: '0/1000000', receiveLsn: null })).toBe('sync');
+    expect(checkRebuild(shard(), 'b', { replayLsn: '0/1000000', receiveLsn: '0/300005F' })).toBe('sync');
+    const refused: [string, { replayLsn: string | null; receiveLsn: string | null } | undefined][] = [
+      ['its WAL position is unknown here', undefined],
+      ['my replay position is unknown', { replayLsn: null, receiveLsn: null }],
+      ['I have replayed 0/3000060, at or past initWal 0/3000060', { replayLsn: '0/3000060', receiveLsn: null }],
+      ['I have received WAL up to 0/3000060', { replayLsn: '0/1000000', receiveLsn: '0/3000060' }],
+    ];
+    for (const [why, own] of refused) {
+      let err: unknown = null;
+      try {
+        checkRebuild(shard(), 'b', own);
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(Error);
+      expect((err as { code: string }).code).toBe('MANATEE_ERR_BAD_REBUILD');
+      expect((err as Error).message).toContain(`will not rebuild b: it is the sync (${why}`);
+    }
   });
 });
