@@ -13,6 +13,8 @@ import {
   setOnwm,
   unfreeze,
 } from '../../src/peer/admin.js';
+import { storeAdminOperations } from '../../src/api/admin-ops.js';
+import { MemoryStore, peer as apiPeer, threePeerState } from '../api/memory.js';
 import type { ClusterState, PeerInfo } from '../../src/store/types.js';
 
 function peer(id: string): PeerInfo {
@@ -290,5 +292,46 @@ describe('checkRebuild', () => {
       expect((err as { code: string }).code).toBe('MANATEE_ERR_BAD_REBUILD');
       expect((err as Error).message).toContain(`will not rebuild b: it is the sync (${why}`);
     }
+  });
+});
+
+describe('rebuild through storeAdminOperations (the API path), on the sync', () => {
+  const peers = ['a', 'b', 'c'].map((id) => apiPeer(id));
+
+  function ops(peerId: string, ownWal?: () => Promise<{ replayLsn: string | null; receiveLsn: string | null }>): { calls: unknown[]; rebuild: () => Promise<unknown> } {
+    const calls: unknown[] = [];
+    const o = storeAdminOperations({
+      store: new MemoryStore(threePeerState(peers), peers),
+      peerId,
+      startRebuild: (opts) => {
+        calls.push(opts);
+        return Promise.resolve({ peerId, started: true, message: 'started' });
+      },
+      ...(ownWal === undefined ? {} : { ownWal }),
+    });
+    return { calls, rebuild: () => o.rebuild() };
+  }
+
+  it("starts the sync's rebuild with the generation, upstream and initWal it was checked against, when below initWal", async () => {
+    const o = ops('b', () => Promise.resolve({ replayLsn: '0/1000000', receiveLsn: '0/2000000' }));
+    await o.rebuild();
+    expect(o.calls).toEqual([{ asSync: { generation: 3, upstreamId: 'a', initWal: '0/3000060' } }]);
+  });
+
+  it('refuses the sync at or past initWal, without its position, or when reading it fails; an async is an ordinary rebuild', async () => {
+    const cases: [ReturnType<typeof ops>, RegExp][] = [
+      [ops('b', () => Promise.resolve({ replayLsn: '0/3000060', receiveLsn: null })), /at or past initWal 0\/3000060/],
+      [ops('b'), /its WAL position is unknown here/],
+      [ops('b', () => Promise.reject(new Error('connection refused'))), /its WAL position is unknown here/],
+    ];
+    for (const [o, why] of cases) {
+      const err = await o.rebuild().then(() => null, (e: unknown) => e);
+      expect((err as { code?: string } | null)?.code).toBe('MANATEE_ERR_BAD_REBUILD');
+      expect((err as Error).message).toMatch(why);
+      expect(o.calls).toEqual([]);
+    }
+    const asyncOps = ops('c', () => Promise.reject(new Error('not asked for an async')));
+    await asyncOps.rebuild();
+    expect(asyncOps.calls).toEqual([{}]);
   });
 });
