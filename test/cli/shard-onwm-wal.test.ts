@@ -121,5 +121,11 @@ describe('a new sync whose WAL the primary removed', () => {
       return r[0]?.n === String(Number(rowsOnPrimary) + 1) || null;
     }, 60_000);
     expect((await shard.stateOf(primary)).generation).toBe(generation);
+
+    // Now that it has replayed past initWal, it can take over: an operator's rebuild of it is refused
+    // (its own sitter reads its position).
+    const refused = await adm(['rebuild', '--json'], async0.apiUrl);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(new RegExp(`will not rebuild ${async0.id}: it is the sync \\(I have replayed \\S+, at or past initWal ${initWal}`));
   }, 420_000);
 });
