@@ -206,23 +206,20 @@ export class Reconciler {
   private async asStandby(d: Decision): Promise<ReconcileOutcome> {
     const upstream = d.upstream;
     if (upstream === null) return { action: 'no upstream yet', retrySoon: true };
-    let rebuild = (this.rebuildRequested && d.role === 'async') || (this.syncRebuild !== null && d.role === 'sync');
-    if (rebuild && d.role === 'sync' && this.syncRebuild !== null && !this.syncRebuildVerified) {
-      const ok = await this.verifySyncRebuild(this.syncRebuild);
-      if (ok !== true) {
-        this.o.log.warn({ decision: 'drop-sync-rebuild', requestedFor: this.syncRebuild, reason: ok }, `not rebuilding the sync after all: ${ok}`);
-        this.syncRebuild = null;
-        this.applied = null; // re-render the standby role: it attaches to the upstream again
-        rebuild = false;
-      }
-    }
+    const rebuild = (this.rebuildRequested && d.role === 'async') || (this.syncRebuild !== null && d.role === 'sync');
     if (rebuild || !(await this.pg.hasData())) {
       const reason = rebuild ? 'rebuild' : 'bootstrap';
       const online = this.o.sourceOnline === undefined ? true : await this.o.sourceOnline(upstream).catch((err: unknown) => `cannot ask it: ${err instanceof Error ? err.message : String(err)}`);
       if (online !== true) return { action: `${reason}: waiting for ${upstream.id}'s PostgreSQL to answer before copying its data (${online})`, retrySoon: true };
       const wait = this.restoreBackoffWait(reason, upstream);
       if (wait !== null) return { action: wait, retrySoon: false };
-      await this.restore(upstream, d.generation, reason);
+      // The sync's own rebuild: the last check comes right before the copy (nothing is waited for after it).
+      const check = rebuild && d.role === 'sync' && this.syncRebuild !== null && !this.syncRebuildVerified ? await this.verifySyncRebuild(this.syncRebuild) : true;
+      if (check === true) await this.restore(upstream, d.generation, reason);
+      else {
+        this.o.log.warn({ decision: 'drop-sync-rebuild', requestedFor: this.syncRebuild, reason: check }, `not rebuilding the sync after all: ${check}`);
+        this.syncRebuild = null;
+      }
     }
     return this.configure({ role: 'standby', upstream: this.upstreamOf(d), applicationName: this.o.self.id });
   }
@@ -237,6 +234,8 @@ export class Reconciler {
   private async verifySyncRebuild(req: SyncRebuildRequest): Promise<true | string> {
     if (!this.pg.running) return 'PostgreSQL is not running, so my WAL position cannot be checked';
     try {
+      // Whatever follows, the next configure renders the role again (and so attaches to the upstream).
+      this.applied = null;
       await this.pg.detachFromUpstream();
       const p = await this.pg.walPositions();
       const may = syncCannotTakeOver(req.initWal, { replayLsn: p.inRecovery ? p.replayLsn : null, receiveLsn: p.inRecovery ? p.receiveLsn : null });
