@@ -150,8 +150,8 @@ const schema = {
       additionalProperties: false,
       default: {},
       properties: {
-        sessionTimeoutMs: { ...positiveMs, default: 2000 },
-        keepaliveIntervalMs: { ...positiveMs, default: 400 },
+        sessionTimeoutMs: { ...positiveMs, default: 1500 },
+        keepaliveIntervalMs: { ...positiveMs, default: 300 },
         pgHealthIntervalMs: { ...positiveMs, default: 1000 },
         pgHealthTimeoutMs: { ...positiveMs, default: 3000 },
         pgUnhealthyTimeoutMs: { ...positiveMs, default: 15_000 },

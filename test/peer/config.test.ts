@@ -33,7 +33,8 @@ describe('sitter configuration', () => {
     const c = parseConfig(minimal());
     expect(c.backend).toBe('basebackup');
     expect(c.postgres.user).toBe('postgres');
-    expect(c.timeouts.sessionTimeoutMs).toBe(2000);
+    expect(c.timeouts.sessionTimeoutMs).toBe(1500);
+    expect(c.timeouts.keepaliveIntervalMs).toBe(300);
     expect(c.rebuild.automatic).toBe(true);
     expect(c.raft.electionTicks).toBe(10);
   });
