@@ -8,7 +8,10 @@
 // think it is fine. Answers are kept for `freshMs` (a load balancer may check every 100 ms from
 // several hosts: at most one request a second reaches the primary), failures too (a dead primary
 // costs at most one `timeoutMs` wait a second). When the primary cannot be asked, the last value
-// read stays in use with its age; when none was ever read, the position is unknown.
+// read is kept with its age; when none was ever read, the position is unknown. The health checks
+// use a kept value only while it is recent (PRIMARY_POSITION_MAX_AGE_MS in routes/health.ts):
+// a standby cut off from the primary would otherwise measure itself forever against the position
+// of the moment it was cut off, and look caught up.
 import type { SitterStatus } from '../peer/status.js';
 import type { Lsn, PeerInfo } from '../store/types.js';
 import { lsnDiffBytes } from './shard.js';

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createServer, type Server } from 'node:http';
 import type { FastifyInstance } from 'fastify';
 import { createApi } from '../../src/api/server.js';
-import { evaluateHealth, parseLag } from '../../src/api/routes/health.js';
+import { evaluateHealth, parseLag, PRIMARY_POSITION_FRESH_MS, PRIMARY_POSITION_MAX_AGE_MS } from '../../src/api/routes/health.js';
 import { PrimaryPositionCache } from '../../src/api/primary-position.js';
 import type { SitterStatus } from '../../src/peer/status.js';
 import type { PeerInfo } from '../../src/store/types.js';
@@ -201,7 +201,7 @@ describe('the primary\'s position unknown or old', () => {
     expect(Date.now() - t0).toBeLessThan(5000);
   });
 
-  it('a primary that was read and then cannot be asked: its last position is used, and the reason gives its age', async () => {
+  it('a primary that was read and then cannot be asked: its last position is used within the age bound, and the reason gives its age', async () => {
     primaryAt(PLUS_1KIB);
     await untilPrimaryLsn(C(), PLUS_1KIB);
     // a's sitter now fails its /status (503): c keeps the last position it read.
@@ -213,8 +213,47 @@ describe('the primary\'s position unknown or old', () => {
     expect(stale.status).toBe(200);
     expect(stale.body).toMatchObject({ lagBytes: 1024, primaryLsn: PLUS_1KIB });
     expect(stale.body.primaryLsnAgeMs).toBeGreaterThanOrEqual(900);
+    expect(stale.body.primaryLsnAgeMs).toBeLessThanOrEqual(PRIMARY_POSITION_MAX_AGE_MS);
     expect(stale.body.reason).toMatch(/^an async standby, 1024 bytes behind the primary \(limit 1024\), measured from the primary's position of [0-9.]+ (s|ms) ago \(HTTP 5\d\d from /);
     expect((await call('GET', `${C()}/replica?lag=1000`)).status).toBe(503);
+  });
+
+  it('a primary position older than the bound is unknown: a cut-off standby fails a byte limit (time injected)', async () => {
+    // c's WAL receiver stopped at 0/3000148 (what it replayed) and the primary's position was read
+    // there: lag 0. Then the primary's sitter cannot be asked any more.
+    const s = statusOf(peers[2]!, store);
+    const a = peers[0]!;
+    let nowMs = 1_000_000;
+    let reachable = true;
+    const cache = new PrimaryPositionCache({
+      fetchStatus: () => reachable
+        ? Promise.resolve({ ...statusOf(a, store), postgres: { ...statusOf(a, store).postgres, currentLsn: s.postgres.replayLsn } })
+        : Promise.reject(new Error('connect ETIMEDOUT')),
+      timeoutMs: 100, freshMs: PRIMARY_POSITION_FRESH_MS, nowMs: () => nowMs,
+    });
+    const limit1MiB = { kind: 'bytes', bytes: 1 << 20 } as const;
+    expect(evaluateHealth(s, 'async', limit1MiB, await cache.get(a, true))).toMatchObject({ ok: true, lagBytes: 0, primaryLsnAgeMs: 0 });
+    reachable = false;
+    // Within the bound: the old position is used, and the reason gives its age and the failure.
+    nowMs += PRIMARY_POSITION_MAX_AGE_MS;
+    const within = evaluateHealth(s, 'async', limit1MiB, await cache.get(a, true));
+    expect(within).toMatchObject({ ok: true, lagBytes: 0, primaryLsnAgeMs: PRIMARY_POSITION_MAX_AGE_MS });
+    expect(within.reason).toBe('an async standby, 0 bytes behind the primary (limit 1048576), measured from the primary\'s position of 5.0 s ago (connect ETIMEDOUT)');
+    // Beyond it: unknown, whatever the limit; the body still shows the old position and its age.
+    nowMs += 1;
+    const beyond = await cache.get(a, true);
+    for (const check of ['replica', 'async', 'read-only'] as const) {
+      const h = evaluateHealth(s, check, { kind: 'bytes', bytes: 1 << 30 }, beyond);
+      expect(h).toMatchObject({ ok: false, lagBytes: null, primaryLsn: s.postgres.replayLsn, primaryLsnAgeMs: PRIMARY_POSITION_MAX_AGE_MS + 1 });
+      expect(h.reason).toMatch(/but its lag in bytes is unknown: the primary's WAL position is 5\.0 s old, older than the limit of 5\.0 s \(a: connect ETIMEDOUT\)$/);
+    }
+    // A limit in time (the heartbeat) does not depend on it; nor does a check without a limit.
+    expect(evaluateHealth(s, 'async', { kind: 'seconds', seconds: 3600 }, beyond).ok).toBe(true);
+    expect(evaluateHealth(s, 'async', null, beyond).ok).toBe(true);
+    // The primary answers again: the position is fresh, and the check passes again.
+    reachable = true;
+    nowMs += PRIMARY_POSITION_FRESH_MS;
+    expect(evaluateHealth(s, 'async', limit1MiB, await cache.get(a, true))).toMatchObject({ ok: true, lagBytes: 0, primaryLsnAgeMs: 0 });
   });
 
   it('evaluateHealth: no primary in the state, or no replayed position, is an unknown lag', () => {

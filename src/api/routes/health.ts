@@ -14,7 +14,8 @@
 // position, so that a standby whose WAL receiver stalled or disconnected shows how far behind it
 // is (its own received-minus-replayed backlog would be 0). The primary's position is asked from
 // the primary's sitter (src/api/primary-position.ts); when it cannot be asked, the last value read
-// is used and its age is in the body; when none was ever read, the lag is unknown. Units are
+// is used, with its age in the body, for at most PRIMARY_POSITION_MAX_AGE_MS; older, or never
+// read, the lag is unknown. Units are
 // PostgreSQL's (and Patroni's): kB, MB, GB, TB are 1024-based; KiB, MiB... are accepted too.
 // ?lag= as a duration (500ms, 5s, 2min, our extension) compares the heartbeat lag (src/peer/
 // heartbeat.ts). A limit on an unknown lag fails: a load balancer must not send reads to a standby
@@ -61,7 +62,10 @@ export interface HealthBody {
   readonly writable: boolean;
   readonly inRecovery: boolean | null;
   readonly generation: number | null;
-  /** The primary's WAL position minus this standby's replayed one (Patroni's lag); 0 on the primary. */
+  /**
+   * The primary's WAL position minus this standby's replayed one (Patroni's lag); 0 on the primary.
+   * Null when unknown, also when the primary's position is older than PRIMARY_POSITION_MAX_AGE_MS.
+   */
   readonly lagBytes: number | null;
   readonly lagSeconds: number | null;
   /** The primary's WAL position that lagBytes was measured from (this peer's own on the primary). */
@@ -79,17 +83,34 @@ function describeAge(ms: number): string {
 }
 
 /**
- * The answer of one health check on a status: pure, so that every rule is tested without a
- * server. `primary`: what is known of the primary's WAL position (null: nothing).
+ * How old the primary's WAL position may be and still measure a standby's lag in bytes. A
+ * reachable primary's position is at most about PRIMARY_POSITION_FRESH_MS plus one ask's deadline
+ * old (1.5 s); a few times that lets one or two failed asks (a dropped packet, a busy sitter) pass
+ * without flapping the check. Beyond it the position counts as unknown: a standby cut off from the
+ * primary (its WAL receiver stopped, and the primary's sitter unreachable) would otherwise keep a
+ * lag of about 0, measured from the position of the moment it was cut off, and pass `?lag=1MB`
+ * forever while its data grows old.
  */
-export function evaluateHealth(s: SitterStatus, check: HealthCheck, lag: LagLimit | null, primary: PrimaryPosition | null = null): HealthBody {
+export const PRIMARY_POSITION_MAX_AGE_MS = 5000;
+
+/**
+ * The answer of one health check on a status: pure, so that every rule is tested without a
+ * server. `primary`: what is known of the primary's WAL position (null: nothing); a position older
+ * than `maxPrimaryAgeMs` counts as unknown.
+ */
+export function evaluateHealth(
+  s: SitterStatus, check: HealthCheck, lag: LagLimit | null, primary: PrimaryPosition | null = null,
+  maxPrimaryAgeMs: number = PRIMARY_POSITION_MAX_AGE_MS,
+): HealthBody {
   const pg = s.postgres;
   const up = pg.online && pg.healthy;
   const standby = (s.role === 'sync' || s.role === 'async') && pg.inRecovery === true;
   const isPrimary = s.role === 'primary';
   const primaryLsn = isPrimary ? pg.currentLsn : (primary?.lsn ?? null);
   const primaryLsnAgeMs = isPrimary ? (pg.currentLsn === null ? null : 0) : primary?.lsn == null ? null : primary.ageMs;
-  const lagBytes = isPrimary ? 0 : lsnDiffBytes(primaryLsn, pg.replayLsn);
+  // The primary's position is still shown (primaryLsn, its age), but too old to measure from.
+  const tooOld = !isPrimary && primaryLsn !== null && primaryLsnAgeMs !== null && primaryLsnAgeMs > maxPrimaryAgeMs;
+  const lagBytes = isPrimary ? 0 : tooOld ? null : lsnDiffBytes(primaryLsn, pg.replayLsn);
   const lagSeconds = s.heartbeat?.lagSeconds ?? null;
   const body = (ok: boolean, reason: string): HealthBody => ({
     peerId: s.peer.id, role: s.role, check, ok, reason, pgOnline: pg.online, pgHealthy: pg.healthy, writable: pg.writable,
@@ -102,7 +123,9 @@ export function evaluateHealth(s: SitterStatus, check: HealthCheck, lag: LagLimi
       if (lagBytes === null) {
         const why = pg.replayLsn === null
           ? 'its replayed WAL position is unknown'
-          : `the primary's WAL position is unknown (${primary === null ? 'no primary in the state' : `${primary.primaryId}: ${primary.error ?? 'never read'}`})`;
+          : tooOld && primary !== null
+            ? `the primary's WAL position is ${describeAge(primaryLsnAgeMs)} old, older than the limit of ${describeAge(maxPrimaryAgeMs)} (${primary.primaryId}: ${primary.error ?? 'not asked again yet'})`
+            : `the primary's WAL position is unknown (${primary === null ? 'no primary in the state' : `${primary.primaryId}: ${primary.error ?? 'never read'}`})`;
         return body(false, `${what}, but its lag in bytes is unknown: ${why}`);
       }
       // A position read from the primary before its latest failed ask: say how old it is.
