@@ -33,6 +33,12 @@ export interface RestoreOptions {
   readonly source: RestoreSource;
   /** bootstrap: a new peer with no data; rebuild: a deposed peer whose data diverged. */
   readonly reason: 'bootstrap' | 'rebuild';
+  /**
+   * A rebuild of a standby that cannot stream from its source (its WAL receiver stalled: WAL the
+   * source no longer has, say). A pg_rewind that finds nothing to rewind would change nothing and
+   * the stall would go on, so the basebackup backend then copies everything.
+   */
+  readonly cannotStream?: boolean;
   readonly onProgress?: (p: RestoreProgress) => void;
   readonly signal?: AbortSignal;
 }

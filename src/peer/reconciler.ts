@@ -84,6 +84,8 @@ export class Reconciler {
   private rebuildState: RebuildStatus = { running: false, reason: null, source: null, progress: null, lastError: null, lastResult: null };
   /** An operator asked for a rebuild of this peer (manatee-adm rebuild), or a stalled async did. */
   private rebuildRequested = false;
+  /** The requested rebuild is for a standby that cannot stream (see RestoreOptions.cannotStream). */
+  private rebuildCannotStream = false;
   /**
    * A rebuild of this peer as the sync (see SyncRebuildRequest), or null. Honoured only while the
    * decision is still the sync of that generation with that upstream; dropped otherwise.
@@ -111,9 +113,12 @@ export class Reconciler {
    * (rules/stream-watch.ts syncCannotTakeOver); carried out only while this peer is the sync of
    * `asSync.generation` replicating from `asSync.upstreamId`, and dropped as soon as it is not.
    */
-  requestRebuild(opts: { asSync?: SyncRebuildRequest } = {}): void {
-    if (opts.asSync === undefined) this.rebuildRequested = true;
-    else {
+  requestRebuild(opts: { asSync?: SyncRebuildRequest; cannotStream?: boolean } = {}): void {
+    if (opts.asSync === undefined) {
+      // An operator's request after a stalled async's keeps the full copy the stall needs.
+      this.rebuildCannotStream = this.rebuildRequested ? this.rebuildCannotStream || opts.cannotStream === true : opts.cannotStream === true;
+      this.rebuildRequested = true;
+    } else {
       this.syncRebuild = opts.asSync;
       this.syncRebuildVerified = false;
     }
@@ -215,7 +220,8 @@ export class Reconciler {
       if (wait !== null) return { action: wait, retrySoon: false };
       // The sync's own rebuild: the last check comes right before the copy (nothing is waited for after it).
       const check = rebuild && d.role === 'sync' && this.syncRebuild !== null && !this.syncRebuildVerified ? await this.verifySyncRebuild(this.syncRebuild) : true;
-      if (check === true) await this.restore(upstream, d.generation, reason);
+      // A sync's own rebuild is always for a sync that cannot stream (or is below initWal).
+      if (check === true) await this.restore(upstream, d.generation, reason, rebuild && (d.role === 'sync' || this.rebuildCannotStream));
       else {
         this.o.log.warn({ decision: 'drop-sync-rebuild', requestedFor: this.syncRebuild, reason: check }, `not rebuilding the sync after all: ${check}`);
         this.syncRebuild = null;
@@ -269,7 +275,7 @@ export class Reconciler {
     return `${reason}: waiting until ${new Date(this.restoreRetryAtMs).toISOString()} before copying from ${source.id} again (${this.restoreFailures} failed in a row)`;
   }
 
-  private async restore(source: PeerInfo, generation: number | null, reason: 'bootstrap' | 'rebuild'): Promise<void> {
+  private async restore(source: PeerInfo, generation: number | null, reason: 'bootstrap' | 'rebuild', cannotStream = false): Promise<void> {
     const log = this.o.log;
     this.rebuildState = { running: true, reason, source: source.id, progress: null, lastError: null, lastResult: this.rebuildState.lastResult };
     log.info({ decision: reason, source: source.id, backend: this.o.backend.kind }, `${reason}: copying data from ${source.id}`);
@@ -289,9 +295,11 @@ export class Reconciler {
       const result = await this.o.backend.restore({
         source: { peerId: source.id, pgUrl: source.pgUrl, backupUrl: source.apiUrl },
         reason,
+        ...(cannotStream ? { cannotStream } : {}),
         onProgress,
       });
       this.rebuildRequested = false;
+      this.rebuildCannotStream = false;
       this.syncRebuild = null;
       this.syncRebuildVerified = false;
       this.restoreFailures = 0;

@@ -513,9 +513,15 @@ export class Sitter {
   private async watchStreaming(d: Decision, nowMs: number): Promise<void> {
     const standby = (d.role === 'sync' || d.role === 'async') && this.postgres.running;
     let streaming: boolean | null = null;
+    let replayLsn: string | null = null;
     if (standby) {
-      streaming = await this.postgres.query<{ status: string }>('SELECT status FROM pg_stat_wal_receiver')
-        .then((rows) => rows[0]?.status === 'streaming', () => null);
+      const row = await this.postgres.query<{ status: string | null; replay: string | null }>(
+        'SELECT (SELECT status FROM pg_stat_wal_receiver) AS status, pg_last_wal_replay_lsn()::text AS replay',
+      ).then((rows) => rows[0] ?? null, () => null);
+      if (row !== null) {
+        streaming = row.status === 'streaming';
+        replayLsn = row.replay;
+      }
     }
     const upstream = d.upstream;
     const verdict = this.streamWatch.observe({
@@ -523,13 +529,14 @@ export class Sitter {
       upstreamId: upstream?.id ?? null,
       upstreamActive: upstream !== null && this.store.activePeers().some((p) => p.id === upstream.id),
       streaming,
+      replayLsn,
       nowMs,
     });
     if (verdict.action === 'none' || upstream === null) return;
     const why = `my WAL receiver has not streamed from ${upstream.id} for ${verdict.stalledForMs} ms while its session is active (a diverged timeline, or WAL it no longer has)`;
     if (verdict.action === 'rebuild') {
       this.log.warn({ decision: 'stream-stalled-rebuild', upstream: upstream.id, stalledForMs: verdict.stalledForMs }, `${why}; I am an async: rebuilding from it`);
-      this.reconciler.requestRebuild();
+      this.reconciler.requestRebuild({ cannotStream: true });
       this.kickSoon();
       return;
     }

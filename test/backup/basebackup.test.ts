@@ -213,4 +213,25 @@ describe('basebackup backend', () => {
     expect(r.method).toBe('rewind');
     expect(c2.running).toBe(false);
   });
+
+  it('rebuild of a standby that cannot stream is a full copy even when pg_rewind finds nothing to rewind', async () => {
+    // A stalled standby (its source no longer has the WAL it needs) sits on the source's
+    // timeline: pg_rewind changes nothing, and only a full copy ends the stall.
+    const c3 = await sb.server('c3');
+    await new BasebackupBackend({ postgres: c3 }).restore({ source: src(pgUrlOf(a)), reason: 'bootstrap' });
+    await c3.configure({ role: 'standby', upstream: { host: '127.0.0.1', port: a.port }, applicationName: 'peer-c3' });
+    await waitCaughtUp(a, c3);
+    const logLines: string[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => { logLines.push(line); } });
+    const phases: string[] = [];
+    const r = await new BasebackupBackend({ postgres: c3, logger }).restore({
+      source: src(pgUrlOf(a)), reason: 'rebuild', cannotStream: true, onProgress: (p) => { if (phases.at(-1) !== p.phase) phases.push(p.phase); },
+    });
+    expect(r.method).toBe('full');
+    expect(phases[0]).toBe('rewinding');
+    expect(phases).toContain('receiving');
+    expect(logLines.filter((l) => l.includes('rewind-fallback')).join('\n')).toMatch(/cannot stream from its source/);
+    await c3.configure({ role: 'standby', upstream: { host: '127.0.0.1', port: a.port }, applicationName: 'peer-c3' });
+    expect((await c3.query<{ n: string }>('SELECT count(*)::text AS n FROM big'))[0]?.n).toBe('150001');
+  });
 });

@@ -95,7 +95,7 @@ describe('a new sync whose WAL the primary removed', () => {
     expect(lines.stalled.reason).toMatch(/below initWal/);
     const replayLsn = lines.stalled.replayLsn as string;
     expect(lsnAtLeast(replayLsn, initWal)).toBe(false);
-    expect(lines.rebuilt).toMatchObject({ from: primary.id, generation });
+    expect(lines.rebuilt).toMatchObject({ from: primary.id, generation, method: 'full' });
     // Its PostgreSQL could not get the removed WAL (its own log says so).
     const pgLogs = await shard.waitFor('the removed-segment error in the sync\'s PostgreSQL log', async () => {
       const text: string[] = [];

@@ -37,6 +37,26 @@ describe('StreamWatch', () => {
   });
 });
 
+describe('StreamWatch and replay progress', () => {
+  it('a standby whose replay moves is not stalled (it replays WAL it has); a replay that stands still is', () => {
+    const w = new StreamWatch(10_000);
+    const sync = { ...base, role: 'sync' as const };
+    w.observe({ ...sync, replayLsn: '0/1000000', nowMs: 0 });
+    // Replaying a local backlog for 30 s without a WAL receiver: never a verdict.
+    for (let t = 5_000, lsn = 0x1100000; t <= 30_000; t += 5_000, lsn += 0x100000) {
+      expect(w.observe({ ...sync, replayLsn: `0/${lsn.toString(16).toUpperCase()}`, nowMs: t }).action).toBe('none');
+    }
+    // Then it stops moving (the last move was seen at 30 s): the clock runs from there.
+    expect(w.observe({ ...sync, replayLsn: '0/1600000', nowMs: 35_000 }).action).toBe('none');
+    expect(w.observe({ ...sync, replayLsn: '0/1600000', nowMs: 39_999 }).action).toBe('none');
+    expect(w.observe({ ...sync, replayLsn: '0/1600000', nowMs: 40_000 }).action).toBe('report');
+    // An unknown replay position is no evidence of progress.
+    const w2 = new StreamWatch(10_000);
+    w2.observe({ ...base, replayLsn: '0/1', nowMs: 0 });
+    expect(w2.observe({ ...base, replayLsn: null, nowMs: 10_000 }).action).toBe('rebuild');
+  });
+});
+
 describe('syncCannotTakeOver', () => {
   it('is true only when neither the replayed nor the received WAL reaches initWal', () => {
     expect(syncCannotTakeOver('0/5000000', { replayLsn: '0/3000000', receiveLsn: null })).toBe(true);

@@ -14,6 +14,12 @@ export interface StreamObservation {
   readonly upstreamActive: boolean;
   /** pg_stat_wal_receiver.status is 'streaming'; null when unknown (PostgreSQL down, query failed). */
   readonly streaming: boolean | null;
+  /**
+   * This standby's replayed position (null when unknown). A standby whose replay moves is not
+   * stalled even without a WAL receiver: it is replaying WAL it already has (after a restart,
+   * say), and a sync doing so may be about to pass initWal, so it must not be rebuilt.
+   */
+  readonly replayLsn?: string | null;
   readonly nowMs: number;
 }
 
@@ -27,6 +33,7 @@ export interface StreamVerdict {
 export class StreamWatch {
   private sinceMs: number | null = null;
   private key: string | null = null;
+  private lastReplayLsn: string | null = null;
 
   constructor(private readonly stallLimitMs: number) {}
 
@@ -34,8 +41,12 @@ export class StreamWatch {
     const standby = o.role === 'sync' || o.role === 'async';
     const key = standby && o.upstreamId !== null ? `${o.role}:${o.upstreamId}` : null;
     // A new role or upstream starts a new clock; so do a streaming receiver, an upstream without a
-    // session (its absence explains the stall), and an unknown status (no evidence either way).
-    if (key === null || key !== this.key || o.streaming !== false || !o.upstreamActive) {
+    // session (its absence explains the stall), an unknown status (no evidence either way), and
+    // a replay position that moved since the last observation (it replays WAL it already has).
+    const replay = o.replayLsn ?? null;
+    const replayMoved = replay !== null && this.lastReplayLsn !== null && replay !== this.lastReplayLsn;
+    if (replay !== null) this.lastReplayLsn = replay;
+    if (key === null || key !== this.key || o.streaming !== false || !o.upstreamActive || replayMoved) {
       this.key = key;
       this.sinceMs = key !== null && o.streaming === false && o.upstreamActive ? o.nowMs : null;
       return { stalledForMs: 0, action: 'none' };
