@@ -96,6 +96,8 @@ export class Reconciler {
   /** Restores failed in a row, and when the next may start (epoch ms); reset by a success. */
   private restoreFailures = 0;
   private restoreRetryAtMs = 0;
+  /** The source of those failures. */
+  private restoreFailedFrom: string | null = null;
 
   constructor(opts: ReconcilerOptions) {
     this.o = opts;
@@ -268,8 +270,16 @@ export class Reconciler {
     return { action: `rebuilt from ${d.upstream.id}`, retrySoon: true };
   }
 
-  /** Why the next restore must wait (the backoff after failures), or null when it may start. */
+  /**
+   * Why the next restore must wait (the backoff after failures), or null when it may start. The
+   * backoff is for copying from the same source again: a new source starts without it.
+   */
   private restoreBackoffWait(reason: 'bootstrap' | 'rebuild', source: PeerInfo): string | null {
+    if (this.restoreFailedFrom !== null && this.restoreFailedFrom !== source.id) {
+      this.restoreFailures = 0;
+      this.restoreRetryAtMs = 0;
+      this.restoreFailedFrom = null;
+    }
     if (this.restoreFailures === 0 || Date.now() >= this.restoreRetryAtMs) return null;
     // A stable sentence (no countdown): the sitter logs every reconcile action.
     return `${reason}: waiting until ${new Date(this.restoreRetryAtMs).toISOString()} before copying from ${source.id} again (${this.restoreFailures} failed in a row)`;
@@ -313,6 +323,7 @@ export class Reconciler {
       const message = err instanceof Error ? err.message : String(err);
       const backoff = this.o.restoreBackoff ?? { initialMs: 1000, maxMs: 120_000 };
       this.restoreFailures++;
+      this.restoreFailedFrom = source.id;
       const waitMs = Math.min(backoff.maxMs, backoff.initialMs * 2 ** Math.min(this.restoreFailures - 1, 30));
       this.restoreRetryAtMs = Date.now() + waitMs;
       const retryAt = new Date(this.restoreRetryAtMs).toISOString();

@@ -94,6 +94,8 @@ export class Sitter {
   private lastLeadershipMoveMs = 0;
   /** Standbys that cannot stream (see watchStreaming); limit: 10 session timeouts. */
   private readonly streamWatch: StreamWatch;
+  /** The last reconcile action, so that one repeated every evaluation is logged once. */
+  private lastReconcileAction = 'none';
   private dirty = false;
   private stopping = false;
   private timer: NodeJS.Timeout | null = null;
@@ -504,7 +506,13 @@ export class Sitter {
       }
       throw err;
     }
-    if (outcome.action !== 'none') this.log.info({ decision: 'reconcile', role: d.role, action: outcome.action, generation: d.generation }, outcome.action);
+    if (outcome.action !== 'none') {
+      // One line per decision: a step that repeats itself every evaluation (waiting for a sync to
+      // catch up, a restore's backoff) is logged once, then at debug level until it changes.
+      const repeated = outcome.action === this.lastReconcileAction;
+      this.log[repeated ? 'debug' : 'info']({ decision: 'reconcile', role: d.role, action: outcome.action, generation: d.generation }, outcome.action);
+    }
+    this.lastReconcileAction = outcome.action;
     if (outcome.retrySoon) this.kickSoon();
     await this.watchStreaming(d, nowMs);
   }

@@ -167,6 +167,31 @@ describe('Reconciler: a requested rebuild', () => {
     expect(server.running).toBe(true);
   });
 
+  it('the backoff after failures from one source does not hold up a copy from another', async () => {
+    const failing = {
+      kind: 'basebackup',
+      restore: (o: RestoreOptions): Promise<RestoreResult> => {
+        restores.push(o);
+        return o.source.peerId === 'b' ? Promise.reject(new Error('b refused')) : Promise.resolve({ method: 'full', bytes: 0, durationMs: 1 });
+      },
+    } as unknown as BackupBackend;
+    const r = new Reconciler({
+      self, postgres: server, backend: failing, log: silentLogger(),
+      prepareStorage: () => Promise.resolve(),
+      onRebuilt: () => Promise.resolve(),
+      sourcePromoted: () => Promise.resolve(true),
+      restoreBackoff: { initialMs: 600_000, maxMs: 600_000 },
+    });
+    r.requestRebuild();
+    await expect(r.reconcile(standby('async'))).rejects.toThrow(/b refused/);
+    expect((await r.reconcile(standby('async'))).action).toMatch(/waiting until .* before copying from b again/);
+    // The chain changed: the async now replicates from c, which it may copy from at once.
+    const c: PeerInfo = { id: 'c', host: '127.0.0.1', pgUrl: 'postgres://127.0.0.1:5/postgres', apiUrl: 'http://127.0.0.1:6' };
+    // (What follows the copy, starting as c's standby, does not matter here.)
+    await r.reconcile({ ...standby('async'), upstream: c }).catch(() => undefined);
+    expect(restores.map((o) => o.source.peerId)).toEqual(['b', 'c']);
+  });
+
   it('is carried out by an async', async () => {
     const r = reconciler();
     r.requestRebuild();
