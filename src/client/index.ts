@@ -6,7 +6,7 @@
 //   const pool = client.pool({ user: 'app', password: '...', database: 'app' });
 //   await pool.query('INSERT INTO t VALUES ($1)', [1]);
 export { createClient, ManateeClient, type ClientEvents, type ClientOptions } from './client.js';
-export { createPool, connectionOf, PrimaryPool, type PrimaryPoolEvents, type PrimaryPoolOptions } from './pool.js';
+export { createPool, connectionOf, PrimaryPool, releaseAfter, type PrimaryPoolEvents, type PrimaryPoolOptions } from './pool.js';
 export { sameTopology, topologyOf, type Topology } from './topology.js';
 export { SseParser, SseParseError, type SseEvent } from './sse.js';
 export { CLIENT_ERR, ClientError, type ClientErrorCode } from './errors.js';

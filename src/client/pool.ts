@@ -53,6 +53,23 @@ function endsSession(err: unknown): boolean {
   return e?.severity === 'FATAL' || e?.severity === 'PANIC' || (typeof e?.code === 'string' && e.code.startsWith('08'));
 }
 
+function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}
+
+/**
+ * Gives back a connection taken with PrimaryPool.connect() after a statement on it failed with
+ * `err`, by the rule query() follows: a server error that left the session usable (an SQL ERROR
+ * with its SQLSTATE) returns it to the pool; any other failure destroys it (pg's release(err)):
+ * one that ended the session (FATAL, PANIC, class 08: a terminated backend, a server shutting
+ * down), and one that did not come from the server at all (no SQLSTATE: a broken socket, a
+ * client-side timeout), after which the session's state is not known. A plain release() would put
+ * a dead connection back, and the next caller would get it before its close is noticed.
+ */
+export function releaseAfter(conn: pg.PoolClient, err: unknown): void {
+  conn.release(sqlState(err) === null || endsSession(err) ? asError(err) : undefined);
+}
+
 /** host, port and database of a pgUrl (postgres://host:port/db) as pg's options. */
 export function connectionOf(pgUrl: string): { host: string; port: number; database: string | undefined } {
   const u = new URL(pgUrl);
@@ -117,7 +134,7 @@ export class PrimaryPool extends EventEmitter<PrimaryPoolEvents> {
       } catch (err) {
         const state = sqlState(err);
         // A connection that broke is not given back to the pool; one with an SQL error is fine.
-        conn.release(state === null || endsSession(err) ? (err as Error) : undefined);
+        releaseAfter(conn, err);
         if (state !== null && RETRY_AFTER_STATEMENT.has(state) && attempt < this.attempts) {
           this.log?.info({ pool: 'retry', attempt, sqlState: state, primary: this.poolUrl }, `statement refused (${(err as Error).message}); retrying in ${delayMs} ms`);
           await sleep(delayMs);
@@ -129,7 +146,25 @@ export class PrimaryPool extends EventEmitter<PrimaryPoolEvents> {
     }
   }
 
-  /** A connection to the primary for a transaction; the caller must release() it. Connection failures are retried. */
+  /**
+   * A connection to the primary for a transaction; connection failures are retried. The caller
+   * must release it, and after an error must say so, as pg's contract asks: `release(err)`
+   * destroys the connection, a plain `release()` returns it to the pool, even when the error ended
+   * the session (a terminated backend: the next caller would then get a dead connection). Use
+   * `releaseAfter(conn, err)`, which destroys it only when the session may be unusable (the rule
+   * query() follows), and keeps it after an SQL error. An SQL error inside a transaction leaves
+   * the session in that failed transaction: end it before the connection goes back.
+   *
+   *   const conn = await pool.connect();
+   *   try {
+   *     await conn.query('BEGIN'); ...; await conn.query('COMMIT');
+   *     conn.release();
+   *   } catch (err) {
+   *     const rollback = await conn.query('ROLLBACK').then(() => null, (e: unknown) => e);
+   *     releaseAfter(conn, rollback ?? err);
+   *     throw err;
+   *   }
+   */
   async connect(): Promise<pg.PoolClient> {
     let delayMs = this.initialDelayMs;
     for (let attempt = 1; ; attempt++) {

@@ -4,7 +4,7 @@
 // failures and read-only refusals are retried, and wrong credentials are not.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type pg from 'pg';
-import { createClient, type ManateeClient, type PrimaryPool } from '../../src/client/index.js';
+import { createClient, releaseAfter, type ManateeClient, type PrimaryPool } from '../../src/client/index.js';
 import { CLIENT_ERR } from '../../src/client/errors.js';
 import type { PostgresServer } from '../../src/postgres/index.js';
 import type { ClusterState, PeerInfo } from '../../src/store/types.js';
@@ -175,6 +175,44 @@ describe('PrimaryPool', () => {
       await expect(pool.query('SELECT 1 AS one')).resolves.toMatchObject({ rows: [{ one: 1 }] });
     } finally {
       await admin.query('DROP SEQUENCE IF EXISTS pool_calls');
+      await admin.end();
+    }
+  });
+
+  it('releaseAfter() destroys a connection taken with connect() whose backend was terminated, and keeps one after an SQL error', async () => {
+    await start(peerOn('a', pg1.port), peerOn('b', pg2.port), { max: 2 });
+    const admin = await connect(pg1);
+    try {
+      // An SQL error leaves the session usable: the connection goes back to the pool.
+      const kept = await pool.connect();
+      const keptPid = (await kept.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid;
+      const sqlErr = await kept.query('SELECT 1/0').then(() => null, (e: unknown) => e);
+      expect(sqlErr).toMatchObject({ code: '22012', severity: 'ERROR' });
+      releaseAfter(kept, sqlErr);
+      expect(pool.counts).toMatchObject({ total: 1, idle: 1 });
+
+      // A terminated backend (FATAL 57P01): the connection is destroyed, not handed to the next caller.
+      const doomed = await pool.connect();
+      expect((await doomed.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid).toBe(keptPid);
+      const running = `SELECT pid FROM pg_stat_activity WHERE application_name = '${APP}' AND state = 'active' AND query LIKE '%pool_doomed%'`;
+      const sleeping = doomed.query('SELECT pg_sleep(30) AS pool_doomed').then(() => null, (e: unknown) => e);
+      await waitFor('the statement to run', async () => (await admin.query(running)).rowCount === 1, { timeoutMs: 10_000 });
+      await admin.query(`SELECT pg_terminate_backend(pid) FROM (${running}) AS r`);
+      const fatal = await sleeping;
+      expect(fatal).toMatchObject({ code: '57P01', severity: 'FATAL' });
+      releaseAfter(doomed, fatal);
+      expect(pool.counts).toMatchObject({ total: 0, idle: 0 });
+
+      // A failure that did not come from the server (a client-side timeout): destroyed too.
+      const unsure = await pool.connect();
+      const unsurePid = (await unsure.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid;
+      releaseAfter(unsure, new Error('statement timed out on the client'));
+      expect(pool.counts).toMatchObject({ total: 0, idle: 0 });
+      await waitFor('the destroyed connection\'s backend to end', async () => (await admin.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [unsurePid])).rowCount === 0, { timeoutMs: 10_000 });
+
+      // The next caller gets a working connection.
+      await expect(pool.query('SELECT 1 AS one')).resolves.toMatchObject({ rows: [{ one: 1 }] });
+    } finally {
       await admin.end();
     }
   });

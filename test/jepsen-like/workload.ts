@@ -15,7 +15,7 @@
 // to, and must time a statement out itself (an unanswered statement is unknown, and its connection
 // is destroyed, not handed back).
 import pg from 'pg';
-import { connectionOf, createClient, type ManateeClient, type PrimaryPool } from '../../src/client/index.js';
+import { connectionOf, createClient, releaseAfter, type ManateeClient, type PrimaryPool } from '../../src/client/index.js';
 import type { ClusterState } from '../../src/store/types.js';
 import type { Cluster } from './cluster.js';
 import type { Op, Outcome, ReadOp, WriteOp } from './history.js';
@@ -323,8 +323,10 @@ export class Workload {
           } catch (err) {
             outcome = isDefiniteFailure(err) ? 'fail' : 'unknown';
             error = describeError(err);
-            // After an ERROR the session is fine; after a timeout or a broken connection it is not.
-            if (outcome === 'fail') conn.release();
+            // After an ERROR the session is usually fine (releaseAfter keeps it unless the error
+            // ended it, e.g. class 08); after a timeout or a broken connection it is not, and its
+            // socket is destroyed at once (release(err) alone would wait on a hung server).
+            if (outcome === 'fail') releaseAfter(conn, err);
             else discard(conn, error);
           }
         }
