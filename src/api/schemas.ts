@@ -77,7 +77,7 @@ const replicationRowSchema = {
 
 const postgresStatusSchema = {
   type: 'object',
-  required: ['online', 'healthy', 'error', 'inRecovery', 'writable', 'currentLsn', 'receiveLsn', 'replayLsn', 'lastCheckAt', 'checkLatencyMs'],
+  required: ['online', 'healthy', 'error', 'inRecovery', 'writable', 'currentLsn', 'receiveLsn', 'replayLsn', 'walReceiver', 'lastCheckAt', 'checkLatencyMs'],
   properties: {
     online: { type: 'boolean' },
     healthy: { type: 'boolean' },
@@ -87,6 +87,7 @@ const postgresStatusSchema = {
     currentLsn: nullableStr,
     receiveLsn: nullableStr,
     replayLsn: nullableStr,
+    walReceiver: nullableStr,
     lastCheckAt: nullableStr,
     checkLatencyMs: nullableNum,
   },
@@ -171,7 +172,7 @@ export const sitterStatusSchema = {
   type: 'object',
   required: [
     'peer', 'role', 'sitterPid', 'postgresPid', 'backend', 'postgres', 'replication', 'raft',
-    'state', 'stateVersion', 'activePeers', 'lastDecision', 'rebuild', 'startedAt',
+    'state', 'stateVersion', 'activePeers', 'lastDecision', 'rebuild', 'startedAt', 'loop',
   ],
   properties: {
     peer: peerInfoSchema,
@@ -188,6 +189,11 @@ export const sitterStatusSchema = {
     lastDecision: { anyOf: [decisionSchema, { type: 'null' }] },
     rebuild: rebuildStatusSchema,
     startedAt: str,
+    loop: {
+      type: 'object',
+      required: ['lastEvaluatedAt', 'evaluatingSince'],
+      properties: { lastEvaluatedAt: nullableStr, evaluatingSince: nullableStr },
+    },
     heartbeat: heartbeatStatusSchema,
     hooks: hooksStatusSchema,
   },
@@ -244,7 +250,7 @@ export const shardReportSchema = {
 /** The body of every health-check answer, 200 or 503 alike (Patroni's convention). */
 export const healthBodySchema = {
   type: 'object',
-  required: ['peerId', 'role', 'check', 'ok', 'reason', 'pgOnline', 'pgHealthy', 'writable', 'inRecovery', 'generation', 'lagBytes', 'lagSeconds', 'primaryLsn', 'primaryLsnAgeMs'],
+  required: ['peerId', 'role', 'check', 'ok', 'reason', 'pgOnline', 'pgHealthy', 'writable', 'inRecovery', 'generation', 'replicationState', 'lagBytes', 'lagSeconds', 'primaryLsn', 'primaryLsnAgeMs'],
   properties: {
     peerId: str,
     role: roleSchema,
@@ -256,6 +262,7 @@ export const healthBodySchema = {
     writable: { type: 'boolean' },
     inRecovery: nullableBool,
     generation: { type: ['integer', 'null'] },
+    replicationState: nullableStr,
     lagBytes: nullableNum,
     lagSeconds: nullableNum,
     primaryLsn: nullableStr,
@@ -366,14 +373,29 @@ export const peerIdParamsSchema = {
  * ?lag=<bytes or duration>: 1048576, 1024kB, 10MB, 16MiB (kB, MB, GB, TB are 1024-based, as in
  * PostgreSQL and Patroni), or 500ms, 5s, 2min (the heartbeat lag, our extension).
  */
+const lagQuerySchema = {
+  type: 'string', maxLength: 32, pattern: '^[0-9]+(\\.[0-9]+)?\\s*([kKMGT]i?B|B|ms|s|min|m|h)?$',
+  description: 'bytes behind the primary (1048576, 1024kB, 10MB, 16MiB; 1024-based units) or heartbeat lag (500ms, 5s, 2min)',
+} as const;
+
 export const healthQuerySchema = {
   type: 'object',
   additionalProperties: false,
   properties: {
-    lag: {
-      type: 'string', maxLength: 32, pattern: '^[0-9]+(\\.[0-9]+)?\\s*([kKMGT]i?B|B|ms|s|min|m|h)?$',
-      description: 'bytes behind the primary (1048576, 1024kB, 10MB, 16MiB; 1024-based units) or heartbeat lag (500ms, 5s, 2min)',
+    lag: lagQuerySchema,
+    replication_state: {
+      enum: ['streaming', 'starting', 'waiting', 'restarting', 'stopping', 'stopped'],
+      description: "a standby's WAL receiver must be in this state (pg_stat_wal_receiver.status; stopped: none runs)",
     },
+  },
+} as const;
+
+export const readinessQuerySchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    lag: { ...lagQuerySchema, description: `${lagQuerySchema.description}; default 1MB` },
+    mode: { enum: ['apply', 'write'], default: 'apply', description: "a standby's lag from its replayed (apply) or received (write) WAL" },
   },
 } as const;
 

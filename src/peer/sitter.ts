@@ -96,6 +96,9 @@ export class Sitter {
   private readonly streamWatch: StreamWatch;
   /** The last reconcile action, so that one repeated every evaluation is logged once. */
   private lastReconcileAction = 'none';
+  /** When an evaluation last ended, and when the running one began (GET /liveness). */
+  private lastEvaluatedAtMs: number | null = null;
+  private evaluatingSinceMs: number | null = null;
   private dirty = false;
   private stopping = false;
   private timer: NodeJS.Timeout | null = null;
@@ -381,6 +384,10 @@ export class Sitter {
       lastDecision: this.lastRecord,
       rebuild: this.reconciler.rebuildStatus(),
       startedAt: this.startedAt,
+      loop: {
+        lastEvaluatedAt: this.lastEvaluatedAtMs === null ? null : new Date(this.lastEvaluatedAtMs).toISOString(),
+        evaluatingSince: this.evaluatingSinceMs === null ? null : new Date(this.evaluatingSinceMs).toISOString(),
+      },
       heartbeat: this.heartbeat.status(),
       hooks: this.hooks.status(),
     };
@@ -407,6 +414,7 @@ export class Sitter {
     try {
       while (this.dirty && !this.stopping) {
         this.dirty = false;
+        this.evaluatingSinceMs = Date.now();
         try {
           await this.evaluate();
           this.lastError = null;
@@ -415,6 +423,9 @@ export class Sitter {
           if (message !== this.lastError) this.log.error({ decision: 'error', err: message }, `evaluation failed: ${message}`);
           this.lastError = message;
         }
+        // An evaluation that failed still ran: the loop is alive (GET /liveness).
+        this.evaluatingSinceMs = null;
+        this.lastEvaluatedAtMs = Date.now();
       }
     } finally {
       this.evaluating = false;

@@ -41,6 +41,8 @@ export interface PostgresStatus {
   readonly currentLsn: Lsn | null;
   readonly receiveLsn: Lsn | null;
   readonly replayLsn: Lsn | null;
+  /** Standby: its WAL receiver's status (pg_stat_wal_receiver: streaming, waiting...), null when none runs. */
+  readonly walReceiver: string | null;
   readonly lastCheckAt: string | null;
   readonly checkLatencyMs: number | null;
 }
@@ -61,6 +63,12 @@ export interface RebuildStatus {
   readonly progress: RestoreProgress | null;
   readonly lastError: string | null;
   readonly lastResult: string | null;
+}
+
+/** The sitter's evaluation loop: when an evaluation last ended, and since when one runs (null: none). */
+export interface LoopStatus {
+  readonly lastEvaluatedAt: string | null;
+  readonly evaluatingSince: string | null;
 }
 
 /**
@@ -96,6 +104,8 @@ export interface SitterStatus {
   readonly lastDecision: DecisionRecord | null;
   readonly rebuild: RebuildStatus;
   readonly startedAt: string;
+  /** The evaluation loop, for GET /liveness. */
+  readonly loop: LoopStatus;
   /** Absent from sitters built before the heartbeat existed. */
   readonly heartbeat?: HeartbeatStatus;
   /** Hook runs by event and outcome, and the last failure (src/peer/hooks.ts). Absent where no hook runner exists (older sitters, tests' in-memory peers). */

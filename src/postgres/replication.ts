@@ -18,6 +18,11 @@ export interface WalPositions {
   readonly replayLsn: Lsn | null;
   /** The position this server has: currentLsn on a primary, replayLsn on a standby. */
   readonly lastLsn: Lsn | null;
+  /**
+   * Standby: pg_stat_wal_receiver's status (streaming, starting, waiting, restarting, stopping),
+   * or null when no WAL receiver runs (not connected to an upstream). Null on a primary.
+   */
+  readonly walReceiver: string | null;
 }
 
 export async function readWalPositions(query: QueryFn): Promise<WalPositions> {
@@ -30,16 +35,17 @@ export async function readWalPositions(query: QueryFn): Promise<WalPositions> {
       "('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int AS tli");
     return {
       inRecovery: false, timeline: p?.tli ?? null, currentLsn: p?.cur ?? null, flushLsn: p?.flush ?? null,
-      receiveLsn: null, replayLsn: null, lastLsn: p?.cur ?? null,
+      receiveLsn: null, replayLsn: null, lastLsn: p?.cur ?? null, walReceiver: null,
     };
   }
   // On a standby the timeline being received is the live one; the checkpoint's may lag behind.
-  const [s] = await query<{ recv: string | null; replay: string | null; tli: number | null; cptli: number | null }>(
+  const [s] = await query<{ recv: string | null; replay: string | null; tli: number | null; cptli: number | null; wr: string | null }>(
     'SELECT pg_last_wal_receive_lsn()::text AS recv, pg_last_wal_replay_lsn()::text AS replay, ' +
-    '(SELECT received_tli FROM pg_stat_wal_receiver) AS tli, (SELECT timeline_id FROM pg_control_checkpoint()) AS cptli');
+    '(SELECT received_tli FROM pg_stat_wal_receiver) AS tli, (SELECT timeline_id FROM pg_control_checkpoint()) AS cptli, ' +
+    '(SELECT status FROM pg_stat_wal_receiver) AS wr');
   return {
     inRecovery: true, timeline: s?.tli ?? s?.cptli ?? null, currentLsn: null, flushLsn: null,
-    receiveLsn: s?.recv ?? null, replayLsn: s?.replay ?? null, lastLsn: s?.replay ?? null,
+    receiveLsn: s?.recv ?? null, replayLsn: s?.replay ?? null, lastLsn: s?.replay ?? null, walReceiver: s?.wr ?? null,
   };
 }
 

@@ -7,13 +7,15 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createServer, type Server } from 'node:http';
 import type { FastifyInstance } from 'fastify';
 import { createApi } from '../../src/api/server.js';
-import { evaluateHealth, parseLag, PRIMARY_POSITION_FRESH_MS, PRIMARY_POSITION_MAX_AGE_MS } from '../../src/api/routes/health.js';
+import {
+  evaluateHealth, LIVENESS_MAX_EVALUATION_MS, LIVENESS_MAX_IDLE_MS, parseLag, PRIMARY_POSITION_FRESH_MS, PRIMARY_POSITION_MAX_AGE_MS,
+} from '../../src/api/routes/health.js';
 import { PrimaryPositionCache } from '../../src/api/primary-position.js';
 import type { SitterStatus } from '../../src/peer/status.js';
 import type { PeerInfo } from '../../src/store/types.js';
 import { freePort, waitFor } from '../helpers/wait.js';
 import { MemoryStore, memoryDeps, peer, statusOf, threePeerState } from './memory.js';
-import { httpCall, type HttpAnswer } from '../helpers/http.js';
+import { expectApiError, httpCall, type HttpAnswer } from '../helpers/http.js';
 
 /** What each peer's status says on top of statusOf(): a test sets it, beforeEach clears it. */
 const tweaks = new Map<string, (s: SitterStatus) => SitterStatus>();
@@ -85,7 +87,7 @@ async function untilPrimaryLsn(url: string, lsn: string): Promise<void> {
 }
 
 const HEALTH_BODY_KEYS = ['check', 'generation', 'inRecovery', 'lagBytes', 'lagSeconds', 'ok', 'peerId', 'pgHealthy', 'pgOnline',
-  'primaryLsn', 'primaryLsnAgeMs', 'reason', 'role', 'writable'];
+  'primaryLsn', 'primaryLsnAgeMs', 'reason', 'replicationState', 'role', 'writable'];
 
 describe('?lag= in bytes: the primary\'s WAL position minus the standby\'s replayed one (Patroni)', () => {
   it('a standby with nothing left to replay but far behind the primary (its WAL receiver stalled) fails; within the bound it passes', async () => {
@@ -369,5 +371,145 @@ describe('PostgreSQL down, OPTIONS and HEAD', () => {
     expect((await call('GET', `${B()}/replica`)).body.reason).toBe('a sync standby');
     expect((await call('GET', `${C()}/primary`)).body.reason).toBe('this peer is an async, not the primary');
     expect((await call('GET', `${B()}/primary`)).body.reason).toBe('this peer is a sync, not the primary');
+  });
+});
+
+/** `b` (the sync) with its status changed by `f`. */
+function syncWith(f: (s: SitterStatus) => SitterStatus): void {
+  tweaks.set('b', f);
+}
+
+/** 0/3000148 (what the standbys replayed) plus 1 MiB and 1 KiB: past the default readiness limit. */
+const PLUS_1MIB_1KIB = '0/3100548';
+
+describe('?replication_state= (Patroni): the standby\'s WAL receiver', () => {
+  it('streaming passes; a standby whose receiver stopped or waits fails it, whatever its lag', async () => {
+    const ok = await call('GET', `${B()}/replica?replication_state=streaming`);
+    expect(ok.status).toBe(200);
+    expect(ok.body).toMatchObject({ ok: true, replicationState: 'streaming', reason: 'a sync standby' });
+    // No WAL receiver: `stopped`. The lag is still 0 by every number the standby has.
+    syncWith((s) => ({ ...s, postgres: { ...s.postgres, walReceiver: null } }));
+    const stopped = await call('GET', `${B()}/sync?replication_state=streaming&lag=1TB`);
+    expect(stopped.status).toBe(503);
+    expect(stopped.body).toMatchObject({ ok: false, replicationState: 'stopped', reason: 'the sync standby, but its replication state is stopped, not streaming' });
+    expect((await call('GET', `${B()}/replica?replication_state=stopped`)).status).toBe(200);
+    expect((await call('GET', `${B()}/replica`)).status).toBe(200);
+    syncWith((s) => ({ ...s, postgres: { ...s.postgres, walReceiver: 'waiting' } }));
+    expect((await call('GET', `${B()}/read-only?replication_state=streaming`)).body).toMatchObject({ ok: false, replicationState: 'waiting' });
+    // The primary has no receiver: not a replica; /read-only passes on it as without the parameter.
+    expect((await call('GET', `${A()}/replica?replication_state=streaming`)).body).toMatchObject({ ok: false, replicationState: null });
+    expect((await call('GET', `${A()}/read-only?replication_state=streaming`)).status).toBe(200);
+  });
+
+  it('an unknown state, or the parameter on /readiness or /liveness, is a 400 that names it', async () => {
+    expectApiError(await call('GET', `${B()}/replica?replication_state=archive`), 400, 'MANATEE_ERR_BAD_REQUEST', /querystring\.replication_state/);
+    expectApiError(await call('GET', `${B()}/readiness?replication_state=streaming`), 400, 'MANATEE_ERR_BAD_REQUEST', /querystring\.replication_state: is not a known field/);
+    expectApiError(await call('GET', `${B()}/liveness?lag=1MB`), 400, 'MANATEE_ERR_BAD_REQUEST', /querystring\.lag: is not a known field/);
+    expectApiError(await call('GET', `${B()}/readiness?mode=read`), 400, 'MANATEE_ERR_BAD_REQUEST', /querystring\.mode/);
+    expectApiError(await call('GET', `${B()}/replica?mode=write`), 400, 'MANATEE_ERR_BAD_REQUEST', /querystring\.mode: is not a known field/);
+  });
+});
+
+describe('/read-only-sync (Patroni): the primary or the sync', () => {
+  it('200 on the primary and the sync (within ?lag=), 503 on the async and on a deposed peer', async () => {
+    expect((await call('GET', `${A()}/read-only-sync`)).body).toMatchObject({ ok: true, reason: 'the primary (serves reads)' });
+    expect((await call('GET', `${B()}/read-only-sync`)).body).toMatchObject({ ok: true, reason: 'the sync standby' });
+    expect((await call('GET', `${C()}/read-only-sync`)).body).toMatchObject({ ok: false, reason: 'this peer is neither the primary nor the sync (role async)' });
+    primaryAt(FAR_AHEAD);
+    await untilPrimaryLsn(B(), FAR_AHEAD);
+    expect((await call('GET', `${B()}/read-only-sync?lag=1MB`)).status).toBe(503);
+    expect((await call('GET', `${A()}/read-only-sync?lag=1MB`)).status).toBe(200);
+    syncWith((s) => ({ ...s, role: 'deposed' }));
+    expect((await call('OPTIONS', `${B()}/read-only-sync`)).status).toBe(503);
+  });
+});
+
+describe('/readiness (Patroni\'s readinessProbe)', () => {
+  it('the primary is ready; a streaming standby within 1MB of the primary (the default) is ready, past it is not', async () => {
+    expect((await call('GET', `${A()}/readiness`)).body).toMatchObject({ check: 'readiness', ok: true, reason: 'the writable primary' });
+    primaryAt(PLUS_1MIB);
+    await untilPrimaryLsn(B(), PLUS_1MIB);
+    expect((await call('GET', `${B()}/readiness`)).body).toMatchObject({ ok: true, lagBytes: 1048576, reason: 'a sync standby, streaming, 1048576 bytes behind the primary (limit 1048576)' });
+    primaryAt(PLUS_1MIB_1KIB);
+    await untilPrimaryLsn(B(), PLUS_1MIB_1KIB);
+    const behind = await call('GET', `${B()}/readiness`);
+    expect(behind.status).toBe(503);
+    expect(behind.body).toMatchObject({ ok: false, lagBytes: 1049600, reason: 'a sync standby, streaming, but 1049600 bytes behind the primary (limit 1048576)' });
+    expect((await call('GET', `${B()}/readiness?lag=2MB`)).status).toBe(200);
+    // In time (the heartbeat, 0.5 s behind in the memory cluster).
+    expect((await call('GET', `${B()}/readiness?lag=1s`)).status).toBe(200);
+    expect((await call('GET', `${B()}/readiness?lag=100ms`)).status).toBe(503);
+  });
+
+  it('?mode=write measures from the received WAL, ?mode=apply (the default) from the replayed WAL', async () => {
+    primaryAt(PLUS_1MIB_1KIB);
+    // Received up to 1 KiB behind the primary, replayed 1 MiB + 1 KiB behind.
+    syncWith((s) => ({ ...s, postgres: { ...s.postgres, receiveLsn: PLUS_1MIB } }));
+    await untilPrimaryLsn(B(), PLUS_1MIB_1KIB);
+    expect((await call('GET', `${B()}/readiness?mode=apply`)).body).toMatchObject({ ok: false, lagBytes: 1049600 });
+    expect((await call('GET', `${B()}/readiness`)).body).toMatchObject({ ok: false, lagBytes: 1049600 });
+    expect((await call('GET', `${B()}/readiness?mode=write`)).body).toMatchObject({ ok: true, lagBytes: 1024 });
+  });
+
+  it('a standby that does not stream, a deposed peer, and a peer whose PostgreSQL is down are not ready', async () => {
+    syncWith((s) => ({ ...s, postgres: { ...s.postgres, walReceiver: 'waiting' } }));
+    expect((await call('GET', `${B()}/readiness`)).body).toMatchObject({ ok: false, reason: 'a sync standby, but not streaming (its WAL receiver is waiting)' });
+    syncWith((s) => ({ ...s, role: 'deposed' }));
+    expect((await call('GET', `${B()}/readiness`)).body).toMatchObject({ ok: false, reason: 'this peer is neither the primary nor a standby (role deposed)' });
+    syncWith((s) => ({ ...s, postgres: { ...s.postgres, online: false, healthy: false, error: 'connection refused' } }));
+    const down = await call('GET', `${B()}/readiness`);
+    expect(down.status).toBe(503);
+    expect(down.body).toMatchObject({ ok: false, reason: 'PostgreSQL is not serving: connection refused' });
+    // A primary waiting for its sync is ready (it is the primary) but says it is read-only.
+    tweaks.set('a', (s) => ({ ...s, postgres: { ...s.postgres, writable: false } }));
+    expect((await call('GET', `${A()}/readiness`)).body).toMatchObject({ ok: true, reason: 'the primary (read-only until its sync catches up)' });
+  });
+});
+
+describe('/liveness (Patroni\'s livenessProbe): the sitter\'s loop, not PostgreSQL', () => {
+  const NOW = Date.parse('2026-11-24T12:00:00.000Z');
+  const ago = (ms: number): string => new Date(NOW - ms).toISOString();
+  const at = (loop: SitterStatus['loop'], extra: Partial<SitterStatus> = {}): SitterStatus => ({ ...statusOf(peers[1]!, store), startedAt: ago(3_600_000), loop, ...extra });
+  const live = (s: SitterStatus) => evaluateHealth(s, 'liveness', null, null, { nowMs: NOW });
+
+  it('alive while evaluations end; stuck when the last one ended too long ago', () => {
+    expect(live(at({ lastEvaluatedAt: ago(900), evaluatingSince: null }))).toMatchObject({ ok: true, reason: "the sitter's loop is alive: its last evaluation ended 900 ms ago" });
+    expect(live(at({ lastEvaluatedAt: ago(LIVENESS_MAX_IDLE_MS), evaluatingSince: null })).ok).toBe(true);
+    expect(live(at({ lastEvaluatedAt: ago(LIVENESS_MAX_IDLE_MS + 1), evaluatingSince: null }))).toMatchObject({
+      ok: false, reason: "the sitter's loop looks stuck: its last evaluation ended 10.0 s ago, more than 10.0 s",
+    });
+  });
+
+  it('a long evaluation is alive up to its bound, and for as long as a rebuild copies data', () => {
+    expect(live(at({ lastEvaluatedAt: ago(120_000), evaluatingSince: ago(120_000) })).ok).toBe(true);
+    expect(live(at({ lastEvaluatedAt: ago(LIVENESS_MAX_EVALUATION_MS + 1000), evaluatingSince: ago(LIVENESS_MAX_EVALUATION_MS + 1000) }))).toMatchObject({
+      ok: false, reason: "the sitter's loop looks stuck: one evaluation has run for 301.0 s, more than 300.0 s",
+    });
+    const rebuild = { running: true, reason: 'rebuild', source: 'a', progress: null, lastError: null, lastResult: null };
+    expect(live(at({ lastEvaluatedAt: null, evaluatingSince: ago(3_000_000) }, { rebuild }))).toMatchObject({
+      ok: true, reason: "the sitter's loop is alive: an evaluation has run for 3000.0 s, copying data (rebuild from a)",
+    });
+  });
+
+  it('a sitter that never ended an evaluation is alive only for its first seconds', () => {
+    expect(live(at({ lastEvaluatedAt: null, evaluatingSince: null }, { startedAt: ago(2000) })).ok).toBe(true);
+    expect(live(at({ lastEvaluatedAt: null, evaluatingSince: null }, { startedAt: ago(20_000) }))).toMatchObject({
+      ok: false, reason: "the sitter's loop looks stuck: no evaluation has run in the 20.0 s since it started",
+    });
+  });
+
+  it('over HTTP: 200 with PostgreSQL down, 503 when the loop stopped; HEAD and OPTIONS agree', async () => {
+    syncWith((s) => ({ ...s, postgres: { ...s.postgres, online: false, healthy: false, error: 'connection refused' } }));
+    expect((await call('GET', `${B()}/health`)).status).toBe(503);
+    const alive = await call('GET', `${B()}/liveness`);
+    expect(alive.status).toBe(200);
+    expect(alive.body).toMatchObject({ check: 'liveness', ok: true, pgOnline: false });
+    syncWith((s) => ({ ...s, loop: { lastEvaluatedAt: new Date(Date.now() - 60_000).toISOString(), evaluatingSince: null } }));
+    const stuck = await call('GET', `${B()}/liveness`);
+    expect(stuck.status).toBe(503);
+    expect(stuck.body.reason).toMatch(/^the sitter's loop looks stuck: its last evaluation ended 6[0-9]\.[0-9] s ago/);
+    expect((await call('HEAD', `${B()}/liveness`)).status).toBe(503);
+    expect((await call('OPTIONS', `${B()}/liveness`)).status).toBe(503);
+    expect((await call('OPTIONS', `${A()}/liveness`)).status).toBe(200);
   });
 });

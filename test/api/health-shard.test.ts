@@ -2,7 +2,8 @@
 // test/helpers/shard.ts): an async whose WAL receiver is stopped (SIGSTOP of the walreceiver
 // process of the PostgreSQL this test started) has nothing left to replay, so by its own numbers
 // it is caught up; measured from the primary's WAL position, as Patroni does, it is behind and
-// fails /async?lag=1MB until its receiver runs again.
+// fails /async?lag=1MB (and /readiness) until its receiver runs again. /readiness, /liveness and
+// ?replication_state= are read from the real sitters too.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Shard, httpJson, type ShardPeer } from '../helpers/shard.js';
 import type { SitterStatus } from '../../src/peer/status.js';
@@ -59,6 +60,13 @@ describe('?lag= in bytes on a real shard', () => {
     const own = (await httpJson(`${async0.apiUrl}/status`)).body as SitterStatus;
     expect(own.postgres.receiveLsn).toBe(own.postgres.replayLsn);
     expect((await httpJson(`${async0.apiUrl}/replica?lag=1GB`)).status).toBe(200);
+    // /readiness (default limit 1MB) fails too, from the replayed and from the received WAL alike.
+    const notReady = (await httpJson(`${async0.apiUrl}/readiness`)) as Health;
+    expect(notReady.status).toBe(503);
+    expect(notReady.body.reason).toMatch(/^an async standby, streaming, but [0-9]+ bytes behind the primary \(limit 1048576\)$/);
+    expect((await httpJson(`${async0.apiUrl}/readiness?mode=write`)).status).toBe(503);
+    // The sitter's loop does not depend on PostgreSQL's replication: still alive.
+    expect((await httpJson(`${async0.apiUrl}/liveness`)).status).toBe(200);
 
     process.kill(stoppedPid, 'SIGCONT');
     stoppedPid = null;
@@ -67,5 +75,29 @@ describe('?lag= in bytes on a real shard', () => {
       return r.status === 200 ? r : null;
     }, 90_000);
     expect(back.body.lagBytes).toBeLessThanOrEqual(1024 * 1024);
+    await shard.waitFor('the async ready again', async () => (await httpJson(`${async0.apiUrl}/readiness`)).status === 200, 90_000);
   }, 240_000);
+
+  it('/readiness, /liveness and ?replication_state=streaming answer from the real WAL receivers and sitter loops', async () => {
+    for (const p of shard.peers) {
+      const live = (await httpJson(`${p.apiUrl}/liveness`)) as Health;
+      expect(live.status).toBe(200);
+      expect(live.body.reason).toMatch(/^the sitter's loop is alive: /);
+    }
+    // The standbys' WAL receivers, as PostgreSQL reports them (pg_stat_wal_receiver); none on the primary.
+    await shard.waitFor('both standbys streaming', async () => {
+      const rs = await Promise.all(shard.peers.filter((p) => p.id !== primary.id).map(async (p) => ((await httpJson(`${p.apiUrl}/status`)).body as SitterStatus).postgres.walReceiver));
+      return rs.every((r) => r === 'streaming');
+    }, 60_000);
+    expect(((await httpJson(`${primary.apiUrl}/status`)).body as SitterStatus).postgres.walReceiver).toBeNull();
+    const sync = shard.peers.find((p) => p.id !== primary.id && p.id !== async0.id)!;
+    for (const p of [primary, sync, async0]) {
+      await shard.waitFor(`${p.id} ready`, async () => (await httpJson(`${p.apiUrl}/readiness`)).status === 200, 60_000);
+    }
+    const streaming = (await httpJson(`${sync.apiUrl}/sync?replication_state=streaming`)) as Health & { body: { replicationState: string | null } };
+    expect(streaming.status).toBe(200);
+    expect(streaming.body.replicationState).toBe('streaming');
+    expect((await httpJson(`${sync.apiUrl}/replica?replication_state=stopped`)).status).toBe(503);
+    expect((await httpJson(`${primary.apiUrl}/replica?replication_state=streaming`)).status).toBe(503);
+  }, 120_000);
 });

@@ -127,6 +127,7 @@ export function statusOf(self: PeerInfo, store: MemoryStore): SitterStatus {
       currentLsn: online ? '0/3000148' : null,
       receiveLsn: upstream === null ? null : '0/3000148',
       replayLsn: upstream === null ? null : '0/3000148',
+      walReceiver: upstream === null ? null : 'streaming',
       lastCheckAt: new Date().toISOString(),
       checkLatencyMs: 2,
     },
@@ -158,6 +159,7 @@ export function statusOf(self: PeerInfo, store: MemoryStore): SitterStatus {
     },
     rebuild: { running: false, reason: null, source: null, progress: null, lastError: null, lastResult: null },
     startedAt: new Date().toISOString(),
+    loop: { lastEvaluatedAt: new Date().toISOString(), evaluatingSince: null },
     heartbeat: online
       ? {
           primaryId: state?.primary.id ?? null,

@@ -387,7 +387,15 @@ describe('GET /openapi.json', () => {
     }
     expect(paths['/admin/peers']!['post'].requestBody.content['application/json'].schema.required).toEqual(['id', 'address']);
     expect(paths['/admin/peers/{id}']!['delete'].parameters).toEqual([expect.objectContaining({ name: 'id', in: 'path', required: true })]);
-    expect(paths['/replica']!['get'].parameters).toEqual([expect.objectContaining({ name: 'lag', in: 'query', required: false })]);
+    expect(paths['/replica']!['get'].parameters).toEqual([
+      expect.objectContaining({ name: 'lag', in: 'query', required: false }),
+      expect.objectContaining({ name: 'replication_state', in: 'query', required: false, schema: expect.objectContaining({ enum: expect.arrayContaining(['streaming', 'stopped']) }) }),
+    ]);
+    expect(paths['/readiness']!['get'].parameters).toEqual([
+      expect.objectContaining({ name: 'lag', in: 'query', required: false }),
+      expect.objectContaining({ name: 'mode', in: 'query', required: false, schema: expect.objectContaining({ enum: ['apply', 'write'] }) }),
+    ]);
+    expect(paths['/liveness']!['get'].parameters ?? []).toEqual([]);
     expect(paths['/admin/freeze']!['post'].security).toEqual([{ adminToken: [] }]);
     expect(paths['/primary']!['get'].responses['503']).toBeDefined();
     expect(paths['/history']!['head']).toBeUndefined();

@@ -13,6 +13,7 @@ const base: PostgresStatus = {
   currentLsn: '0/3000',
   receiveLsn: null,
   replayLsn: null,
+  walReceiver: null,
   lastCheckAt: null,
   checkLatencyMs: null,
 };

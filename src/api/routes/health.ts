@@ -8,7 +8,18 @@
 //   /replica                a streaming standby (sync or async), optionally ?lag=<bytes|duration>
 //   /sync, /async           that standby role (also with ?lag=)
 //   /read-only              the primary, or a standby (within ?lag=)
+//   /read-only-sync         the primary, or the sync standby (within ?lag=)
 //   /health                 PostgreSQL is up, whatever the role
+//   /readiness              Kubernetes' readinessProbe: the primary, or a standby whose WAL
+//                           receiver streams and that is within ?lag= (default 1MB, Patroni's
+//                           maximum_lag_on_failover), measured from its replayed WAL
+//                           (?mode=apply, the default) or its received WAL (?mode=write)
+//   /liveness               Kubernetes' livenessProbe: the sitter's evaluation loop runs,
+//                           whatever PostgreSQL does (no SQL)
+//
+// ?replication_state=streaming on the standby checks (Patroni's) also asks that the standby's WAL
+// receiver be in that state (pg_stat_wal_receiver.status; `stopped` when none runs), so that a
+// standby that lost its upstream is left out even while its lag still looks small.
 //
 // ?lag= in bytes, as Patroni: the primary's current WAL position minus this standby's replayed
 // position, so that a standby whose WAL receiver stalled or disconnected shows how far behind it
@@ -25,10 +36,29 @@ import type { SitterStatus } from '../../peer/status.js';
 import { ApiError } from '../errors.js';
 import { PrimaryPositionCache, type PrimaryPosition } from '../primary-position.js';
 import { fetchPeerStatusHttp, lsnDiffBytes } from '../shard.js';
-import { errorBodySchema, healthBodySchema, healthQuerySchema } from '../schemas.js';
+import { emptyQuerySchema, errorBodySchema, healthBodySchema, healthQuerySchema, readinessQuerySchema } from '../schemas.js';
 import type { ApiDeps, ApiLimits } from '../types.js';
 
-export type HealthCheck = 'primary' | 'read-write' | 'replica' | 'sync' | 'async' | 'read-only' | 'health';
+export type HealthCheck = 'primary' | 'read-write' | 'replica' | 'sync' | 'async' | 'read-only' | 'read-only-sync' | 'health' | 'readiness' | 'liveness';
+
+/** A standby's replication state: its WAL receiver's status, or `stopped` when none runs. */
+export const REPLICATION_STATES = ['streaming', 'starting', 'waiting', 'restarting', 'stopping', 'stopped'] as const;
+export type ReplicationState = (typeof REPLICATION_STATES)[number];
+
+/** /readiness: which WAL position of a standby its lag is measured from (Patroni's mode). */
+export type ReadinessMode = 'apply' | 'write';
+
+/** /readiness's lag limit when none is given: Patroni's maximum_lag_on_failover default. */
+export const READINESS_DEFAULT_LAG: LagLimit = { kind: 'bytes', bytes: 1024 * 1024 };
+
+/** /liveness: an idle loop must have ended an evaluation this recently (it runs every second). */
+export const LIVENESS_MAX_IDLE_MS = 10_000;
+/**
+ * /liveness: how long one evaluation may run (a PostgreSQL start with crash recovery, a rewind)
+ * before the loop counts as stuck; above the default PostgreSQL start timeout (2 min). A rebuild,
+ * which reports its progress, may run longer.
+ */
+export const LIVENESS_MAX_EVALUATION_MS = 5 * 60_000;
 
 export type LagLimit = { readonly kind: 'bytes'; readonly bytes: number } | { readonly kind: 'seconds'; readonly seconds: number };
 
@@ -62,8 +92,11 @@ export interface HealthBody {
   readonly writable: boolean;
   readonly inRecovery: boolean | null;
   readonly generation: number | null;
+  /** A standby's WAL receiver status (`stopped`: none runs); null on a primary or when PostgreSQL is down. */
+  readonly replicationState: string | null;
   /**
-   * The primary's WAL position minus this standby's replayed one (Patroni's lag); 0 on the primary.
+   * The primary's WAL position minus this standby's replayed one (Patroni's lag), or its received
+   * one for /readiness?mode=write; 0 on the primary.
    * Null when unknown, also when the primary's position is older than PRIMARY_POSITION_MAX_AGE_MS.
    */
   readonly lagBytes: number | null;
@@ -93,36 +126,81 @@ function describeAge(ms: number): string {
  */
 export const PRIMARY_POSITION_MAX_AGE_MS = 5000;
 
+export interface HealthOptions {
+  /** A position of the primary older than this counts as unknown (PRIMARY_POSITION_MAX_AGE_MS). */
+  readonly maxPrimaryAgeMs?: number;
+  /** ?replication_state= on the standby checks. */
+  readonly replicationState?: ReplicationState | null;
+  /** /readiness: measure a standby's lag from its replayed (apply) or received (write) WAL. */
+  readonly mode?: ReadinessMode;
+  /** The clock, for /liveness. */
+  readonly nowMs?: number;
+}
+
+/** /liveness on a status: whether the sitter's evaluation loop still turns. */
+function loopAlive(s: SitterStatus, nowMs: number): { ok: boolean; reason: string } {
+  const since = s.loop.evaluatingSince === null ? null : Date.parse(s.loop.evaluatingSince);
+  if (since !== null) {
+    const runningMs = Math.max(0, nowMs - since);
+    if (s.rebuild.running) return { ok: true, reason: `the sitter's loop is alive: an evaluation has run for ${describeAge(runningMs)}, copying data (${s.rebuild.reason ?? 'rebuild'} from ${s.rebuild.source ?? '?'})` };
+    return runningMs <= LIVENESS_MAX_EVALUATION_MS
+      ? { ok: true, reason: `the sitter's loop is alive: an evaluation has run for ${describeAge(runningMs)}` }
+      : { ok: false, reason: `the sitter's loop looks stuck: one evaluation has run for ${describeAge(runningMs)}, more than ${describeAge(LIVENESS_MAX_EVALUATION_MS)}` };
+  }
+  const last = s.loop.lastEvaluatedAt === null ? null : Date.parse(s.loop.lastEvaluatedAt);
+  if (last === null) {
+    const upMs = Math.max(0, nowMs - Date.parse(s.startedAt));
+    return upMs <= LIVENESS_MAX_IDLE_MS
+      ? { ok: true, reason: `the sitter started ${describeAge(upMs)} ago and has not ended an evaluation yet` }
+      : { ok: false, reason: `the sitter's loop looks stuck: no evaluation has run in the ${describeAge(upMs)} since it started` };
+  }
+  const idleMs = Math.max(0, nowMs - last);
+  return idleMs <= LIVENESS_MAX_IDLE_MS
+    ? { ok: true, reason: `the sitter's loop is alive: its last evaluation ended ${describeAge(idleMs)} ago` }
+    : { ok: false, reason: `the sitter's loop looks stuck: its last evaluation ended ${describeAge(idleMs)} ago, more than ${describeAge(LIVENESS_MAX_IDLE_MS)}` };
+}
+
 /**
  * The answer of one health check on a status: pure, so that every rule is tested without a
  * server. `primary`: what is known of the primary's WAL position (null: nothing); a position older
- * than `maxPrimaryAgeMs` counts as unknown.
+ * than `opts.maxPrimaryAgeMs` counts as unknown.
  */
 export function evaluateHealth(
-  s: SitterStatus, check: HealthCheck, lag: LagLimit | null, primary: PrimaryPosition | null = null,
-  maxPrimaryAgeMs: number = PRIMARY_POSITION_MAX_AGE_MS,
+  s: SitterStatus, check: HealthCheck, lag: LagLimit | null, primary: PrimaryPosition | null = null, opts: HealthOptions = {},
 ): HealthBody {
+  const maxPrimaryAgeMs = opts.maxPrimaryAgeMs ?? PRIMARY_POSITION_MAX_AGE_MS;
   const pg = s.postgres;
   const up = pg.online && pg.healthy;
   const standby = (s.role === 'sync' || s.role === 'async') && pg.inRecovery === true;
   const isPrimary = s.role === 'primary';
+  const replicationState = up && pg.inRecovery === true ? (pg.walReceiver ?? 'stopped') : null;
+  // /readiness?mode=write measures from the received WAL (a standby may not have replayed it yet).
+  const ownLsn = check === 'readiness' && opts.mode === 'write' ? (pg.receiveLsn ?? pg.replayLsn) : pg.replayLsn;
   const primaryLsn = isPrimary ? pg.currentLsn : (primary?.lsn ?? null);
   const primaryLsnAgeMs = isPrimary ? (pg.currentLsn === null ? null : 0) : primary?.lsn == null ? null : primary.ageMs;
   // The primary's position is still shown (primaryLsn, its age), but too old to measure from.
   const tooOld = !isPrimary && primaryLsn !== null && primaryLsnAgeMs !== null && primaryLsnAgeMs > maxPrimaryAgeMs;
-  const lagBytes = isPrimary ? 0 : tooOld ? null : lsnDiffBytes(primaryLsn, pg.replayLsn);
+  const lagBytes = isPrimary ? 0 : tooOld ? null : lsnDiffBytes(primaryLsn, ownLsn);
   const lagSeconds = s.heartbeat?.lagSeconds ?? null;
   const body = (ok: boolean, reason: string): HealthBody => ({
     peerId: s.peer.id, role: s.role, check, ok, reason, pgOnline: pg.online, pgHealthy: pg.healthy, writable: pg.writable,
-    inRecovery: pg.inRecovery, generation: s.state?.generation ?? null, lagBytes, lagSeconds, primaryLsn, primaryLsnAgeMs,
+    inRecovery: pg.inRecovery, generation: s.state?.generation ?? null, replicationState, lagBytes, lagSeconds, primaryLsn, primaryLsnAgeMs,
   });
+  if (check === 'liveness') {
+    const alive = loopAlive(s, opts.nowMs ?? Date.now());
+    return body(alive.ok, alive.reason);
+  }
   if (!up) return body(false, `PostgreSQL is not serving: ${pg.error ?? 'down'}`);
   const withinLag = (what: string): HealthBody => {
+    const wanted = opts.replicationState ?? null;
+    if (wanted !== null && replicationState !== wanted) {
+      return body(false, `${what}, but its replication state is ${replicationState ?? 'unknown'}, not ${wanted}`);
+    }
     if (lag === null) return body(true, what);
     if (lag.kind === 'bytes') {
       if (lagBytes === null) {
-        const why = pg.replayLsn === null
-          ? 'its replayed WAL position is unknown'
+        const why = ownLsn === null
+          ? `its ${check === 'readiness' && opts.mode === 'write' ? 'received' : 'replayed'} WAL position is unknown`
           : tooOld && primary !== null
             ? `the primary's WAL position is ${describeAge(primaryLsnAgeMs)} old, older than the limit of ${describeAge(maxPrimaryAgeMs)} (${primary.primaryId}: ${primary.error ?? 'not asked again yet'})`
             : `the primary's WAL position is unknown (${primary === null ? 'no primary in the state' : `${primary.primaryId}: ${primary.error ?? 'never read'}`})`;
@@ -151,15 +229,26 @@ export function evaluateHealth(
       // Patroni: 200 on the primary whatever ?lag= says (it is never behind itself).
       if (isPrimary) return body(true, 'the primary (serves reads)');
       return standby ? withinLag(`${article(s.role)} ${s.role} standby`) : body(false, `this peer serves no reads (role ${s.role})`);
+    case 'read-only-sync':
+      if (isPrimary) return body(true, 'the primary (serves reads)');
+      return standby && s.role === 'sync' ? withinLag('the sync standby') : body(false, `this peer is neither the primary nor the sync (role ${s.role})`);
     case 'health':
       return body(true, 'PostgreSQL is up');
+    case 'readiness':
+      if (isPrimary) return body(true, pg.writable ? 'the writable primary' : 'the primary (read-only until its sync catches up)');
+      if (!standby) return body(false, `this peer is neither the primary nor a standby (role ${s.role})`);
+      if (replicationState !== 'streaming') return body(false, `${article(s.role)} ${s.role} standby, but not streaming (its WAL receiver is ${replicationState ?? 'unknown'})`);
+      return withinLag(`${article(s.role)} ${s.role} standby, streaming`);
   }
 }
 
-const CHECKS: readonly HealthCheck[] = ['primary', 'read-write', 'replica', 'sync', 'async', 'read-only', 'health'];
+/** The checks that answer on every peer (GET/HEAD/OPTIONS /<check>). */
+const CHECKS: readonly HealthCheck[] = ['primary', 'read-write', 'replica', 'sync', 'async', 'read-only', 'read-only-sync', 'health', 'readiness', 'liveness'];
 
 /** Checks whose answer on a standby depends on how far behind it is. */
-const LAG_CHECKS: ReadonlySet<HealthCheck> = new Set(['replica', 'sync', 'async', 'read-only']);
+const LAG_CHECKS: ReadonlySet<HealthCheck> = new Set(['replica', 'sync', 'async', 'read-only', 'read-only-sync', 'readiness']);
+
+interface HealthQuery { lag?: string; replication_state?: ReplicationState; mode?: ReadinessMode }
 
 /** Deadline of one ask of the primary's position: below HAProxy's usual check timeouts (1-2 s). */
 export const PRIMARY_POSITION_TIMEOUT_MS_MAX = 500;
@@ -173,31 +262,34 @@ export function healthRoutes(deps: ApiDeps, limits: Pick<ApiLimits, 'peerStatusT
     freshMs: PRIMARY_POSITION_FRESH_MS,
   });
 
-  const answer = async (check: HealthCheck, req: FastifyRequest<{ Querystring: { lag?: string } }>, reply: FastifyReply): Promise<FastifyReply> => {
-    const lag = req.query.lag === undefined ? null : parseLag(req.query.lag);
+  const answer = async (check: HealthCheck, req: FastifyRequest<{ Querystring: HealthQuery }>, reply: FastifyReply): Promise<FastifyReply> => {
+    const given = req.query.lag === undefined ? null : parseLag(req.query.lag);
+    const lag = check === 'readiness' ? (given ?? READINESS_DEFAULT_LAG) : given;
     const s = await deps.status();
     const primary = s.state?.primary ?? null;
     // Only a standby's lag needs the primary; only a byte limit waits for the answer.
     const position = primary !== null && s.role !== 'primary' && primary.id !== s.peer.id && LAG_CHECKS.has(check)
       ? await positions.get(primary, lag?.kind === 'bytes')
       : null;
-    const body = evaluateHealth(s, check, lag, position);
+    const body = evaluateHealth(s, check, lag, position, { replicationState: req.query.replication_state ?? null, mode: req.query.mode ?? 'apply' });
     return reply.code(body.ok ? 200 : 503).send(body);
   };
 
-  const schema = {
-    querystring: healthQuerySchema,
+  const querystringOf = (check: HealthCheck): object =>
+    check === 'liveness' ? emptyQuerySchema : check === 'readiness' ? readinessQuerySchema : healthQuerySchema;
+  const schemaOf = (check: HealthCheck): object => ({
+    querystring: querystringOf(check),
     // 503 is this check's answer, or the error body when the status itself cannot be had.
     response: { 200: healthBodySchema, 503: { anyOf: [healthBodySchema, errorBodySchema] }, '4xx': errorBodySchema, '5xx': errorBodySchema },
-  };
+  });
 
   // eslint-disable-next-line @typescript-eslint/require-await -- fastify plugins are async functions
   return async (app) => {
     for (const check of CHECKS) {
-      app.route<{ Querystring: { lag?: string } }>({ method: ['GET', 'OPTIONS'], url: `/${check}`, schema, handler: (req, reply) => answer(check, req, reply) });
+      app.route<{ Querystring: HealthQuery }>({ method: ['GET', 'OPTIONS'], url: `/${check}`, schema: schemaOf(check), handler: (req, reply) => answer(check, req, reply) });
     }
     // HAProxy's bare `option httpchk` sends OPTIONS /: Patroni's / is its primary check. GET / is
     // the status page here, so GET checks must name their path.
-    app.route<{ Querystring: { lag?: string } }>({ method: 'OPTIONS', url: '/', schema, handler: (req, reply) => answer('primary', req, reply) });
+    app.route<{ Querystring: HealthQuery }>({ method: 'OPTIONS', url: '/', schema: schemaOf('primary'), handler: (req, reply) => answer('primary', req, reply) });
   };
 }
