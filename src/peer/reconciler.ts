@@ -93,11 +93,14 @@ export class Reconciler {
   private syncRebuild: SyncRebuildRequest | null = null;
   /** The sync rebuild's final check passed (see verifySyncRebuild); later attempts (retries) need none. */
   private syncRebuildVerified = false;
-  /** Restores failed in a row, and when the next may start (epoch ms); reset by a success. */
-  private restoreFailures = 0;
-  private restoreRetryAtMs = 0;
-  /** The source of those failures. */
-  private restoreFailedFrom: string | null = null;
+  /**
+   * Restores failed in a row from each source, and when the next from it may start (epoch ms):
+   * failures copying from one peer do not delay a copy from another, and two failing sources in
+   * turn each keep their own backoff. Cleared by a success.
+   */
+  private readonly restoreBackoffs = new Map<string, { failures: number; retryAtMs: number }>();
+  /** When a restore last reported progress, began or ended (epoch ms): the sitter's liveness. */
+  private activityAtMs = 0;
 
   constructor(opts: ReconcilerOptions) {
     this.o = opts;
@@ -106,6 +109,11 @@ export class Reconciler {
 
   rebuildStatus(): RebuildStatus {
     return this.rebuildState;
+  }
+
+  /** When a restore last began, reported progress or ended (epoch ms; 0: never). */
+  lastActivityMs(): number {
+    return this.activityAtMs;
   }
 
   /**
@@ -125,7 +133,7 @@ export class Reconciler {
       this.syncRebuildVerified = false;
     }
     // A request is a reason to try now, not after the backoff of earlier failures.
-    this.restoreRetryAtMs = 0;
+    for (const b of this.restoreBackoffs.values()) b.retryAtMs = 0;
   }
 
   /** The sync rebuild asked for and not yet done or dropped (for tests and status). */
@@ -275,14 +283,10 @@ export class Reconciler {
    * backoff is for copying from the same source again: a new source starts without it.
    */
   private restoreBackoffWait(reason: 'bootstrap' | 'rebuild', source: PeerInfo): string | null {
-    if (this.restoreFailedFrom !== null && this.restoreFailedFrom !== source.id) {
-      this.restoreFailures = 0;
-      this.restoreRetryAtMs = 0;
-      this.restoreFailedFrom = null;
-    }
-    if (this.restoreFailures === 0 || Date.now() >= this.restoreRetryAtMs) return null;
+    const b = this.restoreBackoffs.get(source.id);
+    if (b === undefined || Date.now() >= b.retryAtMs) return null;
     // A stable sentence (no countdown): the sitter logs every reconcile action.
-    return `${reason}: waiting until ${new Date(this.restoreRetryAtMs).toISOString()} before copying from ${source.id} again (${this.restoreFailures} failed in a row)`;
+    return `${reason}: waiting until ${new Date(b.retryAtMs).toISOString()} before copying from ${source.id} again (${b.failures} failed in a row)`;
   }
 
   private async restore(source: PeerInfo, generation: number | null, reason: 'bootstrap' | 'rebuild', cannotStream = false): Promise<void> {
@@ -290,7 +294,9 @@ export class Reconciler {
     this.rebuildState = { running: true, reason, source: source.id, progress: null, lastError: null, lastResult: this.rebuildState.lastResult };
     log.info({ decision: reason, source: source.id, backend: this.o.backend.kind }, `${reason}: copying data from ${source.id}`);
     let lastLoggedPercent = -10;
+    this.activityAtMs = Date.now();
     const onProgress = (p: RestoreProgress): void => {
+      this.activityAtMs = Date.now();
       this.rebuildState = { ...this.rebuildState, progress: p };
       const pct = p.percent ?? 0;
       if (pct >= lastLoggedPercent + 10 || p.phase === 'done') {
@@ -312,8 +318,8 @@ export class Reconciler {
       this.rebuildCannotStream = false;
       this.syncRebuild = null;
       this.syncRebuildVerified = false;
-      this.restoreFailures = 0;
-      this.restoreRetryAtMs = 0;
+      this.restoreBackoffs.clear();
+      this.activityAtMs = Date.now();
       const summary = `${result.method} copy of ${result.bytes} bytes from ${source.id} in ${result.durationMs} ms`;
       this.rebuildState = { ...this.rebuildState, running: false, lastResult: summary };
       log.info({ decision: `${reason}-done`, source: source.id, ...result }, `${reason} done: ${summary}`);
@@ -322,16 +328,16 @@ export class Reconciler {
       const code = err instanceof ManateeError ? err.code : null;
       const message = err instanceof Error ? err.message : String(err);
       const backoff = this.o.restoreBackoff ?? { initialMs: 1000, maxMs: 120_000 };
-      this.restoreFailures++;
-      this.restoreFailedFrom = source.id;
-      const waitMs = Math.min(backoff.maxMs, backoff.initialMs * 2 ** Math.min(this.restoreFailures - 1, 30));
-      this.restoreRetryAtMs = Date.now() + waitMs;
-      const retryAt = new Date(this.restoreRetryAtMs).toISOString();
+      this.activityAtMs = Date.now();
+      const failures = (this.restoreBackoffs.get(source.id)?.failures ?? 0) + 1;
+      const waitMs = Math.min(backoff.maxMs, backoff.initialMs * 2 ** Math.min(failures - 1, 30));
+      this.restoreBackoffs.set(source.id, { failures, retryAtMs: Date.now() + waitMs });
+      const retryAt = new Date(Date.now() + waitMs).toISOString();
       this.rebuildState = {
         ...this.rebuildState, running: false,
-        lastError: `${code === null ? '' : `${code}: `}${message} [failure ${this.restoreFailures} in a row; next attempt not before ${retryAt}]`,
+        lastError: `${code === null ? '' : `${code}: `}${message} [failure ${failures} in a row from ${source.id}; next attempt from it not before ${retryAt}]`,
       };
-      log.error({ decision: `${reason}-failed`, source: source.id, code, err: message, failuresInARow: this.restoreFailures, retryInMs: waitMs },
+      log.error({ decision: `${reason}-failed`, source: source.id, code, err: message, failuresInARow: failures, retryInMs: waitMs },
         `${reason} from ${source.id} failed; retrying in ${waitMs} ms`);
       throw err;
     }

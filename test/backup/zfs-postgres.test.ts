@@ -208,7 +208,7 @@ describe('a received copy that is not a PostgreSQL data directory', () => {
     await expect(r.reconcile(asAsync)).rejects.toMatchObject({ code: 'MANATEE_ERR_RESTORE_INVALID' });
     expect(rejections()).toBe(1);
     expect(r.rebuildStatus()).toMatchObject({ running: false, reason: 'bootstrap', source: 's' });
-    expect(r.rebuildStatus().lastError).toMatch(/^MANATEE_ERR_RESTORE_INVALID: .*global\/pg_control is missing.*\[failure 1 in a row; next attempt not before \d{4}-.*Z\]$/);
+    expect(r.rebuildStatus().lastError).toMatch(/^MANATEE_ERR_RESTORE_INVALID: .*global\/pg_control is missing.*\[failure 1 in a row from s; next attempt from it not before \d{4}-.*Z\]$/);
     // Evaluated again at once (the sitter does, every second): no new copy, a sentence that says until when.
     const waiting = await r.reconcile(asAsync);
     expect(waiting.action).toMatch(/^bootstrap: waiting until \d{4}-.*Z before copying from s again \(1 failed in a row\)$/);
@@ -216,7 +216,7 @@ describe('a received copy that is not a PostgreSQL data directory', () => {
     // After the backoff it copies again, fails again, and waits longer.
     await waitFor('a second attempt', () => r.reconcile(asAsync).then(() => null, (e: unknown) => e), { timeoutMs: 60_000 });
     expect(rejections()).toBe(2);
-    expect(r.rebuildStatus().lastError).toMatch(/\[failure 2 in a row;/);
+    expect(r.rebuildStatus().lastError).toMatch(/\[failure 2 in a row from s;/);
     expect((await r.reconcile(asAsync)).action).toMatch(/\(2 failed in a row\)/);
     // The old data was put back every time.
     expect(await readFile(join(mpT(), 'pgdata', 'marker'), 'utf8')).toBe('old data');

@@ -167,12 +167,12 @@ describe('Reconciler: a requested rebuild', () => {
     expect(server.running).toBe(true);
   });
 
-  it('the backoff after failures from one source does not hold up a copy from another', async () => {
+  it('the backoff after failures from one source does not hold up a copy from another; each source keeps its own', async () => {
     const failing = {
       kind: 'basebackup',
       restore: (o: RestoreOptions): Promise<RestoreResult> => {
         restores.push(o);
-        return o.source.peerId === 'b' ? Promise.reject(new Error('b refused')) : Promise.resolve({ method: 'full', bytes: 0, durationMs: 1 });
+        return Promise.reject(new Error(`${o.source.peerId} refused`));
       },
     } as unknown as BackupBackend;
     const r = new Reconciler({
@@ -183,13 +183,22 @@ describe('Reconciler: a requested rebuild', () => {
       restoreBackoff: { initialMs: 600_000, maxMs: 600_000 },
     });
     r.requestRebuild();
+    const t0 = Date.now();
+    expect(r.lastActivityMs()).toBe(0);
     await expect(r.reconcile(standby('async'))).rejects.toThrow(/b refused/);
+    // The restore's start and end are activity (the sitter's /liveness measures from it).
+    expect(r.lastActivityMs()).toBeGreaterThanOrEqual(t0);
     expect((await r.reconcile(standby('async'))).action).toMatch(/waiting until .* before copying from b again/);
     // The chain changed: the async now replicates from c, which it may copy from at once.
     const c: PeerInfo = { id: 'c', host: '127.0.0.1', pgUrl: 'postgres://127.0.0.1:5/postgres', apiUrl: 'http://127.0.0.1:6' };
-    // (What follows the copy, starting as c's standby, does not matter here.)
-    await r.reconcile({ ...standby('async'), upstream: c }).catch(() => undefined);
+    const fromC = { ...standby('async'), upstream: c };
+    await expect(r.reconcile(fromC)).rejects.toThrow(/c refused/);
     expect(restores.map((o) => o.source.peerId)).toEqual(['b', 'c']);
+    // Back to b, then to c: two failing sources in turn do not cancel each other's backoff.
+    expect((await r.reconcile(standby('async'))).action).toMatch(/waiting until .* before copying from b again \(1 failed in a row\)/);
+    expect((await r.reconcile(fromC)).action).toMatch(/waiting until .* before copying from c again \(1 failed in a row\)/);
+    expect(restores).toHaveLength(2);
+    expect(r.rebuildStatus().lastError).toMatch(/c refused \[failure 1 in a row from c; next attempt from it not before /);
   });
 
   it('is carried out by an async', async () => {
