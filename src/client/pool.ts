@@ -63,11 +63,18 @@ function asError(err: unknown): Error {
  * with its SQLSTATE) returns it to the pool; any other failure destroys it (pg's release(err)):
  * one that ended the session (FATAL, PANIC, class 08: a terminated backend, a server shutting
  * down), and one that did not come from the server at all (no SQLSTATE: a broken socket, a
- * client-side timeout), after which the session's state is not known. A plain release() would put
- * a dead connection back, and the next caller would get it before its close is noticed.
+ * client-side timeout), after which the session's state is not known. For the latter the socket
+ * is destroyed at once: pg's release(err) alone ends the session politely, which waits on a
+ * server that does not answer. A plain release() would put a dead connection back, and the next
+ * caller would get it before its close is noticed.
  */
 export function releaseAfter(conn: pg.PoolClient, err: unknown): void {
-  conn.release(sqlState(err) === null || endsSession(err) ? asError(err) : undefined);
+  if (sqlState(err) === null) {
+    (conn as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+    conn.release(asError(err));
+    return;
+  }
+  conn.release(endsSession(err) ? asError(err) : undefined);
 }
 
 /** host, port and database of a pgUrl (postgres://host:port/db) as pg's options. */
@@ -153,14 +160,17 @@ export class PrimaryPool extends EventEmitter<PrimaryPoolEvents> {
    * the session (a terminated backend: the next caller would then get a dead connection). Use
    * `releaseAfter(conn, err)`, which destroys it only when the session may be unusable (the rule
    * query() follows), and keeps it after an SQL error. An SQL error inside a transaction leaves
-   * the session in that failed transaction: end it before the connection goes back.
+   * the session in that failed transaction: end it before the connection goes back (only after a
+   * server's error: after a client-side timeout a ROLLBACK would queue behind the unanswered
+   * statement and wait for ever; releaseAfter destroys that connection).
    *
    *   const conn = await pool.connect();
    *   try {
    *     await conn.query('BEGIN'); ...; await conn.query('COMMIT');
    *     conn.release();
    *   } catch (err) {
-   *     const rollback = await conn.query('ROLLBACK').then(() => null, (e: unknown) => e);
+   *     const fromServer = typeof (err as { code?: unknown }).code === 'string';
+   *     const rollback = fromServer ? await conn.query('ROLLBACK').then(() => null, (e: unknown) => e) : null;
    *     releaseAfter(conn, rollback ?? err);
    *     throw err;
    *   }

@@ -206,8 +206,14 @@ describe('PrimaryPool', () => {
       // A failure that did not come from the server (a client-side timeout): destroyed too.
       const unsure = await pool.connect();
       const unsurePid = (await unsure.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid;
+      // A statement still running when the client gave up on it (a client-side timeout): its
+      // socket is destroyed at once, not closed politely behind the unanswered statement.
+      const stream = (unsure as unknown as { connection: { stream: { destroyed: boolean } } }).connection.stream;
+      const abandoned = unsure.query('SELECT pg_sleep(2)').then(() => null, (e: unknown) => e);
       releaseAfter(unsure, new Error('statement timed out on the client'));
+      expect(stream.destroyed).toBe(true);
       expect(pool.counts).toMatchObject({ total: 0, idle: 0 });
+      expect(await abandoned).toBeInstanceOf(Error);
       await waitFor('the destroyed connection\'s backend to end', async () => (await admin.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [unsurePid])).rowCount === 0, { timeoutMs: 10_000 });
 
       // The next caller gets a working connection.

@@ -169,11 +169,6 @@ interface Checkout {
 const CHECKOUT_ROUNDS = 3;
 
 /** Destroys a pool connection's socket and takes it out of the pool (never given back after any doubt). */
-function discard(conn: pg.PoolClient, why: string): void {
-  const stream = (conn as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream;
-  stream?.destroy();
-  conn.release(new Error(why));
-}
 
 export class Workload {
   private readonly stop = new AbortController();
@@ -324,10 +319,9 @@ export class Workload {
             outcome = isDefiniteFailure(err) ? 'fail' : 'unknown';
             error = describeError(err);
             // After an ERROR the session is usually fine (releaseAfter keeps it unless the error
-            // ended it, e.g. class 08); after a timeout or a broken connection it is not, and its
-            // socket is destroyed at once (release(err) alone would wait on a hung server).
-            if (outcome === 'fail') releaseAfter(conn, err);
-            else discard(conn, error);
+            // ended it, e.g. class 08). After an unknown outcome it is never reused: an error with
+            // no SQLSTATE makes releaseAfter destroy its socket at once.
+            releaseAfter(conn, outcome === 'fail' ? err : new Error(error));
           }
         }
         const notice = notices.length > 0 ? notices.join(' | ').slice(0, 300) : undefined;
