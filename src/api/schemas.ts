@@ -191,8 +191,8 @@ export const sitterStatusSchema = {
     startedAt: str,
     loop: {
       type: 'object',
-      required: ['lastEvaluatedAt', 'evaluatingSince'],
-      properties: { lastEvaluatedAt: nullableStr, evaluatingSince: nullableStr },
+      required: ['lastEvaluatedAt', 'evaluatingSince', 'lastProgressAt', 'stuckAfterMs'],
+      properties: { lastEvaluatedAt: nullableStr, evaluatingSince: nullableStr, lastProgressAt: nullableStr, stuckAfterMs: int },
     },
     heartbeat: heartbeatStatusSchema,
     hooks: hooksStatusSchema,

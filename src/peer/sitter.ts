@@ -18,7 +18,7 @@ import { BasebackupBackend } from '../backup/basebackup.js';
 import { ZfsBackupBackend } from '../backup/zfs-backend.js';
 import type { BackupBackend, RestoreResult } from '../backup/types.js';
 import pg from 'pg';
-import { LSN_ZERO, parsePgUrl, PostgresServer, resolveOsUser } from '../postgres/index.js';
+import { DEFAULT_STOP_TIMEOUT_MS, LSN_ZERO, parsePgUrl, PostgresServer, resolveOsUser } from '../postgres/index.js';
 import { RaftNode } from '../raft/node.js';
 import { ClusterStateMachine, ClusterStore, raftConsensus } from '../store/index.js';
 import type { ClusterState, PeerInfo } from '../store/types.js';
@@ -27,10 +27,11 @@ import type { SitterConfig } from './config.js';
 import { Heartbeat } from './heartbeat.js';
 import { HOOKS_CONFIG_DEFAULT, HookRunner, SitterHooks } from './hooks.js';
 import { PgMonitor } from './pg-monitor.js';
+import { RepeatFilter } from './repeat-log.js';
 import { INITDB_REFUSED, Reconciler } from './reconciler.js';
 import { StreamWatch, syncCannotTakeOver } from './rules/stream-watch.js';
 import { decide, decisionLogFields, decisionRecord, rulesPgStatus, type Decision, type DecisionKind, type RulesInput } from './rules/index.js';
-import { roleIn, type DecisionRecord, type SitterStatus } from './status.js';
+import { roleIn, type DecisionRecord, type LoopStatus, type SitterStatus } from './status.js';
 
 /** What this peer remembers across restarts, beside its PostgreSQL data. */
 interface LocalFacts {
@@ -41,6 +42,8 @@ interface LocalFacts {
 }
 
 const EVALUATE_INTERVAL_MS = 1000;
+/** A reconcile action repeated every evaluation is logged at info again this often (see logReconcile). */
+const RECONCILE_REPEAT_INFO_MS = 60_000;
 /** Decisions that change the generation and record initWal: they fence first (fenceAndDecideAgain). */
 const FENCED_KINDS: ReadonlySet<DecisionKind> = new Set<DecisionKind>(['takeover', 'promoteSync', 'replaceSync', 'promoteAsync', 'onwmUpgrade']);
 const RETRY_SOON_MS = 200;
@@ -94,8 +97,8 @@ export class Sitter {
   private lastLeadershipMoveMs = 0;
   /** Standbys that cannot stream (see watchStreaming); limit: 10 session timeouts. */
   private readonly streamWatch: StreamWatch;
-  /** The last reconcile action, so that one repeated every evaluation is logged once. */
-  private lastReconcileAction = 'none';
+  /** A reconcile action repeated every evaluation is logged at info once, then once a minute. */
+  private readonly reconcileRepeats = new RepeatFilter(RECONCILE_REPEAT_INFO_MS);
   /** When an evaluation last ended, and when the running one began (GET /liveness). */
   private lastEvaluatedAtMs: number | null = null;
   private evaluatingSinceMs: number | null = null;
@@ -384,16 +387,35 @@ export class Sitter {
       lastDecision: this.lastRecord,
       rebuild: this.reconciler.rebuildStatus(),
       startedAt: this.startedAt,
-      loop: {
-        lastEvaluatedAt: this.lastEvaluatedAtMs === null ? null : new Date(this.lastEvaluatedAtMs).toISOString(),
-        evaluatingSince: this.evaluatingSinceMs === null ? null : new Date(this.evaluatingSinceMs).toISOString(),
-      },
+      loop: this.loopStatus(),
       heartbeat: this.heartbeat.status(),
       hooks: this.hooks.status(),
     };
   }
 
   // ---------------------------------------------------------------- the loop
+
+  private logReconcile(action: string, role: string, generation: number | null, nowMs: number): void {
+    const v = this.reconcileRepeats.next(action === 'none' ? null : action, nowMs);
+    if (v === null) return;
+    const fields = { decision: 'reconcile', role, action, generation };
+    if (v.level === 'debug') this.log.debug(fields, action);
+    else if (v.repeated === 0) this.log.info(fields, action);
+    else this.log.info({ ...fields, repeated: v.repeated }, `${action} (repeated ${v.repeated} times since ${new Date(v.sinceMs).toISOString()})`);
+  }
+
+  private loopStatus(): LoopStatus {
+    const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
+    const since = this.evaluatingSinceMs;
+    return {
+      lastEvaluatedAt: iso(this.lastEvaluatedAtMs),
+      evaluatingSince: iso(since),
+      lastProgressAt: since === null ? null : iso(Math.max(since, this.reconciler.lastActivityMs())),
+      // The longest step of one evaluation without progress: a stop escalated once (fast, then
+      // immediate), then a start with crash recovery; at least 5 minutes.
+      stuckAfterMs: Math.max(5 * 60_000, this.config.timeouts.pgStartTimeoutMs + 2 * DEFAULT_STOP_TIMEOUT_MS + 60_000),
+    };
+  }
 
   private kick(): void {
     if (this.stopping) return;
@@ -517,13 +539,7 @@ export class Sitter {
       }
       throw err;
     }
-    if (outcome.action !== 'none') {
-      // One line per decision: a step that repeats itself every evaluation (waiting for a sync to
-      // catch up, a restore's backoff) is logged once, then at debug level until it changes.
-      const repeated = outcome.action === this.lastReconcileAction;
-      this.log[repeated ? 'debug' : 'info']({ decision: 'reconcile', role: d.role, action: outcome.action, generation: d.generation }, outcome.action);
-    }
-    this.lastReconcileAction = outcome.action;
+    this.logReconcile(outcome.action, d.role, d.generation, nowMs);
     if (outcome.retrySoon) this.kickSoon();
     await this.watchStreaming(d, nowMs);
   }

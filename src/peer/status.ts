@@ -65,10 +65,16 @@ export interface RebuildStatus {
   readonly lastResult: string | null;
 }
 
-/** The sitter's evaluation loop: when an evaluation last ended, and since when one runs (null: none). */
+/** The sitter's evaluation loop (GET /liveness). */
 export interface LoopStatus {
+  /** When an evaluation last ended (null: none yet). */
   readonly lastEvaluatedAt: string | null;
+  /** When the running evaluation began (null: none runs). */
   readonly evaluatingSince: string | null;
+  /** When the running evaluation last made progress: its start, or a restore's progress (null: none runs). */
+  readonly lastProgressAt: string | null;
+  /** How long a running evaluation may go without progress before the loop counts as stuck. */
+  readonly stuckAfterMs: number;
 }
 
 /**

@@ -28,6 +28,9 @@ import {
 
 export type ShutdownMode = 'smart' | 'fast' | 'immediate';
 
+/** How long one stop (fast, then immediate) may take before it is escalated or fails. */
+export const DEFAULT_STOP_TIMEOUT_MS = 60_000;
+
 export interface PostgresServerOptions {
   /** The data directory (PGDATA). Created by initdb() if missing; must belong to osUser. */
   readonly dataDir: string;
@@ -134,7 +137,7 @@ export class PostgresServer extends EventEmitter<PgEvents> {
     this.replicationUser = opts.replicationUser ?? 'replicator';
     this.log = (opts.logger ?? silentLogger()).child({ room: 'postgres', dataDir: opts.dataDir, port: opts.port });
     this.startTimeoutMs = opts.startTimeoutMs ?? 60_000;
-    this.stopTimeoutMs = opts.stopTimeoutMs ?? 60_000;
+    this.stopTimeoutMs = opts.stopTimeoutMs ?? DEFAULT_STOP_TIMEOUT_MS;
     this.queryTimeoutMs = opts.queryTimeoutMs ?? 10_000;
   }
 

@@ -8,7 +8,7 @@ import { createServer, type Server } from 'node:http';
 import type { FastifyInstance } from 'fastify';
 import { createApi } from '../../src/api/server.js';
 import {
-  evaluateHealth, LIVENESS_MAX_EVALUATION_MS, LIVENESS_MAX_IDLE_MS, parseLag, PRIMARY_POSITION_FRESH_MS, PRIMARY_POSITION_MAX_AGE_MS,
+  evaluateHealth, LIVENESS_MAX_IDLE_MS, parseLag, PRIMARY_POSITION_FRESH_MS, PRIMARY_POSITION_MAX_AGE_MS,
 } from '../../src/api/routes/health.js';
 import { PrimaryPositionCache } from '../../src/api/primary-position.js';
 import type { SitterStatus } from '../../src/peer/status.js';
@@ -449,6 +449,9 @@ describe('/readiness (Patroni\'s readinessProbe)', () => {
     expect((await call('GET', `${B()}/readiness?mode=apply`)).body).toMatchObject({ ok: false, lagBytes: 1049600 });
     expect((await call('GET', `${B()}/readiness`)).body).toMatchObject({ ok: false, lagBytes: 1049600 });
     expect((await call('GET', `${B()}/readiness?mode=write`)).body).toMatchObject({ ok: true, lagBytes: 1024 });
+    // After a receiver restart the received position can be behind the replayed one: the later counts.
+    syncWith((s) => ({ ...s, postgres: { ...s.postgres, replayLsn: PLUS_1MIB, receiveLsn: '0/3000000' } }));
+    expect((await call('GET', `${B()}/readiness?mode=write`)).body).toMatchObject({ ok: true, lagBytes: 1024 });
   });
 
   it('a standby that does not stream, a deposed peer, and a peer whose PostgreSQL is down are not ready', async () => {
@@ -468,32 +471,42 @@ describe('/readiness (Patroni\'s readinessProbe)', () => {
 
 describe('/liveness (Patroni\'s livenessProbe): the sitter\'s loop, not PostgreSQL', () => {
   const NOW = Date.parse('2026-11-24T12:00:00.000Z');
+  const STUCK_AFTER_MS = 300_000;
   const ago = (ms: number): string => new Date(NOW - ms).toISOString();
+  const idle = (lastMs: number | null): SitterStatus['loop'] => ({ lastEvaluatedAt: lastMs === null ? null : ago(lastMs), evaluatingSince: null, lastProgressAt: null, stuckAfterMs: STUCK_AFTER_MS });
+  const running = (sinceMs: number, progressMs: number): SitterStatus['loop'] => ({ lastEvaluatedAt: ago(sinceMs + 1000), evaluatingSince: ago(sinceMs), lastProgressAt: ago(progressMs), stuckAfterMs: STUCK_AFTER_MS });
   const at = (loop: SitterStatus['loop'], extra: Partial<SitterStatus> = {}): SitterStatus => ({ ...statusOf(peers[1]!, store), startedAt: ago(3_600_000), loop, ...extra });
   const live = (s: SitterStatus) => evaluateHealth(s, 'liveness', null, null, { nowMs: NOW });
 
   it('alive while evaluations end; stuck when the last one ended too long ago', () => {
-    expect(live(at({ lastEvaluatedAt: ago(900), evaluatingSince: null }))).toMatchObject({ ok: true, reason: "the sitter's loop is alive: its last evaluation ended 900 ms ago" });
-    expect(live(at({ lastEvaluatedAt: ago(LIVENESS_MAX_IDLE_MS), evaluatingSince: null })).ok).toBe(true);
-    expect(live(at({ lastEvaluatedAt: ago(LIVENESS_MAX_IDLE_MS + 1), evaluatingSince: null }))).toMatchObject({
+    expect(live(at(idle(900)))).toMatchObject({ ok: true, reason: "the sitter's loop is alive: its last evaluation ended 900 ms ago" });
+    expect(live(at(idle(LIVENESS_MAX_IDLE_MS))).ok).toBe(true);
+    expect(live(at(idle(LIVENESS_MAX_IDLE_MS + 1)))).toMatchObject({
       ok: false, reason: "the sitter's loop looks stuck: its last evaluation ended 10.0 s ago, more than 10.0 s",
     });
   });
 
-  it('a long evaluation is alive up to its bound, and for as long as a rebuild copies data', () => {
-    expect(live(at({ lastEvaluatedAt: ago(120_000), evaluatingSince: ago(120_000) })).ok).toBe(true);
-    expect(live(at({ lastEvaluatedAt: ago(LIVENESS_MAX_EVALUATION_MS + 1000), evaluatingSince: ago(LIVENESS_MAX_EVALUATION_MS + 1000) }))).toMatchObject({
-      ok: false, reason: "the sitter's loop looks stuck: one evaluation has run for 301.0 s, more than 300.0 s",
+  it('a long evaluation is alive while it makes progress, measured from its last progress, not its start', () => {
+    expect(live(at(running(120_000, 120_000))).ok).toBe(true);
+    expect(live(at(running(STUCK_AFTER_MS + 1000, STUCK_AFTER_MS + 1000)))).toMatchObject({
+      ok: false, reason: "the sitter's loop looks stuck: an evaluation has run for 301.0 s, its last progress 301.0 s ago, more than 300.0 s",
     });
+    // An hour-long rebuild that reported progress a second ago is alive...
     const rebuild = { running: true, reason: 'rebuild', source: 'a', progress: null, lastError: null, lastResult: null };
-    expect(live(at({ lastEvaluatedAt: null, evaluatingSince: ago(3_000_000) }, { rebuild }))).toMatchObject({
-      ok: true, reason: "the sitter's loop is alive: an evaluation has run for 3000.0 s, copying data (rebuild from a)",
+    expect(live(at(running(3_600_000, 1000), { rebuild }))).toMatchObject({
+      ok: true, reason: "the sitter's loop is alive: an evaluation has run for 3600.0 s, copying data (rebuild from a), its last progress 1.0 s ago",
     });
+    // ...and so is the start of PostgreSQL that follows the copy, in the same evaluation.
+    expect(live(at(running(3_600_000, 200_000))).ok).toBe(true);
+    // A copy that stopped reporting progress is stuck.
+    expect(live(at(running(3_600_000, STUCK_AFTER_MS + 1), { rebuild })).ok).toBe(false);
+    // The bound is the sitter's (derived from its timeouts).
+    expect(live(at({ ...running(3_600_000, 400_000), stuckAfterMs: 600_000 })).ok).toBe(true);
   });
 
   it('a sitter that never ended an evaluation is alive only for its first seconds', () => {
-    expect(live(at({ lastEvaluatedAt: null, evaluatingSince: null }, { startedAt: ago(2000) })).ok).toBe(true);
-    expect(live(at({ lastEvaluatedAt: null, evaluatingSince: null }, { startedAt: ago(20_000) }))).toMatchObject({
+    expect(live(at(idle(null), { startedAt: ago(2000) })).ok).toBe(true);
+    expect(live(at(idle(null), { startedAt: ago(20_000) }))).toMatchObject({
       ok: false, reason: "the sitter's loop looks stuck: no evaluation has run in the 20.0 s since it started",
     });
   });
@@ -504,7 +517,7 @@ describe('/liveness (Patroni\'s livenessProbe): the sitter\'s loop, not PostgreS
     const alive = await call('GET', `${B()}/liveness`);
     expect(alive.status).toBe(200);
     expect(alive.body).toMatchObject({ check: 'liveness', ok: true, pgOnline: false });
-    syncWith((s) => ({ ...s, loop: { lastEvaluatedAt: new Date(Date.now() - 60_000).toISOString(), evaluatingSince: null } }));
+    syncWith((s) => ({ ...s, loop: { ...s.loop, lastEvaluatedAt: new Date(Date.now() - 60_000).toISOString(), evaluatingSince: null } }));
     const stuck = await call('GET', `${B()}/liveness`);
     expect(stuck.status).toBe(503);
     expect(stuck.body.reason).toMatch(/^the sitter's loop looks stuck: its last evaluation ended 6[0-9]\.[0-9] s ago/);

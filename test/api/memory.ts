@@ -159,7 +159,7 @@ export function statusOf(self: PeerInfo, store: MemoryStore): SitterStatus {
     },
     rebuild: { running: false, reason: null, source: null, progress: null, lastError: null, lastResult: null },
     startedAt: new Date().toISOString(),
-    loop: { lastEvaluatedAt: new Date().toISOString(), evaluatingSince: null },
+    loop: { lastEvaluatedAt: new Date().toISOString(), evaluatingSince: null, lastProgressAt: null, stuckAfterMs: 300_000 },
     heartbeat: online
       ? {
           primaryId: state?.primary.id ?? null,

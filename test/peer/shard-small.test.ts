@@ -49,6 +49,14 @@ describe('a two-peer shard', () => {
       await new Promise((r) => setTimeout(r, 200));
     }
     expect(polls).toBeGreaterThan(5);
+    // Without a Raft majority the survivor's evaluations fail (it cannot keep its session), but its
+    // loop still turns: /liveness stays 200, so a livenessProbe would not restart it for nothing.
+    const loopAt = async (): Promise<string | null> => (await shard.statusOf(sync))?.loop.lastEvaluatedAt ?? null;
+    const first = await loopAt();
+    await shard.waitFor('another evaluation to end on the survivor', async () => ((await loopAt()) ?? '') > (first ?? ''), 30_000);
+    const live = await fetch(`${sync.apiUrl}/liveness`);
+    expect(live.status).toBe(200);
+    expect(((await live.json()) as { reason: string }).reason).toMatch(/^the sitter's loop is alive: /);
     expect((await shard.query<{ r: boolean }>(sync, 'SELECT pg_is_in_recovery() AS r'))[0]?.r).toBe(true);
     expect(writer.acked.filter((a) => a.atMs >= killed.atMs && a.peer !== primary.id)).toEqual([]);
 

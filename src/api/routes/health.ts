@@ -51,14 +51,13 @@ export type ReadinessMode = 'apply' | 'write';
 /** /readiness's lag limit when none is given: Patroni's maximum_lag_on_failover default. */
 export const READINESS_DEFAULT_LAG: LagLimit = { kind: 'bytes', bytes: 1024 * 1024 };
 
-/** /liveness: an idle loop must have ended an evaluation this recently (it runs every second). */
-export const LIVENESS_MAX_IDLE_MS = 10_000;
 /**
- * /liveness: how long one evaluation may run (a PostgreSQL start with crash recovery, a rewind)
- * before the loop counts as stuck; above the default PostgreSQL start timeout (2 min). A rebuild,
- * which reports its progress, may run longer.
+ * /liveness: an idle loop must have ended an evaluation this recently (it runs every second). A
+ * running evaluation may go `loop.stuckAfterMs` without progress (the sitter derives it from its
+ * PostgreSQL start and stop timeouts); a restore's progress counts, so a rebuild of any length is
+ * alive while it copies, and the start that follows it is measured from the copy's end.
  */
-export const LIVENESS_MAX_EVALUATION_MS = 5 * 60_000;
+export const LIVENESS_MAX_IDLE_MS = 10_000;
 
 export type LagLimit = { readonly kind: 'bytes'; readonly bytes: number } | { readonly kind: 'seconds'; readonly seconds: number };
 
@@ -137,15 +136,27 @@ export interface HealthOptions {
   readonly nowMs?: number;
 }
 
+/**
+ * The later of two WAL positions (null when both are unknown). After its WAL receiver restarts, a
+ * standby's received position can be behind what it already replayed.
+ */
+function laterLsn(a: string | null, b: string | null): string | null {
+  if (a === null || b === null) return a ?? b;
+  return (lsnDiffBytes(a, b) ?? 0) > 0 ? a : b;
+}
+
 /** /liveness on a status: whether the sitter's evaluation loop still turns. */
 function loopAlive(s: SitterStatus, nowMs: number): { ok: boolean; reason: string } {
   const since = s.loop.evaluatingSince === null ? null : Date.parse(s.loop.evaluatingSince);
   if (since !== null) {
     const runningMs = Math.max(0, nowMs - since);
-    if (s.rebuild.running) return { ok: true, reason: `the sitter's loop is alive: an evaluation has run for ${describeAge(runningMs)}, copying data (${s.rebuild.reason ?? 'rebuild'} from ${s.rebuild.source ?? '?'})` };
-    return runningMs <= LIVENESS_MAX_EVALUATION_MS
-      ? { ok: true, reason: `the sitter's loop is alive: an evaluation has run for ${describeAge(runningMs)}` }
-      : { ok: false, reason: `the sitter's loop looks stuck: one evaluation has run for ${describeAge(runningMs)}, more than ${describeAge(LIVENESS_MAX_EVALUATION_MS)}` };
+    const progress = s.loop.lastProgressAt === null ? since : Math.max(since, Date.parse(s.loop.lastProgressAt));
+    const quietMs = Math.max(0, nowMs - progress);
+    const copying = s.rebuild.running ? `, copying data (${s.rebuild.reason ?? 'rebuild'} from ${s.rebuild.source ?? '?'})` : '';
+    const what = `an evaluation has run for ${describeAge(runningMs)}${copying}, its last progress ${describeAge(quietMs)} ago`;
+    return quietMs <= s.loop.stuckAfterMs
+      ? { ok: true, reason: `the sitter's loop is alive: ${what}` }
+      : { ok: false, reason: `the sitter's loop looks stuck: ${what}, more than ${describeAge(s.loop.stuckAfterMs)}` };
   }
   const last = s.loop.lastEvaluatedAt === null ? null : Date.parse(s.loop.lastEvaluatedAt);
   if (last === null) {
@@ -175,7 +186,7 @@ export function evaluateHealth(
   const isPrimary = s.role === 'primary';
   const replicationState = up && pg.inRecovery === true ? (pg.walReceiver ?? 'stopped') : null;
   // /readiness?mode=write measures from the received WAL (a standby may not have replayed it yet).
-  const ownLsn = check === 'readiness' && opts.mode === 'write' ? (pg.receiveLsn ?? pg.replayLsn) : pg.replayLsn;
+  const ownLsn = check === 'readiness' && opts.mode === 'write' ? laterLsn(pg.receiveLsn, pg.replayLsn) : pg.replayLsn;
   const primaryLsn = isPrimary ? pg.currentLsn : (primary?.lsn ?? null);
   const primaryLsnAgeMs = isPrimary ? (pg.currentLsn === null ? null : 0) : primary?.lsn == null ? null : primary.ageMs;
   // The primary's position is still shown (primaryLsn, its age), but too old to measure from.
