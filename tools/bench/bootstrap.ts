@@ -123,53 +123,70 @@ async function main(): Promise<void> {
     const bbRow = add('bootstrap: pg_basebackup (BasebackupBackend)', 0);
 
     for (let run = 1; run <= runs; run++) {
-      say(`run ${run}/${runs}`);
-      const tar = await timed(() => execa('tar', ['-cf', '-', '-C', dataA, '.'], { buffer: false }).pipe('wc', ['-c']));
-      tarRow.ms.push(tar.ms);
-      tarRow.bytes = Number(tar.value.stdout.trim());
-
-      const raw = await timed(() => execa(zfs.cmd.zfsPath, ['send', snap.name], { stdout: 'ignore' }));
-      sendRow.ms.push(raw.ms);
-      // zfs-fuse's send to /dev/null finishes suspiciously fast (far above the disk's read
-      // rate): through a pipe every byte of the stream is produced and read.
-      const piped = await timed(() => execa(zfs.cmd.zfsPath, ['send', snap.name], { buffer: false }).pipe('wc', ['-c']));
-      sendPipeRow.ms.push(piped.ms);
-      sendPipeRow.bytes = Number(piped.value.stdout.trim());
-
-      const dsRaw = `${pool.name}/raw`;
-      const sr = await timed(async () => {
-        const send = zfs.send(snap.name);
-        let n = 0;
-        send.stdout.on('data', (c: Buffer) => (n += c.length));
-        await Promise.all([zfs.receive(dsRaw, send.stdout), send.done]);
-        return n;
-      });
-      sendRecvRow.ms.push(sr.ms);
-      sendRecvRow.bytes = sr.value;
-      sendRow.bytes = sr.value;
-      await zfs.destroy(dsRaw, { recursive: true });
-
-      const dsB = `${pool.name}/peers/b`;
-      const mpB = join(pool.dir, 'b');
-      const backend = new ZfsBackupBackend({ zfs, dataset: dsB, mountpoint: mpB, dataDir: join(mpB, 'pgdata'), peerId: 'b', secret: SECRET, log, pgUser: 'postgres' });
-      const z = await timed(() => backend.restore({ source: { peerId: 'a', pgUrl: '', backupUrl }, reason: 'bootstrap' }));
-      zfsRow.ms.push(z.ms);
-      zfsRow.bytes = z.value.bytes;
-      await zfs.destroy(dsB, { recursive: true });
-
-      const dsC = `${pool.name}/c`;
-      const mpC = join(pool.dir, 'c');
-      await zfs.createDataset(dsC, { mountpoint: mpC });
-      await execa('chown', ['postgres:', mpC]);
-      const target = await PostgresServer.open({ ...pgOpts, dataDir: join(mpC, 'pgdata'), runDir: join(pool.dir, 'run-c'), port: await freePort() });
-      const bbBackend = new BasebackupBackend({ postgres: target, logger: log });
-      const bb = await timed(() => bbBackend.restore({ source: { peerId: 'a', pgUrl: `postgres://${a!.replicationUser}:${REPL_PASSWORD}@127.0.0.1:${port}/postgres`, backupUrl: '' }, reason: 'bootstrap' }));
-      bbRow.ms.push(bb.ms);
-      bbRow.bytes = bb.value.bytes > 0 ? bb.value.bytes : await dirBytes(target.dataDir);
-      target.detach();
-      await zfs.destroy(dsC, { recursive: true });
+      // Each step as a function, so that the order alternates between runs: zfs-fuse's cache
+      // favours whatever runs second, and a fixed order would bias every ratio the same way.
+      const steps: Array<[string, () => Promise<void>]> = [
+        ['tar', async () => {
+          const tar = await timed(() => execa('tar', ['-cf', '-', '-C', dataA, '.'], { buffer: false }).pipe('wc', ['-c']));
+          tarRow.ms.push(tar.ms);
+          tarRow.bytes = Number(tar.value.stdout.trim());
+        }],
+        ['zfs send', async () => {
+          const raw = await timed(() => execa(zfs.cmd.zfsPath, ['send', snap.name], { stdout: 'ignore' }));
+          sendRow.ms.push(raw.ms);
+          // zfs-fuse's send to /dev/null finishes suspiciously fast (far above the disk's read
+          // rate): through a pipe every byte of the stream is produced and read.
+          const piped = await timed(() => execa(zfs.cmd.zfsPath, ['send', snap.name], { buffer: false }).pipe('wc', ['-c']));
+          sendPipeRow.ms.push(piped.ms);
+          sendPipeRow.bytes = Number(piped.value.stdout.trim());
+        }],
+        ['zfs send | zfs recv', async () => {
+          const dsRaw = `${pool.name}/raw`;
+          const sr = await timed(async () => {
+            const send = zfs.send(snap.name);
+            let n = 0;
+            send.stdout.on('data', (c: Buffer) => (n += c.length));
+            await Promise.all([zfs.receive(dsRaw, send.stdout), send.done]);
+            return n;
+          });
+          sendRecvRow.ms.push(sr.ms);
+          sendRecvRow.bytes = sr.value;
+          sendRow.bytes = sr.value;
+          await zfs.destroy(dsRaw, { recursive: true });
+        }],
+        ['ZFS bootstrap', async () => {
+          const dsB = `${pool.name}/peers/b`;
+          const mpB = join(pool.dir, 'b');
+          const backend = new ZfsBackupBackend({ zfs, dataset: dsB, mountpoint: mpB, dataDir: join(mpB, 'pgdata'), peerId: 'b', secret: SECRET, log, pgUser: 'postgres' });
+          const z = await timed(() => backend.restore({ source: { peerId: 'a', pgUrl: '', backupUrl }, reason: 'bootstrap' }));
+          zfsRow.ms.push(z.ms);
+          zfsRow.bytes = z.value.bytes;
+          await zfs.destroy(dsB, { recursive: true });
+        }],
+        ['pg_basebackup', async () => {
+          const dsC = `${pool.name}/c`;
+          const mpC = join(pool.dir, 'c');
+          await zfs.createDataset(dsC, { mountpoint: mpC });
+          await execa('chown', ['postgres:', mpC]);
+          const target = await PostgresServer.open({ ...pgOpts, dataDir: join(mpC, 'pgdata'), runDir: join(pool.dir, 'run-c'), port: await freePort() });
+          const bbBackend = new BasebackupBackend({ postgres: target, logger: log });
+          const bb = await timed(() => bbBackend.restore({ source: { peerId: 'a', pgUrl: `postgres://${a!.replicationUser}:${REPL_PASSWORD}@127.0.0.1:${port}/postgres`, backupUrl: '' }, reason: 'bootstrap' }));
+          bbRow.ms.push(bb.ms);
+          bbRow.bytes = bb.value.bytes > 0 ? bb.value.bytes : await dirBytes(target.dataDir);
+          target.detach();
+          await zfs.destroy(dsC, { recursive: true });
+        }],
+      ];
+      const order = run % 2 === 1 ? steps : [...steps].reverse();
+      say(`run ${run}/${runs}: ${order.map(([name]) => name).join(', ')}`);
+      for (const [, step] of order) await step();
     }
 
+    // Ratios per run (each against the baseline measured in the same run), then their median.
+    const perRun = (x: number[], y: number[]): string => {
+      const ratios = x.map((ms, i) => (y[i] ?? NaN) / ms);
+      return `${median(ratios).toFixed(2)} (runs: ${ratios.map((r) => r.toFixed(2)).join(', ')})`;
+    };
     const rate = (r: { ms: number[]; bytes: number }): number => r.bytes / MB / (median(r.ms) / 1000);
     const out: string[] = [];
     out.push(`bootstrap benchmark: data directory ${(dataBytes / MB).toFixed(0)} MB (pgbench scale ${scale}), ${runs} run(s), medians; zfs-fuse pool on a file, 127.0.0.1`);
@@ -182,6 +199,9 @@ async function main(): Promise<void> {
     out.push(`ratio ZFS bootstrap / zfs send | zfs recv:       ${(rate(zfsRow) / rate(sendRecvRow)).toFixed(2)}`);
     out.push(`ratio pg_basebackup / tar read of data dir:      ${(rate(bbRow) / rate(tarRow)).toFixed(2)}`);
     out.push(`ratio ZFS bootstrap time / pg_basebackup time:   ${(median(zfsRow.ms) / median(bbRow.ms)).toFixed(2)}`);
+    // Same bytes on both sides of these ratios: time(baseline) / time(bootstrap) = rate ratio.
+    out.push(`per run, median: ZFS bootstrap / zfs send | zfs recv: ${perRun(zfsRow.ms, sendRecvRow.ms)}`);
+    out.push(`per run, median: pg_basebackup time / ZFS bootstrap time: ${perRun(zfsRow.ms, bbRow.ms)}`);
     process.stdout.write(`${out.join('\n')}\n`);
   } finally {
     await app.close().catch(() => undefined);
