@@ -378,13 +378,16 @@ const lagQuerySchema = {
   description: 'bytes behind the primary (1048576, 1024kB, 10MB, 16MiB; 1024-based units) or heartbeat lag (500ms, 5s, 2min)',
 } as const;
 
+/** A standby's replication state: its WAL receiver's status, or `stopped` when none runs. */
+export const REPLICATION_STATES = ['streaming', 'starting', 'waiting', 'restarting', 'stopping', 'stopped'] as const;
+
 export const healthQuerySchema = {
   type: 'object',
   additionalProperties: false,
   properties: {
     lag: lagQuerySchema,
     replication_state: {
-      enum: ['streaming', 'starting', 'waiting', 'restarting', 'stopping', 'stopped'],
+      enum: REPLICATION_STATES,
       description: "a standby's WAL receiver must be in this state (pg_stat_wal_receiver.status; stopped: none runs)",
     },
   },

@@ -36,13 +36,11 @@ import type { SitterStatus } from '../../peer/status.js';
 import { ApiError } from '../errors.js';
 import { PrimaryPositionCache, type PrimaryPosition } from '../primary-position.js';
 import { fetchPeerStatusHttp, lsnDiffBytes } from '../shard.js';
-import { emptyQuerySchema, errorBodySchema, healthBodySchema, healthQuerySchema, readinessQuerySchema } from '../schemas.js';
+import { emptyQuerySchema, errorBodySchema, healthBodySchema, healthQuerySchema, readinessQuerySchema, REPLICATION_STATES } from '../schemas.js';
 import type { ApiDeps, ApiLimits } from '../types.js';
 
 export type HealthCheck = 'primary' | 'read-write' | 'replica' | 'sync' | 'async' | 'read-only' | 'read-only-sync' | 'health' | 'readiness' | 'liveness';
 
-/** A standby's replication state: its WAL receiver's status, or `stopped` when none runs. */
-export const REPLICATION_STATES = ['streaming', 'starting', 'waiting', 'restarting', 'stopping', 'stopped'] as const;
 export type ReplicationState = (typeof REPLICATION_STATES)[number];
 
 /** /readiness: which WAL position of a standby its lag is measured from (Patroni's mode). */
