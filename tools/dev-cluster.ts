@@ -1,270 +1,337 @@
 // The local development shard: three peers on this machine with ports 10 apart
-// (PostgreSQL 5432, 5442, 5452; API +1; Raft +2), as Joyent's mkdevsitters did.
-// Run through the `tools/dev-cluster` wrapper, which installs and builds first.
-import { spawn, execFileSync } from 'node:child_process';
+// (PostgreSQL 5432, 5442, 5452; API +1; Raft +2), as Joyent's mkdevsitters did. Each peer can be
+// stopped, started, killed or restarted on its own, and a peer can be added. Every process it
+// starts or finds is recorded with its start time in <dir>/cluster.json, so that `down` stops
+// them all and never signals a process that merely got a recycled pid.
+// Run through the `tools/dev-cluster` wrapper, which installs and builds first; under tsx
+// (`npx tsx tools/dev-cluster.ts`, as the tests do) it runs the sitters from source.
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, chmodSync, closeSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { SitterStatus } from '../src/peer/status.js';
-import { pidAlive } from '../test/helpers/process.js';
+import { Command, CommanderError } from 'commander';
+import { ManateeError } from '../src/errors.js';
+import { apiErrorText, httpJson } from './lib/http.js';
+import { isRunning, recordProcess, signalProcess, waitGone, type ProcessRecord } from './lib/processes.js';
+import {
+  DEFAULT_PORT_BASE, DevClusterError, HOST, PEERS_MAX, findPeer, parsePortBase, portsOf, readRecord, writeRecord, zpoolName,
+  type ClusterRecord, type DevPeer,
+} from './lib/dev-record.js';
+import { fetchStatus, killPeer, postmasterOf, running, startSitter, stopPeer, waitForApi, type SitterLauncher } from './lib/dev-peers.js';
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), process.argv[1]?.includes('/dist/') === true ? '../..' : '..');
-const clusterDir = join(root, '.dev-cluster');
-const recordPath = join(clusterDir, 'cluster.json');
-const peerIds = ['peer1', 'peer2', 'peer3'] as const;
-const host = '127.0.0.1';
-const zpoolName = 'manatee-dev';
+const selfPath = fileURLToPath(import.meta.url);
+const fromSource = selfPath.endsWith('.ts');
+const root = resolve(dirname(selfPath), fromSource ? '..' : '../..');
+const launcher: SitterLauncher = { root, fromSource };
+const PEER_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
+const UP_TIMEOUT_MS = 180_000;
+const API_TIMEOUT_MS = 120_000;
 
-interface ClusterRecord {
-  readonly backend: 'zfs' | 'basebackup';
-  readonly secret: string;
-  readonly adminToken: string;
-  readonly superuserPassword: string;
-  readonly peers: { id: string; configPath: string; apiUrl: string; pgPort: number; logPath: string; dataDir: string }[];
-  sitterPids: Record<string, number>;
-  zfs?: { pool: string; file: string; startedDaemonPid: number | null };
+interface Globals {
+  dir?: string;
+  portBase?: string;
 }
 
-function ports(i: number): { pg: number; api: number; raft: number } {
-  return { pg: 5432 + 10 * i, api: 5433 + 10 * i, raft: 5434 + 10 * i };
+function clusterDir(g: Globals): string {
+  return resolve(g.dir ?? process.env['MANATEE_DEV_DIR'] ?? join(root, '.dev-cluster'));
 }
 
-function readRecord(): ClusterRecord | null {
-  if (!existsSync(recordPath)) return null;
-  return JSON.parse(readFileSync(recordPath, 'utf8')) as ClusterRecord;
+function portBase(g: Globals): number {
+  if (g.portBase !== undefined) return parsePortBase(g.portBase, '--port-base');
+  const env = process.env['MANATEE_DEV_PORT_BASE'];
+  return env === undefined || env === '' ? DEFAULT_PORT_BASE : parsePortBase(env, 'MANATEE_DEV_PORT_BASE');
 }
 
-function writeRecord(r: ClusterRecord): void {
-  writeFileSync(recordPath, JSON.stringify(r, null, 2));
-  chmodSync(recordPath, 0o600);
+function mustRecord(dir: string): ClusterRecord {
+  const r = readRecord(dir);
+  if (r === null) throw new DevClusterError('MANATEE_ERR_DEV_NOT_UP', `no dev shard in ${dir} (run tools/dev-cluster up)`);
+  return r;
 }
 
-async function fetchStatus(apiUrl: string): Promise<SitterStatus | null> {
+const say = (line: string): void => { console.log(`dev-cluster: ${line}`); };
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+async function setupZfs(dir: string, pool: string): Promise<NonNullable<ClusterRecord['zfs']>> {
+  let startedDaemon: ProcessRecord | null = null;
+  let daemonRuns = true;
   try {
-    const res = await fetch(`${apiUrl}/status`, { signal: AbortSignal.timeout(2000) });
-    if (!res.ok) return null;
-    return (await res.json()) as SitterStatus;
+    execFileSync('pgrep', ['-x', 'zfs-fuse']);
   } catch {
-    return null;
+    daemonRuns = false;
   }
-}
-
-function zfsDaemonPid(): number | null {
-  try {
-    const out = execFileSync('pgrep', ['-x', 'zfs-fuse'], { encoding: 'utf8' }).trim().split('\n')[0];
-    return out === undefined || out === '' ? null : Number(out);
-  } catch {
-    return null;
-  }
-}
-
-async function sleep(ms: number): Promise<void> {
-  await new Promise((r) => setTimeout(r, ms));
-}
-
-async function setupZfs(): Promise<NonNullable<ClusterRecord['zfs']>> {
-  let startedDaemonPid: number | null = null;
-  if (zfsDaemonPid() === null) {
-    const pidFile = join(clusterDir, 'zfs-fuse.pid');
+  if (!daemonRuns) {
+    const pidFile = join(dir, 'zfs-fuse.pid');
     execFileSync('zfs-fuse', ['--pidfile', pidFile]);
     for (let i = 0; i < 100 && !existsSync(pidFile); i++) await sleep(100);
-    startedDaemonPid = Number(readFileSync(pidFile, 'utf8').trim());
-    console.log(`dev-cluster: started zfs-fuse (pid ${startedDaemonPid})`);
+    startedDaemon = recordProcess(Number(readFileSync(pidFile, 'utf8').trim()));
+    say(`started zfs-fuse (pid ${startedDaemon?.pid ?? '?'})`);
   }
-  const file = join(clusterDir, 'zpool.img');
+  const file = join(dir, 'zpool.img');
   execFileSync('truncate', ['-s', '2G', file]);
-  const zfsFile = { pool: zpoolName, file, startedDaemonPid };
-  execFileSync('zpool', ['create', '-m', join(clusterDir, 'zfs'), zpoolName, file], { stdio: 'inherit' });
-  execFileSync('zfs', ['create', `${zpoolName}/manatee`], { stdio: 'inherit' });
-  return zfsFile;
+  execFileSync('zpool', ['create', '-m', join(dir, 'zfs'), pool, file], { stdio: 'inherit' });
+  execFileSync('zfs', ['create', `${pool}/manatee`], { stdio: 'inherit' });
+  return { pool, file, startedDaemon };
 }
 
-function startSitter(configPath: string, logPath: string): number {
-  const log = openSync(logPath, 'a');
-  const child = spawn(process.execPath, [join(root, 'dist/src/cli/manatee-sitter.js'), '-f', configPath], {
-    detached: true,
-    stdio: ['ignore', log, log],
-  });
-  closeSync(log);
-  child.unref();
-  if (child.pid === undefined) throw new Error(`could not start the sitter for ${configPath}`);
-  return child.pid;
+/** Writes the configuration file of the peer at `index` (the Raft members given) and returns it. */
+function makePeer(r: ClusterRecord, dir: string, id: string, index: number, members: { id: string; address: string }[]): DevPeer {
+  const p = portsOf(r.portBase, index);
+  const dataDir = join(dir, id);
+  mkdirSync(dataDir, { recursive: true });
+  chmodSync(dataDir, 0o755);
+  const config = {
+    peerId: id,
+    host: HOST,
+    dataDir,
+    backend: r.backend,
+    postgres: { port: p.pg, superuserPassword: r.superuserPassword },
+    ...(r.zfs !== undefined ? { zfs: { dataset: `${r.zfs.pool}/manatee/${id}`, snapshotIntervalMs: 60_000, snapshotRetention: 20 } } : {}),
+    api: { port: p.api, listen: HOST },
+    raft: { port: p.raft, listen: HOST, members },
+    secret: r.secret,
+    adminToken: r.adminToken,
+    log: { level: 'info' },
+  };
+  const configPath = join(dataDir, 'config.json');
+  writeFileSync(configPath, JSON.stringify(config, null, 2), { mode: 0o600 });
+  chmodSync(configPath, 0o600);
+  return { id, index, configPath, apiUrl: `http://${HOST}:${p.api}`, pgPort: p.pg, apiPort: p.api, raftPort: p.raft, logPath: join(dataDir, 'sitter.log'), dataDir };
 }
 
-async function up(useZfs: boolean): Promise<void> {
-  const existing = readRecord();
-  if (existing !== null && Object.values(existing.sitterPids).some(pidAlive)) {
-    console.log('dev-cluster: already up');
-    await status(false);
+async function up(dir: string, base: number, useZfs: boolean): Promise<void> {
+  const existing = readRecord(dir);
+  if (existing !== null && existing.peers.some((p) => running(existing, p.id, 'sitter') !== null)) {
+    say('already up');
+    await status(dir, false);
     return;
   }
-  if (existing !== null) await down();
-  mkdirSync(clusterDir, { recursive: true });
-  chmodSync(clusterDir, 0o755);
-  const record: ClusterRecord = {
+  if (existing !== null) await down(dir);
+  mkdirSync(dir, { recursive: true });
+  chmodSync(dir, 0o755);
+  const r: ClusterRecord = {
+    version: 2,
     backend: useZfs ? 'zfs' : 'basebackup',
+    portBase: base,
     secret: randomBytes(24).toString('hex'),
     adminToken: randomBytes(24).toString('hex'),
     superuserPassword: randomBytes(12).toString('hex'),
     peers: [],
-    sitterPids: {},
+    processes: [],
   };
-  writeRecord(record);
+  writeRecord(dir, r);
   if (useZfs) {
-    record.zfs = await setupZfs();
-    writeRecord(record);
+    r.zfs = await setupZfs(dir, zpoolName(base));
+    writeRecord(dir, r);
   }
-  const members = peerIds.map((id, i) => ({ id, address: `${host}:${ports(i).raft}` }));
-  peerIds.forEach((id, i) => {
-    const p = ports(i);
-    const dataDir = join(clusterDir, id);
-    mkdirSync(dataDir, { recursive: true });
-    chmodSync(dataDir, 0o755);
-    const config = {
-      peerId: id,
-      host,
-      dataDir,
-      backend: record.backend,
-      postgres: { port: p.pg, superuserPassword: record.superuserPassword },
-      ...(useZfs ? { zfs: { dataset: `${zpoolName}/manatee/${id}`, snapshotIntervalMs: 60_000, snapshotRetention: 20 } } : {}),
-      api: { port: p.api, listen: host },
-      raft: { port: p.raft, listen: host, members },
-      secret: record.secret,
-      adminToken: record.adminToken,
-      log: { level: 'info' },
-    };
-    const configPath = join(dataDir, 'config.json');
-    writeFileSync(configPath, JSON.stringify(config, null, 2));
-    chmodSync(configPath, 0o600);
-    record.peers.push({ id, configPath, apiUrl: `http://${host}:${p.api}`, pgPort: p.pg, logPath: join(dataDir, 'sitter.log'), dataDir });
-  });
-  for (const peer of record.peers) {
-    record.sitterPids[peer.id] = startSitter(peer.configPath, peer.logPath);
-    console.log(`dev-cluster: started ${peer.id} (sitter pid ${record.sitterPids[peer.id]}, log ${peer.logPath})`);
+  const ids = ['peer1', 'peer2', 'peer3'];
+  const members = ids.map((id, i) => ({ id, address: `${HOST}:${portsOf(base, i).raft}` }));
+  ids.forEach((id, i) => r.peers.push(makePeer(r, dir, id, i, members)));
+  for (const peer of r.peers) {
+    const s = startSitter(r, peer, launcher);
+    writeRecord(dir, r);
+    say(`started ${peer.id} (sitter pid ${s.pid}, log ${peer.logPath})`);
   }
-  writeRecord(record);
-
-  const deadline = Date.now() + 180_000;
-  let said = '';
-  for (;;) {
-    const statuses = await Promise.all(record.peers.map((p) => fetchStatus(p.apiUrl)));
-    const primary = statuses.find((s) => s?.role === 'primary' && s.postgres.writable);
-    if (primary !== undefined) break;
-    const line = statuses.map((s, i) => `${record.peers[i]?.id}=${s === null ? 'starting' : `${s.role}${s.postgres.online ? '' : '(pg down)'}`}`).join(' ');
-    if (line !== said) console.log(`dev-cluster: waiting for a writable primary: ${line}`);
-    said = line;
-    for (const [id, pid] of Object.entries(record.sitterPids)) {
-      if (!pidAlive(pid)) throw new Error(`the sitter of ${id} exited; see ${join(clusterDir, id, 'sitter.log')}`);
-    }
-    if (Date.now() > deadline) throw new Error('no writable primary after 180 s; see the sitter logs in .dev-cluster/*/sitter.log');
-    await sleep(500);
-  }
-  await status(false);
+  await waitForWritablePrimary(r, dir);
+  await status(dir, false);
 }
 
-async function status(json: boolean): Promise<void> {
-  const record = readRecord();
-  if (record === null) {
+async function waitForWritablePrimary(r: ClusterRecord, dir: string): Promise<void> {
+  const deadline = Date.now() + UP_TIMEOUT_MS;
+  let said = '';
+  for (;;) {
+    const statuses = await Promise.all(r.peers.map((p) => fetchStatus(p.apiUrl)));
+    if (statuses.some((s) => s?.role === 'primary' && s.postgres.writable)) return;
+    const line = statuses.map((s, i) => `${r.peers[i]?.id}=${s === null ? 'starting' : `${s.role}${s.postgres.online ? '' : '(pg down)'}`}`).join(' ');
+    if (line !== said) say(`waiting for a writable primary: ${line}`);
+    said = line;
+    for (const p of r.peers) {
+      if (running(r, p.id, 'sitter') === null) throw new DevClusterError('MANATEE_ERR_DEV_START_FAILED', `the sitter of ${p.id} exited; see ${p.logPath}`);
+    }
+    if (Date.now() > deadline) throw new DevClusterError('MANATEE_ERR_DEV_START_FAILED', `no writable primary after ${UP_TIMEOUT_MS / 1000} s; see the sitter logs in ${dir}/*/sitter.log`);
+    await sleep(500);
+  }
+}
+
+async function status(dir: string, json: boolean): Promise<void> {
+  const r = readRecord(dir);
+  if (r === null) {
     if (json) console.log('[]');
-    else console.log('dev-cluster: not up (run tools/dev-cluster up)');
+    else say(`not up in ${dir} (run tools/dev-cluster up)`);
     return;
   }
   const rows = await Promise.all(
-    record.peers.map(async (p) => {
+    r.peers.map(async (p) => {
       const s = await fetchStatus(p.apiUrl);
-      const sitterPid = record.sitterPids[p.id] ?? null;
       return {
         id: p.id,
         role: s?.role ?? 'unknown',
-        pgUrl: `postgres://postgres@${host}:${p.pgPort}/postgres`,
+        pgUrl: `postgres://postgres@${HOST}:${p.pgPort}/postgres`,
         apiUrl: p.apiUrl,
-        sitterPid: sitterPid !== null && pidAlive(sitterPid) ? sitterPid : null,
-        postgresPid: s?.postgresPid ?? null,
+        sitterPid: running(r, p.id, 'sitter')?.pid ?? null,
+        postgresPid: postmasterOf(r, p)?.pid ?? null,
         online: s?.postgres.online ?? false,
         writable: s?.postgres.writable ?? false,
         generation: s?.state?.generation ?? null,
       };
     }),
   );
+  writeRecord(dir, r); // the postmasters seen are recorded for `down`
   if (json) {
     console.log(JSON.stringify(rows, null, 2));
     return;
   }
   const header = ['PEER', 'ROLE', 'PG', 'WRITABLE', 'SITTER PID', 'PG PID', 'API'];
-  const table = [header, ...rows.map((r) => [r.id, r.role, r.online ? 'online' : 'offline', r.writable ? 'yes' : 'no', String(r.sitterPid ?? '-'), String(r.postgresPid ?? '-'), r.apiUrl])];
+  const table = [header, ...rows.map((x) => [x.id, x.role, x.online ? 'online' : 'offline', x.writable ? 'yes' : 'no', String(x.sitterPid ?? '-'), String(x.postgresPid ?? '-'), x.apiUrl])];
   const widths = header.map((_, c) => Math.max(...table.map((row) => (row[c] ?? '').length)));
   for (const row of table) console.log(row.map((cell, c) => cell.padEnd(widths[c] ?? 0)).join('  '));
-  const primary = rows.find((r) => r.role === 'primary');
-  console.log(`generation: ${primary?.generation ?? '-'}   backend: ${record.backend}`);
+  const primary = rows.find((x) => x.role === 'primary');
+  console.log(`generation: ${primary?.generation ?? '-'}   backend: ${r.backend}`);
   if (primary !== undefined) {
-    const port = record.peers.find((p) => p.id === primary.id)?.pgPort;
-    console.log(`\npsql 'postgres://postgres:${record.superuserPassword}@${host}:${port}/postgres'`);
+    const port = r.peers.find((p) => p.id === primary.id)?.pgPort;
+    console.log(`\npsql 'postgres://postgres:${r.superuserPassword}@${HOST}:${port}/postgres'`);
   }
-  console.log(`manatee-adm: MANATEE_URL=${record.peers[0]?.apiUrl} MANATEE_ADMIN_TOKEN=${record.adminToken} node dist/src/cli/manatee-adm.js status`);
+  const urls = r.peers.map((p) => p.apiUrl).join(',');
+  console.log(`manatee-adm: MANATEE_URL=${urls} MANATEE_ADMIN_TOKEN=${r.adminToken} node dist/src/cli/manatee-adm.js status`);
 }
 
-function postmasterPid(dataDir: string): number | null {
-  for (const candidate of [join(dataDir, 'pgdata', 'postmaster.pid'), join(clusterDir, 'zfs', 'manatee', dataDir.split('/').pop() ?? '', 'data', 'postmaster.pid')]) {
-    if (existsSync(candidate)) {
-      const pid = Number(readFileSync(candidate, 'utf8').split('\n')[0]);
-      if (Number.isInteger(pid) && pid > 0) return pid;
+async function stop(dir: string, id: string): Promise<void> {
+  const r = mustRecord(dir);
+  const peer = findPeer(r, id);
+  const res = await stopPeer(r, peer);
+  writeRecord(dir, r);
+  if (res.sitter === null && !res.forced) say(`${id} was not running`);
+  else say(`stopped ${id}${res.sitter === null ? '' : ` (sitter pid ${res.sitter})`}${res.forced ? ' with SIGKILL: it did not stop by itself' : ''}`);
+}
+
+async function start(dir: string, id: string): Promise<void> {
+  const r = mustRecord(dir);
+  const peer = findPeer(r, id);
+  const s = startSitter(r, peer, launcher);
+  writeRecord(dir, r);
+  await waitForApi(peer, s, API_TIMEOUT_MS);
+  say(`started ${id} (sitter pid ${s.pid}, log ${peer.logPath}); it rejoins the shard by itself (tools/dev-cluster status)`);
+}
+
+async function kill(dir: string, id: string): Promise<void> {
+  const r = mustRecord(dir);
+  const peer = findPeer(r, id);
+  const k = await killPeer(r, peer);
+  writeRecord(dir, r);
+  if (k.sitter === null && k.postmaster === null) say(`${id} was not running`);
+  else say(`killed ${id} with SIGKILL (sitter pid ${k.sitter ?? '-'}, postmaster pid ${k.postmaster ?? '-'})`);
+}
+
+/** A new peer: its configuration names every member; it joins Raft (add-peer), then starts. */
+async function add(dir: string, requested: string | undefined): Promise<void> {
+  const r = mustRecord(dir);
+  if (r.peers.length >= PEERS_MAX) throw new DevClusterError('MANATEE_ERR_DEV_USAGE', `a dev shard has at most ${PEERS_MAX} peers`);
+  const index = r.peers.length;
+  const id = requested ?? `peer${index + 1}`;
+  if (!PEER_ID_RE.test(id)) throw new DevClusterError('MANATEE_ERR_DEV_USAGE', `peer id ${JSON.stringify(id)}: expected 1-63 characters of [A-Za-z0-9_.-], starting with a letter or digit`);
+  if (r.peers.some((p) => p.id === id)) throw new DevClusterError('MANATEE_ERR_DEV_USAGE', `${id} is already a peer of this dev shard (peer ids are never reused)`);
+  const address = `${HOST}:${portsOf(r.portBase, index).raft}`;
+  const members = [...r.peers.map((p) => ({ id: p.id, address: `${HOST}:${p.raftPort}` })), { id, address }];
+  const peer = makePeer(r, dir, id, index, members);
+  r.peers.push(peer);
+  writeRecord(dir, r);
+  const errors: string[] = [];
+  let added = false;
+  for (const p of r.peers.filter((x) => x.id !== id && running(r, x.id, 'sitter') !== null)) {
+    try {
+      const a = await httpJson(`${p.apiUrl}/admin/peers`, { method: 'POST', body: { id, address }, token: r.adminToken, timeoutMs: 40_000 });
+      if (a.status === 200) {
+        added = true;
+        say(`${(a.body as { summary: string }).summary} through ${p.id}`);
+        break;
+      }
+      errors.push(`${p.id}: ${apiErrorText(a)}`);
+      if (a.status < 500) break; // refused for a reason that another peer would give too
+    } catch (err) {
+      errors.push(`${p.id}: ${(err as Error).message}`);
     }
   }
-  return null;
+  if (!added) throw new DevClusterError('MANATEE_ERR_DEV_ADD_FAILED', `could not add ${id} to the Raft group: ${errors.join('; ') || 'no peer runs'}`);
+  const s = startSitter(r, peer, launcher);
+  writeRecord(dir, r);
+  await waitForApi(peer, s, API_TIMEOUT_MS);
+  say(`started ${id} (sitter pid ${s.pid}, log ${peer.logPath}); the primary adds it to the async chain once it has its data`);
 }
 
-async function waitGone(pids: number[], timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (pids.some(pidAlive) && Date.now() < deadline) await sleep(100);
-}
-
-async function down(): Promise<void> {
-  const record = readRecord();
-  if (record === null) {
-    console.log('dev-cluster: nothing to stop');
+async function down(dir: string): Promise<void> {
+  const r = readRecord(dir);
+  if (r === null) {
+    say(`nothing to stop in ${dir}`);
     return;
   }
-  // Sitters first (SIGTERM: they stop their PostgreSQL), then any postmaster a sitter left behind.
-  const sitters = Object.values(record.sitterPids).filter(pidAlive);
-  for (const pid of sitters) process.kill(pid, 'SIGTERM');
+  // Sitters first (SIGTERM: each stops its PostgreSQL), then whatever still runs, by SIGKILL.
+  const sitters = r.processes.filter((p) => p.kind === 'sitter' && signalProcess(p, 'SIGTERM'));
   await waitGone(sitters, 30_000);
-  for (const pid of sitters.filter(pidAlive)) process.kill(pid, 'SIGKILL');
-  const postmasters = record.peers.map((p) => postmasterPid(p.dataDir)).filter((pid): pid is number => pid !== null && pidAlive(pid));
-  for (const pid of postmasters) process.kill(pid, 'SIGQUIT');
-  await waitGone(postmasters, 15_000);
-  for (const pid of postmasters.filter(pidAlive)) process.kill(pid, 'SIGKILL');
-  if (record.zfs !== undefined) {
-    try {
-      execFileSync('zpool', ['destroy', '-f', record.zfs.pool], { stdio: 'inherit' });
-    } catch (err) {
-      console.error(`dev-cluster: zpool destroy ${record.zfs.pool} failed: ${(err as Error).message}`);
-    }
-    if (record.zfs.startedDaemonPid !== null && pidAlive(record.zfs.startedDaemonPid)) process.kill(record.zfs.startedDaemonPid, 'SIGTERM');
+  for (const p of sitters) signalProcess(p, 'SIGKILL');
+  await waitGone(sitters, 10_000);
+  for (const peer of r.peers) postmasterOf(r, peer);
+  const postmasters = r.processes.filter((p) => p.kind === 'postmaster' && signalProcess(p, 'SIGQUIT'));
+  if (!(await waitGone(postmasters, 15_000))) for (const p of postmasters) signalProcess(p, 'SIGKILL');
+  const left = r.processes.filter(isRunning);
+  if (left.length > 0) {
+    writeRecord(dir, r);
+    throw new DevClusterError('MANATEE_ERR_DEV_STOP_FAILED', `still running after SIGKILL: ${left.map((p) => `${p.peer}'s ${p.kind} (pid ${p.pid})`).join(', ')}; ${dir} is kept`);
   }
-  rmSync(clusterDir, { recursive: true, force: true });
-  console.log(`dev-cluster: stopped ${sitters.length} sitters and removed ${clusterDir}`);
+  if (r.zfs !== undefined) {
+    try {
+      execFileSync('zpool', ['destroy', '-f', r.zfs.pool], { stdio: 'inherit' });
+    } catch (err) {
+      console.error(`dev-cluster: zpool destroy ${r.zfs.pool} failed: ${(err as Error).message}`);
+    }
+    if (r.zfs.startedDaemon !== null) signalProcess(r.zfs.startedDaemon, 'SIGTERM');
+  }
+  rmSync(dir, { recursive: true, force: true });
+  say(`stopped ${sitters.length} sitters and removed ${dir}`);
+}
+
+function program(): Command {
+  const p = new Command('dev-cluster')
+    .description('The local development shard: three peers on this machine, ports 10 apart')
+    .option('--dir <path>', 'where the shard lives (env MANATEE_DEV_DIR, default .dev-cluster in the checkout)')
+    .option('--port-base <port>', `PostgreSQL port of peer1 for up; peer i uses base+10i, API +1, Raft +2 (env MANATEE_DEV_PORT_BASE, default ${DEFAULT_PORT_BASE})`)
+    .exitOverride()
+    .showHelpAfterError(false)
+    .configureOutput({ outputError: () => undefined });
+  const g = (cmd: Command): Globals => cmd.optsWithGlobals<Globals>();
+  p.command('up').description('start three peers and wait for a writable primary')
+    .option('--zfs', "each peer's data on a dataset of a file-backed zfs-fuse pool")
+    .action(async (o: { zfs?: boolean }, cmd: Command) => { await up(clusterDir(g(cmd)), portBase(g(cmd)), o.zfs === true); });
+  p.command('status').description("each peer's role, PostgreSQL, pids and API").option('--json', 'as JSON')
+    .action(async (o: { json?: boolean }, cmd: Command) => { await status(clusterDir(g(cmd)), o.json === true); });
+  p.command('stop').argument('<peer>').description('SIGTERM to the sitter: it stops its PostgreSQL and leaves (its session ends)')
+    .action(async (id: string, _o: unknown, cmd: Command) => { await stop(clusterDir(g(cmd)), id); });
+  p.command('start').argument('<peer>').description('start the sitter of a stopped or killed peer again')
+    .action(async (id: string, _o: unknown, cmd: Command) => { await start(clusterDir(g(cmd)), id); });
+  p.command('kill').argument('<peer>').description('SIGKILL of the sitter and its postmaster at once (a machine that loses power)')
+    .action(async (id: string, _o: unknown, cmd: Command) => { await kill(clusterDir(g(cmd)), id); });
+  p.command('restart').argument('<peer>').description('stop, then start')
+    .action(async (id: string, _o: unknown, cmd: Command) => { await stop(clusterDir(g(cmd)), id); await start(clusterDir(g(cmd)), id); });
+  p.command('add').argument('[peer]', 'its id (default peer<N+1>)').description('a new peer: joined to the Raft group (as manatee-adm add-peer), then started')
+    .action(async (id: string | undefined, _o: unknown, cmd: Command) => { await add(clusterDir(g(cmd)), id); });
+  p.command('down').description('stop every process it started (restarted and added peers too) and remove the directory')
+    .action(async (_o: unknown, cmd: Command) => { await down(clusterDir(g(cmd))); });
+  return p;
 }
 
 async function main(): Promise<void> {
-  const [cmd, ...rest] = process.argv.slice(2);
-  switch (cmd) {
-    case 'up':
-      await up(rest.includes('--zfs'));
-      return;
-    case 'status':
-      await status(rest.includes('--json'));
-      return;
-    case 'down':
-      await down();
-      return;
-    default:
-      console.error('usage: tools/dev-cluster up [--zfs] | status [--json] | down');
+  try {
+    await program().parseAsync(process.argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.help' || err.code === 'commander.version') return;
+      console.error(`dev-cluster: MANATEE_ERR_DEV_USAGE: ${err.message.replace(/^error: /, '')} (tools/dev-cluster --help)`);
       process.exitCode = 2;
+      return;
+    }
+    const code = err instanceof ManateeError ? err.code : 'MANATEE_ERR_INTERNAL';
+    console.error(`dev-cluster: ${code}: ${err instanceof Error ? err.message : String(err)}`);
+    process.exitCode = 1;
   }
 }
 
-main().catch((err: unknown) => {
-  console.error(`dev-cluster: ${(err as Error).message}`);
-  process.exitCode = 1;
-});
+await main();

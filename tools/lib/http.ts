@@ -1,0 +1,44 @@
+// One JSON exchange with a peer's API, for the tools. node:http rather than fetch(): fetch
+// refuses the browser's "bad ports" (6000, 6665-6669, 10080...), which a dev shard with its own
+// port base may use.
+import { request } from 'node:http';
+
+export interface JsonAnswer {
+  readonly status: number;
+  readonly body: unknown;
+}
+
+/** Rejects when the peer cannot be reached or does not answer within `timeoutMs`. */
+export function httpJson(
+  url: string,
+  opts: { method?: 'GET' | 'POST'; body?: unknown; token?: string; timeoutMs?: number } = {},
+): Promise<JsonAnswer> {
+  return new Promise((resolve, reject) => {
+    const payload = opts.body === undefined ? undefined : JSON.stringify(opts.body);
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (payload !== undefined) headers['content-type'] = 'application/json';
+    if (opts.token !== undefined) headers['authorization'] = `Bearer ${opts.token}`;
+    const req = request(url, { method: opts.method ?? 'GET', headers, timeout: opts.timeoutMs ?? 3000 }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        try {
+          resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as unknown });
+        } catch {
+          reject(new Error(`${url} answered HTTP ${res.statusCode ?? '?'} with something that is not JSON`));
+        }
+      });
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer from ${url} within ${opts.timeoutMs ?? 3000} ms`)));
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
+/** The `{error: {code, message}}` of an API answer as one line, or the HTTP status. */
+export function apiErrorText(a: JsonAnswer): string {
+  const e = (a.body as { error?: { code?: unknown; message?: unknown } } | null)?.error;
+  return typeof e?.code === 'string' && typeof e.message === 'string' ? `${e.code}: ${e.message}` : `HTTP ${a.status}`;
+}
