@@ -16,3 +16,8 @@ export { pgRewind, type RewindOptions, type RewindResult } from './rewind.js';
 export { parsePgUrl, endpointConninfo, type PgEndpoint } from './url.js';
 export { parseProgressLine, ProgressTracker, type CopyProgress } from './progress.js';
 export { checkPostmaster, readPostmasterPid } from './postmaster-pid.js';
+export {
+  checkSetting, checkSettings, readPgSettings, PgSettingsCatalog, PgSettingsError, PG_SETTINGS_QUERY, SETTING_VALUE_CHARS_MAX,
+  type CheckedSetting, type PgSettingRow, type PgSettingContext, type PgSettingType, type SettingProblem, type SettingErrorCode,
+} from './settings.js';
+export { MANATEE_SETTINGS, type Ownership } from './owned-settings.js';
