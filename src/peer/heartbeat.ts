@@ -52,16 +52,19 @@ function literal(s: string): string {
 export function heartbeatSql(selfId: string, generation: number): { create: string; beat: string } {
   if (!Number.isSafeInteger(generation) || generation < 0) throw new Error(`heartbeat: bad generation ${generation}`);
   return {
-    // One fresh connection per query: the SET lasts for this string's statements only.
+    // The sitter's connection is held and shared by its other queries: SET LOCAL inside an
+    // explicit transaction keeps `synchronous_commit = local` to the heartbeat's own commit.
     create:
-      'SET synchronous_commit TO local; ' +
+      'BEGIN; SET LOCAL synchronous_commit TO local; ' +
       `CREATE SCHEMA IF NOT EXISTS ${HEARTBEAT_SCHEMA}; ` +
       `CREATE TABLE IF NOT EXISTS ${HEARTBEAT_TABLE} (id int PRIMARY KEY CHECK (id = ${ROW_ID}), generation int NOT NULL, primary_id text NOT NULL, lsn pg_lsn, ts timestamptz NOT NULL); ` +
-      `COMMENT ON TABLE ${HEARTBEAT_TABLE} IS 'written every second by the Manatee primary; read by standbys to measure lag in seconds'`,
+      `COMMENT ON TABLE ${HEARTBEAT_TABLE} IS 'written every second by the Manatee primary; read by standbys to measure lag in seconds'; ` +
+      'COMMIT',
     beat:
-      'SET synchronous_commit TO local; ' +
+      'BEGIN; SET LOCAL synchronous_commit TO local; ' +
       `INSERT INTO ${HEARTBEAT_TABLE} (id, generation, primary_id, lsn, ts) VALUES (${ROW_ID}, ${generation}, ${literal(selfId)}, pg_current_wal_lsn(), clock_timestamp()) ` +
-      'ON CONFLICT (id) DO UPDATE SET generation = EXCLUDED.generation, primary_id = EXCLUDED.primary_id, lsn = EXCLUDED.lsn, ts = EXCLUDED.ts',
+      'ON CONFLICT (id) DO UPDATE SET generation = EXCLUDED.generation, primary_id = EXCLUDED.primary_id, lsn = EXCLUDED.lsn, ts = EXCLUDED.ts; ' +
+      'COMMIT',
   };
 }
 

@@ -1,6 +1,9 @@
 // Watches this peer's PostgreSQL: a health check on an interval (which also reads the WAL
 // positions and the replication rows), turned into the PostgresStatus that the rules, the
 // status API and the unhealthy-timeout rule read. It only observes; the reconciler acts.
+// The check's queries run on the sitter's held connection; every newConnectionCheckIntervalMs
+// the check also opens a new connection, since a server out of connection slots still answers
+// on a connection it already has and must be seen as unhealthy all the same.
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../log.js';
 import { PgHealthChecker, type HealthResult, type PostgresServer, type WalPositions } from '../postgres/index.js';
@@ -11,7 +14,11 @@ export interface PgMonitorOptions {
   readonly intervalMs: number;
   readonly timeoutMs: number;
   readonly log: Logger;
+  /** How often a check also opens a new connection (default 10 s): a fresh connect per check costs the primary throughput. */
+  readonly newConnectionCheckIntervalMs?: number;
 }
+
+export const NEW_CONNECTION_CHECK_INTERVAL_MS_DEFAULT = 10_000;
 
 interface MonitorEvents {
   /** online or healthy flipped. */
@@ -40,16 +47,25 @@ export class PgMonitor extends EventEmitter<MonitorEvents> {
   private current: PostgresStatus = OFFLINE;
   /** Since when PostgreSQL has been unhealthy while it was meant to run (null: healthy or not meant to run). */
   private unhealthySinceMs: number | null = null;
+  /** When a new connection last succeeded (epoch ms; 0: not yet): the next check opens one after the interval. */
+  private newConnectionOkAtMs = 0;
+  private readonly newConnectionCheckIntervalMs: number;
 
   constructor(opts: PgMonitorOptions) {
     super();
     this.pg = opts.postgres;
+    this.newConnectionCheckIntervalMs = opts.newConnectionCheckIntervalMs ?? NEW_CONNECTION_CHECK_INTERVAL_MS_DEFAULT;
     this.checker = new PgHealthChecker({
       intervalMs: opts.intervalMs,
       timeoutMs: opts.timeoutMs,
       logger: opts.log,
-      probe: async () => {
+      probe: async (timeoutMs) => {
         if (!this.pg.running) throw new Error('PostgreSQL is not running');
+        const nowMs = Date.now();
+        if (nowMs - this.newConnectionOkAtMs >= this.newConnectionCheckIntervalMs) {
+          await this.pg.checkNewConnection(timeoutMs);
+          this.newConnectionOkAtMs = nowMs;
+        }
         const positions = await this.pg.walPositions();
         this.positions = positions;
         // A standby has rows too: the cascading asyncs that replicate from it (GET /shard's links).

@@ -17,8 +17,7 @@ import { backupRoutes } from '../backup/index.js';
 import { BasebackupBackend } from '../backup/basebackup.js';
 import { ZfsBackupBackend } from '../backup/zfs-backend.js';
 import type { BackupBackend, RestoreResult } from '../backup/types.js';
-import pg from 'pg';
-import { DEFAULT_STOP_TIMEOUT_MS, LSN_ZERO, parsePgUrl, PostgresServer, resolveOsUser } from '../postgres/index.js';
+import { DEFAULT_STOP_TIMEOUT_MS, HeldConnection, LSN_ZERO, parsePgUrl, PostgresServer, resolveOsUser } from '../postgres/index.js';
 import { RaftNode } from '../raft/node.js';
 import { ClusterStateMachine, ClusterStore, raftConsensus } from '../store/index.js';
 import type { ClusterState, PeerInfo } from '../store/types.js';
@@ -107,6 +106,8 @@ export class Sitter {
   private timer: NodeJS.Timeout | null = null;
   private soonTimer: NodeJS.Timeout | null = null;
   private readonly unsubscribe: (() => void)[] = [];
+  /** The connection to the PostgreSQL of the peer this one copies from (askSource). */
+  private sourceConn: { readonly pgUrl: string; readonly conn: HeldConnection } | null = null;
 
   private constructor(parts: {
     config: SitterConfig;
@@ -341,6 +342,7 @@ export class Sitter {
     this.heartbeat.stop();
     await this.hooks.stop();
     this.monitor.stop();
+    this.sourceConn?.conn.close('the sitter is stopping', true);
     const wasPrimary = roleIn(this.store.getState().state, this.self.id).role === 'primary';
     await Promise.race([this.store.closeSession().catch(() => undefined), new Promise((r) => setTimeout(r, 2000))]);
     this.store.stop();
@@ -757,30 +759,37 @@ export class Sitter {
     return true;
   }
 
-  /** pg_is_in_recovery() on `source`'s PostgreSQL; throws when it does not answer. */
+  /**
+   * pg_is_in_recovery() on `source`'s PostgreSQL; throws when it does not answer. The reconciler
+   * asks every few hundred ms while it waits for a source: on one held connection, not a new
+   * backend on the source's server each time (closed once the copy is done, or for another source).
+   */
   private async askSource(source: PeerInfo): Promise<boolean | undefined> {
-    const e = parsePgUrl(source.pgUrl, { user: this.postgres.replicationUser });
     const timeoutMs = this.config.timeouts.pgHealthTimeoutMs;
-    const client = new pg.Client({
-      host: e.host,
-      port: e.port,
-      user: this.postgres.replicationUser,
-      password: this.config.postgres.replicationPassword ?? derivedPassword(this.config.secret, 'replication'),
-      database: 'postgres',
-      connectionTimeoutMillis: timeoutMs,
-      query_timeout: timeoutMs,
-    });
-    client.on('error', () => undefined);
-    try {
-      await client.connect();
-      const r = await client.query<{ rec: boolean }>('SELECT pg_is_in_recovery() AS rec');
-      return r.rows[0]?.rec;
-    } finally {
-      await client.end().catch(() => undefined);
+    if (this.sourceConn?.pgUrl !== source.pgUrl) {
+      this.sourceConn?.conn.close('asking another source', true);
+      const e = parsePgUrl(source.pgUrl, { user: this.postgres.replicationUser });
+      const conn = new HeldConnection({
+        config: () => ({
+          host: e.host,
+          port: e.port,
+          user: this.postgres.replicationUser,
+          password: this.config.postgres.replicationPassword ?? derivedPassword(this.config.secret, 'replication'),
+          database: 'postgres',
+          connectionTimeoutMillis: timeoutMs,
+          statement_timeout: timeoutMs,
+          application_name: `manatee-sitter-${this.self.id}`,
+        }),
+      });
+      this.sourceConn = { pgUrl: source.pgUrl, conn };
     }
+    const rows = await this.sourceConn.conn.query<{ rec: boolean }>('SELECT pg_is_in_recovery() AS rec', undefined, timeoutMs);
+    return rows[0]?.rec;
   }
 
   private async onRebuilt(from: PeerInfo, generation: number | null, result: RestoreResult): Promise<void> {
+    this.sourceConn?.conn.close('the copy is done', true);
+    this.sourceConn = null;
     if (generation !== null) {
       this.facts = { ...this.facts, rebuiltFrom: { primaryId: from.id, generation } };
       await writeFacts(this.factsPath, this.facts);

@@ -17,6 +17,7 @@ import {
   FILE_STANDBY_SIGNAL, NO_SYNC_PLACEHOLDER, OVERRIDES_TEMPLATE, passfileLine, quoteStandbyName, renderEnforcedConf,
   renderHba, renderManateeConf, renderPostgresqlConf, validatePeerId, type ConfValue, type PgRole, type RenderedRole,
 } from './config.js';
+import { HeldConnection } from './connection.js';
 import { PgError } from './errors.js';
 import { describeRun, runTool } from './exec.js';
 import { ensureOwnedDir, resolveOsUser, spawnIdentity, type OsUser } from './os-user.js';
@@ -95,6 +96,8 @@ const IDENT_RE = /^[a-z_][a-z0-9_]{0,62}$/;
 const SOCKET_PATH_MAX = 100;
 /** A fence's checkpoint (see fenceWrites) flushes every dirty buffer: allow a large database time for it. */
 const FENCE_CHECKPOINT_TIMEOUT_MS = 300_000;
+/** A query's client-side deadline is its statement_timeout plus this: the server's own error comes first. */
+const QUERY_DEADLINE_MARGIN_MS = 1000;
 
 function errText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
@@ -122,6 +125,8 @@ export class PostgresServer extends EventEmitter<PgEvents> {
   private stopping = false;
   private rendered: RenderedRole | null = null;
   private readonly stderrTail = new LineRing(40);
+  /** The sitter's own queries share this one connection (see query()). */
+  private readonly held: HeldConnection;
 
   private constructor(
     private readonly opts: PostgresServerOptions,
@@ -139,6 +144,13 @@ export class PostgresServer extends EventEmitter<PgEvents> {
     this.startTimeoutMs = opts.startTimeoutMs ?? 60_000;
     this.stopTimeoutMs = opts.stopTimeoutMs ?? DEFAULT_STOP_TIMEOUT_MS;
     this.queryTimeoutMs = opts.queryTimeoutMs ?? 10_000;
+    this.held = new HeldConnection({
+      config: () => this.clientConfig(),
+      onEvent: (e) => {
+        if (e.kind === 'connected') this.log.debug({ decision: 'held-connection' }, 'connected the sitter\'s held connection');
+        else this.log.debug({ decision: 'held-connection-dropped', reason: e.reason }, `dropped the sitter's held connection: ${e.reason}`);
+      },
+    });
   }
 
   /**
@@ -207,12 +219,29 @@ export class PostgresServer extends EventEmitter<PgEvents> {
     return { host: this.opts.listenAddress, port: this.opts.port, user: this.replicationUser };
   }
 
-  /** One query on a fresh socket connection (so a hung or restarted server never wedges a pool). */
+  /**
+   * One query on the sitter's held connection (src/postgres/connection.ts): no new backend per
+   * query. A hung or restarted server fails the query (deadline, broken socket) and the next one
+   * connects afresh, so nothing is ever wedged.
+   */
   readonly query: QueryFn = async <R extends Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<R[]> =>
     this.queryWithTimeout<R>(sql, params, this.queryTimeoutMs);
 
+  /**
+   * A query with its own timeout. Up to the server's queryTimeoutMs (the held connection's
+   * statement_timeout) it runs on the held connection, cut off by a client-side deadline; a longer
+   * one (CHECKPOINT, pg_promote: rare) gets a fresh connection with its own statement_timeout.
+   */
   async queryWithTimeout<R extends Record<string, unknown>>(sql: string, params: readonly unknown[] | undefined, timeoutMs: number): Promise<R[]> {
-    const client = new pg.Client({ ...this.clientConfig(), statement_timeout: timeoutMs, query_timeout: timeoutMs + 1000 });
+    if (timeoutMs <= this.queryTimeoutMs) return this.held.query<R>(sql, params, timeoutMs + QUERY_DEADLINE_MARGIN_MS);
+    return this.queryOnNewConnection<R>(sql, params, timeoutMs);
+  }
+
+  /** A query on a connection of its own, closed afterwards. */
+  private async queryOnNewConnection<R extends Record<string, unknown>>(sql: string, params: readonly unknown[] | undefined, timeoutMs: number): Promise<R[]> {
+    const client = new pg.Client({
+      ...this.clientConfig(), statement_timeout: timeoutMs, query_timeout: timeoutMs + QUERY_DEADLINE_MARGIN_MS, application_name: 'manatee-sitter-once',
+    });
     client.on('error', () => { /* reported by the failing query */ });
     try {
       await client.connect();
@@ -223,6 +252,25 @@ export class PostgresServer extends EventEmitter<PgEvents> {
     } finally {
       await client.end().catch(() => undefined);
     }
+  }
+
+  /**
+   * Does PostgreSQL accept a NEW connection? The held connection keeps working when the server is
+   * out of connection slots; the health check asks this too, at a much lower rate.
+   * Throws MANATEE_ERR_PG_NEW_CONNECTION with the server's reason.
+   */
+  async checkNewConnection(timeoutMs = this.queryTimeoutMs): Promise<void> {
+    try {
+      await this.queryOnNewConnection('SELECT 1', undefined, timeoutMs);
+    } catch (err) {
+      const cause = err instanceof PgError && err.cause instanceof Error ? err.cause.message : errText(err);
+      throw new PgError('MANATEE_ERR_PG_NEW_CONNECTION', `PostgreSQL accepts no new connection: ${cause}`, { cause: err });
+    }
+  }
+
+  /** How many times the held connection was opened (tests, status). */
+  get heldConnectCount(): number {
+    return this.held.connectCount;
   }
 
   async hasData(): Promise<boolean> {
@@ -551,6 +599,8 @@ export class PostgresServer extends EventEmitter<PgEvents> {
       pid = found.pid;
     }
     this.stopping = true;
+    // A smart shutdown waits for every session to end, the held one included.
+    this.held.close('PostgreSQL is being stopped');
     const started = Date.now();
     this.log.info({ decision: 'stop', mode, pid }, `stopping PostgreSQL (${mode})`);
     const modes: ShutdownMode[] = mode === 'immediate' ? ['immediate'] : [mode, 'immediate'];
@@ -884,6 +934,7 @@ export class PostgresServer extends EventEmitter<PgEvents> {
 
   /** Stop the adopted-process poller (the postmaster itself keeps running). For shutdown of the sitter. */
   detach(): void {
+    this.held.close('the sitter is shutting down');
     this.clearAdopted();
     this.child = null;
   }

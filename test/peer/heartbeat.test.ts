@@ -52,6 +52,15 @@ describe('heartbeat', () => {
     expect(read.writtenAt).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
   });
 
+  it('the heartbeat\'s synchronous_commit = local stays inside its own transaction on the shared connection', async () => {
+    await beat({ writablePrimary: true, online: true, generation: 4 }).tick();
+    // The same held connection serves the sitter's other queries: they must still wait for the sync.
+    const [r] = await pg.query<{ sc: string; pid: number }>("SELECT current_setting('synchronous_commit') AS sc, pg_backend_pid() AS pid");
+    expect(r!.sc).toBe('on');
+    const [again] = await pg.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+    expect(again!.pid).toBe(r!.pid);
+  });
+
   it('touches no user schema: only manatee.heartbeat exists besides the catalogs', async () => {
     const tables = await pg.query<{ t: string }>(
       "SELECT table_schema || '.' || table_name AS t FROM information_schema.tables WHERE table_schema NOT IN ('pg_catalog', 'information_schema')",
@@ -74,14 +83,15 @@ describe('heartbeat', () => {
   it('a write refused by PostgreSQL (read-only) is reported in the status, not thrown', async () => {
     const w = beat({ writablePrimary: true, online: true, generation: 6 });
     await pg.query('ALTER SYSTEM SET default_transaction_read_only = on');
-    await pg.query('SELECT pg_reload_conf()');
+    // reload() waits until the sitter's (held) session has read the new configuration.
+    await pg.reload();
     try {
       const s = await w.tick();
       expect(s.error).toMatch(/read-only transaction/);
       expect(s.lagSeconds).toBeNull();
     } finally {
       await pg.query('ALTER SYSTEM RESET default_transaction_read_only');
-      await pg.query('SELECT pg_reload_conf()');
+      await pg.reload();
     }
     // And the next beat works again, creating the table again if it must.
     const deadline = Date.now() + 10_000;
