@@ -85,6 +85,8 @@ export interface RaftNodeEvents {
   leaderChange: [{ leader: NodeId | null; term: number }];
   applied: [AppliedEntry];
   confChange: [{ change: ConfChange; members: ConfState; index: number }];
+  /** A message sent with sendToLeader() that reached this node while it led (its own included). */
+  leaderMessage: [{ from: NodeId; data: string }];
   error: [Error];
 }
 
@@ -126,6 +128,14 @@ interface SnapshotEnvelope {
 // Proposed data is wrapped so that the proposer recognizes its own command when it is applied
 // (it may have been forwarded to the leader): "m1~<request id>~<data>".
 const ENVELOPE_PREFIX = 'm1~';
+
+// A message to the leader outside the log (sendToLeader: session keepalives, which are leases in
+// etcd's sense and need no entry, fsync or apply on every node). It travels as a term-0 readIndex
+// message whose context carries this prefix, because the transport's set of message types is
+// fixed (src/raft/transport/validate.ts); the receiving node hands it to its listeners and never
+// steps it into the core, so no ReadIndex round is started. A real ReadIndex context (nextRid)
+// never starts with it.
+const LEADER_MESSAGE_PREFIX = 'lm1~';
 
 export function wrapCommand(rid: string, data: string): string {
   return `${ENVELOPE_PREFIX}${rid}~${data}`;
@@ -339,6 +349,29 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
    */
   propose(data: string, opts: { timeoutMs?: number } = {}): Promise<unknown> {
     return this.request('proposal', (rid) => { this.core.propose(wrapCommand(rid, data)); }, opts.timeoutMs);
+  }
+
+  /**
+   * Sends `data` to the current leader outside the log, fire and forget (at most once: a message
+   * lost on the way is not retried). On the leader itself it is delivered locally. The leader
+   * emits 'leaderMessage' with the sender's authenticated id. Throws RaftNoLeaderError or
+   * RaftStoppedError.
+   */
+  sendToLeader(data: string): void {
+    this.assertRunning();
+    const leader = this.core.status().leader;
+    if (leader === null) throw new RaftNoLeaderError(`node ${this.id} knows no leader (term ${this.core.status().term})`);
+    if (leader === this.id) {
+      queueMicrotask(() => { this.deliverLeaderMessage(this.id, data); });
+      return;
+    }
+    this.transport.send([{ type: 'readIndex', from: this.id, to: leader, term: 0, context: `${LEADER_MESSAGE_PREFIX}${data}` }]);
+  }
+
+  private deliverLeaderMessage(from: NodeId, data: string): void {
+    // A node that is not (or no longer) the leader drops it: the sender's view was stale.
+    if (this.state !== 'running' || this.core.status().role !== 'leader') return;
+    this.emit('leaderMessage', { from, data });
   }
 
   /**
@@ -601,6 +634,10 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     if (this.state !== 'running') return;
     for (const m of ms) {
       if (m.to !== this.id) continue;
+      if (m.type === 'readIndex' && m.term === 0 && m.context?.startsWith(LEADER_MESSAGE_PREFIX) === true) {
+        this.deliverLeaderMessage(m.from, m.context.slice(LEADER_MESSAGE_PREFIX.length));
+        continue;
+      }
       try {
         this.core.step(m);
       } catch (err) {

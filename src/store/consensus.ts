@@ -8,6 +8,12 @@ export interface LeaderChange {
   readonly term: number;
 }
 
+/** A session keepalive as the leader received it: `peerId` is the authenticated sender. */
+export interface ReceivedKeepalive {
+  readonly peerId: NodeId;
+  readonly openedIndex: number;
+}
+
 export interface ProposeOptions {
   readonly timeoutMs?: number;
 }
@@ -23,6 +29,15 @@ export interface Consensus {
   propose(data: string, opts?: ProposeOptions): Promise<unknown>;
   /** Resolves when the local state machine has applied everything committed before the call (ReadIndex). */
   read(): Promise<void>;
+  /**
+   * Sends this node's session keepalive (`openedIndex` of its session) to the leader: a message,
+   * not a log entry (leases in etcd's sense). Fire and forget: resolves once handed to the
+   * transport (or, on the leader, delivered locally); rejects with MANATEE_ERR_RAFT_NO_LEADER or
+   * _STOPPED. A keepalive lost on the way is simply not counted.
+   */
+  keepalive(openedIndex: number): Promise<void>;
+  /** Keepalives that reach this node while it is the leader (its own included), with their sender. */
+  onKeepalive(listener: (k: ReceivedKeepalive) => void): () => void;
   isLeader(): boolean;
   leader(): NodeId | null;
   term(): number;

@@ -7,7 +7,7 @@
 import type { StateMachine } from '../raft/state-machine.js';
 import { RaftNoLeaderError, RaftStoppedError } from '../raft/errors.js';
 import type { NodeId } from '../raft/core/types.js';
-import type { Consensus, LeaderChange, ProposeOptions } from './consensus.js';
+import type { Consensus, LeaderChange, ProposeOptions, ReceivedKeepalive } from './consensus.js';
 
 interface LogEntry {
   readonly index: number;
@@ -117,6 +117,7 @@ export class InProcessMember implements Consensus {
   applied: number;
   private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: unknown) => void }>();
   private readonly leaderListeners = new Set<(c: LeaderChange) => void>();
+  private readonly keepaliveListeners = new Set<(k: ReceivedKeepalive) => void>();
   private leaderValue: NodeId | null;
   private termValue: number;
 
@@ -140,6 +141,26 @@ export class InProcessMember implements Consensus {
     } catch (err) {
       return Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }
+  }
+
+  /** Delivered to the leader on a later microtask (a message, not an entry), if it still leads then. */
+  keepalive(openedIndex: number): Promise<void> {
+    if (!this.running) return Promise.reject(new RaftStoppedError());
+    const leader = this.group.leader;
+    if (leader === null) return Promise.reject(new RaftNoLeaderError());
+    const k: ReceivedKeepalive = { peerId: this.id, openedIndex };
+    queueMicrotask(() => { this.group.member(leader).receiveKeepalive(k); });
+    return Promise.resolve();
+  }
+
+  onKeepalive(listener: (k: ReceivedKeepalive) => void): () => void {
+    this.keepaliveListeners.add(listener);
+    return () => this.keepaliveListeners.delete(listener);
+  }
+
+  receiveKeepalive(k: ReceivedKeepalive): void {
+    if (!this.isLeader()) return;
+    for (const l of [...this.keepaliveListeners]) l(k);
   }
 
   async read(): Promise<void> {

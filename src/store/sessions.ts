@@ -1,16 +1,19 @@
 // Session liveness: how the store decides that a peer is gone (DESIGN.md, "Liveness").
 //
-// Design. Keepalives travel through Raft itself, as small `keepalive` entries: each peer's store
-// proposes one every keepaliveIntervalMs (a third of sessionTimeoutMs by default), and Raft
-// forwards a follower's proposal to the leader. This keeps everything in one authenticated
-// channel, with no extra endpoint and no second path to keep consistent; for 3 to 7 peers it is
-// a handful of small entries per second, which snapshots compact away.
+// Design: leases in etcd's sense. What must survive a leader change goes through the Raft log:
+// a session's open, its close and its expiry. A keepalive does not: each peer's store sends one
+// every keepaliveIntervalMs as a message to the Raft leader (RaftNode.sendToLeader, on the same
+// authenticated channel as Raft), which only notes when it heard it. Keepalives used to be log
+// entries: ten a second in a three-peer shard at the defaults, each fsynced, applied and
+// acknowledged on every peer, for a fact that a new leader discards anyway (grace, below). They
+// were half of the sitters' Raft work and took CPU from PostgreSQL (tools/bench/datapath.ts).
+// Entries of that kind that an older version wrote are still applied and counted.
 //
 // Liveness is decided by the Raft leader alone, on its own clock, never by comparing clocks of
 // different hosts: the leader notes the local time at which it applied each session's open and
-// each keepalive, and when a session has been silent for sessionTimeoutMs it proposes an
-// `expireSession` entry. Every node runs this tracker (followers keep it warm), but only the
-// leader acts on it.
+// received each keepalive, and when a session has been silent for sessionTimeoutMs it proposes an
+// `expireSession` entry. Every node runs this tracker, but only the leader hears keepalives and
+// acts on it.
 //
 // Grace. A node that becomes leader (a new term) resets every session's last-seen time to now:
 // each session gets a full sessionTimeoutMs before it can expire, because the new leader cannot
@@ -19,10 +22,11 @@
 // start at now. A connection blip shorter than sessionTimeoutMs therefore changes nothing: the
 // next keepalive that lands refreshes the last-seen time, and no entry is written.
 //
-// Safety of an expiry. The expire entry carries the index of the last keepalive the leader had
-// applied when it decided. If a newer keepalive is committed before the expire entry (keepalives
-// queued behind a slow disk or a slow apply), the expiry is void. A live peer loses its session
-// only if none of its keepalives reached the log for sessionTimeoutMs.
+// Safety of an expiry. The leader expires a session only after sessionTimeoutMs without a keepalive
+// for that session (the same openedIndex), counted on its own clock and from no earlier than its
+// own election. Keepalives no longer wait behind a slow disk: they are not written. An expiry
+// entry committed under this leader's term is the leader's decision, as etcd's lease revoke is;
+// its keepaliveIndex still voids it against a keepalive entry of an older version.
 //
 // Failover budget: a dead peer's session is expired within sessionTimeoutMs + one check interval
 // (sessionTimeoutMs/10, at most 100 ms) + one commit, e.g. about 2.1 s with the default 2 s.

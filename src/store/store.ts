@@ -2,7 +2,7 @@
 // in-process group in tests) and the ClusterStateMachine that the consensus applies entries to.
 //   - reads: getState() (local, possibly stale), readState() (linearizable, ReadIndex);
 //   - writes: putState() (compare-and-set; rejections become typed errors);
-//   - this peer's session: openSession(), keepalive() (sent on a timer once started),
+//   - this peer's session: openSession(), keepalive() (a message to the leader, on a timer once started),
 //     closeSession(); if the session expires anyway, 'sessionExpired' fires and it is reopened;
 //   - the leader's expiry loop (see sessions.ts for the design);
 //   - watches: 'state', 'peers', 'sessionExpired'.
@@ -122,8 +122,14 @@ export class ClusterStore {
     // Liveness is fed by what this node applies, on every node, so that a new leader's tracker
     // knows every session (its times are reset anyway: grace).
     this.unsubscribe.push(
+      // Keepalive entries of older versions, if any are still in the log.
       this.machine.onKeepalive((e) => {
         this.liveness.seen(e.peerId, e.openedIndex, this.now());
+      }),
+      // Keepalives are messages to the leader: only the leader's tracker decides, and only a
+      // keepalive for the session it knows (same openedIndex) counts.
+      this.consensus.onKeepalive((k) => {
+        if (this.machine.session(k.peerId)?.openedIndex === k.openedIndex) this.liveness.seen(k.peerId, k.openedIndex, this.now());
       }),
       this.machine.onPeers((c) => {
         this.onPeersChange(c);
@@ -286,19 +292,24 @@ export class ClusterStore {
   }
 
   /**
-   * One keepalive for this peer's session. Rejects with MANATEE_ERR_STORE_SESSION_EXPIRED if the
-   * session no longer exists (then 'sessionExpired' has fired, and the session is being reopened
-   * when reopenExpiredSession is on), MANATEE_ERR_STORE_NO_SESSION if none was opened.
+   * One keepalive for this peer's session: a message to the Raft leader, not a log entry (see
+   * sessions.ts). Resolves once sent. Rejects with MANATEE_ERR_STORE_SESSION_EXPIRED when this
+   * node has applied a newer session of this peer or its end (then 'sessionExpired' has fired,
+   * and the session is being reopened when reopenExpiredSession is on), MANATEE_ERR_STORE_NO_SESSION
+   * if none was opened, or a Raft error (no leader).
    */
   async keepalive(): Promise<void> {
     const own = this.own;
     if (own === null) throw new StoreError(STORE_ERR.noSession, 'no session is open: call openSession() first');
-    try {
-      await this.propose({ op: 'keepalive', peerId: own.peer.id, openedIndex: own.openedIndex }, this.keepaliveIntervalMs * 2);
-    } catch (err) {
-      if (hasCode(err, STORE_ERR.sessionExpired)) this.ownSessionEnded(own, (err as Error).message);
-      throw err;
+    const applied = this.machine.session(own.peer.id);
+    if (applied?.openedIndex !== own.openedIndex && applied !== undefined) {
+      // A newer session of this peer id was opened (a second sitter with our id, or a restart
+      // that did not tell us): ours is gone, and keeping the newer one alive is not ours to do.
+      const message = `the session of ${own.peer.id} opened at index ${own.openedIndex} no longer exists (a newer one was opened at index ${applied.openedIndex})`;
+      this.ownSessionEnded(own, message);
+      throw new StoreError(STORE_ERR.sessionExpired, message);
     }
+    await this.consensus.keepalive(own.openedIndex);
   }
 
   /** Closes this peer's session: the peer stops being active at once (no wait for expiry). */

@@ -123,6 +123,29 @@ describe('ClusterStore on three RaftNodes', () => {
     expect(sh.store(other).history().map((h) => h.version)).toEqual([1, 2]);
   });
 
+  it('keepalives are messages to the leader, not log entries: sessions live for many timeouts with no entry written', async () => {
+    const sh = await makeShard(['a', 'b', 'c']);
+    await sh.leader();
+    for (const id of ['a', 'b', 'c']) await sh.store(id).openSession(peer(id));
+    await waitFor('three active peers everywhere', () => ['a', 'b', 'c'].every((id) => activeIds(sh.store(id)).length === 3), {
+      timeoutMs: 10_000,
+      intervalMs: 25,
+    });
+    const applied: string[] = [];
+    const heard = new Map<string, number>();
+    for (const m of sh.members.values()) {
+      m.node!.on('applied', (e) => applied.push(e.data));
+      m.node!.on('leaderMessage', (msg) => heard.set(msg.from, (heard.get(msg.from) ?? 0) + 1));
+    }
+    const until = Date.now() + 4 * SESSION_TIMEOUT_MS;
+    await waitFor('4 session timeouts', () => Date.now() >= until, { timeoutMs: 20_000, intervalMs: 50 });
+    for (const id of ['a', 'b', 'c']) expect(activeIds(sh.store(id))).toEqual(['a', 'b', 'c']);
+    // Keepalives every sessionTimeoutMs/3 from each peer reached the leader (whoever led)...
+    for (const id of ['a', 'b', 'c']) expect(heard.get(id) ?? 0).toBeGreaterThanOrEqual(6);
+    // ...and none of them is in the log (an election's empty entry may be).
+    expect(applied.filter((d) => d.includes('"op":"keepalive"'))).toEqual([]);
+  });
+
   it('expires the session of a peer that stops sending keepalives, and no other', async () => {
     const sh = await makeShard(['a', 'b', 'c']);
     await sh.leader();

@@ -286,6 +286,22 @@ describe('expiry by the leader', () => {
     expect({ state: sh.s('a').getState(), sessions: sh.s('a').sessions() }).toEqual(before);
   });
 
+  it('counts only keepalives for the session the leader knows (same openedIndex), and only on the leader', async () => {
+    const sh = shard();
+    await openAll(sh, [a, b]);
+    await sh.s('a').checkSessions();
+    const stale = sh.s('b').session()!.openedIndex + 1000;
+    for (let t = 0; t < 4; t++) {
+      sh.clock.advance(250);
+      await sh.group.member('b').keepalive(stale); // not b's session: ignored
+      await beat(sh, ['a']);
+    }
+    expect(await sh.s('a').checkSessions()).toEqual(['b']);
+    // No log entry was written for any of these keepalives: only the open of two sessions and b's expiry.
+    await sh.group.settle();
+    expect(sh.group.lastIndex).toBe(3);
+  });
+
   it('does not expire the new incarnation of a restarted peer', async () => {
     const sh = shard();
     await openAll(sh, [a, b]);
