@@ -9,7 +9,6 @@
 // Time comes from an injected clock (`now`), so tests drive it.
 import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';
-import { hasCode } from '../errors.js';
 import {
   COMMAND_BYTES_MAX,
   encodeCommand,
