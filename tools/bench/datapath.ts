@@ -13,12 +13,14 @@
 // With --patroni (Debian packages patroni and python3-pysyncobj) it then runs a Patroni cluster with
 // synchronous_mode on the same machine the same way (Patroni running vs paused) and prints both ratios.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { SitterStatus } from '../../src/peer/status.js';
+import { readRecord, type ClusterRecord, type RecordedProcess } from '../lib/dev-record.js';
+import { isRunning } from '../lib/processes.js';
 import { PatroniCluster, patroniInstalled, type PatroniSettings } from './patroni.js';
 import { CounterReader, initialise, median, runPgbench, type PgbenchResult, type PgTarget, type ServerCounters } from './pgbench.js';
 
@@ -189,15 +191,18 @@ function summarise(name: string, all: readonly Round[]): Summary[] {
 
 // ---------------------------------------------------------------- Manatee's dev shard
 
-interface ClusterRecord {
-  readonly superuserPassword: string;
-  readonly peers: { id: string; apiUrl: string; pgPort: number }[];
-  readonly sitterPids: Record<string, number>;
+function record(): ClusterRecord | null {
+  return readRecord(clusterDir);
 }
 
-function readRecord(): ClusterRecord | null {
-  const p = join(clusterDir, 'cluster.json');
-  return existsSync(p) ? (JSON.parse(readFileSync(p, 'utf8')) as ClusterRecord) : null;
+/** The dev shard's sitters that run now (the newest recorded one of each peer). */
+function runningSitters(r: ClusterRecord): RecordedProcess[] {
+  const out: RecordedProcess[] = [];
+  for (const p of r.peers) {
+    const s = r.processes.filter((x) => x.kind === 'sitter' && x.peer === p.id).at(-1);
+    if (s !== undefined && isRunning(s)) out.push(s);
+  }
+  return out;
 }
 
 function devCluster(cmd: 'up' | 'down'): void {
@@ -215,6 +220,8 @@ async function fetchStatus(apiUrl: string): Promise<SitterStatus | null> {
 }
 
 function manateeSystem(rec: ClusterRecord): System {
+  const sitters = runningSitters(rec);
+  if (sitters.length !== rec.peers.length) throw new Error(`only ${sitters.length} of the dev shard's ${rec.peers.length} sitters run`);
   const target = (port: number): PgTarget => ({ host: '127.0.0.1', port, user: 'postgres', password: rec.superuserPassword, database: 'postgres' });
   let generation: number | null = null;
   let primaryId: string | null = null;
@@ -239,7 +246,7 @@ function manateeSystem(rec: ClusterRecord): System {
       return target(peer.pgPort);
     },
     servers: () => rec.peers.map((p) => target(p.pgPort)),
-    managerPids: () => Object.values(rec.sitterPids),
+    managerPids: () => sitters.map((x) => x.pid),
     async settle() {
       const s = await writablePrimary(120_000);
       const g = s.state?.generation ?? null;
@@ -279,7 +286,8 @@ async function main(): Promise<void> {
   let manatee: Summary[] | null = null;
   if (!values['no-manatee']) {
     let started = false;
-    if (readRecord() === null || !Object.values(readRecord()?.sitterPids ?? {}).every((pid) => { try { process.kill(pid, 0); return true; } catch { return false; } })) {
+    const existing = record();
+    if (existing === null || runningSitters(existing).length !== existing.peers.length) {
       console.log('starting the dev shard (tools/dev-cluster up)');
       devCluster('up');
       started = true;
@@ -287,7 +295,7 @@ async function main(): Promise<void> {
       console.log('using the running dev shard');
     }
     try {
-      const rec = readRecord();
+      const rec = record();
       if (rec === null) throw new Error(`no ${clusterDir}/cluster.json after tools/dev-cluster up`);
       manatee = summarise('manatee (3 sitters, defaults)', await runRounds(manateeSystem(rec)));
     } finally {
