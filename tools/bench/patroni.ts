@@ -28,7 +28,8 @@ export interface PatroniNode {
 export function patroniInstalled(): boolean {
   if (!existsSync(PATRONI_BIN)) return false;
   try {
-    execFileSync('python3', ['-c', 'import pysyncobj'], { stdio: 'ignore' });
+    // The interpreter patroni's own script names (#!/usr/bin/python3), not whatever python3 is first in PATH.
+    execFileSync('/usr/bin/python3', ['-c', 'import pysyncobj'], { stdio: 'ignore' });
     return true;
   } catch {
     return false;
@@ -125,7 +126,8 @@ export class PatroniCluster {
           const members = body.members ?? [];
           last = members.map((m) => `${m.name}=${m.role}/${m.state}`).join(' ');
           const leader = members.find((m) => m.role === 'leader' && m.state === 'running');
-          const sync = members.find((m) => m.role === 'sync_standby' && m.state === 'streaming');
+          // Patroni 3.0 says "running" for a replica that streams; later versions say "streaming".
+          const sync = members.find((m) => m.role === 'sync_standby' && (m.state === 'streaming' || m.state === 'running'));
           if (leader !== undefined && sync !== undefined) {
             const node = this.nodes.find((x) => x.name === leader.name);
             if (node !== undefined) return node;
