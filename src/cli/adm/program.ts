@@ -5,6 +5,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { ManateeError } from '../../errors.js';
 import { PROMOTE_EXPIRE_MS_MAX, PROMOTE_EXPIRE_MS_MIN, type OnwmMode } from '../../peer/admin.js';
 import { AdmClient, AdmError } from './client.js';
+import { addCertsCommands } from './certs.js';
 import {
   historyColumns,
   HISTORY_COLUMNS,
@@ -283,6 +284,8 @@ function buildProgram(io: AdmIo): Command {
       }
       changed(await client(cmd).setOnwm(mode), opts.json);
     });
+
+  addCertsCommands(program, io);
 
   return program;
 }
