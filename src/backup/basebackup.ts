@@ -63,7 +63,7 @@ export class BasebackupBackend implements BackupBackend {
         // (a standby started as primary by crash recovery), and the target's diverged WAL would stay.
         const formerPrimary = (await this.pg.standbyDataDir()) === null;
         const r = await pgRewind(this.pg, {
-          sourceConninfo: endpointConninfo(endpoint, this.passfileField(endpoint)),
+          sourceConninfo: endpointConninfo(endpoint, this.sourceFields(endpoint)),
           ...(endpoint.password !== null ? { password: endpoint.password } : {}),
           logger: this.log,
           signal: opts.signal,
@@ -94,9 +94,12 @@ export class BasebackupBackend implements BackupBackend {
     return result;
   }
 
-  /** libpq reads the shard's replication password from the local passfile unless the URL has one. */
-  private passfileField(e: PgEndpoint): Record<string, string> {
-    return e.password === null ? { passfile: this.pg.passfile } : {};
+  /**
+   * libpq reads the shard's replication password from the local passfile unless the URL has one,
+   * and reaches the source over TLS, checking its certificate (sslmode=verify-full).
+   */
+  private sourceFields(e: PgEndpoint): Record<string, string> {
+    return { ...(e.password === null ? { passfile: this.pg.passfile } : {}), ...this.pg.peerConninfoTls() };
   }
 
   private async stopLocal(): Promise<void> {
@@ -145,7 +148,7 @@ export class BasebackupBackend implements BackupBackend {
     const r = await runTool(this.pg.binaries.pgBasebackup, [
       '-D', tmp, '-X', 'stream', '--progress', '--checkpoint=fast', '--no-password', '--no-manifest',
       ...(this.opts.maxRateKbPerSec !== undefined ? [`--max-rate=${this.opts.maxRateKbPerSec}k`] : []),
-      '-d', endpointConninfo(endpoint, { ...this.passfileField(endpoint), application_name: 'manatee-basebackup' }),
+      '-d', endpointConninfo(endpoint, { ...this.sourceFields(endpoint), application_name: 'manatee-basebackup' }),
     ], {
       user: this.pg.user,
       env: endpoint.password !== null ? { PGPASSWORD: endpoint.password } : {},

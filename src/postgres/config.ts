@@ -7,7 +7,7 @@
 //                            Settings here win over manatee.conf.
 //   manatee-enforced.conf    Manatee-owned, included LAST: the settings that Manatee's safety and
 //                            its own connections rely on (role, synchronous_standby_names,
-//                            read-only, listen address, socket). An operator cannot override
+//                            read-only, listen address, socket, TLS). An operator cannot override
 //                            them by accident in the overrides file.
 //   pg_hba.conf              Manatee-owned.
 //   standby.signal           present only for the standby role.
@@ -145,6 +145,30 @@ export type RenderedRole =
   | { readonly role: 'standby'; readonly upstreamHost: string; readonly upstreamPort: number; readonly applicationName: string }
   | { readonly role: 'stopped' };
 
+/** The TLS files PostgreSQL and its client tools use: copies in the run directory, readable by the OS user only. */
+export interface PgTlsPaths {
+  readonly caFile: string;
+  readonly certFile: string;
+  readonly keyFile: string;
+}
+
+export const TLS_MIN_PROTOCOL = 'TLSv1.3';
+
+/**
+ * libpq settings of a connection to another peer: TLS 1.3, the server's certificate checked
+ * against the shard's CA and the host name dialled (verify-full), and this peer's certificate
+ * presented (the peers' pg_hba lines ask for one).
+ */
+export function libpqTls(tls: PgTlsPaths): Record<string, string> {
+  return {
+    sslmode: 'verify-full',
+    sslrootcert: tls.caFile,
+    sslcert: tls.certFile,
+    sslkey: tls.keyFile,
+    ssl_min_protocol_version: TLS_MIN_PROTOCOL,
+  };
+}
+
 export interface EnforcedConfigInput {
   readonly listenAddress: string;
   readonly port: number;
@@ -152,6 +176,8 @@ export interface EnforcedConfigInput {
   readonly passfile: string;
   readonly replicationUser: string;
   readonly role: RenderedRole;
+  /** null: no TLS (ssl = off), only for a server that no other peer connects to. */
+  readonly tls: PgTlsPaths | null;
 }
 
 /** `"peer-1"`: a standby name quoted for synchronous_standby_names. */
@@ -169,7 +195,15 @@ export function renderEnforcedConf(input: EnforcedConfigInput): string {
     unix_socket_permissions: '0700',
     hot_standby: true,
     recovery_target_timeline: 'latest',
+    ssl: input.tls !== null,
   };
+  if (input.tls !== null) {
+    settings['ssl_cert_file'] = input.tls.certFile;
+    settings['ssl_key_file'] = input.tls.keyFile;
+    // Clients that present a certificate (the peers) are checked against the shard's CA.
+    settings['ssl_ca_file'] = input.tls.caFile;
+    settings['ssl_min_protocol_version'] = TLS_MIN_PROTOCOL;
+  }
   if (r.role === 'primary') {
     // default_transaction_read_only is only a default: a client can SET it off or BEGIN READ
     // WRITE. It makes ordinary writes fail fast before the sync has caught up. The guarantee that
@@ -191,6 +225,7 @@ export function renderEnforcedConf(input: EnforcedConfigInput): string {
         passfile: input.passfile,
         application_name: r.applicationName,
         connect_timeout: 5,
+        ...(input.tls === null ? {} : libpqTls(input.tls)),
       });
     } else {
       settings['primary_conninfo'] = '';
@@ -205,22 +240,38 @@ export function renderEnforcedConf(input: EnforcedConfigInput): string {
 export interface HbaInput {
   readonly superuser: string;
   readonly replicationUser: string;
+  /** The peers' own addresses (networks.ts hostAddress): replication, pg_rewind, the sitters' checks. */
+  readonly peerAddresses: readonly string[];
+  /** Networks of clients (applications), any role but the superuser and the replication role. */
   readonly clientCidrs: readonly string[];
+  /** TLS on: every network line is hostssl, and the replication role must present a certificate of the shard's CA. */
+  readonly tls: boolean;
 }
 
 export function renderHba(input: HbaInput): string {
+  const host = input.tls ? 'hostssl' : 'host';
+  // The replication role is the shard's: with TLS it must also hold a peer certificate.
+  const peerAuth = input.tls ? 'scram-sha-256  clientcert=verify-ca' : 'scram-sha-256';
   const lines = [
     '# Managed by Manatee. Never "trust" for the network.',
+    input.tls ? '# TLS only: there is no "host" line, so a connection without TLS matches nothing and is refused.' : '# TLS is off.',
     '# TYPE  DATABASE     USER   ADDRESS  METHOD',
     // The socket directory is mode 0700: only root (the sitter) and the PostgreSQL user reach it.
     `local   all          ${input.superuser}   trust`,
     `local   replication  ${input.superuser}   trust`,
     'local   all          all   scram-sha-256',
+    '# The peers: streaming replication, pg_basebackup, pg_rewind, the sitters\' checks; the superuser from a peer\'s machine.',
   ];
-  for (const cidr of input.clientCidrs) {
-    lines.push(`host    replication  ${input.replicationUser}  ${cidr}  scram-sha-256`);
-    lines.push(`host    all          all  ${cidr}  scram-sha-256`);
+  for (const addr of input.peerAddresses) {
+    lines.push(`${host} replication  ${input.replicationUser}  ${addr}  ${peerAuth}`);
+    lines.push(`${host} all          ${input.replicationUser}  ${addr}  ${peerAuth}`);
+    lines.push(`${host} all          ${input.superuser}  ${addr}  scram-sha-256`);
   }
+  lines.push('# From anywhere else, neither the superuser nor the replication role.');
+  lines.push(`${host} all          ${input.superuser},${input.replicationUser}  all  reject`);
+  lines.push(`${host} replication  all  all  reject`);
+  lines.push('# Clients (postgres.clientCidrs; by default the peers\' subnets).');
+  for (const cidr of input.clientCidrs) lines.push(`${host} all          all  ${cidr}  scram-sha-256`);
   return `${lines.join('\n')}\n`;
 }
 
@@ -228,4 +279,5 @@ export function renderHba(input: HbaInput): string {
 export const ENFORCED_KEYS = [
   'listen_addresses', 'port', 'unix_socket_directories', 'unix_socket_permissions', 'hot_standby',
   'recovery_target_timeline', 'default_transaction_read_only', 'synchronous_standby_names', 'primary_conninfo',
+  'ssl', 'ssl_cert_file', 'ssl_key_file', 'ssl_ca_file', 'ssl_min_protocol_version',
 ] as const;

@@ -7,6 +7,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { chown, mkdir, open, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import type { ConnectionOptions } from 'node:tls';
 import { basename, dirname, join } from 'node:path';
 import pg from 'pg';
 import type { Logger } from '../log.js';
@@ -15,9 +16,11 @@ import { findPgBinaries, type PgBinaries } from './binaries.js';
 import {
   ENFORCED_KEYS, FILE_ENFORCED_CONF, FILE_HBA_CONF, FILE_MANATEE_CONF, FILE_OVERRIDES_CONF, FILE_POSTGRESQL_CONF,
   FILE_STANDBY_SIGNAL, NO_SYNC_PLACEHOLDER, OVERRIDES_TEMPLATE, passfileLine, quoteStandbyName, renderEnforcedConf,
-  renderHba, renderManateeConf, renderPostgresqlConf, validatePeerId, type ConfValue, type PgRole, type RenderedRole,
+  libpqTls, renderHba, renderManateeConf, renderPostgresqlConf, validatePeerId, TLS_MIN_PROTOCOL, type ConfValue, type PgRole,
+  type PgTlsPaths, type RenderedRole,
 } from './config.js';
 import { HeldConnection } from './connection.js';
+import { hostAddress, normalizeCidr, peerSubnets } from './networks.js';
 import { PgError } from './errors.js';
 import { describeRun, runTool } from './exec.js';
 import { ensureOwnedDir, resolveOsUser, spawnIdentity, type OsUser } from './os-user.js';
@@ -51,7 +54,19 @@ export interface PostgresServerOptions {
   /** The role that standbys, pg_basebackup and pg_rewind use. Default `replicator`. */
   readonly replicationUser?: string;
   readonly replicationPassword: string;
-  /** Networks allowed to connect (scram-sha-256 always). Default: every IPv4 and IPv6 address. */
+  /**
+   * The shard's CA, this peer's certificate and key (src/tls checks them). PostgreSQL serves TLS 1.3
+   * only, every network line of pg_hba.conf is hostssl, and connections to other peers
+   * (primary_conninfo, pg_basebackup, pg_rewind) check the server with sslmode=verify-full. Without
+   * it, TLS is off: only for a server no other machine reaches.
+   */
+  readonly tls?: { readonly caFile: string; readonly certFile: string; readonly keyFile: string };
+  /**
+   * The peers' hosts (this one included): the only addresses the replication role and the
+   * superuser may connect from. Kept current with setPeerHosts(). Default: listenAddress.
+   */
+  readonly peerHosts?: readonly string[];
+  /** Networks that clients may connect from (scram-sha-256 always). Default: the peers' subnets (networks.ts). */
   readonly clientCidrs?: readonly string[];
   /** Default 1GB: how much WAL a primary keeps for standbys that fall behind. */
   readonly walKeepSize?: string;
@@ -127,6 +142,11 @@ export class PostgresServer extends EventEmitter<PgEvents> {
   private readonly stderrTail = new LineRing(40);
   /** The sitter's own queries share this one connection (see query()). */
   private readonly held: HeldConnection;
+  /** pg_hba.conf's peer addresses, sorted (setPeerHosts). */
+  private peerAddresses: readonly string[];
+  private readonly peerHostList: string[];
+  /** Where PostgreSQL and its client tools find the TLS files (copies owned by the OS user), or null. */
+  readonly tlsPaths: PgTlsPaths | null;
 
   private constructor(
     private readonly opts: PostgresServerOptions,
@@ -151,6 +171,10 @@ export class PostgresServer extends EventEmitter<PgEvents> {
         else this.log.debug({ decision: 'held-connection-dropped', reason: e.reason }, `dropped the sitter's held connection: ${e.reason}`);
       },
     });
+    this.peerHostList = [...new Set(opts.peerHosts ?? [opts.listenAddress])].sort();
+    this.peerAddresses = [...new Set(this.peerHostList.map(hostAddress))].sort();
+    const tlsDir = join(this.runDir, 'tls');
+    this.tlsPaths = opts.tls === undefined ? null : { caFile: join(tlsDir, 'ca.crt'), certFile: join(tlsDir, 'peer.crt'), keyFile: join(tlsDir, 'peer.key') };
   }
 
   /**
@@ -172,6 +196,8 @@ export class PostgresServer extends EventEmitter<PgEvents> {
     if (opts.superuserPassword !== undefined && /[\n\r\0]/.test(opts.superuserPassword)) {
       throw new PgError('MANATEE_ERR_PG_INVALID_OPTION', 'superuserPassword: expected a single line');
     }
+    for (const h of opts.peerHosts ?? [opts.listenAddress]) hostAddress(h);
+    for (const c of opts.clientCidrs ?? []) normalizeCidr(c);
     const runDir = opts.runDir ?? `${opts.dataDir}.run`;
     const socketPath = join(runDir, `.s.PGSQL.${opts.port}`);
     if (Buffer.byteLength(socketPath) > SOCKET_PATH_MAX) {
@@ -291,11 +317,90 @@ export class PostgresServer extends EventEmitter<PgEvents> {
     await rename(tmp, path);
   }
 
-  /** Create the run directory (sockets, logs, passfile) owned by the OS user. Idempotent. */
+  /** Create the run directory (sockets, logs, passfile, TLS files) owned by the OS user. Idempotent. */
   async prepareRunDir(): Promise<void> {
     await ensureOwnedDir(this.runDir, this.user, 'run directory');
     await ensureOwnedDir(this.logDir, this.user, 'log directory');
     await this.writeOwned(this.passfile, passfileLine(this.replicationUser, this.opts.replicationPassword));
+    await this.installTlsFiles();
+  }
+
+  /**
+   * Copies the TLS files where PostgreSQL (as its OS user) may read them: it refuses a key that
+   * others can read, and the sitter's own copy may belong to root.
+   */
+  private async installTlsFiles(): Promise<void> {
+    const src = this.opts.tls;
+    const dst = this.tlsPaths;
+    if (src === undefined || dst === null) return;
+    await ensureOwnedDir(dirname(dst.caFile), this.user, 'TLS directory');
+    const read = async (path: string, what: string): Promise<string> => {
+      try {
+        return await readFile(path, 'utf8');
+      } catch (err) {
+        throw new PgError('MANATEE_ERR_PG_INVALID_OPTION', `cannot read the ${what} ${path} for PostgreSQL: ${errText(err)}`, { cause: err });
+      }
+    };
+    await this.writeOwned(dst.caFile, await read(src.caFile, 'CA certificate'));
+    await this.writeOwned(dst.certFile, await read(src.certFile, 'certificate'));
+    await this.writeOwned(dst.keyFile, await read(src.keyFile, 'private key'));
+  }
+
+  /**
+   * A certificate replaced on disk (the sitter's SIGHUP): copy the files again and reload, so
+   * that new connections use it. Open replication connections keep their session.
+   */
+  async reloadTls(): Promise<void> {
+    if (this.opts.tls === undefined) return;
+    await this.prepareRunDir();
+    if (this.running) await this.reload();
+    this.log.info({ decision: 'tls-reloaded', reason: 'the TLS files were reloaded' }, 'PostgreSQL reloaded its TLS files');
+  }
+
+  /**
+   * The peers' hosts changed (the cluster state, the active peers): pg_hba.conf admits the
+   * replication role and the superuser from exactly these, and is reloaded. Returns whether
+   * anything changed.
+   */
+  async setPeerHosts(hosts: readonly string[]): Promise<boolean> {
+    const list = [...new Set(hosts)].sort();
+    const addresses = [...new Set(list.map(hostAddress))].sort();
+    if (addresses.join(' ') === this.peerAddresses.join(' ')) return false;
+    this.peerHostList.splice(0, this.peerHostList.length, ...list);
+    this.peerAddresses = addresses;
+    if (!(await this.hasData())) return true;
+    await this.writeHba();
+    this.log.info({ decision: 'pg-hba-peers', peers: addresses, clientCidrs: this.clientCidrs() }, 'pg_hba.conf: the peers changed');
+    if (this.running) await this.reload();
+    return true;
+  }
+
+  /** The client networks: configured, or the peers' subnets. */
+  clientCidrs(): string[] {
+    return this.opts.clientCidrs !== undefined ? this.opts.clientCidrs.map((c) => normalizeCidr(c)) : peerSubnets(this.peerHostList);
+  }
+
+  private async writeHba(): Promise<void> {
+    await this.writeOwned(join(this.dataDir, FILE_HBA_CONF), renderHba({
+      superuser: this.superuser,
+      replicationUser: this.replicationUser,
+      peerAddresses: this.peerAddresses,
+      clientCidrs: this.clientCidrs(),
+      tls: this.tlsPaths !== null,
+    }));
+  }
+
+  /** libpq settings for a connection to another peer's PostgreSQL (pg_basebackup, pg_rewind): TLS, verify-full. */
+  peerConninfoTls(): Record<string, string> {
+    return this.tlsPaths === null ? {} : libpqTls(this.tlsPaths);
+  }
+
+  /** node-postgres `ssl` for a connection to another peer's PostgreSQL: the CA checks it, this peer's certificate is shown. */
+  async peerClientSsl(): Promise<ConnectionOptions | false> {
+    const t = this.opts.tls;
+    if (t === undefined) return false;
+    const [ca, cert, key] = await Promise.all([readFile(t.caFile, 'utf8'), readFile(t.certFile, 'utf8'), readFile(t.keyFile, 'utf8')]);
+    return { ca, cert, key, minVersion: TLS_MIN_PROTOCOL, rejectUnauthorized: true };
   }
 
   /** The data directory exists, belongs to the OS user and holds a cluster. */
@@ -339,12 +444,9 @@ export class PostgresServer extends EventEmitter<PgEvents> {
       passfile: this.passfile,
       replicationUser: this.replicationUser,
       role,
+      tls: this.tlsPaths,
     }));
-    await this.writeOwned(join(d, FILE_HBA_CONF), renderHba({
-      superuser: this.superuser,
-      replicationUser: this.replicationUser,
-      clientCidrs: this.opts.clientCidrs ?? ['0.0.0.0/0', '::/0'],
-    }));
+    await this.writeHba();
     const signal = join(d, FILE_STANDBY_SIGNAL);
     if (role.role === 'standby') await this.writeOwned(signal, '');
     else if (!keepStandbySignal) await rm(signal, { force: true });

@@ -1,17 +1,21 @@
 // Real PostgreSQL 15 clusters for tests: a temp directory (traversable by the postgres OS user),
 // a free port, a PostgresServer on it, and cleanup that stops every server it made (by pid) and
-// removes the directory, even when the test failed.
+// removes the directory, even when the test failed. Every server has TLS, as in a shard: a
+// certificate for its name from the sandbox's own CA (made on first use).
 import pg from 'pg';
 import { makeTmpDir } from './tmp.js';
 import { freePort, waitFor } from './wait.js';
 import { PostgresServer, type PostgresServerOptions } from '../../src/postgres/index.js';
 import { silentLogger, type Logger } from '../../src/log.js';
+import { makeTestCa, type TestCa } from './certs.js';
 
 export const TEST_REPL_PASSWORD = 'repl-secret';
 export const TEST_SUPER_PASSWORD = 'super-secret';
 
 export interface PgSandbox {
   readonly dir: string;
+  /** The CA that issued the servers' certificates. */
+  ca(): Promise<TestCa>;
   /** A PostgresServer on a fresh port with data in `<dir>/<name>`; not initialized. */
   server(name: string, extra?: Partial<PostgresServerOptions>): Promise<PostgresServer>;
   /** initdb + start as an ONWM (writable) primary. */
@@ -22,10 +26,14 @@ export interface PgSandbox {
 export async function makePgSandbox(prefix: string, logger: Logger = silentLogger()): Promise<PgSandbox> {
   const tmp = await makeTmpDir(prefix);
   const servers: PostgresServer[] = [];
+  let ca: Promise<TestCa> | null = null;
   const sandbox: PgSandbox = {
     dir: tmp.path,
+    ca: () => (ca ??= makeTestCa(`${tmp.path}/certs`)),
     async server(name, extra = {}) {
+      const tls = extra.tls ?? await (await sandbox.ca()).peer(name);
       const s = await PostgresServer.open({
+        tls,
         dataDir: `${tmp.path}/${name}`,
         listenAddress: '127.0.0.1',
         port: await freePort(),

@@ -6,7 +6,8 @@ import { parseProgressLine, ProgressTracker, lineSplitter } from '../../src/post
 import { parsePgUrl } from '../../src/postgres/url.js';
 import { hasCode } from '../../src/errors.js';
 
-const base = { listenAddress: '127.0.0.1', port: 6000, runDir: '/run/m', passfile: '/run/m/pgpass', replicationUser: 'replicator' };
+const base = { listenAddress: '127.0.0.1', port: 6000, runDir: '/run/m', passfile: '/run/m/pgpass', replicationUser: 'replicator', tls: null };
+const tls = { caFile: '/run/m/tls/ca.crt', certFile: '/run/m/tls/peer.crt', keyFile: '/run/m/tls/peer.key' };
 
 describe('configuration rendering', () => {
   it('postgresql.conf includes Manatee defaults, then the operator overrides, then the enforced settings', () => {
@@ -28,10 +29,32 @@ describe('configuration rendering', () => {
     expect(t).toContain("default_transaction_read_only = on");
   });
 
-  it('pg_hba.conf never trusts the network', () => {
-    const t = renderHba({ superuser: 'postgres', replicationUser: 'replicator', clientCidrs: ['0.0.0.0/0', '::/0'] });
-    for (const line of t.split('\n').filter((l) => l.startsWith('host'))) expect(line).toMatch(/scram-sha-256$/);
-    expect(t).toMatch(/host\s+replication\s+replicator\s+0\.0\.0\.0\/0\s+scram-sha-256/);
+  it('with TLS, PostgreSQL serves TLS 1.3 with the peer certificate, and a standby checks its upstream (verify-full)', () => {
+    const t = renderEnforcedConf({ ...base, tls, role: { role: 'standby', upstreamHost: '10.0.0.2', upstreamPort: 6010, applicationName: 'peer-b' } });
+    expect(t).toContain('ssl = on');
+    expect(t).toContain("ssl_cert_file = '/run/m/tls/peer.crt'");
+    expect(t).toContain("ssl_key_file = '/run/m/tls/peer.key'");
+    expect(t).toContain("ssl_ca_file = '/run/m/tls/ca.crt'");
+    expect(t).toContain("ssl_min_protocol_version = 'TLSv1.3'");
+    expect(t).toContain("sslmode=''verify-full'' sslrootcert=''/run/m/tls/ca.crt'' sslcert=''/run/m/tls/peer.crt'' sslkey=''/run/m/tls/peer.key'' ssl_min_protocol_version=''TLSv1.3''");
+    expect(renderEnforcedConf({ ...base, role: { role: 'stopped' } })).toContain('ssl = off');
+  });
+
+  it('pg_hba.conf never trusts the network; with TLS every network line is hostssl and the replication role needs a peer certificate', () => {
+    const t = renderHba({ superuser: 'postgres', replicationUser: 'replicator', peerAddresses: ['10.0.0.1/32', '10.0.0.2/32'], clientCidrs: ['10.0.0.0/24'], tls: true });
+    const network = t.split('\n').filter((l) => /^host/.test(l));
+    for (const line of network) expect(line).toMatch(/^hostssl .*(scram-sha-256( +clientcert=verify-ca)?|reject)$/);
+    expect(t).toMatch(/^hostssl replication +replicator +10\.0\.0\.2\/32 +scram-sha-256 +clientcert=verify-ca$/m);
+    expect(t).toMatch(/^hostssl all +replicator +10\.0\.0\.1\/32 +scram-sha-256 +clientcert=verify-ca$/m);
+    expect(t).toMatch(/^hostssl all +postgres +10\.0\.0\.1\/32 +scram-sha-256$/m);
+    // The superuser and the replication role from anywhere else: refused before any client line can admit them.
+    const reject = network.findIndex((l) => /postgres,replicator +all +reject$/.test(l));
+    const client = network.findIndex((l) => /^hostssl all +all +10\.0\.0\.0\/24 +scram-sha-256$/.test(l));
+    expect(reject).toBeGreaterThan(0);
+    expect(client).toBeGreaterThan(reject);
+    expect(t).not.toContain('0.0.0.0/0');
+    const plain = renderHba({ superuser: 'postgres', replicationUser: 'replicator', peerAddresses: ['127.0.0.1/32'], clientCidrs: [], tls: false });
+    expect(plain).toMatch(/^host replication +replicator +127\.0\.0\.1\/32 +scram-sha-256$/m);
   });
 
   it('quotes values for postgresql.conf, conninfo and passfiles', () => {

@@ -1,5 +1,5 @@
 // Two real PostgreSQL 15 servers, a (peer-a) and b (peer-b), through a whole Manatee story:
-// b bootstraps from a; a stays read-only until b has caught up; synchronous replication holds
+// b bootstraps from a (pg_basebackup over TLS); a stays read-only until b has caught up; synchronous replication holds
 // while b is down; b is promoted; a diverges, is rewound, and then follows b.
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -56,6 +56,11 @@ describe('replication between two peers', () => {
     const rows = await a.replicationStatus();
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({ applicationName: 'peer-b', state: 'streaming', syncState: 'sync' });
+    // The stream runs over TLS 1.3, and b showed its peer certificate (pg_hba's clientcert).
+    const ssl = await a.query<{ ssl: boolean; version: string; client_dn: string | null }>(
+      'SELECT s.ssl, s.version, s.client_dn FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid)');
+    expect(ssl).toEqual([{ ssl: true, version: 'TLSv1.3', client_dn: '/CN=b' }]);
+    expect(await b.show('primary_conninfo')).toMatch(/sslmode='?verify-full/);
     const pos = await b.walPositions();
     expect(pos.inRecovery).toBe(true);
     expect(pos.receiveLsn).not.toBeNull();
