@@ -25,6 +25,9 @@ export function watchRoutes(deps: ApiDeps, limits: ApiLimits): FastifyPluginAsyn
   // eslint-disable-next-line @typescript-eslint/require-await -- fastify plugins are async functions
   return async (app) => {
     const open = new Set<ServerResponse>();
+    // Streams counted from the moment they pass the check: the check and the count must not be
+    // separated by an await (the initial read), or every request in flight passes the check.
+    let slots = 0;
     const log = deps.logger;
 
     // Before the server closes (it waits for open connections): end every stream.
@@ -40,7 +43,14 @@ export function watchRoutes(deps: ApiDeps, limits: ApiLimits): FastifyPluginAsyn
         response: { 200: { type: 'string', description: 'text/event-stream: events "state" ({state, version}) and "peers" ({peers})' }, '4xx': errorBodySchema, '5xx': errorBodySchema },
       },
     }, async (req, reply) => {
-      if (open.size >= limits.watchersMax) throw new TooManyWatchersError(limits.watchersMax);
+      if (slots >= limits.watchersMax) throw new TooManyWatchersError(limits.watchersMax);
+      slots += 1;
+      let released = false;
+      const release = (): void => {
+        if (released) return;
+        released = true;
+        slots -= 1;
+      };
       // Subscribe first, read second: a change committed in between is buffered, not lost.
       const early: WatchEvent[] = [];
       let live: ((e: WatchEvent) => void) | null = null;
@@ -56,10 +66,18 @@ export function watchRoutes(deps: ApiDeps, limits: ApiLimits): FastifyPluginAsyn
         initial = await deps.state();
       } catch (err) {
         unsubscribe();
+        release();
         throw err;
       }
       const res = reply.raw;
       reply.hijack();
+      if (res.destroyed || req.raw.destroyed) {
+        // The client left during the read: its 'close' has been emitted already, nobody would free the slot.
+        unsubscribe();
+        release();
+        res.destroy();
+        return;
+      }
       res.writeHead(200, {
         'content-type': 'text/event-stream; charset=utf-8',
         'cache-control': 'no-cache',
@@ -76,6 +94,7 @@ export function watchRoutes(deps: ApiDeps, limits: ApiLimits): FastifyPluginAsyn
         clearInterval(keepalive);
         unsubscribe();
         open.delete(res);
+        release();
         if (why !== null) log.warn({ watch: 'dropped', from: req.ip, reason: why }, `watch stream dropped: ${why}`);
         res.end();
       };
