@@ -1,7 +1,7 @@
 // The sitter's configuration file (one JSON file per peer). Validated at start-up against a
 // JSON schema; an error names the field, what was wrong and what is expected, and the
 // process exits non-zero (src/cli/manatee-sitter.ts).
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { Ajv, type ErrorObject } from 'ajv';
 import { ManateeError } from '../errors.js';
 import { HOOK_EVENTS, type HooksConfig } from './hooks.js';
@@ -70,9 +70,12 @@ export interface SitterConfig {
   readonly hooks?: HooksConfig;
 }
 
+/** The configuration file is readable by group or others (it holds the shard secret and the admin token). */
+export const CONFIG_ERR_MODE = 'MANATEE_ERR_CONFIG_MODE';
+
 export class ConfigError extends ManateeError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('MANATEE_ERR_CONFIG', message, options);
+  constructor(message: string, options?: { cause?: unknown; code?: typeof CONFIG_ERR_MODE }) {
+    super(options?.code ?? 'MANATEE_ERR_CONFIG', message, options?.cause === undefined ? undefined : { cause: options.cause });
   }
 }
 
@@ -273,8 +276,29 @@ export function parseConfig(input: unknown, source = 'configuration'): SitterCon
   return config;
 }
 
-/** Reads and validates a configuration file. */
+/**
+ * The file holds the shard secret (the root credential: the database passwords derive from it)
+ * and the admin token: a file that group or others can read is refused, not merely warned about.
+ */
+async function checkConfigMode(path: string): Promise<void> {
+  let mode: number;
+  try {
+    mode = (await stat(path)).mode & 0o777;
+  } catch (err) {
+    throw new ConfigError(`cannot read configuration file ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  if ((mode & 0o077) !== 0) {
+    const octal = mode.toString(8).padStart(4, '0');
+    throw new ConfigError(
+      `configuration file ${path} has mode ${octal}: it holds the shard secret and the admin token, so it must not be readable by group or others (chmod 600 ${path})`,
+      { code: CONFIG_ERR_MODE },
+    );
+  }
+}
+
+/** Reads and validates a configuration file (which must not be readable by group or others). */
 export async function loadConfig(path: string): Promise<SitterConfig> {
+  await checkConfigMode(path);
   let text: string;
   try {
     text = await readFile(path, 'utf8');

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { writeFile } from 'node:fs/promises';
+import { chmod, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConfigError, loadConfig, parseConfig } from '../../src/peer/config.js';
 import { makeTmpDir } from '../helpers/tmp.js';
@@ -103,12 +103,32 @@ describe('sitter configuration', () => {
     const tmp = await makeTmpDir('config');
     try {
       const path = join(tmp.path, 'bad.json');
-      await writeFile(path, '{ "peerId": ');
+      await writeFile(path, '{ "peerId": ', { mode: 0o600 });
       await expect(loadConfig(path)).rejects.toThrow(`configuration file ${path} is not valid JSON`);
       await expect(loadConfig(join(tmp.path, 'missing.json'))).rejects.toThrow('cannot read configuration file');
       const good = join(tmp.path, 'good.json');
-      await writeFile(good, JSON.stringify(minimal()));
+      await writeFile(good, JSON.stringify(minimal()), { mode: 0o600 });
       expect((await loadConfig(good)).peerId).toBe('a');
+    } finally {
+      await tmp.cleanup();
+    }
+  });
+
+  it('refuses a configuration file that group or others can read, naming the file and its mode', async () => {
+    const tmp = await makeTmpDir('config');
+    try {
+      const path = join(tmp.path, 'open.json');
+      await writeFile(path, JSON.stringify(minimal()), { mode: 0o600 });
+      for (const mode of [0o640, 0o604, 0o644]) {
+        await chmod(path, mode);
+        const err = await loadConfig(path).then(() => null, (e: unknown) => e);
+        expect(err).toBeInstanceOf(ConfigError);
+        expect(err).toMatchObject({ code: 'MANATEE_ERR_CONFIG_MODE' });
+        expect((err as Error).message).toBe(
+          `configuration file ${path} has mode 0${mode.toString(8)}: it holds the shard secret and the admin token, so it must not be readable by group or others (chmod 600 ${path})`);
+      }
+      await chmod(path, 0o400);
+      expect((await loadConfig(path)).peerId).toBe('a');
     } finally {
       await tmp.cleanup();
     }

@@ -3,7 +3,7 @@
 // And manatee-sitter refuses a bad configuration file with a message that names the field.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
+import { chmod, writeFile } from 'node:fs/promises';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Shard, type ShardPeer } from '../helpers/shard.js';
@@ -72,11 +72,12 @@ describe('a two-peer shard', () => {
 });
 
 describe('manatee-sitter with a bad configuration file', () => {
-  async function runSitter(config: unknown): Promise<{ code: number | null; stderr: string }> {
+  async function runSitter(config: unknown, mode = 0o600): Promise<{ code: number | null; stderr: string; path: string }> {
     const tmp = await makeTmpDir('badcfg');
     try {
       const path = join(tmp.path, 'config.json');
-      await writeFile(path, typeof config === 'string' ? config : JSON.stringify(config));
+      await writeFile(path, typeof config === 'string' ? config : JSON.stringify(config), { mode });
+      await chmod(path, mode);
       return await new Promise((res, rej) => {
         const child = spawn(process.execPath, ['--import', 'tsx', join(repoRoot, 'src/cli/manatee-sitter.ts'), '-f', path], { cwd: repoRoot, stdio: ['ignore', 'ignore', 'pipe'] });
         let stderr = '';
@@ -85,7 +86,7 @@ describe('manatee-sitter with a bad configuration file', () => {
         child.on('error', rej);
         child.on('exit', (code) => {
           clearTimeout(timer);
-          res({ code, stderr });
+          res({ code, stderr, path });
         });
       });
     } finally {
@@ -117,6 +118,12 @@ describe('manatee-sitter with a bad configuration file', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/secret: is missing/);
     expect(r.stderr).toMatch(/timeouts\.sessionTimeoutMillis: is not a known setting/);
+  });
+
+  it('refuses to start with a configuration file that others can read, naming the file and its mode', async () => {
+    const r = await runSitter(good, 0o644);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`manatee-sitter: MANATEE_ERR_CONFIG_MODE: configuration file ${r.path} has mode 0644`);
   });
 
   it('exits non-zero on a file that is not JSON', async () => {
