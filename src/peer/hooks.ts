@@ -218,6 +218,25 @@ export interface HookRunnerOptions {
  * Runs the configured executables for an event. submit() never throws and never waits; 'result'
  * is emitted after each run, 'dropped' when a queue was full, 'idle' when nothing runs or waits.
  */
+/** What a hook inherits from the sitter's environment: the basics a program needs, nothing else. */
+const HOOK_ENV_KEPT = ['PATH', 'HOME', 'USER', 'LOGNAME', 'SHELL', 'LANG', 'TZ', 'TMPDIR'] as const;
+
+/**
+ * A hook's environment: the sitter's PATH, HOME, locale and the like, and MANATEE_HOOK_EVENT.
+ * Everything else is left out (a MANATEE_ADMIN_TOKEN, PGPASSWORD, cloud credentials the sitter was
+ * started with...): hooks are the operator's scripts, often calling out to other systems, and the
+ * document on stdin says all they need to know.
+ */
+export function hookEnv(from: NodeJS.ProcessEnv, event: HookEvent): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(from)) {
+    if (v !== undefined && ((HOOK_ENV_KEPT as readonly string[]).includes(k) || k.startsWith('LC_'))) env[k] = v;
+  }
+  env['PATH'] ??= '/usr/local/bin:/usr/bin:/bin';
+  env['MANATEE_HOOK_EVENT'] = event;
+  return env;
+}
+
 export class HookRunner extends EventEmitter<{ result: [HookResult]; dropped: [HookEvent]; idle: [] }> {
   readonly counters: HookCounters = { runs: 0, failures: 0, timeouts: 0, dropped: 0 };
   private readonly queues = new Map<HookEvent, EventQueue>();
@@ -399,7 +418,7 @@ export class HookRunner extends EventEmitter<{ result: [HookResult]; dropped: [H
     const stderr = new Capture(this.config.outputBytesMax);
     return new Promise<HookResult>((resolve) => {
       // detached: the hook leads its own process group, so that a timeout kills what it started too.
-      const child = spawn(command, [], { detached: true, stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, MANATEE_HOOK_EVENT: event } });
+      const child = spawn(command, [], { detached: true, stdio: ['pipe', 'pipe', 'pipe'], env: hookEnv(process.env, event) });
       let timedOut = false;
       let spawnError: string | null = null;
       let settled = false;

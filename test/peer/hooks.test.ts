@@ -87,6 +87,28 @@ describe('HookRunner', () => {
     expect(lines.some((l) => l['hooks'] === 'ok' && l['stdout'] === 'recorded primary_changed\n')).toBe(true);
   });
 
+  it('runs a hook with a scrubbed environment: PATH, HOME and the locale, no secrets the sitter was started with', async () => {
+    const saved = { ...process.env };
+    Object.assign(process.env, { MANATEE_ADMIN_TOKEN: 'leaked-token', PGPASSWORD: 'leaked-pw', AWS_SECRET_ACCESS_KEY: 'leaked-key', LC_TIME: 'C', HOME: '/home/op' });
+    try {
+      const hook = await script('env.sh', 'env');
+      const r = runner({ events: { peer_up: [hook] } });
+      const done = nextResult(r);
+      r.submit(doc('peer_up', { peer: B }));
+      const env = Object.fromEntries((await done).stdout.trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+      expect(env['MANATEE_HOOK_EVENT']).toBe('peer_up');
+      expect(env['PATH']).toBe(process.env['PATH']);
+      expect(env['HOME']).toBe('/home/op');
+      expect(env['LC_TIME']).toBe('C');
+      for (const leaked of ['MANATEE_ADMIN_TOKEN', 'PGPASSWORD', 'AWS_SECRET_ACCESS_KEY']) expect(env[leaked], leaked).toBeUndefined();
+      // Only what the shell itself adds (PWD, SHLVL, _) besides the kept variables.
+      expect(Object.keys(env).filter((k) => !['PATH', 'HOME', 'USER', 'LOGNAME', 'SHELL', 'LANG', 'TZ', 'TMPDIR', 'MANATEE_HOOK_EVENT', 'PWD', 'SHLVL', '_', 'OLDPWD'].includes(k) && !k.startsWith('LC_'))).toEqual([]);
+    } finally {
+      for (const k of Object.keys(process.env)) if (!(k in saved)) Reflect.deleteProperty(process.env, k);
+      Object.assign(process.env, saved);
+    }
+  });
+
   it('logs a failing hook (non-zero exit) with its stderr, counts it, and keeps running later hooks', async () => {
     const fail = await script('fail.sh', 'echo "cannot reach the pager" >&2\nexit 3');
     const { log, lines } = capturingLogger();
