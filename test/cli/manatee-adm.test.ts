@@ -4,11 +4,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fileURLToPath } from 'node:url';
 import { createServer, type Server } from 'node:http';
+import { chmod, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { execa } from 'execa';
 import type { FastifyInstance } from 'fastify';
 import { createApi } from '../../src/api/server.js';
 import { runAdm } from '../../src/cli/adm/program.js';
 import type { PeerInfo } from '../../src/store/types.js';
+import { makeTmpDir } from '../helpers/tmp.js';
 import { freePort } from '../helpers/wait.js';
 import { ADMIN_TOKEN, MemoryStore, memoryDeps, peer, threePeerState } from '../api/memory.js';
 
@@ -99,7 +102,7 @@ describe('manatee-adm (child process)', () => {
   });
 
   it('promote refused: prints the code and the reason on stderr and exits 1', async () => {
-    const r = await adm(['promote', '-p', 'a', '--url', url(), '--token', ADMIN_TOKEN]);
+    const r = await adm(['promote', '-p', 'a', '--url', url()], { MANATEE_ADMIN_TOKEN: ADMIN_TOKEN });
     expect(r.code).toBe(1);
     expect(r.stdout).toBe('');
     expect(r.stderr.trim()).toBe('manatee-adm: MANATEE_ERR_BAD_PROMOTE: cannot promote a: it is already the primary');
@@ -107,10 +110,52 @@ describe('manatee-adm (child process)', () => {
 
   it('a wrong token exits 1 with MANATEE_ERR_FORBIDDEN, and changes nothing', async () => {
     const before = store.version;
-    const r = await adm(['unfreeze', '--url', url(), '--token', 'not-the-token']);
+    const r = await adm(['unfreeze', '--url', url()], { MANATEE_ADMIN_TOKEN: 'not-the-token' });
     expect(r.code).toBe(1);
     expect(r.stderr.trim()).toBe('manatee-adm: MANATEE_ERR_FORBIDDEN: the admin token is wrong');
     expect(store.version).toBe(before);
+  });
+
+  it('reads the token from --token-file or MANATEE_ADMIN_TOKEN_FILE; --token works but warns that argv is visible', async () => {
+    if (store.state!.freeze !== undefined) await admInProcess(['unfreeze']);
+    const dir = await makeTmpDir('adm-token');
+    try {
+      const file = join(dir.path, 'token');
+      await writeFile(file, `${ADMIN_TOKEN}\n`, { mode: 0o600 });
+      const f = await adm(['freeze', '-r', 'token file', '--url', url(), '--token-file', file]);
+      expect(f.stderr).toBe('');
+      expect(f.code).toBe(0);
+      const u = await adm(['unfreeze', '--url', url()], { MANATEE_ADMIN_TOKEN_FILE: file });
+      expect(u.stderr).toBe('');
+      expect(u.code).toBe(0);
+      const argv = await adm(['freeze', '-r', 'argv', '--url', url(), '--token', ADMIN_TOKEN]);
+      expect(argv.code).toBe(0);
+      expect(argv.stderr).toBe('manatee-adm: warning: --token puts the admin token where every user of this machine can read it (ps) and in shell history; use MANATEE_ADMIN_TOKEN or --token-file');
+      await chmod(file, 0o644);
+      const loose = await adm(['unfreeze', '--url', url(), '--token-file', file]);
+      expect(loose.code).toBe(0);
+      expect(loose.stderr).toBe(`manatee-adm: warning: the token file ${file} is readable by group or others (chmod 600 ${file})`);
+    } finally {
+      await dir.cleanup();
+    }
+  });
+
+  it('a token file that cannot be read, or is empty, fails before calling the API; so do --token and --token-file together', async () => {
+    const dir = await makeTmpDir('adm-token');
+    try {
+      const missing = join(dir.path, 'missing');
+      const r = await admInProcess(['unfreeze', '--token-file', missing]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(new RegExp(`^manatee-adm: MANATEE_ERR_TOKEN_FILE: cannot read the token file ${missing}: ENOENT`));
+      const empty = join(dir.path, 'empty');
+      await writeFile(empty, '\n', { mode: 0o600 });
+      const e = await admInProcess(['unfreeze', '--token-file', empty]);
+      expect(e.stderr).toBe(`manatee-adm: MANATEE_ERR_TOKEN_FILE: the token file ${empty} is empty\n`);
+      const both = await admInProcess(['unfreeze', '--token-file', empty, '--token', 'x']);
+      expect(both.stderr).toBe('manatee-adm: MANATEE_ERR_USAGE: give the admin token once: --token-file or --token, not both\n');
+    } finally {
+      await dir.cleanup();
+    }
   });
 
   it('with several URLs, a peer that cannot be reached is skipped for the next', async () => {

@@ -133,7 +133,7 @@ export class AdmClient {
     const headers: Record<string, string> = { accept: 'application/json' };
     if (admin) {
       if (this.opts.token === undefined || this.opts.token === '') {
-        throw new AdmError('MANATEE_ERR_NO_TOKEN', 'this command needs the admin token: pass --token or set MANATEE_ADMIN_TOKEN');
+        throw new AdmError('MANATEE_ERR_NO_TOKEN', 'this command needs the admin token: set MANATEE_ADMIN_TOKEN, or pass --token-file (or set MANATEE_ADMIN_TOKEN_FILE)');
       }
       headers['authorization'] = `Bearer ${this.opts.token}`;
       if (this.opts.operator !== undefined) headers['x-manatee-operator'] = this.opts.operator;

@@ -1,5 +1,6 @@
 // manatee-adm's commands (commander). runAdm() parses, runs one command, and returns the exit
 // status: 0 on success, 1 on any error, printed as "manatee-adm: <CODE>: <message>".
+import { readFileSync, statSync } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { ManateeError } from '../../errors.js';
@@ -33,7 +34,22 @@ export interface AdmIo {
 interface GlobalOptions {
   url?: string;
   token?: string;
+  tokenFile?: string;
   timeout: number;
+}
+
+/** The admin token from a file: its first line (a trailing newline is not part of it). */
+function readTokenFile(path: string, warn: (text: string) => void): string {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+    if ((statSync(path).mode & 0o077) !== 0) warn(`manatee-adm: warning: the token file ${path} is readable by group or others (chmod 600 ${path})\n`);
+  } catch (err) {
+    throw new AdmError('MANATEE_ERR_TOKEN_FILE', `cannot read the token file ${path}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  const token = text.split(/\r?\n/)[0]?.trim() ?? '';
+  if (token === '') throw new AdmError('MANATEE_ERR_TOKEN_FILE', `the token file ${path} is empty`);
+  return token;
 }
 
 function positiveInt(what: string, max: number) {
@@ -73,15 +89,33 @@ function buildProgram(io: AdmIo): Command {
   program
     .description("Inspect and administer a Manatee shard through any peer's HTTP API")
     .addOption(new Option('-u, --url <url>', `a peer's API, or several separated by commas, tried in turn (env MANATEE_URL, default ${DEFAULT_URL})`))
-    .addOption(new Option('-t, --token <token>', 'the admin token, for changes (env MANATEE_ADMIN_TOKEN)'))
+    .addOption(new Option('--token-file <path>', 'a file that holds the admin token, for changes (env MANATEE_ADMIN_TOKEN_FILE)'))
+    .addOption(new Option('-t, --token <token>', 'the admin token on the command line: visible to every user of this machine (ps) and kept in shell history; prefer MANATEE_ADMIN_TOKEN or --token-file'))
     .addOption(new Option('--timeout <seconds>', 'how long to wait for the API').argParser(positiveInt('--timeout', 600)).default(TIMEOUT_S_DEFAULT))
     .showHelpAfterError(false)
     .exitOverride()
     .configureOutput({ writeOut: io.out, writeErr: io.err, outputError: () => undefined });
 
+  // The token never needs to be in argv, where any user of the machine can read it (ps, /proc):
+  // the environment or a file. --token still works, with a warning.
+  let warnedArgv = false;
+  const tokenOf = (g: GlobalOptions): string | undefined => {
+    if (g.token !== undefined && g.tokenFile !== undefined) throw new AdmError('MANATEE_ERR_USAGE', 'give the admin token once: --token-file or --token, not both');
+    if (g.tokenFile !== undefined) return readTokenFile(g.tokenFile, io.err);
+    if (g.token !== undefined) {
+      if (!warnedArgv) io.err('manatee-adm: warning: --token puts the admin token where every user of this machine can read it (ps) and in shell history; use MANATEE_ADMIN_TOKEN or --token-file\n');
+      warnedArgv = true;
+      return g.token;
+    }
+    const fromEnv = io.env['MANATEE_ADMIN_TOKEN'];
+    if (fromEnv !== undefined && fromEnv !== '') return fromEnv;
+    const file = io.env['MANATEE_ADMIN_TOKEN_FILE'];
+    return file !== undefined && file !== '' ? readTokenFile(file, io.err) : undefined;
+  };
+
   const client = (cmd: Command): AdmClient => {
     const g = cmd.optsWithGlobals<GlobalOptions>();
-    const token = g.token ?? io.env['MANATEE_ADMIN_TOKEN'];
+    const token = tokenOf(g);
     return new AdmClient({
       url: g.url ?? io.env['MANATEE_URL'] ?? DEFAULT_URL,
       timeoutMs: g.timeout * 1000,
