@@ -9,15 +9,17 @@ export type ApiErrorCode =
   | 'MANATEE_ERR_NOT_FOUND'
   | 'MANATEE_ERR_BODY_TOO_LARGE'
   | 'MANATEE_ERR_UNSUPPORTED_MEDIA_TYPE'
+  | 'MANATEE_ERR_TOO_MANY_AUTH_FAILURES'
   | 'MANATEE_ERR_INTERNAL';
 
 export class ApiError extends ManateeError {
   declare readonly code: ApiErrorCode;
+  /** Sent as Retry-After (seconds) with the answer, when set. */
+  readonly retryAfterS: number | undefined;
 
-  // Narrows `code` to the API's own codes.
-  // eslint-disable-next-line @typescript-eslint/no-useless-constructor
-  constructor(code: ApiErrorCode, message: string) {
+  constructor(code: ApiErrorCode, message: string, opts: { retryAfterS?: number } = {}) {
     super(code, message);
+    this.retryAfterS = opts.retryAfterS;
   }
 }
 
@@ -38,6 +40,7 @@ const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   MANATEE_ERR_PEER_NOT_FOUND: 404,
   MANATEE_ERR_BODY_TOO_LARGE: 413,
   MANATEE_ERR_UNSUPPORTED_MEDIA_TYPE: 415,
+  MANATEE_ERR_TOO_MANY_AUTH_FAILURES: 429,
   // The request is well formed but conflicts with the shard's current state.
   MANATEE_ERR_NO_STATE: 409,
   MANATEE_ERR_FROZEN: 409,

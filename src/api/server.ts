@@ -5,6 +5,7 @@
 // in schemas.ts, one error handler that turns every failure into {error: {code, message}}.
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import { ManateeError } from '../errors.js';
+import { guardConnections } from './connection-guard.js';
 import { ApiError, errorBody, statusForCode } from './errors.js';
 import { ApiMetrics } from './metrics.js';
 import { OpenApiCollector } from './openapi.js';
@@ -59,6 +60,9 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: limits.bodyLimitBytes,
     requestTimeout: REQUEST_TIMEOUT_MS,
+    // Half-open and slow clients (a flood of sockets that never send a request) are cut after
+    // headersTimeoutMs, checked every second, so they cannot hold the connection slots for long.
+    http: { headersTimeout: limits.headersTimeoutMs, connectionsCheckingInterval: Math.min(1000, limits.headersTimeoutMs) },
     return503OnClosing: true,
     // Errors fastify meets before routing (a URL that does not decode, a bad header) get our body too.
     frameworkErrors: (err, _req, res) => {
@@ -70,6 +74,7 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
     },
   });
   app.setValidatorCompiler(createValidatorCompiler());
+  guardConnections(app.server, { connectionsMax: limits.connectionsMax, headersTimeoutMs: limits.headersTimeoutMs, log });
 
   app.setErrorHandler((err, req, reply) => {
     const { code, message } = classify(err);
@@ -79,7 +84,8 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
       log.error({ err, code, method: req.method, url: req.url }, `request failed: ${err instanceof Error ? err.message : String(err)}`);
     }
     // 503 is temporary (no Raft leader, an election in progress): say when to come back.
-    if (status === 503) void reply.header('retry-after', String(RETRY_AFTER_S));
+    if (err instanceof ApiError && err.retryAfterS !== undefined) void reply.header('retry-after', String(err.retryAfterS));
+    else if (status === 503) void reply.header('retry-after', String(RETRY_AFTER_S));
     void reply.code(status).send(errorBody(code, message));
   });
 
@@ -103,7 +109,7 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
   await app.register(healthRoutes(routeDeps, limits));
   await app.register(watchRoutes(routeDeps, limits));
   await app.register(pageRoutes());
-  await app.register(adminRoutes(routeDeps), { prefix: '/admin' });
+  await app.register(adminRoutes(routeDeps, limits), { prefix: '/admin' });
   // Registered before the document is made, so that it lists itself; made at the first request,
   // when every route (the plugins' too) is known.
   let doc: Record<string, unknown> | null = null;

@@ -98,6 +98,15 @@ export interface ApiLimits {
   readonly watchBufferBytesMax: number;
   /** GET /shard asks each other peer's /status with this deadline. */
   readonly peerStatusTimeoutMs: number;
+  /** Wrong admin tokens from one address within authFailureWindowMs before it gets 429 on admin routes. */
+  readonly authFailuresMax: number;
+  readonly authFailureWindowMs: number;
+  /** Addresses whose failures are remembered at once (the oldest is forgotten first). */
+  readonly authFailureAddressesMax: number;
+  /** Open connections at once; more are closed as they arrive. */
+  readonly connectionsMax: number;
+  /** A connection must have sent a request's headers within this long (half-open and slow clients are cut). */
+  readonly headersTimeoutMs: number;
 }
 
 export const API_LIMITS_DEFAULT: ApiLimits = {
@@ -108,6 +117,11 @@ export const API_LIMITS_DEFAULT: ApiLimits = {
   watchKeepaliveMs: 5000,
   watchBufferBytesMax: 1024 * 1024,
   peerStatusTimeoutMs: 1500,
+  authFailuresMax: 10,
+  authFailureWindowMs: 60_000,
+  authFailureAddressesMax: 10_000,
+  connectionsMax: 512,
+  headersTimeoutMs: 10_000,
 };
 
 export interface ApiDeps {

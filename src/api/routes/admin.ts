@@ -4,8 +4,9 @@ import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { ManateeError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { tokenChecker } from '../auth.js';
-import { statusForCode } from '../errors.js';
-import type { AdminResult, ApiDeps, MembershipResult, RebuildResult } from '../types.js';
+import { AuthFailureLimiter } from '../auth-limit.js';
+import { ApiError, statusForCode } from '../errors.js';
+import type { AdminResult, ApiDeps, ApiLimits, MembershipResult, RebuildResult } from '../types.js';
 import type { OnwmMode } from '../../peer/admin.js';
 import {
   addPeerBodySchema,
@@ -62,19 +63,32 @@ async function logged<T extends AdminResult | RebuildResult | MembershipResult>(
   }
 }
 
-export function adminRoutes(deps: ApiDeps): FastifyPluginAsync {
+export function adminRoutes(deps: ApiDeps, limits: ApiLimits): FastifyPluginAsync {
   const checker = tokenChecker(deps.adminToken);
+  const limiter = new AuthFailureLimiter({ failuresMax: limits.authFailuresMax, windowMs: limits.authFailureWindowMs, addressesMax: limits.authFailureAddressesMax });
   // eslint-disable-next-line @typescript-eslint/require-await -- fastify plugins are async functions
   return async (app) => {
     const log = deps.logger;
 
     // onRequest: before the body is read, so that nobody without the token gets it parsed.
+    // A wrong token counts against its address; past the limit the address gets 429 before its
+    // token is even compared.
     app.addHook('onRequest', (req, _reply, done) => {
+      const waitMs = limiter.blockedForMs(req.ip);
+      if (waitMs > 0) {
+        const retryAfterS = Math.ceil(waitMs / 1000);
+        log.warn({ admin: req.url, ...who(req), result: 'throttled', code: 'MANATEE_ERR_TOO_MANY_AUTH_FAILURES', retryAfterS },
+          `admin request throttled: ${limits.authFailuresMax} wrong tokens from ${req.ip} within ${limits.authFailureWindowMs} ms`);
+        done(new ApiError('MANATEE_ERR_TOO_MANY_AUTH_FAILURES',
+          `too many wrong admin tokens from ${req.ip} (${limits.authFailuresMax} within ${limits.authFailureWindowMs / 1000} s): retry in ${retryAfterS} s`, { retryAfterS }));
+        return;
+      }
       try {
         checker.check(req.headers.authorization);
         done();
       } catch (err) {
         const code = err instanceof ManateeError ? err.code : 'MANATEE_ERR_INTERNAL';
+        if (code === 'MANATEE_ERR_FORBIDDEN') limiter.recordFailure(req.ip);
         log.warn({ admin: req.url, ...who(req), result: 'denied', code }, `admin request denied: ${code}`);
         done(err as Error);
       }
