@@ -153,7 +153,7 @@ async function waitForWritablePrimary(r: ClusterRecord, dir: string): Promise<vo
   }
 }
 
-async function status(dir: string, json: boolean): Promise<void> {
+async function status(dir: string, json: boolean, showSecrets = false): Promise<void> {
   const r = readRecord(dir);
   if (r === null) {
     if (json) console.log('[]');
@@ -187,12 +187,29 @@ async function status(dir: string, json: boolean): Promise<void> {
   for (const row of table) console.log(row.map((cell, c) => cell.padEnd(widths[c] ?? 0)).join('  '));
   const primary = rows.find((x) => x.role === 'primary');
   console.log(`generation: ${primary?.generation ?? '-'}   backend: ${r.backend}`);
-  if (primary !== undefined) {
-    const port = r.peers.find((p) => p.id === primary.id)?.pgPort;
-    console.log(`\npsql 'postgres://postgres:${r.superuserPassword}@${HOST}:${port}/postgres'`);
-  }
+  const files = writeSecretFiles(dir, r);
+  const port = primary === undefined ? undefined : r.peers.find((p) => p.id === primary.id)?.pgPort;
   const urls = r.peers.map((p) => p.apiUrl).join(',');
-  console.log(`manatee-adm: MANATEE_URL=${urls} MANATEE_ADMIN_TOKEN=${r.adminToken} node dist/src/cli/manatee-adm.js status`);
+  if (showSecrets) {
+    if (port !== undefined) console.log(`\npsql 'postgres://postgres:${r.superuserPassword}@${HOST}:${port}/postgres'`);
+    console.log(`manatee-adm: MANATEE_URL=${urls} MANATEE_ADMIN_TOKEN=${r.adminToken} node dist/src/cli/manatee-adm.js status`);
+    return;
+  }
+  // The password and the token stay in files (mode 0600), out of terminals and scroll-back.
+  if (port !== undefined) console.log(`\nPGPASSFILE=${files.pgpass} psql 'postgres://postgres@${HOST}:${port}/postgres'`);
+  console.log(`manatee-adm: MANATEE_URL=${urls} MANATEE_ADMIN_TOKEN_FILE=${files.adminToken} node dist/src/cli/manatee-adm.js status`);
+  console.log('(passwords and tokens hidden: tools/dev-cluster status --show-secrets prints them)');
+}
+
+/** The superuser's password (a libpq password file) and the admin token, each in a file only its owner reads. */
+function writeSecretFiles(dir: string, r: ClusterRecord): { pgpass: string; adminToken: string } {
+  const pgpass = join(dir, 'pgpass');
+  const adminToken = join(dir, 'admin-token');
+  writeFileSync(pgpass, `*:*:*:postgres:${r.superuserPassword}\n`, { mode: 0o600 });
+  chmodSync(pgpass, 0o600);
+  writeFileSync(adminToken, `${r.adminToken}\n`, { mode: 0o600 });
+  chmodSync(adminToken, 0o600);
+  return { pgpass, adminToken };
 }
 
 async function stop(dir: string, id: string): Promise<void> {
@@ -302,7 +319,8 @@ function program(): Command {
     .option('--zfs', "each peer's data on a dataset of a file-backed zfs-fuse pool")
     .action(async (o: { zfs?: boolean }, cmd: Command) => { await up(clusterDir(g(cmd)), portBase(g(cmd)), o.zfs === true); });
   p.command('status').description("each peer's role, PostgreSQL, pids and API").option('--json', 'as JSON')
-    .action(async (o: { json?: boolean }, cmd: Command) => { await status(clusterDir(g(cmd)), o.json === true); });
+    .option('--show-secrets', 'print the superuser password and the admin token (by default they stay in files)')
+    .action(async (o: { json?: boolean; showSecrets?: boolean }, cmd: Command) => { await status(clusterDir(g(cmd)), o.json === true, o.showSecrets === true); });
   p.command('stop').argument('<peer>').description('SIGTERM to the sitter: it stops its PostgreSQL and leaves (its session ends)')
     .action(async (id: string, _o: unknown, cmd: Command) => { await stop(clusterDir(g(cmd)), id); });
   p.command('start').argument('<peer>').description('start the sitter of a stopped or killed peer again')
