@@ -1,12 +1,15 @@
 // The dev-cluster's bookkeeping without a shard: processes are recognised by pid AND start time
-// (a recycled pid is never signalled), and its record and options refuse bad input by name.
+// (a recycled pid is never signalled), and its record and options refuse bad input by name;
+// status keeps the secrets in files.
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { execa } from 'execa';
 import { isRunning, processStartTicks, recordProcess, signalProcess, waitGone } from '../../tools/lib/processes.js';
 import { findPeer, parsePortBase, readRecord, type ClusterRecord } from '../../tools/lib/dev-record.js';
+import { freePort } from '../helpers/wait.js';
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -72,5 +75,28 @@ describe('dev-cluster record and options', () => {
   it('an unknown peer is refused with the list of peers', () => {
     const r = { peers: [{ id: 'peer1' }, { id: 'peer2' }] } as unknown as ClusterRecord;
     expect(() => findPeer(r, 'peer9')).toThrow(expect.objectContaining({ code: 'MANATEE_ERR_DEV_UNKNOWN_PEER', message: 'no peer "peer9" in this dev shard: its peers are peer1, peer2' }));
+  });
+});
+
+describe('dev-cluster status', () => {
+  it('keeps the admin token and the superuser password in files (0600) unless --show-secrets', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'manatee-devrec-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const apiPort = await freePort(); // nothing listens there: the peer shows as unknown
+    const peer = { id: 'peer1', configPath: join(dir, 'peer1/config.json'), apiUrl: `http://127.0.0.1:${apiPort}`, pgPort: apiPort - 1, logPath: 'x', dataDir: join(dir, 'peer1') };
+    await writeFile(join(dir, 'cluster.json'), JSON.stringify({ backend: 'basebackup', secret: 'the-shard-secret', adminToken: 'the-admin-token', superuserPassword: 'the-super-pw', peers: [peer], sitterPids: {} }));
+    const run = (args: string[]) => execa('node', ['--import', 'tsx', 'tools/dev-cluster.ts', '--dir', dir, 'status', ...args], { reject: false, timeout: 60_000 });
+    const hidden = await run([]);
+    expect(hidden.exitCode).toBe(0);
+    for (const s of ['the-shard-secret', 'the-admin-token', 'the-super-pw']) expect(hidden.stdout).not.toContain(s);
+    expect(hidden.stdout).toContain(`MANATEE_ADMIN_TOKEN_FILE=${join(dir, 'admin-token')}`);
+    expect(hidden.stdout).toContain('--show-secrets prints them');
+    expect(await readFile(join(dir, 'admin-token'), 'utf8')).toBe('the-admin-token\n');
+    expect(await readFile(join(dir, 'pgpass'), 'utf8')).toBe('*:*:*:postgres:the-super-pw\n');
+    expect((await stat(join(dir, 'admin-token'))).mode & 0o777).toBe(0o600);
+    expect((await stat(join(dir, 'pgpass'))).mode & 0o777).toBe(0o600);
+    const shown = await run(['--show-secrets']);
+    expect(shown.exitCode).toBe(0);
+    expect(shown.stdout).toContain('MANATEE_ADMIN_TOKEN=the-admin-token');
   });
 });
