@@ -240,9 +240,9 @@ export function renderEnforcedConf(input: EnforcedConfigInput): string {
 export interface HbaInput {
   readonly superuser: string;
   readonly replicationUser: string;
-  /** The peers' own addresses (networks.ts hostAddress): replication, pg_rewind, the sitters' checks. */
+  /** The peers' own addresses (networks.ts hostAddress): the only ones the replication role connects from. */
   readonly peerAddresses: readonly string[];
-  /** Networks of clients (applications), any role but the superuser and the replication role. */
+  /** Networks of clients (applications, operators): any role but the replication role. */
   readonly clientCidrs: readonly string[];
   /** TLS on: every network line is hostssl, and the replication role must present a certificate of the shard's CA. */
   readonly tls: boolean;
@@ -260,15 +260,14 @@ export function renderHba(input: HbaInput): string {
     `local   all          ${input.superuser}   trust`,
     `local   replication  ${input.superuser}   trust`,
     'local   all          all   scram-sha-256',
-    '# The peers: streaming replication, pg_basebackup, pg_rewind, the sitters\' checks; the superuser from a peer\'s machine.',
+    "# The peers: streaming replication, pg_basebackup, pg_rewind and the sitters' checks, as the replication role.",
   ];
   for (const addr of input.peerAddresses) {
     lines.push(`${host} replication  ${input.replicationUser}  ${addr}  ${peerAuth}`);
     lines.push(`${host} all          ${input.replicationUser}  ${addr}  ${peerAuth}`);
-    lines.push(`${host} all          ${input.superuser}  ${addr}  scram-sha-256`);
   }
-  lines.push('# From anywhere else, neither the superuser nor the replication role.');
-  lines.push(`${host} all          ${input.superuser},${input.replicationUser}  all  reject`);
+  lines.push('# From anywhere else, not the replication role, and no replication connection at all.');
+  lines.push(`${host} all          ${input.replicationUser}  all  reject`);
   lines.push(`${host} replication  all  all  reject`);
   lines.push('# Clients (postgres.clientCidrs; by default the peers\' subnets).');
   for (const cidr of input.clientCidrs) lines.push(`${host} all          all  ${cidr}  scram-sha-256`);

@@ -62,8 +62,8 @@ export interface PostgresServerOptions {
    */
   readonly tls?: { readonly caFile: string; readonly certFile: string; readonly keyFile: string };
   /**
-   * The peers' hosts (this one included): the only addresses the replication role and the
-   * superuser may connect from. Kept current with setPeerHosts(). Default: listenAddress.
+   * The peers' hosts (this one included): the only addresses the replication role may connect
+   * from. Kept current with setPeerHosts(). Default: listenAddress.
    */
   readonly peerHosts?: readonly string[];
   /** Networks that clients may connect from (scram-sha-256 always). Default: the peers' subnets (networks.ts). */
@@ -359,7 +359,7 @@ export class PostgresServer extends EventEmitter<PgEvents> {
 
   /**
    * The peers' hosts changed (the cluster state, the active peers): pg_hba.conf admits the
-   * replication role and the superuser from exactly these, and is reloaded. Returns whether
+   * replication role from exactly these, and is reloaded. Returns whether
    * anything changed.
    */
   async setPeerHosts(hosts: readonly string[]): Promise<boolean> {

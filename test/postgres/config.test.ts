@@ -46,9 +46,8 @@ describe('configuration rendering', () => {
     for (const line of network) expect(line).toMatch(/^hostssl .*(scram-sha-256( +clientcert=verify-ca)?|reject)$/);
     expect(t).toMatch(/^hostssl replication +replicator +10\.0\.0\.2\/32 +scram-sha-256 +clientcert=verify-ca$/m);
     expect(t).toMatch(/^hostssl all +replicator +10\.0\.0\.1\/32 +scram-sha-256 +clientcert=verify-ca$/m);
-    expect(t).toMatch(/^hostssl all +postgres +10\.0\.0\.1\/32 +scram-sha-256$/m);
-    // The superuser and the replication role from anywhere else: refused before any client line can admit them.
-    const reject = network.findIndex((l) => /postgres,replicator +all +reject$/.test(l));
+    // The replication role from anywhere else: refused before any client line can admit it.
+    const reject = network.findIndex((l) => /^hostssl all +replicator +all +reject$/.test(l));
     const client = network.findIndex((l) => /^hostssl all +all +10\.0\.0\.0\/24 +scram-sha-256$/.test(l));
     expect(reject).toBeGreaterThan(0);
     expect(client).toBeGreaterThan(reject);

@@ -4,6 +4,7 @@
 // a server whose certificate is from another CA, expired, or issued for another host.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { copyFile, readFile } from 'node:fs/promises';
+import { Socket } from 'node:net';
 import { join } from 'node:path';
 import pg from 'pg';
 import { execa } from 'execa';
@@ -39,8 +40,11 @@ async function serve(files: TlsFiles): Promise<void> {
 }
 
 /** A node-postgres connection to a: resolves with its pg_stat_ssl row, rejects with the server's or TLS's refusal. */
-async function nodeConnect(opts: { user: string; password: string; ssl: pg.ClientConfig['ssl']; database?: string }): Promise<{ ssl: boolean; version: string }> {
-  const c = new pg.Client({ host: '127.0.0.1', port: a.port, database: opts.database ?? 'postgres', user: opts.user, password: opts.password, ssl: opts.ssl, connectionTimeoutMillis: 10_000 });
+async function nodeConnect(opts: { user: string; password: string; ssl: pg.ClientConfig['ssl']; from?: string }): Promise<{ ssl: boolean; version: string }> {
+  const c = new pg.Client({
+    host: '127.0.0.1', port: a.port, database: 'postgres', user: opts.user, password: opts.password, ssl: opts.ssl, connectionTimeoutMillis: 10_000,
+    ...(opts.from === undefined ? {} : { stream: () => fromAddress(opts.from!) }),
+  });
   c.on('error', () => undefined);
   try {
     await c.connect();
@@ -107,23 +111,33 @@ describe('PostgreSQL with TLS', () => {
     expect((await libpq(good)).ok).toBe(true);
   });
 
-  it('admits the replication role and the superuser only from the peers\' addresses; clients from their networks', async () => {
+  it('admits the replication role only from the peers\' addresses, and clients only from their networks', async () => {
     // 127.0.0.1 is no longer a peer's address: the replication role is refused from it, clients are not.
     expect(await a.setPeerHosts(['127.0.0.2'])).toBe(true);
     try {
       const r = await libpq(good);
       expect(r.ok).toBe(false);
       expect(r.output).toMatch(/pg_hba.conf rejects connection for host "127.0.0.1", user "replicator"/);
-      await expect(nodeConnect({ user: 'postgres', password: 'super-secret', ssl: { ca: await readCa() } }))
-        .rejects.toThrow(/pg_hba.conf rejects connection for host "127.0.0.1", user "postgres"/);
-      expect(await nodeConnect({ user: 'app', password: 'app-secret', ssl: { ca: await readCa() } })).toMatchObject({ ssl: true });
+      expect(await nodeConnect({ user: 'postgres', password: 'super-secret', ssl: { ca: await readCa() } })).toMatchObject({ ssl: true });
       expect(await a.setPeerHosts(['127.0.0.2'])).toBe(false);
     } finally {
       await a.setPeerHosts(['127.0.0.1']);
     }
     expect((await libpq(good)).ok).toBe(true);
+    // a's client networks are 127.0.0.1/32: a client calling from 127.0.0.2 matches no line.
+    await expect(nodeConnect({ user: 'app', password: 'app-secret', ssl: { ca: await readCa() }, from: '127.0.0.2' }))
+      .rejects.toThrow(/no pg_hba.conf entry for host "127.0.0.2", user "app"/);
   });
 });
+
+/** A socket that connects from `localAddress` (any 127.x address is this machine's), for node-postgres' `stream`. */
+function fromAddress(localAddress: string): Socket {
+  const socket = new Socket();
+  const connect = socket.connect.bind(socket) as (o: { port: number; host: string; localAddress: string }) => Socket;
+  // node-postgres calls connect(port, host): keep its arguments and add the source address.
+  Object.assign(socket, { connect: (port: number, host: string) => connect({ port, host, localAddress }) });
+  return socket;
+}
 
 function readCa(): Promise<string> {
   return readFile(ca.caFile, 'utf8');
