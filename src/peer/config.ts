@@ -4,6 +4,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { Ajv, type ErrorObject } from 'ajv';
 import { ManateeError } from '../errors.js';
+import { normalizeCidr } from '../postgres/networks.js';
 import { HOOK_EVENTS, type HooksConfig } from './hooks.js';
 
 export type BackendKind = 'zfs' | 'basebackup';
@@ -33,6 +34,8 @@ export interface SitterConfig {
     readonly replicationPassword?: string;
     /** Password of the superuser for network connections (pg_rewind's source, operators); derived from the secret when absent. */
     readonly superuserPassword?: string;
+    /** Networks clients may connect from (pg_hba.conf); default: the peers' subnets. Never the replication role. */
+    readonly clientCidrs?: readonly string[];
   };
   readonly zfs?: {
     /** The dataset that holds this peer's PostgreSQL data, e.g. "pool/manatee/a". */
@@ -104,6 +107,7 @@ const schema = {
         database: { type: 'string', pattern: '^[A-Za-z_][A-Za-z0-9_]{0,62}$', default: 'postgres' },
         replicationPassword: { type: 'string', minLength: 8 },
         superuserPassword: { type: 'string', minLength: 8 },
+        clientCidrs: { type: 'array', minItems: 1, maxItems: 256, items: { type: 'string', minLength: 1, maxLength: 64 } },
       },
     },
     zfs: {
@@ -249,6 +253,13 @@ function crossCheck(c: SitterConfig): string[] {
     problems.push(`timeouts.keepaliveIntervalMs: must be at most half of timeouts.sessionTimeoutMs (${t.sessionTimeoutMs})`);
   }
   if (c.raft.heartbeatTicks >= c.raft.electionTicks) problems.push('raft.heartbeatTicks: must be less than raft.electionTicks');
+  for (const [i, cidr] of (c.postgres.clientCidrs ?? []).entries()) {
+    try {
+      normalizeCidr(cidr, `postgres.clientCidrs[${i}]`);
+    } catch (err) {
+      problems.push((err as Error).message);
+    }
+  }
   const h = c.hooks;
   if (h !== undefined) {
     // Heartbeat runs faster than they may take would only fill the queue and drop runs.

@@ -26,6 +26,7 @@ import type { SitterConfig } from './config.js';
 import { Heartbeat } from './heartbeat.js';
 import { HOOKS_CONFIG_DEFAULT, HookRunner, SitterHooks } from './hooks.js';
 import { PgMonitor } from './pg-monitor.js';
+import { peerHostsOf, PgPeerHosts } from './pg-peers.js';
 import { RepeatFilter } from './repeat-log.js';
 import { INITDB_REFUSED, Reconciler } from './reconciler.js';
 import { StreamWatch, syncCannotTakeOver } from './rules/stream-watch.js';
@@ -80,6 +81,8 @@ export class Sitter {
   readonly heartbeat: Heartbeat;
   /** Operators' executables run on shard events (src/peer/hooks.ts); they never block the loop. */
   readonly hooks: SitterHooks;
+  /** pg_hba.conf admits the replication role from the peers' hosts only: kept current here. */
+  private readonly pgPeers: PgPeerHosts;
   private readonly snapshotter: Snapshotter | null;
   private readonly factsPath: string;
   private facts: LocalFacts;
@@ -178,6 +181,13 @@ export class Sitter {
         await writeFacts(this.factsPath, this.facts);
       },
     });
+    this.pgPeers = new PgPeerHosts({
+      postgres: parts.postgres,
+      hosts: () => peerHostsOf({
+        self: this.self, memberAddresses: parts.config.raft.members.map((m) => m.address), state: this.store.getState().state, active: this.store.activePeers(),
+      }),
+      log: parts.log,
+    });
     const hooksConfig = parts.config.hooks ?? HOOKS_CONFIG_DEFAULT;
     this.hooks = new SitterHooks({
       runner: new HookRunner({ config: hooksConfig, log: parts.log, observer: parts.metrics }),
@@ -204,6 +214,8 @@ export class Sitter {
       osUser: config.postgres.user,
       listenAddress: config.host,
       port: config.postgres.port,
+      peerHosts: peerHostsOf({ self, memberAddresses: config.raft.members.map((m) => m.address), state: null, active: [] }),
+      ...(config.postgres.clientCidrs !== undefined ? { clientCidrs: config.postgres.clientCidrs } : {}),
       superuserPassword: config.postgres.superuserPassword ?? derivedPassword(secret, 'superuser'),
       replicationPassword: config.postgres.replicationPassword ?? derivedPassword(secret, 'replication'),
       startTimeoutMs: config.timeouts.pgStartTimeoutMs,
@@ -314,6 +326,8 @@ export class Sitter {
     this.unsubscribe.push(
       this.store.on('state', () => { this.hooks.changed(); }),
       this.store.on('peers', () => { this.hooks.changed(); }),
+      this.store.on('state', () => { this.pgPeers.update(); }),
+      this.store.on('peers', () => { this.pgPeers.update(); }),
     );
     this.monitor.on('change', () => { this.kick(); });
     this.postgres.on('exit', (e) => {
@@ -341,6 +355,7 @@ export class Sitter {
     await this.snapshotter?.stop();
     this.heartbeat.stop();
     await this.hooks.stop();
+    await this.pgPeers.settled();
     this.monitor.stop();
     this.sourceConn?.conn.close('the sitter is stopping', true);
     const wasPrimary = roleIn(this.store.getState().state, this.self.id).role === 'primary';

@@ -93,6 +93,16 @@ describe('sitter configuration', () => {
     expect(errorOf(input)).toContain('timeouts.keepaliveIntervalMs');
   });
 
+  it('takes client networks for pg_hba.conf and names a bad one', () => {
+    const input = minimal();
+    input['postgres'] = { port: 5432, clientCidrs: ['10.0.0.0/24', 'fd00::/64'] };
+    expect(parseConfig(input).postgres.clientCidrs).toEqual(['10.0.0.0/24', 'fd00::/64']);
+    input['postgres'] = { port: 5432, clientCidrs: ['10.0.0.0/24', '10.0.0.0/40'] };
+    expect(errorOf(input)).toContain('postgres.clientCidrs[1]: "10.0.0.0/40" is not a network');
+    input['postgres'] = { port: 5432, clientCidrs: [] };
+    expect(errorOf(input)).toContain('postgres.clientCidrs');
+  });
+
   it('rejects colliding ports', () => {
     const input = minimal();
     input['api'] = { port: 5432 };
