@@ -79,7 +79,8 @@ async function start(primary: PeerInfo, sync: PeerInfo, poolExtra: Record<string
   await shard.startApi('a');
   await shard.startApi('b');
   client = createClient({ peers: [shard.peer('a').url, shard.peer('b').url], backoff: { initialMs: 50, maxMs: 200 } });
-  pool = client.pool({ user: 'postgres', password: TEST_SUPER_PASSWORD, application_name: APP, max: 4, retry: { attempts: 30, initialDelayMs: 50, maxDelayMs: 300 }, ...poolExtra });
+  // The sandbox's servers take TLS connections only: the application passes pg's own `ssl`.
+  pool = client.pool({ user: 'postgres', password: TEST_SUPER_PASSWORD, application_name: APP, max: 4, ssl: await sandbox.clientSsl(), retry: { attempts: 30, initialDelayMs: 50, maxDelayMs: 300 }, ...poolExtra });
 }
 
 describe('PrimaryPool', () => {

@@ -2,6 +2,7 @@
 // a free port, a PostgresServer on it, and cleanup that stops every server it made (by pid) and
 // removes the directory, even when the test failed. Every server has TLS, as in a shard: a
 // certificate for its name from the sandbox's own CA (made on first use).
+import { readFile } from 'node:fs/promises';
 import pg from 'pg';
 import { makeTmpDir } from './tmp.js';
 import { freePort, waitFor } from './wait.js';
@@ -16,6 +17,8 @@ export interface PgSandbox {
   readonly dir: string;
   /** The CA that issued the servers' certificates. */
   ca(): Promise<TestCa>;
+  /** node-postgres `ssl` for a client over TCP: TLS, the server checked against the sandbox's CA. */
+  clientSsl(): Promise<{ ca: string; rejectUnauthorized: true }>;
   /** A PostgresServer on a fresh port with data in `<dir>/<name>`; not initialized. */
   server(name: string, extra?: Partial<PostgresServerOptions>): Promise<PostgresServer>;
   /** initdb + start as an ONWM (writable) primary. */
@@ -30,6 +33,7 @@ export async function makePgSandbox(prefix: string, logger: Logger = silentLogge
   const sandbox: PgSandbox = {
     dir: tmp.path,
     ca: () => (ca ??= makeTestCa(`${tmp.path}/certs`)),
+    clientSsl: async () => ({ ca: await readFile((await sandbox.ca()).caFile, 'utf8'), rejectUnauthorized: true }),
     async server(name, extra = {}) {
       const tls = extra.tls ?? await (await sandbox.ca()).peer(name);
       const s = await PostgresServer.open({

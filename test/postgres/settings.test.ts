@@ -16,7 +16,7 @@ beforeAll(async () => {
   sandbox = await makePgSandbox('settings');
   const server = await sandbox.primary('p');
   client = await connect(server);
-  tcpClient = new pg.Client({ host: '127.0.0.1', port: server.port, user: 'postgres', password: TEST_SUPER_PASSWORD, database: 'postgres' });
+  tcpClient = new pg.Client({ host: '127.0.0.1', port: server.port, user: 'postgres', password: TEST_SUPER_PASSWORD, database: 'postgres', ssl: await sandbox.clientSsl() });
   await tcpClient.connect();
   catalog = await readPgSettings(async (sql) => (await client.query(sql)).rows as Record<string, unknown>[]);
 }, 120_000);
