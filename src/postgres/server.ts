@@ -359,17 +359,24 @@ export class PostgresServer extends EventEmitter<PgEvents> {
 
   /**
    * The peers' hosts changed (the cluster state, the active peers): pg_hba.conf admits the
-   * replication role from exactly these, and is reloaded. Returns whether
-   * anything changed.
+   * replication role from exactly these, and is reloaded. Returns whether anything changed.
    */
   async setPeerHosts(hosts: readonly string[]): Promise<boolean> {
     const list = [...new Set(hosts)].sort();
     const addresses = [...new Set(list.map(hostAddress))].sort();
     if (addresses.join(' ') === this.peerAddresses.join(' ')) return false;
+    const before = { hosts: [...this.peerHostList], addresses: this.peerAddresses };
     this.peerHostList.splice(0, this.peerHostList.length, ...list);
     this.peerAddresses = addresses;
     if (!(await this.hasData())) return true;
-    await this.writeHba();
+    try {
+      await this.writeHba();
+    } catch (err) {
+      // Not taken: the next call with these hosts writes the file again.
+      this.peerHostList.splice(0, this.peerHostList.length, ...before.hosts);
+      this.peerAddresses = before.addresses;
+      throw err;
+    }
     this.log.info({ decision: 'pg-hba-peers', peers: addresses, clientCidrs: this.clientCidrs() }, 'pg_hba.conf: the peers changed');
     if (this.running) await this.reload();
     return true;
