@@ -4,6 +4,7 @@
 // Results are plain JSON values: a rejection is a value with a stable code, never a throw.
 import { STORE_ERR } from './errors.js';
 import type { PeerInfo, PeerId, Session } from './types.js';
+import { settingsProblems, type ShardSettings } from './settings.js';
 import { FIELD_CHARS_MAX, isIsoTime, peerProblems } from './validate.js';
 
 /** Largest command accepted (bytes of JSON): a state with 64 asyncs fits many times over. */
@@ -54,8 +55,17 @@ export interface ExpireSessionCommand {
   readonly time: string;
 }
 
+/** Compare-and-set of the shard-wide PostgreSQL settings (their own version, not the state's). */
+export interface PutSettingsCommand {
+  readonly op: 'putSettings';
+  readonly expectVersion: number;
+  readonly settings: ShardSettings;
+  readonly time: string;
+}
+
 export type StoreCommand =
   | PutStateCommand
+  | PutSettingsCommand
   | OpenSessionCommand
   | KeepaliveCommand
   | CloseSessionCommand
@@ -80,6 +90,7 @@ export interface StoreRejection {
 
 export type StoreResult =
   | { readonly ok: true; readonly op: 'putState'; readonly version: number }
+  | { readonly ok: true; readonly op: 'putSettings'; readonly version: number }
   | { readonly ok: true; readonly op: 'openSession'; readonly session: Session }
   | { readonly ok: true; readonly op: 'keepalive' }
   | { readonly ok: true; readonly op: 'closeSession'; readonly closed: boolean }
@@ -127,6 +138,14 @@ export function parseCommand(data: string): { command: StoreCommand } | { proble
           ? { op: 'putState', expectVersion: ev as number, state: v['state'], time }
           : { op: 'putState', expectVersion: ev as number, state: v['state'], summary, time };
       return { command: cmd };
+    }
+    case 'putSettings': {
+      const ev = v['expectVersion'];
+      if (!(Number.isSafeInteger(ev) && (ev as number) >= 0)) return { problem: 'putSettings.expectVersion: must be an integer >= 0' };
+      if (!isIsoTime(time)) return { problem: 'putSettings.time: must be an ISO 8601 time' };
+      const problems = settingsProblems(v['settings'], 'putSettings.settings');
+      if (problems.length > 0) return { problem: problems.join('; ') };
+      return { command: { op: 'putSettings', expectVersion: ev as number, settings: v['settings'] as ShardSettings, time } };
     }
     case 'openSession': {
       const problems = peerProblems(v['peer'], 'openSession.peer');

@@ -5,6 +5,7 @@ export * from './errors.js';
 export * from './validate.js';
 export * from './summary.js';
 export * from './commands.js';
+export * from './settings.js';
 export * from './state-machine.js';
 export * from './sessions.js';
 export * from './consensus.js';

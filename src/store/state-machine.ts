@@ -16,6 +16,7 @@ import {
   type ExpireSessionCommand,
   type KeepaliveCommand,
   type OpenSessionCommand,
+  type PutSettingsCommand,
   type PutStateCommand,
   type StoreResult,
 } from './commands.js';
@@ -23,6 +24,7 @@ import { InvalidSnapshotError, STORE_ERR, invariant } from './errors.js';
 import { Listeners } from './listeners.js';
 import { clampSummary, summarizeChange } from './summary.js';
 import type { ClusterState, HistoryEntry, PeerId, PeerInfo, Session } from './types.js';
+import { canonicalSettings, settingsProblems, type ShardSettings, type VersionedSettings } from './settings.js';
 import {
   canonicalPeer,
   canonicalState,
@@ -80,6 +82,14 @@ export interface PeersChange {
   readonly reason?: string;
 }
 
+/** A committed change of the shard-wide PostgreSQL settings. */
+export interface SettingsChange extends VersionedSettings {
+  readonly previous: ShardSettings;
+  readonly time: string;
+  readonly index: number;
+  readonly cause: 'put' | 'restore';
+}
+
 export interface KeepaliveEvent {
   readonly peerId: PeerId;
   readonly openedIndex: number;
@@ -94,6 +104,8 @@ interface SnapshotData {
   readonly state: ClusterState | null;
   readonly history: readonly HistoryEntry[];
   readonly sessions: readonly SessionRecord[];
+  /** Absent in snapshots written before shard settings existed: none, version 0. */
+  readonly shardSettings?: VersionedSettings;
 }
 
 function deepFreeze<T>(value: T): T {
@@ -123,10 +135,13 @@ export class ClusterStateMachine implements StateMachine {
   private sessionsById = new Map<PeerId, SessionRecord>();
   private lastAppliedIndex = 0;
   private applying = false;
+  private currentSettings: ShardSettings = Object.freeze({});
+  private currentSettingsVersion = 0;
 
   private readonly stateListeners: Listeners<StateChange>;
   private readonly peersListeners: Listeners<PeersChange>;
   private readonly keepaliveListeners: Listeners<KeepaliveEvent>;
+  private readonly settingsListeners: Listeners<SettingsChange>;
 
   constructor(opts: ClusterStateMachineOptions = {}) {
     const historyLimit = opts.historyLimit ?? HISTORY_LIMIT_DEFAULT;
@@ -143,11 +158,13 @@ export class ClusterStateMachine implements StateMachine {
     this.stateListeners = new Listeners('state', log);
     this.peersListeners = new Listeners('peers', log);
     this.keepaliveListeners = new Listeners('keepalive', log);
+    this.settingsListeners = new Listeners('settings', log);
   }
 
   /** Where listener errors go, when the machine was made without a logger (ClusterStore sets its own). */
   setLogger(log: Logger): void {
     for (const l of [this.stateListeners, this.peersListeners, this.keepaliveListeners]) l.log ??= log;
+    this.settingsListeners.log ??= log;
   }
 
   // ---- queries (local, as of the last applied entry) ----
@@ -159,6 +176,11 @@ export class ClusterStateMachine implements StateMachine {
   /** 0 before the first state; +1 for each accepted putState. */
   get version(): number {
     return this.currentVersion;
+  }
+
+  /** The shard-wide PostgreSQL settings and their version (0: never written). */
+  get settings(): VersionedSettings {
+    return { settings: this.currentSettings, version: this.currentSettingsVersion };
   }
 
   get appliedIndex(): number {
@@ -196,6 +218,10 @@ export class ClusterStateMachine implements StateMachine {
   }
 
   /** Every applied keepalive of an existing session. The leader's liveness tracking listens. */
+  onSettings(listener: (change: SettingsChange) => void): () => void {
+    return this.settingsListeners.add(listener);
+  }
+
   onKeepalive(listener: (event: KeepaliveEvent) => void): () => void {
     return this.keepaliveListeners.add(listener);
   }
@@ -220,6 +246,9 @@ export class ClusterStateMachine implements StateMachine {
       switch (cmd.op) {
         case 'putState':
           result = this.applyPutState(cmd, entry.index, emits);
+          break;
+        case 'putSettings':
+          result = this.applyPutSettings(cmd, entry.index, emits);
           break;
         case 'openSession':
           result = this.applyOpenSession(cmd, entry.index, emits);
@@ -269,6 +298,26 @@ export class ClusterStateMachine implements StateMachine {
       this.stateListeners.emit({ state: next, version, previous, summary, time: cmd.time, index, cause: 'put' });
     });
     return { ok: true, op: 'putState', version };
+  }
+
+  private applyPutSettings(cmd: PutSettingsCommand, index: number, emits: (() => void)[]): StoreResult {
+    if (cmd.expectVersion !== this.currentSettingsVersion) {
+      return {
+        ok: false,
+        code: STORE_ERR.versionMismatch,
+        message: `shard settings version mismatch: expected version ${cmd.expectVersion}, current version is ${this.currentSettingsVersion}`,
+        currentVersion: this.currentSettingsVersion,
+      };
+    }
+    const previous = this.currentSettings;
+    const settings = deepFreeze(canonicalSettings(cmd.settings));
+    const version = this.currentSettingsVersion + 1;
+    this.currentSettings = settings;
+    this.currentSettingsVersion = version;
+    emits.push(() => {
+      this.settingsListeners.emit({ settings, version, previous, time: cmd.time, index, cause: 'put' });
+    });
+    return { ok: true, op: 'putSettings', version };
   }
 
   private applyOpenSession(cmd: OpenSessionCommand, index: number, emits: (() => void)[]): StoreResult {
@@ -361,6 +410,7 @@ export class ClusterStateMachine implements StateMachine {
       state: this.current,
       history: this.historyEntries,
       sessions: this.sessions(),
+      shardSettings: this.settings,
     };
     return JSON.stringify(data);
   }
@@ -385,6 +435,10 @@ export class ClusterStateMachine implements StateMachine {
     this.historyEntries = history;
     this.sessionsById = new Map(snap.sessions.map((s) => [s.peer.id, deepFreeze(s)]));
     this.lastAppliedIndex = snap.appliedIndex;
+    const previousSettings = this.currentSettings;
+    const previousSettingsVersion = this.currentSettingsVersion;
+    this.currentSettings = deepFreeze(snap.shardSettings?.settings ?? {});
+    this.currentSettingsVersion = snap.shardSettings?.version ?? 0;
     this.checkInvariants(true);
 
     const emits: (() => void)[] = [];
@@ -405,6 +459,12 @@ export class ClusterStateMachine implements StateMachine {
       });
     }
     this.emitPeers(emits, snap.appliedIndex, 'restore');
+    if (this.currentSettingsVersion !== previousSettingsVersion) {
+      const change: SettingsChange = {
+        ...this.settings, previous: previousSettings, time: '', index: snap.appliedIndex, cause: 'restore',
+      };
+      emits.push(() => { this.settingsListeners.emit(change); });
+    }
     for (const emit of emits) emit();
   }
 
@@ -535,5 +595,13 @@ function parseSnapshot(data: string): SnapshotData {
     if (opened[i]! <= opened[i - 1]!) throw new InvalidSnapshotError(`sessions[${i}].openedIndex: sessions must be in opening order`);
   }
 
-  return { format: SNAPSHOT_FORMAT, formatVersion: SNAPSHOT_FORMAT_VERSION, appliedIndex, version, state, history, sessions };
+  const rawSettings = v['shardSettings'];
+  if (rawSettings === undefined) return { format: SNAPSHOT_FORMAT, formatVersion: SNAPSHOT_FORMAT_VERSION, appliedIndex, version, state, history, sessions };
+  if (!isRecord(rawSettings)) throw new InvalidSnapshotError('shardSettings: must be {settings, version}');
+  const settingsVersion = rawSettings['version'];
+  if (!isNonNegInt(settingsVersion)) throw new InvalidSnapshotError('shardSettings.version: must be an integer >= 0');
+  const sp = settingsProblems(rawSettings['settings'], 'shardSettings.settings');
+  if (sp.length > 0) throw new InvalidSnapshotError(sp.join('; '));
+  const shardSettings: VersionedSettings = { settings: canonicalSettings(rawSettings['settings'] as ShardSettings), version: settingsVersion };
+  return { format: SNAPSHOT_FORMAT, formatVersion: SNAPSHOT_FORMAT_VERSION, appliedIndex, version, state, history, sessions, shardSettings };
 }

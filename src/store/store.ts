@@ -26,7 +26,8 @@ import {
 } from './errors.js';
 import { Listeners } from './listeners.js';
 import { SessionLiveness } from './sessions.js';
-import type { ClusterStateMachine, PeersChange, StateChange } from './state-machine.js';
+import type { ClusterStateMachine, PeersChange, SettingsChange, StateChange } from './state-machine.js';
+import type { ShardSettings, VersionedSettings } from './settings.js';
 import type { ClusterState, HistoryEntry, PeerInfo, Session } from './types.js';
 
 export interface ClusterStoreOptions {
@@ -62,6 +63,7 @@ export interface StoreEvents {
   state: StateChange;
   peers: PeersChange;
   sessionExpired: SessionExpiredEvent;
+  settings: SettingsChange;
 }
 
 export class ClusterStore {
@@ -193,6 +195,18 @@ export class ClusterStore {
     return this.getState();
   }
 
+  /** The shard-wide PostgreSQL settings as this node has applied them: fast, possibly stale. */
+  getSettings(): VersionedSettings {
+    return this.machine.settings;
+  }
+
+  /** The shard-wide PostgreSQL settings as of now for the whole shard (linearizable). */
+  async readSettings(): Promise<VersionedSettings> {
+    this.assertNotStopped();
+    await this.consensus.read();
+    return this.machine.settings;
+  }
+
   /** The active peers (those with a session), in the order their sessions were opened. */
   activePeers(): PeerInfo[] {
     return this.machine.activePeers();
@@ -243,6 +257,18 @@ export class ClusterStore {
     const res = await this.propose(cmd, this.proposeTimeoutMs);
     if (res.op !== 'putState') throw unexpected(res);
     this.log.info({ version: res.version, generation: state.generation, expectVersion }, 'cluster state written');
+    return { version: res.version };
+  }
+
+  /**
+   * Compare-and-set of the shard-wide PostgreSQL settings (their own version; 0 when never
+   * written). Only their shape is checked here; the API checks them against pg_settings first.
+   * Rejects with VersionMismatchError or a StoreError (MANATEE_ERR_STORE_INVALID_COMMAND).
+   */
+  async putSettings(settings: ShardSettings, expectVersion: number): Promise<{ version: number }> {
+    const res = await this.propose({ op: 'putSettings', expectVersion, settings, time: this.isoNow() }, this.proposeTimeoutMs);
+    if (res.op !== 'putSettings') throw unexpected(res);
+    this.log.info({ settingsVersion: res.version, expectVersion, names: Object.keys(settings) }, 'shard settings written');
     return { version: res.version };
   }
 
@@ -336,6 +362,8 @@ export class ClusterStore {
         return this.machine.onPeers(listener as (e: PeersChange) => void);
       case 'sessionExpired':
         return this.sessionExpiredListeners.add(listener as (e: SessionExpiredEvent) => void);
+      case 'settings':
+        return this.machine.onSettings(listener as (e: SettingsChange) => void);
       default:
         throw new TypeError(`unknown store event ${String(event)}`);
     }
@@ -508,7 +536,7 @@ export class ClusterStore {
 function rejectionToError(r: StoreRejection, cmd: StoreCommand): StoreError {
   switch (r.code) {
     case STORE_ERR.versionMismatch:
-      return new VersionMismatchError(cmd.op === 'putState' ? cmd.expectVersion : -1, r.currentVersion ?? -1);
+      return new VersionMismatchError(cmd.op === 'putState' || cmd.op === 'putSettings' ? cmd.expectVersion : -1, r.currentVersion ?? -1);
     case STORE_ERR.invalidState:
       return new InvalidStateError(r.problems ?? [r.message]);
     default:
