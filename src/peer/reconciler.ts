@@ -13,15 +13,17 @@
 import { ManateeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { BackupBackend, RestoreProgress, RestoreResult } from '../backup/types.js';
-import { parsePgUrl, type PgRole as PgServerRole, type PostgresServer } from '../postgres/index.js';
+import { parsePgUrl, type PgRole as PgServerRole } from '../postgres/index.js';
 import type { PeerInfo } from '../store/types.js';
+import type { LocalPostgres } from './local-postgres.js';
 import type { Decision } from './rules/index.js';
 import { syncCannotTakeOver } from './rules/stream-watch.js';
 import type { RebuildStatus } from './status.js';
 
 export interface ReconcilerOptions {
   readonly self: PeerInfo;
-  readonly postgres: PostgresServer;
+  /** This peer's PostgreSQL: a PostgresServer, or the simulator's model of one. */
+  readonly postgres: LocalPostgres;
   readonly backend: BackupBackend;
   readonly log: Logger;
   /** Make sure the storage for a new data directory exists (the zfs dataset), before initdb or a restore. */
@@ -54,6 +56,8 @@ export interface ReconcilerOptions {
    * whole database again on every evaluation (each second). Default 1 s up to 2 min.
    */
   readonly restoreBackoff?: { readonly initialMs: number; readonly maxMs: number };
+  /** Milliseconds since the epoch (restore backoff and activity); default Date.now. The simulator's clock. */
+  readonly now?: () => number;
 }
 
 /** What a sync's own rebuild was checked against (the generation and upstream of that check). */
@@ -78,7 +82,8 @@ export interface ReconcileOutcome {
 
 export class Reconciler {
   private readonly o: ReconcilerOptions;
-  private readonly pg: PostgresServer;
+  private readonly pg: LocalPostgres;
+  private readonly now: () => number;
   /** The last role handed to PostgresServer.configure, as JSON: unchanged roles are not re-rendered. */
   private applied: string | null = null;
   private rebuildState: RebuildStatus = { running: false, reason: null, source: null, progress: null, lastError: null, lastResult: null };
@@ -105,6 +110,7 @@ export class Reconciler {
   constructor(opts: ReconcilerOptions) {
     this.o = opts;
     this.pg = opts.postgres;
+    this.now = opts.now ?? Date.now;
   }
 
   rebuildStatus(): RebuildStatus {
@@ -284,7 +290,7 @@ export class Reconciler {
    */
   private restoreBackoffWait(reason: 'bootstrap' | 'rebuild', source: PeerInfo): string | null {
     const b = this.restoreBackoffs.get(source.id);
-    if (b === undefined || Date.now() >= b.retryAtMs) return null;
+    if (b === undefined || this.now() >= b.retryAtMs) return null;
     // A stable sentence (no countdown): the sitter logs every reconcile action.
     return `${reason}: waiting until ${new Date(b.retryAtMs).toISOString()} before copying from ${source.id} again (${b.failures} failed in a row)`;
   }
@@ -294,9 +300,9 @@ export class Reconciler {
     this.rebuildState = { running: true, reason, source: source.id, progress: null, lastError: null, lastResult: this.rebuildState.lastResult };
     log.info({ decision: reason, source: source.id, backend: this.o.backend.kind }, `${reason}: copying data from ${source.id}`);
     let lastLoggedPercent = -10;
-    this.activityAtMs = Date.now();
+    this.activityAtMs = this.now();
     const onProgress = (p: RestoreProgress): void => {
-      this.activityAtMs = Date.now();
+      this.activityAtMs = this.now();
       this.rebuildState = { ...this.rebuildState, progress: p };
       const pct = p.percent ?? 0;
       if (pct >= lastLoggedPercent + 10 || p.phase === 'done') {
@@ -319,7 +325,7 @@ export class Reconciler {
       this.syncRebuild = null;
       this.syncRebuildVerified = false;
       this.restoreBackoffs.clear();
-      this.activityAtMs = Date.now();
+      this.activityAtMs = this.now();
       const summary = `${result.method} copy of ${result.bytes} bytes from ${source.id} in ${result.durationMs} ms`;
       this.rebuildState = { ...this.rebuildState, running: false, lastResult: summary };
       log.info({ decision: `${reason}-done`, source: source.id, ...result }, `${reason} done: ${summary}`);
@@ -328,11 +334,11 @@ export class Reconciler {
       const code = err instanceof ManateeError ? err.code : null;
       const message = err instanceof Error ? err.message : String(err);
       const backoff = this.o.restoreBackoff ?? { initialMs: 1000, maxMs: 120_000 };
-      this.activityAtMs = Date.now();
+      this.activityAtMs = this.now();
       const failures = (this.restoreBackoffs.get(source.id)?.failures ?? 0) + 1;
       const waitMs = Math.min(backoff.maxMs, backoff.initialMs * 2 ** Math.min(failures - 1, 30));
-      this.restoreBackoffs.set(source.id, { failures, retryAtMs: Date.now() + waitMs });
-      const retryAt = new Date(Date.now() + waitMs).toISOString();
+      this.restoreBackoffs.set(source.id, { failures, retryAtMs: this.now() + waitMs });
+      const retryAt = new Date(this.now() + waitMs).toISOString();
       this.rebuildState = {
         ...this.rebuildState, running: false,
         lastError: `${code === null ? '' : `${code}: `}${message} [failure ${failures} in a row from ${source.id}; next attempt from it not before ${retryAt}]`,
