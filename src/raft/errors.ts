@@ -55,3 +55,10 @@ export class RaftConfigError extends ManateeError {
     super('MANATEE_ERR_RAFT_CONFIG', message);
   }
 }
+
+/** sendToLeader() was given more data than a leader message may carry. */
+export class RaftLeaderMessageTooLargeError extends ManateeError {
+  constructor(lengthChars: number, maxChars: number) {
+    super('MANATEE_ERR_RAFT_LEADER_MESSAGE_TOO_LARGE', `a message to the leader holds ${lengthChars} characters, more than the ${maxChars} allowed`);
+  }
+}

@@ -26,7 +26,8 @@ import type { ConfChange, ConfState, Entry, Message, NodeId, RaftRole, Ready, Sn
 import type { AppliedEntry, StateMachine } from './state-machine.js';
 import { RaftStorage } from './storage/level-storage.js';
 import { TcpTransport, type TransportStats } from './transport/tcp-transport.js';
-import { RaftConfigError, RaftNoLeaderError, RaftStoppedError, RaftTimeoutError } from './errors.js';
+import { LEADER_MESSAGE_DATA_MAX, type PeerMessage } from './transport/messages.js';
+import { RaftConfigError, RaftLeaderMessageTooLargeError, RaftNoLeaderError, RaftStoppedError, RaftTimeoutError } from './errors.js';
 
 export interface RaftNodeOptions {
   readonly id: NodeId;
@@ -128,14 +129,6 @@ interface SnapshotEnvelope {
 // Proposed data is wrapped so that the proposer recognizes its own command when it is applied
 // (it may have been forwarded to the leader): "m1~<request id>~<data>".
 const ENVELOPE_PREFIX = 'm1~';
-
-// A message to the leader outside the log (sendToLeader: session keepalives, which are leases in
-// etcd's sense and need no entry, fsync or apply on every node). It travels as a term-0 readIndex
-// message whose context carries this prefix, because the transport's set of message types is
-// fixed (src/raft/transport/validate.ts); the receiving node hands it to its listeners and never
-// steps it into the core, so no ReadIndex round is started. A real ReadIndex context (nextRid)
-// never starts with it.
-const LEADER_MESSAGE_PREFIX = 'lm1~';
 
 export function wrapCommand(rid: string, data: string): string {
   return `${ENVELOPE_PREFIX}${rid}~${data}`;
@@ -354,18 +347,20 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
   /**
    * Sends `data` to the current leader outside the log, fire and forget (at most once: a message
    * lost on the way is not retried). On the leader itself it is delivered locally. The leader
-   * emits 'leaderMessage' with the sender's authenticated id. Throws RaftNoLeaderError or
-   * RaftStoppedError.
+   * emits 'leaderMessage' with the sender's authenticated id. It travels as the transport's own
+   * message type (transport/messages.ts), never through the core. Throws RaftNoLeaderError,
+   * RaftStoppedError, or RaftLeaderMessageTooLargeError past LEADER_MESSAGE_DATA_MAX characters.
    */
   sendToLeader(data: string): void {
     this.assertRunning();
-    const leader = this.core.status().leader;
-    if (leader === null) throw new RaftNoLeaderError(`node ${this.id} knows no leader (term ${this.core.status().term})`);
+    if (data.length > LEADER_MESSAGE_DATA_MAX) throw new RaftLeaderMessageTooLargeError(data.length, LEADER_MESSAGE_DATA_MAX);
+    const { leader, term } = this.core.status();
+    if (leader === null) throw new RaftNoLeaderError(`node ${this.id} knows no leader (term ${term})`);
     if (leader === this.id) {
       queueMicrotask(() => { this.deliverLeaderMessage(this.id, data); });
       return;
     }
-    this.transport.send([{ type: 'readIndex', from: this.id, to: leader, term: 0, context: `${LEADER_MESSAGE_PREFIX}${data}` }]);
+    this.transport.send([{ type: 'leaderMessage', from: this.id, to: leader, term, data }]);
   }
 
   private deliverLeaderMessage(from: NodeId, data: string): void {
@@ -630,12 +625,12 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
 
   // ---- the Ready loop ----
 
-  private onMessages(ms: readonly Message[]): void {
+  private onMessages(ms: readonly PeerMessage[]): void {
     if (this.state !== 'running') return;
     for (const m of ms) {
       if (m.to !== this.id) continue;
-      if (m.type === 'readIndex' && m.term === 0 && m.context?.startsWith(LEADER_MESSAGE_PREFIX) === true) {
-        this.deliverLeaderMessage(m.from, m.context.slice(LEADER_MESSAGE_PREFIX.length));
+      if (m.type === 'leaderMessage') {
+        this.deliverLeaderMessage(m.from, m.data);
         continue;
       }
       try {

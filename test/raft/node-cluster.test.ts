@@ -2,6 +2,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { RaftNode } from '../../src/raft/node.js';
+import { LEADER_MESSAGE_DATA_MAX } from '../../src/raft/transport/messages.js';
 import type { AppliedEntry, StateMachine } from '../../src/raft/state-machine.js';
 import { hasCode } from '../../src/errors.js';
 import { freePort, waitFor } from '../helpers/wait.js';
@@ -363,5 +364,54 @@ describe('RaftNode with three nodes on loopback', () => {
     expect(Date.now() - t0).toBeLessThan(30_000);
     await waitFor('old leader caught up', () => c.members.get(old.id)!.sm.items.includes('winner'));
     expect(c.members.get(old.id)!.sm.items).not.toContain('doomed');
+  });
+
+  it('sendToLeader reaches the leader as a leaderMessage (never a Raft message), from followers and from itself', async () => {
+    const c = await makeCluster(['a', 'b', 'c']);
+    for (const id of ['a', 'b', 'c']) await c.start(id);
+    const leader = await c.leader();
+    const heard: { from: string; data: string }[] = [];
+    leader.on('leaderMessage', (m) => heard.push(m));
+    const followers = ['a', 'b', 'c'].filter((id) => id !== leader.id).map((id) => c.members.get(id)!.node!);
+    const followerHeard: unknown[] = [];
+    for (const f of followers) f.on('leaderMessage', (m) => followerHeard.push(m));
+    const readsBefore = leader.status().pendingReads;
+    for (const f of followers) f.sendToLeader(`keepalive:${f.id}`);
+    leader.sendToLeader('keepalive:self');
+    await waitFor('three leader messages', () => heard.length === 3);
+    expect(heard.map((m) => `${m.from}=${m.data}`).sort()).toEqual(
+      [...followers.map((f) => `${f.id}=keepalive:${f.id}`), `${leader.id}=keepalive:self`].sort(),
+    );
+    expect(followerHeard).toEqual([]);
+    expect(leader.status().pendingReads).toBe(readsBefore);
+    // The limit is checked before anything is sent, with a code the caller can match.
+    let err: unknown = null;
+    try {
+      followers[0]!.sendToLeader('x'.repeat(LEADER_MESSAGE_DATA_MAX + 1));
+    } catch (e) {
+      err = e;
+    }
+    expect(hasCode(err, 'MANATEE_ERR_RAFT_LEADER_MESSAGE_TOO_LARGE')).toBe(true);
+    expect((err as Error).message).toMatch(/4097 characters, more than the 4096/);
+  });
+
+  it('a leaderMessage that reaches a node that no longer leads is dropped', async () => {
+    const c = await makeCluster(['a', 'b', 'c']);
+    for (const id of ['a', 'b', 'c']) await c.start(id);
+    const leader = await c.leader();
+    const follower = ['a', 'b', 'c'].filter((id) => id !== leader.id).map((id) => c.members.get(id)!.node!)[0]!;
+    const other = ['a', 'b', 'c'].find((id) => id !== leader.id && id !== follower.id)!;
+    const heard: unknown[] = [];
+    follower.on('leaderMessage', (m) => heard.push(m));
+    // Sent straight to a follower, as a sender with a stale view of the leader would.
+    const transport = (c.members.get(other)!.node! as unknown as { transport: { send(ms: unknown[]): void; stats(): { messagesSent: number } } }).transport;
+    const sentBefore = transport.stats().messagesSent;
+    transport.send([{ type: 'leaderMessage', from: other, to: follower.id, term: leader.status().term, data: 'keepalive:1' }]);
+    await waitFor('the message left', () => transport.stats().messagesSent > sentBefore);
+    // A round trip through the group after it: the follower has handled what came before.
+    await follower.read();
+    await new Promise((r) => setImmediate(r));
+    expect(heard).toEqual([]);
+    expect(follower.status().role).toBe('follower');
   });
 });

@@ -5,6 +5,7 @@ import { connect, type Socket } from 'node:net';
 import { pino } from 'pino';
 import { TcpTransport, helloMac, encodeFrame, FrameDecoder, FRAME_CHALLENGE, FRAME_HELLO, FRAME_MESSAGES } from '../../src/raft/transport/index.js';
 import type { Message } from '../../src/raft/core/types.js';
+import type { PeerMessage } from '../../src/raft/transport/messages.js';
 import { freePort, waitFor } from '../helpers/wait.js';
 
 const SECRET = 'shard-secret-0123456789';
@@ -22,7 +23,7 @@ function capture() {
 }
 
 async function node(id: string, port: number, peers: Record<string, string>, extra: Partial<ConstructorParameters<typeof TcpTransport>[0]> = {}) {
-  const got: Message[] = [];
+  const got: PeerMessage[] = [];
   const unreachable: string[] = [];
   const cap = capture();
   const t = new TcpTransport({
@@ -70,7 +71,7 @@ describe('TcpTransport', () => {
     for (let i = 0; i < 200; i++) burst.push({ type: 'append', from: 'a', to: 'b', term: 2, index: i, logTerm: 1, commit: 0, entries: [{ term: 2, index: i + 1, type: 'normal', data: `x${i}` }] });
     a.t.send(burst);
     await waitFor('burst', () => b.got.length === 201);
-    expect(b.got.slice(1).map((m) => m.index)).toEqual(burst.map((m) => m.index));
+    expect(b.got.slice(1).map((m) => (m as Message).index)).toEqual(burst.map((m) => m.index));
     // 200 messages queued in one turn go out as one frame (plus the first message's frame).
     expect(a.t.stats().framesSent).toBe(2);
     expect(b.t.stats().framesReceived).toBe(2);
@@ -156,6 +157,11 @@ describe('TcpTransport', () => {
     ['unknown message type', Buffer.from(JSON.stringify([{ type: 'explode', from: 'a', to: 'b', term: 1 }])), /unknown message type/],
     ['a forged sender', Buffer.from(JSON.stringify([{ type: 'vote', from: 'c', to: 'b', term: 9 }])), /authenticated as a/],
     ['a bad entry', Buffer.from(JSON.stringify([{ type: 'append', from: 'a', to: 'b', term: 1, entries: [{ term: 1, index: 'x', type: 'normal', data: '' }] }])), /entry/],
+    ['a leaderMessage without data', Buffer.from(JSON.stringify([{ type: 'leaderMessage', from: 'a', to: 'b', term: 1 }])), /leaderMessage data is not a string/],
+    ['a leaderMessage with numeric data', Buffer.from(JSON.stringify([{ type: 'leaderMessage', from: 'a', to: 'b', term: 1, data: 7 }])), /leaderMessage data is not a string/],
+    ['a leaderMessage with Raft fields', Buffer.from(JSON.stringify([{ type: 'leaderMessage', from: 'a', to: 'b', term: 1, data: 'k', entries: [] }])), /unexpected field "entries"/],
+    ['a leaderMessage too long', Buffer.from(JSON.stringify([{ type: 'leaderMessage', from: 'a', to: 'b', term: 1, data: 'k'.repeat(4097) }])), /4097 characters, more than 4096/],
+    ['a leaderMessage without a term', Buffer.from(JSON.stringify([{ type: 'leaderMessage', from: 'a', to: 'b', data: 'k' }])), /term is not a non-negative integer/],
   ])('refuses a malformed frame (%s) without crashing', async (_name, payload, reason) => {
     const pb = await freePort();
     const b = await node('b', pb, {});
@@ -170,6 +176,17 @@ describe('TcpTransport', () => {
     const again = await rawClient(pb, { from: 'a', to: 'b', secret: SECRET });
     again.sock.write(encodeFrame(FRAME_MESSAGES, JSON.stringify([hb('a', 'b', 1)])));
     await waitFor('delivery after refusal', () => b.got.length === 1);
+  });
+
+  it('carries a leaderMessage as its own type, with its data intact', async () => {
+    const [pa, pb] = [await freePort(), await freePort()];
+    const b = await node('b', pb, {});
+    const a = await node('a', pa, { b: `127.0.0.1:${pb}` });
+    a.t.send([{ type: 'leaderMessage', from: 'a', to: 'b', term: 3, data: 'keepalive:42' }, hb('a', 'b', 3)]);
+    await waitFor('both arrive', () => b.got.length === 2);
+    expect(b.got[0]).toEqual({ type: 'leaderMessage', from: 'a', to: 'b', term: 3, data: 'keepalive:42' });
+    expect(b.got[1]!.type).toBe('heartbeat');
+    expect(b.t.stats().malformedFrames).toBe(0);
   });
 
   it('bounds the queue to an unreachable peer, dropping the oldest', async () => {

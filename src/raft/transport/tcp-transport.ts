@@ -12,7 +12,8 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import type { Logger } from '../../log.js';
-import type { Message, NodeId } from '../core/types.js';
+import type { NodeId } from '../core/types.js';
+import type { PeerMessage } from './messages.js';
 import { RaftConfigError } from '../errors.js';
 import { FRAME_CHALLENGE, FRAME_HELLO, FRAME_MESSAGES, FrameDecoder, FrameTooLargeError, encodeFrame, type Frame } from './frame.js';
 import { parseMessages } from './validate.js';
@@ -40,7 +41,7 @@ export interface TransportStats {
 
 export interface TransportHandlers {
   /** Messages received for this node, already validated. */
-  onMessages(messages: Message[]): void;
+  onMessages(messages: PeerMessage[]): void;
   /** A destination could not be reached (connection failed or was lost). */
   onUnreachable?(to: NodeId): void;
   /** A snapshot message was written to the socket (ok) or dropped (not ok). */
@@ -92,7 +93,7 @@ function errMessage(err: unknown): string {
 
 /** The outbound side for one destination: queue, connection, backoff. */
 class PeerLink {
-  queue: Message[] = [];
+  queue: PeerMessage[] = [];
   socket: Socket | null = null;
   state: 'idle' | 'connecting' | 'ready' | 'closed' = 'idle';
   attempts = 0;
@@ -211,7 +212,7 @@ export class TcpTransport {
   }
 
   /** Queues messages for their destinations; they are written on the next event-loop turn. */
-  send(messages: readonly Message[]): void {
+  send(messages: readonly PeerMessage[]): void {
     if (this.closed) return;
     for (const m of messages) {
       const link = this.links.get(m.to);
@@ -336,7 +337,7 @@ export class TcpTransport {
     link.queue = [];
     let parts: string[] = [];
     let sizeBytes = 2;
-    let snapshots: Message[] = [];
+    let snapshots: PeerMessage[] = [];
     const writeFrame = (): void => {
       if (parts.length === 0) return;
       const sent = snapshots;

@@ -1,6 +1,7 @@
 // Checks that a decoded frame really holds Raft messages before the core sees them: a peer with
 // the secret but a bug (or a different version) must not be able to crash the node.
-import type { Message, MessageType } from '../core/types.js';
+import type { MessageType } from '../core/types.js';
+import { LEADER_MESSAGE_DATA_MAX, type PeerMessage } from './messages.js';
 
 const MESSAGE_TYPES: ReadonlySet<string> = new Set<MessageType>([
   'preVote', 'preVoteResp', 'vote', 'voteResp', 'append', 'appendResp', 'heartbeat', 'heartbeatResp',
@@ -34,13 +35,27 @@ function checkSnapshot(v: unknown): string | null {
   return null;
 }
 
+const LEADER_MESSAGE_FIELDS: ReadonlySet<string> = new Set(['type', 'from', 'to', 'term', 'data']);
+
+/** A leaderMessage carries exactly its own fields: one with Raft fields is a confused sender. */
+function checkLeaderMessage(v: Record<string, unknown>): string | null {
+  for (const k of Object.keys(v)) {
+    if (!LEADER_MESSAGE_FIELDS.has(k)) return `leaderMessage has an unexpected field ${JSON.stringify(k)}`;
+  }
+  if (typeof v['data'] !== 'string') return 'leaderMessage data is not a string';
+  if (v['data'].length > LEADER_MESSAGE_DATA_MAX) return `leaderMessage data is ${v['data'].length} characters, more than ${LEADER_MESSAGE_DATA_MAX}`;
+  return null;
+}
+
 /** The reason `v` is not a valid message from `from` to `to`, or null when it is. */
 export function checkMessage(v: unknown, from: string, to: string): string | null {
   if (!isRecord(v)) return 'message is not an object';
-  if (typeof v['type'] !== 'string' || !MESSAGE_TYPES.has(v['type'])) return `unknown message type ${JSON.stringify(v['type'])}`;
+  const type = v['type'];
+  if (typeof type !== 'string' || (type !== 'leaderMessage' && !MESSAGE_TYPES.has(type))) return `unknown message type ${JSON.stringify(type)}`;
   if (v['from'] !== from) return `message from ${JSON.stringify(v['from'])} on the connection authenticated as ${from}`;
   if (v['to'] !== to) return `message to ${JSON.stringify(v['to'])} delivered to ${to}`;
   if (!isCount(v['term'])) return 'message term is not a non-negative integer';
+  if (type === 'leaderMessage') return checkLeaderMessage(v);
   for (const f of ['logTerm', 'index', 'commit', 'rejectHint'] as const) {
     if (v[f] !== undefined && !isCount(v[f])) return `message ${f} is not a non-negative integer`;
   }
@@ -61,7 +76,7 @@ export function checkMessage(v: unknown, from: string, to: string): string | nul
 }
 
 /** Parses a messages frame, or returns why it is malformed. */
-export function parseMessages(payload: Buffer, from: string, to: string): Message[] | string {
+export function parseMessages(payload: Buffer, from: string, to: string): PeerMessage[] | string {
   let v: unknown;
   try {
     v = JSON.parse(payload.toString('utf8'));
@@ -73,6 +88,6 @@ export function parseMessages(payload: Buffer, from: string, to: string): Messag
     const r = checkMessage(m, from, to);
     if (r !== null) return r;
   }
-  return v as Message[];
+  return v as PeerMessage[];
 }
 
