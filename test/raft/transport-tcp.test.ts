@@ -7,6 +7,7 @@ import { TcpTransport, helloMac, encodeFrame, FrameDecoder, FRAME_CHALLENGE, FRA
 import type { Message } from '../../src/raft/core/types.js';
 import type { PeerMessage } from '../../src/raft/transport/messages.js';
 import { freePort, waitFor } from '../helpers/wait.js';
+import { startFlood } from './flood.js';
 
 const SECRET = 'shard-secret-0123456789';
 const open: TcpTransport[] = [];
@@ -233,16 +234,80 @@ describe('TcpTransport', () => {
     expect(() => { a.t.setPeer('c', 'nonsense'); }).toThrow(/host:port/);
   });
 
-  it('refuses connections past maxInboundConnections', async () => {
+  it('caps authenticated connections, and a peer that authenticates again replaces its old connection', async () => {
     const pb = await freePort();
     const b = await node('b', pb, {}, { maxInboundConnections: 1 });
-    await rawClient(pb, { from: 'a', to: 'b', secret: SECRET });
-    const sock = connect({ host: '127.0.0.1', port: pb });
-    sockets.push(sock);
-    sock.on('error', () => {});
-    await new Promise<void>((r) => { sock.on('close', () => { r(); }); });
-    expect(b.lines.some((l) => l['reason'] === 'too many inbound connections')).toBe(true);
-    expect(b.t.stats().connectionsAccepted).toBe(2);
+    const first = await rawClient(pb, { from: 'a', to: 'b', secret: SECRET });
+    await waitFor('a authenticated', () => b.t.stats().connectionsAuthenticated === 1);
+    // Another peer id finds the one authenticated slot taken.
+    const other = await rawClient(pb, { from: 'c', to: 'b', secret: SECRET });
+    await other.closed;
+    expect(b.lines.some((l) => String(l['reason']).includes('1 authenticated connections already (too many inbound connections)'))).toBe(true);
+    // The same peer again: its previous connection is closed and the new one is served.
+    const again = await rawClient(pb, { from: 'a', to: 'b', secret: SECRET });
+    await first.closed;
+    expect(b.t.stats().connectionsReplaced).toBe(1);
+    again.sock.write(encodeFrame(FRAME_MESSAGES, JSON.stringify([hb('a', 'b', 7)])));
+    await waitFor('delivery on the new connection', () => b.got.length === 1);
+  });
+
+  it('a flood of half-open sockets from the peer\'s own address does not keep the peer out', async () => {
+    const [pa, pb] = [await freePort(), await freePort()];
+    const b = await node('b', pb, {});
+    const flood = startFlood(pb, { addresses: ['127.0.0.1'], socketsPerAddress: 200, reopen: false });
+    await waitFor('flood connected', () => flood.opened() >= 200);
+    // Eight per address: the rest were evicted as newer ones came.
+    await waitFor('per-address cap held', () => b.t.stats().connectionsEvicted >= 192);
+    const a = await node('a', pa, { b: `127.0.0.1:${pb}` });
+    await waitFor('the peer gets through', () => {
+      a.t.send([hb('a', 'b', 1)]);
+      return b.got.length > 0;
+    }, { timeoutMs: 30_000, intervalMs: 50 });
+    flood.stop();
+    expect(b.t.stats().connectionsAuthenticated).toBe(1);
+    expect(b.lines.some((l) => l['msg'] === 'raft transport: unauthenticated connection evicted to make room for a newer one'
+      && String(l['reason']).includes('8 unauthenticated connections from this address already'))).toBe(true);
+  });
+
+  it('closes half-open sockets at the default hello deadline of 1 s', async () => {
+    const pb = await freePort();
+    const b = await node('b', pb, {});
+    const flood = startFlood(pb, { addresses: ['127.0.0.2'], socketsPerAddress: 5, reopen: false });
+    try {
+      await waitFor('flood opened', () => flood.opened() === 5);
+      await waitFor('all closed by the server', () => flood.connected() === 0, { timeoutMs: 30_000 });
+      expect(b.t.stats().authFailures).toBe(5);
+      expect(b.lines.filter((l) => String(l['reason']) === 'no hello within 1000 ms')).toHaveLength(5);
+    } finally {
+      flood.stop();
+    }
+  });
+
+  it('a flood from many addresses that keeps reopening does not keep the peer out', async () => {
+    const [pa, pb] = [await freePort(), await freePort()];
+    const b = await node('b', pb, {});
+    // Six per address (under the per-address cap of 8), 480 in all: the pool of 32 is what holds.
+    const addresses = Array.from({ length: 80 }, (_, i) => `127.0.0.${i + 2}`);
+    const flood = startFlood(pb, { addresses, socketsPerAddress: 6, reopen: true });
+    try {
+      await waitFor('flood opened', () => flood.opened() >= 480);
+      const a = await node('a', pa, { b: `127.0.0.1:${pb}` });
+      await waitFor('the peer gets through', () => {
+        a.t.send([hb('a', 'b', 1)]);
+        return b.got.length > 0;
+      }, { timeoutMs: 30_000, intervalMs: 50 });
+      expect(b.t.stats().connectionsEvicted).toBeGreaterThan(0);
+      expect(b.lines.some((l) => String(l['reason']).includes('32 unauthenticated connections already'))).toBe(true);
+    } finally {
+      flood.stop();
+    }
+  });
+
+  it('rejects transport limits that are not whole numbers >= 1', () => {
+    const base = { id: 'a', secret: SECRET, listen: { host: '127.0.0.1', port: 0 }, peers: {}, logger: capture().logger, handlers: { onMessages: () => {} } };
+    expect(() => new TcpTransport({ ...base, maxUnauthenticated: 0 })).toThrow(/maxUnauthenticated must be a whole number >= 1, got 0/);
+    expect(() => new TcpTransport({ ...base, maxUnauthenticatedPerAddress: 1.5 })).toThrow(/maxUnauthenticatedPerAddress/);
+    expect(() => new TcpTransport({ ...base, helloTimeoutMs: -1 })).toThrow(/helloTimeoutMs/);
   });
 
   it('refuses an unexpected frame kind after authentication', async () => {

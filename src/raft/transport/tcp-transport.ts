@@ -6,6 +6,15 @@
 // address and the reason, counted, and the connection is closed. After that, every frame must
 // carry messages from the authenticated peer to this node, or the connection is closed.
 //
+// Slots: a connection that has not authenticated yet holds one of a small number of slots
+// (maxUnauthenticated, and maxUnauthenticatedPerAddress per remote address) for at most
+// helloTimeoutMs. A new connection that finds them full is not refused: it takes the slot of the
+// oldest unauthenticated connection of the address that holds the most. A real peer answers the
+// challenge within a round trip, so it is always among the youngest, and its address holds one
+// slot, so a flood of half-open sockets (from one address or many) cannot keep it out.
+// Authenticated connections have their own cap; a peer that authenticates again replaces its
+// previous connection, so a peer with the secret always gets a slot.
+//
 // Batching: send() only queues; one flush per event-loop turn writes everything queued for a
 // destination as few frames as maxFrameBytes allows. The queue is bounded: past the limit the
 // oldest messages are dropped (Raft retransmits) and counted.
@@ -25,6 +34,10 @@ export interface TransportStats {
   connectionsAuthenticated: number;
   /** Inbound connections refused for a wrong, missing or late secret proof. */
   authFailures: number;
+  /** Unauthenticated inbound connections closed to make room for a newer one (slots full). */
+  connectionsEvicted: number;
+  /** Authenticated inbound connections closed because the same peer authenticated again. */
+  connectionsReplaced: number;
   /** Inbound frames refused for exceeding maxFrameBytes. */
   oversizedFrames: number;
   /** Inbound frames refused as malformed (bad JSON, bad message shape, wrong sender). */
@@ -60,19 +73,32 @@ export interface TransportOptions {
   readonly maxFrameBytes?: number;
   /** Most messages queued per destination before the oldest are dropped. Default 10000. */
   readonly maxQueueMessages?: number;
-  /** Time an inbound connection has to authenticate. Default 5000 ms. */
+  /** Time an inbound connection has to authenticate. Default 1000 ms. */
   readonly helloTimeoutMs?: number;
   readonly reconnectMinMs?: number;
   readonly reconnectMaxMs?: number;
   /** How long start() retries a listen port that is in use. Default 5000 ms. */
   readonly listenRetryMs?: number;
-  /** Most inbound connections at once (authenticated or not). Default 256. */
+  /** Most authenticated inbound connections at once. Default 256. */
   readonly maxInboundConnections?: number;
+  /** Most inbound connections that have not authenticated yet. Default 32. */
+  readonly maxUnauthenticated?: number;
+  /** Most unauthenticated inbound connections from one remote address. Default 8. */
+  readonly maxUnauthenticatedPerAddress?: number;
 }
 
 const HELLO_DOMAIN = 'manatee-raft-hello-v1';
 const NONCE_BYTES = 32;
 const HELLO_MAX_BYTES = 4096;
+/** Evictions are summed into one log line per interval: a flood must not flood the log too. */
+const EVICTION_LOG_INTERVAL_MS = 1000;
+
+/** An inbound connection that has not authenticated yet. */
+interface PendingConnection {
+  readonly address: string;
+  /** Closes it, logged and counted as an eviction. */
+  evict(reason: string): void;
+}
 
 export function helloMac(secret: string, nonce: Buffer, from: NodeId, to: NodeId): Buffer {
   return createHmac('sha256', secret).update(HELLO_DOMAIN).update('\0').update(nonce).update('\0').update(from).update('\0').update(to).digest();
@@ -117,12 +143,19 @@ export class TcpTransport {
   private readonly reconnectMinMs: number;
   private readonly reconnectMaxMs: number;
   private readonly maxInbound: number;
+  private readonly maxUnauthenticated: number;
+  private readonly maxUnauthenticatedPerAddress: number;
+  /** Oldest first (a Set keeps insertion order). */
+  private readonly pending = new Set<PendingConnection>();
+  /** Authenticated inbound connections by peer id. */
+  private readonly authenticated = new Map<NodeId, Socket>();
+  private evictionLog = { sinceLine: 0, lastLineAtMs: 0 };
   private readonly links = new Map<NodeId, PeerLink>();
   private readonly inbound = new Set<Socket>();
   private server: Server | null = null;
   private closed = false;
   private readonly counters: TransportStats = {
-    connectionsAccepted: 0, connectionsAuthenticated: 0, authFailures: 0, oversizedFrames: 0, malformedFrames: 0,
+    connectionsAccepted: 0, connectionsAuthenticated: 0, authFailures: 0, connectionsEvicted: 0, connectionsReplaced: 0, oversizedFrames: 0, malformedFrames: 0,
     framesReceived: 0, messagesReceived: 0, framesSent: 0, messagesSent: 0, messagesDropped: 0, reconnects: 0,
   };
 
@@ -132,10 +165,15 @@ export class TcpTransport {
     this.log = opts.logger;
     this.maxFrameBytes = opts.maxFrameBytes ?? 64 * 1024 * 1024;
     this.maxQueueMessages = opts.maxQueueMessages ?? 10_000;
-    this.helloTimeoutMs = opts.helloTimeoutMs ?? 5000;
+    this.helloTimeoutMs = opts.helloTimeoutMs ?? 1000;
     this.reconnectMinMs = opts.reconnectMinMs ?? 50;
     this.reconnectMaxMs = opts.reconnectMaxMs ?? 1000;
     this.maxInbound = opts.maxInboundConnections ?? 256;
+    this.maxUnauthenticated = opts.maxUnauthenticated ?? 32;
+    this.maxUnauthenticatedPerAddress = opts.maxUnauthenticatedPerAddress ?? 8;
+    for (const [name, v] of [['maxInboundConnections', this.maxInbound], ['maxUnauthenticated', this.maxUnauthenticated], ['maxUnauthenticatedPerAddress', this.maxUnauthenticatedPerAddress], ['helloTimeoutMs', this.helloTimeoutMs]] as const) {
+      if (!Number.isInteger(v) || v < 1) throw new RaftConfigError(`transport ${name} must be a whole number >= 1, got ${v}`);
+    }
     for (const [id, addr] of Object.entries(opts.peers)) this.setPeer(id, addr);
   }
 
@@ -237,6 +275,8 @@ export class TcpTransport {
     for (const id of [...this.links.keys()]) this.removePeer(id);
     for (const s of this.inbound) s.destroy();
     this.inbound.clear();
+    this.pending.clear();
+    this.authenticated.clear();
     const server = this.server;
     if (server !== null) await new Promise<void>((resolve) => { server.close(() => { resolve(); }); });
   }
@@ -370,23 +410,87 @@ export class TcpTransport {
 
   // ---- inbound ----
 
+  /**
+   * Makes room for a new unauthenticated connection from `address`: when its address or the
+   * whole pool is at its cap, the oldest connection of the address that holds the most slots
+   * (the new one's own address, for the per-address cap) is evicted.
+   */
+  private makeRoom(address: string): void {
+    const counts = new Map<string, number>();
+    for (const p of this.pending) counts.set(p.address, (counts.get(p.address) ?? 0) + 1);
+    let victimAddress: string | null = null;
+    let reason = '';
+    if ((counts.get(address) ?? 0) >= this.maxUnauthenticatedPerAddress) {
+      victimAddress = address;
+      reason = `${this.maxUnauthenticatedPerAddress} unauthenticated connections from this address already`;
+    } else if (this.pending.size >= this.maxUnauthenticated) {
+      const most = Math.max(...counts.values());
+      victimAddress = [...this.pending].find((p) => counts.get(p.address) === most)!.address;
+      reason = `${this.maxUnauthenticated} unauthenticated connections already; evicted from the address holding the most (${most})`;
+    }
+    if (victimAddress === null) return;
+    for (const p of this.pending) {
+      if (p.address === victimAddress) {
+        p.evict(reason);
+        return;
+      }
+    }
+  }
+
+  private noteEviction(remote: string, reason: string): void {
+    this.counters.connectionsEvicted++;
+    this.evictionLog.sinceLine++;
+    const nowMs = Date.now();
+    if (nowMs - this.evictionLog.lastLineAtMs < EVICTION_LOG_INTERVAL_MS) return;
+    this.log.warn({ remote, reason, evicted: this.evictionLog.sinceLine, evictedTotal: this.counters.connectionsEvicted }, 'raft transport: unauthenticated connection evicted to make room for a newer one');
+    this.evictionLog = { sinceLine: 0, lastLineAtMs: nowMs };
+  }
+
+  /** Records `peer`'s new authenticated connection; false when it must be refused. */
+  private admitAuthenticated(peer: NodeId, sock: Socket, remote: string): boolean {
+    const previous = this.authenticated.get(peer);
+    if (previous !== undefined && previous !== sock) {
+      // A peer dials us once; a second connection means it reconnected and the old one is dead.
+      this.counters.connectionsReplaced++;
+      this.log.info({ peer, remote, reason: 'the peer authenticated again on a new connection' }, 'raft transport: previous connection of peer closed');
+      this.authenticated.delete(peer);
+      previous.destroy();
+    }
+    if (this.authenticated.size >= this.maxInbound) return false;
+    this.authenticated.set(peer, sock);
+    return true;
+  }
+
   private accept(sock: Socket): void {
     this.counters.connectionsAccepted++;
-    const remote = `${sock.remoteAddress ?? '?'}:${sock.remotePort ?? '?'}`;
-    if (this.closed || this.inbound.size >= this.maxInbound) {
-      this.log.warn({ remote, reason: 'too many inbound connections' }, 'raft transport refused connection');
+    const address = sock.remoteAddress ?? '?';
+    const remote = `${address}:${sock.remotePort ?? '?'}`;
+    if (this.closed) {
       sock.destroy();
       return;
     }
+    this.makeRoom(address);
     this.inbound.add(sock);
     const nonce = randomBytes(NONCE_BYTES);
     let peer: NodeId | null = null;
     let done = false;
+    const pending: PendingConnection = {
+      address,
+      evict: (reason) => {
+        if (done) return;
+        done = true;
+        this.pending.delete(pending);
+        this.noteEviction(remote, reason);
+        sock.destroy();
+      },
+    };
+    this.pending.add(pending);
     // Until the peer proves it knows the secret, only a small hello frame is accepted.
     const decoder = new FrameDecoder(HELLO_MAX_BYTES);
     const refuse = (kind: 'auth' | 'oversized' | 'malformed', reason: string): void => {
       if (done) return;
       done = true;
+      this.pending.delete(pending);
       if (kind === 'auth') this.counters.authFailures++;
       else if (kind === 'oversized') this.counters.oversizedFrames++;
       else this.counters.malformedFrames++;
@@ -398,7 +502,9 @@ export class TcpTransport {
     sock.on('error', () => { /* 'close' follows */ });
     sock.on('close', () => {
       clearTimeout(helloTimer);
+      this.pending.delete(pending);
       this.inbound.delete(sock);
+      if (peer !== null && this.authenticated.get(peer) === sock) this.authenticated.delete(peer);
     });
     sock.write(encodeFrame(FRAME_CHALLENGE, nonce));
     sock.on('data', (chunk: Buffer) => {
@@ -421,8 +527,13 @@ export class TcpTransport {
             refuse('auth', who.slice(1));
             return;
           }
-          peer = who;
           clearTimeout(helloTimer);
+          this.pending.delete(pending);
+          if (!this.admitAuthenticated(who, sock, remote)) {
+            refuse('auth', `${this.maxInbound} authenticated connections already (too many inbound connections)`);
+            return;
+          }
+          peer = who;
           decoder.maxFrameBytes = this.maxFrameBytes;
           this.counters.connectionsAuthenticated++;
           continue;
