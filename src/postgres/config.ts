@@ -76,6 +76,8 @@ export function renderPostgresqlConf(): string {
   return [
     '# Managed by Manatee: rewritten at each start. Put your settings in manatee-overrides.conf.',
     `include '${FILE_MANATEE_CONF}'`,
+    // The shard-wide settings (manatee-adm config): after the defaults, before this peer's overrides.
+    "include_if_exists 'manatee-shard.conf'",
     `include_if_exists '${FILE_OVERRIDES_CONF}'`,
     `include '${FILE_ENFORCED_CONF}'`,
     '',

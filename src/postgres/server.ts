@@ -20,6 +20,7 @@ import {
   type PgTlsPaths, type RenderedRole,
 } from './config.js';
 import { HeldConnection } from './connection.js';
+import { FILE_SHARD_CONF, ownedPending, renderShardConf, settingsReport, SETTINGS_REPORT_QUERY, type PeerSettingReport, type SettingsReportRow } from './shard-conf.js';
 import { hostAddress, normalizeCidr, peerSubnets } from './networks.js';
 import { PgError } from './errors.js';
 import { describeRun, runTool } from './exec.js';
@@ -97,8 +98,19 @@ export interface PgExit {
 export interface ConfigureResult {
   readonly action: 'started' | 'reloaded' | 'restarted' | 'promoted' | 'stopped' | 'none';
   readonly role: RenderedRole;
-  /** postmaster-context settings that changed and forced a restart. */
+  /** postmaster-context settings that Manatee owns, which changed and forced a restart. */
   readonly restartedFor: readonly string[];
+  /** The operator's postmaster-context settings that changed: they wait for a (rolling) restart. */
+  readonly pendingRestart?: readonly string[];
+}
+
+/** What applyShardSettings() did. */
+export interface ShardSettingsApplied {
+  readonly version: number;
+  /** PostgreSQL ran and reloaded its files. */
+  readonly reloaded: boolean;
+  /** Settings whose new value waits for a restart (empty when PostgreSQL is stopped: it starts with them). */
+  readonly pendingRestart: readonly string[];
 }
 
 interface PgEvents {
@@ -139,6 +151,8 @@ export class PostgresServer extends EventEmitter<PgEvents> {
   private adoptedPoll: NodeJS.Timeout | null = null;
   private stopping = false;
   private rendered: RenderedRole | null = null;
+  /** The shard-wide settings rendered into manatee-shard.conf (applyShardSettings). */
+  private shardSettings: { readonly settings: Readonly<Record<string, string>>; readonly version: number } = { settings: {}, version: 0 };
   private readonly stderrTail = new LineRing(40);
   /** The sitter's own queries share this one connection (see query()). */
   private readonly held: HeldConnection;
@@ -444,6 +458,7 @@ export class PostgresServer extends EventEmitter<PgEvents> {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     }
+    await this.writeOwned(join(d, FILE_SHARD_CONF), renderShardConf(this.shardSettings.settings, this.shardSettings.version));
     await this.writeOwned(join(d, FILE_ENFORCED_CONF), renderEnforcedConf({
       listenAddress: this.opts.listenAddress,
       port: this.opts.port,
@@ -459,6 +474,35 @@ export class PostgresServer extends EventEmitter<PgEvents> {
     else if (!keepStandbySignal) await rm(signal, { force: true });
     await this.warnAboutAutoConf();
     this.rendered = role;
+  }
+
+  /**
+   * The shard-wide settings (manatee-adm config): written to manatee-shard.conf, then a reload
+   * when PostgreSQL runs. A postmaster setting is not restarted for: it is reported as pending
+   * until an operator's (rolling) restart. Without a data directory yet, the file is written by
+   * the next render (configure, after a restore).
+   */
+  async applyShardSettings(settings: Readonly<Record<string, string>>, version: number): Promise<ShardSettingsApplied> {
+    this.shardSettings = { settings, version };
+    if (!(await this.hasData())) return { version, reloaded: false, pendingRestart: [] };
+    await this.writeOwned(join(this.dataDir, FILE_SHARD_CONF), renderShardConf(settings, version));
+    if (!this.running) return { version, reloaded: false, pendingRestart: [] };
+    const pendingRestart = await this.reload();
+    this.log.info({ decision: 'shard-settings', version, pendingRestart }, pendingRestart.length === 0
+      ? `shard settings version ${version} applied by reload`
+      : `shard settings version ${version} applied by reload; waiting for a restart: ${pendingRestart.join(', ')}`);
+    return { version, reloaded: true, pendingRestart };
+  }
+
+  /** Each shard setting and overrides-file setting: its value, where it comes from, and whether it waits for a restart. */
+  async settingsReport(names: readonly string[]): Promise<PeerSettingReport[]> {
+    return settingsReport(await this.query<SettingsReportRow>(SETTINGS_REPORT_QUERY, [[...names]]));
+  }
+
+  /** Settings whose changed value waits for a restart (pg_settings.pending_restart). */
+  async pendingRestart(): Promise<string[]> {
+    const rows = await this.query<{ name: string }>('SELECT name FROM pg_settings WHERE pending_restart ORDER BY name');
+    return rows.map((r) => r.name);
   }
 
   private async warnAboutAutoConf(): Promise<void> {
@@ -854,6 +898,7 @@ export class PostgresServer extends EventEmitter<PgEvents> {
 
     let action: ConfigureResult['action'];
     let restartedFor: string[] = [];
+    let pendingRestart: string[] = [];
     if (!running && standbyData !== null) {
       this.log.info({ decision: 'start-standby-to-promote', reason: standbyData },
         `the data directory is a standby's (${standbyData}): starting it in recovery, then promoting it to a new timeline`);
@@ -871,7 +916,11 @@ export class PostgresServer extends EventEmitter<PgEvents> {
       await this.restart('immediate');
       action = 'restarted';
     } else {
-      restartedFor = await this.reload();
+      const pending = await this.reload();
+      // Only what Manatee owns (its listen address, port, WAL settings) restarts here; the
+      // operator's postmaster settings wait for manatee-adm restart, one peer at a time.
+      restartedFor = ownedPending(pending, ENFORCED_KEYS);
+      pendingRestart = pending.filter((n) => !restartedFor.includes(n));
       if (restartedFor.length > 0) {
         await this.restart('fast');
         action = 'restarted';
@@ -879,8 +928,8 @@ export class PostgresServer extends EventEmitter<PgEvents> {
         action = 'reloaded';
       }
     }
-    this.log.info({ decision: 'configure', role: next, action, restartedFor }, `PostgreSQL configured as ${next.role} (${action})`);
-    return { action, role: next, restartedFor };
+    this.log.info({ decision: 'configure', role: next, action, restartedFor, pendingRestart }, `PostgreSQL configured as ${next.role} (${action})`);
+    return { action, role: next, restartedFor, pendingRestart };
   }
 
   /**

@@ -10,9 +10,9 @@ const base = { listenAddress: '127.0.0.1', port: 6000, runDir: '/run/m', passfil
 const tls = { caFile: '/run/m/tls/ca.crt', certFile: '/run/m/tls/peer.crt', keyFile: '/run/m/tls/peer.key' };
 
 describe('configuration rendering', () => {
-  it('postgresql.conf includes Manatee defaults, then the operator overrides, then the enforced settings', () => {
+  it('postgresql.conf includes Manatee defaults, then the shard settings, then the operator overrides, then the enforced settings', () => {
     const text = renderPostgresqlConf();
-    const order = ['manatee.conf', 'manatee-overrides.conf', 'manatee-enforced.conf'].map((f) => text.indexOf(`'${f}'`));
+    const order = ['manatee.conf', 'manatee-shard.conf', 'manatee-overrides.conf', 'manatee-enforced.conf'].map((f) => text.indexOf(`'${f}'`));
     expect(order.every((i) => i >= 0)).toBe(true);
     expect([...order].sort((a, b) => a - b)).toEqual(order);
   });

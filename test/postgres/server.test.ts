@@ -155,6 +155,35 @@ describe('PostgresServer lifecycle', () => {
     expect(await pg.show('max_wal_senders')).toBe('10');
   });
 
+  it('shard settings apply by reload; a postmaster one waits for a restart (configure does not restart for it); the overrides file wins', async () => {
+    const overrides = join(pg.dataDir, 'manatee-overrides.conf');
+    const initial = await readFile(overrides, 'utf8');
+    await appendFile(overrides, "maintenance_work_mem = '99MB'\n");
+    const pidBefore = pg.postgresPid;
+    const a = await pg.applyShardSettings({ work_mem: '12MB', maintenance_work_mem: '20MB', shared_buffers: '48MB' }, 3);
+    expect(a).toEqual({ version: 3, reloaded: true, pendingRestart: ['shared_buffers'] });
+    expect(await readFile(join(pg.dataDir, 'manatee-shard.conf'), 'utf8')).toMatch(/version 3[\s\S]*work_mem = '12MB'/);
+    expect(await pg.show('work_mem')).toBe('12MB');
+    expect(await pg.show('maintenance_work_mem')).toBe('99MB');
+    const r = await pg.configure({ role: 'primary', oneNodeWriteMode: true });
+    expect(r).toMatchObject({ action: 'reloaded', restartedFor: [], pendingRestart: ['shared_buffers'] });
+    expect(pg.postgresPid).toBe(pidBefore);
+    const report = await pg.settingsReport(['work_mem', 'shared_buffers', 'maintenance_work_mem', 'temp_buffers']);
+    const by = new Map(report.map((x) => [x.name, x]));
+    expect(by.get('work_mem')).toMatchObject({ value: '12MB', source: 'shard', pendingRestart: false });
+    expect(by.get('maintenance_work_mem')).toMatchObject({ value: '99MB', source: 'peer overrides file' });
+    expect(by.get('shared_buffers')).toMatchObject({ value: '48MB', source: 'shard', pendingRestart: true, running: '128MB' });
+    expect(by.get('temp_buffers')).toMatchObject({ value: null, source: 'default' });
+    expect(await pg.pendingRestart()).toEqual(['shared_buffers']);
+    await pg.restart('fast');
+    expect(await pg.show('shared_buffers')).toBe('48MB');
+    expect(await pg.pendingRestart()).toEqual([]);
+    await writeFile(overrides, initial);
+    expect(await pg.applyShardSettings({}, 4)).toEqual({ version: 4, reloaded: true, pendingRestart: ['shared_buffers'] });
+    await pg.restart('fast');
+    expect(await pg.show('work_mem')).toBe('4MB');
+  });
+
   it('configure stopped stops it; configure primary starts it again', async () => {
     const r = await pg.configure({ role: 'stopped' });
     expect(r.action).toBe('stopped');

@@ -1,0 +1,85 @@
+// The shard-wide settings as PostgreSQL reads them (issue 15): manatee-shard.conf, included after
+// Manatee's defaults and before the operator's per-peer overrides file, which stays the last word
+// for its peer. And the report of where each effective value comes from, read from
+// pg_file_settings (the files as they are now, reload or not) and pg_settings (what runs, and
+// what waits for a restart).
+import { basename } from 'node:path';
+import { confValue } from './config.js';
+import { MANATEE_SETTINGS } from './owned-settings.js';
+
+export const FILE_SHARD_CONF = 'manatee-shard.conf';
+
+export function renderShardConf(settings: Readonly<Record<string, string>>, version: number): string {
+  const lines = Object.entries(settings).map(([k, v]) => `${k} = ${confValue(v)}`);
+  return [
+    `# Managed by Manatee: the shard-wide settings (manatee-adm config), version ${version}.`,
+    '# manatee-overrides.conf, read after this file, still wins for this peer.',
+    ...lines,
+    '',
+  ].join('\n');
+}
+
+/** Where a setting's effective value comes from on one peer. */
+export type SettingSource = 'shard' | 'peer overrides file' | 'manatee default' | 'manatee enforced' | 'ALTER SYSTEM' | 'default' | 'other file';
+
+export interface PeerSettingReport {
+  readonly name: string;
+  /** The value the files give it now (the running one may differ until a reload or restart). */
+  readonly value: string | null;
+  readonly source: SettingSource;
+  /** The value PostgreSQL runs with (pg_settings.setting, with its unit). */
+  readonly running: string | null;
+  /** A postmaster setting whose file value differs from the running one: it waits for a restart. */
+  readonly pendingRestart: boolean;
+}
+
+export function sourceOfFile(file: string | null): SettingSource {
+  if (file === null) return 'default';
+  switch (basename(file)) {
+    case FILE_SHARD_CONF: return 'shard';
+    case 'manatee-overrides.conf': return 'peer overrides file';
+    case 'manatee.conf': return 'manatee default';
+    case 'manatee-enforced.conf': return 'manatee enforced';
+    case 'postgresql.auto.conf': return 'ALTER SYSTEM';
+    default: return 'other file';
+  }
+}
+
+/**
+ * One query: for each name of `names` and each name set in the overrides file or the shard file,
+ * the winning file entry (the last one read), the running value and pending_restart.
+ */
+export const SETTINGS_REPORT_QUERY = `
+WITH f AS (
+  SELECT DISTINCT ON (name) name, setting, sourcefile FROM pg_file_settings
+  WHERE name IS NOT NULL ORDER BY name, seqno DESC
+), wanted AS (
+  SELECT unnest($1::text[]) AS name
+  UNION SELECT name FROM pg_file_settings WHERE sourcefile LIKE '%/manatee-overrides.conf' OR sourcefile LIKE '%/${FILE_SHARD_CONF}'
+)
+SELECT w.name, f.setting AS value, f.sourcefile, current_setting(w.name, true) AS running, coalesce(s.pending_restart, false) AS pending
+FROM wanted w LEFT JOIN f ON f.name = w.name LEFT JOIN pg_settings s ON s.name = w.name
+ORDER BY w.name`;
+
+export interface SettingsReportRow extends Record<string, unknown> {
+  readonly name: string;
+  readonly value: string | null;
+  readonly sourcefile: string | null;
+  readonly running: string | null;
+  readonly pending: boolean;
+}
+
+export function settingsReport(rows: readonly SettingsReportRow[]): PeerSettingReport[] {
+  return rows.map((r) => ({
+    name: r.name,
+    value: r.value,
+    source: sourceOfFile(r.sourcefile),
+    running: r.running,
+    pendingRestart: r.pending,
+  }));
+}
+
+/** Of the settings pending a restart, those Manatee owns: a configure() restarts for these at once. */
+export function ownedPending(names: readonly string[], enforced: readonly string[]): string[] {
+  return names.filter((n) => enforced.includes(n) || MANATEE_SETTINGS.has(n));
+}
