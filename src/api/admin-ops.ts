@@ -6,7 +6,7 @@
 import { ManateeError } from '../errors.js';
 import * as admin from '../peer/admin.js';
 import type { AdminChange } from '../peer/admin.js';
-import type { ClusterState, PeerId, PeerInfo } from '../store/types.js';
+import type { ClusterState, PeerId, PeerInfo } from '../model/index.js';
 import type { AdminOperations, AdminResult, PromoteInput, RebuildResult, VersionedState } from './types.js';
 
 /** What the admin operations need from the cluster store. */

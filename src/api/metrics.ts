@@ -3,9 +3,8 @@
 // Gauges are set from the sitter's status at each scrape (collect); counters count events as they
 // happen (decisions from the sitter's loop, primary changes seen on the committed state).
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { HOOK_EVENTS, HOOK_OUTCOMES, type HookEvent, type HookObserver, type HookOutcome } from '../peer/hooks.js';
-import { roleIn, type PeerRole, type SitterStatus } from '../peer/status.js';
-import type { ClusterState } from '../store/types.js';
+import { type HookObserver } from '../peer/hooks.js';
+import { HOOK_EVENTS, HOOK_OUTCOMES, type HookEvent, type HookOutcome, roleIn, type PeerRole, type SitterStatus, type ClusterState } from '../model/index.js';
 
 const ROLES: readonly PeerRole[] = ['primary', 'sync', 'async', 'deposed', 'unassigned'];
 /** Decision kinds are a closed set in the rules; a bound anyway, so that a bug cannot grow the label set without limit. */

@@ -12,8 +12,7 @@
 // use a kept value only while it is recent (PRIMARY_POSITION_MAX_AGE_MS in routes/health.ts):
 // a standby cut off from the primary would otherwise measure itself forever against the position
 // of the moment it was cut off, and look caught up.
-import type { SitterStatus } from '../peer/status.js';
-import type { Lsn, PeerInfo } from '../store/types.js';
+import type { SitterStatus, Lsn, PeerInfo } from '../model/index.js';
 import { lsnDiffBytes } from './shard.js';
 
 /** What the health checks know of the primary's WAL position. */

@@ -2,6 +2,7 @@
 // error); outputs are the contract that manatee-adm and outside tools read. They follow
 // src/store/types.ts and src/peer/status.ts field for field.
 import { FREEZE_REASON_LENGTH_MAX, PROMOTE_EXPIRE_MS_MAX, PROMOTE_EXPIRE_MS_MIN } from '../peer/admin.js';
+import { PEER_ID_PATTERN } from '../model/index.js';
 
 const str = { type: 'string' } as const;
 const nullableStr = { type: ['string', 'null'] } as const;
@@ -9,7 +10,7 @@ const nullableNum = { type: ['number', 'null'] } as const;
 const int = { type: 'integer' } as const;
 
 /** Peer ids as the configuration allows them (src/peer/config.ts). */
-export const peerIdSchema = { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$' } as const;
+export const peerIdSchema = { type: 'string', pattern: PEER_ID_PATTERN } as const;
 
 export const peerInfoSchema = {
   type: 'object',

@@ -5,8 +5,7 @@
 // short deadline: a peer that does not answer is shown as unreachable, never waited for.
 import http from 'node:http';
 import { ManateeError } from '../errors.js';
-import { roleIn, type DecisionRecord, type PeerRole, type RebuildStatus, type SitterStatus } from '../peer/status.js';
-import type { ClusterState, FreezeInfo, PeerInfo, PromoteRequest } from '../store/types.js';
+import { roleIn, type DecisionRecord, type PeerRole, type RebuildStatus, type SitterStatus, type ClusterState, type FreezeInfo, type PeerInfo, type PromoteRequest } from '../model/index.js';
 
 /** Largest /status answer read from another peer. */
 const PEER_STATUS_BYTES_MAX = 4 * 1024 * 1024;

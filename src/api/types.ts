@@ -2,9 +2,8 @@
 // reads and asks: it holds no state of its own, so that any peer's API answers for the shard.
 import type { FastifyPluginAsync } from 'fastify';
 import type { Logger } from '../log.js';
-import type { SitterStatus } from '../peer/status.js';
+import type { SitterStatus, ClusterState, HistoryEntry, PeerId, PeerInfo } from '../model/index.js';
 import type { ApiMetrics } from './metrics.js';
-import type { ClusterState, HistoryEntry, PeerId, PeerInfo } from '../store/types.js';
 import type { OnwmMode } from '../peer/admin.js';
 
 /** The committed cluster state with the store's version of it (the compare-and-set token). */

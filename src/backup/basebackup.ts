@@ -8,6 +8,7 @@
 //   verification included) the copy is deleted and the old data directory is left as it was.
 // Afterwards the data directory is ready to start as a standby of the source (the caller runs
 // PostgresServer.configure({role: 'standby', ...}), which renders standby.signal/primary_conninfo).
+import type { RestoreProgress } from '../model/index.js';
 import { readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Logger } from '../log.js';
@@ -19,7 +20,7 @@ import { ProgressTracker, type CopyProgress } from '../postgres/progress.js';
 import { pgRewind, restoreOverrides, saveOverrides } from '../postgres/rewind.js';
 import type { PostgresServer } from '../postgres/server.js';
 import { endpointConninfo, parsePgUrl, type PgEndpoint } from '../postgres/url.js';
-import type { BackupBackend, RestoreOptions, RestoreProgress, RestoreResult } from './types.js';
+import type { BackupBackend, RestoreOptions, RestoreResult } from './types.js';
 import { RestoreInvalidError } from './errors.js';
 import { verifyDataDir } from './verify.js';
 

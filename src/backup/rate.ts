@@ -1,6 +1,6 @@
 // Progress of a byte stream: percent (capped below 100 until the end, because the total is an
 // estimate), rate since the start, and ETA.
-import type { RestoreProgress } from './types.js';
+import type { RestoreProgress } from '../model/index.js';
 
 export class ByteProgress {
   private bytes = 0;

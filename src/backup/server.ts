@@ -15,6 +15,7 @@ import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 import type { FastifyInstance, FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from '../log.js';
+import { PEER_ID_PATTERN } from '../model/index.js';
 import type { Zfs } from '../zfs/index.js';
 import { ByteProgress } from './rate.js';
 import {
@@ -226,7 +227,7 @@ export const backupRoutes: FastifyPluginCallback<BackupRoutesOptions> = (app: Fa
         required: ['peerId'],
         additionalProperties: false,
         properties: {
-          peerId: { type: 'string', minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9_.:-]+$' },
+          peerId: { type: 'string', pattern: PEER_ID_PATTERN },
           fromSnapshots: { type: 'array', maxItems: FROM_SNAPSHOTS_MAX, items: { type: 'string', pattern: SNAPSHOT_SHORT } },
           fresh: { type: 'boolean' },
         },

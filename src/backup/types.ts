@@ -1,17 +1,9 @@
 // The contract between the sitter and the two ways of copying data from another peer:
 // `zfs` (send/receive of snapshots) and `basebackup` (pg_basebackup, pg_rewind).
 
-export type BackendKind = 'zfs' | 'basebackup';
+import type { RestoreProgress } from '../model/index.js';
 
-/** Progress of a long copy, for logs and for the status API. */
-export interface RestoreProgress {
-  readonly phase: string; // e.g. "isolating", "receiving", "rewinding", "snapshotting", "done"
-  readonly percent: number | null;
-  readonly bytesDone: number;
-  readonly bytesTotal: number | null;
-  readonly rateBytesPerSec: number | null;
-  readonly etaSec: number | null;
-}
+export type BackendKind = 'zfs' | 'basebackup';
 
 /** The peer to copy from. */
 export interface RestoreSource {

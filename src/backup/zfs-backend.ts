@@ -13,12 +13,13 @@
 //              the diverged part that a rebuild replaces anyway). A received increment that
 //              fails verification is rolled back to the common snapshot the same way.
 // PostgreSQL must be stopped on this peer while a restore runs (the sitter's job).
+import type { RestoreProgress } from '../model/index.js';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { execa } from 'execa';
 import type { Logger } from '../log.js';
 import { type Zfs, parentOf, validateDatasetName, ZfsError, ZfsStreamInterruptedError } from '../zfs/index.js';
-import type { BackupBackend, RestoreOptions, RestoreProgress, RestoreResult } from './types.js';
+import type { BackupBackend, RestoreOptions, RestoreResult } from './types.js';
 import { ByteProgress } from './rate.js';
 import { BackupError, BACKUP_ERR_ABORTED, BACKUP_ERR_HTTP, RestoreFailedError, RestoreInvalidError } from './errors.js';
 import { SECRET_HEADER } from './server.js';

@@ -16,7 +16,7 @@ import { EventEmitter } from 'node:events';
 import { request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { Logger } from '../log.js';
-import type { ClusterState } from '../store/types.js';
+import type { ClusterState } from '../model/index.js';
 import { CLIENT_ERR, ClientError } from './errors.js';
 import { createPool, type PrimaryPool, type PrimaryPoolOptions } from './pool.js';
 import { SseParser } from './sse.js';

@@ -1,7 +1,7 @@
 // The topology that applications follow: [primary, sync, ...asyncs] as PostgreSQL URLs, taken
 // from the committed cluster state. Deposed peers are never in it (they are not in the chain, and
 // are filtered again here in case a state ever named one in two places).
-import type { ClusterState } from '../store/types.js';
+import type { ClusterState } from '../model/index.js';
 
 /** pgUrls, primary first, then the sync (absent in one-node-write mode), then the asyncs in chain order. */
 export type Topology = readonly string[];

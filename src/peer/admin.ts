@@ -7,7 +7,7 @@
 // writing the state. A planned switchover only *asks* for one (state.promote); the primary or
 // the sync acts on it under Manatee's rules, at generation+1.
 import { ManateeError } from '../errors.js';
-import type { ClusterState, PeerId, PromoteRequest } from '../store/types.js';
+import type { ClusterState, PeerId, PromoteRequest } from '../model/index.js';
 import { syncCannotTakeOver, type OwnWal } from './rules/stream-watch.js';
 
 export type { OwnWal } from './rules/stream-watch.js';

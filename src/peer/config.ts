@@ -1,11 +1,12 @@
 // The sitter's configuration file (one JSON file per peer). Validated at start-up against a
 // JSON schema; an error names the field, what was wrong and what is expected, and the
 // process exits non-zero (src/cli/manatee-sitter.ts).
+import { HOOK_EVENTS, PEER_ID_PATTERN } from '../model/index.js';
 import { readFile, stat } from 'node:fs/promises';
 import { Ajv, type ErrorObject } from 'ajv';
 import { ManateeError } from '../errors.js';
 import { normalizeCidr } from '../postgres/networks.js';
-import { HOOK_EVENTS, type HooksConfig } from './hooks.js';
+import { type HooksConfig } from './hooks.js';
 
 export type BackendKind = 'zfs' | 'basebackup';
 
@@ -84,7 +85,7 @@ export class ConfigError extends ManateeError {
 
 const port = { type: 'integer', minimum: 1, maximum: 65535 } as const;
 const positiveMs = { type: 'integer', minimum: 1, maximum: 86_400_000 } as const;
-const idPattern = '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$';
+const idPattern = PEER_ID_PATTERN;
 
 // additionalProperties:false everywhere: a misspelt key is an error, not a silently ignored setting.
 const schema = {

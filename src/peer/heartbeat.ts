@@ -8,7 +8,7 @@
 // is writable (a primary that waits for its sync is read-only). The heartbeat's own commits are
 // `synchronous_commit = local`: a heartbeat must never hang on a lost sync, and it is not user data.
 import type { Logger } from '../log.js';
-import type { HeartbeatStatus } from './status.js';
+import type { HeartbeatStatus } from '../model/index.js';
 
 export const HEARTBEAT_SCHEMA = 'manatee';
 export const HEARTBEAT_TABLE = `${HEARTBEAT_SCHEMA}.heartbeat`;

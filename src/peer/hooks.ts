@@ -16,10 +16,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../log.js';
-import type { ClusterState, PeerInfo } from '../store/types.js';
-
-export const HOOK_EVENTS = ['primary_changed', 'sync_changed', 'peer_up', 'peer_down', 'deposed', 'rebuild_done', 'sitter_up', 'heartbeat'] as const;
-export type HookEvent = (typeof HOOK_EVENTS)[number];
+import { HOOK_EVENTS, type ClusterState, type HookEvent, type HookFailure, type HookOutcome, type HookOutcomeCounts, type HooksStatus, type PeerInfo } from '../model/index.js';
 
 /** The `hooks` section of the sitter's configuration (src/peer/config.ts). */
 export interface HooksConfig {
@@ -134,36 +131,6 @@ export interface HookCounters {
   failures: number;
   timeouts: number;
   dropped: number;
-}
-
-/** What became of one run: it exited 0, failed (non-zero exit, killed by a signal, not started), timed out, or was dropped unrun (full queue, or queued when the runner stopped). */
-export const HOOK_OUTCOMES = ['ok', 'failed', 'timedOut', 'dropped'] as const;
-export type HookOutcome = (typeof HOOK_OUTCOMES)[number];
-
-export type HookOutcomeCounts = Record<HookOutcome, number>;
-
-/** The last run that did not succeed: what an operator looks at first. */
-export interface HookFailure {
-  readonly event: HookEvent;
-  readonly command: string;
-  /** ISO 8601, when the run ended. */
-  readonly at: string;
-  readonly outcome: 'failed' | 'timedOut';
-  /** One line: why (the same words as the log line). */
-  readonly reason: string;
-  readonly exitCode: number | null;
-  readonly signal: string | null;
-  readonly durationMs: number;
-}
-
-/** The hooks part of GET /status: counts per configured event and outcome since the sitter started. */
-export interface HooksStatus {
-  /** One entry per configured event (the label set is the closed list HOOK_EVENTS). */
-  readonly events: Partial<Readonly<Record<HookEvent, Readonly<HookOutcomeCounts>>>>;
-  /** Processes running now, and runs waiting in the queues. */
-  readonly running: number;
-  readonly queued: number;
-  readonly lastFailure: HookFailure | null;
 }
 
 /** Told of every outcome as it happens (ApiMetrics implements it: manatee_hook_runs_total, manatee_hook_duration_seconds). */

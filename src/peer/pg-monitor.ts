@@ -7,7 +7,7 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../log.js';
 import { PgHealthChecker, type HealthResult, type PostgresServer, type WalPositions } from '../postgres/index.js';
-import type { PostgresStatus, ReplicationRow } from './status.js';
+import type { PostgresStatus, ReplicationRow } from '../model/index.js';
 
 export interface PgMonitorOptions {
   readonly postgres: PostgresServer;

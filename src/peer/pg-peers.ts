@@ -5,7 +5,7 @@
 // bootstraps from its upstream as soon as the primary has placed it). A peer that is gone from all
 // three can no longer replicate from here.
 import type { Logger } from '../log.js';
-import type { ClusterState, PeerInfo } from '../store/types.js';
+import type { ClusterState, PeerInfo } from '../model/index.js';
 
 export interface PeerHostsInput {
   readonly self: PeerInfo;

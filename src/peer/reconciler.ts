@@ -12,13 +12,12 @@
 //             primary never had), then rebuilt from the new primary when automatic.
 import { ManateeError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { BackupBackend, RestoreProgress, RestoreResult } from '../backup/types.js';
+import type { BackupBackend, RestoreResult } from '../backup/types.js';
 import { parsePgUrl, type PgRole as PgServerRole } from '../postgres/index.js';
-import type { PeerInfo } from '../store/types.js';
+import type { RestoreProgress, PeerInfo, RebuildStatus } from '../model/index.js';
 import type { LocalPostgres } from './local-postgres.js';
 import type { Decision } from './rules/index.js';
 import { syncCannotTakeOver } from './rules/stream-watch.js';
-import type { RebuildStatus } from './status.js';
 
 export interface ReconcilerOptions {
   readonly self: PeerInfo;

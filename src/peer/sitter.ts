@@ -17,10 +17,10 @@ import { backupRoutes } from '../backup/index.js';
 import { BasebackupBackend } from '../backup/basebackup.js';
 import { ZfsBackupBackend } from '../backup/zfs-backend.js';
 import type { BackupBackend, RestoreResult } from '../backup/types.js';
-import { DEFAULT_STOP_TIMEOUT_MS, HeldConnection, LSN_ZERO, parsePgUrl, PostgresServer, resolveOsUser } from '../postgres/index.js';
+import { DEFAULT_STOP_TIMEOUT_MS, HeldConnection, parsePgUrl, PostgresServer, resolveOsUser } from '../postgres/index.js';
 import { RaftNode } from '../raft/node.js';
 import { ClusterStateMachine, ClusterStore, raftConsensus } from '../store/index.js';
-import type { ClusterState, PeerInfo } from '../store/types.js';
+import { LSN_ZERO, type ClusterState, type PeerInfo, roleIn, type DecisionRecord, type LoopStatus, type SitterStatus } from '../model/index.js';
 import { Snapshotter, Zfs } from '../zfs/index.js';
 import type { SitterConfig } from './config.js';
 import { Heartbeat } from './heartbeat.js';
@@ -31,7 +31,6 @@ import { RepeatFilter } from './repeat-log.js';
 import { INITDB_REFUSED, Reconciler } from './reconciler.js';
 import { StreamWatch, syncCannotTakeOver } from './rules/stream-watch.js';
 import { decide, decisionLogFields, decisionRecord, rulesPgStatus, type Decision, type DecisionKind, type RulesInput } from './rules/index.js';
-import { roleIn, type DecisionRecord, type LoopStatus, type SitterStatus } from './status.js';
 
 /** What this peer remembers across restarts, beside its PostgreSQL data. */
 interface LocalFacts {

@@ -14,6 +14,7 @@
 //
 // postgresql.auto.conf (ALTER SYSTEM) is still read after all of these by PostgreSQL itself;
 // Manatee never uses ALTER SYSTEM and logs a warning when that file sets an enforced setting.
+import { isPeerId, PEER_ID_EXPECTED } from '../model/index.js';
 import { PgError } from './errors.js';
 
 export const FILE_POSTGRESQL_CONF = 'postgresql.conf';
@@ -30,13 +31,11 @@ export const FILE_STANDBY_SIGNAL = 'standby.signal';
  */
 export const NO_SYNC_PLACEHOLDER = '!manatee-no-sync';
 
-/** Peer ids become application_name (63 bytes at most in PostgreSQL) and standby names. */
-const PEER_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.@-]{0,62}$/;
-
+/** Peer ids become application_name (63 bytes at most in PostgreSQL) and standby names: the model's one rule. */
 export function validatePeerId(id: string, what: string): void {
-  if (!PEER_ID_RE.test(id)) {
+  if (!isPeerId(id)) {
     throw new PgError('MANATEE_ERR_PG_INVALID_OPTION',
-      `${what} ${JSON.stringify(id)} is not usable as a PostgreSQL application_name: expected 1-63 characters of [A-Za-z0-9_.@-], starting with a letter or digit`);
+      `${what} ${JSON.stringify(id)} is not a peer id (nor usable as a PostgreSQL application_name): ${PEER_ID_EXPECTED}`);
   }
 }
 

@@ -1,7 +1,6 @@
 // src/postgres: PostgreSQL 15 as a managed child process. The sitter uses PostgresServer
 // (start/stop/configure/promote/enableWrites/WAL positions), PgHealthChecker and pgRewind.
 export * from './errors.js';
-export * from './lsn.js';
 export * from './binaries.js';
 export type { OsUser } from './os-user.js';
 export { resolveOsUser } from './os-user.js';

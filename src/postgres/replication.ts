@@ -1,7 +1,6 @@
 // WAL positions and replication status, read with SQL. Each function takes a query function so
 // that it works on any connection (the sitter's socket connection in practice).
-import type { Lsn } from '../store/types.js';
-import { lsnAtLeast, lsnDiffBytes } from './lsn.js';
+import { type Lsn, lsnAtLeast, lsnDiffBytes } from '../model/index.js';
 
 export type QueryFn = <R extends Record<string, unknown>>(sql: string, params?: readonly unknown[]) => Promise<R[]>;
 

@@ -3,7 +3,7 @@
 // Time is a field of each command that needs one, set by the proposer: apply never reads a clock.
 // Results are plain JSON values: a rejection is a value with a stable code, never a throw.
 import { STORE_ERR } from './errors.js';
-import type { PeerInfo, PeerId, Session } from './types.js';
+import type { PeerInfo, PeerId, Session } from '../model/index.js';
 import { settingsProblems, type ShardSettings } from './settings.js';
 import { FIELD_CHARS_MAX, isIsoTime, peerProblems } from './validate.js';
 

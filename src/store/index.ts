@@ -1,6 +1,5 @@
 // The cluster store: the replicated state machine on Raft (cluster state, sessions, history)
 // and the client API that the sitter uses.
-export * from './types.js';
 export * from './errors.js';
 export * from './validate.js';
 export * from './summary.js';

@@ -30,7 +30,7 @@
 //
 // Failover budget: a dead peer's session is expired within sessionTimeoutMs + one check interval
 // (sessionTimeoutMs/10, at most 100 ms) + one commit, e.g. about 2.1 s with the default 2 s.
-import type { PeerId } from './types.js';
+import type { PeerId } from '../model/index.js';
 import type { SessionRecord } from './state-machine.js';
 
 export interface OverdueSession {

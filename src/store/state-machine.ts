@@ -23,7 +23,7 @@ import {
 import { InvalidSnapshotError, STORE_ERR, invariant } from './errors.js';
 import { Listeners } from './listeners.js';
 import { clampSummary, summarizeChange } from './summary.js';
-import type { ClusterState, HistoryEntry, PeerId, PeerInfo, Session } from './types.js';
+import type { ClusterState, HistoryEntry, PeerId, PeerInfo, Session } from '../model/index.js';
 import { canonicalSettings, settingsProblems, type ShardSettings, type VersionedSettings } from './settings.js';
 import {
   canonicalPeer,

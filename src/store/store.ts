@@ -28,7 +28,7 @@ import { Listeners } from './listeners.js';
 import { SessionLiveness } from './sessions.js';
 import type { ClusterStateMachine, PeersChange, SettingsChange, StateChange } from './state-machine.js';
 import type { ShardSettings, VersionedSettings } from './settings.js';
-import type { ClusterState, HistoryEntry, PeerInfo, Session } from './types.js';
+import type { ClusterState, HistoryEntry, PeerInfo, Session } from '../model/index.js';
 
 export interface ClusterStoreOptions {
   readonly machine: ClusterStateMachine;

@@ -1,7 +1,7 @@
 // The one-line summary of a state change that goes into the history when the writer gave none,
 // e.g. "generation 3: primary b (was a), sync c (was b), async [], deposed [a], initWal 0/3000060".
 // Every field is named; a changed one carries "(was ...)". Pure.
-import type { ClusterState, PeerInfo } from './types.js';
+import type { ClusterState, PeerInfo } from '../model/index.js';
 
 /** Longest summary kept in the history (a writer's summary is cut to this length). */
 export const SUMMARY_CHARS_MAX = 500;

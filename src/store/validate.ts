@@ -6,32 +6,12 @@
 //    frozen; initWal is set when a generation begins and never goes backwards).
 // Every function is pure and returns a list of problems, each naming the field, so that a
 // rejected write says exactly what was wrong. An empty list means valid.
-import type { ClusterState, FreezeInfo, Lsn, PeerInfo, PromoteRequest } from './types.js';
+import { compareLsn, isLsn, type ClusterState, type FreezeInfo, type Lsn, type PeerInfo, type PromoteRequest } from '../model/index.js';
 
 /** Most peers in `async` or in `deposed`: bounds the size of a state (TIGER_STYLE). */
 export const PEER_LIST_MAX = 64;
 /** Longest accepted string in a peer entry, freeze reason, id, or time. */
 export const FIELD_CHARS_MAX = 1024;
-
-const LSN_RE = /^[0-9A-F]{1,8}\/[0-9A-F]{1,8}$/i;
-
-export function isLsn(value: unknown): value is Lsn {
-  return typeof value === 'string' && LSN_RE.test(value);
-}
-
-/** The LSN as one 64-bit number, for ordering. Throws on a malformed LSN (callers check first). */
-export function lsnToBigInt(lsn: Lsn): bigint {
-  const m = /^([0-9A-F]{1,8})\/([0-9A-F]{1,8})$/i.exec(lsn);
-  if (m === null) throw new TypeError(`malformed LSN ${JSON.stringify(lsn)}`);
-  return (BigInt(`0x${m[1]!}`) << 32n) | BigInt(`0x${m[2]!}`);
-}
-
-/** -1, 0 or 1 as a is before, at or after b. */
-export function compareLsn(a: Lsn, b: Lsn): number {
-  const x = lsnToBigInt(a);
-  const y = lsnToBigInt(b);
-  return x < y ? -1 : x > y ? 1 : 0;
-}
 
 /** An ISO 8601 time as the writers produce it (Date.prototype.toISOString), or another parseable date-time. */
 export function isIsoTime(value: unknown): value is string {

@@ -4,18 +4,17 @@
 // at are its DNS and IP alternative names, which TLS clients check against the address they dialled.
 import { isIP } from 'node:net';
 import type { X509Certificate } from 'node:crypto';
+import { isPeerId, PEER_ID_EXPECTED } from '../model/index.js';
 import { TLS_ERR, TlsError } from './errors.js';
 
 export const PEER_URI_PREFIX = 'urn:manatee:peer:';
 
-/** The sitter configuration's rule for peer ids (also a CN and a URI without escaping). */
-const PEER_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 /** A DNS name of letters, digits and hyphens in dot-separated labels; no wildcards. */
 const DNS_NAME_RE = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 
 export function checkPeerId(id: string): void {
-  if (!PEER_ID_RE.test(id)) {
-    throw new TlsError(TLS_ERR.badArgument, `peer id ${JSON.stringify(id)}: expected 1-63 characters of [A-Za-z0-9_.-], starting with a letter or digit`);
+  if (!isPeerId(id)) {
+    throw new TlsError(TLS_ERR.badArgument, `peer id ${JSON.stringify(id)}: ${PEER_ID_EXPECTED}`);
   }
 }
 
@@ -50,7 +49,7 @@ export function peerIdOf(cert: X509Certificate): string | null {
   const ids = altNames(cert).filter(([k, v]) => k === 'URI' && v.startsWith(PEER_URI_PREFIX)).map(([, v]) => v.slice(PEER_URI_PREFIX.length));
   if (ids.length !== 1) return null;
   const id = ids[0]!;
-  return PEER_ID_RE.test(id) ? id : null;
+  return isPeerId(id) ? id : null;
 }
 
 /**

@@ -11,8 +11,7 @@ import {
   evaluateHealth, LIVENESS_MAX_IDLE_MS, parseLag, PRIMARY_POSITION_FRESH_MS, PRIMARY_POSITION_MAX_AGE_MS,
 } from '../../src/api/routes/health.js';
 import { PrimaryPositionCache } from '../../src/api/primary-position.js';
-import type { SitterStatus } from '../../src/peer/status.js';
-import type { PeerInfo } from '../../src/store/types.js';
+import type { SitterStatus, PeerInfo } from '../../src/model/index.js';
 import { freePort, waitFor } from '../helpers/wait.js';
 import { MemoryStore, memoryDeps, peer, statusOf, threePeerState } from './memory.js';
 import { expectApiError, httpCall, type HttpAnswer } from '../helpers/http.js';

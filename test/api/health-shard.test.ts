@@ -6,7 +6,7 @@
 // ?replication_state= are read from the real sitters too.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Shard, httpJson, type ShardPeer } from '../helpers/shard.js';
-import type { SitterStatus } from '../../src/peer/status.js';
+import type { SitterStatus } from '../../src/model/index.js';
 
 let shard: Shard;
 let primary: ShardPeer;

@@ -9,8 +9,7 @@ import { raftMembership, type MembershipNode } from '../../src/api/membership.js
 import type { ApiDeps, MembershipOperations, RebuildResult, VersionedState, WatchEvent } from '../../src/api/types.js';
 import { ManateeError } from '../../src/errors.js';
 import type { Logger } from '../../src/log.js';
-import { roleIn, type SitterStatus } from '../../src/peer/status.js';
-import type { ClusterState, HistoryEntry, PeerInfo } from '../../src/store/types.js';
+import { roleIn, type SitterStatus, type ClusterState, type HistoryEntry, type PeerInfo } from '../../src/model/index.js';
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789';
 

@@ -8,7 +8,7 @@ import type { FastifyInstance } from 'fastify';
 import { createApi } from '../../src/api/server.js';
 import { evaluateHealth, parseLag } from '../../src/api/routes/health.js';
 import type { ShardReport } from '../../src/api/shard.js';
-import type { PeerInfo } from '../../src/store/types.js';
+import type { PeerInfo } from '../../src/model/index.js';
 import { freePort, waitFor } from '../helpers/wait.js';
 import { ADMIN_TOKEN, MemoryRaftNode, MemoryStore, memoryDeps, peer, statusOf, threePeerState } from './memory.js';
 import { expectApiError, httpCall, type HttpAnswer, type HttpCallOptions } from '../helpers/http.js';

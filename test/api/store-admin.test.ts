@@ -8,7 +8,7 @@ import { createApi } from '../../src/api/server.js';
 import { ClusterStateMachine } from '../../src/store/state-machine.js';
 import { InProcessGroup } from '../../src/store/in-process-consensus.js';
 import { ClusterStore } from '../../src/store/store.js';
-import type { ClusterState } from '../../src/store/types.js';
+import type { ClusterState } from '../../src/model/index.js';
 import { ADMIN_TOKEN, memoryMembership, MemoryStore, peer, statusOf } from './memory.js';
 
 const A = peer('a');

@@ -10,7 +10,7 @@ import { freePort, waitFor } from '../helpers/wait.js';
 import { DEBIAN_BINDIR, PostgresServer } from '../../src/postgres/index.js';
 import { RestoreInvalidError } from '../../src/backup/index.js';
 import { BasebackupBackend } from '../../src/backup/basebackup.js';
-import type { RestoreProgress } from '../../src/backup/types.js';
+import type { RestoreProgress } from '../../src/model/index.js';
 import { hasCode } from '../../src/errors.js';
 
 let sb: PgSandbox;

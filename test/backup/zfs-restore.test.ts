@@ -11,7 +11,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { silentLogger } from '../../src/log.js';
 import { Zfs, type ZfsSendStream } from '../../src/zfs/index.js';
 import { backupRoutes, ZfsBackupBackend, RestoreFailedError, type BackupJobStatus } from '../../src/backup/index.js';
-import type { RestoreProgress } from '../../src/backup/types.js';
+import type { RestoreProgress } from '../../src/model/index.js';
 import { createTestPool, ZFS_HOOK_TIMEOUT_MS, type TestPool } from '../helpers/zfs.js';
 import { waitFor } from '../helpers/wait.js';
 

@@ -10,7 +10,7 @@ import { execa } from 'execa';
 import type { FastifyInstance } from 'fastify';
 import { createApi } from '../../src/api/server.js';
 import { runAdm } from '../../src/cli/adm/program.js';
-import type { PeerInfo } from '../../src/store/types.js';
+import type { PeerInfo } from '../../src/model/index.js';
 import { makeTmpDir } from '../helpers/tmp.js';
 import { freePort } from '../helpers/wait.js';
 import { ADMIN_TOKEN, MemoryStore, memoryDeps, peer, threePeerState } from '../api/memory.js';

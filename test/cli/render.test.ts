@@ -3,8 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { buildShardReport, peersInOrder, type PeerStatusResult } from '../../src/api/shard.js';
 import { cell, formatBytes, renderTable } from '../../src/cli/adm/render.js';
 import { historyColumns, HISTORY_COLUMNS, pickColumns, renderShow, table } from '../../src/cli/adm/views.js';
-import type { SitterStatus } from '../../src/peer/status.js';
-import type { HistoryEntry } from '../../src/store/types.js';
+import type { SitterStatus, HistoryEntry } from '../../src/model/index.js';
 import { MemoryStore, peer, statusOf, threePeerState } from '../api/memory.js';
 
 const NOW = new Date('2026-11-24T07:00:00.000Z');

@@ -14,8 +14,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { Shard, httpJson, type ShardPeer } from '../helpers/shard.js';
 import type { ShardReport } from '../../src/api/shard.js';
-import type { SitterStatus } from '../../src/peer/status.js';
-import type { ClusterState, PeerInfo } from '../../src/store/types.js';
+import type { SitterStatus, ClusterState, PeerInfo } from '../../src/model/index.js';
 import type { VersionedState } from '../../src/api/types.js';
 
 

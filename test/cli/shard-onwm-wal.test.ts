@@ -9,7 +9,7 @@ import { appendFile, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Shard, type ShardPeer } from '../helpers/shard.js';
-import { lsnAtLeast } from '../../src/postgres/lsn.js';
+import { lsnAtLeast } from '../../src/model/index.js';
 
 let shard: Shard;
 let primary: ShardPeer;

@@ -5,7 +5,7 @@
 // (onwmUpgrade), and writes commit through it.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Shard, type ShardPeer } from '../helpers/shard.js';
-import type { ClusterState } from '../../src/store/types.js';
+import type { ClusterState } from '../../src/model/index.js';
 
 
 let shard: Shard;

@@ -2,8 +2,7 @@
 // on a shard that breaks it, and a healthy shard that passes. Pure: no servers.
 import { describe, expect, it } from 'vitest';
 import { buildShardReport, type PeerStatusResult } from '../../src/api/shard.js';
-import type { SitterStatus } from '../../src/peer/status.js';
-import type { ClusterState } from '../../src/store/types.js';
+import type { SitterStatus, ClusterState } from '../../src/model/index.js';
 import { verifyShard } from '../../src/cli/adm/views.js';
 import { MemoryStore, peer, statusOf, threePeerState } from '../api/memory.js';
 

@@ -5,7 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createServer } from 'node:http';
 import { createClient, type ManateeClient } from '../../src/client/index.js';
 import { CLIENT_ERR, ClientError } from '../../src/client/errors.js';
-import type { ClusterState } from '../../src/store/types.js';
+import type { ClusterState } from '../../src/model/index.js';
 import { waitFor } from '../helpers/wait.js';
 import { peerInfo, StoreShard } from './fixture.js';
 

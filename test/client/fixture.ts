@@ -10,7 +10,7 @@ import type { WatchEvent } from '../../src/api/types.js';
 import { ClusterStateMachine } from '../../src/store/state-machine.js';
 import { InProcessGroup } from '../../src/store/in-process-consensus.js';
 import { ClusterStore } from '../../src/store/store.js';
-import type { ClusterState, PeerInfo } from '../../src/store/types.js';
+import type { ClusterState, PeerInfo } from '../../src/model/index.js';
 import { ADMIN_TOKEN, memoryMembership, MemoryStore, statusOf } from '../api/memory.js';
 import { freePort } from '../helpers/wait.js';
 

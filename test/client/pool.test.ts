@@ -7,7 +7,7 @@ import type pg from 'pg';
 import { createClient, releaseAfter, type ManateeClient, type PrimaryPool } from '../../src/client/index.js';
 import { CLIENT_ERR } from '../../src/client/errors.js';
 import type { PostgresServer } from '../../src/postgres/index.js';
-import type { ClusterState, PeerInfo } from '../../src/store/types.js';
+import type { ClusterState, PeerInfo } from '../../src/model/index.js';
 import { connect, makePgSandbox, TEST_SUPER_PASSWORD, type PgSandbox } from '../helpers/pg.js';
 import { freePort, waitFor } from '../helpers/wait.js';
 import { StoreShard } from './fixture.js';

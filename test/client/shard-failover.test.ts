@@ -9,7 +9,7 @@ import { chmod, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createClient, type ManateeClient, type PrimaryPool, type Topology } from '../../src/client/index.js';
 import type { HookDocument } from '../../src/peer/hooks.js';
-import type { SitterStatus } from '../../src/peer/status.js';
+import type { SitterStatus } from '../../src/model/index.js';
 import { Shard, SHARD_SUPERUSER_PASSWORD, type ShardPeer } from '../helpers/shard.js';
 import { waitFor } from '../helpers/wait.js';
 

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { SseParseError, SseParser } from '../../src/client/sse.js';
 import { sameTopology, topologyOf } from '../../src/client/topology.js';
 import { connectionOf } from '../../src/client/pool.js';
-import type { ClusterState, PeerInfo } from '../../src/store/types.js';
+import type { ClusterState, PeerInfo } from '../../src/model/index.js';
 
 function peer(id: string, port: number): PeerInfo {
   return { id, pgUrl: `postgres://10.0.0.${port % 250}:${port}/db`, apiUrl: `http://10.0.0.1:${port + 1}`, host: '10.0.0.1' };

@@ -89,7 +89,7 @@ export function pgUrlOf(server: PostgresServer): string {
 export async function waitCaughtUp(primary: PostgresServer, standby: PostgresServer, timeoutMs = 60_000): Promise<void> {
   const p = await primary.walPositions();
   const target = p.flushLsn!;
-  const { lsnAtLeast } = await import('../../src/postgres/lsn.js');
+  const { lsnAtLeast } = await import('../../src/model/index.js');
   await waitFor(`standby to replay ${target}`, async () => {
     const s = await standby.walPositions();
     return s.replayLsn !== null && lsnAtLeast(s.replayLsn, target);

@@ -5,7 +5,7 @@
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { SitterStatus } from '../../src/peer/status.js';
+import type { SitterStatus } from '../../src/model/index.js';
 import type { Network } from './net.js';
 import { pidAlive } from '../helpers/process.js';
 

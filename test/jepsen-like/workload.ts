@@ -16,7 +16,7 @@
 // is destroyed, not handed back).
 import pg from 'pg';
 import { connectionOf, createClient, releaseAfter, type ManateeClient, type PrimaryPool } from '../../src/client/index.js';
-import type { ClusterState } from '../../src/store/types.js';
+import type { ClusterState } from '../../src/model/index.js';
 import type { Cluster } from './cluster.js';
 import type { Op, Outcome, ReadOp, WriteOp } from './history.js';
 import type { Rng } from './rng.js';

@@ -15,7 +15,7 @@ import {
 } from '../../src/peer/admin.js';
 import { storeAdminOperations } from '../../src/api/admin-ops.js';
 import { MemoryStore, peer as apiPeer, threePeerState } from '../api/memory.js';
-import type { ClusterState, PeerInfo } from '../../src/store/types.js';
+import type { ClusterState, PeerInfo } from '../../src/model/index.js';
 
 function peer(id: string): PeerInfo {
   return { id, pgUrl: `postgres://postgres@${id}:5432/postgres`, apiUrl: `http://${id}:5433`, host: id };

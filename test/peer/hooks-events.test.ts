@@ -2,7 +2,7 @@
 // states as a shard lives them (setup, a new async, sync replacement, takeover, rebuild).
 import { describe, expect, it } from 'vitest';
 import { detectHookEvents, type Observation } from '../../src/peer/hooks.js';
-import type { ClusterState, PeerInfo } from '../../src/store/types.js';
+import type { ClusterState, PeerInfo } from '../../src/model/index.js';
 
 function peer(id: string): PeerInfo {
   return { id, pgUrl: `postgres://127.0.0.1:1/${id}`, apiUrl: `http://127.0.0.1:1/${id}`, host: '127.0.0.1' };

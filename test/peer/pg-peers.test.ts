@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { peerHostsOf, PgPeerHosts } from '../../src/peer/pg-peers.js';
 import { silentLogger } from '../../src/log.js';
-import type { PeerInfo } from '../../src/store/types.js';
+import type { PeerInfo } from '../../src/model/index.js';
 
 function p(id: string, host: string): PeerInfo {
   return { id, host, pgUrl: `postgres://${host}:5432/postgres`, apiUrl: `http://${host}:5433` };

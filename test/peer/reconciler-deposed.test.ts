@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Reconciler } from '../../src/peer/reconciler.js';
 import type { Decision } from '../../src/peer/rules/index.js';
 import type { BackupBackend, RestoreOptions, RestoreResult } from '../../src/backup/types.js';
-import type { PeerInfo } from '../../src/store/types.js';
+import type { PeerInfo } from '../../src/model/index.js';
 import { silentLogger } from '../../src/log.js';
 import { makePgSandbox, type PgSandbox } from '../helpers/pg.js';
 

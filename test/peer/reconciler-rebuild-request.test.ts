@@ -8,7 +8,7 @@ import { INITDB_REFUSED, Reconciler } from '../../src/peer/reconciler.js';
 import { hasCode } from '../../src/errors.js';
 import type { Decision } from '../../src/peer/rules/index.js';
 import type { BackupBackend, RestoreOptions, RestoreResult } from '../../src/backup/types.js';
-import type { PeerInfo } from '../../src/store/types.js';
+import type { PeerInfo } from '../../src/model/index.js';
 import type { PostgresServer } from '../../src/postgres/index.js';
 import { silentLogger } from '../../src/log.js';
 import { makePgSandbox, type PgSandbox } from '../helpers/pg.js';

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { hasCode } from '../../src/errors.js';
 import { assertWritable } from '../../src/peer/rules/index.js';
-import type { ClusterState } from '../../src/store/types.js';
+import type { ClusterState } from '../../src/model/index.js';
 import { lsn, peerInfo } from './shard-sim.js';
 
 const gen1: ClusterState = {

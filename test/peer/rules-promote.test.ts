@@ -1,7 +1,7 @@
 // Planned promotion (manatee-adm promote), ported from manatee-state-machine's
 // tst.promote_primary (the primary acts: asyncs) and tst.promote_sync (the sync acts).
 import { describe, expect, it } from 'vitest';
-import type { PromoteRequest } from '../../src/store/types.js';
+import type { PromoteRequest } from '../../src/model/index.js';
 import { Shard, lsn, topo } from './shard-sim.js';
 
 const SIX = ['node1', 'node2', 'node3', 'node4', 'node5', 'node6'];

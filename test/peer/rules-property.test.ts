@@ -3,11 +3,9 @@
 // may write do, and a decision is consistent with itself. Then random event sequences on a
 // whole shard: every write is valid and the shard always comes to rest (no flapping).
 import { describe, expect, it } from 'vitest';
-import type { ClusterState, PeerInfo, PromoteRequest } from '../../src/store/types.js';
+import { type ClusterState, type PeerInfo, type PromoteRequest, roleIn, compareLsn } from '../../src/model/index.js';
 import { stateShapeProblems, transitionProblems } from '../../src/store/validate.js';
 import { decide, type Decision, type DecisionKind, type RulesInput } from '../../src/peer/rules/index.js';
-import { roleIn } from '../../src/peer/status.js';
-import { compareLsn } from '../../src/postgres/lsn.js';
 import { Shard, lsn, peerInfo } from './shard-sim.js';
 import { stateProblems } from './state-check.js';
 

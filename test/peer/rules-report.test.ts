@@ -1,6 +1,6 @@
 // The glue between the rules and the sitter: PostgreSQL status in, log line and status record out.
 import { describe, expect, it } from 'vitest';
-import type { PostgresStatus } from '../../src/peer/status.js';
+import type { PostgresStatus } from '../../src/model/index.js';
 import { decisionLogFields, decisionRecord, rulesPgStatus } from '../../src/peer/rules/index.js';
 import { Shard } from './shard-sim.js';
 

@@ -4,10 +4,11 @@
 // from the failover on; every acknowledged row must be found on the final primary.
 // A hook on each peer appends its JSON document to a file, so the chain also checks end to end
 // the hooks that only these failures fire: sync_changed, deposed and rebuild_done.
+import type { HookEvent } from '../../src/model/index.js';
 import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { HookDocument, HookEvent } from '../../src/peer/hooks.js';
+import type { HookDocument } from '../../src/peer/hooks.js';
 import { Shard, type ShardPeer, type Writer } from '../helpers/shard.js';
 
 describe('a three-peer shard through a chain of failures (basebackup)', () => {

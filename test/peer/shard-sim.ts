@@ -3,9 +3,8 @@
 // cluster state with a version, and each peer's decisions applied as compare-and-set writes.
 // No real store and no real PostgreSQL: the rules are pure, so scenarios are exact replays.
 import { expect } from 'vitest';
-import type { ClusterState, PeerInfo, PromoteRequest } from '../../src/store/types.js';
+import { type ClusterState, type PeerInfo, type PromoteRequest, formatLsn, parseLsn } from '../../src/model/index.js';
 import { decide, type Decision, type RulesConfig, type RulesPgStatus } from '../../src/peer/rules/index.js';
-import { formatLsn, parseLsn } from '../../src/postgres/lsn.js';
 import { stateShapeProblems, transitionProblems } from '../../src/store/validate.js';
 import { stateProblems } from './state-check.js';
 

@@ -4,8 +4,7 @@
 // the primary or the sync changes, and initWal changes only with it.
 // The tests check every write both with this (written from DESIGN.md, independently of the
 // store) and with the store's own validator (src/store/validate.ts).
-import type { ClusterState } from '../../src/store/types.js';
-import { isLsn } from '../../src/postgres/lsn.js';
+import { type ClusterState, isLsn } from '../../src/model/index.js';
 
 /** Problems with `next` as the successor of `prev` (null: no state yet). Empty when valid. */
 export function stateProblems(prev: ClusterState | null, next: ClusterState): string[] {

@@ -18,7 +18,7 @@
 //   settle                                      all active peers evaluate until none writes: the writes, then the state
 //   state                                       the cluster state
 import { readFileSync, writeFileSync } from 'node:fs';
-import type { PromoteRequest } from '../../src/store/types.js';
+import type { PromoteRequest } from '../../src/model/index.js';
 import { Shard } from './shard-sim.js';
 
 interface Block {

@@ -63,13 +63,13 @@ describe('configuration rendering', () => {
     expect(passfileLine('u', 'p:w\\')).toBe('*:*:*:u:p\\:w\\\\\n');
   });
 
-  it('rejects peer ids that cannot be an application_name', () => {
-    for (const bad of ['', '!x', 'a b', 'a"b', "a'b", 'x'.repeat(64)]) {
+  it('rejects peer ids that cannot be an application_name, or that break the one peer id rule', () => {
+    for (const bad of ['', '!x', 'a b', 'a"b', "a'b", 'x'.repeat(64), 'peer-1.example@2']) {
       let caught: unknown = null;
       try { validatePeerId(bad, 'id'); } catch (err) { caught = err; }
       expect(hasCode(caught, 'MANATEE_ERR_PG_INVALID_OPTION'), bad).toBe(true);
     }
-    expect(() => { validatePeerId('peer-1.example@2', 'id'); }).not.toThrow();
+    expect(() => { validatePeerId('peer-1.example_2', 'id'); }).not.toThrow();
   });
 });
 

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makePgSandbox, connect, type PgSandbox } from '../helpers/pg.js';
 import { waitFor } from '../helpers/wait.js';
 import { NO_SYNC_PLACEHOLDER, type PostgresServer } from '../../src/postgres/index.js';
-import { lsnAtLeast } from '../../src/postgres/lsn.js';
+import { lsnAtLeast } from '../../src/model/index.js';
 
 let sb: PgSandbox;
 let a: PostgresServer;

@@ -86,7 +86,7 @@ describe('fences before a new generation records its WAL position', () => {
     await waitFor('a to see d gone', async () => !(await a.replicationStatus()).some((r) => r.applicationName === 'peer-d'));
     const before = (await d.walPositions()).receiveLsn;
     await a.query('INSERT INTO t VALUES (-1)');
-    const { lsnAtLeast } = await import('../../src/postgres/lsn.js');
+    const { lsnAtLeast } = await import('../../src/model/index.js');
     const aFlush = (await a.walPositions()).flushLsn;
     expect(lsnAtLeast(before!, aFlush!)).toBe(false);
     expect((await d.walPositions()).receiveLsn).toBe(before);

@@ -254,7 +254,7 @@ describe('PostgresServer lifecycle', () => {
     expect(a.timeline).toBe(1);
     await pg.query('INSERT INTO t SELECT generate_series(1, 1000)');
     const b = await pg.walPositions();
-    const { lsnDiffBytes } = await import('../../src/postgres/lsn.js');
+    const { lsnDiffBytes } = await import('../../src/model/index.js');
     expect(lsnDiffBytes(b.currentLsn!, a.currentLsn!) > 0n).toBe(true);
     expect(await pg.replicationStatus()).toEqual([]);
   });

@@ -1,7 +1,7 @@
 // Builders for store tests: peers, states, and a machine driven entry by entry.
 import { ClusterStateMachine, type ClusterStateMachineOptions } from '../../src/store/state-machine.js';
 import { encodeCommand, type StoreCommand, type StoreResult } from '../../src/store/commands.js';
-import type { ClusterState, PeerInfo } from '../../src/store/types.js';
+import type { ClusterState, PeerInfo } from '../../src/model/index.js';
 
 export function peer(id: string): PeerInfo {
   const n = id.charCodeAt(0);

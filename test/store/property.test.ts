@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { ClusterStateMachine } from '../../src/store/state-machine.js';
 import { encodeCommand, type StoreCommand } from '../../src/store/commands.js';
 import { stateShapeProblems } from '../../src/store/validate.js';
-import type { ClusterState, PeerInfo } from '../../src/store/types.js';
+import type { ClusterState, PeerInfo } from '../../src/model/index.js';
 import { peer } from './fixtures.js';
 
 function mulberry32(seed: number): () => number {

@@ -8,7 +8,7 @@ import { InvalidStateError, STORE_ERR, VersionMismatchError } from '../../src/st
 import { hasCode } from '../../src/errors.js';
 import { waitFor } from '../helpers/wait.js';
 import { a, b, c, gen1, peer } from './fixtures.js';
-import type { PeerInfo } from '../../src/store/types.js';
+import type { PeerInfo } from '../../src/model/index.js';
 
 const TIMEOUT_MS = 1000;
 

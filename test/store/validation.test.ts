@@ -2,8 +2,8 @@
 // (DESIGN.md, "The cluster state and its rules"); valid transitions of Manatee's rules pass.
 import { describe, expect, it } from 'vitest';
 import { STORE_ERR } from '../../src/store/errors.js';
-import { compareLsn, isLsn, stateShapeProblems, transitionProblems } from '../../src/store/validate.js';
-import type { ClusterState } from '../../src/store/types.js';
+import { stateShapeProblems, transitionProblems } from '../../src/store/validate.js';
+import { compareLsn, isLsn, type ClusterState } from '../../src/model/index.js';
 import { Driver, a, b, c, d, gen1, peer, rejection } from './fixtures.js';
 
 function rejectFirst(next: unknown): string {

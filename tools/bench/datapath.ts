@@ -18,7 +18,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import type { SitterStatus } from '../../src/peer/status.js';
+import type { SitterStatus } from '../../src/model/index.js';
 import { readRecord, type ClusterRecord, type RecordedProcess } from '../lib/dev-record.js';
 import { isRunning } from '../lib/processes.js';
 import { PatroniCluster, patroniInstalled, type PatroniSettings } from './patroni.js';

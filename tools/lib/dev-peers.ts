@@ -4,7 +4,7 @@
 import { spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { join } from 'node:path';
-import type { SitterStatus } from '../../src/peer/status.js';
+import type { SitterStatus } from '../../src/model/index.js';
 import { httpJson } from './http.js';
 import { findPostmaster, isRunning, recordProcess, signalProcess, waitGone } from './processes.js';
 import { DevClusterError, pgdataOf, type ClusterRecord, type DevPeer, type ProcessKind, type RecordedProcess } from './dev-record.js';

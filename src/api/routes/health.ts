@@ -32,7 +32,7 @@
 // heartbeat.ts). A limit on an unknown lag fails: a load balancer must not send reads to a standby
 // of unknown freshness. Without ?lag=, the standby checks pass whatever the lag, as Patroni's do.
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import type { SitterStatus } from '../../peer/status.js';
+import type { SitterStatus } from '../../model/index.js';
 import { ApiError } from '../errors.js';
 import { PrimaryPositionCache, type PrimaryPosition } from '../primary-position.js';
 import { fetchPeerStatusHttp, lsnDiffBytes } from '../shard.js';

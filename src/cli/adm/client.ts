@@ -4,8 +4,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import { ManateeError } from '../../errors.js';
-import type { SitterStatus } from '../../peer/status.js';
-import type { HistoryEntry, PeerInfo } from '../../store/types.js';
+import type { SitterStatus, HistoryEntry, PeerInfo } from '../../model/index.js';
 import type { AdminResult, MembershipResult, RaftMembers, RebuildResult, VersionedState } from '../../api/types.js';
 import type { ShardReport } from '../../api/shard.js';
 import type { OnwmMode } from '../../peer/admin.js';

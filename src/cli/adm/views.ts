@@ -3,7 +3,7 @@
 // functions of what the API answered and of the `now` passed in, so that tests pin the output.
 import type { RaftMembers } from '../../api/types.js';
 import type { ShardLink, ShardPeer, ShardReport } from '../../api/shard.js';
-import type { HistoryEntry, PeerInfo, PromoteRequest } from '../../store/types.js';
+import type { HistoryEntry, PeerInfo, PromoteRequest } from '../../model/index.js';
 import { AdmError } from './client.js';
 import { cell, formatBytes, renderTable } from './render.js';
 

@@ -1,8 +1,7 @@
 // Manatee's rules: one evaluation, from what this peer sees to what it should do.
 // It follows Joyent's manatee-state-machine rule for rule, with ZooKeeper's sessions replaced
 // by sessions in our Raft store. Pure: no I/O, no clock, no randomness.
-import type { ClusterState } from '../../store/types.js';
-import { roleIn } from '../status.js';
+import { type ClusterState, roleIn } from '../../model/index.js';
 import { outcome } from './outcome.js';
 import { ActivePeers, name } from './peers.js';
 import { decideAsPrimary, effectiveOnwm } from './primary.js';

@@ -2,7 +2,7 @@
 // them again where it is written: TIGER_STYLE's pairs). A broken one is a bug in the rules:
 // it throws rather than let the sitter propose a corrupt state.
 import { ManateeError } from '../../errors.js';
-import type { ClusterState } from '../../store/types.js';
+import type { ClusterState } from '../../model/index.js';
 
 export class RulesInvariantError extends ManateeError {
   constructor(message: string) {

@@ -1,7 +1,6 @@
 // Building a Decision: where this peer stands in the resulting state, and how its PostgreSQL
 // should run there. Every branch of the rules ends here, so the role derivation is in one place.
-import type { ClusterState } from '../../store/types.js';
-import { roleIn } from '../status.js';
+import { type ClusterState, roleIn } from '../../model/index.js';
 import { assertWritable } from './invariants.js';
 import type { Decision, DecisionKind, PgRole, RulesInput } from './types.js';
 

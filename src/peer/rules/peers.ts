@@ -1,6 +1,5 @@
 // Small pure helpers over peers and the cluster state: ordering, liveness, the chain.
-import type { ClusterState, Lsn, PeerId, PeerInfo } from '../../store/types.js';
-import { compareLsn, isLsn } from '../../postgres/lsn.js';
+import { type ClusterState, type Lsn, type PeerId, type PeerInfo, compareLsn, isLsn } from '../../model/index.js';
 
 /**
  * The order of peer ids used for initial setup and for placing new peers: plain code-unit

@@ -2,7 +2,7 @@
 // replaces a failed sync with the first active async (generation+1), acts on promote requests
 // for asyncs and clears stale ones, and enters or leaves one-node-write mode as its effective
 // mode says (the operator's override in the state, else its configuration).
-import type { ClusterState, Lsn, PeerInfo } from '../../store/types.js';
+import type { ClusterState, Lsn, PeerInfo } from '../../model/index.js';
 import { outcome } from './outcome.js';
 import { frozenBecause, lsnAtLeast, name, names, placedIds, sortById, type ActivePeers } from './peers.js';
 import { checkPromote, describePromote } from './promote.js';

@@ -3,7 +3,7 @@
 // the current generation, naming the peer that is at the role (and async index) it says.
 // The sync acts on a request for the sync (it takes over and the primary is deposed); the
 // primary acts on a request for an async (the async moves up the chain by one place).
-import type { ClusterState, PromoteRequest } from '../../store/types.js';
+import type { ClusterState, PromoteRequest } from '../../model/index.js';
 import { frozenBecause, type ActivePeers } from './peers.js';
 
 export type PromoteCheck =

@@ -1,8 +1,7 @@
 // Glue between the rules and the sitter around them, kept pure: what the reconciler feeds the
 // rules from its PostgreSQL status, and how it logs and reports each decision (one structured
 // line per decision, Patroni-style, and the last decision for the status API).
-import type { PeerId } from '../../store/types.js';
-import type { DecisionRecord, PostgresStatus } from '../status.js';
+import type { PeerId, DecisionRecord, PostgresStatus } from '../../model/index.js';
 import type { Decision, RulesPgStatus } from './types.js';
 
 /**

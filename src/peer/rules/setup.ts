@@ -3,8 +3,7 @@
 // (or it is configured for one-node-write mode) and it has no previous PostgreSQL data.
 // Every other peer waits. A smallest peer with old data holds off: the state may have been
 // lost, and its data may be the only copy of what that state protected; an operator decides.
-import type { ClusterState } from '../../store/types.js';
-import { LSN_ZERO } from '../../postgres/lsn.js';
+import { type ClusterState, LSN_ZERO } from '../../model/index.js';
 import { outcome } from './outcome.js';
 import { name, names, type ActivePeers } from './peers.js';
 import type { Decision, RulesInput } from './types.js';

@@ -3,8 +3,7 @@
 // else would: PostgreSQL retries forever and the peer looks alive. An async then asks for its own
 // rebuild (it is not in the write path); a sync gets a 'report' verdict, and the sitter rebuilds it
 // only when syncCannotTakeOver() says so (below). Pure: the time comes in with each observation.
-import { lsnAtLeast } from '../../postgres/lsn.js';
-import type { PeerId } from '../../store/types.js';
+import { lsnAtLeast, type PeerId } from '../../model/index.js';
 import type { PgRole } from './types.js';
 
 export interface StreamObservation {

@@ -2,7 +2,7 @@
 // promote request names it), provided that an async is active to become the new sync, the
 // cluster is not frozen, its own PostgreSQL is online and it has replayed up to initWal.
 // A takeover deposes the old primary.
-import type { ClusterState } from '../../store/types.js';
+import type { ClusterState } from '../../model/index.js';
 import { outcome } from './outcome.js';
 import { frozenBecause, lsnAtLeast, maxLsn, name, names, type ActivePeers } from './peers.js';
 import { checkPromote, describePromote } from './promote.js';

@@ -1,8 +1,7 @@
 // The inputs and the output of Manatee's rules (DESIGN.md, "The cluster state and its rules").
 // The rules are pure: everything they look at is in RulesInput, including the time, and
 // everything they want done is in the Decision that they return. The reconciler executes it.
-import type { ClusterState, Lsn, PeerId, PeerInfo } from '../../store/types.js';
-import type { PeerRole } from '../status.js';
+import type { ClusterState, Lsn, PeerId, PeerInfo, PeerRole } from '../../model/index.js';
 
 /** What this peer's sitter knows about its own PostgreSQL, as of this evaluation. */
 export interface RulesPgStatus {

@@ -1,20 +1,7 @@
-// The cluster state (DESIGN.md, "The cluster state and its rules") and the store's records.
-// Pure data. Peers are compared by `id` alone.
-
-export type PeerId = string;
-
-/** One member of the shard as the cluster state names it. */
-export interface PeerInfo {
-  readonly id: PeerId;
-  /** postgres://user@host:port/db of this peer's PostgreSQL. */
-  readonly pgUrl: string;
-  /** http://host:port of this peer's HTTP API (status, backup server). */
-  readonly apiUrl: string;
-  readonly host: string;
-}
-
-/** A PostgreSQL WAL position as PostgreSQL prints it: two hex numbers, "0/16B3748". */
-export type Lsn = string;
+// The cluster state (DESIGN.md, "The cluster state and its rules") and the store's records that
+// every room reads: sessions and the history. Pure data. Peers are compared by `id` alone.
+import type { Lsn } from './lsn.js';
+import type { PeerId, PeerInfo } from './peer.js';
 
 export interface FreezeInfo {
   readonly date: string; // ISO 8601

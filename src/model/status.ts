@@ -1,19 +1,12 @@
-// What a sitter reports about itself: the body of GET /status, and what manatee-adm and
-// tools/dev-cluster read. Pure data, shared by src/peer (producer) and src/api, src/cli (consumers).
-import type { ClusterState, Lsn, PeerInfo } from '../store/types.js';
-import type { RestoreProgress } from '../backup/types.js';
-import type { HooksStatus } from './hooks.js';
+// What a sitter reports about itself: the body of GET /status, and what manatee-adm, the status
+// page and tools/dev-cluster read. Pure data: src/peer produces it; src/api and src/cli show it.
+import type { ClusterState } from './cluster-state.js';
+import type { DecisionRecord } from './decision.js';
+import type { Lsn } from './lsn.js';
+import type { PeerInfo } from './peer.js';
 
 /** Where this peer stands in the committed state. */
 export type PeerRole = 'primary' | 'sync' | 'async' | 'deposed' | 'unassigned';
-
-/** One evaluation of Manatee's rules: what was decided and why (Patroni-style, one line). */
-export interface DecisionRecord {
-  readonly kind: string;
-  readonly reason: string;
-  readonly generation: number | null;
-  readonly at: string; // ISO 8601
-}
 
 /** One row of pg_stat_replication on this peer (its downstream standbys). */
 export interface ReplicationRow {
@@ -93,6 +86,50 @@ export interface HeartbeatStatus {
   readonly checkedAt: string | null;
   /** Why the last write or read failed (no row yet, PostgreSQL down...), or null. */
   readonly error: string | null;
+}
+
+/** Progress of a long copy, for logs and for the status API. */
+export interface RestoreProgress {
+  readonly phase: string; // e.g. "isolating", "receiving", "rewinding", "snapshotting", "done"
+  readonly percent: number | null;
+  readonly bytesDone: number;
+  readonly bytesTotal: number | null;
+  readonly rateBytesPerSec: number | null;
+  readonly etaSec: number | null;
+}
+
+/** The hook events (src/peer/hooks.ts runs them). */
+export const HOOK_EVENTS = ['primary_changed', 'sync_changed', 'peer_up', 'peer_down', 'deposed', 'rebuild_done', 'sitter_up', 'heartbeat'] as const;
+export type HookEvent = (typeof HOOK_EVENTS)[number];
+
+/** What became of one run: it exited 0, failed (non-zero exit, killed by a signal, not started), timed out, or was dropped unrun (full queue, or queued when the runner stopped). */
+export const HOOK_OUTCOMES = ['ok', 'failed', 'timedOut', 'dropped'] as const;
+export type HookOutcome = (typeof HOOK_OUTCOMES)[number];
+
+export type HookOutcomeCounts = Record<HookOutcome, number>;
+
+/** The last run that did not succeed: what an operator looks at first. */
+export interface HookFailure {
+  readonly event: HookEvent;
+  readonly command: string;
+  /** ISO 8601, when the run ended. */
+  readonly at: string;
+  readonly outcome: 'failed' | 'timedOut';
+  /** One line: why (the same words as the log line). */
+  readonly reason: string;
+  readonly exitCode: number | null;
+  readonly signal: string | null;
+  readonly durationMs: number;
+}
+
+/** The hooks part of GET /status: counts per configured event and outcome since the sitter started. */
+export interface HooksStatus {
+  /** One entry per configured event (the label set is the closed list HOOK_EVENTS). */
+  readonly events: Partial<Readonly<Record<HookEvent, Readonly<HookOutcomeCounts>>>>;
+  /** Processes running now, and runs waiting in the queues. */
+  readonly running: number;
+  readonly queued: number;
+  readonly lastFailure: HookFailure | null;
 }
 
 export interface SitterStatus {

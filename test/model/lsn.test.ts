@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { compareLsn, formatLsn, isLsn, lsnAtLeast, lsnDiffBytes, parseLsn } from '../../src/postgres/lsn.js';
+import { compareLsn, formatLsn, isLsn, lsnAtLeast, lsnDiffBytes, parseLsn } from '../../src/model/index.js';
 import { hasCode } from '../../src/errors.js';
 
 describe('LSN helpers', () => {
