@@ -137,6 +137,14 @@ export class SimCluster {
   private readonly leaderTerms = new Set<string>();
   /** A message hook for scenario tests: return false to drop the message. */
   filter: ((m: Message) => boolean) | null = null;
+  /**
+   * Hooks for a state machine that lives outside the cluster (the whole-shard simulator's store):
+   * `apply` sees every committed normal entry with data as a node applies it, and `start` every
+   * (re)start of a node, before it applies anything.
+   */
+  hooks: { apply?: (id: NodeId, e: Entry) => void; start?: (id: NodeId) => void } = {};
+  /** Paused nodes (SIGSTOP): they do not tick, and messages to them wait until they resume. */
+  readonly paused = new Set<NodeId>();
 
   constructor(opts: SimOptions) {
     this.seed = opts.seed;
@@ -200,6 +208,7 @@ export class SimCluster {
   }
 
   private start(node: SimNode): void {
+    this.hooks.start?.(node.id);
     node.sm = decodeSm(node.disk.snapshot());
     node.core = new RaftCore({ ...this.configFor(node.id), applied: node.sm.index }, node.disk);
     node.lastCommit = node.core.status(false).commit;
@@ -292,7 +301,7 @@ export class SimCluster {
     if (this.inflight.length === 0) return;
     const due: InFlight[] = [];
     const later: InFlight[] = [];
-    for (const f of this.inflight) (f.at <= this.now ? due : later).push(f);
+    for (const f of this.inflight) (f.at <= this.now && !this.paused.has(f.m.to) ? due : later).push(f);
     if (due.length === 0) return;
     this.inflight = later;
     due.sort((a, b) => a.at - b.at || a.seq - b.seq);
@@ -388,6 +397,7 @@ export class SimCluster {
         this.log(() => `${node.id} applies conf change ${cc.type} ${cc.nodeId} -> voters [${node.sm.conf.voters.join(',')}] learners [${node.sm.conf.learners.join(',')}]`);
       } else if (e.data !== '') {
         node.sm.values.push(e.data);
+        this.hooks.apply?.(node.id, e);
         this.log(() => `${node.id} applies ${e.index}@${e.term} ${e.data}`);
       }
       node.sm.index = e.index;
@@ -457,7 +467,7 @@ export class SimCluster {
     this.now++;
     if (this.now % this.unitsPerTick === 0) {
       for (const node of this.nodes.values()) {
-        if (node.core === null) continue;
+        if (node.core === null || this.paused.has(node.id)) continue;
         node.core.tick();
         this.processReady(node, false);
       }
@@ -466,7 +476,7 @@ export class SimCluster {
     this.deliverDue();
     // Slow disks catch up eventually: force at each tick boundary for nodes that waited.
     if (this.now % this.unitsPerTick === 0) {
-      for (const node of this.nodes.values()) this.processReady(node, true);
+      for (const node of this.nodes.values()) if (!this.paused.has(node.id)) this.processReady(node, true);
       this.afterEvent();
     }
   }

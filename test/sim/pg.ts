@@ -1,0 +1,380 @@
+// A model of one peer's PostgreSQL, enough for Manatee's rules: a WAL of records with global ids
+// (the same record at the same position means the same history up to it, so a timeline fork is
+// simply two WALs that disagree at some position), promotion (a new timeline: a record of its
+// own), streaming replication from an upstream whose WAL extends the standby's, synchronous commit
+// that waits for the standby named in synchronous_standby_names, and copies of another peer's
+// data (pg_basebackup and pg_rewind both end with this peer's WAL equal to the source's).
+//
+// SimPostgres is the server (it outlives sitter restarts, as a postmaster and its data directory
+// do). SimPgHandle is what one sitter incarnation holds: the reconciler's LocalPostgres, with the
+// rendered role kept in memory as PostgresServer keeps it. Every operation takes simulated time.
+import type { BackupBackend, RestoreOptions, RestoreResult } from '../../src/backup/types.js';
+import type { LocalPostgres } from '../../src/peer/local-postgres.js';
+import type { PostgresStatus } from '../../src/peer/status.js';
+import type { ConfigureResult, PgRole, RenderedRole, SyncCatchUp, WalPositions } from '../../src/postgres/index.js';
+import { PgError } from '../../src/postgres/errors.js';
+import { formatLsn } from '../../src/postgres/lsn.js';
+import type { World } from './world.js';
+
+/** One WAL record. `id` is unique in the whole run. */
+export interface WalRecord {
+  readonly id: number;
+  readonly kind: 'init' | 'write' | 'promote' | 'checkpoint';
+  /** For 'write': the client's write id. */
+  readonly writeId?: number;
+}
+
+/** The LSN after `n` records. */
+export function lsnOf(n: number): string {
+  return formatLsn(BigInt(n) * 64n);
+}
+
+/** True when `a` is a prefix of `b` (records are unique, so one position decides). */
+export function isPrefix(a: readonly WalRecord[], b: readonly WalRecord[]): boolean {
+  if (a.length > b.length) return false;
+  if (a.length === 0) return true;
+  return a[a.length - 1]!.id === b[a.length - 1]!.id;
+}
+
+/** A commit waiting for the sync. */
+interface PendingCommit {
+  readonly writeId: number;
+  /** WAL length once this commit's record is in. */
+  readonly end: number;
+}
+
+export interface SimNetwork {
+  canTalk(a: string, b: string): boolean;
+  paused(id: string): boolean;
+}
+
+export class SimPostgres {
+  hasData = false;
+  wal: WalRecord[] = [];
+  running = false;
+  /** In recovery (standby.signal honoured). */
+  inRecovery = false;
+  /** primary_conninfo's peer (standbys), null when detached. */
+  upstream: string | null = null;
+  applicationName: string | null = null;
+  /** default_transaction_read_only=off. */
+  writable = false;
+  /** synchronous_standby_names: the peer id whose flush releases commits (null: the placeholder). */
+  syncName: string | null = null;
+  /** Records replayed (standby). */
+  replayed = 0;
+  /** Is the WAL receiver streaming (computed at each replication step). */
+  streaming = false;
+  pending: PendingCommit[] = [];
+  /** Raised by the world on every commit acknowledged to a client. */
+  onAck: ((writeId: number, peerId: string) => void) | null = null;
+
+  constructor(readonly peerId: string, private readonly world: World, private readonly net: SimNetwork) {}
+
+  nextId(): number {
+    return this.world.nextRecordId();
+  }
+
+  append(kind: WalRecord['kind'], writeId?: number): void {
+    this.wal.push(writeId === undefined ? { id: this.nextId(), kind } : { id: this.nextId(), kind, writeId });
+  }
+
+  /** A process crash of PostgreSQL (or of its host): commits in flight are never acknowledged. */
+  kill(): void {
+    if (!this.running) return;
+    this.running = false;
+    this.streaming = false;
+    this.pending = [];
+    this.world.log(() => `pg ${this.peerId} killed`);
+  }
+
+  /** A clean shutdown ('fast'): a primary writes a checkpoint record that no standby receives. */
+  stop(mode: 'fast' | 'immediate'): void {
+    if (!this.running) return;
+    if (mode === 'fast' && !this.inRecovery) this.append('checkpoint');
+    this.kill();
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.pending = [];
+    this.replayed = Math.min(this.replayed, this.wal.length);
+  }
+
+  promote(): void {
+    this.inRecovery = false;
+    this.upstream = null;
+    this.streaming = false;
+    this.replayed = this.wal.length;
+    this.append('promote');
+    this.world.log(() => `pg ${this.peerId} promoted at ${lsnOf(this.wal.length)}`);
+  }
+
+  /** A client's write: accepted by a running, writable primary; acknowledged once the sync has it. */
+  write(writeId: number): boolean {
+    if (!this.running || this.inRecovery || !this.writable || this.net.paused(this.peerId)) return false;
+    this.append('write', writeId);
+    this.pending.push({ writeId, end: this.wal.length });
+    return true;
+  }
+
+  walPositions(): WalPositions {
+    const n = this.wal.length;
+    return this.inRecovery
+      ? {
+          inRecovery: true, timeline: null, currentLsn: null, flushLsn: null, receiveLsn: lsnOf(n), replayLsn: lsnOf(this.replayed),
+          lastLsn: lsnOf(this.replayed), walReceiver: this.streaming ? 'streaming' : null,
+        }
+      : { inRecovery: false, timeline: null, currentLsn: lsnOf(n), flushLsn: lsnOf(n), receiveLsn: null, replayLsn: null, lastLsn: lsnOf(n), walReceiver: null };
+  }
+
+  /** What a health check sees now. */
+  status(): PostgresStatus {
+    const online = this.running && !this.net.paused(this.peerId);
+    const p = online ? this.walPositions() : null;
+    return {
+      online,
+      healthy: online,
+      error: online ? null : 'not running',
+      inRecovery: online ? this.inRecovery : null,
+      writable: online && !this.inRecovery && this.writable,
+      currentLsn: p?.currentLsn ?? null,
+      receiveLsn: p?.receiveLsn ?? null,
+      replayLsn: p?.replayLsn ?? null,
+      walReceiver: online && this.inRecovery ? (this.streaming ? 'streaming' : null) : null,
+      lastCheckAt: null,
+      checkLatencyMs: null,
+    };
+  }
+
+  /** Is `standby` (running, in recovery, named `appName`) streaming from this server and caught up? */
+  syncCaughtUp(byId: ReadonlyMap<string, SimPostgres>, syncId: string): SyncCatchUp {
+    const s = byId.get(syncId);
+    const base = { primaryFlushLsn: lsnOf(this.wal.length), syncFlushLsn: s === undefined ? null : lsnOf(s.wal.length), state: null };
+    if (s === undefined || !s.running || !s.streaming || s.upstream !== this.peerId || s.applicationName !== syncId) {
+      return { ...base, caughtUp: false, reason: `${syncId} is not streaming from this server` };
+    }
+    if (s.wal.length < this.wal.length) return { ...base, caughtUp: false, reason: `${syncId} has flushed ${s.wal.length} of ${this.wal.length}` };
+    return { ...base, caughtUp: true, reason: `${syncId} is streaming and caught up` };
+  }
+}
+
+/** The replication step: every standby streams from its upstream, and primaries release commits. */
+export function replicate(byId: ReadonlyMap<string, SimPostgres>, net: SimNetwork, recordsPerStep: number): void {
+  for (const s of byId.values()) {
+    if (!s.running || !s.inRecovery || net.paused(s.peerId)) continue;
+    const u = s.upstream === null ? undefined : byId.get(s.upstream);
+    const ok = u !== undefined && u.running && u.hasData && !net.paused(u.peerId) && net.canTalk(s.peerId, u.peerId) && isPrefix(s.wal, u.wal);
+    s.streaming = ok;
+    if (ok) {
+      const end = Math.min(u.wal.length, s.wal.length + recordsPerStep);
+      for (let i = s.wal.length; i < end; i++) s.wal.push(u.wal[i]!);
+    }
+    s.replayed = Math.min(s.wal.length, s.replayed + recordsPerStep);
+  }
+  for (const p of byId.values()) {
+    if (!p.running || p.inRecovery || p.pending.length === 0 || p.syncName === null || net.paused(p.peerId)) continue;
+    const s = byId.get(p.syncName);
+    if (s === undefined || !s.running || !s.streaming || s.upstream !== p.peerId || s.applicationName !== p.syncName) continue;
+    const flushed = s.wal.length;
+    const keep: PendingCommit[] = [];
+    for (const c of p.pending) {
+      if (c.end <= flushed) p.onAck?.(c.writeId, p.peerId);
+      else keep.push(c);
+    }
+    p.pending = keep;
+  }
+}
+
+/**
+ * One sitter incarnation's handle on its PostgreSQL: LocalPostgres for the real reconciler. A dead
+ * incarnation's calls never complete (its process is gone).
+ */
+export class SimPgHandle implements LocalPostgres {
+  readonly replicationUser = 'repl';
+  private rendered: RenderedRole | null = null;
+  alive = true;
+
+  constructor(readonly pg: SimPostgres, private readonly world: World, private readonly byId: ReadonlyMap<string, SimPostgres>, private readonly net: SimNetwork) {}
+
+  /** Read after an await: the process may have died meanwhile. */
+  isAlive(): boolean {
+    return this.alive;
+  }
+
+  get running(): boolean {
+    return this.pg.running;
+  }
+
+  get role(): RenderedRole | null {
+    return this.rendered;
+  }
+
+  /** Simulated latency, then (if this incarnation still lives) the operation. */
+  private async op<T>(fn: () => T, lo = 5, hi = 60): Promise<T> {
+    await this.world.sleep(this.world.rng.int(lo, hi));
+    // A paused host answers nothing until it is resumed.
+    while (this.alive && this.net.paused(this.pg.peerId)) await this.world.sleep(50);
+    if (!this.isAlive()) return new Promise<T>(() => undefined);
+    return fn();
+  }
+
+  hasData(): Promise<boolean> {
+    return this.op(() => this.pg.hasData, 1, 5);
+  }
+
+  initdb(): Promise<void> {
+    return this.op(() => {
+      if (this.pg.hasData) throw new PgError('MANATEE_ERR_PG_DATADIR_NOT_EMPTY', 'the data directory is not empty');
+      this.pg.hasData = true;
+      this.pg.wal = [{ id: this.pg.nextId(), kind: 'init' }];
+      this.pg.replayed = 1;
+    }, 100, 300);
+  }
+
+  configure(role: PgRole): Promise<ConfigureResult> {
+    return this.op(() => this.configureNow(role), 20, 200);
+  }
+
+  private configureNow(role: PgRole): ConfigureResult {
+    const pg = this.pg;
+    if (role.role === 'stopped') {
+      const was = pg.running;
+      pg.stop(role.shutdown ?? 'fast');
+      this.rendered = { role: 'stopped' };
+      return { action: was ? 'stopped' : 'none', role: this.rendered, restartedFor: [] };
+    }
+    if (!pg.hasData) throw new PgError('MANATEE_ERR_PG_NO_DATA', `configure ${role.role}: the data directory holds no database`);
+    const running = pg.running;
+    const recovering = running ? pg.inRecovery : null;
+    let next: RenderedRole;
+    if (role.role === 'primary') {
+      const syncId = role.syncId ?? null;
+      const prev = this.rendered;
+      // As PostgresServer.configure: a writable primary stays writable (naming the new sync) only
+      // when it ran as this very primary before; anything else starts read-only.
+      const stayWritable = running && recovering === false && prev?.role === 'primary' && prev.writable && syncId !== null;
+      next = { role: 'primary', writable: stayWritable, syncNames: stayWritable ? syncId : '!manatee-no-sync', oneNodeWriteMode: false, syncId };
+    } else {
+      next = { role: 'standby', upstreamHost: role.upstream.host, upstreamPort: role.upstream.port, applicationName: role.applicationName };
+    }
+    let action: ConfigureResult['action'];
+    if (next.role === 'primary') {
+      const wasStandby = pg.inRecovery;
+      if (!running) pg.start();
+      if (wasStandby) {
+        pg.promote();
+        action = 'promoted';
+      } else action = running ? 'reloaded' : 'started';
+      pg.writable = next.writable;
+      pg.syncName = next.writable ? next.syncId : null;
+    } else {
+      if (!running) pg.start();
+      action = running && recovering === false ? 'restarted' : running ? 'reloaded' : 'started';
+      if (recovering === false) pg.pending = [];
+      pg.inRecovery = true;
+      pg.writable = false;
+      pg.syncName = null;
+      pg.upstream = next.upstreamHost;
+      pg.applicationName = next.applicationName;
+    }
+    this.rendered = next;
+    this.world.log(() => `pg ${pg.peerId} configured ${next.role}${next.role === 'standby' ? ` of ${next.upstreamHost}` : ` writable=${String(pg.writable)}`} (${action})`);
+    return { action, role: next, restartedFor: [] };
+  }
+
+  syncCaughtUp(syncId: string): Promise<SyncCatchUp> {
+    return this.op(() => this.pg.syncCaughtUp(this.byId, syncId), 2, 20);
+  }
+
+  enableWrites(syncId: string): Promise<SyncCatchUp> {
+    return this.op(() => {
+      const cur = this.rendered;
+      if (cur?.role !== 'primary' || !this.pg.running || this.pg.inRecovery) {
+        throw new PgError('MANATEE_ERR_PG_WRONG_ROLE', `enableWrites: PostgreSQL is not running as a primary (role ${cur?.role ?? 'unknown'})`);
+      }
+      const check = this.pg.syncCaughtUp(this.byId, syncId);
+      if (!check.caughtUp) throw new PgError('MANATEE_ERR_PG_SYNC_NOT_CAUGHT_UP', `enableWrites refused: ${check.reason}`);
+      this.rendered = { role: 'primary', writable: true, syncNames: syncId, oneNodeWriteMode: false, syncId };
+      this.pg.writable = true;
+      this.pg.syncName = syncId;
+      this.world.log(() => `pg ${this.pg.peerId} writable, sync ${syncId}`);
+      this.world.onWritable(this.pg.peerId);
+      return check;
+    }, 5, 30);
+  }
+
+  detachFromUpstream(): Promise<void> {
+    return this.op(() => {
+      if (!this.pg.running) throw new PgError('MANATEE_ERR_PG_QUERY', 'detachFromUpstream: PostgreSQL is not running');
+      this.rendered = { role: 'primary', writable: false, syncNames: '!manatee-no-sync', oneNodeWriteMode: false, syncId: null };
+      this.pg.upstream = null;
+      this.pg.streaming = false;
+      this.world.log(() => `pg ${this.pg.peerId} detached from its upstream at ${lsnOf(this.pg.wal.length)}`);
+    }, 5, 30);
+  }
+
+  /** The primary's fence: read-only, and commits wait for a sync that is not named. */
+  fenceWrites(): Promise<void> {
+    return this.op(() => {
+      if (!this.pg.running) throw new PgError('MANATEE_ERR_PG_QUERY', 'fenceWrites: PostgreSQL is not running');
+      this.rendered = { role: 'primary', writable: false, syncNames: '!manatee-no-sync', oneNodeWriteMode: false, syncId: null };
+      this.pg.writable = false;
+      this.pg.syncName = null;
+      this.world.log(() => `pg ${this.pg.peerId} fenced at ${lsnOf(this.pg.wal.length)}`);
+    }, 5, 30);
+  }
+
+  walPositions(): Promise<WalPositions> {
+    return this.op(() => {
+      if (!this.pg.running) throw new PgError('MANATEE_ERR_PG_QUERY', 'PostgreSQL is not running');
+      return this.pg.walPositions();
+    }, 2, 10);
+  }
+
+  /** pg_is_in_recovery() on another peer's server; throws when it does not answer. */
+  askSource(sourceId: string): Promise<boolean> {
+    return this.op(() => {
+      const s = this.byId.get(sourceId);
+      if (s === undefined || !s.running || this.net.paused(sourceId) || !this.net.canTalk(this.pg.peerId, sourceId)) {
+        throw new PgError('MANATEE_ERR_PG_QUERY', `${sourceId}'s PostgreSQL does not answer`);
+      }
+      return s.inRecovery;
+    }, 2, 20);
+  }
+}
+
+/**
+ * pg_basebackup / pg_rewind from another peer: takes time, needs the source to answer, and ends
+ * with this peer's WAL equal to the source's (a standby of it, not started).
+ */
+export class SimBackend implements BackupBackend {
+  readonly kind = 'basebackup' as const;
+
+  constructor(private readonly handle: SimPgHandle, private readonly world: World, private readonly byId: ReadonlyMap<string, SimPostgres>, private readonly net: SimNetwork) {}
+
+  async restore(opts: RestoreOptions): Promise<RestoreResult> {
+    const self = this.handle.pg;
+    const sourceId = opts.source.peerId;
+    const startMs = this.world.nowMs;
+    const durationMs = this.world.rng.int(200, 1500);
+    await this.world.sleep(durationMs);
+    if (!this.handle.alive) return new Promise<RestoreResult>(() => undefined);
+    const s = this.byId.get(sourceId);
+    if (s === undefined || !s.running || !s.hasData || this.net.paused(sourceId) || !this.net.canTalk(self.peerId, sourceId)) {
+      throw new PgError('MANATEE_ERR_PG_QUERY', `restore from ${sourceId}: its PostgreSQL does not answer`);
+    }
+    if (self.running) throw new PgError('MANATEE_ERR_PG_QUERY', 'restore: the local PostgreSQL runs');
+    const rewind = self.hasData && !opts.cannotStream;
+    self.hasData = true;
+    self.wal = s.wal.slice();
+    self.replayed = self.wal.length;
+    self.inRecovery = true;
+    self.upstream = null;
+    self.writable = false;
+    self.syncName = null;
+    this.world.log(() => `pg ${self.peerId} restored from ${sourceId} (${rewind ? 'rewind' : 'full'}) at ${lsnOf(self.wal.length)}`);
+    return { method: rewind ? 'rewind' : 'full', bytes: self.wal.length * 64, durationMs: this.world.nowMs - startMs };
+  }
+}

@@ -1,0 +1,54 @@
+// Runs the whole-shard simulator over many seeds and prints the rate (npm run sim -- [options]).
+//   --seeds N      how many seeds (default 1000)
+//   --from S       the first seed (default 1)
+//   --seed S       one seed, with its trace printed
+// Every failing seed is printed with the invariant it broke; the exit status is 1 if any failed.
+import { runShardSim } from './shard.js';
+
+function arg(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
+function positiveInt(name: string, text: string): number {
+  const n = Number(text);
+  if (!Number.isSafeInteger(n) || n < 0) {
+    console.error(`--${name}: expected a non-negative integer, got ${JSON.stringify(text)}`);
+    process.exit(2);
+  }
+  return n;
+}
+
+async function main(): Promise<void> {
+  const one = arg('seed');
+  if (one !== undefined) {
+    const r = await runShardSim({ seed: positiveInt('seed', one), trace: true });
+    console.log((r.trace ?? []).join('\n'));
+    console.log(r.ok ? `seed ${r.seed}: ok` : `seed ${r.seed}: FAILED ${r.error?.message ?? ''}`);
+    process.exit(r.ok ? 0 : 1);
+  }
+  const count = positiveInt('seeds', arg('seeds') ?? '1000');
+  const from = positiveInt('from', arg('from') ?? '1');
+  const failed: string[] = [];
+  const started = performance.now();
+  let simulatedMs = 0;
+  let takeovers = 0;
+  for (let k = 0; k < count; k++) {
+    const r = await runShardSim({ seed: from + k });
+    simulatedMs += r.simulatedMs;
+    takeovers += r.stats.takeovers;
+    if (!r.ok) {
+      failed.push(`${r.error?.message ?? r.seed}`);
+      console.log(`FAILED ${r.error?.message ?? r.seed}`);
+    }
+    if ((k + 1) % 1000 === 0) {
+      const s = (performance.now() - started) / 1000;
+      console.log(`${k + 1} seeds in ${s.toFixed(1)} s: ${((k + 1) / s).toFixed(1)} seeds/s, ${failed.length} failed`);
+    }
+  }
+  const s = (performance.now() - started) / 1000;
+  console.log(`seeds ${from}..${from + count - 1}: ${count} in ${s.toFixed(1)} s = ${(count / s).toFixed(1)} seeds/s; simulated ${(simulatedMs / 1000 / s).toFixed(0)} s per second; ${takeovers} takeovers; ${failed.length} failed`);
+  process.exit(failed.length === 0 ? 0 : 1);
+}
+
+void main();

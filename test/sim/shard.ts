@@ -1,0 +1,287 @@
+// The whole shard in one seeded simulation: three peers (sitter, Raft node, store, PostgreSQL),
+// a client that writes, and a nemesis that crashes, restarts, pauses and partitions them and loses
+// messages, for a while; then the faults stop and the shard must become whole again in time.
+// Every random choice comes from one seed, and the invariants are checked after every step.
+import type { ClusterStateMachine } from '../../src/store/state-machine.js';
+import { ShardChecker } from './invariants.js';
+import { replicate, SimPostgres, type SimNetwork } from './pg.js';
+import { SimRaft } from './raft.js';
+import { ALL_FIXES, SimSitter, type LocalFacts, type SitterFixes } from './sitter.js';
+import { drain, SimInvariantError, UNIT_MS, World } from './world.js';
+
+export interface ShardSimOptions {
+  readonly seed: number;
+  readonly peers?: readonly string[];
+  /** How long the nemesis acts (simulated ms, after the setup). */
+  readonly faultMs?: number;
+  /** The shard must be whole this long after the faults stop. */
+  readonly healBoundMs?: number;
+  readonly fixes?: SitterFixes;
+  readonly trace?: boolean;
+  /** A scripted nemesis in place of the random one (named scenarios). */
+  readonly scenario?: (shard: SimShard) => Promise<void>;
+}
+
+export interface ShardSimResult {
+  readonly seed: number;
+  readonly ok: boolean;
+  readonly error: SimInvariantError | null;
+  readonly simulatedMs: number;
+  readonly faults: number;
+  readonly stats: ShardChecker['stats'];
+  readonly trace: readonly string[] | null;
+}
+
+/** The faults the nemesis chooses from. */
+type FaultKind = 'killSitter' | 'killPeer' | 'killPostgres' | 'pause' | 'isolate' | 'split' | 'lossy' | 'restartAll';
+
+const FAULTS: readonly FaultKind[] = ['killSitter', 'killPeer', 'killPostgres', 'pause', 'isolate', 'split', 'lossy', 'restartAll'];
+
+export class SimShard {
+  readonly world: World;
+  readonly ids: readonly string[];
+  readonly raft: SimRaft;
+  readonly pgs = new Map<string, SimPostgres>();
+  readonly sitters = new Map<string, SimSitter | null>();
+  readonly disk = new Map<string, LocalFacts>();
+  readonly checker: ShardChecker;
+  readonly net: SimNetwork;
+  readonly fixes: SitterFixes;
+  private readonly incarnations = new Map<string, number>();
+  private writeSeq = 0;
+  faultCount = 0;
+
+  constructor(readonly opts: ShardSimOptions) {
+    this.world = new World(opts.seed, { trace: opts.trace === true });
+    this.ids = opts.peers ?? ['a', 'b', 'c'];
+    this.fixes = opts.fixes ?? ALL_FIXES;
+    this.raft = new SimRaft(this.world, this.ids, { drop: 0, duplicate: 0.01, maxDelay: 3 });
+    const cluster = this.raft.cluster;
+    this.net = { canTalk: (a, b) => cluster.canTalk(a, b), paused: (id) => cluster.paused.has(id) };
+    this.checker = new ShardChecker(this.world, this.pgs);
+    this.world.onWritable = (id) => { this.checker.onWritable(id); };
+    for (const id of this.ids) {
+      const pg = new SimPostgres(id, this.world, this.net);
+      pg.onAck = (w, p) => { this.checker.onAck(w, p); };
+      this.pgs.set(id, pg);
+    }
+    for (const id of this.ids) this.startSitter(id);
+  }
+
+  private startSitter(id: string): void {
+    const n = (this.incarnations.get(id) ?? 0) + 1;
+    this.incarnations.set(id, n);
+    this.sitters.set(id, new SimSitter(id, n, { world: this.world, raft: this.raft, pg: this.pgs.get(id)!, pgs: this.pgs, net: this.net, disk: this.disk, fixes: this.fixes }));
+  }
+
+  // ---- faults (also used by named scenarios) ----
+
+  /** kill -9 of the sitter (its Raft node and store go with it); PostgreSQL runs on, orphaned. */
+  killSitter(id: string): void {
+    const s = this.sitters.get(id);
+    if (s === null || s === undefined) return;
+    s.kill();
+    this.sitters.set(id, null);
+    this.raft.cluster.crash(id);
+    this.world.log(() => `NEMESIS kills the sitter of ${id}`);
+  }
+
+  /** kill -9 of the whole peer: sitter and PostgreSQL. */
+  killPeer(id: string): void {
+    this.killSitter(id);
+    this.pgs.get(id)!.kill();
+  }
+
+  /** A new sitter process: its Raft node restarts from its disk and replays its log. */
+  restartSitter(id: string): void {
+    if (this.sitters.get(id) !== null) return;
+    this.world.log(() => `NEMESIS restarts the sitter of ${id}`);
+    this.raft.cluster.restart(id);
+    this.startSitter(id);
+  }
+
+  pause(id: string): void {
+    this.raft.cluster.paused.add(id);
+    this.world.log(() => `NEMESIS pauses ${id}`);
+  }
+
+  resume(id: string): void {
+    this.raft.cluster.paused.delete(id);
+    this.world.log(() => `NEMESIS resumes ${id}`);
+  }
+
+  partition(...groups: string[][]): void {
+    this.raft.cluster.partition(...groups);
+    this.world.log(() => `NEMESIS partitions ${groups.map((g) => `[${g.join(',')}]`).join(' ')}`);
+  }
+
+  /** Every fault ends: the network heals, paused peers resume, dead ones restart. */
+  healAll(): void {
+    this.raft.cluster.heal();
+    this.raft.cluster.faults.drop = 0;
+    for (const id of this.ids) {
+      if (this.raft.cluster.paused.has(id)) this.resume(id);
+      this.restartSitter(id);
+    }
+    this.world.log(() => 'NEMESIS: every fault healed');
+  }
+
+  private async randomFault(): Promise<void> {
+    const rng = this.world.rng;
+    const kind = rng.pick(FAULTS);
+    const id = rng.pick(this.ids);
+    const holdMs = rng.int(300, 5000);
+    this.faultCount++;
+    switch (kind) {
+      case 'killSitter':
+      case 'killPeer':
+        if (kind === 'killSitter') this.killSitter(id);
+        else this.killPeer(id);
+        this.world.after(holdMs, () => { this.restartSitter(id); });
+        break;
+      case 'killPostgres':
+        this.world.log(() => `NEMESIS kills PostgreSQL of ${id}`);
+        this.pgs.get(id)!.kill();
+        break;
+      case 'pause':
+        this.pause(id);
+        this.world.after(holdMs, () => { this.resume(id); });
+        break;
+      case 'isolate':
+        this.partition([id]);
+        this.world.after(holdMs, () => { this.raft.cluster.heal(); });
+        break;
+      case 'split': {
+        const [x, ...rest] = rng.shuffle(this.ids);
+        this.partition([x!, ...rest.slice(0, 1)], rest.slice(1));
+        this.world.after(holdMs, () => { this.raft.cluster.heal(); });
+        break;
+      }
+      case 'lossy':
+        this.raft.cluster.faults.drop = rng.pick([0.05, 0.2, 0.5]);
+        this.world.log(() => `NEMESIS drops ${this.raft.cluster.faults.drop * 100}% of messages`);
+        this.world.after(holdMs, () => { this.raft.cluster.faults.drop = 0; });
+        break;
+      case 'restartAll':
+        for (const p of this.ids) {
+          if (rng.chance(0.5)) this.killPeer(p);
+          else this.killSitter(p);
+        }
+        this.world.after(rng.int(100, 2000), () => { for (const p of this.ids) this.restartSitter(p); });
+        break;
+    }
+    await Promise.resolve();
+  }
+
+  // ---- the client ----
+
+  /** One write, sent to a peer picked at random: a writable primary takes it, then waits for its sync. */
+  private clientWrite(): void {
+    const id = this.world.rng.pick(this.ids);
+    const w = ++this.writeSeq;
+    if (this.pgs.get(id)!.write(w)) this.world.log(() => `client write ${w} taken by ${id}`);
+  }
+
+  // ---- time ----
+
+  /** One step: Raft's time unit, due timers, replication, promise chains, invariants. */
+  async step(): Promise<void> {
+    const w = this.world;
+    w.nowMs += UNIT_MS;
+    this.raft.cluster.stepUnit();
+    this.raft.afterStep();
+    w.fireDue();
+    replicate(this.pgs, this.net, 20);
+    await drain();
+    this.observeCommitted();
+  }
+
+  async runFor(ms: number): Promise<void> {
+    const end = this.world.nowMs + ms;
+    while (this.world.nowMs < end) await this.step();
+  }
+
+  private observeCommitted(): void {
+    let best: ClusterStateMachine | null = null;
+    for (const m of this.raft.machines.values()) if (best === null || m.version > best.version) best = m;
+    if (best !== null && best.version > this.checker.committed.version) this.checker.onCommitted({ version: best.version, state: best.state });
+  }
+
+  /** Why the shard is not whole yet, or null when it is: one writable primary with its sync streaming, every peer placed and active. */
+  notWhole(): string | null {
+    const st = this.checker.committed.state;
+    if (st === null) return 'no cluster state';
+    if (st.deposed.length > 0) return `deposed [${st.deposed.map((p) => p.id).join(',')}]`;
+    const placed = [st.primary.id, st.sync?.id, ...st.async.map((p) => p.id)];
+    for (const id of this.ids) if (!placed.includes(id)) return `${id} is not in the chain`;
+    const active = new Set(this.raft.machines.get(st.primary.id)!.activePeers().map((p) => p.id));
+    for (const id of this.ids) if (!active.has(id)) return `${id} has no session`;
+    const p = this.pgs.get(st.primary.id)!;
+    if (!p.running || p.inRecovery || !p.writable) return `primary ${st.primary.id} is not writable`;
+    const s = this.pgs.get(st.sync!.id)!;
+    if (!s.streaming || s.upstream !== st.primary.id) return `sync ${st.sync!.id} does not stream from the primary`;
+    for (const a of st.async) if (!this.pgs.get(a.id)!.streaming) return `async ${a.id} does not stream`;
+    return null;
+  }
+}
+
+export const DEFAULT_FAULT_MS = 20_000;
+export const DEFAULT_HEAL_BOUND_MS = 45_000;
+
+/** One seed: setup, faults, heal, then liveness (a whole shard that acknowledges a new write). */
+export async function runShardSim(opts: ShardSimOptions): Promise<ShardSimResult> {
+  const shard = new SimShard(opts);
+  const w = shard.world;
+  const rng = w.rng.fork();
+  let error: SimInvariantError | null = null;
+  try {
+    // Setup: the cluster forms and takes writes.
+    await shard.runFor(3000);
+    let nextWriteMs = w.nowMs;
+    const writes = (): void => {
+      if (w.nowMs >= nextWriteMs) {
+        (shard as unknown as { clientWrite(): void }).clientWrite();
+        nextWriteMs = w.nowMs + rng.int(20, 200);
+      }
+    };
+    if (opts.scenario !== undefined) {
+      const done = { v: false };
+      void opts.scenario(shard).finally(() => { done.v = true; });
+      while (!done.v) {
+        writes();
+        await shard.step();
+      }
+    } else {
+      const faultEnd = w.nowMs + (opts.faultMs ?? DEFAULT_FAULT_MS);
+      let nextFaultMs = w.nowMs + rng.int(200, 2000);
+      while (w.nowMs < faultEnd) {
+        writes();
+        if (w.nowMs >= nextFaultMs) {
+          await (shard as unknown as { randomFault(): Promise<void> }).randomFault();
+          nextFaultMs = w.nowMs + rng.int(200, 3000);
+        }
+        await shard.step();
+      }
+    }
+    shard.healAll();
+    const healedAtMs = w.nowMs;
+    const ackedBefore = shard.checker.stats.acks;
+    const bound = opts.healBoundMs ?? DEFAULT_HEAL_BOUND_MS;
+    for (;;) {
+      writes();
+      await shard.step();
+      if (shard.notWhole() === null && shard.checker.stats.acks > ackedBefore) break;
+      if (w.nowMs - healedAtMs > bound) {
+        shard.checker.fail('the shard is whole again after the faults stop', `not whole ${bound} ms after the faults stopped: ${shard.notWhole() ?? 'no write acknowledged since'}`);
+      }
+    }
+    w.log(() => `whole again ${w.nowMs - healedAtMs} ms after the faults stopped`);
+  } catch (err) {
+    if (err instanceof SimInvariantError) error = err;
+    else if (err instanceof Error && err.message.includes('seed')) error = new SimInvariantError(opts.seed, 'raft safety', err.message);
+    else throw err;
+  } finally {
+    for (const s of shard.sitters.values()) s?.kill();
+  }
+  return { seed: opts.seed, ok: error === null, error, simulatedMs: w.nowMs, faults: shard.faultCount, stats: shard.checker.stats, trace: w.trace };
+}

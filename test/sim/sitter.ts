@@ -1,0 +1,421 @@
+// One sitter incarnation in the simulation. Its evaluation loop is a port of Sitter's
+// (src/peer/sitter.ts: keepSession, the catch-up read, decide, the fence, the compare-and-set
+// write, forgetting the rebuild fact, reconcile, watchStreaming, moving the Raft leader), running
+// the real rules, the real Reconciler and the real ClusterStore, on the simulated Raft,
+// PostgreSQL and clock. When src/peer/sitter.ts is split into jobs with effects behind
+// interfaces, those jobs replace this port.
+import { hasCode } from '../../src/errors.js';
+import { silentLogger, type Logger } from '../../src/log.js';
+import { INITDB_REFUSED, Reconciler } from '../../src/peer/reconciler.js';
+import { decide, rulesPgStatus, type Decision, type DecisionKind, type RulesInput } from '../../src/peer/rules/index.js';
+import { StreamWatch, syncCannotTakeOver } from '../../src/peer/rules/stream-watch.js';
+import type { PostgresStatus } from '../../src/peer/status.js';
+import { LSN_ZERO } from '../../src/postgres/lsn.js';
+import { ClusterStore } from '../../src/store/store.js';
+import type { PeerInfo } from '../../src/store/types.js';
+import { SimBackend, SimPgHandle, type SimNetwork, type SimPostgres } from './pg.js';
+import type { SimConsensus, SimRaft } from './raft.js';
+import type { World } from './world.js';
+
+/** What a peer keeps on disk beside its PostgreSQL data (sitter-facts.json). */
+export interface LocalFacts {
+  rebuiltFrom: { primaryId: string; generation: number } | null;
+  initdbDone: boolean;
+}
+
+/** The two fixes of the sitter that the chaos harness found; switched off only to show that the simulator finds them. */
+export interface SitterFixes {
+  /** A restarted sitter acts only after one linearizable read (not on the state replayed from its own log). */
+  readonly readBeforeActing: boolean;
+  /** Serving as primary forgets the last rebuild's fact (a deposed primary must rebuild again). */
+  readonly forgetRebuildAsPrimary: boolean;
+}
+
+export const ALL_FIXES: SitterFixes = { readBeforeActing: true, forgetRebuildAsPrimary: true };
+
+export const SIM_TIMEOUTS = {
+  sessionTimeoutMs: 1500,
+  keepaliveIntervalMs: 300,
+  pgHealthIntervalMs: 1000,
+  pgUnhealthyTimeoutMs: 5000,
+  evaluateIntervalMs: 1000,
+  retrySoonMs: 200,
+  leadershipMoveIntervalMs: 5000,
+} as const;
+
+const FENCED_KINDS: ReadonlySet<DecisionKind> = new Set<DecisionKind>(['takeover', 'promoteSync', 'replaceSync', 'promoteAsync', 'onwmUpgrade']);
+
+const LOG: Logger = silentLogger();
+
+export function peerInfo(id: string): PeerInfo {
+  return { id, host: id, pgUrl: `postgres://${id}:5432/postgres`, apiUrl: `http://${id}:5433` };
+}
+
+export interface SitterParts {
+  readonly world: World;
+  readonly raft: SimRaft;
+  readonly pg: SimPostgres;
+  readonly pgs: ReadonlyMap<string, SimPostgres>;
+  readonly net: SimNetwork;
+  readonly disk: Map<string, LocalFacts>;
+  readonly fixes: SitterFixes;
+}
+
+export class SimSitter {
+  readonly self: PeerInfo;
+  readonly store: ClusterStore;
+  readonly consensus: SimConsensus;
+  readonly handle: SimPgHandle;
+  readonly reconciler: Reconciler;
+  alive = true;
+  lastDecision: Decision | null = null;
+  lastError: string | null = null;
+  private readonly world: World;
+  private readonly parts: SitterParts;
+  private readonly hasPreviousData: boolean;
+  private readonly streamWatch = new StreamWatch(10 * SIM_TIMEOUTS.sessionTimeoutMs);
+  private monitor: PostgresStatus;
+  private unhealthySinceMs: number | null = null;
+  private sessionClosedForHealth = false;
+  private storeCaughtUp = false;
+  private evaluating = false;
+  private dirty = false;
+  private soon = false;
+  private keepaliveInFlight = false;
+  private checkInFlight = false;
+  private lastLeadershipMoveMs = -1e9;
+
+  constructor(id: string, incarnation: number, parts: SitterParts) {
+    this.parts = parts;
+    this.world = parts.world;
+    this.self = peerInfo(id);
+    this.consensus = parts.raft.attach(id, incarnation);
+    this.store = new ClusterStore({
+      machine: parts.raft.machines.get(id)!,
+      consensus: this.consensus,
+      sessionTimeoutMs: SIM_TIMEOUTS.sessionTimeoutMs,
+      keepaliveIntervalMs: SIM_TIMEOUTS.keepaliveIntervalMs,
+      now: () => this.world.wallMs(),
+      log: LOG,
+    });
+    this.handle = new SimPgHandle(parts.pg, parts.world, parts.pgs, parts.net);
+    this.hasPreviousData = parts.pg.hasData;
+    this.monitor = parts.pg.status();
+    this.reconciler = new Reconciler({
+      self: this.self,
+      postgres: this.handle,
+      backend: new SimBackend(this.handle, parts.world, parts.pgs, parts.net),
+      log: LOG,
+      now: () => this.world.wallMs(),
+      prepareStorage: () => Promise.resolve(),
+      onRebuilt: (from, generation) => {
+        if (generation !== null) this.writeFacts({ ...this.facts(), rebuiltFrom: { primaryId: from.id, generation } });
+        this.world.log(() => `${id} rebuilt from ${from.id} in generation ${generation ?? '-'}`);
+        return Promise.resolve();
+      },
+      sourcePromoted: async (source) => ((await this.handle.askSource(source.id)) ? `${source.id} is still in recovery` : true),
+      sourceOnline: async (source) => {
+        await this.handle.askSource(source.id);
+        return true;
+      },
+      mayInitdb: () => this.mayInitdb(),
+      onInitdb: () => {
+        this.writeFacts({ ...this.facts(), initdbDone: true });
+        return Promise.resolve();
+      },
+      restoreBackoff: { initialMs: 500, maxMs: 5000 },
+    });
+    this.store.on('state', () => { this.kick(); });
+    this.store.on('peers', () => { this.kick(); });
+    this.every(SIM_TIMEOUTS.evaluateIntervalMs, () => { this.kick(); });
+    this.every(SIM_TIMEOUTS.keepaliveIntervalMs, () => { this.keepalive(); });
+    this.every(this.store.expiryCheckIntervalMs, () => { this.checkSessions(); });
+    this.every(SIM_TIMEOUTS.pgHealthIntervalMs, () => { this.healthCheck(); });
+    this.kick();
+  }
+
+  get id(): string {
+    return this.self.id;
+  }
+
+  /** Read after an await: the process may have died meanwhile. */
+  isAlive(): boolean {
+    return this.alive;
+  }
+
+  /** The process is killed: nothing of it runs any more. */
+  kill(): void {
+    this.alive = false;
+    this.handle.alive = false;
+    this.consensus.kill();
+    this.store.stop();
+  }
+
+  private paused(): boolean {
+    return this.parts.net.paused(this.id);
+  }
+
+  private every(intervalMs: number, fn: () => void): void {
+    const tick = (): void => {
+      if (!this.alive) return;
+      if (!this.paused()) fn();
+      this.world.after(intervalMs, tick);
+    };
+    this.world.after(this.world.rng.int(0, intervalMs), tick);
+  }
+
+  private facts(): LocalFacts {
+    return this.parts.disk.get(this.id) ?? { rebuiltFrom: null, initdbDone: false };
+  }
+
+  private writeFacts(f: LocalFacts): void {
+    if (this.alive) this.parts.disk.set(this.id, f);
+  }
+
+  private keepalive(): void {
+    if (this.keepaliveInFlight || this.store.session() === null) return;
+    this.keepaliveInFlight = true;
+    this.store.keepalive().catch(() => undefined).finally(() => { this.keepaliveInFlight = false; });
+  }
+
+  private checkSessions(): void {
+    if (this.checkInFlight) return;
+    this.checkInFlight = true;
+    this.store.checkSessions().then((ids) => {
+      if (ids.length > 0) this.world.log(() => `${this.id} (Raft leader) expired the sessions of ${ids.join(', ')}`);
+    }, () => undefined).finally(() => { this.checkInFlight = false; });
+  }
+
+  private healthCheck(): void {
+    const before = this.monitor;
+    this.monitor = this.parts.pg.status();
+    if (before.online !== this.monitor.online || before.writable !== this.monitor.writable) this.kick();
+  }
+
+  kick(): void {
+    if (!this.alive) return;
+    this.dirty = true;
+    if (!this.evaluating) void this.loop();
+  }
+
+  private kickSoon(): void {
+    if (this.soon || !this.alive) return;
+    this.soon = true;
+    this.world.after(SIM_TIMEOUTS.retrySoonMs, () => {
+      this.soon = false;
+      this.kick();
+    });
+  }
+
+  private async loop(): Promise<void> {
+    this.evaluating = true;
+    try {
+      while (this.dirty && this.isAlive()) {
+        this.dirty = false;
+        // A paused process evaluates nothing until it resumes.
+        while (this.paused() && this.alive) await this.world.sleep(50);
+        try {
+          await this.evaluate();
+          this.lastError = null;
+        } catch (err) {
+          const message = err instanceof Error ? `${(err as { code?: string }).code ?? err.name}: ${err.message}` : String(err);
+          if (message !== this.lastError) this.world.log(() => `${this.id} evaluation failed: ${message}`);
+          this.lastError = message;
+        }
+      }
+    } finally {
+      this.evaluating = false;
+    }
+  }
+
+  private record(d: Decision): void {
+    const prev = this.lastDecision;
+    this.lastDecision = d;
+    if (prev?.kind === d.kind && prev.reason === d.reason && prev.generation === d.generation) return;
+    this.world.log(() => `${this.id} decides ${d.kind} (g${d.generation ?? '-'}): ${d.reason}`);
+  }
+
+  private async keepSession(): Promise<void> {
+    const role = this.lastDecision?.role;
+    const shouldRun = role === 'primary' || role === 'sync' || role === 'async';
+    const nowMs = this.world.nowMs;
+    let unhealthyForMs = 0;
+    if (!shouldRun || this.monitor.healthy || this.reconciler.rebuildStatus().running) this.unhealthySinceMs = null;
+    else {
+      this.unhealthySinceMs ??= nowMs;
+      unhealthyForMs = nowMs - this.unhealthySinceMs;
+    }
+    const open = this.store.session() !== null;
+    if (open && unhealthyForMs > SIM_TIMEOUTS.pgUnhealthyTimeoutMs) {
+      this.world.log(() => `${this.id} closes its session: PostgreSQL unhealthy for ${unhealthyForMs} ms`);
+      this.sessionClosedForHealth = true;
+      await this.store.closeSession();
+      return;
+    }
+    if (!open && (!this.sessionClosedForHealth || unhealthyForMs === 0)) {
+      try {
+        await this.store.openSession(this.self);
+        this.sessionClosedForHealth = false;
+        this.world.log(() => `${this.id} opened its session`);
+      } catch {
+        this.kickSoon();
+      }
+    }
+  }
+
+  private async evaluate(): Promise<void> {
+    await this.keepSession();
+    if (!this.storeCaughtUp && this.parts.fixes.readBeforeActing) {
+      try {
+        await this.store.readState();
+      } catch (err) {
+        this.kickSoon();
+        throw new Error(`the store has not caught up with the shard yet: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      }
+      this.storeCaughtUp = true;
+    }
+    const { state, version } = this.store.getState();
+    const nowMs = this.world.wallMs();
+    const facts = this.facts();
+    const input: RulesInput = {
+      state,
+      version,
+      active: this.store.activePeers(),
+      self: this.self,
+      pg: rulesPgStatus(this.monitor, { hasPreviousData: this.hasPreviousData, rebuiltFrom: facts.rebuiltFrom }),
+      nowMs,
+      config: { oneNodeWriteMode: false, autoRebuild: true },
+    };
+    this.moveRaftLeadershipOffWritePath(input);
+    let d = decide(input);
+    this.record(d);
+    let fenced = false;
+    if (d.write !== null && FENCED_KINDS.has(d.kind)) {
+      const again = await this.fenceAndDecideAgain(d, input);
+      if (again === null) return;
+      d = again;
+      fenced = true;
+    }
+    if (d.write !== null) {
+      try {
+        await this.store.putState(d.write.newState, d.write.expectVersion, d.write.summary);
+        this.world.log(() => `${this.id} wrote generation ${d.write!.newState.generation}: ${d.write!.summary}`);
+      } catch (err) {
+        if (fenced) this.reconciler.invalidate();
+        if (hasCode(err, 'MANATEE_ERR_STORE_VERSION_MISMATCH')) {
+          this.kickSoon();
+          return;
+        }
+        throw err;
+      }
+      this.kick();
+      return;
+    }
+    if (d.kind === 'noSession' && state === null) return;
+    if (d.role === 'primary' && facts.rebuiltFrom !== null && this.parts.fixes.forgetRebuildAsPrimary) {
+      this.world.log(() => `${this.id} forgets its rebuild from ${facts.rebuiltFrom!.primaryId}: serving as primary`);
+      this.writeFacts({ ...facts, rebuiltFrom: null });
+    }
+    let outcome;
+    try {
+      outcome = await this.reconciler.reconcile(d);
+    } catch (err) {
+      if (hasCode(err, INITDB_REFUSED) && this.store.session() !== null) {
+        this.sessionClosedForHealth = true;
+        await this.store.closeSession();
+      }
+      throw err;
+    }
+    if (outcome.action !== 'none') this.world.log(() => `${this.id} reconcile ${d.role}: ${outcome.action}`);
+    if (outcome.retrySoon) this.kickSoon();
+    await this.watchStreaming(d, nowMs);
+  }
+
+  private async fenceAndDecideAgain(d: Decision, input: RulesInput): Promise<Decision | null> {
+    const asSync = d.kind === 'takeover' || d.kind === 'promoteSync';
+    try {
+      if (asSync) await this.handle.detachFromUpstream();
+      else await this.handle.fenceWrites();
+      const pos = await this.handle.walPositions();
+      const { state, version } = this.store.getState();
+      const fresh = decide({
+        ...input,
+        state,
+        version,
+        active: this.store.activePeers(),
+        pg: { ...input.pg, online: true, replayLsn: pos.replayLsn, currentLsn: pos.inRecovery ? (pos.receiveLsn ?? pos.replayLsn) : pos.currentLsn },
+      });
+      if (fresh.kind !== d.kind || fresh.write === null) {
+        this.world.log(() => `${this.id} fenced for ${d.kind}, but now decides ${fresh.kind}; lifting the fence`);
+        this.reconciler.invalidate();
+        this.kickSoon();
+        return null;
+      }
+      this.record(fresh);
+      return fresh;
+    } catch (err) {
+      this.reconciler.invalidate();
+      this.kickSoon();
+      throw err;
+    }
+  }
+
+  private moveRaftLeadershipOffWritePath(input: RulesInput): void {
+    const state = input.state;
+    const nowMs = this.world.nowMs;
+    if (state === null || nowMs - this.lastLeadershipMoveMs < SIM_TIMEOUTS.leadershipMoveIntervalMs) return;
+    if (!this.consensus.isLeader()) return;
+    if (state.primary.id !== this.id && state.sync?.id !== this.id) return;
+    const target = state.async.find((a) => input.active.some((p) => p.id === a.id));
+    if (target === undefined) return;
+    this.lastLeadershipMoveMs = nowMs;
+    this.world.log(() => `${this.id} moves the Raft leadership to ${target.id}`);
+    this.parts.raft.cluster.transferLeadership(this.id, target.id);
+  }
+
+  private async watchStreaming(d: Decision, nowMs: number): Promise<void> {
+    const standby = (d.role === 'sync' || d.role === 'async') && this.handle.running;
+    const pg = this.parts.pg;
+    const streaming = standby && !this.paused() ? pg.streaming : null;
+    const replayLsn = standby ? this.parts.pg.walPositions().replayLsn : null;
+    const upstream = d.upstream;
+    const verdict = this.streamWatch.observe({
+      role: d.role,
+      upstreamId: upstream?.id ?? null,
+      upstreamActive: upstream !== null && this.store.activePeers().some((p) => p.id === upstream.id),
+      streaming,
+      replayLsn,
+      nowMs,
+    });
+    if (verdict.action === 'none' || upstream === null) return;
+    if (verdict.action === 'rebuild') {
+      this.world.log(() => `${this.id} (async) has not streamed from ${upstream.id} for ${verdict.stalledForMs} ms: rebuilding`);
+      this.reconciler.requestRebuild({ cannotStream: true });
+      this.kickSoon();
+      return;
+    }
+    const state = this.store.getState().state;
+    const initWal = state !== null && d.generation !== null && state.generation === d.generation ? state.initWal : null;
+    const p = await this.handle.walPositions().catch(() => null);
+    const own = { replayLsn: p?.inRecovery === true ? p.replayLsn : null, receiveLsn: p?.inRecovery === true ? p.receiveLsn : null };
+    const may = initWal === null || p === null ? 'unknown' : syncCannotTakeOver(initWal, own);
+    if (may !== true || d.generation === null) {
+      this.world.log(() => `${this.id} (sync) has not streamed from ${upstream.id} for ${verdict.stalledForMs} ms and keeps its data (${may})`);
+      return;
+    }
+    const reason = `replayed ${own.replayLsn ?? '?'} is below initWal ${initWal ?? '?'}`;
+    this.world.log(() => `${this.id} (sync) has not streamed from ${upstream.id}: ${reason}; rebuilding`);
+    this.reconciler.requestRebuild({ asSync: { generation: d.generation, upstreamId: upstream.id, initWal: initWal ?? LSN_ZERO, reason } });
+    this.kickSoon();
+  }
+
+  private mayInitdb(): true | string {
+    const state = this.store.getState().state;
+    if (state === null) return 'the cluster state is unknown';
+    if (state.primary.id !== this.id) return `${state.primary.id} is the primary, not me`;
+    if (state.generation !== 1 || state.initWal !== LSN_ZERO) return `generation ${state.generation} is not the cluster's setup`;
+    if (this.hasPreviousData) return 'this peer had a database when the sitter started';
+    if (this.facts().initdbDone) return 'this peer created its database before';
+    return true;
+  }
+}
