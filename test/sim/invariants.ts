@@ -6,7 +6,7 @@
 //   - every acknowledged commit is in the WAL of a new primary, both when its takeover commits
 //     and whenever a PostgreSQL turns writable;
 //   - liveness: the shard is whole again within a bound once the faults stop (checked by the shard).
-import type { ClusterState } from '../../src/store/types.js';
+import type { ClusterState } from '../../src/model/index.js';
 import type { SimPostgres } from './pg.js';
 import { SimInvariantError, type World } from './world.js';
 

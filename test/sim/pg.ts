@@ -10,10 +10,10 @@
 // rendered role kept in memory as PostgresServer keeps it. Every operation takes simulated time.
 import type { BackupBackend, RestoreOptions, RestoreResult } from '../../src/backup/types.js';
 import type { LocalPostgres } from '../../src/peer/local-postgres.js';
-import type { PostgresStatus } from '../../src/peer/status.js';
+import type { PostgresStatus } from '../../src/model/index.js';
 import type { ConfigureResult, PgRole, RenderedRole, SyncCatchUp, WalPositions } from '../../src/postgres/index.js';
 import { PgError } from '../../src/postgres/errors.js';
-import { formatLsn } from '../../src/postgres/lsn.js';
+import { formatLsn } from '../../src/model/index.js';
 import type { World } from './world.js';
 
 /** One WAL record. `id` is unique in the whole run. */
