@@ -25,7 +25,7 @@ import { bootstrapSnapshot } from './core/bootstrap.js';
 import type { ConfChange, ConfState, Entry, Message, NodeId, RaftRole, Ready, Snapshot } from './core/types.js';
 import type { AppliedEntry, StateMachine } from './state-machine.js';
 import { RaftStorage } from './storage/level-storage.js';
-import { TcpTransport, type TransportStats } from './transport/tcp-transport.js';
+import { TcpTransport, type TransportStats, type TransportTls } from './transport/tcp-transport.js';
 import { LEADER_MESSAGE_DATA_MAX, type PeerMessage } from './transport/messages.js';
 import { RaftConfigError, RaftLeaderMessageTooLargeError, RaftNoLeaderError, RaftStoppedError, RaftTimeoutError } from './errors.js';
 
@@ -39,6 +39,8 @@ export interface RaftNodeOptions {
   readonly initialVoters?: readonly NodeId[];
   /** The shard's shared secret; peers without it are refused. */
   readonly secret: string;
+  /** Mutual TLS between peers (the transport's TransportTls); absent: plain TCP. */
+  readonly tls?: TransportTls;
   readonly listen: { readonly host: string; readonly port: number };
   readonly stateMachine: StateMachine;
   readonly logger: Logger;
@@ -226,6 +228,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     this.transport = new TcpTransport({
       id: opts.id,
       secret: opts.secret,
+      ...(opts.tls !== undefined ? { tls: opts.tls } : {}),
       listen: opts.listen,
       peers,
       logger: opts.logger,

@@ -7,6 +7,8 @@ import { EventEmitter } from 'node:events';
 import type { Server as TlsServer } from 'node:tls';
 import type { Logger } from '../log.js';
 import { ManateeError } from '../errors.js';
+import type { X509Certificate } from 'node:crypto';
+import { peerIdOf } from './identity.js';
 import { loadTlsMaterial, type TlsFiles, type TlsMaterial } from './material.js';
 
 export type ReloadOutcome = 'reloaded' | 'unchanged' | 'failed';
@@ -89,6 +91,17 @@ export class ReloadableTls extends EventEmitter<Events> {
     }, 'TLS certificate reloaded: new connections use it');
     this.emit('reload', next);
     return 'reloaded';
+  }
+
+  /** Runs `listener` after each reload; returns the function that stops it. */
+  onReload(listener: (m: TlsMaterial) => void): () => void {
+    this.on('reload', listener);
+    return () => { this.off('reload', listener); };
+  }
+
+  /** What the Raft transport takes (its TransportTls): the current set, reloads, and the peer id of a certificate. */
+  forTransport(): { current(): TlsMaterial; onReload(listener: () => void): () => void; peerIdOf(cert: X509Certificate): string | null } {
+    return { current: () => this.current, onReload: (l) => this.onReload(l), peerIdOf };
   }
 
   /** Gives every reloaded set to `server` (an https or tls server); returns the unsubscribe function. */

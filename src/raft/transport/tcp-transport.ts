@@ -6,6 +6,12 @@
 // address and the reason, counted, and the connection is closed. After that, every frame must
 // carry messages from the authenticated peer to this node, or the connection is closed.
 //
+// TLS (when `tls` is given): mutual TLS 1.3 under the challenge. Each side presents its
+// certificate, issued by the shard's CA, and checks the other's: the server requires a client
+// certificate bound to the peer id that the hello claims, and the client requires the server's to
+// be bound to the peer id it dialled. The secret's HMAC still runs inside, so a stolen certificate
+// alone is not enough (and the shard secret can be rotated apart from the certificates).
+//
 // Slots: a connection that has not authenticated yet holds one of a small number of slots
 // (maxUnauthenticated, and maxUnauthenticatedPerAddress per remote address) for at most
 // helloTimeoutMs. A new connection that finds them full is not refused: it takes the slot of the
@@ -18,8 +24,9 @@
 // Batching: send() only queues; one flush per event-loop turn writes everything queued for a
 // destination as few frames as maxFrameBytes allows. The queue is bounded: past the limit the
 // oldest messages are dropped (Raft retransmits) and counted.
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { createServer, connect, type Server, type Socket } from 'node:net';
+import { createHmac, randomBytes, timingSafeEqual, X509Certificate } from 'node:crypto';
+import { createServer, connect, Socket, type Server } from 'node:net';
+import { connect as tlsConnect, Server as TlsServer, type ConnectionOptions, type PeerCertificate, type SecureContext, type TLSSocket } from 'node:tls';
 import type { Logger } from '../../log.js';
 import type { NodeId } from '../core/types.js';
 import type { PeerMessage } from './messages.js';
@@ -61,6 +68,22 @@ export interface TransportHandlers {
   onSnapshotSent?(to: NodeId, ok: boolean): void;
 }
 
+/** A peer's TLS set as the transport uses it (src/tls's TlsMaterial has this shape). */
+export interface TransportTlsMaterial {
+  /** The CA, this peer's certificate and key, TLS 1.3 at least. */
+  readonly options: { readonly ca: string; readonly cert: string; readonly key: string; readonly minVersion: 'TLSv1.3' };
+  readonly context: SecureContext;
+}
+
+export interface TransportTls {
+  /** The current set: read at each new connection, so that a reloaded certificate serves the next ones. */
+  current(): TransportTlsMaterial;
+  /** Runs `listener` after each reload; returns the function that stops it. */
+  onReload(listener: () => void): () => void;
+  /** The peer id a certificate is bound to, or null (src/tls peerIdOf). */
+  peerIdOf(cert: X509Certificate): NodeId | null;
+}
+
 export interface TransportOptions {
   readonly id: NodeId;
   readonly secret: string;
@@ -79,6 +102,8 @@ export interface TransportOptions {
   readonly reconnectMaxMs?: number;
   /** How long start() retries a listen port that is in use. Default 5000 ms. */
   readonly listenRetryMs?: number;
+  /** Mutual TLS on every connection; absent: plain TCP (the HMAC challenge only). */
+  readonly tls?: TransportTls;
   /** Most authenticated inbound connections at once. Default 256. */
   readonly maxInboundConnections?: number;
   /** Most inbound connections that have not authenticated yet. Default 32. */
@@ -93,11 +118,32 @@ const HELLO_MAX_BYTES = 4096;
 /** Evictions are summed into one log line per interval: a flood must not flood the log too. */
 const EVICTION_LOG_INTERVAL_MS = 1000;
 
-/** An inbound connection that has not authenticated yet. */
-interface PendingConnection {
+/** An inbound connection, from accept to close. */
+interface InboundConnection {
+  /** The TCP socket (slots are counted on it). */
+  readonly raw: Socket;
+  /** What the protocol runs on: the TLS socket once its handshake is done, else `raw`. */
+  sock: Socket;
   readonly address: string;
-  /** Closes it, logged and counted as an eviction. */
-  evict(reason: string): void;
+  /** address:port, for logs. */
+  readonly remote: string;
+  /** Set once the hello is accepted. */
+  peer: NodeId | null;
+  /** Refused, evicted or replaced: nothing more is read. */
+  done: boolean;
+  helloTimer: NodeJS.Timeout | null;
+}
+
+/** Why a TLS peer's certificate was not verified (CERT_HAS_EXPIRED...): node types it Error, but sets a code string. */
+function authorizationErrorOf(sock: TLSSocket): string | null {
+  const authz: unknown = (sock as { authorizationError?: unknown }).authorizationError;
+  return typeof authz === 'string' ? authz : authz instanceof Error ? authz.message : null;
+}
+
+/** The TCP socket under a server-side TLS socket (node keeps it as `_parent`). */
+function parentOf(sock: TLSSocket): Socket | null {
+  const parent = (sock as unknown as { _parent?: unknown })._parent;
+  return parent instanceof Socket ? parent : null;
 }
 
 export function helloMac(secret: string, nonce: Buffer, from: NodeId, to: NodeId): Buffer {
@@ -128,6 +174,8 @@ class PeerLink {
   flushScheduled = false;
   everConnected = false;
   reportedDown = false;
+  /** Why the last connection failed (TLS), for the log. */
+  lastError: string | null = null;
 
   constructor(readonly id: NodeId, public address: string, minBackoffMs: number) {
     this.backoffMs = minBackoffMs;
@@ -146,9 +194,14 @@ export class TcpTransport {
   private readonly maxUnauthenticated: number;
   private readonly maxUnauthenticatedPerAddress: number;
   /** Oldest first (a Set keeps insertion order). */
-  private readonly pending = new Set<PendingConnection>();
+  private readonly pending = new Set<InboundConnection>();
+  /** Connections in their TLS handshake, by TCP socket. */
+  private readonly handshaking = new Map<Socket, InboundConnection>();
   /** Authenticated inbound connections by peer id. */
-  private readonly authenticated = new Map<NodeId, Socket>();
+  private readonly authenticated = new Map<NodeId, InboundConnection>();
+  /** With TLS: handshakes run on this server (never listening itself; accept() hands it sockets). */
+  private tlsServer: TlsServer | null = null;
+  private unsubscribeTls: (() => void) | null = null;
   private evictionLog = { sinceLine: 0, lastLineAtMs: 0 };
   private readonly links = new Map<NodeId, PeerLink>();
   private readonly inbound = new Set<Socket>();
@@ -182,6 +235,7 @@ export class TcpTransport {
    * outbound connection that the OS gave that ephemeral port) is retried for up to listenRetryMs.
    */
   async start(): Promise<void> {
+    if (this.opts.tls !== undefined && this.tlsServer === null) this.startTls(this.opts.tls);
     const deadline = Date.now() + (this.opts.listenRetryMs ?? 5000);
     for (let attempt = 1; ; attempt++) {
       const server = createServer({ noDelay: true }, (s) => { this.accept(s); });
@@ -204,6 +258,16 @@ export class TcpTransport {
       server.on('error', (err) => { this.log.error({ err: errMessage(err) }, 'raft transport server error'); });
       return;
     }
+  }
+
+  private startTls(tls: TransportTls): void {
+    // The client's certificate is checked in onSecure (authorized), so that a refusal is logged
+    // with its reason: with rejectUnauthorized node would close the socket without saying why.
+    const server = new TlsServer({ ...tls.current().options, requestCert: true, rejectUnauthorized: false });
+    server.on('secureConnection', (sock: TLSSocket) => { this.onSecure(sock); });
+    server.on('tlsClientError', (err: Error, sock: TLSSocket) => { this.onTlsError(err, sock); });
+    this.unsubscribeTls = tls.onReload(() => { server.setSecureContext({ ...tls.current().options }); });
+    this.tlsServer = server;
   }
 
   /** The bound address (useful with port 0). */
@@ -276,7 +340,10 @@ export class TcpTransport {
     for (const s of this.inbound) s.destroy();
     this.inbound.clear();
     this.pending.clear();
+    this.handshaking.clear();
     this.authenticated.clear();
+    this.unsubscribeTls?.();
+    this.unsubscribeTls = null;
     const server = this.server;
     if (server !== null) await new Promise<void>((resolve) => { server.close(() => { resolve(); }); });
   }
@@ -304,7 +371,7 @@ export class TcpTransport {
     if (link.attempts > 0) this.counters.reconnects++;
     link.attempts++;
     link.state = 'connecting';
-    const sock = connect({ host, port, noDelay: true });
+    const sock = this.dial(link, host, port);
     link.socket = sock;
     const decoder = new FrameDecoder(1024);
     sock.on('data', (chunk: Buffer) => {
@@ -340,13 +407,32 @@ export class TcpTransport {
       link.socket = null;
       if (link.state === 'closed' || this.closed) return;
       if (!link.reportedDown) {
-        this.log.warn({ peer: link.id, address: link.address }, 'raft transport: connection to peer lost or refused, retrying with backoff');
+        this.log.warn({ peer: link.id, address: link.address, ...(link.lastError !== null ? { reason: link.lastError } : {}) }, 'raft transport: connection to peer lost or refused, retrying with backoff');
         link.reportedDown = true;
       }
+      link.lastError = null;
       link.state = 'idle';
       this.opts.handlers.onUnreachable?.(link.id);
       this.scheduleReconnect(link);
     });
+  }
+
+  /** A TCP connection, or with TLS one whose server certificate must be bound to the peer dialled. */
+  private dial(link: PeerLink, host: string, port: number): Socket {
+    const tls = this.opts.tls;
+    if (tls === undefined) return connect({ host, port, noDelay: true });
+    const options: ConnectionOptions = {
+      host, port, secureContext: tls.current().context, rejectUnauthorized: true,
+      // Peers are dialled by address; what must match is the id they are bound to, not a host name.
+      checkServerIdentity: (_host: string, cert: PeerCertificate) => {
+        const id = tls.peerIdOf(new X509Certificate(cert.raw));
+        return id === link.id ? undefined : new Error(`the server's certificate is bound to ${id === null ? 'no peer id' : `peer ${id}`}, not to ${link.id}`);
+      },
+    };
+    const sock = tlsConnect(options);
+    sock.setNoDelay(true);
+    sock.on('error', (err: Error) => { if (link.socket === sock) link.lastError = err.message; });
+    return sock;
   }
 
   private scheduleReconnect(link: PeerLink): void {
@@ -431,7 +517,11 @@ export class TcpTransport {
     if (victimAddress === null) return;
     for (const p of this.pending) {
       if (p.address === victimAddress) {
-        p.evict(reason);
+        p.done = true;
+        this.pending.delete(p);
+        this.noteEviction(p.remote, reason);
+        p.sock.destroy();
+        p.raw.destroy();
         return;
       }
     }
@@ -447,115 +537,172 @@ export class TcpTransport {
   }
 
   /** Records `peer`'s new authenticated connection; false when it must be refused. */
-  private admitAuthenticated(peer: NodeId, sock: Socket, remote: string): boolean {
+  private admitAuthenticated(peer: NodeId, conn: InboundConnection): boolean {
     const previous = this.authenticated.get(peer);
-    if (previous !== undefined && previous !== sock) {
+    if (previous !== undefined && previous !== conn) {
       // A peer dials us once; a second connection means it reconnected and the old one is dead.
       this.counters.connectionsReplaced++;
-      this.log.info({ peer, remote, reason: 'the peer authenticated again on a new connection' }, 'raft transport: previous connection of peer closed');
+      this.log.info({ peer, remote: conn.remote, previous: previous.remote, reason: 'the peer authenticated again on a new connection' }, 'raft transport: previous connection of peer closed');
       this.authenticated.delete(peer);
-      previous.destroy();
+      previous.done = true;
+      previous.sock.destroy();
+      previous.raw.destroy();
     }
     if (this.authenticated.size >= this.maxInbound) return false;
-    this.authenticated.set(peer, sock);
+    this.authenticated.set(peer, conn);
     return true;
   }
 
-  private accept(sock: Socket): void {
+  private accept(raw: Socket): void {
     this.counters.connectionsAccepted++;
-    const address = sock.remoteAddress ?? '?';
-    const remote = `${address}:${sock.remotePort ?? '?'}`;
+    const address = raw.remoteAddress ?? '?';
+    const remote = `${address}:${raw.remotePort ?? '?'}`;
     if (this.closed) {
-      sock.destroy();
+      raw.destroy();
       return;
     }
     this.makeRoom(address);
-    this.inbound.add(sock);
+    this.inbound.add(raw);
+    const conn: InboundConnection = { raw, sock: raw, address, remote, peer: null, done: false, helloTimer: null };
+    this.pending.add(conn);
+    // The deadline covers the TLS handshake too: a socket that never finishes it holds a slot no longer.
+    conn.helloTimer = setTimeout(() => { this.refuse(conn, 'auth', `no hello within ${this.helloTimeoutMs} ms`); }, this.helloTimeoutMs);
+    conn.helloTimer.unref();
+    raw.on('error', () => { /* 'close' follows */ });
+    raw.on('close', () => {
+      if (conn.helloTimer !== null) clearTimeout(conn.helloTimer);
+      this.pending.delete(conn);
+      this.inbound.delete(raw);
+      this.handshaking.delete(raw);
+      if (conn.peer !== null && this.authenticated.get(conn.peer) === conn) this.authenticated.delete(conn.peer);
+    });
+    if (this.tlsServer === null) {
+      this.serve(conn, null);
+      return;
+    }
+    this.handshaking.set(raw, conn);
+    this.tlsServer.emit('connection', raw);
+  }
+
+  /** A TLS handshake that succeeded: the client's certificate was issued by the shard's CA. */
+  private onSecure(sock: TLSSocket): void {
+    const raw = parentOf(sock);
+    const conn = raw === null ? undefined : this.handshaking.get(raw);
+    if (raw !== null) this.handshaking.delete(raw);
+    if (conn === undefined || conn.done) {
+      sock.destroy();
+      return;
+    }
+    conn.sock = sock;
+    if (!sock.authorized) {
+      this.refuse(conn, 'auth', `TLS: its certificate was refused: ${authorizationErrorOf(sock) ?? 'no certificate'}`);
+      return;
+    }
+    const cert = sock.getPeerX509Certificate();
+    const certPeer = cert === undefined ? null : this.opts.tls!.peerIdOf(cert);
+    if (certPeer === null) {
+      this.refuse(conn, 'auth', 'its certificate is bound to no peer id (no urn:manatee:peer: name)');
+      return;
+    }
+    this.serve(conn, certPeer);
+  }
+
+  private onTlsError(err: Error & { code?: string }, sock: TLSSocket): void {
+    const raw = parentOf(sock);
+    const conn = raw === null ? undefined : this.handshaking.get(raw);
+    if (conn === undefined) return;
+    this.refuse(conn, 'auth', `TLS handshake failed: ${authorizationErrorOf(sock) ?? err.code ?? 'error'} (${err.message})`);
+  }
+
+  private refuse(conn: InboundConnection, kind: 'auth' | 'oversized' | 'malformed', reason: string): void {
+    if (conn.done) return;
+    conn.done = true;
+    this.pending.delete(conn);
+    if (kind === 'auth') this.counters.authFailures++;
+    else if (kind === 'oversized') this.counters.oversizedFrames++;
+    else this.counters.malformedFrames++;
+    this.log.warn({ remote: conn.remote, peer: conn.peer, reason }, kind === 'auth' ? 'raft transport refused connection' : 'raft transport refused frame, closing connection');
+    conn.sock.destroy();
+    conn.raw.destroy();
+  }
+
+  /**
+   * The challenge and hello on an accepted (and, with TLS, verified) connection, then its frames.
+   * `certPeer`: the peer id the client's certificate is bound to (TLS), which the hello must claim.
+   */
+  private serve(conn: InboundConnection, certPeer: NodeId | null): void {
+    const sock = conn.sock;
     const nonce = randomBytes(NONCE_BYTES);
-    let peer: NodeId | null = null;
-    let done = false;
-    const pending: PendingConnection = {
-      address,
-      evict: (reason) => {
-        if (done) return;
-        done = true;
-        this.pending.delete(pending);
-        this.noteEviction(remote, reason);
-        sock.destroy();
-      },
-    };
-    this.pending.add(pending);
     // Until the peer proves it knows the secret, only a small hello frame is accepted.
     const decoder = new FrameDecoder(HELLO_MAX_BYTES);
-    const refuse = (kind: 'auth' | 'oversized' | 'malformed', reason: string): void => {
-      if (done) return;
-      done = true;
-      this.pending.delete(pending);
-      if (kind === 'auth') this.counters.authFailures++;
-      else if (kind === 'oversized') this.counters.oversizedFrames++;
-      else this.counters.malformedFrames++;
-      this.log.warn({ remote, peer, reason }, kind === 'auth' ? 'raft transport refused connection' : 'raft transport refused frame, closing connection');
-      sock.destroy();
-    };
-    const helloTimer = setTimeout(() => { refuse('auth', `no hello within ${this.helloTimeoutMs} ms`); }, this.helloTimeoutMs);
-    helloTimer.unref();
     sock.on('error', () => { /* 'close' follows */ });
-    sock.on('close', () => {
-      clearTimeout(helloTimer);
-      this.pending.delete(pending);
-      this.inbound.delete(sock);
-      if (peer !== null && this.authenticated.get(peer) === sock) this.authenticated.delete(peer);
-    });
     sock.write(encodeFrame(FRAME_CHALLENGE, nonce));
     sock.on('data', (chunk: Buffer) => {
-      if (done) return;
+      if (conn.done) return;
       decoder.append(chunk);
       for (;;) {
         let f: Frame | null;
         try {
           f = decoder.next();
         } catch (err) {
-          if (peer === null) refuse('auth', `bad hello: ${errMessage(err)}`);
-          else if (err instanceof FrameTooLargeError) refuse('oversized', err.message);
-          else refuse('malformed', errMessage(err));
+          if (conn.peer === null) this.refuse(conn, 'auth', `bad hello: ${errMessage(err)}`);
+          else if (err instanceof FrameTooLargeError) this.refuse(conn, 'oversized', err.message);
+          else this.refuse(conn, 'malformed', errMessage(err));
           return;
         }
         if (f === null) return;
-        if (peer === null) {
-          const who = this.checkHello(f, nonce);
-          if (who.startsWith('!')) {
-            refuse('auth', who.slice(1));
-            return;
-          }
-          clearTimeout(helloTimer);
-          this.pending.delete(pending);
-          if (!this.admitAuthenticated(who, sock, remote)) {
-            refuse('auth', `${this.maxInbound} authenticated connections already (too many inbound connections)`);
-            return;
-          }
-          peer = who;
+        if (conn.peer === null) {
+          if (!this.onHello(conn, f, nonce, certPeer)) return;
           decoder.maxFrameBytes = this.maxFrameBytes;
-          this.counters.connectionsAuthenticated++;
           continue;
         }
-        if (f.kind !== FRAME_MESSAGES) {
-          refuse('malformed', `unexpected frame kind ${f.kind}`);
-          return;
-        }
-        const msgs = parseMessages(f.payload, peer, this.opts.id);
-        if (typeof msgs === 'string') {
-          refuse('malformed', msgs);
-          return;
-        }
-        this.counters.framesReceived++;
-        this.counters.messagesReceived += msgs.length;
-        try {
-          this.opts.handlers.onMessages(msgs);
-        } catch (err) {
-          this.log.error({ peer, err: errMessage(err) }, 'raft transport: message handler failed');
-        }
+        if (!this.onFrame(conn, f)) return;
       }
     });
+  }
+
+  /** Checks the hello; false when the connection was refused. */
+  private onHello(conn: InboundConnection, f: Frame, nonce: Buffer, certPeer: NodeId | null): boolean {
+    const who = this.checkHello(f, nonce);
+    if (who.startsWith('!')) {
+      this.refuse(conn, 'auth', who.slice(1));
+      return false;
+    }
+    if (certPeer !== null && who !== certPeer) {
+      this.refuse(conn, 'auth', `hello claims peer ${who}, but its certificate is bound to peer ${certPeer}`);
+      return false;
+    }
+    if (conn.helloTimer !== null) clearTimeout(conn.helloTimer);
+    this.pending.delete(conn);
+    if (!this.admitAuthenticated(who, conn)) {
+      this.refuse(conn, 'auth', `${this.maxInbound} authenticated connections already (too many inbound connections)`);
+      return false;
+    }
+    conn.peer = who;
+    this.counters.connectionsAuthenticated++;
+    return true;
+  }
+
+  /** Delivers one frame of an authenticated peer; false when the connection was refused. */
+  private onFrame(conn: InboundConnection, f: Frame): boolean {
+    const peer = conn.peer!;
+    if (f.kind !== FRAME_MESSAGES) {
+      this.refuse(conn, 'malformed', `unexpected frame kind ${f.kind}`);
+      return false;
+    }
+    const msgs = parseMessages(f.payload, peer, this.opts.id);
+    if (typeof msgs === 'string') {
+      this.refuse(conn, 'malformed', msgs);
+      return false;
+    }
+    this.counters.framesReceived++;
+    this.counters.messagesReceived += msgs.length;
+    try {
+      this.opts.handlers.onMessages(msgs);
+    } catch (err) {
+      this.log.error({ peer, err: errMessage(err) }, 'raft transport: message handler failed');
+    }
+    return true;
   }
 
   /** The authenticated peer id, or "!" + the reason for refusal. */
