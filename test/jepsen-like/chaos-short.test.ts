@@ -1,5 +1,5 @@
 // The short chaos run of `npm test`: three minutes of faults of every kind against a real shard in
-// network namespaces, with a fixed seed, and a checked history. A failure prints the seed, the
+// network namespaces, with a fixed seed, and checked histories (nothing lost; the register linearizable). A failure prints the seed, the
 // problems and the results directory; replay it with `npm run chaos -- --seed <seed> --time 180`.
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -23,7 +23,7 @@ function canRun(): boolean {
 }
 
 describe.skipIf(!canRun())('chaos (short)', () => {
-  it('loses no acknowledged write through three minutes of every kind of fault', { timeout: 15 * 60_000 }, async () => {
+  it('loses no acknowledged write, and the register history is linearizable, through three minutes of every kind of fault', { timeout: 15 * 60_000 }, async () => {
     const before = new Set(await leftoverPrefixes());
     const lines: string[] = [];
     const summary = await runChaos({
@@ -43,8 +43,13 @@ describe.skipIf(!canRun())('chaos (short)', () => {
     for (const k of FAULT_KINDS) expect(summary.faults.byKind[k] ?? 0, k).toBeGreaterThanOrEqual(1);
     expect(summary.check.counts.writes.ok).toBeGreaterThan(100);
     expect(summary.check.lost.count).toBe(0);
+    // The register workload ran through the same faults, and its history is linearizable.
+    const register = summary.linearizability.register!;
+    expect(register.verdict, verdict).toBe('linearizable');
+    expect(register.operations).toBeGreaterThan(100);
+    expect(register.keys).toBeGreaterThan(1);
     // The results directory holds everything the issue asks for.
-    for (const f of ['seed', 'config.json', 'history.jsonl', 'faults.jsonl', 'summary.json', 'timeline.svg', 'peers/peer1.log']) {
+    for (const f of ['seed', 'config.json', 'history.jsonl', 'register.jsonl', 'register-history.jsonl', 'faults.jsonl', 'summary.json', 'timeline.svg', 'peers/peer1.log']) {
       expect(existsSync(join(summary.resultsDir, f)), f).toBe(true);
     }
     expect(readFileSync(join(summary.resultsDir, 'timeline.svg'), 'utf8')).toMatch(/^<svg/);

@@ -11,8 +11,20 @@ import { FAULT_KINDS, type FaultKind, type FaultRecord, type FinalRead, type Op,
 import { createNetwork, destroyNetwork, NAME_PREFIX } from './net.js';
 import { Nemesis, shardWhole } from './nemesis.js';
 import { Rng } from './rng.js';
+import { judgeRegister, REGISTER_TABLE_SQL, RegisterWorkload, type LinearizabilityVerdict, type RegisterOperation } from './register.js';
 import { renderTimeline } from './timeline.js';
 import { TABLE, Workload } from './workload.js';
+
+/** `writes`: unique inserts, judged by "nothing lost"; `register`: read / write / cas, judged by linearizability. */
+export type WorkloadKind = 'writes' | 'register';
+export const WORKLOAD_KINDS: readonly WorkloadKind[] = ['writes', 'register'];
+
+export function parseWorkloads(list: string): WorkloadKind[] {
+  const kinds = list.split(',').map((k) => k.trim()).filter((k) => k !== '');
+  const bad = kinds.filter((k) => !(WORKLOAD_KINDS as readonly string[]).includes(k));
+  if (bad.length > 0 || kinds.length === 0) throw new Error(`unknown workload ${bad.join(', ') || '(none)'}; expected a comma-separated list of ${WORKLOAD_KINDS.join(', ')}`);
+  return [...new Set(kinds)] as WorkloadKind[];
+}
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -24,6 +36,9 @@ export interface ChaosOptions {
   readonly peers: number;
   readonly writers: number;
   readonly readers: number;
+  readonly workloads: readonly WorkloadKind[];
+  /** Clients of the register workload. */
+  readonly registerClients: number;
   /** Results go to <resultsDir>/<timestamp>-seed<seed>/. */
   readonly resultsDir: string;
   readonly sessionTimeoutMs: number;
@@ -43,6 +58,8 @@ export const DEFAULT_OPTIONS: Omit<ChaosOptions, 'seed' | 'log'> = {
   peers: 3,
   writers: 4,
   readers: 1,
+  workloads: WORKLOAD_KINDS,
+  registerClients: 3,
   resultsDir: join(REPO_ROOT, 'results'),
   sessionTimeoutMs: 3000,
   gapMs: 1000,
@@ -64,7 +81,13 @@ export interface ChaosSummary {
   readonly sitterExitsWithoutFault: number;
   readonly finalPrimary: string | null;
   readonly check: CheckResult;
+  /** The linearizability verdict of each workload that is judged by it. */
+  readonly linearizability: Partial<Record<WorkloadKind, LinearizabilityVerdict>>;
 }
+
+/** The checker's time budget for a register history (each key is short, so this is generous). */
+const REGISTER_CHECK_BUDGET_MS = 120_000;
+const MAX_REGISTER_OPS = 500_000;
 
 const MAX_OPS = 2_000_000;
 const MAX_SAMPLES = 50_000;
@@ -99,7 +122,7 @@ class Jsonl {
 
 export function replayCommand(o: ChaosOptions): string {
   const faults = o.faults.length === FAULT_KINDS.length ? '' : ` --faults ${o.faults.join(',')}`;
-  return `npm run chaos -- --seed ${o.seed} --time ${o.timeS}${faults} --peers ${o.peers} --writers ${o.writers} --readers ${o.readers} --session-timeout-ms ${o.sessionTimeoutMs}`;
+  return `npm run chaos -- --seed ${o.seed} --time ${o.timeS}${faults} --workload ${o.workloads.join(',')} --peers ${o.peers} --writers ${o.writers} --readers ${o.readers} --register-clients ${o.registerClients} --session-timeout-ms ${o.sessionTimeoutMs}`;
 }
 
 function workDirOf(prefix: string): string {
@@ -149,7 +172,12 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
   const rng = new Rng(o.seed);
   const nemesisRng = rng.fork(1000);
   const netRng = rng.fork(2000);
-  const clientSeeds = Array.from({ length: o.writers + o.readers }, (_, i) => rng.fork(i));
+  const writes = o.workloads.includes('writes');
+  const register = o.workloads.includes('register');
+  const writers = writes ? o.writers : 0;
+  const readers = writes ? o.readers : 0;
+  const registerClients = register ? o.registerClients : 0;
+  const clientSeeds = Array.from({ length: o.writers + o.readers + o.registerClients }, (_, i) => rng.fork(i));
   const now = (): number => Date.now();
   const started = now();
   o.log(`chaos: seed ${o.seed}, results in ${dir}`);
@@ -159,7 +187,9 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
   const faultLog = new Jsonl(join(dir, 'faults.jsonl'));
   const nemesisLog = new Jsonl(join(dir, 'nemesis.jsonl'));
   const statusLog = new Jsonl(join(dir, 'status.jsonl'));
+  const registerLog = new Jsonl(join(dir, 'register-history.jsonl'));
   const ops: Op[] = [];
+  const registerOps: RegisterOperation[] = [];
   const faults: FaultRecord[] = [];
   const samples: StatusSample[] = [];
   const observations: { client: number; atMs: number; generation: number }[] = [];
@@ -169,6 +199,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
   let cluster: Cluster | null = null;
   let nemesisRef: Nemesis | null = null;
   let workloadRef: Workload | null = null;
+  let registerRef: RegisterWorkload | null = null;
   let monitorRef: Promise<void> | null = null;
   let monitoring = true;
   /**
@@ -177,7 +208,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
    */
   const stopClients = async (): Promise<void> => {
     monitoring = false;
-    await workloadRef?.halt();
+    await Promise.all([workloadRef?.halt(), registerRef?.halt()]);
     await monitorRef;
   };
   const cleanup = async (): Promise<void> => {
@@ -240,7 +271,10 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
     o.log('chaos: waiting for the shard to be whole (writable primary, sync, async)');
     if (!(await nemesis.awaitWhole(300_000))) throw new Error('the shard never became whole at start-up; see the peers\' logs');
     const first = await shardWhole(c);
-    await withClient(c.pgUrl(first.primary!), (pgc) => pgc.query(`CREATE TABLE IF NOT EXISTS ${TABLE} (id bigint PRIMARY KEY, client int NOT NULL, peer text NOT NULL, generation int NOT NULL)`));
+    await withClient(c.pgUrl(first.primary!), async (pgc) => {
+      await pgc.query(`CREATE TABLE IF NOT EXISTS ${TABLE} (id bigint PRIMARY KEY, client int NOT NULL, peer text NOT NULL, generation int NOT NULL)`);
+      await pgc.query(REGISTER_TABLE_SQL);
+    });
     o.log(`chaos: shard whole after ${((now() - started) / 1000).toFixed(0)} s; primary ${first.primary}; workload and nemesis start`);
 
     // The status monitor: what every peer said, once a second (the picture's primary lane).
@@ -262,8 +296,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
     monitorRef = monitor;
 
     const workload = new Workload(c, {
-      writers: o.writers,
-      readers: o.readers,
+      writers,
+      readers,
       intervalMs: 40,
       opTimeoutMs: 5000,
       connectTimeoutMs: 2000,
@@ -277,12 +311,29 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
       get full() { return ops.length >= MAX_OPS; },
     }, now);
     workloadRef = workload;
+    const registerWorkload = new RegisterWorkload(c, {
+      clients: registerClients,
+      keys: 3,
+      opsPerKey: 150,
+      intervalMs: 40,
+      opTimeoutMs: 5000,
+      connectTimeoutMs: 2000,
+      connectAttempts: 3,
+      checkIntervalMs: 1000,
+      maxOps: MAX_REGISTER_OPS,
+    }, o.writers + o.readers, (client) => clientSeeds[client]!, {
+      event: (e) => { registerLog.write(e); },
+      complete: (op) => { if (registerOps.length < MAX_REGISTER_OPS) registerOps.push(op); },
+      get full() { return registerOps.length >= MAX_REGISTER_OPS; },
+    }, now);
+    registerRef = registerWorkload;
     const workloadStartMs = now();
     workload.start();
+    registerWorkload.start();
 
     const progress = setInterval(() => {
       const w = ops.filter((x) => x.f === 'write');
-      o.log(`chaos: ${((now() - workloadStartMs) / 1000).toFixed(0)} s: ${faults.length} faults, ${w.length} writes (${w.filter((x) => x.outcome === 'ok').length} ok, ${w.filter((x) => x.outcome === 'fail').length} fail, ${w.filter((x) => x.outcome === 'unknown').length} unknown)`);
+      o.log(`chaos: ${((now() - workloadStartMs) / 1000).toFixed(0)} s: ${faults.length} faults, ${w.length} writes (${w.filter((x) => x.outcome === 'ok').length} ok, ${w.filter((x) => x.outcome === 'fail').length} fail, ${w.filter((x) => x.outcome === 'unknown').length} unknown), ${registerOps.length} register operations`);
     }, 30_000);
     const deadline = workloadStartMs + o.timeS * 1000;
     const hardDeadline = deadline + o.extraS * 1000;
@@ -298,7 +349,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
     o.log('chaos: every fault healed; waiting for the shard to be whole');
     const recovered = await nemesis.awaitWhole(300_000);
     await sleep(3000);
-    await workload.halt();
+    await Promise.all([workload.halt(), registerWorkload.halt()]);
     const workloadEndMs = now();
     monitoring = false;
     await monitor;
@@ -342,10 +393,20 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
       gapThresholdMs: o.gapMs,
       statusObservations: observations,
     });
+    const linearizability: Partial<Record<WorkloadKind, LinearizabilityVerdict>> = {};
+    if (register) {
+      o.log(`chaos: checking the register history for linearizability (${registerOps.length} operations)`);
+      linearizability.register = judgeRegister(registerOps, dir, REGISTER_CHECK_BUDGET_MS);
+    }
     const byKind: Record<string, number> = {};
     for (const f of faults) byKind[f.kind] = (byKind[f.kind] ?? 0) + 1;
     const missingKinds = o.faults.filter((k) => byKind[k] === undefined);
     const problems = [...result.problems];
+    for (const [workloadKind, v] of Object.entries(linearizability)) {
+      if (v.verdict === 'not linearizable') problems.push(`the ${workloadKind} history is not linearizable: ${v.cannotBeOrdered.length} operations cannot be ordered (${v.picture ?? ''})`);
+      if (v.verdict === 'unknown') problems.push(`the ${workloadKind} history could not be checked: ${v.reason ?? ''}`);
+      if (v.operations === 0) problems.push(`the ${workloadKind} workload recorded no operations`);
+    }
     if (nemesis.stuck > 0) problems.push(`the shard was stuck (not whole within the recovery timeout) ${nemesis.stuck} times; see nemesis.jsonl`);
     const summary: ChaosSummary = {
       valid: problems.length === 0,
@@ -360,6 +421,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
       sitterExitsWithoutFault: sitterExits,
       finalPrimary,
       check: result,
+      linearizability,
     };
     writeFileSync(join(dir, 'summary.json'), JSON.stringify(summary, null, 2));
     writeFileSync(join(dir, 'timeline.svg'), renderTimeline({
@@ -375,7 +437,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
     return summary;
   } finally {
     await stopClients().catch((err: unknown) => { o.log(`chaos: stopping the clients failed: ${String(err)}`); });
-    await Promise.all([history.close(), faultLog.close(), nemesisLog.close(), statusLog.close()]);
+    await Promise.all([history.close(), faultLog.close(), nemesisLog.close(), statusLog.close(), registerLog.close()]);
     await cleanup();
     process.removeListener('SIGINT', onSignal);
     process.removeListener('SIGTERM', onSignal);
@@ -394,6 +456,14 @@ export function verdictLines(s: ChaosSummary): string[] {
   ];
   const longest = [...c.unavailability.windows].sort((a, b) => b.durationMs - a.durationMs).slice(0, 3);
   for (const w of longest) lines.push(`    ${(w.durationMs / 1000).toFixed(1)} s from +${((w.startMs - s.workloadStartMs) / 1000).toFixed(1)} s, after ${w.cause ?? 'no fault'}`);
+  for (const [kind, v] of Object.entries(s.linearizability)) {
+    lines.push(`  ${kind}: ${v.verdict} (${v.operations} operations on ${v.keys} keys, checked in ${(v.elapsedMs / 1000).toFixed(1)} s)${v.reason !== null ? `: ${v.reason}` : ''}`);
+    if (v.cannotBeOrdered.length > 0) {
+      lines.push(`    these operations cannot be ordered (picture: ${v.picture ?? ''}):`);
+      for (const l of v.cannotBeOrdered.slice(0, 30)) lines.push(`      ${l}`);
+      if (v.cannotBeOrdered.length > 30) lines.push(`      ... ${v.cannotBeOrdered.length - 30} more in summary.json`);
+    }
+  }
   for (const p of s.problems) lines.push(`  problem: ${p}`);
   lines.push(`  results: ${s.resultsDir}`, `  replay: ${s.replay}`);
   return lines;

@@ -4,7 +4,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { randomInt } from 'node:crypto';
 import { resolve } from 'node:path';
-import { cleanupLeftovers, DEFAULT_OPTIONS, leftoverWorkDirs, runChaos, verdictLines } from './harness.js';
+import { cleanupLeftovers, DEFAULT_OPTIONS, leftoverWorkDirs, parseWorkloads, runChaos, verdictLines, WORKLOAD_KINDS, type WorkloadKind } from './harness.js';
 import { FAULT_KINDS } from './history.js';
 import { leftoverPrefixes } from './net.js';
 import { parseFaultKinds } from './nemesis.js';
@@ -15,6 +15,14 @@ function int(min: number, max: number) {
     if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`expected an integer from ${min} to ${max}`);
     return n;
   };
+}
+
+function workloads(v: string): WorkloadKind[] {
+  try {
+    return parseWorkloads(v);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
 }
 
 function log(line: string): void {
@@ -28,6 +36,8 @@ async function main(): Promise<number> {
     .option('--time <s>', 'seconds of fault injection', int(10, 86_400), DEFAULT_OPTIONS.timeS)
     .option('--seed <n>', 'seed of the fault schedule and the clients (replays a run)', int(0, 2 ** 32 - 1))
     .option('--faults <kinds>', `comma-separated fault kinds, or "all": ${FAULT_KINDS.join(', ')}`, 'all')
+    .option('--workload <kinds>', `comma-separated workloads: ${WORKLOAD_KINDS.join(', ')} (writes: nothing lost; register: linearizable)`, workloads, [...WORKLOAD_KINDS])
+    .option('--register-clients <n>', 'concurrent clients of the register workload', int(1, 64), DEFAULT_OPTIONS.registerClients)
     .option('--peers <n>', 'peers in the shard', int(3, 7), DEFAULT_OPTIONS.peers)
     .option('--writers <n>', 'concurrent writing clients', int(1, 64), DEFAULT_OPTIONS.writers)
     .option('--readers <n>', 'concurrent clients reading from replicas', int(0, 16), DEFAULT_OPTIONS.readers)
@@ -45,7 +55,7 @@ async function main(): Promise<number> {
     return 0;
   }
   program.parse(process.argv);
-  const o = program.opts<{ time: number; seed?: number; faults: string; peers: number; writers: number; readers: number; sessionTimeoutMs: number; gapMs: number; results: string; eachKind: boolean; keepData?: boolean }>();
+  const o = program.opts<{ time: number; seed?: number; faults: string; workload: WorkloadKind[]; registerClients: number; peers: number; writers: number; readers: number; sessionTimeoutMs: number; gapMs: number; results: string; eachKind: boolean; keepData?: boolean }>();
   if (process.getuid?.() !== 0) {
     process.stderr.write('chaos: must run as root (it creates network namespaces and iptables rules)\n');
     return 2;
@@ -55,6 +65,8 @@ async function main(): Promise<number> {
     timeS: o.time,
     seed: o.seed ?? randomInt(0, 2 ** 32 - 1),
     faults: parseFaultKinds(o.faults),
+    workloads: o.workload,
+    registerClients: o.registerClients,
     peers: o.peers,
     writers: o.writers,
     readers: o.readers,

@@ -78,17 +78,17 @@ export async function discover(cluster: Cluster, timeoutMs: number): Promise<Top
 }
 
 /** An error from the server at severity ERROR aborts the statement's transaction: it did not commit. */
-function isDefiniteFailure(err: unknown): boolean {
+export function isDefiniteFailure(err: unknown): boolean {
   const e = err as { severity?: string; code?: string };
   return e.severity === 'ERROR' && typeof e.code === 'string';
 }
 
-function describeError(err: unknown): string {
+export function describeError(err: unknown): string {
   const e = err as { code?: string; message?: string };
   return `${e.code ?? 'error'}: ${e.message ?? String(err)}`.slice(0, 300);
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
+export function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     if (signal.aborted) {
       resolve();
@@ -106,7 +106,7 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
 
 class TimeoutError extends Error {}
 
-async function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+export async function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   try {
     return await Promise.race([p, new Promise<never>((_, reject) => { timer = setTimeout(() => { reject(new TimeoutError(`no answer within ${ms} ms`)); }, ms); })]);
@@ -158,7 +158,7 @@ function destroy(client: pg.Client): void {
 }
 
 /** A connection checked out of a writer's pool, and what the client library said when it was taken. */
-interface Checkout {
+export interface Checkout {
   readonly conn: pg.PoolClient;
   readonly peer: string;
   /** The generation of the newest committed state this client had seen, which names `peer` primary. */
@@ -168,7 +168,25 @@ interface Checkout {
 /** How many times a writer takes a fresh connection when the topology moved while it connected. */
 const CHECKOUT_ROUNDS = 3;
 
-/** Destroys a pool connection's socket and takes it out of the pool (never given back after any doubt). */
+/**
+ * A connection to the primary, taken when the client library's newest state names the server it
+ * goes to, so that the recorded peer and generation are what the client knew when it sent the
+ * statement. Throws when no connection could be made: nothing was sent.
+ */
+export async function checkoutPrimary(cluster: Cluster, mc: ManateeClient, pool: PrimaryPool): Promise<Checkout> {
+  for (let round = 1; ; round++) {
+    const conn = await pool.connect();
+    const host = (conn as unknown as { host?: string }).host ?? '';
+    const peer = cluster.peerOfPgHost(host);
+    const st = mc.state()?.state ?? null;
+    if (peer !== null && st !== null && connectionOf(st.primary.pgUrl).host === host) {
+      return { conn, peer, generation: st.generation };
+    }
+    // The topology moved while the connection was made (it came from the old primary's pool).
+    conn.release();
+    if (round >= CHECKOUT_ROUNDS) throw new Error(`the primary changed ${round} times while connecting (last connection to ${peer ?? host})`);
+  }
+}
 
 export class Workload {
   private readonly stop = new AbortController();
@@ -227,19 +245,8 @@ export class Workload {
    * goes to, so that the recorded peer and generation are what the client knew when it sent the
    * write. Throws when no connection could be made: nothing was sent.
    */
-  private async checkout(mc: ManateeClient, pool: PrimaryPool): Promise<Checkout> {
-    for (let round = 1; ; round++) {
-      const conn = await pool.connect();
-      const host = (conn as unknown as { host?: string }).host ?? '';
-      const peer = this.cluster.peerOfPgHost(host);
-      const st = mc.state()?.state ?? null;
-      if (peer !== null && st !== null && connectionOf(st.primary.pgUrl).host === host) {
-        return { conn, peer, generation: st.generation };
-      }
-      // The topology moved while the connection was made (it came from the old primary's pool).
-      conn.release();
-      if (round >= CHECKOUT_ROUNDS) throw new Error(`the primary changed ${round} times while connecting (last connection to ${peer ?? host})`);
-    }
+  private checkout(mc: ManateeClient, pool: PrimaryPool): Promise<Checkout> {
+    return checkoutPrimary(this.cluster, mc, pool);
   }
 
   private remember(list: number[], id: number): void {
