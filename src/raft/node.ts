@@ -50,6 +50,14 @@ export interface RaftNodeOptions {
   readonly electionTicks?: number;
   /** Heartbeat interval in ticks. Default 1. */
   readonly heartbeatTicks?: number;
+  /**
+   * How long a leader waits before it sends a new commit index to followers on its own (an empty
+   * append to each, and an answer from each). The next proposal's appends carry it anyway, so
+   * under load it is never sent on its own: half the messages of a lone proposal. 0 sends it at
+   * once. Followers (and proposals forwarded by them) learn of a commit at most this much later.
+   * Default 2 ms.
+   */
+  readonly commitBroadcastDelayMs?: number;
   /** Take a snapshot after this many applied entries. Default 10000. */
   readonly snapshotEveryEntries?: number;
   /** Entries kept behind a snapshot for followers that lag a little. Default 1000. */
@@ -180,6 +188,8 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
   private loopScheduled = false;
   private loopIdle: Promise<void> = Promise.resolve();
   private ticker: NodeJS.Timeout | null = null;
+  private commitTimer: NodeJS.Timeout | null = null;
+  private readonly commitBroadcastDelayMs: number;
   private readonly tickMs: number;
   private readonly electionTicks: number;
   private readonly snapshotEvery: number;
@@ -196,6 +206,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     this.memLog = memLog;
     this.sm = opts.stateMachine;
     this.tickMs = opts.tickMs ?? 100;
+    this.commitBroadcastDelayMs = opts.commitBroadcastDelayMs ?? 2;
     this.electionTicks = opts.electionTicks ?? 10;
     this.snapshotEvery = opts.snapshotEveryEntries ?? 10_000;
     this.keepEntries = opts.keepEntriesAfterSnapshot ?? 1000;
@@ -222,6 +233,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
       maxInflightMessages: opts.maxInflightMessages ?? 256,
       maxUncommittedEntries: opts.maxUncommittedEntries ?? 10_000,
       random: opts.random ?? Math.random,
+      deferCommitBroadcast: this.commitBroadcastDelayMs > 0,
     }, memLog);
     const peers: Record<NodeId, string> = {};
     for (const [id, a] of this.addresses) if (id !== opts.id) peers[id] = a;
@@ -261,6 +273,10 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     if (opts.id === '') throw new RaftConfigError('node id must not be empty');
     if ((opts.tickMs ?? 100) <= 0) throw new RaftConfigError('tickMs must be positive');
     if ((opts.heartbeatTicks ?? 1) >= (opts.electionTicks ?? 10)) throw new RaftConfigError('heartbeatTicks must be below electionTicks');
+    const cbd = opts.commitBroadcastDelayMs ?? 2;
+    if (!Number.isFinite(cbd) || cbd < 0 || cbd >= (opts.tickMs ?? 100)) {
+      throw new RaftConfigError(`commitBroadcastDelayMs must be at least 0 and below tickMs (${opts.tickMs ?? 100}), got ${cbd}`);
+    }
     await mkdir(opts.dataDir, { recursive: true });
     const storage = await RaftStorage.open(opts.dataDir);
     try {
@@ -509,6 +525,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     const wasRunning = this.state === 'running';
     this.state = 'closing';
     if (this.ticker !== null) clearInterval(this.ticker);
+    if (this.commitTimer !== null) clearTimeout(this.commitTimer);
     this.failAll(new RaftStoppedError(`node ${this.id} is shutting down`));
     await this.loopIdle;
     await this.transport.close().catch(() => undefined);
@@ -665,9 +682,20 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
       while (this.state === 'running' && this.core.hasReady()) {
         await this.handleReady(this.core.ready());
       }
+      this.scheduleCommitBroadcast();
     } catch (err) {
       await this.fatal(err);
     }
+  }
+
+  private scheduleCommitBroadcast(): void {
+    if (this.commitTimer !== null || this.state !== 'running' || !this.core.hasUnsentCommit()) return;
+    this.commitTimer = setTimeout(() => {
+      this.commitTimer = null;
+      if (this.state !== 'running') return;
+      this.core.broadcastCommit();
+      this.kick();
+    }, this.commitBroadcastDelayMs);
   }
 
   private async handleReady(rd: Ready): Promise<void> {
@@ -841,6 +869,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     if (this.listenerCount('error') > 0) this.emit('error', e);
     this.state = 'closing';
     if (this.ticker !== null) clearInterval(this.ticker);
+    if (this.commitTimer !== null) clearTimeout(this.commitTimer);
     this.failAll(new RaftStoppedError(`node ${this.id} stopped after a fatal error: ${e.message}`));
     await this.transport.close().catch(() => undefined);
     await this.storage.close().catch(() => undefined);

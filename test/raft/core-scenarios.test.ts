@@ -57,6 +57,7 @@ function run(state: { c: SimCluster | null; traced: number }, command: string): 
           preVote: kv.get('preVote') !== 'false',
           checkQuorum: kv.get('checkQuorum') !== 'false',
           ...(kv.has('maxEntriesPerMessage') ? { maxEntriesPerMessage: Number(kv.get('maxEntriesPerMessage')) } : {}),
+          ...(kv.has('deferCommitBroadcast') ? { deferCommitBroadcast: kv.get('deferCommitBroadcast') === 'true' } : {}),
         },
       });
       break;
@@ -99,6 +100,10 @@ function run(state: { c: SimCluster | null; traced: number }, command: string): 
       out.push(ctx === null ? 'read dropped' : `read ${ctx} started`);
       break;
     }
+    case 'broadcast-commit':
+      c().core(args[0]!).broadcastCommit();
+      c().processReady(c().node(args[0]!), true);
+      break;
     case 'transfer':
       c().transferLeadership(args[0]!, args[1]!);
       break;

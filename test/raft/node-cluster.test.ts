@@ -41,7 +41,7 @@ afterEach(async () => {
 
 const logger = pino({ level: process.env['RAFT_TEST_LOG'] ?? 'silent' });
 
-async function makeCluster(ids: string[], opts: { snapshotEveryEntries?: number; keepEntriesAfterSnapshot?: number; voters?: string[]; maxPendingRequests?: number } = {}) {
+async function makeCluster(ids: string[], opts: { snapshotEveryEntries?: number; keepEntriesAfterSnapshot?: number; voters?: string[]; maxPendingRequests?: number; commitBroadcastDelayMs?: number; tickMs?: number } = {}) {
   const tmp = await makeTmpDir('raft-node');
   cleanups.push(tmp.cleanup);
   const members = new Map<string, Member>();
@@ -56,7 +56,8 @@ async function makeCluster(ids: string[], opts: { snapshotEveryEntries?: number;
     const node = await RaftNode.open({
       id, dataDir: m.dir, peers: peers(), ...(voters.includes(id) ? { initialVoters: voters } : {}),
       secret: SECRET, listen: { host: '127.0.0.1', port: m.port }, stateMachine: m.sm, logger,
-      tickMs: 25, electionTicks: 10, heartbeatTicks: 1, requestTimeoutMs: 8000,
+      tickMs: opts.tickMs ?? 25, electionTicks: 10, heartbeatTicks: 1, requestTimeoutMs: 8000,
+      ...(opts.commitBroadcastDelayMs !== undefined ? { commitBroadcastDelayMs: opts.commitBroadcastDelayMs } : {}),
       snapshotEveryEntries: opts.snapshotEveryEntries ?? 10_000, keepEntriesAfterSnapshot: opts.keepEntriesAfterSnapshot ?? 1000,
       ...(opts.maxPendingRequests !== undefined ? { maxPendingRequests: opts.maxPendingRequests } : {}),
     });
@@ -307,6 +308,8 @@ describe('RaftNode with three nodes on loopback', () => {
     await expect(RaftNode.open({ ...base, id: '' })).rejects.toMatchObject({ code: 'MANATEE_ERR_RAFT_CONFIG' });
     await expect(RaftNode.open({ ...base, heartbeatTicks: 10, electionTicks: 10 })).rejects.toMatchObject({ code: 'MANATEE_ERR_RAFT_CONFIG' });
     await expect(RaftNode.open({ ...base, tickMs: 0 })).rejects.toMatchObject({ code: 'MANATEE_ERR_RAFT_CONFIG' });
+    await expect(RaftNode.open({ ...base, commitBroadcastDelayMs: -1 })).rejects.toThrow(/commitBroadcastDelayMs must be at least 0 and below tickMs \(100\), got -1/);
+    await expect(RaftNode.open({ ...base, tickMs: 50, commitBroadcastDelayMs: 50 })).rejects.toMatchObject({ code: 'MANATEE_ERR_RAFT_CONFIG' });
     // A node that is not started refuses requests as stopped.
     const n = await RaftNode.open({ ...base, initialVoters: ['a'] });
     cleanups.push(() => n.close());
@@ -413,5 +416,27 @@ describe('RaftNode with three nodes on loopback', () => {
     await new Promise((r) => setImmediate(r));
     expect(heard).toEqual([]);
     expect(follower.status().role).toBe('follower');
+  });
+
+  it.each([
+    { name: 'deferred (the default)', delayMs: undefined, perProposal: 2 },
+    { name: 'sent at once (0 ms)', delayMs: 0, perProposal: 4 },
+  ])('commit broadcast $name: back-to-back proposals cost the leader about $perProposal messages each, and followers apply the last one', async ({ delayMs, perProposal }) => {
+    // Long ticks, so that heartbeats hardly count in the message totals.
+    const c = await makeCluster(['a', 'b', 'c'], { tickMs: 200, ...(delayMs !== undefined ? { commitBroadcastDelayMs: delayMs } : {}) });
+    for (const id of ['a', 'b', 'c']) await c.start(id);
+    const leader = await c.leader();
+    await leader.propose('warm');
+    await waitFor('followers applied warm-up', () => [...c.members.values()].every((m) => m.sm.items.includes('warm')));
+    const before = leader.status().transport.messagesSent;
+    const n = 30;
+    for (let i = 0; i < n; i++) await leader.propose(`p${i}`);
+    const sent = leader.status().transport.messagesSent - before;
+    // Each proposal: an append to each follower; at once, also a commit-only append to each.
+    // Slack for heartbeats and the odd commit broadcast that fires between two proposals.
+    expect(sent).toBeGreaterThanOrEqual(n * 2);
+    expect(sent).toBeLessThan(n * perProposal + n);
+    // Nothing follows the last proposal: its commit reaches the followers all the same.
+    await waitFor('followers applied the last proposal', () => [...c.members.values()].every((m) => m.sm.items.includes(`p${n - 1}`)), { timeoutMs: 5000 });
   });
 });

@@ -76,6 +76,8 @@ export class RaftCore {
   private pendingConfIndex = 0;
   /** ReadIndex requests received before this leader committed an entry of its term (thesis §6.4 step 1). */
   private pendingReadRequests: { from: NodeId; context: string }[] = [];
+  /** Leader, deferCommitBroadcast: the commit index moved and no append has carried it to everyone yet. */
+  private commitUnsent = false;
 
   private electionElapsed = 0;
   private heartbeatElapsed = 0;
@@ -169,6 +171,20 @@ export class RaftCore {
     if (this.maybeCommit()) this.bcastAppend();
     else for (const id of this.tracker.progress.keys()) if (id !== this.id) this.maybeSendAppend(id, false);
     return this.tracker.confState();
+  }
+
+  /** True when a leader with deferCommitBroadcast has a commit index its followers were not sent. */
+  hasUnsentCommit(): boolean {
+    return this.commitUnsent && this.role === 'leader';
+  }
+
+  /**
+   * Sends the commit index to every follower now (with deferCommitBroadcast, the driver calls this
+   * a moment after a commit, unless a new proposal's appends carried it meanwhile).
+   */
+  broadcastCommit(): void {
+    if (!this.hasUnsentCommit()) return;
+    this.bcastAppend();
   }
 
   readIndex(context: string): void {
@@ -369,6 +385,7 @@ export class RaftCore {
       pr.recentActive = false;
     }
     this.pendingConfIndex = 0;
+    this.commitUnsent = false;
     this.readOnly.reset();
     this.pendingReadRequests = [];
   }
@@ -696,6 +713,7 @@ export class RaftCore {
   // Replication (leader)
 
   private bcastAppend(): void {
+    this.commitUnsent = false;
     for (const id of this.tracker.progress.keys()) if (id !== this.id) this.maybeSendAppend(id, true);
   }
 
@@ -778,7 +796,8 @@ export class RaftCore {
     } else if (pr.state === 'replicate') pr.inflights.freeLE(index);
 
     if (this.maybeCommit()) {
-      this.bcastAppend();
+      if (this.config.deferCommitBroadcast === true) this.commitUnsent = true;
+      else this.bcastAppend();
       this.releasePendingReadRequests();
     } else if (wasPaused) {
       this.maybeSendAppend(m.from, false);

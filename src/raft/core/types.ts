@@ -149,6 +149,14 @@ export interface RaftConfig {
    * this index (conf change entries up to it are not handed out again).
    */
   readonly applied?: number;
+  /**
+   * Optional (default false): when an acknowledgement moves the commit index, a leader does not
+   * send it to the followers at once (an append with no entries to each, and an answer from each);
+   * the driver calls broadcastCommit() a moment later, and the next proposal's appends, which
+   * carry the commit index anyway, usually make that unnecessary. Saves half of the messages of a
+   * lone proposal.
+   */
+  readonly deferCommitBroadcast?: boolean;
 }
 
 /**

@@ -21,9 +21,11 @@
 // Authenticated connections have their own cap; a peer that authenticates again replaces its
 // previous connection, so a peer with the secret always gets a slot.
 //
-// Batching: send() only queues; one flush per event-loop turn writes everything queued for a
-// destination as few frames as maxFrameBytes allows. The queue is bounded: past the limit the
-// oldest messages are dropped (Raft retransmits) and counted.
+// Batching: send() writes the messages of one call to a connected destination at once, as few
+// frames as maxFrameBytes allows (the node sends each Ready's messages in one call: waiting for
+// the next event-loop turn cost a loop hop on each side of every round trip). To a destination
+// still connecting, messages queue and go out when it is ready. The queue is bounded: past the
+// limit the oldest messages are dropped (Raft retransmits) and counted.
 import { createHmac, randomBytes, timingSafeEqual, X509Certificate } from 'node:crypto';
 import { createServer, connect, Socket, type Server } from 'node:net';
 import { connect as tlsConnect, Server as TlsServer, type ConnectionOptions, type PeerCertificate, type SecureContext, type TLSSocket } from 'node:tls';
@@ -313,9 +315,13 @@ export class TcpTransport {
     link.socket?.destroy();
   }
 
-  /** Queues messages for their destinations; they are written on the next event-loop turn. */
+  /**
+   * Sends messages: written at once (one frame per destination where they fit) to connected
+   * destinations, queued for the others.
+   */
   send(messages: readonly PeerMessage[]): void {
     if (this.closed) return;
+    const touched = new Set<PeerLink>();
     for (const m of messages) {
       const link = this.links.get(m.to);
       if (link === undefined) {
@@ -329,7 +335,11 @@ export class TcpTransport {
         this.counters.messagesDropped += dropped.length;
         for (const d of dropped) if (d.type === 'snapshot') this.opts.handlers.onSnapshotSent?.(d.to, false);
       }
-      this.scheduleFlush(link);
+      touched.add(link);
+    }
+    for (const link of touched) {
+      if (link.state === 'ready' && !link.flushScheduled) this.flush(link);
+      else this.scheduleFlush(link);
     }
   }
 

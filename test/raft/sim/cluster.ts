@@ -469,6 +469,8 @@ export class SimCluster {
       for (const node of this.nodes.values()) {
         if (node.core === null || this.paused.has(node.id)) continue;
         node.core.tick();
+        // A deferred commit broadcast goes out within a tick, as node.ts's timer sends it.
+        node.core.broadcastCommit();
         this.processReady(node, false);
       }
       this.afterEvent();
@@ -503,6 +505,7 @@ export class SimCluster {
     const node = this.node(id);
     for (let k = 0; k < n && node.core !== null; k++) {
       node.core.tick();
+      node.core.broadcastCommit();
       this.processReady(node, true);
       this.afterEvent();
     }
