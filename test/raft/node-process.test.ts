@@ -2,10 +2,10 @@
 // One is killed with SIGKILL while proposals run and restarted from disk; no acknowledged entry
 // may be lost and all nodes must apply the same sequence. A corrupted record stops start-up.
 import { afterEach, describe, expect, it } from 'vitest';
-import { ClassicLevel } from 'classic-level';
-import { ProcCluster } from './process/cluster.js';
+import { Level } from 'level';
+import { ProcCluster } from '../../tools/lib/raft-cluster.js';
 import { RaftStorage } from '../../src/raft/storage/index.js';
-import { waitFor } from '../helpers/wait.js';
+import { waitFor } from '../../tools/lib/wait.js';
 
 let cluster: ProcCluster | null = null;
 afterEach(async () => {
@@ -112,8 +112,8 @@ describe('Raft nodes as OS processes', () => {
     // Flip one byte inside the payload of entry 10, behind the node's back.
     const dir = c.node(victim).cfg.dataDir;
     const key = 'e' + String(10).padStart(16, '0');
-    const db = new ClassicLevel<string, Buffer>(dir, { keyEncoding: 'utf8', valueEncoding: 'buffer' });
-    const v = Buffer.from((await db.get(key))!);
+    const db = new Level<string, Buffer>(dir, { keyEncoding: 'utf8', valueEncoding: 'buffer' });
+    const v = Buffer.from(await db.get(key));
     v[v.length - 4] = v[v.length - 4]! ^ 0x20;
     await db.put(key, v);
     await db.close();

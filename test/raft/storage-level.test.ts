@@ -1,11 +1,11 @@
 // Raft storage on LevelDB: round trips, crash consistency, and refusal to start on damaged records.
 import { afterEach, describe, expect, it } from 'vitest';
-import { ClassicLevel } from 'classic-level';
+import { Level } from 'level';
 import { RaftStorage } from '../../src/raft/storage/index.js';
 import { entryKey, HARD_STATE_KEY, SNAPSHOT_KEY } from '../../src/raft/storage/records.js';
 import { RaftStorageCorruptError } from '../../src/raft/errors.js';
 import type { Entry } from '../../src/raft/core/types.js';
-import { makeTmpDir } from '../helpers/tmp.js';
+import { makeTmpDir } from '../../tools/lib/tmp.js';
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -35,9 +35,9 @@ async function reopen(dir: string) {
 
 /** Rewrites one raw value behind the storage's back, as a disk fault would. */
 async function tamper(dir: string, key: string, f: (v: Buffer) => Buffer | null): Promise<void> {
-  const db = new ClassicLevel<string, Buffer>(dir, { keyEncoding: 'utf8', valueEncoding: 'buffer' });
+  const db = new Level<string, Buffer>(dir, { keyEncoding: 'utf8', valueEncoding: 'buffer' });
   await db.open();
-  const v = await db.get(key);
+  const v = (await db.get(key)) as Buffer | undefined; // undefined when missing (the types of `level` omit it)
   if (v === undefined) throw new Error(`no record ${key}`);
   const nv = f(Buffer.from(v));
   if (nv === null) await db.del(key);
@@ -125,7 +125,7 @@ describe('RaftStorage', () => {
     expect(s.range().firstIndex).toBe(7);
     expect(await s.compact(100)).toBe(2); // stops at the snapshot (8)
     await s.close();
-    const db = new ClassicLevel<string, Buffer>(dir, { keyEncoding: 'utf8', valueEncoding: 'buffer' });
+    const db = new Level<string, Buffer>(dir, { keyEncoding: 'utf8', valueEncoding: 'buffer' });
     const keys: string[] = [];
     for await (const k of db.keys({ gte: 'e', lt: 'f' })) keys.push(k);
     await db.close();
@@ -232,8 +232,8 @@ describe('RaftStorage refuses damaged records at start-up', () => {
   it('a record moved under another key is refused (the key is in the checksum)', async () => {
     const dir = await tmp();
     await writeLog(dir);
-    const db = new ClassicLevel<string, Buffer>(dir, { keyEncoding: 'utf8', valueEncoding: 'buffer' });
-    const v3 = (await db.get(entryKey(3)))!;
+    const db = new Level<string, Buffer>(dir, { keyEncoding: 'utf8', valueEncoding: 'buffer' });
+    const v3 = await db.get(entryKey(3));
     await db.put(entryKey(4), v3);
     await db.close();
     await expectCorrupt(dir, entryKey(4), 4, /checksum mismatch/);
@@ -248,7 +248,7 @@ describe('RaftStorage refuses damaged records at start-up', () => {
     await s.close();
     // Put back an older hard state, as if the newest write had been lost.
     const { encodeRecord } = await import('../../src/raft/storage/records.js');
-    const db = new ClassicLevel<string, Buffer>(dir, { keyEncoding: 'utf8', valueEncoding: 'buffer' });
+    const db = new Level<string, Buffer>(dir, { keyEncoding: 'utf8', valueEncoding: 'buffer' });
     await db.put(HARD_STATE_KEY, encodeRecord(HARD_STATE_KEY, { term: 1, vote: 'a', commit: 8 }));
     await db.close();
     await expectCorrupt(dir, HARD_STATE_KEY, null, /term 1 is below the last entry's term 5/);
@@ -258,7 +258,7 @@ describe('RaftStorage refuses damaged records at start-up', () => {
     const dir = await tmp();
     await writeLog(dir);
     const { encodeRecord } = await import('../../src/raft/storage/records.js');
-    const db = new ClassicLevel<string, Buffer>(dir, { keyEncoding: 'utf8', valueEncoding: 'buffer' });
+    const db = new Level<string, Buffer>(dir, { keyEncoding: 'utf8', valueEncoding: 'buffer' });
     await db.put(HARD_STATE_KEY, encodeRecord(HARD_STATE_KEY, { term: 1, vote: 'a', commit: 99 }));
     await db.close();
     await expectCorrupt(dir, HARD_STATE_KEY, null, /commit index 99 is beyond the last entry 10/);
@@ -268,7 +268,7 @@ describe('RaftStorage refuses damaged records at start-up', () => {
     const dir = await tmp();
     await writeLog(dir);
     const { encodeRecord } = await import('../../src/raft/storage/records.js');
-    const db = new ClassicLevel<string, Buffer>(dir, { keyEncoding: 'utf8', valueEncoding: 'buffer' });
+    const db = new Level<string, Buffer>(dir, { keyEncoding: 'utf8', valueEncoding: 'buffer' });
     await db.put(entryKey(6), encodeRecord(entryKey(6), { term: 1, index: 6, type: 'bogus', data: 'x' }));
     await db.close();
     await expectCorrupt(dir, entryKey(6), 6, /entry.type/);
@@ -327,11 +327,11 @@ describe('RaftStorage refuses damaged records at start-up', () => {
     const { encodeRecord } = await import('../../src/raft/storage/records.js');
     const dir = await tmp();
     await writeLog(dir);
-    let db = new ClassicLevel<string, Buffer>(dir, { keyEncoding: 'utf8', valueEncoding: 'buffer' });
+    let db = new Level<string, Buffer>(dir, { keyEncoding: 'utf8', valueEncoding: 'buffer' });
     await db.put('zzz', encodeRecord('zzz', 1));
     await db.close();
     await expectCorrupt(dir, 'zzz', null, /unknown key/);
-    db = new ClassicLevel<string, Buffer>(dir, { keyEncoding: 'utf8', valueEncoding: 'buffer' });
+    db = new Level<string, Buffer>(dir, { keyEncoding: 'utf8', valueEncoding: 'buffer' });
     await db.del('zzz');
     await db.put('v', encodeRecord('v', 99));
     await db.close();

@@ -1,4 +1,4 @@
-// Durable Raft state on LevelDB (classic-level): hard state, log entries, the latest snapshot.
+// Durable Raft state on LevelDB (the `level` package): hard state, log entries, the latest snapshot.
 //
 // Durability: `save` writes one batch per Ready. When the Ready carries anything Raft must not
 // lose (entries, a snapshot, a new term or vote), the batch is written with `sync: true` (fsync)
@@ -12,7 +12,7 @@
 // naming the directory and the key/index on the first violation.
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ClassicLevel } from 'classic-level';
+import { Level } from 'level';
 import type { Entry, HardState, Snapshot } from '../core/types.js';
 import { RaftStorageCorruptError, RaftStorageError } from '../errors.js';
 import {
@@ -40,7 +40,7 @@ const REBUILD_HINT = 'remove this directory and let the node rejoin from its pee
 
 /**
  * LevelDB writes what its recovery did to <dir>/LOG (renewed at every open). Without paranoid
- * checks (which classic-level does not expose), a checksum failure in its write-ahead log is
+ * checks (which LevelDB's binding, classic-level, does not expose), a checksum failure in its write-ahead log is
  * "ignored" there: the damaged records are dropped and the log file deleted.
  */
 async function droppedByRecovery(dir: string): Promise<{ file: string; line: string } | null> {
@@ -57,7 +57,7 @@ type BatchOp = { type: 'put'; key: string; value: Buffer } | { type: 'del'; key:
 
 export class RaftStorage {
   readonly dir: string;
-  private readonly db: ClassicLevel<string, Buffer>;
+  private readonly db: Level<string, Buffer>;
   /** Index range of entries on disk: [firstIndex, lastIndex]; empty when lastIndex < firstIndex. */
   private firstIndex = 1;
   private lastIndex = 0;
@@ -66,7 +66,7 @@ export class RaftStorage {
   private closed = false;
   private formatOnDisk = false;
 
-  private constructor(dir: string, db: ClassicLevel<string, Buffer>) {
+  private constructor(dir: string, db: Level<string, Buffer>) {
     this.dir = dir;
     this.db = db;
   }
@@ -84,7 +84,7 @@ export class RaftStorage {
       const m = JSON.parse(previous) as { key?: string; index?: number | null; reason?: string };
       throw new RaftStorageCorruptError(dir, m.key ?? '?', m.index ?? null, `${m.reason ?? 'marked corrupt'} (recorded in ${marker}; ${REBUILD_HINT})`);
     }
-    const db = new ClassicLevel<string, Buffer>(dir, { keyEncoding: 'utf8', valueEncoding: 'buffer' });
+    const db = new Level<string, Buffer>(dir, { keyEncoding: 'utf8', valueEncoding: 'buffer' });
     try {
       await db.open();
     } catch (err) {
@@ -322,7 +322,7 @@ export class RaftStorage {
   }
 
   /** Raw access for tests that damage records on purpose. */
-  get level(): ClassicLevel<string, Buffer> {
+  get level(): Level<string, Buffer> {
     return this.db;
   }
 
