@@ -8,6 +8,5 @@ export * from './settings.js';
 export * from './state-machine.js';
 export * from './sessions.js';
 export * from './consensus.js';
-export * from './in-process-consensus.js';
 export * from './store.js';
 export * from './raft-consensus.js';

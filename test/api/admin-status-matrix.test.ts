@@ -9,7 +9,7 @@ import type { FastifyInstance } from 'fastify';
 import { createApi } from '../../src/api/server.js';
 import type { ApiDeps } from '../../src/api/types.js';
 import { RaftStoppedError } from '../../src/raft/errors.js';
-import { ADMIN_TOKEN, MemoryRaftNode, MemoryStore, memoryDeps, peer, threePeerState } from './memory.js';
+import { ADMIN_TOKEN, MemoryRaftNode, MemoryStore, memoryDeps, peer, threePeerState } from '../../tools/lib/memory-peer.js';
 import { expectApiError } from '../helpers/http.js';
 
 const A = peer('a');

@@ -1,6 +1,6 @@
 // The health checks against Patroni's convention, over real HTTP on 127.0.0.1: real fastify
 // servers for a primary (a), its sync (b) and an async (c) over one in-memory cluster state
-// (test/api/memory.ts), where a test changes what one peer's status says (its WAL position, its
+// (tools/lib/memory-peer.ts), where a test changes what one peer's status says (its WAL position, its
 // PostgreSQL down). A standby asks the primary's sitter for the primary's WAL position over HTTP,
 // as in production; the servers that stand for an unreachable primary are real sockets too.
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -12,8 +12,8 @@ import {
 } from '../../src/api/routes/health.js';
 import { PrimaryPositionCache } from '../../src/api/primary-position.js';
 import type { SitterStatus, PeerInfo } from '../../src/model/index.js';
-import { freePort, waitFor } from '../helpers/wait.js';
-import { MemoryStore, memoryDeps, peer, statusOf, threePeerState } from './memory.js';
+import { freePort, waitFor } from '../../tools/lib/wait.js';
+import { MemoryStore, memoryDeps, peer, statusOf, threePeerState } from '../../tools/lib/memory-peer.js';
 import { expectApiError, httpCall, type HttpAnswer } from '../helpers/http.js';
 
 /** What each peer's status says on top of statusOf(): a test sets it, beforeEach clears it. */
@@ -72,7 +72,7 @@ const C = () => peers[2]!.apiUrl;
 
 
 
-/** The standbys replayed 0/3000148 (test/api/memory.ts); these are that plus 1024 and 1048576 bytes. */
+/** The standbys replayed 0/3000148 (tools/lib/memory-peer.ts); these are that plus 1024 and 1048576 bytes. */
 type Answer = HttpAnswer;
 const call = (method: string, url: string): Promise<Answer> => httpCall(method, url);
 

@@ -1,11 +1,11 @@
 // ?lag= in bytes on a real three-peer shard (real sitters and PostgreSQL 15 on 127.0.0.1,
-// test/helpers/shard.ts): an async whose WAL receiver is stopped (SIGSTOP of the walreceiver
+// tools/lib/shard.ts): an async whose WAL receiver is stopped (SIGSTOP of the walreceiver
 // process of the PostgreSQL this test started) has nothing left to replay, so by its own numbers
 // it is caught up; measured from the primary's WAL position, as Patroni does, it is behind and
 // fails /async?lag=1MB (and /readiness) until its receiver runs again. /readiness, /liveness and
 // ?replication_state= are read from the real sitters too.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Shard, httpJson, type ShardPeer } from '../helpers/shard.js';
+import { Shard, httpJson, type ShardPeer } from '../../tools/lib/shard.js';
 import type { SitterStatus } from '../../src/model/index.js';
 
 let shard: Shard;

@@ -8,8 +8,8 @@ import type { FastifyInstance } from 'fastify';
 import { createApi } from '../../src/api/server.js';
 import { AuthFailureLimiter } from '../../src/api/auth-limit.js';
 import type { ApiLimits } from '../../src/api/types.js';
-import { ADMIN_TOKEN, MemoryStore, memoryDeps, peer, threePeerState } from './memory.js';
-import { waitFor } from '../helpers/wait.js';
+import { ADMIN_TOKEN, MemoryStore, memoryDeps, peer, threePeerState } from '../../tools/lib/memory-peer.js';
+import { waitFor } from '../../tools/lib/wait.js';
 
 let app: FastifyInstance | null = null;
 const sockets: Socket[] = [];

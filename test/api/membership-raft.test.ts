@@ -8,9 +8,9 @@ import { createApi } from '../../src/api/server.js';
 import { raftMembership } from '../../src/api/membership.js';
 import { RaftNode } from '../../src/raft/node.js';
 import type { AppliedEntry, StateMachine } from '../../src/raft/state-machine.js';
-import { freePort, waitFor } from '../helpers/wait.js';
-import { makeTmpDir } from '../helpers/tmp.js';
-import { ADMIN_TOKEN, MemoryStore, memoryDeps, peer, threePeerState } from './memory.js';
+import { freePort, waitFor } from '../../tools/lib/wait.js';
+import { makeTmpDir } from '../../tools/lib/tmp.js';
+import { ADMIN_TOKEN, MemoryStore, memoryDeps, peer, threePeerState } from '../../tools/lib/memory-peer.js';
 
 const SECRET = 'membership-test-secret-0123456789';
 

@@ -12,9 +12,9 @@ import { ApiMetrics } from '../../src/api/metrics.js';
 import { createApi } from '../../src/api/server.js';
 import { HOOKS_CONFIG_DEFAULT, HookRunner, type HookDocument, type HooksConfig } from '../../src/peer/hooks.js';
 import type { HookEvent, HookFailure, SitterStatus, PeerInfo } from '../../src/model/index.js';
-import { makeTmpDir } from '../helpers/tmp.js';
-import { freePort, waitFor } from '../helpers/wait.js';
-import { MemoryStore, capturingLogger, memoryDeps, peer, statusOf, threePeerState } from './memory.js';
+import { makeTmpDir } from '../../tools/lib/tmp.js';
+import { freePort, waitFor } from '../../tools/lib/wait.js';
+import { MemoryStore, capturingLogger, memoryDeps, peer, statusOf, threePeerState } from '../../tools/lib/memory-peer.js';
 
 let dir: { path: string; cleanup: () => Promise<void> };
 let app: FastifyInstance | null = null;

@@ -5,7 +5,7 @@
 // under test-results/status-page/.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
-import { Shard } from '../helpers/shard.js';
+import { Shard } from '../../tools/lib/shard.js';
 import { launchChromium, screenshot, watchPage } from './page-browser.js';
 
 const WAIT_MS = 120_000;

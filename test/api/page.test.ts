@@ -8,7 +8,7 @@ import type { Browser, Page } from 'playwright-core';
 import { createApi } from '../../src/api/server.js';
 import type { ApiDeps } from '../../src/api/types.js';
 import type { ClusterState } from '../../src/model/index.js';
-import { MemoryStore, memoryDeps, peer, statusOf, threePeerState } from './memory.js';
+import { MemoryStore, memoryDeps, peer, statusOf, threePeerState } from '../../tools/lib/memory-peer.js';
 import { launchChromium, screenshot, watchPage } from './page-browser.js';
 
 const A = peer('a');

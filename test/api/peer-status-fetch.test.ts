@@ -3,7 +3,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import { fetchPeerStatusHttp } from '../../src/api/shard.js';
-import { MemoryStore, peer, statusOf, threePeerState } from './memory.js';
+import { MemoryStore, peer, statusOf, threePeerState } from '../../tools/lib/memory-peer.js';
 
 let server: Server | null = null;
 

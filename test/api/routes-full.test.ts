@@ -1,5 +1,5 @@
 // The routes of issue 6 on real fastify servers on 127.0.0.1 (three peers, ephemeral ports, one
-// in-memory cluster state; test/api/memory.ts): health checks, /shard, /watch (SSE), /metrics,
+// in-memory cluster state; tools/lib/memory-peer.ts): health checks, /shard, /watch (SSE), /metrics,
 // /members and the admin membership routes, /openapi.json. Each route: a success and its error
 // statuses (400, 401, 403, 404, 409, 503) with the code in the body.
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -9,8 +9,8 @@ import { createApi } from '../../src/api/server.js';
 import { evaluateHealth, parseLag } from '../../src/api/routes/health.js';
 import type { ShardReport } from '../../src/api/shard.js';
 import type { PeerInfo } from '../../src/model/index.js';
-import { freePort, waitFor } from '../helpers/wait.js';
-import { ADMIN_TOKEN, MemoryRaftNode, MemoryStore, memoryDeps, peer, statusOf, threePeerState } from './memory.js';
+import { freePort, waitFor } from '../../tools/lib/wait.js';
+import { ADMIN_TOKEN, MemoryRaftNode, MemoryStore, memoryDeps, peer, statusOf, threePeerState } from '../../tools/lib/memory-peer.js';
 import { expectApiError, httpCall, type HttpAnswer, type HttpCallOptions } from '../helpers/http.js';
 
 let servers: FastifyInstance[] = [];

@@ -6,10 +6,10 @@ import type { FastifyInstance } from 'fastify';
 import { storeAdminOperations } from '../../src/api/admin-ops.js';
 import { createApi } from '../../src/api/server.js';
 import { ClusterStateMachine } from '../../src/store/state-machine.js';
-import { InProcessGroup } from '../../src/store/in-process-consensus.js';
+import { InProcessGroup } from '../store/in-process-consensus.js';
 import { ClusterStore } from '../../src/store/store.js';
 import type { ClusterState } from '../../src/model/index.js';
-import { ADMIN_TOKEN, memoryMembership, MemoryStore, peer, statusOf } from './memory.js';
+import { ADMIN_TOKEN, memoryMembership, MemoryStore, peer, statusOf } from '../../tools/lib/memory-peer.js';
 
 const A = peer('a');
 const B = peer('b');

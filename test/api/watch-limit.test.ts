@@ -7,8 +7,8 @@ import { request, type ClientRequest, type IncomingMessage } from 'node:http';
 import type { FastifyInstance } from 'fastify';
 import { createApi } from '../../src/api/server.js';
 import { API_LIMITS_DEFAULT } from '../../src/api/types.js';
-import { MemoryStore, memoryDeps, peer, threePeerState } from './memory.js';
-import { waitFor } from '../helpers/wait.js';
+import { MemoryStore, memoryDeps, peer, threePeerState } from '../../tools/lib/memory-peer.js';
+import { waitFor } from '../../tools/lib/wait.js';
 
 let app: FastifyInstance | null = null;
 

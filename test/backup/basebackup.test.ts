@@ -6,7 +6,7 @@ import { basename, dirname, join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makePgSandbox, pgUrlOf, waitCaughtUp, type PgSandbox } from '../helpers/pg.js';
-import { freePort, waitFor } from '../helpers/wait.js';
+import { freePort, waitFor } from '../../tools/lib/wait.js';
 import { DEBIAN_BINDIR, PostgresServer } from '../../src/postgres/index.js';
 import { RestoreInvalidError } from '../../src/backup/index.js';
 import { BasebackupBackend } from '../../src/backup/basebackup.js';

@@ -6,7 +6,7 @@ import { cp, mkdir, open, readFile, truncate, unlink, writeFile } from 'node:fs/
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execa } from 'execa';
-import { makeTmpDir } from '../helpers/tmp.js';
+import { makeTmpDir } from '../../tools/lib/tmp.js';
 import { findPgBinaries, resolveOsUser, type OsUser, type PgBinaries } from '../../src/postgres/index.js';
 import { verifyDataDir, RestoreInvalidError, PG_CONTROL_SIZE_BYTES } from '../../src/backup/index.js';
 import { hasCode } from '../../src/errors.js';

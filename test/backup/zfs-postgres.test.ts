@@ -16,8 +16,8 @@ import { pino } from 'pino';
 import { Reconciler } from '../../src/peer/reconciler.js';
 import type { Decision } from '../../src/peer/rules/index.js';
 import { PostgresServer, type PostgresServerOptions } from '../../src/postgres/index.js';
-import { createTestPool, ZFS_HOOK_TIMEOUT_MS, type TestPool } from '../helpers/zfs.js';
-import { freePort, waitFor } from '../helpers/wait.js';
+import { createTestPool, ZFS_HOOK_TIMEOUT_MS, type TestPool } from '../../tools/lib/zfs-pool.js';
+import { freePort, waitFor } from '../../tools/lib/wait.js';
 
 const SECRET = 'e2e-secret';
 const log = silentLogger();

@@ -12,8 +12,8 @@ import { silentLogger } from '../../src/log.js';
 import { Zfs, type ZfsSendStream } from '../../src/zfs/index.js';
 import { backupRoutes, ZfsBackupBackend, RestoreFailedError, type BackupJobStatus } from '../../src/backup/index.js';
 import type { RestoreProgress } from '../../src/model/index.js';
-import { createTestPool, ZFS_HOOK_TIMEOUT_MS, type TestPool } from '../helpers/zfs.js';
-import { waitFor } from '../helpers/wait.js';
+import { createTestPool, ZFS_HOOK_TIMEOUT_MS, type TestPool } from '../../tools/lib/zfs-pool.js';
+import { waitFor } from '../../tools/lib/wait.js';
 
 const SECRET = 'shard-secret-for-tests';
 const log = silentLogger();

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createLogger, REDACTED } from '../../src/log.js';
-import { makeTmpDir } from '../helpers/tmp.js';
+import { makeTmpDir } from '../../tools/lib/tmp.js';
 
 describe('createLogger', () => {
   it('redacts the shard secret, tokens, passwords, private keys and secret headers', async () => {

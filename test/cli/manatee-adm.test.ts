@@ -11,9 +11,9 @@ import type { FastifyInstance } from 'fastify';
 import { createApi } from '../../src/api/server.js';
 import { runAdm } from '../../src/cli/adm/program.js';
 import type { PeerInfo } from '../../src/model/index.js';
-import { makeTmpDir } from '../helpers/tmp.js';
-import { freePort } from '../helpers/wait.js';
-import { ADMIN_TOKEN, MemoryStore, memoryDeps, peer, threePeerState } from '../api/memory.js';
+import { makeTmpDir } from '../../tools/lib/tmp.js';
+import { freePort } from '../../tools/lib/wait.js';
+import { ADMIN_TOKEN, MemoryStore, memoryDeps, peer, threePeerState } from '../../tools/lib/memory-peer.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 

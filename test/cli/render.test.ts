@@ -4,7 +4,7 @@ import { buildShardReport, peersInOrder, type PeerStatusResult } from '../../src
 import { cell, formatBytes, renderTable } from '../../src/cli/adm/render.js';
 import { historyColumns, HISTORY_COLUMNS, pickColumns, renderShow, table } from '../../src/cli/adm/views.js';
 import type { SitterStatus, HistoryEntry } from '../../src/model/index.js';
-import { MemoryStore, peer, statusOf, threePeerState } from '../api/memory.js';
+import { MemoryStore, peer, statusOf, threePeerState } from '../../tools/lib/memory-peer.js';
 
 const NOW = new Date('2026-11-24T07:00:00.000Z');
 const A = peer('a');

@@ -3,7 +3,7 @@
 // appends it to the async chain. `remove-peer` then takes it out of the Raft group again.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFile, writeFile } from 'node:fs/promises';
-import { Shard, httpJson } from '../helpers/shard.js';
+import { Shard, httpJson } from '../../tools/lib/shard.js';
 import type { RaftMembers } from '../../src/api/types.js';
 
 

@@ -1,5 +1,5 @@
 // The API and manatee-adm against a real three-peer shard (real sitters, real PostgreSQL 15 on
-// 127.0.0.1, ephemeral ports; test/helpers/shard.ts): health checks per role, /shard with lag in
+// 127.0.0.1, ephemeral ports; tools/lib/shard.ts): health checks per role, /shard with lag in
 // bytes and in seconds from the heartbeat row, /metrics, /watch, and every manatee-adm command
 // but add-peer/remove-peer (shard-add-peer.test.ts) and set-onwm (shard-onwm.test.ts): show,
 // peers, pg-status (once and repeated), state, active, history, verify (which passes on a
@@ -12,7 +12,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFile, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
-import { Shard, httpJson, type ShardPeer } from '../helpers/shard.js';
+import { Shard, httpJson, type ShardPeer } from '../../tools/lib/shard.js';
 import type { ShardReport } from '../../src/api/shard.js';
 import type { SitterStatus, ClusterState, PeerInfo } from '../../src/model/index.js';
 import type { VersionedState } from '../../src/api/types.js';

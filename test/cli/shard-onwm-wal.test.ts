@@ -1,5 +1,5 @@
 // A sync that needs WAL the primary no longer keeps rebuilds itself (real three-peer shard, real
-// sitters and PostgreSQL 15 on 127.0.0.1; test/helpers/shard.ts). In one-node-write mode the
+// sitters and PostgreSQL 15 on 127.0.0.1; tools/lib/shard.ts). In one-node-write mode the
 // former async's PostgreSQL is stopped while the primary writes on; with wal_keep_size 0 the
 // segments it would need are removed. After `set-onwm off` it is the new sync: it cannot stream,
 // its replayed WAL is below the new generation's initWal (so it could not take over anyway), and
@@ -8,7 +8,7 @@
 import { appendFile, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Shard, type ShardPeer } from '../helpers/shard.js';
+import { Shard, type ShardPeer } from '../../tools/lib/shard.js';
 import { lsnAtLeast } from '../../src/model/index.js';
 
 let shard: Shard;

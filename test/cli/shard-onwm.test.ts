@@ -1,10 +1,10 @@
 // manatee-adm set-onwm against a real three-peer shard (real sitters, real PostgreSQL 15 on
-// 127.0.0.1, ephemeral ports; test/helpers/shard.ts): `set-onwm on` makes the primary declare
+// 127.0.0.1, ephemeral ports; tools/lib/shard.ts): `set-onwm on` makes the primary declare
 // generation+1 with no sync (onwmDowngrade), and its writes commit with no standby at all (the
 // former sync is stopped); `set-onwm off` makes it pick a sync again at the next generation
 // (onwmUpgrade), and writes commit through it.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Shard, type ShardPeer } from '../helpers/shard.js';
+import { Shard, type ShardPeer } from '../../tools/lib/shard.js';
 import type { ClusterState } from '../../src/model/index.js';
 
 

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { buildShardReport, type PeerStatusResult } from '../../src/api/shard.js';
 import type { SitterStatus, ClusterState } from '../../src/model/index.js';
 import { verifyShard } from '../../src/cli/adm/views.js';
-import { MemoryStore, peer, statusOf, threePeerState } from '../api/memory.js';
+import { MemoryStore, peer, statusOf, threePeerState } from '../../tools/lib/memory-peer.js';
 
 const A = peer('a');
 const B = peer('b');

@@ -6,7 +6,7 @@ import { createServer } from 'node:http';
 import { createClient, type ManateeClient } from '../../src/client/index.js';
 import { CLIENT_ERR, ClientError } from '../../src/client/errors.js';
 import type { ClusterState } from '../../src/model/index.js';
-import { waitFor } from '../helpers/wait.js';
+import { waitFor } from '../../tools/lib/wait.js';
 import { peerInfo, StoreShard } from './fixture.js';
 
 const A = peerInfo('a', 5001);

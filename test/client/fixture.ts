@@ -8,11 +8,11 @@ import { storeAdminOperations } from '../../src/api/admin-ops.js';
 import { createApi } from '../../src/api/server.js';
 import type { WatchEvent } from '../../src/api/types.js';
 import { ClusterStateMachine } from '../../src/store/state-machine.js';
-import { InProcessGroup } from '../../src/store/in-process-consensus.js';
+import { InProcessGroup } from '../store/in-process-consensus.js';
 import { ClusterStore } from '../../src/store/store.js';
 import type { ClusterState, PeerInfo } from '../../src/model/index.js';
-import { ADMIN_TOKEN, memoryMembership, MemoryStore, statusOf } from '../api/memory.js';
-import { freePort } from '../helpers/wait.js';
+import { ADMIN_TOKEN, memoryMembership, MemoryStore, statusOf } from '../../tools/lib/memory-peer.js';
+import { freePort } from '../../tools/lib/wait.js';
 
 export function peerInfo(id: string, pgPort = 1): PeerInfo {
   return { id, pgUrl: `postgres://127.0.0.1:${pgPort}/postgres`, apiUrl: `http://127.0.0.1:1/${id}`, host: '127.0.0.1' };

@@ -9,7 +9,7 @@ import { CLIENT_ERR } from '../../src/client/errors.js';
 import type { PostgresServer } from '../../src/postgres/index.js';
 import type { ClusterState, PeerInfo } from '../../src/model/index.js';
 import { connect, makePgSandbox, TEST_SUPER_PASSWORD, type PgSandbox } from '../helpers/pg.js';
-import { freePort, waitFor } from '../helpers/wait.js';
+import { freePort, waitFor } from '../../tools/lib/wait.js';
 import { StoreShard } from './fixture.js';
 
 const APP = 'manatee-pool-test';

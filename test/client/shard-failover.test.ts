@@ -1,5 +1,5 @@
 // The client and its Pool on a real three-peer shard (real manatee-sitter processes and
-// PostgreSQL, test/helpers/shard.ts): after the primary is killed, the client emits the new
+// PostgreSQL, tools/lib/shard.ts): after the primary is killed, the client emits the new
 // topology, the Pool's writes succeed on the new primary, and no acknowledged write is lost.
 // The sitters run with hooks configured, so the same failover checks the hooks end to end:
 // sitter_up on start, primary_changed and peer_down on the survivors, each with its JSON; a
@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import { createClient, type ManateeClient, type PrimaryPool, type Topology } from '../../src/client/index.js';
 import type { HookDocument } from '../../src/peer/hooks.js';
 import type { SitterStatus } from '../../src/model/index.js';
-import { Shard, SHARD_SUPERUSER_PASSWORD, type ShardPeer } from '../helpers/shard.js';
-import { waitFor } from '../helpers/wait.js';
+import { Shard, SHARD_SUPERUSER_PASSWORD, type ShardPeer } from '../../tools/lib/shard.js';
+import { waitFor } from '../../tools/lib/wait.js';
 
 let shard: Shard;
 let client: ManateeClient | null = null;

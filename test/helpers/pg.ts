@@ -4,8 +4,8 @@
 // certificate for its name from the sandbox's own CA (made on first use).
 import { readFile } from 'node:fs/promises';
 import pg from 'pg';
-import { makeTmpDir } from './tmp.js';
-import { freePort, waitFor } from './wait.js';
+import { makeTmpDir } from '../../tools/lib/tmp.js';
+import { freePort, waitFor } from '../../tools/lib/wait.js';
 import { PostgresServer, type PostgresServerOptions } from '../../src/postgres/index.js';
 import { silentLogger, type Logger } from '../../src/log.js';
 import { makeTestCa, type TestCa } from './certs.js';

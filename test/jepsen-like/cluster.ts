@@ -7,7 +7,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, 
 import { join } from 'node:path';
 import type { SitterStatus } from '../../src/model/index.js';
 import type { Network } from './net.js';
-import { pidAlive } from '../helpers/process.js';
+import { pidAlive } from '../../tools/lib/pid-alive.js';
 
 export const PG_PORT = 25432;
 export const API_PORT = 28080;

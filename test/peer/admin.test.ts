@@ -14,7 +14,7 @@ import {
   unfreeze,
 } from '../../src/peer/admin.js';
 import { storeAdminOperations } from '../../src/api/admin-ops.js';
-import { MemoryStore, peer as apiPeer, threePeerState } from '../api/memory.js';
+import { MemoryStore, peer as apiPeer, threePeerState } from '../../tools/lib/memory-peer.js';
 import type { ClusterState, PeerInfo } from '../../src/model/index.js';
 
 function peer(id: string): PeerInfo {

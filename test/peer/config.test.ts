@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { chmod, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConfigError, loadConfig, parseConfig } from '../../src/peer/config.js';
-import { makeTmpDir } from '../helpers/tmp.js';
+import { makeTmpDir } from '../../tools/lib/tmp.js';
 
 function minimal(): Record<string, unknown> {
   return {

@@ -10,9 +10,9 @@ import { pino } from 'pino';
 import type { Logger } from '../../src/log.js';
 import { HOOKS_CONFIG_DEFAULT, HookRunner, SitterHooks, type HookDocument, type HookResult, type HooksConfig, type Observation } from '../../src/peer/hooks.js';
 import type { HookEvent, ClusterState, PeerInfo } from '../../src/model/index.js';
-import { makeTmpDir } from '../helpers/tmp.js';
-import { waitFor } from '../helpers/wait.js';
-import { pidAlive } from '../helpers/process.js';
+import { makeTmpDir } from '../../tools/lib/tmp.js';
+import { waitFor } from '../../tools/lib/wait.js';
+import { pidAlive } from '../../tools/lib/pid-alive.js';
 
 function peer(id: string): PeerInfo {
   return { id, pgUrl: `postgres://127.0.0.1:1/${id}`, apiUrl: `http://127.0.0.1:1/${id}`, host: '127.0.0.1' };

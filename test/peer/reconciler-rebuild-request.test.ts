@@ -12,7 +12,7 @@ import type { PeerInfo } from '../../src/model/index.js';
 import type { PostgresServer } from '../../src/postgres/index.js';
 import { silentLogger } from '../../src/log.js';
 import { makePgSandbox, type PgSandbox } from '../helpers/pg.js';
-import { waitFor } from '../helpers/wait.js';
+import { waitFor } from '../../tools/lib/wait.js';
 
 const self: PeerInfo = { id: 'a', host: '127.0.0.1', pgUrl: 'postgres://127.0.0.1:1/postgres', apiUrl: 'http://127.0.0.1:2' };
 const up: PeerInfo = { id: 'b', host: '127.0.0.1', pgUrl: 'postgres://127.0.0.1:3/postgres', apiUrl: 'http://127.0.0.1:4' };

@@ -9,7 +9,7 @@ import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HookDocument } from '../../src/peer/hooks.js';
-import { Shard, type ShardPeer, type Writer } from '../helpers/shard.js';
+import { Shard, type ShardPeer, type Writer } from '../../tools/lib/shard.js';
 
 describe('a three-peer shard through a chain of failures (basebackup)', () => {
   let shard: Shard;

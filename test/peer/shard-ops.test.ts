@@ -3,7 +3,7 @@
 // the sync, and a freeze that blocks a takeover until unfrozen. The session timeout is long
 // enough (8 s) for a killed sitter to be restarted within it on a loaded machine.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Shard, type ShardPeer, type Writer } from '../helpers/shard.js';
+import { Shard, type ShardPeer, type Writer } from '../../tools/lib/shard.js';
 
 describe('a three-peer shard: single-process failures and operator actions (basebackup)', () => {
   let shard: Shard;

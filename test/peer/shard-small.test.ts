@@ -6,8 +6,8 @@ import { spawn } from 'node:child_process';
 import { chmod, writeFile } from 'node:fs/promises';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Shard, type ShardPeer } from '../helpers/shard.js';
-import { makeTmpDir } from '../helpers/tmp.js';
+import { Shard, type ShardPeer } from '../../tools/lib/shard.js';
+import { makeTmpDir } from '../../tools/lib/tmp.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 

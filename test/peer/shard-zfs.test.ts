@@ -2,8 +2,8 @@
 // datasets of a zfs-fuse pool (`<pool>/manatee/<peer>`), bootstrapped and rebuilt by zfs send/recv.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execa } from 'execa';
-import { Shard } from '../helpers/shard.js';
-import { createTestPool, ZFS_HOOK_TIMEOUT_MS, type TestPool } from '../helpers/zfs.js';
+import { Shard } from '../../tools/lib/shard.js';
+import { createTestPool, ZFS_HOOK_TIMEOUT_MS, type TestPool } from '../../tools/lib/zfs-pool.js';
 
 describe('a three-peer shard on zfs (zfs-fuse)', () => {
   let pool: TestPool;

@@ -5,7 +5,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makePgSandbox, TEST_REPL_PASSWORD, type PgSandbox } from '../helpers/pg.js';
-import { waitFor } from '../helpers/wait.js';
+import { waitFor } from '../../tools/lib/wait.js';
 import { PostgresServer, readPostmasterPid, type PgExit } from '../../src/postgres/index.js';
 import { processAlive } from '../../src/postgres/postmaster-pid.js';
 

@@ -2,8 +2,8 @@
 import { chown, mkdir, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { makeTmpDir } from '../helpers/tmp.js';
-import { freePort } from '../helpers/wait.js';
+import { makeTmpDir } from '../../tools/lib/tmp.js';
+import { freePort } from '../../tools/lib/wait.js';
 import { findPgBinaries, PostgresServer, type PostgresServerOptions } from '../../src/postgres/index.js';
 import { resolveOsUser } from '../../src/postgres/os-user.js';
 import { hasCode } from '../../src/errors.js';

@@ -9,7 +9,7 @@ import { silentLogger } from '../../src/log.js';
 import { PgMonitor } from '../../src/peer/pg-monitor.js';
 import type { PostgresServer } from '../../src/postgres/index.js';
 import { connect, makePgSandbox, type PgSandbox } from '../helpers/pg.js';
-import { waitFor } from '../helpers/wait.js';
+import { waitFor } from '../../tools/lib/wait.js';
 
 let sandbox: PgSandbox;
 let server: PostgresServer;

@@ -4,7 +4,7 @@
 // generation's initWal) must still bound every commit that was acknowledged without a standby.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makePgSandbox, connect, type PgSandbox } from '../helpers/pg.js';
-import { waitFor } from '../helpers/wait.js';
+import { waitFor } from '../../tools/lib/wait.js';
 import { NO_SYNC_PLACEHOLDER, type PostgresServer } from '../../src/postgres/index.js';
 import { lsnAtLeast } from '../../src/model/index.js';
 

@@ -6,7 +6,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makePgSandbox, pgUrlOf, waitCaughtUp, type PgSandbox } from '../helpers/pg.js';
-import { waitFor } from '../helpers/wait.js';
+import { waitFor } from '../../tools/lib/wait.js';
 import { PostgresServer } from '../../src/postgres/index.js';
 import { BasebackupBackend } from '../../src/backup/basebackup.js';
 

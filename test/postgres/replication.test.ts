@@ -4,7 +4,7 @@
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makePgSandbox, connect, pgUrlOf, waitCaughtUp, type PgSandbox } from '../helpers/pg.js';
-import { waitFor } from '../helpers/wait.js';
+import { waitFor } from '../../tools/lib/wait.js';
 import { PostgresServer } from '../../src/postgres/index.js';
 import { BasebackupBackend } from '../../src/backup/basebackup.js';
 import { hasCode } from '../../src/errors.js';

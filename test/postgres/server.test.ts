@@ -4,7 +4,7 @@ import { readFile, writeFile, appendFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makePgSandbox, connect, type PgSandbox } from '../helpers/pg.js';
-import { waitFor } from '../helpers/wait.js';
+import { waitFor } from '../../tools/lib/wait.js';
 import { PgHealthChecker, PostgresServer, type PgExit, NO_SYNC_PLACEHOLDER } from '../../src/postgres/index.js';
 import { hasCode } from '../../src/errors.js';
 

@@ -5,8 +5,8 @@ import { RaftNode } from '../../src/raft/node.js';
 import { LEADER_MESSAGE_DATA_MAX } from '../../src/raft/transport/messages.js';
 import type { AppliedEntry, StateMachine } from '../../src/raft/state-machine.js';
 import { hasCode } from '../../src/errors.js';
-import { freePort, waitFor } from '../helpers/wait.js';
-import { makeTmpDir } from '../helpers/tmp.js';
+import { freePort, waitFor } from '../../tools/lib/wait.js';
+import { makeTmpDir } from '../../tools/lib/tmp.js';
 
 const SECRET = 'node-test-secret-0123456789';
 

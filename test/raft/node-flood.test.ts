@@ -5,8 +5,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { RaftNode } from '../../src/raft/node.js';
 import type { AppliedEntry, StateMachine } from '../../src/raft/state-machine.js';
-import { freePort, waitFor } from '../helpers/wait.js';
-import { makeTmpDir } from '../helpers/tmp.js';
+import { freePort, waitFor } from '../../tools/lib/wait.js';
+import { makeTmpDir } from '../../tools/lib/tmp.js';
 import { startFlood, type Flood } from './flood.js';
 
 const SECRET = 'flood-test-secret-0123456789';

@@ -6,7 +6,7 @@ import { pino } from 'pino';
 import { TcpTransport, helloMac, encodeFrame, FrameDecoder, FRAME_CHALLENGE, FRAME_HELLO, FRAME_MESSAGES } from '../../src/raft/transport/index.js';
 import type { Message } from '../../src/raft/core/types.js';
 import type { PeerMessage } from '../../src/raft/transport/messages.js';
-import { freePort, waitFor } from '../helpers/wait.js';
+import { freePort, waitFor } from '../../tools/lib/wait.js';
 import { startFlood } from './flood.js';
 
 const SECRET = 'shard-secret-0123456789';

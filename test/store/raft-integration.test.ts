@@ -8,8 +8,8 @@ import { ClusterStateMachine, type PeersChange } from '../../src/store/state-mac
 import { ClusterStore } from '../../src/store/store.js';
 import { raftConsensus } from '../../src/store/raft-consensus.js';
 import { VersionMismatchError } from '../../src/store/errors.js';
-import { freePort, waitFor } from '../helpers/wait.js';
-import { makeTmpDir } from '../helpers/tmp.js';
+import { freePort, waitFor } from '../../tools/lib/wait.js';
+import { makeTmpDir } from '../../tools/lib/tmp.js';
 import { gen1, peer } from './fixtures.js';
 
 const SECRET = 'store-integration-secret-0123456789';

@@ -1,12 +1,12 @@
 // ClusterStore on the deterministic in-process consensus: typed errors, linearizable reads,
 // sessions and the leader's expiry with grace, driven by an injected clock.
 import { afterEach, describe, expect, it } from 'vitest';
-import { InProcessGroup } from '../../src/store/in-process-consensus.js';
+import { InProcessGroup } from './in-process-consensus.js';
 import { ClusterStateMachine, type PeersChange, type StateChange } from '../../src/store/state-machine.js';
 import { ClusterStore, type SessionExpiredEvent } from '../../src/store/store.js';
 import { InvalidStateError, STORE_ERR, VersionMismatchError } from '../../src/store/errors.js';
 import { hasCode } from '../../src/errors.js';
-import { waitFor } from '../helpers/wait.js';
+import { waitFor } from '../../tools/lib/wait.js';
 import { a, b, c, gen1, peer } from './fixtures.js';
 import type { PeerInfo } from '../../src/model/index.js';
 

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { runAdm } from '../../src/cli/adm/program.js';
 import { altNames, initCa, issuePeerCertificate, loadTlsMaterial, peerIdOf, TLS_ERR, type TlsFiles } from '../../src/tls/index.js';
 import { expiredPeerCert, makeTestCa, type TestCa } from '../helpers/certs.js';
-import { makeTmpDir } from '../helpers/tmp.js';
+import { makeTmpDir } from '../../tools/lib/tmp.js';
 
 let tmp: { path: string; cleanup: () => Promise<void> };
 let ca: TestCa;

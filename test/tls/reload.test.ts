@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { issuePeerCertificate, ReloadableTls, TLS_ERR } from '../../src/tls/index.js';
 import { silentLogger } from '../../src/log.js';
 import { makeTestCa, type TestCa } from '../helpers/certs.js';
-import { makeTmpDir } from '../helpers/tmp.js';
+import { makeTmpDir } from '../../tools/lib/tmp.js';
 
 let tmp: { path: string; cleanup: () => Promise<void> };
 let ca: TestCa;

@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { execa } from 'execa';
 import { isRunning, processStartTicks, recordProcess, signalProcess, waitGone } from '../../tools/lib/processes.js';
 import { findPeer, parsePortBase, readRecord, type ClusterRecord } from '../../tools/lib/dev-record.js';
-import { freePort } from '../helpers/wait.js';
+import { freePort } from '../../tools/lib/wait.js';
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {

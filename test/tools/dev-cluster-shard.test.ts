@@ -7,10 +7,10 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execa } from 'execa';
-import { makeTmpDir } from '../helpers/tmp.js';
-import { waitFor } from '../helpers/wait.js';
+import { makeTmpDir } from '../../tools/lib/tmp.js';
+import { waitFor } from '../../tools/lib/wait.js';
 import { isRunning, recordProcess, type ProcessRecord } from '../../tools/lib/processes.js';
-import { httpJson } from '../helpers/shard.js';
+import { httpJson } from '../../tools/lib/shard.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 

@@ -9,8 +9,8 @@ import { Writable } from 'node:stream';
 import { silentLogger, type Logger } from '../../src/log.js';
 import { Snapshotter, Zfs } from '../../src/zfs/index.js';
 import { parseSnapshotterConfig } from '../../src/zfs/snapshotter-config.js';
-import { createTestPool, ZFS_HOOK_TIMEOUT_MS, type TestPool } from '../helpers/zfs.js';
-import { waitFor } from '../helpers/wait.js';
+import { createTestPool, ZFS_HOOK_TIMEOUT_MS, type TestPool } from '../../tools/lib/zfs-pool.js';
+import { waitFor } from '../../tools/lib/wait.js';
 
 let pool: TestPool;
 let zfs: Zfs;

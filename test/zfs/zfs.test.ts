@@ -18,7 +18,7 @@ import {
   validateSnapshotName,
   snapshotShortName,
 } from '../../src/zfs/index.js';
-import { createTestPool, ZFS_HOOK_TIMEOUT_MS, type TestPool } from '../helpers/zfs.js';
+import { createTestPool, ZFS_HOOK_TIMEOUT_MS, type TestPool } from '../../tools/lib/zfs-pool.js';
 
 let pool: TestPool;
 let zfs: Zfs;

@@ -1,7 +1,7 @@
 // API benchmark: latency of the routes that load balancers and dashboards poll, over keep-alive
 // HTTP on 127.0.0.1, next to GET /ping measured in the same run as the baseline (the cost of
 // fastify and the socket alone). Three API servers over the in-memory reference dependencies
-// (test/api/memory.ts), so that /shard asks two real peers over HTTP.
+// (tools/lib/memory-peer.ts), so that /shard asks two real peers over HTTP.
 //
 //   npx tsx tools/bench/api.ts [--requests 2000]
 //
@@ -12,8 +12,8 @@ import { Agent, request } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { FastifyInstance } from 'fastify';
 import { createApi } from '../../src/api/server.js';
-import { MemoryStore, memoryDeps, peer, threePeerState } from '../../test/api/memory.js';
-import { freePort } from '../../test/helpers/wait.js';
+import { MemoryStore, memoryDeps, peer, threePeerState } from '../lib/memory-peer.js';
+import { freePort } from '../lib/wait.js';
 
 const { values } = parseArgs({ options: { requests: { type: 'string', default: '2000' } } });
 const requests = Number(values.requests);

@@ -19,8 +19,8 @@ import { Zfs } from '../../src/zfs/index.js';
 import { backupRoutes, ZfsBackupBackend } from '../../src/backup/index.js';
 import { BasebackupBackend } from '../../src/backup/basebackup.js';
 import { PostgresServer } from '../../src/postgres/index.js';
-import { createTestPool, type TestPool } from '../../test/helpers/zfs.js';
-import { freePort } from '../../test/helpers/wait.js';
+import { createTestPool, type TestPool } from '../lib/zfs-pool.js';
+import { freePort } from '../lib/wait.js';
 
 const BIN = '/usr/lib/postgresql/15/bin';
 const SECRET = 'bench-secret';

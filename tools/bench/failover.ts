@@ -15,7 +15,7 @@
 // are printed (lost must be 0). Timeouts default to the sitter's own configuration defaults.
 import { parseArgs } from 'node:util';
 import { parseConfig } from '../../src/peer/config.js';
-import { Shard, type ShardPeer, type Writer } from '../../test/helpers/shard.js';
+import { Shard, type ShardPeer, type Writer } from '../lib/shard.js';
 
 const { values } = parseArgs({
   options: {

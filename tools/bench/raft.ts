@@ -11,8 +11,8 @@ import { Agent, request } from 'node:http';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ProcCluster } from '../../test/raft/process/cluster.js';
-import { freePort, waitFor } from '../../test/helpers/wait.js';
+import { ProcCluster } from '../lib/raft-cluster.js';
+import { freePort, waitFor } from '../lib/wait.js';
 
 interface Args { seconds: number; warmupSeconds: number; rounds: number; concurrency: number[]; skipEtcd: boolean }
 

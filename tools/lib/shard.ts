@@ -18,7 +18,7 @@ import { execa } from 'execa';
 import type { SitterStatus, ClusterState } from '../../src/model/index.js';
 import { makeTmpDir } from './tmp.js';
 import { freePort } from './wait.js';
-import { pidAlive } from './process.js';
+import { pidAlive } from './pid-alive.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const sitterScript = join(repoRoot, 'src/cli/manatee-sitter.ts');

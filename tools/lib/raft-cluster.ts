@@ -6,11 +6,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, waitFor } from '../../helpers/wait.js';
+import { freePort, waitFor } from './wait.js';
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));
-export const REPO_ROOT = resolve(HERE, '../../..');
-const ENTRY = join(HERE, 'node-main.ts');
+export const REPO_ROOT = resolve(HERE, '../..');
+const ENTRY = join(HERE, 'raft-node-main.ts');
 
 export interface ProcNodeConfig {
   id: string;

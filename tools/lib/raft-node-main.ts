@@ -1,5 +1,5 @@
 // A Raft node as its own OS process, for the real-process tests and tools/bench/raft.ts.
-// Usage: node --import tsx test/raft/process/node-main.ts '<json config>'
+// Usage: node --import tsx tools/lib/raft-node-main.ts '<json config>'
 // It serves a tiny HTTP interface on 127.0.0.1:<httpPort>:
 //   POST /propose  (body: the command)  -> 200 {result} | 503 {code, message}
 //   GET  /read                           -> linearizable read: 200 {count, chain}
@@ -8,11 +8,11 @@
 // A start-up failure (e.g. corrupt storage) is printed on stderr as "<code>: <message>" and the
 // process exits with status 2.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { RaftNode } from '../../../src/raft/node.js';
-import type { AppliedEntry, StateMachine } from '../../../src/raft/state-machine.js';
-import { createLogger } from '../../../src/log.js';
-import { crc32c } from '../../../src/raft/storage/crc32c.js';
-import type { ProcNodeConfig } from './cluster.js';
+import { RaftNode } from '../../src/raft/node.js';
+import type { AppliedEntry, StateMachine } from '../../src/raft/state-machine.js';
+import { createLogger } from '../../src/log.js';
+import { crc32c } from '../../src/raft/storage/crc32c.js';
+import type { ProcNodeConfig } from './raft-cluster.js';
 
 /** Applied commands in order, a count, and a CRC chain over them (equal chains = equal sequences). */
 class RecordingMachine implements StateMachine {

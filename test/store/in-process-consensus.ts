@@ -4,10 +4,10 @@
 // Entries are applied on a later microtask, never inside propose(), as a real node would.
 // It is not fault tolerant and has no network: it simulates what the store sees of consensus
 // (ordering, leadership, terms), not how Raft achieves it.
-import type { StateMachine } from '../raft/state-machine.js';
-import { RaftNoLeaderError, RaftStoppedError } from '../raft/errors.js';
-import type { NodeId } from '../raft/core/types.js';
-import type { Consensus, LeaderChange, ProposeOptions, ReceivedKeepalive } from './consensus.js';
+import type { StateMachine } from '../../src/raft/state-machine.js';
+import { RaftNoLeaderError, RaftStoppedError } from '../../src/raft/errors.js';
+import type { NodeId } from '../../src/raft/core/types.js';
+import type { Consensus, LeaderChange, ProposeOptions, ReceivedKeepalive } from '../../src/store/consensus.js';
 
 interface LogEntry {
   readonly index: number;
