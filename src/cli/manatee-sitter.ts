@@ -4,7 +4,7 @@
 import { Command } from 'commander';
 import { createLogger } from '../log.js';
 import { ConfigError, loadConfig } from '../peer/config.js';
-import { Sitter } from '../peer/sitter.js';
+import { openSitter } from './sitter-wiring.js';
 
 async function main(): Promise<void> {
   const program = new Command()
@@ -25,7 +25,7 @@ async function main(): Promise<void> {
     throw err;
   }
   const log = createLogger({ level: config.log.level, name: `sitter-${config.peerId}`, ...(config.log.file !== undefined ? { destination: config.log.file } : {}) });
-  const sitter = await Sitter.open(config, log);
+  const sitter = await openSitter(config, log);
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;

@@ -1,5 +1,5 @@
-// The sitter: one per peer. It wires this peer's Raft node, cluster store, PostgreSQL, backup
-// backend and HTTP API together, and runs the loop that evaluates Manatee's rules on the
+// The sitter: one per peer. Given this peer's Raft node, cluster store, PostgreSQL and backup
+// backend (built by src/cli/sitter-wiring.ts, which also puts the HTTP API around it), it runs the loop that evaluates Manatee's rules on the
 // committed state and acts on the decision:
 //   - a decision with a state write is written (compare-and-set) and nothing else is done:
 //     the role it gives this peer is applied once the write has committed and is seen;
@@ -7,38 +7,25 @@
 // The loop runs one evaluation at a time, woken by state and session changes, by PostgreSQL's
 // health flips and exits, and by a timer.
 import { createHmac } from 'node:crypto';
-import { chmod, chown, mkdir, readFile, writeFile, rename } from 'node:fs/promises';
-import { join } from 'node:path';
-import type { FastifyInstance } from 'fastify';
+import { chmod, chown } from 'node:fs/promises';
 import type { Logger } from '../log.js';
 import { hasCode } from '../errors.js';
-import { ApiMetrics, createApi, raftMembership, storeAdminOperations, type AdminOperations, type WatchEvent } from '../api/index.js';
-import { backupRoutes } from '../backup/index.js';
-import { BasebackupBackend } from '../backup/basebackup.js';
-import { ZfsBackupBackend } from '../backup/zfs-backend.js';
 import type { BackupBackend, RestoreResult } from '../backup/types.js';
-import { DEFAULT_STOP_TIMEOUT_MS, HeldConnection, parsePgUrl, PostgresServer, resolveOsUser } from '../postgres/index.js';
-import { RaftNode } from '../raft/node.js';
-import { ClusterStateMachine, ClusterStore, raftConsensus } from '../store/index.js';
+import { DEFAULT_STOP_TIMEOUT_MS, HeldConnection, parsePgUrl, resolveOsUser, type PostgresServer } from '../postgres/index.js';
+import type { RaftNode } from '../raft/node.js';
+import type { ClusterStore } from '../store/index.js';
 import { LSN_ZERO, type ClusterState, type PeerInfo, roleIn, type DecisionRecord, type LoopStatus, type SitterStatus } from '../model/index.js';
-import { Snapshotter, Zfs } from '../zfs/index.js';
+import { Snapshotter, type Zfs } from '../zfs/index.js';
 import type { SitterConfig } from './config.js';
 import { Heartbeat } from './heartbeat.js';
-import { HOOKS_CONFIG_DEFAULT, HookRunner, SitterHooks } from './hooks.js';
+import type { FactsStore, LocalFacts } from './facts.js';
+import { HOOKS_CONFIG_DEFAULT, HookRunner, SitterHooks, type HookObserver } from './hooks.js';
 import { PgMonitor } from './pg-monitor.js';
 import { peerHostsOf, PgPeerHosts } from './pg-peers.js';
 import { RepeatFilter } from './repeat-log.js';
 import { INITDB_REFUSED, Reconciler } from './reconciler.js';
 import { StreamWatch, syncCannotTakeOver } from './rules/stream-watch.js';
 import { decide, decisionLogFields, decisionRecord, rulesPgStatus, type Decision, type DecisionKind, type RulesInput } from './rules/index.js';
-
-/** What this peer remembers across restarts, beside its PostgreSQL data. */
-interface LocalFacts {
-  /** Set after a rebuild: a deposed peer leaves `deposed` when this names the current primary. */
-  rebuiltFrom: { primaryId: string; generation: number } | null;
-  /** Set once this peer ran initdb: it never creates a second, empty database in place of the first. */
-  initdbDone: boolean;
-}
 
 const EVALUATE_INTERVAL_MS = 1000;
 /** A reconcile action repeated every evaluation is logged at info again this often (see logReconcile). */
@@ -63,6 +50,35 @@ export function peerInfoOf(config: SitterConfig): PeerInfo {
   };
 }
 
+/** Counts the loop's decisions and the hooks' outcomes (the API's metrics, built by the wiring). */
+export interface SitterMetrics extends HookObserver {
+  recordDecision(kind: string): void;
+}
+
+/** What faces the outside (the HTTP API, built by the wiring): opened at start, closed at stop. */
+export interface SitterEdge {
+  listen(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** The parts a sitter runs (src/cli/sitter-wiring.ts opens them). */
+export interface SitterParts {
+  readonly config: SitterConfig;
+  readonly log: Logger;
+  readonly node: RaftNode;
+  readonly store: ClusterStore;
+  readonly postgres: PostgresServer;
+  readonly backend: BackupBackend;
+  readonly zfs: Zfs | null;
+  readonly facts: FactsStore;
+  /** What `facts` held when the sitter opened. */
+  readonly initialFacts: LocalFacts;
+  /** The data directory held a database when the sitter opened. */
+  readonly hasPreviousData: boolean;
+  readonly edge: SitterEdge;
+  readonly metrics: SitterMetrics;
+}
+
 export class Sitter {
   readonly config: SitterConfig;
   readonly self: PeerInfo;
@@ -73,9 +89,10 @@ export class Sitter {
   readonly monitor: PgMonitor;
   readonly backend: BackupBackend;
   readonly reconciler: Reconciler;
-  readonly api: FastifyInstance;
+  /** The HTTP API around this sitter. */
+  private readonly edge: SitterEdge;
   /** The API's metrics: the loop counts its decisions into them. */
-  readonly metrics: ApiMetrics;
+  private readonly metrics: SitterMetrics;
   /** The replication heartbeat: written on the writable primary, read on standbys. */
   readonly heartbeat: Heartbeat;
   /** Operators' executables run on shard events (src/peer/hooks.ts); they never block the loop. */
@@ -83,7 +100,7 @@ export class Sitter {
   /** pg_hba.conf admits the replication role from the peers' hosts only: kept current here. */
   private readonly pgPeers: PgPeerHosts;
   private readonly snapshotter: Snapshotter | null;
-  private readonly factsPath: string;
+  private readonly factsStore: FactsStore;
   private facts: LocalFacts;
   private readonly hasPreviousData: boolean;
   private readonly startedAt = new Date().toISOString();
@@ -111,19 +128,7 @@ export class Sitter {
   /** The connection to the PostgreSQL of the peer this one copies from (askSource). */
   private sourceConn: { readonly pgUrl: string; readonly conn: HeldConnection } | null = null;
 
-  private constructor(parts: {
-    config: SitterConfig;
-    log: Logger;
-    node: RaftNode;
-    store: ClusterStore;
-    postgres: PostgresServer;
-    backend: BackupBackend;
-    zfs: Zfs | null;
-    facts: LocalFacts;
-    hasPreviousData: boolean;
-    api: FastifyInstance;
-    metrics: ApiMetrics;
-  }) {
+  constructor(parts: SitterParts) {
     this.config = parts.config;
     this.self = peerInfoOf(parts.config);
     this.log = parts.log;
@@ -131,11 +136,11 @@ export class Sitter {
     this.store = parts.store;
     this.postgres = parts.postgres;
     this.backend = parts.backend;
-    this.facts = parts.facts;
+    this.factsStore = parts.facts;
+    this.facts = parts.initialFacts;
     this.hasPreviousData = parts.hasPreviousData;
-    this.factsPath = join(parts.config.dataDir, 'sitter-facts.json');
     this.streamWatch = new StreamWatch(10 * parts.config.timeouts.sessionTimeoutMs);
-    this.api = parts.api;
+    this.edge = parts.edge;
     this.metrics = parts.metrics;
     const t = parts.config.timeouts;
     this.monitor = new PgMonitor({ postgres: parts.postgres, intervalMs: t.pgHealthIntervalMs, timeoutMs: t.pgHealthTimeoutMs, log: parts.log });
@@ -177,7 +182,7 @@ export class Sitter {
       mayInitdb: () => this.mayInitdb(),
       onInitdb: async () => {
         this.facts = { ...this.facts, initdbDone: true };
-        await writeFacts(this.factsPath, this.facts);
+        await this.factsStore.write(this.facts);
       },
     });
     this.pgPeers = new PgPeerHosts({
@@ -200,121 +205,10 @@ export class Sitter {
     });
   }
 
-  /** Opens every part (nothing runs until start()). */
-  static async open(config: SitterConfig, log: Logger): Promise<Sitter> {
-    await mkdir(config.dataDir, { recursive: true, mode: 0o755 });
-    const self = peerInfoOf(config);
-    const secret = config.secret;
-    const pgDataDir = join(config.dataDir, 'pgdata');
-    const postgres = await PostgresServer.open({
-      dataDir: pgDataDir,
-      runDir: join(config.dataDir, 'pgrun'),
-      ...(config.postgres.bindir !== undefined ? { bindir: config.postgres.bindir } : {}),
-      osUser: config.postgres.user,
-      listenAddress: config.host,
-      port: config.postgres.port,
-      peerHosts: peerHostsOf({ self, memberAddresses: config.raft.members.map((m) => m.address), state: null, active: [] }),
-      ...(config.postgres.clientCidrs !== undefined ? { clientCidrs: config.postgres.clientCidrs } : {}),
-      superuserPassword: config.postgres.superuserPassword ?? derivedPassword(secret, 'superuser'),
-      replicationPassword: config.postgres.replicationPassword ?? derivedPassword(secret, 'replication'),
-      startTimeoutMs: config.timeouts.pgStartTimeoutMs,
-      logger: log,
-    });
-    let zfs: Zfs | null = null;
-    let backend: BackupBackend;
-    if (config.backend === 'zfs' && config.zfs !== undefined) {
-      zfs = new Zfs({ log });
-      // A received copy is checked with this peer's own pg_controldata, as its PostgreSQL user.
-      backend = new ZfsBackupBackend({
-        zfs, dataset: config.zfs.dataset, mountpoint: pgDataDir, peerId: config.peerId, secret, log, pgUser: config.postgres.user,
-        verify: { pgControldata: postgres.binaries.pgControldata, user: postgres.user },
-      });
-    } else {
-      backend = new BasebackupBackend({ postgres, logger: log });
-    }
-    const hasPreviousData = await postgres.hasData();
-    const facts = await readFacts(join(config.dataDir, 'sitter-facts.json'));
-
-    const machine = new ClusterStateMachine();
-    const peers: Record<string, string> = {};
-    for (const m of config.raft.members) peers[m.id] = m.address;
-    const node = await RaftNode.open({
-      id: config.peerId,
-      dataDir: join(config.dataDir, 'raft'),
-      peers,
-      initialVoters: config.raft.members.map((m) => m.id),
-      secret,
-      listen: { host: config.raft.listen, port: config.raft.port },
-      stateMachine: machine,
-      logger: log.child({ room: 'raft' }),
-      tickMs: config.raft.tickMs,
-      electionTicks: config.raft.electionTicks,
-      heartbeatTicks: config.raft.heartbeatTicks,
-    });
-    const store = new ClusterStore({
-      machine,
-      consensus: raftConsensus(node),
-      sessionTimeoutMs: config.timeouts.sessionTimeoutMs,
-      keepaliveIntervalMs: config.timeouts.keepaliveIntervalMs,
-      log: log.child({ room: 'store' }),
-    });
-
-    // The API needs the sitter (status, rebuild); the sitter needs the API: bind late.
-    let sitter: Sitter | null = null;
-    const admin: AdminOperations = storeAdminOperations({
-      store,
-      peerId: config.peerId,
-      startRebuild: (o) => {
-        if (sitter === null) throw new Error('the sitter is starting');
-        return Promise.resolve(sitter.requestRebuild(o));
-      },
-      ownWal: async () => {
-        const p = await postgres.walPositions();
-        return { replayLsn: p.inRecovery ? p.replayLsn : null, receiveLsn: p.inRecovery ? p.receiveLsn : null };
-      },
-    });
-    const extraPlugins =
-      zfs !== null && config.zfs !== undefined
-        ? [
-            async (app: FastifyInstance): Promise<void> => {
-              await app.register(backupRoutes, { zfs: zfs, dataset: config.zfs?.dataset ?? '', secret, log });
-            },
-          ]
-        : [];
-    const metrics = new ApiMetrics();
-    const api = await createApi({
-      peerId: config.peerId,
-      status: () => {
-        if (sitter === null) throw new Error('the sitter is starting');
-        return Promise.resolve(sitter.status());
-      },
-      state: () => store.readState(),
-      history: (limit) => Promise.resolve(store.history(limit)),
-      activePeers: () => Promise.resolve(store.activePeers()),
-      admin,
-      membership: raftMembership(node),
-      watch: (listener: (e: WatchEvent) => void) => {
-        const offState = store.on('state', (c) => { listener({ type: 'state', state: c.state, version: c.version }); });
-        const offPeers = store.on('peers', (c) => { listener({ type: 'peers', peers: c.peers }); });
-        return () => {
-          offState();
-          offPeers();
-        };
-      },
-      metrics,
-      adminToken: config.adminToken,
-      logger: log,
-      extraPlugins,
-    });
-    sitter = new Sitter({ config, log, node, store, postgres, backend, zfs, facts, hasPreviousData, api, metrics });
-    log.info({ peer: self, backend: config.backend, hasPreviousData, rebuiltFrom: facts.rebuiltFrom }, 'sitter opened');
-    return sitter;
-  }
-
   async start(): Promise<void> {
     await this.node.start();
     this.store.start();
-    await this.api.listen({ host: this.config.api.listen, port: this.config.api.port });
+    await this.edge.listen();
     this.monitor.start();
     this.heartbeat.start();
     this.snapshotter?.start();
@@ -360,7 +254,7 @@ export class Sitter {
     const wasPrimary = roleIn(this.store.getState().state, this.self.id).role === 'primary';
     await Promise.race([this.store.closeSession().catch(() => undefined), new Promise((r) => setTimeout(r, 2000))]);
     this.store.stop();
-    await this.api.close().catch(() => undefined);
+    await this.edge.close().catch(() => undefined);
     // A primary stops at once: a clean shutdown would write a checkpoint that its sync never receives.
     await this.postgres.stop(wasPrimary ? 'immediate' : 'fast').catch((err: unknown) => {
       this.log.error({ err: String(err) }, 'stopping PostgreSQL failed');
@@ -540,7 +434,7 @@ export class Sitter {
       // chaos harness: a deposed primary left `deposed` on its bootstrap's fact and stalled as sync).
       this.log.info({ decision: 'forget-rebuild', rebuiltFrom: this.facts.rebuiltFrom }, 'serving as primary: the last rebuild no longer vouches for this data');
       this.facts = { ...this.facts, rebuiltFrom: null };
-      await writeFacts(this.factsPath, this.facts);
+      await this.factsStore.write(this.facts);
     }
     let outcome;
     try {
@@ -741,7 +635,7 @@ export class Sitter {
       return `generation ${state.generation} (initWal ${state.initWal}) is not the cluster's setup: my data was lost and the sync holds it`;
     }
     if (this.hasPreviousData) return 'this peer had a database when the sitter started, and it is gone';
-    if (this.facts.initdbDone) return `this peer created its database before (${this.factsPath}), and it is gone`;
+    if (this.facts.initdbDone) return `this peer created its database before (${this.factsStore.where}), and it is gone`;
     return true;
   }
 
@@ -806,32 +700,9 @@ export class Sitter {
     this.sourceConn = null;
     if (generation !== null) {
       this.facts = { ...this.facts, rebuiltFrom: { primaryId: from.id, generation } };
-      await writeFacts(this.factsPath, this.facts);
+      await this.factsStore.write(this.facts);
     }
     this.log.info({ decision: 'rebuilt', from: from.id, generation, method: result.method }, `data rebuilt from ${from.id}`);
     this.hooks.rebuildDone({ source: from, generation, method: result.method });
   }
-}
-
-async function readFacts(path: string): Promise<LocalFacts> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch {
-    return { rebuiltFrom: null, initdbDone: false };
-  }
-  const parsed = JSON.parse(text) as Partial<LocalFacts>;
-  const initdbDone = parsed.initdbDone === true;
-  const r = parsed.rebuiltFrom;
-  if (r === null || r === undefined) return { rebuiltFrom: null, initdbDone };
-  if (typeof r.primaryId !== 'string' || typeof r.generation !== 'number') {
-    throw new Error(`${path}: rebuiltFrom must be {primaryId: string, generation: number}`);
-  }
-  return { rebuiltFrom: { primaryId: r.primaryId, generation: r.generation }, initdbDone };
-}
-
-async function writeFacts(path: string, facts: LocalFacts): Promise<void> {
-  const tmp = `${path}.tmp`;
-  await writeFile(tmp, JSON.stringify(facts));
-  await rename(tmp, path);
 }

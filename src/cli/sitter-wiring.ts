@@ -1,0 +1,136 @@
+// The sitter's wiring: opens this peer's PostgreSQL, backup backend, Raft node and cluster store,
+// puts the HTTP API around them, and hands them to a Sitter. It lives in cli (DESIGN.md, "Rooms"),
+// so that src/peer never imports src/api. Nothing runs until the sitter's start().
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from '../log.js';
+import { ApiMetrics, createApi, raftMembership, storeAdminOperations, type AdminOperations, type WatchEvent } from '../api/index.js';
+import { backupRoutes } from '../backup/index.js';
+import { BasebackupBackend } from '../backup/basebackup.js';
+import { ZfsBackupBackend } from '../backup/zfs-backend.js';
+import type { BackupBackend } from '../backup/types.js';
+import { PostgresServer } from '../postgres/index.js';
+import { RaftNode } from '../raft/node.js';
+import { ClusterStateMachine, ClusterStore, raftConsensus } from '../store/index.js';
+import { Zfs } from '../zfs/index.js';
+import type { SitterConfig } from '../peer/config.js';
+import { FileFacts } from '../peer/facts.js';
+import { peerHostsOf } from '../peer/pg-peers.js';
+import { derivedPassword, peerInfoOf, Sitter } from '../peer/sitter.js';
+
+/** Opens every part of one peer (nothing runs until start()). */
+export async function openSitter(config: SitterConfig, log: Logger): Promise<Sitter> {
+  await mkdir(config.dataDir, { recursive: true, mode: 0o755 });
+  const self = peerInfoOf(config);
+  const secret = config.secret;
+  const pgDataDir = join(config.dataDir, 'pgdata');
+  const postgres = await PostgresServer.open({
+    dataDir: pgDataDir,
+    runDir: join(config.dataDir, 'pgrun'),
+    ...(config.postgres.bindir !== undefined ? { bindir: config.postgres.bindir } : {}),
+    osUser: config.postgres.user,
+    listenAddress: config.host,
+    port: config.postgres.port,
+    peerHosts: peerHostsOf({ self, memberAddresses: config.raft.members.map((m) => m.address), state: null, active: [] }),
+    ...(config.postgres.clientCidrs !== undefined ? { clientCidrs: config.postgres.clientCidrs } : {}),
+    superuserPassword: config.postgres.superuserPassword ?? derivedPassword(secret, 'superuser'),
+    replicationPassword: config.postgres.replicationPassword ?? derivedPassword(secret, 'replication'),
+    startTimeoutMs: config.timeouts.pgStartTimeoutMs,
+    logger: log,
+  });
+  let zfs: Zfs | null = null;
+  let backend: BackupBackend;
+  if (config.backend === 'zfs' && config.zfs !== undefined) {
+    zfs = new Zfs({ log });
+    // A received copy is checked with this peer's own pg_controldata, as its PostgreSQL user.
+    backend = new ZfsBackupBackend({
+      zfs, dataset: config.zfs.dataset, mountpoint: pgDataDir, peerId: config.peerId, secret, log, pgUser: config.postgres.user,
+      verify: { pgControldata: postgres.binaries.pgControldata, user: postgres.user },
+    });
+  } else {
+    backend = new BasebackupBackend({ postgres, logger: log });
+  }
+  const hasPreviousData = await postgres.hasData();
+  const facts = new FileFacts(join(config.dataDir, 'sitter-facts.json'));
+  const initialFacts = await facts.read();
+
+  const machine = new ClusterStateMachine();
+  const peers: Record<string, string> = {};
+  for (const m of config.raft.members) peers[m.id] = m.address;
+  const node = await RaftNode.open({
+    id: config.peerId,
+    dataDir: join(config.dataDir, 'raft'),
+    peers,
+    initialVoters: config.raft.members.map((m) => m.id),
+    secret,
+    listen: { host: config.raft.listen, port: config.raft.port },
+    stateMachine: machine,
+    logger: log.child({ room: 'raft' }),
+    tickMs: config.raft.tickMs,
+    electionTicks: config.raft.electionTicks,
+    heartbeatTicks: config.raft.heartbeatTicks,
+  });
+  const store = new ClusterStore({
+    machine,
+    consensus: raftConsensus(node),
+    sessionTimeoutMs: config.timeouts.sessionTimeoutMs,
+    keepaliveIntervalMs: config.timeouts.keepaliveIntervalMs,
+    log: log.child({ room: 'store' }),
+  });
+
+  // The API needs the sitter (status, rebuild); the sitter needs the API: bind late.
+  let sitter: Sitter | null = null;
+  const admin: AdminOperations = storeAdminOperations({
+    store,
+    peerId: config.peerId,
+    startRebuild: (o) => {
+      if (sitter === null) throw new Error('the sitter is starting');
+      return Promise.resolve(sitter.requestRebuild(o));
+    },
+    ownWal: async () => {
+      const p = await postgres.walPositions();
+      return { replayLsn: p.inRecovery ? p.replayLsn : null, receiveLsn: p.inRecovery ? p.receiveLsn : null };
+    },
+  });
+  const extraPlugins =
+    zfs !== null && config.zfs !== undefined
+      ? [
+          async (app: FastifyInstance): Promise<void> => {
+            await app.register(backupRoutes, { zfs: zfs, dataset: config.zfs?.dataset ?? '', secret, log });
+          },
+        ]
+      : [];
+  const metrics = new ApiMetrics();
+  const api = await createApi({
+    peerId: config.peerId,
+    status: () => {
+      if (sitter === null) throw new Error('the sitter is starting');
+      return Promise.resolve(sitter.status());
+    },
+    state: () => store.readState(),
+    history: (limit) => Promise.resolve(store.history(limit)),
+    activePeers: () => Promise.resolve(store.activePeers()),
+    admin,
+    membership: raftMembership(node),
+    watch: (listener: (e: WatchEvent) => void) => {
+      const offState = store.on('state', (c) => { listener({ type: 'state', state: c.state, version: c.version }); });
+      const offPeers = store.on('peers', (c) => { listener({ type: 'peers', peers: c.peers }); });
+      return () => {
+        offState();
+        offPeers();
+      };
+    },
+    metrics,
+    adminToken: config.adminToken,
+    logger: log,
+    extraPlugins,
+  });
+  const edge = {
+    listen: async (): Promise<void> => { await api.listen({ host: config.api.listen, port: config.api.port }); },
+    close: (): Promise<void> => api.close(),
+  };
+  sitter = new Sitter({ config, log, node, store, postgres, backend, zfs, facts, initialFacts, hasPreviousData, edge, metrics });
+  log.info({ peer: self, backend: config.backend, hasPreviousData, rebuiltFrom: initialFacts.rebuiltFrom }, 'sitter opened');
+  return sitter;
+}

@@ -1,0 +1,85 @@
+// The facts file: what this peer remembers across restarts, beside its PostgreSQL data
+// (<dataDir>/sitter-facts.json). A deposed peer rejoins on `rebuiltFrom`, and a primary refuses
+// to create a second, empty database on `initdbDone`: a fact lost in a crash is a safety bug, so
+// a write is durable before it returns (the temporary file and then its directory are fsynced
+// around the rename).
+import { open, readFile, rename } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { ManateeError } from '../errors.js';
+import type { PeerId } from '../model/index.js';
+
+export const FACTS_ERR_INVALID = 'MANATEE_ERR_FACTS_INVALID';
+
+export interface LocalFacts {
+  /** Set after a rebuild: a deposed peer leaves `deposed` when this names the current primary. */
+  readonly rebuiltFrom: { readonly primaryId: PeerId; readonly generation: number } | null;
+  /** Set once this peer ran initdb: it never creates a second, empty database in place of the first. */
+  readonly initdbDone: boolean;
+}
+
+export const NO_FACTS: LocalFacts = { rebuiltFrom: null, initdbDone: false };
+
+/** Where the facts are kept: a file on a real peer, memory in a simulation. */
+export interface FactsStore {
+  /** Where the facts live, for messages ("this peer created its database before (<where>)"). */
+  readonly where: string;
+  read(): Promise<LocalFacts>;
+  /** Durable when it returns. */
+  write(facts: LocalFacts): Promise<void>;
+}
+
+export class FileFacts implements FactsStore {
+  constructor(readonly where: string) {}
+
+  async read(): Promise<LocalFacts> {
+    let text: string;
+    try {
+      text = await readFile(this.where, 'utf8');
+    } catch (err) {
+      if ((err as { code?: string }).code === 'ENOENT') return NO_FACTS;
+      throw err;
+    }
+    return parseFacts(text, this.where);
+  }
+
+  async write(facts: LocalFacts): Promise<void> {
+    const tmp = `${this.where}.tmp`;
+    const file = await open(tmp, 'w', 0o644);
+    try {
+      await file.writeFile(JSON.stringify(facts));
+      await file.sync();
+    } finally {
+      await file.close();
+    }
+    await rename(tmp, this.where);
+    // The rename is durable only once the directory's entry is.
+    const dir = await open(dirname(this.where), 'r');
+    try {
+      await dir.sync();
+    } finally {
+      await dir.close();
+    }
+  }
+}
+
+/** The facts in a file's text; MANATEE_ERR_FACTS_INVALID names the file and what is wrong. */
+export function parseFacts(text: string, where: string): LocalFacts {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw new ManateeError(FACTS_ERR_INVALID, `${where}: is not JSON (${err instanceof Error ? err.message : String(err)})`, { cause: err });
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new ManateeError(FACTS_ERR_INVALID, `${where}: must be an object {rebuiltFrom, initdbDone}`);
+  }
+  const p = parsed as { rebuiltFrom?: unknown; initdbDone?: unknown };
+  const initdbDone = p.initdbDone === true;
+  const r = p.rebuiltFrom;
+  if (r === null || r === undefined) return { rebuiltFrom: null, initdbDone };
+  const rf = r as { primaryId?: unknown; generation?: unknown };
+  if (typeof r !== 'object' || typeof rf.primaryId !== 'string' || typeof rf.generation !== 'number') {
+    throw new ManateeError(FACTS_ERR_INVALID, `${where}: rebuiltFrom must be {primaryId: string, generation: number}`);
+  }
+  return { rebuiltFrom: { primaryId: rf.primaryId, generation: rf.generation }, initdbDone };
+}
