@@ -15,8 +15,8 @@ import type { Message } from '../../src/raft/core/types.js';
 import { peerIdOf, ReloadableTls, type TlsFiles } from '../../src/tls/index.js';
 import { silentLogger } from '../../src/log.js';
 import { expiredPeerCert, makeTestCa, type TestCa } from '../helpers/certs.js';
-import { makeTmpDir } from '../helpers/tmp.js';
-import { freePort, waitFor } from '../helpers/wait.js';
+import { makeTmpDir } from '../../tools/lib/tmp.js';
+import { freePort, waitFor } from '../../tools/lib/wait.js';
 
 const SECRET = 'shard-secret-0123456789';
 let tmp: { path: string; cleanup: () => Promise<void> };
