@@ -276,7 +276,9 @@ export class ClusterStore {
 
   /**
    * Opens this peer's session (replacing an older one of the same peer id, e.g. from before a
-   * restart). Once start() has been called, keepalives are sent every keepaliveIntervalMs.
+   * restart). Once start() has been called, keepalives are sent every keepaliveIntervalMs. Rejects
+   * with MANATEE_ERR_STORE_SESSION_EXPIRED when the session ended before its open returned (the
+   * caller opens again).
    */
   async openSession(peer: PeerInfo): Promise<Session> {
     // One open at a time: the sitter's loop and the reopen after an expiry may both ask; the
@@ -309,6 +311,17 @@ export class ClusterStore {
         this.proposeTimeoutMs,
       ).catch(() => undefined); // if this fails, the leader expires it after sessionTimeoutMs
       throw new StoreError(STORE_ERR.noSession, `the session of ${peer.id} was closed while it was being opened`);
+    }
+    const applied = this.machine.session(peer.id);
+    if (applied?.openedIndex !== res.session.openedIndex) {
+      // It ended (expired, or replaced by a newer open) in the same batch of applied entries as its
+      // open, before this continuation ran: onPeersChange saw no own session to end then. Taking it
+      // as ours would keep a session that the shard no longer has, with keepalives that the leader
+      // ignores and no reopen: the peer would stay inactive for good (whole-shard simulator, seed 754).
+      const message = `the session of ${peer.id} opened at index ${res.session.openedIndex} ended before its open returned` +
+        (applied === undefined ? '' : ` (a newer one was opened at index ${applied.openedIndex})`);
+      this.log.warn({ peerId: peer.id, openedIndex: res.session.openedIndex }, message);
+      throw new StoreError(STORE_ERR.sessionExpired, message);
     }
     this.own = res.session;
     this.log.info({ peerId: peer.id, openedIndex: res.session.openedIndex }, 'session opened');

@@ -5,6 +5,7 @@ import { InProcessGroup } from './in-process-consensus.js';
 import { ClusterStateMachine, type PeersChange, type StateChange } from '../../src/store/state-machine.js';
 import { ClusterStore, type SessionExpiredEvent } from '../../src/store/store.js';
 import { InvalidStateError, STORE_ERR, VersionMismatchError } from '../../src/store/errors.js';
+import { encodeCommand } from '../../src/store/commands.js';
 import { hasCode } from '../../src/errors.js';
 import { waitFor } from '../../tools/lib/wait.js';
 import { a, b, c, gen1, peer } from './fixtures.js';
@@ -397,6 +398,26 @@ describe('concurrent session calls', () => {
     await sh.group.settle();
     expect(sh.s('a').activePeers()).toEqual([]);
     expect(sh.s('a').session()).toBeNull();
+  });
+
+  it('a session that expires in the same applied batch as its open is not taken for open: the open fails and a new one works', async () => {
+    // A peer cut off while its open was in flight: the leader applied the open, heard no keepalive
+    // and expired it; the peer then applies both entries at once (found by the whole-shard
+    // simulator, seed 754: the peer kept a session the shard no longer had and stayed inactive).
+    const sh = shard(['a', 'b']);
+    await openAll(sh, [a]);
+    const openedIndex = sh.group.lastIndex + 1;
+    const opening = sh.s('b').openSession(b);
+    await sh.group.member('a').propose(encodeCommand({
+      op: 'expireSession', peerId: 'b', openedIndex, keepaliveIndex: openedIndex, reason: 'no keepalive (test)', time: new Date(sh.clock.ms).toISOString(),
+    }));
+    await expect(opening).rejects.toMatchObject({ code: STORE_ERR.sessionExpired, message: /ended before its open returned/ });
+    expect(sh.s('b').session()).toBeNull();
+    expect(ids(sh.s('a').activePeers())).toEqual(['a']);
+    const again = await sh.s('b').openSession(b);
+    await sh.group.settle();
+    expect(sh.s('b').session()).toEqual(again);
+    expect(ids(sh.s('a').activePeers())).toEqual(['a', 'b']);
   });
 
   it('reports how long each session has been silent', async () => {
