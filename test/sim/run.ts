@@ -2,8 +2,10 @@
 //   --seeds N      how many seeds (default 1000)
 //   --from S       the first seed (default 1)
 //   --seed S       one seed, with its trace printed
+//   --without F,G  run with these fixes of the sitter switched off (test/sim/sitter.ts SitterFixes)
 // Every failing seed is printed with the invariant it broke; the exit status is 1 if any failed.
 import { runShardSim } from './shard.js';
+import { ALL_FIXES, FIX_NAMES, type SitterFixes } from './sitter.js';
 
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
@@ -19,10 +21,24 @@ function positiveInt(name: string, text: string): number {
   return n;
 }
 
+function fixes(): SitterFixes {
+  const off = arg('without');
+  if (off === undefined) return ALL_FIXES;
+  const f: Record<string, boolean> = { ...ALL_FIXES };
+  for (const name of off.split(',')) {
+    if (!(FIX_NAMES as readonly string[]).includes(name)) {
+      console.error(`--without: unknown fix ${JSON.stringify(name)}; expected some of ${FIX_NAMES.join(', ')}`);
+      process.exit(2);
+    }
+    f[name] = false;
+  }
+  return f as unknown as SitterFixes;
+}
+
 async function main(): Promise<void> {
   const one = arg('seed');
   if (one !== undefined) {
-    const r = await runShardSim({ seed: positiveInt('seed', one), trace: true });
+    const r = await runShardSim({ seed: positiveInt('seed', one), trace: true, fixes: fixes() });
     console.log((r.trace ?? []).join('\n'));
     console.log(r.ok ? `seed ${r.seed}: ok` : `seed ${r.seed}: FAILED ${r.error?.message ?? ''}`);
     process.exit(r.ok ? 0 : 1);
@@ -34,7 +50,7 @@ async function main(): Promise<void> {
   let simulatedMs = 0;
   let takeovers = 0;
   for (let k = 0; k < count; k++) {
-    const r = await runShardSim({ seed: from + k });
+    const r = await runShardSim({ seed: from + k, fixes: fixes() });
     simulatedMs += r.simulatedMs;
     takeovers += r.stats.takeovers;
     if (!r.ok) {

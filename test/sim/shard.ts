@@ -277,6 +277,8 @@ export async function runShardSim(opts: ShardSimOptions): Promise<ShardSimResult
     }
     w.log(() => `whole again ${w.nowMs - healedAtMs} ms after the faults stopped`);
   } catch (err) {
+    for (const s of shard.sitters.values()) if (s !== null) w.log(() => `at the end: ${s.describe()}`);
+    w.log(() => `at the end: raft ${shard.raft.cluster.describe()}`);
     if (err instanceof SimInvariantError) error = err;
     else if (err instanceof Error && err.message.includes('seed')) error = new SimInvariantError(opts.seed, 'raft safety', err.message);
     else throw err;

@@ -23,15 +23,27 @@ export interface LocalFacts {
   initdbDone: boolean;
 }
 
-/** The two fixes of the sitter that the chaos harness found; switched off only to show that the simulator finds them. */
+/**
+ * The fixes of the two sitter bugs that the chaos harness found, switched off only to show that
+ * the simulator finds each bug (test/sim/shard-sim.test.ts).
+ */
 export interface SitterFixes {
-  /** A restarted sitter acts only after one linearizable read (not on the state replayed from its own log). */
+  /** 9415432: a restarted sitter acts only after one linearizable read (not on the state replayed from its own log). */
   readonly readBeforeActing: boolean;
-  /** Serving as primary forgets the last rebuild's fact (a deposed primary must rebuild again). */
+  /** d68a9ea: serving as primary forgets the last rebuild's fact (a deposed primary must rebuild again). */
   readonly forgetRebuildAsPrimary: boolean;
+  /**
+   * 881ee1d: a deposed peer leaves `deposed` only on a rebuild made in the current generation. Off,
+   * the rules see the fact as if made in the current generation whenever it names the current
+   * primary: the rule as it was before (the primary's id alone).
+   */
+  readonly rebuildOfThisGeneration: boolean;
 }
 
-export const ALL_FIXES: SitterFixes = { readBeforeActing: true, forgetRebuildAsPrimary: true };
+export const ALL_FIXES: SitterFixes = { readBeforeActing: true, forgetRebuildAsPrimary: true, rebuildOfThisGeneration: true };
+
+/** Fix names for the command line (npm run sim -- --without a,b). */
+export const FIX_NAMES: readonly (keyof SitterFixes)[] = ['readBeforeActing', 'forgetRebuildAsPrimary', 'rebuildOfThisGeneration'];
 
 export const SIM_TIMEOUTS = {
   sessionTimeoutMs: 1500,
@@ -136,6 +148,15 @@ export class SimSitter {
 
   get id(): string {
     return this.self.id;
+  }
+
+  /** One line on this sitter for a failed seed's trace. */
+  describe(): string {
+    const st = this.store.getState();
+    const machine = this.parts.raft.machines.get(this.id);
+    return `${this.id}: evaluating=${String(this.evaluating)} last=${this.lastDecision?.kind ?? '-'} g${st.state?.generation ?? '-'} v${st.version} ` +
+      `session=${this.store.session()?.openedIndex ?? 'none'} active=[${this.store.activePeers().map((p) => p.id).join(',')}] ` +
+      `sameMachine=${String(machine === this.store.machine)} raft=${JSON.stringify(this.parts.raft.status(this.id))} error=${this.lastError ?? '-'}`;
   }
 
   /** Read after an await: the process may have died meanwhile. */
@@ -277,12 +298,16 @@ export class SimSitter {
     const { state, version } = this.store.getState();
     const nowMs = this.world.wallMs();
     const facts = this.facts();
+    let rebuiltFrom = facts.rebuiltFrom;
+    if (!this.parts.fixes.rebuildOfThisGeneration && rebuiltFrom !== null && state !== null && rebuiltFrom.primaryId === state.primary.id) {
+      rebuiltFrom = { primaryId: rebuiltFrom.primaryId, generation: state.generation };
+    }
     const input: RulesInput = {
       state,
       version,
       active: this.store.activePeers(),
       self: this.self,
-      pg: rulesPgStatus(this.monitor, { hasPreviousData: this.hasPreviousData, rebuiltFrom: facts.rebuiltFrom }),
+      pg: rulesPgStatus(this.monitor, { hasPreviousData: this.hasPreviousData, rebuiltFrom }),
       nowMs,
       config: { oneNodeWriteMode: false, autoRebuild: true },
     };

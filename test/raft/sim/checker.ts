@@ -19,6 +19,13 @@ export class SafetyChecker {
   private readonly entries = new Map<string, EntryFacts>();
   /** Committed entries: index -> term. Never changes once set. */
   private readonly committedTerm = new Map<number, number>();
+  /**
+   * Committed entries: index -> the lowest current term of a node that knew it committed. The
+   * entry was committed in that term or earlier: a leader of a higher term must hold it. A leader
+   * of that term or a lower one need not (a stale leader, elected late because messages to it were
+   * held while it was paused, is checked against what was committed before its term only).
+   */
+  private readonly committedBy = new Map<number, number>();
   /** State machine safety: the state hash after applying index i, the same on every node. */
   private readonly appliedHash = new Map<number, string>();
   /** Highest index known committed anywhere (what a linearizable read must at least see). */
@@ -48,6 +55,7 @@ export class SafetyChecker {
     this.checkedLeaders.add(key);
     for (const [i, t] of this.committedTerm) {
       if (i < firstIndex - 1) continue; // covered by the leader's snapshot
+      if ((this.committedBy.get(i) ?? 0) >= term) continue; // not known committed before this term
       const mine = termAt(i);
       if (mine !== t) this.fail(`leader completeness: ${id}, leader of term ${term}, has term ${mine} at committed index ${i} (committed term ${t})`);
     }
@@ -72,8 +80,11 @@ export class SafetyChecker {
     }
   }
 
-  onCommitted(id: NodeId, index: number, term: number): void {
+  /** `observerTerm`: the current term of the node that knows it committed (default: the entry's term). */
+  onCommitted(id: NodeId, index: number, term: number, observerTerm = term): void {
     this.checks++;
+    const by = this.committedBy.get(index);
+    if (by === undefined || observerTerm < by) this.committedBy.set(index, observerTerm);
     const known = this.committedTerm.get(index);
     if (known === undefined) this.committedTerm.set(index, term);
     else if (known !== term) this.fail(`committed entry changed: ${id} has term ${term} at committed index ${index}, was ${known}`);

@@ -423,7 +423,7 @@ export class SimCluster {
       for (let i = Math.max(node.lastCommit + 1, core.raftLog.firstIndex()); i <= st.commit; i++) {
         const t = core.raftLog.term(i);
         if (t === null) this.checker.fail(`${node.id}: committed index ${i} has no term`);
-        this.checker.onCommitted(node.id, i, t);
+        this.checker.onCommitted(node.id, i, t, st.term);
       }
       node.lastCommit = st.commit;
       if (st.role === 'leader') {
