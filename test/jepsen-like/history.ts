@@ -49,7 +49,9 @@ export type FaultKind =
   | 'partition-sync'
   | 'partition-minority'
   | 'partition-oneway'
-  | 'restart-all';
+  | 'restart-all'
+  /** Two of the others at once (the second starts while the first holds). */
+  | 'overlap';
 
 export const FAULT_KINDS: readonly FaultKind[] = [
   'kill-peer',
@@ -62,12 +64,15 @@ export const FAULT_KINDS: readonly FaultKind[] = [
   'partition-minority',
   'partition-oneway',
   'restart-all',
+  'overlap',
 ];
 
 /** One injected fault, from its start to its heal. */
 export interface FaultRecord {
   readonly seq: number;
   readonly kind: FaultKind;
+  /** For an overlapping fault: the two kinds it combined, in the order they started. */
+  readonly parts?: readonly FaultKind[];
   /** The peers it hit (for a one-way partition: [from, to], the direction that is cut). */
   readonly targets: readonly string[];
   readonly startedAtMs: number;

@@ -158,57 +158,73 @@ export class Nemesis {
     return { primary: t?.primary ?? null, sync: t?.sync ?? null };
   }
 
+  /** The kinds that an overlapping fault combines: any two different ones but restart-all (which is every peer at once). */
+  static readonly OVERLAPPABLE: readonly FaultKind[] = FAULT_KINDS.filter((k) => k !== 'restart-all' && k !== 'overlap');
+
   private async inject(kind: FaultKind): Promise<void> {
-    const ids = this.cluster.peers.map((p) => p.id);
-    const { primary, sync } = await this.roles();
+    const roles = await this.roles();
     const seq = ++this.seq;
     const startedAtMs = this.now();
-    let targets: string[] = [];
-    let detail = '';
+    let record: Omit<FaultRecord, 'healedAtMs'>;
+    if (kind === 'overlap') {
+      // Two faults at once: the second starts while the first holds (e.g. a partition during a pause).
+      const [k1, k2] = this.rng.shuffle(Nemesis.OVERLAPPABLE).slice(0, 2) as [FaultKind, FaultKind];
+      const first = await this.begin(k1, roles);
+      const lagMs = this.rng.int(0, Math.floor(first.holdMs / 2));
+      await sleep(lagMs);
+      const second = await this.begin(k2, await this.roles());
+      const targets = [...new Set([...first.targets, ...second.targets])];
+      record = { seq, kind, parts: [k1, k2], targets, startedAtMs, detail: `${k1}: ${first.detail}; ${lagMs} ms later, ${k2}: ${second.detail}` };
+      this.events.note({ event: 'inject', seq, kind, parts: [k1, k2], targets, atMs: startedAtMs });
+      await sleep(Math.max(first.holdMs - lagMs, second.holdMs));
+    } else {
+      const one = await this.begin(kind, roles);
+      record = { seq, kind, targets: one.targets, startedAtMs, detail: one.detail };
+      this.events.note({ event: 'inject', seq, kind, targets: one.targets, atMs: startedAtMs });
+      await sleep(one.holdMs);
+    }
+    await this.healAll();
+    this.done.push(kind);
+    this.events.fault({ ...record, healedAtMs: this.now() });
+  }
+
+  /** Starts one fault; returns what it hit and how long to hold it before healing. */
+  private async begin(kind: FaultKind, roles: { primary: string | null; sync: string | null }): Promise<{ targets: string[]; detail: string; holdMs: number }> {
+    const ids = this.cluster.peers.map((p) => p.id);
+    const { primary, sync } = roles;
+    const holdMs = (): number => this.rng.int(this.opts.holdMs[0], this.opts.holdMs[1]);
     const crashTarget = (): string => (this.rng.next() < 0.5 && primary !== null ? primary : this.rng.pick(ids));
+    const role = (t: string): string => (t === primary ? ' (the primary)' : '');
     switch (kind) {
       case 'kill-peer': {
         const t = crashTarget();
-        targets = [t];
         this.cluster.killPeer(t);
         this.down.add(t);
-        detail = `SIGKILL of the sitter and PostgreSQL of ${t}${t === primary ? ' (the primary)' : ''}, restart after the hold`;
-        this.events.note({ event: 'inject', seq, kind, targets, atMs: startedAtMs });
-        await this.hold();
-        break;
+        return { targets: [t], detail: `SIGKILL of the sitter and PostgreSQL of ${t}${role(t)}, restart after the hold`, holdMs: holdMs() };
       }
       case 'kill-sitter': {
         const t = crashTarget();
-        targets = [t];
         this.cluster.killSitter(t);
         this.down.add(t);
-        detail = `SIGKILL of the sitter of ${t}${t === primary ? ' (the primary)' : ''} (its PostgreSQL goes on), restart after the hold`;
-        this.events.note({ event: 'inject', seq, kind, targets, atMs: startedAtMs });
-        await this.hold();
-        break;
+        return { targets: [t], detail: `SIGKILL of the sitter of ${t}${role(t)} (its PostgreSQL goes on), restart after the hold`, holdMs: holdMs() };
       }
       case 'kill-postgres': {
         const t = crashTarget();
-        targets = [t];
         const pm = this.cluster.signalPostgres(t, 'SIGKILL');
-        detail = pm === null ? `no PostgreSQL ran on ${t}` : `SIGKILL of PostgreSQL (postmaster ${pm} and its children) on ${t}${t === primary ? ' (the primary)' : ''}; the sitter restarts it`;
-        this.events.note({ event: 'inject', seq, kind, targets, atMs: startedAtMs });
-        await sleep(this.opts.sessionTimeoutMs);
-        break;
+        const detail = pm === null ? `no PostgreSQL ran on ${t}` : `SIGKILL of PostgreSQL (postmaster ${pm} and its children) on ${t}${role(t)}; the sitter restarts it`;
+        return { targets: [t], detail, holdMs: this.opts.sessionTimeoutMs };
       }
       case 'pause-short':
       case 'pause-long': {
         const t = crashTarget();
-        targets = [t];
         const ms = kind === 'pause-short'
           ? Math.floor(this.opts.sessionTimeoutMs * (0.3 + 0.3 * this.rng.next()))
           : Math.floor(this.opts.sessionTimeoutMs * (2 + 2 * this.rng.next()));
-        this.cluster.pause(t);
-        this.paused.add(t);
-        detail = `SIGSTOP of the sitter and PostgreSQL of ${t}${t === primary ? ' (the primary)' : ''} for ${ms} ms (session timeout ${this.opts.sessionTimeoutMs} ms)`;
-        this.events.note({ event: 'inject', seq, kind, targets, atMs: startedAtMs });
-        await sleep(ms);
-        break;
+        if (!this.paused.has(t)) {
+          this.cluster.pause(t);
+          this.paused.add(t);
+        }
+        return { targets: [t], detail: `SIGSTOP of the sitter and PostgreSQL of ${t}${role(t)} for ${ms} ms (session timeout ${this.opts.sessionTimeoutMs} ms)`, holdMs: ms };
       }
       case 'partition-primary':
       case 'partition-sync':
@@ -217,39 +233,25 @@ export class Nemesis {
         if (kind === 'partition-primary') side = [primary ?? this.rng.pick(ids)];
         else if (kind === 'partition-sync') side = [sync ?? this.rng.pick(ids)];
         else side = this.rng.shuffle(ids).slice(0, Math.max(1, Math.floor((ids.length - 1) / 2)));
-        targets = side;
         this.partitioned = true;
         await isolate(this.cluster.net, side);
-        detail = `isolated ${side.join(', ')} from the other peers (primary ${primary}, sync ${sync})`;
-        this.events.note({ event: 'inject', seq, kind, targets, atMs: startedAtMs });
-        await this.hold();
-        break;
+        return { targets: side, detail: `isolated ${side.join(', ')} from the other peers (primary ${primary}, sync ${sync})`, holdMs: holdMs() };
       }
       case 'partition-oneway': {
         const [from, to] = this.rng.shuffle(ids) as [string, string];
-        targets = [from, to];
         this.partitioned = true;
         await cut(this.cluster.net, from, to);
-        detail = `dropped every packet from ${from} to ${to} (one way; primary ${primary}, sync ${sync})`;
-        this.events.note({ event: 'inject', seq, kind, targets, atMs: startedAtMs });
-        await this.hold();
-        break;
+        return { targets: [from, to], detail: `dropped every packet from ${from} to ${to} (one way; primary ${primary}, sync ${sync})`, holdMs: holdMs() };
       }
       case 'restart-all': {
-        targets = [...ids];
         for (const id of ids) {
           this.cluster.killPeer(id);
           this.down.add(id);
         }
-        detail = 'SIGKILL of every peer, then all restarted together';
-        this.events.note({ event: 'inject', seq, kind, targets, atMs: startedAtMs });
-        await sleep(this.rng.int(1000, 3000));
-        break;
+        return { targets: [...ids], detail: 'SIGKILL of every peer, then all restarted together', holdMs: this.rng.int(1000, 3000) };
       }
+      case 'overlap':
+        throw new Error('an overlapping fault is made of two others, not begun by itself');
     }
-    await this.healAll();
-    const record: FaultRecord = { seq, kind, targets, startedAtMs, healedAtMs: this.now(), detail };
-    this.done.push(kind);
-    this.events.fault(record);
   }
 }

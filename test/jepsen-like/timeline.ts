@@ -52,10 +52,10 @@ export function renderTimeline(input: TimelineInput): string {
   for (const f of input.faults) {
     const x0 = x(f.startedAtMs);
     const w = Math.max(2, x(f.healedAtMs) - x0);
-    out.push(`<rect x="${x0.toFixed(1)}" y="${y}" width="${w.toFixed(1)}" height="${LANE - 4}" fill="${faultColor(f.kind)}" opacity="0.85"><title>${esc(`#${f.seq} ${f.kind} ${f.targets.join(',')}: ${f.detail}`)}</title></rect>`);
+    out.push(`<rect x="${x0.toFixed(1)}" y="${y}" width="${w.toFixed(1)}" height="${LANE - 4}" fill="${faultColor(f.kind)}" opacity="0.85"><title>${esc(`#${f.seq} ${f.kind}${f.parts !== undefined ? ` (${f.parts.join(' + ')})` : ''} ${f.targets.join(',')}: ${f.detail}`)}</title></rect>`);
     // Labels go on two rows, each label only where it does not overprint the previous one of its row
     // (the bar's tooltip names every fault).
-    const text = `#${f.seq} ${f.kind}`;
+    const text = `#${f.seq} ${f.parts !== undefined ? f.parts.join(' + ') : f.kind}`;
     const row = labelEnds[0]! <= x0 ? 0 : labelEnds[1]! <= x0 ? 1 : -1;
     if (row >= 0) {
       out.push(`<text x="${(x0 + 2).toFixed(1)}" y="${y + LANE + 6 + row * 9}" font-size="9" fill="#333">${esc(text)}</text>`);
