@@ -3,7 +3,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { connect, type Socket } from 'node:net';
 import { pino } from 'pino';
-import { TcpTransport, helloMac, encodeFrame, FrameDecoder, FRAME_CHALLENGE, FRAME_HELLO, FRAME_MESSAGES } from '../../src/raft/transport/index.js';
+import { TcpTransport, helloMac, encodeFrame, FrameDecoder, FRAME_CHALLENGE, FRAME_HELLO, FRAME_MESSAGES, FRAME_PING } from '../../src/raft/transport/index.js';
 import type { Message } from '../../src/raft/core/types.js';
 import type { PeerMessage } from '../../src/raft/transport/messages.js';
 import { freePort, waitFor } from '../../tools/lib/wait.js';
@@ -353,5 +353,97 @@ describe('TcpTransport', () => {
     // 100 + 200 + 400 + 400 ms of backoff fit about 4-5 attempts in a second, not 100.
     expect(a.t.stats().reconnects).toBeLessThanOrEqual(6);
     expect(a.t.stats().reconnects).toBeGreaterThanOrEqual(2);
+  });
+
+  describe('silent connections', () => {
+    const fast = { keepaliveIntervalMs: 50, silenceTimeoutMs: 300, connectTimeoutMs: 300 };
+
+    /** A server that does `onConn` with each connection and never reads; counts connections. */
+    async function fakeServer(onConn: (s: Socket) => void): Promise<{ port: number; conns: () => number; close: () => Promise<void> }> {
+      const { createServer } = await import('node:net');
+      const port = await freePort();
+      let n = 0;
+      const held: Socket[] = [];
+      const srv = createServer((s) => { n++; held.push(s); s.on('error', () => {}); onConn(s); });
+      await new Promise<void>((r) => srv.listen(port, '127.0.0.1', r));
+      return {
+        port, conns: () => n,
+        close: async () => {
+          for (const s of held) s.destroy();
+          await new Promise<void>((r) => { srv.close(() => { r(); }); });
+        },
+      };
+    }
+
+    it('drops an outbound connection that receives nothing after the challenge, and dials again', async () => {
+      // The challenge is answered, then the server goes quiet for good, as a peer behind a
+      // partition does: the TCP connection stays "open" but nothing comes back.
+      const srv = await fakeServer((s) => { s.write(encodeFrame(FRAME_CHALLENGE, Buffer.alloc(32, 7))); });
+      try {
+        const a = await node('a', await freePort(), { b: `127.0.0.1:${srv.port}` }, fast);
+        a.t.send([hb('a', 'b', 1)]);
+        await waitFor('a second dial after the silence', () => srv.conns() >= 2, { timeoutMs: 20_000 });
+        const line = a.lines.find((l) => l['msg'] === 'raft transport: connection to peer is silent, dropping it and dialling again');
+        expect(line).toBeDefined();
+        expect(String(line!['reason'])).toMatch(/nothing received for \d+ ms \(missed keepalives\)/);
+        expect(a.t.stats().silentDrops).toBeGreaterThanOrEqual(1);
+        expect(a.unreachable).toContain('b');
+      } finally {
+        await srv.close();
+      }
+    });
+
+    it('abandons a dial that gets no challenge and dials again at once', async () => {
+      const srv = await fakeServer(() => { /* accepts at the TCP level, then says nothing */ });
+      try {
+        const a = await node('a', await freePort(), { b: `127.0.0.1:${srv.port}` }, fast);
+        a.t.send([hb('a', 'b', 1)]);
+        await waitFor('three dials', () => srv.conns() >= 3, { timeoutMs: 20_000 });
+        expect(a.t.stats().connectTimeouts).toBeGreaterThanOrEqual(2);
+        const lines = a.lines.filter((l) => l['msg'] === 'raft transport: dial to peer got no answer, dialling again');
+        // One warning per outage, not one per dial.
+        expect(lines).toHaveLength(1);
+        expect(String(lines[0]!['reason'])).toBe('no challenge within 300 ms of dialling');
+      } finally {
+        await srv.close();
+      }
+    });
+
+    it('closes an inbound connection that goes quiet after its hello', async () => {
+      const pb = await freePort();
+      const b = await node('b', pb, {}, fast);
+      const { sock, closed } = await rawClient(pb, { from: 'a', to: 'b', secret: SECRET });
+      // The server pings the client while the connection lives.
+      let pings = 0;
+      const dec = new FrameDecoder(1024);
+      sock.on('data', (c: Buffer) => { for (const f of dec.push(c)) if (f.kind === FRAME_PING) pings++; });
+      await closed;
+      expect(pings).toBeGreaterThanOrEqual(1);
+      expect(b.t.stats().silentDrops).toBe(1);
+      const line = b.lines.find((l) => l['msg'] === 'raft transport: inbound connection is silent, closing it');
+      expect(line?.['peer']).toBe('a');
+    });
+
+    it('keeps an idle but healthy pair connected: pings count as life', async () => {
+      const [pa, pb] = [await freePort(), await freePort()];
+      const a = await node('a', pa, { b: `127.0.0.1:${pb}` }, fast);
+      const b = await node('b', pb, { a: `127.0.0.1:${pa}` }, fast);
+      a.t.send([hb('a', 'b', 1)]);
+      b.t.send([hb('b', 'a', 1)]);
+      await waitFor('both delivered', () => a.got.length === 1 && b.got.length === 1);
+      // Idle for many silence timeouts: only pings flow.
+      const until = Date.now() + 1500;
+      await waitFor('1.5 s of idleness', () => Date.now() > until, { timeoutMs: 5000, intervalMs: 50 });
+      expect(a.t.stats().silentDrops + b.t.stats().silentDrops).toBe(0);
+      expect(a.t.stats().reconnects + b.t.stats().reconnects).toBe(0);
+      a.t.send([hb('a', 'b', 2)]);
+      await waitFor('still delivering on the same connection', () => b.got.length === 2);
+      expect(b.t.stats().connectionsAccepted).toBe(1);
+    });
+
+    it('rejects a silence timeout that is not more than two keepalive intervals', () => {
+      expect(() => new TcpTransport({ id: 'a', secret: SECRET, listen: { host: '127.0.0.1', port: 0 }, peers: {}, logger: capture().logger, handlers: { onMessages: () => {} }, keepaliveIntervalMs: 200, silenceTimeoutMs: 300 }))
+        .toThrow(/silenceTimeoutMs \(300\) must be more than twice keepaliveIntervalMs \(200\)/);
+    });
   });
 });

@@ -47,7 +47,9 @@ async function node(id: string, port: number, peers: Record<string, string>, tls
   const lines: Record<string, unknown>[] = [];
   const logger = pino({ level: 'info' }, { write: (s: string) => { lines.push(JSON.parse(s) as Record<string, unknown>); } });
   const t = new TcpTransport({
-    id, secret: SECRET, listen: { host: '127.0.0.1', port }, peers, logger, helloTimeoutMs: 1000,
+    // The dial deadline is longer than the hello deadline, so that what a test sees refused is the
+    // server's decision, not a client giving up first.
+    id, secret: SECRET, listen: { host: '127.0.0.1', port }, peers, logger, helloTimeoutMs: 1000, connectTimeoutMs: 3000,
     handlers: { onMessages: (ms) => { got.push(...ms); } }, reconnectMinMs: 20, reconnectMaxMs: 200, ...(tls ? { tls } : {}),
   });
   await t.start();

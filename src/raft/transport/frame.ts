@@ -5,6 +5,7 @@
 export const FRAME_CHALLENGE = 1; // server -> client: a random nonce
 export const FRAME_HELLO = 2; // client -> server: {from, to, mac}
 export const FRAME_MESSAGES = 3; // client -> server: a JSON array of Raft messages
+export const FRAME_PING = 4; // either way, after the hello, empty: "this connection is alive"
 
 const HEADER_BYTES = 4;
 

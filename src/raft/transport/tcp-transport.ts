@@ -26,14 +26,25 @@
 // the next event-loop turn cost a loop hop on each side of every round trip). To a destination
 // still connecting, messages queue and go out when it is ready. The queue is bounded: past the
 // limit the oldest messages are dropped (Raft retransmits) and counted.
+//
+// Liveness: a TCP connection whose path goes silent (a partition, a peer that froze) does not fail
+// by itself: queued bytes wait out TCP's retransmission back-off, which after a long partition is
+// tens of seconds. So both ends send a small ping frame every keepaliveIntervalMs, and a
+// connection that has received nothing for silenceTimeoutMs is dropped, logged with the reason,
+// and dialled again. A dial that has not produced the peer's challenge within connectTimeoutMs is
+// abandoned and dialled again after the shortest backoff, so that after a partition heals a peer
+// is heard from within about connectTimeoutMs + reconnectMinMs. (TCP keepalive only probes an idle
+// connection, and TCP_USER_TIMEOUT is not reachable from Node without a native addon; the pings
+// cover both.) All of it is measured with the monotonic clock.
 import { createHmac, randomBytes, timingSafeEqual, X509Certificate } from 'node:crypto';
 import { createServer, connect, Socket, type Server } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import { connect as tlsConnect, Server as TlsServer, type ConnectionOptions, type PeerCertificate, type SecureContext, type TLSSocket } from 'node:tls';
 import type { Logger } from '../../log.js';
 import type { NodeId } from '../core/types.js';
 import type { PeerMessage } from './messages.js';
 import { RaftConfigError } from '../errors.js';
-import { FRAME_CHALLENGE, FRAME_HELLO, FRAME_MESSAGES, FrameDecoder, FrameTooLargeError, encodeFrame, type Frame } from './frame.js';
+import { FRAME_CHALLENGE, FRAME_HELLO, FRAME_MESSAGES, FRAME_PING, FrameDecoder, FrameTooLargeError, encodeFrame, type Frame } from './frame.js';
 import { parseMessages } from './validate.js';
 
 export interface TransportStats {
@@ -59,6 +70,10 @@ export interface TransportStats {
   messagesDropped: number;
   /** Outbound connection attempts after the first one to a destination. */
   reconnects: number;
+  /** Connections (either way) dropped because nothing came from the other end for silenceTimeoutMs. */
+  silentDrops: number;
+  /** Outbound dials abandoned because no challenge came within connectTimeoutMs. */
+  connectTimeouts: number;
 }
 
 export interface TransportHandlers {
@@ -112,6 +127,12 @@ export interface TransportOptions {
   readonly maxUnauthenticated?: number;
   /** Most unauthenticated inbound connections from one remote address. Default 8. */
   readonly maxUnauthenticatedPerAddress?: number;
+  /** How often each end of a connection sends a ping frame. Default 200 ms. */
+  readonly keepaliveIntervalMs?: number;
+  /** A connection that received nothing (no frame, no ping) for this long is dropped. Default 1000 ms. */
+  readonly silenceTimeoutMs?: number;
+  /** An outbound dial that has not received the peer's challenge within this is abandoned. Default 500 ms. */
+  readonly connectTimeoutMs?: number;
 }
 
 const HELLO_DOMAIN = 'manatee-raft-hello-v1';
@@ -134,6 +155,8 @@ interface InboundConnection {
   /** Refused, evicted or replaced: nothing more is read. */
   done: boolean;
   helloTimer: NodeJS.Timeout | null;
+  /** performance.now() when it last received bytes. */
+  lastHeardMs: number;
 }
 
 /** Why a TLS peer's certificate was not verified (CERT_HAS_EXPIRED...): node types it Error, but sets a code string. */
@@ -176,6 +199,8 @@ class PeerLink {
   flushScheduled = false;
   everConnected = false;
   reportedDown = false;
+  /** performance.now() when the current dial began, or when the connection last received bytes. */
+  lastHeardMs = 0;
   /** Why the last connection failed (TLS), for the log. */
   lastError: string | null = null;
 
@@ -207,11 +232,17 @@ export class TcpTransport {
   private evictionLog = { sinceLine: 0, lastLineAtMs: 0 };
   private readonly links = new Map<NodeId, PeerLink>();
   private readonly inbound = new Set<Socket>();
+  private readonly keepaliveIntervalMs: number;
+  private readonly silenceTimeoutMs: number;
+  private readonly connectTimeoutMs: number;
+  private keepaliveTimer: NodeJS.Timeout | null = null;
+  private lastKeepaliveTickMs = performance.now();
   private server: Server | null = null;
   private closed = false;
   private readonly counters: TransportStats = {
     connectionsAccepted: 0, connectionsAuthenticated: 0, authFailures: 0, connectionsEvicted: 0, connectionsReplaced: 0, oversizedFrames: 0, malformedFrames: 0,
     framesReceived: 0, messagesReceived: 0, framesSent: 0, messagesSent: 0, messagesDropped: 0, reconnects: 0,
+    silentDrops: 0, connectTimeouts: 0,
   };
 
   constructor(opts: TransportOptions) {
@@ -222,7 +253,13 @@ export class TcpTransport {
     this.maxQueueMessages = opts.maxQueueMessages ?? 10_000;
     this.helloTimeoutMs = opts.helloTimeoutMs ?? 1000;
     this.reconnectMinMs = opts.reconnectMinMs ?? 50;
-    this.reconnectMaxMs = opts.reconnectMaxMs ?? 1000;
+    this.reconnectMaxMs = opts.reconnectMaxMs ?? 500;
+    this.keepaliveIntervalMs = opts.keepaliveIntervalMs ?? 200;
+    this.silenceTimeoutMs = opts.silenceTimeoutMs ?? 1000;
+    this.connectTimeoutMs = opts.connectTimeoutMs ?? 500;
+    if (!(this.keepaliveIntervalMs > 0) || !(this.silenceTimeoutMs > 2 * this.keepaliveIntervalMs) || !(this.connectTimeoutMs > 0)) {
+      throw new RaftConfigError(`silenceTimeoutMs (${this.silenceTimeoutMs}) must be more than twice keepaliveIntervalMs (${this.keepaliveIntervalMs}), and connectTimeoutMs (${this.connectTimeoutMs}) positive`);
+    }
     this.maxInbound = opts.maxInboundConnections ?? 256;
     this.maxUnauthenticated = opts.maxUnauthenticated ?? 32;
     this.maxUnauthenticatedPerAddress = opts.maxUnauthenticatedPerAddress ?? 8;
@@ -258,6 +295,9 @@ export class TcpTransport {
       }
       this.server = server;
       server.on('error', (err) => { this.log.error({ err: errMessage(err) }, 'raft transport server error'); });
+      this.lastKeepaliveTickMs = performance.now();
+      this.keepaliveTimer = setInterval(() => { this.keepaliveTick(); }, this.keepaliveIntervalMs);
+      this.keepaliveTimer.unref();
       return;
     }
   }
@@ -346,6 +386,7 @@ export class TcpTransport {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.keepaliveTimer !== null) clearInterval(this.keepaliveTimer);
     for (const id of [...this.links.keys()]) this.removePeer(id);
     for (const s of this.inbound) s.destroy();
     this.inbound.clear();
@@ -381,11 +422,15 @@ export class TcpTransport {
     if (link.attempts > 0) this.counters.reconnects++;
     link.attempts++;
     link.state = 'connecting';
+    link.lastHeardMs = performance.now();
     const sock = this.dial(link, host, port);
     link.socket = sock;
     const decoder = new FrameDecoder(1024);
     sock.on('data', (chunk: Buffer) => {
-      if (link.socket !== sock || link.state !== 'connecting') return;
+      if (link.socket !== sock) return;
+      // After the challenge the peer sends only pings: any byte is a sign of life, nothing to decode.
+      if (link.state === 'ready') link.lastHeardMs = performance.now();
+      if (link.state !== 'connecting') return;
       let frames: Frame[];
       try {
         frames = decoder.push(chunk);
@@ -404,6 +449,7 @@ export class TcpTransport {
       const mac = helloMac(this.opts.secret, ch.payload, this.opts.id, link.id).toString('hex');
       sock.write(encodeFrame(FRAME_HELLO, JSON.stringify({ from: this.opts.id, to: link.id, mac })));
       link.state = 'ready';
+      link.lastHeardMs = performance.now();
       link.backoffMs = this.reconnectMinMs;
       if (link.reportedDown) this.log.info({ peer: link.id, address: link.address }, 'raft transport: connected to peer');
       link.everConnected = true;
@@ -454,6 +500,63 @@ export class TcpTransport {
       if (link.state === 'idle' && !this.closed) this.connectLink(link);
     }, delayMs);
     link.reconnectTimer.unref();
+  }
+
+  /**
+   * Every keepaliveIntervalMs: pings every connection, drops the silent ones, abandons slow dials.
+   * A tick that comes late (this process was paused or starved) checks nothing: the bytes that
+   * arrived meanwhile are not read yet, and a silence measured across our own stall is not the peer's.
+   */
+  private keepaliveTick(): void {
+    const nowMs = performance.now();
+    const gapMs = nowMs - this.lastKeepaliveTickMs;
+    this.lastKeepaliveTickMs = nowMs;
+    const judge = gapMs < this.silenceTimeoutMs / 2;
+    if (!judge) this.log.info({ gapMs: Math.round(gapMs) }, 'raft transport: keepalive timer ran late, not judging silence this round');
+    const ping = encodeFrame(FRAME_PING, Buffer.alloc(0));
+    for (const link of this.links.values()) {
+      const sock = link.socket;
+      if (sock === null) continue;
+      const quietMs = nowMs - link.lastHeardMs;
+      if (link.state === 'connecting' && judge && quietMs > this.connectTimeoutMs) {
+        this.counters.connectTimeouts++;
+        this.abandonLink(link, sock, `no challenge within ${this.connectTimeoutMs} ms of dialling`, 'raft transport: dial to peer got no answer, dialling again');
+      } else if (link.state === 'ready' && judge && quietMs > this.silenceTimeoutMs) {
+        this.counters.silentDrops++;
+        this.abandonLink(link, sock, `nothing received for ${Math.round(quietMs)} ms (missed keepalives)`, 'raft transport: connection to peer is silent, dropping it and dialling again');
+      } else if (link.state === 'ready' && !sock.writableNeedDrain) {
+        sock.write(ping);
+      }
+    }
+    for (const [peer, conn] of this.authenticated) {
+      const quietMs = nowMs - conn.lastHeardMs;
+      if (judge && quietMs > this.silenceTimeoutMs) {
+        this.counters.silentDrops++;
+        this.log.warn({ peer, remote: conn.remote, reason: `nothing received for ${Math.round(quietMs)} ms (missed keepalives)` }, 'raft transport: inbound connection is silent, closing it');
+        this.authenticated.delete(peer);
+        conn.done = true;
+        conn.sock.destroy();
+        conn.raw.destroy();
+      } else if (!conn.sock.writableNeedDrain) {
+        conn.sock.write(ping);
+      }
+    }
+  }
+
+  /**
+   * Drops a dial or connection that went silent and dials again after the shortest backoff: the
+   * failure was a timeout, already a wait of its own, not a refusal to back off from.
+   */
+  private abandonLink(link: PeerLink, sock: Socket, reason: string, msg: string): void {
+    if (!link.reportedDown) this.log.warn({ peer: link.id, address: link.address, reason }, msg);
+    else this.log.debug({ peer: link.id, address: link.address, reason }, msg);
+    link.reportedDown = true;
+    link.socket = null;
+    link.state = 'idle';
+    link.backoffMs = this.reconnectMinMs;
+    sock.destroy();
+    this.opts.handlers.onUnreachable?.(link.id);
+    this.scheduleReconnect(link);
   }
 
   private dropConnection(link: PeerLink): void {
@@ -573,7 +676,7 @@ export class TcpTransport {
     }
     this.makeRoom(address);
     this.inbound.add(raw);
-    const conn: InboundConnection = { raw, sock: raw, address, remote, peer: null, done: false, helloTimer: null };
+    const conn: InboundConnection = { raw, sock: raw, address, remote, peer: null, done: false, helloTimer: null, lastHeardMs: performance.now() };
     this.pending.add(conn);
     // The deadline covers the TLS handshake too: a socket that never finishes it holds a slot no longer.
     conn.helloTimer = setTimeout(() => { this.refuse(conn, 'auth', `no hello within ${this.helloTimeoutMs} ms`); }, this.helloTimeoutMs);
@@ -649,6 +752,7 @@ export class TcpTransport {
     sock.write(encodeFrame(FRAME_CHALLENGE, nonce));
     sock.on('data', (chunk: Buffer) => {
       if (conn.done) return;
+      conn.lastHeardMs = performance.now();
       decoder.append(chunk);
       for (;;) {
         let f: Frame | null;
@@ -696,6 +800,7 @@ export class TcpTransport {
   /** Delivers one frame of an authenticated peer; false when the connection was refused. */
   private onFrame(conn: InboundConnection, f: Frame): boolean {
     const peer = conn.peer!;
+    if (f.kind === FRAME_PING) return true;
     if (f.kind !== FRAME_MESSAGES) {
       this.refuse(conn, 'malformed', `unexpected frame kind ${f.kind}`);
       return false;
