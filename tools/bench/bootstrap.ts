@@ -1,7 +1,8 @@
 // Bootstrap benchmark: how fast a new standby gets its data, by ZFS send/receive through the
 // backup server and by pg_basebackup, next to raw baselines measured on the same disk in the
-// same run (`zfs send > /dev/null`, `zfs send | zfs recv`, and reading the data directory with
-// tar). Prints times, MB/s and ratios. Run as root (zfs-fuse, PostgreSQL as `postgres`):
+// same run (`zfs send > /dev/null`, `zfs send | zfs recv`, reading the data directory with tar,
+// and a raw `pg_basebackup` with the flags Manatee uses). Prints each run's times, MB/s and ratios
+// as soon as the run ends, then the medians. Run as root (zfs-fuse, PostgreSQL as `postgres`):
 //
 //   npx tsx tools/bench/bootstrap.ts [--size-mb 1024] [--runs 1]
 //
@@ -15,7 +16,7 @@ import { performance } from 'node:perf_hooks';
 import { execa } from 'execa';
 import Fastify from 'fastify';
 import { createLogger, silentLogger } from '../../src/log.js';
-import { Zfs } from '../../src/zfs/index.js';
+import { Zfs, ZfsBusyError } from '../../src/zfs/index.js';
 import { backupRoutes, ZfsBackupBackend } from '../../src/backup/index.js';
 import { BasebackupBackend } from '../../src/backup/basebackup.js';
 import { PostgresServer } from '../../src/postgres/index.js';
@@ -57,6 +58,27 @@ function median(xs: number[]): number {
   return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
+/**
+ * Destroys a dataset once zfs-fuse lets go of it. Right after a step, its mount can stay busy for
+ * a while on a loaded machine ("dataset is busy"); Zfs.destroy retries a few times, and this waits
+ * longer, up to a deadline, saying so.
+ */
+async function destroyWhenFree(zfs: Zfs, dataset: string, deadlineMs = 180_000): Promise<void> {
+  const t0 = performance.now();
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await zfs.destroy(dataset, { recursive: true });
+      if (attempt > 1) say(`${dataset} destroyed after ${((performance.now() - t0) / 1000).toFixed(1)} s of waiting for it to be free`);
+      return;
+    } catch (err) {
+      const waitedMs = performance.now() - t0;
+      if (!(err instanceof ZfsBusyError) || waitedMs > deadlineMs) throw err;
+      say(`${dataset} is still busy after ${(waitedMs / 1000).toFixed(1)} s (attempt ${attempt}), waiting (deadline ${deadlineMs / 1000} s)`);
+      await new Promise((r) => setTimeout(r, Math.min(5000, 500 * attempt)));
+    }
+  }
+}
+
 async function dirBytes(path: string): Promise<number> {
   const { stdout } = await execa('du', ['-sb', path]);
   return Number(stdout.split('\t')[0]);
@@ -66,7 +88,7 @@ async function main(): Promise<void> {
   const log = values.log ? createLogger({ level: 'debug', destination: 2, name: 'bench' }) : silentLogger();
   const zfs = new Zfs({ log, commandTimeoutMs: 600_000 });
   // A, the ZFS copy and the pg_basebackup copy, plus zfs-fuse's reserve and WAL.
-  const poolMb = Math.ceil(sizeMb * 3.6 + 768);
+  const poolMb = Math.ceil(sizeMb * 4.8 + 1024);
   say(`creating a ${poolMb} MB file-backed pool`);
   const pool: TestPool = await createTestPool({ sizeMb: poolMb, prefix: 'bench' });
   const dsA = `${pool.name}/a`;
@@ -119,8 +141,10 @@ async function main(): Promise<void> {
     const sendRow = add('raw: zfs send > /dev/null', 0);
     const sendPipeRow = add('raw: zfs send | wc -c', 0);
     const sendRecvRow = add('raw: zfs send | zfs recv (same pool)', 0);
+    const rawBbRow = add('raw: pg_basebackup (same flags, no Manatee)', 0);
     const zfsRow = add('bootstrap: ZFS send/recv via backup server (HTTP)', 0);
     const bbRow = add('bootstrap: pg_basebackup (BasebackupBackend)', 0);
+    const rate1 = (bytes: number, ms: number): number => bytes / MB / (ms / 1000);
 
     for (let run = 1; run <= runs; run++) {
       // Each step as a function, so that the order alternates between runs: zfs-fuse's cache
@@ -152,7 +176,7 @@ async function main(): Promise<void> {
           sendRecvRow.ms.push(sr.ms);
           sendRecvRow.bytes = sr.value;
           sendRow.bytes = sr.value;
-          await zfs.destroy(dsRaw, { recursive: true });
+          await destroyWhenFree(zfs, dsRaw);
         }],
         ['ZFS bootstrap', async () => {
           const dsB = `${pool.name}/peers/b`;
@@ -161,7 +185,7 @@ async function main(): Promise<void> {
           const z = await timed(() => backend.restore({ source: { peerId: 'a', pgUrl: '', backupUrl }, reason: 'bootstrap' }));
           zfsRow.ms.push(z.ms);
           zfsRow.bytes = z.value.bytes;
-          await zfs.destroy(dsB, { recursive: true });
+          await destroyWhenFree(zfs, dsB);
         }],
         ['pg_basebackup', async () => {
           const dsC = `${pool.name}/c`;
@@ -174,12 +198,32 @@ async function main(): Promise<void> {
           bbRow.ms.push(bb.ms);
           bbRow.bytes = bb.value.bytes > 0 ? bb.value.bytes : await dirBytes(target.dataDir);
           target.detach();
-          await zfs.destroy(dsC, { recursive: true });
+          await destroyWhenFree(zfs, dsC);
+        }],
+        ['raw pg_basebackup', async () => {
+          const dsD = `${pool.name}/d`;
+          const mpD = join(pool.dir, 'd');
+          await zfs.createDataset(dsD, { mountpoint: mpD });
+          await execa('chown', ['postgres:', mpD]);
+          const into = join(mpD, 'pgdata');
+          const raw = await timed(() => execa('runuser', ['-u', 'postgres', '--', `${BIN}/pg_basebackup`,
+            '-D', into, '-X', 'stream', '--progress', '--checkpoint=fast', '--no-password', '--no-manifest',
+            '-d', `host=127.0.0.1 port=${port} user=${a!.replicationUser} dbname=postgres application_name=bench-raw-basebackup`,
+          ], { env: { PGPASSWORD: REPL_PASSWORD }, timeout: 3_600_000 }));
+          rawBbRow.ms.push(raw.ms);
+          rawBbRow.bytes = await dirBytes(into);
+          await destroyWhenFree(zfs, dsD);
         }],
       ];
       const order = run % 2 === 1 ? steps : [...steps].reverse();
       say(`run ${run}/${runs}: ${order.map(([name]) => name).join(', ')}`);
       for (const [, step] of order) await step();
+      // This run's figures now: a crash in a later run must not take them with it.
+      const i = run - 1;
+      const lines = rows.map((r) => `  ${r.name.padEnd(52)} ${((r.ms[i] ?? NaN) / 1000).toFixed(2).padStart(8)} s ${rate1(r.bytes, r.ms[i] ?? NaN).toFixed(1).padStart(8)} MB/s`);
+      const ratio = (x: number[], base: number[]): string => ((base[i] ?? NaN) / (x[i] ?? NaN)).toFixed(2);
+      process.stdout.write(`run ${run}/${runs}:\n${lines.join('\n')}\n` +
+        `  ratios: ZFS bootstrap / zfs send | zfs recv ${ratio(zfsRow.ms, sendRecvRow.ms)}; pg_basebackup bootstrap / raw pg_basebackup ${ratio(bbRow.ms, rawBbRow.ms)} (time of the baseline / time of the bootstrap)\n`);
     }
 
     // Ratios per run (each against the baseline measured in the same run), then their median.
@@ -198,9 +242,11 @@ async function main(): Promise<void> {
     out.push(`ratio ZFS bootstrap / zfs send | wc -c:          ${(rate(zfsRow) / rate(sendPipeRow)).toFixed(2)}`);
     out.push(`ratio ZFS bootstrap / zfs send | zfs recv:       ${(rate(zfsRow) / rate(sendRecvRow)).toFixed(2)}`);
     out.push(`ratio pg_basebackup / tar read of data dir:      ${(rate(bbRow) / rate(tarRow)).toFixed(2)}`);
+    out.push(`ratio pg_basebackup bootstrap / raw pg_basebackup: ${(median(rawBbRow.ms) / median(bbRow.ms)).toFixed(2)} (goal >= 0.9)`);
     out.push(`ratio ZFS bootstrap time / pg_basebackup time:   ${(median(zfsRow.ms) / median(bbRow.ms)).toFixed(2)}`);
     // Same bytes on both sides of these ratios: time(baseline) / time(bootstrap) = rate ratio.
-    out.push(`per run, median: ZFS bootstrap / zfs send | zfs recv: ${perRun(zfsRow.ms, sendRecvRow.ms)}`);
+    out.push(`per run, median: ZFS bootstrap / zfs send | zfs recv: ${perRun(zfsRow.ms, sendRecvRow.ms)} (goal >= 0.9)`);
+    out.push(`per run, median: pg_basebackup bootstrap / raw pg_basebackup: ${perRun(bbRow.ms, rawBbRow.ms)} (goal >= 0.9)`);
     out.push(`per run, median: pg_basebackup time / ZFS bootstrap time: ${perRun(zfsRow.ms, bbRow.ms)}`);
     process.stdout.write(`${out.join('\n')}\n`);
   } finally {
