@@ -25,8 +25,8 @@ export interface ProcNodeConfig {
   electionTicks?: number;
   snapshotEveryEntries?: number;
   keepEntriesAfterSnapshot?: number;
-  /** "list" keeps every command (for agreement checks); "count" keeps a count and a hash chain. */
-  mode?: 'list' | 'count';
+  /** "list" keeps every command (for agreement checks); "count" keeps a count and a hash chain; "register" runs integer registers. */
+  mode?: 'list' | 'count' | 'register';
 }
 
 export interface ProcNode {

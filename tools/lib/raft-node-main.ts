@@ -5,6 +5,9 @@
 //   GET  /read                           -> linearizable read: 200 {count, chain}
 //   GET  /status                         -> the node's status
 //   GET  /applied                        -> every applied command in order (mode "list")
+//   GET  /register?key=K                 -> mode "register": linearizable read (ReadIndex, on any node) of register K: 200 {value}
+// In mode "register" the commands are JSON: {"f":"write","key","value"} -> {ok: true};
+// {"f":"cas","key","from","to"} -> {ok: <the register held from>} (see RegisterMachine).
 // A start-up failure (e.g. corrupt storage) is printed on stderr as "<code>: <message>" and the
 // process exits with status 2.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -37,6 +40,46 @@ class RecordingMachine implements StateMachine {
   }
 }
 
+/**
+ * Integer registers by key, for the linearizability checker (test/lincheck/raft-register.test.ts).
+ * A missing register is null; a compare-and-set applies only when the register holds `from`.
+ */
+class RegisterMachine implements StateMachine {
+  registers = new Map<string, number>();
+  count = 0;
+  chain = 0;
+  apply(e: AppliedEntry): unknown {
+    this.count++;
+    this.chain = crc32c(Buffer.from(`${this.chain}:${e.data}`));
+    let c: { f?: unknown; key?: unknown; value?: unknown; from?: unknown; to?: unknown };
+    try {
+      c = JSON.parse(e.data) as typeof c;
+    } catch {
+      return { ok: false, error: 'not JSON' };
+    }
+    if (typeof c.key !== 'string') return { ok: false, error: 'no key' };
+    if (c.f === 'write' && typeof c.value === 'number') {
+      this.registers.set(c.key, c.value);
+      return { ok: true };
+    }
+    if (c.f === 'cas' && typeof c.from === 'number' && typeof c.to === 'number') {
+      if (this.registers.get(c.key) !== c.from) return { ok: false };
+      this.registers.set(c.key, c.to);
+      return { ok: true };
+    }
+    return { ok: false, error: 'unknown command' };
+  }
+  snapshot(): string {
+    return JSON.stringify({ registers: [...this.registers], count: this.count, chain: this.chain });
+  }
+  restore(data: string): void {
+    const v = JSON.parse(data) as { registers: [string, number][]; count: number; chain: number };
+    this.registers = new Map(v.registers);
+    this.count = v.count;
+    this.chain = v.chain;
+  }
+}
+
 function reply(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
@@ -57,7 +100,8 @@ function failure(err: unknown): { code: string; message: string } {
 async function main(): Promise<void> {
   const cfg = JSON.parse(process.argv[2] ?? '{}') as ProcNodeConfig;
   const logger = createLogger({ destination: cfg.logFile, name: `raft-${cfg.id}` });
-  const sm = new RecordingMachine((cfg.mode ?? 'list') === 'list');
+  const registers = cfg.mode === 'register' ? new RegisterMachine() : null;
+  const sm = registers ?? new RecordingMachine((cfg.mode ?? 'list') === 'list');
   let node: RaftNode;
   try {
     node = await RaftNode.open({
@@ -86,7 +130,11 @@ async function main(): Promise<void> {
         } else if (req.url === '/status') {
           reply(res, 200, { ...node.status(), count: sm.count, chain: sm.chain });
         } else if (req.url === '/applied') {
-          reply(res, 200, { items: sm.items, count: sm.count, chain: sm.chain });
+          reply(res, 200, { items: sm instanceof RecordingMachine ? sm.items : [], count: sm.count, chain: sm.chain });
+        } else if (registers !== null && req.url?.startsWith('/register?') === true) {
+          const key = new URL(req.url, 'http://x').searchParams.get('key') ?? '';
+          await node.read();
+          reply(res, 200, { value: registers.registers.get(key) ?? null });
         } else {
           reply(res, 404, { code: 'NOT_FOUND', message: req.url ?? '' });
         }
