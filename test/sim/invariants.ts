@@ -5,9 +5,10 @@
 //     committed state acknowledges commits;
 //   - every acknowledged commit is in the WAL of a new primary, both when its takeover commits
 //     and whenever a PostgreSQL turns writable;
+//   - a deposed peer leaves `deposed` only with a history that the primary's extends (rebuilt);
 //   - liveness: the shard is whole again within a bound once the faults stop (checked by the shard).
 import type { ClusterState } from '../../src/model/index.js';
-import type { SimPostgres } from './pg.js';
+import { isPrefix, type SimPostgres } from './pg.js';
 import { SimInvariantError, type World } from './world.js';
 
 export interface Committed {
@@ -44,6 +45,16 @@ export class ShardChecker {
     }
     if (before === null || after.generation !== before.generation) this.stats.generations++;
     this.world.log(() => `committed v${next.version} g${after.generation}: primary ${after.primary.id}, sync ${after.sync?.id ?? '-'}, async [${after.async.map((p) => p.id).join(',')}], deposed [${after.deposed.map((p) => p.id).join(',')}], initWal ${after.initWal}`);
+    if (before !== null) {
+      const primary = this.pgs.get(after.primary.id);
+      for (const p of before.deposed) {
+        if (after.deposed.some((q) => q.id === p.id)) continue;
+        const pg = this.pgs.get(p.id);
+        if (pg !== undefined && primary !== undefined && !isPrefix(pg.wal, primary.wal)) {
+          this.fail('a deposed peer rejoins only rebuilt', `${p.id} left deposed in generation ${after.generation} with WAL that primary ${after.primary.id} does not have (${pg.wal.length} records, the primary ${primary.wal.length})`);
+        }
+      }
+    }
     if (before !== null && after.primary.id !== before.primary.id) {
       this.stats.takeovers++;
       this.checkHasAcked(after.primary.id, `at the takeover of generation ${after.generation}`);
