@@ -37,6 +37,9 @@ export class ApiMetrics implements HookObserver {
   private readonly lagSeconds = new Gauge({ name: 'manatee_replication_lag_seconds', help: 'Age of this peer\'s newest replayed data, from the heartbeat row (0 on the primary)', labelNames: ['peer', 'upstream'] as const, registers: [this.registry] });
   private readonly decisions = new Counter({ name: 'manatee_decisions_total', help: 'Evaluations of Manatee\'s rules on this peer, by decision kind', labelNames: ['kind'] as const, registers: [this.registry] });
   private readonly failovers = new Counter({ name: 'manatee_failovers_total', help: 'Primary changes seen in the committed state since this sitter started (takeovers and switchovers)', registers: [this.registry] });
+  private readonly pendingRestart = new Gauge({ name: 'manatee_postgres_pending_restart', help: 'Settings whose new value waits for a restart of this peer\'s PostgreSQL (1 per setting)', labelNames: ['setting'] as const, registers: [this.registry] });
+  private readonly pendingRestartCount = new Gauge({ name: 'manatee_postgres_pending_restart_settings', help: 'How many settings wait for a restart of this peer\'s PostgreSQL', registers: [this.registry] });
+  private readonly settingsVersion = new Gauge({ name: 'manatee_shard_settings_applied_version', help: 'The version of the shard-wide settings written to this peer\'s PostgreSQL (-1: none yet)', registers: [this.registry] });
   private readonly rebuildRunning = new Gauge({ name: 'manatee_rebuild_running', help: '1 while this peer rebuilds its data', registers: [this.registry] });
   private readonly rebuildPercent = new Gauge({ name: 'manatee_rebuild_progress_percent', help: 'Progress of the running rebuild (-1 when unknown or none)', registers: [this.registry] });
   private readonly rebuildBytes = new Gauge({ name: 'manatee_rebuild_bytes_done', help: 'Bytes copied by the running rebuild', registers: [this.registry] });
@@ -129,6 +132,10 @@ export class ApiMetrics implements HookObserver {
       if (!(HOOK_EVENTS as readonly string[]).includes(event)) continue;
       for (const outcome of HOOK_OUTCOMES) this.hookRuns.inc({ event, outcome }, 0);
     }
+    this.pendingRestart.reset();
+    for (const name of s.settings?.pendingRestart ?? []) this.pendingRestart.set({ setting: name }, 1);
+    this.pendingRestartCount.set(s.settings?.pendingRestart.length ?? 0);
+    this.settingsVersion.set(s.settings?.appliedVersion ?? -1);
     this.rebuildRunning.set(s.rebuild.running ? 1 : 0);
     this.rebuildPercent.set(s.rebuild.running ? (s.rebuild.progress?.percent ?? -1) : -1);
     this.rebuildBytes.set(s.rebuild.running ? (s.rebuild.progress?.bytesDone ?? 0) : 0);

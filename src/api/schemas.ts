@@ -169,6 +169,26 @@ const hooksStatusSchema = {
   },
 } as const;
 
+/** src/peer/shard-settings.ts PeerSettingsStatus. */
+const peerSettingsStatusSchema = {
+  type: 'object',
+  required: ['version', 'appliedVersion', 'pendingRestart', 'settings', 'error'],
+  properties: {
+    version: int,
+    appliedVersion: { type: ['integer', 'null'] },
+    pendingRestart: { type: 'array', items: str },
+    settings: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['name', 'value', 'source', 'running', 'pendingRestart'],
+        properties: { name: str, value: nullableStr, source: str, running: nullableStr, pendingRestart: { type: 'boolean' } },
+      },
+    },
+    error: nullableStr,
+  },
+} as const;
+
 export const sitterStatusSchema = {
   type: 'object',
   required: [
@@ -197,6 +217,7 @@ export const sitterStatusSchema = {
     },
     heartbeat: heartbeatStatusSchema,
     hooks: hooksStatusSchema,
+    settings: peerSettingsStatusSchema,
   },
 } as const;
 
@@ -231,6 +252,9 @@ export const shardReportSchema = {
           lagSeconds: nullableNum, checkLatencyMs: nullableNum,
           lastDecision: { anyOf: [decisionSchema, { type: 'null' }] },
           rebuild: { anyOf: [rebuildStatusSchema, { type: 'null' }] },
+          pendingRestart: { anyOf: [{ type: 'array', items: str }, { type: 'null' }] },
+          settingsVersion: { type: ['integer', 'null'] },
+          settings: { anyOf: [peerSettingsStatusSchema.properties.settings, { type: 'null' }] },
         },
       },
     },

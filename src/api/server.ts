@@ -14,6 +14,7 @@ import { healthRoutes } from './routes/health.js';
 import { pageRoutes } from './routes/page.js';
 import { emptyQuerySchema, errorBodySchema } from './schemas.js';
 import { readRoutes } from './routes/read.js';
+import { configRoutes } from './routes/config.js';
 import { watchRoutes } from './routes/watch.js';
 import { API_LIMITS_DEFAULT, type ApiDeps, type ApiLimits } from './types.js';
 import { createValidatorCompiler } from './validation.js';
@@ -106,6 +107,7 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
 
   const routeDeps = { ...deps, logger: log };
   await app.register(readRoutes(routeDeps, limits, metrics));
+  if (deps.config !== undefined) await app.register(configRoutes(deps.config));
   await app.register(healthRoutes(routeDeps, limits));
   await app.register(watchRoutes(routeDeps, limits));
   await app.register(pageRoutes());

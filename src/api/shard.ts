@@ -39,6 +39,12 @@ export interface ShardPeer {
   readonly checkLatencyMs: number | null;
   readonly lastDecision: DecisionRecord | null;
   readonly rebuild: RebuildStatus | null;
+  /** Settings whose new value waits for a restart of its PostgreSQL (null: unknown). */
+  readonly pendingRestart?: readonly string[] | null;
+  /** The version of the shard settings written to its PostgreSQL's files (null: unknown or none yet). */
+  readonly settingsVersion?: number | null;
+  /** Each shard setting and overrides-file setting on it: value, source, pending restart (null: unknown). */
+  readonly settings?: NonNullable<SitterStatus['settings']>['settings'] | null;
 }
 
 /** One replication link of the chain: upstream → downstream. */
@@ -127,7 +133,7 @@ export function buildShardReport(asked: SitterStatus, others: ReadonlyMap<string
       return {
         ...base, reachable: false, error: own?.error ?? 'not asked', sitterPid: null, postgresPid: null,
         pgOnline: null, pgHealthy: null, writable: null, inRecovery: null, currentLsn: null, receiveLsn: null, replayLsn: null,
-        lagSeconds: null, checkLatencyMs: null, lastDecision: null, rebuild: null,
+        lagSeconds: null, checkLatencyMs: null, lastDecision: null, rebuild: null, pendingRestart: null, settingsVersion: null, settings: null,
       };
     }
     const s = own.status;
@@ -137,6 +143,8 @@ export function buildShardReport(asked: SitterStatus, others: ReadonlyMap<string
       currentLsn: s.postgres.currentLsn, receiveLsn: s.postgres.receiveLsn, replayLsn: s.postgres.replayLsn,
       lagSeconds: s.heartbeat?.lagSeconds ?? null, checkLatencyMs: s.postgres.checkLatencyMs,
       lastDecision: s.lastDecision, rebuild: s.rebuild,
+      pendingRestart: s.settings?.pendingRestart ?? null, settingsVersion: s.settings?.appliedVersion ?? null,
+      settings: s.settings?.settings ?? null,
     };
   });
   const links = chainLinks(state).map(({ upstream, downstream, expected }): ShardLink => {

@@ -5,6 +5,7 @@ import type { Logger } from '../log.js';
 import type { SitterStatus, ClusterState, HistoryEntry, PeerId, PeerInfo } from '../model/index.js';
 import type { ApiMetrics } from './metrics.js';
 import type { OnwmMode } from '../peer/admin.js';
+import type { ConfigDeps } from './routes/config.js';
 
 /** The committed cluster state with the store's version of it (the compare-and-set token). */
 export interface VersionedState {
@@ -147,4 +148,6 @@ export interface ApiDeps {
   /** More routes registered by the sitter (the backup server's, issue 6's health checks...). */
   readonly extraPlugins?: readonly FastifyPluginAsync[];
   readonly limits?: Partial<ApiLimits>;
+  /** The shard-wide PostgreSQL settings (GET /config, POST /admin/config, GET /pg-settings); absent: no such routes. */
+  readonly config?: ConfigDeps;
 }

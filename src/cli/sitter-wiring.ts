@@ -6,6 +6,8 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from '../log.js';
 import { ApiMetrics, createApi, raftMembership, storeAdminOperations, type AdminOperations, type WatchEvent } from '../api/index.js';
+import { storeSettingsOperations } from '../api/settings-ops.js';
+import { localPgSettingRows, primaryCatalog } from '../peer/primary-catalog.js';
 import { backupRoutes } from '../backup/index.js';
 import { BasebackupBackend } from '../backup/basebackup.js';
 import { ZfsBackupBackend } from '../backup/zfs-backend.js';
@@ -125,6 +127,13 @@ export async function openSitter(config: SitterConfig, log: Logger): Promise<Sit
     adminToken: config.adminToken,
     logger: log,
     extraPlugins,
+    config: {
+      settings: storeSettingsOperations({
+        store,
+        catalog: () => primaryCatalog({ self: config.peerId, state: () => store.getState().state, query: (sql) => postgres.query(sql) }),
+      }),
+      pgSettingRows: () => localPgSettingRows((sql) => postgres.query(sql)),
+    },
   });
   const edge = {
     listen: async (): Promise<void> => { await api.listen({ host: config.api.listen, port: config.api.port }); },

@@ -153,6 +153,37 @@ export interface SitterStatus {
   readonly heartbeat?: HeartbeatStatus;
   /** Hook runs by event and outcome, and the last failure (src/peer/hooks.ts). Absent where no hook runner exists (older sitters, tests' in-memory peers). */
   readonly hooks?: HooksStatus;
+  /** The shard-wide PostgreSQL settings on this peer: applied version, pending restarts, sources (src/peer/shard-settings.ts). */
+  readonly settings?: PeerSettingsStatus;
+}
+
+/** Where a setting's effective value comes from on one peer (the file that sets it last). */
+export type SettingSource = 'shard' | 'peer overrides file' | 'manatee default' | 'manatee enforced' | 'ALTER SYSTEM' | 'default' | 'other file';
+
+/** One setting on one peer: the shard's settings and those of its overrides file. */
+export interface PeerSettingReport {
+  readonly name: string;
+  /** The value the files give it now (the running one may differ until a reload or restart). */
+  readonly value: string | null;
+  readonly source: SettingSource;
+  /** The value PostgreSQL runs with (current_setting). */
+  readonly running: string | null;
+  /** A postmaster setting whose file value differs from the running one: it waits for a restart. */
+  readonly pendingRestart: boolean;
+}
+
+/** What GET /status shows of this peer's shard settings. */
+export interface PeerSettingsStatus {
+  /** The version of the shard settings that this peer's store has applied. */
+  readonly version: number;
+  /** The version written to manatee-shard.conf and reloaded (null: none yet). */
+  readonly appliedVersion: number | null;
+  /** Settings whose new value waits for a restart of this peer's PostgreSQL. */
+  readonly pendingRestart: readonly string[];
+  /** Each shard setting and each setting of the overrides file: its value here and where it comes from. */
+  readonly settings: readonly PeerSettingReport[];
+  /** Why the last apply or report failed, or null. */
+  readonly error: string | null;
 }
 
 /** Where a peer stands in a state: its role, and the peer it replicates from. */

@@ -23,6 +23,7 @@ import { HOOKS_CONFIG_DEFAULT, HookRunner, SitterHooks, type HookObserver } from
 import { PgMonitor } from './pg-monitor.js';
 import { peerHostsOf, PgPeerHosts } from './pg-peers.js';
 import { RepeatFilter } from './repeat-log.js';
+import { ShardSettingsKeeper } from './shard-settings.js';
 import { INITDB_REFUSED, Reconciler } from './reconciler.js';
 import { StreamWatch, syncCannotTakeOver } from './rules/stream-watch.js';
 import { decide, decisionLogFields, decisionRecord, rulesPgStatus, type Decision, type DecisionKind, type RulesInput } from './rules/index.js';
@@ -97,6 +98,8 @@ export class Sitter {
   readonly heartbeat: Heartbeat;
   /** Operators' executables run on shard events (src/peer/hooks.ts); they never block the loop. */
   readonly hooks: SitterHooks;
+  /** The shard-wide PostgreSQL settings, applied to this peer's PostgreSQL (manatee-shard.conf). */
+  readonly shardSettings: ShardSettingsKeeper;
   /** pg_hba.conf admits the replication role from the peers' hosts only: kept current here. */
   private readonly pgPeers: PgPeerHosts;
   private readonly snapshotter: Snapshotter | null;
@@ -192,6 +195,9 @@ export class Sitter {
       }),
       log: parts.log,
     });
+    this.shardSettings = new ShardSettingsKeeper({ target: parts.postgres, settings: () => this.store.getSettings(), ready: () => this.storeCaughtUp, log: parts.log,
+    });
+    parts.postgres.useShardSettings(() => this.store.getSettings());
     const hooksConfig = parts.config.hooks ?? HOOKS_CONFIG_DEFAULT;
     this.hooks = new SitterHooks({
       runner: new HookRunner({ config: hooksConfig, log: parts.log, observer: parts.metrics }),
@@ -221,7 +227,10 @@ export class Sitter {
       this.store.on('peers', () => { this.hooks.changed(); }),
       this.store.on('state', () => { this.pgPeers.update(); }),
       this.store.on('peers', () => { this.pgPeers.update(); }),
+      this.store.on('settings', () => { this.shardSettings.changed(); }),
     );
+    this.postgres.on('started', () => { this.shardSettings.changed(); });
+    this.shardSettings.start();
     this.monitor.on('change', () => { this.kick(); });
     this.postgres.on('exit', (e) => {
       if (!e.expected) {
@@ -249,6 +258,8 @@ export class Sitter {
     this.heartbeat.stop();
     await this.hooks.stop();
     await this.pgPeers.settled();
+    this.shardSettings.stop();
+    await this.shardSettings.settled();
     this.monitor.stop();
     this.sourceConn?.conn.close('the sitter is stopping', true);
     const wasPrimary = roleIn(this.store.getState().state, this.self.id).role === 'primary';
@@ -300,6 +311,7 @@ export class Sitter {
       loop: this.loopStatus(),
       heartbeat: this.heartbeat.status(),
       hooks: this.hooks.status(),
+      settings: this.shardSettings.status(),
     };
   }
 
@@ -379,6 +391,7 @@ export class Sitter {
         throw new Error(`the store has not caught up with the shard yet: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
       }
       this.storeCaughtUp = true;
+      this.shardSettings.changed();
       this.log.info({ decision: 'store-caught-up' }, 'the store has applied everything the shard committed; acting on its state from now on');
     }
     const { state, version } = this.store.getState();

@@ -153,6 +153,7 @@ export class PostgresServer extends EventEmitter<PgEvents> {
   private rendered: RenderedRole | null = null;
   /** The shard-wide settings rendered into manatee-shard.conf (applyShardSettings). */
   private shardSettings: { readonly settings: Readonly<Record<string, string>>; readonly version: number } = { settings: {}, version: 0 };
+  private shardSource: (() => { readonly settings: Readonly<Record<string, string>>; readonly version: number }) | null = null;
   private readonly stderrTail = new LineRing(40);
   /** The sitter's own queries share this one connection (see query()). */
   private readonly held: HeldConnection;
@@ -458,7 +459,8 @@ export class PostgresServer extends EventEmitter<PgEvents> {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     }
-    await this.writeOwned(join(d, FILE_SHARD_CONF), renderShardConf(this.shardSettings.settings, this.shardSettings.version));
+    const shard = this.shardSource?.() ?? this.shardSettings;
+    await this.writeOwned(join(d, FILE_SHARD_CONF), renderShardConf(shard.settings, shard.version));
     await this.writeOwned(join(d, FILE_ENFORCED_CONF), renderEnforcedConf({
       listenAddress: this.opts.listenAddress,
       port: this.opts.port,
@@ -482,6 +484,14 @@ export class PostgresServer extends EventEmitter<PgEvents> {
    * until an operator's (rolling) restart. Without a data directory yet, the file is written by
    * the next render (configure, after a restore).
    */
+  /**
+   * Where renderFiles() reads the shard settings from (the sitter's store), so that a server
+   * (re)started by configure() starts with the committed ones rather than the last applied.
+   */
+  useShardSettings(source: () => { readonly settings: Readonly<Record<string, string>>; readonly version: number }): void {
+    this.shardSource = source;
+  }
+
   async applyShardSettings(settings: Readonly<Record<string, string>>, version: number): Promise<ShardSettingsApplied> {
     this.shardSettings = { settings, version };
     if (!(await this.hasData())) return { version, reloaded: false, pendingRestart: [] };

@@ -6,6 +6,7 @@
 import { basename } from 'node:path';
 import { confValue } from './config.js';
 import { MANATEE_SETTINGS } from './owned-settings.js';
+import type { PeerSettingReport, SettingSource } from '../model/index.js';
 
 export const FILE_SHARD_CONF = 'manatee-shard.conf';
 
@@ -19,19 +20,7 @@ export function renderShardConf(settings: Readonly<Record<string, string>>, vers
   ].join('\n');
 }
 
-/** Where a setting's effective value comes from on one peer. */
-export type SettingSource = 'shard' | 'peer overrides file' | 'manatee default' | 'manatee enforced' | 'ALTER SYSTEM' | 'default' | 'other file';
-
-export interface PeerSettingReport {
-  readonly name: string;
-  /** The value the files give it now (the running one may differ until a reload or restart). */
-  readonly value: string | null;
-  readonly source: SettingSource;
-  /** The value PostgreSQL runs with (pg_settings.setting, with its unit). */
-  readonly running: string | null;
-  /** A postmaster setting whose file value differs from the running one: it waits for a restart. */
-  readonly pendingRestart: boolean;
-}
+export type { PeerSettingReport, SettingSource } from '../model/index.js';
 
 export function sourceOfFile(file: string | null): SettingSource {
   if (file === null) return 'default';

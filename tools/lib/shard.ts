@@ -416,12 +416,12 @@ export class Shard {
   }
 
   /** Runs the manatee-adm CLI (a real process) against the peer API at `url`, with this shard's admin token. */
-  async adm(args: readonly string[], url: string): Promise<{ code: number | undefined; stdout: string; stderr: string }> {
+  async adm(args: readonly string[], url: string, env: Readonly<Record<string, string>> = {}): Promise<{ code: number | undefined; stdout: string; stderr: string }> {
     const r = await execa('node', ['--import', 'tsx', 'src/cli/manatee-adm.ts', ...args], {
       cwd: repoRoot,
       reject: false,
       timeout: 60_000,
-      env: { MANATEE_URL: url, MANATEE_ADMIN_TOKEN: this.adminToken },
+      env: { MANATEE_URL: url, MANATEE_ADMIN_TOKEN: this.adminToken, ...env },
     });
     return { code: r.exitCode, stdout: r.stdout, stderr: r.stderr };
   }

@@ -8,6 +8,7 @@ import { AuthFailureLimiter } from '../auth-limit.js';
 import { ApiError, statusForCode } from '../errors.js';
 import type { AdminResult, ApiDeps, ApiLimits, MembershipResult, RebuildResult } from '../types.js';
 import type { OnwmMode } from '../../peer/admin.js';
+import { configAdminRoute } from './config.js';
 import {
   addPeerBodySchema,
   adminResultSchema,
@@ -138,6 +139,8 @@ export function adminRoutes(deps: ApiDeps, limits: ApiLimits): FastifyPluginAsyn
     app.post<{ Body: { id: string } }>('/peers/remove', {
       schema: { ...membership, querystring: emptyQuerySchema, body: removePeerBodySchema },
     }, (req) => logged(log, req, 'remove-peer', { id: req.body.id }, () => deps.membership.remove(req.body.id)));
+
+    if (deps.config !== undefined) configAdminRoute(app, deps.config.settings, log, who);
 
     app.post('/rebuild', {
       schema: { querystring: emptyQuerySchema, body: emptyBodySchema, response: { 200: rebuildResultSchema, ...errors } },

@@ -8,6 +8,9 @@ import type { SitterStatus, HistoryEntry, PeerInfo } from '../../model/index.js'
 import type { AdminResult, MembershipResult, RaftMembers, RebuildResult, VersionedState } from '../../api/types.js';
 import type { ShardReport } from '../../api/shard.js';
 import type { OnwmMode } from '../../peer/admin.js';
+import type { SettingsChangeInput } from '../../peer/settings-admin.js';
+import type { SettingsResult } from '../../api/settings-ops.js';
+import type { VersionedSettings } from '../../store/settings.js';
 
 export class AdmError extends ManateeError {}
 
@@ -216,6 +219,14 @@ export class AdmClient {
 
   rebuild(): Promise<RebuildResult> {
     return this.request('POST', '/admin/rebuild', {}, true);
+  }
+
+  config(): Promise<VersionedSettings> {
+    return this.request('GET', '/config');
+  }
+
+  changeConfig(input: SettingsChangeInput): Promise<SettingsResult> {
+    return this.request('POST', '/admin/config', input, true);
   }
 
   setOnwm(mode: OnwmMode): Promise<AdminResult> {

@@ -7,6 +7,7 @@ import { ManateeError } from '../../errors.js';
 import { PROMOTE_EXPIRE_MS_MAX, PROMOTE_EXPIRE_MS_MIN, type OnwmMode } from '../../peer/admin.js';
 import { AdmClient, AdmError } from './client.js';
 import { addCertsCommands } from './certs.js';
+import { addConfigCommands } from './config.js';
 import {
   historyColumns,
   HISTORY_COLUMNS,
@@ -319,6 +320,7 @@ function buildProgram(io: AdmIo): Command {
       changed(await client(cmd).setOnwm(mode), opts.json);
     });
 
+  addConfigCommands(program, io, client);
   addCertsCommands(program, io);
 
   return program;

@@ -65,6 +65,7 @@ export function peerColumns(report: ShardReport, members: RaftMembers | null = n
     { name: 'PGURL', help: 'PostgreSQL URL', cell: (p) => cell(p.pgUrl, 80) },
     { name: 'APIURL', help: 'sitter API URL', cell: (p) => cell(p.apiUrl, 80) },
     { name: 'DECISION', help: 'the last decision of its rules', cell: (p) => dash(p.lastDecision?.kind) },
+    { name: 'PENDING', help: 'settings waiting for a restart of its PostgreSQL (manatee-adm restart --pending)', cell: (p) => (p.pendingRestart === null || p.pendingRestart === undefined ? '?' : p.pendingRestart.length === 0 ? '-' : cell(p.pendingRestart.join(','), 60)) },
   ];
 }
 
@@ -121,6 +122,9 @@ export function renderShow(report: ShardReport, now: Date, opts: { verbose: bool
     const lines: string[] = [];
     if (!p.reachable) lines.push(`  ${p.id}: sitter unreachable at ${p.apiUrl}: ${cell(p.error ?? 'unknown', 200)}`);
     else if (p.pgOnline !== true || p.pgHealthy !== true) lines.push(`  ${p.id}: postgres: ${cell(p.error ?? 'not online', 200)}`);
+    if (p.pendingRestart !== null && p.pendingRestart !== undefined && p.pendingRestart.length > 0) {
+      lines.push(`  ${p.id}: pending restart: ${cell(p.pendingRestart.join(', '), 200)} (manatee-adm restart --pending)`);
+    }
     if (p.lastDecision !== null) lines.push(`  ${p.id}: last decision ${p.lastDecision.kind} at ${p.lastDecision.at}: ${cell(p.lastDecision.reason, 300)}`);
     if (opts.verbose && p.rebuild !== null && (p.rebuild.running || p.rebuild.lastError !== null)) {
       const pr = p.rebuild.progress;

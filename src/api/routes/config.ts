@@ -1,0 +1,85 @@
+// The shard-wide PostgreSQL settings: GET /config (public, as /state), GET /pg-settings (this
+// peer's pg_settings catalog: names, types, units, ranges; what another peer checks a change
+// against when this peer is the primary), and POST /admin/config (behind the admin token, added
+// by adminRoutes).
+import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from 'fastify';
+import type { Logger } from '../../log.js';
+import { ManateeError } from '../../errors.js';
+import { statusForCode } from '../errors.js';
+import type { SettingsChangeInput } from '../../peer/settings-admin.js';
+import type { SettingsOperations, SettingsResult } from '../settings-ops.js';
+import { emptyQuerySchema, errorBodySchema } from '../schemas.js';
+
+const str = { type: 'string' } as const;
+const settingsMap = { type: 'object', additionalProperties: { type: 'string', maxLength: 4096 }, maxProperties: 256 } as const;
+const errors = { '4xx': errorBodySchema, '5xx': errorBodySchema } as const;
+
+export const versionedSettingsSchema = {
+  type: 'object', required: ['settings', 'version'], properties: { settings: settingsMap, version: { type: 'integer' } },
+} as const;
+
+export const settingsResultSchema = {
+  type: 'object',
+  required: ['summary', 'settings', 'version', 'restart'],
+  properties: { summary: str, settings: settingsMap, version: { type: 'integer' }, restart: { type: 'array', items: str } },
+} as const;
+
+export const configBodySchema = {
+  type: 'object',
+  additionalProperties: false,
+  minProperties: 1,
+  properties: {
+    set: settingsMap,
+    unset: { type: 'array', items: { type: 'string', minLength: 1, maxLength: 63 }, maxItems: 256 },
+    replace: settingsMap,
+    expectVersion: { type: 'integer', minimum: 0 },
+  },
+} as const;
+
+const pgSettingRowSchema = {
+  type: 'object',
+  required: ['name', 'vartype', 'unit', 'minVal', 'maxVal', 'enumVals', 'context'],
+  properties: {
+    name: str, vartype: str, unit: { type: ['string', 'null'] }, minVal: { type: ['string', 'null'] }, maxVal: { type: ['string', 'null'] },
+    enumVals: { anyOf: [{ type: 'array', items: str }, { type: 'null' }] }, context: str,
+  },
+} as const;
+
+export interface ConfigDeps {
+  readonly settings: SettingsOperations;
+  /** This peer's pg_settings rows (PG_SETTINGS_QUERY). */
+  readonly pgSettingRows: () => Promise<readonly object[]>;
+}
+
+export function configRoutes(deps: ConfigDeps): FastifyPluginAsync {
+  // eslint-disable-next-line @typescript-eslint/require-await -- fastify plugins are async functions
+  return async (app) => {
+    app.get('/config', { schema: { querystring: emptyQuerySchema, response: { 200: versionedSettingsSchema, ...errors } } }, () => deps.settings.read());
+    app.get('/pg-settings', { schema: { querystring: emptyQuerySchema, response: { 200: { type: 'object', required: ['rows'], properties: { rows: { type: 'array', items: pgSettingRowSchema } } }, ...errors } } },
+      async () => ({ rows: await deps.pgSettingRows() }));
+  };
+}
+
+/** POST /admin/config, registered inside adminRoutes (so behind its token check). */
+export function configAdminRoute(
+  app: FastifyInstance,
+  settings: SettingsOperations,
+  log: Logger,
+  who: (req: FastifyRequest) => Record<string, unknown>,
+): void {
+  app.post<{ Body: SettingsChangeInput }>('/config', {
+    schema: { querystring: emptyQuerySchema, body: configBodySchema, response: { 200: settingsResultSchema, ...errors } },
+  }, async (req): Promise<SettingsResult> => {
+    const base = { admin: 'config', args: req.body, ...who(req) };
+    try {
+      const r = await settings.change(req.body);
+      log.info({ ...base, result: 'ok', settingsVersion: r.version, restart: r.restart }, `admin config: ${r.summary}`);
+      return r;
+    } catch (err) {
+      const code = err instanceof ManateeError ? err.code : 'MANATEE_ERR_INTERNAL';
+      const refused = statusForCode(code) < 500;
+      log[refused ? 'warn' : 'error']({ ...base, result: refused ? 'refused' : 'failed', code }, `admin config: ${code}: ${err instanceof Error ? err.message : String(err)}`);
+      throw err;
+    }
+  });
+}

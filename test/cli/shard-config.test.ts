@@ -1,0 +1,114 @@
+// Shard-wide PostgreSQL settings on a real three-peer shard (issue 15, item 1): manatee-adm
+// config set / unset / show / edit. A sighup setting reaches every peer by reload; a postmaster
+// setting is shown pending restart per peer in /status, /shard, manatee-adm show and /metrics;
+// bad values (wrong type, out of range, unknown name, Manatee-owned) are each refused with
+// their code and change nothing; the per-peer overrides file stays the last word.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { appendFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Shard, httpJson, type ShardPeer } from '../helpers/shard.js';
+import type { ShardReport } from '../../src/api/shard.js';
+
+let shard: Shard;
+let primary: ShardPeer;
+let async0: ShardPeer;
+
+const adm = (args: string[], env: Record<string, string> = {}) => shard.adm(args, shard.peers.map((p) => p.apiUrl).join(','), env);
+const show = async (p: ShardPeer, name: string): Promise<string> => (await shard.query<{ v: string }>(p, `SELECT current_setting('${name}') AS v`))[0]!.v;
+const configAt = async (p: ShardPeer): Promise<{ settings: Record<string, string>; version: number }> =>
+  (await httpJson(`${p.apiUrl}/config`)).body as { settings: Record<string, string>; version: number };
+
+beforeAll(async () => {
+  shard = await Shard.create({ prefix: 'cfg' });
+  ({ primary, async0 } = await shard.waitForChain());
+}, 240_000);
+
+afterAll(async () => {
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition
+  await shard?.teardown();
+}, 60_000);
+
+describe('manatee-adm config on a real shard', () => {
+  it('a sighup setting set once is reloaded on every peer', async () => {
+    const r = await adm(['config', 'set', 'work_mem=12MB', 'log_min_duration_statement=2s']);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toMatch(/set log_min_duration_statement=2s, set work_mem=12MB \(shard settings version 1\)/);
+    for (const p of shard.peers) {
+      await shard.waitFor(`work_mem 12MB on ${p.id}`, async () => (await show(p, 'work_mem')) === '12MB', 60_000);
+      expect(await show(p, 'log_min_duration_statement')).toBe('2s');
+      const st = await shard.statusOf(p);
+      expect(st?.settings).toMatchObject({ version: 1, appliedVersion: 1, pendingRestart: [], error: null });
+    }
+  }, 120_000);
+
+  it('bad values are refused, each with its code, and nothing changes', async () => {
+    const before = await configAt(primary);
+    const cases: [string, string, RegExp][] = [
+      ['work_mem=lots', 'MANATEE_ERR_PG_SETTING_INVALID', /work_mem = "lots": expected an integer with a memory unit/],
+      ['work_mem=1', 'MANATEE_ERR_PG_SETTING_RANGE', /outside the valid range 64 \.\. 2147483647 kB/],
+      ['wrok_mem=4MB', 'MANATEE_ERR_PG_SETTING_UNKNOWN', /unknown setting "wrok_mem".*did you mean work_mem/],
+      ['synchronous_standby_names=*', 'MANATEE_ERR_PG_SETTING_OWNED', /synchronous_standby_names is set by Manatee and cannot be changed: .*sync of the current generation/],
+      ['synchronous_commit=off', 'MANATEE_ERR_PG_SETTING_OWNED', /expected one of on, remote_apply, because a commit is acknowledged only once the sync/],
+    ];
+    for (const [arg, code, message] of cases) {
+      const r = await adm(['config', 'set', 'temp_buffers=16MB', arg]);
+      expect({ arg, code: r.code, stdout: r.stdout }).toEqual({ arg, code: 1, stdout: '' });
+      expect(r.stderr).toMatch(new RegExp(`^manatee-adm: ${code}: `));
+      expect(r.stderr).toMatch(message);
+    }
+    expect(await configAt(async0)).toEqual(before);
+    expect(await show(primary, 'temp_buffers')).toBe('8MB');
+    const unset = await adm(['config', 'unset', 'shared_buffers']);
+    expect(unset.code).toBe(1);
+    expect(unset.stderr).toMatch(/^manatee-adm: MANATEE_ERR_SETTING_NOT_SET: shared_buffers is not a shard setting/);
+    const noToken = await shard.adm(['config', 'set', 'work_mem=1MB'], primary.apiUrl, { MANATEE_ADMIN_TOKEN: '' });
+    expect(noToken.stderr).toMatch(/^manatee-adm: MANATEE_ERR_NO_TOKEN/);
+    expect(await configAt(primary)).toEqual(before);
+  }, 120_000);
+
+  it('a postmaster setting is pending restart on every peer: /status, /shard, show and /metrics say so', async () => {
+    const r = await adm(['config', 'set', 'shared_buffers=48MB']);
+    expect(r.stdout).toMatch(/set shared_buffers=48MB \(shard settings version 2\); waiting for a restart of each peer: shared_buffers \(manatee-adm restart --pending\)/);
+    for (const p of shard.peers) {
+      await shard.waitFor(`shared_buffers pending on ${p.id}`, async () => (await shard.statusOf(p))?.settings?.pendingRestart.includes('shared_buffers'), 60_000);
+    }
+    expect(await show(primary, 'shared_buffers')).toBe('128MB');
+    const report = (await httpJson(`${primary.apiUrl}/shard`)).body as ShardReport;
+    for (const p of report.peers) expect({ id: p.id, pending: p.pendingRestart }).toEqual({ id: p.id, pending: ['shared_buffers'] });
+    const s = await adm(['show']);
+    expect(s.stdout).toMatch(new RegExp(`${async0.id}: pending restart: shared_buffers \\(manatee-adm restart --pending\\)`));
+    const metrics = await httpJson(`${async0.apiUrl}/metrics`);
+    expect(String(metrics.body)).toMatch(/manatee_postgres_pending_restart\{setting="shared_buffers"\} 1/);
+    expect(String(metrics.body)).toMatch(/manatee_shard_settings_applied_version 2/);
+  }, 120_000);
+
+  it('config show gives each value and its source per peer; the overrides file of a peer stays the last word', async () => {
+    await appendFile(join(async0.dataDir, 'pgdata', 'manatee-overrides.conf'), "work_mem = '20MB'\n");
+    // A reload comes with the next settings change; the report reads the files as they are now.
+    await adm(['config', 'set', 'maintenance_work_mem=70MB']);
+    await shard.waitFor('work_mem 20MB on the async', async () => (await show(async0, 'work_mem')) === '20MB', 60_000);
+    expect(await show(primary, 'work_mem')).toBe('12MB');
+    const r = await adm(['config', 'show']);
+    expect(r.stdout).toMatch(/^shard settings: version 3, 4 set/);
+    const line = r.stdout.split('\n').find((l) => l.startsWith('work_mem'));
+    expect(line).toMatch(/work_mem\s+12MB\s/);
+    expect(line).toMatch(/20MB \(peer overrides file\)/);
+    expect(line).toMatch(/12MB \(shard\)/);
+    expect(r.stdout.split('\n').find((l) => l.startsWith('shared_buffers'))).toMatch(/48MB \(shard\) PENDING RESTART/);
+    await writeFile(join(async0.dataDir, 'pgdata', 'manatee-overrides.conf'), '# none\n');
+  }, 120_000);
+
+  it('config unset and config edit (checked before the write; a refused edit writes nothing)', async () => {
+    const u = await adm(['config', 'unset', 'work_mem']);
+    expect(u.stdout).toMatch(/unset work_mem \(shard settings version 4\)/);
+    await shard.waitFor('work_mem back to the default on the primary', async () => (await show(primary, 'work_mem')) === '4MB', 60_000);
+    const bad = await adm(['config', 'edit'], { EDITOR: "sed -i -e 's/^maintenance_work_mem: .*/maintenance_work_mem: huge/'" });
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/^manatee-adm: MANATEE_ERR_PG_SETTING_INVALID: maintenance_work_mem = "huge".*\(your edit is kept in .*shard-settings\.yaml\)/);
+    expect((await configAt(primary)).version).toBe(4);
+    const good = await adm(['config', 'edit'], { EDITOR: "sed -i -e 's/^maintenance_work_mem: .*/maintenance_work_mem: 80MB/' -e '/^log_min_duration_statement/d'" });
+    expect(good.stderr).toBe('');
+    expect(good.stdout).toMatch(/^maintenance_work_mem 70MB -> 80MB, unset log_min_duration_statement \(shard settings version 5\)/);
+    expect((await configAt(async0)).settings).toEqual({ maintenance_work_mem: '80MB', shared_buffers: '48MB' });
+  }, 120_000);
+});
