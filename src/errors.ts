@@ -21,3 +21,21 @@ export function hasCode(err: unknown, code: string): boolean {
  * directory. Shared by both restore backends (src/backup) and matched by the sitter.
  */
 export const ERR_RESTORE_INVALID = 'MANATEE_ERR_RESTORE_INVALID';
+
+/**
+ * The message of a thrown value, for logs and for the messages of errors that wrap it: an
+ * Error's message, anything else (a string, a number, an object a library threw) as a string.
+ */
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** The first line of errorMessage(err): command failures carry the command's whole output. */
+export function errorLine(err: unknown): string {
+  return errorMessage(err).split('\n')[0] ?? '';
+}
+
+/** An Error for a thrown value: an Error as it is, anything else wrapped in one. */
+export function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}

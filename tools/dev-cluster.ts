@@ -11,7 +11,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync }
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
-import { ManateeError } from '../src/errors.js';
+import { ManateeError, errorMessage } from '../src/errors.js';
 import { apiErrorText, httpJson } from './lib/http.js';
 import { isRunning, recordProcess, signalProcess, waitGone, type ProcessRecord } from './lib/processes.js';
 import {
@@ -347,7 +347,7 @@ async function main(): Promise<void> {
       return;
     }
     const code = err instanceof ManateeError ? err.code : 'MANATEE_ERR_INTERNAL';
-    console.error(`dev-cluster: ${code}: ${err instanceof Error ? err.message : String(err)}`);
+    console.error(`dev-cluster: ${code}: ${errorMessage(err)}`);
     process.exitCode = 1;
   }
 }

@@ -14,6 +14,7 @@
 // of the moment it was cut off, and look caught up.
 import type { SitterStatus, Lsn, PeerInfo } from '../model/index.js';
 import { lsnDiffBytes } from './shard.js';
+import { errorMessage } from '../errors.js';
 
 /** What the health checks know of the primary's WAL position. */
 export interface PrimaryPosition {
@@ -97,7 +98,7 @@ export class PrimaryPositionCache {
         e.error = found.error;
       }
     } catch (err) {
-      e.error = err instanceof Error ? err.message : String(err);
+      e.error = errorMessage(err);
     } finally {
       e.askedAtMs = this.now();
       e.inflight = null;

@@ -4,7 +4,7 @@
 // Layout, meant to grow (issue 6): one plugin per group of routes under src/api/routes/, schemas
 // in schemas.ts, one error handler that turns every failure into {error: {code, message}}.
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
-import { ManateeError } from '../errors.js';
+import { ManateeError, errorMessage } from '../errors.js';
 import { guardConnections } from './connection-guard.js';
 import { ApiError, errorBody, statusForCode } from './errors.js';
 import { ApiMetrics } from './metrics.js';
@@ -82,7 +82,7 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
     const status = statusForCode(code);
     if (status >= 500 && status !== 503) {
       // A bug or an unlisted failure: the caller gets the code, the log gets the details.
-      log.error({ err, code, method: req.method, url: req.url }, `request failed: ${err instanceof Error ? err.message : String(err)}`);
+      log.error({ err, code, method: req.method, url: req.url }, `request failed: ${errorMessage(err)}`);
     }
     // 503 is temporary (no Raft leader, an election in progress): say when to come back.
     if (err instanceof ApiError && err.retryAfterS !== undefined) void reply.header('retry-after', String(err.retryAfterS));

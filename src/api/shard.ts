@@ -4,7 +4,7 @@
 // heartbeat). The peer asked reads its own status and asks each other peer's /status with a
 // short deadline: a peer that does not answer is shown as unreachable, never waited for.
 import http from 'node:http';
-import { ManateeError } from '../errors.js';
+import { ManateeError, errorMessage } from '../errors.js';
 import { roleIn, type DecisionRecord, type PeerRole, type RebuildStatus, type SitterStatus, type ClusterState, type FreezeInfo, type PeerInfo, type PromoteRequest } from '../model/index.js';
 
 /** Largest /status answer read from another peer. */
@@ -190,7 +190,7 @@ export async function otherPeerStatuses(
       try {
         return [p.id, { ok: true, status: await fetchStatus(p.apiUrl, timeoutMs) }];
       } catch (err) {
-        return [p.id, { ok: false, error: err instanceof Error ? err.message : String(err) }];
+        return [p.id, { ok: false, error: errorMessage(err) }];
       }
     }),
   );

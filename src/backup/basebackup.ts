@@ -23,6 +23,7 @@ import { endpointConninfo, parsePgUrl, type PgEndpoint } from '../postgres/url.j
 import type { BackupBackend, RestoreOptions, RestoreResult } from './types.js';
 import { RestoreInvalidError } from './errors.js';
 import { verifyDataDir } from './verify.js';
+import { errorLine } from '../errors.js';
 
 export interface BasebackupBackendOptions {
   readonly postgres: PostgresServer;
@@ -83,7 +84,7 @@ export class BasebackupBackend implements BackupBackend {
         return result;
       } catch (err) {
         if (opts.signal?.aborted === true) throw err;
-        this.log.warn({ decision: 'rewind-fallback', reason: err instanceof Error ? err.message.split('\n')[0] : String(err) },
+        this.log.warn({ decision: 'rewind-fallback', reason: errorLine(err) },
           'pg_rewind failed: falling back to a full pg_basebackup');
       }
     }

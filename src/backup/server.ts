@@ -27,6 +27,7 @@ import {
   BACKUP_ERR_TOO_MANY_JOBS,
   BACKUP_ERR_UNAUTHORIZED,
 } from './errors.js';
+import { asError, errorMessage } from '../errors.js';
 
 export const SECRET_HEADER = 'x-manatee-secret';
 
@@ -150,7 +151,7 @@ class CountingStream extends Transform {
   }
   override _flush(cb: TransformCallback): void {
     // zfs send that dies mid-way closes stdout like a finished one: only its exit status tells.
-    this.sendDone.then(() => { cb(); }, (err: unknown) => { cb(err instanceof Error ? err : new Error(String(err))); });
+    this.sendDone.then(() => { cb(); }, (err: unknown) => { cb(asError(err)); });
   }
 }
 
@@ -321,7 +322,7 @@ export const backupRoutes: FastifyPluginCallback<BackupRoutesOptions> = (app: Fa
     send.done.then(
       () => undefined,
       (err: unknown) => {
-        const reason = `zfs send failed: ${err instanceof Error ? err.message : String(err)}`;
+        const reason = `zfs send failed: ${errorMessage(err)}`;
         finish(job, 'failed', reason);
         counting.destroy(new Error(reason));
       },

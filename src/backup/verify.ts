@@ -14,6 +14,7 @@ import { PG_MAJOR } from '../postgres/binaries.js';
 import { describeRun, runTool } from '../postgres/exec.js';
 import type { OsUser } from '../postgres/os-user.js';
 import { RestoreInvalidError } from './errors.js';
+import { errorMessage } from '../errors.js';
 
 /** PostgreSQL writes pg_control as one block of this size (PG_CONTROL_FILE_SIZE). */
 export const PG_CONTROL_SIZE_BYTES = 8192;
@@ -62,7 +63,7 @@ export interface DataDirReport {
 }
 
 function message(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
+  return errorMessage(err);
 }
 
 async function checkPgControl(path: string, problems: string[]): Promise<number> {

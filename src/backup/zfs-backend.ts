@@ -26,6 +26,7 @@ import { SECRET_HEADER } from './server.js';
 import { findPgBinaries } from '../postgres/binaries.js';
 import { resolveOsUser, type OsUser } from '../postgres/os-user.js';
 import { verifyDataDir, type DataDirReport } from './verify.js';
+import { errorMessage } from '../errors.js';
 
 /** How a received copy is checked: the local pg_controldata, run as the PostgreSQL OS user. */
 export interface ZfsVerifyConfig {
@@ -78,7 +79,7 @@ const LINEAGE_MISMATCH_RE = /does not[\s;]+match incremental source|destination 
 const OFFERED_SNAPSHOTS_MAX = 100;
 
 function message(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
+  return errorMessage(err);
 }
 
 export class ZfsBackupBackend implements BackupBackend {

@@ -2,6 +2,7 @@
 // manatee-sitter -f <config.json>: runs one peer (Raft node, cluster store, PostgreSQL, API).
 // A bad configuration exits with status 2 and a message that names the field.
 import { Command } from 'commander';
+import { errorMessage } from '../errors.js';
 import { createLogger } from '../log.js';
 import { ConfigError, loadConfig } from '../peer/config.js';
 import { openSitter } from './sitter-wiring.js';
@@ -34,7 +35,7 @@ async function main(): Promise<void> {
     sitter.stop().then(
       () => process.exit(0),
       (err: unknown) => {
-        log.error({ err: String(err) }, 'stop failed');
+        log.error({ err: errorMessage(err) }, 'stop failed');
         process.exit(1);
       },
     );

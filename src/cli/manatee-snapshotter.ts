@@ -5,7 +5,7 @@
 import { Command } from 'commander';
 import pg from 'pg';
 import { createLogger } from '../log.js';
-import { ManateeError } from '../errors.js';
+import { ManateeError, errorMessage } from '../errors.js';
 import { Snapshotter, Zfs } from '../zfs/index.js';
 import { loadSnapshotterConfig } from '../zfs/snapshotter-config.js';
 
@@ -56,6 +56,6 @@ async function main(argv: string[]): Promise<void> {
 
 main(process.argv).catch((err: unknown) => {
   const code = err instanceof ManateeError ? `${err.code}: ` : '';
-  process.stderr.write(`manatee-snapshotter: ${code}${err instanceof Error ? err.message : String(err)}\n`);
+  process.stderr.write(`manatee-snapshotter: ${code}${errorMessage(err)}\n`);
   process.exit(2);
 });

@@ -21,6 +21,7 @@ import { CLIENT_ERR, ClientError } from './errors.js';
 import { createPool, type PrimaryPool, type PrimaryPoolOptions } from './pool.js';
 import { SseParser } from './sse.js';
 import { sameTopology, topologyOf, type Topology } from './topology.js';
+import { errorMessage } from '../errors.js';
 
 export interface ClientOptions {
   /** The peers' API URLs (http://host:port), tried in this order. At least one, at most 64. */
@@ -247,7 +248,7 @@ export class ManateeClient extends EventEmitter<ClientEvents> {
         this.log?.info({ client: 'stream-ended', peer: url }, `the stream of ${url} ended; following the next peer`);
       } catch (err) {
         if (this.isClosed) break;
-        const message = err instanceof Error ? err.message : String(err);
+        const message = errorMessage(err);
         delivered = (err as { delivered?: boolean }).delivered === true;
         this.log?.warn({ client: 'peer-failed', peer: url, err: message }, `following ${url} failed: ${message}`);
         lastErrors.push(`${url}: ${message}`);

@@ -15,6 +15,7 @@ import type { Logger } from '../log.js';
 import { CLIENT_ERR, ClientError } from './errors.js';
 import type { ManateeClient } from './client.js';
 import type { Topology } from './topology.js';
+import { asError, errorMessage } from '../errors.js';
 
 export interface PrimaryPoolOptions extends Omit<pg.PoolConfig, 'host' | 'port' | 'connectionString' | 'log'> {
   /** Connection attempts per query()/connect() while the topology settles. Defaults: 20 attempts, 100 ms doubling to 2000 ms. */
@@ -53,9 +54,6 @@ function endsSession(err: unknown): boolean {
   return e?.severity === 'FATAL' || e?.severity === 'PANIC' || (typeof e?.code === 'string' && e.code.startsWith('08'));
 }
 
-function asError(err: unknown): Error {
-  return err instanceof Error ? err : new Error(String(err));
-}
 
 /**
  * Gives back a connection taken with PrimaryPool.connect() after a statement on it failed with
@@ -260,7 +258,7 @@ export class PrimaryPool extends EventEmitter<PrimaryPoolEvents> {
   private drain(pool: pg.Pool, url: string): void {
     const p = pool.end().then(
       () => { this.log?.info({ pool: 'drained', primary: url }, `every connection to ${url} ended`); },
-      (err: unknown) => { this.log?.warn({ pool: 'drain-failed', primary: url, err: String(err) }, `ending the connections to ${url} failed`); },
+      (err: unknown) => { this.log?.warn({ pool: 'drain-failed', primary: url, err: errorMessage(err) }, `ending the connections to ${url} failed`); },
     ).finally(() => { this.draining.delete(p); });
     this.draining.add(p);
   }

@@ -5,7 +5,7 @@
 // around the rename).
 import { open, readFile, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { ManateeError } from '../errors.js';
+import { ManateeError, errorMessage } from '../errors.js';
 import type { PeerId } from '../model/index.js';
 
 export const FACTS_ERR_INVALID = 'MANATEE_ERR_FACTS_INVALID';
@@ -68,7 +68,7 @@ export function parseFacts(text: string, where: string): LocalFacts {
   try {
     parsed = JSON.parse(text);
   } catch (err) {
-    throw new ManateeError(FACTS_ERR_INVALID, `${where}: is not JSON (${err instanceof Error ? err.message : String(err)})`, { cause: err });
+    throw new ManateeError(FACTS_ERR_INVALID, `${where}: is not JSON (${errorMessage(err)})`, { cause: err });
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
     throw new ManateeError(FACTS_ERR_INVALID, `${where}: must be an object {rebuiltFrom, initdbDone}`);

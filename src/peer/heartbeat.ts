@@ -9,6 +9,7 @@
 // `synchronous_commit = local`: a heartbeat must never hang on a lost sync, and it is not user data.
 import type { Logger } from '../log.js';
 import type { HeartbeatStatus } from '../model/index.js';
+import { errorMessage } from '../errors.js';
 
 export const HEARTBEAT_SCHEMA = 'manatee';
 export const HEARTBEAT_TABLE = `${HEARTBEAT_SCHEMA}.heartbeat`;
@@ -72,9 +73,6 @@ export const HEARTBEAT_READ_SQL =
   `SELECT primary_id, generation, to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS written_at, ` +
   `extract(epoch FROM (clock_timestamp() - ts))::float8 AS lag_s FROM ${HEARTBEAT_TABLE} WHERE id = ${ROW_ID}`;
 
-function errText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
 
 export class Heartbeat {
   private readonly opts: HeartbeatOptions;
@@ -120,7 +118,7 @@ export class Heartbeat {
       else this.current = { ...NONE, checkedAt: new Date(this.now()).toISOString(), error: 'PostgreSQL is not serving' };
       if (this.current.error === null) this.lastLoggedError = null;
     } catch (err) {
-      const message = errText(err);
+      const message = errorMessage(err);
       this.created = false; // a failover or a restore may have lost it: check again next time
       this.current = { ...this.current, lagSeconds: null, checkedAt: new Date(this.now()).toISOString(), error: message };
       if (message !== this.lastLoggedError) this.opts.log.debug({ heartbeat: 'failed', err: message }, `heartbeat failed: ${message}`);

@@ -15,6 +15,7 @@
 // HookRunner runs executables. SitterHooks wires both to what a sitter observes.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
+import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import { HOOK_EVENTS, type ClusterState, type HookEvent, type HookFailure, type HookOutcome, type HookOutcomeCounts, type HooksStatus, type PeerInfo } from '../model/index.js';
 
@@ -248,7 +249,7 @@ export class HookRunner extends EventEmitter<{ result: [HookResult]; dropped: [H
       this.observer.hookOutcome(event, outcome, durationMs);
     } catch (err) {
       // Counting is not worth breaking the queue for.
-      this.log.error({ err: String(err), event, outcome }, 'a hook outcome observer threw; ignored');
+      this.log.error({ err: errorMessage(err), event, outcome }, 'a hook outcome observer threw; ignored');
     }
   }
 
@@ -375,7 +376,7 @@ export class HookRunner extends EventEmitter<{ result: [HookResult]; dropped: [H
       this.emit('result', r);
     } catch (err) {
       // A listener's bug must not break the queue.
-      this.log.error({ err: String(err) }, 'a hook result listener threw; ignored');
+      this.log.error({ err: errorMessage(err) }, 'a hook result listener threw; ignored');
     }
   }
 
@@ -512,7 +513,7 @@ export class SitterHooks {
       });
     } catch (err) {
       // Hooks never break the sitter.
-      this.o.log.error({ err: String(err), event }, 'queuing a hook run failed; ignored');
+      this.o.log.error({ err: errorMessage(err), event }, 'queuing a hook run failed; ignored');
     }
   }
 }

@@ -6,6 +6,7 @@
 // three can no longer replicate from here.
 import type { Logger } from '../log.js';
 import type { ClusterState, PeerInfo } from '../model/index.js';
+import { errorMessage } from '../errors.js';
 
 export interface PeerHostsInput {
   readonly self: PeerInfo;
@@ -68,7 +69,7 @@ export class PgPeerHosts {
       await this.opts.postgres.setPeerHosts(hosts);
     } catch (err) {
       // pg_hba.conf keeps its previous peers; the next change tries again.
-      this.opts.log.warn({ decision: 'pg-hba-peers-failed', hosts, reason: err instanceof Error ? err.message : String(err) },
+      this.opts.log.warn({ decision: 'pg-hba-peers-failed', hosts, reason: errorMessage(err) },
         'could not update the peers in pg_hba.conf');
     }
   }

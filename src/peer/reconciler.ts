@@ -10,7 +10,7 @@
 //   none      stopped (fast);
 //   deposed   stopped with an immediate shutdown (a clean one writes a checkpoint that the new
 //             primary never had), then rebuilt from the new primary when automatic.
-import { ManateeError } from '../errors.js';
+import { ManateeError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { BackupBackend, RestoreResult } from '../backup/types.js';
 import { parsePgUrl, type PgRole as PgServerRole } from '../postgres/index.js';
@@ -229,7 +229,7 @@ export class Reconciler {
     const rebuild = (this.rebuildRequested && d.role === 'async') || (this.syncRebuild !== null && d.role === 'sync');
     if (rebuild || !(await this.pg.hasData())) {
       const reason = rebuild ? 'rebuild' : 'bootstrap';
-      const online = this.o.sourceOnline === undefined ? true : await this.o.sourceOnline(upstream).catch((err: unknown) => `cannot ask it: ${err instanceof Error ? err.message : String(err)}`);
+      const online = this.o.sourceOnline === undefined ? true : await this.o.sourceOnline(upstream).catch((err: unknown) => `cannot ask it: ${errorMessage(err)}`);
       if (online !== true) return { action: `${reason}: waiting for ${upstream.id}'s PostgreSQL to answer before copying its data (${online})`, retrySoon: true };
       const wait = this.restoreBackoffWait(reason, upstream);
       if (wait !== null) return { action: wait, retrySoon: false };
@@ -267,7 +267,7 @@ export class Reconciler {
       }
       return may;
     } catch (err) {
-      return `the check before the rebuild failed: ${err instanceof Error ? err.message : String(err)}`;
+      return `the check before the rebuild failed: ${errorMessage(err)}`;
     }
   }
 
@@ -275,7 +275,7 @@ export class Reconciler {
     // Immediate: a clean shutdown of a former primary writes a checkpoint the new primary lacks.
     await this.configure({ role: 'stopped', shutdown: 'immediate' });
     if (!(d.needsRebuild || this.rebuildRequested) || d.upstream === null) return { action: 'deposed: waiting', retrySoon: false };
-    const promoted = await this.o.sourcePromoted(d.upstream).catch((err: unknown) => `cannot ask it: ${err instanceof Error ? err.message : String(err)}`);
+    const promoted = await this.o.sourcePromoted(d.upstream).catch((err: unknown) => `cannot ask it: ${errorMessage(err)}`);
     if (promoted !== true) return { action: `deposed: waiting for ${d.upstream.id} to finish its promotion before rebuilding (${promoted})`, retrySoon: true };
     const wait = this.restoreBackoffWait('rebuild', d.upstream);
     if (wait !== null) return { action: wait, retrySoon: false };
@@ -331,7 +331,7 @@ export class Reconciler {
       await this.o.onRebuilt(source, generation, result);
     } catch (err) {
       const code = err instanceof ManateeError ? err.code : null;
-      const message = err instanceof Error ? err.message : String(err);
+      const message = errorMessage(err);
       const backoff = this.o.restoreBackoff ?? { initialMs: 1000, maxMs: 120_000 };
       this.activityAtMs = this.now();
       const failures = (this.restoreBackoffs.get(source.id)?.failures ?? 0) + 1;

@@ -9,7 +9,7 @@
 import { createHmac } from 'node:crypto';
 import { chmod, chown } from 'node:fs/promises';
 import type { Logger } from '../log.js';
-import { hasCode } from '../errors.js';
+import { hasCode, errorMessage } from '../errors.js';
 import type { BackupBackend, RestoreResult } from '../backup/types.js';
 import { DEFAULT_STOP_TIMEOUT_MS, HeldConnection, parsePgUrl, resolveOsUser, type PostgresServer } from '../postgres/index.js';
 import type { RaftNode } from '../raft/node.js';
@@ -268,7 +268,7 @@ export class Sitter {
     await this.edge.close().catch(() => undefined);
     // A primary stops at once: a clean shutdown would write a checkpoint that its sync never receives.
     await this.postgres.stop(wasPrimary ? 'immediate' : 'fast').catch((err: unknown) => {
-      this.log.error({ err: String(err) }, 'stopping PostgreSQL failed');
+      this.log.error({ err: errorMessage(err) }, 'stopping PostgreSQL failed');
     });
     await this.node.stop().catch(() => undefined);
     await this.node.close().catch(() => undefined);
@@ -388,7 +388,7 @@ export class Sitter {
         await this.store.readState();
       } catch (err) {
         this.kickSoon();
-        throw new Error(`the store has not caught up with the shard yet: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+        throw new Error(`the store has not caught up with the shard yet: ${errorMessage(err)}`, { cause: err });
       }
       this.storeCaughtUp = true;
       this.shardSettings.changed();
@@ -508,7 +508,7 @@ export class Sitter {
     const initWal = state !== null && d.generation !== null && state.generation === d.generation ? state.initWal : null;
     const read = await this.postgres.walPositions().then(
       (p) => ({ replayLsn: p.inRecovery ? p.replayLsn : null, receiveLsn: p.inRecovery ? p.receiveLsn : null, error: null }),
-      (err: unknown) => ({ replayLsn: null, receiveLsn: null, error: err instanceof Error ? err.message : String(err) }),
+      (err: unknown) => ({ replayLsn: null, receiveLsn: null, error: errorMessage(err) }),
     );
     const own = { replayLsn: read.replayLsn, receiveLsn: read.receiveLsn };
     const may = initWal === null
@@ -588,7 +588,7 @@ export class Sitter {
       `moving Raft leadership to async ${target.id}: I am the ${role}, and a leader in the write path would add an election and a session grace to its failover`);
     const electionMs = this.config.raft.electionTicks * this.config.raft.tickMs;
     this.node.transferLeadership(target.id, { timeoutMs: 4 * electionMs }).catch((err: unknown) => {
-      this.log.warn({ decision: 'moveRaftLeader-failed', to: target.id, err: String(err) }, `Raft leadership did not move to ${target.id}`);
+      this.log.warn({ decision: 'moveRaftLeader-failed', to: target.id, err: errorMessage(err) }, `Raft leadership did not move to ${target.id}`);
     });
   }
 
@@ -627,7 +627,7 @@ export class Sitter {
         this.log.info({ decision: 'openSession', reason: 'this peer can serve' }, 'opened this peer\'s session');
       } catch (err) {
         // No leader yet (start-up, election): the loop tries again.
-        this.log.debug({ err: String(err) }, 'could not open the session yet');
+        this.log.debug({ err: errorMessage(err) }, 'could not open the session yet');
         this.kickSoon();
       }
     }

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import type { Logger } from '../log.js';
 import { PgError } from './errors.js';
+import { errorLine } from '../errors.js';
 
 export const PG_MAJOR = 15;
 export const DEBIAN_BINDIR = `/usr/lib/postgresql/${PG_MAJOR}/bin`;
@@ -58,7 +59,7 @@ async function pgConfigBindir(): Promise<{ bindir: string | null; why: string }>
     if (Number(major) !== PG_MAJOR) return { bindir: null, why: `pg_config points at PostgreSQL ${major} (${bindir}), not ${PG_MAJOR}` };
     return { bindir, why: '' };
   } catch (err) {
-    return { bindir: null, why: `pg_config failed: ${err instanceof Error ? err.message.split('\n')[0] ?? '' : String(err)}` };
+    return { bindir: null, why: `pg_config failed: ${errorLine(err)}` };
   }
 }
 

@@ -19,6 +19,7 @@
 // lower rate.
 import pg from 'pg';
 import { PgError } from './errors.js';
+import { errorMessage } from '../errors.js';
 
 export interface HeldConnectionOptions {
   /** Connection settings, read at each (re)connect (statement_timeout and connect timeout included). */
@@ -27,9 +28,6 @@ export interface HeldConnectionOptions {
   readonly onEvent?: (e: { kind: 'connected' } | { kind: 'dropped'; reason: string }) => void;
 }
 
-function errText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
 
 /** A server's answer (it has a SQLSTATE and the connection is still in sync), not a broken connection. */
 function isServerError(err: unknown): boolean {
@@ -95,11 +93,11 @@ export class HeldConnection {
         // The session is fine; end whatever transaction the failed string may have left open.
         const left = Math.max(100, remainingMs - (Date.now() - startedMs));
         await Promise.race([client.query('ROLLBACK'), new Promise((_, reject) => setTimeout(() => { reject(new Error('ROLLBACK timed out')); }, left))])
-          .catch((e: unknown) => { this.drop(`ROLLBACK after an error failed: ${errText(e)}`); });
+          .catch((e: unknown) => { this.drop(`ROLLBACK after an error failed: ${errorMessage(e)}`); });
       } else {
-        this.drop(`query failed: ${errText(err)}`);
+        this.drop(`query failed: ${errorMessage(err)}`);
       }
-      throw new PgError('MANATEE_ERR_PG_QUERY', `query failed (${what}): ${errText(err)}`, { cause: err });
+      throw new PgError('MANATEE_ERR_PG_QUERY', `query failed (${what}): ${errorMessage(err)}`, { cause: err });
     } finally {
       clearTimeout(timer);
     }
@@ -109,7 +107,7 @@ export class HeldConnection {
     const config = this.opts.config();
     const client = new pg.Client({ ...config, connectionTimeoutMillis: Math.min(timeoutMs, config.connectionTimeoutMillis ?? timeoutMs) });
     // A connection that breaks while idle (server restart, admin shutdown) is dropped at once.
-    client.on('error', (err) => { if (this.client === client) this.drop(`connection error: ${errText(err)}`); });
+    client.on('error', (err) => { if (this.client === client) this.drop(`connection error: ${errorMessage(err)}`); });
     client.on('end', () => { if (this.client === client) this.drop('the server closed the connection'); });
     try {
       await client.connect();

@@ -4,6 +4,7 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';
+import { errorMessage } from '../errors.js';
 
 export interface HealthResult {
   readonly healthy: boolean;
@@ -82,7 +83,7 @@ export class PgHealthChecker extends EventEmitter<HealthEvents> {
         }),
       ]);
     } catch (err) {
-      reason = err instanceof Error ? err.message : String(err);
+      reason = errorMessage(err);
     } finally {
       clearTimeout(timer);
     }

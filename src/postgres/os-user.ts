@@ -4,6 +4,7 @@
 import { mkdir, stat, chown, chmod } from 'node:fs/promises';
 import { execa } from 'execa';
 import { PgError } from './errors.js';
+import { errorLine } from '../errors.js';
 
 export interface OsUser {
   readonly name: string;
@@ -29,7 +30,7 @@ export async function resolveOsUser(name: string | undefined): Promise<OsUser> {
     if (!Number.isInteger(uid) || !Number.isInteger(gid) || uid === 0) throw new Error(`id printed uid ${uid} gid ${gid}`);
     return { name: userName, uid, gid, switchUser: true };
   } catch (err) {
-    throw new PgError('MANATEE_ERR_PG_OS_USER', `OS user ${JSON.stringify(userName)} to run PostgreSQL is unusable: ${err instanceof Error ? err.message.split('\n')[0] ?? '' : String(err)}`, { cause: err });
+    throw new PgError('MANATEE_ERR_PG_OS_USER', `OS user ${JSON.stringify(userName)} to run PostgreSQL is unusable: ${errorLine(err)}`, { cause: err });
   }
 }
 

@@ -30,6 +30,7 @@ import { LineRing, lineSplitter } from './progress.js';
 import {
   checkSyncCaughtUp, readReplication, readWalPositions, type QueryFn, type ReplicationRow, type SyncCatchUp, type WalPositions,
 } from './replication.js';
+import { errorMessage } from '../errors.js';
 
 export type ShutdownMode = 'smart' | 'fast' | 'immediate';
 
@@ -126,9 +127,6 @@ const FENCE_CHECKPOINT_TIMEOUT_MS = 300_000;
 /** A query's client-side deadline is its statement_timeout plus this: the server's own error comes first. */
 const QUERY_DEADLINE_MARGIN_MS = 1000;
 
-function errText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
@@ -289,7 +287,7 @@ export class PostgresServer extends EventEmitter<PgEvents> {
       const res = await client.query<R>(sql, params === undefined ? undefined : [...params]);
       return res.rows;
     } catch (err) {
-      throw new PgError('MANATEE_ERR_PG_QUERY', `query failed (${sql.slice(0, 60)}): ${errText(err)}`, { cause: err });
+      throw new PgError('MANATEE_ERR_PG_QUERY', `query failed (${sql.slice(0, 60)}): ${errorMessage(err)}`, { cause: err });
     } finally {
       await client.end().catch(() => undefined);
     }
@@ -304,7 +302,7 @@ export class PostgresServer extends EventEmitter<PgEvents> {
     try {
       await this.queryOnNewConnection('SELECT 1', undefined, timeoutMs);
     } catch (err) {
-      const cause = err instanceof PgError && err.cause instanceof Error ? err.cause.message : errText(err);
+      const cause = err instanceof PgError && err.cause instanceof Error ? err.cause.message : errorMessage(err);
       throw new PgError('MANATEE_ERR_PG_NEW_CONNECTION', `PostgreSQL accepts no new connection: ${cause}`, { cause: err });
     }
   }
@@ -353,7 +351,7 @@ export class PostgresServer extends EventEmitter<PgEvents> {
       try {
         return await readFile(path, 'utf8');
       } catch (err) {
-        throw new PgError('MANATEE_ERR_PG_INVALID_OPTION', `cannot read the ${what} ${path} for PostgreSQL: ${errText(err)}`, { cause: err });
+        throw new PgError('MANATEE_ERR_PG_INVALID_OPTION', `cannot read the ${what} ${path} for PostgreSQL: ${errorMessage(err)}`, { cause: err });
       }
     };
     await this.writeOwned(dst.caFile, await read(src.caFile, 'CA certificate'));
@@ -713,7 +711,7 @@ export class PostgresServer extends EventEmitter<PgEvents> {
         this.log.info({ decision: 'ready', pid }, 'PostgreSQL accepts connections');
         return;
       } catch (err) {
-        last = errText(err);
+        last = errorMessage(err);
       }
       await sleep(100);
     }

@@ -16,7 +16,7 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { mkdir } from 'node:fs/promises';
 import type { Logger } from '../log.js';
-import { ManateeError } from '../errors.js';
+import { ManateeError, asError, errorMessage } from '../errors.js';
 import { RaftCore } from './core/raft.js';
 import { MemoryLog } from './core/memory-log.js';
 import { ConfChangeInvalidError, ProposalDroppedError, RaftInvariantError } from './core/errors.js';
@@ -151,9 +151,6 @@ export function unwrapCommand(raw: string): { rid: string | null; data: string }
   return { rid: raw.slice(ENVELOPE_PREFIX.length, end), data: raw.slice(end + 1) };
 }
 
-function errMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
 
 export class RaftNode extends EventEmitter<RaftNodeEvents> {
   readonly id: NodeId;
@@ -475,7 +472,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
         this.core.transferLeadership(to);
         this.kick();
       } catch (err) {
-        this.log.debug({ id: this.id, to, reason: errMessage(err) }, 'raft: leadership transfer request not sent');
+        this.log.debug({ id: this.id, to, reason: errorMessage(err) }, 'raft: leadership transfer request not sent');
       }
     };
     ask();
@@ -512,7 +509,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
         try {
           await this.transferLeadership(other, { timeoutMs: 2 * this.electionTicks * this.tickMs });
         } catch (err) {
-          this.log.warn({ id: this.id, to: other, reason: errMessage(err) }, 'raft: leadership hand-over before stop failed, closing anyway');
+          this.log.warn({ id: this.id, to: other, reason: errorMessage(err) }, 'raft: leadership hand-over before stop failed, closing anyway');
         }
       }
     }
@@ -551,7 +548,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
 
   private mapDropped(err: unknown): Error {
     if (err instanceof ProposalDroppedError && err.reason === 'noLeader') return new RaftNoLeaderError(err.message);
-    return err instanceof Error ? err : new Error(String(err));
+    return asError(err);
   }
 
   private request(what: string, submit: (rid: string) => void, timeoutMsOpt: number | undefined): Promise<unknown> {
@@ -560,7 +557,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
       if (this.pending.size + this.pendingReads.size >= this.maxPending) throw new RaftOverloadedError(this.maxPending);
       this.assertLeaderKnown();
     } catch (err) {
-      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+      return Promise.reject(asError(err));
     }
     const rid = this.nextRid();
     const timeoutMs = timeoutMsOpt ?? this.requestTimeoutMs;
@@ -657,7 +654,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
         this.core.step(m);
       } catch (err) {
         // A message the core refuses (e.g. from a removed node) must not stop the node.
-        this.log.debug({ id: this.id, from: m.from, type: m.type, reason: errMessage(err) }, 'raft: message ignored');
+        this.log.debug({ id: this.id, from: m.from, type: m.type, reason: errorMessage(err) }, 'raft: message ignored');
       }
     }
     this.kick();
@@ -787,7 +784,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
       result = this.sm.apply(entry);
     } catch (err) {
       // The state machine must be deterministic, so every node fails the same way: report, go on.
-      failure = err instanceof Error ? err : new Error(String(err));
+      failure = asError(err);
       this.log.error({ id: this.id, index: e.index, err: failure.message }, 'raft: state machine apply threw');
     }
     this.emit('applied', entry);
@@ -805,7 +802,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     try {
       cc = decodeConfChange(e.data);
     } catch (err) {
-      this.log.error({ id: this.id, index: e.index, err: errMessage(err) }, 'raft: undecodable conf change entry skipped');
+      this.log.error({ id: this.id, index: e.index, err: errorMessage(err) }, 'raft: undecodable conf change entry skipped');
       return;
     }
     let ctx: { rid?: unknown; address?: unknown } = {};
@@ -864,7 +861,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
   }
 
   private async fatal(err: unknown): Promise<void> {
-    const e = err instanceof Error ? err : new Error(String(err));
+    const e = asError(err);
     this.log.fatal({ id: this.id, err: e.message, code: (e as { code?: unknown }).code }, 'raft: node stopped after a fatal error');
     if (this.listenerCount('error') > 0) this.emit('error', e);
     this.state = 'closing';

@@ -2,6 +2,7 @@
 // members the store uses, so that the store depends on Raft's behaviour, not on its class.
 import type { NodeId, RaftRole } from '../raft/core/types.js';
 import type { Consensus, LeaderChange, ProposeOptions, ReceivedKeepalive } from './consensus.js';
+import { asError } from '../errors.js';
 
 export interface RaftNodeLike {
   readonly id: NodeId;
@@ -40,7 +41,7 @@ export function raftConsensus(node: RaftNodeLike, opts: { readTimeoutMs?: number
         node.sendToLeader(encodeKeepalive(openedIndex));
         return Promise.resolve();
       } catch (err) {
-        return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+        return Promise.reject(asError(err));
       }
     },
     onKeepalive: (listener: (k: ReceivedKeepalive) => void) => {

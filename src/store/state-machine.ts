@@ -33,6 +33,7 @@ import {
   stateShapeProblems,
   transitionProblems,
 } from './validate.js';
+import { errorMessage } from '../errors.js';
 
 export const HISTORY_LIMIT_DEFAULT = 1000;
 export const HISTORY_LIMIT_MAX = 100_000;
@@ -517,7 +518,7 @@ function parseSnapshot(data: string): SnapshotData {
   try {
     v = JSON.parse(data);
   } catch (err) {
-    throw new InvalidSnapshotError(`not JSON (${err instanceof Error ? err.message : String(err)})`);
+    throw new InvalidSnapshotError(`not JSON (${errorMessage(err)})`);
   }
   if (!isRecord(v)) throw new InvalidSnapshotError('not a JSON object');
   if (v['format'] !== SNAPSHOT_FORMAT) {

@@ -6,7 +6,7 @@
 import { EventEmitter } from 'node:events';
 import type { Server as TlsServer } from 'node:tls';
 import type { Logger } from '../log.js';
-import { ManateeError } from '../errors.js';
+import { ManateeError, errorMessage } from '../errors.js';
 import type { X509Certificate } from 'node:crypto';
 import { peerIdOf } from './identity.js';
 import { loadTlsMaterial, type TlsFiles, type TlsMaterial } from './material.js';
@@ -72,7 +72,7 @@ export class ReloadableTls extends EventEmitter<Events> {
       next = await loadTlsMaterial(this.current.files, this.expectedPeerId === undefined ? {} : { expectedPeerId: this.expectedPeerId });
     } catch (err) {
       const code = err instanceof ManateeError ? err.code : 'MANATEE_ERR_INTERNAL';
-      const message = err instanceof Error ? err.message : String(err);
+      const message = errorMessage(err);
       this.reloadError = { at: new Date().toISOString(), code, message };
       this.log.error({ tls: 'reload-refused', code, reason: message }, `TLS reload refused, the current certificate stays: ${message}`);
       return 'failed';

@@ -4,6 +4,7 @@
 import type { Logger } from '../log.js';
 import type { Zfs } from './zfs.js';
 import { validateDatasetName } from './names.js';
+import { errorMessage } from '../errors.js';
 
 export interface SnapshotterOptions {
   readonly zfs: Zfs;
@@ -91,7 +92,7 @@ export class Snapshotter {
         if (!healthy) why = 'PostgreSQL is unhealthy';
       } catch (err) {
         healthy = false;
-        why = `health check failed: ${err instanceof Error ? err.message : String(err)}`;
+        why = `health check failed: ${errorMessage(err)}`;
       }
     }
     if (!healthy) {
@@ -111,12 +112,12 @@ export class Snapshotter {
           destroyed.push(s.name);
         } catch (err) {
           // A snapshot being sent to a peer can be busy; it is retried on the next pass.
-          log.warn({ snapshot: s.name, err: err instanceof Error ? err.message : String(err) }, 'snapshotter: could not destroy old snapshot, will retry');
+          log.warn({ snapshot: s.name, err: errorMessage(err) }, 'snapshotter: could not destroy old snapshot, will retry');
         }
       }
       return this.decide({ decision: 'snapshot', reason: `${why}; kept newest ${this.opts.retentionCount}`, created, destroyed, atMs });
     } catch (err) {
-      const reason = err instanceof Error ? err.message : String(err);
+      const reason = errorMessage(err);
       return this.decide({ decision: 'error', reason, created, destroyed, atMs });
     }
   }

@@ -6,6 +6,7 @@ import { execa } from 'execa';
 import type { ZfsCommand } from './command.js';
 import { ZFS_STDERR_BYTES_MAX } from './command.js';
 import { ZfsError, ZfsNoSpaceError } from './errors.js';
+import { asError } from '../errors.js';
 
 export const ZFS_ERR_STREAM_INTERRUPTED = 'MANATEE_ERR_ZFS_STREAM_INTERRUPTED';
 
@@ -80,7 +81,7 @@ export async function receiveStream(cmd: ZfsCommand, dataset: string, input: Rea
   // A holder object: TypeScript does not see assignments made inside the callback below.
   const failed: { inputError: Error | null } = { inputError: null };
   const piped = pipeline(input, sub.stdin).catch((err: unknown) => {
-    failed.inputError = err instanceof Error ? err : new Error(String(err));
+    failed.inputError = asError(err);
   });
   const exitTimeoutMs = opts.exitTimeoutMs ?? 120_000;
   const timer = setTimeout(() => {

@@ -6,6 +6,7 @@
 //   RAFT_SIM_FIRST_SEED=<n> starts there (default 1), to explore new seeds
 import { describe, expect, test } from 'vitest';
 import { runWorkload, type WorkloadResult } from './sim/workload.js';
+import { errorMessage } from '../../src/errors.js';
 
 const DEFAULT_SEEDS = 500;
 /** Seeds per vitest test: small enough that progress shows, large enough to keep overhead low. */
@@ -19,7 +20,7 @@ function runSeed(seed: number): WorkloadResult {
     try {
       runWorkload(seed, { trace: true });
     } catch (traced) {
-      const msg = traced instanceof Error ? traced.message : String(traced);
+      const msg = errorMessage(traced);
       throw new Error(`seed ${seed} failed (replay: RAFT_SIM_SEED=${seed} npx vitest run test/raft/core-sim.test.ts): ${msg}`, { cause: first });
     }
     throw new Error(`seed ${seed} failed, but not when replayed with tracing: the simulation is not deterministic`, { cause: first });

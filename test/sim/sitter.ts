@@ -4,7 +4,7 @@
 // the real rules, the real Reconciler and the real ClusterStore, on the simulated Raft,
 // PostgreSQL and clock. When src/peer/sitter.ts is split into jobs with effects behind
 // interfaces, those jobs replace this port.
-import { hasCode } from '../../src/errors.js';
+import { hasCode, errorMessage } from '../../src/errors.js';
 import { silentLogger, type Logger } from '../../src/log.js';
 import { INITDB_REFUSED, Reconciler } from '../../src/peer/reconciler.js';
 import { decide, rulesPgStatus, type Decision, type DecisionKind, type RulesInput } from '../../src/peer/rules/index.js';
@@ -291,7 +291,7 @@ export class SimSitter {
         await this.store.readState();
       } catch (err) {
         this.kickSoon();
-        throw new Error(`the store has not caught up with the shard yet: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+        throw new Error(`the store has not caught up with the shard yet: ${errorMessage(err)}`, { cause: err });
       }
       this.storeCaughtUp = true;
     }

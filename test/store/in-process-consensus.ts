@@ -8,6 +8,7 @@ import type { StateMachine } from '../../src/raft/state-machine.js';
 import { RaftNoLeaderError, RaftStoppedError } from '../../src/raft/errors.js';
 import type { NodeId } from '../../src/raft/core/types.js';
 import type { Consensus, LeaderChange, ProposeOptions, ReceivedKeepalive } from '../../src/store/consensus.js';
+import { asError } from '../../src/errors.js';
 
 interface LogEntry {
   readonly index: number;
@@ -139,7 +140,7 @@ export class InProcessMember implements Consensus {
         this.pending.set(index, { resolve, reject });
       });
     } catch (err) {
-      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+      return Promise.reject(asError(err));
     }
   }
 

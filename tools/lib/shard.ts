@@ -19,6 +19,7 @@ import type { SitterStatus, ClusterState } from '../../src/model/index.js';
 import { makeTmpDir } from './tmp.js';
 import { freePort } from './wait.js';
 import { pidAlive } from './pid-alive.js';
+import { asError } from '../../src/errors.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const sitterScript = join(repoRoot, 'src/cli/manatee-sitter.ts');
@@ -621,7 +622,7 @@ export class Shard {
       try {
         await opts.beforeRemove();
       } catch (err) {
-        beforeRemoveError = err instanceof Error ? err : new Error(String(err));
+        beforeRemoveError = asError(err);
       }
     }
     // MANATEE_KEEP_SHARD=1 keeps the directory (logs, data) for a post-mortem.

@@ -1,7 +1,7 @@
 // Admin routes: POST /admin/*, each behind the admin token, each logged in one line that says
 // who asked for what and what came of it.
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
-import { ManateeError } from '../../errors.js';
+import { ManateeError, errorMessage } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { tokenChecker } from '../auth.js';
 import { AuthFailureLimiter } from '../auth-limit.js';
@@ -57,7 +57,7 @@ async function logged<T extends AdminResult | RebuildResult | MembershipResult>(
     return result;
   } catch (err) {
     const code = err instanceof ManateeError ? err.code : 'MANATEE_ERR_INTERNAL';
-    const message = err instanceof Error ? err.message : String(err);
+    const message = errorMessage(err);
     const refused = statusForCode(code) < 500;
     log[refused ? 'warn' : 'error']({ ...base, result: refused ? 'refused' : 'failed', code, err: refused ? undefined : err }, `admin ${action}: ${code}: ${message}`);
     throw err;

@@ -3,7 +3,7 @@
 // it could not be reached or answered something that is not the API.
 import http from 'node:http';
 import https from 'node:https';
-import { ManateeError } from '../../errors.js';
+import { ManateeError, errorMessage } from '../../errors.js';
 import type { SitterStatus, HistoryEntry, PeerInfo } from '../../model/index.js';
 import type { AdminResult, MembershipResult, RaftMembers, RebuildResult, VersionedState } from '../../api/types.js';
 import type { ShardReport } from '../../api/shard.js';
@@ -47,7 +47,7 @@ export function normalizeUrl(raw: string): string {
 function causeText(err: unknown): string {
   const code = (err as { code?: unknown } | null)?.code;
   if (typeof code === 'string') return code; // ECONNREFUSED, ENOTFOUND, ECONNRESET...
-  return err instanceof Error ? err.message : String(err);
+  return errorMessage(err);
 }
 
 /**

@@ -3,7 +3,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { ManateeError } from '../../errors.js';
+import { ManateeError, errorMessage } from '../../errors.js';
 import { PROMOTE_EXPIRE_MS_MAX, PROMOTE_EXPIRE_MS_MIN, type OnwmMode } from '../../peer/admin.js';
 import { AdmClient, AdmError } from './client.js';
 import { addCertsCommands } from './certs.js';
@@ -46,7 +46,7 @@ function readTokenFile(path: string, warn: (text: string) => void): string {
     text = readFileSync(path, 'utf8');
     if ((statSync(path).mode & 0o077) !== 0) warn(`manatee-adm: warning: the token file ${path} is readable by group or others (chmod 600 ${path})\n`);
   } catch (err) {
-    throw new AdmError('MANATEE_ERR_TOKEN_FILE', `cannot read the token file ${path}: ${err instanceof Error ? err.message : String(err)}`);
+    throw new AdmError('MANATEE_ERR_TOKEN_FILE', `cannot read the token file ${path}: ${errorMessage(err)}`);
   }
   const token = text.split(/\r?\n/)[0]?.trim() ?? '';
   if (token === '') throw new AdmError('MANATEE_ERR_TOKEN_FILE', `the token file ${path} is empty`);
@@ -342,7 +342,7 @@ export async function runAdm(argv: readonly string[], io: AdmIo): Promise<number
       io.err(`manatee-adm: ${err.code}: ${err.message}\n`);
       return 1;
     }
-    io.err(`manatee-adm: MANATEE_ERR_INTERNAL: ${err instanceof Error ? err.message : String(err)}\n`);
+    io.err(`manatee-adm: MANATEE_ERR_INTERNAL: ${errorMessage(err)}\n`);
     return 1;
   }
 }

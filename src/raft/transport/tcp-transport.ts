@@ -46,6 +46,7 @@ import type { PeerMessage } from './messages.js';
 import { RaftConfigError } from '../errors.js';
 import { FRAME_CHALLENGE, FRAME_HELLO, FRAME_MESSAGES, FRAME_PING, FrameDecoder, FrameTooLargeError, encodeFrame, type Frame } from './frame.js';
 import { parseMessages } from './validate.js';
+import { errorMessage } from '../../errors.js';
 
 export interface TransportStats {
   /** Inbound connections accepted at the TCP level (before authentication). */
@@ -184,9 +185,6 @@ export function parseAddress(addr: string): { host: string; port: number } {
   return { host: m[1]!, port };
 }
 
-function errMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
 
 /** The outbound side for one destination: queue, connection, backoff. */
 class PeerLink {
@@ -294,7 +292,7 @@ export class TcpTransport {
         continue;
       }
       this.server = server;
-      server.on('error', (err) => { this.log.error({ err: errMessage(err) }, 'raft transport server error'); });
+      server.on('error', (err) => { this.log.error({ err: errorMessage(err) }, 'raft transport server error'); });
       this.lastKeepaliveTickMs = performance.now();
       this.keepaliveTimer = setInterval(() => { this.keepaliveTick(); }, this.keepaliveIntervalMs);
       this.keepaliveTimer.unref();
@@ -435,7 +433,7 @@ export class TcpTransport {
       try {
         frames = decoder.push(chunk);
       } catch (err) {
-        this.log.warn({ peer: link.id, address: link.address, reason: errMessage(err) }, 'raft transport: bad challenge from peer');
+        this.log.warn({ peer: link.id, address: link.address, reason: errorMessage(err) }, 'raft transport: bad challenge from peer');
         sock.destroy();
         return;
       }
@@ -759,9 +757,9 @@ export class TcpTransport {
         try {
           f = decoder.next();
         } catch (err) {
-          if (conn.peer === null) this.refuse(conn, 'auth', `bad hello: ${errMessage(err)}`);
+          if (conn.peer === null) this.refuse(conn, 'auth', `bad hello: ${errorMessage(err)}`);
           else if (err instanceof FrameTooLargeError) this.refuse(conn, 'oversized', err.message);
-          else this.refuse(conn, 'malformed', errMessage(err));
+          else this.refuse(conn, 'malformed', errorMessage(err));
           return;
         }
         if (f === null) return;
@@ -815,7 +813,7 @@ export class TcpTransport {
     try {
       this.opts.handlers.onMessages(msgs);
     } catch (err) {
-      this.log.error({ peer, err: errMessage(err) }, 'raft transport: message handler failed');
+      this.log.error({ peer, err: errorMessage(err) }, 'raft transport: message handler failed');
     }
     return true;
   }
