@@ -37,6 +37,19 @@ describe('sitter configuration', () => {
     expect(c.timeouts.keepaliveIntervalMs).toBe(300);
     expect(c.rebuild.automatic).toBe(true);
     expect(c.raft.electionTicks).toBe(10);
+    expect(c.raft.heartbeatTicks).toBe(2);
+  });
+
+  it('heartbeats every 2 ticks unless the election timeout is 2 ticks, and keeps a heartbeatTicks that is given', () => {
+    const withRaft = (extra: Record<string, unknown>) => {
+      const input = minimal();
+      input['raft'] = { ...(input['raft'] as object), ...extra };
+      return parseConfig(input).raft;
+    };
+    expect(withRaft({ electionTicks: 2 }).heartbeatTicks).toBe(1);
+    expect(withRaft({ electionTicks: 3 }).heartbeatTicks).toBe(2);
+    expect(withRaft({ heartbeatTicks: 1 }).heartbeatTicks).toBe(1);
+    expect(() => withRaft({ electionTicks: 4, heartbeatTicks: 4 })).toThrow(/raft.heartbeatTicks: must be less than raft.electionTicks/);
   });
 
   it('does not modify the object it was given', () => {

@@ -23,6 +23,7 @@ export interface ProcNodeConfig {
   httpPort: number;
   tickMs?: number;
   electionTicks?: number;
+  heartbeatTicks?: number;
   snapshotEveryEntries?: number;
   keepEntriesAfterSnapshot?: number;
   /** "list" keeps every command (for agreement checks); "count" keeps a count and a hash chain; "register" runs integer registers. */
@@ -51,7 +52,7 @@ export class ProcCluster {
   readonly nodes = new Map<string, ProcNode>();
   private constructor(readonly dir: string) {}
 
-  static async create(ids: string[], opts: Partial<Pick<ProcNodeConfig, 'tickMs' | 'electionTicks' | 'snapshotEveryEntries' | 'keepEntriesAfterSnapshot' | 'mode'>> = {}): Promise<ProcCluster> {
+  static async create(ids: string[], opts: Partial<Pick<ProcNodeConfig, 'tickMs' | 'electionTicks' | 'heartbeatTicks' | 'snapshotEveryEntries' | 'keepEntriesAfterSnapshot' | 'mode'>> = {}): Promise<ProcCluster> {
     const dir = await mkdtemp(join(tmpdir(), 'manatee-raft-proc-'));
     const c = new ProcCluster(dir);
     const ports = new Map<string, { raft: number; http: number }>();

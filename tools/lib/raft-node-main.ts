@@ -108,7 +108,7 @@ async function main(): Promise<void> {
       id: cfg.id, dataDir: cfg.dataDir, peers: cfg.peers, secret: cfg.secret,
       ...(cfg.initialVoters ? { initialVoters: cfg.initialVoters } : {}),
       listen: { host: '127.0.0.1', port: cfg.raftPort }, stateMachine: sm, logger,
-      tickMs: cfg.tickMs ?? 50, electionTicks: cfg.electionTicks ?? 10, heartbeatTicks: 1,
+      tickMs: cfg.tickMs ?? 50, electionTicks: cfg.electionTicks ?? 10, heartbeatTicks: cfg.heartbeatTicks ?? 1,
       snapshotEveryEntries: cfg.snapshotEveryEntries ?? 10_000, keepEntriesAfterSnapshot: cfg.keepEntriesAfterSnapshot ?? 1000,
     });
     await node.start();
