@@ -3,13 +3,14 @@
 // compare-and-set through any node: followers forward proposals to the leader and serve reads
 // through ReadIndex. Meanwhile a nemesis kills nodes (SIGKILL, restart from disk), pauses them
 // (SIGSTOP longer than an election timeout, so that a paused leader wakes up deposed), and does
-// two of these at once. The history must be linearizable.
+// two of these at once. The history must be linearizable. The same for the cluster store (src/store)
+// on those nodes: its compare-and-set of the state by version, and its linearizable readState.
 import { afterEach, describe, expect, it } from 'vitest';
 import { Rng } from '../helpers/rng.js';
 import { waitFor } from '../../tools/lib/wait.js';
 import { ProcCluster } from '../../tools/lib/raft-cluster.js';
 import { checkOperations, describeCounterexample } from './check.js';
-import { registerModel, type RegisterInput, type RegisterOutput } from './models.js';
+import { registerModel, registerModelStartingAt, type RegisterInput, type RegisterOutput } from './models.js';
 import type { RegisterOperation } from './parse.js';
 
 const SEED = 20261206;
@@ -34,7 +35,7 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-type Sent = { kind: 'ok'; body: Record<string, unknown> } | { kind: 'no-effect'; why: string } | { kind: 'unknown'; why: string };
+type Sent = { kind: 'ok'; body: Record<string, unknown> } | { kind: 'mismatch'; currentVersion: number } | { kind: 'no-effect'; why: string } | { kind: 'unknown'; why: string };
 
 /** One HTTP request to a node: its answer, or whether the request may have had an effect. */
 async function send(c: ProcCluster, id: string, path: string, body?: string): Promise<Sent> {
@@ -42,6 +43,8 @@ async function send(c: ProcCluster, id: string, path: string, body?: string): Pr
     const r = await fetch(c.url(id, path), { method: body === undefined ? 'GET' : 'POST', ...(body !== undefined ? { body } : {}), signal: AbortSignal.timeout(OP_TIMEOUT_MS) });
     const v = (await r.json()) as Record<string, unknown>;
     if (r.status === 200) return { kind: 'ok', body: v };
+    // The store applied the compare-and-set and the version differed: a definite failed comparison.
+    if (r.status === 409) return { kind: 'mismatch', currentVersion: v['currentVersion'] as number };
     const code = String(v['code']);
     return NO_EFFECT.has(code) ? { kind: 'no-effect', why: code } : { kind: 'unknown', why: code };
   } catch (err) {
@@ -49,6 +52,54 @@ async function send(c: ProcCluster, id: string, path: string, body?: string): Pr
     // Refused: the request never reached the node. Anything else (a timeout, a reset) may have.
     return cause === 'ECONNREFUSED' ? { kind: 'no-effect', why: cause } : { kind: 'unknown', why: (err as Error).message };
   }
+}
+
+/**
+ * Faults for RUN_MS, one at a time from a seeded order: SIGKILL of the leader or a follower
+ * (restarted from its disk), SIGSTOP of the leader or a follower past an election timeout, and
+ * both at once (the leader paused, then a follower killed: no quorum for a while).
+ */
+async function nemesis(c: ProcCluster, rng: Rng, now: () => number, faults: string[]): Promise<void> {
+  const pause = (id: string): void => { c.node(id).child?.kill('SIGSTOP'); };
+  const resume = (id: string): void => { c.node(id).child?.kill('SIGCONT'); };
+  const kinds = ['kill-leader', 'kill-follower', 'pause-leader', 'pause-follower', 'overlap'] as const;
+  let round: (typeof kinds)[number][] = [];
+  while (now() < RUN_MS) {
+    await sleep(rng.int(1000, 2500));
+    const leader = await c.leader(IDS, 60_000);
+    if (round.length === 0) round = rng.shuffle(kinds);
+    const kind = round.shift()!;
+    const follower = rng.pick(IDS.filter((id) => id !== leader));
+    faults.push(kind);
+    if (kind === 'kill-leader' || kind === 'kill-follower') {
+      const id = kind === 'kill-leader' ? leader : follower;
+      await c.kill(id, 'SIGKILL');
+      await sleep(rng.int(1000, 3000));
+      await c.start(id);
+    } else if (kind === 'pause-leader' || kind === 'pause-follower') {
+      // Longer than an election timeout (10 ticks of 50 ms, randomized up to 2x): a paused leader wakes up deposed.
+      const id = kind === 'pause-leader' ? leader : follower;
+      pause(id);
+      await sleep(rng.int(1500, 4000));
+      resume(id);
+    } else {
+      pause(leader);
+      await sleep(rng.int(300, 1200));
+      await c.kill(follower, 'SIGKILL');
+      await sleep(rng.int(1000, 2500));
+      resume(leader);
+      await c.start(follower);
+    }
+  }
+}
+
+const ALL_FAULTS = new Set(['kill-leader', 'kill-follower', 'pause-leader', 'pause-follower', 'overlap']);
+
+async function sameOnEveryNode(c: ProcCluster): Promise<void> {
+  await waitFor('all nodes applied the same sequence', async () => {
+    const sts = await Promise.all(IDS.map((id) => c.status(id)));
+    return sts.every((s) => s !== null && s.count === sts[0]!.count && s.chain === sts[0]!.chain) ? true : null;
+  }, { timeoutMs: 60_000, intervalMs: 250 });
 }
 
 describe('Raft register on real RaftNode processes', () => {
@@ -102,43 +153,8 @@ describe('Raft register on real RaftNode processes', () => {
       }
     };
 
-    const pause = (id: string): void => { c.node(id).child?.kill('SIGSTOP'); };
-    const resume = (id: string): void => { c.node(id).child?.kill('SIGCONT'); };
-    const nemesis = async (): Promise<void> => {
-      const kinds = ['kill-leader', 'kill-follower', 'pause-leader', 'pause-follower', 'overlap'] as const;
-      let round: (typeof kinds)[number][] = [];
-      while (now() < RUN_MS) {
-        await sleep(rng.int(1000, 2500));
-        const leader = await c.leader(IDS, 60_000);
-        if (round.length === 0) round = rng.shuffle(kinds);
-        const kind = round.shift()!;
-        const follower = rng.pick(IDS.filter((id) => id !== leader));
-        faults.push(kind);
-        if (kind === 'kill-leader' || kind === 'kill-follower') {
-          const id = kind === 'kill-leader' ? leader : follower;
-          await c.kill(id, 'SIGKILL');
-          await sleep(rng.int(1000, 3000));
-          await c.start(id);
-        } else if (kind === 'pause-leader' || kind === 'pause-follower') {
-          // Longer than an election timeout (10 ticks of 50 ms, randomized up to 2x): a paused leader wakes up deposed.
-          const id = kind === 'pause-leader' ? leader : follower;
-          pause(id);
-          await sleep(rng.int(1500, 4000));
-          resume(id);
-        } else {
-          // Two at once: the leader paused, and while it is, a follower killed (no quorum for a while).
-          pause(leader);
-          await sleep(rng.int(300, 1200));
-          await c.kill(follower, 'SIGKILL');
-          await sleep(rng.int(1000, 2500));
-          resume(leader);
-          await c.start(follower);
-        }
-      }
-    };
-
     const clients = Array.from({ length: CLIENTS }, (_, i) => client(i));
-    await nemesis();
+    await nemesis(c, rng, now, faults);
     await c.leader(IDS, 60_000);
     await sleep(2000);
     stop = true;
@@ -150,13 +166,71 @@ describe('Raft register on real RaftNode processes', () => {
     expect(report.verdict, explanation).toBe('linearizable');
     expect(ops.length).toBeGreaterThan(300);
     expect(ops.filter((o) => o.output.status === 'unknown').length).toBeGreaterThan(0);
-    expect(new Set(faults)).toEqual(new Set(['kill-leader', 'kill-follower', 'pause-leader', 'pause-follower', 'overlap']));
+    expect(new Set(faults)).toEqual(ALL_FAULTS);
     // Reads went to every node: two of them are followers at any time, so ReadIndex on followers is exercised.
     for (const id of IDS) expect(readsByNode.get(id) ?? 0, id).toBeGreaterThan(20);
-    // Every node applied the same commands.
-    await waitFor('all nodes applied the same sequence', async () => {
-      const sts = await Promise.all(IDS.map((id) => c.status(id)));
-      return sts.every((s) => s !== null && s.count === sts[0]!.count && s.chain === sts[0]!.chain) ? true : null;
-    }, { timeoutMs: 60_000, intervalMs: 250 });
+    await sameOnEveryNode(c);
+  });
+
+  it('the cluster store: compare-and-set of the state by its version and readState are linearizable through the same faults', { timeout: 240_000 }, async () => {
+    const c = await ProcCluster.create(IDS, { mode: 'store', tickMs: 50, electionTicks: 10, snapshotEveryEntries: 300, keepEntriesAfterSnapshot: 50 });
+    cluster = c;
+    await Promise.all(IDS.map((id) => c.start(id)));
+    await c.leader();
+    const rng = new Rng(SEED + 1);
+    const ops: RegisterOperation[] = [];
+    const faults: string[] = [];
+    let stop = false;
+    const t0 = performance.now();
+    const now = (): number => performance.now() - t0;
+    // The register is the state's version: putState(expectVersion v) is cas(v, v + 1); readState reads it.
+    const client = async (client: number): Promise<void> => {
+      const r = rng.fork(client);
+      let known: number | null = null;
+      while (!stop) {
+        const node = r.pick(IDS);
+        const callMs = now();
+        if (known === null || r.int(0, 99) < 40) {
+          const sent = await send(c, node, '/state');
+          if (sent.kind === 'ok') {
+            known = sent.body['version'] as number;
+            ops.push({ client, input: { key: 'state', f: 'read' }, output: { status: 'ok', value: known }, callMs, returnMs: now() });
+          }
+          await sleep(sent.kind === 'ok' ? r.int(5, 30) : r.int(50, 150));
+          continue;
+        }
+        const from: number = known;
+        const sent = await send(c, node, '/state', JSON.stringify({ expectVersion: from }));
+        const returnMs = now();
+        const input: RegisterInput = { key: 'state', f: 'cas', from, to: from + 1 };
+        if (sent.kind === 'ok') {
+          expect(sent.body['version']).toBe(from + 1);
+          ops.push({ client, input, output: { status: 'ok' }, callMs, returnMs });
+          known = from + 1;
+        } else if (sent.kind === 'mismatch') {
+          ops.push({ client, input, output: { status: 'fail' }, callMs, returnMs });
+          known = sent.currentVersion;
+        } else if (sent.kind === 'unknown') {
+          ops.push({ client, input, output: { status: 'unknown' }, callMs, returnMs: Infinity });
+        }
+        await sleep(sent.kind === 'ok' || sent.kind === 'mismatch' ? r.int(5, 30) : r.int(50, 150));
+      }
+    };
+    const clients = Array.from({ length: CLIENTS }, (_, i) => client(i));
+    await nemesis(c, rng, now, faults);
+    await c.leader(IDS, 60_000);
+    await sleep(2000);
+    stop = true;
+    await Promise.all(clients);
+
+    const report = checkOperations(registerModelStartingAt(0), ops, { timeBudgetMs: 60_000 });
+    const explanation = report.counterexample === null ? report.reason ?? '' : describeCounterexample(registerModel, report.counterexample).join('\n');
+    const count = (s: string): number => ops.filter((o) => o.output.status === s).length;
+    console.log(`raft store: ${ops.length} operations (${count('ok')} ok, ${count('fail')} version mismatches, ${count('unknown')} unknown), ${faults.length} faults (${faults.join(', ')}): ${report.verdict} in ${report.elapsedMs.toFixed(0)} ms`);
+    expect(report.verdict, explanation).toBe('linearizable');
+    expect(ops.filter((o) => o.input.f === 'cas' && o.output.status === 'ok').length).toBeGreaterThan(100);
+    expect(count('fail')).toBeGreaterThan(0);
+    expect(new Set(faults)).toEqual(ALL_FAULTS);
+    await sameOnEveryNode(c);
   });
 });

@@ -26,8 +26,8 @@ export interface ProcNodeConfig {
   heartbeatTicks?: number;
   snapshotEveryEntries?: number;
   keepEntriesAfterSnapshot?: number;
-  /** "list" keeps every command (for agreement checks); "count" keeps a count and a hash chain; "register" runs integer registers. */
-  mode?: 'list' | 'count' | 'register';
+  /** "list" keeps every command (for agreement checks); "count" keeps a count and a hash chain; "register" runs integer registers; "store" the cluster store. */
+  mode?: 'list' | 'count' | 'register' | 'store';
 }
 
 export interface ProcNode {

@@ -8,6 +8,9 @@
 //   GET  /register?key=K                 -> mode "register": linearizable read (ReadIndex, on any node) of register K: 200 {value}
 // In mode "register" the commands are JSON: {"f":"write","key","value"} -> {ok: true};
 // {"f":"cas","key","from","to"} -> {ok: <the register held from>} (see RegisterMachine).
+// In mode "store" the node runs the cluster store (src/store: ClusterStateMachine, ClusterStore on raftConsensus):
+//   POST /state  (body: {"expectVersion": N}) -> compare-and-set of a fixed valid state: 200 {version} | 409 {code, currentVersion}
+//   GET  /state                          -> linearizable read (readState): 200 {version}
 // A start-up failure (e.g. corrupt storage) is printed on stderr as "<code>: <message>" and the
 // process exits with status 2.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -16,6 +19,38 @@ import type { AppliedEntry, StateMachine } from '../../src/raft/state-machine.js
 import { createLogger } from '../../src/log.js';
 import { crc32c } from '../../src/raft/storage/crc32c.js';
 import type { ProcNodeConfig } from './raft-cluster.js';
+import { ClusterStateMachine } from '../../src/store/state-machine.js';
+import { ClusterStore } from '../../src/store/store.js';
+import { raftConsensus } from '../../src/store/raft-consensus.js';
+import { VersionMismatchError } from '../../src/store/errors.js';
+import type { ClusterState, PeerInfo } from '../../src/model/index.js';
+
+/** The cluster store's machine, with the count the status route reports (its version). */
+class StoreMachine implements StateMachine {
+  readonly machine = new ClusterStateMachine();
+  get count(): number {
+    return this.machine.version;
+  }
+  readonly chain = 0;
+  apply(e: AppliedEntry): unknown {
+    return this.machine.apply(e);
+  }
+  snapshot(): string {
+    return this.machine.snapshot();
+  }
+  restore(data: string): void {
+    this.machine.restore(data);
+  }
+}
+
+function storePeer(id: string, n: number): PeerInfo {
+  return { id, pgUrl: `postgres://postgres@127.0.0.1:${5400 + n}/postgres`, apiUrl: `http://127.0.0.1:${5500 + n}`, host: '127.0.0.1' };
+}
+
+/** A valid generation-1 state; its async list alternates so that each write changes it. */
+function storeState(expectVersion: number): ClusterState {
+  return { generation: 1, primary: storePeer('a', 1), sync: storePeer('b', 2), async: expectVersion % 2 === 0 ? [storePeer('c', 3)] : [], deposed: [], initWal: '0/0' };
+}
 
 /** Applied commands in order, a count, and a CRC chain over them (equal chains = equal sequences). */
 class RecordingMachine implements StateMachine {
@@ -101,7 +136,8 @@ async function main(): Promise<void> {
   const cfg = JSON.parse(process.argv[2] ?? '{}') as ProcNodeConfig;
   const logger = createLogger({ destination: cfg.logFile, name: `raft-${cfg.id}` });
   const registers = cfg.mode === 'register' ? new RegisterMachine() : null;
-  const sm = registers ?? new RecordingMachine((cfg.mode ?? 'list') === 'list');
+  const storeMachine = cfg.mode === 'store' ? new StoreMachine() : null;
+  const sm = registers ?? storeMachine ?? new RecordingMachine((cfg.mode ?? 'list') === 'list');
   let node: RaftNode;
   try {
     node = await RaftNode.open({
@@ -118,6 +154,7 @@ async function main(): Promise<void> {
     process.exit(2);
   }
 
+  const store = storeMachine === null ? null : new ClusterStore({ machine: storeMachine.machine, consensus: raftConsensus(node), sessionTimeoutMs: 3000, log: logger });
   const server = createServer((req, res) => {
     void (async () => {
       try {
@@ -131,6 +168,18 @@ async function main(): Promise<void> {
           reply(res, 200, { ...node.status(), count: sm.count, chain: sm.chain });
         } else if (req.url === '/applied') {
           reply(res, 200, { items: sm instanceof RecordingMachine ? sm.items : [], count: sm.count, chain: sm.chain });
+        } else if (store !== null && req.url === '/state') {
+          if (req.method === 'POST') {
+            const { expectVersion } = JSON.parse(await body(req)) as { expectVersion: number };
+            try {
+              reply(res, 200, await store.putState(storeState(expectVersion), expectVersion));
+            } catch (err) {
+              if (!(err instanceof VersionMismatchError)) throw err;
+              reply(res, 409, { code: err.code, currentVersion: err.currentVersion });
+            }
+          } else {
+            reply(res, 200, { version: (await store.readState()).version });
+          }
         } else if (registers !== null && req.url?.startsWith('/register?') === true) {
           const key = new URL(req.url, 'http://x').searchParams.get('key') ?? '';
           await node.read();
