@@ -77,7 +77,12 @@ afterAll(async () => {
 
 describe('tools/dev-cluster', () => {
   it('kill stops a peer\'s sitter and postmaster, start brings it back, add joins a fourth peer, down stops them all', async () => {
-    const before = await rows();
+    // `up` returns once the primary takes writes; the async may still be copying its data then,
+    // with no postmaster yet, so wait until every peer runs one.
+    const before = await waitFor('every peer of the dev shard running its PostgreSQL', async () => {
+      const r = await rows();
+      return r.length === 3 && r.every((x) => x.sitterPid !== null && x.postgresPid !== null) && r.some((x) => x.role === 'async') ? r : null;
+    }, { timeoutMs: 180_000, intervalMs: 1000 });
     expect(before.filter((x) => x.role === 'primary' && x.writable)).toHaveLength(1);
     const victim = before.find((x) => x.role === 'async')!;
     expect(victim.sitterPid).not.toBeNull();
