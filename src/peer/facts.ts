@@ -83,3 +83,26 @@ export function parseFacts(text: string, where: string): LocalFacts {
   }
   return { rebuiltFrom: { primaryId: rf.primaryId, generation: rf.generation }, initdbDone };
 }
+
+/** The facts as the sitter knows them now, written through to their store. */
+export class FactsKeeper {
+  private facts: LocalFacts;
+
+  constructor(private readonly store: FactsStore, initial: LocalFacts) {
+    this.facts = initial;
+  }
+
+  get current(): LocalFacts {
+    return this.facts;
+  }
+
+  get where(): string {
+    return this.store.where;
+  }
+
+  /** Durable when it returns. */
+  async update(change: Partial<LocalFacts>): Promise<void> {
+    this.facts = { ...this.facts, ...change };
+    await this.store.write(this.facts);
+  }
+}

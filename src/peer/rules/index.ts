@@ -13,3 +13,9 @@ export type {
 } from './types.js';
 export { rulesPgStatus, decisionLogFields, decisionRecord } from './report.js';
 export { assertWritable, RulesInvariantError } from './invariants.js';
+export { decideSession, type SessionDecision, type SessionDecisionKind, type SessionInput } from './session.js';
+export { placeLeader, type LeaderMove, type LeaderPlacementInput } from './leader-placement.js';
+export {
+  decideStreamStall, StreamWatch, syncCannotTakeOver,
+  type OwnWal, type StreamObservation, type StreamStallDecision, type StreamStallInput, type StreamVerdict,
+} from './stream-watch.js';

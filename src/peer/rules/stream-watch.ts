@@ -88,3 +88,46 @@ export function syncCannotTakeOver(initWal: string, own: OwnWal): true | string 
   }
   return true;
 }
+
+/** What a standby that cannot stream does about it (after StreamWatch's verdict). */
+export type StreamStallDecision =
+  | { readonly kind: 'none' }
+  /** An async rebuilds from its upstream (it is not in the write path). */
+  | { readonly kind: 'streamStalledRebuild'; readonly reason: string }
+  /** The sync rebuilds: it could not take over anyway (syncCannotTakeOver). */
+  | { readonly kind: 'streamStalledRebuildSync'; readonly reason: string; readonly generation: number; readonly initWal: string }
+  /** The sync keeps its data: only an operator's action or a sync replacement helps. */
+  | { readonly kind: 'streamStalled'; readonly reason: string };
+
+export interface StreamStallInput {
+  readonly verdict: StreamVerdict;
+  /** The generation the evaluation's decision was made for. */
+  readonly generation: number | null;
+  /** The committed state now (its generation and initWal). */
+  readonly state: { readonly generation: number; readonly initWal: string } | null;
+  /** This sync's own WAL positions, read after a 'report' verdict (error: why they could not be read). */
+  readonly own: (OwnWal & { readonly error: string | null }) | null;
+}
+
+/**
+ * The sync rebuilds itself only when it could not take over anyway (its replayed and received
+ * WAL are below this generation's initWal): then its data holds nothing the primary lacks, and
+ * a fresh copy loses no failover ability (the reasoning is at syncCannotTakeOver). Without this,
+ * a sync that needs WAL the primary no longer keeps (after a long one-node-write period, or an
+ * async promoted to sync far behind) never streams, and the primary stays read-only forever.
+ */
+export function decideStreamStall(i: StreamStallInput): StreamStallDecision {
+  if (i.verdict.action === 'none') return { kind: 'none' };
+  if (i.verdict.action === 'rebuild') return { kind: 'streamStalledRebuild', reason: 'I am an async: rebuilding from it' };
+  // initWal of the generation this decision was made for (a newer state is judged at its own verdict).
+  const initWal = i.state !== null && i.generation !== null && i.state.generation === i.generation ? i.state.initWal : null;
+  const own = i.own ?? { replayLsn: null, receiveLsn: null, error: 'not read' };
+  const may = initWal === null
+    ? `the committed state is not of generation ${i.generation ?? 'none'} any more`
+    : own.error !== null ? `my WAL positions could not be read (${own.error})` : syncCannotTakeOver(initWal, own);
+  if (may !== true || i.generation === null || initWal === null) {
+    return { kind: 'streamStalled', reason: may === true ? 'the generation is unknown' : may };
+  }
+  const reason = `replayed ${own.replayLsn ?? '?'} (received ${own.receiveLsn ?? 'nothing'}) is below initWal ${initWal}: I could not take over, and the primary has every acknowledged write`;
+  return { kind: 'streamStalledRebuildSync', reason, generation: i.generation, initWal };
+}

@@ -1,0 +1,170 @@
+// One evaluation of Manatee's rules on the committed state, and acting on its decision:
+//   - a decision with a state write is written (compare-and-set) and nothing else is done:
+//     the role it gives this peer is applied once the write has committed and is seen;
+//   - otherwise the reconciler makes PostgreSQL match the decision's role.
+// Around it: the session first (sessions.ts), the Raft leader's placement (leader-placement.ts),
+// the fence before a generation change (fencing.ts), and stalled standbys (stream-stall.ts).
+import type { Logger } from '../log.js';
+import { errorMessage, hasCode } from '../errors.js';
+import type { PeerInfo, PostgresStatus } from '../model/index.js';
+import type { ClusterStore } from '../store/index.js';
+import type { Clock } from './clock.js';
+import type { DecisionLog } from './decision-log.js';
+import type { FactsKeeper } from './facts.js';
+import { fenceAndDecideAgain, FENCED_KINDS, type FencePostgres } from './fencing.js';
+import type { LeaderPlacement } from './leader-placement.js';
+import { INITDB_REFUSED, type Reconciler } from './reconciler.js';
+import { RepeatFilter } from './repeat-log.js';
+import { decide, rulesPgStatus, type RulesInput } from './rules/index.js';
+import type { SessionKeeper } from './sessions.js';
+import type { StreamStallWatch } from './stream-stall.js';
+
+/** A reconcile action repeated every evaluation is logged at info again this often (see logReconcile). */
+const RECONCILE_REPEAT_INFO_MS = 60_000;
+
+/** What an evaluation reads from and writes to the cluster store. */
+export type EvaluationStore = Pick<ClusterStore, 'readState' | 'getState' | 'activePeers' | 'putState'>;
+
+export interface EvaluationOptions {
+  readonly self: PeerInfo;
+  readonly config: { readonly oneNodeWriteMode: boolean; readonly autoRebuild: boolean };
+  readonly store: EvaluationStore;
+  /** This peer's PostgreSQL as the last health check saw it. */
+  readonly pgStatus: () => PostgresStatus;
+  readonly postgres: FencePostgres;
+  /** The data directory held a database when the sitter opened. */
+  readonly hasPreviousData: boolean;
+  readonly facts: FactsKeeper;
+  readonly reconciler: Reconciler;
+  readonly sessions: SessionKeeper;
+  readonly leader: LeaderPlacement;
+  readonly streams: StreamStallWatch;
+  readonly decisions: DecisionLog;
+  readonly clock: Clock;
+  readonly log: Logger;
+  /** Evaluate again now (a write committed) or soon (a race lost, a step to retry). */
+  readonly kick: () => void;
+  readonly kickSoon: () => void;
+  /** Told once when the store has caught up with the shard (the shard settings may apply then). */
+  readonly onCaughtUp?: () => void;
+}
+
+export class Evaluation {
+  /** False until one linearizable read succeeded since start-up (see evaluate). */
+  private caughtUp = false;
+  /** A reconcile action repeated every evaluation is logged at info once, then once a minute. */
+  private readonly reconcileRepeats = new RepeatFilter(RECONCILE_REPEAT_INFO_MS);
+
+  constructor(private readonly o: EvaluationOptions) {}
+
+  /** The store has applied everything the shard committed since start-up. */
+  get storeCaughtUp(): boolean {
+    return this.caughtUp;
+  }
+
+  async evaluate(): Promise<void> {
+    const o = this.o;
+    await o.sessions.keep();
+    if (!this.caughtUp) await this.catchUp();
+    const { state, version } = o.store.getState();
+    const nowMs = o.clock.nowMs();
+    const input: RulesInput = {
+      state,
+      version,
+      active: o.store.activePeers(),
+      self: o.self,
+      pg: rulesPgStatus(o.pgStatus(), { hasPreviousData: o.hasPreviousData, rebuiltFrom: o.facts.current.rebuiltFrom }),
+      nowMs,
+      config: o.config,
+    };
+    o.leader.check(state, input.active, nowMs);
+    let d = decide(input);
+    o.decisions.rules(d, nowMs);
+    let fenced = false;
+    if (d.write !== null && FENCED_KINDS.has(d.kind)) {
+      const again = await fenceAndDecideAgain({
+        postgres: o.postgres,
+        fresh: () => ({ ...o.store.getState(), active: o.store.activePeers() }),
+        invalidate: () => { o.reconciler.invalidate(); },
+        retrySoon: o.kickSoon,
+        decisions: o.decisions,
+        log: o.log,
+      }, d, input);
+      if (again === null) return;
+      d = again;
+      fenced = true;
+    }
+    if (d.write !== null) {
+      try {
+        await o.store.putState(d.write.newState, d.write.expectVersion, d.write.summary);
+        o.log.info({ decision: `${d.kind}-committed`, generation: d.write.newState.generation, summary: d.write.summary }, `wrote: ${d.write.summary}`);
+      } catch (err) {
+        // Not committed (or not known to be): the next reconcile renders this peer's configuration
+        // again, which lifts the fence if the role did not change after all.
+        if (fenced) o.reconciler.invalidate();
+        if (hasCode(err, 'MANATEE_ERR_STORE_VERSION_MISMATCH')) {
+          o.log.info({ decision: `${d.kind}-lost-race`, reason: errorMessage(err) }, 'the state changed meanwhile; evaluating again');
+          o.kickSoon();
+          return;
+        }
+        throw err;
+      }
+      o.kick();
+      return;
+    }
+    if (d.kind === 'noSession' && state === null) {
+      // Start-up: the store has not caught up with the shard yet, so the state is unknown rather
+      // than empty. The rules make no change; neither does PostgreSQL: a postmaster left running by
+      // the previous sitter (a sitter restart) keeps serving and is adopted once the role is known,
+      // instead of being stopped as if this peer were unassigned.
+      return;
+    }
+    const rebuiltFrom = o.facts.current.rebuiltFrom;
+    if (d.role === 'primary' && rebuiltFrom !== null) {
+      // A rebuild made before this peer serves as primary says nothing about its data afterwards: as
+      // primary it writes WAL that a later primary may never have had. Forget it before PostgreSQL is
+      // promoted, so that a deposition means a new rebuild, not a rejoin with diverged WAL (found by the
+      // chaos harness: a deposed primary left `deposed` on its bootstrap's fact and stalled as sync).
+      o.log.info({ decision: 'forget-rebuild', rebuiltFrom }, 'serving as primary: the last rebuild no longer vouches for this data');
+      await o.facts.update({ rebuiltFrom: null });
+    }
+    let outcome;
+    try {
+      outcome = await o.reconciler.reconcile(d);
+    } catch (err) {
+      if (hasCode(err, INITDB_REFUSED)) await o.sessions.closeForLostData();
+      throw err;
+    }
+    this.logReconcile(outcome.action, d.role, d.generation, nowMs);
+    if (outcome.retrySoon) o.kickSoon();
+    await o.streams.check(d, nowMs);
+  }
+
+  /**
+   * After a restart the store holds the state replayed from the local log, possibly many
+   * generations old, with sessions that look alive. Acting on it once made a restarted former
+   * primary start as a writable primary of a stale generation, diverge, and stall the shard as
+   * its sync (chaos harness, restart-all). One linearizable read first brings the applied state up
+   * to everything the shard has committed.
+   */
+  private async catchUp(): Promise<void> {
+    try {
+      await this.o.store.readState();
+    } catch (err) {
+      this.o.kickSoon();
+      throw new Error(`the store has not caught up with the shard yet: ${errorMessage(err)}`, { cause: err });
+    }
+    this.caughtUp = true;
+    this.o.onCaughtUp?.();
+    this.o.log.info({ decision: 'store-caught-up' }, 'the store has applied everything the shard committed; acting on its state from now on');
+  }
+
+  private logReconcile(action: string, role: string, generation: number | null, nowMs: number): void {
+    const v = this.reconcileRepeats.next(action === 'none' ? null : action, nowMs);
+    if (v === null) return;
+    const fields = { decision: 'reconcile', role, action, generation };
+    if (v.level === 'debug') this.o.log.debug(fields, action);
+    else if (v.repeated === 0) this.o.log.info(fields, action);
+    else this.o.log.info({ ...fields, repeated: v.repeated }, `${action} (repeated ${v.repeated} times since ${new Date(v.sinceMs).toISOString()})`);
+  }
+}

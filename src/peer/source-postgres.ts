@@ -1,0 +1,69 @@
+// Other peers' PostgreSQL, as the peer that copies from one sees it: is the source promoted (a
+// deposed peer rebuilds only from a promoted primary), does it answer (a new standby copies only
+// from a running upstream). Behind an interface so that a simulation answers instead.
+import { HeldConnection, parsePgUrl } from '../postgres/index.js';
+import type { PeerInfo } from '../model/index.js';
+
+export interface SourcePostgres {
+  /** True when `source` is out of recovery, else why not; throws when it does not answer. */
+  promoted(source: PeerInfo): Promise<true | string>;
+  /** True when `source` answers; throws when it does not. */
+  online(source: PeerInfo): Promise<true | string>;
+  /** Drops the held connection (the copy is done, or the sitter stops). */
+  close(why: string): void;
+}
+
+/**
+ * pg_is_in_recovery() on the source's PostgreSQL, as the replication role (which pg_rewind uses
+ * too). The reconciler asks every few hundred ms while it waits for a source: on one held
+ * connection, not a new backend on the source's server each time (closed once the copy is done,
+ * or for another source).
+ */
+export class HeldSourcePostgres implements SourcePostgres {
+  private held: { readonly pgUrl: string; readonly conn: HeldConnection } | null = null;
+
+  constructor(private readonly o: {
+    readonly selfId: string;
+    readonly replicationUser: string;
+    readonly replicationPassword: string;
+    readonly timeoutMs: number;
+  }) {}
+
+  async promoted(source: PeerInfo): Promise<true | string> {
+    const rec = await this.inRecovery(source);
+    return rec === false ? true : `${source.id} is still in recovery`;
+  }
+
+  async online(source: PeerInfo): Promise<true | string> {
+    await this.inRecovery(source);
+    return true;
+  }
+
+  close(why: string): void {
+    this.held?.conn.close(why, true);
+    this.held = null;
+  }
+
+  private async inRecovery(source: PeerInfo): Promise<boolean | undefined> {
+    const timeoutMs = this.o.timeoutMs;
+    if (this.held?.pgUrl !== source.pgUrl) {
+      this.held?.conn.close('asking another source', true);
+      const e = parsePgUrl(source.pgUrl, { user: this.o.replicationUser });
+      const conn = new HeldConnection({
+        config: () => ({
+          host: e.host,
+          port: e.port,
+          user: this.o.replicationUser,
+          password: this.o.replicationPassword,
+          database: 'postgres',
+          connectionTimeoutMillis: timeoutMs,
+          statement_timeout: timeoutMs,
+          application_name: `manatee-sitter-${this.o.selfId}`,
+        }),
+      });
+      this.held = { pgUrl: source.pgUrl, conn };
+    }
+    const rows = await this.held.conn.query<{ rec: boolean }>('SELECT pg_is_in_recovery() AS rec', undefined, timeoutMs);
+    return rows[0]?.rec;
+  }
+}

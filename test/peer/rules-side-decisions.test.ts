@@ -1,0 +1,87 @@
+// The decisions that used to be made beside the rules, now pure rules of their own: the session
+// (rules/session.ts), the Raft leader's placement (rules/leader-placement.ts) and stalled
+// streams (decideStreamStall in rules/stream-watch.ts).
+import { describe, expect, it } from 'vitest';
+import type { ClusterState, PeerInfo } from '../../src/model/index.js';
+import { decideSession, decideStreamStall, placeLeader, type LeaderPlacementInput } from '../../src/peer/rules/index.js';
+
+const peer = (id: string): PeerInfo => ({ id, pgUrl: `postgres://${id}:5432/postgres`, apiUrl: `http://${id}:5433`, host: id });
+const [A, B, C, D] = [peer('a'), peer('b'), peer('c'), peer('d')];
+const state: ClusterState = { generation: 3, primary: A, sync: B, async: [C, D], deposed: [], initWal: '0/5000000' };
+
+describe('the session rule', () => {
+  const base = { open: true, closedForHealth: false, unhealthyForMs: 0, unhealthyTimeoutMs: 5000 };
+
+  it('closes an open session once PostgreSQL has been unhealthy for longer than the limit, and not before', () => {
+    expect(decideSession({ ...base, unhealthyForMs: 5000 }).kind).toBe('keepSession');
+    expect(decideSession({ ...base, unhealthyForMs: 5001 })).toEqual({ kind: 'closeSession', reason: 'PostgreSQL unhealthy for 5001 ms (limit 5000 ms)' });
+  });
+
+  it('does not reopen a session closed for health while PostgreSQL is still unhealthy (no flapping)', () => {
+    expect(decideSession({ ...base, open: false, closedForHealth: true, unhealthyForMs: 10 }).kind).toBe('waitForHealth');
+    expect(decideSession({ ...base, open: false, closedForHealth: true, unhealthyForMs: 0 }).kind).toBe('openSession');
+  });
+
+  it('opens a session that is closed for any other reason (start-up, expiry), even while unhealthy', () => {
+    expect(decideSession({ ...base, open: false, unhealthyForMs: 10 }).kind).toBe('openSession');
+  });
+});
+
+describe('the Raft leader placement rule', () => {
+  const base: LeaderPlacementInput = {
+    state, selfId: 'a', raft: { leader: 'a', role: 'leader', voters: ['a', 'b', 'c', 'd'] }, active: [A, B, C, D],
+    nowMs: 100_000, lastMoveMs: 0, moveIntervalMs: 5000,
+  };
+
+  it('moves the leadership from the primary to the first active voting async', () => {
+    expect(placeLeader(base)).toEqual({ kind: 'moveRaftLeader', to: 'c', role: 'primary', reason: 'I am the primary and the Raft leader' });
+    expect(placeLeader({ ...base, active: [A, B, D] })?.to).toBe('d');
+    expect(placeLeader({ ...base, raft: { ...base.raft, voters: ['a', 'b', 'd'] } })?.to).toBe('d');
+  });
+
+  it('moves it from the sync too', () => {
+    expect(placeLeader({ ...base, selfId: 'b', raft: { ...base.raft, leader: 'b' } })).toMatchObject({ to: 'c', role: 'sync' });
+  });
+
+  it('leaves it where it is when this peer does not lead, is an async, has no async to move to, or moved it recently', () => {
+    expect(placeLeader({ ...base, raft: { ...base.raft, leader: 'c' } })).toBeNull();
+    expect(placeLeader({ ...base, raft: { ...base.raft, role: 'follower' } })).toBeNull();
+    expect(placeLeader({ ...base, selfId: 'c', raft: { ...base.raft, leader: 'c' } })).toBeNull();
+    expect(placeLeader({ ...base, active: [A, B] })).toBeNull();
+    expect(placeLeader({ ...base, state: null })).toBeNull();
+    expect(placeLeader({ ...base, lastMoveMs: 96_000 })).toBeNull();
+    expect(placeLeader({ ...base, lastMoveMs: 95_000 })).not.toBeNull();
+  });
+});
+
+describe('the stalled stream rule', () => {
+  const stalled = { stalledForMs: 20_000 };
+  const committed = { generation: 3, initWal: '0/5000000' };
+
+  it('does nothing without a verdict, and rebuilds a stalled async', () => {
+    expect(decideStreamStall({ verdict: { ...stalled, action: 'none' }, generation: 3, state: committed, own: null })).toEqual({ kind: 'none' });
+    expect(decideStreamStall({ verdict: { ...stalled, action: 'rebuild' }, generation: 3, state: committed, own: null }).kind).toBe('streamStalledRebuild');
+  });
+
+  it('rebuilds a stalled sync that has neither replayed nor received initWal (it could not take over)', () => {
+    const d = decideStreamStall({ verdict: { ...stalled, action: 'report' }, generation: 3, state: committed, own: { replayLsn: '0/4000000', receiveLsn: '0/4800000', error: null } });
+    expect(d).toEqual({
+      kind: 'streamStalledRebuildSync', generation: 3, initWal: '0/5000000',
+      reason: 'replayed 0/4000000 (received 0/4800000) is below initWal 0/5000000: I could not take over, and the primary has every acknowledged write',
+    });
+  });
+
+  it('keeps a stalled sync\'s data when it could take over, when its WAL is unknown, or when the generation moved on', () => {
+    const report = { ...stalled, action: 'report' } as const;
+    const keep = (i: Parameters<typeof decideStreamStall>[0]): string => {
+      const d = decideStreamStall(i);
+      expect(d.kind).toBe('streamStalled');
+      return d.kind === 'streamStalled' ? d.reason : '';
+    };
+    expect(keep({ verdict: report, generation: 3, state: committed, own: { replayLsn: '0/5000000', receiveLsn: null, error: null } })).toMatch(/at or past initWal/);
+    expect(keep({ verdict: report, generation: 3, state: committed, own: { replayLsn: '0/4000000', receiveLsn: '0/5000001', error: null } })).toMatch(/received WAL up to 0\/5000001/);
+    expect(keep({ verdict: report, generation: 3, state: committed, own: { replayLsn: null, receiveLsn: null, error: 'connection refused' } })).toBe('my WAL positions could not be read (connection refused)');
+    expect(keep({ verdict: report, generation: 2, state: committed, own: { replayLsn: '0/1', receiveLsn: null, error: null } })).toBe('the committed state is not of generation 2 any more');
+    expect(keep({ verdict: report, generation: null, state: committed, own: null })).toBe('the committed state is not of generation none any more');
+  });
+});
