@@ -67,7 +67,12 @@ export function storeAdminOperations(opts: StoreAdminOptions): AdminOperations {
     freeze: (reason) => apply((s) => admin.freeze(s, reason, now())),
     unfreeze: () => apply((s) => admin.unfreeze(s)),
     promote: (input: PromoteInput) =>
-      apply((s) => admin.promote(s, input.expireMs === undefined ? { peerId: input.peerId, now: now() } : { ...input, now: now() })),
+      apply((s) => admin.promote(s, {
+        peerId: input.peerId,
+        now: now(),
+        ...(input.expireMs === undefined ? {} : { expireMs: input.expireMs }),
+        ...(input.at === undefined ? {} : { at: input.at }),
+      })),
     clearPromote: () => apply((s) => admin.clearPromote(s)),
     reap: (peerId) =>
       apply(async (s) => {

@@ -35,7 +35,7 @@ export const clusterStateSchema = {
     promote: {
       type: 'object',
       required: ['id', 'role', 'generation', 'expireTime'],
-      properties: { id: str, role: { enum: ['sync', 'async'] }, asyncIndex: int, generation: int, expireTime: str },
+      properties: { id: str, role: { enum: ['sync', 'async'] }, asyncIndex: int, generation: int, expireTime: str, at: str },
     },
   },
 } as const;
@@ -348,6 +348,7 @@ export const promoteBodySchema = {
   properties: {
     peerId: peerIdSchema,
     expireMs: { type: 'integer', minimum: PROMOTE_EXPIRE_MS_MIN, maximum: PROMOTE_EXPIRE_MS_MAX },
+    at: { type: 'string', maxLength: 64 },
   },
 } as const;
 

@@ -33,6 +33,8 @@ export interface PromoteInput {
   readonly peerId: PeerId;
   /** How long the primary and the sync may take to act on it; PROMOTE_EXPIRE_MS_DEFAULT when absent. */
   readonly expireMs?: number;
+  /** A scheduled switchover: not before this time (ISO 8601); the expiry counts from it. */
+  readonly at?: string;
 }
 
 /**

@@ -17,6 +17,12 @@ export interface PromoteRequest {
   /** The generation that the request was made for; ignored in any other. */
   readonly generation: number;
   readonly expireTime: string; // ISO 8601
+  /**
+   * A scheduled switchover (manatee-adm promote --at): not acted on before this time (ISO 8601).
+   * When it is due and the shard is not healthy (frozen, the target or the next sync without a
+   * session), the primary skips it: it clears the request with the reason in the history.
+   */
+  readonly at?: string;
 }
 
 export interface ClusterState {

@@ -103,7 +103,24 @@ export function isPromotePending(state: ClusterState, now: Date): boolean {
 export interface PromoteArgs {
   readonly peerId: PeerId;
   readonly expireMs?: number;
+  /** A scheduled switchover: the time (ISO 8601) from which the primary and the sync act on it. */
+  readonly at?: string;
   readonly now: Date;
+}
+
+/** A scheduled switchover further ahead than this is a forgotten request (and a stale generation by then). */
+export const PROMOTE_AT_AHEAD_MS_MAX = 7 * 24 * 3_600_000;
+
+/** The scheduled time of a promote request, checked: after now, within PROMOTE_AT_AHEAD_MS_MAX. */
+function scheduledTime(at: string | undefined, now: Date): number | null {
+  if (at === undefined) return null;
+  const ms = /^\d{4}-\d{2}-\d{2}T/.test(at) ? Date.parse(at) : Number.NaN;
+  if (Number.isNaN(ms)) throw new AdminError('MANATEE_ERR_INVALID_ARGUMENT', `promote time ${JSON.stringify(at)} is not an ISO 8601 time (2026-12-06T22:00:00Z)`);
+  if (ms <= now.getTime()) throw new AdminError('MANATEE_ERR_INVALID_ARGUMENT', `promote time ${new Date(ms).toISOString()} is not in the future (now ${now.toISOString()})`);
+  if (ms - now.getTime() > PROMOTE_AT_AHEAD_MS_MAX) {
+    throw new AdminError('MANATEE_ERR_INVALID_ARGUMENT', `promote time ${new Date(ms).toISOString()} is more than ${PROMOTE_AT_AHEAD_MS_MAX / 86_400_000} days ahead`);
+  }
+  return ms;
 }
 
 /**
@@ -121,7 +138,8 @@ export function promote(current: ClusterState | null, args: PromoteArgs): AdminC
       `promote expiry must be a whole number of milliseconds from ${PROMOTE_EXPIRE_MS_MIN} to ${PROMOTE_EXPIRE_MS_MAX}, got ${expireMs}`,
     );
   }
-  const expireTime = new Date(args.now.getTime() + expireMs).toISOString();
+  const atMs = scheduledTime(args.at, args.now);
+  const expireTime = new Date((atMs ?? args.now.getTime()) + expireMs).toISOString();
   let request: PromoteRequest;
   if (state.primary.id === args.peerId) {
     throw new AdminError('MANATEE_ERR_BAD_PROMOTE', `cannot promote ${args.peerId}: it is already the primary`);
@@ -156,9 +174,11 @@ export function promote(current: ClusterState | null, args: PromoteArgs): AdminC
     );
   }
   const where = request.role === 'sync' ? 'sync → primary' : `async[${request.asyncIndex ?? 0}] → one place up`;
+  if (atMs !== null) request = { ...request, at: new Date(atMs).toISOString() };
+  const when = atMs === null ? '' : `, scheduled for ${new Date(atMs).toISOString()}`;
   return {
     state: { ...state, promote: request },
-    summary: `operator asked to promote ${request.id} (${where}) in generation ${state.generation}, expires ${expireTime}`,
+    summary: `operator asked to promote ${request.id} (${where}) in generation ${state.generation}${when}, expires ${expireTime}`,
   };
 }
 

@@ -115,7 +115,10 @@ function promoteProblems(value: unknown, problems: string[]): void {
   if (!isIsoTime(value['expireTime'])) {
     problems.push(`promote.expireTime: must be an ISO 8601 time (got ${describe(value['expireTime'])})`);
   }
-  unknownKeys(value, ['id', 'role', 'asyncIndex', 'generation', 'expireTime'], 'promote', problems);
+  if (value['at'] !== undefined && !isIsoTime(value['at'])) {
+    problems.push(`promote.at: must be an ISO 8601 time (got ${describe(value['at'])})`);
+  }
+  unknownKeys(value, ['id', 'role', 'asyncIndex', 'generation', 'expireTime', 'at'], 'promote', problems);
 }
 
 const STATE_KEYS = [
@@ -222,10 +225,14 @@ export function canonicalState(s: ClusterState): ClusterState {
   if (s.onwmOverride !== undefined) out.onwmOverride = s.onwmOverride;
   if (s.promote !== undefined) {
     const p = s.promote;
-    out.promote =
-      p.asyncIndex === undefined
-        ? { id: p.id, role: p.role, generation: p.generation, expireTime: p.expireTime }
-        : { id: p.id, role: p.role, asyncIndex: p.asyncIndex, generation: p.generation, expireTime: p.expireTime };
+    out.promote = {
+      id: p.id,
+      role: p.role,
+      ...(p.asyncIndex === undefined ? {} : { asyncIndex: p.asyncIndex }),
+      generation: p.generation,
+      expireTime: p.expireTime,
+      ...(p.at === undefined ? {} : { at: p.at }),
+    };
   }
   return out;
 }

@@ -172,3 +172,51 @@ describe('promotion of the sync (the sync acts)', () => {
     expect(shard.topology().generation).toBe(1);
   });
 });
+
+describe('scheduled switchover (promote --at)', () => {
+  function twoPeers(): Shard {
+    const shard = new Shard().addPeer('node1').addPeer('node2');
+    shard.bootstrap('node2', 'node1').catchUp('node1');
+    return shard;
+  }
+
+  it('is not acted on before its time, and fires once it is due', () => {
+    const shard = twoPeers();
+    shard.addPeer('node3').settle();
+    const at = new Date(shard.nowMs + 10_000).toISOString();
+    shard.promote({ id: 'node1', role: 'sync', generation: 1, at, expireInMs: 70_000 });
+    const waiting = shard.step('node1');
+    expect(waiting).toMatchObject({ kind: 'none', write: null });
+    expect(waiting.reason).toBe(`no action: I am the sync of generation 1; the promote request for "node1" (sync) scheduled for ${at} waits for its time`);
+    expect(shard.step('node2')).toMatchObject({ kind: 'ignoredPromote', write: null });
+    expect(shard.settle()).toEqual([]);
+    shard.nowMs += 10_000;
+    expect(shard.step('node1').kind).toBe('promoteSync');
+    expect(shard.topology()).toMatchObject({ generation: 2, primary: 'node1', sync: 'node3' });
+  });
+
+  it('is skipped by the primary, with the reason in the history, when it is due and the shard is not healthy', () => {
+    const shard = twoPeers();
+    shard.addPeer('node3').settle();
+    const at = new Date(shard.nowMs + 5_000).toISOString();
+    shard.promote({ id: 'node1', role: 'sync', generation: 1, at, expireInMs: 65_000 });
+    shard.rmPeer('node3');
+    shard.nowMs += 5_000;
+    expect(shard.step('node1')).toMatchObject({ kind: 'ignoredPromote', write: null });
+    const d = shard.step('node2');
+    expect(d.kind).toBe('skipPromote');
+    expect(d.write?.summary).toBe(`scheduled switchover to node1 skipped: the shard was not healthy at ${at} (no async is active to become the sync after it)`);
+    expect(shard.mustState().promote).toBeUndefined();
+    expect(shard.topology()).toMatchObject({ generation: 1, primary: 'node2', sync: 'node1' });
+  });
+
+  it('a frozen shard skips a due one too', () => {
+    const shard = twoPeers();
+    shard.addPeer('node3').settle();
+    shard.freeze().promote({ id: 'node1', role: 'sync', generation: 1, at: new Date(shard.nowMs).toISOString() });
+    const d = shard.step('node2');
+    expect(d.kind).toBe('skipPromote');
+    expect(d.reason).toMatch(/frozen/);
+  });
+});
+

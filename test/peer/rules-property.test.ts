@@ -50,6 +50,7 @@ const WRITE_KINDS: ReadonlySet<DecisionKind> = new Set<DecisionKind>([
   'replaceSync',
   'promoteAsync',
   'clearPromote',
+  'skipPromote',
   'onwmUpgrade',
   'onwmDowngrade',
   'takeover',
@@ -98,6 +99,8 @@ function randomState(g: Gen, ids: readonly string[]): ClusterState {
       generation: current ? generation : Math.max(1, generation + g.int(-1, 1)),
       expireTime: new Date(NOW_MS + (current ? 10_000 : g.int(-10_000, 10_000))).toISOString(),
       ...(role === 'async' || g.chance(0.2) ? { asyncIndex } : {}),
+      // Some are scheduled switchovers, due or not yet.
+      ...(g.chance(0.25) ? { at: new Date(NOW_MS + g.int(-5_000, 5_000)).toISOString() } : {}),
     };
     state.promote = request;
   }

@@ -105,8 +105,12 @@ export function adminRoutes(deps: ApiDeps, limits: ApiLimits): FastifyPluginAsyn
       logged(log, req, 'unfreeze', {}, () => deps.admin.unfreeze()),
     );
 
-    app.post<{ Body: { peerId: string; expireMs?: number } }>('/promote', { schema: { ...write, body: promoteBodySchema } }, (req) => {
-      const input = req.body.expireMs === undefined ? { peerId: req.body.peerId } : { peerId: req.body.peerId, expireMs: req.body.expireMs };
+    app.post<{ Body: { peerId: string; expireMs?: number; at?: string } }>('/promote', { schema: { ...write, body: promoteBodySchema } }, (req) => {
+      const input = {
+        peerId: req.body.peerId,
+        ...(req.body.expireMs === undefined ? {} : { expireMs: req.body.expireMs }),
+        ...(req.body.at === undefined ? {} : { at: req.body.at }),
+      };
       return logged(log, req, 'promote', input, () => deps.admin.promote(input));
     });
 

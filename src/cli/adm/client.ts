@@ -205,8 +205,8 @@ export class AdmClient {
     return this.request('POST', '/admin/unfreeze', {}, true);
   }
 
-  promote(peerId: string, expireMs?: number): Promise<AdminResult> {
-    return this.request('POST', '/admin/promote', expireMs === undefined ? { peerId } : { peerId, expireMs }, true);
+  promote(peerId: string, expireMs?: number, at?: string): Promise<AdminResult> {
+    return this.request('POST', '/admin/promote', { peerId, ...(expireMs === undefined ? {} : { expireMs }), ...(at === undefined ? {} : { at }) }, true);
   }
 
   clearPromote(): Promise<AdminResult> {

@@ -75,7 +75,9 @@ export const PEERS_COLUMNS = ['ROLE', 'PEER', 'HOST', 'ACTIVE', 'RAFT', 'PGURL',
 function promoteText(p: PromoteRequest, generation: number | null, now: Date): string {
   const where = p.role === 'sync' ? 'sync' : `async[${p.asyncIndex ?? '?'}]`;
   const live = p.generation !== generation ? 'stale (other generation)' : Date.parse(p.expireTime) <= now.getTime() ? 'expired' : 'pending';
-  return `${p.id} (${where}) for generation ${p.generation}, expires ${p.expireTime}: ${live}`;
+  const scheduled = p.at === undefined ? '' : `, scheduled for ${p.at}`;
+  const state = live === 'pending' && p.at !== undefined && Date.parse(p.at) > now.getTime() ? 'scheduled' : live;
+  return `${p.id} (${where}) for generation ${p.generation}${scheduled}, expires ${p.expireTime}: ${state}`;
 }
 
 export function linkColumns(): Column<ShardLink>[] {

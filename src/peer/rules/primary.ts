@@ -5,7 +5,7 @@
 import type { ClusterState, Lsn, PeerInfo } from '../../model/index.js';
 import { outcome } from './outcome.js';
 import { frozenBecause, lsnAtLeast, name, names, placedIds, sortById, type ActivePeers } from './peers.js';
-import { checkPromote, describePromote } from './promote.js';
+import { checkPromote, describePromote, scheduledSkipReason } from './promote.js';
 import type { Decision, DecisionKind, RulesInput } from './types.js';
 
 /** The state with `promote` removed (a request is acted on at most once). */
@@ -59,6 +59,13 @@ export function decideAsPrimary(input: RulesInput, state: ClusterState, active: 
     const what = describePromote(check.request);
     return outcome(input, 'clearPromote', `ignoring ${what} because ${check.why}; clearing it`, {
       write: { newState: withoutPromote(state), summary: `promote request cleared: ${check.why}` },
+    });
+  }
+  const skip = scheduledSkipReason(state, active, check);
+  if (skip !== null && check !== null) {
+    const what = describePromote(check.request);
+    return outcome(input, 'skipPromote', `skipping ${what}: it is due, but the shard is not healthy (${skip}); clearing it`, {
+      write: { newState: withoutPromote(state), summary: `scheduled switchover to ${check.request.id} skipped: the shard was not healthy at ${check.request.at ?? '?'} (${skip})` },
     });
   }
   if (check?.kind === 'valid' && check.target === 'async' && blocked === null && sync !== null) {

@@ -20,7 +20,23 @@ export type PromoteCheck =
        * frozen) - such a request stays until it expires.
        */
       readonly clear: boolean;
+      /** A scheduled request whose time has not come. */
+      readonly scheduled?: boolean;
     };
+
+/**
+ * Why a due scheduled switchover cannot happen now, so that the primary skips it; null when it
+ * may go ahead (or is not a due scheduled one). Not healthy: frozen, the target without a session,
+ * or (for the sync) no active async to become the next sync.
+ */
+export function scheduledSkipReason(state: ClusterState, active: ActivePeers, check: PromoteCheck | null): string | null {
+  if (check === null || check.request.at === undefined) return null;
+  if (check.kind === 'invalid') return check.clear || check.scheduled === true ? null : check.why;
+  if (check.target === 'sync' && !state.async.some((p) => active.has(p))) {
+    return `no async is active to become the sync after it`;
+  }
+  return null;
+}
 
 /** Check the state's promote request, if any, against the state and the time. */
 export function checkPromote(state: ClusterState, active: ActivePeers, nowMs: number): PromoteCheck | null {
@@ -67,6 +83,12 @@ export function checkPromote(state: ClusterState, active: ActivePeers, nowMs: nu
     }
   }
 
+  const at = fields.at;
+  if (at !== undefined) {
+    const atMs = typeof at === 'string' ? Date.parse(at) : Number.NaN;
+    if (Number.isNaN(atMs)) return invalid(`its time ${JSON.stringify(at)} is not a time`, true);
+    if (atMs > nowMs) return { kind: 'invalid', request, why: `it is scheduled for ${new Date(atMs).toISOString()}`, clear: false, scheduled: true };
+  }
   if (state.freeze !== undefined) return invalid(frozenBecause(state), false);
   if (!active.has(id)) return invalid(`${JSON.stringify(id)} has no session`, false);
 
@@ -79,5 +101,6 @@ export function checkPromote(state: ClusterState, active: ActivePeers, nowMs: nu
 export function describePromote(request: PromoteRequest): string {
   const fields = request as unknown as Record<string, unknown>;
   const where = fields.role === 'async' ? `async ${String(fields.asyncIndex)}` : String(fields.role);
-  return `the promote request for ${JSON.stringify(fields.id ?? null)} (${where})`;
+  const at = typeof fields.at === 'string' ? ` scheduled for ${fields.at}` : '';
+  return `the promote request for ${JSON.stringify(fields.id ?? null)} (${where})${at}`;
 }

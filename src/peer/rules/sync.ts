@@ -22,6 +22,9 @@ export function decideAsSync(input: RulesInput, state: ClusterState, active: Act
     why = `${describePromote(check.request)} names me`;
     planned = true;
   } else {
+    if (check?.kind === 'invalid' && check.scheduled === true && check.request.id === input.self.id) {
+      return outcome(input, 'none', `no action: I am the sync of generation ${g}; ${describePromote(check.request)} waits for its time`);
+    }
     if (check?.kind === 'invalid' && check.request.id === input.self.id) {
       return outcome(input, 'ignoredPromote', `ignoring ${describePromote(check.request)} because ${check.why}`);
     }

@@ -77,6 +77,7 @@ export type DecisionKind =
   | 'replaceSync' // (write) generation+1: the first active async replaces a failed sync
   | 'promoteAsync' // (write) an operator's promote request for an async
   | 'clearPromote' // (write) an expired or invalid promote request removed from the state
+  | 'skipPromote' // (write) a scheduled switchover due while the shard is not healthy: removed, with the reason
   | 'onwmUpgrade' // (write) generation+1: out of one-node-write mode, with a sync
   | 'onwmDowngrade' // (write) generation+1: into one-node-write mode (the operator's override), sync and asyncs dropped
   // The sync.
