@@ -103,11 +103,17 @@ describe('ZFS bootstrap of a PostgreSQL standby', () => {
   const source = (): { peerId: string; pgUrl: string; backupUrl: string } => ({ peerId: 'a', pgUrl: `postgres://replicator@127.0.0.1:${a.port}/postgres`, backupUrl: baseUrl });
 
   it('restores A into B over HTTP, and B streams from A: a row written on A afterwards arrives on B', async () => {
+    // A file of another owner on the source (root, say an operator's copy): the restore gives it
+    // to the PostgreSQL user, as it does whatever the PostgreSQL user does not own yet.
+    await writeFile(join(a.dataDir, 'operator-note.txt'), 'left by root\n');
     const r = await backend().restore({ source: source(), reason: 'bootstrap' });
     expect(r.method).toBe('full');
     fullBytes = r.bytes;
     const { stdout: owner } = await execa('stat', ['-c', '%U', join(mpB, 'pgdata')]);
     expect(owner).toBe('postgres');
+    const { stdout: noteOwners } = await execa('stat', ['-c', '%U:%G', join(mpB, 'pgdata', 'operator-note.txt'), join(a.dataDir, 'operator-note.txt')]);
+    const { stdout: pgGroup } = await execa('id', ['-gn', 'postgres']);
+    expect(noteOwners.split('\n')).toEqual([`postgres:${pgGroup}`, 'root:root']);
     b = await startStandbyB();
     await a.query("INSERT INTO t VALUES (2, 'after the snapshot')");
     const rows = await waitFor('row 2 on B', async () => {
