@@ -152,6 +152,15 @@ describe('checker', () => {
     expect(r.unavailability.longestMs).toBe(700);
   });
 
+  it('counts the acknowledged writes of another workload (the register) for availability', () => {
+    // Without them, 205..905 is a window; a register write acknowledged at 550 splits it in two short gaps.
+    const ops = [w(1, 'ok', 0), w(2, 'ok', 100), w(3, 'ok', 200), w(4, 'ok', 900)];
+    expect(findUnavailability(ops, [], 0, 1000, 500, [550])).toEqual([]);
+    const r = check({ ...input(ops, final('p1', [1, 2, 3, 4])), otherWriteCompletionsMs: [550] });
+    expect(r.unavailability.windows).toEqual([]);
+    expect(check(input(ops, final('p1', [1, 2, 3, 4]))).unavailability.longestMs).toBe(700);
+  });
+
   it('reports a window at the end of the run when writes never came back', () => {
     const windows = findUnavailability([w(1, 'ok', 0)], [], 0, 1000, 500);
     expect(windows).toEqual([{ startMs: 5, endMs: 1000, durationMs: 995, cause: null }]);

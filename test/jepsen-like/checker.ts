@@ -18,6 +18,8 @@ export interface CheckInput {
   /** Status observations per client, in the order each client made them (informational). */
   readonly statusObservations?: readonly { readonly client: number; readonly atMs: number; readonly generation: number }[];
   readonly samples?: readonly StatusSample[];
+  /** When other workloads' writes were acknowledged (they count for the unavailability analysis only). */
+  readonly otherWriteCompletionsMs?: readonly number[];
 }
 
 export interface WriteRef {
@@ -133,8 +135,9 @@ export function findUnavailability(
   startMs: number,
   endMs: number,
   thresholdMs: number,
+  otherCompletionsMs: readonly number[] = [],
 ): UnavailabilityWindow[] {
-  const times = okWrites.map((w) => w.completedAtMs).filter((t) => t >= startMs && t <= endMs).sort((a, b) => a - b);
+  const times = [...okWrites.map((w) => w.completedAtMs), ...otherCompletionsMs].filter((t) => t >= startMs && t <= endMs).sort((a, b) => a - b);
   const points = [startMs, ...times, endMs];
   const windows: UnavailabilityWindow[] = [];
   for (let k = 1; k < points.length; k++) {
@@ -228,7 +231,7 @@ export function check(input: CheckInput): CheckResult {
   // Unknown writes: how they resolved (present on the final primary = committed).
   const committedUnknown = primaryRead === null ? [] : unknown.filter((w) => primaryRead.ids.has(w.id));
 
-  const windows = findUnavailability(ok, input.faults, input.workloadStartMs, input.workloadEndMs, input.gapThresholdMs);
+  const windows = findUnavailability(ok, input.faults, input.workloadStartMs, input.workloadEndMs, input.gapThresholdMs, input.otherWriteCompletionsMs);
   return {
     valid: problems.length === 0,
     problems,

@@ -313,6 +313,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
     workloadRef = workload;
     const registerWorkload = new RegisterWorkload(c, {
       clients: registerClients,
+      readOnlyClients: Math.min(1, registerClients - 1),
       keys: 3,
       opsPerKey: 150,
       intervalMs: 40,
@@ -392,6 +393,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
       workloadEndMs,
       gapThresholdMs: o.gapMs,
       statusObservations: observations,
+      // The register's acknowledged writes count for availability too (all there is in a register-only run).
+      otherWriteCompletionsMs: registerOps.filter((r) => r.input.f !== 'read' && r.output.status === 'ok').map((r) => r.returnMs),
     });
     const linearizability: Partial<Record<WorkloadKind, LinearizabilityVerdict>> = {};
     if (register) {

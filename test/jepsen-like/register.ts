@@ -36,6 +36,12 @@ const VALUE_STRIDE = 1_000_000;
 
 export interface RegisterOptions {
   readonly clients: number;
+  /**
+   * Of those, how many only read. A client that writes spends long stretches blocked on a write
+   * its isolated primary cannot commit; one that only reads keeps asking whoever its client
+   * library names primary, which is what finds stale reads from a deposed primary.
+   */
+  readonly readOnlyClients: number;
   /** Registers in use at a time. */
   readonly keys: number;
   /** Operations per register before the clients move to fresh ones. */
@@ -128,7 +134,8 @@ export class RegisterWorkload {
         const key = this.nextKey(rng);
         const roll = rng.int(0, 99);
         const known = seen.get(key);
-        const f: Kind = roll < 50 ? 'read' : roll < 75 || known === undefined || known === null ? 'write' : 'cas';
+        const readOnly = client - this.firstClient < this.opts.readOnlyClients;
+        const f: Kind = readOnly || roll < 50 ? 'read' : roll < 75 || known === undefined || known === null ? 'write' : 'cas';
         const value = (client + 1) * VALUE_STRIDE + ++seq;
         const input: RegisterInput = f === 'read' ? { key: String(key), f } : f === 'write' ? { key: String(key), f, value } : { key: String(key), f, from: known!, to: value };
         const outcome = await this.perform(client, mc, pool, key, input);
