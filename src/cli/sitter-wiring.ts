@@ -16,10 +16,10 @@ import { PostgresServer } from '../postgres/index.js';
 import { RaftNode } from '../raft/node.js';
 import { ClusterStateMachine, ClusterStore, raftConsensus } from '../store/index.js';
 import { Zfs } from '../zfs/index.js';
-import type { SitterConfig } from '../peer/config.js';
 import { FileFacts } from '../peer/facts.js';
 import { peerHostsOf } from '../peer/pg-peers.js';
-import { derivedPassword, peerInfoOf, Sitter } from '../peer/sitter.js';
+import { derivedPassword, peerInfoOf, type SitterConfig } from '../peer/config.js';
+import { Sitter } from '../peer/sitter.js';
 
 /** Opens every part of one peer (nothing runs until start()). */
 export async function openSitter(config: SitterConfig, log: Logger): Promise<Sitter> {

@@ -1,7 +1,8 @@
 // The sitter's configuration file (one JSON file per peer). Validated at start-up against a
 // JSON schema; an error names the field, what was wrong and what is expected, and the
 // process exits non-zero (src/cli/manatee-sitter.ts).
-import { HOOK_EVENTS, PEER_ID_PATTERN } from '../model/index.js';
+import { createHmac } from 'node:crypto';
+import { HOOK_EVENTS, PEER_ID_PATTERN, type PeerInfo } from '../model/index.js';
 import { readFile, stat } from 'node:fs/promises';
 import { Ajv, type ErrorObject } from 'ajv';
 import { ManateeError } from '../errors.js';
@@ -338,4 +339,18 @@ export async function loadConfig(path: string): Promise<SitterConfig> {
     throw new ConfigError(`configuration file ${path} is not valid JSON: ${(err as Error).message}`, { cause: err });
   }
   return parseConfig(parsed, `configuration file ${path}`);
+}
+
+/** Passwords that all peers derive alike from the shard secret, when the configuration names none. */
+export function derivedPassword(secret: string, purpose: string): string {
+  return createHmac('sha256', secret).update(`manatee:${purpose}`).digest('hex').slice(0, 32);
+}
+
+export function peerInfoOf(config: SitterConfig): PeerInfo {
+  return {
+    id: config.peerId,
+    host: config.host,
+    pgUrl: `postgres://${config.host}:${config.postgres.port}/${config.postgres.database}`,
+    apiUrl: `http://${config.host}:${config.api.port}`,
+  };
 }

@@ -12,7 +12,6 @@
 //   source-postgres.ts   other peers' PostgreSQL, for a rebuild
 //   heartbeat.ts, hooks.ts, pg-monitor.ts, pg-peers.ts, shard-settings.ts
 // Every decision goes through decision-log.ts: one log line, a metric, and GET /status's lastDecision.
-import { createHmac } from 'node:crypto';
 import type { Logger } from '../log.js';
 import { errorMessage } from '../errors.js';
 import type { BackupBackend, RestoreResult } from '../backup/types.js';
@@ -22,12 +21,14 @@ import type { ClusterStore } from '../store/index.js';
 import { LSN_ZERO, roleIn, type LoopStatus, type PeerInfo, type SitterStatus } from '../model/index.js';
 import { Snapshotter, type Zfs } from '../zfs/index.js';
 import { systemClock, type Clock } from './clock.js';
-import type { SitterConfig } from './config.js';
+import { derivedPassword, peerInfoOf, type SitterConfig } from './config.js';
 import { DecisionLog } from './decision-log.js';
 import { Evaluation } from './evaluation.js';
 import { FactsKeeper, type FactsStore, type LocalFacts } from './facts.js';
 import { Heartbeat } from './heartbeat.js';
-import { HOOKS_CONFIG_DEFAULT, HookRunner, SitterHooks, type HookObserver } from './hooks.js';
+import { HookRunner } from './hook-runner.js';
+import { HOOKS_CONFIG_DEFAULT, type HookObserver } from './hooks.js';
+import { SitterHooks } from './sitter-hooks.js';
 import { LeaderPlacement } from './leader-placement.js';
 import { EvaluationLoop } from './loop.js';
 import { PgMonitor } from './pg-monitor.js';
@@ -38,20 +39,6 @@ import { ShardSettingsKeeper } from './shard-settings.js';
 import { HeldSourcePostgres, type SourcePostgres } from './source-postgres.js';
 import { prepareZfsStorage } from './storage.js';
 import { StreamStallWatch } from './stream-stall.js';
-
-/** Passwords that all peers derive alike from the shard secret, when the configuration names none. */
-export function derivedPassword(secret: string, purpose: string): string {
-  return createHmac('sha256', secret).update(`manatee:${purpose}`).digest('hex').slice(0, 32);
-}
-
-export function peerInfoOf(config: SitterConfig): PeerInfo {
-  return {
-    id: config.peerId,
-    host: config.host,
-    pgUrl: `postgres://${config.host}:${config.postgres.port}/${config.postgres.database}`,
-    apiUrl: `http://${config.host}:${config.api.port}`,
-  };
-}
 
 /** Counts the loop's decisions and the hooks' outcomes (the API's metrics, built by the wiring). */
 export interface SitterMetrics extends HookObserver {

@@ -10,7 +10,8 @@ import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { ApiMetrics } from '../../src/api/metrics.js';
 import { createApi } from '../../src/api/server.js';
-import { HOOKS_CONFIG_DEFAULT, HookRunner, type HookDocument, type HooksConfig } from '../../src/peer/hooks.js';
+import { HOOKS_CONFIG_DEFAULT, type HookDocument, type HooksConfig } from '../../src/peer/hooks.js';
+import { HookRunner } from '../../src/peer/hook-runner.js';
 import type { HookEvent, HookFailure, SitterStatus, PeerInfo } from '../../src/model/index.js';
 import { makeTmpDir } from '../../tools/lib/tmp.js';
 import { freePort, waitFor } from '../../tools/lib/wait.js';
@@ -190,7 +191,7 @@ describe('hook outcomes in GET /status and GET /metrics', () => {
     r.submit(doc('sitter_up'));
     r.submit(doc('sitter_up'));
     await waitFor('both ran', () => r.status().events.sitter_up?.ok === 2, { timeoutMs: 20_000 });
-    expect(lines().filter((l) => l['msg'] === 'a hook outcome observer threw; ignored' && l['err'] === 'Error: observer bug')).toHaveLength(2);
+    expect(lines().filter((l) => l['msg'] === 'a hook outcome observer threw; ignored' && l['err'] === 'observer bug')).toHaveLength(2);
   });
 
   it('a status without hooks (no runner) has no hooks field and no hook series', async () => {
