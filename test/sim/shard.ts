@@ -2,7 +2,9 @@
 // a client that writes, and a nemesis that crashes, restarts, pauses and partitions them and loses
 // messages, for a while; then the faults stop and the shard must become whole again in time.
 // Every random choice comes from one seed, and the invariants are checked after every step.
+import { storeAdminOperations, type AdminOperations } from '../../src/api/index.js';
 import type { ClusterStateMachine } from '../../src/store/state-machine.js';
+import { Rng } from '../helpers/rng.js';
 import { ShardChecker } from './invariants.js';
 import { replicate, SimPostgres, type SimNetwork } from './pg.js';
 import { SimRaft } from './raft.js';
@@ -18,6 +20,11 @@ export interface ShardSimOptions {
   readonly healBoundMs?: number;
   readonly fixes?: SitterFixes;
   readonly trace?: boolean;
+  /**
+   * An operator acts too, from a random stream of its own: planned switchovers (promote requests
+   * for the sync or an async) and freezes (lifted after a while, and when the faults stop).
+   */
+  readonly operator?: boolean;
   /** A scripted nemesis in place of the random one (named scenarios). */
   readonly scenario?: (shard: SimShard) => Promise<void>;
 }
@@ -173,6 +180,57 @@ export class SimShard {
     await Promise.resolve();
   }
 
+  // ---- the operator ----
+
+  /** manatee-adm's operations through a live peer's store (null when no sitter runs). */
+  admin(rng: Rng): AdminOperations | null {
+    const live = [...this.sitters.values()].filter((x) => x !== null);
+    if (live.length === 0) return null;
+    const s = rng.pick(live);
+    return storeAdminOperations({
+      store: s.store,
+      peerId: s.id,
+      startRebuild: () => Promise.reject(new Error('not simulated')),
+      now: () => new Date(this.world.wallMs()),
+    });
+  }
+
+  /** One operator action; refusals (no leader, a check that fails) are what an operator sees too. */
+  operatorAct(rng: Rng): void {
+    const admin = this.admin(rng);
+    const st = this.checker.committed.state;
+    if (admin === null || st === null) return;
+    const what = rng.int(0, 9);
+    let op: Promise<unknown>;
+    let text: string;
+    if (what < 5 && st.sync !== null) {
+      text = `promote the sync ${st.sync.id}`;
+      op = admin.promote({ peerId: st.sync.id, expireMs: rng.int(1000, 10_000) });
+    } else if (what < 7 && st.async.length > 0) {
+      const target = rng.pick(st.async);
+      text = `promote the async ${target.id}`;
+      op = admin.promote({ peerId: target.id, expireMs: rng.int(1000, 10_000) });
+    } else if (st.freeze === undefined) {
+      text = 'freeze';
+      op = admin.freeze('simulated operator');
+      this.world.after(rng.int(500, 6000), () => { this.unfreeze(rng); });
+    } else {
+      return;
+    }
+    this.world.log(() => `OPERATOR: ${text}`);
+    op.then(() => { this.world.log(() => `OPERATOR: ${text}: done`); }, (err: unknown) => {
+      this.world.log(() => `OPERATOR: ${text}: refused (${err instanceof Error ? err.message : String(err)})`);
+    });
+  }
+
+  unfreeze(rng: Rng): void {
+    if (this.checker.committed.state?.freeze === undefined) return;
+    const admin = this.admin(rng);
+    if (admin === null) return;
+    this.world.log(() => 'OPERATOR: unfreeze');
+    admin.unfreeze().catch(() => undefined);
+  }
+
   // ---- the client ----
 
   /** One write, sent to a peer picked at random: a writable primary takes it, then waits for its sync. */
@@ -254,8 +312,15 @@ export async function runShardSim(opts: ShardSimOptions): Promise<ShardSimResult
     } else {
       const faultEnd = w.nowMs + (opts.faultMs ?? DEFAULT_FAULT_MS);
       let nextFaultMs = w.nowMs + rng.int(200, 2000);
+      // Its own stream, so that switching the operator on leaves the other choices of a seed alone.
+      const ops = new Rng((Math.imul(opts.seed, 0x9e3779b1) ^ 0x0badf00d) >>> 0);
+      let nextOpMs = opts.operator === true ? w.nowMs + ops.int(200, 3000) : Infinity;
       while (w.nowMs < faultEnd) {
         writes();
+        if (w.nowMs >= nextOpMs) {
+          shard.operatorAct(ops);
+          nextOpMs = w.nowMs + ops.int(500, 4000);
+        }
         if (w.nowMs >= nextFaultMs) {
           await (shard as unknown as { randomFault(): Promise<void> }).randomFault();
           nextFaultMs = w.nowMs + rng.int(200, 3000);
@@ -267,8 +332,15 @@ export async function runShardSim(opts: ShardSimOptions): Promise<ShardSimResult
     const healedAtMs = w.nowMs;
     const ackedBefore = shard.checker.stats.acks;
     const bound = opts.healBoundMs ?? DEFAULT_HEAL_BOUND_MS;
+    const unfreezer = new Rng(opts.seed ^ 0x5eed);
+    let nextUnfreezeMs = w.nowMs;
     for (;;) {
       writes();
+      // The operator lifts a freeze left from the faulty period (until it sticks).
+      if (opts.operator === true && w.nowMs >= nextUnfreezeMs) {
+        shard.unfreeze(unfreezer);
+        nextUnfreezeMs = w.nowMs + 1000;
+      }
       await shard.step();
       if (shard.notWhole() === null && shard.checker.stats.acks > ackedBefore) break;
       if (w.nowMs - healedAtMs > bound) {
