@@ -17,7 +17,7 @@ import { parsePgUrl, type PgRole as PgServerRole } from '../postgres/index.js';
 import type { RestoreProgress, PeerInfo, RebuildStatus } from '../model/index.js';
 import type { LocalPostgres } from './local-postgres.js';
 import type { Decision } from './rules/index.js';
-import { syncCannotTakeOver } from './rules/stream-watch.js';
+import { syncCannotTakeOver, syncDiverged } from './rules/stream-watch.js';
 
 export interface ReconcilerOptions {
   readonly self: PeerInfo;
@@ -67,6 +67,12 @@ export interface SyncRebuildRequest {
   readonly initWal: string;
   /** Why (logged with the rebuild). */
   readonly reason: string;
+  /**
+   * Set when the sync is past initWal but on an older timeline than its primary (rules/stream-watch.ts
+   * syncDiverged): the primary's timeline then. Checked again against this peer's timeline once it is
+   * cut off from the upstream (a primary's timeline never goes back, so the value stays a lower bound).
+   */
+  readonly primaryTimeline?: number;
 }
 
 /** A primary without data that must not initdb: the sitter closes its session so that the sync takes over. */
@@ -259,7 +265,17 @@ export class Reconciler {
       this.applied = null;
       await this.pg.detachFromUpstream();
       const p = await this.pg.walPositions();
-      const may = syncCannotTakeOver(req.initWal, { replayLsn: p.inRecovery ? p.replayLsn : null, receiveLsn: p.inRecovery ? p.receiveLsn : null });
+      let may = syncCannotTakeOver(req.initWal, { replayLsn: p.inRecovery ? p.replayLsn : null, receiveLsn: p.inRecovery ? p.receiveLsn : null });
+      if (may !== true && req.primaryTimeline !== undefined) {
+        const diverged = syncDiverged(p.inRecovery ? p.timeline : null, req.primaryTimeline);
+        if (diverged === true) {
+          this.o.log.info({ decision: 'sync-rebuild-checked', timeline: p.timeline, primaryTimeline: req.primaryTimeline, reason: req.reason },
+            `cut off from ${req.upstreamId}: on timeline ${p.timeline ?? '?'}, older than the primary's ${req.primaryTimeline}: my WAL past its fork was never acknowledged; rebuilding`);
+          this.syncRebuildVerified = true;
+          return true;
+        }
+        may = `${may}, and ${diverged}`;
+      }
       if (may === true) {
         this.syncRebuildVerified = true;
         this.o.log.info({ decision: 'sync-rebuild-checked', replayLsn: p.replayLsn, receiveLsn: p.receiveLsn, initWal: req.initWal, reason: req.reason },

@@ -218,7 +218,7 @@ export class Sitter {
           const row = rows[0];
           return row === undefined ? null : { streaming: row.status === 'streaming', replayLsn: row.replay };
         }, () => null),
-        ownWal: () => postgres.walPositions().then((p) => ({ replayLsn: p.inRecovery ? p.replayLsn : null, receiveLsn: p.inRecovery ? p.receiveLsn : null })),
+        ownWal: () => postgres.walPositions().then((p) => ({ replayLsn: p.inRecovery ? p.replayLsn : null, receiveLsn: p.inRecovery ? p.receiveLsn : null, timeline: p.inRecovery ? p.timeline : null })),
       },
       reconciler: this.reconciler,
       active: () => this.store.activePeers(),
@@ -226,6 +226,7 @@ export class Sitter {
       decisions: this.decisions,
       stallLimitMs: 10 * t.sessionTimeoutMs,
       retrySoon: kickSoon,
+      primaryTimeline: (upstream) => this.sources.timeline(upstream),
     });
     this.evaluation = new Evaluation({
       self: this.self,

@@ -9,6 +9,8 @@ export interface SourcePostgres {
   promoted(source: PeerInfo): Promise<true | string>;
   /** True when `source` answers; throws when it does not. */
   online(source: PeerInfo): Promise<true | string>;
+  /** The timeline that `source` writes (a primary's), or null when it is a standby or does not answer. */
+  timeline(source: PeerInfo): Promise<number | null>;
   /** Drops the held connection (the copy is done, or the sitter stops). */
   close(why: string): void;
 }
@@ -39,12 +41,24 @@ export class HeldSourcePostgres implements SourcePostgres {
     return true;
   }
 
+  async timeline(source: PeerInfo): Promise<number | null> {
+    const rows = await this.query<{ tli: number | null }>(source,
+      "SELECT CASE WHEN pg_is_in_recovery() THEN NULL ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS tli",
+    ).catch(() => null);
+    return rows?.[0]?.tli ?? null;
+  }
+
   close(why: string): void {
     this.held?.conn.close(why, true);
     this.held = null;
   }
 
   private async inRecovery(source: PeerInfo): Promise<boolean | undefined> {
+    const rows = await this.query<{ rec: boolean }>(source, 'SELECT pg_is_in_recovery() AS rec');
+    return rows[0]?.rec;
+  }
+
+  private async query<T extends Record<string, unknown>>(source: PeerInfo, sql: string): Promise<T[]> {
     const timeoutMs = this.o.timeoutMs;
     if (this.held?.pgUrl !== source.pgUrl) {
       this.held?.conn.close('asking another source', true);
@@ -63,7 +77,6 @@ export class HeldSourcePostgres implements SourcePostgres {
       });
       this.held = { pgUrl: source.pgUrl, conn };
     }
-    const rows = await this.held.conn.query<{ rec: boolean }>('SELECT pg_is_in_recovery() AS rec', undefined, timeoutMs);
-    return rows[0]?.rec;
+    return this.held.conn.query<T>(sql, undefined, timeoutMs);
   }
 }

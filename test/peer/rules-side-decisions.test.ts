@@ -84,4 +84,25 @@ describe('the stalled stream rule', () => {
     expect(keep({ verdict: report, generation: 2, state: committed, own: { replayLsn: '0/1', receiveLsn: null, error: null } })).toBe('the committed state is not of generation 2 any more');
     expect(keep({ verdict: report, generation: null, state: committed, own: null })).toBe('the committed state is not of generation none any more');
   });
+
+  it('rebuilds a stalled sync past initWal that is on an older timeline than its primary (it diverged; whole-shard simulator seeds 41, 681)', () => {
+    const report = { ...stalled, action: 'report' } as const;
+    const own = { replayLsn: '0/6000000', receiveLsn: '0/6000000', timeline: 2, error: null };
+    const d = decideStreamStall({ verdict: report, generation: 3, state: committed, own, primaryTimeline: 3 });
+    expect(d).toEqual({
+      kind: 'streamStalledRebuildSync', generation: 3, initWal: '0/5000000', primaryTimeline: 3,
+      reason: "I am on timeline 2, older than the primary's 3: my WAL past its fork was never acknowledged, and the primary has every acknowledged write",
+    });
+  });
+
+  it('keeps a stalled sync past initWal on its primary\'s timeline, or when a timeline is unknown, and says so', () => {
+    const report = { ...stalled, action: 'report' } as const;
+    const own = { replayLsn: '0/6000000', receiveLsn: null, timeline: 3, error: null };
+    const same = decideStreamStall({ verdict: report, generation: 3, state: committed, own, primaryTimeline: 3 });
+    expect(same).toMatchObject({ kind: 'streamStalled', reason: expect.stringMatching(/at or past initWal .*, and my timeline 3 is not older than the primary's 3$/) });
+    const unknown = decideStreamStall({ verdict: report, generation: 3, state: committed, own, primaryTimeline: null });
+    expect(unknown).toMatchObject({ kind: 'streamStalled', reason: expect.stringMatching(/, and the timelines are unknown$/) });
+    const noOwn = decideStreamStall({ verdict: report, generation: 3, state: committed, own: { ...own, timeline: null }, primaryTimeline: 4 });
+    expect(noOwn).toMatchObject({ kind: 'streamStalled', reason: expect.stringMatching(/timelines are unknown/) });
+  });
 });

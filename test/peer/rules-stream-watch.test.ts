@@ -2,7 +2,7 @@
 // own rebuild, a sync reports it; any streaming, a role change, or an upstream without a session
 // starts the clock again (safety review, finding 6).
 import { describe, expect, it } from 'vitest';
-import { StreamWatch, syncCannotTakeOver, type StreamObservation } from '../../src/peer/rules/stream-watch.js';
+import { StreamWatch, syncCannotTakeOver, syncDiverged, type StreamObservation } from '../../src/peer/rules/stream-watch.js';
 
 const base: StreamObservation = { role: 'async', upstreamId: 'b', upstreamActive: true, streaming: false, nowMs: 0 };
 
@@ -70,5 +70,19 @@ describe('syncCannotTakeOver', () => {
     expect(syncCannotTakeOver('0/5000000', { replayLsn: '0/3000000', receiveLsn: '0/5000001' })).toMatch(/received WAL up to 0\/5000001, at or past initWal/);
     expect(syncCannotTakeOver('0/5000000', { replayLsn: null, receiveLsn: null })).toMatch(/replay position is unknown/);
     expect(syncCannotTakeOver('0/0', { replayLsn: '0/0', receiveLsn: null })).toMatch(/I can take over/);
+  });
+});
+
+describe('syncDiverged', () => {
+  it('is true for a sync on an older timeline than its primary', () => {
+    expect(syncDiverged(2, 3)).toBe(true);
+    expect(syncDiverged(1, 7)).toBe(true);
+  });
+
+  it('says why not for the same or a newer timeline, or unknown ones', () => {
+    expect(syncDiverged(3, 3)).toMatch(/my timeline 3 is not older than the primary's 3/);
+    expect(syncDiverged(4, 3)).toMatch(/not older/);
+    expect(syncDiverged(null, 3)).toMatch(/timelines are unknown/);
+    expect(syncDiverged(2, null)).toMatch(/timelines are unknown/);
   });
 });

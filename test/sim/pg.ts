@@ -119,14 +119,22 @@ export class SimPostgres {
     return true;
   }
 
+  /** The timeline of the last WAL record: one more than the promotions in this history. */
+  get timeline(): number {
+    let t = 1;
+    for (const r of this.wal) if (r.kind === 'promote') t++;
+    return t;
+  }
+
   walPositions(): WalPositions {
     const n = this.wal.length;
+    const timeline = this.timeline;
     return this.inRecovery
       ? {
-          inRecovery: true, timeline: null, currentLsn: null, flushLsn: null, receiveLsn: lsnOf(n), replayLsn: lsnOf(this.replayed),
+          inRecovery: true, timeline, currentLsn: null, flushLsn: null, receiveLsn: lsnOf(n), replayLsn: lsnOf(this.replayed),
           lastLsn: lsnOf(this.replayed), walReceiver: this.streaming ? 'streaming' : null,
         }
-      : { inRecovery: false, timeline: null, currentLsn: lsnOf(n), flushLsn: lsnOf(n), receiveLsn: null, replayLsn: null, lastLsn: lsnOf(n), walReceiver: null };
+      : { inRecovery: false, timeline, currentLsn: lsnOf(n), flushLsn: lsnOf(n), receiveLsn: null, replayLsn: null, lastLsn: lsnOf(n), walReceiver: null };
   }
 
   /** What a health check sees now. */
@@ -331,6 +339,15 @@ export class SimPgHandle implements LocalPostgres {
       if (!this.pg.running) throw new PgError('MANATEE_ERR_PG_QUERY', 'PostgreSQL is not running');
       return this.pg.walPositions();
     }, 2, 10);
+  }
+
+  /** The timeline a primary writes (null when it is a standby or does not answer). */
+  sourceTimeline(sourceId: string): Promise<number | null> {
+    return this.op(() => {
+      const s = this.byId.get(sourceId);
+      if (s === undefined || !s.running || s.inRecovery || this.net.paused(sourceId) || !this.net.canTalk(this.pg.peerId, sourceId)) return null;
+      return s.timeline;
+    }, 2, 20);
   }
 
   /** pg_is_in_recovery() on another peer's server; throws when it does not answer. */

@@ -351,6 +351,10 @@ export async function runShardSim(opts: ShardSimOptions): Promise<ShardSimResult
   } catch (err) {
     for (const s of shard.sitters.values()) if (s !== null) w.log(() => `at the end: ${s.describe()}`);
     w.log(() => `at the end: raft ${shard.raft.cluster.describe()}`);
+    for (const pg of shard.pgs.values()) {
+      w.log(() => `at the end: pg ${pg.peerId}: running=${String(pg.running)} recovery=${String(pg.inRecovery)} upstream=${pg.upstream ?? '-'} timeline ${pg.timeline}, ` +
+        `${pg.wal.length} records, last [${pg.wal.slice(-4).map((r) => `${r.id}:${r.kind}`).join(' ')}]`);
+    }
     if (err instanceof SimInvariantError) error = err;
     else if (err instanceof Error && err.message.includes('seed')) error = new SimInvariantError(opts.seed, 'raft safety', err.message);
     else throw err;

@@ -8,7 +8,7 @@ import { hasCode, errorMessage } from '../../src/errors.js';
 import { silentLogger, type Logger } from '../../src/log.js';
 import { INITDB_REFUSED, Reconciler } from '../../src/peer/reconciler.js';
 import { decide, rulesPgStatus, type Decision, type DecisionKind, type RulesInput } from '../../src/peer/rules/index.js';
-import { StreamWatch, syncCannotTakeOver } from '../../src/peer/rules/stream-watch.js';
+import { StreamWatch, syncCannotTakeOver, syncDiverged } from '../../src/peer/rules/stream-watch.js';
 import type { PostgresStatus } from '../../src/model/index.js';
 import { LSN_ZERO } from '../../src/model/index.js';
 import { ClusterStore } from '../../src/store/store.js';
@@ -38,12 +38,14 @@ export interface SitterFixes {
    * primary: the rule as it was before (the primary's id alone).
    */
   readonly rebuildOfThisGeneration: boolean;
+  /** A stalled sync past initWal rebuilds when it is on an older timeline than its primary (rules/stream-watch.ts syncDiverged). */
+  readonly rebuildDivergedSync: boolean;
 }
 
-export const ALL_FIXES: SitterFixes = { readBeforeActing: true, forgetRebuildAsPrimary: true, rebuildOfThisGeneration: true };
+export const ALL_FIXES: SitterFixes = { readBeforeActing: true, forgetRebuildAsPrimary: true, rebuildOfThisGeneration: true, rebuildDivergedSync: true };
 
 /** Fix names for the command line (npm run sim -- --without a,b). */
-export const FIX_NAMES: readonly (keyof SitterFixes)[] = ['readBeforeActing', 'forgetRebuildAsPrimary', 'rebuildOfThisGeneration'];
+export const FIX_NAMES: readonly (keyof SitterFixes)[] = ['readBeforeActing', 'forgetRebuildAsPrimary', 'rebuildOfThisGeneration', 'rebuildDivergedSync'];
 
 export const SIM_TIMEOUTS = {
   sessionTimeoutMs: 1500,
@@ -424,6 +426,17 @@ export class SimSitter {
     const p = await this.handle.walPositions().catch(() => null);
     const own = { replayLsn: p?.inRecovery === true ? p.replayLsn : null, receiveLsn: p?.inRecovery === true ? p.receiveLsn : null };
     const may = initWal === null || p === null ? 'unknown' : syncCannotTakeOver(initWal, own);
+    if (may !== true && initWal !== null && p !== null && d.generation !== null && this.parts.fixes.rebuildDivergedSync) {
+      const primaryTimeline = await this.handle.sourceTimeline(upstream.id);
+      const diverged = syncDiverged(p.inRecovery ? p.timeline : null, primaryTimeline);
+      if (diverged === true) {
+        const reason = `I am on timeline ${p.timeline ?? '?'}, older than the primary's ${primaryTimeline ?? '?'}`;
+        this.world.log(() => `${this.id} (sync) has not streamed from ${upstream.id}: ${reason}; rebuilding`);
+        this.reconciler.requestRebuild({ asSync: { generation: d.generation, upstreamId: upstream.id, initWal, reason, primaryTimeline: primaryTimeline! } });
+        this.kickSoon();
+        return;
+      }
+    }
     if (may !== true || d.generation === null) {
       this.world.log(() => `${this.id} (sync) has not streamed from ${upstream.id} for ${verdict.stalledForMs} ms and keeps its data (${may})`);
       return;

@@ -62,6 +62,8 @@ export class StreamWatch {
 export interface OwnWal {
   readonly replayLsn: string | null;
   readonly receiveLsn: string | null;
+  /** The timeline it is on (a standby's received or checkpoint timeline); absent or null when unknown. */
+  readonly timeline?: number | null;
 }
 
 /**
@@ -95,7 +97,11 @@ export type StreamStallDecision =
   /** An async rebuilds from its upstream (it is not in the write path). */
   | { readonly kind: 'streamStalledRebuild'; readonly reason: string }
   /** The sync rebuilds: it could not take over anyway (syncCannotTakeOver). */
-  | { readonly kind: 'streamStalledRebuildSync'; readonly reason: string; readonly generation: number; readonly initWal: string }
+  | {
+      readonly kind: 'streamStalledRebuildSync'; readonly reason: string; readonly generation: number; readonly initWal: string;
+      /** Set when it rebuilds past initWal because it diverged (syncDiverged): the primary's timeline, checked again once cut off. */
+      readonly primaryTimeline?: number;
+    }
   /** The sync keeps its data: only an operator's action or a sync replacement helps. */
   | { readonly kind: 'streamStalled'; readonly reason: string };
 
@@ -107,6 +113,8 @@ export interface StreamStallInput {
   readonly state: { readonly generation: number; readonly initWal: string } | null;
   /** This sync's own WAL positions, read after a 'report' verdict (error: why they could not be read). */
   readonly own: (OwnWal & { readonly error: string | null }) | null;
+  /** The timeline its primary writes (null: unknown; absent: not asked). */
+  readonly primaryTimeline?: number | null;
 }
 
 /**
@@ -125,9 +133,36 @@ export function decideStreamStall(i: StreamStallInput): StreamStallDecision {
   const may = initWal === null
     ? `the committed state is not of generation ${i.generation ?? 'none'} any more`
     : own.error !== null ? `my WAL positions could not be read (${own.error})` : syncCannotTakeOver(initWal, own);
+  if (may !== true && i.generation !== null && initWal !== null && own.error === null && i.primaryTimeline !== undefined) {
+    const diverged = syncDiverged(own.timeline ?? null, i.primaryTimeline);
+    if (diverged !== true) return { kind: 'streamStalled', reason: `${may}, and ${diverged}` };
+    const reason = `I am on timeline ${own.timeline ?? '?'}, older than the primary's ${i.primaryTimeline ?? '?'}: my WAL past its fork was never acknowledged, and the primary has every acknowledged write`;
+    return { kind: 'streamStalledRebuildSync', reason, generation: i.generation, initWal, primaryTimeline: i.primaryTimeline! };
+  }
   if (may !== true || i.generation === null || initWal === null) {
     return { kind: 'streamStalled', reason: may === true ? 'the generation is unknown' : may };
   }
   const reason = `replayed ${own.replayLsn ?? '?'} (received ${own.receiveLsn ?? 'nothing'}) is below initWal ${initWal}: I could not take over, and the primary has every acknowledged write`;
   return { kind: 'streamStalledRebuildSync', reason, generation: i.generation, initWal };
+}
+
+/**
+ * Whether a sync that cannot stream from its primary, and that syncCannotTakeOver() would keep
+ * (it replayed past initWal), has diverged from the primary: true when it is on an older timeline
+ * than the primary, else why not.
+ *
+ * Why that allows its rebuild. A standby behind the point where the primary's timeline forked
+ * follows the fork and streams; one that does not stream while on an older timeline holds WAL of
+ * the old timeline past the fork: WAL of a deposed primary, received after the takeover (it followed
+ * that primary while its sitter could not act) or copied from it (a rebuild from the primary, ahead
+ * of the sync it then replicated from). No commit in it was acknowledged: every acknowledged commit
+ * is on the primary, which took over with all of them and acknowledged later ones only through its
+ * sync, and this sync has not streamed from it on its timeline, so the primary took no write in this
+ * generation. Keeping such a sync keeps the primary read-only for good (found by the whole-shard
+ * simulator, seeds 41 and 681); a rebuild loses nothing that was acknowledged.
+ */
+export function syncDiverged(ownTimeline: number | null, primaryTimeline: number | null): true | string {
+  if (ownTimeline === null || primaryTimeline === null) return 'the timelines are unknown';
+  if (ownTimeline < primaryTimeline) return true;
+  return `my timeline ${ownTimeline} is not older than the primary's ${primaryTimeline}`;
 }
