@@ -149,6 +149,11 @@ export interface SitterStatus {
   readonly startedAt: string;
   /** The evaluation loop, for GET /liveness. */
   readonly loop: LoopStatus;
+  /**
+   * The primary's lease (src/peer/lease-fence.ts): `fenced` while a primary could not renew its
+   * session in time and must not serve. Absent from older sitters and from non-Raft test peers.
+   */
+  readonly lease?: { readonly fenced: boolean; readonly validForMs: number | null; readonly reason: string };
   /** Absent from sitters built before the heartbeat existed. */
   readonly heartbeat?: HeartbeatStatus;
   /** Hook runs by event and outcome, and the last failure (src/peer/hooks.ts). Absent where no hook runner exists (older sitters, tests' in-memory peers). */

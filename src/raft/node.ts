@@ -98,6 +98,8 @@ export interface RaftNodeEvents {
   confChange: [{ change: ConfChange; members: ConfState; index: number }];
   /** A message sent with sendToLeader() that reached this node while it led (its own included). */
   leaderMessage: [{ from: NodeId; data: string }];
+  /** A message sent with replyFromLeader() to this node (by the leader it then had, or by itself). */
+  leaderReply: [{ from: NodeId; data: string }];
   error: [Error];
 }
 
@@ -379,6 +381,21 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     this.transport.send([{ type: 'leaderMessage', from: this.id, to: leader, term, data }]);
   }
 
+  /**
+   * Answers the sender of a leaderMessage, outside the log, fire and forget (e.g. a keepalive's
+   * acknowledgement). To itself it is delivered locally. The receiver emits 'leaderReply' with
+   * the sender's authenticated id. Throws RaftStoppedError, or RaftLeaderMessageTooLargeError.
+   */
+  replyFromLeader(to: NodeId, data: string): void {
+    this.assertRunning();
+    if (data.length > LEADER_MESSAGE_DATA_MAX) throw new RaftLeaderMessageTooLargeError(data.length, LEADER_MESSAGE_DATA_MAX);
+    if (to === this.id) {
+      queueMicrotask(() => { if (this.state === 'running') this.emit('leaderReply', { from: this.id, data }); });
+      return;
+    }
+    this.transport.send([{ type: 'leaderReply', from: this.id, to, term: this.core.status().term, data }]);
+  }
+
   private deliverLeaderMessage(from: NodeId, data: string): void {
     // A node that is not (or no longer) the leader drops it: the sender's view was stale.
     if (this.state !== 'running' || this.core.status().role !== 'leader') return;
@@ -648,6 +665,10 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
       if (m.to !== this.id) continue;
       if (m.type === 'leaderMessage') {
         this.deliverLeaderMessage(m.from, m.data);
+        continue;
+      }
+      if (m.type === 'leaderReply') {
+        this.emit('leaderReply', { from: m.from, data: m.data });
         continue;
       }
       try {

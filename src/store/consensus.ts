@@ -36,8 +36,20 @@ export interface Consensus {
    * _STOPPED. A keepalive lost on the way is simply not counted.
    */
   keepalive(openedIndex: number): Promise<void>;
+  /**
+   * The lease: the time (performance.now(), this process's monotonic clock) at which this node
+   * SENT the newest keepalive that a leader acknowledged after confirming its leadership with a
+   * quorum (ReadIndex) — no leader can expire the session sooner than sessionTimeoutMs after it
+   * (on the leaders' clocks). Null before the first acknowledgement, and where the consensus
+   * does not acknowledge keepalives (the in-process stand-in of unit tests).
+   */
+  leaseRenewedAtMs?(): number | null;
   /** Keepalives that reach this node while it is the leader (its own included), with their sender. */
-  onKeepalive(listener: (k: ReceivedKeepalive) => void): () => void;
+  /**
+   * The listener returns true when the keepalive renewed the session; only such a keepalive is
+   * acknowledged to its sender (see leaseRenewedAtMs).
+   */
+  onKeepalive(listener: (k: ReceivedKeepalive) => boolean): () => void;
   isLeader(): boolean;
   leader(): NodeId | null;
   term(): number;

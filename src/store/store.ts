@@ -128,9 +128,13 @@ export class ClusterStore {
         this.liveness.seen(e.peerId, e.openedIndex, this.now());
       }),
       // Keepalives are messages to the leader: only the leader's tracker decides, and only a
-      // keepalive for the session it knows (same openedIndex) counts.
+      // keepalive for the session it knows (same openedIndex) counts. One that arrives while the
+      // session's expiry is being proposed does not: it must not renew the sender's lease (it is
+      // acknowledged only when it counts), since the expiry, once committed, stands.
       this.consensus.onKeepalive((k) => {
-        if (this.machine.session(k.peerId)?.openedIndex === k.openedIndex) this.liveness.seen(k.peerId, k.openedIndex, this.now());
+        if (this.expiring.has(k.peerId) || this.machine.session(k.peerId)?.openedIndex !== k.openedIndex) return false;
+        this.liveness.seen(k.peerId, k.openedIndex, this.now());
+        return true;
       }),
       this.machine.onPeers((c) => {
         this.onPeersChange(c);
@@ -219,6 +223,11 @@ export class ClusterStore {
   /** The last `limit` accepted state changes, oldest first. */
   history(limit?: number): HistoryEntry[] {
     return this.machine.history(limit);
+  }
+
+  /** When this peer sent its newest acknowledged keepalive (performance.now()), or null (Consensus.leaseRenewedAtMs). */
+  leaseRenewedAtMs(): number | null {
+    return this.consensus.leaseRenewedAtMs?.() ?? null;
   }
 
   /** This peer's open session, or null. */

@@ -125,6 +125,17 @@ describe('health checks (Patroni convention)', () => {
     const readOnlyPrimary = { ...statusOf(peers[0]!, store), postgres: { ...statusOf(peers[0]!, store).postgres, writable: false } };
     expect(evaluateHealth(readOnlyPrimary, 'primary', null)).toMatchObject({ ok: false, reason: 'the primary, but read-only (waiting for its sync)' });
   });
+
+  it('a primary fenced for want of a lease fails every serving check at once, whatever PostgreSQL says', () => {
+    const p = statusOf(peers[0]!, store);
+    expect(evaluateHealth({ ...p, lease: { fenced: false, validForMs: 900, reason: 'lease valid for 900 ms' } }, 'primary', null).ok).toBe(true);
+    const fenced = { ...p, lease: { fenced: true, validForMs: -5, reason: 'no keepalive acknowledged for 1340 ms' } };
+    for (const check of ['primary', 'read-write', 'read-only', 'read-only-sync', 'readiness'] as const) {
+      expect(evaluateHealth(fenced, check, null)).toMatchObject({ ok: false, reason: 'the primary, but fenced: no keepalive acknowledged for 1340 ms' });
+    }
+    // PostgreSQL itself is still up until its stop completes: /health says so.
+    expect(evaluateHealth(fenced, 'health', null).ok).toBe(true);
+  });
 });
 
 describe('GET /shard', () => {

@@ -6,7 +6,9 @@ import { pino } from 'pino';
 import { RaftNode } from '../../src/raft/node.js';
 import { ClusterStateMachine, type PeersChange } from '../../src/store/state-machine.js';
 import { ClusterStore } from '../../src/store/store.js';
+import { performance } from 'node:perf_hooks';
 import { raftConsensus } from '../../src/store/raft-consensus.js';
+import { LeaseClock } from '../../src/peer/lease-fence.js';
 import { VersionMismatchError } from '../../src/store/errors.js';
 import { freePort, waitFor } from '../../tools/lib/wait.js';
 import { makeTmpDir } from '../../tools/lib/tmp.js';
@@ -144,6 +146,32 @@ describe('ClusterStore on three RaftNodes', () => {
     for (const id of ['a', 'b', 'c']) expect(heard.get(id) ?? 0).toBeGreaterThanOrEqual(6);
     // ...and none of them is in the log (an election's empty entry may be).
     expect(applied.filter((d) => d.includes('"op":"keepalive"'))).toEqual([]);
+  });
+
+  it('acknowledged keepalives renew each peer\'s lease, and a peer cut off sees its lease end before the leader expires its session', async () => {
+    const sh = await makeShard(['a', 'b', 'c']);
+    const l = await sh.leader();
+    for (const id of ['a', 'b', 'c']) await sh.store(id).openSession(peer(id));
+    // Every peer's lease is renewed (the leader's own keepalives are acknowledged too), again and again.
+    const first = await waitFor('a lease on every peer', () => {
+      const r = ['a', 'b', 'c'].map((id) => sh.store(id).leaseRenewedAtMs());
+      return r.every((x) => x !== null) ? r : null;
+    }, { timeoutMs: 20_000, intervalMs: 25 });
+    await waitFor('every lease renewed again', () => ['a', 'b', 'c'].every((id, i) => sh.store(id).leaseRenewedAtMs()! > first[i]!), { timeoutMs: 20_000, intervalMs: 25 });
+
+    // A follower loses the group (its node stops): no keepalive of its is acknowledged any more.
+    const f = ['a', 'b', 'c'].find((id) => id !== l)!;
+    const cut = sh.store(f);
+    await sh.kill(f);
+    const cutAtMs = performance.now();
+    const renewedAtMs = cut.leaseRenewedAtMs()!;
+    expect(cutAtMs - renewedAtMs).toBeLessThan(SESSION_TIMEOUT_MS);
+    const expiredAtMs = await waitFor(`the leader expiring ${f}'s session`, () => (activeIds(sh.store(l)).includes(f) ? null : performance.now()), { timeoutMs: 30_000, intervalMs: 5 });
+    // Its lease (sent time + sessionTimeoutMs less drift and margin) ended before the expiry: a
+    // primary that fences itself then never overlaps the takeover that the expiry allows.
+    const leaseEndMs = renewedAtMs + new LeaseClock(SESSION_TIMEOUT_MS).budgetMs;
+    expect(leaseEndMs).toBeLessThan(expiredAtMs);
+    expect(new LeaseClock(SESSION_TIMEOUT_MS).verdict(expiredAtMs, renewedAtMs).fenced).toBe(true);
   });
 
   it('expires the session of a peer that stops sending keepalives, and no other', async () => {

@@ -199,6 +199,9 @@ export function evaluateHealth(
     const alive = loopAlive(s, opts.nowMs ?? Date.now());
     return body(alive.ok, alive.reason);
   }
+  // A primary that could not renew its lease has fenced itself (src/peer/lease-fence.ts): it
+  // serves nothing from that moment, even before its PostgreSQL has finished stopping.
+  if (isPrimary && s.lease?.fenced === true && check !== 'health') return body(false, `the primary, but fenced: ${s.lease.reason}`);
   if (!up) return body(false, `PostgreSQL is not serving: ${pg.error ?? 'down'}`);
   const withinLag = (what: string): HealthBody => {
     const wanted = opts.replicationState ?? null;

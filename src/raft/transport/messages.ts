@@ -19,8 +19,24 @@ export interface LeaderMessage {
   readonly data: string;
 }
 
+/**
+ * The leader's answer to a LeaderMessage's sender (RaftNode.replyFromLeader), outside the log:
+ * e.g. a keepalive's acknowledgement, which renews the sender's lease. Same fields as a LeaderMessage.
+ */
+export interface LeaderReply {
+  readonly type: 'leaderReply';
+  readonly from: NodeId;
+  readonly to: NodeId;
+  readonly term: number;
+  readonly data: string;
+}
+
 /** Anything the transport carries. */
-export type PeerMessage = Message | LeaderMessage;
+export type PeerMessage = Message | LeaderMessage | LeaderReply;
+
+export function isLeaderReply(m: PeerMessage): m is LeaderReply {
+  return m.type === 'leaderReply';
+}
 
 export function isLeaderMessage(m: PeerMessage): m is LeaderMessage {
   return m.type === 'leaderMessage';

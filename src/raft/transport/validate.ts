@@ -51,11 +51,11 @@ function checkLeaderMessage(v: Record<string, unknown>): string | null {
 export function checkMessage(v: unknown, from: string, to: string): string | null {
   if (!isRecord(v)) return 'message is not an object';
   const type = v['type'];
-  if (typeof type !== 'string' || (type !== 'leaderMessage' && !MESSAGE_TYPES.has(type))) return `unknown message type ${JSON.stringify(type)}`;
+  if (typeof type !== 'string' || (type !== 'leaderMessage' && type !== 'leaderReply' && !MESSAGE_TYPES.has(type))) return `unknown message type ${JSON.stringify(type)}`;
   if (v['from'] !== from) return `message from ${JSON.stringify(v['from'])} on the connection authenticated as ${from}`;
   if (v['to'] !== to) return `message to ${JSON.stringify(v['to'])} delivered to ${to}`;
   if (!isCount(v['term'])) return 'message term is not a non-negative integer';
-  if (type === 'leaderMessage') return checkLeaderMessage(v);
+  if (type === 'leaderMessage' || type === 'leaderReply') return checkLeaderMessage(v);
   for (const f of ['logTerm', 'index', 'commit', 'rejectHint'] as const) {
     if (v[f] !== undefined && !isCount(v[f])) return `message ${f} is not a non-negative integer`;
   }

@@ -1,0 +1,60 @@
+// The primary's lease, pure: the budget after drift and margin, the verdict over time, and the
+// sender's side of acknowledged keepalives (what an acknowledgement renews, and what it does not).
+import { describe, expect, it } from 'vitest';
+import { LeaseClock } from '../../src/peer/lease-fence.js';
+import { KeepaliveLease, decodeKeepalive, decodeKeepaliveAck, decodeKeepaliveWithSeq, encodeKeepalive, encodeKeepaliveAck } from '../../src/store/raft-consensus.js';
+
+describe('LeaseClock', () => {
+  it('ends the lease sessionTimeoutMs less 1% drift and the margin after the acknowledged send', () => {
+    const c = new LeaseClock(1500);
+    expect(c.marginMs).toBe(150);
+    expect(c.budgetMs).toBe(1485 - 150);
+    expect(c.verdict(10_000, null)).toEqual({ fenced: false, validForMs: null, reason: 'no keepalive acknowledged yet' });
+    expect(c.verdict(10_000, 9_000)).toMatchObject({ fenced: false, validForMs: 335 });
+    const late = c.verdict(10_400, 9_000);
+    expect(late.fenced).toBe(true);
+    expect(late.reason).toBe('no keepalive acknowledged for 1400 ms (lease 1335 ms: sessionTimeoutMs 1500 less 1% clock drift and a 150 ms margin)');
+  });
+
+  it('refuses a session timeout that leaves no lease', () => {
+    expect(() => new LeaseClock(100)).toThrow(/leaves no lease/);
+  });
+});
+
+describe('acknowledged keepalives', () => {
+  it('encode a sequence number, and read keepalives of older senders without one', () => {
+    expect(encodeKeepalive(7, 3)).toBe('keepalive:7:3');
+    expect(decodeKeepaliveWithSeq('keepalive:7:3')).toEqual({ openedIndex: 7, seq: 3 });
+    expect(decodeKeepaliveWithSeq('keepalive:7')).toEqual({ openedIndex: 7, seq: null });
+    expect(decodeKeepalive('keepalive:7:3')).toBe(7);
+    for (const bad of ['keepalive:7:', 'keepalive:7:0', 'keepalive:x:1', 'keepalive:7:1:2', 'other']) expect(decodeKeepaliveWithSeq(bad)).toBeNull();
+    expect(decodeKeepaliveAck(encodeKeepaliveAck(12))).toBe(12);
+    expect(decodeKeepaliveAck('keepaliveAck:-1')).toBeNull();
+  });
+
+  it('renews the lease from the send time of the newest acknowledged keepalive, never backwards', () => {
+    const l = new KeepaliveLease();
+    const s1 = l.next(100);
+    const s2 = l.next(400);
+    expect(l.renewedAt()).toBeNull();
+    l.acked(s2);
+    expect(l.renewedAt()).toBe(400);
+    // A late acknowledgement of an older keepalive renews nothing.
+    l.acked(s1);
+    expect(l.renewedAt()).toBe(400);
+    // An acknowledgement of a keepalive never sent (or forgotten) renews nothing.
+    l.acked(99);
+    expect(l.renewedAt()).toBe(400);
+    const s3 = l.next(700);
+    l.acked(s3);
+    expect(l.renewedAt()).toBe(700);
+  });
+
+  it('forgets the oldest of too many keepalives in flight', () => {
+    const l = new KeepaliveLease();
+    const first = l.next(1);
+    for (let i = 0; i < 64; i++) l.next(2 + i);
+    l.acked(first);
+    expect(l.renewedAt()).toBeNull();
+  });
+});
