@@ -49,6 +49,8 @@ const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   MANATEE_ERR_PG_SETTING_OWNED: 400,
   MANATEE_ERR_PG_SETTING_READ_ONLY: 400,
   MANATEE_ERR_SETTING_NOT_SET: 409,
+  MANATEE_ERR_RESTART_PRIMARY: 409,
+  MANATEE_ERR_PG_NOT_RUNNING: 409,
   // The request is well formed but conflicts with the shard's current state.
   MANATEE_ERR_NO_STATE: 409,
   MANATEE_ERR_FROZEN: 409,

@@ -6,6 +6,7 @@ import type { SitterStatus, ClusterState, HistoryEntry, PeerId, PeerInfo } from 
 import type { ApiMetrics } from './metrics.js';
 import type { OnwmMode } from '../peer/admin.js';
 import type { ConfigDeps } from './routes/config.js';
+import type { PgOperations } from './routes/pg-ops.js';
 
 /** The committed cluster state with the store's version of it (the compare-and-set token). */
 export interface VersionedState {
@@ -152,4 +153,6 @@ export interface ApiDeps {
   readonly limits?: Partial<ApiLimits>;
   /** The shard-wide PostgreSQL settings (GET /config, POST /admin/config, GET /pg-settings); absent: no such routes. */
   readonly config?: ConfigDeps;
+  /** This peer's PostgreSQL reload and restart (POST /admin/reload-postgres, /admin/restart-postgres); absent: no such routes. */
+  readonly pgOps?: PgOperations;
 }

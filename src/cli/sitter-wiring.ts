@@ -134,6 +134,10 @@ export async function openSitter(config: SitterConfig, log: Logger): Promise<Sit
       }),
       pgSettingRows: () => localPgSettingRows((sql) => postgres.query(sql)),
     },
+    pgOps: {
+      reload: () => (sitter === null ? Promise.reject(new Error('the sitter is starting')) : sitter.pgOps.reload()),
+      restart: () => (sitter === null ? Promise.reject(new Error('the sitter is starting')) : sitter.pgOps.restart()),
+    },
   });
   const edge = {
     listen: async (): Promise<void> => { await api.listen({ host: config.api.listen, port: config.api.port }); },

@@ -36,6 +36,7 @@ import { peerHostsOf, PgPeerHosts } from './pg-peers.js';
 import { Reconciler } from './reconciler.js';
 import { SessionKeeper } from './sessions.js';
 import { ShardSettingsKeeper } from './shard-settings.js';
+import { PostgresOps } from './pg-ops.js';
 import { HeldSourcePostgres, type SourcePostgres } from './source-postgres.js';
 import { prepareZfsStorage } from './storage.js';
 import { StreamStallWatch } from './stream-stall.js';
@@ -87,6 +88,8 @@ export class Sitter {
   readonly hooks: SitterHooks;
   /** The shard-wide PostgreSQL settings, applied to this peer's PostgreSQL (manatee-shard.conf). */
   readonly shardSettings: ShardSettingsKeeper;
+  /** An operator's reload or restart of this peer's PostgreSQL (manatee-adm reload / restart). */
+  readonly pgOps: PostgresOps;
   /** The HTTP API around this sitter. */
   private readonly edge: SitterEdge;
   /** pg_hba.conf admits the replication role from the peers' hosts only: kept current here. */
@@ -189,7 +192,11 @@ export class Sitter {
       heartbeatIntervalMs: hooksConfig.heartbeatIntervalMs,
       log,
     });
-    this.loop = new EvaluationLoop({ evaluate: () => this.evaluation.evaluate(), clock: this.clock, log });
+    this.pgOps = new PostgresOps({
+      peerId: this.self.id, postgres, role: () => roleIn(this.store.getState().state, this.self.id).role, kick: () => { this.loop.kick(); }, log,
+    });
+    // An operator's restart of PostgreSQL runs between two evaluations, never during one.
+    this.loop = new EvaluationLoop({ evaluate: async () => { await this.pgOps.runQueued(); await this.evaluation.evaluate(); }, clock: this.clock, log });
     const kick = (): void => { this.loop.kick(); };
     const kickSoon = (): void => { this.loop.kickSoon(); };
     const sessions = new SessionKeeper({

@@ -9,6 +9,7 @@ import { ApiError, statusForCode } from '../errors.js';
 import type { AdminResult, ApiDeps, ApiLimits, MembershipResult, RebuildResult } from '../types.js';
 import type { OnwmMode } from '../../peer/admin.js';
 import { configAdminRoute } from './config.js';
+import { pgOpsAdminRoutes } from './pg-ops.js';
 import {
   addPeerBodySchema,
   adminResultSchema,
@@ -145,6 +146,7 @@ export function adminRoutes(deps: ApiDeps, limits: ApiLimits): FastifyPluginAsyn
     }, (req) => logged(log, req, 'remove-peer', { id: req.body.id }, () => deps.membership.remove(req.body.id)));
 
     if (deps.config !== undefined) configAdminRoute(app, deps.config.settings, log, who);
+    if (deps.pgOps !== undefined) pgOpsAdminRoutes(app, deps.pgOps, log, who);
 
     app.post('/rebuild', {
       schema: { querystring: emptyQuerySchema, body: emptyBodySchema, response: { 200: rebuildResultSchema, ...errors } },

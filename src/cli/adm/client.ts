@@ -11,6 +11,7 @@ import type { OnwmMode } from '../../peer/admin.js';
 import type { SettingsChangeInput } from '../../peer/settings-admin.js';
 import type { SettingsResult } from '../../api/settings-ops.js';
 import type { VersionedSettings } from '../../store/settings.js';
+import type { PgOpResult } from '../../peer/pg-ops.js';
 
 export class AdmError extends ManateeError {}
 
@@ -219,6 +220,19 @@ export class AdmClient {
 
   rebuild(): Promise<RebuildResult> {
     return this.request('POST', '/admin/rebuild', {}, true);
+  }
+
+  /** The same client (token, timeout, operator) for one peer's API. */
+  forPeer(apiUrl: string): AdmClient {
+    return new AdmClient({ ...this.opts, url: apiUrl });
+  }
+
+  reloadPostgres(): Promise<PgOpResult> {
+    return this.request('POST', '/admin/reload-postgres', {}, true);
+  }
+
+  restartPostgres(): Promise<PgOpResult> {
+    return this.request('POST', '/admin/restart-postgres', {}, true);
   }
 
   config(): Promise<VersionedSettings> {

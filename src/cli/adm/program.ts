@@ -8,6 +8,7 @@ import { PROMOTE_EXPIRE_MS_MAX, PROMOTE_EXPIRE_MS_MIN, type OnwmMode } from '../
 import { AdmClient, AdmError } from './client.js';
 import { addCertsCommands } from './certs.js';
 import { addConfigCommands } from './config.js';
+import { addRestartCommands } from './restart.js';
 import {
   historyColumns,
   HISTORY_COLUMNS,
@@ -332,6 +333,7 @@ function buildProgram(io: AdmIo): Command {
     });
 
   addConfigCommands(program, io, client);
+  addRestartCommands(program, io, client);
   addCertsCommands(program, io);
 
   return program;

@@ -1,0 +1,150 @@
+// manatee-adm reload and manatee-adm restart: PostgreSQL of every peer, one peer at a time.
+//
+// restart [--pending] [--peer ID] keeps the primary's availability down to one planned
+// switchover at most:
+//   1. the asyncs, last in the chain first (nothing waits for them);
+//   2. the sync: its restart pauses the primary's commits for as long as it takes to start and
+//      stream again (a short accepted pause; no replacement sync is made first);
+//   3. the primary: a planned switchover (promote the sync), then the old primary, which
+//      rejoins as a standby (rebuilt with pg_rewind, which restarts it), is restarted if it still
+//      has settings pending.
+// Before each step the shard must pass verify; a step that does not end healthy within the
+// deadline stops the whole restart, and says where it stopped.
+import type { Command } from 'commander';
+import type { ShardPeer, ShardReport } from '../../api/shard.js';
+import { AdmError, type AdmClient } from './client.js';
+import { verifyShard } from './views.js';
+
+export interface RestartIo {
+  readonly out: (text: string) => void;
+  readonly now: () => Date;
+}
+
+const STEP_TIMEOUT_MS_DEFAULT = 180_000;
+const POLL_MS = 500;
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function problems(report: ShardReport): string[] {
+  return verifyShard(report).filter((i) => i.severity === 'error').map((i) => `${i.peer ?? 'shard'}: ${i.message}`);
+}
+
+/** The peers to restart, in order: asyncs from the end of the chain, then the sync, then the primary. */
+export function restartOrder(report: ShardReport, opts: { pending: boolean; peer?: string | undefined }): ShardPeer[] {
+  const state = report.state;
+  if (state === null) return [];
+  const byId = new Map(report.peers.map((p) => [p.id, p]));
+  const chain = [...[...state.async].reverse(), ...(state.sync === null ? [] : [state.sync]), state.primary];
+  const order = chain.map((p) => byId.get(p.id)).filter((p): p is ShardPeer => p !== undefined);
+  if (opts.peer !== undefined && !order.some((p) => p.id === opts.peer)) {
+    throw new AdmError('MANATEE_ERR_PEER_NOT_FOUND', `${opts.peer} is not in the replication chain (${order.map((p) => p.id).join(', ')})`);
+  }
+  return order.filter((p) => (opts.peer === undefined || p.id === opts.peer) && (!opts.pending || (p.pendingRestart ?? []).length > 0));
+}
+
+export class RollingRestart {
+  constructor(
+    private readonly c: AdmClient,
+    private readonly io: RestartIo,
+    private readonly stepTimeoutMs = STEP_TIMEOUT_MS_DEFAULT,
+  ) {}
+
+  private say(line: string): void {
+    this.io.out(`${this.io.now().toISOString()} ${line}\n`);
+  }
+
+  /** Waits until the shard passes verify (and `also` holds); throws MANATEE_ERR_RESTART_STOPPED after the deadline. */
+  private async waitHealthy(what: string, also: (r: ShardReport) => boolean = () => true): Promise<ShardReport> {
+    const deadline = Date.now() + this.stepTimeoutMs;
+    let last: string[] = [];
+    for (;;) {
+      const report = await this.c.shard().catch((err: unknown) => {
+        last = [err instanceof Error ? err.message : String(err)];
+        return null;
+      });
+      if (report !== null) {
+        last = problems(report);
+        if (last.length === 0 && also(report)) return report;
+      }
+      if (Date.now() > deadline) {
+        throw new AdmError('MANATEE_ERR_RESTART_STOPPED', `stopped: ${what} did not happen within ${this.stepTimeoutMs / 1000} s${last.length === 0 ? '' : ` (${last.join('; ')})`}`);
+      }
+      await sleep(POLL_MS);
+    }
+  }
+
+  async run(opts: { pending: boolean; peer?: string | undefined }): Promise<number> {
+    const first = await this.c.shard();
+    const bad = problems(first);
+    if (bad.length > 0) throw new AdmError('MANATEE_ERR_RESTART_UNHEALTHY', `the shard is not healthy; not restarting anything: ${bad.join('; ')}`);
+    const plan = restartOrder(first, opts);
+    if (plan.length === 0) {
+      this.say(opts.pending ? 'no peer has settings pending a restart' : 'nothing to restart');
+      return 0;
+    }
+    this.say(`plan: ${plan.map((p) => `${p.id} (${p.role})`).join(', then ')}`);
+    let done = 0;
+    for (const planned of plan) {
+      const report = await this.waitHealthy('a healthy shard before the next step');
+      const p = report.peers.find((x) => x.id === planned.id);
+      if (p === undefined) throw new AdmError('MANATEE_ERR_RESTART_STOPPED', `stopped: ${planned.id} is gone from the shard`);
+      if (p.role === 'primary') await this.switchOverAndRestart(report, p, opts.pending);
+      else await this.restartStandby(p);
+      done++;
+    }
+    this.say(`done: ${done} peer${done === 1 ? '' : 's'} restarted`);
+    return done;
+  }
+
+  private async restartStandby(p: ShardPeer): Promise<void> {
+    this.say(`restarting ${p.id} (${p.role})${p.role === 'sync' ? ': the primary\'s commits wait until it streams again' : ''}`);
+    const r = await this.c.forPeer(p.apiUrl).restartPostgres();
+    await this.waitHealthy(`${p.id} streaming again`, (rep) => rep.peers.some((x) => x.id === p.id && x.pgHealthy === true) && rep.links.some((l) => l.downstream === p.id && l.streaming));
+    this.say(`${p.id} restarted and streaming${r.pendingRestart.length === 0 ? '' : `; still pending: ${r.pendingRestart.join(', ')}`}`);
+  }
+
+  private async switchOverAndRestart(report: ShardReport, primary: ShardPeer, pending: boolean): Promise<void> {
+    const sync = report.state?.sync;
+    if (sync === null || sync === undefined) throw new AdmError('MANATEE_ERR_RESTART_STOPPED', `stopped: the primary ${primary.id} has no sync to switch over to`);
+    const generation = report.generation ?? 0;
+    this.say(`planned switchover: ${sync.id} takes over from ${primary.id} (generation ${generation} -> ${generation + 1})`);
+    await this.c.promote(sync.id);
+    await this.waitHealthy(`the switchover to ${sync.id}`, (rep) => rep.state?.primary.id === sync.id && rep.peers.some((x) => x.id === sync.id && x.writable === true));
+    this.say(`${sync.id} is the primary and writable`);
+    const back = await this.waitHealthy(`${primary.id} back as a standby`, (rep) => rep.peers.some((x) => x.id === primary.id && (x.role === 'sync' || x.role === 'async') && x.pgHealthy === true)
+      && rep.links.some((l) => l.downstream === primary.id && l.streaming));
+    const old = back.peers.find((x) => x.id === primary.id)!;
+    if (!pending || (old.pendingRestart ?? []).length > 0) await this.restartStandby(old);
+    else this.say(`${primary.id} is back as ${old.role} with nothing pending (its rebuild restarted it)`);
+  }
+}
+
+export function addRestartCommands(program: Command, io: RestartIo, client: (cmd: Command) => AdmClient): void {
+  program
+    .command('reload')
+    .description("reload every peer's PostgreSQL configuration (the shard settings and the overrides files), and show what waits for a restart")
+    .action(async (_opts: unknown, cmd: Command) => {
+      const c = client(cmd);
+      const report = await c.shard();
+      let failed = 0;
+      for (const p of report.peers.filter((x) => x.pgOnline === true)) {
+        try {
+          const r = await c.forPeer(p.apiUrl).reloadPostgres();
+          io.out(`${r.message}\n`);
+        } catch (err) {
+          failed++;
+          io.out(`${p.id}: not reloaded: ${err instanceof Error ? err.message : String(err)}\n`);
+        }
+      }
+      if (failed > 0) throw new AdmError('MANATEE_ERR_RELOAD_FAILED', `${failed} peer${failed === 1 ? '' : 's'} not reloaded`);
+    });
+
+  program
+    .command('restart')
+    .description("rolling restart of the peers' PostgreSQL: the asyncs, the sync, then a planned switchover and the old primary; stops if the shard is unhealthy")
+    .option('--pending', 'only the peers with settings pending a restart')
+    .option('--peer <id>', 'only this peer (the primary: by a planned switchover)')
+    .action(async (opts: { pending?: boolean; peer?: string }, cmd: Command) => {
+      await new RollingRestart(client(cmd), io).run({ pending: opts.pending === true, peer: opts.peer });
+    });
+}
