@@ -22,9 +22,18 @@ export interface SideDecision {
   readonly fields?: Readonly<Record<string, unknown>>;
 }
 
+/**
+ * How long a decision of the other rules stays GET /status's last decision while the rules'
+ * evaluation repeats its own: then the evaluation's (the peer's steady state) shows again.
+ */
+export const SIDE_DECISION_SHOWN_MS = 10_000;
+
 export class DecisionLog {
   private lastDecision: Decision | null = null;
   private lastRecord: DecisionRecord | null = null;
+  /** The rules' last record, and when the last decision of the other rules was made (null: none shown). */
+  private rulesRecord: DecisionRecord | null = null;
+  private sideAtMs: number | null = null;
 
   constructor(private readonly o: { readonly log: Logger; readonly metrics: DecisionCounter }) {}
 
@@ -43,14 +52,23 @@ export class DecisionLog {
     const prev = this.lastDecision;
     this.lastDecision = d;
     this.o.metrics.recordDecision(d.kind);
-    if (prev?.kind === d.kind && prev.reason === d.reason && prev.generation === d.generation) return;
-    this.lastRecord = decisionRecord(d, nowMs);
+    if (prev?.kind === d.kind && prev.reason === d.reason && prev.generation === d.generation) {
+      if (this.sideAtMs !== null && nowMs - this.sideAtMs >= SIDE_DECISION_SHOWN_MS) {
+        this.lastRecord = this.rulesRecord;
+        this.sideAtMs = null;
+      }
+      return;
+    }
+    this.rulesRecord = decisionRecord(d, nowMs);
+    this.lastRecord = this.rulesRecord;
+    this.sideAtMs = null;
     this.o.log.info(decisionLogFields(d), d.reason);
   }
 
   side(d: SideDecision, nowMs: number): void {
     this.o.metrics.recordDecision(d.kind);
     this.lastRecord = { kind: d.kind, reason: d.reason, generation: d.generation, at: new Date(nowMs).toISOString() };
+    this.sideAtMs = nowMs;
     this.o.log[d.level]({ decision: d.logDecision, reason: d.reason, ...d.fields }, d.message);
   }
 }

@@ -1,7 +1,7 @@
 // Every decision of the sitter, the rules' and the others (session, leader placement, stalled
 // streams), is logged once with its reason, counted, and shown in /status as the last decision.
 import { describe, expect, it } from 'vitest';
-import { DecisionLog } from '../../src/peer/decision-log.js';
+import { DecisionLog, SIDE_DECISION_SHOWN_MS } from '../../src/peer/decision-log.js';
 import { decide, type Decision } from '../../src/peer/rules/index.js';
 import type { PeerInfo } from '../../src/model/index.js';
 import { capturingLogger } from '../../tools/lib/memory-peer.js';
@@ -43,5 +43,19 @@ describe('the decision log', () => {
     expect(decisions.last).toBe(waitForPeers);
     expect(kinds).toEqual(['waitForPeers', 'closeSession']);
     expect(lines().find((l) => l['decision'] === 'closeSession')).toMatchObject({ level: 40, reason: 'PostgreSQL unhealthy for 6000 ms (limit 5000 ms)', role: 'primary', msg: 'closing this peer\'s session' });
+  });
+
+  it('shows the rules\' repeated decision again once the other decision is SIDE_DECISION_SHOWN_MS old, and a new one at once', () => {
+    const { decisions } = setup();
+    decisions.rules(waitForPeers, 1000);
+    decisions.side({ kind: 'moveRaftLeader', reason: 'I am the primary and the Raft leader', generation: 4, logDecision: 'moveRaftLeader', level: 'info', message: 'moving' }, 2000);
+    decisions.rules(waitForPeers, 2000 + SIDE_DECISION_SHOWN_MS - 1);
+    expect(decisions.record?.kind).toBe('moveRaftLeader');
+    decisions.rules(waitForPeers, 2000 + SIDE_DECISION_SHOWN_MS);
+    expect(decisions.record).toEqual({ kind: 'waitForPeers', reason: waitForPeers.reason, generation: null, at: new Date(1000).toISOString() });
+    decisions.side({ kind: 'openSession', reason: 'this peer can serve', generation: null, logDecision: 'openSession', level: 'info', message: 'opened' }, 20_000);
+    const other: Decision = { ...waitForPeers, kind: 'waitForSetup', reason: 'b sets the cluster up' };
+    decisions.rules(other, 20_001);
+    expect(decisions.record?.kind).toBe('waitForSetup');
   });
 });
