@@ -45,6 +45,8 @@ export interface EvaluationOptions {
   /** Evaluate again now (a write committed) or soon (a race lost, a step to retry). */
   readonly kick: () => void;
   readonly kickSoon: () => void;
+  /** The primary's lease fence (lease-fence.ts): while it holds, a primary's PostgreSQL stays stopped. */
+  readonly lease?: { holdsPrimary(role: string): boolean };
   /** Told once when the store has caught up with the shard (the shard settings may apply then). */
   readonly onCaughtUp?: () => void;
 }
@@ -119,6 +121,7 @@ export class Evaluation {
       // instead of being stopped as if this peer were unassigned.
       return;
     }
+    if (o.lease?.holdsPrimary(d.role) === true) return; // fenced: PostgreSQL stays stopped until the lease is renewed
     const rebuiltFrom = o.facts.current.rebuiltFrom;
     if (d.role === 'primary' && rebuiltFrom !== null) {
       // A rebuild made before this peer serves as primary says nothing about its data afterwards: as

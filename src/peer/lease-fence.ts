@@ -10,7 +10,8 @@
 // monotonic clock, the lease ends sessionTimeoutMs × (1 − maxClockDrift) − margin after that send:
 // the assumption is that no two peers' clocks run at rates more than maxClockDrift apart (1% by
 // default, far above real quartz drift), and the margin covers the check's period and the fence
-// itself. Pure: time is an argument.
+// itself. LeaseClock is pure (time is an argument); PrimaryLeaseFence applies it on a timer.
+import type { Logger } from '../log.js';
 
 /** Clocks of two peers run at rates at most this far apart (the documented assumption). */
 export const LEASE_MAX_CLOCK_DRIFT = 0.01;
@@ -42,5 +43,85 @@ export class LeaseClock {
     return validForMs > 0
       ? { fenced: false, validForMs, reason: `lease valid for ${validForMs} ms` }
       : { fenced: true, validForMs, reason: `no keepalive acknowledged for ${Math.round(nowMs - renewedAtMs)} ms (lease ${this.budgetMs} ms: sessionTimeoutMs ${this.sessionTimeoutMs} less ${this.maxDrift * 100}% clock drift and a ${this.marginMs} ms margin)` };
+  }
+}
+
+/** LEASE_CHECK_INTERVAL_MS: how often a primary checks its lease; part of the lease's margin. */
+export const LEASE_CHECK_INTERVAL_MS = 25;
+
+export interface PrimaryLeaseFenceOptions {
+  readonly leaseClock: LeaseClock;
+  /** Monotonic now (performance.now()). */
+  readonly nowMs: () => number;
+  /** When this peer sent its newest acknowledged keepalive (ClusterStore.leaseRenewedAtMs). */
+  readonly renewedAtMs: () => number | null;
+  /** This peer is the primary in the committed state. */
+  readonly isPrimary: () => boolean;
+  /** Stops PostgreSQL at once (immediate shutdown). */
+  readonly stopPostgres: () => Promise<void>;
+  /** The reconciler must render PostgreSQL again (it was stopped behind its back). */
+  readonly invalidate: () => void;
+  /** Evaluate again (the fence lifted). */
+  readonly kick: () => void;
+  readonly log: Logger;
+}
+
+/**
+ * The job that applies the verdict: every LEASE_CHECK_INTERVAL_MS, a primary whose lease ran out
+ * fences itself at once (its status says fenced, so GET /primary answers 503 from this moment,
+ * and PostgreSQL is stopped with an immediate shutdown, so that it serves no read and takes no
+ * write). The fence lifts once a keepalive sent after it is acknowledged; until then the
+ * evaluation leaves a primary's PostgreSQL stopped (holdsPrimary), and then starts it again.
+ */
+export class PrimaryLeaseFence {
+  private fencedAtMs: number | null = null;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(private readonly o: PrimaryLeaseFenceOptions) {}
+
+  start(): void {
+    this.timer = setInterval(() => { this.check(); }, LEASE_CHECK_INTERVAL_MS);
+  }
+
+  stop(): void {
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  /** GET /status's `lease` (and through it the health checks). */
+  status(): LeaseVerdict {
+    const v = this.o.leaseClock.verdict(this.o.nowMs(), this.o.renewedAtMs());
+    return this.fencedAtMs !== null ? { ...v, fenced: true } : v;
+  }
+
+  /** For the evaluation: true while a primary must keep its PostgreSQL stopped. A role change ends the fence. */
+  holdsPrimary(role: string): boolean {
+    if (this.fencedAtMs === null) return false;
+    if (role === 'primary') return true;
+    this.o.log.info({ decision: 'lease-fence-moot', role }, `no longer the primary (${role}): the lease fence gives way to the role's own handling`);
+    this.fencedAtMs = null;
+    return false;
+  }
+
+  check(): void {
+    const nowMs = this.o.nowMs();
+    const renewedAtMs = this.o.renewedAtMs();
+    if (this.fencedAtMs !== null) {
+      if (renewedAtMs !== null && renewedAtMs > this.fencedAtMs) {
+        this.o.log.info({ decision: 'lease-renewed', fencedForMs: Math.round(nowMs - this.fencedAtMs) }, 'lease renewed: a keepalive sent after the fence was acknowledged; lifting the fence');
+        this.fencedAtMs = null;
+        this.o.kick();
+      }
+      return;
+    }
+    if (!this.o.isPrimary()) return;
+    const v = this.o.leaseClock.verdict(nowMs, renewedAtMs);
+    if (!v.fenced) return;
+    this.fencedAtMs = nowMs;
+    this.o.log.warn({ decision: 'lease-fence', reason: v.reason, validForMs: v.validForMs }, `fencing this primary: ${v.reason}; /primary answers 503 and PostgreSQL stops until the lease is renewed`);
+    this.o.invalidate();
+    void this.o.stopPostgres().catch((err: unknown) => {
+      this.o.log.error({ err: err instanceof Error ? err.message : String(err) }, 'stopping PostgreSQL for the lease fence failed');
+    });
   }
 }

@@ -12,6 +12,7 @@
 //   source-postgres.ts   other peers' PostgreSQL, for a rebuild
 //   heartbeat.ts, hooks.ts, pg-monitor.ts, pg-peers.ts, shard-settings.ts
 // Every decision goes through decision-log.ts: one log line, a metric, and GET /status's lastDecision.
+import { performance } from 'node:perf_hooks';
 import type { Logger } from '../log.js';
 import { errorMessage } from '../errors.js';
 import type { BackupBackend, RestoreResult } from '../backup/types.js';
@@ -30,6 +31,7 @@ import { HookRunner } from './hook-runner.js';
 import { HOOKS_CONFIG_DEFAULT, type HookObserver } from './hooks.js';
 import { SitterHooks } from './sitter-hooks.js';
 import { LeaderPlacement } from './leader-placement.js';
+import { LeaseClock, PrimaryLeaseFence } from './lease-fence.js';
 import { EvaluationLoop } from './loop.js';
 import { PgMonitor } from './pg-monitor.js';
 import { peerHostsOf, PgPeerHosts } from './pg-peers.js';
@@ -101,6 +103,7 @@ export class Sitter {
   private readonly decisions: DecisionLog;
   private readonly evaluation: Evaluation;
   private readonly loop: EvaluationLoop;
+  private readonly lease: PrimaryLeaseFence;
   private readonly clock: Clock;
   private readonly startedAt: string;
   private stopping = false;
@@ -235,7 +238,18 @@ export class Sitter {
       retrySoon: kickSoon,
       primaryTimeline: (upstream) => this.sources.timeline(upstream),
     });
+    this.lease = new PrimaryLeaseFence({
+      leaseClock: new LeaseClock(t.sessionTimeoutMs),
+      nowMs: () => performance.now(),
+      renewedAtMs: () => this.store.leaseRenewedAtMs(),
+      isPrimary: () => roleIn(this.store.getState().state, this.self.id).role === 'primary',
+      stopPostgres: () => postgres.stop('immediate'),
+      invalidate: () => { this.reconciler.invalidate(); },
+      kick,
+      log,
+    });
     this.evaluation = new Evaluation({
+      lease: this.lease,
       self: this.self,
       config: { oneNodeWriteMode: config.oneNodeWriteMode, autoRebuild: config.rebuild.automatic },
       store: this.store,
@@ -286,6 +300,7 @@ export class Sitter {
     });
     this.log.info({ api: this.self.apiUrl, raft: `${this.config.raft.listen}:${this.config.raft.port}` }, 'sitter started');
     this.hooks.start();
+    this.lease.start();
     this.loop.start();
   }
 
@@ -294,6 +309,7 @@ export class Sitter {
     if (this.stopping) return;
     this.stopping = true;
     for (const u of this.unsubscribe) u();
+    this.lease.stop();
     await this.loop.stop();
     await this.snapshotter?.stop();
     this.heartbeat.stop();
@@ -350,6 +366,7 @@ export class Sitter {
       rebuild: this.reconciler.rebuildStatus(),
       startedAt: this.startedAt,
       loop: this.loopStatus(),
+      ...(roleIn(state, this.self.id).role === 'primary' ? { lease: this.lease.status() } : {}),
       heartbeat: this.heartbeat.status(),
       hooks: this.hooks.status(),
       settings: this.shardSettings.status(),

@@ -1,7 +1,8 @@
 // The primary's lease, pure: the budget after drift and margin, the verdict over time, and the
 // sender's side of acknowledged keepalives (what an acknowledgement renews, and what it does not).
 import { describe, expect, it } from 'vitest';
-import { LeaseClock } from '../../src/peer/lease-fence.js';
+import { pino } from 'pino';
+import { LeaseClock, PrimaryLeaseFence } from '../../src/peer/lease-fence.js';
 import { KeepaliveLease, decodeKeepalive, decodeKeepaliveAck, decodeKeepaliveWithSeq, encodeKeepalive, encodeKeepaliveAck } from '../../src/store/raft-consensus.js';
 
 describe('LeaseClock', () => {
@@ -56,5 +57,57 @@ describe('acknowledged keepalives', () => {
     for (let i = 0; i < 64; i++) l.next(2 + i);
     l.acked(first);
     expect(l.renewedAt()).toBeNull();
+  });
+});
+
+describe('PrimaryLeaseFence', () => {
+  function rig(primary = true) {
+    let nowMs = 10_000;
+    let renewedAtMs: number | null = 9_900;
+    const calls = { stops: 0, invalidations: 0, kicks: 0 };
+    const lines: Record<string, unknown>[] = [];
+    const log = pino({ level: 'info' }, { write: (s: string) => { lines.push(JSON.parse(s) as Record<string, unknown>); } });
+    const fence = new PrimaryLeaseFence({
+      leaseClock: new LeaseClock(1500), nowMs: () => nowMs, renewedAtMs: () => renewedAtMs, isPrimary: () => primary,
+      stopPostgres: () => { calls.stops++; return Promise.resolve(); }, invalidate: () => { calls.invalidations++; }, kick: () => { calls.kicks++; }, log,
+    });
+    return { fence, calls, lines, at: (ms: number) => { nowMs = ms; }, renew: (ms: number) => { renewedAtMs = ms; } };
+  }
+
+  it('fences a primary whose lease ran out, once, and keeps it fenced until a keepalive sent after the fence is acknowledged', () => {
+    const r = rig();
+    r.fence.check();
+    expect(r.fence.status().fenced).toBe(false);
+    r.at(9_900 + 1335 + 1);
+    r.fence.check();
+    r.fence.check();
+    expect(r.fence.status()).toMatchObject({ fenced: true });
+    expect(r.calls).toEqual({ stops: 1, invalidations: 1, kicks: 0 });
+    expect(r.lines.find((l) => l['decision'] === 'lease-fence')?.['reason']).toMatch(/^no keepalive acknowledged for 1336 ms/);
+    expect(r.fence.holdsPrimary('primary')).toBe(true);
+    // An acknowledgement of a keepalive sent before the fence does not lift it.
+    r.renew(11_200);
+    r.at(11_300);
+    r.fence.check();
+    expect(r.fence.status().fenced).toBe(true);
+    // One sent after it does.
+    r.renew(11_250);
+    r.fence.check();
+    expect(r.fence.status().fenced).toBe(false);
+    expect(r.calls.kicks).toBe(1);
+    expect(r.fence.holdsPrimary('primary')).toBe(false);
+  });
+
+  it('never fences a peer that is not the primary, and a role change ends a fence', () => {
+    const idle = rig(false);
+    idle.at(50_000);
+    idle.fence.check();
+    expect(idle.calls.stops).toBe(0);
+    const r = rig();
+    r.at(50_000);
+    r.fence.check();
+    expect(r.fence.holdsPrimary('deposed')).toBe(false);
+    expect(r.fence.holdsPrimary('primary')).toBe(false);
+    expect(r.lines.some((l) => l['decision'] === 'lease-fence-moot')).toBe(true);
   });
 });
