@@ -44,6 +44,9 @@ export class ApiMetrics implements HookObserver {
   private readonly rebuildPercent = new Gauge({ name: 'manatee_rebuild_progress_percent', help: 'Progress of the running rebuild (-1 when unknown or none)', registers: [this.registry] });
   private readonly rebuildBytes = new Gauge({ name: 'manatee_rebuild_bytes_done', help: 'Bytes copied by the running rebuild', registers: [this.registry] });
 
+  private readonly tlsExpiry = new Gauge({ name: 'manatee_tls_certificate_expiry_seconds', help: 'Seconds until this peer\'s TLS certificate (cert) or the shard CA\'s (ca) expires; negative once expired; absent without TLS', labelNames: ['certificate'] as const, registers: [this.registry] });
+  private readonly tlsReloadFailed = new Gauge({ name: 'manatee_tls_reload_failed', help: '1 when the last TLS reload (SIGHUP) was refused and the previous certificate stays', registers: [this.registry] });
+
   // Hooks: event and outcome are closed sets (HOOK_EVENTS × HOOK_OUTCOMES), so the label set is bounded.
   private readonly hookRuns = new Counter({ name: 'manatee_hook_runs_total', help: 'Hook runs on this peer by event and outcome (ok, failed, timedOut, dropped: not run because its queue was full or the sitter stopped)', labelNames: ['event', 'outcome'] as const, registers: [this.registry] });
   private readonly hookDuration = new Histogram({
@@ -136,6 +139,12 @@ export class ApiMetrics implements HookObserver {
     for (const name of s.settings?.pendingRestart ?? []) this.pendingRestart.set({ setting: name }, 1);
     this.pendingRestartCount.set(s.settings?.pendingRestart.length ?? 0);
     this.settingsVersion.set(s.settings?.appliedVersion ?? -1);
+    this.tlsExpiry.reset();
+    if (s.tls !== undefined) {
+      this.tlsExpiry.set({ certificate: 'cert' }, s.tls.expiresInSeconds);
+      this.tlsExpiry.set({ certificate: 'ca' }, s.tls.caExpiresInSeconds);
+    }
+    this.tlsReloadFailed.set(s.tls?.reloadError != null ? 1 : 0);
     this.rebuildRunning.set(s.rebuild.running ? 1 : 0);
     this.rebuildPercent.set(s.rebuild.running ? (s.rebuild.progress?.percent ?? -1) : -1);
     this.rebuildBytes.set(s.rebuild.running ? (s.rebuild.progress?.bytesDone ?? 0) : 0);

@@ -189,6 +189,17 @@ const peerSettingsStatusSchema = {
   },
 } as const;
 
+/** src/model TlsCertificateStatus. */
+const tlsStatusSchema = {
+  type: 'object',
+  required: ['certFile', 'subject', 'peerId', 'fingerprint256', 'notAfter', 'expiresInSeconds', 'caNotAfter', 'caExpiresInSeconds', 'loadedAt', 'reloadError'],
+  properties: {
+    certFile: str, subject: str, peerId: nullableStr, fingerprint256: str, notAfter: str, expiresInSeconds: int,
+    caNotAfter: str, caExpiresInSeconds: int, loadedAt: str,
+    reloadError: { anyOf: [{ type: 'object', required: ['at', 'code', 'message'], properties: { at: str, code: str, message: str } }, { type: 'null' }] },
+  },
+} as const;
+
 export const sitterStatusSchema = {
   type: 'object',
   required: [
@@ -218,6 +229,7 @@ export const sitterStatusSchema = {
     heartbeat: heartbeatStatusSchema,
     hooks: hooksStatusSchema,
     settings: peerSettingsStatusSchema,
+    tls: tlsStatusSchema,
   },
 } as const;
 

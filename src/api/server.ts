@@ -4,6 +4,7 @@
 // Layout, meant to grow (issue 6): one plugin per group of routes under src/api/routes/, schemas
 // in schemas.ts, one error handler that turns every failure into {error: {code, message}}.
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
+import type { Server as TlsServer } from 'node:tls';
 import { ManateeError, errorMessage } from '../errors.js';
 import { guardConnections } from './connection-guard.js';
 import { ApiError, errorBody, statusForCode } from './errors.js';
@@ -55,7 +56,7 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
   // The pino Logger is a FastifyBaseLogger; typed as such, so that callers and plugins see the
   // plain FastifyInstance rather than one parameterised by pino's Logger.
   const fastifyLog: FastifyBaseLogger = log;
-  const app = Fastify({
+  const options = {
     loggerInstance: fastifyLog,
     // Admin actions and failures are logged by the routes; a line per request would drown them.
     logController: new LogController({ disableRequestLogging: true }),
@@ -66,14 +67,30 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
     http: { headersTimeout: limits.headersTimeoutMs, connectionsCheckingInterval: Math.min(1000, limits.headersTimeoutMs) },
     return503OnClosing: true,
     // Errors fastify meets before routing (a URL that does not decode, a bad header) get our body too.
-    frameworkErrors: (err, _req, res) => {
+    frameworkErrors: (err: FastifyError, _req: unknown, res: unknown) => {
       const reply = res as FastifyReply;
       const known = classify(err);
       // Whatever fastify meets before routing is the request's fault (a URL that does not decode...).
       const { code, message } = known.code === 'MANATEE_ERR_INTERNAL' ? { code: 'MANATEE_ERR_BAD_REQUEST', message: err.message } : known;
       void reply.code(statusForCode(code)).send(errorBody(code, message));
     },
-  });
+  };
+  // With TLS: HTTPS, TLS 1.3 at least. A client may present a certificate (the other peers do,
+  // and the backup routes require one); applications and load balancers need none.
+  const tls = deps.tls;
+  const app: FastifyInstance = tls === undefined
+    ? Fastify(options)
+    : (Fastify({ ...options, https: {
+      ...tls.material.options, requestCert: true, rejectUnauthorized: false,
+      headersTimeout: limits.headersTimeoutMs, connectionsCheckingInterval: Math.min(1000, limits.headersTimeoutMs),
+    } }));
+  if (tls !== undefined) {
+    const detach = tls.attach(app.server as unknown as Pick<TlsServer, 'setSecureContext'>);
+    app.addHook('onClose', (_app, done) => {
+      detach();
+      done();
+    });
+  }
   app.setValidatorCompiler(createValidatorCompiler());
   guardConnections(app.server, { connectionsMax: limits.connectionsMax, headersTimeoutMs: limits.headersTimeoutMs, log });
 

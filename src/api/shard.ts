@@ -4,6 +4,7 @@
 // heartbeat). The peer asked reads its own status and asks each other peer's /status with a
 // short deadline: a peer that does not answer is shown as unreachable, never waited for.
 import http from 'node:http';
+import https from 'node:https';
 import { ManateeError, errorMessage } from '../errors.js';
 import { roleIn, type DecisionRecord, type PeerRole, type RebuildStatus, type SitterStatus, type ClusterState, type FreezeInfo, type PeerInfo, type PromoteRequest } from '../model/index.js';
 
@@ -207,7 +208,7 @@ function looksLikeStatus(v: unknown): v is SitterStatus {
 }
 
 /** GET <apiUrl>/status over node:http (fetch refuses some ports), bounded in time and size. */
-export function fetchPeerStatusHttp(apiUrl: string, timeoutMs: number): Promise<SitterStatus> {
+export function fetchPeerStatusHttp(apiUrl: string, timeoutMs: number, tls?: { readonly ca: string; readonly cert: string; readonly key: string }): Promise<SitterStatus> {
   return new Promise((resolve, reject) => {
     let url: URL;
     try {
@@ -216,7 +217,10 @@ export function fetchPeerStatusHttp(apiUrl: string, timeoutMs: number): Promise<
       reject(new ManateeError('MANATEE_ERR_BAD_REQUEST', `bad API URL ${JSON.stringify(apiUrl)}`));
       return;
     }
-    const req = http.request(url, { method: 'GET', headers: { accept: 'application/json' } });
+    // With TLS the other peer's certificate must be the shard CA's, for the host in its apiUrl.
+    const req = url.protocol === 'https:'
+      ? https.request(url, { method: 'GET', headers: { accept: 'application/json' }, ...(tls !== undefined ? { ...tls, minVersion: 'TLSv1.3' as const } : {}) })
+      : http.request(url, { method: 'GET', headers: { accept: 'application/json' } });
     const timer = setTimeout(() => { req.destroy(new Error(`no answer within ${timeoutMs} ms`)); }, timeoutMs);
     req.on('error', (err) => {
       clearTimeout(timer);

@@ -7,6 +7,7 @@ import type { ApiMetrics } from './metrics.js';
 import type { OnwmMode } from '../peer/admin.js';
 import type { ConfigDeps } from './routes/config.js';
 import type { PgOperations } from './routes/pg-ops.js';
+import type { ReloadableTls } from '../tls/index.js';
 
 /** The committed cluster state with the store's version of it (the compare-and-set token). */
 export interface VersionedState {
@@ -143,6 +144,11 @@ export interface ApiDeps {
   watch(listener: (e: WatchEvent) => void): () => void;
   /** Another peer's GET /status (GET /shard); default: HTTP with limits.peerStatusTimeoutMs. */
   readonly fetchPeerStatus?: (apiUrl: string, timeoutMs: number) => Promise<SitterStatus>;
+  /**
+   * HTTPS (TLS 1.3) with this peer's certificate, reloaded with it. A client may present a
+   * certificate; the backup routes require one of a peer of the shard.
+   */
+  readonly tls?: ReloadableTls;
   /** The sitter's metrics (it counts decisions into them); a fresh set when absent. */
   readonly metrics?: ApiMetrics;
   /** Required as `Authorization: Bearer <adminToken>` on every /admin route. Must not be empty. */

@@ -14,7 +14,9 @@
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 import type { FastifyInstance, FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
+import type { TLSSocket } from 'node:tls';
 import type { Logger } from '../log.js';
+import { peerIdOfSocket } from '../tls/index.js';
 import { PEER_ID_PATTERN } from '../model/index.js';
 import type { Zfs } from '../zfs/index.js';
 import { ByteProgress } from './rate.js';
@@ -24,6 +26,7 @@ import {
   BACKUP_ERR_JOB_CONFLICT,
   BACKUP_ERR_JOB_NOT_FOUND,
   BACKUP_ERR_NO_SNAPSHOT,
+  BACKUP_ERR_PEER_CERTIFICATE,
   BACKUP_ERR_TOO_MANY_JOBS,
   BACKUP_ERR_UNAUTHORIZED,
 } from './errors.js';
@@ -63,6 +66,11 @@ export interface BackupRoutesOptions {
   readonly jobsMax?: number;
   /** A job whose stream nobody fetched within this time is failed. */
   readonly pendingTimeoutMs?: number;
+  /**
+   * Served over TLS: every request must come with a certificate of the shard's CA bound to a peer,
+   * and a job may be asked only for the peer that certificate names.
+   */
+  readonly requirePeerCertificate?: boolean;
 }
 
 interface Job {
@@ -166,7 +174,19 @@ export const backupRoutes: FastifyPluginCallback<BackupRoutesOptions> = (app: Fa
   const pendingTimeoutMs = opts.pendingTimeoutMs ?? 10 * 60_000;
   const jobs = new Map<string, Job>();
 
+  const certPeers = new WeakMap<FastifyRequest, string>();
   app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
+    if (opts.requirePeerCertificate === true) {
+      const sock = req.raw.socket as Partial<TLSSocket>;
+      const certPeer = typeof sock.getPeerX509Certificate === 'function' ? peerIdOfSocket(sock as TLSSocket) : null;
+      if (certPeer === null) {
+        const authz: unknown = (sock as { authorizationError?: unknown }).authorizationError;
+        const why = sock.encrypted !== true ? 'the connection is not TLS' : typeof authz === 'string' ? authz : 'no certificate bound to a peer id';
+        log.warn({ ip: req.ip, url: req.url, reason: why }, 'backup: refused request without a peer certificate');
+        return sendError(reply, new BackupError(BACKUP_ERR_PEER_CERTIFICATE, `backup routes need a certificate of the shard's CA bound to a peer (${why})`, { statusCode: 403 }));
+      }
+      certPeers.set(req, certPeer);
+    }
     const given = req.headers[SECRET_HEADER];
     if (typeof given !== 'string' || given.length === 0) {
       return sendError(reply, new BackupError(BACKUP_ERR_UNAUTHORIZED, `backup routes need the shard secret in the ${SECRET_HEADER} header`, { statusCode: 401 }));
@@ -253,6 +273,11 @@ export const backupRoutes: FastifyPluginCallback<BackupRoutesOptions> = (app: Fa
   }, async (req, reply) => {
     const body = req.body;
     try {
+      const certPeer = certPeers.get(req);
+      if (certPeer !== undefined && certPeer !== body.peerId) {
+        log.warn({ ip: req.ip, peerId: body.peerId, certPeer, reason: 'peer id does not match the certificate' }, 'backup: refused job');
+        throw new BackupError(BACKUP_ERR_PEER_CERTIFICATE, `a job for peer ${body.peerId} asked with the certificate of peer ${certPeer}`, { statusCode: 403 });
+      }
       admit();
       const peerHas = new Set(body.fromSnapshots ?? []);
       let snaps = await zfs.listSnapshots(dataset);

@@ -46,6 +46,11 @@ export interface ZfsBackendOptions {
   readonly peerId: string;
   /** The shard's secret, for the source's backup server. */
   readonly secret: string;
+  /**
+   * TLS (the sources serve HTTPS): the CA that must have issued the source's certificate, and this
+   * peer's certificate and key, which the source requires. Asked at each request (it may be reloaded).
+   */
+  readonly tls?: () => PeerTlsOptions;
   readonly log: Logger;
   /** OS user that owns the data (chown -R after a receive); null to skip. Default "postgres". */
   readonly pgUser?: string | null;
@@ -268,19 +273,27 @@ export class ZfsBackupBackend implements BackupBackend {
 
   private async createJob(base: string, fromSnapshots: string[], signal?: AbortSignal): Promise<JobCreated> {
     const timeout = AbortSignal.timeout(this.o.requestTimeoutMs ?? 60_000);
-    const res = await fetch(`${base}/backup/jobs`, {
+    // Always a fresh snapshot: an older one may predate the source's initdb, or need WAL that
+    // the source has since recycled, and the standby could then never start or stream.
+    const payload = JSON.stringify({ peerId: this.o.peerId, fromSnapshots, fresh: true });
+    const res = await httpSend(`${base}/backup/jobs`, {
       method: 'POST',
-      headers: { ...this.headers(), 'content-type': 'application/json' },
-      // Always a fresh snapshot: an older one may predate the source's initdb, or need WAL that
-      // the source has since recycled, and the standby could then never start or stream.
-      body: JSON.stringify({ peerId: this.o.peerId, fromSnapshots, fresh: true }),
+      headers: { ...this.headers(), 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(payload)) },
       signal: signal === undefined ? timeout : AbortSignal.any([signal, timeout]),
-    }).catch((err: unknown) => {
+      ...(this.o.tls !== undefined ? { tls: this.o.tls() } : {}),
+    }, payload).catch((err: unknown) => {
       throw new BackupError(BACKUP_ERR_HTTP, `cannot reach the backup server at ${base}: ${message(err)}`, { cause: err });
     });
-    const body = (await res.json().catch(() => null)) as (Partial<JobCreated> & { code?: string; message?: string }) | null;
-    if (res.status !== 201 || body === null || typeof body.jobId !== 'string') {
-      throw new BackupError(BACKUP_ERR_HTTP, `backup server at ${base} refused the job (HTTP ${res.status}): ${body?.code ?? ''} ${body?.message ?? ''}`.trim());
+    const text = await readSome(res, 64 * 1024);
+    let body: (Partial<JobCreated> & { code?: string; message?: string }) | null = null;
+    try {
+      body = JSON.parse(text) as Partial<JobCreated> & { code?: string; message?: string };
+    } catch {
+      body = null;
+    }
+    const status = res.statusCode ?? 0;
+    if (status !== 201 || body === null || typeof body.jobId !== 'string') {
+      throw new BackupError(BACKUP_ERR_HTTP, `backup server at ${base} refused the job (HTTP ${status}): ${body?.code ?? ''} ${body?.message ?? ''}`.trim());
     }
     return body as JobCreated;
   }
@@ -293,7 +306,7 @@ export class ZfsBackupBackend implements BackupBackend {
     if (opts.signal?.aborted === true) throw new BackupError(BACKUP_ERR_ABORTED, 'restore aborted');
     // node:http rather than fetch: a native Readable (no web-stream conversion) keeps the
     // stream near the speed of a pipe, and a connection cut mid-body surfaces as an error.
-    const body = await httpGetStream(`${base}${job.streamPath}`, this.headers(), signal).catch((err: unknown) => {
+    const body = await httpSend(`${base}${job.streamPath}`, { method: 'GET', headers: this.headers(), signal, ...(this.o.tls !== undefined ? { tls: this.o.tls() } : {}) }).catch((err: unknown) => {
       throw new BackupError(BACKUP_ERR_HTTP, `cannot fetch the stream of job ${job.jobId}: ${message(err)}`, { cause: err });
     });
     if (body.statusCode !== 200) {
@@ -354,12 +367,34 @@ export class ZfsBackupBackend implements BackupBackend {
 }
 
 /** GET as a native stream. Rejects on connection errors; the caller checks statusCode. */
-function httpGetStream(url: string, headers: Record<string, string>, signal: AbortSignal): Promise<IncomingMessage> {
+/** TLS options of a peer's connection to another peer's API: the shard CA, and this peer's certificate and key. */
+export interface PeerTlsOptions {
+  readonly ca: string;
+  readonly cert: string;
+  readonly key: string;
+}
+
+/**
+ * One request with node:http(s) (fetch cannot be given a CA and a client certificate without a
+ * dispatcher). With `tls`, https only: the server must hold a certificate of the shard's CA for
+ * the host dialled, and this peer shows its own.
+ */
+function httpSend(
+  url: string,
+  opts: { method: string; headers: Record<string, string>; signal: AbortSignal; tls?: PeerTlsOptions },
+  payload?: string,
+): Promise<IncomingMessage> {
   return new Promise((resolve, reject) => {
     const u = new URL(url);
-    const req = (u.protocol === 'https:' ? httpsRequest : httpRequest)(u, { method: 'GET', headers, signal }, resolve);
+    if (opts.tls !== undefined && u.protocol !== 'https:') {
+      reject(new Error(`${u.origin} is not https: with TLS configured, backups are fetched over TLS only`));
+      return;
+    }
+    const req = u.protocol === 'https:'
+      ? httpsRequest(u, { method: opts.method, headers: opts.headers, signal: opts.signal, ...(opts.tls !== undefined ? { ...opts.tls, minVersion: 'TLSv1.3' as const } : {}) }, resolve)
+      : httpRequest(u, { method: opts.method, headers: opts.headers, signal: opts.signal }, resolve);
     req.on('error', reject);
-    req.end();
+    req.end(payload);
   });
 }
 

@@ -42,6 +42,13 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => { stop('SIGTERM'); });
   process.on('SIGINT', () => { stop('SIGINT'); });
+  // SIGHUP: reload the TLS certificate files (a renewed certificate) without a restart.
+  process.on('SIGHUP', () => {
+    sitter.reloadTls().then(
+      (outcome) => { log.info({ decision: 'tls-reload', outcome, reason: 'received SIGHUP' }, `SIGHUP: TLS ${outcome}`); },
+      (err: unknown) => { log.error({ err: errorMessage(err) }, 'SIGHUP: TLS reload failed'); },
+    );
+  });
   await sitter.start();
 }
 

@@ -5,9 +5,10 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from '../log.js';
-import { ApiMetrics, createApi, raftMembership, storeAdminOperations, type AdminOperations, type WatchEvent } from '../api/index.js';
+import { ApiMetrics, createApi, fetchPeerStatusHttp, raftMembership, storeAdminOperations, type AdminOperations, type WatchEvent } from '../api/index.js';
 import { storeSettingsOperations } from '../api/settings-ops.js';
-import { localPgSettingRows, primaryCatalog } from '../peer/primary-catalog.js';
+import { fetchPgSettingRows, localPgSettingRows, primaryCatalog } from '../peer/primary-catalog.js';
+import { ReloadableTls, type TlsSecureOptions } from '../tls/index.js';
 import { backupRoutes } from '../backup/index.js';
 import { BasebackupBackend } from '../backup/basebackup.js';
 import { ZfsBackupBackend } from '../backup/zfs-backend.js';
@@ -26,6 +27,9 @@ export async function openSitter(config: SitterConfig, log: Logger): Promise<Sit
   await mkdir(config.dataDir, { recursive: true, mode: 0o755 });
   const self = peerInfoOf(config);
   const secret = config.secret;
+  // Checked before anything listens: a wrong, expired or foreign certificate stops the start.
+  const tls = config.tls === undefined ? null : await ReloadableTls.open(config.tls, { expectedPeerId: config.peerId, log });
+  const peerTls = tls === null ? undefined : (): TlsSecureOptions => tls.material.options;
   const pgDataDir = join(config.dataDir, 'pgdata');
   const postgres = await PostgresServer.open({
     dataDir: pgDataDir,
@@ -39,6 +43,7 @@ export async function openSitter(config: SitterConfig, log: Logger): Promise<Sit
     superuserPassword: config.postgres.superuserPassword ?? derivedPassword(secret, 'superuser'),
     replicationPassword: config.postgres.replicationPassword ?? derivedPassword(secret, 'replication'),
     startTimeoutMs: config.timeouts.pgStartTimeoutMs,
+    ...(config.tls !== undefined ? { tls: config.tls } : {}),
     logger: log,
   });
   let zfs: Zfs | null = null;
@@ -48,6 +53,7 @@ export async function openSitter(config: SitterConfig, log: Logger): Promise<Sit
     // A received copy is checked with this peer's own pg_controldata, as its PostgreSQL user.
     backend = new ZfsBackupBackend({
       zfs, dataset: config.zfs.dataset, mountpoint: pgDataDir, peerId: config.peerId, secret, log, pgUser: config.postgres.user,
+      ...(peerTls !== undefined ? { tls: peerTls } : {}),
       verify: { pgControldata: postgres.binaries.pgControldata, user: postgres.user },
     });
   } else {
@@ -66,6 +72,7 @@ export async function openSitter(config: SitterConfig, log: Logger): Promise<Sit
     peers,
     initialVoters: config.raft.members.map((m) => m.id),
     secret,
+    ...(tls !== null ? { tls: tls.forTransport() } : {}),
     listen: { host: config.raft.listen, port: config.raft.port },
     stateMachine: machine,
     logger: log.child({ room: 'raft' }),
@@ -99,7 +106,7 @@ export async function openSitter(config: SitterConfig, log: Logger): Promise<Sit
     zfs !== null && config.zfs !== undefined
       ? [
           async (app: FastifyInstance): Promise<void> => {
-            await app.register(backupRoutes, { zfs: zfs, dataset: config.zfs?.dataset ?? '', secret, log });
+            await app.register(backupRoutes, { zfs: zfs, dataset: config.zfs?.dataset ?? '', secret, log, requirePeerCertificate: tls !== null });
           },
         ]
       : [];
@@ -127,10 +134,14 @@ export async function openSitter(config: SitterConfig, log: Logger): Promise<Sit
     adminToken: config.adminToken,
     logger: log,
     extraPlugins,
+    ...(tls !== null ? { tls, fetchPeerStatus: (apiUrl: string, timeoutMs: number) => fetchPeerStatusHttp(apiUrl, timeoutMs, tls.material.options) } : {}),
     config: {
       settings: storeSettingsOperations({
         store,
-        catalog: () => primaryCatalog({ self: config.peerId, state: () => store.getState().state, query: (sql) => postgres.query(sql) }),
+        catalog: () => primaryCatalog({
+          self: config.peerId, state: () => store.getState().state, query: (sql) => postgres.query(sql),
+          ...(peerTls !== undefined ? { fetchRows: (apiUrl: string) => fetchPgSettingRows(apiUrl, peerTls()) } : {}),
+        }),
       }),
       pgSettingRows: () => localPgSettingRows((sql) => postgres.query(sql)),
     },
@@ -143,7 +154,7 @@ export async function openSitter(config: SitterConfig, log: Logger): Promise<Sit
     listen: async (): Promise<void> => { await api.listen({ host: config.api.listen, port: config.api.port }); },
     close: (): Promise<void> => api.close(),
   };
-  sitter = new Sitter({ config, log, node, store, postgres, backend, zfs, facts, initialFacts, hasPreviousData, edge, metrics });
+  sitter = new Sitter({ config, log, node, store, postgres, backend, zfs, facts, initialFacts, hasPreviousData, edge, metrics, tls });
   log.info({ peer: self, backend: config.backend, hasPreviousData, rebuiltFrom: initialFacts.rebuiltFrom }, 'sitter opened');
   return sitter;
 }

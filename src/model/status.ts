@@ -132,6 +132,21 @@ export interface HooksStatus {
   readonly lastFailure: HookFailure | null;
 }
 
+/** The TLS certificate a peer serves with (src/tls ReloadableTls.status), and when it expires. */
+export interface TlsCertificateStatus {
+  readonly certFile: string;
+  readonly subject: string;
+  readonly peerId: string | null;
+  readonly fingerprint256: string;
+  readonly notAfter: string;
+  readonly expiresInSeconds: number;
+  readonly caNotAfter: string;
+  readonly caExpiresInSeconds: number;
+  readonly loadedAt: string;
+  /** The last reload that was refused (the previous certificate stayed), until one succeeds. */
+  readonly reloadError: { readonly at: string; readonly code: string; readonly message: string } | null;
+}
+
 export interface SitterStatus {
   readonly peer: PeerInfo;
   readonly role: PeerRole;
@@ -160,6 +175,8 @@ export interface SitterStatus {
   readonly hooks?: HooksStatus;
   /** The shard-wide PostgreSQL settings on this peer: applied version, pending restarts, sources (src/peer/shard-settings.ts). */
   readonly settings?: PeerSettingsStatus;
+  /** The certificate this peer serves with; absent without TLS. */
+  readonly tls?: TlsCertificateStatus;
 }
 
 /** Where a setting's effective value comes from on one peer (the file that sets it last). */

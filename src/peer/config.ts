@@ -71,6 +71,11 @@ export interface SitterConfig {
   /** Required on mutating API calls. */
   readonly adminToken: string;
   readonly log: { readonly level: string; readonly file?: string };
+  /**
+   * TLS for every listener and connection of this peer (src/tls): the shard CA's certificate,
+   * this peer's certificate (bound to peerId) and its private key. Absent: plain TCP everywhere.
+   */
+  readonly tls?: { readonly caFile: string; readonly certFile: string; readonly keyFile: string };
   /** Executables run on shard events (src/peer/hooks.ts); filled with defaults by parseConfig. */
   readonly hooks?: HooksConfig;
 }
@@ -175,6 +180,16 @@ const schema = {
       properties: { automatic: { type: 'boolean', default: true } },
     },
     oneNodeWriteMode: { type: 'boolean', default: false },
+    tls: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['caFile', 'certFile', 'keyFile'],
+      properties: {
+        caFile: { type: 'string', pattern: '^/' },
+        certFile: { type: 'string', pattern: '^/' },
+        keyFile: { type: 'string', pattern: '^/' },
+      },
+    },
     secret: { type: 'string', minLength: 16, maxLength: 1024 },
     adminToken: { type: 'string', minLength: 16, maxLength: 1024 },
     log: {
@@ -351,6 +366,6 @@ export function peerInfoOf(config: SitterConfig): PeerInfo {
     id: config.peerId,
     host: config.host,
     pgUrl: `postgres://${config.host}:${config.postgres.port}/${config.postgres.database}`,
-    apiUrl: `http://${config.host}:${config.api.port}`,
+    apiUrl: `${config.tls !== undefined ? 'https' : 'http'}://${config.host}:${config.api.port}`,
   };
 }

@@ -3,6 +3,7 @@
 // this peer is the primary; else asked from the primary's API (GET /pg-settings), which needs no
 // database credentials. No state yet: this peer's own server (they all run the same binaries).
 import http from 'node:http';
+import https from 'node:https';
 import { ManateeError } from '../errors.js';
 import { PG_SETTINGS_QUERY, PgSettingsCatalog, type PgSettingRow } from '../postgres/settings.js';
 import type { ClusterState, PeerId } from '../model/index.js';
@@ -36,9 +37,13 @@ export async function primaryCatalog(opts: PrimaryCatalogOptions): Promise<PgSet
   }
 }
 
-export function fetchPgSettingRows(apiUrl: string): Promise<readonly PgSettingRow[]> {
+/** `tls`: the shard CA (which must have issued the primary's API certificate), and this peer's certificate and key. */
+export function fetchPgSettingRows(apiUrl: string, tls?: { readonly ca: string; readonly cert: string; readonly key: string }): Promise<readonly PgSettingRow[]> {
   return new Promise((resolve, reject) => {
-    const req = http.request(new URL('/pg-settings', apiUrl), { method: 'GET', headers: { accept: 'application/json' } });
+    const url = new URL('/pg-settings', apiUrl);
+    const req = url.protocol === 'https:'
+      ? https.request(url, { method: 'GET', headers: { accept: 'application/json' }, ...(tls !== undefined ? { ...tls, minVersion: 'TLSv1.3' as const } : {}) })
+      : http.request(url, { method: 'GET', headers: { accept: 'application/json' } });
     const timer = setTimeout(() => { req.destroy(new Error(`no answer within ${FETCH_TIMEOUT_MS} ms`)); }, FETCH_TIMEOUT_MS);
     req.on('error', (err) => {
       clearTimeout(timer);

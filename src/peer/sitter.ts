@@ -22,6 +22,7 @@ import type { ClusterStore } from '../store/index.js';
 import { LSN_ZERO, roleIn, type LoopStatus, type PeerInfo, type SitterStatus } from '../model/index.js';
 import { Snapshotter, type Zfs } from '../zfs/index.js';
 import { systemClock, type Clock } from './clock.js';
+import type { ReloadableTls } from '../tls/index.js';
 import { derivedPassword, peerInfoOf, type SitterConfig } from './config.js';
 import { DecisionLog } from './decision-log.js';
 import { Evaluation } from './evaluation.js';
@@ -72,6 +73,8 @@ export interface SitterParts {
   readonly metrics: SitterMetrics;
   /** Default: the system clock. */
   readonly clock?: Clock;
+  /** This peer's certificate (config.tls), shared by every listener and connection; null without TLS. */
+  readonly tls?: ReloadableTls | null;
 }
 
 export class Sitter {
@@ -94,6 +97,8 @@ export class Sitter {
   readonly pgOps: PostgresOps;
   /** The HTTP API around this sitter. */
   private readonly edge: SitterEdge;
+  /** This peer's certificate for every listener and connection (config.tls); null without TLS. */
+  readonly tls: ReloadableTls | null;
   /** pg_hba.conf admits the replication role from the peers' hosts only: kept current here. */
   private readonly pgPeers: PgPeerHosts;
   private readonly snapshotter: Snapshotter | null;
@@ -119,6 +124,7 @@ export class Sitter {
     this.postgres = postgres;
     this.backend = parts.backend;
     this.edge = parts.edge;
+    this.tls = parts.tls ?? null;
     this.clock = parts.clock ?? systemClock;
     this.startedAt = new Date(this.clock.nowMs()).toISOString();
     this.facts = new FactsKeeper(parts.facts, parts.initialFacts);
@@ -304,6 +310,20 @@ export class Sitter {
     this.loop.start();
   }
 
+  /**
+   * SIGHUP: reads the certificate files again. A changed, valid set serves every new connection
+   * (API, Raft, PostgreSQL); a bad one is refused and the current one stays (GET /status says why).
+   */
+  async reloadTls(): Promise<'reloaded' | 'unchanged' | 'failed' | 'no-tls'> {
+    if (this.tls === null) {
+      this.log.info({ decision: 'tls-reload', reason: 'no tls in the configuration' }, 'SIGHUP: nothing to reload');
+      return 'no-tls';
+    }
+    const outcome = await this.tls.reload();
+    if (outcome === 'reloaded') await this.postgres.reloadTls();
+    return outcome;
+  }
+
   /** Stops everything: the session first (so that the others act at once), then PostgreSQL, then Raft. */
   async stop(): Promise<void> {
     if (this.stopping) return;
@@ -370,6 +390,7 @@ export class Sitter {
       heartbeat: this.heartbeat.status(),
       hooks: this.hooks.status(),
       settings: this.shardSettings.status(),
+      ...(this.tls !== null ? { tls: this.tls.status() } : {}),
     };
   }
 

@@ -116,6 +116,16 @@ describe('sitter configuration', () => {
     expect(errorOf(input)).toContain('postgres.clientCidrs');
   });
 
+  it('takes the TLS files (absolute paths, all three) and names a bad one', () => {
+    const input = minimal();
+    input['tls'] = { caFile: '/etc/manatee/ca.crt', certFile: '/etc/manatee/a.crt', keyFile: '/etc/manatee/a.key' };
+    expect(parseConfig(input).tls).toEqual({ caFile: '/etc/manatee/ca.crt', certFile: '/etc/manatee/a.crt', keyFile: '/etc/manatee/a.key' });
+    input['tls'] = { caFile: 'ca.crt', certFile: '/etc/manatee/a.crt', keyFile: '/etc/manatee/a.key' };
+    expect(errorOf(input)).toContain('tls.caFile');
+    input['tls'] = { caFile: '/etc/manatee/ca.crt', certFile: '/etc/manatee/a.crt' };
+    expect(errorOf(input)).toContain('keyFile');
+  });
+
   it('rejects colliding ports', () => {
     const input = minimal();
     input['api'] = { port: 5432 };
