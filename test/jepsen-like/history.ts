@@ -49,6 +49,8 @@ export type FaultKind =
   | 'partition-sync'
   | 'partition-minority'
   | 'partition-oneway'
+  /** The clients cut off from one peer (the primary half of the time); the peers still talk. */
+  | 'partition-clients'
   | 'restart-all'
   /** Two of the others at once (the second starts while the first holds). */
   | 'overlap';
@@ -63,6 +65,7 @@ export const FAULT_KINDS: readonly FaultKind[] = [
   'partition-sync',
   'partition-minority',
   'partition-oneway',
+  'partition-clients',
   'restart-all',
   'overlap',
 ];

@@ -2,7 +2,7 @@
 // for the shard to come back before the next one. Each fault is recorded with its start and heal.
 import type { Cluster } from './cluster.js';
 import { FAULT_KINDS, type FaultKind, type FaultRecord } from './history.js';
-import { cut, healNetwork, isolate } from './net.js';
+import { cut, cutClients, healNetwork, isolate } from './net.js';
 import type { Rng } from './rng.js';
 import { discover } from './workload.js';
 
@@ -242,6 +242,12 @@ export class Nemesis {
         this.partitioned = true;
         await cut(this.cluster.net, from, to);
         return { targets: [from, to], detail: `dropped every packet from ${from} to ${to} (one way; primary ${primary}, sync ${sync})`, holdMs: holdMs() };
+      }
+      case 'partition-clients': {
+        const t = crashTarget();
+        this.partitioned = true;
+        await cutClients(this.cluster.net, t);
+        return { targets: [t], detail: `cut the clients off from ${t}${role(t)} (the peers still reach it)`, holdMs: holdMs() };
       }
       case 'restart-all': {
         for (const id of ids) {

@@ -96,6 +96,15 @@ export async function cut(net: Network, from: string, to: string): Promise<void>
   await sh('ip', ['netns', 'exec', dst.ns, 'iptables', '-w', '-A', 'INPUT', '-s', src.address, '-j', 'DROP']);
 }
 
+/**
+ * Cuts the root namespace (the clients, and the harness's own status calls) off from peer `id`:
+ * its packets to the peer are dropped (rule in the peer's namespace), the peers still talk.
+ */
+export async function cutClients(net: Network, id: string): Promise<void> {
+  const dst = hostOf(net, id);
+  await sh('ip', ['netns', 'exec', dst.ns, 'iptables', '-w', '-A', 'INPUT', '-s', net.hostAddress, '-j', 'DROP']);
+}
+
 /** Cuts both directions between every peer of `side` and every peer not in it. */
 export async function isolate(net: Network, side: readonly string[]): Promise<void> {
   for (const a of side) {

@@ -29,5 +29,7 @@ describe('timeline picture', () => {
     expect(Nemesis.OVERLAPPABLE).not.toContain('overlap');
     expect(Nemesis.OVERLAPPABLE).toContain('partition-primary');
     expect(() => parseFaultKinds('overlap,flood')).toThrow('unknown fault kind "flood"');
+    expect(parseFaultKinds('partition-clients')).toEqual(['partition-clients']);
+    expect(Nemesis.OVERLAPPABLE).toContain('partition-clients');
   });
 });
