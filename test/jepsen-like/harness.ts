@@ -436,6 +436,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
       samples,
       windows: result.unavailability.windows,
       peers: ids,
+      extraLanes: registerLanes(registerOps),
     }));
     return summary;
   } finally {
@@ -445,6 +446,17 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
     process.removeListener('SIGINT', onSignal);
     process.removeListener('SIGTERM', onSignal);
   }
+}
+
+/** The register clients' lanes of the timeline: an answered operation (a failed comparison too) is ok. */
+function registerLanes(ops: readonly RegisterOperation[]): { label: string; ops: { atMs: number; outcome: 'ok' | 'unknown' }[] }[] {
+  const byClient = new Map<number, { atMs: number; outcome: 'ok' | 'unknown' }[]>();
+  for (const o of ops) {
+    const list = byClient.get(o.client) ?? [];
+    list.push({ atMs: o.callMs, outcome: o.output.status === 'unknown' ? 'unknown' : 'ok' });
+    byClient.set(o.client, list);
+  }
+  return [...byClient].sort((a, b) => a[0] - b[0]).map(([client, list]) => ({ label: `register ${client}`, ops: list }));
 }
 
 /** The verdict in a few lines, as `npm run chaos` prints it. */

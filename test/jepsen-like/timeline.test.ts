@@ -17,8 +17,11 @@ describe('timeline picture', () => {
       samples: [],
       windows: [],
       peers: ['peer1', 'peer2', 'peer3'],
+      extraLanes: [{ label: 'register 7', ops: [{ atMs: 30_000, outcome: 'ok' }, { atMs: 31_000, outcome: 'unknown' }] }],
     });
     expect(svg).toContain('#1 kill-peer');
+    expect(svg).toContain('>register 7</text>');
+    expect(svg).toContain('fill="#ff9f1c"');
     expect(svg).toContain('#2 partition-primary + pause-long');
     expect(svg).toContain('#2 overlap (partition-primary + pause-long) peer2,peer3: both');
   });

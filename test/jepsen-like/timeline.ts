@@ -32,6 +32,8 @@ export interface TimelineInput {
   readonly samples: readonly StatusSample[];
   readonly windows: readonly UnavailabilityWindow[];
   readonly peers: readonly string[];
+  /** More lanes after the clients' (the register workload's clients): each a label and its operations. */
+  readonly extraLanes?: readonly { readonly label: string; readonly ops: readonly { readonly atMs: number; readonly outcome: 'ok' | 'fail' | 'unknown' }[] }[];
 }
 
 export function renderTimeline(input: TimelineInput): string {
@@ -99,12 +101,18 @@ export function renderTimeline(input: TimelineInput): string {
   y += LANE + 6;
 
   // One lane per client: per pixel column, a stack of ok / fail / unknown proportional to their counts.
-  for (const c of clients) {
-    const ops = input.ops.filter((o) => o.client === c);
-    label(`${ops[0]?.f === 'read' ? 'reader' : 'writer'} ${c}`, y);
+  const lanes = [
+    ...clients.map((c) => {
+      const ops = input.ops.filter((o) => o.client === c);
+      return { label: `${ops[0]?.f === 'read' ? 'reader' : 'writer'} ${c}`, ops: ops.map((o) => ({ atMs: o.invokedAtMs, outcome: o.outcome })) };
+    }),
+    ...(input.extraLanes ?? []),
+  ];
+  for (const lane of lanes) {
+    label(lane.label, y);
     const bins = new Map<number, { ok: number; fail: number; unknown: number }>();
-    for (const o of ops) {
-      const col = Math.floor(x(o.invokedAtMs));
+    for (const o of lane.ops) {
+      const col = Math.floor(x(o.atMs));
       const b = bins.get(col) ?? { ok: 0, fail: 0, unknown: 0 };
       b[o.outcome]++;
       bins.set(col, b);
