@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { appendFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Shard, httpJson, type ShardPeer } from '../helpers/shard.js';
+import { Shard, httpJson, type ShardPeer } from '../../tools/lib/shard.js';
 import type { ShardReport } from '../../src/api/shard.js';
 
 let shard: Shard;

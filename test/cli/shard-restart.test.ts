@@ -6,7 +6,7 @@
 // unhealthy shard.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execa } from 'execa';
-import { Shard, httpJson, type ShardPeer } from '../helpers/shard.js';
+import { Shard, httpJson, type ShardPeer } from '../../tools/lib/shard.js';
 import type { HistoryEntry } from '../../src/model/index.js';
 
 let shard: Shard;

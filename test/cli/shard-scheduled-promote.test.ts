@@ -3,7 +3,7 @@
 // one is skipped (with the reason in the history) when the shard is not healthy then; and
 // clear-promote cancels one.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Shard, httpJson, type ShardPeer } from '../helpers/shard.js';
+import { Shard, httpJson, type ShardPeer } from '../../tools/lib/shard.js';
 import type { ClusterState, HistoryEntry } from '../../src/model/index.js';
 
 let shard: Shard;

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseRegisterJsonl } from '../lincheck/parse.js';
-import { makeTmpDir } from '../helpers/tmp.js';
+import { makeTmpDir } from '../../tools/lib/tmp.js';
 import { parseWorkloads } from './harness.js';
 import { judgeRegister, type RegisterOperation } from './register.js';
 

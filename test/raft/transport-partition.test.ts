@@ -10,7 +10,7 @@ import { pino } from 'pino';
 import { TcpTransport } from '../../src/raft/transport/index.js';
 import type { PeerMessage as Message } from '../../src/raft/transport/index.js';
 import { createVethNamespace, type VethNamespace } from '../helpers/netns.js';
-import { freePort, waitFor } from '../helpers/wait.js';
+import { freePort, waitFor } from '../../tools/lib/wait.js';
 import { fileURLToPath } from 'node:url';
 
 const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
