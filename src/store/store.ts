@@ -83,6 +83,8 @@ export class ClusterStore {
 
   /** The term in which this node last granted grace as leader; null while not leader. */
   private graceTerm: number | null = null;
+  /** When the expiry timer last fired (this.now()), to see that this process was stalled. */
+  private lastExpiryTickMs: number | null = null;
   private readonly expiring = new Set<string>();
   private own: Session | null = null;
   /** The peer whose session this store keeps open (kept across an expiry, for the reopen). */
@@ -155,6 +157,7 @@ export class ClusterStore {
     if (this.running) return;
     this.running = true;
     this.expiryTimer = setInterval(() => {
+      this.noteExpiryTick(this.now());
       if (this.checkInFlight) return;
       this.checkInFlight = true;
       this.checkSessions()
@@ -392,6 +395,27 @@ export class ClusterStore {
   }
 
   // ---- the leader's expiry loop ----
+
+  /**
+   * The expiry timer calls this each time it fires. A gap of half a session timeout or more means
+   * this process did not run meanwhile (SIGSTOP, a paused VM, a starved CPU): the keepalives that
+   * arrived in that time still wait in its sockets, and after a stall Node runs timers before it
+   * reads sockets, so the peers' silence says nothing. As after an election, every session then
+   * gets a full timeout. Expiring later is safe: a primary fences itself by its own clock. Returns
+   * true when it granted that grace.
+   */
+  noteExpiryTick(nowMs: number): boolean {
+    const prev = this.lastExpiryTickMs;
+    this.lastExpiryTickMs = nowMs;
+    if (prev === null || nowMs - prev < this.sessionTimeoutMs / 2 || !this.consensus.isLeader()) return false;
+    const sessions = this.machine.sessions();
+    this.liveness.graceAll(sessions, nowMs);
+    this.log.info(
+      { decision: 'grace', reason: 'stalled', stalledMs: nowMs - prev, sessions: sessions.map((x) => x.peer.id), sessionTimeoutMs: this.sessionTimeoutMs },
+      `the session expiry loop did not run for ${nowMs - prev} ms (this process was stalled): every session gets a full ${this.sessionTimeoutMs} ms of grace before any expiry`,
+    );
+    return true;
+  }
 
   /**
    * One pass of the leader's expiry loop (the timer calls it every expiryCheckIntervalMs; tests

@@ -241,6 +241,25 @@ describe('expiry by the leader', () => {
     expect(ids(sh.s('a').activePeers())).toEqual(['a', 'b']);
   });
 
+  it('a leader whose expiry loop was stalled (SIGSTOP, a paused VM) gives every session a full timeout before expiring any', async () => {
+    const sh = shard();
+    await openAll(sh, [a, b, c]);
+    await sh.s('a').checkSessions(); // a leads, grace from t=0
+    expect(sh.s('a').noteExpiryTick(sh.clock.now())).toBe(false); // the first tick only starts counting
+    sh.clock.advance(100);
+    expect(sh.s('a').noteExpiryTick(sh.clock.now())).toBe(false); // a normal interval
+    sh.clock.advance(5000); // the process did not run for 5 s: nobody's keepalive could be heard
+    expect(sh.s('a').noteExpiryTick(sh.clock.now())).toBe(true);
+    expect(await sh.s('a').checkSessions()).toEqual([]);
+    expect(sh.s('b').noteExpiryTick(sh.clock.now())).toBe(false); // not the leader: nothing to grant
+    sh.clock.advance(200);
+    await beat(sh, ['a', 'b']);
+    sh.clock.advance(TIMEOUT_MS - 201); // 999 ms after the stall
+    expect(await sh.s('a').checkSessions()).toEqual([]);
+    sh.clock.advance(1); // c: a full timeout since the stall with no keepalive
+    expect(await sh.s('a').checkSessions()).toEqual(['c']);
+  });
+
   it('grants grace when leadership returns to the same node in a new term', async () => {
     const sh = shard();
     await openAll(sh, [a, b]);
