@@ -173,6 +173,8 @@ async function status(dir: string, json: boolean, showSecrets = false): Promise<
         online: s?.postgres.online ?? false,
         writable: s?.postgres.writable ?? false,
         generation: s?.state?.generation ?? null,
+        /** Settings waiting for a restart of its PostgreSQL (manatee-adm restart --pending); null when unknown. */
+        pendingRestart: s?.settings?.pendingRestart ?? null,
       };
     }),
   );
@@ -181,8 +183,9 @@ async function status(dir: string, json: boolean, showSecrets = false): Promise<
     console.log(JSON.stringify(rows, null, 2));
     return;
   }
-  const header = ['PEER', 'ROLE', 'PG', 'WRITABLE', 'SITTER PID', 'PG PID', 'API'];
-  const table = [header, ...rows.map((x) => [x.id, x.role, x.online ? 'online' : 'offline', x.writable ? 'yes' : 'no', String(x.sitterPid ?? '-'), String(x.postgresPid ?? '-'), x.apiUrl])];
+  const header = ['PEER', 'ROLE', 'PG', 'WRITABLE', 'SITTER PID', 'PG PID', 'PENDING RESTART', 'API'];
+  const pending = (x: { pendingRestart: readonly string[] | null }): string => (x.pendingRestart === null ? '?' : x.pendingRestart.length === 0 ? '-' : x.pendingRestart.join(','));
+  const table = [header, ...rows.map((x) => [x.id, x.role, x.online ? 'online' : 'offline', x.writable ? 'yes' : 'no', String(x.sitterPid ?? '-'), String(x.postgresPid ?? '-'), pending(x), x.apiUrl])];
   const widths = header.map((_, c) => Math.max(...table.map((row) => (row[c] ?? '').length)));
   for (const row of table) console.log(row.map((cell, c) => cell.padEnd(widths[c] ?? 0)).join('  '));
   const primary = rows.find((x) => x.role === 'primary');

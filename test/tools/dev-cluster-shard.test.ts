@@ -14,7 +14,7 @@ import { httpJson } from '../../tools/lib/shard.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
-interface Row { id: string; role: string; apiUrl: string; sitterPid: number | null; postgresPid: number | null; online: boolean; writable: boolean }
+interface Row { id: string; role: string; apiUrl: string; sitterPid: number | null; postgresPid: number | null; online: boolean; writable: boolean; pendingRestart: string[] | null }
 
 let dir = '';
 let cleanup: (() => Promise<void>) | null = null;
@@ -76,6 +76,20 @@ afterAll(async () => {
 }, 180_000);
 
 describe('tools/dev-cluster', () => {
+  it('status shows each peer\'s settings pending a restart', async () => {
+    await waitFor('a writable primary', async () => (await rows()).some((x) => x.role === 'primary' && x.writable), { timeoutMs: 180_000 });
+    const first = await rows();
+    const set = await execa(process.execPath, ['--import', 'tsx', 'src/cli/manatee-adm.ts', 'config', 'set', 'max_prepared_transactions=5'], {
+      cwd: repoRoot, reject: false, timeout: 60_000,
+      env: { NODE_OPTIONS: '', MANATEE_URL: first.map((x) => x.apiUrl).join(','), MANATEE_ADMIN_TOKEN_FILE: join(dir, 'admin-token') },
+    });
+    expect(set.stderr).toBe('');
+    await waitFor('max_prepared_transactions pending on every peer', async () => (await rows()).every((x) => x.pendingRestart?.includes('max_prepared_transactions') === true), { timeoutMs: 60_000 });
+    const text = await dev(['status']);
+    expect(text.stdout).toMatch(/PENDING RESTART/);
+    expect(text.stdout.split('\n').filter((l) => /max_prepared_transactions/.test(l))).toHaveLength(first.length);
+  }, 300_000);
+
   it('kill stops a peer\'s sitter and postmaster, start brings it back, add joins a fourth peer, down stops them all', async () => {
     // `up` returns once the primary takes writes; the async may still be copying its data then,
     // with no postmaster yet, so wait until every peer runs one.
