@@ -66,7 +66,12 @@ describe('a three-peer shard through a chain of failures (basebackup)', () => {
     // to the primary, and the async streams from the sync (not from the primary).
     const onPrimary = await shard.query<{ application_name: string; state: string; sync_state: string }>(primary, 'SELECT application_name, state, sync_state FROM pg_stat_replication');
     expect(onPrimary).toEqual([{ application_name: sync.id, state: 'streaming', sync_state: 'sync' }]);
-    const onSync = await shard.query<{ application_name: string; state: string }>(sync, 'SELECT application_name, state FROM pg_stat_replication');
+    // The async's sitter reports streaming from its own WAL receiver; the sync's walsender row can
+    // trail it by a moment (or the receiver reconnects once), so wait for the sender's side too.
+    const onSync = await shard.waitFor(`${async1.id} streaming in ${sync.id}'s pg_stat_replication`, async () => {
+      const rows = await shard.query<{ application_name: string; state: string }>(sync, 'SELECT application_name, state FROM pg_stat_replication');
+      return rows.some((r) => r.state === 'streaming') ? rows : null;
+    }, 60_000);
     expect(onSync).toEqual([expect.objectContaining({ application_name: async1.id, state: 'streaming' })]);
     expect((await shard.query<{ r: boolean }>(sync, 'SELECT pg_is_in_recovery() AS r'))[0]?.r).toBe(true);
     expect((await shard.query<{ r: boolean }>(async1, 'SELECT pg_is_in_recovery() AS r'))[0]?.r).toBe(true);
