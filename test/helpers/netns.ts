@@ -82,3 +82,66 @@ export async function createVethNamespace(): Promise<VethNamespace> {
     remove,
   };
 }
+
+/** Several namespaces on one bridge (the shape of test/jepsen-like/net.ts's Network), named "nt<5 hex>-...". */
+export interface BridgedNamespaces {
+  readonly prefix: string;
+  readonly bridge: string;
+  readonly hostAddress: string;
+  readonly cidr: string;
+  readonly hosts: readonly { readonly id: string; readonly ns: string; readonly address: string }[];
+  /** Drops every packet between the peers of `side` and the other peers (not the root namespace's). */
+  isolate(side: readonly string[]): Promise<void>;
+  heal(): Promise<void>;
+  remove(): Promise<void>;
+}
+
+export async function createBridgedNamespaces(ids: readonly string[]): Promise<BridgedNamespaces> {
+  const prefix = `nt${randomBytes(3).toString('hex').slice(0, 5)}`;
+  const used = await sh('ip', ['-4', '-o', 'addr', 'show']);
+  let subnet = '';
+  for (let attempt = 0; attempt < 64 && subnet === ''; attempt++) {
+    const n = `10.215.${randomBytes(1)[0]! % 254 + 1}`;
+    if (!used.includes(` ${n}.`)) subnet = n;
+  }
+  if (subnet === '') throw new Error('no free /24 under 10.215.0.0/16');
+  const bridge = `${prefix}-br`;
+  const hosts = ids.map((id, i) => ({ id, ns: `${prefix}-p${i + 1}`, address: `${subnet}.${11 + i}` }));
+  const remove = async (): Promise<void> => {
+    for (const h of hosts) await sh('ip', ['netns', 'del', h.ns]).catch(() => '');
+    for (let i = 1; i <= hosts.length; i++) await sh('ip', ['link', 'del', `${prefix}-v${i}`]).catch(() => '');
+    await sh('ip', ['link', 'del', bridge]).catch(() => '');
+  };
+  try {
+    await sh('ip', ['link', 'add', bridge, 'type', 'bridge']);
+    await sh('ip', ['addr', 'add', `${subnet}.1/24`, 'dev', bridge]);
+    await sh('ip', ['link', 'set', bridge, 'up']);
+    for (const [i, h] of hosts.entries()) {
+      await sh('ip', ['netns', 'add', h.ns]);
+      await sh('ip', ['link', 'add', `${prefix}-v${i + 1}`, 'type', 'veth', 'peer', 'name', `${prefix}-e${i + 1}`]);
+      await sh('ip', ['link', 'set', `${prefix}-v${i + 1}`, 'master', bridge, 'up']);
+      await sh('ip', ['link', 'set', `${prefix}-e${i + 1}`, 'netns', h.ns]);
+      await sh('ip', ['netns', 'exec', h.ns, 'ip', 'addr', 'add', `${h.address}/24`, 'dev', `${prefix}-e${i + 1}`]);
+      await sh('ip', ['netns', 'exec', h.ns, 'ip', 'link', 'set', `${prefix}-e${i + 1}`, 'up']);
+      await sh('ip', ['netns', 'exec', h.ns, 'ip', 'link', 'set', 'lo', 'up']);
+    }
+  } catch (err) {
+    await remove();
+    throw err;
+  }
+  return {
+    prefix, bridge, hostAddress: `${subnet}.1`, cidr: `${subnet}.0/24`, hosts,
+    isolate: async (side) => {
+      for (const a of hosts.filter((h) => side.includes(h.id))) {
+        for (const b of hosts.filter((h) => !side.includes(h.id))) {
+          await sh('ip', ['netns', 'exec', b.ns, 'iptables', '-w', '-A', 'INPUT', '-s', a.address, '-j', 'DROP']);
+          await sh('ip', ['netns', 'exec', a.ns, 'iptables', '-w', '-A', 'INPUT', '-s', b.address, '-j', 'DROP']);
+        }
+      }
+    },
+    heal: async () => {
+      for (const h of hosts) await sh('ip', ['netns', 'exec', h.ns, 'iptables', '-w', '-F', 'INPUT']);
+    },
+    remove,
+  };
+}
