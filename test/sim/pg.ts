@@ -341,6 +341,11 @@ export class SimPgHandle implements LocalPostgres {
     }, 2, 10);
   }
 
+  /** The WAL receiver's status and the replayed position (null when PostgreSQL does not answer). */
+  receiver(): Promise<{ readonly streaming: boolean; readonly replayLsn: string | null } | null> {
+    return this.op(() => (this.pg.running ? { streaming: this.pg.streaming, replayLsn: this.pg.walPositions().replayLsn } : null), 2, 10);
+  }
+
   /** The timeline a primary writes (null when it is a standby or does not answer). */
   sourceTimeline(sourceId: string): Promise<number | null> {
     return this.op(() => {

@@ -2,7 +2,9 @@
 // a client that writes, and a nemesis that crashes, restarts, pauses and partitions them and loses
 // messages, for a while; then the faults stop and the shard must become whole again in time.
 // Every random choice comes from one seed, and the invariants are checked after every step.
+import { pino } from 'pino';
 import { storeAdminOperations, type AdminOperations } from '../../src/api/index.js';
+import type { Logger } from '../../src/log.js';
 import type { ClusterStateMachine } from '../../src/store/state-machine.js';
 import { Rng } from '../helpers/rng.js';
 import { ShardChecker } from './invariants.js';
@@ -55,6 +57,8 @@ export class SimShard {
   readonly net: SimNetwork;
   readonly fixes: SitterFixes;
   private readonly incarnations = new Map<string, number>();
+  /** The sitters' own log lines, into the trace (no times: the trace must replay exactly). */
+  private readonly traceLog: Logger | undefined;
   private writeSeq = 0;
   faultCount = 0;
 
@@ -66,6 +70,13 @@ export class SimShard {
     const cluster = this.raft.cluster;
     this.net = { canTalk: (a, b) => cluster.canTalk(a, b), paused: (id) => cluster.paused.has(id) };
     this.checker = new ShardChecker(this.world, this.pgs);
+    const w = this.world;
+    this.traceLog = w.trace === null ? undefined : pino({ level: 'info', timestamp: false, base: null }, {
+      write: (line: string) => {
+        const o = JSON.parse(line) as { peer?: string; msg?: string; decision?: string };
+        w.log(() => `${o.peer ?? '?'} ${o.decision ?? 'log'}: ${o.msg ?? ''}`);
+      },
+    });
     this.world.onWritable = (id) => { this.checker.onWritable(id); };
     for (const id of this.ids) {
       const pg = new SimPostgres(id, this.world, this.net);
@@ -78,7 +89,7 @@ export class SimShard {
   private startSitter(id: string): void {
     const n = (this.incarnations.get(id) ?? 0) + 1;
     this.incarnations.set(id, n);
-    this.sitters.set(id, new SimSitter(id, n, { world: this.world, raft: this.raft, pg: this.pgs.get(id)!, pgs: this.pgs, net: this.net, disk: this.disk, fixes: this.fixes }));
+    this.sitters.set(id, new SimSitter(id, n, { world: this.world, raft: this.raft, pg: this.pgs.get(id)!, pgs: this.pgs, net: this.net, disk: this.disk, fixes: this.fixes, ...(this.traceLog === undefined ? {} : { traceLog: this.traceLog }) }));
   }
 
   // ---- faults (also used by named scenarios) ----

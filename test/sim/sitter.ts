@@ -1,12 +1,20 @@
-// One sitter incarnation in the simulation. Its evaluation loop is a port of Sitter's
-// (src/peer/sitter.ts: keepSession, the catch-up read, decide, the fence, the compare-and-set
-// write, forgetting the rebuild fact, reconcile, watchStreaming, moving the Raft leader), running
-// the real rules, the real Reconciler and the real ClusterStore, on the simulated Raft,
-// PostgreSQL and clock. When src/peer/sitter.ts is split into jobs with effects behind
-// interfaces, those jobs replace this port.
+// One sitter incarnation in the simulation: the sitter's own jobs from src/peer (Evaluation with
+// the session keeper, leader placement, fencing, stream-stall watch and facts keeper), the real
+// Reconciler and the real ClusterStore, on the simulated Raft, PostgreSQL, network and clock.
+// What src/peer/sitter.ts wires from real processes (its timers, PostgresServer, the other peers'
+// PostgreSQL) is wired here from the simulation.
+// With a chaos bug's fix switched off (SitterFixes), the evaluation runs as this file's port of the
+// loop as it was before the split (keepSession, catch-up read, decide, fence, write, forget the
+// rebuild fact, reconcile, stream stalls), where each fix can be switched off.
 import { hasCode, errorMessage } from '../../src/errors.js';
 import { silentLogger, type Logger } from '../../src/log.js';
+import { DecisionLog } from '../../src/peer/decision-log.js';
+import { Evaluation } from '../../src/peer/evaluation.js';
+import { FactsKeeper, NO_FACTS, type FactsStore, type LocalFacts } from '../../src/peer/facts.js';
+import { LeaderPlacement } from '../../src/peer/leader-placement.js';
 import { INITDB_REFUSED, Reconciler } from '../../src/peer/reconciler.js';
+import { SessionKeeper } from '../../src/peer/sessions.js';
+import { StreamStallWatch } from '../../src/peer/stream-stall.js';
 import { decide, rulesPgStatus, type Decision, type DecisionKind, type RulesInput } from '../../src/peer/rules/index.js';
 import { StreamWatch, syncCannotTakeOver, syncDiverged } from '../../src/peer/rules/stream-watch.js';
 import type { PostgresStatus } from '../../src/model/index.js';
@@ -18,10 +26,7 @@ import type { SimConsensus, SimRaft } from './raft.js';
 import type { World } from './world.js';
 
 /** What a peer keeps on disk beside its PostgreSQL data (sitter-facts.json). */
-export interface LocalFacts {
-  rebuiltFrom: { primaryId: string; generation: number } | null;
-  initdbDone: boolean;
-}
+export type { LocalFacts } from '../../src/peer/facts.js';
 
 /**
  * The fixes of the two sitter bugs that the chaos harness found, switched off only to show that
@@ -72,6 +77,8 @@ export interface SitterParts {
   readonly pgs: ReadonlyMap<string, SimPostgres>;
   readonly net: SimNetwork;
   readonly disk: Map<string, LocalFacts>;
+  /** Trace the real jobs' log lines (pino, without times). */
+  readonly traceLog?: Logger;
   readonly fixes: SitterFixes;
 }
 
@@ -98,6 +105,9 @@ export class SimSitter {
   private keepaliveInFlight = false;
   private checkInFlight = false;
   private lastLeadershipMoveMs = -1e9;
+  private readonly factsKeeper: FactsKeeper;
+  /** The sitter's real evaluation and its jobs (src/peer), used when every fix is on; else this file's port. */
+  private readonly evaluation: Evaluation | null;
 
   constructor(id: string, incarnation: number, parts: SitterParts) {
     this.parts = parts;
@@ -113,6 +123,15 @@ export class SimSitter {
       log: LOG,
     });
     this.handle = new SimPgHandle(parts.pg, parts.world, parts.pgs, parts.net);
+    const disk: FactsStore = {
+      where: `${id}'s facts`,
+      read: () => Promise.resolve(parts.disk.get(id) ?? NO_FACTS),
+      write: (f) => {
+        if (this.alive) parts.disk.set(id, f);
+        return Promise.resolve();
+      },
+    };
+    this.factsKeeper = new FactsKeeper(disk, parts.disk.get(id) ?? NO_FACTS);
     this.hasPreviousData = parts.pg.hasData;
     this.monitor = parts.pg.status();
     this.reconciler = new Reconciler({
@@ -139,6 +158,8 @@ export class SimSitter {
       },
       restoreBackoff: { initialMs: 500, maxMs: 5000 },
     });
+    const f = parts.fixes;
+    this.evaluation = f.readBeforeActing && f.forgetRebuildAsPrimary && f.rebuildOfThisGeneration && f.rebuildDivergedSync ? this.realJobs(parts) : null;
     this.store.on('state', () => { this.kick(); });
     this.store.on('peers', () => { this.kick(); });
     this.every(SIM_TIMEOUTS.evaluateIntervalMs, () => { this.kick(); });
@@ -150,6 +171,83 @@ export class SimSitter {
 
   get id(): string {
     return this.self.id;
+  }
+
+  /** The sitter's own jobs (src/peer: evaluation, sessions, leader placement, stream stalls, facts) on the simulated effects. */
+  private realJobs(parts: SitterParts): Evaluation {
+    const log = parts.traceLog?.child({ peer: this.id }) ?? LOG;
+    const clock = { nowMs: () => this.world.wallMs() };
+    const decisions = new DecisionLog({ log, metrics: { recordDecision: () => undefined } });
+    const kickSoon = (): void => { this.kickSoon(); };
+    const sessions = new SessionKeeper({
+      self: this.self,
+      store: this.store,
+      unhealthyForMs: (nowMs) => {
+        const role = decisions.last?.role;
+        const shouldRun = role === 'primary' || role === 'sync' || role === 'async';
+        if (!shouldRun || this.monitor.healthy || this.reconciler.rebuildStatus().running) {
+          this.unhealthySinceMs = null;
+          return 0;
+        }
+        this.unhealthySinceMs ??= nowMs;
+        return nowMs - this.unhealthySinceMs;
+      },
+      unhealthyTimeoutMs: SIM_TIMEOUTS.pgUnhealthyTimeoutMs,
+      decisions,
+      clock,
+      log,
+      retrySoon: kickSoon,
+    });
+    const raft = parts.raft;
+    const leader = new LeaderPlacement({
+      selfId: this.id,
+      raft: {
+        status: () => {
+          const st = raft.status(this.id);
+          return { leader: st?.leader ?? null, role: st?.role ?? 'follower', members: { voters: raft.ids } };
+        },
+        transferLeadership: (to) => {
+          raft.cluster.transferLeadership(this.id, to);
+          return Promise.resolve();
+        },
+      },
+      transferTimeoutMs: 2000,
+      decisions,
+      log,
+    });
+    const handle = this.handle;
+    const streams = new StreamStallWatch({
+      pg: {
+        get running() { return handle.running; },
+        receiver: () => handle.receiver(),
+        ownWal: () => handle.walPositions().then((p) => ({ replayLsn: p.inRecovery ? p.replayLsn : null, receiveLsn: p.inRecovery ? p.receiveLsn : null, timeline: p.inRecovery ? p.timeline : null })),
+      },
+      reconciler: this.reconciler,
+      active: () => this.store.activePeers(),
+      state: () => this.store.getState().state,
+      decisions,
+      stallLimitMs: 10 * SIM_TIMEOUTS.sessionTimeoutMs,
+      retrySoon: kickSoon,
+      primaryTimeline: (upstream) => handle.sourceTimeline(upstream.id),
+    });
+    return new Evaluation({
+      self: this.self,
+      config: { oneNodeWriteMode: false, autoRebuild: true },
+      store: this.store,
+      pgStatus: () => this.monitor,
+      postgres: handle,
+      hasPreviousData: this.hasPreviousData,
+      facts: this.factsKeeper,
+      reconciler: this.reconciler,
+      sessions,
+      leader,
+      streams,
+      decisions,
+      clock,
+      log,
+      kick: () => { this.kick(); },
+      kickSoon,
+    });
   }
 
   /** One line on this sitter for a failed seed's trace. */
@@ -188,11 +286,11 @@ export class SimSitter {
   }
 
   private facts(): LocalFacts {
-    return this.parts.disk.get(this.id) ?? { rebuiltFrom: null, initdbDone: false };
+    return this.factsKeeper.current;
   }
 
   private writeFacts(f: LocalFacts): void {
-    if (this.alive) this.parts.disk.set(this.id, f);
+    void this.factsKeeper.update(f);
   }
 
   private keepalive(): void {
@@ -287,6 +385,10 @@ export class SimSitter {
   }
 
   private async evaluate(): Promise<void> {
+    if (this.evaluation !== null) {
+      await this.evaluation.evaluate();
+      return;
+    }
     await this.keepSession();
     if (!this.storeCaughtUp && this.parts.fixes.readBeforeActing) {
       try {
