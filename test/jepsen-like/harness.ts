@@ -11,7 +11,7 @@ import { FAULT_KINDS, type FaultKind, type FaultRecord, type FinalRead, type Op,
 import { createNetwork, destroyNetwork, NAME_PREFIX } from './net.js';
 import { Nemesis, shardWhole } from './nemesis.js';
 import { Rng } from './rng.js';
-import { judgeRegister, REGISTER_TABLE_SQL, RegisterWorkload, type LinearizabilityVerdict, type RegisterOperation } from './register.js';
+import { judgeRegister, opKey, REGISTER_TABLE_SQL, RegisterWorkload, type LinearizabilityVerdict, type RegisterOperation, type SentTo } from './register.js';
 import { renderTimeline } from './timeline.js';
 import { TABLE, Workload } from './workload.js';
 
@@ -190,6 +190,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
   const registerLog = new Jsonl(join(dir, 'register-history.jsonl'));
   const ops: Op[] = [];
   const registerOps: RegisterOperation[] = [];
+  const registerSentTo = new Map<string, SentTo>();
   const faults: FaultRecord[] = [];
   const samples: StatusSample[] = [];
   const observations: { client: number; atMs: number; generation: number }[] = [];
@@ -324,7 +325,11 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
       maxOps: MAX_REGISTER_OPS,
     }, o.writers + o.readers, (client) => clientSeeds[client]!, {
       event: (e) => { registerLog.write(e); },
-      complete: (op) => { if (registerOps.length < MAX_REGISTER_OPS) registerOps.push(op); },
+      complete: (op, sentTo) => {
+        if (registerOps.length >= MAX_REGISTER_OPS) return;
+        registerOps.push(op);
+        registerSentTo.set(opKey(op), sentTo);
+      },
       get full() { return registerOps.length >= MAX_REGISTER_OPS; },
     }, now);
     registerRef = registerWorkload;
@@ -399,7 +404,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
     const linearizability: Partial<Record<WorkloadKind, LinearizabilityVerdict>> = {};
     if (register) {
       o.log(`chaos: checking the register history for linearizability (${registerOps.length} operations)`);
-      linearizability.register = judgeRegister(registerOps, dir, REGISTER_CHECK_BUDGET_MS);
+      linearizability.register = judgeRegister(registerOps, dir, REGISTER_CHECK_BUDGET_MS, registerSentTo);
     }
     const byKind: Record<string, number> = {};
     for (const f of faults) byKind[f.kind] = (byKind[f.kind] ?? 0) + 1;

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseRegisterJsonl } from '../lincheck/parse.js';
 import { makeTmpDir } from '../../tools/lib/tmp.js';
 import { parseWorkloads } from './harness.js';
-import { judgeRegister, type RegisterOperation } from './register.js';
+import { judgeRegister, opKey, type RegisterOperation } from './register.js';
 
 function op(client: number, key: string, f: 'read' | 'write', value: number | null, callMs: number, returnMs: number): RegisterOperation {
   return f === 'read'
@@ -34,9 +34,15 @@ describe('register workload verdict', () => {
       op(12, '3', 'read', 1, 1040, 1050),
       op(10, '4', 'write', 5, 1000, 1010),
     ];
-    const v = judgeRegister(ops, tmp.path, 10_000);
+    // Where each operation went, as the workload records it: the stale read names the old primary.
+    const sentTo = new Map([[opKey(ops[0]!), { peer: 'peer1', generation: 3 }], [opKey(ops[1]!), { peer: 'peer2', generation: 4 }], [opKey(ops[2]!), { peer: 'peer1', generation: 3 }]]);
+    const v = judgeRegister(ops, tmp.path, 10_000, sentTo);
     expect(v.verdict).toBe('not linearizable');
-    expect(v.cannotBeOrdered).toEqual(['client 10: write[3](1) [1000, 1010]', 'client 11: write[3](2) [1020, 1030]', 'client 12: read[3] -> 1 [1040, 1050]']);
+    expect(v.cannotBeOrdered).toEqual([
+      'client 10: write[3](1) [1000, 1010] on peer1 (generation 3)',
+      'client 11: write[3](2) [1020, 1030] on peer2 (generation 4)',
+      'client 12: read[3] -> 1 [1040, 1050] on peer1 (generation 3)',
+    ]);
     expect(v.picture).toBe('register-violation.svg');
     expect(readFileSync(join(tmp.path, 'register-violation.svg'), 'utf8')).toContain('read[3] -&gt; 1');
   });

@@ -56,11 +56,22 @@ export interface RegisterOptions {
   readonly maxOps: number;
 }
 
+/** Where an operation went: the peer its connection reached, and the generation its client library had seen naming it primary. */
+export interface SentTo {
+  readonly peer: string;
+  readonly generation: number;
+}
+
+/** Operations are identified by client and call time (a client has one operation in flight). */
+export function opKey(op: { readonly client: number; readonly callMs: number }): string {
+  return `${op.client}@${op.callMs}`;
+}
+
 export interface RegisterRecorder {
   /** One line per event: invoke, then ok / fail / unknown / error. */
   event(e: Record<string, unknown>): void;
   /** An operation for the checker (operations that took no effect are never given). */
-  complete(op: RegisterOperation): void;
+  complete(op: RegisterOperation, sentTo: SentTo): void;
   readonly full: boolean;
 }
 
@@ -194,7 +205,7 @@ export class RegisterWorkload {
       ...(error !== undefined ? { error } : {}),
     });
     if (output !== null && !(input.f === 'read' && output.status === 'unknown')) {
-      this.recorder.complete({ client, input, output, callMs, returnMs: output.status === 'unknown' ? Infinity : returnMs });
+      this.recorder.complete({ client, input, output, callMs, returnMs: output.status === 'unknown' ? Infinity : returnMs }, { peer, generation });
     }
     return { ok: output !== null && output.status !== 'unknown', ...(seen !== undefined ? { seen } : {}) };
   }
@@ -233,7 +244,12 @@ export interface LinearizabilityVerdict {
  * Judges a register history: writes it to <dir>/register.jsonl (the input of `npm run lincheck`),
  * checks it, and draws a violation to <dir>/register-violation.svg.
  */
-export function judgeRegister(ops: readonly RegisterOperation[], dir: string, timeBudgetMs: number): LinearizabilityVerdict {
+export function judgeRegister(
+  ops: readonly RegisterOperation[],
+  dir: string,
+  timeBudgetMs: number,
+  sentTo: ReadonlyMap<string, SentTo> = new Map(),
+): LinearizabilityVerdict {
   writeFileSync(join(dir, 'register.jsonl'), ops.map((o) => `${JSON.stringify(registerOpJson(o))}\n`).join(''));
   const report = checkOperations(registerModel, ops, { timeBudgetMs });
   let picture: string | null = null;
@@ -252,7 +268,10 @@ export function judgeRegister(ops: readonly RegisterOperation[], dir: string, ti
     keys: partition(registerModel, ops).size,
     elapsedMs: Math.round(report.elapsedMs),
     reason: report.reason,
-    cannotBeOrdered: c === null ? [] : describeCounterexample(registerModel, c),
+    cannotBeOrdered: c === null ? [] : describeCounterexample(registerModel, c).map((line, i) => {
+      const to = sentTo.get(opKey(c.operations[i]!));
+      return to === undefined ? line : `${line} on ${to.peer} (generation ${to.generation})`;
+    }),
     picture,
   };
 }
