@@ -164,6 +164,7 @@ export class Sitter {
       replicationUser: postgres.replicationUser,
       replicationPassword: config.postgres.replicationPassword ?? derivedPassword(config.secret, 'replication'),
       timeoutMs: t.pgHealthTimeoutMs,
+      ...(parts.tls != null ? { ssl: ((tls: ReloadableTls) => () => tls.material.options)(parts.tls) } : {}),
     });
     this.reconciler = new Reconciler({
       self: this.self,

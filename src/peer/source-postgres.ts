@@ -29,6 +29,8 @@ export class HeldSourcePostgres implements SourcePostgres {
     readonly replicationUser: string;
     readonly replicationPassword: string;
     readonly timeoutMs: number;
+    /** With TLS: the shard CA and this peer's certificate and key (the source admits hostssl only). */
+    readonly ssl?: () => { readonly ca: string; readonly cert: string; readonly key: string };
   }) {}
 
   async promoted(source: PeerInfo): Promise<true | string> {
@@ -73,6 +75,7 @@ export class HeldSourcePostgres implements SourcePostgres {
           connectionTimeoutMillis: timeoutMs,
           statement_timeout: timeoutMs,
           application_name: `manatee-sitter-${this.o.selfId}`,
+          ...(this.o.ssl !== undefined ? { ssl: { ...this.o.ssl(), rejectUnauthorized: true, minVersion: 'TLSv1.3' as const } } : {}),
         }),
       });
       this.held = { pgUrl: source.pgUrl, conn };

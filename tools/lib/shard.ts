@@ -12,7 +12,9 @@ import { existsSync, openSync, closeSync, readFileSync, readdirSync, readlinkSyn
 import { mkdir, writeFile, chmod, readFile, rm } from 'node:fs/promises';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { request } from 'node:http';
+import { request, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { CA_CERT_FILE, initCa, issuePeerCertificate, peerCertFile, peerKeyFile } from '../../src/tls/index.js';
 import pg from 'pg';
 import { execa } from 'execa';
 import type { SitterStatus, ClusterState } from '../../src/model/index.js';
@@ -53,6 +55,11 @@ export interface ShardOptions {
   /** Start the sitters at once (default true). */
   readonly start?: boolean;
   readonly logLevel?: 'debug' | 'info' | 'warn';
+  /**
+   * TLS everywhere (API, Raft, PostgreSQL): a shard CA and a certificate per peer, made with
+   * src/tls as `manatee-adm certs` makes them, in `<dir>/certs`.
+   */
+  readonly tls?: boolean;
 }
 
 export interface ShardPeer {
@@ -114,6 +121,9 @@ async function waitGone(pids: readonly number[], timeoutMs: number): Promise<boo
   return true;
 }
 
+/** CA certificates (PEM) of the TLS shards, by API origin: httpJson checks an https peer with its shard's CA. */
+const trustedCas = new Map<string, string>();
+
 /** One HTTP call to a peer's API; node:http (fetch refuses some ports). Rejects on any failure. */
 export function httpJson(
   url: string,
@@ -124,7 +134,9 @@ export function httpJson(
     const headers: Record<string, string> = {};
     if (payload !== undefined) headers['content-type'] = 'application/json';
     if (opts.token !== undefined) headers['authorization'] = `Bearer ${opts.token}`;
-    const req = request(url, { method: opts.method ?? 'GET', headers, timeout: opts.timeoutMs ?? 3000 }, (res) => {
+    const u = new URL(url);
+    const ca = trustedCas.get(u.origin);
+    const onResponse = (res: IncomingMessage): void => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
@@ -138,7 +150,9 @@ export function httpJson(
         resolvePromise({ status: res.statusCode ?? 0, body });
       });
       res.on('error', reject);
-    });
+    };
+    const reqOpts = { method: opts.method ?? 'GET', headers, timeout: opts.timeoutMs ?? 3000 };
+    const req = u.protocol === 'https:' ? httpsRequest(u, { ...reqOpts, ...(ca !== undefined ? { ca } : {}) }, onResponse) : request(u, reqOpts, onResponse);
     req.on('timeout', () => req.destroy(new Error(`timeout calling ${url}`)));
     req.on('error', reject);
     if (payload !== undefined) req.write(payload);
@@ -161,6 +175,9 @@ export class Shard {
   /** Sitters that exited by themselves (not killed by this fixture). */
   readonly crashes: string[] = [];
   private readonly stoppingPeers = new Set<string>();
+  /** The shard CA's certificate (PEM) when the shard runs with TLS; its directory holds the peers' files too. */
+  caPem: string | null = null;
+  certsDir: string | null = null;
   /** Data directories are zfs-fuse mounts: never read them synchronously (a hung mount would freeze the worker). */
   private dataOnZfs = false;
 
@@ -212,10 +229,18 @@ export class Shard {
         child: null,
       });
     }
-    for (const p of peers) (p as { apiUrl: string }).apiUrl = `http://127.0.0.1:${p.apiPort}`;
+    for (const p of peers) (p as { apiUrl: string }).apiUrl = `${opts.tls === true ? 'https' : 'http'}://127.0.0.1:${p.apiPort}`;
     const shard = new Shard(tmp.path, tmp.cleanup, peers, timeouts, raft);
     shard.dataOnZfs = opts.backend === 'zfs';
     try {
+      if (opts.tls === true) {
+        const certsDir = join(tmp.path, 'certs');
+        await initCa({ dir: certsDir, name: 'Test shard CA' });
+        for (const p of peers) await issuePeerCertificate({ dir: certsDir, peerId: p.id, hosts: ['127.0.0.1', 'localhost'] });
+        shard.certsDir = certsDir;
+        shard.caPem = await readFile(join(certsDir, CA_CERT_FILE), 'utf8');
+        for (const p of peers) trustedCas.set(new URL(p.apiUrl).origin, shard.caPem);
+      }
       const members = peers.map((p) => ({ id: p.id, address: `127.0.0.1:${p.raftPort}` }));
       for (const p of peers) {
         await mkdir(p.dataDir, { recursive: true });
@@ -234,6 +259,9 @@ export class Shard {
           timeouts,
           secret: shard.secret,
           adminToken: shard.adminToken,
+          ...(shard.certsDir !== null
+            ? { tls: { caFile: join(shard.certsDir, CA_CERT_FILE), certFile: peerCertFile(shard.certsDir, p.id), keyFile: peerKeyFile(shard.certsDir, p.id) } }
+            : {}),
           log: { level: opts.logLevel ?? 'info' },
         };
         await writeFile(p.configPath, JSON.stringify(config, null, 2));
@@ -514,6 +542,8 @@ export class Shard {
       database: 'postgres',
       connectionTimeoutMillis: timeoutMs,
       query_timeout: queryTimeoutMs,
+      // With TLS the server takes hostssl connections only, and is checked against the shard CA.
+      ...(this.caPem !== null ? { ssl: { ca: this.caPem, rejectUnauthorized: true } } : {}),
     });
     c.on('error', () => undefined);
     await c.connect();

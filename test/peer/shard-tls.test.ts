@@ -1,0 +1,80 @@
+// A shard of real sitters with TLS everywhere (issue #14): the API over HTTPS, Raft over mutual
+// TLS, PostgreSQL replication over TLS 1.3 and no plain connection admitted; a renewed certificate
+// taken on SIGHUP without a restart or a failover.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect as tlsConnect } from 'node:tls';
+import pg from 'pg';
+import { issuePeerCertificate } from '../../src/tls/index.js';
+import { Shard } from '../../tools/lib/shard.js';
+import { waitFor } from '../helpers/wait.js';
+
+/** The fingerprint of the certificate a TLS server at 127.0.0.1:port presents now. */
+function servedFingerprint(port: number, ca: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = tlsConnect({ host: '127.0.0.1', port, ca }, () => {
+      const fp = s.getPeerX509Certificate()?.fingerprint256 ?? '';
+      s.destroy();
+      resolve(fp);
+    });
+    s.on('error', reject);
+  });
+}
+
+describe('a shard with TLS', () => {
+  let shard: Shard;
+
+  beforeAll(async () => {
+    shard = await Shard.create({ tls: true, prefix: 'tls' });
+  });
+
+  afterAll(async () => {
+    await shard.teardown();
+  });
+
+  it('replicates over TLS, refuses plain connections, and takes a renewed certificate on SIGHUP with no failover', async () => {
+    const { primary, sync } = await shard.waitForChain();
+    const st = (await shard.statusOf(primary))!;
+    expect(st.peer.apiUrl).toBe(`https://127.0.0.1:${primary.apiPort}`);
+    expect(st.tls?.peerId).toBe(primary.id);
+    const generation = st.state!.generation;
+
+    // The sync streams from the primary, and the async from the sync, over TLS 1.3.
+    for (const upstream of [primary, sync]) {
+      await waitFor(`a TLS replication connection on ${upstream.id}`, async () => {
+        const rows = await shard.query<{ ssl: boolean; version: string }>(upstream, 'SELECT s.ssl, s.version FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid)');
+        return rows.length === 1 && rows.every((r) => r.ssl && r.version === 'TLSv1.3');
+      }, { timeoutMs: 120_000, intervalMs: 500 });
+    }
+    await shard.query(primary, 'CREATE TABLE IF NOT EXISTS tls_probe (v int)');
+    await shard.query(primary, 'INSERT INTO tls_probe VALUES (1)');
+    await waitFor('the row on the sync', async () => (await shard.query<{ n: string }>(sync, 'SELECT count(*) AS n FROM tls_probe'))[0]?.n === '1', { timeoutMs: 60_000 });
+
+    // A client without TLS is refused (every line of pg_hba.conf is hostssl).
+    const plain = new pg.Client({ host: '127.0.0.1', port: primary.pgPort, user: 'postgres', password: 'shard-superuser-pw', database: 'postgres', ssl: false, connectionTimeoutMillis: 5000 });
+    plain.on('error', () => undefined);
+    await expect(plain.connect()).rejects.toThrow(/no pg_hba.conf entry .* no encryption/);
+
+    // A new certificate for the sync, replaced on disk; SIGHUP; the API serves it, no restart.
+    const before = (await shard.statusOf(sync))!.tls!;
+    const pid = sync.child!.pid!;
+    await issuePeerCertificate({ dir: shard.certsDir!, peerId: sync.id, hosts: ['127.0.0.1', 'localhost'], force: true });
+    process.kill(pid, 'SIGHUP');
+    const after = await waitFor('the sync reloaded its certificate', async () => {
+      const t = (await shard.statusOf(sync))?.tls;
+      return t !== undefined && t.fingerprint256 !== before.fingerprint256 ? t : null;
+    }, { timeoutMs: 60_000, intervalMs: 200 });
+    expect(after.reloadError).toBeNull();
+    expect(await servedFingerprint(sync.apiPort, shard.caPem!)).toBe(after.fingerprint256);
+    expect(sync.child?.pid).toBe(pid);
+    const lines = await shard.logLines(sync);
+    expect(lines.some((l) => l['tls'] === 'reloaded')).toBe(true);
+    expect(lines.some((l) => l['decision'] === 'tls-reloaded')).toBe(true);
+
+    // The shard goes on: a write reaches the sync, on the same generation and primary.
+    await shard.query(primary, 'INSERT INTO tls_probe VALUES (2)');
+    await waitFor('the second row on the sync', async () => (await shard.query<{ n: string }>(sync, 'SELECT count(*) AS n FROM tls_probe'))[0]?.n === '2', { timeoutMs: 60_000 });
+    const end = await shard.stateOf(primary);
+    expect(end.generation).toBe(generation);
+    expect(end.primary.id).toBe(primary.id);
+  });
+});
