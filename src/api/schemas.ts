@@ -258,7 +258,7 @@ export const shardReportSchema = {
         properties: {
           id: str, host: str, pgUrl: str, apiUrl: str, role: roleSchema, upstream: nullableStr,
           active: { type: 'boolean' }, reachable: { type: 'boolean' }, error: nullableStr,
-          sitterPid: { type: ['integer', 'null'] }, postgresPid: { type: ['integer', 'null'] },
+          sitterPid: { type: ['integer', 'null'] }, postgresPid: { type: ['integer', 'null'] }, tlsExpiresInSeconds: { type: ['integer', 'null'] },
           pgOnline: nullableBool, pgHealthy: nullableBool, writable: nullableBool, inRecovery: nullableBool,
           currentLsn: nullableStr, receiveLsn: nullableStr, replayLsn: nullableStr,
           lagSeconds: nullableNum, checkLatencyMs: nullableNum,

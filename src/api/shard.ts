@@ -27,6 +27,8 @@ export interface ShardPeer {
   /** Why it is unreachable, or its PostgreSQL's last health-check error; null when fine. */
   readonly error: string | null;
   readonly sitterPid: number | null;
+  /** Seconds until its TLS certificate expires (negative: expired); null without TLS or unreachable. */
+  readonly tlsExpiresInSeconds: number | null;
   readonly postgresPid: number | null;
   readonly pgOnline: boolean | null;
   readonly pgHealthy: boolean | null;
@@ -132,7 +134,7 @@ export function buildShardReport(asked: SitterStatus, others: ReadonlyMap<string
     const own = statusOf(p.id);
     if (own?.ok !== true) {
       return {
-        ...base, reachable: false, error: own?.error ?? 'not asked', sitterPid: null, postgresPid: null,
+        ...base, reachable: false, error: own?.error ?? 'not asked', sitterPid: null, postgresPid: null, tlsExpiresInSeconds: null,
         pgOnline: null, pgHealthy: null, writable: null, inRecovery: null, currentLsn: null, receiveLsn: null, replayLsn: null,
         lagSeconds: null, checkLatencyMs: null, lastDecision: null, rebuild: null, pendingRestart: null, settingsVersion: null, settings: null,
       };
@@ -140,6 +142,7 @@ export function buildShardReport(asked: SitterStatus, others: ReadonlyMap<string
     const s = own.status;
     return {
       ...base, reachable: true, error: s.postgres.error, sitterPid: s.sitterPid, postgresPid: s.postgresPid,
+      tlsExpiresInSeconds: s.tls?.expiresInSeconds ?? null,
       pgOnline: s.postgres.online, pgHealthy: s.postgres.healthy, writable: s.postgres.writable, inRecovery: s.postgres.inRecovery,
       currentLsn: s.postgres.currentLsn, receiveLsn: s.postgres.receiveLsn, replayLsn: s.postgres.replayLsn,
       lagSeconds: s.heartbeat?.lagSeconds ?? null, checkLatencyMs: s.postgres.checkLatencyMs,

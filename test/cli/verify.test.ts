@@ -28,6 +28,17 @@ function report(state: ClusterState, opts: { unreachable?: string[]; edit?: (id:
 const codes = (r: ReturnType<typeof report>) => verifyShard(r).map((i) => `${i.severity}:${i.code}:${i.peer ?? '-'}`);
 
 describe('verify', () => {
+  it('warns about a certificate that expires within 30 days, and errs on an expired one', () => {
+    const tls = (expiresInSeconds: number): NonNullable<SitterStatus['tls']> => ({
+      certFile: '/x.crt', subject: 'CN=x', peerId: 'x', fingerprint256: 'AA', notAfter: '2030-01-01T00:00:00.000Z', expiresInSeconds,
+      caNotAfter: '2030-01-01T00:00:00.000Z', caExpiresInSeconds: 10 ** 8, loadedAt: '2026-01-01T00:00:00.000Z', reloadError: null,
+    });
+    const left: Record<string, number> = { a: 400 * 86_400, b: 29 * 86_400, c: -5 };
+    const r = report(threePeerState([A, B, C]), { edit: (id, s) => ({ ...s, tls: tls(left[id] ?? 400 * 86_400) }) });
+    expect(codes(r)).toEqual(['warning:CERT_EXPIRES_SOON:b', 'error:CERT_EXPIRED:c']);
+    expect(verifyShard(r).find((i) => i.code === 'CERT_EXPIRES_SOON')?.message).toContain('expires in 29 days');
+  });
+
   it('a healthy chain has no problems', () => {
     expect(codes(report(threePeerState([A, B, C])))).toEqual([]);
   });

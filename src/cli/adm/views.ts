@@ -183,6 +183,9 @@ export interface VerifyIssue {
  * reachable and serving, no peer may be deposed, there must be an async (outside ONWM), and every
  * link of the chain must be streaming. A freeze is a warning (it is deliberate, but blocks failover).
  */
+/** verify warns about a certificate that expires within this many seconds (30 days). */
+const CERT_WARN_SECONDS = 30 * 86_400;
+
 export function verifyShard(report: ShardReport): VerifyIssue[] {
   const issues: VerifyIssue[] = [];
   const state = report.state;
@@ -222,6 +225,12 @@ export function verifyShard(report: ShardReport): VerifyIssue[] {
     } else if (l.expected === 'sync' && l.syncState !== 'sync') {
       issues.push({ severity: 'error', code: 'SYNC_NOT_SYNCHRONOUS', peer: l.downstream, message: `the sync ${l.downstream} streams from ${l.upstream} as ${l.syncState ?? '?'}, not sync` });
     }
+  }
+  for (const p of report.peers) {
+    const left = p.tlsExpiresInSeconds;
+    if (left === null) continue;
+    if (left <= 0) issues.push({ severity: 'error', code: 'CERT_EXPIRED', peer: p.id, message: `${p.id}'s TLS certificate has expired: issue a new one (manatee-adm certs issue) and send its sitter SIGHUP` });
+    else if (left < CERT_WARN_SECONDS) issues.push({ severity: 'warning', code: 'CERT_EXPIRES_SOON', peer: p.id, message: `${p.id}'s TLS certificate expires in ${Math.floor(left / 86_400)} days: renew it (manatee-adm certs issue --force, then SIGHUP)` });
   }
   if (report.freeze !== null) issues.push({ severity: 'warning', code: 'FROZEN', peer: null, message: `the shard is frozen: ${report.freeze.reason}` });
   if (report.raftLeader === null) issues.push({ severity: 'error', code: 'NO_RAFT_LEADER', peer: null, message: 'the answering peer knows no Raft leader' });
