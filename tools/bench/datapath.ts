@@ -113,6 +113,13 @@ async function countersOf(targets: readonly PgTarget[]): Promise<ServerCounters[
   }));
 }
 
+/**
+ * After the sitters resume: long enough for the primary's lease fence to act on the pause (at its
+ * first check) and for the primary's next keepalive to be acknowledged; settle() then waits for a
+ * writable primary again.
+ */
+const RESUME_SETTLE_MS = 3000;
+
 async function oneRound(sys: System, kind: Kind, mode: Mode): Promise<Round> {
   const primary = await sys.primary();
   await initialise(primary, scale);
@@ -124,14 +131,20 @@ async function oneRound(sys: System, kind: Kind, mode: Mode): Promise<Round> {
   const startedMs = Date.now();
   if (mode === 'paused') signalAll(pids, 'SIGSTOP');
   let result: PgbenchResult;
+  let after: ServerCounters[];
+  let cpuAfter: number[];
+  let elapsedS: number;
   try {
     result = await runPgbench(primary, { selectOnly: kind === 'select-only', clients, jobs, durationS });
+    // Read while the sitters are still paused: once resumed, a primary's sitter whose lease ran out
+    // during the pause fences itself (stops its PostgreSQL until a keepalive is acknowledged), as it must.
+    elapsedS = (Date.now() - startedMs) / 1000;
+    cpuAfter = pids.map(cpuTicks);
+    after = await countersOf(servers);
   } finally {
     if (mode === 'paused') signalAll(pids, 'SIGCONT');
   }
-  const elapsedS = (Date.now() - startedMs) / 1000;
-  const cpuAfter = pids.map(cpuTicks);
-  const after = await countersOf(servers);
+  if (mode === 'paused') await sleep(RESUME_SETTLE_MS);
   // The bench's own connection (one per server, above) is not the managers' doing.
   const sessions = after.reduce((a, c, i) => a + c.sessions - (before[i]?.sessions ?? 0) - 1, 0);
   const pb = before[primaryIndex];
