@@ -10,23 +10,12 @@ import { ManateeError, errorMessage } from '../errors.js';
 import type { X509Certificate } from 'node:crypto';
 import { peerIdOf } from './identity.js';
 import { loadTlsMaterial, type TlsFiles, type TlsMaterial } from './material.js';
+import type { TlsCertificateStatus } from '../model/index.js';
 
 export type ReloadOutcome = 'reloaded' | 'unchanged' | 'failed';
 
-/** GET /status's `tls`: what is loaded and when it expires. */
-export interface TlsStatus {
-  readonly certFile: string;
-  readonly subject: string;
-  readonly peerId: string | null;
-  readonly fingerprint256: string;
-  readonly notAfter: string;
-  readonly expiresInSeconds: number;
-  readonly caNotAfter: string;
-  readonly caExpiresInSeconds: number;
-  readonly loadedAt: string;
-  /** The last reload that was refused, until one succeeds. */
-  readonly reloadError: { readonly at: string; readonly code: string; readonly message: string } | null;
-}
+/** GET /status's `tls`: what is loaded and when it expires (src/model's TlsCertificateStatus). */
+export type TlsStatus = TlsCertificateStatus;
 
 interface Events {
   reload: [TlsMaterial];

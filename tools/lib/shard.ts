@@ -21,6 +21,7 @@ import type { SitterStatus, ClusterState } from '../../src/model/index.js';
 import { makeTmpDir } from './tmp.js';
 import { freePort } from './wait.js';
 import { pidAlive } from './pid-alive.js';
+import { findPostmaster } from './processes.js';
 import { asError } from '../../src/errors.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -86,26 +87,6 @@ function isPostgres(pid: number): boolean {
   } catch {
     return false;
   }
-}
-
-/** The running postmaster started as `postgres -D <pgdata>` (read from /proc only), or null. */
-function postmasterOf(pgdata: string): number | null {
-  let entries: string[] = [];
-  try {
-    entries = readdirSync('/proc');
-  } catch {
-    return null;
-  }
-  for (const e of entries) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      const argv = readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0');
-      if (argv[0]?.endsWith('postgres') === true && argv[1] === '-D' && argv[2] === pgdata && argv.length <= 4) return Number(e);
-    } catch {
-      // gone, or not readable
-    }
-  }
-  return null;
 }
 
 async function sleep(ms: number): Promise<void> {
@@ -317,7 +298,7 @@ export class Shard {
     const file = join(peer.dataDir, 'pgdata', 'postmaster.pid');
     if (this.dataOnZfs) {
       // From /proc, not from the zfs mount: the postmaster runs as `postgres -D <pgdata>`.
-      const pid = postmasterOf(join(peer.dataDir, 'pgdata'));
+      const pid = findPostmaster(join(peer.dataDir, 'pgdata'))?.pid ?? null;
       if (pid !== null) this.postgresPids.add(pid);
       return pid;
     }
