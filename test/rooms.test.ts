@@ -22,7 +22,8 @@ const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
   'src/tls': ['src/model'],
   'src/postgres': ['src/model'],
   'src/zfs': ['src/model'],
-  'src/backup': ['src/postgres', 'src/zfs', 'src/model'],
+  // A backup server learns which peer calls it from the peer's certificate (src/tls, a leaf room).
+  'src/backup': ['src/postgres', 'src/zfs', 'src/tls', 'src/model'],
   'src/peer': ['src/store', 'src/raft', 'src/postgres', 'src/backup', 'src/zfs', 'src/tls', 'src/model'],
   'src/api': ['src/peer', 'src/store', 'src/raft', 'src/postgres', 'src/backup', 'src/zfs', 'src/tls', 'src/model'],
   'src/client': ['src/model'],
