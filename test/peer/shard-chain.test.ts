@@ -9,7 +9,7 @@ import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HookDocument } from '../../src/peer/hooks.js';
-import { Shard, type ShardPeer, type Writer } from '../../tools/lib/shard.js';
+import { Shard, httpJson, type ShardPeer, type Writer } from '../../tools/lib/shard.js';
 
 describe('a three-peer shard through a chain of failures (basebackup)', () => {
   let shard: Shard;
@@ -171,9 +171,23 @@ describe('a three-peer shard through a chain of failures (basebackup)', () => {
     for (const p of shard.peers) shard.restartPeer(p);
     const { peer } = await shard.waitForPrimaryWritable({ timeoutMs: 150_000 });
     expect(peer.id).toBe(primary.id);
-    expect((await stateOf(peer)).generation).toBe(generation);
     expect(await writer.missingOn(peer)).toEqual([]);
-    // The shard is whole again: the same sync and async stream.
-    await shard.waitForTopology({ primary: primary.id, sync: sync.id, async: [async1.id] }, 120_000);
+    const st = await stateOf(peer);
+    if (st.generation === generation) {
+      // The usual case: the same sync and async stream again.
+      await shard.waitForTopology({ primary: primary.id, sync: sync.id, async: [async1.id] }, 120_000);
+      return;
+    }
+    // A sitter that took longer than the session timeout to start on a loaded machine lets its session
+    // expire, and the primary then legitimately takes the other standby as its sync (a new generation).
+    // Seen in full-suite runs, not in runs of this file alone; the history says why, for the log.
+    console.log(`restart-all: generation ${generation} -> ${st.generation}; history: ${JSON.stringify((await httpJson(`${peer.apiUrl}/history`)).body).slice(-2000)}`);
+    expect(st.generation).toBeGreaterThan(generation);
+    // The shard is whole again all the same: the same primary, the two others streaming in some order.
+    await shard.waitFor('the same primary with both other peers back in its chain', async () => {
+      const s = await stateOf(primary);
+      return s.primary.id === primary.id && s.sync !== null && s.async.length === 1
+        && [s.sync.id, s.async[0]!.id].sort().join() === [sync.id, async1.id].sort().join() ? s : null;
+    }, 120_000);
   });
 });
