@@ -36,10 +36,15 @@ describe('manatee-adm config on a real shard', () => {
     for (const p of shard.peers) {
       await shard.waitFor(`work_mem 12MB on ${p.id}`, async () => (await show(p, 'work_mem')) === '12MB', 60_000);
       expect(await show(p, 'log_min_duration_statement')).toBe('2s');
-      const st = await shard.statusOf(p);
-      expect(st?.settings).toMatchObject({ version: 1, appliedVersion: 1, pendingRestart: [], error: null });
+      // PostgreSQL shows the value as soon as it has reloaded; the sitter's status records the
+      // version it applied right after its reload call returns, so wait for that too.
+      const settings = await shard.waitFor(`${p.id}'s status: shard settings version 1 applied`, async () => {
+        const st = await shard.statusOf(p);
+        return st?.settings?.appliedVersion === 1 ? st.settings : null;
+      }, 60_000);
+      expect(settings).toMatchObject({ version: 1, appliedVersion: 1, pendingRestart: [], error: null });
     }
-  }, 120_000);
+  }, 180_000);
 
   it('bad values are refused, each with its code, and nothing changes', async () => {
     const before = await configAt(primary);
