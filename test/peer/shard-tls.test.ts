@@ -66,7 +66,11 @@ describe('a shard with TLS', () => {
     expect(after.reloadError).toBeNull();
     expect(await servedFingerprint(sync.apiPort, shard.caPem!)).toBe(after.fingerprint256);
     expect(sync.child?.pid).toBe(pid);
-    const lines = await shard.logLines(sync);
+    // The status answers from memory; the log lines reach the sitter's log file a moment later.
+    const lines = await waitFor('the reload logged by the sync', async () => {
+      const l = await shard.logLines(sync);
+      return l.some((x) => x['decision'] === 'tls-reloaded') && l.some((x) => x['tls'] === 'reloaded') ? l : null;
+    }, { timeoutMs: 30_000, intervalMs: 200 });
     expect(lines.some((l) => l['tls'] === 'reloaded')).toBe(true);
     expect(lines.some((l) => l['decision'] === 'tls-reloaded')).toBe(true);
 
