@@ -7,26 +7,13 @@ import type { FastifyInstance } from 'fastify';
 import { createApi } from '../../src/api/server.js';
 import { raftMembership } from '../../src/api/membership.js';
 import { RaftNode } from '../../src/raft/node.js';
-import type { AppliedEntry, StateMachine } from '../../src/raft/state-machine.js';
+import { ListMachine } from '../helpers/list-machine.js';
 import { freePort, waitFor } from '../../tools/lib/wait.js';
 import { makeTmpDir } from '../../tools/lib/tmp.js';
 import { ADMIN_TOKEN, MemoryStore, memoryDeps, peer, threePeerState } from '../../tools/lib/memory-peer.js';
 
 const SECRET = 'membership-test-secret-0123456789';
 
-class ListMachine implements StateMachine {
-  items: string[] = [];
-  apply(e: AppliedEntry): unknown {
-    this.items.push(e.data);
-    return this.items.length;
-  }
-  snapshot(): string {
-    return JSON.stringify(this.items);
-  }
-  restore(data: string): void {
-    this.items = JSON.parse(data) as string[];
-  }
-}
 
 const nodes = new Map<string, { node: RaftNode; sm: ListMachine; address: string }>();
 let cleanupDir: (() => Promise<void>) | null = null;

@@ -4,7 +4,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { RaftNode } from '../../src/raft/node.js';
-import type { AppliedEntry, StateMachine } from '../../src/raft/state-machine.js';
+import { ListMachine } from '../helpers/list-machine.js';
 import { freePort, waitFor } from '../../tools/lib/wait.js';
 import { makeTmpDir } from '../../tools/lib/tmp.js';
 import { startFlood, type Flood } from './flood.js';
@@ -12,19 +12,6 @@ import { startFlood, type Flood } from './flood.js';
 const SECRET = 'flood-test-secret-0123456789';
 const logger = pino({ level: process.env['RAFT_TEST_LOG'] ?? 'silent' });
 
-class ListMachine implements StateMachine {
-  items: string[] = [];
-  apply(e: AppliedEntry): unknown {
-    this.items.push(e.data);
-    return this.items.length;
-  }
-  snapshot(): string {
-    return JSON.stringify(this.items);
-  }
-  restore(data: string): void {
-    this.items = JSON.parse(data) as string[];
-  }
-}
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
