@@ -39,3 +39,24 @@ export function errorLine(err: unknown): string {
 export function asError(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
 }
+
+/** Node's codes for a server certificate that is not signed by a trusted CA. */
+const UNTRUSTED_CERT_CODES = new Set([
+  'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_SIGNATURE_FAILURE', 'CERT_UNTRUSTED', 'CERT_REJECTED',
+]);
+
+/**
+ * What was wrong with a server's certificate, when `err` is a TLS verification failure (an
+ * untrusted issuer, an expired certificate, a host it does not name); null for any other error.
+ * Clients of the API say this instead of Node's bare code, so the operator knows to pass the CA.
+ */
+export function certificateProblem(err: unknown): string | null {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string') return null;
+  if (code === 'CERT_HAS_EXPIRED') return 'its certificate has expired (CERT_HAS_EXPIRED)';
+  if (code === 'CERT_NOT_YET_VALID') return 'its certificate is not valid yet (CERT_NOT_YET_VALID: is the clock right?)';
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') return `its certificate does not name the host dialled (${errorMessage(err)})`;
+  if (UNTRUSTED_CERT_CODES.has(code)) return `its certificate is not signed by a trusted CA (${code})`;
+  return null;
+}

@@ -1,6 +1,6 @@
 // src/errors.ts: the one way to turn a thrown value into a message or an Error.
 import { describe, expect, it } from 'vitest';
-import { asError, errorLine, errorMessage, hasCode, ManateeError } from '../src/errors.js';
+import { asError, certificateProblem, errorLine, errorMessage, hasCode, ManateeError } from '../src/errors.js';
 
 describe('thrown values', () => {
   it('errorMessage gives an Error its message and anything else as a string', () => {
@@ -24,5 +24,17 @@ describe('thrown values', () => {
     const wrapped = asError({ toString: () => 'an object' });
     expect(wrapped).toBeInstanceOf(Error);
     expect(wrapped.message).toBe('an object');
+  });
+
+  it('certificateProblem says what was wrong with a refused server certificate, and nothing for other errors', () => {
+    const err = (code: string, message = code): Error => Object.assign(new Error(message), { code });
+    expect(certificateProblem(err('SELF_SIGNED_CERT_IN_CHAIN'))).toBe('its certificate is not signed by a trusted CA (SELF_SIGNED_CERT_IN_CHAIN)');
+    expect(certificateProblem(err('UNABLE_TO_VERIFY_LEAF_SIGNATURE'))).toMatch(/not signed by a trusted CA/);
+    expect(certificateProblem(err('CERT_HAS_EXPIRED'))).toBe('its certificate has expired (CERT_HAS_EXPIRED)');
+    expect(certificateProblem(err('CERT_NOT_YET_VALID'))).toMatch(/not valid yet .*clock/);
+    expect(certificateProblem(err('ERR_TLS_CERT_ALTNAME_INVALID', "Hostname/IP does not match certificate's altnames: IP: 10.0.0.9 is not in the cert's list"))).toMatch(/does not name the host dialled \(Hostname\/IP does not match/);
+    expect(certificateProblem(err('ECONNREFUSED'))).toBeNull();
+    expect(certificateProblem(new Error('no code'))).toBeNull();
+    expect(certificateProblem('a string')).toBeNull();
   });
 });

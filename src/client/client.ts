@@ -21,7 +21,7 @@ import { CLIENT_ERR, ClientError } from './errors.js';
 import { createPool, type PrimaryPool, type PrimaryPoolOptions } from './pool.js';
 import { SseParser } from './sse.js';
 import { sameTopology, topologyOf, type Topology } from './topology.js';
-import { errorMessage } from '../errors.js';
+import { certificateProblem, errorMessage } from '../errors.js';
 
 export interface ClientOptions {
   /** The peers' API URLs (http://host:port), tried in this order. At least one, at most 64. */
@@ -38,6 +38,13 @@ export interface ClientOptions {
   readonly eventBytesMax?: number;
   /** Where the client says what it does (pino); silent when absent. */
   readonly logger?: Logger;
+  /**
+   * The shard CA's certificate (PEM text, e.g. readFileSync('ca.crt', 'utf8')): https peers must
+   * present a certificate it signed for the host in their URL, and the pool's connections to
+   * PostgreSQL use TLS checked against it (unless the pool is given its own `ssl`). Without it,
+   * https peers are checked against the system's CAs.
+   */
+  readonly ca?: string;
 }
 
 export interface ClientEvents {
@@ -61,6 +68,7 @@ interface Settings {
   readonly backoffInitialMs: number;
   readonly backoffMaxMs: number;
   readonly eventBytesMax: number;
+  readonly ca: string | undefined;
 }
 
 const PEERS_MAX = 64;
@@ -97,13 +105,35 @@ function settingsOf(o: ClientOptions): Settings {
     backoffInitialMs: positive('backoff.initialMs', o.backoff?.initialMs, 100),
     backoffMaxMs: positive('backoff.maxMs', o.backoff?.maxMs, 5000),
     eventBytesMax: positive('eventBytesMax', o.eventBytesMax, 4 * 1024 * 1024),
+    ca: checkCa(o.ca),
   };
   if (s.backoffMaxMs < s.backoffInitialMs) throw new ClientError(CLIENT_ERR.badOptions, 'backoff.maxMs: must be at least backoff.initialMs');
   return s;
 }
 
-function requestFn(url: string): typeof httpRequest {
-  return url.startsWith('https:') ? httpsRequest : httpRequest;
+const PEM_CERT_RE = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/;
+
+function checkCa(ca: unknown): string | undefined {
+  if (ca === undefined) return undefined;
+  if (typeof ca !== 'string' || !PEM_CERT_RE.test(ca)) {
+    throw new ClientError(CLIENT_ERR.badOptions, 'ca: must be the PEM text of the shard CA\'s certificate (-----BEGIN CERTIFICATE-----...), e.g. readFileSync("ca.crt", "utf8"), not a file name');
+  }
+  return ca;
+}
+
+/** A GET on a peer's API: https with the CA given (the certificate and the host are checked), or plain http. */
+function get(url: string, s: Settings, opts: { headers?: Record<string, string>; timeout?: number }, onResponse: (res: IncomingMessage) => void): ClientRequest {
+  const base = { method: 'GET', ...opts };
+  if (!url.startsWith('https:')) return httpRequest(url, base, onResponse);
+  return httpsRequest(url, s.ca === undefined ? base : { ...base, ca: s.ca }, onResponse);
+}
+
+/** An error of a request to `apiUrl`, said plainly when it is a refused certificate. */
+function requestError(apiUrl: string, err: Error, s: Settings): Error {
+  const problem = certificateProblem(err);
+  if (problem === null) return err;
+  const hint = s.ca === undefined ? "pass the shard CA's certificate as the client's `ca` option" : 'is `ca` this shard\'s CA, and does the peer\'s certificate list the host in its URL?';
+  return new ClientError(CLIENT_ERR.tls, `${apiUrl} refused: ${problem}; ${hint}`, { cause: err });
 }
 
 /** Reads a bounded body and says what it was: the API's {error: {code, message}} when it is one. */
@@ -178,6 +208,11 @@ export class ManateeClient extends EventEmitter<ClientEvents> {
   /** The newest committed state seen, with its version, or null before any. */
   state(): { state: ClusterState | null; version: number } | null {
     return this.current;
+  }
+
+  /** The shard CA's certificate given as `ca` (PEM), or undefined. */
+  get ca(): string | undefined {
+    return this.s.ca;
   }
 
   /** The API URL of the peer whose stream is followed now, or null. */
@@ -325,7 +360,7 @@ export class ManateeClient extends EventEmitter<ClientEvents> {
       };
       this.abortCurrent = (reason) => { finish(reason); };
       armIdle(this.s.connectTimeoutMs, `${apiUrl} did not answer GET /watch`);
-      req = requestFn(apiUrl)(`${apiUrl}/watch`, { method: 'GET', headers: { accept: 'text/event-stream' } }, (res) => {
+      req = get(`${apiUrl}/watch`, this.s, { headers: { accept: 'text/event-stream' } }, (res) => {
         if (res.statusCode !== 200) {
           void describeAnswer(res).then((what) => { finish(new ClientError(CLIENT_ERR.watch, `GET ${apiUrl}/watch answered ${what}`)); });
           return;
@@ -372,7 +407,7 @@ export class ManateeClient extends EventEmitter<ClientEvents> {
           }, this.s.checkIntervalMs);
         }
       });
-      req.on('error', (err) => { finish(err); });
+      req.on('error', (err) => { finish(requestError(apiUrl, err, this.s)); });
       req.end();
     });
   }
@@ -380,7 +415,7 @@ export class ManateeClient extends EventEmitter<ClientEvents> {
   /** A linearizable read on the followed peer: null when fine, else why to leave it. */
   private check(apiUrl: string): Promise<string | null> {
     return new Promise((resolve) => {
-      const req = requestFn(apiUrl)(`${apiUrl}/state`, { method: 'GET', timeout: this.s.connectTimeoutMs }, (res) => {
+      const req = get(`${apiUrl}/state`, this.s, { timeout: this.s.connectTimeoutMs }, (res) => {
         if (res.statusCode !== 200) {
           void describeAnswer(res).then((what) => { resolve(`${apiUrl} cannot read the committed state (${what})`); });
           return;
@@ -404,7 +439,7 @@ export class ManateeClient extends EventEmitter<ClientEvents> {
         res.on('error', () => { resolve(`${apiUrl}/state broke off`); });
       });
       req.on('timeout', () => req.destroy(new Error(`no answer within ${this.s.connectTimeoutMs} ms`)));
-      req.on('error', (err) => { resolve(`${apiUrl}/state failed: ${err.message}`); });
+      req.on('error', (err) => { resolve(`${apiUrl}/state failed: ${requestError(apiUrl, err, this.s).message}`); });
       req.end();
     });
   }

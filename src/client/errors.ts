@@ -6,6 +6,8 @@ export const CLIENT_ERR = {
   badOptions: 'MANATEE_ERR_CLIENT_BAD_OPTIONS',
   /** One peer's /watch could not be followed (refused, timed out, non-200, a malformed stream). */
   watch: 'MANATEE_ERR_CLIENT_WATCH',
+  /** A peer's certificate was refused: not signed by the CA given (option `ca`), expired, or not for its host. */
+  tls: 'MANATEE_ERR_CLIENT_TLS',
   /** No peer could be followed in a whole round; the client keeps trying with backoff. */
   noPeer: 'MANATEE_ERR_CLIENT_NO_PEER',
   /** No topology (no primary) was known within the deadline. */

@@ -106,7 +106,9 @@ export class PrimaryPool extends EventEmitter<PrimaryPoolEvents> {
     this.waitForPrimaryMs = waitForPrimaryMs ?? 30_000;
     if (!Number.isInteger(this.attempts) || this.attempts < 1 || this.attempts > 1000) throw new ClientError(CLIENT_ERR.badOptions, 'retry.attempts: must be an integer from 1 to 1000');
     if (this.initialDelayMs < 0 || this.maxDelayMs < this.initialDelayMs) throw new ClientError(CLIENT_ERR.badOptions, 'retry: initialDelayMs must be >= 0 and maxDelayMs >= initialDelayMs');
-    this.pgConfig = pgConfig;
+    // The shard's PostgreSQL takes TLS connections only when the shard runs with TLS: with the
+    // client's CA, connections are TLS and the server is checked (its certificate and host).
+    this.pgConfig = pgConfig.ssl === undefined && client.ca !== undefined ? { ...pgConfig, ssl: { ca: client.ca, rejectUnauthorized: true } } : pgConfig;
     this.log = logger?.child({ room: 'client-pool' }) ?? null;
     client.on('topology', this.onTopology);
     this.switchTo(client.primaryUrl());

@@ -3,6 +3,11 @@
 // reconnect with backoff, leaving a peer that lost the leader, close().
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createServer } from 'node:http';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { CA_CERT_FILE, initCa, issuePeerCertificate, peerCertFile, peerKeyFile, ReloadableTls } from '../../src/tls/index.js';
+import { makeTmpDir } from '../../tools/lib/tmp.js';
 import { createClient, type ManateeClient } from '../../src/client/index.js';
 import { CLIENT_ERR, ClientError } from '../../src/client/errors.js';
 import type { ClusterState } from '../../src/model/index.js';
@@ -209,6 +214,40 @@ describe('client', () => {
       createClient({ peers: [] });
     } catch (err) {
       expect((err as ClientError).code).toBe(CLIENT_ERR.badOptions);
+    }
+  });
+
+  it('checks an https peer against the CA given: the shard CA works; another CA, or none, is refused with an error naming the problem', async () => {
+    const tmp = await makeTmpDir('client-tls');
+    try {
+      const shardCa = join(tmp.path, 'shard');
+      const otherCa = join(tmp.path, 'other');
+      await initCa({ dir: shardCa });
+      await initCa({ dir: otherCa, name: 'Another CA' });
+      await issuePeerCertificate({ dir: shardCa, peerId: 'a', hosts: ['127.0.0.1'] });
+      const tls = await ReloadableTls.open(
+        { caFile: join(shardCa, CA_CERT_FILE), certFile: peerCertFile(shardCa, 'a'), keyFile: peerKeyFile(shardCa, 'a') },
+        { expectedPeerId: 'a', log: pino({ level: 'silent' }) },
+      );
+      await shard.put(G1);
+      await shard.startApi('a', tls);
+      const url = `https://127.0.0.1:${shard.peer('a').port}`;
+      const right = client([url], { ca: await readFile(join(shardCa, CA_CERT_FILE), 'utf8') });
+      expect(await right.c.whenReady(10_000)).toEqual([A.pgUrl, B.pgUrl, C.pgUrl]);
+      expect(right.c.connectedPeer()).toBe(url);
+
+      const wrong = client([url], { ca: await readFile(join(otherCa, CA_CERT_FILE), 'utf8') });
+      await waitFor('a round of failures', () => wrong.errors.length >= 1, { timeoutMs: 10_000 });
+      expect(wrong.c.topology()).toBeNull();
+      expect(wrong.errors[0]!.message).toContain(`${url} refused: its certificate is not signed by a trusted CA`);
+      expect(wrong.errors[0]!.message).toMatch(/is `ca` this shard's CA/);
+
+      const none = client([url]);
+      await waitFor('a round of failures', () => none.errors.length >= 1, { timeoutMs: 10_000 });
+      expect(none.errors[0]!.message).toMatch(/not signed by a trusted CA .*pass the shard CA's certificate as the client's `ca` option/);
+      expect(() => createClient({ peers: [url], ca: join(shardCa, CA_CERT_FILE) })).toThrow(/ca: must be the PEM text of the shard CA's certificate/);
+    } finally {
+      await tmp.cleanup();
     }
   });
 

@@ -13,6 +13,7 @@ import { ClusterStore } from '../../src/store/store.js';
 import type { ClusterState, PeerInfo } from '../../src/model/index.js';
 import { ADMIN_TOKEN, memoryMembership, MemoryStore, statusOf } from '../../tools/lib/memory-peer.js';
 import { freePort } from '../../tools/lib/wait.js';
+import type { ReloadableTls } from '../../src/tls/index.js';
 
 export function peerInfo(id: string, pgPort = 1): PeerInfo {
   return { id, pgUrl: `postgres://127.0.0.1:${pgPort}/postgres`, apiUrl: `http://127.0.0.1:1/${id}`, host: '127.0.0.1' };
@@ -61,7 +62,8 @@ export class StoreShard {
     return version;
   }
 
-  async startApi(id: string): Promise<void> {
+  /** Starts the API of `id`; with `tls`, HTTPS with that certificate (the peer's URL is then https://127.0.0.1:port). */
+  async startApi(id: string, tls?: ReloadableTls): Promise<void> {
     const p = this.peer(id);
     if (p.app !== null) return;
     const store = p.store;
@@ -83,6 +85,7 @@ export class StoreShard {
       adminToken: ADMIN_TOKEN,
       logger: pino({ level: 'silent' }),
       limits: { watchKeepaliveMs: 200 },
+      ...(tls === undefined ? {} : { tls }),
     });
     await app.listen({ host: '127.0.0.1', port: p.port });
     p.app = app;

@@ -3,7 +3,7 @@
 // it could not be reached or answered something that is not the API.
 import http from 'node:http';
 import https from 'node:https';
-import { ManateeError, errorMessage } from '../../errors.js';
+import { ManateeError, certificateProblem, errorMessage } from '../../errors.js';
 import type { SitterStatus, HistoryEntry, PeerInfo } from '../../model/index.js';
 import type { AdminResult, MembershipResult, RaftMembers, RebuildResult, VersionedState } from '../../api/types.js';
 import type { ShardReport } from '../../api/shard.js';
@@ -29,6 +29,8 @@ export interface ClientOptions {
   readonly timeoutMs: number;
   /** Sent as X-Manatee-Operator, so that the sitter's log says who acted. */
   readonly operator?: string;
+  /** The shard CA's certificate (PEM) that https peers must be signed by, and where it came from (for errors). */
+  readonly ca?: { readonly pem: string; readonly source: string };
 }
 
 /** The base URL without a trailing slash; refuses what is not http(s). */
@@ -61,11 +63,13 @@ function send(
   headers: Record<string, string>,
   payload: string | undefined,
   timeoutMs: number,
+  caPem: string | undefined,
 ): Promise<{ status: number; text: string } | 'timeout'> {
   return new Promise((resolve, reject) => {
     const u = new URL(target);
-    const lib = u.protocol === 'https:' ? https : http;
-    const req = lib.request(u, { method, headers: payload === undefined ? headers : { ...headers, 'content-length': String(Buffer.byteLength(payload)) } });
+    const opts = { method, headers: payload === undefined ? headers : { ...headers, 'content-length': String(Buffer.byteLength(payload)) } };
+    // https: the peer's certificate is checked (issuer and host) against the CA given, else the system's.
+    const req = u.protocol === 'https:' ? https.request(u, caPem === undefined ? opts : { ...opts, ca: caPem }) : http.request(u, opts);
     const timer = setTimeout(() => {
       req.destroy();
       resolve('timeout');
@@ -144,13 +148,20 @@ export class AdmClient {
     const payload = body === undefined ? undefined : JSON.stringify(body);
     if (payload !== undefined) headers['content-type'] = 'application/json';
     const unreachable: string[] = [];
+    const untrusted: string[] = [];
     for (const base of this.urls) {
       const target = `${base}${path}`;
       let res: Awaited<ReturnType<typeof send>>;
       try {
-        res = await send(method, target, headers, payload, this.opts.timeoutMs);
+        res = await send(method, target, headers, payload, this.opts.timeoutMs, this.opts.ca?.pem);
       } catch (err) {
         if (err instanceof AdmError) throw err;
+        // A certificate refused in the handshake: nothing was sent, so another peer may be asked.
+        const problem = certificateProblem(err);
+        if (problem !== null) {
+          untrusted.push(`${base}: ${problem}`);
+          continue;
+        }
         unreachable.push(`${base}: ${causeText(err)}`);
         // Only a failure to connect proves that the request was never delivered, so that another
         // peer may safely get it; after a reset, the change may have been made.
@@ -162,6 +173,13 @@ export class AdmClient {
         throw new AdmError('MANATEE_ERR_TIMEOUT', `no answer from ${base} within ${this.opts.timeoutMs} ms (${method} ${path})`);
       }
       return answer(target, res) as T;
+    }
+    if (untrusted.length > 0) {
+      const ca = this.opts.ca;
+      const hint = ca === undefined
+        ? "give the shard's CA certificate with --ca FILE (or MANATEE_CA=FILE)"
+        : `checked against the CA in ${ca.source}: is it this shard's CA (ca.crt of manatee-adm certs init), and does the peer's certificate list the host in the URL?`;
+      throw new AdmError('MANATEE_ERR_TLS_UNTRUSTED', `refused the certificate of ${[...untrusted, ...unreachable].join('; ')}: ${hint}`);
     }
     throw new AdmError('MANATEE_ERR_UNREACHABLE', `cannot reach the Manatee API at ${unreachable.join('; ')}`);
   }

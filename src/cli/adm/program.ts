@@ -1,5 +1,6 @@
 // manatee-adm's commands (commander). runAdm() parses, runs one command, and returns the exit
 // status: 0 on success, 1 on any error, printed as "manatee-adm: <CODE>: <message>".
+import { X509Certificate } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
@@ -37,7 +38,27 @@ interface GlobalOptions {
   url?: string;
   token?: string;
   tokenFile?: string;
+  ca?: string;
   timeout: number;
+}
+
+/**
+ * The CA certificate (PEM) that the peers' https APIs must be signed by: read and parsed here,
+ * so that a wrong path or a file that is not a certificate is said before any peer is called.
+ */
+export function readCaFile(path: string): { pem: string; source: string } {
+  let pem: string;
+  try {
+    pem = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new AdmError('MANATEE_ERR_CA_FILE', `cannot read the CA file ${path}: ${errorMessage(err)}`);
+  }
+  try {
+    if (!new X509Certificate(pem).ca) throw new Error('it is a certificate, but not a CA (no basicConstraints CA:TRUE): give ca.crt of manatee-adm certs init');
+  } catch (err) {
+    throw new AdmError('MANATEE_ERR_CA_FILE', `the CA file ${path} is not usable: ${errorMessage(err)}`);
+  }
+  return { pem, source: path };
 }
 
 /** The admin token from a file: its first line (a trailing newline is not part of it). */
@@ -102,6 +123,7 @@ function buildProgram(io: AdmIo): Command {
     .addOption(new Option('-u, --url <url>', `a peer's API, or several separated by commas, tried in turn (env MANATEE_URL, default ${DEFAULT_URL})`))
     .addOption(new Option('--token-file <path>', 'a file that holds the admin token, for changes (env MANATEE_ADMIN_TOKEN_FILE)'))
     .addOption(new Option('-t, --token <token>', 'the admin token on the command line: visible to every user of this machine (ps) and kept in shell history; prefer MANATEE_ADMIN_TOKEN or --token-file'))
+    .addOption(new Option('--ca <file>', "the shard CA's certificate (ca.crt) that https peers must be signed by (env MANATEE_CA; default: the system's CAs)"))
     .addOption(new Option('--timeout <seconds>', 'how long to wait for the API').argParser(positiveInt('--timeout', 600)).default(TIMEOUT_S_DEFAULT))
     .showHelpAfterError(false)
     .exitOverride()
@@ -127,7 +149,9 @@ function buildProgram(io: AdmIo): Command {
   const client = (cmd: Command): AdmClient => {
     const g = cmd.optsWithGlobals<GlobalOptions>();
     const token = tokenOf(g);
+    const caFile = g.ca ?? (io.env['MANATEE_CA'] === '' ? undefined : io.env['MANATEE_CA']);
     return new AdmClient({
+      ...(caFile === undefined ? {} : { ca: readCaFile(caFile) }),
       url: g.url ?? io.env['MANATEE_URL'] ?? DEFAULT_URL,
       timeoutMs: g.timeout * 1000,
       operator: operatorName(),
