@@ -28,8 +28,10 @@
 // entry committed under this leader's term is the leader's decision, as etcd's lease revoke is;
 // its keepaliveIndex still voids it against a keepalive entry of an older version.
 //
-// Failover budget: a dead peer's session is expired within sessionTimeoutMs + one check interval
-// (sessionTimeoutMs/10, at most 100 ms) + one commit, e.g. about 2.1 s with the default 2 s.
+// Failover budget: a dead peer's session is expired sessionTimeoutMs after its last keepalive
+// arrived, plus one commit: besides the periodic check (sessionTimeoutMs/10, at most 100 ms), the
+// leader arms a timer for the moment the next session falls due (nextDueMs), so the check's period
+// adds nothing to a failover.
 import type { PeerId } from '../model/index.js';
 import type { SessionRecord } from './state-machine.js';
 
@@ -62,6 +64,13 @@ export class SessionLiveness {
   graceAll(sessions: readonly SessionRecord[], nowMs: number): void {
     this.lastSeen.clear();
     for (const s of sessions) this.lastSeen.set(s.peer.id, { openedIndex: s.openedIndex, atMs: nowMs });
+  }
+
+  /** When the first tracked session becomes overdue (ms, on the clock of `seen`), or null when none is tracked. */
+  nextDueMs(): number | null {
+    let first: number | null = null;
+    for (const { atMs } of this.lastSeen.values()) if (first === null || atMs < first) first = atMs;
+    return first === null ? null : first + this.sessionTimeoutMs;
   }
 
   /** When this session was last heard from, or null if it is not tracked. */

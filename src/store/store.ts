@@ -96,6 +96,8 @@ export class ClusterStore {
   private running = false;
   private stopped = false;
   private expiryTimer: NodeJS.Timeout | null = null;
+  /** A one-shot check at the moment the next session falls due (armDueTimer). */
+  private dueTimer: { readonly atMs: number; readonly timer: NodeJS.Timeout } | null = null;
   private keepaliveTimer: NodeJS.Timeout | null = null;
 
   constructor(opts: ClusterStoreOptions) {
@@ -158,15 +160,7 @@ export class ClusterStore {
     this.running = true;
     this.expiryTimer = setInterval(() => {
       this.noteExpiryTick(this.now());
-      if (this.checkInFlight) return;
-      this.checkInFlight = true;
-      this.checkSessions()
-        .catch((err: unknown) => {
-          this.log.warn({ err }, 'session expiry check failed; retrying at the next interval');
-        })
-        .finally(() => {
-          this.checkInFlight = false;
-        });
+      this.runExpiryCheck();
     }, this.expiryCheckIntervalMs);
     this.expiryTimer.unref();
     if (this.own !== null) this.startKeepalives();
@@ -176,11 +170,50 @@ export class ClusterStore {
     );
   }
 
+  /** One pass of the expiry loop unless one is running; then the timer for the next session due. */
+  private runExpiryCheck(): void {
+    if (this.checkInFlight || !this.running) return;
+    this.checkInFlight = true;
+    this.checkSessions()
+      .catch((err: unknown) => {
+        this.log.warn({ err }, 'session expiry check failed; retrying at the next interval');
+      })
+      .finally(() => {
+        this.checkInFlight = false;
+        this.armDueTimer();
+      });
+  }
+
+  /**
+   * The leader checks again at the moment the next session falls due when that comes before the
+   * periodic check: a dead peer's session then expires sessionTimeoutMs after its last keepalive,
+   * not up to one check interval later (the failover's critical path).
+   */
+  private armDueTimer(): void {
+    if (!this.running || !this.consensus.isLeader()) return;
+    const due = this.liveness.nextDueMs();
+    if (due === null) return;
+    const delayMs = Math.max(0, due - this.now());
+    if (delayMs >= this.expiryCheckIntervalMs) return; // the periodic check comes first
+    if (this.dueTimer !== null) {
+      if (this.dueTimer.atMs <= due) return;
+      clearTimeout(this.dueTimer.timer);
+    }
+    const timer = setTimeout(() => {
+      this.dueTimer = null;
+      this.runExpiryCheck();
+    }, delayMs);
+    timer.unref();
+    this.dueTimer = { atMs: due, timer };
+  }
+
   /** Stops the timers and detaches from the machine and consensus. The session is left to expire (or closed by the caller first). */
   stop(): void {
     if (this.stopped) return;
     this.stopped = true;
     this.running = false;
+    if (this.dueTimer !== null) clearTimeout(this.dueTimer.timer);
+    this.dueTimer = null;
     if (this.expiryTimer !== null) clearInterval(this.expiryTimer);
     if (this.keepaliveTimer !== null) clearInterval(this.keepaliveTimer);
     this.expiryTimer = null;

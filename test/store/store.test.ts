@@ -1,6 +1,6 @@
 // ClusterStore on the deterministic in-process consensus: typed errors, linearizable reads,
 // sessions and the leader's expiry with grace, driven by an injected clock.
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { InProcessGroup } from './in-process-consensus.js';
 import { ClusterStateMachine, type PeersChange, type StateChange } from '../../src/store/state-machine.js';
 import { ClusterStore, type SessionExpiredEvent } from '../../src/store/store.js';
@@ -395,6 +395,45 @@ describe('timers (real time, short timeouts)', () => {
     const t1 = Date.now();
     await waitFor('600 ms', () => Date.now() - t1 >= 600, { intervalMs: 50 });
     expect(ids(sa.activePeers()).sort()).toEqual(['a', 'c']);
+  });
+});
+
+describe('the leader\'s due timer (fake timers)', () => {
+  it('expires a silent session when it falls due, not at the next periodic check', async () => {
+    // The periodic check runs every 1000 ms (at 1000, 2000, ...); keepalives every 300 ms. c falls
+    // silent after its keepalive at 900 ms, so its session is due at 1900 ms: the leader checks
+    // then, instead of at 2000 ms.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'], now: 1_700_000_000_000 });
+    try {
+      const group = new InProcessGroup();
+      const stores = new Map<string, ClusterStore>();
+      for (const p of [a, b, c]) {
+        const machine = new ClusterStateMachine();
+        const store = new ClusterStore({
+          machine, consensus: group.add(p.id, machine), sessionTimeoutMs: 1000, keepaliveIntervalMs: 300, expiryCheckIntervalMs: 1000, reopenExpiredSession: false,
+        });
+        live.push(store);
+        stores.set(p.id, store);
+      }
+      group.elect('a');
+      for (const [id, s] of stores) await s.openSession(peer(id));
+      await group.settle();
+      for (const s of stores.values()) s.start();
+      const expired: SessionExpiredEvent[] = [];
+      stores.get('c')!.on('sessionExpired', (e) => expired.push(e));
+      await vi.advanceTimersByTimeAsync(950);
+      group.stop('c'); // after c's keepalive at 900 ms
+      await vi.advanceTimersByTimeAsync(1920 - 950);
+      await group.settle();
+      const sa = stores.get('a')!;
+      expect(ids(sa.activePeers())).toEqual(['a', 'b']);
+      group.start('c');
+      await group.settle();
+      expect(expired).toHaveLength(1);
+      expect(expired[0]!.reason).toBe('no keepalive for 1000 ms (sessionTimeoutMs 1000)');
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
 
