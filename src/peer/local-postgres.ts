@@ -16,8 +16,11 @@ export interface LocalPostgres {
   initdb(): Promise<void>;
   /** Makes the server run as `role`: start, reload, restart, promote or stop. */
   configure(role: PgRole): Promise<ConfigureResult>;
-  /** Has the sync (application_name = syncId) connected and caught up with this primary? */
-  syncCaughtUp(syncId: string): Promise<SyncCatchUp>;
+  /**
+   * Has the sync (application_name = syncId) connected and caught up with this primary? With
+   * `waitMs`, asks again every few ms until it has, for at most that long.
+   */
+  syncCaughtUp(syncId: string, waitMs?: number): Promise<SyncCatchUp>;
   /** Names the sync in synchronous_standby_names and turns read-only off; refuses unless it caught up. */
   enableWrites(syncId: string): Promise<SyncCatchUp>;
   /** Cuts this standby off its upstream (the fence of a takeover); it stays in recovery. */

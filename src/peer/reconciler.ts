@@ -75,6 +75,13 @@ export interface SyncRebuildRequest {
   readonly primaryTimeline?: number;
 }
 
+/**
+ * How long a primary that was just (re)configured waits, within one reconcile, for its sync to
+ * catch up before it enables writes (then it retries on the loop's RETRY_SOON_MS). It is the
+ * last step of a failover: after a promotion the sync follows the new timeline within tens of ms.
+ */
+export const SYNC_CATCH_UP_WAIT_MS = 1000;
+
 /** A primary without data that must not initdb: the sitter closes its session so that the sync takes over. */
 export const INITDB_REFUSED = 'MANATEE_ERR_PEER_INITDB_REFUSED';
 
@@ -215,7 +222,9 @@ export class Reconciler {
     const configured = await this.configure({ role: 'primary', syncId, oneNodeWriteMode: d.writableWithoutSync });
     const role = this.pg.role;
     if (role?.role === 'primary' && !role.writable && syncId !== null && !d.writableWithoutSync) {
-      const check = await this.pg.syncCaughtUp(syncId);
+      // Right after a role change (a promotion above all) the sync is still reconnecting to this
+      // new primary: wait for it here, a few ms at a time, rather than a whole retry interval.
+      const check = await this.pg.syncCaughtUp(syncId, configured.action === 'none' ? 0 : SYNC_CATCH_UP_WAIT_MS);
       if (!check.caughtUp) return { action: `${configured.action}; waiting for sync ${syncId}: ${check.reason}`, retrySoon: true };
       await this.pg.enableWrites(syncId);
       return { action: `writes enabled: sync ${syncId} caught up (${check.reason})`, retrySoon: false };

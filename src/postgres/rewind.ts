@@ -83,8 +83,10 @@ export async function pgRewind(server: PostgresServer, opts: RewindOptions): Pro
 
 /**
  * Ask the source for a CHECKPOINT (the replication role holds pg_checkpoint): a just-promoted
- * source shows its new timeline in pg_control only after one, and pg_rewind reads it there.
- * Best effort: a failure is logged and pg_rewind runs anyway.
+ * source shows its new timeline in pg_control only after one, and pg_rewind reads it there. A
+ * promotion no longer waits for its own checkpoint (server.ts, promote), so this one is required:
+ * without it pg_rewind may answer "no rewind required" for a diverged data directory. A source
+ * that cannot take it fails the rewind (MANATEE_ERR_PG_REWIND_FAILED), and the rebuild is retried.
  */
 async function checkpointSource(server: PostgresServer, opts: RewindOptions, log: Logger): Promise<void> {
   const r = await runTool(server.binaries.psql, ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-c', 'CHECKPOINT', '-d', opts.sourceConninfo], {
@@ -93,6 +95,10 @@ async function checkpointSource(server: PostgresServer, opts: RewindOptions, log
     timeoutMs: 120_000,
     signal: opts.signal,
   });
-  if (r.exitCode === 0) log.info({ decision: 'checkpoint-source' }, 'the source wrote a checkpoint before pg_rewind');
-  else log.warn({ decision: 'checkpoint-source-failed', outcome: describeRun(r), output: r.outputTail }, 'could not ask the source for a checkpoint; running pg_rewind anyway');
+  if (r.exitCode === 0) {
+    log.info({ decision: 'checkpoint-source' }, 'the source wrote a checkpoint before pg_rewind');
+    return;
+  }
+  log.warn({ decision: 'checkpoint-source-failed', outcome: describeRun(r), output: r.outputTail }, 'could not ask the source for a checkpoint; not running pg_rewind');
+  throw new PgError('MANATEE_ERR_PG_REWIND_FAILED', `the source did not write a checkpoint before pg_rewind (its pg_control may still show the old timeline): psql ${describeRun(r)}:\n${r.outputTail}`);
 }

@@ -126,6 +126,12 @@ const SOCKET_PATH_MAX = 100;
 const FENCE_CHECKPOINT_TIMEOUT_MS = 300_000;
 /** A query's client-side deadline is its statement_timeout plus this: the server's own error comes first. */
 const QUERY_DEADLINE_MARGIN_MS = 1000;
+/** How often a reload's effect is looked for (pg_conf_load_time). */
+const RELOAD_POLL_MS = 5;
+/** How often a promotion's end, and a detached WAL receiver's exit, are looked for. */
+const PROMOTE_POLL_MS = 5;
+/** How often syncCaughtUp(syncId, waitMs) asks again (pg_stat_replication). */
+const SYNC_POLL_MS = 10;
 
 
 function sleep(ms: number): Promise<void> {
@@ -323,11 +329,14 @@ export class PostgresServer extends EventEmitter<PgEvents> {
 
   // ---------------------------------------------------------------- files
 
-  private async writeOwned(path: string, content: string, mode = 0o600): Promise<void> {
+  /** Writes `content` to `path` (atomically, owned by the OS user). Resolves true when it differs from what the file held. */
+  private async writeOwned(path: string, content: string, mode = 0o600): Promise<boolean> {
+    const before = await readFile(path, 'utf8').catch(() => null);
     const tmp = `${path}.manatee-tmp`;
     await writeFile(tmp, content, { mode });
     if (this.user.switchUser) await chown(tmp, this.user.uid, this.user.gid);
     await rename(tmp, path);
+    return before !== content;
   }
 
   /** Create the run directory (sockets, logs, passfile, TLS files) owned by the OS user. Idempotent. */
@@ -400,8 +409,8 @@ export class PostgresServer extends EventEmitter<PgEvents> {
     return this.opts.clientCidrs !== undefined ? this.opts.clientCidrs.map((c) => normalizeCidr(c)) : peerSubnets(this.peerHostList);
   }
 
-  private async writeHba(): Promise<void> {
-    await this.writeOwned(join(this.dataDir, FILE_HBA_CONF), renderHba({
+  private async writeHba(): Promise<boolean> {
+    return this.writeOwned(join(this.dataDir, FILE_HBA_CONF), renderHba({
       superuser: this.superuser,
       replicationUser: this.replicationUser,
       peerAddresses: this.peerAddresses,
@@ -440,16 +449,17 @@ export class PostgresServer extends EventEmitter<PgEvents> {
    * keepStandbySignal: when a running standby is about to be promoted, standby.signal must stay:
    * PostgreSQL removes it itself at promotion and fails (FATAL) if it is already gone.
    */
-  private async renderFiles(role: RenderedRole, keepStandbySignal = false): Promise<void> {
+  /** Renders every file Manatee owns for `role`. Resolves true when any of them changed (a reload has something to do). */
+  private async renderFiles(role: RenderedRole, keepStandbySignal = false): Promise<boolean> {
     const d = this.dataDir;
-    await this.writeOwned(join(d, FILE_POSTGRESQL_CONF), renderPostgresqlConf());
-    await this.writeOwned(join(d, FILE_MANATEE_CONF), renderManateeConf({
+    let changed = await this.writeOwned(join(d, FILE_POSTGRESQL_CONF), renderPostgresqlConf());
+    changed = await this.writeOwned(join(d, FILE_MANATEE_CONF), renderManateeConf({
       runDir: this.runDir,
       logDir: this.logDir,
       walKeepSize: this.opts.walKeepSize ?? '1GB',
       maxWalSenders: this.opts.maxWalSenders ?? 10,
       extra: this.opts.settings ?? {},
-    }));
+    })) || changed;
     try {
       await writeFile(join(d, FILE_OVERRIDES_CONF), OVERRIDES_TEMPLATE, { flag: 'wx', mode: 0o600 });
       if (this.user.switchUser) await chown(join(d, FILE_OVERRIDES_CONF), this.user.uid, this.user.gid);
@@ -458,8 +468,8 @@ export class PostgresServer extends EventEmitter<PgEvents> {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     }
     const shard = this.shardSource?.() ?? this.shardSettings;
-    await this.writeOwned(join(d, FILE_SHARD_CONF), renderShardConf(shard.settings, shard.version));
-    await this.writeOwned(join(d, FILE_ENFORCED_CONF), renderEnforcedConf({
+    changed = await this.writeOwned(join(d, FILE_SHARD_CONF), renderShardConf(shard.settings, shard.version)) || changed;
+    changed = await this.writeOwned(join(d, FILE_ENFORCED_CONF), renderEnforcedConf({
       listenAddress: this.opts.listenAddress,
       port: this.opts.port,
       runDir: this.runDir,
@@ -467,13 +477,19 @@ export class PostgresServer extends EventEmitter<PgEvents> {
       replicationUser: this.replicationUser,
       role,
       tls: this.tlsPaths,
-    }));
-    await this.writeHba();
+    })) || changed;
+    changed = await this.writeHba() || changed;
     const signal = join(d, FILE_STANDBY_SIGNAL);
-    if (role.role === 'standby') await this.writeOwned(signal, '');
-    else if (!keepStandbySignal) await rm(signal, { force: true });
+    if (role.role === 'standby') {
+      changed = await this.writeOwned(signal, '') || changed;
+    } else if (!keepStandbySignal) {
+      const had = await stat(signal).then(() => true, () => false);
+      await rm(signal, { force: true });
+      changed ||= had;
+    }
     await this.warnAboutAutoConf();
     this.rendered = role;
+    return changed;
   }
 
   /**
@@ -820,19 +836,24 @@ export class PostgresServer extends EventEmitter<PgEvents> {
     if (pid === null) throw new PgError('MANATEE_ERR_PG_NOT_RUNNING', 'reload: PostgreSQL is not running');
     const [before] = await this.query<{ t: number }>('SELECT extract(epoch FROM pg_conf_load_time())::float8 AS t');
     process.kill(pid, 'SIGHUP');
+    // Polled every few ms: a reload is on the path of every role change (a takeover reloads
+    // three times), and the postmaster passes the signal on within a millisecond or two.
     const deadline = Date.now() + this.queryTimeoutMs;
     for (;;) {
       const [now] = await this.query<{ t: number }>('SELECT extract(epoch FROM pg_conf_load_time())::float8 AS t');
       if (before === undefined || now === undefined || now.t > before.t) break;
       if (Date.now() > deadline) throw new PgError('MANATEE_ERR_PG_QUERY', `reload: the configuration was not reloaded within ${this.queryTimeoutMs} ms`);
-      await sleep(50);
+      await sleep(RELOAD_POLL_MS);
     }
-    const errors = await this.query<{ sourcefile: string; sourceline: number; error: string }>(
-      'SELECT sourcefile, sourceline, error FROM pg_file_settings WHERE error IS NOT NULL');
+    // One round trip for both: the file errors, and what waits for a restart.
+    const [r] = await this.query<{ errors: { sourcefile: string; sourceline: number; error: string }[] | null; pending: string[] | null }>(
+      'SELECT (SELECT json_agg(json_build_object(\'sourcefile\', sourcefile, \'sourceline\', sourceline, \'error\', error)) FROM pg_file_settings WHERE error IS NOT NULL) AS errors, ' +
+      '(SELECT array_agg(name ORDER BY name) FROM pg_settings WHERE pending_restart) AS pending');
+    const errors = r?.errors ?? [];
+    const pending = r?.pending ?? [];
     if (errors.length > 0) this.log.warn({ errors }, 'configuration files have errors; PostgreSQL ignored those lines');
-    const pending = await this.query<{ name: string }>('SELECT name FROM pg_settings WHERE pending_restart ORDER BY name');
-    this.log.info({ decision: 'reload', pendingRestart: pending.map((p) => p.name) }, 'reloaded the configuration');
-    return pending.map((p) => p.name);
+    this.log.info({ decision: 'reload', pendingRestart: pending }, 'reloaded the configuration');
+    return pending;
   }
 
   async inRecovery(): Promise<boolean> {
@@ -901,7 +922,7 @@ export class PostgresServer extends EventEmitter<PgEvents> {
     // say "no rewind required" and it would rejoin with diverged WAL. Start it as a standby with
     // no upstream (the primary rendering has primary_conninfo empty) and promote it.
     const standbyData = !running && next.role === 'primary' ? await this.standbyDataDir() : null;
-    await this.renderFiles(next, next.role === 'primary' && (recovering === true || standbyData !== null));
+    const changed = await this.renderFiles(next, next.role === 'primary' && (recovering === true || standbyData !== null));
     if (standbyData !== null) await this.writeOwned(join(this.dataDir, FILE_STANDBY_SIGNAL), '');
 
     let action: ConfigureResult['action'];
@@ -917,7 +938,8 @@ export class PostgresServer extends EventEmitter<PgEvents> {
       await this.start();
       action = 'started';
     } else if (next.role === 'primary' && recovering === true) {
-      await this.reload();
+      // After a takeover's fence (detachFromUpstream) the files already say this: no reload.
+      if (changed) await this.reload();
       await this.promote();
       action = 'promoted';
     } else if (next.role === 'standby' && recovering === false) {
@@ -977,24 +999,37 @@ export class PostgresServer extends EventEmitter<PgEvents> {
       throw new PgError('MANATEE_ERR_PG_WRONG_ROLE', 'promote: this server is not a standby (not in recovery)');
     }
     const started = Date.now();
-    const waitSec = Math.max(1, Math.floor(timeoutMs / 1000));
-    const [r] = await this.queryWithTimeout<{ ok: boolean }>('SELECT pg_promote(true, $1) AS ok', [waitSec], timeoutMs + 5000);
+    // pg_promote(wait => false) and our own poll: with wait => true PostgreSQL looks only every
+    // 100 ms whether recovery has ended, and a promotion is on the failover's critical path.
+    const [r] = await this.query<{ ok: boolean }>('SELECT pg_promote(false) AS ok');
     if (r?.ok !== true) {
-      throw new PgError('MANATEE_ERR_PG_PROMOTE_FAILED', `pg_promote did not finish within ${waitSec} s`);
+      throw new PgError('MANATEE_ERR_PG_PROMOTE_FAILED', 'pg_promote could not signal the startup process');
     }
     const deadline = Date.now() + timeoutMs;
     while (await this.inRecovery()) {
       if (Date.now() > deadline) throw new PgError('MANATEE_ERR_PG_PROMOTE_FAILED', `still in recovery ${timeoutMs} ms after pg_promote`);
-      await sleep(100);
+      await sleep(PROMOTE_POLL_MS);
     }
-    // A checkpoint now writes the new timeline into pg_control, where pg_rewind (run by the
-    // deposed peer against us) reads it; without it pg_rewind may see the old timeline and
-    // wrongly answer "no rewind required".
-    await this.queryWithTimeout('CHECKPOINT', undefined, timeoutMs);
     if (this.rendered?.role === 'standby') {
       this.rendered = { role: 'primary', writable: false, syncNames: quoteStandbyName(NO_SYNC_PLACEHOLDER), oneNodeWriteMode: false, syncId: null };
     }
     this.log.info({ decision: 'promoted', durationMs: Date.now() - started }, 'promoted to primary');
+    this.checkpointAfterPromotion(timeoutMs);
+  }
+
+  /**
+   * A checkpoint writes the new timeline into pg_control, where pg_rewind (run by a deposed peer
+   * against us) reads it; without one, PostgreSQL 15's pg_rewind may see the old timeline and
+   * wrongly answer "no rewind required". It is not waited for: with a busy buffer cache it takes
+   * seconds, and writes must not wait behind it. pg_rewind's caller asks the source for a
+   * checkpoint itself before it runs (rewind.ts), and fails rather than run without one.
+   */
+  private checkpointAfterPromotion(timeoutMs: number): void {
+    const started = Date.now();
+    this.queryWithTimeout('CHECKPOINT', undefined, timeoutMs).then(
+      () => { this.log.info({ decision: 'checkpoint-after-promotion', durationMs: Date.now() - started }, 'checkpoint after the promotion written (the new timeline is in pg_control)'); },
+      (err: unknown) => { this.log.warn({ decision: 'checkpoint-after-promotion-failed', err: errorMessage(err) }, 'the checkpoint after the promotion failed; a pg_rewind against this peer asks for one first'); },
+    );
   }
 
   /**
@@ -1018,7 +1053,7 @@ export class PostgresServer extends EventEmitter<PgEvents> {
       if (Date.now() > deadline) {
         throw new PgError('MANATEE_ERR_PG_QUERY', `detachFromUpstream: the WAL receiver (pid ${String(rows[0]?.pid)}) still runs ${timeoutMs} ms after the reload`);
       }
-      await sleep(50);
+      await sleep(PROMOTE_POLL_MS);
     }
     this.log.info({ decision: 'detach-from-upstream' }, 'cut off from the upstream: no more WAL is received');
   }
@@ -1056,9 +1091,14 @@ export class PostgresServer extends EventEmitter<PgEvents> {
   }
 
   /** Has the sync (application_name = syncId) connected and caught up with this primary? */
-  async syncCaughtUp(syncId: string): Promise<SyncCatchUp> {
+  async syncCaughtUp(syncId: string, waitMs = 0): Promise<SyncCatchUp> {
     validatePeerId(syncId, 'syncId');
-    return checkSyncCaughtUp(this.query, syncId);
+    const deadline = Date.now() + waitMs;
+    for (;;) {
+      const check = await checkSyncCaughtUp(this.query, syncId);
+      if (check.caughtUp || Date.now() + SYNC_POLL_MS > deadline) return check;
+      await sleep(SYNC_POLL_MS);
+    }
   }
 
   /**

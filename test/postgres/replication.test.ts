@@ -121,6 +121,18 @@ describe('replication between two peers', () => {
     await a.query("INSERT INTO t SELECT g, 'diverged on a' FROM generate_series(100, 2000) g");
     await a.stop('immediate');
 
+    // Without a checkpoint on the source, pg_rewind is not run at all (the just-promoted source's
+    // pg_control may still show the old timeline, and pg_rewind would answer "no rewind required").
+    const { pgRewind } = await import('../../src/postgres/index.js');
+    const refusedLines: string[] = [];
+    const refusedLog = pino({ level: 'info' }, { write: (line: string) => { refusedLines.push(line); } });
+    let refused: unknown = null;
+    try { await pgRewind(a, { sourceConninfo: 'host=127.0.0.1 port=1 dbname=postgres connect_timeout=5', logger: refusedLog }); } catch (err) { refused = err; }
+    expect(hasCode(refused, 'MANATEE_ERR_PG_REWIND_FAILED')).toBe(true);
+    expect((refused as Error).message).toMatch(/did not write a checkpoint before pg_rewind/);
+    expect(refusedLines.some((l) => l.includes('"decision":"checkpoint-source-failed"'))).toBe(true);
+    expect(refusedLines.some((l) => l.includes('"decision":"rewind"'))).toBe(false);
+
     const progress: string[] = [];
     const logLines: string[] = [];
     const logger = pino({ level: 'info' }, { write: (line: string) => { logLines.push(line); } });

@@ -292,6 +292,7 @@ export class SimPgHandle implements LocalPostgres {
     return { action, role: next, restartedFor: [] };
   }
 
+  // The real server's wait (waitMs) is not modelled: the simulated loop retries instead.
   syncCaughtUp(syncId: string): Promise<SyncCatchUp> {
     return this.op(() => this.pg.syncCaughtUp(this.byId, syncId), 2, 20);
   }

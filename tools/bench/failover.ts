@@ -159,7 +159,7 @@ async function unplanned(shard: Shard, writer: Writer, lb: HealthProber, r: Role
   const first = await writer.waitForAckAfter(killed.atMs, 120_000, r.sync.id);
   const ms = first.atMs - killed.atMs;
   const lbMs = (await lb.firstAckAfter(killed.atMs, r.sync.id)) - killed.atMs;
-  console.log(`  unplanned ${i + 1}: killed ${r.primary.id}; first commit on ${r.sync.id} after ${fmt(ms)} (plain pg, retried on every peer), ${fmt(lbMs)} (routed by /primary polled every 50 ms)`);
+  console.log(`  unplanned ${i + 1}: killed ${r.primary.id} at ${new Date(killed.atMs).toISOString()}; first commit on ${r.sync.id} after ${fmt(ms)} (plain pg, retried on every peer), ${fmt(lbMs)} (routed by /primary polled every 50 ms)`);
   const next: Roles = { primary: r.sync, sync: r.async, async: r.primary };
   shard.restartPeer(r.primary);
   await healed(shard, next);
