@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import type { SitterStatus } from '../../src/model/index.js';
 import type { Network } from './net.js';
 import { pidAlive } from '../../tools/lib/pid-alive.js';
+import { findPostmaster } from '../../tools/lib/processes.js';
 
 export const PG_PORT = 25432;
 export const API_PORT = 28080;
@@ -25,10 +26,18 @@ export interface ClusterOptions {
   readonly sessionTimeoutMs: number;
   readonly raftTickMs: number;
   readonly raftElectionTicks: number;
+  /** `zfs`: each host's data lives in its own pool, `<pool>/manatee/<peer>` (the pools exist before the peers start). */
+  readonly backend?: 'basebackup' | 'zfs';
+  /** With zfs: the pool of a host (by host id). */
+  readonly poolOf?: (hostId: string) => string;
+  /** Peers at the start: the first `initialPeers` hosts; the other hosts are spare (membership changes). Default: all. */
+  readonly initialPeers?: number;
 }
 
 export interface Peer {
   readonly id: string;
+  /** The host (namespace) it runs on: the same as its id, except for peers added later on a spare host. */
+  readonly host: string;
   readonly ns: string;
   readonly address: string;
   readonly dataDir: string;
@@ -83,26 +92,82 @@ function signalAll(roots: readonly number[], sig: NodeJS.Signals): void {
 }
 
 export class Cluster {
-  readonly peers: readonly Peer[];
+  /** The peers of the shard now (membership changes add and remove peers on the spare hosts). */
+  peers: readonly Peer[];
+  /** Ids given to peers so far: a peer id is never reused. */
+  private readonly usedIds = new Set<string>();
 
   constructor(
     readonly net: Network,
     private readonly opts: ClusterOptions,
   ) {
-    this.peers = net.hosts.map((h) => {
-      const dataDir = join(opts.workDir, h.id);
-      return {
-        id: h.id,
-        ns: h.ns,
-        address: h.address,
-        dataDir,
-        configPath: join(dataDir, 'config.json'),
-        logPath: join(opts.logsDir, `${h.id}.log`),
-        apiUrl: `http://${h.address}:${API_PORT}`,
-        sitterPid: null,
-        paused: false,
-      };
-    });
+    const n = opts.initialPeers ?? net.hosts.length;
+    this.peers = net.hosts.slice(0, n).map((h) => this.makePeer(h.id, h.id));
+  }
+
+  private makePeer(id: string, hostId: string): Peer {
+    const h = this.net.hosts.find((x) => x.id === hostId);
+    if (h === undefined) throw new Error(`no host ${hostId}`);
+    this.usedIds.add(id);
+    const dataDir = join(this.opts.workDir, id);
+    return {
+      id,
+      host: h.id,
+      ns: h.ns,
+      address: h.address,
+      dataDir,
+      configPath: join(dataDir, 'config.json'),
+      logPath: join(this.opts.logsDir, `${id}.log`),
+      apiUrl: `http://${h.address}:${API_PORT}`,
+      sitterPid: null,
+      paused: false,
+    };
+  }
+
+  get backend(): 'basebackup' | 'zfs' {
+    return this.opts.backend ?? 'basebackup';
+  }
+
+  /** The hosts no peer runs on now. */
+  spareHosts(): string[] {
+    return this.net.hosts.map((h) => h.id).filter((h) => !this.peers.some((p) => p.host === h));
+  }
+
+  /** A new peer id (never used before in this run): peer<n>, n after every id so far. */
+  nextPeerId(): string {
+    for (let n = this.usedIds.size + 1; ; n++) if (!this.usedIds.has(`peer${n}`)) return `peer${n}`;
+  }
+
+  /** The Raft address of a peer-to-be on a host. */
+  raftAddressOf(hostId: string): string {
+    const h = this.net.hosts.find((x) => x.id === hostId);
+    if (h === undefined) throw new Error(`no host ${hostId}`);
+    return `${h.address}:${RAFT_PORT}`;
+  }
+
+  /** The zfs dataset of a peer (zfs backend only). */
+  datasetOf(p: Peer): string | null {
+    return this.opts.backend === 'zfs' && this.opts.poolOf !== undefined ? `${this.opts.poolOf(p.host)}/manatee/${p.id}` : null;
+  }
+
+  /**
+   * A new peer on a spare host, with a configuration whose members are the shard's peers and
+   * itself (as an operator grows the shard: add-peer first, then this). Not started.
+   */
+  addPeer(id: string, hostId: string): Peer {
+    if (this.usedIds.has(id)) throw new Error(`peer id ${id} was used before in this run`);
+    if (!this.spareHosts().includes(hostId)) throw new Error(`host ${hostId} is not spare`);
+    const p = this.makePeer(id, hostId);
+    const members = [...this.peers, p].map((x) => ({ id: x.id, address: `${x.address}:${RAFT_PORT}` }));
+    mkdirSync(p.dataDir, { recursive: true, mode: 0o755 });
+    this.writeConfig(p, members);
+    this.peers = [...this.peers, p];
+    return p;
+  }
+
+  /** Forgets a peer that was removed from the shard (its processes must be gone). */
+  dropPeer(id: string): void {
+    this.peers = this.peers.filter((p) => p.id !== id);
   }
 
   peer(id: string): Peer {
@@ -130,14 +195,22 @@ export class Cluster {
     mkdirSync(this.opts.workDir, { recursive: true, mode: 0o755 });
     mkdirSync(this.opts.logsDir, { recursive: true });
     const members = this.peers.map((p) => ({ id: p.id, address: `${p.address}:${RAFT_PORT}` }));
-    const keepaliveIntervalMs = Math.max(100, Math.floor(this.opts.sessionTimeoutMs / 5));
     return this.peers.map((p) => {
       mkdirSync(p.dataDir, { recursive: true, mode: 0o755 });
+      return this.writeConfig(p, members);
+    });
+  }
+
+  private writeConfig(p: Peer, members: readonly { id: string; address: string }[]): Record<string, unknown> {
+    const keepaliveIntervalMs = Math.max(100, Math.floor(this.opts.sessionTimeoutMs / 5));
+    const dataset = this.datasetOf(p);
+    {
       const config = {
         peerId: p.id,
         host: p.address,
         dataDir: p.dataDir,
-        backend: 'basebackup',
+        backend: this.backend,
+        ...(dataset !== null ? { zfs: { dataset, snapshotIntervalMs: 120_000, snapshotRetention: 5 } } : {}),
         postgres: { port: PG_PORT, superuserPassword: this.opts.superuserPassword },
         api: { port: API_PORT, listen: p.address },
         raft: { port: RAFT_PORT, listen: p.address, members, tickMs: this.opts.raftTickMs, electionTicks: this.opts.raftElectionTicks, heartbeatTicks: 1 },
@@ -148,7 +221,7 @@ export class Cluster {
       };
       writeFileSync(p.configPath, JSON.stringify(config, null, 2), { mode: 0o600 });
       return config;
-    });
+    }
   }
 
   /** Starts the peer's sitter inside its namespace (a process group of its own). */
@@ -157,8 +230,13 @@ export class Cluster {
     if (p.sitterPid !== null && pidAlive(p.sitterPid)) return;
     const fd = openSync(p.logPath, 'a');
     writeFileSync(fd, `${JSON.stringify({ harness: 'start', at: new Date().toISOString() })}\n`);
-    // `ip netns exec` execs the command in place: the child's pid is the sitter's.
-    const child = spawn('ip', ['netns', 'exec', p.ns, process.execPath, '--import', 'tsx', join(this.opts.repoRoot, 'src/cli/manatee-sitter.ts'), '-f', p.configPath], {
+    // `ip netns exec` execs the command in place: the child's pid is the sitter's. On zfs,
+    // `nsenter --net` instead (it also execs in place): `ip netns exec` gives the sitter a mount
+    // namespace of its own, where the zfs command's unmounts (zfs-fuse's CLI unmounts in the
+    // caller's mount namespace, its daemon mounts in its own) never reach the daemon's mounts,
+    // and every rename or rollback finds the dataset busy.
+    const enter = this.backend === 'zfs' ? ['nsenter', `--net=/run/netns/${p.ns}`, '--'] : ['ip', 'netns', 'exec', p.ns];
+    const child = spawn(enter[0]!, [...enter.slice(1), process.execPath, '--import', 'tsx', join(this.opts.repoRoot, 'src/cli/manatee-sitter.ts'), '-f', p.configPath], {
       cwd: this.opts.repoRoot,
       detached: true,
       stdio: ['ignore', fd, fd],
@@ -173,6 +251,8 @@ export class Cluster {
 
   /** The postmaster of the peer's data directory, when one runs. */
   postmasterPid(id: string): number | null {
+    // On zfs the data directory is a zfs-fuse mount: /proc, never a read that could hang on it.
+    if (this.opts.backend === 'zfs') return findPostmaster(join(this.peer(id).dataDir, 'pgdata'))?.pid ?? null;
     const file = join(this.peer(id).dataDir, 'pgdata', 'postmaster.pid');
     if (!existsSync(file)) return null;
     try {
@@ -240,6 +320,31 @@ export class Cluster {
       return (await res.json()) as SitterStatus;
     } catch {
       return null;
+    }
+  }
+
+  /**
+   * An admin API call (with the admin token) to one peer. Never throws: status 0 when the peer did
+   * not answer; `body` is the parsed JSON answer, or its text.
+   */
+  async admin(id: string, method: 'GET' | 'POST' | 'DELETE', path: string, body?: unknown, timeoutMs = 30_000): Promise<{ status: number; body: unknown }> {
+    try {
+      const res = await fetch(`${this.peer(id).apiUrl}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${this.opts.adminToken}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}), 'x-manatee-operator': 'chaos-nemesis' },
+        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+      const text = await res.text();
+      let parsed: unknown = text;
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        // not JSON: the text
+      }
+      return { status: res.status, body: parsed };
+    } catch (err) {
+      return { status: 0, body: String(err) };
     }
   }
 

@@ -2,18 +2,25 @@
 // the checker, and the results directory. Used by run.ts (npm run chaos) and by chaos-short.test.ts.
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, type WriteStream } from 'node:fs';
+import { readdir } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { check, type CheckResult } from './checker.js';
 import { Cluster } from './cluster.js';
-import { FAULT_KINDS, type FaultKind, type FaultRecord, type FinalRead, type Op, type StatusSample } from './history.js';
+import { FAULT_KINDS, SHORT_RUN_KINDS, ZFS_ONLY_KINDS, type FaultKind, type FaultRecord, type FinalRead, type Op, type StatusSample } from './history.js';
 import { createNetwork, destroyNetwork, NAME_PREFIX } from './net.js';
-import { Nemesis, shardWhole } from './nemesis.js';
+import { CPU_CGROUP_ROOT, Nemesis, releaseCgroup, shardWhole } from './nemesis.js';
 import { Rng } from './rng.js';
 import { judgeRegister, opKey, REGISTER_TABLE_SQL, RegisterWorkload, type LinearizabilityVerdict, type RegisterOperation, type SentTo } from './register.js';
 import { renderTimeline } from './timeline.js';
 import { TABLE, Workload } from './workload.js';
+import { createChaosPools, destroyChaosPools, leftoverPools, type ChaosPools } from './zfs-pools.js';
+
+export type ChaosBackend = 'basebackup' | 'zfs';
+export const BACKENDS: readonly ChaosBackend[] = ['basebackup', 'zfs'];
+/** Each host's pool (a sparse file: only what is written takes space). */
+const POOL_SIZE_MB = 2048;
 
 /** `writes`: unique inserts, judged by "nothing lost"; `register`: read / write / cas, judged by linearizability. */
 export type WorkloadKind = 'writes' | 'register';
@@ -34,6 +41,8 @@ export interface ChaosOptions {
   readonly seed: number;
   readonly faults: readonly FaultKind[];
   readonly peers: number;
+  /** `zfs`: each peer's data in a zfs-fuse dataset (one pool per host), bootstrapped and rebuilt by zfs send/recv. */
+  readonly backend: ChaosBackend;
   readonly writers: number;
   readonly readers: number;
   readonly workloads: readonly WorkloadKind[];
@@ -54,8 +63,9 @@ export interface ChaosOptions {
 
 export const DEFAULT_OPTIONS: Omit<ChaosOptions, 'seed' | 'log'> = {
   timeS: 300,
-  faults: FAULT_KINDS,
+  faults: SHORT_RUN_KINDS,
   peers: 3,
+  backend: 'basebackup',
   writers: 4,
   readers: 1,
   workloads: WORKLOAD_KINDS,
@@ -76,7 +86,7 @@ export interface ChaosSummary {
   readonly resultsDir: string;
   readonly durationS: number;
   readonly workloadStartMs: number;
-  readonly faults: { readonly total: number; readonly byKind: Record<string, number>; readonly missingKinds: readonly string[] };
+  readonly faults: { readonly total: number; readonly byKind: Record<string, number>; readonly injected: Record<string, number>; readonly missingKinds: readonly string[] };
   readonly stuck: number;
   readonly sitterExitsWithoutFault: number;
   readonly finalPrimary: string | null;
@@ -122,7 +132,7 @@ class Jsonl {
 
 export function replayCommand(o: ChaosOptions): string {
   const faults = o.faults.length === FAULT_KINDS.length ? '' : ` --faults ${o.faults.join(',')}`;
-  return `npm run chaos -- --seed ${o.seed} --time ${o.timeS}${faults} --workload ${o.workloads.join(',')} --peers ${o.peers} --writers ${o.writers} --readers ${o.readers} --register-clients ${o.registerClients} --session-timeout-ms ${o.sessionTimeoutMs}`;
+  return `npm run chaos -- --seed ${o.seed} --time ${o.timeS}${faults} --workload ${o.workloads.join(',')} --backend ${o.backend} --peers ${o.peers} --writers ${o.writers} --readers ${o.readers} --register-clients ${o.registerClients} --session-timeout-ms ${o.sessionTimeoutMs}`;
 }
 
 function workDirOf(prefix: string): string {
@@ -146,6 +156,12 @@ export function leftoverWorkDirs(): string[] {
   return readdirSync('/tmp').map((n) => /^manatee-chaos-(mjc[0-9a-f]{5})$/.exec(n)?.[1]).filter((p): p is string => p !== undefined);
 }
 
+/** The cpu cgroups of slow-io faults that a run of `prefix` left behind. */
+async function leftoverCgroups(prefix: string): Promise<string[]> {
+  const names = await readdir(CPU_CGROUP_ROOT).catch(() => [] as string[]);
+  return names.filter((n) => n.startsWith(`lc-${prefix}-`)).map((n) => join(CPU_CGROUP_ROOT, n));
+}
+
 /** Removes what crashed runs left behind: processes in their namespaces, the namespaces, bridges and data directories. */
 export async function cleanupLeftovers(prefixes: readonly string[], log: (l: string) => void): Promise<void> {
   for (const prefix of prefixes) {
@@ -156,12 +172,24 @@ export async function cleanupLeftovers(prefixes: readonly string[], log: (l: str
     }
     for (const line of await destroyNetwork(prefix)) log(`cleanup: ${line}`);
     const work = workDirOf(prefix);
+    for (const group of await leftoverCgroups(prefix)) {
+      const err = await releaseCgroup(group);
+      log(`cleanup: ${err === '' ? 'removed' : `could not remove (${err})`} cgroup ${group}`);
+    }
+    const pools = await leftoverPools(prefix);
+    const failed = await destroyChaosPools(pools);
+    if (pools.length > 0) log(`cleanup: destroyed zfs pools ${pools.join(', ')}${failed.length > 0 ? ` (failed: ${failed.join('; ')})` : ''}`);
     rmSync(work, { recursive: true, force: true });
     log(`cleanup: removed ${work}`);
   }
 }
 
-export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
+export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
+  // The disk faults need zfs: on basebackup they are left out (and said so).
+  const skipped = options.backend === 'zfs' ? [] : options.faults.filter((k) => ZFS_ONLY_KINDS.includes(k));
+  const o: ChaosOptions = { ...options, faults: options.faults.filter((k) => !skipped.includes(k)) };
+  if (o.faults.length === 0) throw new Error(`no fault kinds left: ${skipped.join(', ')} need --backend zfs`);
+  if (skipped.length > 0) o.log(`chaos: ${skipped.join(', ')} need --backend zfs; left out`);
   const prefix = `${NAME_PREFIX}${randomBytes(3).toString('hex').slice(0, 5)}`;
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const dir = join(o.resultsDir, `${stamp}-seed${o.seed}`);
@@ -196,8 +224,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
   const observations: { client: number; atMs: number; generation: number }[] = [];
   let sitterExits = 0;
 
-  let cleaned = false;
   let cluster: Cluster | null = null;
+  let pools: ChaosPools | null = null;
   let nemesisRef: Nemesis | null = null;
   let workloadRef: Workload | null = null;
   let registerRef: RegisterWorkload | null = null;
@@ -212,14 +240,25 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
     await Promise.all([workloadRef?.halt(), registerRef?.halt()]);
     await monitorRef;
   };
-  const cleanup = async (): Promise<void> => {
-    if (cleaned) return;
-    cleaned = true;
+  // One cleanup, awaited by every caller: a signal's cleanup and the run's own end may overlap,
+  // and the process must not exit before the pools and namespaces are gone.
+  let cleaning: Promise<void> | null = null;
+  const cleanup = (): Promise<void> => {
+    cleaning ??= doCleanup();
+    return cleaning;
+  };
+  const doCleanup = async (): Promise<void> => {
     nemesisRef?.halt();
+    await nemesisRef?.releaseAll().catch(() => undefined);
     await stopClients().catch((err: unknown) => { o.log(`chaos: stopping the clients failed: ${String(err)}`); });
     if (cluster !== null) await cluster.stopAll(10_000).catch(() => undefined);
     await destroyNetwork(prefix).catch((err: unknown) => { o.log(`chaos: cleanup of ${prefix} failed: ${String(err)}`); });
-    if (!o.keepData) rmSync(workDir, { recursive: true, force: true });
+    if (pools !== null) {
+      // Every process on them is gone with the namespaces; the pools go before the directory.
+      const failed = await pools.destroy().catch((err: unknown) => [String(err)]);
+      if (failed.length > 0) o.log(`chaos: destroying the zfs pools failed: ${failed.join('; ')} (npm run chaos -- cleanup retries)`);
+    }
+    if (!o.keepData || pools !== null) rmSync(workDir, { recursive: true, force: true });
   };
   const onSignal = (sig: NodeJS.Signals): void => {
     o.log(`chaos: ${sig}: removing the peers, namespaces and data of ${prefix}`);
@@ -230,9 +269,16 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
 
   try {
     const ids = Array.from({ length: o.peers }, (_, i) => `peer${i + 1}`);
-    const net = await createNetwork(prefix, ids, () => netRng.int(0, 1_000_000));
+    // A spare host for the peers that membership changes add.
+    const hostIds = o.faults.includes('membership') ? [...ids, 'spare1'] : ids;
+    const net = await createNetwork(prefix, hostIds, () => netRng.int(0, 1_000_000));
     o.log(`chaos: network ${net.cidr}, namespaces ${net.hosts.map((h) => `${h.ns}=${h.address}`).join(' ')}`);
+    if (o.backend === 'zfs') pools = await createChaosPools(prefix, hostIds, workDir, POOL_SIZE_MB, o.log);
+    const poolsNow = pools;
     cluster = new Cluster(net, {
+      backend: o.backend,
+      ...(poolsNow !== null ? { poolOf: (h: string) => poolsNow.poolOf(h) } : {}),
+      initialPeers: ids.length,
       repoRoot: REPO_ROOT,
       workDir,
       logsDir: join(dir, 'peers'),
@@ -259,6 +305,9 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
       fault: (f) => {
         faults.push(f);
         faultLog.write(f);
+        // In the operations' histories too, with its start and heal, so that each reads on its own.
+        history.write({ event: 'fault', ...f });
+        registerLog.write({ event: 'fault', ...f });
         o.log(`chaos: fault #${f.seq} ${f.kind} [${f.targets.join(', ')}] ${((f.healedAtMs - f.startedAtMs) / 1000).toFixed(1)} s: ${f.detail}`);
       },
       note: (e) => {
@@ -408,6 +457,9 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
     }
     const byKind: Record<string, number> = {};
     for (const f of faults) byKind[f.kind] = (byKind[f.kind] ?? 0) + 1;
+    // Each kind as often as it was injected, on its own or inside an overlap.
+    const injected: Record<string, number> = {};
+    for (const f of faults) for (const k of f.parts ?? [f.kind]) injected[k] = (injected[k] ?? 0) + 1;
     const missingKinds = o.faults.filter((k) => byKind[k] === undefined);
     const problems = [...result.problems];
     for (const [workloadKind, v] of Object.entries(linearizability)) {
@@ -424,7 +476,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosSummary> {
       resultsDir: dir,
       durationS: Math.round((workloadEndMs - workloadStartMs) / 1000),
       workloadStartMs,
-      faults: { total: faults.length, byKind, missingKinds },
+      faults: { total: faults.length, byKind, injected, missingKinds },
       stuck: nemesis.stuck,
       sitterExitsWithoutFault: sitterExits,
       finalPrimary,
@@ -469,6 +521,7 @@ export function verdictLines(s: ChaosSummary): string[] {
   const c = s.check;
   const lines = [
     `${s.valid ? 'VALID' : 'INVALID'}: seed ${s.seed}, ${s.durationS} s, ${s.faults.total} faults (${Object.entries(s.faults.byKind).map(([k, n]) => `${k} ${n}`).join(', ')})`,
+    `  each kind injected, alone or in an overlap: ${Object.entries(s.faults.injected).sort().map(([k, n]) => `${k} ${n}`).join(', ')}`,
     `  writes: ${c.counts.writes.invoked} invoked, ${c.counts.writes.ok} acknowledged, ${c.counts.writes.fail} failed, ${c.counts.writes.unknown} unknown (${c.unknown.committed} committed, ${c.unknown.notCommitted} not)`,
     `  reads: ${c.counts.reads.invoked} (${c.counts.reads.ok} ok)`,
     `  lost acknowledged writes: ${c.lost.count}; failed writes present: ${c.failedPresent.count}; two-primary evidence: ${c.doublePrimary.count}; generation regressions: ${c.generationRegressions.count}; stuck: ${s.stuck}`,

@@ -53,7 +53,13 @@ export type FaultKind =
   | 'partition-clients'
   | 'restart-all'
   /** Two of the others at once (the second starts while the first holds). */
-  | 'overlap';
+  | 'overlap'
+  /** A full disk: a zfs refquota just above what the peer's dataset holds (zfs backend only). */
+  | 'disk-full'
+  /** Slow I/O: the peer's PostgreSQL throttled to a few % of a CPU (a real slow disk cannot be made here; see nemesis.ts). */
+  | 'slow-io'
+  /** A peer added to the shard (add-peer, then its sitter) and removed again (sitter stopped, remove-peer, reap). */
+  | 'membership';
 
 export const FAULT_KINDS: readonly FaultKind[] = [
   'kill-peer',
@@ -68,7 +74,16 @@ export const FAULT_KINDS: readonly FaultKind[] = [
   'partition-clients',
   'restart-all',
   'overlap',
+  'disk-full',
+  'slow-io',
+  'membership',
 ];
+
+/** The kinds that need the zfs backend (a dataset to put a quota on). */
+export const ZFS_ONLY_KINDS: readonly FaultKind[] = ['disk-full'];
+
+/** The kinds of the short run in `npm test` (the default of runChaos): the later kinds take longer and run with `npm run chaos`. */
+export const SHORT_RUN_KINDS: readonly FaultKind[] = FAULT_KINDS.filter((k) => k !== 'disk-full' && k !== 'slow-io' && k !== 'membership');
 
 /** One injected fault, from its start to its heal. */
 export interface FaultRecord {

@@ -1,10 +1,14 @@
 // The nemesis: injects one fault at a time from a seeded schedule, holds it, heals it, and waits
 // for the shard to come back before the next one. Each fault is recorded with its start and heal.
-import type { Cluster } from './cluster.js';
-import { FAULT_KINDS, type FaultKind, type FaultRecord } from './history.js';
+import { mkdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { ClusterState } from '../../src/model/index.js';
+import { descendants, type Cluster } from './cluster.js';
+import { FAULT_KINDS, ZFS_ONLY_KINDS, type FaultKind, type FaultRecord } from './history.js';
 import { cut, cutClients, healNetwork, isolate } from './net.js';
 import type { Rng } from './rng.js';
 import { discover } from './workload.js';
+import { zfsCmd } from './zfs-pools.js';
 
 export interface NemesisOptions {
   readonly kinds: readonly FaultKind[];
@@ -59,6 +63,29 @@ export async function shardWhole(cluster: Cluster): Promise<{ whole: boolean; wh
   return { whole: true, why: 'whole', primary: primary.peer.id };
 }
 
+/** The cgroup v1 cpu hierarchy (slow-io). */
+export const CPU_CGROUP_ROOT = '/sys/fs/cgroup/cpu';
+
+/** Moves a cpu cgroup's processes back to the root group and removes it; returns what failed ('' when nothing). */
+export async function releaseCgroup(group: string): Promise<string> {
+  try {
+    const procs = (await readFile(join(group, 'cgroup.procs'), 'utf8')).split('\n').filter((l) => l !== '');
+    for (const pid of procs) await writeFile(join(CPU_CGROUP_ROOT, 'cgroup.procs'), pid).catch(() => undefined);
+    await writeFile(join(group, 'cpu.cfs_quota_us'), '-1').catch(() => undefined);
+    for (let i = 0; i < 20; i++) {
+      try {
+        await rmdir(group);
+        return '';
+      } catch {
+        await sleep(250);
+      }
+    }
+    return `could not remove ${group}`;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ENOENT' ? '' : String(err);
+  }
+}
+
 export class Nemesis {
   private readonly stopping = new AbortController();
   private seq = 0;
@@ -66,6 +93,14 @@ export class Nemesis {
   private readonly down = new Set<string>();
   private readonly paused = new Set<string>();
   private partitioned = false;
+  /** Pools with a refquota set by disk-full. */
+  private readonly quotaPools = new Set<string>();
+  /** cpu cgroups of slow-io (their processes go back to the root group at the heal). */
+  private readonly throttled = new Set<string>();
+  /** Names this run's cgroups: "lc-<network prefix>". */
+  private readonly cgroupPrefix: string;
+  /** Peers added by a membership fault, removed at the heal. */
+  private readonly joined = new Set<string>();
   private halted = false;
   readonly done: FaultKind[] = [];
   stuck = 0;
@@ -76,7 +111,9 @@ export class Nemesis {
     private readonly rng: Rng,
     private readonly events: NemesisEvents,
     private readonly now: () => number,
-  ) {}
+  ) {
+    this.cgroupPrefix = `lc-${cluster.net.prefix}`;
+  }
 
   private isStopped(): boolean {
     return this.stopping.signal.aborted;
@@ -142,15 +179,116 @@ export class Nemesis {
     return sleep(this.rng.int(this.opts.holdMs[0], this.opts.holdMs[1]));
   }
 
-  /** Heals whatever is still broken: network, pauses, stopped sitters. Safe to call at any time. */
+  /** Heals whatever is still broken: network, pauses, stopped sitters, disks, added peers. Safe to call at any time. */
   async healAll(): Promise<void> {
     if (this.isHalted()) return;
     if (this.partitioned) await healNetwork(this.cluster.net);
     this.partitioned = false;
     for (const id of this.paused) this.cluster.resume(id);
     this.paused.clear();
-    for (const id of this.down) this.cluster.start(id);
+    for (const id of this.down) if (this.cluster.peers.some((p) => p.id === id)) this.cluster.start(id);
     this.down.clear();
+    await this.healDisks();
+    for (const id of [...this.joined]) await this.removeJoined(id);
+  }
+
+  /** Kinds this cluster can suffer (the disk faults need zfs). */
+  applicable(kind: FaultKind): boolean {
+    return this.cluster.backend === 'zfs' || !ZFS_ONLY_KINDS.includes(kind);
+  }
+
+  /** Removes the cgroups of slow-io (at the end of a run, after the last heal). */
+  async releaseAll(): Promise<void> {
+    for (const group of this.throttled) await releaseCgroup(group);
+    this.throttled.clear();
+  }
+
+  private async healDisks(): Promise<void> {
+    for (const group of this.throttled) {
+      const left = await releaseCgroup(group);
+      this.events.note({ event: 'heal', kind: 'slow-io', cgroup: group, ...(left === '' ? {} : { error: left }) });
+    }
+    this.throttled.clear();
+    for (const pool of this.quotaPools) {
+      const r = await zfsCmd('zfs', ['get', '-H', '-r', '-o', 'name,value', 'refquota', pool], 60_000);
+      for (const line of r.stdout.split('\n')) {
+        const [name, value] = line.split('\t');
+        if (name === undefined || value === undefined || value === 'none' || value === '-' || name.includes('@')) continue;
+        const set = await zfsCmd('zfs', ['set', 'refquota=none', name], 60_000);
+        this.events.note({ event: 'heal', kind: 'disk-full', dataset: name, ok: set.ok, ...(set.ok ? {} : { error: set.stderr.trim() }) });
+      }
+    }
+    this.quotaPools.clear();
+  }
+
+  /** The newest committed state any peer reports: its primary, sync, asyncs and deposed peers by id. */
+  private async newestState(): Promise<{ primary: string | null; sync: string | null; async: string[]; deposed: string[] } | null> {
+    let best: ClusterState | null = null;
+    for (const s of (await this.cluster.statuses(1500)).values()) {
+      if (s?.state != null && (best === null || s.state.generation > best.generation)) best = s.state;
+    }
+    if (best === null) return null;
+    return { primary: best.primary.id, sync: best.sync?.id ?? null, async: best.async.map((a) => a.id), deposed: best.deposed.map((d) => d.id) };
+  }
+
+  /** Any peer that answers takes an admin call (a membership change is forwarded to the Raft leader). */
+  private async adminAnywhere(method: 'POST' | 'DELETE', path: string, body: unknown, okWhen: (status: number, body: unknown) => boolean, deadlineMs: number): Promise<{ ok: boolean; last: string }> {
+    let last = '';
+    while (!this.isHalted()) {
+      for (const p of this.cluster.peers.filter((x) => !this.joined.has(x.id))) {
+        const r = await this.cluster.admin(p.id, method, path, body, 30_000);
+        if (okWhen(r.status, r.body)) return { ok: true, last: `${p.id}: ${r.status}` };
+        last = `${p.id}: ${r.status} ${JSON.stringify(r.body).slice(0, 200)}`;
+      }
+      if (this.now() >= deadlineMs) break;
+      await sleep(1000);
+    }
+    return { ok: false, last };
+  }
+
+  /** A peer added by a membership fault leaves: its sitter and PostgreSQL stop, remove-peer, reap if it was left deposed, its data goes. */
+  private async removeJoined(id: string): Promise<void> {
+    const p = this.cluster.peers.find((x) => x.id === id);
+    if (p === undefined) {
+      this.joined.delete(id);
+      return;
+    }
+    this.cluster.killPeer(id);
+    const removed = await this.adminAnywhere('POST', '/admin/peers/remove', { id }, (status, body) => status === 200 || (status === 404 && JSON.stringify(body).includes('MANATEE_ERR_PEER_NOT_FOUND')), this.now() + 180_000);
+    this.events.note({ event: 'remove-peer', peer: id, ok: removed.ok, answer: removed.last });
+    if (!removed.ok) {
+      // Still a voter: it stays a peer of the cluster (down), so that the run reports it stuck rather than pretending.
+      this.events.note({ event: 'stuck', why: `remove-peer ${id} failed: ${removed.last}` });
+      return;
+    }
+    // A deposed peer stays in the state until reaped; its session must have ended first.
+    const reapDeadline = this.now() + 120_000;
+    while (!this.isHalted()) {
+      const t = await this.newestState();
+      if (t !== null && !t.deposed.includes(id)) break;
+      if (t !== null) {
+        const r = await this.adminAnywhere('POST', '/admin/reap', { peerId: id }, (status) => status === 200, this.now());
+        this.events.note({ event: 'reap', peer: id, ok: r.ok, answer: r.last });
+        if (r.ok) break;
+      }
+      if (this.now() >= reapDeadline) break;
+      await sleep(2000);
+    }
+    for (let i = 0; i < 40 && this.cluster.postmasterPid(id) !== null; i++) await sleep(250);
+    this.cluster.dropPeer(id);
+    this.joined.delete(id);
+    // Its data: the dataset (and any copy a rebuild moved aside) or its directory.
+    const ds = this.cluster.datasetOf(p);
+    if (ds !== null) {
+      const pool = ds.split('/')[0]!;
+      const list = await zfsCmd('zfs', ['list', '-H', '-o', 'name', '-d', '1', pool], 30_000);
+      for (const child of list.stdout.split('\n').filter((n) => n.startsWith(`${pool}/`))) {
+        const d = await zfsCmd('zfs', ['destroy', '-r', '-f', child], 60_000);
+        if (!d.ok) this.events.note({ event: 'cleanup', peer: id, dataset: child, error: d.stderr.trim() });
+      }
+    } else {
+      await rm(p.dataDir, { recursive: true, force: true }).catch(() => undefined);
+    }
   }
 
   private async roles(): Promise<{ primary: string | null; sync: string | null }> {
@@ -161,6 +299,12 @@ export class Nemesis {
   /** The kinds that an overlapping fault combines: any two different ones but restart-all (which is every peer at once). */
   static readonly OVERLAPPABLE: readonly FaultKind[] = FAULT_KINDS.filter((k) => k !== 'restart-all' && k !== 'overlap');
 
+  /** What an overlap combines: the chosen kinds that can overlap (all that apply when fewer than two are chosen). */
+  private overlappable(): FaultKind[] {
+    const chosen = Nemesis.OVERLAPPABLE.filter((k) => this.opts.kinds.includes(k) && this.applicable(k));
+    return chosen.length >= 2 ? chosen : Nemesis.OVERLAPPABLE.filter((k) => this.applicable(k));
+  }
+
   private async inject(kind: FaultKind): Promise<void> {
     const roles = await this.roles();
     const seq = ++this.seq;
@@ -168,7 +312,7 @@ export class Nemesis {
     let record: Omit<FaultRecord, 'healedAtMs'>;
     if (kind === 'overlap') {
       // Two faults at once: the second starts while the first holds (e.g. a partition during a pause).
-      const [k1, k2] = this.rng.shuffle(Nemesis.OVERLAPPABLE).slice(0, 2) as [FaultKind, FaultKind];
+      const [k1, k2] = this.rng.shuffle(this.overlappable()).slice(0, 2) as [FaultKind, FaultKind];
       const first = await this.begin(k1, roles);
       const lagMs = this.rng.int(0, Math.floor(first.holdMs / 2));
       await sleep(lagMs);
@@ -256,8 +400,101 @@ export class Nemesis {
         }
         return { targets: [...ids], detail: 'SIGKILL of every peer, then all restarted together', holdMs: this.rng.int(1000, 3000) };
       }
+      case 'disk-full':
+        return this.diskFull(crashTarget(), role);
+      case 'slow-io':
+        return this.slowIo(crashTarget(), role, holdMs());
+      case 'membership':
+        return this.membership(holdMs());
       case 'overlap':
         throw new Error('an overlapping fault is made of two others, not begun by itself');
     }
+  }
+
+  /**
+   * A full disk: a refquota of exactly what the peer's dataset references now, so that any block
+   * PostgreSQL adds (a new table page, a new WAL segment) fails with ENOSPC. Held 15-40 s: rows are
+   * small, and a page or a segment fills in seconds.
+   */
+  private async diskFull(t: string, role: (t: string) => string): Promise<{ targets: string[]; detail: string; holdMs: number }> {
+    const ds = this.cluster.datasetOf(this.cluster.peer(t));
+    if (ds === null) return { targets: [t], detail: `no zfs dataset for ${t} (not the zfs backend)`, holdMs: 0 };
+    this.quotaPools.add(ds.split('/')[0]!);
+    // zfs refuses a refquota below what the dataset holds at that moment, which grows meanwhile: a
+    // margin of 256 KiB, and a fresh size for each of a few attempts.
+    let last = '';
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const ref = await zfsCmd('zfs', ['get', '-Hp', '-o', 'value', 'referenced', ds], 30_000);
+      const bytes = Number(ref.stdout.trim());
+      if (!ref.ok || ref.stdout.trim() === '' || !Number.isFinite(bytes)) return { targets: [t], detail: `${ds} has no size now (${ref.stderr.trim() || 'being rebuilt'}); no quota set`, holdMs: 0 };
+      const quota = bytes + 256 * 1024;
+      const set = await zfsCmd('zfs', ['set', `refquota=${quota}`, ds], 30_000);
+      if (set.ok) return { targets: [t], detail: `disk full on ${t}${role(t)}: refquota ${(quota / 1048576).toFixed(2)} MiB on ${ds}, 256 KiB more than it held`, holdMs: this.rng.int(15_000, 40_000) };
+      last = set.stderr.trim();
+    }
+    return { targets: [t], detail: `zfs set refquota on ${ds} failed: ${last}`, holdMs: 0 };
+  }
+
+  /**
+   * Slow I/O: the peer's PostgreSQL (postmaster and every process it forks) in a cpu cgroup with
+   * a quota of 1% of one CPU for the hold, so that each write, fsync and answer crawls while
+   * every connection stays up. A slow disk itself cannot be made on this machine: no
+   * device-mapper (dm-delay), no netem, the cgroup v1 blkio throttle does not see zfs-fuse's
+   * writes (FUSE, then the daemon's buffered writes to its pool files), and zfs-fuse is one
+   * daemon for the machine's every pool (stalling it stalls everyone's). So this is the closest
+   * real fault: the kernel's scheduler makes the writer slow, not a SIGSTOP.
+   */
+  private async slowIo(t: string, role: (t: string) => string, holdMs: number): Promise<{ targets: string[]; detail: string; holdMs: number }> {
+    const pm = this.cluster.postmasterPid(t);
+    if (pm === null) return { targets: [t], detail: `no PostgreSQL ran on ${t}`, holdMs: 0 };
+    const group = join(CPU_CGROUP_ROOT, `${this.cgroupPrefix}-${t}`);
+    try {
+      await mkdir(group, { recursive: true });
+      await writeFile(join(group, 'cpu.cfs_period_us'), '100000');
+      await writeFile(join(group, 'cpu.cfs_quota_us'), '1000');
+      const pids = [pm, ...descendants(pm)];
+      let moved = 0;
+      for (const pid of pids) {
+        try {
+          await writeFile(join(group, 'cgroup.procs'), String(pid));
+          moved++;
+        } catch {
+          // exited meanwhile
+        }
+      }
+      this.throttled.add(group);
+      return { targets: [t], detail: `slow I/O on ${t}${role(t)}: its PostgreSQL (${moved} processes) limited to 1% of a CPU (cgroup ${group}) for ${holdMs} ms`, holdMs };
+    } catch (err) {
+      return { targets: [t], detail: `could not throttle PostgreSQL on ${t}: ${String(err)}`, holdMs: 0 };
+    }
+  }
+
+  /**
+   * A membership change: a new peer (a new id, on a spare host) is added with add-peer, its sitter
+   * starts, and it joins the chain (bootstrapped from its upstream); the heal stops it, removes it
+   * with remove-peer and reaps it when it was left deposed.
+   */
+  private async membership(holdMs: number): Promise<{ targets: string[]; detail: string; holdMs: number }> {
+    const host = this.cluster.spareHosts()[0];
+    if (host === undefined) return { targets: [], detail: 'no spare host for a new peer', holdMs: 0 };
+    const id = this.cluster.nextPeerId();
+    const address = this.cluster.raftAddressOf(host);
+    const add = await this.adminAnywhere('POST', '/admin/peers', { id, address }, (status) => status === 200, this.now() + 60_000);
+    if (!add.ok) return { targets: [id], detail: `add-peer ${id} (${address}) failed: ${add.last}`, holdMs: 0 };
+    this.cluster.addPeer(id, host);
+    this.joined.add(id);
+    this.cluster.start(id);
+    const started = this.now();
+    let joined = false;
+    while (!this.isHalted() && this.now() - started < 150_000) {
+      const t = await this.newestState();
+      if (t !== null && (t.sync === id || t.async.includes(id) || t.primary === id)) {
+        joined = true;
+        break;
+      }
+      await sleep(1000);
+    }
+    const took = ((this.now() - started) / 1000).toFixed(1);
+    return { targets: [id], detail: `add-peer ${id} (${address}): ${joined ? `in the chain ${took} s after its sitter started` : `not in the chain after ${took} s`}; removed at the heal`, holdMs };
   }
 }

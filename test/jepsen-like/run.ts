@@ -4,7 +4,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { randomInt } from 'node:crypto';
 import { resolve } from 'node:path';
-import { cleanupLeftovers, DEFAULT_OPTIONS, leftoverWorkDirs, parseWorkloads, runChaos, verdictLines, WORKLOAD_KINDS, type WorkloadKind } from './harness.js';
+import { BACKENDS, cleanupLeftovers, DEFAULT_OPTIONS, type ChaosBackend, leftoverWorkDirs, parseWorkloads, runChaos, verdictLines, WORKLOAD_KINDS, type WorkloadKind } from './harness.js';
 import { FAULT_KINDS } from './history.js';
 import { leftoverPrefixes } from './net.js';
 import { parseFaultKinds } from './nemesis.js';
@@ -25,6 +25,11 @@ function workloads(v: string): WorkloadKind[] {
   }
 }
 
+function backend(v: string): ChaosBackend {
+  if (!(BACKENDS as readonly string[]).includes(v)) throw new InvalidArgumentError(`expected one of ${BACKENDS.join(', ')}`);
+  return v as ChaosBackend;
+}
+
 function log(line: string): void {
   process.stdout.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
 }
@@ -39,6 +44,7 @@ async function main(): Promise<number> {
     .option('--workload <kinds>', `comma-separated workloads: ${WORKLOAD_KINDS.join(', ')} (writes: nothing lost; register: linearizable)`, workloads, [...WORKLOAD_KINDS])
     .option('--register-clients <n>', 'concurrent clients of the register workload', int(1, 64), DEFAULT_OPTIONS.registerClients)
     .option('--peers <n>', 'peers in the shard', int(3, 7), DEFAULT_OPTIONS.peers)
+    .option('--backend <kind>', `storage of the peers' data: ${BACKENDS.join(' or ')} (zfs: a zfs-fuse pool per host; the disk faults need it)`, backend, DEFAULT_OPTIONS.backend)
     .option('--writers <n>', 'concurrent writing clients', int(1, 64), DEFAULT_OPTIONS.writers)
     .option('--readers <n>', 'concurrent clients reading from replicas', int(0, 16), DEFAULT_OPTIONS.readers)
     .option('--session-timeout-ms <ms>', 'the peers\' session timeout', int(500, 60_000), DEFAULT_OPTIONS.sessionTimeoutMs)
@@ -55,7 +61,7 @@ async function main(): Promise<number> {
     return 0;
   }
   program.parse(process.argv);
-  const o = program.opts<{ time: number; seed?: number; faults: string; workload: WorkloadKind[]; registerClients: number; peers: number; writers: number; readers: number; sessionTimeoutMs: number; gapMs: number; results: string; eachKind: boolean; keepData?: boolean }>();
+  const o = program.opts<{ time: number; seed?: number; faults: string; workload: WorkloadKind[]; registerClients: number; peers: number; backend: ChaosBackend; writers: number; readers: number; sessionTimeoutMs: number; gapMs: number; results: string; eachKind: boolean; keepData?: boolean }>();
   if (process.getuid?.() !== 0) {
     process.stderr.write('chaos: must run as root (it creates network namespaces and iptables rules)\n');
     return 2;
@@ -68,6 +74,7 @@ async function main(): Promise<number> {
     workloads: o.workload,
     registerClients: o.registerClients,
     peers: o.peers,
+    backend: o.backend,
     writers: o.writers,
     readers: o.readers,
     sessionTimeoutMs: o.sessionTimeoutMs,

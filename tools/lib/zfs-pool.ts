@@ -245,7 +245,7 @@ function ofPool(source: string, pool: string): boolean {
 }
 
 /** Lazy (detaching) unmount of every mount of a pool: never waits on a hung daemon. */
-async function lazyUnmountPool(pool: string): Promise<string[]> {
+export async function lazyUnmountPool(pool: string): Promise<string[]> {
   const targets = (await zfsMounts()).filter(([src]) => ofPool(src, pool)).map(([, t]) => t);
   for (const t of targets) await run('umount', ['-l', t], 20_000);
   return targets;
@@ -372,7 +372,11 @@ async function unmountPoolMounts(pool: string, deadlineMs: number): Promise<void
   }
 }
 
-async function destroyPool(name: string): Promise<string> {
+/**
+ * Unmounts and destroys a pool (forced export when zfs-fuse will not let it go), within about
+ * 100 s. Returns '' on success, else what failed. For pools made outside createTestPool.
+ */
+export async function destroyPool(name: string): Promise<string> {
   const deadline = Date.now() + DESTROY_BUDGET_MS;
   // -f: a test that failed may have left a mount busy (e.g. a PostgreSQL it did not stop).
   // Unmount with the kernel's umount first: a failed `zfs unmount` (what `zpool destroy`
