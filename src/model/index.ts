@@ -5,3 +5,4 @@ export * from './lsn.js';
 export * from './cluster-state.js';
 export * from './decision.js';
 export * from './status.js';
+export * from './timeline.js';

@@ -14,10 +14,10 @@ import { ManateeError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { BackupBackend, RestoreResult } from '../backup/types.js';
 import { parsePgUrl, type PgRole as PgServerRole } from '../postgres/index.js';
-import type { RestoreProgress, PeerInfo, RebuildStatus } from '../model/index.js';
+import { lsnAtLeast, type RestoreProgress, type PeerInfo, type RebuildStatus } from '../model/index.js';
 import type { LocalPostgres } from './local-postgres.js';
 import type { Decision } from './rules/index.js';
-import { syncCannotTakeOver, syncDiverged } from './rules/stream-watch.js';
+import { ownWalEnd, syncCannotTakeOver } from './rules/stream-watch.js';
 
 export interface ReconcilerOptions {
   readonly self: PeerInfo;
@@ -68,11 +68,11 @@ export interface SyncRebuildRequest {
   /** Why (logged with the rebuild). */
   readonly reason: string;
   /**
-   * Set when the sync is past initWal but on an older timeline than its primary (rules/stream-watch.ts
-   * syncDiverged): the primary's timeline then. Checked again against this peer's timeline once it is
-   * cut off from the upstream (a primary's timeline never goes back, so the value stays a lower bound).
+   * Set when the sync is past initWal but its timeline history left its primary's before its WAL
+   * ends (rules/stream-watch.ts syncDiverged): where the histories part. Checked again once this peer
+   * is cut off from the upstream: the WAL it then holds must still reach past that point.
    */
-  readonly primaryTimeline?: number;
+  readonly forkLsn?: string;
 }
 
 /**
@@ -275,15 +275,15 @@ export class Reconciler {
       await this.pg.detachFromUpstream();
       const p = await this.pg.walPositions();
       let may = syncCannotTakeOver(req.initWal, { replayLsn: p.inRecovery ? p.replayLsn : null, receiveLsn: p.inRecovery ? p.receiveLsn : null });
-      if (may !== true && req.primaryTimeline !== undefined) {
-        const diverged = syncDiverged(p.inRecovery ? p.timeline : null, req.primaryTimeline);
-        if (diverged === true) {
-          this.o.log.info({ decision: 'sync-rebuild-checked', timeline: p.timeline, primaryTimeline: req.primaryTimeline, reason: req.reason },
-            `cut off from ${req.upstreamId}: on timeline ${p.timeline ?? '?'}, older than the primary's ${req.primaryTimeline}: my WAL past its fork was never acknowledged; rebuilding`);
+      if (may !== true && req.forkLsn !== undefined) {
+        const end = p.inRecovery ? ownWalEnd({ replayLsn: p.replayLsn, receiveLsn: p.receiveLsn }) : null;
+        if (end !== null && !lsnAtLeast(req.forkLsn, end)) {
+          this.o.log.info({ decision: 'sync-rebuild-checked', walEnd: end, forkLsn: req.forkLsn, reason: req.reason },
+            `cut off from ${req.upstreamId}: I hold WAL up to ${end}, past ${req.forkLsn} where my timeline history leaves the primary's: that WAL was never acknowledged; rebuilding`);
           this.syncRebuildVerified = true;
           return true;
         }
-        may = `${may}, and ${diverged}`;
+        may = `${may}, and my WAL ends at ${end ?? 'an unknown position'}, not past ${req.forkLsn} where my timeline history leaves the primary's`;
       }
       if (may === true) {
         this.syncRebuildVerified = true;

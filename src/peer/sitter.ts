@@ -16,7 +16,7 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from '../log.js';
 import { errorMessage } from '../errors.js';
 import type { BackupBackend, RestoreResult } from '../backup/types.js';
-import { DEFAULT_STOP_TIMEOUT_MS, type PostgresServer } from '../postgres/index.js';
+import { DEFAULT_STOP_TIMEOUT_MS, readTimelineHistory, type PostgresServer } from '../postgres/index.js';
 import type { RaftNode } from '../raft/node.js';
 import type { ClusterStore } from '../store/index.js';
 import { LSN_ZERO, roleIn, type LoopStatus, type PeerInfo, type SitterStatus } from '../model/index.js';
@@ -235,7 +235,13 @@ export class Sitter {
           const row = rows[0];
           return row === undefined ? null : { streaming: row.status === 'streaming', replayLsn: row.replay };
         }, () => null),
-        ownWal: () => postgres.walPositions().then((p) => ({ replayLsn: p.inRecovery ? p.replayLsn : null, receiveLsn: p.inRecovery ? p.receiveLsn : null, timeline: p.inRecovery ? p.timeline : null })),
+        ownWal: async () => {
+          const p = await postgres.walPositions();
+          if (!p.inRecovery) return { replayLsn: null, receiveLsn: null, history: null };
+          // The history of the timeline it receives (or last checkpointed on): where it switched, not only its number.
+          const history = p.timeline === null ? null : await readTimelineHistory(postgres.query, p.timeline).catch(() => null);
+          return { replayLsn: p.replayLsn, receiveLsn: p.receiveLsn, history };
+        },
       },
       reconciler: this.reconciler,
       active: () => this.store.activePeers(),
@@ -243,7 +249,7 @@ export class Sitter {
       decisions: this.decisions,
       stallLimitMs: 10 * t.sessionTimeoutMs,
       retrySoon: kickSoon,
-      primaryTimeline: (upstream) => this.sources.timeline(upstream),
+      primaryHistory: (upstream) => this.sources.timelineHistory(upstream),
     });
     this.lease = new PrimaryLeaseFence({
       leaseClock: new LeaseClock(t.sessionTimeoutMs),

@@ -1,16 +1,19 @@
 // Other peers' PostgreSQL, as the peer that copies from one sees it: is the source promoted (a
 // deposed peer rebuilds only from a promoted primary), does it answer (a new standby copies only
 // from a running upstream). Behind an interface so that a simulation answers instead.
-import { HeldConnection, parsePgUrl } from '../postgres/index.js';
-import type { PeerInfo } from '../model/index.js';
+import { HeldConnection, parsePgUrl, readTimelineHistory } from '../postgres/index.js';
+import type { PeerInfo, TimelineHistory } from '../model/index.js';
 
 export interface SourcePostgres {
   /** True when `source` is out of recovery, else why not; throws when it does not answer. */
   promoted(source: PeerInfo): Promise<true | string>;
   /** True when `source` answers; throws when it does not. */
   online(source: PeerInfo): Promise<true | string>;
-  /** The timeline that `source` writes (a primary's), or null when it is a standby or does not answer. */
-  timeline(source: PeerInfo): Promise<number | null>;
+  /**
+   * The timeline that `source` writes (a primary's) with its history, or null when it is a
+   * standby, does not answer, or its history file cannot be read.
+   */
+  timelineHistory(source: PeerInfo): Promise<TimelineHistory | null>;
   /** Drops the held connection (the copy is done, or the sitter stops). */
   close(why: string): void;
 }
@@ -43,11 +46,13 @@ export class HeldSourcePostgres implements SourcePostgres {
     return true;
   }
 
-  async timeline(source: PeerInfo): Promise<number | null> {
+  async timelineHistory(source: PeerInfo): Promise<TimelineHistory | null> {
     const rows = await this.query<{ tli: number | null }>(source,
       "SELECT CASE WHEN pg_is_in_recovery() THEN NULL ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS tli",
     ).catch(() => null);
-    return rows?.[0]?.tli ?? null;
+    const tli = rows?.[0]?.tli ?? null;
+    if (tli === null) return null;
+    return readTimelineHistory((sql, params) => this.query(source, sql, params), tli).catch(() => null);
   }
 
   close(why: string): void {
@@ -60,7 +65,7 @@ export class HeldSourcePostgres implements SourcePostgres {
     return rows[0]?.rec;
   }
 
-  private async query<T extends Record<string, unknown>>(source: PeerInfo, sql: string): Promise<T[]> {
+  private async query<T extends Record<string, unknown>>(source: PeerInfo, sql: string, params?: readonly unknown[]): Promise<T[]> {
     const timeoutMs = this.o.timeoutMs;
     if (this.held?.pgUrl !== source.pgUrl) {
       this.held?.conn.close('asking another source', true);
@@ -80,6 +85,6 @@ export class HeldSourcePostgres implements SourcePostgres {
       });
       this.held = { pgUrl: source.pgUrl, conn };
     }
-    return this.held.conn.query<T>(sql, undefined, timeoutMs);
+    return this.held.conn.query<T>(sql, params, timeoutMs);
   }
 }

@@ -1,7 +1,7 @@
 // A standby that cannot stream from its active upstream for long (rules/stream-watch.ts): say
 // so; an async rebuilds, and so does a sync that could not take over anyway.
 import { errorMessage } from '../errors.js';
-import type { ClusterState, PeerInfo } from '../model/index.js';
+import type { ClusterState, PeerInfo, TimelineHistory } from '../model/index.js';
 import type { DecisionLog } from './decision-log.js';
 import { decideStreamStall, StreamWatch, type Decision, type OwnWal } from './rules/index.js';
 
@@ -17,7 +17,7 @@ export interface StandbyProbe {
 
 /** What the watch asks of the reconciler. */
 export interface RebuildRequests {
-  requestRebuild(o: { cannotStream: true } | { asSync: { generation: number; upstreamId: string; initWal: string; reason: string; primaryTimeline?: number } }): void;
+  requestRebuild(o: { cannotStream: true } | { asSync: { generation: number; upstreamId: string; initWal: string; reason: string; forkLsn?: string } }): void;
 }
 
 export class StreamStallWatch {
@@ -33,8 +33,11 @@ export class StreamStallWatch {
     /** No stream for this long from an active upstream is a stall (10 session timeouts). */
     readonly stallLimitMs: number;
     readonly retrySoon: () => void;
-    /** The timeline the upstream (the primary) writes, null when unknown: a sync past initWal on an older one diverged. */
-    readonly primaryTimeline?: (upstream: PeerInfo) => Promise<number | null>;
+    /**
+     * The timeline the upstream (the primary) writes and its history, null when unknown: a sync past
+     * initWal whose own history leaves the primary's before its WAL ends diverged.
+     */
+    readonly primaryHistory?: (upstream: PeerInfo) => Promise<TimelineHistory | null>;
   }) {
     this.watch = new StreamWatch(o.stallLimitMs);
   }
@@ -56,10 +59,10 @@ export class StreamStallWatch {
       ? await this.o.pg.ownWal().then((w) => ({ ...w, error: null }), (err: unknown) => ({ replayLsn: null, receiveLsn: null, error: errorMessage(err) }))
       : null;
     const state = this.o.state();
-    const primaryTimeline = verdict.action === 'report' && this.o.primaryTimeline !== undefined
-      ? await this.o.primaryTimeline(upstream).catch(() => null)
+    const primaryHistory = verdict.action === 'report' && this.o.primaryHistory !== undefined
+      ? await this.o.primaryHistory(upstream).catch(() => null)
       : undefined;
-    const s = decideStreamStall({ verdict, generation: d.generation, state, own, ...(primaryTimeline === undefined ? {} : { primaryTimeline }) });
+    const s = decideStreamStall({ verdict, generation: d.generation, state, own, ...(primaryHistory === undefined ? {} : { primaryHistory }) });
     const why = `my WAL receiver has not streamed from ${upstream.id} for ${verdict.stalledForMs} ms while its session is active (a diverged timeline, or WAL it no longer has)`;
     const fields = { upstream: upstream.id, stalledForMs: verdict.stalledForMs };
     switch (s.kind) {
@@ -86,7 +89,7 @@ export class StreamStallWatch {
           message: `${why}; I am the sync and ${s.reason}: rebuilding from it`,
         }, nowMs);
         this.o.reconciler.requestRebuild({
-          asSync: { generation: s.generation, upstreamId: upstream.id, initWal: s.initWal, reason: s.reason, ...(s.primaryTimeline === undefined ? {} : { primaryTimeline: s.primaryTimeline }) },
+          asSync: { generation: s.generation, upstreamId: upstream.id, initWal: s.initWal, reason: s.reason, ...(s.forkLsn === undefined ? {} : { forkLsn: s.forkLsn }) },
         });
         this.o.retrySoon();
         return;

@@ -9,6 +9,7 @@ export {
   FILE_ENFORCED_CONF, FILE_MANATEE_CONF, FILE_OVERRIDES_CONF, FILE_HBA_CONF, FILE_STANDBY_SIGNAL, NO_SYNC_PLACEHOLDER,
 } from './config.js';
 export type { WalPositions, ReplicationRow, SyncCatchUp } from './replication.js';
+export { readTimelineHistory } from './replication.js';
 export { HeldConnection, type HeldConnectionOptions } from './connection.js';
 export { DEFAULT_STOP_TIMEOUT_MS, PostgresServer, type PostgresServerOptions, type PgExit, type ConfigureResult, type ShardSettingsApplied, type ShutdownMode } from './server.js';
 export { FILE_SHARD_CONF, sourceOfFile, type PeerSettingReport, type SettingSource } from './shard-conf.js';

@@ -1,6 +1,6 @@
 // WAL positions and replication status, read with SQL. Each function takes a query function so
 // that it works on any connection (the sitter's socket connection in practice).
-import { type Lsn, lsnAtLeast, lsnDiffBytes } from '../model/index.js';
+import { type Lsn, lsnAtLeast, lsnDiffBytes, parseTimelineHistory, timelineHistoryFile, type TimelineHistory } from '../model/index.js';
 
 export type QueryFn = <R extends Record<string, unknown>>(sql: string, params?: readonly unknown[]) => Promise<R[]>;
 
@@ -46,6 +46,17 @@ export async function readWalPositions(query: QueryFn): Promise<WalPositions> {
     inRecovery: true, timeline: s?.tli ?? s?.cptli ?? null, currentLsn: null, flushLsn: null,
     receiveLsn: s?.recv ?? null, replayLsn: s?.replay ?? null, lastLsn: s?.replay ?? null, walReceiver: s?.wr ?? null,
   };
+}
+
+/**
+ * `timeline`'s history as this server has it (its pg_wal/0000000N.history; timeline 1 has none),
+ * read with pg_read_binary_file, which the replication role may call (pg_rewind needs it too).
+ * Throws when the file cannot be read, and MANATEE_ERR_PG_TIMELINE_HISTORY_MALFORMED when it is not a history.
+ */
+export async function readTimelineHistory(query: QueryFn, timeline: number): Promise<TimelineHistory> {
+  if (timeline === 1) return parseTimelineHistory(1, '');
+  const [row] = await query<{ h: string }>("SELECT convert_from(pg_read_binary_file($1), 'UTF8') AS h", [timelineHistoryFile(timeline)]);
+  return parseTimelineHistory(timeline, row?.h ?? '');
 }
 
 /** One row of pg_stat_replication: a standby streaming from this server. */

@@ -101,6 +101,21 @@ describe('Reconciler: a requested rebuild', () => {
     expect(conninfo!.c).toMatch(/port='3'/);
   });
 
+  it("a diverged sync past initWal is rebuilt when, cut off, its WAL still reaches past the fork; dropped when it does not", async () => {
+    const r = reconciler();
+    await runningSync(r);
+    const [pos] = await server.query<{ lsn: string }>('SELECT pg_last_wal_replay_lsn()::text AS lsn');
+    // Its WAL ends at pos: at initWal (it could take over), and on a fork at pos it holds nothing past it.
+    r.requestRebuild({ asSync: { ...asSync, initWal: pos!.lsn, forkLsn: pos!.lsn, reason: 'diverged' } });
+    await r.reconcile(standby('sync'));
+    expect(restores).toHaveLength(0);
+    expect(r.pendingSyncRebuild()).toBeNull();
+    // A fork before its WAL ends: the WAL past it was never acknowledged, so it is rebuilt.
+    r.requestRebuild({ asSync: { ...asSync, initWal: pos!.lsn, forkLsn: '0/1', reason: 'diverged' } });
+    await r.reconcile(standby('sync'));
+    expect(restores.map((o) => [o.source.peerId, o.reason, o.cannotStream])).toEqual([['b', 'rebuild', true]]);
+  });
+
   it('is dropped when PostgreSQL is not running (its position cannot be checked)', async () => {
     const r = reconciler();
     r.requestRebuild({ asSync });

@@ -85,24 +85,30 @@ describe('the stalled stream rule', () => {
     expect(keep({ verdict: report, generation: null, state: committed, own: null })).toBe('the committed state is not of generation none any more');
   });
 
-  it('rebuilds a stalled sync past initWal that is on an older timeline than its primary (it diverged; whole-shard simulator seeds 41, 681)', () => {
+  it('rebuilds a stalled sync past initWal whose timeline history leaves its primary\'s before its WAL ends (seeds 41, 681: an older timeline; 50019: the same number)', () => {
     const report = { ...stalled, action: 'report' } as const;
-    const own = { replayLsn: '0/6000000', receiveLsn: '0/6000000', timeline: 2, error: null };
-    const d = decideStreamStall({ verdict: report, generation: 3, state: committed, own, primaryTimeline: 3 });
+    const own = { replayLsn: '0/6000000', receiveLsn: '0/6000000', history: { timeline: 2, switches: [{ timeline: 1, switchLsn: '0/1000000' }] }, error: null };
+    const primaryHistory = { timeline: 3, switches: [{ timeline: 1, switchLsn: '0/1000000' }, { timeline: 2, switchLsn: '0/5000000' }] };
+    const d = decideStreamStall({ verdict: report, generation: 3, state: committed, own, primaryHistory });
     expect(d).toEqual({
-      kind: 'streamStalledRebuildSync', generation: 3, initWal: '0/5000000', primaryTimeline: 3,
-      reason: "I am on timeline 2, older than the primary's 3: my WAL past its fork was never acknowledged, and the primary has every acknowledged write",
+      kind: 'streamStalledRebuildSync', generation: 3, initWal: '0/5000000', forkLsn: '0/5000000',
+      reason: 'I am on timeline 2 (from 1 at 0/1000000) and the primary on timeline 3 (from 2 at 0/5000000, from 1 at 0/1000000): ' +
+        'the histories part at 0/5000000 on timeline 2, and I hold WAL up to 0/6000000: my WAL past the fork was never acknowledged, and the primary has every acknowledged write',
     });
+    const sameNumber = { ...own, history: { timeline: 3, switches: [{ timeline: 1, switchLsn: '0/1000000' }, { timeline: 2, switchLsn: '0/5800000' }] } };
+    expect(decideStreamStall({ verdict: report, generation: 3, state: committed, own: sameNumber, primaryHistory }))
+      .toMatchObject({ kind: 'streamStalledRebuildSync', forkLsn: '0/5000000', reason: expect.stringMatching(/^I am on timeline 3 \(from 2 at 0\/5800000/) });
   });
 
-  it('keeps a stalled sync past initWal on its primary\'s timeline, or when a timeline is unknown, and says so', () => {
+  it('keeps a stalled sync past initWal on its primary\'s history, or when a history is unknown, and says so', () => {
     const report = { ...stalled, action: 'report' } as const;
-    const own = { replayLsn: '0/6000000', receiveLsn: null, timeline: 3, error: null };
-    const same = decideStreamStall({ verdict: report, generation: 3, state: committed, own, primaryTimeline: 3 });
-    expect(same).toMatchObject({ kind: 'streamStalled', reason: expect.stringMatching(/at or past initWal .*, and my timeline 3 is not older than the primary's 3$/) });
-    const unknown = decideStreamStall({ verdict: report, generation: 3, state: committed, own, primaryTimeline: null });
-    expect(unknown).toMatchObject({ kind: 'streamStalled', reason: expect.stringMatching(/, and the timelines are unknown$/) });
-    const noOwn = decideStreamStall({ verdict: report, generation: 3, state: committed, own: { ...own, timeline: null }, primaryTimeline: 4 });
-    expect(noOwn).toMatchObject({ kind: 'streamStalled', reason: expect.stringMatching(/timelines are unknown/) });
+    const h3 = { timeline: 3, switches: [{ timeline: 1, switchLsn: '0/1000000' }, { timeline: 2, switchLsn: '0/5000000' }] };
+    const own = { replayLsn: '0/6000000', receiveLsn: null, history: h3, error: null };
+    const same = decideStreamStall({ verdict: report, generation: 3, state: committed, own, primaryHistory: h3 });
+    expect(same).toMatchObject({ kind: 'streamStalled', reason: expect.stringMatching(/at or past initWal .*, and my timeline 3 \(.*\) is the primary's$/) });
+    const unknown = decideStreamStall({ verdict: report, generation: 3, state: committed, own, primaryHistory: null });
+    expect(unknown).toMatchObject({ kind: 'streamStalled', reason: expect.stringMatching(/, and the timeline histories are unknown$/) });
+    const noOwn = decideStreamStall({ verdict: report, generation: 3, state: committed, own: { ...own, history: null }, primaryHistory: h3 });
+    expect(noOwn).toMatchObject({ kind: 'streamStalled', reason: expect.stringMatching(/timeline histories are unknown/) });
   });
 });

@@ -2,7 +2,8 @@
 // own rebuild, a sync reports it; any streaming, a role change, or an upstream without a session
 // starts the clock again (safety review, finding 6).
 import { describe, expect, it } from 'vitest';
-import { StreamWatch, syncCannotTakeOver, syncDiverged, type StreamObservation } from '../../src/peer/rules/stream-watch.js';
+import type { TimelineHistory } from '../../src/model/index.js';
+import { describeDivergence, ownWalEnd, StreamWatch, syncCannotTakeOver, syncDiverged, type OwnWal, type StreamObservation } from '../../src/peer/rules/stream-watch.js';
 
 const base: StreamObservation = { role: 'async', upstreamId: 'b', upstreamActive: true, streaming: false, nowMs: 0 };
 
@@ -73,16 +74,36 @@ describe('syncCannotTakeOver', () => {
   });
 });
 
-describe('syncDiverged', () => {
-  it('is true for a sync on an older timeline than its primary', () => {
-    expect(syncDiverged(2, 3)).toBe(true);
-    expect(syncDiverged(1, 7)).toBe(true);
+describe('syncDiverged: the timeline histories decide, not the numbers', () => {
+  const tl = (timeline: number, ...switches: [number, string][]): TimelineHistory => ({ timeline, switches: switches.map(([t, l]) => ({ timeline: t, switchLsn: l })) });
+  const at = (lsn: string, history: TimelineHistory | null): OwnWal => ({ replayLsn: lsn, receiveLsn: lsn, history });
+
+  it('finds a sync on an older timeline with WAL past the primary\'s switch point (seeds 41, 681)', () => {
+    expect(syncDiverged(at('0/6000000', tl(2, [1, '0/1000000'])), tl(3, [1, '0/1000000'], [2, '0/5000000']))).toEqual({ timeline: 2, lsn: '0/5000000' });
+    expect(syncDiverged(at('0/6000000', tl(1)), tl(7, [1, '0/2000000'], [3, '0/3000000'], [6, '0/4000000']))).toEqual({ timeline: 1, lsn: '0/2000000' });
   });
 
-  it('says why not for the same or a newer timeline, or unknown ones', () => {
-    expect(syncDiverged(3, 3)).toMatch(/my timeline 3 is not older than the primary's 3/);
-    expect(syncDiverged(4, 3)).toMatch(/not older/);
-    expect(syncDiverged(null, 3)).toMatch(/timelines are unknown/);
-    expect(syncDiverged(2, null)).toMatch(/timelines are unknown/);
+  it('finds a sync on the SAME timeline number whose history switched elsewhere (seed 50019: two peers promoted to 3 on their own)', () => {
+    const own = at('0/500', tl(3, [1, '0/280'], [2, '0/4C0']));
+    expect(syncDiverged(own, tl(3, [1, '0/280'], [2, '0/500']))).toEqual({ timeline: 2, lsn: '0/4C0' });
+    expect(describeDivergence(own, tl(3, [1, '0/280'], [2, '0/500']), { timeline: 2, lsn: '0/4C0' }))
+      .toBe('I am on timeline 3 (from 2 at 0/4C0, from 1 at 0/280) and the primary on timeline 3 (from 2 at 0/500, from 1 at 0/280): the histories part at 0/4C0 on timeline 2, and I hold WAL up to 0/500');
+    // Histories that share nothing (the first timeline began elsewhere) part at the very start.
+    expect(syncDiverged(at('0/10', { timeline: 2, switches: [{ timeline: 2, switchLsn: '0/0' }] }), tl(2, [1, '0/5']))).toEqual({ timeline: 0, lsn: '0/0' });
+  });
+
+  it('counts the received WAL too (it is past the fork even before it is replayed)', () => {
+    expect(syncDiverged({ replayLsn: '0/4000000', receiveLsn: '0/6000000', history: tl(2, [1, '0/1']) }, tl(3, [1, '0/1'], [2, '0/5000000']))).toEqual({ timeline: 2, lsn: '0/5000000' });
+    expect(ownWalEnd({ replayLsn: '0/7', receiveLsn: null })).toBe('0/7');
+    expect(ownWalEnd({ replayLsn: null, receiveLsn: null })).toBeNull();
+  });
+
+  it('says why not when the sync is on the primary\'s history, at or behind the fork (it can follow), or a history is unknown', () => {
+    expect(syncDiverged(at('0/6000000', tl(3, [1, '0/1'], [2, '0/5000000'])), tl(3, [1, '0/1'], [2, '0/5000000']))).toMatch(/my timeline 3 \(from 2 at 0\/5000000, from 1 at 0\/1\) is the primary's/);
+    expect(syncDiverged(at('0/5000000', tl(2, [1, '0/1'])), tl(3, [1, '0/1'], [2, '0/5000000']))).toMatch(/my WAL ends at 0\/5000000, not past 0\/5000000 where my timeline 2/);
+    expect(syncDiverged(at('0/6000000', tl(3, [1, '0/1'], [2, '0/5000000'])), tl(4, [1, '0/1'], [2, '0/5000000'], [3, '0/7000000']))).toMatch(/not past 0\/7000000/);
+    expect(syncDiverged(at('0/6000000', null), tl(3))).toBe('the timeline histories are unknown');
+    expect(syncDiverged(at('0/6000000', tl(2, [1, '0/1'])), null)).toBe('the timeline histories are unknown');
+    expect(syncDiverged({ replayLsn: null, receiveLsn: null, history: tl(2, [1, '0/1']) }, tl(3, [1, '0/1'], [2, '0/5']))).toBe('my WAL position is unknown');
   });
 });

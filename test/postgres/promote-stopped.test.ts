@@ -7,7 +7,10 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makePgSandbox, pgUrlOf, waitCaughtUp, type PgSandbox } from '../helpers/pg.js';
 import { waitFor } from '../../tools/lib/wait.js';
-import { PostgresServer } from '../../src/postgres/index.js';
+import { readFileSync } from 'node:fs';
+import { PostgresServer, readTimelineHistory } from '../../src/postgres/index.js';
+import { HeldSourcePostgres } from '../../src/peer/source-postgres.js';
+import { TEST_REPL_PASSWORD } from '../helpers/pg.js';
 import { BasebackupBackend } from '../../src/backup/basebackup.js';
 
 let sb: PgSandbox;
@@ -120,5 +123,30 @@ describe('fences before a new generation records its WAL position', () => {
     // Undo: the ONWM configuration makes it writable again.
     await a.configure({ role: 'primary', oneNodeWriteMode: true });
     await a.query('INSERT INTO t VALUES (-2)');
+  });
+});
+
+describe('the timeline history a promotion writes', () => {
+  it('is read back, as the superuser and as the replication role over TLS (a stalled sync compares its history with its primary\'s)', async () => {
+    const h = await standbyOfA('h');
+    await h.detachFromUpstream();
+    const replayed = (await h.walPositions()).replayLsn!;
+    expect((await h.configure({ role: 'primary', syncId: 'peer-a' })).action).toBe('promoted');
+    const history = { timeline: 2, switches: [{ timeline: 1, switchLsn: replayed }] };
+    expect(await readTimelineHistory(h.query, 2)).toEqual(history);
+    expect(await readTimelineHistory(h.query, 1)).toEqual({ timeline: 1, switches: [] });
+    await expect(readTimelineHistory(h.query, 3)).rejects.toThrow(/00000003\.history/);
+    const tls = await (await sb.ca()).peer('a');
+    const sources = new HeldSourcePostgres({
+      selfId: 'peer-a', replicationUser: h.replicationUser, replicationPassword: TEST_REPL_PASSWORD, timeoutMs: 10_000,
+      ssl: () => ({ ca: readFileSync(tls.caFile, 'utf8'), cert: readFileSync(tls.certFile, 'utf8'), key: readFileSync(tls.keyFile, 'utf8') }),
+    });
+    try {
+      expect(await sources.timelineHistory({ id: 'peer-h', pgUrl: pgUrlOf(h), apiUrl: 'http://unused', host: '127.0.0.1' })).toEqual(history);
+      // a never promoted: timeline 1, which has no history file and no switch.
+      expect(await sources.timelineHistory({ id: 'peer-a', pgUrl: pgUrlOf(a), apiUrl: 'http://unused', host: '127.0.0.1' })).toEqual({ timeline: 1, switches: [] });
+    } finally {
+      sources.close('test done');
+    }
   });
 });

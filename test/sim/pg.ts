@@ -13,7 +13,7 @@ import type { LocalPostgres } from '../../src/peer/local-postgres.js';
 import type { PostgresStatus } from '../../src/model/index.js';
 import type { ConfigureResult, PgRole, RenderedRole, SyncCatchUp, WalPositions } from '../../src/postgres/index.js';
 import { PgError } from '../../src/postgres/errors.js';
-import { formatLsn } from '../../src/model/index.js';
+import { formatLsn, type TimelineHistory } from '../../src/model/index.js';
 import type { World } from './world.js';
 
 /** One WAL record. `id` is unique in the whole run. */
@@ -126,6 +126,20 @@ export class SimPostgres {
     return t;
   }
 
+  /**
+   * The timeline's history, as its .history file has it: each promotion in this WAL ended the
+   * timeline before it at the promotion's position. Two servers that promoted on their own to the
+   * same number have the same timeline and, unless they promoted at the same position, different
+   * histories (as with PostgreSQL).
+   */
+  get history(): TimelineHistory {
+    const switches: { timeline: number; switchLsn: string }[] = [];
+    for (let i = 0; i < this.wal.length; i++) {
+      if (this.wal[i]!.kind === 'promote') switches.push({ timeline: switches.length + 1, switchLsn: lsnOf(i) });
+    }
+    return { timeline: switches.length + 1, switches };
+  }
+
   walPositions(): WalPositions {
     const n = this.wal.length;
     const timeline = this.timeline;
@@ -204,7 +218,22 @@ export class SimPgHandle implements LocalPostgres {
   private rendered: RenderedRole | null = null;
   alive = true;
 
-  constructor(readonly pg: SimPostgres, private readonly world: World, private readonly byId: ReadonlyMap<string, SimPostgres>, private readonly net: SimNetwork) {}
+  constructor(
+    readonly pg: SimPostgres, private readonly world: World, private readonly byId: ReadonlyMap<string, SimPostgres>, private readonly net: SimNetwork,
+    private readonly opts: {
+      /**
+       * Report every timeline switch at 0/0, so that the sitter's history comparison sees the
+       * timeline numbers only: the rule before seed 50019's fix (SitterFixes.timelineHistories off).
+       */
+      readonly timelineNumbersOnly?: boolean;
+    } = {},
+  ) {}
+
+  /** What the sitter reads of a server's timeline history. */
+  private historyOf(pg: SimPostgres): TimelineHistory {
+    const h = pg.history;
+    return this.opts.timelineNumbersOnly === true ? { timeline: h.timeline, switches: h.switches.map((s) => ({ timeline: s.timeline, switchLsn: '0/0' })) } : h;
+  }
 
   /** Read after an await: the process may have died meanwhile. */
   isAlive(): boolean {
@@ -347,13 +376,22 @@ export class SimPgHandle implements LocalPostgres {
     return this.op(() => (this.pg.running ? { streaming: this.pg.streaming, replayLsn: this.pg.walPositions().replayLsn } : null), 2, 10);
   }
 
-  /** The timeline a primary writes (null when it is a standby or does not answer). */
-  sourceTimeline(sourceId: string): Promise<number | null> {
+  /** The timeline a primary writes, with its history (null when it is a standby or does not answer). */
+  sourceHistory(sourceId: string): Promise<TimelineHistory | null> {
     return this.op(() => {
       const s = this.byId.get(sourceId);
       if (s === undefined || !s.running || s.inRecovery || this.net.paused(sourceId) || !this.net.canTalk(this.pg.peerId, sourceId)) return null;
-      return s.timeline;
+      return this.historyOf(s);
     }, 2, 20);
+  }
+
+  /** This standby's WAL positions and its timeline's history (the stream-stall watch's OwnWal). */
+  ownWal(): Promise<{ replayLsn: string | null; receiveLsn: string | null; history: TimelineHistory | null }> {
+    return this.op(() => {
+      if (!this.pg.running) throw new PgError('MANATEE_ERR_PG_QUERY', 'PostgreSQL is not running');
+      const p = this.pg.walPositions();
+      return p.inRecovery ? { replayLsn: p.replayLsn, receiveLsn: p.receiveLsn, history: this.historyOf(this.pg) } : { replayLsn: null, receiveLsn: null, history: null };
+    }, 2, 10);
   }
 
   /** pg_is_in_recovery() on another peer's server; throws when it does not answer. */

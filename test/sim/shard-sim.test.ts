@@ -69,6 +69,21 @@ describe('the whole shard, simulated', () => {
     expect(fixed.error).toBeNull();
   });
 
+  it('finds the sync on another fork of the same timeline number, stalled for good (seed 50019), when divergence is judged on the numbers', async () => {
+    // c takes over (generation 3) with a as sync, but a holds WAL of b's timeline 2 past c's switch
+    // point and never streams; c is cut off, a takes over (generation 4) and promotes to timeline 3,
+    // the number c had already used. b, rebuilt from c, is a's sync: the same number, another
+    // history. Judged on the numbers ("3 is not older than 3") it keeps its data, and the primary
+    // stays read-only; judged on the histories (as pg_rewind does) it rebuilds.
+    const seed = 50019;
+    const broken = await runShardSim({ seed, fixes: { ...ALL_FIXES, timelineHistories: false } });
+    expect(broken.error?.invariant).toBe('the shard is whole again after the faults stop');
+    expect(broken.error?.message).toMatch(/primary a is not writable/);
+    const fixed = await runShardSim({ seed, trace: true });
+    expect(fixed.error).toBeNull();
+    expect(fixed.trace!.join('\n')).toMatch(/b stream-stalled-rebuild-sync: .*I am on timeline 3 \(from 2 at 0\/4C0, from 1 at 0\/280\) and the primary on timeline 3 \(from 2 at 0\/500, from 1 at 0\/280\)/);
+  });
+
   it('replays a seed exactly: the same trace twice', async () => {
     const first = await runShardSim({ seed: 7, trace: true });
     const second = await runShardSim({ seed: 7, trace: true });

@@ -16,7 +16,7 @@ import { INITDB_REFUSED, Reconciler } from '../../src/peer/reconciler.js';
 import { SessionKeeper } from '../../src/peer/sessions.js';
 import { StreamStallWatch } from '../../src/peer/stream-stall.js';
 import { decide, rulesPgStatus, type Decision, type DecisionKind, type RulesInput } from '../../src/peer/rules/index.js';
-import { StreamWatch, syncCannotTakeOver, syncDiverged } from '../../src/peer/rules/stream-watch.js';
+import { describeDivergence, StreamWatch, syncCannotTakeOver, syncDiverged } from '../../src/peer/rules/stream-watch.js';
 import type { PostgresStatus } from '../../src/model/index.js';
 import { LSN_ZERO } from '../../src/model/index.js';
 import { ClusterStore } from '../../src/store/store.js';
@@ -43,14 +43,20 @@ export interface SitterFixes {
    * primary: the rule as it was before (the primary's id alone).
    */
   readonly rebuildOfThisGeneration: boolean;
-  /** A stalled sync past initWal rebuilds when it is on an older timeline than its primary (rules/stream-watch.ts syncDiverged). */
+  /** e7ca34e: a stalled sync past initWal that diverged from its primary rebuilds (rules/stream-watch.ts syncDiverged). */
   readonly rebuildDivergedSync: boolean;
+  /**
+   * Divergence is judged on the timeline histories (where each timeline began), not the numbers.
+   * Off: the rule as it was before (a sync diverged only when its timeline NUMBER is older than its
+   * primary's), which stalls for good once two peers promoted to the same number on their own (seed 50019).
+   */
+  readonly timelineHistories: boolean;
 }
 
-export const ALL_FIXES: SitterFixes = { readBeforeActing: true, forgetRebuildAsPrimary: true, rebuildOfThisGeneration: true, rebuildDivergedSync: true };
+export const ALL_FIXES: SitterFixes = { readBeforeActing: true, forgetRebuildAsPrimary: true, rebuildOfThisGeneration: true, rebuildDivergedSync: true, timelineHistories: true };
 
 /** Fix names for the command line (npm run sim -- --without a,b). */
-export const FIX_NAMES: readonly (keyof SitterFixes)[] = ['readBeforeActing', 'forgetRebuildAsPrimary', 'rebuildOfThisGeneration', 'rebuildDivergedSync'];
+export const FIX_NAMES: readonly (keyof SitterFixes)[] = ['readBeforeActing', 'forgetRebuildAsPrimary', 'rebuildOfThisGeneration', 'rebuildDivergedSync', 'timelineHistories'];
 
 export const SIM_TIMEOUTS = {
   sessionTimeoutMs: 1500,
@@ -122,7 +128,7 @@ export class SimSitter {
       now: () => this.world.wallMs(),
       log: LOG,
     });
-    this.handle = new SimPgHandle(parts.pg, parts.world, parts.pgs, parts.net);
+    this.handle = new SimPgHandle(parts.pg, parts.world, parts.pgs, parts.net, { timelineNumbersOnly: !parts.fixes.timelineHistories });
     const disk: FactsStore = {
       where: `${id}'s facts`,
       read: () => Promise.resolve(parts.disk.get(id) ?? NO_FACTS),
@@ -220,7 +226,7 @@ export class SimSitter {
       pg: {
         get running() { return handle.running; },
         receiver: () => handle.receiver(),
-        ownWal: () => handle.walPositions().then((p) => ({ replayLsn: p.inRecovery ? p.replayLsn : null, receiveLsn: p.inRecovery ? p.receiveLsn : null, timeline: p.inRecovery ? p.timeline : null })),
+        ownWal: () => handle.ownWal(),
       },
       reconciler: this.reconciler,
       active: () => this.store.activePeers(),
@@ -228,7 +234,7 @@ export class SimSitter {
       decisions,
       stallLimitMs: 10 * SIM_TIMEOUTS.sessionTimeoutMs,
       retrySoon: kickSoon,
-      primaryTimeline: (upstream) => handle.sourceTimeline(upstream.id),
+      primaryHistory: (upstream) => handle.sourceHistory(upstream.id),
     });
     return new Evaluation({
       self: this.self,
@@ -529,12 +535,13 @@ export class SimSitter {
     const own = { replayLsn: p?.inRecovery === true ? p.replayLsn : null, receiveLsn: p?.inRecovery === true ? p.receiveLsn : null };
     const may = initWal === null || p === null ? 'unknown' : syncCannotTakeOver(initWal, own);
     if (may !== true && initWal !== null && p !== null && d.generation !== null && this.parts.fixes.rebuildDivergedSync) {
-      const primaryTimeline = await this.handle.sourceTimeline(upstream.id);
-      const diverged = syncDiverged(p.inRecovery ? p.timeline : null, primaryTimeline);
-      if (diverged === true) {
-        const reason = `I am on timeline ${p.timeline ?? '?'}, older than the primary's ${primaryTimeline ?? '?'}`;
+      const primaryHistory = await this.handle.sourceHistory(upstream.id);
+      const mine = await this.handle.ownWal();
+      const fork = syncDiverged(mine, primaryHistory);
+      if (typeof fork !== 'string') {
+        const reason = describeDivergence(mine, primaryHistory!, fork);
         this.world.log(() => `${this.id} (sync) has not streamed from ${upstream.id}: ${reason}; rebuilding`);
-        this.reconciler.requestRebuild({ asSync: { generation: d.generation, upstreamId: upstream.id, initWal, reason, primaryTimeline: primaryTimeline! } });
+        this.reconciler.requestRebuild({ asSync: { generation: d.generation, upstreamId: upstream.id, initWal, reason, forkLsn: fork.lsn } });
         this.kickSoon();
         return;
       }

@@ -3,7 +3,7 @@
 // else would: PostgreSQL retries forever and the peer looks alive. An async then asks for its own
 // rebuild (it is not in the write path); a sync gets a 'report' verdict, and the sitter rebuilds it
 // only when syncCannotTakeOver() says so (below). Pure: the time comes in with each observation.
-import { lsnAtLeast, type PeerId } from '../../model/index.js';
+import { compareLsn, describeHistory, historyFork, lsnAtLeast, type Lsn, type PeerId, type TimelineFork, type TimelineHistory } from '../../model/index.js';
 import type { PgRole } from './types.js';
 
 export interface StreamObservation {
@@ -62,8 +62,11 @@ export class StreamWatch {
 export interface OwnWal {
   readonly replayLsn: string | null;
   readonly receiveLsn: string | null;
-  /** The timeline it is on (a standby's received or checkpoint timeline); absent or null when unknown. */
-  readonly timeline?: number | null;
+  /**
+   * The timeline it is on (a standby's received or checkpoint timeline) and that timeline's
+   * history (its .history file); absent or null when unknown.
+   */
+  readonly history?: TimelineHistory | null;
 }
 
 /**
@@ -99,8 +102,11 @@ export type StreamStallDecision =
   /** The sync rebuilds: it could not take over anyway (syncCannotTakeOver). */
   | {
       readonly kind: 'streamStalledRebuildSync'; readonly reason: string; readonly generation: number; readonly initWal: string;
-      /** Set when it rebuilds past initWal because it diverged (syncDiverged): the primary's timeline, checked again once cut off. */
-      readonly primaryTimeline?: number;
+      /**
+       * Set when it rebuilds past initWal because it diverged (syncDiverged): where its history left
+       * the primary's. Checked again once cut off: its WAL must still reach past it.
+       */
+      readonly forkLsn?: Lsn;
     }
   /** The sync keeps its data: only an operator's action or a sync replacement helps. */
   | { readonly kind: 'streamStalled'; readonly reason: string };
@@ -113,8 +119,8 @@ export interface StreamStallInput {
   readonly state: { readonly generation: number; readonly initWal: string } | null;
   /** This sync's own WAL positions, read after a 'report' verdict (error: why they could not be read). */
   readonly own: (OwnWal & { readonly error: string | null }) | null;
-  /** The timeline its primary writes (null: unknown; absent: not asked). */
-  readonly primaryTimeline?: number | null;
+  /** The timeline its primary writes, with that timeline's history (null: unknown; absent: not asked). */
+  readonly primaryHistory?: TimelineHistory | null;
 }
 
 /**
@@ -133,11 +139,11 @@ export function decideStreamStall(i: StreamStallInput): StreamStallDecision {
   const may = initWal === null
     ? `the committed state is not of generation ${i.generation ?? 'none'} any more`
     : own.error !== null ? `my WAL positions could not be read (${own.error})` : syncCannotTakeOver(initWal, own);
-  if (may !== true && i.generation !== null && initWal !== null && own.error === null && i.primaryTimeline !== undefined) {
-    const diverged = syncDiverged(own.timeline ?? null, i.primaryTimeline);
-    if (diverged !== true) return { kind: 'streamStalled', reason: `${may}, and ${diverged}` };
-    const reason = `I am on timeline ${own.timeline ?? '?'}, older than the primary's ${i.primaryTimeline ?? '?'}: my WAL past its fork was never acknowledged, and the primary has every acknowledged write`;
-    return { kind: 'streamStalledRebuildSync', reason, generation: i.generation, initWal, primaryTimeline: i.primaryTimeline! };
+  if (may !== true && i.generation !== null && initWal !== null && own.error === null && i.primaryHistory !== undefined) {
+    const fork = syncDiverged(own, i.primaryHistory);
+    if (typeof fork === 'string') return { kind: 'streamStalled', reason: `${may}, and ${fork}` };
+    const reason = `${describeDivergence(own, i.primaryHistory!, fork)}: my WAL past the fork was never acknowledged, and the primary has every acknowledged write`;
+    return { kind: 'streamStalledRebuildSync', reason, generation: i.generation, initWal, forkLsn: fork.lsn };
   }
   if (may !== true || i.generation === null || initWal === null) {
     return { kind: 'streamStalled', reason: may === true ? 'the generation is unknown' : may };
@@ -146,23 +152,53 @@ export function decideStreamStall(i: StreamStallInput): StreamStallDecision {
   return { kind: 'streamStalledRebuildSync', reason, generation: i.generation, initWal };
 }
 
+/** The furthest WAL position this standby holds (received or replayed), null when both are unknown. */
+export function ownWalEnd(own: OwnWal): Lsn | null {
+  const r = own.receiveLsn;
+  const p = own.replayLsn;
+  if (r === null) return p;
+  if (p === null) return r;
+  return compareLsn(r, p) >= 0 ? r : p;
+}
+
 /**
  * Whether a sync that cannot stream from its primary, and that syncCannotTakeOver() would keep
- * (it replayed past initWal), has diverged from the primary: true when it is on an older timeline
- * than the primary, else why not.
+ * (it replayed past initWal), has diverged from the primary: where its history left the
+ * primary's when it holds WAL past that point, else why not.
  *
- * Why that allows its rebuild. A standby behind the point where the primary's timeline forked
- * follows the fork and streams; one that does not stream while on an older timeline holds WAL of
- * the old timeline past the fork: WAL of a deposed primary, received after the takeover (it followed
- * that primary while its sitter could not act) or copied from it (a rebuild from the primary, ahead
- * of the sync it then replicated from). No commit in it was acknowledged: every acknowledged commit
- * is on the primary, which took over with all of them and acknowledged later ones only through its
- * sync, and this sync has not streamed from it on its timeline, so the primary took no write in this
- * generation. Keeping such a sync keeps the primary read-only for good (found by the whole-shard
- * simulator, seeds 41 and 681); a rebuild loses nothing that was acknowledged.
+ * The histories, not the timeline numbers, decide (as pg_rewind's do). A sync on an older timeline
+ * that holds WAL past the primary's switch point diverged; so does one on the SAME timeline number
+ * whose history switched elsewhere: a sync that never streamed from the current primary can take
+ * over when that primary fails and promote onto the number the primary had already used (it picks
+ * the newest timeline whose history it has, plus one), and a peer rebuilt from the other fork then
+ * stalls as its sync for good (whole-shard simulator seeds 50019, and 1930 with --operator).
+ *
+ * Why that allows its rebuild. A standby at or behind the fork point follows the primary's timeline
+ * and streams; one with WAL past it holds WAL of another history: of a deposed primary, received
+ * after the takeover (it followed that primary while its sitter could not act) or copied from it (a
+ * rebuild from the primary, ahead of the sync it then replicated from), or of a primary that never
+ * turned writable. No commit in it was acknowledged: every acknowledged commit is on the primary,
+ * which took over with all of them and acknowledged later ones only through its sync, and this sync
+ * has not streamed from it, so the primary took no write in this generation. Keeping such a sync
+ * keeps the primary read-only for good (seeds 41 and 681 too); a rebuild loses nothing that was
+ * acknowledged.
  */
-export function syncDiverged(ownTimeline: number | null, primaryTimeline: number | null): true | string {
-  if (ownTimeline === null || primaryTimeline === null) return 'the timelines are unknown';
-  if (ownTimeline < primaryTimeline) return true;
-  return `my timeline ${ownTimeline} is not older than the primary's ${primaryTimeline}`;
+export function syncDiverged(own: OwnWal, primary: TimelineHistory | null): TimelineFork | string {
+  const mine = own.history ?? null;
+  if (mine === null || primary === null) return 'the timeline histories are unknown';
+  const fork = historyFork(mine, primary);
+  if (fork === null) return `my ${describeHistory(mine)} is the primary's`;
+  const end = ownWalEnd(own);
+  if (end === null) return 'my WAL position is unknown';
+  if (compareLsn(end, fork.lsn) <= 0) {
+    return `my WAL ends at ${end}, not past ${fork.lsn} where my ${describeHistory(mine)} leaves the primary's ${describeHistory(primary)}`;
+  }
+  return fork;
+}
+
+/** "I am on timeline 3 (...), and the primary on timeline 3 (...): they part at X on timeline 2, and I hold WAL up to Y". */
+export function describeDivergence(own: OwnWal, primary: TimelineHistory, fork: TimelineFork): string {
+  const mine = own.history ?? null;
+  return `I am on ${mine === null ? 'an unknown timeline' : describeHistory(mine)} and the primary on ${describeHistory(primary)}: ` +
+    `the histories part at ${fork.lsn} on timeline ${fork.timeline}, and I hold WAL up to ${ownWalEnd(own) ?? '?'}`;
 }
