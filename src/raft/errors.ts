@@ -16,6 +16,18 @@ export class RaftTimeoutError extends ManateeError {
   }
 }
 
+/**
+ * A proposal forwarded to a leader that is no longer the leader, before this node saw it applied.
+ * Like a timeout, its outcome is unknown (the old leader may have appended it, and the new leader
+ * may still commit it), but the caller hears so at the leader change, not at its timeout: a
+ * proposal that the old leader dropped (e.g. during a leadership transfer) is never answered.
+ */
+export class RaftLeaderChangedError extends ManateeError {
+  constructor(message: string) {
+    super('MANATEE_ERR_RAFT_LEADER_CHANGED', message);
+  }
+}
+
 /** The node is shutting down or closed. */
 export class RaftStoppedError extends ManateeError {
   constructor(message = 'the Raft node is stopped') {

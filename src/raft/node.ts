@@ -27,7 +27,7 @@ import type { AppliedEntry, StateMachine } from './state-machine.js';
 import { RaftStorage } from './storage/level-storage.js';
 import { TcpTransport, type TransportStats, type TransportTls } from './transport/tcp-transport.js';
 import { LEADER_MESSAGE_DATA_MAX, type PeerMessage } from './transport/messages.js';
-import { RaftConfigError, RaftLeaderMessageTooLargeError, RaftNoLeaderError, RaftStoppedError, RaftTimeoutError } from './errors.js';
+import { RaftConfigError, RaftLeaderChangedError, RaftLeaderMessageTooLargeError, RaftNoLeaderError, RaftStoppedError, RaftTimeoutError } from './errors.js';
 
 export interface RaftNodeOptions {
   readonly id: NodeId;
@@ -124,6 +124,8 @@ interface Pending {
   resolve(v: unknown): void;
   reject(err: Error): void;
   timer: NodeJS.Timeout;
+  /** A proposal this node (a follower) forwarded: the leader it went to, and in which term. */
+  forwardedTo?: { readonly leader: NodeId; readonly term: number };
 }
 
 interface PendingRead extends Pending {
@@ -355,11 +357,12 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
 
   /**
    * Proposes a command. Resolves with the state machine's result once it is committed and
-   * applied on this node. Rejects with RaftNoLeaderError, RaftTimeoutError (the command may
-   * still be applied later), RaftStoppedError, RaftOverloadedError or the core's ProposalDroppedError.
+   * applied on this node. Rejects with RaftNoLeaderError, RaftTimeoutError or
+   * RaftLeaderChangedError (the command may still be applied later), RaftStoppedError,
+   * RaftOverloadedError or the core's ProposalDroppedError.
    */
   propose(data: string, opts: { timeoutMs?: number } = {}): Promise<unknown> {
-    return this.request('proposal', (rid) => { this.core.propose(wrapCommand(rid, data)); }, opts.timeoutMs);
+    return this.request('proposal', (rid) => { this.core.propose(wrapCommand(rid, data)); }, opts.timeoutMs, true);
   }
 
   /**
@@ -568,7 +571,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     return asError(err);
   }
 
-  private request(what: string, submit: (rid: string) => void, timeoutMsOpt: number | undefined): Promise<unknown> {
+  private request(what: string, submit: (rid: string) => void, timeoutMsOpt: number | undefined, endOnLeaderChange = false): Promise<unknown> {
     try {
       this.assertRunning();
       if (this.pending.size + this.pendingReads.size >= this.maxPending) throw new RaftOverloadedError(this.maxPending);
@@ -583,7 +586,8 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
         this.pending.delete(rid);
         reject(new RaftTimeoutError(`${what} not applied within ${timeoutMs} ms (it may still be applied later)`));
       }, timeoutMs);
-      this.pending.set(rid, { resolve, reject, timer });
+      const p: Pending = { resolve, reject, timer };
+      this.pending.set(rid, p);
       try {
         submit(rid);
       } catch (err) {
@@ -596,6 +600,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
       // leader's entry is applied there instead, the proposer hears so now, not at its timeout.
       const st = this.core.status();
       if (st.role === 'leader') this.proposedAt.set(st.lastIndex, rid);
+      else if (endOnLeaderChange && this.leader !== null) p.forwardedTo = { leader: this.leader, term: st.term };
       this.kick();
     });
   }
@@ -750,6 +755,8 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
 
     if (rd.snapshot !== null) this.installSnapshot(rd.snapshot);
     for (const e of rd.committedEntries) this.applyEntry(e);
+    // After applying: a forwarded proposal committed in this same Ready is answered, not ended.
+    if (rd.softState !== null) this.endForwardedProposals(this.leader, this.core.status().term);
     for (const rs of rd.readStates) {
       const inflight = this.readInflight;
       if (inflight === null || rs.context !== inflight.ctx) continue; // an abandoned request's answer
@@ -771,6 +778,24 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     this.log.info({ id: this.id, leader, previous: this.leader, term, role }, leader === null ? 'raft: leader lost' : 'raft: leader changed');
     this.leader = leader;
     this.emit('leaderChange', { leader, term });
+  }
+
+  /**
+   * Ends the proposals this node forwarded to a leader that is no longer the leader. A leader
+   * drops a forwarded proposal silently (during a leadership transfer, or when it steps down), so
+   * without this its proposer would wait for its whole timeout: a restarted sitter whose session
+   * open was dropped that way let its session expire behind it (restart-all in the chain test).
+   */
+  private endForwardedProposals(leader: NodeId | null, term: number): void {
+    for (const [rid, p] of this.pending) {
+      const to = p.forwardedTo;
+      if (to === undefined || to.leader === leader) continue;
+      this.pending.delete(rid);
+      clearTimeout(p.timer);
+      p.reject(new RaftLeaderChangedError(
+        `the proposal went to leader ${to.leader} (term ${to.term}), and the leader is now ${leader ?? 'unknown'} (term ${term}) without it applied here; it may still be applied later`,
+      ));
+    }
   }
 
   private installSnapshot(snap: Snapshot): void {

@@ -170,6 +170,10 @@ describe('a three-peer shard through a chain of failures (basebackup)', () => {
     }
     for (const p of shard.peers) shard.restartPeer(p);
     const { peer } = await shard.waitForPrimaryWritable({ timeoutMs: 150_000 });
+    if (peer.id !== primary.id) {
+      // For the post-mortem: why the primary changed (e.g. a session that expired behind a sitter).
+      console.log(`restart-all: primary ${primary.id} -> ${peer.id}; history: ${JSON.stringify((await httpJson(`${peer.apiUrl}/history`)).body).slice(-3000)}`);
+    }
     expect(peer.id).toBe(primary.id);
     expect(await writer.missingOn(peer)).toEqual([]);
     const st = await stateOf(peer);

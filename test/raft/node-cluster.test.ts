@@ -369,6 +369,32 @@ describe('RaftNode with three nodes on loopback', () => {
     expect(c.members.get(old.id)!.sm.items).not.toContain('doomed');
   });
 
+  it('a forwarded proposal that the leader never got ends with LEADER_CHANGED at the next leader change, not at its timeout', async () => {
+    const c = await makeCluster(['a', 'b', 'c']);
+    for (const id of ['a', 'b', 'c']) await c.start(id);
+    const lead = await c.leader();
+    await lead.propose('ok');
+    const [fid, tid] = ['a', 'b', 'c'].filter((id) => id !== lead.id) as [string, string];
+    const follower = c.members.get(fid)!.node!;
+    await waitFor('the follower applied the first entry', () => c.members.get(fid)!.sm.items.includes('ok'));
+    // Cut the follower's link to the leader: what it forwards there is lost, as a leader drops a
+    // forwarded proposal during a leadership transfer or after stepping down.
+    const transport = (follower as unknown as { transport: { setPeer(id: string, addr: string): void } }).transport;
+    transport.setPeer(lead.id, `127.0.0.1:${await freePort()}`);
+    const t0 = Date.now();
+    const lost = follower.propose('forwarded-into-the-void', { timeoutMs: 120_000 }).then(() => null, (e: unknown) => e);
+    // The leader hands over to the third node; the follower hears of it from the new leader.
+    await lead.transferLeadership(tid);
+    const err = await lost;
+    expect((err as { code?: string }).code).toBe('MANATEE_ERR_RAFT_LEADER_CHANGED');
+    expect((err as Error).message).toContain(`went to leader ${lead.id}`);
+    expect(Date.now() - t0).toBeLessThan(60_000);
+    // Retrying on the new leader works, and the lost one was never applied.
+    await follower.propose('retried');
+    await waitFor('the retry applied on the new leader', () => c.members.get(tid)!.sm.items.includes('retried'));
+    expect(c.members.get(tid)!.sm.items).not.toContain('forwarded-into-the-void');
+  });
+
   it('sendToLeader reaches the leader as a leaderMessage (never a Raft message), from followers and from itself', async () => {
     const c = await makeCluster(['a', 'b', 'c']);
     for (const id of ['a', 'b', 'c']) await c.start(id);
