@@ -8,6 +8,8 @@ export const BACKUP_ERR_UNAUTHORIZED = 'MANATEE_ERR_BACKUP_UNAUTHORIZED';
 export const BACKUP_ERR_FORBIDDEN = 'MANATEE_ERR_BACKUP_FORBIDDEN';
 /** With TLS: the request came without a peer certificate of the shard's CA, or for another peer than it names. */
 export const BACKUP_ERR_PEER_CERTIFICATE = 'MANATEE_ERR_BACKUP_PEER_CERTIFICATE';
+/** A request that does not match its route's schema (a malformed job id, a bad body): 400. */
+export const BACKUP_ERR_BAD_REQUEST = 'MANATEE_ERR_BACKUP_BAD_REQUEST';
 export const BACKUP_ERR_JOB_NOT_FOUND = 'MANATEE_ERR_BACKUP_JOB_NOT_FOUND';
 export const BACKUP_ERR_JOB_CONFLICT = 'MANATEE_ERR_BACKUP_JOB_CONFLICT';
 export const BACKUP_ERR_TOO_MANY_JOBS = 'MANATEE_ERR_BACKUP_TOO_MANY_JOBS';

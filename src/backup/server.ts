@@ -13,7 +13,7 @@
 // authenticated by the shard's secret in the `x-manatee-secret` header (constant-time compare).
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
-import type { FastifyInstance, FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from '../log.js';
 import { peerIdOfSocket } from '../tls/index.js';
@@ -22,6 +22,7 @@ import type { Zfs } from '../zfs/index.js';
 import { ByteProgress } from './rate.js';
 import {
   BackupError,
+  BACKUP_ERR_BAD_REQUEST,
   BACKUP_ERR_FORBIDDEN,
   BACKUP_ERR_JOB_CONFLICT,
   BACKUP_ERR_JOB_NOT_FOUND,
@@ -173,6 +174,16 @@ export const backupRoutes: FastifyPluginCallback<BackupRoutesOptions> = (app: Fa
   const jobsMax = opts.jobsMax ?? 32;
   const pendingTimeoutMs = opts.pendingTimeoutMs ?? 10 * 60_000;
   const jobs = new Map<string, Job>();
+
+  // These routes answer {code, message} (their schemas say so): a request that fails its schema
+  // gets a 400 in that shape here, where the API's handler would answer in its own shape, which
+  // these routes' response schemas cannot serialize (it came out as a 500).
+  app.setErrorHandler((err: FastifyError, _req, reply) => {
+    // fastify tags a schema failure with the part that failed (validationContext: params, body...).
+    if (err.validation === undefined && err.validationContext === undefined) throw err;
+    log.warn({ reason: err.message }, 'backup: refused a malformed request');
+    return sendError(reply, new BackupError(BACKUP_ERR_BAD_REQUEST, err.message, { statusCode: 400 }));
+  });
 
   const certPeers = new WeakMap<FastifyRequest, string>();
   app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {

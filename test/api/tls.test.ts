@@ -153,6 +153,15 @@ describe('backup routes over HTTPS need a peer certificate', () => {
     expect(r.body).toEqual({ code: 'MANATEE_ERR_BACKUP_PEER_CERTIFICATE', message: 'a job for peer b asked with the certificate of peer c' });
   });
 
+  it('a malformed job id: 400 naming the id and what is expected (not a 500)', async () => {
+    for (const path of ['/backup/jobs/not-a-uuid', '/backup/jobs/not-a-uuid/stream']) {
+      const r = await call(path, { headers, ...clientOf(await ca.peer('b')) });
+      expect({ path, status: r.status, body: r.body }).toEqual({ path, status: 400, body: { code: 'MANATEE_ERR_BACKUP_BAD_REQUEST', message: expect.stringMatching(/^params\.id: must match format "uuid"$/) as unknown } });
+    }
+    const body = await call('/backup/jobs', { method: 'POST', headers, ...clientOf(await ca.peer('b')), body: { peerId: 'b', fromSnapshots: 'all' } });
+    expect({ status: body.status, body: body.body }).toEqual({ status: 400, body: { code: 'MANATEE_ERR_BACKUP_BAD_REQUEST', message: 'body.fromSnapshots: must be array' } });
+  });
+
   it('with the peer certificate: the request goes through to the route', async () => {
     const r = await call('/backup/jobs/00000000-0000-4000-8000-000000000000', { headers, ...clientOf(await ca.peer('b')) });
     expect(r.status).toBe(404);
