@@ -12,10 +12,11 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { ManateeError, errorMessage } from '../src/errors.js';
+import { CA_CERT_FILE, initCa, issuePeerCertificate, peerCertFile, peerKeyFile } from '../src/tls/index.js';
 import { apiErrorText, httpJson } from './lib/http.js';
 import { isRunning, recordProcess, signalProcess, waitGone, type ProcessRecord } from './lib/processes.js';
 import {
-  DEFAULT_PORT_BASE, DevClusterError, HOST, PEERS_MAX, findPeer, parsePortBase, portsOf, readRecord, writeRecord, zpoolName,
+  caPemOf, DEFAULT_PORT_BASE, DevClusterError, HOST, PEERS_MAX, findPeer, parsePortBase, portsOf, readRecord, writeRecord, zpoolName,
   type ClusterRecord, type DevPeer,
 } from './lib/dev-record.js';
 import { fetchStatus, killPeer, postmasterOf, running, startSitter, stopPeer, waitForApi, type SitterLauncher } from './lib/dev-peers.js';
@@ -74,6 +75,18 @@ async function setupZfs(dir: string, pool: string): Promise<NonNullable<ClusterR
   return { pool, file, startedDaemon };
 }
 
+/** The shard's CA in <dir>/certs (as manatee-adm certs init makes it). */
+async function makeCa(dir: string): Promise<NonNullable<ClusterRecord['tls']>> {
+  const certsDir = join(dir, 'certs');
+  await initCa({ dir: certsDir, name: 'Manatee dev shard CA' });
+  return { certsDir, caFile: join(certsDir, CA_CERT_FILE) };
+}
+
+/** A peer's key and certificate (manatee-adm certs issue <id> --host 127.0.0.1,localhost), when the shard runs TLS. */
+async function issueFor(r: ClusterRecord, id: string): Promise<void> {
+  if (r.tls !== undefined) await issuePeerCertificate({ dir: r.tls.certsDir, peerId: id, hosts: [HOST, 'localhost'] });
+}
+
 /** Writes the configuration file of the peer at `index` (the Raft members given) and returns it. */
 function makePeer(r: ClusterRecord, dir: string, id: string, index: number, members: { id: string; address: string }[]): DevPeer {
   const p = portsOf(r.portBase, index);
@@ -91,15 +104,16 @@ function makePeer(r: ClusterRecord, dir: string, id: string, index: number, memb
     raft: { port: p.raft, listen: HOST, members },
     secret: r.secret,
     adminToken: r.adminToken,
+    ...(r.tls === undefined ? {} : { tls: { caFile: r.tls.caFile, certFile: peerCertFile(r.tls.certsDir, id), keyFile: peerKeyFile(r.tls.certsDir, id) } }),
     log: { level: 'info' },
   };
   const configPath = join(dataDir, 'config.json');
   writeFileSync(configPath, JSON.stringify(config, null, 2), { mode: 0o600 });
   chmodSync(configPath, 0o600);
-  return { id, index, configPath, apiUrl: `http://${HOST}:${p.api}`, pgPort: p.pg, apiPort: p.api, raftPort: p.raft, logPath: join(dataDir, 'sitter.log'), dataDir };
+  return { id, index, configPath, apiUrl: `${r.tls === undefined ? 'http' : 'https'}://${HOST}:${p.api}`, pgPort: p.pg, apiPort: p.api, raftPort: p.raft, logPath: join(dataDir, 'sitter.log'), dataDir };
 }
 
-async function up(dir: string, base: number, useZfs: boolean): Promise<void> {
+async function up(dir: string, base: number, useZfs: boolean, useTls: boolean): Promise<void> {
   const existing = readRecord(dir);
   if (existing !== null && existing.peers.some((p) => running(existing, p.id, 'sitter') !== null)) {
     say('already up');
@@ -125,6 +139,12 @@ async function up(dir: string, base: number, useZfs: boolean): Promise<void> {
     writeRecord(dir, r);
   }
   const ids = ['peer1', 'peer2', 'peer3'];
+  if (useTls) {
+    r.tls = await makeCa(dir);
+    for (const id of ids) await issueFor(r, id);
+    writeRecord(dir, r);
+    say(`made the shard CA and the peers' certificates in ${r.tls.certsDir} (TLS everywhere; up --no-tls for none)`);
+  }
   const members = ids.map((id, i) => ({ id, address: `${HOST}:${portsOf(base, i).raft}` }));
   ids.forEach((id, i) => r.peers.push(makePeer(r, dir, id, i, members)));
   for (const peer of r.peers) {
@@ -140,7 +160,7 @@ async function waitForWritablePrimary(r: ClusterRecord, dir: string): Promise<vo
   const deadline = Date.now() + UP_TIMEOUT_MS;
   let said = '';
   for (;;) {
-    const statuses = await Promise.all(r.peers.map((p) => fetchStatus(p.apiUrl)));
+    const statuses = await Promise.all(r.peers.map((p) => fetchStatus(r, p.apiUrl)));
     if (statuses.some((s) => s?.role === 'primary' && s.postgres.writable)) return;
     const line = statuses.map((s, i) => `${r.peers[i]?.id}=${s === null ? 'starting' : `${s.role}${s.postgres.online ? '' : '(pg down)'}`}`).join(' ');
     if (line !== said) say(`waiting for a writable primary: ${line}`);
@@ -162,11 +182,11 @@ async function status(dir: string, json: boolean, showSecrets = false): Promise<
   }
   const rows = await Promise.all(
     r.peers.map(async (p) => {
-      const s = await fetchStatus(p.apiUrl);
+      const s = await fetchStatus(r, p.apiUrl);
       return {
         id: p.id,
         role: s?.role ?? 'unknown',
-        pgUrl: `postgres://postgres@${HOST}:${p.pgPort}/postgres`,
+        pgUrl: `postgres://postgres@${HOST}:${p.pgPort}/postgres${pgTlsParams(r)}`,
         apiUrl: p.apiUrl,
         sitterPid: running(r, p.id, 'sitter')?.pid ?? null,
         postgresPid: postmasterOf(r, p)?.pid ?? null,
@@ -193,15 +213,22 @@ async function status(dir: string, json: boolean, showSecrets = false): Promise<
   const files = writeSecretFiles(dir, r);
   const port = primary === undefined ? undefined : r.peers.find((p) => p.id === primary.id)?.pgPort;
   const urls = r.peers.map((p) => p.apiUrl).join(',');
+  const ca = r.tls === undefined ? '' : ` MANATEE_CA=${r.tls.caFile}`;
   if (showSecrets) {
-    if (port !== undefined) console.log(`\npsql 'postgres://postgres:${r.superuserPassword}@${HOST}:${port}/postgres'`);
-    console.log(`manatee-adm: MANATEE_URL=${urls} MANATEE_ADMIN_TOKEN=${r.adminToken} node dist/src/cli/manatee-adm.js status`);
+    if (port !== undefined) console.log(`\npsql 'postgres://postgres:${r.superuserPassword}@${HOST}:${port}/postgres${pgTlsParams(r)}'`);
+    console.log(`manatee-adm: MANATEE_URL=${urls}${ca} MANATEE_ADMIN_TOKEN=${r.adminToken} node dist/src/cli/manatee-adm.js status`);
     return;
   }
   // The password and the token stay in files (mode 0600), out of terminals and scroll-back.
-  if (port !== undefined) console.log(`\nPGPASSFILE=${files.pgpass} psql 'postgres://postgres@${HOST}:${port}/postgres'`);
-  console.log(`manatee-adm: MANATEE_URL=${urls} MANATEE_ADMIN_TOKEN_FILE=${files.adminToken} node dist/src/cli/manatee-adm.js status`);
+  if (port !== undefined) console.log(`\nPGPASSFILE=${files.pgpass} psql 'postgres://postgres@${HOST}:${port}/postgres${pgTlsParams(r)}'`);
+  console.log(`manatee-adm: MANATEE_URL=${urls}${ca} MANATEE_ADMIN_TOKEN_FILE=${files.adminToken} node dist/src/cli/manatee-adm.js status`);
+  if (r.tls !== undefined) console.log(`curl: curl --cacert ${r.tls.caFile} ${r.peers[0]?.apiUrl ?? ''}/status`);
   console.log('(passwords and tokens hidden: tools/dev-cluster status --show-secrets prints them)');
+}
+
+/** libpq URL parameters of a TLS shard: the server checked against the shard CA and the host (the server takes hostssl only). */
+function pgTlsParams(r: ClusterRecord): string {
+  return r.tls === undefined ? '' : `?sslmode=verify-full&sslrootcert=${encodeURIComponent(r.tls.caFile)}`;
 }
 
 /** The superuser's password (a libpq password file) and the admin token, each in a file only its owner reads. */
@@ -229,7 +256,7 @@ async function start(dir: string, id: string): Promise<void> {
   const peer = findPeer(r, id);
   const s = startSitter(r, peer, launcher);
   writeRecord(dir, r);
-  await waitForApi(peer, s, API_TIMEOUT_MS);
+  await waitForApi(r, peer, s, API_TIMEOUT_MS);
   say(`started ${id} (sitter pid ${s.pid}, log ${peer.logPath}); it rejoins the shard by itself (tools/dev-cluster status)`);
 }
 
@@ -252,6 +279,7 @@ async function add(dir: string, requested: string | undefined): Promise<void> {
   if (r.peers.some((p) => p.id === id)) throw new DevClusterError('MANATEE_ERR_DEV_USAGE', `${id} is already a peer of this dev shard (peer ids are never reused)`);
   const address = `${HOST}:${portsOf(r.portBase, index).raft}`;
   const members = [...r.peers.map((p) => ({ id: p.id, address: `${HOST}:${p.raftPort}` })), { id, address }];
+  await issueFor(r, id);
   const peer = makePeer(r, dir, id, index, members);
   r.peers.push(peer);
   writeRecord(dir, r);
@@ -259,7 +287,8 @@ async function add(dir: string, requested: string | undefined): Promise<void> {
   let added = false;
   for (const p of r.peers.filter((x) => x.id !== id && running(r, x.id, 'sitter') !== null)) {
     try {
-      const a = await httpJson(`${p.apiUrl}/admin/peers`, { method: 'POST', body: { id, address }, token: r.adminToken, timeoutMs: 40_000 });
+      const ca = caPemOf(r);
+      const a = await httpJson(`${p.apiUrl}/admin/peers`, { method: 'POST', body: { id, address }, token: r.adminToken, timeoutMs: 40_000, ...(ca === undefined ? {} : { ca }) });
       if (a.status === 200) {
         added = true;
         say(`${(a.body as { summary: string }).summary} through ${p.id}`);
@@ -274,7 +303,7 @@ async function add(dir: string, requested: string | undefined): Promise<void> {
   if (!added) throw new DevClusterError('MANATEE_ERR_DEV_ADD_FAILED', `could not add ${id} to the Raft group: ${errors.join('; ') || 'no peer runs'}`);
   const s = startSitter(r, peer, launcher);
   writeRecord(dir, r);
-  await waitForApi(peer, s, API_TIMEOUT_MS);
+  await waitForApi(r, peer, s, API_TIMEOUT_MS);
   say(`started ${id} (sitter pid ${s.pid}, log ${peer.logPath}); the primary adds it to the async chain once it has its data`);
 }
 
@@ -318,9 +347,10 @@ function program(): Command {
     .showHelpAfterError(false)
     .configureOutput({ outputError: () => undefined });
   const g = (cmd: Command): Globals => cmd.optsWithGlobals<Globals>();
-  p.command('up').description('start three peers and wait for a writable primary')
+  p.command('up').description('start three peers and wait for a writable primary (TLS everywhere: a shard CA and a certificate per peer in <dir>/certs)')
     .option('--zfs', "each peer's data on a dataset of a file-backed zfs-fuse pool")
-    .action(async (o: { zfs?: boolean }, cmd: Command) => { await up(clusterDir(g(cmd)), portBase(g(cmd)), o.zfs === true); });
+    .option('--no-tls', 'plain TCP everywhere: no CA, no certificates, http:// APIs')
+    .action(async (o: { zfs?: boolean; tls: boolean }, cmd: Command) => { await up(clusterDir(g(cmd)), portBase(g(cmd)), o.zfs === true, o.tls); });
   p.command('status').description("each peer's role, PostgreSQL, pids and API").option('--json', 'as JSON')
     .option('--show-secrets', 'print the superuser password and the admin token (by default they stay in files)')
     .action(async (o: { json?: boolean; showSecrets?: boolean }, cmd: Command) => { await status(clusterDir(g(cmd)), o.json === true, o.showSecrets === true); });

@@ -1,6 +1,8 @@
 // tools/dev-cluster on a real dev shard of its own (its own directory and port base, so the fixed
 // ports of a developer's shard are never touched): kill one peer (sitter and postmaster), start it
 // again, add a fourth peer, then `down` must stop every process, the restarted and added ones too.
+// It runs with TLS, the default of `up`: the command lines that status prints (psql with
+// verify-full, manatee-adm with the CA, curl --cacert) must work as printed.
 import { createServer } from 'node:net';
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -10,7 +12,8 @@ import { execa } from 'execa';
 import { makeTmpDir } from '../../tools/lib/tmp.js';
 import { waitFor } from '../../tools/lib/wait.js';
 import { isRunning, recordProcess, type ProcessRecord } from '../../tools/lib/processes.js';
-import { httpJson } from '../../tools/lib/shard.js';
+import { readFile } from 'node:fs/promises';
+import { httpJson } from '../../tools/lib/http.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -75,13 +78,34 @@ afterAll(async () => {
   await cleanup?.();
 }, 180_000);
 
+const caFile = (): string => join(dir, 'certs', 'ca.crt');
+
 describe('tools/dev-cluster', () => {
+  it('runs TLS by default: https APIs, and the psql and curl lines that status prints connect over TLS checked against the shard CA', async () => {
+    await waitFor('a writable primary', async () => (await rows()).some((x) => x.role === 'primary' && x.writable), { timeoutMs: 180_000 });
+    const r = await rows();
+    expect(r.map((x) => x.apiUrl.slice(0, 8))).toEqual(['https://', 'https://', 'https://']);
+    const text = (await dev(['status'])).stdout;
+    const psql = text.split('\n').find((l) => l.startsWith('PGPASSFILE='));
+    const curl = text.split('\n').find((l) => l.startsWith('curl: '))?.slice('curl: '.length);
+    expect(psql).toMatch(/ psql 'postgres:\/\/postgres@127\.0\.0\.1:\d+\/postgres\?sslmode=verify-full&sslrootcert=[^']*ca\.crt'$/);
+    expect(curl).toBe(`curl --cacert ${caFile()} ${r[0]!.apiUrl}/status`);
+    const q = await execa('sh', ['-c', `${psql!} -tAc 'SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()'`], { reject: false, timeout: 60_000 });
+    expect({ code: q.exitCode, out: q.stdout.trim(), err: q.stderr }).toEqual({ code: 0, out: 't|TLSv1.3', err: '' });
+    const c = await execa('sh', ['-c', `${curl!} -sS`], { reject: false, timeout: 60_000 });
+    expect(c.exitCode, c.stderr).toBe(0);
+    expect((JSON.parse(c.stdout) as { peer: { id: string } }).peer.id).toBe('peer1');
+    // Without the CA the API's certificate is refused.
+    const plain = await execa('curl', ['-sS', `${r[0]!.apiUrl}/status`], { reject: false, timeout: 60_000 });
+    expect(plain.exitCode).not.toBe(0);
+  }, 300_000);
+
   it('status shows each peer\'s settings pending a restart', async () => {
     await waitFor('a writable primary', async () => (await rows()).some((x) => x.role === 'primary' && x.writable), { timeoutMs: 180_000 });
     const first = await rows();
     const set = await execa(process.execPath, ['--import', 'tsx', 'src/cli/manatee-adm.ts', 'config', 'set', 'max_prepared_transactions=5'], {
       cwd: repoRoot, reject: false, timeout: 60_000,
-      env: { NODE_OPTIONS: '', MANATEE_URL: first.map((x) => x.apiUrl).join(','), MANATEE_ADMIN_TOKEN_FILE: join(dir, 'admin-token') },
+      env: { NODE_OPTIONS: '', MANATEE_URL: first.map((x) => x.apiUrl).join(','), MANATEE_CA: caFile(), MANATEE_ADMIN_TOKEN_FILE: join(dir, 'admin-token') },
     });
     expect(set.stderr).toBe('');
     await waitFor('max_prepared_transactions pending on every peer', async () => (await rows()).every((x) => x.pendingRestart?.includes('max_prepared_transactions') === true), { timeoutMs: 60_000 });
@@ -124,7 +148,7 @@ describe('tools/dev-cluster', () => {
     expect(a.stdout).toMatch(/added peer4 \(127\.0\.0\.1:\d+\) to the Raft group as a voter/);
     const peer4 = (await rows()).find((x) => x.id === 'peer4')!;
     expect(peer4.sitterPid).not.toBeNull();
-    const members = (await httpJson(`${peer4.apiUrl}/members`)).body as { voters: string[] };
+    const members = (await httpJson(`${peer4.apiUrl}/members`, { ca: await readFile(caFile(), 'utf8') })).body as { voters: string[] };
     expect([...members.voters].sort()).toEqual(['peer1', 'peer2', 'peer3', 'peer4']);
     await waitFor('peer4 with its PostgreSQL', async () => ((await rows()).find((x) => x.id === 'peer4')?.postgresPid ?? null) !== null, { timeoutMs: 180_000, intervalMs: 1000 });
 

@@ -219,7 +219,8 @@ function runningSitters(r: ClusterRecord): RecordedProcess[] {
 }
 
 function devCluster(cmd: 'up' | 'down'): void {
-  const r = spawnSync('bash', [join(root, 'tools/dev-cluster'), cmd], { cwd: root, stdio: 'inherit' });
+  // Plain TCP: pgbench and the baselines it is compared with connect without TLS.
+  const r = spawnSync('bash', [join(root, 'tools/dev-cluster'), cmd, ...(cmd === 'up' ? ['--no-tls'] : [])], { cwd: root, stdio: 'inherit' });
   if (r.status !== 0) throw new Error(`tools/dev-cluster ${cmd} exited with ${r.status ?? r.signal ?? '?'}`);
 }
 
@@ -301,9 +302,11 @@ async function main(): Promise<void> {
     let started = false;
     const existing = record();
     if (existing === null || runningSitters(existing).length !== existing.peers.length) {
-      console.log('starting the dev shard (tools/dev-cluster up)');
+      console.log('starting the dev shard (tools/dev-cluster up --no-tls)');
       devCluster('up');
       started = true;
+    } else if (existing.tls !== undefined) {
+      throw new Error('the running dev shard uses TLS; this benchmark measures the plain data path (as its baselines): run tools/dev-cluster down first, or up --no-tls');
     } else {
       console.log('using the running dev shard');
     }

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import type { SitterStatus } from '../../src/model/index.js';
 import { httpJson } from './http.js';
 import { findPostmaster, isRunning, recordProcess, signalProcess, waitGone } from './processes.js';
-import { DevClusterError, pgdataOf, type ClusterRecord, type DevPeer, type ProcessKind, type RecordedProcess } from './dev-record.js';
+import { caPemOf, DevClusterError, pgdataOf, type ClusterRecord, type DevPeer, type ProcessKind, type RecordedProcess } from './dev-record.js';
 
 /** How a sitter is run: the built one from dist/, or the source through tsx (tests, no build). */
 export interface SitterLauncher {
@@ -62,10 +62,10 @@ export function startSitter(r: ClusterRecord, peer: DevPeer, launcher: SitterLau
 }
 
 /** Waits until the sitter answers GET /status; fails at once when it exits. */
-export async function waitForApi(peer: DevPeer, sitter: RecordedProcess, timeoutMs: number): Promise<SitterStatus> {
+export async function waitForApi(r: ClusterRecord, peer: DevPeer, sitter: RecordedProcess, timeoutMs: number): Promise<SitterStatus> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const s = await fetchStatus(peer.apiUrl);
+    const s = await fetchStatus(r, peer.apiUrl);
     if (s !== null) return s;
     if (!isRunning(sitter)) throw new DevClusterError('MANATEE_ERR_DEV_START_FAILED', `the sitter of ${peer.id} exited; see ${peer.logPath}`);
     if (Date.now() > deadline) throw new DevClusterError('MANATEE_ERR_DEV_START_FAILED', `the API of ${peer.id} did not answer within ${timeoutMs / 1000} s; see ${peer.logPath}`);
@@ -73,9 +73,11 @@ export async function waitForApi(peer: DevPeer, sitter: RecordedProcess, timeout
   }
 }
 
-export async function fetchStatus(apiUrl: string): Promise<SitterStatus | null> {
+/** GET /status of a peer of `r` (https checked against the shard CA), or null when it does not answer. */
+export async function fetchStatus(r: ClusterRecord, apiUrl: string): Promise<SitterStatus | null> {
+  const ca = caPemOf(r);
   try {
-    const a = await httpJson(`${apiUrl}/status`, { timeoutMs: 2000 });
+    const a = await httpJson(`${apiUrl}/status`, { timeoutMs: 2000, ...(ca === undefined ? {} : { ca }) });
     return a.status === 200 ? (a.body as SitterStatus) : null;
   } catch {
     return null;

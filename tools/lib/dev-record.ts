@@ -46,6 +46,28 @@ export interface ClusterRecord {
   /** Every process started or seen, newest last; `down` signals those that still run. */
   processes: RecordedProcess[];
   zfs?: { pool: string; file: string; startedDaemon: ProcessRecord | null };
+  /**
+   * TLS everywhere (the default of `up`; absent in a shard made with --no-tls or before TLS):
+   * the CA and each peer's key and certificate, made as manatee-adm certs makes them, in certsDir.
+   */
+  tls?: { certsDir: string; caFile: string };
+}
+
+const caPems = new Map<string, string>();
+
+/** The shard CA's certificate (PEM) that the peers' https APIs are checked against; undefined without TLS. */
+export function caPemOf(r: ClusterRecord): string | undefined {
+  if (r.tls === undefined) return undefined;
+  let pem = caPems.get(r.tls.caFile);
+  if (pem === undefined) {
+    try {
+      pem = readFileSync(r.tls.caFile, 'utf8');
+    } catch (err) {
+      throw new DevClusterError('MANATEE_ERR_DEV_RECORD', `cannot read the shard CA ${r.tls.caFile}: ${(err as Error).message}`);
+    }
+    caPems.set(r.tls.caFile, pem);
+  }
+  return pem;
 }
 
 export function portsOf(portBase: number, index: number): { pg: number; api: number; raft: number } {

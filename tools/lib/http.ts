@@ -1,7 +1,8 @@
 // One JSON exchange with a peer's API, for the tools. node:http rather than fetch(): fetch
 // refuses the browser's "bad ports" (6000, 6665-6669, 10080...), which a dev shard with its own
 // port base may use.
-import { request } from 'node:http';
+import { request, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 
 export interface JsonAnswer {
   readonly status: number;
@@ -11,14 +12,15 @@ export interface JsonAnswer {
 /** Rejects when the peer cannot be reached or does not answer within `timeoutMs`. */
 export function httpJson(
   url: string,
-  opts: { method?: 'GET' | 'POST'; body?: unknown; token?: string; timeoutMs?: number } = {},
+  opts: { method?: 'GET' | 'POST'; body?: unknown; token?: string; timeoutMs?: number; /** The shard CA (PEM) an https peer is checked against. */ ca?: string } = {},
 ): Promise<JsonAnswer> {
   return new Promise((resolve, reject) => {
     const payload = opts.body === undefined ? undefined : JSON.stringify(opts.body);
     const headers: Record<string, string> = { accept: 'application/json' };
     if (payload !== undefined) headers['content-type'] = 'application/json';
     if (opts.token !== undefined) headers['authorization'] = `Bearer ${opts.token}`;
-    const req = request(url, { method: opts.method ?? 'GET', headers, timeout: opts.timeoutMs ?? 3000 }, (res) => {
+    const reqOpts = { method: opts.method ?? 'GET', headers, timeout: opts.timeoutMs ?? 3000 };
+    const onResponse = (res: IncomingMessage): void => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
@@ -30,7 +32,8 @@ export function httpJson(
         }
       });
       res.on('error', reject);
-    });
+    };
+    const req = url.startsWith('https:') ? httpsRequest(url, opts.ca === undefined ? reqOpts : { ...reqOpts, ca: opts.ca }, onResponse) : request(url, reqOpts, onResponse);
     req.on('timeout', () => req.destroy(new Error(`no answer from ${url} within ${opts.timeoutMs ?? 3000} ms`)));
     req.on('error', reject);
     req.end(payload);
