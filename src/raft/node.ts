@@ -5,7 +5,8 @@
 //   1. take core.ready();
 //   2. as leader, send appends/heartbeats at once: the leader may replicate entries before its
 //      own fsync (Raft thesis §10.2.1) because nothing it sends here claims its own durability;
-//   3. persist snapshot + entries + hard state in one synced batch (storage.save);
+//   3. persist snapshot + entries + hard state in one synced batch (storage.save); a change of
+//      the commit index alone is not written then, but with the next batch or at the next tick;
 //   4. publish them to the MemoryLog the core reads, then send the remaining messages
 //      (votes and acks must never outrun their persistence);
 //   5. install a received snapshot; apply committed entries (conf changes via the core);
@@ -22,7 +23,7 @@ import { MemoryLog } from './core/memory-log.js';
 import { ConfChangeInvalidError, ProposalDroppedError, RaftInvariantError } from './core/errors.js';
 import { decodeConfChange } from './core/confchange.js';
 import { bootstrapSnapshot } from './core/bootstrap.js';
-import type { ConfChange, ConfState, Entry, Message, NodeId, RaftRole, Ready, Snapshot } from './core/types.js';
+import type { ConfChange, ConfState, Entry, HardState, Message, NodeId, RaftRole, Ready, Snapshot } from './core/types.js';
 import type { AppliedEntry, StateMachine } from './state-machine.js';
 import { RaftStorage } from './storage/level-storage.js';
 import { TcpTransport, type TransportStats, type TransportTls } from './transport/tcp-transport.js';
@@ -190,6 +191,12 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
   private loopIdle: Promise<void> = Promise.resolve();
   private ticker: NodeJS.Timeout | null = null;
   private commitTimer: NodeJS.Timeout | null = null;
+  /**
+   * A hard state whose only change is the commit index, not yet written: it goes to disk with the
+   * next batch that must be written anyway, or at the next tick when none comes (hardStateFlushDue).
+   */
+  private unwrittenHardState: HardState | null = null;
+  private hardStateFlushDue = false;
   private readonly commitBroadcastDelayMs: number;
   private readonly tickMs: number;
   private readonly electionTicks: number;
@@ -319,6 +326,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     this.ticker = setInterval(() => {
       this.core.tick();
       this.retryLostRead();
+      if (this.unwrittenHardState !== null) this.hardStateFlushDue = true;
       this.kick();
     }, this.tickMs);
     this.kick();
@@ -545,6 +553,9 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     if (this.commitTimer !== null) clearTimeout(this.commitTimer);
     this.failAll(new RaftStoppedError(`node ${this.id} is shutting down`));
     await this.loopIdle;
+    // A graceful stop leaves the commit index it knew on disk (a crash may lose it: it is
+    // learned again from the leader).
+    await this.flushHardState().catch((err: unknown) => { this.log.warn({ id: this.id, reason: errorMessage(err) }, 'raft: commit index not written at close'); });
     await this.transport.close().catch(() => undefined);
     await this.storage.close().catch(() => undefined);
     this.state = 'closed';
@@ -702,8 +713,12 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
 
   private async runLoop(): Promise<void> {
     try {
-      while (this.state === 'running' && this.core.hasReady()) {
-        await this.handleReady(this.core.ready());
+      for (;;) {
+        while (this.state === 'running' && this.core.hasReady()) {
+          await this.handleReady(this.core.ready());
+        }
+        if (this.state !== 'running' || !this.hardStateFlushDue) break;
+        await this.flushHardState();
       }
       this.scheduleCommitBroadcast();
     } catch (err) {
@@ -744,10 +759,19 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     if (early.length > 0) this.transport.send(early);
 
     // A Ready whose only durable change is the commit index needs no fsync, and nothing waits
-    // on it: apply first and write it afterwards, which keeps a storage round trip off the
-    // commit path of every proposal. Anything else is persisted before it is acted upon.
+    // on it (the commit index can be learned again from a quorum, as in etcd): it is not written
+    // now but with the next batch that must be written anyway, or at the next tick if none comes.
+    // That keeps a storage round trip (a thread-pool hop) off the path of every proposal: the
+    // leader's commit of one proposal no longer delays the Ready of the next.
+    // Anything else is persisted before it is acted upon.
     const commitOnly = rd.snapshot === null && rd.entries.length === 0 && rd.hardState !== null && !this.storage.hardStateNeedsSync(rd.hardState);
-    if (!commitOnly) await this.storage.save({ snapshot: rd.snapshot, entries: rd.entries, hardState: rd.hardState });
+    if (commitOnly) {
+      this.unwrittenHardState = rd.hardState;
+    } else if (rd.snapshot !== null || rd.entries.length > 0 || rd.hardState !== null) {
+      const hardState = rd.hardState ?? this.unwrittenHardState;
+      await this.storage.save({ snapshot: rd.snapshot, entries: rd.entries, hardState });
+      this.unwrittenHardState = null;
+    }
     if (rd.snapshot !== null) this.memLog.applySnapshot(rd.snapshot);
     if (rd.entries.length > 0) this.memLog.append(rd.entries);
     if (rd.hardState !== null) this.memLog.setHardState(rd.hardState);
@@ -768,8 +792,16 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     // Advance before the next await: proposers resumed by the resolutions above must see the
     // core with these entries applied (e.g. a conf change right after another one).
     this.core.advance(rd);
-    if (commitOnly) await this.storage.save({ snapshot: null, entries: [], hardState: rd.hardState });
     await this.maybeSnapshot();
+  }
+
+  /** Writes a commit-only hard state left unwritten (without fsync). Only from the Ready loop. */
+  private async flushHardState(): Promise<void> {
+    this.hardStateFlushDue = false;
+    const hs = this.unwrittenHardState;
+    if (hs === null) return;
+    this.unwrittenHardState = null;
+    await this.storage.save({ snapshot: null, entries: [], hardState: hs });
   }
 
   private noteSoftState(leader: NodeId | null, role: RaftRole): void {

@@ -2,6 +2,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { RaftNode } from '../../src/raft/node.js';
+import { RaftStorage, type StorageUpdate } from '../../src/raft/storage/level-storage.js';
 import { LEADER_MESSAGE_DATA_MAX } from '../../src/raft/transport/messages.js';
 import type { AppliedEntry, StateMachine } from '../../src/raft/state-machine.js';
 import { hasCode } from '../../src/errors.js';
@@ -314,6 +315,36 @@ describe('RaftNode with three nodes on loopback', () => {
     const n = await RaftNode.open({ ...base, initialVoters: ['a'] });
     cleanups.push(() => n.close());
     await expectCode(n.propose('x'), 'MANATEE_ERR_RAFT_STOPPED');
+  });
+
+  it('a change of the commit index alone is not written on the proposal\'s path, but at the next tick, and at close', async () => {
+    const c = await makeCluster(['a', 'b', 'c']);
+    for (const id of ['a', 'b', 'c']) await c.start(id);
+    const leader = await c.leader();
+    // Every write the leader's storage is asked for, seen from outside.
+    const storage = (leader as unknown as { storage: RaftStorage }).storage;
+    const save = storage.save.bind(storage);
+    const writes: StorageUpdate[] = [];
+    storage.save = (u: StorageUpdate): Promise<void> => { writes.push(u); return save(u); };
+    const commitWritten = (index: number): boolean => writes.some((w) => w.entries.length === 0 && (w.hardState?.commit ?? 0) >= index);
+
+    const first = (await leader.propose('p1')) as { index: number };
+    // Resolved: the entry is durable on a quorum and applied, and its commit index is not yet on disk.
+    expect(writes.some((w) => w.entries.some((e) => e.index === first.index))).toBe(true);
+    expect(commitWritten(first.index)).toBe(false);
+    await waitFor('the commit index written at a tick', () => commitWritten(first.index), { timeoutMs: 10_000 });
+
+    const second = (await leader.propose('p2')) as { index: number };
+    expect(commitWritten(second.index)).toBe(false);
+    // Closed before any tick could write it: close() does.
+    const dir = c.members.get(leader.id)!.dir;
+    await c.stop(leader.id);
+    const reopened = await RaftStorage.open(dir);
+    try {
+      expect((await reopened.load()).hardState?.commit).toBeGreaterThanOrEqual(second.index);
+    } finally {
+      await reopened.close();
+    }
   });
 
   it('a single-voter group commits on its own', async () => {
