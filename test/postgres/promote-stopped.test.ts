@@ -36,6 +36,11 @@ async function standbyOfA(name: string): Promise<PostgresServer> {
   return s;
 }
 
+/** The checkpoint after a promotion runs in the background (d024528): wait for it to name timeline 2. */
+async function checkpointOnTimeline2(s: PostgresServer): Promise<void> {
+  await waitFor('the checkpoint after the promotion to name timeline 2', async () => (await checkpointTimeline(s)) === 2);
+}
+
 async function checkpointTimeline(s: PostgresServer): Promise<number> {
   const [r] = await s.query<{ tli: number }>('SELECT timeline_id AS tli FROM pg_control_checkpoint()');
   return Number(r?.tli);
@@ -54,7 +59,7 @@ describe('configure primary on a stopped standby', () => {
     const r = await b.configure({ role: 'primary', syncId: 'peer-a' });
     expect(r.action).toBe('promoted');
     expect(await b.inRecovery()).toBe(false);
-    expect(await checkpointTimeline(b)).toBe(2);
+    await checkpointOnTimeline2(b);
     expect((await b.walPositions()).timeline).toBe(2);
     // Still the safe primary: read-only until its sync has caught up.
     expect(await b.show('default_transaction_read_only')).toBe('on');
@@ -64,7 +69,7 @@ describe('configure primary on a stopped standby', () => {
     expect(await b.standbyDataDir()).toBeNull();
     const again = await b.configure({ role: 'primary', syncId: 'peer-a' });
     expect(again.action).toBe('started');
-    expect(await checkpointTimeline(b)).toBe(2);
+    await checkpointOnTimeline2(b);
   });
 
   it('a standby whose standby.signal was lost (pg_control: in recovery) is promoted too', async () => {
@@ -76,7 +81,7 @@ describe('configure primary on a stopped standby', () => {
     const r = await c.configure({ role: 'primary', syncId: 'peer-a' });
     expect(r.action).toBe('promoted');
     expect(await c.inRecovery()).toBe(false);
-    expect(await checkpointTimeline(c)).toBe(2);
+    await checkpointOnTimeline2(c);
   });
 });
 
@@ -102,7 +107,7 @@ describe('fences before a new generation records its WAL position', () => {
     await d.detachFromUpstream();
     const r = await d.configure({ role: 'primary', syncId: 'peer-a' });
     expect(r.action).toBe('promoted');
-    expect(await checkpointTimeline(d)).toBe(2);
+    await checkpointOnTimeline2(d);
   });
 
   it('detachFromUpstream refuses on a primary, fenceWrites on a standby', async () => {
@@ -127,7 +132,7 @@ describe('fences before a new generation records its WAL position', () => {
 });
 
 describe('the timeline history a promotion writes', () => {
-  it('is read back, as the superuser and as the replication role over TLS (a stalled sync compares its history with its primary\'s)', async () => {
+  it('is read back, as the superuser and as the replication role over TLS (a stalled sync compares its history with its primary\'s, and asks whether it is read-only)', async () => {
     const h = await standbyOfA('h');
     await h.detachFromUpstream();
     const replayed = (await h.walPositions()).replayLsn!;
@@ -143,6 +148,9 @@ describe('the timeline history a promotion writes', () => {
     });
     try {
       expect(await sources.timelineHistory({ id: 'peer-h', pgUrl: pgUrlOf(h), apiUrl: 'http://unused', host: '127.0.0.1' })).toEqual(history);
+      // h is a primary waiting for its sync: read-only; a (one-node-write mode) takes writes.
+      expect(await sources.readOnly({ id: 'peer-h', pgUrl: pgUrlOf(h), apiUrl: 'http://unused', host: '127.0.0.1' })).toBe(true);
+      expect(await sources.readOnly({ id: 'peer-a', pgUrl: pgUrlOf(a), apiUrl: 'http://unused', host: '127.0.0.1' })).toBe(false);
       // a never promoted: timeline 1, which has no history file and no switch.
       expect(await sources.timelineHistory({ id: 'peer-a', pgUrl: pgUrlOf(a), apiUrl: 'http://unused', host: '127.0.0.1' })).toEqual({ timeline: 1, switches: [] });
     } finally {
