@@ -73,6 +73,12 @@ export interface SyncRebuildRequest {
    * is cut off from the upstream: the WAL it then holds must still reach past that point.
    */
   readonly forkLsn?: string;
+  /**
+   * Set when the sync is past initWal on its primary's timeline history but the primary is read-only,
+   * waiting for it (rules/stream-watch.ts SYNC_OF_READ_ONLY_PRIMARY). Once cut off, this sync cannot
+   * make the primary writable, so the check passes as it was made.
+   */
+  readonly primaryReadOnly?: true;
 }
 
 /**
@@ -284,6 +290,12 @@ export class Reconciler {
           return true;
         }
         may = `${may}, and my WAL ends at ${end ?? 'an unknown position'}, not past ${req.forkLsn} where my timeline history leaves the primary's`;
+      }
+      if (may !== true && req.primaryReadOnly === true) {
+        this.o.log.info({ decision: 'sync-rebuild-checked', replayLsn: p.replayLsn, receiveLsn: p.receiveLsn, initWal: req.initWal, reason: req.reason },
+          `cut off from ${req.upstreamId}, which was read-only waiting for me: it cannot take a write through me now, and it holds every acknowledged write; rebuilding`);
+        this.syncRebuildVerified = true;
+        return true;
       }
       if (may === true) {
         this.syncRebuildVerified = true;

@@ -250,6 +250,7 @@ export class Sitter {
       stallLimitMs: 10 * t.sessionTimeoutMs,
       retrySoon: kickSoon,
       primaryHistory: (upstream) => this.sources.timelineHistory(upstream),
+      primaryReadOnly: (upstream) => this.sources.readOnly(upstream),
     });
     this.lease = new PrimaryLeaseFence({
       leaseClock: new LeaseClock(t.sessionTimeoutMs),

@@ -14,6 +14,11 @@ export interface SourcePostgres {
    * standby, does not answer, or its history file cannot be read.
    */
   timelineHistory(source: PeerInfo): Promise<TimelineHistory | null>;
+  /**
+   * Whether `source` (a primary) is read-only (default_transaction_read_only on: it waits for its
+   * sync before it takes a write), or null when it is a standby or does not answer.
+   */
+  readOnly(source: PeerInfo): Promise<boolean | null>;
   /** Drops the held connection (the copy is done, or the sitter stops). */
   close(why: string): void;
 }
@@ -53,6 +58,13 @@ export class HeldSourcePostgres implements SourcePostgres {
     const tli = rows?.[0]?.tli ?? null;
     if (tli === null) return null;
     return readTimelineHistory((sql, params) => this.query(source, sql, params), tli).catch(() => null);
+  }
+
+  async readOnly(source: PeerInfo): Promise<boolean | null> {
+    const rows = await this.query<{ ro: boolean | null }>(source,
+      "SELECT CASE WHEN pg_is_in_recovery() THEN NULL ELSE current_setting('default_transaction_read_only')::bool END AS ro",
+    ).catch(() => null);
+    return rows?.[0]?.ro ?? null;
   }
 
   close(why: string): void {

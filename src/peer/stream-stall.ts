@@ -17,7 +17,7 @@ export interface StandbyProbe {
 
 /** What the watch asks of the reconciler. */
 export interface RebuildRequests {
-  requestRebuild(o: { cannotStream: true } | { asSync: { generation: number; upstreamId: string; initWal: string; reason: string; forkLsn?: string } }): void;
+  requestRebuild(o: { cannotStream: true } | { asSync: { generation: number; upstreamId: string; initWal: string; reason: string; forkLsn?: string; primaryReadOnly?: true } }): void;
 }
 
 export class StreamStallWatch {
@@ -38,6 +38,8 @@ export class StreamStallWatch {
      * initWal whose own history leaves the primary's before its WAL ends diverged.
      */
     readonly primaryHistory?: (upstream: PeerInfo) => Promise<TimelineHistory | null>;
+    /** Whether the upstream (the primary) is read-only, null when unknown: it then waits for this sync. */
+    readonly primaryReadOnly?: (upstream: PeerInfo) => Promise<boolean | null>;
   }) {
     this.watch = new StreamWatch(o.stallLimitMs);
   }
@@ -62,7 +64,14 @@ export class StreamStallWatch {
     const primaryHistory = verdict.action === 'report' && this.o.primaryHistory !== undefined
       ? await this.o.primaryHistory(upstream).catch(() => null)
       : undefined;
-    const s = decideStreamStall({ verdict, generation: d.generation, state, own, ...(primaryHistory === undefined ? {} : { primaryHistory }) });
+    const primaryReadOnly = verdict.action === 'report' && this.o.primaryReadOnly !== undefined
+      ? await this.o.primaryReadOnly(upstream).catch(() => null)
+      : undefined;
+    const s = decideStreamStall({
+      verdict, generation: d.generation, state, own,
+      ...(primaryHistory === undefined ? {} : { primaryHistory }),
+      ...(primaryReadOnly === undefined ? {} : { primaryReadOnly }),
+    });
     const why = `my WAL receiver has not streamed from ${upstream.id} for ${verdict.stalledForMs} ms while its session is active (a diverged timeline, or WAL it no longer has)`;
     const fields = { upstream: upstream.id, stalledForMs: verdict.stalledForMs };
     switch (s.kind) {
@@ -89,7 +98,11 @@ export class StreamStallWatch {
           message: `${why}; I am the sync and ${s.reason}: rebuilding from it`,
         }, nowMs);
         this.o.reconciler.requestRebuild({
-          asSync: { generation: s.generation, upstreamId: upstream.id, initWal: s.initWal, reason: s.reason, ...(s.forkLsn === undefined ? {} : { forkLsn: s.forkLsn }) },
+          asSync: {
+            generation: s.generation, upstreamId: upstream.id, initWal: s.initWal, reason: s.reason,
+            ...(s.forkLsn === undefined ? {} : { forkLsn: s.forkLsn }),
+            ...(s.primaryReadOnly === undefined ? {} : { primaryReadOnly: s.primaryReadOnly }),
+          },
         });
         this.o.retrySoon();
         return;

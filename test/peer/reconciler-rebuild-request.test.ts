@@ -116,6 +116,15 @@ describe('Reconciler: a requested rebuild', () => {
     expect(restores.map((o) => [o.source.peerId, o.reason, o.cannotStream])).toEqual([['b', 'rebuild', true]]);
   });
 
+  it("a sync past initWal whose primary was read-only, waiting for it, is rebuilt once cut off", async () => {
+    const r = reconciler();
+    await runningSync(r);
+    const [pos] = await server.query<{ lsn: string }>('SELECT pg_last_wal_replay_lsn()::text AS lsn');
+    r.requestRebuild({ asSync: { ...asSync, initWal: pos!.lsn, primaryReadOnly: true, reason: 'primary read-only' } });
+    await r.reconcile(standby('sync'));
+    expect(restores.map((o) => [o.source.peerId, o.reason, o.cannotStream])).toEqual([['b', 'rebuild', true]]);
+  });
+
   it('is dropped when PostgreSQL is not running (its position cannot be checked)', async () => {
     const r = reconciler();
     r.requestRebuild({ asSync });

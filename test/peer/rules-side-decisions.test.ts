@@ -100,6 +100,24 @@ describe('the stalled stream rule', () => {
       .toMatchObject({ kind: 'streamStalledRebuildSync', forkLsn: '0/5000000', reason: expect.stringMatching(/^I am on timeline 3 \(from 2 at 0\/5800000/) });
   });
 
+  it('rebuilds a stalled sync past initWal on its primary\'s history when the primary is read-only, waiting for it (seed 110731: the same timeline begun at the same position)', () => {
+    const report = { ...stalled, action: 'report' } as const;
+    const h2 = { timeline: 2, switches: [{ timeline: 1, switchLsn: '0/5000000' }] };
+    const own = { replayLsn: '0/6000000', receiveLsn: '0/6000000', history: h2, error: null };
+    expect(decideStreamStall({ verdict: report, generation: 3, state: committed, own, primaryHistory: h2, primaryReadOnly: true })).toEqual({
+      kind: 'streamStalledRebuildSync', generation: 3, initWal: '0/5000000', primaryReadOnly: true,
+      reason: "my primary is read-only, waiting for me (and my timeline 2 (from 1 at 0/5000000) is the primary's): " +
+        'it has every acknowledged write and takes none until I stream, so my copy holds nothing it lacks',
+    });
+    // A writable primary, or one whose state is unknown, keeps it (it may have acknowledged writes through it).
+    for (const primaryReadOnly of [false, null, undefined]) {
+      const d = decideStreamStall({ verdict: report, generation: 3, state: committed, own, primaryHistory: h2, ...(primaryReadOnly === undefined ? {} : { primaryReadOnly }) });
+      expect(d.kind).toBe('streamStalled');
+    }
+    // Below initWal it rebuilds anyway, without asking.
+    expect(decideStreamStall({ verdict: report, generation: 3, state: committed, own: { ...own, replayLsn: '0/1', receiveLsn: '0/1' }, primaryHistory: h2, primaryReadOnly: false }).kind).toBe('streamStalledRebuildSync');
+  });
+
   it('keeps a stalled sync past initWal on its primary\'s history, or when a history is unknown, and says so', () => {
     const report = { ...stalled, action: 'report' } as const;
     const h3 = { timeline: 3, switches: [{ timeline: 1, switchLsn: '0/1000000' }, { timeline: 2, switchLsn: '0/5000000' }] };

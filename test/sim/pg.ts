@@ -385,6 +385,15 @@ export class SimPgHandle implements LocalPostgres {
     }, 2, 20);
   }
 
+  /** Whether a primary is read-only (null when it is a standby or does not answer). */
+  sourceReadOnly(sourceId: string): Promise<boolean | null> {
+    return this.op(() => {
+      const s = this.byId.get(sourceId);
+      if (s === undefined || !s.running || s.inRecovery || this.net.paused(sourceId) || !this.net.canTalk(this.pg.peerId, sourceId)) return null;
+      return !s.writable;
+    }, 2, 20);
+  }
+
   /** This standby's WAL positions and its timeline's history (the stream-stall watch's OwnWal). */
   ownWal(): Promise<{ replayLsn: string | null; receiveLsn: string | null; history: TimelineHistory | null }> {
     return this.op(() => {

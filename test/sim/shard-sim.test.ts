@@ -76,12 +76,27 @@ describe('the whole shard, simulated', () => {
     // history. Judged on the numbers ("3 is not older than 3") it keeps its data, and the primary
     // stays read-only; judged on the histories (as pg_rewind does) it rebuilds.
     const seed = 50019;
-    const broken = await runShardSim({ seed, fixes: { ...ALL_FIXES, timelineHistories: false } });
+    // (The read-only primary's rebuild of its sync heals this seed too: both are off.)
+    const broken = await runShardSim({ seed, fixes: { ...ALL_FIXES, timelineHistories: false, rebuildSyncOfReadOnlyPrimary: false } });
     expect(broken.error?.invariant).toBe('the shard is whole again after the faults stop');
     expect(broken.error?.message).toMatch(/primary a is not writable/);
     const fixed = await runShardSim({ seed, trace: true });
     expect(fixed.error).toBeNull();
     expect(fixed.trace!.join('\n')).toMatch(/b stream-stalled-rebuild-sync: .*I am on timeline 3 \(from 2 at 0\/4C0, from 1 at 0\/280\) and the primary on timeline 3 \(from 2 at 0\/500, from 1 at 0\/280\)/);
+  });
+
+  it('finds the sync on another fork of the same timeline begun at the same position, stalled for good (seed 110731), unless a read-only primary\'s sync rebuilds', async () => {
+    // b takes over (generation 2) and promotes to timeline 2 at 0/180 while its sync c is cut off;
+    // a, deposed, is rebuilt from b. b is cut off in turn, c takes over (generation 3) at 0/180 too
+    // and promotes to timeline 2: the same number from the same point, so the same history. a, now
+    // c's sync, holds b's promotion and never streams; c waits for it, read-only.
+    const seed = 110731;
+    const broken = await runShardSim({ seed, fixes: { ...ALL_FIXES, rebuildSyncOfReadOnlyPrimary: false } });
+    expect(broken.error?.invariant).toBe('the shard is whole again after the faults stop');
+    expect(broken.error?.message).toMatch(/primary c is not writable/);
+    const fixed = await runShardSim({ seed, trace: true });
+    expect(fixed.error).toBeNull();
+    expect(fixed.trace!.join('\n')).toMatch(/a stream-stalled-rebuild-sync: .*my primary is read-only, waiting for me \(and my timeline 2 \(from 1 at 0\/180\) is the primary's\)/);
   });
 
   it('replays a seed exactly: the same trace twice', async () => {

@@ -51,12 +51,18 @@ export interface SitterFixes {
    * primary's), which stalls for good once two peers promoted to the same number on their own (seed 50019).
    */
   readonly timelineHistories: boolean;
+  /**
+   * A stalled sync past initWal on its primary's history rebuilds when the primary is read-only,
+   * waiting for it (rules/stream-watch.ts SYNC_OF_READ_ONLY_PRIMARY). Off: it keeps its data, which
+   * stalls for good once two peers promoted to the same timeline at the same position (seed 110731).
+   */
+  readonly rebuildSyncOfReadOnlyPrimary: boolean;
 }
 
-export const ALL_FIXES: SitterFixes = { readBeforeActing: true, forgetRebuildAsPrimary: true, rebuildOfThisGeneration: true, rebuildDivergedSync: true, timelineHistories: true };
+export const ALL_FIXES: SitterFixes = { readBeforeActing: true, forgetRebuildAsPrimary: true, rebuildOfThisGeneration: true, rebuildDivergedSync: true, timelineHistories: true, rebuildSyncOfReadOnlyPrimary: true };
 
 /** Fix names for the command line (npm run sim -- --without a,b). */
-export const FIX_NAMES: readonly (keyof SitterFixes)[] = ['readBeforeActing', 'forgetRebuildAsPrimary', 'rebuildOfThisGeneration', 'rebuildDivergedSync', 'timelineHistories'];
+export const FIX_NAMES: readonly (keyof SitterFixes)[] = ['readBeforeActing', 'forgetRebuildAsPrimary', 'rebuildOfThisGeneration', 'rebuildDivergedSync', 'timelineHistories', 'rebuildSyncOfReadOnlyPrimary'];
 
 export const SIM_TIMEOUTS = {
   sessionTimeoutMs: 1500,
@@ -235,6 +241,7 @@ export class SimSitter {
       stallLimitMs: 10 * SIM_TIMEOUTS.sessionTimeoutMs,
       retrySoon: kickSoon,
       primaryHistory: (upstream) => handle.sourceHistory(upstream.id),
+      ...(parts.fixes.rebuildSyncOfReadOnlyPrimary ? { primaryReadOnly: (upstream: PeerInfo) => handle.sourceReadOnly(upstream.id) } : {}),
     });
     return new Evaluation({
       self: this.self,

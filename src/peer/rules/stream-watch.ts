@@ -107,6 +107,11 @@ export type StreamStallDecision =
        * the primary's. Checked again once cut off: its WAL must still reach past it.
        */
       readonly forkLsn?: Lsn;
+      /**
+       * Set when it rebuilds past initWal because its primary is read-only, waiting for it
+       * (syncOfReadOnlyPrimary). Cut off, it cannot make the primary writable any more.
+       */
+      readonly primaryReadOnly?: true;
     }
   /** The sync keeps its data: only an operator's action or a sync replacement helps. */
   | { readonly kind: 'streamStalled'; readonly reason: string };
@@ -121,6 +126,11 @@ export interface StreamStallInput {
   readonly own: (OwnWal & { readonly error: string | null }) | null;
   /** The timeline its primary writes, with that timeline's history (null: unknown; absent: not asked). */
   readonly primaryHistory?: TimelineHistory | null;
+  /**
+   * The primary is read-only (default_transaction_read_only on: it waits for this sync to catch
+   * up before it accepts a write); null: unknown; absent: not asked.
+   */
+  readonly primaryReadOnly?: boolean | null;
 }
 
 /**
@@ -141,7 +151,11 @@ export function decideStreamStall(i: StreamStallInput): StreamStallDecision {
     : own.error !== null ? `my WAL positions could not be read (${own.error})` : syncCannotTakeOver(initWal, own);
   if (may !== true && i.generation !== null && initWal !== null && own.error === null && i.primaryHistory !== undefined) {
     const fork = syncDiverged(own, i.primaryHistory);
-    if (typeof fork === 'string') return { kind: 'streamStalled', reason: `${may}, and ${fork}` };
+    if (typeof fork === 'string') {
+      if (i.primaryReadOnly !== true) return { kind: 'streamStalled', reason: `${may}, and ${fork}` };
+      const reason = `my primary is read-only, waiting for me (and ${fork}): ${SYNC_OF_READ_ONLY_PRIMARY}`;
+      return { kind: 'streamStalledRebuildSync', reason, generation: i.generation, initWal, primaryReadOnly: true };
+    }
     const reason = `${describeDivergence(own, i.primaryHistory!, fork)}: my WAL past the fork was never acknowledged, and the primary has every acknowledged write`;
     return { kind: 'streamStalledRebuildSync', reason, generation: i.generation, initWal, forkLsn: fork.lsn };
   }
@@ -151,6 +165,21 @@ export function decideStreamStall(i: StreamStallInput): StreamStallDecision {
   const reason = `replayed ${own.replayLsn ?? '?'} (received ${own.receiveLsn ?? 'nothing'}) is below initWal ${initWal}: I could not take over, and the primary has every acknowledged write`;
   return { kind: 'streamStalledRebuildSync', reason, generation: i.generation, initWal };
 }
+
+/**
+ * Why a stalled sync past initWal may rebuild when its primary is read-only, waiting for it, though
+ * its timeline history is the primary's. Two peers that promoted to the same timeline at the same
+ * position have the same history (the same number, begun at the same point) and still different
+ * WAL past it: a sync rebuilt from one while the other took over never streams from it (whole-shard
+ * simulator seeds 110731, 114052, 116027; pg_rewind too sees "the same timeline" there). Nothing
+ * in the histories tells them apart, but no acknowledged write depends on the sync's copy: the
+ * primary holds every acknowledged write (it took over with all of them, and acknowledges new ones
+ * only once this sync has flushed them), and while it is read-only it takes none. The copy comes
+ * from that primary, and the sync's old data stays until the copy is complete (basebackup into a
+ * new directory, zfs receive beside the isolated dataset). Kept, the sync leaves the primary
+ * read-only for good.
+ */
+export const SYNC_OF_READ_ONLY_PRIMARY = 'it has every acknowledged write and takes none until I stream, so my copy holds nothing it lacks';
 
 /** The furthest WAL position this standby holds (received or replayed), null when both are unknown. */
 export function ownWalEnd(own: OwnWal): Lsn | null {
