@@ -1,5 +1,6 @@
 // The arrows between the rooms (DESIGN.md, "Rooms"): `cli → api → peer → store → raft`,
-// `peer → postgres, backup → zfs`, every room may import `model`, the client imports only `model`,
+// `peer → postgres, backup → zfs`, every room may import `model`, the client imports only `model`
+// and `wire` (the API's contract and its typed HTTP client, a leaf room that imports only `model`),
 // tools never import tests, and src/ never imports tests or tools. This test reads every import
 // (static, dynamic and re-exports) and fails on each one that points the wrong way.
 //
@@ -17,6 +18,8 @@ const SHARED = ['src/errors', 'src/log'];
 /** For each room of src/, the rooms it may import (besides itself and SHARED). */
 const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
   'src/model': [],
+  // The HTTP API's contract (schemas, the types derived from them) and its one typed client.
+  'src/wire': ['src/model'],
   'src/raft': ['src/model'],
   'src/store': ['src/raft', 'src/model'],
   'src/tls': ['src/model'],
@@ -24,12 +27,12 @@ const MAY_IMPORT: Readonly<Record<string, readonly string[]>> = {
   'src/zfs': ['src/model'],
   // A backup server learns which peer calls it from the peer's certificate (src/tls, a leaf room).
   'src/backup': ['src/postgres', 'src/zfs', 'src/tls', 'src/model'],
-  'src/peer': ['src/store', 'src/raft', 'src/postgres', 'src/backup', 'src/zfs', 'src/tls', 'src/model'],
-  'src/api': ['src/peer', 'src/store', 'src/raft', 'src/postgres', 'src/backup', 'src/zfs', 'src/tls', 'src/model'],
-  'src/client': ['src/model'],
-  'src/cli': ['src/api', 'src/peer', 'src/store', 'src/raft', 'src/postgres', 'src/backup', 'src/zfs', 'src/tls', 'src/model'],
+  'src/peer': ['src/store', 'src/raft', 'src/postgres', 'src/backup', 'src/zfs', 'src/tls', 'src/wire', 'src/model'],
+  'src/api': ['src/peer', 'src/store', 'src/raft', 'src/postgres', 'src/backup', 'src/zfs', 'src/tls', 'src/wire', 'src/model'],
+  'src/client': ['src/wire', 'src/model'],
+  'src/cli': ['src/api', 'src/peer', 'src/store', 'src/raft', 'src/postgres', 'src/backup', 'src/zfs', 'src/tls', 'src/wire', 'src/model'],
   // The package's main export: the client library and the model it speaks.
-  'src/index': ['src/client', 'src/model'],
+  'src/index': ['src/client', 'src/wire', 'src/model'],
   'src/errors': [],
   'src/log': [],
 };
@@ -159,10 +162,13 @@ describe('the check itself', () => {
       imp('src/peer/sitter.ts', '../store/index.js', 'src/store/index'),
       imp('src/client/client.ts', '../model/index.js', 'src/model/index'),
       imp('src/raft/node.ts', '../errors.js', 'src/errors'),
+      imp('src/client/client.ts', '../wire/index.js', 'src/wire/index'),
+      imp('src/wire/api-client.ts', '../api/shard.js', 'src/api/shard'),
     ])).toEqual([
       'src/peer/sitter.ts: src/peer imports src/api (../api/index.js)',
       'src/client/client.ts: src/client imports src/store (../store/index.js)',
       'src/store/store.ts: imports ../../test/store/in-process-consensus.js, outside src/',
+      'src/wire/api-client.ts: src/wire imports src/api (../api/shard.js)',
     ]);
   });
 

@@ -3,82 +3,15 @@
 // with its lag in bytes (the upstream's pg_stat_replication) and in seconds (the downstream's
 // heartbeat). The peer asked reads its own status and asks each other peer's /status with a
 // short deadline: a peer that does not answer is shown as unreachable, never waited for.
-import http from 'node:http';
-import https from 'node:https';
-import { ManateeError, errorMessage } from '../errors.js';
-import { roleIn, type DecisionRecord, type PeerRole, type RebuildStatus, type SitterStatus, type ClusterState, type FreezeInfo, type PeerInfo, type PromoteRequest } from '../model/index.js';
+import { errorMessage } from '../errors.js';
+import { roleIn, type SitterStatus, type ClusterState, type PeerInfo } from '../model/index.js';
+import { ApiClient, WIRE_ERR, WireError, type ShardLink, type ShardPeer, type ShardReport, type WireTlsOptions } from '../wire/index.js';
 
 /** Largest /status answer read from another peer. */
 const PEER_STATUS_BYTES_MAX = 4 * 1024 * 1024;
 
-export interface ShardPeer {
-  readonly id: string;
-  readonly host: string;
-  readonly pgUrl: string;
-  readonly apiUrl: string;
-  /** Its place in the committed state as the answering peer sees it. */
-  readonly role: PeerRole;
-  /** The peer it replicates from, or null (primary, deposed, unassigned). */
-  readonly upstream: string | null;
-  /** Its session exists. */
-  readonly active: boolean;
-  /** Its sitter answered GET /status. */
-  readonly reachable: boolean;
-  /** Why it is unreachable, or its PostgreSQL's last health-check error; null when fine. */
-  readonly error: string | null;
-  readonly sitterPid: number | null;
-  /** Seconds until its TLS certificate expires (negative: expired); null without TLS or unreachable. */
-  readonly tlsExpiresInSeconds: number | null;
-  readonly postgresPid: number | null;
-  readonly pgOnline: boolean | null;
-  readonly pgHealthy: boolean | null;
-  readonly writable: boolean | null;
-  readonly inRecovery: boolean | null;
-  readonly currentLsn: string | null;
-  readonly receiveLsn: string | null;
-  readonly replayLsn: string | null;
-  /** From its heartbeat reading: how old its newest replayed data is. */
-  readonly lagSeconds: number | null;
-  readonly checkLatencyMs: number | null;
-  readonly lastDecision: DecisionRecord | null;
-  readonly rebuild: RebuildStatus | null;
-  /** Settings whose new value waits for a restart of its PostgreSQL (null: unknown). */
-  readonly pendingRestart?: readonly string[] | null;
-  /** The version of the shard settings written to its PostgreSQL's files (null: unknown or none yet). */
-  readonly settingsVersion?: number | null;
-  /** Each shard setting and overrides-file setting on it: value, source, pending restart (null: unknown). */
-  readonly settings?: NonNullable<SitterStatus['settings']>['settings'] | null;
-}
-
-/** One replication link of the chain: upstream → downstream. */
-export interface ShardLink {
-  readonly upstream: string;
-  readonly downstream: string;
-  /** What the state says the link must be: 'sync' for primary → sync, 'async' otherwise. */
-  readonly expected: 'sync' | 'async';
-  /** pg_stat_replication.state on the upstream ('streaming', 'catchup'...), null when no row or unknown. */
-  readonly state: string | null;
-  readonly syncState: string | null;
-  /** The upstream answered, and shows the downstream streaming. */
-  readonly streaming: boolean;
-  readonly lagBytes: number | null;
-  readonly lagSeconds: number | null;
-}
-
-export interface ShardReport {
-  readonly answeredBy: string;
-  readonly stateVersion: number;
-  readonly generation: number | null;
-  readonly initWal: string | null;
-  readonly oneNodeWriteMode: boolean;
-  readonly freeze: FreezeInfo | null;
-  readonly promote: PromoteRequest | null;
-  readonly raftLeader: string | null;
-  readonly raftTerm: number;
-  readonly state: ClusterState | null;
-  readonly peers: readonly ShardPeer[];
-  readonly links: readonly ShardLink[];
-}
+// The report's types are the wire contract's, derived from GET /shard's schema (src/wire).
+export type { ShardLink, ShardPeer, ShardReport };
 
 /** Another peer's status, or why it could not be had. */
 export type PeerStatusResult = { readonly ok: true; readonly status: SitterStatus } | { readonly ok: false; readonly error: string };
@@ -201,66 +134,20 @@ export async function otherPeerStatuses(
   return new Map(results);
 }
 
-/** Enough of a SitterStatus's shape for the report to read it without tripping. */
-function looksLikeStatus(v: unknown): v is SitterStatus {
-  const s = v as Partial<Record<keyof SitterStatus, unknown>> | null;
-  if (typeof s !== 'object' || s === null) return false;
-  const peer = s.peer as { id?: unknown } | null | undefined;
-  const pg = s.postgres as { online?: unknown } | null | undefined;
-  return typeof peer?.id === 'string' && typeof pg?.online === 'boolean' && Array.isArray(s.replication) && typeof s.rebuild === 'object' && s.rebuild !== null;
-}
-
-/** GET <apiUrl>/status over node:http (fetch refuses some ports), bounded in time and size. */
-export function fetchPeerStatusHttp(apiUrl: string, timeoutMs: number, tls?: { readonly ca: string; readonly cert: string; readonly key: string }): Promise<SitterStatus> {
-  return new Promise((resolve, reject) => {
-    let url: URL;
-    try {
-      url = new URL('/status', apiUrl);
-    } catch {
-      reject(new ManateeError('MANATEE_ERR_BAD_REQUEST', `bad API URL ${JSON.stringify(apiUrl)}`));
-      return;
+/**
+ * GET <apiUrl>/status with the typed client (src/wire), bounded in time and size; refuses an
+ * answer that is not a sitter status. `tls`: the shard CA, which must have issued the other
+ * peer's certificate for the host in its apiUrl, and this peer's certificate.
+ */
+export async function fetchPeerStatusHttp(apiUrl: string, timeoutMs: number, tls?: WireTlsOptions): Promise<SitterStatus> {
+  const api = new ApiClient({ baseUrl: apiUrl, timeoutMs, responseBytesMax: PEER_STATUS_BYTES_MAX, ...(tls !== undefined ? { tls } : {}) });
+  try {
+    return await api.status();
+  } catch (err) {
+    // The report shows the message alone: say where the peer's own refusal came from.
+    if (err instanceof WireError && err.status !== null && !Object.values(WIRE_ERR).includes(err.code as never)) {
+      throw new WireError(err.code, `HTTP ${err.status} from ${api.baseUrl}/status: ${err.code}: ${err.message}`, { status: err.status });
     }
-    // With TLS the other peer's certificate must be the shard CA's, for the host in its apiUrl.
-    const req = url.protocol === 'https:'
-      ? https.request(url, { method: 'GET', headers: { accept: 'application/json' }, ...(tls !== undefined ? { ...tls, minVersion: 'TLSv1.3' as const } : {}) })
-      : http.request(url, { method: 'GET', headers: { accept: 'application/json' } });
-    const timer = setTimeout(() => { req.destroy(new Error(`no answer within ${timeoutMs} ms`)); }, timeoutMs);
-    req.on('error', (err) => {
-      clearTimeout(timer);
-      const code = (err as { code?: unknown }).code;
-      reject(new Error(typeof code === 'string' ? `${code} (${apiUrl})` : `${err.message} (${apiUrl})`));
-    });
-    req.on('response', (res) => {
-      const chunks: Buffer[] = [];
-      let sizeBytes = 0;
-      res.on('data', (c: Buffer) => {
-        sizeBytes += c.length;
-        if (sizeBytes > PEER_STATUS_BYTES_MAX) {
-          req.destroy(new Error(`answer larger than ${PEER_STATUS_BYTES_MAX} bytes`));
-          return;
-        }
-        chunks.push(c);
-      });
-      res.on('end', () => {
-        clearTimeout(timer);
-        if (res.statusCode !== 200) {
-          reject(new Error(`HTTP ${res.statusCode ?? '?'} from ${apiUrl}/status`));
-          return;
-        }
-        let parsed: unknown;
-        try {
-          parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-        } catch {
-          reject(new Error(`${apiUrl}/status answered something that is not JSON`));
-          return;
-        }
-        if (!looksLikeStatus(parsed)) {
-          reject(new Error(`${apiUrl}/status answered JSON that is not a sitter status`));
-          return;
-        }
-        resolve(parsed);
-      });
-    });
-    req.end();
-  });
+    throw err;
+  }
 }

@@ -8,28 +8,10 @@ import type { OnwmMode } from '../peer/admin.js';
 import type { ConfigDeps } from './routes/config.js';
 import type { PgOperations } from './routes/pg-ops.js';
 import type { ReloadableTls } from '../tls/index.js';
+import type { AdminResult, MembershipResult, RaftMembers, RebuildResult, VersionedState } from '../wire/index.js';
 
-/** The committed cluster state with the store's version of it (the compare-and-set token). */
-export interface VersionedState {
-  readonly state: ClusterState | null;
-  readonly version: number;
-}
-
-/** The answer to an admin write: what changed, and the state and version it produced. */
-export interface AdminResult {
-  /** One line, as the history entry records it. */
-  readonly summary: string;
-  readonly state: ClusterState;
-  readonly version: number;
-}
-
-/** The answer to a rebuild request: the rebuild runs in the background; GET /status shows its progress. */
-export interface RebuildResult {
-  readonly peerId: PeerId;
-  readonly started: boolean;
-  /** Why (or why not): one line for the operator. */
-  readonly message: string;
-}
+// The answers' types are the wire contract's, derived from the routes' schemas (src/wire).
+export type { AdminResult, MembershipResult, RaftMembers, RebuildResult, VersionedState };
 
 export interface PromoteInput {
   readonly peerId: PeerId;
@@ -55,20 +37,6 @@ export interface AdminOperations {
   rebuild(): Promise<RebuildResult>;
   /** One-node-write mode by operator: on, off, or 'config' (remove the override). */
   setOnwm(mode: OnwmMode): Promise<AdminResult>;
-}
-
-/** The Raft group's members: voters decide, learners only receive the log. */
-export interface RaftMembers {
-  readonly voters: readonly string[];
-  readonly learners: readonly string[];
-  /** id → "host:port" of each member's Raft transport, as this peer knows them. */
-  readonly addresses: Readonly<Record<string, string>>;
-}
-
-export interface MembershipResult {
-  /** One line for the operator: what changed. */
-  readonly summary: string;
-  readonly members: RaftMembers;
 }
 
 /**

@@ -22,6 +22,7 @@ import { createPool, type PrimaryPool, type PrimaryPoolOptions } from './pool.js
 import { SseParser } from './sse.js';
 import { sameTopology, topologyOf, type Topology } from './topology.js';
 import { certificateProblem, errorMessage } from '../errors.js';
+import { ApiClient, WIRE_ERR, WireError, isVersionedState } from '../wire/index.js';
 
 export interface ClientOptions {
   /** The peers' API URLs (http://host:port), tried in this order. At least one, at most 64. */
@@ -161,16 +162,6 @@ function describeAnswer(res: IncomingMessage): Promise<string> {
     res.on('end', done);
     res.on('error', done);
   });
-}
-
-function isVersionedState(x: unknown): x is { state: ClusterState | null; version: number } {
-  if (typeof x !== 'object' || x === null) return false;
-  const o = x as { state?: unknown; version?: unknown };
-  if (typeof o.version !== 'number' || !Number.isInteger(o.version)) return false;
-  if (o.state === null) return true;
-  if (typeof o.state !== 'object') return false;
-  const s = o.state as Partial<ClusterState>;
-  return typeof s.generation === 'number' && typeof s.primary?.pgUrl === 'string' && Array.isArray(s.async) && Array.isArray(s.deposed);
 }
 
 export class ManateeClient extends EventEmitter<ClientEvents> {
@@ -412,36 +403,24 @@ export class ManateeClient extends EventEmitter<ClientEvents> {
     });
   }
 
-  /** A linearizable read on the followed peer: null when fine, else why to leave it. */
-  private check(apiUrl: string): Promise<string | null> {
-    return new Promise((resolve) => {
-      const req = get(`${apiUrl}/state`, this.s, { timeout: this.s.connectTimeoutMs }, (res) => {
-        if (res.statusCode !== 200) {
-          void describeAnswer(res).then((what) => { resolve(`${apiUrl} cannot read the committed state (${what})`); });
-          return;
-        }
-        const chunks: Buffer[] = [];
-        let size = 0;
-        res.on('data', (c: Buffer) => {
-          size += c.length;
-          if (size <= this.s.eventBytesMax) chunks.push(c);
-        });
-        res.on('end', () => {
-          try {
-            const body: unknown = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-            // The stream may lag behind the read (it is delivered after the commit is applied): take the newer.
-            if (isVersionedState(body) && !this.closed) this.apply(body.state, body.version, apiUrl);
-            resolve(null);
-          } catch {
-            resolve(`${apiUrl}/state answered something that is not JSON`);
-          }
-        });
-        res.on('error', () => { resolve(`${apiUrl}/state broke off`); });
+  /** A linearizable read on the followed peer (the typed client's GET /state): null when fine, else why to leave it. */
+  private async check(apiUrl: string): Promise<string | null> {
+    try {
+      const api = new ApiClient({
+        baseUrl: apiUrl, timeoutMs: this.s.connectTimeoutMs, responseBytesMax: this.s.eventBytesMax,
+        ...(this.s.ca !== undefined ? { tls: { ca: this.s.ca } } : {}),
       });
-      req.on('timeout', () => req.destroy(new Error(`no answer within ${this.s.connectTimeoutMs} ms`)));
-      req.on('error', (err) => { resolve(`${apiUrl}/state failed: ${requestError(apiUrl, err, this.s).message}`); });
-      req.end();
-    });
+      const body = await api.state();
+      // The stream may lag behind the read (it is delivered after the commit is applied): take the newer.
+      if (!this.closed) this.apply(body.state, body.version, apiUrl);
+      return null;
+    } catch (err) {
+      if (err instanceof WireError && err.status !== null && err.status !== 200 && err.code !== WIRE_ERR.badResponse) {
+        return `${apiUrl} cannot read the committed state (HTTP ${err.status} ${err.code}: ${err.message})`;
+      }
+      const refused = err instanceof WireError && certificateProblem(err.cause) !== null ? requestError(apiUrl, err.cause as Error, this.s) : err;
+      return `${apiUrl}/state failed: ${errorMessage(refused)}`;
+    }
   }
 
   private apply(state: ClusterState | null, version: number, from: string): void {

@@ -34,7 +34,7 @@ describe('fetchPeerStatusHttp', () => {
   it('gives up after its deadline on a peer that never answers', async () => {
     const url = await serve(() => { /* never answers */ });
     const t0 = Date.now();
-    await expect(fetchPeerStatusHttp(url, 300)).rejects.toThrow(/no answer within 300 ms/);
+    await expect(fetchPeerStatusHttp(url, 300)).rejects.toThrow(/no answer from http:\/\/127\.0\.0\.1:\d+ within 300 ms/);
     expect(Date.now() - t0).toBeLessThan(5000);
   });
 
@@ -61,7 +61,7 @@ describe('fetchPeerStatusHttp', () => {
   });
 
   it('an unreachable peer and a bad URL are errors naming them', async () => {
-    await expect(fetchPeerStatusHttp('http://127.0.0.1:1', 2000)).rejects.toThrow(/ECONNREFUSED \(http:\/\/127\.0\.0\.1:1\)/);
+    await expect(fetchPeerStatusHttp('http://127.0.0.1:1', 2000)).rejects.toThrow('cannot reach http://127.0.0.1:1: ECONNREFUSED');
     await expect(fetchPeerStatusHttp('not a url', 2000)).rejects.toThrow(/bad API URL/);
   });
 });

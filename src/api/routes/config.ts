@@ -8,42 +8,9 @@ import { ManateeError } from '../../errors.js';
 import { statusForCode } from '../errors.js';
 import type { SettingsChangeInput } from '../../peer/settings-admin.js';
 import type { SettingsOperations, SettingsResult } from '../settings-ops.js';
-import { emptyQuerySchema, errorBodySchema } from '../schemas.js';
+import { configBodySchema, emptyQuerySchema, errorBodySchema, pgSettingsSchema, settingsResultSchema, versionedSettingsSchema } from '../schemas.js';
 
-const str = { type: 'string' } as const;
-const settingsMap = { type: 'object', additionalProperties: { type: 'string', maxLength: 4096 }, maxProperties: 256 } as const;
 const errors = { '4xx': errorBodySchema, '5xx': errorBodySchema } as const;
-
-export const versionedSettingsSchema = {
-  type: 'object', required: ['settings', 'version'], properties: { settings: settingsMap, version: { type: 'integer' } },
-} as const;
-
-export const settingsResultSchema = {
-  type: 'object',
-  required: ['summary', 'settings', 'version', 'restart'],
-  properties: { summary: str, settings: settingsMap, version: { type: 'integer' }, restart: { type: 'array', items: str } },
-} as const;
-
-export const configBodySchema = {
-  type: 'object',
-  additionalProperties: false,
-  minProperties: 1,
-  properties: {
-    set: settingsMap,
-    unset: { type: 'array', items: { type: 'string', minLength: 1, maxLength: 63 }, maxItems: 256 },
-    replace: settingsMap,
-    expectVersion: { type: 'integer', minimum: 0 },
-  },
-} as const;
-
-const pgSettingRowSchema = {
-  type: 'object',
-  required: ['name', 'vartype', 'unit', 'minVal', 'maxVal', 'enumVals', 'context'],
-  properties: {
-    name: str, vartype: str, unit: { type: ['string', 'null'] }, minVal: { type: ['string', 'null'] }, maxVal: { type: ['string', 'null'] },
-    enumVals: { anyOf: [{ type: 'array', items: str }, { type: 'null' }] }, context: str,
-  },
-} as const;
 
 export interface ConfigDeps {
   readonly settings: SettingsOperations;
@@ -55,7 +22,7 @@ export function configRoutes(deps: ConfigDeps): FastifyPluginAsync {
   // eslint-disable-next-line @typescript-eslint/require-await -- fastify plugins are async functions
   return async (app) => {
     app.get('/config', { schema: { querystring: emptyQuerySchema, response: { 200: versionedSettingsSchema, ...errors } } }, () => deps.settings.read());
-    app.get('/pg-settings', { schema: { querystring: emptyQuerySchema, response: { 200: { type: 'object', required: ['rows'], properties: { rows: { type: 'array', items: pgSettingRowSchema } } }, ...errors } } },
+    app.get('/pg-settings', { schema: { querystring: emptyQuerySchema, response: { 200: pgSettingsSchema, ...errors } } },
       async () => ({ rows: await deps.pgSettingRows() }));
   };
 }

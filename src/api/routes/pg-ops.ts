@@ -6,18 +6,12 @@ import { ManateeError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { PgOpResult } from '../../peer/pg-ops.js';
 import { statusForCode } from '../errors.js';
-import { emptyBodySchema, emptyQuerySchema, errorBodySchema } from '../schemas.js';
+import { emptyBodySchema, emptyQuerySchema, errorBodySchema, pgOpResultSchema } from '../schemas.js';
 
 export interface PgOperations {
   reload(): Promise<PgOpResult>;
   restart(): Promise<PgOpResult>;
 }
-
-const pgOpResultSchema = {
-  type: 'object',
-  required: ['peerId', 'action', 'pendingRestart', 'message'],
-  properties: { peerId: { type: 'string' }, action: { enum: ['reloaded', 'restarted'] }, pendingRestart: { type: 'array', items: { type: 'string' } }, message: { type: 'string' } },
-} as const;
 
 export function pgOpsAdminRoutes(app: FastifyInstance, ops: PgOperations, log: Logger, who: (req: FastifyRequest) => Record<string, unknown>): void {
   const schema = { querystring: emptyQuerySchema, body: emptyBodySchema, response: { 200: pgOpResultSchema, '4xx': errorBodySchema, '5xx': errorBodySchema } };

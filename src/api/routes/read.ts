@@ -8,9 +8,9 @@ import {
   raftMembersSchema,
   shardReportSchema,
   errorBodySchema,
-  historyEntrySchema,
+  historySchema,
   historyQuerySchema,
-  peerInfoSchema,
+  peersSchema,
   sitterStatusSchema,
   versionedStateSchema,
 } from '../schemas.js';
@@ -39,7 +39,7 @@ export function readRoutes(deps: ApiDeps, limits: ApiLimits, metrics: ApiMetrics
       schema: {
         querystring: historyQuerySchema(limits.historyLimitMax, limits.historyLimitDefault),
         response: {
-          200: { type: 'object', required: ['history'], properties: { history: { type: 'array', items: historyEntrySchema } } },
+          200: historySchema,
           ...errors,
         },
       },
@@ -49,7 +49,7 @@ export function readRoutes(deps: ApiDeps, limits: ApiLimits, metrics: ApiMetrics
       schema: {
         querystring: emptyQuerySchema,
         response: {
-          200: { type: 'object', required: ['peers'], properties: { peers: { type: 'array', items: peerInfoSchema } } },
+          200: peersSchema,
           ...errors,
         },
       },

@@ -1,24 +1,16 @@
-// manatee-adm's HTTP client for a peer's API. Every failure becomes an AdmError with a stable
-// code: the server's own code when it answered {error: {code, message}}, or one of ours when
-// it could not be reached or answered something that is not the API.
-import http from 'node:http';
-import https from 'node:https';
-import { ManateeError, certificateProblem, errorMessage } from '../../errors.js';
+// manatee-adm's client of the shard: the typed API client (src/wire) on each of the peers' URLs
+// in turn. Every failure has a stable code: the server's own code when it answered
+// {error: {code, message}}, or one of src/wire's when it could not be reached, did not answer in
+// time, or answered something that is not the API.
+import { ManateeError, certificateProblem } from '../../errors.js';
 import type { SitterStatus, HistoryEntry, PeerInfo } from '../../model/index.js';
-import type { AdminResult, MembershipResult, RaftMembers, RebuildResult, VersionedState } from '../../api/types.js';
-import type { ShardReport } from '../../api/shard.js';
-import type { OnwmMode } from '../../peer/admin.js';
-import type { SettingsChangeInput } from '../../peer/settings-admin.js';
-import type { SettingsResult } from '../../api/settings-ops.js';
-import type { VersionedSettings } from '../../store/settings.js';
-import type { PgOpResult } from '../../peer/pg-ops.js';
+import {
+  ApiClient, WIRE_ERR, WireError, type AdminResult, type MembershipResult, type OnwmMode, type PgOpResult, type RaftMembers,
+  type RebuildResult, type SettingsChangeBody, type ShardReport, type VersionedState, type WireSettingsResult, type WireVersionedSettings,
+} from '../../wire/index.js';
 
 export class AdmError extends ManateeError {}
 
-/** Largest answer read from a peer: a status or a full history page is far below it. */
-const RESPONSE_BYTES_MAX = 16 * 1024 * 1024;
-/** Errors that happen before anything is sent. */
-const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'EADDRNOTAVAIL']);
 /** A shard has a handful of peers; more URLs than this is a mistake. */
 const URLS_MAX = 16;
 
@@ -47,79 +39,6 @@ export function normalizeUrl(raw: string): string {
   return u.toString().replace(/\/+$/, '');
 }
 
-function causeText(err: unknown): string {
-  const code = (err as { code?: unknown } | null)?.code;
-  if (typeof code === 'string') return code; // ECONNREFUSED, ENOTFOUND, ECONNRESET...
-  return errorMessage(err);
-}
-
-/**
- * One HTTP exchange with node:http rather than fetch(): fetch refuses the "bad ports" of the
- * browser world (6000, 6665-6669, 10080...), which a peer's API may well listen on.
- */
-function send(
-  method: string,
-  target: string,
-  headers: Record<string, string>,
-  payload: string | undefined,
-  timeoutMs: number,
-  caPem: string | undefined,
-): Promise<{ status: number; text: string } | 'timeout'> {
-  return new Promise((resolve, reject) => {
-    const u = new URL(target);
-    const opts = { method, headers: payload === undefined ? headers : { ...headers, 'content-length': String(Buffer.byteLength(payload)) } };
-    // https: the peer's certificate is checked (issuer and host) against the CA given, else the system's.
-    const req = u.protocol === 'https:' ? https.request(u, caPem === undefined ? opts : { ...opts, ca: caPem }) : http.request(u, opts);
-    const timer = setTimeout(() => {
-      req.destroy();
-      resolve('timeout');
-    }, timeoutMs);
-    req.on('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    req.on('response', (res) => {
-      const chunks: Buffer[] = [];
-      let sizeBytes = 0;
-      res.on('data', (chunk: Buffer) => {
-        sizeBytes += chunk.length;
-        if (sizeBytes > RESPONSE_BYTES_MAX) {
-          clearTimeout(timer);
-          req.destroy();
-          reject(new AdmError('MANATEE_ERR_BAD_RESPONSE', `the answer from ${target} is larger than ${RESPONSE_BYTES_MAX} bytes`));
-          return;
-        }
-        chunks.push(chunk);
-      });
-      res.on('end', () => {
-        clearTimeout(timer);
-        resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') });
-      });
-      res.on('error', (err) => {
-        clearTimeout(timer);
-        reject(err);
-      });
-    });
-    req.end(payload);
-  });
-}
-
-/** The body of an answer, or the AdmError it carries. */
-function answer(target: string, res: { status: number; text: string }): unknown {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(res.text);
-  } catch {
-    throw new AdmError('MANATEE_ERR_BAD_RESPONSE', `${target} answered HTTP ${res.status} with something that is not JSON: is this a Manatee API?`);
-  }
-  if (res.status < 200 || res.status > 299) {
-    const e = (parsed as { error?: { code?: unknown; message?: unknown } } | null)?.error;
-    if (typeof e?.code === 'string' && typeof e.message === 'string') throw new AdmError(e.code, e.message);
-    throw new AdmError('MANATEE_ERR_BAD_RESPONSE', `${target} answered HTTP ${res.status} without an error code`);
-  }
-  return parsed;
-}
-
 export class AdmClient {
   /** The peers' APIs in the order they are tried. */
   readonly urls: readonly string[];
@@ -136,43 +55,37 @@ export class AdmClient {
     return this.urls[0]!;
   }
 
-  private async request<T>(method: 'GET' | 'POST', path: string, body?: unknown, admin = false): Promise<T> {
-    const headers: Record<string, string> = { accept: 'application/json' };
-    if (admin) {
-      if (this.opts.token === undefined || this.opts.token === '') {
-        throw new AdmError('MANATEE_ERR_NO_TOKEN', 'this command needs the admin token: set MANATEE_ADMIN_TOKEN, or pass --token-file (or set MANATEE_ADMIN_TOKEN_FILE)');
-      }
-      headers['authorization'] = `Bearer ${this.opts.token}`;
-      if (this.opts.operator !== undefined) headers['x-manatee-operator'] = this.opts.operator;
+  /** `call` on the first peer that can be reached. */
+  private async onAnyPeer<T>(call: (api: ApiClient) => Promise<T>, admin = false): Promise<T> {
+    if (admin && (this.opts.token === undefined || this.opts.token === '')) {
+      throw new AdmError('MANATEE_ERR_NO_TOKEN', 'this command needs the admin token: set MANATEE_ADMIN_TOKEN, or pass --token-file (or set MANATEE_ADMIN_TOKEN_FILE)');
     }
-    const payload = body === undefined ? undefined : JSON.stringify(body);
-    if (payload !== undefined) headers['content-type'] = 'application/json';
     const unreachable: string[] = [];
     const untrusted: string[] = [];
     for (const base of this.urls) {
-      const target = `${base}${path}`;
-      let res: Awaited<ReturnType<typeof send>>;
+      const api = new ApiClient({
+        baseUrl: base, timeoutMs: this.opts.timeoutMs,
+        // https: the peer's certificate is checked (issuer and host) against the CA given, else the system's.
+        ...(this.opts.ca !== undefined ? { tls: { ca: this.opts.ca.pem } } : {}),
+        ...(admin ? { token: this.opts.token } : {}),
+        ...(admin && this.opts.operator !== undefined ? { operator: this.opts.operator } : {}),
+      });
       try {
-        res = await send(method, target, headers, payload, this.opts.timeoutMs, this.opts.ca?.pem);
+        return await call(api);
       } catch (err) {
-        if (err instanceof AdmError) throw err;
+        if (!(err instanceof WireError) || err.code !== WIRE_ERR.unreachable) throw err;
         // A certificate refused in the handshake: nothing was sent, so another peer may be asked.
-        const problem = certificateProblem(err);
+        const problem = certificateProblem(err.cause);
         if (problem !== null) {
           untrusted.push(`${base}: ${problem}`);
           continue;
         }
-        unreachable.push(`${base}: ${causeText(err)}`);
+        unreachable.push(`${base}: ${err.reason ?? err.message}`);
         // Only a failure to connect proves that the request was never delivered, so that another
-        // peer may safely get it; after a reset, the change may have been made.
-        if (CONNECT_ERRORS.has(causeText(err))) continue;
-        break;
+        // peer may safely get it; after a reset, the change may have been made. (A timeout is
+        // thrown as it is, for the same reason.)
+        if (err.sent) break;
       }
-      if (res === 'timeout') {
-        // Delivered, maybe acted on: asking another peer could apply a change twice.
-        throw new AdmError('MANATEE_ERR_TIMEOUT', `no answer from ${base} within ${this.opts.timeoutMs} ms (${method} ${path})`);
-      }
-      return answer(target, res) as T;
     }
     if (untrusted.length > 0) {
       const ca = this.opts.ca;
@@ -181,63 +94,63 @@ export class AdmClient {
         : `checked against the CA in ${ca.source}: is it this shard's CA (ca.crt of manatee-adm certs init), and does the peer's certificate list the host in the URL?`;
       throw new AdmError('MANATEE_ERR_TLS_UNTRUSTED', `refused the certificate of ${[...untrusted, ...unreachable].join('; ')}: ${hint}`);
     }
-    throw new AdmError('MANATEE_ERR_UNREACHABLE', `cannot reach the Manatee API at ${unreachable.join('; ')}`);
+    throw new AdmError(WIRE_ERR.unreachable, `cannot reach the Manatee API at ${unreachable.join('; ')}`);
   }
 
   status(): Promise<SitterStatus> {
-    return this.request('GET', '/status');
+    return this.onAnyPeer((api) => api.status());
   }
 
   shard(): Promise<ShardReport> {
-    return this.request('GET', '/shard');
+    return this.onAnyPeer((api) => api.shard());
   }
 
   members(): Promise<RaftMembers> {
-    return this.request('GET', '/members');
+    return this.onAnyPeer((api) => api.members());
   }
 
   addPeer(id: string, address: string): Promise<MembershipResult> {
-    return this.request('POST', '/admin/peers', { id, address }, true);
+    return this.onAnyPeer((api) => api.addPeer(id, address), true);
   }
 
   removePeer(id: string): Promise<MembershipResult> {
-    return this.request('POST', '/admin/peers/remove', { id }, true);
+    return this.onAnyPeer((api) => api.removePeer(id), true);
   }
 
   state(): Promise<VersionedState> {
-    return this.request('GET', '/state');
+    return this.onAnyPeer((api) => api.state());
   }
 
-  async history(limit: number): Promise<readonly HistoryEntry[]> {
-    return (await this.request<{ history: HistoryEntry[] }>('GET', `/history?limit=${limit}`)).history;
+  history(limit: number): Promise<readonly HistoryEntry[]> {
+    return this.onAnyPeer((api) => api.history(limit));
   }
 
-  async peers(): Promise<readonly PeerInfo[]> {
-    return (await this.request<{ peers: PeerInfo[] }>('GET', '/peers')).peers;
+  peers(): Promise<readonly PeerInfo[]> {
+    return this.onAnyPeer((api) => api.peers());
   }
 
   freeze(reason: string): Promise<AdminResult> {
-    return this.request('POST', '/admin/freeze', { reason }, true);
+    return this.onAnyPeer((api) => api.freeze(reason), true);
   }
 
   unfreeze(): Promise<AdminResult> {
-    return this.request('POST', '/admin/unfreeze', {}, true);
+    return this.onAnyPeer((api) => api.unfreeze(), true);
   }
 
   promote(peerId: string, expireMs?: number, at?: string): Promise<AdminResult> {
-    return this.request('POST', '/admin/promote', { peerId, ...(expireMs === undefined ? {} : { expireMs }), ...(at === undefined ? {} : { at }) }, true);
+    return this.onAnyPeer((api) => api.promote(peerId, expireMs, at), true);
   }
 
   clearPromote(): Promise<AdminResult> {
-    return this.request('POST', '/admin/clear-promote', {}, true);
+    return this.onAnyPeer((api) => api.clearPromote(), true);
   }
 
   reap(peerId: string): Promise<AdminResult> {
-    return this.request('POST', '/admin/reap', { peerId }, true);
+    return this.onAnyPeer((api) => api.reap(peerId), true);
   }
 
   rebuild(): Promise<RebuildResult> {
-    return this.request('POST', '/admin/rebuild', {}, true);
+    return this.onAnyPeer((api) => api.rebuild(), true);
   }
 
   /** The same client (token, timeout, operator) for one peer's API. */
@@ -246,22 +159,22 @@ export class AdmClient {
   }
 
   reloadPostgres(): Promise<PgOpResult> {
-    return this.request('POST', '/admin/reload-postgres', {}, true);
+    return this.onAnyPeer((api) => api.reloadPostgres(), true);
   }
 
   restartPostgres(): Promise<PgOpResult> {
-    return this.request('POST', '/admin/restart-postgres', {}, true);
+    return this.onAnyPeer((api) => api.restartPostgres(), true);
   }
 
-  config(): Promise<VersionedSettings> {
-    return this.request('GET', '/config');
+  config(): Promise<WireVersionedSettings> {
+    return this.onAnyPeer((api) => api.config());
   }
 
-  changeConfig(input: SettingsChangeInput): Promise<SettingsResult> {
-    return this.request('POST', '/admin/config', input, true);
+  changeConfig(input: SettingsChangeBody): Promise<WireSettingsResult> {
+    return this.onAnyPeer((api) => api.changeConfig(input), true);
   }
 
   setOnwm(mode: OnwmMode): Promise<AdminResult> {
-    return this.request('POST', '/admin/onwm', { mode }, true);
+    return this.onAnyPeer((api) => api.setOnwm(mode), true);
   }
 }

@@ -13,6 +13,7 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import type { ShardReport } from '../../api/shard.js';
 import type { SettingsResult } from '../../api/settings-ops.js';
 import type { ShardSettings } from '../../store/settings.js';
+import { ManateeError } from '../../errors.js';
 import { AdmError, type AdmClient } from './client.js';
 import { renderTable } from './render.js';
 
@@ -199,7 +200,7 @@ export function addConfigCommands(program: Command, io: ConfigIo, client: (cmd: 
           r = await c.changeConfig({ replace: next, expectVersion: version });
         } catch (err) {
           kept.keep = true;
-          if (err instanceof AdmError) throw new AdmError(err.code, `${err.message} (your edit is kept in ${file})`);
+          if (err instanceof ManateeError) throw new AdmError(err.code, `${err.message} (your edit is kept in ${file})`);
           throw err;
         }
         if (opts.json === true) json(r);
