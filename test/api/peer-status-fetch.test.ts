@@ -1,33 +1,16 @@
 // GET /shard's fetch of another peer's /status: bounded in time and size, and refusing answers
 // that are not a sitter status, against real HTTP servers on 127.0.0.1 that misbehave.
 import { afterEach, describe, expect, it } from 'vitest';
-import { createServer, type Server, type ServerResponse } from 'node:http';
+import { closeTestServer, serveTest as serve } from '../helpers/http-server.js';
 import { fetchPeerStatusHttp } from '../../src/api/shard.js';
 import { MemoryStore, peer, statusOf, threePeerState } from '../../tools/lib/memory-peer.js';
 
-let server: Server | null = null;
-
-afterEach(async () => {
-  const s = server;
-  server = null;
-  if (s !== null) {
-    s.closeAllConnections();
-    await new Promise((r) => s.close(r));
-  }
-});
-
-async function serve(handler: (res: ServerResponse) => void): Promise<string> {
-  const s = createServer((_req, res) => { handler(res); });
-  server = s;
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const addr = s.address();
-  return `http://127.0.0.1:${typeof addr === 'object' && addr !== null ? addr.port : 0}`;
-}
+afterEach(closeTestServer);
 
 describe('fetchPeerStatusHttp', () => {
   it('reads a sitter status', async () => {
     const status = statusOf(peer('b'), new MemoryStore(threePeerState([peer('a'), peer('b'), peer('c')]), []));
-    const url = await serve((res) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(status)));
+    const url = await serve((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(status)));
     expect((await fetchPeerStatusHttp(url, 2000)).peer.id).toBe('b');
   });
 
@@ -40,7 +23,7 @@ describe('fetchPeerStatusHttp', () => {
 
   it('refuses a non-200, something that is not JSON, JSON that is not a status, and a huge answer', async () => {
     let mode = 'error';
-    const url = await serve((res) => {
+    const url = await serve((_req, res) => {
       if (mode === 'error') res.writeHead(503).end('{}');
       else if (mode === 'html') res.writeHead(200).end('<html></html>');
       else if (mode === 'other') res.writeHead(200).end('{"peer": 1}');

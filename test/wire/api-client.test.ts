@@ -1,27 +1,10 @@
 // The typed API client (src/wire) against real HTTP servers on 127.0.0.1 that misbehave: every
 // failure is a WireError with a stable code, and the API's own code when it answered one.
 import { afterEach, describe, expect, it } from 'vitest';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { closeTestServer, serveTest as serve } from '../helpers/http-server.js';
 import { ApiClient, WIRE_ERR, WireError, requestJson } from '../../src/wire/index.js';
 
-let server: Server | null = null;
-
-afterEach(async () => {
-  const s = server;
-  server = null;
-  if (s !== null) {
-    s.closeAllConnections();
-    await new Promise((r) => s.close(r));
-  }
-});
-
-async function serve(handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<string> {
-  const s = createServer(handler);
-  server = s;
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const addr = s.address();
-  return `http://127.0.0.1:${typeof addr === 'object' && addr !== null ? addr.port : 0}`;
-}
+afterEach(closeTestServer);
 
 async function failure(p: Promise<unknown>): Promise<WireError> {
   const err = await p.then(() => null, (e: unknown) => e);
