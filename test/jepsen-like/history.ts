@@ -54,7 +54,7 @@ export type FaultKind =
   | 'restart-all'
   /** Two of the others at once (the second starts while the first holds). */
   | 'overlap'
-  /** A full disk: a zfs refquota just above what the peer's dataset holds (zfs backend only). */
+  /** A full disk: a zfs quota just above what the peer's dataset uses (zfs backend only). */
   | 'disk-full'
   /** Slow I/O: the peer's PostgreSQL throttled to a few % of a CPU (a real slow disk cannot be made here; see nemesis.ts). */
   | 'slow-io'

@@ -93,7 +93,7 @@ export class Nemesis {
   private readonly down = new Set<string>();
   private readonly paused = new Set<string>();
   private partitioned = false;
-  /** Pools with a refquota set by disk-full. */
+  /** Pools with a quota set by disk-full. */
   private readonly quotaPools = new Set<string>();
   /** cpu cgroups of slow-io (their processes go back to the root group at the heal). */
   private readonly throttled = new Set<string>();
@@ -210,12 +210,14 @@ export class Nemesis {
     }
     this.throttled.clear();
     for (const pool of this.quotaPools) {
-      const r = await zfsCmd('zfs', ['get', '-H', '-r', '-o', 'name,value', 'refquota', pool], 60_000);
-      for (const line of r.stdout.split('\n')) {
-        const [name, value] = line.split('\t');
-        if (name === undefined || value === undefined || value === 'none' || value === '-' || name.includes('@')) continue;
-        const set = await zfsCmd('zfs', ['set', 'refquota=none', name], 60_000);
-        this.events.note({ event: 'heal', kind: 'disk-full', dataset: name, ok: set.ok, ...(set.ok ? {} : { error: set.stderr.trim() }) });
+      const r = await zfsCmd('zfs', ['get', '-Hp', '-r', '-o', 'name,property,value', 'quota,used', pool], 60_000);
+      const rows = r.stdout.split('\n').map((l) => l.split('\t'));
+      for (const [name, property, value] of rows) {
+        if (name === undefined || property !== 'quota' || value === undefined || value === '0' || value === 'none' || value === '-' || name.includes('@')) continue;
+        const used = rows.find((x) => x[0] === name && x[1] === 'used')?.[2];
+        const set = await zfsCmd('zfs', ['set', 'quota=none', name], 60_000);
+        // Used within 128 KiB of the quota: PostgreSQL's writes met the full disk.
+        this.events.note({ event: 'heal', kind: 'disk-full', dataset: name, quota: Number(value), used: Number(used), reached: Number(used) >= Number(value) - 128 * 1024, ok: set.ok, ...(set.ok ? {} : { error: set.stderr.trim() }) });
       }
     }
     this.quotaPools.clear();
@@ -412,27 +414,28 @@ export class Nemesis {
   }
 
   /**
-   * A full disk: a refquota of exactly what the peer's dataset references now, so that any block
-   * PostgreSQL adds (a new table page, a new WAL segment) fails with ENOSPC. Held 15-40 s: rows are
-   * small, and a page or a segment fills in seconds.
+   * A full disk: a zfs `quota` of 128 KiB more than the peer's dataset uses now (its snapshots
+   * included: with a snapshot holding the old blocks, even an overwrite takes new space), so that
+   * PostgreSQL's next writes (WAL, table pages) fail with EDQUOT. Held 15-40 s. The heal notes
+   * in nemesis.jsonl how much the dataset used by then.
    */
   private async diskFull(t: string, role: (t: string) => string): Promise<{ targets: string[]; detail: string; holdMs: number }> {
     const ds = this.cluster.datasetOf(this.cluster.peer(t));
     if (ds === null) return { targets: [t], detail: `no zfs dataset for ${t} (not the zfs backend)`, holdMs: 0 };
     this.quotaPools.add(ds.split('/')[0]!);
-    // zfs refuses a refquota below what the dataset holds at that moment, which grows meanwhile: a
-    // margin of 256 KiB, and a fresh size for each of a few attempts.
+    // zfs refuses a quota below what the dataset uses at that moment, which grows meanwhile: a
+    // fresh size for each of a few attempts.
     let last = '';
     for (let attempt = 0; attempt < 5; attempt++) {
-      const ref = await zfsCmd('zfs', ['get', '-Hp', '-o', 'value', 'referenced', ds], 30_000);
-      const bytes = Number(ref.stdout.trim());
-      if (!ref.ok || ref.stdout.trim() === '' || !Number.isFinite(bytes)) return { targets: [t], detail: `${ds} has no size now (${ref.stderr.trim() || 'being rebuilt'}); no quota set`, holdMs: 0 };
-      const quota = bytes + 256 * 1024;
-      const set = await zfsCmd('zfs', ['set', `refquota=${quota}`, ds], 30_000);
-      if (set.ok) return { targets: [t], detail: `disk full on ${t}${role(t)}: refquota ${(quota / 1048576).toFixed(2)} MiB on ${ds}, 256 KiB more than it held`, holdMs: this.rng.int(15_000, 40_000) };
+      const used = await zfsCmd('zfs', ['get', '-Hp', '-o', 'value', 'used', ds], 30_000);
+      const bytes = Number(used.stdout.trim());
+      if (!used.ok || used.stdout.trim() === '' || !Number.isFinite(bytes)) return { targets: [t], detail: `${ds} has no size now (${used.stderr.trim() || 'being rebuilt'}); no quota set`, holdMs: 0 };
+      const quota = bytes + 128 * 1024;
+      const set = await zfsCmd('zfs', ['set', `quota=${quota}`, ds], 30_000);
+      if (set.ok) return { targets: [t], detail: `disk full on ${t}${role(t)}: quota ${(quota / 1048576).toFixed(2)} MiB on ${ds}, 128 KiB more than it used`, holdMs: this.rng.int(15_000, 40_000) };
       last = set.stderr.trim();
     }
-    return { targets: [t], detail: `zfs set refquota on ${ds} failed: ${last}`, holdMs: 0 };
+    return { targets: [t], detail: `zfs set quota on ${ds} failed: ${last}`, holdMs: 0 };
   }
 
   /**
