@@ -9,7 +9,9 @@ const run = promisify(execFile);
 
 /** All names start with this, then 5 hex digits of run id: "mjc1a2b3-p1". */
 export const NAME_PREFIX = 'mjc';
-const PREFIX_PATTERN = /^mjc[0-9a-f]{5}$/;
+/** The Raft register test's networks (test/lincheck): their own prefix, so that a chaos run's leftover check never counts them. */
+export const RAFT_TEST_PREFIX = 'lcr';
+const PREFIX_PATTERN = /^(?:mjc|lcr)[0-9a-f]{5}$/;
 /** The private range the bridges use: 10.213.<n>.0/24, with <n> picked per run. */
 const SUBNET_BASE = '10.213';
 

@@ -1,11 +1,17 @@
 // The Raft register: three real RaftNode processes (the node, level storage and TCP transport that
-// the sitter uses) run integer registers as their state machine. Clients read, write and
-// compare-and-set through any node: followers forward proposals to the leader and serve reads
-// through ReadIndex. Meanwhile a nemesis kills nodes (SIGKILL, restart from disk), pauses them
-// (SIGSTOP longer than an election timeout, so that a paused leader wakes up deposed), and does
-// two of these at once. The history must be linearizable. The same for the cluster store (src/store)
-// on those nodes: its compare-and-set of the state by version, and its linearizable readState.
+// the sitter uses) run integer registers as their state machine, each in its own network namespace
+// on a bridge (test/jepsen-like/net.ts), as the chaos harness's peers are. Clients (in the root
+// namespace) read, write and compare-and-set through any node: followers forward proposals to the
+// leader and serve reads through ReadIndex. Meanwhile a nemesis kills nodes (SIGKILL, restart from
+// disk), pauses them (SIGSTOP longer than an election timeout, so that a paused leader wakes up
+// deposed), partitions them for real (iptables DROP rules in the namespaces: the leader or a
+// follower isolated, one direction cut, the clients cut off from one node), and does two of these
+// at once. The history must be linearizable. The same for the cluster store (src/store) on those
+// nodes: its compare-and-set of the state by version, and its linearizable readState.
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
+import { createNetwork, cut, cutClients, destroyNetwork, healNetwork, isolate, RAFT_TEST_PREFIX, type Network } from '../jepsen-like/net.js';
 import { Rng } from '../helpers/rng.js';
 import { waitFor } from '../../tools/lib/wait.js';
 import { ProcCluster } from '../../tools/lib/raft-cluster.js';
@@ -16,7 +22,8 @@ import type { RegisterOperation } from './parse.js';
 const SEED = 20261206;
 const IDS = ['r1', 'r2', 'r3'];
 const CLIENTS = 4;
-const RUN_MS = 45_000;
+/** Faults go on for this long, and then until every kind was injected once (at most twice as long). */
+const RUN_MS = 36_000;
 const OP_TIMEOUT_MS = 3000;
 /** Registers in use at a time, and operations per register before moving to fresh ones. */
 const KEYS = 3;
@@ -25,11 +32,31 @@ const OPS_PER_KEY = 100;
 const NO_EFFECT = new Set(['MANATEE_ERR_RAFT_NO_LEADER', 'MANATEE_ERR_RAFT_PROPOSAL_DROPPED', 'MANATEE_ERR_RAFT_PROPOSAL_LOST', 'MANATEE_ERR_RAFT_OVERLOADED']);
 
 let cluster: ProcCluster | null = null;
+let network: Network | null = null;
 afterEach(async () => {
   if (cluster !== null) for (const n of cluster.nodes.values()) n.child?.kill('SIGCONT');
   await cluster?.close();
   cluster = null;
+  if (network !== null) await destroyNetwork(network.prefix);
+  network = null;
 });
+
+function canRun(): boolean {
+  if (process.getuid?.() !== 0) return false;
+  try {
+    execFileSync('ip', ['netns', 'list']);
+    execFileSync('iptables', ['-V']);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Three nodes, each in a namespace of its own. */
+async function nsCluster(mode: 'register' | 'store', rng: Rng): Promise<ProcCluster> {
+  network = await createNetwork(`${RAFT_TEST_PREFIX}${randomBytes(3).toString('hex').slice(0, 5)}`, IDS, () => rng.int(0, 1_000_000));
+  return ProcCluster.create(IDS, { mode, tickMs: 50, electionTicks: 10, snapshotEveryEntries: 300, keepEntriesAfterSnapshot: 50, hosts: network.hosts });
+}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
@@ -55,19 +82,21 @@ async function send(c: ProcCluster, id: string, path: string, body?: string): Pr
 }
 
 /**
- * Faults for RUN_MS, one at a time from a seeded order: SIGKILL of the leader or a follower
- * (restarted from its disk), SIGSTOP of the leader or a follower past an election timeout, and
- * both at once (the leader paused, then a follower killed: no quorum for a while).
+ * Faults for RUN_MS, one at a time from a seeded order (and on until each kind came once, at most three times as long): SIGKILL
+ * of the leader or a follower (restarted from its disk), SIGSTOP of the leader or a follower past an
+ * election timeout, the leader or a follower isolated from the other nodes, one direction between
+ * the leader and a follower cut, the clients cut off from one node, and two at once (the leader
+ * paused, then a follower killed: no quorum for a while; or a follower isolated, then the leader
+ * paused).
  */
-async function nemesis(c: ProcCluster, rng: Rng, now: () => number, faults: string[]): Promise<void> {
+async function nemesis(c: ProcCluster, net: Network, rng: Rng, now: () => number, faults: string[]): Promise<void> {
   const pause = (id: string): void => { c.node(id).child?.kill('SIGSTOP'); };
   const resume = (id: string): void => { c.node(id).child?.kill('SIGCONT'); };
-  const kinds = ['kill-leader', 'kill-follower', 'pause-leader', 'pause-follower', 'overlap'] as const;
-  let round: (typeof kinds)[number][] = [];
-  while (now() < RUN_MS) {
+  let round: (typeof KINDS)[number][] = [];
+  while (now() < RUN_MS || (now() < 3 * RUN_MS && !KINDS.every((k) => faults.includes(k)))) {
     await sleep(rng.int(1000, 2500));
     const leader = await c.leader(IDS, 60_000);
-    if (round.length === 0) round = rng.shuffle(kinds);
+    if (round.length === 0) round = rng.shuffle(KINDS);
     const kind = round.shift()!;
     const follower = rng.pick(IDS.filter((id) => id !== leader));
     faults.push(kind);
@@ -82,18 +111,40 @@ async function nemesis(c: ProcCluster, rng: Rng, now: () => number, faults: stri
       pause(id);
       await sleep(rng.int(1500, 4000));
       resume(id);
-    } else {
+    } else if (kind === 'isolate-leader' || kind === 'isolate-follower') {
+      // Past an election timeout: the majority elects a new leader while the old one still thinks it leads.
+      await isolate(net, [kind === 'isolate-leader' ? leader : follower]);
+      await sleep(rng.int(1500, 4000));
+      await healNetwork(net);
+    } else if (kind === 'cut-oneway') {
+      const [from, to] = rng.next() < 0.5 ? [leader, follower] : [follower, leader];
+      await cut(net, from, to);
+      await sleep(rng.int(1500, 4000));
+      await healNetwork(net);
+    } else if (kind === 'cut-clients') {
+      await cutClients(net, rng.pick(IDS));
+      await sleep(rng.int(1500, 4000));
+      await healNetwork(net);
+    } else if (rng.next() < 0.5) {
       pause(leader);
       await sleep(rng.int(300, 1200));
       await c.kill(follower, 'SIGKILL');
       await sleep(rng.int(1000, 2500));
       resume(leader);
       await c.start(follower);
+    } else {
+      await isolate(net, [follower]);
+      await sleep(rng.int(300, 1200));
+      pause(leader);
+      await sleep(rng.int(1000, 2500));
+      resume(leader);
+      await healNetwork(net);
     }
   }
 }
 
-const ALL_FAULTS = new Set(['kill-leader', 'kill-follower', 'pause-leader', 'pause-follower', 'overlap']);
+const KINDS = ['kill-leader', 'kill-follower', 'pause-leader', 'pause-follower', 'isolate-leader', 'isolate-follower', 'cut-oneway', 'cut-clients', 'overlap'] as const;
+const ALL_FAULTS = new Set<string>(KINDS);
 
 async function sameOnEveryNode(c: ProcCluster): Promise<void> {
   await waitFor('all nodes applied the same sequence', async () => {
@@ -102,13 +153,13 @@ async function sameOnEveryNode(c: ProcCluster): Promise<void> {
   }, { timeoutMs: 60_000, intervalMs: 250 });
 }
 
-describe('Raft register on real RaftNode processes', () => {
-  it('is linearizable through kills, pauses of the leader, and two faults at once; reads go through ReadIndex on any node', { timeout: 240_000 }, async () => {
-    const c = await ProcCluster.create(IDS, { mode: 'register', tickMs: 50, electionTicks: 10, snapshotEveryEntries: 300, keepEntriesAfterSnapshot: 50 });
+describe.skipIf(!canRun())('Raft register on real RaftNode processes in network namespaces', () => {
+  it('is linearizable through kills, pauses of the leader, real partitions, and two faults at once; reads go through ReadIndex on any node', { timeout: 300_000 }, async () => {
+    const rng = new Rng(SEED);
+    const c = await nsCluster('register', rng.fork(99));
     cluster = c;
     await Promise.all(IDS.map((id) => c.start(id)));
     await c.leader();
-    const rng = new Rng(SEED);
     const ops: RegisterOperation[] = [];
     const readsByNode = new Map<string, number>();
     const faults: string[] = [];
@@ -154,7 +205,7 @@ describe('Raft register on real RaftNode processes', () => {
     };
 
     const clients = Array.from({ length: CLIENTS }, (_, i) => client(i));
-    await nemesis(c, rng, now, faults);
+    await nemesis(c, network!, rng, now, faults);
     await c.leader(IDS, 60_000);
     await sleep(2000);
     stop = true;
@@ -172,12 +223,12 @@ describe('Raft register on real RaftNode processes', () => {
     await sameOnEveryNode(c);
   });
 
-  it('the cluster store: compare-and-set of the state by its version and readState are linearizable through the same faults', { timeout: 240_000 }, async () => {
-    const c = await ProcCluster.create(IDS, { mode: 'store', tickMs: 50, electionTicks: 10, snapshotEveryEntries: 300, keepEntriesAfterSnapshot: 50 });
+  it('the cluster store: compare-and-set of the state by its version and readState are linearizable through the same faults', { timeout: 300_000 }, async () => {
+    const rng = new Rng(SEED + 1);
+    const c = await nsCluster('store', rng.fork(99));
     cluster = c;
     await Promise.all(IDS.map((id) => c.start(id)));
     await c.leader();
-    const rng = new Rng(SEED + 1);
     const ops: RegisterOperation[] = [];
     const faults: string[] = [];
     let stop = false;
@@ -217,7 +268,7 @@ describe('Raft register on real RaftNode processes', () => {
       }
     };
     const clients = Array.from({ length: CLIENTS }, (_, i) => client(i));
-    await nemesis(c, rng, now, faults);
+    await nemesis(c, network!, rng, now, faults);
     await c.leader(IDS, 60_000);
     await sleep(2000);
     stop = true;

@@ -21,6 +21,10 @@ export interface ProcNodeConfig {
   secret: string;
   raftPort: number;
   httpPort: number;
+  /** The address it listens on (Raft and HTTP); default 127.0.0.1. */
+  host?: string;
+  /** The network namespace it runs in (`ip netns exec`); default none. */
+  netns?: string;
   tickMs?: number;
   electionTicks?: number;
   heartbeatTicks?: number;
@@ -29,6 +33,17 @@ export interface ProcNodeConfig {
   /** "list" keeps every command (for agreement checks); "count" keeps a count and a hash chain; "register" runs integer registers; "store" the cluster store. */
   mode?: 'list' | 'count' | 'register' | 'store';
 }
+
+/** A host for a node: a network namespace and its address there (e.g. test/jepsen-like/net.ts's hosts). */
+export interface ProcHost {
+  readonly id: string;
+  readonly ns: string;
+  readonly address: string;
+}
+
+/** The ports inside a namespace (each node has its own address there). */
+const NS_RAFT_PORT = 28190;
+const NS_HTTP_PORT = 28191;
 
 export interface ProcNode {
   readonly cfg: ProcNodeConfig;
@@ -52,18 +67,32 @@ export class ProcCluster {
   readonly nodes = new Map<string, ProcNode>();
   private constructor(readonly dir: string) {}
 
-  static async create(ids: string[], opts: Partial<Pick<ProcNodeConfig, 'tickMs' | 'electionTicks' | 'heartbeatTicks' | 'snapshotEveryEntries' | 'keepEntriesAfterSnapshot' | 'mode'>> = {}): Promise<ProcCluster> {
+  /**
+   * Nodes with these ids, each on loopback with free ports, or, with `hosts` (one per id, by id),
+   * each in its host's network namespace on its address there, so that partitions can be made
+   * with iptables in the namespaces.
+   */
+  static async create(ids: string[], opts: Partial<Pick<ProcNodeConfig, 'tickMs' | 'electionTicks' | 'heartbeatTicks' | 'snapshotEveryEntries' | 'keepEntriesAfterSnapshot' | 'mode'>> & { hosts?: readonly ProcHost[] } = {}): Promise<ProcCluster> {
+    const { hosts, ...nodeOpts } = opts;
     const dir = await mkdtemp(join(tmpdir(), 'manatee-raft-proc-'));
     const c = new ProcCluster(dir);
-    const ports = new Map<string, { raft: number; http: number }>();
-    for (const id of ids) ports.set(id, { raft: await freePort(), http: await freePort() });
-    const peers = Object.fromEntries(ids.map((id) => [id, `127.0.0.1:${ports.get(id)!.raft}`]));
+    const ports = new Map<string, { host: string; ns?: string; raft: number; http: number }>();
+    for (const id of ids) {
+      if (hosts === undefined) {
+        ports.set(id, { host: '127.0.0.1', raft: await freePort(), http: await freePort() });
+        continue;
+      }
+      const h = hosts.find((x) => x.id === id);
+      if (h === undefined) throw new Error(`no host for node ${id}`);
+      ports.set(id, { host: h.address, ns: h.ns, raft: NS_RAFT_PORT, http: NS_HTTP_PORT });
+    }
+    const peers = Object.fromEntries(ids.map((id) => [id, `${ports.get(id)!.host}:${ports.get(id)!.raft}`]));
     for (const id of ids) {
       const p = ports.get(id)!;
       c.nodes.set(id, {
         cfg: {
           id, dataDir: join(dir, id, 'raft'), logFile: join(dir, `${id}.log`), peers, initialVoters: ids,
-          secret: 'process-test-secret-0123456789', raftPort: p.raft, httpPort: p.http, ...opts,
+          secret: 'process-test-secret-0123456789', raftPort: p.raft, httpPort: p.http, host: p.host, ...(p.ns !== undefined ? { netns: p.ns } : {}), ...nodeOpts,
         },
         child: null, stderr: '', exited: null,
       });
@@ -78,7 +107,8 @@ export class ProcCluster {
   }
 
   url(id: string, path: string): string {
-    return `http://127.0.0.1:${this.node(id).cfg.httpPort}${path}`;
+    const cfg = this.node(id).cfg;
+    return `http://${cfg.host ?? '127.0.0.1'}:${cfg.httpPort}${path}`;
   }
 
   /** Spawns the node's process (again). Does not wait for it to serve. */
@@ -88,7 +118,10 @@ export class ProcCluster {
     n.stderr = '';
     // MANATEE_RAFT_NODE_ARGS adds node flags (e.g. --cpu-prof) when profiling the benchmark.
     const extra = (process.env['MANATEE_RAFT_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '');
-    const child = spawn(process.execPath, [...extra, '--import', 'tsx', ENTRY, JSON.stringify(n.cfg)], {
+    // `ip netns exec` execs node in place: the child's pid is the node's, and signals reach it.
+    const argv = [...extra, '--import', 'tsx', ENTRY, JSON.stringify(n.cfg)];
+    const [cmd, args] = n.cfg.netns === undefined ? [process.execPath, argv] : ['ip', ['netns', 'exec', n.cfg.netns, process.execPath, ...argv]];
+    const child = spawn(cmd, args, {
       cwd: REPO_ROOT, stdio: ['ignore', 'ignore', 'pipe'],
     });
     child.stderr.setEncoding('utf8');

@@ -1,6 +1,6 @@
 // A Raft node as its own OS process, for the real-process tests and tools/bench/raft.ts.
 // Usage: node --import tsx tools/lib/raft-node-main.ts '<json config>'
-// It serves a tiny HTTP interface on 127.0.0.1:<httpPort>:
+// It serves a tiny HTTP interface on <host>:<httpPort> (host 127.0.0.1 unless the config names one):
 //   POST /propose  (body: the command)  -> 200 {result} | 503 {code, message}
 //   GET  /read                           -> linearizable read: 200 {count, chain}
 //   GET  /status                         -> the node's status
@@ -143,7 +143,7 @@ async function main(): Promise<void> {
     node = await RaftNode.open({
       id: cfg.id, dataDir: cfg.dataDir, peers: cfg.peers, secret: cfg.secret,
       ...(cfg.initialVoters ? { initialVoters: cfg.initialVoters } : {}),
-      listen: { host: '127.0.0.1', port: cfg.raftPort }, stateMachine: sm, logger,
+      listen: { host: cfg.host ?? '127.0.0.1', port: cfg.raftPort }, stateMachine: sm, logger,
       tickMs: cfg.tickMs ?? 50, electionTicks: cfg.electionTicks ?? 10, heartbeatTicks: cfg.heartbeatTicks ?? 1,
       snapshotEveryEntries: cfg.snapshotEveryEntries ?? 10_000, keepEntriesAfterSnapshot: cfg.keepEntriesAfterSnapshot ?? 1000,
     });
@@ -193,7 +193,7 @@ async function main(): Promise<void> {
     })();
   });
   server.keepAliveTimeout = 60_000;
-  await new Promise<void>((resolve) => server.listen(cfg.httpPort, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(cfg.httpPort, cfg.host ?? '127.0.0.1', resolve));
 
   const shutdown = (): void => {
     void node.stop().finally(() => {
