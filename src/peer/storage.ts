@@ -22,6 +22,12 @@ export async function prepareZfsStorage(o: {
     await chmod(pgDataDir, 0o700);
     o.log.info({ decision: 'createDataset', dataset, mountpoint: pgDataDir }, 'created the dataset for PostgreSQL data');
   } else if (!(await zfs.isMounted(dataset))) {
+    // An isolation (a rebuild moving the old data aside) that did not finish leaves the dataset
+    // with mountpoint=none: it gets its mountpoint back, or it could never be mounted again.
+    if (await zfs.repairHalfIsolated(dataset)) {
+      o.log.warn({ decision: 'repairDataset', dataset, mountpoint: pgDataDir }, 'the dataset for PostgreSQL data was left half isolated by an unfinished rebuild; its mountpoint is back');
+      return;
+    }
     // An unmounted dataset shows its empty mountpoint: mount it before anyone calls the data missing.
     o.log.warn({ decision: 'mountDataset', dataset, mountpoint: pgDataDir }, 'the dataset for PostgreSQL data is not mounted; mounting it');
     await zfs.mount(dataset);

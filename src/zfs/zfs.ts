@@ -326,18 +326,50 @@ export class Zfs {
       await this.inheritProperty(dataset, ISOLATED_MOUNTPOINT_PROPERTY).catch(() => undefined);
       throw err;
     }
-    const container = `${parent}/isolated`;
-    if (!(await this.exists(container))) {
-      try {
-        await this.cmd.run(['create', '-o', 'mountpoint=none', container]);
-      } catch (err) {
-        // Two isolations at once may race to create it.
-        if (!(await this.exists(container))) throw err;
+    try {
+      const container = `${parent}/isolated`;
+      if (!(await this.exists(container))) {
+        try {
+          await this.cmd.run(['create', '-o', 'mountpoint=none', container]);
+        } catch (err) {
+          // Two isolations at once may race to create it.
+          if (!(await this.exists(container))) throw err;
+        }
       }
+      await this.rename(dataset, target);
+    } catch (err) {
+      // Not moved (zfs-fuse can hold a dataset busy past every retry): put its mountpoint back and
+      // mount it again, as it was. Left with mountpoint=none, it could never be mounted again, and
+      // every later rebuild of this peer would fail at its first step (seen in a chaos run).
+      await this.restoreMountpoint(dataset, remembered).catch((e: unknown) => {
+        this.log.error({ dataset, mountpoint: remembered, err: String(e) }, 'zfs: could not put the mountpoint of a dataset that failed to move aside back');
+      });
+      throw err;
     }
-    await this.rename(dataset, target);
     this.log.info({ dataset, isolated: target, reason, mountpoint: remembered }, 'zfs: isolated dataset (moved aside, not destroyed)');
     return target;
+  }
+
+  /**
+   * Gives a dataset left with mountpoint=none by an isolation that did not finish (a failed
+   * rename, or a sitter killed in between) its remembered mountpoint back, forgets the memory, and
+   * mounts it. Returns false when the dataset is not in that state.
+   */
+  async repairHalfIsolated(dataset: string): Promise<boolean> {
+    validateDatasetName(dataset);
+    const remembered = await this.getProperty(dataset, ISOLATED_MOUNTPOINT_PROPERTY);
+    if (remembered === '-' || remembered === '') return false;
+    if ((await this.getProperty(dataset, 'mountpoint')) !== 'none') return false;
+    await this.restoreMountpoint(dataset, remembered);
+    this.log.warn({ dataset, mountpoint: remembered }, 'zfs: repaired a dataset left half isolated (mountpoint none, not moved aside): its mountpoint is back');
+    return true;
+  }
+
+  private async restoreMountpoint(dataset: string, remembered: string): Promise<void> {
+    if (remembered === INHERITED || remembered === '-' || remembered === '') await this.inheritProperty(dataset, 'mountpoint');
+    else await this.setProperty(dataset, 'mountpoint', remembered);
+    await this.inheritProperty(dataset, ISOLATED_MOUNTPOINT_PROPERTY);
+    await this.mount(dataset);
   }
 
   /** Puts an isolated dataset back under its original name and mountpoint, and mounts it. */

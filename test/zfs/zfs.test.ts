@@ -19,6 +19,7 @@ import {
   snapshotShortName,
 } from '../../src/zfs/index.js';
 import { createTestPool, ZFS_HOOK_TIMEOUT_MS, type TestPool } from '../../tools/lib/zfs-pool.js';
+import { prepareZfsStorage } from '../../src/peer/storage.js';
 
 let pool: TestPool;
 let zfs: Zfs;
@@ -218,6 +219,51 @@ describe('isolation', () => {
     await expect(zfs.isolate(ds, 'Bad Reason;')).rejects.toMatchObject({ code: 'MANATEE_ERR_ZFS_BAD_NAME' });
     await expect(zfs.isolate(pool.name, 'rebuild')).rejects.toMatchObject({ code: 'MANATEE_ERR_ZFS_BAD_NAME' });
     await zfs.destroy(parent, { recursive: true });
+  });
+
+  it('an isolation whose move aside fails leaves the dataset as it was: its mountpoint back, mounted, its data there', async () => {
+    const parent = `${pool.name}/half`;
+    await zfs.createDataset(parent);
+    const ds = `${parent}/pg`;
+    const mp = join(pool.dir, 'half-mnt');
+    await zfs.createDataset(ds, { mountpoint: mp });
+    await writeFile(join(mp, 'keep'), 'precious');
+    // The place it would move to is taken: the rename fails after the dataset was unmounted.
+    await zfs.createDataset(`${parent}/isolated`, { mountpoint: 'none' });
+    await zfs.createDataset(`${parent}/isolated/rebuild-1700000000999`, { mountpoint: 'none' });
+    await expect(zfs.isolate(ds, 'rebuild', 1_700_000_000_999)).rejects.toMatchObject({ code: 'MANATEE_ERR_ZFS_EXISTS' });
+    expect(await zfs.getProperty(ds, 'mountpoint')).toBe(mp);
+    expect(await zfs.getProperty(ds, 'manatee:mountpoint')).toBe('-');
+    expect(await zfs.isMounted(ds)).toBe(true);
+    expect(await readFile(join(mp, 'keep'), 'utf8')).toBe('precious');
+    await zfs.destroy(parent, { recursive: true });
+  });
+
+  it('repairs a dataset that an unfinished isolation left with mountpoint=none (a sitter killed in between)', async () => {
+    const ds = `${pool.name}/repair`;
+    const mp = join(pool.dir, 'repair-mnt');
+    await zfs.createDataset(ds, { mountpoint: mp });
+    await writeFile(join(mp, 'keep'), 'precious');
+    expect(await zfs.repairHalfIsolated(ds)).toBe(false);
+    // What isolate() does before the move: remember the mountpoint, unmount, mountpoint=none.
+    await zfs.setProperty(ds, 'manatee:mountpoint', mp);
+    await zfs.unmount(ds);
+    await zfs.setProperty(ds, 'mountpoint', 'none');
+    await expect(zfs.mount(ds)).rejects.toThrow(/no mountpoint set/);
+    expect(await zfs.repairHalfIsolated(ds)).toBe(true);
+    expect(await zfs.getProperty(ds, 'mountpoint')).toBe(mp);
+    expect(await zfs.getProperty(ds, 'manatee:mountpoint')).toBe('-');
+    expect(await zfs.isMounted(ds)).toBe(true);
+    expect(await readFile(join(mp, 'keep'), 'utf8')).toBe('precious');
+    expect(await zfs.repairHalfIsolated(ds)).toBe(false);
+    // The sitter's storage preparation (before initdb, a start or a rebuild) does the same.
+    await zfs.setProperty(ds, 'manatee:mountpoint', mp);
+    await zfs.unmount(ds);
+    await zfs.setProperty(ds, 'mountpoint', 'none');
+    await prepareZfsStorage({ zfs, dataset: ds, pgDataDir: mp, pgUser: 'postgres', log: silentLogger() });
+    expect(await zfs.getProperty(ds, 'mountpoint')).toBe(mp);
+    expect(await zfs.isMounted(ds)).toBe(true);
+    await zfs.destroy(ds, { recursive: true });
   });
 
   it('isolates a dataset with an inherited mountpoint and restores the inheritance', async () => {
