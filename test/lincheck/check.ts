@@ -35,7 +35,7 @@ export interface Counterexample<I, O> {
   readonly operations: readonly Operation<I, O>[];
   /** The end of the shortest failing prefix (see prefixAt); null when the whole history was needed or not shrunk. */
   readonly prefixEndMs: number | null;
-  /** True when no shorter prefix fails and no single read-only operation can be dropped (the shrink finished in its budget). */
+  /** True when no shorter prefix fails and no single operation can be dropped soundly (the shrink finished in its budget). */
   readonly minimal: boolean;
 }
 
@@ -89,13 +89,21 @@ export function prefixAt<S, I, O>(model: Model<S, I, O>, ops: readonly Operation
 /**
  * Shrinks a non-linearizable history to a smaller one that is still not linearizable, by steps
  * that never turn a linearizable history into a non-linearizable one, so that the smaller history
- * shows the original violation and not one made by the shrinking (dropping a write would: a read of
- * its value would fail for that reason alone):
+ * shows the original violation and not one made by the shrinking (dropping a write outright would:
+ * a read of its value would fail for that reason alone, and a read of nothing but that read is
+ * "not linearizable" too):
  * 1. the shortest prefix (see prefixAt) that is not linearizable, found by bisection (a prefix of a
  *    linearizable prefix is linearizable);
- * 2. then read-only operations (reads, failed compare-and-sets; nothing depends on them) are dropped
- *    in halves, quarters, ... single ones, as delta debugging does.
- * `minimal`: no shorter prefix fails and no single read-only operation can be dropped.
+ * 2. then read-only operations (reads, failed compare-and-sets: nothing depends on them) are dropped
+ *    in halves, quarters, ... single ones, as delta debugging does;
+ * 3. then acknowledged writes (and successful compare-and-sets) anywhere, the same way, when the
+ *    model says which operations saw which write (Model.observes): a write is dropped only when no
+ *    kept operation saw its value, and the rest is still not linearizable *with the dropped writes
+ *    kept as unknown* (each may take effect at any moment after its call, or never). So a write
+ *    stays when the violation needs its timing: when it was acknowledged before a stale read, or
+ *    could have explained a failed compare-and-set had it come later. An unknown write only adds
+ *    freedom, so the rest fails on its own too. Operations whose outcome is unknown are kept.
+ * `minimal`: no shorter prefix fails and no single operation can be dropped so (within the budget).
  */
 export function shrink<S, I, O>(
   model: Model<S, I, O>,
@@ -124,26 +132,46 @@ export function shrink<S, I, O>(
       prefixEndMs = times[hi]!;
     }
   }
+  const unknown = model.unknownOutput;
+  const observes = model.observes?.bind(model);
   const readOnly = (o: Operation<I, O>): boolean => model.isReadOnly?.(o.input, o.output) === true;
-  let chunk = Math.max(1, Math.ceil(current.filter(readOnly).length / 2));
-  for (;;) {
-    let changed = false;
-    const candidates = current.filter(readOnly);
-    for (let start = 0; start < candidates.length; ) {
-      if (performance.now() > deadline) return { operations: current, minimal: false, prefixEndMs };
-      const drop = new Set(candidates.slice(start, start + chunk));
-      const candidate = current.filter((o) => !drop.has(o));
-      if (fails(candidate)) {
-        current = candidate;
-        candidates.splice(start, chunk);
-        changed = true;
-      } else {
-        start += chunk;
+  const acknowledgedWrite = (o: Operation<I, O>): boolean => !readOnly(o) && Number.isFinite(o.returnMs);
+  /** The candidate with the dropped writes kept as unknown (read-only ones simply left out). */
+  const relaxed = (kept: readonly Operation<I, O>[], dropped: readonly Operation<I, O>[]): Operation<I, O>[] => {
+    if (unknown === undefined) return [...kept];
+    const weakened = dropped
+      .filter((o) => !readOnly(o))
+      .map((o) => ({ ...o, output: unknown(o.input), returnMs: Infinity }))
+      .filter((o) => model.isNoOp?.(o.input, o.output) !== true);
+    return [...kept, ...weakened].sort((a, b) => a.callMs - b.callMs);
+  };
+  const seen = (kept: readonly Operation<I, O>[], dropped: readonly Operation<I, O>[]): boolean =>
+    observes !== undefined && dropped.some((w) => !readOnly(w) && kept.some((o) => o !== w && observes(o.input, o.output, w.input)));
+  const passes: ((o: Operation<I, O>) => boolean)[] = [readOnly];
+  if (unknown !== undefined && observes !== undefined) passes.push(acknowledgedWrite);
+  for (const pass of passes) {
+    let chunk = Math.max(1, Math.ceil(current.filter(pass).length / 2));
+    for (;;) {
+      let changed = false;
+      const candidates = current.filter(pass);
+      for (let start = 0; start < candidates.length; ) {
+        if (performance.now() > deadline) return { operations: current, minimal: false, prefixEndMs };
+        const dropped = candidates.slice(start, start + chunk);
+        const drop = new Set(dropped);
+        const kept = current.filter((o) => !drop.has(o));
+        if (kept.length > 0 && !seen(kept, dropped) && fails(relaxed(kept, dropped))) {
+          current = kept;
+          candidates.splice(start, chunk);
+          changed = true;
+        } else {
+          start += chunk;
+        }
       }
+      if (chunk > 1) chunk = Math.max(1, Math.floor(chunk / 2));
+      else if (!changed) break;
     }
-    if (chunk > 1) chunk = Math.max(1, Math.floor(chunk / 2));
-    else if (!changed) return { operations: current, minimal: performance.now() <= deadline, prefixEndMs };
   }
+  return { operations: current, minimal: performance.now() <= deadline, prefixEndMs };
 }
 
 /**

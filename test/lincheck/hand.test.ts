@@ -61,6 +61,48 @@ describe('hand-made register histories', () => {
     expect(checkOperations(registerModel, ops.map((o, i) => (i === 0 ? { ...o, output: { status: 'ok' as const }, returnMs: 2 } : o))).verdict).toBe('not linearizable');
   });
 
+  it('the shrinker drops operations anywhere, writes too, past the failing prefix, but keeps every write the violation needs', () => {
+    const op = (client: number, input: RegisterOperation['input'], output: RegisterOperation['output'], callMs: number, returnMs: number): RegisterOperation => ({ client, input, output, callMs, returnMs });
+    // A stale read at the very end (so the shortest failing prefix is the whole history): write(3)
+    // was acknowledged before the last read began, which still returns 2. write(1) and the first
+    // read play no part; write(2) and write(3) do.
+    const ops = [
+      op(0, { f: 'write', value: 1 }, { status: 'ok' }, 0, 10),
+      op(1, { f: 'write', value: 2 }, { status: 'ok' }, 20, 30),
+      op(2, { f: 'read' }, { status: 'ok', value: 2 }, 35, 40),
+      op(3, { f: 'cas', from: 7, to: 8 }, { status: 'fail' }, 42, 45),
+      op(0, { f: 'write', value: 3 }, { status: 'ok' }, 50, 60),
+      op(2, { f: 'read' }, { status: 'ok', value: 2 }, 70, 80),
+    ];
+    const c = checkOperations(registerModel, ops).counterexample!;
+    expect(c.prefixEndMs).toBe(80);
+    expect(describeCounterexample(registerModel, c)).toEqual(['client 1: write(2) [20, 30]', 'client 0: write(3) [50, 60]', 'client 2: read -> 2 [70, 80]']);
+    expect(c.minimal).toBe(true);
+    // Dropping write(2) outright would leave "read -> 2" of a value nobody wrote: not linearizable
+    // for a reason that is not the violation. The shrinker does not, as a control shows.
+    expect(checkOperations(registerModel, [ops[4]!, ops[5]!]).verdict).toBe('not linearizable');
+  });
+
+  it('the shrinker keeps a write whose timing the violation needs: had it come later, a failed compare-and-set would be fine', () => {
+    const op = (client: number, input: RegisterOperation['input'], output: RegisterOperation['output'], callMs: number, returnMs: number): RegisterOperation => ({ client, input, output, callMs, returnMs });
+    // cas(1, 5) failed although write(1) was the last acknowledged write: it acted on a stale value.
+    // write(9) stays: were it free to take effect after write(1), the failure would be explained.
+    // The read of 1 goes (nothing depends on it). With an unknown write(4) as well, which may take
+    // effect late, the history is linearizable (a control).
+    const ops = [
+      op(0, { f: 'write', value: 9 }, { status: 'ok' }, 0, 5),
+      op(2, { f: 'write', value: 4 }, { status: 'unknown' }, 1, Infinity),
+      op(0, { f: 'write', value: 1 }, { status: 'ok' }, 10, 20),
+      op(2, { f: 'read' }, { status: 'ok', value: 1 }, 21, 22),
+      op(1, { f: 'cas', from: 1, to: 5 }, { status: 'fail' }, 30, 40),
+    ];
+    expect(checkOperations(registerModel, ops).verdict).toBe('linearizable');
+    const failing = ops.filter((o) => o.input.f !== 'write' || o.input.value !== 4);
+    const c = checkOperations(registerModel, failing).counterexample!;
+    expect(describeCounterexample(registerModel, c)).toEqual(['client 0: write(9) [0, 5]', 'client 0: write(1) [10, 20]', 'client 1: cas(1, 5) -> fail [30, 40]']);
+    expect(c.minimal).toBe(true);
+  });
+
   it('checks each key on its own and reports the key that fails (JSON lines, two keys)', () => {
     const history = parseHistory(readFileSync(join(HAND, 'two-keys.jsonl'), 'utf8'), 'two-keys.jsonl');
     const report = checkHistory(history);

@@ -25,7 +25,7 @@ export function summaryLines(history: ParsedHistory, report: AnyReport): string[
   const c = report.counterexample;
   if (c !== null) {
     const upTo = c.prefixEndMs === null ? '' : `, the history up to ${c.prefixEndMs} (operations in flight then: outcome unknown)`;
-    lines.push(`  key ${JSON.stringify(c.key)}: these ${c.operations.length} of its ${c.originalOperations} operations cannot be ordered${upTo}${c.minimal ? '; minimal: no shorter prefix fails, no read can be dropped' : ''}:`);
+    lines.push(`  key ${JSON.stringify(c.key)}: these ${c.operations.length} of its ${c.originalOperations} operations cannot be ordered${upTo}${c.minimal ? '; minimal: no shorter prefix fails, no read and no unseen write can be dropped' : ''}:`);
     for (const l of describeCounterexample(modelOf(history), c)) lines.push(`    ${l}`);
   }
   return lines;
@@ -39,7 +39,7 @@ export function pictureOf(history: ParsedHistory, report: AnyReport, name: strin
     verdict: report.verdict,
     notes: [
       c.prefixEndMs === null ? 'The whole history of this key is needed.' : `The history up to ${c.prefixEndMs}: operations still in flight then have an unknown outcome (dashed).`,
-      c.minimal ? 'Minimal: no shorter prefix fails, and without any one of its reads the rest is linearizable.' : 'Shrunk within its budget (may not be minimal).',
+      c.minimal ? 'Minimal: no shorter prefix fails, and no read, nor any write that no kept operation saw, can be dropped.' : 'Shrunk within its budget (may not be minimal).',
     ],
   });
 }

@@ -40,6 +40,12 @@ export interface Model<S, I, O> {
   isReadOnly?(input: I, output: O): boolean;
   /** The output of `input` when its outcome is unknown (it may take effect at any time after its call, or never). */
   readonly unknownOutput?: (input: I) => O;
+  /**
+   * Whether the operation (input, output) saw the value that `writer` wrote (a read that returned
+   * it, a compare-and-set that succeeded from it). The shrinker keeps a write that a kept operation
+   * saw; without this, it drops read-only operations only.
+   */
+  observes?(input: I, output: O, writer: I): boolean;
   describeOperation(input: I, output: O): string;
   describeState(state: S): string;
 }

@@ -48,6 +48,11 @@ export const registerModel: Model<RegisterState, RegisterInput, RegisterOutput> 
   isNoOp: (input, output) => output.status === 'unknown' ? input.f === 'read' : output.status === 'fail' && input.f !== 'cas',
   isReadOnly: (input, output) => input.f === 'read' || (input.f === 'cas' && output.status === 'fail'),
   unknownOutput: () => ({ status: 'unknown' }),
+  observes(input, output, writer): boolean {
+    if (writer.f === 'read' || output.status !== 'ok') return false;
+    const written = writer.f === 'write' ? writer.value : writer.to;
+    return (input.f === 'read' && output.value === written) || (input.f === 'cas' && input.from === written);
+  },
   describeOperation(input, output): string {
     const result = output.status === 'unknown' ? ' -> ?' : output.status === 'fail' ? ' -> fail' : input.f === 'read' ? ` -> ${show(output.value)}` : input.f === 'cas' ? ' -> ok' : '';
     const key = input.key !== undefined && input.key !== '' ? `[${input.key}]` : '';
