@@ -1014,22 +1014,11 @@ export class PostgresServer extends EventEmitter<PgEvents> {
       this.rendered = { role: 'primary', writable: false, syncNames: quoteStandbyName(NO_SYNC_PLACEHOLDER), oneNodeWriteMode: false, syncId: null };
     }
     this.log.info({ decision: 'promoted', durationMs: Date.now() - started }, 'promoted to primary');
-    this.checkpointAfterPromotion(timeoutMs);
-  }
-
-  /**
-   * A checkpoint writes the new timeline into pg_control, where pg_rewind (run by a deposed peer
-   * against us) reads it; without one, PostgreSQL 15's pg_rewind may see the old timeline and
-   * wrongly answer "no rewind required". It is not waited for: with a busy buffer cache it takes
-   * seconds, and writes must not wait behind it. pg_rewind's caller asks the source for a
-   * checkpoint itself before it runs (rewind.ts), and fails rather than run without one.
-   */
-  private checkpointAfterPromotion(timeoutMs: number): void {
-    const started = Date.now();
-    this.queryWithTimeout('CHECKPOINT', undefined, timeoutMs).then(
-      () => { this.log.info({ decision: 'checkpoint-after-promotion', durationMs: Date.now() - started }, 'checkpoint after the promotion written (the new timeline is in pg_control)'); },
-      (err: unknown) => { this.log.warn({ decision: 'checkpoint-after-promotion-failed', err: errorMessage(err) }, 'the checkpoint after the promotion failed; a pg_rewind against this peer asks for one first'); },
-    );
+    // No CHECKPOINT here: until one, pg_control shows the old timeline, and PostgreSQL 15's
+    // pg_rewind reads it there; but an immediate checkpoint competes with the new sync's catch-up
+    // for the disk, on the failover's critical path. PostgreSQL requests a (spread) checkpoint
+    // after a promotion itself, and pg_rewind's caller asks the source for an immediate one before
+    // it runs, failing rather than running without it (rewind.ts, checkpointSource).
   }
 
   /**

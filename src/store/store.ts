@@ -518,6 +518,10 @@ export class ClusterStore {
     } else {
       this.graceTerm = null;
     }
+    // A new leader: renew at once rather than at the next beat. No keepalive was acknowledged
+    // during the election, and a primary's lease (lease-fence.ts) runs out sessionTimeoutMs less a
+    // margin after the last one: an election must not cost the primary its lease.
+    if (c.leader !== null) this.sendKeepalive();
   }
 
   private onPeersChange(c: PeersChange): void {
@@ -568,20 +572,23 @@ export class ClusterStore {
 
   private startKeepalives(): void {
     if (this.keepaliveTimer !== null) return;
-    this.keepaliveTimer = setInterval(() => {
-      if (this.keepaliveInFlight || this.own === null) return;
-      this.keepaliveInFlight = true;
-      this.keepalive()
-        .catch((err: unknown) => {
-          // No leader or a timeout during an election: the next beat retries, and the new
-          // leader's grace covers the gap. An expiry is handled by ownSessionEnded().
-          this.log.debug({ err }, 'keepalive failed');
-        })
-        .finally(() => {
-          this.keepaliveInFlight = false;
-        });
-    }, this.keepaliveIntervalMs);
+    this.keepaliveTimer = setInterval(() => { this.sendKeepalive(); }, this.keepaliveIntervalMs);
     this.keepaliveTimer.unref();
+  }
+
+  /** One keepalive now, unless one is in flight, the session is not ours, or the keepalives are stopped. */
+  private sendKeepalive(): void {
+    if (this.keepaliveInFlight || this.own === null || this.keepaliveTimer === null) return;
+    this.keepaliveInFlight = true;
+    this.keepalive()
+      .catch((err: unknown) => {
+        // No leader or a timeout during an election: the next beat retries, and the new
+        // leader's grace covers the gap. An expiry is handled by ownSessionEnded().
+        this.log.debug({ err }, 'keepalive failed');
+      })
+      .finally(() => {
+        this.keepaliveInFlight = false;
+      });
   }
 
   private stopKeepalives(): void {

@@ -437,6 +437,34 @@ describe('the leader\'s due timer (fake timers)', () => {
   });
 });
 
+describe('keepalives after a leader change (fake timers)', () => {
+  it('each peer renews its session with the new leader at once, not at its next beat', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'], now: 1_700_000_000_000 });
+    try {
+      const group = new InProcessGroup();
+      const stores = new Map<string, ClusterStore>();
+      for (const p of [a, b, c]) {
+        const machine = new ClusterStateMachine();
+        const store = new ClusterStore({ machine, consensus: group.add(p.id, machine), sessionTimeoutMs: 3000, keepaliveIntervalMs: 1000 });
+        live.push(store);
+        stores.set(p.id, store);
+      }
+      group.elect('a');
+      for (const [id, s] of stores) await s.openSession(peer(id));
+      await group.settle();
+      for (const s of stores.values()) s.start();
+      await vi.advanceTimersByTimeAsync(1100); // every peer's first beat went to a
+      const heardByB: string[] = [];
+      group.member('b').onKeepalive((k) => { heardByB.push(k.peerId); });
+      group.elect('b'); // 100 ms after the last beat: the next is 900 ms away
+      await vi.advanceTimersByTimeAsync(10);
+      expect([...new Set(heardByB)].sort()).toEqual(['a', 'b', 'c']);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+});
+
 describe('concurrent session calls', () => {
   it('two opens at once share one session instead of replacing each other', async () => {
     const sh = shard(['a']);
