@@ -8,6 +8,7 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from '../log.js';
 import { PgHealthChecker, type HealthResult, type PostgresServer, type WalPositions } from '../postgres/index.js';
 import type { PostgresStatus, ReplicationRow } from '../model/index.js';
+import { unhealthySince } from './rules/index.js';
 
 export interface PgMonitorOptions {
   readonly postgres: PostgresServer;
@@ -107,14 +108,11 @@ export class PgMonitor extends EventEmitter<MonitorEvents> {
   /**
    * How long PostgreSQL has been unhealthy although it should be running, in ms (0 when healthy).
    * `shouldRun` is the reconciler's view: a stopped server of an unassigned peer is not unhealthy.
+   * `notBeforeMs`: the clock starts no earlier (the end of the last restore; see unhealthySince).
    */
-  unhealthyForMs(nowMs: number, shouldRun: boolean): number {
-    if (!shouldRun || this.current.healthy) {
-      this.unhealthySinceMs = null;
-      return 0;
-    }
-    this.unhealthySinceMs ??= nowMs;
-    return nowMs - this.unhealthySinceMs;
+  unhealthyForMs(nowMs: number, shouldRun: boolean, notBeforeMs = 0): number {
+    this.unhealthySinceMs = unhealthySince({ sinceMs: this.unhealthySinceMs, nowMs, shouldRun, healthy: this.current.healthy, notBeforeMs });
+    return this.unhealthySinceMs === null ? 0 : nowMs - this.unhealthySinceMs;
   }
 
   private async readReplication(): Promise<ReplicationRow[]> {

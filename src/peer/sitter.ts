@@ -215,7 +215,7 @@ export class Sitter {
       unhealthyForMs: (nowMs) => {
         const role = this.decisions.last?.role;
         const shouldRun = role === 'primary' || role === 'sync' || role === 'async';
-        return this.monitor.unhealthyForMs(nowMs, shouldRun && !this.reconciler.rebuildStatus().running);
+        return this.monitor.unhealthyForMs(nowMs, shouldRun && !this.reconciler.rebuildStatus().running, this.reconciler.lastActivityMs());
       },
       unhealthyTimeoutMs: t.pgUnhealthyTimeoutMs,
       decisions: this.decisions,

@@ -3,7 +3,7 @@
 // streams (decideStreamStall in rules/stream-watch.ts).
 import { describe, expect, it } from 'vitest';
 import type { ClusterState, PeerInfo } from '../../src/model/index.js';
-import { decideSession, decideStreamStall, placeLeader, type LeaderPlacementInput } from '../../src/peer/rules/index.js';
+import { decideSession, decideStreamStall, placeLeader, unhealthySince, type LeaderPlacementInput } from '../../src/peer/rules/index.js';
 
 const peer = (id: string): PeerInfo => ({ id, pgUrl: `postgres://${id}:5432/postgres`, apiUrl: `http://${id}:5433`, host: id });
 const [A, B, C, D] = [peer('a'), peer('b'), peer('c'), peer('d')];
@@ -24,6 +24,29 @@ describe('the session rule', () => {
 
   it('opens a session that is closed for any other reason (start-up, expiry), even while unhealthy', () => {
     expect(decideSession({ ...base, open: false, unhealthyForMs: 10 }).kind).toBe('openSession');
+  });
+});
+
+describe('since when PostgreSQL counts as unhealthy', () => {
+  const base = { sinceMs: null, nowMs: 50_000, shouldRun: true, healthy: false, notBeforeMs: 0 };
+
+  it('starts at the first unhealthy look and keeps its start while unhealthy', () => {
+    expect(unhealthySince(base)).toBe(50_000);
+    expect(unhealthySince({ ...base, sinceMs: 40_000 })).toBe(40_000);
+  });
+
+  it('is cleared by health, and when PostgreSQL need not run', () => {
+    expect(unhealthySince({ ...base, sinceMs: 40_000, healthy: true })).toBeNull();
+    expect(unhealthySince({ ...base, sinceMs: 40_000, shouldRun: false })).toBeNull();
+  });
+
+  it('never counts the time before the last restore ended (a sync that waited for its source, then copied)', () => {
+    // Unhealthy since 30 s (waiting for the source), a restore ended at 45 s: 5 s, not 20 s.
+    expect(unhealthySince({ ...base, sinceMs: 30_000, notBeforeMs: 45_000 })).toBe(45_000);
+    // A restore that ended before the unhealthy spell began changes nothing.
+    expect(unhealthySince({ ...base, sinceMs: 30_000, notBeforeMs: 20_000 })).toBe(30_000);
+    // A clock that reads a restore's end later than now never yields a negative duration.
+    expect(unhealthySince({ ...base, sinceMs: 30_000, notBeforeMs: 60_000 })).toBe(50_000);
   });
 });
 

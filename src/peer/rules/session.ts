@@ -31,3 +31,16 @@ export function decideSession(i: SessionInput): SessionDecision {
   }
   return { kind: 'openSession', reason: 'this peer can serve' };
 }
+
+/**
+ * Since when PostgreSQL counts as unhealthy (null: it does not), given the previous value. The
+ * clock starts when PostgreSQL should run and is not healthy, and never before `notBeforeMs`: the
+ * end of this peer's last restore. A restore blocks the sitter's evaluations, so without that floor
+ * a sync that waited for its source and then copied for seconds (a loaded first setup) reached the
+ * unhealthy timeout while PostgreSQL was still starting on its fresh copy, closed its session, and
+ * made the primary declare a new generation (chain test, setup).
+ */
+export function unhealthySince(i: { readonly sinceMs: number | null; readonly nowMs: number; readonly shouldRun: boolean; readonly healthy: boolean; readonly notBeforeMs: number }): number | null {
+  if (!i.shouldRun || i.healthy) return null;
+  return Math.min(i.nowMs, Math.max(i.sinceMs ?? i.nowMs, i.notBeforeMs));
+}
