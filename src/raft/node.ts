@@ -9,7 +9,8 @@
 //      the commit index alone is not written then, but with the next batch or at the next tick;
 //   4. publish them to the MemoryLog the core reads, then send the remaining messages
 //      (votes and acks must never outrun their persistence);
-//   5. install a received snapshot; apply committed entries (conf changes via the core);
+//   5. install a received snapshot; apply committed entries (conf changes via the core); those
+//      already on disk before this Ready are applied during step 3's write;
 //      resolve proposals and reads; advance; take a snapshot and compact when due.
 // Proposals that arrive while a batch is being fsynced wait in the core and go out together
 // in the next Ready: that is the group commit.
@@ -758,6 +759,14 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     }
     if (early.length > 0) this.transport.send(early);
 
+    // Committed entries that were on this node's disk before this Ready (below its first new
+    // entry) are applied while the new entries are written, as etcd's server does: they are
+    // durable on a quorum and here, so applying them first changes nothing a crash could take
+    // back, and under load a batch's commit no longer waits for the next batch's fsync.
+    // A snapshot, a conf change and everything after it wait for the write, as before.
+    const applyFirst = rd.snapshot === null ? this.durablePrefix(rd) : 0;
+    for (let i = 0; i < applyFirst; i++) this.applyEntry(rd.committedEntries[i]!);
+
     // A Ready whose only durable change is the commit index needs no fsync, and nothing waits
     // on it (the commit index can be learned again from a quorum, as in etcd): it is not written
     // now but with the next batch that must be written anyway, or at the next tick if none comes.
@@ -778,7 +787,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     if (late.length > 0) this.transport.send(late);
 
     if (rd.snapshot !== null) this.installSnapshot(rd.snapshot);
-    for (const e of rd.committedEntries) this.applyEntry(e);
+    for (let i = applyFirst; i < rd.committedEntries.length; i++) this.applyEntry(rd.committedEntries[i]!);
     // After applying: a forwarded proposal committed in this same Ready is answered, not ended.
     if (rd.softState !== null) this.endForwardedProposals(this.leader, this.core.status().term);
     for (const rs of rd.readStates) {
@@ -793,6 +802,17 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     // core with these entries applied (e.g. a conf change right after another one).
     this.core.advance(rd);
     await this.maybeSnapshot();
+  }
+
+  /** How many of the Ready's committed entries, from the first, were durable here before it and are not conf changes. */
+  private durablePrefix(rd: Ready): number {
+    const firstNew = rd.entries[0]?.index ?? Number.POSITIVE_INFINITY;
+    let n = 0;
+    for (const e of rd.committedEntries) {
+      if (e.index >= firstNew || e.type === 'confChange') break;
+      n++;
+    }
+    return n;
   }
 
   /** Writes a commit-only hard state left unwritten (without fsync). Only from the Ready loop. */

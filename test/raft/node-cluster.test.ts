@@ -347,6 +347,47 @@ describe('RaftNode with three nodes on loopback', () => {
     }
   });
 
+  it('a follower applies committed entries it already holds while it writes the next ones, and never an entry before writing it', async () => {
+    const c = await makeCluster(['a', 'b', 'c']);
+    for (const id of ['a', 'b', 'c']) await c.start(id);
+    const leader = await c.leader();
+    const f = [...c.members.values()].find((m) => m.id !== leader.id)!;
+    // The follower's writes of x1 and of x2 wait until the test lets each go.
+    const gates = new Map<string, { open: () => void; opened: Promise<void> }>();
+    for (const cmd of ['x1', 'x2']) {
+      let open = (): void => undefined;
+      const opened = new Promise<void>((r) => { open = r; });
+      gates.set(cmd, { open, opened });
+    }
+    const held = new Set<string>();
+    const storage = (f.node as unknown as { storage: RaftStorage }).storage;
+    const save = storage.save.bind(storage);
+    storage.save = async (u: StorageUpdate): Promise<void> => {
+      for (const [cmd, g] of gates) {
+        if (!u.entries.some((e) => e.data.endsWith(`~${cmd}`))) continue;
+        held.add(cmd);
+        await g.opened;
+      }
+      return save(u);
+    };
+    // A failure must not leave the follower's loop waiting forever (the cleanup closes it).
+    cleanups.push(() => { for (const g of gates.values()) g.open(); return Promise.resolve(); });
+    // Committed by the leader and the other follower while this one's write of x1 waits.
+    await leader.propose('x1');
+    await waitFor('the follower to be writing x1', () => held.has('x1'), { timeoutMs: 10_000 });
+    await leader.propose('x2');
+    expect(f.sm.items).toEqual([]);
+    gates.get('x1')!.open();
+    // x1 is on its disk now and committed: it is applied while x2 is being written...
+    await waitFor('the follower to be writing x2', () => held.has('x2'), { timeoutMs: 10_000 });
+    await waitFor('x1 applied during the write of x2', () => f.sm.items.includes('x1'), { timeoutMs: 10_000 });
+    // ...and x2, committed too, only once it is on this follower's disk.
+    expect(f.sm.items).toEqual(['x1']);
+    gates.get('x2')!.open();
+    await waitFor('x2 applied after its write', () => f.sm.items.includes('x2'), { timeoutMs: 10_000 });
+    expect(f.sm.items).toEqual(['x1', 'x2']);
+  });
+
   it('a single-voter group commits on its own', async () => {
     const c = await makeCluster(['solo']);
     const n = await c.start('solo');
