@@ -12,6 +12,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { ManateeError, errorMessage } from '../src/errors.js';
+import { describePeerTags, type PeerTags } from '../src/model/index.js';
 import { CA_CERT_FILE, initCa, issuePeerCertificate, peerCertFile, peerKeyFile } from '../src/tls/index.js';
 import { apiErrorText, httpJson } from './lib/http.js';
 import { isRunning, recordProcess, signalProcess, waitGone, type ProcessRecord } from './lib/processes.js';
@@ -195,6 +196,8 @@ async function status(dir: string, json: boolean, showSecrets = false): Promise<
         generation: s?.state?.generation ?? null,
         /** Settings waiting for a restart of its PostgreSQL (manatee-adm restart --pending); null when unknown. */
         pendingRestart: s?.settings?.pendingRestart ?? null,
+        /** Its tags (nofailover, noloadbalance, priority) as its configuration sets them; null when unknown. */
+        tags: s === null ? null : (s.tags ?? {}),
       };
     }),
   );
@@ -203,9 +206,10 @@ async function status(dir: string, json: boolean, showSecrets = false): Promise<
     console.log(JSON.stringify(rows, null, 2));
     return;
   }
-  const header = ['PEER', 'ROLE', 'PG', 'WRITABLE', 'SITTER PID', 'PG PID', 'PENDING RESTART', 'API'];
+  const header = ['PEER', 'ROLE', 'PG', 'WRITABLE', 'SITTER PID', 'PG PID', 'PENDING RESTART', 'TAGS', 'API'];
+  const tags = (x: { tags: PeerTags | null }): string => (x.tags === null ? '?' : describePeerTags(x.tags) || '-');
   const pending = (x: { pendingRestart: readonly string[] | null }): string => (x.pendingRestart === null ? '?' : x.pendingRestart.length === 0 ? '-' : x.pendingRestart.join(','));
-  const table = [header, ...rows.map((x) => [x.id, x.role, x.online ? 'online' : 'offline', x.writable ? 'yes' : 'no', String(x.sitterPid ?? '-'), String(x.postgresPid ?? '-'), pending(x), x.apiUrl])];
+  const table = [header, ...rows.map((x) => [x.id, x.role, x.online ? 'online' : 'offline', x.writable ? 'yes' : 'no', String(x.sitterPid ?? '-'), String(x.postgresPid ?? '-'), pending(x), tags(x), x.apiUrl])];
   const widths = header.map((_, c) => Math.max(...table.map((row) => (row[c] ?? '').length)));
   for (const row of table) console.log(row.map((cell, c) => cell.padEnd(widths[c] ?? 0)).join('  '));
   const primary = rows.find((x) => x.role === 'primary');

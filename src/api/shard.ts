@@ -63,7 +63,8 @@ export function buildShardReport(asked: SitterStatus, others: ReadonlyMap<string
   const activeIds = new Set(asked.activePeers.map((p) => p.id));
   const peers = peersInOrder(state, asked.activePeers).map((p): ShardPeer => {
     const { role, upstream } = roleIn(state, p.id);
-    const base = { id: p.id, host: p.host, pgUrl: p.pgUrl, apiUrl: p.apiUrl, role, upstream: upstream?.id ?? null, active: activeIds.has(p.id) };
+    const tags = asked.peerTags?.[p.id] ?? {};
+    const base = { id: p.id, host: p.host, pgUrl: p.pgUrl, apiUrl: p.apiUrl, role, upstream: upstream?.id ?? null, tags, active: activeIds.has(p.id) };
     const own = statusOf(p.id);
     if (own?.ok !== true) {
       return {

@@ -2,7 +2,7 @@
 // reads and asks: it holds no state of its own, so that any peer's API answers for the shard.
 import type { FastifyPluginAsync } from 'fastify';
 import type { Logger } from '../log.js';
-import type { SitterStatus, ClusterState, HistoryEntry, PeerId, PeerInfo } from '../model/index.js';
+import type { SitterStatus, ClusterState, HistoryEntry, PeerId, PeerInfo, PeerTags } from '../model/index.js';
 import type { ApiMetrics } from './metrics.js';
 import type { OnwmMode } from '../peer/admin.js';
 import type { ConfigDeps } from './routes/config.js';
@@ -106,6 +106,8 @@ export interface ApiDeps {
   history(limit: number): Promise<readonly HistoryEntry[]>;
   /** Peers whose sessions exist now. */
   activePeers(): Promise<readonly PeerInfo[]>;
+  /** The tags of the active peers that have any, from their sessions (GET /peers); absent: none shown. */
+  activeTags?(): Readonly<Record<PeerId, PeerTags>>;
   readonly admin: AdminOperations;
   readonly membership: MembershipOperations;
   /** Subscribes to committed changes (GET /watch); returns the unsubscribe function. */

@@ -120,6 +120,7 @@ export async function openSitter(config: SitterConfig, log: Logger): Promise<Sit
     state: () => store.readState(),
     history: (limit) => Promise.resolve(store.history(limit)),
     activePeers: () => Promise.resolve(store.activePeers()),
+    activeTags: () => store.activeTags(),
     admin,
     membership: raftMembership(node),
     watch: (listener: (e: WatchEvent) => void) => {

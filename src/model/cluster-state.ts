@@ -1,7 +1,7 @@
 // The cluster state (DESIGN.md, "The cluster state and its rules") and the store's records that
 // every room reads: sessions and the history. Pure data. Peers are compared by `id` alone.
 import type { Lsn } from './lsn.js';
-import type { PeerId, PeerInfo } from './peer.js';
+import type { PeerId, PeerInfo, PeerTags } from './peer.js';
 
 export interface FreezeInfo {
   readonly date: string; // ISO 8601
@@ -51,6 +51,8 @@ export interface Session {
   readonly openedIndex: number;
   /** When the session was opened (ISO 8601, as proposed by its owner). */
   readonly openedTime?: string;
+  /** The peer's tags as its configuration said when it opened the session (absent: none set). */
+  readonly tags?: PeerTags;
 }
 
 /** One accepted change of the cluster state. */

@@ -3,7 +3,7 @@
 import type { ClusterState } from './cluster-state.js';
 import type { DecisionRecord } from './decision.js';
 import type { Lsn } from './lsn.js';
-import type { PeerInfo } from './peer.js';
+import type { PeerId, PeerInfo, PeerTags } from './peer.js';
 
 /** Where this peer stands in the committed state. */
 export type PeerRole = 'primary' | 'sync' | 'async' | 'deposed' | 'unassigned';
@@ -177,6 +177,10 @@ export interface SitterStatus {
   readonly settings?: PeerSettingsStatus;
   /** The certificate this peer serves with; absent without TLS. */
   readonly tls?: TlsCertificateStatus;
+  /** This peer's tags (its configuration's); absent when none is set. */
+  readonly tags?: PeerTags;
+  /** The tags of the active peers that have any, as this peer's store has them from their sessions. */
+  readonly peerTags?: Readonly<Record<PeerId, PeerTags>>;
 }
 
 /** Where a setting's effective value comes from on one peer (the file that sets it last). */

@@ -2,7 +2,7 @@
 // JSON schema; an error names the field, what was wrong and what is expected, and the
 // process exits non-zero (src/cli/manatee-sitter.ts).
 import { createHmac } from 'node:crypto';
-import { HOOK_EVENTS, PEER_ID_PATTERN, type PeerInfo } from '../model/index.js';
+import { HOOK_EVENTS, PEER_ID_PATTERN, PEER_TAG_PRIORITY_MAX, PEER_TAG_PRIORITY_MIN, type PeerInfo, type PeerTags } from '../model/index.js';
 import { readFile, stat } from 'node:fs/promises';
 import { Ajv, type ErrorObject } from 'ajv';
 import { ManateeError } from '../errors.js';
@@ -66,6 +66,8 @@ export interface SitterConfig {
   readonly rebuild: { readonly automatic: boolean };
   /** Start (or stay) in one-node-write mode: a writable primary with no sync. */
   readonly oneNodeWriteMode: boolean;
+  /** This peer's tags (nofailover, noloadbalance, priority), carried in its session. */
+  readonly tags?: PeerTags;
   /** The shard's shared secret: required on all peer-to-peer traffic (Raft, backup streams). */
   readonly secret: string;
   /** Required on mutating API calls. */
@@ -180,6 +182,15 @@ const schema = {
       properties: { automatic: { type: 'boolean', default: true } },
     },
     oneNodeWriteMode: { type: 'boolean', default: false },
+    tags: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        nofailover: { type: 'boolean' },
+        noloadbalance: { type: 'boolean' },
+        priority: { type: 'integer', minimum: PEER_TAG_PRIORITY_MIN, maximum: PEER_TAG_PRIORITY_MAX },
+      },
+    },
     tls: {
       type: 'object',
       additionalProperties: false,

@@ -23,7 +23,7 @@ import type { StreamStallWatch } from './stream-stall.js';
 const RECONCILE_REPEAT_INFO_MS = 60_000;
 
 /** What an evaluation reads from and writes to the cluster store. */
-export type EvaluationStore = Pick<ClusterStore, 'readState' | 'getState' | 'activePeers' | 'putState'>;
+export type EvaluationStore = Pick<ClusterStore, 'readState' | 'getState' | 'activePeers' | 'activeTags' | 'putState'>;
 
 export interface EvaluationOptions {
   readonly self: PeerInfo;
@@ -74,6 +74,7 @@ export class Evaluation {
       state,
       version,
       active: o.store.activePeers(),
+      tags: o.store.activeTags(),
       self: o.self,
       pg: rulesPgStatus(o.pgStatus(), { hasPreviousData: o.hasPreviousData, rebuiltFrom: o.facts.current.rebuiltFrom }),
       nowMs,
@@ -86,7 +87,7 @@ export class Evaluation {
     if (d.write !== null && FENCED_KINDS.has(d.kind)) {
       const again = await fenceAndDecideAgain({
         postgres: o.postgres,
-        fresh: () => ({ ...o.store.getState(), active: o.store.activePeers() }),
+        fresh: () => ({ ...o.store.getState(), active: o.store.activePeers(), tags: o.store.activeTags() }),
         invalidate: () => { o.reconciler.invalidate(); },
         retrySoon: o.kickSoon,
         decisions: o.decisions,

@@ -23,7 +23,7 @@ export interface FencePostgres {
 export interface FenceOptions {
   readonly postgres: FencePostgres;
   /** The committed state and the active peers as they are now (after the fence). */
-  readonly fresh: () => Pick<RulesInput, 'state' | 'version' | 'active'>;
+  readonly fresh: () => Pick<RulesInput, 'state' | 'version' | 'active' | 'tags'>;
   /** Lifts the fence at the next reconcile (the role did not change after all). */
   readonly invalidate: () => void;
   readonly retrySoon: () => void;

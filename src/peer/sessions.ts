@@ -3,7 +3,7 @@
 // session, so that a hung primary fails over (Joyent's Manatee never did); it reopens once healthy.
 import type { Logger } from '../log.js';
 import { errorMessage } from '../errors.js';
-import type { PeerInfo } from '../model/index.js';
+import type { PeerInfo, PeerTags } from '../model/index.js';
 import type { Clock } from './clock.js';
 import type { DecisionLog } from './decision-log.js';
 import { decideSession } from './rules/index.js';
@@ -11,12 +11,14 @@ import { decideSession } from './rules/index.js';
 /** What the keeper needs from the cluster store. */
 export interface SessionStore {
   session(): unknown;
-  openSession(peer: PeerInfo): Promise<unknown>;
+  openSession(peer: PeerInfo, tags?: PeerTags): Promise<unknown>;
   closeSession(): Promise<unknown>;
 }
 
 export interface SessionKeeperOptions {
   readonly self: PeerInfo;
+  /** This peer's tags (its configuration's), carried in its session. */
+  readonly tags?: PeerTags;
   readonly store: SessionStore;
   /** How long PostgreSQL has been unhealthy while its role needs it to run (0 when healthy or not needed). */
   readonly unhealthyForMs: (nowMs: number) => number;
@@ -51,7 +53,7 @@ export class SessionKeeper {
     }
     if (d.kind !== 'openSession') return;
     try {
-      await this.o.store.openSession(this.o.self);
+      await this.o.store.openSession(this.o.self, this.o.tags);
       this.closedForHealth = false;
       this.o.decisions.side({ kind: d.kind, reason: d.reason, generation, logDecision: 'openSession', level: 'info', message: 'opened this peer\'s session' }, nowMs);
     } catch (err) {

@@ -211,6 +211,7 @@ export class Sitter {
     const kickSoon = (): void => { this.loop.kickSoon(); };
     const sessions = new SessionKeeper({
       self: this.self,
+      ...(config.tags === undefined ? {} : { tags: config.tags }),
       store: this.store,
       unhealthyForMs: (nowMs) => {
         const role = this.decisions.last?.role;
@@ -399,6 +400,8 @@ export class Sitter {
       hooks: this.hooks.status(),
       settings: this.shardSettings.status(),
       ...(this.tls !== null ? { tls: this.tls.status() } : {}),
+      ...(this.config.tags === undefined ? {} : { tags: this.config.tags }),
+      peerTags: this.store.activeTags(),
     };
   }
 

@@ -3,7 +3,7 @@
 // Time is a field of each command that needs one, set by the proposer: apply never reads a clock.
 // Results are plain JSON values: a rejection is a value with a stable code, never a throw.
 import { STORE_ERR } from './errors.js';
-import type { PeerInfo, PeerId, Session } from '../model/index.js';
+import { peerTagsProblems, type PeerInfo, type PeerId, type PeerTags, type Session } from '../model/index.js';
 import { settingsProblems, type ShardSettings } from './settings.js';
 import { FIELD_CHARS_MAX, isIsoTime, peerProblems } from './validate.js';
 
@@ -24,6 +24,8 @@ export interface OpenSessionCommand {
   readonly op: 'openSession';
   readonly peer: PeerInfo;
   readonly time: string;
+  /** The peer's tags (its configuration's), kept with its session. */
+  readonly tags?: PeerTags;
 }
 
 /** "I am alive", for the session opened at `openedIndex`. */
@@ -151,7 +153,11 @@ export function parseCommand(data: string): { command: StoreCommand } | { proble
       const problems = peerProblems(v['peer'], 'openSession.peer');
       if (problems.length > 0) return { problem: problems.join('; ') };
       if (!isIsoTime(time)) return { problem: 'openSession.time: must be an ISO 8601 time' };
-      return { command: { op: 'openSession', peer: v['peer'] as PeerInfo, time } };
+      const tags = v['tags'];
+      if (tags === undefined) return { command: { op: 'openSession', peer: v['peer'] as PeerInfo, time } };
+      const tagProblems = peerTagsProblems(tags, 'openSession.tags');
+      if (tagProblems.length > 0) return { problem: tagProblems.join('; ') };
+      return { command: { op: 'openSession', peer: v['peer'] as PeerInfo, time, tags: tags as PeerTags } };
     }
     case 'keepalive': {
       if (!isPeerId(v['peerId'])) return { problem: 'keepalive.peerId: must be a non-empty string' };

@@ -23,7 +23,7 @@ import {
 import { InvalidSnapshotError, STORE_ERR, invariant } from './errors.js';
 import { Listeners } from './listeners.js';
 import { clampSummary, summarizeChange } from './summary.js';
-import type { ClusterState, HistoryEntry, PeerId, PeerInfo, Session } from '../model/index.js';
+import { canonicalPeerTags, peerTagsProblems, type ClusterState, type HistoryEntry, type PeerId, type PeerInfo, type PeerTags, type Session } from '../model/index.js';
 import { canonicalSettings, settingsProblems, type ShardSettings, type VersionedSettings } from './settings.js';
 import {
   canonicalPeer,
@@ -330,11 +330,13 @@ export class ClusterStateMachine implements StateMachine {
         message: `cannot open a session for ${cmd.peer.id}: ${this.sessionsById.size} sessions are open, the limit is ${this.sessionsMax}`,
       };
     }
+    const tags = canonicalPeerTags(cmd.tags);
     const record: SessionRecord = deepFreeze({
       peer: canonicalPeer(cmd.peer),
       openedIndex: index,
       openedTime: cmd.time,
       keepaliveIndex: index,
+      ...(tags === undefined ? {} : { tags }),
     });
     // Delete first so that the map's order stays the opening order (a re-opened peer moves to the end).
     this.sessionsById.delete(cmd.peer.id);
@@ -501,7 +503,7 @@ function emptySnapshot(): SnapshotData {
 }
 
 function toSession(r: SessionRecord): Session {
-  return { peer: r.peer, openedIndex: r.openedIndex, openedTime: r.openedTime };
+  return { peer: r.peer, openedIndex: r.openedIndex, openedTime: r.openedTime, ...(r.tags === undefined ? {} : { tags: r.tags }) };
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {
@@ -589,7 +591,11 @@ function parseSnapshot(data: string): SnapshotData {
       throw new InvalidSnapshotError(`${where}.keepaliveIndex: must be an integer in [openedIndex, appliedIndex]`);
     }
     if (!isIsoTime(s['openedTime'])) throw new InvalidSnapshotError(`${where}.openedTime: must be an ISO 8601 time`);
-    sessions.push({ peer, openedIndex: openedIndex as number, openedTime: s['openedTime'], keepaliveIndex: keepaliveIndex as number });
+    const rawTags = s['tags'];
+    const tagProblems = rawTags === undefined ? [] : peerTagsProblems(rawTags, `${where}.tags`);
+    if (tagProblems.length > 0) throw new InvalidSnapshotError(tagProblems.join('; '));
+    const tags = canonicalPeerTags(rawTags as PeerTags | undefined);
+    sessions.push({ peer, openedIndex: openedIndex as number, openedTime: s['openedTime'], keepaliveIndex: keepaliveIndex as number, ...(tags === undefined ? {} : { tags }) });
   });
   const opened = sessions.map((s) => s.openedIndex);
   for (let i = 1; i < opened.length; i++) {

@@ -28,7 +28,7 @@ import { Listeners } from './listeners.js';
 import { SessionLiveness } from './sessions.js';
 import type { ClusterStateMachine, PeersChange, SettingsChange, StateChange } from './state-machine.js';
 import type { ShardSettings, VersionedSettings } from './settings.js';
-import type { ClusterState, HistoryEntry, PeerInfo, Session } from '../model/index.js';
+import type { ClusterState, HistoryEntry, PeerId, PeerInfo, PeerTags, Session } from '../model/index.js';
 
 export interface ClusterStoreOptions {
   readonly machine: ClusterStateMachine;
@@ -89,6 +89,8 @@ export class ClusterStore {
   private own: Session | null = null;
   /** The peer whose session this store keeps open (kept across an expiry, for the reopen). */
   private ownPeer: PeerInfo | null = null;
+  /** The tags this peer's session carries (kept for a reopen after an expiry). */
+  private ownTags: PeerTags | undefined = undefined;
   private keepaliveInFlight = false;
   private opening: { readonly peerId: string; readonly promise: Promise<Session> } | null = null;
   private reopening = false;
@@ -253,7 +255,14 @@ export class ClusterStore {
   }
 
   sessions(): Session[] {
-    return this.machine.sessions().map((s) => ({ peer: s.peer, openedIndex: s.openedIndex, openedTime: s.openedTime }));
+    return this.machine.sessions().map((s) => ({ peer: s.peer, openedIndex: s.openedIndex, openedTime: s.openedTime, ...(s.tags === undefined ? {} : { tags: s.tags }) }));
+  }
+
+  /** The tags of the active peers that have any, by peer id. */
+  activeTags(): Record<PeerId, PeerTags> {
+    const out: Record<PeerId, PeerTags> = {};
+    for (const s of this.machine.sessions()) if (s.tags !== undefined) out[s.peer.id] = s.tags;
+    return out;
   }
 
   /** The last `limit` accepted state changes, oldest first. */
@@ -325,7 +334,8 @@ export class ClusterStore {
    * with MANATEE_ERR_STORE_SESSION_EXPIRED when the session ended before its open returned (the
    * caller opens again).
    */
-  async openSession(peer: PeerInfo): Promise<Session> {
+  async openSession(peer: PeerInfo, tags?: PeerTags): Promise<Session> {
+    if (tags !== undefined) this.ownTags = tags;
     // One open at a time: the sitter's loop and the reopen after an expiry may both ask; the
     // second caller shares the first one's result instead of replacing the session it opens.
     const inFlight = this.opening;
@@ -347,7 +357,8 @@ export class ClusterStore {
 
   private async doOpenSession(peer: PeerInfo): Promise<Session> {
     this.ownPeer = peer;
-    const res = await this.propose({ op: 'openSession', peer, time: this.isoNow() }, this.proposeTimeoutMs);
+    const tags = this.ownTags;
+    const res = await this.propose({ op: 'openSession', peer, time: this.isoNow(), ...(tags === undefined ? {} : { tags }) }, this.proposeTimeoutMs);
     if (res.op !== 'openSession') throw unexpected(res);
     if (!this.sessionWanted()) {
       // closeSession() was called while this open was in flight: the caller wants no session.

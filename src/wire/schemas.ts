@@ -18,6 +18,19 @@ export const peerInfoSchema = {
   properties: { id: str, pgUrl: str, apiUrl: str, host: str },
 } as const;
 
+/** A peer's tags (src/model/peer.ts PeerTags). */
+export const peerTagsSchema = {
+  type: 'object',
+  properties: { nofailover: { type: 'boolean' }, noloadbalance: { type: 'boolean' }, priority: { type: 'integer' } },
+} as const;
+
+/** An active peer with the tags its session carries (GET /peers). */
+export const activePeerSchema = {
+  type: 'object',
+  required: ['id', 'pgUrl', 'apiUrl', 'host'],
+  properties: { ...peerInfoSchema.properties, tags: peerTagsSchema },
+} as const;
+
 export const clusterStateSchema = {
   type: 'object',
   required: ['generation', 'primary', 'sync', 'async', 'deposed', 'initWal'],
@@ -236,6 +249,8 @@ export const sitterStatusSchema = {
     hooks: hooksStatusSchema,
     settings: peerSettingsStatusSchema,
     tls: tlsStatusSchema,
+    tags: peerTagsSchema,
+    peerTags: { type: 'object', additionalProperties: peerTagsSchema },
   },
 } as const;
 
@@ -265,7 +280,7 @@ export const shardReportSchema = {
           'pgOnline', 'pgHealthy', 'writable', 'inRecovery', 'currentLsn', 'receiveLsn', 'replayLsn', 'lagSeconds', 'checkLatencyMs', 'lastDecision', 'rebuild',
         ],
         properties: {
-          id: str, host: str, pgUrl: str, apiUrl: str, role: roleSchema, upstream: nullableStr,
+          id: str, host: str, pgUrl: str, apiUrl: str, role: roleSchema, upstream: nullableStr, tags: peerTagsSchema,
           active: { type: 'boolean' }, reachable: { type: 'boolean' }, error: nullableStr,
           sitterPid: { type: ['integer', 'null'] }, postgresPid: { type: ['integer', 'null'] }, tlsExpiresInSeconds: { type: ['integer', 'null'] },
           pgOnline: nullableBool, pgHealthy: nullableBool, writable: nullableBool, inRecovery: nullableBool,
@@ -401,7 +416,7 @@ export const historySchema = {
 } as const;
 
 export const peersSchema = {
-  type: 'object', required: ['peers'], properties: { peers: { type: 'array', items: peerInfoSchema } },
+  type: 'object', required: ['peers'], properties: { peers: { type: 'array', items: activePeerSchema } },
 } as const;
 
 // ---- request bodies that the typed client sends and that need no rule of another room ----

@@ -423,6 +423,20 @@ describe('/read-only-sync (Patroni): the primary or the sync', () => {
   });
 });
 
+describe('noloadbalance (Patroni\'s tag): the reader checks leave the standby out', () => {
+  it('/replica and /read-only answer 503 on a standby tagged noloadbalance, with the reason; /async and the primary are unchanged', async () => {
+    tweaks.set('c', (s) => ({ ...s, tags: { noloadbalance: true } }));
+    tweaks.set('a', (s) => ({ ...s, tags: { noloadbalance: true } }));
+    const replica = await call('GET', `${C()}/replica`);
+    expect(replica.status).toBe(503);
+    expect(replica.body).toMatchObject({ ok: false, reason: 'an async standby, but tagged noloadbalance: it takes no readers from load balancers' });
+    expect((await call('GET', `${C()}/read-only`)).status).toBe(503);
+    expect((await call('GET', `${C()}/async`)).status).toBe(200);
+    expect((await call('GET', `${A()}/read-only`)).status).toBe(200);
+    expect((await call('GET', `${B()}/replica`)).status).toBe(200);
+  });
+});
+
 describe('/readiness (Patroni\'s readinessProbe)', () => {
   it('the primary is ready; a streaming standby within 1MB of the primary (the default) is ready, past it is not', async () => {
     expect((await call('GET', `${A()}/readiness`)).body).toMatchObject({ check: 'readiness', ok: true, reason: 'the writable primary' });

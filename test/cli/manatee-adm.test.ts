@@ -348,8 +348,8 @@ describe('manatee-adm: show -v, peers, pg-status, verify, state, active, add-pee
   it('show -v adds the links table and per-peer upstream, replication state, LSN and decision', async () => {
     const r = await admInProcess(['show', '-v']);
     expect(r).toMatchObject({ code: 0, stderr: '' });
-    expect(r.stdout).toMatch(/^ROLE\s+PEER\s+HOST\s+PG\s+WRITABLE\s+LAG\s+LAG_S\s+SITTER\s+POSTGRES\s+UPSTREAM\s+REPL\s+LSN\s+DECISION$/m);
-    expect(r.stdout).toMatch(/^async\s+c\s+127\.0\.0\.1\s+ok\s+no\s+72 B\s+0\.5s\s+\d+\s+4242\s+b\s+streaming\s+0\/3000148\s+none$/m);
+    expect(r.stdout).toMatch(/^ROLE\s+PEER\s+HOST\s+PG\s+WRITABLE\s+LAG\s+LAG_S\s+SITTER\s+POSTGRES\s+UPSTREAM\s+REPL\s+LSN\s+DECISION\s+TAGS$/m);
+    expect(r.stdout).toMatch(/^async\s+c\s+127\.0\.0\.1\s+ok\s+no\s+72 B\s+0\.5s\s+\d+\s+4242\s+b\s+streaming\s+0\/3000148\s+none\s+-$/m);
     expect(r.stdout).toMatch(/^UPSTREAM\s+DOWNSTREAM\s+EXPECTED\s+STATE\s+SYNC_STATE\s+LAG\s+LAG_S$/m);
     expect(r.stdout).toMatch(/^a\s+b\s+sync\s+streaming\s+sync\s+72 B\s+0\.5s$/m);
   });

@@ -102,6 +102,21 @@ describe('renderShow', () => {
     expect(renderStatus(done, NOW).split('\n')[0]).toBe('shard: generation 4, initWal 0/3000060, state version 1, mode one-node-write (set on by operator)');
   });
 
+  it("shows each peer's tags as its session carries them: a note, and the TAGS column with -v", () => {
+    const { a, b } = fixture();
+    const asked = { ...a, peerTags: { c: { nofailover: true, priority: 3 }, b: { noloadbalance: true } } };
+    const view = buildShardView(asked, new Map([['b', { ok: true, status: b }]] as const));
+    expect(view.peers.find((p) => p.id === 'c')?.tags).toEqual({ nofailover: true, priority: 3 });
+    expect(view.peers.find((p) => p.id === 'a')?.tags).toEqual({});
+    const text = renderStatus(view, NOW);
+    expect(text).toContain('  c: tags: nofailover, priority=3');
+    expect(text).toContain('  b: tags: noloadbalance');
+    const verbose = renderShow(view, NOW, { verbose: true }).split('\n');
+    expect(verbose[4]).toMatch(/\sTAGS$/);
+    expect(verbose[5]).toMatch(/^primary\s.*\s-$/);
+    expect(verbose[7]).toMatch(/^async\s.*\snofailover, priority=3$/);
+  });
+
   it('shows a promotion request and whether it is still pending', () => {
     const { store, a } = fixture();
     const promote = { id: 'b', role: 'sync' as const, generation: 3, expireTime: '2026-11-24T07:01:00.000Z' };

@@ -11,6 +11,7 @@ import type { ShardReport } from '../../src/api/shard.js';
 
 let shard: Shard;
 let primary: ShardPeer;
+let sync: ShardPeer;
 let async0: ShardPeer;
 
 const adm = (args: string[], env: Record<string, string> = {}) => shard.adm(args, shard.peers.map((p) => p.apiUrl).join(','), env);
@@ -19,8 +20,9 @@ const configAt = async (p: ShardPeer): Promise<{ settings: Record<string, string
   (await httpJson(`${p.apiUrl}/config`)).body as { settings: Record<string, string>; version: number };
 
 beforeAll(async () => {
-  shard = await Shard.create({ prefix: 'cfg' });
-  ({ primary, async0 } = await shard.waitForChain());
+  // The third peer is tagged: never sync or primary, and no readers from load balancers.
+  shard = await Shard.create({ prefix: 'cfg', peerConfig: (i) => (i === 2 ? { tags: { nofailover: true, noloadbalance: true } } : {}) });
+  ({ primary, sync, async0 } = await shard.waitForChain());
 }, 240_000);
 
 afterAll(async () => {
@@ -115,5 +117,43 @@ describe('manatee-adm config on a real shard', () => {
     expect(good.stderr).toBe('');
     expect(good.stdout).toMatch(/^maintenance_work_mem 70MB -> 80MB, unset log_min_duration_statement \(shard settings version 5\)/);
     expect((await configAt(async0)).settings).toEqual({ maintenance_work_mem: '80MB', shared_buffers: '48MB' });
+  }, 120_000);
+});
+
+describe('peer tags on a real shard', () => {
+  it('tags show in /peers, /status, /shard and show; /replica is 503 on a noloadbalance peer; verify reports that no peer may take over', async () => {
+    expect(async0.id).toBe(shard.peers[2]!.id);
+    const peers = (await httpJson(`${primary.apiUrl}/peers`)).body as { peers: { id: string; tags?: unknown }[] };
+    expect(peers.peers.find((p) => p.id === async0.id)?.tags).toEqual({ nofailover: true, noloadbalance: true });
+    expect(peers.peers.find((p) => p.id === sync.id)?.tags).toBeUndefined();
+    expect((await shard.statusOf(async0))?.tags).toEqual({ nofailover: true, noloadbalance: true });
+    const report = (await httpJson(`${sync.apiUrl}/shard`)).body as ShardReport;
+    expect(report.peers.find((p) => p.id === async0.id)?.tags).toEqual({ nofailover: true, noloadbalance: true });
+    const replica = await httpJson(`${async0.apiUrl}/replica`);
+    expect(replica.status).toBe(503);
+    expect(replica.body).toMatchObject({ ok: false, reason: 'an async standby, but tagged noloadbalance: it takes no readers from load balancers' });
+    expect((await httpJson(`${sync.apiUrl}/replica`)).status).toBe(200);
+    const shown = await adm(['show']);
+    expect(shown.stdout).toContain(`  ${async0.id}: tags: nofailover, noloadbalance`);
+    const verify = await adm(['verify']);
+    expect(verify.code).toBe(1);
+    expect(verify.stdout).toContain(`error: NO_TAKEOVER_POSSIBLE: no peer may take over if the primary fails: every async (${async0.id}) is tagged nofailover`);
+  }, 120_000);
+
+  it('a nofailover peer is never made sync, even when it is the only candidate: the primary keeps its dead sync', async () => {
+    const before = await shard.stateOf(primary);
+    await shard.killPeer(sync);
+    const decision = await shard.waitFor('the primary to see the sync gone and keep it', async () => {
+      const d = (await shard.statusOf(primary))?.lastDecision;
+      return d?.kind === 'waitForAsync' ? d : null;
+    }, 60_000);
+    expect(decision.reason).toBe(
+      `sync "${sync.id}" has no session and no active async may become the sync ([${async0.id}] is tagged nofailover); keeping it as sync until an async can replace it`,
+    );
+    const after = await shard.stateOf(primary);
+    expect({ generation: after.generation, sync: after.sync?.id, async: after.async.map((p) => p.id) })
+      .toEqual({ generation: before.generation, sync: sync.id, async: [async0.id] });
+    const history = (await httpJson(`${primary.apiUrl}/history`)).body as { history: { summary: string }[] };
+    expect(history.history.filter((h) => h.summary.includes('selected new sync'))).toEqual([]);
   }, 120_000);
 });

@@ -39,6 +39,17 @@ describe('verify', () => {
     expect(verifyShard(r).find((i) => i.code === 'CERT_EXPIRES_SOON')?.message).toContain('expires in 29 days');
   });
 
+  it('a shard in which no peer may take over (the sync, or every async, tagged nofailover) is an error', () => {
+    const tagged = (ids: string[]) => ({ edit: (id: string, s: SitterStatus) => (id === 'a' ? { ...s, peerTags: Object.fromEntries(ids.map((t) => [t, { nofailover: true }])) } : s) });
+    expect(codes(report(threePeerState([A, B, C]), tagged(['c'])))).toEqual(['error:NO_TAKEOVER_POSSIBLE:-']);
+    expect(verifyShard(report(threePeerState([A, B, C]), tagged(['c'])))[0]?.message).toBe(
+      'no peer may take over if the primary fails: every async (c) is tagged nofailover, so the sync would have no sync after a takeover',
+    );
+    expect(verifyShard(report(threePeerState([A, B, C]), tagged(['b'])))[0]?.message).toMatch(/^no peer may take over if the primary fails: the sync b is tagged nofailover \(the primary replaces it/);
+    // The primary's own tag does not matter, and a tag on another peer is no problem.
+    expect(codes(report(threePeerState([A, B, C]), tagged(['a'])))).toEqual([]);
+  });
+
   it('a healthy chain has no problems', () => {
     expect(codes(report(threePeerState([A, B, C])))).toEqual([]);
   });

@@ -126,6 +126,20 @@ describe('sitter configuration', () => {
     expect(errorOf(input)).toContain('keyFile');
   });
 
+  it('takes peer tags and names a bad one', () => {
+    const input = minimal();
+    input['tags'] = { nofailover: true, noloadbalance: false, priority: 7 };
+    expect(parseConfig(input).tags).toEqual({ nofailover: true, noloadbalance: false, priority: 7 });
+    input['tags'] = { nofailover: 'yes' };
+    expect(errorOf(input)).toContain('tags.nofailover: must be boolean');
+    input['tags'] = { priority: 5000 };
+    expect(errorOf(input)).toContain('tags.priority: must be <= 1000');
+    input['tags'] = { priority: 1.5 };
+    expect(errorOf(input)).toContain('tags.priority: must be integer');
+    input['tags'] = { nofailvoer: true };
+    expect(errorOf(input)).toContain('tags.nofailvoer: is not a known setting');
+  });
+
   it('rejects colliding ports', () => {
     const input = minimal();
     input['api'] = { port: 5432 };

@@ -3,7 +3,7 @@
 // cluster state with a version, and each peer's decisions applied as compare-and-set writes.
 // No real store and no real PostgreSQL: the rules are pure, so scenarios are exact replays.
 import { expect } from 'vitest';
-import { type ClusterState, type PeerInfo, type PromoteRequest, formatLsn, parseLsn } from '../../src/model/index.js';
+import { type ClusterState, type PeerInfo, type PeerTags, type PromoteRequest, formatLsn, parseLsn } from '../../src/model/index.js';
 import { decide, type Decision, type RulesConfig, type RulesPgStatus } from '../../src/peer/rules/index.js';
 import { stateShapeProblems, transitionProblems } from '../../src/store/validate.js';
 import { stateProblems } from './state-check.js';
@@ -23,6 +23,8 @@ interface SimPeer {
   readonly info: PeerInfo;
   pg: RulesPgStatus;
   config: RulesConfig;
+  /** The tags its session carries. */
+  tags: PeerTags;
   last: Decision | null;
 }
 
@@ -53,19 +55,21 @@ export class Shard {
   walStepBytes = 10;
 
   /** A new peer (or a known one) opens a session. */
-  addPeer(id: string, opts: { pg?: Partial<RulesPgStatus>; config?: Partial<RulesConfig> } = {}): this {
+  addPeer(id: string, opts: { pg?: Partial<RulesPgStatus>; config?: Partial<RulesConfig>; tags?: PeerTags } = {}): this {
     let peer = this.peers.get(id);
     if (peer === undefined) {
       peer = {
         info: peerInfo(id),
         pg: { online: true, replayLsn: lsn(0), currentLsn: lsn(0), hasPreviousData: false, rebuiltFrom: null, ...opts.pg },
         config: { oneNodeWriteMode: false, autoRebuild: true, ...opts.config },
+        tags: opts.tags ?? {},
         last: null,
       };
       this.peers.set(id, peer);
     } else {
       peer.pg = { ...peer.pg, ...opts.pg };
       peer.config = { ...peer.config, ...opts.config };
+      if (opts.tags !== undefined) peer.tags = opts.tags;
     }
     if (!this.sessions.includes(id)) this.sessions.push(id);
     return this;
@@ -160,6 +164,7 @@ export class Shard {
       state: this.state,
       version: this.version,
       active: this.sessions.map((s) => this.peer(s).info),
+      tags: Object.fromEntries(this.sessions.map((s) => [s, this.peer(s).tags])),
       self: p.info,
       pg: p.pg,
       nowMs: this.nowMs,

@@ -200,6 +200,21 @@ describe('sessions', () => {
     expect(drv.machine.activePeers()).toHaveLength(1);
   });
 
+  it('keeps the tags a session was opened with, and refuses bad tags naming the field', () => {
+    const drv = new Driver();
+    const r = drv.run({ op: 'openSession', peer: a, time: T0, tags: { priority: 3, nofailover: true } });
+    expect(r).toMatchObject({ ok: true, session: { peer: { id: 'a' }, tags: { nofailover: true, priority: 3 } } });
+    expect(drv.machine.session('a')?.tags).toEqual({ nofailover: true, priority: 3 });
+    // A reopen without tags drops them (the peer's configuration no longer has any).
+    drv.open(a);
+    expect(drv.machine.session('a')?.tags).toBeUndefined();
+    expect(drv.raw(JSON.stringify({ op: 'openSession', peer: b, time: T0, tags: { nofailover: 1 } }))).toMatchObject({
+      ok: false,
+      message: expect.stringMatching(/openSession\.tags\.nofailover: must be true or false \(got 1\)/),
+    });
+    expect(drv.machine.session('b')).toBeUndefined();
+  });
+
   it('refuses sessions beyond its limit, but lets a peer reopen its own', () => {
     const drv = Driver.with({ sessionsMax: 2 });
     drv.open(a);
@@ -283,7 +298,7 @@ describe('snapshot and restore', () => {
     const ia = drv.open(a);
     drv.open(b);
     drv.run({ op: 'keepalive', peerId: 'a', openedIndex: ia });
-    drv.open(c);
+    drv.run({ op: 'openSession', peer: c, time: T0, tags: { nofailover: true, priority: 2 } });
     return drv;
   }
 
@@ -340,6 +355,7 @@ describe('snapshot and restore', () => {
     ['a session opened after the applied index', (s) => ({ ...s, sessions: [{ ...s['sessions'][0], openedIndex: 1000, keepaliveIndex: 1000 }] }), /sessions\[0\]\.openedIndex: must be an integer in \[1, appliedIndex \d+\]/],
     ['sessions out of opening order', (s) => ({ ...s, sessions: [...s['sessions']].reverse() }), /sessions\[1\]\.openedIndex: sessions must be in opening order/],
     ['missing sessions', (s) => ({ ...s, sessions: undefined }), /sessions: must be an array/],
+    ['a session with a bad tag', (s) => ({ ...s, sessions: [s['sessions'][0], s['sessions'][1], { ...s['sessions'][2], tags: { priority: 'high' } }] }), /sessions\[2\]\.tags\.priority: must be an integer from -1000 to 1000 \(got "high"\)/],
   ];
   for (const [name, mutate, re] of malformed) {
     it(`rejects a snapshot with ${name}, clearly, and keeps its state`, () => {

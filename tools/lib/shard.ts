@@ -61,6 +61,8 @@ export interface ShardOptions {
    * src/tls as `manatee-adm certs` makes them, in `<dir>/certs`.
    */
   readonly tls?: boolean;
+  /** More fields of a peer's configuration file, by its index (0-based), e.g. `tags`. */
+  readonly peerConfig?: (index: number) => Readonly<Record<string, unknown>>;
 }
 
 export interface ShardPeer {
@@ -244,6 +246,7 @@ export class Shard {
             ? { tls: { caFile: join(shard.certsDir, CA_CERT_FILE), certFile: peerCertFile(shard.certsDir, p.id), keyFile: peerKeyFile(shard.certsDir, p.id) } }
             : {}),
           log: { level: opts.logLevel ?? 'info' },
+          ...opts.peerConfig?.(p.index),
         };
         await writeFile(p.configPath, JSON.stringify(config, null, 2));
         await chmod(p.configPath, 0o600);

@@ -191,6 +191,8 @@ export function evaluateHealth(
   const tooOld = !isPrimary && primaryLsn !== null && primaryLsnAgeMs !== null && primaryLsnAgeMs > maxPrimaryAgeMs;
   const lagBytes = isPrimary ? 0 : tooOld ? null : lsnDiffBytes(primaryLsn, ownLsn);
   const lagSeconds = s.heartbeat?.lagSeconds ?? null;
+  // Patroni's noloadbalance: the reader checks (/replica, /read-only) leave this standby out.
+  const noLoadBalance = s.tags?.noloadbalance === true;
   const body = (ok: boolean, reason: string): HealthBody => ({
     peerId: s.peer.id, role: s.role, check, ok, reason, pgOnline: pg.online, pgHealthy: pg.healthy, writable: pg.writable,
     inRecovery: pg.inRecovery, generation: s.state?.generation ?? null, replicationState, lagBytes, lagSeconds, primaryLsn, primaryLsnAgeMs,
@@ -233,6 +235,7 @@ export function evaluateHealth(
       if (!isPrimary) return body(false, `this peer is ${article(s.role)} ${s.role}, not the primary`);
       return pg.writable ? body(true, 'the writable primary') : body(false, 'the primary, but read-only (waiting for its sync)');
     case 'replica':
+      if (standby && noLoadBalance) return body(false, `${article(s.role)} ${s.role} standby, but tagged noloadbalance: it takes no readers from load balancers`);
       return standby ? withinLag(`${article(s.role)} ${s.role} standby`) : body(false, `this peer is not a standby (role ${s.role})`);
     case 'sync':
     case 'async':
@@ -240,6 +243,7 @@ export function evaluateHealth(
     case 'read-only':
       // Patroni: 200 on the primary whatever ?lag= says (it is never behind itself).
       if (isPrimary) return body(true, 'the primary (serves reads)');
+      if (standby && noLoadBalance) return body(false, `${article(s.role)} ${s.role} standby, but tagged noloadbalance: it takes no readers from load balancers`);
       return standby ? withinLag(`${article(s.role)} ${s.role} standby`) : body(false, `this peer serves no reads (role ${s.role})`);
     case 'read-only-sync':
       if (isPrimary) return body(true, 'the primary (serves reads)');

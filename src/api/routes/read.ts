@@ -53,7 +53,10 @@ export function readRoutes(deps: ApiDeps, limits: ApiLimits, metrics: ApiMetrics
           ...errors,
         },
       },
-    }, async () => ({ peers: await deps.activePeers() }));
+    }, async () => {
+      const tags = deps.activeTags?.() ?? {};
+      return { peers: (await deps.activePeers()).map((p) => (tags[p.id] === undefined ? p : { ...p, tags: tags[p.id] })) };
+    });
 
     app.get('/shard', { schema: { querystring: emptyQuerySchema, response: { 200: shardReportSchema, ...errors } } }, async () => {
       const asked = await deps.status();

@@ -3,7 +3,7 @@
 // functions of what the API answered and of the `now` passed in, so that tests pin the output.
 import type { RaftMembers } from '../../api/types.js';
 import type { ShardLink, ShardPeer, ShardReport } from '../../api/shard.js';
-import type { HistoryEntry, PeerInfo, PromoteRequest } from '../../model/index.js';
+import { describePeerTags, type HistoryEntry, type PeerInfo, type PromoteRequest } from '../../model/index.js';
 import { AdmError } from './client.js';
 import { cell, formatBytes, renderTable } from './render.js';
 
@@ -65,6 +65,7 @@ export function peerColumns(report: ShardReport, members: RaftMembers | null = n
     { name: 'PGURL', help: 'PostgreSQL URL', cell: (p) => cell(p.pgUrl, 80) },
     { name: 'APIURL', help: 'sitter API URL', cell: (p) => cell(p.apiUrl, 80) },
     { name: 'DECISION', help: 'the last decision of its rules', cell: (p) => dash(p.lastDecision?.kind) },
+    { name: 'TAGS', help: 'its tags: nofailover, noloadbalance, priority=N (- when none)', cell: (p) => dash(describePeerTags(p.tags) || null) },
     { name: 'PENDING', help: 'settings waiting for a restart of its PostgreSQL (manatee-adm restart --pending)', cell: (p) => (p.pendingRestart === null || p.pendingRestart === undefined ? '?' : p.pendingRestart.length === 0 ? '-' : cell(p.pendingRestart.join(','), 60)) },
   ];
 }
@@ -116,7 +117,7 @@ export function renderShow(report: ShardReport, now: Date, opts: { verbose: bool
   }
   out.push(`raft: leader ${report.raftLeader ?? 'none'}, term ${report.raftTerm} (answered by ${report.answeredBy})`);
   out.push('');
-  const defaults = opts.verbose ? [...SHOW_COLUMNS, 'UPSTREAM', 'REPL', 'LSN', 'DECISION'] : SHOW_COLUMNS;
+  const defaults = opts.verbose ? [...SHOW_COLUMNS, 'UPSTREAM', 'REPL', 'LSN', 'DECISION', 'TAGS'] : SHOW_COLUMNS;
   const columns = pickColumns(peerColumns(report), defaults, opts.columns);
   out.push(report.peers.length === 0 ? 'no peers' : table(columns, report.peers));
   if (opts.verbose && report.links.length > 0) out.push('', table(linkColumns(), report.links));
@@ -127,6 +128,8 @@ export function renderShow(report: ShardReport, now: Date, opts: { verbose: bool
     if (p.pendingRestart !== null && p.pendingRestart !== undefined && p.pendingRestart.length > 0) {
       lines.push(`  ${p.id}: pending restart: ${cell(p.pendingRestart.join(', '), 200)} (manatee-adm restart --pending)`);
     }
+    const tags = describePeerTags(p.tags);
+    if (tags !== '') lines.push(`  ${p.id}: tags: ${tags}`);
     if (p.lastDecision !== null) lines.push(`  ${p.id}: last decision ${p.lastDecision.kind} at ${p.lastDecision.at}: ${cell(p.lastDecision.reason, 300)}`);
     if (opts.verbose && p.rebuild !== null && (p.rebuild.running || p.rebuild.lastError !== null)) {
       const pr = p.rebuild.progress;
@@ -215,6 +218,7 @@ export function verifyShard(report: ShardReport): VerifyIssue[] {
   if (state.async.length === 0 && state.oneNodeWriteMode !== true) {
     issues.push({ severity: 'error', code: 'NO_ASYNC', peer: null, message: 'the shard has no async: one more failure and it cannot take over' });
   }
+  noTakeover(report, state, issues);
   for (const a of state.async) {
     const p = peer(a.id);
     if (p === undefined || !p.reachable) issues.push({ severity: 'error', code: 'ASYNC_UNREACHABLE', peer: a.id, message: `the async ${a.id} is unreachable` });
@@ -235,6 +239,23 @@ export function verifyShard(report: ShardReport): VerifyIssue[] {
   if (report.freeze !== null) issues.push({ severity: 'warning', code: 'FROZEN', peer: null, message: `the shard is frozen: ${report.freeze.reason}` });
   if (report.raftLeader === null) issues.push({ severity: 'error', code: 'NO_RAFT_LEADER', peer: null, message: 'the answering peer knows no Raft leader' });
   return issues;
+}
+
+/**
+ * A shard in which no peer may take over (the rules never choose a peer tagged nofailover): the
+ * sync is tagged, or every async is, so that the sync could not take over (it needs an async
+ * that may become its sync). Outside one-node-write mode, with at least one async (else NO_ASYNC).
+ */
+function noTakeover(report: ShardReport, state: NonNullable<ShardReport['state']>, issues: VerifyIssue[]): void {
+  if (state.oneNodeWriteMode === true || state.sync === null || state.async.length === 0) return;
+  const tagged = (id: string): boolean => report.peers.find((p) => p.id === id)?.tags?.nofailover === true;
+  const syncTagged = tagged(state.sync.id);
+  const asyncsTagged = state.async.every((a) => tagged(a.id));
+  if (!syncTagged && !asyncsTagged) return;
+  const why = syncTagged
+    ? `the sync ${state.sync.id} is tagged nofailover${asyncsTagged ? ', and so is every async' : ' (the primary replaces it with an async that may take over, unless the shard is frozen)'}`
+    : `every async (${state.async.map((a) => a.id).join(', ')}) is tagged nofailover, so the sync would have no sync after a takeover`;
+  issues.push({ severity: 'error', code: 'NO_TAKEOVER_POSSIBLE', peer: null, message: `no peer may take over if the primary fails: ${why}` });
 }
 
 export function renderVerify(issues: readonly VerifyIssue[]): string {

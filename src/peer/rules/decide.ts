@@ -10,7 +10,7 @@ import { decideAsSync } from './sync.js';
 import type { Decision, RulesInput } from './types.js';
 
 export function decide(input: RulesInput): Decision {
-  const active = new ActivePeers(input.active);
+  const active = new ActivePeers(input.active, input.tags);
   const state = input.state;
 
   // A peer without a session is dead to the others: anything it wrote could race with

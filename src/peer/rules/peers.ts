@@ -1,5 +1,5 @@
 // Small pure helpers over peers and the cluster state: ordering, liveness, the chain.
-import { type ClusterState, type Lsn, type PeerId, type PeerInfo, compareLsn, isLsn } from '../../model/index.js';
+import { type ClusterState, type Lsn, type PeerId, type PeerInfo, type PeerTags, compareLsn, isLsn } from '../../model/index.js';
 
 /**
  * The order of peer ids used for initial setup and for placing new peers: plain code-unit
@@ -13,16 +13,57 @@ export function sortById(peers: readonly PeerInfo[]): PeerInfo[] {
   return [...peers].sort((a, b) => compareIds(a.id, b.id));
 }
 
-/** The set of peers whose sessions exist. Peers are compared by id alone. */
+const NO_TAGS: PeerTags = {};
+
+/** The set of peers whose sessions exist, with the tags their sessions carry. Peers are compared by id alone. */
 export class ActivePeers {
   private readonly byId: ReadonlyMap<PeerId, PeerInfo>;
 
-  constructor(peers: readonly PeerInfo[]) {
+  constructor(peers: readonly PeerInfo[], private readonly tagsById: Readonly<Record<PeerId, PeerTags>> = {}) {
     this.byId = new Map(peers.map((p) => [p.id, p]));
   }
 
   has(peer: PeerInfo | PeerId): boolean {
     return this.byId.has(typeof peer === 'string' ? peer : peer.id);
+  }
+
+  /** The tags of an active peer (none for a peer without a session). */
+  tags(peer: PeerInfo | PeerId): PeerTags {
+    const id = typeof peer === 'string' ? peer : peer.id;
+    return (this.byId.has(id) ? this.tagsById[id] : undefined) ?? NO_TAGS;
+  }
+
+  /** The peer is tagged nofailover: it is never chosen as sync or primary. */
+  noFailover(peer: PeerInfo | PeerId): boolean {
+    return this.tags(peer).nofailover === true;
+  }
+
+  /**
+   * The sync to choose among `candidates` (in their order, e.g. the async chain): the active ones
+   * that are not tagged nofailover, highest priority first, ties by the candidates' order.
+   */
+  chooseSync(candidates: readonly PeerInfo[]): PeerInfo | undefined {
+    let best: PeerInfo | undefined;
+    let bestPriority = 0;
+    for (const p of candidates) {
+      if (!this.has(p) || this.noFailover(p)) continue;
+      const priority = this.tags(p).priority ?? 0;
+      if (best === undefined || priority > bestPriority) {
+        best = p;
+        bestPriority = priority;
+      }
+    }
+    return best;
+  }
+
+  /**
+   * Why no sync can be chosen among `candidates`, for reasons: none is active, or the active ones
+   * are all tagged nofailover. `purpose` ends the clause ("become my sync").
+   */
+  noSyncBecause(candidates: readonly PeerInfo[], purpose?: string): string {
+    const tagged = candidates.filter((p) => this.has(p) && this.noFailover(p));
+    if (tagged.length === 0) return purpose === undefined ? 'no async is active' : `no async is active to ${purpose}`;
+    return `no active async may ${purpose ?? 'become the sync'} (${names(tagged)} ${tagged.length === 1 ? 'is' : 'are'} tagged nofailover)`;
   }
 
   /** Active peers in id order. */

@@ -54,6 +54,11 @@ export function decideAsPrimary(input: RulesInput, state: ClusterState, active: 
     blocked = replaced;
   }
 
+  if (blocked === null && sync !== null && active.noFailover(sync)) {
+    const moved = replaceNoFailoverSync(input, state, active, sync);
+    if (moved !== null) return moved;
+  }
+
   const check = checkPromote(state, active, input.nowMs);
   if (check?.kind === 'invalid' && check.clear) {
     const what = describePromote(check.request);
@@ -98,9 +103,11 @@ function replaceSync(input: RulesInput, state: ClusterState, active: ActivePeers
   if (state.freeze !== undefined) {
     return outcome(input, 'frozen', `${gone}, but ${frozenBecause(state)}; not replacing it`);
   }
-  const next = state.async.find((p) => active.has(p));
+  const next = active.chooseSync(state.async);
   if (next === undefined) {
-    return outcome(input, 'waitForAsync', `${gone} and no async is active; keeping it as sync until an async can replace it`);
+    // No write: the dead sync stays named in synchronous_standby_names, so no commit is
+    // acknowledged that only this primary holds (as for a shard with one peer left).
+    return outcome(input, 'waitForAsync', `${gone} and ${active.noSyncBecause(state.async)}; keeping it as sync until an async can replace it`);
   }
   const wal = newInitWal(input, state);
   if ('why' in wal) {
@@ -113,6 +120,31 @@ function replaceSync(input: RulesInput, state: ClusterState, active: ActivePeers
     'replaceSync',
     `${gone}; I am the primary and ${name(next)} is the first active async; declaring generation ${g + 1} with it as sync and initWal ${wal.lsn}`,
     { write: { newState, summary: `primary (${state.primary.id}) selected new sync (was ${sync?.id ?? 'none'}, now ${next.id})` } },
+  );
+}
+
+/**
+ * The sync is active but tagged nofailover (its configuration changed after it was chosen): an
+ * active async that may take over replaces it (generation+1), and it goes to the end of the
+ * chain. Null when none may, or the cluster is frozen: it then stays the sync (writes stay safe;
+ * only a takeover is lost).
+ */
+function replaceNoFailoverSync(input: RulesInput, state: ClusterState, active: ActivePeers, sync: PeerInfo): Decision | null {
+  if (state.freeze !== undefined) return null;
+  const next = active.chooseSync(state.async);
+  if (next === undefined) return null;
+  const wal = newInitWal(input, state);
+  if ('why' in wal) {
+    return outcome(input, 'waitForPostgres', `sync ${name(sync)} is tagged nofailover; replacing it with ${name(next)} records my WAL position as initWal, but ${wal.why}`);
+  }
+  const g = state.generation;
+  const chain = [...state.async.filter((p) => p.id !== next.id), sync];
+  const newState: ClusterState = { ...withoutPromote(state), generation: g + 1, sync: next, async: chain, initWal: wal.lsn };
+  return outcome(
+    input,
+    'replaceSync',
+    `sync ${name(sync)} is tagged nofailover and ${name(next)} may take over; declaring generation ${g + 1} with it as sync, ${name(sync)} moved to the end of the async chain, and initWal ${wal.lsn}`,
+    { write: { newState, summary: `primary (${state.primary.id}) selected new sync (was ${sync.id}, tagged nofailover; now ${next.id})` } },
   );
 }
 
@@ -236,16 +268,17 @@ function decideOnwmPrimary(input: RulesInput, state: ClusterState, active: Activ
   if (state.freeze !== undefined) {
     return outcome(input, 'frozen', `${off}, but ${frozenBecause(state)}; staying in one-node-write mode`);
   }
-  const sync = others[0];
+  const sync = active.chooseSync(others);
   if (sync === undefined) {
-    return outcome(input, 'waitForPeers', `${off}; waiting for another peer to become my sync`);
+    const tagged = others.length === 0 ? '' : ` (${names(others)} tagged nofailover)`;
+    return outcome(input, 'waitForPeers', `${off}; waiting for another peer to become my sync${tagged}`);
   }
   const wal = newInitWal(input, state);
   if ('why' in wal) {
     return outcome(input, 'waitForPostgres', `${off}; leaving it with ${name(sync)} as sync records my WAL position as initWal, but ${wal.why}`);
   }
   const { oneNodeWriteMode: _onwm, promote: _promote, ...rest } = state;
-  const asyncs = sortById(others.slice(1));
+  const asyncs = sortById(others.filter((p) => p.id !== sync.id));
   const newState: ClusterState = {
     ...rest,
     generation: state.generation + 1,

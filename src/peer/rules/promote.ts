@@ -32,8 +32,8 @@ export type PromoteCheck =
 export function scheduledSkipReason(state: ClusterState, active: ActivePeers, check: PromoteCheck | null): string | null {
   if (check === null || check.request.at === undefined) return null;
   if (check.kind === 'invalid') return check.clear || check.scheduled === true ? null : check.why;
-  if (check.target === 'sync' && !state.async.some((p) => active.has(p))) {
-    return `no async is active to become the sync after it`;
+  if (check.target === 'sync' && active.chooseSync(state.async) === undefined) {
+    return active.noSyncBecause(state.async, 'become the sync after it');
   }
   return null;
 }
@@ -81,6 +81,11 @@ export function checkPromote(state: ClusterState, active: ActivePeers, nowMs: nu
     if (at.id !== id) {
       return invalid(`it names ${JSON.stringify(id)} at async index ${asyncIndex}, but that is ${JSON.stringify(at.id)}`, true);
     }
+  }
+
+  // A peer tagged nofailover is never made primary or sync (it must have a session to be acted on).
+  if (active.noFailover(id) && (role === 'sync' || asyncIndex === 0)) {
+    return invalid(`${JSON.stringify(id)} is tagged nofailover: it may not become ${role === 'sync' ? 'the primary' : 'the sync'}`, true);
   }
 
   const at = fields.at;

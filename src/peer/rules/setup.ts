@@ -10,12 +10,15 @@ import type { Decision, RulesInput } from './types.js';
 
 export function decideSetup(input: RulesInput, active: ActivePeers): Decision {
   const peers = active.sorted();
-  const first = peers[0];
+  // A peer tagged nofailover is never the primary: the smallest id among the others sets up.
+  const first = peers.find((p) => !active.noFailover(p));
   if (first === undefined || first.id !== input.self.id) {
+    const anyTagged = peers.some((p) => active.noFailover(p));
+    const tagged = active.noFailover(input.self) ? ' (I am tagged nofailover)' : '';
     return outcome(
       input,
       'waitForSetup',
-      `no cluster state yet; the active peer with the smallest id (${first === undefined ? 'none' : name(first)}) sets it up, so I wait`,
+      `no cluster state yet; the active peer with the smallest id${anyTagged ? ' that may be primary' : ''} (${first === undefined ? 'none' : name(first)}) sets it up, so I wait${tagged}`,
     );
   }
   if (input.pg.hasPreviousData) {
@@ -45,11 +48,15 @@ export function decideSetup(input: RulesInput, active: ActivePeers): Decision {
     });
   }
 
-  const sync = peers[1];
+  const others = peers.filter((p) => p.id !== input.self.id);
+  const sync = active.chooseSync(others);
   if (sync === undefined) {
-    return outcome(input, 'waitForPeers', 'no cluster state yet and I am the only active peer; waiting for a second peer to set up the cluster');
+    const why = others.length === 0
+      ? 'I am the only active peer; waiting for a second peer'
+      : `the other active peers ${names(others)} are tagged nofailover; waiting for a second peer that may be sync`;
+    return outcome(input, 'waitForPeers', `no cluster state yet and ${why} to set up the cluster`);
   }
-  const asyncs = peers.slice(2);
+  const asyncs = others.filter((p) => p.id !== sync.id);
   const newState: ClusterState = {
     generation: 1,
     primary: input.self,

@@ -31,15 +31,21 @@ export function decideAsSync(input: RulesInput, state: ClusterState, active: Act
     return outcome(input, 'none', `no action: I am the sync of generation ${g}, replicating from primary ${name(primary)}`);
   }
 
+  if (active.noFailover(input.self)) {
+    // The operator said this peer never becomes primary. The primary's rules replace this sync
+    // with an async that may take over, when one is active.
+    return outcome(input, 'noFailover', `${why}, but I am tagged nofailover; not taking over`);
+  }
   if (!planned && state.freeze !== undefined) {
     return outcome(input, 'frozen', `${why}, but ${frozenBecause(state)}; not taking over`);
   }
-  const next = state.async.find((p) => active.has(p));
+  const next = active.chooseSync(state.async);
   if (next === undefined) {
     // Without an async there would be no sync after the takeover: no writes either way, and
-    // the old primary may come back. Joyent's "no flapping".
+    // the old primary may come back. Joyent's "no flapping". An async tagged nofailover may not
+    // be that sync either.
     const kind = planned ? 'ignoredPromote' : 'waitForAsync';
-    return outcome(input, kind, `${why}, but no async is active to become my sync; not taking over`);
+    return outcome(input, kind, `${why}, but ${active.noSyncBecause(state.async, 'become my sync')}; not taking over`);
   }
   if (!input.pg.online) {
     return outcome(input, 'waitForPostgres', `${why}, but my PostgreSQL is not online; not taking over yet`);

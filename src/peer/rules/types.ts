@@ -1,7 +1,7 @@
 // The inputs and the output of Manatee's rules (DESIGN.md, "The cluster state and its rules").
 // The rules are pure: everything they look at is in RulesInput, including the time, and
 // everything they want done is in the Decision that they return. The reconciler executes it.
-import type { ClusterState, Lsn, PeerId, PeerInfo, PeerRole } from '../../model/index.js';
+import type { ClusterState, Lsn, PeerId, PeerInfo, PeerRole, PeerTags } from '../../model/index.js';
 
 /** What this peer's sitter knows about its own PostgreSQL, as of this evaluation. */
 export interface RulesPgStatus {
@@ -48,6 +48,8 @@ export interface RulesInput {
   readonly version: number;
   /** The peers whose sessions exist (this peer too, when its own session is open). Any order. */
   readonly active: readonly PeerInfo[];
+  /** The tags carried by the active peers' sessions, by peer id (absent or missing: none set). */
+  readonly tags?: Readonly<Record<PeerId, PeerTags>>;
   /** This peer. */
   readonly self: PeerInfo;
   readonly pg: RulesPgStatus;
@@ -89,6 +91,7 @@ export type DecisionKind =
   | 'waitForCatchUp' // the sync has not replayed up to initWal
   | 'waitForPostgres' // this peer's PostgreSQL must be online (and report its LSN) first
   | 'ignoredPromote' // a promote request that this peer does not act on (see reason)
+  | 'noFailover' // this sync is tagged nofailover: it never takes over
   // A deposed peer.
   | 'deposed' // waiting for (or running) its rebuild
   | 'removeFromDeposed'; // (write) rebuilt from the current primary: leaves `deposed`
