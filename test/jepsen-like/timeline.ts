@@ -20,6 +20,8 @@ function faultColor(kind: string): string {
   if (kind.startsWith('partition')) return '#4a90d9';
   if (kind.startsWith('pause')) return '#a36bd1';
   if (kind === 'restart-all') return '#333333';
+  if (kind === 'disk-full' || kind === 'slow-io') return '#b8860b';
+  if (kind === 'membership') return '#2a9d8f';
   return '#d9534f';
 }
 
