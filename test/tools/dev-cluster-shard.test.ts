@@ -101,8 +101,13 @@ describe('tools/dev-cluster', () => {
   }, 300_000);
 
   it('status shows each peer\'s settings pending a restart', async () => {
-    await waitFor('a writable primary', async () => (await rows()).some((x) => x.role === 'primary' && x.writable), { timeoutMs: 180_000 });
-    const first = await rows();
+    // Every PostgreSQL must be running before the change: one that starts afterwards (an async
+    // still copying its data when `up` returns) reads the new value at its start, with nothing
+    // pending (seen in a loaded full-suite run).
+    const first = await waitFor('a writable primary and every peer online', async () => {
+      const r = await rows();
+      return r.some((x) => x.role === 'primary' && x.writable) && r.every((x) => x.online && x.postgresPid !== null) ? r : null;
+    }, { timeoutMs: 180_000, intervalMs: 1000 });
     const set = await execa(process.execPath, ['--import', 'tsx', 'src/cli/manatee-adm.ts', 'config', 'set', 'max_prepared_transactions=5'], {
       cwd: repoRoot, reject: false, timeout: 60_000,
       env: { NODE_OPTIONS: '', MANATEE_URL: first.map((x) => x.apiUrl).join(','), MANATEE_CA: caFile(), MANATEE_ADMIN_TOKEN_FILE: join(dir, 'admin-token') },
