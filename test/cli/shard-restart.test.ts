@@ -1,7 +1,8 @@
 // Rolling restart on a real three-peer shard (issue 15, item 2): a postmaster setting pending on
 // every peer, then manatee-adm restart --pending with a writer running: the asyncs, the sync,
 // one planned switchover, the old primary; afterwards nothing is pending and every peer runs the
-// new value. The write outage is measured (printed); the shard changes generation exactly once.
+// new value. The write outage is measured (printed); the sync is replaced by the async before its
+// restart (one generation), then the planned switchover (one generation, the only primary change).
 // Also: manatee-adm reload, the primary refusing a plain restart, and a restart refused on an
 // unhealthy shard.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -57,12 +58,20 @@ describe('manatee-adm reload and restart on a real shard', () => {
     expect(r.exitCode).toBe(0);
     const lines = r.stdout.split('\n');
     expect(lines[0]).toMatch(/plan: \S+ \(async\), then \S+ \(sync\), then \S+ \(primary\)/);
-    expect(r.stdout).toMatch(/planned switchover: \S+ takes over from \S+/);
+    // The sync is replaced by the async (caught up) before its restart, so no commit waits for it.
+    const replaced = /replacing the sync (\S+) with (\S+) before its restart/.exec(r.stdout);
+    expect(replaced, r.stdout).not.toBeNull();
+    const [, oldSync, newSync] = replaced!;
+    expect(r.stdout).toContain(`${newSync} is the sync (streaming, sync_state sync, generation ${g0 + 1}); ${oldSync} is now an async that no commit waits for`);
+    expect(r.stdout).toMatch(new RegExp(`planned switchover: ${newSync} takes over from ${primary.id}`));
     expect(r.stdout).toMatch(/done: 3 peers restarted/);
-    // One planned switchover: the generation moved by exactly one.
+    // Two generations: the sync's replacement (same primary), then the one planned switchover.
     const history = ((await httpJson(`${async0.apiUrl}/history?limit=100`)).body as { history: HistoryEntry[] }).history;
-    const generations = new Set(history.filter((h) => h.generation > g0).map((h) => h.generation));
-    expect([...generations]).toEqual([g0 + 1]);
+    const after = history.filter((h) => h.generation > g0);
+    expect([...new Set(after.map((h) => h.generation))]).toEqual([g0 + 1, g0 + 2]);
+    expect(after.find((h) => h.generation === g0 + 1)?.summary).toBe(`primary (${primary.id}) promoted async "${newSync}" to sync (was ${oldSync})`);
+    expect(after.find((h) => h.generation === g0 + 1)?.state.primary.id).toBe(primary.id);
+    expect(after.find((h) => h.generation === g0 + 2)?.state.primary.id).toBe(newSync);
     for (const p of shard.peers) {
       expect(await show(p, 'shared_buffers')).toBe('48MB');
       expect((await shard.statusOf(p))?.settings?.pendingRestart).toEqual([]);

@@ -446,13 +446,24 @@ export class Shard {
   async waitForChain(timeoutMs = 180_000): Promise<{ primary: ShardPeer; sync: ShardPeer; async0: ShardPeer }> {
     const first = this.peers[0];
     if (first === undefined) throw new Error('the shard has no peers');
-    const st = await this.waitFor('a three-peer chain', async () => {
-      const s = await this.statusOf(first);
-      return s?.state !== null && s?.state !== undefined && s.state.sync !== null && s.state.async.length === 1 ? s.state : null;
-    }, timeoutMs);
-    const chain = { primary: this.peer(st.primary.id), sync: this.peer(st.sync?.id ?? ''), async0: this.peer(st.async[0]?.id ?? '') };
-    await this.waitForTopology({ primary: chain.primary.id, sync: chain.sync.id, async: [chain.async0.id] }, timeoutMs);
-    return chain;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const st = await this.waitFor('a three-peer chain', async () => {
+        const s = await this.statusOf(first);
+        return s?.state !== null && s?.state !== undefined && s.state.sync !== null && s.state.async.length === 1 ? s.state : null;
+      }, Math.max(1000, deadline - Date.now()));
+      const chain = { primary: this.peer(st.primary.id), sync: this.peer(st.sync?.id ?? ''), async0: this.peer(st.async[0]?.id ?? '') };
+      // The chain may still change while the shard settles (a sitter slow to start on a loaded
+      // machine loses its session, and the primary replaces its sync): wait for this one a while,
+      // then read the chain again.
+      const roundMs = Math.min(30_000, deadline - Date.now());
+      try {
+        await this.waitForTopology({ primary: chain.primary.id, sync: chain.sync.id, async: [chain.async0.id] }, Math.max(1000, roundMs));
+        return chain;
+      } catch (err) {
+        if (Date.now() >= deadline || this.crashes.length > 0) throw err;
+      }
+    }
   }
 
   /**

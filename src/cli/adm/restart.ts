@@ -3,8 +3,11 @@
 // restart [--pending] [--peer ID] keeps the primary's availability down to one planned
 // switchover at most:
 //   1. the asyncs, last in the chain first (nothing waits for them);
-//   2. the sync: its restart pauses the primary's commits for as long as it takes to start and
-//      stream again (a short accepted pause; no replacement sync is made first);
+//   2. the sync: when the first async may become the sync (reachable, streaming, not tagged
+//      nofailover), it is made the sync first (a promote of async[0]: generation+1, the old sync
+//      goes to the end of the chain) and, once it streams with sync_state 'sync', the old sync is
+//      restarted as an async that no commit waits for. With no such standby, the sync is restarted
+//      in place: the primary's commits wait until it streams again (a short accepted pause);
 //   3. the primary: a planned switchover (promote the sync), then the old primary, which
 //      rejoins as a standby (rebuilt with pg_rewind, which restarts it), is restarted if it still
 //      has settings pending.
@@ -89,6 +92,7 @@ export class RollingRestart {
       const p = report.peers.find((x) => x.id === planned.id);
       if (p === undefined) throw new AdmError('MANATEE_ERR_RESTART_STOPPED', `stopped: ${planned.id} is gone from the shard`);
       if (p.role === 'primary') await this.switchOverAndRestart(report, p, opts.pending);
+      else if (p.role === 'sync') await this.restartSync(report, p);
       else await this.restartStandby(p);
       done++;
     }
@@ -96,8 +100,43 @@ export class RollingRestart {
     return done;
   }
 
-  private async restartStandby(p: ShardPeer): Promise<void> {
-    this.say(`restarting ${p.id} (${p.role})${p.role === 'sync' ? ': the primary\'s commits wait until it streams again' : ''}`);
+  /**
+   * The standby that can replace the sync before its restart: async[0] (a promote makes only it
+   * the sync), reachable, healthy, streaming, and not tagged nofailover; or why there is none.
+   */
+  private replacementFor(report: ShardReport): ShardPeer | string {
+    const first = report.state?.async[0];
+    if (first === undefined) return 'there is no other standby';
+    const p = report.peers.find((x) => x.id === first.id);
+    if (p?.tags?.nofailover === true) return `the first async ${first.id} is tagged nofailover`;
+    if (p === undefined || !p.reachable || p.pgHealthy !== true || !report.links.some((l) => l.downstream === first.id && l.streaming)) {
+      return `the first async ${first.id} is not healthy and streaming`;
+    }
+    return p;
+  }
+
+  private async restartSync(report: ShardReport, sync: ShardPeer): Promise<void> {
+    const next = this.replacementFor(report);
+    if (typeof next === 'string') {
+      this.say(`restarting ${sync.id} (sync) in place: ${next} to replace it, so the primary's commits wait until it streams again (a short accepted pause)`);
+      await this.restartStandby(sync, true);
+      return;
+    }
+    const primary = report.state?.primary.id ?? '?';
+    const generation = report.generation ?? 0;
+    this.say(`replacing the sync ${sync.id} with ${next.id} before its restart (generation ${generation} -> ${generation + 1})`);
+    await this.c.promote(next.id);
+    const caughtUp = await this.waitHealthy(`${next.id} as the sync, streaming with sync_state sync`, (rep) => rep.state?.sync?.id === next.id
+      && rep.links.some((l) => l.upstream === primary && l.downstream === next.id && l.streaming && l.syncState === 'sync')
+      && rep.peers.some((x) => x.id === primary && x.writable === true));
+    this.say(`${next.id} is the sync (streaming, sync_state sync, generation ${caughtUp.generation ?? '?'}); ${sync.id} is now an async that no commit waits for`);
+    const old = caughtUp.peers.find((x) => x.id === sync.id);
+    if (old === undefined) throw new AdmError('MANATEE_ERR_RESTART_STOPPED', `stopped: ${sync.id} is gone from the shard`);
+    await this.restartStandby(old);
+  }
+
+  private async restartStandby(p: ShardPeer, inPlaceSync = false): Promise<void> {
+    if (!inPlaceSync) this.say(`restarting ${p.id} (${p.role})`);
     const r = await this.c.forPeer(p.apiUrl).restartPostgres();
     await this.waitHealthy(`${p.id} streaming again`, (rep) => rep.peers.some((x) => x.id === p.id && x.pgHealthy === true) && rep.links.some((l) => l.downstream === p.id && l.streaming));
     this.say(`${p.id} restarted and streaming${r.pendingRestart.length === 0 ? '' : `; still pending: ${r.pendingRestart.join(', ')}`}`);
@@ -141,7 +180,7 @@ export function addRestartCommands(program: Command, io: RestartIo, client: (cmd
 
   program
     .command('restart')
-    .description("rolling restart of the peers' PostgreSQL: the asyncs, the sync, then a planned switchover and the old primary; stops if the shard is unhealthy")
+    .description("rolling restart of the peers' PostgreSQL: the asyncs, the sync (after a replacement sync has caught up), then a planned switchover and the old primary; stops if the shard is unhealthy")
     .option('--pending', 'only the peers with settings pending a restart')
     .option('--peer <id>', 'only this peer (the primary: by a planned switchover)')
     .action(async (opts: { pending?: boolean; peer?: string }, cmd: Command) => {
