@@ -2,7 +2,7 @@
 // fixture of the integration tests: ephemeral ports, a temp directory, basebackup backend) with a
 // writer that commits one row every few milliseconds through whichever peer is the primary.
 //
-//   npx tsx tools/bench/failover.ts [--rounds 10] [--promotions 5] [--restart-all 0] [--leader-kills 0] [--write-interval-ms 5]
+//   npx tsx tools/bench/failover.ts [--rounds 10] [--promotions 5] [--restart-all 0] [--leader-kills 0] [--dist] [--write-interval-ms 5]
 //        [--session-timeout-ms N] [--keepalive-ms N] [--tick-ms N] [--election-ticks N]
 //        [--health-interval-ms N]
 //
@@ -156,6 +156,8 @@ const { values } = parseArgs({
     'election-ticks': { type: 'string' },
     'health-interval-ms': { type: 'string' },
     keep: { type: 'boolean', default: false },
+    // The compiled sitter (npm run build), as deployed, instead of the source through tsx.
+    dist: { type: 'boolean', default: false },
   },
 });
 
@@ -338,7 +340,8 @@ async function main(): Promise<void> {
     `pgUnhealthyTimeoutMs ${timeouts.pgUnhealthyTimeoutMs}; raft tickMs ${raft.tickMs}, electionTicks ${raft.electionTicks} ` +
     `(election timeout ${raft.tickMs * raft.electionTicks}-${2 * raft.tickMs * raft.electionTicks} ms), heartbeatTicks ${raft.heartbeatTicks}`);
   console.log(`writer: one INSERT per commit, ${writeIntervalMs} ms between commits; rounds: ${rounds} unplanned, ${promotions} planned, ${restartAlls} restart-all, ${leaderKills} leader kills`);
-  const shard = await Shard.create({ prefix: 'fo', timeouts, raft, logLevel: 'info' });
+  console.log(`sitters run ${values.dist ? 'from dist/ (compiled JavaScript)' : 'from src/ through tsx (each start compiles the TypeScript)'}`);
+  const shard = await Shard.create({ prefix: 'fo', timeouts, raft, logLevel: 'info', dist: values.dist });
   try {
     let r = await roles(shard);
     await healed(shard, r);
