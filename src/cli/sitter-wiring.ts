@@ -152,6 +152,7 @@ export async function openSitter(config: SitterConfig, log: Logger): Promise<Sit
     },
   });
   const edge = {
+    prepare: async (): Promise<void> => { await api.ready(); },
     listen: async (): Promise<void> => { await api.listen({ host: config.api.listen, port: config.api.port }); },
     close: (): Promise<void> => api.close(),
   };

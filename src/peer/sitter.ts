@@ -51,6 +51,12 @@ export interface SitterMetrics extends HookObserver {
 
 /** What faces the outside (the HTTP API, built by the wiring): opened at start, closed at stop. */
 export interface SitterEdge {
+  /**
+   * Builds what listen() needs, before Raft starts: the API compiles its schemas synchronously, for
+   * seconds on a loaded machine, and a node that stalls then cannot vote, so that a shard whose
+   * peers all start at once waited for elections behind it (tools/bench/failover.ts --restart-all).
+   */
+  prepare?(): Promise<void>;
   listen(): Promise<void>;
   close(): Promise<void>;
 }
@@ -286,6 +292,7 @@ export class Sitter {
   }
 
   async start(): Promise<void> {
+    await this.edge.prepare?.();
     await this.node.start();
     this.store.start();
     await this.edge.listen();
