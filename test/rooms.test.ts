@@ -142,6 +142,13 @@ describe('the arrows between the rooms', () => {
     expect(problems).toEqual([]);
   });
 
+  it('test helpers re-export nothing from tools/ (every import names the real place)', () => {
+    const problems = tsFiles(join(ROOT, 'test/helpers'))
+      .filter((path) => /^\s*export\s+(?:type\s+)?(?:\*|\{[^}]*\})\s+from\s+['"](?:\.\.\/)+tools\//m.test(readFileSync(path, 'utf8')))
+      .map((path) => relative(ROOT, path));
+    expect(problems).toEqual([]);
+  });
+
   it('test doubles live under test/: src/ exports no fake, mock, stub or in-process stand-in', () => {
     const problems: string[] = [];
     for (const path of tsFiles(join(ROOT, 'src'))) {

@@ -16,7 +16,7 @@ import { Zfs } from '../../src/zfs/index.js';
 import { silentLogger } from '../../src/log.js';
 import { MemoryStore, memoryDeps, peer, threePeerState } from '../../tools/lib/memory-peer.js';
 import { expiredPeerCert, makeTestCa, type TestCa } from '../helpers/certs.js';
-import { makeTmpDir } from '../helpers/tmp.js';
+import { makeTmpDir } from '../../tools/lib/tmp.js';
 
 const SECRET = 'backup-secret-0123456789';
 let tmp: { path: string; cleanup: () => Promise<void> };

@@ -6,7 +6,7 @@ import { connect as tlsConnect } from 'node:tls';
 import pg from 'pg';
 import { issuePeerCertificate } from '../../src/tls/index.js';
 import { Shard } from '../../tools/lib/shard.js';
-import { waitFor } from '../helpers/wait.js';
+import { waitFor } from '../../tools/lib/wait.js';
 
 /** The fingerprint of the certificate a TLS server at 127.0.0.1:port presents now. */
 function servedFingerprint(port: number, ca: string): Promise<string> {
