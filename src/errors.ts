@@ -35,9 +35,12 @@ export function errorLine(err: unknown): string {
   return errorMessage(err).split('\n')[0] ?? '';
 }
 
-/** An Error for a thrown value: an Error as it is, anything else wrapped in one. */
+/** The code of a thrown value that is not an Error (a string, a number, an object a library threw). */
+export const ERR_THROWN_VALUE = 'MANATEE_ERR_THROWN_VALUE';
+
+/** An Error for a thrown value: an Error as it is, anything else wrapped in one (ERR_THROWN_VALUE). */
 export function asError(err: unknown): Error {
-  return err instanceof Error ? err : new Error(String(err));
+  return err instanceof Error ? err : new ManateeError(ERR_THROWN_VALUE, String(err));
 }
 
 /** Node's codes for a server certificate that is not signed by a trusted CA. */

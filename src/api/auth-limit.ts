@@ -3,6 +3,7 @@
 // window is older than the window, without its token being looked at, so a guesser gains nothing
 // from going on. Everything is bounded: at most failuresMax timestamps per address and
 // addressesMax addresses (the oldest tracked address is forgotten first).
+import { ManateeError } from '../errors.js';
 export interface AuthFailureLimits {
   readonly failuresMax: number;
   readonly windowMs: number;
@@ -17,7 +18,7 @@ export class AuthFailureLimiter {
     private readonly limits: AuthFailureLimits,
     private readonly now: () => number = () => Date.now(),
   ) {
-    if (limits.failuresMax < 1 || limits.windowMs < 1 || limits.addressesMax < 1) throw new Error('AuthFailureLimiter: limits must be positive');
+    if (limits.failuresMax < 1 || limits.windowMs < 1 || limits.addressesMax < 1) throw new ManateeError('MANATEE_ERR_INVALID_ARGUMENT', 'AuthFailureLimiter: limits must be positive');
   }
 
   private recent(address: string): number[] {

@@ -18,7 +18,7 @@ export interface TokenChecker {
 }
 
 export function tokenChecker(adminToken: string): TokenChecker {
-  if (adminToken.length === 0) throw new Error('the admin token must not be empty');
+  if (adminToken.length === 0) throw new ApiError('MANATEE_ERR_BAD_REQUEST', 'the admin token must not be empty');
   const expected = digest(adminToken);
   return {
     check(header) {

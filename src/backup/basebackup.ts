@@ -73,10 +73,10 @@ export class BasebackupBackend implements BackupBackend {
           onProgress: (p) => { report({ phase: 'rewinding', ...p }); },
         });
         if (!r.rewound && formerPrimary) {
-          throw new Error('pg_rewind found no rewind required for a former primary: its WAL may have diverged on the same timeline');
+          throw new PgError('MANATEE_ERR_PG_REWIND_FAILED', 'pg_rewind found no rewind required for a former primary: its WAL may have diverged on the same timeline');
         }
         if (!r.rewound && opts.cannotStream === true) {
-          throw new Error('pg_rewind found no rewind required, but this standby cannot stream from its source: a rewind that changes nothing would not end the stall');
+          throw new PgError('MANATEE_ERR_PG_REWIND_FAILED', 'pg_rewind found no rewind required, but this standby cannot stream from its source: a rewind that changes nothing would not end the stall');
         }
         const result: RestoreResult = { method: 'rewind', bytes: r.bytes, durationMs: Date.now() - started };
         report({ phase: 'done', percent: 100, bytesDone: r.bytes, bytesTotal: r.bytes, rateBytesPerSec: null, etaSec: 0 });

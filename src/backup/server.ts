@@ -167,7 +167,7 @@ class CountingStream extends Transform {
 export const backupRoutes: FastifyPluginCallback<BackupRoutesOptions> = (app: FastifyInstance, opts: BackupRoutesOptions, done: (err?: Error) => void) => {
   const { zfs, dataset, log } = opts;
   if (opts.secret.length === 0) {
-    done(new Error('backup server: the shard secret must not be empty'));
+    done(new BackupError('MANATEE_ERR_BACKUP_CONFIG', 'backup server: the shard secret must not be empty'));
     return;
   }
   const expected = digest(opts.secret);
@@ -360,7 +360,7 @@ export const backupRoutes: FastifyPluginCallback<BackupRoutesOptions> = (app: Fa
       (err: unknown) => {
         const reason = `zfs send failed: ${errorMessage(err)}`;
         finish(job, 'failed', reason);
-        counting.destroy(new Error(reason));
+        counting.destroy(new BackupError('MANATEE_ERR_BACKUP_SEND_FAILED', reason));
       },
     );
     reply.raw.on('close', () => {

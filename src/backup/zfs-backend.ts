@@ -95,7 +95,7 @@ export class ZfsBackupBackend implements BackupBackend {
 
   constructor(opts: ZfsBackendOptions) {
     validateDatasetName(opts.dataset);
-    if (parentOf(opts.dataset) === null) throw new Error(`the restore dataset must not be a pool root: ${opts.dataset}`);
+    if (parentOf(opts.dataset) === null) throw new BackupError('MANATEE_ERR_BACKUP_CONFIG', `the restore dataset must not be a pool root: ${opts.dataset}`);
     this.o = opts;
   }
 
@@ -315,7 +315,7 @@ export class ZfsBackupBackend implements BackupBackend {
     }
     const progress = new ByteProgress(job.sizeEstimateBytes);
     const idleMs = this.o.streamIdleTimeoutMs ?? 120_000;
-    const idleTimer = setTimeout(() => { idle.abort(new Error(`no data for ${idleMs} ms`)); }, idleMs);
+    const idleTimer = setTimeout(() => { idle.abort(new BackupError(BACKUP_ERR_ABORTED, `no data for ${idleMs} ms`)); }, idleMs);
     const intervalMs = this.o.progressIntervalMs ?? 1000;
     const ticker = setInterval(() => {
       const p = progress.snapshot('receiving');
@@ -334,7 +334,7 @@ export class ZfsBackupBackend implements BackupBackend {
       const why = signal.aborted
         ? `stream aborted: ${message(signal.reason)}`
         : `the connection to ${base} broke before the end of the stream (${err.message})`;
-      failure.err = new Error(why, { cause: err });
+      failure.err = new BackupError(BACKUP_ERR_HTTP, why, { cause: err });
     });
     this.report(opts, progress.snapshot('receiving'));
     try {
@@ -387,7 +387,7 @@ function httpSend(
   return new Promise((resolve, reject) => {
     const u = new URL(url);
     if (opts.tls !== undefined && u.protocol !== 'https:') {
-      reject(new Error(`${u.origin} is not https: with TLS configured, backups are fetched over TLS only`));
+      reject(new BackupError('MANATEE_ERR_BACKUP_CONFIG', `${u.origin} is not https: with TLS configured, backups are fetched over TLS only`));
       return;
     }
     const req = u.protocol === 'https:'

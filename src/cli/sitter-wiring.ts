@@ -21,6 +21,7 @@ import { FileFacts } from '../peer/facts.js';
 import { peerHostsOf } from '../peer/pg-peers.js';
 import { derivedPassword, peerInfoOf, type SitterConfig } from '../peer/config.js';
 import { Sitter } from '../peer/sitter.js';
+import { ManateeError } from '../errors.js';
 
 /** Opens every part of one peer (nothing runs until start()). */
 export async function openSitter(config: SitterConfig, log: Logger): Promise<Sitter> {
@@ -94,7 +95,7 @@ export async function openSitter(config: SitterConfig, log: Logger): Promise<Sit
     store,
     peerId: config.peerId,
     startRebuild: (o) => {
-      if (sitter === null) throw new Error('the sitter is starting');
+      if (sitter === null) throw new ManateeError('MANATEE_ERR_UNAVAILABLE', 'the sitter is starting');
       return Promise.resolve(sitter.requestRebuild(o));
     },
     ownWal: async () => {
@@ -114,7 +115,7 @@ export async function openSitter(config: SitterConfig, log: Logger): Promise<Sit
   const api = await createApi({
     peerId: config.peerId,
     status: () => {
-      if (sitter === null) throw new Error('the sitter is starting');
+      if (sitter === null) throw new ManateeError('MANATEE_ERR_UNAVAILABLE', 'the sitter is starting');
       return Promise.resolve(sitter.status());
     },
     state: () => store.readState(),
@@ -147,8 +148,8 @@ export async function openSitter(config: SitterConfig, log: Logger): Promise<Sit
       pgSettingRows: () => localPgSettingRows((sql) => postgres.query(sql)),
     },
     pgOps: {
-      reload: () => (sitter === null ? Promise.reject(new Error('the sitter is starting')) : sitter.pgOps.reload()),
-      restart: () => (sitter === null ? Promise.reject(new Error('the sitter is starting')) : sitter.pgOps.restart()),
+      reload: () => (sitter === null ? Promise.reject(new ManateeError('MANATEE_ERR_UNAVAILABLE', 'the sitter is starting')) : sitter.pgOps.reload()),
+      restart: () => (sitter === null ? Promise.reject(new ManateeError('MANATEE_ERR_UNAVAILABLE', 'the sitter is starting')) : sitter.pgOps.restart()),
     },
   });
   const edge = {

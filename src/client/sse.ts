@@ -1,6 +1,7 @@
 // A parser of server-sent events (text/event-stream, as the HTML standard defines it) for
 // GET /watch: lines of `field: value`, events separated by a blank line, comments starting
 // with ':'. Bounded: a line or an event longer than the limit is an error, not a growing buffer.
+import { ManateeError } from '../errors.js';
 
 export interface SseEvent {
   /** "message" when the event named none. */
@@ -9,7 +10,12 @@ export interface SseEvent {
   readonly id: string | null;
 }
 
-export class SseParseError extends Error {}
+/** A malformed or oversized event stream (MANATEE_ERR_CLIENT_WATCH, as a failure to follow a peer). */
+export class SseParseError extends ManateeError {
+  constructor(message: string) {
+    super('MANATEE_ERR_CLIENT_WATCH', message);
+  }
+}
 
 export class SseParser {
   private buffer = '';

@@ -5,7 +5,7 @@
 // Around it: the session first (sessions.ts), the Raft leader's placement (leader-placement.ts),
 // the fence before a generation change (fencing.ts), and stalled standbys (stream-stall.ts).
 import type { Logger } from '../log.js';
-import { errorMessage, hasCode } from '../errors.js';
+import { ManateeError, errorMessage, hasCode } from '../errors.js';
 import type { PeerInfo, PostgresStatus } from '../model/index.js';
 import type { ClusterStore } from '../store/index.js';
 import type { Clock } from './clock.js';
@@ -156,7 +156,7 @@ export class Evaluation {
       await this.o.store.readState();
     } catch (err) {
       this.o.kickSoon();
-      throw new Error(`the store has not caught up with the shard yet: ${errorMessage(err)}`, { cause: err });
+      throw new ManateeError('MANATEE_ERR_STORE_BEHIND', `the store has not caught up with the shard yet: ${errorMessage(err)}`, { cause: err });
     }
     this.caughtUp = true;
     this.o.onCaughtUp?.();

@@ -9,7 +9,7 @@
 // `synchronous_commit = local`: a heartbeat must never hang on a lost sync, and it is not user data.
 import type { Logger } from '../log.js';
 import type { HeartbeatStatus } from '../model/index.js';
-import { errorMessage } from '../errors.js';
+import { ManateeError, errorMessage } from '../errors.js';
 
 export const HEARTBEAT_SCHEMA = 'manatee';
 export const HEARTBEAT_TABLE = `${HEARTBEAT_SCHEMA}.heartbeat`;
@@ -51,7 +51,7 @@ function literal(s: string): string {
 
 /** The statements that create the schema and table (idempotent), and the upsert of the row. */
 export function heartbeatSql(selfId: string, generation: number): { create: string; beat: string } {
-  if (!Number.isSafeInteger(generation) || generation < 0) throw new Error(`heartbeat: bad generation ${generation}`);
+  if (!Number.isSafeInteger(generation) || generation < 0) throw new ManateeError('MANATEE_ERR_INVALID_ARGUMENT', `heartbeat: bad generation ${generation}`);
   return {
     // The sitter's connection is held and shared by its other queries: SET LOCAL inside an
     // explicit transaction keeps `synchronous_commit = local` to the heartbeat's own commit.

@@ -12,6 +12,7 @@
 // default, far above real quartz drift), and the margin covers the check's period and the fence
 // itself. LeaseClock is pure (time is an argument); PrimaryLeaseFence applies it on a timer.
 import type { Logger } from '../log.js';
+import { ManateeError } from '../errors.js';
 
 /** Clocks of two peers run at rates at most this far apart (the documented assumption). */
 export const LEASE_MAX_CLOCK_DRIFT = 0.01;
@@ -29,7 +30,7 @@ export class LeaseClock {
 
   constructor(readonly sessionTimeoutMs: number, readonly marginMs = Math.max(100, Math.round(sessionTimeoutMs / 10)), readonly maxDrift = LEASE_MAX_CLOCK_DRIFT) {
     this.budgetMs = Math.floor(sessionTimeoutMs * (1 - maxDrift)) - marginMs;
-    if (!(this.budgetMs > 0)) throw new RangeError(`sessionTimeoutMs ${sessionTimeoutMs} leaves no lease after the drift (${maxDrift}) and the margin (${marginMs} ms)`);
+    if (!(this.budgetMs > 0)) throw new ManateeError('MANATEE_ERR_INVALID_ARGUMENT', `sessionTimeoutMs ${sessionTimeoutMs} leaves no lease after the drift (${maxDrift}) and the margin (${marginMs} ms)`);
   }
 
   /**

@@ -9,6 +9,7 @@ import type { Logger } from '../log.js';
 import { PgHealthChecker, type HealthResult, type PostgresServer, type WalPositions } from '../postgres/index.js';
 import type { PostgresStatus, ReplicationRow } from '../model/index.js';
 import { unhealthySince } from './rules/index.js';
+import { PgError } from '../postgres/errors.js';
 
 export interface PgMonitorOptions {
   readonly postgres: PostgresServer;
@@ -61,7 +62,7 @@ export class PgMonitor extends EventEmitter<MonitorEvents> {
       timeoutMs: opts.timeoutMs,
       logger: opts.log,
       probe: async (timeoutMs) => {
-        if (!this.pg.running) throw new Error('PostgreSQL is not running');
+        if (!this.pg.running) throw new PgError('MANATEE_ERR_PG_NOT_RUNNING', 'PostgreSQL is not running');
         const nowMs = Date.now();
         if (nowMs - this.newConnectionOkAtMs >= this.newConnectionCheckIntervalMs) {
           await this.pg.checkNewConnection(timeoutMs);

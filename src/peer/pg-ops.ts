@@ -3,7 +3,7 @@
 // between two evaluations of the sitter's loop, never during one, so that the reconciler does
 // not start or reconfigure the server while it is down. A primary is never restarted this way:
 // its writes would stop; manatee-adm restart switches over first, then restarts it as a standby.
-import { ManateeError } from '../errors.js';
+import { ManateeError, asError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { PeerRole } from '../model/index.js';
 
@@ -64,7 +64,7 @@ export class PostgresOps {
             const pendingRestart = await this.o.postgres.pendingRestart();
             resolve({ peerId: this.o.peerId, action: 'restarted', pendingRestart, message: `${this.o.peerId}: PostgreSQL restarted (${role})` });
           } catch (err) {
-            reject(err instanceof Error ? err : new Error(String(err)));
+            reject(asError(err));
           }
         },
       });

@@ -239,7 +239,7 @@ export class Reconciler {
   }
 
   private upstreamOf(d: Decision): { host: string; port: number } {
-    if (d.upstream === null) throw new Error(`decision ${d.kind} for role ${d.role} has no upstream`);
+    if (d.upstream === null) throw new ManateeError('MANATEE_ERR_INTERNAL', `decision ${d.kind} for role ${d.role} has no upstream`);
     const e = parsePgUrl(d.upstream.pgUrl, { user: this.pg.replicationUser });
     return { host: e.host, port: e.port };
   }

@@ -80,7 +80,7 @@ export class HeldConnection {
     if (remainingMs <= 0) throw new PgError('MANATEE_ERR_PG_QUERY', `query failed (${what}): its deadline passed while earlier queries ran`);
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => { reject(new Error(`no answer within ${remainingMs} ms`)); }, remainingMs);
+      timer = setTimeout(() => { reject(new PgError('MANATEE_ERR_PG_QUERY', `no answer within ${remainingMs} ms`)); }, remainingMs);
     });
     const startedMs = Date.now();
     let client: pg.Client | null = null;
@@ -92,7 +92,7 @@ export class HeldConnection {
       if (client !== null && client === this.client && isServerError(err)) {
         // The session is fine; end whatever transaction the failed string may have left open.
         const left = Math.max(100, remainingMs - (Date.now() - startedMs));
-        await Promise.race([client.query('ROLLBACK'), new Promise((_, reject) => setTimeout(() => { reject(new Error('ROLLBACK timed out')); }, left))])
+        await Promise.race([client.query('ROLLBACK'), new Promise((_, reject) => setTimeout(() => { reject(new PgError('MANATEE_ERR_PG_QUERY', 'ROLLBACK timed out')); }, left))])
           .catch((e: unknown) => { this.drop(`ROLLBACK after an error failed: ${errorMessage(e)}`); });
       } else {
         this.drop(`query failed: ${errorMessage(err)}`);
@@ -117,7 +117,7 @@ export class HeldConnection {
     }
     if (this.closed) {
       client.connection.stream.destroy();
-      throw new Error('the connection was closed while it was being opened');
+      throw new PgError('MANATEE_ERR_PG_NEW_CONNECTION', 'the connection was closed while it was being opened');
     }
     this.client = client;
     this.connects++;

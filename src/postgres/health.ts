@@ -5,6 +5,7 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';
 import { errorMessage } from '../errors.js';
+import { PgError } from './errors.js';
 
 export interface HealthResult {
   readonly healthy: boolean;
@@ -79,7 +80,7 @@ export class PgHealthChecker extends EventEmitter<HealthEvents> {
       await Promise.race([
         this.opts.probe(this.timeoutMs),
         new Promise((_, reject) => {
-          timer = setTimeout(() => { reject(new Error(`health check timed out after ${this.timeoutMs} ms`)); }, this.timeoutMs);
+          timer = setTimeout(() => { reject(new PgError('MANATEE_ERR_PG_QUERY', `health check timed out after ${this.timeoutMs} ms`)); }, this.timeoutMs);
         }),
       ]);
     } catch (err) {

@@ -27,7 +27,7 @@ export async function resolveOsUser(name: string | undefined): Promise<OsUser> {
   try {
     const uid = Number((await execa('id', ['-u', userName])).stdout.trim());
     const gid = Number((await execa('id', ['-g', userName])).stdout.trim());
-    if (!Number.isInteger(uid) || !Number.isInteger(gid) || uid === 0) throw new Error(`id printed uid ${uid} gid ${gid}`);
+    if (!Number.isInteger(uid) || !Number.isInteger(gid) || uid === 0) throw new PgError('MANATEE_ERR_PG_OS_USER', `id printed uid ${uid} gid ${gid}`);
     return { name: userName, uid, gid, switchUser: true };
   } catch (err) {
     throw new PgError('MANATEE_ERR_PG_OS_USER', `OS user ${JSON.stringify(userName)} to run PostgreSQL is unusable: ${errorLine(err)}`, { cause: err });

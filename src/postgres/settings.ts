@@ -7,6 +7,7 @@
 // meaning only the server knows.
 import { PgError, type PgErrorCode } from './errors.js';
 import { MANATEE_SETTINGS, type ParsedSettingValue } from './owned-settings.js';
+import { ManateeError } from '../errors.js';
 
 export type PgSettingContext = 'internal' | 'postmaster' | 'sighup' | 'superuser-backend' | 'backend' | 'superuser' | 'user';
 export type PgSettingType = 'bool' | 'integer' | 'real' | 'string' | 'enum';
@@ -87,10 +88,8 @@ const NAME_RE = /^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$/;
 export const SETTING_VALUE_CHARS_MAX = 4096;
 const NAME_CHARS_MAX = 63;
 
-class Refusal extends Error {
-  constructor(readonly code: SettingErrorCode, message: string) {
-    super(message);
-  }
+class Refusal extends ManateeError {
+  declare readonly code: SettingErrorCode;
 }
 
 /** Checks every setting; throws PgSettingsError naming each bad one, else returns them all checked. */

@@ -34,6 +34,7 @@
 // adds nothing to a failover.
 import type { PeerId } from '../model/index.js';
 import type { SessionRecord } from './state-machine.js';
+import { ManateeError } from '../errors.js';
 
 export interface OverdueSession {
   readonly session: SessionRecord;
@@ -47,7 +48,7 @@ export class SessionLiveness {
 
   constructor(readonly sessionTimeoutMs: number) {
     if (!(Number.isFinite(sessionTimeoutMs) && sessionTimeoutMs > 0)) {
-      throw new RangeError(`sessionTimeoutMs must be > 0 (got ${sessionTimeoutMs})`);
+      throw new ManateeError('MANATEE_ERR_INVALID_ARGUMENT', `sessionTimeoutMs must be > 0 (got ${sessionTimeoutMs})`);
     }
   }
 

@@ -34,6 +34,7 @@ import {
   transitionProblems,
 } from './validate.js';
 import { errorMessage } from '../errors.js';
+import { ManateeError } from '../errors.js';
 
 export const HISTORY_LIMIT_DEFAULT = 1000;
 export const HISTORY_LIMIT_MAX = 100_000;
@@ -147,11 +148,11 @@ export class ClusterStateMachine implements StateMachine {
   constructor(opts: ClusterStateMachineOptions = {}) {
     const historyLimit = opts.historyLimit ?? HISTORY_LIMIT_DEFAULT;
     if (!Number.isSafeInteger(historyLimit) || historyLimit < 1 || historyLimit > HISTORY_LIMIT_MAX) {
-      throw new RangeError(`historyLimit must be an integer in [1, ${HISTORY_LIMIT_MAX}] (got ${historyLimit})`);
+      throw new ManateeError('MANATEE_ERR_INVALID_ARGUMENT', `historyLimit must be an integer in [1, ${HISTORY_LIMIT_MAX}] (got ${historyLimit})`);
     }
     const sessionsMax = opts.sessionsMax ?? SESSIONS_MAX_DEFAULT;
     if (!Number.isSafeInteger(sessionsMax) || sessionsMax < 1) {
-      throw new RangeError(`sessionsMax must be an integer >= 1 (got ${sessionsMax})`);
+      throw new ManateeError('MANATEE_ERR_INVALID_ARGUMENT', `sessionsMax must be an integer >= 1 (got ${sessionsMax})`);
     }
     this.historyLimit = historyLimit;
     this.sessionsMax = sessionsMax;
@@ -191,7 +192,7 @@ export class ClusterStateMachine implements StateMachine {
   /** The last `limit` history entries (all kept ones by default), oldest first. */
   history(limit?: number): HistoryEntry[] {
     if (limit === undefined) return [...this.historyEntries];
-    if (!Number.isSafeInteger(limit) || limit < 0) throw new RangeError(`history limit must be an integer >= 0 (got ${limit})`);
+    if (!Number.isSafeInteger(limit) || limit < 0) throw new ManateeError('MANATEE_ERR_INVALID_ARGUMENT', `history limit must be an integer >= 0 (got ${limit})`);
     return limit === 0 ? [] : this.historyEntries.slice(-limit);
   }
 

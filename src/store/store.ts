@@ -29,6 +29,7 @@ import { SessionLiveness } from './sessions.js';
 import type { ClusterStateMachine, PeersChange, SettingsChange, StateChange } from './state-machine.js';
 import type { ShardSettings, VersionedSettings } from './settings.js';
 import type { ClusterState, HistoryEntry, PeerId, PeerInfo, PeerTags, Session } from '../model/index.js';
+import { ManateeError } from '../errors.js';
 
 export interface ClusterStoreOptions {
   readonly machine: ClusterStateMachine;
@@ -104,14 +105,14 @@ export class ClusterStore {
 
   constructor(opts: ClusterStoreOptions) {
     const t = opts.sessionTimeoutMs;
-    if (!(Number.isFinite(t) && t >= 10)) throw new RangeError(`sessionTimeoutMs must be >= 10 (got ${t})`);
+    if (!(Number.isFinite(t) && t >= 10)) throw new ManateeError('MANATEE_ERR_INVALID_ARGUMENT', `sessionTimeoutMs must be >= 10 (got ${t})`);
     const keepaliveIntervalMs = opts.keepaliveIntervalMs ?? Math.floor(t / 3);
     if (!(keepaliveIntervalMs > 0 && keepaliveIntervalMs * 2 <= t)) {
-      throw new RangeError(`keepaliveIntervalMs must be > 0 and at most half of sessionTimeoutMs ${t} (got ${keepaliveIntervalMs})`);
+      throw new ManateeError('MANATEE_ERR_INVALID_ARGUMENT', `keepaliveIntervalMs must be > 0 and at most half of sessionTimeoutMs ${t} (got ${keepaliveIntervalMs})`);
     }
     const expiryCheckIntervalMs = opts.expiryCheckIntervalMs ?? Math.min(100, Math.max(10, Math.floor(t / 10)));
     if (!(expiryCheckIntervalMs > 0 && expiryCheckIntervalMs <= t)) {
-      throw new RangeError(`expiryCheckIntervalMs must be in (0, sessionTimeoutMs] (got ${expiryCheckIntervalMs})`);
+      throw new ManateeError('MANATEE_ERR_INVALID_ARGUMENT', `expiryCheckIntervalMs must be in (0, sessionTimeoutMs] (got ${expiryCheckIntervalMs})`);
     }
     this.machine = opts.machine;
     this.consensus = opts.consensus;
@@ -434,7 +435,7 @@ export class ClusterStore {
       case 'settings':
         return this.machine.onSettings(listener as (e: SettingsChange) => void);
       default:
-        throw new TypeError(`unknown store event ${String(event)}`);
+        throw new ManateeError('MANATEE_ERR_INVALID_ARGUMENT', `unknown store event ${String(event)}`);
     }
   }
 

@@ -5,6 +5,7 @@ import type { Logger } from '../log.js';
 import type { Zfs } from './zfs.js';
 import { validateDatasetName } from './names.js';
 import { errorMessage } from '../errors.js';
+import { ManateeError } from '../errors.js';
 
 export interface SnapshotterOptions {
   readonly zfs: Zfs;
@@ -39,10 +40,10 @@ export class Snapshotter {
   constructor(opts: SnapshotterOptions) {
     validateDatasetName(opts.dataset);
     if (!Number.isInteger(opts.retentionCount) || opts.retentionCount < 1) {
-      throw new RangeError(`retentionCount must be an integer >= 1, got ${opts.retentionCount}`);
+      throw new ManateeError('MANATEE_ERR_INVALID_ARGUMENT', `retentionCount must be an integer >= 1, got ${opts.retentionCount}`);
     }
     if (!Number.isFinite(opts.intervalMs) || opts.intervalMs < 100) {
-      throw new RangeError(`intervalMs must be >= 100, got ${opts.intervalMs}`);
+      throw new ManateeError('MANATEE_ERR_INVALID_ARGUMENT', `intervalMs must be >= 100, got ${opts.intervalMs}`);
     }
     this.opts = opts;
     this.now = opts.now ?? Date.now;

@@ -123,7 +123,7 @@ describe('history', () => {
     expect(h.map((e) => e.version)).toEqual([4, 5, 6]);
     expect(drv.machine.history(2).map((e) => e.version)).toEqual([5, 6]);
     expect(drv.machine.history(0)).toEqual([]);
-    expect(() => drv.machine.history(-1)).toThrow(RangeError);
+    expect(() => drv.machine.history(-1)).toThrow(expect.objectContaining({ code: 'MANATEE_ERR_INVALID_ARGUMENT', message: 'history limit must be an integer >= 0 (got -1)' }));
   });
 
   it('refuses a history limit outside its bounds', () => {

@@ -54,7 +54,7 @@ export function readCaFile(path: string): { pem: string; source: string } {
     throw new AdmError('MANATEE_ERR_CA_FILE', `cannot read the CA file ${path}: ${errorMessage(err)}`);
   }
   try {
-    if (!new X509Certificate(pem).ca) throw new Error('it is a certificate, but not a CA (no basicConstraints CA:TRUE): give ca.crt of manatee-adm certs init');
+    if (!new X509Certificate(pem).ca) throw new AdmError('MANATEE_ERR_CA_FILE', 'it is a certificate, but not a CA (no basicConstraints CA:TRUE): give ca.crt of manatee-adm certs init');
   } catch (err) {
     throw new AdmError('MANATEE_ERR_CA_FILE', `the CA file ${path} is not usable: ${errorMessage(err)}`);
   }

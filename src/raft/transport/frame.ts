@@ -1,6 +1,7 @@
 // Length-prefixed frames on a TCP stream: [u32 BE length of the rest][u8 kind][payload].
 // The decoder checks the length against a limit before buffering anything, so a peer cannot
 // make the node allocate an unbounded buffer.
+import { ManateeError } from '../../errors.js';
 
 export const FRAME_CHALLENGE = 1; // server -> client: a random nonce
 export const FRAME_HELLO = 2; // client -> server: {from, to, mac}
@@ -23,9 +24,9 @@ export function encodeFrame(kind: number, payload: Buffer | string): Buffer {
   return out;
 }
 
-export class FrameTooLargeError extends Error {
+export class FrameTooLargeError extends ManateeError {
   constructor(readonly sizeBytes: number, readonly maxFrameBytes: number) {
-    super(`frame of ${sizeBytes} bytes exceeds maxFrameBytes ${maxFrameBytes}`);
+    super('MANATEE_ERR_RAFT_FRAME_TOO_LARGE', `frame of ${sizeBytes} bytes exceeds maxFrameBytes ${maxFrameBytes}`);
   }
 }
 
@@ -43,13 +44,13 @@ export class FrameDecoder {
     this.bufferedBytes += chunk.length;
   }
 
-  /** The next complete frame, or null. Throws FrameTooLargeError or Error('empty frame'). */
+  /** The next complete frame, or null. Throws FrameTooLargeError or MANATEE_ERR_RAFT_FRAME_EMPTY. */
   next(): Frame | null {
     if (this.bufferedBytes < HEADER_BYTES) return null;
     const head = this.peek(HEADER_BYTES);
     const len = head.readUInt32BE(0);
     if (len > this.maxFrameBytes) throw new FrameTooLargeError(len, this.maxFrameBytes);
-    if (len === 0) throw new Error('empty frame (length 0)');
+    if (len === 0) throw new ManateeError('MANATEE_ERR_RAFT_FRAME_EMPTY', 'empty frame (length 0)');
     if (this.bufferedBytes < HEADER_BYTES + len) return null;
     const all = this.take(HEADER_BYTES + len);
     return { kind: all.readUInt8(HEADER_BYTES), payload: all.subarray(HEADER_BYTES + 1) };

@@ -480,7 +480,7 @@ export class TcpTransport {
       // Peers are dialled by address; what must match is the id they are bound to, not a host name.
       checkServerIdentity: (_host: string, cert: PeerCertificate) => {
         const id = tls.peerIdOf(new X509Certificate(cert.raw));
-        return id === link.id ? undefined : new Error(`the server's certificate is bound to ${id === null ? 'no peer id' : `peer ${id}`}, not to ${link.id}`);
+        return id === link.id ? undefined : new RaftConfigError(`the server's certificate is bound to ${id === null ? 'no peer id' : `peer ${id}`}, not to ${link.id}`);
       },
     };
     const sock = tlsConnect(options);
