@@ -135,7 +135,10 @@ export class Reconciler {
     return this.rebuildState;
   }
 
-  /** When a restore last began, reported progress or ended (epoch ms; 0: never). */
+  /**
+   * When a restore last began, reported progress or ended, or an initdb ended (epoch ms; 0: never).
+   * The unhealthy-time rule starts no earlier (a new database is not an unhealthy one).
+   */
   lastActivityMs(): number {
     return this.activityAtMs;
   }
@@ -221,6 +224,9 @@ export class Reconciler {
         throw new ManateeError(INITDB_REFUSED, `primary without data: initdb refused (${may})`);
       }
       await this.pg.initdb();
+      // initdb blocks evaluations as a restore does: under load it took 8 s, and the new
+      // primary's unhealthy time must not count it (it closed its session at a loaded setup).
+      this.activityAtMs = this.now();
       await this.o.onInitdb?.();
       this.o.log.info({ decision: 'initdb', reason: 'primary with no data: a new cluster' }, 'initialized a new database');
     }

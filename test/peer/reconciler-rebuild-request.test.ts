@@ -277,8 +277,12 @@ describe('Reconciler: a primary without data', () => {
   it('runs initdb at setup and records it', async () => {
     const inits: string[] = [];
     const { r, pg } = await reconciler(() => true, inits);
+    expect(r.lastActivityMs()).toBe(0);
+    const before = Date.now();
     await r.reconcile(primaryDecision);
     expect(inits).toEqual(['initdb']);
+    // The end of initdb counts as activity: the unhealthy-time rule starts no earlier.
+    expect(r.lastActivityMs()).toBeGreaterThanOrEqual(before);
     expect(await pg.hasData()).toBe(true);
     expect(await pg.inRecovery()).toBe(false);
   });
