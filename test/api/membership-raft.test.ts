@@ -68,7 +68,17 @@ async function call(method: string, path: string, body?: unknown): Promise<{ sta
 describe('admin membership over real Raft nodes', () => {
   it('adds a fourth node (learner, then voter) through a follower, which then receives the log; removes it again', async () => {
     const d = nodes.get('d')!;
-    const added = await call('POST', '/admin/peers', { id: 'd', address: d.address });
+    // A 503 (no leader, or not applied in time: elections churn on a loaded machine with these
+    // short ticks) says "retry": the add is idempotent (a learner left by a failed promotion is
+    // promoted by the next add), so the test retries as a client must.
+    const added = await waitFor('the add to be answered 200', async () => {
+      const r = await call('POST', '/admin/peers', { id: 'd', address: d.address });
+      if (r.status === 503) {
+        console.log(`add-peer answered 503, retrying: ${JSON.stringify(r.body)}`);
+        return null;
+      }
+      return r;
+    }, { timeoutMs: 90_000, intervalMs: 200 });
     expect(added.status).toBe(200);
     expect(added.body.members.voters).toEqual(expect.arrayContaining(['a', 'b', 'c', 'd']));
     expect(added.body.members.learners).toEqual([]);
