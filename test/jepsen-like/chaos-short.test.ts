@@ -1,27 +1,16 @@
 // The short chaos run of `npm test`: three minutes of faults of every kind against a real shard in
 // network namespaces, with a fixed seed, and checked histories (nothing lost; the register linearizable). A failure prints the seed, the
 // problems and the results directory; replay it with `npm run chaos -- --seed <seed> --time 180`.
-import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_OPTIONS, runChaos, verdictLines } from './harness.js';
-import { leftoverPrefixes } from './net.js';
+import { canManageNetworks, leftoverPrefixes } from './net.js';
 
 const SEED = 20261124;
 
-function canRun(): boolean {
-  if (process.getuid?.() !== 0) return false;
-  try {
-    execFileSync('ip', ['netns', 'list']);
-    execFileSync('iptables', ['-V']);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
-describe.skipIf(!canRun())('chaos (short)', () => {
+describe.skipIf(!canManageNetworks())('chaos (short)', () => {
   it('loses no acknowledged write, and the register history is linearizable, through three minutes of every kind of fault', { timeout: 15 * 60_000 }, async () => {
     const before = new Set(await leftoverPrefixes());
     const lines: string[] = [];

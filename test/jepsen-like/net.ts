@@ -2,7 +2,7 @@
 // the root namespace (which carries the bridge's own address, so that clients and the checker in the
 // root namespace reach the peers). Partitions are iptables DROP rules inside the namespaces.
 // Every name starts with a per-run prefix, so that `cleanup` can find what a crashed run left behind.
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
@@ -38,6 +38,18 @@ export async function sh(cmd: string, args: readonly string[], timeoutMs = 15_00
   } catch (err) {
     const e = err as { stderr?: string; message: string };
     throw new Error(`${cmd} ${args.join(' ')}: ${(e.stderr ?? '').trim() || e.message}`, { cause: err });
+  }
+}
+
+/** Whether this process may make network namespaces and iptables rules (root, with ip and iptables). */
+export function canManageNetworks(): boolean {
+  if (process.getuid?.() !== 0) return false;
+  try {
+    execFileSync('ip', ['netns', 'list']);
+    execFileSync('iptables', ['-V']);
+    return true;
+  } catch {
+    return false;
   }
 }
 

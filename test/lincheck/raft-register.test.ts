@@ -8,10 +8,9 @@
 // follower isolated, one direction cut, the clients cut off from one node), and does two of these
 // at once. The history must be linearizable. The same for the cluster store (src/store) on those
 // nodes: its compare-and-set of the state by version, and its linearizable readState.
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createNetwork, cut, cutClients, destroyNetwork, healNetwork, isolate, RAFT_TEST_PREFIX, type Network } from '../jepsen-like/net.js';
+import { canManageNetworks, createNetwork, cut, cutClients, destroyNetwork, healNetwork, isolate, RAFT_TEST_PREFIX, type Network } from '../jepsen-like/net.js';
 import { Rng } from '../helpers/rng.js';
 import { waitFor } from '../../tools/lib/wait.js';
 import { ProcCluster } from '../../tools/lib/raft-cluster.js';
@@ -41,16 +40,6 @@ afterEach(async () => {
   network = null;
 });
 
-function canRun(): boolean {
-  if (process.getuid?.() !== 0) return false;
-  try {
-    execFileSync('ip', ['netns', 'list']);
-    execFileSync('iptables', ['-V']);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Three nodes, each in a namespace of its own. */
 async function nsCluster(mode: 'register' | 'store', rng: Rng): Promise<ProcCluster> {
@@ -153,7 +142,7 @@ async function sameOnEveryNode(c: ProcCluster): Promise<void> {
   }, { timeoutMs: 60_000, intervalMs: 250 });
 }
 
-describe.skipIf(!canRun())('Raft register on real RaftNode processes in network namespaces', () => {
+describe.skipIf(!canManageNetworks())('Raft register on real RaftNode processes in network namespaces', () => {
   it('is linearizable through kills, pauses of the leader, real partitions, and two faults at once; reads go through ReadIndex on any node', { timeout: 300_000 }, async () => {
     const rng = new Rng(SEED);
     const c = await nsCluster('register', rng.fork(99));
