@@ -13,7 +13,8 @@ import { runAdm } from '../../src/cli/adm/program.js';
 import type { PeerInfo } from '../../src/model/index.js';
 import { makeTmpDir } from '../../tools/lib/tmp.js';
 import { pino } from 'pino';
-import { CA_CERT_FILE, initCa, issuePeerCertificate, peerCertFile, peerKeyFile, ReloadableTls } from '../../src/tls/index.js';
+import { ReloadableTls } from '../../src/tls/index.js';
+import { makeTestCa } from '../helpers/certs.js';
 import { freePort } from '../../tools/lib/wait.js';
 import { ADMIN_TOKEN, MemoryStore, memoryDeps, peer, threePeerState } from '../../tools/lib/memory-peer.js';
 
@@ -287,15 +288,10 @@ describe('manatee-adm (in process)', () => {
     const tmp = await makeTmpDir('adm-tls');
     let app: FastifyInstance | null = null;
     try {
-      const shardCa = join(tmp.path, 'shard');
-      const otherCa = join(tmp.path, 'other');
-      await initCa({ dir: shardCa });
-      await initCa({ dir: otherCa, name: 'Another CA' });
-      await issuePeerCertificate({ dir: shardCa, peerId: 'a', hosts: ['127.0.0.1'] });
-      const tls = await ReloadableTls.open(
-        { caFile: join(shardCa, CA_CERT_FILE), certFile: peerCertFile(shardCa, 'a'), keyFile: peerKeyFile(shardCa, 'a') },
-        { expectedPeerId: 'a', log: pino({ level: 'silent' }) },
-      );
+      const shardCa = await makeTestCa(join(tmp.path, 'shard'));
+      const otherCa = await makeTestCa(join(tmp.path, 'other'), 'Another CA');
+      const files = await shardCa.peer('a', ['127.0.0.1']);
+      const tls = await ReloadableTls.open(files, { expectedPeerId: 'a', log: pino({ level: 'silent' }) });
       const port = await freePort();
       app = await createApi({ ...memoryDeps({ self: peers[0]!, store }), tls });
       await app.listen({ host: '127.0.0.1', port });
@@ -306,22 +302,22 @@ describe('manatee-adm (in process)', () => {
         const code = await runAdm(args, { out: (t) => { stdout += t; }, err: (t) => { stderr += t; }, env: { MANATEE_URL: https, ...env }, now: () => new Date() });
         return { code, stdout, stderr };
       };
-      const right = await run(['state', '--ca', join(shardCa, CA_CERT_FILE)]);
+      const right = await run(['state', '--ca', shardCa.caFile]);
       expect({ code: right.code, stderr: right.stderr }).toEqual({ code: 0, stderr: '' });
       expect(JSON.parse(right.stdout)).toMatchObject({ state: { primary: { id: 'a' } } });
-      expect((await run(['state'], { MANATEE_CA: join(shardCa, CA_CERT_FILE) })).code).toBe(0);
+      expect((await run(['state'], { MANATEE_CA: shardCa.caFile })).code).toBe(0);
 
-      const wrong = await run(['state', '--ca', join(otherCa, CA_CERT_FILE)]);
+      const wrong = await run(['state', '--ca', otherCa.caFile]);
       expect(wrong.code).toBe(1);
       expect(wrong.stderr).toContain(`manatee-adm: MANATEE_ERR_TLS_UNTRUSTED: refused the certificate of ${https}: its certificate is not signed by a trusted CA`);
-      expect(wrong.stderr).toContain(`checked against the CA in ${join(otherCa, CA_CERT_FILE)}`);
+      expect(wrong.stderr).toContain(`checked against the CA in ${otherCa.caFile}`);
       const none = await run(['state']);
       expect(none.stderr).toMatch(/^manatee-adm: MANATEE_ERR_TLS_UNTRUSTED: .*give the shard's CA certificate with --ca FILE \(or MANATEE_CA=FILE\)/);
       const missing = await run(['state', '--ca', join(tmp.path, 'nope.crt')]);
       expect(missing.stderr).toMatch(/^manatee-adm: MANATEE_ERR_CA_FILE: cannot read the CA file .*nope\.crt/);
-      const leaf = await run(['state'], { MANATEE_CA: peerCertFile(shardCa, 'a') });
+      const leaf = await run(['state'], { MANATEE_CA: files.certFile });
       expect(leaf.stderr).toMatch(/^manatee-adm: MANATEE_ERR_CA_FILE: the CA file .*a\.crt is not usable: it is a certificate, but not a CA/);
-      const key = await run(['state'], { MANATEE_CA: peerKeyFile(shardCa, 'a') });
+      const key = await run(['state'], { MANATEE_CA: files.keyFile });
       expect(key.stderr).toMatch(/^manatee-adm: MANATEE_ERR_CA_FILE: the CA file .*a\.key is not usable/);
     } finally {
       await app?.close();

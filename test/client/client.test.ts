@@ -6,7 +6,8 @@ import { createServer } from 'node:http';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { CA_CERT_FILE, initCa, issuePeerCertificate, peerCertFile, peerKeyFile, ReloadableTls } from '../../src/tls/index.js';
+import { ReloadableTls } from '../../src/tls/index.js';
+import { makeTestCa } from '../helpers/certs.js';
 import { makeTmpDir } from '../../tools/lib/tmp.js';
 import { createClient, type ManateeClient } from '../../src/client/index.js';
 import { CLIENT_ERR, ClientError } from '../../src/client/errors.js';
@@ -220,23 +221,18 @@ describe('client', () => {
   it('checks an https peer against the CA given: the shard CA works; another CA, or none, is refused with an error naming the problem', async () => {
     const tmp = await makeTmpDir('client-tls');
     try {
-      const shardCa = join(tmp.path, 'shard');
-      const otherCa = join(tmp.path, 'other');
-      await initCa({ dir: shardCa });
-      await initCa({ dir: otherCa, name: 'Another CA' });
-      await issuePeerCertificate({ dir: shardCa, peerId: 'a', hosts: ['127.0.0.1'] });
-      const tls = await ReloadableTls.open(
-        { caFile: join(shardCa, CA_CERT_FILE), certFile: peerCertFile(shardCa, 'a'), keyFile: peerKeyFile(shardCa, 'a') },
-        { expectedPeerId: 'a', log: pino({ level: 'silent' }) },
-      );
+      const shardCa = await makeTestCa(join(tmp.path, 'shard'));
+      const otherCa = await makeTestCa(join(tmp.path, 'other'), 'Another CA');
+      const files = await shardCa.peer('a', ['127.0.0.1']);
+      const tls = await ReloadableTls.open(files, { expectedPeerId: 'a', log: pino({ level: 'silent' }) });
       await shard.put(G1);
       await shard.startApi('a', tls);
       const url = `https://127.0.0.1:${shard.peer('a').port}`;
-      const right = client([url], { ca: await readFile(join(shardCa, CA_CERT_FILE), 'utf8') });
+      const right = client([url], { ca: await readFile(shardCa.caFile, 'utf8') });
       expect(await right.c.whenReady(10_000)).toEqual([A.pgUrl, B.pgUrl, C.pgUrl]);
       expect(right.c.connectedPeer()).toBe(url);
 
-      const wrong = client([url], { ca: await readFile(join(otherCa, CA_CERT_FILE), 'utf8') });
+      const wrong = client([url], { ca: await readFile(otherCa.caFile, 'utf8') });
       await waitFor('a round of failures', () => wrong.errors.length >= 1, { timeoutMs: 10_000 });
       expect(wrong.c.topology()).toBeNull();
       expect(wrong.errors[0]!.message).toContain(`${url} refused: its certificate is not signed by a trusted CA`);
@@ -245,7 +241,7 @@ describe('client', () => {
       const none = client([url]);
       await waitFor('a round of failures', () => none.errors.length >= 1, { timeoutMs: 10_000 });
       expect(none.errors[0]!.message).toMatch(/not signed by a trusted CA .*pass the shard CA's certificate as the client's `ca` option/);
-      expect(() => createClient({ peers: [url], ca: join(shardCa, CA_CERT_FILE) })).toThrow(/ca: must be the PEM text of the shard CA's certificate/);
+      expect(() => createClient({ peers: [url], ca: shardCa.caFile })).toThrow(/ca: must be the PEM text of the shard CA's certificate/);
     } finally {
       await tmp.cleanup();
     }
