@@ -41,7 +41,10 @@ export const ISOLATED_MOUNTPOINT_PROPERTY = 'manatee:mountpoint';
 /** Stored instead of a path when the mountpoint was inherited. */
 const INHERITED = '-inherited-';
 /** Renames and unmounts can meet a transient "busy" (zfs-fuse holds a handle briefly): retry a few times. */
-const BUSY_RETRIES_MAX = 5;
+// zfs-fuse holds a dataset busy for a while after its mount was used (seen for 5 s in the full
+// suite, whose zfs files share one daemon): about 12 s of retries, each wait at most 2 s.
+const BUSY_RETRIES_MAX = 10;
+const BUSY_RETRY_DELAY_MAX_MS = 2000;
 const BUSY_RETRY_DELAY_MS = 300;
 
 const PROPERTY_RE = /^[a-z][a-z0-9_.:@-]{0,255}$/;
@@ -408,7 +411,7 @@ export class Zfs {
       } catch (err) {
         if (!(err instanceof ZfsBusyError) || attempt >= BUSY_RETRIES_MAX) throw err;
         this.log.debug({ attempt, err: err.message }, 'zfs: busy, retrying');
-        await delay(BUSY_RETRY_DELAY_MS * attempt);
+        await delay(Math.min(BUSY_RETRY_DELAY_MS * attempt, BUSY_RETRY_DELAY_MAX_MS));
       }
     }
   }
