@@ -16,6 +16,8 @@ const sockets: Socket[] = [];
 
 afterEach(async () => {
   for (const s of sockets.splice(0)) s.destroy();
+  // The server's side of a held socket would keep close() waiting: cut them all first.
+  app?.server.closeAllConnections();
   await app?.close();
   app = null;
 });
@@ -117,7 +119,14 @@ describe('connections', () => {
       return closedAtOnce >= 20;
     }, { timeoutMs: 10_000 });
     // The 20 held ones are cut once they have sent no headers for the timeout; then a real request gets through.
-    await Promise.all(flood.map((f) => f.closed));
+    // With its own deadline: a socket the server never cuts would otherwise hang here until the test's timeout.
+    const open = new Set(flood);
+    for (const f of flood) void f.closed.then(() => open.delete(f));
+    await waitFor('the server to cut the held sockets', () => open.size === 0 || undefined, { timeoutMs: 30_000, intervalMs: 100 })
+      .catch((err: unknown) => {
+        const ports = [...open].map((f) => f.socket.localPort).join(', ');
+        throw new Error(`${(err as Error).message}: ${open.size} of 40 still open (client ports ${ports})`);
+      });
     expect((await call(port, { path: '/state' })).status).toBe(200);
   });
 });
