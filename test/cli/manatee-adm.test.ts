@@ -33,7 +33,9 @@ beforeAll(async () => {
   const z = peer('z', deadUrl);
   store = new MemoryStore(threePeerState(peers, [z]), peers);
   for (const [i, self] of peers.entries()) {
-    const app = await createApi(memoryDeps({ self, store }));
+    // The asked peer fetches the others' /status with a deadline (1.5 s by default). These servers share the
+    // test's event loop with the child processes' start-up on a loaded machine, so they get a long one.
+    const app = await createApi(memoryDeps({ self, store, limits: { peerStatusTimeoutMs: 20_000 } }));
     servers.push(app);
     await app.listen({ host: '127.0.0.1', port: ports[i]! });
   }
