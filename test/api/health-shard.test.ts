@@ -94,7 +94,14 @@ describe('?lag= in bytes on a real shard', () => {
     for (const p of [primary, sync, async0]) {
       await shard.waitFor(`${p.id} ready`, async () => (await httpJson(`${p.apiUrl}/readiness`)).status === 200, 60_000);
     }
-    const streaming = (await httpJson(`${sync.apiUrl}/sync?replication_state=streaming`)) as Health & { body: { replicationState: string | null } };
+    // Waited for, not asked once: on a loaded machine the sync's receiver can be between states (catchup)
+    // or past the default lag for a moment; the reason of the last 503 is in the error.
+    let last = '';
+    const streaming = await shard.waitFor('the sync to answer 200 on /sync?replication_state=streaming', async () => {
+      const r = (await httpJson(`${sync.apiUrl}/sync?replication_state=streaming`)) as Health & { body: { replicationState: string | null } };
+      last = `${r.status} ${JSON.stringify(r.body)}`;
+      return r.status === 200 ? r : null;
+    }, 60_000).catch((err: unknown) => { throw new Error(`${(err as Error).message}; last answer: ${last}`); });
     expect(streaming.status).toBe(200);
     expect(streaming.body.replicationState).toBe('streaming');
     expect((await httpJson(`${sync.apiUrl}/replica?replication_state=stopped`)).status).toBe(503);
