@@ -84,27 +84,30 @@ describe('?lag= in bytes on a real shard', () => {
       expect(live.status).toBe(200);
       expect(live.body.reason).toMatch(/^the sitter's loop is alive: /);
     }
+    // The roles are read again here: with 2 s sessions, a takeover under heavy load during the test
+    // above is legitimate (it happened at load 40), and this test is about the health answers.
+    const chain = await shard.waitForChain(120_000);
+    const [p0, s0, a0] = [chain.primary, chain.sync, chain.async0];
     // The standbys' WAL receivers, as PostgreSQL reports them (pg_stat_wal_receiver); none on the primary.
     await shard.waitFor('both standbys streaming', async () => {
-      const rs = await Promise.all(shard.peers.filter((p) => p.id !== primary.id).map(async (p) => ((await httpJson(`${p.apiUrl}/status`)).body as SitterStatus).postgres.walReceiver));
+      const rs = await Promise.all([s0, a0].map(async (p) => ((await httpJson(`${p.apiUrl}/status`)).body as SitterStatus).postgres.walReceiver));
       return rs.every((r) => r === 'streaming');
     }, 60_000);
-    expect(((await httpJson(`${primary.apiUrl}/status`)).body as SitterStatus).postgres.walReceiver).toBeNull();
-    const sync = shard.peers.find((p) => p.id !== primary.id && p.id !== async0.id)!;
-    for (const p of [primary, sync, async0]) {
+    expect(((await httpJson(`${p0.apiUrl}/status`)).body as SitterStatus).postgres.walReceiver).toBeNull();
+    for (const p of [p0, s0, a0]) {
       await shard.waitFor(`${p.id} ready`, async () => (await httpJson(`${p.apiUrl}/readiness`)).status === 200, 60_000);
     }
     // Waited for, not asked once: on a loaded machine the sync's receiver can be between states (catchup)
     // or past the default lag for a moment; the reason of the last 503 is in the error.
     let last = '';
     const streaming = await shard.waitFor('the sync to answer 200 on /sync?replication_state=streaming', async () => {
-      const r = (await httpJson(`${sync.apiUrl}/sync?replication_state=streaming`)) as Health & { body: { replicationState: string | null } };
+      const r = (await httpJson(`${s0.apiUrl}/sync?replication_state=streaming`)) as Health & { body: { replicationState: string | null } };
       last = `${r.status} ${JSON.stringify(r.body)}`;
       return r.status === 200 ? r : null;
     }, 60_000).catch((err: unknown) => { throw new Error(`${(err as Error).message}; last answer: ${last}`); });
     expect(streaming.status).toBe(200);
     expect(streaming.body.replicationState).toBe('streaming');
-    expect((await httpJson(`${sync.apiUrl}/replica?replication_state=stopped`)).status).toBe(503);
-    expect((await httpJson(`${primary.apiUrl}/replica?replication_state=streaming`)).status).toBe(503);
-  }, 120_000);
+    expect((await httpJson(`${s0.apiUrl}/replica?replication_state=stopped`)).status).toBe(503);
+    expect((await httpJson(`${p0.apiUrl}/replica?replication_state=streaming`)).status).toBe(503);
+  }, 300_000);
 });
