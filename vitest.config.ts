@@ -5,6 +5,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // A failing test keeps its shard's logs (test/helpers/keep-on-failure.ts).
+    setupFiles: ['test/helpers/keep-on-failure.ts'],
     pool: 'forks',
     poolOptions: { forks: { minForks: 1, maxForks: 2 } },
     testTimeout: 180_000,

@@ -667,7 +667,9 @@ export class Shard {
         beforeRemoveError = asError(err);
       }
     }
-    // MANATEE_KEEP_SHARD=1 keeps the directory (logs, data) for a post-mortem.
+    // MANATEE_KEEP_SHARD=1 keeps the directory (logs, data) for a post-mortem; a failed test sets it
+    // (test/helpers/keep-on-failure.ts).
+    if (process.env['MANATEE_KEEP_SHARD'] === '1') process.stderr.write(`shard: kept ${this.dir} for a post-mortem\n`);
     if (opts.keepDir !== true && process.env['MANATEE_KEEP_SHARD'] !== '1') {
       await this.cleanupDir().catch(async () => {
         await sleep(1000);
