@@ -14,6 +14,8 @@ export const BACKUP_ERR_JOB_NOT_FOUND = 'MANATEE_ERR_BACKUP_JOB_NOT_FOUND';
 export const BACKUP_ERR_JOB_CONFLICT = 'MANATEE_ERR_BACKUP_JOB_CONFLICT';
 export const BACKUP_ERR_TOO_MANY_JOBS = 'MANATEE_ERR_BACKUP_TOO_MANY_JOBS';
 export const BACKUP_ERR_ABORTED = 'MANATEE_ERR_BACKUP_ABORTED';
+/** The local dataset could not be set aside for a restore (zfs-fuse held it busy); nothing was changed. */
+export const BACKUP_ERR_LOCAL_BUSY = 'MANATEE_ERR_BACKUP_LOCAL_BUSY';
 export const BACKUP_ERR_RESTORE_INVALID = ERR_RESTORE_INVALID;
 
 export class BackupError extends ManateeError {
@@ -54,5 +56,19 @@ export class RestoreInvalidError extends BackupError {
     this.dataset = opts.dataset ?? null;
     this.problems = opts.problems;
     this.restoredOld = opts.restoredOld;
+  }
+}
+
+/**
+ * A restore that could not start because the local dataset was busy (zfs-fuse holds a dataset for
+ * seconds to minutes after its mount was used): it could not be unmounted, moved aside or rolled
+ * back. Nothing was received and the data is as it was, mounted again when that was possible. The
+ * source is not at fault, so the caller retries soon instead of backing off from the source.
+ */
+export class RestoreBusyError extends BackupError {
+  readonly dataset: string;
+  constructor(message: string, opts: { dataset: string; cause?: unknown }) {
+    super(BACKUP_ERR_LOCAL_BUSY, message, opts.cause === undefined ? {} : { cause: opts.cause });
+    this.dataset = opts.dataset;
   }
 }

@@ -339,6 +339,21 @@ export const backupRoutes: FastifyPluginCallback<BackupRoutesOptions> = (app: Fa
     return reply.send(status(job));
   });
 
+  // A peer whose restore failed before it asked for the stream (its own dataset was busy, say)
+  // gives the job's slot back at once instead of holding it for the pending timeout.
+  app.delete<{ Params: { id: string } }>('/backup/jobs/:id', {
+    schema: { params: jobParams, response: { '4xx': errorSchema } },
+  }, async (req, reply) => {
+    const job = jobs.get(req.params.id);
+    if (job === undefined) return sendError(reply, new BackupError(BACKUP_ERR_JOB_NOT_FOUND, `no backup job ${req.params.id}`, { statusCode: 404 }));
+    if (job.state === 'sending') {
+      return sendError(reply, new BackupError(BACKUP_ERR_JOB_CONFLICT, `backup job ${job.id} is sending; close its stream to stop it`, { statusCode: 409 }));
+    }
+    // A finished job no longer holds a slot (admit() forgets it when one is needed).
+    if (job.state === 'pending') finish(job, 'failed', 'cancelled by the peer before its stream was fetched');
+    return reply.code(204).send();
+  });
+
   app.get<{ Params: { id: string } }>('/backup/jobs/:id/stream', {
     schema: { params: jobParams, response: { '4xx': errorSchema } },
   }, async (req, reply) => {

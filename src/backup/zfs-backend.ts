@@ -18,10 +18,10 @@ import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { execa } from 'execa';
 import type { Logger } from '../log.js';
-import { type Zfs, parentOf, validateDatasetName, ZfsError, ZfsStreamInterruptedError } from '../zfs/index.js';
+import { type Zfs, parentOf, validateDatasetName, ZfsBusyError, ZfsError, ZfsStreamInterruptedError } from '../zfs/index.js';
 import type { BackupBackend, RestoreOptions, RestoreResult } from './types.js';
 import { ByteProgress } from './rate.js';
-import { BackupError, BACKUP_ERR_ABORTED, BACKUP_ERR_HTTP, RestoreFailedError, RestoreInvalidError } from './errors.js';
+import { BackupError, BACKUP_ERR_ABORTED, BACKUP_ERR_HTTP, RestoreBusyError, RestoreFailedError, RestoreInvalidError } from './errors.js';
 import { SECRET_HEADER } from './server.js';
 import { findPgBinaries } from '../postgres/binaries.js';
 import { resolveOsUser, type OsUser } from '../postgres/os-user.js';
@@ -92,6 +92,8 @@ export class ZfsBackupBackend implements BackupBackend {
   private readonly o: ZfsBackendOptions;
   private current: RestoreProgress | null = null;
   private verifyConfig: ZfsVerifyConfig | null = null;
+  /** Jobs whose stream this restore has asked for: a failed restore cancels the others (see cancelJob). */
+  private readonly fetchedJobs = new Set<string>();
 
   constructor(opts: ZfsBackendOptions) {
     validateDatasetName(opts.dataset);
@@ -105,20 +107,29 @@ export class ZfsBackupBackend implements BackupBackend {
   }
 
   async restore(opts: RestoreOptions): Promise<RestoreResult> {
-    const { zfs, dataset, log } = this.o;
+    const { zfs, dataset } = this.o;
     const startedMs = Date.now();
     const base = opts.source.backupUrl.replace(/\/+$/, '');
     this.report(opts, { phase: 'preparing', percent: 0, bytesDone: 0, bytesTotal: null, rateBytesPerSec: null, etaSec: null });
     const existed = await zfs.exists(dataset);
     const local = existed ? await zfs.listSnapshots(dataset) : [];
     const job = await this.createJob(base, local.slice(-OFFERED_SNAPSHOTS_MAX).map((s) => s.short), opts.signal);
+    try {
+      return await this.restoreJob(base, job, opts, existed, startedMs);
+    } finally {
+      this.fetchedJobs.clear();
+    }
+  }
+
+  private async restoreJob(base: string, job: JobCreated, opts: RestoreOptions, existed: boolean, startedMs: number): Promise<RestoreResult> {
+    const { zfs, dataset, log } = this.o;
     log.info({ source: opts.source.peerId, dataset, jobId: job.jobId, method: job.method, snapshot: job.snapshot, fromSnapshot: job.fromSnapshot, sizeEstimateBytes: job.sizeEstimateBytes, reason: opts.reason }, `restore: ${job.method} receive from ${opts.source.peerId}`);
 
     let bytes: number;
     let method = job.method;
     if (job.method === 'incremental' && job.fromSnapshot !== null) {
       try {
-        bytes = await this.receiveIncremental(base, job, opts);
+        bytes = await this.cancellingOnFailure(base, job, () => this.receiveIncremental(base, job, opts));
       } catch (err) {
         // Same snapshot name but another lineage (the names are only timestamps): no increment
         // can ever apply, so retrying would fail for ever. A full copy is the way out.
@@ -126,10 +137,11 @@ export class ZfsBackupBackend implements BackupBackend {
         log.warn({ dataset, jobId: job.jobId, fromSnapshot: job.fromSnapshot, reason: 'local snapshot has the same name but not the same data as the source' }, 'restore: incremental impossible, falling back to a full receive');
         const full = await this.createJob(base, [], opts.signal);
         method = full.method;
-        bytes = await this.receiveFull(base, full, opts, await zfs.exists(dataset));
+        const existsNow = await zfs.exists(dataset);
+        bytes = await this.cancellingOnFailure(base, full, () => this.receiveFull(base, full, opts, existsNow));
       }
     } else {
-      bytes = await this.receiveFull(base, job, opts, existed);
+      bytes = await this.cancellingOnFailure(base, job, () => this.receiveFull(base, job, opts, existed));
     }
     const durationMs = Date.now() - startedMs;
     this.report(opts, { phase: 'done', percent: 100, bytesDone: bytes, bytesTotal: bytes, rateBytesPerSec: durationMs > 0 ? Math.round((bytes * 1000) / durationMs) : null, etaSec: 0 });
@@ -142,7 +154,7 @@ export class ZfsBackupBackend implements BackupBackend {
     let isolated: string | null = null;
     if (existed) {
       this.report(opts, { phase: 'isolating', percent: 0, bytesDone: 0, bytesTotal: job.sizeEstimateBytes, rateBytesPerSec: null, etaSec: null });
-      isolated = await zfs.isolate(dataset, opts.reason);
+      isolated = await this.setAside('moved aside', () => zfs.isolate(dataset, opts.reason));
     } else {
       const parent = parentOf(dataset)!;
       if (!(await zfs.exists(parent))) await zfs.createDataset(parent, { parents: true });
@@ -177,8 +189,16 @@ export class ZfsBackupBackend implements BackupBackend {
     const { zfs, dataset, log } = this.o;
     const from = `${dataset}@${job.fromSnapshot!.slice(job.fromSnapshot!.indexOf('@') + 1)}`;
     this.report(opts, { phase: 'rolling back', percent: 0, bytesDone: 0, bytesTotal: job.sizeEstimateBytes, rateBytesPerSec: null, etaSec: null });
-    await zfs.unmount(dataset);
-    await zfs.rollback(from, { destroyLater: true });
+    await this.setAside('rolled back', async () => {
+      try {
+        await zfs.unmount(dataset);
+        await zfs.rollback(from, { destroyLater: true });
+      } catch (err) {
+        // Nothing was rolled back (rollback is atomic): serve the data as it was until the retry.
+        await zfs.mount(dataset).catch(() => undefined);
+        throw err;
+      }
+    });
     let bytes: number;
     try {
       bytes = await this.receive(base, job, opts, true);
@@ -202,6 +222,55 @@ export class ZfsBackupBackend implements BackupBackend {
       throw new RestoreInvalidError(`${err.message}; ${old}`, { path: err.path, dataset, problems: err.problems, restoredOld, cause: err });
     }
     return bytes;
+  }
+
+  /**
+   * The first change to the local dataset (moving it aside, or unmounting and rolling it back).
+   * zfs-fuse can hold a dataset busy for minutes after its mount was used (seen in a 30-minute zfs
+   * chaos run: 2 to 4 minutes); past Zfs's own retries, that is a RestoreBusyError, on which the
+   * sitter retries soon (nothing changed, and the source is not at fault).
+   */
+  private async setAside<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    const { dataset, log } = this.o;
+    try {
+      return await fn();
+    } catch (err) {
+      if (!(err instanceof ZfsBusyError)) throw err;
+      log.warn({ dataset, err: message(err), reason: 'zfs-fuse holds the dataset busy' }, `restore: the local dataset could not be ${what}: it is busy; nothing was changed`);
+      throw new RestoreBusyError(`the local dataset ${dataset} could not be ${what}: it is busy (${message(err)}); nothing was received or changed`, { dataset, cause: err });
+    }
+  }
+
+  /**
+   * Runs a restore step for a job and, when it fails before the job's stream was asked for, cancels
+   * the job on the source: a pending job holds one of the source's job slots for its pending timeout
+   * (10 minutes), and a peer that retries soon (a busy dataset) would fill them.
+   */
+  private async cancellingOnFailure<T>(base: string, job: JobCreated, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (!this.fetchedJobs.has(job.jobId)) await this.cancelJob(base, job.jobId);
+      throw err;
+    }
+  }
+
+  /** DELETE of a pending job, best effort: a job not cancelled only waits for its pending timeout. */
+  private async cancelJob(base: string, jobId: string): Promise<void> {
+    const { log } = this.o;
+    try {
+      const res = await httpSend(`${base}/backup/jobs/${jobId}`, {
+        method: 'DELETE',
+        headers: this.headers(),
+        signal: AbortSignal.timeout(Math.min(this.o.requestTimeoutMs ?? 60_000, 10_000)),
+        ...(this.o.tls !== undefined ? { tls: this.o.tls() } : {}),
+      });
+      const text = await readSome(res, 4096);
+      if (res.statusCode === 204) log.info({ jobId }, 'restore: cancelled the job on the source (its stream was never fetched)');
+      else log.warn({ jobId, status: res.statusCode, body: text }, 'restore: the source did not cancel the job; it ends at its pending timeout');
+    } catch (err) {
+      log.warn({ jobId, err: message(err) }, 'restore: could not cancel the job on the source; it ends at its pending timeout');
+    }
   }
 
   /** Mount at the configured place, give the data to the PostgreSQL user, and snapshot it. */
@@ -304,6 +373,7 @@ export class ZfsBackupBackend implements BackupBackend {
     const idle = new AbortController();
     const signal = opts.signal === undefined ? idle.signal : AbortSignal.any([opts.signal, idle.signal]);
     if (opts.signal?.aborted === true) throw new BackupError(BACKUP_ERR_ABORTED, 'restore aborted');
+    this.fetchedJobs.add(job.jobId);
     // node:http rather than fetch: a native Readable (no web-stream conversion) keeps the
     // stream near the speed of a pipe, and a connection cut mid-body surfaces as an error.
     const body = await httpSend(`${base}${job.streamPath}`, { method: 'GET', headers: this.headers(), signal, ...(this.o.tls !== undefined ? { tls: this.o.tls() } : {}) }).catch((err: unknown) => {

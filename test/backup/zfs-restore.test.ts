@@ -2,7 +2,7 @@
 // 127.0.0.1: full and incremental restores, progress, isolation and put-back on failure
 // (sender killed, peer aborts, corrupt stream, full pool), auth and input errors.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readFile, writeFile } from 'node:fs/promises';
+import { open, readFile, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { Transform } from 'node:stream';
@@ -10,7 +10,7 @@ import { execa } from 'execa';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { silentLogger } from '../../src/log.js';
 import { Zfs, type ZfsSendStream } from '../../src/zfs/index.js';
-import { backupRoutes, ZfsBackupBackend, RestoreFailedError, type BackupJobStatus } from '../../src/backup/index.js';
+import { backupRoutes, ZfsBackupBackend, RestoreBusyError, RestoreFailedError, type BackupJobStatus } from '../../src/backup/index.js';
 import type { RestoreProgress } from '../../src/model/index.js';
 import { createTestPool, ZFS_HOOK_TIMEOUT_MS, type TestPool } from '../../tools/lib/zfs-pool.js';
 import { waitFor } from '../../tools/lib/wait.js';
@@ -122,6 +122,24 @@ describe('backup server input and auth', () => {
     const badId = await fetch(`${baseUrl}/backup/jobs/not-a-uuid`, { headers: { 'x-manatee-secret': SECRET } });
     expect(badId.status).toBe(400);
     const unknown = await fetch(`${baseUrl}/backup/jobs/00000000-0000-4000-8000-000000000000/stream`, { headers: { 'x-manatee-secret': SECRET } });
+    expect(unknown.status).toBe(404);
+    expect(await unknown.json()).toMatchObject({ code: 'MANATEE_ERR_BACKUP_JOB_NOT_FOUND' });
+  });
+
+  it('cancels a pending job on DELETE (204, then failed), answers 404 for an unknown one, and serves no stream afterwards', async () => {
+    const r = await fetch(`${baseUrl}/backup/jobs`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-manatee-secret': SECRET }, body: '{"peerId":"x"}' });
+    const job = (await r.json()) as { jobId: string; streamPath: string };
+    const del = (id: string, secret = SECRET): Promise<Response> => fetch(`${baseUrl}/backup/jobs/${id}`, { method: 'DELETE', headers: { 'x-manatee-secret': secret } });
+    expect((await del(job.jobId, 'nope')).status).toBe(403);
+    expect((await jobStatus(job.jobId)).state).toBe('pending');
+    expect((await del(job.jobId)).status).toBe(204);
+    const st = await jobStatus(job.jobId);
+    expect(st.state).toBe('failed');
+    expect(st.error).toMatch(/cancelled by the peer before its stream was fetched/);
+    expect((await del(job.jobId)).status).toBe(204); // already finished: nothing to do
+    const stream = await fetch(`${baseUrl}${job.streamPath}`, { headers: { 'x-manatee-secret': SECRET } });
+    expect(stream.status).toBe(409);
+    const unknown = await del('00000000-0000-4000-8000-000000000000');
     expect(unknown.status).toBe(404);
     expect(await unknown.json()).toMatchObject({ code: 'MANATEE_ERR_BACKUP_JOB_NOT_FOUND' });
   });
@@ -302,6 +320,77 @@ describe('restore client', () => {
     } finally {
       await small.destroy();
     }
+  });
+
+  // A file held open in the mount makes the kernel's umount fail with "target is busy", as
+  // zfs-fuse's own holds make unmount and rename fail with "dataset is busy" (seen for minutes in
+  // a chaos run). Busy is retried twice here, not ten times, to keep the test short. The source
+  // has one job slot: the retry gets it only if the failed restore cancelled its job.
+  async function oneSlotSource<T>(fn: (src: { peerId: string; pgUrl: string; backupUrl: string }) => Promise<T>): Promise<T> {
+    const small = Fastify({ logger: false });
+    await small.register(backupRoutes, { zfs: serverZfs, dataset: srcDs, secret: SECRET, log, jobsMax: 1 });
+    await small.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      const addr = small.server.address();
+      return await fn({ peerId: 'a', pgUrl: 'postgres://unused', backupUrl: `http://127.0.0.1:${typeof addr === 'object' && addr !== null ? addr.port : 0}` });
+    } finally {
+      await small.close();
+    }
+  }
+
+  async function expectBusy(ds: string, mp: string, src: { peerId: string; pgUrl: string; backupUrl: string }): Promise<void> {
+    const held = await open(join(mp, 'marker'), 'r');
+    try {
+      const b = backend(ds, mp, { zfs: new Zfs({ log, busyRetriesMax: 2 }) });
+      const err = await b.restore({ source: src, reason: 'rebuild' }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(RestoreBusyError);
+      expect((err as RestoreBusyError).code).toBe('MANATEE_ERR_BACKUP_LOCAL_BUSY');
+      expect((err as RestoreBusyError).dataset).toBe(ds);
+      expect(((err as Error).cause as { code?: string }).code).toBe('MANATEE_ERR_ZFS_BUSY');
+      expect((err as Error).message).toMatch(/busy.*nothing was received or changed/);
+    } finally {
+      await held.close();
+    }
+    // The data is as it was, mounted, and nothing was moved aside.
+    expect(await zfs.isMounted(ds)).toBe(true);
+    expect(await zfs.getProperty(ds, 'mountpoint')).toBe(mp);
+    expect(await zfs.listIsolated(`${pool.name}/peers`)).toEqual([]);
+  }
+
+  /** The retry a sitter makes once the dataset is free (zfs-fuse may hold it a little longer). */
+  async function restoreOnceFree(ds: string, mp: string, src: { peerId: string; pgUrl: string; backupUrl: string }): Promise<string> {
+    const r = await waitFor('a restore once the dataset is free', async () => {
+      try {
+        return await backend(ds, mp).restore({ source: src, reason: 'rebuild' });
+      } catch (err) {
+        if (err instanceof RestoreBusyError) return null;
+        throw err;
+      }
+    }, { timeoutMs: 120_000, intervalMs: 1000 });
+    return r.method;
+  }
+
+  it('a full restore whose old dataset is busy fails as MANATEE_ERR_BACKUP_LOCAL_BUSY, changes nothing, gives its job back, and succeeds once the dataset is free', async () => {
+    const { ds, mp } = await oldPeer('busyfull');
+    await oneSlotSource(async (src) => {
+      await expectBusy(ds, mp, src);
+      await expectOldBack(ds, mp, `${pool.name}/peers`);
+      expect(await restoreOnceFree(ds, mp, src)).toBe('full');
+    });
+    expect(await readFile(join(mp, 'marker'), 'utf8')).toBe('v2');
+  });
+
+  it('an incremental restore whose dataset is busy fails as MANATEE_ERR_BACKUP_LOCAL_BUSY, leaves the data as it was, and succeeds once the dataset is free', async () => {
+    const ds = `${pool.name}/peers/busyinc`;
+    const mp = join(pool.dir, 'busyinc-mnt');
+    expect((await backend(ds, mp).restore({ source: source(), reason: 'bootstrap' })).method).toBe('full');
+    const snapsBefore = (await zfs.listSnapshots(ds)).map((s) => s.short);
+    await oneSlotSource(async (src) => {
+      await expectBusy(ds, mp, src);
+      expect((await zfs.listSnapshots(ds)).map((s) => s.short)).toEqual(snapsBefore);
+      expect(await readFile(join(mp, 'marker'), 'utf8')).toBe('v2');
+      expect(await restoreOnceFree(ds, mp, src)).toBe('incremental');
+    });
   });
 
   it('reports a clear error when the source refuses the secret', async () => {

@@ -8,6 +8,7 @@ import { INITDB_REFUSED, Reconciler } from '../../src/peer/reconciler.js';
 import { hasCode } from '../../src/errors.js';
 import type { Decision } from '../../src/peer/rules/index.js';
 import type { BackupBackend, RestoreOptions, RestoreResult } from '../../src/backup/types.js';
+import { RestoreBusyError } from '../../src/backup/errors.js';
 import type { PeerInfo } from '../../src/model/index.js';
 import type { PostgresServer } from '../../src/postgres/index.js';
 import { silentLogger } from '../../src/log.js';
@@ -223,6 +224,43 @@ describe('Reconciler: a requested rebuild', () => {
     expect((await r.reconcile(fromC)).action).toMatch(/waiting until .* before copying from c again \(1 failed in a row\)/);
     expect(restores).toHaveLength(2);
     expect(r.rebuildStatus().lastError).toMatch(/c refused \[failure 1 in a row from c; next attempt from it not before /);
+  });
+
+  it('a restore that found its own dataset busy is retried after busyRetryMs, not after the source\'s backoff, which it leaves alone', async () => {
+    let busyLeft = 3;
+    const busyOnce = {
+      kind: 'zfs',
+      restore: (o: RestoreOptions): Promise<RestoreResult> => {
+        restores.push(o);
+        if (busyLeft > 0) {
+          busyLeft--;
+          return Promise.reject(new RestoreBusyError('the local dataset p/a could not be moved aside: it is busy', { dataset: 'p/a' }));
+        }
+        return Promise.resolve({ method: 'full', bytes: 1, durationMs: 1 });
+      },
+    } as unknown as BackupBackend;
+    let nowMs = 1_000_000;
+    const r = new Reconciler({
+      self, postgres: server, backend: busyOnce, log: silentLogger(),
+      prepareStorage: () => Promise.resolve(),
+      onRebuilt: () => Promise.resolve(),
+      sourcePromoted: () => Promise.resolve(true),
+      restoreBackoff: { initialMs: 600_000, maxMs: 600_000 },
+      busyRetryMs: 2000,
+      now: () => nowMs,
+    });
+    r.requestRebuild();
+    for (let i = 1; i <= 3; i++) {
+      await expect(r.reconcile(standby('async'))).rejects.toMatchObject({ code: 'MANATEE_ERR_BACKUP_LOCAL_BUSY' });
+      expect(r.rebuildStatus().lastError).toMatch(new RegExp(`^MANATEE_ERR_BACKUP_LOCAL_BUSY: .*busy ${i} times in a row since 1970-01-01T00:16:40.000Z; next attempt not before `));
+      nowMs += 1000;
+      expect((await r.reconcile(standby('async'))).action).toBe(`rebuild: my dataset was busy (${i} times in a row since 1970-01-01T00:16:40.000Z); trying again soon`);
+      nowMs += 1000;
+    }
+    // The fourth attempt, 2 s after the third (the source's backoff would have said 10 minutes).
+    await r.reconcile(standby('async'));
+    expect(restores).toHaveLength(4);
+    expect(r.rebuildStatus().lastResult).toMatch(/full copy of 1 bytes from b/);
   });
 
   it('is carried out by an async', async () => {
