@@ -1,25 +1,29 @@
 // Bootstrap benchmark: how fast a new standby gets its data, by ZFS send/receive through the
 // backup server and by pg_basebackup, next to raw baselines measured on the same disk in the
-// same run (`zfs send > /dev/null`, `zfs send | zfs recv`, reading the data directory with tar,
-// and a raw `pg_basebackup` with the flags Manatee uses). Prints each run's times, MB/s and ratios
-// as soon as the run ends, then the medians. Run as root (zfs-fuse, PostgreSQL as `postgres`):
+// same run (`zfs send > /dev/null`, a shell's `zfs send | zfs recv` with no Node process in the
+// path, the same pipe through one Node process, reading the data directory with tar, and a raw
+// `pg_basebackup` with the flags Manatee uses). Prints each run's times, MB/s, CPU seconds (this
+// process, which holds both ends of the HTTP stream, and the zfs-fuse daemon) and ratios as soon as
+// the run ends, then the medians. Run as root (zfs-fuse, PostgreSQL as `postgres`):
 //
-//   npx tsx tools/bench/bootstrap.ts [--size-mb 1024] [--runs 1]
+//   npx tsx tools/bench/bootstrap.ts [--size-mb 1024] [--runs 1] [--tls] [--log]
 //
 // Both paths are the real Manatee code: PostgreSQL through src/postgres (PostgresServer), the
-// ZFS path through backupRoutes + ZfsBackupBackend over HTTP on 127.0.0.1, and the
+// ZFS path through backupRoutes + ZfsBackupBackend over HTTP on 127.0.0.1 (and with --tls also over
+// HTTPS with the shard's CA and peer certificates, as a shard runs by default), and the
 // pg_basebackup path through BasebackupBackend.
 import { parseArgs } from 'node:util';
-import { mkdir, chmod } from 'node:fs/promises';
+import { mkdir, chmod, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { execa } from 'execa';
-import Fastify from 'fastify';
+import Fastify, { type FastifyInstance } from 'fastify';
 import { createLogger, silentLogger } from '../../src/log.js';
 import { Zfs, ZfsBusyError } from '../../src/zfs/index.js';
 import { backupRoutes, ZfsBackupBackend } from '../../src/backup/index.js';
 import { BasebackupBackend } from '../../src/backup/basebackup.js';
 import { PostgresServer } from '../../src/postgres/index.js';
+import { CA_CERT_FILE, initCa, issuePeerCertificate, peerCertFile, peerKeyFile } from '../../src/tls/index.js';
 import { createTestPool, type TestPool } from '../lib/zfs-pool.js';
 import { freePort } from '../lib/wait.js';
 
@@ -35,6 +39,8 @@ const { values } = parseArgs({
     runs: { type: 'string', default: '1' },
     // Manatee's JSON log lines (restore progress, phases) to stderr.
     log: { type: 'boolean', default: false },
+    // Also the ZFS bootstrap over HTTPS (TLS 1.3, peer certificates), as a shard runs by default.
+    tls: { type: 'boolean', default: false },
   },
 });
 const sizeMb = Number(values['size-mb']);
@@ -46,10 +52,45 @@ function say(msg: string): void {
   process.stderr.write(`[bench] ${msg}\n`);
 }
 
-async function timed<T>(fn: () => Promise<T>): Promise<{ ms: number; value: T }> {
+/** CPU seconds (user + system) a process has used so far, from /proc; NaN when it is gone. */
+async function processCpuS(pid: number): Promise<number> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100; // utime and stime, fields 14 and 15, in clock ticks
+  } catch {
+    return NaN;
+  }
+}
+
+/** The zfs-fuse daemon, which does the work of every zfs send and recv (the zfs processes only ask it). */
+async function zfsDaemonPid(): Promise<number> {
+  const r = await execa('pgrep', ['-x', 'zfs-fuse'], { reject: false });
+  return Number(r.stdout.split('\n')[0] ?? NaN);
+}
+
+async function loadAverage(): Promise<string> {
+  return (await readFile('/proc/loadavg', 'utf8')).split(' ').slice(0, 3).join(' ');
+}
+
+interface Timed<T> {
+  readonly ms: number;
+  readonly value: T;
+  /** CPU seconds of this process (both ends of the HTTP stream, and the Node pipe). */
+  readonly nodeCpuS: number;
+  /** CPU seconds of the zfs-fuse daemon. */
+  readonly zfsCpuS: number;
+}
+
+async function timed<T>(fn: () => Promise<T>): Promise<Timed<T>> {
+  const daemon = await zfsDaemonPid();
+  const z0 = await processCpuS(daemon);
+  const c0 = process.cpuUsage();
   const t0 = performance.now();
   const value = await fn();
-  return { ms: performance.now() - t0, value };
+  const ms = performance.now() - t0;
+  const c = process.cpuUsage(c0);
+  return { ms, value, nodeCpuS: (c.user + c.system) / 1e6, zfsCpuS: (await processCpuS(daemon)) - z0 };
 }
 
 function median(xs: number[]): number {
@@ -98,6 +139,7 @@ async function main(): Promise<void> {
   const dataA = join(mpA, 'pgdata');
   let a: PostgresServer | null = null;
   const app = Fastify({ logger: false });
+  let tlsApp: FastifyInstance | null = null;
   const pgOpts = { listenAddress: '127.0.0.1', replicationPassword: REPL_PASSWORD, superuserPassword: SUPER_PASSWORD, clientCidrs: ['127.0.0.1/32'], walKeepSize: '64MB', logger: log, settings: { fsync: 'off', synchronous_commit: 'off', max_wal_size: '256MB', min_wal_size: '80MB' } };
   try {
     await zfs.createDataset(dsA, { mountpoint: mpA });
@@ -128,11 +170,37 @@ async function main(): Promise<void> {
     const addr = app.server.address();
     const backupUrl = `http://127.0.0.1:${typeof addr === 'object' && addr !== null ? addr.port : 0}`;
 
-    const rows: { name: string; ms: number[]; bytes: number }[] = [];
-    const add = (name: string, bytes: number): { name: string; ms: number[]; bytes: number } => {
-      const r = { name, ms: [] as number[], bytes };
+    // With --tls, a second backup server over HTTPS as a sitter's API serves it (TLS 1.3, a client
+    // certificate of the shard's CA required and bound to the job's peer), and the restoring peer's
+    // certificate for the client.
+    let tlsSource: { url: string; client: () => { ca: string; cert: string; key: string } } | null = null;
+    if (values.tls) {
+      const certDir = join(pool.dir, 'certs');
+      await mkdir(certDir, { recursive: true, mode: 0o700 });
+      await initCa({ dir: certDir, name: 'bench shard CA' });
+      for (const id of ['a', 'b']) await issuePeerCertificate({ dir: certDir, peerId: id, hosts: ['127.0.0.1'] });
+      const files = async (id: string): Promise<{ ca: string; cert: string; key: string }> => ({
+        ca: await readFile(join(certDir, CA_CERT_FILE), 'utf8'), cert: await readFile(peerCertFile(certDir, id), 'utf8'), key: await readFile(peerKeyFile(certDir, id), 'utf8'),
+      });
+      const clientTls = await files('b');
+      tlsApp = Fastify({ logger: false, https: { ...(await files('a')), minVersion: 'TLSv1.3', requestCert: true, rejectUnauthorized: false } });
+      await tlsApp.register(backupRoutes, { zfs, dataset: dsA, secret: SECRET, log, requirePeerCertificate: true });
+      await tlsApp.listen({ port: 0, host: '127.0.0.1' });
+      const tlsAddr = tlsApp.server.address();
+      tlsSource = { url: `https://127.0.0.1:${typeof tlsAddr === 'object' && tlsAddr !== null ? tlsAddr.port : 0}`, client: () => clientTls };
+    }
+
+    interface Row { name: string; ms: number[]; nodeCpuS: number[]; zfsCpuS: number[]; bytes: number }
+    const rows: Row[] = [];
+    const add = (name: string, bytes: number): Row => {
+      const r: Row = { name, ms: [], nodeCpuS: [], zfsCpuS: [], bytes };
       rows.push(r);
       return r;
+    };
+    const record = (row: Row, t: Timed<unknown>): void => {
+      row.ms.push(t.ms);
+      row.nodeCpuS.push(t.nodeCpuS);
+      row.zfsCpuS.push(t.zfsCpuS);
     };
 
     // Raw baselines. tar's archive goes through a pipe to wc: GNU tar skips reading file data
@@ -140,11 +208,23 @@ async function main(): Promise<void> {
     const tarRow = add('raw: tar of the data directory | wc -c', dataBytes);
     const sendRow = add('raw: zfs send > /dev/null', 0);
     const sendPipeRow = add('raw: zfs send | wc -c', 0);
-    const sendRecvRow = add('raw: zfs send | zfs recv (same pool)', 0);
+    const sendRecvRow = add('raw: zfs send | zfs recv (shell pipe)', 0);
+    const nodePipeRow = add('raw: zfs send | node | zfs recv (one Node hop)', 0);
     const rawBbRow = add('raw: pg_basebackup (same flags, no Manatee)', 0);
-    const zfsRow = add('bootstrap: ZFS send/recv via backup server (HTTP)', 0);
+    const zfsRow = add('bootstrap: ZFS via backup server (HTTP)', 0);
+    const zfsTlsRow = tlsSource === null ? null : add('bootstrap: ZFS via backup server (HTTPS)', 0);
     const bbRow = add('bootstrap: pg_basebackup (BasebackupBackend)', 0);
     const rate1 = (bytes: number, ms: number): number => bytes / MB / (ms / 1000);
+
+    const zfsBootstrap = async (row: Row, url: string, tls?: () => { ca: string; cert: string; key: string }): Promise<void> => {
+      const dsB = `${pool.name}/peers/b`;
+      const mpB = join(pool.dir, 'b');
+      const backend = new ZfsBackupBackend({ zfs, dataset: dsB, mountpoint: mpB, dataDir: join(mpB, 'pgdata'), peerId: 'b', secret: SECRET, log, pgUser: 'postgres', ...(tls !== undefined ? { tls } : {}) });
+      const z = await timed(() => backend.restore({ source: { peerId: 'a', pgUrl: '', backupUrl: url }, reason: 'bootstrap' }));
+      record(row, z);
+      row.bytes = z.value.bytes;
+      await destroyWhenFree(zfs, dsB);
+    };
 
     for (let run = 1; run <= runs; run++) {
       // Each step as a function, so that the order alternates between runs: zfs-fuse's cache
@@ -152,20 +232,30 @@ async function main(): Promise<void> {
       const steps: Array<[string, () => Promise<void>]> = [
         ['tar', async () => {
           const tar = await timed(() => execa('tar', ['-cf', '-', '-C', dataA, '.'], { buffer: false }).pipe('wc', ['-c']));
-          tarRow.ms.push(tar.ms);
+          record(tarRow, tar);
           tarRow.bytes = Number(tar.value.stdout.trim());
         }],
         ['zfs send', async () => {
           const raw = await timed(() => execa(zfs.cmd.zfsPath, ['send', snap.name], { stdout: 'ignore' }));
-          sendRow.ms.push(raw.ms);
+          record(sendRow, raw);
           // zfs-fuse's send to /dev/null finishes suspiciously fast (far above the disk's read
           // rate): through a pipe every byte of the stream is produced and read.
           const piped = await timed(() => execa(zfs.cmd.zfsPath, ['send', snap.name], { buffer: false }).pipe('wc', ['-c']));
-          sendPipeRow.ms.push(piped.ms);
+          record(sendPipeRow, piped);
           sendPipeRow.bytes = Number(piped.value.stdout.trim());
+          sendRow.bytes = sendPipeRow.bytes;
+          sendRecvRow.bytes = sendPipeRow.bytes;
         }],
         ['zfs send | zfs recv', async () => {
+          // The baseline of the goal: what an operator's shell pipe does, no Node process in between.
           const dsRaw = `${pool.name}/raw`;
+          const sr = await timed(() => execa('bash', ['-c', 'set -o pipefail; "$0" send "$1" | "$0" recv "$2"', zfs.cmd.zfsPath, snap.name, dsRaw], { timeout: 3_600_000 }));
+          record(sendRecvRow, sr);
+          await destroyWhenFree(zfs, dsRaw);
+        }],
+        ['zfs send | node | zfs recv', async () => {
+          // The same through one Node process (Manatee's Zfs.send and Zfs.receive): the cost of a hop.
+          const dsRaw = `${pool.name}/rawnode`;
           const sr = await timed(async () => {
             const send = zfs.send(snap.name);
             let n = 0;
@@ -173,20 +263,12 @@ async function main(): Promise<void> {
             await Promise.all([zfs.receive(dsRaw, send.stdout), send.done]);
             return n;
           });
-          sendRecvRow.ms.push(sr.ms);
-          sendRecvRow.bytes = sr.value;
-          sendRow.bytes = sr.value;
+          record(nodePipeRow, sr);
+          nodePipeRow.bytes = sr.value;
           await destroyWhenFree(zfs, dsRaw);
         }],
-        ['ZFS bootstrap', async () => {
-          const dsB = `${pool.name}/peers/b`;
-          const mpB = join(pool.dir, 'b');
-          const backend = new ZfsBackupBackend({ zfs, dataset: dsB, mountpoint: mpB, dataDir: join(mpB, 'pgdata'), peerId: 'b', secret: SECRET, log, pgUser: 'postgres' });
-          const z = await timed(() => backend.restore({ source: { peerId: 'a', pgUrl: '', backupUrl }, reason: 'bootstrap' }));
-          zfsRow.ms.push(z.ms);
-          zfsRow.bytes = z.value.bytes;
-          await destroyWhenFree(zfs, dsB);
-        }],
+        ['ZFS bootstrap', () => zfsBootstrap(zfsRow, backupUrl)],
+        ...(tlsSource !== null && zfsTlsRow !== null ? [['ZFS bootstrap over TLS', () => zfsBootstrap(zfsTlsRow, tlsSource.url, tlsSource.client)] as [string, () => Promise<void>]] : []),
         ['pg_basebackup', async () => {
           const dsC = `${pool.name}/c`;
           const mpC = join(pool.dir, 'c');
@@ -195,7 +277,7 @@ async function main(): Promise<void> {
           const target = await PostgresServer.open({ ...pgOpts, dataDir: join(mpC, 'pgdata'), runDir: join(pool.dir, 'run-c'), port: await freePort() });
           const bbBackend = new BasebackupBackend({ postgres: target, logger: log });
           const bb = await timed(() => bbBackend.restore({ source: { peerId: 'a', pgUrl: `postgres://${a!.replicationUser}:${REPL_PASSWORD}@127.0.0.1:${port}/postgres`, backupUrl: '' }, reason: 'bootstrap' }));
-          bbRow.ms.push(bb.ms);
+          record(bbRow, bb);
           bbRow.bytes = bb.value.bytes > 0 ? bb.value.bytes : await dirBytes(target.dataDir);
           target.detach();
           await destroyWhenFree(zfs, dsC);
@@ -210,20 +292,24 @@ async function main(): Promise<void> {
             '-D', into, '-X', 'stream', '--progress', '--checkpoint=fast', '--no-password', '--no-manifest',
             '-d', `host=127.0.0.1 port=${port} user=${a!.replicationUser} dbname=postgres application_name=bench-raw-basebackup`,
           ], { env: { PGPASSWORD: REPL_PASSWORD }, timeout: 3_600_000 }));
-          rawBbRow.ms.push(raw.ms);
+          record(rawBbRow, raw);
           rawBbRow.bytes = await dirBytes(into);
           await destroyWhenFree(zfs, dsD);
         }],
       ];
       const order = run % 2 === 1 ? steps : [...steps].reverse();
       say(`run ${run}/${runs}: ${order.map(([name]) => name).join(', ')}`);
+      const loadBefore = await loadAverage();
       for (const [, step] of order) await step();
       // This run's figures now: a crash in a later run must not take them with it.
       const i = run - 1;
-      const lines = rows.map((r) => `  ${r.name.padEnd(52)} ${((r.ms[i] ?? NaN) / 1000).toFixed(2).padStart(8)} s ${rate1(r.bytes, r.ms[i] ?? NaN).toFixed(1).padStart(8)} MB/s`);
+      const lines = rows.map((r) => `  ${r.name.padEnd(52)} ${((r.ms[i] ?? NaN) / 1000).toFixed(2).padStart(8)} s ${rate1(r.bytes, r.ms[i] ?? NaN).toFixed(1).padStart(8)} MB/s` +
+        `   cpu: node ${(r.nodeCpuS[i] ?? NaN).toFixed(2).padStart(6)} s, zfs-fuse ${(r.zfsCpuS[i] ?? NaN).toFixed(2).padStart(6)} s`);
       const ratio = (x: number[], base: number[]): string => ((base[i] ?? NaN) / (x[i] ?? NaN)).toFixed(2);
-      process.stdout.write(`run ${run}/${runs}:\n${lines.join('\n')}\n` +
-        `  ratios: ZFS bootstrap / zfs send | zfs recv ${ratio(zfsRow.ms, sendRecvRow.ms)}; pg_basebackup bootstrap / raw pg_basebackup ${ratio(bbRow.ms, rawBbRow.ms)} (time of the baseline / time of the bootstrap)\n`);
+      process.stdout.write(`run ${run}/${runs} (load average ${loadBefore} before, ${await loadAverage()} after):\n${lines.join('\n')}\n` +
+        `  ratios (time of the baseline / time of the bootstrap): ZFS bootstrap / zfs send | zfs recv ${ratio(zfsRow.ms, sendRecvRow.ms)}` +
+        `${zfsTlsRow !== null ? `, over TLS ${ratio(zfsTlsRow.ms, sendRecvRow.ms)}` : ''}; ZFS bootstrap / one Node hop ${ratio(zfsRow.ms, nodePipeRow.ms)}` +
+        `; pg_basebackup bootstrap / raw pg_basebackup ${ratio(bbRow.ms, rawBbRow.ms)}\n`);
     }
 
     // Ratios per run (each against the baseline measured in the same run), then their median.
@@ -233,24 +319,24 @@ async function main(): Promise<void> {
     };
     const rate = (r: { ms: number[]; bytes: number }): number => r.bytes / MB / (median(r.ms) / 1000);
     const out: string[] = [];
-    out.push(`bootstrap benchmark: data directory ${(dataBytes / MB).toFixed(0)} MB (pgbench scale ${scale}), ${runs} run(s), medians; zfs-fuse pool on a file, 127.0.0.1`);
-    out.push(`${'what'.padEnd(52)} ${'MB'.padStart(8)} ${'seconds'.padStart(9)} ${'MB/s'.padStart(8)}`);
+    out.push(`bootstrap benchmark: data directory ${(dataBytes / MB).toFixed(0)} MB (pgbench scale ${scale}), ${runs} run(s), medians; zfs-fuse pool on a file, 127.0.0.1; load average now ${await loadAverage()}`);
+    out.push(`${'what'.padEnd(52)} ${'MB'.padStart(8)} ${'seconds'.padStart(9)} ${'MB/s'.padStart(8)} ${'node cpu s'.padStart(11)} ${'zfs-fuse cpu s'.padStart(15)}`);
     for (const r of rows) {
-      out.push(`${r.name.padEnd(52)} ${(r.bytes / MB).toFixed(0).padStart(8)} ${(median(r.ms) / 1000).toFixed(2).padStart(9)} ${rate(r).toFixed(1).padStart(8)}`);
+      out.push(`${r.name.padEnd(52)} ${(r.bytes / MB).toFixed(0).padStart(8)} ${(median(r.ms) / 1000).toFixed(2).padStart(9)} ${rate(r).toFixed(1).padStart(8)} ${median(r.nodeCpuS).toFixed(2).padStart(11)} ${median(r.zfsCpuS).toFixed(2).padStart(15)}`);
     }
-    out.push(`ratio ZFS bootstrap / zfs send > /dev/null:      ${(rate(zfsRow) / rate(sendRow)).toFixed(2)}`);
     out.push(`ratio ZFS bootstrap / zfs send | wc -c:          ${(rate(zfsRow) / rate(sendPipeRow)).toFixed(2)}`);
-    out.push(`ratio ZFS bootstrap / zfs send | zfs recv:       ${(rate(zfsRow) / rate(sendRecvRow)).toFixed(2)}`);
     out.push(`ratio pg_basebackup / tar read of data dir:      ${(rate(bbRow) / rate(tarRow)).toFixed(2)}`);
-    out.push(`ratio pg_basebackup bootstrap / raw pg_basebackup: ${(median(rawBbRow.ms) / median(bbRow.ms)).toFixed(2)} (goal >= 0.9)`);
-    out.push(`ratio ZFS bootstrap time / pg_basebackup time:   ${(median(zfsRow.ms) / median(bbRow.ms)).toFixed(2)}`);
     // Same bytes on both sides of these ratios: time(baseline) / time(bootstrap) = rate ratio.
-    out.push(`per run, median: ZFS bootstrap / zfs send | zfs recv: ${perRun(zfsRow.ms, sendRecvRow.ms)} (goal >= 0.9)`);
+    out.push(`per run, median: ZFS bootstrap (HTTP) / zfs send | zfs recv: ${perRun(zfsRow.ms, sendRecvRow.ms)} (goal >= 0.9)`);
+    if (zfsTlsRow !== null) out.push(`per run, median: ZFS bootstrap (HTTPS) / zfs send | zfs recv: ${perRun(zfsTlsRow.ms, sendRecvRow.ms)} (goal >= 0.9)`);
+    out.push(`per run, median: ZFS bootstrap (HTTP) / zfs send | node | zfs recv: ${perRun(zfsRow.ms, nodePipeRow.ms)}`);
+    out.push(`per run, median: zfs send | node | zfs recv / zfs send | zfs recv: ${perRun(nodePipeRow.ms, sendRecvRow.ms)}`);
     out.push(`per run, median: pg_basebackup bootstrap / raw pg_basebackup: ${perRun(bbRow.ms, rawBbRow.ms)} (goal >= 0.9)`);
     out.push(`per run, median: pg_basebackup time / ZFS bootstrap time: ${perRun(zfsRow.ms, bbRow.ms)}`);
     process.stdout.write(`${out.join('\n')}\n`);
   } finally {
     await app.close().catch(() => undefined);
+    if (tlsApp !== null) await tlsApp.close().catch(() => undefined);
     if (a !== null) {
       await a.stop('fast').catch((err: unknown) => { say(`stopping PostgreSQL: ${String(err)}`); });
       a.detach();
