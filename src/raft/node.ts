@@ -5,7 +5,7 @@
 //   1. take core.ready();
 //   2. as leader, send appends/heartbeats at once: the leader may replicate entries before its
 //      own fsync (Raft thesis §10.2.1) because nothing it sends here claims its own durability;
-//   3. persist snapshot + entries + hard state in one synced batch (storage.save); a change of
+//   3. persist snapshot + entries + hard state in one synced record (storage.save); a change of
 //      the commit index alone is not written then, but with the next batch or at the next tick;
 //   4. publish them to the MemoryLog the core reads, then send the remaining messages
 //      (votes and acks must never outrun their persistence);
@@ -26,14 +26,14 @@ import { decodeConfChange } from './core/confchange.js';
 import { bootstrapSnapshot } from './core/bootstrap.js';
 import type { ConfChange, ConfState, Entry, HardState, Message, NodeId, RaftRole, Ready, Snapshot } from './core/types.js';
 import type { AppliedEntry, StateMachine } from './state-machine.js';
-import { RaftStorage } from './storage/level-storage.js';
+import { RaftStorage } from './storage/raft-storage.js';
 import { TcpTransport, type TransportStats, type TransportTls } from './transport/tcp-transport.js';
 import { LEADER_MESSAGE_DATA_MAX, type PeerMessage } from './transport/messages.js';
 import { RaftConfigError, RaftLeaderChangedError, RaftLeaderMessageTooLargeError, RaftNoLeaderError, RaftStoppedError, RaftTimeoutError } from './errors.js';
 
 export interface RaftNodeOptions {
   readonly id: NodeId;
-  /** LevelDB directory of this node's Raft state (created if missing). */
+  /** Directory of this node's Raft state (storage/raft-storage.ts; created if missing). */
   readonly dataDir: string;
   /** NodeId -> "host:port" of the other members (this node's own entry is ignored). */
   readonly peers: Readonly<Record<NodeId, string>>;
@@ -288,6 +288,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     }
     await mkdir(opts.dataDir, { recursive: true });
     const storage = await RaftStorage.open(opts.dataDir);
+    for (const note of storage.openNotes) opts.logger.warn({ id: opts.id, dataDir: opts.dataDir, note }, 'raft: storage changed at open');
     try {
       const fresh = await storage.isEmpty();
       let memLog: MemoryLog;

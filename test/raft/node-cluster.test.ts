@@ -2,7 +2,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { RaftNode } from '../../src/raft/node.js';
-import { RaftStorage, type StorageUpdate } from '../../src/raft/storage/level-storage.js';
+import { RaftStorage, type StorageUpdate } from '../../src/raft/storage/index.js';
 import { LEADER_MESSAGE_DATA_MAX } from '../../src/raft/transport/messages.js';
 import type { AppliedEntry, StateMachine } from '../../src/raft/state-machine.js';
 import { hasCode } from '../../src/errors.js';

@@ -1,8 +1,9 @@
-// Real processes: three Raft nodes as separate OS processes on loopback with level storage.
+// Real processes: three Raft nodes as separate OS processes on loopback with their storage on disk.
 // One is killed with SIGKILL while proposals run and restarted from disk; no acknowledged entry
 // may be lost and all nodes must apply the same sequence. A corrupted record stops start-up.
 import { afterEach, describe, expect, it } from 'vitest';
-import { Level } from 'level';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { ProcCluster } from '../../tools/lib/raft-cluster.js';
 import { RaftStorage } from '../../src/raft/storage/index.js';
 import { waitFor } from '../../tools/lib/wait.js';
@@ -109,21 +110,25 @@ describe('Raft nodes as OS processes', () => {
     await waitFor('victim applied everything', async () => (await c.status(victim))?.count === 20);
     await c.kill(victim, 'SIGKILL');
 
-    // Flip one byte inside the payload of entry 10, behind the node's back.
+    // Flip one byte inside entry 10's record in the log segment, behind the node's back.
     const dir = c.node(victim).cfg.dataDir;
-    const key = 'e' + String(10).padStart(16, '0');
-    const db = new Level<string, Buffer>(dir, { keyEncoding: 'utf8', valueEncoding: 'buffer' });
-    const v = Buffer.from(await db.get(key));
-    v[v.length - 4] = v[v.length - 4]! ^ 0x20;
-    await db.put(key, v);
-    await db.close();
+    const segment = join(dir, 'wal', '0000000000000001.log');
+    const raw = await readFile(segment);
+    const at = raw.indexOf(Buffer.from('"index":10,'));
+    expect(at).toBeGreaterThan(0);
+    raw[at + 9] = raw[at + 9]! ^ 0x20;
+    await writeFile(segment, raw);
 
     const n = c.spawn(victim);
     const exit = await n.exited!;
     expect(exit.code).toBe(2);
     expect(n.stderr).toContain('MANATEE_ERR_RAFT_STORAGE_CORRUPT');
     expect(n.stderr).toContain(dir);
-    expect(n.stderr).toContain('index 10');
+    expect(n.stderr).toContain('wal/0000000000000001.log@');
+    // The first index at stake: 10, or the first of a batch that held it.
+    const index = Number(/\(index (\d+)\)/.exec(n.stderr)?.[1]);
+    expect(index).toBeGreaterThanOrEqual(1);
+    expect(index).toBeLessThanOrEqual(10);
     expect(n.stderr).toMatch(/checksum mismatch/);
 
     // The other two still serve.

@@ -1,7 +1,8 @@
-// Raft storage on LevelDB: round trips, crash consistency, and refusal to start on damaged records.
+// Raft storage format 1 (all on LevelDB), read now only to check and migrate an old directory:
+// round trips, crash consistency, and refusal to start on damaged records.
 import { afterEach, describe, expect, it } from 'vitest';
 import { Level } from 'level';
-import { RaftStorage } from '../../src/raft/storage/index.js';
+import { LevelRaftStorage as RaftStorage } from '../../src/raft/storage/index.js';
 import { entryKey, HARD_STATE_KEY, SNAPSHOT_KEY } from '../../src/raft/storage/records.js';
 import { RaftStorageCorruptError } from '../../src/raft/errors.js';
 import type { Entry } from '../../src/raft/core/types.js';
@@ -65,7 +66,7 @@ async function writeLog(dir: string): Promise<void> {
   await s.close();
 }
 
-describe('RaftStorage', () => {
+describe('LevelRaftStorage (format 1)', () => {
   it('a fresh directory is empty and loads as nothing', async () => {
     const dir = await tmp();
     const s = await RaftStorage.open(dir);
@@ -159,7 +160,7 @@ describe('RaftStorage', () => {
     // A child process writes and is killed with SIGKILL right after its synced batch resolved.
     const { execa } = await import('execa');
     const script = `
-      import { RaftStorage } from ${JSON.stringify(new URL('../../src/raft/storage/index.ts', import.meta.url).pathname)};
+      import { LevelRaftStorage as RaftStorage } from ${JSON.stringify(new URL('../../src/raft/storage/index.ts', import.meta.url).pathname)};
       const s = await RaftStorage.open(process.argv[1]);
       await s.load();
       for (let i = 1; i <= 50; i++) {
@@ -175,7 +176,7 @@ describe('RaftStorage', () => {
   });
 });
 
-describe('RaftStorage refuses damaged records at start-up', () => {
+describe('LevelRaftStorage (format 1) refuses damaged records at start-up', () => {
   it('a flipped byte in an entry names the directory and the index', async () => {
     const dir = await tmp();
     await writeLog(dir);

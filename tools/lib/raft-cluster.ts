@@ -1,4 +1,4 @@
-// Three (or more) Raft nodes as separate OS processes on loopback, each with level storage in a
+// Three (or more) Raft nodes as separate OS processes on loopback, each with its Raft storage in a
 // temp dir. Used by the real-process tests and by tools/bench/raft.ts. Processes are stopped by
 // their own pids only.
 import { spawn, type ChildProcess } from 'node:child_process';

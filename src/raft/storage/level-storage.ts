@@ -1,4 +1,7 @@
-// Durable Raft state on LevelDB (the `level` package): hard state, log entries, the latest snapshot.
+// Durable Raft state on LevelDB (the `level` package), format 1: hard state, log entries, the latest
+// snapshot. Superseded by format 2 (raft-storage.ts: entries and hard state in append-only segment
+// files); this reader stays to check and migrate a format-1 directory, and to keep the LevelDB
+// part of format 2 (its lock, the snapshot, the marker of damage found).
 //
 // Durability: `save` writes one batch per Ready. When the Ready carries anything Raft must not
 // lose (entries, a snapshot, a new term or vote), the batch is written with `sync: true` (fsync)
@@ -14,25 +17,14 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Level } from 'level';
 import type { Entry, HardState, Snapshot } from '../core/types.js';
+import type { PersistedState, StorageUpdate } from './types.js';
 import { RaftStorageCorruptError, RaftStorageError } from '../errors.js';
 import {
   ENTRY_PREFIX, FORMAT_KEY, FORMAT_VERSION, HARD_STATE_KEY, SNAPSHOT_KEY,
   decodeRecord, encodeRecord, entryKey, indexOfEntryKey, parseEntry, parseHardState, parseSnapshot,
 } from './records.js';
 
-/** What was on disk, checked. `entries` are contiguous and follow `snapshot` (if any). */
-export interface PersistedState {
-  readonly hardState: HardState | null;
-  readonly snapshot: Snapshot | null;
-  readonly entries: readonly Entry[];
-}
-
-/** One Ready's worth of durable state, in the order the Ready contract gives. */
-export interface StorageUpdate {
-  readonly snapshot: Snapshot | null;
-  readonly entries: readonly Entry[];
-  readonly hardState: HardState | null;
-}
+export type { PersistedState, StorageUpdate } from './types.js';
 
 /** Written when damage is found, so that later starts refuse too. */
 export const CORRUPT_MARKER = 'RAFT_STORAGE_CORRUPT';
@@ -55,7 +47,7 @@ async function droppedByRecovery(dir: string): Promise<{ file: string; line: str
 
 type BatchOp = { type: 'put'; key: string; value: Buffer } | { type: 'del'; key: string };
 
-export class RaftStorage {
+export class LevelRaftStorage {
   readonly dir: string;
   private readonly db: Level<string, Buffer>;
   /** Index range of entries on disk: [firstIndex, lastIndex]; empty when lastIndex < firstIndex. */
@@ -77,7 +69,7 @@ export class RaftStorage {
    * the damage, which for Raft would be a silently lost vote or acknowledged entry. The finding
    * is made sticky with a marker file, because LevelDB deletes the damaged log during that recovery.
    */
-  static async open(dir: string): Promise<RaftStorage> {
+  static async open(dir: string): Promise<LevelRaftStorage> {
     const marker = join(dir, CORRUPT_MARKER);
     const previous = await readFile(marker, 'utf8').catch(() => null);
     if (previous !== null) {
@@ -103,7 +95,7 @@ export class RaftStorage {
       await writeFile(marker, JSON.stringify({ key: dropped.file, index, reason, detectedAt: new Date().toISOString() }) + '\n', { flush: true });
       throw new RaftStorageCorruptError(dir, dropped.file, index, `${reason}; ${REBUILD_HINT}`);
     }
-    return new RaftStorage(dir, db);
+    return new LevelRaftStorage(dir, db);
   }
 
   /** True when nothing was ever written here (a fresh node that may bootstrap). */
