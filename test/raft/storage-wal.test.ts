@@ -340,6 +340,8 @@ describe('RaftStorage (format 2): a torn tail is cut off, damage is refused', ()
       { recs: [{ seg: 1, e: ents(1, 3, 1) }], key: 'wal', index: null, reason: /log entries exist but no hard state/ },
       { recs: [{ h: { term: 1, vote: null, commit: 0 } }], key: `wal/${segmentName(1)}@0`, index: null, reason: /does not begin with its header/ },
       { recs: [{ seg: 1, reset: { index: 30, term: 2 }, h: { term: 2, vote: null, commit: 30 } }], key: `wal/${segmentName(1)}@0`, index: 30, reason: /replaced by a snapshot at 30, but the stored snapshot is at 0/ },
+      // Sound checksums around a malformed payload: written that way, so never a torn write.
+      { recs: [{ seg: 1, h: { term: 1, vote: null, commit: 0 }, e: [{ term: 1, index: 1, type: 'bogus' as 'normal', data: 'x' }] }, { h: { term: 1, vote: null, commit: 0 } }], key: `wal/${segmentName(1)}@0`, index: 1, reason: /entry.type is "bogus".*not a write cut by a crash/ },
     ];
     for (const c of cases) {
       const dir = await tmp();
@@ -347,6 +349,13 @@ describe('RaftStorage (format 2): a torn tail is cut off, damage is refused', ()
       const err = await expectCorrupt(dir, new RegExp('^' + c.key.replace(/[.]/g, '\\.')), c.index, c.reason);
       expect(err.message).toContain(dir);
     }
+  });
+
+  it('a segment directory that cannot be read is a storage error, not damage', async () => {
+    const dir = await tmp();
+    await writeFile(join(dir, 'wal'), 'not a directory');
+    const err = await RaftStorage.open(dir).then(() => null, (e: unknown) => e);
+    expect(err).toMatchObject({ code: 'MANATEE_ERR_RAFT_STORAGE', message: expect.stringMatching(new RegExp(`cannot open Raft storage ${dir}: .*ENOTDIR`)) as unknown });
   });
 
   it('an unknown key or a wrong version in the LevelDB part is refused', async () => {
