@@ -3,6 +3,7 @@
 // primary first (src/peer/settings-admin.ts). A lost race (another operator wrote meanwhile) is
 // retried on the new settings, checks and all.
 import { ManateeError } from '../errors.js';
+import { redactValuesIn } from '../model/index.js';
 import { changeSettings, type SettingsChangeInput } from '../peer/settings-admin.js';
 import type { PgSettingsCatalog } from '../postgres/settings.js';
 import type { ShardSettings, VersionedSettings } from '../store/settings.js';
@@ -19,6 +20,8 @@ export interface SettingsResult {
   readonly version: number;
   /** Changed settings that take effect only when each peer's PostgreSQL restarts (manatee-adm restart --pending). */
   readonly restart: readonly string[];
+  /** The summary with the values of secret-looking settings redacted, for the log (not sent: not in the answer's schema). */
+  readonly logSummary?: string;
 }
 
 export interface SettingsOperations {
@@ -47,7 +50,10 @@ export function storeSettingsOperations(opts: {
         if (next.summary === 'no change') return { summary: next.summary, settings, version, restart: [] };
         try {
           const written = await opts.store.putSettings(next.settings, version);
-          return { summary: next.summary, settings: next.settings, version: written.version, restart: next.restart };
+          return {
+            summary: next.summary, settings: next.settings, version: written.version, restart: next.restart,
+            logSummary: redactValuesIn(next.summary, settings, next.settings),
+          };
         } catch (err) {
           if (!(err instanceof ManateeError && err.code === 'MANATEE_ERR_STORE_VERSION_MISMATCH') || attempt >= ATTEMPTS_MAX) throw err;
         }

@@ -6,3 +6,4 @@ export * from './cluster-state.js';
 export * from './decision.js';
 export * from './status.js';
 export * from './timeline.js';
+export * from './secret-settings.js';

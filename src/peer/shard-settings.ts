@@ -8,7 +8,7 @@
 // the report (value and source of each setting, pending restarts) is refreshed after each apply,
 // after each start of PostgreSQL, and every tick.
 import type { Logger } from '../log.js';
-import type { PeerSettingReport, PeerSettingsStatus } from '../model/index.js';
+import { isSecretSetting, SETTING_REDACTED, type PeerSettingReport, type PeerSettingsStatus } from '../model/index.js';
 import type { ShardSettingsApplied } from '../postgres/index.js';
 import type { VersionedSettings } from '../store/settings.js';
 
@@ -79,7 +79,10 @@ export class ShardSettingsKeeper {
       version: this.opts.settings().version,
       appliedVersion: this.appliedVersion,
       pendingRestart: this.pendingRestart,
-      settings: this.report,
+      // /status and /shard answer without the admin token: a value that may hold a credential is not shown.
+      settings: this.report.map((s) => (isSecretSetting(s.name)
+        ? { ...s, value: s.value === null ? null : SETTING_REDACTED, running: s.running === null || s.running === '' ? s.running : SETTING_REDACTED }
+        : s)),
       error: this.error,
     };
   }

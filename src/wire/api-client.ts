@@ -158,6 +158,11 @@ export class ApiClient {
     return (await this.call('POST', '/admin/restart-postgres', {})) as PgOpResult;
   }
 
+  /** The shard settings with every value whole, secret-looking ones too (GET /admin/config, the token). */
+  async adminConfig(): Promise<WireVersionedSettings> {
+    return (await this.call('GET', '/admin/config')) as WireVersionedSettings;
+  }
+
   async changeConfig(input: SettingsChangeBody): Promise<WireSettingsResult> {
     return (await this.call('POST', '/admin/config', input)) as WireSettingsResult;
   }

@@ -369,7 +369,14 @@ export const rebuildResultSchema = {
 const settingsMap = { type: 'object', additionalProperties: { type: 'string', maxLength: 4096 }, maxProperties: 256 } as const;
 
 export const versionedSettingsSchema = {
-  type: 'object', required: ['settings', 'version'], properties: { settings: settingsMap, version: { type: 'integer' } },
+  type: 'object',
+  required: ['settings', 'version'],
+  properties: {
+    settings: settingsMap,
+    version: { type: 'integer' },
+    /** GET /config without the token: the names whose values are shown as "[redacted]" (they may hold a credential). */
+    redacted: { type: 'array', items: str },
+  },
 } as const;
 
 export const settingsResultSchema = {

@@ -71,7 +71,7 @@ describe('manatee-adm config on a real shard', () => {
     const noToken = await shard.adm(['config', 'set', 'work_mem=1MB'], primary.apiUrl, { MANATEE_ADMIN_TOKEN: '' });
     expect(noToken.stderr).toMatch(/^manatee-adm: MANATEE_ERR_NO_TOKEN/);
     expect(await configAt(primary)).toEqual(before);
-  }, 120_000);
+  }, 240_000);
 
   it('a postmaster setting is pending restart on every peer: /status, /shard, show and /metrics say so', async () => {
     const r = await adm(['config', 'set', 'shared_buffers=48MB']);
@@ -118,6 +118,39 @@ describe('manatee-adm config on a real shard', () => {
     expect(good.stdout).toMatch(/^maintenance_work_mem 70MB -> 80MB, unset log_min_duration_statement \(shard settings version 5\)/);
     expect((await configAt(async0)).settings).toEqual({ maintenance_work_mem: '80MB', shared_buffers: '48MB' });
   }, 120_000);
+
+  it('a value that may hold a credential is shown only with the admin token: /config, /status, /shard and the logs redact it', async () => {
+    const secret = 'AKIAsecret0123';
+    const cmd = `/usr/bin/env AWS_SECRET_ACCESS_KEY=${secret} true`;
+    const r = await adm(['config', 'set', `archive_command=${cmd}`]);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toMatch(/set archive_command=.* \(shard settings version 6\)/);
+    const pub = await configAt(sync);
+    expect(pub).toEqual({ version: 6, settings: { maintenance_work_mem: '80MB', shared_buffers: '48MB', archive_command: '[redacted]' }, redacted: ['archive_command'] });
+    const full = await httpJson(`${sync.apiUrl}/admin/config`, { token: shard.adminToken });
+    expect(full.body).toMatchObject({ version: 6, settings: { archive_command: cmd } });
+    expect((await httpJson(`${sync.apiUrl}/admin/config`)).status).toBe(401);
+    for (const p of shard.peers) {
+      // (SHOW says "(disabled)" while archive_mode is off: the file is what PostgreSQL read.)
+      await shard.waitFor(`archive_command reloaded on ${p.id}`, async () => (await shard.query<{ v: string }>(p,
+        "SELECT setting AS v FROM pg_file_settings WHERE name = 'archive_command' AND applied"))[0]?.v === cmd, 60_000);
+      const st = await shard.waitFor(`${p.id}'s status: version 6 applied`, async () => {
+        const x = await shard.statusOf(p);
+        return x?.settings?.appliedVersion === 6 && x.settings.settings.some((e) => e.name === 'archive_command') ? x : null;
+      }, 60_000);
+      expect(st.settings?.settings.find((e) => e.name === 'archive_command')).toMatchObject({ value: '[redacted]', running: '[redacted]', source: 'shard' });
+    }
+    expect(JSON.stringify((await httpJson(`${primary.apiUrl}/shard`)).body)).not.toContain(secret);
+    // With the token, config show has the shard's value whole (the per-peer columns come from /shard).
+    expect((await adm(['config', 'show'])).stdout.split('\n').find((l) => l.startsWith('archive_command'))).toContain(cmd);
+    const anon = await adm(['config', 'show'], { MANATEE_ADMIN_TOKEN: '' });
+    expect(anon.stdout).not.toContain(secret);
+    expect(anon.stdout.split('\n').find((l) => l.startsWith('archive_command'))).toMatch(/^archive_command\s+\[redacted\]/);
+    const edit = await adm(['config', 'edit'], { MANATEE_ADMIN_TOKEN: '', EDITOR: 'true' });
+    expect(edit.stderr).toMatch(/^manatee-adm: MANATEE_ERR_NO_TOKEN: config edit needs the admin token/);
+    for (const p of shard.peers) expect(JSON.stringify(await shard.logLines(p))).not.toContain(secret);
+    expect((await adm(['config', 'unset', 'archive_command'])).stdout).toMatch(/unset archive_command \(shard settings version 7\)/);
+  }, 180_000);
 });
 
 describe('peer tags on a real shard', () => {

@@ -166,8 +166,17 @@ export class AdmClient {
     return this.onAnyPeer((api) => api.restartPostgres(), true);
   }
 
+  /** Whether an admin token was given (changes need it; GET /config shows secret-looking values only with it). */
+  get hasToken(): boolean {
+    return this.opts.token !== undefined && this.opts.token !== '';
+  }
+
+  /**
+   * The shard settings: with the token, every value whole (GET /admin/config); without, the public
+   * GET /config, where a value that may hold a credential reads "[redacted]" (named in `redacted`).
+   */
   config(): Promise<WireVersionedSettings> {
-    return this.onAnyPeer((api) => api.config());
+    return this.hasToken ? this.onAnyPeer((api) => api.adminConfig(), true) : this.onAnyPeer((api) => api.config());
   }
 
   changeConfig(input: SettingsChangeBody): Promise<WireSettingsResult> {

@@ -175,6 +175,9 @@ export function addConfigCommands(program: Command, io: ConfigIo, client: (cmd: 
     .option('-j, --json', 'print JSON for scripts')
     .action(async (opts: { format: 'yaml' | 'json'; json?: boolean }, cmd: Command) => {
       const c = client(cmd);
+      // Without the token the values that may hold a credential come redacted, and writing them
+      // back would store "[redacted]": the edit needs the token from its first read.
+      if (!c.hasToken) throw new AdmError('MANATEE_ERR_NO_TOKEN', 'config edit needs the admin token (it reads every value whole, and writes): set MANATEE_ADMIN_TOKEN, or pass --token-file');
       const { settings, version } = await c.config();
       const dir = mkdtempSync(join(tmpdir(), 'manatee-config-'));
       const file = join(dir, `shard-settings.${opts.format}`);
