@@ -74,6 +74,8 @@ export function storeAdminOperations(opts: StoreAdminOptions): AdminOperations {
         ...(input.at === undefined ? {} : { at: input.at }),
       })),
     clearPromote: () => apply((s) => admin.clearPromote(s)),
+    scheduleRestart: (input) => apply((s) => admin.scheduleRestart(s, { ...input, now: now() })),
+    clearRestart: () => apply((s) => admin.clearRestart(s)),
     reap: (peerId) =>
       apply(async (s) => {
         const active = await opts.store.activePeers();

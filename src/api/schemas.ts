@@ -35,6 +35,17 @@ export const promoteBodySchema = {
   },
 } as const;
 
+export const scheduleRestartBodySchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['at'],
+  properties: {
+    at: { type: 'string', maxLength: 64 },
+    pending: { type: 'boolean' },
+    peer: peerIdSchema,
+  },
+} as const;
+
 export const reapBodySchema = {
   type: 'object',
   additionalProperties: false,

@@ -27,11 +27,20 @@ export interface PromoteInput {
  * src/api/errors.ts maps codes to HTTP statuses. A follower's write goes through the store, which
  * forwards it to the Raft leader, so the API never redirects.
  */
+export interface ScheduleRestartInput {
+  readonly at: string;
+  readonly pending: boolean;
+  readonly peer?: PeerId;
+}
+
 export interface AdminOperations {
   freeze(reason: string): Promise<AdminResult>;
   unfreeze(): Promise<AdminResult>;
   promote(input: PromoteInput): Promise<AdminResult>;
   clearPromote(): Promise<AdminResult>;
+  /** A rolling restart scheduled for `at` (manatee-adm restart --at), run by the primary's sitter when due. */
+  scheduleRestart(input: ScheduleRestartInput): Promise<AdminResult>;
+  clearRestart(): Promise<AdminResult>;
   reap(peerId: PeerId): Promise<AdminResult>;
   /** Rebuild *this* peer (the one whose API was called) from its upstream. */
   rebuild(): Promise<RebuildResult>;

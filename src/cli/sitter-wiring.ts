@@ -1,7 +1,7 @@
 // The sitter's wiring: opens this peer's PostgreSQL, backup backend, Raft node and cluster store,
 // puts the HTTP API around them, and hands them to a Sitter. It lives in cli (DESIGN.md, "Rooms"),
 // so that src/peer never imports src/api. Nothing runs until the sitter's start().
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from '../log.js';
@@ -22,6 +22,11 @@ import { peerHostsOf } from '../peer/pg-peers.js';
 import { derivedPassword, peerInfoOf, type SitterConfig } from '../peer/config.js';
 import { Sitter } from '../peer/sitter.js';
 import { ManateeError } from '../errors.js';
+import { AdmClient } from './adm/client.js';
+import { ScheduledRestartRunner } from './scheduled-restart.js';
+
+/** Each API call of a scheduled restart (its steps wait for the shard by polling, each call is short). */
+const SCHEDULED_RESTART_CALL_TIMEOUT_MS = 10_000;
 
 /** Opens every part of one peer (nothing runs until start()). */
 export async function openSitter(config: SitterConfig, log: Logger): Promise<Sitter> {
@@ -152,10 +157,28 @@ export async function openSitter(config: SitterConfig, log: Logger): Promise<Sit
       restart: () => (sitter === null ? Promise.reject(new ManateeError('MANATEE_ERR_UNAVAILABLE', 'the sitter is starting')) : sitter.pgOps.restart()),
     },
   });
+  // A rolling restart scheduled in the state (manatee-adm restart --at): run by the primary's
+  // sitter when due, through its own API, as manatee-adm would.
+  const caPem = config.tls === undefined ? null : await readFile(config.tls.caFile, 'utf8');
+  const scheduledRestart = new ScheduledRestartRunner({
+    selfId: config.peerId,
+    store,
+    client: () => new AdmClient({
+      url: self.apiUrl, token: config.adminToken, timeoutMs: SCHEDULED_RESTART_CALL_TIMEOUT_MS, operator: `sitter ${config.peerId} (scheduled restart)`,
+      ...(caPem === null || config.tls === undefined ? {} : { ca: { pem: caPem, source: config.tls.caFile } }),
+    }),
+    log: log.child({ room: 'scheduled-restart' }),
+  });
   const edge = {
     prepare: async (): Promise<void> => { await api.ready(); },
-    listen: async (): Promise<void> => { await api.listen({ host: config.api.listen, port: config.api.port }); },
-    close: (): Promise<void> => api.close(),
+    listen: async (): Promise<void> => {
+      await api.listen({ host: config.api.listen, port: config.api.port });
+      scheduledRestart.start();
+    },
+    close: (): Promise<void> => {
+      scheduledRestart.stop();
+      return api.close();
+    },
   };
   sitter = new Sitter({ config, log, node, store, postgres, backend, zfs, facts, initialFacts, hasPreviousData, edge, metrics, tls });
   log.info({ peer: self, backend: config.backend, hasPreviousData, rebuiltFrom: initialFacts.rebuiltFrom }, 'sitter opened');

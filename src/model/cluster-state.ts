@@ -25,6 +25,20 @@ export interface PromoteRequest {
   readonly at?: string;
 }
 
+/**
+ * An operator's scheduled rolling restart (manatee-adm restart --at). When it is due, the primary's
+ * sitter takes it out of the state (the history says it started, or why it was skipped: the shard
+ * not healthy, or the time long past) and runs the rolling restart that manatee-adm restart runs.
+ */
+export interface ScheduledRestart {
+  /** Not before this time (ISO 8601). */
+  readonly at: string;
+  /** Only the peers with settings pending a restart (restart --pending). */
+  readonly pending: boolean;
+  /** Only this peer (restart --peer); absent: every peer of the chain. */
+  readonly peer?: PeerId;
+}
+
 export interface ClusterState {
   readonly generation: number;
   readonly primary: PeerInfo;
@@ -42,6 +56,7 @@ export interface ClusterState {
    */
   readonly onwmOverride?: boolean;
   readonly promote?: PromoteRequest;
+  readonly restart?: ScheduledRestart;
 }
 
 /** A peer's liveness record. While it exists, the peer is active. */

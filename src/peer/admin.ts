@@ -7,7 +7,7 @@
 // writing the state. A planned switchover only *asks* for one (state.promote); the primary or
 // the sync acts on it under Manatee's rules, at generation+1.
 import { ManateeError } from '../errors.js';
-import type { ClusterState, PeerId, PromoteRequest } from '../model/index.js';
+import type { ClusterState, PeerId, PromoteRequest, ScheduledRestart } from '../model/index.js';
 import { syncCannotTakeOver, type OwnWal } from './rules/stream-watch.js';
 
 export type { OwnWal } from './rules/stream-watch.js';
@@ -26,7 +26,9 @@ export type AdminErrorCode =
   | 'MANATEE_ERR_PEER_ACTIVE'
   | 'MANATEE_ERR_ONWM_UNCHANGED'
   | 'MANATEE_ERR_BAD_ONWM'
-  | 'MANATEE_ERR_BAD_REBUILD';
+  | 'MANATEE_ERR_BAD_REBUILD'
+  | 'MANATEE_ERR_RESTART_SCHEDULED'
+  | 'MANATEE_ERR_NO_RESTART';
 
 export class AdminError extends ManateeError {
   declare readonly code: AdminErrorCode;
@@ -111,14 +113,14 @@ export interface PromoteArgs {
 /** A scheduled switchover further ahead than this is a forgotten request (and a stale generation by then). */
 export const PROMOTE_AT_AHEAD_MS_MAX = 7 * 24 * 3_600_000;
 
-/** The scheduled time of a promote request, checked: after now, within PROMOTE_AT_AHEAD_MS_MAX. */
-function scheduledTime(at: string | undefined, now: Date): number | null {
+/** The time of a scheduled promote or restart, checked: after now, within PROMOTE_AT_AHEAD_MS_MAX. */
+function scheduledTime(at: string | undefined, now: Date, what = 'promote'): number | null {
   if (at === undefined) return null;
   const ms = /^\d{4}-\d{2}-\d{2}T/.test(at) ? Date.parse(at) : Number.NaN;
-  if (Number.isNaN(ms)) throw new AdminError('MANATEE_ERR_INVALID_ARGUMENT', `promote time ${JSON.stringify(at)} is not an ISO 8601 time (2026-12-06T22:00:00Z)`);
-  if (ms <= now.getTime()) throw new AdminError('MANATEE_ERR_INVALID_ARGUMENT', `promote time ${new Date(ms).toISOString()} is not in the future (now ${now.toISOString()})`);
+  if (Number.isNaN(ms)) throw new AdminError('MANATEE_ERR_INVALID_ARGUMENT', `${what} time ${JSON.stringify(at)} is not an ISO 8601 time (2026-12-06T22:00:00Z)`);
+  if (ms <= now.getTime()) throw new AdminError('MANATEE_ERR_INVALID_ARGUMENT', `${what} time ${new Date(ms).toISOString()} is not in the future (now ${now.toISOString()})`);
   if (ms - now.getTime() > PROMOTE_AT_AHEAD_MS_MAX) {
-    throw new AdminError('MANATEE_ERR_INVALID_ARGUMENT', `promote time ${new Date(ms).toISOString()} is more than ${PROMOTE_AT_AHEAD_MS_MAX / 86_400_000} days ahead`);
+    throw new AdminError('MANATEE_ERR_INVALID_ARGUMENT', `${what} time ${new Date(ms).toISOString()} is more than ${PROMOTE_AT_AHEAD_MS_MAX / 86_400_000} days ahead`);
   }
   return ms;
 }
@@ -190,6 +192,52 @@ export function clearPromote(current: ClusterState | null): AdminChange {
   }
   const { promote: _was, ...rest } = state;
   return { state: rest, summary: `operator cleared the promotion request for ${state.promote.id}` };
+}
+
+export interface ScheduleRestartArgs {
+  /** ISO 8601; in the future, within PROMOTE_AT_AHEAD_MS_MAX. */
+  readonly at: string;
+  readonly pending: boolean;
+  readonly peer?: PeerId;
+  readonly now: Date;
+}
+
+/** What a scheduled restart restarts, for summaries and logs. */
+export function restartScope(r: { readonly pending: boolean; readonly peer?: PeerId | undefined }): string {
+  const who = r.peer === undefined ? 'every peer' : `peer ${r.peer}`;
+  return r.pending ? `${who} with settings pending a restart` : who;
+}
+
+/**
+ * Schedule a rolling restart (manatee-adm restart --at): stored in the state, run by the primary's
+ * sitter when it is due (src/cli/scheduled-restart.ts). One at a time; the peer, if named, must be
+ * in the chain now (it may have left by then: the run says so).
+ */
+export function scheduleRestart(current: ClusterState | null, args: ScheduleRestartArgs): AdminChange {
+  const state = requireState(current);
+  const atMs = scheduledTime(args.at, args.now, 'restart')!;
+  if (args.peer !== undefined) {
+    const chain = [state.primary, ...(state.sync === null ? [] : [state.sync]), ...state.async];
+    if (!chain.some((p) => p.id === args.peer)) {
+      throw new AdminError('MANATEE_ERR_PEER_NOT_FOUND', `cannot schedule a restart of ${args.peer}: it is not in the replication chain (${chain.map((p) => p.id).join(', ')})`);
+    }
+  }
+  if (state.restart !== undefined) {
+    throw new AdminError('MANATEE_ERR_RESTART_SCHEDULED', `a rolling restart (${restartScope(state.restart)}) is already scheduled for ${state.restart.at}; cancel it first (clear-restart)`);
+  }
+  const restart: ScheduledRestart = { at: new Date(atMs).toISOString(), pending: args.pending, ...(args.peer === undefined ? {} : { peer: args.peer }) };
+  return {
+    state: { ...state, restart },
+    summary: `operator scheduled a rolling restart of ${restartScope(restart)} for ${restart.at}`,
+  };
+}
+
+/** Cancel a scheduled rolling restart that has not started. */
+export function clearRestart(current: ClusterState | null): AdminChange {
+  const state = requireState(current);
+  if (state.restart === undefined) throw new AdminError('MANATEE_ERR_NO_RESTART', 'there is no scheduled restart to cancel');
+  const { restart: _was, ...rest } = state;
+  return { state: rest, summary: `operator cancelled the rolling restart of ${restartScope(state.restart)} scheduled for ${state.restart.at}` };
 }
 
 export interface ReapOptions {

@@ -43,6 +43,10 @@ export function summarizeChange(previous: ClusterState | null, next: ClusterStat
     extras.push(`promote ${p.id} (${p.role}${at}) requested for generation ${p.generation} until ${p.expireTime}`);
   }
   if (p === undefined && pp !== undefined) extras.push(`promote of ${pp.id} cleared`);
+  const r = next.restart;
+  const pr = previous?.restart;
+  if (r !== undefined && JSON.stringify(r) !== JSON.stringify(pr)) extras.push(`rolling restart scheduled for ${r.at}`);
+  if (r === undefined && pr !== undefined) extras.push(`scheduled restart for ${pr.at} cleared`);
 
   const line = `generation ${next.generation}${previous !== null && previous.generation !== next.generation ? ` (was ${previous.generation})` : ''}: ${parts.join(', ')}${extras.length > 0 ? `; ${extras.join('; ')}` : ''}`;
   return clampSummary(line);

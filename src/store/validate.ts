@@ -6,7 +6,7 @@
 //    frozen; initWal is set when a generation begins and never goes backwards).
 // Every function is pure and returns a list of problems, each naming the field, so that a
 // rejected write says exactly what was wrong. An empty list means valid.
-import { compareLsn, isLsn, type ClusterState, type FreezeInfo, type Lsn, type PeerInfo, type PromoteRequest } from '../model/index.js';
+import { compareLsn, isLsn, type ClusterState, type FreezeInfo, type Lsn, type PeerInfo, type PromoteRequest, type ScheduledRestart } from '../model/index.js';
 
 /** Most peers in `async` or in `deposed`: bounds the size of a state (TIGER_STYLE). */
 export const PEER_LIST_MAX = 64;
@@ -121,6 +121,17 @@ function promoteProblems(value: unknown, problems: string[]): void {
   unknownKeys(value, ['id', 'role', 'asyncIndex', 'generation', 'expireTime', 'at'], 'promote', problems);
 }
 
+function restartProblems(value: unknown, problems: string[]): void {
+  if (!isPlainObject(value)) {
+    problems.push(`restart: must be {at, pending, peer?} (got ${describe(value)})`);
+    return;
+  }
+  if (!isIsoTime(value['at'])) problems.push(`restart.at: must be an ISO 8601 time (got ${describe(value['at'])})`);
+  if (typeof value['pending'] !== 'boolean') problems.push(`restart.pending: must be a boolean (got ${describe(value['pending'])})`);
+  if (value['peer'] !== undefined) checkString(value['peer'], 'restart.peer', problems);
+  unknownKeys(value, ['at', 'pending', 'peer'], 'restart', problems);
+}
+
 const STATE_KEYS = [
   'generation',
   'primary',
@@ -132,6 +143,7 @@ const STATE_KEYS = [
   'oneNodeWriteMode',
   'onwmOverride',
   'promote',
+  'restart',
 ] as const;
 
 /**
@@ -166,6 +178,7 @@ export function stateShapeProblems(value: unknown): string[] {
     problems.push(`onwmOverride: must be a boolean, or absent to follow each peer's configuration (got ${describe(override)})`);
   }
   if (value['promote'] !== undefined) promoteProblems(value['promote'], problems);
+  if (value['restart'] !== undefined) restartProblems(value['restart'], problems);
   if (problems.length > 0) return problems;
 
   // The fields are well formed: now the rules that relate them.
@@ -212,6 +225,7 @@ export function canonicalState(s: ClusterState): ClusterState {
     oneNodeWriteMode?: boolean;
     onwmOverride?: boolean;
     promote?: PromoteRequest;
+    restart?: ScheduledRestart;
   } = {
     generation: s.generation,
     primary: canonicalPeer(s.primary),
@@ -233,6 +247,10 @@ export function canonicalState(s: ClusterState): ClusterState {
       expireTime: p.expireTime,
       ...(p.at === undefined ? {} : { at: p.at }),
     };
+  }
+  if (s.restart !== undefined) {
+    const r = s.restart;
+    out.restart = { at: r.at, pending: r.pending, ...(r.peer === undefined ? {} : { peer: r.peer }) };
   }
   return out;
 }

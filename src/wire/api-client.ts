@@ -130,6 +130,14 @@ export class ApiClient {
     return (await this.call('POST', '/admin/clear-promote', {})) as AdminResult;
   }
 
+  async scheduleRestart(input: { at: string; pending: boolean; peer?: string }): Promise<AdminResult> {
+    return (await this.call('POST', '/admin/restart-schedule', input)) as AdminResult;
+  }
+
+  async clearRestart(): Promise<AdminResult> {
+    return (await this.call('POST', '/admin/clear-restart', {})) as AdminResult;
+  }
+
   async reap(peerId: string): Promise<AdminResult> {
     return (await this.call('POST', '/admin/reap', { peerId })) as AdminResult;
   }

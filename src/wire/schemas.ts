@@ -50,6 +50,12 @@ export const clusterStateSchema = {
       required: ['id', 'role', 'generation', 'expireTime'],
       properties: { id: str, role: { enum: ['sync', 'async'] }, asyncIndex: int, generation: int, expireTime: str, at: str },
     },
+    /** A scheduled rolling restart (manatee-adm restart --at): run by the primary's sitter when due. */
+    restart: {
+      type: 'object',
+      required: ['at', 'pending'],
+      properties: { at: str, pending: { type: 'boolean' }, peer: str },
+    },
   },
 } as const;
 

@@ -95,3 +95,67 @@ describe('manatee-adm reload and restart on a real shard', () => {
     expect((await shard.stateOf(shard.peer(st.primary.id))).generation).toBe(st.generation);
   }, 120_000);
 });
+
+// A scheduled rolling restart (restart --at): stored in the state, run by the primary's sitter when
+// due, skipped (with the reason in the history) when the shard is not healthy then. These follow
+// the tests above: the last one left the async stopped, an unhealthy shard.
+describe('manatee-adm restart --at on a real shard', () => {
+  const history = async (p: ShardPeer): Promise<HistoryEntry[]> => ((await httpJson(`${p.apiUrl}/history?limit=100`)).body as { history: HistoryEntry[] }).history;
+  const primaryNow = async (): Promise<ShardPeer> => shard.peer((await shard.stateOf(async0)).primary.id);
+
+  it('refuses a bad TIME; a scheduled restart shows in show and the state, and clear-restart cancels it', async () => {
+    const junk = await adm(['restart', '--at', 'tomorrow']);
+    expect(junk.code).toBe(1);
+    expect(junk.stderr).toMatch(/^manatee-adm: MANATEE_ERR_USAGE: --at "tomorrow": expected an ISO 8601 time/);
+    const past = await adm(['restart', '--at', '2020-01-01T00:00:00Z']);
+    expect(past.stderr).toMatch(/^manatee-adm: MANATEE_ERR_INVALID_ARGUMENT: restart time 2020-01-01T00:00:00.000Z is not in the future/);
+    const r = await adm(['restart', '--pending', '--at', '+1h']);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toMatch(/^operator scheduled a rolling restart of every peer with settings pending a restart for \S+ \(state version \d+\)/);
+    const p = await primaryNow();
+    expect((await shard.stateOf(p)).restart).toMatchObject({ pending: true });
+    expect((await adm(['show'])).stdout).toMatch(/restart: scheduled for \S+ \(every peer with settings pending a restart\)/);
+    const again = await adm(['restart', '--at', '+2h']);
+    expect(again.stderr).toMatch(/^manatee-adm: MANATEE_ERR_RESTART_SCHEDULED: a rolling restart .* is already scheduled for/);
+    const c = await adm(['clear-restart']);
+    expect(c.stdout).toMatch(/^operator cancelled the rolling restart of every peer with settings pending a restart scheduled for/);
+    expect((await shard.stateOf(p)).restart).toBeUndefined();
+    expect((await adm(['clear-restart'])).stderr).toMatch(/^manatee-adm: MANATEE_ERR_NO_RESTART: /);
+  }, 120_000);
+
+  it('is skipped, with the reason in the history, when the shard is not healthy at its time', async () => {
+    const p = await primaryNow();
+    const g = (await shard.stateOf(p)).generation;
+    const r = await adm(['restart', '--at', '+4s']);
+    expect(r.code).toBe(0);
+    const entry = await shard.waitFor('the skip in the history', async () => (await history(p)).find((h) => /^scheduled restart .* skipped/.test(h.summary)), 90_000);
+    expect(entry.summary).toMatch(/^scheduled restart of every peer for \S+ skipped: the shard was not healthy at \S+ \(.+\)$/);
+    const after = await shard.stateOf(p);
+    expect(after.restart).toBeUndefined();
+    expect(after.generation).toBe(g);
+    const logged = (await shard.logLines(p)).find((l) => l['decision'] === 'scheduled-restart-skipped');
+    expect(String(logged?.['msg'])).toMatch(/skipped: the shard was not healthy/);
+  }, 120_000);
+
+  it('fires once it is due: the primary\'s sitter runs the rolling restart', async () => {
+    // The async stopped by the tests above comes back first: a healthy shard.
+    const st = await shard.stateOf(await primaryNow());
+    const stopped = shard.peers.find((x) => x.id !== st.primary.id && x.id !== st.sync?.id)!;
+    shard.startSitter(stopped);
+    const chain = await shard.waitForChain();
+    await shard.waitFor('a healthy shard (verify passes)', async () => (await adm(['verify'])).code === 0 || null, 180_000);
+    const pgPid = shard.postgresPid(chain.async0);
+    const atMs = Date.now() + 5000;
+    const r = await adm(['restart', '--peer', chain.async0.id, '--at', new Date(atMs).toISOString()]);
+    expect(r.stderr).toBe('');
+    const started = await shard.waitFor('the start in the history', async () => (await history(chain.primary)).find((h) => /^scheduled restart .* started/.test(h.summary)), 90_000);
+    expect(started.summary).toMatch(new RegExp(`^scheduled restart of peer ${chain.async0.id} for \\S+ started by the primary ${chain.primary.id}$`));
+    expect(Date.parse(started.time)).toBeGreaterThanOrEqual(atMs);
+    const done = await shard.waitFor('the restart done in the log', async () => (await shard.logLines(chain.primary)).find((l) => l['decision'] === 'scheduled-restart-done'), 240_000);
+    expect(done['msg']).toMatch(/done: 1 peer restarted/);
+    expect(shard.postgresPid(chain.async0)).not.toBe(pgPid);
+    const steps = (await shard.logLines(chain.primary)).filter((l) => l['decision'] === 'scheduled-restart-step').map((l) => String(l['msg']));
+    expect(steps).toContain(`scheduled restart: restarting ${chain.async0.id} (async)`);
+    expect((await shard.stateOf(chain.primary)).restart).toBeUndefined();
+  }, 420_000);
+});

@@ -9,7 +9,9 @@ import {
   isPromotePending,
   promote,
   PROMOTE_EXPIRE_MS_DEFAULT,
+  clearRestart,
   reap,
+  scheduleRestart,
   setOnwm,
   unfreeze,
 } from '../../src/peer/admin.js';
@@ -333,5 +335,37 @@ describe('rebuild through storeAdminOperations (the API path), on the sync', () 
     const asyncOps = ops('c', () => Promise.reject(new Error('not asked for an async')));
     await asyncOps.rebuild();
     expect(asyncOps.calls).toEqual([{}]);
+  });
+});
+
+describe('scheduled restart (restart --at)', () => {
+  const at = '2026-11-24T08:00:00.000Z';
+
+  it('is stored in the state with its scope, and the summary says what and when', () => {
+    const c = scheduleRestart(shard(), { at, pending: true, now: NOW });
+    expect(c.state.restart).toEqual({ at, pending: true });
+    expect(c.summary).toBe(`operator scheduled a rolling restart of every peer with settings pending a restart for ${at}`);
+    expect(c.state.generation).toBe(4);
+    const one = scheduleRestart(shard(), { at: '2026-11-24T09:30:00+01:00', pending: false, peer: 'c', now: NOW });
+    expect(one.state.restart).toEqual({ at: '2026-11-24T08:30:00.000Z', pending: false, peer: 'c' });
+    expect(one.summary).toBe('operator scheduled a rolling restart of peer c for 2026-11-24T08:30:00.000Z');
+  });
+
+  it('refuses a bad time, a time past or too far ahead, a peer outside the chain, and a second one', () => {
+    expect(codeOf(() => scheduleRestart(null, { at, pending: false, now: NOW }))).toBe('MANATEE_ERR_NO_STATE');
+    expect(() => scheduleRestart(shard(), { at: 'tomorrow', pending: false, now: NOW })).toThrow(/restart time "tomorrow" is not an ISO 8601 time/);
+    expect(() => scheduleRestart(shard(), { at: '2026-11-24T06:00:00Z', pending: false, now: NOW })).toThrow(/restart time 2026-11-24T06:00:00.000Z is not in the future/);
+    expect(codeOf(() => scheduleRestart(shard(), { at: '2027-01-24T06:00:00Z', pending: false, now: NOW }))).toBe('MANATEE_ERR_INVALID_ARGUMENT');
+    expect(codeOf(() => scheduleRestart(shard(), { at, pending: false, peer: 'z', now: NOW }))).toBe('MANATEE_ERR_PEER_NOT_FOUND');
+    const scheduled = scheduleRestart(shard(), { at, pending: false, now: NOW }).state;
+    expect(codeOf(() => scheduleRestart(scheduled, { at, pending: true, now: NOW }))).toBe('MANATEE_ERR_RESTART_SCHEDULED');
+  });
+
+  it('is cancelled by clear-restart; with none scheduled, clear-restart is refused', () => {
+    const scheduled = scheduleRestart(shard(), { at, pending: false, now: NOW }).state;
+    const c = clearRestart(scheduled);
+    expect(c.state).toEqual(shard());
+    expect(c.summary).toBe(`operator cancelled the rolling restart of every peer scheduled for ${at}`);
+    expect(codeOf(() => clearRestart(shard()))).toBe('MANATEE_ERR_NO_RESTART');
   });
 });

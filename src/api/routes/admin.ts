@@ -23,6 +23,7 @@ import {
   onwmBodySchema,
   promoteBodySchema,
   reapBodySchema,
+  scheduleRestartBodySchema,
   rebuildResultSchema,
 } from '../schemas.js';
 
@@ -117,6 +118,15 @@ export function adminRoutes(deps: ApiDeps, limits: ApiLimits): FastifyPluginAsyn
 
     app.post('/clear-promote', { schema: { ...write, body: emptyBodySchema } }, (req) =>
       logged(log, req, 'clear-promote', {}, () => deps.admin.clearPromote()),
+    );
+
+    app.post<{ Body: { at: string; pending?: boolean; peer?: string } }>('/restart-schedule', { schema: { ...write, body: scheduleRestartBodySchema } }, (req) => {
+      const input = { at: req.body.at, pending: req.body.pending === true, ...(req.body.peer === undefined ? {} : { peer: req.body.peer }) };
+      return logged(log, req, 'restart-schedule', input, () => deps.admin.scheduleRestart(input));
+    });
+
+    app.post('/clear-restart', { schema: { ...write, body: emptyBodySchema } }, (req) =>
+      logged(log, req, 'clear-restart', {}, () => deps.admin.clearRestart()),
     );
 
     app.post<{ Body: { peerId: string } }>('/reap', { schema: { ...write, body: reapBodySchema } }, (req) =>

@@ -145,6 +145,14 @@ export class AdmClient {
     return this.onAnyPeer((api) => api.clearPromote(), true);
   }
 
+  scheduleRestart(input: { at: string; pending: boolean; peer?: string }): Promise<AdminResult> {
+    return this.onAnyPeer((api) => api.scheduleRestart(input), true);
+  }
+
+  clearRestart(): Promise<AdminResult> {
+    return this.onAnyPeer((api) => api.clearRestart(), true);
+  }
+
   reap(peerId: string): Promise<AdminResult> {
     return this.onAnyPeer((api) => api.reap(peerId), true);
   }

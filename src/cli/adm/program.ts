@@ -9,7 +9,7 @@ import { PROMOTE_EXPIRE_MS_MAX, PROMOTE_EXPIRE_MS_MIN, type OnwmMode } from '../
 import { AdmClient, AdmError } from './client.js';
 import { addCertsCommands } from './certs.js';
 import { addConfigCommands } from './config.js';
-import { addRestartCommands } from './restart.js';
+import { addRestartCommands, scheduleTime } from './restart.js';
 import {
   historyColumns,
   HISTORY_COLUMNS,
@@ -105,14 +105,6 @@ export class VerifyFailedError extends AdmError {
   }
 }
 
-/** --at: an ISO 8601 time, or +N s/m/h from now. */
-function promoteTime(v: string, now: Date): string {
-  const rel = /^\+(\d+)(s|m|h)$/.exec(v);
-  if (rel !== null) return new Date(now.getTime() + Number(rel[1]) * { s: 1000, m: 60_000, h: 3_600_000 }[rel[2] as 's' | 'm' | 'h']).toISOString();
-  const ms = /^\d{4}-\d{2}-\d{2}T/.test(v) ? Date.parse(v) : Number.NaN;
-  if (Number.isNaN(ms)) throw new AdmError('MANATEE_ERR_USAGE', `--at ${JSON.stringify(v)}: expected an ISO 8601 time (2026-12-06T22:00:00Z) or +N followed by s, m or h`);
-  return new Date(ms).toISOString();
-}
 
 const COLUMNS_HELP = 'columns to print, separated by commas (see --help of the command for names)';
 
@@ -304,7 +296,7 @@ function buildProgram(io: AdmIo): Command {
       if (opts.expire !== undefined && opts.expire * 1000 < PROMOTE_EXPIRE_MS_MIN) {
         throw new AdmError('MANATEE_ERR_USAGE', `--expire must be at least ${PROMOTE_EXPIRE_MS_MIN / 1000} s`);
       }
-      const at = opts.at === undefined ? undefined : promoteTime(opts.at, io.now());
+      const at = opts.at === undefined ? undefined : scheduleTime(opts.at, io.now());
       changed(await client(cmd).promote(opts.peer, opts.expire === undefined ? undefined : opts.expire * 1000, at), opts.json);
     });
 

@@ -26,9 +26,19 @@ export interface RestartIo {
 const STEP_TIMEOUT_MS_DEFAULT = 180_000;
 const POLL_MS = 500;
 
+/** --at (promote, restart): an ISO 8601 time, or +N s/m/h from now. */
+export function scheduleTime(v: string, now: Date): string {
+  const rel = /^\+(\d+)(s|m|h)$/.exec(v);
+  if (rel !== null) return new Date(now.getTime() + Number(rel[1]) * { s: 1000, m: 60_000, h: 3_600_000 }[rel[2] as 's' | 'm' | 'h']).toISOString();
+  const ms = /^\d{4}-\d{2}-\d{2}T/.test(v) ? Date.parse(v) : Number.NaN;
+  if (Number.isNaN(ms)) throw new AdmError('MANATEE_ERR_USAGE', `--at ${JSON.stringify(v)}: expected an ISO 8601 time (2026-12-06T22:00:00Z) or +N followed by s, m or h`);
+  return new Date(ms).toISOString();
+}
+
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-function problems(report: ShardReport): string[] {
+/** The errors of verify, one line each: a rolling restart (now or scheduled) needs none. */
+export function shardProblems(report: ShardReport): string[] {
   return verifyShard(report).filter((i) => i.severity === 'error').map((i) => `${i.peer ?? 'shard'}: ${i.message}`);
 }
 
@@ -66,7 +76,7 @@ export class RollingRestart {
         return null;
       });
       if (report !== null) {
-        last = problems(report);
+        last = shardProblems(report);
         if (last.length === 0 && also(report)) return report;
       }
       if (Date.now() > deadline) {
@@ -78,7 +88,7 @@ export class RollingRestart {
 
   async run(opts: { pending: boolean; peer?: string | undefined }): Promise<number> {
     const first = await this.c.shard();
-    const bad = problems(first);
+    const bad = shardProblems(first);
     if (bad.length > 0) throw new AdmError('MANATEE_ERR_RESTART_UNHEALTHY', `the shard is not healthy; not restarting anything: ${bad.join('; ')}`);
     const plan = restartOrder(first, opts);
     if (plan.length === 0) {
@@ -183,7 +193,24 @@ export function addRestartCommands(program: Command, io: RestartIo, client: (cmd
     .description("rolling restart of the peers' PostgreSQL: the asyncs, the sync (after a replacement sync has caught up), then a planned switchover and the old primary; stops if the shard is unhealthy")
     .option('--pending', 'only the peers with settings pending a restart')
     .option('--peer <id>', 'only this peer (the primary: by a planned switchover)')
-    .action(async (opts: { pending?: boolean; peer?: string }, cmd: Command) => {
+    .option('--at <time>', "a scheduled restart: stored in the state and run by the primary's sitter at TIME (ISO 8601, or +30s, +10m, +2h from now); skipped, with the reason in the history, if the shard is not healthy then; clear-restart cancels it")
+    .option('-j, --json', 'with --at: print JSON for scripts')
+    .action(async (opts: { pending?: boolean; peer?: string; at?: string; json?: boolean }, cmd: Command) => {
+      if (opts.at !== undefined) {
+        const at = scheduleTime(opts.at, io.now());
+        const r = await client(cmd).scheduleRestart({ at, pending: opts.pending === true, ...(opts.peer === undefined ? {} : { peer: opts.peer }) });
+        io.out(opts.json === true ? `${JSON.stringify(r, null, 2)}\n` : `${r.summary} (state version ${r.version}); follow it with manatee-adm history\n`);
+        return;
+      }
       await new RollingRestart(client(cmd), io).run({ pending: opts.pending === true, peer: opts.peer });
+    });
+
+  program
+    .command('clear-restart')
+    .description('cancel a scheduled rolling restart (restart --at) that has not started')
+    .option('-j, --json', 'print JSON for scripts')
+    .action(async (opts: { json?: boolean }, cmd: Command) => {
+      const r = await client(cmd).clearRestart();
+      io.out(opts.json === true ? `${JSON.stringify(r, null, 2)}\n` : `${r.summary} (state version ${r.version})\n`);
     });
 }

@@ -4,6 +4,7 @@
 import type { RaftMembers } from '../../api/types.js';
 import type { ShardLink, ShardPeer, ShardReport } from '../../api/shard.js';
 import { describePeerTags, type HistoryEntry, type PeerInfo, type PromoteRequest } from '../../model/index.js';
+import { restartScope } from '../../peer/admin.js';
 import { AdmError } from './client.js';
 import { cell, formatBytes, renderTable } from './render.js';
 
@@ -114,6 +115,11 @@ export function renderShow(report: ShardReport, now: Date, opts: { verbose: bool
     );
     out.push(`freeze: ${report.freeze === null ? 'not frozen' : `FROZEN since ${report.freeze.date}: ${cell(report.freeze.reason, 200)}`}`);
     if (report.promote !== null) out.push(`promote: ${promoteText(report.promote, report.generation, now)}`);
+    const restart = report.state?.restart;
+    if (restart !== undefined) {
+      const due = Date.parse(restart.at) <= now.getTime() ? ': due, the primary starts it or skips it' : '';
+      out.push(`restart: scheduled for ${restart.at} (${restartScope(restart)})${due}; clear-restart cancels it`);
+    }
   }
   out.push(`raft: leader ${report.raftLeader ?? 'none'}, term ${report.raftTerm} (answered by ${report.answeredBy})`);
   out.push('');
