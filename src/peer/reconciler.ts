@@ -14,6 +14,7 @@ import { ManateeError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { BackupBackend, RestoreResult } from '../backup/types.js';
 import { RestoreBusyError } from '../backup/errors.js';
+import { ZfsBusyError } from '../zfs/errors.js';
 import { parsePgUrl, type PgRole as PgServerRole } from '../postgres/index.js';
 import { lsnAtLeast, type RestoreProgress, type PeerInfo, type RebuildStatus } from '../model/index.js';
 import type { LocalPostgres } from './local-postgres.js';
@@ -370,7 +371,7 @@ export class Reconciler {
     try {
       await this.pg.configure({ role: 'stopped', shutdown: 'immediate' });
       this.applied = null;
-      await this.o.prepareStorage();
+      await this.prepareStorageForCopy();
       const result = await this.o.backend.restore({
         source: { peerId: source.id, pgUrl: source.pgUrl, backupUrl: source.apiUrl },
         reason,
@@ -409,6 +410,21 @@ export class Reconciler {
       log.error({ decision: `${reason}-failed`, source: source.id, code, err: message, failuresInARow: failures, retryInMs: waitMs },
         `${reason} from ${source.id} failed; retrying in ${waitMs} ms`);
       throw err;
+    }
+  }
+
+  /**
+   * The storage made ready for a copy. A dataset that zfs-fuse still holds busy (it could not be
+   * mounted again after a restore that found it busy: seen in a 30-minute zfs chaos run) is the
+   * same local, passing condition as a busy move aside, and is retried as soon.
+   */
+  private async prepareStorageForCopy(): Promise<void> {
+    try {
+      await this.o.prepareStorage();
+    } catch (err) {
+      if (!(err instanceof ZfsBusyError)) throw err;
+      const dataset = err.args.at(-1) ?? '';
+      throw new RestoreBusyError(`my dataset ${dataset} could not be made ready for the copy: it is busy (${err.message}); nothing was changed`, { dataset, cause: err });
     }
   }
 

@@ -9,6 +9,7 @@ import { hasCode } from '../../src/errors.js';
 import type { Decision } from '../../src/peer/rules/index.js';
 import type { BackupBackend, RestoreOptions, RestoreResult } from '../../src/backup/types.js';
 import { RestoreBusyError } from '../../src/backup/errors.js';
+import { ZfsBusyError } from '../../src/zfs/errors.js';
 import type { PeerInfo } from '../../src/model/index.js';
 import type { PostgresServer } from '../../src/postgres/index.js';
 import { silentLogger } from '../../src/log.js';
@@ -261,6 +262,32 @@ describe('Reconciler: a requested rebuild', () => {
     await r.reconcile(standby('async'));
     expect(restores).toHaveLength(4);
     expect(r.rebuildStatus().lastResult).toMatch(/full copy of 1 bytes from b/);
+  });
+
+  it('a dataset still busy when the storage is made ready for the copy counts as busy too, not as a failure of the source', async () => {
+    let busyLeft = 2;
+    let nowMs = 1_000_000;
+    const r = new Reconciler({
+      self, postgres: server, backend, log: silentLogger(),
+      prepareStorage: () => {
+        if (busyLeft === 0) return Promise.resolve();
+        busyLeft--;
+        return Promise.reject(new ZfsBusyError('MANATEE_ERR_ZFS_BUSY', "zfs mount p/a failed (exit 1): cannot mount 'p/a': mountpoint or dataset is busy", { args: ['mount', 'p/a'] }));
+      },
+      onRebuilt: () => Promise.resolve(),
+      sourcePromoted: () => Promise.resolve(true),
+      restoreBackoff: { initialMs: 600_000, maxMs: 600_000 },
+      busyRetryMs: 2000,
+      now: () => nowMs,
+    });
+    r.requestRebuild();
+    await expect(r.reconcile(standby('async'))).rejects.toMatchObject({ code: 'MANATEE_ERR_BACKUP_LOCAL_BUSY', dataset: 'p/a', message: expect.stringMatching(/my dataset p\/a could not be made ready for the copy: it is busy/) });
+    nowMs += 2000;
+    await expect(r.reconcile(standby('async'))).rejects.toMatchObject({ code: 'MANATEE_ERR_BACKUP_LOCAL_BUSY' });
+    expect(r.rebuildStatus().lastError).toMatch(/busy 2 times in a row/);
+    nowMs += 2000;
+    await r.reconcile(standby('async'));
+    expect(restores.map((o) => o.source.peerId)).toEqual(['b']);
   });
 
   it('is carried out by an async', async () => {
