@@ -22,10 +22,10 @@ import { makeTmpDir } from './tmp.js';
 import { freePort } from './wait.js';
 import { pidAlive } from './pid-alive.js';
 import { findPostmaster } from './processes.js';
+import { sitterBundle } from './sitter-bundle.js';
 import { asError } from '../../src/errors.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const sitterScript = join(repoRoot, 'src/cli/manatee-sitter.ts');
 /** The compiled sitter (`npm run build`), as a deployment runs it. */
 export const DIST_SITTER_SCRIPT = join(repoRoot, 'dist/src/cli/manatee-sitter.js');
 
@@ -66,8 +66,8 @@ export interface ShardOptions {
   /** More fields of a peer's configuration file, by its index (0-based), e.g. `tags`. */
   readonly peerConfig?: (index: number) => Readonly<Record<string, unknown>>;
   /**
-   * Run the compiled sitter (dist/, from `npm run build`) instead of the TypeScript source through
-   * tsx, which compiles every module at each start (seconds on a loaded machine). Default false.
+   * Run the compiled sitter (dist/, from `npm run build`) instead of the bundle of src/
+   * (tools/lib/sitter-bundle.ts). Default false.
    */
   readonly dist?: boolean;
 }
@@ -170,8 +170,8 @@ export class Shard {
   certsDir: string | null = null;
   /** Data directories are zfs-fuse mounts: never read them synchronously (a hung mount would freeze the worker). */
   private dataOnZfs = false;
-  /** Sitters run from dist/ (ShardOptions.dist). */
-  private useDist = false;
+  /** The script the sitters run: the bundle of src/ (sitter-bundle.ts), or dist/'s (ShardOptions.dist). */
+  private sitterScript = DIST_SITTER_SCRIPT;
 
   private constructor(dir: string, cleanup: () => Promise<void>, peers: ShardPeer[], timeouts: ShardTimeouts, raft: ShardRaft) {
     this.dir = dir;
@@ -229,9 +229,11 @@ export class Shard {
         await tmp.cleanup();
         throw new Error(`${DIST_SITTER_SCRIPT} does not exist: run \`npm run build\` first`);
       }
-      shard.useDist = true;
     }
     try {
+      // Not through tsx: it compiles every module at each start, seconds of CPU that a restarted
+      // sitter spends before its first keepalive (sitter-bundle.ts).
+      if (opts.dist !== true) shard.sitterScript = await sitterBundle();
       if (opts.tls === true) {
         const certsDir = join(tmp.path, 'certs');
         await initCa({ dir: certsDir, name: 'Test shard CA' });
@@ -290,8 +292,7 @@ export class Shard {
       throw new Error(`the sitter of ${peer.id} is already running (pid ${peer.child.pid ?? '?'})`);
     }
     const log = openSync(peer.logPath, 'a');
-    const args = this.useDist ? [DIST_SITTER_SCRIPT, '-f', peer.configPath] : ['--import', 'tsx', sitterScript, '-f', peer.configPath];
-    const child = spawn(process.execPath, args, {
+    const child = spawn(process.execPath, [this.sitterScript, '-f', peer.configPath], {
       cwd: repoRoot,
       stdio: ['ignore', log, log],
       env: { ...process.env, NODE_OPTIONS: '' },
