@@ -83,6 +83,8 @@ export async function createApi(deps: ApiDeps): Promise<FastifyInstance> {
     : (Fastify({ ...options, https: {
       ...tls.material.options, requestCert: true, rejectUnauthorized: false,
       headersTimeout: limits.headersTimeoutMs, connectionsCheckingInterval: Math.min(1000, limits.headersTimeoutMs),
+      // A handshake that never ends holds a connection slot: no longer than a request may take to come.
+      handshakeTimeout: limits.headersTimeoutMs,
     } }));
   if (tls !== undefined) {
     const detach = tls.attach(app.server as unknown as Pick<TlsServer, 'setSecureContext'>);

@@ -1,8 +1,11 @@
 // The API's defences against a client that guesses or floods: wrong admin tokens are rate-limited
-// per address (429 with Retry-After, other addresses unaffected), and connections are capped, with
-// half-open sockets cut after the headers timeout so that real callers get through again.
+// per address (429 with Retry-After, other addresses unaffected), and connections are capped: past
+// the cap a newcomer takes the slot of the oldest socket that sent no request, and half-open
+// sockets are cut after the headers timeout, so that a flood cannot keep real callers out.
 import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { readFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { createApi } from '../../src/api/server.js';
@@ -10,9 +13,15 @@ import { AuthFailureLimiter } from '../../src/api/auth-limit.js';
 import type { ApiLimits } from '../../src/api/types.js';
 import { ADMIN_TOKEN, MemoryStore, memoryDeps, peer, threePeerState } from '../../tools/lib/memory-peer.js';
 import { waitFor } from '../../tools/lib/wait.js';
+import { makeTmpDir } from '../../tools/lib/tmp.js';
+import { ReloadableTls } from '../../src/tls/index.js';
+import { silentLogger } from '../../src/log.js';
+import { makeTestCa } from '../helpers/certs.js';
 
 let app: FastifyInstance | null = null;
 const sockets: Socket[] = [];
+
+let tmp: { path: string; cleanup: () => Promise<void> } | null = null;
 
 afterEach(async () => {
   for (const s of sockets.splice(0)) s.destroy();
@@ -20,12 +29,14 @@ afterEach(async () => {
   app?.server.closeAllConnections();
   await app?.close();
   app = null;
+  await tmp?.cleanup();
+  tmp = null;
 });
 
-async function api(limits: Partial<ApiLimits>): Promise<number> {
+async function api(limits: Partial<ApiLimits>, tls?: ReloadableTls): Promise<number> {
   const peers = ['a', 'b', 'c'].map((id) => peer(id));
   const store = new MemoryStore(threePeerState(peers), peers);
-  app = await createApi(memoryDeps({ self: peers[0]!, store, limits }));
+  app = await createApi({ ...memoryDeps({ self: peers[0]!, store, limits }), ...(tls !== undefined ? { tls } : {}) });
   // Every address of 127.0.0.0/8 reaches it, so that a test can call from 127.0.0.1 and from 127.0.0.2.
   await app.listen({ host: '0.0.0.0', port: 0 });
   return (app.server.address() as { port: number }).port;
@@ -98,9 +109,9 @@ describe('wrong admin tokens, per address', () => {
   });
 });
 
-function idleSocket(port: number): Promise<{ socket: Socket; closed: Promise<void> }> {
+function idleSocket(port: number, from = '127.0.0.2'): Promise<{ socket: Socket; closed: Promise<void> }> {
   return new Promise((resolve, reject) => {
-    const socket = connect({ host: '127.0.0.1', port }, () => { resolve({ socket, closed }); });
+    const socket = connect({ host: '127.0.0.1', port, localAddress: from }, () => { resolve({ socket, closed }); });
     const closed = new Promise<void>((r) => socket.once('close', () => { r(); }));
     socket.on('error', () => undefined);
     socket.once('error', reject);
@@ -108,25 +119,82 @@ function idleSocket(port: number): Promise<{ socket: Socket; closed: Promise<voi
   });
 }
 
-describe('connections', () => {
-  it('caps open connections, and cuts sockets that send no request after the headers timeout', async () => {
-    const port = await api({ connectionsMax: 20, headersTimeoutMs: 2000 });
-    const flood = await Promise.all(Array.from({ length: 40 }, () => idleSocket(port)));
-    // Past the cap, sockets are closed as soon as they are accepted.
-    let closedAtOnce = 0;
-    await waitFor('the server to close the sockets past its cap', () => {
-      closedAtOnce = flood.filter((f) => f.socket.destroyed || f.socket.readableEnded).length;
-      return closedAtOnce >= 20;
-    }, { timeoutMs: 10_000 });
-    // The 20 held ones are cut once they have sent no headers for the timeout; then a real request gets through.
-    // With its own deadline: a socket the server never cuts would otherwise hang here until the test's timeout.
-    const open = new Set(flood);
-    for (const f of flood) void f.closed.then(() => open.delete(f));
-    await waitFor('the server to cut the held sockets', () => open.size === 0 || undefined, { timeoutMs: 30_000, intervalMs: 100 })
-      .catch((err: unknown) => {
-        const ports = [...open].map((f) => f.socket.localPort).join(', ');
-        throw new Error(`${(err as Error).message}: ${open.size} of 40 still open (client ports ${ports})`);
-      });
+/** A keep-alive connection that has carried one request (answered), and stays open. */
+function servedSocket(port: number): Promise<{ socket: Socket; closed: Promise<void> }> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port }, () => { socket.write('GET /state HTTP/1.1\r\nHost: x\r\n\r\n'); });
+    const closed = new Promise<void>((r) => socket.once('close', () => { r(); }));
+    socket.once('data', () => { resolve({ socket, closed }); });
+    socket.on('error', () => undefined);
+    socket.once('error', reject);
+    sockets.push(socket);
+  });
+}
+
+const isClosed = (s: Socket): boolean => s.destroyed || s.readableEnded;
+
+/** Opens idle sockets one after another, each accepted before the next (a request after each orders them on the server). */
+async function idleSockets(port: number, n: number): Promise<{ socket: Socket; closed: Promise<void> }[]> {
+  const out: { socket: Socket; closed: Promise<void> }[] = [];
+  for (let i = 0; i < n; i++) {
+    out.push(await idleSocket(port));
+    // The server has accepted it once it answers a request sent after it (connections are accepted in order).
     expect((await call(port, { path: '/state' })).status).toBe(200);
+  }
+  return out;
+}
+
+describe('connections', () => {
+  it('a newcomer past the cap takes the slot of the oldest socket that sent no request, so a real request gets through a full cap', async () => {
+    const port = await api({ connectionsMax: 20, headersTimeoutMs: 60_000 });
+    const first = await idleSockets(port, 20);
+    // Ten more: each evicts the oldest idle one.
+    const more = await idleSockets(port, 10);
+    await waitFor('the ten oldest idle sockets to be evicted', () => first.slice(0, 10).every((f) => isClosed(f.socket)), { timeoutMs: 10_000 });
+    // The real requests above evicted idle sockets too, but never one of the ten youngest.
+    expect(more.every((f) => !isClosed(f.socket))).toBe(true);
+    expect((await call(port, { path: '/state' })).status).toBe(200);
+  });
+
+  it('when every slot has carried a request, a newcomer is closed and the served connections stay', async () => {
+    const port = await api({ connectionsMax: 3, headersTimeoutMs: 60_000 });
+    const served = [await servedSocket(port), await servedSocket(port), await servedSocket(port)];
+    const late = await idleSocket(port);
+    await late.closed;
+    expect(served.every((f) => !isClosed(f.socket))).toBe(true);
+  });
+
+  it('cuts sockets that send no request after the headers timeout', async () => {
+    const port = await api({ connectionsMax: 20, headersTimeoutMs: 1000 });
+    const idle = await Promise.all(Array.from({ length: 5 }, () => idleSocket(port)));
+    await Promise.all(idle.map((f) => f.closed));
+    expect((await call(port, { path: '/state' })).status).toBe(200);
+  });
+
+  it('with TLS, a socket that never starts the handshake holds no slot: a newcomer evicts it, and it is cut after the headers timeout', async () => {
+    tmp = await makeTmpDir('api-limits-tls');
+    const ca = await makeTestCa(tmp.path);
+    const tls = await ReloadableTls.open(await ca.peer('a'), { expectedPeerId: 'a', log: silentLogger() });
+    const port = await api({ connectionsMax: 2, headersTimeoutMs: 3000 }, tls);
+    const first = await idleSocket(port);
+    await new Promise((r) => setTimeout(r, 100));
+    const second = await idleSocket(port);
+    await new Promise((r) => setTimeout(r, 100));
+    const third = await idleSocket(port);
+    // The oldest gave its slot to the newest; the TLS server's own handshake timeout (120 s) never comes into it.
+    await first.closed;
+    expect(isClosed(second.socket) && isClosed(third.socket)).toBe(false);
+    await Promise.all([second.closed, third.closed]);
+    const caPem = await readFile(ca.caFile, 'utf8');
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = httpsRequest({ host: '127.0.0.1', port, path: '/state', ca: caPem, timeout: 10_000 }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', reject);
+      req.on('timeout', () => req.destroy(new Error('timeout')));
+      req.end();
+    });
+    expect(status).toBe(200);
   });
 });
