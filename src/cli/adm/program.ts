@@ -158,7 +158,7 @@ function buildProgram(io: AdmIo): Command {
     .description("the shard: each peer's role, PostgreSQL health, writability and lag (bytes and seconds); generation, freeze, last decisions")
     .option('-v, --verbose', 'also the replication links, upstreams, LSNs, decisions and rebuilds')
     .option('-j, --json', 'print JSON for scripts (the API\'s GET /shard)')
-    .option('-o, --columns <names>', `${COLUMNS_HELP}: role,peer,host,pg,writable,lag,lag_s,sitter,postgres,upstream,repl,active,lsn,pgurl,apiurl,decision`)
+    .option('-o, --columns <names>', `${COLUMNS_HELP}: role,peer,host,pg,writable,lag,lag_s,sitter,postgres,upstream,repl,active,lsn,pgurl,apiurl,decision,tags,pending`)
     .action(async (opts: { verbose?: boolean; json?: boolean; columns?: string }, cmd: Command) => {
       const report = await client(cmd).shard();
       if (opts.json === true) json(report);
