@@ -528,13 +528,16 @@ describe('RaftNode with three nodes on loopback', () => {
     await waitFor('followers applied warm-up', () => [...c.members.values()].every((m) => m.sm.items.includes('warm')));
     const before = leader.status().transport.messagesSent;
     const n = 30;
+    const started = Date.now();
     for (let i = 0; i < n; i++) await leader.propose(`p${i}`);
     const sent = leader.status().transport.messagesSent - before;
+    const ticks = Math.ceil((Date.now() - started) / 200);
     // Each proposal: an append to each follower; at once, also a commit-only append to each.
-    // Slack for heartbeats and the odd commit broadcast that fires between two proposals.
+    // Slack for the odd commit broadcast that fires between two proposals, and for the heartbeats
+    // (one to each follower per tick): on a loaded machine the 30 proposals can take seconds.
     expect(sent).toBeGreaterThanOrEqual(n * 2);
-    expect(sent).toBeLessThan(n * perProposal + n);
+    expect(sent).toBeLessThan(n * perProposal + n + 2 * ticks);
     // Nothing follows the last proposal: its commit reaches the followers all the same.
-    await waitFor('followers applied the last proposal', () => [...c.members.values()].every((m) => m.sm.items.includes(`p${n - 1}`)), { timeoutMs: 5000 });
+    await waitFor('followers applied the last proposal', () => [...c.members.values()].every((m) => m.sm.items.includes(`p${n - 1}`)), { timeoutMs: 30_000 });
   });
 });
