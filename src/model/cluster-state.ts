@@ -2,6 +2,7 @@
 // every room reads: sessions and the history. Pure data. Peers are compared by `id` alone.
 import type { Lsn } from './lsn.js';
 import type { PeerId, PeerInfo, PeerTags } from './peer.js';
+import type { TimelineHistory } from './timeline.js';
 
 export interface FreezeInfo {
   readonly date: string; // ISO 8601
@@ -47,6 +48,15 @@ export interface ClusterState {
   readonly async: readonly PeerInfo[];
   readonly deposed: readonly PeerInfo[];
   readonly initWal: Lsn;
+  /**
+   * The timeline history that initWal is a position in: the writer's own (the primary's, or the
+   * sync's as it took over) when it recorded initWal. An LSN alone says nothing across histories
+   * (0/7C0 on one timeline is not 0/7C0 on another), so a sync takes over only when its own
+   * history reaches initWal on this one (rules/sync.ts). Absent in a state written before it was
+   * recorded: the primary then records its own (same generation), and until then a sync judges
+   * by the LSN alone, as before.
+   */
+  readonly initWalHistory?: TimelineHistory;
   readonly freeze?: FreezeInfo;
   readonly oneNodeWriteMode?: boolean;
   /**

@@ -11,7 +11,7 @@ import type { ClusterStore } from '../store/index.js';
 import type { Clock } from './clock.js';
 import type { DecisionLog } from './decision-log.js';
 import type { FactsKeeper } from './facts.js';
-import { fenceAndDecideAgain, FENCED_KINDS, type FencePostgres } from './fencing.js';
+import { fenceAndDecideAgain, FENCED_KINDS, type FencePostgres, type TimelineHistorySource } from './fencing.js';
 import type { LeaderPlacement } from './leader-placement.js';
 import { INITDB_REFUSED, type Reconciler } from './reconciler.js';
 import { RepeatFilter } from './repeat-log.js';
@@ -32,6 +32,8 @@ export interface EvaluationOptions {
   /** This peer's PostgreSQL as the last health check saw it. */
   readonly pgStatus: () => PostgresStatus;
   readonly postgres: FencePostgres;
+  /** The timeline history of its WAL (kept by the health checks, read again at the fence). */
+  readonly history: TimelineHistorySource;
   /** The data directory held a database when the sitter opened. */
   readonly hasPreviousData: boolean;
   readonly facts: FactsKeeper;
@@ -76,7 +78,7 @@ export class Evaluation {
       active: o.store.activePeers(),
       tags: o.store.activeTags(),
       self: o.self,
-      pg: rulesPgStatus(o.pgStatus(), { hasPreviousData: o.hasPreviousData, rebuiltFrom: o.facts.current.rebuiltFrom }),
+      pg: rulesPgStatus(o.pgStatus(), { hasPreviousData: o.hasPreviousData, rebuiltFrom: o.facts.current.rebuiltFrom, history: o.history.current() }),
       nowMs,
       config: o.config,
     };
@@ -87,6 +89,7 @@ export class Evaluation {
     if (d.write !== null && FENCED_KINDS.has(d.kind)) {
       const again = await fenceAndDecideAgain({
         postgres: o.postgres,
+        history: o.history,
         fresh: () => ({ ...o.store.getState(), active: o.store.activePeers(), tags: o.store.activeTags() }),
         invalidate: () => { o.reconciler.invalidate(); },
         retrySoon: o.kickSoon,

@@ -4,6 +4,7 @@
 // (the sync detaches from its upstream; the primary stops acknowledging commits), read a fresh
 // LSN, and decide again with it.
 import type { Logger } from '../log.js';
+import type { TimelineHistory } from '../model/index.js';
 import type { WalPositions } from '../postgres/index.js';
 import type { DecisionLog } from './decision-log.js';
 import { decide, type Decision, type DecisionKind, type RulesInput } from './rules/index.js';
@@ -20,8 +21,17 @@ export interface FencePostgres {
   walPositions(): Promise<WalPositions>;
 }
 
+/** This peer's timeline history: what a new generation records with initWal, and the sync's takeover compares. */
+export interface TimelineHistorySource {
+  /** As of the last health check; null when unknown. */
+  current(): TimelineHistory | null;
+  /** Read for the positions just read (the fence's); null when it cannot be read. */
+  read(positions: WalPositions): Promise<TimelineHistory | null>;
+}
+
 export interface FenceOptions {
   readonly postgres: FencePostgres;
+  readonly history: TimelineHistorySource;
   /** The committed state and the active peers as they are now (after the fence). */
   readonly fresh: () => Pick<RulesInput, 'state' | 'version' | 'active' | 'tags'>;
   /** Lifts the fence at the next reconcile (the role did not change after all). */
@@ -42,10 +52,11 @@ export async function fenceAndDecideAgain(o: FenceOptions, d: Decision, input: R
     if (asSync) await o.postgres.detachFromUpstream();
     else await o.postgres.fenceWrites();
     const pos = await o.postgres.walPositions();
+    const history = await o.history.read(pos);
     const fresh = decide({
       ...input,
       ...o.fresh(),
-      pg: { ...input.pg, online: true, replayLsn: pos.replayLsn, currentLsn: pos.inRecovery ? (pos.receiveLsn ?? pos.replayLsn) : pos.currentLsn },
+      pg: { ...input.pg, online: true, replayLsn: pos.replayLsn, currentLsn: pos.inRecovery ? (pos.receiveLsn ?? pos.replayLsn) : pos.currentLsn, history },
     });
     if (fresh.kind !== d.kind || fresh.write === null) {
       o.log.warn({ decision: `${d.kind}-abandoned`, now: fresh.kind, reason: fresh.reason },

@@ -6,10 +6,11 @@
 // on a connection it already has and must be seen as unhealthy all the same.
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../log.js';
-import { PgHealthChecker, type HealthResult, type PostgresServer, type WalPositions } from '../postgres/index.js';
-import type { PostgresStatus, ReplicationRow } from '../model/index.js';
+import { PgHealthChecker, readTimelineHistory, type HealthResult, type PostgresServer, type WalPositions } from '../postgres/index.js';
+import type { PostgresStatus, ReplicationRow, TimelineHistory } from '../model/index.js';
 import { unhealthySince } from './rules/index.js';
 import { PgError } from '../postgres/errors.js';
+import { errorMessage } from '../errors.js';
 
 export interface PgMonitorOptions {
   readonly postgres: PostgresServer;
@@ -43,6 +44,7 @@ const OFFLINE: PostgresStatus = {
 
 export class PgMonitor extends EventEmitter<MonitorEvents> {
   private readonly pg: PostgresServer;
+  private readonly log: Logger;
   private readonly checker: PgHealthChecker;
   private positions: WalPositions | null = null;
   private rows: ReplicationRow[] = [];
@@ -52,10 +54,14 @@ export class PgMonitor extends EventEmitter<MonitorEvents> {
   /** When a new connection last succeeded (epoch ms; 0: not yet): the next check opens one after the interval. */
   private newConnectionOkAtMs = 0;
   private readonly newConnectionCheckIntervalMs: number;
+  /** The history of the newest timeline seen since this postmaster started (see readHistory). */
+  private historySeen: { readonly pid: number | null; readonly history: TimelineHistory } | null = null;
+  private historyError: string | null = null;
 
   constructor(opts: PgMonitorOptions) {
     super();
     this.pg = opts.postgres;
+    this.log = opts.log;
     this.newConnectionCheckIntervalMs = opts.newConnectionCheckIntervalMs ?? NEW_CONNECTION_CHECK_INTERVAL_MS_DEFAULT;
     this.checker = new PgHealthChecker({
       intervalMs: opts.intervalMs,
@@ -70,6 +76,7 @@ export class PgMonitor extends EventEmitter<MonitorEvents> {
         }
         const positions = await this.pg.walPositions();
         this.positions = positions;
+        await this.readHistory(positions);
         // A standby has rows too: the cascading asyncs that replicate from it (GET /shard's links).
         this.rows = await this.readReplication();
       },
@@ -100,6 +107,42 @@ export class PgMonitor extends EventEmitter<MonitorEvents> {
     // A primary role with writes enabled implies the promotion is done (configure promotes first).
     const writable = this.current.healthy && this.pg.running && role?.role === 'primary' && role.writable;
     return writable === this.current.writable ? this.current : { ...this.current, writable };
+  }
+
+  /**
+   * The timeline history of this server's WAL as of the last check (null: unknown, or another
+   * postmaster since). What a new generation records with initWal, and what the sync's takeover
+   * compares with the recorded one.
+   */
+  history(): TimelineHistory | null {
+    const seen = this.historySeen;
+    return seen !== null && seen.pid === this.pg.postgresPid && this.pg.running ? seen.history : null;
+  }
+
+  /**
+   * Reads the history of `positions`' timeline when it is newer than the one seen (or the
+   * postmaster changed), and returns history(). A standby's reported timeline can lag: once its WAL
+   * receiver stops (the takeover's fence), it is the last checkpoint's, older than the timeline it
+   * replays until a restartpoint. While one postmaster runs its timeline never goes back (it moves
+   * on when it follows a switch or is promoted; a rewind or a copy restarts it), so the newest one
+   * seen since it started is kept. A history that cannot be read leaves the last one in place.
+   */
+  async readHistory(positions: WalPositions): Promise<TimelineHistory | null> {
+    const timeline = positions.timeline;
+    const pid = this.pg.postgresPid;
+    const seen = this.historySeen;
+    if (timeline !== null && (seen === null || seen.pid !== pid || seen.history.timeline < timeline)) {
+      try {
+        this.historySeen = { pid, history: await readTimelineHistory(this.pg.query, timeline) };
+        this.historyError = null;
+      } catch (err) {
+        const message = errorMessage(err);
+        // Once per distinct error: the next check tries again.
+        if (message !== this.historyError) this.log.warn({ decision: 'timeline-history-unread', timeline, err: message }, `the history of timeline ${timeline} could not be read: ${message}`);
+        this.historyError = message;
+      }
+    }
+    return this.history();
   }
 
   replication(): readonly ReplicationRow[] {

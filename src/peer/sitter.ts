@@ -276,6 +276,7 @@ export class Sitter {
       store: this.store,
       pgStatus: () => this.monitor.status(),
       postgres,
+      history: { current: () => this.monitor.history(), read: (positions) => this.monitor.readHistory(positions) },
       hasPreviousData: this.hasPreviousData,
       facts: this.facts,
       reconciler: this.reconciler,

@@ -3,15 +3,21 @@
 //    mode, a peer in two places, primary equal to sync);
 //  - transition: what may change from the committed state to the next one (the generation goes
 //    up by one exactly when the primary or the sync changes; nothing changes generation while
-//    frozen; initWal is set when a generation begins and never goes backwards).
+//    frozen; initWal is set when a generation begins and never goes backwards, and so is the
+//    timeline history recorded with it, which a state from before it existed may gain later).
 // Every function is pure and returns a list of problems, each naming the field, so that a
 // rejected write says exactly what was wrong. An empty list means valid.
-import { compareLsn, isLsn, type ClusterState, type FreezeInfo, type Lsn, type PeerInfo, type PromoteRequest, type ScheduledRestart } from '../model/index.js';
+import { compareLsn, describeHistory, isLsn, type ClusterState, type FreezeInfo, type Lsn, type PeerInfo, type PromoteRequest, type ScheduledRestart, type TimelineHistory } from '../model/index.js';
 
 /** Most peers in `async` or in `deposed`: bounds the size of a state (TIGER_STYLE). */
 export const PEER_LIST_MAX = 64;
 /** Longest accepted string in a peer entry, freeze reason, id, or time. */
 export const FIELD_CHARS_MAX = 1024;
+/**
+ * Most timeline switches in initWalHistory: one per promotion in the shard's life, so a shard that
+ * failed over this often has a state of about 60 kB, copied into each history entry.
+ */
+export const TIMELINE_SWITCHES_MAX = 1000;
 
 /** An ISO 8601 time as the writers produce it (Date.prototype.toISOString), or another parseable date-time. */
 export function isIsoTime(value: unknown): value is string {
@@ -132,6 +138,58 @@ function restartProblems(value: unknown, problems: string[]): void {
   unknownKeys(value, ['at', 'pending', 'peer'], 'restart', problems);
 }
 
+function initWalHistoryProblems(value: unknown, problems: string[]): void {
+  const where = 'initWalHistory';
+  if (!isPlainObject(value)) {
+    problems.push(`${where}: must be a timeline history {timeline, switches} (got ${describe(value)})`);
+    return;
+  }
+  unknownKeys(value, ['timeline', 'switches'], where, problems);
+  const timeline = value['timeline'];
+  if (!(Number.isSafeInteger(timeline) && (timeline as number) >= 1)) {
+    problems.push(`${where}.timeline: must be an integer >= 1 (got ${describe(timeline)})`);
+    return;
+  }
+  const switches = value['switches'];
+  if (!Array.isArray(switches)) {
+    problems.push(`${where}.switches: must be an array of {timeline, switchLsn} (got ${describe(switches)})`);
+    return;
+  }
+  if (switches.length > TIMELINE_SWITCHES_MAX) {
+    problems.push(`${where}.switches: has ${switches.length} entries, more than the limit of ${TIMELINE_SWITCHES_MAX}`);
+    return;
+  }
+  let prev: { timeline: number; switchLsn: Lsn } | null = null;
+  for (let i = 0; i < switches.length; i++) {
+    const sw: unknown = switches[i];
+    const at = `${where}.switches[${i}]`;
+    if (!isPlainObject(sw)) {
+      problems.push(`${at}: must be {timeline, switchLsn} (got ${describe(sw)})`);
+      return;
+    }
+    unknownKeys(sw, ['timeline', 'switchLsn'], at, problems);
+    const t = sw['timeline'];
+    const lsn = sw['switchLsn'];
+    if (!(Number.isSafeInteger(t) && (t as number) >= 1 && (t as number) < (timeline as number))) {
+      problems.push(`${at}.timeline: must be an integer from 1 to ${(timeline as number) - 1}, an ancestor of timeline ${timeline as number} (got ${describe(t)})`);
+      return;
+    }
+    if (!isLsn(lsn)) {
+      problems.push(`${at}.switchLsn: must be an LSN like "0/16B3748" (got ${describe(lsn)})`);
+      return;
+    }
+    if (prev !== null && (t as number) <= prev.timeline) problems.push(`${at}.timeline: ${t as number} does not follow ${prev.timeline}`);
+    if (prev !== null && compareLsn(lsn, prev.switchLsn) < 0) problems.push(`${at}.switchLsn: ${lsn} is before ${prev.switchLsn}`);
+    prev = { timeline: t as number, switchLsn: lsn };
+  }
+  if ((timeline as number) > 1 && switches.length === 0) problems.push(`${where}.switches: timeline ${timeline as number} must list its ancestors`);
+}
+
+function sameHistory(a: TimelineHistory, b: TimelineHistory): boolean {
+  return a.timeline === b.timeline && a.switches.length === b.switches.length &&
+    a.switches.every((s, i) => s.timeline === b.switches[i]!.timeline && compareLsn(s.switchLsn, b.switches[i]!.switchLsn) === 0);
+}
+
 const STATE_KEYS = [
   'generation',
   'primary',
@@ -139,6 +197,7 @@ const STATE_KEYS = [
   'async',
   'deposed',
   'initWal',
+  'initWalHistory',
   'freeze',
   'oneNodeWriteMode',
   'onwmOverride',
@@ -168,6 +227,7 @@ export function stateShapeProblems(value: unknown): string[] {
   if (!isLsn(value['initWal'])) {
     problems.push(`initWal: must be an LSN like "0/16B3748" (two hex numbers of 1 to 8 digits) (got ${describe(value['initWal'])})`);
   }
+  if (value['initWalHistory'] !== undefined) initWalHistoryProblems(value['initWalHistory'], problems);
   if (value['freeze'] !== undefined) freezeProblems(value['freeze'], problems);
   const onwm = value['oneNodeWriteMode'];
   if (onwm !== undefined && typeof onwm !== 'boolean') {
@@ -221,6 +281,7 @@ export function canonicalState(s: ClusterState): ClusterState {
     async: PeerInfo[];
     deposed: PeerInfo[];
     initWal: Lsn;
+    initWalHistory?: TimelineHistory;
     freeze?: FreezeInfo;
     oneNodeWriteMode?: boolean;
     onwmOverride?: boolean;
@@ -234,6 +295,10 @@ export function canonicalState(s: ClusterState): ClusterState {
     deposed: s.deposed.map(canonicalPeer),
     initWal: s.initWal,
   };
+  if (s.initWalHistory !== undefined) {
+    const h = s.initWalHistory;
+    out.initWalHistory = { timeline: h.timeline, switches: h.switches.map((w) => ({ timeline: w.timeline, switchLsn: w.switchLsn })) };
+  }
   if (s.freeze !== undefined) out.freeze = { date: s.freeze.date, reason: s.freeze.reason };
   if (s.oneNodeWriteMode !== undefined) out.oneNodeWriteMode = s.oneNodeWriteMode;
   if (s.onwmOverride !== undefined) out.onwmOverride = s.onwmOverride;
@@ -280,6 +345,14 @@ export function transitionProblems(current: ClusterState | null, next: ClusterSt
     }
     if (next.initWal !== current.initWal) {
       problems.push(`initWal changed from ${current.initWal} to ${next.initWal} within generation ${gen} (it is set when a generation begins)`);
+    }
+    const was = current.initWalHistory;
+    const now = next.initWalHistory;
+    if (was !== undefined && (now === undefined || !sameHistory(was, now))) {
+      problems.push(
+        `initWalHistory changed from ${describeHistory(was)} to ${now === undefined ? 'none' : describeHistory(now)} within generation ${gen} ` +
+        '(it is recorded with initWal; a state from before it existed may only gain one)',
+      );
     }
     return problems;
   }

@@ -41,6 +41,15 @@ export const clusterStateSchema = {
     async: { type: 'array', items: peerInfoSchema },
     deposed: { type: 'array', items: peerInfoSchema },
     initWal: str,
+    /** The timeline history that initWal is a position in (absent in a state from before it was recorded). */
+    initWalHistory: {
+      type: 'object',
+      required: ['timeline', 'switches'],
+      properties: {
+        timeline: int,
+        switches: { type: 'array', items: { type: 'object', required: ['timeline', 'switchLsn'], properties: { timeline: int, switchLsn: str } } },
+      },
+    },
     freeze: { type: 'object', required: ['date', 'reason'], properties: { date: str, reason: str } },
     oneNodeWriteMode: { type: 'boolean' },
     /** The operator's one-node-write mode (set-onwm), overriding the peers' configuration; absent: none. */

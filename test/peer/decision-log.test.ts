@@ -16,7 +16,7 @@ function setup(): { decisions: DecisionLog; kinds: string[]; lines: () => Record
 
 const waitForPeers: Decision = decide({
   state: null, version: 0, active: [peer('a')], self: peer('a'),
-  pg: { online: true, replayLsn: null, currentLsn: null, hasPreviousData: false, rebuiltFrom: null },
+  pg: { online: true, replayLsn: null, currentLsn: null, history: null, hasPreviousData: false, rebuiltFrom: null },
   nowMs: 0, config: { oneNodeWriteMode: false, autoRebuild: true },
 });
 

@@ -112,7 +112,7 @@ describe('the sync takeover and initWal', () => {
     const d = shard.step('node3');
     expect(d.kind).toBe('takeover');
     expect(d.reason).toBe(
-      'primary "node2" has no session; I am the sync with replay 0/3000 >= initWal 0/A; taking over as primary of generation 3 with "node1" as sync, asyncs [], "node2" deposed and initWal 0/3000',
+      'primary "node2" has no session; I am the sync with replay 0/3000 >= initWal 0/A on timeline 1; taking over as primary of generation 3 with "node1" as sync, asyncs [], "node2" deposed and initWal 0/3000 on my timeline 1',
     );
     expect(d).toMatchObject({ position: 'primary', role: 'primary', upstream: null, downstream: { id: 'node1' }, generation: 3 });
     expect(shard.topology()).toEqual(topo({ generation: 3, primary: 'node3', sync: 'node1', deposed: ['node2'], initWal: lsn(0x3000) }));

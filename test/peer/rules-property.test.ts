@@ -3,7 +3,7 @@
 // may write do, and a decision is consistent with itself. Then random event sequences on a
 // whole shard: every write is valid and the shard always comes to rest (no flapping).
 import { describe, expect, it } from 'vitest';
-import { type ClusterState, type PeerInfo, type PromoteRequest, roleIn, compareLsn } from '../../src/model/index.js';
+import { type ClusterState, type PeerInfo, type PromoteRequest, type TimelineHistory, roleIn, compareLsn, historyFork } from '../../src/model/index.js';
 import { stateShapeProblems, transitionProblems } from '../../src/store/validate.js';
 import { decide, type Decision, type DecisionKind, type RulesInput } from '../../src/peer/rules/index.js';
 import { Shard, lsn, peerInfo } from './shard-sim.js';
@@ -47,6 +47,7 @@ const WRITE_KINDS: ReadonlySet<DecisionKind> = new Set<DecisionKind>([
   'appendAsyncs',
   'removeAsyncs',
   'updateAsyncs',
+  'recordInitWalHistory',
   'replaceSync',
   'promoteAsync',
   'clearPromote',
@@ -59,6 +60,14 @@ const WRITE_KINDS: ReadonlySet<DecisionKind> = new Set<DecisionKind>([
 ]);
 
 const NOW_MS = Date.parse('2026-01-01T00:00:00.000Z');
+
+/** A few timeline histories that share some WAL and part at some point (LSNs in the range of initWal's). */
+const HISTORIES: readonly TimelineHistory[] = [
+  { timeline: 1, switches: [] },
+  { timeline: 2, switches: [{ timeline: 1, switchLsn: lsn(300) }] },
+  { timeline: 2, switches: [{ timeline: 1, switchLsn: lsn(700) }] },
+  { timeline: 3, switches: [{ timeline: 1, switchLsn: lsn(300) }, { timeline: 2, switchLsn: lsn(800) }] },
+];
 
 function randomState(g: Gen, ids: readonly string[]): ClusterState {
   const order = g.shuffle(ids);
@@ -82,6 +91,8 @@ function randomState(g: Gen, ids: readonly string[]): ClusterState {
     deposed,
     initWal: lsn(g.int(0, 1000)),
   };
+  // Mostly recorded; absent as in a state written before initWalHistory existed.
+  if (g.chance(0.8)) state.initWalHistory = g.pick(HISTORIES);
   if (onwm) state.oneNodeWriteMode = true;
   // The operator's override (set-onwm): absent mostly, else either way, in either mode.
   if (g.chance(0.25)) state.onwmOverride = g.chance(0.5);
@@ -127,6 +138,8 @@ function randomInput(g: Gen): RulesInput {
       currentLsn: g.chance(0.1) ? null : lsn((replay ?? 0) + g.int(0, 100)),
       hasPreviousData: g.chance(0.3),
       rebuiltFrom: g.chance(0.3) ? { primaryId: g.pick(ids), generation: g.int(1, 6) } : null,
+      // The state's own history half of the time, so that takeovers happen.
+      history: g.chance(0.1) ? null : g.chance(0.5) && state?.initWalHistory !== undefined ? state.initWalHistory : g.pick(HISTORIES),
     },
     nowMs: NOW_MS,
     config: { oneNodeWriteMode: g.chance(0.15), autoRebuild: g.chance(0.8) },
@@ -181,6 +194,16 @@ function checkDecision(input: RulesInput, d: Decision): void {
       expect(input.pg.replayLsn).not.toBeNull();
       expect(compareLsn(input.pg.replayLsn!, before.initWal)).toBeGreaterThanOrEqual(0);
       expect(after.deposed.map((p) => p.id)).toContain(before.primary.id);
+      // ...on the timeline history recorded with initWal: WAL up to initWal is common to both.
+      if (before.initWalHistory !== undefined) {
+        expect(input.pg.history).not.toBeNull();
+        const fork = historyFork(input.pg.history!, before.initWalHistory);
+        if (fork !== null) expect(compareLsn(fork.lsn, before.initWal), 'the sync holds the generation\'s WAL up to initWal').toBeGreaterThanOrEqual(0);
+      }
+    }
+    if (after.generation !== before.generation && after.oneNodeWriteMode !== true) {
+      // A new generation records the writer's own history with its initWal.
+      expect(after.initWalHistory).toEqual(input.pg.history);
     }
     expect(after.promote, 'a new generation drops the promote request').toBeUndefined();
   }

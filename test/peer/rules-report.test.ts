@@ -20,12 +20,12 @@ const base: PostgresStatus = {
 
 describe('rules glue', () => {
   it('a primary reports its current WAL position; a standby its received position, or its replay position when it has none', () => {
-    const none = { hasPreviousData: true, rebuiltFrom: null };
-    expect(rulesPgStatus(base, none)).toEqual({ online: true, replayLsn: null, currentLsn: '0/3000', hasPreviousData: true, rebuiltFrom: null });
+    const none = { hasPreviousData: true, rebuiltFrom: null, history: { timeline: 2, switches: [{ timeline: 1, switchLsn: '0/2000' }] } };
+    expect(rulesPgStatus(base, none)).toEqual({ online: true, replayLsn: null, currentLsn: '0/3000', history: none.history, hasPreviousData: true, rebuiltFrom: null });
     const standby = { ...base, inRecovery: true, currentLsn: null, receiveLsn: '0/2F00', replayLsn: '0/2E00' };
     expect(rulesPgStatus(standby, none)).toMatchObject({ replayLsn: '0/2E00', currentLsn: '0/2F00' });
     expect(rulesPgStatus({ ...standby, receiveLsn: null }, none).currentLsn).toBe('0/2E00');
-    expect(rulesPgStatus({ ...base, online: false }, none).online).toBe(false);
+    expect(rulesPgStatus({ ...base, online: false }, none)).toMatchObject({ online: false, history: null });
   });
 
   it('one log line names the decision, its reason, the role and the write', () => {

@@ -60,7 +60,7 @@ export class Shard {
     if (peer === undefined) {
       peer = {
         info: peerInfo(id),
-        pg: { online: true, replayLsn: lsn(0), currentLsn: lsn(0), hasPreviousData: false, rebuiltFrom: null, ...opts.pg },
+        pg: { online: true, replayLsn: lsn(0), currentLsn: lsn(0), history: { timeline: 1, switches: [] }, hasPreviousData: false, rebuiltFrom: null, ...opts.pg },
         config: { oneNodeWriteMode: false, autoRebuild: true, ...opts.config },
         tags: opts.tags ?? {},
         last: null,
@@ -139,6 +139,7 @@ export class Shard {
       async: asyncs.map(peerInfo),
       deposed: [],
       initWal: lsn(0),
+      initWalHistory: { timeline: 1, switches: [] },
     });
   }
 

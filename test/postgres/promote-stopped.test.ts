@@ -12,6 +12,8 @@ import { PostgresServer, readTimelineHistory } from '../../src/postgres/index.js
 import { HeldSourcePostgres } from '../../src/peer/source-postgres.js';
 import { TEST_REPL_PASSWORD } from '../helpers/pg.js';
 import { BasebackupBackend } from '../../src/backup/basebackup.js';
+import { PgMonitor } from '../../src/peer/pg-monitor.js';
+import { capturingLogger } from '../../tools/lib/memory-peer.js';
 
 let sb: PgSandbox;
 let a: PostgresServer;
@@ -156,5 +158,39 @@ describe('the timeline history a promotion writes', () => {
     } finally {
       sources.close('test done');
     }
+  });
+});
+
+describe('the health checks keep the timeline history of a server\'s WAL (what initWal is recorded with)', () => {
+  it('follows a promotion, keeps the newest timeline seen while the postmaster runs, and keeps it when a history cannot be read', async () => {
+    const m = await standbyOfA('m');
+    const { logger, lines } = capturingLogger();
+    const monitor = new PgMonitor({ postgres: m, intervalMs: 60_000, timeoutMs: 10_000, log: logger });
+    expect(monitor.history()).toBeNull();
+    const tl1 = { timeline: 1, switches: [] };
+    expect(await monitor.readHistory(await m.walPositions())).toEqual(tl1);
+    await m.detachFromUpstream();
+    const replayed = (await m.walPositions()).replayLsn!;
+    expect((await m.configure({ role: 'primary', syncId: 'peer-a' })).action).toBe('promoted');
+    const pos = await m.walPositions();
+    expect(pos.timeline).toBe(2);
+    const tl2 = { timeline: 2, switches: [{ timeline: 1, switchLsn: replayed }] };
+    expect(await monitor.readHistory(pos)).toEqual(tl2);
+    // A standby's reported timeline lags behind (its last checkpoint's) once its WAL receiver stops:
+    // an older timeline than one seen since the postmaster started changes nothing.
+    expect(await monitor.readHistory({ ...pos, timeline: 1 })).toEqual(tl2);
+    // A history that cannot be read (no such file) is logged once and leaves the last one.
+    expect(await monitor.readHistory({ ...pos, timeline: 3 })).toEqual(tl2);
+    expect(await monitor.readHistory({ ...pos, timeline: 3 })).toEqual(tl2);
+    expect(lines().filter((l) => l['decision'] === 'timeline-history-unread')).toEqual([
+      expect.objectContaining({ timeline: 3, err: expect.stringMatching(/00000003\.history/) as unknown }),
+    ]);
+    // Another postmaster: nothing is known until it is read again.
+    await m.stop('fast');
+    expect(monitor.history()).toBeNull();
+    await m.configure({ role: 'primary', syncId: 'peer-a' });
+    expect(monitor.history()).toBeNull();
+    expect(await monitor.readHistory(await m.walPositions())).toEqual(tl2);
+    await m.stop('immediate');
   });
 });

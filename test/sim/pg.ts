@@ -364,6 +364,16 @@ export class SimPgHandle implements LocalPostgres {
     }, 5, 30);
   }
 
+  /**
+   * The timeline history of this server's WAL, as the sitter reads it after the fence's
+   * walPositions (the takeover's check). Read at once, without a latency of its own, so that it
+   * draws nothing from the seed's random numbers (seeds found before it keep their runs).
+   */
+  ownHistory(): Promise<TimelineHistory | null> {
+    if (!this.isAlive()) return new Promise<TimelineHistory | null>(() => undefined);
+    return Promise.resolve(this.pg.running && !this.net.paused(this.pg.peerId) ? this.pg.history : null);
+  }
+
   walPositions(): Promise<WalPositions> {
     return this.op(() => {
       if (!this.pg.running) throw new PgError('MANATEE_ERR_PG_QUERY', 'PostgreSQL is not running');

@@ -99,6 +99,24 @@ describe('the whole shard, simulated', () => {
     expect(fixed.trace!.join('\n')).toMatch(/a stream-stalled-rebuild-sync: .*my primary is read-only, waiting for me \(and my timeline 2 \(from 1 at 0\/180\) is the primary's\)/);
   });
 
+  it('finds the sync past initWal on another timeline history losing an acknowledged write (seed 136570 with an operator) when the LSN alone decides', async () => {
+    // b, primary of generation 5 on timeline 2 (begun at 0/6C0), acknowledges write 103 with a as
+    // sync. The operator's promote of the async makes c the sync (generation 6, initWal 0/780), but
+    // c had followed the old primary a on timeline 1 past 0/6C0 (to 0/7C0) and never streams from b.
+    // b is cut off; c's 0/7C0 is "past" 0/780 by the numbers, on a history that parts from b's at
+    // 0/6C0: it must not take over (it does not hold write 103). It waits, b comes back, and c,
+    // diverged, is rebuilt from b.
+    const seed = 136570;
+    const broken = await runShardSim({ seed, operator: true, fixes: { ...ALL_FIXES, initWalOnHistory: false } });
+    expect(broken.error?.invariant).toBe('every acknowledged commit is on the new primary');
+    expect(broken.error?.message).toMatch(/write 103 \(acknowledged by b in generation 5\) is not in c's WAL at the takeover of generation 7/);
+    const fixed = await runShardSim({ seed, operator: true, trace: true });
+    expect(fixed.error).toBeNull();
+    const trace = fixed.trace!.join('\n');
+    expect(trace).toMatch(/c divergedFromInitWal: primary "b" has no session, but my timeline 1 leaves timeline 2 \(from 1 at 0\/6C0\), where initWal 0\/780 is, at 0\/6C0/);
+    expect(trace).toMatch(/c rebuilt from b in generation 6/);
+  });
+
   it('replays a seed exactly: the same trace twice', async () => {
     const first = await runShardSim({ seed: 7, trace: true });
     const second = await runShardSim({ seed: 7, trace: true });

@@ -17,7 +17,7 @@ import { SessionKeeper } from '../../src/peer/sessions.js';
 import { StreamStallWatch } from '../../src/peer/stream-stall.js';
 import { decide, rulesPgStatus, type Decision, type DecisionKind, type RulesInput } from '../../src/peer/rules/index.js';
 import { describeDivergence, StreamWatch, syncCannotTakeOver, syncDiverged } from '../../src/peer/rules/stream-watch.js';
-import type { PostgresStatus } from '../../src/model/index.js';
+import type { PostgresStatus, TimelineHistory } from '../../src/model/index.js';
 import { LSN_ZERO } from '../../src/model/index.js';
 import { ClusterStore } from '../../src/store/store.js';
 import type { PeerInfo } from '../../src/model/index.js';
@@ -57,12 +57,18 @@ export interface SitterFixes {
    * stalls for good once two peers promoted to the same timeline at the same position (seed 110731).
    */
   readonly rebuildSyncOfReadOnlyPrimary: boolean;
+  /**
+   * A sync takes over only when its timeline history holds initWal on the history recorded with it
+   * (rules/init-wal.ts). Off: every history the rules see is the state's own, so that the LSN alone
+   * decides, the rule as it was before (seed 136570 with --operator lost an acknowledged write).
+   */
+  readonly initWalOnHistory: boolean;
 }
 
-export const ALL_FIXES: SitterFixes = { readBeforeActing: true, forgetRebuildAsPrimary: true, rebuildOfThisGeneration: true, rebuildDivergedSync: true, timelineHistories: true, rebuildSyncOfReadOnlyPrimary: true };
+export const ALL_FIXES: SitterFixes = { readBeforeActing: true, forgetRebuildAsPrimary: true, rebuildOfThisGeneration: true, rebuildDivergedSync: true, timelineHistories: true, rebuildSyncOfReadOnlyPrimary: true, initWalOnHistory: true };
 
 /** Fix names for the command line (npm run sim -- --without a,b). */
-export const FIX_NAMES: readonly (keyof SitterFixes)[] = ['readBeforeActing', 'forgetRebuildAsPrimary', 'rebuildOfThisGeneration', 'rebuildDivergedSync', 'timelineHistories', 'rebuildSyncOfReadOnlyPrimary'];
+export const FIX_NAMES: readonly (keyof SitterFixes)[] = ['readBeforeActing', 'forgetRebuildAsPrimary', 'rebuildOfThisGeneration', 'rebuildDivergedSync', 'timelineHistories', 'rebuildSyncOfReadOnlyPrimary', 'initWalOnHistory'];
 
 export const SIM_TIMEOUTS = {
   sessionTimeoutMs: 1500,
@@ -108,6 +114,8 @@ export class SimSitter {
   private readonly hasPreviousData: boolean;
   private readonly streamWatch = new StreamWatch(10 * SIM_TIMEOUTS.sessionTimeoutMs);
   private monitor: PostgresStatus;
+  /** The timeline history of its WAL as of the last health check (PgMonitor.history()). */
+  private monitorHistory: TimelineHistory | null;
   private unhealthySinceMs: number | null = null;
   private sessionClosedForHealth = false;
   private storeCaughtUp = false;
@@ -146,6 +154,7 @@ export class SimSitter {
     this.factsKeeper = new FactsKeeper(disk, parts.disk.get(id) ?? NO_FACTS);
     this.hasPreviousData = parts.pg.hasData;
     this.monitor = parts.pg.status();
+    this.monitorHistory = this.monitor.online ? parts.pg.history : null;
     this.reconciler = new Reconciler({
       self: this.self,
       postgres: this.handle,
@@ -249,6 +258,7 @@ export class SimSitter {
       store: this.store,
       pgStatus: () => this.monitor,
       postgres: handle,
+      history: { current: () => this.rulesHistory(this.monitorHistory), read: async () => this.rulesHistory(await handle.ownHistory()) },
       hasPreviousData: this.hasPreviousData,
       facts: this.factsKeeper,
       reconciler: this.reconciler,
@@ -261,6 +271,12 @@ export class SimSitter {
       kick: () => { this.kick(); },
       kickSoon,
     });
+  }
+
+  /** The timeline history the rules see: its own, or with initWalOnHistory off the state's (the LSN alone decides). */
+  private rulesHistory(own: TimelineHistory | null): TimelineHistory | null {
+    if (this.parts.fixes.initWalOnHistory || own === null) return own;
+    return this.store.getState().state?.initWalHistory ?? own;
   }
 
   /** One line on this sitter for a failed seed's trace. */
@@ -323,6 +339,7 @@ export class SimSitter {
   private healthCheck(): void {
     const before = this.monitor;
     this.monitor = this.parts.pg.status();
+    this.monitorHistory = this.monitor.online ? this.parts.pg.history : null;
     if (before.online !== this.monitor.online || before.writable !== this.monitor.writable) this.kick();
   }
 
@@ -424,7 +441,7 @@ export class SimSitter {
       version,
       active: this.store.activePeers(),
       self: this.self,
-      pg: rulesPgStatus(this.monitor, { hasPreviousData: this.hasPreviousData, rebuiltFrom }),
+      pg: rulesPgStatus(this.monitor, { hasPreviousData: this.hasPreviousData, rebuiltFrom, history: this.rulesHistory(this.monitorHistory) }),
       nowMs,
       config: { oneNodeWriteMode: false, autoRebuild: true },
     };
@@ -479,13 +496,14 @@ export class SimSitter {
       if (asSync) await this.handle.detachFromUpstream();
       else await this.handle.fenceWrites();
       const pos = await this.handle.walPositions();
+      const history = this.rulesHistory(await this.handle.ownHistory());
       const { state, version } = this.store.getState();
       const fresh = decide({
         ...input,
         state,
         version,
         active: this.store.activePeers(),
-        pg: { ...input.pg, online: true, replayLsn: pos.replayLsn, currentLsn: pos.inRecovery ? (pos.receiveLsn ?? pos.replayLsn) : pos.currentLsn },
+        pg: { ...input.pg, online: true, replayLsn: pos.replayLsn, currentLsn: pos.inRecovery ? (pos.receiveLsn ?? pos.replayLsn) : pos.currentLsn, history },
       });
       if (fresh.kind !== d.kind || fresh.write === null) {
         this.world.log(() => `${this.id} fenced for ${d.kind}, but now decides ${fresh.kind}; lifting the fence`);

@@ -2,7 +2,7 @@
 // replaces a failed sync with the first active async (generation+1), acts on promote requests
 // for asyncs and clears stale ones, and enters or leaves one-node-write mode as its effective
 // mode says (the operator's override in the state, else its configuration).
-import type { ClusterState, Lsn, PeerInfo } from '../../model/index.js';
+import { describeHistory, type ClusterState, type Lsn, type PeerInfo, type TimelineHistory } from '../../model/index.js';
 import { outcome } from './outcome.js';
 import { frozenBecause, lsnAtLeast, name, names, placedIds, sortById, type ActivePeers } from './peers.js';
 import { checkPromote, describePromote, scheduledSkipReason } from './promote.js';
@@ -15,15 +15,36 @@ function withoutPromote(state: ClusterState): ClusterState {
 }
 
 /**
- * The primary's WAL position for the initWal of a generation it declares, or why there is none:
- * its PostgreSQL must be online, and its position cannot be behind the current initWal (the
- * store rejects an initWal that goes backwards; such a position means the data went back).
+ * The primary's WAL position and timeline history for the initWal of a generation it declares, or
+ * why there is none: its PostgreSQL must be online with both known, and its position cannot be
+ * behind the current initWal (the store rejects an initWal that goes backwards; such a position
+ * means the data went back).
  */
-function newInitWal(input: RulesInput, state: ClusterState): { lsn: Lsn } | { why: string } {
+function newInitWal(input: RulesInput, state: ClusterState): { lsn: Lsn; history: TimelineHistory } | { why: string } {
   const at = input.pg.currentLsn;
   if (!input.pg.online || at === null) return { why: 'my PostgreSQL is not online' };
   if (!lsnAtLeast(at, state.initWal)) return { why: `my WAL position ${at} is behind initWal ${state.initWal}` };
-  return { lsn: at };
+  if (input.pg.history === null) return { why: 'my timeline history is unknown' };
+  return { lsn: at, history: input.pg.history };
+}
+
+/**
+ * A state written before initWalHistory existed (an upgrade): the primary records its own history
+ * with the generation's initWal (same generation). The primary wrote that initWal from this very
+ * WAL (or took over with it), and a primary's WAL is never rewound, so its history now describes
+ * the WAL up to initWal. Null when there is nothing to record, or it cannot be read yet.
+ */
+function recordInitWalHistory(input: RulesInput, state: ClusterState): Decision | null {
+  if (state.initWalHistory !== undefined) return null;
+  const at = input.pg.currentLsn;
+  const history = input.pg.history;
+  if (!input.pg.online || at === null || history === null || !lsnAtLeast(at, state.initWal)) return null;
+  return outcome(
+    input,
+    'recordInitWalHistory',
+    `the state records no timeline history with initWal ${state.initWal} (written before it was recorded); I am the primary at ${at} on ${describeHistory(history)}, so recording mine`,
+    { write: { newState: { ...state, initWalHistory: history }, summary: `primary (${state.primary.id}) recorded initWal ${state.initWal}'s timeline history (${describeHistory(history)})` } },
+  );
 }
 
 /**
@@ -79,6 +100,8 @@ export function decideAsPrimary(input: RulesInput, state: ClusterState, active: 
 
   const maintained = maintainAsyncs(input, state, active);
   if (maintained !== null) return maintained;
+  const recorded = recordInitWalHistory(input, state);
+  if (recorded !== null) return recorded;
   if (blocked !== null) return blocked;
 
   if (check?.kind === 'invalid') {
@@ -114,7 +137,7 @@ function replaceSync(input: RulesInput, state: ClusterState, active: ActivePeers
     return outcome(input, 'waitForPostgres', `${gone}; replacing it with ${name(next)} records my WAL position as initWal, but ${wal.why}`);
   }
   const rest = state.async.filter((p) => p.id !== next.id && active.has(p));
-  const newState: ClusterState = { ...withoutPromote(state), generation: g + 1, sync: next, async: rest, initWal: wal.lsn };
+  const newState: ClusterState = { ...withoutPromote(state), generation: g + 1, sync: next, async: rest, initWal: wal.lsn, initWalHistory: wal.history };
   return outcome(
     input,
     'replaceSync',
@@ -139,7 +162,7 @@ function replaceNoFailoverSync(input: RulesInput, state: ClusterState, active: A
   }
   const g = state.generation;
   const chain = [...state.async.filter((p) => p.id !== next.id), sync];
-  const newState: ClusterState = { ...withoutPromote(state), generation: g + 1, sync: next, async: chain, initWal: wal.lsn };
+  const newState: ClusterState = { ...withoutPromote(state), generation: g + 1, sync: next, async: chain, initWal: wal.lsn, initWalHistory: wal.history };
   return outcome(
     input,
     'replaceSync',
@@ -164,6 +187,7 @@ function promoteAsync(input: RulesInput, state: ClusterState, sync: PeerInfo, i:
       sync: target,
       async: [...state.async.slice(1), sync],
       initWal: wal.lsn,
+      initWalHistory: wal.history,
     };
     return outcome(
       input,
@@ -285,6 +309,7 @@ function decideOnwmPrimary(input: RulesInput, state: ClusterState, active: Activ
     sync,
     async: asyncs,
     initWal: wal.lsn,
+    initWalHistory: wal.history,
   };
   return outcome(
     input,

@@ -1,7 +1,7 @@
 // Glue between the rules and the sitter around them, kept pure: what the reconciler feeds the
 // rules from its PostgreSQL status, and how it logs and reports each decision (one structured
 // line per decision, Patroni-style, and the last decision for the status API).
-import type { PeerId, DecisionRecord, PostgresStatus } from '../../model/index.js';
+import type { PeerId, DecisionRecord, PostgresStatus, TimelineHistory } from '../../model/index.js';
 import type { Decision, RulesPgStatus } from './types.js';
 
 /**
@@ -11,13 +11,19 @@ import type { Decision, RulesPgStatus } from './types.js';
  */
 export function rulesPgStatus(
   pg: PostgresStatus,
-  data: { readonly hasPreviousData: boolean; readonly rebuiltFrom: { readonly primaryId: PeerId; readonly generation: number } | null },
+  data: {
+    readonly hasPreviousData: boolean;
+    readonly rebuiltFrom: { readonly primaryId: PeerId; readonly generation: number } | null;
+    /** The timeline history of its WAL (the health checks keep it), null when unknown. */
+    readonly history: TimelineHistory | null;
+  },
 ): RulesPgStatus {
   const standby = pg.inRecovery === true;
   return {
     online: pg.online,
     replayLsn: pg.replayLsn,
     currentLsn: standby ? (pg.receiveLsn ?? pg.replayLsn) : pg.currentLsn,
+    history: pg.online ? data.history : null,
     hasPreviousData: data.hasPreviousData,
     rebuiltFrom: data.rebuiltFrom,
   };

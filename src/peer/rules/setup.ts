@@ -4,6 +4,7 @@
 // Every other peer waits. A smallest peer with old data holds off: the state may have been
 // lost, and its data may be the only copy of what that state protected; an operator decides.
 import { type ClusterState, LSN_ZERO } from '../../model/index.js';
+import { FIRST_TIMELINE_HISTORY } from './init-wal.js';
 import { outcome } from './outcome.js';
 import { name, names, type ActivePeers } from './peers.js';
 import type { Decision, RulesInput } from './types.js';
@@ -40,6 +41,7 @@ export function decideSetup(input: RulesInput, active: ActivePeers): Decision {
       async: [],
       deposed: [],
       initWal: LSN_ZERO,
+      initWalHistory: FIRST_TIMELINE_HISTORY,
       oneNodeWriteMode: true,
       freeze: { date: nowIso, reason: 'manatee setup: one node write mode' },
     };
@@ -64,6 +66,7 @@ export function decideSetup(input: RulesInput, active: ActivePeers): Decision {
     async: asyncs,
     deposed: [],
     initWal: LSN_ZERO,
+    initWalHistory: FIRST_TIMELINE_HISTORY,
   };
   return outcome(
     input,

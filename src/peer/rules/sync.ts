@@ -1,8 +1,9 @@
 // Rule 3, the sync: it takes over when the primary's session ended (or an operator's current
 // promote request names it), provided that an async is active to become the new sync, the
-// cluster is not frozen, its own PostgreSQL is online and it has replayed up to initWal.
-// A takeover deposes the old primary.
-import type { ClusterState } from '../../model/index.js';
+// cluster is not frozen, its own PostgreSQL is online and it has replayed up to initWal on the
+// timeline history recorded with initWal (init-wal.ts). A takeover deposes the old primary.
+import { describeHistory, type ClusterState } from '../../model/index.js';
+import { historyHoldsInitWal } from './init-wal.js';
 import { outcome } from './outcome.js';
 import { frozenBecause, lsnAtLeast, maxLsn, name, names, type ActivePeers } from './peers.js';
 import { checkPromote, describePromote } from './promote.js';
@@ -58,6 +59,17 @@ export function decideAsSync(input: RulesInput, state: ClusterState, active: Act
       `${why}, but my replay position ${replay ?? 'unknown'} is behind initWal ${state.initWal}; not taking over until I catch up`,
     );
   }
+  const held = historyHoldsInitWal(state, input.pg.history);
+  if (held !== true) {
+    // An LSN is a position in one history: past initWal on another one says nothing about holding
+    // the generation's WAL. Such a sync waits (the primary may come back; a stalled sync that
+    // diverged is rebuilt by the stream-stall watch once the primary is active again).
+    return outcome(input, input.pg.history === null ? 'waitForPostgres' : 'divergedFromInitWal', `${why}, but ${held}; not taking over`);
+  }
+  const history = input.pg.history;
+  if (history === null) {
+    return outcome(input, 'waitForPostgres', `${why}, but my timeline history is unknown, and a takeover records it with initWal; not taking over yet`);
+  }
   const initWal = maxLsn(input.pg.currentLsn, replay) ?? replay;
 
   const rest = state.async.filter((p) => p.id !== next.id && active.has(p));
@@ -70,8 +82,10 @@ export function decideAsSync(input: RulesInput, state: ClusterState, active: Act
     async: rest,
     deposed: [...state.deposed, primary],
     initWal,
+    initWalHistory: history,
   };
-  const how = `I am the sync with replay ${replay} >= initWal ${state.initWal}; taking over as primary of generation ${g + 1} with ${name(next)} as sync, asyncs ${names(rest)}, ${name(primary)} deposed and initWal ${initWal}`;
+  const on = state.initWalHistory === undefined ? ' (no timeline history recorded with it: a state from before it was)' : ` on ${describeHistory(state.initWalHistory)}`;
+  const how = `I am the sync with replay ${replay} >= initWal ${state.initWal}${on}; taking over as primary of generation ${g + 1} with ${name(next)} as sync, asyncs ${names(rest)}, ${name(primary)} deposed and initWal ${initWal} on my ${describeHistory(history)}`;
   return outcome(input, planned ? 'promoteSync' : 'takeover', `${why}; ${how}`, {
     write: {
       newState,

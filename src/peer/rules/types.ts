@@ -1,7 +1,7 @@
 // The inputs and the output of Manatee's rules (DESIGN.md, "The cluster state and its rules").
 // The rules are pure: everything they look at is in RulesInput, including the time, and
 // everything they want done is in the Decision that they return. The reconciler executes it.
-import type { ClusterState, Lsn, PeerId, PeerInfo, PeerRole, PeerTags } from '../../model/index.js';
+import type { ClusterState, Lsn, PeerId, PeerInfo, PeerRole, PeerTags, TimelineHistory } from '../../model/index.js';
 
 /** What this peer's sitter knows about its own PostgreSQL, as of this evaluation. */
 export interface RulesPgStatus {
@@ -18,6 +18,12 @@ export interface RulesPgStatus {
    * null when unknown.
    */
   readonly currentLsn: Lsn | null;
+  /**
+   * The timeline history of this server's WAL up to currentLsn (its timeline and where each
+   * ancestor ended), null when unknown. A writer of a new generation records it with initWal; the
+   * sync's takeover compares it with the recorded one.
+   */
+  readonly history: TimelineHistory | null;
   /**
    * The data directory held a database before this sitter first saw the cluster state.
    * A peer with old data never sets up a new cluster (it might hold the only copy of data
@@ -76,6 +82,7 @@ export type DecisionKind =
   | 'appendAsyncs' // (write) newly active peers appended to the async chain
   | 'removeAsyncs' // (write) asyncs whose sessions ended removed from the chain
   | 'updateAsyncs' // (write) both at once
+  | 'recordInitWalHistory' // (write) a state from before initWalHistory existed: the primary records its own (same generation)
   | 'replaceSync' // (write) generation+1: the first active async replaces a failed sync
   | 'promoteAsync' // (write) an operator's promote request for an async
   | 'clearPromote' // (write) an expired or invalid promote request removed from the state
@@ -89,6 +96,7 @@ export type DecisionKind =
   | 'frozen' // the cluster is frozen: no generation change
   | 'waitForAsync' // no async is active: a generation change would leave no sync (no flapping)
   | 'waitForCatchUp' // the sync has not replayed up to initWal
+  | 'divergedFromInitWal' // the sync's timeline history leaves the generation's before initWal: its WAL is not the generation's
   | 'waitForPostgres' // this peer's PostgreSQL must be online (and report its LSN) first
   | 'ignoredPromote' // a promote request that this peer does not act on (see reason)
   | 'noFailover' // this sync is tagged nofailover: it never takes over
