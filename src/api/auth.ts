@@ -17,9 +17,21 @@ export interface TokenChecker {
   check(header: string | undefined): void;
 }
 
-export function tokenChecker(adminToken: string): TokenChecker {
-  if (adminToken.length === 0) throw new ApiError('MANATEE_ERR_BAD_REQUEST', 'the admin token must not be empty');
-  const expected = digest(adminToken);
+/**
+ * `adminToken`: the token, or every token accepted (read at each check, so that a rotation's
+ * reload takes effect at the next request: src/peer/credentials.ts).
+ */
+export function tokenChecker(adminToken: string | (() => readonly string[])): TokenChecker {
+  const tokens = typeof adminToken === 'string' ? () => [adminToken] : adminToken;
+  const check = (list: readonly string[]): void => {
+    if (list.length === 0 || list.some((t) => t.length === 0)) throw new ApiError('MANATEE_ERR_BAD_REQUEST', 'the admin token must not be empty');
+  };
+  check(tokens());
+  const expected = (): Buffer[] => {
+    const list = tokens();
+    check(list);
+    return list.map(digest);
+  };
   return {
     check(header) {
       if (header === undefined || header.length === 0) {
@@ -29,7 +41,11 @@ export function tokenChecker(adminToken: string): TokenChecker {
       if (m === null) {
         throw new ApiError('MANATEE_ERR_UNAUTHORIZED', 'the Authorization header must be "Bearer <admin token>"');
       }
-      if (!timingSafeEqual(digest(m[1]!), expected)) {
+      const given = digest(m[1]!);
+      // Every accepted token is compared (no early exit), so timing does not tell which matched.
+      let ok = false;
+      for (const e of expected()) ok = timingSafeEqual(given, e) || ok;
+      if (!ok) {
         throw new ApiError('MANATEE_ERR_FORBIDDEN', 'the admin token is wrong');
       }
     },

@@ -132,6 +132,11 @@ export interface ApiDeps {
   readonly metrics?: ApiMetrics;
   /** Required as `Authorization: Bearer <adminToken>` on every /admin route. Must not be empty. */
   readonly adminToken: string;
+  /**
+   * Every admin token accepted, read at each request (a rotation's window: src/peer/credentials.ts);
+   * absent: adminToken alone.
+   */
+  readonly adminTokens?: () => readonly string[];
   readonly logger: Logger;
   /** More routes registered by the sitter (the backup server's, issue 6's health checks...). */
   readonly extraPlugins?: readonly FastifyPluginAsync[];

@@ -62,6 +62,11 @@ export interface BackupRoutesOptions {
   readonly dataset: string;
   /** The shard's secret; requests must carry it in `x-manatee-secret`. */
   readonly secret: string;
+  /**
+   * Every shard secret accepted, read at each request (a rotation's window: both the old and the
+   * new value); absent: `secret` alone.
+   */
+  readonly secrets?: () => readonly string[];
   readonly log: Logger;
   /** Jobs kept for status queries; the oldest finished ones are forgotten first. */
   readonly jobsMax?: number;
@@ -164,13 +169,21 @@ class CountingStream extends Transform {
   }
 }
 
+/** Whether `given` is one of `secrets`; every one is compared, in constant time, whichever matches. */
+function matchesAny(given: string, secrets: readonly string[]): boolean {
+  const d = digest(given);
+  let ok = false;
+  for (const s of secrets) ok = (s.length > 0 && timingSafeEqual(d, digest(s))) || ok;
+  return ok;
+}
+
 export const backupRoutes: FastifyPluginCallback<BackupRoutesOptions> = (app: FastifyInstance, opts: BackupRoutesOptions, done: (err?: Error) => void) => {
   const { zfs, dataset, log } = opts;
   if (opts.secret.length === 0) {
     done(new BackupError('MANATEE_ERR_BACKUP_CONFIG', 'backup server: the shard secret must not be empty'));
     return;
   }
-  const expected = digest(opts.secret);
+  const accepted = opts.secrets ?? ((): readonly string[] => [opts.secret]);
   const jobsMax = opts.jobsMax ?? 32;
   const pendingTimeoutMs = opts.pendingTimeoutMs ?? 10 * 60_000;
   const jobs = new Map<string, Job>();
@@ -202,8 +215,8 @@ export const backupRoutes: FastifyPluginCallback<BackupRoutesOptions> = (app: Fa
     if (typeof given !== 'string' || given.length === 0) {
       return sendError(reply, new BackupError(BACKUP_ERR_UNAUTHORIZED, `backup routes need the shard secret in the ${SECRET_HEADER} header`, { statusCode: 401 }));
     }
-    if (given.length > SECRET_HEADER_CHARS_MAX || !timingSafeEqual(digest(given), expected)) {
-      log.warn({ ip: req.ip, url: req.url }, 'backup: refused request with a wrong shard secret');
+    if (given.length > SECRET_HEADER_CHARS_MAX || !matchesAny(given, accepted())) {
+      log.warn({ ip: req.ip, url: req.url, code: BACKUP_ERR_FORBIDDEN }, 'backup: refused request with a wrong shard secret (none of the accepted ones)');
       return sendError(reply, new BackupError(BACKUP_ERR_FORBIDDEN, 'the shard secret is wrong', { statusCode: 403 }));
     }
     return undefined;

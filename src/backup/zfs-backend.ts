@@ -44,8 +44,8 @@ export interface ZfsBackendOptions {
   readonly dataDir?: string;
   /** This peer's id, sent to the source for its logs. */
   readonly peerId: string;
-  /** The shard's secret, for the source's backup server. */
-  readonly secret: string;
+  /** The shard's secret, for the source's backup server; a function is asked at each request (a rotation reloads it). */
+  readonly secret: string | (() => string);
   /**
    * TLS (the sources serve HTTPS): the CA that must have issued the source's certificate, and this
    * peer's certificate and key, which the source requires. Asked at each request (it may be reloaded).
@@ -337,7 +337,7 @@ export class ZfsBackupBackend implements BackupBackend {
   }
 
   private headers(): Record<string, string> {
-    return { [SECRET_HEADER]: this.o.secret };
+    return { [SECRET_HEADER]: typeof this.o.secret === 'string' ? this.o.secret : this.o.secret() };
   }
 
   private async createJob(base: string, fromSnapshots: string[], signal?: AbortSignal): Promise<JobCreated> {

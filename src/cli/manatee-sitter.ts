@@ -2,10 +2,18 @@
 // manatee-sitter -f <config.json>: runs one peer (Raft node, cluster store, PostgreSQL, API).
 // A bad configuration exits with status 2 and a message that names the field.
 import { Command } from 'commander';
-import { errorMessage } from '../errors.js';
+import { errorMessage, ManateeError } from '../errors.js';
 import { createLogger } from '../log.js';
-import { ConfigError, loadConfig } from '../peer/config.js';
+import { ConfigError, loadConfig, type SitterConfig } from '../peer/config.js';
 import { openSitter } from './sitter-wiring.js';
+
+/** Fields that SIGHUP does not apply (all but the credentials; tls names files read again anyway). */
+function changedWithoutReload(before: SitterConfig, after: SitterConfig): string[] {
+  const reloaded = new Set(['secret', 'acceptedSecrets', 'adminToken', 'acceptedAdminTokens']);
+  const keys = new Set([...Object.keys(before), ...Object.keys(after)]);
+  return [...keys].filter((k) => !reloaded.has(k)
+    && JSON.stringify((before as unknown as Record<string, unknown>)[k]) !== JSON.stringify((after as unknown as Record<string, unknown>)[k])).sort();
+}
 
 async function main(): Promise<void> {
   const program = new Command()
@@ -42,8 +50,22 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => { stop('SIGTERM'); });
   process.on('SIGINT', () => { stop('SIGINT'); });
-  // SIGHUP: reload the TLS certificate files (a renewed certificate) without a restart.
+  // SIGHUP: read the configuration file again for its credentials (a rotation of the shard secret
+  // or the admin token), and the TLS certificate files (a renewed certificate), without a restart.
+  // A file that does not load or would cut this peer off is refused; the current values stay.
   process.on('SIGHUP', () => {
+    loadConfig(file).then(
+      (next) => {
+        sitter.reloadCredentials(next);
+        const ignored = changedWithoutReload(config, next);
+        if (ignored.length > 0) {
+          log.warn({ decision: 'config-reload', ignored, reason: 'only the credentials and the TLS files are reloaded' }, `SIGHUP: ${ignored.join(', ')} changed: they take effect at the next restart`);
+        }
+      },
+    ).catch((err: unknown) => {
+      const code = err instanceof ManateeError ? err.code : 'MANATEE_ERR_INTERNAL';
+      log.error({ decision: 'config-reload', outcome: 'refused', code, reason: errorMessage(err) }, `SIGHUP: configuration refused, the current credentials stay: ${code}: ${errorMessage(err)}`);
+    });
     sitter.reloadTls().then(
       (outcome) => { log.info({ decision: 'tls-reload', outcome, reason: 'received SIGHUP' }, `SIGHUP: TLS ${outcome}`); },
       (err: unknown) => { log.error({ err: errorMessage(err) }, 'SIGHUP: TLS reload failed'); },

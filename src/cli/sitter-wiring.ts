@@ -19,7 +19,8 @@ import { ClusterStateMachine, ClusterStore, raftConsensus } from '../store/index
 import { Zfs } from '../zfs/index.js';
 import { FileFacts } from '../peer/facts.js';
 import { peerHostsOf } from '../peer/pg-peers.js';
-import { derivedPassword, peerInfoOf, type SitterConfig } from '../peer/config.js';
+import { peerInfoOf, type SitterConfig } from '../peer/config.js';
+import { ShardCredentials } from '../peer/credentials.js';
 import { Sitter } from '../peer/sitter.js';
 import { ManateeError } from '../errors.js';
 import { AdmClient } from './adm/client.js';
@@ -32,7 +33,8 @@ const SCHEDULED_RESTART_CALL_TIMEOUT_MS = 10_000;
 export async function openSitter(config: SitterConfig, log: Logger): Promise<Sitter> {
   await mkdir(config.dataDir, { recursive: true, mode: 0o755 });
   const self = peerInfoOf(config);
-  const secret = config.secret;
+  // Read at each use (Raft hello, backup request, admin call): SIGHUP swaps in a rotation's set.
+  const credentials = new ShardCredentials(config);
   // Checked before anything listens: a wrong, expired or foreign certificate stops the start.
   const tls = config.tls === undefined ? null : await ReloadableTls.open(config.tls, { expectedPeerId: config.peerId, log });
   const peerTls = tls === null ? undefined : (): TlsSecureOptions => tls.material.options;
@@ -46,8 +48,8 @@ export async function openSitter(config: SitterConfig, log: Logger): Promise<Sit
     port: config.postgres.port,
     peerHosts: peerHostsOf({ self, memberAddresses: config.raft.members.map((m) => m.address), state: null, active: [] }),
     ...(config.postgres.clientCidrs !== undefined ? { clientCidrs: config.postgres.clientCidrs } : {}),
-    superuserPassword: config.postgres.superuserPassword ?? derivedPassword(secret, 'superuser'),
-    replicationPassword: config.postgres.replicationPassword ?? derivedPassword(secret, 'replication'),
+    superuserPassword: credentials.rolePasswords('superuser')[0]!,
+    replicationPassword: credentials.rolePasswords('replication')[0]!,
     startTimeoutMs: config.timeouts.pgStartTimeoutMs,
     ...(config.tls !== undefined ? { tls: config.tls } : {}),
     logger: log,
@@ -58,7 +60,7 @@ export async function openSitter(config: SitterConfig, log: Logger): Promise<Sit
     zfs = new Zfs({ log });
     // A received copy is checked with this peer's own pg_controldata, as its PostgreSQL user.
     backend = new ZfsBackupBackend({
-      zfs, dataset: config.zfs.dataset, mountpoint: pgDataDir, peerId: config.peerId, secret, log, pgUser: config.postgres.user,
+      zfs, dataset: config.zfs.dataset, mountpoint: pgDataDir, peerId: config.peerId, secret: () => credentials.secret, log, pgUser: config.postgres.user,
       ...(peerTls !== undefined ? { tls: peerTls } : {}),
       verify: { pgControldata: postgres.binaries.pgControldata, user: postgres.user },
     });
@@ -77,7 +79,8 @@ export async function openSitter(config: SitterConfig, log: Logger): Promise<Sit
     dataDir: join(config.dataDir, 'raft'),
     peers,
     initialVoters: config.raft.members.map((m) => m.id),
-    secret,
+    secret: credentials.secret,
+    acceptedSecrets: credentials.secrets().slice(1),
     ...(tls !== null ? { tls: tls.forTransport() } : {}),
     listen: { host: config.raft.listen, port: config.raft.port },
     stateMachine: machine,
@@ -112,7 +115,7 @@ export async function openSitter(config: SitterConfig, log: Logger): Promise<Sit
     zfs !== null && config.zfs !== undefined
       ? [
           async (app: FastifyInstance): Promise<void> => {
-            await app.register(backupRoutes, { zfs: zfs, dataset: config.zfs?.dataset ?? '', secret, log, requirePeerCertificate: tls !== null });
+            await app.register(backupRoutes, { zfs: zfs, dataset: config.zfs?.dataset ?? '', secret: credentials.secret, secrets: () => credentials.secrets(), log, requirePeerCertificate: tls !== null });
           },
         ]
       : [];
@@ -139,6 +142,7 @@ export async function openSitter(config: SitterConfig, log: Logger): Promise<Sit
     },
     metrics,
     adminToken: config.adminToken,
+    adminTokens: () => credentials.adminTokens(),
     logger: log,
     extraPlugins,
     ...(tls !== null ? { tls, fetchPeerStatus: (apiUrl: string, timeoutMs: number) => fetchPeerStatusHttp(apiUrl, timeoutMs, tls.material.options) } : {}),
@@ -180,7 +184,7 @@ export async function openSitter(config: SitterConfig, log: Logger): Promise<Sit
       return api.close();
     },
   };
-  sitter = new Sitter({ config, log, node, store, postgres, backend, zfs, facts, initialFacts, hasPreviousData, edge, metrics, tls });
+  sitter = new Sitter({ config, log, node, store, postgres, backend, zfs, facts, initialFacts, hasPreviousData, edge, metrics, tls, credentials });
   log.info({ peer: self, backend: config.backend, hasPreviousData, rebuiltFrom: initialFacts.rebuiltFrom }, 'sitter opened');
   return sitter;
 }

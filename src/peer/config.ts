@@ -68,10 +68,20 @@ export interface SitterConfig {
   readonly oneNodeWriteMode: boolean;
   /** This peer's tags (nofailover, noloadbalance, priority), carried in its session. */
   readonly tags?: PeerTags;
-  /** The shard's shared secret: required on all peer-to-peer traffic (Raft, backup streams). */
+  /**
+   * The shard's shared secret: required on all peer-to-peer traffic (Raft, backup streams). This
+   * peer proves itself with it, and the derived PostgreSQL passwords come from it.
+   */
   readonly secret: string;
+  /**
+   * Other shard secrets accepted from peers during a rotation (never sent): the new one before
+   * the switch, the old one after it (README, "Security"). Reloaded on SIGHUP.
+   */
+  readonly acceptedSecrets?: readonly string[];
   /** Required on mutating API calls. */
   readonly adminToken: string;
+  /** Other admin tokens accepted during a rotation (the new one, then the old one). Reloaded on SIGHUP. */
+  readonly acceptedAdminTokens?: readonly string[];
   readonly log: { readonly level: string; readonly file?: string };
   /**
    * TLS for every listener and connection of this peer (src/tls): the shard CA's certificate,
@@ -86,12 +96,14 @@ export interface SitterConfig {
 export const CONFIG_ERR_MODE = 'MANATEE_ERR_CONFIG_MODE';
 
 export class ConfigError extends ManateeError {
-  constructor(message: string, options?: { cause?: unknown; code?: typeof CONFIG_ERR_MODE }) {
+  constructor(message: string, options?: { cause?: unknown; code?: string }) {
     super(options?.code ?? 'MANATEE_ERR_CONFIG', message, options?.cause === undefined ? undefined : { cause: options.cause });
   }
 }
 
 const port = { type: 'integer', minimum: 1, maximum: 65535 } as const;
+/** Most secrets (or admin tokens) accepted besides the current one: a rotation needs one. */
+const ACCEPTED_MAX = 4;
 const positiveMs = { type: 'integer', minimum: 1, maximum: 86_400_000 } as const;
 const idPattern = PEER_ID_PATTERN;
 
@@ -202,7 +214,9 @@ const schema = {
       },
     },
     secret: { type: 'string', minLength: 16, maxLength: 1024 },
+    acceptedSecrets: { type: 'array', maxItems: ACCEPTED_MAX, items: { type: 'string', minLength: 16, maxLength: 1024 } },
     adminToken: { type: 'string', minLength: 16, maxLength: 1024 },
+    acceptedAdminTokens: { type: 'array', maxItems: ACCEPTED_MAX, items: { type: 'string', minLength: 16, maxLength: 1024 } },
     log: {
       type: 'object',
       additionalProperties: false,
@@ -282,6 +296,11 @@ function crossCheck(c: SitterConfig): string[] {
     problems.push(`timeouts.keepaliveIntervalMs: must be at most half of timeouts.sessionTimeoutMs (${t.sessionTimeoutMs})`);
   }
   if (c.raft.heartbeatTicks >= c.raft.electionTicks) problems.push('raft.heartbeatTicks: must be less than raft.electionTicks');
+  for (const [field, current, accepted] of [['acceptedSecrets', c.secret, c.acceptedSecrets], ['acceptedAdminTokens', c.adminToken, c.acceptedAdminTokens]] as const) {
+    const list = accepted ?? [];
+    if (list.includes(current)) problems.push(`${field}: must not repeat the current value (${field === 'acceptedSecrets' ? 'secret' : 'adminToken'})`);
+    if (new Set(list).size !== list.length) problems.push(`${field}: lists the same value twice`);
+  }
   for (const [i, cidr] of (c.postgres.clientCidrs ?? []).entries()) {
     try {
       normalizeCidr(cidr, `postgres.clientCidrs[${i}]`);

@@ -23,7 +23,9 @@ import { LSN_ZERO, roleIn, type LoopStatus, type PeerInfo, type SitterStatus } f
 import { Snapshotter, type Zfs } from '../zfs/index.js';
 import { systemClock, type Clock } from './clock.js';
 import type { ReloadableTls } from '../tls/index.js';
-import { derivedPassword, peerInfoOf, type SitterConfig } from './config.js';
+import { peerInfoOf, type SitterConfig } from './config.js';
+import { ShardCredentials } from './credentials.js';
+import { PgCredentials } from './pg-credentials.js';
 import { DecisionLog } from './decision-log.js';
 import { Evaluation } from './evaluation.js';
 import { FactsKeeper, type FactsStore, type LocalFacts } from './facts.js';
@@ -40,7 +42,7 @@ import { Reconciler } from './reconciler.js';
 import { SessionKeeper } from './sessions.js';
 import { ShardSettingsKeeper } from './shard-settings.js';
 import { PostgresOps } from './pg-ops.js';
-import { HeldSourcePostgres, type SourcePostgres } from './source-postgres.js';
+import { HeldSourcePostgres } from './source-postgres.js';
 import { prepareZfsStorage } from './storage.js';
 import { StreamStallWatch } from './stream-stall.js';
 
@@ -81,6 +83,8 @@ export interface SitterParts {
   readonly clock?: Clock;
   /** This peer's certificate (config.tls), shared by every listener and connection; null without TLS. */
   readonly tls?: ReloadableTls | null;
+  /** The shard secret and admin tokens, shared with Raft, the API and the backup routes; default: from config. */
+  readonly credentials?: ShardCredentials;
 }
 
 export class Sitter {
@@ -110,7 +114,11 @@ export class Sitter {
   private readonly snapshotter: Snapshotter | null;
   private readonly facts: FactsKeeper;
   private readonly hasPreviousData: boolean;
-  private readonly sources: SourcePostgres;
+  private readonly sources: HeldSourcePostgres;
+  /** The shard secret and admin tokens in force (reloadCredentials on SIGHUP). */
+  readonly credentials: ShardCredentials;
+  /** PostgreSQL's role passwords through a rotation of the shard secret. */
+  private readonly pgCredentials: PgCredentials;
   private readonly decisions: DecisionLog;
   private readonly evaluation: Evaluation;
   private readonly loop: EvaluationLoop;
@@ -168,9 +176,27 @@ export class Sitter {
     this.sources = new HeldSourcePostgres({
       selfId: this.self.id,
       replicationUser: postgres.replicationUser,
-      replicationPassword: config.postgres.replicationPassword ?? derivedPassword(config.secret, 'replication'),
+      replicationPassword: () => postgres.currentReplicationPassword,
       timeoutMs: t.pgHealthTimeoutMs,
       ...(parts.tls != null ? { ssl: ((tls: ReloadableTls) => () => tls.material.options)(parts.tls) } : {}),
+    });
+    this.credentials = parts.credentials ?? new ShardCredentials(config);
+    this.pgCredentials = new PgCredentials({
+      target: {
+        get running() { return postgres.running; },
+        superuser: postgres.superuser,
+        replicationUser: postgres.replicationUser,
+        get currentReplicationPassword() { return postgres.currentReplicationPassword; },
+        roleVerifiers: (roles) => postgres.roleVerifiers(roles),
+        setRoleVerifier: (role, verifier) => postgres.setRoleVerifier(role, verifier),
+        setReplicationPassword: (password) => postgres.setReplicationPassword(password),
+        streaming: async () => (await postgres.query<{ status: string | null }>('SELECT status FROM pg_stat_wal_receiver'))[0]?.status === 'streaming',
+      },
+      credentials: this.credentials,
+      role: () => roleIn(this.store.getState().state, this.self.id),
+      writable: () => this.monitor.status().writable,
+      upstreamAccepts: (upstream, password) => this.sources.acceptsPassword(upstream, password),
+      log,
     });
     this.reconciler = new Reconciler({
       self: this.self,
@@ -325,6 +351,28 @@ export class Sitter {
     this.hooks.start();
     this.lease.start();
     this.loop.start();
+    this.pgCredentials.start();
+  }
+
+  /**
+   * SIGHUP: the credentials of the configuration file read again (`next`): the shard secrets and
+   * admin tokens accepted, the secret this peer proves itself with. Raft, the backup routes and the
+   * API read them at each new connection or request; PostgreSQL's role passwords follow
+   * (pg-credentials.ts). Throws a ConfigError (and keeps the current set) for one that would cut
+   * this peer off (credentials.ts).
+   */
+  reloadCredentials(next: SitterConfig): 'reloaded' | 'unchanged' {
+    const changed = this.credentials.update(next);
+    const summary = this.credentials.summary();
+    if (!changed) {
+      this.log.info({ decision: 'credentials-reload', outcome: 'unchanged', credentials: summary, reason: 'the credentials did not change' }, 'SIGHUP: credentials unchanged');
+      return 'unchanged';
+    }
+    this.node.setSecrets(next.secret, next.acceptedSecrets ?? []);
+    this.log.info({ decision: 'credentials-reload', outcome: 'reloaded', credentials: summary, reason: 'the configuration file changed' },
+      `SIGHUP: credentials reloaded (shard secret ${summary.current}, ${summary.accepted.length} more accepted, ${summary.adminTokenCount} admin token(s))`);
+    this.pgCredentials.changed();
+    return 'reloaded';
   }
 
   /**
@@ -347,7 +395,9 @@ export class Sitter {
     this.stopping = true;
     for (const u of this.unsubscribe) u();
     this.lease.stop();
+    this.pgCredentials.stop();
     await this.loop.stop();
+    await this.pgCredentials.settledRun();
     await this.snapshotter?.stop();
     this.heartbeat.stop();
     await this.hooks.stop();

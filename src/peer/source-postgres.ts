@@ -1,6 +1,7 @@
 // Other peers' PostgreSQL, as the peer that copies from one sees it: is the source promoted (a
 // deposed peer rebuilds only from a promoted primary), does it answer (a new standby copies only
 // from a running upstream). Behind an interface so that a simulation answers instead.
+import pg from 'pg';
 import { HeldConnection, parsePgUrl, readTimelineHistory } from '../postgres/index.js';
 import type { PeerInfo, TimelineHistory } from '../model/index.js';
 
@@ -35,7 +36,8 @@ export class HeldSourcePostgres implements SourcePostgres {
   constructor(private readonly o: {
     readonly selfId: string;
     readonly replicationUser: string;
-    readonly replicationPassword: string;
+    /** Asked at each new connection: a rotation of the shard secret moves it (pg-credentials.ts). */
+    readonly replicationPassword: string | (() => string);
     readonly timeoutMs: number;
     /** With TLS: the shard CA and this peer's certificate and key (the source admits hostssl only). */
     readonly ssl?: () => { readonly ca: string; readonly cert: string; readonly key: string };
@@ -87,7 +89,7 @@ export class HeldSourcePostgres implements SourcePostgres {
           host: e.host,
           port: e.port,
           user: this.o.replicationUser,
-          password: this.o.replicationPassword,
+          password: typeof this.o.replicationPassword === 'string' ? this.o.replicationPassword : this.o.replicationPassword(),
           database: 'postgres',
           connectionTimeoutMillis: timeoutMs,
           statement_timeout: timeoutMs,
@@ -98,5 +100,29 @@ export class HeldSourcePostgres implements SourcePostgres {
       this.held = { pgUrl: source.pgUrl, conn };
     }
     return this.held.conn.query<T>(sql, params, timeoutMs);
+  }
+
+  /**
+   * Whether `source` accepts `password` for the replication role: a connection of its own, ended at
+   * once. True when it logs in, false when the server says the password is wrong, null otherwise
+   * (it does not answer: nothing is learnt).
+   */
+  async acceptsPassword(source: PeerInfo, password: string): Promise<boolean | null> {
+    const e = parsePgUrl(source.pgUrl, { user: this.o.replicationUser });
+    const client = new pg.Client({
+      host: e.host, port: e.port, user: this.o.replicationUser, password, database: 'postgres',
+      connectionTimeoutMillis: this.o.timeoutMs, application_name: `manatee-sitter-${this.o.selfId}-password`,
+      ...(this.o.ssl !== undefined ? { ssl: { ...this.o.ssl(), rejectUnauthorized: true, minVersion: 'TLSv1.3' as const } } : {}),
+    });
+    client.on('error', () => { /* the connect's rejection says it */ });
+    try {
+      await client.connect();
+      return true;
+    } catch (err) {
+      // invalid_password (28P01): the server refused this password.
+      return (err as { code?: unknown }).code === '28P01' ? false : null;
+    } finally {
+      await client.end().catch(() => undefined);
+    }
   }
 }

@@ -166,6 +166,8 @@ export class PostgresServer extends EventEmitter<PgEvents> {
   private readonly peerHostList: string[];
   /** Where PostgreSQL and its client tools find the TLS files (copies owned by the OS user), or null. */
   readonly tlsPaths: PgTlsPaths | null;
+  /** The replication role's password in the passfile (setReplicationPassword: a rotation moves it). */
+  private replicationPassword: string;
 
   private constructor(
     private readonly opts: PostgresServerOptions,
@@ -179,6 +181,7 @@ export class PostgresServer extends EventEmitter<PgEvents> {
     this.passfile = join(this.runDir, 'pgpass');
     this.superuser = opts.superuser ?? 'postgres';
     this.replicationUser = opts.replicationUser ?? 'replicator';
+    this.replicationPassword = opts.replicationPassword;
     this.log = (opts.logger ?? silentLogger()).child({ room: 'postgres', dataDir: opts.dataDir, port: opts.port });
     this.startTimeoutMs = opts.startTimeoutMs ?? 60_000;
     this.stopTimeoutMs = opts.stopTimeoutMs ?? DEFAULT_STOP_TIMEOUT_MS;
@@ -343,8 +346,51 @@ export class PostgresServer extends EventEmitter<PgEvents> {
   async prepareRunDir(): Promise<void> {
     await ensureOwnedDir(this.runDir, this.user, 'run directory');
     await ensureOwnedDir(this.logDir, this.user, 'log directory');
-    await this.writeOwned(this.passfile, passfileLine(this.replicationUser, this.opts.replicationPassword));
+    await this.writeOwned(this.passfile, passfileLine(this.replicationUser, this.replicationPassword));
     await this.installTlsFiles();
+  }
+
+  /**
+   * The password this peer's libpq clients (the walreceiver, pg_basebackup, pg_rewind) give the
+   * replication role from now on: the passfile is written again (libpq reads it at each
+   * connection; open ones keep going). Resolves whether it changed.
+   */
+  async setReplicationPassword(password: string): Promise<boolean> {
+    if (password.length === 0 || /[\n\r\0]/.test(password)) {
+      throw new PgError('MANATEE_ERR_PG_INVALID_OPTION', 'replicationPassword: expected a non-empty single line');
+    }
+    if (password === this.replicationPassword) return false;
+    this.replicationPassword = password;
+    await ensureOwnedDir(this.runDir, this.user, 'run directory');
+    await this.writeOwned(this.passfile, passfileLine(this.replicationUser, password));
+    return true;
+  }
+
+  /** The replication role's password in the passfile. */
+  get currentReplicationPassword(): string {
+    return this.replicationPassword;
+  }
+
+  /** The stored password verifier of each role (pg_authid, replicated to standbys), null for none. */
+  async roleVerifiers(roles: readonly string[]): Promise<Map<string, string | null>> {
+    const rows = await this.query<{ rolname: string; rolpassword: string | null }>(
+      'SELECT rolname, rolpassword FROM pg_authid WHERE rolname = ANY($1)', [[...roles]],
+    );
+    return new Map(rows.map((r) => [r.rolname, r.rolpassword]));
+  }
+
+  /**
+   * ALTER ROLE ... PASSWORD with a SCRAM verifier (src/postgres/scram.ts), so no plain password is
+   * in the statement. On the primary only: the change reaches the standbys through WAL.
+   */
+  async setRoleVerifier(role: string, verifier: string): Promise<void> {
+    if (!IDENT_RE.test(role)) throw new PgError('MANATEE_ERR_PG_INVALID_OPTION', `role ${JSON.stringify(role)}: expected a lower-case identifier`);
+    if (!/^SCRAM-SHA-256\$[0-9]+:[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+$/.test(verifier)) {
+      throw new PgError('MANATEE_ERR_PG_INVALID_OPTION', `the password of ${role} must be given as a SCRAM-SHA-256 verifier`);
+    }
+    // Its own connection: the commit waits for the sync, and must not hold up the health checks
+    // that share the held connection when the sync is slow or gone.
+    await this.queryOnNewConnection(`ALTER ROLE ${role} PASSWORD '${verifier}'`, undefined, this.queryTimeoutMs);
   }
 
   /**
@@ -576,7 +622,7 @@ export class PostgresServer extends EventEmitter<PgEvents> {
 
   private async createRoles(): Promise<void> {
     const repl = this.replicationUser;
-    const pw = this.opts.replicationPassword.replace(/'/g, "''");
+    const pw = this.replicationPassword.replace(/'/g, "''");
     // Single-user mode: one statement per line, before any network listener exists.
     const sql = [
       `CREATE ROLE ${repl} WITH LOGIN REPLICATION PASSWORD '${pw}';`,

@@ -41,6 +41,8 @@ export interface RaftNodeOptions {
   readonly initialVoters?: readonly NodeId[];
   /** The shard's shared secret; peers without it are refused. */
   readonly secret: string;
+  /** More secrets accepted from peers during a rotation (setSecrets changes them). */
+  readonly acceptedSecrets?: readonly string[];
   /** Mutual TLS between peers (the transport's TransportTls); absent: plain TCP. */
   readonly tls?: TransportTls;
   readonly listen: { readonly host: string; readonly port: number };
@@ -249,6 +251,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     this.transport = new TcpTransport({
       id: opts.id,
       secret: opts.secret,
+      ...(opts.acceptedSecrets !== undefined ? { acceptedSecrets: opts.acceptedSecrets } : {}),
       ...(opts.tls !== undefined ? { tls: opts.tls } : {}),
       listen: opts.listen,
       peers,
@@ -332,6 +335,11 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
       this.kick();
     }, this.tickMs);
     this.kick();
+  }
+
+  /** A rotation of the shard secret (TcpTransport.setSecrets): the next connections use it. */
+  setSecrets(secret: string, accepted: readonly string[] = []): void {
+    this.transport.setSecrets(secret, accepted);
   }
 
   /** The transport's bound address (useful when listening on port 0). */

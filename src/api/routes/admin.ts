@@ -67,7 +67,7 @@ async function logged<T extends AdminResult | RebuildResult | MembershipResult>(
 }
 
 export function adminRoutes(deps: ApiDeps, limits: ApiLimits): FastifyPluginAsync {
-  const checker = tokenChecker(deps.adminToken);
+  const checker = tokenChecker(deps.adminTokens ?? deps.adminToken);
   const limiter = new AuthFailureLimiter({ failuresMax: limits.authFailuresMax, windowMs: limits.authFailureWindowMs, addressesMax: limits.authFailureAddressesMax });
   // eslint-disable-next-line @typescript-eslint/require-await -- fastify plugins are async functions
   return async (app) => {

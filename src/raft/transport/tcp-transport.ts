@@ -104,7 +104,10 @@ export interface TransportTls {
 
 export interface TransportOptions {
   readonly id: NodeId;
+  /** The shard secret this node proves itself with (and accepts). */
   readonly secret: string;
+  /** More secrets accepted from peers (a rotation's window); never sent. Changed with setSecrets(). */
+  readonly acceptedSecrets?: readonly string[];
   readonly listen: { readonly host: string; readonly port: number };
   /** NodeId -> "host:port". May be changed later with setPeer/removePeer. */
   readonly peers: Readonly<Record<NodeId, string>>;
@@ -137,6 +140,8 @@ export interface TransportOptions {
 }
 
 const HELLO_DOMAIN = 'manatee-raft-hello-v1';
+/** The code in the log line of a refused connection (no accepted secret, a bad certificate, a late hello). */
+export const RAFT_ERR_AUTH = 'MANATEE_ERR_RAFT_AUTH';
 const NONCE_BYTES = 32;
 const HELLO_MAX_BYTES = 4096;
 /** Evictions are summed into one log line per interval: a flood must not flood the log too. */
@@ -243,8 +248,11 @@ export class TcpTransport {
     silentDrops: 0, connectTimeouts: 0,
   };
 
+  /** The secret sent, then the others accepted (setSecrets). */
+  private secrets: readonly string[];
+
   constructor(opts: TransportOptions) {
-    if (opts.secret.length < 16) throw new RaftConfigError('the shard secret must be at least 16 characters');
+    this.secrets = TcpTransport.checkSecrets(opts.secret, opts.acceptedSecrets ?? []);
     this.opts = opts;
     this.log = opts.logger;
     this.maxFrameBytes = opts.maxFrameBytes ?? 64 * 1024 * 1024;
@@ -444,7 +452,7 @@ export class TcpTransport {
         sock.destroy();
         return;
       }
-      const mac = helloMac(this.opts.secret, ch.payload, this.opts.id, link.id).toString('hex');
+      const mac = helloMac(this.secrets[0]!, ch.payload, this.opts.id, link.id).toString('hex');
       sock.write(encodeFrame(FRAME_HELLO, JSON.stringify({ from: this.opts.id, to: link.id, mac })));
       link.state = 'ready';
       link.lastHeardMs = performance.now();
@@ -732,7 +740,7 @@ export class TcpTransport {
     if (kind === 'auth') this.counters.authFailures++;
     else if (kind === 'oversized') this.counters.oversizedFrames++;
     else this.counters.malformedFrames++;
-    this.log.warn({ remote: conn.remote, peer: conn.peer, reason }, kind === 'auth' ? 'raft transport refused connection' : 'raft transport refused frame, closing connection');
+    this.log.warn({ remote: conn.remote, peer: conn.peer, reason, ...(kind === 'auth' ? { code: RAFT_ERR_AUTH } : {}) }, kind === 'auth' ? 'raft transport refused connection' : 'raft transport refused frame, closing connection');
     conn.sock.destroy();
     conn.raw.destroy();
   }
@@ -818,6 +826,19 @@ export class TcpTransport {
     return true;
   }
 
+  private static checkSecrets(secret: string, accepted: readonly string[]): readonly string[] {
+    if ([secret, ...accepted].some((s) => s.length < 16)) throw new RaftConfigError('the shard secret must be at least 16 characters');
+    return [secret, ...accepted];
+  }
+
+  /**
+   * A rotation of the shard secret: `secret` proves this node from the next connection on, and
+   * hellos made with any of `secret` and `accepted` are admitted. Open connections stay.
+   */
+  setSecrets(secret: string, accepted: readonly string[] = []): void {
+    this.secrets = TcpTransport.checkSecrets(secret, accepted);
+  }
+
   /** The authenticated peer id, or "!" + the reason for refusal. */
   private checkHello(f: Frame, nonce: Buffer): string {
     if (f.kind !== FRAME_HELLO) return `!first frame is kind ${f.kind}, expected a hello`;
@@ -831,9 +852,14 @@ export class TcpTransport {
     const { from, to, mac } = v as Record<string, unknown>;
     if (typeof from !== 'string' || from === '' || typeof to !== 'string' || typeof mac !== 'string') return '!hello lacks from/to/mac';
     if (to !== this.opts.id) return `!hello is addressed to ${to}, this node is ${this.opts.id}`;
-    const expected = helloMac(this.opts.secret, nonce, from, to);
     const given = Buffer.from(mac, 'hex');
-    if (given.length !== expected.length || !timingSafeEqual(given, expected)) return `!wrong secret (hello from ${from} failed HMAC check)`;
+    // Each accepted secret is tried (all of them, whichever matches: the time says nothing).
+    let ok = false;
+    for (const secret of this.secrets) {
+      const expected = helloMac(secret, nonce, from, to);
+      ok = (given.length === expected.length && timingSafeEqual(given, expected)) || ok;
+    }
+    if (!ok) return `!wrong secret (hello from ${from} failed HMAC check with each of the ${this.secrets.length} accepted secrets)`;
     return from;
   }
 }

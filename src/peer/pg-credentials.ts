@@ -1,0 +1,163 @@
+// PostgreSQL's role passwords through a rotation of the shard secret. The replication role's
+// password (and the superuser's, unless configured) derives from the secret; PostgreSQL keeps one
+// password per role, shared by every peer through WAL. So during the window:
+// - the primary sets the roles' passwords to the ones derived from its current `secret` (ALTER
+//   ROLE with a SCRAM verifier); the change replicates over the open streams, which do not
+//   authenticate again;
+// - every other peer gives libpq (its passfile: walreceiver, pg_basebackup, pg_rewind) the
+//   candidate password (one per accepted secret) that the role's verifier in its own replicated
+//   catalog matches, so it follows the primary's change as it replays it. A standby whose stream
+//   is down cannot replay the change: it asks its upstream which candidate it accepts.
+// Open replication connections are never dropped, so replication goes on through every step.
+import type { Logger } from '../log.js';
+import { errorMessage, ManateeError } from '../errors.js';
+import type { PeerInfo, PeerRole } from '../model/index.js';
+import { scramVerifier, scramVerifierMatches } from '../postgres/scram.js';
+import type { ShardCredentials } from './credentials.js';
+import { secretFingerprint } from './credentials.js';
+
+/** No candidate password matches the role's verifier, and the upstream took none: the peer may not stream. */
+export const PG_ERR_PASSWORD_UNKNOWN = 'MANATEE_ERR_PG_PASSWORD_UNKNOWN';
+
+/** What this job needs of the local PostgreSQL (PostgresServer). */
+export interface PgCredentialsTarget {
+  readonly running: boolean;
+  readonly superuser: string;
+  readonly replicationUser: string;
+  readonly currentReplicationPassword: string;
+  roleVerifiers(roles: readonly string[]): Promise<Map<string, string | null>>;
+  setRoleVerifier(role: string, verifier: string): Promise<void>;
+  setReplicationPassword(password: string): Promise<boolean>;
+  /** Whether the walreceiver streams now. */
+  streaming(): Promise<boolean>;
+}
+
+export interface PgCredentialsOptions {
+  readonly target: PgCredentialsTarget;
+  readonly credentials: ShardCredentials;
+  /** This peer's role and upstream in the committed state. */
+  readonly role: () => { readonly role: PeerRole; readonly upstream: PeerInfo | null };
+  /** PostgreSQL is a writable primary (the monitor's last check). */
+  readonly writable: () => boolean;
+  /** Whether `upstream`'s PostgreSQL accepts `password` for the replication role (null: could not tell). */
+  readonly upstreamAccepts: (upstream: PeerInfo, password: string) => Promise<boolean | null>;
+  readonly log: Logger;
+  /** How often it checks while a rotation's window is open. Default 2000 ms. */
+  readonly intervalMs?: number;
+}
+
+export type PgCredentialsOutcome = 'primary-set' | 'primary-current' | 'standby-followed' | 'not-running' | 'unknown';
+
+export class PgCredentials {
+  private timer: NodeJS.Timeout | null = null;
+  private running: Promise<PgCredentialsOutcome> | null = null;
+  private again = false;
+  /** The last outcome: a peer that has not settled checks again at the next interval. */
+  private settled = false;
+  private warnedUnknown = false;
+
+  constructor(private readonly o: PgCredentialsOptions) {}
+
+  start(): void {
+    this.timer ??= setInterval(() => {
+      if (this.o.credentials.rotating || !this.settled) this.changed();
+    }, this.o.intervalMs ?? 2000);
+    this.timer.unref();
+    this.changed();
+  }
+
+  stop(): void {
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  /** The credentials or the role changed: check now (one run at a time; a call during one runs it again after). */
+  changed(): void {
+    if (this.running !== null) {
+      this.again = true;
+      return;
+    }
+    this.running = this.sync().catch((err: unknown) => {
+      this.settled = false;
+      // Outside a rotation a failure (PostgreSQL still starting) is retried quietly.
+      this.o.log[this.o.credentials.rotating ? 'warn' : 'debug']({ decision: 'pg-password', err: errorMessage(err), code: err instanceof ManateeError ? err.code : undefined }, `role passwords: check failed, retrying: ${errorMessage(err)}`);
+      return 'unknown' as const;
+    }).finally(() => {
+      this.running = null;
+      if (this.again) {
+        this.again = false;
+        this.changed();
+      }
+    });
+  }
+
+  /** Resolves when no check runs (tests, stop). */
+  async settledRun(): Promise<void> {
+    while (this.running !== null) await this.running;
+  }
+
+  /** One check: the primary sets the passwords, any other peer follows them. */
+  async sync(): Promise<PgCredentialsOutcome> {
+    const { target: pg, credentials: creds, log } = this.o;
+    const replication = creds.rolePasswords('replication');
+    const want = replication[0]!;
+    if (!pg.running) {
+      // Nothing to read: keep a password still accepted, else the current one.
+      if (!replication.includes(pg.currentReplicationPassword)) await pg.setReplicationPassword(want);
+      this.settled = false;
+      return 'not-running';
+    }
+    const { role, upstream } = this.o.role();
+    if (role === 'primary' && this.o.writable()) {
+      let changed = false;
+      for (const purpose of ['replication', 'superuser'] as const) {
+        if (!creds.derives(purpose)) continue;
+        const name = purpose === 'replication' ? pg.replicationUser : pg.superuser;
+        const password = creds.rolePasswords(purpose)[0]!;
+        const verifier = (await pg.roleVerifiers([name])).get(name) ?? null;
+        if (verifier !== null && scramVerifierMatches(verifier, password)) continue;
+        await pg.setRoleVerifier(name, scramVerifier(password));
+        changed = true;
+        log.info({ decision: 'pg-password-set', role: name, secretFingerprint: secretFingerprint(creds.secret), reason: 'the primary sets the role passwords derived from its current shard secret' },
+          `role passwords: ${name}'s password is now the one derived from the current shard secret`);
+      }
+      await pg.setReplicationPassword(want);
+      this.settled = true;
+      return changed ? 'primary-set' : 'primary-current';
+    }
+    if (!creds.derives('replication')) {
+      await pg.setReplicationPassword(want);
+      this.settled = true;
+      return 'standby-followed';
+    }
+    const verifier = (await pg.roleVerifiers([pg.replicationUser])).get(pg.replicationUser) ?? null;
+    let chosen = verifier === null ? undefined : replication.find((p) => scramVerifierMatches(verifier, p));
+    let how = 'the role\'s verifier in the local catalog';
+    // A standby that does not stream cannot replay a change of the password: its upstream tells.
+    if (upstream !== null && replication.length > 1 && !(await pg.streaming())) {
+      for (const p of replication) {
+        if ((await this.o.upstreamAccepts(upstream, p)) === true) {
+          chosen = p;
+          how = `${upstream.id} accepted it`;
+          break;
+        }
+      }
+    }
+    if (chosen === undefined) {
+      if (!this.warnedUnknown) {
+        log.warn({ decision: 'pg-password', code: PG_ERR_PASSWORD_UNKNOWN, accepted: creds.summary(), reason: 'the role\'s password is none of those derived from the accepted shard secrets' },
+          'role passwords: the replication role\'s password matches no accepted shard secret; keeping the current one');
+        this.warnedUnknown = true;
+      }
+      this.settled = false;
+      return 'unknown';
+    }
+    this.warnedUnknown = false;
+    if (await pg.setReplicationPassword(chosen)) {
+      log.info({ decision: 'pg-password-followed', reason: how, current: chosen === want },
+        `role passwords: the passfile now holds the replication password ${chosen === want ? 'of the current shard secret' : 'of an accepted shard secret'} (${how})`);
+    }
+    this.settled = true;
+    return 'standby-followed';
+  }
+}
