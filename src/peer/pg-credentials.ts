@@ -46,6 +46,8 @@ export interface PgCredentialsOptions {
   readonly intervalMs?: number;
 }
 
+const MATCHES_MAX = 64;
+
 export type PgCredentialsOutcome = 'primary-set' | 'primary-current' | 'standby-followed' | 'not-running' | 'unknown';
 
 export class PgCredentials {
@@ -55,6 +57,8 @@ export class PgCredentials {
   /** The last outcome: a peer that has not settled checks again at the next interval. */
   private settled = false;
   private warnedUnknown = false;
+  /** Verifier and password -> whether they match: a verifier changes once per rotation, PBKDF2 is not rerun every check. */
+  private readonly matches = new Map<string, boolean>();
 
   constructor(private readonly o: PgCredentialsOptions) {}
 
@@ -96,6 +100,17 @@ export class PgCredentials {
     while (this.running !== null) await this.running;
   }
 
+  private async match(verifier: string, password: string): Promise<boolean> {
+    const key = `${verifier}\0${password}`;
+    let m = this.matches.get(key);
+    if (m === undefined) {
+      m = await scramVerifierMatches(verifier, password);
+      if (this.matches.size >= MATCHES_MAX) this.matches.clear();
+      this.matches.set(key, m);
+    }
+    return m;
+  }
+
   /** One check: the primary sets the passwords, any other peer follows them. */
   async sync(): Promise<PgCredentialsOutcome> {
     const { target: pg, credentials: creds, log } = this.o;
@@ -115,8 +130,8 @@ export class PgCredentials {
         const name = purpose === 'replication' ? pg.replicationUser : pg.superuser;
         const password = creds.rolePasswords(purpose)[0]!;
         const verifier = (await pg.roleVerifiers([name])).get(name) ?? null;
-        if (verifier !== null && scramVerifierMatches(verifier, password)) continue;
-        await pg.setRoleVerifier(name, scramVerifier(password));
+        if (verifier !== null && (await this.match(verifier, password))) continue;
+        await pg.setRoleVerifier(name, await scramVerifier(password));
         changed = true;
         log.info({ decision: 'pg-password-set', role: name, secretFingerprint: secretFingerprint(creds.secret), reason: 'the primary sets the role passwords derived from its current shard secret' },
           `role passwords: ${name}'s password is now the one derived from the current shard secret`);
@@ -131,7 +146,13 @@ export class PgCredentials {
       return 'standby-followed';
     }
     const verifier = (await pg.roleVerifiers([pg.replicationUser])).get(pg.replicationUser) ?? null;
-    let chosen = verifier === null ? undefined : replication.find((p) => scramVerifierMatches(verifier, p));
+    let chosen: string | undefined;
+    for (const p of verifier === null ? [] : replication) {
+      if (await this.match(verifier!, p)) {
+        chosen = p;
+        break;
+      }
+    }
     let how = 'the role\'s verifier in the local catalog';
     // A standby that does not stream cannot replay a change of the password: its upstream tells.
     if (upstream !== null && replication.length > 1 && !(await pg.streaming())) {

@@ -7,7 +7,10 @@
 // it matches, and the primary sets a new password as a verifier, so that no plain password is in
 // the statement (a server log with log_statement would keep it). Passwords are taken as they are:
 // PostgreSQL runs SASLprep first, which changes nothing in the ASCII passwords Manatee derives.
-import { createHash, createHmac, pbkdf2Sync, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, pbkdf2, randomBytes, timingSafeEqual } from 'node:crypto';
+import { promisify } from 'node:util';
+
+const pbkdf2Async = promisify(pbkdf2);
 
 const PREFIX = 'SCRAM-SHA-256';
 /** PostgreSQL's default scram_iterations. */
@@ -21,8 +24,10 @@ interface Keys {
   readonly serverKey: Buffer;
 }
 
-function keysOf(password: string, salt: Buffer, iterations: number): Keys {
-  const salted = pbkdf2Sync(password, salt, iterations, 32, 'sha256');
+// PBKDF2 runs on libuv's thread pool: thousands of rounds must not stall the sitter's event loop,
+// which also carries Raft.
+async function keysOf(password: string, salt: Buffer, iterations: number): Promise<Keys> {
+  const salted = await pbkdf2Async(password, salt, iterations, 32, 'sha256');
   const clientKey = createHmac('sha256', salted).update('Client Key').digest();
   return {
     storedKey: createHash('sha256').update(clientKey).digest(),
@@ -31,20 +36,20 @@ function keysOf(password: string, salt: Buffer, iterations: number): Keys {
 }
 
 /** A verifier for `password` (a fresh salt unless one is given), as ALTER ROLE ... PASSWORD takes it. */
-export function scramVerifier(password: string, opts: { salt?: Buffer; iterations?: number } = {}): string {
+export async function scramVerifier(password: string, opts: { salt?: Buffer; iterations?: number } = {}): Promise<string> {
   const salt = opts.salt ?? randomBytes(SALT_BYTES);
   const iterations = opts.iterations ?? SCRAM_ITERATIONS;
-  const k = keysOf(password, salt, iterations);
+  const k = await keysOf(password, salt, iterations);
   return `${PREFIX}$${iterations}:${salt.toString('base64')}$${k.storedKey.toString('base64')}:${k.serverKey.toString('base64')}`;
 }
 
 /** Whether `verifier` (pg_authid.rolpassword) is the one of `password`; false for anything not a SCRAM-SHA-256 verifier. */
-export function scramVerifierMatches(verifier: string, password: string): boolean {
+export async function scramVerifierMatches(verifier: string, password: string): Promise<boolean> {
   const m = /^SCRAM-SHA-256\$(\d+):([A-Za-z0-9+/=]+)\$([A-Za-z0-9+/=]+):([A-Za-z0-9+/=]+)$/.exec(verifier);
   if (m === null) return false;
   const iterations = Number(m[1]);
   if (!Number.isInteger(iterations) || iterations < 1 || iterations > ITERATIONS_MAX) return false;
-  const k = keysOf(password, Buffer.from(m[2]!, 'base64'), iterations);
+  const k = await keysOf(password, Buffer.from(m[2]!, 'base64'), iterations);
   const stored = Buffer.from(m[3]!, 'base64');
   const server = Buffer.from(m[4]!, 'base64');
   return stored.length === k.storedKey.length && server.length === k.serverKey.length

@@ -211,19 +211,19 @@ describe('the Raft hello with a rotation', () => {
 });
 
 describe('SCRAM-SHA-256 verifiers', () => {
-  it('matches its own password only, and nothing that is not a verifier', () => {
-    const v = scramVerifier('pw-one');
+  it('matches its own password only, and nothing that is not a verifier', async () => {
+    const v = await scramVerifier('pw-one');
     expect(v).toMatch(/^SCRAM-SHA-256\$4096:[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+$/);
-    expect(scramVerifierMatches(v, 'pw-one')).toBe(true);
-    expect(scramVerifierMatches(v, 'pw-two')).toBe(false);
-    expect(scramVerifierMatches('md5abcdef', 'pw-one')).toBe(false);
-    expect(scramVerifierMatches(v.replace('$4096:', '$99999999:'), 'pw-one')).toBe(false);
+    expect(await scramVerifierMatches(v, 'pw-one')).toBe(true);
+    expect(await scramVerifierMatches(v, 'pw-two')).toBe(false);
+    expect(await scramVerifierMatches('md5abcdef', 'pw-one')).toBe(false);
+    expect(await scramVerifierMatches(v.replace('$4096:', '$99999999:'), 'pw-one')).toBe(false);
   });
 
-  it('is reproducible from its salt and iterations (a verifier PostgreSQL made is matched in shard-rotation.test.ts)', () => {
+  it('is reproducible from its salt and iterations (a verifier PostgreSQL made is matched in shard-rotation.test.ts)', async () => {
     const salt = Buffer.from('W22ZaJ0SNY7soEsUEjb6gQ==', 'base64');
-    expect(scramVerifier('pencil', { salt, iterations: 4096 })).toBe(scramVerifier('pencil', { salt, iterations: 4096 }));
-    expect(scramVerifier('pencil', { salt, iterations: 4096 })).toMatch(/^SCRAM-SHA-256\$4096:W22ZaJ0SNY7soEsUEjb6gQ==\$/);
+    expect(await scramVerifier('pencil', { salt, iterations: 4096 })).toBe(await scramVerifier('pencil', { salt, iterations: 4096 }));
+    expect(await scramVerifier('pencil', { salt, iterations: 4096 })).toMatch(/^SCRAM-SHA-256\$4096:W22ZaJ0SNY7soEsUEjb6gQ==\$/);
   });
 });
 
@@ -238,8 +238,12 @@ describe('role passwords through a rotation (PgCredentials)', () => {
     altered: string[] = [];
     constructor(password: string) {
       this.currentReplicationPassword = password;
-      this.verifiers.set('replicator', scramVerifier(password));
-      this.verifiers.set('postgres', scramVerifier(password));
+    }
+    static async of(password: string): Promise<FakePg> {
+      const pg = new FakePg(password);
+      pg.verifiers.set('replicator', await scramVerifier(password));
+      pg.verifiers.set('postgres', await scramVerifier(password));
+      return pg;
     }
     roleVerifiers(roles: readonly string[]) { return Promise.resolve(new Map(roles.map((r) => [r, this.verifiers.get(r) ?? null]))); }
     setRoleVerifier(role: string, verifier: string) { this.verifiers.set(role, verifier); this.altered.push(role); return Promise.resolve(); }
@@ -258,13 +262,13 @@ describe('role passwords through a rotation (PgCredentials)', () => {
   }
 
   it('the primary sets the passwords of its current secret (as verifiers), once', async () => {
-    const pg = new FakePg(derivedPassword(OLD, 'replication'));
+    const pg = await FakePg.of(derivedPassword(OLD, 'replication'));
     const creds = new ShardCredentials(parseConfig(minimal({ secret: NEW, acceptedSecrets: [OLD] })));
     const { j, lines } = job(pg, creds, 'primary');
     expect(await j.sync()).toBe('primary-set');
     expect(pg.altered.sort()).toEqual(['postgres', 'replicator']);
-    expect(scramVerifierMatches(pg.verifiers.get('replicator')!, derivedPassword(NEW, 'replication'))).toBe(true);
-    expect(scramVerifierMatches(pg.verifiers.get('postgres')!, derivedPassword(NEW, 'superuser'))).toBe(true);
+    expect(await scramVerifierMatches(pg.verifiers.get('replicator')!, derivedPassword(NEW, 'replication'))).toBe(true);
+    expect(await scramVerifierMatches(pg.verifiers.get('postgres')!, derivedPassword(NEW, 'superuser'))).toBe(true);
     expect(pg.currentReplicationPassword).toBe(derivedPassword(NEW, 'replication'));
     expect(lines.filter((l) => l['decision'] === 'pg-password-set')).toHaveLength(2);
     expect(await j.sync()).toBe('primary-current');
@@ -272,14 +276,14 @@ describe('role passwords through a rotation (PgCredentials)', () => {
   });
 
   it('a streaming standby follows the verifier in its own catalog, before and after the primary switches', async () => {
-    const pg = new FakePg(derivedPassword(OLD, 'replication'));
+    const pg = await FakePg.of(derivedPassword(OLD, 'replication'));
     // This standby switched first: it proves itself with the new secret, but the role still has the old password.
     const creds = new ShardCredentials(parseConfig(minimal({ secret: NEW, acceptedSecrets: [OLD] })));
     const { j, lines } = job(pg, creds, 'sync');
     expect(await j.sync()).toBe('standby-followed');
     expect(pg.currentReplicationPassword).toBe(derivedPassword(OLD, 'replication'));
     // The primary's ALTER ROLE replays here.
-    pg.verifiers.set('replicator', scramVerifier(derivedPassword(NEW, 'replication')));
+    pg.verifiers.set('replicator', await scramVerifier(derivedPassword(NEW, 'replication')));
     await j.sync();
     expect(pg.currentReplicationPassword).toBe(derivedPassword(NEW, 'replication'));
     expect(lines.some((l) => l['decision'] === 'pg-password-followed' && l['current'] === true)).toBe(true);
@@ -287,7 +291,7 @@ describe('role passwords through a rotation (PgCredentials)', () => {
   });
 
   it('a standby that does not stream asks its upstream which accepted password it takes', async () => {
-    const pg = new FakePg(derivedPassword(OLD, 'replication'));
+    const pg = await FakePg.of(derivedPassword(OLD, 'replication'));
     pg.isStreaming = false;
     const creds = new ShardCredentials(parseConfig(minimal({ acceptedSecrets: [NEW] })));
     const { j } = job(pg, creds, 'async', (p) => p === derivedPassword(NEW, 'replication'));
@@ -296,7 +300,7 @@ describe('role passwords through a rotation (PgCredentials)', () => {
   });
 
   it('warns once (MANATEE_ERR_PG_PASSWORD_UNKNOWN) when the role has no accepted password, and keeps the current one', async () => {
-    const pg = new FakePg(derivedPassword(THIRD, 'replication'));
+    const pg = await FakePg.of(derivedPassword(THIRD, 'replication'));
     pg.isStreaming = false;
     const creds = new ShardCredentials(parseConfig(minimal({ acceptedSecrets: [NEW] })));
     const { j, lines } = job(pg, creds, 'async', () => false);
@@ -307,7 +311,7 @@ describe('role passwords through a rotation (PgCredentials)', () => {
   });
 
   it('with PostgreSQL stopped, drops a password no longer accepted from the passfile', async () => {
-    const pg = new FakePg(derivedPassword(OLD, 'replication'));
+    const pg = await FakePg.of(derivedPassword(OLD, 'replication'));
     pg.running = false;
     const creds = new ShardCredentials(parseConfig(minimal({ secret: NEW })));
     const { j } = job(pg, creds, 'async');
