@@ -95,6 +95,9 @@ interface AdminRow {
 
 const ids = (list: readonly { id: string }[]): string[] => list.map((p) => p.id);
 
+/** A time in the future for the scheduled restart rows (the API takes ISO 8601 only). */
+const RESTART_AT = new Date(Date.now() + 3_600_000).toISOString();
+
 const ROWS: readonly AdminRow[] = [
   {
     method: 'POST',
@@ -151,6 +154,33 @@ const ROWS: readonly AdminRow[] = [
     },
     badRequest: { req: { url: '/admin/clear-promote', body: { peerId: 'b' } }, message: /body\.peerId: is not a known field/ },
     notFound: { notApplicable: 'clear-promote names no peer' },
+  },
+  {
+    method: 'POST',
+    path: '/admin/restart-schedule',
+    valid: { url: '/admin/restart-schedule', body: { at: RESTART_AT } },
+    success: {
+      req: { url: '/admin/restart-schedule', body: { at: RESTART_AT, pending: true, peer: 'b' } },
+      check: (b) => {
+        expect(b.state.restart).toEqual({ at: RESTART_AT, pending: true, peer: 'b' });
+      },
+    },
+    badRequest: { req: { url: '/admin/restart-schedule', body: { pending: true } }, message: /body\.at: is required/ },
+    notFound: { req: { url: '/admin/restart-schedule', body: { at: RESTART_AT, peer: 'nobody' } }, message: /nobody/ },
+  },
+  {
+    method: 'POST',
+    path: '/admin/clear-restart',
+    valid: { url: '/admin/clear-restart' },
+    success: {
+      setup: () => deps.admin.scheduleRestart({ at: RESTART_AT, pending: false }),
+      req: { url: '/admin/clear-restart', body: {} },
+      check: (b) => {
+        expect(b.state.restart).toBeUndefined();
+      },
+    },
+    badRequest: { req: { url: '/admin/clear-restart', body: { at: RESTART_AT } }, message: /body\.at: is not a known field/ },
+    notFound: { notApplicable: 'clear-restart names no peer' },
   },
   {
     method: 'POST',
