@@ -92,10 +92,15 @@ async function makeShard(ids: string[], opts: { snapshotEveryEntries?: number } 
     return s;
   }
 
+  /** A leader that every running member among `among` knows (an election can end before the last node hears of it). */
   async function leader(among = [...members.keys()]): Promise<string> {
     return waitFor(
-      'a Raft leader',
-      () => among.find((id) => members.get(id)!.node?.status().role === 'leader'),
+      'a Raft leader known to every running member',
+      () => {
+        const l = among.find((id) => members.get(id)!.node?.status().role === 'leader');
+        if (l === undefined) return undefined;
+        return among.every((id) => { const n = members.get(id)!.node; return n === null || n.status().leader === l; }) ? l : undefined;
+      },
       { timeoutMs: 30_000, intervalMs: 25 },
     );
   }
