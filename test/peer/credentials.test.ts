@@ -185,22 +185,30 @@ describe('the Raft hello with a rotation', () => {
     // b has switched (new secret, old accepted); a still proves itself with the old one.
     const b = await node('b', pb, { a: `127.0.0.1:${pa}` }, NEW, [OLD]);
     const a = await node('a', pa, { b: `127.0.0.1:${pb}` }, OLD, [NEW]);
-    a.t.send([hb('a', 'b')]);
-    b.t.send([hb('b', 'a')]);
-    await waitFor('both ways delivered', () => b.got.includes('a') && a.got.includes('b'), { timeoutMs: 20_000 });
+    // Sent again on every try: the transport may drop a message (Raft retransmits), for example one
+    // written into a connection that the other side is just refusing or replacing.
+    await waitFor('both ways delivered', () => {
+      a.t.send([hb('a', 'b')]);
+      b.t.send([hb('b', 'a')]);
+      return b.got.includes('a') && a.got.includes('b');
+    }, { timeoutMs: 20_000, intervalMs: 100 });
     // The window closes on b: a's next connection, made with the old secret, is refused.
     b.t.setSecrets(NEW);
     await a.t.close();
     const a2 = await node('a', pa, { b: `127.0.0.1:${pb}` }, OLD);
-    a2.t.send([hb('a', 'b')]);
-    const refusal = await waitFor('the refusal logged', () => b.lines.find((l) => l['code'] === 'MANATEE_ERR_RAFT_AUTH'), { timeoutMs: 20_000 });
+    const refusal = await waitFor('the refusal logged', () => {
+      a2.t.send([hb('a', 'b')]);
+      return b.lines.find((l) => l['code'] === 'MANATEE_ERR_RAFT_AUTH');
+    }, { timeoutMs: 20_000, intervalMs: 100 });
     expect(String(refusal['reason'])).toMatch(/wrong secret .* each of the 1 accepted secrets/);
     expect(b.t.stats().authFailures).toBeGreaterThan(0);
     // a switches too: admitted again.
     a2.t.setSecrets(NEW);
     const before = b.got.length;
-    a2.t.send([hb('a', 'b')]);
-    await waitFor('delivered with the new secret', () => b.got.length > before, { timeoutMs: 20_000 });
+    await waitFor('delivered with the new secret', () => {
+      a2.t.send([hb('a', 'b')]);
+      return b.got.length > before;
+    }, { timeoutMs: 20_000, intervalMs: 100 });
   });
 
   it('refuses a short accepted secret', () => {
