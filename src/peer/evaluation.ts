@@ -11,7 +11,7 @@ import type { ClusterStore } from '../store/index.js';
 import type { Clock } from './clock.js';
 import type { DecisionLog } from './decision-log.js';
 import type { FactsKeeper } from './facts.js';
-import { fenceAndDecideAgain, FENCED_KINDS, type FencePostgres, type TimelineHistorySource } from './fencing.js';
+import { fenceAndDecideAgain, FENCED_KINDS, resolveUnknownWrite, writeFailure, type FencePostgres, type TimelineHistorySource, type UnresolvedWrite } from './fencing.js';
 import type { LeaderPlacement } from './leader-placement.js';
 import { INITDB_REFUSED, type Reconciler } from './reconciler.js';
 import { RepeatFilter } from './repeat-log.js';
@@ -58,6 +58,12 @@ export class Evaluation {
   private caughtUp = false;
   /** A reconcile action repeated every evaluation is logged at info once, then once a minute. */
   private readonly reconcileRepeats = new RepeatFilter(RECONCILE_REPEAT_INFO_MS);
+  /**
+   * A fenced write (a takeover, a new sync...) whose proposal failed without a definite answer:
+   * it may still commit, so the fence holds and nothing else is done until it is settled
+   * (fencing.ts resolveUnknownWrite).
+   */
+  private unresolved: UnresolvedWrite | null = null;
 
   constructor(private readonly o: EvaluationOptions) {}
 
@@ -66,10 +72,25 @@ export class Evaluation {
     return this.caughtUp;
   }
 
+  /** The fenced write whose outcome is not known yet, or null. */
+  get unresolvedWrite(): UnresolvedWrite | null {
+    return this.unresolved;
+  }
+
   async evaluate(): Promise<void> {
     const o = this.o;
     await o.sessions.keep();
     if (!this.caughtUp) await this.catchUp();
+    if (this.unresolved !== null) {
+      const resolution = await resolveUnknownWrite({ store: o.store, log: o.log }, this.unresolved);
+      if (resolution === 'unknown') {
+        o.kickSoon();
+        return;
+      }
+      this.unresolved = null;
+      // Re-render this peer's configuration from the state as it is now: the fence gives way to its role.
+      o.reconciler.invalidate();
+    }
     const { state, version } = o.store.getState();
     const nowMs = o.clock.nowMs();
     const input: RulesInput = {
@@ -105,8 +126,16 @@ export class Evaluation {
         await o.store.putState(d.write.newState, d.write.expectVersion, d.write.summary);
         o.log.info({ decision: `${d.kind}-committed`, generation: d.write.newState.generation, summary: d.write.summary }, `wrote: ${d.write.summary}`);
       } catch (err) {
-        // Not committed (or not known to be): the next reconcile renders this peer's configuration
-        // again, which lifts the fence if the role did not change after all.
+        if (fenced && writeFailure(err) === 'unknown') {
+          // It may still commit: the fence holds until the write is settled (see `unresolved`).
+          this.unresolved = { kind: d.kind, write: d.write };
+          o.log.warn({ decision: `${d.kind}-unknown`, generation: d.write.newState.generation, expectVersion: d.write.expectVersion, reason: errorMessage(err) },
+            `the ${d.kind} write of generation ${d.write.newState.generation} has no answer (${errorMessage(err)}); it may still commit, so the fence holds until the store shows its outcome`);
+          o.kickSoon();
+          throw err;
+        }
+        // Not committed: the next reconcile renders this peer's configuration again, which lifts
+        // the fence if the role did not change after all.
         if (fenced) o.reconciler.invalidate();
         if (hasCode(err, 'MANATEE_ERR_STORE_VERSION_MISMATCH')) {
           o.log.info({ decision: `${d.kind}-lost-race`, reason: errorMessage(err) }, 'the state changed meanwhile; evaluating again');

@@ -3,11 +3,12 @@
 // path keeps acknowledging commits until the new state is applied. So cut the old path first
 // (the sync detaches from its upstream; the primary stops acknowledging commits), read a fresh
 // LSN, and decide again with it.
+import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { TimelineHistory } from '../model/index.js';
+import type { ClusterState, TimelineHistory } from '../model/index.js';
 import type { WalPositions } from '../postgres/index.js';
 import type { DecisionLog } from './decision-log.js';
-import { decide, type Decision, type DecisionKind, type RulesInput } from './rules/index.js';
+import { decide, type Decision, type DecisionKind, type RulesInput, type StateWrite } from './rules/index.js';
 
 /** Decisions that change the generation and record initWal: they fence first. */
 export const FENCED_KINDS: ReadonlySet<DecisionKind> = new Set<DecisionKind>(['takeover', 'promoteSync', 'replaceSync', 'promoteAsync', 'onwmUpgrade']);
@@ -74,4 +75,98 @@ export async function fenceAndDecideAgain(o: FenceOptions, d: Decision, input: R
     o.retrySoon();
     throw err;
   }
+}
+
+/**
+ * What a failed write of the cluster state says about its fate: `refused` by the store (a lost
+ * compare-and-set, an invalid state: the state machine's answer, or a command refused before it
+ * was proposed), `notProposed` (Raft refused it before appending it: no leader known, dropped),
+ * or `unknown` (a timeout, a leader change: the entry may sit in a log and commit later, after
+ * this peer acted as if it had failed).
+ */
+export function writeFailure(err: unknown): 'refused' | 'notProposed' | 'unknown' {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string') return 'unknown';
+  if (code.startsWith('MANATEE_ERR_STORE_')) return 'refused';
+  if (code === 'MANATEE_ERR_RAFT_NO_LEADER' || code === 'MANATEE_ERR_RAFT_PROPOSAL_DROPPED') return 'notProposed';
+  return 'unknown';
+}
+
+/** A fenced write whose proposal failed without a definite answer. */
+export interface UnresolvedWrite {
+  readonly kind: DecisionKind;
+  readonly write: StateWrite;
+}
+
+export interface ResolveOptions {
+  readonly store: {
+    getState(): { readonly state: ClusterState | null; readonly version: number };
+    putState(state: ClusterState, expectVersion: number, summary?: string): Promise<{ version: number }>;
+  };
+  readonly log: Logger;
+}
+
+/**
+ * How an unresolved write ended: `committed`, `superseded` (it can no longer commit), `settled`
+ * (the state moved on by more than one write: one way or the other), or still `unknown`.
+ */
+export type WriteResolution = 'committed' | 'superseded' | 'settled' | 'unknown';
+
+/**
+ * Settles a fenced write whose outcome is unknown (its proposal timed out, say). Until it is
+ * settled the fence holds (the sync stays detached, the primary acknowledges nothing), because
+ * the write may still commit, and a commit acknowledged on the old path meanwhile would be one
+ * that the new generation's initWal does not bound (whole-shard simulator seed 19644 with
+ * --operator: c's takeover timed out, c attached to b again as its sync, b acknowledged write 133,
+ * then c's takeover committed without it). It is settled once the store's version has moved past
+ * the one it was based on (the compare-and-set then applied, or never can); until then the same
+ * write is proposed again: that changes nothing about what can happen (the first proposal may
+ * commit anyway), and its answer settles the question.
+ */
+export async function resolveUnknownWrite(o: ResolveOptions, u: UnresolvedWrite): Promise<WriteResolution> {
+  const settled = settledByVersion(o, u);
+  if (settled !== null) return settled;
+  const target = u.write.newState;
+  try {
+    await o.store.putState(target, u.write.expectVersion, u.write.summary);
+  } catch (err) {
+    // An answer means the store applied everything before it: the first proposal too, if it committed.
+    const after = settledByVersion(o, u);
+    if (after !== null) return after;
+    if (writeFailure(err) === 'refused') {
+      // The same write on the same version refused (an invalid state): the first is refused too.
+      o.log.info({ decision: `${u.kind}-superseded`, expectVersion: u.write.expectVersion, reason: errorMessage(err) },
+        `the ${u.kind} write of generation ${target.generation}, whose outcome was unknown, was refused when proposed again (${errorMessage(err)}); lifting the fence`);
+      return 'superseded';
+    }
+    o.log.warn({ decision: `${u.kind}-still-unknown`, expectVersion: u.write.expectVersion, reason: errorMessage(err) },
+      `the ${u.kind} write of generation ${target.generation} is still unsettled (${errorMessage(err)}); keeping the fence`);
+    return 'unknown';
+  }
+  o.log.info({ decision: `${u.kind}-committed`, generation: target.generation, summary: u.write.summary },
+    `wrote (proposed again after an unknown outcome): ${u.write.summary}`);
+  return 'committed';
+}
+
+/**
+ * Settled when the store's version moved past the write's base: committed if the next version is
+ * its state, superseded if another, and simply settled when more writes followed.
+ */
+function settledByVersion(o: ResolveOptions, u: UnresolvedWrite): WriteResolution | null {
+  const { state, version } = o.store.getState();
+  const base = u.write.expectVersion;
+  const target = u.write.newState;
+  if (version <= base) return null;
+  let resolution: WriteResolution = 'settled';
+  if (version === base + 1) {
+    const ours = state !== null && state.generation === target.generation && state.primary.id === target.primary.id && state.initWal === target.initWal;
+    resolution = ours ? 'committed' : 'superseded';
+  }
+  const what = `the ${u.kind} write of generation ${target.generation}, whose outcome was unknown,`;
+  const now = `version ${version} (generation ${state?.generation ?? '-'})`;
+  o.log.info({ decision: `${u.kind}-${resolution}`, expectVersion: base, version, generation: state?.generation ?? null },
+    resolution === 'committed' ? `${what} committed: ${now}`
+      : resolution === 'superseded' ? `${what} can no longer commit: another write made ${now} from version ${base}; the fence gives way to the role in it`
+        : `${what} is settled: the state is at ${now}, more than one write past version ${base}; the fence gives way to the role in it`);
+  return resolution;
 }

@@ -117,6 +117,20 @@ describe('the whole shard, simulated', () => {
     expect(trace).toMatch(/c rebuilt from b in generation 6/);
   });
 
+  it('keeps the sync fenced while its takeover write has no answer (seed 19644 with an operator)', async () => {
+    // c, sync of b in generation 2, takes over on the operator's promote and detaches from b; its
+    // write times out (50% of messages lost). It used to lift the fence at once: attached to b
+    // again as its sync, it let b acknowledge write 133, and then its takeover (generation 3)
+    // committed without it. Now it stays detached and proposes the same write again until the
+    // store shows the outcome: b's writes wait, and none is acknowledged outside its generation.
+    const fixed = await runShardSim({ seed: 19644, operator: true, trace: true });
+    expect(fixed.error).toBeNull();
+    const trace = fixed.trace!.join('\n');
+    expect(trace).toMatch(/c promoteSync-unknown: the promoteSync write of generation 3 has no answer \(proposal \d+ not applied in time\); it may still commit, so the fence holds/);
+    expect(trace).toMatch(/c promoteSync-committed: the promoteSync write of generation 3, whose outcome was unknown, committed: version 9 \(generation 3\)/);
+    expect(trace).not.toMatch(/write 133 acknowledged by b in generation 2/);
+  });
+
   it('replays a seed exactly: the same trace twice', async () => {
     const first = await runShardSim({ seed: 7, trace: true });
     const second = await runShardSim({ seed: 7, trace: true });

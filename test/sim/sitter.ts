@@ -10,6 +10,7 @@ import { hasCode, errorMessage } from '../../src/errors.js';
 import { silentLogger, type Logger } from '../../src/log.js';
 import { DecisionLog } from '../../src/peer/decision-log.js';
 import { Evaluation } from '../../src/peer/evaluation.js';
+import { resolveUnknownWrite, writeFailure, type UnresolvedWrite } from '../../src/peer/fencing.js';
 import { FactsKeeper, NO_FACTS, type FactsStore, type LocalFacts } from '../../src/peer/facts.js';
 import { LeaderPlacement } from '../../src/peer/leader-placement.js';
 import { INITDB_REFUSED, Reconciler } from '../../src/peer/reconciler.js';
@@ -63,12 +64,19 @@ export interface SitterFixes {
    * decides, the rule as it was before (seed 136570 with --operator lost an acknowledged write).
    */
   readonly initWalOnHistory: boolean;
+  /**
+   * A fenced write without an answer (its proposal timed out) keeps the fence until the store shows
+   * its outcome, proposing it again meanwhile (src/peer/fencing.ts resolveUnknownWrite). Off: the
+   * fence lifts at once, as before (seed 19644 with --operator: the sync attached to the old primary
+   * again, which acknowledged a write that the takeover, committed later, did not hold).
+   */
+  readonly holdFenceUntilSettled: boolean;
 }
 
-export const ALL_FIXES: SitterFixes = { readBeforeActing: true, forgetRebuildAsPrimary: true, rebuildOfThisGeneration: true, rebuildDivergedSync: true, timelineHistories: true, rebuildSyncOfReadOnlyPrimary: true, initWalOnHistory: true };
+export const ALL_FIXES: SitterFixes = { readBeforeActing: true, forgetRebuildAsPrimary: true, rebuildOfThisGeneration: true, rebuildDivergedSync: true, timelineHistories: true, rebuildSyncOfReadOnlyPrimary: true, initWalOnHistory: true, holdFenceUntilSettled: true };
 
 /** Fix names for the command line (npm run sim -- --without a,b). */
-export const FIX_NAMES: readonly (keyof SitterFixes)[] = ['readBeforeActing', 'forgetRebuildAsPrimary', 'rebuildOfThisGeneration', 'rebuildDivergedSync', 'timelineHistories', 'rebuildSyncOfReadOnlyPrimary', 'initWalOnHistory'];
+export const FIX_NAMES: readonly (keyof SitterFixes)[] = ['readBeforeActing', 'forgetRebuildAsPrimary', 'rebuildOfThisGeneration', 'rebuildDivergedSync', 'timelineHistories', 'rebuildSyncOfReadOnlyPrimary', 'initWalOnHistory', 'holdFenceUntilSettled'];
 
 export const SIM_TIMEOUTS = {
   sessionTimeoutMs: 1500,
@@ -125,6 +133,8 @@ export class SimSitter {
   private keepaliveInFlight = false;
   private checkInFlight = false;
   private lastLeadershipMoveMs = -1e9;
+  /** The port's fenced write without an answer (see SitterFixes.holdFenceUntilSettled). */
+  private unresolved: UnresolvedWrite | null = null;
   private readonly factsKeeper: FactsKeeper;
   /** The sitter's real evaluation and its jobs (src/peer), used when every fix is on; else this file's port. */
   private readonly evaluation: Evaluation | null;
@@ -180,7 +190,7 @@ export class SimSitter {
       restoreBackoff: { initialMs: 500, maxMs: 5000 },
     });
     const f = parts.fixes;
-    this.evaluation = f.readBeforeActing && f.forgetRebuildAsPrimary && f.rebuildOfThisGeneration && f.rebuildDivergedSync ? this.realJobs(parts) : null;
+    this.evaluation = f.readBeforeActing && f.forgetRebuildAsPrimary && f.rebuildOfThisGeneration && f.rebuildDivergedSync && f.holdFenceUntilSettled ? this.realJobs(parts) : null;
     this.store.on('state', () => { this.kick(); });
     this.store.on('peers', () => { this.kick(); });
     this.every(SIM_TIMEOUTS.evaluateIntervalMs, () => { this.kick(); });
@@ -429,6 +439,14 @@ export class SimSitter {
       }
       this.storeCaughtUp = true;
     }
+    if (this.unresolved !== null) {
+      if ((await resolveUnknownWrite({ store: this.store, log: LOG }, this.unresolved)) === 'unknown') {
+        this.kickSoon();
+        return;
+      }
+      this.unresolved = null;
+      this.reconciler.invalidate();
+    }
     const { state, version } = this.store.getState();
     const nowMs = this.world.wallMs();
     const facts = this.facts();
@@ -460,6 +478,11 @@ export class SimSitter {
         await this.store.putState(d.write.newState, d.write.expectVersion, d.write.summary);
         this.world.log(() => `${this.id} wrote generation ${d.write!.newState.generation}: ${d.write!.summary}`);
       } catch (err) {
+        if (fenced && this.parts.fixes.holdFenceUntilSettled && writeFailure(err) === 'unknown') {
+          this.unresolved = { kind: d.kind, write: d.write };
+          this.kickSoon();
+          throw err;
+        }
         if (fenced) this.reconciler.invalidate();
         if (hasCode(err, 'MANATEE_ERR_STORE_VERSION_MISMATCH')) {
           this.kickSoon();
