@@ -46,6 +46,7 @@ import type { PeerMessage } from './messages.js';
 import { RaftConfigError } from '../errors.js';
 import { FRAME_CHALLENGE, FRAME_HELLO, FRAME_MESSAGES, FRAME_PING, FrameDecoder, FrameTooLargeError, encodeFrame, type Frame } from './frame.js';
 import { parseMessages } from './validate.js';
+import { ThrottledLog } from './throttled-log.js';
 import { errorMessage } from '../../errors.js';
 
 export interface TransportStats {
@@ -146,6 +147,11 @@ const NONCE_BYTES = 32;
 const HELLO_MAX_BYTES = 4096;
 /** Evictions are summed into one log line per interval: a flood must not flood the log too. */
 const EVICTION_LOG_INTERVAL_MS = 1000;
+/**
+ * Refusals of sockets that never identified themselves (no hello in time, a failed TLS handshake)
+ * are what a flood makes, one per socket: at most one line per this interval, with the count.
+ */
+const UNIDENTIFIED_LOG_INTERVAL_MS = 5000;
 
 /** An inbound connection, from accept to close. */
 interface InboundConnection {
@@ -233,6 +239,8 @@ export class TcpTransport {
   private tlsServer: TlsServer | null = null;
   private unsubscribeTls: (() => void) | null = null;
   private evictionLog = { sinceLine: 0, lastLineAtMs: 0 };
+  /** Refusals of sockets that sent no hello in time, and of failed TLS handshakes (a flood's). */
+  private readonly unidentifiedLogs: Record<'no-hello' | 'tls-handshake', ThrottledLog>;
   private readonly links = new Map<NodeId, PeerLink>();
   private readonly inbound = new Set<Socket>();
   private readonly keepaliveIntervalMs: number;
@@ -255,6 +263,11 @@ export class TcpTransport {
     this.secrets = TcpTransport.checkSecrets(opts.secret, opts.acceptedSecrets ?? []);
     this.opts = opts;
     this.log = opts.logger;
+    const unidentified = (msg: string): ThrottledLog => new ThrottledLog({ log: this.log, msg, intervalMs: UNIDENTIFIED_LOG_INTERVAL_MS, nowMs: () => performance.now() });
+    this.unidentifiedLogs = {
+      'no-hello': unidentified('raft transport refused connection'),
+      'tls-handshake': unidentified('raft transport refused connection'),
+    };
     this.maxFrameBytes = opts.maxFrameBytes ?? 64 * 1024 * 1024;
     this.maxQueueMessages = opts.maxQueueMessages ?? 10_000;
     this.helloTimeoutMs = opts.helloTimeoutMs ?? 1000;
@@ -401,6 +414,7 @@ export class TcpTransport {
     this.authenticated.clear();
     this.unsubscribeTls?.();
     this.unsubscribeTls = null;
+    for (const l of Object.values(this.unidentifiedLogs)) l.flush();
     const server = this.server;
     if (server !== null) await new Promise<void>((resolve) => { server.close(() => { resolve(); }); });
   }
@@ -685,7 +699,7 @@ export class TcpTransport {
     const conn: InboundConnection = { raw, sock: raw, address, remote, peer: null, done: false, helloTimer: null, lastHeardMs: performance.now() };
     this.pending.add(conn);
     // The deadline covers the TLS handshake too: a socket that never finishes it holds a slot no longer.
-    conn.helloTimer = setTimeout(() => { this.refuse(conn, 'auth', `no hello within ${this.helloTimeoutMs} ms`); }, this.helloTimeoutMs);
+    conn.helloTimer = setTimeout(() => { this.refuse(conn, 'auth', `no hello within ${this.helloTimeoutMs} ms`, 'no-hello'); }, this.helloTimeoutMs);
     conn.helloTimer.unref();
     raw.on('error', () => { /* 'close' follows */ });
     raw.on('close', () => {
@@ -730,17 +744,22 @@ export class TcpTransport {
     const raw = parentOf(sock);
     const conn = raw === null ? undefined : this.handshaking.get(raw);
     if (conn === undefined) return;
-    this.refuse(conn, 'auth', `TLS handshake failed: ${authorizationErrorOf(sock) ?? err.code ?? 'error'} (${err.message})`);
+    this.refuse(conn, 'auth', `TLS handshake failed: ${authorizationErrorOf(sock) ?? err.code ?? 'error'} (${err.message})`, 'tls-handshake');
   }
 
-  private refuse(conn: InboundConnection, kind: 'auth' | 'oversized' | 'malformed', reason: string): void {
+  /**
+   * Closes `conn` and logs why. `unidentified`: the socket never said who it was (a flood's kind
+   * of refusal): logged through its throttle, one line per interval with a count.
+   */
+  private refuse(conn: InboundConnection, kind: 'auth' | 'oversized' | 'malformed', reason: string, unidentified?: 'no-hello' | 'tls-handshake'): void {
     if (conn.done) return;
     conn.done = true;
     this.pending.delete(conn);
     if (kind === 'auth') this.counters.authFailures++;
     else if (kind === 'oversized') this.counters.oversizedFrames++;
     else this.counters.malformedFrames++;
-    this.log.warn({ remote: conn.remote, peer: conn.peer, reason, ...(kind === 'auth' ? { code: RAFT_ERR_AUTH } : {}) }, kind === 'auth' ? 'raft transport refused connection' : 'raft transport refused frame, closing connection');
+    if (unidentified !== undefined) this.unidentifiedLogs[unidentified].note({ remote: conn.remote, reason, code: RAFT_ERR_AUTH });
+    else this.log.warn({ remote: conn.remote, peer: conn.peer, reason, ...(kind === 'auth' ? { code: RAFT_ERR_AUTH } : {}) }, kind === 'auth' ? 'raft transport refused connection' : 'raft transport refused frame, closing connection');
     conn.sock.destroy();
     conn.raw.destroy();
   }
