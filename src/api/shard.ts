@@ -70,7 +70,7 @@ export function buildShardReport(asked: SitterStatus, others: ReadonlyMap<string
       return {
         ...base, reachable: false, error: own?.error ?? 'not asked', sitterPid: null, postgresPid: null, tlsExpiresInSeconds: null,
         pgOnline: null, pgHealthy: null, writable: null, inRecovery: null, currentLsn: null, receiveLsn: null, replayLsn: null,
-        lagSeconds: null, checkLatencyMs: null, lastDecision: null, rebuild: null, pendingRestart: null, settingsVersion: null, settings: null,
+        lagSeconds: null, checkLatencyMs: null, lastDecision: null, rebuild: null, pendingRestart: null, settingsVersion: null, settings: null, credentials: null,
       };
     }
     const s = own.status;
@@ -83,6 +83,7 @@ export function buildShardReport(asked: SitterStatus, others: ReadonlyMap<string
       lastDecision: s.lastDecision, rebuild: s.rebuild,
       pendingRestart: s.settings?.pendingRestart ?? null, settingsVersion: s.settings?.appliedVersion ?? null,
       settings: s.settings?.settings ?? null,
+      credentials: s.credentials ?? null,
     };
   });
   const links = chainLinks(state).map(({ upstream, downstream, expected }): ShardLink => {

@@ -147,6 +147,22 @@ export interface TlsCertificateStatus {
   readonly reloadError: { readonly at: string; readonly code: string; readonly message: string } | null;
 }
 
+/**
+ * Which shard secrets and admin tokens a peer holds (src/peer/credentials.ts), as one-way
+ * fingerprints, never values: during a rotation an operator compares them across the peers to
+ * know when every peer has switched and the old value can be dropped (manatee-adm verify does).
+ */
+export interface CredentialsStatus {
+  /** The secret this peer proves itself with (Raft hello, backup requests). */
+  readonly secret: string;
+  /** The other secrets it accepts from its peers. */
+  readonly acceptedSecrets: readonly string[];
+  /** The configured admin token. */
+  readonly adminToken: string;
+  /** The other admin tokens it accepts. */
+  readonly acceptedAdminTokens: readonly string[];
+}
+
 export interface SitterStatus {
   readonly peer: PeerInfo;
   readonly role: PeerRole;
@@ -177,6 +193,8 @@ export interface SitterStatus {
   readonly settings?: PeerSettingsStatus;
   /** The certificate this peer serves with; absent without TLS. */
   readonly tls?: TlsCertificateStatus;
+  /** Fingerprints of the shard secrets and admin tokens in force; absent from older sitters. */
+  readonly credentials?: CredentialsStatus;
   /** This peer's tags (its configuration's); absent when none is set. */
   readonly tags?: PeerTags;
   /** The tags of the active peers that have any, as this peer's store has them from their sessions. */

@@ -7,8 +7,9 @@
 //
 // The steps (README, "Security"): add the new value as an accepted one on every peer + SIGHUP;
 // make it `secret` (the old one accepted) on every peer + SIGHUP; drop the old one + SIGHUP.
-import { createHash } from 'node:crypto';
+import { scryptSync } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import type { CredentialsStatus } from '../model/index.js';
 import { ConfigError, derivedPassword, type SitterConfig } from './config.js';
 
 /** A reload whose shard secrets share no value with the current ones: the peer would lose its shard. */
@@ -17,20 +18,28 @@ export const CREDENTIALS_ERR_DISJOINT = 'MANATEE_ERR_CREDENTIALS_DISJOINT';
 /** The credential fields of a configuration. */
 export type CredentialFields = Pick<SitterConfig, 'secret' | 'acceptedSecrets' | 'adminToken' | 'acceptedAdminTokens' | 'postgres'>;
 
-/** A short, one-way name of a secret for logs and /status: which value is in use, never the value. */
+/** A reload whose admin tokens share no value with the current ones: every operator would be locked out at once. */
+export const CREDENTIALS_ERR_TOKENS_DISJOINT = 'MANATEE_ERR_CREDENTIALS_TOKENS_DISJOINT';
+
+// GET /status answers without a token, so a fingerprint there must not let anyone test guesses of
+// a weak admin token offline at hash speed: scrypt (8 MiB, about 20 ms a value on this machine),
+// computed once per value and cached, instead of one SHA-256.
+const FINGERPRINT_SCRYPT = { N: 8192, r: 8, p: 1 } as const;
+const FINGERPRINTS_CACHED_MAX = 64;
+const fingerprints = new Map<string, string>();
+
+/** A short, one-way name of a secret or token for logs and /status: which value is in use, never the value. */
 export function secretFingerprint(secret: string): string {
-  return createHash('sha256').update('manatee-fingerprint\0').update(secret).digest('hex').slice(0, 12);
+  const known = fingerprints.get(secret);
+  if (known !== undefined) return known;
+  const fp = scryptSync(secret, 'manatee-fingerprint', 6, FINGERPRINT_SCRYPT).toString('hex');
+  if (fingerprints.size >= FINGERPRINTS_CACHED_MAX) fingerprints.clear();
+  fingerprints.set(secret, fp);
+  return fp;
 }
 
-/** What a log line or GET /status shows of the credentials: fingerprints and counts only. */
-export interface CredentialsSummary {
-  /** secretFingerprint of the secret this peer proves itself with. */
-  readonly current: string;
-  /** secretFingerprint of each other secret accepted. */
-  readonly accepted: readonly string[];
-  /** How many admin tokens are accepted. */
-  readonly adminTokenCount: number;
-}
+/** What a log line or GET /status shows of the credentials (src/model CredentialsStatus): fingerprints only. */
+export type CredentialsSummary = CredentialsStatus;
 
 interface Events {
   change: [CredentialsSummary];
@@ -91,9 +100,10 @@ export class ShardCredentials extends EventEmitter<Events> {
 
   summary(): CredentialsSummary {
     return {
-      current: secretFingerprint(this.fields.secret),
-      accepted: (this.fields.acceptedSecrets ?? []).map(secretFingerprint),
-      adminTokenCount: this.adminTokens().length,
+      secret: secretFingerprint(this.fields.secret),
+      acceptedSecrets: (this.fields.acceptedSecrets ?? []).map(secretFingerprint),
+      adminToken: secretFingerprint(this.fields.adminToken),
+      acceptedAdminTokens: (this.fields.acceptedAdminTokens ?? []).map(secretFingerprint),
     };
   }
 
@@ -102,6 +112,9 @@ export class ShardCredentials extends EventEmitter<Events> {
    * Throws ConfigError CREDENTIALS_ERR_DISJOINT, and keeps the current set, when the new secrets
    * share none with the current ones: the peer could then talk to no peer that has not switched,
    * which a rotation never needs (the new value is first added as an accepted one everywhere).
+   * Throws ConfigError CREDENTIALS_ERR_TOKENS_DISJOINT, and keeps the current set, when the new
+   * admin tokens share none with the current ones: every operator and script holding a token would
+   * be refused at once, with no window to move them over.
    */
   update(next: CredentialFields): boolean {
     // Configured PostgreSQL passwords do not rotate with the secret: they change with a restart.
@@ -114,8 +127,15 @@ export class ShardCredentials extends EventEmitter<Events> {
         { code: CREDENTIALS_ERR_DISJOINT },
       );
     }
+    const tokensAfter = [n.adminToken, ...(n.acceptedAdminTokens ?? [])];
+    if (!tokensAfter.some((t) => this.adminTokens().includes(t))) {
+      throw new ConfigError(
+        'the new admin tokens share no value with the current ones: every caller holding the current token would be refused at once. Add the new token to acceptedAdminTokens on every peer first (README, "Security"), or restart the sitter to force it',
+        { code: CREDENTIALS_ERR_TOKENS_DISJOINT },
+      );
+    }
     const same = (a: readonly string[], b: readonly string[]): boolean => a.length === b.length && a.every((x, i) => x === b[i]);
-    const changed = !same(before, after) || !same(this.adminTokens(), [n.adminToken, ...(n.acceptedAdminTokens ?? [])]);
+    const changed = !same(before, after) || !same(this.adminTokens(), tokensAfter);
     if (!changed) return false;
     this.fields = n;
     this.emit('change', this.summary());

@@ -370,7 +370,7 @@ export class Sitter {
     }
     this.node.setSecrets(next.secret, next.acceptedSecrets ?? []);
     this.log.info({ decision: 'credentials-reload', outcome: 'reloaded', credentials: summary, reason: 'the configuration file changed' },
-      `SIGHUP: credentials reloaded (shard secret ${summary.current}, ${summary.accepted.length} more accepted, ${summary.adminTokenCount} admin token(s))`);
+      `SIGHUP: credentials reloaded (shard secret ${summary.secret}, ${summary.acceptedSecrets.length} more accepted; admin token ${summary.adminToken}, ${summary.acceptedAdminTokens.length} more accepted)`);
     this.pgCredentials.changed();
     return 'reloaded';
   }
@@ -458,6 +458,7 @@ export class Sitter {
       hooks: this.hooks.status(),
       settings: this.shardSettings.status(),
       ...(this.tls !== null ? { tls: this.tls.status() } : {}),
+      credentials: this.credentials.summary(),
       ...(this.config.tags === undefined ? {} : { tags: this.config.tags }),
       peerTags: this.store.activeTags(),
     };

@@ -228,6 +228,15 @@ const tlsStatusSchema = {
   },
 } as const;
 
+/** src/model CredentialsStatus: fingerprints, never values. */
+const credentialsStatusSchema = {
+  type: 'object',
+  required: ['secret', 'acceptedSecrets', 'adminToken', 'acceptedAdminTokens'],
+  properties: {
+    secret: str, acceptedSecrets: { type: 'array', items: str }, adminToken: str, acceptedAdminTokens: { type: 'array', items: str },
+  },
+} as const;
+
 export const sitterStatusSchema = {
   type: 'object',
   required: [
@@ -264,6 +273,7 @@ export const sitterStatusSchema = {
     hooks: hooksStatusSchema,
     settings: peerSettingsStatusSchema,
     tls: tlsStatusSchema,
+    credentials: credentialsStatusSchema,
     tags: peerTagsSchema,
     peerTags: { type: 'object', additionalProperties: peerTagsSchema },
   },
@@ -306,6 +316,7 @@ export const shardReportSchema = {
           pendingRestart: { anyOf: [{ type: 'array', items: str }, { type: 'null' }] },
           settingsVersion: { type: ['integer', 'null'] },
           settings: { anyOf: [peerSettingsStatusSchema.properties.settings, { type: 'null' }] },
+          credentials: { anyOf: [credentialsStatusSchema, { type: 'null' }] },
         },
       },
     },

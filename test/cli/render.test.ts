@@ -117,6 +117,23 @@ describe('renderShow', () => {
     expect(verbose[7]).toMatch(/^async\s.*\snofailover, priority=3$/);
   });
 
+  it("shows each peer's credential fingerprints: a note while it accepts old values, and the SECRET and TOKEN columns", () => {
+    const { a, b, c } = fixture();
+    const creds = (secret: string, acceptedSecrets: string[], adminToken: string, acceptedAdminTokens: string[]) => ({ credentials: { secret, acceptedSecrets, adminToken, acceptedAdminTokens } });
+    const view = buildShardView({ ...a, ...creds('5ec2', ['5ec1'], '70c2', ['70c1']) }, new Map([
+      ['b', { ok: true, status: { ...b, ...creds('5ec2', [], '70c2', []) } }],
+      ['c', { ok: true, status: c }],
+    ] as const));
+    const text = renderStatus(view, NOW);
+    expect(text).toContain('  a: rotation: shard secret 5ec2 (also accepts 5ec1), admin token 70c2 (also accepts 70c1)');
+    expect(text).not.toContain('  b: rotation');
+    const cols = renderShow(view, NOW, { verbose: false, columns: 'peer,secret,token' }).split('\n');
+    expect(cols[4]).toMatch(/^PEER\s+SECRET\s+TOKEN$/);
+    expect(cols[5]).toMatch(/^a\s+5ec2\+5ec1\s+70c2\+70c1$/);
+    expect(cols[6]).toMatch(/^b\s+5ec2\s+70c2$/);
+    expect(cols[7]).toMatch(/^c\s+\?\s+\?$/);
+  });
+
   it('shows a promotion request and whether it is still pending', () => {
     const { store, a } = fixture();
     const promote = { id: 'b', role: 'sync' as const, generation: 3, expireTime: '2026-11-24T07:01:00.000Z' };

@@ -39,6 +39,54 @@ describe('verify', () => {
     expect(verifyShard(r).find((i) => i.code === 'CERT_EXPIRES_SOON')?.message).toContain('expires in 29 days');
   });
 
+  describe('a rotation of the shard secret and the admin token (fingerprints from each /status)', () => {
+    const creds = (secret: string, acceptedSecrets: string[] = [], adminToken = 't1', acceptedAdminTokens: string[] = []) => ({ secret, acceptedSecrets, adminToken, acceptedAdminTokens });
+    const rotation = (byPeer: Record<string, ReturnType<typeof creds>>) => report(threePeerState([A, B, C]), { edit: (id, s) => ({ ...s, credentials: byPeer[id]! }) });
+
+    it('finds nothing when every peer holds the same values and accepts no other', () => {
+      expect(codes(rotation({ a: creds('s1'), b: creds('s1'), c: creds('s1') }))).toEqual([]);
+    });
+
+    it('warns while the peers disagree (a rotation half done) and names who holds what', () => {
+      // Step 1 done on a and b only: c does not accept s2 yet; nobody proves with it, so nothing is refused.
+      const r = rotation({ a: creds('s1', ['s2']), b: creds('s1', ['s2']), c: creds('s1') });
+      expect(codes(r)).toEqual(['warning:SECRETS_DIFFER:-']);
+      expect(verifyShard(r)[0]?.message).toContain('a, b: s1+s2; c: s1');
+      // Switched a and b (step 2); c still on s1 but accepting s2: nothing refused, still differing.
+      const mid = rotation({ a: creds('s2', ['s1'], 't2', ['t1']), b: creds('s2', ['s1'], 't2', ['t1']), c: creds('s1', ['s2'], 't1', ['t2']) });
+      expect(codes(mid)).toEqual(['warning:SECRETS_DIFFER:-', 'warning:ADMIN_TOKENS_DIFFER:-']);
+      expect(verifyShard(mid)[1]?.message).toContain('a, b: t2+t1; c: t1+t2');
+    });
+
+    it('errs when a peer proves itself with a secret that another does not accept', () => {
+      // a switched to s2 before c had added it (step 2 before step 1 was done everywhere).
+      const r = rotation({ a: creds('s2', ['s1']), b: creds('s1', ['s2']), c: creds('s1') });
+      expect(codes(r)).toEqual(['error:SECRET_NOT_ACCEPTED:a', 'warning:SECRETS_DIFFER:-']);
+      expect(verifyShard(r)[0]?.message).toMatch(/^a proves itself with shard secret s2, which c does not accept: its Raft connections/);
+      // a dropped s1 (step 3) while c is still on it.
+      const dropped = rotation({ a: creds('s2'), b: creds('s2', ['s1']), c: creds('s1', ['s2']) });
+      expect(codes(dropped)).toEqual(['error:SECRET_NOT_ACCEPTED:c', 'warning:SECRETS_DIFFER:-']);
+      expect(verifyShard(dropped)[0]?.message).toContain('which a does not accept');
+    });
+
+    it('says when every peer has switched and the old values may be dropped', () => {
+      const r = rotation({ a: creds('s2', ['s1'], 't2', ['t1']), b: creds('s2', ['s1'], 't2', ['t1']), c: creds('s2', ['s1'], 't2', ['t1']) });
+      expect(codes(r)).toEqual(['warning:ROTATION_WINDOW_OPEN:-']);
+      expect(verifyShard(r)[0]?.message).toBe(
+        "a rotation's window is open: every peer uses shard secret s2 and also accepts s1 (acceptedSecrets), and admin token t2 and also accepts t1 (acceptedAdminTokens). " +
+          "If the accepted values are the old ones, every peer has switched: once no caller uses them, drop them from every peer's configuration and SIGHUP its sitter; if they are the new ones, switch each peer to them next",
+      );
+    });
+
+    it('leaves out peers that do not answer or report no credentials (older sitters)', () => {
+      const r = report(threePeerState([A, B, C]), {
+        edit: (id, s) => (id === 'a' ? { ...s, credentials: creds('s2') } : id === 'b' ? { ...s, credentials: creds('s2') } : s),
+      });
+      expect(codes(r)).toEqual([]);
+      expect(r.peers.find((p) => p.id === 'c')?.credentials).toBeNull();
+    });
+  });
+
   it('a shard in which no peer may take over (the sync, or every async, tagged nofailover) is an error', () => {
     const tagged = (ids: string[]) => ({ edit: (id: string, s: SitterStatus) => (id === 'a' ? { ...s, peerTags: Object.fromEntries(ids.map((t) => [t, { nofailover: true }])) } : s) });
     expect(codes(report(threePeerState([A, B, C]), tagged(['c'])))).toEqual(['error:NO_TAKEOVER_POSSIBLE:-']);

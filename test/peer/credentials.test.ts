@@ -8,7 +8,7 @@ import { pino } from 'pino';
 import { tokenChecker } from '../../src/api/auth.js';
 import { backupRoutes, SECRET_HEADER } from '../../src/backup/index.js';
 import { ConfigError, derivedPassword, parseConfig } from '../../src/peer/config.js';
-import { CREDENTIALS_ERR_DISJOINT, ShardCredentials, secretFingerprint } from '../../src/peer/credentials.js';
+import { CREDENTIALS_ERR_DISJOINT, CREDENTIALS_ERR_TOKENS_DISJOINT, ShardCredentials, secretFingerprint } from '../../src/peer/credentials.js';
 import { PG_ERR_PASSWORD_UNKNOWN, PgCredentials, type PgCredentialsTarget } from '../../src/peer/pg-credentials.js';
 import { scramVerifier, scramVerifierMatches } from '../../src/postgres/scram.js';
 import { TcpTransport } from '../../src/raft/transport/index.js';
@@ -72,8 +72,10 @@ describe('ShardCredentials', () => {
     expect(c.secrets()).toEqual([OLD, NEW]);
     expect(c.rotating).toBe(true);
     expect(c.rolePasswords('replication')).toEqual([derivedPassword(OLD, 'replication'), derivedPassword(NEW, 'replication')]);
-    expect(c.summary()).toEqual({ current: secretFingerprint(OLD), accepted: [secretFingerprint(NEW)], adminTokenCount: 1 });
+    expect(c.summary()).toEqual({ secret: secretFingerprint(OLD), acceptedSecrets: [secretFingerprint(NEW)], adminToken: secretFingerprint('an-admin-token-16+'), acceptedAdminTokens: [] });
     expect(secretFingerprint(OLD)).not.toContain(OLD.slice(0, 6));
+    expect(secretFingerprint(OLD)).toMatch(/^[0-9a-f]{12}$/);
+    expect(secretFingerprint(NEW)).not.toBe(secretFingerprint(OLD));
   });
 
   it('keeps a configured password: it does not rotate with the secret', () => {
@@ -109,6 +111,25 @@ describe('ShardCredentials', () => {
     expect((err as ConfigError).code).toBe(CREDENTIALS_ERR_DISJOINT);
     expect((err as Error).message).toMatch(/cut off from its shard/);
     expect(c.secrets()).toEqual([OLD, NEW]);
+  });
+
+  it('refuses (MANATEE_ERR_CREDENTIALS_TOKENS_DISJOINT) admin tokens with none of the current ones, and keeps the current set', () => {
+    const c = new ShardCredentials(parseConfig(minimal({ acceptedAdminTokens: ['the-new-admin-token-1'] })));
+    let err: unknown = null;
+    try {
+      c.update(parseConfig(minimal({ adminToken: 'a-third-admin-token-1', acceptedSecrets: [NEW] })));
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).code).toBe(CREDENTIALS_ERR_TOKENS_DISJOINT);
+    expect((err as Error).message).toMatch(/admin tokens share no value with the current ones/);
+    // Nothing of that file was taken, not even its (valid) secrets.
+    expect(c.adminTokens()).toEqual(['an-admin-token-16+', 'the-new-admin-token-1']);
+    expect(c.secrets()).toEqual([OLD]);
+    // The new token, once accepted, may become the configured one and the old one dropped.
+    expect(c.update(parseConfig(minimal({ adminToken: 'the-new-admin-token-1' })))).toBe(true);
+    expect(c.adminTokens()).toEqual(['the-new-admin-token-1']);
   });
 });
 

@@ -10,7 +10,10 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import pg from 'pg';
+import type { ShardReport } from '../../src/api/shard.js';
+import { verifyShard } from '../../src/cli/adm/views.js';
 import { derivedPassword } from '../../src/peer/config.js';
+import { secretFingerprint } from '../../src/peer/credentials.js';
 import { scramVerifierMatches } from '../../src/postgres/scram.js';
 import { encodeFrame, FrameDecoder, FRAME_CHALLENGE, FRAME_HELLO, helloMac } from '../../src/raft/transport/index.js';
 import { CA_CERT_FILE, peerCertFile, peerKeyFile } from '../../src/tls/index.js';
@@ -78,6 +81,18 @@ describe('rotation of the admin token and the shard secret', () => {
     return verdict === 'admitted';
   }
 
+  /**
+   * What GET /shard (asked of `asked`) shows of the peers' credentials: each peer's fingerprints,
+   * and the codes that verify gives for them.
+   */
+  async function rotationView(asked: ShardPeer): Promise<{ creds: Record<string, unknown>; codes: string[] }> {
+    const r = await httpJson(`${asked.apiUrl}/shard`, { timeoutMs: 10_000 });
+    expect(r.status).toBe(200);
+    const report = r.body as ShardReport;
+    const codes = verifyShard(report).map((i) => i.code).filter((c) => /SECRET|TOKEN|ROTATION/.test(c));
+    return { creds: Object.fromEntries(report.peers.map((p) => [p.id, p.credentials])), codes };
+  }
+
   /** 'ok' when `peer`'s PostgreSQL admits the replication role with `password` (over TLS, with a peer certificate), else the error's code. */
   async function replicationLogin(peer: ShardPeer, password: string): Promise<string> {
     const certs = shard.certsDir!;
@@ -133,6 +148,9 @@ describe('rotation of the admin token and the shard secret', () => {
       expect([401, 403]).not.toContain(await adminStatus(p, newToken));
       expect([401, 403]).not.toContain(await adminStatus(p, oldToken));
     }
+    const fp = secretFingerprint;
+    const added = { secret: fp(oldSecret), acceptedSecrets: [fp(newSecret)], adminToken: fp(oldToken), acceptedAdminTokens: [fp(newToken)] };
+    expect(await rotationView(primary)).toEqual({ creds: Object.fromEntries(shard.peers.map((p) => [p.id, added])), codes: ['ROTATION_WINDOW_OPEN'] });
 
     // 2. The switch, one peer at a time (the primary in the middle): each proves itself with the
     // new secret; the primary moves the role passwords, the standbys follow. The walsenders are cut
@@ -151,7 +169,10 @@ describe('rotation of the admin token and the shard secret', () => {
         }, 60_000);
       }
       if (p !== chain.async0) await reconnectStandbys(chain);
+      else expect((await rotationView(chain.sync)).codes).toEqual(['SECRETS_DIFFER', 'ADMIN_TOKENS_DIFFER']);
     }
+    const switched = { secret: fp(newSecret), acceptedSecrets: [fp(oldSecret)], adminToken: fp(newToken), acceptedAdminTokens: [fp(oldToken)] };
+    expect(await rotationView(chain.async0)).toEqual({ creds: Object.fromEntries(shard.peers.map((p) => [p.id, switched])), codes: ['ROTATION_WINDOW_OPEN'] });
     for (const p of shard.peers) {
       await shard.waitFor(`${p.id}'s passfile to hold the new replication password`, async () => {
         const text = await readFile(join(p.dataDir, 'pgrun', 'pgpass'), 'utf8');
@@ -165,6 +186,8 @@ describe('rotation of the admin token and the shard secret', () => {
       await hup(p);
     }
     await reconnectStandbys(chain);
+    const done = { secret: fp(newSecret), acceptedSecrets: [], adminToken: fp(newToken), acceptedAdminTokens: [] };
+    expect(await rotationView(primary)).toEqual({ creds: Object.fromEntries(shard.peers.map((p) => [p.id, done])), codes: [] });
     const before = writer.acked.length;
     await writer.waitForAckAfter(Date.now());
 
@@ -191,6 +214,10 @@ describe('rotation of the admin token and the shard secret', () => {
     await editConfig(chain.async0, (c) => { c['secret'] = randomBytes(16).toString('hex'); });
     process.kill(shard.sitterPid(chain.async0)!, 'SIGHUP');
     await shard.waitFor('the disjoint secret refused', async () => (await refusals('MANATEE_ERR_CREDENTIALS_DISJOINT')) === 1, 60_000);
+    await writeFile(chain.async0.configPath, good);
+    await editConfig(chain.async0, (c) => { c['adminToken'] = randomBytes(16).toString('hex'); });
+    process.kill(shard.sitterPid(chain.async0)!, 'SIGHUP');
+    await shard.waitFor('the disjoint admin token refused', async () => (await refusals('MANATEE_ERR_CREDENTIALS_TOKENS_DISJOINT')) === 1, 60_000);
     await writeFile(chain.async0.configPath, good);
     expect([401, 403]).not.toContain(await adminStatus(chain.async0, newToken));
     expect(await raftHelloAccepted(chain.sync, chain.async0, newSecret)).toBe(true);

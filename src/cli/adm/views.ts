@@ -46,6 +46,11 @@ function linkInto(report: ShardReport, id: string): ShardLink | undefined {
   return report.links.find((l) => l.downstream === id);
 }
 
+/** A fingerprint and those also accepted: "ab12cd+ef34ab". */
+function credentialText(current: string, accepted: readonly string[]): string {
+  return [current, ...accepted].join('+');
+}
+
 export function peerColumns(report: ShardReport, members: RaftMembers | null = null): Column<ShardPeer>[] {
   const link = (p: ShardPeer): ShardLink | undefined => linkInto(report, p.id);
   return [
@@ -67,6 +72,8 @@ export function peerColumns(report: ShardReport, members: RaftMembers | null = n
     { name: 'APIURL', help: 'sitter API URL', cell: (p) => cell(p.apiUrl, 80) },
     { name: 'DECISION', help: 'the last decision of its rules', cell: (p) => dash(p.lastDecision?.kind) },
     { name: 'TAGS', help: 'its tags: nofailover, noloadbalance, priority=N (- when none)', cell: (p) => dash(describePeerTags(p.tags) || null) },
+    { name: 'SECRET', help: 'fingerprint of the shard secret it proves itself with, then +those it also accepts (a rotation)', cell: (p) => (p.credentials == null ? '?' : credentialText(p.credentials.secret, p.credentials.acceptedSecrets)) },
+    { name: 'TOKEN', help: 'fingerprint of its admin token, then +the others it also accepts (a rotation)', cell: (p) => (p.credentials == null ? '?' : credentialText(p.credentials.adminToken, p.credentials.acceptedAdminTokens)) },
     { name: 'PENDING', help: 'settings waiting for a restart of its PostgreSQL (manatee-adm restart --pending)', cell: (p) => (p.pendingRestart === null || p.pendingRestart === undefined ? '?' : p.pendingRestart.length === 0 ? '-' : cell(p.pendingRestart.join(','), 60)) },
   ];
 }
@@ -136,6 +143,11 @@ export function renderShow(report: ShardReport, now: Date, opts: { verbose: bool
     }
     const tags = describePeerTags(p.tags);
     if (tags !== '') lines.push(`  ${p.id}: tags: ${tags}`);
+    const c = p.credentials;
+    if (c != null && (c.acceptedSecrets.length > 0 || c.acceptedAdminTokens.length > 0)) {
+      const also = (v: readonly string[]): string => (v.length === 0 ? '' : ` (also accepts ${v.join(', ')})`);
+      lines.push(`  ${p.id}: rotation: shard secret ${c.secret}${also(c.acceptedSecrets)}, admin token ${c.adminToken}${also(c.acceptedAdminTokens)}`);
+    }
     if (p.lastDecision !== null) lines.push(`  ${p.id}: last decision ${p.lastDecision.kind} at ${p.lastDecision.at}: ${cell(p.lastDecision.reason, 300)}`);
     if (opts.verbose && p.rebuild !== null && (p.rebuild.running || p.rebuild.lastError !== null)) {
       const pr = p.rebuild.progress;
@@ -242,9 +254,65 @@ export function verifyShard(report: ShardReport): VerifyIssue[] {
     if (left <= 0) issues.push({ severity: 'error', code: 'CERT_EXPIRED', peer: p.id, message: `${p.id}'s TLS certificate has expired: issue a new one (manatee-adm certs issue) and send its sitter SIGHUP` });
     else if (left < CERT_WARN_SECONDS) issues.push({ severity: 'warning', code: 'CERT_EXPIRES_SOON', peer: p.id, message: `${p.id}'s TLS certificate expires in ${Math.floor(left / 86_400)} days: renew it (manatee-adm certs issue --force, then SIGHUP)` });
   }
+  credentialIssues(report, issues);
   if (report.freeze !== null) issues.push({ severity: 'warning', code: 'FROZEN', peer: null, message: `the shard is frozen: ${report.freeze.reason}` });
   if (report.raftLeader === null) issues.push({ severity: 'error', code: 'NO_RAFT_LEADER', peer: null, message: 'the answering peer knows no Raft leader' });
   return issues;
+}
+
+/** The reachable peers that report their credentials' fingerprints (older sitters do not). */
+function withCredentials(report: ShardReport): { id: string; c: NonNullable<ShardPeer['credentials']> }[] {
+  return report.peers.flatMap((p) => (p.reachable && p.credentials !== null && p.credentials !== undefined ? [{ id: p.id, c: p.credentials }] : []));
+}
+
+/** "a, b: x; c: y": which peers hold which value. */
+function byValue(rows: readonly { id: string; v: string }[]): string {
+  const groups = new Map<string, string[]>();
+  for (const r of rows) groups.set(r.v, [...(groups.get(r.v) ?? []), r.id]);
+  return [...groups].map(([v, ids]) => `${ids.join(', ')}: ${v}`).join('; ');
+}
+
+/**
+ * A rotation of the shard secret or the admin token, seen from the peers' fingerprints
+ * (README, "Security"): an error when a peer proves itself with a secret that another peer does
+ * not accept (that one refuses its Raft connections and backup requests); a warning while the
+ * peers disagree (a rotation half done), and one when they agree but still accept old values
+ * (every peer has switched: the old ones can be dropped).
+ */
+function credentialIssues(report: ShardReport, issues: VerifyIssue[]): void {
+  const peers = withCredentials(report);
+  if (peers.length === 0) return;
+  for (const a of peers) {
+    const refusing = peers.filter((b) => b.id !== a.id && b.c.secret !== a.c.secret && !b.c.acceptedSecrets.includes(a.c.secret));
+    if (refusing.length === 0) continue;
+    issues.push({
+      severity: 'error', code: 'SECRET_NOT_ACCEPTED', peer: a.id,
+      message: `${a.id} proves itself with shard secret ${a.c.secret}, which ${refusing.map((b) => b.id).join(', ')} do${refusing.length === 1 ? 'es' : ''} not accept: its Raft connections and backup requests there are refused. Add it to their acceptedSecrets (SIGHUP), or put ${a.id} back on a secret they take`,
+    });
+  }
+  const set = (v: string, more: readonly string[]): string => [v, ...[...more].sort()].join('+');
+  const secrets = peers.map((p) => ({ id: p.id, v: set(p.c.secret, p.c.acceptedSecrets) }));
+  const tokens = peers.map((p) => ({ id: p.id, v: set(p.c.adminToken, p.c.acceptedAdminTokens) }));
+  const differ = (rows: readonly { v: string }[]): boolean => new Set(rows.map((r) => r.v)).size > 1;
+  if (differ(secrets)) {
+    issues.push({ severity: 'warning', code: 'SECRETS_DIFFER', peer: null, message: `the peers hold different shard secrets (a rotation in progress? the one each proves itself with, then those it also accepts): ${byValue(secrets)}` });
+  }
+  if (differ(tokens)) {
+    issues.push({ severity: 'warning', code: 'ADMIN_TOKENS_DIFFER', peer: null, message: `the peers accept different admin tokens (a rotation in progress? a token may be refused by some peers): ${byValue(tokens)}` });
+  }
+  const old = (f: (c: NonNullable<ShardPeer['credentials']>) => readonly string[]): string[] => [...new Set(peers.flatMap((p) => f(p.c)))].sort();
+  const oldSecrets = differ(secrets) ? [] : old((c) => c.acceptedSecrets);
+  const oldTokens = differ(tokens) ? [] : old((c) => c.acceptedAdminTokens);
+  if (oldSecrets.length > 0 || oldTokens.length > 0) {
+    const what = [
+      ...(oldSecrets.length > 0 ? [`shard secret ${peers[0]!.c.secret} and also accepts ${oldSecrets.join(', ')} (acceptedSecrets)`] : []),
+      ...(oldTokens.length > 0 ? [`admin token ${peers[0]!.c.adminToken} and also accepts ${oldTokens.join(', ')} (acceptedAdminTokens)`] : []),
+    ];
+    issues.push({
+      severity: 'warning', code: 'ROTATION_WINDOW_OPEN', peer: null,
+      message: `a rotation's window is open: every peer uses ${what.join(', and ')}. If the accepted values are the old ones, every peer has switched: once no caller uses them, drop them from every peer's configuration and SIGHUP its sitter; if they are the new ones, switch each peer to them next`,
+    });
+  }
 }
 
 /**
