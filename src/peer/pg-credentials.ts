@@ -14,7 +14,7 @@ import { errorMessage, ManateeError } from '../errors.js';
 import type { PeerInfo, PeerRole } from '../model/index.js';
 import { scramVerifier, scramVerifierMatches } from '../postgres/scram.js';
 import type { ShardCredentials } from './credentials.js';
-import { secretFingerprint } from './credentials.js';
+import { credentialsLogFields, secretFingerprint } from './credentials.js';
 
 /** No candidate password matches the role's verifier, and the upstream took none: the peer may not stream. */
 export const PG_ERR_PASSWORD_UNKNOWN = 'MANATEE_ERR_PG_PASSWORD_UNKNOWN';
@@ -166,7 +166,7 @@ export class PgCredentials {
     }
     if (chosen === undefined) {
       if (!this.warnedUnknown) {
-        log.warn({ decision: 'pg-password', code: PG_ERR_PASSWORD_UNKNOWN, accepted: creds.summary(), reason: 'the role\'s password is none of those derived from the accepted shard secrets' },
+        log.warn({ decision: 'pg-password', code: PG_ERR_PASSWORD_UNKNOWN, accepted: credentialsLogFields(creds.summary()), reason: 'the role\'s password is none of those derived from the accepted shard secrets' },
           'role passwords: the replication role\'s password matches no accepted shard secret; keeping the current one');
         this.warnedUnknown = true;
       }

@@ -24,7 +24,7 @@ import { Snapshotter, type Zfs } from '../zfs/index.js';
 import { systemClock, type Clock } from './clock.js';
 import type { ReloadableTls } from '../tls/index.js';
 import { peerInfoOf, type SitterConfig } from './config.js';
-import { ShardCredentials } from './credentials.js';
+import { credentialsLogFields, ShardCredentials } from './credentials.js';
 import { PgCredentials } from './pg-credentials.js';
 import { DecisionLog } from './decision-log.js';
 import { Evaluation } from './evaluation.js';
@@ -365,11 +365,11 @@ export class Sitter {
     const changed = this.credentials.update(next);
     const summary = this.credentials.summary();
     if (!changed) {
-      this.log.info({ decision: 'credentials-reload', outcome: 'unchanged', credentials: summary, reason: 'the credentials did not change' }, 'SIGHUP: credentials unchanged');
+      this.log.info({ decision: 'credentials-reload', outcome: 'unchanged', credentials: credentialsLogFields(summary), reason: 'the credentials did not change' }, 'SIGHUP: credentials unchanged');
       return 'unchanged';
     }
     this.node.setSecrets(next.secret, next.acceptedSecrets ?? []);
-    this.log.info({ decision: 'credentials-reload', outcome: 'reloaded', credentials: summary, reason: 'the configuration file changed' },
+    this.log.info({ decision: 'credentials-reload', outcome: 'reloaded', credentials: credentialsLogFields(summary), reason: 'the configuration file changed' },
       `SIGHUP: credentials reloaded (shard secret ${summary.secret}, ${summary.acceptedSecrets.length} more accepted; admin token ${summary.adminToken}, ${summary.acceptedAdminTokens.length} more accepted)`);
     this.pgCredentials.changed();
     return 'reloaded';

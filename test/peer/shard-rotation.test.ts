@@ -188,6 +188,9 @@ describe('rotation of the admin token and the shard secret', () => {
     await reconnectStandbys(chain);
     const done = { secret: fp(newSecret), acceptedSecrets: [], adminToken: fp(newToken), acceptedAdminTokens: [] };
     expect(await rotationView(primary)).toEqual({ creds: Object.fromEntries(shard.peers.map((p) => [p.id, done])), codes: [] });
+    // The reload's log line names the fingerprints (under names that the log's redaction leaves alone).
+    const reloads = (await shard.logLines(primary)).filter((l) => l['decision'] === 'credentials-reload' && l['outcome'] === 'reloaded');
+    expect(reloads.at(-1)?.['credentials']).toEqual({ secretFingerprint: fp(newSecret), acceptedSecretFingerprints: [], adminTokenFingerprint: fp(newToken), acceptedAdminTokenFingerprints: [] });
     const before = writer.acked.length;
     await writer.waitForAckAfter(Date.now());
 
