@@ -289,7 +289,8 @@ describe('TcpTransport', () => {
 
   it('a flood from many addresses that keeps reopening does not keep the peer out', async () => {
     const [pa, pb] = [await freePort(), await freePort()];
-    const b = await node('b', pb, {});
+    // b lists a as a member (as every peer of a shard does): a's address has slots of its own.
+    const b = await node('b', pb, { a: `127.0.0.1:${pa}` });
     // Six per address (under the per-address cap of 8), 480 in all: the pool of 32 is what holds.
     const addresses = Array.from({ length: 80 }, (_, i) => `127.0.0.${i + 2}`);
     const flood = startFlood(pb, { addresses, socketsPerAddress: 6, reopen: true });
@@ -302,6 +303,68 @@ describe('TcpTransport', () => {
       }, { timeoutMs: 30_000, intervalMs: 50 });
       expect(b.t.stats().connectionsEvicted).toBeGreaterThan(0);
       expect(b.lines.some((l) => String(l['reason']).includes('32 unauthenticated connections already'))).toBe(true);
+    } finally {
+      flood.stop();
+    }
+  });
+
+  /** A silent socket from `localAddress` on `port` (connected, never sends a byte unless told). */
+  async function silent(port: number, localAddress: string): Promise<{ sock: Socket; closed: () => boolean }> {
+    const sock = connect({ host: '127.0.0.1', port, localAddress });
+    sockets.push(sock);
+    let isClosed = false;
+    sock.on('error', () => {});
+    sock.on('close', () => { isClosed = true; });
+    sock.resume();
+    await new Promise<void>((r) => { sock.on('connect', () => { r(); }); });
+    return { sock, closed: () => isClosed };
+  }
+
+  /** Resolves when the server's challenge frame has come on `sock`. */
+  function challengeOn(sock: Socket): Promise<void> {
+    const dec = new FrameDecoder(1024);
+    return new Promise((resolve) => {
+      sock.on('data', (c: Buffer) => { if (dec.push(c).some((f) => f.kind === FRAME_CHALLENGE)) resolve(); });
+    });
+  }
+
+  it("a member's address has slots of its own: a flood from other addresses never evicts its connection", async () => {
+    const [pa, pb] = [await freePort(), await freePort()];
+    const b = await node('b', pb, { a: `127.0.0.1:${pa}` }, { helloTimeoutMs: 60_000 });
+    const member = await silent(pb, '127.0.0.1');
+    const stranger = await silent(pb, '127.0.0.200');
+    // 40 addresses, 5 sockets each, none a member's: the pool of 32 evicts 169 of them, oldest first.
+    const flood = startFlood(pb, { addresses: Array.from({ length: 40 }, (_, i) => `127.0.0.${i + 2}`), socketsPerAddress: 5, reopen: false });
+    try {
+      await waitFor('flood connected', () => flood.opened() >= 200, { timeoutMs: 30_000 });
+      await waitFor('the pool evicted the flood past its cap', () => b.t.stats().connectionsEvicted >= 169, { timeoutMs: 30_000 });
+      // The stranger's socket went in its turn (once no address of the pool held more); the member's stayed.
+      await waitFor('the stranger evicted', () => stranger.closed(), { timeoutMs: 30_000 });
+      expect(member.closed()).toBe(false);
+      expect(b.t.stats().connectionsEvicted).toBe(169);
+    } finally {
+      flood.stop();
+    }
+  });
+
+  it("a flood from a member's own address evicts its silent sockets before a connection that has spoken", async () => {
+    const [pa, pb] = [await freePort(), await freePort()];
+    const b = await node('b', pb, { a: `127.0.0.1:${pa}` }, { helloTimeoutMs: 60_000 });
+    // The oldest from 127.0.0.1, and it has sent part of a frame (as a peer's TLS ClientHello comes at once).
+    const spoken = await silent(pb, '127.0.0.1');
+    await challengeOn(spoken.sock);
+    spoken.sock.write(Buffer.from([0, 0]));
+    // A second socket's challenge: the server has read what came before it (on loopback, in order).
+    const probe = await silent(pb, '127.0.0.1');
+    await challengeOn(probe.sock);
+    const flood = startFlood(pb, { addresses: ['127.0.0.1'], socketsPerAddress: 50, reopen: false });
+    try {
+      await waitFor('flood connected', () => flood.opened() >= 50, { timeoutMs: 30_000 });
+      // 52 from one address against a cap of 8: 44 evicted, every one of them a silent socket.
+      await waitFor('the per-address cap held', () => b.t.stats().connectionsEvicted >= 44, { timeoutMs: 30_000 });
+      await waitFor('the evicted flood sockets closed', () => flood.connected() + (probe.closed() ? 0 : 1) === 7, { timeoutMs: 30_000 });
+      expect(b.t.stats().connectionsEvicted).toBe(44);
+      expect(spoken.closed()).toBe(false);
     } finally {
       flood.stop();
     }

@@ -17,6 +17,7 @@ import { silentLogger } from '../../src/log.js';
 import { expiredPeerCert, makeTestCa, type TestCa } from '../helpers/certs.js';
 import { makeTmpDir } from '../../tools/lib/tmp.js';
 import { freePort, waitFor } from '../../tools/lib/wait.js';
+import { startFlood } from './flood.js';
 
 const SECRET = 'shard-secret-0123456789';
 let tmp: { path: string; cleanup: () => Promise<void> };
@@ -128,6 +129,25 @@ describe('Raft transport with mutual TLS', () => {
     }, { timeoutMs: 20_000, intervalMs: 50 });
     expect(String(line['reason'])).toContain("the server's certificate is bound to peer c, not to b");
     expect(b.got).toEqual([]);
+  });
+
+  it("a peer gets through a flood from its own address that keeps reopening: its ClientHello spares its slot", async () => {
+    const [pa, pb] = [await freePort(), await freePort()];
+    const b = await node('b', pb, { a: `127.0.0.1:${pa}` }, tlsOf(await ca.peer('b')));
+    // 40 half-open sockets from 127.0.0.1, a's own address, reopened as soon as they are evicted:
+    // five times the per-address cap of 8, so each newcomer evicts one of that address.
+    const flood = startFlood(pb, { addresses: ['127.0.0.1'], socketsPerAddress: 40, reopen: true, reopenDelayMs: 5 });
+    try {
+      await waitFor('flood evicting', () => b.t.stats().connectionsEvicted >= 100, { timeoutMs: 30_000 });
+      const a = await node('a', pa, { b: `127.0.0.1:${pb}` }, tlsOf(await ca.peer('a')));
+      await waitFor('the peer gets through', () => {
+        a.t.send([hb('a', 'b', 1)]);
+        return b.got.length > 0;
+      }, { timeoutMs: 30_000, intervalMs: 50 });
+      expect(b.t.stats().connectionsAuthenticated).toBe(1);
+    } finally {
+      flood.stop();
+    }
   });
 
   it('a reloaded certificate serves the next connections', async () => {

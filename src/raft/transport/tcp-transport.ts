@@ -15,9 +15,11 @@
 // Slots: a connection that has not authenticated yet holds one of a small number of slots
 // (maxUnauthenticated, and maxUnauthenticatedPerAddress per remote address) for at most
 // helloTimeoutMs. A new connection that finds them full is not refused: it takes the slot of the
-// oldest unauthenticated connection of the address that holds the most. A real peer answers the
-// challenge within a round trip, so it is always among the youngest, and its address holds one
-// slot, so a flood of half-open sockets (from one address or many) cannot keep it out.
+// oldest unauthenticated connection of the address that holds the most. A member's address (the
+// host of a peer this node dials) has its own slots, outside that pool: a flood from other
+// addresses, however many, never evicts a peer's connection. Within one address, a connection
+// that has sent nothing goes before one that has (a peer's TLS ClientHello comes at once), so a
+// flood of half-open sockets from a member's own address does not take its peer's slot either.
 // Authenticated connections have their own cap; a peer that authenticates again replaces its
 // previous connection, so a peer with the secret always gets a slot.
 //
@@ -185,6 +187,11 @@ function parentOf(sock: TLSSocket): Socket | null {
 
 export function helloMac(secret: string, nonce: Buffer, from: NodeId, to: NodeId): Buffer {
   return createHmac('sha256', secret).update(HELLO_DOMAIN).update('\0').update(nonce).update('\0').update(from).update('\0').update(to).digest();
+}
+
+/** An IPv4 address as a dual-stack socket shows it (::ffff:10.0.0.1), as written (10.0.0.1). */
+function plainAddress(address: string): string {
+  return address.startsWith('::ffff:') ? address.slice('::ffff:'.length) : address;
 }
 
 export function parseAddress(addr: string): { host: string; port: number } {
@@ -629,35 +636,56 @@ export class TcpTransport {
 
   // ---- inbound ----
 
+  /** The members' addresses (the hosts of the peers this node dials), as a socket's remoteAddress shows them. */
+  private memberAddresses(): Set<string> {
+    const out = new Set<string>();
+    for (const link of this.links.values()) {
+      try {
+        out.add(plainAddress(parseAddress(link.address).host));
+      } catch {
+        // a malformed address is refused when dialled; it reserves nothing
+      }
+    }
+    return out;
+  }
+
   /**
-   * Makes room for a new unauthenticated connection from `address`: when its address or the
-   * whole pool is at its cap, the oldest connection of the address that holds the most slots
-   * (the new one's own address, for the per-address cap) is evicted.
+   * Makes room for a new unauthenticated connection from `address`. The per-address cap holds for
+   * every address; the pool's cap (maxUnauthenticated) only for addresses that are no member's:
+   * a member's address has its own slots (reserved), so a flood from other addresses, however
+   * many, never evicts a real peer's connection before its hello (with the pool shared, many
+   * addresses holding one slot each made the eviction first-in-first-out, and a peer whose hello
+   * took longer than the flood's next 32 sockets lost its slot: the transport test failed so at a
+   * load of 27). Within an address, a connection that has sent nothing yet goes before one that
+   * has (a real peer's TLS ClientHello comes at once; a half-open socket's never), so a flood
+   * from a member's own address does not take the slot of the peer's connection either.
    */
   private makeRoom(address: string): void {
+    const members = this.memberAddresses();
     const counts = new Map<string, number>();
-    for (const p of this.pending) counts.set(p.address, (counts.get(p.address) ?? 0) + 1);
+    let pooled = 0;
+    for (const p of this.pending) {
+      counts.set(p.address, (counts.get(p.address) ?? 0) + 1);
+      if (!members.has(p.address)) pooled++;
+    }
     let victimAddress: string | null = null;
     let reason = '';
     if ((counts.get(address) ?? 0) >= this.maxUnauthenticatedPerAddress) {
       victimAddress = address;
       reason = `${this.maxUnauthenticatedPerAddress} unauthenticated connections from this address already`;
-    } else if (this.pending.size >= this.maxUnauthenticated) {
-      const most = Math.max(...counts.values());
-      victimAddress = [...this.pending].find((p) => counts.get(p.address) === most)!.address;
+    } else if (!members.has(address) && pooled >= this.maxUnauthenticated) {
+      const most = Math.max(...[...counts].filter(([a]) => !members.has(a)).map(([, n]) => n));
+      victimAddress = [...this.pending].find((p) => !members.has(p.address) && counts.get(p.address) === most)!.address;
       reason = `${this.maxUnauthenticated} unauthenticated connections already; evicted from the address holding the most (${most})`;
     }
     if (victimAddress === null) return;
-    for (const p of this.pending) {
-      if (p.address === victimAddress) {
-        p.done = true;
-        this.pending.delete(p);
-        this.noteEviction(p.remote, reason);
-        p.sock.destroy();
-        p.raw.destroy();
-        return;
-      }
-    }
+    const ofAddress = [...this.pending].filter((p) => p.address === victimAddress);
+    const victim = ofAddress.find((p) => p.raw.bytesRead === 0) ?? ofAddress[0]!;
+    victim.done = true;
+    this.pending.delete(victim);
+    this.noteEviction(victim.remote, reason);
+    victim.sock.destroy();
+    victim.raw.destroy();
   }
 
   private noteEviction(remote: string, reason: string): void {
@@ -688,7 +716,7 @@ export class TcpTransport {
 
   private accept(raw: Socket): void {
     this.counters.connectionsAccepted++;
-    const address = raw.remoteAddress ?? '?';
+    const address = plainAddress(raw.remoteAddress ?? '?');
     const remote = `${address}:${raw.remotePort ?? '?'}`;
     if (this.closed) {
       raw.destroy();
