@@ -261,6 +261,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
       handlers: {
         onMessages: (ms) => { this.onMessages(ms); },
         onUnreachable: (to) => { if (this.state === 'running') this.core.reportUnreachable(to); },
+        onRefused: (to) => { this.onRefused(to); },
         onSnapshotSent: (to, ok) => {
           const started = this.snapshotSends.get(to);
           this.snapshotSends.delete(to);
@@ -328,12 +329,28 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     if (this.state !== 'new') throw new RaftStoppedError(`node ${this.id} cannot start: it is ${this.state}`);
     await this.transport.start();
     this.state = 'running';
+    // A node that starts hears of no leader yet: it campaigns within a few ticks rather than a full
+    // election timeout (after every peer restarted, the first to be up need not wait 0.5-1 s).
+    this.core.campaignSoon();
     this.ticker = setInterval(() => {
       this.core.tick();
       this.retryLostRead();
       if (this.unwrittenHardState !== null) this.hardStateFlushDue = true;
       this.kick();
     }, this.tickMs);
+    this.kick();
+  }
+
+  /**
+   * A dial to `to` was refused (its process is gone). If it is our leader, the core forgets it and
+   * campaigns within a few ticks instead of a full election timeout (RaftCore.reportRefused).
+   */
+  private onRefused(to: NodeId): void {
+    if (this.state !== 'running' || this.core.status(false).leader !== to || to === this.id) return;
+    this.core.reportRefused(to);
+    if (this.core.status(false).leader === null) {
+      this.log.info({ id: this.id, leader: to, reason: 'dial to the leader refused (ECONNREFUSED): its process is gone' }, 'raft: leader gone, campaigning within a few ticks');
+    }
     this.kick();
   }
 

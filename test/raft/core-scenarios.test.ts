@@ -110,6 +110,13 @@ function run(state: { c: SimCluster | null; traced: number }, command: string): 
     case 'crash':
       c().crash(args[0]!);
       break;
+    case 'refused':
+      // refused <node> <gone>: <node>'s driver reports its dial to <gone> refused
+      c().reportRefused(args[0]!, args[1]!);
+      break;
+    case 'campaign-soon':
+      c().campaignSoon(args[0]!);
+      break;
     case 'restart':
       c().restart(args[0]!);
       break;

@@ -40,6 +40,13 @@ describe('Raft nodes as OS processes', () => {
     await c.kill(firstLeader, 'SIGKILL');
     const killedAt = acked.size;
     await waitFor('writes continue without it', () => acked.size >= killedAt + 60, { timeoutMs: 60_000 });
+    // The survivors' dials to the dead leader are refused (its port closed with it): at least one
+    // of them forgot it at once and campaigned within a few ticks, not a full election timeout.
+    const survivors = ids.filter((id) => id !== firstLeader);
+    await waitFor('a survivor heard the dead leader\'s port refuse', async () => {
+      const logs = await Promise.all(survivors.map((id) => readFile(c.node(id).cfg.logFile, 'utf8').catch(() => '')));
+      return logs.some((l) => l.includes('raft: leader gone, campaigning within a few ticks'));
+    }, { timeoutMs: 30_000 });
     // Restart it from its own disk.
     await c.start(firstLeader);
     await waitFor('more writes after the restart', () => acked.size >= killedAt + 160, { timeoutMs: 60_000 });
@@ -96,7 +103,6 @@ describe('Raft nodes as OS processes', () => {
     }
     expect(compared).toBeGreaterThan(0);
     // The follower that was down across a compaction caught up through a snapshot.
-    const { readFile } = await import('node:fs/promises');
     expect(await readFile(c.node(follower).cfg.logFile, 'utf8')).toContain('installed a snapshot from the leader');
   });
 

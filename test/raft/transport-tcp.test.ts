@@ -26,15 +26,20 @@ function capture() {
 async function node(id: string, port: number, peers: Record<string, string>, extra: Partial<ConstructorParameters<typeof TcpTransport>[0]> = {}) {
   const got: PeerMessage[] = [];
   const unreachable: string[] = [];
+  const refused: string[] = [];
   const cap = capture();
   const t = new TcpTransport({
     id, secret: SECRET, listen: { host: '127.0.0.1', port }, peers, logger: cap.logger,
-    handlers: { onMessages: (ms) => { got.push(...ms); }, onUnreachable: (to) => { unreachable.push(to); } },
+    handlers: {
+      onMessages: (ms) => { got.push(...ms); },
+      onUnreachable: (to) => { unreachable.push(to); },
+      onRefused: (to) => { refused.push(to); },
+    },
     reconnectMinMs: 20, reconnectMaxMs: 200, ...extra,
   });
   await t.start();
   open.push(t);
-  return { t, got, unreachable, lines: cap.lines };
+  return { t, got, unreachable, refused, lines: cap.lines };
 }
 
 function hb(from: string, to: string, term: number): Message {
@@ -220,6 +225,20 @@ describe('TcpTransport', () => {
     expect(a.t.stats().reconnects).toBeGreaterThanOrEqual(1);
   });
 
+  it('reports a dial refused (the peer\'s process gone, its port closed) apart from a lost connection', async () => {
+    const [pa, pb] = [await freePort(), await freePort()];
+    const a = await node('a', pa, { b: `127.0.0.1:${pb}` });
+    const b = await node('b', pb, {});
+    a.t.send([hb('a', 'b', 1)]);
+    await waitFor('first delivery', () => b.got.length === 1);
+    expect(a.refused).toEqual([]);
+    await b.t.close();
+    open.splice(open.indexOf(b.t), 1);
+    // The open connection is lost first (unreachable, not refused); the redial finds the port closed.
+    await waitFor('the redial refused', () => a.refused.includes('b'));
+    expect(a.unreachable.filter((x) => x === 'b').length).toBeGreaterThanOrEqual(2);
+  });
+
   it('follows an address change of a peer', async () => {
     const [pa, pb1, pb2] = [await freePort(), await freePort(), await freePort()];
     const a = await node('a', pa, { b: `127.0.0.1:${pb1}` });
@@ -390,7 +409,13 @@ describe('TcpTransport', () => {
   it('a client drops a server that does not send a proper challenge', async () => {
     const { createServer } = await import('node:net');
     const pb = await freePort();
-    const fake = createServer((s) => { s.on('error', () => {}); s.write(encodeFrame(FRAME_MESSAGES, '[]')); });
+    const conns = new Set<Socket>();
+    const fake = createServer((s) => {
+      conns.add(s);
+      s.on('close', () => { conns.delete(s); });
+      s.on('error', () => {});
+      s.write(encodeFrame(FRAME_MESSAGES, '[]'));
+    });
     await new Promise<void>((r) => fake.listen(pb, '127.0.0.1', r));
     try {
       const pa = await freePort();
@@ -399,7 +424,11 @@ describe('TcpTransport', () => {
       await waitFor('client gave up on the fake server', () => a.lines.some((l) => l['msg'] === 'raft transport: peer did not send a challenge'));
       expect(a.t.stats().messagesSent).toBe(0);
     } finally {
-      await new Promise<void>((r) => { fake.close(() => { r(); }); });
+      // close() waits for every accepted connection to end: end them (one the client had not yet
+      // dropped kept the test waiting for its 180 s timeout on a loaded machine).
+      const closed = new Promise<void>((r) => { fake.close(() => { r(); }); });
+      for (const s of conns) s.destroy();
+      await closed;
     }
   });
 
@@ -455,6 +484,8 @@ describe('TcpTransport', () => {
         expect(String(line!['reason'])).toMatch(/nothing received for \d+ ms \(missed keepalives\)/);
         expect(a.t.stats().silentDrops).toBeGreaterThanOrEqual(1);
         expect(a.unreachable).toContain('b');
+        // A silent peer is not a refusing one: its process may be alive behind a partition.
+        expect(a.refused).toEqual([]);
       } finally {
         await srv.close();
       }

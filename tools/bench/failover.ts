@@ -11,8 +11,9 @@
 // heals: the old primary is restarted, rebuilt, and back as an async.
 // Planned: POST /admin/promote of the sync, `--promotions` times; the write unavailability is
 // from the last commit acknowledged by the old primary to the first by the new one.
-// Leader kills (`--leader-kills`): SIGKILL of the Raft leader (the async), which must not cost
-// the primary its lease; counts the primary's lease fences.
+// Leader kills (`--leader-kills`): SIGKILL of the Raft leader (the async), timed to the first new
+// leader named in a survivor's log; it must not cost the primary its lease; counts the primary's
+// lease fences.
 // Restart-all: every peer SIGKILLed, then all started again at once, `--restart-all` times; the
 // time is from the last start to the first commit, with each sitter's start-up steps from its log.
 // At the end every acknowledged row must be on the final primary: rows acknowledged and found
@@ -312,7 +313,7 @@ async function restartAll(shard: Shard, p: Probers, r: Roles, i: number): Promis
  * change is due, but no keepalive is acknowledged until a new leader is elected, and the primary's
  * lease must outlast that. Counts the primary's lease fences and the writer's longest gap.
  */
-async function leaderKill(shard: Shard, p: Probers, r: Roles, i: number): Promise<{ fenced: boolean; gapMs: number; next: Roles }> {
+async function leaderKill(shard: Shard, p: Probers, r: Roles, i: number): Promise<{ fenced: boolean; gapMs: number; electionMs: number; next: Roles }> {
   await p.writer.waitForAckAfter(Date.now(), 60_000, r.primary.id);
   // Leader placement moves the Raft leader to the async (after a failover it may take seconds).
   const leaderId = await shard.waitFor(`the Raft leader on the async ${r.async.id}`, async () => {
@@ -326,11 +327,17 @@ async function leaderKill(shard: Shard, p: Probers, r: Roles, i: number): Promis
   const acks = p.writer.acked.filter((a) => a.atMs >= killed.atMs - 1000 && a.atMs <= killed.atMs + 10_000).map((a) => a.atMs);
   let gapMs = 0;
   for (let k = 1; k < acks.length; k++) gapMs = Math.max(gapMs, (acks[k] ?? 0) - (acks[k - 1] ?? 0));
-  const fences = (await shard.logLines(r.primary)).filter((l) => l['decision'] === 'lease-fence' && typeof l['time'] === 'number' && l['time'] >= killed.atMs);
-  console.log(`  leader kill ${i + 1}: killed ${leaderId} (the Raft leader); the primary ${r.primary.id} ${fences.length > 0 ? `FENCED itself (${String(fences[0]?.['reason'])})` : 'kept its lease'}; longest gap between commits ${fmt(gapMs)}`);
+  const primaryLog = await shard.logLines(r.primary);
+  const fences = primaryLog.filter((l) => l['decision'] === 'lease-fence' && typeof l['time'] === 'number' && l['time'] >= killed.atMs);
+  // The election: the first leader other than the killed one that a survivor's log names after the kill.
+  const elected = [...primaryLog, ...(await shard.logLines(r.sync))]
+    .filter((l) => l['msg'] === 'raft: leader changed' && typeof l['leader'] === 'string' && l['leader'] !== leaderId && typeof l['time'] === 'number' && l['time'] >= killed.atMs)
+    .map((l) => l['time'] as number);
+  const electionMs = elected.length > 0 ? Math.min(...elected) - killed.atMs : NaN;
+  console.log(`  leader kill ${i + 1}: killed ${leaderId} (the Raft leader); new Raft leader after ${fmt(electionMs)}; the primary ${r.primary.id} ${fences.length > 0 ? `FENCED itself (${String(fences[0]?.['reason'])})` : 'kept its lease'}; longest gap between commits ${fmt(gapMs)}`);
   shard.restartPeer(leader);
   await healed(shard, r);
-  return { fenced: fences.length > 0, gapMs, next: r };
+  return { fenced: fences.length > 0, gapMs, electionMs, next: r };
 }
 
 async function main(): Promise<void> {
@@ -387,10 +394,12 @@ async function main(): Promise<void> {
     }
     let fencedCount = 0;
     const leaderGaps: number[] = [];
+    const electionsMs: number[] = [];
     for (let i = 0; i < leaderKills; i++) {
       const out = await leaderKill(shard, probers, r, i);
       if (out.fenced) fencedCount++;
       leaderGaps.push(out.gapMs);
+      electionsMs.push(out.electionMs);
     }
     await app.stop();
     await lb.stop();
@@ -416,8 +425,8 @@ async function main(): Promise<void> {
         `the same primary came back ${samePrimary} of ${restartAlls} times`);
     }
     if (leaderKills > 0) {
-      console.log(`Raft leader killed (the async; no failover due), ${leaderKills} rounds: the primary fenced itself ${fencedCount} times; ` +
-        `longest gap between commits: median ${fmt(median(leaderGaps))}, max ${fmt(Math.max(...leaderGaps))}`);
+      console.log(`Raft leader killed (the async; no failover due), ${leaderKills} rounds: kill → new Raft leader median ${fmt(median(electionsMs))}, max ${fmt(Math.max(...electionsMs))}; ` +
+        `the primary fenced itself ${fencedCount} times; longest gap between commits: median ${fmt(median(leaderGaps))}, max ${fmt(Math.max(...leaderGaps))}`);
     }
     console.log(`rows acknowledged ${acked}, found on the final primary ${r.primary.id}: ${acked - missing.length}, lost ${missing.length}` +
       (missing.length > 0 ? ` (ids ${missing.slice(0, 20).join(', ')})` : ''));

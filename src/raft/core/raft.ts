@@ -33,6 +33,11 @@ const MAX_PENDING_READS = 4096;
 const DEFAULT_MAX_BYTES_PER_MESSAGE = 8 * 1024 * 1024;
 /** Most messages buffered between two Ready batches; beyond this the core is being misdriven. */
 const MAX_BUFFERED_MESSAGES = 100_000;
+/**
+ * Ticks between the early campaigns of two voters next in rank (electionSoon): long enough for a
+ * pre-vote and a vote round to finish before the next voter starts one, so they do not split.
+ */
+const ELECTION_STAGGER_TICKS = 2;
 
 export interface RaftStatus {
   readonly id: NodeId;
@@ -203,6 +208,29 @@ export class RaftCore {
     }
     if (this.lead === null) throw new ProposalDroppedError('noLeader', `no leader known at term ${this.term} to transfer leadership`);
     this.send({ type: 'transferLeader', from: this.id, to: this.lead, term: this.term, context: to });
+  }
+
+  /**
+   * The driver's dial to `id` was refused: nothing listens at its address, so its process is gone.
+   * A follower whose leader that is forgets it and campaigns within a few ticks (electionSoon)
+   * instead of a full election timeout. Only liveness changes: votes and terms follow the same
+   * rules, and a leader that is alive after all is followed again at its next heartbeat, while the
+   * other voters, still in its lease, ignore this node's pre-vote.
+   */
+  reportRefused(id: NodeId): void {
+    if (this.role !== 'follower' || this.lead !== id || id === this.id) return;
+    this.lead = null;
+    this.electionSoon(id);
+  }
+
+  /**
+   * The driver has just started this node: with no leader known it campaigns within a few ticks
+   * (electionSoon) instead of a full election timeout. A node that restarts into a live group only
+   * sends a pre-vote that the others, in their leader's lease, ignore.
+   */
+  campaignSoon(): void {
+    if (this.role !== 'follower' || this.lead !== null) return;
+    this.electionSoon(null);
   }
 
   /** The driver could not reach `id`: a leader stops pipelining to it and probes instead. */
@@ -444,6 +472,18 @@ export class RaftCore {
 
   // ---------------------------------------------------------------------------------------------
   // Ticks
+
+  /**
+   * Brings this follower's next campaign to within 1 + ELECTION_STAGGER_TICKS × rank ticks, its
+   * rank being its place among the voters by id (`gone` left out), so that voters that learn at
+   * the same moment that there is no leader campaign one after the other rather than together.
+   */
+  private electionSoon(gone: NodeId | null): void {
+    const rank = this.tracker.voters.filter((v) => v !== gone).indexOf(this.id);
+    if (rank < 0) return;
+    const ticks = 1 + ELECTION_STAGGER_TICKS * rank;
+    this.electionElapsed = Math.max(this.electionElapsed, this.randomizedElectionTimeout - ticks);
+  }
 
   private tickElection(): void {
     this.electionElapsed++;

@@ -85,6 +85,11 @@ export interface TransportHandlers {
   onMessages(messages: PeerMessage[]): void;
   /** A destination could not be reached (connection failed or was lost). */
   onUnreachable?(to: NodeId): void;
+  /**
+   * A dial to a destination was refused (ECONNREFUSED: nothing listens at its address, so its
+   * process is gone or has not opened its port yet). Called after onUnreachable for that dial.
+   */
+  onRefused?(to: NodeId): void;
   /** A snapshot message was written to the socket (ok) or dropped (not ok). */
   onSnapshotSent?(to: NodeId, ok: boolean): void;
 }
@@ -219,6 +224,8 @@ class PeerLink {
   lastHeardMs = 0;
   /** Why the last connection failed (TLS), for the log. */
   lastError: string | null = null;
+  /** The current dial failed with ECONNREFUSED. */
+  refused = false;
 
   constructor(readonly id: NodeId, public address: string, minBackoffMs: number) {
     this.backoffMs = minBackoffMs;
@@ -484,10 +491,13 @@ export class TcpTransport {
       this.flush(link);
     });
     sock.on('drain', () => { if (link.socket === sock) this.flush(link); });
-    sock.on('error', () => { /* reported through 'close' */ });
+    // Otherwise reported through 'close'.
+    sock.on('error', (err: NodeJS.ErrnoException) => { if (link.socket === sock && err.code === 'ECONNREFUSED') link.refused = true; });
     sock.on('close', () => {
       if (link.socket !== sock) return;
       link.socket = null;
+      const refused = link.refused;
+      link.refused = false;
       if (link.state === 'closed' || this.closed) return;
       if (!link.reportedDown) {
         this.log.warn({ peer: link.id, address: link.address, ...(link.lastError !== null ? { reason: link.lastError } : {}) }, 'raft transport: connection to peer lost or refused, retrying with backoff');
@@ -496,6 +506,7 @@ export class TcpTransport {
       link.lastError = null;
       link.state = 'idle';
       this.opts.handlers.onUnreachable?.(link.id);
+      if (refused) this.opts.handlers.onRefused?.(link.id);
       this.scheduleReconnect(link);
     });
   }

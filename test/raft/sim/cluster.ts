@@ -569,6 +569,29 @@ export class SimCluster {
     this.afterEvent();
   }
 
+  /**
+   * `at`'s driver reports that its dial to `gone` was refused (node.ts: the transport's onRefused).
+   * The report may be false (a live node): the core must stay safe on any hint.
+   */
+  reportRefused(at: NodeId, gone: NodeId): void {
+    const node = this.node(at);
+    if (node.core === null) return;
+    const before = node.core.status(false).leader;
+    node.core.reportRefused(gone);
+    if (before !== node.core.status(false).leader) this.log(() => `${at} hears ${gone} refused: forgets its leader`);
+    this.processReady(node, false);
+    this.afterEvent();
+  }
+
+  /** `id`'s driver has just started it (node.ts start): it campaigns soon if it knows no leader. */
+  campaignSoon(id: NodeId): void {
+    const node = this.node(id);
+    if (node.core === null) return;
+    node.core.campaignSoon();
+    this.processReady(node, false);
+    this.afterEvent();
+  }
+
   transferLeadership(from: NodeId, to: NodeId): void {
     const node = this.node(from);
     if (node.core === null) return;

@@ -66,6 +66,9 @@ function runWorkloadInner(seed: number, opts: WorkloadOptions, expose: (c: SimCl
     },
   });
   const crashRate = w.chance(0.3) ? 0.1 : 0.03;
+  // The drivers' hints (a refused dial, a fresh start) draw from their own generator, so that the
+  // other draws of every seed stay what they were before the hints existed.
+  const hints = new Rng(seed ^ 0x27d4eb2f);
   expose(c);
   let nextId = n + 1;
   let proposed = 0;
@@ -99,7 +102,21 @@ function runWorkloadInner(seed: number, opts: WorkloadOptions, expose: (c: SimCl
       if (w.chance(0.3)) c.node(victim).crashAfterPersist = true;
       else c.crash(victim);
     }
-    for (const id of c.nodes.keys()) if (!c.node(id).up && w.chance(0.08)) c.restart(id);
+    for (const id of c.nodes.keys()) {
+      if (!c.node(id).up && w.chance(0.08)) {
+        c.restart(id);
+        if (hints.chance(0.7)) c.campaignSoon(id);
+      }
+    }
+    // A dead node's port refuses: each live node's driver may hear so. Now and then a live node's
+    // refusal is reported too (a port closed and reopened, a REJECT rule): a hint, never a proof.
+    for (const id of up()) {
+      for (const other of c.nodes.keys()) {
+        if (other === id) continue;
+        const dead = !c.node(other).up;
+        if (hints.chance(dead ? 0.3 : 0.005)) c.reportRefused(id, other);
+      }
+    }
     if (!partitioned && w.chance(0.03)) {
       const all = [...c.nodes.keys()];
       const side = all.filter(() => w.chance(0.4));
