@@ -6,7 +6,7 @@
 import { open, readFile, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { ManateeError, errorMessage } from '../errors.js';
-import type { PeerId } from '../model/index.js';
+import { LSN_ZERO, type ClusterState, type PeerId } from '../model/index.js';
 
 export const FACTS_ERR_INVALID = 'MANATEE_ERR_FACTS_INVALID';
 
@@ -105,4 +105,21 @@ export class FactsKeeper {
     this.facts = { ...this.facts, ...change };
     await this.store.write(this.facts);
   }
+}
+
+/**
+ * Whether this peer may create a new database (initdb) in an empty data directory, or why not.
+ * Only at the cluster's setup: generation 1, initWal 0/0, this peer its primary, no data before,
+ * and no initdb before. Otherwise its data was lost, and the sync holds it.
+ */
+export function initdbAllowed(o: { readonly state: ClusterState | null; readonly selfId: PeerId; readonly hasPreviousData: boolean; readonly facts: FactsKeeper }): true | string {
+  const state = o.state;
+  if (state === null) return 'the cluster state is unknown';
+  if (state.primary.id !== o.selfId) return `${state.primary.id} is the primary, not me`;
+  if (state.generation !== 1 || state.initWal !== LSN_ZERO) {
+    return `generation ${state.generation} (initWal ${state.initWal}) is not the cluster's setup: my data was lost and the sync holds it`;
+  }
+  if (o.hasPreviousData) return 'this peer had a database when the sitter started, and it is gone';
+  if (o.facts.current.initdbDone) return `this peer created its database before (${o.facts.where}), and it is gone`;
+  return true;
 }

@@ -2,6 +2,7 @@
 // PostgreSQL's health flips and exits, and by a timer. A wake-up during an evaluation runs one
 // more afterwards. It reports when it last ran, for GET /liveness.
 import type { Logger } from '../log.js';
+import type { LoopStatus } from '../model/index.js';
 import type { Clock } from './clock.js';
 
 export const EVALUATE_INTERVAL_MS = 1000;
@@ -53,9 +54,20 @@ export class EvaluationLoop {
     }, RETRY_SOON_MS);
   }
 
-  /** For GET /liveness: when an evaluation last ended, and since when one runs (ms since the epoch, or null). */
-  times(): { readonly lastEvaluatedAtMs: number | null; readonly evaluatingSinceMs: number | null } {
-    return { lastEvaluatedAtMs: this.lastEvaluatedAtMs, evaluatingSinceMs: this.evaluatingSinceMs };
+  /**
+   * For GET /status: when an evaluation last ended and since when one runs, its last progress
+   * (`lastActivityMs`: a restore's, which may run within one evaluation for long), and after how
+   * long without progress it counts as stuck.
+   */
+  status(lastActivityMs: number, stuckAfterMs: number): LoopStatus {
+    const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
+    const since = this.evaluatingSinceMs;
+    return {
+      lastEvaluatedAt: iso(this.lastEvaluatedAtMs),
+      evaluatingSince: iso(since),
+      lastProgressAt: since === null ? null : iso(Math.max(since, lastActivityMs)),
+      stuckAfterMs,
+    };
   }
 
   private async run(): Promise<void> {

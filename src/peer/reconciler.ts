@@ -16,10 +16,12 @@ import type { BackupBackend, RestoreResult } from '../backup/types.js';
 import { RestoreBusyError } from '../backup/errors.js';
 import { ZfsBusyError } from '../zfs/errors.js';
 import { parsePgUrl, type PgRole as PgServerRole } from '../postgres/index.js';
-import { lsnAtLeast, type RestoreProgress, type PeerInfo, type RebuildStatus } from '../model/index.js';
+import { type RestoreProgress, type PeerInfo, type RebuildStatus } from '../model/index.js';
 import type { LocalPostgres } from './local-postgres.js';
 import type { Decision } from './rules/index.js';
-import { ownWalEnd, syncCannotTakeOver } from './rules/stream-watch.js';
+import { checkSyncRebuildCutOff, type SyncRebuildRequest } from './sync-rebuild.js';
+
+export type { SyncRebuildRequest } from './sync-rebuild.js';
 
 export interface ReconcilerOptions {
   readonly self: PeerInfo;
@@ -66,28 +68,6 @@ export interface ReconcilerOptions {
   readonly busyRetryMs?: number;
   /** Milliseconds since the epoch (restore backoff and activity); default Date.now. The simulator's clock. */
   readonly now?: () => number;
-}
-
-/** What a sync's own rebuild was checked against (the generation and upstream of that check). */
-export interface SyncRebuildRequest {
-  readonly generation: number;
-  readonly upstreamId: string;
-  /** That generation's initWal: checked again against this peer's WAL once it is cut off from the upstream. */
-  readonly initWal: string;
-  /** Why (logged with the rebuild). */
-  readonly reason: string;
-  /**
-   * Set when the sync is past initWal but its timeline history left its primary's before its WAL
-   * ends (rules/stream-watch.ts syncDiverged): where the histories part. Checked again once this peer
-   * is cut off from the upstream: the WAL it then holds must still reach past that point.
-   */
-  readonly forkLsn?: string;
-  /**
-   * Set when the sync is past initWal on its primary's timeline history but the primary is read-only,
-   * waiting for it (rules/stream-watch.ts SYNC_OF_READ_ONLY_PRIMARY). Once cut off, this sync cannot
-   * make the primary writable, so the check passes as it was made.
-   */
-  readonly primaryReadOnly?: true;
 }
 
 /**
@@ -284,46 +264,13 @@ export class Reconciler {
     return this.configure({ role: 'standby', upstream: this.upstreamOf(d), applicationName: this.o.self.id });
   }
 
-  /**
-   * The last check before a sync's own rebuild, with no race left: cut PostgreSQL off from its
-   * upstream (no more WAL arrives, so nothing more can be acknowledged through it), then read its
-   * WAL positions, which now bound everything it holds, and check them against initWal again
-   * (rules/stream-watch.ts syncCannotTakeOver has the reasoning). Between the sitter's check and
-   * this step the sync may have started streaming and passed initWal; it must then keep its data.
-   */
+  /** The last check before a sync's own rebuild (sync-rebuild.ts); a pass holds for the retries. */
   private async verifySyncRebuild(req: SyncRebuildRequest): Promise<true | string> {
-    if (!this.pg.running) return 'PostgreSQL is not running, so my WAL position cannot be checked';
-    try {
-      // Whatever follows, the next configure renders the role again (and so attaches to the upstream).
-      this.applied = null;
-      await this.pg.detachFromUpstream();
-      const p = await this.pg.walPositions();
-      let may = syncCannotTakeOver(req.initWal, { replayLsn: p.inRecovery ? p.replayLsn : null, receiveLsn: p.inRecovery ? p.receiveLsn : null });
-      if (may !== true && req.forkLsn !== undefined) {
-        const end = p.inRecovery ? ownWalEnd({ replayLsn: p.replayLsn, receiveLsn: p.receiveLsn }) : null;
-        if (end !== null && !lsnAtLeast(req.forkLsn, end)) {
-          this.o.log.info({ decision: 'sync-rebuild-checked', walEnd: end, forkLsn: req.forkLsn, reason: req.reason },
-            `cut off from ${req.upstreamId}: I hold WAL up to ${end}, past ${req.forkLsn} where my timeline history leaves the primary's: that WAL was never acknowledged; rebuilding`);
-          this.syncRebuildVerified = true;
-          return true;
-        }
-        may = `${may}, and my WAL ends at ${end ?? 'an unknown position'}, not past ${req.forkLsn} where my timeline history leaves the primary's`;
-      }
-      if (may !== true && req.primaryReadOnly === true) {
-        this.o.log.info({ decision: 'sync-rebuild-checked', replayLsn: p.replayLsn, receiveLsn: p.receiveLsn, initWal: req.initWal, reason: req.reason },
-          `cut off from ${req.upstreamId}, which was read-only waiting for me: it cannot take a write through me now, and it holds every acknowledged write; rebuilding`);
-        this.syncRebuildVerified = true;
-        return true;
-      }
-      if (may === true) {
-        this.syncRebuildVerified = true;
-        this.o.log.info({ decision: 'sync-rebuild-checked', replayLsn: p.replayLsn, receiveLsn: p.receiveLsn, initWal: req.initWal, reason: req.reason },
-          `cut off from ${req.upstreamId}: replayed ${p.replayLsn ?? '?'} and received ${p.receiveLsn ?? 'nothing'}, below initWal ${req.initWal}; rebuilding`);
-      }
-      return may;
-    } catch (err) {
-      return `the check before the rebuild failed: ${errorMessage(err)}`;
-    }
+    // Whatever follows, the next configure renders the role again (and so attaches to the upstream).
+    if (this.pg.running) this.applied = null;
+    const check = await checkSyncRebuildCutOff(this.pg, req, this.o.log);
+    if (check === true) this.syncRebuildVerified = true;
+    return check;
   }
 
   private async asDeposed(d: Decision): Promise<ReconcileOutcome> {

@@ -10,17 +10,18 @@
 //   reconciler.ts        PostgreSQL made to match the decision (start, stop, promote, rebuild)
 //   facts.ts             what this peer remembers across restarts (fsynced)
 //   source-postgres.ts   other peers' PostgreSQL, for a rebuild
+//   postgres-effects.ts  this peer's PostgreSQL behind the jobs' small interfaces
 //   heartbeat.ts, hooks.ts, pg-monitor.ts, pg-peers.ts, shard-settings.ts
 // Every decision goes through decision-log.ts: one log line, a metric, and GET /status's lastDecision.
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../log.js';
 import { errorMessage } from '../errors.js';
 import type { BackupBackend, RestoreResult } from '../backup/types.js';
-import { DEFAULT_STOP_TIMEOUT_MS, readTimelineHistory, type PostgresServer } from '../postgres/index.js';
+import { DEFAULT_STOP_TIMEOUT_MS, type PostgresServer } from '../postgres/index.js';
 import type { RaftNode } from '../raft/node.js';
 import type { ClusterStore } from '../store/index.js';
-import { LSN_ZERO, roleIn, type LoopStatus, type PeerInfo, type SitterStatus } from '../model/index.js';
-import { Snapshotter, type Zfs } from '../zfs/index.js';
+import { roleIn, type PeerInfo, type SitterStatus } from '../model/index.js';
+import { Snapshotter } from '../zfs/index.js';
 import { systemClock, type Clock } from './clock.js';
 import type { ReloadableTls } from '../tls/index.js';
 import { peerInfoOf, type SitterConfig } from './config.js';
@@ -28,10 +29,10 @@ import { credentialsLogFields, ShardCredentials } from './credentials.js';
 import { PgCredentials } from './pg-credentials.js';
 import { DecisionLog } from './decision-log.js';
 import { Evaluation } from './evaluation.js';
-import { FactsKeeper, type FactsStore, type LocalFacts } from './facts.js';
+import { FactsKeeper, initdbAllowed } from './facts.js';
 import { Heartbeat } from './heartbeat.js';
 import { HookRunner } from './hook-runner.js';
-import { HOOKS_CONFIG_DEFAULT, type HookObserver } from './hooks.js';
+import { HOOKS_CONFIG_DEFAULT } from './hooks.js';
 import { SitterHooks } from './sitter-hooks.js';
 import { LeaderPlacement } from './leader-placement.js';
 import { LeaseClock, PrimaryLeaseFence } from './lease-fence.js';
@@ -42,50 +43,13 @@ import { Reconciler } from './reconciler.js';
 import { SessionKeeper } from './sessions.js';
 import { ShardSettingsKeeper } from './shard-settings.js';
 import { PostgresOps } from './pg-ops.js';
+import { pgCredentialsTargetOf, standbyProbeOf } from './postgres-effects.js';
 import { HeldSourcePostgres } from './source-postgres.js';
 import { prepareZfsStorage } from './storage.js';
 import { StreamStallWatch } from './stream-stall.js';
+import type { SitterEdge, SitterParts } from './sitter-parts.js';
 
-/** Counts the loop's decisions and the hooks' outcomes (the API's metrics, built by the wiring). */
-export interface SitterMetrics extends HookObserver {
-  recordDecision(kind: string): void;
-}
-
-/** What faces the outside (the HTTP API, built by the wiring): opened at start, closed at stop. */
-export interface SitterEdge {
-  /**
-   * Builds what listen() needs, before Raft starts: the API compiles its schemas synchronously, for
-   * seconds on a loaded machine, and a node that stalls then cannot vote, so that a shard whose
-   * peers all start at once waited for elections behind it (tools/bench/failover.ts --restart-all).
-   */
-  prepare?(): Promise<void>;
-  listen(): Promise<void>;
-  close(): Promise<void>;
-}
-
-/** The parts a sitter runs (src/cli/sitter-wiring.ts opens them). */
-export interface SitterParts {
-  readonly config: SitterConfig;
-  readonly log: Logger;
-  readonly node: RaftNode;
-  readonly store: ClusterStore;
-  readonly postgres: PostgresServer;
-  readonly backend: BackupBackend;
-  readonly zfs: Zfs | null;
-  readonly facts: FactsStore;
-  /** What `facts` held when the sitter opened. */
-  readonly initialFacts: LocalFacts;
-  /** The data directory held a database when the sitter opened. */
-  readonly hasPreviousData: boolean;
-  readonly edge: SitterEdge;
-  readonly metrics: SitterMetrics;
-  /** Default: the system clock. */
-  readonly clock?: Clock;
-  /** This peer's certificate (config.tls), shared by every listener and connection; null without TLS. */
-  readonly tls?: ReloadableTls | null;
-  /** The shard secret and admin tokens, shared with Raft, the API and the backup routes; default: from config. */
-  readonly credentials?: ShardCredentials;
-}
+export type { SitterEdge, SitterMetrics, SitterParts } from './sitter-parts.js';
 
 export class Sitter {
   readonly config: SitterConfig;
@@ -182,16 +146,7 @@ export class Sitter {
     });
     this.credentials = parts.credentials ?? new ShardCredentials(config);
     this.pgCredentials = new PgCredentials({
-      target: {
-        get running() { return postgres.running; },
-        superuser: postgres.superuser,
-        replicationUser: postgres.replicationUser,
-        get currentReplicationPassword() { return postgres.currentReplicationPassword; },
-        roleVerifiers: (roles) => postgres.roleVerifiers(roles),
-        setRoleVerifier: (role, verifier) => postgres.setRoleVerifier(role, verifier),
-        setReplicationPassword: (password) => postgres.setReplicationPassword(password),
-        streaming: async () => (await postgres.query<{ status: string | null }>('SELECT status FROM pg_stat_wal_receiver'))[0]?.status === 'streaming',
-      },
+      target: pgCredentialsTargetOf(postgres),
       credentials: this.credentials,
       role: () => roleIn(this.store.getState().state, this.self.id),
       writable: () => this.monitor.status().writable,
@@ -210,7 +165,7 @@ export class Sitter {
       onRebuilt: (from, generation, result) => this.onRebuilt(from, generation, result),
       sourcePromoted: (source) => this.sources.promoted(source),
       sourceOnline: (source) => this.sources.online(source),
-      mayInitdb: () => this.mayInitdb(),
+      mayInitdb: () => initdbAllowed({ state: this.store.getState().state, selfId: this.self.id, hasPreviousData: this.hasPreviousData, facts: this.facts }),
       onInitdb: () => this.facts.update({ initdbDone: true }),
     });
     this.pgPeers = new PgPeerHosts({
@@ -260,22 +215,7 @@ export class Sitter {
       selfId: this.self.id, raft: this.node, transferTimeoutMs: 4 * config.raft.electionTicks * config.raft.tickMs, decisions: this.decisions, log,
     });
     const streams = new StreamStallWatch({
-      pg: {
-        get running() { return postgres.running; },
-        receiver: () => postgres.query<{ status: string | null; replay: string | null }>(
-          'SELECT (SELECT status FROM pg_stat_wal_receiver) AS status, pg_last_wal_replay_lsn()::text AS replay',
-        ).then((rows) => {
-          const row = rows[0];
-          return row === undefined ? null : { streaming: row.status === 'streaming', replayLsn: row.replay };
-        }, () => null),
-        ownWal: async () => {
-          const p = await postgres.walPositions();
-          if (!p.inRecovery) return { replayLsn: null, receiveLsn: null, history: null };
-          // The history of the timeline it receives (or last checkpointed on): where it switched, not only its number.
-          const history = p.timeline === null ? null : await readTimelineHistory(postgres.query, p.timeline).catch(() => null);
-          return { replayLsn: p.replayLsn, receiveLsn: p.receiveLsn, history };
-        },
-      },
+      pg: standbyProbeOf(postgres),
       reconciler: this.reconciler,
       active: () => this.store.activePeers(),
       state: () => this.store.getState().state,
@@ -452,7 +392,9 @@ export class Sitter {
       lastDecision: this.decisions.record,
       rebuild: this.reconciler.rebuildStatus(),
       startedAt: this.startedAt,
-      loop: this.loopStatus(),
+      // The longest step of one evaluation without progress: a stop escalated once (fast, then
+      // immediate), then a start with crash recovery; at least 5 minutes.
+      loop: this.loop.status(this.reconciler.lastActivityMs(), Math.max(5 * 60_000, this.config.timeouts.pgStartTimeoutMs + 2 * DEFAULT_STOP_TIMEOUT_MS + 60_000)),
       ...(roleIn(state, this.self.id).role === 'primary' ? { lease: this.lease.status() } : {}),
       heartbeat: this.heartbeat.status(),
       hooks: this.hooks.status(),
@@ -462,36 +404,6 @@ export class Sitter {
       ...(this.config.tags === undefined ? {} : { tags: this.config.tags }),
       peerTags: this.store.activeTags(),
     };
-  }
-
-  private loopStatus(): LoopStatus {
-    const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
-    const { lastEvaluatedAtMs, evaluatingSinceMs: since } = this.loop.times();
-    return {
-      lastEvaluatedAt: iso(lastEvaluatedAtMs),
-      evaluatingSince: iso(since),
-      lastProgressAt: since === null ? null : iso(Math.max(since, this.reconciler.lastActivityMs())),
-      // The longest step of one evaluation without progress: a stop escalated once (fast, then
-      // immediate), then a start with crash recovery; at least 5 minutes.
-      stuckAfterMs: Math.max(5 * 60_000, this.config.timeouts.pgStartTimeoutMs + 2 * DEFAULT_STOP_TIMEOUT_MS + 60_000),
-    };
-  }
-
-  /**
-   * A primary with an empty data directory creates a database only at the cluster's setup:
-   * generation 1, initWal 0/0, this peer its primary, no data before, and no initdb before.
-   * Otherwise its data is lost, and the sync holds it.
-   */
-  private mayInitdb(): true | string {
-    const state = this.store.getState().state;
-    if (state === null) return 'the cluster state is unknown';
-    if (state.primary.id !== this.self.id) return `${state.primary.id} is the primary, not me`;
-    if (state.generation !== 1 || state.initWal !== LSN_ZERO) {
-      return `generation ${state.generation} (initWal ${state.initWal}) is not the cluster's setup: my data was lost and the sync holds it`;
-    }
-    if (this.hasPreviousData) return 'this peer had a database when the sitter started, and it is gone';
-    if (this.facts.current.initdbDone) return `this peer created its database before (${this.facts.where}), and it is gone`;
-    return true;
   }
 
   private async onRebuilt(from: PeerInfo, generation: number | null, result: RestoreResult): Promise<void> {
