@@ -39,6 +39,8 @@ export class ApiMetrics implements HookObserver {
   private readonly failovers = new Counter({ name: 'manatee_failovers_total', help: 'Primary changes seen in the committed state since this sitter started (takeovers and switchovers)', registers: [this.registry] });
   private readonly pendingRestart = new Gauge({ name: 'manatee_postgres_pending_restart', help: 'Settings whose new value waits for a restart of this peer\'s PostgreSQL (1 per setting)', labelNames: ['setting'] as const, registers: [this.registry] });
   private readonly pendingRestartCount = new Gauge({ name: 'manatee_postgres_pending_restart_settings', help: 'How many settings wait for a restart of this peer\'s PostgreSQL', registers: [this.registry] });
+  private readonly rejectedSetting = new Gauge({ name: 'manatee_postgres_rejected_setting', help: 'Lines of this peer\'s PostgreSQL configuration files that it refuses (1 per setting and file; blocks_reload="true": an unknown name or a syntax error, which makes a reload apply no change at all); PostgreSQL would not start with them', labelNames: ['setting', 'file', 'blocks_reload'] as const, registers: [this.registry] });
+  private readonly rejectedCount = new Gauge({ name: 'manatee_postgres_rejected_settings', help: 'How many lines of this peer\'s PostgreSQL configuration files it refuses', registers: [this.registry] });
   private readonly settingsVersion = new Gauge({ name: 'manatee_shard_settings_applied_version', help: 'The version of the shard-wide settings written to this peer\'s PostgreSQL (-1: none yet)', registers: [this.registry] });
   private readonly rebuildRunning = new Gauge({ name: 'manatee_rebuild_running', help: '1 while this peer rebuilds its data', registers: [this.registry] });
   private readonly rebuildPercent = new Gauge({ name: 'manatee_rebuild_progress_percent', help: 'Progress of the running rebuild (-1 when unknown or none)', registers: [this.registry] });
@@ -139,6 +141,9 @@ export class ApiMetrics implements HookObserver {
     for (const name of s.settings?.pendingRestart ?? []) this.pendingRestart.set({ setting: name }, 1);
     this.pendingRestartCount.set(s.settings?.pendingRestart.length ?? 0);
     this.settingsVersion.set(s.settings?.appliedVersion ?? -1);
+    this.rejectedSetting.reset();
+    for (const r of s.settings?.rejected ?? []) this.rejectedSetting.set({ setting: r.name ?? '', file: r.file ?? '', blocks_reload: String(r.blocksReload) }, 1);
+    this.rejectedCount.set(s.settings?.rejected.length ?? 0);
     this.tlsExpiry.reset();
     if (s.tls !== undefined) {
       this.tlsExpiry.set({ certificate: 'cert' }, s.tls.expiresInSeconds);

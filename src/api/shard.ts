@@ -70,7 +70,7 @@ export function buildShardReport(asked: SitterStatus, others: ReadonlyMap<string
       return {
         ...base, reachable: false, error: own?.error ?? 'not asked', sitterPid: null, postgresPid: null, tlsExpiresInSeconds: null,
         pgOnline: null, pgHealthy: null, writable: null, inRecovery: null, currentLsn: null, receiveLsn: null, replayLsn: null,
-        lagSeconds: null, checkLatencyMs: null, lastDecision: null, rebuild: null, pendingRestart: null, settingsVersion: null, settings: null, credentials: null,
+        lagSeconds: null, checkLatencyMs: null, lastDecision: null, rebuild: null, pendingRestart: null, settingsVersion: null, settings: null, credentials: null, rejectedSettings: null,
       };
     }
     const s = own.status;
@@ -84,6 +84,7 @@ export function buildShardReport(asked: SitterStatus, others: ReadonlyMap<string
       pendingRestart: s.settings?.pendingRestart ?? null, settingsVersion: s.settings?.appliedVersion ?? null,
       settings: s.settings?.settings ?? null,
       credentials: s.credentials ?? null,
+      rejectedSettings: s.settings?.rejected ?? null,
     };
   });
   const links = chainLinks(state).map(({ upstream, downstream, expected }): ShardLink => {

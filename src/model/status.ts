@@ -216,6 +216,27 @@ export interface PeerSettingReport {
   readonly pendingRestart: boolean;
 }
 
+/**
+ * A line of a configuration file that PostgreSQL refused (pg_file_settings.error), other than a
+ * postmaster setting merely waiting for a restart. PostgreSQL would not start with it.
+ */
+export interface RejectedSetting {
+  /** The setting's name (null: a line that is not a setting at all, such as a syntax error). */
+  readonly name: string | null;
+  /** The value in the file ([redacted] for a setting that may hold a credential). */
+  readonly value: string | null;
+  /** The file's name (manatee-overrides.conf, manatee-shard.conf...) and which source it is. */
+  readonly file: string | null;
+  readonly source: SettingSource;
+  readonly line: number | null;
+  /** PostgreSQL's error: "unrecognized configuration parameter", "setting could not be applied"... */
+  readonly error: string;
+  /** True when PostgreSQL applies no change of any configuration file at a reload while this line is there. */
+  readonly blocksReload: boolean;
+  /** What it means, in one sentence. */
+  readonly reason: string;
+}
+
 /** What GET /status shows of this peer's shard settings. */
 export interface PeerSettingsStatus {
   /** The version of the shard settings that this peer's store has applied. */
@@ -226,6 +247,8 @@ export interface PeerSettingsStatus {
   readonly pendingRestart: readonly string[];
   /** Each shard setting and each setting of the overrides file: its value here and where it comes from. */
   readonly settings: readonly PeerSettingReport[];
+  /** Lines of the configuration files that PostgreSQL refused at its last reload (empty: none). */
+  readonly rejected: readonly RejectedSetting[];
   /** Why the last apply or report failed, or null. */
   readonly error: string | null;
 }

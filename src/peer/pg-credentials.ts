@@ -15,6 +15,7 @@ import type { PeerInfo, PeerRole } from '../model/index.js';
 import { scramVerifier, scramVerifierMatches } from '../postgres/scram.js';
 import type { ShardCredentials } from './credentials.js';
 import { credentialsLogFields, secretFingerprint } from './credentials.js';
+import { CoalescedJob } from './coalesced-job.js';
 
 /** No candidate password matches the role's verifier, and the upstream took none: the peer may not stream. */
 export const PG_ERR_PASSWORD_UNKNOWN = 'MANATEE_ERR_PG_PASSWORD_UNKNOWN';
@@ -51,53 +52,42 @@ const MATCHES_MAX = 64;
 export type PgCredentialsOutcome = 'primary-set' | 'primary-current' | 'standby-followed' | 'not-running' | 'unknown';
 
 export class PgCredentials {
-  private timer: NodeJS.Timeout | null = null;
-  private running: Promise<PgCredentialsOutcome> | null = null;
-  private again = false;
   /** The last outcome: a peer that has not settled checks again at the next interval. */
   private settled = false;
   private warnedUnknown = false;
   /** Verifier and password -> whether they match: a verifier changes once per rotation, PBKDF2 is not rerun every check. */
   private readonly matches = new Map<string, boolean>();
+  private readonly job: CoalescedJob;
 
-  constructor(private readonly o: PgCredentialsOptions) {}
+  constructor(private readonly o: PgCredentialsOptions) {
+    this.job = new CoalescedJob({
+      run: async () => { await this.sync(); },
+      intervalMs: o.intervalMs ?? 2000,
+      due: () => this.o.credentials.rotating || !this.settled,
+      failed: (err) => {
+        this.settled = false;
+        // Outside a rotation a failure (PostgreSQL still starting) is retried quietly.
+        this.o.log[this.o.credentials.rotating ? 'warn' : 'debug']({ decision: 'pg-password', err: errorMessage(err), code: err instanceof ManateeError ? err.code : undefined }, `role passwords: check failed, retrying: ${errorMessage(err)}`);
+      },
+    });
+  }
 
   start(): void {
-    this.timer ??= setInterval(() => {
-      if (this.o.credentials.rotating || !this.settled) this.changed();
-    }, this.o.intervalMs ?? 2000);
-    this.timer.unref();
-    this.changed();
+    this.job.start();
   }
 
   stop(): void {
-    if (this.timer !== null) clearInterval(this.timer);
-    this.timer = null;
+    this.job.stop();
   }
 
   /** The credentials or the role changed: check now (one run at a time; a call during one runs it again after). */
   changed(): void {
-    if (this.running !== null) {
-      this.again = true;
-      return;
-    }
-    this.running = this.sync().catch((err: unknown) => {
-      this.settled = false;
-      // Outside a rotation a failure (PostgreSQL still starting) is retried quietly.
-      this.o.log[this.o.credentials.rotating ? 'warn' : 'debug']({ decision: 'pg-password', err: errorMessage(err), code: err instanceof ManateeError ? err.code : undefined }, `role passwords: check failed, retrying: ${errorMessage(err)}`);
-      return 'unknown' as const;
-    }).finally(() => {
-      this.running = null;
-      if (this.again) {
-        this.again = false;
-        this.changed();
-      }
-    });
+    this.job.request();
   }
 
   /** Resolves when no check runs (tests, stop). */
   async settledRun(): Promise<void> {
-    while (this.running !== null) await this.running;
+    await this.job.settled();
   }
 
   private async match(verifier: string, password: string): Promise<boolean> {

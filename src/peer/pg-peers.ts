@@ -7,6 +7,7 @@
 import type { Logger } from '../log.js';
 import type { ClusterState, PeerInfo } from '../model/index.js';
 import { errorMessage } from '../errors.js';
+import { CoalescedJob } from './coalesced-job.js';
 
 export interface PeerHostsInput {
   readonly self: PeerInfo;
@@ -35,42 +36,28 @@ export function peerHostsOf(input: PeerHostsInput): string[] {
  * and is cheap when nothing changed; updates run one at a time, the last one wins.
  */
 export class PgPeerHosts {
-  private running: Promise<void> | null = null;
-  private again = false;
+  private readonly job: CoalescedJob;
 
   constructor(private readonly opts: {
     readonly postgres: { setPeerHosts(hosts: readonly string[]): Promise<boolean> };
     readonly hosts: () => string[];
     readonly log: Logger;
-  }) {}
+  }) {
+    this.job = new CoalescedJob({
+      run: async () => { await this.opts.postgres.setPeerHosts(this.opts.hosts()); },
+      // pg_hba.conf keeps its previous peers; the next change tries again.
+      failed: (err) => {
+        this.opts.log.warn({ decision: 'pg-hba-peers-failed', hosts: this.opts.hosts(), reason: errorMessage(err) }, 'could not update the peers in pg_hba.conf');
+      },
+    });
+  }
 
   update(): void {
-    if (this.running !== null) {
-      this.again = true;
-      return;
-    }
-    this.running = this.run().finally(() => {
-      this.running = null;
-      if (this.again) {
-        this.again = false;
-        this.update();
-      }
-    });
+    this.job.request();
   }
 
   /** Resolves once the updates asked for so far are done (for stop and tests). */
   async settled(): Promise<void> {
-    while (this.running !== null) await this.running;
-  }
-
-  private async run(): Promise<void> {
-    const hosts = this.opts.hosts();
-    try {
-      await this.opts.postgres.setPeerHosts(hosts);
-    } catch (err) {
-      // pg_hba.conf keeps its previous peers; the next change tries again.
-      this.opts.log.warn({ decision: 'pg-hba-peers-failed', hosts, reason: errorMessage(err) },
-        'could not update the peers in pg_hba.conf');
-    }
+    await this.job.settled();
   }
 }

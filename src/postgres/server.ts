@@ -20,7 +20,7 @@ import {
   type PgTlsPaths, type RenderedRole,
 } from './config.js';
 import { HeldConnection } from './connection.js';
-import { FILE_SHARD_CONF, ownedPending, renderShardConf, settingsReport, SETTINGS_REPORT_QUERY, type PeerSettingReport, type SettingsReportRow } from './shard-conf.js';
+import { FILE_SHARD_CONF, ownedPending, rejectedSettings, REJECTED_SETTINGS_QUERY, renderShardConf, settingsReport, SETTINGS_REPORT_QUERY, type PeerSettingReport, type RejectedSetting, type RejectedSettingRow, type SettingsReportRow } from './shard-conf.js';
 import { hostAddress, normalizeCidr, peerSubnets } from './networks.js';
 import { PgError } from './errors.js';
 import { describeRun, runTool } from './exec.js';
@@ -128,6 +128,8 @@ const FENCE_CHECKPOINT_TIMEOUT_MS = 300_000;
 const QUERY_DEADLINE_MARGIN_MS = 1000;
 /** How often a reload's effect is looked for (pg_conf_load_time). */
 const RELOAD_POLL_MS = 5;
+/** A reload not seen after this long is checked for a line that blocks it (normally it takes 1 or 2 ms). */
+const RELOAD_BLOCK_CHECK_MS = 100;
 /** How often a promotion's end, and a detached WAL receiver's exit, are looked for. */
 const PROMOTE_POLL_MS = 5;
 /** How often syncCaughtUp(syncId, waitMs) asks again (pg_stat_replication). */
@@ -569,6 +571,11 @@ export class PostgresServer extends EventEmitter<PgEvents> {
     return settingsReport(await this.query<SettingsReportRow>(SETTINGS_REPORT_QUERY, [[...names]]));
   }
 
+  /** The lines of the configuration files that PostgreSQL refuses (not those merely pending a restart). */
+  async rejectedSettings(): Promise<RejectedSetting[]> {
+    return rejectedSettings(await this.query<RejectedSettingRow>(REJECTED_SETTINGS_QUERY));
+  }
+
   /** Settings whose changed value waits for a restart (pg_settings.pending_restart). */
   async pendingRestart(): Promise<string[]> {
     const rows = await this.query<{ name: string }>('SELECT name FROM pg_settings WHERE pending_restart ORDER BY name');
@@ -884,10 +891,19 @@ export class PostgresServer extends EventEmitter<PgEvents> {
     process.kill(pid, 'SIGHUP');
     // Polled every few ms: a reload is on the path of every role change (a takeover reloads
     // three times), and the postmaster passes the signal on within a millisecond or two.
-    const deadline = Date.now() + this.queryTimeoutMs;
+    const sent = Date.now();
+    const deadline = sent + this.queryTimeoutMs;
+    let checkedBlock = false;
     for (;;) {
       const [now] = await this.query<{ t: number }>('SELECT extract(epoch FROM pg_conf_load_time())::float8 AS t');
       if (before === undefined || now === undefined || now.t > before.t) break;
+      if (!checkedBlock && Date.now() - sent >= RELOAD_BLOCK_CHECK_MS) {
+        // An unknown name or a syntax error in any file: PostgreSQL applies nothing and its load
+        // time stays, so this would wait out the deadline. Say which line, at once.
+        checkedBlock = true;
+        const blocking = (await this.rejectedSettings()).filter((r) => r.blocksReload);
+        if (blocking.length > 0) throw new PgError('MANATEE_ERR_PG_RELOAD_BLOCKED', `reload: PostgreSQL applied no change: ${blocking.map((r) => r.reason).join('; ')}`);
+      }
       if (Date.now() > deadline) throw new PgError('MANATEE_ERR_PG_QUERY', `reload: the configuration was not reloaded within ${this.queryTimeoutMs} ms`);
       await sleep(RELOAD_POLL_MS);
     }

@@ -6,7 +6,7 @@
 import { basename } from 'node:path';
 import { confValue } from './config.js';
 import { MANATEE_SETTINGS } from './owned-settings.js';
-import type { PeerSettingReport, SettingSource } from '../model/index.js';
+import { isSecretSetting, SETTING_REDACTED, type PeerSettingReport, type RejectedSetting, type SettingSource } from '../model/index.js';
 
 export const FILE_SHARD_CONF = 'manatee-shard.conf';
 
@@ -20,7 +20,7 @@ export function renderShardConf(settings: Readonly<Record<string, string>>, vers
   ].join('\n');
 }
 
-export type { PeerSettingReport, SettingSource } from '../model/index.js';
+export type { PeerSettingReport, RejectedSetting, SettingSource } from '../model/index.js';
 
 export function sourceOfFile(file: string | null): SettingSource {
   if (file === null) return 'default';
@@ -66,6 +66,58 @@ export function settingsReport(rows: readonly SettingsReportRow[]): PeerSettingR
     running: r.running,
     pendingRestart: r.pending,
   }));
+}
+
+/** Most lines of the configuration files with an error that one report lists. */
+export const REJECTED_SETTINGS_MAX = 50;
+
+/**
+ * The lines of the configuration files that PostgreSQL refuses, as pg_file_settings reads the
+ * files now (the same parse as a reload's), with pg_settings.pending_restart of each name.
+ */
+export const REJECTED_SETTINGS_QUERY = `
+SELECT f.name, f.setting AS value, f.sourcefile, f.sourceline, f.error, coalesce(s.pending_restart, false) AS pending
+FROM pg_file_settings f LEFT JOIN pg_settings s ON s.name = f.name
+WHERE f.error IS NOT NULL ORDER BY f.seqno LIMIT ${REJECTED_SETTINGS_MAX}`;
+
+export interface RejectedSettingRow extends Record<string, unknown> {
+  readonly name: string | null;
+  readonly value: string | null;
+  readonly sourcefile: string | null;
+  readonly sourceline: number | null;
+  readonly error: string;
+  readonly pending: boolean;
+}
+
+/** pg_file_settings.error of a line read, whose value PostgreSQL did not take (a bad value, or a postmaster setting changed). */
+const NOT_APPLIED = 'setting could not be applied';
+
+/**
+ * The rows PostgreSQL refused, told apart from the postmaster settings that only wait for a
+ * restart: both say "setting could not be applied", but only a pending one has
+ * pg_settings.pending_restart. Any other error (an unknown name, a syntax error) makes PostgreSQL
+ * skip every change of every file at a reload ("no changes were applied"), and every error of
+ * either kind makes it refuse to start ("configuration file ... contains errors").
+ */
+export function rejectedSettings(rows: readonly RejectedSettingRow[]): RejectedSetting[] {
+  return rows.filter((r) => !(r.error === NOT_APPLIED && r.pending)).map((r) => {
+    const value = r.name !== null && r.value !== null && isSecretSetting(r.name) ? SETTING_REDACTED : r.value;
+    const file = r.sourcefile === null ? null : basename(r.sourcefile);
+    const where = `${file ?? 'a configuration file'}${r.sourceline === null ? '' : ` line ${r.sourceline}`}`;
+    const blocksReload = r.error !== NOT_APPLIED;
+    const what = r.error === 'unrecognized configuration parameter' && r.name !== null
+      ? `unknown setting "${r.name}" in ${where}`
+      : blocksReload
+        ? `${where}: ${r.error}`
+        : `invalid value ${JSON.stringify(value ?? '')} for ${r.name ?? '?'} in ${where}`;
+    const effect = blocksReload
+      ? 'PostgreSQL applies no change of any configuration file at a reload while it is there'
+      : 'PostgreSQL keeps the previous value';
+    return {
+      name: r.name, value, file, source: sourceOfFile(r.sourcefile), line: r.sourceline, error: r.error, blocksReload,
+      reason: `${what}: ${effect}, and would not start with it; correct or remove it`,
+    };
+  });
 }
 
 /** Of the settings pending a restart, those Manatee owns: a configure() restarts for these at once. */

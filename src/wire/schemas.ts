@@ -197,10 +197,23 @@ const hooksStatusSchema = {
   },
 } as const;
 
+/** src/model RejectedSetting: a line of a configuration file that PostgreSQL refuses. */
+const rejectedSettingsSchema = {
+  type: 'array',
+  items: {
+    type: 'object',
+    required: ['name', 'value', 'file', 'source', 'line', 'error', 'blocksReload', 'reason'],
+    properties: {
+      name: nullableStr, value: nullableStr, file: nullableStr, source: str, line: { type: ['integer', 'null'] },
+      error: str, blocksReload: { type: 'boolean' }, reason: str,
+    },
+  },
+} as const;
+
 /** src/peer/shard-settings.ts PeerSettingsStatus. */
 const peerSettingsStatusSchema = {
   type: 'object',
-  required: ['version', 'appliedVersion', 'pendingRestart', 'settings', 'error'],
+  required: ['version', 'appliedVersion', 'pendingRestart', 'settings', 'rejected', 'error'],
   properties: {
     version: int,
     appliedVersion: { type: ['integer', 'null'] },
@@ -213,6 +226,7 @@ const peerSettingsStatusSchema = {
         properties: { name: str, value: nullableStr, source: str, running: nullableStr, pendingRestart: { type: 'boolean' } },
       },
     },
+    rejected: rejectedSettingsSchema,
     error: nullableStr,
   },
 } as const;
@@ -317,6 +331,7 @@ export const shardReportSchema = {
           settingsVersion: { type: ['integer', 'null'] },
           settings: { anyOf: [peerSettingsStatusSchema.properties.settings, { type: 'null' }] },
           credentials: { anyOf: [credentialsStatusSchema, { type: 'null' }] },
+          rejectedSettings: { anyOf: [rejectedSettingsSchema, { type: 'null' }] },
         },
       },
     },

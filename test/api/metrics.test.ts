@@ -270,6 +270,20 @@ describe('GET /metrics: the list of issue 6', () => {
     expect(seriesOf(m, 'manatee_replication_lag_seconds')).toEqual([]);
   });
 
+  it('settings that PostgreSQL refuses: one series per setting and file, and none once they are fixed', async () => {
+    const rejected = { name: 'wrok_mem', value: '1MB', file: 'manatee-overrides.conf', source: 'peer overrides file' as const, line: 2, error: 'unrecognized configuration parameter', blocksReload: true, reason: 'unknown setting "wrok_mem" in manatee-overrides.conf line 2: PostgreSQL applies no change of any configuration file at a reload while it is there, and would not start with it; correct or remove it' };
+    const settings = (r: typeof rejected[]) => ({ version: 2, appliedVersion: 2, pendingRestart: [], settings: [], rejected: r, error: null });
+    patch = (s) => ({ ...s, settings: settings([rejected, { ...rejected, name: 'maintenance_work_mem', error: 'setting could not be applied', blocksReload: false }]) });
+    let m = await getText('/metrics');
+    expect(sample(m, 'manatee_postgres_rejected_setting{setting="wrok_mem",file="manatee-overrides.conf",blocks_reload="true"}')).toBe(1);
+    expect(sample(m, 'manatee_postgres_rejected_setting{setting="maintenance_work_mem",file="manatee-overrides.conf",blocks_reload="false"}')).toBe(1);
+    expect(sample(m, 'manatee_postgres_rejected_settings')).toBe(2);
+    patch = (s) => ({ ...s, settings: settings([]) });
+    m = await getText('/metrics');
+    expect(seriesOf(m, 'manatee_postgres_rejected_setting')).toEqual([]);
+    expect(sample(m, 'manatee_postgres_rejected_settings')).toBe(0);
+  });
+
   it('health-check latency: the last one as a gauge, each new check once in the histogram', async () => {
     let at = new Date(Date.now() - 10_000).toISOString();
     let latencyMs = 30;

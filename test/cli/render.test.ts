@@ -134,6 +134,14 @@ describe('renderShow', () => {
     expect(cols[7]).toMatch(/^c\s+\?\s+\?$/);
   });
 
+  it('notes each setting that a peer\'s PostgreSQL refuses, with the reason', () => {
+    const { a, b } = fixture();
+    const rejected = { name: 'wrok_mem', value: '1MB', file: 'manatee-overrides.conf', source: 'peer overrides file' as const, line: 2, error: 'unrecognized configuration parameter', blocksReload: true, reason: 'unknown setting "wrok_mem" in manatee-overrides.conf line 2: PostgreSQL applies no change of any configuration file at a reload while it is there, and would not start with it; correct or remove it' };
+    const bad = { ...b, settings: { version: 1, appliedVersion: 1, pendingRestart: [], settings: [], rejected: [rejected], error: null } };
+    const view = buildShardView(a, new Map([['b', { ok: true, status: bad }]] as const));
+    expect(renderStatus(view, NOW)).toContain(`  b: PostgreSQL refuses a setting: ${rejected.reason}`);
+  });
+
   it('shows a promotion request and whether it is still pending', () => {
     const { store, a } = fixture();
     const promote = { id: 'b', role: 'sync' as const, generation: 3, expireTime: '2026-11-24T07:01:00.000Z' };

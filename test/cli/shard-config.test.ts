@@ -153,6 +153,58 @@ describe('manatee-adm config on a real shard', () => {
   }, 180_000);
 });
 
+describe('a line that PostgreSQL refuses, on a real shard', () => {
+  it('an unknown name in one peer\'s overrides file is reported by name and file in /status, /shard, show, config show, /metrics and verify; restart refuses; the shard\'s change reaches that peer once it is fixed', async () => {
+    const overrides = join(async0.dataDir, 'pgdata', 'manatee-overrides.conf');
+    const version = (await configAt(primary)).version + 1;
+    await writeFile(overrides, "wrok_mem = '1MB'\n");
+    const pidBefore = (await shard.statusOf(async0))?.postgresPid;
+    try {
+      expect((await adm(['config', 'set', 'work_mem=15MB'])).stdout).toMatch(new RegExp(`set work_mem=15MB \\(shard settings version ${version}\\)`));
+      await shard.waitFor('work_mem 15MB on the primary', async () => (await show(primary, 'work_mem')) === '15MB', 60_000);
+      const st = await shard.waitFor(`${async0.id}'s status: the refused line`, async () => {
+        const x = (await shard.statusOf(async0))?.settings;
+        return x !== undefined && x.rejected.length > 0 && x.error !== null ? x : null;
+      }, 60_000);
+      expect(st.rejected).toEqual([expect.objectContaining({
+        name: 'wrok_mem', file: 'manatee-overrides.conf', source: 'peer overrides file', line: 1, error: 'unrecognized configuration parameter', blocksReload: true,
+      })]);
+      const reason = st.rejected[0]!.reason;
+      expect(reason).toBe('unknown setting "wrok_mem" in manatee-overrides.conf line 1: PostgreSQL applies no change of any configuration file at a reload while it is there, and would not start with it; correct or remove it');
+      // The reload applied nothing there: the shard's change waits, and the status says why.
+      expect(st.appliedVersion).toBe(version - 1);
+      expect(st.error).toBe(`reload: PostgreSQL applied no change: ${reason}`);
+      expect(await show(async0, 'work_mem')).toBe('4MB');
+      const report = (await httpJson(`${sync.apiUrl}/shard`)).body as ShardReport;
+      expect(report.peers.map((p) => [p.id, p.rejectedSettings?.map((r) => r.name)])).toEqual([[primary.id, []], [sync.id, []], [async0.id, ['wrok_mem']]]);
+      expect((await adm(['show'])).stdout).toContain(`  ${async0.id}: PostgreSQL refuses a setting: ${reason}`);
+      const cs = (await adm(['config', 'show'])).stdout;
+      expect(cs).toContain(`${async0.id}: PostgreSQL refuses a setting: ${reason}`);
+      expect(cs.split('\n').find((l) => l.startsWith('wrok_mem'))).toMatch(/1MB \(peer overrides file\) REJECTED \(runs with -\)/);
+      const metrics = String((await httpJson(`${async0.apiUrl}/metrics`)).body);
+      expect(metrics).toMatch(/manatee_postgres_rejected_setting\{setting="wrok_mem",file="manatee-overrides.conf",blocks_reload="true"\} 1/);
+      expect(metrics).toMatch(/manatee_postgres_rejected_settings 1/);
+      const verify = await adm(['verify']);
+      expect(verify.code).toBe(1);
+      expect(verify.stdout).toContain(`error: SETTING_REJECTED (${async0.id}): ${async0.id}'s PostgreSQL refuses a setting: ${reason}`);
+      // Restarted, that PostgreSQL would not come back: the rolling restart refuses to start.
+      const restart = await adm(['restart', '--peer', async0.id]);
+      expect(restart.code).toBe(1);
+      expect(restart.stderr).toMatch(/^manatee-adm: MANATEE_ERR_RESTART_UNHEALTHY: the shard is not healthy; not restarting anything: /);
+      expect(restart.stderr).toContain(`${async0.id}: ${async0.id}'s PostgreSQL refuses a setting: unknown setting "wrok_mem"`);
+      expect((await shard.statusOf(async0))?.postgresPid).toBe(pidBefore);
+    } finally {
+      await writeFile(overrides, '# none\n');
+    }
+    await shard.waitFor(`work_mem 15MB on ${async0.id} once the line is gone`, async () => (await show(async0, 'work_mem')) === '15MB', 60_000);
+    await shard.waitFor(`${async0.id}'s status: version ${version} applied, nothing refused`, async () => {
+      const x = (await shard.statusOf(async0))?.settings;
+      return x?.appliedVersion === version && x.rejected.length === 0 && x.error === null;
+    }, 60_000);
+    expect((await adm(['config', 'unset', 'work_mem'])).code).toBe(0);
+  }, 180_000);
+});
+
 describe('peer tags on a real shard', () => {
   it('tags show in /peers, /status, /shard and show; /replica is 503 on a noloadbalance peer; verify reports that no peer may take over', async () => {
     expect(async0.id).toBe(shard.peers[2]!.id);

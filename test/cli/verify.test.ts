@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { buildShardReport, type PeerStatusResult } from '../../src/api/shard.js';
 import type { SitterStatus, ClusterState } from '../../src/model/index.js';
 import { verifyShard } from '../../src/cli/adm/views.js';
+import { shardProblems } from '../../src/cli/adm/restart.js';
 import { MemoryStore, peer, statusOf, threePeerState } from '../../tools/lib/memory-peer.js';
 
 const A = peer('a');
@@ -96,6 +97,15 @@ describe('verify', () => {
     expect(verifyShard(report(threePeerState([A, B, C]), tagged(['b'])))[0]?.message).toMatch(/^no peer may take over if the primary fails: the sync b is tagged nofailover \(the primary replaces it/);
     // The primary's own tag does not matter, and a tag on another peer is no problem.
     expect(codes(report(threePeerState([A, B, C]), tagged(['a'])))).toEqual([]);
+  });
+
+  it('a peer whose PostgreSQL refuses a line of its configuration files is an error (it would not start again): restart refuses the shard', () => {
+    const rejected = { name: 'wrok_mem', value: '1MB', file: 'manatee-overrides.conf', source: 'peer overrides file' as const, line: 2, error: 'unrecognized configuration parameter', blocksReload: true, reason: 'unknown setting "wrok_mem" in manatee-overrides.conf line 2: PostgreSQL applies no change of any configuration file at a reload while it is there, and would not start with it; correct or remove it' };
+    const r = report(threePeerState([A, B, C]), { edit: (id, s) => (id === 'c' ? { ...s, settings: { version: 1, appliedVersion: 1, pendingRestart: [], settings: [], rejected: [rejected], error: null } } : s) });
+    expect(r.peers.find((p) => p.id === 'c')?.rejectedSettings).toEqual([rejected]);
+    expect(codes(r)).toEqual(['error:SETTING_REJECTED:c']);
+    expect(verifyShard(r)[0]?.message).toBe(`c's PostgreSQL refuses a setting: ${rejected.reason}`);
+    expect(shardProblems(r)).toEqual([`c: c's PostgreSQL refuses a setting: ${rejected.reason}`]);
   });
 
   it('a healthy chain has no problems', () => {

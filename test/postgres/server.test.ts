@@ -184,6 +184,42 @@ describe('PostgresServer lifecycle', () => {
     expect(await pg.show('work_mem')).toBe('4MB');
   });
 
+  it('rejectedSettings: a refused value is told from a postmaster setting pending restart, and an unknown name in the overrides file blocks every change of a reload', async () => {
+    const overrides = join(pg.dataDir, 'manatee-overrides.conf');
+    const initial = await readFile(overrides, 'utf8');
+    try {
+      await appendFile(overrides, "maintenance_work_mem = 'lots'\n");
+      await pg.applyShardSettings({ work_mem: '13MB', shared_buffers: '40MB' }, 10);
+      // Both say "setting could not be applied" in pg_file_settings; only the bad value is refused.
+      expect(await pg.pendingRestart()).toEqual(['shared_buffers']);
+      expect(await pg.show('work_mem')).toBe('13MB');
+      expect(await pg.rejectedSettings()).toEqual([expect.objectContaining({
+        name: 'maintenance_work_mem', value: 'lots', file: 'manatee-overrides.conf', source: 'peer overrides file', error: 'setting could not be applied', blocksReload: false,
+      })]);
+      await writeFile(overrides, `${initial}wrok_mem = '1MB'\n`);
+      // The reload applies nothing (and pg_conf_load_time() stays): said at once, not after the reload's deadline.
+      const t0 = Date.now();
+      let caught: unknown = null;
+      try { await pg.applyShardSettings({ work_mem: '14MB', shared_buffers: '40MB' }, 11); } catch (err) { caught = err; }
+      expect(hasCode(caught, 'MANATEE_ERR_PG_RELOAD_BLOCKED')).toBe(true);
+      expect((caught as Error).message).toMatch(/^reload: PostgreSQL applied no change: unknown setting "wrok_mem" in manatee-overrides\.conf line \d+/);
+      expect(Date.now() - t0).toBeLessThan(5000);
+      expect(await pg.show('work_mem')).toBe('13MB');
+      const [r, ...more] = await pg.rejectedSettings();
+      expect(more).toEqual([]);
+      expect(r).toMatchObject({ name: 'wrok_mem', file: 'manatee-overrides.conf', error: 'unrecognized configuration parameter', blocksReload: true });
+      expect(r!.reason).toMatch(/^unknown setting "wrok_mem" in manatee-overrides\.conf line \d+: PostgreSQL applies no change of any configuration file at a reload while it is there/);
+    } finally {
+      await writeFile(overrides, initial);
+    }
+    await pg.applyShardSettings({}, 12);
+    expect(await pg.rejectedSettings()).toEqual([]);
+    expect(await pg.show('work_mem')).toBe('4MB');
+    // (A postmaster setting taken out of a file stays pending until a restart, even when the default is what runs.)
+    await pg.restart('fast');
+    expect(await pg.pendingRestart()).toEqual([]);
+  });
+
   it('configure stopped stops it; configure primary starts it again', async () => {
     const r = await pg.configure({ role: 'stopped' });
     expect(r.action).toBe('stopped');

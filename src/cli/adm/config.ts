@@ -100,12 +100,14 @@ export function renderConfigShow(settings: ShardSettings, version: number, repor
       const s = p.settings.find((x) => x.name === name);
       if (s === undefined) return '?';
       const shown = s.value ?? s.running ?? '-';
-      return `${shown} (${s.source})${s.pendingRestart ? ' PENDING RESTART' : ''}`;
+      const rejected = (p.rejectedSettings ?? []).some((r) => r.name === name) ? ` REJECTED (runs with ${s.running ?? '-'})` : '';
+      return `${shown} (${s.source})${s.pendingRestart ? ' PENDING RESTART' : ''}${rejected}`;
     }),
   ]);
   lines.push(renderTable(['NAME', 'SHARD', ...peers.map((p) => p.id.toUpperCase())], rows));
   const pending = peers.filter((p) => (p.pendingRestart ?? []).length > 0);
   for (const p of pending) lines.push(`${p.id}: pending restart: ${(p.pendingRestart ?? []).join(', ')} (manatee-adm restart --pending)`);
+  for (const p of peers) for (const r of p.rejectedSettings ?? []) lines.push(`${p.id}: PostgreSQL refuses a setting: ${r.reason}`);
   return lines.join('\n');
 }
 
@@ -134,7 +136,7 @@ export function addConfigCommands(program: Command, io: ConfigIo, client: (cmd: 
       const c = client(cmd);
       const [{ settings, version }, report] = await Promise.all([c.config(), c.shard()]);
       if (opts.json === true) {
-        json({ settings, version, peers: report.peers.map((p) => ({ id: p.id, settingsVersion: p.settingsVersion ?? null, pendingRestart: p.pendingRestart ?? null, settings: p.settings ?? null })) });
+        json({ settings, version, peers: report.peers.map((p) => ({ id: p.id, settingsVersion: p.settingsVersion ?? null, pendingRestart: p.pendingRestart ?? null, settings: p.settings ?? null, rejectedSettings: p.rejectedSettings ?? null })) });
       } else {
         io.out(`${renderConfigShow(settings, version, report)}\n`);
       }

@@ -141,6 +141,7 @@ export function renderShow(report: ShardReport, now: Date, opts: { verbose: bool
     if (p.pendingRestart !== null && p.pendingRestart !== undefined && p.pendingRestart.length > 0) {
       lines.push(`  ${p.id}: pending restart: ${cell(p.pendingRestart.join(', '), 200)} (manatee-adm restart --pending)`);
     }
+    for (const r of p.rejectedSettings ?? []) lines.push(`  ${p.id}: PostgreSQL refuses a setting: ${cell(r.reason, 300)}`);
     const tags = describePeerTags(p.tags);
     if (tags !== '') lines.push(`  ${p.id}: tags: ${tags}`);
     const c = p.credentials;
@@ -255,6 +256,12 @@ export function verifyShard(report: ShardReport): VerifyIssue[] {
     else if (left < CERT_WARN_SECONDS) issues.push({ severity: 'warning', code: 'CERT_EXPIRES_SOON', peer: p.id, message: `${p.id}'s TLS certificate expires in ${Math.floor(left / 86_400)} days: renew it (manatee-adm certs issue --force, then SIGHUP)` });
   }
   credentialIssues(report, issues);
+  for (const p of report.peers) {
+    for (const r of p.rejectedSettings ?? []) {
+      // An error: the peer serves now, but its PostgreSQL would not start again (a restart, a crash).
+      issues.push({ severity: 'error', code: 'SETTING_REJECTED', peer: p.id, message: `${p.id}'s PostgreSQL refuses a setting: ${r.reason}` });
+    }
+  }
   if (report.freeze !== null) issues.push({ severity: 'warning', code: 'FROZEN', peer: null, message: `the shard is frozen: ${report.freeze.reason}` });
   if (report.raftLeader === null) issues.push({ severity: 'error', code: 'NO_RAFT_LEADER', peer: null, message: 'the answering peer knows no Raft leader' });
   return issues;
