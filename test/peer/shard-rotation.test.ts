@@ -29,7 +29,10 @@ describe('rotation of the admin token and the shard secret', () => {
   let shard: Shard;
 
   beforeAll(async () => {
-    shard = await Shard.create({ tls: true, prefix: 'rot' });
+    // 8 s sessions: the test asserts that a rotation causes no failover, and on the loaded 2-core
+    // test machine a sitter's event loop stalls for 4 to 6 s at times (load 38: two runs of 9 failed
+    // over so, before the rotation began or in its middle), which with 2 s sessions is a failover of its own.
+    shard = await Shard.create({ tls: true, prefix: 'rot', timeouts: { sessionTimeoutMs: 8000, keepaliveIntervalMs: 1000 } });
   });
 
   afterAll(async () => {
@@ -91,6 +94,23 @@ describe('rotation of the admin token and the shard secret', () => {
     const report = r.body as ShardReport;
     const codes = verifyShard(report).map((i) => i.code).filter((c) => /SECRET|TOKEN|ROTATION/.test(c));
     return { creds: Object.fromEntries(report.peers.map((p) => [p.id, p.credentials])), codes };
+  }
+
+  /**
+   * A rebuild in the middle of the window (issue #14): `peer` (switched to the new secret, its
+   * upstream not yet) copies its data afresh from its upstream: the backup request carries its new
+   * secret, which the upstream accepts, and pg_basebackup logs in with the replication password
+   * that the upstream's catalog takes. It must finish, and the peer stream again.
+   */
+  async function rebuildInWindow(peer: ShardPeer): Promise<void> {
+    const before = await shard.statusOf(peer);
+    const r = await httpJson(`${peer.apiUrl}/admin/rebuild`, { method: 'POST', body: {}, token: shard.adminToken, timeoutMs: 10_000 });
+    expect(r.status).toBe(200);
+    const done = await shard.waitFor(`${peer.id}'s rebuild to finish`, async () => {
+      const s = await shard.statusOf(peer);
+      return s !== null && !s.rebuild.running && s.rebuild.lastResult !== null && s.rebuild.lastResult !== before?.rebuild.lastResult ? s : null;
+    }, 240_000);
+    expect(done.rebuild.lastError).toBeNull();
   }
 
   /** 'ok' when `peer`'s PostgreSQL admits the replication role with `password` (over TLS, with a peer certificate), else the error's code. */
@@ -170,6 +190,7 @@ describe('rotation of the admin token and the shard secret', () => {
       }
       if (p !== chain.async0) await reconnectStandbys(chain);
       else expect((await rotationView(chain.sync)).codes).toEqual(['SECRETS_DIFFER', 'ADMIN_TOKENS_DIFFER']);
+      if (p === primary) await rebuildInWindow(chain.async0);
     }
     const switched = { secret: fp(newSecret), acceptedSecrets: [fp(oldSecret)], adminToken: fp(newToken), acceptedAdminTokens: [fp(oldToken)] };
     expect(await rotationView(chain.async0)).toEqual({ creds: Object.fromEntries(shard.peers.map((p) => [p.id, switched])), codes: ['ROTATION_WINDOW_OPEN'] });

@@ -112,6 +112,29 @@ describe('TcpTransport', () => {
     expect(b.lines.some((l) => String(l['reason']).includes('no hello within 200 ms'))).toBe(true);
   });
 
+  it('does not refuse a hello that came while its own event loop was stalled past the hello deadline', async () => {
+    const pb = await freePort();
+    const b = await node('b', pb, {}, { helloTimeoutMs: 200 });
+    const sock = connect({ host: '127.0.0.1', port: pb });
+    sockets.push(sock);
+    sock.on('error', () => {});
+    const dec = new FrameDecoder(1024);
+    await new Promise<void>((resolve) => {
+      sock.on('data', (c: Buffer) => {
+        const ch = dec.push(c).find((f) => f.kind === FRAME_CHALLENGE);
+        if (ch === undefined) return;
+        sock.write(encodeFrame(FRAME_HELLO, JSON.stringify({ from: 'a', to: 'b', mac: helloMac(SECRET, ch.payload, 'a', 'b').toString('hex') })));
+        // The process (server included) stalls for 5 hello deadlines: its hello timer then fires
+        // before the hello, already in the socket's buffer, is read.
+        const until = Date.now() + 1000;
+        while (Date.now() < until) { /* a stall */ }
+        resolve();
+      });
+    });
+    await waitFor('the hello admitted', () => b.t.stats().connectionsAuthenticated === 1, { timeoutMs: 10_000 });
+    expect(b.t.stats().authFailures).toBe(0);
+  });
+
   it('refuses a hello addressed to another node', async () => {
     const pb = await freePort();
     const b = await node('b', pb, {});
@@ -501,7 +524,28 @@ describe('TcpTransport', () => {
         const lines = a.lines.filter((l) => l['msg'] === 'raft transport: dial to peer got no answer, dialling again');
         // One warning per outage, not one per dial.
         expect(lines).toHaveLength(1);
-        expect(String(lines[0]!['reason'])).toBe('no challenge within 300 ms of dialling');
+        expect(String(lines[0]!['reason'])).toBe('no challenge within 300 ms of dialling (connected, but no answer: the next dial waits 600 ms)');
+      } finally {
+        await srv.close();
+      }
+    });
+
+    it('reaches a peer slow to send its challenge: each dial that runs out waits twice as long', async () => {
+      // The server answers 1 s after each connection (a peer starved on a loaded machine, or busy
+      // with a flood): dials waiting 300 and 600 ms give up before it, the one waiting 1200 ms does not.
+      let hellos = 0;
+      const srv = await fakeServer((s) => {
+        const t = setTimeout(() => { if (!s.destroyed) s.write(encodeFrame(FRAME_CHALLENGE, Buffer.alloc(32, 7))); }, 1000);
+        s.on('close', () => { clearTimeout(t); });
+        const dec = new FrameDecoder(4096);
+        s.on('data', (c: Buffer) => { if (dec.push(c).some((f) => f.kind === FRAME_HELLO)) hellos++; });
+      });
+      try {
+        const a = await node('a', await freePort(), { b: `127.0.0.1:${srv.port}` }, { ...fast, silenceTimeoutMs: 5000 });
+        a.t.send([hb('a', 'b', 1)]);
+        await waitFor('a hello after a slow challenge', () => hellos > 0, { timeoutMs: 30_000 });
+        expect(a.t.stats().connectTimeouts).toBeGreaterThanOrEqual(2);
+        expect(srv.conns()).toBeGreaterThanOrEqual(3);
       } finally {
         await srv.close();
       }

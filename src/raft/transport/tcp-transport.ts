@@ -35,7 +35,9 @@
 // connection that has received nothing for silenceTimeoutMs is dropped, logged with the reason,
 // and dialled again. A dial that has not produced the peer's challenge within connectTimeoutMs is
 // abandoned and dialled again after the shortest backoff, so that after a partition heals a peer
-// is heard from within about connectTimeoutMs + reconnectMinMs. (TCP keepalive only probes an idle
+// is heard from within about connectTimeoutMs + reconnectMinMs (a dial that the peer accepted but did
+// not answer in time doubles the next one's deadline, up to 8 times, so that a peer slow to answer
+// is not abandoned just before it does; a dial with no TCP connection, as in a partition, does not). (TCP keepalive only probes an idle
 // connection, and TCP_USER_TIMEOUT is not reachable from Node without a native addon; the pings
 // cover both.) All of it is measured with the monotonic clock.
 import { createHmac, randomBytes, timingSafeEqual, X509Certificate } from 'node:crypto';
@@ -159,6 +161,15 @@ const EVICTION_LOG_INTERVAL_MS = 1000;
  * are what a flood makes, one per socket: at most one line per this interval, with the count.
  */
 const UNIDENTIFIED_LOG_INTERVAL_MS = 5000;
+/** How many times a hello deadline that fired late is extended (our stall, not the peer's delay). */
+const HELLO_LATE_REARMS_MAX = 3;
+/**
+ * A dial whose challenge does not come within its deadline doubles the deadline for the next
+ * dial, up to connectTimeoutMs times this: a peer that is slow to answer (its event loop starved
+ * on a loaded machine, or busy with a flood) is not abandoned again and again just before it
+ * answers. A challenge resets it.
+ */
+const CONNECT_TIMEOUT_GROWTH_MAX = 8;
 
 /** An inbound connection, from accept to close. */
 interface InboundConnection {
@@ -226,6 +237,10 @@ class PeerLink {
   lastError: string | null = null;
   /** The current dial failed with ECONNREFUSED. */
   refused = false;
+  /** The current dial's deadline for the challenge: connectTimeoutMs, doubled after each dial that ran out after its TCP connection was made. */
+  connectTimeoutMs = 0;
+  /** The current dial's TCP connection is made (the peer accepted it). */
+  tcpConnected = false;
 
   constructor(readonly id: NodeId, public address: string, minBackoffMs: number) {
     this.backoffMs = minBackoffMs;
@@ -457,8 +472,10 @@ export class TcpTransport {
     link.attempts++;
     link.state = 'connecting';
     link.lastHeardMs = performance.now();
+    link.tcpConnected = false;
     const sock = this.dial(link, host, port);
     link.socket = sock;
+    sock.once('connect', () => { if (link.socket === sock) link.tcpConnected = true; });
     const decoder = new FrameDecoder(1024);
     sock.on('data', (chunk: Buffer) => {
       if (link.socket !== sock) return;
@@ -485,6 +502,7 @@ export class TcpTransport {
       link.state = 'ready';
       link.lastHeardMs = performance.now();
       link.backoffMs = this.reconnectMinMs;
+      link.connectTimeoutMs = this.connectTimeoutMs;
       if (link.reportedDown) this.log.info({ peer: link.id, address: link.address }, 'raft transport: connected to peer');
       link.everConnected = true;
       link.reportedDown = false;
@@ -556,9 +574,14 @@ export class TcpTransport {
       const sock = link.socket;
       if (sock === null) continue;
       const quietMs = nowMs - link.lastHeardMs;
-      if (link.state === 'connecting' && judge && quietMs > this.connectTimeoutMs) {
+      const connectTimeoutMs = Math.max(link.connectTimeoutMs, this.connectTimeoutMs);
+      if (link.state === 'connecting' && judge && quietMs > connectTimeoutMs) {
         this.counters.connectTimeouts++;
-        this.abandonLink(link, sock, `no challenge within ${this.connectTimeoutMs} ms of dialling`, 'raft transport: dial to peer got no answer, dialling again');
+        // Only a peer that accepted the TCP connection and then was slow is given longer: a dial
+        // lost in a partition (no TCP connection at all) keeps the short deadline, so that a healed
+        // path is found within about connectTimeoutMs.
+        if (link.tcpConnected) link.connectTimeoutMs = Math.min(connectTimeoutMs * 2, this.connectTimeoutMs * CONNECT_TIMEOUT_GROWTH_MAX);
+        this.abandonLink(link, sock, `no challenge within ${connectTimeoutMs} ms of dialling${link.tcpConnected ? ` (connected, but no answer: the next dial waits ${link.connectTimeoutMs} ms)` : ''}`, 'raft transport: dial to peer got no answer, dialling again');
       } else if (link.state === 'ready' && judge && quietMs > this.silenceTimeoutMs) {
         this.counters.silentDrops++;
         this.abandonLink(link, sock, `nothing received for ${Math.round(quietMs)} ms (missed keepalives)`, 'raft transport: connection to peer is silent, dropping it and dialling again');
@@ -738,8 +761,7 @@ export class TcpTransport {
     const conn: InboundConnection = { raw, sock: raw, address, remote, peer: null, done: false, helloTimer: null, lastHeardMs: performance.now() };
     this.pending.add(conn);
     // The deadline covers the TLS handshake too: a socket that never finishes it holds a slot no longer.
-    conn.helloTimer = setTimeout(() => { this.refuse(conn, 'auth', `no hello within ${this.helloTimeoutMs} ms`, 'no-hello'); }, this.helloTimeoutMs);
-    conn.helloTimer.unref();
+    this.armHelloTimer(conn, performance.now(), 0);
     raw.on('error', () => { /* 'close' follows */ });
     raw.on('close', () => {
       if (conn.helloTimer !== null) clearTimeout(conn.helloTimer);
@@ -754,6 +776,24 @@ export class TcpTransport {
     }
     this.handshaking.set(raw, conn);
     this.tlsServer.emit('connection', raw);
+  }
+
+  /**
+   * The hello deadline. A timer that fires late (this process was starved or paused) judges
+   * nothing: the timers run before the bytes that came meanwhile are read, so a peer whose hello
+   * (or TLS handshake) arrived during our own stall would be refused for it. It waits one more
+   * deadline instead, at most HELLO_LATE_REARMS_MAX times; the slot caps still bound what a flood holds.
+   */
+  private armHelloTimer(conn: InboundConnection, armedAtMs: number, rearms: number): void {
+    conn.helloTimer = setTimeout(() => {
+      const lateMs = performance.now() - armedAtMs - this.helloTimeoutMs;
+      if (lateMs > this.helloTimeoutMs / 2 && rearms < HELLO_LATE_REARMS_MAX) {
+        this.armHelloTimer(conn, performance.now(), rearms + 1);
+        return;
+      }
+      this.refuse(conn, 'auth', `no hello within ${this.helloTimeoutMs} ms`, 'no-hello');
+    }, this.helloTimeoutMs);
+    conn.helloTimer.unref();
   }
 
   /** A TLS handshake that succeeded: the client's certificate was issued by the shard's CA. */
