@@ -64,6 +64,8 @@ export class Evaluation {
    * (fencing.ts resolveUnknownWrite).
    */
   private unresolved: UnresolvedWrite | null = null;
+  /** The last "still unsettled" said of it: said again only when it changes (no leader for a minute is one line). */
+  private unresolvedMessage: string | null = null;
 
   constructor(private readonly o: EvaluationOptions) {}
 
@@ -81,16 +83,7 @@ export class Evaluation {
     const o = this.o;
     await o.sessions.keep();
     if (!this.caughtUp) await this.catchUp();
-    if (this.unresolved !== null) {
-      const resolution = await resolveUnknownWrite({ store: o.store, log: o.log }, this.unresolved);
-      if (resolution === 'unknown') {
-        o.kickSoon();
-        return;
-      }
-      this.unresolved = null;
-      // Re-render this peer's configuration from the state as it is now: the fence gives way to its role.
-      o.reconciler.invalidate();
-    }
+    if (this.unresolved !== null && !(await this.settleUnresolved())) return;
     const { state, version } = o.store.getState();
     const nowMs = o.clock.nowMs();
     const input: RulesInput = {
@@ -129,8 +122,12 @@ export class Evaluation {
         if (fenced && writeFailure(err) === 'unknown') {
           // It may still commit: the fence holds until the write is settled (see `unresolved`).
           this.unresolved = { kind: d.kind, write: d.write };
-          o.log.warn({ decision: `${d.kind}-unknown`, generation: d.write.newState.generation, expectVersion: d.write.expectVersion, reason: errorMessage(err) },
-            `the ${d.kind} write of generation ${d.write.newState.generation} has no answer (${errorMessage(err)}); it may still commit, so the fence holds until the store shows its outcome`);
+          this.unresolvedMessage = null;
+          const message = `the ${d.kind} write of generation ${d.write.newState.generation} has no answer (${errorMessage(err)}); it may still commit, so the fence holds until the store shows its outcome`;
+          o.decisions.side({
+            kind: 'fencedWriteUnknown', reason: message, generation: d.write.newState.generation, logDecision: `${d.kind}-unknown`, level: 'warn', message,
+            fields: { expectVersion: d.write.expectVersion },
+          }, nowMs);
           o.kickSoon();
           throw err;
         }
@@ -174,6 +171,33 @@ export class Evaluation {
     this.logReconcile(outcome.action, d.role, d.generation, nowMs);
     if (outcome.retrySoon) o.kickSoon();
     await o.streams.check(d, nowMs);
+  }
+
+  /**
+   * Settles the fenced write whose outcome is unknown, or proposes it again (fencing.ts
+   * resolveUnknownWrite). True when it is settled: the fence gives way to the role in the state
+   * as it is now (the next reconcile renders it again).
+   */
+  private async settleUnresolved(): Promise<boolean> {
+    const o = this.o;
+    const u = this.unresolved;
+    if (u === null) return true;
+    const r = await resolveUnknownWrite(o.store, u);
+    const generation = u.write.newState.generation;
+    if (r.resolution === 'unknown') {
+      if (r.message !== this.unresolvedMessage) {
+        o.decisions.side({ kind: 'fencedWriteUnknown', reason: r.message, generation, logDecision: `${u.kind}-still-unknown`, level: 'warn', message: r.message }, o.clock.nowMs());
+      }
+      this.unresolvedMessage = r.message;
+      o.kickSoon();
+      return false;
+    }
+    this.unresolved = null;
+    this.unresolvedMessage = null;
+    o.decisions.side({ kind: 'fencedWriteSettled', reason: r.message, generation, logDecision: `${u.kind}-${r.resolution}`, level: 'info', message: r.message,
+      fields: { expectVersion: u.write.expectVersion, version: o.store.getState().version } }, o.clock.nowMs());
+    o.reconciler.invalidate();
+    return true;
   }
 
   /**

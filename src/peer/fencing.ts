@@ -98,19 +98,20 @@ export interface UnresolvedWrite {
   readonly write: StateWrite;
 }
 
-export interface ResolveOptions {
-  readonly store: {
-    getState(): { readonly state: ClusterState | null; readonly version: number };
-    putState(state: ClusterState, expectVersion: number, summary?: string): Promise<{ version: number }>;
-  };
-  readonly log: Logger;
+export interface ResolveStore {
+  getState(): { readonly state: ClusterState | null; readonly version: number };
+  putState(state: ClusterState, expectVersion: number, summary?: string): Promise<{ version: number }>;
 }
 
 /**
  * How an unresolved write ended: `committed`, `superseded` (it can no longer commit), `settled`
- * (the state moved on by more than one write: one way or the other), or still `unknown`.
+ * (the state moved on by more than one write: one way or the other), or still `unknown`; and a
+ * sentence saying so, for the log.
  */
-export type WriteResolution = 'committed' | 'superseded' | 'settled' | 'unknown';
+export interface WriteResolution {
+  readonly resolution: 'committed' | 'superseded' | 'settled' | 'unknown';
+  readonly message: string;
+}
 
 /**
  * Settles a fenced write whose outcome is unknown (its proposal timed out, say). Until it is
@@ -123,50 +124,45 @@ export type WriteResolution = 'committed' | 'superseded' | 'settled' | 'unknown'
  * write is proposed again: that changes nothing about what can happen (the first proposal may
  * commit anyway), and its answer settles the question.
  */
-export async function resolveUnknownWrite(o: ResolveOptions, u: UnresolvedWrite): Promise<WriteResolution> {
-  const settled = settledByVersion(o, u);
+export async function resolveUnknownWrite(store: ResolveStore, u: UnresolvedWrite): Promise<WriteResolution> {
+  const settled = settledByVersion(store, u);
   if (settled !== null) return settled;
   const target = u.write.newState;
   try {
-    await o.store.putState(target, u.write.expectVersion, u.write.summary);
+    await store.putState(target, u.write.expectVersion, u.write.summary);
   } catch (err) {
     // An answer means the store applied everything before it: the first proposal too, if it committed.
-    const after = settledByVersion(o, u);
+    const after = settledByVersion(store, u);
     if (after !== null) return after;
     if (writeFailure(err) === 'refused') {
       // The same write on the same version refused (an invalid state): the first is refused too.
-      o.log.info({ decision: `${u.kind}-superseded`, expectVersion: u.write.expectVersion, reason: errorMessage(err) },
-        `the ${u.kind} write of generation ${target.generation}, whose outcome was unknown, was refused when proposed again (${errorMessage(err)}); lifting the fence`);
-      return 'superseded';
+      return { resolution: 'superseded', message: `the ${u.kind} write of generation ${target.generation}, whose outcome was unknown, was refused when proposed again (${errorMessage(err)}); lifting the fence` };
     }
-    o.log.warn({ decision: `${u.kind}-still-unknown`, expectVersion: u.write.expectVersion, reason: errorMessage(err) },
-      `the ${u.kind} write of generation ${target.generation} is still unsettled (${errorMessage(err)}); keeping the fence`);
-    return 'unknown';
+    return { resolution: 'unknown', message: `the ${u.kind} write of generation ${target.generation} is still unsettled (${errorMessage(err)}); keeping the fence` };
   }
-  o.log.info({ decision: `${u.kind}-committed`, generation: target.generation, summary: u.write.summary },
-    `wrote (proposed again after an unknown outcome): ${u.write.summary}`);
-  return 'committed';
+  return { resolution: 'committed', message: `the ${u.kind} write of generation ${target.generation}, whose outcome was unknown, committed when proposed again: ${u.write.summary}` };
 }
 
 /**
  * Settled when the store's version moved past the write's base: committed if the next version is
  * its state, superseded if another, and simply settled when more writes followed.
  */
-function settledByVersion(o: ResolveOptions, u: UnresolvedWrite): WriteResolution | null {
-  const { state, version } = o.store.getState();
+function settledByVersion(store: ResolveStore, u: UnresolvedWrite): WriteResolution | null {
+  const { state, version } = store.getState();
   const base = u.write.expectVersion;
   const target = u.write.newState;
   if (version <= base) return null;
-  let resolution: WriteResolution = 'settled';
+  let resolution: WriteResolution['resolution'] = 'settled';
   if (version === base + 1) {
     const ours = state !== null && state.generation === target.generation && state.primary.id === target.primary.id && state.initWal === target.initWal;
     resolution = ours ? 'committed' : 'superseded';
   }
   const what = `the ${u.kind} write of generation ${target.generation}, whose outcome was unknown,`;
   const now = `version ${version} (generation ${state?.generation ?? '-'})`;
-  o.log.info({ decision: `${u.kind}-${resolution}`, expectVersion: base, version, generation: state?.generation ?? null },
-    resolution === 'committed' ? `${what} committed: ${now}`
+  return {
+    resolution,
+    message: resolution === 'committed' ? `${what} committed: ${now}`
       : resolution === 'superseded' ? `${what} can no longer commit: another write made ${now} from version ${base}; the fence gives way to the role in it`
-        : `${what} is settled: the state is at ${now}, more than one write past version ${base}; the fence gives way to the role in it`);
-  return resolution;
+        : `${what} is settled: the state is at ${now}, more than one write past version ${base}; the fence gives way to the role in it`,
+  };
 }

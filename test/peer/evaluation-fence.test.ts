@@ -4,7 +4,6 @@
 // until the store shows the outcome. Found by the whole-shard simulator (seed 19644 with --operator).
 import { describe, expect, it } from 'vitest';
 import { ManateeError } from '../../src/errors.js';
-import { silentLogger } from '../../src/log.js';
 import type { ClusterState, PeerInfo, PostgresStatus } from '../../src/model/index.js';
 import { DecisionLog } from '../../src/peer/decision-log.js';
 import { Evaluation, type EvaluationOptions } from '../../src/peer/evaluation.js';
@@ -13,6 +12,7 @@ import { writeFailure } from '../../src/peer/fencing.js';
 import type { Reconciler } from '../../src/peer/reconciler.js';
 import type { Decision } from '../../src/peer/rules/index.js';
 import { VersionMismatchError } from '../../src/store/errors.js';
+import { capturingLogger } from '../../tools/lib/memory-peer.js';
 
 function peer(id: string): PeerInfo {
   return { id, host: id, pgUrl: `postgres://${id}:5432/postgres`, apiUrl: `http://${id}:5433` };
@@ -71,11 +71,14 @@ function timeout(): ManateeError {
   return new ManateeError('MANATEE_ERR_RAFT_TIMEOUT', 'proposal 13 not applied in time');
 }
 
-function setup(self: PeerInfo = B, pg: PostgresStatus = PG_STANDBY): { evaluation: Evaluation; store: FakeStore; effects: string[]; reconciled: Decision[] } {
+function setup(self: PeerInfo = B, pg: PostgresStatus = PG_STANDBY): {
+  evaluation: Evaluation; store: FakeStore; effects: string[]; reconciled: Decision[]; decisions: DecisionLog; logged: () => string[];
+} {
   const store = new FakeStore();
   const effects: string[] = [];
   const reconciled: Decision[] = [];
-  const log = silentLogger();
+  const { logger: log, lines } = capturingLogger();
+  const decisions = new DecisionLog({ log, metrics: { recordDecision: () => undefined } });
   const reconciler = {
     invalidate: () => { effects.push('invalidate'); },
     reconcile: (d: Decision) => {
@@ -103,13 +106,14 @@ function setup(self: PeerInfo = B, pg: PostgresStatus = PG_STANDBY): { evaluatio
     sessions: { keep: () => Promise.resolve() } as unknown as EvaluationOptions['sessions'],
     leader: { check: () => undefined } as unknown as EvaluationOptions['leader'],
     streams: { check: () => Promise.resolve() } as unknown as EvaluationOptions['streams'],
-    decisions: new DecisionLog({ log, metrics: { recordDecision: () => undefined } }),
+    decisions,
     clock: { nowMs: () => Date.parse('2026-01-01T00:00:10Z') },
     log,
     kick: () => undefined,
     kickSoon: () => undefined,
   };
-  return { evaluation: new Evaluation(o), store, effects, reconciled };
+  const logged = (): string[] => lines().map((l) => String(l.decision)).filter((k) => /unknown|committed|superseded|settled/.test(k));
+  return { evaluation: new Evaluation(o), store, effects, reconciled, decisions, logged };
 }
 
 describe('a takeover whose write has no answer', () => {
@@ -188,6 +192,23 @@ describe('a takeover whose write has no answer', () => {
     await expect(evaluation.evaluate()).rejects.toThrow(/no Raft leader/);
     expect(evaluation.unresolvedWrite).toBeNull();
     expect(effects).toEqual(['detach', 'invalidate']);
+  });
+});
+
+describe('what a fenced write without an answer says', () => {
+  it('shows in /status as the last decision, says "still unsettled" once per distinct answer, and says how it was settled', async () => {
+    const { evaluation, store, decisions, logged } = setup();
+    store.answers.push(timeout());
+    await expect(evaluation.evaluate()).rejects.toThrow(/not applied in time/);
+    expect(decisions.record).toMatchObject({ kind: 'fencedWriteUnknown', generation: 2 });
+    expect(decisions.record?.reason).toMatch(/the takeover write of generation 2 has no answer \(proposal 13 not applied in time\); it may still commit/);
+    const noLeader = (): ManateeError => new ManateeError('MANATEE_ERR_RAFT_NO_LEADER', 'no Raft leader is known');
+    store.answers.push(noLeader(), noLeader(), noLeader());
+    for (let i = 0; i < 3; i++) await evaluation.evaluate();
+    expect(logged()).toEqual(['takeover-unknown', 'takeover-still-unknown']);
+    expect(decisions.record?.reason).toMatch(/is still unsettled \(no Raft leader is known\); keeping the fence/);
+    await evaluation.evaluate();
+    expect(logged()).toEqual(['takeover-unknown', 'takeover-still-unknown', 'takeover-committed']);
   });
 });
 

@@ -440,7 +440,7 @@ export class SimSitter {
       this.storeCaughtUp = true;
     }
     if (this.unresolved !== null) {
-      if ((await resolveUnknownWrite({ store: this.store, log: LOG }, this.unresolved)) === 'unknown') {
+      if ((await resolveUnknownWrite(this.store, this.unresolved)).resolution === 'unknown') {
         this.kickSoon();
         return;
       }
