@@ -17,6 +17,11 @@ export class ByteProgress {
     this.bytes += n;
   }
 
+  /** A count read from elsewhere (the kernel's, for a stream that no Node code sees); never goes back. */
+  set(n: number): void {
+    if (n > this.bytes) this.bytes = n;
+  }
+
   get bytesDone(): number {
     return this.bytes;
   }

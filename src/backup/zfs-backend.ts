@@ -18,11 +18,12 @@ import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { execa } from 'execa';
 import type { Logger } from '../log.js';
-import { type Zfs, parentOf, validateDatasetName, ZfsBusyError, ZfsError, ZfsStreamInterruptedError } from '../zfs/index.js';
+import { type Zfs, parentOf, validateDatasetName, ZfsBusyError, ZfsError, ZfsNoSpaceError, ZfsStreamInterruptedError, ZFS_ERR_STREAM_INTERRUPTED } from '../zfs/index.js';
 import type { BackupBackend, RestoreOptions, RestoreResult } from './types.js';
 import { ByteProgress } from './rate.js';
 import { BackupError, BACKUP_ERR_ABORTED, BACKUP_ERR_HTTP, RestoreBusyError, RestoreFailedError, RestoreInvalidError } from './errors.js';
-import { SECRET_HEADER } from './server.js';
+import { SECRET_HEADER, STREAM_MODE_DIRECT, STREAM_MODE_HEADER, type DirectStreamOutcome } from './server.js';
+import { socketBytes, socketEnds } from './socket-bytes.js';
 import { findPgBinaries } from '../postgres/binaries.js';
 import { resolveOsUser, type OsUser } from '../postgres/os-user.js';
 import { verifyDataDir, type DataDirReport } from './verify.js';
@@ -66,6 +67,12 @@ export interface ZfsBackendOptions {
    * false only for datasets that hold no PostgreSQL (tests of the transport).
    */
   readonly verify?: ZfsVerifyConfig | false;
+  /**
+   * Over plain HTTP, ask the source to hand the connection to its `zfs send` and hand it here to
+   * `zfs recv` (default true): the stream then passes through no Node code on either side. A
+   * source that does not offer it streams through Node as before. Never over TLS.
+   */
+  readonly directStream?: boolean;
 }
 
 interface JobCreated {
@@ -376,13 +383,22 @@ export class ZfsBackupBackend implements BackupBackend {
     this.fetchedJobs.add(job.jobId);
     // node:http rather than fetch: a native Readable (no web-stream conversion) keeps the
     // stream near the speed of a pipe, and a connection cut mid-body surfaces as an error.
-    const body = await httpSend(`${base}${job.streamPath}`, { method: 'GET', headers: this.headers(), signal, ...(this.o.tls !== undefined ? { tls: this.o.tls() } : {}) }).catch((err: unknown) => {
+    const askDirect = this.o.directStream !== false && this.o.tls === undefined && base.startsWith('http:');
+    // A direct stream takes the connection for itself: a fresh one (no agent), never reused.
+    const body = await httpSend(`${base}${job.streamPath}`, {
+      method: 'GET',
+      headers: askDirect ? { ...this.headers(), [STREAM_MODE_HEADER]: STREAM_MODE_DIRECT, connection: 'close' } : this.headers(),
+      signal: askDirect ? (opts.signal ?? AbortSignal.any([])) : signal,
+      ...(askDirect ? { agent: false as const } : {}),
+      ...(this.o.tls !== undefined ? { tls: this.o.tls() } : {}),
+    }).catch((err: unknown) => {
       throw new BackupError(BACKUP_ERR_HTTP, `cannot fetch the stream of job ${job.jobId}: ${message(err)}`, { cause: err });
     });
     if (body.statusCode !== 200) {
       const text = await readSome(body, 4096);
       throw new BackupError(BACKUP_ERR_HTTP, `backup server refused the stream of job ${job.jobId} (HTTP ${body.statusCode ?? '?'}): ${text}`);
     }
+    if (askDirect && body.headers[STREAM_MODE_HEADER] === STREAM_MODE_DIRECT) return this.receiveDirect(base, job, opts, force, body);
     const progress = new ByteProgress(job.sizeEstimateBytes);
     const idleMs = this.o.streamIdleTimeoutMs ?? 120_000;
     const idleTimer = setTimeout(() => { idle.abort(new BackupError(BACKUP_ERR_ABORTED, `no data for ${idleMs} ms`)); }, idleMs);
@@ -424,6 +440,119 @@ export class ZfsBackupBackend implements BackupBackend {
     return progress.bytesDone;
   }
 
+  /**
+   * The direct stream (see server.ts): `zfs recv` reads the connection itself, then the source is
+   * told to go; that request stays open until the source's zfs send ended and answers its outcome.
+   * Progress is the kernel's count of received bytes. Aborting (the restore's signal, or no byte
+   * for streamIdleTimeoutMs) closes the go request, on which the source stops zfs send and ends
+   * the connection: zfs recv then reads an early end, refuses the stream and discards it.
+   */
+  private async receiveDirect(base: string, job: JobCreated, opts: RestoreOptions, force: boolean, body: IncomingMessage): Promise<number> {
+    const { zfs, dataset, log } = this.o;
+    const socket = body.socket;
+    const ends = socketEnds(socket);
+    // This process no longer reads the connection; its errors (a reset) are zfs recv's to report.
+    body.on('error', () => undefined);
+    socket.on('error', () => undefined);
+    // A connection whose other end vanished (a partition) is found dead by keepalive probes, which
+    // end zfs recv's read with an error: nothing in this process could wake it.
+    socket.setKeepAlive(true, 10_000);
+    const recv = zfs.receiveFromSocket(dataset, socket, { force });
+    const control = new AbortController();
+    const abortReason: { why: string | null } = { why: null };
+    const abort = (why: string): void => {
+      if (abortReason.why !== null) return;
+      abortReason.why = why;
+      log.warn({ dataset, jobId: job.jobId, reason: why }, 'restore: aborting the direct stream');
+      control.abort(new BackupError(BACKUP_ERR_ABORTED, why));
+    };
+    const onSignal = (): void => { abort(`stream aborted: ${message(opts.signal?.reason)}`); };
+    if (opts.signal?.aborted === true) onSignal();
+    opts.signal?.addEventListener('abort', onSignal, { once: true });
+    const go = httpSend(`${base}/backup/jobs/${job.jobId}/go`, { method: 'POST', headers: { ...this.headers(), 'content-length': '0' }, signal: control.signal })
+      .then(async (res) => {
+        const text = await readSome(res, 64 * 1024);
+        if (res.statusCode !== 200) throw new BackupError(BACKUP_ERR_HTTP, `backup server refused to start the stream of job ${job.jobId} (HTTP ${res.statusCode ?? '?'}): ${text}`);
+        return JSON.parse(text) as DirectStreamOutcome;
+      });
+    go.catch(() => undefined);
+
+    const progress = new ByteProgress(job.sizeEstimateBytes);
+    const idleMs = this.o.streamIdleTimeoutMs ?? 120_000;
+    const intervalMs = this.o.progressIntervalMs ?? 1000;
+    let lastGrowthMs = Date.now();
+    let polling = false;
+    const ticker = setInterval(() => {
+      if (polling) return;
+      polling = true;
+      void socketBytes(ends).then((b) => {
+        if (b !== null && b.received > progress.bytesDone) {
+          progress.set(b.received);
+          lastGrowthMs = Date.now();
+        } else if (Date.now() - lastGrowthMs > idleMs) {
+          abort(`no data for ${idleMs} ms`);
+        }
+        const p = progress.snapshot('receiving');
+        this.report(opts, p);
+        log.info({ dataset, jobId: job.jobId, direct: true, ...p }, 'restore: receiving');
+      }).finally(() => { polling = false; });
+    }, intervalMs);
+    this.report(opts, progress.snapshot('receiving'));
+    // If the source fails or is stopped, it ends the connection and zfs recv exits by itself; if
+    // it cannot be reached to say so, zfs recv is stopped after a while (zfs-fuse's daemon may then
+    // still wait for the keepalive probes to give up on the connection).
+    let recvTimer: NodeJS.Timeout | undefined;
+    const goSettled = go.then(
+      (outcome) => {
+        if (outcome.state === 'failed') recvTimer = setTimeout(() => { recv.abort(`the source failed: ${outcome.error ?? ''}`); }, 60_000);
+        return { outcome, error: null };
+      },
+      (err: unknown) => {
+        recvTimer = setTimeout(() => { recv.abort('the source could not be told to stop'); }, 30_000);
+        return { outcome: null, error: err };
+      },
+    );
+    const recvErr: unknown = await recv.done.then(() => null, (err: unknown) => err ?? new Error('zfs recv failed'));
+    clearTimeout(recvTimer);
+    // The source's outcome: after a failed receive, a short wait (the source answers once its zfs
+    // send ended); after a complete one, longer (the source's zfs send exits after its last write).
+    let graceTimer: NodeJS.Timeout | undefined;
+    const goResult = await Promise.race([
+      goSettled,
+      new Promise<null>((resolve) => { graceTimer = setTimeout(() => { resolve(null); }, recvErr === null ? 30_000 : 5_000); }),
+    ]);
+    clearTimeout(graceTimer);
+    clearInterval(ticker);
+    opts.signal?.removeEventListener('abort', onSignal);
+    // Closing the go request (if it is still open) stops the source's zfs send.
+    control.abort(new BackupError(BACKUP_ERR_ABORTED, 'the receive ended'));
+    const final = await socketBytes(ends);
+    if (final !== null) progress.set(final.received);
+    socket.destroy();
+    body.destroy();
+    const outcome = goResult?.outcome ?? null;
+    if (outcome !== null && outcome.bytesSent !== null && recvErr === null) progress.set(outcome.bytesSent);
+    if (recvErr === null) {
+      // zfs recv checks the stream to its end record: a stream it took whole is complete.
+      if (outcome?.state !== 'done') log.warn({ dataset, jobId: job.jobId, err: outcome?.error ?? (goResult?.error === undefined || goResult.error === null ? 'no answer' : message(goResult.error)) }, 'restore: the source did not report success, but zfs recv had the whole stream');
+      this.report(opts, progress.snapshot('received', true));
+      return progress.bytesDone;
+    }
+    const stderr = recvErr instanceof ZfsError ? recvErr.stderr.trim() : '';
+    const recvWords = `zfs recv: ${stderr === '' ? message(recvErr) : stderr}`;
+    // A full pool is the more useful diagnosis even if the sender also broke off.
+    if (recvErr instanceof ZfsNoSpaceError) throw recvErr;
+    let why: string | null = null;
+    if (abortReason.why !== null) why = abortReason.why;
+    else if (outcome?.state === 'failed') why = `the source's stream failed: ${outcome.error ?? 'no reason given'}`;
+    else if (goResult !== null && goResult.error !== null) why = `the connection to ${base} broke before the end of the stream (${message(goResult.error)})`;
+    if (why !== null) {
+      throw new ZfsStreamInterruptedError(ZFS_ERR_STREAM_INTERRUPTED, `stream into zfs recv ${dataset} was interrupted: ${why} (${recvWords})`, { args: recvErr instanceof ZfsError ? recvErr.args : [], stderr, cause: recvErr });
+    }
+    if (recvErr instanceof ZfsError) throw recvErr;
+    throw new BackupError(BACKUP_ERR_HTTP, `receive of job ${job.jobId} failed: ${message(recvErr)}`, { cause: recvErr });
+  }
+
   private report(opts: RestoreOptions, p: RestoreProgress): void {
     this.current = p;
     if (opts.onProgress !== undefined) {
@@ -451,7 +580,7 @@ export interface PeerTlsOptions {
  */
 function httpSend(
   url: string,
-  opts: { method: string; headers: Record<string, string>; signal: AbortSignal; tls?: PeerTlsOptions },
+  opts: { method: string; headers: Record<string, string>; signal: AbortSignal; tls?: PeerTlsOptions; agent?: false },
   payload?: string,
 ): Promise<IncomingMessage> {
   return new Promise((resolve, reject) => {
@@ -462,7 +591,7 @@ function httpSend(
     }
     const req = u.protocol === 'https:'
       ? httpsRequest(u, { method: opts.method, headers: opts.headers, signal: opts.signal, ...(opts.tls !== undefined ? { ...opts.tls, minVersion: 'TLSv1.3' as const } : {}) }, resolve)
-      : httpRequest(u, { method: opts.method, headers: opts.headers, signal: opts.signal }, resolve);
+      : httpRequest(u, { method: opts.method, headers: opts.headers, signal: opts.signal, ...(opts.agent === false ? { agent: false } : {}) }, resolve);
     req.on('error', reject);
     req.end(payload);
   });

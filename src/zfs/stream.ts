@@ -1,5 +1,7 @@
 // `zfs send` and `zfs recv` as streams. Both run through execa with argument arrays; the
 // stream's bytes never pass through a shell or a buffer of unbounded size.
+import { spawn } from 'node:child_process';
+import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { execa } from 'execa';
@@ -116,4 +118,110 @@ export async function receiveStream(cmd: ZfsCommand, dataset: string, input: Rea
     );
   }
   throw err;
+}
+
+// ---- Streams straight between zfs and a socket ----
+//
+// Over plain TCP the stream need not pass through Node at all: `zfs send` gets the connected
+// socket as its stdout, `zfs recv` as its stdin, and the kernel moves the bytes (through Node, the
+// bootstrap ran at 0.14x to 0.5x a shell's `zfs send | zfs recv`; see tools/bench/bootstrap.ts).
+// What the caller must know:
+// - child_process stops this process's reading of the socket when it becomes a child's stdio, and
+//   libuv makes the socket blocking for the child (the flag is shared by every holder): this
+//   process must not read or write the socket afterwards, only end it (shutdown) or destroy it;
+// - with zfs-fuse the daemon, not the zfs process, holds a copy of the socket and moves the
+//   bytes: killing the zfs process does not stop it. Ending the socket (shutdown of its sending
+//   side) does: the daemon's next write fails (EPIPE), and the other side reads the end;
+// - nothing here counts bytes: the kernel does (see src/backup/socket-bytes.ts).
+
+export const ZFS_ERR_DIRECT_STREAM = 'MANATEE_ERR_ZFS_DIRECT_STREAM';
+
+/** A zfs command that reads or writes a socket directly. */
+export interface ZfsSocketStream {
+  /** Resolves when zfs exits 0; rejects with a typed ZfsError otherwise. */
+  readonly done: Promise<void>;
+  /** Stops it: SIGTERM to the zfs process (and its process group), and, for a send, ends the socket. `done` then rejects. */
+  abort(reason: string): void;
+  readonly pid: number | undefined;
+}
+
+/** The socket's file descriptor must be shareable: a plain TCP (or Unix) socket with an open handle. */
+function checkSocket(socket: Socket, what: string): void {
+  const handle = (socket as unknown as { _handle?: { fd?: number } | null })._handle;
+  if ((socket as { encrypted?: boolean }).encrypted === true) {
+    throw new ZfsError(ZFS_ERR_DIRECT_STREAM, `zfs ${what}: a TLS socket cannot be handed to zfs (its bytes are encrypted by this process)`);
+  }
+  if (socket.destroyed || handle === null || handle === undefined || typeof handle.fd !== 'number' || handle.fd < 0) {
+    throw new ZfsError(ZFS_ERR_DIRECT_STREAM, `zfs ${what}: the socket is closed or has no file descriptor`);
+  }
+}
+
+function spawnOnSocket(cmd: ZfsCommand, args: string[], socket: Socket, direction: 'send' | 'recv'): ZfsSocketStream {
+  checkSocket(socket, args[0] ?? '');
+  // Its own process group: a zfs replaced by a wrapper script (tests, operators' hooks) is stopped whole.
+  const child = spawn(cmd.zfsPath, args, {
+    stdio: direction === 'send' ? ['ignore', socket, 'pipe'] : [socket, 'ignore', 'pipe'],
+    detached: true,
+  });
+  let stderr = '';
+  child.stderr.on('data', (c: Buffer) => {
+    if (stderr.length < ZFS_STDERR_BYTES_MAX) stderr += c.toString('utf8');
+  });
+  let abortReason: string | null = null;
+  const done = new Promise<void>((resolve, reject) => {
+    let spawnCode: string | undefined;
+    child.once('error', (err: NodeJS.ErrnoException) => {
+      spawnCode = err.code;
+      if (child.pid === undefined) reject(cmd.failure(args, stderr, undefined, false, spawnCode));
+    });
+    child.once('close', (code: number | null, signal: NodeJS.Signals | null) => {
+      if (code === 0) {
+        resolve();
+        return;
+      }
+      if (abortReason !== null) {
+        reject(new ZfsStreamInterruptedError(ZFS_ERR_STREAM_INTERRUPTED, `zfs ${args.join(' ')} was aborted: ${abortReason}`, { args, stderr }));
+        return;
+      }
+      const err = cmd.failure(args, signal !== null ? `${stderr}\nkilled by ${signal}` : stderr, code ?? undefined, false, spawnCode);
+      reject(err);
+    });
+  });
+  done.catch(() => undefined);
+  cmd.log.info({ args, pid: child.pid, direct: true }, `zfs: ${direction === 'send' ? 'send' : 'receive'} started on the socket`);
+  return {
+    done,
+    pid: child.pid,
+    abort: (reason: string) => {
+      if (abortReason === null) abortReason = reason;
+      if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
+        try {
+          process.kill(-child.pid, 'SIGTERM');
+        } catch {
+          child.kill('SIGTERM');
+        }
+      }
+      // The daemon writes on: shutting the socket's sending side down makes its next write fail.
+      if (direction === 'send' && !socket.destroyed) socket.end();
+    },
+  };
+}
+
+/**
+ * `zfs send [-i from] snapshot` with `socket` as its stdout. The caller has written whatever must
+ * precede the stream on the socket (and waited for it to be flushed).
+ */
+export function sendToSocket(cmd: ZfsCommand, snapshot: string, socket: Socket, fromSnapshot?: string): ZfsSocketStream {
+  const args = fromSnapshot === undefined ? ['send', snapshot] : ['send', '-i', fromSnapshot, snapshot];
+  return spawnOnSocket(cmd, args, socket, 'send');
+}
+
+/**
+ * `zfs recv [-F] dataset` with `socket` as its stdin. No byte of the stream may have been read
+ * from the socket by this process. A stream that ends early (the sender died, the connection was
+ * cut) is refused by zfs recv itself, which then discards the partial receive.
+ */
+export function receiveFromSocket(cmd: ZfsCommand, dataset: string, socket: Socket, opts: Pick<ZfsReceiveOptions, 'force'> = {}): ZfsSocketStream {
+  const args = opts.force === true ? ['recv', '-F', dataset] : ['recv', dataset];
+  return spawnOnSocket(cmd, args, socket, 'recv');
 }

@@ -15,8 +15,9 @@ import {
   validateDatasetName,
   validateSnapshotName,
 } from './names.js';
-import { receiveStream, sendStream, type ZfsReceiveOptions, type ZfsSendStream } from './stream.js';
+import { receiveFromSocket, receiveStream, sendStream, sendToSocket, type ZfsReceiveOptions, type ZfsSendStream, type ZfsSocketStream } from './stream.js';
 import type { Readable } from 'node:stream';
+import type { Socket } from 'node:net';
 
 export interface SnapshotInfo {
   /** Full name, "pool/a@1700000000000". */
@@ -304,6 +305,22 @@ export class Zfs {
     validateSnapshotName(snapshot);
     if (opts.fromSnapshot !== undefined) validateSnapshotName(opts.fromSnapshot);
     return sendStream(this.cmd, snapshot, opts.fromSnapshot);
+  }
+
+  /**
+   * `zfs send [-i from] snapshot` written straight into a plain TCP socket (its stdout): no byte
+   * passes through this process. See stream.ts for what the caller may still do with the socket.
+   */
+  sendToSocket(snapshot: string, socket: Socket, opts: { fromSnapshot?: string } = {}): ZfsSocketStream {
+    validateSnapshotName(snapshot);
+    if (opts.fromSnapshot !== undefined) validateSnapshotName(opts.fromSnapshot);
+    return sendToSocket(this.cmd, snapshot, socket, opts.fromSnapshot);
+  }
+
+  /** `zfs recv [-F] dataset` reading straight from a plain TCP socket (its stdin). */
+  receiveFromSocket(dataset: string, socket: Socket, opts: Pick<ZfsReceiveOptions, 'force'> = {}): ZfsSocketStream {
+    validateDatasetName(dataset);
+    return receiveFromSocket(this.cmd, dataset, socket, opts);
   }
 
   /** `zfs recv [-F] dataset` from a readable stream; resolves when the snapshot is received. */

@@ -2,18 +2,21 @@
 // 127.0.0.1: full and incremental restores, progress, isolation and put-back on failure
 // (sender killed, peer aborts, corrupt stream, full pool), auth and input errors.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { open, readFile, writeFile } from 'node:fs/promises';
+import { chmod, open, readFile, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { Transform } from 'node:stream';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { execa } from 'execa';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { silentLogger } from '../../src/log.js';
-import { Zfs, type ZfsSendStream } from '../../src/zfs/index.js';
+import { Zfs, type ZfsSendStream, type ZfsSocketStream } from '../../src/zfs/index.js';
+import type { Socket } from 'node:net';
 import { backupRoutes, ZfsBackupBackend, RestoreBusyError, RestoreFailedError, type BackupJobStatus } from '../../src/backup/index.js';
 import type { RestoreProgress } from '../../src/model/index.js';
 import { createTestPool, ZFS_HOOK_TIMEOUT_MS, type TestPool } from '../../tools/lib/zfs-pool.js';
 import { waitFor } from '../../tools/lib/wait.js';
+import { capturingLogger } from '../../tools/lib/memory-peer.js';
 
 const SECRET = 'shard-secret-for-tests';
 const log = silentLogger();
@@ -25,7 +28,14 @@ let srcMp: string;
 /** Zfs whose send streams are changed on the way out, to simulate failures on the source. */
 class FaultyZfs extends Zfs {
   fault: 'none' | 'kill' | 'slow' | 'corrupt' = 'none';
+  /** Streams served through this process (send) and straight on the connection (sendToSocket). */
+  readonly served = { node: 0, direct: 0 };
+  override sendToSocket(snapshot: string, socket: Socket, opts: { fromSnapshot?: string } = {}): ZfsSocketStream {
+    this.served.direct++;
+    return super.sendToSocket(snapshot, socket, opts);
+  }
   override send(snapshot: string, opts: { fromSnapshot?: string } = {}): ZfsSendStream {
+    this.served.node++;
     const s = super.send(snapshot, opts);
     if (this.fault === 'kill') {
       // Kill the real zfs send process once it has produced its first bytes.
@@ -160,6 +170,61 @@ describe('backup server input and auth', () => {
   });
 });
 
+describe('direct stream requests', () => {
+  /** GET of a job's stream asking for the direct mode; resolves with the response head. */
+  function getDirect(url: string, streamPath: string): Promise<IncomingMessage> {
+    return new Promise((resolve, reject) => {
+      const req = httpRequest(`${url}${streamPath}`, { agent: false, headers: { 'x-manatee-secret': SECRET, 'x-manatee-stream-mode': 'direct-socket' } }, resolve);
+      req.on('error', reject);
+      req.end();
+    });
+  }
+
+  it('go answers 404 for an unknown job and 409 for a job with no direct stream waiting; a stream not started in time or whose connection closes first fails its job', async () => {
+    const small = Fastify({ logger: false });
+    await small.register(backupRoutes, { zfs: serverZfs, dataset: srcDs, secret: SECRET, log, pendingTimeoutMs: 400 });
+    await small.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      const addr = small.server.address();
+      const url = `http://127.0.0.1:${typeof addr === 'object' && addr !== null ? addr.port : 0}`;
+      const post = async (): Promise<{ jobId: string; streamPath: string }> => {
+        const r = await fetch(`${url}/backup/jobs`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-manatee-secret': SECRET }, body: '{"peerId":"x"}' });
+        return (await r.json()) as { jobId: string; streamPath: string };
+      };
+      const go = (id: string, secret = SECRET): Promise<Response> => fetch(`${url}/backup/jobs/${id}/go`, { method: 'POST', headers: { 'x-manatee-secret': secret } });
+      const status = async (id: string): Promise<BackupJobStatus> => (await (await fetch(`${url}/backup/jobs/${id}`, { headers: { 'x-manatee-secret': SECRET } })).json()) as BackupJobStatus;
+      const unknown = await go('00000000-0000-4000-8000-000000000000');
+      expect(unknown.status).toBe(404);
+      expect(await unknown.json()).toMatchObject({ code: 'MANATEE_ERR_BACKUP_JOB_NOT_FOUND' });
+      const pending = await post();
+      expect((await go(pending.jobId, 'nope')).status).toBe(403);
+      const early = await go(pending.jobId);
+      expect(early.status).toBe(409);
+      expect(await early.json()).toMatchObject({ code: 'MANATEE_ERR_BACKUP_JOB_CONFLICT', message: expect.stringMatching(/no direct stream waiting to start \(pending\)/) });
+
+      // Offered, never started: the job fails at the timeout and the connection is closed.
+      const never = await post();
+      const head = await getDirect(url, never.streamPath);
+      expect(head.statusCode).toBe(200);
+      expect(head.headers['x-manatee-stream-mode']).toBe('direct-socket');
+      const ended = new Promise<void>((r) => { head.socket.once('close', () => { r(); }); });
+      const failed = await waitFor('the job to fail', async () => { const st = await status(never.jobId); return st.state === 'failed' ? st : null; });
+      expect(failed.error).toMatch(/did not start the direct stream within 400 ms/);
+      await ended;
+      expect((await go(never.jobId)).status).toBe(409);
+
+      // Offered, then the peer goes away before go.
+      const gone = await post();
+      const head2 = await getDirect(url, gone.streamPath);
+      head2.socket.destroy();
+      const failed2 = await waitFor('the job to fail', async () => { const st = await status(gone.jobId); return st.state === 'failed' ? st : null; });
+      expect(failed2.error).toMatch(/connection to the peer closed before it started the direct stream/);
+    } finally {
+      await small.close();
+    }
+  });
+});
+
 describe('backup server limits', () => {
   it('fails a job whose stream is not fetched in time, and refuses new jobs (503) while all slots are active', async () => {
     const small = Fastify({ logger: false });
@@ -256,11 +321,13 @@ describe('restore client', () => {
     expect(await zfs.listIsolated(parent)).toEqual([]);
   }
 
+  // These three change the stream on its way through the source's Node process: the path a stream
+  // takes over TLS, or when either side does not do direct streams (directStream: false).
   it('puts the old dataset back when the source zfs send is killed mid-stream', async () => {
     const { ds, mp } = await oldPeer('killed');
     serverZfs.fault = 'kill';
     try {
-      const err = await backend(ds, mp).restore({ source: source(), reason: 'rebuild' }).catch((e: unknown) => e);
+      const err = await backend(ds, mp, { directStream: false }).restore({ source: source(), reason: 'rebuild' }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(RestoreFailedError);
       expect((err as RestoreFailedError).code).toBe('MANATEE_ERR_BACKUP_RESTORE_FAILED');
       expect((err as RestoreFailedError).restoredOld).toBe(true);
@@ -277,7 +344,7 @@ describe('restore client', () => {
     serverZfs.fault = 'slow';
     const ac = new AbortController();
     try {
-      const err = await backend(ds, mp).restore({
+      const err = await backend(ds, mp, { directStream: false }).restore({
         source: source(), reason: 'rebuild', signal: ac.signal,
         onProgress: (p) => { if (p.phase === 'receiving' && p.bytesDone > 0) ac.abort(new Error('operator cancelled')); },
       }).catch((e: unknown) => e);
@@ -296,7 +363,7 @@ describe('restore client', () => {
     const { ds, mp } = await oldPeer('corrupt');
     serverZfs.fault = 'corrupt';
     try {
-      const err = await backend(ds, mp).restore({ source: source(), reason: 'rebuild' }).catch((e: unknown) => e);
+      const err = await backend(ds, mp, { directStream: false }).restore({ source: source(), reason: 'rebuild' }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(RestoreFailedError);
     } finally {
       serverZfs.fault = 'none';
@@ -398,5 +465,171 @@ describe('restore client', () => {
     const b = new ZfsBackupBackend({ zfs, dataset: ds, mountpoint: join(pool.dir, 'ns'), peerId: 'b', secret: 'wrong', log, pgUser: null, verify: false });
     await expect(b.restore({ source: source(), reason: 'bootstrap' })).rejects.toMatchObject({ code: 'MANATEE_ERR_BACKUP_HTTP', message: expect.stringMatching(/HTTP 403.*MANATEE_ERR_BACKUP_FORBIDDEN/) });
     expect(await zfs.exists(ds)).toBe(false);
+  });
+});
+
+// The stream straight between zfs send and zfs recv (plain HTTP): the source hands the connection
+// to zfs send, the restoring peer hands it to zfs recv, and the bytes pass through no Node code.
+// Failures are made by a zfs wrapper on the source (`mode` file next to it): "die" sends the first
+// MiB and exits 3, "stall" sends the first MiB and then waits; anything else is plain zfs.
+describe('direct stream', () => {
+  let wrapApp: FastifyInstance;
+  let wrapUrl: string;
+  let modeFile: string;
+  const setMode = (m: 'plain' | 'die' | 'stall'): Promise<void> => writeFile(modeFile, m);
+  // The stalled send's sleep, with a number of its own: found by its command line, never another's.
+  const stallSleep = `300.${randomBytes(4).readUInt32BE(0)}`;
+  /** Waits until the wrapper's stalled send is gone (the source stopped it), saying what is left if not. */
+  async function stalledSendGone(): Promise<void> {
+    await waitFor('the source\'s stalled send to exit', async () => {
+      const r = await execa('pgrep', ['-af', `sleep ${stallSleep}`], { reject: false });
+      if (r.exitCode === 1) return true;
+      throw new Error(`still running: ${r.stdout}`);
+    }, { timeoutMs: 30_000 });
+  }
+
+  beforeAll(async () => {
+    const dir = join(pool.dir, 'zfs-wrapper');
+    await execa('mkdir', ['-p', dir]);
+    modeFile = join(dir, 'mode');
+    await setMode('plain');
+    const script = join(dir, 'zfs');
+    await writeFile(script, [
+      '#!/bin/sh',
+      `mode=$(cat '${modeFile}')`,
+      'if [ "$1" = send ] && [ "$mode" = die ]; then zfs "$@" | head -c 1048576; exit 3; fi',
+      `if [ "$1" = send ] && [ "$mode" = stall ]; then zfs "$@" | head -c 1048576; exec sleep ${stallSleep}; fi`,
+      'exec zfs "$@"',
+      '',
+    ].join('\n'));
+    await chmod(script, 0o755);
+    wrapApp = Fastify({ logger: false });
+    await wrapApp.register(backupRoutes, { zfs: new Zfs({ log, zfsPath: script }), dataset: srcDs, secret: SECRET, log, directProgressIntervalMs: 50 });
+    await wrapApp.listen({ port: 0, host: '127.0.0.1' });
+    const addr = wrapApp.server.address();
+    wrapUrl = `http://127.0.0.1:${typeof addr === 'object' && addr !== null ? addr.port : 0}`;
+  });
+  afterAll(async () => {
+    await setMode('plain');
+    await wrapApp.close();
+  });
+
+  const wrapSource = (): { peerId: string; pgUrl: string; backupUrl: string } => ({ peerId: 'a', pgUrl: 'postgres://unused', backupUrl: wrapUrl });
+
+  async function oldPeer(name: string): Promise<{ ds: string; mp: string }> {
+    const ds = `${pool.name}/peers/${name}`;
+    const mp = join(pool.dir, `${name}-mnt`);
+    await zfs.createDataset(ds, { mountpoint: mp, parents: true });
+    await writeFile(join(mp, 'marker'), 'old data');
+    await zfs.createSnapshot(ds, 1_600_000_000_000);
+    return { ds, mp };
+  }
+
+  async function expectOldBack(ds: string, mp: string): Promise<void> {
+    expect(await zfs.getProperty(ds, 'mountpoint')).toBe(mp);
+    expect(await readFile(join(mp, 'marker'), 'utf8')).toBe('old data');
+    expect((await zfs.listSnapshots(ds)).map((s) => s.short)).toEqual(['1600000000000']);
+    expect(await zfs.listIsolated(`${pool.name}/peers`)).toEqual([]);
+  }
+
+  async function wrapJob(id: string): Promise<BackupJobStatus> {
+    const r = await fetch(`${wrapUrl}/backup/jobs/${id}`, { headers: { 'x-manatee-secret': SECRET } });
+    return (await r.json()) as BackupJobStatus;
+  }
+
+  it('a full and an incremental restore go straight from zfs send to zfs recv, and the job counts the kernel\'s bytes', async () => {
+    const before = { ...serverZfs.served };
+    const ds = `${pool.name}/peers/direct`;
+    const mp = join(pool.dir, 'direct-mnt');
+    const b = backend(ds, mp);
+    const full = await b.restore({ source: source(), reason: 'bootstrap' });
+    expect(full.method).toBe('full');
+    expect(full.bytes).toBeGreaterThan(24 * 1024 * 1024);
+    expect(await readFile(join(mp, 'marker'), 'utf8')).toBe(await readFile(join(srcMp, 'marker'), 'utf8'));
+    await writeFile(join(srcMp, 'marker'), 'v3');
+    const inc = await b.restore({ source: source(), reason: 'rebuild' });
+    expect(inc.method).toBe('incremental');
+    expect(inc.bytes).toBeLessThan(full.bytes / 20);
+    expect(await readFile(join(mp, 'marker'), 'utf8')).toBe('v3');
+    expect(serverZfs.served).toEqual({ node: before.node, direct: before.direct + 2 });
+  });
+
+  it('a source whose zfs send dies mid-stream: zfs recv refuses the truncated stream, the error says why, the old dataset is back', async () => {
+    const { ds, mp } = await oldPeer('direct-died');
+    await setMode('die');
+    try {
+      const err = await backend(ds, mp).restore({ source: wrapSource(), reason: 'rebuild' }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(RestoreFailedError);
+      expect((err as RestoreFailedError).code).toBe('MANATEE_ERR_BACKUP_RESTORE_FAILED');
+      expect(((err as Error).cause as { code?: string }).code).toBe('MANATEE_ERR_ZFS_STREAM_INTERRUPTED');
+      expect((err as Error).message).toMatch(/the source's stream failed: zfs send failed: zfs send \S+ failed \(exit 3\)/);
+      expect((err as Error).message).toMatch(/previous dataset was put back/);
+    } finally {
+      await setMode('plain');
+    }
+    await expectOldBack(ds, mp);
+  });
+
+  it('a restore aborted mid-stream (progress from the kernel first) stops the source\'s zfs send and puts the old dataset back', async () => {
+    const { ds, mp } = await oldPeer('direct-aborted');
+    await setMode('stall');
+    const ac = new AbortController();
+    const seen: RestoreProgress[] = [];
+    try {
+      const err = await backend(ds, mp).restore({
+        source: wrapSource(), reason: 'rebuild', signal: ac.signal,
+        onProgress: (p) => { seen.push(p); if (p.phase === 'receiving' && p.bytesDone >= 1024 * 1024) ac.abort(new Error('operator cancelled')); },
+      }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(RestoreFailedError);
+      expect((err as Error).message).toMatch(/stream aborted: operator cancelled/);
+    } finally {
+      await setMode('plain');
+    }
+    // The first MiB arrived and was counted; the total is an estimate, so below 100 %.
+    expect(seen.some((p) => p.phase === 'receiving' && p.bytesDone >= 1024 * 1024 && p.percent !== null && p.percent < 100)).toBe(true);
+    await expectOldBack(ds, mp);
+    // The wrapper (and its sleep holding the connection) is gone: the source stopped it.
+    await stalledSendGone();
+  });
+
+  it('a direct stream that stops flowing fails the restore after streamIdleTimeoutMs, and the source stops its send', async () => {
+    const { ds, mp } = await oldPeer('direct-idle');
+    await setMode('stall');
+    try {
+      const err = await backend(ds, mp, { streamIdleTimeoutMs: 1500 }).restore({ source: wrapSource(), reason: 'rebuild' }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(RestoreFailedError);
+      expect((err as Error).message).toMatch(/interrupted: no data for 1500 ms/);
+    } finally {
+      await setMode('plain');
+    }
+    await expectOldBack(ds, mp);
+    await stalledSendGone();
+  });
+
+  it('DELETE of a sending job stops it: the peer\'s restore fails naming the cancellation', async () => {
+    const { ds, mp } = await oldPeer('direct-deleted');
+    await setMode('stall');
+    try {
+      const cap = capturingLogger();
+      const restore = backend(ds, mp, { log: cap.logger }).restore({ source: wrapSource(), reason: 'rebuild' }).catch((e: unknown) => e);
+      // The job's id from the restore's log; DELETE once its stream flows (the wrapper sleeps).
+      const jobId = await waitFor('a sending job', async () => {
+        const id = cap.lines().find((l) => typeof l['jobId'] === 'string')?.['jobId'] as string | undefined;
+        if (id === undefined) return null;
+        const st = await wrapJob(id);
+        return st.state === 'sending' && st.bytesSent >= 1024 * 1024 ? id : null;
+      }, { timeoutMs: 30_000 });
+      const del = await fetch(`${wrapUrl}/backup/jobs/${jobId}`, { method: 'DELETE', headers: { 'x-manatee-secret': SECRET } });
+      expect(del.status).toBe(204);
+      const err = await restore;
+      expect(err).toBeInstanceOf(RestoreFailedError);
+      expect((err as Error).message).toMatch(/the source's stream failed: cancelled by the peer while sending/);
+      const st = await wrapJob(jobId);
+      expect(st.state).toBe('failed');
+      expect(st.error).toMatch(/cancelled by the peer while sending/);
+    } finally {
+      await setMode('plain');
+    }
+    await expectOldBack(ds, mp);
   });
 });

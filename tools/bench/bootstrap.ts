@@ -6,7 +6,10 @@
 // process, which holds both ends of the HTTP stream, and the zfs-fuse daemon) and ratios as soon as
 // the run ends, then the medians. Run as root (zfs-fuse, PostgreSQL as `postgres`):
 //
-//   npx tsx tools/bench/bootstrap.ts [--size-mb 1024] [--runs 1] [--tls] [--log]
+//   npx tsx tools/bench/bootstrap.ts [--size-mb 1024] [--runs 1] [--tls] [--node-path] [--log]
+//
+// Over HTTP the stream is direct (zfs send and zfs recv on the connection, no byte through Node);
+// --node-path adds the same bootstrap through Node (directStream: false), the TLS path's way.
 //
 // Both paths are the real Manatee code: PostgreSQL through src/postgres (PostgresServer), the
 // ZFS path through backupRoutes + ZfsBackupBackend over HTTP on 127.0.0.1 (and with --tls also over
@@ -41,6 +44,8 @@ const { values } = parseArgs({
     log: { type: 'boolean', default: false },
     // Also the ZFS bootstrap over HTTPS (TLS 1.3, peer certificates), as a shard runs by default.
     tls: { type: 'boolean', default: false },
+    // Also the ZFS bootstrap over HTTP through Node (directStream: false), the path before the direct stream.
+    'node-path': { type: 'boolean', default: false },
   },
 });
 const sizeMb = Number(values['size-mb']);
@@ -211,15 +216,16 @@ async function main(): Promise<void> {
     const sendRecvRow = add('raw: zfs send | zfs recv (shell pipe)', 0);
     const nodePipeRow = add('raw: zfs send | node | zfs recv (one Node hop)', 0);
     const rawBbRow = add('raw: pg_basebackup (same flags, no Manatee)', 0);
-    const zfsRow = add('bootstrap: ZFS via backup server (HTTP)', 0);
+    const zfsRow = add('bootstrap: ZFS via backup server (HTTP, direct)', 0);
+    const zfsNodeRow = values['node-path'] ? add('bootstrap: ZFS via backup server (HTTP, via Node)', 0) : null;
     const zfsTlsRow = tlsSource === null ? null : add('bootstrap: ZFS via backup server (HTTPS)', 0);
     const bbRow = add('bootstrap: pg_basebackup (BasebackupBackend)', 0);
     const rate1 = (bytes: number, ms: number): number => bytes / MB / (ms / 1000);
 
-    const zfsBootstrap = async (row: Row, url: string, tls?: () => { ca: string; cert: string; key: string }): Promise<void> => {
+    const zfsBootstrap = async (row: Row, url: string, tls?: () => { ca: string; cert: string; key: string }, directStream = true): Promise<void> => {
       const dsB = `${pool.name}/peers/b`;
       const mpB = join(pool.dir, 'b');
-      const backend = new ZfsBackupBackend({ zfs, dataset: dsB, mountpoint: mpB, dataDir: join(mpB, 'pgdata'), peerId: 'b', secret: SECRET, log, pgUser: 'postgres', ...(tls !== undefined ? { tls } : {}) });
+      const backend = new ZfsBackupBackend({ zfs, dataset: dsB, mountpoint: mpB, dataDir: join(mpB, 'pgdata'), peerId: 'b', secret: SECRET, log, pgUser: 'postgres', directStream, ...(tls !== undefined ? { tls } : {}) });
       const z = await timed(() => backend.restore({ source: { peerId: 'a', pgUrl: '', backupUrl: url }, reason: 'bootstrap' }));
       record(row, z);
       row.bytes = z.value.bytes;
@@ -268,6 +274,7 @@ async function main(): Promise<void> {
           await destroyWhenFree(zfs, dsRaw);
         }],
         ['ZFS bootstrap', () => zfsBootstrap(zfsRow, backupUrl)],
+        ...(zfsNodeRow !== null ? [['ZFS bootstrap via Node', () => zfsBootstrap(zfsNodeRow, backupUrl, undefined, false)] as [string, () => Promise<void>]] : []),
         ...(tlsSource !== null && zfsTlsRow !== null ? [['ZFS bootstrap over TLS', () => zfsBootstrap(zfsTlsRow, tlsSource.url, tlsSource.client)] as [string, () => Promise<void>]] : []),
         ['pg_basebackup', async () => {
           const dsC = `${pool.name}/c`;
@@ -308,7 +315,7 @@ async function main(): Promise<void> {
       const ratio = (x: number[], base: number[]): string => ((base[i] ?? NaN) / (x[i] ?? NaN)).toFixed(2);
       process.stdout.write(`run ${run}/${runs} (load average ${loadBefore} before, ${await loadAverage()} after):\n${lines.join('\n')}\n` +
         `  ratios (time of the baseline / time of the bootstrap): ZFS bootstrap / zfs send | zfs recv ${ratio(zfsRow.ms, sendRecvRow.ms)}` +
-        `${zfsTlsRow !== null ? `, over TLS ${ratio(zfsTlsRow.ms, sendRecvRow.ms)}` : ''}; ZFS bootstrap / one Node hop ${ratio(zfsRow.ms, nodePipeRow.ms)}` +
+        `${zfsTlsRow !== null ? `, over TLS ${ratio(zfsTlsRow.ms, sendRecvRow.ms)}` : ''}${zfsNodeRow !== null ? `, via Node ${ratio(zfsNodeRow.ms, sendRecvRow.ms)}` : ''}; ZFS bootstrap / one Node hop ${ratio(zfsRow.ms, nodePipeRow.ms)}` +
         `; pg_basebackup bootstrap / raw pg_basebackup ${ratio(bbRow.ms, rawBbRow.ms)}\n`);
     }
 
@@ -329,6 +336,7 @@ async function main(): Promise<void> {
     // Same bytes on both sides of these ratios: time(baseline) / time(bootstrap) = rate ratio.
     out.push(`per run, median: ZFS bootstrap (HTTP) / zfs send | zfs recv: ${perRun(zfsRow.ms, sendRecvRow.ms)} (goal >= 0.9)`);
     if (zfsTlsRow !== null) out.push(`per run, median: ZFS bootstrap (HTTPS) / zfs send | zfs recv: ${perRun(zfsTlsRow.ms, sendRecvRow.ms)} (goal >= 0.9)`);
+    if (zfsNodeRow !== null) out.push(`per run, median: ZFS bootstrap (HTTP, via Node) / zfs send | zfs recv: ${perRun(zfsNodeRow.ms, sendRecvRow.ms)}`);
     out.push(`per run, median: ZFS bootstrap (HTTP) / zfs send | node | zfs recv: ${perRun(zfsRow.ms, nodePipeRow.ms)}`);
     out.push(`per run, median: zfs send | node | zfs recv / zfs send | zfs recv: ${perRun(nodePipeRow.ms, sendRecvRow.ms)}`);
     out.push(`per run, median: pg_basebackup bootstrap / raw pg_basebackup: ${perRun(bbRow.ms, rawBbRow.ms)} (goal >= 0.9)`);
