@@ -19,10 +19,11 @@ const API_SOCKETS = 600;
 const RAFT_SOCKETS = 300;
 const FLOOD_ADDRESSES = Array.from({ length: 30 }, (_, i) => `127.0.0.${i + 2}`);
 
-// Not in npm test yet: under the shared machine's load (40 to 48) it passed 2 of 4 runs (once the
-// shard did not settle before the flood began, once the restarted peer was not seen back within
-// 180 s). MANATEE_FLOOD_TEST=1 runs it.
-describe.skipIf(process.env['MANATEE_FLOOD_TEST'] !== '1')('a TLS shard under a flood of half-open sockets', () => {
+// In npm test since 2026-12-07: it passed 2 of 4 runs under load, failing on its own checks
+// (the rejoin judged on the old session, a count of open sockets at one moment) and on the Raft
+// transport's deadlines judged across the flooded peer's stalls (fixed there); with both fixed,
+// 5 of 5 in a row passed at a load of 22 to 38 (88 to 113 s each).
+describe('a TLS shard under a flood of half-open sockets', () => {
   let shard: Shard;
   let writer: Writer | null = null;
   const floods: HalfOpenFlood[] = [];
