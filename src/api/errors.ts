@@ -51,6 +51,8 @@ const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   MANATEE_ERR_SETTING_NOT_SET: 409,
   MANATEE_ERR_RESTART_PRIMARY: 409,
   MANATEE_ERR_PG_NOT_RUNNING: 409,
+  // A line of this peer's configuration files makes PostgreSQL apply no change at a reload.
+  MANATEE_ERR_PG_RELOAD_BLOCKED: 409,
   // The request is well formed but conflicts with the shard's current state.
   MANATEE_ERR_NO_STATE: 409,
   MANATEE_ERR_FROZEN: 409,
