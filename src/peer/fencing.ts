@@ -87,6 +87,8 @@ export async function fenceAndDecideAgain(o: FenceOptions, d: Decision, input: R
 export function writeFailure(err: unknown): 'refused' | 'notProposed' | 'unknown' {
   const code = (err as { code?: unknown } | null)?.code;
   if (typeof code !== 'string') return 'unknown';
+  // A stopped store answers nothing more: the sitter is stopping, and the fence stays as it stops.
+  if (code === 'MANATEE_ERR_STORE_STOPPED') return 'unknown';
   if (code.startsWith('MANATEE_ERR_STORE_')) return 'refused';
   if (code === 'MANATEE_ERR_RAFT_NO_LEADER' || code === 'MANATEE_ERR_RAFT_PROPOSAL_DROPPED') return 'notProposed';
   return 'unknown';

@@ -245,5 +245,7 @@ describe('writeFailure', () => {
     expect(writeFailure(timeout())).toBe('unknown');
     expect(writeFailure(new ManateeError('MANATEE_ERR_RAFT_LEADER_CHANGED', 'x'))).toBe('unknown');
     expect(writeFailure(new Error('socket hang up'))).toBe('unknown');
+    // The sitter is stopping: its PostgreSQL is stopped with the fence in place, not attached again first.
+    expect(writeFailure(new ManateeError('MANATEE_ERR_STORE_STOPPED', 'the cluster store is stopped'))).toBe('unknown');
   });
 });
