@@ -19,6 +19,7 @@ import { ClusterStateMachine, ClusterStore, raftConsensus } from '../store/index
 import { Zfs } from '../zfs/index.js';
 import { FileFacts } from '../peer/facts.js';
 import { peerHostsOf } from '../peer/pg-peers.js';
+import { postgresPortRefused } from '../peer/peer-gone.js';
 import { peerInfoOf, type SitterConfig } from '../peer/config.js';
 import { ShardCredentials } from '../peer/credentials.js';
 import { Sitter } from '../peer/sitter.js';
@@ -95,6 +96,8 @@ export async function openSitter(config: SitterConfig, log: Logger): Promise<Sit
     sessionTimeoutMs: config.timeouts.sessionTimeoutMs,
     keepaliveIntervalMs: config.timeouts.keepaliveIntervalMs,
     log: log.child({ room: 'store' }),
+    // A peer whose Raft and PostgreSQL ports both refuse is gone: its session expires at once.
+    confirmPeerGone: (peer) => postgresPortRefused(peer),
   });
 
   // The API needs the sitter (status, rebuild); the sitter needs the API: bind late.

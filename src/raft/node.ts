@@ -104,6 +104,8 @@ export interface RaftNodeEvents {
   leaderMessage: [{ from: NodeId; data: string }];
   /** A message sent with replyFromLeader() to this node (by the leader it then had, or by itself). */
   leaderReply: [{ from: NodeId; data: string }];
+  /** A dial to this member was refused (ECONNREFUSED): nothing listens at its address. */
+  peerRefused: [NodeId];
   error: [Error];
 }
 
@@ -342,11 +344,14 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
   }
 
   /**
-   * A dial to `to` was refused (its process is gone). If it is our leader, the core forgets it and
+   * A dial to `to` was refused (its process is gone): said to listeners (peerRefused; the store's
+   * leader expires a dead peer's session early on it). If it is our leader, the core forgets it and
    * campaigns within a few ticks instead of a full election timeout (RaftCore.reportRefused).
    */
   private onRefused(to: NodeId): void {
-    if (this.state !== 'running' || this.core.status(false).leader !== to || to === this.id) return;
+    if (this.state !== 'running' || to === this.id) return;
+    this.emit('peerRefused', to);
+    if (this.core.status(false).leader !== to) return;
     this.core.reportRefused(to);
     if (this.core.status(false).leader === null) {
       this.log.info({ id: this.id, leader: to, reason: 'dial to the leader refused (ECONNREFUSED): its process is gone' }, 'raft: leader gone, campaigning within a few ticks');

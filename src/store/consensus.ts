@@ -54,4 +54,10 @@ export interface Consensus {
   leader(): NodeId | null;
   term(): number;
   onLeaderChange(listener: (change: LeaderChange) => void): () => void;
+  /**
+   * Calls `listener` each time this node's dial to a member is refused (ECONNREFUSED: nothing
+   * listens at its Raft address, so its process is gone). Absent where the consensus cannot tell
+   * (the in-process stand-in).
+   */
+  onPeerRefused?(listener: (peerId: NodeId) => void): () => void;
 }

@@ -19,6 +19,8 @@ export interface RaftNodeLike {
   /** leaderMessage: received while leading; leaderReply: the leader's answer to this node. */
   on(event: 'leaderMessage' | 'leaderReply', listener: (m: { from: NodeId; data: string }) => void): unknown;
   off(event: 'leaderMessage' | 'leaderReply', listener: (m: { from: NodeId; data: string }) => void): unknown;
+  on(event: 'peerRefused', listener: (peerId: NodeId) => void): unknown;
+  off(event: 'peerRefused', listener: (peerId: NodeId) => void): unknown;
 }
 
 /** A keepalive's text on the wire: the session's openedIndex, tagged so that other texts are not taken for one. */
@@ -143,6 +145,12 @@ export function raftConsensus(node: RaftNodeLike, opts: { readTimeoutMs?: number
       node.on('leaderChange', listener);
       return () => {
         node.off('leaderChange', listener);
+      };
+    },
+    onPeerRefused: (listener) => {
+      node.on('peerRefused', listener);
+      return () => {
+        node.off('peerRefused', listener);
       };
     },
   };

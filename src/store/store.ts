@@ -26,7 +26,7 @@ import {
 } from './errors.js';
 import { Listeners } from './listeners.js';
 import { SessionLiveness } from './sessions.js';
-import type { ClusterStateMachine, PeersChange, SettingsChange, StateChange } from './state-machine.js';
+import type { ClusterStateMachine, PeersChange, SessionRecord, SettingsChange, StateChange } from './state-machine.js';
 import type { ShardSettings, VersionedSettings } from './settings.js';
 import type { ClusterState, HistoryEntry, PeerId, PeerInfo, PeerTags, Session } from '../model/index.js';
 import { ManateeError } from '../errors.js';
@@ -47,6 +47,13 @@ export interface ClusterStoreOptions {
   /** Milliseconds since the epoch; default Date.now. */
   readonly now?: () => number;
   readonly log?: Logger;
+  /**
+   * Asked on the leader when its Raft dial to a peer that holds a session is refused: resolves
+   * with what else shows that the peer's process is gone (the sitter's: its PostgreSQL port
+   * refuses too), or null when nothing does. When it says gone, the session expires at once
+   * instead of sessionTimeoutMs after its last keepalive (expireGone). Absent: by timeout only.
+   */
+  readonly confirmPeerGone?: (peer: PeerInfo) => Promise<string | null>;
 }
 
 export interface VersionedState {
@@ -79,14 +86,19 @@ export class ClusterStore {
   private readonly log: Logger;
   private readonly reopenExpired: boolean;
   private readonly liveness: SessionLiveness;
+  private readonly confirmPeerGone: ((peer: PeerInfo) => Promise<string | null>) | null;
   private readonly sessionExpiredListeners: Listeners<SessionExpiredEvent>;
   private readonly unsubscribe: (() => void)[] = [];
 
   /** The term in which this node last granted grace as leader; null while not leader. */
   private graceTerm: number | null = null;
+  /** When this node last granted every session grace (this.now()), as leader. */
+  private graceAtMs: number | null = null;
   /** When the expiry timer last fired (this.now()), to see that this process was stalled. */
   private lastExpiryTickMs: number | null = null;
   private readonly expiring = new Set<string>();
+  /** Peers whose process expireGone is asking about (a keepalive meanwhile still counts). */
+  private readonly probing = new Set<string>();
   private own: Session | null = null;
   /** The peer whose session this store keeps open (kept across an expiry, for the reopen). */
   private ownPeer: PeerInfo | null = null;
@@ -124,6 +136,7 @@ export class ClusterStore {
     this.now = opts.now ?? Date.now;
     this.log = opts.log ?? silentLogger();
     this.liveness = new SessionLiveness(t);
+    this.confirmPeerGone = opts.confirmPeerGone ?? null;
     this.sessionExpiredListeners = new Listeners('sessionExpired', this.log);
     if (opts.log !== undefined) this.machine.setLogger(opts.log);
 
@@ -152,6 +165,8 @@ export class ClusterStore {
     );
     const now = this.now();
     for (const s of this.machine.sessions()) this.liveness.seen(s.peer.id, s.openedIndex, now);
+    const offRefused = this.confirmPeerGone !== null ? this.consensus.onPeerRefused?.((peerId) => { void this.expireGone(peerId); }) : undefined;
+    if (offRefused !== undefined) this.unsubscribe.push(offRefused);
   }
 
   // ---- lifecycle ----
@@ -455,6 +470,7 @@ export class ClusterStore {
     if (prev === null || nowMs - prev < this.sessionTimeoutMs / 2 || !this.consensus.isLeader()) return false;
     const sessions = this.machine.sessions();
     this.liveness.graceAll(sessions, nowMs);
+    this.graceAtMs = nowMs;
     this.log.info(
       { decision: 'grace', reason: 'stalled', stalledMs: nowMs - prev, sessions: sessions.map((x) => x.peer.id), sessionTimeoutMs: this.sessionTimeoutMs },
       `the session expiry loop did not run for ${nowMs - prev} ms (this process was stalled): every session gets a full ${this.sessionTimeoutMs} ms of grace before any expiry`,
@@ -479,43 +495,92 @@ export class ClusterStore {
       return [];
     }
     const overdue = this.liveness.overdue(this.machine.sessions(), nowMs).filter((o) => !this.expiring.has(o.session.peer.id));
-    const expired = await Promise.all(
-      overdue.map(async ({ session, silentMs }) => {
-        const peerId = session.peer.id;
-        const reason = `no keepalive for ${silentMs} ms (sessionTimeoutMs ${this.sessionTimeoutMs})`;
-        this.expiring.add(peerId);
-        try {
-          const res = await this.propose(
-            {
-              op: 'expireSession',
-              peerId,
-              openedIndex: session.openedIndex,
-              keepaliveIndex: session.keepaliveIndex,
-              reason,
-              time: new Date(nowMs).toISOString(),
-            },
-            this.proposeTimeoutMs,
-          );
-          if (res.op !== 'expireSession') throw unexpected(res);
-          if (res.expired) {
-            this.log.info({ decision: 'expireSession', peerId, openedIndex: session.openedIndex, silentMs, term }, `expired the session of ${peerId}: ${reason}`);
-            return peerId;
-          }
-          this.log.info({ decision: 'keepSession', peerId, openedIndex: session.openedIndex, term }, `did not expire the session of ${peerId}: ${res.why ?? 'void'}`);
-          return null;
-        } catch (err) {
-          this.log.warn({ err, peerId, term }, `could not expire the session of ${peerId}; retrying at the next check`);
-          return null;
-        } finally {
-          this.expiring.delete(peerId);
-        }
-      }),
-    );
+    const expired = await Promise.all(overdue.map(({ session, silentMs }) =>
+      this.expire(session, `no keepalive for ${silentMs} ms (sessionTimeoutMs ${this.sessionTimeoutMs})`, silentMs, term, nowMs)));
     return expired.filter((id): id is string => id !== null);
+  }
+
+  /**
+   * The leader's Raft dial to `peerId` was refused. When that peer holds a session, has not been
+   * heard from since, and confirmPeerGone says its process is gone, its session expires now
+   * instead of sessionTimeoutMs after its last keepalive. Only a session this leader has heard
+   * since its last grace (an election, a stall): before that it cannot know the session's lease, and
+   * the full timeout stands. Resolves with whether it expired.
+   *
+   * Why this is safe (DESIGN.md, Liveness; the takeover rules): an expiry lets the sync take over,
+   * and the sync first stops replicating from the primary and records its position; the old
+   * primary's commits wait for the sync (synchronous replication), so none is acknowledged after
+   * that, whatever the old primary's state. What the full timeout adds is the old primary's lease:
+   * a live primary cut off from the group stops serving (503 on /primary, PostgreSQL stopped)
+   * before its session can expire. A peer whose Raft port and PostgreSQL port both refuse has
+   * nothing that could serve: its sitter (which answers /primary) and its postmaster are gone.
+   * The evidence is the kernel's answer at the peer's address: a firewall that REJECTs with a
+   * reset would forge it (partitions DROP in this project's tests); see README, Failover timing.
+   */
+  async expireGone(peerId: string): Promise<boolean> {
+    if (this.confirmPeerGone === null || !this.consensus.isLeader() || this.expiring.has(peerId) || this.probing.has(peerId)) return false;
+    const term = this.consensus.term();
+    if (this.graceTerm !== term) return false;
+    const session = this.machine.sessions().find((s) => s.peer.id === peerId);
+    const seenMs = this.liveness.lastSeenMs(peerId);
+    if (session === undefined || seenMs === null || this.graceAtMs === null || seenMs <= this.graceAtMs) return false;
+    this.probing.add(peerId);
+    let evidence: string | null;
+    try {
+      evidence = await this.confirmPeerGone(session.peer);
+    } catch (err) {
+      this.log.warn({ err, peerId }, `could not check whether ${peerId}'s process is gone; its session expires by timeout`);
+      evidence = null;
+    } finally {
+      this.probing.delete(peerId);
+    }
+    if (evidence === null) {
+      this.log.info({ decision: 'keepSession', peerId, reason: 'Raft port refused, but not confirmed gone' }, `${peerId}'s Raft port refused, but nothing else says its process is gone: its session expires by timeout`);
+      return false;
+    }
+    // Still the leader of that term, the same session, and no keepalive from it meanwhile.
+    const now = this.machine.sessions().find((s) => s.peer.id === peerId);
+    if (!this.consensus.isLeader() || this.consensus.term() !== term || now?.openedIndex !== session.openedIndex || this.liveness.lastSeenMs(peerId) !== seenMs) return false;
+    const nowMs = this.now();
+    const reason = `its process is gone: its Raft port refused and ${evidence} (no keepalive for ${nowMs - seenMs} ms)`;
+    return (await this.expire(session, reason, nowMs - seenMs, term, nowMs)) !== null;
+  }
+
+  /** Proposes the expiry of `session`; resolves with the peer id if it expired, else null. */
+  private async expire(session: SessionRecord, reason: string, silentMs: number, term: number, nowMs: number): Promise<string | null> {
+    const peerId = session.peer.id;
+    if (this.expiring.has(peerId)) return null;
+    this.expiring.add(peerId);
+    try {
+      const res = await this.propose(
+        {
+          op: 'expireSession',
+          peerId,
+          openedIndex: session.openedIndex,
+          keepaliveIndex: session.keepaliveIndex,
+          reason,
+          time: new Date(nowMs).toISOString(),
+        },
+        this.proposeTimeoutMs,
+      );
+      if (res.op !== 'expireSession') throw unexpected(res);
+      if (res.expired) {
+        this.log.info({ decision: 'expireSession', peerId, openedIndex: session.openedIndex, silentMs, term, reason }, `expired the session of ${peerId}: ${reason}`);
+        return peerId;
+      }
+      this.log.info({ decision: 'keepSession', peerId, openedIndex: session.openedIndex, term }, `did not expire the session of ${peerId}: ${res.why ?? 'void'}`);
+      return null;
+    } catch (err) {
+      this.log.warn({ err, peerId, term }, `could not expire the session of ${peerId}; retrying at the next check`);
+      return null;
+    } finally {
+      this.expiring.delete(peerId);
+    }
   }
 
   private grantGrace(term: number, nowMs: number): void {
     this.graceTerm = term;
+    this.graceAtMs = nowMs;
     const sessions = this.machine.sessions();
     this.liveness.graceAll(sessions, nowMs);
     this.log.info(

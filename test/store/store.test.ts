@@ -33,7 +33,7 @@ afterEach(() => {
   for (const s of live.splice(0)) s.stop();
 });
 
-function shard(ids = ['a', 'b', 'c'], opts: { sessionTimeoutMs?: number; clock?: Clock; reopen?: boolean } = {}): Shard {
+function shard(ids = ['a', 'b', 'c'], opts: { sessionTimeoutMs?: number; clock?: Clock; reopen?: boolean; confirmPeerGone?: (p: PeerInfo) => Promise<string | null> } = {}): Shard {
   const group = new InProcessGroup();
   const clock = opts.clock ?? new Clock();
   const stores = new Map<string, ClusterStore>();
@@ -46,6 +46,7 @@ function shard(ids = ['a', 'b', 'c'], opts: { sessionTimeoutMs?: number; clock?:
       sessionTimeoutMs: opts.sessionTimeoutMs ?? TIMEOUT_MS,
       now: clock.now,
       ...(opts.reopen === undefined ? {} : { reopenExpiredSession: opts.reopen }),
+      ...(opts.confirmPeerGone === undefined ? {} : { confirmPeerGone: opts.confirmPeerGone }),
     });
     live.push(store);
     stores.set(id, store);
@@ -184,6 +185,61 @@ describe('expiry by the leader', () => {
     expect(expiredEvents[0]!.reason).toMatch(/no keepalive for 1200 ms \(sessionTimeoutMs 1000\)/);
     expect(sh.s('c').session()).toBeNull();
     await expect(sh.s('c').keepalive()).rejects.toMatchObject({ code: STORE_ERR.noSession });
+  });
+
+  it('expires at once the session of a peer whose process is gone (its Raft port refused, confirmed), on the leader only', async () => {
+    const asked: string[] = [];
+    const sh = shard(['a', 'b', 'c'], { reopen: false, confirmPeerGone: (p) => { asked.push(p.id); return Promise.resolve(`its PostgreSQL port ${p.id}:5432 refused`); } });
+    await openAll(sh, [a, b, c]);
+    expect(await sh.s('a').checkSessions()).toEqual([]); // grace starts now
+    const expiredEvents: SessionExpiredEvent[] = [];
+    sh.s('c').on('sessionExpired', (e) => expiredEvents.push(e));
+    sh.clock.advance(100);
+    await beat(sh, ['c']); // heard by this leader since its grace
+    sh.clock.advance(100); // far from the 1000 ms timeout
+    expect(await sh.s('b').expireGone('c')).toBe(false); // a follower never expires
+    expect(asked).toEqual([]);
+    expect(await sh.s('a').expireGone('c')).toBe(true);
+    expect(asked).toEqual(['c']);
+    await sh.group.settle();
+    for (const id of ['a', 'b', 'c']) expect(ids(sh.s(id).activePeers())).toEqual(['a', 'b']);
+    expect(expiredEvents).toHaveLength(1);
+    expect(expiredEvents[0]!.reason).toBe('its process is gone: its Raft port refused and its PostgreSQL port c:5432 refused (no keepalive for 100 ms)');
+    expect(await sh.s('a').expireGone('c')).toBe(false); // no session any more
+  });
+
+  it('keeps the session of a refused peer when nothing confirms it gone, in a new leader\'s grace, after a keepalive meanwhile, or without a way to confirm', async () => {
+    let answer: 'gone' | 'alive' | 'throws' | 'beats' = 'alive';
+    let sh: Shard | null = null;
+    const confirm = async (p: PeerInfo): Promise<string | null> => {
+      if (answer === 'throws') throw new Error('probe failed');
+      if (answer === 'beats') {
+        sh!.clock.advance(10);
+        await beat(sh!, [p.id]); // a keepalive lands while the probe runs
+      }
+      return answer === 'alive' ? null : 'its PostgreSQL port refused';
+    };
+    sh = shard(['a', 'b', 'c'], { reopen: false, confirmPeerGone: confirm });
+    await openAll(sh, [a, b, c]);
+    // a has not heard c since its grace (its election): it cannot know c's lease, the timeout stands.
+    answer = 'gone';
+    sh.clock.advance(100);
+    expect(await sh.s('a').checkSessions()).toEqual([]);
+    expect(await sh.s('a').expireGone('c')).toBe(false);
+    await beat(sh, ['c']);
+    sh.clock.advance(100);
+    for (const a2 of ['alive', 'throws', 'beats'] as const) {
+      answer = a2;
+      expect(await sh.s('a').expireGone('c'), a2).toBe(false);
+    }
+    await sh.group.settle();
+    expect(ids(sh.s('a').activePeers())).toEqual(['a', 'b', 'c']);
+    // Without confirmPeerGone a refusal alone never expires a session.
+    const plain = shard(['a', 'b', 'c'], { reopen: false });
+    await openAll(plain, [a, b, c]);
+    plain.clock.advance(100);
+    await beat(plain, ['c']);
+    expect(await plain.s('a').expireGone('c')).toBe(false);
   });
 
   it('a peer cut off during its expiry learns of it when it catches up', async () => {
