@@ -80,7 +80,7 @@ describe('manatee-adm config on a real shard', () => {
       await shard.waitFor(`shared_buffers pending on ${p.id}`, async () => (await shard.statusOf(p))?.settings?.pendingRestart.includes('shared_buffers'), 60_000);
     }
     expect(await show(primary, 'shared_buffers')).toBe('128MB');
-    const report = (await httpJson(`${primary.apiUrl}/shard`)).body as ShardReport;
+    const report = (await httpJson(`${primary.apiUrl}/shard`, { timeoutMs: 15_000 })).body as ShardReport;
     for (const p of report.peers) expect({ id: p.id, pending: p.pendingRestart }).toEqual({ id: p.id, pending: ['shared_buffers'] });
     const s = await adm(['show']);
     expect(s.stdout).toMatch(new RegExp(`${async0.id}: pending restart: shared_buffers \\(manatee-adm restart --pending\\)`));
@@ -140,7 +140,7 @@ describe('manatee-adm config on a real shard', () => {
       }, 60_000);
       expect(st.settings?.settings.find((e) => e.name === 'archive_command')).toMatchObject({ value: '[redacted]', running: '[redacted]', source: 'shard' });
     }
-    expect(JSON.stringify((await httpJson(`${primary.apiUrl}/shard`)).body)).not.toContain(secret);
+    expect(JSON.stringify((await httpJson(`${primary.apiUrl}/shard`, { timeoutMs: 15_000 })).body)).not.toContain(secret);
     // With the token, config show has the shard's value whole (the per-peer columns come from /shard).
     expect((await adm(['config', 'show'])).stdout.split('\n').find((l) => l.startsWith('archive_command'))).toContain(cmd);
     const anon = await adm(['config', 'show'], { MANATEE_ADMIN_TOKEN: '' });
@@ -175,7 +175,7 @@ describe('a line that PostgreSQL refuses, on a real shard', () => {
       expect(st.appliedVersion).toBe(version - 1);
       expect(st.error).toBe(`reload: PostgreSQL applied no change: ${reason}`);
       expect(await show(async0, 'work_mem')).toBe('4MB');
-      const report = (await httpJson(`${sync.apiUrl}/shard`)).body as ShardReport;
+      const report = (await httpJson(`${sync.apiUrl}/shard`, { timeoutMs: 15_000 })).body as ShardReport;
       expect(report.peers.map((p) => [p.id, p.rejectedSettings?.map((r) => r.name)])).toEqual([[primary.id, []], [sync.id, []], [async0.id, ['wrok_mem']]]);
       expect((await adm(['show'])).stdout).toContain(`  ${async0.id}: PostgreSQL refuses a setting: ${reason}`);
       const cs = (await adm(['config', 'show'])).stdout;
@@ -212,7 +212,7 @@ describe('peer tags on a real shard', () => {
     expect(peers.peers.find((p) => p.id === async0.id)?.tags).toEqual({ nofailover: true, noloadbalance: true });
     expect(peers.peers.find((p) => p.id === sync.id)?.tags).toBeUndefined();
     expect((await shard.statusOf(async0))?.tags).toEqual({ nofailover: true, noloadbalance: true });
-    const report = (await httpJson(`${sync.apiUrl}/shard`)).body as ShardReport;
+    const report = (await httpJson(`${sync.apiUrl}/shard`, { timeoutMs: 15_000 })).body as ShardReport;
     expect(report.peers.find((p) => p.id === async0.id)?.tags).toEqual({ nofailover: true, noloadbalance: true });
     const replica = await httpJson(`${async0.apiUrl}/replica`);
     expect(replica.status).toBe(503);

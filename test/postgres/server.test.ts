@@ -318,8 +318,9 @@ describe('health checker', () => {
       expect(seen[0]!.latencyMs).toBeGreaterThanOrEqual(0);
       await pg.stop('fast');
       const bad = await waitFor('an unhealthy check', () => seen.find((r) => !r.healthy));
-      // ENOENT/ECONNREFUSED once it is gone; "shutting down" or a terminated connection on the way.
-      expect(bad.reason).toMatch(/ENOENT|ECONNREFUSED|shutting down|terminat/);
+      // ENOENT/ECONNREFUSED once it is gone; "shutting down", a terminated or reset connection on the way
+      // (a fast shutdown may reset the held connection: "read ECONNRESET", seen in a full run at load 40).
+      expect(bad.reason).toMatch(/ENOENT|ECONNREFUSED|ECONNRESET|shutting down|terminat/);
       seen.length = 0;
       await pg.start();
       await waitFor('healthy again', () => seen.some((r) => r.healthy));
