@@ -20,7 +20,8 @@ import {
   type PgTlsPaths, type RenderedRole,
 } from './config.js';
 import { HeldConnection } from './connection.js';
-import { FILE_SHARD_CONF, ownedPending, rejectedSettings, REJECTED_SETTINGS_QUERY, renderShardConf, settingsReport, SETTINGS_REPORT_QUERY, type PeerSettingReport, type RejectedSetting, type RejectedSettingRow, type SettingsReportRow } from './shard-conf.js';
+import { readPgSettings } from './settings.js';
+import { FILE_SHARD_CONF, mayHideBadValue, ownedPending, rejectedSettings, unmaskBadPendingValues, REJECTED_SETTINGS_QUERY, renderShardConf, settingsReport, SETTINGS_REPORT_QUERY, type PeerSettingReport, type RejectedSetting, type RejectedSettingRow, type SettingsReportRow } from './shard-conf.js';
 import { hostAddress, normalizeCidr, peerSubnets } from './networks.js';
 import { PgError } from './errors.js';
 import { describeRun, runTool } from './exec.js';
@@ -573,7 +574,10 @@ export class PostgresServer extends EventEmitter<PgEvents> {
 
   /** The lines of the configuration files that PostgreSQL refuses (not those merely pending a restart). */
   async rejectedSettings(): Promise<RejectedSetting[]> {
-    return rejectedSettings(await this.query<RejectedSettingRow>(REJECTED_SETTINGS_QUERY));
+    const rows = await this.query<RejectedSettingRow>(REJECTED_SETTINGS_QUERY);
+    if (!rows.some(mayHideBadValue)) return rejectedSettings(rows);
+    const catalog = await readPgSettings((sql) => this.query(sql));
+    return rejectedSettings(unmaskBadPendingValues(rows, catalog));
   }
 
   /** Settings whose changed value waits for a restart (pg_settings.pending_restart). */

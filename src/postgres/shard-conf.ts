@@ -6,6 +6,7 @@
 import { basename } from 'node:path';
 import { confValue } from './config.js';
 import { MANATEE_SETTINGS } from './owned-settings.js';
+import { checkSetting, PgSettingsError, type PgSettingsCatalog } from './settings.js';
 import { isSecretSetting, SETTING_REDACTED, type PeerSettingReport, type RejectedSetting, type SettingSource } from '../model/index.js';
 
 export const FILE_SHARD_CONF = 'manatee-shard.conf';
@@ -117,6 +118,30 @@ export function rejectedSettings(rows: readonly RejectedSettingRow[]): RejectedS
       name: r.name, value, file, source: sourceOfFile(r.sourcefile), line: r.sourceline, error: r.error, blocksReload,
       reason: `${what}: ${effect}, and would not start with it; correct or remove it`,
     };
+  });
+}
+
+/** A row that may hide a bad value: pending_restart is one flag per setting and stays set. */
+export function mayHideBadValue(r: RejectedSettingRow): boolean {
+  return r.pending && r.error === NOT_APPLIED && r.name !== null && r.value !== null;
+}
+
+/**
+ * pending_restart stays set once a postmaster setting changed, even when a later value in the
+ * files is bad (shared_buffers = 'lots' in the overrides file after the shard set 48MB): checked
+ * against the catalog here, such a row counts as refused, since PostgreSQL would not start with it.
+ */
+export function unmaskBadPendingValues(rows: readonly RejectedSettingRow[], catalog: PgSettingsCatalog): RejectedSettingRow[] {
+  return rows.map((r) => {
+    if (!mayHideBadValue(r)) return r;
+    try {
+      checkSetting(r.name!, r.value!, catalog);
+      return r;
+    } catch (err) {
+      if (!(err instanceof PgSettingsError)) throw err;
+      const valueRefused = err.problems.some((p) => ['MANATEE_ERR_PG_SETTING_INVALID', 'MANATEE_ERR_PG_SETTING_RANGE', 'MANATEE_ERR_PG_SETTING_ENUM'].includes(p.code));
+      return valueRefused ? { ...r, pending: false } : r;
+    }
   });
 }
 

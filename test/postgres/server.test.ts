@@ -196,6 +196,14 @@ describe('PostgresServer lifecycle', () => {
       expect(await pg.rejectedSettings()).toEqual([expect.objectContaining({
         name: 'maintenance_work_mem', value: 'lots', file: 'manatee-overrides.conf', source: 'peer overrides file', error: 'setting could not be applied', blocksReload: false,
       })]);
+      // A bad value of a setting already pending a restart: pending_restart stays set (one flag per
+      // setting), yet PostgreSQL would not start with it. Checked against the catalog, it is refused.
+      await appendFile(overrides, "shared_buffers = 'huge'\n");
+      expect(await pg.reload()).toEqual(['shared_buffers']);
+      expect((await pg.rejectedSettings()).map((r) => [r.name, r.value, r.file, r.blocksReload])).toEqual([
+        ['maintenance_work_mem', 'lots', 'manatee-overrides.conf', false],
+        ['shared_buffers', 'huge', 'manatee-overrides.conf', false],
+      ]);
       await writeFile(overrides, `${initial}wrok_mem = '1MB'\n`);
       // The reload applies nothing (and pg_conf_load_time() stays): said at once, not after the reload's deadline.
       const t0 = Date.now();

@@ -4,6 +4,8 @@
 // blocks every change of a reload. (server.test.ts checks the same against a real PostgreSQL.)
 import { describe, expect, it } from 'vitest';
 import { rejectedSettings, type RejectedSettingRow } from '../../src/postgres/index.js';
+import { unmaskBadPendingValues } from '../../src/postgres/shard-conf.js';
+import { PgSettingsCatalog } from '../../src/postgres/settings.js';
 
 const row = (r: Partial<RejectedSettingRow>): RejectedSettingRow => ({
   name: 'work_mem', value: '1MB', sourcefile: '/data/pgdata/manatee-overrides.conf', sourceline: 3, error: 'setting could not be applied', pending: false, ...r,
@@ -42,5 +44,20 @@ describe('rejectedSettings', () => {
 
   it('a bad value of a postmaster setting pending nothing is refused like any other', () => {
     expect(rejectedSettings([row({ name: 'shared_buffers', value: 'huge', pending: false })]).map((r) => r.name)).toEqual(['shared_buffers']);
+  });
+
+  it('a bad value of a postmaster setting already pending a restart (the flag stays set) is refused once checked against the catalog', () => {
+    const catalog = new PgSettingsCatalog([
+      { name: 'shared_buffers', vartype: 'integer', unit: '8kB', minVal: '16', maxVal: '1073741823', enumVals: null, context: 'postmaster' },
+      { name: 'port', vartype: 'integer', unit: null, minVal: '1', maxVal: '65535', enumVals: null, context: 'postmaster' },
+    ]);
+    const rows = unmaskBadPendingValues([
+      row({ name: 'shared_buffers', value: 'huge', pending: true }),
+      row({ name: 'shared_buffers', value: '1', pending: true, sourceline: 4 }),
+      row({ name: 'shared_buffers', value: '64MB', pending: true, sourceline: 5 }),
+      // Owned by Manatee, but a valid value: pending, not refused.
+      row({ name: 'port', value: '5999', pending: true, sourceline: 6 }),
+    ], catalog);
+    expect(rejectedSettings(rows).map((r) => [r.value, r.line])).toEqual([['huge', 3], ['1', 4]]);
   });
 });
