@@ -95,6 +95,14 @@ export class PrimaryLeaseFence {
     return this.fencedAtMs !== null ? { ...v, fenced: true } : v;
   }
 
+  /**
+   * The fence has stopped PostgreSQL and keeps it stopped until a keepalive sent after it is
+   * acknowledged: PostgreSQL is down on purpose, so its health does not count (rules/session.ts pgShouldRun).
+   */
+  get holding(): boolean {
+    return this.fencedAtMs !== null;
+  }
+
   /** For the evaluation: true while a primary must keep its PostgreSQL stopped. A role change ends the fence. */
   holdsPrimary(role: string): boolean {
     if (this.fencedAtMs === null) return false;

@@ -44,6 +44,7 @@ import { SessionKeeper } from './sessions.js';
 import { ShardSettingsKeeper } from './shard-settings.js';
 import { PostgresOps } from './pg-ops.js';
 import { pgCredentialsTargetOf, standbyProbeOf } from './postgres-effects.js';
+import { pgShouldRun } from './rules/index.js';
 import { HeldSourcePostgres } from './source-postgres.js';
 import { prepareZfsStorage } from './storage.js';
 import { StreamStallWatch } from './stream-stall.js';
@@ -201,9 +202,8 @@ export class Sitter {
       ...(config.tags === undefined ? {} : { tags: config.tags }),
       store: this.store,
       unhealthyForMs: (nowMs) => {
-        const role = this.decisions.last?.role;
-        const shouldRun = role === 'primary' || role === 'sync' || role === 'async';
-        return this.monitor.unhealthyForMs(nowMs, shouldRun && !this.reconciler.rebuildStatus().running, this.reconciler.lastActivityMs());
+        const shouldRun = pgShouldRun({ role: this.decisions.last?.role, rebuilding: this.reconciler.rebuildStatus().running, leaseFenced: this.lease.holding });
+        return this.monitor.unhealthyForMs(nowMs, shouldRun, this.reconciler.lastActivityMs());
       },
       unhealthyTimeoutMs: t.pgUnhealthyTimeoutMs,
       decisions: this.decisions,

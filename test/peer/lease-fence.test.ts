@@ -85,6 +85,7 @@ describe('PrimaryLeaseFence', () => {
     expect(r.calls).toEqual({ stops: 1, invalidations: 1, kicks: 0 });
     expect(r.lines.find((l) => l['decision'] === 'lease-fence')?.['reason']).toMatch(/^no keepalive acknowledged for 1336 ms/);
     expect(r.fence.holdsPrimary('primary')).toBe(true);
+    expect(r.fence.holding).toBe(true);
     // An acknowledgement of a keepalive sent before the fence does not lift it.
     r.renew(11_200);
     r.at(11_300);
@@ -96,6 +97,7 @@ describe('PrimaryLeaseFence', () => {
     expect(r.fence.status().fenced).toBe(false);
     expect(r.calls.kicks).toBe(1);
     expect(r.fence.holdsPrimary('primary')).toBe(false);
+    expect(r.fence.holding).toBe(false);
   });
 
   it('never fences a peer that is not the primary, and a role change ends a fence', () => {

@@ -3,7 +3,7 @@
 // streams (decideStreamStall in rules/stream-watch.ts).
 import { describe, expect, it } from 'vitest';
 import type { ClusterState, PeerInfo } from '../../src/model/index.js';
-import { decideSession, decideStreamStall, placeLeader, unhealthySince, type LeaderPlacementInput } from '../../src/peer/rules/index.js';
+import { decideSession, decideStreamStall, pgShouldRun, placeLeader, unhealthySince, type LeaderPlacementInput } from '../../src/peer/rules/index.js';
 
 const peer = (id: string): PeerInfo => ({ id, pgUrl: `postgres://${id}:5432/postgres`, apiUrl: `http://${id}:5433`, host: id });
 const [A, B, C, D] = [peer('a'), peer('b'), peer('c'), peer('d')];
@@ -24,6 +24,40 @@ describe('the session rule', () => {
 
   it('opens a session that is closed for any other reason (start-up, expiry), even while unhealthy', () => {
     expect(decideSession({ ...base, open: false, unhealthyForMs: 10 }).kind).toBe('openSession');
+  });
+
+  it('gives the sync the unhealthy limit again to take over before a primary that closed its session reopens it', () => {
+    const closed = { ...base, open: false, closedForHealth: true };
+    expect(decideSession({ ...closed, closedAsPrimaryForMs: 4999 })).toEqual({
+      kind: 'waitForTakeover',
+      reason: 'I closed my session as the primary 4999 ms ago for PostgreSQL\'s health; the sync may take over for 1 ms more before I reopen it',
+    });
+    const reopen = decideSession({ ...closed, closedAsPrimaryForMs: 5000 });
+    expect(reopen.kind).toBe('openSession');
+    expect(reopen.reason).toMatch(/no peer took over within 5000 ms; reopening it to renew my lease and restart PostgreSQL/);
+    // Still unhealthy (not yet stopped by its lease fence): it waits for health first.
+    expect(decideSession({ ...closed, closedAsPrimaryForMs: 9000, unhealthyForMs: 10 }).kind).toBe('waitForHealth');
+    // A sync or async that closed its own reopens as soon as it is healthy.
+    expect(decideSession({ ...closed, closedAsPrimaryForMs: null }).kind).toBe('openSession');
+  });
+
+  it('keeps the session of a primary without data closed, whatever its health and however long ago', () => {
+    const d = decideSession({ ...base, open: false, closedForHealth: true, closedAsPrimaryForMs: 60_000, lostDataAsPrimary: true });
+    expect(d).toEqual({ kind: 'waitForTakeover', reason: 'I am the primary but my data is gone; the session stays closed so that the sync takes over' });
+  });
+});
+
+describe('whether PostgreSQL\'s health counts', () => {
+  it('counts for a primary, a sync and an async, and for nobody else', () => {
+    for (const role of ['primary', 'sync', 'async'] as const) expect(pgShouldRun({ role, rebuilding: false, leaseFenced: false })).toBe(true);
+    for (const role of ['none', 'deposed', undefined] as const) expect(pgShouldRun({ role, rebuilding: false, leaseFenced: false })).toBe(false);
+  });
+
+  it('does not count while the sitter itself keeps PostgreSQL down: a rebuild, or the primary\'s lease fence', () => {
+    expect(pgShouldRun({ role: 'async', rebuilding: true, leaseFenced: false })).toBe(false);
+    expect(pgShouldRun({ role: 'primary', rebuilding: false, leaseFenced: true })).toBe(false);
+    // The fence is the primary's: a fence left over from a role change does not excuse a standby.
+    expect(pgShouldRun({ role: 'sync', rebuilding: false, leaseFenced: true })).toBe(true);
   });
 });
 

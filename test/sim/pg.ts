@@ -45,8 +45,19 @@ interface PendingCommit {
 
 export interface SimNetwork {
   canTalk(a: string, b: string): boolean;
+  /** The whole host is paused (SIGSTOP of the sitter and its PostgreSQL): nothing of it answers. */
   paused(id: string): boolean;
+  /** This peer's PostgreSQL alone is hung (SIGSTOP of the postmaster, or a server too loaded to answer). */
+  pgHung?(id: string): boolean;
 }
+
+/** This peer's PostgreSQL answers nothing now: its host is paused or the server is hung. */
+export function pgFrozen(net: SimNetwork, id: string): boolean {
+  return net.paused(id) || net.pgHung?.(id) === true;
+}
+
+/** How long the sitter waits for a hung PostgreSQL before its call fails (its query timeout). */
+export const PG_QUERY_TIMEOUT_MS = 1000;
 
 export class SimPostgres {
   hasData = false;
@@ -68,6 +79,11 @@ export class SimPostgres {
   pending: PendingCommit[] = [];
   /** Raised by the world on every commit acknowledged to a client. */
   onAck: ((writeId: number, peerId: string) => void) | null = null;
+  /**
+   * An immediate shutdown signalled while the server was hung (SIGQUIT to a stopped process): it
+   * takes effect when the server runs again (SimShard.unhangPostgres).
+   */
+  stopPending = false;
 
   constructor(readonly peerId: string, private readonly world: World, private readonly net: SimNetwork) {}
 
@@ -81,6 +97,7 @@ export class SimPostgres {
 
   /** A process crash of PostgreSQL (or of its host): commits in flight are never acknowledged. */
   kill(): void {
+    this.stopPending = false;
     if (!this.running) return;
     this.running = false;
     this.streaming = false;
@@ -113,7 +130,7 @@ export class SimPostgres {
 
   /** A client's write: accepted by a running, writable primary; acknowledged once the sync has it. */
   write(writeId: number): boolean {
-    if (!this.running || this.inRecovery || !this.writable || this.net.paused(this.peerId)) return false;
+    if (!this.running || this.inRecovery || !this.writable || pgFrozen(this.net, this.peerId)) return false;
     this.append('write', writeId);
     this.pending.push({ writeId, end: this.wal.length });
     return true;
@@ -153,7 +170,7 @@ export class SimPostgres {
 
   /** What a health check sees now. */
   status(): PostgresStatus {
-    const online = this.running && !this.net.paused(this.peerId);
+    const online = this.running && !pgFrozen(this.net, this.peerId);
     const p = online ? this.walPositions() : null;
     return {
       online,
@@ -185,9 +202,9 @@ export class SimPostgres {
 /** The replication step: every standby streams from its upstream, and primaries release commits. */
 export function replicate(byId: ReadonlyMap<string, SimPostgres>, net: SimNetwork, recordsPerStep: number): void {
   for (const s of byId.values()) {
-    if (!s.running || !s.inRecovery || net.paused(s.peerId)) continue;
+    if (!s.running || !s.inRecovery || pgFrozen(net, s.peerId)) continue;
     const u = s.upstream === null ? undefined : byId.get(s.upstream);
-    const ok = u !== undefined && u.running && u.hasData && !net.paused(u.peerId) && net.canTalk(s.peerId, u.peerId) && isPrefix(s.wal, u.wal);
+    const ok = u !== undefined && u.running && u.hasData && !pgFrozen(net, u.peerId) && net.canTalk(s.peerId, u.peerId) && isPrefix(s.wal, u.wal);
     s.streaming = ok;
     if (ok) {
       const end = Math.min(u.wal.length, s.wal.length + recordsPerStep);
@@ -196,7 +213,7 @@ export function replicate(byId: ReadonlyMap<string, SimPostgres>, net: SimNetwor
     s.replayed = Math.min(s.wal.length, s.replayed + recordsPerStep);
   }
   for (const p of byId.values()) {
-    if (!p.running || p.inRecovery || p.pending.length === 0 || p.syncName === null || net.paused(p.peerId)) continue;
+    if (!p.running || p.inRecovery || p.pending.length === 0 || p.syncName === null || pgFrozen(net, p.peerId)) continue;
     const s = byId.get(p.syncName);
     if (s === undefined || !s.running || !s.streaming || s.upstream !== p.peerId || s.applicationName !== p.syncName) continue;
     const flushed = s.wal.length;
@@ -226,6 +243,8 @@ export class SimPgHandle implements LocalPostgres {
        * timeline numbers only: the rule before seed 50019's fix (SitterFixes.timelineHistories off).
        */
       readonly timelineNumbersOnly?: boolean;
+      /** The sitter's event loop is stalled: its calls complete only once it runs again. */
+      readonly stalled?: () => boolean;
     } = {},
   ) {}
 
@@ -248,13 +267,33 @@ export class SimPgHandle implements LocalPostgres {
     return this.rendered;
   }
 
-  /** Simulated latency, then (if this incarnation still lives) the operation. */
-  private async op<T>(fn: () => T, lo = 5, hi = 60): Promise<T> {
+  /**
+   * Simulated latency, then (if this incarnation still lives) the operation. A hung server does not
+   * answer: the call fails after the sitter's query timeout (`onTimeout` runs first: a signal sent
+   * to a stopped process is delivered when it runs again).
+   */
+  private async op<T>(fn: () => T, lo = 5, hi = 60, onTimeout?: () => void): Promise<T> {
     await this.world.sleep(this.world.rng.int(lo, hi));
-    // A paused host answers nothing until it is resumed.
-    while (this.alive && this.net.paused(this.pg.peerId)) await this.world.sleep(50);
+    // A paused host (or a stalled sitter) runs nothing until it is resumed.
+    while (this.alive && (this.net.paused(this.pg.peerId) || this.opts.stalled?.() === true)) await this.world.sleep(50);
     if (!this.isAlive()) return new Promise<T>(() => undefined);
+    if (this.net.pgHung?.(this.pg.peerId) === true) {
+      const deadlineMs = this.world.nowMs + PG_QUERY_TIMEOUT_MS;
+      while (this.alive && this.net.pgHung(this.pg.peerId) && this.world.nowMs < deadlineMs) await this.world.sleep(50);
+      if (!this.isAlive()) return new Promise<T>(() => undefined);
+      if (this.net.pgHung(this.pg.peerId)) {
+        onTimeout?.();
+        throw new PgError('MANATEE_ERR_PG_QUERY', `PostgreSQL of ${this.pg.peerId} did not answer within ${PG_QUERY_TIMEOUT_MS} ms`);
+      }
+    }
     return fn();
+  }
+
+  /** The lease fence's stop: an immediate shutdown, whatever the rendered role. */
+  stopImmediate(): Promise<void> {
+    return this.op(() => {
+      this.pg.stop('immediate');
+    }, 5, 30, () => { this.pg.stopPending = true; });
   }
 
   hasData(): Promise<boolean> {
@@ -271,7 +310,8 @@ export class SimPgHandle implements LocalPostgres {
   }
 
   configure(role: PgRole): Promise<ConfigureResult> {
-    return this.op(() => this.configureNow(role), 20, 200);
+    const immediateStop = role.role === 'stopped' && role.shutdown === 'immediate';
+    return this.op(() => this.configureNow(role), 20, 200, immediateStop ? () => { this.pg.stopPending = true; } : undefined);
   }
 
   private configureNow(role: PgRole): ConfigureResult {
@@ -371,7 +411,7 @@ export class SimPgHandle implements LocalPostgres {
    */
   ownHistory(): Promise<TimelineHistory | null> {
     if (!this.isAlive()) return new Promise<TimelineHistory | null>(() => undefined);
-    return Promise.resolve(this.pg.running && !this.net.paused(this.pg.peerId) ? this.pg.history : null);
+    return Promise.resolve(this.pg.running && !pgFrozen(this.net, this.pg.peerId) ? this.pg.history : null);
   }
 
   walPositions(): Promise<WalPositions> {
@@ -390,7 +430,7 @@ export class SimPgHandle implements LocalPostgres {
   sourceHistory(sourceId: string): Promise<TimelineHistory | null> {
     return this.op(() => {
       const s = this.byId.get(sourceId);
-      if (s === undefined || !s.running || s.inRecovery || this.net.paused(sourceId) || !this.net.canTalk(this.pg.peerId, sourceId)) return null;
+      if (s === undefined || !s.running || s.inRecovery || pgFrozen(this.net, sourceId) || !this.net.canTalk(this.pg.peerId, sourceId)) return null;
       return this.historyOf(s);
     }, 2, 20);
   }
@@ -399,7 +439,7 @@ export class SimPgHandle implements LocalPostgres {
   sourceReadOnly(sourceId: string): Promise<boolean | null> {
     return this.op(() => {
       const s = this.byId.get(sourceId);
-      if (s === undefined || !s.running || s.inRecovery || this.net.paused(sourceId) || !this.net.canTalk(this.pg.peerId, sourceId)) return null;
+      if (s === undefined || !s.running || s.inRecovery || pgFrozen(this.net, sourceId) || !this.net.canTalk(this.pg.peerId, sourceId)) return null;
       return !s.writable;
     }, 2, 20);
   }
@@ -417,7 +457,7 @@ export class SimPgHandle implements LocalPostgres {
   askSource(sourceId: string): Promise<boolean> {
     return this.op(() => {
       const s = this.byId.get(sourceId);
-      if (s === undefined || !s.running || this.net.paused(sourceId) || !this.net.canTalk(this.pg.peerId, sourceId)) {
+      if (s === undefined || !s.running || pgFrozen(this.net, sourceId) || !this.net.canTalk(this.pg.peerId, sourceId)) {
         throw new PgError('MANATEE_ERR_PG_QUERY', `${sourceId}'s PostgreSQL does not answer`);
       }
       return s.inRecovery;
@@ -442,7 +482,7 @@ export class SimBackend implements BackupBackend {
     await this.world.sleep(durationMs);
     if (!this.handle.alive) return new Promise<RestoreResult>(() => undefined);
     const s = this.byId.get(sourceId);
-    if (s === undefined || !s.running || !s.hasData || this.net.paused(sourceId) || !this.net.canTalk(self.peerId, sourceId)) {
+    if (s === undefined || !s.running || !s.hasData || pgFrozen(this.net, sourceId) || !this.net.canTalk(self.peerId, sourceId)) {
       throw new PgError('MANATEE_ERR_PG_QUERY', `restore from ${sourceId}: its PostgreSQL does not answer`);
     }
     if (self.running) throw new PgError('MANATEE_ERR_PG_QUERY', 'restore: the local PostgreSQL runs');

@@ -22,6 +22,12 @@ export class SimConsensus implements Consensus {
   readonly leaderListeners = new Set<(c: LeaderChange) => void>();
   readonly keepaliveListeners = new Set<(k: ReceivedKeepalive) => void>();
   private seq = 0;
+  /**
+   * The leader acknowledges this node's keepalives (the lease of store/raft-consensus.ts). Off by
+   * default: the acknowledgements draw random numbers, and seeds found before them keep their runs.
+   */
+  acknowledged = false;
+  private renewedAtMs: number | null = null;
   /** The tag of this incarnation's proposals: `${id}.${incarnation}`. */
   readonly tag: string;
 
@@ -57,8 +63,23 @@ export class SimConsensus implements Consensus {
     if (!this.alive || !this.raft.up(this.id)) return Promise.reject(new RaftStoppedError());
     const leader = this.leader();
     if (leader === null) return Promise.reject(new RaftNoLeaderError());
-    this.raft.sendKeepalive(this.id, leader, { peerId: this.id, openedIndex });
+    if (!this.acknowledged) {
+      this.raft.sendKeepalive(this.id, leader, { peerId: this.id, openedIndex });
+      return Promise.resolve();
+    }
+    const sentAtMs = this.raft.world.nowMs;
+    this.raft.sendKeepalive(this.id, leader, { peerId: this.id, openedIndex }, () => {
+      if (this.alive && (this.renewedAtMs === null || sentAtMs > this.renewedAtMs)) this.renewedAtMs = sentAtMs;
+    });
     return Promise.resolve();
+  }
+
+  /**
+   * When this node sent its newest keepalive that a leader acknowledged (simulated ms; null: none
+   * yet), as store/raft-consensus.ts keeps it for the primary's lease. Only with `acknowledged`.
+   */
+  leaseRenewedAtMs(): number | null {
+    return this.renewedAtMs;
   }
 
   onKeepalive(listener: (k: ReceivedKeepalive) => void): () => void {
@@ -146,13 +167,24 @@ export class SimRaft {
     }
   }
 
-  sendKeepalive(from: NodeId, to: NodeId, k: ReceivedKeepalive): void {
+  /**
+   * A keepalive to the leader; with `onAck`, the leader acknowledges it when it still leads a
+   * majority it can reach (its confirmation with a quorum), and the answer may be lost too.
+   */
+  sendKeepalive(from: NodeId, to: NodeId, k: ReceivedKeepalive, onAck?: () => void): void {
     if (!this.cluster.canTalk(from, to) || this.world.rng.chance(this.cluster.faults.drop)) return;
     this.world.after(this.world.rng.int(1, 4) * 10, () => {
       if (!this.cluster.canTalk(from, to) || this.cluster.paused.has(to)) return;
       const c = this.consensus.get(to);
       if (c === undefined || !c.isLeader()) return;
       for (const l of [...c.keepaliveListeners]) l(k);
+      if (onAck === undefined) return;
+      const reached = this.ids.filter((id) => id === to || (this.cluster.canTalk(to, id) && !this.cluster.paused.has(id) && this.up(id))).length;
+      if (reached * 2 <= this.ids.length || this.world.rng.chance(this.cluster.faults.drop)) return;
+      this.world.after(this.world.rng.int(1, 4) * 10, () => {
+        if (!this.cluster.canTalk(to, from) || this.cluster.paused.has(from)) return;
+        onAck();
+      });
     });
   }
 

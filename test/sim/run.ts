@@ -3,6 +3,7 @@
 //   --from S       the first seed (default 1)
 //   --seed S       one seed, with its trace printed
 //   --operator     an operator acts too (promote requests, freezes)
+//   --load         a loaded machine: the primary's lease fence, stalled sitters, hung PostgreSQL servers
 //   --without F,G  run with these fixes of the sitter switched off (test/sim/sitter.ts SitterFixes)
 // Every failing seed is printed with the invariant it broke; the exit status is 1 if any failed.
 import { runShardSim } from './shard.js';
@@ -39,7 +40,7 @@ function fixes(): SitterFixes {
 async function main(): Promise<void> {
   const one = arg('seed');
   if (one !== undefined) {
-    const r = await runShardSim({ seed: positiveInt('seed', one), trace: true, fixes: fixes(), operator: process.argv.includes('--operator') });
+    const r = await runShardSim({ seed: positiveInt('seed', one), trace: true, fixes: fixes(), operator: process.argv.includes('--operator'), load: process.argv.includes('--load') });
     console.log((r.trace ?? []).join('\n'));
     console.log(r.ok ? `seed ${r.seed}: ok` : `seed ${r.seed}: FAILED ${r.error?.message ?? ''}`);
     process.exit(r.ok ? 0 : 1);
@@ -51,7 +52,7 @@ async function main(): Promise<void> {
   let simulatedMs = 0;
   let takeovers = 0;
   for (let k = 0; k < count; k++) {
-    const r = await runShardSim({ seed: from + k, fixes: fixes(), operator: process.argv.includes('--operator') });
+    const r = await runShardSim({ seed: from + k, fixes: fixes(), operator: process.argv.includes('--operator'), load: process.argv.includes('--load') });
     simulatedMs += r.simulatedMs;
     takeovers += r.stats.takeovers;
     if (!r.ok) {

@@ -131,6 +131,34 @@ describe('the whole shard, simulated', () => {
     expect(trace).not.toMatch(/write 133 acknowledged by b in generation 2/);
   });
 
+  it('on a loaded machine (stalled sitters, hung PostgreSQL, the primary\'s lease fence), on seeds 1..100', async () => {
+    const unexpected: string[] = [];
+    let takeovers = 0;
+    for (let seed = 1; seed <= Math.min(SEEDS, 100); seed++) {
+      const r = await runShardSim({ seed, load: true });
+      takeovers += r.stats.takeovers;
+      if (!r.ok) unexpected.push(`${failure(r)} with --load`);
+    }
+    expect(unexpected).toEqual([]);
+    expect(takeovers).toBeGreaterThan(Math.min(SEEDS, 100) / 4);
+  }, 600_000);
+
+  it('finds the loaded primary stuck for good after closing its session (seed 23 with --load) when its lease fence counts as unhealthy', async () => {
+    // b, primary of generation 2 (a deposed, c its sync, no async), fences itself again and again as
+    // its sitter stalls; the fenced time counts as unhealthy and b closes its session. With no session
+    // it sends no keepalive, so its fence never lifts and PostgreSQL never restarts; c cannot take
+    // over with no async to be its sync, and a cannot rebuild from a primary without a session.
+    const seed = 23;
+    const broken = await runShardSim({ seed, load: true, fixes: { ...ALL_FIXES, fencedPrimaryRecovers: false } });
+    expect(broken.error?.invariant).toBe('the shard is whole again after the faults stop');
+    expect(broken.error?.message).toMatch(/deposed \[a\]/);
+    const fixed = await runShardSim({ seed, load: true, trace: true });
+    expect(fixed.error).toBeNull();
+    const trace = fixed.trace!.join('\n');
+    expect(trace).toMatch(/b lease-fence: fencing this primary/);
+    expect(trace).toMatch(/a rebuilt from b in generation 2/);
+  });
+
   it('replays a seed exactly: the same trace twice', async () => {
     const first = await runShardSim({ seed: 7, trace: true });
     const second = await runShardSim({ seed: 7, trace: true });

@@ -27,6 +27,12 @@ export interface ShardSimOptions {
    * for the sync or an async) and freezes (lifted after a while, and when the faults stop).
    */
   readonly operator?: boolean;
+  /**
+   * A loaded machine, as on shards at load 40-57 on 2 cores: the primary's lease fence runs (on
+   * acknowledged keepalives), and a second nemesis, from a random stream of its own, stalls
+   * sitters' event loops (their PostgreSQL runs on) and hangs PostgreSQL servers, mostly the primary's.
+   */
+  readonly load?: boolean;
   /** A scripted nemesis in place of the random one (named scenarios). */
   readonly scenario?: (shard: SimShard) => Promise<void>;
 }
@@ -61,6 +67,10 @@ export class SimShard {
   private readonly traceLog: Logger | undefined;
   private writeSeq = 0;
   faultCount = 0;
+  /** Sitters whose event loop is stalled (in the Raft cluster's paused set too; their PostgreSQL runs on). */
+  readonly stalled = new Set<string>();
+  /** PostgreSQL servers that are hung (they answer nothing; their sitters run). */
+  readonly hung = new Set<string>();
 
   constructor(readonly opts: ShardSimOptions) {
     this.world = new World(opts.seed, { trace: opts.trace === true });
@@ -68,7 +78,11 @@ export class SimShard {
     this.fixes = opts.fixes ?? ALL_FIXES;
     this.raft = new SimRaft(this.world, this.ids, { drop: 0, duplicate: 0.01, maxDelay: 3 });
     const cluster = this.raft.cluster;
-    this.net = { canTalk: (a, b) => cluster.canTalk(a, b), paused: (id) => cluster.paused.has(id) };
+    this.net = {
+      canTalk: (a, b) => cluster.canTalk(a, b),
+      paused: (id) => cluster.paused.has(id) && !this.stalled.has(id),
+      pgHung: (id) => this.hung.has(id),
+    };
     this.checker = new ShardChecker(this.world, this.pgs);
     const w = this.world;
     this.traceLog = w.trace === null ? undefined : pino({ level: 'info', timestamp: false, base: null }, {
@@ -89,7 +103,8 @@ export class SimShard {
   private startSitter(id: string): void {
     const n = (this.incarnations.get(id) ?? 0) + 1;
     this.incarnations.set(id, n);
-    this.sitters.set(id, new SimSitter(id, n, { world: this.world, raft: this.raft, pg: this.pgs.get(id)!, pgs: this.pgs, net: this.net, disk: this.disk, fixes: this.fixes, ...(this.traceLog === undefined ? {} : { traceLog: this.traceLog }) }));
+    const load = this.opts.load === true ? { lease: true, stalled: (p: string) => this.stalled.has(p) } : {};
+    this.sitters.set(id, new SimSitter(id, n, { world: this.world, raft: this.raft, pg: this.pgs.get(id)!, pgs: this.pgs, net: this.net, disk: this.disk, fixes: this.fixes, ...load, ...(this.traceLog === undefined ? {} : { traceLog: this.traceLog }) }));
   }
 
   // ---- faults (also used by named scenarios) ----
@@ -119,13 +134,43 @@ export class SimShard {
   }
 
   pause(id: string): void {
+    this.stalled.delete(id);
     this.raft.cluster.paused.add(id);
     this.world.log(() => `NEMESIS pauses ${id}`);
   }
 
   resume(id: string): void {
+    this.stalled.delete(id);
     this.raft.cluster.paused.delete(id);
     this.world.log(() => `NEMESIS resumes ${id}`);
+  }
+
+  /** The sitter's event loop stalls (a loaded machine): its timers, Raft node and calls wait; its PostgreSQL runs on. */
+  stallSitter(id: string): void {
+    if (this.raft.cluster.paused.has(id)) return;
+    this.stalled.add(id);
+    this.raft.cluster.paused.add(id);
+    this.world.log(() => `NEMESIS stalls the sitter of ${id}`);
+  }
+
+  unstallSitter(id: string): void {
+    if (!this.stalled.delete(id)) return;
+    this.raft.cluster.paused.delete(id);
+    this.world.log(() => `NEMESIS: the sitter of ${id} runs again`);
+  }
+
+  /** The PostgreSQL server hangs (SIGSTOP of the postmaster): it answers nothing, replicates nothing. */
+  hangPostgres(id: string): void {
+    this.hung.add(id);
+    this.world.log(() => `NEMESIS hangs PostgreSQL of ${id}`);
+  }
+
+  /** It runs again; an immediate shutdown signalled meanwhile takes effect now. */
+  unhangPostgres(id: string): void {
+    if (!this.hung.delete(id)) return;
+    const pg = this.pgs.get(id)!;
+    this.world.log(() => `NEMESIS: PostgreSQL of ${id} runs again${pg.stopPending ? ' and exits (the immediate shutdown signalled while it hung)' : ''}`);
+    if (pg.stopPending) pg.stop('immediate');
   }
 
   partition(...groups: string[][]): void {
@@ -138,6 +183,8 @@ export class SimShard {
     this.raft.cluster.heal();
     this.raft.cluster.faults.drop = 0;
     for (const id of this.ids) {
+      this.unhangPostgres(id);
+      this.unstallSitter(id);
       if (this.raft.cluster.paused.has(id)) this.resume(id);
       this.restartSitter(id);
     }
@@ -189,6 +236,19 @@ export class SimShard {
         break;
     }
     await Promise.resolve();
+  }
+
+  /** One fault of the loaded machine (the `load` option's nemesis), mostly on the current primary. */
+  loadFault(rng: Rng): void {
+    const primary = this.checker.committed.state?.primary.id;
+    const id = primary !== undefined && rng.chance(0.7) ? primary : rng.pick(this.ids);
+    if (rng.chance(0.5)) {
+      this.stallSitter(id);
+      this.world.after(rng.int(300, 4000), () => { this.unstallSitter(id); });
+    } else {
+      this.hangPostgres(id);
+      this.world.after(rng.int(500, 12_000), () => { this.unhangPostgres(id); });
+    }
   }
 
   // ---- the operator ----
@@ -339,8 +399,14 @@ async function runSeed(opts: ShardSimOptions): Promise<ShardSimResult> {
       // Its own stream, so that switching the operator on leaves the other choices of a seed alone.
       const ops = new Rng((Math.imul(opts.seed, 0x9e3779b1) ^ 0x0badf00d) >>> 0);
       let nextOpMs = opts.operator === true ? w.nowMs + ops.int(200, 3000) : Infinity;
+      const load = new Rng((Math.imul(opts.seed, 0x85ebca6b) ^ 0x10ad10ad) >>> 0);
+      let nextLoadMs = opts.load === true ? w.nowMs + load.int(200, 3000) : Infinity;
       while (w.nowMs < faultEnd) {
         writes();
+        if (w.nowMs >= nextLoadMs) {
+          shard.loadFault(load);
+          nextLoadMs = w.nowMs + load.int(500, 4000);
+        }
         if (w.nowMs >= nextOpMs) {
           shard.operatorAct(ops);
           nextOpMs = w.nowMs + ops.int(500, 4000);

@@ -13,13 +13,14 @@ import { Evaluation } from '../../src/peer/evaluation.js';
 import { resolveUnknownWrite, writeFailure, type UnresolvedWrite } from '../../src/peer/fencing.js';
 import { FactsKeeper, NO_FACTS, type FactsStore, type LocalFacts } from '../../src/peer/facts.js';
 import { LeaderPlacement } from '../../src/peer/leader-placement.js';
+import { LeaseClock, PrimaryLeaseFence } from '../../src/peer/lease-fence.js';
 import { INITDB_REFUSED, Reconciler } from '../../src/peer/reconciler.js';
 import { SessionKeeper } from '../../src/peer/sessions.js';
 import { StreamStallWatch } from '../../src/peer/stream-stall.js';
-import { decide, rulesPgStatus, type Decision, type DecisionKind, type RulesInput } from '../../src/peer/rules/index.js';
+import { decide, pgShouldRun, rulesPgStatus, type Decision, type DecisionKind, type RulesInput } from '../../src/peer/rules/index.js';
 import { describeDivergence, StreamWatch, syncCannotTakeOver, syncDiverged } from '../../src/peer/rules/stream-watch.js';
 import type { PostgresStatus, TimelineHistory } from '../../src/model/index.js';
-import { LSN_ZERO } from '../../src/model/index.js';
+import { LSN_ZERO, roleIn } from '../../src/model/index.js';
 import { ClusterStore } from '../../src/store/store.js';
 import type { PeerInfo } from '../../src/model/index.js';
 import { SimBackend, SimPgHandle, type SimNetwork, type SimPostgres } from './pg.js';
@@ -71,12 +72,19 @@ export interface SitterFixes {
    * again, which acknowledged a write that the takeover, committed later, did not hold).
    */
   readonly holdFenceUntilSettled: boolean;
+  /**
+   * The time the primary's lease fence holds PostgreSQL stopped does not count as unhealthy
+   * (rules/session.ts pgShouldRun). Off: it counts, the rule as it was before: a loaded primary
+   * closed its session, and then, with no keepalive to lift its fence, never restarted PostgreSQL
+   * nor reopened its session (seed 23 with --load). Only with SitterParts.lease.
+   */
+  readonly fencedPrimaryRecovers: boolean;
 }
 
-export const ALL_FIXES: SitterFixes = { readBeforeActing: true, forgetRebuildAsPrimary: true, rebuildOfThisGeneration: true, rebuildDivergedSync: true, timelineHistories: true, rebuildSyncOfReadOnlyPrimary: true, initWalOnHistory: true, holdFenceUntilSettled: true };
+export const ALL_FIXES: SitterFixes = { readBeforeActing: true, forgetRebuildAsPrimary: true, rebuildOfThisGeneration: true, rebuildDivergedSync: true, timelineHistories: true, rebuildSyncOfReadOnlyPrimary: true, initWalOnHistory: true, holdFenceUntilSettled: true, fencedPrimaryRecovers: true };
 
 /** Fix names for the command line (npm run sim -- --without a,b). */
-export const FIX_NAMES: readonly (keyof SitterFixes)[] = ['readBeforeActing', 'forgetRebuildAsPrimary', 'rebuildOfThisGeneration', 'rebuildDivergedSync', 'timelineHistories', 'rebuildSyncOfReadOnlyPrimary', 'initWalOnHistory', 'holdFenceUntilSettled'];
+export const FIX_NAMES: readonly (keyof SitterFixes)[] = ['readBeforeActing', 'forgetRebuildAsPrimary', 'rebuildOfThisGeneration', 'rebuildDivergedSync', 'timelineHistories', 'rebuildSyncOfReadOnlyPrimary', 'initWalOnHistory', 'holdFenceUntilSettled', 'fencedPrimaryRecovers'];
 
 export const SIM_TIMEOUTS = {
   sessionTimeoutMs: 1500,
@@ -106,7 +114,17 @@ export interface SitterParts {
   /** Trace the real jobs' log lines (pino, without times). */
   readonly traceLog?: Logger;
   readonly fixes: SitterFixes;
+  /**
+   * The primary's lease fence (src/peer/lease-fence.ts) runs, on keepalives that the leader
+   * acknowledges. Off by default: it draws random numbers, and seeds found before it keep their runs.
+   */
+  readonly lease?: boolean;
+  /** This sitter's event loop is stalled (a loaded machine): it runs nothing, its PostgreSQL runs on. */
+  readonly stalled?: (id: string) => boolean;
 }
+
+/** How often the simulated primary checks its lease (the real one: LEASE_CHECK_INTERVAL_MS). */
+const SIM_LEASE_CHECK_INTERVAL_MS = 50;
 
 export class SimSitter {
   readonly self: PeerInfo;
@@ -138,6 +156,8 @@ export class SimSitter {
   private readonly factsKeeper: FactsKeeper;
   /** The sitter's real evaluation and its jobs (src/peer), used when every fix is on; else this file's port. */
   private readonly evaluation: Evaluation | null;
+  /** The lease fence holds PostgreSQL stopped (only with SitterParts.lease). */
+  private leaseHolding: () => boolean = () => false;
 
   constructor(id: string, incarnation: number, parts: SitterParts) {
     this.parts = parts;
@@ -152,7 +172,10 @@ export class SimSitter {
       now: () => this.world.wallMs(),
       log: LOG,
     });
-    this.handle = new SimPgHandle(parts.pg, parts.world, parts.pgs, parts.net, { timelineNumbersOnly: !parts.fixes.timelineHistories });
+    this.handle = new SimPgHandle(parts.pg, parts.world, parts.pgs, parts.net, {
+      timelineNumbersOnly: !parts.fixes.timelineHistories,
+      ...(parts.stalled === undefined ? {} : { stalled: () => parts.stalled!(id) }),
+    });
     const disk: FactsStore = {
       where: `${id}'s facts`,
       read: () => Promise.resolve(parts.disk.get(id) ?? NO_FACTS),
@@ -214,9 +237,8 @@ export class SimSitter {
       self: this.self,
       store: this.store,
       unhealthyForMs: (nowMs) => {
-        const role = decisions.last?.role;
-        const shouldRun = role === 'primary' || role === 'sync' || role === 'async';
-        if (!shouldRun || this.monitor.healthy || this.reconciler.rebuildStatus().running) {
+        const shouldRun = pgShouldRun({ role: decisions.last?.role, rebuilding: this.reconciler.rebuildStatus().running, leaseFenced: parts.fixes.fencedPrimaryRecovers && this.leaseHolding() });
+        if (!shouldRun || this.monitor.healthy) {
           this.unhealthySinceMs = null;
           return 0;
         }
@@ -262,7 +284,9 @@ export class SimSitter {
       primaryHistory: (upstream) => handle.sourceHistory(upstream.id),
       ...(parts.fixes.rebuildSyncOfReadOnlyPrimary ? { primaryReadOnly: (upstream: PeerInfo) => handle.sourceReadOnly(upstream.id) } : {}),
     });
+    const lease = parts.lease === true ? this.leaseFence(log) : undefined;
     return new Evaluation({
+      ...(lease === undefined ? {} : { lease }),
       self: this.self,
       config: { oneNodeWriteMode: false, autoRebuild: true },
       store: this.store,
@@ -281,6 +305,27 @@ export class SimSitter {
       kick: () => { this.kick(); },
       kickSoon,
     });
+  }
+
+  /** The primary's lease fence on the simulated clock, checked on a timer of the sitter's. */
+  private leaseFence(log: Logger): PrimaryLeaseFence {
+    this.consensus.acknowledged = true;
+    const fence = new PrimaryLeaseFence({
+      leaseClock: new LeaseClock(SIM_TIMEOUTS.sessionTimeoutMs),
+      nowMs: () => this.world.nowMs,
+      renewedAtMs: () => this.store.leaseRenewedAtMs(),
+      isPrimary: () => roleIn(this.store.getState().state, this.id).role === 'primary',
+      stopPostgres: async () => {
+        this.world.log(() => `${this.id} lease fence: stopping PostgreSQL`);
+        await this.handle.stopImmediate();
+      },
+      invalidate: () => { this.reconciler.invalidate(); },
+      kick: () => { this.kick(); },
+      log,
+    });
+    this.leaseHolding = () => fence.holding;
+    this.every(SIM_LEASE_CHECK_INTERVAL_MS, () => { fence.check(); });
+    return fence;
   }
 
   /** The timeline history the rules see: its own, or with initWalOnHistory off the state's (the LSN alone decides). */
@@ -311,8 +356,9 @@ export class SimSitter {
     this.store.stop();
   }
 
+  /** The process runs nothing: its host is paused, or its event loop is stalled. */
   private paused(): boolean {
-    return this.parts.net.paused(this.id);
+    return this.parts.raft.cluster.paused.has(this.id);
   }
 
   private every(intervalMs: number, fn: () => void): void {

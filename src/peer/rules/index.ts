@@ -13,7 +13,7 @@ export type {
 } from './types.js';
 export { rulesPgStatus, decisionLogFields, decisionRecord } from './report.js';
 export { assertWritable, RulesInvariantError } from './invariants.js';
-export { decideSession, unhealthySince, type SessionDecision, type SessionDecisionKind, type SessionInput } from './session.js';
+export { decideSession, pgShouldRun, unhealthySince, type SessionDecision, type SessionDecisionKind, type SessionInput } from './session.js';
 export { placeLeader, type LeaderMove, type LeaderPlacementInput } from './leader-placement.js';
 export {
   decideStreamStall, StreamWatch, syncCannotTakeOver,
