@@ -454,8 +454,8 @@ export class ZfsBackupBackend implements BackupBackend {
     // This process no longer reads the connection; its errors (a reset) are zfs recv's to report.
     body.on('error', () => undefined);
     socket.on('error', () => undefined);
-    // A connection whose other end vanished (a partition) is found dead by keepalive probes, which
-    // end zfs recv's read with an error: nothing in this process could wake it.
+    // A connection whose other end vanished (a partition) while nothing here aborts is found dead
+    // by keepalive probes, which end zfs recv's read with an error.
     socket.setKeepAlive(true, 10_000);
     const recv = zfs.receiveFromSocket(dataset, socket, { force });
     const control = new AbortController();
@@ -464,7 +464,10 @@ export class ZfsBackupBackend implements BackupBackend {
       if (abortReason.why !== null) return;
       abortReason.why = why;
       log.warn({ dataset, jobId: job.jobId, reason: why }, 'restore: aborting the direct stream');
+      // The source stops when the go request closes; zfs recv's read ends here at once, even if the
+      // source cannot be reached to say so (a partition).
       control.abort(new BackupError(BACKUP_ERR_ABORTED, why));
+      recv.abort(why);
     };
     const onSignal = (): void => { abort(`stream aborted: ${message(opts.signal?.reason)}`); };
     if (opts.signal?.aborted === true) onSignal();

@@ -203,8 +203,36 @@ function spawnOnSocket(cmd: ZfsCommand, args: string[], socket: Socket, directio
       }
       // The daemon writes on: shutting the socket's sending side down makes its next write fail.
       if (direction === 'send' && !socket.destroyed) socket.end();
+      // The daemon reads on, blocked for as long as the other side sends nothing (a source cut off
+      // by a partition: until TCP keepalive gives up, minutes). Shutting the receiving side down
+      // ends that read at once (zfs recv then refuses the short stream and discards it).
+      if (direction === 'recv') {
+        void shutdownSocketRead(socket).then((err) => {
+          if (err !== null) cmd.log.warn({ args, err, reason }, 'zfs: could not shut the receiving side of the socket down; zfs recv ends when the connection does');
+        });
+      }
     },
   };
+}
+
+/**
+ * shutdown(SHUT_RD) of a socket: a read blocked on it, in any process holding it, returns the end.
+ * Node has no call for it (its shutdown is SHUT_WR only), so a perl one-liner does it on a copy of
+ * the socket (perl-base is part of every Debian system). Resolves null when done, else why not.
+ */
+export function shutdownSocketRead(socket: Socket, perlPath = 'perl'): Promise<string | null> {
+  const handle = (socket as unknown as { _handle?: { fd?: number } | null })._handle;
+  if (socket.destroyed || handle === null || handle === undefined) return Promise.resolve('the socket is closed');
+  return new Promise((resolve) => {
+    let stderr = '';
+    // 0 is SHUT_RD. fd 3 is the socket (a copy: the connection is the same).
+    const child = spawn(perlPath, ['-e', 'open(my $s, "+<&=", 3) or die "open fd 3: $!\\n"; shutdown($s, 0) or die "shutdown: $!\\n";'], {
+      stdio: ['ignore', 'ignore', 'pipe', socket],
+    });
+    child.stderr?.on('data', (c: Buffer) => { stderr += c.toString('utf8'); });
+    child.once('error', (err) => { resolve(`cannot run ${perlPath}: ${err.message}`); });
+    child.once('close', (code) => { resolve(code === 0 ? null : `${perlPath} exited ${code ?? 'on a signal'}: ${stderr.trim()}`); });
+  });
 }
 
 /**

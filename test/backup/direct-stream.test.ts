@@ -6,6 +6,8 @@ import { createServer, connect, Socket, type Server } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import { silentLogger } from '../../src/log.js';
 import { Zfs } from '../../src/zfs/index.js';
+import { shutdownSocketRead } from '../../src/zfs/stream.js';
+import { spawn } from 'node:child_process';
 import { parseSsBytes, socketBytes, socketEnds } from '../../src/backup/socket-bytes.js';
 import { waitFor } from '../../tools/lib/wait.js';
 
@@ -73,5 +75,39 @@ describe('handing a socket to zfs', () => {
     await new Promise<void>((r) => { client.once('connect', r); });
     const s = zfs.sendToSocket('p/a@1600000000000', client);
     await expect(s.done).rejects.toMatchObject({ code: 'MANATEE_ERR_ZFS_COMMAND', message: expect.stringMatching(/cannot run \/nonexistent\/zfs: not found/) });
+  });
+});
+
+describe('ending a read that another process is blocked in', () => {
+  async function connected(): Promise<Socket> {
+    // A server that accepts and never sends: a reader of the client's socket blocks.
+    const server = createServer((s) => { opened.push(s); });
+    opened.push(server);
+    await new Promise<void>((r) => { server.listen(0, '127.0.0.1', r); });
+    const addr = server.address();
+    const client = connect(typeof addr === 'object' && addr !== null ? addr.port : 0, '127.0.0.1');
+    opened.push(client);
+    await new Promise<void>((r) => { client.once('connect', r); });
+    return client;
+  }
+
+  it('shutdownSocketRead makes a child blocked reading the socket see its end', async () => {
+    const client = await connected();
+    // cat holds the socket as its stdin, as zfs recv (and zfs-fuse's daemon) do.
+    const cat = spawn('cat', [], { stdio: [client, 'ignore', 'ignore'] });
+    const exited = new Promise<number | null>((r) => { cat.once('close', (code) => { r(code); }); });
+    let done = false;
+    void exited.then(() => { done = true; });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(done).toBe(false); // still blocked: nothing was sent
+    expect(await shutdownSocketRead(client)).toBeNull();
+    expect(await exited).toBe(0);
+  });
+
+  it('says why when it cannot: no perl, or a closed socket', async () => {
+    const client = await connected();
+    expect(await shutdownSocketRead(client, '/nonexistent/perl')).toMatch(/cannot run \/nonexistent\/perl/);
+    client.destroy();
+    expect(await shutdownSocketRead(client)).toBe('the socket is closed');
   });
 });

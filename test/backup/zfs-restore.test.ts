@@ -6,7 +6,7 @@ import { chmod, open, readFile, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { Transform } from 'node:stream';
-import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { createServer as createHttpServer, request as httpRequest, type IncomingMessage } from 'node:http';
 import { execa } from 'execa';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { silentLogger } from '../../src/log.js';
@@ -604,6 +604,46 @@ describe('direct stream', () => {
     }
     await expectOldBack(ds, mp);
     await stalledSendGone();
+  });
+
+  it('a source that goes silent and cannot be told to stop (a partition): the restore fails at the idle timeout and zfs recv lets go at once', async () => {
+    // A fake source: offers the direct stream, then never sends a byte and ignores the go request's close.
+    const held: Socket[] = [];
+    const fake = createHttpServer((req, res) => {
+      held.push(req.socket);
+      if (req.method === 'POST' && req.url === '/backup/jobs') {
+        res.writeHead(201, { 'content-type': 'application/json' }).end(JSON.stringify({
+          jobId: '11111111-1111-4111-8111-111111111111', method: 'full', snapshot: `${srcDs}@1600000000001`, fromSnapshot: null, sizeEstimateBytes: 1_000_000,
+          streamPath: '/backup/jobs/11111111-1111-4111-8111-111111111111/stream',
+        }));
+      } else if (req.method === 'GET') {
+        res.writeHead(200, { connection: 'close', 'x-manatee-stream-mode': 'direct-socket' });
+        res.flushHeaders();
+      } else if (req.method === 'DELETE') {
+        res.writeHead(204).end();
+      }
+      // POST .../go: never answered.
+    });
+    await new Promise<void>((r) => { fake.listen(0, '127.0.0.1', r); });
+    const addr = fake.address();
+    const fakeSource = { peerId: 'a', pgUrl: 'postgres://unused', backupUrl: `http://127.0.0.1:${typeof addr === 'object' && addr !== null ? addr.port : 0}` };
+    const { ds, mp } = await oldPeer('direct-partitioned');
+    try {
+      const t0 = Date.now();
+      const err = await backend(ds, mp, { streamIdleTimeoutMs: 1500 }).restore({ source: fakeSource, reason: 'rebuild' }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(RestoreFailedError);
+      expect((err as Error).message).toMatch(/interrupted: no data for 1500 ms/);
+      // Not the keepalive's minutes, nor the 30 s after which zfs recv is stopped when the source
+      // does not answer: the receiving side's shutdown ended the read when the restore aborted.
+      expect(Date.now() - t0).toBeLessThan(29_000);
+    } finally {
+      for (const sock of held) sock.destroy();
+      fake.close();
+    }
+    await expectOldBack(ds, mp);
+    // zfs-fuse's daemon holds no receive into the dataset: a restore from the real source succeeds.
+    const again = await backend(ds, mp).restore({ source: source(), reason: 'rebuild' });
+    expect(again.method).toBe('full');
   });
 
   it('DELETE of a sending job stops it: the peer\'s restore fails naming the cancellation', async () => {
