@@ -92,6 +92,9 @@ describe('manatee-adm reload and restart on a real shard', () => {
     let maxGapMs = 0;
     for (let i = 1; i < acks.length; i++) maxGapMs = Math.max(maxGapMs, acks[i]! - acks[i - 1]!);
     console.log(`rolling restart: ${acks.length} writes acknowledged, longest gap without one ${maxGapMs} ms`);
+    // The writes moved once, from the old primary to the new one: one planned switchover of outage.
+    const writers = writer.acked.map((a) => a.peer).filter((p, i, all) => i === 0 || all[i - 1] !== p);
+    expect(writers).toEqual([primary.id, newSync]);
     expect(await writer.missingOn(shard.peer((await shard.stateOf(async0)).primary.id))).toEqual([]);
   }, 600_000);
 
