@@ -60,6 +60,26 @@ const ROUTES: readonly { method: 'GET' | 'POST'; url: string; body?: unknown; ba
   { method: 'POST', url: '/admin/restart-postgres', body: {}, badBody: { force: true }, badField: /body\.force: is not a known field/ },
 ];
 
+/** The /admin/ routes an API serves, as /openapi.json lists them. */
+async function adminRoutesOf(a: FastifyInstance): Promise<string[]> {
+  const doc = (await a.inject({ method: 'GET', url: '/openapi.json' })).json<{ paths: Record<string, Record<string, unknown>> }>();
+  return Object.entries(doc.paths).filter(([path]) => path.startsWith('/admin/'))
+    .flatMap(([path, methods]) => Object.keys(methods).map((m) => `${m.toUpperCase()} ${path}`)).sort();
+}
+
+describe('the table', () => {
+  it('has a row for each admin route that only a sitter\'s PostgreSQL and settings add (the matrix covers the others)', async () => {
+    const peers = ['a', 'b', 'c'].map((id) => peer(id));
+    const plain = await createApi(memoryDeps({ self: peers[0]!, store: new MemoryStore(threePeerState(peers), peers) }));
+    try {
+      const base = new Set(await adminRoutesOf(plain));
+      expect((await adminRoutesOf(app)).filter((r) => !base.has(r))).toEqual(ROUTES.map((r) => `${r.method} ${r.url}`).sort());
+    } finally {
+      await plain.close();
+    }
+  });
+});
+
 describe.each(ROUTES)('$method $url', (r) => {
   it('401 without a token, 403 with a wrong one, and the operation is not called', async () => {
     const before = changes.length;
