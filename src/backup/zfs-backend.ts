@@ -18,7 +18,7 @@ import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { execa } from 'execa';
 import type { Logger } from '../log.js';
-import { type Zfs, parentOf, validateDatasetName, ZfsBusyError, ZfsError, ZfsNoSpaceError, ZfsStreamInterruptedError, ZFS_ERR_STREAM_INTERRUPTED } from '../zfs/index.js';
+import { type Zfs, parentOf, validateDatasetName, ZFS_ERR_COMMAND, ZfsBusyError, ZfsError, ZfsNoSpaceError, ZfsStreamInterruptedError, ZFS_ERR_STREAM_INTERRUPTED } from '../zfs/index.js';
 import type { BackupBackend, RestoreOptions, RestoreResult } from './types.js';
 import { ByteProgress } from './rate.js';
 import { BackupError, BACKUP_ERR_ABORTED, BACKUP_ERR_HTTP, RestoreBusyError, RestoreFailedError, RestoreInvalidError } from './errors.js';
@@ -515,7 +515,7 @@ export class ZfsBackupBackend implements BackupBackend {
         return { outcome: null, error: err };
       },
     );
-    const recvErr: unknown = await recv.done.then(() => null, (err: unknown) => err ?? new Error('zfs recv failed'));
+    const recvErr: unknown = await recv.done.then(() => null, (err: unknown) => err ?? new ZfsError(ZFS_ERR_COMMAND, 'zfs recv failed'));
     clearTimeout(recvTimer);
     // The source's outcome: after a failed receive, a short wait (the source answers once its zfs
     // send ended); after a complete one, longer (the source's zfs send exits after its last write).

@@ -54,6 +54,18 @@ describe('socket byte counts from the kernel', () => {
   });
 });
 
+/** A connected client socket whose server accepts and never sends: a reader of it blocks. */
+async function connected(): Promise<Socket> {
+  const server = createServer((s) => { opened.push(s); });
+  opened.push(server);
+  await new Promise<void>((r) => { server.listen(0, '127.0.0.1', r); });
+  const addr = server.address();
+  const client = connect(typeof addr === 'object' && addr !== null ? addr.port : 0, '127.0.0.1');
+  opened.push(client);
+  await new Promise<void>((r) => { client.once('connect', r); });
+  return client;
+}
+
 describe('handing a socket to zfs', () => {
   const zfs = new Zfs({ log: silentLogger(), zfsPath: '/nonexistent/zfs' });
 
@@ -66,30 +78,13 @@ describe('handing a socket to zfs', () => {
   });
 
   it('a zfs that cannot be run fails its stream with MANATEE_ERR_ZFS_COMMAND naming the path', async () => {
-    const server = createServer((s) => { opened.push(s); });
-    opened.push(server);
-    await new Promise<void>((r) => { server.listen(0, '127.0.0.1', r); });
-    const addr = server.address();
-    const client = connect(typeof addr === 'object' && addr !== null ? addr.port : 0, '127.0.0.1');
-    opened.push(client);
-    await new Promise<void>((r) => { client.once('connect', r); });
+    const client = await connected();
     const s = zfs.sendToSocket('p/a@1600000000000', client);
     await expect(s.done).rejects.toMatchObject({ code: 'MANATEE_ERR_ZFS_COMMAND', message: expect.stringMatching(/cannot run \/nonexistent\/zfs: not found/) });
   });
 });
 
 describe('ending a read that another process is blocked in', () => {
-  async function connected(): Promise<Socket> {
-    // A server that accepts and never sends: a reader of the client's socket blocks.
-    const server = createServer((s) => { opened.push(s); });
-    opened.push(server);
-    await new Promise<void>((r) => { server.listen(0, '127.0.0.1', r); });
-    const addr = server.address();
-    const client = connect(typeof addr === 'object' && addr !== null ? addr.port : 0, '127.0.0.1');
-    opened.push(client);
-    await new Promise<void>((r) => { client.once('connect', r); });
-    return client;
-  }
 
   it('shutdownSocketRead makes a child blocked reading the socket see its end', async () => {
     const client = await connected();

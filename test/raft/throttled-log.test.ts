@@ -57,6 +57,6 @@ describe('ThrottledLog', () => {
 
   it('refuses an interval that is not above 0', () => {
     const { log } = capture();
-    expect(() => new ThrottledLog({ log, msg: 'x', intervalMs: 0, nowMs: () => 0 })).toThrow(/intervalMs must be above 0, got 0/);
+    expect(() => new ThrottledLog({ log, msg: 'x', intervalMs: 0, nowMs: () => 0 })).toThrow(expect.objectContaining({ code: 'MANATEE_ERR_RAFT_CONFIG', message: expect.stringMatching(/intervalMs must be above 0, got 0/) }));
   });
 });

@@ -5,6 +5,7 @@
 // sockets writes a line every intervalMs, a single failure is still logged at once, and no count
 // is lost.
 import type { Logger } from '../../log.js';
+import { RaftConfigError } from '../errors.js';
 
 export interface ThrottledLogOptions {
   readonly log: Logger;
@@ -25,7 +26,7 @@ export class ThrottledLog {
   private timer: NodeJS.Timeout | null = null;
 
   constructor(private readonly opts: ThrottledLogOptions) {
-    if (!(opts.intervalMs > 0)) throw new RangeError(`intervalMs must be above 0, got ${opts.intervalMs}`);
+    if (!(opts.intervalMs > 0)) throw new RaftConfigError(`intervalMs must be above 0, got ${opts.intervalMs}`);
   }
 
   /** Every occurrence so far, written or held. */
