@@ -81,7 +81,11 @@ describe('a TLS shard under a flood of half-open sockets', () => {
     // nothing in time) and opened again, so both made more connections than they hold. (How many
     // the API flood holds open at one moment depends on how fast the loaded test process reopens
     // them: 289 of 600 in one run, so that is not asserted; 400 were open before the restart.)
-    for (const f of floods) expect(f.stats.connected).toBeGreaterThan(f.count);
+    // Waited for, not asserted at once: on a quiet machine the rejoin can come within the 3 s the
+    // flood pauses before it reopens a cut socket (a run at load 10 saw 300 of 300 and failed).
+    for (const f of floods) {
+      await shard.waitFor(`the flood on port ${f.port} to have reopened cut sockets`, () => Promise.resolve(f.stats.connected > f.count ? true : null), 60_000);
+    }
 
     await Promise.all(floods.map((f) => f.stop()));
     for (const f of floods) expect(f.stats.open).toBe(0);
