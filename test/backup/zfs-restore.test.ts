@@ -339,6 +339,42 @@ describe('restore client', () => {
     await expectOldBack(ds, mp, `${pool.name}/peers`);
   });
 
+  it('puts the old dataset back when the partial dataset vanishes between the check and its destroy (zfs-fuse discarding an aborted receive itself)', async () => {
+    const { ds, mp } = await oldPeer('vanished');
+    // The race seen in CI, made certain: after the receive failed, the partial dataset still looks
+    // present to the check, and is gone when destroy looks (zfs-fuse discarded it in between).
+    let destroyCalls = 0;
+    class VanishingZfs extends Zfs {
+      private isolatedOnce = false;
+      override async isolate(dataset: string, reason: string, epochMs?: number): Promise<string> {
+        const r = await super.isolate(dataset, reason, epochMs);
+        this.isolatedOnce = true;
+        return r;
+      }
+      override async exists(name: string): Promise<boolean> {
+        return (name === ds && this.isolatedOnce) || super.exists(name);
+      }
+      override async destroy(name: string, opts: { recursive?: boolean } = {}): Promise<void> {
+        if (name === ds) {
+          destroyCalls += 1;
+          if (await super.exists(name)) await super.destroy(name, opts);
+        }
+        await super.destroy(name, opts);
+      }
+    }
+    serverZfs.fault = 'kill';
+    try {
+      const err = await backend(ds, mp, { directStream: false, zfs: new VanishingZfs({ log }) }).restore({ source: source(), reason: 'rebuild' }).catch((e: unknown) => e);
+      expect(destroyCalls).toBe(1);
+      expect(err).toBeInstanceOf(RestoreFailedError);
+      expect((err as RestoreFailedError).restoredOld).toBe(true);
+      expect((err as Error).message).toMatch(/previous dataset was put back/);
+    } finally {
+      serverZfs.fault = 'none';
+    }
+    await expectOldBack(ds, mp, `${pool.name}/peers`);
+  });
+
   it('puts the old dataset back when the restoring peer aborts, and the server stops zfs send', async () => {
     const { ds, mp } = await oldPeer('aborted');
     serverZfs.fault = 'slow';
