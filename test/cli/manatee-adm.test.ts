@@ -389,14 +389,22 @@ describe('manatee-adm: show -v, peers, pg-status, verify, state, active, add-pee
     expect(bad.stderr).toMatch(/^manatee-adm: MANATEE_ERR_USAGE: .*PERIOD must be a number of seconds above 0/);
   });
 
-  it('verify reports the deposed peer and exits 1; --json says the same for scripts', async () => {
+  it('verify reports the deposed peer, and that nothing listens at its address, and exits 1; --json says the same for scripts', async () => {
     if (store.state!.deposed.length === 0) store.commit({ ...store.state!, deposed: [peer('z', deadUrl)] }, 'z deposed again for verify');
     const r = await admInProcess(['verify']);
     expect(r.code).toBe(1);
     expect(r.stdout).toMatch(/^error: DEPOSED \(z\): z is deposed/m);
-    expect(r.stderr).toBe('manatee-adm: MANATEE_ERR_VERIFY_FAILED: 1 problem found\n');
+    expect(r.stdout).toContain(`error: PEER_UNREACHABLE (z): the deposed peer z (${deadUrl}) is unreachable: `);
+    expect(r.stdout).toMatch(/ECONNREFUSED.*: nothing of it was checked$/m);
+    expect(r.stderr).toBe('manatee-adm: MANATEE_ERR_VERIFY_FAILED: 2 problems found\n');
     const j = await admInProcess(['verify', '--json']);
-    expect(JSON.parse(j.stdout)).toEqual({ ok: false, issues: [expect.objectContaining({ severity: 'error', code: 'DEPOSED', peer: 'z' })] });
+    expect(JSON.parse(j.stdout)).toEqual({
+      ok: false,
+      issues: [
+        expect.objectContaining({ severity: 'error', code: 'DEPOSED', peer: 'z' }),
+        expect.objectContaining({ severity: 'error', code: 'PEER_UNREACHABLE', peer: 'z', message: expect.stringContaining(deadUrl) }),
+      ],
+    });
   });
 
   it('state and active print JSON', async () => {

@@ -117,6 +117,7 @@ describe('verify', () => {
       'error:SYNC_UNREACHABLE:b',
       'error:NOT_STREAMING:c',
     ]);
+    expect(verifyShard(report(threePeerState([A, B, C]), { unreachable: ['b'] }))[0]?.message).toBe(`the sync b (${B.apiUrl}) is unreachable: ECONNREFUSED`);
   });
 
   it('the primary\'s PostgreSQL down is an error', () => {
@@ -124,6 +125,21 @@ describe('verify', () => {
       edit: (id, s) => (id === 'a' ? { ...s, postgres: { ...s.postgres, online: false, healthy: false, writable: false, error: 'connection refused' } } : s),
     });
     expect(codes(r)).toContain('error:PRIMARY_PG_DOWN:a');
+  });
+
+  it('every peer that does not answer is an error naming it, the address asked and why: in the chain by its role, any other as PEER_UNREACHABLE', () => {
+    const r = report(threePeerState([A, B, C], [Z]), { unreachable: ['c', 'z'] });
+    expect(codes(r)).toEqual(['error:DEPOSED:z', 'error:ASYNC_UNREACHABLE:c', 'error:PEER_UNREACHABLE:z']);
+    const msg = (code: string) => verifyShard(r).find((i) => i.code === code)?.message;
+    expect(msg('ASYNC_UNREACHABLE')).toBe(`the async c (${C.apiUrl}) is unreachable: ECONNREFUSED`);
+    expect(msg('PEER_UNREACHABLE')).toBe(`the deposed peer z (${Z.apiUrl}) is unreachable: ECONNREFUSED: nothing of it was checked`);
+    // An active peer not placed in the chain yet (unassigned), whose API does not answer.
+    const u = report(threePeerState([A, B, C]), { active: ['a', 'b', 'c', 'z'], unreachable: ['z'] });
+    expect(codes(u)).toEqual(['error:PEER_UNREACHABLE:z']);
+    expect(verifyShard(u)[0]?.message).toBe(`the unassigned peer z (${Z.apiUrl}) is unreachable: ECONNREFUSED: nothing of it was checked`);
+    // The same peers answering: nothing but the deposed one.
+    expect(codes(report(threePeerState([A, B, C], [Z])))).toEqual(['error:DEPOSED:z']);
+    expect(codes(report(threePeerState([A, B, C]), { active: ['a', 'b', 'c', 'z'] }))).toEqual([]);
   });
 
   it('a deposed peer is an error until it is rebuilt or reaped', () => {

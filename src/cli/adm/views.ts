@@ -218,7 +218,7 @@ export function verifyShard(report: ShardReport): VerifyIssue[] {
   const serving = (role: string, id: string): void => {
     const p = peer(id);
     if (p === undefined || !p.reachable) {
-      issues.push({ severity: 'error', code: `${role.toUpperCase()}_UNREACHABLE`, peer: id, message: `the ${role} ${id} is unreachable${p?.error === null || p?.error === undefined ? '' : `: ${p.error}`}` });
+      issues.push({ severity: 'error', code: `${role.toUpperCase()}_UNREACHABLE`, peer: id, message: unreachable(`the ${role} ${id}`, p) });
     } else if (p.pgOnline !== true || p.pgHealthy !== true) {
       issues.push({ severity: 'error', code: `${role.toUpperCase()}_PG_DOWN`, peer: id, message: `the ${role} ${id}'s PostgreSQL is not serving: ${p.error ?? 'down'}` });
     }
@@ -240,7 +240,16 @@ export function verifyShard(report: ShardReport): VerifyIssue[] {
   noTakeover(report, state, issues);
   for (const a of state.async) {
     const p = peer(a.id);
-    if (p === undefined || !p.reachable) issues.push({ severity: 'error', code: 'ASYNC_UNREACHABLE', peer: a.id, message: `the async ${a.id} is unreachable` });
+    if (p === undefined || !p.reachable) issues.push({ severity: 'error', code: 'ASYNC_UNREACHABLE', peer: a.id, message: unreachable(`the async ${a.id}`, p) });
+  }
+  // Every other peer of the report (deposed, or active but not placed yet) that did not answer:
+  // an error, as for the chain, since nothing of it was checked (its certificate's expiry, its
+  // credentials during a rotation, its PostgreSQL's settings) and a peer the others cannot reach
+  // cannot be rebuilt from them or placed in the chain and serve.
+  const inChain = new Set([state.primary.id, ...(state.sync === null ? [] : [state.sync.id]), ...state.async.map((a) => a.id)]);
+  for (const p of report.peers) {
+    if (p.reachable || inChain.has(p.id)) continue;
+    issues.push({ severity: 'error', code: 'PEER_UNREACHABLE', peer: p.id, message: `${unreachable(`the ${p.role === 'deposed' ? 'deposed' : 'unassigned'} peer ${p.id}`, p)}: nothing of it was checked` });
   }
   for (const l of report.links) {
     if (!l.streaming) {
@@ -337,6 +346,13 @@ function noTakeover(report: ShardReport, state: NonNullable<ShardReport['state']
     ? `the sync ${state.sync.id} is tagged nofailover${asyncsTagged ? ', and so is every async' : ' (the primary replaces it with an async that may take over, unless the shard is frozen)'}`
     : `every async (${state.async.map((a) => a.id).join(', ')}) is tagged nofailover, so the sync would have no sync after a takeover`;
   issues.push({ severity: 'error', code: 'NO_TAKEOVER_POSSIBLE', peer: null, message: `no peer may take over if the primary fails: ${why}` });
+}
+
+/** "the sync b (https://10.0.0.2:5433) is unreachable: ECONNREFUSED": who, the address asked, why. */
+function unreachable(who: string, p: ShardPeer | undefined): string {
+  const where = p === undefined ? '' : ` (${p.apiUrl})`;
+  const why = p?.error === null || p?.error === undefined ? '' : `: ${p.error}`;
+  return `${who}${where} is unreachable${why}`;
 }
 
 export function renderVerify(issues: readonly VerifyIssue[]): string {
