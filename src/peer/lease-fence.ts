@@ -3,10 +3,13 @@
 // stale read or takes a write next to its successor.
 //
 // The lease runs from the moment this peer SENT the newest keepalive that a leader acknowledged
-// after confirming its leadership with a quorum (store/raft-consensus.ts). No leader can expire
-// the session sooner than sessionTimeoutMs after that moment on its own clock: the acknowledging
-// leader noted the keepalive after it was sent, and any later leader was elected after the
-// acknowledgement and gives every session a full sessionTimeoutMs of grace. Measured here with the
+// after confirming its leadership with a quorum (store/raft-consensus.ts), or the newest open of its
+// own session that committed (store/store.ts leaseRenewedAtMs): a (re)started primary's lease runs
+// from its open until its first keepalive is acknowledged. No leader can expire the session sooner
+// than sessionTimeoutMs after that moment on its own clock: the acknowledging leader noted the
+// keepalive after it was sent, any later leader was elected after the acknowledgement and gives
+// every session a full sessionTimeoutMs of grace, and every node starts counting a session's
+// silence when it applies its open, after the open was sent. Measured here with the
 // monotonic clock, the lease ends sessionTimeoutMs × (1 − maxClockDrift) − margin after that send:
 // the assumption is that no two peers' clocks run at rates more than maxClockDrift apart (1% by
 // default, far above real quartz drift), and the margin covers the check's period and the fence
@@ -20,7 +23,7 @@ export const LEASE_MAX_CLOCK_DRIFT = 0.01;
 export interface LeaseVerdict {
   /** The primary must not serve. */
   readonly fenced: boolean;
-  /** ms left on the lease (negative: past it); null when no keepalive was acknowledged yet. */
+  /** ms left on the lease (negative: past it); null when nothing renewed it yet (no open committed, no keepalive acknowledged). */
   readonly validForMs: number | null;
   readonly reason: string;
 }
@@ -34,16 +37,16 @@ export class LeaseClock {
   }
 
   /**
-   * The verdict at nowMs for a lease renewed at renewedAtMs (null: never). A peer that has had no
-   * keepalive acknowledged since it started is not fenced: its session was just opened through the
-   * log, which is itself a renewal, and its first keepalive follows within keepaliveIntervalMs.
+   * The verdict at nowMs for a lease renewed at renewedAtMs (null: never, since this process
+   * started: its session's open has not committed yet, and no keepalive was acknowledged). Renewed
+   * means: this peer sent a keepalive that was acknowledged, or an open of its session that committed.
    */
   verdict(nowMs: number, renewedAtMs: number | null): LeaseVerdict {
-    if (renewedAtMs === null) return { fenced: false, validForMs: null, reason: 'no keepalive acknowledged yet' };
+    if (renewedAtMs === null) return { fenced: false, validForMs: null, reason: 'not renewed yet (no session open committed, no keepalive acknowledged)' };
     const validForMs = Math.round(renewedAtMs + this.budgetMs - nowMs);
     return validForMs > 0
       ? { fenced: false, validForMs, reason: `lease valid for ${validForMs} ms` }
-      : { fenced: true, validForMs, reason: `no keepalive acknowledged for ${Math.round(nowMs - renewedAtMs)} ms (lease ${this.budgetMs} ms: sessionTimeoutMs ${this.sessionTimeoutMs} less ${this.maxDrift * 100}% clock drift and a ${this.marginMs} ms margin)` };
+      : { fenced: true, validForMs, reason: `lease not renewed for ${Math.round(nowMs - renewedAtMs)} ms (no keepalive acknowledged nor session open committed since; lease ${this.budgetMs} ms: sessionTimeoutMs ${this.sessionTimeoutMs} less ${this.maxDrift * 100}% clock drift and a ${this.marginMs} ms margin)` };
   }
 }
 
@@ -54,7 +57,7 @@ export interface PrimaryLeaseFenceOptions {
   readonly leaseClock: LeaseClock;
   /** Monotonic now (performance.now()). */
   readonly nowMs: () => number;
-  /** When this peer sent its newest acknowledged keepalive (ClusterStore.leaseRenewedAtMs). */
+  /** When this peer sent its newest acknowledged keepalive or committed session open (ClusterStore.leaseRenewedAtMs). */
   readonly renewedAtMs: () => number | null;
   /** This peer is the primary in the committed state. */
   readonly isPrimary: () => boolean;
@@ -117,7 +120,7 @@ export class PrimaryLeaseFence {
     const renewedAtMs = this.o.renewedAtMs();
     if (this.fencedAtMs !== null) {
       if (renewedAtMs !== null && renewedAtMs > this.fencedAtMs) {
-        this.o.log.info({ decision: 'lease-renewed', fencedForMs: Math.round(nowMs - this.fencedAtMs) }, 'lease renewed: a keepalive sent after the fence was acknowledged; lifting the fence');
+        this.o.log.info({ decision: 'lease-renewed', fencedForMs: Math.round(nowMs - this.fencedAtMs) }, 'lease renewed: a keepalive or session open sent after the fence was acknowledged or committed; lifting the fence');
         this.fencedAtMs = null;
         this.o.kick();
       }

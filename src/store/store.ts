@@ -7,6 +7,7 @@
 //   - the leader's expiry loop (see sessions.ts for the design);
 //   - watches: 'state', 'peers', 'sessionExpired'.
 // Time comes from an injected clock (`now`), so tests drive it.
+import { performance } from 'node:perf_hooks';
 import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';
 import {
@@ -46,6 +47,11 @@ export interface ClusterStoreOptions {
   readonly reopenExpiredSession?: boolean;
   /** Milliseconds since the epoch; default Date.now. */
   readonly now?: () => number;
+  /**
+   * The lease's monotonic clock, the one of Consensus.leaseRenewedAtMs (default performance.now):
+   * when this peer sent its session's open (leaseRenewedAtMs).
+   */
+  readonly monoNowMs?: () => number;
   readonly log?: Logger;
   /**
    * Asked on the leader when its Raft dial to a peer that holds a session is refused: resolves
@@ -83,6 +89,9 @@ export class ClusterStore {
   readonly proposeTimeoutMs: number;
 
   private readonly now: () => number;
+  private readonly monoNowMs: () => number;
+  /** When this peer sent the open (monoNowMs) of the newest session of its own that committed; null: none yet. */
+  private openRenewedAtMs: number | null = null;
   private readonly log: Logger;
   private readonly reopenExpired: boolean;
   private readonly liveness: SessionLiveness;
@@ -134,6 +143,7 @@ export class ClusterStore {
     this.proposeTimeoutMs = opts.proposeTimeoutMs ?? Math.max(2 * t, 5000);
     this.reopenExpired = opts.reopenExpiredSession ?? true;
     this.now = opts.now ?? Date.now;
+    this.monoNowMs = opts.monoNowMs ?? (() => performance.now());
     this.log = opts.log ?? silentLogger();
     this.liveness = new SessionLiveness(t);
     this.confirmPeerGone = opts.confirmPeerGone ?? null;
@@ -286,9 +296,19 @@ export class ClusterStore {
     return this.machine.history(limit);
   }
 
-  /** When this peer sent its newest acknowledged keepalive (performance.now()), or null (Consensus.leaseRenewedAtMs). */
+  /**
+   * The primary's lease (peer/lease-fence.ts): when this peer (monoNowMs) sent the newest of its
+   * renewals that the shard honoured, or null before the first. A renewal is a keepalive that a
+   * leader acknowledged (Consensus.leaseRenewedAtMs), or an open of its own session that committed:
+   * the open goes through the log, and every node starts counting the new session's silence when it
+   * applies the open (or later, at a grace), so no leader can expire it sooner than sessionTimeoutMs
+   * after it was sent. Without the open, a primary that restarted and was cut off before its first
+   * acknowledged keepalive had no lease to run out and was never fenced.
+   */
   leaseRenewedAtMs(): number | null {
-    return this.consensus.leaseRenewedAtMs?.() ?? null;
+    const acked = this.consensus.leaseRenewedAtMs?.() ?? null;
+    if (acked === null) return this.openRenewedAtMs;
+    return this.openRenewedAtMs === null ? acked : Math.max(acked, this.openRenewedAtMs);
   }
 
   /** This peer's open session, or null. */
@@ -374,6 +394,9 @@ export class ClusterStore {
   private async doOpenSession(peer: PeerInfo): Promise<Session> {
     this.ownPeer = peer;
     const tags = this.ownTags;
+    // Taken before the proposal: an open that waited long to commit renews a lease that is short
+    // or already over (the primary fences), never one that runs from when it committed.
+    const sentAtMs = this.monoNowMs();
     const res = await this.propose({ op: 'openSession', peer, time: this.isoNow(), ...(tags === undefined ? {} : { tags }) }, this.proposeTimeoutMs);
     if (res.op !== 'openSession') throw unexpected(res);
     if (!this.sessionWanted()) {
@@ -396,7 +419,9 @@ export class ClusterStore {
       throw new StoreError(STORE_ERR.sessionExpired, message);
     }
     this.own = res.session;
-    this.log.info({ peerId: peer.id, openedIndex: res.session.openedIndex }, 'session opened');
+    if (this.openRenewedAtMs === null || sentAtMs > this.openRenewedAtMs) this.openRenewedAtMs = sentAtMs;
+    const leaseSentAgoMs = Math.round(this.monoNowMs() - sentAtMs);
+    this.log.info({ peerId: peer.id, openedIndex: res.session.openedIndex, leaseSentAgoMs }, `session opened: it renews this peer's lease from when the open was sent (${leaseSentAgoMs} ms ago)`);
     if (this.running) this.startKeepalives();
     return res.session;
   }

@@ -3,6 +3,10 @@
 import { describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { LeaseClock, PrimaryLeaseFence } from '../../src/peer/lease-fence.js';
+import { InProcessGroup } from '../store/in-process-consensus.js';
+import { ClusterStateMachine } from '../../src/store/state-machine.js';
+import { ClusterStore } from '../../src/store/store.js';
+import { peer } from '../store/fixtures.js';
 import { KeepaliveLease, decodeKeepalive, decodeKeepaliveAck, decodeKeepaliveWithSeq, encodeKeepalive, encodeKeepaliveAck } from '../../src/store/raft-consensus.js';
 
 describe('LeaseClock', () => {
@@ -10,11 +14,11 @@ describe('LeaseClock', () => {
     const c = new LeaseClock(1500);
     expect(c.marginMs).toBe(150);
     expect(c.budgetMs).toBe(1485 - 150);
-    expect(c.verdict(10_000, null)).toEqual({ fenced: false, validForMs: null, reason: 'no keepalive acknowledged yet' });
+    expect(c.verdict(10_000, null)).toEqual({ fenced: false, validForMs: null, reason: 'not renewed yet (no session open committed, no keepalive acknowledged)' });
     expect(c.verdict(10_000, 9_000)).toMatchObject({ fenced: false, validForMs: 335 });
     const late = c.verdict(10_400, 9_000);
     expect(late.fenced).toBe(true);
-    expect(late.reason).toBe('no keepalive acknowledged for 1400 ms (lease 1335 ms: sessionTimeoutMs 1500 less 1% clock drift and a 150 ms margin)');
+    expect(late.reason).toBe('lease not renewed for 1400 ms (no keepalive acknowledged nor session open committed since; lease 1335 ms: sessionTimeoutMs 1500 less 1% clock drift and a 150 ms margin)');
   });
 
   it('refuses a session timeout that leaves no lease', () => {
@@ -83,7 +87,7 @@ describe('PrimaryLeaseFence', () => {
     r.fence.check();
     expect(r.fence.status()).toMatchObject({ fenced: true });
     expect(r.calls).toEqual({ stops: 1, invalidations: 1, kicks: 0 });
-    expect(r.lines.find((l) => l['decision'] === 'lease-fence')?.['reason']).toMatch(/^no keepalive acknowledged for 1336 ms/);
+    expect(r.lines.find((l) => l['decision'] === 'lease-fence')?.['reason']).toMatch(/^lease not renewed for 1336 ms/);
     expect(r.fence.holdsPrimary('primary')).toBe(true);
     expect(r.fence.holding).toBe(true);
     // An acknowledgement of a keepalive sent before the fence does not lift it.
@@ -111,5 +115,66 @@ describe('PrimaryLeaseFence', () => {
     expect(r.fence.holdsPrimary('deposed')).toBe(false);
     expect(r.fence.holdsPrimary('primary')).toBe(false);
     expect(r.lines.some((l) => l['decision'] === 'lease-fence-moot')).toBe(true);
+  });
+});
+
+describe('the lease of a primary that (re)started and is cut off before its first acknowledged keepalive', () => {
+  // The real store on the in-process consensus, which acknowledges no keepalive: the only renewal is
+  // the session's open. Before the open counted, renewedAtMs stayed null and the primary was never fenced.
+  function restarted() {
+    let nowMs = 20_000;
+    const group = new InProcessGroup();
+    const machine = new ClusterStateMachine();
+    group.add('a', machine);
+    group.elect('a');
+    const store = new ClusterStore({ machine, consensus: group.member('a'), sessionTimeoutMs: 1500, monoNowMs: () => nowMs });
+    const calls = { stops: 0 };
+    const log = pino({ level: 'silent' });
+    const fence = new PrimaryLeaseFence({
+      leaseClock: new LeaseClock(1500), nowMs: () => nowMs, renewedAtMs: () => store.leaseRenewedAtMs(), isPrimary: () => true,
+      stopPostgres: () => { calls.stops++; return Promise.resolve(); }, invalidate: () => undefined, kick: () => undefined, log,
+    });
+    return { store, fence, calls, at: (ms: number) => { nowMs = ms; } };
+  }
+
+  it('fences lease-budget after the open was sent', async () => {
+    const r = restarted();
+    try {
+      const opening = r.store.openSession(peer('a'));
+      r.at(20_200); // committed 200 ms after it was sent
+      await opening;
+      r.fence.check();
+      expect(r.fence.status()).toMatchObject({ fenced: false, validForMs: 1335 - 200 });
+      r.at(20_000 + 1335 - 1);
+      r.fence.check();
+      expect(r.calls.stops).toBe(0);
+      // Cut off: no keepalive is ever acknowledged.
+      r.at(20_000 + 1335 + 1);
+      r.fence.check();
+      expect(r.fence.status()).toMatchObject({ fenced: true, validForMs: -1 });
+      expect(r.calls.stops).toBe(1);
+    } finally {
+      r.store.stop();
+    }
+  });
+
+  it('an open that took longer than the lease to commit fences at once; a later open lifts the fence', async () => {
+    const r = restarted();
+    try {
+      const opening = r.store.openSession(peer('a'));
+      r.at(20_000 + 1500);
+      await opening;
+      r.fence.check();
+      expect(r.fence.status().fenced).toBe(true);
+      expect(r.calls.stops).toBe(1);
+      // An open sent after the fence (the session reopened, e.g. after an expiry) renews the lease.
+      r.at(22_000);
+      await r.store.openSession(peer('a'));
+      r.at(22_100);
+      r.fence.check();
+      expect(r.fence.status().fenced).toBe(false);
+    } finally {
+      r.store.stop();
+    }
   });
 });

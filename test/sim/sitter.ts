@@ -170,6 +170,7 @@ export class SimSitter {
       sessionTimeoutMs: SIM_TIMEOUTS.sessionTimeoutMs,
       keepaliveIntervalMs: SIM_TIMEOUTS.keepaliveIntervalMs,
       now: () => this.world.wallMs(),
+      monoNowMs: () => this.world.nowMs,
       log: LOG,
     });
     this.handle = new SimPgHandle(parts.pg, parts.world, parts.pgs, parts.net, {
