@@ -19,6 +19,25 @@ afterEach(() => {
   }
 });
 
+/** A loopback connection: the client, connected, and the server's side of it once accepted. */
+async function connectedPair(): Promise<{ client: Socket; accepted: Promise<Socket> }> {
+  let accept: (s: Socket) => void = () => undefined;
+  const accepted = new Promise<Socket>((r) => { accept = r; });
+  const server = createServer((s) => { opened.push(s); accept(s); });
+  opened.push(server);
+  await new Promise<void>((r) => { server.listen(0, '127.0.0.1', r); });
+  const addr = server.address();
+  const client = connect(typeof addr === 'object' && addr !== null ? addr.port : 0, '127.0.0.1');
+  opened.push(client);
+  await new Promise<void>((r) => { client.once('connect', r); });
+  return { client, accepted };
+}
+
+/** A connected client socket whose server accepts and never sends: a reader of it blocks. */
+async function connected(): Promise<Socket> {
+  return (await connectedPair()).client;
+}
+
 describe('socket byte counts from the kernel', () => {
   it('parses the counters of an ss -tin info line, and says null when there are none', () => {
     const line = 'cubic wscale:7,7 rto:204 rtt:0.02/0.01 mss:32768 bytes_sent:5000 bytes_acked:4242 bytes_received:1234 segs_out:10';
@@ -29,17 +48,10 @@ describe('socket byte counts from the kernel', () => {
   });
 
   it('reads what a loopback connection sent and received, after the fact too, and null for a connection that does not exist', async () => {
-    let accepted: Socket | null = null;
-    const server = createServer((s) => { accepted = s; opened.push(s); });
-    opened.push(server);
-    await new Promise<void>((r) => { server.listen(0, '127.0.0.1', r); });
-    const addr = server.address();
-    const client = connect(typeof addr === 'object' && addr !== null ? addr.port : 0, '127.0.0.1');
-    opened.push(client);
-    await new Promise<void>((r) => { client.once('connect', r); });
+    const { client, accepted } = await connectedPair();
     const payload = Buffer.alloc(300_000, 7);
     let got = 0;
-    const srv = await waitFor('accepted', () => accepted);
+    const srv = await accepted;
     srv.on('data', (c: Buffer) => { got += c.length; });
     client.write(payload);
     await waitFor('all bytes received', () => got === payload.length);
@@ -53,18 +65,6 @@ describe('socket byte counts from the kernel', () => {
     expect(await socketBytes(ends, '/nonexistent/ss')).toBeNull();
   });
 });
-
-/** A connected client socket whose server accepts and never sends: a reader of it blocks. */
-async function connected(): Promise<Socket> {
-  const server = createServer((s) => { opened.push(s); });
-  opened.push(server);
-  await new Promise<void>((r) => { server.listen(0, '127.0.0.1', r); });
-  const addr = server.address();
-  const client = connect(typeof addr === 'object' && addr !== null ? addr.port : 0, '127.0.0.1');
-  opened.push(client);
-  await new Promise<void>((r) => { client.once('connect', r); });
-  return client;
-}
 
 describe('handing a socket to zfs', () => {
   const zfs = new Zfs({ log: silentLogger(), zfsPath: '/nonexistent/zfs' });

@@ -1,29 +1,13 @@
 // Raft storage format 1 (all on LevelDB), read now only to check and migrate an old directory:
 // round trips, crash consistency, and refusal to start on damaged records.
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Level } from 'level';
 import { LevelRaftStorage as RaftStorage } from '../../src/raft/storage/index.js';
 import { entryKey, HARD_STATE_KEY, SNAPSHOT_KEY } from '../../src/raft/storage/records.js';
 import { RaftStorageCorruptError } from '../../src/raft/errors.js';
-import type { Entry } from '../../src/raft/core/types.js';
-import { makeTmpDir } from '../../tools/lib/tmp.js';
+import { ents, tmp as tmpDir } from './storage-fixtures.js';
 
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
-async function tmp(): Promise<string> {
-  const d = await makeTmpDir('raft-storage');
-  cleanups.push(d.cleanup);
-  return d.path;
-}
-
-function ents(from: number, to: number, term: number): Entry[] {
-  const out: Entry[] = [];
-  for (let i = from; i <= to; i++) out.push({ term, index: i, type: 'normal', data: `cmd-${i}-t${term}` });
-  return out;
-}
+const tmp = (): Promise<string> => tmpDir('raft-storage');
 
 async function reopen(dir: string) {
   const s = await RaftStorage.open(dir);

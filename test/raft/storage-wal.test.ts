@@ -1,7 +1,7 @@
 // Raft storage format 2 (entries and hard states in segment files, the snapshot in LevelDB):
 // round trips, truncation, snapshots and compaction, crash consistency, torn tails cut off,
 // damage refused with the directory, the segment and the index named, and migration from format 1.
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { existsSync } from 'node:fs';
 import { appendFile, mkdir, readFile, rename, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -11,24 +11,9 @@ import { encodeRecord, entryKey, FORMAT_KEY, HARD_STATE_KEY, SNAPSHOT_KEY } from
 import { encodeWalRecord, segmentName } from '../../src/raft/storage/wal-segment.js';
 import { RaftStorageCorruptError } from '../../src/raft/errors.js';
 import type { Entry, HardState, Snapshot } from '../../src/raft/core/types.js';
-import { makeTmpDir } from '../../tools/lib/tmp.js';
+import { afterThisTest, ents, tmp as tmpDir } from './storage-fixtures.js';
 
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
-async function tmp(): Promise<string> {
-  const d = await makeTmpDir('raft-wal');
-  cleanups.push(d.cleanup);
-  return d.path;
-}
-
-function ents(from: number, to: number, term: number): Entry[] {
-  const out: Entry[] = [];
-  for (let i = from; i <= to; i++) out.push({ term, index: i, type: 'normal', data: `cmd-${i}-t${term}` });
-  return out;
-}
+const tmp = (): Promise<string> => tmpDir('raft-wal');
 
 function snap(index: number, term: number, data = `state@${index}`): Snapshot {
   return { metadata: { index, term, confState: { voters: ['a', 'b', 'c'], learners: [] } }, data };
@@ -36,7 +21,7 @@ function snap(index: number, term: number, data = `state@${index}`): Snapshot {
 
 async function open(dir: string, segmentBytesMax?: number): Promise<RaftStorage> {
   const s = await RaftStorage.open(dir, segmentBytesMax !== undefined ? { segmentBytesMax } : {});
-  cleanups.push(() => s.close());
+  afterThisTest(() => s.close());
   return s;
 }
 
