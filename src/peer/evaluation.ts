@@ -67,7 +67,19 @@ export class Evaluation {
   /** The last "still unsettled" said of it: said again only when it changes (no leader for a minute is one line). */
   private unresolvedMessage: string | null = null;
 
-  constructor(private readonly o: EvaluationOptions) {}
+  constructor(private readonly o: EvaluationOptions) {
+    // Restarted while a fenced write had no answer: the fence holds, exactly as before the restart.
+    const u = o.facts.current.unsettledWrite ?? null;
+    if (u !== null) {
+      this.unresolved = u;
+      const message = `restarted with the ${u.kind} write of generation ${u.write.newState.generation} unsettled (recorded in ${o.facts.where}): ` +
+        'it may still commit, so the fence holds and nothing else is done until the store shows its outcome';
+      o.decisions.side({
+        kind: 'fencedWriteUnknown', reason: message, generation: u.write.newState.generation, logDecision: `${u.kind}-unknown-at-start`, level: 'warn', message,
+        fields: { expectVersion: u.write.expectVersion },
+      }, o.clock.nowMs());
+    }
+  }
 
   /** The store has applied everything the shard committed since start-up. */
   get storeCaughtUp(): boolean {
@@ -120,8 +132,10 @@ export class Evaluation {
         o.log.info({ decision: `${d.kind}-committed`, generation: d.write.newState.generation, summary: d.write.summary }, `wrote: ${d.write.summary}`);
       } catch (err) {
         if (fenced && writeFailure(err) === 'unknown') {
-          // It may still commit: the fence holds until the write is settled (see `unresolved`).
-          this.unresolved = { kind: d.kind, write: d.write };
+          // It may still commit: the fence holds until the write is settled (see `unresolved`),
+          // and across a restart (the facts file, fsynced before the next step).
+          const u = { kind: d.kind, write: d.write };
+          this.unresolved = u;
           this.unresolvedMessage = null;
           const message = `the ${d.kind} write of generation ${d.write.newState.generation} has no answer (${errorMessage(err)}); it may still commit, so the fence holds until the store shows its outcome`;
           o.decisions.side({
@@ -129,6 +143,7 @@ export class Evaluation {
             fields: { expectVersion: d.write.expectVersion },
           }, nowMs);
           o.kickSoon();
+          await o.facts.update({ unsettledWrite: u });
           throw err;
         }
         // Not committed: the next reconcile renders this peer's configuration again, which lifts
@@ -194,6 +209,8 @@ export class Evaluation {
     }
     this.unresolved = null;
     this.unresolvedMessage = null;
+    // Cleared once settled (a crash before this only settles it again at start, by the version).
+    await o.facts.update({ unsettledWrite: null });
     o.decisions.side({ kind: 'fencedWriteSettled', reason: r.message, generation, logDecision: `${u.kind}-${r.resolution}`, level: 'info', message: r.message,
       fields: { expectVersion: u.write.expectVersion, version: o.store.getState().version } }, o.clock.nowMs());
     o.reconciler.invalidate();

@@ -1,12 +1,15 @@
 // The facts file: what this peer remembers across restarts, beside its PostgreSQL data
-// (<dataDir>/sitter-facts.json). A deposed peer rejoins on `rebuiltFrom`, and a primary refuses
-// to create a second, empty database on `initdbDone`: a fact lost in a crash is a safety bug, so
+// (<dataDir>/sitter-facts.json). A deposed peer rejoins on `rebuiltFrom`, a primary refuses
+// to create a second, empty database on `initdbDone`, and a sitter restarted while a fenced write
+// had no answer keeps its fence on `unsettledWrite`: a fact lost in a crash is a safety bug, so
 // a write is durable before it returns (the temporary file and then its directory are fsynced
 // around the rename).
 import { open, readFile, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { ManateeError, errorMessage } from '../errors.js';
 import { LSN_ZERO, type ClusterState, type PeerId } from '../model/index.js';
+import { canonicalState, stateShapeProblems } from '../store/index.js';
+import { FENCED_KINDS, type UnresolvedWrite } from './fencing.js';
 
 export const FACTS_ERR_INVALID = 'MANATEE_ERR_FACTS_INVALID';
 
@@ -15,6 +18,12 @@ export interface LocalFacts {
   readonly rebuiltFrom: { readonly primaryId: PeerId; readonly generation: number } | null;
   /** Set once this peer ran initdb: it never creates a second, empty database in place of the first. */
   readonly initdbDone: boolean;
+  /**
+   * A fenced write (a takeover, a new sync...) whose proposal got no answer: it may still commit,
+   * so the fence holds until the store shows its outcome, across a restart too (evaluation.ts).
+   * Absent or null: none.
+   */
+  readonly unsettledWrite?: UnresolvedWrite | null;
 }
 
 export const NO_FACTS: LocalFacts = { rebuiltFrom: null, initdbDone: false };
@@ -73,15 +82,47 @@ export function parseFacts(text: string, where: string): LocalFacts {
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
     throw new ManateeError(FACTS_ERR_INVALID, `${where}: must be an object {rebuiltFrom, initdbDone}`);
   }
-  const p = parsed as { rebuiltFrom?: unknown; initdbDone?: unknown };
+  const p = parsed as { rebuiltFrom?: unknown; initdbDone?: unknown; unsettledWrite?: unknown };
   const initdbDone = p.initdbDone === true;
+  const unsettledWrite = parseUnsettledWrite(p.unsettledWrite, where);
+  const rest = unsettledWrite === null ? { initdbDone } : { initdbDone, unsettledWrite };
   const r = p.rebuiltFrom;
-  if (r === null || r === undefined) return { rebuiltFrom: null, initdbDone };
+  if (r === null || r === undefined) return { rebuiltFrom: null, ...rest };
   const rf = r as { primaryId?: unknown; generation?: unknown };
   if (typeof r !== 'object' || typeof rf.primaryId !== 'string' || typeof rf.generation !== 'number') {
     throw new ManateeError(FACTS_ERR_INVALID, `${where}: rebuiltFrom must be {primaryId: string, generation: number}`);
   }
-  return { rebuiltFrom: { primaryId: rf.primaryId, generation: rf.generation }, initdbDone };
+  return { rebuiltFrom: { primaryId: rf.primaryId, generation: rf.generation }, ...rest };
+}
+
+function shown(v: unknown): string {
+  return v === undefined ? 'nothing' : JSON.stringify(v);
+}
+
+/**
+ * The record of a fenced write without an answer. A garbled one stops the sitter: guessing would
+ * either lift a fence whose write may still commit, or keep one for good.
+ */
+function parseUnsettledWrite(value: unknown, where: string): UnresolvedWrite | null {
+  if (value === null || value === undefined) return null;
+  const bad = (what: string): ManateeError => new ManateeError(FACTS_ERR_INVALID,
+    `${where}: unsettledWrite ${what}. The sitter does not start on it: the fenced write it records may still commit, so its fence must hold. ` +
+    'The file is left as it is; fix the record, or remove it once the cluster state (manatee-adm state) shows that write\'s outcome');
+  if (typeof value !== 'object' || Array.isArray(value)) throw bad('must be an object {kind, write: {expectVersion, newState, summary}}');
+  const u = value as { kind?: unknown; write?: unknown };
+  if (typeof u.kind !== 'string' || !(FENCED_KINDS as ReadonlySet<string>).has(u.kind)) {
+    throw bad(`.kind must be one of ${[...FENCED_KINDS].join(', ')} (got ${shown(u.kind)})`);
+  }
+  const w = u.write as { expectVersion?: unknown; newState?: unknown; summary?: unknown } | null | undefined;
+  if (typeof w !== 'object' || w === null || Array.isArray(w)) throw bad('.write must be an object {expectVersion, newState, summary}');
+  if (!(Number.isSafeInteger(w.expectVersion) && (w.expectVersion as number) >= 0)) throw bad(`.write.expectVersion must be an integer >= 0 (got ${shown(w.expectVersion)})`);
+  if (typeof w.summary !== 'string') throw bad('.write.summary must be a string');
+  const problems = stateShapeProblems(w.newState);
+  if (problems.length > 0) throw bad(`.write.newState is not a cluster state: ${problems.join('; ')}`);
+  return {
+    kind: u.kind as UnresolvedWrite['kind'],
+    write: { expectVersion: w.expectVersion as number, newState: canonicalState(w.newState as ClusterState), summary: w.summary },
+  };
 }
 
 /** The facts as the sitter knows them now, written through to their store. */

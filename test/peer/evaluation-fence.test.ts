@@ -7,12 +7,15 @@ import { ManateeError } from '../../src/errors.js';
 import type { ClusterState, PeerInfo, PostgresStatus } from '../../src/model/index.js';
 import { DecisionLog } from '../../src/peer/decision-log.js';
 import { Evaluation, type EvaluationOptions } from '../../src/peer/evaluation.js';
-import { FactsKeeper, NO_FACTS } from '../../src/peer/facts.js';
+import { FactsKeeper, FileFacts, NO_FACTS } from '../../src/peer/facts.js';
 import { writeFailure } from '../../src/peer/fencing.js';
 import type { Reconciler } from '../../src/peer/reconciler.js';
 import type { Decision } from '../../src/peer/rules/index.js';
 import { VersionMismatchError } from '../../src/store/errors.js';
 import { capturingLogger } from '../../tools/lib/memory-peer.js';
+import { makeTmpDir } from '../../tools/lib/tmp.js';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 
 function peer(id: string): PeerInfo {
   return { id, host: id, pgUrl: `postgres://${id}:5432/postgres`, apiUrl: `http://${id}:5433` };
@@ -71,10 +74,10 @@ function timeout(): ManateeError {
   return new ManateeError('MANATEE_ERR_RAFT_TIMEOUT', 'proposal 13 not applied in time');
 }
 
-function setup(self: PeerInfo = B, pg: PostgresStatus = PG_STANDBY): {
+function setup(self: PeerInfo = B, pg: PostgresStatus = PG_STANDBY, opts: { store?: FakeStore; facts?: FactsKeeper } = {}): {
   evaluation: Evaluation; store: FakeStore; effects: string[]; reconciled: Decision[]; decisions: DecisionLog; logged: () => string[];
 } {
-  const store = new FakeStore();
+  const store = opts.store ?? new FakeStore();
   const effects: string[] = [];
   const reconciled: Decision[] = [];
   const { logger: log, lines } = capturingLogger();
@@ -101,7 +104,7 @@ function setup(self: PeerInfo = B, pg: PostgresStatus = PG_STANDBY): {
     },
     history: { current: () => ({ timeline: 1, switches: [] }), read: () => Promise.resolve({ timeline: 1, switches: [] }) },
     hasPreviousData: true,
-    facts: new FactsKeeper({ where: 'memory', read: () => Promise.resolve(NO_FACTS), write: () => Promise.resolve() }, NO_FACTS),
+    facts: opts.facts ?? new FactsKeeper({ where: 'memory', read: () => Promise.resolve(NO_FACTS), write: () => Promise.resolve() }, NO_FACTS),
     reconciler,
     sessions: { keep: () => Promise.resolve() } as unknown as EvaluationOptions['sessions'],
     leader: { check: () => undefined } as unknown as EvaluationOptions['leader'],
@@ -209,6 +212,105 @@ describe('what a fenced write without an answer says', () => {
     expect(decisions.record?.reason).toMatch(/is still unsettled \(no Raft leader is known\); keeping the fence/);
     await evaluation.evaluate();
     expect(logged()).toEqual(['takeover-unknown', 'takeover-still-unknown', 'takeover-committed']);
+  });
+});
+
+describe('a fenced write without an answer, across a restart of the sitter', () => {
+  /** The real facts file, in a fresh directory, with other facts in it already. */
+  async function factsFile(): Promise<{ path: string; keeper: () => Promise<FactsKeeper>; onDisk: () => Promise<Record<string, unknown>>; cleanup: () => Promise<void> }> {
+    const tmp = await makeTmpDir('unsettled');
+    const path = join(tmp.path, 'sitter-facts.json');
+    const file = new FileFacts(path);
+    await file.write({ rebuiltFrom: { primaryId: 'a', generation: 1 }, initdbDone: true });
+    return {
+      path,
+      // What a sitter that starts reads (sitter-wiring.ts: FileFacts.read, then its keeper).
+      keeper: async () => new FactsKeeper(file, await file.read()),
+      onDisk: async () => JSON.parse(await readFile(path, 'utf8')) as Record<string, unknown>,
+      cleanup: () => tmp.cleanup(),
+    };
+  }
+
+  it('is recorded in the facts file (beside the other facts) when it becomes unsettled, and cleared when settled', async () => {
+    const f = await factsFile();
+    try {
+      const { evaluation, store } = setup(B, PG_STANDBY, { facts: await f.keeper() });
+      store.answers.push(timeout());
+      await expect(evaluation.evaluate()).rejects.toThrow(/not applied in time/);
+      const recorded = await f.onDisk();
+      expect(recorded).toMatchObject({ rebuiltFrom: { primaryId: 'a', generation: 1 }, initdbDone: true, unsettledWrite: { kind: 'takeover', write: { expectVersion: 1, newState: { generation: 2, primary: { id: 'b' } } } } });
+      expect((await f.keeper()).current.unsettledWrite).toEqual(evaluation.unresolvedWrite);
+      await evaluation.evaluate(); // proposed again: committed
+      expect(evaluation.unresolvedWrite).toBeNull();
+      // (rebuiltFrom is forgotten as b serves as primary: evaluation.ts, forget-rebuild.)
+      expect(await f.onDisk()).toEqual({ rebuiltFrom: null, initdbDone: true, unsettledWrite: null });
+    } finally {
+      await f.cleanup();
+    }
+  });
+
+  it('a restarted sitter that finds one keeps the fence, does nothing else, says why in /status, and settles it as before', async () => {
+    const f = await factsFile();
+    try {
+      const before = setup(B, PG_STANDBY, { facts: await f.keeper() });
+      before.store.answers.push(timeout());
+      await expect(before.evaluation.evaluate()).rejects.toThrow(/not applied in time/);
+      expect(before.effects).toEqual(['detach']);
+
+      // The sitter restarts (its PostgreSQL keeps the fence in its files). a is back meanwhile:
+      // the rules alone would make b a's sync again and attach it to a.
+      const store = before.store;
+      store.active = [A, B, C];
+      const after = setup(B, PG_STANDBY, { store, facts: await f.keeper() });
+      expect(after.evaluation.unresolvedWrite?.kind).toBe('takeover');
+      expect(after.decisions.record).toMatchObject({ kind: 'fencedWriteUnknown', generation: 2 });
+      expect(after.decisions.record?.reason).toBe(`restarted with the takeover write of generation 2 unsettled (recorded in ${f.path}): it may still commit, so the fence holds and nothing else is done until the store shows its outcome`);
+      store.answers.push(new ManateeError('MANATEE_ERR_RAFT_NO_LEADER', 'no Raft leader is known'));
+      await after.evaluation.evaluate();
+      expect(after.effects).toEqual([]); // no reconcile, no invalidation: the fence holds
+      expect(after.reconciled).toEqual([]);
+      expect(store.puts).toEqual([{ generation: 2, expectVersion: 1 }, { generation: 2, expectVersion: 1 }]);
+      expect(after.decisions.record?.reason).toMatch(/is still unsettled \(no Raft leader is known\); keeping the fence/);
+
+      // The first proposal committed late: the store shows it, the fence gives way to the role in it.
+      store.commit({ generation: 2, primary: B, sync: C, async: [], deposed: [A], initWal: '0/100', initWalHistory: { timeline: 1, switches: [] } });
+      await after.evaluation.evaluate();
+      expect(after.evaluation.unresolvedWrite).toBeNull();
+      expect(after.reconciled.map((d) => `${d.role} g${d.generation ?? '-'}`)).toEqual(['primary g2']);
+      expect(after.effects).toEqual(['invalidate', 'reconcile primary']);
+      expect((await f.keeper()).current).toEqual({ rebuiltFrom: null, initdbDone: true });
+    } finally {
+      await f.cleanup();
+    }
+  });
+
+  it('a record whose write was settled while the sitter was down gives way at the first evaluation', async () => {
+    const f = await factsFile();
+    try {
+      const before = setup(B, PG_STANDBY, { facts: await f.keeper() });
+      before.store.answers.push(timeout());
+      await expect(before.evaluation.evaluate()).rejects.toThrow(/not applied in time/);
+      // a wrote first (same generation): b's write can never commit.
+      before.store.active = [A, B, C];
+      before.store.commit({ ...G1, async: [] });
+      const after = setup(B, PG_STANDBY, { store: before.store, facts: await f.keeper() });
+      await after.evaluation.evaluate();
+      expect(before.store.puts).toHaveLength(1);
+      expect(after.evaluation.unresolvedWrite).toBeNull();
+      expect(after.effects).toEqual(['invalidate', 'reconcile sync']);
+      expect((await f.onDisk())['unsettledWrite']).toBeNull();
+    } finally {
+      await f.cleanup();
+    }
+  });
+
+  it('when the record cannot be written, the evaluation fails with the file\'s error and the fence still holds', async () => {
+    const failing = new FactsKeeper({ where: 'disk', read: () => Promise.resolve(NO_FACTS), write: () => Promise.reject(new ManateeError('MANATEE_ERR_FACTS_WRITE', 'disk: ENOSPC')) }, NO_FACTS);
+    const { evaluation, store, effects } = setup(B, PG_STANDBY, { facts: failing });
+    store.answers.push(timeout());
+    await expect(evaluation.evaluate()).rejects.toThrow(/ENOSPC/);
+    expect(evaluation.unresolvedWrite?.kind).toBe('takeover');
+    expect(effects).toEqual(['detach']);
   });
 });
 

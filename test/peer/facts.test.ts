@@ -67,3 +67,55 @@ describe('the facts file', () => {
     expect(() => parseFacts('[]', 'f')).toThrow('f: must be an object {rebuiltFrom, initdbDone}');
   });
 });
+
+describe('the record of a fenced write without an answer', () => {
+  const peerOf = (id: string) => ({ id, host: id, pgUrl: `postgres://${id}:5432/postgres`, apiUrl: `http://${id}:5433` });
+  const write = {
+    kind: 'takeover' as const,
+    write: {
+      expectVersion: 4,
+      newState: { generation: 3, primary: peerOf('b'), sync: peerOf('c'), async: [], deposed: [peerOf('a')], initWal: '0/3000060' },
+      summary: 'sync (b) took over as primary (from a)',
+    },
+  };
+
+  it('is written and read back beside the other facts', async () => {
+    const tmp = await makeTmpDir('facts');
+    try {
+      const facts = new FileFacts(join(tmp.path, 'sitter-facts.json'));
+      await facts.write({ rebuiltFrom: { primaryId: 'a', generation: 2 }, initdbDone: true, unsettledWrite: write });
+      expect(await facts.read()).toEqual({ rebuiltFrom: { primaryId: 'a', generation: 2 }, initdbDone: true, unsettledWrite: write });
+      await facts.write({ rebuiltFrom: { primaryId: 'a', generation: 2 }, initdbDone: true, unsettledWrite: null });
+      expect(await facts.read()).toEqual({ rebuiltFrom: { primaryId: 'a', generation: 2 }, initdbDone: true });
+    } finally {
+      await tmp.cleanup();
+    }
+  });
+
+  it('a garbled one is MANATEE_ERR_FACTS_INVALID naming the file and what is wrong, and the file (with its other facts) is left as it is', async () => {
+    const tmp = await makeTmpDir('facts');
+    try {
+      const path = join(tmp.path, 'sitter-facts.json');
+      const cases: [unknown, string][] = [
+        ['takeover', 'must be an object {kind, write: {expectVersion, newState, summary}}'],
+        [{ ...write, kind: 'rebuild' }, '.kind must be one of takeover, promoteSync, replaceSync, promoteAsync, onwmUpgrade (got "rebuild")'],
+        [{ kind: 'takeover' }, '.write must be an object {expectVersion, newState, summary}'],
+        [{ ...write, write: { ...write.write, expectVersion: -1 } }, '.write.expectVersion must be an integer >= 0 (got -1)'],
+        [{ ...write, write: { ...write.write, summary: 7 } }, '.write.summary must be a string'],
+        [{ ...write, write: { ...write.write, newState: { ...write.write.newState, initWal: 'x' } } }, '.write.newState is not a cluster state: initWal'],
+      ];
+      for (const [record, what] of cases) {
+        const text = JSON.stringify({ rebuiltFrom: { primaryId: 'a', generation: 2 }, initdbDone: true, unsettledWrite: record });
+        await writeFile(path, text);
+        const err = await errorOf(new FileFacts(path).read());
+        expect(hasCode(err, FACTS_ERR_INVALID)).toBe(true);
+        const message = (err as Error).message;
+        expect(message.startsWith(`${path}: unsettledWrite ${what}`)).toBe(true);
+        expect(message).toMatch(/The sitter does not start on it: the fenced write it records may still commit, so its fence must hold\. The file is left as it is/);
+        expect(await readFile(path, 'utf8')).toBe(text);
+      }
+    } finally {
+      await tmp.cleanup();
+    }
+  });
+});
