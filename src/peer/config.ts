@@ -1,11 +1,12 @@
 // The sitter's configuration file (one JSON file per peer). Validated at start-up against a
-// JSON schema; an error names the field, what was wrong and what is expected, and the
-// process exits non-zero (src/cli/manatee-sitter.ts).
+// JSON schema (config-schema.ts) and the relations between fields (crossCheck); an error names
+// the field, what was wrong and what is expected, and the process exits non-zero
+// (src/cli/manatee-sitter.ts).
 import { createHmac } from 'node:crypto';
-import { HOOK_EVENTS, PEER_ID_PATTERN, PEER_TAG_PRIORITY_MAX, PEER_TAG_PRIORITY_MIN, type PeerInfo, type PeerTags } from '../model/index.js';
+import type { PeerInfo, PeerTags } from '../model/index.js';
 import { readFile, stat } from 'node:fs/promises';
-import { Ajv, type ErrorObject } from 'ajv';
 import { ManateeError } from '../errors.js';
+import { schemaProblems } from './config-schema.js';
 import { normalizeCidr } from '../postgres/networks.js';
 import { type HooksConfig } from './hooks.js';
 
@@ -101,187 +102,6 @@ export class ConfigError extends ManateeError {
   }
 }
 
-const port = { type: 'integer', minimum: 1, maximum: 65535 } as const;
-/** Most secrets (or admin tokens) accepted besides the current one: a rotation needs one. */
-const ACCEPTED_MAX = 4;
-const positiveMs = { type: 'integer', minimum: 1, maximum: 86_400_000 } as const;
-const idPattern = PEER_ID_PATTERN;
-
-// additionalProperties:false everywhere: a misspelt key is an error, not a silently ignored setting.
-const schema = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['peerId', 'host', 'dataDir', 'postgres', 'api', 'raft', 'secret', 'adminToken'],
-  properties: {
-    peerId: { type: 'string', pattern: idPattern },
-    host: { type: 'string', minLength: 1, maxLength: 253, pattern: '^[A-Za-z0-9.:-]+$' },
-    dataDir: { type: 'string', minLength: 1, pattern: '^/' },
-    backend: { enum: ['zfs', 'basebackup'], default: 'basebackup' },
-    postgres: {
-      type: 'object',
-      additionalProperties: false,
-      required: ['port'],
-      properties: {
-        port,
-        bindir: { type: 'string', pattern: '^/' },
-        user: { type: 'string', pattern: '^[a-z_][a-z0-9_-]{0,31}$', default: 'postgres' },
-        database: { type: 'string', pattern: '^[A-Za-z_][A-Za-z0-9_]{0,62}$', default: 'postgres' },
-        replicationPassword: { type: 'string', minLength: 8 },
-        superuserPassword: { type: 'string', minLength: 8 },
-        clientCidrs: { type: 'array', minItems: 1, maxItems: 256, items: { type: 'string', minLength: 1, maxLength: 64 } },
-      },
-    },
-    zfs: {
-      type: 'object',
-      additionalProperties: false,
-      required: ['dataset'],
-      properties: {
-        dataset: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_.:/-]*$' },
-        snapshotIntervalMs: { ...positiveMs, default: 3_600_000 },
-        snapshotRetention: { type: 'integer', minimum: 1, maximum: 10_000, default: 50 },
-      },
-    },
-    api: {
-      type: 'object',
-      additionalProperties: false,
-      required: ['port'],
-      properties: { port, listen: { type: 'string', minLength: 1, default: '0.0.0.0' } },
-    },
-    raft: {
-      type: 'object',
-      additionalProperties: false,
-      required: ['port', 'members'],
-      properties: {
-        port,
-        listen: { type: 'string', minLength: 1, default: '0.0.0.0' },
-        members: {
-          type: 'array',
-          minItems: 1,
-          maxItems: 15,
-          items: {
-            type: 'object',
-            additionalProperties: false,
-            required: ['id', 'address'],
-            properties: {
-              id: { type: 'string', pattern: idPattern },
-              address: { type: 'string', pattern: '^[A-Za-z0-9.:-]+:[0-9]{1,5}$' },
-            },
-          },
-        },
-        tickMs: { type: 'integer', minimum: 5, maximum: 10_000, default: 50 },
-        electionTicks: { type: 'integer', minimum: 2, maximum: 1000, default: 10 },
-        // No schema default: it follows electionTicks (defaultHeartbeatTicks).
-        heartbeatTicks: { type: 'integer', minimum: 1, maximum: 1000 },
-      },
-    },
-    timeouts: {
-      type: 'object',
-      additionalProperties: false,
-      default: {},
-      properties: {
-        sessionTimeoutMs: { ...positiveMs, default: 1500 },
-        keepaliveIntervalMs: { ...positiveMs, default: 300 },
-        pgHealthIntervalMs: { ...positiveMs, default: 1000 },
-        pgHealthTimeoutMs: { ...positiveMs, default: 3000 },
-        pgUnhealthyTimeoutMs: { ...positiveMs, default: 15_000 },
-        pgStartTimeoutMs: { ...positiveMs, default: 120_000 },
-      },
-    },
-    rebuild: {
-      type: 'object',
-      additionalProperties: false,
-      default: {},
-      properties: { automatic: { type: 'boolean', default: true } },
-    },
-    oneNodeWriteMode: { type: 'boolean', default: false },
-    tags: {
-      type: 'object',
-      additionalProperties: false,
-      properties: {
-        nofailover: { type: 'boolean' },
-        noloadbalance: { type: 'boolean' },
-        priority: { type: 'integer', minimum: PEER_TAG_PRIORITY_MIN, maximum: PEER_TAG_PRIORITY_MAX },
-      },
-    },
-    tls: {
-      type: 'object',
-      additionalProperties: false,
-      required: ['caFile', 'certFile', 'keyFile'],
-      properties: {
-        caFile: { type: 'string', pattern: '^/' },
-        certFile: { type: 'string', pattern: '^/' },
-        keyFile: { type: 'string', pattern: '^/' },
-      },
-    },
-    secret: { type: 'string', minLength: 16, maxLength: 1024 },
-    acceptedSecrets: { type: 'array', maxItems: ACCEPTED_MAX, items: { type: 'string', minLength: 16, maxLength: 1024 } },
-    adminToken: { type: 'string', minLength: 16, maxLength: 1024 },
-    acceptedAdminTokens: { type: 'array', maxItems: ACCEPTED_MAX, items: { type: 'string', minLength: 16, maxLength: 1024 } },
-    log: {
-      type: 'object',
-      additionalProperties: false,
-      default: {},
-      properties: {
-        level: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace'], default: 'info' },
-        file: { type: 'string', pattern: '^/' },
-      },
-    },
-    hooks: {
-      type: 'object',
-      additionalProperties: false,
-      default: {},
-      properties: {
-        events: {
-          type: 'object',
-          additionalProperties: false,
-          default: {},
-          properties: Object.fromEntries(
-            HOOK_EVENTS.map((e) => [e, { type: 'array', maxItems: 16, items: { type: 'string', minLength: 2, maxLength: 4096, pattern: '^/' } }]),
-          ),
-        },
-        timeoutMs: { ...positiveMs, default: 10_000 },
-        killGraceMs: { type: 'integer', minimum: 0, maximum: 60_000, default: 1000 },
-        queueMax: { type: 'integer', minimum: 0, maximum: 10_000, default: 16 },
-        outputBytesMax: { type: 'integer', minimum: 0, maximum: 1_048_576, default: 4096 },
-        heartbeatIntervalMs: { type: 'integer', minimum: 100, maximum: 86_400_000, default: 60_000 },
-      },
-    },
-  },
-} as const;
-
-const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true });
-const validate = ajv.compile(schema);
-
-/** "raft.members[1].address" from ajv's "/raft/members/1/address". */
-function fieldName(err: ErrorObject): string {
-  const parts = err.instancePath.split('/').slice(1);
-  let name = '';
-  for (const p of parts) name += /^\d+$/.test(p) ? `[${p}]` : name === '' ? p : `.${p}`;
-  if (err.keyword === 'required') {
-    const missing = (err.params as { missingProperty: string }).missingProperty;
-    return name === '' ? missing : `${name}.${missing}`;
-  }
-  if (err.keyword === 'additionalProperties') {
-    const extra = (err.params as { additionalProperty: string }).additionalProperty;
-    return name === '' ? extra : `${name}.${extra}`;
-  }
-  return name === '' ? '(root)' : name;
-}
-
-function describe(err: ErrorObject): string {
-  const field = fieldName(err);
-  switch (err.keyword) {
-    case 'required':
-      return `${field}: is missing (required)`;
-    case 'additionalProperties':
-      return `${field}: is not a known setting`;
-    case 'enum':
-      return `${field}: must be one of ${JSON.stringify((err.params as { allowedValues: unknown[] }).allowedValues)}`;
-    default:
-      return `${field}: ${err.message ?? 'is invalid'}`;
-  }
-}
-
 /** Rules that a schema cannot say: relations between fields. */
 function crossCheck(c: SitterConfig): string[] {
   const problems: string[] = [];
@@ -321,7 +141,6 @@ function crossCheck(c: SitterConfig): string[] {
   return problems;
 }
 
-/** Validates a parsed configuration object and fills in defaults. Throws ConfigError naming every bad field. */
 /**
  * Heartbeats every 2 ticks (100 ms at the default 50 ms tick, as etcd's default): five per
  * election timeout at the default 10 ticks, so a follower still hears the leader many times
@@ -333,14 +152,13 @@ export function defaultHeartbeatTicks(electionTicks: number): number {
   return Math.max(1, Math.min(2, electionTicks - 1));
 }
 
+/** Validates a parsed configuration object and fills in defaults. Throws ConfigError naming every bad field. */
 export function parseConfig(input: unknown, source = 'configuration'): SitterConfig {
   // ajv fills defaults in place: validate a copy so the caller's object is left alone.
   const copy: unknown = structuredClone(input);
-  if (!validate(copy)) {
-    const lines = (validate.errors ?? []).map(describe);
-    throw new ConfigError(`invalid ${source}:\n  ${[...new Set(lines)].join('\n  ')}`);
-  }
-  const config = copy as unknown as SitterConfig;
+  const shape = schemaProblems(copy);
+  if (shape.length > 0) throw new ConfigError(`invalid ${source}:\n  ${shape.join('\n  ')}`);
+  const config = copy as SitterConfig;
   const raft = config.raft as { heartbeatTicks?: number; electionTicks: number };
   raft.heartbeatTicks ??= defaultHeartbeatTicks(raft.electionTicks);
   const problems = crossCheck(config);
