@@ -12,8 +12,8 @@
 // silence when it applies its open, after the open was sent. Measured here with the
 // monotonic clock, the lease ends sessionTimeoutMs × (1 − maxClockDrift) − margin after that send:
 // the assumption is that no two peers' clocks run at rates more than maxClockDrift apart (1% by
-// default, far above real quartz drift), and the margin covers the check's period and the fence
-// itself. LeaseClock is pure (time is an argument); PrimaryLeaseFence applies it on a timer.
+// default, far above real quartz drift), and the margin covers the timer's lateness and the fence
+// itself. LeaseClock is pure (time is an argument); PrimaryLeaseFence applies it with one timer at the lease's end.
 import type { Logger } from '../log.js';
 import { ManateeError } from '../errors.js';
 
@@ -50,9 +50,6 @@ export class LeaseClock {
   }
 }
 
-/** LEASE_CHECK_INTERVAL_MS: how often a primary checks its lease; part of the lease's margin. */
-export const LEASE_CHECK_INTERVAL_MS = 25;
-
 export interface PrimaryLeaseFenceOptions {
   readonly leaseClock: LeaseClock;
   /** Monotonic now (performance.now()). */
@@ -61,6 +58,13 @@ export interface PrimaryLeaseFenceOptions {
   readonly renewedAtMs: () => number | null;
   /** This peer is the primary in the committed state. */
   readonly isPrimary: () => boolean;
+  /**
+   * Calls `changed` each time the lease is renewed (a keepalive acknowledged, an open of its session
+   * committed) or the committed state changes (either can move the lease's end or make this peer
+   * the primary); returns the unsubscribe. Absent where
+   * a caller drives check() on its own timer (the simulator).
+   */
+  readonly subscribe?: (changed: () => void) => () => void;
   /** Stops PostgreSQL at once (immediate shutdown). */
   readonly stopPostgres: () => Promise<void>;
   /** The reconciler must render PostgreSQL again (it was stopped behind its back). */
@@ -71,25 +75,71 @@ export interface PrimaryLeaseFenceOptions {
 }
 
 /**
- * The job that applies the verdict: every LEASE_CHECK_INTERVAL_MS, a primary whose lease ran out
- * fences itself at once (its status says fenced, so GET /primary answers 503 from this moment,
- * and PostgreSQL is stopped with an immediate shutdown, so that it serves no read and takes no
- * write). The fence lifts once a keepalive sent after it is acknowledged; until then the
- * evaluation leaves a primary's PostgreSQL stopped (holdsPrimary), and then starts it again.
+ * The job that applies the verdict. It does not poll: on a primary one timer is armed for the
+ * instant the lease ends, and moved at each renewal (ClusterStore.onLeaseRenewed), so that a healthy
+ * primary's timer never fires (a sitter's wake-ups take CPU and cache from PostgreSQL on a small
+ * machine, issue #11); a peer that is not the primary, or has had no keepalive acknowledged yet,
+ * has no timer at all. When the timer fires on a primary whose lease ran out, it fences itself at
+ * once (its status says fenced, so GET /primary answers 503 from this moment, and PostgreSQL is
+ * stopped with an immediate shutdown, so that it serves no read and takes no write). The fence
+ * lifts as soon as a keepalive (or an open) sent after it is acknowledged (committed); until then the evaluation leaves a
+ * primary's PostgreSQL stopped (holdsPrimary), and then starts it again.
  */
 export class PrimaryLeaseFence {
   private fencedAtMs: number | null = null;
   private timer: NodeJS.Timeout | null = null;
+  private unsubscribe: (() => void) | null = null;
+  private running = false;
 
   constructor(private readonly o: PrimaryLeaseFenceOptions) {}
 
   start(): void {
-    this.timer = setInterval(() => { this.check(); }, LEASE_CHECK_INTERVAL_MS);
+    if (this.running) return;
+    this.running = true;
+    this.unsubscribe = this.o.subscribe?.(() => { this.update(); }) ?? null;
+    this.update();
   }
 
   stop(): void {
-    if (this.timer !== null) clearInterval(this.timer);
+    this.running = false;
+    this.unsubscribe?.();
+    this.unsubscribe = null;
+    this.disarm();
+  }
+
+  /** A keepalive was acknowledged or the committed state changed: act on the lease now, then time its end. */
+  update(): void {
+    if (!this.running) return;
+    this.check();
+    this.arm();
+  }
+
+  /** Whether a timer is armed for the lease's end (for tests: never on a peer that is not the primary). */
+  get armed(): boolean {
+    return this.timer !== null;
+  }
+
+  private disarm(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
+  }
+
+  /**
+   * One timer at the lease's end: renewedAt + budget on the monotonic clock. Node may run it a
+   * little early (its timers count from the event loop's cached time): check() then finds the lease
+   * still valid, and the timer is armed again for what is left, so the fence never comes late.
+   */
+  private arm(): void {
+    this.disarm();
+    // Fenced: what lifts it is an acknowledgement, which calls update(); not the primary: no lease to keep.
+    if (this.fencedAtMs !== null || !this.o.isPrimary()) return;
+    const renewedAtMs = this.o.renewedAtMs();
+    if (renewedAtMs === null) return;
+    const delayMs = Math.max(0, Math.ceil(renewedAtMs + this.o.leaseClock.budgetMs - this.o.nowMs()));
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.update();
+    }, delayMs);
   }
 
   /** GET /status's `lease` (and through it the health checks). */

@@ -230,6 +230,11 @@ export class Sitter {
       nowMs: () => performance.now(),
       renewedAtMs: () => this.store.leaseRenewedAtMs(),
       isPrimary: () => roleIn(this.store.getState().state, this.self.id).role === 'primary',
+      subscribe: (changed) => {
+        const offRenewed = this.store.onLeaseRenewed(changed);
+        const offState = this.store.on('state', changed);
+        return () => { offRenewed(); offState(); };
+      },
       stopPostgres: () => postgres.stop('immediate'),
       invalidate: () => { this.reconciler.invalidate(); },
       kick,

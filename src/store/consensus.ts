@@ -44,6 +44,8 @@ export interface Consensus {
    * does not acknowledge keepalives (the in-process stand-in of unit tests).
    */
   leaseRenewedAtMs?(): number | null;
+  /** Calls `listener` each time leaseRenewedAtMs moves forward; returns the unsubscribe. */
+  onLeaseRenewed?(listener: () => void): () => void;
   /** Keepalives that reach this node while it is the leader (its own included), with their sender. */
   /**
    * The listener returns true when the keepalive renewed the session; only such a keepalive is

@@ -72,6 +72,7 @@ export class KeepaliveLease {
   private seq = 0;
   private readonly sentAtMs = new Map<number, number>();
   private renewedAtMs: number | null = null;
+  private readonly renewedListeners = new Set<() => void>();
 
   /** Numbers a keepalive sent at `nowMs`. */
   next(nowMs: number): number {
@@ -86,7 +87,15 @@ export class KeepaliveLease {
     const at = this.sentAtMs.get(seq);
     if (at === undefined) return;
     for (const k of [...this.sentAtMs.keys()]) if (k <= seq) this.sentAtMs.delete(k);
-    if (this.renewedAtMs === null || at > this.renewedAtMs) this.renewedAtMs = at;
+    if (this.renewedAtMs !== null && at <= this.renewedAtMs) return;
+    this.renewedAtMs = at;
+    for (const l of [...this.renewedListeners]) l();
+  }
+
+  /** Calls `listener` each time the lease is renewed (renewedAt moves forward); returns the unsubscribe. */
+  onRenewed(listener: () => void): () => void {
+    this.renewedListeners.add(listener);
+    return () => { this.renewedListeners.delete(listener); };
   }
 
   renewedAt(): number | null {
@@ -138,6 +147,7 @@ export function raftConsensus(node: RaftNodeLike, opts: { readTimeoutMs?: number
     },
     // The role, not the leader field: a node is the leader only while its core says so.
     leaseRenewedAtMs: () => lease.renewedAt(),
+    onLeaseRenewed: (listener: () => void) => lease.onRenewed(listener),
     isLeader: () => node.status().role === 'leader',
     leader: () => node.status().leader,
     term: () => node.status().term,

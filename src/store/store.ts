@@ -92,6 +92,8 @@ export class ClusterStore {
   private readonly monoNowMs: () => number;
   /** When this peer sent the open (monoNowMs) of the newest session of its own that committed; null: none yet. */
   private openRenewedAtMs: number | null = null;
+  /** onLeaseRenewed's listeners, told of a committed open here (the consensus tells them of acknowledged keepalives). */
+  private readonly leaseRenewedListeners = new Set<() => void>();
   private readonly log: Logger;
   private readonly reopenExpired: boolean;
   private readonly liveness: SessionLiveness;
@@ -311,6 +313,16 @@ export class ClusterStore {
     return this.openRenewedAtMs === null ? acked : Math.max(acked, this.openRenewedAtMs);
   }
 
+  /** Calls `listener` each time a renewal comes (a keepalive acknowledged, an open of its own session committed); returns the unsubscribe. */
+  onLeaseRenewed(listener: () => void): () => void {
+    this.leaseRenewedListeners.add(listener);
+    const off = this.consensus.onLeaseRenewed?.(listener);
+    return () => {
+      this.leaseRenewedListeners.delete(listener);
+      off?.();
+    };
+  }
+
   /** This peer's open session, or null. */
   session(): Session | null {
     return this.own;
@@ -419,7 +431,10 @@ export class ClusterStore {
       throw new StoreError(STORE_ERR.sessionExpired, message);
     }
     this.own = res.session;
-    if (this.openRenewedAtMs === null || sentAtMs > this.openRenewedAtMs) this.openRenewedAtMs = sentAtMs;
+    if (this.openRenewedAtMs === null || sentAtMs > this.openRenewedAtMs) {
+      this.openRenewedAtMs = sentAtMs;
+      for (const l of [...this.leaseRenewedListeners]) l();
+    }
     const leaseSentAgoMs = Math.round(this.monoNowMs() - sentAtMs);
     this.log.info({ peerId: peer.id, openedIndex: res.session.openedIndex, leaseSentAgoMs }, `session opened: it renews this peer's lease from when the open was sent (${leaseSentAgoMs} ms ago)`);
     if (this.running) this.startKeepalives();

@@ -1,6 +1,6 @@
 // The primary's lease, pure: the budget after drift and margin, the verdict over time, and the
 // sender's side of acknowledged keepalives (what an acknowledgement renews, and what it does not).
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { pino } from 'pino';
 import { LeaseClock, PrimaryLeaseFence } from '../../src/peer/lease-fence.js';
 import { InProcessGroup } from '../store/in-process-consensus.js';
@@ -53,6 +53,23 @@ describe('acknowledged keepalives', () => {
     const s3 = l.next(700);
     l.acked(s3);
     expect(l.renewedAt()).toBe(700);
+  });
+
+  it('tells its listeners of each renewal that moves the lease forward, and of nothing else', () => {
+    const l = new KeepaliveLease();
+    let renewals = 0;
+    const off = l.onRenewed(() => { renewals++; });
+    const s1 = l.next(100);
+    const s2 = l.next(400);
+    l.acked(s2);
+    expect(renewals).toBe(1);
+    l.acked(s1);
+    l.acked(99);
+    expect(renewals).toBe(1);
+    off();
+    l.acked(l.next(700));
+    expect(l.renewedAt()).toBe(700);
+    expect(renewals).toBe(1);
   });
 
   it('forgets the oldest of too many keepalives in flight', () => {
@@ -116,6 +133,124 @@ describe('PrimaryLeaseFence', () => {
     expect(r.fence.holdsPrimary('primary')).toBe(false);
     expect(r.lines.some((l) => l['decision'] === 'lease-fence-moot')).toBe(true);
   });
+
+  describe('on its own timer (start)', () => {
+    afterEach(() => { vi.useRealTimers(); });
+
+    /** A fence started on fake timers, its clock the fake clock, with the store's notifications in the test's hands. */
+    function started(opts: { primary?: boolean; renewedAtMs?: number | null } = {}) {
+      vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'performance'], now: 0 });
+      vi.advanceTimersByTime(10_000);
+      let primary = opts.primary ?? true;
+      let renewedAtMs: number | null = opts.renewedAtMs === undefined ? 9_900 : opts.renewedAtMs;
+      let notify: (() => void) | null = null;
+      let clockReads = 0;
+      const calls = { stops: 0, kicks: 0 };
+      const fence = new PrimaryLeaseFence({
+        leaseClock: new LeaseClock(1500),
+        nowMs: () => { clockReads++; return performance.now(); },
+        renewedAtMs: () => renewedAtMs,
+        isPrimary: () => primary,
+        subscribe: (changed) => { notify = changed; return () => { notify = null; }; },
+        stopPostgres: () => { calls.stops++; return Promise.resolve(); },
+        invalidate: () => undefined,
+        kick: () => { calls.kicks++; },
+        log: pino({ level: 'silent' }),
+      });
+      fence.start();
+      return {
+        fence, calls,
+        clockReads: () => clockReads,
+        /** A keepalive sent at `ms` was acknowledged now. */
+        renew: (ms: number) => { renewedAtMs = ms; notify?.(); },
+        /** The same, without telling the fence. */
+        renewSilently: (ms: number) => { renewedAtMs = ms; },
+        /** The committed state changed this peer's role. */
+        setPrimary: (p: boolean) => { primary = p; notify?.(); },
+        subscribed: () => notify !== null,
+      };
+    }
+
+    it('fences at the lease deadline from one timer, without polling', () => {
+      const r = started();
+      expect(performance.now()).toBe(10_000);
+      // One timer, for the deadline (9_900 + 1335 = 11_235): no periodic check.
+      expect(vi.getTimerCount()).toBe(1);
+      expect(r.fence.armed).toBe(true);
+      const readsAtStart = r.clockReads();
+      vi.advanceTimersByTime(1_234);
+      expect(r.fence.status().fenced).toBe(false);
+      expect(r.calls.stops).toBe(0);
+      // Nothing ran in those 1234 ms: the only clock read since the start is status()'s own.
+      expect(r.clockReads() - readsAtStart).toBe(1);
+      vi.advanceTimersByTime(1);
+      expect(performance.now()).toBe(11_235);
+      expect(r.calls.stops).toBe(1);
+      expect(r.fence.status().fenced).toBe(true);
+      // Fenced: no timer; the acknowledgement of a keepalive sent after the fence lifts it at once.
+      expect(vi.getTimerCount()).toBe(0);
+      r.renew(11_100);
+      expect(r.fence.status().fenced).toBe(true);
+      r.renew(11_300);
+      expect(r.calls.kicks).toBe(1);
+      expect(r.fence.holding).toBe(false);
+      // And the timer is armed again for the new lease's end.
+      expect(vi.getTimerCount()).toBe(1);
+      r.fence.stop();
+      expect(vi.getTimerCount()).toBe(0);
+      expect(r.subscribed()).toBe(false);
+    });
+
+    it('moves the deadline at each acknowledged keepalive, so that a renewed primary is never fenced and its timer never fires', () => {
+      const r = started();
+      const readsAtStart = r.clockReads();
+      for (let i = 1; i <= 20; i++) {
+        vi.advanceTimersByTime(300);
+        r.renew(10_000 + 300 * i);
+      }
+      expect(r.calls.stops).toBe(0);
+      expect(vi.getTimerCount()).toBe(1);
+      // 20 renewals, two clock reads each (the check and the arming): the timer itself never ran.
+      expect(r.clockReads() - readsAtStart).toBe(40);
+      vi.advanceTimersByTime(1_334);
+      expect(r.calls.stops).toBe(0);
+      vi.advanceTimersByTime(1);
+      expect(r.calls.stops).toBe(1);
+    });
+
+    it('has no timer on a peer that is not the primary, nor before its first acknowledgement, and arms one when it becomes the primary', () => {
+      const r = started({ primary: false });
+      expect(vi.getTimerCount()).toBe(0);
+      r.renew(10_000);
+      expect(vi.getTimerCount()).toBe(0);
+      vi.advanceTimersByTime(60_000);
+      expect(r.calls.stops).toBe(0);
+      r.renew(70_000);
+      r.setPrimary(true);
+      expect(vi.getTimerCount()).toBe(1);
+      vi.advanceTimersByTime(1_335);
+      expect(r.calls.stops).toBe(1);
+      vi.useRealTimers();
+      const fresh = started({ renewedAtMs: null });
+      expect(vi.getTimerCount()).toBe(0);
+      expect(fresh.fence.status()).toMatchObject({ fenced: false, validForMs: null });
+    });
+
+    it('fires early without fencing early: it checks again and waits out what is left of the lease', () => {
+      const r = started();
+      // A renewal the fence was not told of: its timer (armed for 11_235) comes before the lease's end,
+      // as when Node runs a timer early by its cached loop time.
+      r.renewSilently(10_500);
+      vi.advanceTimersByTime(1_235);
+      expect(r.calls.stops).toBe(0);
+      expect(vi.getTimerCount()).toBe(1);
+      vi.advanceTimersByTime(599);
+      expect(r.calls.stops).toBe(0);
+      vi.advanceTimersByTime(1);
+      expect(performance.now()).toBe(11_835);
+      expect(r.calls.stops).toBe(1);
+    });
+  });
 });
 
 describe('the lease of a primary that (re)started and is cut off before its first acknowledged keepalive', () => {
@@ -153,6 +288,23 @@ describe('the lease of a primary that (re)started and is cut off before its firs
       r.fence.check();
       expect(r.fence.status()).toMatchObject({ fenced: true, validForMs: -1 });
       expect(r.calls.stops).toBe(1);
+    } finally {
+      r.store.stop();
+    }
+  });
+
+  it('tells the store\'s lease listeners (the fence\'s timer) of each committed open', async () => {
+    const r = restarted();
+    let renewals = 0;
+    const off = r.store.onLeaseRenewed(() => { renewals++; });
+    try {
+      await r.store.openSession(peer('a'));
+      expect(renewals).toBe(1);
+      expect(r.store.leaseRenewedAtMs()).toBe(20_000);
+      off();
+      r.at(21_000);
+      await r.store.openSession(peer('a'));
+      expect(renewals).toBe(1);
     } finally {
       r.store.stop();
     }
