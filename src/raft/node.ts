@@ -27,7 +27,7 @@ import { bootstrapSnapshot } from './core/bootstrap.js';
 import type { ConfChange, ConfState, Entry, HardState, Message, NodeId, RaftRole, Ready, Snapshot } from './core/types.js';
 import type { AppliedEntry, StateMachine } from './state-machine.js';
 import { RaftStorage } from './storage/raft-storage.js';
-import { TcpTransport, type TransportStats, type TransportTls } from './transport/tcp-transport.js';
+import { KEEPALIVE_INTERVAL_MS, TcpTransport, type TransportStats, type TransportTls } from './transport/tcp-transport.js';
 import { LEADER_MESSAGE_DATA_MAX, type PeerMessage } from './transport/messages.js';
 import { RaftConfigError, RaftLeaderChangedError, RaftLeaderMessageTooLargeError, RaftNoLeaderError, RaftStoppedError, RaftTimeoutError } from './errors.js';
 
@@ -195,6 +195,13 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
   private loopScheduled = false;
   private loopIdle: Promise<void> = Promise.resolve();
   private ticker: NodeJS.Timeout | null = null;
+  /**
+   * Every how many ticks the transport's keepalive check runs, from this node's ticker (its pings
+   * then add no wake-up of their own); null when the tick does not divide its interval (the
+   * transport keeps its own timer).
+   */
+  private readonly keepaliveTicks: number | null;
+  private ticksSinceKeepalive = 0;
   private commitTimer: NodeJS.Timeout | null = null;
   /**
    * A hard state whose only change is the commit index, not yet written: it goes to disk with the
@@ -250,8 +257,10 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     }, memLog);
     const peers: Record<NodeId, string> = {};
     for (const [id, a] of this.addresses) if (id !== opts.id) peers[id] = a;
+    this.keepaliveTicks = KEEPALIVE_INTERVAL_MS % this.tickMs === 0 ? KEEPALIVE_INTERVAL_MS / this.tickMs : null;
     this.transport = new TcpTransport({
       id: opts.id,
+      keepaliveClock: this.keepaliveTicks !== null ? 'caller' : 'timer',
       secret: opts.secret,
       ...(opts.acceptedSecrets !== undefined ? { acceptedSecrets: opts.acceptedSecrets } : {}),
       ...(opts.tls !== undefined ? { tls: opts.tls } : {}),
@@ -335,6 +344,10 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     // election timeout (after every peer restarted, the first to be up need not wait 0.5-1 s).
     this.core.campaignSoon();
     this.ticker = setInterval(() => {
+      if (this.keepaliveTicks !== null && ++this.ticksSinceKeepalive >= this.keepaliveTicks) {
+        this.ticksSinceKeepalive = 0;
+        this.transport.keepaliveTick();
+      }
       this.core.tick();
       this.retryLostRead();
       if (this.unwrittenHardState !== null) this.hardStateFlushDue = true;

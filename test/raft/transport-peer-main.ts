@@ -3,6 +3,8 @@
 // with {id, peer, listenHost, listenPort, peerAddress, secret}. It sends a heartbeat to `peer`
 // every 50 ms (term = a counter), answers every message from `peer` with an echo of its term
 // (as a `heartbeatResp` with that term), and writes its transport log (pino JSON) on stderr.
+// As the Raft node does, it runs the transport's keepalive check from its own 50 ms timer, every
+// 4th beat (keepaliveClock 'caller'); the other end, in the test, keeps the transport's timer.
 import { pino } from 'pino';
 import { TcpTransport } from '../../src/raft/transport/index.js';
 
@@ -13,7 +15,7 @@ async function main(): Promise<void> {
   const logger = pino({ level: 'info' }, process.stderr);
   const t: TcpTransport = new TcpTransport({
     id: cfg.id, secret: cfg.secret, listen: { host: cfg.listenHost, port: cfg.listenPort },
-    peers: { [cfg.peer]: cfg.peerAddress }, logger,
+    peers: { [cfg.peer]: cfg.peerAddress }, logger, keepaliveClock: 'caller',
     handlers: {
       onMessages: (ms) => {
         for (const m of ms) if (m.type === 'heartbeat') t.send([{ type: 'heartbeatResp', from: cfg.id, to: cfg.peer, term: m.term }]);
@@ -22,7 +24,10 @@ async function main(): Promise<void> {
   });
   await t.start();
   let n = 0;
-  setInterval(() => { t.send([{ type: 'heartbeat', from: cfg.id, to: cfg.peer, term: ++n, commit: 0 }]); }, 50);
+  setInterval(() => {
+    if (++n % 4 === 0) t.keepaliveTick();
+    t.send([{ type: 'heartbeat', from: cfg.id, to: cfg.peer, term: n, commit: 0 }]);
+  }, 50);
   process.stdout.write('ready\n');
 }
 

@@ -514,6 +514,39 @@ describe('TcpTransport', () => {
       }
     });
 
+    it('writes no pings on an outbound connection that carries messages, and still drops it when nothing comes back', async () => {
+      // The server answers the challenge, then never writes again (a partition on its side), and
+      // counts what it receives: messages every 10 ms, so the dialler has no ping to send.
+      let pings = 0;
+      let messageFrames = 0;
+      const srv = await fakeServer((s) => {
+        s.write(encodeFrame(FRAME_CHALLENGE, Buffer.alloc(32, 7)));
+        const dec = new FrameDecoder(1 << 20);
+        s.on('data', (c: Buffer) => {
+          for (const f of dec.push(c)) {
+            if (f.kind === FRAME_PING) pings++;
+            else if (f.kind === FRAME_MESSAGES) messageFrames++;
+          }
+        });
+      });
+      let term = 1;
+      let a: Awaited<ReturnType<typeof node>> | null = null;
+      const busy = setInterval(() => { a?.t.send([hb('a', 'b', term++)]); }, 10);
+      try {
+        a = await node('a', await freePort(), { b: `127.0.0.1:${srv.port}` }, fast);
+        // Silent drops are judged on what comes back, which the messages going out do not change.
+        await waitFor('three dials, each dropped as silent', () => srv.conns() >= 3 && a!.t.stats().silentDrops >= 2, { timeoutMs: 30_000 });
+        expect(messageFrames).toBeGreaterThan(20);
+        expect(a.t.stats().pingsSkipped).toBeGreaterThan(0);
+        // Before: a ping every 50 ms next to the messages (about one for every two frames). A late
+        // timer on a loaded machine may still let one through.
+        expect(pings * 10).toBeLessThan(messageFrames);
+      } finally {
+        clearInterval(busy);
+        await srv.close();
+      }
+    });
+
     it('abandons a dial that gets no challenge and dials again at once', async () => {
       const srv = await fakeServer(() => { /* accepts at the TCP level, then says nothing */ });
       try {
@@ -578,9 +611,34 @@ describe('TcpTransport', () => {
       await waitFor('1.5 s of idleness', () => Date.now() > until, { timeoutMs: 5000, intervalMs: 50 });
       expect(a.t.stats().silentDrops + b.t.stats().silentDrops).toBe(0);
       expect(a.t.stats().reconnects + b.t.stats().reconnects).toBe(0);
+      // Idle: each end pings on both of its connections.
+      expect(a.t.stats().pingsSent).toBeGreaterThan(10);
+      expect(b.t.stats().pingsSent).toBeGreaterThan(10);
       a.t.send([hb('a', 'b', 2)]);
       await waitFor('still delivering on the same connection', () => b.got.length === 2);
       expect(b.t.stats().connectionsAccepted).toBe(1);
+    });
+
+    it('with keepaliveClock caller, checks and pings only when its owner calls keepaliveTick', async () => {
+      const [pa, pb] = [await freePort(), await freePort()];
+      const a = await node('a', pa, { b: `127.0.0.1:${pb}` }, { ...fast, keepaliveClock: 'caller' });
+      const b = await node('b', pb, { a: `127.0.0.1:${pa}` }, fast);
+      a.t.send([hb('a', 'b', 1)]);
+      b.t.send([hb('b', 'a', 1)]);
+      await waitFor('both delivered', () => a.got.length === 1 && b.got.length === 1);
+      const until = Date.now() + 400;
+      await waitFor('400 ms', () => Date.now() > until, { timeoutMs: 5000, intervalMs: 50 });
+      // No timer of its own: nothing pinged, and b, which heard nothing for more than the silence
+      // timeout, dropped a's connection (as it must: the owner never called).
+      expect(a.t.stats().pingsSent).toBe(0);
+      await waitFor('b drops the silent inbound connection from a', () => b.t.stats().silentDrops >= 1, { timeoutMs: 10_000 });
+      // The owner's calls ping every connection a has.
+      const driver = setInterval(() => { a.t.keepaliveTick(); }, 50);
+      try {
+        await waitFor('a pings when called', () => a.t.stats().pingsSent >= 4, { timeoutMs: 10_000 });
+      } finally {
+        clearInterval(driver);
+      }
     });
 
     it('rejects a silence timeout that is not more than two keepalive intervals', () => {

@@ -31,7 +31,9 @@
 //
 // Liveness: a TCP connection whose path goes silent (a partition, a peer that froze) does not fail
 // by itself: queued bytes wait out TCP's retransmission back-off, which after a long partition is
-// tens of seconds. So both ends send a small ping frame every keepaliveIntervalMs, and a
+// tens of seconds. So both ends send a small ping frame every keepaliveIntervalMs (the dialling
+// end not when it wrote messages within that interval: a leader's heartbeats and the followers'
+// answers already flow every 100 ms, and each ping wakes the process at the other end), and a
 // connection that has received nothing for silenceTimeoutMs is dropped, logged with the reason,
 // and dialled again. A dial that has not produced the peer's challenge within connectTimeoutMs is
 // abandoned and dialled again after the shortest backoff, so that after a partition heals a peer
@@ -80,6 +82,10 @@ export interface TransportStats {
   silentDrops: number;
   /** Outbound dials abandoned because no challenge came within connectTimeoutMs. */
   connectTimeouts: number;
+  /** Ping frames written (both ways). */
+  pingsSent: number;
+  /** Pings not written on an outbound connection because it carried messages within keepaliveIntervalMs. */
+  pingsSkipped: number;
 }
 
 export interface TransportHandlers {
@@ -141,8 +147,14 @@ export interface TransportOptions {
   readonly maxUnauthenticated?: number;
   /** Most unauthenticated inbound connections from one remote address. Default 8. */
   readonly maxUnauthenticatedPerAddress?: number;
-  /** How often each end of a connection sends a ping frame. Default 200 ms. */
+  /** How often each end of a connection sends a ping frame. Default 200 ms (KEEPALIVE_INTERVAL_MS). */
   readonly keepaliveIntervalMs?: number;
+  /**
+   * What runs the keepalive check (keepaliveTick) every keepaliveIntervalMs: the transport's own
+   * timer ('timer', the default), or its owner ('caller'), from a timer it has anyway: the Raft
+   * node calls it from its tick, so that the pings cost no wake-up of their own.
+   */
+  readonly keepaliveClock?: 'timer' | 'caller';
   /** A connection that received nothing (no frame, no ping) for this long is dropped. Default 1000 ms. */
   readonly silenceTimeoutMs?: number;
   /** An outbound dial that has not received the peer's challenge within this is abandoned. Default 500 ms. */
@@ -150,6 +162,8 @@ export interface TransportOptions {
 }
 
 const HELLO_DOMAIN = 'manatee-raft-hello-v1';
+/** The default keepaliveIntervalMs. */
+export const KEEPALIVE_INTERVAL_MS = 200;
 /** The code in the log line of a refused connection (no accepted secret, a bad certificate, a late hello). */
 export const RAFT_ERR_AUTH = 'MANATEE_ERR_RAFT_AUTH';
 const NONCE_BYTES = 32;
@@ -233,6 +247,8 @@ class PeerLink {
   reportedDown = false;
   /** performance.now() when the current dial began, or when the connection last received bytes. */
   lastHeardMs = 0;
+  /** performance.now() when messages were last written to the connection (-Infinity: none yet). */
+  lastSentMs = -Infinity;
   /** Why the last connection failed (TLS), for the log. */
   lastError: string | null = null;
   /** The current dial failed with ECONNREFUSED. */
@@ -282,7 +298,7 @@ export class TcpTransport {
   private readonly counters: TransportStats = {
     connectionsAccepted: 0, connectionsAuthenticated: 0, authFailures: 0, connectionsEvicted: 0, connectionsReplaced: 0, oversizedFrames: 0, malformedFrames: 0,
     framesReceived: 0, messagesReceived: 0, framesSent: 0, messagesSent: 0, messagesDropped: 0, reconnects: 0,
-    silentDrops: 0, connectTimeouts: 0,
+    silentDrops: 0, connectTimeouts: 0, pingsSent: 0, pingsSkipped: 0,
   };
 
   /** The secret sent, then the others accepted (setSecrets). */
@@ -302,7 +318,7 @@ export class TcpTransport {
     this.helloTimeoutMs = opts.helloTimeoutMs ?? 1000;
     this.reconnectMinMs = opts.reconnectMinMs ?? 50;
     this.reconnectMaxMs = opts.reconnectMaxMs ?? 500;
-    this.keepaliveIntervalMs = opts.keepaliveIntervalMs ?? 200;
+    this.keepaliveIntervalMs = opts.keepaliveIntervalMs ?? KEEPALIVE_INTERVAL_MS;
     this.silenceTimeoutMs = opts.silenceTimeoutMs ?? 1000;
     this.connectTimeoutMs = opts.connectTimeoutMs ?? 500;
     if (!(this.keepaliveIntervalMs > 0) || !(this.silenceTimeoutMs > 2 * this.keepaliveIntervalMs) || !(this.connectTimeoutMs > 0)) {
@@ -344,8 +360,10 @@ export class TcpTransport {
       this.server = server;
       server.on('error', (err) => { this.log.error({ err: errorMessage(err) }, 'raft transport server error'); });
       this.lastKeepaliveTickMs = performance.now();
-      this.keepaliveTimer = setInterval(() => { this.keepaliveTick(); }, this.keepaliveIntervalMs);
-      this.keepaliveTimer.unref();
+      if (this.opts.keepaliveClock !== 'caller') {
+        this.keepaliveTimer = setInterval(() => { this.keepaliveTick(); }, this.keepaliveIntervalMs);
+        this.keepaliveTimer.unref();
+      }
       return;
     }
   }
@@ -472,6 +490,7 @@ export class TcpTransport {
     link.attempts++;
     link.state = 'connecting';
     link.lastHeardMs = performance.now();
+    link.lastSentMs = -Infinity;
     link.tcpConnected = false;
     const sock = this.dial(link, host, port);
     link.socket = sock;
@@ -562,8 +581,10 @@ export class TcpTransport {
    * Every keepaliveIntervalMs: pings every connection, drops the silent ones, abandons slow dials.
    * A tick that comes late (this process was paused or starved) checks nothing: the bytes that
    * arrived meanwhile are not read yet, and a silence measured across our own stall is not the peer's.
+   * The transport's timer calls it, or with keepaliveClock 'caller' its owner.
    */
-  private keepaliveTick(): void {
+  keepaliveTick(): void {
+    if (this.server === null || this.closed) return;
     const nowMs = performance.now();
     const gapMs = nowMs - this.lastKeepaliveTickMs;
     this.lastKeepaliveTickMs = nowMs;
@@ -585,8 +606,12 @@ export class TcpTransport {
       } else if (link.state === 'ready' && judge && quietMs > this.silenceTimeoutMs) {
         this.counters.silentDrops++;
         this.abandonLink(link, sock, `nothing received for ${Math.round(quietMs)} ms (missed keepalives)`, 'raft transport: connection to peer is silent, dropping it and dialling again');
+      } else if (link.state === 'ready' && nowMs - link.lastSentMs < this.keepaliveIntervalMs) {
+        // Messages went out within the interval: the peer heard from us, a ping would only wake it.
+        this.counters.pingsSkipped++;
       } else if (link.state === 'ready' && !sock.writableNeedDrain) {
         sock.write(ping);
+        this.counters.pingsSent++;
       }
     }
     for (const [peer, conn] of this.authenticated) {
@@ -599,7 +624,9 @@ export class TcpTransport {
         conn.sock.destroy();
         conn.raw.destroy();
       } else if (!conn.sock.writableNeedDrain) {
+        // The only bytes this end writes on an inbound connection: the dialler judges it by them.
         conn.sock.write(ping);
+        this.counters.pingsSent++;
       }
     }
   }
@@ -645,6 +672,7 @@ export class TcpTransport {
       sock.write(encodeFrame(FRAME_MESSAGES, `[${parts.join(',')}]`), (err) => {
         for (const m of sent) this.opts.handlers.onSnapshotSent?.(m.to, err === undefined || err === null);
       });
+      link.lastSentMs = performance.now();
       this.counters.framesSent++;
       this.counters.messagesSent += n;
       parts = [];
