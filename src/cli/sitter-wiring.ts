@@ -18,7 +18,7 @@ import { RaftNode } from '../raft/node.js';
 import { ClusterStateMachine, ClusterStore, raftConsensus } from '../store/index.js';
 import { Zfs } from '../zfs/index.js';
 import { FileFacts } from '../peer/facts.js';
-import { peerHostsOf } from '../peer/pg-peers.js';
+import { pgPeersOf } from '../peer/pg-peers.js';
 import { postgresPortRefused } from '../peer/peer-gone.js';
 import { peerInfoOf, type SitterConfig } from '../peer/config.js';
 import { ShardCredentials } from '../peer/credentials.js';
@@ -47,7 +47,7 @@ export async function openSitter(config: SitterConfig, log: Logger): Promise<Sit
     osUser: config.postgres.user,
     listenAddress: config.host,
     port: config.postgres.port,
-    peerHosts: peerHostsOf({ self, memberAddresses: config.raft.members.map((m) => m.address), state: null, active: [] }),
+    peers: pgPeersOf({ self, members: config.raft.members, state: null, active: [] }),
     ...(config.postgres.clientCidrs !== undefined ? { clientCidrs: config.postgres.clientCidrs } : {}),
     superuserPassword: credentials.rolePasswords('superuser')[0]!,
     replicationPassword: credentials.rolePasswords('replication')[0]!,

@@ -38,7 +38,7 @@ import { LeaderPlacement } from './leader-placement.js';
 import { LeaseClock, PrimaryLeaseFence } from './lease-fence.js';
 import { EvaluationLoop } from './loop.js';
 import { PgMonitor } from './pg-monitor.js';
-import { peerHostsOf, PgPeerHosts } from './pg-peers.js';
+import { pgPeersOf, PgPeerHosts } from './pg-peers.js';
 import { Reconciler } from './reconciler.js';
 import { SessionKeeper } from './sessions.js';
 import { ShardSettingsKeeper } from './shard-settings.js';
@@ -171,9 +171,7 @@ export class Sitter {
     });
     this.pgPeers = new PgPeerHosts({
       postgres,
-      hosts: () => peerHostsOf({
-        self: this.self, memberAddresses: config.raft.members.map((m) => m.address), state: this.store.getState().state, active: this.store.activePeers(),
-      }),
+      peers: () => pgPeersOf({ self: this.self, members: config.raft.members, state: this.store.getState().state, active: this.store.activePeers() }),
       log,
     });
     this.shardSettings = new ShardSettingsKeeper({ target: postgres, settings: () => this.store.getSettings(), ready: () => this.evaluation.storeCaughtUp, log,

@@ -22,6 +22,8 @@ export const FILE_MANATEE_CONF = 'manatee.conf';
 export const FILE_OVERRIDES_CONF = 'manatee-overrides.conf';
 export const FILE_ENFORCED_CONF = 'manatee-enforced.conf';
 export const FILE_HBA_CONF = 'pg_hba.conf';
+/** The ident maps of pg_hba.conf's replication lines (with TLS): which peer certificates may log in from which address. */
+export const FILE_IDENT_CONF = 'pg_ident.conf';
 export const FILE_STANDBY_SIGNAL = 'standby.signal';
 
 /**
@@ -238,21 +240,37 @@ export function renderEnforcedConf(input: EnforcedConfigInput): string {
   );
 }
 
+/** One peer address of pg_hba.conf and the peers (ids: their certificates' CN) that may replicate from it. */
+export interface HbaPeerAddress {
+  /** As networks.ts hostAddress gives it: "10.0.0.1/32", "fd00::1/128" or a DNS name. */
+  readonly address: string;
+  readonly ids: readonly string[];
+}
+
 export interface HbaInput {
   readonly superuser: string;
   readonly replicationUser: string;
-  /** The peers' own addresses (networks.ts hostAddress): the only ones the replication role connects from. */
-  readonly peerAddresses: readonly string[];
+  /** The peers' own addresses: the only ones the replication role connects from; with TLS, each with the peers it admits. */
+  readonly peers: readonly HbaPeerAddress[];
   /** Networks of clients (applications, operators): any role but the replication role. */
   readonly clientCidrs: readonly string[];
-  /** TLS on: every network line is hostssl, and the replication role must present a certificate of the shard's CA. */
+  /** TLS on: every network line is hostssl, and the replication role logs in with a peer's certificate bound to its address. */
   readonly tls: boolean;
+}
+
+/** The pg_ident.conf map of one peer address: "peers@10.0.0.1/32" (a map name is one token; peer ids and addresses hold no space). */
+export function identMapName(address: string): string {
+  return `peers@${address}`;
 }
 
 export function renderHba(input: HbaInput): string {
   const host = input.tls ? 'hostssl' : 'host';
-  // The replication role is the shard's: with TLS it must also hold a peer certificate.
-  const peerAuth = input.tls ? 'scram-sha-256  clientcert=verify-ca' : 'scram-sha-256';
+  // With TLS the replication role logs in with a certificate of the shard's CA (cert: verify-full)
+  // whose CN, the peer id, the address's map lists: a certificate of another peer, or from another
+  // address, is refused. PostgreSQL 15 allows map= only with cert (not with scram-sha-256), so the
+  // certificate replaces the password there; its key never leaves the peer (mode 0600, as the
+  // configuration that holds the shard secret the password derives from).
+  const peerAuth = (address: string): string => (input.tls ? `cert  map=${identMapName(address)}` : 'scram-sha-256');
   const lines = [
     '# Managed by Manatee. Never "trust" for the network.',
     input.tls ? '# TLS only: there is no "host" line, so a connection without TLS matches nothing and is refused.' : '# TLS is off.',
@@ -263,15 +281,31 @@ export function renderHba(input: HbaInput): string {
     'local   all          all   scram-sha-256',
     "# The peers: streaming replication, pg_basebackup, pg_rewind and the sitters' checks, as the replication role.",
   ];
-  for (const addr of input.peerAddresses) {
-    lines.push(`${host} replication  ${input.replicationUser}  ${addr}  ${peerAuth}`);
-    lines.push(`${host} all          ${input.replicationUser}  ${addr}  ${peerAuth}`);
+  for (const { address } of input.peers) {
+    lines.push(`${host} replication  ${input.replicationUser}  ${address}  ${peerAuth(address)}`);
+    lines.push(`${host} all          ${input.replicationUser}  ${address}  ${peerAuth(address)}`);
   }
   lines.push('# From anywhere else, not the replication role, and no replication connection at all.');
   lines.push(`${host} all          ${input.replicationUser}  all  reject`);
   lines.push(`${host} replication  all  all  reject`);
   lines.push('# Clients (postgres.clientCidrs; by default the peers\' subnets).');
   for (const cidr of input.clientCidrs) lines.push(`${host} all          all  ${cidr}  scram-sha-256`);
+  return `${lines.join('\n')}\n`;
+}
+
+/**
+ * pg_ident.conf: for each peer address, the peers whose certificate (CN = peer id, as `manatee-adm
+ * certs issue` makes it) may log in from there as the replication role. Without TLS, no map.
+ */
+export function renderIdent(input: Pick<HbaInput, 'replicationUser' | 'peers' | 'tls'>): string {
+  const lines = ['# Managed by Manatee: the peer certificates (CN, the peer id) admitted from each peer address as the replication role.'];
+  if (!input.tls) lines.push('# TLS is off: the replication role logs in with its password, and no map is used.');
+  else {
+    lines.push('# MAPNAME  SYSTEM-USERNAME (certificate CN)  PG-USERNAME');
+    for (const { address, ids } of input.peers) {
+      for (const id of ids) lines.push(`${identMapName(address)}  ${id}  ${input.replicationUser}`);
+    }
+  }
   return `${lines.join('\n')}\n`;
 }
 

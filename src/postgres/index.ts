@@ -6,12 +6,12 @@ export type { OsUser } from './os-user.js';
 export { resolveOsUser } from './os-user.js';
 export type { PgRole, RenderedRole } from './config.js';
 export {
-  FILE_ENFORCED_CONF, FILE_MANATEE_CONF, FILE_OVERRIDES_CONF, FILE_HBA_CONF, FILE_STANDBY_SIGNAL, NO_SYNC_PLACEHOLDER,
+  FILE_ENFORCED_CONF, FILE_MANATEE_CONF, FILE_OVERRIDES_CONF, FILE_HBA_CONF, FILE_IDENT_CONF, FILE_STANDBY_SIGNAL, NO_SYNC_PLACEHOLDER,
 } from './config.js';
 export type { WalPositions, ReplicationRow, SyncCatchUp } from './replication.js';
 export { readTimelineHistory } from './replication.js';
 export { HeldConnection, type HeldConnectionOptions } from './connection.js';
-export { DEFAULT_STOP_TIMEOUT_MS, PostgresServer, type PostgresServerOptions, type PgExit, type ConfigureResult, type ShardSettingsApplied, type ShutdownMode } from './server.js';
+export { DEFAULT_STOP_TIMEOUT_MS, PostgresServer, peerAddressTable, type PgPeer, type PostgresServerOptions, type PgExit, type ConfigureResult, type ShardSettingsApplied, type ShutdownMode } from './server.js';
 export { FILE_SHARD_CONF, rejectedSettings, sourceOfFile, type PeerSettingReport, type RejectedSetting, type RejectedSettingRow, type SettingSource } from './shard-conf.js';
 export { PgHealthChecker, type HealthResult, type HealthCheckerOptions } from './health.js';
 export { pgRewind, type RewindOptions, type RewindResult } from './rewind.js';

@@ -14,10 +14,10 @@ import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';
 import { findPgBinaries, type PgBinaries } from './binaries.js';
 import {
-  ENFORCED_KEYS, FILE_ENFORCED_CONF, FILE_HBA_CONF, FILE_MANATEE_CONF, FILE_OVERRIDES_CONF, FILE_POSTGRESQL_CONF,
+  ENFORCED_KEYS, FILE_ENFORCED_CONF, FILE_HBA_CONF, FILE_IDENT_CONF, FILE_MANATEE_CONF, FILE_OVERRIDES_CONF, FILE_POSTGRESQL_CONF,
   FILE_STANDBY_SIGNAL, NO_SYNC_PLACEHOLDER, OVERRIDES_TEMPLATE, passfileLine, quoteStandbyName, renderEnforcedConf,
-  libpqTls, renderHba, renderManateeConf, renderPostgresqlConf, validatePeerId, TLS_MIN_PROTOCOL, type ConfValue, type PgRole,
-  type PgTlsPaths, type RenderedRole,
+  libpqTls, renderHba, renderIdent, renderManateeConf, renderPostgresqlConf, validatePeerId, TLS_MIN_PROTOCOL, type ConfValue, type PgRole,
+  type HbaPeerAddress, type PgTlsPaths, type RenderedRole,
 } from './config.js';
 import { HeldConnection } from './connection.js';
 import { readPgSettings } from './settings.js';
@@ -65,10 +65,12 @@ export interface PostgresServerOptions {
    */
   readonly tls?: { readonly caFile: string; readonly certFile: string; readonly keyFile: string };
   /**
-   * The peers' hosts (this one included): the only addresses the replication role may connect
-   * from. Kept current with setPeerHosts(). Default: listenAddress.
+   * The peers (this one included): their hosts are the only addresses the replication role may
+   * connect from, and with TLS only with the certificate of a peer at that address (its CN, the
+   * peer id: pg_ident.conf). Kept current with setPeers(). Default: listenAddress, with no peer
+   * (without TLS the replication role may connect from it; with TLS no certificate is admitted).
    */
-  readonly peerHosts?: readonly string[];
+  readonly peers?: readonly PgPeer[];
   /** Networks that clients may connect from (scram-sha-256 always). Default: the peers' subnets (networks.ts). */
   readonly clientCidrs?: readonly string[];
   /** Default 1GB: how much WAL a primary keeps for standbys that fall behind. */
@@ -85,6 +87,26 @@ export interface PostgresServerOptions {
   /** How often an adopted postmaster (not our child, so no exit event) is checked. Default 500 ms. */
   readonly adoptedPollMs?: number;
   readonly logger?: Logger;
+}
+
+/** A peer as pg_hba.conf and pg_ident.conf know it: its id (its certificate's CN) and its host. */
+export interface PgPeer {
+  readonly id: string;
+  readonly host: string;
+}
+
+/**
+ * Each peer address once (sorted), with the ids of the peers at it (sorted). Throws
+ * MANATEE_ERR_PG_INVALID_OPTION for a host that is not an address or DNS name, or an id that is not a peer id.
+ */
+export function peerAddressTable(peers: readonly PgPeer[]): HbaPeerAddress[] {
+  const byAddress = new Map<string, Set<string>>();
+  for (const p of peers) {
+    validatePeerId(p.id, `peer ${JSON.stringify(p.host)}: id`);
+    const address = hostAddress(p.host);
+    byAddress.set(address, (byAddress.get(address) ?? new Set()).add(p.id));
+  }
+  return [...byAddress].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([address, ids]) => ({ address, ids: [...ids].sort() }));
 }
 
 export interface PgExit {
@@ -164,9 +186,10 @@ export class PostgresServer extends EventEmitter<PgEvents> {
   private readonly stderrTail = new LineRing(40);
   /** The sitter's own queries share this one connection (see query()). */
   private readonly held: HeldConnection;
-  /** pg_hba.conf's peer addresses, sorted (setPeerHosts). */
-  private peerAddresses: readonly string[];
-  private readonly peerHostList: string[];
+  /** pg_hba.conf's peer addresses and pg_ident.conf's ids at each (setPeers). */
+  private peerTable: readonly HbaPeerAddress[];
+  /** The peers' hosts, sorted, each once: the default client networks are their subnets. */
+  private peerHostList: readonly string[];
   /** Where PostgreSQL and its client tools find the TLS files (copies owned by the OS user), or null. */
   readonly tlsPaths: PgTlsPaths | null;
   /** The replication role's password in the passfile (setReplicationPassword: a rotation moves it). */
@@ -196,8 +219,9 @@ export class PostgresServer extends EventEmitter<PgEvents> {
         else this.log.debug({ decision: 'held-connection-dropped', reason: e.reason }, `dropped the sitter's held connection: ${e.reason}`);
       },
     });
-    this.peerHostList = [...new Set(opts.peerHosts ?? [opts.listenAddress])].sort();
-    this.peerAddresses = [...new Set(this.peerHostList.map(hostAddress))].sort();
+    const peers = opts.peers ?? [];
+    this.peerHostList = [...new Set(opts.peers === undefined ? [opts.listenAddress] : peers.map((p) => p.host))].sort();
+    this.peerTable = opts.peers === undefined ? [{ address: hostAddress(opts.listenAddress), ids: [] }] : peerAddressTable(peers);
     const tlsDir = join(this.runDir, 'tls');
     this.tlsPaths = opts.tls === undefined ? null : { caFile: join(tlsDir, 'ca.crt'), certFile: join(tlsDir, 'peer.crt'), keyFile: join(tlsDir, 'peer.key') };
   }
@@ -221,7 +245,8 @@ export class PostgresServer extends EventEmitter<PgEvents> {
     if (opts.superuserPassword !== undefined && /[\n\r\0]/.test(opts.superuserPassword)) {
       throw new PgError('MANATEE_ERR_PG_INVALID_OPTION', 'superuserPassword: expected a single line');
     }
-    for (const h of opts.peerHosts ?? [opts.listenAddress]) hostAddress(h);
+    if (opts.peers === undefined) hostAddress(opts.listenAddress);
+    else peerAddressTable(opts.peers);
     for (const c of opts.clientCidrs ?? []) normalizeCidr(c);
     const runDir = opts.runDir ?? `${opts.dataDir}.run`;
     const socketPath = join(runDir, `.s.PGSQL.${opts.port}`);
@@ -429,26 +454,31 @@ export class PostgresServer extends EventEmitter<PgEvents> {
   }
 
   /**
-   * The peers' hosts changed (the cluster state, the active peers): pg_hba.conf admits the
-   * replication role from exactly these, and is reloaded. Returns whether anything changed.
+   * The peers changed (the configured members, the cluster state, the active peers): pg_hba.conf
+   * admits the replication role from exactly their hosts, and with TLS pg_ident.conf only each
+   * one's certificate from its own host; both are reloaded. Returns whether anything changed.
+   * Throws MANATEE_ERR_PG_INVALID_OPTION (a bad host or id) before changing anything.
    */
-  async setPeerHosts(hosts: readonly string[]): Promise<boolean> {
-    const list = [...new Set(hosts)].sort();
-    const addresses = [...new Set(list.map(hostAddress))].sort();
-    if (addresses.join(' ') === this.peerAddresses.join(' ')) return false;
-    const before = { hosts: [...this.peerHostList], addresses: this.peerAddresses };
-    this.peerHostList.splice(0, this.peerHostList.length, ...list);
-    this.peerAddresses = addresses;
+  async setPeers(peers: readonly PgPeer[]): Promise<boolean> {
+    const table = peerAddressTable(peers);
+    const hosts = [...new Set(peers.map((p) => p.host))].sort();
+    if (JSON.stringify(table) === JSON.stringify(this.peerTable) && hosts.join(' ') === this.peerHostList.join(' ')) return false;
+    const before = { hosts: this.peerHostList, table: this.peerTable };
+    this.peerHostList = hosts;
+    this.peerTable = table;
     if (!(await this.hasData())) return true;
     try {
       await this.writeHba();
     } catch (err) {
-      // Not taken: the next call with these hosts writes the file again.
-      this.peerHostList.splice(0, this.peerHostList.length, ...before.hosts);
-      this.peerAddresses = before.addresses;
+      // Not taken: the next call with these peers writes the files again.
+      this.peerHostList = before.hosts;
+      this.peerTable = before.table;
       throw err;
     }
-    this.log.info({ decision: 'pg-hba-peers', peers: addresses, clientCidrs: this.clientCidrs() }, 'pg_hba.conf: the peers changed');
+    this.log.info({
+      decision: 'pg-hba-peers', peers: table.map((t) => `${t.address}: ${t.ids.join(' ') || '-'}`), clientCidrs: this.clientCidrs(),
+      reason: 'the peers changed',
+    }, 'pg_hba.conf and pg_ident.conf: the peers changed');
     if (this.running) await this.reload();
     return true;
   }
@@ -458,14 +488,18 @@ export class PostgresServer extends EventEmitter<PgEvents> {
     return this.opts.clientCidrs !== undefined ? this.opts.clientCidrs.map((c) => normalizeCidr(c)) : peerSubnets(this.peerHostList);
   }
 
+  /** pg_ident.conf, then pg_hba.conf (whose lines name its maps). Resolves true when either changed. */
   private async writeHba(): Promise<boolean> {
-    return this.writeOwned(join(this.dataDir, FILE_HBA_CONF), renderHba({
+    const tls = this.tlsPaths !== null;
+    const ident = await this.writeOwned(join(this.dataDir, FILE_IDENT_CONF), renderIdent({ replicationUser: this.replicationUser, peers: this.peerTable, tls }));
+    const hba = await this.writeOwned(join(this.dataDir, FILE_HBA_CONF), renderHba({
       superuser: this.superuser,
       replicationUser: this.replicationUser,
-      peerAddresses: this.peerAddresses,
+      peers: this.peerTable,
       clientCidrs: this.clientCidrs(),
-      tls: this.tlsPaths !== null,
+      tls,
     }));
+    return ident || hba;
   }
 
   /** libpq settings for a connection to another peer's PostgreSQL (pg_basebackup, pg_rewind): TLS, verify-full. */

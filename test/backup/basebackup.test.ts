@@ -73,15 +73,20 @@ describe('basebackup backend', () => {
     await waitFor('the new row on b', async () => (await b.query("SELECT 1 FROM big WHERE pad = 'streamed'")).length === 1);
   });
 
-  it('a wrong password fails clearly and leaves the old data directory (and the operator overrides) in place', async () => {
+  it('a source that does not admit this peer\'s certificate fails clearly and leaves the old data directory (and the operator overrides) in place', async () => {
     await b.stop('fast');
     await writeFile(join(b.dataDir, 'marker'), 'old data');
     await appendFile(join(b.dataDir, 'manatee-overrides.conf'), "work_mem = '9MB'\n");
-    const bad = `postgres://replicator:wrong-password@127.0.0.1:${a.port}/postgres`;
-    const err = await caught(new BasebackupBackend({ postgres: b }).restore({ source: src(bad), reason: 'bootstrap' }));
-    expect(hasCode(err, 'MANATEE_ERR_PG_BASEBACKUP_FAILED')).toBe(true);
-    expect((err as Error).message).toMatch(/password authentication failed/);
-    expect((err as Error).message).toMatch(/old data directory was left in place/);
+    // a no longer counts b among its peers (b was reaped, say): b's certificate is refused there.
+    await a.setPeers([{ id: 'a', host: '127.0.0.1' }]);
+    try {
+      const err = await caught(new BasebackupBackend({ postgres: b }).restore({ source: src(pgUrlOf(a)), reason: 'bootstrap' }));
+      expect(hasCode(err, 'MANATEE_ERR_PG_BASEBACKUP_FAILED')).toBe(true);
+      expect((err as Error).message).toMatch(/certificate authentication failed for user "replicator"/);
+      expect((err as Error).message).toMatch(/old data directory was left in place/);
+    } finally {
+      await a.setPeers([{ id: 'a', host: '127.0.0.1' }, { id: 'b', host: '127.0.0.1' }]);
+    }
     expect(await readFile(join(b.dataDir, 'marker'), 'utf8')).toBe('old data');
     expect(await siblings(b)).toEqual([]);
   });

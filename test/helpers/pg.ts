@@ -28,7 +28,9 @@ export interface PgSandbox {
 
 export async function makePgSandbox(prefix: string, logger: Logger = silentLogger()): Promise<PgSandbox> {
   const tmp = await makeTmpDir(prefix);
-  const servers: PostgresServer[] = [];
+  /** Each server made, and whether the test gave its peers (then they are its own to keep). */
+  const servers = new Map<PostgresServer, boolean>();
+  const names = new Set<string>();
   let ca: Promise<TestCa> | null = null;
   const sandbox: PgSandbox = {
     dir: tmp.path,
@@ -36,8 +38,14 @@ export async function makePgSandbox(prefix: string, logger: Logger = silentLogge
     clientSsl: async () => ({ ca: await readFile((await sandbox.ca()).caFile, 'utf8'), rejectUnauthorized: true }),
     async server(name, extra = {}) {
       const tls = extra.tls ?? await (await sandbox.ca()).peer(name);
+      // Every server of the sandbox is a peer of every other, on 127.0.0.1: each admits the
+      // others' certificates (CN = name) as the replication role, as a shard's peers do.
+      names.add(name);
+      const peers = [...names].map((id) => ({ id, host: '127.0.0.1' }));
+      for (const [other, own] of servers.entries()) if (!own) await other.setPeers(peers);
       const s = await PostgresServer.open({
         tls,
+        peers,
         dataDir: `${tmp.path}/${name}`,
         listenAddress: '127.0.0.1',
         port: await freePort(),
@@ -49,7 +57,7 @@ export async function makePgSandbox(prefix: string, logger: Logger = silentLogge
         logger,
         ...extra,
       });
-      servers.push(s);
+      servers.set(s, extra.peers !== undefined);
       return s;
     },
     async primary(name, extra = {}) {
@@ -59,7 +67,7 @@ export async function makePgSandbox(prefix: string, logger: Logger = silentLogge
       return s;
     },
     async cleanup() {
-      for (const s of servers) {
+      for (const s of servers.keys()) {
         try {
           await s.stop('immediate');
         } catch {

@@ -1,10 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import {
-  confValue, conninfo, passfileLine, renderEnforcedConf, renderHba, renderPostgresqlConf, validatePeerId, NO_SYNC_PLACEHOLDER,
+  confValue, conninfo, passfileLine, renderEnforcedConf, renderHba, renderIdent, renderPostgresqlConf, validatePeerId, NO_SYNC_PLACEHOLDER,
 } from '../../src/postgres/config.js';
 import { parseProgressLine, ProgressTracker, lineSplitter } from '../../src/postgres/progress.js';
 import { parsePgUrl } from '../../src/postgres/url.js';
 import { hasCode } from '../../src/errors.js';
+import { peerAddressTable } from '../../src/postgres/server.js';
 
 const base = { listenAddress: '127.0.0.1', port: 6000, runDir: '/run/m', passfile: '/run/m/pgpass', replicationUser: 'replicator', tls: null };
 const tls = { caFile: '/run/m/tls/ca.crt', certFile: '/run/m/tls/peer.crt', keyFile: '/run/m/tls/peer.key' };
@@ -40,20 +41,40 @@ describe('configuration rendering', () => {
     expect(renderEnforcedConf({ ...base, role: { role: 'stopped' } })).toContain('ssl = off');
   });
 
-  it('pg_hba.conf never trusts the network; with TLS every network line is hostssl and the replication role needs a peer certificate', () => {
-    const t = renderHba({ superuser: 'postgres', replicationUser: 'replicator', peerAddresses: ['10.0.0.1/32', '10.0.0.2/32'], clientCidrs: ['10.0.0.0/24'], tls: true });
+  it('pg_hba.conf never trusts the network; with TLS every network line is hostssl and the replication role logs in with the certificate of a peer at that address', () => {
+    const peers = [{ address: '10.0.0.1/32', ids: ['db1'] }, { address: '10.0.0.2/32', ids: ['db2', 'db2b'] }];
+    const t = renderHba({ superuser: 'postgres', replicationUser: 'replicator', peers, clientCidrs: ['10.0.0.0/24'], tls: true });
     const network = t.split('\n').filter((l) => /^host/.test(l));
-    for (const line of network) expect(line).toMatch(/^hostssl .*(scram-sha-256( +clientcert=verify-ca)?|reject)$/);
-    expect(t).toMatch(/^hostssl replication +replicator +10\.0\.0\.2\/32 +scram-sha-256 +clientcert=verify-ca$/m);
-    expect(t).toMatch(/^hostssl all +replicator +10\.0\.0\.1\/32 +scram-sha-256 +clientcert=verify-ca$/m);
+    for (const line of network) expect(line).toMatch(/^hostssl .*(scram-sha-256|cert +map=peers@[^ ]+|reject)$/);
+    expect(t).toMatch(/^hostssl replication +replicator +10\.0\.0\.2\/32 +cert +map=peers@10\.0\.0\.2\/32$/m);
+    expect(t).toMatch(/^hostssl all +replicator +10\.0\.0\.1\/32 +cert +map=peers@10\.0\.0\.1\/32$/m);
     // The replication role from anywhere else: refused before any client line can admit it.
     const reject = network.findIndex((l) => /^hostssl all +replicator +all +reject$/.test(l));
     const client = network.findIndex((l) => /^hostssl all +all +10\.0\.0\.0\/24 +scram-sha-256$/.test(l));
     expect(reject).toBeGreaterThan(0);
     expect(client).toBeGreaterThan(reject);
     expect(t).not.toContain('0.0.0.0/0');
-    const plain = renderHba({ superuser: 'postgres', replicationUser: 'replicator', peerAddresses: ['127.0.0.1/32'], clientCidrs: [], tls: false });
+    // Each address's map admits the certificates (CN) of the peers at it, and only as the replication role.
+    const ident = renderIdent({ replicationUser: 'replicator', peers, tls: true });
+    expect(ident.split('\n').filter((l) => l !== '' && !l.startsWith('#'))).toEqual([
+      'peers@10.0.0.1/32  db1  replicator',
+      'peers@10.0.0.2/32  db2  replicator',
+      'peers@10.0.0.2/32  db2b  replicator',
+    ]);
+    const plain = renderHba({ superuser: 'postgres', replicationUser: 'replicator', peers: [{ address: '127.0.0.1/32', ids: [] }], clientCidrs: [], tls: false });
     expect(plain).toMatch(/^host replication +replicator +127\.0\.0\.1\/32 +scram-sha-256$/m);
+    expect(renderIdent({ replicationUser: 'replicator', peers, tls: false }).split('\n').filter((l) => l !== '' && !l.startsWith('#'))).toEqual([]);
+  });
+
+  it('the peer table: each address once with the ids at it; a bad id or host is refused naming it', () => {
+    expect(peerAddressTable([{ id: 'b', host: '10.0.0.2' }, { id: 'a', host: '10.0.0.1' }, { id: 'c', host: '10.0.0.2' }, { id: 'd', host: 'DB4.example.net' }])).toEqual([
+      { address: '10.0.0.1/32', ids: ['a'] }, { address: '10.0.0.2/32', ids: ['b', 'c'] }, { address: 'db4.example.net', ids: ['d'] },
+    ]);
+    let caught: unknown = null;
+    try { peerAddressTable([{ id: 'a b', host: '10.0.0.1' }]); } catch (err) { caught = err; }
+    expect(hasCode(caught, 'MANATEE_ERR_PG_INVALID_OPTION')).toBe(true);
+    expect((caught as Error).message).toMatch(/^peer "10\.0\.0\.1": id "a b" is not a peer id/);
+    expect(() => peerAddressTable([{ id: 'a', host: 'not a host' }])).toThrow(/peer host "not a host": expected an IP address or a DNS name/);
   });
 
   it('quotes values for postgresql.conf, conninfo and passfiles', () => {

@@ -56,7 +56,7 @@ describe('replication between two peers', () => {
     const rows = await a.replicationStatus();
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({ applicationName: 'peer-b', state: 'streaming', syncState: 'sync' });
-    // The stream runs over TLS 1.3, and b showed its peer certificate (pg_hba's clientcert).
+    // The stream runs over TLS 1.3, and b logged in with its peer certificate (pg_hba's cert, pg_ident's map).
     const ssl = await a.query<{ ssl: boolean; version: string; client_dn: string | null }>(
       'SELECT s.ssl, s.version, s.client_dn FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid)');
     expect(ssl).toEqual([{ ssl: true, version: 'TLSv1.3', client_dn: '/CN=b' }]);

@@ -1,5 +1,6 @@
 // PostgreSQL's listener with TLS, as a peer configures it: TLS 1.3 only, hostssl lines only, the
-// replication role only from the peers' addresses and only with a certificate of the shard's CA;
+// replication role only from the peers' addresses and only with the certificate (shard CA, CN = the
+// peer id) of a peer at that address (pg_ident.conf);
 // and libpq's side (sslmode=verify-full, what standbys, pg_basebackup and pg_rewind use) refusing
 // a server whose certificate is from another CA, expired, or issued for another host.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -55,6 +56,31 @@ async function nodeConnect(opts: { user: string; password: string; ssl: pg.Clien
   }
 }
 
+/**
+ * A physical replication connection (what a standby's walreceiver and pg_basebackup open) as the
+ * replication role, from `from`, presenting `files` (or no certificate, or no TLS with `ssl: false`):
+ * resolves with IDENTIFY_SYSTEM's system id, rejects with the server's refusal.
+ */
+async function replicationConnect(files: TlsFiles | null, opts: { from?: string; ssl?: false } = {}): Promise<string> {
+  const ssl = opts.ssl === false ? false : {
+    ca: await readCa(), ...(files === null ? {} : { cert: await readFile(files.certFile, 'utf8'), key: await readFile(files.keyFile, 'utf8') }),
+  };
+  // node-postgres sends `replication` as a start-up parameter; its types do not list it.
+  const config: pg.ClientConfig & { replication: string } = {
+    host: '127.0.0.1', port: a.port, user: 'replicator', password: TEST_REPL_PASSWORD, ssl, replication: 'true', connectionTimeoutMillis: 10_000,
+    ...(opts.from === undefined ? {} : { stream: () => fromAddress(opts.from!) }),
+  };
+  const c = new pg.Client(config);
+  c.on('error', () => undefined);
+  try {
+    await c.connect();
+    const r = await c.query<{ systemid: string }>('IDENTIFY_SYSTEM');
+    return r.rows[0]!.systemid;
+  } finally {
+    await c.end().catch(() => undefined);
+  }
+}
+
 /** psql (libpq) as the replication role with a peer's TLS settings: what pg_basebackup and pg_rewind do. */
 async function libpq(files: TlsFiles, host = '127.0.0.1'): Promise<{ ok: boolean; output: string }> {
   const conninfo = [`host=${host}`, `port=${a.port}`, 'user=replicator', 'dbname=postgres', 'connect_timeout=10', 'sslmode=verify-full',
@@ -72,8 +98,38 @@ describe('PostgreSQL with TLS', () => {
     expect(row).toEqual({ ssl: true, version: 'TLSv1.3' });
   });
 
-  it('refuses a connection without TLS', async () => {
+  it('refuses a connection without TLS, the replication role\'s too', async () => {
     await expect(nodeConnect({ user: 'app', password: 'app-secret', ssl: false })).rejects.toThrow(/no pg_hba.conf entry for host "127.0.0.1", user "app", database "postgres", no encryption/);
+    await expect(replicationConnect(null, { ssl: false }))
+      .rejects.toThrow(/no pg_hba.conf entry for replication connection from host "127.0.0.1", user "replicator", no encryption/);
+    // The same connection over TLS with a's certificate: admitted (the control).
+    expect(await replicationConnect(good)).toMatch(/^\d+$/);
+  });
+
+  it('binds the replication role to the peers\' certificates: one of the CA for an id that is no peer is refused, and so is a peer\'s from another peer\'s address', async () => {
+    // Issued by the shard's CA (manatee-adm certs issue), for an id that is not in the shard.
+    const stranger = await libpq(await ca.peer('stranger'));
+    expect(stranger.ok).toBe(false);
+    expect(stranger.output).toMatch(/certificate authentication failed for user "replicator"/);
+    expect(await serverLogSays(/provided user name \(replicator\) and authenticated user name \(stranger\) do not match|no match in usermap "peers@127\.0\.0\.1\/32" for user "replicator" authenticated as "stranger"/)).toBe(true);
+    // b is a peer, at 127.0.0.2: its certificate is taken from there, and from nowhere else.
+    const b = await ca.peer('b');
+    const ssl = async (f: TlsFiles) => ({ ca: await readCa(), cert: await readFile(f.certFile, 'utf8'), key: await readFile(f.keyFile, 'utf8') });
+    await expect(replicationConnect(await ca.peer('stranger'))).rejects.toThrow(/certificate authentication failed for user "replicator"/);
+    expect(await a.setPeers([{ id: 'a', host: '127.0.0.1' }, { id: 'b', host: '127.0.0.2' }])).toBe(true);
+    try {
+      expect(await replicationConnect(b, { from: '127.0.0.2' })).toMatch(/^\d+$/);
+      expect(await nodeConnect({ user: 'replicator', password: '', ssl: await ssl(b), from: '127.0.0.2' })).toEqual({ ssl: true, version: 'TLSv1.3' });
+      await expect(replicationConnect(b)).rejects.toThrow(/certificate authentication failed for user "replicator"/);
+      expect((await libpq(b)).ok).toBe(false);
+      // a's own certificate from b's address: refused too.
+      await expect(replicationConnect(good, { from: '127.0.0.2' })).rejects.toThrow(/certificate authentication failed for user "replicator"/);
+      // The certificate is the replication role's only: an application role presenting it still needs its password.
+      await expect(nodeConnect({ user: 'app', password: 'wrong', ssl: await ssl(good) })).rejects.toThrow(/password authentication failed for user "app"/);
+    } finally {
+      await a.setPeers([{ id: 'a', host: '127.0.0.1' }]);
+    }
+    expect((await libpq(good)).ok).toBe(true);
   });
 
   it('refuses the replication role without a peer certificate, or with one from another CA', async () => {
@@ -113,15 +169,15 @@ describe('PostgreSQL with TLS', () => {
 
   it('admits the replication role only from the peers\' addresses, and clients only from their networks', async () => {
     // 127.0.0.1 is no longer a peer's address: the replication role is refused from it, clients are not.
-    expect(await a.setPeerHosts(['127.0.0.2'])).toBe(true);
+    expect(await a.setPeers([{ id: 'a', host: '127.0.0.2' }])).toBe(true);
     try {
       const r = await libpq(good);
       expect(r.ok).toBe(false);
       expect(r.output).toMatch(/pg_hba.conf rejects connection for host "127.0.0.1", user "replicator"/);
       expect(await nodeConnect({ user: 'postgres', password: 'super-secret', ssl: { ca: await readCa() } })).toMatchObject({ ssl: true });
-      expect(await a.setPeerHosts(['127.0.0.2'])).toBe(false);
+      expect(await a.setPeers([{ id: 'a', host: '127.0.0.2' }])).toBe(false);
     } finally {
-      await a.setPeerHosts(['127.0.0.1']);
+      await a.setPeers([{ id: 'a', host: '127.0.0.1' }]);
     }
     expect((await libpq(good)).ok).toBe(true);
     // a's client networks are 127.0.0.1/32: a client calling from 127.0.0.2 matches no line.
@@ -137,6 +193,14 @@ function fromAddress(localAddress: string): Socket {
   // node-postgres calls connect(port, host): keep its arguments and add the source address.
   Object.assign(socket, { connect: (port: number, host: string) => connect({ port, host, localAddress }) });
   return socket;
+}
+
+/** Whether a's server log (the newest file) has a line matching `re`: why PostgreSQL refused, which it tells no client. */
+async function serverLogSays(re: RegExp): Promise<boolean> {
+  const { readdir } = await import('node:fs/promises');
+  const files = (await readdir(a.logDir)).sort();
+  const text = await Promise.all(files.map((f) => readFile(join(a.logDir, f), 'utf8').catch(() => '')));
+  return text.some((t) => re.test(t));
 }
 
 function readCa(): Promise<string> {
