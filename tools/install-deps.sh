@@ -13,6 +13,7 @@ have etcd || need+=(etcd-server)
 have etcdctl || need+=(etcd-client)
 have psql || need+=(postgresql-client-15)
 have runuser || need+=(util-linux)
+have socat || need+=(socat)  # the TLS relay of zfs backup streams (src/backup/tls-relay.ts)
 [ -x /usr/bin/chromium ] || need+=(chromium)  # the status page's browser test (large: only when missing)
 
 if [ "${#need[@]}" -eq 0 ]; then

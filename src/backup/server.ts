@@ -13,6 +13,9 @@
 // route): the connection itself becomes zfs send's stdout here and zfs recv's stdin on the peer.
 // Through Node the 1 GiB bootstrap ran at 0.14x to 0.22x a shell's `zfs send | zfs recv` on a loaded
 // 2-core machine; direct, at 0.91x (tools/bench/bootstrap.ts).
+// Over TLS the connection cannot be handed over (Node encrypts it): on the peer's asking, a TLS
+// relay (socat at both ends, tls-relay.ts) carries the stream on a TLS connection of its own,
+// checked with the same certificates, and zfs send writes into its pipe (serveRelay and the go route).
 //
 // The routes are a fastify plugin (registered by the sitter's API or by a standalone server),
 // authenticated by the shard's secret in the `x-manatee-secret` header (constant-time compare).
@@ -21,7 +24,8 @@ import { Transform, type TransformCallback } from 'node:stream';
 import type { FastifyError, FastifyInstance, FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
 import type { TLSSocket } from 'node:tls';
 import type { Socket } from 'node:net';
-import { socketBytes, socketEnds } from './socket-bytes.js';
+import { socketBytes, socketEnds, type SocketEnds } from './socket-bytes.js';
+import { acceptedConnection, listenRelay, plainAddress, type RelayListener, type RelayTls } from './tls-relay.js';
 import type { Logger } from '../log.js';
 import { peerIdOfSocket } from '../tls/index.js';
 import { PEER_ID_PATTERN } from '../model/index.js';
@@ -48,6 +52,18 @@ export const SECRET_HEADER = 'x-manatee-secret';
  */
 export const STREAM_MODE_HEADER = 'x-manatee-stream-mode';
 export const STREAM_MODE_DIRECT = 'direct-socket';
+/**
+ * Over TLS: the stream goes through a TLS relay of its own (socat at both ends, see tls-relay.ts);
+ * the stream request answers {relayPort}, and the go request names the relay connection's local
+ * port in RELAY_FROM_HEADER.
+ */
+export const STREAM_MODE_TLS_RELAY = 'tls-relay';
+export const RELAY_FROM_HEADER = 'x-manatee-relay-from-port';
+
+/** What the stream request answers in the TLS relay mode. */
+export interface RelayOffer {
+  readonly relayPort: number;
+}
 
 /** What POST /backup/jobs/:id/go answers once the direct stream ended: the source's outcome. */
 export interface DirectStreamOutcome {
@@ -106,6 +122,14 @@ export interface BackupRoutesOptions {
   readonly directStream?: boolean;
   /** How often the kernel's byte count of a direct stream is read for the job's progress. */
   readonly directProgressIntervalMs?: number;
+  /**
+   * Over TLS (with requirePeerCertificate): this peer's certificate, key and the shard CA, asked at
+   * each stream, for the TLS relay (tls-relay.ts) that a restoring peer may ask for instead of a
+   * stream through Node. Absent: no relay.
+   */
+  readonly tlsRelay?: () => RelayTls;
+  /** The socat program of the TLS relay (default "socat"). */
+  readonly socatPath?: string;
 }
 
 interface Job {
@@ -121,8 +145,11 @@ interface Job {
   finishedMs: number | null;
   sendPid: number | null;
   pendingTimer: NodeJS.Timeout | null;
-  /** A direct stream: the connection handed over (its response head written), waiting for the peer's go. */
-  direct: { readonly socket: Socket; started: boolean } | null;
+  /**
+   * A direct stream: the connection handed over (its response head written), or the TLS relay's
+   * input pipe (with `relay`), waiting for the peer's go.
+   */
+  direct: { readonly socket: Socket; started: boolean; readonly relay?: { readonly listener: RelayListener; readonly controlAddress: string } } | null;
   /** Stops a sending job (DELETE, a closed control connection): kills zfs send and cuts the stream. */
   stop: ((reason: string) => void) | null;
 }
@@ -430,10 +457,18 @@ export const backupRoutes: FastifyPluginCallback<BackupRoutesOptions> = (app: Fa
     if (job.state !== 'pending') {
       return sendError(reply, new BackupError(BACKUP_ERR_JOB_CONFLICT, `backup job ${job.id} is ${job.state}; its stream can be fetched once`, { statusCode: 409 }));
     }
+    const certPeer = certPeers.get(req);
+    if (certPeer !== undefined && certPeer !== job.peerId) {
+      log.warn({ jobId: job.id, peerId: job.peerId, certPeer, reason: 'peer id does not match the certificate' }, 'backup: refused a stream');
+      return sendError(reply, new BackupError(BACKUP_ERR_PEER_CERTIFICATE, `backup job ${job.id} is for peer ${job.peerId}, not for ${certPeer}`, { statusCode: 403 }));
+    }
     job.state = 'sending';
     if (job.pendingTimer !== null) clearTimeout(job.pendingTimer);
     job.progress = new ByteProgress(job.progress.snapshot('sending').bytesTotal);
     const sock = req.raw.socket as Socket & { encrypted?: boolean };
+    if (req.headers[STREAM_MODE_HEADER] === STREAM_MODE_TLS_RELAY && opts.tlsRelay !== undefined && sock.encrypted === true && certPeer !== undefined) {
+      return serveRelay(job, sock, opts.tlsRelay, reply);
+    }
     if (req.headers[STREAM_MODE_HEADER] === STREAM_MODE_DIRECT && opts.directStream !== false && sock.encrypted !== true) {
       serveDirect(job, sock, reply);
       return reply;
@@ -502,6 +537,45 @@ export const backupRoutes: FastifyPluginCallback<BackupRoutesOptions> = (app: Fa
   }
 
   /**
+   * The TLS relay's first half: socat listens on the address the peer reached this API at, for one
+   * TLS connection from the job's peer (tls-relay.ts); the answer names its port. zfs send starts on
+   * the peer's go, once that connection is there and verified.
+   */
+  async function serveRelay(job: Job, sock: Socket, tls: () => RelayTls, reply: FastifyReply): Promise<FastifyReply> {
+    let listener: RelayListener;
+    try {
+      listener = await listenRelay({ socatPath: opts.socatPath ?? 'socat', tls: tls(), log, bindAddress: sock.localAddress ?? '127.0.0.1', peerId: job.peerId, timeoutMs: 30_000 });
+    } catch (err) {
+      const reason = `cannot start the TLS relay: ${errorMessage(err)}`;
+      finish(job, 'failed', reason);
+      return sendError(reply, err instanceof BackupError ? err : new BackupError('MANATEE_ERR_BACKUP_TLS_RELAY', reason));
+    }
+    const relay = listener.relay;
+    job.direct = { socket: listener.input, started: false, relay: { listener, controlAddress: plainAddress(sock.remoteAddress ?? '') } };
+    const goTimeoutMs = Math.min(pendingTimeoutMs, 120_000);
+    const goTimer = setTimeout(() => {
+      if (job.direct?.started === false) {
+        finish(job, 'failed', `the peer did not start the TLS relay stream within ${goTimeoutMs} ms`);
+        relay.kill();
+      }
+    }, goTimeoutMs);
+    goTimer.unref();
+    job.stop = (reason: string): void => {
+      clearTimeout(goTimer);
+      finish(job, 'failed', reason);
+      relay.kill();
+    };
+    void relay.exited.then(() => {
+      clearTimeout(goTimer);
+      if (job.direct?.started === false) finish(job, 'failed', `the TLS relay ended before the peer started the stream: ${relay.errors() || 'no output'}`);
+      listener.input.destroy();
+    });
+    log.info({ jobId: job.id, peerId: job.peerId, port: listener.port, pid: relay.pid, reason: 'the peer asked for the TLS relay' }, 'backup: TLS relay offered; waiting for the peer to connect and start it');
+    const offer: RelayOffer = { relayPort: listener.port };
+    return reply.header(STREAM_MODE_HEADER, STREAM_MODE_TLS_RELAY).header('cache-control', 'no-store').send(offer);
+  }
+
+  /**
    * The direct stream, second half: the peer holds its zfs recv on the connection and says go.
    * zfs send then writes straight into the connection, and this request stays open until it ends:
    * its answer is the source's outcome ({state, bytesSent, error}), so a send that fails mid-stream
@@ -533,27 +607,59 @@ export const backupRoutes: FastifyPluginCallback<BackupRoutesOptions> = (app: Fa
     }
     direct.started = true;
     const socket = direct.socket;
-    const ends = socketEnds(socket);
+    const relay = direct.relay;
+    let ends: SocketEnds = socketEnds(socket);
+    if (relay !== undefined) {
+      // The relay's connection must be the one this peer made: from the control connection's
+      // address and the port it names (socat checked its certificate: the shard CA, the job's peer).
+      try {
+        ends = await relayConnection(relay, req.headers[RELAY_FROM_HEADER]);
+      } catch (err) {
+        const e = err instanceof BackupError ? err : new BackupError('MANATEE_ERR_BACKUP_TLS_RELAY', errorMessage(err));
+        log.warn({ jobId: job.id, peerId: job.peerId, reason: e.message }, 'backup: refused to start the TLS relay stream');
+        job.stop?.(e.message);
+        return sendError(reply, e);
+      }
+    }
     const send = zfs.sendToSocket(job.snapshot, socket, job.fromSnapshot === null ? {} : { fromSnapshot: job.fromSnapshot });
     job.sendPid = send.pid ?? null;
+    // zfs send (and zfs-fuse's daemon) hold the relay's input now; socat must see its end when they let go.
+    if (relay !== undefined) socket.destroy();
     // A holder object: TypeScript does not see assignments made inside the callback below.
     const stopped: { reason: string | null } = { reason: null };
     job.stop = (reason: string): void => {
       if (stopped.reason !== null) return;
       stopped.reason = reason;
       send.abort(reason);
+      // The daemon writes on into the pipe until its reader is gone: socat's end stops it.
+      relay?.listener.relay.kill();
     };
     const onControlClose = (): void => {
       if (!reply.raw.writableFinished) job.stop?.('the peer closed its control connection before the stream ended');
     };
+    // A relay that ends while zfs send still runs (its connection broke, or it was killed) ends the stream.
+    const sendEnded = { now: false };
+    void relay?.listener.relay.exited.then(() => {
+      if (!sendEnded.now) job.stop?.(`the TLS relay to the peer ended mid-stream: ${relay.listener.relay.errors() || 'no output'}`);
+    });
     reply.raw.on('close', onControlClose);
     log.info({ jobId: job.id, peerId: job.peerId, snapshot: job.snapshot, fromSnapshot: job.fromSnapshot, pid: send.pid, direct: true }, 'backup: streaming (zfs send writes on the connection)');
     const intervalMs = opts.directProgressIntervalMs ?? 1000;
     let polling = false;
+    const acked = { max: 0, known: false };
+    const sample = async (): Promise<void> => {
+      // The relay counts the stream's own bytes; a connection's count is the kernel's.
+      const b = relay !== undefined ? { acked: relay.listener.relay.transferred } : await socketBytes(ends);
+      if (b !== null) {
+        acked.known = true;
+        acked.max = Math.max(acked.max, b.acked);
+        job.progress.set(acked.max);
+      }
+    };
     const ticker = setInterval(() => {
       if (polling) return;
       polling = true;
-      void socketBytes(ends).then((b) => { if (b !== null) job.progress.set(b.acked); }).finally(() => { polling = false; });
+      void sample().finally(() => { polling = false; });
     }, intervalMs);
     let error: string | null = null;
     try {
@@ -561,11 +667,13 @@ export const backupRoutes: FastifyPluginCallback<BackupRoutesOptions> = (app: Fa
     } catch (err) {
       error = stopped.reason ?? `zfs send failed: ${errorMessage(err)}`;
     } finally {
+      sendEnded.now = true;
       clearInterval(ticker);
     }
+    if (relay !== undefined) await relayDrained(relay.listener, error);
     // The count before the connection goes: once closed, the kernel forgets it.
-    const bytes = await socketBytes(ends);
-    if (bytes !== null) job.progress.set(bytes.acked);
+    await sample();
+    const bytes = acked.known ? { acked: acked.max } : null;
     // A failed send may leave zfs-fuse's daemon writing (it holds the socket too): the shutdown of
     // the sending side stops it, and the peer's zfs recv reads an early end, which it refuses.
     if (error !== null) await endSocket(socket);
@@ -575,6 +683,37 @@ export const backupRoutes: FastifyPluginCallback<BackupRoutesOptions> = (app: Fa
     const outcome: DirectStreamOutcome = { state: error === null ? 'done' : 'failed', bytesSent: bytes === null ? null : bytes.acked, error };
     return reply.send(outcome);
   });
+
+  /** The relay's verified connection, checked against the control connection and the port the peer names. */
+  async function relayConnection(relay: { readonly listener: RelayListener; readonly controlAddress: string }, fromHeader: string | string[] | undefined): Promise<SocketEnds> {
+    const from = typeof fromHeader === 'string' && /^[0-9]{1,5}$/.test(fromHeader) ? Number(fromHeader) : null;
+    if (from === null) throw new BackupError(BACKUP_ERR_BAD_REQUEST, `the go of a TLS relay stream must name the relay connection's local port in ${RELAY_FROM_HEADER}`, { statusCode: 400 });
+    const accepted = await acceptedConnection(relay.listener, 30_000);
+    const a = accepted.ends;
+    if (a.remoteAddress !== relay.controlAddress || a.remotePort !== from) {
+      throw new BackupError(BACKUP_ERR_PEER_CERTIFICATE, `the TLS relay's connection came from ${a.remoteAddress ?? '?'}:${a.remotePort ?? '?'}, not from the peer's ${relay.controlAddress}:${from}`, { statusCode: 403 });
+    }
+    return a;
+  }
+
+  /**
+   * After zfs send: a relay that is to deliver the stream gets time to pass its last bytes on and
+   * close the connection (counted while it does); a failed stream's relay is stopped at once.
+   */
+  async function relayDrained(listener: RelayListener, error: string | null): Promise<void> {
+    const relay = listener.relay;
+    if (error !== null) {
+      relay.kill();
+      await relay.exited;
+      return;
+    }
+    const timer = setTimeout(() => {
+      log.warn({ pid: relay.pid, reason: 'the peer did not take the last bytes within 60 s' }, 'backup: stopping the TLS relay');
+      relay.kill();
+    }, 60_000);
+    await relay.exited;
+    clearTimeout(timer);
+  }
 
   app.addHook('onClose', (_instance, next) => {
     for (const job of jobs.values()) if (job.pendingTimer !== null) clearTimeout(job.pendingTimer);

@@ -18,12 +18,13 @@ import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { execa } from 'execa';
 import type { Logger } from '../log.js';
-import { type Zfs, parentOf, validateDatasetName, ZFS_ERR_COMMAND, ZfsBusyError, ZfsError, ZfsNoSpaceError, ZfsNotFoundError, ZfsStreamInterruptedError, ZFS_ERR_STREAM_INTERRUPTED } from '../zfs/index.js';
+import { type Zfs, type ZfsSocketStream, parentOf, validateDatasetName, ZFS_ERR_COMMAND, ZfsBusyError, ZfsError, ZfsNoSpaceError, ZfsNotFoundError, ZfsStreamInterruptedError, ZFS_ERR_STREAM_INTERRUPTED } from '../zfs/index.js';
 import type { BackupBackend, RestoreOptions, RestoreResult } from './types.js';
 import { ByteProgress } from './rate.js';
 import { BackupError, BACKUP_ERR_ABORTED, BACKUP_ERR_HTTP, RestoreBusyError, RestoreFailedError, RestoreInvalidError } from './errors.js';
-import { SECRET_HEADER, STREAM_MODE_DIRECT, STREAM_MODE_HEADER, type DirectStreamOutcome } from './server.js';
+import { RELAY_FROM_HEADER, SECRET_HEADER, STREAM_MODE_DIRECT, STREAM_MODE_HEADER, STREAM_MODE_TLS_RELAY, type DirectStreamOutcome, type RelayOffer } from './server.js';
 import { socketBytes, socketEnds } from './socket-bytes.js';
+import { connectRelay, type RelayConnection } from './tls-relay.js';
 import { findPgBinaries } from '../postgres/binaries.js';
 import { resolveOsUser, type OsUser } from '../postgres/os-user.js';
 import { verifyDataDir, type DataDirReport } from './verify.js';
@@ -73,6 +74,27 @@ export interface ZfsBackendOptions {
    * source that does not offer it streams through Node as before. Never over TLS.
    */
   readonly directStream?: boolean;
+  /**
+   * Over TLS, ask the source for its TLS relay (default true): socat at both ends carries the
+   * stream between zfs send and zfs recv (tls-relay.ts), out of Node. A source that does not offer
+   * it streams through Node as before.
+   */
+  readonly tlsRelay?: boolean;
+  /** The socat program of the TLS relay (default "socat"). */
+  readonly socatPath?: string;
+}
+
+/** The receiving end of a stream that zfs recv reads without Node: the connection itself, or the TLS relay's pipe. */
+interface DirectLink {
+  readonly recv: ZfsSocketStream;
+  /** The stream's bytes received so far (null when they cannot be read). */
+  received(): Promise<number | null>;
+  /** Extra headers of the go request. */
+  readonly goHeaders: Record<string, string>;
+  /** Stops the receiving side at once (abort, or a source that cannot be told to stop). */
+  cut(why: string): void;
+  /** Releases everything once the receive ended. */
+  close(): void;
 }
 
 interface JobCreated {
@@ -273,7 +295,7 @@ export class ZfsBackupBackend implements BackupBackend {
         ...(this.o.tls !== undefined ? { tls: this.o.tls() } : {}),
       });
       const text = await readSome(res, 4096);
-      if (res.statusCode === 204) log.info({ jobId }, 'restore: cancelled the job on the source (its stream was never fetched)');
+      if (res.statusCode === 204) log.info({ jobId, reason: 'the restore failed before its stream flowed' }, 'restore: cancelled the job on the source');
       else log.warn({ jobId, status: res.statusCode, body: text }, 'restore: the source did not cancel the job; it ends at its pending timeout');
     } catch (err) {
       log.warn({ jobId, err: message(err) }, 'restore: could not cancel the job on the source; it ends at its pending timeout');
@@ -391,10 +413,12 @@ export class ZfsBackupBackend implements BackupBackend {
     // node:http rather than fetch: a native Readable (no web-stream conversion) keeps the
     // stream near the speed of a pipe, and a connection cut mid-body surfaces as an error.
     const askDirect = this.o.directStream !== false && this.o.tls === undefined && base.startsWith('http:');
+    const askRelay = this.o.tlsRelay !== false && this.o.tls !== undefined && base.startsWith('https:');
+    const modeHeader: Record<string, string> = askDirect ? { [STREAM_MODE_HEADER]: STREAM_MODE_DIRECT, connection: 'close' } : askRelay ? { [STREAM_MODE_HEADER]: STREAM_MODE_TLS_RELAY } : {};
     // A direct stream takes the connection for itself: a fresh one (no agent), never reused.
     const body = await httpSend(`${base}${job.streamPath}`, {
       method: 'GET',
-      headers: askDirect ? { ...this.headers(), [STREAM_MODE_HEADER]: STREAM_MODE_DIRECT, connection: 'close' } : this.headers(),
+      headers: { ...this.headers(), ...modeHeader },
       signal: askDirect ? (opts.signal ?? AbortSignal.any([])) : signal,
       ...(askDirect ? { agent: false as const } : {}),
       ...(this.o.tls !== undefined ? { tls: this.o.tls() } : {}),
@@ -405,7 +429,8 @@ export class ZfsBackupBackend implements BackupBackend {
       const text = await readSome(body, 4096);
       throw new BackupError(BACKUP_ERR_HTTP, `backup server refused the stream of job ${job.jobId} (HTTP ${body.statusCode ?? '?'}): ${text}`);
     }
-    if (askDirect && body.headers[STREAM_MODE_HEADER] === STREAM_MODE_DIRECT) return this.receiveDirect(base, job, opts, force, body);
+    if (askDirect && body.headers[STREAM_MODE_HEADER] === STREAM_MODE_DIRECT) return this.receiveDirect(base, job, opts, this.socketLink(body, force));
+    if (askRelay && body.headers[STREAM_MODE_HEADER] === STREAM_MODE_TLS_RELAY) return this.receiveDirect(base, job, opts, await this.relayLink(base, job, body, force));
     const progress = new ByteProgress(job.sizeEstimateBytes);
     const idleMs = this.o.streamIdleTimeoutMs ?? 120_000;
     const idleTimer = setTimeout(() => { idle.abort(new BackupError(BACKUP_ERR_ABORTED, `no data for ${idleMs} ms`)); }, idleMs);
@@ -454,8 +479,8 @@ export class ZfsBackupBackend implements BackupBackend {
    * for streamIdleTimeoutMs) closes the go request, on which the source stops zfs send and ends
    * the connection: zfs recv then reads an early end, refuses the stream and discards it.
    */
-  private async receiveDirect(base: string, job: JobCreated, opts: RestoreOptions, force: boolean, body: IncomingMessage): Promise<number> {
-    const { zfs, dataset, log } = this.o;
+  /** zfs recv on the connection of the stream request itself (plain HTTP). */
+  private socketLink(body: IncomingMessage, force: boolean): DirectLink {
     const socket = body.socket;
     const ends = socketEnds(socket);
     // This process no longer reads the connection; its errors (a reset) are zfs recv's to report.
@@ -464,7 +489,56 @@ export class ZfsBackupBackend implements BackupBackend {
     // A connection whose other end vanished (a partition) while nothing here aborts is found dead
     // by keepalive probes, which end zfs recv's read with an error.
     socket.setKeepAlive(true, 10_000);
-    const recv = zfs.receiveFromSocket(dataset, socket, { force });
+    const recv = this.o.zfs.receiveFromSocket(this.o.dataset, socket, { force });
+    return {
+      recv, goHeaders: {},
+      received: async () => (await socketBytes(ends))?.received ?? null,
+      cut: (why) => { recv.abort(why); },
+      close: () => { socket.destroy(); body.destroy(); },
+    };
+  }
+
+  /**
+   * zfs recv on the pipe of a TLS relay connected to the source's (tls-relay.ts): the stream
+   * request answered the relay's port; socat dials it with this peer's certificate and checks the
+   * source's against the shard CA and the host dialled.
+   */
+  private async relayLink(base: string, job: JobCreated, body: IncomingMessage, force: boolean): Promise<DirectLink> {
+    const { zfs, dataset, log } = this.o;
+    const text = await readSome(body, 4096);
+    let port: number | null = null;
+    try {
+      const offer = JSON.parse(text) as Partial<RelayOffer>;
+      if (typeof offer.relayPort === 'number' && Number.isInteger(offer.relayPort) && offer.relayPort > 0 && offer.relayPort < 65536) port = offer.relayPort;
+    } catch {
+      port = null;
+    }
+    if (port === null) throw new BackupError(BACKUP_ERR_HTTP, `backup server offered a TLS relay for job ${job.jobId} without a valid port: ${text.slice(0, 200)}`);
+    const tls = this.o.tls!();
+    let conn: RelayConnection;
+    try {
+      conn = await connectRelay({ socatPath: this.o.socatPath ?? 'socat', tls, log, host: new URL(base).hostname, port, timeoutMs: this.o.requestTimeoutMs ?? 60_000 });
+    } catch (err) {
+      // The source's relay waits for this peer (up to its go timeout): the job's cancellation stops it.
+      await this.cancelJob(base, job.jobId);
+      throw new BackupError(BACKUP_ERR_HTTP, `cannot connect to the TLS relay of job ${job.jobId} at ${base} port ${port}: ${message(err)}`, { cause: err });
+    }
+    log.info({ jobId: job.jobId, port, cipher: conn.cipher, localPort: conn.ends.localPort, pid: conn.relay.pid }, 'restore: TLS relay connected');
+    const recv = zfs.receiveFromSocket(dataset, conn.output, { force });
+    // zfs recv (and zfs-fuse's daemon) read the pipe now; this process keeps no copy of it.
+    conn.output.destroy();
+    return {
+      recv, goHeaders: { [RELAY_FROM_HEADER]: String(conn.ends.localPort) },
+      received: () => Promise.resolve(conn.relay.transferred),
+      // socat's end is zfs recv's end of stream, even when the source cannot be reached to say so.
+      cut: (why) => { conn.relay.kill(); recv.abort(why); },
+      close: () => { conn.relay.kill(); },
+    };
+  }
+
+  private async receiveDirect(base: string, job: JobCreated, opts: RestoreOptions, link: DirectLink): Promise<number> {
+    const { dataset, log } = this.o;
+    const { recv } = link;
     const control = new AbortController();
     const abortReason: { why: string | null } = { why: null };
     const abort = (why: string): void => {
@@ -474,12 +548,15 @@ export class ZfsBackupBackend implements BackupBackend {
       // The source stops when the go request closes; zfs recv's read ends here at once, even if the
       // source cannot be reached to say so (a partition).
       control.abort(new BackupError(BACKUP_ERR_ABORTED, why));
-      recv.abort(why);
+      link.cut(why);
     };
     const onSignal = (): void => { abort(`stream aborted: ${message(opts.signal?.reason)}`); };
     if (opts.signal?.aborted === true) onSignal();
     opts.signal?.addEventListener('abort', onSignal, { once: true });
-    const go = httpSend(`${base}/backup/jobs/${job.jobId}/go`, { method: 'POST', headers: { ...this.headers(), 'content-length': '0' }, signal: control.signal })
+    const go = httpSend(`${base}/backup/jobs/${job.jobId}/go`, {
+      method: 'POST', headers: { ...this.headers(), ...link.goHeaders, 'content-length': '0' }, signal: control.signal,
+      ...(this.o.tls !== undefined ? { tls: this.o.tls() } : {}),
+    })
       .then(async (res) => {
         const text = await readSome(res, 64 * 1024);
         if (res.statusCode !== 200) throw new BackupError(BACKUP_ERR_HTTP, `backup server refused to start the stream of job ${job.jobId} (HTTP ${res.statusCode ?? '?'}): ${text}`);
@@ -495,9 +572,9 @@ export class ZfsBackupBackend implements BackupBackend {
     const ticker = setInterval(() => {
       if (polling) return;
       polling = true;
-      void socketBytes(ends).then((b) => {
-        if (b !== null && b.received > progress.bytesDone) {
-          progress.set(b.received);
+      void link.received().then((b) => {
+        if (b !== null && b > progress.bytesDone) {
+          progress.set(b);
           lastGrowthMs = Date.now();
         } else if (Date.now() - lastGrowthMs > idleMs) {
           abort(`no data for ${idleMs} ms`);
@@ -514,11 +591,11 @@ export class ZfsBackupBackend implements BackupBackend {
     let recvTimer: NodeJS.Timeout | undefined;
     const goSettled = go.then(
       (outcome) => {
-        if (outcome.state === 'failed') recvTimer = setTimeout(() => { recv.abort(`the source failed: ${outcome.error ?? ''}`); }, 60_000);
+        if (outcome.state === 'failed') recvTimer = setTimeout(() => { link.cut(`the source failed: ${outcome.error ?? ''}`); }, 60_000);
         return { outcome, error: null };
       },
       (err: unknown) => {
-        recvTimer = setTimeout(() => { recv.abort('the source could not be told to stop'); }, 30_000);
+        recvTimer = setTimeout(() => { link.cut('the source could not be told to stop'); }, 30_000);
         return { outcome: null, error: err };
       },
     );
@@ -536,10 +613,9 @@ export class ZfsBackupBackend implements BackupBackend {
     opts.signal?.removeEventListener('abort', onSignal);
     // Closing the go request (if it is still open) stops the source's zfs send.
     control.abort(new BackupError(BACKUP_ERR_ABORTED, 'the receive ended'));
-    const final = await socketBytes(ends);
-    if (final !== null) progress.set(final.received);
-    socket.destroy();
-    body.destroy();
+    const final = await link.received();
+    if (final !== null && final > progress.bytesDone) progress.set(final);
+    link.close();
     const outcome = goResult?.outcome ?? null;
     if (outcome !== null && outcome.bytesSent !== null && recvErr === null) progress.set(outcome.bytesSent);
     if (recvErr === null) {

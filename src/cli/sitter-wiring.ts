@@ -118,7 +118,7 @@ export async function openSitter(config: SitterConfig, log: Logger): Promise<Sit
     zfs !== null && config.zfs !== undefined
       ? [
           async (app: FastifyInstance): Promise<void> => {
-            await app.register(backupRoutes, { zfs: zfs, dataset: config.zfs?.dataset ?? '', secret: credentials.secret, secrets: () => credentials.secrets(), log, requirePeerCertificate: tls !== null });
+            await app.register(backupRoutes, { zfs: zfs, dataset: config.zfs?.dataset ?? '', secret: credentials.secret, secrets: () => credentials.secrets(), log, requirePeerCertificate: tls !== null, ...(peerTls !== undefined ? { tlsRelay: peerTls } : {}) });
           },
         ]
       : [];

@@ -206,7 +206,8 @@ function spawnOnSocket(cmd: ZfsCommand, args: string[], socket: Socket, directio
       // The daemon reads on, blocked for as long as the other side sends nothing (a source cut off
       // by a partition: until TCP keepalive gives up, minutes). Shutting the receiving side down
       // ends that read at once (zfs recv then refuses the short stream and discards it).
-      if (direction === 'recv') {
+      // (A socket its holder destroyed already, a TLS relay's pipe, has a writer of its own to stop.)
+      if (direction === 'recv' && !socket.destroyed) {
         void shutdownSocketRead(socket).then((err) => {
           if (err !== null) cmd.log.warn({ args, err, reason }, 'zfs: could not shut the receiving side of the socket down; zfs recv ends when the connection does');
         });

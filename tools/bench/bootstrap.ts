@@ -6,10 +6,14 @@
 // process, which holds both ends of the HTTP stream, and the zfs-fuse daemon) and ratios as soon as
 // the run ends, then the medians. Run as root (zfs-fuse, PostgreSQL as `postgres`):
 //
-//   npx tsx tools/bench/bootstrap.ts [--size-mb 1024] [--runs 1] [--tls] [--node-path] [--log]
+//   npx tsx tools/bench/bootstrap.ts [--size-mb 1024] [--runs 1] [--tls] [--node-path] [--zfs-only] [--log]
 //
 // Over HTTP the stream is direct (zfs send and zfs recv on the connection, no byte through Node);
-// --node-path adds the same bootstrap through Node (directStream: false), the TLS path's way.
+// over HTTPS it goes through the TLS relay (socat at both ends, src/backup/tls-relay.ts).
+// --node-path adds the same bootstraps through Node (directStream: false, tlsRelay: false).
+// --zfs-only leaves out the rows that are not about zfs send/recv (tar, the Node hop, pg_basebackup).
+// CPU columns: this Node process, its child processes that ended during the step (zfs, socat:
+// /proc/self/stat cutime+cstime), and the zfs-fuse daemon.
 //
 // Both paths are the real Manatee code: PostgreSQL through src/postgres (PostgresServer), the
 // ZFS path through backupRoutes + ZfsBackupBackend over HTTP on 127.0.0.1 (and with --tls also over
@@ -46,6 +50,7 @@ const { values } = parseArgs({
     tls: { type: 'boolean', default: false },
     // Also the ZFS bootstrap over HTTP through Node (directStream: false), the path before the direct stream.
     'node-path': { type: 'boolean', default: false },
+    'zfs-only': { type: 'boolean', default: false },
   },
 });
 const sizeMb = Number(values['size-mb']);
@@ -74,6 +79,13 @@ async function zfsDaemonPid(): Promise<number> {
   return Number(r.stdout.split('\n')[0] ?? NaN);
 }
 
+/** CPU seconds of this process's children that ended and were waited for (zfs, socat). */
+async function childrenCpuS(): Promise<number> {
+  const stat = await readFile('/proc/self/stat', 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[13]) + Number(f[14])) / 100; // cutime and cstime, fields 16 and 17
+}
+
 async function loadAverage(): Promise<string> {
   return (await readFile('/proc/loadavg', 'utf8')).split(' ').slice(0, 3).join(' ');
 }
@@ -85,17 +97,20 @@ interface Timed<T> {
   readonly nodeCpuS: number;
   /** CPU seconds of the zfs-fuse daemon. */
   readonly zfsCpuS: number;
+  /** CPU seconds of this process's children (zfs commands, socat). */
+  readonly childCpuS: number;
 }
 
 async function timed<T>(fn: () => Promise<T>): Promise<Timed<T>> {
   const daemon = await zfsDaemonPid();
   const z0 = await processCpuS(daemon);
+  const k0 = await childrenCpuS();
   const c0 = process.cpuUsage();
   const t0 = performance.now();
   const value = await fn();
   const ms = performance.now() - t0;
   const c = process.cpuUsage(c0);
-  return { ms, value, nodeCpuS: (c.user + c.system) / 1e6, zfsCpuS: (await processCpuS(daemon)) - z0 };
+  return { ms, value, nodeCpuS: (c.user + c.system) / 1e6, zfsCpuS: (await processCpuS(daemon)) - z0, childCpuS: (await childrenCpuS()) - k0 };
 }
 
 function median(xs: number[]): number {
@@ -188,17 +203,18 @@ async function main(): Promise<void> {
         ca: await readFile(join(certDir, CA_CERT_FILE), 'utf8'), cert: await readFile(peerCertFile(certDir, id), 'utf8'), key: await readFile(peerKeyFile(certDir, id), 'utf8'),
       });
       const clientTls = await files('b');
-      tlsApp = Fastify({ logger: false, https: { ...(await files('a')), minVersion: 'TLSv1.3', requestCert: true, rejectUnauthorized: false } });
-      await tlsApp.register(backupRoutes, { zfs, dataset: dsA, secret: SECRET, log, requirePeerCertificate: true });
+      const serverTls = await files('a');
+      tlsApp = Fastify({ logger: false, https: { ...serverTls, minVersion: 'TLSv1.3', requestCert: true, rejectUnauthorized: false } });
+      await tlsApp.register(backupRoutes, { zfs, dataset: dsA, secret: SECRET, log, requirePeerCertificate: true, tlsRelay: () => serverTls });
       await tlsApp.listen({ port: 0, host: '127.0.0.1' });
       const tlsAddr = tlsApp.server.address();
       tlsSource = { url: `https://127.0.0.1:${typeof tlsAddr === 'object' && tlsAddr !== null ? tlsAddr.port : 0}`, client: () => clientTls };
     }
 
-    interface Row { name: string; ms: number[]; nodeCpuS: number[]; zfsCpuS: number[]; bytes: number }
+    interface Row { name: string; ms: number[]; nodeCpuS: number[]; zfsCpuS: number[]; childCpuS: number[]; bytes: number }
     const rows: Row[] = [];
     const add = (name: string, bytes: number): Row => {
-      const r: Row = { name, ms: [], nodeCpuS: [], zfsCpuS: [], bytes };
+      const r: Row = { name, ms: [], nodeCpuS: [], zfsCpuS: [], childCpuS: [], bytes };
       rows.push(r);
       return r;
     };
@@ -206,6 +222,7 @@ async function main(): Promise<void> {
       row.ms.push(t.ms);
       row.nodeCpuS.push(t.nodeCpuS);
       row.zfsCpuS.push(t.zfsCpuS);
+      row.childCpuS.push(t.childCpuS);
     };
 
     // Raw baselines, in shell pipes (no Node process between the two commands). tar's archive goes
@@ -218,14 +235,15 @@ async function main(): Promise<void> {
     const rawBbRow = add('raw: pg_basebackup (same flags, no Manatee)', 0);
     const zfsRow = add('bootstrap: ZFS via backup server (HTTP, direct)', 0);
     const zfsNodeRow = values['node-path'] ? add('bootstrap: ZFS via backup server (HTTP, via Node)', 0) : null;
-    const zfsTlsRow = tlsSource === null ? null : add('bootstrap: ZFS via backup server (HTTPS)', 0);
+    const zfsTlsRow = tlsSource === null ? null : add('bootstrap: ZFS via backup server (HTTPS, TLS relay)', 0);
+    const zfsTlsNodeRow = tlsSource === null || !values['node-path'] ? null : add('bootstrap: ZFS via backup server (HTTPS, via Node)', 0);
     const bbRow = add('bootstrap: pg_basebackup (BasebackupBackend)', 0);
     const rate1 = (bytes: number, ms: number): number => bytes / MB / (ms / 1000);
 
     const zfsBootstrap = async (row: Row, url: string, tls?: () => { ca: string; cert: string; key: string }, directStream = true): Promise<void> => {
       const dsB = `${pool.name}/peers/b`;
       const mpB = join(pool.dir, 'b');
-      const backend = new ZfsBackupBackend({ zfs, dataset: dsB, mountpoint: mpB, dataDir: join(mpB, 'pgdata'), peerId: 'b', secret: SECRET, log, pgUser: 'postgres', directStream, ...(tls !== undefined ? { tls } : {}) });
+      const backend = new ZfsBackupBackend({ zfs, dataset: dsB, mountpoint: mpB, dataDir: join(mpB, 'pgdata'), peerId: 'b', secret: SECRET, log, pgUser: 'postgres', directStream, tlsRelay: directStream, ...(tls !== undefined ? { tls } : {}) });
       const z = await timed(() => backend.restore({ source: { peerId: 'a', pgUrl: '', backupUrl: url }, reason: 'bootstrap' }));
       record(row, z);
       row.bytes = z.value.bytes;
@@ -276,6 +294,7 @@ async function main(): Promise<void> {
         ['ZFS bootstrap', () => zfsBootstrap(zfsRow, backupUrl)],
         ...(zfsNodeRow !== null ? [['ZFS bootstrap via Node', () => zfsBootstrap(zfsNodeRow, backupUrl, undefined, false)] as [string, () => Promise<void>]] : []),
         ...(tlsSource !== null && zfsTlsRow !== null ? [['ZFS bootstrap over TLS', () => zfsBootstrap(zfsTlsRow, tlsSource.url, tlsSource.client)] as [string, () => Promise<void>]] : []),
+        ...(tlsSource !== null && zfsTlsNodeRow !== null ? [['ZFS bootstrap over TLS via Node', () => zfsBootstrap(zfsTlsNodeRow, tlsSource.url, tlsSource.client, false)] as [string, () => Promise<void>]] : []),
         ['pg_basebackup', async () => {
           const dsC = `${pool.name}/c`;
           const mpC = join(pool.dir, 'c');
@@ -304,18 +323,20 @@ async function main(): Promise<void> {
           await destroyWhenFree(zfs, dsD);
         }],
       ];
-      const order = run % 2 === 1 ? steps : [...steps].reverse();
+      const notZfs = new Set(['tar', 'zfs send | node | zfs recv', 'pg_basebackup', 'raw pg_basebackup']);
+      const chosen = values['zfs-only'] ? steps.filter(([name]) => !notZfs.has(name)) : steps;
+      const order = run % 2 === 1 ? chosen : [...chosen].reverse();
       say(`run ${run}/${runs}: ${order.map(([name]) => name).join(', ')}`);
       const loadBefore = await loadAverage();
       for (const [, step] of order) await step();
       // This run's figures now: a crash in a later run must not take them with it.
       const i = run - 1;
-      const lines = rows.map((r) => `  ${r.name.padEnd(52)} ${((r.ms[i] ?? NaN) / 1000).toFixed(2).padStart(8)} s ${rate1(r.bytes, r.ms[i] ?? NaN).toFixed(1).padStart(8)} MB/s` +
-        `   cpu: node ${(r.nodeCpuS[i] ?? NaN).toFixed(2).padStart(6)} s, zfs-fuse ${(r.zfsCpuS[i] ?? NaN).toFixed(2).padStart(6)} s`);
+      const lines = rows.filter((r) => r.ms.length > 0).map((r) => `  ${r.name.padEnd(52)} ${((r.ms[i] ?? NaN) / 1000).toFixed(2).padStart(8)} s ${rate1(r.bytes, r.ms[i] ?? NaN).toFixed(1).padStart(8)} MB/s` +
+        `   cpu: node ${(r.nodeCpuS[i] ?? NaN).toFixed(2).padStart(6)} s, children ${(r.childCpuS[i] ?? NaN).toFixed(2).padStart(6)} s, zfs-fuse ${(r.zfsCpuS[i] ?? NaN).toFixed(2).padStart(6)} s`);
       const ratio = (x: number[], base: number[]): string => ((base[i] ?? NaN) / (x[i] ?? NaN)).toFixed(2);
       process.stdout.write(`run ${run}/${runs} (load average ${loadBefore} before, ${await loadAverage()} after):\n${lines.join('\n')}\n` +
         `  ratios (time of the baseline / time of the bootstrap): ZFS bootstrap / zfs send | zfs recv ${ratio(zfsRow.ms, sendRecvRow.ms)}` +
-        `${zfsTlsRow !== null ? `, over TLS ${ratio(zfsTlsRow.ms, sendRecvRow.ms)}` : ''}${zfsNodeRow !== null ? `, via Node ${ratio(zfsNodeRow.ms, sendRecvRow.ms)}` : ''}; ZFS bootstrap / one Node hop ${ratio(zfsRow.ms, nodePipeRow.ms)}` +
+        `${zfsTlsRow !== null ? `, over TLS ${ratio(zfsTlsRow.ms, sendRecvRow.ms)}` : ''}${zfsTlsNodeRow !== null ? `, over TLS via Node ${ratio(zfsTlsNodeRow.ms, sendRecvRow.ms)}` : ''}${zfsNodeRow !== null ? `, via Node ${ratio(zfsNodeRow.ms, sendRecvRow.ms)}` : ''}; ZFS bootstrap / one Node hop ${ratio(zfsRow.ms, nodePipeRow.ms)}` +
         `; pg_basebackup bootstrap / raw pg_basebackup ${ratio(bbRow.ms, rawBbRow.ms)}\n`);
     }
 
@@ -327,20 +348,24 @@ async function main(): Promise<void> {
     const rate = (r: { ms: number[]; bytes: number }): number => r.bytes / MB / (median(r.ms) / 1000);
     const out: string[] = [];
     out.push(`bootstrap benchmark: data directory ${(dataBytes / MB).toFixed(0)} MB (pgbench scale ${scale}), ${runs} run(s), medians; zfs-fuse pool on a file, 127.0.0.1; load average now ${await loadAverage()}`);
-    out.push(`${'what'.padEnd(52)} ${'MB'.padStart(8)} ${'seconds'.padStart(9)} ${'MB/s'.padStart(8)} ${'node cpu s'.padStart(11)} ${'zfs-fuse cpu s'.padStart(15)}`);
-    for (const r of rows) {
-      out.push(`${r.name.padEnd(52)} ${(r.bytes / MB).toFixed(0).padStart(8)} ${(median(r.ms) / 1000).toFixed(2).padStart(9)} ${rate(r).toFixed(1).padStart(8)} ${median(r.nodeCpuS).toFixed(2).padStart(11)} ${median(r.zfsCpuS).toFixed(2).padStart(15)}`);
+    out.push(`${'what'.padEnd(52)} ${'MB'.padStart(8)} ${'seconds'.padStart(9)} ${'MB/s'.padStart(8)} ${'node cpu s'.padStart(11)} ${'children cpu s'.padStart(15)} ${'zfs-fuse cpu s'.padStart(15)}`);
+    for (const r of rows.filter((x) => x.ms.length > 0)) {
+      out.push(`${r.name.padEnd(52)} ${(r.bytes / MB).toFixed(0).padStart(8)} ${(median(r.ms) / 1000).toFixed(2).padStart(9)} ${rate(r).toFixed(1).padStart(8)} ${median(r.nodeCpuS).toFixed(2).padStart(11)} ${median(r.childCpuS).toFixed(2).padStart(15)} ${median(r.zfsCpuS).toFixed(2).padStart(15)}`);
     }
     out.push(`ratio ZFS bootstrap / zfs send | wc -c:          ${(rate(zfsRow) / rate(sendPipeRow)).toFixed(2)}`);
-    out.push(`ratio pg_basebackup / tar read of data dir:      ${(rate(bbRow) / rate(tarRow)).toFixed(2)}`);
+    const all = !values['zfs-only'];
+    if (all) out.push(`ratio pg_basebackup / tar read of data dir:      ${(rate(bbRow) / rate(tarRow)).toFixed(2)}`);
     // Same bytes on both sides of these ratios: time(baseline) / time(bootstrap) = rate ratio.
     out.push(`per run, median: ZFS bootstrap (HTTP) / zfs send | zfs recv: ${perRun(zfsRow.ms, sendRecvRow.ms)} (goal >= 0.9)`);
-    if (zfsTlsRow !== null) out.push(`per run, median: ZFS bootstrap (HTTPS) / zfs send | zfs recv: ${perRun(zfsTlsRow.ms, sendRecvRow.ms)} (goal >= 0.9)`);
+    if (zfsTlsRow !== null) out.push(`per run, median: ZFS bootstrap (HTTPS, TLS relay) / zfs send | zfs recv: ${perRun(zfsTlsRow.ms, sendRecvRow.ms)} (goal >= 0.9)`);
+    if (zfsTlsNodeRow !== null) out.push(`per run, median: ZFS bootstrap (HTTPS, via Node) / zfs send | zfs recv: ${perRun(zfsTlsNodeRow.ms, sendRecvRow.ms)}`);
     if (zfsNodeRow !== null) out.push(`per run, median: ZFS bootstrap (HTTP, via Node) / zfs send | zfs recv: ${perRun(zfsNodeRow.ms, sendRecvRow.ms)}`);
-    out.push(`per run, median: ZFS bootstrap (HTTP) / zfs send | node | zfs recv: ${perRun(zfsRow.ms, nodePipeRow.ms)}`);
-    out.push(`per run, median: zfs send | node | zfs recv / zfs send | zfs recv: ${perRun(nodePipeRow.ms, sendRecvRow.ms)}`);
-    out.push(`per run, median: pg_basebackup bootstrap / raw pg_basebackup: ${perRun(bbRow.ms, rawBbRow.ms)} (goal >= 0.9)`);
-    out.push(`per run, median: pg_basebackup time / ZFS bootstrap time: ${perRun(zfsRow.ms, bbRow.ms)}`);
+    if (all) {
+      out.push(`per run, median: ZFS bootstrap (HTTP) / zfs send | node | zfs recv: ${perRun(zfsRow.ms, nodePipeRow.ms)}`);
+      out.push(`per run, median: zfs send | node | zfs recv / zfs send | zfs recv: ${perRun(nodePipeRow.ms, sendRecvRow.ms)}`);
+      out.push(`per run, median: pg_basebackup bootstrap / raw pg_basebackup: ${perRun(bbRow.ms, rawBbRow.ms)} (goal >= 0.9)`);
+      out.push(`per run, median: pg_basebackup time / ZFS bootstrap time: ${perRun(zfsRow.ms, bbRow.ms)}`);
+    }
     process.stdout.write(`${out.join('\n')}\n`);
   } finally {
     await app.close().catch(() => undefined);

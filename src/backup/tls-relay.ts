@@ -1,0 +1,262 @@
+// The TLS relay: the byte path of a backup stream over TLS, kept out of Node.
+//
+// Over plain HTTP the connection itself is zfs send's stdout and zfs recv's stdin (the direct
+// stream, server.ts). A TLS connection cannot be handed over that way: its bytes are encrypted by
+// Node, 16 KiB record by record on the event loop, and through Node the 1 GiB bootstrap over HTTPS
+// ran at 0.16x to 0.43x a shell's `zfs send | zfs recv` (tools/bench/bootstrap.ts: 8 s of Node CPU
+// per GiB, both ends). Here each end runs `socat` (OpenSSL) between zfs and one TLS connection
+// of its own, with the same certificates as the API:
+//
+//   zfs send -> pipe -> socat OPENSSL-LISTEN ==TLS 1.3==> socat OPENSSL -> pipe -> zfs recv
+//
+// Security, as on the API's connections: TLS 1.3 only (min-version), both sides verify the other's
+// certificate against the shard's CA alone (cafile, verify=1), the restoring peer checks the
+// source's certificate against the host it dialled (as node:https does), and the source accepts
+// one connection only, from a certificate whose name is the job's peer id (commonname; every peer
+// certificate carries the id as its CN next to its URI name). The source starts zfs send only when
+// the job's peer says go on the API (its URI-bound certificate and the shard secret checked) and
+// names the relay connection it made, which must come from the control connection's address.
+//
+// The certificates reach socat as files in a private temporary directory (0700) that is removed
+// as soon as socat has loaded them (socat cannot read them from Node's stdio, which are sockets).
+import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Socket } from 'node:net';
+import type { Logger } from '../log.js';
+import type { SocketEnds } from './socket-bytes.js';
+import { BackupError } from './errors.js';
+
+/** socat could not be run, did not start its listener or connection, or refused the other side. */
+export const BACKUP_ERR_TLS_RELAY = 'MANATEE_ERR_BACKUP_TLS_RELAY';
+
+/** PEM texts: the shard CA's certificate, this peer's certificate and key. */
+export interface RelayTls {
+  readonly ca: string;
+  readonly cert: string;
+  readonly key: string;
+}
+
+/**
+ * socat's transfer size. Its default (8 KiB) cost 2.3x the system CPU of 128 KiB moving 1 GiB through
+ * TLS on loopback (client 1.28 s vs 0.43 s); a few TLS records per read is enough.
+ */
+export const RELAY_BLOCK_BYTES = 256 * 1024;
+
+const ADDR = String.raw`AF=\d+ (\[[^\]]+\]|[^\s:]+):(\d+)`;
+const LISTENING_RE = new RegExp(`listening on ${ADDR}`);
+const ACCEPTED_RE = new RegExp(`accepting connection from ${ADDR} on ${ADDR}`);
+const CONNECTED_RE = new RegExp(`successfully connected from local address ${ADDR}`);
+const OPENING_RE = new RegExp(`opening connection to ${ADDR}`);
+const SECURED_RE = /SSL connection using (\S+)/;
+
+function unbracket(a: string): string {
+  return a.replace(/^\[(.*)\]$/, '$1');
+}
+
+/** An IPv4 address as a dual-stack socket shows it (::ffff:10.0.0.1) is the plain IPv4 one. */
+export function plainAddress(a: string): string {
+  const u = unbracket(a);
+  return /^::ffff:\d+\.\d+\.\d+\.\d+$/i.test(u) ? u.slice(7) : u;
+}
+
+const TRANSFERRED_RE = / I transferred (\d+) bytes from /;
+
+/**
+ * One socat process; its log lines (socat -d -d -d) say what it did, and one line per transfer
+ * (a read of at most 64 KiB from a pipe, a few TLS records) counts the stream's bytes exactly.
+ */
+export class SocatRelay {
+  private text = '';
+  private partial = '';
+  /** The stream's bytes (not TLS's) socat passed on so far. */
+  transferred = 0;
+  private exitInfo: { code: number | null; signal: NodeJS.Signals | null } | null = null;
+  private readonly listeners = new Set<() => void>();
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+
+  constructor(readonly child: ChildProcess, readonly what: string, private readonly certDir: string) {
+    child.stderr?.on('data', (c: Buffer) => {
+      const lines = (this.partial + c.toString('utf8')).split('\n');
+      this.partial = lines.pop() ?? '';
+      for (const line of lines) {
+        const t = TRANSFERRED_RE.exec(line);
+        if (t !== null) this.transferred += Number(t[1]);
+        else if (this.text.length < 64 * 1024 && !/ I /.test(line)) this.text += `${line}\n`;
+      }
+      for (const l of this.listeners) l();
+    });
+    this.exited = new Promise((resolve) => {
+      let spawnError: string | null = null;
+      child.once('error', (err) => { spawnError = err.message; if (child.pid === undefined) this.exit(null, null, spawnError, resolve); });
+      child.once('close', (code, signal) => { this.exit(code, signal, spawnError, resolve); });
+    });
+  }
+
+  private exit(code: number | null, signal: NodeJS.Signals | null, spawnError: string | null, resolve: (v: { code: number | null; signal: NodeJS.Signals | null }) => void): void {
+    if (this.exitInfo !== null) return;
+    if (spawnError !== null) this.text += `\ncannot run socat: ${spawnError}`;
+    this.exitInfo = { code, signal };
+    void this.removeCerts();
+    for (const l of this.listeners) l();
+    resolve(this.exitInfo);
+  }
+
+  /** What socat logged so far. */
+  get logText(): string {
+    return this.text;
+  }
+
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  get running(): boolean {
+    return this.exitInfo === null;
+  }
+
+  /** socat's error lines (E), or its last lines when it logged none. */
+  errors(): string {
+    const lines = this.text.split('\n').filter((l) => l.trim() !== '');
+    const errs = lines.filter((l) => / E /.test(l) || l.startsWith('cannot run'));
+    return (errs.length > 0 ? errs : lines.slice(-3)).map((l) => l.replace(/^\S+ \S+ socat\[\d+\] E /, '')).join('; ');
+  }
+
+  /** The first match of `re` in socat's log; waits for it, failing when socat exits first or after timeoutMs. */
+  waitFor(re: RegExp, timeoutMs: number, what: string): Promise<RegExpExecArray> {
+    return new Promise((resolve, reject) => {
+      const check = (): void => {
+        const m = re.exec(this.text);
+        if (m !== null) {
+          done();
+          resolve(m);
+        } else if (this.exitInfo !== null) {
+          done();
+          const how = this.exitInfo.signal !== null ? `killed by ${this.exitInfo.signal}` : `exit ${this.exitInfo.code ?? '?'}`;
+          reject(new BackupError(BACKUP_ERR_TLS_RELAY, `TLS relay (${this.what}): socat ended (${how}) before ${what}: ${this.errors() || 'no output'}`));
+        }
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(new BackupError(BACKUP_ERR_TLS_RELAY, `TLS relay (${this.what}): no ${what} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const done = (): void => { clearTimeout(timer); this.listeners.delete(check); };
+      this.listeners.add(check);
+      check();
+    });
+  }
+
+  /** Stops socat (SIGTERM): its connection closes, and the zfs on its pipe sees the end or EPIPE. */
+  kill(): void {
+    if (this.exitInfo === null) this.child.kill('SIGTERM');
+    void this.removeCerts();
+  }
+
+  /** Waits for socat to exit, killing it after `graceMs`. */
+  async stop(graceMs: number): Promise<void> {
+    if (this.exitInfo !== null) return;
+    const timer = setTimeout(() => { this.kill(); }, graceMs);
+    await this.exited;
+    clearTimeout(timer);
+  }
+
+  private removed = false;
+  async removeCerts(): Promise<void> {
+    if (this.removed) return;
+    this.removed = true;
+    await rm(this.certDir, { recursive: true, force: true }).catch(() => undefined);
+  }
+}
+
+interface SpawnOptions {
+  readonly socatPath: string;
+  readonly tls: RelayTls;
+  readonly log: Logger;
+}
+
+async function spawnSocat(o: SpawnOptions, what: string, address: (files: { ca: string; cert: string; key: string }) => string[], stdio: StdioOptions): Promise<SocatRelay> {
+  const dir = await mkdtemp(join(tmpdir(), 'manatee-relay-'));
+  const files = { ca: join(dir, 'ca.crt'), cert: join(dir, 'peer.crt'), key: join(dir, 'peer.key') };
+  try {
+    await writeFile(files.ca, o.tls.ca, { mode: 0o600 });
+    await writeFile(files.cert, o.tls.cert, { mode: 0o600 });
+    await writeFile(files.key, o.tls.key, { mode: 0o600 });
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw new BackupError(BACKUP_ERR_TLS_RELAY, `TLS relay (${what}): cannot write the certificates for socat in ${dir}: ${(err as Error).message}`, { cause: err });
+  }
+  const args = ['-d', '-d', '-d', '-b', String(RELAY_BLOCK_BYTES), '-u', ...address(files)];
+  const child = spawn(o.socatPath, args, { stdio });
+  const relay = new SocatRelay(child, what, dir);
+  o.log.info({ pid: child.pid, what, args: args.map((a) => a.replace(dir, '<certs>')) }, 'backup: TLS relay started');
+  return relay;
+}
+
+const TLS_OPTS = (f: { ca: string; cert: string; key: string }): string => `cert=${f.cert},key=${f.key},cafile=${f.ca},verify=1,min-version=TLS1.3`;
+
+/** The source's end: listening on `bindAddress` (an ephemeral port) for one connection from `peerId`. */
+export interface RelayListener {
+  readonly relay: SocatRelay;
+  readonly port: number;
+  /** socat's stdin: the write end of its pipe, for zfs send's stdout. */
+  readonly input: Socket;
+}
+
+export async function listenRelay(o: SpawnOptions & { bindAddress: string; peerId: string; timeoutMs: number }): Promise<RelayListener> {
+  const bind = plainAddress(o.bindAddress);
+  const v6 = bind.includes(':');
+  const relay = await spawnSocat(o, `to peer ${o.peerId}`, (f) => [
+    'STDIN',
+    `OPENSSL-LISTEN:0,${v6 ? 'pf=ip6,' : ''}bind=${v6 ? `[${bind}]` : bind},${TLS_OPTS(f)},commonname=${o.peerId}`,
+  ], ['pipe', 'ignore', 'pipe']);
+  try {
+    const m = await relay.waitFor(LISTENING_RE, o.timeoutMs, 'its listener');
+    void relay.removeCerts();
+    return { relay, port: Number(m[2]), input: relay.child.stdin as unknown as Socket };
+  } catch (err) {
+    relay.kill();
+    throw err;
+  }
+}
+
+/** The accepted connection of a listener, once its TLS handshake (and the client's check) passed. */
+export async function acceptedConnection(l: RelayListener, timeoutMs: number): Promise<{ ends: SocketEnds; cipher: string }> {
+  const secured = await l.relay.waitFor(SECURED_RE, timeoutMs, 'a verified TLS connection');
+  const m = ACCEPTED_RE.exec(l.relay.logText);
+  if (m === null) throw new BackupError(BACKUP_ERR_TLS_RELAY, 'TLS relay: socat secured a connection it did not log accepting');
+  return {
+    ends: { remoteAddress: plainAddress(m[1]!), remotePort: Number(m[2]), localAddress: plainAddress(m[3]!), localPort: Number(m[4]) },
+    cipher: secured[1]!,
+  };
+}
+
+/** The restoring peer's end: connected to the source's relay, socat's stdout for zfs recv's stdin. */
+export interface RelayConnection {
+  readonly relay: SocatRelay;
+  readonly output: Socket;
+  readonly ends: SocketEnds;
+  readonly cipher: string;
+}
+
+export async function connectRelay(o: SpawnOptions & { host: string; port: number; timeoutMs: number }): Promise<RelayConnection> {
+  const host = o.host.includes(':') && !o.host.startsWith('[') ? `[${o.host}]` : o.host;
+  const relay = await spawnSocat(o, `from ${host}:${o.port}`, (f) => [`OPENSSL:${host}:${o.port},${TLS_OPTS(f)},keepalive`, 'STDOUT'], ['ignore', 'pipe', 'pipe']);
+  try {
+    const c = await relay.waitFor(CONNECTED_RE, o.timeoutMs, 'its connection');
+    const secured = await relay.waitFor(SECURED_RE, o.timeoutMs, 'a verified TLS connection');
+    void relay.removeCerts();
+    // The address dialled as socat resolved it (ss needs an address, not a name).
+    const opening = OPENING_RE.exec(relay.logText);
+    const remote = opening === null ? unbracket(host) : opening[1]!;
+    return {
+      relay,
+      output: relay.child.stdout as unknown as Socket,
+      ends: { localAddress: plainAddress(c[1]!), localPort: Number(c[2]), remoteAddress: plainAddress(remote), remotePort: o.port },
+      cipher: secured[1]!,
+    };
+  } catch (err) {
+    relay.kill();
+    throw err;
+  }
+}

@@ -1,0 +1,393 @@
+// The zfs restore over HTTPS through the TLS relay (src/backup/tls-relay.ts): zfs send and zfs recv
+// on socat's pipes, socat at both ends with the shard's certificates, on a real zfs-fuse pool over
+// real TLS on 127.0.0.1. The direct stream's behaviours (sender dies, abort, idle timeout, DELETE)
+// hold here too, and the relay serves only the job's peer: the shard CA, the peer id, the
+// connection the peer named on its go.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { chmod, readFile, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { request as httpsRequest } from 'node:https';
+import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import { execa } from 'execa';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { silentLogger } from '../../src/log.js';
+import { Zfs, type ZfsSendStream, type ZfsSocketStream } from '../../src/zfs/index.js';
+import { backupRoutes, ZfsBackupBackend, RestoreFailedError, type BackupJobStatus } from '../../src/backup/index.js';
+import { connectRelay } from '../../src/backup/tls-relay.js';
+import type { RestoreProgress } from '../../src/model/index.js';
+import { createTestPool, ZFS_HOOK_TIMEOUT_MS, type TestPool } from '../../tools/lib/zfs-pool.js';
+import { waitFor } from '../../tools/lib/wait.js';
+import { capturingLogger } from '../../tools/lib/memory-peer.js';
+import { makeTestCa } from '../helpers/certs.js';
+
+const SECRET = 'shard-secret-for-tls-tests';
+const log = silentLogger();
+let pool: TestPool;
+let zfs: Zfs;
+let srcDs: string;
+let srcMp: string;
+let modeFile: string;
+let wrapper: string;
+const setMode = (m: 'plain' | 'die' | 'stall'): Promise<void> => writeFile(modeFile, m);
+// The stalled send's sleep, with a number of its own: found by its command line, never another's.
+const stallSleep = `300.${randomBytes(4).readUInt32BE(0)}`;
+
+type Pem = { ca: string; cert: string; key: string };
+const pems = new Map<string, Pem>();
+let otherCaB: Pem;
+
+/** Counts the streams served on a socket or pipe (sendToSocket) and through this process (send). */
+class CountingZfs extends Zfs {
+  readonly served = { node: 0, direct: 0 };
+  override sendToSocket(snapshot: string, socket: Socket, opts: { fromSnapshot?: string } = {}): ZfsSocketStream {
+    this.served.direct++;
+    return super.sendToSocket(snapshot, socket, opts);
+  }
+  override send(snapshot: string, opts: { fromSnapshot?: string } = {}): ZfsSendStream {
+    this.served.node++;
+    return super.send(snapshot, opts);
+  }
+}
+let serverZfs: CountingZfs;
+const apps: FastifyInstance[] = [];
+let url: string;
+
+async function startSource(extra: { socatPath?: string; pendingTimeoutMs?: number } = {}): Promise<string> {
+  const a = pems.get('a')!;
+  const app = Fastify({ logger: false, https: { ...a, minVersion: 'TLSv1.3', requestCert: true, rejectUnauthorized: false } });
+  await app.register(backupRoutes, { zfs: serverZfs, dataset: srcDs, secret: SECRET, log, requirePeerCertificate: true, tlsRelay: () => a, directProgressIntervalMs: 50, ...extra });
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  apps.push(app);
+  const addr = app.server.address();
+  return `https://127.0.0.1:${typeof addr === 'object' && addr !== null ? addr.port : 0}`;
+}
+
+function backend(dataset: string, mountpoint: string, extra: Partial<ConstructorParameters<typeof ZfsBackupBackend>[0]> = {}): ZfsBackupBackend {
+  return new ZfsBackupBackend({ zfs, dataset, mountpoint, peerId: 'b', secret: SECRET, log, pgUser: null, progressIntervalMs: 20, verify: false, tls: () => pems.get('b')!, ...extra });
+}
+
+const source = (backupUrl = url): { peerId: string; pgUrl: string; backupUrl: string } => ({ peerId: 'a', pgUrl: 'postgres://unused', backupUrl });
+
+/** One HTTPS request as peer `as`; resolves with the status and body. */
+function request(as: Pem, method: string, path: string, opts: { body?: string; headers?: Record<string, string>; base?: string } = {}): Promise<{ status: number; headers: IncomingMessage['headers']; body: string }> {
+  return new Promise((resolve, reject) => {
+    const headers: Record<string, string> = { 'x-manatee-secret': SECRET, ...(opts.body !== undefined ? { 'content-type': 'application/json' } : {}), ...opts.headers };
+    const req = httpsRequest(`${opts.base ?? url}${path}`, { method, headers, ...as, minVersion: 'TLSv1.3', agent: false }, (res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => { body += c.toString('utf8'); });
+      res.on('end', () => { resolve({ status: res.statusCode ?? 0, headers: res.headers, body }); });
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(opts.body);
+  });
+}
+
+async function jobStatus(id: string, base = url): Promise<BackupJobStatus> {
+  return JSON.parse((await request(pems.get('b')!, 'GET', `/backup/jobs/${id}`, { base })).body) as BackupJobStatus;
+}
+
+/** socat processes this test process started (the source's and the restoring peer's), by pid. */
+async function socatChildren(): Promise<string> {
+  const r = await execa('pgrep', ['-a', '-P', String(process.pid), 'socat'], { reject: false });
+  return r.stdout.trim();
+}
+
+async function noSocatLeft(): Promise<void> {
+  await waitFor('no socat left running', async () => ((await socatChildren()) === '' ? true : null), { timeoutMs: 30_000 });
+}
+
+async function stalledSendGone(): Promise<void> {
+  await waitFor('the source\'s stalled send to exit', async () => {
+    const r = await execa('pgrep', ['-af', `sleep ${stallSleep}`], { reject: false });
+    if (r.exitCode === 1) return true;
+    throw new Error(`still running: ${r.stdout}`);
+  }, { timeoutMs: 30_000 });
+}
+
+async function oldPeer(name: string): Promise<{ ds: string; mp: string }> {
+  const ds = `${pool.name}/peers/${name}`;
+  const mp = join(pool.dir, `${name}-mnt`);
+  await zfs.createDataset(ds, { mountpoint: mp, parents: true });
+  await writeFile(join(mp, 'marker'), 'old data');
+  await zfs.createSnapshot(ds, 1_600_000_000_000);
+  return { ds, mp };
+}
+
+async function expectOldBack(ds: string, mp: string): Promise<void> {
+  expect(await zfs.getProperty(ds, 'mountpoint')).toBe(mp);
+  expect(await readFile(join(mp, 'marker'), 'utf8')).toBe('old data');
+  expect((await zfs.listSnapshots(ds)).map((s) => s.short)).toEqual(['1600000000000']);
+  expect(await zfs.listIsolated(`${pool.name}/peers`)).toEqual([]);
+}
+
+beforeAll(async () => {
+  pool = await createTestPool({ sizeMb: 384 });
+  zfs = new Zfs({ log });
+  srcDs = `${pool.name}/a`;
+  srcMp = join(pool.dir, 'a-mnt');
+  await zfs.createDataset(srcDs, { mountpoint: srcMp });
+  // Random data so that the stream is large (no compression) and failures land mid-stream.
+  await writeFile(join(srcMp, 'big'), randomBytes(24 * 1024 * 1024));
+  await writeFile(join(srcMp, 'marker'), 'v1');
+  await zfs.createSnapshot(srcDs);
+  // Failures on the source, made by a zfs wrapper (`mode` file next to it): "die" sends the first
+  // MiB and exits 3, "stall" sends the first MiB and then waits; anything else is plain zfs.
+  const dir = join(pool.dir, 'zfs-wrapper');
+  await execa('mkdir', ['-p', dir]);
+  modeFile = join(dir, 'mode');
+  await setMode('plain');
+  wrapper = join(dir, 'zfs');
+  await writeFile(wrapper, [
+    '#!/bin/sh',
+    `mode=$(cat '${modeFile}')`,
+    'if [ "$1" = send ] && [ "$mode" = die ]; then zfs "$@" | head -c 1048576; exit 3; fi',
+    `if [ "$1" = send ] && [ "$mode" = stall ]; then zfs "$@" | head -c 1048576; exec sleep ${stallSleep}; fi`,
+    'exec zfs "$@"',
+    '',
+  ].join('\n'));
+  await chmod(wrapper, 0o755);
+  serverZfs = new CountingZfs({ log, zfsPath: wrapper });
+  const ca = await makeTestCa(join(pool.dir, 'ca'));
+  for (const id of ['a', 'b', 'c']) {
+    const f = await ca.peer(id);
+    pems.set(id, { ca: await readFile(f.caFile, 'utf8'), cert: await readFile(f.certFile, 'utf8'), key: await readFile(f.keyFile, 'utf8') });
+  }
+  const other = await makeTestCa(join(pool.dir, 'other-ca'), 'Another CA');
+  const ob = await other.peer('b');
+  otherCaB = { ca: pems.get('b')!.ca, cert: await readFile(ob.certFile, 'utf8'), key: await readFile(ob.keyFile, 'utf8') };
+  url = await startSource();
+}, ZFS_HOOK_TIMEOUT_MS);
+afterAll(async () => {
+  await setMode('plain').catch(() => undefined);
+  for (const app of apps) await app.close();
+  await pool.destroy();
+});
+
+describe('TLS relay', () => {
+  it('a full and an incremental restore go from zfs send to zfs recv through socat over TLS 1.3, none of it through Node', async () => {
+    const before = { ...serverZfs.served };
+    const ds = `${pool.name}/peers/relay`;
+    const mp = join(pool.dir, 'relay-mnt');
+    const cap = capturingLogger();
+    const b = backend(ds, mp, { log: cap.logger });
+    const full = await b.restore({ source: source(), reason: 'bootstrap' });
+    expect(full.method).toBe('full');
+    expect(full.bytes).toBeGreaterThan(24 * 1024 * 1024);
+    expect(await readFile(join(mp, 'marker'), 'utf8')).toBe('v1');
+    await writeFile(join(srcMp, 'marker'), 'v2');
+    const inc = await b.restore({ source: source(), reason: 'rebuild' });
+    expect(inc.method).toBe('incremental');
+    expect(await readFile(join(mp, 'marker'), 'utf8')).toBe('v2');
+    expect(serverZfs.served).toEqual({ node: before.node, direct: before.direct + 2 });
+    // TLS 1.3 suites are the TLS_* ones (1.2's are named ECDHE-...).
+    const connected = cap.lines().filter((l) => l['msg'] === 'restore: TLS relay connected');
+    expect(connected).toHaveLength(2);
+    for (const l of connected) expect(l['cipher']).toMatch(/^TLS_AES_|^TLS_CHACHA20_/);
+    await noSocatLeft();
+  });
+
+  it('a source whose zfs send dies mid-stream: zfs recv refuses the truncated stream, the error says why, the old dataset is back', async () => {
+    const { ds, mp } = await oldPeer('relay-died');
+    await setMode('die');
+    try {
+      const err = await backend(ds, mp).restore({ source: source(), reason: 'rebuild' }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(RestoreFailedError);
+      expect(((err as Error).cause as { code?: string }).code).toBe('MANATEE_ERR_ZFS_STREAM_INTERRUPTED');
+      expect((err as Error).message).toMatch(/the source's stream failed: zfs send failed: zfs send \S+ failed \(exit 3\)/);
+      expect((err as Error).message).toMatch(/previous dataset was put back/);
+    } finally {
+      await setMode('plain');
+    }
+    await expectOldBack(ds, mp);
+    await noSocatLeft();
+  });
+
+  it('a restore aborted mid-stream (progress from the kernel first) stops the source\'s zfs send and both relays, and puts the old dataset back', async () => {
+    const { ds, mp } = await oldPeer('relay-aborted');
+    await setMode('stall');
+    const ac = new AbortController();
+    const seen: RestoreProgress[] = [];
+    try {
+      const err = await backend(ds, mp).restore({
+        source: source(), reason: 'rebuild', signal: ac.signal,
+        onProgress: (p) => { seen.push(p); if (p.phase === 'receiving' && p.bytesDone >= 1024 * 1024) ac.abort(new Error('operator cancelled')); },
+      }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(RestoreFailedError);
+      expect((err as Error).message).toMatch(/stream aborted: operator cancelled/);
+    } finally {
+      await setMode('plain');
+    }
+    expect(seen.some((p) => p.phase === 'receiving' && p.bytesDone >= 1024 * 1024)).toBe(true);
+    await expectOldBack(ds, mp);
+    await stalledSendGone();
+    await noSocatLeft();
+  });
+
+  it('a relay stream that stops flowing fails the restore after streamIdleTimeoutMs, and the source stops its send', async () => {
+    const { ds, mp } = await oldPeer('relay-idle');
+    await setMode('stall');
+    try {
+      const err = await backend(ds, mp, { streamIdleTimeoutMs: 1500 }).restore({ source: source(), reason: 'rebuild' }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(RestoreFailedError);
+      expect((err as Error).message).toMatch(/interrupted: no data for 1500 ms/);
+    } finally {
+      await setMode('plain');
+    }
+    await expectOldBack(ds, mp);
+    await stalledSendGone();
+    await noSocatLeft();
+  });
+
+  it('DELETE of a sending job stops it: the peer\'s restore fails naming the cancellation', async () => {
+    const { ds, mp } = await oldPeer('relay-deleted');
+    await setMode('stall');
+    try {
+      const cap = capturingLogger();
+      const restore = backend(ds, mp, { log: cap.logger }).restore({ source: source(), reason: 'rebuild' }).catch((e: unknown) => e);
+      const jobId = await waitFor('a sending job', async () => {
+        const id = cap.lines().find((l) => typeof l['jobId'] === 'string')?.['jobId'] as string | undefined;
+        if (id === undefined) return null;
+        const st = await jobStatus(id);
+        return st.state === 'sending' && st.bytesSent >= 1024 * 1024 ? id : null;
+      }, { timeoutMs: 30_000 });
+      const del = await request(pems.get('b')!, 'DELETE', `/backup/jobs/${jobId}`);
+      expect(del.status).toBe(204);
+      const err = await restore;
+      expect(err).toBeInstanceOf(RestoreFailedError);
+      expect((err as Error).message).toMatch(/the source's stream failed: cancelled by the peer while sending/);
+      const st = await jobStatus(jobId);
+      expect(st.state).toBe('failed');
+      expect(st.error).toMatch(/cancelled by the peer while sending/);
+    } finally {
+      await setMode('plain');
+    }
+    await expectOldBack(ds, mp);
+    await noSocatLeft();
+  });
+
+  it('the source\'s relay killed mid-stream: the source stops its send, the restore fails and the old dataset is back', async () => {
+    const { ds, mp } = await oldPeer('relay-killed');
+    await setMode('stall');
+    try {
+      const cap = capturingLogger();
+      const restore = backend(ds, mp, { log: cap.logger }).restore({ source: source(), reason: 'rebuild' }).catch((e: unknown) => e);
+      const jobId = await waitFor('a sending job', async () => {
+        const id = cap.lines().find((l) => typeof l['jobId'] === 'string')?.['jobId'] as string | undefined;
+        if (id === undefined) return null;
+        const st = await jobStatus(id);
+        return st.state === 'sending' && st.bytesSent >= 1024 * 1024 ? id : null;
+      }, { timeoutMs: 30_000 });
+      // The source's socat: the one of this process's children that listens.
+      const r = await execa('pgrep', ['-P', String(process.pid), '-f', 'socat .*OPENSSL-LISTEN'], { reject: false });
+      const pids = r.stdout.trim().split('\n').filter((x) => x !== '').map(Number);
+      expect(pids).toHaveLength(1);
+      process.kill(pids[0]!, 'SIGKILL');
+      const err = await restore;
+      expect(err).toBeInstanceOf(RestoreFailedError);
+      expect((err as Error).message).toMatch(/interrupted/);
+      const st = await jobStatus(jobId);
+      expect(st.state).toBe('failed');
+      expect(st.error).toMatch(/the TLS relay to the peer ended mid-stream/);
+    } finally {
+      await setMode('plain');
+    }
+    await expectOldBack(ds, mp);
+    await stalledSendGone();
+    await noSocatLeft();
+  });
+});
+
+describe('TLS relay security', () => {
+  async function newJob(): Promise<{ jobId: string; streamPath: string }> {
+    const r = await request(pems.get('b')!, 'POST', '/backup/jobs', { body: '{"peerId":"b"}' });
+    expect(r.status).toBe(201);
+    return JSON.parse(r.body) as { jobId: string; streamPath: string };
+  }
+  async function offer(as: Pem, streamPath: string): Promise<{ status: number; port: number | null; body: string }> {
+    const r = await request(as, 'GET', streamPath, { headers: { 'x-manatee-stream-mode': 'tls-relay' } });
+    const port = r.status === 200 ? (JSON.parse(r.body) as { relayPort: number }).relayPort : null;
+    if (r.status === 200) expect(r.headers['x-manatee-stream-mode']).toBe('tls-relay');
+    return { status: r.status, port, body: r.body };
+  }
+  const go = (jobId: string, fromPort: string | null): Promise<{ status: number; body: string }> =>
+    request(pems.get('b')!, 'POST', `/backup/jobs/${jobId}/go`, { headers: { 'content-length': '0', ...(fromPort !== null ? { 'x-manatee-relay-from-port': fromPort } : {}) } });
+
+  it('the stream of a job asked with another peer\'s certificate is refused (403) and the job stays pending', async () => {
+    const job = await newJob();
+    const r = await offer(pems.get('c')!, job.streamPath);
+    expect(r.status).toBe(403);
+    expect(JSON.parse(r.body)).toMatchObject({ code: 'MANATEE_ERR_BACKUP_PEER_CERTIFICATE', message: expect.stringMatching(/is for peer b, not for c/) });
+    expect((await jobStatus(job.jobId)).state).toBe('pending');
+    await request(pems.get('b')!, 'DELETE', `/backup/jobs/${job.jobId}`);
+  });
+
+  it('the relay refuses a connection with another peer\'s certificate or one of another CA, and no stream starts', async () => {
+    const sendsBefore = serverZfs.served.direct;
+    for (const [who, pem, why] of [['c', pems.get('c')!, /commonName does not match/], ['b of another CA', otherCaB, /certificate verify failed/]] as const) {
+      const job = await newJob();
+      const o = await offer(pems.get('b')!, job.streamPath);
+      expect(o.status).toBe(200);
+      // The handshake may look complete to the client (TLS 1.3) before the source refuses it.
+      const conn: Awaited<ReturnType<typeof connectRelay>> | Error = await connectRelay({ socatPath: 'socat', tls: pem, log, host: '127.0.0.1', port: o.port!, timeoutMs: 30_000 }).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
+      const fromPort = conn instanceof Error ? '1' : String(conn.ends.localPort);
+      // The source's relay refused it: the go finds it ended (409), or fails on it (500), as it comes.
+      const g = await go(job.jobId, fromPort);
+      expect(g.status, `${who}: ${g.body}`).toBeGreaterThanOrEqual(400);
+      expect(JSON.parse(g.body), who).toMatchObject({ code: expect.stringMatching(/^MANATEE_ERR_BACKUP_(TLS_RELAY|JOB_CONFLICT)$/) });
+      const st = await jobStatus(job.jobId);
+      expect(st.state).toBe('failed');
+      expect(st.error, who).toMatch(why);
+      expect(st.sendPid).toBeNull();
+      if (!(conn instanceof Error)) conn.relay.kill();
+    }
+    expect(serverZfs.served.direct).toBe(sendsBefore);
+    await noSocatLeft();
+  });
+
+  it('go must name the relay connection the peer made: a missing port is a 400, another port a 403, and the job fails', async () => {
+    const job = await newJob();
+    const o = await offer(pems.get('b')!, job.streamPath);
+    const missing = await go(job.jobId, null);
+    expect(missing.status).toBe(400);
+    expect(JSON.parse(missing.body)).toMatchObject({ code: 'MANATEE_ERR_BACKUP_BAD_REQUEST', message: expect.stringMatching(/x-manatee-relay-from-port/) });
+    expect((await jobStatus(job.jobId)).state).toBe('failed');
+
+    const job2 = await newJob();
+    const o2 = await offer(pems.get('b')!, job2.streamPath);
+    const conn = await connectRelay({ socatPath: 'socat', tls: pems.get('b')!, log, host: '127.0.0.1', port: o2.port!, timeoutMs: 30_000 });
+    try {
+      const wrong = await go(job2.jobId, String(conn.ends.localPort === 1 ? 2 : 1));
+      expect(wrong.status).toBe(403);
+      expect(JSON.parse(wrong.body)).toMatchObject({ code: 'MANATEE_ERR_BACKUP_PEER_CERTIFICATE', message: expect.stringMatching(/relay's connection came from 127\.0\.0\.1:\d+, not from the peer's 127\.0\.0\.1:1/) });
+      const st = await jobStatus(job2.jobId);
+      expect(st.state).toBe('failed');
+    } finally {
+      conn.relay.kill();
+    }
+    expect(o.port).not.toBeNull();
+    await noSocatLeft();
+  });
+
+  it('without socat: the source answers MANATEE_ERR_BACKUP_TLS_RELAY naming it; a restoring peer without it fails clearly and cancels its job', async () => {
+    const noSocatUrl = await startSource({ socatPath: '/nonexistent/socat' });
+    const { ds, mp } = await oldPeer('relay-nosocat');
+    const err = await backend(ds, mp).restore({ source: source(noSocatUrl), reason: 'rebuild' }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RestoreFailedError);
+    expect((err as Error).message).toMatch(/MANATEE_ERR_BACKUP_TLS_RELAY.*cannot run socat|cannot run socat.*/);
+    await expectOldBack(ds, mp);
+
+    const cap = capturingLogger();
+    const err2 = await backend(ds, mp, { socatPath: '/nonexistent/socat', log: cap.logger }).restore({ source: source(), reason: 'rebuild' }).catch((e: unknown) => e);
+    expect(err2).toBeInstanceOf(RestoreFailedError);
+    expect((err2 as Error).message).toMatch(/cannot connect to the TLS relay of job \S+ .*cannot run socat/);
+    const jobId = cap.lines().find((l) => typeof l['jobId'] === 'string')?.['jobId'] as string;
+    const st = await jobStatus(jobId);
+    expect(st.state).toBe('failed');
+    expect(st.error).toMatch(/cancelled by the peer while sending/);
+    await expectOldBack(ds, mp);
+    await noSocatLeft();
+  });
+});
