@@ -47,6 +47,12 @@ export class ApiMetrics implements HookObserver {
   private readonly rebuildBytes = new Gauge({ name: 'manatee_rebuild_bytes_done', help: 'Bytes copied by the running rebuild', registers: [this.registry] });
 
   private readonly tlsExpiry = new Gauge({ name: 'manatee_tls_certificate_expiry_seconds', help: 'Seconds until this peer\'s TLS certificate (cert) or the shard CA\'s (ca) expires; negative once expired; absent without TLS', labelNames: ['certificate'] as const, registers: [this.registry] });
+  private readonly credentialsInfo = new Gauge({
+    name: 'manatee_credentials_info',
+    help: 'The shard secrets and admin tokens this peer holds, as the fingerprints of GET /status credentials (never the values): one series per value, 1; kind: secret or admin_token; use: current (the secret it proves itself with, its configured token) or accepted (also accepted, during a rotation)',
+    labelNames: ['kind', 'use', 'fingerprint'] as const,
+    registers: [this.registry],
+  });
   private readonly tlsReloadFailed = new Gauge({ name: 'manatee_tls_reload_failed', help: '1 when the last TLS reload (SIGHUP) was refused and the previous certificate stays', registers: [this.registry] });
 
   // Hooks: event and outcome are closed sets (HOOK_EVENTS × HOOK_OUTCOMES), so the label set is bounded.
@@ -150,6 +156,15 @@ export class ApiMetrics implements HookObserver {
       this.tlsExpiry.set({ certificate: 'ca' }, s.tls.caExpiresInSeconds);
     }
     this.tlsReloadFailed.set(s.tls?.reloadError != null ? 1 : 0);
+    // Rebuilt at each scrape: a value dropped after a rotation leaves no series. Bounded by the configuration's lists.
+    this.credentialsInfo.reset();
+    const c = s.credentials;
+    if (c !== undefined) {
+      this.credentialsInfo.set({ kind: 'secret', use: 'current', fingerprint: c.secret }, 1);
+      for (const f of c.acceptedSecrets) this.credentialsInfo.set({ kind: 'secret', use: 'accepted', fingerprint: f }, 1);
+      this.credentialsInfo.set({ kind: 'admin_token', use: 'current', fingerprint: c.adminToken }, 1);
+      for (const f of c.acceptedAdminTokens) this.credentialsInfo.set({ kind: 'admin_token', use: 'accepted', fingerprint: f }, 1);
+    }
     this.rebuildRunning.set(s.rebuild.running ? 1 : 0);
     this.rebuildPercent.set(s.rebuild.running ? (s.rebuild.progress?.percent ?? -1) : -1);
     this.rebuildBytes.set(s.rebuild.running ? (s.rebuild.progress?.bytesDone ?? 0) : 0);

@@ -284,6 +284,27 @@ describe('GET /metrics: the list of issue 6', () => {
     expect(sample(m, 'manatee_postgres_rejected_settings')).toBe(0);
   });
 
+  it('the credentials\' fingerprints as an info metric: one series per value held, none for a value dropped, none without credentials', async () => {
+    const creds = { secret: '0a1b2c3d4e5f', acceptedSecrets: ['9f8e7d6c5b4a'], adminToken: '112233445566', acceptedAdminTokens: [] as string[] };
+    patch = (s) => ({ ...s, credentials: creds });
+    let m = await getText('/metrics');
+    expect(seriesOf(m, 'manatee_credentials_info').sort()).toEqual([
+      'manatee_credentials_info{kind="admin_token",use="current",fingerprint="112233445566"} 1',
+      'manatee_credentials_info{kind="secret",use="accepted",fingerprint="9f8e7d6c5b4a"} 1',
+      'manatee_credentials_info{kind="secret",use="current",fingerprint="0a1b2c3d4e5f"} 1',
+    ]);
+    // The rotation's last step: the old secret dropped, the token rotated.
+    patch = (s) => ({ ...s, credentials: { ...creds, acceptedSecrets: [], adminToken: 'aabbccddeeff', acceptedAdminTokens: ['112233445566'] } });
+    m = await getText('/metrics');
+    expect(seriesOf(m, 'manatee_credentials_info').sort()).toEqual([
+      'manatee_credentials_info{kind="admin_token",use="accepted",fingerprint="112233445566"} 1',
+      'manatee_credentials_info{kind="admin_token",use="current",fingerprint="aabbccddeeff"} 1',
+      'manatee_credentials_info{kind="secret",use="current",fingerprint="0a1b2c3d4e5f"} 1',
+    ]);
+    patch = (s) => { const { credentials: _, ...rest } = s; return rest; };
+    expect(seriesOf(await getText('/metrics'), 'manatee_credentials_info')).toEqual([]);
+  });
+
   it('health-check latency: the last one as a gauge, each new check once in the histogram', async () => {
     let at = new Date(Date.now() - 10_000).toISOString();
     let latencyMs = 30;
