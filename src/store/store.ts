@@ -122,6 +122,8 @@ export class ClusterStore {
   private running = false;
   private stopped = false;
   private expiryTimer: NodeJS.Timeout | null = null;
+  /** On a follower, in place of the expiry loop: a look every sessionTimeoutMs / 2 at whether it leads (syncExpiryLoop). */
+  private followerTimer: NodeJS.Timeout | null = null;
   /** A one-shot check at the moment the next session falls due (armDueTimer). */
   private dueTimer: { readonly atMs: number; readonly timer: NodeJS.Timeout } | null = null;
   private keepaliveTimer: NodeJS.Timeout | null = null;
@@ -188,16 +190,42 @@ export class ClusterStore {
     if (this.stopped) throw new StoreError(STORE_ERR.stopped, 'the cluster store is stopped');
     if (this.running) return;
     this.running = true;
-    this.expiryTimer = setInterval(() => {
-      this.noteExpiryTick(this.now());
-      this.runExpiryCheck();
-    }, this.expiryCheckIntervalMs);
-    this.expiryTimer.unref();
+    this.syncExpiryLoop();
     if (this.own !== null) this.startKeepalives();
     this.log.info(
       { sessionTimeoutMs: this.sessionTimeoutMs, keepaliveIntervalMs: this.keepaliveIntervalMs, expiryCheckIntervalMs: this.expiryCheckIntervalMs },
       'cluster store started',
     );
+  }
+
+  /**
+   * The expiry loop runs every expiryCheckIntervalMs on the leader only: on a follower a pass does
+   * nothing, and each wake-up of a sitter costs its machine's PostgreSQL (issue #11: 10 a second on
+   * every follower). A leader change starts or stops it at once; on a follower, a look every
+   * sessionTimeoutMs / 2 starts it should leadership ever come without its event. A loop (re)started
+   * measures a stall (noteExpiryTick) from its start, not from when this node last led.
+   */
+  private syncExpiryLoop(): void {
+    if (!this.running) return;
+    if (this.consensus.isLeader()) {
+      if (this.followerTimer !== null) clearInterval(this.followerTimer);
+      this.followerTimer = null;
+      if (this.expiryTimer !== null) return;
+      this.lastExpiryTickMs = null;
+      this.expiryTimer = setInterval(() => {
+        this.noteExpiryTick(this.now());
+        this.runExpiryCheck();
+        if (!this.consensus.isLeader()) this.syncExpiryLoop();
+      }, this.expiryCheckIntervalMs);
+      this.expiryTimer.unref();
+      return;
+    }
+    if (this.expiryTimer !== null) clearInterval(this.expiryTimer);
+    this.expiryTimer = null;
+    this.graceTerm = null;
+    if (this.followerTimer !== null) return;
+    this.followerTimer = setInterval(() => { this.syncExpiryLoop(); }, Math.max(this.expiryCheckIntervalMs, Math.floor(this.sessionTimeoutMs / 2)));
+    this.followerTimer.unref();
   }
 
   /** One pass of the expiry loop unless one is running; then the timer for the next session due. */
@@ -245,8 +273,10 @@ export class ClusterStore {
     if (this.dueTimer !== null) clearTimeout(this.dueTimer.timer);
     this.dueTimer = null;
     if (this.expiryTimer !== null) clearInterval(this.expiryTimer);
+    if (this.followerTimer !== null) clearInterval(this.followerTimer);
     if (this.keepaliveTimer !== null) clearInterval(this.keepaliveTimer);
     this.expiryTimer = null;
+    this.followerTimer = null;
     this.keepaliveTimer = null;
     for (const u of this.unsubscribe.splice(0)) u();
   }
@@ -635,6 +665,7 @@ export class ClusterStore {
     } else {
       this.graceTerm = null;
     }
+    this.syncExpiryLoop();
     // A new leader: renew at once rather than at the next beat. No keepalive was acknowledged
     // during the election, and a primary's lease (lease-fence.ts) runs out sessionTimeoutMs less a
     // margin after the last one: an election must not cost the primary its lease.

@@ -493,6 +493,53 @@ describe('the leader\'s due timer (fake timers)', () => {
   });
 });
 
+describe('the expiry loop runs on the leader only (fake timers)', () => {
+  it('a follower runs no pass of it; a follower that becomes the leader starts it at once, and stops it when it loses the lead', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'], now: 1_700_000_000_000 });
+    try {
+      const group = new InProcessGroup();
+      const stores = new Map<string, ClusterStore>();
+      for (const p of [a, b, c]) {
+        const machine = new ClusterStateMachine();
+        const store = new ClusterStore({ machine, consensus: group.add(p.id, machine), sessionTimeoutMs: 1000, keepaliveIntervalMs: 300, expiryCheckIntervalMs: 100, reopenExpiredSession: false });
+        live.push(store);
+        stores.set(p.id, store);
+      }
+      group.elect('a');
+      for (const [id, s] of stores) await s.openSession(peer(id));
+      await group.settle();
+      const passes = new Map([...stores.keys()].map((id) => [id, 0]));
+      for (const [id, s] of stores) {
+        const orig = s.noteExpiryTick.bind(s);
+        s.noteExpiryTick = (nowMs: number) => { passes.set(id, passes.get(id)! + 1); return orig(nowMs); };
+        s.start();
+      }
+      await vi.advanceTimersByTimeAsync(2000);
+      // Every 100 ms on the leader; none on the followers (before: 20 each).
+      expect(passes.get('a')).toBeGreaterThanOrEqual(19);
+      expect(passes.get('b')).toBe(0);
+      expect(passes.get('c')).toBe(0);
+      group.elect('b');
+      await group.settle();
+      passes.set('a', 0);
+      await vi.advanceTimersByTimeAsync(1000);
+      expect(passes.get('a')).toBe(0);
+      expect(passes.get('b')).toBeGreaterThanOrEqual(9);
+      expect(passes.get('c')).toBe(0);
+      // The new leader's loop measures a stall from its own start: no 'stalled' grace for the 2 s it did not lead.
+      expect(ids(stores.get('b')!.activePeers())).toEqual(['a', 'b', 'c']);
+      // It still expires a silent session.
+      group.stop('c');
+      await vi.advanceTimersByTimeAsync(2500);
+      group.start('c');
+      await group.settle();
+      expect(ids(stores.get('b')!.activePeers())).toEqual(['a', 'b']);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+});
+
 describe('keepalives after a leader change (fake timers)', () => {
   it('each peer renews its session with the new leader at once, not at its next beat', async () => {
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'], now: 1_700_000_000_000 });
