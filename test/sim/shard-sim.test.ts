@@ -163,6 +163,46 @@ describe('the whole shard, simulated', () => {
     expect(trace).toMatch(/a rebuilt from b in generation 2/);
   });
 
+  it('fences a restarted primary cut off before its first acknowledged keepalive, from its session open, before the sync takes over', async () => {
+    // The primary's sitter restarts (its PostgreSQL runs on), opens its session, and is isolated
+    // before any keepalive of the new process is acknowledged. Its lease runs from when it sent the
+    // open (store.ts leaseRenewedAtMs); before, it had no lease at all (null) and was never fenced:
+    // its PostgreSQL served on while the sync took over.
+    let oldPrimary = '';
+    let cutAtMs = -1;
+    const r = await runShardSim({
+      seed: 1, load: true, trace: true,
+      scenario: async (shard) => {
+        const until = async (what: string, cond: () => boolean, limitMs = 20_000): Promise<void> => {
+          const end = shard.world.nowMs + limitMs;
+          while (!cond()) {
+            if (shard.world.nowMs > end) throw new Error(`scenario: no ${what} within ${limitMs} ms`);
+            await shard.world.sleep(1);
+          }
+        };
+        await until('writable primary', () => shard.notWhole() === null);
+        oldPrimary = shard.checker.committed.state!.primary.id;
+        shard.killSitter(oldPrimary);
+        shard.restartSitter(oldPrimary);
+        const sitter = shard.sitters.get(oldPrimary)!;
+        await until('session open of the restarted primary', () => sitter.store.session() !== null);
+        expect(sitter.consensus.leaseRenewedAtMs()).toBeNull(); // no keepalive of this process acknowledged yet
+        shard.partition([oldPrimary], shard.ids.filter((id) => id !== oldPrimary));
+        cutAtMs = shard.world.nowMs;
+        await until('takeover', () => shard.checker.committed.state!.primary.id !== oldPrimary);
+        await shard.world.sleep(1000);
+      },
+    });
+    expect(r.error).toBeNull();
+    const trace = r.trace!;
+    const at = (line: string): number => Number(/^\[(\d+\.\d+)s\]/.exec(line)![1]) * 1000;
+    const fence = trace.find((l) => l.includes(`${oldPrimary} lease-fence: fencing this primary`) && at(l) >= cutAtMs);
+    expect(fence, 'the isolated primary fenced itself').toBeDefined();
+    const takeover = trace.find((l) => / (takeover|promoteSync)-committed: /.test(l) && at(l) >= cutAtMs);
+    expect(takeover).toBeDefined();
+    expect(at(fence!)).toBeLessThan(at(takeover!));
+  });
+
   it('replays a seed exactly: the same trace twice', async () => {
     const first = await runShardSim({ seed: 7, trace: true });
     const second = await runShardSim({ seed: 7, trace: true });
