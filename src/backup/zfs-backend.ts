@@ -87,8 +87,13 @@ export interface ZfsBackendOptions {
 /** The receiving end of a stream that zfs recv reads without Node: the connection itself, or the TLS relay's pipe. */
 interface DirectLink {
   readonly recv: ZfsSocketStream;
-  /** The stream's bytes received so far (null when they cannot be read). */
+  /** The bytes received so far (null when they cannot be read): the kernel's count of the connection. */
   received(): Promise<number | null>;
+  /**
+   * The source's count of a stream it reports done is the stream's exact size (the TLS relay's
+   * socat counts the stream, where the connection here counts TLS records too).
+   */
+  readonly sourceCountExact: boolean;
   /** Extra headers of the go request. */
   readonly goHeaders: Record<string, string>;
   /** Stops the receiving side at once (abort, or a source that cannot be told to stop). */
@@ -491,7 +496,7 @@ export class ZfsBackupBackend implements BackupBackend {
     socket.setKeepAlive(true, 10_000);
     const recv = this.o.zfs.receiveFromSocket(this.o.dataset, socket, { force });
     return {
-      recv, goHeaders: {},
+      recv, goHeaders: {}, sourceCountExact: false,
       received: async () => (await socketBytes(ends))?.received ?? null,
       cut: (why) => { recv.abort(why); },
       close: () => { socket.destroy(); body.destroy(); },
@@ -529,7 +534,8 @@ export class ZfsBackupBackend implements BackupBackend {
     conn.output.destroy();
     return {
       recv, goHeaders: { [RELAY_FROM_HEADER]: String(conn.ends.localPort) },
-      received: () => Promise.resolve(conn.relay.transferred),
+      received: async () => (await socketBytes(conn.ends))?.received ?? null,
+      sourceCountExact: true,
       // socat's end is zfs recv's end of stream, even when the source cannot be reached to say so.
       cut: (why) => { conn.relay.kill(); recv.abort(why); },
       close: () => { conn.relay.kill(); },
@@ -621,8 +627,10 @@ export class ZfsBackupBackend implements BackupBackend {
     if (recvErr === null) {
       // zfs recv checks the stream to its end record: a stream it took whole is complete.
       if (outcome?.state !== 'done') log.warn({ dataset, jobId: job.jobId, err: outcome?.error ?? (goResult?.error === undefined || goResult.error === null ? 'no answer' : message(goResult.error)) }, 'restore: the source did not report success, but zfs recv had the whole stream');
-      this.report(opts, progress.snapshot('received', true));
-      return progress.bytesDone;
+      const exact = link.sourceCountExact && outcome?.state === 'done' && outcome.bytesSent !== null ? outcome.bytesSent : null;
+      const bytes = exact ?? progress.bytesDone;
+      this.report(opts, { ...progress.snapshot('received', true), bytesDone: bytes });
+      return bytes;
     }
     const stderr = recvErr instanceof ZfsError ? recvErr.stderr.trim() : '';
     const recvWords = `zfs recv: ${stderr === '' ? message(recvErr) : stderr}`;

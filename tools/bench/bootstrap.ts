@@ -6,7 +6,7 @@
 // process, which holds both ends of the HTTP stream, and the zfs-fuse daemon) and ratios as soon as
 // the run ends, then the medians. Run as root (zfs-fuse, PostgreSQL as `postgres`):
 //
-//   npx tsx tools/bench/bootstrap.ts [--size-mb 1024] [--runs 1] [--tls] [--node-path] [--zfs-only] [--log]
+//   npx tsx tools/bench/bootstrap.ts [--size-mb 1024] [--runs 1] [--tls] [--node-path] [--zfs-only] [--socat <path>] [--log]
 //
 // Over HTTP the stream is direct (zfs send and zfs recv on the connection, no byte through Node);
 // over HTTPS it goes through the TLS relay (socat at both ends, src/backup/tls-relay.ts).
@@ -51,6 +51,8 @@ const { values } = parseArgs({
     // Also the ZFS bootstrap over HTTP through Node (directStream: false), the path before the direct stream.
     'node-path': { type: 'boolean', default: false },
     'zfs-only': { type: 'boolean', default: false },
+    // The socat of the TLS relay (both ends): e.g. a wrapper that runs it under strace -c.
+    socat: { type: 'string', default: 'socat' },
   },
 });
 const sizeMb = Number(values['size-mb']);
@@ -205,7 +207,7 @@ async function main(): Promise<void> {
       const clientTls = await files('b');
       const serverTls = await files('a');
       tlsApp = Fastify({ logger: false, https: { ...serverTls, minVersion: 'TLSv1.3', requestCert: true, rejectUnauthorized: false } });
-      await tlsApp.register(backupRoutes, { zfs, dataset: dsA, secret: SECRET, log, requirePeerCertificate: true, tlsRelay: () => serverTls });
+      await tlsApp.register(backupRoutes, { zfs, dataset: dsA, secret: SECRET, log, requirePeerCertificate: true, tlsRelay: () => serverTls, socatPath: values.socat });
       await tlsApp.listen({ port: 0, host: '127.0.0.1' });
       const tlsAddr = tlsApp.server.address();
       tlsSource = { url: `https://127.0.0.1:${typeof tlsAddr === 'object' && tlsAddr !== null ? tlsAddr.port : 0}`, client: () => clientTls };
@@ -243,7 +245,7 @@ async function main(): Promise<void> {
     const zfsBootstrap = async (row: Row, url: string, tls?: () => { ca: string; cert: string; key: string }, directStream = true): Promise<void> => {
       const dsB = `${pool.name}/peers/b`;
       const mpB = join(pool.dir, 'b');
-      const backend = new ZfsBackupBackend({ zfs, dataset: dsB, mountpoint: mpB, dataDir: join(mpB, 'pgdata'), peerId: 'b', secret: SECRET, log, pgUser: 'postgres', directStream, tlsRelay: directStream, ...(tls !== undefined ? { tls } : {}) });
+      const backend = new ZfsBackupBackend({ zfs, dataset: dsB, mountpoint: mpB, dataDir: join(mpB, 'pgdata'), peerId: 'b', secret: SECRET, log, pgUser: 'postgres', directStream, tlsRelay: directStream, socatPath: values.socat, ...(tls !== undefined ? { tls } : {}) });
       const z = await timed(() => backend.restore({ source: { peerId: 'a', pgUrl: '', backupUrl: url }, reason: 'bootstrap' }));
       record(row, z);
       row.bytes = z.value.bytes;
