@@ -3,13 +3,12 @@
 // one on every peer + SIGHUP, then made current (the old one accepted) + SIGHUP, then the old one
 // dropped + SIGHUP. Writes go on throughout, nothing fails over (same generation and primary), the
 // replication role's password moves with the secret (the standbys' walsenders are cut after each
-// step and reconnect with the password they follow), and the old values are refused at the end.
+// step and reconnect), and the old values are refused at the end.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
-import pg from 'pg';
 import type { ShardReport } from '../../src/api/shard.js';
 import { verifyShard } from '../../src/cli/adm/views.js';
 import { derivedPassword } from '../../src/peer/config.js';
@@ -114,23 +113,6 @@ describe('rotation of the admin token and the shard secret', () => {
   }
 
   /** 'ok' when `peer`'s PostgreSQL admits the replication role with `password` (over TLS, with a peer certificate), else the error's code. */
-  async function replicationLogin(peer: ShardPeer, password: string): Promise<string> {
-    const certs = shard.certsDir!;
-    const c = new pg.Client({
-      host: '127.0.0.1', port: peer.pgPort, user: 'replicator', password, database: 'postgres', connectionTimeoutMillis: 10_000,
-      ssl: { ca: shard.caPem!, cert: await readFile(peerCertFile(certs, peer.id), 'utf8'), key: await readFile(peerKeyFile(certs, peer.id), 'utf8'), rejectUnauthorized: true },
-    });
-    c.on('error', () => undefined);
-    try {
-      await c.connect();
-      return 'ok';
-    } catch (err) {
-      return (err as { code?: string }).code ?? (err as Error).message;
-    } finally {
-      await c.end().catch(() => undefined);
-    }
-  }
-
   /** Cuts every walsender on `upstream` and waits until the standbys stream again (they log in anew). */
   async function reconnectStandbys(chain: { primary: ShardPeer; sync: ShardPeer; async0: ShardPeer }): Promise<void> {
     for (const upstream of [chain.primary, chain.sync]) {
@@ -223,8 +205,14 @@ describe('rotation of the admin token and the shard secret', () => {
     const refusal = (await shard.logLines(chain.sync)).find((l) => l['code'] === 'MANATEE_ERR_RAFT_AUTH' && /wrong secret/.test(String(l['reason'])));
     expect(refusal).toBeDefined();
     expect(await raftHelloAccepted(chain.async0, chain.sync, newSecret)).toBe(true);
-    expect(await replicationLogin(primary, oldReplPw)).toBe('28P01');
-    expect(await replicationLogin(primary, newReplPw)).toBe('ok');
+    // The replication role's password is the new secret's everywhere (the primary set it, the
+    // standbys replayed it). Over TLS the peers replicate with their certificates, not with it
+    // (pg_hba's cert map=, test/postgres/tls.test.ts), so no login is tried with it here.
+    for (const p of [primary, chain.async0]) {
+      const [row] = await shard.query<{ v: string }>(p, "SELECT rolpassword AS v FROM pg_authid WHERE rolname = 'replicator'");
+      expect(await scramVerifierMatches(row!.v, newReplPw)).toBe(true);
+      expect(await scramVerifierMatches(row!.v, oldReplPw)).toBe(false);
+    }
 
     // A file that does not load, or that would cut the peer off, is refused on SIGHUP with its
     // code; the current credentials stay.
