@@ -181,6 +181,8 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
   private readonly pendingReads = new Set<PendingRead>();
   /** Reads that arrived while a ReadIndex request was in flight: they share the next one. */
   private readQueue: PendingRead[] = [];
+  /** Reads that wait for the leader's next heartbeat to start their ReadIndex round (read's atHeartbeat). */
+  private heartbeatReads: PendingRead[] = [];
   /** The one ReadIndex request in flight, and the reads it serves (etcd's linearizableReadLoop). */
   private readInflight: { ctx: string; waiters: PendingRead[]; sentAtMs: number } | null = null;
   private readonly bootId = randomBytes(6).toString('hex');
@@ -348,7 +350,9 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
         this.ticksSinceKeepalive = 0;
         this.transport.keepaliveTick();
       }
+      const heartbeatSent = this.core.heartbeatDueAtNextTick();
       this.core.tick();
+      this.releaseHeartbeatReads(heartbeatSent);
       this.retryLostRead();
       if (this.unwrittenHardState !== null) this.hardStateFlushDue = true;
       this.kick();
@@ -462,9 +466,11 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
    * Resolves once this node has applied everything committed before the call (ReadIndex).
    * Concurrent reads share one ReadIndex round: a read joins the next request issued after it
    * arrived (never one already in flight, which could predate it). A request lost on the way
-   * (leader change, dropped message) is re-issued after an election timeout.
+   * (leader change, dropped message) is re-issued after an election timeout. With atHeartbeat, on
+   * the leader, the round starts with the next heartbeat (at most heartbeatTicks later) instead of
+   * at once, and costs the followers no message of its own: for reads that can wait that long.
    */
-  async read(opts: { timeoutMs?: number } = {}): Promise<void> {
+  async read(opts: { timeoutMs?: number; atHeartbeat?: boolean } = {}): Promise<void> {
     this.assertRunning();
     if (this.pending.size + this.pendingReads.size >= this.maxPending) throw new RaftOverloadedError(this.maxPending);
     this.assertLeaderKnown();
@@ -478,9 +484,25 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
         }, timeoutMs),
       };
       this.pendingReads.add(p);
+      if (opts.atHeartbeat === true && this.core.status().role === 'leader') {
+        this.heartbeatReads.push(p);
+        return;
+      }
       this.readQueue.push(p);
       if (this.readInflight === null) this.issueReadIndex();
     });
+  }
+
+  /**
+   * After a tick: the reads that waited for the heartbeat start their round now, in the same Ready
+   * as the heartbeat, so that a follower gets both in one frame and answers both in one (one
+   * wake-up of each process, not two). A node that no longer leads starts them at once.
+   */
+  private releaseHeartbeatReads(heartbeatSent: boolean): void {
+    if (this.heartbeatReads.length === 0 || (!heartbeatSent && this.core.status().role === 'leader')) return;
+    this.readQueue.push(...this.heartbeatReads);
+    this.heartbeatReads = [];
+    if (this.readInflight === null) this.issueReadIndex();
   }
 
   private issueReadIndex(): void {
@@ -715,6 +737,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     }
     this.pendingReads.clear();
     this.readQueue = [];
+    this.heartbeatReads = [];
     this.readInflight = null;
   }
 

@@ -8,7 +8,7 @@ import { asError } from '../errors.js';
 export interface RaftNodeLike {
   readonly id: NodeId;
   propose(data: string, opts?: { timeoutMs?: number }): Promise<unknown>;
-  read(opts?: { timeoutMs?: number }): Promise<void>;
+  read(opts?: { timeoutMs?: number; atHeartbeat?: boolean }): Promise<void>;
   status(): { readonly term: number; readonly leader: NodeId | null; readonly role: RaftRole };
   /** Sends `data` to the leader outside the log (RaftNode.sendToLeader). */
   sendToLeader(data: string): void;
@@ -103,8 +103,19 @@ export class KeepaliveLease {
   }
 }
 
-export function raftConsensus(node: RaftNodeLike, opts: { readTimeoutMs?: number } = {}): Consensus {
+/**
+ * For this long after it became the leader, a leader confirms keepalives at once; later, with its
+ * next heartbeat (ACK_AT_HEARTBEAT). After an election the primary's lease has lost the time the
+ * election took, and its acknowledgement must not wait; in steady state the lease runs from when
+ * the keepalive was SENT, so an acknowledgement up to one heartbeat later moves no deadline.
+ */
+export const ACK_AT_ONCE_AFTER_ELECTION_MS = 3000;
+
+export function raftConsensus(node: RaftNodeLike, opts: { readTimeoutMs?: number; nowMs?: () => number } = {}): Consensus {
   const lease = new KeepaliveLease();
+  const nowMs = opts.nowMs ?? (() => performance.now());
+  let leaderSinceMs: number | null = node.status().role === 'leader' ? nowMs() : null;
+  node.on('leaderChange', (c) => { leaderSinceMs = c.leader === node.id ? nowMs() : null; });
   node.on('leaderReply', (m) => {
     const seq = decodeKeepaliveAck(m.data);
     if (seq !== null) lease.acked(seq);
@@ -116,7 +127,11 @@ export function raftConsensus(node: RaftNodeLike, opts: { readTimeoutMs?: number
    */
   const acknowledge = (to: NodeId, seq: number): void => {
     const term = node.status().term;
-    node.read(opts.readTimeoutMs === undefined ? {} : { timeoutMs: opts.readTimeoutMs }).then(() => {
+    // ACK_AT_HEARTBEAT: each keepalive's own ReadIndex round was a heartbeat to every follower and
+    // its answer, about 10 rounds a second in a 3-peer shard on top of the 10 heartbeats; riding on
+    // the heartbeat, a follower is woken once per heartbeat, not twice (issue #11).
+    const atHeartbeat = leaderSinceMs !== null && nowMs() - leaderSinceMs >= ACK_AT_ONCE_AFTER_ELECTION_MS;
+    node.read({ ...(opts.readTimeoutMs === undefined ? {} : { timeoutMs: opts.readTimeoutMs }), atHeartbeat }).then(() => {
       const st = node.status();
       if (st.role === 'leader' && st.term === term) node.replyFromLeader(to, encodeKeepaliveAck(seq));
     }, () => { /* not confirmed: no acknowledgement, the sender's lease is not renewed */ });
@@ -127,7 +142,7 @@ export function raftConsensus(node: RaftNodeLike, opts: { readTimeoutMs?: number
     read: () => node.read(opts.readTimeoutMs === undefined ? {} : { timeoutMs: opts.readTimeoutMs }),
     keepalive: (openedIndex: number) => {
       try {
-        node.sendToLeader(encodeKeepalive(openedIndex, lease.next(performance.now())));
+        node.sendToLeader(encodeKeepalive(openedIndex, lease.next(nowMs())));
         return Promise.resolve();
       } catch (err) {
         return Promise.reject(asError(err));

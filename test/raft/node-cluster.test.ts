@@ -42,7 +42,7 @@ afterEach(async () => {
 
 const logger = pino({ level: process.env['RAFT_TEST_LOG'] ?? 'silent' });
 
-async function makeCluster(ids: string[], opts: { snapshotEveryEntries?: number; keepEntriesAfterSnapshot?: number; voters?: string[]; maxPendingRequests?: number; commitBroadcastDelayMs?: number; tickMs?: number } = {}) {
+async function makeCluster(ids: string[], opts: { snapshotEveryEntries?: number; keepEntriesAfterSnapshot?: number; voters?: string[]; maxPendingRequests?: number; commitBroadcastDelayMs?: number; tickMs?: number; heartbeatTicks?: number } = {}) {
   const tmp = await makeTmpDir('raft-node');
   cleanups.push(tmp.cleanup);
   const members = new Map<string, Member>();
@@ -57,7 +57,7 @@ async function makeCluster(ids: string[], opts: { snapshotEveryEntries?: number;
     const node = await RaftNode.open({
       id, dataDir: m.dir, peers: peers(), ...(voters.includes(id) ? { initialVoters: voters } : {}),
       secret: SECRET, listen: { host: '127.0.0.1', port: m.port }, stateMachine: m.sm, logger,
-      tickMs: opts.tickMs ?? 25, electionTicks: 10, heartbeatTicks: 1, requestTimeoutMs: 8000,
+      tickMs: opts.tickMs ?? 25, electionTicks: 10, heartbeatTicks: opts.heartbeatTicks ?? 1, requestTimeoutMs: 8000,
       ...(opts.commitBroadcastDelayMs !== undefined ? { commitBroadcastDelayMs: opts.commitBroadcastDelayMs } : {}),
       snapshotEveryEntries: opts.snapshotEveryEntries ?? 10_000, keepEntriesAfterSnapshot: opts.keepEntriesAfterSnapshot ?? 1000,
       ...(opts.maxPendingRequests !== undefined ? { maxPendingRequests: opts.maxPendingRequests } : {}),
@@ -414,6 +414,35 @@ describe('RaftNode with three nodes on loopback', () => {
     expect(f.node!.status().leader).toBe(leader.id);
     await f.node!.read({ timeoutMs: 20_000 });
     expect(f.node!.status().leader).not.toBe(leader.id);
+  });
+
+  it('a read atHeartbeat on the leader starts its round with the next heartbeat, in the same batch: no message of its own', async () => {
+    const c = await makeCluster(['a', 'b', 'c'], { heartbeatTicks: 4 });
+    for (const id of ['a', 'b', 'c']) await c.start(id);
+    const leader = await c.leader();
+    await leader.propose('v1');
+    // Every batch the leader hands its transport, as the heartbeats in it (to, with a read context or not).
+    const transport = (leader as unknown as { transport: { send(ms: readonly { type: string; to: string; context?: string }[]): void } }).transport;
+    const batches: { to: string; ctx: boolean }[][] = [];
+    const send = transport.send.bind(transport);
+    transport.send = (ms) => {
+      batches.push(ms.filter((m) => m.type === 'heartbeat').map((m) => ({ to: m.to, ctx: m.context !== undefined })));
+      send(ms);
+    };
+    const readBatches = (): { to: string; ctx: boolean }[][] => batches.filter((b) => b.some((h) => h.ctx));
+    for (let i = 0; i < 5; i++) await leader.read({ atHeartbeat: true });
+    expect(readBatches().length).toBeGreaterThanOrEqual(5);
+    // Each round's heartbeats went out with the regular heartbeat to the same follower.
+    for (const b of readBatches()) {
+      for (const h of b.filter((x) => x.ctx)) expect(b.some((x) => !x.ctx && x.to === h.to)).toBe(true);
+    }
+    // A plain read does not wait: its round goes out on its own, before the next heartbeat.
+    batches.length = 0;
+    for (let i = 0; i < 5; i++) await leader.read();
+    expect(readBatches().filter((b) => b.every((h) => h.ctx)).length).toBeGreaterThanOrEqual(3);
+    // A follower's read atHeartbeat is a plain read (only the leader waits for its heartbeat).
+    const f = [...c.members.values()].find((m) => m.id !== leader.id)!;
+    await f.node!.read({ atHeartbeat: true });
   });
 
   it('a proposal whose entry a new leader replaced fails at once with PROPOSAL_LOST', async () => {

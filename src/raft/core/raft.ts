@@ -123,6 +123,11 @@ export class RaftCore {
     else this.tickElection();
   }
 
+  /** The next tick() broadcasts a heartbeat (this node leads and its heartbeat interval is up). */
+  heartbeatDueAtNextTick(): boolean {
+    return this.role === 'leader' && this.heartbeatElapsed + 1 >= this.config.heartbeatTicks;
+  }
+
   /** Start an election now (with a PreVote round first when preVote is on). */
   campaign(): void {
     this.hup(this.config.preVote ? 'preElection' : 'election');
