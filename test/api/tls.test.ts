@@ -3,7 +3,7 @@
 // peer's data) also require a client certificate of the shard's CA bound to the peer they serve.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request as httpRequest } from 'node:http';
-import { request as httpsRequest, type RequestOptions } from 'node:https';
+import { createServer as createHttpsServer, request as httpsRequest, type RequestOptions } from 'node:https';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
@@ -117,6 +117,26 @@ describe('the API over HTTPS', () => {
   it('a client that trusts another CA refuses the server', async () => {
     await expect(fetchPeerStatusHttp(`https://127.0.0.1:${port}`, 10_000, { ...clientOf(await otherCa.peer('b')), ca: readFileSync(otherCa.caFile, 'utf8') }))
       .rejects.toThrow(/UNABLE_TO_VERIFY_LEAF_SIGNATURE|SELF_SIGNED|unable to verify/);
+  });
+
+  it('a client refuses a server whose certificate has expired, or names another host than the one dialled', async () => {
+    // A server as a peer's API would be with such a certificate (the sitter itself refuses to start with one).
+    const serveWith = async (files: TlsFiles): Promise<{ url: string; close: () => Promise<void> }> => {
+      const server = createHttpsServer({ cert: readFileSync(files.certFile, 'utf8'), key: readFileSync(files.keyFile, 'utf8'), minVersion: 'TLSv1.3' }, (_req, res) => {
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+      });
+      await new Promise<void>((r) => { server.listen(0, '127.0.0.1', r); });
+      return { url: `https://127.0.0.1:${(server.address() as { port: number }).port}`, close: () => new Promise((r) => { server.closeAllConnections(); server.close(() => { r(); }); }) };
+    };
+    const client = clientOf(await ca.peer('b'));
+    const expired = await serveWith(await expiredPeerCert(ca, 'c', join(tmp.path, 'expired-server')));
+    const elsewhere = await serveWith(await ca.peer('elsewhere', ['10.99.0.1', 'elsewhere.example.net']));
+    try {
+      await expect(fetchPeerStatusHttp(expired.url, 10_000, client)).rejects.toThrow(/certificate has expired \(CERT_HAS_EXPIRED\)/);
+      await expect(fetchPeerStatusHttp(elsewhere.url, 10_000, client)).rejects.toThrow(/does not name the host dialled/);
+    } finally {
+      await Promise.all([expired.close(), elsewhere.close()]);
+    }
   });
 
   it('refuses TLS older than 1.3', async () => {
