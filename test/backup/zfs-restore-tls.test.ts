@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { request as httpsRequest } from 'node:https';
 import type { IncomingMessage } from 'node:http';
-import type { Socket } from 'node:net';
+import { connect as netConnect, type Socket } from 'node:net';
 import { execa } from 'execa';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { silentLogger } from '../../src/log.js';
@@ -20,7 +20,7 @@ import type { RestoreProgress } from '../../src/model/index.js';
 import { createTestPool, ZFS_HOOK_TIMEOUT_MS, type TestPool } from '../../tools/lib/zfs-pool.js';
 import { waitFor } from '../../tools/lib/wait.js';
 import { capturingLogger } from '../../tools/lib/memory-peer.js';
-import { makeTestCa } from '../helpers/certs.js';
+import { expiredPeerCert, makeTestCa } from '../helpers/certs.js';
 
 const SECRET = 'shard-secret-for-tls-tests';
 const log = silentLogger();
@@ -37,6 +37,7 @@ const stallSleep = `300.${randomBytes(4).readUInt32BE(0)}`;
 type Pem = { ca: string; cert: string; key: string };
 const pems = new Map<string, Pem>();
 let otherCaB: Pem;
+let expiredB: Pem;
 
 /** Counts the streams served on a socket or pipe (sendToSocket) and through this process (send). */
 class CountingZfs extends Zfs {
@@ -158,6 +159,8 @@ beforeAll(async () => {
   const other = await makeTestCa(join(pool.dir, 'other-ca'), 'Another CA');
   const ob = await other.peer('b');
   otherCaB = { ca: pems.get('b')!.ca, cert: await readFile(ob.certFile, 'utf8'), key: await readFile(ob.keyFile, 'utf8') };
+  const eb = await expiredPeerCert(ca, 'b', join(pool.dir, 'expired'));
+  expiredB = { ca: pems.get('b')!.ca, cert: await readFile(eb.certFile, 'utf8'), key: await readFile(eb.keyFile, 'utf8') };
   url = await startSource();
 }, ZFS_HOOK_TIMEOUT_MS);
 afterAll(async () => {
@@ -324,9 +327,10 @@ describe('TLS relay security', () => {
     await request(pems.get('b')!, 'DELETE', `/backup/jobs/${job.jobId}`);
   });
 
-  it('the relay refuses a connection with another peer\'s certificate or one of another CA, and no stream starts', async () => {
+  it('the relay refuses a connection with another peer\'s certificate, one of another CA, or an expired one, and no stream starts', async () => {
     const sendsBefore = serverZfs.served.direct;
-    for (const [who, pem, why] of [['c', pems.get('c')!, /commonName does not match/], ['b of another CA', otherCaB, /certificate verify failed/]] as const) {
+    const cases = [['c', pems.get('c')!, /commonName does not match/], ['b of another CA', otherCaB, /certificate verify failed/], ['b expired', expiredB, /certificate verify failed|certificate expired/]] as const;
+    for (const [who, pem, why] of cases) {
       const job = await newJob();
       const o = await offer(pems.get('b')!, job.streamPath);
       expect(o.status).toBe(200);
@@ -343,6 +347,27 @@ describe('TLS relay security', () => {
       expect(st.sendPid).toBeNull();
       if (!(conn instanceof Error)) conn.relay.kill();
     }
+    expect(serverZfs.served.direct).toBe(sendsBefore);
+    await noSocatLeft();
+  });
+
+  it('the relay refuses plain TCP (no TLS), and no stream starts', async () => {
+    const sendsBefore = serverZfs.served.direct;
+    const job = await newJob();
+    const o = await offer(pems.get('b')!, job.streamPath);
+    expect(o.status).toBe(200);
+    const plain = netConnect({ host: '127.0.0.1', port: o.port! });
+    plain.on('error', () => undefined);
+    await new Promise<void>((r, j) => { plain.once('connect', r); plain.once('error', j); });
+    plain.write('GET / HTTP/1.1\r\nhost: x\r\n\r\n');
+    const g = await go(job.jobId, String(plain.localPort));
+    expect(g.status, g.body).toBeGreaterThanOrEqual(400);
+    expect(JSON.parse(g.body)).toMatchObject({ code: expect.stringMatching(/^MANATEE_ERR_BACKUP_(TLS_RELAY|JOB_CONFLICT)$/) });
+    const st = await jobStatus(job.jobId);
+    expect(st.state).toBe('failed');
+    expect(st.error).toMatch(/TLS relay ended before the peer started the stream: SSL_accept\(\)/);
+    expect(st.sendPid).toBeNull();
+    plain.destroy();
     expect(serverZfs.served.direct).toBe(sendsBefore);
     await noSocatLeft();
   });
