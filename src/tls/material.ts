@@ -112,6 +112,13 @@ export async function loadTlsMaterial(files: TlsFiles, opts: { expectedPeerId?: 
   if (opts.expectedPeerId !== undefined && peerId !== opts.expectedPeerId) {
     throw new TlsError(TLS_ERR.peerId, `the certificate ${files.certFile} is bound to ${peerId === null ? 'no peer id' : `peer "${peerId}"`}, not to this peer ("${opts.expectedPeerId}"): issue one with manatee-adm certs issue ${opts.expectedPeerId}`);
   }
+  if (opts.expectedPeerId !== undefined) {
+    // PostgreSQL admits the replication role by the certificate's CN (pg_ident.conf maps peer ids), not its URI name.
+    const cn = /^CN=(.*)$/m.exec(cert.subject)?.[1] ?? null;
+    if (cn !== opts.expectedPeerId) {
+      throw new TlsError(TLS_ERR.peerId, `the certificate ${files.certFile} has the subject CN ${cn === null ? '(none)' : JSON.stringify(cn)}, not this peer's id ("${opts.expectedPeerId}"): the other peers' PostgreSQL would refuse its replication connections (they admit a peer by its certificate's CN); issue one with manatee-adm certs issue ${opts.expectedPeerId}`);
+    }
+  }
   const options: TlsSecureOptions = { ca: caPem, cert: certPem, key: keyPem, minVersion: TLS_MIN_VERSION };
   return {
     files,

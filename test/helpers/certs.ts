@@ -36,17 +36,23 @@ export async function makeTestCa(dir: string, name = 'Test shard CA'): Promise<T
  * A certificate for `id` signed by `ca` that expired yesterday (openssl's -days -1 puts notAfter
  * one day before notBefore): what a peer presents when its operator forgot to renew it.
  */
-export async function expiredPeerCert(ca: TestCa, id: string, outDir: string, hosts: readonly string[] = ['127.0.0.1']): Promise<TlsFiles> {
-  await mkdir(outDir, { recursive: true, mode: 0o700 });
-  const key = join(outDir, `${id}-expired.key`);
-  const csr = join(outDir, `${id}-expired.csr`);
-  const ext = join(outDir, `${id}-expired.ext`);
-  const crt = join(outDir, `${id}-expired.crt`);
-  await execa('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', key]);
-  await chmod(key, 0o600);
-  await execa('openssl', ['req', '-new', '-key', key, '-subj', `/CN=${id}`, '-out', csr]);
-  await writeFile(ext, `basicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=URI:urn:manatee:peer:${id},${hosts.map((h) => (/^[\d.:]+$/.test(h) ? `IP:${h}` : `DNS:${h}`)).join(',')}\n`);
-  await execa('openssl', ['x509', '-req', '-in', csr, '-CA', join(ca.dir, CA_CERT_FILE), '-CAkey', join(ca.dir, CA_KEY_FILE), '-set_serial', '7', '-days', '-1', '-extfile', ext, '-out', crt]);
-  return { caFile: ca.caFile, certFile: crt, keyFile: key };
+export function expiredPeerCert(ca: TestCa, id: string, outDir: string, hosts: readonly string[] = ['127.0.0.1']): Promise<TlsFiles> {
+  return handMadePeerCert(ca, id, outDir, { hosts, days: -1, tag: 'expired' });
 }
 
+/**
+ * A peer certificate made by hand with openssl (not by src/tls), bound to `id` (URI name) with the
+ * subject CN `cn` (default: the id), valid `days` days (-1: expired yesterday).
+ */
+export async function handMadePeerCert(ca: TestCa, id: string, outDir: string, opts: { hosts?: readonly string[]; days?: number; cn?: string; tag: string }): Promise<TlsFiles> {
+  const hosts = opts.hosts ?? ['127.0.0.1'];
+  await mkdir(outDir, { recursive: true, mode: 0o700 });
+  const base = join(outDir, `${id}-${opts.tag}`);
+  const [key, csr, ext, crt] = ['key', 'csr', 'ext', 'crt'].map((x) => `${base}.${x}`) as [string, string, string, string];
+  await execa('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', key]);
+  await chmod(key, 0o600);
+  await execa('openssl', ['req', '-new', '-key', key, '-subj', `/CN=${opts.cn ?? id}`, '-out', csr]);
+  await writeFile(ext, `basicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=URI:urn:manatee:peer:${id},${hosts.map((h) => (/^[\d.:]+$/.test(h) ? `IP:${h}` : `DNS:${h}`)).join(',')}\n`);
+  await execa('openssl', ['x509', '-req', '-in', csr, '-CA', join(ca.dir, CA_CERT_FILE), '-CAkey', join(ca.dir, CA_KEY_FILE), '-set_serial', String(7 + Math.floor(Math.random() * 1e9)), '-days', String(opts.days ?? 30), '-extfile', ext, '-out', crt]);
+  return { caFile: ca.caFile, certFile: crt, keyFile: key };
+}

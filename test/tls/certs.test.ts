@@ -6,7 +6,7 @@ import { chmod, copyFile, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runAdm } from '../../src/cli/adm/program.js';
 import { altNames, initCa, issuePeerCertificate, loadTlsMaterial, peerIdOf, TLS_ERR, type TlsFiles } from '../../src/tls/index.js';
-import { expiredPeerCert, makeTestCa, type TestCa } from '../helpers/certs.js';
+import { expiredPeerCert, handMadePeerCert, makeTestCa, type TestCa } from '../helpers/certs.js';
 import { makeTmpDir } from '../../tools/lib/tmp.js';
 
 let tmp: { path: string; cleanup: () => Promise<void> };
@@ -127,6 +127,14 @@ describe('loadTlsMaterial refuses a bad set, naming the file', () => {
   it('a certificate bound to another peer', async () => {
     const b = await ca.peer('b');
     await refused(b, TLS_ERR.peerId, 'is bound to peer "b", not to this peer ("a")');
+  });
+
+  it('a certificate bound to this peer whose CN is another name (PostgreSQL admits replication by the CN)', async () => {
+    const odd = await handMadePeerCert(ca, 'a', join(tmp.path, 'odd-cn'), { cn: 'db-a.example.net', tag: 'odd-cn' });
+    await refused(odd, TLS_ERR.peerId, `the certificate ${odd.certFile} has the subject CN "db-a.example.net", not this peer's id ("a"): the other peers' PostgreSQL would refuse its replication connections`);
+    // The same by hand with the id as CN: accepted (the check is about the CN, not about openssl).
+    const same = await handMadePeerCert(ca, 'a', join(tmp.path, 'odd-cn'), { tag: 'same-cn' });
+    expect((await loadTlsMaterial(same, { expectedPeerId: 'a' })).peerId).toBe('a');
   });
 
   it('a private key readable by group or others', async () => {
