@@ -5,9 +5,39 @@
 //   --operator     an operator acts too (promote requests, freezes)
 //   --load         a loaded machine: the primary's lease fence, stalled sitters, hung PostgreSQL servers
 //   --without F,G  run with these fixes of the sitter switched off (test/sim/sitter.ts SitterFixes)
-// Every failing seed is printed with the invariant it broke; the exit status is 1 if any failed.
+//   --help         this text
+// Every failing seed is printed with the invariant it broke; the exit status is 1 if any failed,
+// 2 on a bad option.
 import { runShardSim } from './shard.js';
 import { ALL_FIXES, FIX_NAMES, type SitterFixes } from './sitter.js';
+
+const USAGE = `usage: npm run sim -- [options]
+  --seeds N      how many seeds (default 1000)
+  --from S       the first seed (default 1)
+  --seed S       one seed, with its trace printed
+  --operator     an operator acts too (promote requests, freezes)
+  --load         a loaded machine: the primary's lease fence, stalled sitters, hung PostgreSQL servers
+  --without F,G  run with these fixes of the sitter switched off, of: ${FIX_NAMES.join(', ')}
+  --help         this text`;
+
+/** Options that take a value, and flags. */
+const WITH_VALUE = new Set(['--seeds', '--from', '--seed', '--without']);
+const FLAGS = new Set(['--operator', '--load', '--help']);
+
+/** Exits 2 on an option it does not know or one without its value (a typo must not run 1000 seeds as if it were not there). */
+function checkArgs(args: readonly string[]): void {
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (FLAGS.has(a)) continue;
+    if (WITH_VALUE.has(a) && i + 1 < args.length && !args[i + 1]!.startsWith('--')) {
+      i++;
+      continue;
+    }
+    console.error(WITH_VALUE.has(a) ? `${a}: expects a value` : `unknown option ${JSON.stringify(a)}`);
+    console.error(USAGE);
+    process.exit(2);
+  }
+}
 
 function arg(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
@@ -38,6 +68,12 @@ function fixes(): SitterFixes {
 }
 
 async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  checkArgs(args);
+  if (args.includes('--help')) {
+    console.log(USAGE);
+    process.exit(0);
+  }
   const one = arg('seed');
   if (one !== undefined) {
     const r = await runShardSim({ seed: positiveInt('seed', one), trace: true, fixes: fixes(), operator: process.argv.includes('--operator'), load: process.argv.includes('--load') });
