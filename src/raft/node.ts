@@ -355,7 +355,9 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
       this.releaseHeartbeatReads(heartbeatSent);
       this.retryLostRead();
       if (this.unwrittenHardState !== null) this.hardStateFlushDue = true;
-      this.kick();
+      // Most ticks (a follower's, a leader's between heartbeats) leave nothing to do: no Ready
+      // loop then (an immediate and a pass of it, 20 a second per sitter).
+      if (this.core.hasReady() || this.hardStateFlushDue || this.core.hasUnsentCommit()) this.kick();
     }, this.tickMs);
     this.kick();
   }
