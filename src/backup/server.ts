@@ -454,20 +454,30 @@ export const backupRoutes: FastifyPluginCallback<BackupRoutesOptions> = (app: Fa
   }, async (req, reply) => {
     const job = jobs.get(req.params.id);
     if (job === undefined) return sendError(reply, new BackupError(BACKUP_ERR_JOB_NOT_FOUND, `no backup job ${req.params.id}`, { statusCode: 404 }));
-    if (job.state !== 'pending') {
-      return sendError(reply, new BackupError(BACKUP_ERR_JOB_CONFLICT, `backup job ${job.id} is ${job.state}; its stream can be fetched once`, { statusCode: 409 }));
-    }
     const certPeer = certPeers.get(req);
     if (certPeer !== undefined && certPeer !== job.peerId) {
       log.warn({ jobId: job.id, peerId: job.peerId, certPeer, reason: 'peer id does not match the certificate' }, 'backup: refused a stream');
       return sendError(reply, new BackupError(BACKUP_ERR_PEER_CERTIFICATE, `backup job ${job.id} is for peer ${job.peerId}, not for ${certPeer}`, { statusCode: 403 }));
+    }
+    // A peer that could not reach or run its end of the TLS relay asks again without it: the relay
+    // goes, and the stream goes through Node (a firewall that lets only the API's port through).
+    const waitingRelay = job.direct?.started === false ? job.direct.relay : undefined;
+    if (job.state === 'sending' && waitingRelay !== undefined && req.headers[STREAM_MODE_HEADER] !== STREAM_MODE_TLS_RELAY) {
+      log.warn({ jobId: job.id, peerId: job.peerId, reason: 'the peer could not use the TLS relay' }, 'backup: TLS relay given up; the stream goes through Node');
+      job.direct = null;
+      job.stop = null;
+      waitingRelay.listener.relay.kill();
+      job.state = 'pending';
+    }
+    if (job.state !== 'pending') {
+      return sendError(reply, new BackupError(BACKUP_ERR_JOB_CONFLICT, `backup job ${job.id} is ${job.state}; its stream can be fetched once`, { statusCode: 409 }));
     }
     job.state = 'sending';
     if (job.pendingTimer !== null) clearTimeout(job.pendingTimer);
     job.progress = new ByteProgress(job.progress.snapshot('sending').bytesTotal);
     const sock = req.raw.socket as Socket & { encrypted?: boolean };
     if (req.headers[STREAM_MODE_HEADER] === STREAM_MODE_TLS_RELAY && opts.tlsRelay !== undefined && sock.encrypted === true && certPeer !== undefined) {
-      return serveRelay(job, sock, opts.tlsRelay, reply);
+      if (await serveRelay(job, sock, opts.tlsRelay, reply)) return reply;
     }
     if (req.headers[STREAM_MODE_HEADER] === STREAM_MODE_DIRECT && opts.directStream !== false && sock.encrypted !== true) {
       serveDirect(job, sock, reply);
@@ -539,16 +549,16 @@ export const backupRoutes: FastifyPluginCallback<BackupRoutesOptions> = (app: Fa
   /**
    * The TLS relay's first half: socat listens on the address the peer reached this API at, for one
    * TLS connection from the job's peer (tls-relay.ts); the answer names its port. zfs send starts on
-   * the peer's go, once that connection is there and verified.
+   * the peer's go, once that connection is there and verified. false: no relay (socat cannot run).
    */
-  async function serveRelay(job: Job, sock: Socket, tls: () => RelayTls, reply: FastifyReply): Promise<FastifyReply> {
+  async function serveRelay(job: Job, sock: Socket, tls: () => RelayTls, reply: FastifyReply): Promise<boolean> {
     let listener: RelayListener;
     try {
       listener = await listenRelay({ socatPath: opts.socatPath ?? 'socat', tls: tls(), log, bindAddress: sock.localAddress ?? '127.0.0.1', peerId: job.peerId, timeoutMs: 30_000 });
     } catch (err) {
-      const reason = `cannot start the TLS relay: ${errorMessage(err)}`;
-      finish(job, 'failed', reason);
-      return sendError(reply, err instanceof BackupError ? err : new BackupError('MANATEE_ERR_BACKUP_TLS_RELAY', reason));
+      // As a source without the relay: the stream goes through Node.
+      log.warn({ jobId: job.id, peerId: job.peerId, reason: errorMessage(err) }, 'backup: cannot start the TLS relay; the stream goes through Node');
+      return false;
     }
     const relay = listener.relay;
     job.direct = { socket: listener.input, started: false, relay: { listener, controlAddress: plainAddress(sock.remoteAddress ?? '') } };
@@ -572,7 +582,8 @@ export const backupRoutes: FastifyPluginCallback<BackupRoutesOptions> = (app: Fa
     });
     log.info({ jobId: job.id, peerId: job.peerId, port: listener.port, pid: relay.pid, reason: 'the peer asked for the TLS relay' }, 'backup: TLS relay offered; waiting for the peer to connect and start it');
     const offer: RelayOffer = { relayPort: listener.port };
-    return reply.header(STREAM_MODE_HEADER, STREAM_MODE_TLS_RELAY).header('cache-control', 'no-store').send(offer);
+    await reply.header(STREAM_MODE_HEADER, STREAM_MODE_TLS_RELAY).header('cache-control', 'no-store').send(offer);
+    return true;
   }
 
   /**

@@ -245,6 +245,8 @@ export async function connectRelay(o: SpawnOptions & { host: string; port: numbe
   const host = o.host.includes(':') && !o.host.startsWith('[') ? `[${o.host}]` : o.host;
   const relay = await spawnSocat(o, `from ${host}:${o.port}`, (f) => [`OPENSSL:${host}:${o.port},${TLS_OPTS(f)},keepalive`, 'STDOUT'], ['ignore', 'pipe', 'pipe'], false);
   try {
+    // (No connect-timeout option: with it socat does not log the connection's local address; the
+    // wait's own timeout stops a connection that hangs, one that a firewall drops.)
     const c = await relay.waitFor(CONNECTED_RE, o.timeoutMs, 'its connection');
     const secured = await relay.waitFor(SECURED_RE, o.timeoutMs, 'a verified TLS connection');
     void relay.removeCerts();

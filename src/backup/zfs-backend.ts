@@ -24,7 +24,7 @@ import { ByteProgress } from './rate.js';
 import { BackupError, BACKUP_ERR_ABORTED, BACKUP_ERR_HTTP, RestoreBusyError, RestoreFailedError, RestoreInvalidError } from './errors.js';
 import { RELAY_FROM_HEADER, SECRET_HEADER, STREAM_MODE_DIRECT, STREAM_MODE_HEADER, STREAM_MODE_TLS_RELAY, type DirectStreamOutcome, type RelayOffer } from './server.js';
 import { socketBytes, socketEnds } from './socket-bytes.js';
-import { connectRelay, type RelayConnection } from './tls-relay.js';
+import { BACKUP_ERR_TLS_RELAY, connectRelay, type RelayConnection } from './tls-relay.js';
 import { findPgBinaries } from '../postgres/binaries.js';
 import { resolveOsUser, type OsUser } from '../postgres/os-user.js';
 import { verifyDataDir, type DataDirReport } from './verify.js';
@@ -409,7 +409,7 @@ export class ZfsBackupBackend implements BackupBackend {
   }
 
   /** GETs the stream and pipes it into zfs recv, counting bytes. Returns the bytes received. */
-  private async receive(base: string, job: JobCreated, opts: RestoreOptions, force: boolean): Promise<number> {
+  private async receive(base: string, job: JobCreated, opts: RestoreOptions, force: boolean, relayAllowed = true): Promise<number> {
     const { zfs, dataset, log } = this.o;
     const idle = new AbortController();
     const signal = opts.signal === undefined ? idle.signal : AbortSignal.any([opts.signal, idle.signal]);
@@ -418,7 +418,7 @@ export class ZfsBackupBackend implements BackupBackend {
     // node:http rather than fetch: a native Readable (no web-stream conversion) keeps the
     // stream near the speed of a pipe, and a connection cut mid-body surfaces as an error.
     const askDirect = this.o.directStream !== false && this.o.tls === undefined && base.startsWith('http:');
-    const askRelay = this.o.tlsRelay !== false && this.o.tls !== undefined && base.startsWith('https:');
+    const askRelay = relayAllowed && this.o.tlsRelay !== false && this.o.tls !== undefined && base.startsWith('https:');
     const modeHeader: Record<string, string> = askDirect ? { [STREAM_MODE_HEADER]: STREAM_MODE_DIRECT, connection: 'close' } : askRelay ? { [STREAM_MODE_HEADER]: STREAM_MODE_TLS_RELAY } : {};
     // A direct stream takes the connection for itself: a fresh one (no agent), never reused.
     const body = await httpSend(`${base}${job.streamPath}`, {
@@ -435,7 +435,15 @@ export class ZfsBackupBackend implements BackupBackend {
       throw new BackupError(BACKUP_ERR_HTTP, `backup server refused the stream of job ${job.jobId} (HTTP ${body.statusCode ?? '?'}): ${text}`);
     }
     if (askDirect && body.headers[STREAM_MODE_HEADER] === STREAM_MODE_DIRECT) return this.receiveDirect(base, job, opts, this.socketLink(body, force));
-    if (askRelay && body.headers[STREAM_MODE_HEADER] === STREAM_MODE_TLS_RELAY) return this.receiveDirect(base, job, opts, await this.relayLink(base, job, body, force));
+    if (askRelay && body.headers[STREAM_MODE_HEADER] === STREAM_MODE_TLS_RELAY) {
+      const link = await this.relayLink(base, job, body, force).catch((err: unknown) => {
+        if (!(err instanceof BackupError) || err.code !== BACKUP_ERR_TLS_RELAY) throw err;
+        // The source gives its relay up when the stream is asked again without it.
+        log.warn({ jobId: job.jobId, reason: err.message }, 'restore: the TLS relay could not be used; asking for the stream through Node');
+        return null;
+      });
+      return link === null ? this.receive(base, job, opts, force, false) : this.receiveDirect(base, job, opts, link);
+    }
     const progress = new ByteProgress(job.sizeEstimateBytes);
     const idleMs = this.o.streamIdleTimeoutMs ?? 120_000;
     const idleTimer = setTimeout(() => { idle.abort(new BackupError(BACKUP_ERR_ABORTED, `no data for ${idleMs} ms`)); }, idleMs);
@@ -522,11 +530,9 @@ export class ZfsBackupBackend implements BackupBackend {
     const tls = this.o.tls!();
     let conn: RelayConnection;
     try {
-      conn = await connectRelay({ socatPath: this.o.socatPath ?? 'socat', tls, log, host: new URL(base).hostname, port, timeoutMs: this.o.requestTimeoutMs ?? 60_000 });
+      conn = await connectRelay({ socatPath: this.o.socatPath ?? 'socat', tls, log, host: new URL(base).hostname, port, timeoutMs: Math.min(this.o.requestTimeoutMs ?? 60_000, 15_000) });
     } catch (err) {
-      // The source's relay waits for this peer (up to its go timeout): the job's cancellation stops it.
-      await this.cancelJob(base, job.jobId);
-      throw new BackupError(BACKUP_ERR_HTTP, `cannot connect to the TLS relay of job ${job.jobId} at ${base} port ${port}: ${message(err)}`, { cause: err });
+      throw new BackupError(BACKUP_ERR_TLS_RELAY, `cannot connect to the TLS relay of job ${job.jobId} at ${base} port ${port}: ${message(err)}`, { cause: err });
     }
     log.info({ jobId: job.jobId, port, cipher: conn.cipher, localPort: conn.ends.localPort, pid: conn.relay.pid }, 'restore: TLS relay connected');
     const recv = zfs.receiveFromSocket(dataset, conn.output, { force });
