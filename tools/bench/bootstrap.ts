@@ -6,11 +6,12 @@
 // process, which holds both ends of the HTTP stream, and the zfs-fuse daemon) and ratios as soon as
 // the run ends, then the medians. Run as root (zfs-fuse, PostgreSQL as `postgres`):
 //
-//   npx tsx tools/bench/bootstrap.ts [--size-mb 1024] [--runs 1] [--tls] [--node-path] [--zfs-only] [--socat <path>] [--log]
+//   npx tsx tools/bench/bootstrap.ts [--size-mb 1024] [--runs 1] [--tls] [--node-path] [--tls-node-path] [--zfs-only] [--socat <path>] [--log]
 //
 // Over HTTP the stream is direct (zfs send and zfs recv on the connection, no byte through Node);
 // over HTTPS it goes through the TLS relay (socat at both ends, src/backup/tls-relay.ts).
-// --node-path adds the same bootstraps through Node (directStream: false, tlsRelay: false).
+// --node-path adds the same bootstraps through Node (directStream: false, tlsRelay: false);
+// --tls-node-path only the HTTPS one.
 // --zfs-only leaves out the rows that are not about zfs send/recv (tar, the Node hop, pg_basebackup).
 // CPU columns: this Node process, its child processes that ended during the step (zfs, socat:
 // /proc/self/stat cutime+cstime), and the zfs-fuse daemon.
@@ -51,6 +52,8 @@ const { values } = parseArgs({
     // Also the ZFS bootstrap over HTTP through Node (directStream: false), the path before the direct stream.
     'node-path': { type: 'boolean', default: false },
     'zfs-only': { type: 'boolean', default: false },
+    // Only the HTTPS bootstrap through Node (the TLS path before the relay), not the HTTP one.
+    'tls-node-path': { type: 'boolean', default: false },
     // The socat of the TLS relay (both ends): e.g. a wrapper that runs it under strace -c.
     socat: { type: 'string', default: 'socat' },
   },
@@ -238,7 +241,7 @@ async function main(): Promise<void> {
     const zfsRow = add('bootstrap: ZFS via backup server (HTTP, direct)', 0);
     const zfsNodeRow = values['node-path'] ? add('bootstrap: ZFS via backup server (HTTP, via Node)', 0) : null;
     const zfsTlsRow = tlsSource === null ? null : add('bootstrap: ZFS via backup server (HTTPS, TLS relay)', 0);
-    const zfsTlsNodeRow = tlsSource === null || !values['node-path'] ? null : add('bootstrap: ZFS via backup server (HTTPS, via Node)', 0);
+    const zfsTlsNodeRow = tlsSource === null || !(values['node-path'] || values['tls-node-path']) ? null : add('bootstrap: ZFS via backup server (HTTPS, via Node)', 0);
     const bbRow = add('bootstrap: pg_basebackup (BasebackupBackend)', 0);
     const rate1 = (bytes: number, ms: number): number => bytes / MB / (ms / 1000);
 
