@@ -179,6 +179,11 @@ describe('TLS relay', () => {
     const full = await b.restore({ source: source(), reason: 'bootstrap' });
     expect(full.method).toBe('full');
     expect(full.bytes).toBeGreaterThan(24 * 1024 * 1024);
+    // The source's socat counted the stream itself (not its TLS records): both sides say the same.
+    const fullJob = cap.lines().find((l) => typeof l['jobId'] === 'string')?.['jobId'] as string;
+    const fullStatus = await jobStatus(fullJob);
+    expect(fullStatus.state).toBe('done');
+    expect(fullStatus.bytesSent).toBe(full.bytes);
     expect(await readFile(join(mp, 'marker'), 'utf8')).toBe('v1');
     await writeFile(join(srcMp, 'marker'), 'v2');
     const inc = await b.restore({ source: source(), reason: 'rebuild' });
