@@ -178,20 +178,23 @@ interface SpawnOptions {
 }
 
 async function spawnSocat(o: SpawnOptions, what: string, address: (files: { ca: string; cert: string; key: string }) => string[], stdio: StdioOptions, count: boolean): Promise<SocatRelay> {
-  const dir = await mkdtemp(join(tmpdir(), 'manatee-relay-'));
-  const files = { ca: join(dir, 'ca.crt'), cert: join(dir, 'peer.crt'), key: join(dir, 'peer.key') };
+  let dir: string | null = null;
+  const files = { ca: '', cert: '', key: '' };
   try {
+    dir = await mkdtemp(join(tmpdir(), 'manatee-relay-'));
+    Object.assign(files, { ca: join(dir, 'ca.crt'), cert: join(dir, 'peer.crt'), key: join(dir, 'peer.key') });
     await writeFile(files.ca, o.tls.ca, { mode: 0o600 });
     await writeFile(files.cert, o.tls.cert, { mode: 0o600 });
     await writeFile(files.key, o.tls.key, { mode: 0o600 });
   } catch (err) {
-    await rm(dir, { recursive: true, force: true });
-    throw new BackupError(BACKUP_ERR_TLS_RELAY, `TLS relay (${what}): cannot write the certificates for socat in ${dir}: ${(err as Error).message}`, { cause: err });
+    if (dir !== null) await rm(dir, { recursive: true, force: true });
+    throw new BackupError(BACKUP_ERR_TLS_RELAY, `TLS relay (${what}): cannot write the certificates for socat in ${dir ?? tmpdir()}: ${(err as Error).message}`, { cause: err });
   }
   const args = ['-d', '-d', ...(count ? ['-d'] : []), '-b', String(RELAY_BLOCK_BYTES), '-u', ...address(files)];
   const child = spawn(o.socatPath, args, { stdio });
   const relay = new SocatRelay(child, what, dir);
-  o.log.info({ pid: child.pid, what, args: args.map((a) => a.replace(dir, '<certs>')) }, 'backup: TLS relay started');
+  const certDir = dir;
+  o.log.info({ pid: child.pid, what, args: args.map((a) => a.replace(certDir, '<certs>')) }, 'backup: TLS relay started');
   return relay;
 }
 

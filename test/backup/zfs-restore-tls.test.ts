@@ -15,7 +15,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { silentLogger } from '../../src/log.js';
 import { Zfs, type ZfsSendStream, type ZfsSocketStream } from '../../src/zfs/index.js';
 import { backupRoutes, ZfsBackupBackend, RestoreFailedError, type BackupJobStatus } from '../../src/backup/index.js';
-import { connectRelay } from '../../src/backup/tls-relay.js';
+import { connectRelay, plainAddress } from '../../src/backup/tls-relay.js';
 import type { RestoreProgress } from '../../src/model/index.js';
 import { createTestPool, ZFS_HOOK_TIMEOUT_MS, type TestPool } from '../../tools/lib/zfs-pool.js';
 import { waitFor } from '../../tools/lib/wait.js';
@@ -419,6 +419,43 @@ describe('TLS relay security', () => {
     const warned = cap.lines().find((l) => l['msg'] === 'restore: the TLS relay could not be used; asking for the stream through Node');
     expect(warned?.['reason']).toMatch(/MANATEE_ERR_BACKUP_TLS_RELAY|cannot connect to the TLS relay of job \S+ .*cannot run socat/);
     // The source's relay for that job was given up when the stream was asked again.
+    await noSocatLeft();
+  });
+});
+
+describe('TLS relay edges', () => {
+  it('an offered relay that the peer never starts fails its job at the go timeout and is stopped', async () => {
+    const shortUrl = await startSource({ pendingTimeoutMs: 400 });
+    const b = pems.get('b')!;
+    const created = await request(b, 'POST', '/backup/jobs', { body: '{"peerId":"b"}', base: shortUrl });
+    const job = JSON.parse(created.body) as { jobId: string; streamPath: string };
+    const offer = await request(b, 'GET', job.streamPath, { base: shortUrl, headers: { 'x-manatee-stream-mode': 'tls-relay' } });
+    expect(offer.status).toBe(200);
+    expect(offer.headers['x-manatee-stream-mode']).toBe('tls-relay');
+    const failed = await waitFor('the job to fail', async () => { const st = await jobStatus(job.jobId, shortUrl); return st.state === 'failed' ? st : null; });
+    expect(failed.error).toMatch(/did not start the TLS relay stream within 400 ms/);
+    await noSocatLeft();
+  });
+
+  it('socat\'s certificate files that cannot be written fail the relay with MANATEE_ERR_BACKUP_TLS_RELAY, before socat runs', async () => {
+    const saved = process.env['TMPDIR'];
+    process.env['TMPDIR'] = join(pool.dir, 'no-such-dir');
+    try {
+      const err = await connectRelay({ socatPath: 'socat', tls: pems.get('b')!, log, host: '127.0.0.1', port: 1, timeoutMs: 5000 }).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: 'MANATEE_ERR_BACKUP_TLS_RELAY', message: expect.stringMatching(/cannot write the certificates for socat in .*no-such-dir/) });
+    } finally {
+      if (saved === undefined) delete process.env['TMPDIR'];
+      else process.env['TMPDIR'] = saved;
+    }
+    expect(await socatChildren()).toBe('');
+  });
+
+  it('a relay that cannot connect fails with socat\'s reason, and addresses of dual-stack sockets are their IPv4 form', async () => {
+    const err = await connectRelay({ socatPath: 'socat', tls: pems.get('b')!, log, host: '127.0.0.1', port: 1, timeoutMs: 10_000 }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'MANATEE_ERR_BACKUP_TLS_RELAY', message: expect.stringMatching(/socat ended \(exit 1\) before its connection: .*Connection refused/) });
+    expect(plainAddress('::ffff:10.1.2.3')).toBe('10.1.2.3');
+    expect(plainAddress('[::1]')).toBe('::1');
+    expect(plainAddress('192.168.0.1')).toBe('192.168.0.1');
     await noSocatLeft();
   });
 });
