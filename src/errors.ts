@@ -60,6 +60,7 @@ export function certificateProblem(err: unknown): string | null {
   if (code === 'CERT_HAS_EXPIRED') return 'its certificate has expired (CERT_HAS_EXPIRED)';
   if (code === 'CERT_NOT_YET_VALID') return 'its certificate is not valid yet (CERT_NOT_YET_VALID: is the clock right?)';
   if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') return `its certificate does not name the host dialled (${errorMessage(err)})`;
+  if (code === 'MANATEE_ERR_TLS_PEER_ID') return `its certificate is not the peer's it was asked for (${errorMessage(err)})`;
   if (UNTRUSTED_CERT_CODES.has(code)) return `its certificate is not signed by a trusted CA (${code})`;
   return null;
 }

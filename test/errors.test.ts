@@ -36,6 +36,7 @@ describe('thrown values', () => {
     expect(certificateProblem(err('CERT_HAS_EXPIRED'))).toBe('its certificate has expired (CERT_HAS_EXPIRED)');
     expect(certificateProblem(err('CERT_NOT_YET_VALID'))).toMatch(/not valid yet .*clock/);
     expect(certificateProblem(err('ERR_TLS_CERT_ALTNAME_INVALID', "Hostname/IP does not match certificate's altnames: IP: 10.0.0.9 is not in the cert's list"))).toMatch(/does not name the host dialled \(Hostname\/IP does not match/);
+    expect(certificateProblem(err('MANATEE_ERR_TLS_PEER_ID', 'bound to peer "c", not to "b"'))).toBe('its certificate is not the peer\'s it was asked for (bound to peer "c", not to "b")');
     expect(certificateProblem(err('ECONNREFUSED'))).toBeNull();
     expect(certificateProblem(new Error('no code'))).toBeNull();
     expect(certificateProblem('a string')).toBeNull();

@@ -28,7 +28,8 @@ export interface PrimaryPosition {
 }
 
 export interface PrimaryPositionOptions {
-  readonly fetchStatus: (apiUrl: string, timeoutMs: number) => Promise<SitterStatus>;
+  /** `peerId`: the peer asked, whose certificate its API must show (with TLS). */
+  readonly fetchStatus: (apiUrl: string, timeoutMs: number, peerId?: string) => Promise<SitterStatus>;
   /** Deadline of one ask: short, because a load balancer's check waits for it. */
   readonly timeoutMs: number;
   /** An answer (or a failure) is reused this long before the primary is asked again. */
@@ -89,7 +90,7 @@ export class PrimaryPositionCache {
   private async ask(e: Entry): Promise<void> {
     const startMs = this.now();
     try {
-      const found = positionIn(e.primary, await this.opts.fetchStatus(e.primary.apiUrl, this.opts.timeoutMs));
+      const found = positionIn(e.primary, await this.opts.fetchStatus(e.primary.apiUrl, this.opts.timeoutMs, e.primary.id));
       if ('lsn' in found) {
         e.lsn = found.lsn;
         e.readAtMs = startMs;

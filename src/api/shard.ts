@@ -121,14 +121,14 @@ export function buildShardReport(asked: SitterStatus, others: ReadonlyMap<string
 /** The other peers' statuses, asked in parallel, each with its own deadline. */
 export async function otherPeerStatuses(
   asked: SitterStatus,
-  fetchStatus: (apiUrl: string, timeoutMs: number) => Promise<SitterStatus>,
+  fetchStatus: (apiUrl: string, timeoutMs: number, peerId: string) => Promise<SitterStatus>,
   timeoutMs: number,
 ): Promise<Map<string, PeerStatusResult>> {
   const others = peersInOrder(asked.state, asked.activePeers).filter((p) => p.id !== asked.peer.id);
   const results = await Promise.all(
     others.map(async (p): Promise<[string, PeerStatusResult]> => {
       try {
-        return [p.id, { ok: true, status: await fetchStatus(p.apiUrl, timeoutMs) }];
+        return [p.id, { ok: true, status: await fetchStatus(p.apiUrl, timeoutMs, p.id) }];
       } catch (err) {
         return [p.id, { ok: false, error: errorMessage(err) }];
       }

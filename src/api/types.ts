@@ -122,7 +122,7 @@ export interface ApiDeps {
   /** Subscribes to committed changes (GET /watch); returns the unsubscribe function. */
   watch(listener: (e: WatchEvent) => void): () => void;
   /** Another peer's GET /status (GET /shard); default: HTTP with limits.peerStatusTimeoutMs. */
-  readonly fetchPeerStatus?: (apiUrl: string, timeoutMs: number) => Promise<SitterStatus>;
+  readonly fetchPeerStatus?: (apiUrl: string, timeoutMs: number, peerId?: string) => Promise<SitterStatus>;
   /**
    * HTTPS (TLS 1.3) with this peer's certificate, reloaded with it. A client may present a
    * certificate; the backup routes require one of a peer of the shard.

@@ -8,7 +8,7 @@ import type { Logger } from '../log.js';
 import { ApiMetrics, createApi, fetchPeerStatusHttp, raftMembership, storeAdminOperations, type AdminOperations, type WatchEvent } from '../api/index.js';
 import { storeSettingsOperations } from '../api/settings-ops.js';
 import { fetchPgSettingRows, localPgSettingRows, primaryCatalog } from '../peer/primary-catalog.js';
-import { ReloadableTls, type TlsSecureOptions } from '../tls/index.js';
+import { peerServerIdentity, ReloadableTls, type TlsSecureOptions } from '../tls/index.js';
 import { backupRoutes } from '../backup/index.js';
 import { BasebackupBackend } from '../backup/basebackup.js';
 import { ZfsBackupBackend } from '../backup/zfs-backend.js';
@@ -148,7 +148,12 @@ export async function openSitter(config: SitterConfig, log: Logger): Promise<Sit
     adminTokens: () => credentials.adminTokens(),
     logger: log,
     extraPlugins,
-    ...(tls !== null ? { tls, fetchPeerStatus: (apiUrl: string, timeoutMs: number) => fetchPeerStatusHttp(apiUrl, timeoutMs, tls.material.options) } : {}),
+    ...(tls !== null ? {
+      tls,
+      // The peer's API must show its own certificate: of the CA, for the host dialled, bound to the peer asked.
+      fetchPeerStatus: (apiUrl: string, timeoutMs: number, peerId?: string) =>
+        fetchPeerStatusHttp(apiUrl, timeoutMs, { ...tls.material.options, ...(peerId !== undefined ? { checkServerIdentity: peerServerIdentity(peerId) } : {}) }),
+    } : {}),
     config: {
       settings: storeSettingsOperations({
         store,

@@ -3,7 +3,8 @@
 // same id as the subject's CN, for people reading the certificate. The hosts the peer is reached
 // at are its DNS and IP alternative names, which TLS clients check against the address they dialled.
 import { isIP } from 'node:net';
-import type { X509Certificate } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
+import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import { isPeerId, PEER_ID_EXPECTED } from '../model/index.js';
 import { TLS_ERR, TlsError } from './errors.js';
 
@@ -51,6 +52,28 @@ export function peerIdOf(cert: X509Certificate): string | null {
   const id = ids[0]!;
   return isPeerId(id) ? id : null;
 }
+
+/**
+ * A TLS client's server check when it dials peer `expectedPeerId` by host (a sitter asking another
+ * peer's API): node's own host check first, then the peer id the certificate is bound to, so that
+ * another peer's API found at that address (all on one host, a stale apiUrl) is refused.
+ */
+export function peerServerIdentity(expectedPeerId: string): (host: string, cert: PeerCertificate) => Error | undefined {
+  // One function per peer id: the HTTP client keeps one connection pool per check (src/wire http.ts).
+  let check = serverChecks.get(expectedPeerId);
+  if (check !== undefined) return check;
+  check = (host, cert) => {
+    const hostProblem = checkServerIdentity(host, cert);
+    if (hostProblem !== undefined) return hostProblem;
+    const id = peerIdOf(new X509Certificate(cert.raw));
+    if (id === expectedPeerId) return undefined;
+    return new TlsError(TLS_ERR.peerId, `the server's certificate is bound to ${id === null ? 'no peer id' : `peer "${id}"`}, not to "${expectedPeerId}", the peer dialled`);
+  };
+  serverChecks.set(expectedPeerId, check);
+  return check;
+}
+
+const serverChecks = new Map<string, (host: string, cert: PeerCertificate) => Error | undefined>();
 
 /**
  * The peer id of the certificate the other end of an authorized TLS connection presented, or null

@@ -3,6 +3,7 @@
 // 10080...), which a peer's API may well listen on. Every failure is a WireError.
 import http from 'node:http';
 import https from 'node:https';
+import type { PeerCertificate } from 'node:tls';
 import { certificateProblem, errorMessage } from '../errors.js';
 import { WIRE_ERR, WireError } from './errors.js';
 
@@ -11,6 +12,8 @@ export interface WireTlsOptions {
   readonly ca?: string;
   readonly cert?: string;
   readonly key?: string;
+  /** Replaces node's check of the server's certificate against the host dialled (src/tls peerServerIdentity adds the peer id). */
+  readonly checkServerIdentity?: (host: string, cert: PeerCertificate) => Error | undefined;
 }
 
 export interface WireRequest {
@@ -27,6 +30,19 @@ export interface WireRequest {
   readonly tls?: WireTlsOptions;
   /** Largest answer read. */
   readonly responseBytesMax: number;
+}
+
+type ServerCheck = NonNullable<WireTlsOptions['checkServerIdentity']>;
+const checkedAgents = new WeakMap<ServerCheck, https.Agent>();
+
+/** The keep-alive agent of the connections made under `check` (as node's global agent: keep-alive, lifo, 5 s). */
+function agentFor(check: ServerCheck): https.Agent {
+  let agent = checkedAgents.get(check);
+  if (agent === undefined) {
+    agent = new https.Agent({ keepAlive: true, scheduling: 'lifo', timeout: 5000 });
+    checkedAgents.set(check, agent);
+  }
+  return agent;
 }
 
 /** Errors of a connection that was never made: the request was not delivered. */
@@ -60,7 +76,13 @@ function exchange(r: WireRequest, target: URL, payload: string | undefined): Pro
       headers['content-length'] = String(Buffer.byteLength(payload));
     }
     const req = target.protocol === 'https:'
-      ? https.request(target, { method: r.method, headers, ...(r.tls !== undefined ? { ...r.tls, minVersion: 'TLSv1.3' as const } : {}) })
+      ? https.request(target, {
+        method: r.method, headers, ...(r.tls !== undefined ? { ...r.tls, minVersion: 'TLSv1.3' as const } : {}),
+        // An agent pools connections by CA and certificates, not by this check: a kept-alive
+        // connection made under another check (another peer's) would be reused without it. So each
+        // check has an agent of its own.
+        ...(r.tls?.checkServerIdentity !== undefined ? { agent: agentFor(r.tls.checkServerIdentity) } : {}),
+      })
       : http.request(target, { method: r.method, headers });
     const fail = (err: WireError): void => {
       clearTimeout(timer);

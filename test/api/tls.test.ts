@@ -11,7 +11,7 @@ import type { FastifyInstance } from 'fastify';
 import { createApi } from '../../src/api/server.js';
 import { fetchPeerStatusHttp } from '../../src/api/shard.js';
 import { backupRoutes, SECRET_HEADER } from '../../src/backup/index.js';
-import { ReloadableTls, type TlsFiles } from '../../src/tls/index.js';
+import { peerServerIdentity, ReloadableTls, type TlsFiles } from '../../src/tls/index.js';
 import { Zfs } from '../../src/zfs/index.js';
 import { silentLogger } from '../../src/log.js';
 import { MemoryStore, memoryDeps, peer, threePeerState } from '../../tools/lib/memory-peer.js';
@@ -134,9 +134,18 @@ describe('the API over HTTPS', () => {
     try {
       await expect(fetchPeerStatusHttp(expired.url, 10_000, client)).rejects.toThrow(/certificate has expired \(CERT_HAS_EXPIRED\)/);
       await expect(fetchPeerStatusHttp(elsewhere.url, 10_000, client)).rejects.toThrow(/does not name the host dialled/);
+      // The peer-id check keeps the host check: the right peer's certificate for another host is still refused.
+      await expect(fetchPeerStatusHttp(elsewhere.url, 10_000, { ...client, checkServerIdentity: peerServerIdentity('elsewhere') })).rejects.toThrow(/does not name the host dialled/);
     } finally {
       await Promise.all([expired.close(), elsewhere.close()]);
     }
+  });
+
+  it('a sitter asking peer b refuses an API that shows another peer\'s certificate (a, on the same host), and takes a\'s as a\'s', async () => {
+    const asking = clientOf(await ca.peer('b'));
+    await expect(fetchPeerStatusHttp(`https://127.0.0.1:${port}`, 10_000, { ...asking, checkServerIdentity: peerServerIdentity('b') }))
+      .rejects.toThrow(/its certificate is not the peer's it was asked for \(the server's certificate is bound to peer "a", not to "b", the peer dialled\)/);
+    expect((await fetchPeerStatusHttp(`https://127.0.0.1:${port}`, 10_000, { ...asking, checkServerIdentity: peerServerIdentity('a') })).peer.id).toBe('a');
   });
 
   it('refuses TLS older than 1.3', async () => {

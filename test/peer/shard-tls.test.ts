@@ -5,7 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect as tlsConnect } from 'node:tls';
 import pg from 'pg';
 import { issuePeerCertificate } from '../../src/tls/index.js';
-import { Shard } from '../../tools/lib/shard.js';
+import { httpJson, Shard } from '../../tools/lib/shard.js';
+import type { ShardReport } from '../../src/api/shard.js';
 import { waitFor } from '../../tools/lib/wait.js';
 
 /** The fingerprint of the certificate a TLS server at 127.0.0.1:port presents now. */
@@ -48,6 +49,15 @@ describe('a shard with TLS', () => {
     await shard.query(primary, 'CREATE TABLE IF NOT EXISTS tls_probe (v int)');
     await shard.query(primary, 'INSERT INTO tls_probe VALUES (1)');
     await waitFor('the row on the sync', async () => (await shard.query<{ n: string }>(sync, 'SELECT count(*) AS n FROM tls_probe'))[0]?.n === '1', { timeoutMs: 60_000 });
+
+    // /shard: the peer asked reaches every other peer's API over TLS, each checked to show its own
+    // certificate (bound to the peer asked), and finds each one's status.
+    const report = await waitFor('every peer reachable in /shard', async () => {
+      const r = await httpJson(`${sync.apiUrl}/shard`, { timeoutMs: 20_000 });
+      const body = r.body as ShardReport;
+      return r.status === 200 && body.peers.length === 3 && body.peers.every((p) => p.reachable) ? body : null;
+    }, { timeoutMs: 60_000, intervalMs: 500 });
+    expect(report.peers.map((p) => p.tlsExpiresInSeconds !== null)).toEqual([true, true, true]);
 
     // A client without TLS is refused (every line of pg_hba.conf is hostssl).
     const plain = new pg.Client({ host: '127.0.0.1', port: primary.pgPort, user: 'postgres', password: 'shard-superuser-pw', database: 'postgres', ssl: false, connectionTimeoutMillis: 5000 });

@@ -273,7 +273,7 @@ export const PRIMARY_POSITION_FRESH_MS = 1000;
 
 export function healthRoutes(deps: ApiDeps, limits: Pick<ApiLimits, 'peerStatusTimeoutMs'>): FastifyPluginAsync {
   const positions = new PrimaryPositionCache({
-    fetchStatus: deps.fetchPeerStatus ?? fetchPeerStatusHttp,
+    fetchStatus: deps.fetchPeerStatus ?? ((apiUrl: string, timeoutMs: number) => fetchPeerStatusHttp(apiUrl, timeoutMs)),
     timeoutMs: Math.min(limits.peerStatusTimeoutMs, PRIMARY_POSITION_TIMEOUT_MS_MAX),
     freshMs: PRIMARY_POSITION_FRESH_MS,
   });

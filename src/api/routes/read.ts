@@ -18,7 +18,7 @@ import {
 const errors = { '4xx': errorBodySchema, '5xx': errorBodySchema } as const;
 
 export function readRoutes(deps: ApiDeps, limits: ApiLimits, metrics: ApiMetrics): FastifyPluginAsync {
-  const fetchStatus = deps.fetchPeerStatus ?? fetchPeerStatusHttp;
+  const fetchStatus = deps.fetchPeerStatus ?? ((apiUrl: string, timeoutMs: number) => fetchPeerStatusHttp(apiUrl, timeoutMs));
   // eslint-disable-next-line @typescript-eslint/require-await -- fastify plugins are async functions
   return async (app) => {
     app.get('/ping', {
