@@ -204,6 +204,8 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
    */
   private readonly keepaliveTicks: number | null;
   private ticksSinceKeepalive = 0;
+  /** Callbacks run from the ticker every `ticks` ticks (every()). */
+  private readonly periodic = new Set<{ readonly ticks: number; left: number; readonly fn: () => void }>();
   private commitTimer: NodeJS.Timeout | null = null;
   /**
    * A hard state whose only change is the commit index, not yet written: it goes to disk with the
@@ -337,6 +339,19 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     }
   }
 
+  /**
+   * Runs `fn` every `ms` from this node's ticker, for a caller whose own timer would wake the
+   * process at other moments than the tick does (the store's keepalives and expiry loop); returns
+   * the stop, or null when the tick does not divide `ms` (the caller keeps its own timer). Runs
+   * while the node runs.
+   */
+  every(ms: number, fn: () => void): (() => void) | null {
+    if (!(ms > 0) || ms % this.tickMs !== 0) return null;
+    const p = { ticks: ms / this.tickMs, left: ms / this.tickMs, fn };
+    this.periodic.add(p);
+    return () => { this.periodic.delete(p); };
+  }
+
   /** Binds the transport and starts the clock. */
   async start(): Promise<void> {
     if (this.state !== 'new') throw new RaftStoppedError(`node ${this.id} cannot start: it is ${this.state}`);
@@ -358,6 +373,11 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
       // Most ticks (a follower's, a leader's between heartbeats) leave nothing to do: no Ready
       // loop then (an immediate and a pass of it, 20 a second per sitter).
       if (this.core.hasReady() || this.hardStateFlushDue || this.core.hasUnsentCommit()) this.kick();
+      for (const p of [...this.periodic]) {
+        if (--p.left > 0) continue;
+        p.left = p.ticks;
+        p.fn();
+      }
     }, this.tickMs);
     this.kick();
   }

@@ -57,6 +57,12 @@ export interface Consensus {
   term(): number;
   onLeaderChange(listener: (change: LeaderChange) => void): () => void;
   /**
+   * Runs `fn` every `ms` from the consensus's own clock (a Raft node's tick), so that it costs no
+   * wake-up of its own; returns the stop, or null when that clock cannot keep `ms` (the caller then
+   * sets a timer). Absent: no such clock.
+   */
+  every?(ms: number, fn: () => void): (() => void) | null;
+  /**
    * Calls `listener` each time this node's dial to a member is refused (ECONNREFUSED: nothing
    * listens at its Raft address, so its process is gone). Absent where the consensus cannot tell
    * (the in-process stand-in).

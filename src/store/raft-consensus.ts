@@ -21,6 +21,8 @@ export interface RaftNodeLike {
   off(event: 'leaderMessage' | 'leaderReply', listener: (m: { from: NodeId; data: string }) => void): unknown;
   on(event: 'peerRefused', listener: (peerId: NodeId) => void): unknown;
   off(event: 'peerRefused', listener: (peerId: NodeId) => void): unknown;
+  /** RaftNode.every: `fn` every `ms` from the node's tick, or null. */
+  every?(ms: number, fn: () => void): (() => void) | null;
 }
 
 /** A keepalive's text on the wire: the session's openedIndex, tagged so that other texts are not taken for one. */
@@ -161,6 +163,7 @@ export function raftConsensus(node: RaftNodeLike, opts: { readTimeoutMs?: number
       };
     },
     // The role, not the leader field: a node is the leader only while its core says so.
+    every: (ms: number, fn: () => void) => node.every?.(ms, fn) ?? null,
     leaseRenewedAtMs: () => lease.renewedAt(),
     onLeaseRenewed: (listener: () => void) => lease.onRenewed(listener),
     isLeader: () => node.status().role === 'leader',

@@ -32,6 +32,11 @@ import type { ShardSettings, VersionedSettings } from './settings.js';
 import type { ClusterState, HistoryEntry, PeerId, PeerInfo, PeerTags, Session } from '../model/index.js';
 import { ManateeError } from '../errors.js';
 
+/** A periodic callback that can be stopped (ClusterStore.every). */
+interface Periodic {
+  stop(): void;
+}
+
 export interface ClusterStoreOptions {
   readonly machine: ClusterStateMachine;
   readonly consensus: Consensus;
@@ -121,12 +126,12 @@ export class ClusterStore {
   private checkInFlight = false;
   private running = false;
   private stopped = false;
-  private expiryTimer: NodeJS.Timeout | null = null;
+  private expiryTimer: Periodic | null = null;
   /** On a follower, in place of the expiry loop: a look every sessionTimeoutMs / 2 at whether it leads (syncExpiryLoop). */
-  private followerTimer: NodeJS.Timeout | null = null;
+  private followerTimer: Periodic | null = null;
   /** A one-shot check at the moment the next session falls due (armDueTimer). */
   private dueTimer: { readonly atMs: number; readonly timer: NodeJS.Timeout } | null = null;
-  private keepaliveTimer: NodeJS.Timeout | null = null;
+  private keepaliveTimer: Periodic | null = null;
 
   constructor(opts: ClusterStoreOptions) {
     const t = opts.sessionTimeoutMs;
@@ -208,24 +213,35 @@ export class ClusterStore {
   private syncExpiryLoop(): void {
     if (!this.running) return;
     if (this.consensus.isLeader()) {
-      if (this.followerTimer !== null) clearInterval(this.followerTimer);
+      this.followerTimer?.stop();
       this.followerTimer = null;
       if (this.expiryTimer !== null) return;
       this.lastExpiryTickMs = null;
-      this.expiryTimer = setInterval(() => {
+      this.expiryTimer = this.every(this.expiryCheckIntervalMs, () => {
         this.noteExpiryTick(this.now());
         this.runExpiryCheck();
         if (!this.consensus.isLeader()) this.syncExpiryLoop();
-      }, this.expiryCheckIntervalMs);
-      this.expiryTimer.unref();
+      });
       return;
     }
-    if (this.expiryTimer !== null) clearInterval(this.expiryTimer);
+    this.expiryTimer?.stop();
     this.expiryTimer = null;
     this.graceTerm = null;
     if (this.followerTimer !== null) return;
-    this.followerTimer = setInterval(() => { this.syncExpiryLoop(); }, Math.max(this.expiryCheckIntervalMs, Math.floor(this.sessionTimeoutMs / 2)));
-    this.followerTimer.unref();
+    this.followerTimer = this.every(Math.max(this.expiryCheckIntervalMs, Math.floor(this.sessionTimeoutMs / 2)), () => { this.syncExpiryLoop(); });
+  }
+
+  /**
+   * A periodic callback: from the consensus's own clock where it has one that divides `ms` (a Raft
+   * node's tick), so that the store's timers wake the process when its tick does and never on
+   * their own (issue #11); otherwise an unref'd setInterval.
+   */
+  private every(ms: number, fn: () => void): Periodic {
+    const shared = this.consensus.every?.(ms, fn) ?? null;
+    if (shared !== null) return { stop: shared };
+    const t = setInterval(fn, ms);
+    t.unref();
+    return { stop: () => { clearInterval(t); } };
   }
 
   /** One pass of the expiry loop unless one is running; then the timer for the next session due. */
@@ -272,9 +288,9 @@ export class ClusterStore {
     this.running = false;
     if (this.dueTimer !== null) clearTimeout(this.dueTimer.timer);
     this.dueTimer = null;
-    if (this.expiryTimer !== null) clearInterval(this.expiryTimer);
-    if (this.followerTimer !== null) clearInterval(this.followerTimer);
-    if (this.keepaliveTimer !== null) clearInterval(this.keepaliveTimer);
+    this.expiryTimer?.stop();
+    this.followerTimer?.stop();
+    this.keepaliveTimer?.stop();
     this.expiryTimer = null;
     this.followerTimer = null;
     this.keepaliveTimer = null;
@@ -720,8 +736,7 @@ export class ClusterStore {
 
   private startKeepalives(): void {
     if (this.keepaliveTimer !== null) return;
-    this.keepaliveTimer = setInterval(() => { this.sendKeepalive(); }, this.keepaliveIntervalMs);
-    this.keepaliveTimer.unref();
+    this.keepaliveTimer = this.every(this.keepaliveIntervalMs, () => { this.sendKeepalive(); });
   }
 
   /** One keepalive now, unless one is in flight, the session is not ours, or the keepalives are stopped. */
@@ -740,7 +755,7 @@ export class ClusterStore {
   }
 
   private stopKeepalives(): void {
-    if (this.keepaliveTimer !== null) clearInterval(this.keepaliveTimer);
+    this.keepaliveTimer?.stop();
     this.keepaliveTimer = null;
   }
 

@@ -445,6 +445,29 @@ describe('RaftNode with three nodes on loopback', () => {
     await f.node!.read({ atHeartbeat: true });
   });
 
+  it('every() runs a callback from the ticker every ms / tickMs ticks, until stopped; null when the tick does not divide ms', async () => {
+    const c = await makeCluster(['a'], { tickMs: 25 });
+    const n = await c.start('a');
+    expect(n.every(30, () => undefined)).toBeNull();
+    expect(n.every(0, () => undefined)).toBeNull();
+    // A 25 ms callback next to a 100 ms one fires four times as often, in the same ticker runs.
+    let fast = 0;
+    let slow = 0;
+    const runs: string[] = [];
+    const stopFast = n.every(25, () => { fast++; runs.push(`f${fast}`); })!;
+    const stopSlow = n.every(100, () => { slow++; runs.push(`s${slow}`); })!;
+    await waitFor('eight slow runs', () => slow >= 8, { timeoutMs: 30_000 });
+    stopFast();
+    stopSlow();
+    expect(fast).toBeGreaterThanOrEqual(4 * slow - 3);
+    expect(fast).toBeLessThanOrEqual(4 * slow + 3);
+    // Each slow run came right after a fast one, in the same tick.
+    for (let i = 0; i < runs.length; i++) if (runs[i]!.startsWith('s')) expect(runs[i - 1]!.startsWith('f')).toBe(true);
+    const [f0, s0] = [fast, slow];
+    await new Promise((r) => setTimeout(r, 300));
+    expect([fast, slow]).toEqual([f0, s0]);
+  });
+
   it('a proposal whose entry a new leader replaced fails at once with PROPOSAL_LOST', async () => {
     const c = await makeCluster(['a', 'b', 'c']);
     for (const id of ['a', 'b', 'c']) await c.start(id);
