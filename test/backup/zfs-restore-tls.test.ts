@@ -4,7 +4,7 @@
 // hold here too, and the relay serves only the job's peer: the shard CA, the peer id, the
 // connection the peer named on its go.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chmod, readFile, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { request as httpsRequest } from 'node:https';
@@ -21,6 +21,7 @@ import { createTestPool, ZFS_HOOK_TIMEOUT_MS, type TestPool } from '../../tools/
 import { waitFor } from '../../tools/lib/wait.js';
 import { capturingLogger } from '../../tools/lib/memory-peer.js';
 import { expiredPeerCert, makeTestCa } from '../helpers/certs.js';
+import { expectOldBack as expectOldBackIn, faultySend, oldPeer as oldPeerIn, type FaultySend, type SendMode } from './zfs-stream-faults.js';
 
 const SECRET = 'shard-secret-for-tls-tests';
 const log = silentLogger();
@@ -28,11 +29,8 @@ let pool: TestPool;
 let zfs: Zfs;
 let srcDs: string;
 let srcMp: string;
-let modeFile: string;
-let wrapper: string;
-const setMode = (m: 'plain' | 'die' | 'stall'): Promise<void> => writeFile(modeFile, m);
-// The stalled send's sleep, with a number of its own: found by its command line, never another's.
-const stallSleep = `300.${randomBytes(4).readUInt32BE(0)}`;
+let faults: FaultySend;
+const setMode = (m: SendMode): Promise<void> => faults.setMode(m);
 
 type Pem = { ca: string; cert: string; key: string };
 const pems = new Map<string, Pem>();
@@ -100,29 +98,9 @@ async function noSocatLeft(): Promise<void> {
   await waitFor('no socat left running', async () => ((await socatChildren()) === '' ? true : null), { timeoutMs: 30_000 });
 }
 
-async function stalledSendGone(): Promise<void> {
-  await waitFor('the source\'s stalled send to exit', async () => {
-    const r = await execa('pgrep', ['-af', `sleep ${stallSleep}`], { reject: false });
-    if (r.exitCode === 1) return true;
-    throw new Error(`still running: ${r.stdout}`);
-  }, { timeoutMs: 30_000 });
-}
-
-async function oldPeer(name: string): Promise<{ ds: string; mp: string }> {
-  const ds = `${pool.name}/peers/${name}`;
-  const mp = join(pool.dir, `${name}-mnt`);
-  await zfs.createDataset(ds, { mountpoint: mp, parents: true });
-  await writeFile(join(mp, 'marker'), 'old data');
-  await zfs.createSnapshot(ds, 1_600_000_000_000);
-  return { ds, mp };
-}
-
-async function expectOldBack(ds: string, mp: string): Promise<void> {
-  expect(await zfs.getProperty(ds, 'mountpoint')).toBe(mp);
-  expect(await readFile(join(mp, 'marker'), 'utf8')).toBe('old data');
-  expect((await zfs.listSnapshots(ds)).map((s) => s.short)).toEqual(['1600000000000']);
-  expect(await zfs.listIsolated(`${pool.name}/peers`)).toEqual([]);
-}
+const stalledSendGone = (): Promise<void> => faults.stalledSendGone();
+const oldPeer = (name: string): Promise<{ ds: string; mp: string }> => oldPeerIn(zfs, pool, name);
+const expectOldBack = (ds: string, mp: string): Promise<void> => expectOldBackIn(zfs, ds, mp, `${pool.name}/peers`);
 
 beforeAll(async () => {
   pool = await createTestPool({ sizeMb: 384 });
@@ -136,21 +114,8 @@ beforeAll(async () => {
   await zfs.createSnapshot(srcDs);
   // Failures on the source, made by a zfs wrapper (`mode` file next to it): "die" sends the first
   // MiB and exits 3, "stall" sends the first MiB and then waits; anything else is plain zfs.
-  const dir = join(pool.dir, 'zfs-wrapper');
-  await execa('mkdir', ['-p', dir]);
-  modeFile = join(dir, 'mode');
-  await setMode('plain');
-  wrapper = join(dir, 'zfs');
-  await writeFile(wrapper, [
-    '#!/bin/sh',
-    `mode=$(cat '${modeFile}')`,
-    'if [ "$1" = send ] && [ "$mode" = die ]; then zfs "$@" | head -c 1048576; exit 3; fi',
-    `if [ "$1" = send ] && [ "$mode" = stall ]; then zfs "$@" | head -c 1048576; exec sleep ${stallSleep}; fi`,
-    'exec zfs "$@"',
-    '',
-  ].join('\n'));
-  await chmod(wrapper, 0o755);
-  serverZfs = new CountingZfs({ log, zfsPath: wrapper });
+  faults = await faultySend(join(pool.dir, 'zfs-wrapper'));
+  serverZfs = new CountingZfs({ log, zfsPath: faults.path });
   const ca = await makeTestCa(join(pool.dir, 'ca'));
   for (const id of ['a', 'b', 'c']) {
     const f = await ca.peer(id);

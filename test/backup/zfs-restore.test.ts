@@ -2,7 +2,7 @@
 // 127.0.0.1: full and incremental restores, progress, isolation and put-back on failure
 // (sender killed, peer aborts, corrupt stream, full pool), auth and input errors.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chmod, open, readFile, writeFile } from 'node:fs/promises';
+import { open, readFile, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { Transform } from 'node:stream';
@@ -17,6 +17,7 @@ import type { RestoreProgress } from '../../src/model/index.js';
 import { createTestPool, ZFS_HOOK_TIMEOUT_MS, type TestPool } from '../../tools/lib/zfs-pool.js';
 import { waitFor } from '../../tools/lib/wait.js';
 import { capturingLogger } from '../../tools/lib/memory-peer.js';
+import { expectOldBack as expectOldBackIn, faultySend, oldPeer as oldPeerIn, type FaultySend, type PoolPlace, type SendMode } from './zfs-stream-faults.js';
 
 const SECRET = 'shard-secret-for-tests';
 const log = silentLogger();
@@ -305,21 +306,8 @@ describe('restore client', () => {
     expect(await zfs.listIsolated(`${pool.name}/peers`)).toEqual([]);
   });
 
-  async function oldPeer(name: string, poolName = pool.name, dir = pool.dir): Promise<{ ds: string; mp: string }> {
-    const ds = `${poolName}/peers/${name}`;
-    const mp = join(dir, `${name}-mnt`);
-    await zfs.createDataset(ds, { mountpoint: mp, parents: true });
-    await writeFile(join(mp, 'marker'), 'old data');
-    await zfs.createSnapshot(ds, 1_600_000_000_000);
-    return { ds, mp };
-  }
-
-  async function expectOldBack(ds: string, mp: string, parent: string): Promise<void> {
-    expect(await zfs.getProperty(ds, 'mountpoint')).toBe(mp);
-    expect(await readFile(join(mp, 'marker'), 'utf8')).toBe('old data');
-    expect((await zfs.listSnapshots(ds)).map((s) => s.short)).toEqual(['1600000000000']);
-    expect(await zfs.listIsolated(parent)).toEqual([]);
-  }
+  const oldPeer = (name: string, place: PoolPlace = pool): Promise<{ ds: string; mp: string }> => oldPeerIn(zfs, place, name);
+  const expectOldBack = (ds: string, mp: string, parent: string): Promise<void> => expectOldBackIn(zfs, ds, mp, parent);
 
   // These three change the stream on its way through the source's Node process: the path a stream
   // takes over TLS, or when either side does not do direct streams (directStream: false).
@@ -410,7 +398,7 @@ describe('restore client', () => {
   it('puts the old dataset back when the pool fills up during the receive', async () => {
     const small = await createTestPool({ sizeMb: 64, prefix: 'zfsfullrecv' });
     try {
-      const { ds, mp } = await oldPeer('full', small.name, small.dir);
+      const { ds, mp } = await oldPeer('full', small);
       // zfs-fuse leaves ~27 MB usable in a 64 MB pool: take 10 MB so the 24 MB stream cannot fit.
       const fillMp = join(small.dir, 'fill-mnt');
       await zfs.createDataset(`${small.name}/fill`, { mountpoint: fillMp });
@@ -511,36 +499,14 @@ describe('restore client', () => {
 describe('direct stream', () => {
   let wrapApp: FastifyInstance;
   let wrapUrl: string;
-  let modeFile: string;
-  const setMode = (m: 'plain' | 'die' | 'stall'): Promise<void> => writeFile(modeFile, m);
-  // The stalled send's sleep, with a number of its own: found by its command line, never another's.
-  const stallSleep = `300.${randomBytes(4).readUInt32BE(0)}`;
-  /** Waits until the wrapper's stalled send is gone (the source stopped it), saying what is left if not. */
-  async function stalledSendGone(): Promise<void> {
-    await waitFor('the source\'s stalled send to exit', async () => {
-      const r = await execa('pgrep', ['-af', `sleep ${stallSleep}`], { reject: false });
-      if (r.exitCode === 1) return true;
-      throw new Error(`still running: ${r.stdout}`);
-    }, { timeoutMs: 30_000 });
-  }
+  let faults: FaultySend;
+  const setMode = (m: SendMode): Promise<void> => faults.setMode(m);
+  const stalledSendGone = (): Promise<void> => faults.stalledSendGone();
 
   beforeAll(async () => {
-    const dir = join(pool.dir, 'zfs-wrapper');
-    await execa('mkdir', ['-p', dir]);
-    modeFile = join(dir, 'mode');
-    await setMode('plain');
-    const script = join(dir, 'zfs');
-    await writeFile(script, [
-      '#!/bin/sh',
-      `mode=$(cat '${modeFile}')`,
-      'if [ "$1" = send ] && [ "$mode" = die ]; then zfs "$@" | head -c 1048576; exit 3; fi',
-      `if [ "$1" = send ] && [ "$mode" = stall ]; then zfs "$@" | head -c 1048576; exec sleep ${stallSleep}; fi`,
-      'exec zfs "$@"',
-      '',
-    ].join('\n'));
-    await chmod(script, 0o755);
+    faults = await faultySend(join(pool.dir, 'zfs-wrapper'));
     wrapApp = Fastify({ logger: false });
-    await wrapApp.register(backupRoutes, { zfs: new Zfs({ log, zfsPath: script }), dataset: srcDs, secret: SECRET, log, directProgressIntervalMs: 50 });
+    await wrapApp.register(backupRoutes, { zfs: new Zfs({ log, zfsPath: faults.path }), dataset: srcDs, secret: SECRET, log, directProgressIntervalMs: 50 });
     await wrapApp.listen({ port: 0, host: '127.0.0.1' });
     const addr = wrapApp.server.address();
     wrapUrl = `http://127.0.0.1:${typeof addr === 'object' && addr !== null ? addr.port : 0}`;
@@ -552,21 +518,8 @@ describe('direct stream', () => {
 
   const wrapSource = (): { peerId: string; pgUrl: string; backupUrl: string } => ({ peerId: 'a', pgUrl: 'postgres://unused', backupUrl: wrapUrl });
 
-  async function oldPeer(name: string): Promise<{ ds: string; mp: string }> {
-    const ds = `${pool.name}/peers/${name}`;
-    const mp = join(pool.dir, `${name}-mnt`);
-    await zfs.createDataset(ds, { mountpoint: mp, parents: true });
-    await writeFile(join(mp, 'marker'), 'old data');
-    await zfs.createSnapshot(ds, 1_600_000_000_000);
-    return { ds, mp };
-  }
-
-  async function expectOldBack(ds: string, mp: string): Promise<void> {
-    expect(await zfs.getProperty(ds, 'mountpoint')).toBe(mp);
-    expect(await readFile(join(mp, 'marker'), 'utf8')).toBe('old data');
-    expect((await zfs.listSnapshots(ds)).map((s) => s.short)).toEqual(['1600000000000']);
-    expect(await zfs.listIsolated(`${pool.name}/peers`)).toEqual([]);
-  }
+  const oldPeer = (name: string): Promise<{ ds: string; mp: string }> => oldPeerIn(zfs, pool, name);
+  const expectOldBack = (ds: string, mp: string): Promise<void> => expectOldBackIn(zfs, ds, mp, `${pool.name}/peers`);
 
   async function wrapJob(id: string): Promise<BackupJobStatus> {
     const r = await fetch(`${wrapUrl}/backup/jobs/${id}`, { headers: { 'x-manatee-secret': SECRET } });
