@@ -13,6 +13,9 @@
 // --node-path adds the same bootstraps through Node (directStream: false, tlsRelay: false);
 // --tls-node-path only the HTTPS one.
 // --zfs-only leaves out the rows that are not about zfs send/recv (tar, the Node hop, pg_basebackup).
+// With --tls, the fair baseline of the HTTPS path: a shell's `zfs send | socat | socat | zfs recv`
+// over TLS 1.3 with the same certificates, socat's defaults (the relay's cipher) and its transfer
+// size, no Manatee; the HTTPS bootstrap's ratio is printed against it and against the plain pipe.
 // CPU columns: this Node process, its child processes that ended during the step (zfs, socat:
 // /proc/self/stat cutime+cstime), and the zfs-fuse daemon.
 //
@@ -29,6 +32,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { createLogger, silentLogger } from '../../src/log.js';
 import { Zfs, ZfsBusyError } from '../../src/zfs/index.js';
 import { backupRoutes, ZfsBackupBackend } from '../../src/backup/index.js';
+import { RELAY_BLOCK_BYTES } from '../../src/backup/tls-relay.js';
 import { BasebackupBackend } from '../../src/backup/basebackup.js';
 import { PostgresServer } from '../../src/postgres/index.js';
 import { CA_CERT_FILE, initCa, issuePeerCertificate, peerCertFile, peerKeyFile } from '../../src/tls/index.js';
@@ -199,6 +203,8 @@ async function main(): Promise<void> {
     // certificate of the shard's CA required and bound to the job's peer), and the restoring peer's
     // certificate for the client.
     let tlsSource: { url: string; client: () => { ca: string; cert: string; key: string } } | null = null;
+    // The certificate files of the raw TLS baseline (socat at both ends of a shell pipe, no Manatee).
+    let tlsFiles: { ca: string; a: { cert: string; key: string }; b: { cert: string; key: string } } | null = null;
     if (values.tls) {
       const certDir = join(pool.dir, 'certs');
       await mkdir(certDir, { recursive: true, mode: 0o700 });
@@ -207,6 +213,7 @@ async function main(): Promise<void> {
       const files = async (id: string): Promise<{ ca: string; cert: string; key: string }> => ({
         ca: await readFile(join(certDir, CA_CERT_FILE), 'utf8'), cert: await readFile(peerCertFile(certDir, id), 'utf8'), key: await readFile(peerKeyFile(certDir, id), 'utf8'),
       });
+      tlsFiles = { ca: join(certDir, CA_CERT_FILE), a: { cert: peerCertFile(certDir, 'a'), key: peerKeyFile(certDir, 'a') }, b: { cert: peerCertFile(certDir, 'b'), key: peerKeyFile(certDir, 'b') } };
       const clientTls = await files('b');
       const serverTls = await files('a');
       tlsApp = Fastify({ logger: false, https: { ...serverTls, minVersion: 'TLSv1.3', requestCert: true, rejectUnauthorized: false } });
@@ -236,6 +243,7 @@ async function main(): Promise<void> {
     const sendRow = add('raw: zfs send > /dev/null', 0);
     const sendPipeRow = add('raw: zfs send | wc -c', 0);
     const sendRecvRow = add('raw: zfs send | zfs recv (shell pipe)', 0);
+    const sendRecvTlsRow = tlsFiles === null ? null : add('raw: zfs send | socat =TLS 1.3= socat | zfs recv', 0);
     const nodePipeRow = add('raw: zfs send | node | zfs recv (one Node hop)', 0);
     const rawBbRow = add('raw: pg_basebackup (same flags, no Manatee)', 0);
     const zfsRow = add('bootstrap: ZFS via backup server (HTTP, direct)', 0);
@@ -282,6 +290,21 @@ async function main(): Promise<void> {
           record(sendRecvRow, sr);
           await destroyWhenFree(zfs, dsRaw);
         }],
+        ...(tlsFiles !== null && sendRecvTlsRow !== null ? [['zfs send | socat TLS socat | zfs recv', async () => {
+          // The fair baseline over TLS: what an operator's shell does with socat at both ends (TLS 1.3,
+          // both certificates checked against the shard CA, the same socat defaults and so the same
+          // cipher as the relay, its transfer size), no Manatee.
+          const dsRaw = `${pool.name}/rawtls`;
+          const f = tlsFiles;
+          const tlsPort = await freePort();
+          const opts = `cafile=${f.ca},verify=1,min-version=TLS1.3`;
+          const script = 'set -o pipefail; "$0" send "$1" | socat -b "$3" -u STDIN "OPENSSL-LISTEN:$4,bind=127.0.0.1,reuseaddr,cert=$5,key=$6,$7,commonname=b" & ' +
+            'socat -b "$3" -u "OPENSSL:127.0.0.1:$4,cert=$8,key=$9,$7,retry=100,interval=0.1" STDOUT | "$0" recv "$2"; r=$?; wait $! || r=$?; exit $r';
+          const sr = await timed(() => execa('bash', ['-c', script, zfs.cmd.zfsPath, snap.name, dsRaw, String(RELAY_BLOCK_BYTES), String(tlsPort), f.a.cert, f.a.key, opts, f.b.cert, f.b.key], { timeout: 3_600_000 }));
+          record(sendRecvTlsRow, sr);
+          sendRecvTlsRow.bytes = sendRecvRow.bytes;
+          await destroyWhenFree(zfs, dsRaw);
+        }] as [string, () => Promise<void>]] : []),
         ['zfs send | node | zfs recv', async () => {
           // The same through one Node process (Manatee's Zfs.send and Zfs.receive): the cost of a hop.
           const dsRaw = `${pool.name}/rawnode`;
@@ -341,7 +364,7 @@ async function main(): Promise<void> {
       const ratio = (x: number[], base: number[]): string => ((base[i] ?? NaN) / (x[i] ?? NaN)).toFixed(2);
       process.stdout.write(`run ${run}/${runs} (load average ${loadBefore} before, ${await loadAverage()} after):\n${lines.join('\n')}\n` +
         `  ratios (time of the baseline / time of the bootstrap): ZFS bootstrap / zfs send | zfs recv ${ratio(zfsRow.ms, sendRecvRow.ms)}` +
-        `${zfsTlsRow !== null ? `, over TLS ${ratio(zfsTlsRow.ms, sendRecvRow.ms)}` : ''}${zfsTlsNodeRow !== null ? `, over TLS via Node ${ratio(zfsTlsNodeRow.ms, sendRecvRow.ms)}` : ''}${zfsNodeRow !== null ? `, via Node ${ratio(zfsNodeRow.ms, sendRecvRow.ms)}` : ''}; ZFS bootstrap / one Node hop ${ratio(zfsRow.ms, nodePipeRow.ms)}` +
+        `${zfsTlsRow !== null ? `, over TLS ${ratio(zfsTlsRow.ms, sendRecvRow.ms)}` : ''}${zfsTlsRow !== null && sendRecvTlsRow !== null ? ` (over TLS / raw over TLS ${ratio(zfsTlsRow.ms, sendRecvTlsRow.ms)}; raw over TLS / raw ${ratio(sendRecvTlsRow.ms, sendRecvRow.ms)})` : ''}${zfsTlsNodeRow !== null ? `, over TLS via Node ${ratio(zfsTlsNodeRow.ms, sendRecvRow.ms)}` : ''}${zfsNodeRow !== null ? `, via Node ${ratio(zfsNodeRow.ms, sendRecvRow.ms)}` : ''}; ZFS bootstrap / one Node hop ${ratio(zfsRow.ms, nodePipeRow.ms)}` +
         `; pg_basebackup bootstrap / raw pg_basebackup ${ratio(bbRow.ms, rawBbRow.ms)}\n`);
     }
 
@@ -363,6 +386,10 @@ async function main(): Promise<void> {
     // Same bytes on both sides of these ratios: time(baseline) / time(bootstrap) = rate ratio.
     out.push(`per run, median: ZFS bootstrap (HTTP) / zfs send | zfs recv: ${perRun(zfsRow.ms, sendRecvRow.ms)} (goal >= 0.9)`);
     if (zfsTlsRow !== null) out.push(`per run, median: ZFS bootstrap (HTTPS, TLS relay) / zfs send | zfs recv: ${perRun(zfsTlsRow.ms, sendRecvRow.ms)} (goal >= 0.9)`);
+    if (zfsTlsRow !== null && sendRecvTlsRow !== null) {
+      out.push(`per run, median: ZFS bootstrap (HTTPS, TLS relay) / zfs send | socat =TLS= socat | zfs recv: ${perRun(zfsTlsRow.ms, sendRecvTlsRow.ms)}`);
+      out.push(`per run, median: zfs send | socat =TLS= socat | zfs recv / zfs send | zfs recv: ${perRun(sendRecvTlsRow.ms, sendRecvRow.ms)}`);
+    }
     if (zfsTlsNodeRow !== null) out.push(`per run, median: ZFS bootstrap (HTTPS, via Node) / zfs send | zfs recv: ${perRun(zfsTlsNodeRow.ms, sendRecvRow.ms)}`);
     if (zfsNodeRow !== null) out.push(`per run, median: ZFS bootstrap (HTTP, via Node) / zfs send | zfs recv: ${perRun(zfsNodeRow.ms, sendRecvRow.ms)}`);
     if (all) {
