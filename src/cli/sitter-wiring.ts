@@ -18,6 +18,7 @@ import { RaftNode } from '../raft/node.js';
 import { ClusterStateMachine, ClusterStore, raftConsensus } from '../store/index.js';
 import { Zfs } from '../zfs/index.js';
 import { FileFacts } from '../peer/facts.js';
+import { HeldSourcePostgres } from '../peer/source-postgres.js';
 import { pgPeersOf } from '../peer/pg-peers.js';
 import { postgresPortRefused } from '../peer/peer-gone.js';
 import { peerInfoOf, type SitterConfig } from '../peer/config.js';
@@ -192,7 +193,15 @@ export async function openSitter(config: SitterConfig, log: Logger): Promise<Sit
       return api.close();
     },
   };
-  sitter = new Sitter({ config, log, node, store, postgres, backend, zfs, facts, initialFacts, hasPreviousData, edge, metrics, tls, credentials });
+  // Other peers' PostgreSQL, as the replication role on one held connection (a rebuild's source).
+  const sources = new HeldSourcePostgres({
+    selfId: self.id,
+    replicationUser: postgres.replicationUser,
+    replicationPassword: () => postgres.currentReplicationPassword,
+    timeoutMs: config.timeouts.pgHealthTimeoutMs,
+    ...(peerTls !== undefined ? { ssl: peerTls } : {}),
+  });
+  sitter = new Sitter({ config, log, node, store, postgres, sources, backend, zfs, facts, initialFacts, hasPreviousData, edge, metrics, tls, credentials });
   log.info({ peer: self, backend: config.backend, hasPreviousData, rebuiltFrom: initialFacts.rebuiltFrom }, 'sitter opened');
   return sitter;
 }

@@ -6,14 +6,30 @@
 // on a connection it already has and must be seen as unhealthy all the same.
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../log.js';
-import { PgHealthChecker, readTimelineHistory, type HealthResult, type PostgresServer, type WalPositions } from '../postgres/index.js';
+import { PgHealthChecker, readTimelineHistory, type HealthResult, type ReplicationRow as PgReplicationRow, type RenderedRole, type WalPositions } from '../postgres/index.js';
+import type { QueryFn } from '../postgres/replication.js';
 import type { PostgresStatus, ReplicationRow, TimelineHistory } from '../model/index.js';
 import { unhealthySince } from './rules/index.js';
 import { PgError } from '../postgres/errors.js';
 import { errorMessage } from '../errors.js';
 
+/** What the monitor reads of this peer's PostgreSQL (PostgresServer has these). */
+export interface MonitoredPostgres {
+  /** The postmaster runs (started by this process or adopted). */
+  readonly running: boolean;
+  /** The role last rendered (null before the first configure). */
+  readonly role: RenderedRole | null;
+  readonly postgresPid: number | null;
+  /** A query on the held connection (the timeline history is read with it). */
+  readonly query: QueryFn;
+  /** Opens a new connection and runs one query on it, within timeoutMs. */
+  checkNewConnection(timeoutMs: number): Promise<void>;
+  walPositions(): Promise<WalPositions>;
+  replicationStatus(): Promise<PgReplicationRow[]>;
+}
+
 export interface PgMonitorOptions {
-  readonly postgres: PostgresServer;
+  readonly postgres: MonitoredPostgres;
   readonly intervalMs: number;
   readonly timeoutMs: number;
   readonly log: Logger;
@@ -43,7 +59,7 @@ const OFFLINE: PostgresStatus = {
 };
 
 export class PgMonitor extends EventEmitter<MonitorEvents> {
-  private readonly pg: PostgresServer;
+  private readonly pg: MonitoredPostgres;
   private readonly log: Logger;
   private readonly checker: PgHealthChecker;
   private positions: WalPositions | null = null;

@@ -1,13 +1,20 @@
-// This peer's own PostgreSQL (PostgresServer) seen through the small interfaces that the sitter's
-// jobs ask for: what the stream-stall watch probes (stream-stall.ts StandbyProbe) and what the
-// role password job changes (pg-credentials.ts PgCredentialsTarget). The jobs know only the
-// interfaces; the simulator gives them its model of PostgreSQL instead (test/sim).
-import { readTimelineHistory, type PostgresServer } from '../postgres/index.js';
+// This peer's own PostgreSQL (the sitter's SitterPostgres) seen through the small interfaces that
+// the sitter's jobs ask for: what the stream-stall watch probes (stream-stall.ts StandbyProbe) and
+// what the role password job changes (pg-credentials.ts PgCredentialsTarget). The jobs know only
+// the interfaces; the simulator gives them its model of PostgreSQL instead (test/sim).
+import { readTimelineHistory, type WalPositions } from '../postgres/index.js';
+import type { QueryFn } from '../postgres/replication.js';
 import type { PgCredentialsTarget } from './pg-credentials.js';
 import type { StandbyProbe } from './stream-stall.js';
 
+/** A PostgreSQL that answers queries on its held connection. */
+interface QueriedPostgres {
+  readonly running: boolean;
+  readonly query: QueryFn;
+}
+
 /** The stream-stall watch's probe: the WAL receiver's status and this standby's own WAL. */
-export function standbyProbeOf(postgres: PostgresServer): StandbyProbe {
+export function standbyProbeOf(postgres: QueriedPostgres & { walPositions(): Promise<WalPositions> }): StandbyProbe {
   return {
     get running() { return postgres.running; },
     receiver: () => postgres.query<{ status: string | null; replay: string | null }>(
@@ -27,7 +34,7 @@ export function standbyProbeOf(postgres: PostgresServer): StandbyProbe {
 }
 
 /** The role password job's target: the roles' verifiers and the password this standby streams with. */
-export function pgCredentialsTargetOf(postgres: PostgresServer): PgCredentialsTarget {
+export function pgCredentialsTargetOf(postgres: QueriedPostgres & Omit<PgCredentialsTarget, 'streaming'>): PgCredentialsTarget {
   return {
     get running() { return postgres.running; },
     superuser: postgres.superuser,

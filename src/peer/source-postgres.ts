@@ -20,6 +20,11 @@ export interface SourcePostgres {
    * sync before it takes a write), or null when it is a standby or does not answer.
    */
   readOnly(source: PeerInfo): Promise<boolean | null>;
+  /**
+   * Whether `source` accepts `password` for the replication role (a rotation of the shard secret):
+   * true when it logs in, false when it refuses the password, null when it does not answer.
+   */
+  acceptsPassword(source: PeerInfo, password: string): Promise<boolean | null>;
   /** Drops the held connection (the copy is done, or the sitter stops). */
   close(why: string): void;
 }

@@ -9,11 +9,14 @@
 // do). SimPgHandle is what one sitter incarnation holds: the reconciler's LocalPostgres, with the
 // rendered role kept in memory as PostgresServer keeps it. Every operation takes simulated time.
 import type { BackupBackend, RestoreOptions, RestoreResult } from '../../src/backup/types.js';
+import type { FencePostgres } from '../../src/peer/fencing.js';
 import type { LocalPostgres } from '../../src/peer/local-postgres.js';
+import type { SourcePostgres } from '../../src/peer/source-postgres.js';
+import type { StandbyProbe } from '../../src/peer/stream-stall.js';
 import type { PostgresStatus } from '../../src/model/index.js';
 import type { ConfigureResult, PgRole, RenderedRole, SyncCatchUp, WalPositions } from '../../src/postgres/index.js';
 import { PgError } from '../../src/postgres/errors.js';
-import { formatLsn, type TimelineHistory } from '../../src/model/index.js';
+import { formatLsn, type PeerInfo, type TimelineHistory } from '../../src/model/index.js';
 import type { World } from './world.js';
 
 /** One WAL record. `id` is unique in the whole run. */
@@ -227,10 +230,12 @@ export function replicate(byId: ReadonlyMap<string, SimPostgres>, net: SimNetwor
 }
 
 /**
- * One sitter incarnation's handle on its PostgreSQL: LocalPostgres for the real reconciler. A dead
- * incarnation's calls never complete (its process is gone).
+ * One sitter incarnation's handle on its PostgreSQL, behind the interfaces that the sitter's jobs
+ * ask of PostgresServer: LocalPostgres for the real reconciler, FencePostgres for the fence,
+ * StandbyProbe for the stream-stall watch. A dead incarnation's calls never complete (its process
+ * is gone).
  */
-export class SimPgHandle implements LocalPostgres {
+export class SimPgHandle implements LocalPostgres, FencePostgres, StandbyProbe {
   readonly replicationUser = 'repl';
   private rendered: RenderedRole | null = null;
   alive = true;
@@ -462,6 +467,41 @@ export class SimPgHandle implements LocalPostgres {
       }
       return s.inRecovery;
     }, 2, 20);
+  }
+}
+
+/**
+ * Other peers' PostgreSQL as one sitter incarnation asks it (src/peer/source-postgres.ts's
+ * interface, which HeldSourcePostgres implements for real): through its handle, so that the
+ * answers take simulated time and follow the network.
+ */
+export class SimSources implements SourcePostgres {
+  constructor(private readonly handle: SimPgHandle) {}
+
+  async promoted(source: PeerInfo): Promise<true | string> {
+    return (await this.handle.askSource(source.id)) ? `${source.id} is still in recovery` : true;
+  }
+
+  async online(source: PeerInfo): Promise<true | string> {
+    await this.handle.askSource(source.id);
+    return true;
+  }
+
+  timelineHistory(source: PeerInfo): Promise<TimelineHistory | null> {
+    return this.handle.sourceHistory(source.id);
+  }
+
+  readOnly(source: PeerInfo): Promise<boolean | null> {
+    return this.handle.sourceReadOnly(source.id);
+  }
+
+  /** The simulation has no role passwords: every password is taken. */
+  acceptsPassword(): Promise<boolean | null> {
+    return Promise.resolve(true);
+  }
+
+  close(): void {
+    // No connection is held.
   }
 }
 

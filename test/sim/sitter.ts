@@ -13,7 +13,7 @@ import { DecisionLog } from '../../src/peer/decision-log.js';
 import { Evaluation, type EvaluationStore } from '../../src/peer/evaluation.js';
 import { resolveUnknownWrite, writeFailure, type UnresolvedWrite } from '../../src/peer/fencing.js';
 import { FactsKeeper, NO_FACTS, type FactsStore, type LocalFacts } from '../../src/peer/facts.js';
-import { LeaderPlacement } from '../../src/peer/leader-placement.js';
+import { LeaderPlacement, type RaftLeadership } from '../../src/peer/leader-placement.js';
 import { LeaseClock, PrimaryLeaseFence } from '../../src/peer/lease-fence.js';
 import { INITDB_REFUSED, Reconciler } from '../../src/peer/reconciler.js';
 import { SessionKeeper } from '../../src/peer/sessions.js';
@@ -24,7 +24,7 @@ import type { PostgresStatus, TimelineHistory } from '../../src/model/index.js';
 import { LSN_ZERO, roleIn } from '../../src/model/index.js';
 import { ClusterStore } from '../../src/store/store.js';
 import type { PeerInfo } from '../../src/model/index.js';
-import { SimBackend, SimPgHandle, type SimNetwork, type SimPostgres } from './pg.js';
+import { SimBackend, SimPgHandle, SimSources, type SimNetwork, type SimPostgres } from './pg.js';
 import type { SimConsensus, SimRaft } from './raft.js';
 import type { World } from './world.js';
 
@@ -156,6 +156,8 @@ export class SimSitter {
   readonly store: ClusterStore;
   readonly consensus: SimConsensus;
   readonly handle: SimPgHandle;
+  /** Other peers' PostgreSQL, as the real HeldSourcePostgres answers the sitter's jobs. */
+  readonly sources: SimSources;
   readonly reconciler: Reconciler;
   alive = true;
   lastDecision: Decision | null = null;
@@ -202,6 +204,7 @@ export class SimSitter {
       timelineNumbersOnly: !parts.fixes.timelineHistories,
       ...(parts.stalled === undefined ? {} : { stalled: () => parts.stalled!(id) }),
     });
+    this.sources = new SimSources(this.handle);
     const disk: FactsStore = {
       where: `${id}'s facts`,
       read: () => Promise.resolve(parts.disk.get(id) ?? NO_FACTS),
@@ -226,11 +229,8 @@ export class SimSitter {
         this.world.log(() => `${id} rebuilt from ${from.id} in generation ${generation ?? '-'}`);
         return Promise.resolve();
       },
-      sourcePromoted: async (source) => ((await this.handle.askSource(source.id)) ? `${source.id} is still in recovery` : true),
-      sourceOnline: async (source) => {
-        await this.handle.askSource(source.id);
-        return true;
-      },
+      sourcePromoted: (source) => this.sources.promoted(source),
+      sourceOnline: (source) => this.sources.online(source),
       mayInitdb: () => this.mayInitdb(),
       onInitdb: () => {
         this.writeFacts({ ...this.facts(), initdbDone: true });
@@ -278,37 +278,35 @@ export class SimSitter {
       retrySoon: kickSoon,
     });
     const raft = parts.raft;
+    const leadership: RaftLeadership = {
+      status: () => {
+        const st = raft.status(this.id);
+        return { leader: st?.leader ?? null, role: st?.role ?? 'follower', members: { voters: raft.ids } };
+      },
+      transferLeadership: (to) => {
+        raft.cluster.transferLeadership(this.id, to);
+        return Promise.resolve();
+      },
+    };
     const leader = new LeaderPlacement({
       selfId: this.id,
-      raft: {
-        status: () => {
-          const st = raft.status(this.id);
-          return { leader: st?.leader ?? null, role: st?.role ?? 'follower', members: { voters: raft.ids } };
-        },
-        transferLeadership: (to) => {
-          raft.cluster.transferLeadership(this.id, to);
-          return Promise.resolve();
-        },
-      },
+      raft: leadership,
       transferTimeoutMs: 2000,
       decisions,
       log,
     });
     const handle = this.handle;
+    const sources = this.sources;
     const streams = new StreamStallWatch({
-      pg: {
-        get running() { return handle.running; },
-        receiver: () => handle.receiver(),
-        ownWal: () => handle.ownWal(),
-      },
+      pg: handle,
       reconciler: this.reconciler,
       active: () => this.store.activePeers(),
       state: () => this.store.getState().state,
       decisions,
       stallLimitMs: 10 * SIM_TIMEOUTS.sessionTimeoutMs,
       retrySoon: kickSoon,
-      primaryHistory: (upstream) => handle.sourceHistory(upstream.id),
-      ...(parts.fixes.rebuildSyncOfReadOnlyPrimary ? { primaryReadOnly: (upstream: PeerInfo) => handle.sourceReadOnly(upstream.id) } : {}),
+      primaryHistory: (upstream) => sources.timelineHistory(upstream),
+      ...(parts.fixes.rebuildSyncOfReadOnlyPrimary ? { primaryReadOnly: (upstream: PeerInfo) => sources.readOnly(upstream) } : {}),
     });
     const lease = parts.lease === true ? this.leaseFence(log) : undefined;
     return new Evaluation({
@@ -655,7 +653,7 @@ export class SimSitter {
     const own = { replayLsn: p?.inRecovery === true ? p.replayLsn : null, receiveLsn: p?.inRecovery === true ? p.receiveLsn : null };
     const may = initWal === null || p === null ? 'unknown' : syncCannotTakeOver(initWal, own);
     if (may !== true && initWal !== null && p !== null && d.generation !== null && this.parts.fixes.rebuildDivergedSync) {
-      const primaryHistory = await this.handle.sourceHistory(upstream.id);
+      const primaryHistory = await this.sources.timelineHistory(upstream);
       const mine = await this.handle.ownWal();
       const fork = syncDiverged(mine, primaryHistory);
       if (typeof fork !== 'string') {
