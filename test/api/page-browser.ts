@@ -1,7 +1,8 @@
 // Headless Chromium for the status page's tests: Debian's `chromium` package driven by
 // playwright-core (which downloads no browser of its own). The flags keep Chromium off the
 // network: this machine refuses outside connections, and a test must not depend on them.
-import { mkdir } from 'node:fs/promises';
+import { createHash, X509Certificate } from 'node:crypto';
+import { mkdir, readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,10 +13,22 @@ const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 /** Screenshots go here (in .gitignore). */
 export const SCREENSHOT_DIR = join(repoRoot, 'test-results', 'status-page');
 
-export async function launchChromium(): Promise<Browser> {
+/** base64(sha256(SubjectPublicKeyInfo)) of a PEM certificate file: Chromium's form of a pinned key. */
+export async function spkiHash(certFile: string): Promise<string> {
+  const cert = new X509Certificate(await readFile(certFile));
+  return createHash('sha256').update(cert.publicKey.export({ type: 'spki', format: 'der' })).digest('base64');
+}
+
+/**
+ * `trustCertFiles`: the certificates of the https peers a test opens (a TLS shard's, made by its
+ * own CA): Chromium accepts those keys alone (--ignore-certificate-errors-spki-list), and still
+ * refuses any other certificate that its own store does not trust.
+ */
+export async function launchChromium(opts: { trustCertFiles?: readonly string[] } = {}): Promise<Browser> {
   if (!existsSync(CHROMIUM_PATH)) {
     throw new Error(`${CHROMIUM_PATH} is missing: install Debian's chromium package (tools/install-deps.sh does)`);
   }
+  const pins = await Promise.all((opts.trustCertFiles ?? []).map(spkiHash));
   return chromium.launch({
     executablePath: CHROMIUM_PATH,
     headless: true,
@@ -24,6 +37,7 @@ export async function launchChromium(): Promise<Browser> {
     args: [
       '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
       '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      ...(pins.length > 0 ? [`--ignore-certificate-errors-spki-list=${pins.join(',')}`] : []),
     ],
   });
 }

@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
 import { Shard } from '../../tools/lib/shard.js';
+import { peerCertFile } from '../../src/tls/index.js';
 import { launchChromium, screenshot, watchPage } from './page-browser.js';
 
 const WAIT_MS = 120_000;
@@ -16,10 +17,12 @@ describe('status page on a real shard', () => {
   let page: Page | null = null;
 
   beforeAll(async () => {
-    // Chromium starts while the shard sets itself up.
-    const [s, b] = await Promise.all([Shard.create({ peers: 3, prefix: 'page' }), launchChromium()]);
+    // The peers serve https with certificates of the shard's own CA: Chromium accepts exactly
+    // their keys. It starts while the sitters set the shard up.
+    const s = await Shard.create({ peers: 3, prefix: 'page' });
     shard = s;
-    browser = b;
+    const certsDir = s.certsDir;
+    browser = await launchChromium({ trustCertFiles: certsDir === null ? [] : s.peers.map((p) => peerCertFile(certsDir, p.id)) });
   });
 
   afterAll(async () => {

@@ -11,8 +11,7 @@
 // every time rather than only when it comes before an automatic rebuild.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFile, writeFile } from 'node:fs/promises';
-import { request } from 'node:http';
-import { Shard, httpJson, type ShardPeer } from '../../tools/lib/shard.js';
+import { Shard, apiRequest, httpJson, type ShardPeer } from '../../tools/lib/shard.js';
 import type { ShardReport } from '../../src/api/shard.js';
 import type { SitterStatus, ClusterState, PeerInfo } from '../../src/model/index.js';
 import type { VersionedState } from '../../src/api/types.js';
@@ -27,7 +26,7 @@ const adm = (args: string[], url: string) => shard.adm(args, url);
 
 function rawGet(url: string, method = 'GET'): Promise<{ status: number; text: string; type: string }> {
   return new Promise((resolve, reject) => {
-    const req = request(url, { method, timeout: 5000 }, (res) => {
+    const req = apiRequest(url, { method, timeout: 5000 }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => { resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8'), type: String(res.headers['content-type']) }); });
@@ -228,7 +227,7 @@ describe('manatee-adm on a real shard', () => {
   it('freeze through one peer is streamed by /watch on another, and unfreeze after it', async () => {
     const events: { state: { freeze?: { reason: string } } | null; version: number }[] = [];
     let buf = '';
-    const req = request(`${async0.apiUrl}/watch`, { method: 'GET' }, (res) => {
+    const req = apiRequest(`${async0.apiUrl}/watch`, { method: 'GET' }, (res) => {
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => {
         buf += chunk;

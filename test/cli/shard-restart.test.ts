@@ -60,7 +60,7 @@ describe('manatee-adm reload and restart on a real shard', () => {
     await writer.start();
     await writer.waitForAckAfter(Date.now());
     const r = await execa('node', ['--import', 'tsx', 'src/cli/manatee-adm.ts', 'restart', '--pending'], {
-      reject: false, timeout: 600_000, env: { MANATEE_URL: urls(), MANATEE_ADMIN_TOKEN: shard.adminToken },
+      reject: false, timeout: 600_000, env: { MANATEE_URL: urls(), MANATEE_ADMIN_TOKEN: shard.adminToken, ...shard.tlsEnv() },
     });
     const afterMs = Date.now();
     await writer.waitForAckAfter(afterMs);

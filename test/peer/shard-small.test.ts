@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { chmod, writeFile } from 'node:fs/promises';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Shard, type ShardPeer } from '../../tools/lib/shard.js';
+import { httpJson, Shard, type ShardPeer } from '../../tools/lib/shard.js';
 import { makeTmpDir } from '../../tools/lib/tmp.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -54,9 +54,9 @@ describe('a two-peer shard', () => {
     const loopAt = async (): Promise<string | null> => (await shard.statusOf(sync))?.loop.lastEvaluatedAt ?? null;
     const first = await loopAt();
     await shard.waitFor('another evaluation to end on the survivor', async () => ((await loopAt()) ?? '') > (first ?? ''), 30_000);
-    const live = await fetch(`${sync.apiUrl}/liveness`);
+    const live = await httpJson(`${sync.apiUrl}/liveness`);
     expect(live.status).toBe(200);
-    expect(((await live.json()) as { reason: string }).reason).toMatch(/^the sitter's loop is alive: /);
+    expect((live.body as { reason: string }).reason).toMatch(/^the sitter's loop is alive: /);
     expect((await shard.query<{ r: boolean }>(sync, 'SELECT pg_is_in_recovery() AS r'))[0]?.r).toBe(true);
     expect(writer.acked.filter((a) => a.atMs >= killed.atMs && a.peer !== primary.id)).toEqual([]);
 

@@ -4,7 +4,10 @@
 //
 //   npx tsx tools/bench/failover.ts [--rounds 10] [--promotions 5] [--restart-all 0] [--leader-kills 0] [--dist] [--write-interval-ms 5]
 //        [--session-timeout-ms N] [--keepalive-ms N] [--tick-ms N] [--election-ticks N]
-//        [--health-interval-ms N]
+//        [--health-interval-ms N] [--no-tls]
+//
+// The shard runs with TLS everywhere (a shard CA and a certificate per peer), as a real one does;
+// --no-tls runs it plain, as the figures measured before 2026-12-07 were.
 //
 // Unplanned: SIGKILL of the whole primary peer (sitter and PostgreSQL), `--rounds` times; the time
 // is from the kill to the first commit acknowledged by the new primary. Between rounds the shard
@@ -101,7 +104,7 @@ class ClientProber {
   async start(): Promise<void> {
     const { peer } = await this.shard.waitForPrimaryWritable();
     await this.shard.query(peer, 'CREATE TABLE IF NOT EXISTS failover_client (port int NOT NULL, at timestamptz NOT NULL DEFAULT now())');
-    this.client = createClient({ peers: this.shard.peers.map((p) => p.apiUrl) });
+    this.client = createClient({ peers: this.shard.peers.map((p) => p.apiUrl), ...(this.shard.caPem !== null ? { ca: this.shard.caPem } : {}) });
     this.pool = this.client.pool({
       user: 'postgres', password: SHARD_SUPERUSER_PASSWORD, database: 'postgres', max: 1,
       connectionTimeoutMillis: 1000, query_timeout: 2000, retry: { attempts: 1000, initialDelayMs: 10, maxDelayMs: 100 },
@@ -159,6 +162,7 @@ const { values } = parseArgs({
     keep: { type: 'boolean', default: false },
     // The compiled sitter (npm run build), as deployed, instead of the source through tsx.
     dist: { type: 'boolean', default: false },
+    'no-tls': { type: 'boolean', default: false },
   },
 });
 
@@ -348,7 +352,8 @@ async function main(): Promise<void> {
     `(election timeout ${raft.tickMs * raft.electionTicks}-${2 * raft.tickMs * raft.electionTicks} ms), heartbeatTicks ${raft.heartbeatTicks}`);
   console.log(`writer: one INSERT per commit, ${writeIntervalMs} ms between commits; rounds: ${rounds} unplanned, ${promotions} planned, ${restartAlls} restart-all, ${leaderKills} leader kills`);
   console.log(`sitters run ${values.dist ? 'from dist/ (compiled JavaScript)' : 'from src/ through tsx (each start compiles the TypeScript)'}`);
-  const shard = await Shard.create({ prefix: 'fo', timeouts, raft, logLevel: 'info', dist: values.dist });
+  console.log(`TLS: ${values['no-tls'] ? 'off (--no-tls: plain TCP everywhere)' : 'on (API, Raft, PostgreSQL; shard CA made for this run)'}`);
+  const shard = await Shard.create({ prefix: 'fo', timeouts, raft, logLevel: 'info', dist: values.dist, tls: !values['no-tls'] });
   try {
     let r = await roles(shard);
     await healed(shard, r);

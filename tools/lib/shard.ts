@@ -12,7 +12,7 @@ import { existsSync, openSync, closeSync, readFileSync, readdirSync, readlinkSyn
 import { mkdir, writeFile, chmod, readFile, rm } from 'node:fs/promises';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { request, type IncomingMessage } from 'node:http';
+import { request, type ClientRequest, type IncomingMessage, type RequestOptions } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { CA_CERT_FILE, initCa, issuePeerCertificate, peerCertFile, peerKeyFile } from '../../src/tls/index.js';
 import pg from 'pg';
@@ -60,7 +60,8 @@ export interface ShardOptions {
   readonly logLevel?: 'debug' | 'info' | 'warn';
   /**
    * TLS everywhere (API, Raft, PostgreSQL): a shard CA and a certificate per peer, made with
-   * src/tls as `manatee-adm certs` makes them, in `<dir>/certs`.
+   * src/tls as `manatee-adm certs` makes them, in `<dir>/certs`. Default true, as a real shard
+   * runs; false only for a test of the plain path itself (say why where it is set).
    */
   readonly tls?: boolean;
   /** More fields of a peer's configuration file, by its index (0-based), e.g. `tags`. */
@@ -113,6 +114,17 @@ async function waitGone(pids: readonly number[], timeoutMs: number): Promise<boo
 
 /** CA certificates (PEM) of the TLS shards, by API origin: httpJson checks an https peer with its shard's CA. */
 const trustedCas = new Map<string, string>();
+
+/**
+ * A raw request to a peer's API (for a test that reads headers or a stream): node:http, or
+ * node:https checked against the shard CA of a TLS shard's peer. The caller ends it.
+ */
+export function apiRequest(url: string, opts: RequestOptions, onResponse: (res: IncomingMessage) => void): ClientRequest {
+  const u = new URL(url);
+  if (u.protocol !== 'https:') return request(u, opts, onResponse);
+  const ca = trustedCas.get(u.origin);
+  return httpsRequest(u, ca === undefined ? opts : { ...opts, ca }, onResponse);
+}
 
 /** One HTTP call to a peer's API; node:http (fetch refuses some ports). Rejects on any failure. */
 export function httpJson(
@@ -168,6 +180,30 @@ export class Shard {
   /** The shard CA's certificate (PEM) when the shard runs with TLS; its directory holds the peers' files too. */
   caPem: string | null = null;
   certsDir: string | null = null;
+
+  /** The shard CA's certificate file (for MANATEE_CA, sslrootcert), or null without TLS. */
+  get caFile(): string | null {
+    return this.certsDir === null ? null : join(this.certsDir, CA_CERT_FILE);
+  }
+
+  /**
+   * The environment that lets a process started by a test (manatee-adm, psql) check this shard's
+   * peers: MANATEE_CA, and libpq's PGSSLMODE=verify-full with PGSSLROOTCERT. Empty without TLS.
+   */
+  tlsEnv(): Record<string, string> {
+    const ca = this.caFile;
+    return ca === null ? {} : { MANATEE_CA: ca, PGSSLMODE: 'verify-full', PGSSLROOTCERT: ca };
+  }
+
+  /**
+   * A libpq URL of `peer`'s PostgreSQL for `user` (no password: give it apart), with
+   * sslmode=verify-full against the shard CA when the shard runs with TLS.
+   */
+  pgUrl(peer: ShardPeer, user = 'postgres'): string {
+    const ca = this.caFile;
+    const tls = ca === null ? '' : `?sslmode=verify-full&sslrootcert=${encodeURIComponent(ca)}`;
+    return `postgres://${user}@127.0.0.1:${peer.pgPort}/postgres${tls}`;
+  }
   /** Data directories are zfs-fuse mounts: never read them synchronously (a hung mount would freeze the worker). */
   private dataOnZfs = false;
   /** The script the sitters run: the bundle of src/ (sitter-bundle.ts), or dist/'s (ShardOptions.dist). */
@@ -183,6 +219,7 @@ export class Shard {
 
   static async create(opts: ShardOptions = {}): Promise<Shard> {
     const n = opts.peers ?? 3;
+    const tls = opts.tls ?? true;
     const tmp = await makeTmpDir(opts.prefix ?? 'shard');
     const timeouts: ShardTimeouts = {
       sessionTimeoutMs: 2000,
@@ -221,7 +258,7 @@ export class Shard {
         child: null,
       });
     }
-    for (const p of peers) (p as { apiUrl: string }).apiUrl = `${opts.tls === true ? 'https' : 'http'}://127.0.0.1:${p.apiPort}`;
+    for (const p of peers) (p as { apiUrl: string }).apiUrl = `${tls ? 'https' : 'http'}://127.0.0.1:${p.apiPort}`;
     const shard = new Shard(tmp.path, tmp.cleanup, peers, timeouts, raft);
     shard.dataOnZfs = opts.backend === 'zfs';
     if (opts.dist === true) {
@@ -234,7 +271,7 @@ export class Shard {
       // Not through tsx: it compiles every module at each start, seconds of CPU that a restarted
       // sitter spends before its first keepalive (sitter-bundle.ts).
       if (opts.dist !== true) shard.sitterScript = await sitterBundle();
-      if (opts.tls === true) {
+      if (tls) {
         const certsDir = join(tmp.path, 'certs');
         await initCa({ dir: certsDir, name: 'Test shard CA' });
         for (const p of peers) await issuePeerCertificate({ dir: certsDir, peerId: p.id, hosts: ['127.0.0.1', 'localhost'] });
@@ -452,7 +489,8 @@ export class Shard {
       cwd: repoRoot,
       reject: false,
       timeout: 60_000,
-      env: { MANATEE_URL: url, MANATEE_ADMIN_TOKEN: this.adminToken, ...env },
+      // With TLS, manatee-adm checks the peers against the shard CA (MANATEE_CA), as an operator's does.
+      env: { MANATEE_URL: url, MANATEE_ADMIN_TOKEN: this.adminToken, ...this.tlsEnv(), ...env },
     });
     return { code: r.exitCode, stdout: r.stdout, stderr: r.stderr };
   }
