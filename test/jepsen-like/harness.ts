@@ -7,6 +7,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { check, type CheckResult } from './checker.js';
+import { sitterBundle } from '../../tools/lib/sitter-bundle.js';
 import { Cluster } from './cluster.js';
 import { FAULT_KINDS, SHORT_RUN_KINDS, ZFS_ONLY_KINDS, type FaultKind, type FaultRecord, type FinalRead, type Op, type StatusSample } from './history.js';
 import { createNetwork, destroyNetwork, NAME_PREFIX } from './net.js';
@@ -280,6 +281,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
       ...(poolsNow !== null ? { poolOf: (h: string) => poolsNow.poolOf(h) } : {}),
       initialPeers: ids.length,
       repoRoot: REPO_ROOT,
+      sitterScript: await sitterBundle(),
       workDir,
       logsDir: join(dir, 'peers'),
       secret: randomBytes(24).toString('hex'),

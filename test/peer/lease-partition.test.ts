@@ -15,6 +15,7 @@ import { performance } from 'node:perf_hooks';
 import { Cluster } from '../jepsen-like/cluster.js';
 import { createBridgedNamespaces, type BridgedNamespaces } from '../helpers/netns.js';
 import { httpJson } from '../../tools/lib/shard.js';
+import { sitterBundle } from '../../tools/lib/sitter-bundle.js';
 import { waitFor } from '../../tools/lib/wait.js';
 import type { SitterStatus } from '../../src/model/index.js';
 
@@ -39,7 +40,7 @@ describe('the primary\'s lease under a real partition', () => {
     dir = await mkdtemp(join(tmpdir(), 'manatee-lease-'));
     await chmod(dir, 0o755); // PostgreSQL runs as its own user and must reach the data directories
     const c = new Cluster(net, {
-      repoRoot: REPO_ROOT, workDir: join(dir, 'work'), logsDir: join(dir, 'logs'),
+      repoRoot: REPO_ROOT, sitterScript: await sitterBundle(), workDir: join(dir, 'work'), logsDir: join(dir, 'logs'),
       secret: randomBytes(24).toString('hex'), adminToken: randomBytes(24).toString('hex'), superuserPassword: randomBytes(12).toString('hex'),
       sessionTimeoutMs: 1500, raftTickMs: 50, raftElectionTicks: 20,
     });
