@@ -4,9 +4,18 @@
 // the sitters' cost and nothing else. Each round starts from the same state (pgbench -i, CHECKPOINT).
 //
 //   npx tsx tools/bench/datapath.ts [--rounds 3] [--duration-s 15] [--clients 8] [--jobs 2] [--scale 10]
+//        [--dir <dev shard dir>] [--port-base <port>] [--kinds read-write,select-only]
+//        [--modes running,paused[,batch]]
 //        [--patroni] [--patroni-settings default|tuned]
 //
 // It uses a running dev shard (tools/dev-cluster up) or starts one, and stops what it started.
+// --modes attributes the cost: batch runs every sitter under SCHED_BATCH for the round (chrt: the same
+// CPU share, but a sitter that wakes up no longer preempts the task on its CPU). Every mode is
+// compared with `paused` (all sitters paused). Pausing one sitter alone is no baseline: its session
+// expires within sessionTimeoutMs and the shard replaces that peer, as it must. Per round it also prints what the
+// replication path's two processes waited for a CPU: the primary's walsender to the sync and the
+// sync's walreceiver (/proc/<pid>/schedstat run delay, ms a second, and involuntary context
+// switches a second from /proc/<pid>/status).
 // Besides TPS and latency it prints, per round, what the sitters did meanwhile: new PostgreSQL
 // connections a second on the three servers (pg_stat_database.sessions), WAL flushes a second on
 // the primary (pg_stat_wal.wal_sync) and the sitters' CPU (utime + stime from /proc).
@@ -18,6 +27,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import pg from 'pg';
 import type { SitterStatus } from '../../src/model/index.js';
 import { readRecord, type ClusterRecord, type RecordedProcess } from '../lib/dev-record.js';
 import { isRunning } from '../lib/processes.js';
@@ -34,6 +44,10 @@ const { values } = parseArgs({
     patroni: { type: 'boolean', default: false },
     'patroni-settings': { type: 'string', default: 'default' },
     'no-manatee': { type: 'boolean', default: false },
+    dir: { type: 'string' },
+    'port-base': { type: 'string' },
+    kinds: { type: 'string', default: 'read-write,select-only' },
+    modes: { type: 'string', default: 'running,paused' },
   },
 });
 
@@ -54,11 +68,24 @@ const patroniSettings: PatroniSettings = values['patroni-settings'] === 'tuned'
     : (() => { throw new Error('--patroni-settings must be default or tuned'); })();
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const clusterDir = join(root, '.dev-cluster');
+const clusterDir = values.dir === undefined ? join(root, '.dev-cluster') : resolve(values.dir);
+const portBase = values['port-base'] === undefined ? null : intArg('port-base', values['port-base'], 1024, 65000);
 const CLOCK_TICKS_PER_S = 100;
 
-type Kind = 'read-write' | 'select-only';
-type Mode = 'running' | 'paused';
+const KINDS = ['read-write', 'select-only'] as const;
+type Kind = typeof KINDS[number];
+const MODES = ['running', 'paused', 'batch'] as const;
+type Mode = typeof MODES[number];
+
+function listArg<T extends string>(name: string, v: string | undefined, allowed: readonly T[]): T[] {
+  const out = (v ?? '').split(',').map((x) => x.trim()).filter((x) => x !== '');
+  for (const x of out) if (!(allowed as readonly string[]).includes(x)) throw new Error(`--${name}: ${x} is not one of ${allowed.join(', ')}`);
+  if (out.length === 0) throw new Error(`--${name} names nothing (one or more of ${allowed.join(', ')})`);
+  return [...new Set(out)] as T[];
+}
+const kinds = listArg('kinds', values.kinds, KINDS);
+const modes = listArg('modes', values.modes, MODES);
+if (!modes.includes('paused')) modes.push('paused'); // the baseline every mode is compared with
 
 interface Round {
   readonly kind: Kind;
@@ -68,6 +95,59 @@ interface Round {
   readonly walSyncPerS: number;
   readonly managerCpuPct: number;
   readonly load1: number;
+  readonly path: PathWaits | null;
+}
+
+interface ReplicationPids {
+  readonly walsender: number | null;
+  readonly walreceiver: number | null;
+}
+
+/** A process's CPU waits: run delay (ns waiting on a run queue) and involuntary context switches. */
+interface Waits {
+  readonly runDelayNs: number;
+  readonly involuntary: number;
+}
+
+/** What the replication path's processes waited for a CPU during a round, per second. */
+interface PathWaits {
+  readonly walsenderDelayMsPerS: number;
+  readonly walsenderInvPerS: number;
+  readonly walreceiverDelayMsPerS: number;
+  readonly walreceiverInvPerS: number;
+}
+
+function waitsOf(pid: number | null): Waits | null {
+  if (pid === null) return null;
+  try {
+    // schedstat: time on the CPU (ns), time waiting on a run queue (ns), timeslices.
+    const runDelayNs = Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[1]);
+    const involuntary = Number(/^nonvoluntary_ctxt_switches:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
+    return Number.isFinite(runDelayNs) && Number.isFinite(involuntary) ? { runDelayNs, involuntary } : null;
+  } catch {
+    return null;
+  }
+}
+
+function pathWaits(before: readonly (Waits | null)[], after: readonly (Waits | null)[], elapsedS: number): PathWaits | null {
+  const d = (i: number): { delay: number; inv: number } => {
+    const b = before[i];
+    const a = after[i];
+    return b === null || a === null || b === undefined || a === undefined
+      ? { delay: NaN, inv: NaN }
+      : { delay: (a.runDelayNs - b.runDelayNs) / 1e6 / elapsedS, inv: (a.involuntary - b.involuntary) / elapsedS };
+  };
+  if (before.length < 2) return null;
+  const s = d(0);
+  const r = d(1);
+  return { walsenderDelayMsPerS: s.delay, walsenderInvPerS: s.inv, walreceiverDelayMsPerS: r.delay, walreceiverInvPerS: r.inv };
+}
+
+function chrtAll(pids: readonly number[], policy: '--batch' | '--other'): void {
+  for (const pid of pids) {
+    const r = spawnSync('chrt', ['--all-tasks', policy, '--pid', '0', String(pid)], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`chrt ${policy} ${pid} failed: ${(r.stderr || r.error?.message) ?? r.status}`);
+  }
 }
 
 /** One system under test: Manatee's dev shard or Patroni. */
@@ -79,6 +159,8 @@ interface System {
   servers(): PgTarget[];
   /** The manager processes paused in a paused round (and whose CPU is counted). */
   managerPids(): number[];
+  /** The primary's walsender to the sync and the sync's walreceiver now (Manatee only). */
+  replicationPids?(): Promise<ReplicationPids>;
   /** After the managers resume: wait until the cluster takes writes again, and say what changed. */
   settle(): Promise<string | null>;
 }
@@ -126,13 +208,18 @@ async function oneRound(sys: System, kind: Kind, mode: Mode): Promise<Round> {
   const servers = sys.servers();
   const primaryIndex = servers.findIndex((s) => s.port === primary.port);
   const pids = sys.managerPids();
+  const paused = mode === 'paused' ? pids : [];
+  const repl = sys.replicationPids === undefined ? null : await sys.replicationPids();
   const before = await countersOf(servers);
   const cpuBefore = pids.map(cpuTicks);
+  const waitsBefore = repl === null ? [] : [waitsOf(repl.walsender), waitsOf(repl.walreceiver)];
   const startedMs = Date.now();
-  if (mode === 'paused') signalAll(pids, 'SIGSTOP');
+  if (mode === 'batch') chrtAll(pids, '--batch');
+  signalAll(paused, 'SIGSTOP');
   let result: PgbenchResult;
   let after: ServerCounters[];
   let cpuAfter: number[];
+  let waitsAfter: (Waits | null)[];
   let elapsedS: number;
   try {
     result = await runPgbench(primary, { selectOnly: kind === 'select-only', clients, jobs, durationS });
@@ -140,11 +227,13 @@ async function oneRound(sys: System, kind: Kind, mode: Mode): Promise<Round> {
     // during the pause fences itself (stops its PostgreSQL until a keepalive is acknowledged), as it must.
     elapsedS = (Date.now() - startedMs) / 1000;
     cpuAfter = pids.map(cpuTicks);
+    waitsAfter = repl === null ? [] : [waitsOf(repl.walsender), waitsOf(repl.walreceiver)];
     after = await countersOf(servers);
   } finally {
-    if (mode === 'paused') signalAll(pids, 'SIGCONT');
+    signalAll(paused, 'SIGCONT');
+    if (mode === 'batch') chrtAll(pids, '--other');
   }
-  if (mode === 'paused') await sleep(RESUME_SETTLE_MS);
+  if (paused.length > 0) await sleep(RESUME_SETTLE_MS);
   // The bench's own connection (one per server, above) is not the managers' doing.
   const sessions = after.reduce((a, c, i) => a + c.sessions - (before[i]?.sessions ?? 0) - 1, 0);
   const pb = before[primaryIndex];
@@ -159,10 +248,14 @@ async function oneRound(sys: System, kind: Kind, mode: Mode): Promise<Round> {
     walSyncPerS: walSync / elapsedS,
     managerCpuPct: (100 * cpuS) / elapsedS,
     load1: loadavg()[0] ?? NaN,
+    path: pathWaits(waitsBefore, waitsAfter, elapsedS),
   };
-  console.log(`  ${sys.name} ${kind.padEnd(11)} ${mode.padEnd(7)} tps ${result.tps.toFixed(1).padStart(8)}  latency ${result.latencyMs.toFixed(3).padStart(7)} ms  ` +
+  const p = round.path;
+  console.log(`  ${sys.name} ${kind.padEnd(11)} ${mode.padEnd(14)} tps ${result.tps.toFixed(1).padStart(8)}  latency ${result.latencyMs.toFixed(3).padStart(7)} ms  ` +
     `new connections ${round.sessionsPerS.toFixed(2)}/s  primary WAL flushes ${round.walSyncPerS.toFixed(1)}/s  ` +
     `managers' CPU ${round.managerCpuPct.toFixed(1)}% of a core  load ${round.load1.toFixed(2)}` +
+    (p === null ? '' : `  run delay walsender ${p.walsenderDelayMsPerS.toFixed(1)} ms/s (${p.walsenderInvPerS.toFixed(0)} preempted/s), ` +
+      `walreceiver ${p.walreceiverDelayMsPerS.toFixed(1)} ms/s (${p.walreceiverInvPerS.toFixed(0)} preempted/s)`) +
     (result.failed > 0 ? `  FAILED transactions ${result.failed}` : '') + (changed === null ? '' : `  (${changed})`));
   return round;
 }
@@ -170,9 +263,10 @@ async function oneRound(sys: System, kind: Kind, mode: Mode): Promise<Round> {
 async function runRounds(sys: System): Promise<Round[]> {
   const out: Round[] = [];
   for (let r = 0; r < rounds; r++) {
-    for (const kind of ['read-write', 'select-only'] as const) {
-      // Alternate which mode goes first, so that neither always follows the other.
-      const order: Mode[] = r % 2 === 0 ? ['running', 'paused'] : ['paused', 'running'];
+    for (const kind of kinds) {
+      // Rotate (and on odd rounds reverse) the order of the modes, so that none always follows another.
+      const rotated = modes.map((_, i) => modes[(i + r) % modes.length] as Mode);
+      const order = r % 2 === 0 ? rotated : rotated.reverse();
       for (const mode of order) out.push(await oneRound(sys, kind, mode));
     }
   }
@@ -181,22 +275,36 @@ async function runRounds(sys: System): Promise<Round[]> {
 
 interface Summary {
   readonly kind: Kind;
-  readonly tps: Record<Mode, number>;
-  readonly latencyMs: Record<Mode, number>;
+  readonly tps: Record<'running' | 'paused', number>;
+  readonly latencyMs: Record<'running' | 'paused', number>;
 }
 
 function summarise(name: string, all: readonly Round[]): Summary[] {
   const out: Summary[] = [];
   console.log(`\n${name}: medians of ${rounds} rounds each (pgbench -n -c ${clients} -j ${jobs} -T ${durationS}, scale ${scale})`);
-  for (const kind of ['read-write', 'select-only'] as const) {
+  for (const kind of kinds) {
     const of = (mode: Mode): Round[] => all.filter((x) => x.kind === kind && x.mode === mode);
-    const tps = { running: median(of('running').map((x) => x.result.tps)), paused: median(of('paused').map((x) => x.result.tps)) };
-    const lat = { running: median(of('running').map((x) => x.result.latencyMs)), paused: median(of('paused').map((x) => x.result.latencyMs)) };
-    const conn = median(of('running').map((x) => x.sessionsPerS));
-    const cpu = median(of('running').map((x) => x.managerCpuPct));
-    console.log(`  ${kind.padEnd(11)} tps running ${tps.running.toFixed(1)}, paused ${tps.paused.toFixed(1)}: ratio ${(tps.running / tps.paused).toFixed(3)}x` +
-      `   latency running ${lat.running.toFixed(3)} ms, paused ${lat.paused.toFixed(3)} ms: ratio ${(lat.running / lat.paused).toFixed(3)}x` +
-      `   (running: ${conn.toFixed(2)} new connections/s, managers' CPU ${cpu.toFixed(1)}%)`);
+    const med = (mode: Mode, f: (x: Round) => number): number => median(of(mode).map(f));
+    const tps = { running: med('running', (x) => x.result.tps), paused: med('paused', (x) => x.result.tps) };
+    const lat = { running: med('running', (x) => x.result.latencyMs), paused: med('paused', (x) => x.result.latencyMs) };
+    const conn = med('running', (x) => x.sessionsPerS);
+    const cpu = med('running', (x) => x.managerCpuPct);
+    if (modes.includes('running')) {
+      console.log(`  ${kind.padEnd(11)} tps running ${tps.running.toFixed(1)}, paused ${tps.paused.toFixed(1)}: ratio ${(tps.running / tps.paused).toFixed(3)}x` +
+        `   latency running ${lat.running.toFixed(3)} ms, paused ${lat.paused.toFixed(3)} ms: ratio ${(lat.running / lat.paused).toFixed(3)}x` +
+        `   (running: ${conn.toFixed(2)} new connections/s, managers' CPU ${cpu.toFixed(1)}%)`);
+    }
+    // Each round's own pair: the mode's TPS over the all-paused round of the same round number.
+    const pausedByRound = of('paused').map((x) => x.result.tps);
+    for (const mode of modes) {
+      const rs = of(mode);
+      const pairs = rs.map((x, i) => x.result.tps / (pausedByRound[i] ?? NaN));
+      const p = rs.map((x) => x.path).filter((x): x is PathWaits => x !== null);
+      console.log(`    ${mode.padEnd(14)} tps ${med(mode, (x) => x.result.tps).toFixed(1).padStart(8)}  ratio to paused ${(med(mode, (x) => x.result.tps) / tps.paused).toFixed(3)}x ` +
+        `(pairs ${pairs.map((x) => x.toFixed(2)).join(', ')})` +
+        (p.length === 0 ? '' : `  run delay walsender ${median(p.map((x) => x.walsenderDelayMsPerS)).toFixed(1)} ms/s, ${median(p.map((x) => x.walsenderInvPerS)).toFixed(0)} preempted/s; ` +
+          `walreceiver ${median(p.map((x) => x.walreceiverDelayMsPerS)).toFixed(1)} ms/s, ${median(p.map((x) => x.walreceiverInvPerS)).toFixed(0)} preempted/s`));
+    }
     out.push({ kind, tps, latencyMs: lat });
   }
   return out;
@@ -220,7 +328,9 @@ function runningSitters(r: ClusterRecord): RecordedProcess[] {
 
 function devCluster(cmd: 'up' | 'down'): void {
   // Plain TCP: pgbench and the baselines it is compared with connect without TLS.
-  const r = spawnSync('bash', [join(root, 'tools/dev-cluster'), cmd, ...(cmd === 'up' ? ['--no-tls'] : [])], { cwd: root, stdio: 'inherit' });
+  const args = [join(root, 'tools/dev-cluster'), cmd, '--dir', clusterDir, ...(cmd === 'up' ? ['--no-tls'] : []),
+    ...(cmd === 'up' && portBase !== null ? ['--port-base', String(portBase)] : [])];
+  const r = spawnSync('bash', args, { cwd: root, stdio: 'inherit' });
   if (r.status !== 0) throw new Error(`tools/dev-cluster ${cmd} exited with ${r.status ?? r.signal ?? '?'}`);
 }
 
@@ -261,6 +371,25 @@ function manateeSystem(rec: ClusterRecord): System {
     },
     servers: () => rec.peers.map((p) => target(p.pgPort)),
     managerPids: () => sitters.map((x) => x.pid),
+    async replicationPids() {
+      const s = await writablePrimary(120_000);
+      const primaryPeer = rec.peers.find((p) => p.id === s.peer.id);
+      if (primaryPeer === undefined) return { walsender: null, walreceiver: null };
+      const one = async <R extends Record<string, unknown>>(port: number, sql: string): Promise<R | undefined> => {
+        const c = new pg.Client({ ...target(port), connectionTimeoutMillis: 10_000, application_name: 'datapath-bench' });
+        c.on('error', () => undefined);
+        await c.connect();
+        try {
+          return (await c.query<R>(sql)).rows[0];
+        } finally {
+          await c.end().catch(() => undefined);
+        }
+      };
+      const ws = await one<{ pid: number; application_name: string }>(primaryPeer.pgPort, "SELECT pid, application_name FROM pg_stat_replication WHERE sync_state = 'sync'");
+      const syncPeer = rec.peers.find((p) => p.id === ws?.application_name);
+      const wr = syncPeer === undefined ? undefined : await one<{ pid: number }>(syncPeer.pgPort, 'SELECT pid FROM pg_stat_wal_receiver');
+      return { walsender: ws?.pid ?? null, walreceiver: wr?.pid ?? null };
+    },
     async settle() {
       const s = await writablePrimary(120_000);
       const g = s.state?.generation ?? null;
