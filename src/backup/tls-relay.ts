@@ -10,10 +10,12 @@
 //   zfs send -> pipe -> socat OPENSSL-LISTEN ==TLS 1.3==> socat OPENSSL -> pipe -> zfs recv
 //
 // Security, as on the API's connections: TLS 1.3 only (min-version), both sides verify the other's
-// certificate against the shard's CA alone (cafile, verify=1), the restoring peer checks the
-// source's certificate against the host it dialled (as node:https does), and the source accepts
-// one connection only, from a certificate whose name is the job's peer id (commonname; every peer
-// certificate carries the id as its CN next to its URI name). The source starts zfs send only when
+// certificate against the shard's CA alone (cafile, verify=1), each side checks that the other's
+// certificate is bound to the peer id it expects (commonname; every peer certificate carries the
+// id as its CN next to its URI name): the source accepts one connection only, from the job's peer,
+// and the restoring peer accepts only the source's certificate (socat's commonname then replaces
+// its check of the host dialled; the host was checked, with the peer id, on the API connection
+// that offered the relay), and refuses another peer's with MANATEE_ERR_TLS_PEER_ID. The source starts zfs send only when
 // the job's peer says go on the API (its URI-bound certificate and the shard secret checked) and
 // names the relay connection it made, which must come from the control connection's address.
 //
@@ -27,6 +29,8 @@ import type { Socket } from 'node:net';
 import type { Logger } from '../log.js';
 import type { SocketEnds } from './socket-bytes.js';
 import { BackupError } from './errors.js';
+import { TLS_ERR } from '../tls/index.js';
+import { isPeerId, PEER_ID_EXPECTED } from '../model/index.js';
 
 /** socat could not be run, did not start its listener or connection, or refused the other side. */
 export const BACKUP_ERR_TLS_RELAY = 'MANATEE_ERR_BACKUP_TLS_RELAY';
@@ -244,9 +248,18 @@ export interface RelayConnection {
   readonly cipher: string;
 }
 
-export async function connectRelay(o: SpawnOptions & { host: string; port: number; timeoutMs: number }): Promise<RelayConnection> {
+/** socat's words for a server certificate whose names do not include the commonname asked for. */
+const NAME_MISMATCH_RE = /commonName does not match/;
+
+/**
+ * The restoring peer's end: a connection to the relay of source `peerId` at host:port. Rejects
+ * with MANATEE_ERR_TLS_PEER_ID when the relay's certificate (of the shard CA) is not `peerId`'s,
+ * else with MANATEE_ERR_BACKUP_TLS_RELAY.
+ */
+export async function connectRelay(o: SpawnOptions & { host: string; port: number; peerId: string; timeoutMs: number }): Promise<RelayConnection> {
   const host = o.host.includes(':') && !o.host.startsWith('[') ? `[${o.host}]` : o.host;
-  const relay = await spawnSocat(o, `from ${host}:${o.port}`, (f) => [`OPENSSL:${host}:${o.port},${TLS_OPTS(f)},keepalive`, 'STDOUT'], ['ignore', 'pipe', 'pipe'], false);
+  if (!isPeerId(o.peerId)) throw new BackupError(TLS_ERR.badArgument, `TLS relay: ${JSON.stringify(o.peerId)} is not a peer id: ${PEER_ID_EXPECTED}`);
+  const relay = await spawnSocat(o, `from ${host}:${o.port}`, (f) => [`OPENSSL:${host}:${o.port},${TLS_OPTS(f)},commonname=${o.peerId},keepalive`, 'STDOUT'], ['ignore', 'pipe', 'pipe'], false);
   try {
     // (No connect-timeout option: with it socat does not log the connection's local address; the
     // wait's own timeout stops a connection that hangs, one that a firewall drops.)
@@ -264,6 +277,9 @@ export async function connectRelay(o: SpawnOptions & { host: string; port: numbe
     };
   } catch (err) {
     relay.kill();
+    if (NAME_MISMATCH_RE.test(relay.logText)) {
+      throw new BackupError(TLS_ERR.peerId, `TLS relay at ${host}:${o.port}: its certificate is not bound to peer "${o.peerId}", the source dialled (${relay.errors()})`, { cause: err });
+    }
     throw err;
   }
 }

@@ -29,6 +29,7 @@ import { findPgBinaries } from '../postgres/binaries.js';
 import { resolveOsUser, type OsUser } from '../postgres/os-user.js';
 import { verifyDataDir, type DataDirReport } from './verify.js';
 import { errorMessage } from '../errors.js';
+import { peerServerIdentity, TLS_ERR } from '../tls/index.js';
 
 /** How a received copy is checked: the local pg_controldata, run as the PostgreSQL OS user. */
 export interface ZfsVerifyConfig {
@@ -128,6 +129,8 @@ export class ZfsBackupBackend implements BackupBackend {
   private verifyConfig: ZfsVerifyConfig | null = null;
   /** Jobs whose stream this restore has asked for: a failed restore cancels the others (see cancelJob). */
   private readonly fetchedJobs = new Set<string>();
+  /** The peer id of the source at each base URL being restored from (its certificate must be bound to it). */
+  private readonly sourceIds = new Map<string, string>();
 
   constructor(opts: ZfsBackendOptions) {
     validateDatasetName(opts.dataset);
@@ -144,6 +147,7 @@ export class ZfsBackupBackend implements BackupBackend {
     const { zfs, dataset } = this.o;
     const startedMs = Date.now();
     const base = opts.source.backupUrl.replace(/\/+$/, '');
+    this.sourceIds.set(base, opts.source.peerId);
     this.report(opts, { phase: 'preparing', percent: 0, bytesDone: 0, bytesTotal: null, rateBytesPerSec: null, etaSec: null });
     const existed = await zfs.exists(dataset);
     const local = existed ? await zfs.listSnapshots(dataset) : [];
@@ -152,7 +156,18 @@ export class ZfsBackupBackend implements BackupBackend {
       return await this.restoreJob(base, job, opts, existed, startedMs);
     } finally {
       this.fetchedJobs.clear();
+      this.sourceIds.delete(base);
     }
+  }
+
+  /**
+   * The TLS options of a request to the source at `base`: the shard CA, this peer's certificate,
+   * and the source's peer id, which the source's certificate must be bound to (a certificate of
+   * another peer of the same CA, found at that address, is refused: MANATEE_ERR_TLS_PEER_ID).
+   */
+  private tlsTo(base: string): { tls?: PeerTlsOptions & { peerId: string } } {
+    // No id known for this base is no id at all: nothing matches it, and the request is refused.
+    return this.o.tls !== undefined ? { tls: { ...this.o.tls(), peerId: this.sourceIds.get(base) ?? '' } } : {};
   }
 
   private async restoreJob(base: string, job: JobCreated, opts: RestoreOptions, existed: boolean, startedMs: number): Promise<RestoreResult> {
@@ -297,7 +312,7 @@ export class ZfsBackupBackend implements BackupBackend {
         method: 'DELETE',
         headers: this.headers(),
         signal: AbortSignal.timeout(Math.min(this.o.requestTimeoutMs ?? 60_000, 10_000)),
-        ...(this.o.tls !== undefined ? { tls: this.o.tls() } : {}),
+        ...this.tlsTo(base),
       });
       const text = await readSome(res, 4096);
       if (res.statusCode === 204) log.info({ jobId, reason: 'the restore failed before its stream flowed' }, 'restore: cancelled the job on the source');
@@ -390,9 +405,9 @@ export class ZfsBackupBackend implements BackupBackend {
       method: 'POST',
       headers: { ...this.headers(), 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(payload)) },
       signal: signal === undefined ? timeout : AbortSignal.any([signal, timeout]),
-      ...(this.o.tls !== undefined ? { tls: this.o.tls() } : {}),
+      ...this.tlsTo(base),
     }, payload).catch((err: unknown) => {
-      throw new BackupError(BACKUP_ERR_HTTP, `cannot reach the backup server at ${base}: ${message(err)}`, { cause: err });
+      throw new BackupError(unreachableCode(err), `cannot reach the backup server at ${base}: ${message(err)}`, { cause: err });
     });
     const text = await readSome(res, 64 * 1024);
     let body: (Partial<JobCreated> & { code?: string; message?: string }) | null = null;
@@ -426,9 +441,9 @@ export class ZfsBackupBackend implements BackupBackend {
       headers: { ...this.headers(), ...modeHeader },
       signal: askDirect ? (opts.signal ?? AbortSignal.any([])) : signal,
       ...(askDirect ? { agent: false as const } : {}),
-      ...(this.o.tls !== undefined ? { tls: this.o.tls() } : {}),
+      ...this.tlsTo(base),
     }).catch((err: unknown) => {
-      throw new BackupError(BACKUP_ERR_HTTP, `cannot fetch the stream of job ${job.jobId}: ${message(err)}`, { cause: err });
+      throw new BackupError(unreachableCode(err), `cannot fetch the stream of job ${job.jobId}: ${message(err)}`, { cause: err });
     });
     if (body.statusCode !== 200) {
       const text = await readSome(body, 4096);
@@ -436,7 +451,9 @@ export class ZfsBackupBackend implements BackupBackend {
     }
     if (askDirect && body.headers[STREAM_MODE_HEADER] === STREAM_MODE_DIRECT) return this.receiveDirect(base, job, opts, this.socketLink(body, force));
     if (askRelay && body.headers[STREAM_MODE_HEADER] === STREAM_MODE_TLS_RELAY) {
-      const link = await this.relayLink(base, job, body, force).catch((err: unknown) => {
+      const link = await this.relayLink(base, job, body, force).catch(async (err: unknown) => {
+        // The source's relay waits for a connection that will not come: stop it now, not at its go timeout.
+        if (err instanceof BackupError && err.code === TLS_ERR.peerId) await this.cancelJob(base, job.jobId);
         if (!(err instanceof BackupError) || err.code !== BACKUP_ERR_TLS_RELAY) throw err;
         // The source gives its relay up when the stream is asked again without it.
         log.warn({ jobId: job.jobId, reason: err.message }, 'restore: the TLS relay could not be used; asking for the stream through Node');
@@ -514,7 +531,7 @@ export class ZfsBackupBackend implements BackupBackend {
   /**
    * zfs recv on the pipe of a TLS relay connected to the source's (tls-relay.ts): the stream
    * request answered the relay's port; socat dials it with this peer's certificate and checks the
-   * source's against the shard CA and the host dialled.
+   * source's against the shard CA and the source's peer id.
    */
   private async relayLink(base: string, job: JobCreated, body: IncomingMessage, force: boolean): Promise<DirectLink> {
     const { zfs, dataset, log } = this.o;
@@ -528,10 +545,13 @@ export class ZfsBackupBackend implements BackupBackend {
     }
     if (port === null) throw new BackupError(BACKUP_ERR_HTTP, `backup server offered a TLS relay for job ${job.jobId} without a valid port: ${text.slice(0, 200)}`);
     const tls = this.o.tls!();
+    const peerId = this.sourceIds.get(base) ?? '';
     let conn: RelayConnection;
     try {
-      conn = await connectRelay({ socatPath: this.o.socatPath ?? 'socat', tls, log, host: new URL(base).hostname, port, timeoutMs: Math.min(this.o.requestTimeoutMs ?? 60_000, 15_000) });
+      conn = await connectRelay({ socatPath: this.o.socatPath ?? 'socat', tls, log, host: new URL(base).hostname, port, peerId, timeoutMs: Math.min(this.o.requestTimeoutMs ?? 60_000, 15_000) });
     } catch (err) {
+      // Another peer's relay is no reason to ask for the stream another way: the restore fails.
+      if (unreachableCode(err) === TLS_ERR.peerId) throw new BackupError(TLS_ERR.peerId, `refused the TLS relay of job ${job.jobId} at ${base} port ${port}: ${message(err)}`, { cause: err });
       throw new BackupError(BACKUP_ERR_TLS_RELAY, `cannot connect to the TLS relay of job ${job.jobId} at ${base} port ${port}: ${message(err)}`, { cause: err });
     }
     log.info({ jobId: job.jobId, port, cipher: conn.cipher, localPort: conn.ends.localPort, pid: conn.relay.pid }, 'restore: TLS relay connected');
@@ -567,7 +587,7 @@ export class ZfsBackupBackend implements BackupBackend {
     opts.signal?.addEventListener('abort', onSignal, { once: true });
     const go = httpSend(`${base}/backup/jobs/${job.jobId}/go`, {
       method: 'POST', headers: { ...this.headers(), ...link.goHeaders, 'content-length': '0' }, signal: control.signal,
-      ...(this.o.tls !== undefined ? { tls: this.o.tls() } : {}),
+      ...this.tlsTo(base),
     })
       .then(async (res) => {
         const text = await readSome(res, 64 * 1024);
@@ -665,7 +685,11 @@ export class ZfsBackupBackend implements BackupBackend {
   }
 }
 
-/** GET as a native stream. Rejects on connection errors; the caller checks statusCode. */
+/** The code of a request that got no answer: the source's certificate bound to another peer, or any other failure. */
+function unreachableCode(err: unknown): string {
+  return (err as { code?: unknown } | null)?.code === TLS_ERR.peerId ? TLS_ERR.peerId : BACKUP_ERR_HTTP;
+}
+
 /** TLS options of a peer's connection to another peer's API: the shard CA, and this peer's certificate and key. */
 export interface PeerTlsOptions {
   readonly ca: string;
@@ -680,7 +704,7 @@ export interface PeerTlsOptions {
  */
 function httpSend(
   url: string,
-  opts: { method: string; headers: Record<string, string>; signal: AbortSignal; tls?: PeerTlsOptions; agent?: false },
+  opts: { method: string; headers: Record<string, string>; signal: AbortSignal; tls?: PeerTlsOptions & { peerId: string }; agent?: false },
   payload?: string,
 ): Promise<IncomingMessage> {
   return new Promise((resolve, reject) => {
@@ -690,11 +714,20 @@ function httpSend(
       return;
     }
     const req = u.protocol === 'https:'
-      ? httpsRequest(u, { method: opts.method, headers: opts.headers, signal: opts.signal, ...(opts.tls !== undefined ? { ...opts.tls, minVersion: 'TLSv1.3' as const } : {}) }, resolve)
+      ? httpsRequest(u, { method: opts.method, headers: opts.headers, signal: opts.signal, ...(opts.tls !== undefined ? tlsRequestOptions(opts.tls) : {}) }, resolve)
       : httpRequest(u, { method: opts.method, headers: opts.headers, signal: opts.signal, ...(opts.agent === false ? { agent: false } : {}) }, resolve);
     req.on('error', reject);
     req.end(payload);
   });
+}
+
+/**
+ * node:https options for a request to peer `peerId`: its certificate checked against the host and
+ * bound to that id. No pooled connection (the agent's pool is keyed by host, not by the check), so
+ * every request is checked against the peer it is for.
+ */
+function tlsRequestOptions(t: PeerTlsOptions & { peerId: string }): { ca: string; cert: string; key: string; minVersion: 'TLSv1.3'; checkServerIdentity: ReturnType<typeof peerServerIdentity>; agent: false } {
+  return { ca: t.ca, cert: t.cert, key: t.key, minVersion: 'TLSv1.3', checkServerIdentity: peerServerIdentity(t.peerId), agent: false };
 }
 
 /** The first `maxBytes` of a (small, error) response body as text. */

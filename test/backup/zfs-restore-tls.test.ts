@@ -53,10 +53,12 @@ let serverZfs: CountingZfs;
 const apps: FastifyInstance[] = [];
 let url: string;
 
-async function startSource(extra: { socatPath?: string; pendingTimeoutMs?: number } = {}): Promise<string> {
-  const a = pems.get('a')!;
+/** The source: peer a's backup server, or one holding another peer's certificate on its API (`as`) or its relay (`relayAs`). */
+async function startSource(extra: { socatPath?: string; pendingTimeoutMs?: number } = {}, as = 'a', relayAs = as): Promise<string> {
+  const a = pems.get(as)!;
+  const relay = pems.get(relayAs)!;
   const app = Fastify({ logger: false, https: { ...a, minVersion: 'TLSv1.3', requestCert: true, rejectUnauthorized: false } });
-  await app.register(backupRoutes, { zfs: serverZfs, dataset: srcDs, secret: SECRET, log, requirePeerCertificate: true, tlsRelay: () => a, directProgressIntervalMs: 50, ...extra });
+  await app.register(backupRoutes, { zfs: serverZfs, dataset: srcDs, secret: SECRET, log, requirePeerCertificate: true, tlsRelay: () => relay, directProgressIntervalMs: 50, ...extra });
   await app.listen({ port: 0, host: '127.0.0.1' });
   apps.push(app);
   const addr = app.server.address();
@@ -305,7 +307,7 @@ describe('TLS relay security', () => {
       const o = await offer(pems.get('b')!, job.streamPath);
       expect(o.status).toBe(200);
       // The handshake may look complete to the client (TLS 1.3) before the source refuses it.
-      const conn: Awaited<ReturnType<typeof connectRelay>> | Error = await connectRelay({ socatPath: 'socat', tls: pem, log, host: '127.0.0.1', port: o.port!, timeoutMs: 30_000 }).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
+      const conn: Awaited<ReturnType<typeof connectRelay>> | Error = await connectRelay({ socatPath: 'socat', tls: pem, log, host: '127.0.0.1', port: o.port!, peerId: 'a', timeoutMs: 30_000 }).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
       const fromPort = conn instanceof Error ? '1' : String(conn.ends.localPort);
       // The source's relay refused it: the go finds it ended (409), or fails on it (500), as it comes.
       const g = await go(job.jobId, fromPort);
@@ -319,6 +321,38 @@ describe('TLS relay security', () => {
     }
     expect(serverZfs.served.direct).toBe(sendsBefore);
     await noSocatLeft();
+  });
+
+  it('a source whose API holds another peer\'s certificate of the same CA is refused (MANATEE_ERR_TLS_PEER_ID): no job, no stream', async () => {
+    const before = { ...serverZfs.served };
+    const asC = await startSource({}, 'c');
+    const { ds, mp } = await oldPeer('api-of-c');
+    const err = await backend(ds, mp).restore({ source: source(asC), reason: 'rebuild' }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'MANATEE_ERR_TLS_PEER_ID', message: expect.stringMatching(/cannot reach the backup server at https:\/\/127\.0\.0\.1:\d+: the server's certificate is bound to peer "c", not to "a", the peer dialled/) });
+    expect(serverZfs.served).toEqual(before);
+    await expectOldBack(ds, mp);
+  });
+
+  it('a source whose relay holds another peer\'s certificate of the same CA is refused (MANATEE_ERR_TLS_PEER_ID), not asked again through Node: no stream, the old dataset is back', async () => {
+    const before = { ...serverZfs.served };
+    const relayOfC = await startSource({}, 'a', 'c');
+    const { ds, mp } = await oldPeer('relay-of-c');
+    const cap = capturingLogger();
+    const err = await backend(ds, mp, { log: cap.logger }).restore({ source: source(relayOfC), reason: 'rebuild' }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(RestoreFailedError);
+    const cause = (err as Error).cause as { code?: string; message?: string };
+    expect(cause.code).toBe('MANATEE_ERR_TLS_PEER_ID');
+    expect(cause.message).toMatch(/refused the TLS relay of job \S+ at https:\/\/127\.0\.0\.1:\d+ port \d+: TLS relay at 127\.0\.0\.1:\d+: its certificate is not bound to peer "a", the source dialled \(.*commonName does not match hostname "a"/);
+    expect(cap.lines().some((l) => l['msg'] === 'restore: the TLS relay could not be used; asking for the stream through Node')).toBe(false);
+    expect(serverZfs.served).toEqual(before);
+    await expectOldBack(ds, mp);
+    await noSocatLeft();
+  });
+
+  it('a relay asked for a peer id that is none fails before socat runs (MANATEE_ERR_TLS_BAD_ARGUMENT)', async () => {
+    const err = await connectRelay({ socatPath: 'socat', tls: pems.get('b')!, log, host: '127.0.0.1', port: 1, peerId: 'a,verify=0', timeoutMs: 5000 }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'MANATEE_ERR_TLS_BAD_ARGUMENT', message: expect.stringMatching(/"a,verify=0" is not a peer id/) });
+    expect(await socatChildren()).toBe('');
   });
 
   it('the relay refuses plain TCP (no TLS), and no stream starts', async () => {
@@ -352,7 +386,7 @@ describe('TLS relay security', () => {
 
     const job2 = await newJob();
     const o2 = await offer(pems.get('b')!, job2.streamPath);
-    const conn = await connectRelay({ socatPath: 'socat', tls: pems.get('b')!, log, host: '127.0.0.1', port: o2.port!, timeoutMs: 30_000 });
+    const conn = await connectRelay({ socatPath: 'socat', tls: pems.get('b')!, log, host: '127.0.0.1', port: o2.port!, peerId: 'a', timeoutMs: 30_000 });
     try {
       const wrong = await go(job2.jobId, String(conn.ends.localPort === 1 ? 2 : 1));
       expect(wrong.status).toBe(403);
@@ -406,7 +440,7 @@ describe('TLS relay edges', () => {
     const saved = process.env['TMPDIR'];
     process.env['TMPDIR'] = join(pool.dir, 'no-such-dir');
     try {
-      const err = await connectRelay({ socatPath: 'socat', tls: pems.get('b')!, log, host: '127.0.0.1', port: 1, timeoutMs: 5000 }).catch((e: unknown) => e);
+      const err = await connectRelay({ socatPath: 'socat', tls: pems.get('b')!, log, host: '127.0.0.1', port: 1, peerId: 'a', timeoutMs: 5000 }).catch((e: unknown) => e);
       expect(err).toMatchObject({ code: 'MANATEE_ERR_BACKUP_TLS_RELAY', message: expect.stringMatching(/cannot write the certificates for socat in .*no-such-dir/) });
     } finally {
       if (saved === undefined) delete process.env['TMPDIR'];
@@ -416,7 +450,7 @@ describe('TLS relay edges', () => {
   });
 
   it('a relay that cannot connect fails with socat\'s reason, and addresses of dual-stack sockets are their IPv4 form', async () => {
-    const err = await connectRelay({ socatPath: 'socat', tls: pems.get('b')!, log, host: '127.0.0.1', port: 1, timeoutMs: 10_000 }).catch((e: unknown) => e);
+    const err = await connectRelay({ socatPath: 'socat', tls: pems.get('b')!, log, host: '127.0.0.1', port: 1, peerId: 'a', timeoutMs: 10_000 }).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 'MANATEE_ERR_BACKUP_TLS_RELAY', message: expect.stringMatching(/socat ended \(exit 1\) before its connection: .*Connection refused/) });
     expect(plainAddress('::ffff:10.1.2.3')).toBe('10.1.2.3');
     expect(plainAddress('[::1]')).toBe('::1');
