@@ -389,7 +389,7 @@ describe('manatee-adm: show -v, peers, pg-status, verify, state, active, add-pee
     expect(bad.stderr).toMatch(/^manatee-adm: MANATEE_ERR_USAGE: .*PERIOD must be a number of seconds above 0/);
   });
 
-  it('verify reports the deposed peer, and that nothing listens at its address, and exits 1; --json says the same for scripts', async () => {
+  it('verify reports the deposed peer, that nothing listens at its address, and that it is no Raft member, and exits 1; --json says the same for scripts', async () => {
     if (store.state!.deposed.length === 0) store.commit({ ...store.state!, deposed: [peer('z', deadUrl)] }, 'z deposed again for verify');
     const r = await admInProcess(['verify']);
     expect(r.code).toBe(1);
@@ -403,6 +403,8 @@ describe('manatee-adm: show -v, peers, pg-status, verify, state, active, add-pee
       issues: [
         expect.objectContaining({ severity: 'error', code: 'DEPOSED', peer: 'z' }),
         expect.objectContaining({ severity: 'error', code: 'PEER_UNREACHABLE', peer: 'z', message: expect.stringContaining(deadUrl) }),
+        // verify asks GET /members too: z was never a member of the Raft group (a, b, c).
+        expect.objectContaining({ severity: 'warning', code: 'STATE_PEER_NOT_RAFT_MEMBER', peer: 'z', message: expect.stringMatching(/^the deposed peer z is no Raft member: reap it/) }),
       ],
     });
   });

@@ -142,6 +142,40 @@ describe('verify', () => {
     expect(codes(report(threePeerState([A, B, C]), { active: ['a', 'b', 'c', 'z'] }))).toEqual([]);
   });
 
+  describe('the Raft group against the cluster state, both ways', () => {
+    const members = (voters: string[], learners: string[] = []) => ({ voters, learners, addresses: Object.fromEntries([...voters, ...learners].map((id) => [id, `10.0.0.${id.charCodeAt(0) - 96}:5434`])) });
+    const check = (r: ReturnType<typeof report>, m: ReturnType<typeof members>) => verifyShard(r, m).map((i) => `${i.severity}:${i.code}:${i.peer ?? '-'}`);
+
+    it('finds nothing when the members are the peers of the state', () => {
+      expect(check(report(threePeerState([A, B, C])), members(['a', 'b', 'c']))).toEqual([]);
+      expect(check(report(threePeerState([A, B, C], [Z])), members(['a', 'b', 'c', 'z']))).toEqual(['error:DEPOSED:z']);
+    });
+
+    it('a voter with no place in the state and no session is an error (one failure fewer tolerated), a learner a warning, an active one being placed a warning', () => {
+      const r = report(threePeerState([A, B, C]));
+      expect(check(r, members(['a', 'b', 'c', 'z']))).toEqual(['error:RAFT_MEMBER_NOT_IN_STATE:z']);
+      expect(verifyShard(r, members(['a', 'b', 'c', 'z']))[0]?.message).toBe(
+        'z (Raft voter, 10.0.0.26:5434) has no place in the cluster state and no session: it counts towards the Raft quorum and does not answer, so the shard tolerates one failure fewer: start its sitter, or remove it (manatee-adm remove-peer z) if it is gone for good',
+      );
+      expect(check(r, members(['a', 'b', 'c'], ['z']))).toEqual(['warning:RAFT_MEMBER_NOT_IN_STATE:z']);
+      const placing = report(threePeerState([A, B, C]), { active: ['a', 'b', 'c', 'z'] });
+      expect(check(placing, members(['a', 'b', 'c'], ['z']))).toEqual(['warning:RAFT_MEMBER_NOT_IN_STATE:z']);
+      expect(verifyShard(placing, members(['a', 'b', 'c'], ['z']))[0]?.message).toMatch(/^z \(Raft learner, 10\.0\.0\.26:5434\) has a session but no place in the cluster state yet/);
+    });
+
+    it('a peer of the state that is no member is an error (its sitter gets no commit), a deposed one a warning', () => {
+      const r = report(threePeerState([A, B, C]));
+      expect(check(r, members(['a', 'b']))).toEqual(['error:STATE_PEER_NOT_RAFT_MEMBER:c']);
+      expect(verifyShard(r, members(['a', 'b']))[0]?.message).toBe(
+        'the async c is in the cluster state but no Raft member: its sitter receives no commit and acts on a state that no longer moves (add it back with manatee-adm add-peer c <host:raftPort>)',
+      );
+      expect(check(r, members(['a', 'c']))).toEqual(['error:STATE_PEER_NOT_RAFT_MEMBER:b']);
+      expect(check(report(threePeerState([A, B, C], [Z])), members(['a', 'b', 'c']))).toEqual(['error:DEPOSED:z', 'warning:STATE_PEER_NOT_RAFT_MEMBER:z']);
+      // Without the members (an older peer's API), nothing is said either way.
+      expect(codes(r)).toEqual([]);
+    });
+  });
+
   it('a deposed peer is an error until it is rebuilt or reaped', () => {
     expect(codes(report(threePeerState([A, B, C], [Z])))).toEqual(['error:DEPOSED:z']);
   });

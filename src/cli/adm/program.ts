@@ -221,7 +221,9 @@ function buildProgram(io: AdmIo): Command {
     .description('check the shard (exit status 1 on problems): primary and sync serving, no deposed peer, an async, every link streaming')
     .option('-j, --json', 'print JSON for scripts: {ok, issues}')
     .action(async (opts: { json?: boolean }, cmd: Command) => {
-      const issues = verifyShard(await client(cmd).shard());
+      const c = client(cmd);
+      const [report, members] = await Promise.all([c.shard(), c.members()]);
+      const issues = verifyShard(report, members);
       const errors = issues.filter((i) => i.severity === 'error').length;
       if (opts.json === true) json({ ok: errors === 0, issues });
       else io.out(`${renderVerify(issues)}\n`);

@@ -208,7 +208,7 @@ export interface VerifyIssue {
 /** verify warns about a certificate that expires within this many seconds (30 days). */
 const CERT_WARN_SECONDS = 30 * 86_400;
 
-export function verifyShard(report: ShardReport): VerifyIssue[] {
+export function verifyShard(report: ShardReport, members: RaftMembers | null = null): VerifyIssue[] {
   const issues: VerifyIssue[] = [];
   const state = report.state;
   if (state === null) {
@@ -273,7 +273,49 @@ export function verifyShard(report: ShardReport): VerifyIssue[] {
   }
   if (report.freeze !== null) issues.push({ severity: 'warning', code: 'FROZEN', peer: null, message: `the shard is frozen: ${report.freeze.reason}` });
   if (report.raftLeader === null) issues.push({ severity: 'error', code: 'NO_RAFT_LEADER', peer: null, message: 'the answering peer knows no Raft leader' });
+  if (members !== null) membershipIssues(report, members, issues);
   return issues;
+}
+
+/**
+ * The Raft group against the cluster state, both ways. A member with no place in the state
+ * (primary, sync, async, deposed): one the primary has not placed yet (it has a session) is a
+ * warning; one with no session is an error when it votes (it counts towards the quorum and cannot
+ * answer: one failure fewer is tolerated) and a warning as a learner. A peer of the state that is
+ * no member: its sitter receives no commit, so it acts on a state that no longer moves (an error;
+ * a warning for a deposed peer, which only waits to be reaped or rebuilt).
+ */
+function membershipIssues(report: ShardReport, members: RaftMembers, issues: VerifyIssue[]): void {
+  const state = report.state;
+  if (state === null) return;
+  const placed = new Map<string, string>([[state.primary.id, 'primary']]);
+  if (state.sync !== null) placed.set(state.sync.id, 'sync');
+  for (const a of state.async) placed.set(a.id, 'async');
+  for (const d of state.deposed) placed.set(d.id, 'deposed');
+  for (const id of [...members.voters, ...members.learners]) {
+    if (placed.has(id)) continue;
+    const kind = members.voters.includes(id) ? 'voter' : 'learner';
+    const address = members.addresses[id] ?? '?';
+    const active = report.peers.some((p) => p.id === id && p.active);
+    if (active) {
+      issues.push({ severity: 'warning', code: 'RAFT_MEMBER_NOT_IN_STATE', peer: id, message: `${id} (Raft ${kind}, ${address}) has a session but no place in the cluster state yet: the primary places a new active peer in the async chain; if this lasts, see the primary's last decision` });
+    } else {
+      issues.push({
+        severity: kind === 'voter' ? 'error' : 'warning', code: 'RAFT_MEMBER_NOT_IN_STATE', peer: id,
+        message: `${id} (Raft ${kind}, ${address}) has no place in the cluster state and no session${kind === 'voter' ? ': it counts towards the Raft quorum and does not answer, so the shard tolerates one failure fewer' : ''}: start its sitter, or remove it (manatee-adm remove-peer ${id}) if it is gone for good`,
+      });
+    }
+  }
+  const inGroup = new Set([...members.voters, ...members.learners]);
+  for (const [id, role] of placed) {
+    if (inGroup.has(id)) continue;
+    issues.push({
+      severity: role === 'deposed' ? 'warning' : 'error', code: 'STATE_PEER_NOT_RAFT_MEMBER', peer: id,
+      message: role === 'deposed'
+        ? `the deposed peer ${id} is no Raft member: reap it (manatee-adm reap -p ${id}) if it is gone for good`
+        : `the ${role} ${id} is in the cluster state but no Raft member: its sitter receives no commit and acts on a state that no longer moves (add it back with manatee-adm add-peer ${id} <host:raftPort>)`,
+    });
+  }
 }
 
 /** The reachable peers that report their credentials' fingerprints (older sitters do not). */
