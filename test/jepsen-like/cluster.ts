@@ -4,7 +4,10 @@
 // and the postmaster's (PostgreSQL starts the postmaster in a process group of its own).
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { request, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
+import { CA_CERT_FILE, initCa, issuePeerCertificate, peerCertFile, peerKeyFile } from '../../src/tls/index.js';
 import type { SitterStatus } from '../../src/model/index.js';
 import type { Network } from './net.js';
 import { pidAlive } from '../../tools/lib/pid-alive.js';
@@ -38,6 +41,13 @@ export interface ClusterOptions {
   readonly poolOf?: (hostId: string) => string;
   /** Peers at the start: the first `initialPeers` hosts; the other hosts are spare (membership changes). Default: all. */
   readonly initialPeers?: number;
+  /**
+   * TLS everywhere, as a real shard runs (default true): a shard CA in `<workDir>/certs` and a
+   * certificate per peer for its namespace's address; the APIs are https, PostgreSQL takes TLS
+   * only, and every client here (status, admin calls, the workloads' pools) checks the peers
+   * against the CA. False: the plain path.
+   */
+  readonly tls?: boolean;
 }
 
 export interface Peer {
@@ -124,10 +134,25 @@ export class Cluster {
       dataDir,
       configPath: join(dataDir, 'config.json'),
       logPath: join(this.opts.logsDir, `${id}.log`),
-      apiUrl: `http://${h.address}:${API_PORT}`,
+      apiUrl: `${this.tls ? 'https' : 'http'}://${h.address}:${API_PORT}`,
       sitterPid: null,
       paused: false,
     };
+  }
+
+  get tls(): boolean {
+    return this.opts.tls ?? true;
+  }
+
+  /** The shard CA's certificate file (TLS only). */
+  get caFile(): string | null {
+    return this.tls ? join(this.opts.workDir, 'certs', CA_CERT_FILE) : null;
+  }
+
+  /** The shard CA's certificate (PEM): the client library's `ca`. Undefined without TLS. */
+  get caPem(): string | undefined {
+    const f = this.caFile;
+    return f === null ? undefined : readFileSync(f, 'utf8');
   }
 
   get backend(): 'basebackup' | 'zfs' {
@@ -160,12 +185,13 @@ export class Cluster {
    * A new peer on a spare host, with a configuration whose members are the shard's peers and
    * itself (as an operator grows the shard: add-peer first, then this). Not started.
    */
-  addPeer(id: string, hostId: string): Peer {
+  async addPeer(id: string, hostId: string): Promise<Peer> {
     if (this.usedIds.has(id)) throw new Error(`peer id ${id} was used before in this run`);
     if (!this.spareHosts().includes(hostId)) throw new Error(`host ${hostId} is not spare`);
     const p = this.makePeer(id, hostId);
     const members = [...this.peers, p].map((x) => ({ id: x.id, address: `${x.address}:${RAFT_PORT}` }));
     mkdirSync(p.dataDir, { recursive: true, mode: 0o755 });
+    await this.issueCertificate(p);
     this.writeConfig(p, members);
     this.peers = [...this.peers, p];
     return p;
@@ -182,8 +208,11 @@ export class Cluster {
     return p;
   }
 
+  /** The superuser's URL of a peer's PostgreSQL; with TLS, sslmode=verify-full against the shard CA. */
   pgUrl(id: string): string {
-    return `postgres://postgres:${encodeURIComponent(this.opts.superuserPassword)}@${this.peer(id).address}:${PG_PORT}/postgres`;
+    const ca = this.caFile;
+    const tls = ca === null ? '' : `?sslmode=verify-full&sslrootcert=${encodeURIComponent(ca)}`;
+    return `postgres://postgres:${encodeURIComponent(this.opts.superuserPassword)}@${this.peer(id).address}:${PG_PORT}/postgres${tls}`;
   }
 
   /** The superuser's credentials: the client library's pool takes host and port from the topology, and these from here. */
@@ -196,15 +225,31 @@ export class Cluster {
     return this.peers.find((p) => p.address === host)?.id ?? null;
   }
 
-  /** The configuration of each peer (the secrets are the run's own random ones). */
-  writeConfigs(): Record<string, unknown>[] {
+  /**
+   * The configuration of each peer (the secrets are the run's own random ones); with TLS, the
+   * shard CA and each peer's certificate first (src/tls, as `manatee-adm certs` makes them).
+   */
+  async writeConfigs(): Promise<Record<string, unknown>[]> {
     mkdirSync(this.opts.workDir, { recursive: true, mode: 0o755 });
     mkdirSync(this.opts.logsDir, { recursive: true });
+    if (this.tls) await initCa({ dir: this.certsDir(), name: 'Chaos shard CA' });
     const members = this.peers.map((p) => ({ id: p.id, address: `${p.address}:${RAFT_PORT}` }));
-    return this.peers.map((p) => {
+    const out: Record<string, unknown>[] = [];
+    for (const p of this.peers) {
       mkdirSync(p.dataDir, { recursive: true, mode: 0o755 });
-      return this.writeConfig(p, members);
-    });
+      await this.issueCertificate(p);
+      out.push(this.writeConfig(p, members));
+    }
+    return out;
+  }
+
+  private certsDir(): string {
+    return join(this.opts.workDir, 'certs');
+  }
+
+  /** A certificate for `p`, bound to its id, for its namespace's address (TLS only). */
+  private async issueCertificate(p: Peer): Promise<void> {
+    if (this.tls) await issuePeerCertificate({ dir: this.certsDir(), peerId: p.id, hosts: [p.address] });
   }
 
   private writeConfig(p: Peer, members: readonly { id: string; address: string }[]): Record<string, unknown> {
@@ -223,6 +268,7 @@ export class Cluster {
         timeouts: { sessionTimeoutMs: this.opts.sessionTimeoutMs, keepaliveIntervalMs },
         secret: this.opts.secret,
         adminToken: this.opts.adminToken,
+        ...(this.tls ? { tls: { caFile: join(this.certsDir(), CA_CERT_FILE), certFile: peerCertFile(this.certsDir(), p.id), keyFile: peerKeyFile(this.certsDir(), p.id) } } : {}),
         log: { level: 'info' },
       };
       writeFileSync(p.configPath, JSON.stringify(config, null, 2), { mode: 0o600 });
@@ -319,11 +365,40 @@ export class Cluster {
     return pid !== null && pidAlive(pid);
   }
 
+  /**
+   * One call to a peer's API: node:http, or node:https checked against the shard CA (fetch takes
+   * no CA of its own). Rejects when the peer does not answer within `timeoutMs`.
+   */
+  private call(url: string, opts: { method: string; headers: Record<string, string>; body?: string; timeoutMs: number }): Promise<{ status: number; text: string }> {
+    return new Promise((resolve, reject) => {
+      const onResponse = (res: IncomingMessage): void => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => { resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }); });
+        res.on('error', reject);
+      };
+      const base = { method: opts.method, headers: opts.headers };
+      const ca = this.caPemCached();
+      const req = url.startsWith('https:') ? httpsRequest(url, ca === undefined ? base : { ...base, ca }, onResponse) : request(url, base, onResponse);
+      const timer = setTimeout(() => req.destroy(new Error(`no answer from ${url} within ${opts.timeoutMs} ms`)), opts.timeoutMs);
+      req.on('close', () => { clearTimeout(timer); });
+      req.on('error', reject);
+      req.end(opts.body);
+    });
+  }
+
+  private caPemMemo: string | undefined;
+
+  private caPemCached(): string | undefined {
+    if (this.caPemMemo === undefined && this.tls) this.caPemMemo = this.caPem;
+    return this.caPemMemo;
+  }
+
   async status(id: string, timeoutMs = 1500): Promise<SitterStatus | null> {
     try {
-      const res = await fetch(`${this.peer(id).apiUrl}/status`, { signal: AbortSignal.timeout(timeoutMs) });
-      if (!res.ok) return null;
-      return (await res.json()) as SitterStatus;
+      const res = await this.call(`${this.peer(id).apiUrl}/status`, { method: 'GET', headers: {}, timeoutMs });
+      if (res.status !== 200) return null;
+      return JSON.parse(res.text) as SitterStatus;
     } catch {
       return null;
     }
@@ -335,13 +410,13 @@ export class Cluster {
    */
   async admin(id: string, method: 'GET' | 'POST' | 'DELETE', path: string, body?: unknown, timeoutMs = 30_000): Promise<{ status: number; body: unknown }> {
     try {
-      const res = await fetch(`${this.peer(id).apiUrl}${path}`, {
+      const res = await this.call(`${this.peer(id).apiUrl}${path}`, {
         method,
         headers: { authorization: `Bearer ${this.opts.adminToken}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}), 'x-manatee-operator': 'chaos-nemesis' },
         ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-        signal: AbortSignal.timeout(timeoutMs),
+        timeoutMs,
       });
-      const text = await res.text();
+      const text = res.text;
       let parsed: unknown = text;
       try {
         parsed = JSON.parse(text);

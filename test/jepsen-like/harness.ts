@@ -59,6 +59,8 @@ export interface ChaosOptions {
   readonly extraS: number;
   /** Keep the peers' data directories after the run (for debugging). */
   readonly keepData: boolean;
+  /** TLS everywhere (a shard CA and a certificate per peer, as a real shard runs); false: plain TCP. */
+  readonly tls: boolean;
   readonly log: (line: string) => void;
 }
 
@@ -77,6 +79,7 @@ export const DEFAULT_OPTIONS: Omit<ChaosOptions, 'seed' | 'log'> = {
   eachKind: true,
   extraS: 600,
   keepData: false,
+  tls: true,
 };
 
 export interface ChaosSummary {
@@ -133,7 +136,7 @@ class Jsonl {
 
 export function replayCommand(o: ChaosOptions): string {
   const faults = o.faults.length === FAULT_KINDS.length ? '' : ` --faults ${o.faults.join(',')}`;
-  return `npm run chaos -- --seed ${o.seed} --time ${o.timeS}${faults} --workload ${o.workloads.join(',')} --backend ${o.backend} --peers ${o.peers} --writers ${o.writers} --readers ${o.readers} --register-clients ${o.registerClients} --session-timeout-ms ${o.sessionTimeoutMs}`;
+  return `npm run chaos -- --seed ${o.seed} --time ${o.timeS}${faults} --workload ${o.workloads.join(',')} --backend ${o.backend} --peers ${o.peers} --writers ${o.writers} --readers ${o.readers} --register-clients ${o.registerClients} --session-timeout-ms ${o.sessionTimeoutMs}${o.tls ? '' : ' --no-tls'}`;
 }
 
 function workDirOf(prefix: string): string {
@@ -150,6 +153,12 @@ function ownerPid(prefix: string): number | null {
   } catch {
     return null;
   }
+}
+
+/** Whether `prefix` belongs to a chaos run of another process that is still going (e.g. another engineer's, on the same machine). */
+export function ownedByAnotherLiveRun(prefix: string): boolean {
+  const owner = ownerPid(prefix);
+  return owner !== null && owner !== process.pid;
 }
 
 /** Prefixes of data directories in /tmp left by runs (a crashed run may leave one without namespaces). */
@@ -290,9 +299,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosSummary> {
       sessionTimeoutMs: o.sessionTimeoutMs,
       raftTickMs: 50,
       raftElectionTicks: 20,
+      tls: o.tls,
     });
     const c = cluster;
-    const peerConfigs = c.writeConfigs().map((cfg) => ({ ...cfg, secret: '(random per run)', adminToken: '(random per run)', postgres: { ...(cfg['postgres'] as object), superuserPassword: '(random per run)' } }));
+    const peerConfigs = (await c.writeConfigs()).map((cfg) => ({ ...cfg, secret: '(random per run)', adminToken: '(random per run)', postgres: { ...(cfg['postgres'] as object), superuserPassword: '(random per run)' } }));
     const { log: _log, ...printable } = o;
     writeFileSync(join(dir, 'config.json'), JSON.stringify({ options: printable, prefix, network: net, peers: peerConfigs, replay: replayCommand(o) }, null, 2));
     for (const p of c.peers) c.start(p.id);

@@ -484,7 +484,7 @@ export class Nemesis {
     const address = this.cluster.raftAddressOf(host);
     const add = await this.adminAnywhere('POST', '/admin/peers', { id, address }, (status) => status === 200, this.now() + 60_000);
     if (!add.ok) return { targets: [id], detail: `add-peer ${id} (${address}) failed: ${add.last}`, holdMs: 0 };
-    this.cluster.addPeer(id, host);
+    await this.cluster.addPeer(id, host);
     this.joined.add(id);
     this.cluster.start(id);
     const started = this.now();

@@ -109,6 +109,8 @@ export class RegisterWorkload {
       connectTimeoutMs: this.opts.connectTimeoutMs,
       checkIntervalMs: this.opts.checkIntervalMs,
       backoff: { initialMs: 100, maxMs: 1000 },
+      // With TLS: the https peers and the pool's PostgreSQL connections are checked against the shard CA.
+      ...(this.cluster.caPem !== undefined ? { ca: this.cluster.caPem } : {}),
     });
     mc.on('error', () => undefined);
     return mc;

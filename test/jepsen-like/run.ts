@@ -52,6 +52,7 @@ async function main(): Promise<number> {
     .option('--results <dir>', 'where the results directory goes', DEFAULT_OPTIONS.resultsDir)
     .option('--no-each-kind', 'stop at --time even if some kinds of fault were not injected yet')
     .option('--keep-data', 'keep the peers\' data directories (under /tmp/manatee-chaos-<prefix>)')
+    .option('--no-tls', 'plain TCP everywhere (default: TLS everywhere, a shard CA and a certificate per peer, as a real shard runs)')
     .addHelpText('after', '\nnpm run chaos -- cleanup   removes the namespaces, processes and data that a crashed run left behind');
 
   if (process.argv[2] === 'cleanup') {
@@ -61,7 +62,7 @@ async function main(): Promise<number> {
     return 0;
   }
   program.parse(process.argv);
-  const o = program.opts<{ time: number; seed?: number; faults: string; workload: WorkloadKind[]; registerClients: number; peers: number; backend: ChaosBackend; writers: number; readers: number; sessionTimeoutMs: number; gapMs: number; results: string; eachKind: boolean; keepData?: boolean }>();
+  const o = program.opts<{ time: number; seed?: number; faults: string; workload: WorkloadKind[]; registerClients: number; peers: number; backend: ChaosBackend; writers: number; readers: number; sessionTimeoutMs: number; gapMs: number; results: string; eachKind: boolean; keepData?: boolean; tls: boolean }>();
   if (process.getuid?.() !== 0) {
     process.stderr.write('chaos: must run as root (it creates network namespaces and iptables rules)\n');
     return 2;
@@ -82,6 +83,7 @@ async function main(): Promise<number> {
     resultsDir: resolve(o.results),
     eachKind: o.eachKind,
     keepData: o.keepData === true,
+    tls: o.tls,
     log,
   });
   for (const line of verdictLines(summary)) process.stdout.write(`${line}\n`);

@@ -228,6 +228,8 @@ export class Workload {
       connectTimeoutMs: this.opts.connectTimeoutMs,
       checkIntervalMs: this.opts.checkIntervalMs,
       backoff: { initialMs: 100, maxMs: 1000 },
+      // With TLS: the https peers and the pool's PostgreSQL connections are checked against the shard CA.
+      ...(this.cluster.caPem !== undefined ? { ca: this.cluster.caPem } : {}),
     });
     // A round of unreachable peers: the writes' own outcomes record what it meant.
     mc.on('error', () => undefined);

@@ -45,13 +45,16 @@ describe('the primary\'s lease under a real partition', () => {
       sessionTimeoutMs: 1500, raftTickMs: 50, raftElectionTicks: 20,
     });
     cluster = c;
-    c.writeConfigs();
+    await c.writeConfigs();
+    // The peers serve https with certificates of the run's shard CA: every call here checks them against it.
+    const ca = c.caPem;
+    const api = (url: string, timeoutMs?: number) => httpJson(url, { ...(timeoutMs !== undefined ? { timeoutMs } : {}), ...(ca !== undefined ? { ca } : {}) });
     for (const id of ids) c.start(id);
     const chain = await waitFor('a three-peer chain with a writable primary', async () => {
       const st = await c.status(ids[0]!);
       const s = st?.state;
       if (s === null || s === undefined || s.sync === null || s.async.length !== 1) return null;
-      const p = await httpJson(`${c.peer(s.primary.id).apiUrl}/primary`, { timeoutMs: 2000 }).catch(() => null);
+      const p = await api(`${c.peer(s.primary.id).apiUrl}/primary`, 2000).catch(() => null);
       const sync = await c.status(s.sync.id);
       return p?.status === 200 && sync?.postgres.inRecovery === true ? s : null;
     }, { timeoutMs: 240_000, intervalMs: 500 });
@@ -62,7 +65,7 @@ describe('the primary\'s lease under a real partition', () => {
     const loops = ids.map(async (id) => {
       while (!stopped) {
         const sentMs = performance.now();
-        const status = await httpJson(`${c.peer(id).apiUrl}/primary`, { timeoutMs: 2000 }).then((r) => r.status, () => 0);
+        const status = await api(`${c.peer(id).apiUrl}/primary`, 2000).then((r) => r.status, () => 0);
         samples.push({ peer: id, sentMs, gotMs: performance.now(), status });
         await new Promise((r) => setTimeout(r, 5));
       }
@@ -84,11 +87,11 @@ describe('the primary\'s lease under a real partition', () => {
       expect(samples.filter((s) => s.peer === oldId && s.status === 200 && s.sentMs > firstNew.gotMs)).toEqual([]);
       const fenceLine = readFileSync(c.peer(oldId).logPath, 'utf8').split('\n').find((l) => l.includes('"decision":"lease-fence"'));
       expect(fenceLine, 'the old primary logged its lease fence').toBeDefined();
-      const body = (await httpJson(`${c.peer(oldId).apiUrl}/primary`)).body as { reason: string };
+      const body = (await api(`${c.peer(oldId).apiUrl}/primary`)).body as { reason: string };
       expect(body.reason).toMatch(/fenced|not the primary|PostgreSQL is not serving/);
       console.log(`partition of ${oldId}: its /primary 503 after ${Math.round(oldFirst503!.gotMs - cutMs)} ms, the new primary's 200 after ${Math.round(firstNew.gotMs - cutMs)} ms`);
       const newId = firstNew.peer;
-      const st = (await httpJson(`${c.peer(newId).apiUrl}/status`)).body as SitterStatus;
+      const st = (await api(`${c.peer(newId).apiUrl}/status`)).body as SitterStatus;
       expect(st.role).toBe('primary');
     } finally {
       stopped = true;

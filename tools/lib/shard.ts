@@ -129,7 +129,7 @@ export function apiRequest(url: string, opts: RequestOptions, onResponse: (res: 
 /** One HTTP call to a peer's API; node:http (fetch refuses some ports). Rejects on any failure. */
 export function httpJson(
   url: string,
-  opts: { method?: string; body?: unknown; token?: string; timeoutMs?: number } = {},
+  opts: { method?: string; body?: unknown; token?: string; timeoutMs?: number; /** The CA (PEM) an https peer is checked against; default: its Shard's. */ ca?: string } = {},
 ): Promise<{ status: number; body: unknown }> {
   return new Promise((resolvePromise, reject) => {
     const payload = opts.body === undefined ? undefined : JSON.stringify(opts.body);
@@ -137,7 +137,7 @@ export function httpJson(
     if (payload !== undefined) headers['content-type'] = 'application/json';
     if (opts.token !== undefined) headers['authorization'] = `Bearer ${opts.token}`;
     const u = new URL(url);
-    const ca = trustedCas.get(u.origin);
+    const ca = opts.ca ?? trustedCas.get(u.origin);
     const onResponse = (res: IncomingMessage): void => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
