@@ -22,14 +22,14 @@
 // With --patroni (Debian packages patroni and python3-pysyncobj) it then runs a Patroni cluster with
 // synchronous_mode on the same machine the same way (Patroni running vs paused) and prints both ratios.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import type { SitterStatus } from '../../src/model/index.js';
-import { readRecord, type ClusterRecord, type RecordedProcess } from '../lib/dev-record.js';
+import { pgdataOf, readRecord, type ClusterRecord, type RecordedProcess } from '../lib/dev-record.js';
 import { isRunning } from '../lib/processes.js';
 import { PatroniCluster, patroniInstalled, type PatroniSettings } from './patroni.js';
 import { CounterReader, initialise, median, runPgbench, type PgbenchResult, type PgTarget, type ServerCounters } from './pgbench.js';
@@ -96,6 +96,9 @@ interface Round {
   readonly managerCpuPct: number;
   readonly load1: number;
   readonly path: PathWaits | null;
+  /** CPU ms per pgbench transaction: all the servers' PostgreSQL processes, and the managers. */
+  readonly pgCpuMsPerTx: number;
+  readonly managerCpuMsPerTx: number;
 }
 
 interface ReplicationPids {
@@ -143,6 +146,41 @@ function pathWaits(before: readonly (Waits | null)[], after: readonly (Waits | n
   return { walsenderDelayMsPerS: s.delay, walsenderInvPerS: s.inv, walreceiverDelayMsPerS: r.delay, walreceiverInvPerS: r.inv };
 }
 
+const STAT_FIELDS_AFTER_COMM = (stat: string): string[] => stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+
+/**
+ * CPU ticks of a postmaster's tree: its own, its reaped children's (cutime + cstime: the backends
+ * that exited) and its live children's. null when the postmaster is gone (a restart in between).
+ */
+function treeTicks(postmaster: number): number | null {
+  try {
+    const f = STAT_FIELDS_AFTER_COMM(readFileSync(`/proc/${postmaster}/stat`, 'utf8'));
+    let ticks = Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
+    for (const d of readdirSync('/proc')) {
+      if (!/^\d+$/.test(d)) continue;
+      try {
+        const c = STAT_FIELDS_AFTER_COMM(readFileSync(`/proc/${d}/stat`, 'utf8'));
+        if (Number(c[1]) === postmaster) ticks += Number(c[11]) + Number(c[12]);
+      } catch {
+        // exited meanwhile: its ticks are in the postmaster's cutime now or soon
+      }
+    }
+    return ticks;
+  } catch {
+    return null;
+  }
+}
+
+function sumTicks(pids: readonly number[]): number | null {
+  let sum = 0;
+  for (const pid of pids) {
+    const t = treeTicks(pid);
+    if (t === null) return null;
+    sum += t;
+  }
+  return sum;
+}
+
 function chrtAll(pids: readonly number[], policy: '--batch' | '--other'): void {
   for (const pid of pids) {
     const r = spawnSync('chrt', ['--all-tasks', policy, '--pid', '0', String(pid)], { encoding: 'utf8' });
@@ -161,6 +199,8 @@ interface System {
   managerPids(): number[];
   /** The primary's walsender to the sync and the sync's walreceiver now (Manatee only). */
   replicationPids?(): Promise<ReplicationPids>;
+  /** The postmasters of every server now (Manatee only). */
+  postmasterPids?(): number[];
   /** After the managers resume: wait until the cluster takes writes again, and say what changed. */
   settle(): Promise<string | null>;
 }
@@ -213,6 +253,8 @@ async function oneRound(sys: System, kind: Kind, mode: Mode): Promise<Round> {
   const before = await countersOf(servers);
   const cpuBefore = pids.map(cpuTicks);
   const waitsBefore = repl === null ? [] : [waitsOf(repl.walsender), waitsOf(repl.walreceiver)];
+  const postmasters = sys.postmasterPids?.() ?? [];
+  const pgTicksBefore = sumTicks(postmasters);
   const startedMs = Date.now();
   if (mode === 'batch') chrtAll(pids, '--batch');
   signalAll(paused, 'SIGSTOP');
@@ -220,6 +262,7 @@ async function oneRound(sys: System, kind: Kind, mode: Mode): Promise<Round> {
   let after: ServerCounters[];
   let cpuAfter: number[];
   let waitsAfter: (Waits | null)[];
+  let pgTicksAfter: number | null;
   let elapsedS: number;
   try {
     result = await runPgbench(primary, { selectOnly: kind === 'select-only', clients, jobs, durationS });
@@ -228,6 +271,8 @@ async function oneRound(sys: System, kind: Kind, mode: Mode): Promise<Round> {
     elapsedS = (Date.now() - startedMs) / 1000;
     cpuAfter = pids.map(cpuTicks);
     waitsAfter = repl === null ? [] : [waitsOf(repl.walsender), waitsOf(repl.walreceiver)];
+    // pgbench has exited: its backends' CPU is in their postmaster's cutime + cstime.
+    pgTicksAfter = sumTicks(postmasters);
     after = await countersOf(servers);
   } finally {
     signalAll(paused, 'SIGCONT');
@@ -249,11 +294,14 @@ async function oneRound(sys: System, kind: Kind, mode: Mode): Promise<Round> {
     managerCpuPct: (100 * cpuS) / elapsedS,
     load1: loadavg()[0] ?? NaN,
     path: pathWaits(waitsBefore, waitsAfter, elapsedS),
+    pgCpuMsPerTx: pgTicksBefore === null || pgTicksAfter === null || postmasters.length === 0 ? NaN
+      : ((pgTicksAfter - pgTicksBefore) * 1000) / CLOCK_TICKS_PER_S / result.transactions,
+    managerCpuMsPerTx: (cpuS * 1000) / result.transactions,
   };
   const p = round.path;
   console.log(`  ${sys.name} ${kind.padEnd(11)} ${mode.padEnd(14)} tps ${result.tps.toFixed(1).padStart(8)}  latency ${result.latencyMs.toFixed(3).padStart(7)} ms  ` +
     `new connections ${round.sessionsPerS.toFixed(2)}/s  primary WAL flushes ${round.walSyncPerS.toFixed(1)}/s  ` +
-    `managers' CPU ${round.managerCpuPct.toFixed(1)}% of a core  load ${round.load1.toFixed(2)}` +
+    `managers' CPU ${round.managerCpuPct.toFixed(1)}% of a core  CPU ms a transaction: PostgreSQL ${round.pgCpuMsPerTx.toFixed(3)}, managers ${round.managerCpuMsPerTx.toFixed(3)}  load ${round.load1.toFixed(2)}` +
     (p === null ? '' : `  run delay walsender ${p.walsenderDelayMsPerS.toFixed(1)} ms/s (${p.walsenderInvPerS.toFixed(0)} preempted/s), ` +
       `walreceiver ${p.walreceiverDelayMsPerS.toFixed(1)} ms/s (${p.walreceiverInvPerS.toFixed(0)} preempted/s)`) +
     (result.failed > 0 ? `  FAILED transactions ${result.failed}` : '') + (changed === null ? '' : `  (${changed})`));
@@ -301,7 +349,8 @@ function summarise(name: string, all: readonly Round[]): Summary[] {
       const pairs = rs.map((x, i) => x.result.tps / (pausedByRound[i] ?? NaN));
       const p = rs.map((x) => x.path).filter((x): x is PathWaits => x !== null);
       console.log(`    ${mode.padEnd(14)} tps ${med(mode, (x) => x.result.tps).toFixed(1).padStart(8)}  ratio to paused ${(med(mode, (x) => x.result.tps) / tps.paused).toFixed(3)}x ` +
-        `(pairs ${pairs.map((x) => x.toFixed(2)).join(', ')})` +
+        `(pairs ${pairs.map((x) => x.toFixed(2)).join(', ')})  CPU ms a transaction: PostgreSQL ${med(mode, (x) => x.pgCpuMsPerTx).toFixed(3)}, ` +
+        `managers ${med(mode, (x) => x.managerCpuMsPerTx).toFixed(3)}` +
         (p.length === 0 ? '' : `  run delay walsender ${median(p.map((x) => x.walsenderDelayMsPerS)).toFixed(1)} ms/s, ${median(p.map((x) => x.walsenderInvPerS)).toFixed(0)} preempted/s; ` +
           `walreceiver ${median(p.map((x) => x.walreceiverDelayMsPerS)).toFixed(1)} ms/s, ${median(p.map((x) => x.walreceiverInvPerS)).toFixed(0)} preempted/s`));
     }
@@ -371,6 +420,18 @@ function manateeSystem(rec: ClusterRecord): System {
     },
     servers: () => rec.peers.map((p) => target(p.pgPort)),
     managerPids: () => sitters.map((x) => x.pid),
+    postmasterPids() {
+      const out: number[] = [];
+      for (const p of rec.peers) {
+        try {
+          const pid = Number(readFileSync(join(pgdataOf(p), 'postmaster.pid'), 'utf8').split('\n')[0]);
+          if (Number.isInteger(pid) && pid > 0) out.push(pid);
+        } catch {
+          // not running
+        }
+      }
+      return out;
+    },
     async replicationPids() {
       const s = await writablePrimary(120_000);
       const primaryPeer = rec.peers.find((p) => p.id === s.peer.id);
