@@ -78,7 +78,20 @@ export interface RaftNodeOptions {
   readonly maxQueueMessages?: number;
   /** Random source for election timeouts; defaults to Math.random (the node is not the pure part). */
   readonly random?: () => number;
+  /**
+   * Called at each step of a write's path, with the log index concerned (tools/bench/raft-steps.ts
+   * times them; nothing else sets it). Not called when absent.
+   */
+  readonly trace?: (step: RaftTraceStep, index: number) => void;
 }
+
+/**
+ * The steps of one write, in order: propose (the leader appended it), send (the leader's appends
+ * went on the socket), saveStart/saveEnd (around a Ready's synced write of its entries), recvAppend
+ * (a follower got them), ack (the follower's acknowledgement went on the socket), recvAck (the
+ * leader got one), commitReady (the leader's Ready that carries its commit), apply.
+ */
+export type RaftTraceStep = 'propose' | 'send' | 'saveStart' | 'saveEnd' | 'recvAppend' | 'ack' | 'recvAck' | 'commitReady' | 'apply';
 
 export interface RaftNodeStatus {
   readonly id: NodeId;
@@ -220,6 +233,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
   private readonly keepEntries: number;
   private readonly requestTimeoutMs: number;
   private readonly maxPending: number;
+  private readonly trace: ((step: RaftTraceStep, index: number) => void) | null;
 
   private constructor(opts: RaftNodeOptions, storage: RaftStorage, memLog: MemoryLog, snapshot: Snapshot) {
     super();
@@ -236,6 +250,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     this.keepEntries = opts.keepEntriesAfterSnapshot ?? 1000;
     this.requestTimeoutMs = opts.requestTimeoutMs ?? 10_000;
     this.maxPending = opts.maxPendingRequests ?? 10_000;
+    this.trace = opts.trace ?? null;
     this.applied = snapshot.metadata.index;
     this.snapshotIndex = snapshot.metadata.index;
     this.members = snapshot.metadata.confState;
@@ -699,8 +714,10 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
       // As leader, the core appended the entry at once: remember where, so that if another
       // leader's entry is applied there instead, the proposer hears so now, not at its timeout.
       const st = this.core.status();
-      if (st.role === 'leader') this.proposedAt.set(st.lastIndex, rid);
-      else if (endOnLeaderChange && this.leader !== null) p.forwardedTo = { leader: this.leader, term: st.term };
+      if (st.role === 'leader') {
+        this.proposedAt.set(st.lastIndex, rid);
+        this.trace?.('propose', st.lastIndex);
+      } else if (endOnLeaderChange && this.leader !== null) p.forwardedTo = { leader: this.leader, term: st.term };
       this.kick();
     });
   }
@@ -769,6 +786,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     if (this.state !== 'running') return;
     for (const m of ms) {
       if (m.to !== this.id) continue;
+      if (this.trace !== null) this.traceReceived(m);
       if (m.type === 'leaderMessage') {
         this.deliverLeaderMessage(m.from, m.data);
         continue;
@@ -785,6 +803,11 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
       }
     }
     this.kick();
+  }
+
+  private traceReceived(m: PeerMessage): void {
+    if (m.type === 'append' && m.entries !== undefined && m.entries.length > 0) this.trace?.('recvAppend', m.entries[m.entries.length - 1]!.index);
+    else if (m.type === 'appendResp' && m.reject !== true) this.trace?.('recvAck', m.index ?? 0);
   }
 
   /** Runs the Ready loop soon, once; further kicks while it runs are absorbed by its while-loop. */
@@ -846,7 +869,9 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
       if (earlyOk && (m.type === 'append' || m.type === 'heartbeat' || m.type === 'snapshot')) early.push(m);
       else late.push(m);
     }
+    if (this.trace !== null && rd.committedEntries.length > 0) this.trace('commitReady', rd.committedEntries[rd.committedEntries.length - 1]!.index);
     if (early.length > 0) this.transport.send(early);
+    if (this.trace !== null && early.length > 0 && rd.entries.length > 0) this.trace('send', rd.entries[rd.entries.length - 1]!.index);
 
     // Committed entries that were on this node's disk before this Ready (below its first new
     // entry) are applied while the new entries are written, as etcd's server does: they are
@@ -867,13 +892,17 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
       this.unwrittenHardState = rd.hardState;
     } else if (rd.snapshot !== null || rd.entries.length > 0 || rd.hardState !== null) {
       const hardState = rd.hardState ?? this.unwrittenHardState;
+      const traced = this.trace !== null && rd.entries.length > 0 ? rd.entries[rd.entries.length - 1]!.index : null;
+      if (traced !== null) this.trace?.('saveStart', traced);
       await this.storage.save({ snapshot: rd.snapshot, entries: rd.entries, hardState });
+      if (traced !== null) this.trace?.('saveEnd', traced);
       this.unwrittenHardState = null;
     }
     if (rd.snapshot !== null) this.memLog.applySnapshot(rd.snapshot);
     if (rd.entries.length > 0) this.memLog.append(rd.entries);
     if (rd.hardState !== null) this.memLog.setHardState(rd.hardState);
     if (late.length > 0) this.transport.send(late);
+    if (this.trace !== null) for (const m of late) if (m.type === 'appendResp' && m.reject !== true) this.trace('ack', m.index ?? 0);
 
     if (rd.snapshot !== null) this.installSnapshot(rd.snapshot);
     for (let i = applyFirst; i < rd.committedEntries.length; i++) this.applyEntry(rd.committedEntries[i]!);
@@ -957,6 +986,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
       throw new RaftInvariantError(`applied index would jump from ${this.applied} to ${e.index}`);
     }
     this.applied = e.index;
+    this.trace?.('apply', e.index);
     if (e.type === 'confChange') {
       this.applyConfEntry(e);
       return;

@@ -1,7 +1,7 @@
 // RaftNode in-process: three nodes on loopback with level storage in temp dirs.
 import { afterEach, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
-import { RaftNode } from '../../src/raft/node.js';
+import { RaftNode, type RaftTraceStep } from '../../src/raft/node.js';
 import { RaftStorage, type StorageUpdate } from '../../src/raft/storage/index.js';
 import { LEADER_MESSAGE_DATA_MAX } from '../../src/raft/transport/messages.js';
 import type { AppliedEntry, StateMachine } from '../../src/raft/state-machine.js';
@@ -42,7 +42,7 @@ afterEach(async () => {
 
 const logger = pino({ level: process.env['RAFT_TEST_LOG'] ?? 'silent' });
 
-async function makeCluster(ids: string[], opts: { snapshotEveryEntries?: number; keepEntriesAfterSnapshot?: number; voters?: string[]; maxPendingRequests?: number; commitBroadcastDelayMs?: number; tickMs?: number; heartbeatTicks?: number } = {}) {
+async function makeCluster(ids: string[], opts: { snapshotEveryEntries?: number; keepEntriesAfterSnapshot?: number; voters?: string[]; maxPendingRequests?: number; commitBroadcastDelayMs?: number; tickMs?: number; heartbeatTicks?: number; trace?: (id: string, step: RaftTraceStep, index: number) => void } = {}) {
   const tmp = await makeTmpDir('raft-node');
   cleanups.push(tmp.cleanup);
   const members = new Map<string, Member>();
@@ -61,6 +61,7 @@ async function makeCluster(ids: string[], opts: { snapshotEveryEntries?: number;
       ...(opts.commitBroadcastDelayMs !== undefined ? { commitBroadcastDelayMs: opts.commitBroadcastDelayMs } : {}),
       snapshotEveryEntries: opts.snapshotEveryEntries ?? 10_000, keepEntriesAfterSnapshot: opts.keepEntriesAfterSnapshot ?? 1000,
       ...(opts.maxPendingRequests !== undefined ? { maxPendingRequests: opts.maxPendingRequests } : {}),
+      ...(opts.trace !== undefined ? { trace: (step: RaftTraceStep, index: number) => { opts.trace?.(id, step, index); } } : {}),
     });
     await node.start();
     m.node = node;
@@ -125,6 +126,31 @@ describe('RaftNode with three nodes on loopback', () => {
     expect(st.members.voters).toEqual(['a', 'b', 'c']);
     expect(st.applied).toBeGreaterThanOrEqual(st.commit - 0);
     expect(st.transport.authFailures).toBe(0);
+  });
+
+  it('trace: a write\'s steps on the leader and on the follower that acknowledged it, in order (tools/bench/raft-steps.ts)', async () => {
+    const steps: { id: string; step: RaftTraceStep; index: number; seq: number }[] = [];
+    const c = await makeCluster(['a', 'b', 'c'], { trace: (id, step, index) => { steps.push({ id, step, index, seq: steps.length }); } });
+    for (const id of ['a', 'b', 'c']) await c.start(id);
+    const leader = await c.leader();
+    const { index } = (await leader.propose('traced')) as { index: number };
+    const at = (id: string, step: RaftTraceStep): number => steps.find((s) => s.id === id && s.step === step && s.index === index)?.seq ?? -1;
+    const L = leader.id;
+    const order = (id: string, names: RaftTraceStep[]): number[] => names.map((n) => at(id, n));
+    const onLeader = order(L, ['propose', 'send', 'saveStart', 'saveEnd', 'commitReady', 'apply']);
+    expect(onLeader.every((x) => x >= 0), JSON.stringify(onLeader)).toBe(true);
+    expect([...onLeader].sort((x, y) => x - y)).toEqual(onLeader);
+    // The first acknowledgement the leader got: its follower's steps come before it, in order.
+    const recvAck = at(L, 'recvAck');
+    expect(recvAck).toBeGreaterThan(at(L, 'send'));
+    expect(recvAck).toBeLessThan(at(L, 'commitReady'));
+    const acker = ['a', 'b', 'c'].filter((id) => id !== L).find((id) => at(id, 'ack') >= 0 && at(id, 'ack') < recvAck)!;
+    const onFollower = order(acker, ['recvAppend', 'saveStart', 'saveEnd', 'ack']);
+    expect(onFollower.every((x) => x >= 0), JSON.stringify(onFollower)).toBe(true);
+    expect([...onFollower].sort((x, y) => x - y)).toEqual(onFollower);
+    expect(onFollower[0]).toBeGreaterThan(at(L, 'propose'));
+    // A follower does not trace leader steps.
+    expect(at(acker, 'propose')).toBe(-1);
   });
 
   it('survives the leader being closed, and the old leader catches up after restarting from disk', async () => {

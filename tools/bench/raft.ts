@@ -9,6 +9,8 @@
 // Next to latency it prints each system's CPU (its three processes, user + system) and context
 // switches (every thread) per committed op: on a loaded machine these move much less than
 // latency does, and they show the cost of each thread hop and wakeup.
+// Before each round it finds each Manatee group's leader again (a write sent to a follower would be
+// forwarded: another path) and says when the leader moved.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { Agent, request } from 'node:http';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -122,6 +124,8 @@ interface System {
   /** The system's server processes, for CPU and context switches. */
   readonly pids: readonly number[];
   op(n: number): Promise<boolean>;
+  /** Before a round: sends the next requests to the current leader; says whether it moved since the last call. */
+  followLeader?(): Promise<string | null>;
   close(): Promise<void>;
 }
 
@@ -129,12 +133,21 @@ async function startManatee(): Promise<System> {
   const c = await ProcCluster.create(['m1', 'm2', 'm3'], { mode: 'count', tickMs: 100, electionTicks: 10, snapshotEveryEntries: 10_000, keepEntriesAfterSnapshot: 1000 });
   try {
     await Promise.all(['m1', 'm2', 'm3'].map((id) => c.start(id)));
-    const leader = await c.leader();
-    const url = c.url(leader, '/propose');
+    let leader = await c.leader();
+    let url = c.url(leader, '/propose');
     return {
       name: 'manatee',
       pids: ['m1', 'm2', 'm3'].map((id) => c.node(id).child!.pid!),
       op: async (n) => (await post(url, JSON.stringify({ op: 'put', key: `k${n % 1000}`, value: value16(n) }))).status === 200,
+      // A write sent to a follower is forwarded to the leader: not the path this bench measures.
+      followLeader: async () => {
+        const now = await c.leader();
+        if (now === leader) return null;
+        const moved = `leader moved from ${leader} to ${now}`;
+        leader = now;
+        url = c.url(leader, '/propose');
+        return moved;
+      },
       close: () => c.close(),
     };
   } catch (err) {
@@ -233,6 +246,8 @@ async function main(): Promise<void> {
     for (let round = 0; round < args.rounds; round++) {
       for (const conc of args.concurrency) {
         for (const sys of systems) {
+          const moved = await sys.followLeader?.();
+          if (moved !== null && moved !== undefined) console.log(`  round ${round + 1}: ${sys.name}: ${moved} since the last round (an election: the node stalled past its election timeout)`);
           const r = await measure(sys.name, conc, args, (n) => sys.op(n), sys.pids);
           console.log(`  round ${round + 1}: ${fmt(r)}`);
           const key = `${sys.name}/${conc}`;

@@ -6,6 +6,9 @@
 //   GET  /status                         -> the node's status
 //   GET  /applied                        -> every applied command in order (mode "list")
 //   GET  /register?key=K                 -> mode "register": linearizable read (ReadIndex, on any node) of register K: 200 {value}
+//   GET  /trace                          -> with MANATEE_RAFT_TRACE=1 in its environment: the steps recorded since the
+//                                           last call, [step, index, monotonic microseconds][] (RaftNode's trace, plus httpIn
+//                                           and httpOut around a proposal), then forgets them (tools/bench/raft-steps.ts)
 // In mode "register" the commands are JSON: {"f":"write","key","value"} -> {ok: true};
 // {"f":"cas","key","from","to"} -> {ok: <the register held from>} (see RegisterMachine).
 // In mode "store" the node runs the cluster store (src/store: ClusterStateMachine, ClusterStore on raftConsensus):
@@ -138,6 +141,10 @@ async function main(): Promise<void> {
   const registers = cfg.mode === 'register' ? new RegisterMachine() : null;
   const storeMachine = cfg.mode === 'store' ? new StoreMachine() : null;
   const sm = registers ?? storeMachine ?? new RecordingMachine((cfg.mode ?? 'list') === 'list');
+  // Steps of each write, when traced: [step, log index, microseconds of the monotonic clock (one for every process)].
+  let steps: [string, number, number][] | null = process.env['MANATEE_RAFT_TRACE'] === '1' ? [] : null;
+  const nowUs = (): number => Number(process.hrtime.bigint() / 1000n);
+  const trace = steps === null ? undefined : (step: string, index: number): void => { steps?.push([step, index, nowUs()]); };
   let node: RaftNode;
   try {
     node = await RaftNode.open({
@@ -146,6 +153,7 @@ async function main(): Promise<void> {
       listen: { host: cfg.host ?? '127.0.0.1', port: cfg.raftPort }, stateMachine: sm, logger,
       tickMs: cfg.tickMs ?? 50, electionTicks: cfg.electionTicks ?? 10, heartbeatTicks: cfg.heartbeatTicks ?? 1,
       snapshotEveryEntries: cfg.snapshotEveryEntries ?? 10_000, keepEntriesAfterSnapshot: cfg.keepEntriesAfterSnapshot ?? 1000,
+      ...(trace !== undefined ? { trace } : {}),
     });
     await node.start();
   } catch (err) {
@@ -159,8 +167,17 @@ async function main(): Promise<void> {
     void (async () => {
       try {
         if (req.method === 'POST' && req.url === '/propose') {
+          const inUs = steps === null ? 0 : nowUs();
           const result = await node.propose(await body(req));
+          const index = (result as { index?: unknown } | null)?.index;
+          if (trace !== undefined && typeof index === 'number') {
+            steps?.push(['httpIn', index, inUs]);
+            trace('httpOut', index);
+          }
           reply(res, 200, { result });
+        } else if (req.url === '/trace') {
+          reply(res, 200, steps ?? []);
+          if (steps !== null) steps = [];
         } else if (req.url === '/read') {
           await node.read();
           reply(res, 200, { count: sm.count, chain: sm.chain });
