@@ -840,7 +840,15 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
   }
 
   private scheduleCommitBroadcast(): void {
-    if (this.commitTimer !== null || this.state !== 'running' || !this.core.hasUnsentCommit()) return;
+    if (this.state !== 'running') return;
+    if (!this.core.hasUnsentCommit()) {
+      // The commit went out meanwhile with the next proposal's appends (at concurrency 1, nearly
+      // always within the delay): the timer would only wake the process for nothing.
+      if (this.commitTimer !== null) clearTimeout(this.commitTimer);
+      this.commitTimer = null;
+      return;
+    }
+    if (this.commitTimer !== null) return;
     this.commitTimer = setTimeout(() => {
       this.commitTimer = null;
       if (this.state !== 'running') return;
