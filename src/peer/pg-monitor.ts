@@ -6,8 +6,8 @@
 // on a connection it already has and must be seen as unhealthy all the same.
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../log.js';
-import { PgHealthChecker, readTimelineHistory, type HealthResult, type ReplicationRow as PgReplicationRow, type RenderedRole, type WalPositions } from '../postgres/index.js';
-import type { QueryFn } from '../postgres/replication.js';
+import { PgHealthChecker, readTimelineHistory, type HealthResult, type RenderedRole, type WalPositions } from '../postgres/index.js';
+import { readReplication, readWalPositions, type QueryFn } from '../postgres/replication.js';
 import type { PostgresStatus, ReplicationRow, TimelineHistory } from '../model/index.js';
 import { unhealthySince } from './rules/index.js';
 import { PgError } from '../postgres/errors.js';
@@ -20,12 +20,14 @@ export interface MonitoredPostgres {
   /** The role last rendered (null before the first configure). */
   readonly role: RenderedRole | null;
   readonly postgresPid: number | null;
-  /** A query on the held connection (the timeline history is read with it). */
-  readonly query: QueryFn;
+  /**
+   * A query on the held connection, given up after timeoutMs (and the connection dropped): the
+   * monitor's queries wait no longer than its check does, so that a hung server does not hold the
+   * connection, and every query queued behind it (the evaluation's), for the server's own 10 s.
+   */
+  queryWithTimeout<R extends Record<string, unknown>>(sql: string, params: readonly unknown[] | undefined, timeoutMs: number): Promise<R[]>;
   /** Opens a new connection and runs one query on it, within timeoutMs. */
   checkNewConnection(timeoutMs: number): Promise<void>;
-  walPositions(): Promise<WalPositions>;
-  replicationStatus(): Promise<PgReplicationRow[]>;
 }
 
 export interface PgMonitorOptions {
@@ -60,6 +62,8 @@ const OFFLINE: PostgresStatus = {
 
 export class PgMonitor extends EventEmitter<MonitorEvents> {
   private readonly pg: MonitoredPostgres;
+  /** The monitor's queries, each given up after the check's timeout (see MonitoredPostgres.queryWithTimeout). */
+  private readonly query: QueryFn;
   private readonly log: Logger;
   private readonly checker: PgHealthChecker;
   private positions: WalPositions | null = null;
@@ -77,6 +81,7 @@ export class PgMonitor extends EventEmitter<MonitorEvents> {
   constructor(opts: PgMonitorOptions) {
     super();
     this.pg = opts.postgres;
+    this.query = (sql, params) => opts.postgres.queryWithTimeout(sql, params, opts.timeoutMs);
     this.log = opts.log;
     this.newConnectionCheckIntervalMs = opts.newConnectionCheckIntervalMs ?? NEW_CONNECTION_CHECK_INTERVAL_MS_DEFAULT;
     this.checker = new PgHealthChecker({
@@ -90,7 +95,7 @@ export class PgMonitor extends EventEmitter<MonitorEvents> {
           await this.pg.checkNewConnection(timeoutMs);
           this.newConnectionOkAtMs = nowMs;
         }
-        const positions = await this.pg.walPositions();
+        const positions = await readWalPositions(this.query);
         this.positions = positions;
         await this.readHistory(positions);
         // A standby has rows too: the cascading asyncs that replicate from it (GET /shard's links).
@@ -149,7 +154,7 @@ export class PgMonitor extends EventEmitter<MonitorEvents> {
     const seen = this.historySeen;
     if (timeline !== null && (seen === null || seen.pid !== pid || seen.history.timeline < timeline)) {
       try {
-        this.historySeen = { pid, history: await readTimelineHistory(this.pg.query, timeline) };
+        this.historySeen = { pid, history: await readTimelineHistory(this.query, timeline) };
         this.historyError = null;
       } catch (err) {
         const message = errorMessage(err);
@@ -176,7 +181,7 @@ export class PgMonitor extends EventEmitter<MonitorEvents> {
   }
 
   private async readReplication(): Promise<ReplicationRow[]> {
-    const rows = await this.pg.replicationStatus();
+    const rows = await readReplication(this.query);
     return rows.map((r) => ({
       applicationName: r.applicationName,
       clientAddr: r.clientAddr,

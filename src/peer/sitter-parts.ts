@@ -8,6 +8,7 @@ import type { BackupBackend } from '../backup/types.js';
 import type { Logger } from '../log.js';
 import type { PeerId } from '../model/index.js';
 import type { PgExit, PgPeer, ShutdownMode } from '../postgres/index.js';
+import type { QueryFn } from '../postgres/replication.js';
 import type { ClusterStore } from '../store/index.js';
 import type { ReloadableTls } from '../tls/index.js';
 import type { Zfs } from '../zfs/index.js';
@@ -52,7 +53,9 @@ export interface SitterPostgres
     Omit<PgCredentialsTarget, 'streaming'> {
   /** The data directory (a zfs dataset is mounted there). */
   readonly dataDir: string;
-  /** A query on the held connection with its own timeout (the heartbeat's). */
+  /** A query on the held connection, within the server's query timeout (10 s). */
+  readonly query: QueryFn;
+  /** A query on the held connection with its own timeout (the heartbeat's, the monitor's). */
   queryWithTimeout<R extends Record<string, unknown>>(sql: string, params: readonly unknown[] | undefined, timeoutMs: number): Promise<R[]>;
   /** The peers admitted in pg_hba.conf (pg-peers.ts). */
   setPeers(peers: readonly PgPeer[]): Promise<boolean>;

@@ -169,7 +169,7 @@ export function wireJobs(parts: SitterParts): SitterJobs {
     selfId: self.id, raft: parts.node, transferTimeoutMs: 4 * config.raft.electionTicks * config.raft.tickMs, decisions, log,
   });
   const streams = new StreamStallWatch({
-    pg: standbyProbeOf(postgres),
+    pg: standbyProbeOf(postgres, { timeoutMs: t.pgHealthTimeoutMs, log, healthy: () => monitor.status().healthy }),
     reconciler,
     active: () => store.activePeers(),
     state: () => store.getState().state,

@@ -57,15 +57,31 @@ export class HeldConnection {
 
   /**
    * Runs `sql` on the held connection (connecting first if there is none) and resolves with its
-   * rows. `deadlineMs` counts from this call, waiting for earlier queries included. Rejects with
-   * MANATEE_ERR_PG_QUERY on any failure; after a deadline or a connection failure the connection
-   * is dropped, so the next query connects afresh.
+   * rows. `deadlineMs` counts from this call, waiting for earlier queries included: a caller
+   * queued behind a query on a hung server is answered at its own deadline, not after the earlier
+   * query's (a hung server held the sitter's evaluation for the 10 s of another job's query).
+   * Rejects with MANATEE_ERR_PG_QUERY on any failure; after a deadline or a connection failure the
+   * connection is dropped, so the next query connects afresh. A query whose caller gave up while
+   * it waited is not sent.
    */
   query<R extends Record<string, unknown>>(sql: string, params: readonly unknown[] | undefined, deadlineMs: number): Promise<R[]> {
     const startedMs = Date.now();
-    const run = this.tail.then(() => this.runOne<R>(sql, params, deadlineMs - (Date.now() - startedMs)));
+    let gaveUp = false;
+    let timer: NodeJS.Timeout | undefined;
+    // While it waits its turn: once it runs, runOne's own deadline (the rest of deadlineMs) holds.
+    const queued = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        gaveUp = true;
+        reject(new PgError('MANATEE_ERR_PG_QUERY', `query failed (${sql.slice(0, 60)}): no answer within ${deadlineMs} ms: queued behind an earlier query on the held connection that has not ended`));
+      }, deadlineMs);
+    });
+    const run = this.tail.then(() => {
+      clearTimeout(timer);
+      if (gaveUp) throw new PgError('MANATEE_ERR_PG_QUERY', `query failed (${sql.slice(0, 60)}): its deadline passed while earlier queries ran`);
+      return this.runOne<R>(sql, params, deadlineMs - (Date.now() - startedMs));
+    });
     this.tail = run.catch(() => undefined);
-    return run;
+    return Promise.race([run, queued]);
   }
 
   /** Drops the connection (if any); later queries connect again unless `final`. */

@@ -67,6 +67,25 @@ describe('held connection', () => {
     }
   });
 
+  it('a query queued behind one on a hung backend is answered at its own deadline, not after the earlier one\'s', async () => {
+    const pid = await backendPid();
+    process.kill(pid, 'SIGSTOP');
+    try {
+      let earlierSettled = false;
+      const earlier = server.queryWithTimeout('SELECT 1', undefined, 9000).finally(() => { earlierSettled = true; });
+      earlier.catch(() => undefined);
+      await expect(server.queryWithTimeout('SELECT 2', undefined, 300)).rejects.toMatchObject({
+        code: 'MANATEE_ERR_PG_QUERY', message: /no answer within 1300 ms: queued behind an earlier query on the held connection that has not ended/,
+      });
+      expect(earlierSettled).toBe(false);
+      await expect(earlier).rejects.toMatchObject({ code: 'MANATEE_ERR_PG_QUERY', message: /no answer within/ });
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+    // The query that gave up while it waited was never sent; the next one runs on a new backend.
+    expect(await backendPid()).not.toBe(pid);
+  }, 60_000);
+
   it('a backend terminated by the server is replaced: at most one query fails', async () => {
     const pid = await backendPid();
     const other = await connect(server);
