@@ -4,7 +4,7 @@
 // the sitters' cost and nothing else. Each round starts from the same state (pgbench -i, CHECKPOINT).
 //
 //   npx tsx tools/bench/datapath.ts [--rounds 3] [--duration-s 15] [--clients 8] [--jobs 2] [--scale 10]
-//        [--dir <dev shard dir>] [--port-base <port>] [--kinds read-write,select-only]
+//        [--dir <dev shard dir> (default MANATEE_DEV_DIR or .dev-cluster, as tools/dev-cluster)] [--port-base <port>] [--kinds read-write,select-only]
 //        [--modes running,paused[,batch]]
 //        [--patroni] [--patroni-settings default|tuned]
 //
@@ -68,7 +68,7 @@ const patroniSettings: PatroniSettings = values['patroni-settings'] === 'tuned'
     : (() => { throw new Error('--patroni-settings must be default or tuned'); })();
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const clusterDir = values.dir === undefined ? join(root, '.dev-cluster') : resolve(values.dir);
+const clusterDir = resolve(values.dir ?? process.env['MANATEE_DEV_DIR'] ?? join(root, '.dev-cluster'));
 const portBase = values['port-base'] === undefined ? null : intArg('port-base', values['port-base'], 1024, 65000);
 const CLOCK_TICKS_PER_S = 100;
 
