@@ -7,6 +7,7 @@ import pg from 'pg';
 import { createLogger } from '../log.js';
 import { ManateeError, errorMessage } from '../errors.js';
 import { Snapshotter, Zfs } from '../zfs/index.js';
+import { closeClient } from '../postgres/index.js';
 import { loadSnapshotterConfig } from '../zfs/snapshotter-config.js';
 
 async function pgHealthy(pgUrl: string, timeoutMs: number): Promise<boolean> {
@@ -16,7 +17,7 @@ async function pgHealthy(pgUrl: string, timeoutMs: number): Promise<boolean> {
     await client.query('SELECT 1');
     return true;
   } finally {
-    await client.end().catch(() => undefined);
+    await closeClient(client);
   }
 }
 

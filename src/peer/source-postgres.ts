@@ -2,7 +2,7 @@
 // deposed peer rebuilds only from a promoted primary), does it answer (a new standby copies only
 // from a running upstream). Behind an interface so that a simulation answers instead.
 import pg from 'pg';
-import { HeldConnection, parsePgUrl, readTimelineHistory } from '../postgres/index.js';
+import { closeClient, HeldConnection, parsePgUrl, readTimelineHistory } from '../postgres/index.js';
 import type { PeerInfo, TimelineHistory } from '../model/index.js';
 
 export interface SourcePostgres {
@@ -127,7 +127,8 @@ export class HeldSourcePostgres implements SourcePostgres {
       // invalid_password (28P01): the server refused this password.
       return (err as { code?: unknown }).code === '28P01' ? false : null;
     } finally {
-      await client.end().catch(() => undefined);
+      // Not end() alone: after a TLS refusal (our certificate refused) it never settles.
+      await closeClient(client);
     }
   }
 }

@@ -21,6 +21,26 @@ import pg from 'pg';
 import { PgError } from './errors.js';
 import { errorMessage } from '../errors.js';
 
+/**
+ * Closes a node-postgres client whatever became of its connection, within `graceMs`. pg's end()
+ * waits for its socket's 'end', which never comes after a refusal that arrives once TLS 1.3's
+ * handshake looks done to the client (the server refusing its certificate: an alert on the first
+ * read), so end() never settles (pg 8.23) and would hang its caller for good. end() gets its
+ * chance (a live session says goodbye), then the socket is destroyed in any case.
+ */
+export async function closeClient(client: pg.Client, graceMs = CLOSE_GRACE_MS): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([client.end().catch(() => undefined), new Promise<void>((resolve) => { timer = setTimeout(resolve, graceMs); })]);
+  } finally {
+    clearTimeout(timer);
+    client.connection.stream.destroy();
+  }
+}
+
+/** How long closeClient lets end() say goodbye (a local or LAN round trip, with a margin). */
+export const CLOSE_GRACE_MS = 2000;
+
 export interface HeldConnectionOptions {
   /** Connection settings, read at each (re)connect (statement_timeout and connect timeout included). */
   readonly config: () => pg.ClientConfig;

@@ -10,7 +10,7 @@ export {
 } from './config.js';
 export type { WalPositions, ReplicationRow, SyncCatchUp } from './replication.js';
 export { readTimelineHistory } from './replication.js';
-export { HeldConnection, type HeldConnectionOptions } from './connection.js';
+export { closeClient, HeldConnection, type HeldConnectionOptions } from './connection.js';
 export { DEFAULT_STOP_TIMEOUT_MS, PostgresServer, peerAddressTable, type PgPeer, type PostgresServerOptions, type PgExit, type ConfigureResult, type ShardSettingsApplied, type ShutdownMode } from './server.js';
 export { FILE_SHARD_CONF, rejectedSettings, sourceOfFile, type PeerSettingReport, type RejectedSetting, type RejectedSettingRow, type SettingSource } from './shard-conf.js';
 export { PgHealthChecker, type HealthResult, type HealthCheckerOptions } from './health.js';

@@ -19,7 +19,7 @@ import {
   libpqTls, renderHba, renderIdent, renderManateeConf, renderPostgresqlConf, validatePeerId, TLS_MIN_PROTOCOL, type ConfValue, type PgRole,
   type HbaPeerAddress, type PgTlsPaths, type RenderedRole,
 } from './config.js';
-import { HeldConnection } from './connection.js';
+import { closeClient, HeldConnection } from './connection.js';
 import { readPgSettings } from './settings.js';
 import { FILE_SHARD_CONF, mayHideBadValue, ownedPending, rejectedSettings, unmaskBadPendingValues, REJECTED_SETTINGS_QUERY, renderShardConf, settingsReport, SETTINGS_REPORT_QUERY, type PeerSettingReport, type RejectedSetting, type RejectedSettingRow, type SettingsReportRow } from './shard-conf.js';
 import { hostAddress, normalizeCidr, peerSubnets } from './networks.js';
@@ -326,7 +326,7 @@ export class PostgresServer extends EventEmitter<PgEvents> {
     } catch (err) {
       throw new PgError('MANATEE_ERR_PG_QUERY', `query failed (${sql.slice(0, 60)}): ${errorMessage(err)}`, { cause: err });
     } finally {
-      await client.end().catch(() => undefined);
+      await closeClient(client);
     }
   }
 
