@@ -13,11 +13,17 @@ have etcd || need+=(etcd-server)
 have etcdctl || need+=(etcd-client)
 have psql || need+=(postgresql-client-15)
 have runuser || need+=(util-linux)
-have socat || need+=(socat)  # the TLS relay of zfs backup streams (src/backup/tls-relay.ts)
+have socat || need+=(socat)  # the TLS relay of zfs backup streams when manatee-tls-relay is not built (src/backup/tls-relay.ts)
+# manatee-tls-relay, the TLS relay of zfs backup streams, is built from C (tools/build-tls-relay.sh).
+have cc || need+=(gcc libc6-dev)
+[ -f /usr/include/openssl/ssl.h ] || need+=(libssl-dev)
 [ -x /usr/bin/chromium ] || need+=(chromium)  # the status page's browser test (large: only when missing)
+
+build_relay() { bash "$(dirname "$0")/build-tls-relay.sh"; }
 
 if [ "${#need[@]}" -eq 0 ]; then
   echo "install-deps: all Debian packages present"
+  build_relay
   exit 0
 fi
 
@@ -34,3 +40,4 @@ export DEBIAN_FRONTEND=noninteractive
 "${SUDO[@]}" apt-get update -qq
 "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 echo "install-deps: done"
+build_relay

@@ -14,7 +14,7 @@
 // Through Node the 1 GiB bootstrap ran at 0.14x to 0.22x a shell's `zfs send | zfs recv` on a loaded
 // 2-core machine; direct, at 0.91x (tools/bench/bootstrap.ts).
 // Over TLS the connection cannot be handed over (Node encrypts it): on the peer's asking, a TLS
-// relay (socat at both ends, tls-relay.ts) carries the stream on a TLS connection of its own,
+// relay (manatee-tls-relay or socat at both ends, tls-relay.ts) carries the stream on a TLS connection of its own,
 // checked with the same certificates, and zfs send writes into its pipe (serveRelay and the go route).
 //
 // The routes are a fastify plugin (registered by the sitter's API or by a standalone server),
@@ -25,7 +25,7 @@ import type { FastifyError, FastifyInstance, FastifyPluginCallback, FastifyReply
 import type { TLSSocket } from 'node:tls';
 import type { Socket } from 'node:net';
 import { socketBytes, socketEnds, type SocketEnds } from './socket-bytes.js';
-import { acceptedConnection, listenRelay, plainAddress, type RelayListener, type RelayTls } from './tls-relay.js';
+import { acceptedConnection, defaultRelayProgram, listenRelay, plainAddress, type RelayListener, type RelayProgram, type RelayTls } from './tls-relay.js';
 import type { Logger } from '../log.js';
 import { peerIdOfSocket } from '../tls/index.js';
 import { PEER_ID_PATTERN } from '../model/index.js';
@@ -53,7 +53,7 @@ export const SECRET_HEADER = 'x-manatee-secret';
 export const STREAM_MODE_HEADER = 'x-manatee-stream-mode';
 export const STREAM_MODE_DIRECT = 'direct-socket';
 /**
- * Over TLS: the stream goes through a TLS relay of its own (socat at both ends, see tls-relay.ts);
+ * Over TLS: the stream goes through a TLS relay of its own (manatee-tls-relay or socat at both ends, see tls-relay.ts);
  * the stream request answers {relayPort}, and the go request names the relay connection's local
  * port in RELAY_FROM_HEADER.
  */
@@ -128,8 +128,8 @@ export interface BackupRoutesOptions {
    * stream through Node. Absent: no relay.
    */
   readonly tlsRelay?: () => RelayTls;
-  /** The socat program of the TLS relay (default "socat"). */
-  readonly socatPath?: string;
+  /** The TLS relay's program (default: manatee-tls-relay when built, else socat; tls-relay.ts). */
+  readonly relayProgram?: RelayProgram;
 }
 
 interface Job {
@@ -554,7 +554,7 @@ export const backupRoutes: FastifyPluginCallback<BackupRoutesOptions> = (app: Fa
   async function serveRelay(job: Job, sock: Socket, tls: () => RelayTls, reply: FastifyReply): Promise<boolean> {
     let listener: RelayListener;
     try {
-      listener = await listenRelay({ socatPath: opts.socatPath ?? 'socat', tls: tls(), log, bindAddress: sock.localAddress ?? '127.0.0.1', peerId: job.peerId, timeoutMs: 30_000 });
+      listener = await listenRelay({ program: opts.relayProgram ?? defaultRelayProgram(), tls: tls(), log, bindAddress: sock.localAddress ?? '127.0.0.1', peerId: job.peerId, timeoutMs: 30_000 });
     } catch (err) {
       // As a source without the relay: the stream goes through Node.
       log.warn({ jobId: job.id, peerId: job.peerId, reason: errorMessage(err) }, 'backup: cannot start the TLS relay; the stream goes through Node');

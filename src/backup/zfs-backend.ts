@@ -24,7 +24,7 @@ import { ByteProgress } from './rate.js';
 import { BackupError, BACKUP_ERR_ABORTED, BACKUP_ERR_HTTP, RestoreBusyError, RestoreFailedError, RestoreInvalidError } from './errors.js';
 import { RELAY_FROM_HEADER, SECRET_HEADER, STREAM_MODE_DIRECT, STREAM_MODE_HEADER, STREAM_MODE_TLS_RELAY, type DirectStreamOutcome, type RelayOffer } from './server.js';
 import { socketBytes, socketEnds } from './socket-bytes.js';
-import { BACKUP_ERR_TLS_RELAY, connectRelay, type RelayConnection } from './tls-relay.js';
+import { BACKUP_ERR_TLS_RELAY, connectRelay, defaultRelayProgram, type RelayConnection, type RelayProgram } from './tls-relay.js';
 import { findPgBinaries } from '../postgres/binaries.js';
 import { resolveOsUser, type OsUser } from '../postgres/os-user.js';
 import { verifyDataDir, type DataDirReport } from './verify.js';
@@ -76,13 +76,13 @@ export interface ZfsBackendOptions {
    */
   readonly directStream?: boolean;
   /**
-   * Over TLS, ask the source for its TLS relay (default true): socat at both ends carries the
+   * Over TLS, ask the source for its TLS relay (default true): the relay (manatee-tls-relay or socat) at both ends carries the
    * stream between zfs send and zfs recv (tls-relay.ts), out of Node. A source that does not offer
    * it streams through Node as before.
    */
   readonly tlsRelay?: boolean;
-  /** The socat program of the TLS relay (default "socat"). */
-  readonly socatPath?: string;
+  /** The TLS relay's program (default: manatee-tls-relay when built, else socat; tls-relay.ts). */
+  readonly relayProgram?: RelayProgram;
 }
 
 /** The receiving end of a stream that zfs recv reads without Node: the connection itself, or the TLS relay's pipe. */
@@ -548,7 +548,7 @@ export class ZfsBackupBackend implements BackupBackend {
     const peerId = this.sourceIds.get(base) ?? '';
     let conn: RelayConnection;
     try {
-      conn = await connectRelay({ socatPath: this.o.socatPath ?? 'socat', tls, log, host: new URL(base).hostname, port, peerId, timeoutMs: Math.min(this.o.requestTimeoutMs ?? 60_000, 15_000) });
+      conn = await connectRelay({ program: this.o.relayProgram ?? defaultRelayProgram(), tls, log, host: new URL(base).hostname, port, peerId, timeoutMs: Math.min(this.o.requestTimeoutMs ?? 60_000, 15_000) });
     } catch (err) {
       // Another peer's relay is no reason to ask for the stream another way: the restore fails.
       if (unreachableCode(err) === TLS_ERR.peerId) throw new BackupError(TLS_ERR.peerId, `refused the TLS relay of job ${job.jobId} at ${base} port ${port}: ${message(err)}`, { cause: err });

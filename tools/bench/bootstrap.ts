@@ -6,10 +6,14 @@
 // process, which holds both ends of the HTTP stream, and the zfs-fuse daemon) and ratios as soon as
 // the run ends, then the medians. Run as root (zfs-fuse, PostgreSQL as `postgres`):
 //
-//   npx tsx tools/bench/bootstrap.ts [--size-mb 1024] [--runs 1] [--tls] [--node-path] [--tls-node-path] [--zfs-only] [--socat <path>] [--log]
+//   npx tsx tools/bench/bootstrap.ts [--size-mb 1024] [--runs 1] [--tls] [--node-path] [--tls-node-path] [--zfs-only]
+//       [--relay socat|manatee-tls-relay] [--compare-relays] [--socat <path>] [--relay-path <path>] [--log]
 //
 // Over HTTP the stream is direct (zfs send and zfs recv on the connection, no byte through Node);
-// over HTTPS it goes through the TLS relay (socat at both ends, src/backup/tls-relay.ts).
+// over HTTPS it goes through the TLS relay (src/backup/tls-relay.ts): manatee-tls-relay at both
+// ends when it is built (tools/build-tls-relay.sh), else socat; --relay picks one, --compare-relays
+// adds a row for the other one, in the same runs. --socat and --relay-path run either program
+// through a wrapper (e.g. one that runs it under strace -c or /usr/bin/time).
 // --node-path adds the same bootstraps through Node (directStream: false, tlsRelay: false);
 // --tls-node-path only the HTTPS one.
 // --zfs-only leaves out the rows that are not about zfs send/recv (tar, the Node hop, pg_basebackup).
@@ -32,7 +36,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { createLogger, silentLogger } from '../../src/log.js';
 import { Zfs, ZfsBusyError } from '../../src/zfs/index.js';
 import { backupRoutes, ZfsBackupBackend } from '../../src/backup/index.js';
-import { RELAY_BLOCK_BYTES } from '../../src/backup/tls-relay.js';
+import { builtRelayPath, defaultRelayProgram, RELAY_BLOCK_BYTES, type RelayProgram } from '../../src/backup/tls-relay.js';
 import { BasebackupBackend } from '../../src/backup/basebackup.js';
 import { PostgresServer } from '../../src/postgres/index.js';
 import { CA_CERT_FILE, initCa, issuePeerCertificate, peerCertFile, peerKeyFile } from '../../src/tls/index.js';
@@ -58,10 +62,21 @@ const { values } = parseArgs({
     'zfs-only': { type: 'boolean', default: false },
     // Only the HTTPS bootstrap through Node (the TLS path before the relay), not the HTTP one.
     'tls-node-path': { type: 'boolean', default: false },
-    // The socat of the TLS relay (both ends): e.g. a wrapper that runs it under strace -c.
+    // The socat of the TLS relay (both ends) when the relay is socat: e.g. a wrapper that runs it under strace -c.
     socat: { type: 'string', default: 'socat' },
+    // The TLS relay's program: socat or manatee-tls-relay (default: manatee-tls-relay when built).
+    relay: { type: 'string' },
+    // manatee-tls-relay's path (or a wrapper's), when the relay is manatee-tls-relay.
+    'relay-path': { type: 'string' },
+    // Also the HTTPS bootstrap through the other relay program, in the same runs.
+    'compare-relays': { type: 'boolean', default: false },
   },
 });
+const socatRelay: RelayProgram = { kind: 'socat', path: values.socat };
+const nativeRelay: RelayProgram = { kind: 'manatee-tls-relay', path: values['relay-path'] ?? builtRelayPath() };
+if (values.relay !== undefined && values.relay !== 'socat' && values.relay !== 'manatee-tls-relay') throw new Error('--relay must be socat or manatee-tls-relay');
+const mainRelay: RelayProgram = (values.relay ?? defaultRelayProgram().kind) === 'socat' ? socatRelay : nativeRelay;
+const otherRelay: RelayProgram | null = values['compare-relays'] ? (mainRelay.kind === 'socat' ? nativeRelay : socatRelay) : null;
 const sizeMb = Number(values['size-mb']);
 const runs = Number(values.runs);
 if (!Number.isFinite(sizeMb) || sizeMb < 16) throw new Error('--size-mb must be a number >= 16');
@@ -168,7 +183,7 @@ async function main(): Promise<void> {
   const dataA = join(mpA, 'pgdata');
   let a: PostgresServer | null = null;
   const app = Fastify({ logger: false });
-  let tlsApp: FastifyInstance | null = null;
+  const tlsApps: FastifyInstance[] = [];
   const pgOpts = { listenAddress: '127.0.0.1', replicationPassword: REPL_PASSWORD, superuserPassword: SUPER_PASSWORD, clientCidrs: ['127.0.0.1/32'], walKeepSize: '64MB', logger: log, settings: { fsync: 'off', synchronous_commit: 'off', max_wal_size: '256MB', min_wal_size: '80MB' } };
   try {
     await zfs.createDataset(dsA, { mountpoint: mpA });
@@ -203,6 +218,7 @@ async function main(): Promise<void> {
     // certificate of the shard's CA required and bound to the job's peer), and the restoring peer's
     // certificate for the client.
     let tlsSource: { url: string; client: () => { ca: string; cert: string; key: string } } | null = null;
+    let otherTlsUrl: string | null = null;
     // The certificate files of the raw TLS baseline (socat at both ends of a shell pipe, no Manatee).
     let tlsFiles: { ca: string; a: { cert: string; key: string }; b: { cert: string; key: string } } | null = null;
     if (values.tls) {
@@ -216,11 +232,18 @@ async function main(): Promise<void> {
       tlsFiles = { ca: join(certDir, CA_CERT_FILE), a: { cert: peerCertFile(certDir, 'a'), key: peerKeyFile(certDir, 'a') }, b: { cert: peerCertFile(certDir, 'b'), key: peerKeyFile(certDir, 'b') } };
       const clientTls = await files('b');
       const serverTls = await files('a');
-      tlsApp = Fastify({ logger: false, https: { ...serverTls, minVersion: 'TLSv1.3', requestCert: true, rejectUnauthorized: false } });
-      await tlsApp.register(backupRoutes, { zfs, dataset: dsA, secret: SECRET, log, requirePeerCertificate: true, tlsRelay: () => serverTls, socatPath: values.socat });
-      await tlsApp.listen({ port: 0, host: '127.0.0.1' });
-      const tlsAddr = tlsApp.server.address();
-      tlsSource = { url: `https://127.0.0.1:${typeof tlsAddr === 'object' && tlsAddr !== null ? tlsAddr.port : 0}`, client: () => clientTls };
+      // One source per relay program (the source's end runs the program its server was given).
+      const tlsServer = async (relayProgram: RelayProgram): Promise<string> => {
+        const tlsApp = Fastify({ logger: false, https: { ...serverTls, minVersion: 'TLSv1.3', requestCert: true, rejectUnauthorized: false } });
+        tlsApps.push(tlsApp);
+        await tlsApp.register(backupRoutes, { zfs, dataset: dsA, secret: SECRET, log, requirePeerCertificate: true, tlsRelay: () => serverTls, relayProgram });
+        await tlsApp.listen({ port: 0, host: '127.0.0.1' });
+        const tlsAddr = tlsApp.server.address();
+        return `https://127.0.0.1:${typeof tlsAddr === 'object' && tlsAddr !== null ? tlsAddr.port : 0}`;
+      };
+      tlsSource = { url: await tlsServer(mainRelay), client: () => clientTls };
+      if (otherRelay !== null) otherTlsUrl = await tlsServer(otherRelay);
+      say(`TLS relay: ${mainRelay.kind} (${mainRelay.path})${otherRelay !== null ? `, compared with ${otherRelay.kind} (${otherRelay.path})` : ''}`);
     }
 
     interface Row { name: string; ms: number[]; nodeCpuS: number[]; zfsCpuS: number[]; childCpuS: number[]; bytes: number }
@@ -248,15 +271,16 @@ async function main(): Promise<void> {
     const rawBbRow = add('raw: pg_basebackup (same flags, no Manatee)', 0);
     const zfsRow = add('bootstrap: ZFS via backup server (HTTP, direct)', 0);
     const zfsNodeRow = values['node-path'] ? add('bootstrap: ZFS via backup server (HTTP, via Node)', 0) : null;
-    const zfsTlsRow = tlsSource === null ? null : add('bootstrap: ZFS via backup server (HTTPS, TLS relay)', 0);
+    const zfsTlsRow = tlsSource === null ? null : add(`bootstrap: ZFS via backup server (HTTPS, ${mainRelay.kind})`, 0);
+    const zfsTlsOtherRow = otherTlsUrl === null || otherRelay === null ? null : add(`bootstrap: ZFS via backup server (HTTPS, ${otherRelay.kind})`, 0);
     const zfsTlsNodeRow = tlsSource === null || !(values['node-path'] || values['tls-node-path']) ? null : add('bootstrap: ZFS via backup server (HTTPS, via Node)', 0);
     const bbRow = add('bootstrap: pg_basebackup (BasebackupBackend)', 0);
     const rate1 = (bytes: number, ms: number): number => bytes / MB / (ms / 1000);
 
-    const zfsBootstrap = async (row: Row, url: string, tls?: () => { ca: string; cert: string; key: string }, directStream = true): Promise<void> => {
+    const zfsBootstrap = async (row: Row, url: string, tls?: () => { ca: string; cert: string; key: string }, directStream = true, relayProgram = mainRelay): Promise<void> => {
       const dsB = `${pool.name}/peers/b`;
       const mpB = join(pool.dir, 'b');
-      const backend = new ZfsBackupBackend({ zfs, dataset: dsB, mountpoint: mpB, dataDir: join(mpB, 'pgdata'), peerId: 'b', secret: SECRET, log, pgUser: 'postgres', directStream, tlsRelay: directStream, socatPath: values.socat, ...(tls !== undefined ? { tls } : {}) });
+      const backend = new ZfsBackupBackend({ zfs, dataset: dsB, mountpoint: mpB, dataDir: join(mpB, 'pgdata'), peerId: 'b', secret: SECRET, log, pgUser: 'postgres', directStream, tlsRelay: directStream, relayProgram, ...(tls !== undefined ? { tls } : {}) });
       const z = await timed(() => backend.restore({ source: { peerId: 'a', pgUrl: '', backupUrl: url }, reason: 'bootstrap' }));
       record(row, z);
       row.bytes = z.value.bytes;
@@ -322,6 +346,7 @@ async function main(): Promise<void> {
         ['ZFS bootstrap', () => zfsBootstrap(zfsRow, backupUrl)],
         ...(zfsNodeRow !== null ? [['ZFS bootstrap via Node', () => zfsBootstrap(zfsNodeRow, backupUrl, undefined, false)] as [string, () => Promise<void>]] : []),
         ...(tlsSource !== null && zfsTlsRow !== null ? [['ZFS bootstrap over TLS', () => zfsBootstrap(zfsTlsRow, tlsSource.url, tlsSource.client)] as [string, () => Promise<void>]] : []),
+        ...(tlsSource !== null && otherTlsUrl !== null && zfsTlsOtherRow !== null && otherRelay !== null ? [['ZFS bootstrap over TLS, other relay', () => zfsBootstrap(zfsTlsOtherRow, otherTlsUrl, tlsSource.client, true, otherRelay)] as [string, () => Promise<void>]] : []),
         ...(tlsSource !== null && zfsTlsNodeRow !== null ? [['ZFS bootstrap over TLS via Node', () => zfsBootstrap(zfsTlsNodeRow, tlsSource.url, tlsSource.client, false)] as [string, () => Promise<void>]] : []),
         ['pg_basebackup', async () => {
           const dsC = `${pool.name}/c`;
@@ -364,7 +389,7 @@ async function main(): Promise<void> {
       const ratio = (x: number[], base: number[]): string => ((base[i] ?? NaN) / (x[i] ?? NaN)).toFixed(2);
       process.stdout.write(`run ${run}/${runs} (load average ${loadBefore} before, ${await loadAverage()} after):\n${lines.join('\n')}\n` +
         `  ratios (time of the baseline / time of the bootstrap): ZFS bootstrap / zfs send | zfs recv ${ratio(zfsRow.ms, sendRecvRow.ms)}` +
-        `${zfsTlsRow !== null ? `, over TLS ${ratio(zfsTlsRow.ms, sendRecvRow.ms)}` : ''}${zfsTlsRow !== null && sendRecvTlsRow !== null ? ` (over TLS / raw over TLS ${ratio(zfsTlsRow.ms, sendRecvTlsRow.ms)}; raw over TLS / raw ${ratio(sendRecvTlsRow.ms, sendRecvRow.ms)})` : ''}${zfsTlsNodeRow !== null ? `, over TLS via Node ${ratio(zfsTlsNodeRow.ms, sendRecvRow.ms)}` : ''}${zfsNodeRow !== null ? `, via Node ${ratio(zfsNodeRow.ms, sendRecvRow.ms)}` : ''}; ZFS bootstrap / one Node hop ${ratio(zfsRow.ms, nodePipeRow.ms)}` +
+        `${zfsTlsRow !== null ? `, over TLS ${ratio(zfsTlsRow.ms, sendRecvRow.ms)}` : ''}${zfsTlsRow !== null && sendRecvTlsRow !== null ? ` (over TLS / raw over TLS ${ratio(zfsTlsRow.ms, sendRecvTlsRow.ms)}; raw over TLS / raw ${ratio(sendRecvTlsRow.ms, sendRecvRow.ms)})` : ''}${zfsTlsOtherRow !== null && otherRelay !== null ? `, over TLS with ${otherRelay.kind} ${ratio(zfsTlsOtherRow.ms, sendRecvRow.ms)}` : ''}${zfsTlsNodeRow !== null ? `, over TLS via Node ${ratio(zfsTlsNodeRow.ms, sendRecvRow.ms)}` : ''}${zfsNodeRow !== null ? `, via Node ${ratio(zfsNodeRow.ms, sendRecvRow.ms)}` : ''}; ZFS bootstrap / one Node hop ${ratio(zfsRow.ms, nodePipeRow.ms)}` +
         `; pg_basebackup bootstrap / raw pg_basebackup ${ratio(bbRow.ms, rawBbRow.ms)}\n`);
     }
 
@@ -385,9 +410,12 @@ async function main(): Promise<void> {
     if (all) out.push(`ratio pg_basebackup / tar read of data dir:      ${(rate(bbRow) / rate(tarRow)).toFixed(2)}`);
     // Same bytes on both sides of these ratios: time(baseline) / time(bootstrap) = rate ratio.
     out.push(`per run, median: ZFS bootstrap (HTTP) / zfs send | zfs recv: ${perRun(zfsRow.ms, sendRecvRow.ms)} (goal >= 0.9)`);
-    if (zfsTlsRow !== null) out.push(`per run, median: ZFS bootstrap (HTTPS, TLS relay) / zfs send | zfs recv: ${perRun(zfsTlsRow.ms, sendRecvRow.ms)} (goal >= 0.9)`);
+    if (zfsTlsRow !== null) out.push(`per run, median: ZFS bootstrap (HTTPS, ${mainRelay.kind}) / zfs send | zfs recv: ${perRun(zfsTlsRow.ms, sendRecvRow.ms)} (goal >= 0.9)`);
+    if (zfsTlsOtherRow !== null && otherRelay !== null) out.push(`per run, median: ZFS bootstrap (HTTPS, ${otherRelay.kind}) / zfs send | zfs recv: ${perRun(zfsTlsOtherRow.ms, sendRecvRow.ms)}`);
     if (zfsTlsRow !== null && sendRecvTlsRow !== null) {
-      out.push(`per run, median: ZFS bootstrap (HTTPS, TLS relay) / zfs send | socat =TLS= socat | zfs recv: ${perRun(zfsTlsRow.ms, sendRecvTlsRow.ms)}`);
+      out.push(`per run, median: ZFS bootstrap (HTTPS, ${mainRelay.kind}) / zfs send | socat =TLS= socat | zfs recv: ${perRun(zfsTlsRow.ms, sendRecvTlsRow.ms)}`);
+      if (zfsTlsOtherRow !== null && otherRelay !== null) out.push(`per run, median: ZFS bootstrap (HTTPS, ${otherRelay.kind}) / zfs send | socat =TLS= socat | zfs recv: ${perRun(zfsTlsOtherRow.ms, sendRecvTlsRow.ms)}`);
+      if (zfsTlsOtherRow !== null && otherRelay !== null) out.push(`per run, median: time with ${otherRelay.kind} / time with ${mainRelay.kind}: ${perRun(zfsTlsRow.ms, zfsTlsOtherRow.ms)}`);
       out.push(`per run, median: zfs send | socat =TLS= socat | zfs recv / zfs send | zfs recv: ${perRun(sendRecvTlsRow.ms, sendRecvRow.ms)}`);
     }
     if (zfsTlsNodeRow !== null) out.push(`per run, median: ZFS bootstrap (HTTPS, via Node) / zfs send | zfs recv: ${perRun(zfsTlsNodeRow.ms, sendRecvRow.ms)}`);
@@ -401,7 +429,7 @@ async function main(): Promise<void> {
     process.stdout.write(`${out.join('\n')}\n`);
   } finally {
     await app.close().catch(() => undefined);
-    if (tlsApp !== null) await tlsApp.close().catch(() => undefined);
+    for (const t of tlsApps) await t.close().catch(() => undefined);
     if (a !== null) {
       await a.stop('fast').catch((err: unknown) => { say(`stopping PostgreSQL: ${String(err)}`); });
       a.detach();
