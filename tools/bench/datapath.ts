@@ -312,9 +312,10 @@ async function runRounds(sys: System): Promise<Round[]> {
   const out: Round[] = [];
   for (let r = 0; r < rounds; r++) {
     for (const kind of kinds) {
-      // Rotate (and on odd rounds reverse) the order of the modes, so that none always follows another.
+      // Rotate the order of the modes each round, and reverse it every other cycle, so that no mode
+      // always comes first or always follows another (two modes: RP, PR, PR, RP, ...).
       const rotated = modes.map((_, i) => modes[(i + r) % modes.length] as Mode);
-      const order = r % 2 === 0 ? rotated : rotated.reverse();
+      const order = Math.floor(r / modes.length) % 2 === 0 ? rotated : rotated.reverse();
       for (const mode of order) out.push(await oneRound(sys, kind, mode));
     }
   }
