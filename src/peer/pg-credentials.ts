@@ -9,6 +9,10 @@
 //   catalog matches, so it follows the primary's change as it replays it. A standby whose stream
 //   is down cannot replay the change: it asks its upstream which candidate it accepts.
 // Open replication connections are never dropped, so replication goes on through every step.
+// With TLS the peers replicate with their certificates (pg_hba.conf `cert` with a pg_ident.conf map),
+// not with this password: it is kept in step all the same (a shard may turn TLS off), the logs say
+// it is unused, and a standby does not ask its upstream (which admits the certificate, whatever
+// the password).
 import type { Logger } from '../log.js';
 import { errorMessage, ManateeError } from '../errors.js';
 import type { PeerInfo, PeerRole } from '../model/index.js';
@@ -45,7 +49,12 @@ export interface PgCredentialsOptions {
   readonly log: Logger;
   /** How often it checks while a rotation's window is open. Default 2000 ms. */
   readonly intervalMs?: number;
+  /** TLS is on: the replication role logs in with the peers' certificates, not with its password. */
+  readonly tls?: boolean;
 }
+
+/** What the logs add about the replication role's password when TLS is on. */
+const UNUSED_WITH_TLS = 'unused while TLS is on: the peers replicate with their certificates (pg_hba.conf cert, pg_ident.conf)';
 
 const MATCHES_MAX = 64;
 
@@ -123,8 +132,9 @@ export class PgCredentials {
         if (verifier !== null && (await this.match(verifier, password))) continue;
         await pg.setRoleVerifier(name, await scramVerifier(password));
         changed = true;
-        log.info({ decision: 'pg-password-set', role: name, secretFingerprint: secretFingerprint(creds.secret), reason: 'the primary sets the role passwords derived from its current shard secret' },
-          `role passwords: ${name}'s password is now the one derived from the current shard secret`);
+        const unused = purpose === 'replication' && this.o.tls === true;
+        log.info({ decision: 'pg-password-set', role: name, secretFingerprint: secretFingerprint(creds.secret), usedForReplication: purpose === 'replication' ? !unused : undefined, reason: 'the primary sets the role passwords derived from its current shard secret' },
+          `role passwords: ${name}'s password is now the one derived from the current shard secret${unused ? ` (${UNUSED_WITH_TLS})` : ''}`);
       }
       await pg.setReplicationPassword(want);
       this.settled = true;
@@ -145,7 +155,9 @@ export class PgCredentials {
     }
     let how = 'the role\'s verifier in the local catalog';
     // A standby that does not stream cannot replay a change of the password: its upstream tells.
-    if (upstream !== null && replication.length > 1 && !(await pg.streaming())) {
+    // Not with TLS: the upstream admits this peer's certificate whatever the password, so its
+    // answer says nothing, and the password does not stop the stream.
+    if (upstream !== null && replication.length > 1 && this.o.tls !== true && !(await pg.streaming())) {
       for (const p of replication) {
         if ((await this.o.upstreamAccepts(upstream, p)) === true) {
           chosen = p;
@@ -156,8 +168,9 @@ export class PgCredentials {
     }
     if (chosen === undefined) {
       if (!this.warnedUnknown) {
-        log.warn({ decision: 'pg-password', code: PG_ERR_PASSWORD_UNKNOWN, accepted: credentialsLogFields(creds.summary()), reason: 'the role\'s password is none of those derived from the accepted shard secrets' },
-          'role passwords: the replication role\'s password matches no accepted shard secret; keeping the current one');
+        const tls = this.o.tls === true;
+        log[tls ? 'info' : 'warn']({ decision: 'pg-password', code: PG_ERR_PASSWORD_UNKNOWN, accepted: credentialsLogFields(creds.summary()), usedForReplication: !tls, reason: 'the role\'s password is none of those derived from the accepted shard secrets' },
+          `role passwords: the replication role's password matches no accepted shard secret; keeping the current one${tls ? ` (${UNUSED_WITH_TLS})` : ''}`);
         this.warnedUnknown = true;
       }
       this.settled = false;
@@ -165,8 +178,9 @@ export class PgCredentials {
     }
     this.warnedUnknown = false;
     if (await pg.setReplicationPassword(chosen)) {
-      log.info({ decision: 'pg-password-followed', reason: how, current: chosen === want },
-        `role passwords: the passfile now holds the replication password ${chosen === want ? 'of the current shard secret' : 'of an accepted shard secret'} (${how})`);
+      const tls = this.o.tls === true;
+      log.info({ decision: 'pg-password-followed', reason: how, current: chosen === want, usedForReplication: !tls },
+        `role passwords: the passfile now holds the replication password ${chosen === want ? 'of the current shard secret' : 'of an accepted shard secret'} (${how})${tls ? `; ${UNUSED_WITH_TLS}` : ''}`);
     }
     this.settled = true;
     return 'standby-followed';

@@ -105,6 +105,7 @@ export function wireJobs(parts: SitterParts): SitterJobs {
     role,
     writable: () => monitor.status().writable,
     upstreamAccepts: (upstream, password) => sources.acceptsPassword(upstream, password),
+    tls: config.tls !== undefined,
     log,
   });
   const hooksConfig = config.hooks ?? HOOKS_CONFIG_DEFAULT;

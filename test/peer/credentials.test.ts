@@ -281,14 +281,60 @@ describe('role passwords through a rotation (PgCredentials)', () => {
   }
   const upstream: PeerInfo = { id: 'up', host: '127.0.0.1', pgUrl: 'postgres://127.0.0.1:1/postgres', apiUrl: 'http://127.0.0.1:2' };
 
-  function job(pg: FakePg, creds: ShardCredentials, role: PeerRole, accepts: (p: string) => boolean | null = () => null) {
+  function job(pg: FakePg, creds: ShardCredentials, role: PeerRole, accepts: (p: string) => boolean | null = () => null, tls = false) {
     const cap = capture();
+    const asked: string[] = [];
     const j = new PgCredentials({
       target: pg, credentials: creds, role: () => ({ role, upstream: role === 'primary' ? null : upstream }), writable: () => role === 'primary',
-      upstreamAccepts: (_u, p) => Promise.resolve(accepts(p)), log: cap.logger,
+      upstreamAccepts: (_u, p) => { asked.push(p); return Promise.resolve(accepts(p)); }, log: cap.logger, tls,
     });
-    return { j, lines: cap.lines };
+    return { j, lines: cap.lines, asked };
   }
+
+  it('with TLS the logs say the replication password is unused (certificates), and a standby does not ask its upstream', async () => {
+    const primaryPg = await FakePg.of(derivedPassword(OLD, 'replication'));
+    const creds = new ShardCredentials(parseConfig(minimal({ secret: NEW, acceptedSecrets: [OLD] })));
+    const p = job(primaryPg, creds, 'primary', undefined, true);
+    expect(await p.j.sync()).toBe('primary-set');
+    const set = p.lines.filter((l) => l['decision'] === 'pg-password-set');
+    expect(set.map((l) => [l['role'], l['usedForReplication'], l['msg']])).toEqual([
+      ['replicator', false, "role passwords: replicator's password is now the one derived from the current shard secret (unused while TLS is on: the peers replicate with their certificates (pg_hba.conf cert, pg_ident.conf))"],
+      // The superuser's password is what clients log in with, TLS or not.
+      ['postgres', undefined, "role passwords: postgres's password is now the one derived from the current shard secret"],
+    ]);
+    // A standby whose stream is down: its upstream admits its certificate whatever the password, so it is not asked.
+    const pg = await FakePg.of(derivedPassword(NEW, 'replication'));
+    pg.currentReplicationPassword = derivedPassword(OLD, 'replication');
+    pg.isStreaming = false;
+    const s = job(pg, creds, 'async', () => true, true);
+    expect(await s.j.sync()).toBe('standby-followed');
+    expect(s.asked).toEqual([]);
+    expect(pg.currentReplicationPassword).toBe(derivedPassword(NEW, 'replication'));
+    const followed = s.lines.find((l) => l['decision'] === 'pg-password-followed');
+    expect(followed).toMatchObject({ usedForReplication: false, reason: 'the role\'s verifier in the local catalog' });
+    expect(followed?.['msg']).toMatch(/; unused while TLS is on: the peers replicate with their certificates/);
+    // Without TLS the same standby asks (its password is what its stream logs in with).
+    const plainPg = await FakePg.of(derivedPassword(NEW, 'replication'));
+    plainPg.currentReplicationPassword = derivedPassword(OLD, 'replication');
+    plainPg.isStreaming = false;
+    const plain = job(plainPg, creds, 'async', () => true);
+    await plain.j.sync();
+    expect(plain.asked).toEqual([derivedPassword(NEW, 'replication')]);
+    expect(plain.lines.find((l) => l['decision'] === 'pg-password-followed')).toMatchObject({ usedForReplication: true, reason: 'up accepted it' });
+  });
+
+  it('with TLS a role password that matches no accepted secret is said once, as info: it stops no stream', async () => {
+    const pg = await FakePg.of(derivedPassword(THIRD, 'replication'));
+    pg.isStreaming = false;
+    const creds = new ShardCredentials(parseConfig(minimal({ acceptedSecrets: [NEW] })));
+    const { j, lines, asked } = job(pg, creds, 'async', () => true, true);
+    expect(await j.sync()).toBe('unknown');
+    expect(await j.sync()).toBe('unknown');
+    expect(asked).toEqual([]);
+    const said = lines.filter((l) => l['code'] === PG_ERR_PASSWORD_UNKNOWN);
+    expect(said).toHaveLength(1);
+    expect(said[0]).toMatchObject({ level: 30, usedForReplication: false });
+  });
 
   it('the primary sets the passwords of its current secret (as verifiers), once', async () => {
     const pg = await FakePg.of(derivedPassword(OLD, 'replication'));
