@@ -1,5 +1,6 @@
 // RaftNode in-process: three nodes on loopback with level storage in temp dirs.
 import { afterEach, describe, expect, it } from 'vitest';
+import { createServer, type AddressInfo } from 'node:net';
 import { pino } from 'pino';
 import { RaftNode, type RaftTraceStep } from '../../src/raft/node.js';
 import { RaftStorage, type StorageUpdate } from '../../src/raft/storage/index.js';
@@ -434,11 +435,22 @@ describe('RaftNode with three nodes on loopback', () => {
     expect(f.sm.items).toContain('v1');
     // 200 reads, far fewer heartbeat rounds than 200 (each round is 2 heartbeats from the leader).
     expect(leader.status().transport.messagesSent - sentBefore).toBeLessThan(200);
-    // The leader is gone, but the follower does not know yet: its ReadIndex request is lost,
-    // and re-issued to the next leader.
-    await c.stop(leader.id);
+    // The follower's link to the leader now ends at a listener that accepts and never answers, so
+    // its next ReadIndex request is lost while it still names the leader (the leader's heartbeats
+    // come on the leader's own connection). A refused dial would instead tell the follower that the
+    // leader is gone before the request is sent.
+    const silent = createServer(() => undefined);
+    await new Promise<void>((done) => silent.listen(0, '127.0.0.1', done));
+    cleanups.push(() => new Promise<void>((done) => { silent.close(() => { done(); }); }));
+    const silentPort = (silent.address() as AddressInfo).port;
+    (f.node as unknown as { transport: { setPeer(id: string, addr: string): void } }).transport.setPeer(leader.id, `127.0.0.1:${silentPort}`);
     expect(f.node!.status().leader).toBe(leader.id);
-    await f.node!.read({ timeoutMs: 20_000 });
+    let answered = false;
+    const lost = f.node!.read({ timeoutMs: 20_000 }).then(() => { answered = true; });
+    // The leader goes; the read is re-issued to the next leader and answered there.
+    await c.stop(leader.id);
+    expect(answered).toBe(false);
+    await lost;
     expect(f.node!.status().leader).not.toBe(leader.id);
   });
 
