@@ -138,6 +138,19 @@ describe('health checks (Patroni convention)', () => {
     // PostgreSQL itself is still up until its stop completes: /health says so.
     expect(evaluateHealth(fenced, 'health', null).ok).toBe(true);
   });
+
+  it('a primary whose lease was never renewed since its sitter started (cut off before its session\'s open committed) fails every serving check', () => {
+    const p = statusOf(peers[0]!, store);
+    // A sitter restarted while its PostgreSQL ran as the writable primary.
+    const unleased = { ...p, lease: { fenced: false, validForMs: null, reason: 'not renewed yet (no session open committed, no keepalive acknowledged)' } };
+    expect(unleased.postgres.writable).toBe(true);
+    for (const check of ['primary', 'read-write', 'read-only', 'read-only-sync', 'readiness'] as const) {
+      expect(evaluateHealth(unleased, check, null)).toMatchObject({
+        ok: false, reason: 'the primary, but without a lease: not renewed yet (no session open committed, no keepalive acknowledged)',
+      });
+    }
+    expect(evaluateHealth(unleased, 'health', null).ok).toBe(true);
+  });
 });
 
 describe('GET /shard', () => {

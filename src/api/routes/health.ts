@@ -204,6 +204,10 @@ export function evaluateHealth(
   // A primary that could not renew its lease has fenced itself (src/peer/lease-fence.ts): it
   // serves nothing from that moment, even before its PostgreSQL has finished stopping.
   if (isPrimary && s.lease?.fenced === true && check !== 'health') return body(false, `the primary, but fenced: ${s.lease.reason}`);
+  // Nor does a primary whose lease was never renewed since its sitter started (a sitter restarted
+  // while its PostgreSQL ran as the primary, cut off before its session's open committed): it has
+  // no lease to fence by, and the shard may have replaced it meanwhile.
+  if (isPrimary && s.lease !== undefined && s.lease.validForMs === null && check !== 'health') return body(false, `the primary, but without a lease: ${s.lease.reason}`);
   if (!up) return body(false, `PostgreSQL is not serving: ${pg.error ?? 'down'}`);
   const withinLag = (what: string): HealthBody => {
     const wanted = opts.replicationState ?? null;
