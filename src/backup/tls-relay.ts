@@ -28,10 +28,10 @@
 // moves one 16 KiB TLS record per select loop, about 8 system calls each (README, "Bootstrap
 // speed": 1.1 CPU seconds instead of 1.8 for the receiving end of 1.3 GB).
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
-import { accessSync, constants as fsConstants } from 'node:fs';
+import { accessSync, constants as fsConstants, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { basename, dirname, join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Socket } from 'node:net';
 import type { Logger } from '../log.js';
@@ -49,12 +49,24 @@ export interface RelayProgram {
   readonly path: string;
 }
 
-/** Where tools/build-tls-relay.sh puts manatee-tls-relay: build/ at the package's root. */
+/**
+ * Where tools/build-tls-relay.sh puts manatee-tls-relay: build/ at the package's root, the nearest
+ * directory above this module (src/backup, dist/src/backup, or the sitter's bundle under
+ * node_modules/.cache) whose package.json is Manatee's. Never a directory further up.
+ */
 export function builtRelayPath(): string {
-  // src/backup/tls-relay.ts, or dist/src/backup/tls-relay.js once compiled.
   const here = dirname(fileURLToPath(import.meta.url));
-  const root = basename(dirname(dirname(here))) === 'dist' ? join(here, '..', '..', '..') : join(here, '..', '..');
-  return join(root, 'build', 'manatee-tls-relay');
+  let dir = here;
+  for (let up = 0; up < 5; up++) {
+    try {
+      const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: unknown };
+      if (pkg.name === 'manatee') return join(dir, 'build', 'manatee-tls-relay');
+    } catch {
+      // no package.json here, or not JSON
+    }
+    dir = dirname(dir);
+  }
+  return join(here, '..', '..', 'build', 'manatee-tls-relay');
 }
 
 /** manatee-tls-relay when it is built (and can be run), else socat from PATH. */
