@@ -4,6 +4,7 @@
 import pg from 'pg';
 import { closeClient, HeldConnection, parsePgUrl, readTimelineHistory } from '../postgres/index.js';
 import type { PeerInfo, TimelineHistory } from '../model/index.js';
+import { peerServerIdentity } from '../tls/index.js';
 
 export interface SourcePostgres {
   /** True when `source` is out of recovery, else why not; throws when it does not answer. */
@@ -36,7 +37,8 @@ export interface SourcePostgres {
  * or for another source).
  */
 export class HeldSourcePostgres implements SourcePostgres {
-  private held: { readonly pgUrl: string; readonly conn: HeldConnection } | null = null;
+  /** The held connection, and the source it is to: its id (its certificate's) and its pgUrl. */
+  private held: { readonly key: string; readonly conn: HeldConnection } | null = null;
 
   constructor(private readonly o: {
     readonly selfId: string;
@@ -74,6 +76,16 @@ export class HeldSourcePostgres implements SourcePostgres {
     return rows?.[0]?.ro ?? null;
   }
 
+  /**
+   * With TLS: the shard CA, this peer's certificate, and the source's certificate checked against
+   * the host and bound to the source's id (another peer's PostgreSQL found at that address, a stale
+   * pgUrl, is refused: MANATEE_ERR_TLS_PEER_ID), as pg_basebackup and pg_rewind check only the host.
+   */
+  private sslTo(source: PeerInfo): { ssl?: pg.ClientConfig['ssl'] } {
+    if (this.o.ssl === undefined) return {};
+    return { ssl: { ...this.o.ssl(), rejectUnauthorized: true, minVersion: 'TLSv1.3', checkServerIdentity: peerServerIdentity(source.id) } };
+  }
+
   close(why: string): void {
     this.held?.conn.close(why, true);
     this.held = null;
@@ -86,7 +98,8 @@ export class HeldSourcePostgres implements SourcePostgres {
 
   private async query<T extends Record<string, unknown>>(source: PeerInfo, sql: string, params?: readonly unknown[]): Promise<T[]> {
     const timeoutMs = this.o.timeoutMs;
-    if (this.held?.pgUrl !== source.pgUrl) {
+    const key = `${source.id} ${source.pgUrl}`;
+    if (this.held?.key !== key) {
       this.held?.conn.close('asking another source', true);
       const e = parsePgUrl(source.pgUrl, { user: this.o.replicationUser });
       const conn = new HeldConnection({
@@ -99,10 +112,10 @@ export class HeldSourcePostgres implements SourcePostgres {
           connectionTimeoutMillis: timeoutMs,
           statement_timeout: timeoutMs,
           application_name: `manatee-sitter-${this.o.selfId}`,
-          ...(this.o.ssl !== undefined ? { ssl: { ...this.o.ssl(), rejectUnauthorized: true, minVersion: 'TLSv1.3' as const } } : {}),
+          ...this.sslTo(source),
         }),
       });
-      this.held = { pgUrl: source.pgUrl, conn };
+      this.held = { key, conn };
     }
     return this.held.conn.query<T>(sql, params, timeoutMs);
   }
@@ -117,7 +130,7 @@ export class HeldSourcePostgres implements SourcePostgres {
     const client = new pg.Client({
       host: e.host, port: e.port, user: this.o.replicationUser, password, database: 'postgres',
       connectionTimeoutMillis: this.o.timeoutMs, application_name: `manatee-sitter-${this.o.selfId}-password`,
-      ...(this.o.ssl !== undefined ? { ssl: { ...this.o.ssl(), rejectUnauthorized: true, minVersion: 'TLSv1.3' as const } } : {}),
+      ...this.sslTo(source),
     });
     client.on('error', () => { /* the connect's rejection says it */ });
     try {

@@ -144,17 +144,18 @@ describe('the timeline history a promotion writes', () => {
     expect(await readTimelineHistory(h.query, 1)).toEqual({ timeline: 1, switches: [] });
     await expect(readTimelineHistory(h.query, 3)).rejects.toThrow(/00000003\.history/);
     const tls = await (await sb.ca()).peer('a');
+    // The sources' ids are those of the certificates their servers hold (h, a): the peer id is checked.
     const sources = new HeldSourcePostgres({
       selfId: 'peer-a', replicationUser: h.replicationUser, replicationPassword: TEST_REPL_PASSWORD, timeoutMs: 10_000,
       ssl: () => ({ ca: readFileSync(tls.caFile, 'utf8'), cert: readFileSync(tls.certFile, 'utf8'), key: readFileSync(tls.keyFile, 'utf8') }),
     });
     try {
-      expect(await sources.timelineHistory({ id: 'peer-h', pgUrl: pgUrlOf(h), apiUrl: 'http://unused', host: '127.0.0.1' })).toEqual(history);
+      expect(await sources.timelineHistory({ id: 'h', pgUrl: pgUrlOf(h), apiUrl: 'http://unused', host: '127.0.0.1' })).toEqual(history);
       // h is a primary waiting for its sync: read-only; a (one-node-write mode) takes writes.
-      expect(await sources.readOnly({ id: 'peer-h', pgUrl: pgUrlOf(h), apiUrl: 'http://unused', host: '127.0.0.1' })).toBe(true);
-      expect(await sources.readOnly({ id: 'peer-a', pgUrl: pgUrlOf(a), apiUrl: 'http://unused', host: '127.0.0.1' })).toBe(false);
+      expect(await sources.readOnly({ id: 'h', pgUrl: pgUrlOf(h), apiUrl: 'http://unused', host: '127.0.0.1' })).toBe(true);
+      expect(await sources.readOnly({ id: 'a', pgUrl: pgUrlOf(a), apiUrl: 'http://unused', host: '127.0.0.1' })).toBe(false);
       // a never promoted: timeline 1, which has no history file and no switch.
-      expect(await sources.timelineHistory({ id: 'peer-a', pgUrl: pgUrlOf(a), apiUrl: 'http://unused', host: '127.0.0.1' })).toEqual({ timeline: 1, switches: [] });
+      expect(await sources.timelineHistory({ id: 'a', pgUrl: pgUrlOf(a), apiUrl: 'http://unused', host: '127.0.0.1' })).toEqual({ timeline: 1, switches: [] });
     } finally {
       sources.close('test done');
     }

@@ -174,6 +174,23 @@ describe('PostgreSQL with TLS', () => {
     }
   }, 120_000);
 
+  it('a peer asking another peer\'s PostgreSQL (before a copy) checks that its certificate is bound to that peer: another peer\'s found at its address is refused (MANATEE_ERR_TLS_PEER_ID)', async () => {
+    const ssl = { ca: await readCa(), cert: await readFile(good.certFile, 'utf8'), key: await readFile(good.keyFile, 'utf8') };
+    const sources = new HeldSourcePostgres({ selfId: 'a', replicationUser: 'replicator', replicationPassword: TEST_REPL_PASSWORD, timeoutMs: 10_000, ssl: () => ssl });
+    const at = (id: string) => ({ id, host: '127.0.0.1', pgUrl: `postgres://127.0.0.1:${a.port}/postgres`, apiUrl: 'https://127.0.0.1:1' });
+    try {
+      expect(await sources.online(at('a'))).toBe(true);
+      const err = await sources.online(at('z')).catch((e: unknown) => e);
+      expect(err).toMatchObject({ message: expect.stringMatching(/the server's certificate is bound to peer "a", not to "z", the peer dialled/) });
+      expect(((err as Error).cause as { code?: string }).code).toBe('MANATEE_ERR_TLS_PEER_ID');
+      expect(await sources.acceptsPassword(at('z'), TEST_REPL_PASSWORD)).toBeNull();
+      expect(await sources.acceptsPassword(at('a'), TEST_REPL_PASSWORD)).toBe(true);
+      expect(await sources.online(at('a'))).toBe(true);
+    } finally {
+      sources.close('test done');
+    }
+  });
+
   it('a peer refuses a server whose certificate is from another CA, expired, or for another host', async () => {
     try {
       await serve(await other.peer('a'));
