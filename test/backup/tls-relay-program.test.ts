@@ -164,6 +164,41 @@ describe('manatee-tls-relay', () => {
     expect(l.log()).not.toMatch(/SSL connection using/);
   }, 60_000);
 
+  it('a client that connects and stays silent makes the listener exit 1 at its handshake deadline, naming it', async () => {
+    const { l, port } = await listener({ extra: ['handshake-timeout=2'] });
+    const s = netConnect(port, '127.0.0.1');
+    s.on('error', () => undefined);
+    await new Promise<void>((resolve) => { s.on('connect', () => { resolve(); }); });
+    const t0 = Date.now();
+    try {
+      expect(await code(l)).toBe(1);
+    } finally {
+      s.destroy();
+    }
+    const took = Date.now() - t0;
+    expect(errorLine(l)).toMatch(/ E SSL_accept\(\): no TLS handshake within the handshake deadline of 2 s \(handshake-timeout\)/);
+    expect(took).toBeGreaterThanOrEqual(1500);
+    expect(took).toBeLessThan(30_000); // 2 s, and generous room for a loaded machine
+  }, 60_000);
+
+  it('the handshake deadline is for the whole handshake: a client that trickles a byte every 300 ms is cut at it', async () => {
+    const { l, port } = await listener({ extra: ['count', 'handshake-timeout=2'] });
+    const s = netConnect(port, '127.0.0.1');
+    s.on('error', () => undefined);
+    // The first bytes of a ClientHello record, one at a time: each read alone is within the deadline.
+    const hello = Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03, ...randomBytes(64)]);
+    let i = 0;
+    const trickle = setInterval(() => { if (i < hello.length && s.writable) s.write(hello.subarray(i, ++i)); }, 300);
+    try {
+      expect(await code(l)).toBe(1);
+    } finally {
+      clearInterval(trickle);
+      s.destroy();
+    }
+    expect(i).toBeLessThan(hello.length); // it was cut while the client was still sending
+    expect(errorLine(l)).toMatch(/no TLS handshake within the handshake deadline of 2 s/);
+  }, 60_000);
+
   it('a TLS 1.2 client with the right certificate is refused (TLS 1.3 only), exit 1', async () => {
     const { l, port } = await listener();
     const s = tlsConnect({ host: '127.0.0.1', port, maxVersion: 'TLSv1.2', ca: readFileSync(b.caFile), cert: readFileSync(b.certFile), key: readFileSync(b.keyFile) });
@@ -188,6 +223,9 @@ describe('manatee-tls-relay', () => {
     const cases: Array<[string[], RegExp]> = [
       [['listen', '127.0.0.1'], /usage: manatee-tls-relay listen/],
       [['nonsense', '1', '2', '3', '4', '5', '6'], /usage: manatee-tls-relay/],
+      [['listen', '127.0.0.1', 'b', a.certFile, a.keyFile, a.caFile, 'handshake-timeout=0'], /handshake-timeout "0" is not a whole number of seconds from 1 to 3600/],
+      [['listen', '127.0.0.1', 'b', a.certFile, a.keyFile, a.caFile, 'handshake-timeout=5s'], /handshake-timeout "5s" is not a whole number of seconds from 1 to 3600/],
+      [['listen', '127.0.0.1', 'b', a.certFile, a.keyFile, a.caFile, 'count', 'count'], /usage: manatee-tls-relay listen/],
       [['listen', 'not-an-address', 'b', a.certFile, a.keyFile, a.caFile], /bind address "not-an-address" is not an IPv4 or IPv6 address/],
       [['listen', '192.0.2.1', 'b', a.certFile, a.keyFile, a.caFile], /bind\(192\.0\.2\.1\): Cannot assign requested address/],
       [['connect', 'no-such-host.invalid', '1', 'a', b.certFile, b.keyFile, b.caFile], /getaddrinfo\("no-such-host\.invalid"\)/],

@@ -8,19 +8,23 @@
 // buffering BIO), the receiver reads ahead 64 KiB of records per read and writes what it decrypted
 // in chunks of up to 1 MiB; socat moves one 16 KiB record per select loop (about 8 system calls).
 //
-//   manatee-tls-relay listen  <bind-address> <peer-id> <cert> <key> <ca> [count]   stdin -> TLS
+//   manatee-tls-relay listen  <bind-address> <peer-id> <cert> <key> <ca> [count] [handshake-timeout=<s>]   stdin -> TLS
 //   manatee-tls-relay connect <host> <port> <peer-id> <cert> <key> <ca>             TLS -> stdout
 //
 // Its log lines (stderr) are in socat's format, which SocatRelay parses: "N listening on AF=2
 // 127.0.0.1:port", "N accepting connection from ...", "N SSL connection using <cipher>", "E ..."
 // for errors; with `count`, "I transferred <n> bytes from 0 to <fd>" after each chunk. Exit 0 when
-// the stream ended with TLS's close_notify, 1 on any error (a truncated stream is one).
+// the stream ended with TLS's close_notify, 1 on any error (a truncated stream is one). The listener
+// gives the one connection it accepts handshake-timeout seconds (default 10) to finish the TLS
+// handshake: a client that connects and stays silent would otherwise hold its only slot.
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -36,6 +40,7 @@
 #define CHUNK (1024 * 1024)
 #define READ_AHEAD (64 * 1024)
 #define PEER_URI_PREFIX "urn:manatee:peer:"
+#define DEFAULT_HANDSHAKE_TIMEOUT 10
 
 static void say(char level, const char *fmt, ...) {
   char when[32];
@@ -155,7 +160,38 @@ static void check_peer_id(SSL *ssl, const char *peer) {
   if (uris != 1 || match != 1) fail("certificate is valid but its peer URI name does not match \"%s%s\" (%d peer URI names)", PEER_URI_PREFIX, peer, uris);
 }
 
-static int listen_mode(const char *bind_addr, const char *peer, const char *cert, const char *key, const char *ca, int count) {
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void set_nonblocking(int fd, int on) {
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || fcntl(fd, F_SETFL, on ? (fl | O_NONBLOCK) : (fl & ~O_NONBLOCK)) != 0) fail("fcntl(O_NONBLOCK): %s", strerror(errno));
+}
+
+/** SSL_accept() within `timeout` seconds in all, however slowly the other side trickles its bytes:
+ * the socket is non-blocking during the handshake, and poll() waits only for what is left of it. */
+static void accept_within(SSL *ssl, int fd, int timeout) {
+  double deadline = now() + timeout;
+  set_nonblocking(fd, 1);
+  for (;;) {
+    ERR_clear_error();
+    int r = SSL_accept(ssl);
+    if (r == 1) break;
+    int e = SSL_get_error(ssl, r);
+    if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) handshake_failed(ssl, "SSL_accept()");
+    double left = deadline - now();
+    if (left <= 0) fail("SSL_accept(): no TLS handshake within the handshake deadline of %d s (handshake-timeout)", timeout);
+    struct pollfd p = {.fd = fd, .events = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT};
+    int n = poll(&p, 1, (int)(left * 1000) + 1);
+    if (n < 0 && errno != EINTR) fail("poll(): %s", strerror(errno));
+  }
+  set_nonblocking(fd, 0);  // the stream itself has no deadline
+}
+
+static int listen_mode(const char *bind_addr, const char *peer, const char *cert, const char *key, const char *ca, int count, int handshake_timeout) {
   SSL_CTX *ctx = context(1, cert, key, ca);
   struct sockaddr_storage ss;
   memset(&ss, 0, sizeof ss);
@@ -199,7 +235,7 @@ static int listen_mode(const char *bind_addr, const char *peer, const char *cert
   BIO_up_ref(sock);
   BIO_push(buffered, sock);
   SSL_set_bio(ssl, sock, buffered);
-  if (SSL_accept(ssl) != 1) handshake_failed(ssl, "SSL_accept()");
+  accept_within(ssl, fd, handshake_timeout);
   check_peer_id(ssl, peer);
   say('N', "SSL connection using %s", SSL_get_cipher_name(ssl));
 
@@ -286,9 +322,27 @@ static int connect_mode(const char *host, const char *port, const char *peer, co
 
 int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);  // a closed reader is an error of write(), logged
-  if (argc >= 7 && strcmp(argv[1], "listen") == 0 && (argc == 7 || (argc == 8 && strcmp(argv[7], "count") == 0)))
-    return listen_mode(argv[2], argv[3], argv[4], argv[5], argv[6], argc == 8);
+  if (argc >= 7 && argc <= 9 && strcmp(argv[1], "listen") == 0) {
+    int count = 0, timeout = DEFAULT_HANDSHAKE_TIMEOUT, timeout_given = 0, ok = 1;
+    for (int i = 7; i < argc; i++) {
+      const char *opt = "handshake-timeout=";
+      if (strcmp(argv[i], "count") == 0 && !count) {
+        count = 1;
+      } else if (strncmp(argv[i], opt, strlen(opt)) == 0 && !timeout_given) {
+        const char *v = argv[i] + strlen(opt);
+        char *end;
+        errno = 0;
+        long t = strtol(v, &end, 10);
+        if (*v == '\0' || *end != '\0' || errno != 0 || t < 1 || t > 3600) fail("handshake-timeout \"%s\" is not a whole number of seconds from 1 to 3600", v);
+        timeout = (int)t;
+        timeout_given = 1;
+      } else {
+        ok = 0;
+      }
+    }
+    if (ok) return listen_mode(argv[2], argv[3], argv[4], argv[5], argv[6], count, timeout);
+  }
   if (argc == 8 && strcmp(argv[1], "connect") == 0) return connect_mode(argv[2], argv[3], argv[4], argv[5], argv[6], argv[7]);
-  fail("usage: manatee-tls-relay listen <bind-address> <peer-id> <cert> <key> <ca> [count] | connect <host> <port> <peer-id> <cert> <key> <ca>");
+  fail("usage: manatee-tls-relay listen <bind-address> <peer-id> <cert> <key> <ca> [count] [handshake-timeout=<s>] | connect <host> <port> <peer-id> <cert> <key> <ca>");
   return 1;
 }
