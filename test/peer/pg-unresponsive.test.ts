@@ -3,38 +3,18 @@
 // timeout even while another job's query (the server's long query timeout) holds the held
 // connection; it logs the server as unresponsive with the reason, sends nothing more until the
 // health check sees the server answer again, and then probes again (logged once more).
-import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PostgresServer } from '../../src/postgres/index.js';
 import { PG_ERR_UNRESPONSIVE, standbyProbeOf } from '../../src/peer/postgres-effects.js';
 import { capturingLogger } from '../../tools/lib/memory-peer.js';
 import { makePgSandbox, type PgSandbox } from '../helpers/pg.js';
+import { postgresProcesses, signalPids } from '../../tools/lib/processes.js';
 
 let sandbox: PgSandbox;
 let server: PostgresServer;
 /** Processes this file stopped: continued in afterAll whatever happens. */
 let stopped: number[] = [];
 
-/** The postmaster and its children (backends, walwriter, checkpointer...). */
-function postgresProcesses(postmasterPid: number): number[] {
-  let children: number[] = [];
-  try {
-    children = execFileSync('pgrep', ['-P', String(postmasterPid)], { encoding: 'utf8' }).split('\n').filter((l) => l !== '').map(Number);
-  } catch {
-    // pgrep exits 1 when there is none
-  }
-  return [postmasterPid, ...children];
-}
-
-function signal(pids: readonly number[], sig: NodeJS.Signals): void {
-  for (const pid of pids) {
-    try {
-      process.kill(pid, sig);
-    } catch {
-      // gone already
-    }
-  }
-}
 
 beforeAll(async () => {
   sandbox = await makePgSandbox('pg-unresp');
@@ -43,7 +23,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  signal(stopped, 'SIGCONT');
+  signalPids(stopped, 'SIGCONT');
   await sandbox.cleanup();
 }, 60_000);
 
@@ -55,7 +35,7 @@ describe('the evaluation\'s probe of a hung local PostgreSQL', () => {
     expect(await probe.receiver()).toMatchObject({ streaming: false });
 
     stopped = postgresProcesses(server.postgresPid!);
-    signal(stopped, 'SIGSTOP');
+    signalPids(stopped, 'SIGSTOP');
     // Another job's query (the shard settings', the heartbeat's) on the held connection, hung with the server.
     let earlierSettled = false;
     const earlier = server.query('SELECT 1').finally(() => { earlierSettled = true; });
@@ -75,7 +55,7 @@ describe('the evaluation\'s probe of a hung local PostgreSQL', () => {
     expect(earlierSettled).toBe(false);
     expect(lines().filter((l) => l['decision'] === 'pg-unresponsive')).toHaveLength(1);
 
-    signal(stopped, 'SIGCONT');
+    signalPids(stopped, 'SIGCONT');
     stopped = [];
     await earlier.catch(() => undefined);
     healthy = true;

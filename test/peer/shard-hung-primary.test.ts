@@ -8,29 +8,9 @@
 // Before, the primary's session stayed closed for good (no session, no keepalive, the fence never
 // lifted), and nothing wrote until an operator stepped in.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync } from 'node:child_process';
 import { Shard } from '../../tools/lib/shard.js';
+import { postgresProcesses, signalPids } from '../../tools/lib/processes.js';
 
-/** The postmaster and its children (backends, walsender, checkpointer...), postmaster first. */
-function postgresProcesses(postmasterPid: number): number[] {
-  let children: number[] = [];
-  try {
-    children = execFileSync('pgrep', ['-P', String(postmasterPid)], { encoding: 'utf8' }).split('\n').filter((l) => l !== '').map(Number);
-  } catch {
-    // pgrep exits 1 when there is none
-  }
-  return [postmasterPid, ...children];
-}
-
-function signal(pids: readonly number[], sig: NodeJS.Signals): void {
-  for (const pid of pids) {
-    try {
-      process.kill(pid, sig);
-    } catch {
-      // gone already
-    }
-  }
-}
 
 describe('a hung primary PostgreSQL with no async to fail over to', () => {
   let shard: Shard;
@@ -42,7 +22,7 @@ describe('a hung primary PostgreSQL with no async to fail over to', () => {
   });
 
   afterAll(async () => {
-    signal(stopped, 'SIGCONT');
+    signalPids(stopped, 'SIGCONT');
     await shard.teardown();
   });
 
@@ -59,7 +39,7 @@ describe('a hung primary PostgreSQL with no async to fail over to', () => {
     const postmaster = shard.postgresPid(primary);
     expect(postmaster).not.toBeNull();
     stopped = postgresProcesses(postmaster!);
-    signal(stopped, 'SIGSTOP');
+    signalPids(stopped, 'SIGSTOP');
     const stoppedAtMs = Date.now();
     const lines = async (): Promise<Record<string, unknown>[]> => (await shard.logLines(primary)).filter((l) => typeof l['time'] === 'number' && l['time'] >= stoppedAtMs);
     await shard.waitFor('the primary closing its session for PostgreSQL\'s health', async () => (await lines()).find((l) => l['decision'] === 'closeSession'), 60_000);
@@ -67,7 +47,7 @@ describe('a hung primary PostgreSQL with no async to fail over to', () => {
     // Its sync's window: the primary waits, while the sync cannot take over (no async).
     const wait = await shard.waitFor('the primary waiting for a takeover', async () => (await lines()).find((l) => l['decision'] === 'waitForTakeover'), 30_000);
     expect(wait['reason']).toMatch(/the sync may take over for \d+ ms more before I reopen it/);
-    signal(stopped, 'SIGCONT');
+    signalPids(stopped, 'SIGCONT');
     stopped = [];
 
     const reopened = await shard.waitFor('the primary reopening its session', async () => (await lines()).find((l) => l['decision'] === 'openSession'), 60_000);

@@ -8,10 +8,10 @@
 //   npx tsx tools/bench/hung-pg.ts [--role sync|primary] [--seconds 25]
 //
 // Wall-clock figures: say the load (printed) beside them; compare runs taken in the same period.
-import { execFileSync } from 'node:child_process';
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { Shard } from '../lib/shard.js';
+import { postgresProcesses, signalPids } from '../lib/processes.js';
 
 const { values } = parseArgs({ options: { role: { type: 'string', default: 'sync' }, seconds: { type: 'string', default: '25' } } });
 const role = values.role;
@@ -19,26 +19,6 @@ const seconds = Number(values.seconds);
 if (role !== 'sync' && role !== 'primary') throw new Error(`--role: expected sync or primary, not ${role}`);
 if (!Number.isInteger(seconds) || seconds < 5 || seconds > 600) throw new Error(`--seconds: expected an integer from 5 to 600, not ${values.seconds}`);
 
-/** The postmaster and its children (backends, walsender, checkpointer...). */
-function postgresProcesses(postmasterPid: number): number[] {
-  let children: number[] = [];
-  try {
-    children = execFileSync('pgrep', ['-P', String(postmasterPid)], { encoding: 'utf8' }).split('\n').filter((l) => l !== '').map(Number);
-  } catch {
-    // pgrep exits 1 when there is none
-  }
-  return [postmasterPid, ...children];
-}
-
-function signal(pids: readonly number[], sig: NodeJS.Signals): void {
-  for (const pid of pids) {
-    try {
-      process.kill(pid, sig);
-    } catch {
-      // gone already
-    }
-  }
-}
 
 const shard = await Shard.create({ peers: 3, prefix: 'hungpg', timeouts: { sessionTimeoutMs: 2000, keepaliveIntervalMs: 400, pgUnhealthyTimeoutMs: 5000 } });
 let stopped: number[] = [];
@@ -49,7 +29,7 @@ try {
   if (postmaster === null) throw new Error(`${peer.id}: no postmaster`);
   stopped = postgresProcesses(postmaster);
   console.log(`load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}; SIGSTOP of ${peer.id}'s (the ${role}'s) PostgreSQL: ${stopped.length} processes`);
-  signal(stopped, 'SIGSTOP');
+  signalPids(stopped, 'SIGSTOP');
   const t0 = Date.now();
   /** Each poll: when, and since when an evaluation was in progress (null: none). */
   const samples: { atMs: number; sinceMs: number | null }[] = [];
@@ -70,6 +50,6 @@ try {
   for (const l of lines) console.log(`  +${(l['time'] as number) - t0} ms ${String(l['decision'])}: ${String(l['msg']).slice(0, 140)}`);
   console.log(`load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}`);
 } finally {
-  signal(stopped, 'SIGCONT');
+  signalPids(stopped, 'SIGCONT');
   await shard.teardown();
 }

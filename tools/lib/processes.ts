@@ -2,6 +2,7 @@
 // identity: after the process exits the kernel may give the same number to another one, and a
 // signal sent by pid would hit it. The start time (field 22 of /proc/<pid>/stat, in clock ticks
 // since boot) differs between the two, so a recorded process is signalled only while both match.
+import { execFileSync } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 
 export interface ProcessRecord {
@@ -100,4 +101,29 @@ export function findPostmaster(pgdata: string): ProcessRecord | null {
     }
   }
   return null;
+}
+
+/** A postmaster and its children (backends, walsender, checkpointer...), postmaster first. */
+export function postgresProcesses(postmasterPid: number): number[] {
+  let children: number[] = [];
+  try {
+    children = execFileSync('pgrep', ['-P', String(postmasterPid)], { encoding: 'utf8' }).split('\n').filter((l) => l !== '').map(Number);
+  } catch {
+    // pgrep exits 1 when there is none
+  }
+  return [postmasterPid, ...children];
+}
+
+/**
+ * Sends `sig` to each pid that is still there (a hung PostgreSQL made by SIGSTOP of postgresProcesses,
+ * and its SIGCONT). Only for processes the caller started a moment ago, e.g. a test's own PostgreSQL.
+ */
+export function signalPids(pids: readonly number[], sig: NodeJS.Signals): void {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, sig);
+    } catch {
+      // gone already
+    }
+  }
 }
