@@ -16,7 +16,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
-import { Agent, request } from 'node:http';
+import { Agent } from 'node:http';
+import { bodyPoster } from '../lib/http.js';
 import { ProcCluster } from '../lib/raft-cluster.js';
 import { waitFor } from '../lib/wait.js';
 
@@ -34,20 +35,7 @@ function parseArgs(argv: string[]): Args {
 }
 
 const agent = new Agent({ keepAlive: true, maxSockets: 4 });
-
-function post(url: string, body: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const u = new URL(url);
-    const req = request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => { resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }); });
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
-}
+const post = bodyPoster(agent);
 
 /** The monotonic clock in microseconds: the same clock in every process of the machine. */
 function nowUs(): number {

@@ -12,11 +12,12 @@
 // Before each round it finds each Manatee group's leader again (a write sent to a follower would be
 // forwarded: another path) and says when the leader moved.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { Agent, request } from 'node:http';
+import { Agent } from 'node:http';
 import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { bodyPoster } from '../lib/http.js';
 import { ProcCluster } from '../lib/raft-cluster.js';
 import { freePort, waitFor } from '../lib/wait.js';
 
@@ -36,20 +37,7 @@ function parseArgs(argv: string[]): Args {
 }
 
 const agent = new Agent({ keepAlive: true, maxSockets: 256 });
-
-function post(url: string, body: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const u = new URL(url);
-    const req = request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => { resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }); });
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
-}
+const post = bodyPoster(agent);
 
 interface Result {
   system: string; concurrency: number; ops: number; errors: number; opsPerSec: number; p50Ms: number; p99Ms: number;

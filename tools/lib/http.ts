@@ -1,7 +1,7 @@
 // One JSON exchange with a peer's API, for the tools. node:http rather than fetch(): fetch
 // refuses the browser's "bad ports" (6000, 6665-6669, 10080...), which a dev shard with its own
 // port base may use.
-import { request, type IncomingMessage } from 'node:http';
+import { request, type Agent, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 
 export interface JsonAnswer {
@@ -44,4 +44,22 @@ export function httpJson(
 export function apiErrorText(a: JsonAnswer): string {
   const e = (a.body as { error?: { code?: unknown; message?: unknown } } | null)?.error;
   return typeof e?.code === 'string' && typeof e.message === 'string' ? `${e.code}: ${e.message}` : `HTTP ${a.status}`;
+}
+
+/**
+ * A POST of a ready-made body on `agent`'s kept-alive connections, answering the status and the body as
+ * text: for benchmarks, where a request's own cost should stay small and JSON parsing is the caller's.
+ */
+export function bodyPoster(agent: Agent): (url: string, body: string) => Promise<{ status: number; body: string }> {
+  return (url, body) => new Promise((resolve, reject) => {
+    const u = new URL(url);
+    const req = request({ host: u.hostname, port: u.port, path: u.pathname, method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => { resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }); });
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
 }
