@@ -16,7 +16,7 @@ import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { execa } from 'execa';
 import { builtRelayPath } from '../../src/backup/tls-relay.js';
-import { makeTestCa, type TestCa } from '../helpers/certs.js';
+import { handMadePeerCert, makeTestCa, type TestCa } from '../helpers/certs.js';
 import { waitFor } from '../../tools/lib/wait.js';
 import type { TlsFiles } from '../../src/tls/index.js';
 
@@ -217,6 +217,18 @@ describe('manatee-tls-relay', () => {
     expect(c.out().length).toBe(0);
     expect(errorLine(c)).toMatch(/SSL_connect\(\): .*certificate verify failed \(the other side's certificate: IP address mismatch\)/);
     expect(await code(l)).toBe(1);
+  }, 60_000);
+
+  it('a certificate name with a newline cannot forge a log line: the E line shows its bytes escaped (\\xNN)', async () => {
+    const forged = '2026/12/07 16:00:00 manatee-tls-relay[1] E forged'; // a CN has at most 64 bytes
+    const evil = await handMadePeerCert(ca, 'b', join(dir, 'evil'), { cn: `b\n${forged.replaceAll('/', '\\/')}`, tag: 'newline-cn' }); // -subj: \/ is a / in the name
+    const { l, port } = await listener();
+    const c = run(['connect', '127.0.0.1', String(port), 'a', evil.certFile, evil.keyFile, evil.caFile]);
+    expect(await code(l)).toBe(1);
+    await c.exit;
+    expect(errorLine(l)).toContain(`commonName does not match hostname "b" (it is "b\\x0a${forged}")`);
+    // Every line of its log is one of its own: none begins with the forged text.
+    for (const line of l.log().split('\n').filter((x) => x !== '')) expect(line).toMatch(/^\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d manatee-tls-relay\[(?!1\])\d+\] [NIE] /);
   }, 60_000);
 
   it('refuses its arguments when they are not its usage, a bind address that is no address, a host that does not resolve, a key of another certificate, a certificate file that is missing', async () => {

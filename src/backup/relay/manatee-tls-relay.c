@@ -136,13 +136,29 @@ static void write_all(int fd, const char *p, size_t n) {
   }
 }
 
+/** `in` (up to `n` bytes) for a log line: printable ASCII as it is, any other byte, '\\' and '"' as \xNN,
+ * so that a name in a certificate cannot end the line or forge another that SocatRelay parses. */
+static const char *escaped(const char *in, size_t n, char *out, size_t len) {
+  size_t o = 0;
+  for (size_t i = 0; i < n && o + 5 <= len; i++) {
+    unsigned char c = (unsigned char)in[i];
+    if (c >= 0x20 && c < 0x7f && c != '\\' && c != '"') out[o++] = (char)c;
+    else o += (size_t)snprintf(out + o, len - o, "\\x%02x", c);
+  }
+  out[o] = '\0';
+  return out;
+}
+
 /** The other side's certificate must be bound to `peer`: its CN and its one peer URI name say `peer`. */
 static void check_peer_id(SSL *ssl, const char *peer) {
   X509 *cert = SSL_get1_peer_certificate(ssl);
   if (cert == NULL) fail("the other side sent no certificate");
   char cn[256] = "";
   int n = X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, sizeof cn);
-  if (n < 0 || (size_t)n != strlen(peer) || strcmp(cn, peer) != 0) fail("certificate is valid but its commonName does not match hostname \"%s\" (it is \"%s\")", peer, cn);
+  if (n < 0 || (size_t)n != strlen(peer) || strcmp(cn, peer) != 0) {
+    char shown[4 * sizeof cn + 1];
+    fail("certificate is valid but its commonName does not match hostname \"%s\" (it is \"%s\")", peer, escaped(cn, n < 0 ? 0 : (size_t)n < sizeof cn ? (size_t)n : strlen(cn), shown, sizeof shown));
+  }
   GENERAL_NAMES *names = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
   int uris = 0, match = 0;
   for (int i = 0; names != NULL && i < sk_GENERAL_NAME_num(names); i++) {
