@@ -252,7 +252,7 @@ export interface HbaInput {
   readonly replicationUser: string;
   /** The peers' own addresses: the only ones the replication role connects from; with TLS, each with the peers it admits. */
   readonly peers: readonly HbaPeerAddress[];
-  /** Networks of clients (applications, operators): any role but the replication role. */
+  /** Networks of clients (applications, operators), for every role but the replication role. */
   readonly clientCidrs: readonly string[];
   /** TLS on: every network line is hostssl, and the replication role logs in with a peer's certificate bound to its address. */
   readonly tls: boolean;

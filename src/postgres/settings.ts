@@ -182,7 +182,7 @@ function parseValue(row: PgSettingRow, value: string): ParsedSettingValue {
   }
 }
 
-/** PostgreSQL's parse_bool: any unambiguous prefix of true/false/yes/no, on/off, 1/0, any case. */
+/** PostgreSQL's parse_bool accepts every unambiguous prefix of true/false/yes/no, on/off, 1/0, any case. */
 function parseBool(raw: string): boolean | null {
   const v = raw.toLowerCase();
   if (v === '') return null;

@@ -498,7 +498,7 @@ export class TcpTransport {
     const decoder = new FrameDecoder(1024);
     sock.on('data', (chunk: Buffer) => {
       if (link.socket !== sock) return;
-      // After the challenge the peer sends only pings: any byte is a sign of life, nothing to decode.
+      // After the challenge the peer sends only pings, so every byte is a sign of life, nothing to decode.
       if (link.state === 'ready') link.lastHeardMs = performance.now();
       if (link.state !== 'connecting') return;
       let frames: Frame[];
