@@ -55,6 +55,14 @@ export interface RelayProgram {
  * node_modules/.cache) whose package.json is Manatee's. Never a directory further up.
  */
 export function builtRelayPath(): string {
+  relayPath ??= findBuiltRelayPath();
+  return relayPath;
+}
+
+/** The package's place does not change while the process runs: its walk up is done once. */
+let relayPath: string | undefined;
+
+function findBuiltRelayPath(): string {
   const here = dirname(fileURLToPath(import.meta.url));
   let dir = here;
   for (let up = 0; up < 5; up++) {
@@ -69,7 +77,7 @@ export function builtRelayPath(): string {
   return join(here, '..', '..', 'build', 'manatee-tls-relay');
 }
 
-/** manatee-tls-relay when it is built (and can be run), else socat from PATH. */
+/** manatee-tls-relay when it is built (and can be run: checked at each call, a build may come later), else socat from PATH. */
 export function defaultRelayProgram(): RelayProgram {
   const built = builtRelayPath();
   try {
