@@ -42,6 +42,15 @@ import { isPeerId, PEER_ID_EXPECTED } from '../model/index.js';
 
 /** socat could not be run, did not start its listener or connection, or refused the other side. */
 export const BACKUP_ERR_TLS_RELAY = 'MANATEE_ERR_BACKUP_TLS_RELAY';
+/**
+ * manatee-tls-relay gave up at one of its deadlines (it exited RELAY_EXIT_DEADLINE): no connection
+ * to its listener within accept-timeout, or no TCP connection and TLS handshake within
+ * handshake-timeout (an other side that accepts TCP and never speaks TLS, or never answers).
+ * The message carries its E line, which names the step and the other side.
+ */
+export const BACKUP_ERR_TLS_RELAY_DEADLINE = 'MANATEE_ERR_BACKUP_TLS_RELAY_DEADLINE';
+/** manatee-tls-relay's exit status when a deadline passed (relay/manatee-tls-relay.c, EXIT_DEADLINE). */
+export const RELAY_EXIT_DEADLINE = 3;
 
 /** The relay's program: socat, or manatee-tls-relay (relay/manatee-tls-relay.c). */
 export interface RelayProgram {
@@ -105,7 +114,7 @@ const ADDR = String.raw`AF=\d+ (\[[^\]]+\]|[^\s:]+):(\d+)`;
 const LISTENING_RE = new RegExp(`listening on ${ADDR}`);
 const ACCEPTED_RE = new RegExp(`accepting connection from ${ADDR} on ${ADDR}`);
 const CONNECTED_RE = new RegExp(`successfully connected from local address ${ADDR}`);
-const OPENING_RE = new RegExp(`opening connection to ${ADDR}`);
+const OPENING_GLOBAL_RE = new RegExp(`opening connection to ${ADDR}`, 'g');
 const SECURED_RE = /SSL connection using (\S+)/;
 
 function unbracket(a: string): string {
@@ -193,7 +202,11 @@ export class SocatRelay {
         } else if (this.exitInfo !== null) {
           done();
           const how = this.exitInfo.signal !== null ? `killed by ${this.exitInfo.signal}` : `exit ${this.exitInfo.code ?? '?'}`;
-          reject(new BackupError(BACKUP_ERR_TLS_RELAY, `TLS relay (${this.what}): ${this.program} ended (${how}) before ${what}: ${this.errors() || 'no output'}`));
+          if (this.program === 'manatee-tls-relay' && this.exitInfo.code === RELAY_EXIT_DEADLINE) {
+            reject(new BackupError(BACKUP_ERR_TLS_RELAY_DEADLINE, `TLS relay (${this.what}): ${this.program} gave up at its deadline (${how}) before ${what}: ${this.errors() || 'no output'}`));
+          } else {
+            reject(new BackupError(BACKUP_ERR_TLS_RELAY, `TLS relay (${this.what}): ${this.program} ended (${how}) before ${what}: ${this.errors() || 'no output'}`));
+          }
         }
       };
       const timer = setTimeout(() => {
@@ -262,6 +275,24 @@ const SOCAT_ARGS = (count: boolean): string[] => ['-d', '-d', ...(count ? ['-d']
 
 const TLS_OPTS = (f: { ca: string; cert: string; key: string }): string => `cert=${f.cert},key=${f.key},cafile=${f.ca},verify=1,min-version=TLS1.3`;
 
+/**
+ * manatee-tls-relay's deadlines, in whole seconds (its defaults when left out: accept 60, handshake
+ * 10); socat is given none (the waits in Node stop it).
+ */
+export interface RelayDeadlines {
+  /** The listener: how long it waits for its one connection. */
+  readonly acceptTimeoutS?: number;
+  /** The listener: the TLS handshake of that connection; the connecting end: its TCP connection and TLS handshake together. */
+  readonly handshakeTimeoutS?: number;
+}
+
+function deadlineArgs(d: RelayDeadlines, listener: boolean): string[] {
+  return [
+    ...(d.handshakeTimeoutS !== undefined ? [`handshake-timeout=${d.handshakeTimeoutS}`] : []),
+    ...(listener && d.acceptTimeoutS !== undefined ? [`accept-timeout=${d.acceptTimeoutS}`] : []),
+  ];
+}
+
 /** The source's end: listening on `bindAddress` (an ephemeral port) for one connection from `peerId`. */
 export interface RelayListener {
   readonly relay: SocatRelay;
@@ -270,12 +301,12 @@ export interface RelayListener {
   readonly input: Socket;
 }
 
-export async function listenRelay(o: SpawnOptions & { bindAddress: string; peerId: string; timeoutMs: number }): Promise<RelayListener> {
+export async function listenRelay(o: SpawnOptions & RelayDeadlines & { bindAddress: string; peerId: string; timeoutMs: number }): Promise<RelayListener> {
   const bind = plainAddress(o.bindAddress);
   const v6 = bind.includes(':');
   const relay = await spawnRelay(o, `to peer ${o.peerId}`, (f) => o.program.kind === 'socat'
     ? [...SOCAT_ARGS(true), 'STDIN', `OPENSSL-LISTEN:0,${v6 ? 'pf=ip6,' : ''}bind=${v6 ? `[${bind}]` : bind},${TLS_OPTS(f)},commonname=${o.peerId}`]
-    : ['listen', bind, o.peerId, f.cert, f.key, f.ca, 'count'], ['pipe', 'ignore', 'pipe']);
+    : ['listen', bind, o.peerId, f.cert, f.key, f.ca, 'count', ...deadlineArgs(o, true)], ['pipe', 'ignore', 'pipe']);
   try {
     const m = await relay.waitFor(LISTENING_RE, o.timeoutMs, 'its listener');
     void relay.removeCerts();
@@ -286,7 +317,11 @@ export async function listenRelay(o: SpawnOptions & { bindAddress: string; peerI
   }
 }
 
-/** The accepted connection of a listener, once its TLS handshake (and the client's check) passed. */
+/**
+ * The accepted connection of a listener, once its TLS handshake (and the client's check) passed.
+ * Rejects with MANATEE_ERR_BACKUP_TLS_RELAY_DEADLINE when manatee-tls-relay gave up at its accept or
+ * handshake deadline, else with MANATEE_ERR_BACKUP_TLS_RELAY.
+ */
 export async function acceptedConnection(l: RelayListener, timeoutMs: number): Promise<{ ends: SocketEnds; cipher: string }> {
   const secured = await l.relay.waitFor(SECURED_RE, timeoutMs, 'a verified TLS connection');
   const m = ACCEPTED_RE.exec(l.relay.logText);
@@ -311,23 +346,28 @@ const NAME_MISMATCH_RE = /commonName does not match|peer URI name does not match
 /**
  * The restoring peer's end: a connection to the relay of source `peerId` at host:port. Rejects
  * with MANATEE_ERR_TLS_PEER_ID when the relay's certificate (of the shard CA) is not `peerId`'s,
- * else with MANATEE_ERR_BACKUP_TLS_RELAY.
+ * with MANATEE_ERR_BACKUP_TLS_RELAY_DEADLINE when manatee-tls-relay had no TCP connection and TLS
+ * handshake within its handshake deadline (every address of the host tried), else with
+ * MANATEE_ERR_BACKUP_TLS_RELAY.
  */
-export async function connectRelay(o: SpawnOptions & { host: string; port: number; peerId: string; timeoutMs: number }): Promise<RelayConnection> {
+export async function connectRelay(o: SpawnOptions & Pick<RelayDeadlines, 'handshakeTimeoutS'> & { host: string; port: number; peerId: string; timeoutMs: number }): Promise<RelayConnection> {
   const host = o.host.includes(':') && !o.host.startsWith('[') ? `[${o.host}]` : o.host;
   if (!isPeerId(o.peerId)) throw new BackupError(TLS_ERR.badArgument, `TLS relay: ${JSON.stringify(o.peerId)} is not a peer id: ${PEER_ID_EXPECTED}`);
   const relay = await spawnRelay(o, `from ${host}:${o.port}`, (f) => o.program.kind === 'socat'
     ? [...SOCAT_ARGS(false), `OPENSSL:${host}:${o.port},${TLS_OPTS(f)},commonname=${o.peerId},keepalive`, 'STDOUT']
-    : ['connect', unbracket(o.host), String(o.port), o.peerId, f.cert, f.key, f.ca], ['ignore', 'pipe', 'pipe']);
+    : ['connect', unbracket(o.host), String(o.port), o.peerId, f.cert, f.key, f.ca, ...deadlineArgs(o, false)], ['ignore', 'pipe', 'pipe']);
   try {
-    // (No connect-timeout option: with it socat does not log the connection's local address; the
-    // wait's own timeout stops a connection that hangs, one that a firewall drops.)
+    // manatee-tls-relay gives up on its own at its handshake deadline (default 10 s, below the
+    // restore's 15 s), for the TCP connection and the TLS handshake together. socat has no such
+    // option here (with connect-timeout it does not log the connection's local address): the
+    // wait's own timeout stops a connection that hangs, or a source that never speaks TLS.
     const c = await relay.waitFor(CONNECTED_RE, o.timeoutMs, 'its connection');
     const secured = await relay.waitFor(SECURED_RE, o.timeoutMs, 'a verified TLS connection');
     void relay.removeCerts();
-    // The address dialled as socat resolved it (ss needs an address, not a name).
-    const opening = OPENING_RE.exec(relay.logText);
-    const remote = opening === null ? unbracket(host) : opening[1]!;
+    // The address dialled as socat resolved it (ss needs an address, not a name): the last one
+    // tried, the one that connected (manatee-tls-relay tries the host's addresses in turn).
+    const opening = [...relay.logText.matchAll(OPENING_GLOBAL_RE)].at(-1);
+    const remote = opening === undefined ? unbracket(host) : opening[1]!;
     return {
       relay,
       output: relay.child.stdout as unknown as Socket,

@@ -5,12 +5,12 @@
 // abort, idle timeout, DELETE) hold here too, and the relay serves only the job's peer: the shard
 // CA, the peer id, the connection the peer named on its go.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readFile, writeFile } from 'node:fs/promises';
+import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { request as httpsRequest } from 'node:https';
 import type { IncomingMessage } from 'node:http';
-import { connect as netConnect, type Socket } from 'node:net';
+import { connect as netConnect, createServer as netServer, type Socket } from 'node:net';
 import { execa } from 'execa';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { silentLogger } from '../../src/log.js';
@@ -487,6 +487,40 @@ describe.each(PROGRAMS)('with $kind', (p) => {
         else process.env['TMPDIR'] = saved;
       }
       expect(await relayChildren()).toBe('');
+    });
+
+    // The handshake deadline is manatee-tls-relay's (socat has none: Node's 15 s wait stops it), so this case exists for it alone.
+    if (p.kind === 'manatee-tls-relay') it('a source relay that accepts TCP and never speaks TLS: the peer\'s manatee-tls-relay gives up at its handshake deadline (10 s, before Node\'s 15 s), and the restore asks for the stream through Node', async () => {
+      // The source's "relay": a program that says it listens on the port of a server that accepts and stays silent.
+      const held: Socket[] = [];
+      const silent = netServer((c) => { c.on('error', () => undefined); held.push(c); });
+      await new Promise<void>((resolve) => { silent.listen(0, '127.0.0.1', resolve); });
+      const addr = silent.address();
+      const silentPort = typeof addr === 'object' && addr !== null ? addr.port : 0;
+      const fake = join(pool.dir, 'silent-relay.sh');
+      await writeFile(fake, `#!/bin/sh\necho "2026/12/07 00:00:00 manatee-tls-relay[$$] N listening on AF=2 127.0.0.1:${silentPort}" >&2\nexec sleep 6001\n`);
+      await chmod(fake, 0o755);
+      try {
+        const silentUrl = await startSource({ relayProgram: { kind: 'manatee-tls-relay', path: fake } });
+        const { ds, mp } = await oldPeer('relay-silent-source');
+        const before = { ...serverZfs.served };
+        const cap = capturingLogger();
+        const t0 = Date.now();
+        const full = await backend(ds, mp, { log: cap.logger }).restore({ source: source(silentUrl), reason: 'rebuild' });
+        expect(full.method).toBe('full');
+        expect(await readFile(join(mp, 'marker'), 'utf8')).toBe(await readFile(join(srcMp, 'marker'), 'utf8'));
+        expect(serverZfs.served).toEqual({ node: before.node + 1, direct: before.direct });
+        expect(held.length).toBe(1);
+        const warned = cap.lines().find((l) => l['msg'] === 'restore: the TLS relay could not be used; asking for the stream through Node');
+        expect(warned?.['reason']).toMatch(new RegExp(String.raw`cannot connect to the TLS relay of job \S+ .*manatee-tls-relay gave up at its deadline \(exit 3\) before a verified TLS connection: SSL_connect\(\): no TLS handshake within the handshake deadline of 10 s \(handshake-timeout\): peer a at AF=2 127\.0\.0\.1:${silentPort}`));
+        expect(Date.now() - t0).toBeGreaterThanOrEqual(9000);
+        // The source gave its "relay" up when the stream was asked again without it.
+        await waitFor('the fake relay stopped', async () => ((await execa('pgrep', ['-P', String(process.pid), '-f', '^sleep 6001$'], { reject: false })).stdout.trim() === '' ? true : null), { timeoutMs: 30_000 });
+        await noRelayLeft();
+      } finally {
+        for (const c of held) c.destroy();
+        silent.close();
+      }
     });
 
     it('a relay that cannot connect fails with its program\'s reason, and addresses of dual-stack sockets are their IPv4 form', async () => {

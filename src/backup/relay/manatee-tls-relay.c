@@ -8,15 +8,25 @@
 // buffering BIO), the receiver reads ahead 64 KiB of records per read and writes what it decrypted
 // in chunks of up to 1 MiB; socat moves one 16 KiB record per select loop (about 8 system calls).
 //
-//   manatee-tls-relay listen  <bind-address> <peer-id> <cert> <key> <ca> [count] [handshake-timeout=<s>]   stdin -> TLS
-//   manatee-tls-relay connect <host> <port> <peer-id> <cert> <key> <ca>             TLS -> stdout
+//   manatee-tls-relay listen  <bind-address> <peer-id> <cert> <key> <ca> [count] [handshake-timeout=<s>] [accept-timeout=<s>]   stdin -> TLS
+//   manatee-tls-relay connect <host> <port> <peer-id> <cert> <key> <ca> [handshake-timeout=<s>]                                TLS -> stdout
 //
 // Its log lines (stderr) are in socat's format, which SocatRelay parses: "N listening on AF=2
-// 127.0.0.1:port", "N accepting connection from ...", "N SSL connection using <cipher>", "E ..."
-// for errors; with `count`, "I transferred <n> bytes from 0 to <fd>" after each chunk. Exit 0 when
-// the stream ended with TLS's close_notify, 1 on any error (a truncated stream is one). The listener
-// gives the one connection it accepts handshake-timeout seconds (default 10) to finish the TLS
-// handshake: a client that connects and stays silent would otherwise hold its only slot.
+// 127.0.0.1:port", "N accepting connection from ...", "N opening connection to ..." (one per address
+// tried), "N SSL connection using <cipher>", "W ..." for an address that failed when another is
+// left to try, "E ..." for errors; with `count`, "I transferred <n> bytes from 0 to <fd>" after each
+// chunk. Exit 0 when the stream ended with TLS's close_notify, 3 when a deadline passed (below), 1
+// on any other error (a truncated stream is one).
+//
+// Deadlines (whole seconds, 1 to 3600), so that a silent other side cannot hold either end:
+// - the listener waits accept-timeout seconds (default 60) for its one connection, and gives it
+//   handshake-timeout seconds (default 10) to finish the TLS handshake (a client that connects and
+//   stays silent would otherwise hold its only slot);
+// - the connecting end has handshake-timeout seconds (default 10) for the TCP connection and the
+//   TLS handshake together. It tries each address of the host in getaddrinfo's order: an address
+//   that refuses passes on at once, and each address but the last may wait at most an equal share
+//   of what is left, so one that never answers leaves time for the next.
+// The stream itself has no deadline (a zfs send may pause for long).
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -41,8 +51,12 @@
 #define READ_AHEAD (64 * 1024)
 #define PEER_URI_PREFIX "urn:manatee:peer:"
 #define DEFAULT_HANDSHAKE_TIMEOUT 10
+#define DEFAULT_ACCEPT_TIMEOUT 60
+#define MAX_TIMEOUT 3600
+/** The exit status when a deadline passed (SocatRelay maps it to MANATEE_ERR_BACKUP_TLS_RELAY_DEADLINE). */
+#define EXIT_DEADLINE 3
 
-static void say(char level, const char *fmt, ...) {
+__attribute__((format(printf, 2, 3))) static void say(char level, const char *fmt, ...) {
   char when[32];
   time_t t = time(NULL);
   struct tm tm;
@@ -72,14 +86,27 @@ static const char *ssl_errors(void) {
   return out[0] != '\0' ? out : "no OpenSSL error queued";
 }
 
-static void fail(const char *fmt, ...) {
+/** An E line, then exit with `status`. */
+__attribute__((noreturn, format(printf, 2, 0))) static void vfail(int status, const char *fmt, va_list ap) {
   char msg[1024];
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  say('E', "%s", msg);
+  exit(status);
+}
+
+__attribute__((noreturn, format(printf, 1, 2))) static void fail(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
+  vfail(1, fmt, ap);
   va_end(ap);
-  say('E', "%s", msg);
-  exit(1);
+}
+
+/** A deadline passed: its E line, exit EXIT_DEADLINE. */
+__attribute__((noreturn, format(printf, 1, 2))) static void fail_deadline(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vfail(EXIT_DEADLINE, fmt, ap);
+  va_end(ap);
 }
 
 /** "AF=2 1.2.3.4:5" or "AF=10 [::1]:5", as socat writes addresses. */
@@ -187,27 +214,49 @@ static void set_nonblocking(int fd, int on) {
   if (fl < 0 || fcntl(fd, F_SETFL, on ? (fl | O_NONBLOCK) : (fl & ~O_NONBLOCK)) != 0) fail("fcntl(O_NONBLOCK): %s", strerror(errno));
 }
 
-/** SSL_accept() within `timeout` seconds in all, however slowly the other side trickles its bytes:
- * the socket is non-blocking during the handshake, and poll() waits only for what is left of it. */
-static void accept_within(SSL *ssl, int fd, int timeout) {
-  double deadline = now() + timeout;
+/** Milliseconds from now until `deadline` (of now()) for poll(): 0 once it passed, else rounded up,
+ * so that poll() does not wake just before it. */
+static int ms_until(double deadline) {
+  double left = deadline - now();
+  return left <= 0 ? 0 : (int)(left * 1000) + 1;
+}
+
+/** The TLS handshake (SSL_accept() when `server`, else SSL_connect()) done by `deadline` in all,
+ * however slowly the other side trickles its bytes: the socket is non-blocking during the
+ * handshake, and poll() waits only for what is left. `timeout` and `who` are for the E line. */
+static void handshake_by(SSL *ssl, int fd, int server, double deadline, int timeout, const char *who) {
+  const char *step = server ? "SSL_accept()" : "SSL_connect()";
   set_nonblocking(fd, 1);
   for (;;) {
     ERR_clear_error();
-    int r = SSL_accept(ssl);
+    int r = server ? SSL_accept(ssl) : SSL_connect(ssl);
     if (r == 1) break;
     int e = SSL_get_error(ssl, r);
-    if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) handshake_failed(ssl, "SSL_accept()");
-    double left = deadline - now();
-    if (left <= 0) fail("SSL_accept(): no TLS handshake within the handshake deadline of %d s (handshake-timeout)", timeout);
+    if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) handshake_failed(ssl, step);
+    if (now() >= deadline) fail_deadline("%s: no TLS handshake within the handshake deadline of %d s (handshake-timeout): %s", step, timeout, who);
     struct pollfd p = {.fd = fd, .events = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT};
-    int n = poll(&p, 1, (int)(left * 1000) + 1);
-    if (n < 0 && errno != EINTR) fail("poll(): %s", strerror(errno));
+    if (poll(&p, 1, ms_until(deadline)) < 0 && errno != EINTR) fail("poll(): %s", strerror(errno));
   }
   set_nonblocking(fd, 0);  // the stream itself has no deadline
 }
 
-static int listen_mode(const char *bind_addr, const char *peer, const char *cert, const char *key, const char *ca, int count, int handshake_timeout) {
+/** The listener's one connection, accepted within `timeout` seconds (the listening socket is
+ * non-blocking: a connection that is reset between poll() and accept() is waited past, not waited on). */
+static int accept_within(int lfd, struct sockaddr_storage *from, int timeout, const char *peer, const char *at) {
+  double deadline = now() + timeout;
+  set_nonblocking(lfd, 1);
+  for (;;) {
+    socklen_t len = sizeof *from;
+    int fd = accept4(lfd, (struct sockaddr *)from, &len, SOCK_CLOEXEC);  // blocking, whatever lfd is
+    if (fd >= 0) return fd;
+    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED) fail("accept(): %s", strerror(errno));
+    if (now() >= deadline) fail_deadline("accept(): no connection within the accept deadline of %d s (accept-timeout): peer %s did not connect to %s", timeout, peer, at);
+    struct pollfd p = {.fd = lfd, .events = POLLIN};
+    if (poll(&p, 1, ms_until(deadline)) < 0 && errno != EINTR) fail("poll(): %s", strerror(errno));
+  }
+}
+
+static int listen_mode(const char *bind_addr, const char *peer, const char *cert, const char *key, const char *ca, int count, int handshake_timeout, int accept_timeout) {
   SSL_CTX *ctx = context(1, cert, key, ca);
   struct sockaddr_storage ss;
   memset(&ss, 0, sizeof ss);
@@ -232,11 +281,8 @@ static int listen_mode(const char *bind_addr, const char *peer, const char *cert
   char t1[128], t2[128];
   say('N', "listening on %s", addr_text((struct sockaddr *)&ss, t1, sizeof t1));
   struct sockaddr_storage peer_addr;
-  socklen_t pl = sizeof peer_addr;
-  int fd;
-  do fd = accept4(lfd, (struct sockaddr *)&peer_addr, &pl, SOCK_CLOEXEC);
-  while (fd < 0 && errno == EINTR);
-  if (fd < 0) fail("accept(): %s", strerror(errno));
+  int fd = accept_within(lfd, &peer_addr, accept_timeout, peer, t1);
+  double deadline = now() + handshake_timeout;
   close(lfd);  // one connection only
   sl = sizeof ss;
   getsockname(fd, (struct sockaddr *)&ss, &sl);
@@ -251,7 +297,9 @@ static int listen_mode(const char *bind_addr, const char *peer, const char *cert
   BIO_up_ref(sock);
   BIO_push(buffered, sock);
   SSL_set_bio(ssl, sock, buffered);
-  accept_within(ssl, fd, handshake_timeout);
+  char who[192];
+  snprintf(who, sizeof who, "the connection from %s, for peer %s", t1, peer);
+  handshake_by(ssl, fd, 1, deadline, handshake_timeout, who);
   check_peer_id(ssl, peer);
   say('N', "SSL connection using %s", SSL_get_cipher_name(ssl));
 
@@ -274,27 +322,99 @@ static int listen_mode(const char *bind_addr, const char *peer, const char *cert
   char drain[4096];
   while (read(fd, drain, sizeof drain) > 0) {
   }
+  free(buf);
+  SSL_free(ssl);  // and its BIOs: the buffer BIO and the socket BIO's two references
+  close(fd);
+  SSL_CTX_free(ctx);
   say('N', "exiting with status 0");
   return 0;
 }
 
-static int connect_mode(const char *host, const char *port, const char *peer, const char *cert, const char *key, const char *ca) {
+/** Appends "; " (unless first) and the formatted text to `out`, as much as fits. */
+__attribute__((format(printf, 3, 4))) static void append(char *out, size_t len, const char *fmt, ...) {
+  size_t used = strlen(out);
+  if (used > 0 && used + 2 < len) {
+    strcpy(out + used, "; ");
+    used += 2;
+  }
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(out + used, len - used, fmt, ap);
+  va_end(ap);
+}
+
+/**
+ * A TCP connection to one of `res`'s addresses, tried in getaddrinfo's order, made by `deadline`:
+ * an address that refuses passes on at once, and each one but the last waits at most an equal
+ * share of what is left (a firewall that drops its packets leaves time for the next). The socket
+ * returned is non-blocking (the handshake that follows keeps it so until it is done). Fails when
+ * none connects: with EXIT_DEADLINE when one of them did not answer in its time, naming them all.
+ */
+static int connect_by(const struct addrinfo *res, const char *peer, const char *host, const char *port, double deadline, int timeout) {
+  char tried[768] = "";
+  int left_to_try = 0, timed_out = 0;
+  for (const struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) left_to_try++;
+  for (const struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next, left_to_try--) {
+    char at[128];
+    addr_text(ai->ai_addr, at, sizeof at);
+    double start = now();
+    if (start >= deadline) {
+      timed_out = 1;
+      append(tried, sizeof tried, "%s: not tried, no time left", at);
+      continue;
+    }
+    double until = start + (deadline - start) / left_to_try;
+    say('N', "opening connection to %s", at);
+    int err = 0, expired = 0;
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+      err = errno;
+    } else if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+      // EINPROGRESS (or EINTR): the connection goes on; poll() says when it is made or refused.
+      if (errno != EINPROGRESS && errno != EINTR) err = errno;
+      while (err == 0) {
+        struct pollfd p = {.fd = fd, .events = POLLOUT};
+        int n = poll(&p, 1, ms_until(until));
+        if (n < 0) {
+          if (errno != EINTR) fail("poll(): %s", strerror(errno));
+        } else if (n > 0) {
+          socklen_t len = sizeof err;
+          if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+          break;
+        } else if (now() >= until) {
+          err = ETIMEDOUT;
+          expired = timed_out = 1;
+        }
+      }
+    }
+    if (err == 0) return fd;
+    if (fd >= 0) close(fd);
+    if (expired) append(tried, sizeof tried, "%s: no answer within %.1f s", at, until - start);
+    else append(tried, sizeof tried, "connect(%s): %s", at, strerror(err));
+    if (ai->ai_next != NULL) say('W', "connect(%s): %s; trying the next address", at, expired ? "no answer in its share of the deadline" : strerror(err));
+  }
+  if (timed_out) fail_deadline("connect(): no TCP connection within the handshake deadline of %d s (handshake-timeout): peer %s at %s port %s (%s)", timeout, peer, host, port, tried);
+  fail("%s", tried);
+}
+
+static int connect_mode(const char *host, const char *port, const char *peer, const char *cert, const char *key, const char *ca, int handshake_timeout) {
   SSL_CTX *ctx = context(0, cert, key, ca);
   SSL_CTX_set_read_ahead(ctx, 1);
   SSL_CTX_set_default_read_buffer_len(ctx, READ_AHEAD);
   struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_family = AF_UNSPEC}, *res = NULL;
   int rc = getaddrinfo(host, port, &hints, &res);
   if (rc != 0 || res == NULL) fail("getaddrinfo(\"%s\"): %s", host, gai_strerror(rc));
-  char t1[128];
-  say('N', "opening connection to %s", addr_text(res->ai_addr, t1, sizeof t1));
-  int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) fail("socket(): %s", strerror(errno));
-  if (connect(fd, res->ai_addr, res->ai_addrlen) != 0) fail("connect(%s): %s", t1, strerror(errno));
+  double deadline = now() + handshake_timeout;  // the TCP connection and the TLS handshake, together
+  int fd = connect_by(res, peer, host, port, deadline, handshake_timeout);
   freeaddrinfo(res);
+  char t1[128], remote[128];
   struct sockaddr_storage ss;
   socklen_t sl = sizeof ss;
   getsockname(fd, (struct sockaddr *)&ss, &sl);
   say('N', "successfully connected from local address %s", addr_text((struct sockaddr *)&ss, t1, sizeof t1));
+  sl = sizeof ss;
+  if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0) fail("getpeername(): %s", strerror(errno));
+  addr_text((struct sockaddr *)&ss, remote, sizeof remote);
   int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
 
@@ -307,8 +427,10 @@ static int connect_mode(const char *host, const char *port, const char *peer, co
   } else {
     if (SSL_set1_host(ssl, host) != 1 || SSL_set_tlsext_host_name(ssl, host) != 1) fail("host check: %s", ssl_errors());
   }
-  SSL_set_fd(ssl, fd);
-  if (SSL_connect(ssl) != 1) handshake_failed(ssl, "SSL_connect()");
+  if (SSL_set_fd(ssl, fd) != 1) fail("SSL_set_fd(): %s", ssl_errors());
+  char who[192];
+  snprintf(who, sizeof who, "peer %s at %s", peer, remote);
+  handshake_by(ssl, fd, 0, deadline, handshake_timeout, who);
   check_peer_id(ssl, peer);
   say('N', "SSL connection using %s", SSL_get_cipher_name(ssl));
 
@@ -332,33 +454,46 @@ static int connect_mode(const char *host, const char *port, const char *peer, co
   }
   if (close(1) != 0) fail("close(1): %s", strerror(errno));
   SSL_shutdown(ssl);
+  free(buf);
+  SSL_free(ssl);
+  close(fd);
+  SSL_CTX_free(ctx);
   say('N', "exiting with status 0");
   return 0;
 }
 
+/** `arg` is `name`=<whole seconds from 1 to MAX_TIMEOUT>: 1 and the value in *out (it must not be
+ * given twice: *given), 0 when `arg` is not that option; fails on a bad value. */
+static int seconds_option(const char *arg, const char *name, int *out, int *given) {
+  size_t nl = strlen(name);
+  if (strncmp(arg, name, nl) != 0 || arg[nl] != '=') return 0;
+  if (*given) return 0;  // a repeated option: not the usage
+  const char *v = arg + nl + 1;
+  char *end;
+  errno = 0;
+  long t = strtol(v, &end, 10);
+  if (*v == '\0' || *end != '\0' || errno != 0 || t < 1 || t > MAX_TIMEOUT) fail("%s \"%s\" is not a whole number of seconds from 1 to %d", name, v, MAX_TIMEOUT);
+  *out = (int)t;
+  *given = 1;
+  return 1;
+}
+
 int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);  // a closed reader is an error of write(), logged
-  if (argc >= 7 && argc <= 9 && strcmp(argv[1], "listen") == 0) {
-    int count = 0, timeout = DEFAULT_HANDSHAKE_TIMEOUT, timeout_given = 0, ok = 1;
+  int handshake = DEFAULT_HANDSHAKE_TIMEOUT, handshake_given = 0, accept_s = DEFAULT_ACCEPT_TIMEOUT, accept_given = 0, ok = 1;
+  if (argc >= 7 && argc <= 10 && strcmp(argv[1], "listen") == 0) {
+    int count = 0;
     for (int i = 7; i < argc; i++) {
-      const char *opt = "handshake-timeout=";
-      if (strcmp(argv[i], "count") == 0 && !count) {
-        count = 1;
-      } else if (strncmp(argv[i], opt, strlen(opt)) == 0 && !timeout_given) {
-        const char *v = argv[i] + strlen(opt);
-        char *end;
-        errno = 0;
-        long t = strtol(v, &end, 10);
-        if (*v == '\0' || *end != '\0' || errno != 0 || t < 1 || t > 3600) fail("handshake-timeout \"%s\" is not a whole number of seconds from 1 to 3600", v);
-        timeout = (int)t;
-        timeout_given = 1;
-      } else {
-        ok = 0;
-      }
+      if (strcmp(argv[i], "count") == 0 && !count) count = 1;
+      else if (!seconds_option(argv[i], "handshake-timeout", &handshake, &handshake_given) && !seconds_option(argv[i], "accept-timeout", &accept_s, &accept_given)) ok = 0;
     }
-    if (ok) return listen_mode(argv[2], argv[3], argv[4], argv[5], argv[6], count, timeout);
+    if (ok) return listen_mode(argv[2], argv[3], argv[4], argv[5], argv[6], count, handshake, accept_s);
   }
-  if (argc == 8 && strcmp(argv[1], "connect") == 0) return connect_mode(argv[2], argv[3], argv[4], argv[5], argv[6], argv[7]);
-  fail("usage: manatee-tls-relay listen <bind-address> <peer-id> <cert> <key> <ca> [count] [handshake-timeout=<s>] | connect <host> <port> <peer-id> <cert> <key> <ca>");
-  return 1;
+  if (argc >= 8 && argc <= 9 && strcmp(argv[1], "connect") == 0) {
+    for (int i = 8; i < argc; i++) {
+      if (!seconds_option(argv[i], "handshake-timeout", &handshake, &handshake_given)) ok = 0;
+    }
+    if (ok) return connect_mode(argv[2], argv[3], argv[4], argv[5], argv[6], argv[7], handshake);
+  }
+  fail("usage: manatee-tls-relay listen <bind-address> <peer-id> <cert> <key> <ca> [count] [handshake-timeout=<s>] [accept-timeout=<s>] | connect <host> <port> <peer-id> <cert> <key> <ca> [handshake-timeout=<s>]");
 }
