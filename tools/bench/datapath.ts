@@ -6,7 +6,7 @@
 //   npx tsx tools/bench/datapath.ts [--rounds 3] [--duration-s 15] [--clients 8] [--jobs 2] [--scale 10]
 //        [--dir <dev shard dir> (default MANATEE_DEV_DIR or .dev-cluster, as tools/dev-cluster)] [--port-base <port>] [--kinds read-write,select-only]
 //        [--modes running,paused[,batch]]
-//        [--patroni] [--patroni-settings default|tuned]
+//        [--patroni] [--patroni-settings default|tuned] [--alternate-ms <ms>]
 //
 // It uses a running dev shard (tools/dev-cluster up) or starts one, and stops what it started.
 // --modes attributes the cost: batch runs every sitter under SCHED_BATCH for the round (chrt: the same
@@ -19,10 +19,20 @@
 // Besides TPS and latency it prints, per round, what the sitters did meanwhile: new PostgreSQL
 // connections a second on the three servers (pg_stat_database.sessions), WAL flushes a second on
 // the primary (pg_stat_wal.wal_sync) and the sitters' CPU (utime + stime from /proc).
+// With --alternate-ms W the two modes alternate within each pgbench run instead of between runs:
+// every W ms all the sitters are paused (SIGSTOP) or resumed (SIGCONT), pgbench logs every
+// transaction (-l), and each transaction counts for the window in which it ended. A running window
+// and the paused window next to it form a pair; the figure is the ratio of their TPS, as a median
+// and a geometric mean with its 95% interval over every pair of every round. Drifts that last longer
+// than a window (the disk's flush latency, checkpoints, other work on the machine) hit both windows
+// of a pair alike, which rounds minutes apart cannot promise. W stays below the primary's lease
+// (sessionTimeoutMs less the drift and a margin, less a keepalive interval: 1335 - 300 ms at the
+// defaults), so that no pause fences the primary; each running window then also holds the timers
+// that came due during the pause before it, which counts against the sitters, not for them.
 // With --patroni (Debian packages patroni and python3-pysyncobj) it then runs a Patroni cluster with
 // synchronous_mode on the same machine the same way (Patroni running vs paused) and prints both ratios.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -32,7 +42,7 @@ import type { SitterStatus } from '../../src/model/index.js';
 import { pgdataOf, readRecord, type ClusterRecord, type RecordedProcess } from '../lib/dev-record.js';
 import { isRunning } from '../lib/processes.js';
 import { PatroniCluster, patroniInstalled, type PatroniSettings } from './patroni.js';
-import { CounterReader, initialise, median, runPgbench, type PgbenchResult, type PgTarget, type ServerCounters } from './pgbench.js';
+import { CounterReader, geometricInterval, initialise, median, readTransactionLog, runPgbench, windowPairs, type PgbenchResult, type PgTarget, type ServerCounters, type Window } from './pgbench.js';
 
 const { values } = parseArgs({
   options: {
@@ -48,6 +58,7 @@ const { values } = parseArgs({
     'port-base': { type: 'string' },
     kinds: { type: 'string', default: 'read-write,select-only' },
     modes: { type: 'string', default: 'running,paused' },
+    'alternate-ms': { type: 'string' },
   },
 });
 
@@ -86,6 +97,9 @@ function listArg<T extends string>(name: string, v: string | undefined, allowed:
 const kinds = listArg('kinds', values.kinds, KINDS);
 const modes = listArg('modes', values.modes, MODES);
 if (!modes.includes('paused')) modes.push('paused'); // the baseline every mode is compared with
+const alternateMs = values['alternate-ms'] === undefined ? null : intArg('alternate-ms', values['alternate-ms'], 100, 1000);
+if (alternateMs !== null && modes.some((m) => m !== 'running' && m !== 'paused')) throw new Error('--alternate-ms alternates running and paused only (leave batch out of --modes)');
+if (alternateMs !== null && alternateMs * 4 > durationS * 1000) throw new Error(`--duration-s ${durationS} holds fewer than 4 windows of --alternate-ms ${alternateMs}`);
 
 interface Round {
   readonly kind: Kind;
@@ -360,6 +374,94 @@ function summarise(name: string, all: readonly Round[]): Summary[] {
   return out;
 }
 
+// ---------------------------------------------------------------- alternating windows (--alternate-ms)
+
+interface AltRound {
+  readonly kind: Kind;
+  /** TPS of the running window over the paused window next to it, for each pair. */
+  readonly pairs: number[];
+  readonly runningTps: number;
+  readonly pausedTps: number;
+  /** The sitters' CPU over the time they ran (the running windows), % of one core. */
+  readonly managerCpuPctRunning: number;
+  readonly failed: number;
+}
+
+async function alternatingRound(sys: System, kind: Kind, r: number, windowMs: number): Promise<AltRound> {
+  const primary = await sys.primary();
+  await initialise(primary, scale);
+  const pids = sys.managerPids();
+  const dir = mkdtempSync(join(tmpdir(), 'datapath-tx-'));
+  const windows: Window[] = [];
+  let mode: Window['mode'] = r % 2 === 0 ? 'running' : 'paused';
+  const ctl = { stop: false };
+  const cpuBefore = pids.map(cpuTicks);
+  const t0 = Date.now();
+  if (mode === 'paused') signalAll(pids, 'SIGSTOP');
+  // Each switch is due at t0 + k·W (no drift from late timers); the windows record when it happened.
+  const toggler = (async (): Promise<void> => {
+    let start = t0;
+    for (let k = 1; ; k++) {
+      await sleep(Math.max(0, t0 + k * windowMs - Date.now()));
+      if (ctl.stop) return;
+      const now = Date.now();
+      signalAll(pids, mode === 'paused' ? 'SIGCONT' : 'SIGSTOP');
+      windows.push({ mode, startMs: start, endMs: now });
+      mode = mode === 'paused' ? 'running' : 'paused';
+      start = now;
+    }
+  })();
+  let result: PgbenchResult;
+  let cpuAfter: number[];
+  try {
+    result = await runPgbench(primary, { selectOnly: kind === 'select-only', clients, jobs, durationS, logPrefix: join(dir, 'tx') });
+  } finally {
+    ctl.stop = true;
+    await toggler;
+    signalAll(pids, 'SIGCONT');
+    cpuAfter = pids.map(cpuTicks);
+  }
+  let ends: Float64Array;
+  try {
+    ends = readTransactionLog(join(dir, 'tx'));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const { pairs, running, paused } = windowPairs(windows, ends);
+  const cpuS = cpuAfter.reduce((a, c, i) => a + c - (cpuBefore[i] ?? 0), 0) / CLOCK_TICKS_PER_S;
+  const runningMsAll = windows.filter((w) => w.mode === 'running').reduce((a, w) => a + w.endMs - w.startMs, 0);
+  const changed = await sys.settle();
+  const round: AltRound = {
+    kind, pairs,
+    runningTps: (1000 * running.tx) / running.ms,
+    pausedTps: (1000 * paused.tx) / paused.ms,
+    managerCpuPctRunning: runningMsAll > 0 ? (100 * cpuS * 1000) / runningMsAll : NaN,
+    failed: result.failed,
+  };
+  console.log(`  ${sys.name} ${kind.padEnd(11)} round ${r + 1}: ${pairs.length} pairs of ${windowMs} ms windows  tps running ${round.runningTps.toFixed(1)}, paused ${round.pausedTps.toFixed(1)}: ` +
+    `${(round.runningTps / round.pausedTps).toFixed(3)}x, pairs median ${median(pairs).toFixed(3)}x  managers' CPU ${round.managerCpuPctRunning.toFixed(1)}% of a core while running  ` +
+    `load ${(loadavg()[0] ?? NaN).toFixed(2)}` + (result.failed > 0 ? `  FAILED transactions ${result.failed}` : '') + (changed === null ? '' : `  (${changed})`));
+  return round;
+}
+
+async function runAlternating(sys: System, windowMs: number): Promise<Summary[]> {
+  const all: AltRound[] = [];
+  for (let r = 0; r < rounds; r++) for (const kind of kinds) all.push(await alternatingRound(sys, kind, r, windowMs));
+  console.log(`\n${sys.name}: ${rounds} rounds per kind of pgbench -n -c ${clients} -j ${jobs} -T ${durationS} (scale ${scale}), the sitters paused and resumed every ${windowMs} ms`);
+  const out: Summary[] = [];
+  for (const kind of kinds) {
+    const rs = all.filter((x) => x.kind === kind);
+    const pairs = rs.flatMap((x) => x.pairs);
+    const g = geometricInterval(pairs);
+    const tps = { running: median(rs.map((x) => x.runningTps)), paused: median(rs.map((x) => x.pausedTps)) };
+    console.log(`  ${kind.padEnd(11)} ${pairs.length} pairs: running over paused, median ${median(pairs).toFixed(3)}x, geometric mean ${g.mean.toFixed(3)}x (95% ${g.low.toFixed(3)}-${g.high.toFixed(3)}); ` +
+      `rounds' tps running ${tps.running.toFixed(1)}, paused ${tps.paused.toFixed(1)} (rounds' ratios ${rs.map((x) => (x.runningTps / x.pausedTps).toFixed(3)).join(', ')}); ` +
+      `managers' CPU ${median(rs.map((x) => x.managerCpuPctRunning)).toFixed(1)}% of a core while running; failed transactions ${rs.reduce((a, x) => a + x.failed, 0)}`);
+    out.push({ kind, tps, latencyMs: { running: NaN, paused: NaN } });
+  }
+  return out;
+}
+
 // ---------------------------------------------------------------- Manatee's dev shard
 
 function record(): ClusterRecord | null {
@@ -504,7 +606,8 @@ async function main(): Promise<void> {
     try {
       const rec = record();
       if (rec === null) throw new Error(`no ${clusterDir}/cluster.json after tools/dev-cluster up`);
-      manatee = summarise('manatee (3 sitters, defaults)', await runRounds(manateeSystem(rec)));
+      const sys = manateeSystem(rec);
+      manatee = alternateMs !== null ? await runAlternating(sys, alternateMs) : summarise('manatee (3 sitters, defaults)', await runRounds(sys));
     } finally {
       if (started) devCluster('down');
     }
@@ -518,7 +621,9 @@ async function main(): Promise<void> {
       const c = PatroniCluster.start(dir, patroniSettings);
       try {
         await c.waitReady(180_000);
-        const patroni = summarise(`patroni (ttl ${patroniSettings.ttl}, loop_wait ${patroniSettings.loopWait})`, await runRounds(patroniSystem(c)));
+        const psys = patroniSystem(c);
+        const patroni = alternateMs !== null ? await runAlternating(psys, alternateMs)
+          : summarise(`patroni (ttl ${patroniSettings.ttl}, loop_wait ${patroniSettings.loopWait})`, await runRounds(psys));
         if (manatee !== null) {
           console.log('\nmanatee against patroni (each system running, against its own paused baseline):');
           for (const m of manatee) {

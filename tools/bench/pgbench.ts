@@ -2,6 +2,8 @@
 // run, with TPS and the average latency parsed from pgbench's own summary, and the counters a round
 // is judged by (new PostgreSQL sessions, WAL flushes) read before and after on held connections.
 import { spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import pg from 'pg';
 
 export const PGBENCH = '/usr/lib/postgresql/15/bin/pgbench';
@@ -70,12 +72,43 @@ export interface RunOptions {
   readonly clients: number;
   readonly jobs: number;
   readonly durationS: number;
+  /** Log every transaction (pgbench -l) to files named <logPrefix>.<pid>[.<thread>] (read them with readTransactionLog). */
+  readonly logPrefix?: string;
 }
 
 export async function runPgbench(t: PgTarget, o: RunOptions): Promise<PgbenchResult> {
   const args = ['-n', '-c', String(o.clients), '-j', String(o.jobs), '-T', String(o.durationS)];
   if (o.selectOnly) args.push('-S');
+  if (o.logPrefix !== undefined) args.push('-l', `--log-prefix=${o.logPrefix}`);
   return parsePgbench(await run(args, t, (o.durationS + 120) * 1000));
+}
+
+/**
+ * When each logged transaction ended (epoch ms, sorted), from the files of `pgbench -l
+ * --log-prefix=<prefix>`. A line without aggregation is `client_id transaction_no time script_no
+ * time_epoch time_us [...]`: time_epoch and time_us say when the transaction completed. A line that
+ * does not parse is an error that names the file and the line: a wrong count would be a wrong figure.
+ */
+export function readTransactionLog(prefix: string): Float64Array {
+  const dir = dirname(prefix);
+  const base = basename(prefix);
+  const files = readdirSync(dir).filter((f) => f.startsWith(`${base}.`) && /^\d+(\.\d+)?$/.test(f.slice(base.length + 1)));
+  if (files.length === 0) throw new Error(`pgbench wrote no transaction log ${prefix}.<pid> in ${dir}`);
+  const ends: number[] = [];
+  for (const f of files) {
+    const lines = readFileSync(join(dir, f), 'utf8').split('\n');
+    lines.forEach((line, i) => {
+      if (line === '') return;
+      const parts = line.split(' ');
+      const epoch = Number(parts[4]);
+      const us = Number(parts[5]);
+      if (parts.length < 6 || !Number.isInteger(epoch) || !Number.isInteger(us) || us < 0 || us >= 1e6) {
+        throw new Error(`${join(dir, f)} line ${i + 1} is not a pgbench transaction line (client_id transaction_no time script_no time_epoch time_us): ${JSON.stringify(line.slice(0, 120))}`);
+      }
+      ends.push(epoch * 1000 + us / 1000);
+    });
+  }
+  return Float64Array.from(ends).sort();
 }
 
 /** Counters of one server that say what happened around a round, read over one held connection. */
@@ -115,4 +148,62 @@ export function median(xs: readonly number[]): number {
   if (s.length === 0) return NaN;
   const mid = Math.floor(s.length / 2);
   return s.length % 2 === 1 ? (s[mid] ?? NaN) : ((s[mid - 1] ?? 0) + (s[mid] ?? 0)) / 2;
+}
+
+/** A window of an alternating run: the sitters ran or were paused from startMs to endMs (epoch ms). */
+export interface Window {
+  readonly mode: 'running' | 'paused';
+  readonly startMs: number;
+  readonly endMs: number;
+}
+
+/** Transactions of `ends` (sorted) that ended in [from, to). */
+export function countIn(ends: Float64Array, from: number, to: number): number {
+  const lower = (x: number): number => {
+    let lo = 0;
+    let hi = ends.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if ((ends[mid] ?? Infinity) < x) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  };
+  return lower(to) - lower(from);
+}
+
+/** The windows that lie wholly inside the run after its first second (connections set up), paired. */
+export function windowPairs(windows: readonly Window[], ends: Float64Array): { pairs: number[]; running: { tx: number; ms: number }; paused: { tx: number; ms: number } } {
+  const first = ends[0];
+  const last = ends[ends.length - 1];
+  const running = { tx: 0, ms: 0 };
+  const paused = { tx: 0, ms: 0 };
+  const pairs: number[] = [];
+  if (first === undefined || last === undefined) return { pairs, running, paused };
+  const inside = windows.filter((w) => w.startMs >= first + 1000 && w.endMs <= last && w.endMs > w.startMs);
+  for (let i = 0; i + 1 < inside.length; i += 2) {
+    const a = inside[i];
+    const b = inside[i + 1];
+    if (a === undefined || b === undefined || a.mode === b.mode || a.endMs !== b.startMs) { i -= 1; continue; }
+    const tps = (w: Window): number => countIn(ends, w.startMs, w.endMs) / (w.endMs - w.startMs);
+    const [r, p] = a.mode === 'running' ? [a, b] : [b, a];
+    pairs.push(tps(r) / tps(p));
+  }
+  for (const w of inside) {
+    const acc = w.mode === 'running' ? running : paused;
+    acc.tx += countIn(ends, w.startMs, w.endMs);
+    acc.ms += w.endMs - w.startMs;
+  }
+  return { pairs, running, paused };
+}
+
+/** Geometric mean of the ratios and its 95% interval (normal approximation on their logarithms). */
+export function geometricInterval(ratios: readonly number[]): { mean: number; low: number; high: number } {
+  const logs = ratios.filter((x) => x > 0 && Number.isFinite(x)).map(Math.log);
+  const n = logs.length;
+  if (n < 2) return { mean: NaN, low: NaN, high: NaN };
+  const m = logs.reduce((a, x) => a + x, 0) / n;
+  const sd = Math.sqrt(logs.reduce((a, x) => a + (x - m) ** 2, 0) / (n - 1));
+  const half = (1.96 * sd) / Math.sqrt(n);
+  return { mean: Math.exp(m), low: Math.exp(m - half), high: Math.exp(m + half) };
 }
