@@ -6,7 +6,7 @@
 // process, which holds both ends of the HTTP stream, and the zfs-fuse daemon) and ratios as soon as
 // the run ends, then the medians. Run as root (zfs-fuse, PostgreSQL as `postgres`):
 //
-//   npx tsx tools/bench/bootstrap.ts [--size-mb 1024] [--runs 1] [--tls] [--node-path] [--tls-node-path] [--zfs-only]
+//   npx tsx tools/bench/bootstrap.ts [--size-mb 1024] [--runs 1] [--tls] [--node-path] [--tls-node-path] [--zfs-only] [--basebackup-only]
 //       [--relay socat|manatee-tls-relay] [--compare-relays] [--socat <path>] [--relay-path <path>] [--log]
 //
 // Over HTTP the stream is direct (zfs send and zfs recv on the connection, no byte through Node);
@@ -17,6 +17,7 @@
 // --node-path adds the same bootstraps through Node (directStream: false, tlsRelay: false);
 // --tls-node-path only the HTTPS one.
 // --zfs-only leaves out the rows that are not about zfs send/recv (tar, the Node hop, pg_basebackup).
+// --basebackup-only runs only the two pg_basebackup rows (Manatee's and the raw one), alternating their order.
 // With --tls, the fair baseline of the HTTPS path: a shell's `zfs send | socat | socat | zfs recv`
 // over TLS 1.3 with the same certificates, socat's defaults (the relay's cipher) and its transfer
 // size, no Manatee; the HTTPS bootstrap's ratio is printed against it and against the plain pipe.
@@ -60,6 +61,7 @@ const { values } = parseArgs({
     // Also the ZFS bootstrap over HTTP through Node (directStream: false), the path before the direct stream.
     'node-path': { type: 'boolean', default: false },
     'zfs-only': { type: 'boolean', default: false },
+    'basebackup-only': { type: 'boolean', default: false },
     // Only the HTTPS bootstrap through Node (the TLS path before the relay), not the HTTP one.
     'tls-node-path': { type: 'boolean', default: false },
     // The socat of the TLS relay (both ends) when the relay is socat: e.g. a wrapper that runs it under strace -c.
@@ -78,6 +80,8 @@ if (values.relay !== undefined && values.relay !== 'socat' && values.relay !== '
 const mainRelay: RelayProgram = (values.relay ?? defaultRelayProgram().kind) === 'socat' ? socatRelay : nativeRelay;
 const otherRelay: RelayProgram | null = values['compare-relays'] ? (mainRelay.kind === 'socat' ? nativeRelay : socatRelay) : null;
 const sizeMb = Number(values['size-mb']);
+const bbOnly = values['basebackup-only'];
+if (bbOnly && (values['zfs-only'] || values.tls || values['node-path'] || values['tls-node-path'])) throw new Error('--basebackup-only runs the pg_basebackup rows alone: leave out --zfs-only, --tls, --node-path and --tls-node-path');
 const runs = Number(values.runs);
 if (!Number.isFinite(sizeMb) || sizeMb < 16) throw new Error('--size-mb must be a number >= 16');
 if (!Number.isInteger(runs) || runs < 1 || runs > 9) throw new Error('--runs must be 1..9');
@@ -377,7 +381,8 @@ async function main(): Promise<void> {
         }],
       ];
       const notZfs = new Set(['tar', 'zfs send | node | zfs recv', 'pg_basebackup', 'raw pg_basebackup']);
-      const chosen = values['zfs-only'] ? steps.filter(([name]) => !notZfs.has(name)) : steps;
+      const chosen = values['basebackup-only'] ? steps.filter(([name]) => name === 'pg_basebackup' || name === 'raw pg_basebackup')
+        : values['zfs-only'] ? steps.filter(([name]) => !notZfs.has(name)) : steps;
       const order = run % 2 === 1 ? chosen : [...chosen].reverse();
       say(`run ${run}/${runs}: ${order.map(([name]) => name).join(', ')}`);
       const loadBefore = await loadAverage();
@@ -387,10 +392,11 @@ async function main(): Promise<void> {
       const lines = rows.filter((r) => r.ms.length > 0).map((r) => `  ${r.name.padEnd(52)} ${((r.ms[i] ?? NaN) / 1000).toFixed(2).padStart(8)} s ${rate1(r.bytes, r.ms[i] ?? NaN).toFixed(1).padStart(8)} MB/s` +
         `   cpu: node ${(r.nodeCpuS[i] ?? NaN).toFixed(2).padStart(6)} s, children ${(r.childCpuS[i] ?? NaN).toFixed(2).padStart(6)} s, zfs-fuse ${(r.zfsCpuS[i] ?? NaN).toFixed(2).padStart(6)} s`);
       const ratio = (x: number[], base: number[]): string => ((base[i] ?? NaN) / (x[i] ?? NaN)).toFixed(2);
-      process.stdout.write(`run ${run}/${runs} (load average ${loadBefore} before, ${await loadAverage()} after):\n${lines.join('\n')}\n` +
+      process.stdout.write(`run ${run}/${runs} (load average ${loadBefore} before, ${await loadAverage()} after):\n${lines.join('\n')}\n` + (bbOnly
+        ? `  ratio (time of the baseline / time of the bootstrap): pg_basebackup bootstrap / raw pg_basebackup ${ratio(bbRow.ms, rawBbRow.ms)}\n` : '') + (bbOnly ? '' :
         `  ratios (time of the baseline / time of the bootstrap): ZFS bootstrap / zfs send | zfs recv ${ratio(zfsRow.ms, sendRecvRow.ms)}` +
         `${zfsTlsRow !== null ? `, over TLS ${ratio(zfsTlsRow.ms, sendRecvRow.ms)}` : ''}${zfsTlsRow !== null && sendRecvTlsRow !== null ? ` (over TLS / raw over TLS ${ratio(zfsTlsRow.ms, sendRecvTlsRow.ms)}; raw over TLS / raw ${ratio(sendRecvTlsRow.ms, sendRecvRow.ms)})` : ''}${zfsTlsOtherRow !== null && otherRelay !== null ? `, over TLS with ${otherRelay.kind} ${ratio(zfsTlsOtherRow.ms, sendRecvRow.ms)}` : ''}${zfsTlsNodeRow !== null ? `, over TLS via Node ${ratio(zfsTlsNodeRow.ms, sendRecvRow.ms)}` : ''}${zfsNodeRow !== null ? `, via Node ${ratio(zfsNodeRow.ms, sendRecvRow.ms)}` : ''}; ZFS bootstrap / one Node hop ${ratio(zfsRow.ms, nodePipeRow.ms)}` +
-        `; pg_basebackup bootstrap / raw pg_basebackup ${ratio(bbRow.ms, rawBbRow.ms)}\n`);
+        `; pg_basebackup bootstrap / raw pg_basebackup ${ratio(bbRow.ms, rawBbRow.ms)}\n`));
     }
 
     // Ratios per run (each against the baseline measured in the same run), then their median.
@@ -405,14 +411,15 @@ async function main(): Promise<void> {
     for (const r of rows.filter((x) => x.ms.length > 0)) {
       out.push(`${r.name.padEnd(52)} ${(r.bytes / MB).toFixed(0).padStart(8)} ${(median(r.ms) / 1000).toFixed(2).padStart(9)} ${rate(r).toFixed(1).padStart(8)} ${median(r.nodeCpuS).toFixed(2).padStart(11)} ${median(r.childCpuS).toFixed(2).padStart(15)} ${median(r.zfsCpuS).toFixed(2).padStart(15)}`);
     }
-    out.push(`ratio ZFS bootstrap / zfs send | wc -c:          ${(rate(zfsRow) / rate(sendPipeRow)).toFixed(2)}`);
-    const all = !values['zfs-only'];
+    const all = !values['zfs-only'] && !bbOnly;
+    if (bbOnly) out.push(`per run, median: pg_basebackup bootstrap / raw pg_basebackup: ${perRun(bbRow.ms, rawBbRow.ms)} (goal >= 0.9)`);
+    else out.push(`ratio ZFS bootstrap / zfs send | wc -c:          ${(rate(zfsRow) / rate(sendPipeRow)).toFixed(2)}`);
     if (all) out.push(`ratio pg_basebackup / tar read of data dir:      ${(rate(bbRow) / rate(tarRow)).toFixed(2)}`);
     // Same bytes on both sides of these ratios: time(baseline) / time(bootstrap) = rate ratio.
-    out.push(`per run, median: ZFS bootstrap (HTTP) / zfs send | zfs recv: ${perRun(zfsRow.ms, sendRecvRow.ms)} (goal >= 0.9)`);
-    if (zfsTlsRow !== null) out.push(`per run, median: ZFS bootstrap (HTTPS, ${mainRelay.kind}) / zfs send | zfs recv: ${perRun(zfsTlsRow.ms, sendRecvRow.ms)} (goal >= 0.9)`);
+    if (!bbOnly) out.push(`per run, median: ZFS bootstrap (HTTP) / zfs send | zfs recv: ${perRun(zfsRow.ms, sendRecvRow.ms)} (goal >= 0.9)`);
+    if (zfsTlsRow !== null && !bbOnly) out.push(`per run, median: ZFS bootstrap (HTTPS, ${mainRelay.kind}) / zfs send | zfs recv: ${perRun(zfsTlsRow.ms, sendRecvRow.ms)} (goal >= 0.9)`);
     if (zfsTlsOtherRow !== null && otherRelay !== null) out.push(`per run, median: ZFS bootstrap (HTTPS, ${otherRelay.kind}) / zfs send | zfs recv: ${perRun(zfsTlsOtherRow.ms, sendRecvRow.ms)}`);
-    if (zfsTlsRow !== null && sendRecvTlsRow !== null) {
+    if (zfsTlsRow !== null && sendRecvTlsRow !== null && !bbOnly) {
       out.push(`per run, median: ZFS bootstrap (HTTPS, ${mainRelay.kind}) / zfs send | socat =TLS= socat | zfs recv: ${perRun(zfsTlsRow.ms, sendRecvTlsRow.ms)}`);
       if (zfsTlsOtherRow !== null && otherRelay !== null) out.push(`per run, median: ZFS bootstrap (HTTPS, ${otherRelay.kind}) / zfs send | socat =TLS= socat | zfs recv: ${perRun(zfsTlsOtherRow.ms, sendRecvTlsRow.ms)}`);
       if (zfsTlsOtherRow !== null && otherRelay !== null) out.push(`per run, median: time with ${otherRelay.kind} / time with ${mainRelay.kind}: ${perRun(zfsTlsRow.ms, zfsTlsOtherRow.ms)}`);
