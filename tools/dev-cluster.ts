@@ -19,6 +19,7 @@ import { isRunning, recordProcess, signalProcess, waitGone, type ProcessRecord }
 import {
   caPemOf, DEFAULT_PORT_BASE, DevClusterError, HOST, PEERS_MAX, findPeer, parsePortBase, portsOf, readRecord, writeRecord, zpoolName,
   type ClusterRecord, type DevPeer,
+  extraSitterConfig, mergeConfig,
 } from './lib/dev-record.js';
 import { fetchStatus, killPeer, postmasterOf, running, startSitter, stopPeer, waitForApi, type SitterLauncher } from './lib/dev-peers.js';
 
@@ -108,6 +109,7 @@ function makePeer(r: ClusterRecord, dir: string, id: string, index: number, memb
     ...(r.tls === undefined ? {} : { tls: { caFile: r.tls.caFile, certFile: peerCertFile(r.tls.certsDir, id), keyFile: peerKeyFile(r.tls.certsDir, id) } }),
     log: { level: 'info' },
   };
+  mergeConfig(config, extraSitterConfig(process.env['MANATEE_DEV_SITTER_CONFIG']));
   const configPath = join(dataDir, 'config.json');
   writeFileSync(configPath, JSON.stringify(config, null, 2), { mode: 0o600 });
   chmodSync(configPath, 0o600);

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { execa } from 'execa';
 import { isRunning, processStartTicks, recordProcess, signalProcess, waitGone } from '../../tools/lib/processes.js';
-import { findPeer, parsePortBase, readRecord, type ClusterRecord } from '../../tools/lib/dev-record.js';
+import { extraSitterConfig, findPeer, mergeConfig, parsePortBase, readRecord, type ClusterRecord } from '../../tools/lib/dev-record.js';
 import { freePort } from '../../tools/lib/wait.js';
 
 const cleanups: (() => Promise<void>)[] = [];
@@ -98,5 +98,32 @@ describe('dev-cluster status', () => {
     const shown = await run(['--show-secrets']);
     expect(shown.exitCode).toBe(0);
     expect(shown.stdout).toContain('MANATEE_ADMIN_TOKEN=the-admin-token');
+  });
+});
+
+describe('MANATEE_DEV_SITTER_CONFIG', () => {
+  it('is merged into a peer\'s configuration section by section, keeping what it does not name', () => {
+    const config: Record<string, unknown> = { peerId: 'peer1', raft: { port: 5434, members: [{ id: 'peer1', address: '127.0.0.1:5434' }] }, log: { level: 'info' } };
+    mergeConfig(config, extraSitterConfig('{"raft":{"tickMs":50,"electionTicks":10},"timeouts":{"sessionTimeoutMs":3000}}'));
+    expect(config).toEqual({
+      peerId: 'peer1',
+      raft: { port: 5434, members: [{ id: 'peer1', address: '127.0.0.1:5434' }], tickMs: 50, electionTicks: 10 },
+      log: { level: 'info' },
+      timeouts: { sessionTimeoutMs: 3000 },
+    });
+    expect(extraSitterConfig(undefined)).toEqual({});
+    expect(extraSitterConfig('')).toEqual({});
+  });
+
+  it('refuses what is not a JSON object, by name', () => {
+    expect(() => extraSitterConfig('{"raft":')).toThrow(/MANATEE_DEV_SITTER_CONFIG is not JSON/);
+    expect(() => extraSitterConfig('[1]')).toThrow(/MANATEE_DEV_SITTER_CONFIG must be a JSON object \(got \[1\]\)/);
+    let code: unknown = null;
+    try {
+      extraSitterConfig('3');
+    } catch (err) {
+      code = (err as { code?: unknown }).code;
+    }
+    expect(code).toBe('MANATEE_ERR_DEV_SITTER_CONFIG');
   });
 });

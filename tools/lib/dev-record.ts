@@ -167,3 +167,38 @@ export function findPeer(r: ClusterRecord, id: string): DevPeer {
 export function pgdataOf(p: DevPeer): string {
   return join(p.dataDir, 'pgdata');
 }
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Merges `extra` into `target` object by object (arrays and other values replace). */
+export function mergeConfig(target: Record<string, unknown>, extra: Record<string, unknown>): void {
+  for (const [k, v] of Object.entries(extra)) {
+    const cur = target[k];
+    if (isPlainObject(cur) && isPlainObject(v)) {
+      const copy = { ...cur };
+      mergeConfig(copy, v);
+      target[k] = copy;
+    } else {
+      target[k] = v;
+    }
+  }
+}
+
+/**
+ * MANATEE_DEV_SITTER_CONFIG: a JSON object merged into every peer's config.json, object by object
+ * (e.g. '{"raft":{"tickMs":100,"electionTicks":5}}' keeps the raft section's ports and members),
+ * for benchmarks that compare settings.
+ */
+export function extraSitterConfig(raw: string | undefined): Record<string, unknown> {
+  if (raw === undefined || raw === '') return {};
+  let v: unknown;
+  try {
+    v = JSON.parse(raw);
+  } catch (err) {
+    throw new DevClusterError('MANATEE_ERR_DEV_SITTER_CONFIG', `MANATEE_DEV_SITTER_CONFIG is not JSON: ${(err as Error).message}`);
+  }
+  if (!isPlainObject(v)) throw new DevClusterError('MANATEE_ERR_DEV_SITTER_CONFIG', `MANATEE_DEV_SITTER_CONFIG must be a JSON object (got ${JSON.stringify(v)})`);
+  return v;
+}
