@@ -71,9 +71,9 @@ const schema = {
             },
           },
         },
-        tickMs: { type: 'integer', minimum: 5, maximum: 10_000, default: 50 },
-        electionTicks: { type: 'integer', minimum: 2, maximum: 1000, default: 10 },
-        // No schema default: it follows electionTicks (defaultHeartbeatTicks).
+        tickMs: { type: 'integer', minimum: 5, maximum: 10_000, default: 100 },
+        electionTicks: { type: 'integer', minimum: 2, maximum: 1000, default: 5 },
+        // No schema default: it follows tickMs and electionTicks (defaultHeartbeatTicks).
         heartbeatTicks: { type: 'integer', minimum: 1, maximum: 1000 },
       },
     },

@@ -357,12 +357,15 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
   /**
    * Runs `fn` every `ms` from this node's ticker, for a caller whose own timer would wake the
    * process at other moments than the tick does (the store's keepalives and expiry loop); returns
-   * the stop, or null when the tick does not divide `ms` (the caller keeps its own timer). Runs
-   * while the node runs.
+   * the stop, or null when `ms` is shorter than a tick (the caller keeps its own timer). When the
+   * tick does not divide `ms`, `fn` runs every floor(ms / tick) ticks: a little more often than
+   * asked, never less (the store's follower loop of 750 ms runs every 700 ms at a 100 ms tick).
+   * Runs while the node runs.
    */
   every(ms: number, fn: () => void): (() => void) | null {
-    if (!(ms > 0) || ms % this.tickMs !== 0) return null;
-    const p = { ticks: ms / this.tickMs, left: ms / this.tickMs, fn };
+    if (!(ms >= this.tickMs)) return null;
+    const ticks = Math.floor(ms / this.tickMs);
+    const p = { ticks, left: ticks, fn };
     this.periodic.add(p);
     return () => { this.periodic.delete(p); };
   }

@@ -57,9 +57,9 @@ export interface Consensus {
   term(): number;
   onLeaderChange(listener: (change: LeaderChange) => void): () => void;
   /**
-   * Runs `fn` every `ms` from the consensus's own clock (a Raft node's tick), so that it costs no
-   * wake-up of its own; returns the stop, or null when that clock cannot keep `ms` (the caller then
-   * sets a timer). Absent: no such clock.
+   * Runs `fn` about every `ms` from the consensus's own clock (a Raft node's tick: every
+   * floor(ms / tick) ticks), so that it costs no wake-up of its own; returns the stop, or null when
+   * `ms` is shorter than that clock's step (the caller then sets a timer). Absent: no such clock.
    */
   every?(ms: number, fn: () => void): (() => void) | null;
   /**

@@ -483,10 +483,10 @@ describe('RaftNode with three nodes on loopback', () => {
     await f.node!.read({ atHeartbeat: true });
   });
 
-  it('every() runs a callback from the ticker every ms / tickMs ticks, until stopped; null when the tick does not divide ms', async () => {
+  it('every() runs a callback from the ticker every floor(ms / tickMs) ticks, until stopped; null when ms is shorter than a tick', async () => {
     const c = await makeCluster(['a'], { tickMs: 25 });
     const n = await c.start('a');
-    expect(n.every(30, () => undefined)).toBeNull();
+    expect(n.every(24, () => undefined)).toBeNull();
     expect(n.every(0, () => undefined)).toBeNull();
     // A 25 ms callback next to a 100 ms one fires four times as often, in the same ticker runs.
     let fast = 0;
@@ -504,6 +504,15 @@ describe('RaftNode with three nodes on loopback', () => {
     const [f0, s0] = [fast, slow];
     await new Promise((r) => setTimeout(r, 300));
     expect([fast, slow]).toEqual([f0, s0]);
+    // A period the tick does not divide runs every floor(ms / tick) ticks: 60 ms at 25 ms, every 2 ticks.
+    let odd = 0;
+    let ticks = 0;
+    const stopOdd = n.every(60, () => { odd++; })!;
+    const stopTicks = n.every(25, () => { ticks++; })!;
+    await waitFor('twenty ticks', () => ticks >= 20, { timeoutMs: 30_000 });
+    stopOdd();
+    stopTicks();
+    expect(Math.abs(odd - Math.floor(ticks / 2))).toBeLessThanOrEqual(1);
   });
 
   it('a proposal whose entry a new leader replaced fails at once with PROPOSAL_LOST', async () => {
