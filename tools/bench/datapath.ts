@@ -6,9 +6,11 @@
 //   npx tsx tools/bench/datapath.ts [--rounds 3] [--duration-s 15] [--clients 8] [--jobs 2] [--scale 10]
 //        [--dir <dev shard dir> (default MANATEE_DEV_DIR or .dev-cluster, as tools/dev-cluster)] [--port-base <port>] [--kinds read-write,select-only]
 //        [--modes running,paused[,batch]]
-//        [--patroni] [--patroni-settings default|tuned] [--alternate-ms <ms>]
+//        [--patroni] [--patroni-settings default|tuned] [--alternate-ms <ms>] [--warmup-s 30]
 //
-// It uses a running dev shard (tools/dev-cluster up) or starts one, and stops what it started.
+// It uses a running dev shard (tools/dev-cluster up) or starts one (then waits --warmup-s before the
+// first round), and stops what it started. MANATEE_DEV_SITTER_CONFIG (tools/lib/dev-record.ts) sets
+// the sitters' settings of a shard it starts.
 // --modes attributes the cost: batch runs every sitter under SCHED_BATCH for the round (chrt: the same
 // CPU share, but a sitter that wakes up no longer preempts the task on its CPU). Every mode is
 // compared with `paused` (all sitters paused). Pausing one sitter alone is no baseline: its session
@@ -59,6 +61,7 @@ const { values } = parseArgs({
     kinds: { type: 'string', default: 'read-write,select-only' },
     modes: { type: 'string', default: 'running,paused' },
     'alternate-ms': { type: 'string' },
+    'warmup-s': { type: 'string', default: '30' },
   },
 });
 
@@ -97,6 +100,7 @@ function listArg<T extends string>(name: string, v: string | undefined, allowed:
 const kinds = listArg('kinds', values.kinds, KINDS);
 const modes = listArg('modes', values.modes, MODES);
 if (!modes.includes('paused')) modes.push('paused'); // the baseline every mode is compared with
+const warmupS = intArg('warmup-s', values['warmup-s'], 0, 3600);
 const alternateMs = values['alternate-ms'] === undefined ? null : intArg('alternate-ms', values['alternate-ms'], 100, 1000);
 if (alternateMs !== null && modes.some((m) => m !== 'running' && m !== 'paused')) throw new Error('--alternate-ms alternates running and paused only (leave batch out of --modes)');
 if (alternateMs !== null && alternateMs * 4 > durationS * 1000) throw new Error(`--duration-s ${durationS} holds fewer than 4 windows of --alternate-ms ${alternateMs}`);
@@ -598,6 +602,10 @@ async function main(): Promise<void> {
       console.log('starting the dev shard (tools/dev-cluster up --no-tls)');
       devCluster('up');
       started = true;
+      // A shard just started is still settling (the async's copy, the sitters' code compiling): the
+      // first round would count that against the sitters (7-8% of a core against 4-5% later).
+      console.log(`warming up for ${warmupS} s (--warmup-s)`);
+      await sleep(warmupS * 1000);
     } else if (existing.tls !== undefined) {
       throw new Error('the running dev shard uses TLS; this benchmark measures the plain data path (as its baselines): run tools/dev-cluster down first, or up --no-tls');
     } else {
