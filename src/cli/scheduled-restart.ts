@@ -29,6 +29,8 @@ export interface ScheduledRestartOptions {
   readonly now?: () => Date;
   /** How often the state is looked at. Default 1 s. */
   readonly tickMs?: number;
+  /** The look's clock (the sitter's: from the Raft tick, see src/peer/clock.ts); default an unref'd timer of its own. */
+  readonly every?: (ms: number, fn: () => void) => () => void;
   /** A restart found due later than this after its time is skipped, not run. Default 10 min. */
   readonly lateMsMax?: number;
   /** How long each step of the rolling restart may take to end healthy (RollingRestart's default: 3 min). */
@@ -47,7 +49,7 @@ export interface ScheduledRestartProgress {
 export const SCHEDULED_RESTART_LATE_MS_MAX = 600_000;
 
 export class ScheduledRestartRunner {
-  private timer: NodeJS.Timeout | null = null;
+  private stopTimer: (() => void) | null = null;
   private running: Promise<void> | null = null;
   private progressNow: ScheduledRestartProgress | null = null;
   private readonly now: () => Date;
@@ -57,15 +59,21 @@ export class ScheduledRestartRunner {
   }
 
   start(): void {
-    if (this.timer !== null) return;
-    this.timer = setInterval(() => { this.tick(); }, this.opts.tickMs ?? 1000);
-    this.timer.unref();
+    if (this.stopTimer !== null) return;
+    const tick = (): void => { this.tick(); };
+    if (this.opts.every !== undefined) {
+      this.stopTimer = this.opts.every(this.opts.tickMs ?? 1000, tick);
+    } else {
+      const t = setInterval(tick, this.opts.tickMs ?? 1000);
+      t.unref();
+      this.stopTimer = () => { clearInterval(t); };
+    }
   }
 
   /** Stops looking; a rolling restart under way goes on to its end (or its step deadline). */
   stop(): void {
-    if (this.timer !== null) clearInterval(this.timer);
-    this.timer = null;
+    this.stopTimer?.();
+    this.stopTimer = null;
   }
 
   get progress(): ScheduledRestartProgress | null {

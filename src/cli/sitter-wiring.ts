@@ -24,6 +24,7 @@ import { postgresPortRefused } from '../peer/peer-gone.js';
 import { peerInfoOf, type SitterConfig } from '../peer/config.js';
 import { ShardCredentials } from '../peer/credentials.js';
 import { Sitter } from '../peer/sitter.js';
+import { everyFrom } from '../peer/clock.js';
 import { ManateeError } from '../errors.js';
 import { AdmClient } from './adm/client.js';
 import { ScheduledRestartRunner } from './scheduled-restart.js';
@@ -181,6 +182,7 @@ export async function openSitter(config: SitterConfig, log: Logger): Promise<Sit
       ...(caPem === null || config.tls === undefined ? {} : { ca: { pem: caPem, source: config.tls.caFile } }),
     }),
     log: log.child({ room: 'scheduled-restart' }),
+    every: everyFrom(node.every.bind(node)),
   });
   const edge = {
     prepare: async (): Promise<void> => { await api.ready(); },

@@ -4,6 +4,7 @@
 // each run reads what is current). The shard settings, the role passwords and pg_hba.conf's peer
 // hosts are kept this way.
 import { errorMessage } from '../errors.js';
+import type { Every } from './clock.js';
 
 export interface CoalescedJobOptions {
   /** One run. A rejection is handed to `failed`; the job keeps going. */
@@ -13,29 +14,35 @@ export interface CoalescedJobOptions {
   readonly intervalMs?: number;
   /** Whether a timer tick asks for a run (default: always). */
   readonly due?: () => boolean;
+  /** The interval's clock (default an unref'd timer of its own): see clock.ts everyFrom. */
+  readonly every?: Every;
 }
 
 export class CoalescedJob {
   private running: Promise<void> | null = null;
   private again = false;
-  private timer: NodeJS.Timeout | null = null;
+  private stopTimer: (() => void) | null = null;
 
   constructor(private readonly o: CoalescedJobOptions) {}
 
   /** Runs now, then every intervalMs (when due). */
   start(): void {
-    if (this.timer === null && this.o.intervalMs !== undefined) {
-      this.timer = setInterval(() => {
-        if (this.o.due?.() ?? true) this.request();
-      }, this.o.intervalMs);
-      this.timer.unref();
+    if (this.stopTimer === null && this.o.intervalMs !== undefined) {
+      const tick = (): void => { if (this.o.due?.() ?? true) this.request(); };
+      if (this.o.every !== undefined) {
+        this.stopTimer = this.o.every(this.o.intervalMs, tick);
+      } else {
+        const t = setInterval(tick, this.o.intervalMs);
+        t.unref();
+        this.stopTimer = () => { clearInterval(t); };
+      }
     }
     this.request();
   }
 
   stop(): void {
-    if (this.timer !== null) clearInterval(this.timer);
-    this.timer = null;
+    this.stopTimer?.();
+    this.stopTimer = null;
   }
 
   /** A run now, or right after the one in flight. */

@@ -10,6 +10,7 @@
 import type { Logger } from '../log.js';
 import type { HeartbeatStatus } from '../model/index.js';
 import { ManateeError, errorMessage } from '../errors.js';
+import { timerEvery, type Every } from './clock.js';
 
 export const HEARTBEAT_SCHEMA = 'manatee';
 export const HEARTBEAT_TABLE = `${HEARTBEAT_SCHEMA}.heartbeat`;
@@ -38,6 +39,8 @@ export interface HeartbeatOptions {
   readonly role: () => HeartbeatRole;
   readonly log: Logger;
   readonly intervalMs?: number;
+  /** The beat's clock (default a timer of its own): see clock.ts everyFrom. */
+  readonly every?: Every;
   readonly queryTimeoutMs?: number;
   readonly now?: () => number;
 }
@@ -80,7 +83,7 @@ export class Heartbeat {
   private readonly queryTimeoutMs: number;
   private readonly now: () => number;
   private current: HeartbeatStatus = NONE;
-  private timer: NodeJS.Timeout | null = null;
+  private stopTimer: (() => void) | null = null;
   private running = false;
   /** The table exists (created by this process, or seen): no need to create it again. */
   private created = false;
@@ -94,13 +97,13 @@ export class Heartbeat {
   }
 
   start(): void {
-    if (this.timer !== null) return;
-    this.timer = setInterval(() => { void this.tick(); }, this.intervalMs);
+    if (this.stopTimer !== null) return;
+    this.stopTimer = (this.opts.every ?? timerEvery)(this.intervalMs, () => { void this.tick(); });
   }
 
   stop(): void {
-    if (this.timer !== null) clearInterval(this.timer);
-    this.timer = null;
+    this.stopTimer?.();
+    this.stopTimer = null;
   }
 
   status(): HeartbeatStatus {

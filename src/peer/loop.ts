@@ -3,7 +3,7 @@
 // more afterwards. It reports when it last ran, for GET /liveness.
 import type { Logger } from '../log.js';
 import type { LoopStatus } from '../model/index.js';
-import type { Clock } from './clock.js';
+import { timerEvery, type Clock, type Every } from './clock.js';
 
 export const EVALUATE_INTERVAL_MS = 1000;
 export const RETRY_SOON_MS = 200;
@@ -12,7 +12,7 @@ export class EvaluationLoop {
   private evaluating = false;
   private dirty = false;
   private stopping = false;
-  private timer: NodeJS.Timeout | null = null;
+  private stopTimer: (() => void) | null = null;
   private soonTimer: NodeJS.Timeout | null = null;
   private lastError: string | null = null;
   /** When an evaluation last ended, and when the running one began. */
@@ -23,17 +23,20 @@ export class EvaluationLoop {
     readonly evaluate: () => Promise<void>;
     readonly clock: Clock;
     readonly log: Logger;
+    /** The periodic evaluation's clock (default a timer of its own): see clock.ts everyFrom. */
+    readonly every?: Every;
   }) {}
 
   start(): void {
-    this.timer = setInterval(() => { this.kick(); }, EVALUATE_INTERVAL_MS);
+    this.stopTimer ??= (this.o.every ?? timerEvery)(EVALUATE_INTERVAL_MS, () => { this.kick(); });
     this.kick();
   }
 
   /** Stops waking up, and waits (at most `timeoutMs`) for a running evaluation to end. */
   async stop(timeoutMs = 60_000): Promise<void> {
     this.stopping = true;
-    if (this.timer !== null) clearInterval(this.timer);
+    this.stopTimer?.();
+    this.stopTimer = null;
     if (this.soonTimer !== null) clearTimeout(this.soonTimer);
     const deadline = Date.now() + timeoutMs;
     while (this.evaluating && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));

@@ -20,6 +20,7 @@ import { scramVerifier, scramVerifierMatches } from '../postgres/scram.js';
 import type { ShardCredentials } from './credentials.js';
 import { credentialsLogFields, secretFingerprint } from './credentials.js';
 import { CoalescedJob } from './coalesced-job.js';
+import type { Every } from './clock.js';
 
 /** No candidate password matches the role's verifier, and the upstream took none: the peer may not stream. */
 export const PG_ERR_PASSWORD_UNKNOWN = 'MANATEE_ERR_PG_PASSWORD_UNKNOWN';
@@ -38,6 +39,8 @@ export interface PgCredentialsTarget {
 }
 
 export interface PgCredentialsOptions {
+  /** The interval's clock (default a timer of its own): see clock.ts everyFrom. */
+  readonly every?: Every;
   readonly target: PgCredentialsTarget;
   readonly credentials: ShardCredentials;
   /** This peer's role and upstream in the committed state. */
@@ -72,6 +75,7 @@ export class PgCredentials {
     this.job = new CoalescedJob({
       run: async () => { await this.sync(); },
       intervalMs: o.intervalMs ?? 2000,
+      ...(o.every !== undefined ? { every: o.every } : {}),
       due: () => this.o.credentials.rotating || !this.settled,
       failed: (err) => {
         this.settled = false;

@@ -11,6 +11,7 @@ import { readReplication, readWalPositions, type QueryFn } from '../postgres/rep
 import type { PostgresStatus, ReplicationRow, TimelineHistory } from '../model/index.js';
 import { unhealthySince } from './rules/index.js';
 import { PgError } from '../postgres/errors.js';
+import type { Every } from './clock.js';
 import { errorMessage } from '../errors.js';
 
 /** What the monitor reads of this peer's PostgreSQL (PostgresServer has these). */
@@ -37,6 +38,8 @@ export interface PgMonitorOptions {
   readonly log: Logger;
   /** How often a check also opens a new connection (default 10 s): a fresh connect per check costs the primary throughput. */
   readonly newConnectionCheckIntervalMs?: number;
+  /** The checks' clock (default a timer of its own): see clock.ts everyFrom. */
+  readonly every?: Every;
 }
 
 export const NEW_CONNECTION_CHECK_INTERVAL_MS_DEFAULT = 10_000;
@@ -88,6 +91,7 @@ export class PgMonitor extends EventEmitter<MonitorEvents> {
       intervalMs: opts.intervalMs,
       timeoutMs: opts.timeoutMs,
       logger: opts.log,
+      ...(opts.every !== undefined ? { every: opts.every } : {}),
       probe: async (timeoutMs) => {
         if (!this.pg.running) throw new PgError('MANATEE_ERR_PG_NOT_RUNNING', 'PostgreSQL is not running');
         const nowMs = Date.now();

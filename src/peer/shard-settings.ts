@@ -14,6 +14,7 @@ import { isSecretSetting, SETTING_REDACTED, type PeerSettingReport, type PeerSet
 import type { ShardSettingsApplied } from '../postgres/index.js';
 import type { VersionedSettings } from '../store/settings.js';
 import { CoalescedJob } from './coalesced-job.js';
+import type { Every } from './clock.js';
 
 /** A line of a configuration file that PostgreSQL refuses (logged, and shown per peer). */
 export const PG_ERR_SETTING_REJECTED = 'MANATEE_ERR_PG_SETTING_REJECTED';
@@ -29,6 +30,8 @@ export interface SettingsTarget {
 }
 
 export interface ShardSettingsKeeperOptions {
+  /** The interval's clock (default a timer of its own): see clock.ts everyFrom. */
+  readonly every?: Every;
   readonly target: SettingsTarget;
   readonly settings: () => VersionedSettings;
   readonly log: Logger;
@@ -50,7 +53,7 @@ export class ShardSettingsKeeper {
 
   constructor(private readonly opts: ShardSettingsKeeperOptions) {
     // run() catches its own errors: `failed` is only for a bug.
-    this.job = new CoalescedJob({ run: () => this.run(), intervalMs: opts.tickMs ?? 5000, failed: (err) => { this.opts.log.error({ err: errorMessage(err) }, 'shard settings: unexpected failure'); } });
+    this.job = new CoalescedJob({ run: () => this.run(), intervalMs: opts.tickMs ?? 5000, ...(opts.every !== undefined ? { every: opts.every } : {}), failed: (err) => { this.opts.log.error({ err: errorMessage(err) }, 'shard settings: unexpected failure'); } });
   }
 
   start(): void {

@@ -75,6 +75,8 @@ export interface SitterRaft extends RaftLeadership {
   close(): Promise<void>;
   /** The shard secret it proves itself with, and the others it accepts (SIGHUP). */
   setSecrets(secret: string, accepted: readonly string[]): void;
+  /** RaftNode.every: `fn` about every `ms` from the node's tick while it runs, or null (then the caller sets a timer). */
+  every?(ms: number, fn: () => void): (() => void) | null;
   status(): {
     readonly id: PeerId; readonly term: number; readonly leader: PeerId | null; readonly role: string;
     readonly commit: number; readonly applied: number; readonly members: { readonly voters: readonly PeerId[] };

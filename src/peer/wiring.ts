@@ -6,7 +6,7 @@ import { performance } from 'node:perf_hooks';
 import type { RestoreResult } from '../backup/types.js';
 import { roleIn, type PeerInfo } from '../model/index.js';
 import { Snapshotter } from '../zfs/index.js';
-import { systemClock, type Clock } from './clock.js';
+import { everyFrom, systemClock, type Clock } from './clock.js';
 import { peerInfoOf } from './config.js';
 import { ShardCredentials } from './credentials.js';
 import { DecisionLog } from './decision-log.js';
@@ -65,12 +65,13 @@ export function wireJobs(parts: SitterParts): SitterJobs {
   const { config, log, postgres, store, sources } = parts;
   const self = peerInfoOf(config);
   const clock = parts.clock ?? systemClock;
+  const every = everyFrom(parts.node.every?.bind(parts.node));
   const facts = new FactsKeeper(parts.facts, parts.initialFacts);
   const hasPreviousData = parts.hasPreviousData;
   const decisions = new DecisionLog({ log, metrics: parts.metrics });
   const role = (): ReturnType<typeof roleIn> => roleIn(store.getState().state, self.id);
   const t = config.timeouts;
-  const monitor = new PgMonitor({ postgres, intervalMs: t.pgHealthIntervalMs, timeoutMs: t.pgHealthTimeoutMs, log });
+  const monitor = new PgMonitor({ postgres, intervalMs: t.pgHealthIntervalMs, timeoutMs: t.pgHealthTimeoutMs, log, every });
   const heartbeat = new Heartbeat({
     selfId: self.id,
     query: (sql, params, timeoutMs) => postgres.queryWithTimeout(sql, params, timeoutMs),
@@ -84,6 +85,7 @@ export function wireJobs(parts: SitterParts): SitterJobs {
       };
     },
     log,
+    every,
   });
   const zfs = parts.zfs;
   const zfsConfig = config.zfs;
@@ -107,6 +109,7 @@ export function wireJobs(parts: SitterParts): SitterJobs {
     upstreamAccepts: (upstream, password) => sources.acceptsPassword(upstream, password),
     tls: config.tls !== undefined,
     log,
+    every,
   });
   const hooksConfig = config.hooks ?? HOOKS_CONFIG_DEFAULT;
   const hooks = new SitterHooks({
@@ -145,11 +148,11 @@ export function wireJobs(parts: SitterParts): SitterJobs {
     peers: () => pgPeersOf({ self, members: config.raft.members, state: store.getState().state, active: store.activePeers() }),
     log,
   });
-  const shardSettings = new ShardSettingsKeeper({ target: postgres, settings: () => store.getSettings(), ready: () => evaluation.storeCaughtUp, log });
+  const shardSettings = new ShardSettingsKeeper({ target: postgres, settings: () => store.getSettings(), ready: () => evaluation.storeCaughtUp, log, every });
   postgres.useShardSettings(() => store.getSettings());
   const pgOps = new PostgresOps({ peerId: self.id, postgres, role: () => role().role, kick: () => { loop.kick(); }, log });
   // An operator's restart of PostgreSQL runs between two evaluations, never during one.
-  const loop = new EvaluationLoop({ evaluate: async () => { await pgOps.runQueued(); await evaluation.evaluate(); }, clock, log });
+  const loop = new EvaluationLoop({ evaluate: async () => { await pgOps.runQueued(); await evaluation.evaluate(); }, clock, log, every });
   const kick = (): void => { loop.kick(); };
   const kickSoon = (): void => { loop.kickSoon(); };
   const sessions = new SessionKeeper({

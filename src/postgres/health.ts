@@ -27,10 +27,12 @@ export interface HealthCheckerOptions {
   readonly timeoutMs?: number;
   readonly logger?: Logger;
   readonly nowMs?: () => number;
+  /** Runs `fn` about every `ms`, returns the stop (the sitter's: from the Raft tick); default a timer of its own. */
+  readonly every?: (ms: number, fn: () => void) => () => void;
 }
 
 export class PgHealthChecker extends EventEmitter<HealthEvents> {
-  private timer: NodeJS.Timeout | null = null;
+  private stopTimer: (() => void) | null = null;
   private lastResult: HealthResult | null = null;
   private inFlight = false;
   private readonly intervalMs: number;
@@ -51,14 +53,20 @@ export class PgHealthChecker extends EventEmitter<HealthEvents> {
   }
 
   start(): void {
-    if (this.timer !== null) return;
-    this.timer = setInterval(() => { void this.tick(); }, this.intervalMs);
+    if (this.stopTimer !== null) return;
+    const tick = (): void => { void this.tick(); };
+    if (this.opts.every !== undefined) {
+      this.stopTimer = this.opts.every(this.intervalMs, tick);
+    } else {
+      const t = setInterval(tick, this.intervalMs);
+      this.stopTimer = () => { clearInterval(t); };
+    }
     void this.tick();
   }
 
   stop(): void {
-    if (this.timer !== null) clearInterval(this.timer);
-    this.timer = null;
+    this.stopTimer?.();
+    this.stopTimer = null;
   }
 
   private async tick(): Promise<void> {

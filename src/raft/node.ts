@@ -394,7 +394,12 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
       for (const p of [...this.periodic]) {
         if (--p.left > 0) continue;
         p.left = p.ticks;
-        p.fn();
+        try {
+          p.fn();
+        } catch (err) {
+          // A caller's bug must not stop the tick (elections, heartbeats) nor the other callbacks.
+          this.log.error({ id: this.id, err: err instanceof Error ? err.message : String(err) }, 'raft: a periodic callback threw');
+        }
       }
     }, this.tickMs);
     this.kick();

@@ -513,6 +513,14 @@ describe('RaftNode with three nodes on loopback', () => {
     stopOdd();
     stopTicks();
     expect(Math.abs(odd - Math.floor(ticks / 2))).toBeLessThanOrEqual(1);
+    // A callback that throws is logged and skipped: the tick and the other callbacks go on.
+    let after = 0;
+    const stopBad = n.every(25, () => { throw new Error('a bug in a periodic job'); })!;
+    const stopAfter = n.every(25, () => { after++; })!;
+    await waitFor('ticks after the throwing callback', () => after >= 5, { timeoutMs: 30_000 });
+    stopBad();
+    stopAfter();
+    expect(n.status().role).toBe('leader');
   });
 
   it('a proposal whose entry a new leader replaced fails at once with PROPOSAL_LOST', async () => {
