@@ -104,16 +104,25 @@ async function deafPort(host: string, port = 0): Promise<{ port: number; close: 
     child.stdout.on('data', (c: Buffer) => { out += c.toString('utf8'); });
     const p = Number(await waitFor('the deaf listener\'s port', () => /^(\d+)\n/.exec(out)?.[1] ?? null, { timeoutMs: 30_000 }));
     await waitFor('the deaf listener to be stopped', () => (readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1]?.startsWith('T') === true ? true : null), { timeoutMs: 30_000 });
-    // Fill its accept queue: the first connection that the kernel does not complete is the proof.
-    for (let i = 0; i < 16; i++) {
+    // Fill its accept queue until the kernel counts it full (ss: Recv-Q, the connections queued,
+    // above Send-Q, the backlog), when it drops every new SYN; each filler connects first.
+    const local = `${host.includes(':') ? `[${host}]` : host}:${p}`;
+    const queue = async (): Promise<{ queued: number; backlog: number } | null> => {
+      const r = await execa('ss', ['-ltnH', `sport = :${p}`], { reject: false });
+      const m = /^LISTEN\s+(\d+)\s+(\d+)\s+(\S+)/m.exec(r.stdout.split('\n').filter((l) => l.split(/\s+/)[3] === local).join('\n'));
+      return m === null ? null : { queued: Number(m[1]), backlog: Number(m[2]) };
+    };
+    for (let i = 1; i <= 8; i++) {
       const f = netConnect({ host, port: p });
-      f.on('error', () => undefined);
       fillers.push(f);
-      const made = await new Promise<boolean>((resolve) => {
-        const t = setTimeout(() => { resolve(false); }, 3000);
-        f.once('connect', () => { clearTimeout(t); resolve(true); });
+      await new Promise<void>((resolve, reject) => {
+        const t = setTimeout(() => { reject(new Error(`filler ${i} did not connect to ${local} within 30 s`)); }, 30_000);
+        f.once('connect', () => { clearTimeout(t); resolve(); });
+        f.once('error', (e) => { clearTimeout(t); reject(e); });
       });
-      if (!made) return { port: p, close };
+      f.on('error', () => undefined);
+      const q = await waitFor(`the accept queue of ${local} to hold ${i}`, async () => { const x = await queue(); return x !== null && x.queued >= i ? x : null; }, { timeoutMs: 30_000 });
+      if (q.queued > q.backlog) return { port: p, close };
     }
     throw new Error(`the accept queue of ${host}:${p} never filled`);
   } catch (err) {
