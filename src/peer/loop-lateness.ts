@@ -1,0 +1,159 @@
+// A stall of this sitter's event loop, said in its log with what the process did meanwhile. The
+// keepalives that hold this peer's session (and a primary's lease, lease-fence.ts) run on this
+// loop: when it runs a quarter of a session timeout late or more, one warn line says for how long,
+// and how that time divides between the event loop's thread on a CPU (a synchronous step, or GC:
+// counted apart), waiting for a CPU (the machine is overloaded), and neither (blocked in a system
+// call, e.g. a disk flush, or stopped). Before, a lease lost under load left no trace of which
+// process had stalled nor why (issue #11 follow-up).
+//
+// It adds no wake-up of its own: the Raft node's tick calls tick() (cli/sitter-wiring.ts). Each tick
+// reads the thread's counters with one pread of /proc/self/schedstat (Linux); elsewhere the
+// process's CPU time stands in, with no run-queue figure.
+import { closeSync, openSync, readSync } from 'node:fs';
+import { PerformanceObserver } from 'node:perf_hooks';
+import type { Logger } from '../log.js';
+import { ManateeError } from '../errors.js';
+
+/** The event loop's thread: ms on a CPU, and ms runnable but waiting for one (null where unknown). */
+export interface ThreadTimes {
+  readonly cpuMs: number;
+  readonly runDelayMs: number | null;
+}
+
+/** What the time of one stall went to. */
+export type StallCause = 'waiting for a CPU' | 'on CPU' | 'blocked or stopped' | 'off CPU';
+
+export interface LoopStall {
+  /** From the tick before the stall to the late one, less one tick: how late the loop ran. */
+  readonly lateMs: number;
+  readonly cpuMs: number;
+  /** GC pauses seen meanwhile (part of cpuMs; at least these: V8 may report a pause after the tick). */
+  readonly gcMs: number;
+  readonly runDelayMs: number | null;
+  /** The rest: neither on a CPU nor waiting for one (null when the run-queue figure is unknown). */
+  readonly blockedMs: number | null;
+  readonly cause: StallCause;
+}
+
+/**
+ * Reads the calling process's main thread (the event loop's) from `path`, schedstat's
+ * "<ns on CPU> <ns waiting on a run queue> <slices>", keeping the file open (one pread a call).
+ * Where it cannot be read, process.cpuUsage() stands in, with runDelayMs null.
+ */
+export class ThreadTimesReader {
+  private fd: number | null = null;
+  private failed = false;
+  private readonly buf = Buffer.alloc(128);
+
+  constructor(private readonly path = '/proc/self/schedstat') {}
+
+  read(): ThreadTimes {
+    if (!this.failed) {
+      try {
+        this.fd ??= openSync(this.path, 'r');
+        const n = readSync(this.fd, this.buf, 0, this.buf.length, 0);
+        const [run, wait] = this.buf.toString('latin1', 0, n).split(' ').map(Number);
+        if (run !== undefined && wait !== undefined && Number.isFinite(run) && Number.isFinite(wait)) return { cpuMs: run / 1e6, runDelayMs: wait / 1e6 };
+      } catch {
+        // Not Linux, or no schedstat: the process's CPU time below.
+      }
+      this.failed = true;
+      this.close();
+    }
+    const u = process.cpuUsage();
+    return { cpuMs: (u.user + u.system) / 1000, runDelayMs: null };
+  }
+
+  /** Whether the run-queue figure is read (false once the file failed). */
+  get precise(): boolean {
+    return !this.failed;
+  }
+
+  close(): void {
+    if (this.fd !== null) closeSync(this.fd);
+    this.fd = null;
+  }
+}
+
+/** The total of the GC pauses reported since start(), in ms. */
+export class GcPauses {
+  private total = 0;
+  private observer: PerformanceObserver | null = null;
+
+  start(): void {
+    if (this.observer !== null) return;
+    this.observer = new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) this.total += e.duration;
+    });
+    this.observer.observe({ entryTypes: ['gc'] });
+  }
+
+  totalMs(): number {
+    return this.total;
+  }
+
+  stop(): void {
+    this.observer?.disconnect();
+    this.observer = null;
+  }
+}
+
+export interface LoopLatenessOptions {
+  /** How often tick() is called (the Raft node's tick). */
+  readonly tickMs: number;
+  /** A tick this much later than due is a stall (the sitter: a quarter of the session timeout). */
+  readonly thresholdMs: number;
+  /** Monotonic now (performance.now()). */
+  readonly nowMs: () => number;
+  readonly times: () => ThreadTimes;
+  /** The total of GC pauses so far (absent: 0). */
+  readonly gcMs?: () => number;
+  readonly log: Logger;
+}
+
+/** What the largest share of a stall of `wallMs` went to ('off CPU' when the run-queue figure is unknown). */
+export function stallCause(wallMs: number, cpuMs: number, runDelayMs: number | null): StallCause {
+  if (runDelayMs === null) return cpuMs * 2 >= wallMs ? 'on CPU' : 'off CPU';
+  const blockedMs = wallMs - cpuMs - runDelayMs;
+  if (runDelayMs >= cpuMs && runDelayMs >= blockedMs) return 'waiting for a CPU';
+  return cpuMs >= blockedMs ? 'on CPU' : 'blocked or stopped';
+}
+
+const WHY: Record<StallCause, string> = {
+  'waiting for a CPU': 'the machine is overloaded: this process was ready to run but had no CPU',
+  'on CPU': 'this process ran without yielding (a synchronous step or GC)',
+  'blocked or stopped': 'this process was blocked in a system call (e.g. a disk flush) or stopped',
+  'off CPU': 'this process was not on a CPU: overloaded, blocked or stopped (no run-queue figure here)',
+};
+
+/** Notes each tick's lateness; logs a stall (one warn line) and returns it. */
+export class LoopLateness {
+  private last: { atMs: number; times: ThreadTimes; gcMs: number } | null = null;
+
+  constructor(private readonly o: LoopLatenessOptions) {
+    if (!(o.tickMs > 0 && o.thresholdMs > 0)) throw new ManateeError('MANATEE_ERR_INVALID_ARGUMENT', `loop lateness: tickMs and thresholdMs must be positive (got ${o.tickMs} and ${o.thresholdMs})`);
+  }
+
+  tick(): LoopStall | null {
+    const atMs = this.o.nowMs();
+    const times = this.o.times();
+    const gcMs = this.o.gcMs?.() ?? 0;
+    const prev = this.last;
+    this.last = { atMs, times, gcMs };
+    if (prev === null) return null;
+    const lateMs = Math.round(atMs - prev.atMs - this.o.tickMs);
+    if (lateMs < this.o.thresholdMs) return null;
+    const wallMs = atMs - prev.atMs;
+    const cpuMs = Math.round(times.cpuMs - prev.times.cpuMs);
+    const runDelayMs = times.runDelayMs === null || prev.times.runDelayMs === null ? null : Math.round(times.runDelayMs - prev.times.runDelayMs);
+    const blockedMs = runDelayMs === null ? null : Math.max(0, Math.round(wallMs - cpuMs - runDelayMs));
+    const stall: LoopStall = { lateMs, cpuMs, gcMs: Math.round(gcMs - prev.gcMs), runDelayMs, blockedMs, cause: stallCause(wallMs, cpuMs, runDelayMs) };
+    const parts = [`on CPU ${stall.cpuMs} ms (GC ${stall.gcMs} ms)`];
+    if (runDelayMs !== null) parts.push(`waiting for a CPU ${runDelayMs} ms`, `blocked or stopped ${blockedMs ?? 0} ms`);
+    this.o.log.warn(
+      { decision: 'loop-stall', ...stall, thresholdMs: this.o.thresholdMs, reason: WHY[stall.cause] },
+      `event loop ran ${lateMs} ms late: ${parts.join(', ')}; ${WHY[stall.cause]}`,
+    );
+    return stall;
+  }
+}
