@@ -112,6 +112,39 @@ async function waitGone(pids: readonly number[], timeoutMs: number): Promise<boo
   return true;
 }
 
+/**
+ * The sitters running in this process's shards. They run in sessions of their own (startSitter), so
+ * a terminal's Ctrl-C or a worker ended by the test runner no longer reaches them through the
+ * process group: the first start installs handlers that send each one SIGTERM (it then stops its
+ * PostgreSQL) when this process exits or is told to stop.
+ */
+const liveSitters = new Set<number>();
+let exitHandlersInstalled = false;
+
+function stopLiveSitters(): void {
+  for (const pid of liveSitters) {
+    try {
+      process.kill(pid, 'SIGTERM');
+    } catch {
+      // gone meanwhile
+    }
+  }
+  liveSitters.clear();
+}
+
+function installExitHandlers(): void {
+  if (exitHandlersInstalled) return;
+  exitHandlersInstalled = true;
+  process.on('exit', stopLiveSitters);
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.once(sig, () => {
+      stopLiveSitters();
+      // The signal's own effect, unless someone else handles it.
+      if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
+    });
+  }
+}
+
 /** CA certificates (PEM) of the TLS shards, by API origin: httpJson checks an https peer with its shard's CA. */
 const trustedCas = new Map<string, string>();
 
@@ -329,13 +362,24 @@ export class Shard {
       throw new Error(`the sitter of ${peer.id} is already running (pid ${peer.child.pid ?? '?'})`);
     }
     const log = openSync(peer.logPath, 'a');
+    // In a session of its own (setsid), as a service manager starts a deployed sitter. With the
+    // kernel's autogroup scheduling (sched_autogroup_enabled, on here) CPU time is shared between
+    // sessions first: in the test runner's session every sitter of every shard shared one slice with
+    // the vitest workers and the manatee-adm processes, against one slice for each PostgreSQL process
+    // (each calls setsid), and at load 30-40 a sitter waited up to 9.6 s for a CPU (its logged
+    // loop-stall lines): 3.8x the lateness of sitters in sessions of their own in the same run.
     const child = spawn(process.execPath, [this.sitterScript, '-f', peer.configPath], {
       cwd: repoRoot,
       stdio: ['ignore', log, log],
       env: { ...process.env, NODE_OPTIONS: '' },
+      detached: true,
     });
     closeSync(log);
+    installExitHandlers();
+    const pid = child.pid;
+    if (pid !== undefined) liveSitters.add(pid);
     child.on('exit', (code, signal) => {
+      if (pid !== undefined) liveSitters.delete(pid);
       if (peer.child === child) peer.child = null;
       // Our kills are SIGKILL/SIGTERM; any other end (a crash at start-up) fails the next wait at once.
       if (signal !== 'SIGKILL' && signal !== 'SIGTERM' && !(code === 0 && this.stoppingPeers.has(peer.id))) {
