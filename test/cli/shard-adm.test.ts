@@ -66,7 +66,9 @@ async function waitDeposed(p: ShardPeer): Promise<SitterStatus> {
 }
 
 beforeAll(async () => {
-  shard = await Shard.create({ prefix: 'adm', start: false });
+  // Sessions of 8 s, not the fixture's 2 s: these tests assume the chain they set up and time no failover (a killed
+  // peer's session still ends at once: its ports refuse); at load 20-40 a sitter waited up to 2.3 s for a CPU (loop-stall lines).
+  shard = await Shard.create({ prefix: 'adm', start: false, timeouts: { sessionTimeoutMs: 8000, keepaliveIntervalMs: 1000 } });
   for (const p of shard.peers) {
     const config = JSON.parse(await readFile(p.configPath, 'utf8')) as Record<string, unknown>;
     await writeFile(p.configPath, JSON.stringify({ ...config, rebuild: { automatic: false } }, null, 2));
