@@ -14,7 +14,9 @@ let async0: ShardPeer;
 let stoppedPid: number | null = null;
 
 beforeAll(async () => {
-  shard = await Shard.create({ prefix: 'hl' });
+  // Sessions of 8 s, not the fixture's 2 s: the tests assume the chain found here and time no failover; at load
+  // 20-40 a sitter waited up to 2.5 s for a CPU (loop-stall lines), past a 2 s session's lease.
+  shard = await Shard.create({ prefix: 'hl', timeouts: { sessionTimeoutMs: 8000, keepaliveIntervalMs: 1000 } });
   const st = await shard.waitFor('a three-peer chain', async () => {
     const s = await shard.statusOf(shard.peers[0]!);
     return s?.state !== null && s?.state !== undefined && s.state.async.length === 1 ? s.state : null;

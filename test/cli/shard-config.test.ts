@@ -21,7 +21,12 @@ const configAt = async (p: ShardPeer): Promise<{ settings: Record<string, string
 
 beforeAll(async () => {
   // The third peer is tagged: never sync or primary, and no readers from load balancers.
-  shard = await Shard.create({ prefix: 'cfg', peerConfig: (i) => (i === 2 ? { tags: { nofailover: true, noloadbalance: true } } : {}) });
+  // Sessions of 8 s, not the fixture's 2 s: the tests assume the chain found here and time no failover (the killed
+  // sync's session still ends at once: its ports refuse); at load 20-40 a sitter waited up to 2.5 s for a CPU.
+  shard = await Shard.create({
+    prefix: 'cfg', timeouts: { sessionTimeoutMs: 8000, keepaliveIntervalMs: 1000 },
+    peerConfig: (i) => (i === 2 ? { tags: { nofailover: true, noloadbalance: true } } : {}),
+  });
   ({ primary, sync, async0 } = await shard.waitForChain());
 }, 240_000);
 
