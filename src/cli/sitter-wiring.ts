@@ -26,7 +26,7 @@ import { peerInfoOf, type SitterConfig } from '../peer/config.js';
 import { ShardCredentials } from '../peer/credentials.js';
 import { Sitter } from '../peer/sitter.js';
 import { everyFrom } from '../peer/clock.js';
-import { GcPauses, LoopLateness, ThreadTimesReader } from '../peer/loop-lateness.js';
+import { LoopLateness, ThreadTimesReader } from '../peer/loop-lateness.js';
 import { ManateeError } from '../errors.js';
 import { AdmClient } from './adm/client.js';
 import { ScheduledRestartRunner } from './scheduled-restart.js';
@@ -96,15 +96,12 @@ export async function openSitter(config: SitterConfig, log: Logger): Promise<Sit
   });
   // A stall of this process's event loop (which keeps its session) is logged with its cause: on the
   // Raft tick, no wake-up of its own; a quarter of the session timeout late or more.
-  const gcPauses = new GcPauses();
-  gcPauses.start();
   const threadTimes = new ThreadTimesReader();
   const lateness = new LoopLateness({
     tickMs: config.raft.tickMs,
     thresholdMs: Math.max(2 * config.raft.tickMs, Math.round(config.timeouts.sessionTimeoutMs / 4)),
     nowMs: () => performance.now(),
     times: () => threadTimes.read(),
-    gcMs: () => gcPauses.totalMs(),
     log: log.child({ room: 'peer' }),
   });
   node.every(config.raft.tickMs, () => { lateness.tick(); });

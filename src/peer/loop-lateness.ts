@@ -1,8 +1,8 @@
 // A stall of this sitter's event loop, said in its log with what the process did meanwhile. The
 // keepalives that hold this peer's session (and a primary's lease, lease-fence.ts) run on this
 // loop: when it runs a quarter of a session timeout late or more, one warn line says for how long,
-// and how that time divides between the event loop's thread on a CPU (a synchronous step, or GC:
-// counted apart), waiting for a CPU (the machine is overloaded), and neither (blocked in a system
+// and how that time divides between the event loop's thread on a CPU (a synchronous step, or GC),
+// waiting for a CPU (the machine is overloaded), and neither (blocked in a system
 // call, e.g. a disk flush, or stopped). Before, a lease lost under load left no trace of which
 // process had stalled nor why (issue #11 follow-up).
 //
@@ -10,7 +10,6 @@
 // reads the thread's counters with one pread of /proc/self/schedstat (Linux); elsewhere the
 // process's CPU time stands in, with no run-queue figure.
 import { closeSync, openSync, readSync } from 'node:fs';
-import { PerformanceObserver } from 'node:perf_hooks';
 import type { Logger } from '../log.js';
 import { ManateeError } from '../errors.js';
 
@@ -26,9 +25,8 @@ export type StallCause = 'waiting for a CPU' | 'on CPU' | 'blocked or stopped' |
 export interface LoopStall {
   /** From the tick before the stall to the late one, less one tick: how late the loop ran. */
   readonly lateMs: number;
+  /** On a CPU, GC included (GC pauses are not counted apart: a 'gc' PerformanceObserver cost the idle sitters a third more CPU). */
   readonly cpuMs: number;
-  /** GC pauses seen meanwhile (part of cpuMs; at least these: V8 may report a pause after the tick). */
-  readonly gcMs: number;
   readonly runDelayMs: number | null;
   /** The rest: neither on a CPU nor waiting for one (null when the run-queue figure is unknown). */
   readonly blockedMs: number | null;
@@ -75,29 +73,6 @@ export class ThreadTimesReader {
   }
 }
 
-/** The total of the GC pauses reported since start(), in ms. */
-export class GcPauses {
-  private total = 0;
-  private observer: PerformanceObserver | null = null;
-
-  start(): void {
-    if (this.observer !== null) return;
-    this.observer = new PerformanceObserver((list) => {
-      for (const e of list.getEntries()) this.total += e.duration;
-    });
-    this.observer.observe({ entryTypes: ['gc'] });
-  }
-
-  totalMs(): number {
-    return this.total;
-  }
-
-  stop(): void {
-    this.observer?.disconnect();
-    this.observer = null;
-  }
-}
-
 export interface LoopLatenessOptions {
   /** How often tick() is called (the Raft node's tick). */
   readonly tickMs: number;
@@ -106,8 +81,6 @@ export interface LoopLatenessOptions {
   /** Monotonic now (performance.now()). */
   readonly nowMs: () => number;
   readonly times: () => ThreadTimes;
-  /** The total of GC pauses so far (absent: 0). */
-  readonly gcMs?: () => number;
   readonly log: Logger;
 }
 
@@ -128,7 +101,7 @@ const WHY: Record<StallCause, string> = {
 
 /** Notes each tick's lateness; logs a stall (one warn line) and returns it. */
 export class LoopLateness {
-  private last: { atMs: number; times: ThreadTimes; gcMs: number } | null = null;
+  private last: { atMs: number; times: ThreadTimes } | null = null;
 
   constructor(private readonly o: LoopLatenessOptions) {
     if (!(o.tickMs > 0 && o.thresholdMs > 0)) throw new ManateeError('MANATEE_ERR_INVALID_ARGUMENT', `loop lateness: tickMs and thresholdMs must be positive (got ${o.tickMs} and ${o.thresholdMs})`);
@@ -137,9 +110,8 @@ export class LoopLateness {
   tick(): LoopStall | null {
     const atMs = this.o.nowMs();
     const times = this.o.times();
-    const gcMs = this.o.gcMs?.() ?? 0;
     const prev = this.last;
-    this.last = { atMs, times, gcMs };
+    this.last = { atMs, times };
     if (prev === null) return null;
     const lateMs = Math.round(atMs - prev.atMs - this.o.tickMs);
     if (lateMs < this.o.thresholdMs) return null;
@@ -147,8 +119,8 @@ export class LoopLateness {
     const cpuMs = Math.round(times.cpuMs - prev.times.cpuMs);
     const runDelayMs = times.runDelayMs === null || prev.times.runDelayMs === null ? null : Math.round(times.runDelayMs - prev.times.runDelayMs);
     const blockedMs = runDelayMs === null ? null : Math.max(0, Math.round(wallMs - cpuMs - runDelayMs));
-    const stall: LoopStall = { lateMs, cpuMs, gcMs: Math.round(gcMs - prev.gcMs), runDelayMs, blockedMs, cause: stallCause(wallMs, cpuMs, runDelayMs) };
-    const parts = [`on CPU ${stall.cpuMs} ms (GC ${stall.gcMs} ms)`];
+    const stall: LoopStall = { lateMs, cpuMs, runDelayMs, blockedMs, cause: stallCause(wallMs, cpuMs, runDelayMs) };
+    const parts = [`on CPU ${stall.cpuMs} ms`];
     if (runDelayMs !== null) parts.push(`waiting for a CPU ${runDelayMs} ms`, `blocked or stopped ${blockedMs ?? 0} ms`);
     this.o.log.warn(
       { decision: 'loop-stall', ...stall, thresholdMs: this.o.thresholdMs, reason: WHY[stall.cause] },

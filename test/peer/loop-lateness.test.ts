@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from '../../src/log.js';
-import { GcPauses, LoopLateness, ThreadTimesReader, stallCause, type ThreadTimes } from '../../src/peer/loop-lateness.js';
+import { LoopLateness, ThreadTimesReader, stallCause, type ThreadTimes } from '../../src/peer/loop-lateness.js';
 
 function capture(): { log: Logger; lines: Record<string, unknown>[] } {
   const lines: Record<string, unknown>[] = [];
@@ -16,10 +16,9 @@ describe('LoopLateness with a scripted clock', () => {
   function scripted() {
     let nowMs = 0;
     let times: ThreadTimes = { cpuMs: 0, runDelayMs: 0 };
-    let gcMs = 0;
     const { log, lines } = capture();
-    const l = new LoopLateness({ tickMs: 50, thresholdMs: 500, nowMs: () => nowMs, times: () => times, gcMs: () => gcMs, log });
-    const at = (ms: number, t: ThreadTimes, gc = 0) => { nowMs = ms; times = t; gcMs = gc; return l.tick(); };
+    const l = new LoopLateness({ tickMs: 50, thresholdMs: 500, nowMs: () => nowMs, times: () => times, log });
+    const at = (ms: number, t: ThreadTimes) => { nowMs = ms; times = t; return l.tick(); };
     return { at, lines };
   }
 
@@ -34,11 +33,11 @@ describe('LoopLateness with a scripted clock', () => {
   it('a stall spent waiting for a CPU: one warn line with the figures and the reason', () => {
     const s = scripted();
     s.at(1000, { cpuMs: 100, runDelayMs: 50 });
-    const stall = s.at(2850, { cpuMs: 160, runDelayMs: 1650 }, 12);
-    expect(stall).toEqual({ lateMs: 1800, cpuMs: 60, gcMs: 12, runDelayMs: 1600, blockedMs: 190, cause: 'waiting for a CPU' });
+    const stall = s.at(2850, { cpuMs: 160, runDelayMs: 1650 });
+    expect(stall).toEqual({ lateMs: 1800, cpuMs: 60, runDelayMs: 1600, blockedMs: 190, cause: 'waiting for a CPU' });
     expect(s.lines).toHaveLength(1);
     expect(s.lines[0]).toMatchObject({ level: 40, decision: 'loop-stall', lateMs: 1800, runDelayMs: 1600, cause: 'waiting for a CPU', thresholdMs: 500 });
-    expect(s.lines[0]!['msg']).toBe('event loop ran 1800 ms late: on CPU 60 ms (GC 12 ms), waiting for a CPU 1600 ms, blocked or stopped 190 ms; the machine is overloaded: this process was ready to run but had no CPU');
+    expect(s.lines[0]!['msg']).toBe('event loop ran 1800 ms late: on CPU 60 ms, waiting for a CPU 1600 ms, blocked or stopped 190 ms; the machine is overloaded: this process was ready to run but had no CPU');
   });
 
   it('a stall on CPU, and one blocked, are told apart', () => {
@@ -58,7 +57,7 @@ describe('LoopLateness with a scripted clock', () => {
     const s = scripted();
     s.at(0, { cpuMs: 0, runDelayMs: null });
     expect(s.at(1050, { cpuMs: 20, runDelayMs: null })).toMatchObject({ runDelayMs: null, blockedMs: null, cause: 'off CPU' });
-    expect(s.lines[0]!['msg']).toBe('event loop ran 1000 ms late: on CPU 20 ms (GC 0 ms); this process was not on a CPU: overloaded, blocked or stopped (no run-queue figure here)');
+    expect(s.lines[0]!['msg']).toBe('event loop ran 1000 ms late: on CPU 20 ms; this process was not on a CPU: overloaded, blocked or stopped (no run-queue figure here)');
   });
 
   it('refuses a tick or threshold that is not positive, with its code', () => {
@@ -95,9 +94,7 @@ describe.runIf(process.platform === 'linux')('LoopLateness on this process, tick
   async function stallWith(block: () => void): Promise<ReturnType<LoopLateness['tick']>[]> {
     const { log } = capture();
     const reader = new ThreadTimesReader();
-    const gc = new GcPauses();
-    gc.start();
-    const l = new LoopLateness({ tickMs: 20, thresholdMs: 300, nowMs: () => performance.now(), times: () => reader.read(), gcMs: () => gc.totalMs(), log });
+    const l = new LoopLateness({ tickMs: 20, thresholdMs: 300, nowMs: () => performance.now(), times: () => reader.read(), log });
     const stalls: ReturnType<LoopLateness['tick']>[] = [];
     const timer = setInterval(() => { const s = l.tick(); if (s !== null) stalls.push(s); }, 20);
     try {
@@ -106,7 +103,6 @@ describe.runIf(process.platform === 'linux')('LoopLateness on this process, tick
       await new Promise((r) => setTimeout(r, 100));
     } finally {
       clearInterval(timer);
-      gc.stop();
       reader.close();
     }
     return stalls;
