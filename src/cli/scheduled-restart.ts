@@ -10,6 +10,7 @@ import type { Logger } from '../log.js';
 import { errorMessage } from '../errors.js';
 import type { ClusterState, PeerId, ScheduledRestart } from '../model/index.js';
 import { restartScope } from '../peer/admin.js';
+import { unrefTimerEvery, type Every } from '../peer/clock.js';
 import type { AdmClient } from './adm/client.js';
 import { RollingRestart, shardProblems } from './adm/restart.js';
 
@@ -30,7 +31,7 @@ export interface ScheduledRestartOptions {
   /** How often the state is looked at. Default 1 s. */
   readonly tickMs?: number;
   /** The look's clock (the sitter's: from the Raft tick, see src/peer/clock.ts); default an unref'd timer of its own. */
-  readonly every?: (ms: number, fn: () => void) => () => void;
+  readonly every?: Every;
   /** A restart found due later than this after its time is skipped, not run. Default 10 min. */
   readonly lateMsMax?: number;
   /** How long each step of the rolling restart may take to end healthy (RollingRestart's default: 3 min). */
@@ -60,14 +61,7 @@ export class ScheduledRestartRunner {
 
   start(): void {
     if (this.stopTimer !== null) return;
-    const tick = (): void => { this.tick(); };
-    if (this.opts.every !== undefined) {
-      this.stopTimer = this.opts.every(this.opts.tickMs ?? 1000, tick);
-    } else {
-      const t = setInterval(tick, this.opts.tickMs ?? 1000);
-      t.unref();
-      this.stopTimer = () => { clearInterval(t); };
-    }
+    this.stopTimer = (this.opts.every ?? unrefTimerEvery)(this.opts.tickMs ?? 1000, () => { this.tick(); });
   }
 
   /** Stops looking; a rolling restart under way goes on to its end (or its step deadline). */

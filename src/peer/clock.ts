@@ -16,6 +16,13 @@ export const timerEvery: Every = (ms, fn) => {
   return () => { clearInterval(t); };
 };
 
+/** One timer of its own per caller that does not keep the process alive. */
+export const unrefTimerEvery: Every = (ms, fn) => {
+  const t = setInterval(fn, ms);
+  t.unref();
+  return () => { clearInterval(t); };
+};
+
 /**
  * The sitter's periodic jobs run from the Raft node's tick (RaftNode.every) where it can keep their
  * period, so that they wake the process when the tick does and never on their own: on a small

@@ -4,7 +4,7 @@
 // each run reads what is current). The shard settings, the role passwords and pg_hba.conf's peer
 // hosts are kept this way.
 import { errorMessage } from '../errors.js';
-import type { Every } from './clock.js';
+import { unrefTimerEvery, type Every } from './clock.js';
 
 export interface CoalescedJobOptions {
   /** One run. A rejection is handed to `failed`; the job keeps going. */
@@ -28,14 +28,7 @@ export class CoalescedJob {
   /** Runs now, then every intervalMs (when due). */
   start(): void {
     if (this.stopTimer === null && this.o.intervalMs !== undefined) {
-      const tick = (): void => { if (this.o.due?.() ?? true) this.request(); };
-      if (this.o.every !== undefined) {
-        this.stopTimer = this.o.every(this.o.intervalMs, tick);
-      } else {
-        const t = setInterval(tick, this.o.intervalMs);
-        t.unref();
-        this.stopTimer = () => { clearInterval(t); };
-      }
+      this.stopTimer = (this.o.every ?? unrefTimerEvery)(this.o.intervalMs, () => { if (this.o.due?.() ?? true) this.request(); });
     }
     this.request();
   }
