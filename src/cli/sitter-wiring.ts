@@ -104,7 +104,7 @@ export async function openSitter(config: SitterConfig, log: Logger): Promise<Sit
     times: () => threadTimes.read(),
     log: log.child({ room: 'peer' }),
   });
-  node.every(config.raft.tickMs, () => { lateness.tick(); });
+  node.every(config.raft.tickMs, () => { lateness.tick(node.lastTickLateMs()); });
   const store = new ClusterStore({
     machine,
     consensus: raftConsensus(node),

@@ -9,6 +9,9 @@
 // It adds no wake-up of its own: the Raft node's tick calls tick() (cli/sitter-wiring.ts). Each tick
 // reads the thread's counters with one pread of /proc/self/schedstat (Linux); elsewhere the
 // process's CPU time stands in, with no run-queue figure.
+// A Raft follower that knows its leader ticks on the leader's messages, not on a schedule: its
+// lateness is then its Raft timer's (RaftNode.lastTickLateMs), and a stall that ends before that
+// timer was due (at most LAZY_TICKER_HORIZON_MS ahead) goes unseen: nothing was due meanwhile.
 import { closeSync, openSync, readSync } from 'node:fs';
 import type { Logger } from '../log.js';
 import { ManateeError } from '../errors.js';
@@ -107,13 +110,18 @@ export class LoopLateness {
     if (!(o.tickMs > 0 && o.thresholdMs > 0)) throw new ManateeError('MANATEE_ERR_INVALID_ARGUMENT', `loop lateness: tickMs and thresholdMs must be positive (got ${o.tickMs} and ${o.thresholdMs})`);
   }
 
-  tick(): LoopStall | null {
+  /**
+   * Called on every tick. `lateMs`: how late the caller's clock ran this tick, when its ticks do not
+   * come on a fixed schedule (a Raft follower ticks on its leader's messages, RaftNode.lastTickLateMs);
+   * by default the gap since the last call less tickMs.
+   */
+  tick(lateMsGiven?: number): LoopStall | null {
     const atMs = this.o.nowMs();
     const times = this.o.times();
     const prev = this.last;
     this.last = { atMs, times };
     if (prev === null) return null;
-    const lateMs = Math.round(atMs - prev.atMs - this.o.tickMs);
+    const lateMs = Math.round(lateMsGiven ?? atMs - prev.atMs - this.o.tickMs);
     if (lateMs < this.o.thresholdMs) return null;
     const wallMs = atMs - prev.atMs;
     const cpuMs = Math.round(times.cpuMs - prev.times.cpuMs);

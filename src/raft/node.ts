@@ -107,6 +107,11 @@ export interface RaftNodeStatus {
   readonly pendingProposals: number;
   readonly pendingReads: number;
   readonly transport: TransportStats;
+  /**
+   * The clock since start: ticks run, and how many times the timer fired (about one per tick on a
+   * leader; a follower that knows its leader ticks on its messages and its timer fires rarely).
+   */
+  readonly clock: { readonly ticks: number; readonly timerFires: number };
 }
 
 export interface RaftNodeEvents {
@@ -163,6 +168,13 @@ interface SnapshotEnvelope {
 // (it may have been forwarded to the leader): "m1~<request id>~<data>".
 const ENVELOPE_PREFIX = 'm1~';
 
+/**
+ * The longest a follower that knows its leader goes without a tick when no message comes
+ * (armTicker). Its pings ride the tick: KEEPALIVE_INTERVAL_MS plus this must stay well below the
+ * transport's silence timeout (1 s), or its peers would drop its connections as silent.
+ */
+export const LAZY_TICKER_HORIZON_MS = 500;
+
 export function wrapCommand(rid: string, data: string): string {
   return `${ENVELOPE_PREFIX}${rid}~${data}`;
 }
@@ -196,6 +208,8 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
   private readQueue: PendingRead[] = [];
   /** Reads that wait for the leader's next heartbeat to start their ReadIndex round (read's atHeartbeat). */
   private heartbeatReads: PendingRead[] = [];
+  /** Replies from this leader that wait for its next heartbeat (replyFromLeader withNextHeartbeat). */
+  private heartbeatReplies: PeerMessage[] = [];
   /** The one ReadIndex request in flight, and the reads it serves (etcd's linearizableReadLoop). */
   private readInflight: { ctx: string; waiters: PendingRead[]; sentAtMs: number } | null = null;
   private readonly bootId = randomBytes(6).toString('hex');
@@ -210,6 +224,14 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
   private loopScheduled = false;
   private loopIdle: Promise<void> = Promise.resolve();
   private ticker: NodeJS.Timeout | null = null;
+  /** The clock (armTicker): tick k is due at tickAnchorMs + k * tickMs; ticksRun ticks have run. */
+  private tickAnchorMs = 0;
+  private ticksRun = 0;
+  /** When the armed ticker runs out (performance.now()). */
+  private tickerExpiryMs = Number.POSITIVE_INFINITY;
+  private tickLateMs = 0;
+  private ticksTotal = 0;
+  private timerFires = 0;
   /**
    * Every how many ticks the transport's keepalive check runs, from this node's ticker (its pings
    * then add no wake-up of their own); null when the tick does not divide its interval (the
@@ -378,31 +400,100 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     // A node that starts hears of no leader yet: it campaigns within a few ticks rather than a full
     // election timeout (after every peer restarted, the first to be up need not wait 0.5-1 s).
     this.core.campaignSoon();
-    this.ticker = setInterval(() => {
-      if (this.keepaliveTicks !== null && ++this.ticksSinceKeepalive >= this.keepaliveTicks) {
-        this.ticksSinceKeepalive = 0;
-        this.transport.keepaliveTick();
-      }
-      const heartbeatSent = this.core.heartbeatDueAtNextTick();
-      this.core.tick();
-      this.releaseHeartbeatReads(heartbeatSent);
-      this.retryLostRead();
-      if (this.unwrittenHardState !== null) this.hardStateFlushDue = true;
-      // Most ticks (a follower's, a leader's between heartbeats) leave nothing to do: no Ready
-      // loop then (an immediate and a pass of it, 20 a second per sitter).
-      if (this.core.hasReady() || this.hardStateFlushDue || this.core.hasUnsentCommit()) this.kick();
-      for (const p of [...this.periodic]) {
-        if (--p.left > 0) continue;
-        p.left = p.ticks;
-        try {
-          p.fn();
-        } catch (err) {
-          // A caller's bug must not stop the tick (elections, heartbeats) nor the other callbacks.
-          this.log.error({ id: this.id, err: err instanceof Error ? err.message : String(err) }, 'raft: a periodic callback threw');
-        }
-      }
-    }, this.tickMs);
+    this.tickAnchorMs = performance.now();
+    this.armTicker();
     this.kick();
+  }
+
+  /**
+   * The clock. Tick k is due at tickAnchorMs + k * tickMs. A leader, a candidate and a follower
+   * with no leader tick on time, one timer per tick. A follower that knows its leader ticks when
+   * messages come instead, running the ticks that came due since its last (runDueTicks from
+   * onMessages): the leader's heartbeat wakes it every tick anyway, and a timer of its own woke
+   * it a second time for each (issue #11). Its timer then only runs out when no message came for
+   * LAZY_TICKER_HORIZON_MS or its election timeout, whichever is sooner; it is left armed when a
+   * message pushes that moment later (moving a Node timer later still wakes the process at the
+   * old time), and re-armed when it fires.
+   */
+  private armTicker(): void {
+    if (this.state !== 'running') return;
+    const ahead = this.core.ticksUntilElectionTimeout();
+    const ticks = ahead === null ? 1 : Math.max(1, Math.min(ahead, Math.floor(LAZY_TICKER_HORIZON_MS / this.tickMs)));
+    const wantMs = this.tickAnchorMs + (this.ticksRun + ticks) * this.tickMs;
+    if (this.ticker !== null && this.tickerExpiryMs <= wantMs + 1) return;
+    if (this.ticker !== null) clearTimeout(this.ticker);
+    this.tickerExpiryMs = wantMs;
+    this.ticker = setTimeout(() => {
+      this.ticker = null;
+      if (this.state !== 'running') return;
+      this.timerFires++;
+      this.runDueTicks(true);
+      this.armTicker();
+    }, Math.max(1, wantMs - performance.now()));
+  }
+
+  /**
+   * Runs the ticks due by now: from the timer, or before the messages that just came are stepped
+   * (a follower's ticks then run in the wake-up its leader's heartbeat caused). A process that ran
+   * late (the timer overdue by more than a tick: paused, starved) or a node that is not a lazy
+   * follower runs one tick however many came due, with no burst to catch up, as setInterval did.
+   */
+  private runDueTicks(fromTimer: boolean): void {
+    const nowMs = performance.now();
+    // The timer may fire up to a millisecond before its moment by the monotonic clock (libuv's loop time is truncated).
+    const due = Math.floor((nowMs - this.tickAnchorMs + 1) / this.tickMs) - this.ticksRun;
+    if (due <= 0) {
+      if (fromTimer) this.tickLateMs = 0;
+      return;
+    }
+    this.tickLateMs = Math.max(0, nowMs - this.tickerExpiryMs);
+    let n = due;
+    if (this.tickLateMs > this.tickMs || this.core.ticksUntilElectionTimeout() === null) n = 1;
+    if (n < due) this.tickAnchorMs = nowMs - (this.ticksRun + n) * this.tickMs;
+    this.ticksRun += n;
+    this.ticksTotal += n;
+    this.tick(n);
+  }
+
+  /** `n` ticks of the core at once, then one round of what rides the tick (the transport's keepalive check, every()'s callbacks). */
+  private tick(n: number): void {
+    let heartbeatSent = false;
+    for (let i = 0; i < n; i++) {
+      heartbeatSent ||= this.core.heartbeatDueAtNextTick();
+      this.core.tick();
+    }
+    this.releaseHeartbeatReads(heartbeatSent);
+    this.retryLostRead();
+    if (this.unwrittenHardState !== null) this.hardStateFlushDue = true;
+    // Most ticks (a follower's, a leader's between heartbeats) leave nothing to do: no Ready
+    // loop then (an immediate and a pass of it, 20 a second per sitter).
+    if (this.core.hasReady() || this.hardStateFlushDue || this.core.hasUnsentCommit()) this.kick();
+    // After the kick: what is sent from here on (held replies, pings, a keepalive from every()'s
+    // callbacks) goes out at the end of this turn, after the Ready loop's heartbeats, with them.
+    this.releaseHeartbeatReplies(heartbeatSent);
+    if (this.keepaliveTicks !== null && (this.ticksSinceKeepalive += n) >= this.keepaliveTicks) {
+      this.ticksSinceKeepalive = 0;
+      this.transport.keepaliveTick(this.tickLateMs);
+    }
+    for (const p of [...this.periodic]) {
+      if ((p.left -= n) > 0) continue;
+      p.left = p.ticks;
+      try {
+        p.fn();
+      } catch (err) {
+        // A caller's bug must not stop the tick (elections, heartbeats) nor the other callbacks.
+        this.log.error({ id: this.id, err: err instanceof Error ? err.message : String(err) }, 'raft: a periodic callback threw');
+      }
+    }
+  }
+
+  /**
+   * How late this process ran the current tick: by how much its timer was overdue (0 for ticks
+   * run on a message before the timer was due). For callbacks of every() that watch the event
+   * loop: a lazy follower's ticks come with its leader's messages, not on a schedule.
+   */
+  lastTickLateMs(): number {
+    return this.tickLateMs;
   }
 
   /**
@@ -415,6 +506,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     this.emit('peerRefused', to);
     if (this.core.status(false).leader !== to) return;
     this.core.reportRefused(to);
+    this.armTicker();
     if (this.core.status(false).leader === null) {
       this.log.info({ id: this.id, leader: to, reason: 'dial to the leader refused (ECONNREFUSED): its process is gone' }, 'raft: leader gone, campaigning within a few ticks');
     }
@@ -454,6 +546,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
       pendingProposals: this.pending.size,
       pendingReads: this.pendingReads.size,
       transport: this.transport.stats(),
+      clock: { ticks: this.ticksTotal, timerFires: this.timerFires },
     };
   }
 
@@ -483,22 +576,40 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
       queueMicrotask(() => { this.deliverLeaderMessage(this.id, data); });
       return;
     }
-    this.transport.send([{ type: 'leaderMessage', from: this.id, to: leader, term, data }]);
+    // At the end of this turn, with whatever else goes to the leader in it (a follower's keepalive
+    // rides the tick run on the leader's heartbeat, and goes out with the heartbeat's answer).
+    this.transport.sendSoon([{ type: 'leaderMessage', from: this.id, to: leader, term, data }]);
   }
 
   /**
    * Answers the sender of a leaderMessage, outside the log, fire and forget (e.g. a keepalive's
    * acknowledgement). To itself it is delivered locally. The receiver emits 'leaderReply' with
    * the sender's authenticated id. Throws RaftStoppedError, or RaftLeaderMessageTooLargeError.
+   * With withNextHeartbeat, on a leader, the reply waits for this node's next heartbeat and goes
+   * out in its frame (the receiver is woken once for both); it is dropped if this node no longer
+   * leads in the same term by then.
    */
-  replyFromLeader(to: NodeId, data: string): void {
+  replyFromLeader(to: NodeId, data: string, opts: { withNextHeartbeat?: boolean } = {}): void {
     this.assertRunning();
     if (data.length > LEADER_MESSAGE_DATA_MAX) throw new RaftLeaderMessageTooLargeError(data.length, LEADER_MESSAGE_DATA_MAX);
     if (to === this.id) {
       queueMicrotask(() => { if (this.state === 'running') this.emit('leaderReply', { from: this.id, data }); });
       return;
     }
-    this.transport.send([{ type: 'leaderReply', from: this.id, to, term: this.core.status().term, data }]);
+    const { term, role } = this.core.status(false);
+    const m: PeerMessage = { type: 'leaderReply', from: this.id, to, term, data };
+    if (opts.withNextHeartbeat === true && role === 'leader') this.heartbeatReplies.push(m);
+    else this.transport.send([m]);
+  }
+
+  /** After a tick that sent a heartbeat: the replies that waited for it join its frames (see replyFromLeader). */
+  private releaseHeartbeatReplies(heartbeatSent: boolean): void {
+    if (this.heartbeatReplies.length === 0) return;
+    const { term, role } = this.core.status(false);
+    if (role === 'leader' && !heartbeatSent) return;
+    const replies = this.heartbeatReplies;
+    this.heartbeatReplies = [];
+    if (role === 'leader') this.transport.sendSoon(replies.filter((m) => m.term === term));
   }
 
   private deliverLeaderMessage(from: NodeId, data: string): void {
@@ -661,7 +772,8 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     if (this.state === 'closing' || this.state === 'closed') return;
     const wasRunning = this.state === 'running';
     this.state = 'closing';
-    if (this.ticker !== null) clearInterval(this.ticker);
+    if (this.ticker !== null) clearTimeout(this.ticker);
+    this.ticker = null;
     if (this.commitTimer !== null) clearTimeout(this.commitTimer);
     this.failAll(new RaftStoppedError(`node ${this.id} is shutting down`));
     await this.loopIdle;
@@ -785,6 +897,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     this.pendingReads.clear();
     this.readQueue = [];
     this.heartbeatReads = [];
+    this.heartbeatReplies = [];
     this.readInflight = null;
   }
 
@@ -792,6 +905,10 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
 
   private onMessages(ms: readonly PeerMessage[]): void {
     if (this.state !== 'running') return;
+    // The Ready loop first: what the due ticks send (a keepalive, pings) then goes out with the
+    // answers to these messages, in one frame. The ticks before the messages: they came due first.
+    this.kick();
+    this.runDueTicks(false);
     for (const m of ms) {
       if (m.to !== this.id) continue;
       if (this.trace !== null) this.traceReceived(m);
@@ -811,6 +928,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
       }
     }
     this.kick();
+    this.armTicker();
   }
 
   private traceReceived(m: PeerMessage): void {
@@ -866,7 +984,10 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
   }
 
   private async handleReady(rd: Ready): Promise<void> {
-    if (rd.softState !== null) this.noteSoftState(rd.softState.leader, rd.softState.role);
+    if (rd.softState !== null) {
+      this.noteSoftState(rd.softState.leader, rd.softState.role);
+      this.armTicker(); // a follower that lost its leader, or no longer a follower, ticks on time
+    }
     if (rd.hardState !== null && rd.hardState.term !== this.term) {
       this.term = rd.hardState.term;
     }
@@ -1098,7 +1219,8 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     this.log.fatal({ id: this.id, err: e.message, code: (e as { code?: unknown }).code }, 'raft: node stopped after a fatal error');
     if (this.listenerCount('error') > 0) this.emit('error', e);
     this.state = 'closing';
-    if (this.ticker !== null) clearInterval(this.ticker);
+    if (this.ticker !== null) clearTimeout(this.ticker);
+    this.ticker = null;
     if (this.commitTimer !== null) clearTimeout(this.commitTimer);
     this.failAll(new RaftStoppedError(`node ${this.id} stopped after a fatal error: ${e.message}`));
     await this.transport.close().catch(() => undefined);

@@ -13,7 +13,7 @@ export interface RaftNodeLike {
   /** Sends `data` to the leader outside the log (RaftNode.sendToLeader). */
   sendToLeader(data: string): void;
   /** Answers a leaderMessage's sender outside the log (RaftNode.replyFromLeader). */
-  replyFromLeader(to: NodeId, data: string): void;
+  replyFromLeader(to: NodeId, data: string, opts?: { withNextHeartbeat?: boolean }): void;
   on(event: 'leaderChange', listener: (change: LeaderChange) => void): unknown;
   off(event: 'leaderChange', listener: (change: LeaderChange) => void): unknown;
   /** leaderMessage: received while leading; leaderReply: the leader's answer to this node. */
@@ -135,7 +135,9 @@ export function raftConsensus(node: RaftNodeLike, opts: { readTimeoutMs?: number
     const atHeartbeat = leaderSinceMs !== null && nowMs() - leaderSinceMs >= ACK_AT_ONCE_AFTER_ELECTION_MS;
     node.read({ ...(opts.readTimeoutMs === undefined ? {} : { timeoutMs: opts.readTimeoutMs }), atHeartbeat }).then(() => {
       const st = node.status();
-      if (st.role === 'leader' && st.term === term) node.replyFromLeader(to, encodeKeepaliveAck(seq));
+      // At the heartbeat, the acknowledgement goes out with the next one: a follower is woken
+      // for the heartbeat anyway (the lease runs from the keepalive's sending, not from this).
+      if (st.role === 'leader' && st.term === term) node.replyFromLeader(to, encodeKeepaliveAck(seq), { withNextHeartbeat: atHeartbeat });
     }, () => { /* not confirmed: no acknowledgement, the sender's lease is not renewed */ });
   };
   return {

@@ -18,7 +18,7 @@ describe('LoopLateness with a scripted clock', () => {
     let times: ThreadTimes = { cpuMs: 0, runDelayMs: 0 };
     const { log, lines } = capture();
     const l = new LoopLateness({ tickMs: 50, thresholdMs: 500, nowMs: () => nowMs, times: () => times, log });
-    const at = (ms: number, t: ThreadTimes) => { nowMs = ms; times = t; return l.tick(); };
+    const at = (ms: number, t: ThreadTimes, lateMs?: number) => { nowMs = ms; times = t; return l.tick(lateMs); };
     return { at, lines };
   }
 
@@ -28,6 +28,17 @@ describe('LoopLateness with a scripted clock', () => {
     expect(s.at(10_050, { cpuMs: 5001, runDelayMs: 9000 })).toBeNull();
     expect(s.at(10_549, { cpuMs: 5002, runDelayMs: 9400 })).toBeNull(); // 449 ms late
     expect(s.lines).toEqual([]);
+  });
+
+  it('ticks that come when messages do (a Raft follower): the lateness the caller gives counts, not the gap', () => {
+    const s = scripted();
+    s.at(1000, { cpuMs: 100, runDelayMs: 50 });
+    // 900 ms since the last tick, but the caller's timer was not late: no stall.
+    expect(s.at(1900, { cpuMs: 101, runDelayMs: 50 }, 0)).toBeNull();
+    // A tick 40 ms after the last whose timer ran 700 ms late: a stall of 700 ms, the split over the 40 ms since.
+    const stall = s.at(1940, { cpuMs: 102, runDelayMs: 85 }, 700);
+    expect(stall).toMatchObject({ lateMs: 700, cpuMs: 1, runDelayMs: 35, cause: 'waiting for a CPU' });
+    expect(s.lines).toHaveLength(1);
   });
 
   it('a stall spent waiting for a CPU: one warn line with the figures and the reason', () => {

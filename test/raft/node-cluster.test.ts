@@ -603,6 +603,43 @@ describe('RaftNode with three nodes on loopback', () => {
     expect((err as Error).message).toMatch(/4097 characters, more than the 4096/);
   });
 
+  it('replyFromLeader withNextHeartbeat goes out in the frame of the next heartbeat', async () => {
+    const c = await makeCluster(['a', 'b', 'c'], { tickMs: 200 });
+    for (const id of ['a', 'b', 'c']) await c.start(id);
+    const leader = await c.leader();
+    const follower = ['a', 'b', 'c'].filter((id) => id !== leader.id).map((id) => c.members.get(id)!.node!)[0]!;
+    const heard: string[] = [];
+    follower.on('leaderReply', (m) => heard.push(`${m.from}=${m.data}`));
+    const shared = (): number => { const t = follower.status().transport; return t.messagesReceived - t.framesReceived; };
+    const before = shared();
+    leader.replyFromLeader(follower.id, 'ack-1', { withNextHeartbeat: true });
+    await waitFor('the reply delivered', () => heard.length === 1);
+    expect(heard).toEqual([`${leader.id}=ack-1`]);
+    // Exactly one frame carried two messages (the heartbeat and the reply); every other frame to an
+    // idle follower carries one.
+    expect(shared() - before).toBe(1);
+  });
+
+  it('replyFromLeader withNextHeartbeat is dropped when its sender no longer leads by then', async () => {
+    // Long ticks: a second between heartbeats, against milliseconds for a leadership transfer.
+    const c = await makeCluster(['a', 'b', 'c'], { tickMs: 1000 });
+    for (const id of ['a', 'b', 'c']) await c.start(id);
+    const leader = await c.leader();
+    const [follower, other] = ['a', 'b', 'c'].filter((id) => id !== leader.id).map((id) => c.members.get(id)!.node!) as [RaftNode, RaftNode];
+    const heard: string[] = [];
+    follower.on('leaderReply', (m) => heard.push(m.data));
+    // Right after one of its ticks, the next is a second away.
+    const ticks = leader.status().clock.ticks;
+    await waitFor('a tick of the leader', () => leader.status().clock.ticks > ticks, { timeoutMs: 10_000, intervalMs: 2 });
+    leader.replyFromLeader(follower.id, 'stale', { withNextHeartbeat: true });
+    await leader.transferLeadership(other.id);
+    expect(leader.status().role).toBe('follower');
+    // Two ticks of the old leader later, the reply never went out.
+    const t2 = leader.status().clock.ticks;
+    await waitFor('two more ticks of the old leader', () => leader.status().clock.ticks >= t2 + 2, { timeoutMs: 10_000 });
+    expect(heard).toEqual([]);
+  });
+
   it('a leaderMessage that reaches a node that no longer leads is dropped', async () => {
     const c = await makeCluster(['a', 'b', 'c']);
     for (const id of ['a', 'b', 'c']) await c.start(id);

@@ -106,6 +106,44 @@ describe('Raft nodes as OS processes', () => {
     expect(await readFile(c.node(follower).cfg.logFile, 'utf8')).toContain('installed a snapshot from the leader');
   });
 
+  it('a follower ticks on its leader\'s messages, its timer firing rarely; a leader stopped with SIGSTOP (silent, its port open) is still replaced', async () => {
+    const c = await ProcCluster.create(['s1', 's2', 's3'], { tickMs: 100, electionTicks: 5 });
+    cluster = c;
+    const ids = ['s1', 's2', 's3'];
+    await Promise.all(ids.map((id) => c.start(id)));
+    const leader = await c.leader();
+    const followers = ids.filter((id) => id !== leader);
+    const clocks = async (): Promise<Map<string, { ticks: number; timerFires: number }>> =>
+      new Map(await Promise.all(ids.map(async (id) => [id, (await c.status(id) as unknown as { clock: { ticks: number; timerFires: number } }).clock] as const)));
+    const before = await clocks();
+    const until = Date.now() + 3000;
+    await waitFor('3 s of an idle group', () => Date.now() > until, { timeoutMs: 10_000, intervalMs: 100 });
+    const after = await clocks();
+    const delta = (id: string): { ticks: number; timerFires: number } => ({
+      ticks: after.get(id)!.ticks - before.get(id)!.ticks, timerFires: after.get(id)!.timerFires - before.get(id)!.timerFires,
+    });
+    // About 30 ticks each. The leader's timer fires for every tick; a follower's only when no
+    // message came for LAZY_TICKER_HORIZON_MS (500 ms): about 6 times in 3 s.
+    expect(delta(leader).ticks).toBeGreaterThanOrEqual(15);
+    expect(delta(leader).timerFires).toBeGreaterThanOrEqual(delta(leader).ticks);
+    for (const f of followers) {
+      expect(delta(f).ticks, `${f}'s ticks`).toBeGreaterThanOrEqual(15);
+      expect(delta(f).timerFires, `${f}'s timer fires against its ${delta(f).ticks} ticks`).toBeLessThan(delta(f).ticks / 2);
+    }
+    // The leader stops without closing anything: its followers hear nothing, and no dial is
+    // refused. Their own timers must run out their election timeouts.
+    const child = c.node(leader).child!;
+    child.kill('SIGSTOP');
+    try {
+      const next = await c.leader(followers, 30_000);
+      expect(followers).toContain(next);
+    } finally {
+      child.kill('SIGCONT');
+    }
+    const rejoined = await c.leader(ids, 30_000);
+    expect(rejoined).not.toBe(leader);
+  });
+
   it('refuses to start on a corrupted record, naming the file and the index', async () => {
     const c = await ProcCluster.create(['q1', 'q2', 'q3'], { tickMs: 50, electionTicks: 10 });
     cluster = c;

@@ -67,6 +67,25 @@ async function rawClient(port: number, opts: { from: string; to: string; secret:
 }
 
 describe('TcpTransport', () => {
+  it('sendSoon: what is sent to a peer in one event-loop turn goes out in one frame, in order', async () => {
+    const [pa, pb] = [await freePort(), await freePort()];
+    const a = await node('a', pa, { b: `127.0.0.1:${pb}` });
+    const b = await node('b', pb, { a: `127.0.0.1:${pa}` });
+    a.t.send([hb('a', 'b', 1)]);
+    await waitFor('connected', () => b.got.length === 1);
+    const frames = a.t.stats().framesSent;
+    a.t.sendSoon([{ type: 'leaderMessage', from: 'a', to: 'b', term: 2, data: 'first' }]);
+    // Written at once without sendSoon; here it joins the queued message.
+    a.t.send([hb('a', 'b', 2)]);
+    a.t.sendSoon([{ type: 'leaderMessage', from: 'a', to: 'b', term: 2, data: 'third' }, { type: 'leaderMessage', from: 'a', to: 'nobody', term: 2, data: 'lost' }]);
+    expect(a.t.stats().framesSent).toBe(frames);
+    await waitFor('three more delivered', () => b.got.length === 4);
+    expect(a.t.stats().framesSent).toBe(frames + 1);
+    expect(b.got.slice(1).map((m) => ('data' in m ? m.data : m.type))).toEqual(['first', 'heartbeat', 'third']);
+    // A destination it does not know is counted as dropped.
+    expect(a.t.stats().messagesDropped).toBe(1);
+  });
+
   it('delivers messages both ways and batches a burst into few frames', async () => {
     const [pa, pb] = [await freePort(), await freePort()];
     const a = await node('a', pa, { b: `127.0.0.1:${pb}` });
@@ -639,6 +658,29 @@ describe('TcpTransport', () => {
       } finally {
         clearInterval(driver);
       }
+    });
+
+    it('keepaliveTick(callerLateMs): a caller that ran late judges no silence, one whose calls are merely irregular does', async () => {
+      const [pa, pb] = [await freePort(), await freePort()];
+      // Both on the caller's clock: nothing pings unless called, so a's connections fall silent.
+      const a = await node('a', pa, { b: `127.0.0.1:${pb}` }, { ...fast, keepaliveClock: 'caller' });
+      const b = await node('b', pb, { a: `127.0.0.1:${pa}` }, { ...fast, keepaliveClock: 'caller' });
+      a.t.send([hb('a', 'b', 1)]);
+      b.t.send([hb('b', 'a', 1)]);
+      await waitFor('both delivered', () => a.got.length === 1 && b.got.length === 1);
+      const until = Date.now() + 2 * fast.silenceTimeoutMs;
+      await waitFor('two silence timeouts', () => Date.now() > until, { timeoutMs: 5000, intervalMs: 20 });
+      // Without a figure, the long gap since the last call reads as this process running late.
+      a.t.keepaliveTick();
+      expect(a.t.stats().silentDrops).toBe(0);
+      // Said late by the caller: not judged either.
+      a.t.keepaliveTick(10_000);
+      expect(a.t.stats().silentDrops).toBe(0);
+      expect(a.lines.filter((l) => l['msg'] === 'raft transport: keepalive timer ran late, not judging silence this round')).toHaveLength(2);
+      // On time by the caller's word (a Raft follower ticks when its leader's messages come):
+      // the silence is judged, and both of a's connections to b are dropped.
+      a.t.keepaliveTick(0);
+      expect(a.t.stats().silentDrops).toBe(2);
     });
 
     it('rejects a silence timeout that is not more than two keepalive intervals', () => {

@@ -1,6 +1,7 @@
 // The leader's acknowledgement of keepalives (store/raft-consensus.ts) on a stand-in RaftNode:
 // at once for ACK_AT_ONCE_AFTER_ELECTION_MS after it became the leader, then with its next
-// heartbeat (a read atHeartbeat), and only once the read confirmed its leadership in the same term.
+// heartbeat (a read atHeartbeat, the acknowledgement riding the heartbeat after it), and only once
+// the read confirmed its leadership in the same term.
 import { EventEmitter } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { ACK_AT_ONCE_AFTER_ELECTION_MS, decodeKeepaliveAck, encodeKeepalive, raftConsensus } from '../../src/store/raft-consensus.js';
@@ -12,14 +13,14 @@ class FakeNode extends EventEmitter {
   term = 1;
   leader: string | null = null;
   reads: { atHeartbeat: boolean; confirm: () => void; refuse: () => void }[] = [];
-  replies: { to: string; data: string }[] = [];
+  replies: { to: string; data: string; withNextHeartbeat: boolean }[] = [];
   propose(): Promise<unknown> { return Promise.resolve(null); }
   read(opts: { timeoutMs?: number; atHeartbeat?: boolean } = {}): Promise<void> {
     return new Promise((resolve, reject) => { this.reads.push({ atHeartbeat: opts.atHeartbeat === true, confirm: resolve, refuse: () => { reject(new Error('lost')); } }); });
   }
   status(): { term: number; leader: string | null; role: RaftRole } { return { term: this.term, leader: this.leader, role: this.role }; }
   sendToLeader(): void {}
-  replyFromLeader(to: string, data: string): void { this.replies.push({ to, data }); }
+  replyFromLeader(to: string, data: string, opts: { withNextHeartbeat?: boolean } = {}): void { this.replies.push({ to, data, withNextHeartbeat: opts.withNextHeartbeat === true }); }
   lead(): void {
     this.role = 'leader';
     this.term++;
@@ -47,6 +48,8 @@ describe('keepalive acknowledgements on the leader', () => {
     for (const r of node.reads) r.confirm();
     await flush();
     expect(node.replies.map((r) => decodeKeepaliveAck(r.data))).toEqual([1, 2, 3]);
+    // Confirmed at a heartbeat, the acknowledgement also waits for the next one to go out with it.
+    expect(node.replies.map((r) => r.withNextHeartbeat)).toEqual([false, false, true]);
     // A new election: at once again.
     node.lead();
     keepalive(4);

@@ -128,6 +128,17 @@ export class RaftCore {
     return this.role === 'leader' && this.heartbeatElapsed + 1 >= this.config.heartbeatTicks;
   }
 
+  /**
+   * For a follower that knows its leader: how many more ticks with no message from it until its
+   * election timeout runs out (at least 1). Null otherwise (a leader, a candidate, a follower with
+   * no leader). A driver may skip a follower's ticks between the leader's messages and tick at
+   * them instead, as long as its own clock runs out no later than this.
+   */
+  ticksUntilElectionTimeout(): number | null {
+    if (this.role !== 'follower' || this.lead === null) return null;
+    return Math.max(1, this.randomizedElectionTimeout - this.electionElapsed);
+  }
+
   /** Start an election now (with a PreVote round first when preVote is on). */
   campaign(): void {
     this.hup(this.config.preVote ? 'preElection' : 'election');

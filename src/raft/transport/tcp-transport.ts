@@ -434,24 +434,43 @@ export class TcpTransport {
     if (this.closed) return;
     const touched = new Set<PeerLink>();
     for (const m of messages) {
-      const link = this.links.get(m.to);
-      if (link === undefined) {
-        this.counters.messagesDropped++;
-        if (m.type === 'snapshot') this.opts.handlers.onSnapshotSent?.(m.to, false);
-        continue;
-      }
-      link.queue.push(m);
-      if (link.queue.length > this.maxQueueMessages) {
-        const dropped = link.queue.splice(0, link.queue.length - this.maxQueueMessages);
-        this.counters.messagesDropped += dropped.length;
-        for (const d of dropped) if (d.type === 'snapshot') this.opts.handlers.onSnapshotSent?.(d.to, false);
-      }
-      touched.add(link);
+      const link = this.enqueue(m);
+      if (link !== null) touched.add(link);
     }
     for (const link of touched) {
       if (link.state === 'ready' && !link.flushScheduled) this.flush(link);
       else this.scheduleFlush(link);
     }
+  }
+
+  /**
+   * Sends messages with whatever else goes to their destinations in this event-loop turn: queued,
+   * and written in one frame per destination at the end of the turn (setImmediate). For messages
+   * that can wait that long, so that a peer is woken once for them and the turn's other messages.
+   */
+  sendSoon(messages: readonly PeerMessage[]): void {
+    if (this.closed) return;
+    for (const m of messages) {
+      const link = this.enqueue(m);
+      if (link !== null) this.scheduleFlush(link);
+    }
+  }
+
+  /** Queues `m` on its destination's link (dropping the oldest past maxQueueMessages); null for an unknown destination. */
+  private enqueue(m: PeerMessage): PeerLink | null {
+    const link = this.links.get(m.to);
+    if (link === undefined) {
+      this.counters.messagesDropped++;
+      if (m.type === 'snapshot') this.opts.handlers.onSnapshotSent?.(m.to, false);
+      return null;
+    }
+    link.queue.push(m);
+    if (link.queue.length > this.maxQueueMessages) {
+      const dropped = link.queue.splice(0, link.queue.length - this.maxQueueMessages);
+      this.counters.messagesDropped += dropped.length;
+      for (const d of dropped) if (d.type === 'snapshot') this.opts.handlers.onSnapshotSent?.(d.to, false);
+    }
+    return link;
   }
 
   async close(): Promise<void> {
@@ -586,16 +605,21 @@ export class TcpTransport {
    * Every keepaliveIntervalMs: pings every connection, drops the silent ones, abandons slow dials.
    * A tick that comes late (this process was paused or starved) checks nothing: the bytes that
    * arrived meanwhile are not read yet, and a silence measured across our own stall is not the peer's.
-   * The transport's timer calls it, or with keepaliveClock 'caller' its owner.
+   * The transport's timer calls it, or with keepaliveClock 'caller' its owner, which says how late
+   * it ran (callerLateMs); without it the lateness is the gap since the last call less the interval.
    */
-  keepaliveTick(): void {
+  keepaliveTick(callerLateMs?: number): void {
     if (this.server === null || this.closed) return;
     const nowMs = performance.now();
     const gapMs = nowMs - this.lastKeepaliveTickMs;
     this.lastKeepaliveTickMs = nowMs;
-    const judge = gapMs < this.silenceTimeoutMs / 2;
-    if (!judge) this.log.info({ gapMs: Math.round(gapMs) }, 'raft transport: keepalive timer ran late, not judging silence this round');
+    // The caller's clock may come at irregular moments (a Raft follower ticks on its leader's
+    // messages): it says how late it ran, and a long gap is not lateness then.
+    const lateMs = callerLateMs ?? gapMs - this.keepaliveIntervalMs;
+    const judge = lateMs < this.silenceTimeoutMs / 2 - this.keepaliveIntervalMs;
+    if (!judge) this.log.info({ gapMs: Math.round(gapMs), lateMs: Math.round(lateMs) }, 'raft transport: keepalive timer ran late, not judging silence this round');
     const ping = encodeFrame(FRAME_PING, Buffer.alloc(0));
+    const toPing: Socket[] = [];
     for (const link of this.links.values()) {
       const sock = link.socket;
       if (sock === null) continue;
@@ -614,9 +638,8 @@ export class TcpTransport {
       } else if (link.state === 'ready' && nowMs - link.lastSentMs < this.keepaliveIntervalMs) {
         // Messages went out within the interval: the peer heard from us, a ping would only wake it.
         this.counters.pingsSkipped++;
-      } else if (link.state === 'ready' && !sock.writableNeedDrain) {
-        sock.write(ping);
-        this.counters.pingsSent++;
+      } else if (link.state === 'ready') {
+        toPing.push(sock);
       }
     }
     for (const [peer, conn] of this.authenticated) {
@@ -628,12 +651,21 @@ export class TcpTransport {
         conn.done = true;
         conn.sock.destroy();
         conn.raw.destroy();
-      } else if (!conn.sock.writableNeedDrain) {
+      } else {
         // The only bytes this end writes on an inbound connection: the dialler judges it by them.
-        conn.sock.write(ping);
-        this.counters.pingsSent++;
+        toPing.push(conn.sock);
       }
     }
+    if (toPing.length === 0) return;
+    // Written after what this turn's caller sends (a Raft node ticks, then its Ready loop sends the
+    // heartbeats): a peer then reads the ping and the messages in one wake-up, not two.
+    setImmediate(() => {
+      for (const sock of toPing) {
+        if (sock.destroyed || sock.writableNeedDrain) continue;
+        sock.write(ping);
+        this.counters.pingsSent++;
+      }
+    });
   }
 
   /**
