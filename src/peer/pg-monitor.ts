@@ -7,7 +7,7 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../log.js';
 import { PgHealthChecker, readTimelineHistory, type HealthResult, type RenderedRole, type WalPositions } from '../postgres/index.js';
-import { readReplication, readWalPositions, type QueryFn } from '../postgres/replication.js';
+import { readWalAndReplication, type QueryFn, type ReplicationRow as PgReplicationRow } from '../postgres/replication.js';
 import type { PostgresStatus, ReplicationRow, TimelineHistory } from '../model/index.js';
 import { unhealthySince } from './rules/index.js';
 import { PgError } from '../postgres/errors.js';
@@ -43,6 +43,21 @@ export interface PgMonitorOptions {
 }
 
 export const NEW_CONNECTION_CHECK_INTERVAL_MS_DEFAULT = 10_000;
+
+/** A pg_stat_replication row as the model keeps it. */
+function modelRowOf(r: PgReplicationRow): ReplicationRow {
+  return {
+    applicationName: r.applicationName,
+    clientAddr: r.clientAddr,
+    state: r.state,
+    syncState: r.syncState,
+    sentLsn: r.sentLsn,
+    writeLsn: r.writeLsn,
+    flushLsn: r.flushLsn,
+    replayLsn: r.replayLsn,
+    replayLagBytes: r.replayLagBytes,
+  };
+}
 
 interface MonitorEvents {
   /** online or healthy flipped. */
@@ -99,11 +114,12 @@ export class PgMonitor extends EventEmitter<MonitorEvents> {
           await this.pg.checkNewConnection(timeoutMs);
           this.newConnectionOkAtMs = nowMs;
         }
-        const positions = await readWalPositions(this.query);
+        // One round trip for both. A standby has rows too: the cascading asyncs that replicate
+        // from it (GET /shard's links).
+        const { positions, rows } = await readWalAndReplication(this.query);
         this.positions = positions;
+        this.rows = rows.map(modelRowOf);
         await this.readHistory(positions);
-        // A standby has rows too: the cascading asyncs that replicate from it (GET /shard's links).
-        this.rows = await this.readReplication();
       },
     });
     this.checker.on('healthy', (r) => { this.update(r); });
@@ -184,20 +200,6 @@ export class PgMonitor extends EventEmitter<MonitorEvents> {
     return this.unhealthySinceMs === null ? 0 : nowMs - this.unhealthySinceMs;
   }
 
-  private async readReplication(): Promise<ReplicationRow[]> {
-    const rows = await readReplication(this.query);
-    return rows.map((r) => ({
-      applicationName: r.applicationName,
-      clientAddr: r.clientAddr,
-      state: r.state,
-      syncState: r.syncState,
-      sentLsn: r.sentLsn,
-      writeLsn: r.writeLsn,
-      flushLsn: r.flushLsn,
-      replayLsn: r.replayLsn,
-      replayLagBytes: r.replayLagBytes,
-    }));
-  }
 
   private update(r: HealthResult): void {
     const p = r.healthy ? this.positions : null;

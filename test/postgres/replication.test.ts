@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makePgSandbox, connect, pgUrlOf, waitCaughtUp, type PgSandbox } from '../helpers/pg.js';
 import { waitFor } from '../../tools/lib/wait.js';
 import { PostgresServer } from '../../src/postgres/index.js';
+import { readWalAndReplication } from '../../src/postgres/replication.js';
 import { BasebackupBackend } from '../../src/backup/basebackup.js';
 import { hasCode } from '../../src/errors.js';
 
@@ -28,6 +29,13 @@ afterAll(async () => {
 function source(s: PostgresServer, id: string): { peerId: string; pgUrl: string; backupUrl: string } {
   return { peerId: id, pgUrl: pgUrlOf(s), backupUrl: 'http://unused' };
 }
+
+describe('the WAL positions query', () => {
+  it('refuses an answer with no row, with its code', async () => {
+    const none = <R,>(): Promise<R[]> => Promise.resolve([]);
+    await expect(readWalAndReplication(none)).rejects.toMatchObject({ code: 'MANATEE_ERR_PG_QUERY', message: expect.stringContaining('returned no row') });
+  });
+});
 
 describe('replication between two peers', () => {
   it('a new primary is read-only until its sync has caught up, then enableWrites turns writes on', async () => {
@@ -66,6 +74,18 @@ describe('replication between two peers', () => {
     expect(pos.receiveLsn).not.toBeNull();
     expect(pos.replayLsn).not.toBeNull();
     expect(pos.timeline).toBe(1);
+    // The health check's single round trip reads the same as the separate queries, on both.
+    const both = async (s: PostgresServer) => readWalAndReplication((sql, params) => s.query(sql, params));
+    const onA = await both(a);
+    expect(onA.positions).toMatchObject({ inRecovery: false, timeline: 1, receiveLsn: null, replayLsn: null, walReceiver: null });
+    expect(onA.positions.currentLsn).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/);
+    expect(onA.positions.lastLsn).toBe(onA.positions.currentLsn);
+    expect(onA.rows.map((x) => [x.applicationName, x.state, x.syncState, x.pid])).toEqual(rows.map((x) => [x.applicationName, x.state, x.syncState, x.pid]));
+    expect(onA.rows[0]!.replayLagBytes).toBeGreaterThanOrEqual(0);
+    const onB = await both(b);
+    expect(onB.positions).toMatchObject({ inRecovery: true, timeline: 1, currentLsn: null, flushLsn: null, walReceiver: 'streaming' });
+    expect(onB.positions.replayLsn).not.toBeNull();
+    expect(onB.rows).toEqual([]);
   });
 
   it('a standby picks up a changed primary_conninfo by reload, without a restart', async () => {
@@ -107,6 +127,9 @@ describe('replication between two peers', () => {
     expect(await b.inRecovery()).toBe(false);
     const pos = await b.walPositions();
     expect(pos.timeline).toBe(2);
+    const promoted = (await readWalAndReplication((sql, params) => b.query(sql, params))).positions;
+    expect(promoted).toMatchObject({ inRecovery: false, timeline: 2, receiveLsn: null });
+    expect(promoted.currentLsn).not.toBeNull();
     expect(await b.show('default_transaction_read_only')).toBe('on');
     let caught: unknown = null;
     try { await b.promote(); } catch (err) { caught = err; }
