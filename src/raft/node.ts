@@ -427,36 +427,61 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
       this.ticker = null;
       if (this.state !== 'running') return;
       this.timerFires++;
-      this.runDueTicks(true);
+      this.runDueTicks('timer');
       this.armTicker();
     }, Math.max(1, wantMs - performance.now()));
   }
 
   /**
-   * Runs the ticks due by now: from the timer, or before the messages that just came are stepped
-   * (a follower's ticks then run in the wake-up its leader's heartbeat caused). A process that ran
-   * late (the timer overdue by more than a tick: paused, starved) or a node that is not a lazy
-   * follower runs one tick however many came due, with no burst to catch up, as setInterval did.
+   * Runs the ticks due by now: from the timer ('timer'), or before the messages that just came
+   * are stepped ('message': a follower's ticks then run in the wake-up its leader's heartbeat
+   * caused). Every boundary passed counts for what rides the tick (every()'s callbacks, the
+   * transport's keepalive check), as a timer of their own would. The core's clock is more careful:
+   * - a node that is not a lazy follower, or a process that ran late (its timer overdue by more
+   *   than a tick: paused, starved), runs one tick of the core however many came due, as
+   *   setInterval did: time it could not watch does not count against its leader;
+   * - a lazy follower catches up, but never to its election timeout here: the timer's last tick
+   *   waits for the end of this event-loop turn ('deferred', after the poll phase has read what
+   *   its sockets hold, a heartbeat among them), and after messages the rest is left to them.
    */
-  private runDueTicks(fromTimer: boolean): void {
+  private runDueTicks(how: 'timer' | 'message' | 'deferred'): void {
     const nowMs = performance.now();
     // The timer may fire up to a millisecond before its moment by the monotonic clock (libuv's loop time is truncated).
-    const due = Math.floor((nowMs - this.tickAnchorMs + 1) / this.tickMs) - this.ticksRun;
+    const passed = Math.floor((nowMs - this.tickAnchorMs + 1) / this.tickMs);
+    const due = passed - this.ticksRun;
     if (due <= 0) {
-      if (fromTimer) this.tickLateMs = 0;
+      if (how === 'timer') this.tickLateMs = 0;
       return;
     }
-    this.tickLateMs = Math.max(0, nowMs - this.tickerExpiryMs);
-    let n = due;
-    if (this.tickLateMs > this.tickMs || this.core.ticksUntilElectionTimeout() === null) n = 1;
-    if (n < due) this.tickAnchorMs = nowMs - (this.ticksRun + n) * this.tickMs;
-    this.ticksRun += n;
-    this.ticksTotal += n;
-    this.tick(n);
+    if (how !== 'deferred') this.tickLateMs = Math.max(0, nowMs - this.tickerExpiryMs);
+    const untilTimeout = this.core.ticksUntilElectionTimeout();
+    const n = untilTimeout === null || this.tickLateMs > this.tickMs ? 1 : due;
+    if (untilTimeout !== null && how !== 'deferred' && n >= untilTimeout) {
+      const before = untilTimeout - 1;
+      if (how === 'message') {
+        this.ticksRun = passed;
+        this.tick(before, due);
+        return;
+      }
+      this.ticksRun += before;
+      if (before > 0) this.tick(before, before);
+      setImmediate(() => {
+        if (this.state !== 'running') return;
+        this.runDueTicks('deferred');
+        this.armTicker();
+      });
+      return;
+    }
+    this.ticksRun = passed;
+    this.tick(n, due);
   }
 
-  /** `n` ticks of the core at once, then one round of what rides the tick (the transport's keepalive check, every()'s callbacks). */
-  private tick(n: number): void {
+  /**
+   * `n` ticks of the core at once, then one round of what rides the tick (the transport's
+   * keepalive check, every()'s callbacks), for which `elapsed` ticks passed.
+   */
+  private tick(n: number, elapsed: number): void {
+    this.ticksTotal += n;
     let heartbeatSent = false;
     for (let i = 0; i < n; i++) {
       heartbeatSent ||= this.core.heartbeatDueAtNextTick();
@@ -471,12 +496,12 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     // After the kick: what is sent from here on (held replies, pings, a keepalive from every()'s
     // callbacks) goes out at the end of this turn, after the Ready loop's heartbeats, with them.
     this.releaseHeartbeatReplies(heartbeatSent);
-    if (this.keepaliveTicks !== null && (this.ticksSinceKeepalive += n) >= this.keepaliveTicks) {
+    if (this.keepaliveTicks !== null && (this.ticksSinceKeepalive += elapsed) >= this.keepaliveTicks) {
       this.ticksSinceKeepalive = 0;
       this.transport.keepaliveTick(this.tickLateMs);
     }
     for (const p of [...this.periodic]) {
-      if ((p.left -= n) > 0) continue;
+      if ((p.left -= elapsed) > 0) continue;
       p.left = p.ticks;
       try {
         p.fn();
@@ -908,7 +933,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     // The Ready loop first: what the due ticks send (a keepalive, pings) then goes out with the
     // answers to these messages, in one frame. The ticks before the messages: they came due first.
     this.kick();
-    this.runDueTicks(false);
+    this.runDueTicks('message');
     for (const m of ms) {
       if (m.to !== this.id) continue;
       if (this.trace !== null) this.traceReceived(m);
