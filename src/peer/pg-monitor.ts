@@ -200,7 +200,6 @@ export class PgMonitor extends EventEmitter<MonitorEvents> {
     return this.unhealthySinceMs === null ? 0 : nowMs - this.unhealthySinceMs;
   }
 
-
   private update(r: HealthResult): void {
     const p = r.healthy ? this.positions : null;
     const role = this.pg.role;

@@ -425,11 +425,23 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     this.tickerExpiryMs = wantMs;
     this.ticker = setTimeout(() => {
       this.ticker = null;
-      if (this.state !== 'running') return;
       this.timerFires++;
-      this.runDueTicks('timer');
-      this.armTicker();
+      this.clockStep('timer');
     }, Math.max(1, wantMs - performance.now()));
+  }
+
+  /** Stops the ticker and the commit broadcast's timer (close, fatal). */
+  private stopTimers(): void {
+    if (this.ticker !== null) clearTimeout(this.ticker);
+    this.ticker = null;
+    if (this.commitTimer !== null) clearTimeout(this.commitTimer);
+  }
+
+  /** Runs the ticks due (runDueTicks) and arms the ticker for the next, while the node runs. */
+  private clockStep(how: 'timer' | 'deferred'): void {
+    if (this.state !== 'running') return;
+    this.runDueTicks(how);
+    this.armTicker();
   }
 
   /**
@@ -465,11 +477,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
       }
       this.ticksRun += before;
       if (before > 0) this.tick(before, before);
-      setImmediate(() => {
-        if (this.state !== 'running') return;
-        this.runDueTicks('deferred');
-        this.armTicker();
-      });
+      setImmediate(() => { this.clockStep('deferred'); });
       return;
     }
     this.ticksRun = passed;
@@ -797,9 +805,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     if (this.state === 'closing' || this.state === 'closed') return;
     const wasRunning = this.state === 'running';
     this.state = 'closing';
-    if (this.ticker !== null) clearTimeout(this.ticker);
-    this.ticker = null;
-    if (this.commitTimer !== null) clearTimeout(this.commitTimer);
+    this.stopTimers();
     this.failAll(new RaftStoppedError(`node ${this.id} is shutting down`));
     await this.loopIdle;
     // A graceful stop leaves the commit index it knew on disk (a crash may lose it: it is
@@ -930,8 +936,9 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
 
   private onMessages(ms: readonly PeerMessage[]): void {
     if (this.state !== 'running') return;
-    // The Ready loop first: what the due ticks send (a keepalive, pings) then goes out with the
-    // answers to these messages, in one frame. The ticks before the messages: they came due first.
+    // The Ready loop is scheduled first (it runs after this turn, with the core's answers to these
+    // messages): what the due ticks send (a keepalive, pings) then goes out with those answers, in
+    // one frame. The ticks before the messages: they came due first.
     this.kick();
     this.runDueTicks('message');
     for (const m of ms) {
@@ -952,7 +959,6 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
         this.log.debug({ id: this.id, from: m.from, type: m.type, reason: errorMessage(err) }, 'raft: message ignored');
       }
     }
-    this.kick();
     this.armTicker();
   }
 
@@ -1244,9 +1250,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     this.log.fatal({ id: this.id, err: e.message, code: (e as { code?: unknown }).code }, 'raft: node stopped after a fatal error');
     if (this.listenerCount('error') > 0) this.emit('error', e);
     this.state = 'closing';
-    if (this.ticker !== null) clearTimeout(this.ticker);
-    this.ticker = null;
-    if (this.commitTimer !== null) clearTimeout(this.commitTimer);
+    this.stopTimers();
     this.failAll(new RaftStoppedError(`node ${this.id} stopped after a fatal error: ${e.message}`));
     await this.transport.close().catch(() => undefined);
     await this.storage.close().catch(() => undefined);
