@@ -209,6 +209,9 @@ function sendError(reply: FastifyReply, err: BackupError): FastifyReply {
   return reply.code(err.statusCode).send({ code: err.code, message: err.message });
 }
 
+/** How long a relay that exited 0 (its input ended) waits for zfs send's own exit before it is the reason the stream ended. */
+const RELAY_CLEAN_EXIT_GRACE_MS = 2000;
+
 /** Counts bytes on their way to the peer and holds back the end until `zfs send` exited 0. */
 class CountingStream extends Transform {
   constructor(
@@ -649,9 +652,23 @@ export const backupRoutes: FastifyPluginCallback<BackupRoutesOptions> = (app: Fa
       if (!reply.raw.writableFinished) job.stop?.('the peer closed its control connection before the stream ended');
     };
     // A relay that ends while zfs send still runs (its connection broke, or it was killed) ends the stream.
+    // One that exited 0 saw its input end: zfs send closed it, and its own exit (a success or its
+    // reason for failing) follows in moments, so it has RELAY_CLEAN_EXIT_GRACE_MS to say so first.
     const sendEnded = { now: false };
-    void relay?.listener.relay.exited.then(() => {
-      if (!sendEnded.now) job.stop?.(`the TLS relay to the peer ended mid-stream: ${relay.listener.relay.errors() || 'no output'}`);
+    const sendRuns = (): boolean => !sendEnded.now;
+    void relay?.listener.relay.exited.then(async ({ code, signal }) => {
+      if (!sendRuns()) return;
+      if (code === 0 && signal === null) {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          send.done.then(() => undefined, () => undefined),
+          new Promise<void>((resolve) => { timer = setTimeout(resolve, RELAY_CLEAN_EXIT_GRACE_MS); }),
+        ]);
+        clearTimeout(timer);
+        // The request's own continuation after `await send.done` ran first and set sendEnded.
+        if (!sendRuns()) return;
+      }
+      job.stop?.(`the TLS relay to the peer ended mid-stream: ${relay.listener.relay.errors() || 'no output'}`);
     });
     reply.raw.on('close', onControlClose);
     log.info({ jobId: job.id, peerId: job.peerId, snapshot: job.snapshot, fromSnapshot: job.fromSnapshot, pid: send.pid, direct: true }, 'backup: streaming (zfs send writes on the connection)');

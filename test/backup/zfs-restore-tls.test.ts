@@ -121,8 +121,8 @@ beforeAll(async () => {
   await writeFile(join(srcMp, 'big'), randomBytes(24 * 1024 * 1024));
   await writeFile(join(srcMp, 'marker'), 'v1');
   await zfs.createSnapshot(srcDs);
-  // Failures on the source, made by a zfs wrapper (`mode` file next to it): "die" sends the first
-  // MiB and exits 3, "stall" sends the first MiB and then waits; anything else is plain zfs.
+  // Failures on the source, made by a zfs wrapper (`mode` file next to it): "die", "stall" and
+  // "hang" (SendMode says what each does); anything else is plain zfs.
   faults = await faultySend(join(pool.dir, 'zfs-wrapper'));
   serverZfs = new CountingZfs({ log, zfsPath: faults.path });
   const ca = await makeTestCa(join(pool.dir, 'ca'));
@@ -199,6 +199,29 @@ describe.each(PROGRAMS)('with $kind', (p) => {
         await setMode('plain');
       }
       await expectOldBack(ds, mp);
+      await noRelayLeft();
+    });
+
+    it('a source whose zfs send closes its output and never exits: its relay ends cleanly, the send is stopped 2 s later and named the reason', async () => {
+      const { ds, mp } = await oldPeer(`relay-hung-${program.kind}`);
+      await setMode('hang');
+      try {
+        const cap = capturingLogger();
+        const started = Date.now();
+        const err = await backend(ds, mp, { log: cap.logger }).restore({ source: source(), reason: 'rebuild' }).catch((e: unknown) => e);
+        // A lower bound only: the source waited its grace for zfs send's own exit before stopping it.
+        expect(Date.now() - started).toBeGreaterThanOrEqual(2000);
+        expect(err).toBeInstanceOf(RestoreFailedError);
+        expect((err as Error).message).toMatch(/the source's stream failed: the TLS relay to the peer ended mid-stream: .*exiting with status 0/);
+        const jobId = cap.lines().find((l) => typeof l['jobId'] === 'string')?.['jobId'] as string;
+        const st = await jobStatus(jobId);
+        expect(st.state).toBe('failed');
+        expect(st.error).toMatch(/the TLS relay to the peer ended mid-stream/);
+      } finally {
+        await setMode('plain');
+      }
+      await expectOldBack(ds, mp);
+      await stalledSendGone();
       await noRelayLeft();
     });
 

@@ -32,8 +32,9 @@ export async function expectOldBack(zfs: Zfs, ds: string, mp: string, parent: st
   expect(await zfs.listIsolated(parent)).toEqual([]);
 }
 
-/** How the wrapper's sends behave: "die" sends the first MiB and exits 3, "stall" sends it and then waits. */
-export type SendMode = 'plain' | 'die' | 'stall';
+/** How the wrapper's sends behave: "die" sends the first MiB, closes its output and exits 3 300 ms later, "stall" sends it and then waits,
+ * "hang" sends it, closes its output and never exits. */
+export type SendMode = 'plain' | 'die' | 'stall' | 'hang';
 
 export interface FaultySend {
   /** The wrapper, to run as zfs (Zfs's zfsPath). */
@@ -55,8 +56,11 @@ export async function faultySend(dir: string): Promise<FaultySend> {
   await writeFile(path, [
     '#!/bin/sh',
     `mode=$(cat '${modeFile}')`,
-    'if [ "$1" = send ] && [ "$mode" = die ]; then zfs "$@" | head -c 1048576; exit 3; fi',
+    // A dying send's stream ends before its exit status is known (its output closed, then 300 ms):
+    // the reason given must be its exit, never the end its reader saw first.
+    'if [ "$1" = send ] && [ "$mode" = die ]; then zfs "$@" | head -c 1048576; exec 1>&-; sleep 0.3; exit 3; fi',
     `if [ "$1" = send ] && [ "$mode" = stall ]; then zfs "$@" | head -c 1048576; exec sleep ${stallSleep}; fi`,
+    `if [ "$1" = send ] && [ "$mode" = hang ]; then zfs "$@" | head -c 1048576; exec 1>&-; exec sleep ${stallSleep}; fi`,
     'exec zfs "$@"',
     '',
   ].join('\n'));
