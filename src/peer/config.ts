@@ -141,17 +141,22 @@ function crossCheck(c: SitterConfig): string[] {
   return problems;
 }
 
+/** The leader's heartbeat interval the default heartbeatTicks aims at (defaultHeartbeatTicks). */
+export const HEARTBEAT_TARGET_MS = 200;
+
 /**
- * A heartbeat about every 100 ms, as etcd's default: every tick at the default 100 ms tick, every
- * 2 ticks at a tick under 75 ms; never more than electionTicks - 1 ticks apart. At the defaults
- * (100 ms tick, 5 ticks of election timeout) a follower hears five heartbeats per election timeout
- * before it would campaign. The tick is 100 ms, not 50, because every tick wakes every sitter
- * whether or not it has anything to do, and on a small machine each wake-up takes CPU and cache
- * from PostgreSQL: an idle dev shard's three sitters used 4.57 CPU s a minute at 50 ms ticks and
- * 2.97 at 100 ms with the same heartbeat and election timeout (tools/bench/idle-cost.ts).
+ * A heartbeat about every HEARTBEAT_TARGET_MS (200 ms): every 2 ticks at the default 100 ms tick,
+ * every 4 at a 50 ms tick; never fewer than 2.5 heartbeats per (shortest) election timeout, nor
+ * more than electionTicks - 1 ticks apart. At the defaults (100 ms tick, 5 ticks of election
+ * timeout, drawn from 500-1000 ms) a follower campaigns only when two heartbeats in a row are
+ * lost or late by more than a tick. Each heartbeat wakes every sitter and each wake-up takes CPU
+ * and cache from PostgreSQL on a small machine: the leader's heartbeats (and their answers) were
+ * most of the idle sitters' wake-ups at 100 ms, etcd's default (see README, "A heartbeat every
+ * 200 ms"). The tick is 100 ms, not 50: an idle dev shard's three sitters used 4.57 CPU s a
+ * minute at 50 ms ticks and 2.97 at 100 ms with the same heartbeat and election timeout.
  */
 export function defaultHeartbeatTicks(electionTicks: number, tickMs: number): number {
-  return Math.max(1, Math.min(Math.round(100 / tickMs), 2, electionTicks - 1));
+  return Math.max(1, Math.min(Math.round(HEARTBEAT_TARGET_MS / tickMs), Math.floor((electionTicks * 2) / 5), electionTicks - 1));
 }
 
 /** Validates a parsed configuration object and fills in defaults. Throws ConfigError naming every bad field. */

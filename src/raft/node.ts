@@ -406,8 +406,10 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
   }
 
   /**
-   * The clock. Tick k is due at tickAnchorMs + k * tickMs. A leader, a candidate and a follower
-   * with no leader tick on time, one timer per tick. A follower that knows its leader ticks when
+   * The clock. Tick k is due at tickAnchorMs + k * tickMs. A candidate and a follower with no
+   * leader tick on time, one timer per tick. A leader's timer runs out when its next heartbeat is
+   * due (RaftCore.ticksUntilHeartbeat), and runs the ticks that came due meanwhile: the ticks
+   * between heartbeats only counted, and woke it for nothing. A follower that knows its leader ticks when
    * messages come instead, running the ticks that came due since its last (runDueTicks from
    * onMessages): the leader's heartbeat wakes it every tick anyway, and a timer of its own woke
    * it a second time for each (issue #11). Its timer then only runs out when no message came for
@@ -417,7 +419,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
    */
   private armTicker(): void {
     if (this.state !== 'running') return;
-    const ahead = this.core.ticksUntilElectionTimeout();
+    const ahead = this.core.ticksUntilElectionTimeout() ?? this.core.ticksUntilHeartbeat();
     const ticks = ahead === null ? 1 : Math.max(1, Math.min(ahead, Math.floor(LAZY_TICKER_HORIZON_MS / this.tickMs)));
     const wantMs = this.tickAnchorMs + (this.ticksRun + ticks) * this.tickMs;
     if (this.ticker !== null && this.tickerExpiryMs <= wantMs + 1) return;
@@ -449,8 +451,10 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
    * are stepped ('message': a follower's ticks then run in the wake-up its leader's heartbeat
    * caused). Every boundary passed counts for what rides the tick (every()'s callbacks, the
    * transport's keepalive check), as a timer of their own would. The core's clock is more careful:
-   * - a node that is not a lazy follower, or a process that ran late (its timer overdue by more
-   *   than a tick: paused, starved), runs one tick of the core however many came due, as
+   * - a leader runs the ticks due up to its next heartbeat, late or not (a late leader still
+   *   sends its heartbeat);
+   * - a candidate, a follower with no leader, or a lazy follower that ran late (its timer overdue
+   *   by more than a tick: paused, starved), runs one tick of the core however many came due, as
    *   setInterval did: time it could not watch does not count against its leader;
    * - a lazy follower catches up, but never to its election timeout here: the timer's last tick
    *   waits for the end of this event-loop turn ('deferred', after the poll phase has read what
@@ -467,7 +471,8 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     }
     if (how !== 'deferred') this.tickLateMs = Math.max(0, nowMs - this.tickerExpiryMs);
     const untilTimeout = this.core.ticksUntilElectionTimeout();
-    const n = untilTimeout === null || this.tickLateMs > this.tickMs ? 1 : due;
+    const untilHeartbeat = this.core.ticksUntilHeartbeat();
+    const n = untilHeartbeat !== null ? Math.min(due, untilHeartbeat) : untilTimeout === null || this.tickLateMs > this.tickMs ? 1 : due;
     if (untilTimeout !== null && how !== 'deferred' && n >= untilTimeout) {
       const before = untilTimeout - 1;
       if (how === 'message') {

@@ -38,20 +38,23 @@ describe('sitter configuration', () => {
     expect(c.rebuild.automatic).toBe(true);
     expect(c.raft.tickMs).toBe(100);
     expect(c.raft.electionTicks).toBe(5);
-    expect(c.raft.heartbeatTicks).toBe(1);
+    expect(c.raft.heartbeatTicks).toBe(2);
   });
 
-  it('heartbeats about every 100 ms (every tick at 100 ms, every 2 ticks below 75 ms), below the election timeout, and keeps a heartbeatTicks that is given', () => {
+  it('heartbeats about every 200 ms (every 2 ticks at 100 ms, every 4 at 50 ms), at least 2.5 times per election timeout, below it, and keeps a heartbeatTicks that is given', () => {
     const withRaft = (extra: Record<string, unknown>) => {
       const input = minimal();
       input['raft'] = { ...(input['raft'] as object), ...extra };
       return parseConfig(input).raft;
     };
+    expect(withRaft({}).heartbeatTicks).toBe(2);
     expect(withRaft({ electionTicks: 2 }).heartbeatTicks).toBe(1);
     expect(withRaft({ electionTicks: 3 }).heartbeatTicks).toBe(1);
-    expect(withRaft({ tickMs: 50, electionTicks: 10 }).heartbeatTicks).toBe(2);
+    expect(withRaft({ electionTicks: 4 }).heartbeatTicks).toBe(1);
+    expect(withRaft({ tickMs: 50, electionTicks: 10 }).heartbeatTicks).toBe(4);
+    expect(withRaft({ tickMs: 50, electionTicks: 5 }).heartbeatTicks).toBe(2);
     expect(withRaft({ tickMs: 50, electionTicks: 2 }).heartbeatTicks).toBe(1);
-    expect(withRaft({ tickMs: 10, electionTicks: 10 }).heartbeatTicks).toBe(2);
+    expect(withRaft({ tickMs: 10, electionTicks: 10 }).heartbeatTicks).toBe(4);
     expect(withRaft({ tickMs: 250 }).heartbeatTicks).toBe(1);
     expect(withRaft({ heartbeatTicks: 1 }).heartbeatTicks).toBe(1);
     expect(() => withRaft({ electionTicks: 4, heartbeatTicks: 4 })).toThrow(/raft.heartbeatTicks: must be less than raft.electionTicks/);

@@ -122,7 +122,7 @@ describe('Raft nodes as OS processes', () => {
     const delta = (id: string): { ticks: number; timerFires: number } => ({
       ticks: after.get(id)!.ticks - before.get(id)!.ticks, timerFires: after.get(id)!.timerFires - before.get(id)!.timerFires,
     });
-    // About 30 ticks each. The leader's timer fires for every tick; a follower's only when no
+    // About 30 ticks each. The leader's timer fires for every tick (a heartbeat every tick); a follower's only when no
     // message came for LAZY_TICKER_HORIZON_MS (500 ms): about 6 times in 3 s.
     expect(delta(leader).ticks).toBeGreaterThanOrEqual(15);
     expect(delta(leader).timerFires).toBeGreaterThanOrEqual(delta(leader).ticks);
@@ -142,6 +142,36 @@ describe('Raft nodes as OS processes', () => {
     }
     const rejoined = await c.leader(ids, 30_000);
     expect(rejoined).not.toBe(leader);
+  });
+
+  it('a leader with a heartbeat every 2 ticks wakes once per heartbeat: its timer fires for about half its ticks, and the group keeps its term', async () => {
+    const c = await ProcCluster.create(['h1', 'h2', 'h3'], { tickMs: 100, electionTicks: 5, heartbeatTicks: 2 });
+    cluster = c;
+    const ids = ['h1', 'h2', 'h3'];
+    await Promise.all(ids.map((id) => c.start(id)));
+    const leader = await c.leader();
+    type Clocked = { term: number; leader: string | null; clock: { ticks: number; timerFires: number } };
+    const statuses = async (): Promise<Map<string, Clocked>> =>
+      new Map(await Promise.all(ids.map(async (id) => [id, await c.status(id) as unknown as Clocked] as const)));
+    const startedMs = Date.now();
+    const before = await statuses();
+    const until = Date.now() + 3000;
+    await waitFor('3 s of an idle group', () => Date.now() > until, { timeoutMs: 10_000, intervalMs: 100 });
+    const after = await statuses();
+    const wallMs = Date.now() - startedMs;
+    const ticks = after.get(leader)!.clock.ticks - before.get(leader)!.clock.ticks;
+    const fires = after.get(leader)!.clock.timerFires - before.get(leader)!.clock.timerFires;
+    // About 30 ticks and 15 heartbeats: the timer runs out at heartbeats only (a message may run a
+    // tick between them, never add a fire), where it fired at every tick before (about 30). A
+    // starved process runs fewer ticks than came due, never more fires than heartbeats were due.
+    expect(ticks).toBeGreaterThanOrEqual(10);
+    expect(fires, `the leader's timer fires against its ${ticks} ticks in ${wallMs} ms`).toBeLessThanOrEqual(Math.ceil(wallMs / 200) + 2);
+    expect(fires).toBeGreaterThanOrEqual(5);
+    // Heartbeats every 200 ms against a 500-1000 ms election timeout keep every follower with it.
+    for (const id of ids) {
+      expect(after.get(id)!.term, `${id}'s term`).toBe(before.get(leader)!.term);
+      expect(after.get(id)!.leader, `${id}'s leader`).toBe(leader);
+    }
   });
 
   it('refuses to start on a corrupted record, naming the file and the index', async () => {

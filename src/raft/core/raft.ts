@@ -139,6 +139,17 @@ export class RaftCore {
     return Math.max(1, this.randomizedElectionTimeout - this.electionElapsed);
   }
 
+  /**
+   * For a leader: how many more ticks until it broadcasts its next heartbeat (at least 1). Null
+   * otherwise. Between heartbeats a leader's ticks only count (its check-quorum and an unfinished
+   * transfer, at the election timeout, may run up to this many ticks late): a driver may run them
+   * together when this many have come due.
+   */
+  ticksUntilHeartbeat(): number | null {
+    if (this.role !== 'leader') return null;
+    return Math.max(1, this.config.heartbeatTicks - this.heartbeatElapsed);
+  }
+
   /** Start an election now (with a PreVote round first when preVote is on). */
   campaign(): void {
     this.hup(this.config.preVote ? 'preElection' : 'election');
