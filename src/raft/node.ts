@@ -19,7 +19,7 @@ import { EventEmitter } from 'node:events';
 import { mkdir } from 'node:fs/promises';
 import type { Logger } from '../log.js';
 import { ManateeError, asError, errorMessage } from '../errors.js';
-import { RaftCore } from './core/raft.js';
+import { RaftCore, type RaftStanding } from './core/raft.js';
 import { MemoryLog } from './core/memory-log.js';
 import { ConfChangeInvalidError, ProposalDroppedError, RaftInvariantError } from './core/errors.js';
 import { decodeConfChange } from './core/confchange.js';
@@ -568,6 +568,11 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     this.kick();
   }
 
+  /** Its term, leader and role, without the rest of status() (built on every call). */
+  standing(): RaftStanding {
+    return this.core.standing();
+  }
+
   status(): RaftNodeStatus {
     const st = this.core.status();
     return {
@@ -652,7 +657,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
 
   private deliverLeaderMessage(from: NodeId, data: string): void {
     // A node that is not (or no longer) the leader drops it: the sender's view was stale.
-    if (this.state !== 'running' || this.core.status().role !== 'leader') return;
+    if (this.state !== 'running' || this.core.standing().role !== 'leader') return;
     this.emit('leaderMessage', { from, data });
   }
 
@@ -678,7 +683,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
         }, timeoutMs),
       };
       this.pendingReads.add(p);
-      if (opts.atHeartbeat === true && this.core.status().role === 'leader') {
+      if (opts.atHeartbeat === true && this.core.standing().role === 'leader') {
         this.heartbeatReads.push(p);
         return;
       }
@@ -693,7 +698,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
    * wake-up of each process, not two). A node that no longer leads starts them at once.
    */
   private releaseHeartbeatReads(heartbeatSent: boolean): void {
-    if (this.heartbeatReads.length === 0 || (!heartbeatSent && this.core.status().role === 'leader')) return;
+    if (this.heartbeatReads.length === 0 || (!heartbeatSent && this.core.standing().role === 'leader')) return;
     this.readQueue.push(...this.heartbeatReads);
     this.heartbeatReads = [];
     if (this.readInflight === null) this.issueReadIndex();
@@ -723,7 +728,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
   private retryLostRead(): void {
     const inflight = this.readInflight;
     if (inflight === null || Date.now() - inflight.sentAtMs < this.electionTicks * this.tickMs) return;
-    if (this.core.status().leader === null) return; // wait for the election to end
+    if (this.core.standing().leader === null) return; // wait for the election to end
     this.readInflight = null;
     this.readQueue = [...inflight.waiters, ...this.readQueue];
     this.log.debug({ id: this.id, waiters: inflight.waiters.length }, 'raft: ReadIndex request unanswered, re-issuing');
@@ -834,7 +839,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
   }
 
   private assertLeaderKnown(): void {
-    if (this.core.status().leader === null) throw new RaftNoLeaderError(`node ${this.id} knows no leader (term ${this.core.status().term})`);
+    if (this.core.standing().leader === null) throw new RaftNoLeaderError(`node ${this.id} knows no leader (term ${this.core.standing().term})`);
   }
 
   private mapDropped(err: unknown): Error {
@@ -1080,7 +1085,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     if (rd.snapshot !== null) this.installSnapshot(rd.snapshot);
     for (let i = applyFirst; i < rd.committedEntries.length; i++) this.applyEntry(rd.committedEntries[i]!);
     // After applying: a forwarded proposal committed in this same Ready is answered, not ended.
-    if (rd.softState !== null) this.endForwardedProposals(this.leader, this.core.status().term);
+    if (rd.softState !== null) this.endForwardedProposals(this.leader, this.core.standing().term);
     for (const rs of rd.readStates) {
       const inflight = this.readInflight;
       if (inflight === null || rs.context !== inflight.ctx) continue; // an abandoned request's answer
@@ -1116,7 +1121,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
   }
 
   private noteSoftState(leader: NodeId | null, role: RaftRole): void {
-    const term = this.core.status().term;
+    const term = this.core.standing().term;
     if (leader === this.leader) return;
     this.log.info({ id: this.id, leader, previous: this.leader, term, role }, leader === null ? 'raft: leader lost' : 'raft: leader changed');
     this.leader = leader;

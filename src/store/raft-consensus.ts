@@ -9,7 +9,8 @@ export interface RaftNodeLike {
   readonly id: NodeId;
   propose(data: string, opts?: { timeoutMs?: number }): Promise<unknown>;
   read(opts?: { timeoutMs?: number; atHeartbeat?: boolean }): Promise<void>;
-  status(): { readonly term: number; readonly leader: NodeId | null; readonly role: RaftRole };
+  /** Its term, leader and role (RaftNode.standing: cheap, asked on every keepalive and tick). */
+  standing(): { readonly term: number; readonly leader: NodeId | null; readonly role: RaftRole };
   /** Sends `data` to the leader outside the log (RaftNode.sendToLeader). */
   sendToLeader(data: string): void;
   /** Answers a leaderMessage's sender outside the log (RaftNode.replyFromLeader). */
@@ -116,7 +117,7 @@ export const ACK_AT_ONCE_AFTER_ELECTION_MS = 3000;
 export function raftConsensus(node: RaftNodeLike, opts: { readTimeoutMs?: number; nowMs?: () => number } = {}): Consensus {
   const lease = new KeepaliveLease();
   const nowMs = opts.nowMs ?? (() => performance.now());
-  let leaderSinceMs: number | null = node.status().role === 'leader' ? nowMs() : null;
+  let leaderSinceMs: number | null = node.standing().role === 'leader' ? nowMs() : null;
   node.on('leaderChange', (c) => { leaderSinceMs = c.leader === node.id ? nowMs() : null; });
   node.on('leaderReply', (m) => {
     const seq = decodeKeepaliveAck(m.data);
@@ -128,13 +129,13 @@ export function raftConsensus(node: RaftNodeLike, opts: { readTimeoutMs?: number
    * cannot renew a lease that its successor (whose grace started before the keepalive) would not honour.
    */
   const acknowledge = (to: NodeId, seq: number): void => {
-    const term = node.status().term;
+    const term = node.standing().term;
     // ACK_AT_HEARTBEAT: each keepalive's own ReadIndex round was a heartbeat to every follower and
     // its answer, about 10 rounds a second in a 3-peer shard on top of the 10 heartbeats; riding on
     // the heartbeat, a follower is woken once per heartbeat, not twice (issue #11).
     const atHeartbeat = leaderSinceMs !== null && nowMs() - leaderSinceMs >= ACK_AT_ONCE_AFTER_ELECTION_MS;
     node.read({ ...(opts.readTimeoutMs === undefined ? {} : { timeoutMs: opts.readTimeoutMs }), atHeartbeat }).then(() => {
-      const st = node.status();
+      const st = node.standing();
       // At the heartbeat, the acknowledgement goes out with the next one: a follower is woken
       // for the heartbeat anyway (the lease runs from the keepalive's sending, not from this).
       if (st.role === 'leader' && st.term === term) node.replyFromLeader(to, encodeKeepaliveAck(seq), { withNextHeartbeat: atHeartbeat });
@@ -168,9 +169,9 @@ export function raftConsensus(node: RaftNodeLike, opts: { readTimeoutMs?: number
     every: (ms: number, fn: () => void) => node.every?.(ms, fn) ?? null,
     leaseRenewedAtMs: () => lease.renewedAt(),
     onLeaseRenewed: (listener: () => void) => lease.onRenewed(listener),
-    isLeader: () => node.status().role === 'leader',
-    leader: () => node.status().leader,
-    term: () => node.status().term,
+    isLeader: () => node.standing().role === 'leader',
+    leader: () => node.standing().leader,
+    term: () => node.standing().term,
     onLeaderChange: (listener) => {
       node.on('leaderChange', listener);
       return () => {

@@ -18,7 +18,7 @@ class FakeNode extends EventEmitter {
   read(opts: { timeoutMs?: number; atHeartbeat?: boolean } = {}): Promise<void> {
     return new Promise((resolve, reject) => { this.reads.push({ atHeartbeat: opts.atHeartbeat === true, confirm: resolve, refuse: () => { reject(new Error('lost')); } }); });
   }
-  status(): { term: number; leader: string | null; role: RaftRole } { return { term: this.term, leader: this.leader, role: this.role }; }
+  standing(): { term: number; leader: string | null; role: RaftRole } { return { term: this.term, leader: this.leader, role: this.role }; }
   sendToLeader(): void {}
   replyFromLeader(to: string, data: string, opts: { withNextHeartbeat?: boolean } = {}): void { this.replies.push({ to, data, withNextHeartbeat: opts.withNextHeartbeat === true }); }
   lead(): void {

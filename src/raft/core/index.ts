@@ -2,6 +2,6 @@
 export * from './types.js';
 export * from './errors.js';
 export { MemoryLog, type MemoryLogInit } from './memory-log.js';
-export { RaftCore, type RaftStatus } from './raft.js';
+export { RaftCore, type RaftStanding, type RaftStatus } from './raft.js';
 export { applyConfChangeTo, decodeConfChange, encodeConfChange, validateConfChange } from './confchange.js';
 export { bootstrapSnapshot } from './bootstrap.js';

@@ -39,6 +39,13 @@ const MAX_BUFFERED_MESSAGES = 100_000;
  */
 const ELECTION_STAGGER_TICKS = 2;
 
+/** A node's term, leader and role (RaftCore.standing). */
+export interface RaftStanding {
+  readonly term: number;
+  readonly leader: NodeId | null;
+  readonly role: RaftRole;
+}
+
 export interface RaftStatus {
   readonly id: NodeId;
   readonly term: number;
@@ -382,6 +389,11 @@ export class RaftCore {
     if (rd.snapshot !== null) this.raftLog.stableSnapTo(rd.snapshot.metadata.index);
     // Reads that waited for this leader's first commit can go now.
     this.releasePendingReadRequests();
+  }
+
+  /** Its term, leader and role: status()'s cheap part, for callers that ask on every message or tick. */
+  standing(): RaftStanding {
+    return { term: this.term, leader: this.lead, role: this.role };
   }
 
   /** What the node knows now. `withProgress` (default true) adds the leader's view of each follower. */
