@@ -349,7 +349,14 @@ export class PostgresServer extends EventEmitter<PgEvents> {
     return this.held.connectCount;
   }
 
+  /**
+   * The data directory holds a database. A running postmaster holds its own: only a stopped one's
+   * is looked at. The look is a stat through libuv's thread pool (a worker thread's wake-up and the
+   * event loop's), which the reconciler asked for at every evaluation, once a second on every peer
+   * (0.6 ms of CPU a second on an idle primary's sitter, in a V8 profile).
+   */
   async hasData(): Promise<boolean> {
+    if (this.running) return true;
     try {
       await stat(join(this.dataDir, 'PG_VERSION'));
       return true;

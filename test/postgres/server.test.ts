@@ -1,6 +1,6 @@
 // One real PostgreSQL 15 cluster, reused across the tests of this file: lifecycle, rendered
 // configuration per role, the operator overrides file, health checks and exit events.
-import { readFile, writeFile, appendFile } from 'node:fs/promises';
+import { readFile, rename, writeFile, appendFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makePgSandbox, connect, type PgSandbox } from '../helpers/pg.js';
@@ -228,14 +228,29 @@ describe('PostgresServer lifecycle', () => {
     expect(await pg.pendingRestart()).toEqual([]);
   });
 
-  it('configure stopped stops it; configure primary starts it again', async () => {
+  it('configure stopped stops it; configure primary starts it again; hasData looks at the disk only while it is stopped', async () => {
     const r = await pg.configure({ role: 'stopped' });
     expect(r.action).toBe('stopped');
     expect(pg.running).toBe(false);
     expect((await pg.configure({ role: 'stopped' })).action).toBe('none');
+    const version = join(pg.dataDir, 'PG_VERSION');
+    await rename(version, `${version}.aside`);
+    try {
+      expect(await pg.hasData()).toBe(false);
+    } finally {
+      await rename(`${version}.aside`, version);
+    }
+    expect(await pg.hasData()).toBe(true);
     const r2 = await pg.configure({ role: 'primary', oneNodeWriteMode: true });
     expect(r2.action).toBe('started');
     expect(await pg.show('default_transaction_read_only')).toBe('off');
+    // A running postmaster holds its data directory: no stat (a thread-pool round trip) is made.
+    await rename(version, `${version}.aside`);
+    try {
+      expect(await pg.hasData()).toBe(true);
+    } finally {
+      await rename(`${version}.aside`, version);
+    }
   });
 
   it('a primary started fresh (not ONWM) is read-only', async () => {
