@@ -613,7 +613,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
   sendToLeader(data: string): void {
     this.assertRunning();
     if (data.length > LEADER_MESSAGE_DATA_MAX) throw new RaftLeaderMessageTooLargeError(data.length, LEADER_MESSAGE_DATA_MAX);
-    const { leader, term } = this.core.status();
+    const { leader, term } = this.core.standing();
     if (leader === null) throw new RaftNoLeaderError(`node ${this.id} knows no leader (term ${term})`);
     if (leader === this.id) {
       queueMicrotask(() => { this.deliverLeaderMessage(this.id, data); });
@@ -874,7 +874,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
       }
       // As leader, the core appended the entry at once: remember where, so that if another
       // leader's entry is applied there instead, the proposer hears so now, not at its timeout.
-      const st = this.core.status();
+      const st = this.core.status(false);
       if (st.role === 'leader') {
         this.proposedAt.set(st.lastIndex, rid);
         this.trace?.('propose', st.lastIndex);
