@@ -382,7 +382,10 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
    * the stop, or null when `ms` is shorter than a tick (the caller keeps its own timer). When the
    * tick does not divide `ms`, `fn` runs every floor(ms / tick) ticks: a little more often than
    * asked, never less (the store's follower loop of 750 ms runs every 700 ms at a 100 ms tick).
-   * Runs while the node runs.
+   * When ticks run several at a time (a lazy follower's at its leader's heartbeats, a leader's at
+   * its own), the ticks run past a period count toward the next: at a heartbeat every 2 ticks a
+   * 3-tick period runs after 4 ticks, then 2, at its rate on average (a single lost keepalive then
+   * leaves the next one 6 ticks after the last, as on time). Runs while the node runs.
    */
   every(ms: number, fn: () => void): (() => void) | null {
     if (!(ms >= this.tickMs)) return null;
@@ -510,12 +513,18 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     // callbacks) goes out at the end of this turn, after the Ready loop's heartbeats, with them.
     this.releaseHeartbeatReplies(heartbeatSent);
     if (this.keepaliveTicks !== null && (this.ticksSinceKeepalive += elapsed) >= this.keepaliveTicks) {
-      this.ticksSinceKeepalive = 0;
+      // What ran past the period counts toward the next one (ticks come two at a time between a
+      // leader's heartbeats: a 3-tick period then alternates 4 and 2 ticks, 3 on average); a
+      // whole period or more passed (a stall) starts the next one afresh.
+      const over = this.ticksSinceKeepalive - this.keepaliveTicks;
+      this.ticksSinceKeepalive = over < this.keepaliveTicks ? over : 0;
       this.transport.keepaliveTick(this.tickLateMs);
     }
     for (const p of [...this.periodic]) {
       if ((p.left -= elapsed) > 0) continue;
-      p.left = p.ticks;
+      // As the keepalive's: the ticks past the period count toward the next (the callbacks keep
+      // their rate on average when ticks come in pairs), unless a whole period passed (a stall).
+      p.left = p.left + p.ticks > 0 ? p.left + p.ticks : p.ticks;
       try {
         p.fn();
       } catch (err) {

@@ -483,6 +483,22 @@ describe('RaftNode with three nodes on loopback', () => {
     await f.node!.read({ atHeartbeat: true });
   });
 
+  it('every() keeps its rate when ticks run two at a time (a leader ticks at its heartbeats): a 3-tick period alternates 4 and 2 ticks', async () => {
+    const c = await makeCluster(['a'], { tickMs: 100, heartbeatTicks: 2 });
+    const n = await c.start('a');
+    await waitFor('a leads', () => n.status().role === 'leader', { timeoutMs: 30_000 });
+    const at: number[] = [];
+    const stop = n.every(300, () => { at.push(performance.now()); })!;
+    await waitFor('twenty runs', () => at.length >= 20, { timeoutMs: 60_000 });
+    stop();
+    // Counted in ticks of time: one run per 3 ticks on average. Without the carry it ran every 4
+    // (the first boundary at or past 3 in steps of 2): 15 runs in 60 ticks, not 20. A stall of a
+    // period or more (a loaded machine) may cost a run: two are allowed for.
+    const elapsedTicks = Math.round((at[at.length - 1]! - at[0]!) / 100);
+    expect(at.length - 1, `${at.length - 1} periods in ${elapsedTicks} ticks`).toBeGreaterThanOrEqual(Math.floor(elapsedTicks / 3) - 2);
+    expect(at.length - 1).toBeLessThanOrEqual(Math.ceil(elapsedTicks / 2) + 1);
+  });
+
   it('every() runs a callback from the ticker every floor(ms / tickMs) ticks of time, until stopped, and at once after a stall; null when ms is shorter than a tick', async () => {
     const c = await makeCluster(['a'], { tickMs: 25 });
     const n = await c.start('a');
