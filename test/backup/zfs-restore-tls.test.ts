@@ -108,8 +108,22 @@ async function noRelayLeft(): Promise<void> {
 }
 
 const stalledSendGone = (): Promise<void> => faults.stalledSendGone();
+
+/** The source's job failed because its relay ended while zfs send ran. */
+async function expectRelayEndedJob(jobId: string): Promise<void> {
+  const st = await jobStatus(jobId);
+  expect(st.state).toBe('failed');
+  expect(st.error).toMatch(/the TLS relay to the peer ended mid-stream/);
+}
 const oldPeer = (name: string): Promise<{ ds: string; mp: string }> => oldPeerIn(zfs, pool, name);
 const expectOldBack = (ds: string, mp: string): Promise<void> => expectOldBackIn(zfs, ds, mp, `${pool.name}/peers`);
+
+/** After a restore the source stopped: the old dataset is back, and no send nor relay is left running. */
+async function expectStoppedAndBack(ds: string, mp: string): Promise<void> {
+  await expectOldBack(ds, mp);
+  await stalledSendGone();
+  await noRelayLeft();
+}
 
 beforeAll(async () => {
   pool = await createTestPool({ sizeMb: 384 });
@@ -213,16 +227,11 @@ describe.each(PROGRAMS)('with $kind', (p) => {
         expect(Date.now() - started).toBeGreaterThanOrEqual(2000);
         expect(err).toBeInstanceOf(RestoreFailedError);
         expect((err as Error).message).toMatch(/the source's stream failed: the TLS relay to the peer ended mid-stream: .*exiting with status 0/);
-        const jobId = cap.lines().find((l) => typeof l['jobId'] === 'string')?.['jobId'] as string;
-        const st = await jobStatus(jobId);
-        expect(st.state).toBe('failed');
-        expect(st.error).toMatch(/the TLS relay to the peer ended mid-stream/);
+        await expectRelayEndedJob(cap.lines().find((l) => typeof l['jobId'] === 'string')?.['jobId'] as string);
       } finally {
         await setMode('plain');
       }
-      await expectOldBack(ds, mp);
-      await stalledSendGone();
-      await noRelayLeft();
+      await expectStoppedAndBack(ds, mp);
     });
 
     it('a restore aborted mid-stream (progress from the kernel first) stops the source\'s zfs send and both relays, and puts the old dataset back', async () => {
@@ -241,9 +250,7 @@ describe.each(PROGRAMS)('with $kind', (p) => {
         await setMode('plain');
       }
       expect(seen.some((p) => p.phase === 'receiving' && p.bytesDone >= 1024 * 1024)).toBe(true);
-      await expectOldBack(ds, mp);
-      await stalledSendGone();
-      await noRelayLeft();
+      await expectStoppedAndBack(ds, mp);
     });
 
     it('a relay stream that stops flowing fails the restore after streamIdleTimeoutMs, and the source stops its send', async () => {
@@ -256,9 +263,7 @@ describe.each(PROGRAMS)('with $kind', (p) => {
       } finally {
         await setMode('plain');
       }
-      await expectOldBack(ds, mp);
-      await stalledSendGone();
-      await noRelayLeft();
+      await expectStoppedAndBack(ds, mp);
     });
 
     it('DELETE of a sending job stops it: the peer\'s restore fails naming the cancellation', async () => {
@@ -308,15 +313,11 @@ describe.each(PROGRAMS)('with $kind', (p) => {
         const err = await restore;
         expect(err).toBeInstanceOf(RestoreFailedError);
         expect((err as Error).message).toMatch(/interrupted/);
-        const st = await jobStatus(jobId);
-        expect(st.state).toBe('failed');
-        expect(st.error).toMatch(/the TLS relay to the peer ended mid-stream/);
+        await expectRelayEndedJob(jobId);
       } finally {
         await setMode('plain');
       }
-      await expectOldBack(ds, mp);
-      await stalledSendGone();
-      await noRelayLeft();
+      await expectStoppedAndBack(ds, mp);
     });
   });
 
