@@ -175,6 +175,16 @@ const ENVELOPE_PREFIX = 'm1~';
  */
 export const LAZY_TICKER_HORIZON_MS = 500;
 
+/**
+ * A periodic countdown that ran out (`left` <= 0) starts its next period: the ticks run past the
+ * period count toward the next one (ticks come two at a time between a leader's heartbeats, and a
+ * 3-tick period then alternates 4 and 2 ticks, 3 on average), unless a whole period or more passed
+ * (a stall), which starts the next one afresh.
+ */
+function nextCountdown(left: number, period: number): number {
+  return left + period > 0 ? left + period : period;
+}
+
 export function wrapCommand(rid: string, data: string): string {
   return `${ENVELOPE_PREFIX}${rid}~${data}`;
 }
@@ -238,7 +248,8 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
    * transport keeps its own timer).
    */
   private readonly keepaliveTicks: number | null;
-  private ticksSinceKeepalive = 0;
+  /** Ticks left until the transport's next keepalive check (a countdown, as every()'s). */
+  private keepaliveLeft: number;
   /** Callbacks run from the ticker every `ticks` ticks (every()). */
   private readonly periodic = new Set<{ readonly ticks: number; left: number; readonly fn: () => void }>();
   private commitTimer: NodeJS.Timeout | null = null;
@@ -299,6 +310,7 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     const peers: Record<NodeId, string> = {};
     for (const [id, a] of this.addresses) if (id !== opts.id) peers[id] = a;
     this.keepaliveTicks = KEEPALIVE_INTERVAL_MS % this.tickMs === 0 ? KEEPALIVE_INTERVAL_MS / this.tickMs : null;
+    this.keepaliveLeft = this.keepaliveTicks ?? 0;
     this.transport = new TcpTransport({
       id: opts.id,
       keepaliveClock: this.keepaliveTicks !== null ? 'caller' : 'timer',
@@ -512,19 +524,13 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
     // After the kick: what is sent from here on (held replies, pings, a keepalive from every()'s
     // callbacks) goes out at the end of this turn, after the Ready loop's heartbeats, with them.
     this.releaseHeartbeatReplies(heartbeatSent);
-    if (this.keepaliveTicks !== null && (this.ticksSinceKeepalive += elapsed) >= this.keepaliveTicks) {
-      // What ran past the period counts toward the next one (ticks come two at a time between a
-      // leader's heartbeats: a 3-tick period then alternates 4 and 2 ticks, 3 on average); a
-      // whole period or more passed (a stall) starts the next one afresh.
-      const over = this.ticksSinceKeepalive - this.keepaliveTicks;
-      this.ticksSinceKeepalive = over < this.keepaliveTicks ? over : 0;
+    if (this.keepaliveTicks !== null && (this.keepaliveLeft -= elapsed) <= 0) {
+      this.keepaliveLeft = nextCountdown(this.keepaliveLeft, this.keepaliveTicks);
       this.transport.keepaliveTick(this.tickLateMs);
     }
     for (const p of [...this.periodic]) {
       if ((p.left -= elapsed) > 0) continue;
-      // As the keepalive's: the ticks past the period count toward the next (the callbacks keep
-      // their rate on average when ticks come in pairs), unless a whole period passed (a stall).
-      p.left = p.left + p.ticks > 0 ? p.left + p.ticks : p.ticks;
+      p.left = nextCountdown(p.left, p.ticks);
       try {
         p.fn();
       } catch (err) {
@@ -848,7 +854,8 @@ export class RaftNode extends EventEmitter<RaftNodeEvents> {
   }
 
   private assertLeaderKnown(): void {
-    if (this.core.standing().leader === null) throw new RaftNoLeaderError(`node ${this.id} knows no leader (term ${this.core.standing().term})`);
+    const { leader, term } = this.core.standing();
+    if (leader === null) throw new RaftNoLeaderError(`node ${this.id} knows no leader (term ${term})`);
   }
 
   private mapDropped(err: unknown): Error {
